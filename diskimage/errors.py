@@ -1,0 +1,67 @@
+"""The exception hierarchy, one class per kind of fault, each with its exit code.
+
+The commands' shared runner turns these into one line on stderr and the exit
+code below; the table is repeated in every command's ``--help`` and in
+docs/rdeploy.md.
+"""
+
+
+class DiskImageError(Exception):
+    """Base of every error the library raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(DiskImageError):
+    """The command was called with words or values that make no sense."""
+
+    exit_code = 2
+
+
+class InputError(DiskImageError):
+    """A source or image path that cannot be used: missing, a directory,
+    not an image, a terminal where data must flow, a bad partition list."""
+
+    exit_code = 3
+
+
+class CorruptImageError(DiskImageError):
+    """Image data that fails its checks: a checksum, a record header, a
+    truncated stream.  Names the chunk and the byte offset in the image."""
+
+    exit_code = 4
+
+    def __init__(self, message, *, offset=None, chunk=None):
+        where = []
+        if chunk is not None:
+            where.append(f"chunk {chunk}")
+        if offset is not None:
+            where.append(f"image offset {offset}")
+        if where:
+            message = f"{message} ({', '.join(where)})"
+        super().__init__(message)
+        self.offset = offset
+        self.chunk = chunk
+
+
+class TargetError(DiskImageError):
+    """A restore target that is refused before anything is written: too
+    small, mounted, the source itself, another sector size, unconfirmed."""
+
+    exit_code = 5
+
+
+class NoSpaceError(DiskImageError):
+    """The output ran out of space, or a write failed part way."""
+
+    exit_code = 6
+
+
+class UnsupportedError(DiskImageError):
+    """An image of an unknown major version, or an unknown codec."""
+
+    exit_code = 7
+
+
+class TableError(InputError):
+    """A partition table that cannot be parsed."""
