@@ -1,0 +1,70 @@
+"""The one place where the commands turn exceptions into a one-line message
+on stderr and a documented exit code.
+
+Exit codes (every command's --help and docs/rdeploy.md repeat them)::
+
+    0    success
+    1    other failure (an I/O error)
+    2    usage error
+    3    bad input: missing or unusable source, not an image, a terminal
+    4    the image is damaged: checksum, truncated, bad record
+    5    target refused: too small, mounted, the source, unconfirmed
+    6    no space left on the output, or a write failed
+    7    unsupported image version or codec
+    70   internal error (a bug; set RDEPLOY_DEBUG=1 for the traceback)
+    130  interrupted (Ctrl-C)
+    141  broken pipe (the reader went away); nothing is printed
+"""
+
+import os
+import sys
+import traceback
+
+from docopt import DocoptExit
+
+from diskimage.errors import DiskImageError
+
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+
+def _debug():
+    return bool(os.environ.get("RDEPLOY_DEBUG"))
+
+
+def run(prog, main, argv):
+    """Call main(argv) and map what it raises to (message, exit code)."""
+    try:
+        return main(argv) or 0
+    except DocoptExit as exc:
+        print(str(exc).strip(), file=sys.stderr)
+        return 2
+    except DiskImageError as exc:
+        if _debug():
+            traceback.print_exc()
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing was left that looks complete",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Stop Python's own complaint at exit when stdout is already gone.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        if _debug():
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: say so, briefly, unless debugging
+        if _debug():
+            traceback.print_exc()
+        print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
+              f"(set RDEPLOY_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_INTERNAL

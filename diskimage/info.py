@@ -1,0 +1,45 @@
+"""What an image holds, as a JSON-able dict (rdeploy info, imgx info)."""
+
+from .format import CODEC_NAMES
+from .reader import ImageReader
+
+
+def image_info(path):
+    with ImageReader(path) as image:
+        meta = image.metadata
+        areas = [dict(area, data_bytes=0, zero_bytes=0, stored_bytes=0,
+                      chunks=0) for area in meta["areas"]]
+        codecs = {}
+        for entry in image.entries:
+            area = areas[entry.area]
+            area["chunks"] += 1
+            if entry.is_zero:
+                area["zero_bytes"] += entry.length
+            else:
+                area["data_bytes"] += entry.length
+                area["stored_bytes"] += entry.stored_size
+                name = CODEC_NAMES.get(entry.codec, str(entry.codec))
+                codecs[name] = codecs.get(name, 0) + 1
+        data = sum(a["data_bytes"] for a in areas)
+        stored = sum(a["stored_bytes"] for a in areas)
+        return {
+            "image": path,
+            "volumes": image.source.paths,
+            "image_bytes": image.image_bytes,
+            "format_version": f"{image.header['version_major']}."
+                              f"{image.header['version_minor']}",
+            "chunk_size": image.chunk_size,
+            "tool": meta.get("tool"),
+            "created": meta.get("created"),
+            "description": meta.get("description", ""),
+            "mode": meta.get("mode"),
+            "compression": meta.get("compression"),
+            "chunk_codecs": codecs,
+            "source": meta["source"],
+            "table": meta["table"],
+            "areas": areas,
+            "data_bytes": data,
+            "zero_bytes": sum(a["zero_bytes"] for a in areas),
+            "stored_bytes": stored,
+            "ratio": round(stored / data, 4) if data else None,
+        }

@@ -1,0 +1,261 @@
+"""Where image bytes go and come from: files, split volumes, pipes.
+
+A split image is the image stream cut into volumes of at most a chosen size:
+``img.rdi``, ``img.r01``, ``img.r02`` ...  The volumes are plain slices, so
+``cat img.rdi img.r01 img.r02`` is the same stream.  Output volumes are
+written under ``NAME.partial`` and renamed only when the image is complete,
+the first volume last, so a name without ``.partial`` is always a whole image.
+"""
+
+import errno
+import os
+import re
+import stat
+
+from .errors import DiskImageError, InputError, NoSpaceError
+
+PARTIAL = ".partial"
+_VOLUME_SUFFIX = re.compile(r"\.r(\d{2,})$")
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def volume_name(path, number):
+    """Name of volume `number` (0 is the first) of the image at `path`."""
+    if number == 0:
+        return path
+    base = path[:-4] if path.endswith(".rdi") else path
+    return f"{base}.r{number:02d}"
+
+
+def _write_error(exc, name, offset):
+    if exc.errno in _NO_SPACE:
+        return NoSpaceError(f"{name}: no space left after {offset} bytes")
+    return DiskImageError(f"{name}: write failed at byte {offset}: "
+                          f"{exc.strerror}")
+
+
+class StreamOutput:
+    """An image written to an open binary file object such as stdout."""
+
+    def __init__(self, fileobj, name="<stdout>"):
+        self.fileobj = fileobj
+        self.name = name
+        self.position = 0
+
+    def write(self, data):
+        try:
+            self.fileobj.write(data)
+        except OSError as exc:
+            raise _write_error(exc, self.name, self.position) from None
+        self.position += len(data)
+
+    def commit(self):
+        try:
+            self.fileobj.flush()
+        except OSError as exc:
+            raise _write_error(exc, self.name, self.position) from None
+
+    def abort(self):
+        pass
+
+
+class VolumeOutput:
+    """An image written to one file, or to volumes of at most `split` bytes."""
+
+    def __init__(self, path, split=None):
+        if split is not None and split < 4096:
+            raise InputError("--split must be at least 4 KiB")
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise InputError(f"{path}: directory {directory} does not exist")
+        if os.path.isdir(path):
+            raise InputError(f"{path}: is a directory")
+        self.path = path
+        self.split = split
+        self.position = 0
+        self.volumes = []   # final names of volumes opened so far
+        self._fd = None
+        self._room = 0
+
+    def _next_volume(self):
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+        name = volume_name(self.path, len(self.volumes))
+        try:
+            self._fd = os.open(name + PARTIAL,
+                               os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as exc:
+            raise InputError(f"{name}{PARTIAL}: cannot create: "
+                             f"{exc.strerror}") from None
+        self.volumes.append(name)
+        self._room = self.split if self.split else float("inf")
+
+    def write(self, data):
+        view = memoryview(data)
+        while view:
+            if self._fd is None or self._room == 0:
+                self._next_volume()
+            piece = view[:self._room] if self.split else view
+            try:
+                written = os.write(self._fd, piece)
+            except OSError as exc:
+                raise _write_error(exc, self.volumes[-1] + PARTIAL,
+                                   self.position) from None
+            view = view[written:]
+            self._room -= written
+            self.position += written
+
+    def commit(self):
+        """fsync and rename every volume; drop stale later volumes."""
+        if self._fd is None:
+            self._next_volume()
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise _write_error(exc, self.volumes[-1] + PARTIAL,
+                               self.position) from None
+        os.close(self._fd)
+        self._fd = None
+        number = len(self.volumes)
+        while os.path.exists(volume_name(self.path, number)):
+            os.unlink(volume_name(self.path, number))
+            number += 1
+        for name in reversed(self.volumes):
+            os.replace(name + PARTIAL, name)
+        directory = os.open(os.path.dirname(os.path.abspath(self.path)),
+                            os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def abort(self):
+        """Remove every partial volume; the old image, if any, is untouched."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        for name in self.volumes:
+            try:
+                os.unlink(name + PARTIAL)
+            except FileNotFoundError:
+                pass
+
+
+def find_volumes(path):
+    """The volume files of the image whose first volume is `path`."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: is a directory, not an image")
+    match = _VOLUME_SUFFIX.search(path)
+    if match and int(match.group(1)) > 0:
+        first = path[:match.start()] + ".rdi"
+        raise InputError(f"{path}: is a later volume of a split image; "
+                         f"give the first volume ({first})")
+    volumes = [path]
+    while os.path.exists(volume_name(path, len(volumes))):
+        volumes.append(volume_name(path, len(volumes)))
+    return volumes
+
+
+class VolumeInput:
+    """The volumes of an image read as one stream: sequentially with read()
+    and, when every volume is a regular file, at any offset with read_at()."""
+
+    def __init__(self, path):
+        self.name = path
+        self.paths = find_volumes(path)
+        self.files = []
+        try:
+            for name in self.paths:
+                self.files.append(open(name, "rb", buffering=0))
+        except OSError as exc:
+            self.close()
+            raise InputError(f"{name}: cannot open: {exc.strerror}") from None
+        self.sizes = [os.fstat(f.fileno()).st_size for f in self.files]
+        self.seekable = all(stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+                            for f in self.files)
+        self.size = sum(self.sizes) if self.seekable else None
+        self._current = 0
+        self.position = 0
+
+    def read(self, size):
+        """Up to `size` bytes from the stream; fewer only at its end."""
+        parts = []
+        while size > 0 and self._current < len(self.files):
+            data = self.files[self._current].read(size)
+            if not data:
+                self._current += 1
+                continue
+            parts.append(data)
+            size -= len(data)
+            self.position += len(data)
+        return b"".join(parts)
+
+    def read_at(self, offset, size):
+        """Up to `size` bytes at stream `offset`, across volume boundaries."""
+        parts = []
+        base = 0
+        for f, volume_size in zip(self.files, self.sizes):
+            if size <= 0:
+                break
+            if offset < base + volume_size:
+                local = offset - base
+                data = os.pread(f.fileno(), min(size, volume_size - local),
+                                local)
+                parts.append(data)
+                offset += len(data)
+                size -= len(data)
+                if len(data) < volume_size - local and size > 0:
+                    break
+            base += volume_size
+        return b"".join(parts)
+
+    def close(self):
+        for f in self.files:
+            f.close()
+        self.files = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class PipeInput:
+    """An image read from an open binary file object such as stdin."""
+
+    seekable = False
+    size = None
+
+    def __init__(self, fileobj, name="<stdin>"):
+        self.fileobj = fileobj
+        self.name = name
+        self.position = 0
+        self.paths = []
+
+    def read(self, size):
+        parts = []
+        while size > 0:
+            data = self.fileobj.read(size)
+            if not data:
+                break
+            parts.append(data)
+            size -= len(data)
+            self.position += len(data)
+        return b"".join(parts)
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,259 @@
+"""rdeploy - capture disks into .rdi images and restore them onto disks.
+
+Usage:
+  rdeploy capture SOURCE IMAGE [--partitions=LIST] [--raw] [--compress=CODEC]
+                  [--level=N] [--split=SIZE] [--threads=N]
+                  [--description=TEXT] [--progress=MODE] [--quiet]
+  rdeploy restore IMAGE TARGET [--partitions=LIST] [--yes] [--verify]
+                  [--threads=N] [--progress=MODE] [--quiet]
+  rdeploy verify IMAGE [--threads=N] [--progress=MODE] [--quiet]
+  rdeploy info IMAGE [--json]
+  rdeploy list [--json]
+  rdeploy demo [--dir=DIR] [--keep]
+  rdeploy (-h | --help)
+  rdeploy --version
+
+Commands:
+  capture   Copy SOURCE (a disk such as /dev/sda, or a disk image file) into
+            IMAGE. Partition tables are kept whole; all-zero chunks are stored
+            as holes. IMAGE "-" writes the stream to stdout (not a terminal).
+  restore   Lay IMAGE onto TARGET (a disk, or a disk file created sparse when
+            missing). IMAGE "-" reads the stream from stdin; for a split image
+            give its first volume. The plan is checked before anything is
+            written: too small, mounted or same-as-source targets are refused.
+            Asks for confirmation on a terminal; otherwise needs --yes.
+  verify    Check every chunk, the index and the whole-image digest; write
+            nothing. A damaged image exits 4 and names the chunk and offset.
+  info      Show the source disk, partitions, filesystems, sizes and codec.
+  list      Show local disks: size, model, sector sizes, partitions, mounts.
+  demo      Build a demo disk (GPT; ext4, FAT32, NTFS with real files),
+            capture, restore, verify and check it, printing sizes and speed.
+
+Options:
+  --partitions=LIST    Only these partition numbers, e.g. 1,3 (capture keeps
+                       the table too; restore writes into the same slots).
+  --raw                Copy every sector, zero chunks still stored as holes.
+  --compress=CODEC     lz4, zstd or none [default: lz4].
+  --level=N            Compression level (lz4 1-12, zstd 1-19).
+  --split=SIZE         Cut the image into volumes of at most SIZE (650M, 2G):
+                       IMAGE, then IMAGE with .r01, .r02 ...
+  --threads=N          Worker threads [default: all cores].
+  --description=TEXT   A note stored in the image [default: ].
+  --yes                Overwrite TARGET without asking.
+  --verify             After restore, read back what was written and compare
+                       it with the image's checksums.
+  --json               Print JSON instead of a table.
+  --progress=MODE      auto (a bar when stderr is a terminal), bar, json (one
+                       JSON object per line on stderr), none [default: auto].
+  -q --quiet           Print nothing but errors.
+  --dir=DIR            Where the demo puts its disks [default: demo-run].
+  --keep               Keep the demo's files.
+  -h --help            Show this text.
+  --version            Show the version.
+
+Exit codes:
+  0 success; 1 other failure (I/O error); 2 usage error; 3 bad input (missing
+  or unusable source, not an image, a terminal); 4 damaged image (checksum,
+  truncated, bad record); 5 target refused (too small, mounted, the source,
+  other sector size, not confirmed); 6 no space left or a write failed;
+  7 unsupported image version or codec; 70 internal error; 130 interrupted;
+  141 broken pipe.
+
+Examples:
+  rdeploy capture /dev/sda /srv/images/lab.rdi --description="lab 2026-11"
+  rdeploy capture /dev/sda - | ssh host 'cat > lab.rdi'
+  rdeploy restore lab.rdi /dev/sdb --verify
+  curl -s http://server/lab.rdi | rdeploy restore - /dev/sda --yes
+"""
+
+import json
+import os
+import sys
+
+from docopt import docopt
+
+from cliutil.progress import MODES, Progress
+from cliutil.runner import run
+from diskimage import __version__
+from diskimage.errors import InputError, TargetError, UsageError
+
+from . import render
+
+
+def _int_option(value, name):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} takes a whole number, not {value!r}") \
+            from None
+    if number < 1:
+        raise UsageError(f"{name} must be at least 1")
+    return number
+
+
+def _partition_list(text):
+    if text is None:
+        return None
+    try:
+        numbers = sorted({int(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise UsageError(f"--partitions takes numbers like 1,3, not {text!r}")\
+            from None
+    if not numbers or numbers[0] < 1:
+        raise UsageError(f"--partitions takes numbers like 1,3, not {text!r}")
+    return numbers
+
+
+def _threads(args):
+    if args["--threads"] in (None, "all cores"):
+        return None
+    return _int_option(args["--threads"], "--threads")
+
+
+def _progress(args, label):
+    mode = args["--progress"]
+    if mode not in MODES:
+        raise UsageError(f"--progress must be one of {', '.join(MODES)}")
+    return Progress(mode, label, quiet=args["--quiet"])
+
+
+def _say(args, text):
+    if not args["--quiet"]:
+        print(text, file=sys.stderr)
+
+
+def _open_image(path):
+    """The image input for IMAGE: stdin for "-", else its volumes."""
+    from diskimage.volumes import PipeInput, VolumeInput
+    if path == "-":
+        if sys.stdin.isatty():
+            raise InputError("stdin is a terminal; pipe an image into "
+                             "rdeploy, or give a file")
+        return PipeInput(sys.stdin.buffer)
+    return VolumeInput(path)
+
+
+def cmd_capture(args):
+    from diskimage.capture import capture
+    from diskimage.compression import Compressor
+    from diskimage.sizes import parse_size
+    from diskimage.volumes import StreamOutput, VolumeOutput
+
+    level = None if args["--level"] is None else \
+        _int_option(args["--level"], "--level")
+    compressor = Compressor(args["--compress"], level)
+    if args["IMAGE"] == "-":
+        if args["--split"]:
+            raise UsageError("--split needs an image file, not stdout")
+        if sys.stdout.isatty():
+            raise InputError("stdout is a terminal; redirect the image to a "
+                             "file or a pipe")
+        output = StreamOutput(sys.stdout.buffer)
+    else:
+        split = parse_size(args["--split"]) if args["--split"] else None
+        output = VolumeOutput(args["IMAGE"], split)
+    progress = _progress(args, "capture")
+    try:
+        summary = capture(args["SOURCE"], output, compressor=compressor,
+                          partitions=_partition_list(args["--partitions"]),
+                          raw=args["--raw"], threads=_threads(args),
+                          description=args["--description"],
+                          progress=progress)
+    finally:
+        progress.close()
+    for warning in summary["warnings"]:
+        _say(args, f"rdeploy: warning: {warning}")
+    _say(args, render.capture_line(args["SOURCE"], args["IMAGE"], summary))
+    return 0
+
+
+def _confirm(args, plan):
+    if args["--yes"]:
+        return
+    if args["IMAGE"] == "-" or not sys.stdin.isatty():
+        raise TargetError(f"{args['TARGET']}: not overwritten without --yes "
+                          f"(no terminal to ask on)")
+    print(f"rdeploy: about to write {plan.describe()}.", file=sys.stderr)
+    print("Everything on it will be overwritten. Type 'yes' to go on: ",
+          end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() != "yes":
+        raise TargetError(f"{args['TARGET']}: not confirmed; nothing written")
+
+
+def cmd_restore(args):
+    from diskimage.reader import RecordStream
+    from diskimage.restore import plan_restore, run_restore
+
+    with _open_image(args["IMAGE"]) as source:
+        stream = RecordStream(source)
+        plan = plan_restore(stream, args["TARGET"],
+                            partitions=_partition_list(args["--partitions"]))
+        _confirm(args, plan)
+        progress = _progress(args, "restore")
+        try:
+            summary = run_restore(plan, threads=_threads(args) or
+                                  os.cpu_count(), verify=args["--verify"],
+                                  progress=progress)
+        finally:
+            progress.close()
+    _say(args, render.restore_line(args["IMAGE"], args["TARGET"], summary))
+    return 0
+
+
+def cmd_verify(args):
+    from diskimage.verify import verify
+
+    with _open_image(args["IMAGE"]) as source:
+        progress = _progress(args, "verify")
+        try:
+            summary = verify(source, threads=_threads(args) or os.cpu_count(),
+                             progress=progress)
+        finally:
+            progress.close()
+    if not args["--quiet"]:
+        print(render.verify_line(args["IMAGE"], summary))
+    return 0
+
+
+def cmd_info(args):
+    from diskimage.info import image_info
+
+    info = image_info(args["IMAGE"])
+    print(json.dumps(info, indent=2) if args["--json"]
+          else render.info_text(info))
+    return 0
+
+
+def cmd_list(args):
+    from diskimage.device import list_disks
+
+    disks = list_disks()
+    print(json.dumps(disks, indent=2) if args["--json"]
+          else render.disks_table(disks))
+    return 0
+
+
+def cmd_demo(args):
+    from . import demo
+    return demo.run(args["--dir"], keep=args["--keep"])
+
+
+COMMANDS = {"capture": cmd_capture, "restore": cmd_restore,
+            "verify": cmd_verify, "info": cmd_info, "list": cmd_list,
+            "demo": cmd_demo}
+
+
+def _main(argv):
+    args = docopt(__doc__, argv=argv, version=f"rdeploy {__version__}")
+    for name, command in COMMANDS.items():
+        if args[name]:
+            return command(args)
+    raise UsageError("no command given")
+
+
+def main(argv=None):
+    return run("rdeploy", _main, sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Turning library results into the lines and tables rdeploy prints."""
+
+from diskimage.sizes import format_size
+
+
+def _rate(nbytes, seconds):
+    return f"{format_size(nbytes / seconds)}/s" if seconds > 0 else "-"
+
+
+def capture_line(source, image, s):
+    stored = s["image_bytes"]
+    return (f"rdeploy: captured {source} -> {image}: "
+            f"{format_size(s['read_bytes'])} read, "
+            f"{format_size(s['data_bytes'])} data, "
+            f"{format_size(s['zero_bytes'])} holes, "
+            f"{format_size(stored)} image in {s['seconds']:.1f} s "
+            f"({_rate(s['read_bytes'], s['seconds'])})")
+
+
+def restore_line(image, target, s):
+    checked = ", read back and verified" if s.get("verified") else ""
+    return (f"rdeploy: restored {image} -> {target}: "
+            f"{format_size(s['written_bytes'])} in {s['seconds']:.1f} s "
+            f"({_rate(s['written_bytes'], s['seconds'])}){checked}")
+
+
+def verify_line(image, s):
+    return (f"{image}: OK: {s['chunks']} chunks, "
+            f"{format_size(s['data_bytes'])} data, "
+            f"{format_size(s['zero_bytes'])} holes, "
+            f"digest sha256:{s['digest']}")
+
+
+def _table(headers, rows):
+    widths = [max(len(str(x)) for x in column)
+              for column in zip(headers, *rows)]
+    lines = []
+    for row in [headers] + rows:
+        lines.append("  ".join(str(x).ljust(w)
+                               for x, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def info_text(info):
+    src, table = info["source"], info["table"]
+    ratio = f"{info['ratio']:.2f}" if info["ratio"] is not None else "-"
+    comp = info["compression"] or {}
+    lines = [
+        f"image:        {info['image']} ({len(info['volumes'])} volume(s), "
+        f"{format_size(info['image_bytes'])}, format {info['format_version']})",
+        f"created:      {info['created']} by {info['tool']}",
+        f"description:  {info['description'] or '-'}",
+        f"source disk:  {src['path']}, {format_size(src['size'])}, "
+        f"{src['logical_sector_size']}/{src['physical_sector_size']}-byte "
+        f"sectors, table {table['kind']}"
+        + (f" (id {table['disk_id']})" if table.get("disk_id") else ""),
+        f"capture:      {info['mode']}, {comp.get('codec')} level "
+        f"{comp.get('level')}, {format_size(info['chunk_size'])} chunks",
+        f"sizes:        {format_size(info['data_bytes'])} data + "
+        f"{format_size(info['zero_bytes'])} holes, stored in "
+        f"{format_size(info['stored_bytes'])} (ratio {ratio})",
+    ]
+    for warning in table.get("warnings", []):
+        lines.append(f"warning:      {warning}")
+    rows = []
+    for area in info["areas"]:
+        rows.append([area["partition"] or "-", area["kind"],
+                     area["start"], format_size(area["size"]),
+                     area["filesystem"] or "-", area["method"],
+                     format_size(area["data_bytes"]),
+                     format_size(area["stored_bytes"])])
+    lines.append("")
+    lines.append(_table(["PART", "AREA", "START", "SIZE", "FS", "CAPTURE",
+                         "DATA", "STORED"], rows))
+    return "\n".join(lines)
+
+
+def disks_table(disks):
+    rows = []
+    for d in disks:
+        mounted = [m for p in d["partitions"] for m in p["mounted_at"]]
+        mounted += d["mounted_at"]
+        rows.append([d["path"], format_size(d["size"]), d["model"] or "-",
+                     f"{d['logical_sector_size']}/"
+                     f"{d['physical_sector_size']}",
+                     len(d["partitions"]), ",".join(mounted) or "-"])
+    return _table(["DISK", "SIZE", "MODEL", "SECTORS", "PARTS", "MOUNTED"],
+                  rows)
