@@ -1,0 +1,70 @@
+# Build, try and test the toolkit.  Every target installs what it needs first
+# (`deps`), so a fresh clone on a fresh Debian 12 machine needs only `make test`.
+#
+#   make deps     system packages (apt) + .venv with the project, editable
+#   make demo     run `rdeploy demo`
+#   make freeze   dist/deploytool (one onefile binary) + dist/<command> links
+#   make test     deps, freeze, then the test suite
+#   make clean    remove the venv, the frozen build and the caches
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+DIST   := dist
+
+# Everything the project and its tests run: filesystems to build test images,
+# the peers we compare with, and what PyInstaller needs (gcc, binutils).
+APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc binutils \
+	e2fsprogs dosfstools mtools ntfs-3g fdisk gdisk util-linux exfatprogs \
+	lz4 zstd partclone qemu-utils kmod make
+
+APT_STAMP  := .stamp-apt
+VENV_STAMP := $(VENV)/.stamp-install
+APT_GET    := DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600
+
+# Inputs of the frozen binary: the packages' sources and the recipe.
+FREEZE_INPUTS := $(filter-out tests/%,$(wildcard */*.py */*/*.py)) \
+	build/deploytool.spec build/freeze.sh setup.cfg
+
+.PHONY: all deps demo freeze test clean
+
+all: freeze
+
+deps: $(VENV_STAMP)
+
+# apt only when a package is missing, so a second run (or a fresh clone on a
+# machine that has them all) does not wait for `apt-get update`.
+$(APT_STAMP): Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing" $$missing; \
+		$(APT_GET) update && \
+		$(APT_GET) install -y --no-install-recommends $(APT_PACKAGES); \
+	fi
+	@touch $@
+
+$(VENV_STAMP): setup.cfg pyproject.toml | $(APT_STAMP)
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q -e '.[zstd,test,freeze]'
+	@touch $@
+
+demo: deps
+	$(VENV)/bin/rdeploy demo
+
+freeze: $(DIST)/deploytool
+
+$(DIST)/deploytool: $(VENV_STAMP) $(FREEZE_INPUTS)
+	PYTHON=$(VPY) build/freeze.sh
+	@touch $@
+
+# pytest's exit 5 (no test collected) fails the target like any other failure.
+test: deps freeze
+	$(VPY) -m pytest -q tests || { rc=$$?; \
+		[ $$rc -ne 5 ] || echo "test: pytest collected no tests, which counts as a failure" >&2; \
+		exit $$rc; }
+
+clean:
+	rm -rf $(VENV) $(DIST) build/_work $(APT_STAMP) .pytest_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
