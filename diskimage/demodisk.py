@@ -13,14 +13,12 @@ a manifest::
 and :func:`check_disk` compares a disk against it after a round trip: each
 filesystem must pass its own fsck and hold exactly the manifest's files.
 
-Filesystems are made without mounting where the tools allow it (ext and FAT
-are written straight into the disk file at the partition offset); NTFS is
-made in a scratch file, filled through a FUSE mount of that file and laid
-into the disk skipping zeros, so disk files stay sparse.  Checks use
-read-only loop devices (``losetup -o --sizelimit``), never partition nodes.
-Needs e2fsprogs, dosfstools, mtools, ntfs-3g and fdisk; fsck and NTFS reads
-need root for the loop devices.  Failures raise :class:`ToolError` with the
-tool's stderr; nothing is printed.
+Nothing is mounted but NTFS: ext and FAT are written straight into the disk
+file at the partition offset; NTFS is made in a scratch file, filled through
+a FUSE mount of it and laid in skipping zeros, so disk files stay sparse.
+Checks use read-only loop devices (``losetup -o --sizelimit``, as root),
+never partition nodes.  Needs e2fsprogs, dosfstools, mtools, ntfs-3g, fdisk.
+Failures raise :class:`ToolError` with the tool's stderr; nothing prints.
 """
 
 import contextlib
@@ -34,15 +32,12 @@ import tempfile
 import time
 
 from .errors import InputError, UsageError
+from .tools import tool_env
 
 MiB = 1 << 20
-EXT = ("ext2", "ext3", "ext4")
-FAT = ("fat", "vfat", "msdos", "fat12", "fat16", "fat32")
-NTFS = ("ntfs",)
-_PACKAGES = {"mkfs.fat": "dosfstools", "fsck.fat": "dosfstools",
-             "mcopy": "mtools", "mkntfs": "ntfs-3g", "ntfs-3g": "ntfs-3g",
-             "ntfsfix": "ntfs-3g", "sfdisk": "fdisk", "losetup": "mount",
-             "umount": "mount"}
+_FAMILY = {"ext2": "ext", "ext3": "ext", "ext4": "ext", "ntfs": "ntfs",
+           **dict.fromkeys(("fat", "vfat", "msdos", "fat12", "fat16",
+                            "fat32"), "fat")}
 _MTOOLS_ENV = {"LC_ALL": "C.UTF-8", "MTOOLS_SKIP_CHECK": "1"}
 _MIN_SIZE = {"fat32": 34 * MiB, "fat16": 9 * MiB}
 _GPT_TYPE = {"ext": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
@@ -72,7 +67,7 @@ class ToolError(RuntimeError):
 
 
 def _run(args, *, check=True, input=None, env=None, cwd=None):
-    full_env = dict(os.environ, **env) if env else None
+    full_env = tool_env(env)
     try:
         proc = subprocess.run(args, input=input, capture_output=True,
                               encoding="utf-8", errors="replace",
@@ -80,8 +75,8 @@ def _run(args, *, check=True, input=None, env=None, cwd=None):
                               stdin=None if input is not None
                               else subprocess.DEVNULL)
     except FileNotFoundError:
-        package = _PACKAGES.get(args[0], "e2fsprogs")
-        raise ToolError(f"{args[0]}: not found (install {package})") from None
+        raise ToolError(f"{args[0]}: not found (needs e2fsprogs, dosfstools, "
+                        "mtools, ntfs-3g, fdisk)") from None
     if check and proc.returncode != 0:
         detail = (proc.stderr.strip() or proc.stdout.strip())[-2000:]
         raise ToolError(f"{' '.join(map(str, args))} failed with exit "
@@ -91,14 +86,10 @@ def _run(args, *, check=True, input=None, env=None, cwd=None):
 
 
 def _family(fs):
-    fs = fs.lower()
-    if fs in EXT:
-        return "ext"
-    if fs in FAT:
-        return "fat"
-    if fs in NTFS:
-        return "ntfs"
-    raise InputError(f"unknown filesystem type {fs!r}")
+    try:
+        return _FAMILY[fs.lower()]
+    except KeyError:
+        raise InputError(f"unknown filesystem type {fs!r}") from None
 
 
 @contextlib.contextmanager
@@ -136,12 +127,10 @@ def _ntfs_mount(source, mountpoint, options):
 
         deadline = time.monotonic() + 30
         while not os.path.ismount(mountpoint):
-            if proc.poll() is not None:
-                raise fail(f"exited with {proc.returncode}")
-            if time.monotonic() > deadline:
+            if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
-                raise fail("mount timed out")
+                raise fail(f"not mounted (exit {proc.returncode})")
             time.sleep(0.01)
         try:
             yield mountpoint
@@ -259,16 +248,6 @@ def _splice(source, disk, offset):
                 pos += len(block)
 
 
-def _copy_tree(source, target):
-    for dirpath, dirnames, filenames in os.walk(source):
-        rel = os.path.relpath(dirpath, source)
-        for name in dirnames:
-            os.mkdir(os.path.join(target, rel, name))
-        for name in filenames:
-            shutil.copyfile(os.path.join(dirpath, name),
-                            os.path.join(target, rel, name))
-
-
 def _make_fs(disk, fs, label, start, size, source, scratch):
     family = _family(fs)
     if family == "ext":
@@ -289,7 +268,8 @@ def _make_fs(disk, fs, label, start, size, source, scratch):
         _run(["mkntfs", "-F", "-Q", "-L", label, "-p", str(start // 512),
               "-H", "255", "-S", "63", image])
         with _ntfs_mount(image, os.path.join(scratch, "mnt"), "rw") as mnt:
-            _copy_tree(source, mnt)
+            shutil.copytree(source, mnt, dirs_exist_ok=True,
+                            copy_function=shutil.copyfile)
         _splice(image, disk, start)
         os.unlink(image)
 
@@ -372,24 +352,23 @@ def make_mbr_extended(path, *, size=192 * MiB, files=100, seed=7):
                   primary + logical, files, seed)
 
 
+def _checked(disk_path, fs):
+    disk_path = os.fspath(disk_path)
+    if not os.path.exists(disk_path):
+        raise InputError(f"{disk_path}: no such disk")
+    return disk_path, _family(fs)
+
+
 def read_files(disk_path, start, size, fs):
     """{relative posix path: sha256} of every regular file in the filesystem
     at bytes [start, start+size) of `disk_path`."""
-    disk_path = os.path.abspath(disk_path)
-    if not os.path.exists(disk_path):
-        raise InputError(f"{disk_path}: no such disk")
-    family = _family(fs)
+    disk_path, family = _checked(disk_path, fs)
     with tempfile.TemporaryDirectory(prefix="demodisk-read-") as tmp:
         out = os.path.join(tmp, "root")
         os.mkdir(out)
         if family == "ext":
-            with contextlib.ExitStack() as stack:
-                if "?" in disk_path:
-                    source = stack.enter_context(
-                        loop_device(disk_path, start, size))
-                else:
-                    source = f"{disk_path}?offset={start}"
-                proc = _run(["debugfs", "-R", "rdump / .", source], cwd=out)
+            with loop_device(disk_path, start, size) as dev:
+                proc = _run(["debugfs", "-R", "rdump / .", dev], cwd=out)
             errors = [line for line in proc.stderr.splitlines()
                       if line.strip() and not _DEBUGFS_BANNER.match(line)]
             if errors:
@@ -408,11 +387,9 @@ def read_files(disk_path, start, size, fs):
 def fsck(disk_path, start, size, fs):
     """Check the filesystem read-only with its own fsck (e2fsck -fn,
     fsck.fat -n, ntfsfix -n).  Returns (clean, output)."""
-    disk_path = os.fspath(disk_path)
-    if not os.path.exists(disk_path):
-        raise InputError(f"{disk_path}: no such disk")
+    disk_path, family = _checked(disk_path, fs)
     tool = {"ext": ["e2fsck", "-fn"], "fat": ["fsck.fat", "-n"],
-            "ntfs": ["ntfsfix", "-n"]}[_family(fs)]
+            "ntfs": ["ntfsfix", "-n"]}[family]
     with loop_device(disk_path, start, size) as dev:
         proc = _run(tool + [dev], check=False)
     output = (proc.stdout + proc.stderr).strip()
@@ -422,19 +399,15 @@ def fsck(disk_path, start, size, fs):
 
 def check_disk(disk_path, manifest):
     """Problems found on `disk_path` against `manifest` (empty when all is
-    well): fsck failures, and missing, changed or unexpected files."""
+    well): fsck failures, and missing, changed or unexpected files.  A tool
+    that is missing or a loop device that cannot be set up raises."""
     problems = []
     parts = manifest["partitions"]
     for number in sorted(parts, key=int):
         part = parts[number]
         where = f"partition {number} ({part['fs']})"
         args = (disk_path, part["start"], part["size"], part["fs"])
-        try:
-            clean, output = fsck(*args)
-        except ToolError as exc:
-            if exc.returncode is None:
-                raise
-            clean, output = False, str(exc)
+        clean, output = fsck(*args)
         if not clean:
             tail = " | ".join(output.splitlines()[-5:])
             problems.append(f"{where}: fsck reports errors: {tail}")
