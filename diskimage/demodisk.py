@@ -115,7 +115,8 @@ def _ntfs_mount(source, mountpoint, options):
         try:
             proc = subprocess.Popen(
                 ["ntfs-3g", "-o", f"{options},no_detach", os.fspath(source),
-                 mountpoint], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                 mountpoint], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env=tool_env())
         except FileNotFoundError:
             raise ToolError("ntfs-3g: not found (install ntfs-3g)") from None
 
@@ -139,12 +140,12 @@ def _ntfs_mount(source, mountpoint, options):
                 _run(["umount", "-l", mountpoint], check=False)
             try:
                 proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise fail("did not exit after unmount") from None
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
             if proc.returncode:
-                raise fail(f"exited with {proc.returncode}")
+                raise fail(f"exited with {proc.returncode} after unmount")
 
 
 def _sha256(path):
@@ -198,8 +199,9 @@ def _content(rng, size):
 
 def make_tree(dirpath, count, seed, max_size=64 * 1024, names=True):
     """Write `count` files of deterministic content under `dirpath` (empty or
-    new) in nested directories: some empty files, a few of 1-3 MiB, long and
-    non-ASCII names when `names`.  Returns {relative posix path: sha256}."""
+    new) in nested directories: some empty, one in 50 (at most 3) of 1-3 MiB,
+    half random bytes and half log-like text, long and non-ASCII names when
+    `names`.  Returns {relative posix path: sha256}."""
     rng = random.Random(seed)
     os.makedirs(dirpath, exist_ok=True)
     if os.listdir(dirpath):
@@ -229,23 +231,14 @@ def make_tree(dirpath, count, seed, max_size=64 * 1024, names=True):
 
 
 def _splice(source, disk, offset):
-    """Copy the non-zero 64 KiB blocks of `source` into `disk` at `offset`."""
-    step = 64 * 1024
+    """Copy the non-zero 64 KiB blocks of `source` into `disk` at `offset`
+    (a region still all zeros), so the disk file stays sparse."""
     with open(source, "rb") as src, open(disk, "r+b") as dst:
-        size = os.fstat(src.fileno()).st_size
         pos = 0
-        while pos < size:
-            try:
-                pos = os.lseek(src.fileno(), pos, os.SEEK_DATA)
-            except OSError:
-                break
-            end = os.lseek(src.fileno(), pos, os.SEEK_HOLE)
-            pos -= pos % step
-            while pos < end:
-                block = os.pread(src.fileno(), step, pos)
-                if block.count(0) != len(block):
-                    os.pwrite(dst.fileno(), block, offset + pos)
-                pos += len(block)
+        while block := src.read(64 * 1024):
+            if block.count(0) != len(block):
+                os.pwrite(dst.fileno(), block, offset + pos)
+            pos += len(block)
 
 
 def _make_fs(disk, fs, label, start, size, source, scratch):
@@ -289,8 +282,9 @@ def _place(size, specs, first, gap=MiB):
     return parts
 
 
-def _build(path, size, table, script, parts, files, seed):
+def _build(path, size, table, rows, parts, files, seed):
     path = os.fspath(path)
+    script = "\n".join([f"label: {table}", "unit: sectors", *rows, ""])
     if parts[-1][3] + parts[-1][4] > size - MiB:
         raise UsageError(f"disk of {size} bytes too small for its layout")
     with open(path, "wb") as f:
@@ -320,12 +314,10 @@ def make_gpt_demo(path, *, size=256 * MiB, files=300, seed=1):
     parts = _place(size, [(1, "ext4", "demo-ext4", 0.45),
                           (2, "fat32", "DEMOFAT", 0.25),
                           (3, "ntfs", "demo-ntfs", 0.25)], first=MiB)
-    lines = ["label: gpt", "unit: sectors"]
-    for number, fs, label, start, psize in parts:
-        lines.append(f"{number}: start={start // 512}, size={psize // 512}, "
-                     f"type={_GPT_TYPE[_family(fs)]}, name=\"{label}\"")
-    return _build(path, size, "gpt", "\n".join(lines) + "\n", parts,
-                  files, seed)
+    rows = [f"{number}: start={start // 512}, size={psize // 512}, "
+            f"type={_GPT_TYPE[_family(fs)]}, name=\"{label}\""
+            for number, fs, label, start, psize in parts]
+    return _build(path, size, "gpt", rows, parts, files, seed)
 
 
 def make_mbr_extended(path, *, size=192 * MiB, files=100, seed=7):
@@ -340,16 +332,12 @@ def make_mbr_extended(path, *, size=192 * MiB, files=100, seed=7):
                             (7, "ext2", "demo-ext2", 0.12)],
                      first=ext_start + MiB)
     ext_end = logical[-1][3] + logical[-1][4] + MiB
-    lines = ["label: dos", "unit: sectors"]
-    for number, fs, label, start, psize in primary + logical:
-        if number == 5:
-            lines.append(f"start={ext_start // 512}, "
-                         f"size={(ext_end - ext_start) // 512}, type=5")
-        kind = _MBR_TYPE.get(fs, _MBR_TYPE.get(_family(fs)))
-        lines.append(f"start={start // 512}, size={psize // 512}, "
-                     f"type={kind}")
-    return _build(path, size, "dos", "\n".join(lines) + "\n",
-                  primary + logical, files, seed)
+    rows = [f"start={start // 512}, size={psize // 512}, "
+            f"type={_MBR_TYPE.get(fs) or _MBR_TYPE[_family(fs)]}"
+            for _, fs, _, start, psize in primary + logical]
+    rows.insert(2, f"start={ext_start // 512}, "
+                   f"size={(ext_end - ext_start) // 512}, type=5")
+    return _build(path, size, "dos", rows, primary + logical, files, seed)
 
 
 def _checked(disk_path, fs):
