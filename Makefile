@@ -16,7 +16,7 @@ DIST   := dist
 # the peers we compare with, and what PyInstaller needs (gcc, binutils).
 APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc binutils \
 	e2fsprogs dosfstools mtools ntfs-3g fdisk gdisk util-linux exfatprogs \
-	lz4 zstd partclone qemu-utils kmod make
+	lz4 zstd partclone qemu-utils kmod make exfat-fuse
 
 APT_STAMP  := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install
