@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from . import __version__, filesystems
 from .device import open_source, same_storage
 from .errors import InputError
+from .usedmap import MapError
 from .partitions import read_table
 from .pipeline import ordered_map
 from .writer import ImageWriter
@@ -25,9 +26,34 @@ def default_threads():
     return len(os.sched_getaffinity(0)) or 1
 
 
+def _volume_area(disk, kind, start, size, number, raw, warnings):
+    """The area dict of a partition (or a table-less disk) and the used runs
+    to copy (None: every chunk, zero chunks as holes)."""
+    area = {"kind": kind, "start": start, "size": size, "partition": number,
+            "filesystem": filesystems.detect(disk.read, start, size),
+            "method": "raw" if raw else "zero-skip"}
+    if raw or area["filesystem"] is None:
+        return area, None
+    where = f"partition {number}" if number else "the disk"
+    try:
+        used = filesystems.used_map(disk.read, start, size,
+                                    area["filesystem"])
+    except MapError as exc:
+        warnings.append(f"{where} ({area['filesystem']}): its allocation "
+                        f"maps cannot be trusted ({exc}); copying the whole "
+                        f"partition")
+        return area, None
+    if used is None:
+        return area, None
+    area.update(used.describe(), method="used-blocks")
+    warnings.extend(f"{where}: {w}" for w in used.warnings)
+    return area, used.runs
+
+
 def plan_areas(disk, table, partitions=None, raw=False):
     """The areas to capture, sorted by start, each a dict as stored in the
-    image metadata."""
+    image metadata, and beside each the used runs to copy (or None), and
+    warnings about filesystems whose maps were not used."""
     if partitions is not None:
         known = {p.number for p in table.partitions}
         missing = [n for n in partitions if n not in known]
@@ -36,51 +62,116 @@ def plan_areas(disk, table, partitions=None, raw=False):
             raise InputError(
                 f"{disk.path}: no partition {missing[0]} "
                 f"(partitions on it: {have})")
+    warnings = []
     if raw:
-        return [{"kind": "disk", "start": 0, "size": disk.size,
-                 "partition": None, "filesystem": None, "method": "raw"}]
-    areas = [{"kind": area.kind, "start": area.start, "size": area.size,
-              "partition": None, "filesystem": None, "method": "zero-skip"}
-             for area in table.areas]
-    for part in table.partitions:
-        if partitions is not None and part.number not in partitions:
-            continue
-        areas.append({"kind": "partition", "start": part.start,
-                      "size": part.size, "partition": part.number,
-                      "filesystem": filesystems.detect(disk.read, part.start,
-                                                       part.size),
-                      "method": "zero-skip"})
+        return [({"kind": "disk", "start": 0, "size": disk.size,
+                  "partition": None, "filesystem": None, "method": "raw"},
+                 None)], warnings
     if not table.partitions:
-        areas = [{"kind": "disk", "start": 0, "size": disk.size,
-                  "partition": None,
-                  "filesystem": filesystems.detect(disk.read, 0, disk.size),
-                  "method": "zero-skip"}]
-    return sorted(areas, key=lambda a: a["start"])
+        return [_volume_area(disk, "disk", 0, disk.size, None, False,
+                             warnings)], warnings
+    planned = [({"kind": area.kind, "start": area.start, "size": area.size,
+                 "partition": None, "filesystem": None,
+                 "method": "zero-skip"}, None) for area in table.areas]
+    for part in table.partitions:
+        if partitions is None or part.number in partitions:
+            planned.append(_volume_area(disk, "partition", part.start,
+                                        part.size, part.number, False,
+                                        warnings))
+    return sorted(planned, key=lambda p: p[0]["start"]), warnings
 
 
-def _chunks(disk, areas, chunk_size):
-    """Yield ("data", area, offset, bytes) and ("zero", area, offset, length)
-    items for the areas, merging runs of zero chunks into one hole."""
-    zeros = bytes(chunk_size)
-    for number, area in enumerate(areas):
+def _windows(area, runs, chunk_size):
+    """For an area with used runs, yield (offset, pieces) for every chunk
+    window holding used bytes; pieces are absolute (offset, length)."""
+    start, end = area["start"], area["start"] + area["size"]
+    window, pieces = None, []
+    for offset, length in runs:
+        offset += start
+        run_end = min(offset + length, end)
+        while offset < run_end:
+            base = start + (offset - start) // chunk_size * chunk_size
+            if base != window:
+                if pieces:
+                    yield window, pieces
+                window, pieces = base, []
+            piece_end = min(run_end, base + chunk_size)
+            pieces.append((offset, piece_end - offset))
+            offset = piece_end
+    if pieces:
+        yield window, pieces
+
+
+def _read_pieces(disk, pieces):
+    """The bytes from the first piece's start to the last piece's end, with
+    the gaps between pieces (free space) as zeros: free-space garbage is
+    never stored.  Mostly-used spans are read in one call."""
+    span_start = pieces[0][0]
+    span_end = pieces[-1][0] + pieces[-1][1]
+    used = sum(length for _, length in pieces)
+    if used * 2 >= span_end - span_start:
+        raw = _read(disk, span_start, span_end - span_start)
+        if used == len(raw):
+            return span_start, raw, used
+        data = bytearray(raw)
+        cursor = span_start
+        for offset, length in pieces:
+            if offset > cursor:
+                data[cursor - span_start:offset - span_start] = \
+                    bytes(offset - cursor)
+            cursor = offset + length
+        return span_start, data, used
+    data = bytearray(span_end - span_start)
+    for offset, length in pieces:
+        data[offset - span_start:offset - span_start + length] = \
+            _read(disk, offset, length)
+    return span_start, data, used
+
+
+def _read(disk, offset, length):
+    data = disk.read(offset, length)
+    if len(data) != length:
+        raise InputError(f"{disk.path}: read only {len(data)} of "
+                         f"{length} bytes at offset {offset}")
+    return data
+
+
+def _spans(disk, area, runs, chunk_size):
+    """(offset, bytes, weight) for every chunk of an area to store; weight
+    is the number of used bytes it stands for (for progress)."""
+    if runs is None:
         offset, end = area["start"], area["start"] + area["size"]
-        hole = None
         while offset < end:
             length = min(chunk_size, end - offset)
-            data = disk.read(offset, length)
-            if len(data) != length:
-                raise InputError(f"{disk.path}: read only {len(data)} of "
-                                 f"{length} bytes at offset {offset}")
+            yield offset, _read(disk, offset, length), length
+            offset += length
+    else:
+        for _, pieces in _windows(area, runs, chunk_size):
+            yield _read_pieces(disk, pieces)
+
+
+def _chunks(disk, planned, chunk_size):
+    """Yield ("data", area, offset, bytes, weight) and ("zero", area,
+    offset, length, weight) items, merging adjacent zero chunks into one
+    hole."""
+    zeros = bytes(chunk_size)
+    for number, (area, runs) in enumerate(planned):
+        hole = None
+        for offset, data, weight in _spans(disk, area, runs, chunk_size):
+            length = len(data)
             if data == (zeros if length == chunk_size else bytes(length)):
-                if hole is None:
-                    hole = ["zero", number, offset, 0]
-                hole[3] += length
-            else:
+                if hole is not None and hole[2] + hole[3] == offset:
+                    hole[3] += length
+                    hole[4] += weight
+                    continue
                 if hole is not None:
                     yield tuple(hole)
-                    hole = None
-                yield ("data", number, offset, data)
-            offset += length
+                hole = ["zero", number, offset, length, weight]
+                continue
+            if hole is not None:
+                yield tuple(hole)
+                hole = None
+            yield ("data", number, offset, data, weight)
         if hole is not None:
             yield tuple(hole)
 
@@ -99,7 +190,8 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             raise InputError(f"{out_path}: the image cannot be written over "
                              f"its own source")
         table = read_table(disk.read, disk.size, disk.logical_sector_size)
-        areas = plan_areas(disk, table, partitions, raw)
+        planned, warnings = plan_areas(disk, table, partitions, raw)
+        areas = [area for area, _ in planned]
         metadata = {
             "tool": f"rdeploy {__version__}",
             "created": datetime.now(timezone.utc).isoformat(
@@ -115,7 +207,8 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             "compression": {"codec": compressor.name,
                             "level": compressor.level},
         }
-        total = sum(a["size"] for a in areas)
+        total = sum(area.get("used_bytes", area["size"])
+                    for area in areas)
         started = time.monotonic()
         writer = ImageWriter(output, metadata, chunk_size)
         try:
@@ -124,19 +217,21 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             def work(item):
                 if item[0] == "zero":
                     return item
-                _, area, offset, data = item
-                return ("data", area, offset, len(data)) + compressor(data)
+                _, area, offset, data, weight = item
+                return ("data", area, offset, len(data), weight) + \
+                    compressor(data)
 
-            for item in ordered_map(work, _chunks(disk, areas, chunk_size),
+            for item in ordered_map(work, _chunks(disk, planned, chunk_size),
                                     threads):
                 if item[0] == "zero":
-                    _, area, offset, length = item
+                    _, area, offset, length, weight = item
                     writer.add_zero(area, offset, length)
                 else:
-                    _, area, offset, length, codec, stored, digest = item
+                    (_, area, offset, length, weight, codec, stored,
+                     digest) = item
                     writer.add_data(area, offset, length, codec, stored,
                                     digest)
-                done += length
+                done += weight
                 if progress:
                     progress(done, total)
             summary = writer.finish()
@@ -144,5 +239,6 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             writer.abort()
             raise
     summary.update(seconds=time.monotonic() - started, read_bytes=total,
-                   source_size=disk.size, warnings=table.warnings)
+                   source_size=disk.size,
+                   warnings=table.warnings + warnings)
     return summary

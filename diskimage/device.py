@@ -263,13 +263,17 @@ def busy_reason(path):
     """Why *path* must not be written now, or None when it is free.
 
     A block device is busy when it or one of its partitions is mounted,
-    held (device-mapper, LVM, md), or used as swap; an image file when a
-    loop device attached to it is busy.  Missing paths are free.
+    held (device-mapper, LVM, md), or used as swap, and a loop device also
+    when its backing file is busy through another loop device; an image
+    file when a loop device attached to it is busy.  Missing paths are free.
     """
     st, mounts = _stat(path), _mounts()
     if st and stat.S_ISBLK(st.st_mode):
         sysdir = _sysdir(st.st_rdev)
-        return _block_busy(sysdir, mounts) if sysdir else None
+        reason = _block_busy(sysdir, mounts) if sysdir else None
+        backing = _backing_file(sysdir) if sysdir and not reason else None
+        under = busy_reason(backing) if backing else None
+        return f"its backing file {backing} is {under}" if under else reason
     if not (st and stat.S_ISREG(st.st_mode)):
         return None
     for loop in _block_sysdirs("loop"):

@@ -45,6 +45,8 @@ class StreamOutput:
     def write(self, data):
         try:
             self.fileobj.write(data)
+        except BrokenPipeError:
+            raise   # the reader went away: not an error to report
         except OSError as exc:
             raise _write_error(exc, self.name, self.position) from None
         self.position += len(data)
@@ -52,6 +54,8 @@ class StreamOutput:
     def commit(self):
         try:
             self.fileobj.flush()
+        except BrokenPipeError:
+            raise
         except OSError as exc:
             raise _write_error(exc, self.name, self.position) from None
 

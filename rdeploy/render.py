@@ -64,14 +64,23 @@ def info_text(info):
         lines.append(f"warning:      {warning}")
     rows = []
     for area in info["areas"]:
+        used = area.get("used_bytes")
         rows.append([area["partition"] or "-", area["kind"],
                      area["start"], format_size(area["size"]),
-                     area["filesystem"] or "-", area["method"],
-                     format_size(area["data_bytes"]),
+                     area["filesystem"] or "-", area.get("label") or "-",
+                     format_size(used) if used is not None else "-",
+                     area["method"], format_size(area["data_bytes"]),
                      format_size(area["stored_bytes"])])
     lines.append("")
-    lines.append(_table(["PART", "AREA", "START", "SIZE", "FS", "CAPTURE",
-                         "DATA", "STORED"], rows))
+    lines.append(_table(["PART", "AREA", "START", "SIZE", "FS", "LABEL",
+                         "FS USED", "CAPTURE", "DATA", "STORED"], rows))
+    for area in info["areas"]:
+        if area.get("uuid") or area.get("block_size"):
+            lines.append(f"partition {area['partition'] or '-'}: "
+                         f"{area['filesystem']} uuid {area.get('uuid') or '-'}"
+                         f", {area.get('block_size')}-byte blocks, "
+                         f"{format_size(area.get('used_bytes', 0))} used of "
+                         f"{format_size(area.get('total_bytes', 0))}")
     return "\n".join(lines)
 
 

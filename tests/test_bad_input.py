@@ -1,0 +1,458 @@
+"""What rdeploy does with bad input, refused targets, a full disk, Ctrl-C and
+a closed pipe: the exit code and the one line on stderr a user sees, and
+that nothing is left behind that looks like a finished image or disk.
+
+rdeploy runs as a subprocess.  Loop devices, mounts and tmpfs need root;
+those tests are skipped otherwise and always undo what they set up.
+"""
+
+import hashlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KiB, MiB = 1 << 10, 1 << 20
+SECTOR = 512
+DISK_SIZE = 64 * MiB
+GPT_BACKUP = 33 * SECTOR
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("sfdisk") and shutil.which("mkfs.ext4")),
+    reason="needs sfdisk and mkfs.ext4")
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("losetup"),
+    reason="needs root and losetup")
+
+
+# --- helpers -----------------------------------------------------------------
+def env():
+    e = dict(os.environ, PYTHONPATH=str(ROOT))
+    e.pop("RDEPLOY_DEBUG", None)
+    return e
+
+
+def command(*args):
+    return [sys.executable, "-m", "rdeploy", *map(str, args)]
+
+
+def rdeploy(*args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE):
+    return subprocess.run(command(*args), env=env(), cwd=ROOT, stdin=stdin,
+                          stdout=stdout, stderr=subprocess.PIPE, timeout=60)
+
+
+def error_line(result):
+    """The single line rdeploy printed on stderr."""
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, result.stderr.decode()
+    return lines[0]
+
+
+def check(result, code, *words):
+    """Exit `code` and one error line holding every word (any case)."""
+    assert result.returncode == code, result.stderr.decode()
+    line = error_line(result)
+    assert line.startswith("rdeploy: error: "), line
+    for word in words:
+        assert word.lower() in line.lower(), line
+    return line
+
+
+def run(*cmd):
+    return subprocess.run(list(map(str, cmd)), check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def sfdisk(path, script):
+    subprocess.run(["sfdisk", "-q", str(path)], input=script.encode(),
+                   check=True, capture_output=True)
+
+
+def has_partitions(path):
+    out = subprocess.run(["sfdisk", "--json", str(path)],
+                         capture_output=True, text=True)
+    return out.returncode == 0 and '"start"' in out.stdout
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(4 * MiB):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_at(path, offset, length):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def leftovers(image):
+    """Files next to `image` that could pass for it or its partial."""
+    image = Path(image)
+    return sorted(p.name for p in image.parent.iterdir()
+                  if p.name.startswith(image.name))
+
+
+def build_disk(path, seed=1):
+    """64 MiB GPT disk: ext4 in partition 1 (1 MiB to 33 MiB), 3 MiB of
+    random bytes at the start of partition 2."""
+    with open(path, "wb") as f:
+        f.truncate(DISK_SIZE)
+    sfdisk(path, "label: gpt\nstart=2048, size=65536, name=sys\n"
+                 "start=67584, size=59392, name=data\n")
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", f"offset={MiB}",
+                    str(path), "32M"], check=True, capture_output=True)
+    with open(path, "r+b") as f:
+        f.seek(67584 * SECTOR)
+        f.write(random.Random(seed).randbytes(3 * MiB))
+    return path
+
+
+def build_other_disk(path):
+    """Another 64 MiB disk with another table and bytes in its first MiB."""
+    with open(path, "wb") as f:
+        f.truncate(DISK_SIZE)
+    sfdisk(path, "label: gpt\nstart=4096, size=20000, name=one\n"
+                 "start=30000, size=40000, name=two\n")
+    with open(path, "r+b") as f:
+        f.seek(600 * KiB)
+        f.write(b"OTHER DISK " * 4000)
+    return path
+
+
+# --- fixtures ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def disk(tmp_path_factory):
+    """The source disk, its image, and the same image split in volumes."""
+    d = tmp_path_factory.mktemp("disk")
+    source = build_disk(d / "disk.img")
+    image = d / "disk.rdi"
+    assert rdeploy("capture", source, image, "-q").returncode == 0
+    split = d / "split.rdi"
+    assert rdeploy("capture", source, split, "--split=1M", "-q"
+                   ).returncode == 0
+    assert (d / "split.r01").exists()
+    return {"dir": d, "source": source, "image": image, "split": split,
+            "other": build_other_disk(d / "other.img")}
+
+
+@pytest.fixture
+def kernel():
+    """Make loop devices and mounts; every one is undone afterwards."""
+    made = []
+
+    class Kernel:
+        def loop(self, backing, *options):
+            dev = run("losetup", "--find", "--show", *options, backing)
+            made.append(("losetup", "-d", dev))
+            return dev
+
+        def mount(self, source, where, *options):
+            os.makedirs(where, exist_ok=True)
+            run("mount", *options, source, where)
+            made.append(("umount", str(where)))
+            return Path(where)
+
+    try:
+        yield Kernel()
+    finally:
+        for undo in reversed(made):
+            subprocess.run(undo, capture_output=True)
+
+
+@pytest.fixture
+def tmpfs(tmp_path, kernel):
+    """A 2 MiB tmpfs, unmounted afterwards."""
+    return kernel.mount("tmpfs", tmp_path / "small-fs", "-t", "tmpfs",
+                        "-o", "size=2M")
+
+
+# --- capture ----------------------------------------------------------------
+@pytest.mark.parametrize("source, words", [
+    ("/nonexistent/disk.img", ["no such file"]),
+    ("{dir}", ["directory"]),
+    ("/dev/null", ["character device", "not a disk"]),
+])
+def test_capture_unusable_source(tmp_path, source, words):
+    image = tmp_path / "out.rdi"
+    result = rdeploy("capture", source.format(dir=tmp_path), image)
+    check(result, 3, *words)
+    assert leftovers(image) == []
+
+
+def test_capture_to_stdout_on_a_terminal(disk):
+    master, slave = os.openpty()
+    try:
+        result = rdeploy("capture", disk["source"], "-", stdout=slave)
+    finally:
+        os.close(slave)
+        os.close(master)
+    check(result, 3, "terminal")
+
+
+def test_capture_unknown_partition(disk, tmp_path):
+    image = tmp_path / "out.rdi"
+    line = check(rdeploy("capture", disk["source"], image, "--partitions=5"),
+                 3, "no partition 5")
+    assert "1, 2" in line       # it says which partitions there are
+    assert leftovers(image) == []
+
+
+@pytest.mark.parametrize("option, word", [("--compress=bogus", "bogus"),
+                                          ("--split=abc", "abc")])
+def test_capture_bad_option_value(disk, tmp_path, option, word):
+    image = tmp_path / "out.rdi"
+    check(rdeploy("capture", disk["source"], image, option), 2, word)
+    assert leftovers(image) == []
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link"])
+def test_capture_onto_its_own_source(tmp_path, how):
+    source = build_disk(tmp_path / "disk.img")
+    before = sha256(source)
+    image = {"same path": source, "symlink": tmp_path / "link.rdi",
+             "hard link": tmp_path / "hard.rdi"}[how]
+    if how == "symlink":
+        image.symlink_to(source)
+    elif how == "hard link":
+        os.link(source, image)
+    check(rdeploy("capture", source, image), 3, "own source")
+    assert sha256(source) == before
+    assert not Path(f"{image}.partial").exists()
+
+
+# --- restore, verify, info: not an image -------------------------------------
+BAD_IMAGES = {
+    "not an image": ("{source}", ["not an rdeploy image"]),
+    "empty file": ("{dir}/empty.rdi", ["empty"]),
+    "directory": ("{dir}", ["directory"]),
+    "missing": ("{dir}/missing.rdi", ["no such file"]),
+    "later volume": ("{dir}/split.r01", ["later volume", "{dir}/split.rdi"]),
+}
+
+
+@pytest.mark.parametrize("cmd", ["restore", "verify", "info"])
+@pytest.mark.parametrize("kind", list(BAD_IMAGES))
+def test_bad_image(disk, tmp_path, cmd, kind):
+    (disk["dir"] / "empty.rdi").touch()
+    path, words = BAD_IMAGES[kind]
+    values = {"dir": disk["dir"], "source": disk["source"]}
+    image = path.format(**values)
+    target = tmp_path / "target.img"
+    args = (cmd, image, target, "--yes") if cmd == "restore" else (cmd, image)
+    result = rdeploy(*args)
+    check(result, 3, *(w.format(**values) for w in words))
+    assert result.stdout == b""
+    assert not target.exists()
+
+
+# --- restore: target refused -------------------------------------------------
+def test_restore_target_too_small(disk, tmp_path):
+    target = tmp_path / "small.img"
+    target.write_bytes(b"\xa5" * MiB)
+    before = sha256(target)
+    check(rdeploy("restore", disk["image"], target, "--yes"), 5, "too small",
+          str(DISK_SIZE - MiB))
+    assert sha256(target) == before
+
+
+def test_restore_onto_the_image_itself(disk, tmp_path):
+    image = tmp_path / "copy.rdi"
+    shutil.copyfile(disk["image"], image)
+    before = sha256(image)
+    check(rdeploy("restore", image, image, "--yes"), 5, "image being restored")
+    assert sha256(image) == before
+
+
+@needs_root
+def test_restore_onto_mounted_loop_device(tmp_path, disk, kernel):
+    backing = tmp_path / "fs.img"
+    with open(backing, "wb") as f:
+        f.truncate(DISK_SIZE)
+    run("mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0",
+        backing)
+    dev = kernel.loop(backing)
+    kernel.mount(dev, tmp_path / "mnt")
+    before = sha256(dev)
+    check(rdeploy("restore", disk["image"], dev, "--yes"), 5, "mounted")
+    assert sha256(dev) == before
+
+
+@needs_root
+@pytest.mark.parametrize("target", ["whole-file loop device", "backing file"])
+def test_restore_onto_disk_whose_partition_is_mounted(tmp_path, disk, kernel,
+                                                      target):
+    """A second loop device over partition 1 of the same file is mounted:
+    neither the whole-file loop device nor the file may be written."""
+    backing = tmp_path / "disk.img"
+    subprocess.run(["cp", "--sparse=always", disk["source"], backing],
+                   check=True)
+    whole = kernel.loop(backing)
+    part = kernel.loop(backing, "-o", MiB, "--sizelimit", 32 * MiB)
+    kernel.mount(part, tmp_path / "mnt")
+    path = whole if target == "whole-file loop device" else backing
+    before = sha256(path)
+    check(rdeploy("restore", disk["image"], path, "--yes"), 5, part,
+          "mounted")
+    assert sha256(path) == before
+
+
+def test_restore_without_yes_and_no_terminal(disk, tmp_path):
+    target = tmp_path / "other.img"
+    shutil.copyfile(disk["other"], target)
+    before = sha256(target)
+    check(rdeploy("restore", disk["image"], target), 5, "--yes")
+    assert sha256(target) == before
+    new = tmp_path / "new.img"
+    check(rdeploy("restore", disk["image"], new), 5, "--yes")
+    assert not new.exists()
+    with open(disk["image"], "rb") as stdin:   # an image on stdin: no asking
+        check(rdeploy("restore", "-", target, stdin=stdin), 5, "--yes")
+    assert sha256(target) == before
+
+
+# --- no space ----------------------------------------------------------------
+@needs_root
+def test_capture_onto_a_full_filesystem(disk, tmpfs):
+    image = tmpfs / "disk.rdi"
+    check(rdeploy("capture", disk["source"], image), 6, "no space")
+    assert os.listdir(tmpfs) == []
+
+
+@needs_root
+def test_restore_onto_a_full_filesystem(disk, tmpfs):
+    target = tmpfs / "disk.img"
+    check(rdeploy("restore", disk["image"], target, "--yes"), 6, "no space")
+    assert os.listdir(tmpfs) == []
+
+
+# --- Ctrl-C ------------------------------------------------------------------
+def wait_for(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def interrupted(result_code, stderr):
+    assert result_code == 130, stderr
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "interrupted" in lines[0], stderr
+
+
+def test_ctrl_c_during_capture(tmp_path):
+    """lz4 level 12 on one thread over 32 MiB of text-like bytes takes
+    more than a second; Ctrl-C lands in the middle."""
+    source = tmp_path / "big.img"
+    letters = bytes(b"abcdefghijklmnop"[i % 16] for i in range(256))
+    with open(source, "wb") as f:
+        f.truncate(DISK_SIZE)
+        f.seek(MiB)
+        f.write(random.Random(3).randbytes(32 * MiB).translate(letters))
+    image = tmp_path / "big.rdi"
+    proc = subprocess.Popen(command("capture", source, image, "--level=12",
+                                    "--threads=1"), env=env(), cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: Path(f"{image}.partial").exists()
+                 or proc.poll() is not None)
+        time.sleep(0.2)
+        assert proc.poll() is None, "capture finished before Ctrl-C"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    interrupted(proc.returncode, stderr)
+    assert leftovers(image) == []
+
+
+def slow_restore(image, target, ready):
+    """Feed `image` to `rdeploy restore - TARGET --yes` 32 KiB per 20 ms,
+    press Ctrl-C once ready(), and return (exit code, stderr)."""
+    proc = subprocess.Popen(command("restore", "-", target, "--yes"),
+                            env=env(), cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stop = threading.Event()
+
+    def feed():
+        with open(image, "rb") as f:
+            while not stop.is_set() and (block := f.read(32 * KiB)):
+                try:
+                    proc.stdin.write(block)
+                    proc.stdin.flush()
+                except (BrokenPipeError, ValueError):
+                    return
+                time.sleep(0.02)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        wait_for(lambda: ready() or proc.poll() is not None)
+        time.sleep(0.1)
+        assert proc.poll() is None, "restore finished before Ctrl-C"
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+    finally:
+        stop.set()
+        feeder.join()
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            stderr = proc.stderr.read()
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+    return proc.returncode, stderr
+
+
+def test_ctrl_c_during_restore_into_new_file(disk, tmp_path):
+    target = tmp_path / "new.img"
+    code, stderr = slow_restore(disk["image"], target, target.exists)
+    interrupted(code, stderr)
+    assert not target.exists()
+
+
+def test_ctrl_c_during_restore_over_a_disk(disk, tmp_path):
+    target = tmp_path / "other.img"
+    subprocess.run(["cp", "--sparse=always", disk["other"], target],
+                   check=True)
+    assert has_partitions(target)
+    code, stderr = slow_restore(
+        disk["image"], target, lambda: read_at(target, 0, MiB) == bytes(MiB))
+    interrupted(code, stderr)
+    assert read_at(target, 0, MiB) == bytes(MiB)
+    assert read_at(target, DISK_SIZE - GPT_BACKUP, GPT_BACKUP) == \
+        bytes(GPT_BACKUP)
+    assert not has_partitions(target)
+
+
+# --- broken pipe -------------------------------------------------------------
+def test_broken_pipe_is_quiet(disk):
+    capture = subprocess.Popen(command("capture", disk["source"], "-"),
+                               env=env(), cwd=ROOT, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.Popen(["head", "-c", "100"], stdin=capture.stdout,
+                            stdout=subprocess.DEVNULL)
+    capture.stdout.close()
+    try:
+        stderr = capture.stderr.read()
+        capture.wait(timeout=30)
+        head.wait(timeout=30)
+    finally:
+        capture.kill()
+        head.kill()
+    assert capture.returncode == 141
+    assert stderr == b""
