@@ -16,7 +16,8 @@ import bisect
 
 from .errors import TableError
 from .structs import Struct
-from .usedmap import MapError, UsedMap, bitmap_runs, merge_runs
+from .usedmap import (MapError, UsedMap, bitmap_runs, merge_runs,
+                      read_exact)
 
 BOOT_SECTOR = Struct("exFAT boot sector", [
     ("3s", "JumpBoot"),
@@ -71,14 +72,6 @@ FAT_BAD, FAT_END = 0xFFFFFFF7, 0xFFFFFFFF
 ACTIVE_FAT, VOLUME_DIRTY = 0x1, 0x2         # VolumeFlags bits 0 and 1
 PERCENT_UNKNOWN = 0xFF
 CHECKSUM_SKIPPED = (106, 107, 112)        # VolumeFlags, PercentInUse
-
-
-def _read(read, offset, length, what):
-    data = read(offset, length)
-    if len(data) < length:
-        raise MapError(f"short read of the {what} at byte offset {offset}: "
-                       f"{len(data)} of {length} bytes")
-    return bytes(data)
 
 
 def boot_checksum(region, sector_size):
@@ -161,7 +154,7 @@ class _Volume:
                 raise MapError(f"{what} loops back to cluster {cluster}")
             clusters.append(cluster)
             seen.add(cluster)
-            entry = int.from_bytes(_read(self.read, self.fat + 4 * cluster,
+            entry = int.from_bytes(read_exact(self.read, self.fat + 4 * cluster,
                                          4, "FAT"), "little")
             if entry == 0 and need is not None and len(clusters) == 1:
                 if first + need - 1 > self.last:
@@ -181,7 +174,7 @@ class _Volume:
         return clusters
 
     def data(self, clusters, length, what):
-        return b"".join(_read(self.read, self.offset(c), self.cluster, what)
+        return b"".join(read_exact(self.read, self.offset(c), self.cluster, what)
                         for c in clusters)[:length]
 
 
@@ -192,7 +185,7 @@ def _root_entries(volume):
                             what="root directory")
     entries = []
     for cluster in clusters:
-        data = _read(volume.read, volume.offset(cluster), volume.cluster,
+        data = read_exact(volume.read, volume.offset(cluster), volume.cluster,
                      "root directory")
         for pos in range(0, len(data), 32):
             if data[pos] == ENTRY_END:
@@ -221,7 +214,7 @@ def open_volume(read, size):
         return None
     boot = _entry(BOOT_SECTOR, head, 0)
     bps, cluster = _check(boot, size)
-    region = _read(read, 0, BOOT_REGION_SECTORS * bps, "main boot region")
+    region = read_exact(read, 0, BOOT_REGION_SECTORS * bps, "main boot region")
     stored = int.from_bytes(region[11 * bps:11 * bps + 4], "little")
     if boot_checksum(region, bps) != stored:
         raise MapError(f"main boot region checksum 0x{stored:08X} at byte "

@@ -19,7 +19,7 @@ import re
 
 from .errors import TableError
 from .structs import Struct
-from .usedmap import MapError, UsedMap
+from .usedmap import MapError, UsedMap, read_exact
 
 BPB_COMMON = [
     ("3s", "BS_jmpBoot"),
@@ -134,14 +134,6 @@ def _entry_flags(raw, bits):
     return nonzero, bad
 
 
-def _read(read, offset, length, what):
-    data = read(offset, length)
-    if len(data) < length:
-        raise MapError(f"short read of the {what} at byte offset {offset}: "
-                       f"{len(data)} of {length} bytes")
-    return bytes(data)
-
-
 def _fat_type(bpb16, clusters):
     """12, 16 or 32.  FAT12 and FAT16 by the count of clusters as the spec
     says; FAT32 by its BPB (BPB_FATSz16 zero), as Linux and dosfstools do:
@@ -239,12 +231,12 @@ class _Volume:
         """One FAT entry of the first active FAT (for following chains)."""
         if self.bits == 12:
             pos = cluster + cluster // 2
-            raw = _read(self.read, self.fat_offset(self.active[0]) + pos, 2,
+            raw = read_exact(self.read, self.fat_offset(self.active[0]) + pos, 2,
                         "FAT")
             value = int.from_bytes(raw, "little")
             return value >> 4 if cluster & 1 else value & 0xFFF
         width = self.bits // 8
-        raw = _read(self.read, self.fat_offset(self.active[0])
+        raw = read_exact(self.read, self.fat_offset(self.active[0])
                     + cluster * width, width, "FAT")
         return int.from_bytes(raw, "little") & 0x0FFFFFFF
 
@@ -264,7 +256,7 @@ class _Volume:
             flags = bad = 0
             copies = set()
             for number in self.active:
-                raw = _read(self.read, self.fat_offset(number) + start,
+                raw = read_exact(self.read, self.fat_offset(number) + start,
                             min(length, self.fat_bytes - start), "FAT")
                 copies.add(raw.ljust(length, b"\0"))
             for index, raw in enumerate(copies):
@@ -297,7 +289,7 @@ class _Volume:
     def check_media(self):
         for number in self.active:
             offset = self.fat_offset(number)
-            media = _read(self.read, offset, 1, "FAT")[0]
+            media = read_exact(self.read, offset, 1, "FAT")[0]
             if media != self.bpb.BPB_Media:
                 raise MapError(f"FAT[0] media byte 0x{media:02X} at byte "
                                f"offset {offset} does not match BPB_Media "
@@ -307,13 +299,13 @@ class _Volume:
         """Up to ROOT_SCAN_LIMIT bytes of the root directory."""
         if self.bits != 32:
             start, length = self.root
-            return _read(self.read, start, min(length, ROOT_SCAN_LIMIT),
+            return read_exact(self.read, start, min(length, ROOT_SCAN_LIMIT),
                          "root directory")
         data, cluster, seen = [], self.bpb.BPB_RootClus, set()
         while (2 <= cluster < self.clusters + 2 and cluster not in seen
                and len(data) * self.cluster < ROOT_SCAN_LIMIT):
             seen.add(cluster)
-            data.append(_read(self.read, self.data_start + (cluster - 2)
+            data.append(read_exact(self.read, self.data_start + (cluster - 2)
                               * self.cluster, self.cluster, "root directory"))
             cluster = self.entry(cluster)
         return b"".join(data)
@@ -346,7 +338,7 @@ def _fsinfo_warning(volume, read, free):
     sector = volume.bpb.BPB_FSInfo
     if not 0 < sector < volume.bpb.BPB_RsvdSecCnt:
         return None
-    info = FSINFO.unpack(_read(read, sector * volume.bps, 512, "FSInfo"))
+    info = FSINFO.unpack(read_exact(read, sector * volume.bps, 512, "FSInfo"))
     if (info.FSI_LeadSig, info.FSI_StrucSig, info.FSI_TrailSig) != (
             FSI_LEAD_SIG, FSI_STRUC_SIG, FSI_TRAIL_SIG):
         return f"FSInfo sector {sector} has no valid signatures"

@@ -80,3 +80,12 @@ def blocks_to_runs(block_runs, block_size, limit):
     return merge_runs((b * block_size, min(n * block_size,
                                            limit - b * block_size))
                       for b, n in block_runs if b * block_size < limit)
+
+
+def read_exact(read, offset, length, what):
+    """read(offset, length), or a MapError naming `what` and the offset."""
+    data = read(offset, length)
+    if len(data) < length:
+        raise MapError(f"short read of the {what} at byte offset {offset}: "
+                       f"{len(data)} of {length} bytes")
+    return bytes(data)
