@@ -285,6 +285,22 @@ def busy_reason(path):
     return None
 
 
+def disk_model(path):
+    """The model of the block device *path* (its disk's, for a partition),
+    "" for files and devices that do not say."""
+    st = _stat(path)
+    if not (st and stat.S_ISBLK(st.st_mode)):
+        return ""
+    sysdir = _sysdir(st.st_rdev)
+    if not sysdir:
+        return ""
+    model = _read(sysdir, "device", "model", default="") or \
+        _read(os.path.dirname(sysdir), "device", "model", default="")
+    if not model and _backing_file(sysdir):
+        model = f"loop over {_backing_file(sysdir)}"
+    return model.strip()
+
+
 # --- same storage -------------------------------------------------------------
 def _extent(path, depth=0):
     """(storage, start, end) of the bytes *path* names, following loop

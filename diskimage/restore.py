@@ -1,141 +1,33 @@
 """Restoring an image onto a disk or a disk file, in one pass over the stream.
 
-:func:`plan_restore` decides everything before a byte is written and refuses
-what cannot work.  :func:`run_restore` then wipes the guard zones (the
-partition table, or the start of each chosen partition) first and writes
-them last, only after the whole stream has passed its checks; so a restore
-that fails or is interrupted leaves a disk with no valid table (or chosen
-partitions with no valid filesystem start), never one that looks fine.
+:func:`diskimage.restoreplan.plan_restore` decides everything before a byte
+is written and refuses what cannot work.  :func:`run_restore` then wipes the
+guard zones (the partition table, the target's backup GPT, or the start of
+each chosen partition) first and writes them last, only after the whole
+stream has passed its checks and every filesystem action (grow, shrink, new
+identity) has succeeded; so a restore that fails or is interrupted leaves a
+disk with no valid table (or chosen partitions with no valid filesystem
+start), never one that looks fine.
+
+Partitions that move are written at their new place as the stream goes by;
+a partition that shrinks is written to a sparse temporary file, shrunk there
+by its filesystem's tool, and copied (data regions only) into its new place.
 """
 
 import os
+import tempfile
 import time
-from dataclasses import dataclass, field
 
 from . import format as fmt
-from .device import (busy_reason, open_source, open_target, same_storage,
-                     sync, write_all, zero_range)
-from .errors import InputError, TargetError
-from .partitions import read_table
+from . import fsresize, tablewrite
+from .device import open_target, sync, write_all, zero_range
+from .errors import TargetError
 from .pipeline import ordered_map
 from .reader import decode_record
+from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
+                          new_guid, plan_restore)
 
-GUARD_SIZE = 1 << 20
-TABLE_KINDS = ("head", "ebr", "gpt-backup")
-
-
-@dataclass
-class RestorePlan:
-    stream: object
-    target: str
-    target_size: int
-    create: bool
-    write_table: bool
-    areas: set                       # indexes of the image areas to write
-    guards: list = field(default_factory=list)   # (start, end) byte ranges
-    required_size: int = 0
-    target_label: str = ""
-
-    def describe(self):
-        meta = self.stream.metadata
-        parts = [a for i, a in enumerate(meta["areas"]) if i in self.areas
-                 and a["kind"] == "partition"]
-        what = ", ".join(f"partition {a['partition']}" for a in parts) \
-            or "the whole disk"
-        table = " and the partition table" if self.write_table and parts \
-            else ""
-        return f"{what}{table} onto {self.target_label}"
-
-
-def _check_target(path, stream):
-    if os.path.isdir(path):
-        raise TargetError(f"{path}: is a directory")
-    for volume in getattr(stream.source, "paths", []):
-        if same_storage(path, volume):
-            raise TargetError(f"{path}: is the image being restored")
-    reason = busy_reason(path)
-    if reason:
-        raise TargetError(f"{path}: {reason}")
-
-
-def plan_restore(stream, target_path, *, partitions=None):
-    """Decide what a restore of `stream` (a RecordStream, header and
-    metadata read) onto `target_path` will do; refuse what cannot work."""
-    meta = stream.metadata
-    areas = meta["areas"]
-    image_parts = {a["partition"]: i for i, a in enumerate(areas)
-                   if a["kind"] == "partition"}
-    if partitions is not None:
-        missing = [n for n in partitions if n not in image_parts]
-        if missing:
-            have = ", ".join(str(n) for n in sorted(image_parts)) or "none"
-            raise InputError(f"{stream.name}: holds no partition {missing[0]}"
-                             f" (partitions in the image: {have})")
-    create = not os.path.exists(target_path)
-    if not create:
-        _check_target(target_path, stream)
-    plan = RestorePlan(stream, target_path, meta["source"]["size"], create,
-                       True, set(range(len(areas))))
-    if create:
-        if os.path.dirname(target_path) and \
-                not os.path.isdir(os.path.dirname(target_path)):
-            raise TargetError(f"{target_path}: its directory does not exist")
-        plan.target_label = f"{target_path} (new file)"
-    else:
-        with open_source(target_path) as disk:
-            plan.target_size = disk.size
-            plan.target_label = target_path + (
-                f" ({disk.size} bytes)")
-            image_sector = meta["source"]["logical_sector_size"]
-            if disk.is_block and disk.logical_sector_size != image_sector:
-                raise TargetError(
-                    f"{target_path}: has {disk.logical_sector_size}-byte "
-                    f"sectors, the image has {image_sector}-byte sectors")
-            if partitions is not None:
-                plan.write_table = _partitions_fit(disk, meta, partitions)
-    if partitions is not None:
-        keep = {image_parts[n] for n in partitions}
-        if plan.write_table:
-            keep |= {i for i, a in enumerate(areas)
-                     if a["kind"] in TABLE_KINDS}
-        plan.areas = keep
-    chosen = [areas[i] for i in sorted(plan.areas)]
-    plan.required_size = max((a["start"] + a["size"] for a in chosen),
-                             default=0)
-    if plan.required_size > plan.target_size:
-        raise TargetError(
-            f"{target_path}: too small: {plan.target_size} bytes, the image "
-            f"needs {plan.required_size} ({plan.required_size - plan.target_size}"
-            f" more)")
-    for area in chosen:
-        guarded = area["kind"] in ("partition", "disk") and (
-            partitions is not None or area["kind"] == "disk")
-        if area["kind"] == "head" or guarded:
-            plan.guards.append((area["start"], area["start"] +
-                                min(area["size"], GUARD_SIZE)))
-        elif area["kind"] == "gpt-backup":
-            plan.guards.append((area["start"], area["start"] + area["size"]))
-    return plan
-
-
-def _partitions_fit(disk, meta, partitions):
-    """Whether the image's table must be written (the target has none); the
-    target's own table must otherwise hold the chosen partitions in the same
-    places.  Raises TargetError when it holds something else."""
-    table = read_table(disk.read, disk.size, disk.logical_sector_size)
-    if table.kind == "none":
-        return True
-    theirs = {p.number: p for p in table.partitions}
-    for area in meta["areas"]:
-        if area["partition"] in partitions:
-            slot = theirs.get(area["partition"])
-            if slot is None or (slot.start, slot.size) != \
-                    (area["start"], area["size"]):
-                raise TargetError(
-                    f"{disk.path}: partition {area['partition']} is not where"
-                    f" the image's is (start {area['start']}, size "
-                    f"{area['size']} bytes); restore the whole disk instead")
-    return False
+COPY_BLOCK = 4 << 20
 
 
 def _split(guards, offset, length):
@@ -153,6 +45,49 @@ def _split(guards, offset, length):
     return pieces
 
 
+class _Run:
+    """The state of one restore: the target, the temporary files of
+    shrinking partitions, what was written (for --verify) and what waits
+    for the end (guard zones)."""
+
+    def __init__(self, plan, disk):
+        self.plan, self.disk = plan, disk
+        self.written = []     # (target offset, length, checksum or None)
+        self.deferred = []    # (target offset, bytes) inside guard zones
+        self.temps = {}       # area index -> open temporary file
+        self.changed = set()  # areas a tool changes after they are written
+
+    def put(self, offset, data):
+        for start, end, guarded in _split(self.plan.guards, offset,
+                                          len(data)):
+            piece = data[start - offset:end - offset]
+            if guarded:
+                self.deferred.append((start, piece))
+            else:
+                write_all(self.disk, start, piece)
+
+    def record(self, fields, data):
+        plan, area = self.plan, fields["area"]
+        offset, length = fields["disk_offset"], fields["length"]
+        delta = plan.delta(area)
+        if delta is None:                       # a shrink: to its temp file
+            temp = self.temps.get(area)
+            if temp is None:
+                temp = self.temps[area] = _temp(plan)
+            if data is not None:
+                start = plan.stream.metadata["areas"][area]["start"]
+                os.pwrite(temp.fileno(), data, offset - start)
+            return
+        offset += delta
+        if data is None:
+            if not plan.create:
+                zero_range(self.disk, offset, length)
+        else:
+            self.put(offset, data)
+        self.written.append((area, offset, length, None if data is None
+                             else fields["checksum"]))
+
+
 def run_restore(plan, *, threads=1, verify=False, progress=None):
     """Carry out `plan`.  Returns a summary dict."""
     stream = plan.stream
@@ -161,8 +96,7 @@ def run_restore(plan, *, threads=1, verify=False, progress=None):
     started = time.monotonic()
     disk = open_target(plan.target, create_size=plan.target_size
                        if plan.create else None)
-    written = []       # (offset, length, checksum or None) for --verify
-    deferred = []      # (offset, bytes) inside guard zones
+    run = _Run(plan, disk)
     try:
         if not plan.create:
             for start, end in plan.guards:
@@ -178,38 +112,158 @@ def run_restore(plan, *, threads=1, verify=False, progress=None):
             if result is None:
                 continue
             _, fields, data, _ = result
-            offset, length = fields["disk_offset"], fields["length"]
-            if data is None:
-                if not plan.create:
-                    zero_range(disk, offset, length)
-            else:
-                for start, end, guarded in _split(plan.guards, offset, length):
-                    piece = data[start - offset:end - offset]
-                    if guarded:
-                        deferred.append((start, piece))
-                    else:
-                        write_all(disk, start, piece)
-            if verify:
-                written.append((offset, length, None if data is None
-                                else fields["checksum"]))
-            done += length
+            run.record(fields, data)
+            done += fields["length"]
             if progress:
                 progress(done, total)
-        for offset, piece in deferred:
-            write_all(disk, offset, piece)
+        actions = _finish(run)
         sync(disk)
         if verify:
-            _read_back(disk, written)
+            _read_back(disk, [w[1:] for w in run.written
+                              if w[0] not in run.changed])
+            for placement in plan.placements:
+                if placement.area in run.changed:
+                    _checked(plan.target, placement)
     except BaseException:
         disk.close()
         if plan.create:
             os.unlink(plan.target)
         raise
+    finally:
+        for temp in run.temps.values():
+            temp.close()
     disk.close()
     summary = dict(stream.summary or {})
     summary.update(seconds=time.monotonic() - started, written_bytes=done,
-                   target=plan.target, verified=verify)
+                   target=plan.target, verified=verify, actions=actions)
     return summary
+
+
+def _finish(run):
+    """After the stream: shrunk partitions copied in, partition starts
+    written, filesystems grown and re-identified, then the table last."""
+    plan, disk, actions = run.plan, run.disk, []
+    for p in plan.placements:
+        if p.action == "shrink":
+            temp = run.temps.get(p.area) or _temp(plan)
+            run.temps[p.area] = temp
+            os.ftruncate(temp.fileno(), p.old_size)
+            fsresize.resize(p.fs, temp.name, p.new_size,
+                            f"partition {p.number} ({p.fs})")
+            _copy_data(temp.fileno(), p.new_size, run, p.new_start)
+            run.changed.add(p.area)
+    table_zone = []
+    for offset, piece in run.deferred:
+        if any(p.new_start <= offset < p.new_start + p.new_size
+               for p in plan.placements):
+            write_all(disk, offset, piece)
+        else:
+            table_zone.append((offset, piece))
+    ids = {}
+    for p in plan.placements:
+        what = f"partition {p.number} ({p.fs})"
+        grow = p.fs_resized and p.new_size > p.old_size
+        if not (grow or (plan.new_ids and p.fs in fsresize.NEW_IDS)):
+            if p.action != "copy" or p.fs_resized:
+                actions.append(f"partition {p.number}: {p.action}")
+            continue
+        sync(disk)
+        with fsresize.region(plan.target, p.new_start, p.new_size) as dev:
+            if grow:
+                fsresize.resize(p.fs, dev, p.new_size, what)
+            if plan.new_ids and p.fs in fsresize.NEW_IDS:
+                old_new = fsresize.new_identity(p.fs, dev, what)
+                if old_new:
+                    ids[f"partition {p.number} filesystem"] = old_new
+        run.changed.add(p.area)
+        actions.append(f"partition {p.number}: {p.action}")
+    for offset, piece in table_zone:
+        write_all(disk, offset, piece)
+    if plan.rewrite_table:
+        ids.update(_write_table(run))
+        run.changed |= {i for i, a in enumerate(plan.stream.metadata["areas"])
+                        if a["kind"] in TABLE_KINDS}
+    return {"steps": actions, "ids": ids}
+
+
+def _temp(plan):
+    """A sparse temporary file for a partition that shrinks; the tools
+    need its name."""
+    return tempfile.NamedTemporaryFile(dir=plan.tmpdir,
+                                       prefix="rdeploy-shrink-")
+
+
+def _copy_data(fd, size, run, target_start):
+    """The data regions of the first *size* bytes of file *fd* onto the
+    target at *target_start* (holes are free space and are skipped)."""
+    offset = 0
+    while offset < size:
+        try:
+            offset = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:
+            break
+        hole = min(os.lseek(fd, offset, os.SEEK_HOLE), size)
+        while offset < hole:
+            data = os.pread(fd, min(COPY_BLOCK, hole - offset), offset)
+            run.put(target_start + offset, data)
+            offset += len(data)
+
+
+def _write_table(run):
+    """A new table for the layout: partitions at their new places, the
+    protected ones kept, new GUIDs or signature with --new-ids."""
+    plan, disk = run.plan, run.disk
+    table = plan.stream.metadata["table"]
+    ss = plan.sector_size
+    sector0 = disk.read(0, 512)
+    by_number = {p["number"]: p for p in table["partitions"]}
+    ids = {}
+    rows = []
+    for place in plan.placements:
+        row = dict(by_number[place.number], start=place.new_start,
+                   size=place.new_size)
+        if plan.new_ids and table["kind"] == "gpt":
+            row["uuid"] = new_guid()
+            ids[f"partition {place.number} PARTUUID"] = (
+                by_number[place.number]["uuid"], row["uuid"])
+        rows.append(row)
+    used = {row["number"] for row in rows}
+    for part, _ in plan.kept:
+        row = part.to_dict()
+        if row["number"] in used:
+            free = [n for n in range(1, 129 if table["kind"] == "gpt" else 5)
+                    if n not in used]
+            if not free:
+                raise TargetError(f"{plan.target}: no free table slot for "
+                                  f"protected partition {part.number}")
+            row["number"] = free[0]
+        used.add(row["number"])
+        rows.append(row)
+    if table["kind"] == "gpt":
+        disk_id = table["disk_id"]
+        if plan.new_ids:
+            disk_id = new_guid()
+            ids["disk GUID"] = (table["disk_id"], disk_id)
+        writes = tablewrite.gpt_writes(rows, plan.target_size, ss, disk_id,
+                                       sector0)
+    else:
+        signature = None
+        if plan.new_ids:
+            signature = int.from_bytes(os.urandom(4), "little") or 1
+            ids["disk signature"] = (table["disk_id"], f"0x{signature:08x}")
+        writes = tablewrite.mbr_writes(
+            sector0, [r for r in rows if r["number"] <= 4], ss, signature)
+    for offset, data in writes:
+        write_all(disk, offset, data)
+    return ids
+
+
+def _checked(target, placement):
+    """--verify of a partition a tool changed: its own checker, read-only."""
+    with fsresize.region(target, placement.new_start,
+                         placement.new_size) as dev:
+        fsresize.check(placement.fs, dev,
+                       f"partition {placement.number} ({placement.fs})")
 
 
 def _read_back(disk, written):
