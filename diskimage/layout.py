@@ -144,8 +144,13 @@ def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
     if mode == "proportional":
         factor = (hi - lo) / max(1, img_end - origin)
         for p in places:
-            if fsresize.can_resize(p.fs) and p.number not in sizes:
-                p.new_size = max(p.min_size, _down(int(p.old_size * factor)))
+            if p.number in sizes:
+                continue
+            scaled = _down(int(p.old_size * factor))
+            # A filesystem that cannot be resized keeps its size inside a
+            # partition that may grow, never shrink.
+            p.new_size = max(p.min_size, scaled) if \
+                fsresize.can_resize(p.fs) else max(p.old_size, scaled)
     for number, size in sizes.items():
         p = next(p for p in places if p.number == number)
         if size < p.min_size:

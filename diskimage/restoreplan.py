@@ -157,9 +157,13 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
                           and not sizes):
         plan.placements = layout.image_placements(meta)
     else:
-        plan.placements = layout.plan_layout(
-            meta, plan.target_size, plan.sector_size, mode=mode, sizes=sizes,
-            protected=[(p.start, p.end) for p, _ in plan.kept], kind=kind)
+        try:
+            plan.placements = layout.plan_layout(
+                meta, plan.target_size, plan.sector_size, mode=mode,
+                sizes=sizes, kind=kind,
+                protected=[(p.start, p.end) for p, _ in plan.kept])
+        except TargetError as exc:
+            raise TargetError(f"{plan.target}: {exc}") from None
     if kind == "none" and (mode != "keep" or sizes):
         raise TargetError("the image holds a disk with no partition table; "
                           "--grow, --resize and --size need partitions")

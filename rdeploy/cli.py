@@ -4,8 +4,10 @@ Usage:
   rdeploy capture SOURCE IMAGE [--partitions=LIST] [--raw] [--compress=CODEC]
                   [--level=N] [--split=SIZE] [--threads=N]
                   [--description=TEXT] [--progress=MODE] [--quiet]
-  rdeploy restore IMAGE TARGET [--partitions=LIST] [--yes] [--verify]
-                  [--threads=N] [--progress=MODE] [--quiet]
+  rdeploy restore IMAGE TARGET [--partitions=LIST] [--into=N] [--yes]
+                  [--dry-run] [--grow | --resize=HOW] [--size=N=SIZE...]
+                  [--new-ids] [--overwrite-protected] [--tmpdir=DIR]
+                  [--verify] [--threads=N] [--progress=MODE] [--quiet]
   rdeploy verify IMAGE [--threads=N] [--progress=MODE] [--quiet]
   rdeploy info IMAGE [--json]
   rdeploy list [--json]
@@ -21,6 +23,8 @@ Commands:
             missing). IMAGE "-" reads the stream from stdin; for a split image
             give its first volume. The plan is checked before anything is
             written: too small, mounted or same-as-source targets are refused.
+            On a disk of another size the partitions are laid out to fit
+            (see --grow, --resize, --size); --dry-run prints that plan.
             Asks for confirmation on a terminal; otherwise needs --yes.
   verify    Check every chunk, the index and the whole-image digest; write
             nothing. A damaged image exits 4 and names the chunk and offset.
@@ -32,6 +36,23 @@ Commands:
 Options:
   --partitions=LIST    Only these partition numbers, e.g. 1,3 (capture keeps
                        the table too; restore writes into the same slots).
+  --into=N             Restore the one image partition (or the one chosen
+                       with --partitions) into partition N of the target's
+                       own table; a larger slot grows the filesystem.
+  --dry-run            Print the plan (old and new place of each partition,
+                       grow/shrink, what is kept) and write nothing.
+  --grow               Extend the last partition to the end of the target
+                       and grow its filesystem (ext2/3/4, NTFS, swap).
+  --resize=HOW         proportional: every resizable partition keeps its
+                       share of the disk.
+  --size=N=SIZE        Make partition N SIZE (e.g. 2=20G); repeatable.
+  --new-ids            New GPT disk and partition GUIDs (or MBR disk
+                       signature) and new filesystem UUIDs/serials, so that
+                       restored disks can sit side by side.
+  --overwrite-protected  Also overwrite service, OEM recovery and vendor
+                       diagnostic partitions (kept by default).
+  --tmpdir=DIR         Where a shrinking partition is worked on (its used
+                       data must fit); $TMPDIR or /tmp when not given.
   --raw                Copy every sector, zero chunks still stored as holes.
   --compress=CODEC     lz4, zstd or none [default: lz4].
   --level=N            Compression level (lz4 1-12, zstd 1-19).
@@ -63,6 +84,9 @@ Examples:
   rdeploy capture /dev/sda /srv/images/lab.rdi --description="lab 2026-11"
   rdeploy capture /dev/sda - | ssh host 'cat > lab.rdi'
   rdeploy restore lab.rdi /dev/sdb --verify
+  rdeploy restore lab.rdi /dev/nvme0n1 --grow --dry-run
+  rdeploy restore lab.rdi /dev/sdb --resize=proportional --new-ids --yes
+  rdeploy restore data.rdi /dev/sdb --partitions=3 --into=2 --yes
   curl -s http://server/lab.rdi | rdeploy restore - /dev/sda --yes
 """
 
@@ -180,14 +204,49 @@ def _confirm(args, plan):
         raise TargetError(f"{args['TARGET']}: not confirmed; nothing written")
 
 
+def _sizes(specs):
+    from diskimage.sizes import parse_size
+    sizes = {}
+    for spec in specs:
+        number, _, size = spec.partition("=")
+        if not number.isdigit() or not size:
+            raise UsageError(f"--size takes N=SIZE like 2=20G, not {spec!r}")
+        sizes[int(number)] = parse_size(size)
+    return sizes
+
+
+def _layout_mode(args):
+    if args["--grow"]:
+        return "grow"
+    if args["--resize"] is None:
+        return "keep"
+    if args["--resize"] != "proportional":
+        raise UsageError(f"--resize takes proportional, not "
+                         f"{args['--resize']!r}")
+    return "proportional"
+
+
 def cmd_restore(args):
     from diskimage.reader import RecordStream
     from diskimage.restore import plan_restore, run_restore
 
+    into = None if args["--into"] is None else \
+        _int_option(args["--into"], "--into")
+    mode, sizes = _layout_mode(args), _sizes(args["--size"])
+    if (args["--partitions"] or into) and (mode != "keep" or sizes):
+        raise UsageError("--grow, --resize and --size lay out a whole disk; "
+                         "they do not go with --partitions or --into")
     with _open_image(args["IMAGE"]) as source:
         stream = RecordStream(source)
         plan = plan_restore(stream, args["TARGET"],
-                            partitions=_partition_list(args["--partitions"]))
+                            partitions=_partition_list(args["--partitions"]),
+                            into=into, mode=mode, sizes=sizes,
+                            new_ids=args["--new-ids"],
+                            overwrite_protected=args["--overwrite-protected"],
+                            tmpdir=args["--tmpdir"])
+        if args["--dry-run"]:
+            print(render.plan_text(plan.to_dict()))
+            return 0
         _confirm(args, plan)
         progress = _progress(args, "restore")
         try:
@@ -197,6 +256,8 @@ def cmd_restore(args):
         finally:
             progress.close()
     _say(args, render.restore_line(args["IMAGE"], args["TARGET"], summary))
+    for line in render.actions_lines(summary.get("actions")):
+        _say(args, line)
     return 0
 
 

@@ -95,3 +95,35 @@ def disks_table(disks):
                      len(d["partitions"]), ",".join(mounted) or "-"])
     return _table(["DISK", "SIZE", "MODEL", "SECTORS", "PARTS", "MOUNTED"],
                   rows)
+
+
+def plan_text(plan):
+    """`rdeploy restore --dry-run`: the plan, one row per partition."""
+    rows = [[p["number"], p["filesystem"] or "-",
+             p["old_start"], format_size(p["old_size"]),
+             p["new_start"], format_size(p["new_size"]), p["action"]]
+            for p in plan["partitions"]]
+    rows += [[k["number"], "-", k["start"], format_size(k["size"]),
+              k["start"], format_size(k["size"]), f"kept: {k['reason']}"]
+             for k in plan["kept"]]
+    lines = [f"plan: restore onto {plan['target']} "
+             f"({format_size(plan['target_size'])}, "
+             f"{plan['sector_size']}-byte sectors); partition table: "
+             f"{plan['table']}" + ("; new identities" if plan["new_ids"]
+                                   else ""),
+             "",
+             _table(["PART", "FS", "OLD START", "OLD SIZE", "NEW START",
+                     "NEW SIZE", "ACTION"], rows)]
+    lines += [f"note: {note}" for note in plan["notes"]]
+    lines.append("dry run: nothing was written")
+    return "\n".join(lines)
+
+
+def actions_lines(actions):
+    """What a restore did beyond copying, and the identities it changed."""
+    if not actions:
+        return []
+    lines = [f"rdeploy: {step}" for step in actions["steps"]]
+    lines += [f"rdeploy: new {what}: {old or '-'} -> {new}"
+              for what, (old, new) in actions["ids"].items()]
+    return lines

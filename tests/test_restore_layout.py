@@ -1,0 +1,333 @@
+"""Restores that plan a layout: other disk sizes, chosen slots, protected
+partitions, new identities and sector sizes.  Every result is checked by the
+field's tools: sgdisk -v for the GPT, sfdisk --json for where partitions
+are, each filesystem's fsck and every file's SHA-256."""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diskimage import demodisk
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+TOOLS = ("sfdisk", "sgdisk", "mkfs.ext4", "resize2fs", "mkfs.fat", "mcopy",
+         "mkntfs", "ntfs-3g", "ntfsresize", "losetup", "blkid")
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(t) for t in TOOLS),
+    reason="needs fdisk, gdisk, e2fsprogs, dosfstools, mtools, ntfs-3g and "
+           "util-linux (make deps installs them)")
+WINRE = "DE94BBA4-06D1-4D40-A16A-BFD50179D6AC"
+
+
+def rdeploy(*args, code=0):
+    result = subprocess.run([sys.executable, "-m", "rdeploy", *map(str, args)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == code, result.stderr
+    return result
+
+
+def run(*args, **kw):
+    return subprocess.run(list(map(str, args)), check=True,
+                          capture_output=True, text=True, **kw).stdout
+
+
+def sha256(path, start=0, size=None):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = size if size is not None else os.path.getsize(path) - start
+        while left > 0:
+            block = f.read(min(left, 4 * MiB))
+            if not block:
+                break
+            h.update(block)
+            left -= len(block)
+    return h.hexdigest()
+
+
+def blank(path, size, fill=None):
+    with open(path, "wb") as f:
+        if fill is None:
+            f.truncate(size)
+        else:
+            for _ in range(size // MiB):
+                f.write(fill(MiB))
+    return path
+
+
+def layout(path):
+    """{number: {start, size, type, uuid}} in bytes, as sfdisk reads it."""
+    table = json.loads(run("sfdisk", "--json", path))["partitiontable"]
+    ss = table.get("sectorsize", 512)
+    out = {}
+    for p in table["partitions"]:
+        number = int(re.search(r"(\d+)$", p["node"]).group(1))
+        out[number] = dict(start=p["start"] * ss, size=p["size"] * ss,
+                           type=p["type"].lower(), uuid=p.get("uuid", ""))
+    return out, table
+
+
+def gpt_valid(path):
+    out = run("sgdisk", "-v", path)
+    return "No problems found" in out, out
+
+
+def checked(path, manifest):
+    """check_disk with the partitions where the restored table puts them."""
+    where, _ = layout(path)
+    moved = {"partitions": {
+        n: dict(p, start=where[int(n)]["start"], size=where[int(n)]["size"])
+        for n, p in manifest["partitions"].items()}}
+    return demodisk.check_disk(path, moved)
+
+
+def fs_bytes(path, part, fs):
+    """The filesystem's own idea of its size, from its own tools."""
+    with demodisk.loop_device(path, part["start"], part["size"]) as dev:
+        if fs == "ext4":
+            out = run("dumpe2fs", "-h", dev)
+            blocks = int(re.search(r"Block count:\s+(\d+)", out).group(1))
+            size = int(re.search(r"Block size:\s+(\d+)", out).group(1))
+            return blocks * size
+        out = run("ntfsresize", "--info", "--force", "--no-action", dev)
+        return int(re.search(r"Current volume size: (\d+)", out).group(1))
+
+
+def blkid(path, part, tag):
+    with demodisk.loop_device(path, part["start"], part["size"]) as dev:
+        return run("blkid", "-p", "-o", "value", "-s", tag, dev).strip()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The 256 MiB GPT demo (ext4, FAT32, NTFS) and its image."""
+    tmp = tmp_path_factory.mktemp("layout")
+    disk, image = tmp / "demo.img", tmp / "demo.rdi"
+    manifest = demodisk.make_gpt_demo(disk, files=200)
+    rdeploy("capture", disk, image, "-q")
+    return disk, image, manifest
+
+
+def test_grow_fills_a_disk_twice_the_size(demo, tmp_path):
+    disk, image, manifest = demo
+    target = blank(tmp_path / "big.img", 2 * os.path.getsize(disk))
+    rdeploy("restore", image, target, "--grow", "--yes", "--verify")
+    ok, out = gpt_valid(target)
+    assert ok, out
+    where, table = layout(target)
+    last = where[3]
+    # The last partition reaches the last usable LBA (33 sectors of backup
+    # array and header after it), its NTFS fills it.
+    assert table["lastlba"] * 512 + 512 == last["start"] + last["size"]
+    assert fs_bytes(target, last, "ntfs") >= last["size"] - MiB
+    assert checked(target, manifest) == []
+
+
+def test_proportional_doubles_every_partition(demo, tmp_path):
+    disk, image, manifest = demo
+    target = blank(tmp_path / "big.img", 2 * os.path.getsize(disk))
+    rdeploy("restore", image, target, "--resize=proportional", "--yes")
+    assert gpt_valid(target)[0]
+    where, _ = layout(target)
+    for number, part in manifest["partitions"].items():
+        new = where[int(number)]["size"]
+        assert 2 * part["size"] - 2 * MiB <= new <= 2 * part["size"], number
+    assert fs_bytes(target, where[1], "ext4") == where[1]["size"]
+    assert checked(target, manifest) == []
+
+
+def test_smaller_disk_that_holds_the_data(demo, tmp_path):
+    disk, image, manifest = demo
+    size = 150 * MiB
+    target = blank(tmp_path / "small.img", size)
+    plan = rdeploy("restore", image, target, "--dry-run").stdout
+    assert "shrink" in plan and os.path.getsize(target) == size
+    assert sha256(target) == sha256(blank(tmp_path / "z.img", size))
+    rdeploy("restore", image, target, "--yes", "--verify")
+    assert os.path.getsize(target) == size
+    assert gpt_valid(target)[0]
+    assert checked(target, manifest) == []
+
+
+def test_too_small_is_refused_by_how_much_and_untouched(demo, tmp_path):
+    disk, image, manifest = demo
+    target = blank(tmp_path / "tiny.img", 64 * MiB, os.urandom)
+    before = sha256(target)
+    err = rdeploy("restore", image, target, "--yes", code=5).stderr
+    assert len(err.strip().splitlines()) == 1, err
+    needed = int(re.search(r"needs (\d+) \((\d+) more", err).group(1))
+    assert sha256(target) == before
+    # What it says is enough is enough.
+    exact = blank(tmp_path / "exact.img", needed)
+    rdeploy("restore", image, exact, "--yes")
+    assert checked(exact, manifest) == []
+
+
+def test_partitions_into_a_disk_with_other_data(demo, tmp_path):
+    disk, image, manifest = demo
+    target = tmp_path / "target.img"
+    shutil.copyfile(disk, target)
+    parts = manifest["partitions"]
+    with open(target, "r+b") as f:        # other data in 1 and 3, 2 spoilt
+        for p in parts.values():
+            f.seek(p["start"])
+            f.write(os.urandom(p["size"]))
+    before = {n: sha256(target, p["start"], p["size"])
+              for n, p in parts.items()}
+    rdeploy("restore", image, target, "--partitions=2", "--yes")
+    assert sha256(target, parts[1]["start"], parts[1]["size"]) == before[1]
+    assert sha256(target, parts[3]["start"], parts[3]["size"]) == before[3]
+    two = {"partitions": {"2": parts[2]}}
+    assert demodisk.check_disk(target, two) == []
+
+
+def _two_slot_disk(path, size, second):
+    blank(path, size, os.urandom)
+    run("sfdisk", "-q", path, input=f"label: gpt\n,{32 * MiB // 512}\n"
+                                    f",{second // 512}\n")
+    return layout(path)[0]
+
+
+def test_into_a_larger_slot_grows_the_filesystem(demo, tmp_path):
+    disk, image, manifest = demo
+    target = tmp_path / "slots.img"
+    where = _two_slot_disk(target, 320 * MiB, 200 * MiB)
+    first = sha256(target, where[1]["start"], where[1]["size"])
+    rdeploy("restore", image, target, "--partitions=1", "--into=2", "--yes",
+            "--verify")
+    assert sha256(target, where[1]["start"], where[1]["size"]) == first
+    assert layout(target)[0] == where              # the table is the target's
+    assert fs_bytes(target, where[2], "ext4") == where[2]["size"]
+    part = dict(manifest["partitions"][1], **where[2])
+    assert demodisk.check_disk(target, {"partitions": {"2": part}}) == []
+
+
+def test_into_a_slot_too_small_is_refused(demo, tmp_path):
+    disk, image, _ = demo
+    target = tmp_path / "slots.img"
+    _two_slot_disk(target, 128 * MiB, 20 * MiB)
+    before = sha256(target)
+    err = rdeploy("restore", image, target, "--partitions=1", "--into=2",
+                  "--yes", code=5).stderr
+    assert "too small" in err
+    assert sha256(target) == before
+
+
+def test_protected_partition_is_kept(demo, tmp_path):
+    disk, image, manifest = demo
+    target = blank(tmp_path / "oem.img", 400 * MiB, os.urandom)
+    # A vendor recovery partition at the end of the target.
+    run("sfdisk", "-q", target, input=f"label: gpt\nstart={350 * MiB // 512},"
+                                      f" size={40 * MiB // 512}, type={WINRE}\n")
+    oem = layout(target)[0][1]
+    before = sha256(target, oem["start"], oem["size"])
+    plan = rdeploy("restore", image, target, "--grow", "--dry-run").stdout
+    assert "kept: Windows recovery" in plan
+    rdeploy("restore", image, target, "--grow", "--yes")
+    assert gpt_valid(target)[0]
+    where, _ = layout(target)
+    kept = [p for p in where.values() if p["type"] == WINRE.lower()]
+    assert [(p["start"], p["size"]) for p in kept] == \
+        [(oem["start"], oem["size"])]
+    assert sha256(target, oem["start"], oem["size"]) == before
+    assert where[3]["start"] + where[3]["size"] <= oem["start"]
+    assert checked(target, manifest) == []
+    rdeploy("restore", image, target, "--overwrite-protected", "--yes")
+    assert WINRE.lower() not in {p["type"] for p in layout(target)[0].values()}
+
+
+def test_new_ids_give_two_disks_different_identities(demo, tmp_path):
+    disk, image, manifest = demo
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    for target in (a, b):
+        out = rdeploy("restore", image, target, "--new-ids", "--yes").stderr
+        assert "new disk GUID" in out
+        assert checked(target, manifest) == []
+        assert gpt_valid(target)[0]
+    source_ids = layout(disk)[1]["id"], layout(a)[1]["id"], layout(b)[1]["id"]
+    assert len(set(source_ids)) == 3
+    where = {p: layout(p)[0] for p in (disk, a, b)}
+    for n in (1, 2, 3):
+        assert len({where[p][n]["uuid"] for p in where}) == 3
+        uuids = {blkid(p, where[p][n], "UUID") for p in where}
+        assert len(uuids) == 3, (n, uuids)
+
+
+def test_dry_run_writes_nothing(demo, tmp_path):
+    disk, image, _ = demo
+    target = blank(tmp_path / "t.img", 300 * MiB, os.urandom)
+    before = sha256(target)
+    out = rdeploy("restore", image, target, "--resize=proportional",
+                  "--dry-run").stdout
+    assert "nothing was written" in out and "NEW START" in out
+    assert sha256(target) == before
+
+
+def _ext4_gpt(path):
+    """A GPT disk with one ext4 partition, its files, and its manifest."""
+    blank(path, 96 * MiB)
+    run("sfdisk", "-q", path, input="label: gpt\nstart=2048, size=163840\n")
+    tree = path.parent / "tree"
+    demodisk.make_tree(tree, 40, seed=3)
+    part = layout(path)[0][1]
+    fsimg = path.parent / "fs.img"
+    run("mkfs.ext4", "-q", "-b", "4096", "-d", tree, fsimg,
+        f"{part['size'] // 1024}K")
+    with open(path, "r+b") as out, open(fsimg, "rb") as src:
+        out.seek(part["start"])
+        shutil.copyfileobj(src, out)
+    files = demodisk.read_files(path, part["start"], part["size"], "ext4")
+    return {"partitions": {"1": dict(part, fs="ext4", files=files)}}
+
+
+def test_sector_size_conversion_512_to_4096(tmp_path):
+    source = tmp_path / "src.img"
+    manifest = _ext4_gpt(source)
+    image = tmp_path / "src.rdi"
+    rdeploy("capture", source, image, "-q")
+    backing = blank(tmp_path / "4k.img", 128 * MiB)
+    dev = run("losetup", "--find", "--show", "-b", "4096", backing).strip()
+    try:
+        out = rdeploy("restore", image, dev, "--dry-run").stdout
+        assert "4096-byte sectors" in out
+        rdeploy("restore", image, dev, "--yes", "--verify")
+        ok, text = gpt_valid(dev)
+        assert ok, text
+        where, table = layout(dev)
+        assert table["sectorsize"] == 4096
+    finally:
+        run("losetup", "-d", dev)
+    part = dict(manifest["partitions"]["1"], **where[1])
+    assert demodisk.check_disk(backing, {"partitions": {"1": part}}) == []
+
+
+def test_sector_size_conversion_refused_for_fat_and_ntfs(demo, tmp_path):
+    _, image, _ = demo
+    backing = blank(tmp_path / "4k.img", 300 * MiB)
+    dev = run("losetup", "--find", "--show", "-b", "4096", backing).strip()
+    try:
+        err = rdeploy("restore", image, dev, "--yes", code=5).stderr
+    finally:
+        run("losetup", "-d", dev)
+    assert "4096-byte sectors" in err and "records its sector size" in err
+    assert sha256(backing) == sha256(blank(tmp_path / "z.img", 300 * MiB))
+
+
+def test_mbr_logical_partitions_do_not_move(tmp_path):
+    disk = tmp_path / "mbr.img"
+    manifest = demodisk.make_mbr_extended(disk, files=30)
+    image = tmp_path / "mbr.rdi"
+    rdeploy("capture", disk, image, "-q")
+    big = blank(tmp_path / "big.img", 2 * os.path.getsize(disk))
+    rdeploy("restore", image, big, "--yes")           # same places: fine
+    assert checked(big, manifest) == []
+    err = rdeploy("restore", image, big, "--grow", "--yes", code=7).stderr
+    assert "logical partition" in err
