@@ -187,6 +187,7 @@ class VolumeInput:
         self.size = sum(self.sizes) if self.seekable else None
         self._current = 0
         self.position = 0
+        self.bytes_read = 0   # bytes read from the files, by either method
 
     def read(self, size):
         """Up to `size` bytes from the stream; fewer only at its end."""
@@ -199,6 +200,7 @@ class VolumeInput:
             parts.append(data)
             size -= len(data)
             self.position += len(data)
+            self.bytes_read += len(data)
         return b"".join(parts)
 
     def read_at(self, offset, size):
@@ -215,6 +217,7 @@ class VolumeInput:
                 parts.append(data)
                 offset += len(data)
                 size -= len(data)
+                self.bytes_read += len(data)
                 if len(data) < volume_size - local and size > 0:
                     break
             base += volume_size
