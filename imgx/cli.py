@@ -8,6 +8,18 @@ Usage:
   imgx get [-R] IMGPATH DEST
   imgx find IMGPATH -name PATTERN
   imgx diff IMAGE_A IMAGE_B [N] [--json]
+  imgx put SRC IMGPATH [--threads=N]
+  imgx rm [-r] IMGPATH [--threads=N]
+  imgx mkdir IMGPATH [--threads=N]
+  imgx mv IMGPATH NEWPATH [--threads=N]
+  imgx describe IMAGE TEXT
+  imgx verify IMAGE [--threads=N]
+  imgx split IMAGE SIZE [--output=OUT]
+  imgx join IMAGE [--output=OUT]
+  imgx recompress IMAGE [--compress=CODEC] [--level=N] [--output=OUT]
+                  [--threads=N]
+  imgx convert IMAGE OUT --to=FORMAT [--threads=N]
+  imgx import SOURCE OUT [--compress=CODEC] [--level=N] [--description=TEXT]
   imgx (-h | --help)
   imgx --version
 
@@ -33,10 +45,38 @@ Commands:
   diff    Files added (+), removed (-) and changed (M) from IMAGE_A to
           IMAGE_B, in partition N or in every filesystem both hold.
 
+Editing (each writes a new image over IMAGE only when it is complete and
+its filesystem checks clean; a failed or interrupted edit leaves IMAGE as it
+was; needs root, for loop devices and mounts):
+  put      Copy the file or directory tree SRC into the image (into
+           IMGPATH when it is a directory, else as IMGPATH).
+  rm       Remove a file, or with -r a directory tree.
+  mkdir    Make a directory (its parent must exist).
+  mv       Rename or move IMGPATH to NEWPATH (a path in the same
+           filesystem, "/dir/name", or IMAGE:N/dir/name).
+  describe Set the image's description.
+
+Image operations (OUT defaults to IMAGE itself, replaced when complete):
+  verify      Check every chunk, the index and the whole-image digest.
+  split       Cut the image into volumes of at most SIZE (650M, 4G).
+  join        Make a split image one file again.
+  recompress  Store every chunk again with another codec or level.
+  convert     Write the image's disk to OUT as a sparse raw file, qcow2
+              or vhd (qemu-img).  OUT must not exist.
+  import      Capture a raw disk file, a block device, or a qcow2, VHD,
+              VMDK or VDI file (qemu-img) into the image OUT.
+
 Options:
   -l            Long listing.
   -R            Recursive.
   --json        Print JSON instead of text.
+  -r            Remove directories and their contents.
+  --output=OUT  Write the new image here instead of over IMAGE.
+  --compress=CODEC  lz4, zstd or none [default: lz4].
+  --level=N     Compression level (lz4 1-12, zstd 1-19).
+  --to=FORMAT   raw, qcow2 or vhd.
+  --description=TEXT  A note stored in the image [default: ].
+  --threads=N   Worker threads [default: all cores].
   -h --help     Show this text.
   --version     Show the version.
 
@@ -44,8 +84,10 @@ Exit codes:
   0 success; 1 other failure (I/O error); 2 usage error (also a path
   without a partition number in an image of several filesystems); 3 bad
   input (no such image, partition, file or directory; not a directory);
-  4 damaged image or damaged filesystem inside it; 6 no space left;
-  7 unsupported filesystem, image version or codec; 70 internal error;
+  4 damaged image or damaged filesystem inside it; 5 image or output
+  refused: a read-only image or directory, an existing convert output;
+  6 no space left; 7 unsupported filesystem, image version or codec;
+  70 internal error;
   130 interrupted; 141 broken pipe.
 
 Examples:
@@ -54,6 +96,10 @@ Examples:
   imgx get -R lab.rdi:3/Users/alice ./alice
   imgx find lab.rdi:2/ -name '*.efi'
   imgx diff monday.rdi friday.rdi 1
+  imgx put ./drivers lab.rdi:3/Windows/INF
+  imgx rm -r lab.rdi:1/var/cache/apt
+  imgx recompress lab.rdi --compress=zstd --level=9
+  imgx convert lab.rdi lab.qcow2 --to=qcow2
 """
 
 import fnmatch
@@ -175,8 +221,119 @@ def cmd_diff(args):
     return 0
 
 
+def _threads(args):
+    value = args.get("--threads")
+    if value in (None, "all cores"):
+        return None
+    return _number(value, "--threads")
+
+
+def _number(value, name):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} takes a whole number, not {value!r}") \
+            from None
+    if number < 1:
+        raise UsageError(f"{name} must be at least 1")
+    return number
+
+
+def _level(args):
+    return None if args["--level"] is None else \
+        _number(args["--level"], "--level")
+
+
+def _edit(args, op, paths, source=None):
+    from .edit import edit
+
+    image_path, number, path = split_path(args["IMGPATH"])
+    edit(image_path, number, op, [path] + paths, source=source,
+         recursive=args["-r"], threads=_threads(args))
+    return 0
+
+
+def cmd_put(args):
+    return _edit(args, "put", [], source=args["SRC"])
+
+
+def cmd_rm(args):
+    return _edit(args, "rm", [])
+
+
+def cmd_mkdir(args):
+    return _edit(args, "mkdir", [])
+
+
+def cmd_mv(args):
+    new = args["NEWPATH"]
+    if ":" in new and not new.startswith("/"):
+        image_a, number_a, _ = split_path(args["IMGPATH"])
+        image_b, number_b, new = split_path(new)
+        if (image_a, number_a) != (image_b, number_b):
+            raise UsageError("mv moves within one filesystem of one image")
+    return _edit(args, "mv", [new])
+
+
+def cmd_describe(args):
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], metadata={"description": args["TEXT"]})
+    return 0
+
+
+def cmd_verify(args):
+    from diskimage.verify import verify
+    from diskimage.volumes import VolumeInput
+    from rdeploy.render import verify_line
+
+    with VolumeInput(args["IMAGE"]) as source:
+        summary = verify(source, threads=_threads(args) or 1)
+    print(verify_line(args["IMAGE"], summary))
+    return 0
+
+
+def cmd_split(args):
+    from diskimage.sizes import parse_size
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], args["--output"], split=parse_size(args["SIZE"]))
+    return 0
+
+
+def cmd_join(args):
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], args["--output"], split=None)
+    return 0
+
+
+def cmd_recompress(args):
+    from diskimage.compression import Compressor
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], args["--output"],
+            compressor=Compressor(args["--compress"], _level(args)),
+            threads=_threads(args))
+    return 0
+
+
+def cmd_convert(args):
+    from .convert import convert
+    convert(args["IMAGE"], args["OUT"], args["--to"], threads=_threads(args))
+    return 0
+
+
+def cmd_import(args):
+    from .convert import import_disk
+    import_disk(args["SOURCE"], args["OUT"], codec=args["--compress"],
+                level=_level(args), description=args["--description"])
+    return 0
+
+
 COMMANDS = {"info": cmd_info, "ls": cmd_ls, "tree": cmd_tree, "cat": cmd_cat,
-            "get": cmd_get, "find": cmd_find, "diff": cmd_diff}
+            "get": cmd_get, "find": cmd_find, "diff": cmd_diff,
+            "put": cmd_put, "rm": cmd_rm, "mkdir": cmd_mkdir, "mv": cmd_mv,
+            "describe": cmd_describe, "verify": cmd_verify,
+            "split": cmd_split, "join": cmd_join,
+            "recompress": cmd_recompress, "convert": cmd_convert,
+            "import": cmd_import}
 
 
 def _main(argv):

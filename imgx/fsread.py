@@ -97,7 +97,9 @@ class _Ext:
 class _Fat:
     def __init__(self, fh):
         from dissect.fat.fat import FATFS
-        self.fs = FATFS(fh)
+        # 8.3 names are in an OEM code page; mtools (and so mdir) uses
+        # 850 unless told otherwise, Windows in Western Europe too.
+        self.fs = FATFS(fh, encoding="cp850")
         root = self.fs.get("/")
         self.root = Node("", "dir", 0, stat.S_IFDIR | 0o755, handle=root)
 

@@ -1,0 +1,272 @@
+"""Editing a filesystem inside an image: put, rm, mkdir, mv.
+
+An image is never patched in place.  An edit:
+
+1. checks the request against the image as it is (paths that must or must
+   not exist, through the read-only browser), before any heavy work;
+2. restores the image's disk into a sparse scratch file beside the image
+   (every chunk checked, so a damaged image stops here, exit 4);
+3. changes the one partition with the field's own writers: mtools for FAT,
+   the kernel's ext2/3/4 driver, ntfs-3g and exfat-fuse through a loop
+   device (``losetup -o OFFSET --sizelimit SIZE``) mounted on a scratch
+   directory;
+4. checks that filesystem with its fsck (e2fsck -fn, fsck.fat -n, ntfsfix -n,
+   fsck.exfat -n); an unclean result stops here;
+5. captures the scratch disk into ``IMAGE.partial`` with the image's
+   partitions, mode, codec, level, chunk size, volume size and description,
+   and renames it over the image only when it is whole.
+
+So a failed or interrupted edit leaves the original image as it was.  The
+metadata's ``history`` list gains one line per edit.
+
+Why not debugfs for ext: it cannot copy a directory tree in, nor move a
+directory (it would leave ``..`` pointing at the old parent); the kernel
+driver does both, and ext mounts here.
+"""
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+
+from diskimage import demodisk
+from diskimage.capture import capture
+from diskimage.compression import Compressor
+from diskimage.errors import DiskImageError, InputError
+from diskimage.reader import ImageReader, RecordStream
+from diskimage.restore import plan_restore, run_restore
+from diskimage.tools import tool_env
+from diskimage.volumes import VolumeInput, VolumeOutput
+
+from .fsread import FAMILIES
+from .image import Image
+from .rewrite import current_split, writable
+
+
+class EditError(DiskImageError):
+    """A writer tool failed, or the edited filesystem does not check clean;
+    the image is unchanged."""
+
+    exit_code = 1
+
+
+def _clean(path):
+    parts = [p for p in path.split("/") if p and p != "."]
+    if ".." in parts:
+        raise InputError(f"{path}: '..' is not allowed in paths inside an "
+                         f"image")
+    return "/".join(parts)
+
+
+class _Mounted:
+    """Edits through a mounted filesystem: plain file operations."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def _at(self, path):
+        return os.path.join(self.root, path)
+
+    def put(self, src, dest):
+        target = self._at(dest)
+        if os.path.isdir(src):
+            shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, target, follow_symlinks=False)
+
+    def rm(self, path, recursive):
+        target = self._at(path)
+        if os.path.isdir(target) and not os.path.islink(target):
+            if recursive:
+                shutil.rmtree(target)
+            else:
+                os.rmdir(target)
+        else:
+            os.unlink(target)
+
+    def mkdir(self, path):
+        os.mkdir(self._at(path))
+
+    def mv(self, src, dest):
+        os.rename(self._at(src), self._at(dest))
+
+
+class _Mtools:
+    """Edits of a FAT filesystem with mtools (vfat does not mount here)."""
+
+    def __init__(self, disk, start):
+        self.drive = f"{disk}@@{start}"
+
+    def _run(self, *args):
+        demodisk._run([args[0], "-i", self.drive, *args[1:]],
+                      env=demodisk._MTOOLS_ENV)
+
+    def put(self, src, dest):
+        self._run("mcopy", "-s", "-m", "-o", "-Q", src, f"::/{dest}")
+
+    def rm(self, path, recursive):
+        self._run("mdeltree" if recursive else "mdel", f"::/{path}")
+
+    def mkdir(self, path):
+        self._run("mmd", f"::/{path}")
+
+    def mv(self, src, dest):
+        self._run("mmove", f"::/{src}", f"::/{dest}")
+
+
+@contextlib.contextmanager
+def _mount(disk, area, scratch):
+    kind, family = area["filesystem"], FAMILIES[area["filesystem"]]
+    if family == "fat":
+        yield _Mtools(disk, area["start"])
+        return
+    mnt = os.path.join(scratch, "mnt")
+    os.makedirs(mnt, exist_ok=True)
+    with demodisk.loop_device(disk, area["start"], area["size"],
+                              read_only=False) as dev:
+        if family == "ntfs":
+            with demodisk._ntfs_mount(dev, mnt, "rw") as root:
+                yield _Mounted(root)
+            return
+        command = ["mount", "-t", kind, dev, mnt] if family == "ext" else \
+            ["mount.exfat-fuse", dev, mnt]
+        demodisk._run(command)
+        try:
+            yield _Mounted(mnt)
+        finally:
+            demodisk._run(["umount", mnt])
+
+
+def _fsck(disk, area):
+    family = FAMILIES[area["filesystem"]]
+    if family == "exfat":
+        with demodisk.loop_device(disk, area["start"], area["size"]) as dev:
+            proc = subprocess.run(["fsck.exfat", "-n", dev],
+                                  capture_output=True, text=True,
+                                  env=tool_env())
+        return proc.returncode == 0, proc.stdout + proc.stderr
+    return demodisk.fsck(disk, area["start"], area["size"],
+                         area["filesystem"])
+
+
+def _settings(image_path):
+    """What a new generation of an image keeps from the old one: volume
+    size, chunk size, and which partitions were captured (None: all)."""
+    with ImageReader(image_path) as reader:
+        meta = reader.metadata
+        captured = [a["partition"] for a in meta["areas"]
+                    if a["kind"] == "partition"]
+        table = [p["number"] for p in meta["table"].get("partitions", [])]
+        return {"split": current_split(reader),
+                "chunk_size": reader.chunk_size,
+                "partitions": None if sorted(captured) == sorted(table)
+                else captured}
+
+
+def check_request(image_path, number, op, paths, recursive=False,
+                  source=None):
+    """Refuse, before any work, an edit that cannot succeed.  Returns the
+    area and the cleaned paths (a put or mv onto a directory lands inside
+    it, by the source's name)."""
+    with Image(image_path) as image:
+        area = image.area(number)
+        fs = image.filesystem(number)
+        paths = [_clean(p) for p in paths]
+
+        def exists(path):
+            try:
+                return fs.lookup(path)
+            except InputError:
+                return None
+
+        def parent_dir(path):
+            parent = path.rpartition("/")[0]
+            node = fs.lookup(parent)
+            if not node.is_dir:
+                raise InputError(f"{fs.where}/{parent}: not a directory")
+
+        if op in ("rm", "mv"):
+            node = fs.lookup(paths[0])
+            if not paths[0]:
+                raise InputError(f"{fs.where}/: the root cannot be {op}ed")
+            if op == "rm" and node.is_dir and not recursive:
+                raise InputError(f"{fs.where}/{paths[0]}: is a directory "
+                                 f"(use -r)")
+        if op in ("put", "mv"):
+            name = os.path.basename(os.path.normpath(source)) \
+                if op == "put" else paths[0].rpartition("/")[2]
+            dest = exists(paths[-1])
+            if dest is not None and dest.is_dir:
+                paths[-1] = f"{paths[-1]}/{name}".lstrip("/")
+                dest = exists(paths[-1])
+            parent_dir(paths[-1])
+            if op == "mv" and dest is not None:
+                raise InputError(f"{fs.where}/{paths[-1]}: already exists")
+            if op == "put" and dest is not None and dest.is_dir != \
+                    os.path.isdir(source):
+                raise InputError(f"{fs.where}/{paths[-1]}: exists and is "
+                                 f"{'a' if dest.is_dir else 'not a'} "
+                                 f"directory")
+        if op == "mkdir":
+            if exists(paths[0]) is not None:
+                raise InputError(f"{fs.where}/{paths[0]}: already exists")
+            parent_dir(paths[0])
+        return area, paths
+
+
+def edit(image_path, number, op, paths, *, source=None, recursive=False,
+         threads=None):
+    """Apply `op` ("put", "rm", "mkdir", "mv") to partition `number` of the
+    image and write the new image over it.  Returns capture's summary."""
+    writable(image_path)
+    if source is not None and not os.path.lexists(source):
+        raise InputError(f"{source}: no such file or directory")
+    area, paths = check_request(image_path, number, op, paths, recursive,
+                                source)
+    directory = os.path.dirname(os.path.abspath(image_path))
+    with tempfile.TemporaryDirectory(prefix=".imgx-edit-",
+                                     dir=directory) as scratch:
+        disk = os.path.join(scratch, "disk.img")
+        with VolumeInput(image_path) as volumes:
+            stream = RecordStream(volumes)
+            meta = stream.metadata
+            run_restore(plan_restore(stream, disk), threads=threads or
+                        os.cpu_count())
+        settings = _settings(image_path)
+        try:
+            with _mount(disk, area, scratch) as fs:
+                if op == "put":
+                    fs.put(source, paths[0])
+                elif op == "rm":
+                    fs.rm(paths[0], recursive)
+                elif op == "mkdir":
+                    fs.mkdir(paths[0])
+                else:
+                    fs.mv(paths[0], paths[1])
+        except demodisk.ToolError as exc:
+            raise EditError(f"{image_path}: {op} failed, image unchanged: "
+                            f"{exc}") from None
+        except OSError as exc:
+            raise EditError(f"{image_path}: {op} failed, image unchanged: "
+                            f"{exc.strerror or exc}") from None
+        clean, output = _fsck(disk, area)
+        if not clean:
+            tail = " | ".join(output.strip().splitlines()[-3:])
+            raise EditError(f"{image_path}: partition {area['partition']} "
+                            f"does not check clean after {op}; image "
+                            f"unchanged: {tail}")
+        line = " ".join([datetime.now(timezone.utc).isoformat(
+            timespec="seconds"), op, *([source] if source else []),
+            *(f"{area['partition'] or ''}/{p}" for p in paths)])
+        return capture(
+            disk, VolumeOutput(image_path, settings["split"]),
+            compressor=Compressor(meta["compression"]["codec"],
+                                  meta["compression"]["level"]),
+            partitions=settings["partitions"], raw=meta.get("mode") == "raw",
+            description=meta.get("description", ""),
+            chunk_size=settings["chunk_size"],
+            source_label=meta["source"]["path"],
+            extra_metadata={"history": meta.get("history", []) + [line]},
+            threads=threads)
