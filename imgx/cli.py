@@ -104,6 +104,7 @@ Examples:
 
 import fnmatch
 import json
+import os
 import sys
 
 from docopt import docopt
@@ -267,11 +268,16 @@ def cmd_mkdir(args):
 
 def cmd_mv(args):
     new = args["NEWPATH"]
-    if ":" in new and not new.startswith("/"):
-        image_a, number_a, _ = split_path(args["IMGPATH"])
-        image_b, number_b, new = split_path(new)
+    image_a, number_a, _ = split_path(args["IMGPATH"])
+    try:
+        image_b, number_b, inside = split_path(new)
+    except UsageError:
+        image_b = None           # a plain path inside the filesystem
+    if image_b is not None and (image_b == image_a or
+                                os.path.exists(image_b)):
         if (image_a, number_a) != (image_b, number_b):
             raise UsageError("mv moves within one filesystem of one image")
+        new = inside
     return _edit(args, "mv", [new])
 
 

@@ -89,7 +89,7 @@ class _Mounted:
     def mkdir(self, path):
         os.mkdir(self._at(path))
 
-    def mv(self, src, dest):
+    def mv(self, src, dest, is_dir=False):
         os.rename(self._at(src), self._at(dest))
 
 
@@ -112,8 +112,11 @@ class _Mtools:
     def mkdir(self, path):
         self._run("mmd", f"::/{path}")
 
-    def mv(self, src, dest):
-        self._run("mmove", f"::/{src}", f"::/{dest}")
+    def mv(self, src, dest, is_dir=False):
+        # mmove upper-cases a new 8.3 name ("moved.bin" -> "MOVED.BIN"),
+        # mcopy keeps its case: copy within the filesystem, then remove.
+        self._run("mcopy", "-s", "-m", "-Q", f"::/{src}", f"::/{dest}")
+        self.rm(src, recursive=is_dir)
 
 
 @contextlib.contextmanager
@@ -168,12 +171,14 @@ def _settings(image_path):
 def check_request(image_path, number, op, paths, recursive=False,
                   source=None):
     """Refuse, before any work, an edit that cannot succeed.  Returns the
-    area and the cleaned paths (a put or mv onto a directory lands inside
-    it, by the source's name)."""
+    area, the cleaned paths (a put or mv onto a directory lands inside it,
+    by the source's name) and whether the path removed or moved is a
+    directory."""
     with Image(image_path) as image:
         area = image.area(number)
         fs = image.filesystem(number)
         paths = [_clean(p) for p in paths]
+        node = None
 
         def exists(path):
             try:
@@ -213,7 +218,7 @@ def check_request(image_path, number, op, paths, recursive=False,
             if exists(paths[0]) is not None:
                 raise InputError(f"{fs.where}/{paths[0]}: already exists")
             parent_dir(paths[0])
-        return area, paths
+        return area, paths, bool(node and node.is_dir)
 
 
 def edit(image_path, number, op, paths, *, source=None, recursive=False,
@@ -223,7 +228,7 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
     writable(image_path)
     if source is not None and not os.path.lexists(source):
         raise InputError(f"{source}: no such file or directory")
-    area, paths = check_request(image_path, number, op, paths, recursive,
+    area, paths, is_dir = check_request(image_path, number, op, paths, recursive,
                                 source)
     directory = os.path.dirname(os.path.abspath(image_path))
     with tempfile.TemporaryDirectory(prefix=".imgx-edit-",
@@ -244,7 +249,7 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
                 elif op == "mkdir":
                     fs.mkdir(paths[0])
                 else:
-                    fs.mv(paths[0], paths[1])
+                    fs.mv(paths[0], paths[1], is_dir)
         except demodisk.ToolError as exc:
             raise EditError(f"{image_path}: {op} failed, image unchanged: "
                             f"{exc}") from None

@@ -25,7 +25,10 @@ def writable(path):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
-    if not os.access(path, os.W_OK) or not os.access(directory, os.W_OK):
+    # Root may write anything, so a file without write bits counts as
+    # read-only too: someone marked it so.
+    if not os.access(path, os.W_OK) or not os.access(directory, os.W_OK) \
+            or not os.stat(path).st_mode & 0o222:
         raise TargetError(f"{path}: image is read-only (or its directory "
                           f"{directory} is); nothing changed")
 
