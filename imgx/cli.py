@@ -20,6 +20,7 @@ Usage:
                   [--threads=N]
   imgx convert IMAGE OUT --to=FORMAT [--threads=N]
   imgx import SOURCE OUT [--compress=CODEC] [--level=N] [--description=TEXT]
+  imgx sfx IMAGE --output=OUT [--binary=PATH]
   imgx (-h | --help)
   imgx --version
 
@@ -65,13 +66,19 @@ Image operations (OUT defaults to IMAGE itself, replaced when complete):
               or vhd (qemu-img).  OUT must not exist.
   import      Capture a raw disk file, a block device, or a qcow2, VHD,
               VMDK or VDI file (qemu-img) into the image OUT.
+  sfx         Write a self-restoring image to OUT (-o): the frozen binary
+              with IMAGE appended.  `OUT TARGET` restores it onto TARGET
+              with rdeploy restore's checks; `OUT --help` says more.
 
 Options:
   -l            Long listing.
   -R            Recursive.
   --json        Print JSON instead of text.
   -r            Remove directories and their contents.
-  --output=OUT  Write the new image here instead of over IMAGE.
+  -o OUT --output=OUT  Write the new image (or sfx binary) here instead of
+                over IMAGE.
+  --binary=PATH The frozen binary an sfx is built on [default: this program
+                when frozen, else dist/deploytool].
   --compress=CODEC  lz4, zstd or none [default: lz4].
   --level=N     Compression level (lz4 1-12, zstd 1-19).
   --to=FORMAT   raw, qcow2 or vhd.
@@ -100,6 +107,7 @@ Examples:
   imgx rm -r lab.rdi:1/var/cache/apt
   imgx recompress lab.rdi --compress=zstd --level=9
   imgx convert lab.rdi lab.qcow2 --to=qcow2
+  imgx sfx lab.rdi -o lab-restore.run && ./lab-restore.run /dev/sdb
 """
 
 import fnmatch
@@ -333,13 +341,22 @@ def cmd_import(args):
     return 0
 
 
+def cmd_sfx(args):
+    from .sfx import make_sfx
+    binary = args["--binary"]
+    if binary and binary.startswith("this program"):
+        binary = None
+    make_sfx(args["IMAGE"], args["--output"], binary)
+    return 0
+
+
 COMMANDS = {"info": cmd_info, "ls": cmd_ls, "tree": cmd_tree, "cat": cmd_cat,
             "get": cmd_get, "find": cmd_find, "diff": cmd_diff,
             "put": cmd_put, "rm": cmd_rm, "mkdir": cmd_mkdir, "mv": cmd_mv,
             "describe": cmd_describe, "verify": cmd_verify,
             "split": cmd_split, "join": cmd_join,
             "recompress": cmd_recompress, "convert": cmd_convert,
-            "import": cmd_import}
+            "import": cmd_import, "sfx": cmd_sfx}
 
 
 def _main(argv):

@@ -63,3 +63,19 @@ def test_frozen_demo_command_runs_with_empty_environment(frozen, tmp_path):
     result = bare(frozen, "demo", f"--dir={tmp_path / 'demo'}")
     assert result.returncode == 0, result.stderr.decode()
     assert b"OK:" in result.stdout
+
+
+def test_frozen_imgx_ls(tmp_path):
+    """imgx in the frozen binary, through its link, reading all three
+    filesystems of the demo disk with dissect's readers."""
+    from .imgx_helpers import capture_disk
+    disk, image = tmp_path / "demo.img", tmp_path / "demo.rdi"
+    manifest = demodisk.make_gpt_demo(disk, files=30)
+    capture_disk(disk, image)
+    for number, part in manifest["partitions"].items():
+        result = bare(DIST / "imgx", "ls", "-R", f"{image}:{number}/")
+        assert result.returncode == 0, result.stderr.decode()
+        listed = set(result.stdout.decode().splitlines())
+        assert set(part["files"]) <= listed
+    result = bare(DIST / "imgx", "ls", f"{image}:9/")
+    assert result.returncode == 3 and result.stderr.count(b"\n") == 1
