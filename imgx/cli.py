@@ -115,9 +115,7 @@ import json
 import os
 import sys
 
-from docopt import docopt
-
-from cliutil.runner import run
+from cliutil.runner import dispatch, run, whole_number
 from diskimage import __version__
 from diskimage.errors import UsageError
 
@@ -234,23 +232,12 @@ def _threads(args):
     value = args.get("--threads")
     if value in (None, "all cores"):
         return None
-    return _number(value, "--threads")
-
-
-def _number(value, name):
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name} takes a whole number, not {value!r}") \
-            from None
-    if number < 1:
-        raise UsageError(f"{name} must be at least 1")
-    return number
+    return whole_number(value, "--threads")
 
 
 def _level(args):
     return None if args["--level"] is None else \
-        _number(args["--level"], "--level")
+        whole_number(args["--level"], "--level")
 
 
 def _edit(args, op, paths, source=None):
@@ -360,11 +347,7 @@ COMMANDS = {"info": cmd_info, "ls": cmd_ls, "tree": cmd_tree, "cat": cmd_cat,
 
 
 def _main(argv):
-    args = docopt(__doc__, argv=argv, version=f"imgx {__version__}")
-    for name, command in COMMANDS.items():
-        if args[name]:
-            return command(args)
-    raise UsageError("no command given")
+    return dispatch(__doc__, argv, f"imgx {__version__}", COMMANDS)
 
 
 def main(argv=None):

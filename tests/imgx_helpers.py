@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+from diskimage import demodisk
 from diskimage.capture import capture
 from diskimage.compression import Compressor
 from diskimage.demodisk import _MTOOLS_ENV
@@ -18,6 +19,16 @@ def capture_disk(disk, image, codec="lz4", description="", split=None):
     return capture(os.fspath(disk), VolumeOutput(os.fspath(image), split),
                    compressor=Compressor(codec, None),
                    description=description)
+
+
+def demo_image(tmp_path_factory, name, files, **capture_options):
+    """A GPT demo disk (ext4, FAT32, NTFS) and its image, in a new
+    directory: (disk, image, manifest, directory)."""
+    tmp = tmp_path_factory.mktemp(name)
+    disk, image = tmp / "demo.img", tmp / "demo.rdi"
+    manifest = demodisk.make_gpt_demo(disk, files=files)
+    capture_disk(disk, image, **capture_options)
+    return disk, image, manifest, tmp
 
 
 def imgx(*args, input=None, env=None):

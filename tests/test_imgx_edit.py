@@ -4,7 +4,6 @@ clean with its own fsck and holds exactly the expected files.  A failed
 edit leaves the image byte for byte as it was."""
 
 import copy
-import hashlib
 import os
 import shutil
 import subprocess
@@ -15,16 +14,15 @@ import pytest
 from diskimage import demodisk
 from diskimage.reader import ImageReader
 
-from .imgx_helpers import ROOT, capture_disk, imgx, ok, one_line_error
+from .imgx_helpers import (ROOT, capture_disk, demo_image, imgx, ok,
+                           one_line_error)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("imgx-edit")
-    disk, image = tmp / "demo.img", tmp / "demo.rdi"
-    manifest = demodisk.make_gpt_demo(disk, files=60)
-    capture_disk(disk, image, codec="zstd", description="golden",
-                 split=2 << 20)
+    _, image, manifest, _ = demo_image(tmp_path_factory, "imgx-edit", 60,
+                                       codec="zstd", description="golden",
+                                       split=2 << 20)
     return image, manifest
 
 
@@ -33,10 +31,6 @@ def _restore(image, target):
                              image, target, "--yes", "--quiet"], cwd=ROOT,
                             capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
-
-
-def _sha(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
 def _copy_image(image, dest):
@@ -65,7 +59,7 @@ def test_edits_restore_to_a_clean_disk_with_the_expected_tree(
     ok("put", src, f"{image}:{number}/")
     files.update({f"src/{rel}": d for rel, d in added.items()})
     ok("put", single, f"{image}:{number}/src/renamed.txt")
-    files["src/renamed.txt"] = _sha(single)
+    files["src/renamed.txt"] = demodisk._sha256(single)
     ok("mkdir", f"{image}:{number}/Neue Größe")
     ok("mv", f"{image}:{number}/{victim}", "/Neue Größe/moved.bin")
     files["Neue Größe/moved.bin"] = files.pop(victim)
@@ -92,7 +86,7 @@ def test_edits_restore_to_a_clean_disk_with_the_expected_tree(
 def test_failed_edit_leaves_the_image_intact(demo, tmp_path):
     golden, manifest = demo
     image = _copy_image(golden, tmp_path)
-    before = {p: _sha(tmp_path / p) for p in os.listdir(tmp_path)}
+    before = {p: demodisk._sha256(tmp_path / p) for p in os.listdir(tmp_path)}
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:                   # larger than partition 2
         f.truncate(80 << 20)
@@ -100,7 +94,7 @@ def test_failed_edit_leaves_the_image_intact(demo, tmp_path):
     assert result.returncode == 1, result.stderr.decode()
     assert result.stderr.decode().count("\n") == 1
     os.unlink(big)
-    after = {p: _sha(tmp_path / p) for p in os.listdir(tmp_path)}
+    after = {p: demodisk._sha256(tmp_path / p) for p in os.listdir(tmp_path)}
     assert after == before
 
 
@@ -152,6 +146,6 @@ def test_exfat_read_and_edit(tmp_path):
     ok("put", note, f"{image}:/")
     ok("rm", f"{image}:/{first}")
     ok("get", "-R", f"{image}:/", tmp_path / "out2")
-    expected = dict(digests, **{"note.txt": _sha(note)})
+    expected = dict(digests, **{"note.txt": demodisk._sha256(note)})
     del expected[first]
     assert demodisk._digest_tree(tmp_path / "out2") == expected

@@ -9,16 +9,12 @@ import pytest
 from diskimage import demodisk
 from diskimage.reader import ImageReader
 
-from .imgx_helpers import capture_disk, imgx, ok, one_line_error
+from .imgx_helpers import capture_disk, demo_image, imgx, ok, one_line_error
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("imgx-errors")
-    disk, image = tmp / "demo.img", tmp / "demo.rdi"
-    manifest = demodisk.make_gpt_demo(disk, files=40)
-    capture_disk(disk, image)
-    return disk, image, manifest, tmp
+    return demo_image(tmp_path_factory, "imgx-errors", 40)
 
 
 def test_help_runs():

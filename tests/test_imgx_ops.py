@@ -1,7 +1,6 @@
 """Image operations: describe, verify, split, join, recompress, convert to
 raw/qcow2/vhd (checked with qemu-img compare) and import back."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -12,7 +11,7 @@ import pytest
 from diskimage import demodisk
 from diskimage.reader import ImageReader
 
-from .imgx_helpers import capture_disk, ok, tool
+from .imgx_helpers import demo_image, ok, tool
 
 needs_qemu_img = pytest.mark.skipif(not shutil.which("qemu-img"),
                                     reason="needs qemu-utils")
@@ -20,21 +19,10 @@ needs_qemu_img = pytest.mark.skipif(not shutil.which("qemu-img"),
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("imgx-ops")
-    disk, image = tmp / "demo.img", tmp / "demo.rdi"
-    manifest = demodisk.make_gpt_demo(disk, files=60)
-    capture_disk(disk, image)
+    _, image, manifest, tmp = demo_image(tmp_path_factory, "imgx-ops", 60)
     raw = tmp / "reference.raw"
     ok("convert", image, raw, "--to=raw")
     return image, manifest, raw
-
-
-def _sha(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _volumes(image):
@@ -76,7 +64,7 @@ def test_describe_split_join_recompress_keep_the_disk(demo, tmp_path):
     assert info["description"] == "lab image, Nov 2026"
     ok("convert", tmp_path / "joined.rdi", tmp_path / "back.raw",
        "--to=raw")
-    assert _sha(tmp_path / "back.raw") == _sha(raw)
+    assert demodisk._sha256(tmp_path / "back.raw") == demodisk._sha256(raw)
 
 
 @needs_qemu_img

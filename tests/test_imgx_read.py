@@ -9,7 +9,7 @@ import pytest
 
 from diskimage import demodisk
 
-from .imgx_helpers import capture_disk, ok, tool
+from .imgx_helpers import capture_disk, demo_image, ok, tool
 
 DEBUGFS_LINE = re.compile(r"^\s*\d+\s+([0-7]+)\s+\(\d+\)\s+(\d+)\s+(\d+)\s+"
                           r"(\d+)\s+\S+ \S+ (.*)$")
@@ -20,11 +20,7 @@ NTFSLS_LINE = re.compile(r"^\s*(\d+) \w{3} +\d+ \d\d:\d\d \d{4} (.*)$")
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("imgx-read")
-    disk, image = tmp / "demo.img", tmp / "demo.rdi"
-    manifest = demodisk.make_gpt_demo(disk, files=150)
-    capture_disk(disk, image)
-    return disk, image, manifest, tmp
+    return demo_image(tmp_path_factory, "imgx-read", 150)
 
 
 def _dirs(manifest, number):

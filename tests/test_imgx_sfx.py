@@ -11,7 +11,7 @@ import pytest
 from diskimage import demodisk
 from diskimage.reader import ImageReader
 
-from .imgx_helpers import capture_disk, ok
+from .imgx_helpers import demo_image, ok
 
 DIST = Path(__file__).resolve().parent.parent / "dist"
 
@@ -20,10 +20,8 @@ DIST = Path(__file__).resolve().parent.parent / "dist"
 def sfx(tmp_path_factory):
     assert (DIST / "deploytool").is_file(), \
         "dist/deploytool is missing: run `make freeze`"
-    tmp = tmp_path_factory.mktemp("imgx-sfx")
-    disk, image = tmp / "demo.img", tmp / "demo.rdi"
-    manifest = demodisk.make_gpt_demo(disk, files=80)
-    capture_disk(disk, image, description="sfx demo")
+    _, image, manifest, tmp = demo_image(tmp_path_factory, "imgx-sfx", 80,
+                                         description="sfx demo")
     out = tmp / "restore.run"
     ok("sfx", image, "-o", out)
     return out, image, manifest, tmp
