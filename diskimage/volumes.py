@@ -150,7 +150,8 @@ class VolumeOutput:
 
 # A self-restoring image (imgx sfx) is the frozen binary with the image
 # stream appended and this trailer last: magic, the stream's offset and
-# length in the file, reserved, CRC-32 of the bytes before it.
+# length in the file, reserved, CRC-32 of the bytes before it.  Between the
+# stream and the trailer there may be bytes for the binary's own loader.
 SFX_MAGIC = b"RDI-SFX\n"
 SFX_TRAILER = struct.Struct("<8sQQII")
 
@@ -169,7 +170,7 @@ def sfx_window(fd):
     raw = os.pread(fd, SFX_TRAILER.size, size - SFX_TRAILER.size)
     magic, offset, length, _, crc = SFX_TRAILER.unpack(raw)
     if magic != SFX_MAGIC or zlib.crc32(raw[:-4]) != crc or \
-            offset + length != size - SFX_TRAILER.size:
+            offset + length > size - SFX_TRAILER.size:
         return None
     return offset, length
 

@@ -5,10 +5,16 @@ Layout of the output file::
 
     the frozen binary (dist/deploytool) as built
     the image stream (its volumes, concatenated)
+    a copy of PyInstaller's 88-byte archive cookie, its length grown to
+    reach back to the archive's start
     a 32-byte trailer: "RDI-SFX\\n", the stream's offset and length, CRC-32
 
-PyInstaller's boot loader finds its own archive by searching backwards from
-the end of the file, so the appended bytes do not disturb it.  Run, the
+PyInstaller's boot loader finds its archive by searching backwards from the
+end of the file for the cookie, which gives the archive's length, and so
+its start.  The copy, a few bytes from the end and counting the image in
+that length, is found at once; without it (an image of 4 GiB or more, the
+length being 32 bits) the loader still finds the original cookie, after
+reading back through the whole image at every start.  Run, the
 binary sees the trailer on itself (cliutil/selfrestore.py) and restores the
 image it carries through ``rdeploy restore``, with all of its checks.  Any
 reader of the toolkit opens the file as the image it carries
@@ -17,6 +23,7 @@ reader of the toolkit opens the file as the image it carries
 
 import os
 import shutil
+import struct
 import sys
 
 from diskimage.errors import InputError
@@ -34,6 +41,30 @@ def default_binary():
     return os.path.join(HERE, "dist", "deploytool")
 
 
+COOKIE_MAGIC = b"MEI\014\013\012\013\016"
+COOKIE = struct.Struct("!8sIIII64s")
+
+
+def _grown_cookie(binary, appended):
+    """PyInstaller's cookie (near the end of its binary; on Linux the ELF
+    section table follows it) with the archive length grown to reach this
+    copy of it, placed after `appended` more bytes; b"" when it cannot."""
+    size = os.path.getsize(binary)
+    with open(binary, "rb") as f:
+        f.seek(max(0, size - (64 << 10)))
+        tail = f.read()
+    at = tail.rfind(COOKIE_MAGIC)
+    if at < 0 or len(tail) - at < COOKIE.size:
+        return b""
+    magic, length, toc_offset, toc_length, pyvers, pylib = COOKIE.unpack(
+        tail[at:at + COOKIE.size])
+    start = size - len(tail) + at + COOKIE.size - length
+    grown = size + appended + COOKIE.size - start
+    if start < 0 or grown >= 1 << 32:
+        return b""
+    return COOKIE.pack(magic, grown, toc_offset, toc_length, pyvers, pylib)
+
+
 def make_sfx(image_path, out, binary=None):
     """Write the self-restoring binary `out` for `image_path`."""
     binary = binary or default_binary()
@@ -45,14 +76,13 @@ def make_sfx(image_path, out, binary=None):
         stream_length = source.size
         partial = out + PARTIAL
         try:
-            with open(binary, "rb") as b, open(partial, "wb") as f:
+            with open(binary, "rb") as b:
                 if sfx_window(b.fileno()):
-                    # A self-restoring binary given as the base: take its
-                    # program part only.
-                    length = sfx_window(b.fileno())[0]
-                    f.write(b.read(length))
-                else:
-                    shutil.copyfileobj(b, f, 1 << 20)
+                    raise InputError(f"{binary}: carries an image already; "
+                                     f"give the plain frozen binary")
+            cookie = _grown_cookie(binary, stream_length)
+            with open(binary, "rb") as b, open(partial, "wb") as f:
+                shutil.copyfileobj(b, f, 1 << 20)
                 offset = f.tell()
                 position = 0
                 while position < stream_length:
@@ -62,6 +92,7 @@ def make_sfx(image_path, out, binary=None):
                         raise InputError(f"{image_path}: image ends early")
                     f.write(block)
                     position += len(block)
+                f.write(cookie)
                 f.write(pack_sfx_trailer(offset, stream_length))
                 f.flush()
                 os.fsync(f.fileno())

@@ -58,3 +58,16 @@ def test_sfx_refuses_itself_and_reads_as_its_image(sfx):
         with ImageReader(str(image)) as original:
             assert reader.entries == original.entries
     assert bare(out, "--help").stdout.startswith(b"What a self-restoring")
+
+
+def test_sfx_loader_finds_its_archive_without_reading_the_image(sfx):
+    """PyInstaller searches backwards from the end for its archive cookie:
+    the grown copy before the trailer is found at once, and points at the
+    same archive as the binary's own."""
+    out, _, _, _ = sfx
+    readers = pytest.importorskip("PyInstaller.archive.readers")
+    archive = readers.CArchiveReader(str(out))
+    original = readers.CArchiveReader(str(DIST / "deploytool"))
+    assert archive._end_offset == out.stat().st_size - 32
+    assert archive._start_offset == original._start_offset
+    assert archive.toc == original.toc
