@@ -149,3 +149,36 @@ def test_exfat_read_and_edit(tmp_path):
     expected = dict(digests, **{"note.txt": demodisk._sha256(note)})
     del expected[first]
     assert demodisk._digest_tree(tmp_path / "out2") == expected
+
+
+@pytest.mark.skipif(not (shutil.which("mkfs.exfat")
+                         and shutil.which("mount.exfat-fuse")),
+                    reason="needs exfatprogs and exfat-fuse")
+def test_exfat_fragmented_file_follows_its_fat_chain(tmp_path):
+    """A file written into the holes of a nearly full volume has a FAT
+    chain (NoFatChain clear); it reads back whole."""
+    disk = tmp_path / "frag.img"
+    with open(disk, "wb") as f:
+        f.truncate(16 << 20)
+    subprocess.run(["mkfs.exfat", disk], check=True, capture_output=True)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    big = os.urandom(5 << 20)
+    with demodisk.loop_device(disk, 0, 16 << 20, read_only=False) as dev:
+        subprocess.run(["mount.exfat-fuse", dev, mnt], check=True)
+        try:
+            for i in range(6):
+                (mnt / f"f{i}").write_bytes(os.urandom(2 << 20))
+            os.unlink(mnt / "f1")
+            os.unlink(mnt / "f3")
+            (mnt / "big").write_bytes(big)
+        finally:
+            subprocess.run(["umount", mnt], check=True)
+    image = tmp_path / "frag.rdi"
+    capture_disk(disk, image)
+    from imgx.image import Image
+    with Image(str(image)) as opened:
+        fs = opened.filesystem(None)
+        node = fs.lookup("big")
+        assert not node.handle[0].stream.flags.not_fragmented
+    assert ok("cat", f"{image}:/big") == big
