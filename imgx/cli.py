@@ -128,7 +128,12 @@ def cmd_info(args):
     from rdeploy.render import info_text
 
     info = image_info(args["IMAGE"])
-    print(json.dumps(info, indent=2) if args["--json"] else info_text(info))
+    if args["--json"]:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(info_text(info))
+    for line in info["history"]:
+        print(f"edited:       {line}")
     return 0
 
 

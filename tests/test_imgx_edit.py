@@ -76,6 +76,7 @@ def test_edits_restore_to_a_clean_disk_with_the_expected_tree(
     assert meta["description"] == "golden"
     assert meta["compression"]["codec"] == "zstd"
     assert len(meta["history"]) == 6
+    assert ok("info", image).decode().count("\nedited: ") == 6
     assert not [p for p in os.listdir(tmp_path) if "partial" in p
                 or p.startswith(".imgx")]
     disk = tmp_path / "restored.img"

@@ -4,6 +4,7 @@ demo disk's long and non-ASCII names; get -R against the manifest."""
 
 import json
 import re
+from datetime import datetime
 
 import pytest
 
@@ -12,7 +13,7 @@ from diskimage import demodisk
 from .imgx_helpers import capture_disk, demo_image, ok, tool
 
 DEBUGFS_LINE = re.compile(r"^\s*\d+\s+([0-7]+)\s+\(\d+\)\s+(\d+)\s+(\d+)\s+"
-                          r"(\d+)\s+\S+ \S+ (.*)$")
+                          r"(\d+)\s+(\S+ \S+) (.*)$")
 MDIR_LINE = re.compile(r"^(.{8}) (.{3})\s+(<DIR>|\d+)\s+\d{4}-\d\d-\d\d\s+"
                        r"\d\d:\d\d ?(.*)$")
 NTFSLS_LINE = re.compile(r"^\s*(\d+) \w{3} +\d+ \d\d:\d\d \d{4} (.*)$")
@@ -58,15 +59,18 @@ def test_ext_ls_l_matches_debugfs(demo):
     start, size = _part(manifest, 1)
     with demodisk.loop_device(disk, start, size) as dev:
         for directory in _dirs(manifest, 1):
-            out = tool("debugfs", "-R", f'ls -l "/{directory}"', dev)
+            out = tool("debugfs", "-R", f'ls -l "/{directory}"', dev,
+                       env={"TZ": "UTC"})
             expected = {}
             for line in out.decode("utf-8").splitlines():
                 m = DEBUGFS_LINE.match(line)
-                if m and m[5] not in (".", ".."):
-                    expected[_unescape(m[5])] = (int(m[1], 8) & 0o7777, int(m[2]),
-                                      int(m[3]), int(m[4]))
-            got = {name: (int(r["mode"], 8), r["uid"], r["gid"],
-                          r["size"])
+                if m and m[6] not in (".", ".."):
+                    expected[_unescape(m[6])] = (
+                        int(m[1], 8) & 0o7777, int(m[2]), int(m[3]),
+                        int(m[4]), datetime.strptime(m[5], "%d-%b-%Y %H:%M"))
+            got = {name: (int(r["mode"], 8), r["uid"], r["gid"], r["size"],
+                          datetime.fromisoformat(r["mtime"]).replace(
+                              second=0, tzinfo=None))
                    for name, r in _imgx_listing(image, 1, directory).items()}
             assert got == expected and expected, directory
             long = ok("ls", "-l", f"{image}:1/{directory}").decode()
