@@ -26,9 +26,12 @@ driver does both, and ext mounts here.
 
 import contextlib
 import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from datetime import datetime, timezone
 
 from diskimage import demodisk
@@ -120,26 +123,48 @@ class _Mtools:
 
 
 @contextlib.contextmanager
-def _mount(disk, area, scratch):
+def _sigint_held():
+    """Hold Ctrl-C back while a loop device or a mount is set up or torn
+    down: Python does not wait for a tool it was running when interrupted,
+    which could then attach or mount after our clean-up has run.  The
+    interrupt is delivered as soon as the step is over."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _enter_mount(stack, disk, area, mnt):
     kind, family = area["filesystem"], FAMILIES[area["filesystem"]]
-    if family == "fat":
+    dev = stack.enter_context(demodisk.loop_device(
+        disk, area["start"], area["size"], read_only=False))
+    if family == "ntfs":
+        return stack.enter_context(demodisk._ntfs_mount(dev, mnt, "rw"))
+    demodisk._run(["mount", "-t", kind, dev, mnt] if family == "ext"
+                  else ["mount.exfat-fuse", dev, mnt])
+    stack.callback(demodisk._run, ["umount", mnt])
+    return mnt
+
+
+@contextlib.contextmanager
+def _mount(disk, area, scratch):
+    if FAMILIES[area["filesystem"]] == "fat":
         yield _Mtools(disk, area["start"])
         return
     mnt = os.path.join(scratch, "mnt")
     os.makedirs(mnt, exist_ok=True)
-    with demodisk.loop_device(disk, area["start"], area["size"],
-                              read_only=False) as dev:
-        if family == "ntfs":
-            with demodisk._ntfs_mount(dev, mnt, "rw") as root:
-                yield _Mounted(root)
-            return
-        command = ["mount", "-t", kind, dev, mnt] if family == "ext" else \
-            ["mount.exfat-fuse", dev, mnt]
-        demodisk._run(command)
-        try:
-            yield _Mounted(mnt)
-        finally:
-            demodisk._run(["umount", mnt])
+    stack = contextlib.ExitStack()
+    try:
+        with _sigint_held():
+            root = _enter_mount(stack, disk, area, mnt)
+        yield _Mounted(root)
+    finally:
+        with _sigint_held():
+            stack.close()
 
 
 def _fsck(disk, area):
@@ -221,6 +246,61 @@ def check_request(image_path, number, op, paths, recursive=False,
         return area, paths, bool(node and node.is_dir)
 
 
+def _apply(fs, op, paths, source, recursive, is_dir):
+    if op == "put":
+        fs.put(source, paths[0])
+    elif op == "rm":
+        fs.rm(paths[0], recursive)
+    elif op == "mkdir":
+        fs.mkdir(paths[0])
+    else:
+        fs.mv(paths[0], paths[1], is_dir)
+
+
+def _change(disk, area, scratch, what, action):
+    """Run action(fs) on the partition, then fsck it."""
+    try:
+        with _mount(disk, area, scratch) as fs:
+            action(fs)
+    except demodisk.ToolError as exc:
+        raise EditError(f"{what} failed, image unchanged: {exc}") from None
+    except OSError as exc:
+        raise EditError(f"{what} failed, image unchanged: "
+                        f"{exc.strerror or exc}") from None
+    with _sigint_held():
+        clean, output = _fsck(disk, area)
+    if not clean:
+        tail = " | ".join(output.strip().splitlines()[-3:])
+        raise EditError(f"{what}: partition {area['partition']} does not "
+                        f"check clean afterwards; image unchanged: {tail}")
+
+
+def _mount_points():
+    with open("/proc/mounts", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)),
+                         line.split()[1])
+
+
+def _release(scratch, disk):
+    """Whatever an interrupt at a bad moment (inside mount or losetup, say)
+    left behind: unmount what is under the scratch directory and detach
+    the loop devices over the scratch disk, so it can be removed."""
+    for point in _mount_points():
+        if point.startswith(scratch + os.sep):
+            # A plain umount waits for the filesystem to be released, so
+            # the loop device below can go; lazy only when that fails.
+            if subprocess.run(["umount", point], env=tool_env(),
+                              capture_output=True).returncode:
+                subprocess.run(["umount", "-l", point], env=tool_env(),
+                               capture_output=True)
+    found = subprocess.run(["losetup", "-j", disk], env=tool_env(),
+                           capture_output=True, text=True).stdout
+    for line in found.splitlines():
+        subprocess.run(["losetup", "-d", line.split(":")[0]], env=tool_env(),
+                       capture_output=True)
+
+
 def edit(image_path, number, op, paths, *, source=None, recursive=False,
          threads=None):
     """Apply `op` ("put", "rm", "mkdir", "mv") to partition `number` of the
@@ -228,40 +308,24 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
     writable(image_path)
     if source is not None and not os.path.lexists(source):
         raise InputError(f"{source}: no such file or directory")
-    area, paths, is_dir = check_request(image_path, number, op, paths, recursive,
-                                source)
+    area, paths, is_dir = check_request(image_path, number, op, paths,
+                                        recursive, source)
     directory = os.path.dirname(os.path.abspath(image_path))
     with tempfile.TemporaryDirectory(prefix=".imgx-edit-",
                                      dir=directory) as scratch:
         disk = os.path.join(scratch, "disk.img")
-        with VolumeInput(image_path) as volumes:
-            stream = RecordStream(volumes)
-            meta = stream.metadata
-            run_restore(plan_restore(stream, disk), threads=threads or
-                        os.cpu_count())
-        settings = _settings(image_path)
         try:
-            with _mount(disk, area, scratch) as fs:
-                if op == "put":
-                    fs.put(source, paths[0])
-                elif op == "rm":
-                    fs.rm(paths[0], recursive)
-                elif op == "mkdir":
-                    fs.mkdir(paths[0])
-                else:
-                    fs.mv(paths[0], paths[1], is_dir)
-        except demodisk.ToolError as exc:
-            raise EditError(f"{image_path}: {op} failed, image unchanged: "
-                            f"{exc}") from None
-        except OSError as exc:
-            raise EditError(f"{image_path}: {op} failed, image unchanged: "
-                            f"{exc.strerror or exc}") from None
-        clean, output = _fsck(disk, area)
-        if not clean:
-            tail = " | ".join(output.strip().splitlines()[-3:])
-            raise EditError(f"{image_path}: partition {area['partition']} "
-                            f"does not check clean after {op}; image "
-                            f"unchanged: {tail}")
+            with VolumeInput(image_path) as volumes:
+                stream = RecordStream(volumes)
+                meta = stream.metadata
+                run_restore(plan_restore(stream, disk), threads=threads or
+                            os.cpu_count())
+            _change(disk, area, scratch, f"{image_path}: {op}",
+                    lambda fs: _apply(fs, op, paths, source, recursive,
+                                      is_dir))
+        finally:
+            _release(scratch, disk)
+        settings = _settings(image_path)
         line = " ".join([datetime.now(timezone.utc).isoformat(
             timespec="seconds"), op, *([source] if source else []),
             *(f"{area['partition'] or ''}/{p}" for p in paths)])

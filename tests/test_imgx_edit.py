@@ -183,3 +183,44 @@ def test_exfat_fragmented_file_follows_its_fat_chain(tmp_path):
         node = fs.lookup("big")
         assert not node.handle[0].stream.flags.not_fragmented
     assert ok("cat", f"{image}:/big") == big
+
+
+def test_interrupted_edit_leaves_the_image_intact(demo, tmp_path):
+    """Ctrl-C at several moments of a put: either the edit finished (a new
+    image that restores clean) or the old image is byte for byte as it was;
+    never a partial file, a scratch directory, a loop device or a mount."""
+    import signal
+    import time
+    golden, manifest = demo
+    image = _copy_image(golden, tmp_path)
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    (payload / "big.bin").write_bytes(os.urandom(60 << 20))
+    interrupted = 0
+    for delay in (0.15, 0.25, 0.35, 0.45, 0.55, 0.7):
+        before = {p: demodisk._sha256(tmp_path / p)
+                  for p in os.listdir(tmp_path) if p.endswith(".rdi")
+                  or ".r0" in p}
+        proc = subprocess.Popen([sys.executable, "-m", "imgx", "put",
+                                 payload / "big.bin", f"{image}:1/"],
+                                cwd=ROOT, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        left = [p for p in os.listdir(tmp_path)
+                if "partial" in p or p.startswith(".imgx")]
+        assert left == [], (delay, proc.returncode, err.decode())
+        loops = subprocess.run(["losetup", "-a"], capture_output=True,
+                               text=True).stdout
+        assert str(tmp_path) not in loops
+        assert str(tmp_path) not in open("/proc/mounts").read()
+        # 130: the runner's KeyboardInterrupt; -SIGINT: killed before
+        # Python had set up its handler.
+        if proc.returncode in (130, -signal.SIGINT):
+            interrupted += 1
+            after = {p: demodisk._sha256(tmp_path / p) for p in before}
+            assert after == before
+        else:
+            assert proc.returncode == 0, err.decode()
+            ok("rm", f"{image}:1/big.bin")
+    assert interrupted
