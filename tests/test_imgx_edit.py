@@ -79,6 +79,11 @@ def test_edits_restore_to_a_clean_disk_with_the_expected_tree(
     assert ok("info", image).decode().count("\nedited: ") == 6
     assert not [p for p in os.listdir(tmp_path) if "partial" in p
                 or p.startswith(".imgx")]
+    changes = ok("diff", golden, image, str(number)).decode().splitlines()
+    before = manifest["partitions"][number]["files"]
+    assert {f"- {number}/{r}" for r in before if r not in files} | \
+        {f"+ {number}/{r}" for r in files if r not in before} <= set(changes)
+    assert not [c for c in changes if c.startswith("M ")]
     disk = tmp_path / "restored.img"
     _restore(image, disk)
     assert demodisk.check_disk(disk, expected) == []
