@@ -20,7 +20,7 @@ Usage:
                   [--threads=N]
   imgx convert IMAGE OUT --to=FORMAT [--threads=N]
   imgx import SOURCE OUT [--compress=CODEC] [--level=N] [--description=TEXT]
-  imgx sfx IMAGE --output=OUT [--binary=PATH]
+  imgx sfx IMAGE -o OUT [--binary=PATH]
   imgx (-h | --help)
   imgx --version
 
@@ -88,14 +88,15 @@ Options:
   --version     Show the version.
 
 Exit codes:
-  0 success; 1 other failure (I/O error); 2 usage error (also a path
-  without a partition number in an image of several filesystems); 3 bad
-  input (no such image, partition, file or directory; not a directory);
-  4 damaged image or damaged filesystem inside it; 5 image or output
-  refused: a read-only image or directory, an existing convert output;
-  6 no space left; 7 unsupported filesystem, image version or codec;
-  70 internal error;
-  130 interrupted; 141 broken pipe.
+  0 success; 1 other failure (an I/O error; a writer tool that failed or
+  a filesystem not clean after an edit, image unchanged); 2 usage error
+  (also a path without a partition number in an image of several
+  filesystems); 3 bad input (no such image, partition, file or directory;
+  a partition not captured; not a directory); 4 damaged image or damaged
+  filesystem inside it; 5 refused: a read-only image or directory, an
+  existing convert output; 6 no space left; 7 unsupported filesystem,
+  image version or codec; 70 internal error; 130 interrupted; 141 broken
+  pipe.
 
 Examples:
   imgx ls -l lab.rdi:1/etc
