@@ -294,7 +294,7 @@ def cmd_verify(args):
     from rdeploy.render import verify_line
 
     with VolumeInput(args["IMAGE"]) as source:
-        summary = verify(source, threads=_threads(args) or 1)
+        summary = verify(source, threads=_threads(args) or os.cpu_count())
     print(verify_line(args["IMAGE"], summary))
     return 0
 
