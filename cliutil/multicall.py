@@ -15,6 +15,9 @@ imported only when chosen, so a link starts only the command it names.  The
 freeze recipe (build/deploytool.spec) reads COMMANDS to know what to bundle and
 which links to make: adding a command is one line here.
 
+A binary with an image appended (``imgx sfx``) runs cliutil.selfrestore
+instead: it restores the image it carries.
+
 Exit codes of the dispatcher itself: 0 for --list, --help, --version and
 no arguments at all (the usage with the command names);
 2 for an unknown command name; 1 when a listed command is missing from the
@@ -28,6 +31,7 @@ import sys
 #: command name -> module holding ``main(argv=None) -> int``
 COMMANDS = {
     "rdeploy": "rdeploy.cli",
+    "imgx": "imgx.cli",
 }
 
 MULTICALL_NAME = "deploytool"
@@ -50,6 +54,16 @@ def _version():
     except ImportError:  # pragma: no cover - the library is always bundled
         return "unknown"
     return __version__
+
+
+def _carries_image(path):
+    """Whether this binary is a self-restoring image (imgx sfx)."""
+    from diskimage.volumes import sfx_window
+    try:
+        with open(path, "rb") as f:
+            return sfx_window(f.fileno()) is not None
+    except OSError:
+        return False
 
 
 def run_command(name, argv, prog=None):
@@ -88,6 +102,9 @@ def main(argv=None, prog=None):
     if argv is None:
         argv = sys.argv[1:]
     argv = list(argv)
+    if getattr(sys, "frozen", False) and _carries_image(sys.executable):
+        from cliutil.selfrestore import run
+        return run(sys.executable, argv)
     called_as = os.path.basename(prog)
     if called_as.endswith(".py"):  # python -m cliutil.multicall, build/entry.py
         called_as = MULTICALL_NAME

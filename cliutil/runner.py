@@ -22,7 +22,7 @@ import traceback
 
 from docopt import DocoptExit
 
-from diskimage.errors import DiskImageError
+from diskimage.errors import DiskImageError, UsageError
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -68,3 +68,27 @@ def run(prog, main, argv):
         print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
               f"(set RDEPLOY_DEBUG=1 for a traceback)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def dispatch(doc, argv, version, commands):
+    """Parse `argv` with the docopt usage `doc` and call the function of
+    the command word that is set; `commands` maps words to functions."""
+    from docopt import docopt
+
+    args = docopt(doc, argv=argv, version=version)
+    for name, command in commands.items():
+        if args[name]:
+            return command(args)
+    raise UsageError("no command given")
+
+
+def whole_number(value, name):
+    """An option's value as a whole number of at least 1."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} takes a whole number, not {value!r}") \
+            from None
+    if number < 1:
+        raise UsageError(f"{name} must be at least 1")
+    return number

@@ -178,10 +178,13 @@ def _chunks(disk, planned, chunk_size):
 
 def capture(source_path, output, *, compressor, partitions=None, raw=False,
             threads=None, description="", progress=None,
-            chunk_size=CHUNK_SIZE):
+            chunk_size=CHUNK_SIZE, source_label=None, extra_metadata=None):
     """Capture `source_path` into `output` (a volumes output).  Returns a
-    summary dict.  On any failure, including KeyboardInterrupt, the output
-    is aborted: no file that looks like a complete image is left."""
+    summary dict.  `source_label` replaces the source path recorded in the
+    metadata (imgx edits capture a scratch copy of the image's disk);
+    `extra_metadata` adds keys to it.  On any failure, including
+    KeyboardInterrupt, the output is aborted: no file that looks like a
+    complete image is left."""
     threads = threads or default_threads()
     with open_source(source_path) as disk:
         out_path = getattr(output, "path", None)
@@ -198,7 +201,7 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
                 timespec="seconds"),
             "description": description,
             "mode": "raw" if raw else "used",
-            "source": {"path": os.path.abspath(source_path),
+            "source": {"path": source_label or os.path.abspath(source_path),
                        "size": disk.size,
                        "logical_sector_size": disk.logical_sector_size,
                        "physical_sector_size": disk.physical_sector_size},
@@ -207,6 +210,7 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             "compression": {"codec": compressor.name,
                             "level": compressor.level},
         }
+        metadata.update(extra_metadata or {})
         total = sum(area.get("used_bytes", area["size"])
                     for area in areas)
         started = time.monotonic()

@@ -32,6 +32,7 @@ def image_info(path):
             "tool": meta.get("tool"),
             "created": meta.get("created"),
             "description": meta.get("description", ""),
+            "history": meta.get("history", []),
             "mode": meta.get("mode"),
             "compression": meta.get("compression"),
             "chunk_codecs": codecs,

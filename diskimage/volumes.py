@@ -11,6 +11,8 @@ import errno
 import os
 import re
 import stat
+import struct
+import zlib
 
 from .errors import DiskImageError, InputError, NoSpaceError
 
@@ -146,6 +148,33 @@ class VolumeOutput:
                 pass
 
 
+# A self-restoring image (imgx sfx) is the frozen binary with the image
+# stream appended and this trailer last: magic, the stream's offset and
+# length in the file, reserved, CRC-32 of the bytes before it.  Between the
+# stream and the trailer there may be bytes for the binary's own loader.
+SFX_MAGIC = b"RDI-SFX\n"
+SFX_TRAILER = struct.Struct("<8sQQII")
+
+
+def pack_sfx_trailer(offset, length):
+    raw = SFX_TRAILER.pack(SFX_MAGIC, offset, length, 0, 0)[:-4]
+    return raw + struct.pack("<I", zlib.crc32(raw))
+
+
+def sfx_window(fd):
+    """(offset, length) of the image inside a self-restoring binary open
+    as `fd`, or None when the file has no valid SFX trailer."""
+    size = os.fstat(fd).st_size
+    if size < SFX_TRAILER.size:
+        return None
+    raw = os.pread(fd, SFX_TRAILER.size, size - SFX_TRAILER.size)
+    magic, offset, length, _, crc = SFX_TRAILER.unpack(raw)
+    if magic != SFX_MAGIC or zlib.crc32(raw[:-4]) != crc or \
+            offset + length > size - SFX_TRAILER.size:
+        return None
+    return offset, length
+
+
 def find_volumes(path):
     """The volume files of the image whose first volume is `path`."""
     try:
@@ -169,7 +198,9 @@ def find_volumes(path):
 
 class VolumeInput:
     """The volumes of an image read as one stream: sequentially with read()
-    and, when every volume is a regular file, at any offset with read_at()."""
+    and, when every volume is a regular file, at any offset with read_at().
+    A self-restoring binary (see :func:`sfx_window`) reads as the image it
+    carries."""
 
     def __init__(self, path):
         self.name = path
@@ -185,12 +216,22 @@ class VolumeInput:
         self.seekable = all(stat.S_ISREG(os.fstat(f.fileno()).st_mode)
                             for f in self.files)
         self.size = sum(self.sizes) if self.seekable else None
+        self.base = 0        # where the stream starts in the first file
+        window = sfx_window(self.files[0].fileno()) \
+            if self.seekable and len(self.files) == 1 else None
+        if window:
+            self.base, self.size = window
+            self.sizes = [self.size]
+            self.files[0].seek(self.base)
         self._current = 0
         self.position = 0
+        self.bytes_read = 0   # bytes read from the files, by either method
 
     def read(self, size):
         """Up to `size` bytes from the stream; fewer only at its end."""
         parts = []
+        if self.base:
+            size = min(size, self.size - self.position)
         while size > 0 and self._current < len(self.files):
             data = self.files[self._current].read(size)
             if not data:
@@ -199,6 +240,7 @@ class VolumeInput:
             parts.append(data)
             size -= len(data)
             self.position += len(data)
+            self.bytes_read += len(data)
         return b"".join(parts)
 
     def read_at(self, offset, size):
@@ -211,10 +253,11 @@ class VolumeInput:
             if offset < base + volume_size:
                 local = offset - base
                 data = os.pread(f.fileno(), min(size, volume_size - local),
-                                local)
+                                self.base + local)
                 parts.append(data)
                 offset += len(data)
                 size -= len(data)
+                self.bytes_read += len(data)
                 if len(data) < volume_size - local and size > 0:
                     break
             base += volume_size

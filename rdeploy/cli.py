@@ -94,25 +94,12 @@ import json
 import os
 import sys
 
-from docopt import docopt
-
 from cliutil.progress import MODES, Progress
-from cliutil.runner import run
+from cliutil.runner import dispatch, run, whole_number
 from diskimage import __version__
 from diskimage.errors import InputError, TargetError, UsageError
 
 from . import render
-
-
-def _int_option(value, name):
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name} takes a whole number, not {value!r}") \
-            from None
-    if number < 1:
-        raise UsageError(f"{name} must be at least 1")
-    return number
 
 
 def _partition_list(text):
@@ -131,7 +118,7 @@ def _partition_list(text):
 def _threads(args):
     if args["--threads"] in (None, "all cores"):
         return None
-    return _int_option(args["--threads"], "--threads")
+    return whole_number(args["--threads"], "--threads")
 
 
 def _progress(args, label):
@@ -164,7 +151,7 @@ def cmd_capture(args):
     from diskimage.volumes import StreamOutput, VolumeOutput
 
     level = None if args["--level"] is None else \
-        _int_option(args["--level"], "--level")
+        whole_number(args["--level"], "--level")
     compressor = Compressor(args["--compress"], level)
     if args["IMAGE"] == "-":
         if args["--split"]:
@@ -305,11 +292,7 @@ COMMANDS = {"capture": cmd_capture, "restore": cmd_restore,
 
 
 def _main(argv):
-    args = docopt(__doc__, argv=argv, version=f"rdeploy {__version__}")
-    for name, command in COMMANDS.items():
-        if args[name]:
-            return command(args)
-    raise UsageError("no command given")
+    return dispatch(__doc__, argv, f"rdeploy {__version__}", COMMANDS)
 
 
 def main(argv=None):

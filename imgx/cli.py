@@ -1,0 +1,364 @@
+"""imgx - explore and edit .rdi images without restoring them.
+
+Usage:
+  imgx info IMAGE [--json]
+  imgx ls IMGPATH [-l] [-R] [--json]
+  imgx tree IMGPATH
+  imgx cat IMGPATH
+  imgx get [-R] IMGPATH DEST
+  imgx find IMGPATH -name PATTERN
+  imgx diff IMAGE_A IMAGE_B [N] [--json]
+  imgx put SRC IMGPATH [--threads=N]
+  imgx rm [-r] IMGPATH [--threads=N]
+  imgx mkdir IMGPATH [--threads=N]
+  imgx mv IMGPATH NEWPATH [--threads=N]
+  imgx describe IMAGE TEXT
+  imgx verify IMAGE [--threads=N]
+  imgx split IMAGE SIZE [--output=OUT]
+  imgx join IMAGE [--output=OUT]
+  imgx recompress IMAGE [--compress=CODEC] [--level=N] [--output=OUT]
+                  [--threads=N]
+  imgx convert IMAGE OUT --to=FORMAT [--threads=N]
+  imgx import SOURCE OUT [--compress=CODEC] [--level=N] [--description=TEXT]
+  imgx sfx IMAGE -o OUT [--binary=PATH]
+  imgx (-h | --help)
+  imgx --version
+
+Paths inside images (IMGPATH):
+  IMAGE:N/path/in/fs   partition N of IMAGE, e.g. lab.rdi:2/EFI/BOOT
+  IMAGE:/path          the one filesystem of an image that holds one
+  IMAGE:N              the root of partition N
+Filesystems: ext2/3/4, FAT12/16/32, exFAT, NTFS.  Only the chunks that hold
+what is looked at are read and decoded, each checked against its checksum.
+
+Commands:
+  info    Partitions, filesystems, sizes, codec (as rdeploy info).
+  ls      List a directory (or show one file).  -l: mode, uid, gid, size,
+          modification time (UTC), name.  -R: every entry below, as paths
+          relative to the directory listed.
+  tree    The directory tree below IMGPATH.
+  cat     Write a file's bytes to stdout.
+  get     Copy a file, or with -R a directory tree, to DEST (into DEST when
+          it is an existing directory).  Keeps modification times, modes
+          where the filesystem has them (ext), symlinks as symlinks.
+  find    Print the paths below IMGPATH whose name matches the shell
+          PATTERN (case-insensitive on FAT, exFAT and NTFS).
+  diff    Files added (+), removed (-) and changed (M) from IMAGE_A to
+          IMAGE_B, in partition N or in every filesystem both hold.
+
+Editing (each writes a new image over IMAGE only when it is complete and
+its filesystem checks clean; a failed or interrupted edit leaves IMAGE as it
+was; needs root, for loop devices and mounts):
+  put      Copy the file or directory tree SRC into the image (into
+           IMGPATH when it is a directory, else as IMGPATH).
+  rm       Remove a file, or with -r a directory tree.
+  mkdir    Make a directory (its parent must exist).
+  mv       Rename or move IMGPATH to NEWPATH (a path in the same
+           filesystem, "/dir/name", or IMAGE:N/dir/name).
+  describe Set the image's description.
+
+Image operations (OUT defaults to IMAGE itself, replaced when complete):
+  verify      Check every chunk, the index and the whole-image digest.
+  split       Cut the image into volumes of at most SIZE (650M, 4G).
+  join        Make a split image one file again.
+  recompress  Store every chunk again with another codec or level.
+  convert     Write the image's disk to OUT as a sparse raw file, qcow2
+              or vhd (qemu-img).  OUT must not exist.
+  import      Capture a raw disk file, a block device, or a qcow2, VHD,
+              VMDK or VDI file (qemu-img) into the image OUT.
+  sfx         Write a self-restoring image to OUT (-o): the frozen binary
+              with IMAGE appended.  `OUT TARGET` restores it onto TARGET
+              with rdeploy restore's checks; `OUT --help` says more.
+
+Options:
+  -l            Long listing.
+  -R            Recursive.
+  --json        Print JSON instead of text.
+  -r            Remove directories and their contents.
+  -o OUT --output=OUT  Write the new image (or sfx binary) here instead of
+                over IMAGE.
+  --binary=PATH The frozen binary an sfx is built on [default: this program
+                when frozen, else dist/deploytool].
+  --compress=CODEC  lz4, zstd or none [default: lz4].
+  --level=N     Compression level (lz4 1-12, zstd 1-19).
+  --to=FORMAT   raw, qcow2 or vhd.
+  --description=TEXT  A note stored in the image [default: ].
+  --threads=N   Worker threads [default: all cores].
+  -h --help     Show this text.
+  --version     Show the version.
+
+Exit codes:
+  0 success; 1 other failure (an I/O error; a writer tool that failed or
+  a filesystem not clean after an edit, image unchanged); 2 usage error
+  (also a path without a partition number in an image of several
+  filesystems); 3 bad input (no such image, partition, file or directory;
+  a partition not captured; not a directory); 4 damaged image or damaged
+  filesystem inside it; 5 refused: a read-only image or directory, an
+  existing convert output; 6 no space left; 7 unsupported filesystem,
+  image version or codec; 70 internal error; 130 interrupted; 141 broken
+  pipe.
+
+Examples:
+  imgx ls -l lab.rdi:1/etc
+  imgx cat lab.rdi:1/etc/fstab | head
+  imgx get -R lab.rdi:3/Users/alice ./alice
+  imgx find lab.rdi:2/ -name '*.efi'
+  imgx diff monday.rdi friday.rdi 1
+  imgx put ./drivers lab.rdi:3/Windows/INF
+  imgx rm -r lab.rdi:1/var/cache/apt
+  imgx recompress lab.rdi --compress=zstd --level=9
+  imgx convert lab.rdi lab.qcow2 --to=qcow2
+  imgx sfx lab.rdi -o lab-restore.run && ./lab-restore.run /dev/sdb
+"""
+
+import fnmatch
+import json
+import os
+import sys
+
+from cliutil.runner import dispatch, run, whole_number
+from diskimage import __version__
+from diskimage.errors import UsageError
+
+from . import render
+from .image import Image, split_path
+
+
+def cmd_info(args):
+    from diskimage.info import image_info
+    from rdeploy.render import info_text
+
+    info = image_info(args["IMAGE"])
+    if args["--json"]:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(info_text(info))
+    for line in info["history"]:
+        print(f"edited:       {line}")
+    return 0
+
+
+def _open(text):
+    image_path, number, path = split_path(text)
+    image = Image(image_path)
+    try:
+        fs = image.filesystem(number)
+        return image, fs, fs.lookup(path), path
+    except BaseException:
+        image.close()
+        raise
+
+
+def cmd_ls(args):
+    image, fs, node, path = _open(args["IMGPATH"])
+    with image:
+        if not node.is_dir:
+            rows = [(node.name, node)]
+        elif args["-R"]:
+            rows = list(fs.walk(node))
+        else:
+            rows = [(child.name, child) for child in fs.children(node)]
+        if args["--json"]:
+            print(json.dumps([render.node_dict(n, rel) for rel, n in rows],
+                             indent=2, ensure_ascii=False))
+        elif args["-l"]:
+            for rel, n in rows:
+                print(render.long_line(n, rel))
+        else:
+            for rel, n in rows:
+                print(rel + ("/" if n.is_dir else ""))
+    return 0
+
+
+def cmd_tree(args):
+    image, fs, node, path = _open(args["IMGPATH"])
+    with image:
+        print(f"/{path}")
+        for line in render.tree_lines(fs, node):
+            print(line)
+    return 0
+
+
+def cmd_cat(args):
+    from .extract import copy_stream
+
+    image, fs, node, _ = _open(args["IMGPATH"])
+    with image:
+        out = sys.stdout.buffer
+        copy_stream(fs.open(node), out.write)
+        out.flush()
+    return 0
+
+
+def cmd_get(args):
+    from .extract import get
+
+    image_path, number, path = split_path(args["IMGPATH"])
+    get(image_path, number, path, args["DEST"], recursive=args["-R"])
+    return 0
+
+
+def cmd_find(args):
+    image, fs, node, path = _open(args["IMGPATH"])
+    pattern = args["PATTERN"]
+    with image:
+        base = "/" + path.strip("/")
+        base = base.rstrip("/") + "/"
+        for rel, child in fs.walk(node):
+            name = child.name
+            if fs.case_sensitive:
+                hit = fnmatch.fnmatchcase(name, pattern)
+            else:
+                hit = fnmatch.fnmatchcase(name.casefold(), pattern.casefold())
+            if hit:
+                print(base + rel)
+    return 0
+
+
+def cmd_diff(args):
+    from .extract import diff
+
+    number = None
+    if args["N"] is not None:
+        if not args["N"].isdigit():
+            raise UsageError(f"N is a partition number, not {args['N']!r}")
+        number = int(args["N"])
+    changes = list(diff(args["IMAGE_A"], args["IMAGE_B"], number))
+    if args["--json"]:
+        print(json.dumps([{"change": c, "partition": p or None, "path": rel}
+                          for c, p, rel in changes], indent=2,
+                         ensure_ascii=False))
+    else:
+        for change, part, rel in changes:
+            print(f"{change} {part}/{rel}")
+    return 0
+
+
+def _threads(args):
+    value = args.get("--threads")
+    if value in (None, "all cores"):
+        return None
+    return whole_number(value, "--threads")
+
+
+def _level(args):
+    return None if args["--level"] is None else \
+        whole_number(args["--level"], "--level")
+
+
+def _edit(args, op, paths, source=None):
+    from .edit import edit
+
+    image_path, number, path = split_path(args["IMGPATH"])
+    edit(image_path, number, op, [path] + paths, source=source,
+         recursive=args["-r"], threads=_threads(args))
+    return 0
+
+
+def cmd_put(args):
+    return _edit(args, "put", [], source=args["SRC"])
+
+
+def cmd_rm(args):
+    return _edit(args, "rm", [])
+
+
+def cmd_mkdir(args):
+    return _edit(args, "mkdir", [])
+
+
+def cmd_mv(args):
+    new = args["NEWPATH"]
+    image_a, number_a, _ = split_path(args["IMGPATH"])
+    try:
+        image_b, number_b, inside = split_path(new)
+    except UsageError:
+        image_b = None           # a plain path inside the filesystem
+    if image_b is not None and (image_b == image_a or
+                                os.path.exists(image_b)):
+        if (image_a, number_a) != (image_b, number_b):
+            raise UsageError("mv moves within one filesystem of one image")
+        new = inside
+    return _edit(args, "mv", [new])
+
+
+def cmd_describe(args):
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], metadata={"description": args["TEXT"]})
+    return 0
+
+
+def cmd_verify(args):
+    from diskimage.verify import verify
+    from diskimage.volumes import VolumeInput
+    from rdeploy.render import verify_line
+
+    with VolumeInput(args["IMAGE"]) as source:
+        summary = verify(source, threads=_threads(args) or os.cpu_count())
+    print(verify_line(args["IMAGE"], summary))
+    return 0
+
+
+def cmd_split(args):
+    from diskimage.sizes import parse_size
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], args["--output"], split=parse_size(args["SIZE"]))
+    return 0
+
+
+def cmd_join(args):
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], args["--output"], split=None)
+    return 0
+
+
+def cmd_recompress(args):
+    from diskimage.compression import Compressor
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], args["--output"],
+            compressor=Compressor(args["--compress"], _level(args)),
+            threads=_threads(args))
+    return 0
+
+
+def cmd_convert(args):
+    from .convert import convert
+    convert(args["IMAGE"], args["OUT"], args["--to"], threads=_threads(args))
+    return 0
+
+
+def cmd_import(args):
+    from .convert import import_disk
+    import_disk(args["SOURCE"], args["OUT"], codec=args["--compress"],
+                level=_level(args), description=args["--description"])
+    return 0
+
+
+def cmd_sfx(args):
+    from .sfx import make_sfx
+    binary = args["--binary"]
+    if binary and binary.startswith("this program"):
+        binary = None
+    make_sfx(args["IMAGE"], args["--output"], binary)
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "ls": cmd_ls, "tree": cmd_tree, "cat": cmd_cat,
+            "get": cmd_get, "find": cmd_find, "diff": cmd_diff,
+            "put": cmd_put, "rm": cmd_rm, "mkdir": cmd_mkdir, "mv": cmd_mv,
+            "describe": cmd_describe, "verify": cmd_verify,
+            "split": cmd_split, "join": cmd_join,
+            "recompress": cmd_recompress, "convert": cmd_convert,
+            "import": cmd_import, "sfx": cmd_sfx}
+
+
+def _main(argv):
+    return dispatch(__doc__, argv, f"imgx {__version__}", COMMANDS)
+
+
+def main(argv=None):
+    return run("imgx", _main, sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

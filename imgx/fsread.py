@@ -1,0 +1,301 @@
+"""Reading the filesystems inside an image through dissect's readers.
+
+dissect.extfs (ext2/3/4), dissect.fat (FAT12/16/32 and exFAT) and
+dissect.ntfs are maintained readers made for exactly this: they take any
+seekable file object, here an :class:`~diskimage.imageview.ImageView`, and
+read only the blocks they need.  This module puts one small interface over
+the four: a :class:`Node` per directory entry, ``children(node)``,
+``open(node)`` and ``lookup(path)``.
+
+Faults in the filesystem structures (a reader that raises on a bad
+directory block, say) become :class:`CorruptImageError`: the image's chunk
+checks passed, but what they hold is not a readable filesystem.
+"""
+
+import contextlib
+import stat
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from diskimage.errors import CorruptImageError, InputError, UnsupportedError
+
+FAMILIES = {"ext2": "ext", "ext3": "ext", "ext4": "ext", "fat12": "fat",
+            "fat16": "fat", "fat32": "fat", "exfat": "exfat", "ntfs": "ntfs"}
+
+
+@dataclass
+class Node:
+    """One directory entry.  `mode` holds the file type and permission bits
+    where the filesystem has them (ext), else a default that matches what
+    Linux shows for it; times are POSIX seconds (None when unknown)."""
+
+    name: str
+    kind: str                   # "dir", "file", "symlink" or "other"
+    size: int
+    mode: int
+    mtime: float | None = None
+    atime: float | None = None
+    uid: int | None = None
+    gid: int | None = None
+    target: str | None = None   # symlink target
+    handle: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_dir(self):
+        return self.kind == "dir"
+
+
+def _seconds(value):
+    if value is None:
+        return None
+    if value.tzinfo is None:   # FAT keeps local time; taken as UTC
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+@contextlib.contextmanager
+def damaged(where):
+    """Turn a reader's exception on bad structures into CorruptImageError."""
+    try:
+        yield
+    except (InputError, CorruptImageError, UnsupportedError):
+        raise
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise
+    except Exception as exc:
+        raise CorruptImageError(f"{where}: damaged filesystem: "
+                                f"{type(exc).__name__}: {exc}") from None
+
+
+class _Ext:
+    def __init__(self, fh):
+        from dissect.extfs import ExtFS
+        self.fs = ExtFS(fh)
+        self.root = self._node("", self.fs.get(2))
+
+    def _node(self, name, inode):
+        mode = inode.inode.i_mode
+        kind = {stat.S_IFDIR: "dir", stat.S_IFREG: "file",
+                stat.S_IFLNK: "symlink"}.get(stat.S_IFMT(mode), "other")
+        node = Node(name, kind, inode.size, mode,
+                    inode.mtime_ns / 1e9, inode.atime_ns / 1e9,
+                    inode.inode.i_uid | (inode.inode.i_uid_high << 16),
+                    inode.inode.i_gid | (inode.inode.i_gid_high << 16),
+                    handle=inode)
+        if kind == "symlink":
+            node.target = inode.link
+        return node
+
+    def children(self, node):
+        return [self._node(i.filename, i) for i in node.handle.iterdir()
+                if i.filename not in (".", "..")]
+
+    def open(self, node):
+        return node.handle.open()
+
+
+class _Fat:
+    def __init__(self, fh):
+        from dissect.fat.fat import FATFS
+        # 8.3 names are in an OEM code page; mtools (and so mdir) uses
+        # 850 unless told otherwise, Windows in Western Europe too.
+        self.fs = FATFS(fh, encoding="cp850")
+        root = self.fs.get("/")
+        self.root = Node("", "dir", 0, stat.S_IFDIR | 0o755, handle=root)
+
+    def children(self, node):
+        found = []
+        for entry in node.handle.iterdir():
+            if entry.is_volume_id() or entry.name in (".", ".."):
+                continue
+            is_dir = entry.is_directory()
+            found.append(Node(
+                _fat_name(entry), "dir" if is_dir else "file",
+                0 if is_dir else entry.size,
+                (stat.S_IFDIR | 0o755) if is_dir else (stat.S_IFREG | 0o644),
+                _seconds(entry.mtime), _seconds(entry.atime), handle=entry))
+        return found
+
+    def open(self, node):
+        return node.handle.open()
+
+
+def _fat_name(entry):
+    """The long name, or the 8.3 name with the case Windows NT keeps in
+    DIR_NTRes (0x08 base lower case, 0x10 extension lower case), as
+    mtools and Linux show it."""
+    if entry.ldirents:
+        return entry.name
+    flags = entry.dirent.DIR_NTRes
+    base, _, ext = entry.short_name.partition(".")
+    if flags & 0x08:
+        base = base.lower()
+    if flags & 0x10:
+        ext = ext.lower()
+    return f"{base}.{ext}" if ext else base
+
+
+def _dos_time(stamp):
+    if not stamp:
+        return None
+    date, time_ = stamp >> 16, stamp & 0xFFFF
+    try:
+        return datetime(1980 + (date >> 9), (date >> 5) & 15 or 1,
+                        date & 31 or 1, time_ >> 11, (time_ >> 5) & 63,
+                        min(59, (time_ & 31) * 2), tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+class _ExFat:
+    """dissect.fat's exFAT reader parses the whole directory tree when it
+    opens the volume (not lazily, as the others do); exFAT volumes of an
+    imaging job are small and flat enough for that."""
+
+    def __init__(self, fh):
+        from dissect.fat.exfat import ExFAT
+        self.fs = ExFAT(fh)
+        self.fh = fh
+        self.root = Node("", "dir", 0, stat.S_IFDIR | 0o755,
+                         handle=(None, self.fs.files))
+
+    def children(self, node):
+        # The root dict holds one entry for the root itself, named "/".
+        found = []
+        for name, (entry, sub) in node.handle[1].items():
+            if name == "/" and node is self.root:
+                return self.children(Node("", "dir", 0, 0, handle=(None,
+                                                                   sub)))
+            is_dir = sub is not None
+            found.append(Node(
+                name, "dir" if is_dir else "file",
+                0 if is_dir else entry.stream.data_length,
+                (stat.S_IFDIR | 0o755) if is_dir else (stat.S_IFREG | 0o644),
+                _seconds(_dos_time(entry.metadata.modified_time)),
+                _seconds(_dos_time(entry.metadata.access_time)),
+                handle=(entry, sub)))
+        return found
+
+    def open(self, node):
+        import io
+        from dissect.util.stream import RunlistStream
+        entry = node.handle[0]
+        length = entry.stream.data_length
+        if length == 0:
+            return io.BytesIO()
+        contiguous = bool(entry.stream.flags.not_fragmented)
+        runs = self.fs.runlist(entry.stream.location, contiguous,
+                               size=length if contiguous else None)
+        return RunlistStream(self.fh, runs, length, self.fs.sector_size)
+
+
+class _Ntfs:
+    # MFT records 0-23 are the filesystem's own ($MFT ... $Extend and
+    # reserved ones); Windows and ntfsls hide them.
+    SYSTEM_RECORDS = 24
+
+    def __init__(self, fh):
+        from dissect.ntfs import NTFS
+        self.fs = NTFS(fh)
+        self.root = self._node("", self.fs.mft.get(5))
+
+    def _node(self, name, record):
+        from dissect.ntfs.c_ntfs import ATTRIBUTE_TYPE_CODE
+        info = record.attributes[ATTRIBUTE_TYPE_CODE.STANDARD_INFORMATION]
+        mtime = atime = None
+        if info:
+            mtime = info.last_modification_time_ns / 1e9
+            atime = info.last_access_time_ns / 1e9
+        if record.is_symlink():
+            return Node(name, "symlink", 0, stat.S_IFLNK | 0o777, mtime,
+                        atime, target=record.reparse_point_name.replace(
+                            "\\", "/"), handle=record)
+        if record.is_dir():
+            return Node(name, "dir", 0, stat.S_IFDIR | 0o777, mtime, atime,
+                        handle=record)
+        size = record.size() if record.has_stream("") else 0
+        return Node(name, "file", size, stat.S_IFREG | 0o777, mtime, atime,
+                    handle=record)
+
+    def children(self, node):
+        found = []
+        for entry in node.handle.iterdir(ignore_dos=True):
+            name = entry.attribute.file_name
+            if name == ".":
+                continue
+            record = entry.dereference()
+            if node is self.root and record.segment < self.SYSTEM_RECORDS:
+                continue
+            found.append(self._node(name, record))
+        return found
+
+    def open(self, node):
+        return node.handle.open()
+
+
+_BACKENDS = {"ext": _Ext, "fat": _Fat, "exfat": _ExFat, "ntfs": _Ntfs}
+
+
+class Filesystem:
+    """The filesystem of kind `kind` (as in the image metadata) read from
+    the file object `fh`; `where` names it in messages."""
+
+    def __init__(self, fh, kind, where):
+        family = FAMILIES.get(kind)
+        if family is None:
+            raise UnsupportedError(
+                f"{where}: {'unknown filesystem' if kind is None else kind}"
+                f" cannot be browsed (imgx reads ext2/3/4, FAT12/16/32, "
+                f"exFAT and NTFS)")
+        self.kind = kind
+        self.where = where
+        self.case_sensitive = family == "ext"
+        with damaged(where):
+            self.backend = _BACKENDS[family](fh)
+        self.root = self.backend.root
+
+    def children(self, node):
+        if not node.is_dir:
+            raise InputError(f"{self.where}: {node.name}: not a directory")
+        with damaged(self.where):
+            return sorted(self.backend.children(node), key=lambda n: n.name)
+
+    def open(self, node):
+        if node.kind != "file":
+            raise InputError(f"{self.where}: {node.name or '/'}: not a "
+                             f"regular file")
+        with damaged(self.where):
+            return self.backend.open(node)
+
+    def read(self, node):
+        with damaged(self.where):
+            return self.open(node).read()
+
+    def lookup(self, path):
+        """The node at `path` ("/" separated, relative to the root)."""
+        node = self.root
+        walked = []
+        for part in [p for p in path.split("/") if p and p != "."]:
+            if not node.is_dir:
+                raise InputError(f"{self.where}: /{'/'.join(walked)}: not a "
+                                 f"directory")
+            entries = self.children(node)
+            match = [n for n in entries if n.name == part]
+            if not match and not self.case_sensitive:
+                match = [n for n in entries
+                         if n.name.casefold() == part.casefold()]
+            walked.append(part)
+            if not match:
+                raise InputError(f"{self.where}: /{'/'.join(walked)}: no "
+                                 f"such file or directory")
+            node = match[0]
+        return node
+
+    def walk(self, node, prefix=""):
+        """Yield (relative path, node) for every entry below `node`,
+        directories before their contents."""
+        for child in self.children(node):
+            rel = f"{prefix}{child.name}"
+            yield rel, child
+            if child.is_dir:
+                yield from self.walk(child, rel + "/")

@@ -1,0 +1,99 @@
+"""Images and the paths inside them: ``IMAGE:N/path`` (partition N) and
+``IMAGE:/path`` (the one filesystem of an image that holds only one).
+
+:class:`Image` opens an image for random access and hands out the
+filesystem of a partition, read through an ImageView so that only the
+chunks a command looks at are read and decoded.
+"""
+
+import re
+
+from diskimage.errors import InputError, UsageError
+from diskimage.imageview import ImageView
+from diskimage.reader import ImageReader
+
+from .fsread import FAMILIES, Filesystem
+
+_PATH = re.compile(r"^(?P<image>.+):(?P<part>\d*)(?P<path>/.*)?$")
+
+
+def split_path(text):
+    """'IMAGE:N/path' -> (IMAGE, N or None, 'path' without the leading /).
+    The last colon that is followed by digits and/or a slash splits, so
+    image names may hold colons."""
+    match = _PATH.match(text)
+    if not match or (not match["part"] and match["path"] is None):
+        raise UsageError(f"{text!r}: expected IMAGE:N/path or IMAGE:/path")
+    part = int(match["part"]) if match["part"] else None
+    return match["image"], part, (match["path"] or "/").lstrip("/")
+
+
+class Image:
+    """An image opened for browsing; use as a context manager."""
+
+    def __init__(self, path):
+        self.path = path
+        self.reader = ImageReader(path)
+        self.metadata = self.reader.metadata
+        self._filesystems = {}
+
+    def close(self):
+        self.reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def volumes(self):
+        """Areas that hold a volume: partitions, or a table-less disk."""
+        return [a for a in self.metadata["areas"]
+                if a["kind"] in ("partition", "disk")]
+
+    def _table_numbers(self):
+        return sorted(p["number"] for p in
+                      self.metadata["table"].get("partitions", []))
+
+    def area(self, number):
+        """The area of partition `number`; None picks the image's only
+        filesystem."""
+        if number is None:
+            browsable = [a for a in self.volumes
+                         if a["filesystem"] in FAMILIES]
+            if len(browsable) == 1:
+                return browsable[0]
+            if not browsable:
+                raise InputError(f"{self.path}: holds no filesystem imgx "
+                                 f"can read")
+            numbers = ", ".join(str(a["partition"]) for a in browsable)
+            raise UsageError(f"{self.path}: holds {len(browsable)} "
+                             f"filesystems (partitions {numbers}); name one, "
+                             f"as in {self.path}:{browsable[0]['partition']}"
+                             f"/path")
+        for area in self.volumes:
+            if area["partition"] == number:
+                return area
+        if number in self._table_numbers():
+            raise InputError(f"{self.path}: partition {number} was not "
+                             f"captured in this image")
+        have = ", ".join(str(n) for n in self._table_numbers()) or "none"
+        raise InputError(f"{self.path}: no partition {number} (partitions: "
+                         f"{have})")
+
+    def view(self, area):
+        return ImageView(self.reader, area["start"], area["size"])
+
+    def filesystem(self, number):
+        area = self.area(number)
+        key = area["partition"]
+        if key not in self._filesystems:
+            where = f"{self.path}:{key if key is not None else ''}"
+            self._filesystems[key] = Filesystem(self.view(area),
+                                                area["filesystem"], where)
+        return self._filesystems[key]
+
+    def browsable_numbers(self):
+        return [a["partition"] for a in self.volumes
+                if a["filesystem"] in FAMILIES]

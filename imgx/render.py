@@ -1,0 +1,46 @@
+"""Turning imgx's results into lines, tables and JSON."""
+
+import stat
+from datetime import datetime, timezone
+
+
+def _time(seconds):
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime(
+        "%Y-%m-%d %H:%M")
+
+
+def _iso(seconds):
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(
+        timespec="seconds")
+
+
+def node_dict(node, path=None):
+    return {"name": node.name, "path": path, "type": node.kind,
+            "size": node.size, "mode": f"{stat.S_IMODE(node.mode):04o}",
+            "uid": node.uid, "gid": node.gid, "mtime": _iso(node.mtime),
+            "target": node.target}
+
+
+def long_line(node, shown):
+    """One `ls -l` line: mode, owner, size, time (UTC), name."""
+    owner = "-" if node.uid is None else f"{node.uid}"
+    group = "-" if node.gid is None else f"{node.gid}"
+    link = f" -> {node.target}" if node.kind == "symlink" else ""
+    return (f"{stat.filemode(node.mode)} {owner:>5} {group:>5} "
+            f"{node.size:>12} {_time(node.mtime)} {shown}{link}")
+
+
+def tree_lines(fs, node, prefix=""):
+    children = fs.children(node)
+    for i, child in enumerate(children):
+        last = i == len(children) - 1
+        tail = "/" if child.is_dir else (f" -> {child.target}"
+                                         if child.kind == "symlink" else "")
+        yield f"{prefix}{'`-- ' if last else '|-- '}{child.name}{tail}"
+        if child.is_dir:
+            yield from tree_lines(fs, child,
+                                  prefix + ("    " if last else "|   "))

@@ -1,0 +1,92 @@
+"""Writing a new image from an existing one, chunk by chunk: a new
+description (describe), other volume sizes (split, join), another codec
+(recompress).
+
+Every chunk is read through the index and checked against its checksum
+before it is written again, so a damaged image is reported (exit 4) and
+never copied on.  Chunks keep their stored bytes unless recompressed.  The
+output goes through VolumeOutput: ``NAME.partial`` volumes renamed only when
+the whole image is written, so writing over the image itself (the default)
+replaces it only on success.
+"""
+
+import os
+
+from diskimage import format as fmt
+from diskimage.errors import InputError, TargetError
+from diskimage.pipeline import ordered_map
+from diskimage.reader import ImageReader
+from diskimage.volumes import VolumeOutput
+
+
+def writable(path):
+    """Refuse (TargetError) an image that cannot be replaced: the file or
+    its directory is read-only."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    # Root may write anything, so a file without write bits counts as
+    # read-only too: someone marked it so.
+    if not os.access(path, os.W_OK) or not os.access(directory, os.W_OK) \
+            or not os.stat(path).st_mode & 0o222:
+        raise TargetError(f"{path}: image is read-only (or its directory "
+                          f"{directory} is); nothing changed")
+
+
+def current_split(reader):
+    """The volume size of a split image (None for one file)."""
+    sizes = reader.source.sizes
+    return sizes[0] if len(sizes) > 1 else None
+
+
+def rewrite(source, target=None, *, split="keep", compressor=None,
+            metadata=None, threads=None, progress=None):
+    """Write the image `source` again to `target` (default: over itself).
+    `split`: "keep" the volume size, None for one file, or a size;
+    `compressor`: re-encode every chunk; `metadata`: keys to change."""
+    from diskimage.writer import ImageWriter
+    target = target or source
+    if target == source:
+        writable(source)
+    with ImageReader(source) as reader:
+        if split == "keep":
+            split = current_split(reader)
+        meta = dict(reader.metadata, **(metadata or {}))
+        if compressor is not None:
+            meta["compression"] = {"codec": compressor.name,
+                                   "level": compressor.level}
+        entries = reader.entries
+        total = sum(e.length for e in entries if not e.is_zero)
+
+        def work(number):
+            entry = entries[number]
+            if entry.is_zero:
+                return entry, None
+            data = reader.read_entry(number)          # checked
+            if compressor is not None:
+                return entry, compressor(data)
+            stored = reader.source.read_at(
+                entry.record_offset + fmt.RECORD_HEADER.size,
+                entry.stored_size)
+            return entry, (entry.codec, stored, entry.checksum)
+
+        writer = ImageWriter(VolumeOutput(target, split), meta,
+                             reader.chunk_size)
+        try:
+            done = 0
+            for entry, packed in ordered_map(work, range(len(entries)),
+                                             threads or os.cpu_count()):
+                if packed is None:
+                    writer.add_zero(entry.area, entry.disk_offset,
+                                    entry.length)
+                    continue
+                codec, stored, checksum = packed
+                writer.add_data(entry.area, entry.disk_offset, entry.length,
+                                codec, stored, checksum)
+                done += entry.length
+                if progress:
+                    progress(done, total)
+            return writer.finish()
+        except BaseException:
+            writer.abort()
+            raise

@@ -1,0 +1,60 @@
+"""What the imgx tests share: building and capturing disks, running imgx."""
+
+import os
+import subprocess
+import sys
+
+from diskimage import demodisk
+from diskimage.capture import capture
+from diskimage.compression import Compressor
+from diskimage.demodisk import _MTOOLS_ENV
+from diskimage.tools import tool_env
+from diskimage.volumes import VolumeOutput
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def capture_disk(disk, image, codec="lz4", description="", split=None):
+    """Capture `disk` into `image` with the library (as rdeploy capture)."""
+    return capture(os.fspath(disk), VolumeOutput(os.fspath(image), split),
+                   compressor=Compressor(codec, None),
+                   description=description)
+
+
+def demo_image(tmp_path_factory, name, files, **capture_options):
+    """A GPT demo disk (ext4, FAT32, NTFS) and its image, in a new
+    directory: (disk, image, manifest, directory)."""
+    tmp = tmp_path_factory.mktemp(name)
+    disk, image = tmp / "demo.img", tmp / "demo.rdi"
+    manifest = demodisk.make_gpt_demo(disk, files=files)
+    capture_disk(disk, image, **capture_options)
+    return disk, image, manifest, tmp
+
+
+def imgx(*args, input=None, env=None):
+    """Run imgx as a command; returns the CompletedProcess (bytes)."""
+    return subprocess.run([sys.executable, "-m", "imgx", *map(os.fspath,
+                                                               args)],
+                          capture_output=True, input=input, cwd=ROOT,
+                          env=tool_env(env))
+
+
+def ok(*args, **kw):
+    result = imgx(*args, **kw)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout
+
+
+def tool(*args, env=None):
+    result = subprocess.run(list(map(os.fspath, args)), capture_output=True,
+                            env=tool_env(dict(_MTOOLS_ENV, **(env or {}))))
+    assert result.returncode == 0, (args, result.stderr.decode())
+    return result.stdout
+
+
+def one_line_error(result, code):
+    """The command failed with `code` and said so in exactly one line."""
+    err = result.stderr.decode()
+    assert result.returncode == code, (result.returncode, err)
+    assert err.count("\n") == 1 and err.startswith("imgx: error: "), err
+    return err
