@@ -218,7 +218,7 @@ def cmd_restore(args):
     from diskimage.restore import plan_restore, run_restore
 
     into = None if args["--into"] is None else \
-        _int_option(args["--into"], "--into")
+        whole_number(args["--into"], "--into")
     mode, sizes = _layout_mode(args), _sizes(args["--size"])
     if (args["--partitions"] or into) and (mode != "keep" or sizes):
         raise UsageError("--grow, --resize and --size lay out a whole disk; "
