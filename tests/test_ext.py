@@ -23,6 +23,7 @@ import time
 import pytest
 
 from diskimage import demodisk, ext
+from tests.fsmaps import blkid, copy_runs, map_only_restore
 from diskimage.usedmap import MapError
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -91,11 +92,6 @@ def dumpe2fs(path):
     return report
 
 
-def blkid(path):
-    out = run("blkid", "-p", "-o", "export", path)
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
 def journal_blocks(path):
     out = run("debugfs", "-R", "blocks <8>", path)
     return [int(b) for b in out.split()]
@@ -109,14 +105,6 @@ def covered(runs, block):
     return any(start <= block < start + count for start, count in runs)
 
 
-def copy_runs(source, target, runs):
-    """A map-only restore: `target` gets only the runs of `source`."""
-    with open(source, "rb") as src, open(target, "r+b") as dst:
-        for offset, length in runs:
-            os.pwrite(dst.fileno(), os.pread(src.fileno(), length, offset),
-                      offset)
-
-
 def data_extents(path):
     """[start, end) of each extent of a sparse file that holds data."""
     extents, pos = [], 0
@@ -128,15 +116,6 @@ def data_extents(path):
                 return extents
             pos = os.lseek(f.fileno(), start, os.SEEK_HOLE)
             extents.append((start, pos))
-
-
-def garbage(path, size, seed):
-    """A file of `size` random bytes (a random MiB, rotated each MiB)."""
-    chunk = random.Random(seed).randbytes(MiB)
-    with open(path, "wb") as f:
-        for i in range(size // MiB):
-            f.write(chunk[i * 4099 % MiB:] + chunk[:i * 4099 % MiB])
-        f.write(chunk[:size % MiB])
 
 
 def sha256(data):
@@ -183,8 +162,7 @@ def check_map(image, umap, kind, label="test-ext"):
 def restore_and_check(image, umap, digests, tmp_path):
     target = tmp_path / "target.img"
     size = os.path.getsize(image)
-    garbage(target, size, size)
-    copy_runs(image, target, umap.runs)
+    map_only_restore(image, target, umap.runs, seed=size)
     clean, output = demodisk.fsck(target, 0, size, "ext4")
     assert clean, output
     assert demodisk.read_files(target, 0, size, "ext4") == digests

@@ -7,7 +7,6 @@ by a map-only restore into random bytes followed by fsck.fat and a
 comparison of every file's sha256.
 """
 
-import hashlib
 import os
 import random
 import re
@@ -19,6 +18,7 @@ import time
 import pytest
 
 from diskimage import demodisk, fat
+from tests.fsmaps import blkid, map_only_restore, random_fill, sha256_file
 from diskimage.usedmap import MapError
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -78,34 +78,6 @@ def mdir_free(path):
                .replace(" ", ""))
 
 
-def blkid(path):
-    out = run("blkid", "-p", "-o", "export", path)
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def copy_runs(source, target, runs):
-    """A map-only restore: `target` (random bytes, the size of `source`)
-    gets only the runs of `source`."""
-    with open(source, "rb") as src, open(target, "r+b") as dst:
-        for offset, length in runs:
-            os.pwrite(dst.fileno(), os.pread(src.fileno(), length, offset),
-                      offset)
-
-
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def random_file(path, size, seed):
-    rng = random.Random(seed)
-    with open(path, "wb") as f:
-        while size > 0:
-            step = min(size, 4 * MiB)
-            f.write(rng.randbytes(step))
-            size -= step
-
-
 def check_map(image, umap, kind):
     """The map against fsck.fat, mdir and blkid."""
     report = fsck_report(image)
@@ -126,8 +98,7 @@ def check_map(image, umap, kind):
 
 def restore_and_check(image, umap, kind, digests, tmp_path):
     target = tmp_path / "restored.img"
-    random_file(target, os.path.getsize(image), seed=99)
-    copy_runs(image, target, umap.runs)
+    map_only_restore(image, target, umap.runs, seed=99)
     clean, output = demodisk.fsck(target, 0, os.path.getsize(image), kind)
     assert clean, output
     assert demodisk.read_files(target, 0, os.path.getsize(image),
@@ -187,14 +158,14 @@ def test_garbage_of_deleted_files_is_left_out(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     for index in range(24):
-        random_file(src / f"junk{index:02d}.bin", 2 * MiB + index * 777,
+        random_fill(src / f"junk{index:02d}.bin", 2 * MiB + index * 777,
                     seed=index)
     digests = demodisk.make_tree(src / "keep", 40, seed=5, max_size=32 * KiB)
     digests = {f"keep/{rel}": digest for rel, digest in digests.items()}
     mcopy(image, src)
     run("mdel", "-i", image, *(f"::/junk{i:02d}.bin" for i in range(22)),
         env=MTOOLS_ENV)
-    digests.update({f"junk{i:02d}.bin": sha256(
+    digests.update({f"junk{i:02d}.bin": sha256_file(
         src / f"junk{i:02d}.bin") for i in (22, 23)})
     umap = map_image(image)
     check_map(image, umap, "fat32")

@@ -21,9 +21,11 @@ import pytest
 
 from diskimage import demodisk, ntfs
 from diskimage.usedmap import MapError
+from tests.fsmaps import (COMPRESSED, blkid, compressed_files,
+                          map_only_restore)
 
 KiB, MiB = 1 << 10, 1 << 20
-COMPRESSED = 0x800                       # FILE_ATTRIBUTE_COMPRESSED
+
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("mkntfs", "ntfs-3g", "ntfsinfo",
@@ -89,11 +91,6 @@ def tool_used_bytes(path):
         + info["sector"]
 
 
-def blkid(path):
-    out = run("blkid", "-p", "-o", "export", path)
-    return dict(line.split("=", 1) for line in out.splitlines())
-
-
 def mft_runlist(path, inode=0):
     """(vcn, lcn, count) of the $DATA of `inode` as `ntfsinfo -v` prints
     it, all extents."""
@@ -111,23 +108,8 @@ def mft_runlist(path, inode=0):
     return runs, out
 
 
-def restore_runs(source, target, runs, seed=0):
-    """A map-only restore: `target` of the same size full of random bytes,
-    then only the runs copied from `source`."""
-    size = os.path.getsize(source)
-    rng = random.Random(seed)
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        for _ in range(0, size, MiB):
-            dst.write(rng.randbytes(MiB))
-        dst.truncate(size)
-        for offset, length in runs:
-            os.pwrite(dst.fileno(), os.pread(src.fileno(), length, offset),
-                      offset)
-    return target
-
-
 def check_restore(image, used, expected, tmp_path):
-    target = restore_runs(image, tmp_path / "target.img", used.runs)
+    target = map_only_restore(image, tmp_path / "target.img", used.runs)
     size = os.path.getsize(target)
     clean, output = demodisk.fsck(target, 0, size, "ntfs")
     assert clean, output
@@ -161,21 +143,6 @@ def interleave_until_full(mnt, names, chunk, rng):
     return result
 
 
-def compressed_dir(mnt, rng, expected):
-    """A directory whose new files ntfs-3g compresses; returns one file."""
-    folder = os.path.join(mnt, "packed")
-    os.mkdir(folder)
-    os.setxattr(folder, "system.ntfs_attrib_be",
-                struct.pack(">I", COMPRESSED))
-    text = b"".join(b"line %d of a compressible log\n" % i
-                    for i in range(20000))
-    write(os.path.join(folder, "log.txt"), text, expected, mnt)
-    write(os.path.join(folder, "random.bin"), rng.randbytes(200 * KiB),
-          expected, mnt)
-    write(os.path.join(folder, "small.txt"), b"tiny\n", expected, mnt)
-    return os.path.join(folder, "log.txt")
-
-
 # --- real volumes ------------------------------------------------------------
 def open_ntfs_volume(image):
     read = file_reader(image)
@@ -192,7 +159,7 @@ def test_map_matches_ntfsinfo_and_restores(tmp_path, cluster, sector, size):
     with mounted(image, tmp_path) as mnt:
         tree = demodisk.make_tree(os.path.join(mnt, "tree"), 150, cluster)
         expected = {f"tree/{rel}": digest for rel, digest in tree.items()}
-        packed = compressed_dir(mnt, rng, expected)
+        packed = compressed_files(mnt, rng, expected)
         attributes, = struct.unpack(">I", os.getxattr(
             packed, "system.ntfs_attrib_be"))
         # NTFS compresses only with clusters up to 4 KiB
@@ -331,7 +298,7 @@ def test_sector_after_volume_is_the_backup_boot_sector(tmp_path):
     used = map_image(image)
     size = os.path.getsize(image)
     assert used.runs[-1] == (size - 512, 512)
-    target = restore_runs(image, tmp_path / "t.img", used.runs[:-1])
+    target = map_only_restore(image, tmp_path / "t.img", used.runs[:-1])
     clean, output = demodisk.fsck(target, 0, size, "ntfs")
     assert not clean and "boot sector" in output.lower(), output
     with open(image, "ab") as f:            # the partition grew by 1 MiB
