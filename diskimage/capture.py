@@ -18,6 +18,7 @@ from .usedmap import MapError
 from .partitions import read_table
 from .pipeline import ordered_map
 from .writer import ImageWriter
+from .holes import split_at_gaps, split_zero_runs
 
 CHUNK_SIZE = 4 << 20
 
@@ -147,7 +148,8 @@ def _spans(disk, area, runs, chunk_size):
             offset += length
     else:
         for _, pieces in _windows(area, runs, chunk_size):
-            yield _read_pieces(disk, pieces)
+            for group in split_at_gaps(pieces):
+                yield _read_pieces(disk, group)
 
 
 def _chunks(disk, planned, chunk_size):
@@ -157,7 +159,8 @@ def _chunks(disk, planned, chunk_size):
     zeros = bytes(chunk_size)
     for number, (area, runs) in enumerate(planned):
         hole = None
-        for offset, data, weight in _spans(disk, area, runs, chunk_size):
+        for offset, data, weight in split_zero_runs(
+                _spans(disk, area, runs, chunk_size)):
             length = len(data)
             if data == (zeros if length == chunk_size else bytes(length)):
                 if hole is not None and hole[2] + hole[3] == offset:

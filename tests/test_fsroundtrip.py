@@ -10,155 +10,16 @@ written into the holes left by deleting every other file of a full volume
 filesystem has them, a large sparse file and compressed files.
 """
 
-import contextlib
 import json
 import os
-import random
-import re
-import shutil
-import struct
 
 import pytest
 
-from diskimage import demodisk
-from tests.fsmaps import (COMPRESSED, KiB, MiB, MTOOLS_ENV, blkid, check_fs,
-                          compressed_files,
-                          fragmented_file, partitioned_disk,
-                          rdeploy, round_trip, run, sparse_file, write_file)
+from tests.fsmaps import (blkid, check_fs, make_exfat, make_ext, make_fat,
+                          make_ntfs, needs_all_tools, partitioned_disk,
+                          rdeploy, round_trip, run)
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in (
-        "sfdisk", "sgdisk", "mkfs.ext4", "filefrag", "mkfs.fat", "mcopy",
-        "mshowfat", "mkfs.exfat", "mount.exfat-fuse", "mkntfs", "ntfs-3g",
-        "ntfsinfo", "losetup")) or os.geteuid() != 0,
-    reason="needs root, fdisk, gdisk, e2fsprogs, dosfstools, mtools, "
-           "exfatprogs, exfat-fuse and ntfs-3g (make deps installs them)")
-
-
-# --- filesystems -------------------------------------------------------------
-@contextlib.contextmanager
-def ext_mounted(image, mountpoint):
-    os.makedirs(mountpoint, exist_ok=True)
-    run("mount", "-t", "ext4", "-o", "loop", image, mountpoint)
-    try:
-        yield mountpoint
-    finally:
-        run("umount", mountpoint)
-
-
-@contextlib.contextmanager
-def exfat_mounted(image, mountpoint):
-    os.makedirs(mountpoint, exist_ok=True)
-    with demodisk.loop_device(image, 0, os.path.getsize(image),
-                              read_only=False) as dev:
-        run("mount.exfat-fuse", dev, mountpoint)
-        try:
-            yield mountpoint
-        finally:
-            run("umount", mountpoint)
-
-
-def extents(path):
-    """filefrag's count of a file's extents."""
-    out = run("filefrag", path).stdout
-    return int(re.search(r"(\d+) extents? found", out).group(1))
-
-
-def make_ext(tmp_path, command, size_mib):
-    """An ext filesystem filled through a loop mount: a tree, a 200 MiB
-    sparse file with 4 runs of data, a fragmented large file."""
-    image = tmp_path / "fs.img"
-    with open(image, "wb") as f:
-        f.truncate(size_mib * MiB)
-    run(*command, "-q", "-F", "-L", "rt-ext", image)
-    rng = random.Random(size_mib)
-    with ext_mounted(image, tmp_path / "mnt") as mnt:
-        digests = {f"tree/{k}": v for k, v in demodisk.make_tree(
-            os.path.join(mnt, "tree"), 80, 3, max_size=16 * KiB).items()}
-        sparse_file(mnt, "sparse.bin", 200 * MiB, rng, digests)
-        big = fragmented_file(mnt, rng, digests, piece=32 * KiB)
-        assert extents(big) > 20
-        assert os.stat(os.path.join(mnt, "sparse.bin")).st_blocks * 512 \
-            < 1 * MiB
-    return image, digests
-
-
-def mtools(*args):
-    return run(*args, env=MTOOLS_ENV).stdout
-
-
-def make_fat(tmp_path, bits, size_kib, *options, piece=16 * KiB):
-    """A FAT filled with mtools: a tree (no MiB-sized files on a floppy),
-    then fillers of `piece` bytes in 90% of the free space, every other one
-    deleted, and a large file in the holes."""
-    files = 40 if size_kib < 4096 else 80
-    image = tmp_path / "fs.img"
-    run("mkfs.fat", "-C", "-F", bits, "-n", f"RT-FAT{bits}", *options, image,
-        size_kib)
-    source = tmp_path / "src"
-    digests = demodisk.make_tree(source / "tree", files, bits,
-                                 max_size=8 * KiB)
-    digests = {f"tree/{k}": v for k, v in digests.items()}
-    mtools("mcopy", "-s", "-Q", "-i", image, source / "tree", "::/")
-    free = int(re.search(r"([\d ]+) bytes free", mtools(
-        "mdir", "-i", image, "::/")).group(1).replace(" ", ""))
-    rng = random.Random(bits)
-    fill = source / "fill"
-    count = int(free * 0.9) // piece
-    for i in range(count):
-        write_file(source, f"fill/f{i:04d}.bin", rng.randbytes(piece),
-                   digests)
-    mtools("mcopy", "-s", "-Q", "-i", image, fill, "::/")
-    gone = [f"::/fill/f{i:04d}.bin" for i in range(0, count, 2)]
-    mtools("mdel", "-i", image, *gone)
-    for i in range(0, count, 2):
-        del digests[f"fill/f{i:04d}.bin"]
-    write_file(source, "fragmented.bin",
-               rng.randbytes(len(gone) * piece // 2), digests)
-    mtools("mcopy", "-Q", "-i", image, source / "fragmented.bin", "::/")
-    chains = mtools("mshowfat", "-i", image, "::/fragmented.bin")
-    assert chains.count("<") > 10, chains
-    return image, digests
-
-
-def make_exfat(tmp_path, size_mib):
-    image = tmp_path / "fs.img"
-    with open(image, "wb") as f:
-        f.truncate(size_mib * MiB)
-    run("mkfs.exfat", "-L", "rt-exfat", image)
-    rng = random.Random(size_mib)
-    with exfat_mounted(image, tmp_path / "mnt") as mnt:
-        digests = {f"tree/{k}": v for k, v in demodisk.make_tree(
-            os.path.join(mnt, "tree"), 80, 4, max_size=16 * KiB).items()}
-        fragmented_file(mnt, rng, digests)
-    return image, digests
-
-
-def ntfs_runs(image, inode):
-    """The number of data runs `ntfsinfo -v` lists for an inode."""
-    out = run("ntfsinfo", "-i", inode, "-v", image).stdout
-    return len(re.findall(r"^\t\t\t0x\w+\s+0x\w+\s+0x\w+$", out, re.M))
-
-
-def make_ntfs(tmp_path, size_mib):
-    image = tmp_path / "fs.img"
-    with open(image, "wb") as f:
-        f.truncate(size_mib * MiB)
-    run("mkntfs", "-F", "-Q", "-L", "rt-ntfs", "-p", 2048, "-H", 255, "-S",
-        63, image)
-    rng = random.Random(size_mib)
-    with demodisk._ntfs_mount(image, tmp_path / "mnt", "rw") as mnt:
-        digests = {f"tree/{k}": v for k, v in demodisk.make_tree(
-            os.path.join(mnt, "tree"), 400, 5, max_size=8 * KiB).items()}
-        log = compressed_files(mnt, rng, digests)
-        attributes, = struct.unpack(">I", os.getxattr(
-            log, "system.ntfs_attrib_be"))
-        assert attributes & COMPRESSED
-        big = fragmented_file(mnt, rng, digests)
-        inode = os.stat(big).st_ino
-    assert ntfs_runs(image, inode) > 10
-    return image, digests
-
+pytestmark = needs_all_tools
 
 CASES = {
     # name: (builder, arguments, fs for the checks, table)
