@@ -33,7 +33,10 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
     area = {"kind": kind, "start": start, "size": size, "partition": number,
             "filesystem": filesystems.detect(disk.read, start, size),
             "method": "raw" if raw else "zero-skip"}
-    if raw or area["filesystem"] is None:
+    if raw:
+        return area, None
+    if area["filesystem"] is None:
+        area["fallback"] = "no filesystem recognised"
         return area, None
     where = f"partition {number}" if number else "the disk"
     try:
@@ -43,8 +46,10 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
         warnings.append(f"{where} ({area['filesystem']}): its allocation "
                         f"maps cannot be trusted ({exc}); copying the whole "
                         f"partition")
+        area["fallback"] = f"allocation maps not trusted: {exc}"
         return area, None
     if used is None:
+        area["fallback"] = f"no used-block map for {area['filesystem']}"
         return area, None
     area.update(used.describe(), method="used-blocks")
     warnings.extend(f"{where}: {w}" for w in used.warnings)

@@ -391,7 +391,42 @@ def tool_used_bytes(image, fs):
                                        - number(r"Free Clusters:\s+(\w+)",
                                                 out)) * number(
             r"Cluster size:\s+(\w+)", out)
+    # ntfsinfo's clusters not free, and the backup boot sector that mkntfs
+    # writes in the partition's last sector, past the volume's clusters
     out = run("ntfsinfo", "-m", image).stdout
     return (number(r"Volume Size in Clusters:\s*(\d+)", out) - number(
-        r"Free Clusters:\s*(\d+)", out)) * number(r"Cluster Size:\s*(\d+)",
-                                                  out)
+        r"Free Clusters:\s*(\d+)", out)) * number(
+        r"Cluster Size:\s*(\d+)", out) + number(r"Sector Size:\s*(\d+)",
+                                                   out)
+
+
+def tool_facts(image, fs):
+    """The allocation unit, size and used bytes of a filesystem as its own
+    tools report them (dumpe2fs, fsck.fat -v, dump.exfat, ntfsinfo and
+    ntfscluster)."""
+    def number(pattern, text):
+        return int(re.search(pattern, text, re.M).group(1), 0)
+    if fs.startswith("ext"):
+        out = run("dumpe2fs", "-h", image).stdout
+        bs = number(r"^Block size:\s+(\d+)", out)
+        unit = int((re.search(r"^Cluster size:\s+(\d+)", out, re.M) or
+                    re.search(r"^Block size:\s+(\d+)", out, re.M)).group(1))
+        total = number(r"^Block count:\s+(\d+)", out) * bs
+    elif fs.startswith("fat"):
+        out = run("fsck.fat", "-n", "-v", image).stdout
+        unit = number(r"^\s*(\d+) bytes per cluster", out)
+        total = number(r"^\s*(\d+) bytes per logical sector", out) * \
+            number(r"^\s*(\d+) sectors total", out)
+    elif fs == "exfat":
+        out = run("dump.exfat", image).stdout
+        unit = number(r"Cluster size:\s+(\w+)", out)
+        total = (1 << number(r"Sector Size Bits:\s+(\w+)", out)) * \
+            number(r"Volume Length\(sectors\):\s+(\w+)", out)
+    else:
+        out = run("ntfsinfo", "-m", image).stdout + \
+            run("ntfscluster", "--info", image).stdout
+        unit = number(r"Cluster Size:\s*(\d+)", out)
+        total = number(r"^\s*bytes per volume\s*:\s*(\d+)", out)
+    return {"block_size": unit, "total_bytes": total,
+            "used_bytes": tool_used_bytes(image, fs)}
+

@@ -22,7 +22,7 @@ import pytest
 from diskimage import demodisk, ntfs
 from diskimage.usedmap import MapError
 from tests.fsmaps import (COMPRESSED, blkid, compressed_files,
-                          map_only_restore)
+                          map_only_restore, tool_used_bytes)
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -80,15 +80,6 @@ def ntfsinfo(path):
             "bytes": number("bytes per volume"),
             "record": number("MFT Record Size"),
             "mft_lcn": number("LCN of Data Attribute for FILE_MFT")}
-
-
-def tool_used_bytes(path):
-    """Used bytes by ntfsinfo: the clusters not free, plus the backup boot
-    sector, which mkntfs writes in the partition's last sector, past the
-    volume's clusters."""
-    info = ntfsinfo(path)
-    return (info["clusters"] - info["free"]) * info["cluster"] \
-        + info["sector"]
 
 
 def mft_runlist(path, inode=0):
@@ -170,7 +161,7 @@ def test_map_matches_ntfsinfo_and_restores(tmp_path, cluster, sector, size):
     assert used.block_size == info["cluster"] == cluster
     assert info["sector"] == sector
     assert used.total_bytes == info["bytes"]
-    assert used.used_bytes == tool_used_bytes(image)
+    assert used.used_bytes == tool_used_bytes(image, "ntfs")
     assert used.used_bytes == sum(n for _, n in used.runs)
     ids = blkid(image)
     assert (used.label, used.uuid) == (ids["LABEL"], ids["UUID"])
@@ -202,7 +193,7 @@ def test_fragmented_file_in_extension_records(tmp_path):
     data = volume.read_runs(file_runs, 0, data_size, "a.bin")
     assert hashlib.sha256(data).hexdigest() == expected["a.bin"]
     used = map_image(image)
-    assert used.used_bytes == tool_used_bytes(image)
+    assert used.used_bytes == tool_used_bytes(image, "ntfs")
     check_restore(image, used, expected, tmp_path)
 
 
@@ -244,7 +235,7 @@ def test_fragmented_mft_with_attribute_list(tmp_path):
     assert len(runs) > 100 and "$ATTRIBUTE_LIST" in out
     assert open_ntfs_volume(image).mft_runs == runs
     used = map_image(image)
-    assert used.used_bytes == tool_used_bytes(image)
+    assert used.used_bytes == tool_used_bytes(image, "ntfs")
     check_restore(image, used, expected, tmp_path)
 
 
@@ -280,7 +271,7 @@ def test_free_space_garbage_left_out(tmp_path):
     runs, _ = mft_runlist(image, big_inode)
     assert len(runs) >= 5                   # fragmented
     used = map_image(image)
-    assert used.used_bytes == tool_used_bytes(image)
+    assert used.used_bytes == tool_used_bytes(image, "ntfs")
     assert used.used_bytes < size * 0.45
     # Not one block of a deleted file is in the runs.
     with open(image, "rb") as f:
@@ -318,7 +309,7 @@ def test_large_volume_is_mapped_fast(tmp_path):
     start = time.monotonic()
     used = map_image(image)
     assert time.monotonic() - start < 5
-    assert used.used_bytes == tool_used_bytes(image)
+    assert used.used_bytes == tool_used_bytes(image, "ntfs")
 
 
 # --- inconsistent structures -------------------------------------------------
