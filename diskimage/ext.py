@@ -17,13 +17,13 @@ the map's block_size is then the cluster size.
 """
 
 import array
-import bisect
 import struct
 import sys
 
 from .errors import TableError
 from .structs import Struct, read_exact
-from .usedmap import MapError, UsedMap, bitmap_runs, blocks_to_runs, merge_runs
+from .usedmap import (LazyRuns, MapError, UsedMap, bitmap_runs, coalesce,
+                      merge_runs, merged, scaled, survey)
 
 SUPERBLOCK_OFFSET = 1024
 EXT4_SUPER_MAGIC = 0xEF53
@@ -343,49 +343,86 @@ class _Volume:
 
     def used_map(self):
         descs = self.descriptors()
-        # Block 0 up to the end of the superblock, descriptors, MMP block.
-        runs = [(0, self.sb_block + 1)]
-        runs += [(self.desc_block(i), 1) for i in range(self.gdb)]
+        # Block 0 up to the end of the superblock, descriptors, MMP block,
+        # every group's superblock backup, descriptors, bitmaps and inode
+        # table: O(groups) runs, kept; the bitmaps' runs are streamed.
+        meta = [(0, self.sb_block + 1)]
+        meta += [(self.desc_block(i), 1) for i in range(self.gdb)]
         if self.sb.s_feature_incompat & INCOMPAT_MMP:
             self.in_fs(self.sb.s_mmp_block, 1, "MMP block",
                        _field("s_mmp_block"))
-            runs.append((self.sb.s_mmp_block, 1))
-        owner, on_disk = {}, {}
+            meta.append((self.sb.s_mmp_block, 1))
+        owner, self.on_disk = {}, []
         for group, (bb, ib, it, _, flags) in enumerate(descs):
-            runs += self.base_meta(group)
-            runs += [(bb, 1), (ib, 1), (it, self.itb)]
+            meta += self.base_meta(group)
+            meta += [(bb, 1), (ib, 1), (it, self.itb)]
             if owner.setdefault(bb, group) != group:
                 raise MapError(f"groups {owner[bb]} and {group} share the "
                                f"block bitmap at block {bb}")
             if not (self.csum and flags & EXT4_BG_BLOCK_UNINIT):
-                on_disk[bb] = group
-        for block, bitmap in self.blocks(on_disk, "block bitmap"):
-            group = on_disk[block]
-            nbits, start = self.group_clusters(group), self.group_first(group)
-            # Only the part between the first and last non-zero bytes.
-            body = bitmap[:-(-nbits // 8)].rstrip(b"\0")
-            skip = len(body) - len(body.lstrip(b"\0"))
-            runs += [(start + i * self.ratio, n * self.ratio)
-                     for i, n in bitmap_runs(body[skip:], min(
-                         nbits, 8 * len(body)) - 8 * skip, 8 * skip)]
-        if self.ratio > 1:
-            r = self.ratio
-            runs = [(b // r * r, -(-(b + n) // r) * r - b // r * r)
-                    for b, n in runs]
-        runs = merge_runs(runs)
-        self._check_free(runs, descs)
-        self._check_journal(runs, descs)
+                self.on_disk.append((group, bb))
+        self.meta = list(coalesce(sorted(meta)))
+        journal, at = self._journal(descs)
+        # The first pass counts and checks, keeping nothing.
+        used, missing = survey(self.block_runs(), [
+            (block, length, at) for block, length in journal])
+        self._check_free(used - self.first, descs)
+        if missing:
+            block, length, at = missing
+            raise MapError(f"journal inode {self.sb.s_journal_inum} holds "
+                           f"blocks {block}-{block + length - 1} that the "
+                           f"block bitmaps mark free (inode at byte offset "
+                           f"{at})")
         total = self.count * self.bs
-        byte_runs = blocks_to_runs(runs, self.bs, total)
         return UsedMap(self.kind(), self.bs * self.ratio, total,
-                       sum(n for _, n in byte_runs), byte_runs,
+                       min(used * self.bs, total),
+                       LazyRuns(lambda: scaled(self.block_runs(), self.bs,
+                                               total)),
                        label=self.sb.s_volume_name.split(b"\0")[0].decode(
                            "utf-8", "replace"),
                        uuid=self.uuid(), warnings=self.warnings)
 
-    def _check_free(self, runs, descs):
-        used = sum(min(b + n, self.count) - max(b, self.first)
-                   for b, n in runs if b + n > self.first and b < self.count)
+    def block_runs(self):
+        """Used (block, count) runs, ascending, coalesced, within the
+        filesystem's blocks (clusters whole with bigalloc): the metadata
+        runs merged with the bitmaps' runs, read group by group."""
+        runs = merged(iter(self.meta), self._bitmap_runs())
+        if self.ratio > 1:
+            r = self.ratio
+            runs = coalesce((b // r * r, -(-(b + n) // r) * r - b // r * r)
+                            for b, n in runs)
+        for block, count in runs:
+            if block >= self.count:
+                return
+            yield block, min(count, self.count - block)
+
+    def _bitmap_runs(self):
+        """(block, count) runs of the set bits of the on-disk bitmaps, in
+        group order; consecutive bitmap blocks are read together."""
+        most, i = max(1, READ_BATCH // self.bs), 0
+        while i < len(self.on_disk):
+            j = i + 1
+            while j < len(self.on_disk) and j - i < most and \
+                    self.on_disk[j][1] == self.on_disk[j - 1][1] + 1:
+                j += 1
+            first = self.on_disk[i][1]
+            data = read_exact(self.read, first * self.bs, (j - i) * self.bs,
+                              "block bitmap")
+            for k in range(j - i):
+                group = self.on_disk[i + k][0]
+                bitmap = data[k * self.bs:(k + 1) * self.bs]
+                nbits = self.group_clusters(group)
+                start = self.group_first(group)
+                # Only the part between the first and last non-zero bytes.
+                body = bitmap[:-(-nbits // 8)].rstrip(b"\0")
+                skip = len(body) - len(body.lstrip(b"\0"))
+                for c, n in bitmap_runs(body[skip:], min(
+                        nbits, 8 * len(body)) - 8 * skip, 8 * skip):
+                    yield start + c * self.ratio, n * self.ratio
+            i = j
+
+    def _check_free(self, used, descs):
+        """`used`: blocks in use from s_first_data_block on."""
         total = sum(self.group_clusters(g) for g in range(self.groups))
         free = total - -(-used // self.ratio)
         counted = sum(d[3] for d in descs)
@@ -408,11 +445,13 @@ class _Volume:
         if sb.s_state & EXT2_ERROR_FS:
             self.warnings.append("the kernel found errors on it")
 
-    def _check_journal(self, runs, descs):
+    def _journal(self, descs):
+        """The internal journal's (block, count) runs, sorted, and the byte
+        offset of its inode; none without a journal."""
         sb = self.sb
         if not sb.s_feature_compat & COMPAT_HAS_JOURNAL or \
                 not sb.s_journal_inum:
-            return
+            return [], None
         ino = sb.s_journal_inum
         group, index = divmod(ino - 1, sb.s_inodes_per_group)
         if group >= self.groups:
@@ -421,7 +460,7 @@ class _Volume:
         at = descs[group][2] * self.bs + index * self.isz
         inode = INODE.read(self.read, at)
         if inode.i_flags & EXT4_INLINE_DATA_FL:
-            return
+            return [], at
         what = f"journal inode {ino}"
         # Blocks the walk may read: a looping or bloated map is an error.
         self.budget = 2 * ((inode.i_size_lo | inode.i_size_high << 32)
@@ -430,13 +469,7 @@ class _Volume:
             journal = list(self._extents(inode.i_block, at + 0x28, what, 5))
         else:
             journal = self._indirect(inode.i_block, at + 0x28, what)
-        starts = [b for b, _ in runs]
-        for block, length in journal:
-            i = bisect.bisect_right(starts, block) - 1
-            if i < 0 or runs[i][0] + runs[i][1] < block + length:
-                raise MapError(f"{what} holds blocks {block}-"
-                               f"{block + length - 1} that the block bitmaps "
-                               f"mark free (inode at byte offset {at})")
+        return sorted(journal), at
 
     def _spend(self, count, what):
         self.budget -= count

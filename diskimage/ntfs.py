@@ -15,12 +15,12 @@ runs by :func:`~diskimage.usedmap.bitmap_runs`: no Python loop runs per
 cluster or per bit.
 """
 
-import bisect
 from collections import namedtuple
 
 from .errors import TableError
 from .structs import Struct, read_exact
-from .usedmap import MapError, UsedMap, bitmap_runs, blocks_to_runs, merge_runs
+from .usedmap import (LazyRuns, MapError, UsedMap, bitmap_runs, coalesce,
+                      merged, scaled, survey)
 
 NTFS_BOOT_SECTOR = Struct("NTFS boot sector", [
     ("3s", "jump"),
@@ -397,38 +397,40 @@ def _label_and_flags(volume):
     return label, flags
 
 
+def _bitmap_byte_runs(volume, runs):
+    """Byte runs of the clusters the $Bitmap (whose runlist is `runs`)
+    marks used, streamed chunk by chunk of the bitmap, coalesced."""
+    nbytes = (volume.clusters + 7) // 8
+    for start in range(0, nbytes, BITMAP_CHUNK):
+        chunk = volume.read_runs(runs, start, min(BITMAP_CHUNK,
+                                                  nbytes - start), "$Bitmap")
+        yield from scaled(bitmap_runs(chunk, min(
+            len(chunk) * 8, volume.clusters - start * 8), start * 8),
+            volume.cluster, volume.total_bytes)
+
+
 def _used_clusters(volume):
-    """Byte runs of the clusters the $Bitmap marks used, in chunks of the
-    bitmap so a large volume's never sits whole in memory as text."""
+    """The used clusters' byte runs as a re-iterable stream, after a first
+    pass that checks that the clusters every NTFS needs are marked (or the
+    bitmap is not this volume's)."""
     runs, data_size, initialized = volume.data_runs(FILE_BITMAP)
     nbytes = (volume.clusters + 7) // 8
     if min(data_size, initialized) < nbytes:
         raise MapError(f"NTFS $Bitmap of {data_size} bytes ({initialized} "
                        f"initialized) is too small for {volume.clusters} "
                        "clusters")
-    cluster_runs = []
-    for start in range(0, nbytes, BITMAP_CHUNK):
-        chunk = volume.read_runs(runs, start, min(BITMAP_CHUNK,
-                                                  nbytes - start), "$Bitmap")
-        cluster_runs += bitmap_runs(chunk, min(len(chunk) * 8,
-                                               volume.clusters - start * 8),
-                                    start * 8)
-    byte_runs = blocks_to_runs(cluster_runs, volume.cluster,
-                               volume.total_bytes)
-    # The clusters every NTFS needs must be marked, or the bitmap is not
-    # this volume's.
-    starts = [offset for offset, _ in byte_runs]
     needed = [(0, 1, "$Boot"), (volume.boot.mftmirr_lcn, 1, "$MFTMirr")]
     needed += [(lcn, n, "$MFT") for _, lcn, n in volume.mft_runs]
     needed += [(lcn, n, "$Bitmap") for _, lcn, n in runs]
-    for lcn, count, name in needed:
-        i = bisect.bisect_right(starts, lcn * volume.cluster) - 1
-        if i < 0 or (lcn + count) * volume.cluster > (byte_runs[i][0]
-                                                      + byte_runs[i][1]):
-            raise MapError(f"NTFS $Bitmap marks clusters {lcn}-"
-                           f"{lcn + count - 1} of {name} free (byte "
-                           f"{lcn * volume.cluster})")
-    return byte_runs
+    _, missing = survey(coalesce(_bitmap_byte_runs(volume, runs)), sorted(
+        (lcn * volume.cluster, n * volume.cluster, (lcn, n, name))
+        for lcn, n, name in needed))
+    if missing:
+        lcn, count, name = missing[2]
+        raise MapError(f"NTFS $Bitmap marks clusters {lcn}-"
+                       f"{lcn + count - 1} of {name} free (byte "
+                       f"{lcn * volume.cluster})")
+    return LazyRuns(lambda: coalesce(_bitmap_byte_runs(volume, runs)))
 
 
 def open_volume(read, size):
@@ -453,7 +455,8 @@ def open_volume(read, size):
                 backup == volume.volume_bytes
                 or read(backup, NTFS_BOOT_SECTOR.size) == head):
             extra.append((backup, sector))
-    runs = merge_runs(_used_clusters(volume) + extra)
+    used = _used_clusters(volume)
+    runs = LazyRuns(lambda: merged(iter(sorted(extra)), used))
     label, flags = _label_and_flags(volume)
     warnings = []
     if flags & VOLUME_IS_DIRTY:
@@ -461,6 +464,6 @@ def open_volume(read, size):
                         "or hibernated): its $Bitmap may be stale")
     return UsedMap(
         "ntfs", block_size=volume.cluster, total_bytes=volume.total_bytes,
-        used_bytes=sum(length for _, length in runs), runs=runs,
+        used_bytes=survey(runs)[0], runs=runs,
         label=label, uuid=f"{boot.volume_serial_number:016X}",
         warnings=warnings)

@@ -10,6 +10,7 @@ checked by the filesystem's own fsck and every file's sha256
 """
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import os
@@ -430,3 +431,8 @@ def tool_facts(image, fs):
     return {"block_size": unit, "total_bytes": total,
             "used_bytes": tool_used_bytes(image, fs)}
 
+
+
+def materialized(umap):
+    """The UsedMap with its (lazy) runs read into a list, to compare."""
+    return dataclasses.replace(umap, runs=list(umap.runs))

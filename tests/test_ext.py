@@ -134,8 +134,10 @@ def check_map(image, umap, kind, label="test-ext"):
         (kind, found["LABEL"], report["fields"]["Filesystem UUID"])
     assert umap.block_size == report["cluster"]
     assert umap.total_bytes == count * bs
-    assert umap.used_bytes == sum(n for _, n in umap.runs)
-    assert all(a[0] + a[1] < b[0] for a, b in zip(umap.runs, umap.runs[1:]))
+    found_runs = list(umap.runs)
+    assert umap.used_bytes == sum(n for _, n in found_runs)
+    assert all(a[0] + a[1] < b[0] for a, b in zip(found_runs,
+                                                   found_runs[1:]))
     assert umap.used_bytes == (count - report["free"]) * bs
     runs = block_runs(umap, bs)
     # Exactly the complement of dumpe2fs's free ranges.
@@ -418,7 +420,7 @@ def test_partition_smaller_or_larger_than_the_filesystem(small):
         open_bytes(data, len(data) - 1024)
     umap = open_bytes(data)
     bigger = open_bytes(data + bytes(MiB), len(data) + MiB)
-    assert bigger.runs == umap.runs and bigger.total_bytes == len(data)
+    assert list(bigger.runs) == list(umap.runs) and bigger.total_bytes == len(data)
 
 
 @pytest.mark.parametrize("name, desc_size", [("ext4", 64), ("ext3", 32)])
@@ -470,7 +472,7 @@ def test_dirty_filesystem_maps_with_a_warning(small):
     data = small["ext4"][1]
     umap = open_bytes(data)
     dirty = open_bytes(patched(data, 1024 + S_STATE, "H", 0))
-    assert dirty.runs == umap.runs
+    assert list(dirty.runs) == list(umap.runs)
     assert any("not cleanly unmounted" in w for w in dirty.warnings)
 
 

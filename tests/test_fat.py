@@ -18,7 +18,8 @@ import time
 import pytest
 
 from diskimage import demodisk, fat
-from tests.fsmaps import blkid, map_only_restore, random_fill, sha256_file
+from tests.fsmaps import (blkid, map_only_restore, materialized, random_fill,
+                          sha256_file)
 from diskimage.usedmap import MapError
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -84,10 +85,11 @@ def check_map(image, umap, kind):
     assert umap.kind == kind
     assert umap.block_size == report["cluster"]
     assert umap.total_bytes == report["sector"] * report["sectors"]
-    assert umap.runs[0][0] == 0
-    assert umap.runs[0][1] >= report["data_start"]
-    assert umap.used_bytes == sum(n for _, n in umap.runs)
-    assert all(a[0] + a[1] < b[0] for a, b in zip(umap.runs, umap.runs[1:]))
+    runs = list(umap.runs)
+    assert runs[0][0] == 0
+    assert runs[0][1] >= report["data_start"]
+    assert umap.used_bytes == sum(n for _, n in runs)
+    assert all(a[0] + a[1] < b[0] for a, b in zip(runs, runs[1:]))
     used = (umap.used_bytes - report["data_start"]) // report["cluster"]
     assert used == report["used"]
     assert mdir_free(image) == (report["clusters"] - used) * report["cluster"]
@@ -127,12 +129,12 @@ def test_used_clusters_match_fsck_and_restore(tmp_path, monkeypatch,
     digests = demodisk.make_tree(tmp_path / "src", count, seed=bits,
                                  max_size=max_size)
     mcopy(image, tmp_path / "src")
-    umap = map_image(image)
+    umap = materialized(map_image(image))
     check_map(image, umap, f"fat{bits}")
     assert umap.warnings == []
     assert umap.used_bytes < os.path.getsize(image)
     monkeypatch.setattr(fat, "CHUNK_ENTRIES", 998)   # runs across chunks
-    assert map_image(image) == umap
+    assert materialized(map_image(image)) == umap
     restore_and_check(image, umap, f"fat{bits}", digests, tmp_path)
 
 
@@ -204,14 +206,14 @@ def test_large_fat32_maps_fast(tmp_path, monkeypatch):
             f.seek((reserved + number * fat_sectors) * 512)
             f.write(table)
     started = time.perf_counter()
-    umap = map_image(image)
+    umap = materialized(map_image(image))
     elapsed = time.perf_counter() - started
     data_start = (reserved + nfats * fat_sectors) * 512
     assert (umap.used_bytes - data_start) // 512 == used
     assert clusters > 4_000_000
     assert elapsed < 1.0, f"{elapsed:.2f} s for {clusters} clusters"
     monkeypatch.setattr(fat, "CHUNK_ENTRIES", 1 << 20)
-    assert map_image(image) == umap
+    assert materialized(map_image(image)) == umap
 
 
 # --- the FAT decoder on in-memory bytes --------------------------------------
