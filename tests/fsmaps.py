@@ -20,6 +20,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -242,15 +243,28 @@ def compressed_files(mnt, rng, digests):
     return os.path.join(folder, "log.txt")
 
 
-# --- filesystems made and filled -------------------------------------------------------------
+# --- filesystems made and filled ---------------------------------------------
 @contextlib.contextmanager
 def ext_mounted(image, mountpoint):
+    """An ext2/3/4 image mounted through a loop device (the ext4 driver)."""
     os.makedirs(mountpoint, exist_ok=True)
     run("mount", "-t", "ext4", "-o", "loop", image, mountpoint)
     try:
         yield mountpoint
     finally:
-        run("umount", mountpoint)
+        unmount(mountpoint)
+
+
+def unmount(mountpoint):
+    """umount, lazily when a loop device just detached keeps it busy."""
+    if run("umount", mountpoint, check=False).returncode:
+        time.sleep(0.5)
+        run("umount", "-l", mountpoint)
+
+
+def ntfs_mounted(image, mountpoint):
+    """An NTFS image mounted read-write by ntfs-3g."""
+    return demodisk._ntfs_mount(image, mountpoint, "rw")
 
 
 @contextlib.contextmanager
@@ -354,7 +368,7 @@ def make_ntfs(tmp_path, size_mib):
     run("mkntfs", "-F", "-Q", "-L", "rt-ntfs", "-p", 2048, "-H", 255, "-S",
         63, image)
     rng = random.Random(size_mib)
-    with demodisk._ntfs_mount(image, tmp_path / "mnt", "rw") as mnt:
+    with ntfs_mounted(image, tmp_path / "mnt") as mnt:
         digests = {f"tree/{k}": v for k, v in demodisk.make_tree(
             os.path.join(mnt, "tree"), 400, 5, max_size=8 * KiB).items()}
         log = compressed_files(mnt, rng, digests)

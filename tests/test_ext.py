@@ -10,7 +10,6 @@ complete by a map-only restore into random bytes followed by `e2fsck -fn`
 and a comparison of every file's sha256.
 """
 
-import contextlib
 import hashlib
 import os
 import random
@@ -18,13 +17,13 @@ import re
 import shutil
 import struct
 import subprocess
-import time
 
 import pytest
 
 from diskimage import demodisk, ext
-from tests.fsmaps import blkid, copy_runs, map_only_restore
 from diskimage.usedmap import MapError
+from tests.fsmaps import (blkid, copy_runs, ext_mounted, map_only_restore,
+                          unmount)
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -242,23 +241,6 @@ def test_used_blocks_match_dumpe2fs_and_restore(tmp_path, tree, variant):
     restore_and_check(image, umap, tree[1], tmp_path)
 
 
-@contextlib.contextmanager
-def mounted(image, mountpoint):
-    os.makedirs(mountpoint, exist_ok=True)
-    run("mount", "-t", "ext4", "-o", "loop", image, mountpoint)
-    try:
-        yield mountpoint
-    finally:
-        unmount(mountpoint)
-
-
-def unmount(mountpoint):
-    """umount, lazily when a loop device just detached keeps it busy."""
-    if subprocess.run(["umount", mountpoint], capture_output=True).returncode:
-        time.sleep(0.5)
-        run("umount", "-l", mountpoint)
-
-
 def test_garbage_of_deleted_files_is_left_out(tmp_path):
     size = 256 * MiB
     image = mkfs(tmp_path / "fs.img", size, ["mkfs.ext4", "-b", "4096"])
@@ -266,7 +248,7 @@ def test_garbage_of_deleted_files_is_left_out(tmp_path):
     overhead = (fresh["count"] - fresh["free"]) * 4096
     rng = random.Random(3)
     kept = {}
-    with mounted(image, tmp_path / "mnt") as mnt:
+    with ext_mounted(image, tmp_path / "mnt") as mnt:
         names = []
         for i in range(100):
             data = rng.randbytes(rng.randint(1000 * KiB, 2000 * KiB))

@@ -13,8 +13,8 @@ import pytest
 from diskimage import demodisk
 from tests.fsmaps import (MiB, exfat_mounted, ext_mounted, make_exfat,
                           make_ext, make_fat, make_ntfs, mtools,
-                          needs_all_tools, partitioned_disk, rdeploy, run,
-                          tool_used_bytes)
+                          needs_all_tools, ntfs_mounted, partitioned_disk,
+                          rdeploy, run, tool_used_bytes)
 
 pytestmark = needs_all_tools
 # Besides the used data: file header, metadata, index, trailer and the
@@ -53,34 +53,18 @@ def fill_mounted(root, rng):
     return written
 
 
-def ext_filled(tmp_path, rng):
-    image = tmp_path / "fs.img"
-    with open(image, "wb") as f:
-        f.truncate(64 * MiB)
-    run("mkfs.ext4", "-q", "-F", image)
-    with ext_mounted(image, tmp_path / "mnt") as mnt:
-        written = fill_mounted(mnt, rng)
-    return image, written
-
-
-def ntfs_filled(tmp_path, rng):
-    image = tmp_path / "fs.img"
-    with open(image, "wb") as f:
-        f.truncate(64 * MiB)
-    run("mkntfs", "-F", "-Q", image)
-    with demodisk._ntfs_mount(image, tmp_path / "mnt", "rw") as mnt:
-        written = fill_mounted(mnt, rng)
-    return image, written
-
-
-def exfat_filled(tmp_path, rng):
-    image = tmp_path / "fs.img"
-    with open(image, "wb") as f:
-        f.truncate(64 * MiB)
-    run("mkfs.exfat", image)
-    with exfat_mounted(image, tmp_path / "mnt") as mnt:
-        written = fill_mounted(mnt, rng)
-    return image, written
+def mounted_filled(mkfs, mounted):
+    """A builder: a 64 MiB image made by the `mkfs` command, mounted by
+    `mounted(image, mountpoint)` and filled by fill_mounted."""
+    def build(tmp_path, rng):
+        image = tmp_path / "fs.img"
+        with open(image, "wb") as f:
+            f.truncate(64 * MiB)
+        run(*mkfs, image)
+        with mounted(image, tmp_path / "mnt") as mnt:
+            written = fill_mounted(mnt, rng)
+        return image, written
+    return build
 
 
 def fat_filled(tmp_path, rng):
@@ -99,8 +83,11 @@ def fat_filled(tmp_path, rng):
 
 
 @pytest.mark.parametrize("fs, filled", [
-    ("ext4", ext_filled), ("fat32", fat_filled), ("exfat", exfat_filled),
-    ("ntfs", ntfs_filled)])
+    ("ext4", mounted_filled(["mkfs.ext4", "-q", "-F"], ext_mounted)),
+    ("fat32", fat_filled),
+    ("exfat", mounted_filled(["mkfs.exfat"], exfat_mounted)),
+    ("ntfs", mounted_filled(["mkntfs", "-F", "-Q"], ntfs_mounted))],
+    ids=["ext4", "fat32", "exfat", "ntfs"])
 def test_deleted_garbage_is_not_stored_but_raw_keeps_it(tmp_path, fs, filled):
     fs_image, written = filled(tmp_path, random.Random(7))
     used = tool_used_bytes(fs_image, fs)
