@@ -14,11 +14,11 @@ from datetime import datetime, timezone
 from . import __version__, filesystems
 from .device import open_source, same_storage
 from .errors import InputError
+from .holes import split_at_gaps, split_zero_runs
 from .usedmap import MapError
 from .partitions import read_table
 from .pipeline import ordered_map
 from .writer import ImageWriter
-from .holes import split_at_gaps, split_zero_runs
 
 CHUNK_SIZE = 4 << 20
 
