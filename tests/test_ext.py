@@ -22,8 +22,8 @@ import pytest
 
 from diskimage import demodisk, ext
 from diskimage.usedmap import MapError
-from tests.fsmaps import (blkid, copy_runs, ext_mounted, map_only_restore,
-                          unmount)
+from tests.fsbuild import ext_mounted, unmount
+from tests.fsmaps import blkid, copy_runs, map_only_restore
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -402,7 +402,8 @@ def test_partition_smaller_or_larger_than_the_filesystem(small):
         open_bytes(data, len(data) - 1024)
     umap = open_bytes(data)
     bigger = open_bytes(data + bytes(MiB), len(data) + MiB)
-    assert list(bigger.runs) == list(umap.runs) and bigger.total_bytes == len(data)
+    assert list(bigger.runs) == list(umap.runs)
+    assert bigger.total_bytes == len(data)
 
 
 @pytest.mark.parametrize("name, desc_size", [("ext4", 64), ("ext3", 32)])

@@ -12,8 +12,8 @@ import pytest
 
 from diskimage import demodisk
 from diskimage.sizes import format_size
-from tests.fsmaps import (MiB, blkid, make_exfat, make_ext, make_fat,
-                          make_ntfs, needs_all_tools, partitioned_disk,
+from tests.fsbuild import make_exfat, make_ext, make_fat, make_ntfs
+from tests.fsmaps import (MiB, blkid, needs_all_tools, partitioned_disk,
                           range_digest, rdeploy, round_trip, tool_facts)
 
 pytestmark = needs_all_tools

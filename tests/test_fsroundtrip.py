@@ -15,8 +15,8 @@ import os
 
 import pytest
 
-from tests.fsmaps import (blkid, check_fs, make_exfat, make_ext, make_fat,
-                          make_ntfs, needs_all_tools, partitioned_disk,
+from tests.fsbuild import make_exfat, make_ext, make_fat, make_ntfs
+from tests.fsmaps import (blkid, check_fs, needs_all_tools, partitioned_disk,
                           rdeploy, round_trip, run)
 
 pytestmark = needs_all_tools

@@ -11,10 +11,10 @@ import shutil
 import pytest
 
 from diskimage import demodisk
-from tests.fsmaps import (MiB, exfat_mounted, ext_mounted, make_exfat,
-                          make_ext, make_fat, make_ntfs, mtools,
-                          needs_all_tools, ntfs_mounted, partitioned_disk,
-                          rdeploy, run, tool_used_bytes)
+from tests.fsbuild import (exfat_mounted, ext_mounted, make_exfat, make_ext,
+                           make_fat, make_ntfs, mtools, ntfs_mounted)
+from tests.fsmaps import (MiB, needs_all_tools, partitioned_disk, rdeploy, run,
+                          tool_used_bytes)
 
 pytestmark = needs_all_tools
 # Besides the used data: file header, metadata, index, trailer and the

@@ -21,7 +21,8 @@ from diskimage import ext  # noqa: F401  imported before any measurement
 from diskimage.capture import CHUNK_SIZE, _windows, plan_areas
 from diskimage.device import open_source
 from diskimage.partitions import read_table
-from tests.fsmaps import MiB, ext_mounted, run, tool_used_bytes
+from tests.fsbuild import ext_mounted
+from tests.fsmaps import MiB, run, tool_used_bytes
 
 GiB = 1 << 30
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x1, 0x2

@@ -21,8 +21,8 @@ import pytest
 
 from diskimage import demodisk, ntfs
 from diskimage.usedmap import MapError
-from tests.fsmaps import (COMPRESSED, blkid, compressed_files,
-                          map_only_restore, tool_used_bytes)
+from tests.fsbuild import COMPRESSED, compressed_files
+from tests.fsmaps import blkid, map_only_restore, tool_used_bytes
 
 KiB, MiB = 1 << 10, 1 << 20
 
