@@ -58,14 +58,6 @@ def blkid(path):
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(MiB), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def range_digest(path, start, size):
     """sha256 of bytes [start, start+size) of a file."""
     digest = hashlib.sha256()
@@ -78,6 +70,10 @@ def range_digest(path, start, size):
             digest.update(block)
             size -= len(block)
     return digest.hexdigest()
+
+
+def sha256_file(path):
+    return range_digest(path, 0, os.path.getsize(path))
 
 
 def random_fill(path, size, seed):
