@@ -44,9 +44,9 @@ def _bitmap_byte_runs(volume, runs):
 
 
 def _used_clusters(volume):
-    """The used clusters' byte runs as a re-iterable stream, after a first
-    pass that checks that the clusters every NTFS needs are marked (or the
-    bitmap is not this volume's)."""
+    """The used clusters' byte runs as a re-iterable stream and their
+    bytes, from a first pass that also checks that the clusters every NTFS
+    needs are marked (or the bitmap is not this volume's)."""
     runs, data_size, initialized = volume.data_runs(FILE_BITMAP)
     nbytes = (volume.clusters + 7) // 8
     if min(data_size, initialized) < nbytes:
@@ -56,7 +56,7 @@ def _used_clusters(volume):
     needed = [(0, 1, "$Boot"), (volume.boot.mftmirr_lcn, 1, "$MFTMirr")]
     needed += [(lcn, n, "$MFT") for _, lcn, n in volume.mft_runs]
     needed += [(lcn, n, "$Bitmap") for _, lcn, n in runs]
-    _, missing = survey(coalesce(_bitmap_byte_runs(volume, runs)), sorted(
+    used, missing = survey(coalesce(_bitmap_byte_runs(volume, runs)), sorted(
         (lcn * volume.cluster, n * volume.cluster, (lcn, n, name))
         for lcn, n, name in needed))
     if missing:
@@ -64,7 +64,7 @@ def _used_clusters(volume):
         raise MapError(f"NTFS $Bitmap marks clusters {lcn}-"
                        f"{lcn + count - 1} of {name} free (byte "
                        f"{lcn * volume.cluster})")
-    return LazyRuns(lambda: coalesce(_bitmap_byte_runs(volume, runs)))
+    return LazyRuns(lambda: coalesce(_bitmap_byte_runs(volume, runs))), used
 
 
 def open_volume(read, size):
@@ -89,8 +89,16 @@ def open_volume(read, size):
                 backup == volume.volume_bytes
                 or read(backup, NTFS_BOOT_SECTOR.size) == head):
             extra.append((backup, sector))
-    used = _used_clusters(volume)
-    runs = LazyRuns(lambda: merged(iter(sorted(extra)), used))
+    clusters, used = _used_clusters(volume)
+    runs = LazyRuns(lambda: merged(iter(sorted(extra)), clusters))
+    # The boot sector lies in cluster 0, which the first pass found used; a
+    # backup boot sector past the clusters' bytes adds its sector, one
+    # among the clusters (a partition no larger than the volume) needs a
+    # count of the merged runs.
+    if any(offset < volume.total_bytes for offset, _ in extra[1:]):
+        used = survey(runs)[0]
+    else:
+        used += sum(n for _, n in extra[1:])
     label, flags = _label_and_flags(volume)
     warnings = []
     if flags & VOLUME_IS_DIRTY:
@@ -98,6 +106,6 @@ def open_volume(read, size):
                         "or hibernated): its $Bitmap may be stale")
     return UsedMap(
         "ntfs", block_size=volume.cluster, total_bytes=volume.total_bytes,
-        used_bytes=survey(runs)[0], runs=runs,
+        used_bytes=used, runs=runs,
         label=label, uuid=f"{boot.volume_serial_number:016X}",
         warnings=warnings)
