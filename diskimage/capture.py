@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from . import __version__, filesystems
 from .device import open_source, same_storage
 from .errors import InputError
+from .holes import split_at_gaps, split_zero_runs
 from .usedmap import MapError
 from .partitions import read_table
 from .pipeline import ordered_map
@@ -32,7 +33,10 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
     area = {"kind": kind, "start": start, "size": size, "partition": number,
             "filesystem": filesystems.detect(disk.read, start, size),
             "method": "raw" if raw else "zero-skip"}
-    if raw or area["filesystem"] is None:
+    if raw:
+        return area, None
+    if area["filesystem"] is None:
+        area["fallback"] = "no filesystem recognised"
         return area, None
     where = f"partition {number}" if number else "the disk"
     try:
@@ -42,8 +46,10 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
         warnings.append(f"{where} ({area['filesystem']}): its allocation "
                         f"maps cannot be trusted ({exc}); copying the whole "
                         f"partition")
+        area["fallback"] = f"allocation maps not trusted: {exc}"
         return area, None
     if used is None:
+        area["fallback"] = f"no used-block map for {area['filesystem']}"
         return area, None
     area.update(used.describe(), method="used-blocks")
     warnings.extend(f"{where}: {w}" for w in used.warnings)
@@ -147,7 +153,8 @@ def _spans(disk, area, runs, chunk_size):
             offset += length
     else:
         for _, pieces in _windows(area, runs, chunk_size):
-            yield _read_pieces(disk, pieces)
+            for group in split_at_gaps(pieces):
+                yield _read_pieces(disk, group)
 
 
 def _chunks(disk, planned, chunk_size):
@@ -157,7 +164,8 @@ def _chunks(disk, planned, chunk_size):
     zeros = bytes(chunk_size)
     for number, (area, runs) in enumerate(planned):
         hole = None
-        for offset, data, weight in _spans(disk, area, runs, chunk_size):
+        for offset, data, weight in split_zero_runs(
+                _spans(disk, area, runs, chunk_size)):
             length = len(data)
             if data == (zeros if length == chunk_size else bytes(length)):
                 if hole is not None and hole[2] + hole[3] == offset:

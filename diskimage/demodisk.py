@@ -36,6 +36,7 @@ from .tools import tool_env
 
 MiB = 1 << 20
 _FAMILY = {"ext2": "ext", "ext3": "ext", "ext4": "ext", "ntfs": "ntfs",
+           "exfat": "exfat",
            **dict.fromkeys(("fat", "vfat", "msdos", "fat12", "fat16",
                             "fat32"), "fat")}
 _MTOOLS_ENV = {"LC_ALL": "C.UTF-8", "MTOOLS_SKIP_CHECK": "1"}
@@ -146,6 +147,18 @@ def _ntfs_mount(source, mountpoint, options):
                     proc.wait()
             if proc.returncode:
                 raise fail(f"exited with {proc.returncode} after unmount")
+
+
+@contextlib.contextmanager
+def _exfat_mount(device, mountpoint):
+    """A read-only exfat-fuse mount; umount waits for the driver."""
+    os.makedirs(mountpoint, exist_ok=True)
+    _run(["mount.exfat-fuse", "-o", "ro", device, mountpoint])
+    try:
+        yield mountpoint
+    finally:
+        if _run(["umount", mountpoint], check=False).returncode:
+            _run(["umount", "-l", mountpoint], check=False)
 
 
 def _sha256(path):
@@ -365,6 +378,10 @@ def read_files(disk_path, start, size, fs):
         elif family == "fat":
             _run(["mcopy", "-s", "-n", "-Q", "-i", f"{disk_path}@@{start}",
                   "::/", out + "/"], env=_MTOOLS_ENV)
+        elif family == "exfat":
+            with loop_device(disk_path, start, size) as dev, \
+                    _exfat_mount(dev, os.path.join(tmp, "mnt")) as mnt:
+                return _digest_tree(mnt)
         else:
             with loop_device(disk_path, start, size) as dev, \
                     _ntfs_mount(dev, os.path.join(tmp, "mnt"), "ro") as mnt:
@@ -374,10 +391,10 @@ def read_files(disk_path, start, size, fs):
 
 def fsck(disk_path, start, size, fs):
     """Check the filesystem read-only with its own fsck (e2fsck -fn,
-    fsck.fat -n, ntfsfix -n).  Returns (clean, output)."""
+    fsck.fat -n, fsck.exfat -n, ntfsfix -n).  Returns (clean, output)."""
     disk_path, family = _checked(disk_path, fs)
     tool = {"ext": ["e2fsck", "-fn"], "fat": ["fsck.fat", "-n"],
-            "ntfs": ["ntfsfix", "-n"]}[family]
+            "exfat": ["fsck.exfat", "-n"], "ntfs": ["ntfsfix", "-n"]}[family]
     with loop_device(disk_path, start, size) as dev:
         proc = _run(tool + [dev], check=False)
     output = (proc.stdout + proc.stderr).strip()

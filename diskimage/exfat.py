@@ -12,12 +12,12 @@ root directory, the bitmap and the up-case table are followed, and they are
 a few clusters long.
 """
 
-import bisect
+from itertools import chain
 
 from .errors import TableError
 from .structs import Struct
-from .usedmap import (MapError, UsedMap, bitmap_runs, merge_runs,
-                      read_exact)
+from .usedmap import (LazyRuns, MapError, UsedMap, bitmap_runs, coalesce,
+                      merge_runs, merged, read_exact, survey)
 
 BOOT_SECTOR = Struct("exFAT boot sector", [
     ("3s", "JumpBoot"),
@@ -194,9 +194,10 @@ def _root_entries(volume):
     return entries, clusters
 
 
-def _inside(runs, starts, cluster):
-    index = bisect.bisect_right(starts, cluster) - 1
-    return index >= 0 and cluster < runs[index][0] + runs[index][1]
+def _marked(bitmaps, cluster):
+    """Whether any allocation bitmap marks `cluster` (the first is 2)."""
+    index = cluster - 2
+    return any(bitmap[index // 8] >> (index % 8) & 1 for bitmap in bitmaps)
 
 
 def _entry(table, raw, at):
@@ -254,14 +255,13 @@ def open_volume(read, size):
     if len(bitmaps) != boot.NumberOfFats:
         warnings.append(f"{len(bitmaps)} allocation bitmaps for "
                         f"{boot.NumberOfFats} FATs")
-    used = [run for bitmap in bitmaps
-            for run in bitmap_runs(bitmap, boot.ClusterCount, 2)]
-    if len(bitmaps) > 1:
-        used = merge_runs(used)
-    in_use = sum(n for _, n in used)
-    starts = [first for first, _ in used]
+    def cluster_runs():
+        return merged(*(bitmap_runs(bitmap, boot.ClusterCount, 2)
+                        for bitmap in bitmaps))
+
+    in_use = survey(cluster_runs())[0]
     extra = merge_runs((c, 1) for clusters in structures for c in clusters
-                       if not _inside(used, starts, c))
+                       if not _marked(bitmaps, c))
     if extra:
         warnings.append(f"{sum(n for _, n in extra)} clusters of the "
                         f"bitmap, up-case table or root directory are free "
@@ -271,14 +271,16 @@ def open_volume(read, size):
             abs(boot.PercentInUse - percent) > 1:
         warnings.append(f"PercentInUse says {boot.PercentInUse}%, the "
                         f"allocation bitmap {percent}%")
-    runs = [(0, volume.heap)] + [
-        (volume.offset(c), n * cluster)
-        for c, n in (merge_runs(used + extra) if extra else used)]
-    if len(runs) > 1 and runs[1][0] == volume.heap:
-        runs[0:2] = [(0, volume.heap + runs[1][1])]
+
+    def byte_runs():
+        return coalesce(chain([(0, volume.heap)], (
+            (volume.offset(c), n * cluster)
+            for c, n in merged(cluster_runs(), iter(extra)))))
+
     serial = boot.VolumeSerialNumber
     return UsedMap(
         kind="exfat", block_size=cluster,
         total_bytes=boot.VolumeLength * bps,
-        used_bytes=sum(n for _, n in runs), runs=runs, label=label,
+        used_bytes=volume.heap + (in_use + sum(n for _, n in extra)) *
+        cluster, runs=LazyRuns(byte_runs), label=label,
         uuid=f"{serial >> 16:04X}-{serial & 0xFFFF:04X}", warnings=warnings)

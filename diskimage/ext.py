@@ -17,79 +17,18 @@ the map's block_size is then the cluster size.
 """
 
 import array
-import bisect
 import struct
 import sys
 
 from .errors import TableError
+from .extsuper import (COMPAT_HAS_JOURNAL, EXT2_ERROR_FS, EXT2_VALID_FS,
+                       EXT4_BG_BLOCK_UNINIT, EXT4_SUPER_MAGIC,
+                       INCOMPAT_64BIT, INCOMPAT_MMP, READ_BATCH, SUPERBLOCK,
+                       SUPERBLOCK_OFFSET, Geometry, field_offset)
 from .structs import Struct, read_exact
-from .usedmap import MapError, UsedMap, bitmap_runs, blocks_to_runs, merge_runs
+from .usedmap import (LazyRuns, MapError, UsedMap, bitmap_runs, coalesce,
+                      merge_runs, merged, scaled, survey)
 
-SUPERBLOCK_OFFSET = 1024
-EXT4_SUPER_MAGIC = 0xEF53
-SUPERBLOCK = Struct("ext4 superblock", [
-    ("I", "s_inodes_count"), ("I", "s_blocks_count_lo"),
-    ("I", "s_r_blocks_count_lo"), ("I", "s_free_blocks_count_lo"),
-    ("I", "s_free_inodes_count"), ("I", "s_first_data_block"),
-    ("I", "s_log_block_size"), ("I", "s_log_cluster_size"),
-    ("I", "s_blocks_per_group"), ("I", "s_clusters_per_group"),
-    ("I", "s_inodes_per_group"), ("I", "s_mtime"), ("I", "s_wtime"),
-    ("H", "s_mnt_count"), ("h", "s_max_mnt_count"), ("H", "s_magic"),
-    ("H", "s_state"), ("H", "s_errors"), ("H", "s_minor_rev_level"),
-    ("I", "s_lastcheck"), ("I", "s_checkinterval"), ("I", "s_creator_os"),
-    ("I", "s_rev_level"), ("H", "s_def_resuid"), ("H", "s_def_resgid"),
-    ("I", "s_first_ino"), ("H", "s_inode_size"), ("H", "s_block_group_nr"),
-    ("I", "s_feature_compat"), ("I", "s_feature_incompat"),
-    ("I", "s_feature_ro_compat"), ("16s", "s_uuid"), ("16s", "s_volume_name"),
-    ("64s", "s_last_mounted"), ("I", "s_algorithm_usage_bitmap"),
-    ("B", "s_prealloc_blocks"), ("B", "s_prealloc_dir_blocks"),
-    ("H", "s_reserved_gdt_blocks"), ("16s", "s_journal_uuid"),
-    ("I", "s_journal_inum"), ("I", "s_journal_dev"), ("I", "s_last_orphan"),
-    ("16s", "s_hash_seed"), ("B", "s_def_hash_version"),
-    ("B", "s_jnl_backup_type"), ("H", "s_desc_size"),
-    ("I", "s_default_mount_opts"), ("I", "s_first_meta_bg"),
-    ("I", "s_mkfs_time"), ("68s", "s_jnl_blocks"), ("I", "s_blocks_count_hi"),
-    ("I", "s_r_blocks_count_hi"), ("I", "s_free_blocks_count_hi"),
-    ("H", "s_min_extra_isize"), ("H", "s_want_extra_isize"), ("I", "s_flags"),
-    ("H", "s_raid_stride"), ("H", "s_mmp_update_interval"),
-    ("Q", "s_mmp_block"), ("I", "s_raid_stripe_width"),
-    ("B", "s_log_groups_per_flex"), ("B", "s_checksum_type"),
-    ("B", "s_encryption_level"), ("B", "s_reserved_pad"),
-    ("Q", "s_kbytes_written"), ("I", "s_snapshot_inum"),
-    ("I", "s_snapshot_id"), ("Q", "s_snapshot_r_blocks_count"),
-    ("I", "s_snapshot_list"), ("I", "s_error_count"),
-    ("I", "s_first_error_time"), ("I", "s_first_error_ino"),
-    ("Q", "s_first_error_block"), ("32s", "s_first_error_func"),
-    ("I", "s_first_error_line"), ("I", "s_last_error_time"),
-    ("I", "s_last_error_ino"), ("I", "s_last_error_line"),
-    ("Q", "s_last_error_block"), ("32s", "s_last_error_func"),
-    ("64s", "s_mount_opts"), ("I", "s_usr_quota_inum"),
-    ("I", "s_grp_quota_inum"), ("I", "s_overhead_clusters"),
-    ("I", "s_backup_bgs_0"), ("I", "s_backup_bgs_1"),
-    ("4s", "s_encrypt_algos"), ("16s", "s_encrypt_pw_salt"),
-    ("I", "s_lpf_ino"), ("I", "s_prj_quota_inum"), ("I", "s_checksum_seed"),
-    ("B", "s_wtime_hi"), ("B", "s_mtime_hi"), ("B", "s_mkfs_time_hi"),
-    ("B", "s_lastcheck_hi"), ("B", "s_first_error_time_hi"),
-    ("B", "s_last_error_time_hi"), ("B", "s_first_error_errcode"),
-    ("B", "s_last_error_errcode"), ("H", "s_encoding"),
-    ("H", "s_encoding_flags"), ("I", "s_orphan_file_inum"),
-    ("376s", "s_reserved"), ("I", "s_checksum"),
-], size=1024)
-# A 32-byte descriptor (without 64bit) is the first half, the rest zero.
-GROUP_DESC = Struct("ext4 group descriptor", [
-    ("I", "bg_block_bitmap_lo"), ("I", "bg_inode_bitmap_lo"),
-    ("I", "bg_inode_table_lo"), ("H", "bg_free_blocks_count_lo"),
-    ("H", "bg_free_inodes_count_lo"), ("H", "bg_used_dirs_count_lo"),
-    ("H", "bg_flags"), ("I", "bg_exclude_bitmap_lo"),
-    ("H", "bg_block_bitmap_csum_lo"), ("H", "bg_inode_bitmap_csum_lo"),
-    ("H", "bg_itable_unused_lo"), ("H", "bg_checksum"),
-    ("I", "bg_block_bitmap_hi"), ("I", "bg_inode_bitmap_hi"),
-    ("I", "bg_inode_table_hi"), ("H", "bg_free_blocks_count_hi"),
-    ("H", "bg_free_inodes_count_hi"), ("H", "bg_used_dirs_count_hi"),
-    ("H", "bg_itable_unused_hi"), ("I", "bg_exclude_bitmap_hi"),
-    ("H", "bg_block_bitmap_csum_hi"), ("H", "bg_inode_bitmap_csum_hi"),
-    ("I", "bg_reserved"),
-], size=64)
 INODE = Struct("ext4 inode", [
     ("H", "i_mode"), ("H", "i_uid"), ("I", "i_size_lo"), ("I", "i_atime"),
     ("I", "i_ctime"), ("I", "i_mtime"), ("I", "i_dtime"), ("H", "i_gid"),
@@ -112,32 +51,8 @@ EXTENT_IDX = Struct("ext4 extent index", [
 ], size=12)
 EXT4_EXT_MAGIC = 0xF30A
 EXT_INIT_MAX_LEN = 1 << 15
-
-COMPAT_HAS_JOURNAL = 0x4
-COMPAT_SPARSE_SUPER2 = 0x200
-RO_COMPAT_SPARSE_SUPER = 0x1
-RO_COMPAT_GDT_CSUM = 0x10
-RO_COMPAT_BIGALLOC = 0x200
-RO_COMPAT_METADATA_CSUM = 0x400
-INCOMPAT_RECOVER = 0x4
-INCOMPAT_JOURNAL_DEV = 0x8
-INCOMPAT_META_BG = 0x10
-INCOMPAT_64BIT = 0x80
-INCOMPAT_MMP = 0x100
-INCOMPAT_FLEX_BG = 0x200
-# filetype, recover, meta_bg, extents, 64bit, mmp, flex_bg, ea_inode,
-# dirdata, csum_seed, largedir, inline_data, encrypt, casefold
-INCOMPAT_KNOWN = 0x2 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | \
-    0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000
-# What ext2 and ext3 know, as blkid tells them from ext4.
-EXT3_RO_COMPAT_SUPP = 0x1 | 0x2 | 0x4      # sparse_super, large_file, btree
-EXT3_INCOMPAT_SUPP = 0x2 | 0x4 | 0x10      # filetype, recover, meta_bg
-EXT2_INCOMPAT_SUPP = 0x2 | 0x10            # filetype, meta_bg
-EXT2_VALID_FS, EXT2_ERROR_FS = 0x1, 0x2
-EXT4_BG_BLOCK_UNINIT = 0x2
 EXT4_EXTENTS_FL = 0x80000
 EXT4_INLINE_DATA_FL = 0x10000000
-READ_BATCH = 4 << 20
 
 
 def open_volume(read, size):
@@ -154,238 +69,91 @@ def open_volume(read, size):
         raise MapError(str(err)) from None
 
 
-def _field(name):
-    """The byte offset of a superblock field, for error messages."""
-    fields = SUPERBLOCK.record._fields
-    return SUPERBLOCK_OFFSET + struct.calcsize(
-        "<" + "".join(SUPERBLOCK.codes[:fields.index(name)]))
-
-
-class _Volume:
-    def __init__(self, read, size, sb):
-        self.read, self.sb, self.warnings = read, sb, []
-        self._geometry(size)
-
-    def _check(self, ok, message, field):
-        if not ok:
-            raise MapError(f"{message} (byte offset {_field(field)})")
-
-    def _within(self, value, low, high, field, what=None):
-        self._check(low <= value <= high, f"{what or field} {value} is not "
-                    f"{low}-{high}", field)
-
-    def _geometry(self, size):
-        sb, check, within = self.sb, self._check, self._within
-        incompat, ro = sb.s_feature_incompat, sb.s_feature_ro_compat
-        check(not incompat & INCOMPAT_JOURNAL_DEV, "an external journal "
-              "device, not a filesystem", "s_feature_incompat")
-        check(not incompat & ~INCOMPAT_KNOWN, f"unknown incompatible "
-              f"features {incompat & ~INCOMPAT_KNOWN:#x}",
-              "s_feature_incompat")
-        check(not incompat & INCOMPAT_RECOVER, "the journal needs recovery: "
-              "the bitmaps on disk may be older than the journal",
-              "s_feature_incompat")
-        within(sb.s_log_block_size, 0, 6, "s_log_block_size")
-        self.bs = bs = 1024 << sb.s_log_block_size
-        self.ratio, self.bpg = 1, sb.s_blocks_per_group
-        if ro & RO_COMPAT_BIGALLOC:
-            shift = sb.s_log_cluster_size - sb.s_log_block_size
-            within(shift, 0, 16, "s_log_cluster_size", "cluster shift")
-            self.ratio = 1 << shift
-            check(self.bpg == sb.s_clusters_per_group << shift, f"s_blocks_"
-                  f"per_group {self.bpg} is not s_clusters_per_group "
-                  f"{sb.s_clusters_per_group} clusters", "s_blocks_per_group")
-        within(self.bpg // self.ratio, 8, 8 * bs, "s_blocks_per_group",
-               "clusters per group")
-        self.count = sb.s_blocks_count_lo
-        if incompat & INCOMPAT_64BIT:
-            self.count |= sb.s_blocks_count_hi << 32
-        self.first = sb.s_first_data_block
-        within(self.first, 0, int(bs == 1024 and self.ratio == 1),
-               "s_first_data_block")
-        check(self.first < self.count <= size // bs, f"filesystem of "
-              f"{self.count} blocks of {bs} bytes is empty or larger than "
-              f"the partition of {size} bytes", "s_blocks_count_lo")
-        self.groups = -(-(self.count - self.first) // self.bpg)
-        ipg = sb.s_inodes_per_group
-        within(ipg, 1, 8 * bs, "s_inodes_per_group")
-        check(sb.s_inodes_count == ipg * self.groups, f"s_inodes_count "
-              f"{sb.s_inodes_count} is not {self.groups} groups of {ipg} "
-              f"inodes ({self.count} blocks)", "s_inodes_count")
-        self.isz = sb.s_inode_size if sb.s_rev_level else 128
-        check(128 <= self.isz <= bs and not self.isz & (self.isz - 1),
-              f"s_inode_size {self.isz} is not a power of 2 from 128 to {bs}",
-              "s_inode_size")
-        self.itb = -(-ipg * self.isz // bs)
-        self.dsz = sb.s_desc_size if incompat & INCOMPAT_64BIT else 32
-        check(32 <= self.dsz <= 1024 and not self.dsz & (self.dsz - 1) and
-              (self.dsz >= 64 or not incompat & INCOMPAT_64BIT), f"s_desc_"
-              f"size {self.dsz} is not a power of 2 from 64 to 1024",
-              "s_desc_size")
-        self.dpb = bs // self.dsz
-        self.gdb = -(-self.groups // self.dpb)
-        self.meta_bg = bool(incompat & INCOMPAT_META_BG)
-        within(sb.s_first_meta_bg if self.meta_bg else 0, 0, self.gdb,
-               "s_first_meta_bg")
-        within(sb.s_reserved_gdt_blocks, 0, bs // 4, "s_reserved_gdt_blocks")
-        self.old_gdb = sb.s_first_meta_bg if self.meta_bg else self.gdb
-        self.sb_block = SUPERBLOCK_OFFSET // bs     # the primary superblock
-        check(self.sb_block + 1 + self.old_gdb + sb.s_reserved_gdt_blocks <=
-              min(self.count, self.first + self.bpg), f"{self.old_gdb} "
-              f"descriptor blocks and {sb.s_reserved_gdt_blocks} reserved "
-              f"ones do not fit in group 0", "s_reserved_gdt_blocks")
-        self.csum = bool(ro & (RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM))
-        if sb.s_feature_compat & COMPAT_SPARSE_SUPER2:
-            self.backups = {0} | {g for g in (sb.s_backup_bgs_0,
-                                              sb.s_backup_bgs_1)
-                                  if 0 < g < self.groups}
-        elif ro & RO_COMPAT_SPARSE_SUPER:
-            self.backups = {0, 1} | {b ** k for b in (3, 5, 7)
-                                     for k in range(1, 33)
-                                     if b ** k < self.groups}
-        else:
-            self.backups = None                     # every group
-
-    def has_super(self, group):
-        return self.backups is None or group in self.backups
-
-    def group_first(self, group):
-        return self.first + group * self.bpg
-
-    def group_clusters(self, group):
-        blocks = min(self.bpg, self.count - self.group_first(group))
-        return -(-blocks // self.ratio)
-
-    def desc_block(self, index):
-        """Where descriptor block `index` is (the kernel's descriptor_loc)."""
-        if not self.meta_bg or index < self.sb.s_first_meta_bg:
-            return self.sb_block + 1 + index
-        group = index * self.dpb
-        base = self.sb_block if group == 0 else self.group_first(group)
-        return base + self.has_super(group)
-
-    def base_meta(self, group):
-        """Block runs of the superblock backup and descriptor blocks that
-        `group` holds (the kernel's ext4_num_base_meta_clusters)."""
-        base = self.sb_block if group == 0 else self.group_first(group)
-        runs, has_super = [], self.has_super(group)
-        if has_super:
-            runs.append((base, 1))
-        if not self.meta_bg or group // self.dpb < self.sb.s_first_meta_bg:
-            if has_super:
-                runs.append((base + 1, self.old_gdb +
-                             self.sb.s_reserved_gdt_blocks))
-        elif group % self.dpb in (0, 1, self.dpb - 1):
-            runs.append((base + has_super, 1))
-        return runs
-
-    def blocks(self, numbers, what):
-        """(block, data) of each block in `numbers`, contiguous ones read
-        together."""
-        numbers = sorted(numbers)
-        i, most = 0, max(1, READ_BATCH // self.bs)
-        while i < len(numbers):
-            j = i + 1
-            while j < len(numbers) and j - i < most and \
-                    numbers[j] == numbers[j - 1] + 1:
-                j += 1
-            data = read_exact(self.read, numbers[i] * self.bs,
-                              (j - i) * self.bs, what)
-            for k in range(j - i):
-                yield numbers[i + k], data[k * self.bs:(k + 1) * self.bs]
-            i = j
-
-    def in_fs(self, block, length, what, at):
-        if not (self.first <= block and block + length <= self.count):
-            raise MapError(f"{what} at block {block} (+{length}) is outside "
-                           f"the filesystem's blocks {self.first}-"
-                           f"{self.count - 1} (byte offset {at})")
-
-    def descriptors(self):
-        """Each group's (block bitmap, inode bitmap, inode table, free
-        clusters, flags), checked to lie inside the filesystem."""
-        where = {self.desc_block(i): i for i in range(self.gdb)}
-        for block in where:
-            self.in_fs(block, 1, "group descriptor block", SUPERBLOCK_OFFSET)
-        if len(where) < self.gdb:
-            raise MapError(f"{self.gdb} group descriptor blocks share "
-                           f"{len(where)} places (byte offset "
-                           f"{_field('s_first_meta_bg')})")
-        flex = self.sb.s_feature_incompat & INCOMPAT_FLEX_BG
-        descs = [None] * self.groups
-        for block, data in self.blocks(where, "group descriptors"):
-            first = where[block] * self.dpb
-            for k in range(min(self.dpb, self.groups - first)):
-                group, at = first + k, block * self.bs + k * self.dsz
-                raw = data[k * self.dsz:k * self.dsz + min(self.dsz, 64)]
-                d = GROUP_DESC.unpack(raw.ljust(64, b"\0"), at=at)
-                bb = d.bg_block_bitmap_lo | d.bg_block_bitmap_hi << 32
-                ib = d.bg_inode_bitmap_lo | d.bg_inode_bitmap_hi << 32
-                it = d.bg_inode_table_lo | d.bg_inode_table_hi << 32
-                free = d.bg_free_blocks_count_lo | \
-                    d.bg_free_blocks_count_hi << 16
-                start = self.group_first(group)
-                for what, loc, length in (("block bitmap", bb, 1),
-                                          ("inode bitmap", ib, 1),
-                                          ("inode table", it, self.itb)):
-                    self.in_fs(loc, length, f"group {group}'s {what}", at)
-                    if not flex and not (start <= loc and loc + length <=
-                                         start + self.bpg):
-                        raise MapError(f"group {group}'s {what} at block "
-                                       f"{loc} is outside its group without "
-                                       f"flex_bg (byte offset {at})")
-                if free > self.group_clusters(group):
-                    raise MapError(f"group {group} counts {free} free of its "
-                                   f"{self.group_clusters(group)} clusters "
-                                   f"(byte offset {at})")
-                descs[group] = (bb, ib, it, free, d.bg_flags)
-        return descs
+class _Volume(Geometry):
+    """The used-block map of an ext volume and the walk of its journal."""
 
     def used_map(self):
         descs = self.descriptors()
-        # Block 0 up to the end of the superblock, descriptors, MMP block.
-        runs = [(0, self.sb_block + 1)]
-        runs += [(self.desc_block(i), 1) for i in range(self.gdb)]
+        # Block 0 up to the end of the superblock, descriptors, MMP block,
+        # every group's superblock backup, descriptors, bitmaps and inode
+        # table: O(groups) runs, kept; the bitmaps' runs are streamed.
+        meta = [(0, self.sb_block + 1)]
+        meta += [(self.desc_block(i), 1) for i in range(self.gdb)]
         if self.sb.s_feature_incompat & INCOMPAT_MMP:
             self.in_fs(self.sb.s_mmp_block, 1, "MMP block",
-                       _field("s_mmp_block"))
-            runs.append((self.sb.s_mmp_block, 1))
-        owner, on_disk = {}, {}
+                       field_offset("s_mmp_block"))
+            meta.append((self.sb.s_mmp_block, 1))
+        owner, self.on_disk = {}, []
         for group, (bb, ib, it, _, flags) in enumerate(descs):
-            runs += self.base_meta(group)
-            runs += [(bb, 1), (ib, 1), (it, self.itb)]
+            meta += self.base_meta(group)
+            meta += [(bb, 1), (ib, 1), (it, self.itb)]
             if owner.setdefault(bb, group) != group:
                 raise MapError(f"groups {owner[bb]} and {group} share the "
                                f"block bitmap at block {bb}")
             if not (self.csum and flags & EXT4_BG_BLOCK_UNINIT):
-                on_disk[bb] = group
-        for block, bitmap in self.blocks(on_disk, "block bitmap"):
-            group = on_disk[block]
-            nbits, start = self.group_clusters(group), self.group_first(group)
-            # Only the part between the first and last non-zero bytes.
-            body = bitmap[:-(-nbits // 8)].rstrip(b"\0")
-            skip = len(body) - len(body.lstrip(b"\0"))
-            runs += [(start + i * self.ratio, n * self.ratio)
-                     for i, n in bitmap_runs(body[skip:], min(
-                         nbits, 8 * len(body)) - 8 * skip, 8 * skip)]
-        if self.ratio > 1:
-            r = self.ratio
-            runs = [(b // r * r, -(-(b + n) // r) * r - b // r * r)
-                    for b, n in runs]
-        runs = merge_runs(runs)
-        self._check_free(runs, descs)
-        self._check_journal(runs, descs)
+                self.on_disk.append((group, bb))
+        self.meta = list(coalesce(sorted(meta)))
+        journal, at = self._journal(descs)
+        # The first pass counts and checks, keeping nothing.
+        used, missing = survey(self.block_runs(), [
+            (block, length, at) for block, length in journal])
+        self._check_free(used - self.first, descs)
+        if missing:
+            block, length, at = missing
+            raise MapError(f"journal inode {self.sb.s_journal_inum} holds "
+                           f"blocks {block}-{block + length - 1} that the "
+                           f"block bitmaps mark free (inode at byte offset "
+                           f"{at})")
         total = self.count * self.bs
-        byte_runs = blocks_to_runs(runs, self.bs, total)
         return UsedMap(self.kind(), self.bs * self.ratio, total,
-                       sum(n for _, n in byte_runs), byte_runs,
+                       min(used * self.bs, total),
+                       LazyRuns(lambda: scaled(self.block_runs(), self.bs,
+                                               total)),
                        label=self.sb.s_volume_name.split(b"\0")[0].decode(
                            "utf-8", "replace"),
                        uuid=self.uuid(), warnings=self.warnings)
 
-    def _check_free(self, runs, descs):
-        used = sum(min(b + n, self.count) - max(b, self.first)
-                   for b, n in runs if b + n > self.first and b < self.count)
+    def block_runs(self):
+        """Used (block, count) runs, ascending, coalesced, within the
+        filesystem's blocks (clusters whole with bigalloc): the metadata
+        runs merged with the bitmaps' runs, read group by group."""
+        runs = merged(iter(self.meta), self._bitmap_runs())
+        if self.ratio > 1:
+            r = self.ratio
+            runs = coalesce((b // r * r, -(-(b + n) // r) * r - b // r * r)
+                            for b, n in runs)
+        for block, count in runs:
+            if block >= self.count:
+                return
+            yield block, min(count, self.count - block)
+
+    def _bitmap_runs(self):
+        """(block, count) runs of the set bits of the on-disk bitmaps, in
+        group order; consecutive bitmap blocks are read together."""
+        most, i = max(1, READ_BATCH // self.bs), 0
+        while i < len(self.on_disk):
+            j = i + 1
+            while j < len(self.on_disk) and j - i < most and \
+                    self.on_disk[j][1] == self.on_disk[j - 1][1] + 1:
+                j += 1
+            first = self.on_disk[i][1]
+            data = read_exact(self.read, first * self.bs, (j - i) * self.bs,
+                              "block bitmap")
+            for k in range(j - i):
+                group = self.on_disk[i + k][0]
+                bitmap = data[k * self.bs:(k + 1) * self.bs]
+                nbits = self.group_clusters(group)
+                start = self.group_first(group)
+                # Only the part between the first and last non-zero bytes.
+                body = bitmap[:-(-nbits // 8)].rstrip(b"\0")
+                skip = len(body) - len(body.lstrip(b"\0"))
+                for c, n in bitmap_runs(body[skip:], min(
+                        nbits, 8 * len(body)) - 8 * skip, 8 * skip):
+                    yield start + c * self.ratio, n * self.ratio
+            i = j
+
+    def _check_free(self, used, descs):
+        """`used`: blocks in use from s_first_data_block on."""
         total = sum(self.group_clusters(g) for g in range(self.groups))
         free = total - -(-used // self.ratio)
         counted = sum(d[3] for d in descs)
@@ -398,7 +166,7 @@ class _Volume:
             raise MapError(f"the block bitmaps leave {free} clusters free, "
                            f"the group descriptors {counted} and the "
                            f"superblock {in_sb} (byte offset "
-                           f"{_field('s_free_blocks_count_lo')})")
+                           f"{field_offset('s_free_blocks_count_lo')})")
         if free != counted:
             self.warnings.append(f"the block bitmaps leave {free} clusters "
                                  f"free, the group descriptors count "
@@ -408,20 +176,22 @@ class _Volume:
         if sb.s_state & EXT2_ERROR_FS:
             self.warnings.append("the kernel found errors on it")
 
-    def _check_journal(self, runs, descs):
+    def _journal(self, descs):
+        """The internal journal's (block, count) runs, sorted, and the byte
+        offset of its inode; none without a journal."""
         sb = self.sb
         if not sb.s_feature_compat & COMPAT_HAS_JOURNAL or \
                 not sb.s_journal_inum:
-            return
+            return [], None
         ino = sb.s_journal_inum
         group, index = divmod(ino - 1, sb.s_inodes_per_group)
         if group >= self.groups:
             raise MapError(f"journal inode {ino} does not exist (byte offset "
-                           f"{_field('s_journal_inum')})")
+                           f"{field_offset('s_journal_inum')})")
         at = descs[group][2] * self.bs + index * self.isz
         inode = INODE.read(self.read, at)
         if inode.i_flags & EXT4_INLINE_DATA_FL:
-            return
+            return [], at
         what = f"journal inode {ino}"
         # Blocks the walk may read: a looping or bloated map is an error.
         self.budget = 2 * ((inode.i_size_lo | inode.i_size_high << 32)
@@ -430,13 +200,7 @@ class _Volume:
             journal = list(self._extents(inode.i_block, at + 0x28, what, 5))
         else:
             journal = self._indirect(inode.i_block, at + 0x28, what)
-        starts = [b for b, _ in runs]
-        for block, length in journal:
-            i = bisect.bisect_right(starts, block) - 1
-            if i < 0 or runs[i][0] + runs[i][1] < block + length:
-                raise MapError(f"{what} holds blocks {block}-"
-                               f"{block + length - 1} that the block bitmaps "
-                               f"mark free (inode at byte offset {at})")
+        return sorted(journal), at
 
     def _spend(self, count, what):
         self.budget -= count
@@ -495,18 +259,3 @@ class _Volume:
             self.in_fs(min(blocks), max(blocks) - min(blocks) + 1,
                        f"{what}'s blocks", at)
         return merge_runs((b, 1) for b in blocks)
-
-    def kind(self):
-        """ext2, ext3 or ext4, told apart by features as blkid does."""
-        sb = self.sb
-        if sb.s_feature_ro_compat & ~EXT3_RO_COMPAT_SUPP or \
-                sb.s_feature_incompat & ~EXT3_INCOMPAT_SUPP:
-            return "ext4"
-        if sb.s_feature_compat & COMPAT_HAS_JOURNAL:
-            return "ext3"
-        return "ext4" if sb.s_feature_incompat & ~EXT2_INCOMPAT_SUPP \
-            else "ext2"
-
-    def uuid(self):
-        h = self.sb.s_uuid.hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -14,12 +14,12 @@ Python loop runs per cluster; runs of used clusters are then found with a
 regular expression over the flags.
 """
 
-import bisect
 import re
+from itertools import chain
 
 from .errors import TableError
 from .structs import Struct
-from .usedmap import MapError, UsedMap, read_exact
+from .usedmap import LazyRuns, MapError, UsedMap, coalesce, read_exact
 
 BPB_COMMON = [
     ("3s", "BS_jmpBoot"),
@@ -240,14 +240,12 @@ class _Volume:
                     + cluster * width, width, "FAT")
         return int.from_bytes(raw, "little") & 0x0FFFFFFF
 
-    def used_clusters(self, warnings):
-        """The used byte runs: the regions before the data region and the
-        clusters whose entry is neither zero nor bad; and the counts of used
-        and bad clusters."""
+    def _chunks(self):
+        """For each chunk of FAT entries: the byte runs of its used clusters
+        (entry neither zero nor bad in any active copy), and its counts of
+        used and bad clusters, and whether the copies differ."""
         width = LAYOUTS[self.bits][0]
         end_entry = self.clusters + 2
-        runs = [(0, self.data_start)]   # reserved region, FATs, root dir
-        used, bad_count, differ = 0, 0, False
         for first in range(0, end_entry, CHUNK_ENTRIES):
             count = min(CHUNK_ENTRIES, end_entry - first)
             start = first * self.bits // 8
@@ -257,7 +255,7 @@ class _Volume:
             copies = set()
             for number in self.active:
                 raw = read_exact(self.read, self.fat_offset(number) + start,
-                            min(length, self.fat_bytes - start), "FAT")
+                                 min(length, self.fat_bytes - start), "FAT")
                 copies.add(raw.ljust(length, b"\0"))
             for index, raw in enumerate(copies):
                 nonzero, marked = _entry_flags(raw[:length], self.bits)
@@ -265,26 +263,41 @@ class _Volume:
                 flags |= int.from_bytes(nonzero[:count], "big")
                 marked = int.from_bytes(marked[:count], "big")
                 bad = marked if index == 0 else bad & marked
-            differ |= len(copies) > 1
             if first == 0:      # entries 0 and 1 are not clusters
                 reserved = ((1 << 16) - 1) << (8 * (count - 2))
                 flags &= ~reserved
                 bad &= ~reserved
-            bad_count += bad.bit_count()
             used_flags = flags ^ bad
-            used += used_flags.bit_count()
             base = self.data_start + (first - 2) * self.cluster
             unit = self.cluster
             found = [(base + a * unit, (b - a) * unit) for a, b in (
                 m.span() for m in _USED_RUN.finditer(
                     used_flags.to_bytes(count, "big")))]
-            if found and runs[-1][0] + runs[-1][1] == found[0][0]:
-                runs[-1] = (runs[-1][0], runs[-1][1] + found.pop(0)[1])
-            runs.extend(found)
+            yield found, used_flags.bit_count(), bad.bit_count(), \
+                len(copies) > 1
+
+    def runs(self):
+        """The used byte runs, streamed: the regions before the data
+        region (reserved sectors, FATs, root directory) and the clusters
+        in use."""
+        return coalesce(chain([(0, self.data_start)], (
+            run for found, _, _, _ in self._chunks() for run in found)))
+
+    def used_clusters(self, warnings, root_at=None):
+        """One pass over the FAT: the counts of used and bad clusters, and
+        whether the cluster at byte `root_at` is used."""
+        used = bad = 0
+        differ = root_used = False
+        for found, in_use, marked, copies_differ in self._chunks():
+            used += in_use
+            bad += marked
+            differ |= copies_differ
+            if root_at is not None and not root_used:
+                root_used = any(o <= root_at < o + n for o, n in found)
         if differ:
             warnings.append("the FAT copies differ; clusters used in any "
                             "copy are kept")
-        return runs, used, bad_count
+        return used, bad, root_used
 
     def check_media(self):
         for number in self.active:
@@ -359,12 +372,13 @@ def open_volume(read, size):
     volume = _Volume(read, size, head)
     volume.check_media()
     warnings = []
-    runs, used, bad = volume.used_clusters(warnings)
+    root_at = None
     if volume.bits == 32:
         root = volume.bpb.BPB_RootClus
-        at = volume.data_start + (root - 2) * volume.cluster
-        index = bisect.bisect_right(runs, (at, float("inf"))) - 1
-        if at >= runs[index][0] + runs[index][1]:
+        root_at = volume.data_start + (root - 2) * volume.cluster
+    used, bad, root_used = volume.used_clusters(warnings, root_at)
+    if volume.bits == 32:
+        if not root_used:
             raise MapError(f"root cluster {root} is free in the FAT at byte "
                            f"offset {volume.fat_offset(volume.active[0])}")
         if volume.clusters <= MAX_FAT16:
@@ -380,6 +394,7 @@ def open_volume(read, size):
             if volume.bpb.BS_BootSig in (0x28, 0x29) else "")
     return UsedMap(
         kind=f"fat{volume.bits}", block_size=volume.cluster,
-        total_bytes=volume.total, used_bytes=sum(n for _, n in runs),
-        runs=runs, label=_label(volume),
+        total_bytes=volume.total,
+        used_bytes=volume.data_start + used * volume.cluster,
+        runs=LazyRuns(volume.runs), label=_label(volume),
         uuid=uuid, warnings=warnings)

@@ -7,6 +7,7 @@ their own modules.
 import importlib
 import struct
 
+from .extsuper import SUPERBLOCK, ext_kind
 from .usedmap import UsedMap
 
 # (name, offset of the signature in the volume, signature bytes)
@@ -26,24 +27,23 @@ SIGNATURES = [
 ]
 EXT_MAGIC_OFFSET = 1024 + 0x38
 EXT_MAGIC = 0xEF53
-# ext feature bits that tell ext2, ext3 and ext4 apart
-EXT3_HAS_JOURNAL = 0x4
-EXT4_INCOMPAT = 0x40 | 0x80 | 0x200  # extents, 64bit, flex_bg
 
 
 def detect(read, start, size):
     """The filesystem at [start, start+size) of a disk read by
-    read(offset, length): "ext2", "ext3", "ext4", "fat12", "fat16", "fat32",
-    "ntfs", "exfat", "swap", "luks", "lvm2", "xfs", "btrfs", or None when
-    nothing is recognised."""
+    read(offset, length): "ext2", "ext3", "ext4", "ext4dev", "jbd", "fat12",
+    "fat16", "fat32", "ntfs", "exfat", "swap", "luks", "lvm2", "xfs",
+    "btrfs", or None when nothing is recognised.  The ext family is named
+    by libblkid's feature rules (extsuper.ext_kind), as `blkid -p` does."""
     head = read(start, min(size, 0x10040 + 8))
-    if len(head) >= 1024 + 0x68:
+    if len(head) >= 1024 + 0x64:
         magic, = struct.unpack_from("<H", head, EXT_MAGIC_OFFSET)
         if magic == EXT_MAGIC:
-            compat, incompat = struct.unpack_from("<II", head, 1024 + 0x5C)
-            if incompat & EXT4_INCOMPAT:
-                return "ext4"
-            return "ext3" if compat & EXT3_HAS_JOURNAL else "ext2"
+            sb = SUPERBLOCK.unpack(head[1024:2048].ljust(1024, b"\0"))
+            kind = ext_kind(sb.s_feature_compat, sb.s_feature_incompat,
+                            sb.s_feature_ro_compat, sb.s_flags)
+            if kind:
+                return kind
     boot_signature = head[510:512] == b"\x55\xaa"
     for name, offset, signature in SIGNATURES:
         if head[offset:offset + len(signature)] == signature:
@@ -54,7 +54,8 @@ def detect(read, start, size):
 
 
 # Which module reads each filesystem's allocation maps.
-MAP_MODULES = {"ext2": "ext", "ext3": "ext", "ext4": "ext", "fat12": "fat",
+MAP_MODULES = {"ext2": "ext", "ext3": "ext", "ext4": "ext",
+               "ext4dev": "ext", "fat12": "fat",
                "fat16": "fat", "fat32": "fat", "exfat": "exfat",
                "ntfs": "ntfs", "swap": None}
 SWAP_PAGE_SIZES = (4096, 8192, 16384, 65536)

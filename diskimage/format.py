@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass
 
 from .errors import CorruptImageError, InputError, UnsupportedError
+from .structs import Struct
 
 MAGIC = b"\x89RDI\r\n\x1a\n"
 TRAILER_MAGIC = b"RDI-END\n"
@@ -40,28 +41,20 @@ KIND_DATA = 1
 KIND_ZERO = 2
 
 
-class Structure:
-    """A little-endian structure declared as (struct code, field name) rows."""
-
-    def __init__(self, name, fields, size):
-        self.name = name
-        self.names = tuple(field for _, field in fields)
-        self.struct = struct.Struct("<" + "".join(code for code, _ in fields))
-        assert self.struct.size == size, (name, self.struct.size, size)
-        self.size = size
-
-    def pack(self, **values):
-        return self.struct.pack(*(values[name] for name in self.names))
-
-    def unpack(self, data, offset=0):
-        if len(data) < self.size:
-            raise CorruptImageError(
-                f"truncated {self.name}: {len(data)} of {self.size} bytes",
-                offset=offset)
-        return dict(zip(self.names, self.struct.unpack_from(data)))
+def _truncated(name, where, got, size):
+    return CorruptImageError(f"truncated {name}: {got} of {size} bytes",
+                             offset=where)
 
 
-FILE_HEADER = Structure("file header", [
+def _image_struct(name, fields, size):
+    """A structure of the image format (diskimage.structs.Struct): parsed
+    into a dict, packed only with every field given, a short buffer is a
+    CorruptImageError at its image offset."""
+    return Struct(name, fields, size=size, as_dict=True, defaults=False,
+                  short_read=_truncated)
+
+
+FILE_HEADER = _image_struct("file header", [
     ("8s", "magic"),
     ("H", "version_major"),
     ("H", "version_minor"),
@@ -73,7 +66,7 @@ FILE_HEADER = Structure("file header", [
     ("I", "header_crc32"),
 ], 64)
 
-RECORD_HEADER = Structure("record header", [
+RECORD_HEADER = _image_struct("record header", [
     ("4s", "tag"),
     ("B", "codec"),
     ("B", "flags"),
@@ -85,7 +78,7 @@ RECORD_HEADER = Structure("record header", [
     ("I", "header_crc32"),
 ], 48)
 
-INDEX_ENTRY = Structure("index entry", [
+INDEX_ENTRY = _image_struct("index entry", [
     ("Q", "record_offset"),
     ("Q", "disk_offset"),
     ("Q", "length"),
@@ -96,7 +89,7 @@ INDEX_ENTRY = Structure("index entry", [
     ("16s", "checksum"),
 ], 48)
 
-TRAILER = Structure("trailer", [
+TRAILER = _image_struct("trailer", [
     ("8s", "magic"),
     ("Q", "index_offset"),
     ("Q", "stream_length"),
@@ -137,7 +130,7 @@ def unpack_file_header(raw, name="image"):
     """Validate the first 64 bytes of a stream; return the header fields."""
     if len(raw) < len(MAGIC) or raw[:len(MAGIC)] != MAGIC:
         raise InputError(f"{name}: not an rdeploy image (no .rdi magic)")
-    fields = FILE_HEADER.unpack(raw, 0)
+    fields = FILE_HEADER.unpack(raw, at=0)
     if fields["version_major"] != VERSION_MAJOR:
         raise UnsupportedError(
             f"{name}: image format version {fields['version_major']}."
@@ -160,7 +153,7 @@ def pack_record(tag, *, codec=CODEC_NONE, area=0, disk_offset=0, length,
 
 
 def unpack_record(raw, offset, chunk=None):
-    fields = RECORD_HEADER.unpack(raw, offset)
+    fields = RECORD_HEADER.unpack(raw, at=offset)
     if fields["tag"] not in TAGS:
         raise CorruptImageError(f"bad record tag {fields['tag']!r}",
                                 offset=offset, chunk=chunk)
@@ -178,7 +171,7 @@ def pack_trailer(index_offset, stream_length, digest):
 
 
 def unpack_trailer(raw, offset):
-    fields = TRAILER.unpack(raw, offset)
+    fields = TRAILER.unpack(raw, at=offset)
     if fields["magic"] != TRAILER_MAGIC:
         raise CorruptImageError(
             "image is incomplete or damaged: no trailer at its end",
@@ -231,8 +224,7 @@ def unpack_index(payload, offset):
     if len(payload) % INDEX_ENTRY.size:
         raise CorruptImageError("index length is not a whole number of "
                                 "entries", offset=offset)
-    return [Entry(**INDEX_ENTRY.unpack(payload[i:i + INDEX_ENTRY.size],
-                                       offset))
+    return [Entry(**INDEX_ENTRY.unpack(payload, i, at=offset))
             for i in range(0, len(payload), INDEX_ENTRY.size)]
 
 

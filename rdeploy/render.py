@@ -81,6 +81,10 @@ def info_text(info):
                          f", {area.get('block_size')}-byte blocks, "
                          f"{format_size(area.get('used_bytes', 0))} used of "
                          f"{format_size(area.get('total_bytes', 0))}")
+        if area.get("fallback"):
+            lines.append(f"partition {area['partition'] or '-'}: whole "
+                         f"{area['kind']} copied ({area['method']}): "
+                         f"{area['fallback']}")
     return "\n".join(lines)
 
 

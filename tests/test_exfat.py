@@ -9,7 +9,6 @@ checked complete by a map-only restore into random bytes followed by
 """
 
 import contextlib
-import hashlib
 import os
 import random
 import re
@@ -21,6 +20,7 @@ import time
 import pytest
 
 from diskimage import demodisk, exfat
+from tests.fsmaps import blkid, map_only_restore, random_fill, sha256_file
 from diskimage.usedmap import MapError
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -100,38 +100,11 @@ def dump_report(path):
             "serial": number("Volume Serial")}
 
 
-def blkid(path):
-    """blkid's tags (non-ASCII labels come escaped: use exfatlabel)."""
-    out = run("blkid", "-p", "-o", "export", path).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def digest_tree(root):
     """{relative posix path: sha256} of the files under root."""
-    return {os.path.relpath(os.path.join(top, name), root): sha256(
+    return {os.path.relpath(os.path.join(top, name), root): sha256_file(
                 os.path.join(top, name))
             for top, _, names in os.walk(root) for name in names}
-
-
-def random_file(path, size, seed):
-    rng = random.Random(seed)
-    with open(path, "wb") as f:
-        while size > 0:
-            step = min(size, 4 * MiB)
-            f.write(rng.randbytes(step))
-            size -= step
-
-
-def copy_runs(source, target, runs):
-    with open(source, "rb") as src, open(target, "r+b") as dst:
-        for offset, length in runs:
-            os.pwrite(dst.fileno(), os.pread(src.fileno(), length, offset),
-                      offset)
 
 
 def check_map(image, umap):
@@ -140,9 +113,10 @@ def check_map(image, umap):
     assert umap.kind == "exfat"
     assert umap.block_size == report["cluster"]
     assert umap.total_bytes == report["sectors"] * report["sector"]
-    assert umap.runs[0] == (0, umap.runs[0][1]) and umap.runs[0][1] >= heap
-    assert umap.used_bytes == sum(n for _, n in umap.runs)
-    assert all(a[0] + a[1] < b[0] for a, b in zip(umap.runs, umap.runs[1:]))
+    runs = list(umap.runs)
+    assert runs[0] == (0, runs[0][1]) and runs[0][1] >= heap
+    assert umap.used_bytes == sum(n for _, n in runs)
+    assert all(a[0] + a[1] < b[0] for a, b in zip(runs, runs[1:]))
     used = (umap.used_bytes - heap) // report["cluster"]
     assert used == report["clusters"] - report["free"]
     assert umap.uuid == blkid(image)["UUID"]
@@ -156,8 +130,7 @@ def check_map(image, umap):
 
 def restore_and_check(image, umap, digests, tmp_path, sector=512):
     target = tmp_path / "restored.img"
-    random_file(target, os.path.getsize(image), seed=42)
-    copy_runs(image, target, umap.runs)
+    map_only_restore(image, target, umap.runs, seed=42)
     fsck = run("fsck.exfat", "-n", target, check=False)
     assert fsck.returncode == 0 and "clean" in fsck.stdout, fsck.stdout
     with mounted(target, tmp_path / "check", sector, read_only=True) as mnt:
@@ -199,13 +172,13 @@ def test_garbage_of_deleted_files_is_left_out(tmp_path):
                                  max_size=32 * KiB)
     with mounted(image, tmp_path / "mnt") as mnt:
         for index in range(24):
-            random_file(os.path.join(mnt, f"junk{index:02d}.bin"),
+            random_fill(os.path.join(mnt, f"junk{index:02d}.bin"),
                         2 * MiB + index * 777, seed=index)
         shutil.copytree(tmp_path / "keep", os.path.join(mnt, "keep"),
                         copy_function=shutil.copyfile)
         for index in range(22):
             os.unlink(os.path.join(mnt, f"junk{index:02d}.bin"))
-        kept = {f"junk{i:02d}.bin": sha256(
+        kept = {f"junk{i:02d}.bin": sha256_file(
             os.path.join(mnt, f"junk{i:02d}.bin")) for i in (22, 23)}
     digests = {f"keep/{rel}": digest for rel, digest in digests.items()}
     digests.update(kept)
@@ -256,7 +229,7 @@ def test_large_volume_maps_fast(tmp_path):
     elapsed = time.perf_counter() - started
     assert count > 4_000_000
     check_map(image, umap)
-    assert len(umap.runs) > 50_000
+    assert len(list(umap.runs)) > 50_000
     assert elapsed < 1.0, f"{elapsed:.2f} s for {count} clusters"
 
 

@@ -10,7 +10,6 @@ complete by a map-only restore into random bytes followed by `e2fsck -fn`
 and a comparison of every file's sha256.
 """
 
-import contextlib
 import hashlib
 import os
 import random
@@ -18,12 +17,13 @@ import re
 import shutil
 import struct
 import subprocess
-import time
 
 import pytest
 
 from diskimage import demodisk, ext
 from diskimage.usedmap import MapError
+from tests.fsbuild import ext_mounted, unmount
+from tests.fsmaps import blkid, copy_runs, map_only_restore
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -91,11 +91,6 @@ def dumpe2fs(path):
     return report
 
 
-def blkid(path):
-    out = run("blkid", "-p", "-o", "export", path)
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
 def journal_blocks(path):
     out = run("debugfs", "-R", "blocks <8>", path)
     return [int(b) for b in out.split()]
@@ -109,14 +104,6 @@ def covered(runs, block):
     return any(start <= block < start + count for start, count in runs)
 
 
-def copy_runs(source, target, runs):
-    """A map-only restore: `target` gets only the runs of `source`."""
-    with open(source, "rb") as src, open(target, "r+b") as dst:
-        for offset, length in runs:
-            os.pwrite(dst.fileno(), os.pread(src.fileno(), length, offset),
-                      offset)
-
-
 def data_extents(path):
     """[start, end) of each extent of a sparse file that holds data."""
     extents, pos = [], 0
@@ -128,15 +115,6 @@ def data_extents(path):
                 return extents
             pos = os.lseek(f.fileno(), start, os.SEEK_HOLE)
             extents.append((start, pos))
-
-
-def garbage(path, size, seed):
-    """A file of `size` random bytes (a random MiB, rotated each MiB)."""
-    chunk = random.Random(seed).randbytes(MiB)
-    with open(path, "wb") as f:
-        for i in range(size // MiB):
-            f.write(chunk[i * 4099 % MiB:] + chunk[:i * 4099 % MiB])
-        f.write(chunk[:size % MiB])
 
 
 def sha256(data):
@@ -155,8 +133,10 @@ def check_map(image, umap, kind, label="test-ext"):
         (kind, found["LABEL"], report["fields"]["Filesystem UUID"])
     assert umap.block_size == report["cluster"]
     assert umap.total_bytes == count * bs
-    assert umap.used_bytes == sum(n for _, n in umap.runs)
-    assert all(a[0] + a[1] < b[0] for a, b in zip(umap.runs, umap.runs[1:]))
+    found_runs = list(umap.runs)
+    assert umap.used_bytes == sum(n for _, n in found_runs)
+    assert all(a[0] + a[1] < b[0] for a, b in zip(found_runs,
+                                                   found_runs[1:]))
     assert umap.used_bytes == (count - report["free"]) * bs
     runs = block_runs(umap, bs)
     # Exactly the complement of dumpe2fs's free ranges.
@@ -183,8 +163,7 @@ def check_map(image, umap, kind, label="test-ext"):
 def restore_and_check(image, umap, digests, tmp_path):
     target = tmp_path / "target.img"
     size = os.path.getsize(image)
-    garbage(target, size, size)
-    copy_runs(image, target, umap.runs)
+    map_only_restore(image, target, umap.runs, seed=size)
     clean, output = demodisk.fsck(target, 0, size, "ext4")
     assert clean, output
     assert demodisk.read_files(target, 0, size, "ext4") == digests
@@ -262,23 +241,6 @@ def test_used_blocks_match_dumpe2fs_and_restore(tmp_path, tree, variant):
     restore_and_check(image, umap, tree[1], tmp_path)
 
 
-@contextlib.contextmanager
-def mounted(image, mountpoint):
-    os.makedirs(mountpoint, exist_ok=True)
-    run("mount", "-t", "ext4", "-o", "loop", image, mountpoint)
-    try:
-        yield mountpoint
-    finally:
-        unmount(mountpoint)
-
-
-def unmount(mountpoint):
-    """umount, lazily when a loop device just detached keeps it busy."""
-    if subprocess.run(["umount", mountpoint], capture_output=True).returncode:
-        time.sleep(0.5)
-        run("umount", "-l", mountpoint)
-
-
 def test_garbage_of_deleted_files_is_left_out(tmp_path):
     size = 256 * MiB
     image = mkfs(tmp_path / "fs.img", size, ["mkfs.ext4", "-b", "4096"])
@@ -286,7 +248,7 @@ def test_garbage_of_deleted_files_is_left_out(tmp_path):
     overhead = (fresh["count"] - fresh["free"]) * 4096
     rng = random.Random(3)
     kept = {}
-    with mounted(image, tmp_path / "mnt") as mnt:
+    with ext_mounted(image, tmp_path / "mnt") as mnt:
         names = []
         for i in range(100):
             data = rng.randbytes(rng.randint(1000 * KiB, 2000 * KiB))
@@ -440,7 +402,8 @@ def test_partition_smaller_or_larger_than_the_filesystem(small):
         open_bytes(data, len(data) - 1024)
     umap = open_bytes(data)
     bigger = open_bytes(data + bytes(MiB), len(data) + MiB)
-    assert bigger.runs == umap.runs and bigger.total_bytes == len(data)
+    assert list(bigger.runs) == list(umap.runs)
+    assert bigger.total_bytes == len(data)
 
 
 @pytest.mark.parametrize("name, desc_size", [("ext4", 64), ("ext3", 32)])
@@ -492,7 +455,7 @@ def test_dirty_filesystem_maps_with_a_warning(small):
     data = small["ext4"][1]
     umap = open_bytes(data)
     dirty = open_bytes(patched(data, 1024 + S_STATE, "H", 0))
-    assert dirty.runs == umap.runs
+    assert list(dirty.runs) == list(umap.runs)
     assert any("not cleanly unmounted" in w for w in dirty.warnings)
 
 

@@ -7,7 +7,6 @@ by a map-only restore into random bytes followed by fsck.fat and a
 comparison of every file's sha256.
 """
 
-import hashlib
 import os
 import random
 import re
@@ -19,6 +18,8 @@ import time
 import pytest
 
 from diskimage import demodisk, fat
+from tests.fsmaps import (blkid, map_only_restore, materialized, random_fill,
+                          sha256_file)
 from diskimage.usedmap import MapError
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -78,44 +79,17 @@ def mdir_free(path):
                .replace(" ", ""))
 
 
-def blkid(path):
-    out = run("blkid", "-p", "-o", "export", path)
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def copy_runs(source, target, runs):
-    """A map-only restore: `target` (random bytes, the size of `source`)
-    gets only the runs of `source`."""
-    with open(source, "rb") as src, open(target, "r+b") as dst:
-        for offset, length in runs:
-            os.pwrite(dst.fileno(), os.pread(src.fileno(), length, offset),
-                      offset)
-
-
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def random_file(path, size, seed):
-    rng = random.Random(seed)
-    with open(path, "wb") as f:
-        while size > 0:
-            step = min(size, 4 * MiB)
-            f.write(rng.randbytes(step))
-            size -= step
-
-
 def check_map(image, umap, kind):
     """The map against fsck.fat, mdir and blkid."""
     report = fsck_report(image)
     assert umap.kind == kind
     assert umap.block_size == report["cluster"]
     assert umap.total_bytes == report["sector"] * report["sectors"]
-    assert umap.runs[0][0] == 0
-    assert umap.runs[0][1] >= report["data_start"]
-    assert umap.used_bytes == sum(n for _, n in umap.runs)
-    assert all(a[0] + a[1] < b[0] for a, b in zip(umap.runs, umap.runs[1:]))
+    runs = list(umap.runs)
+    assert runs[0][0] == 0
+    assert runs[0][1] >= report["data_start"]
+    assert umap.used_bytes == sum(n for _, n in runs)
+    assert all(a[0] + a[1] < b[0] for a, b in zip(runs, runs[1:]))
     used = (umap.used_bytes - report["data_start"]) // report["cluster"]
     assert used == report["used"]
     assert mdir_free(image) == (report["clusters"] - used) * report["cluster"]
@@ -126,8 +100,7 @@ def check_map(image, umap, kind):
 
 def restore_and_check(image, umap, kind, digests, tmp_path):
     target = tmp_path / "restored.img"
-    random_file(target, os.path.getsize(image), seed=99)
-    copy_runs(image, target, umap.runs)
+    map_only_restore(image, target, umap.runs, seed=99)
     clean, output = demodisk.fsck(target, 0, os.path.getsize(image), kind)
     assert clean, output
     assert demodisk.read_files(target, 0, os.path.getsize(image),
@@ -156,12 +129,12 @@ def test_used_clusters_match_fsck_and_restore(tmp_path, monkeypatch,
     digests = demodisk.make_tree(tmp_path / "src", count, seed=bits,
                                  max_size=max_size)
     mcopy(image, tmp_path / "src")
-    umap = map_image(image)
+    umap = materialized(map_image(image))
     check_map(image, umap, f"fat{bits}")
     assert umap.warnings == []
     assert umap.used_bytes < os.path.getsize(image)
     monkeypatch.setattr(fat, "CHUNK_ENTRIES", 998)   # runs across chunks
-    assert map_image(image) == umap
+    assert materialized(map_image(image)) == umap
     restore_and_check(image, umap, f"fat{bits}", digests, tmp_path)
 
 
@@ -187,14 +160,14 @@ def test_garbage_of_deleted_files_is_left_out(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     for index in range(24):
-        random_file(src / f"junk{index:02d}.bin", 2 * MiB + index * 777,
+        random_fill(src / f"junk{index:02d}.bin", 2 * MiB + index * 777,
                     seed=index)
     digests = demodisk.make_tree(src / "keep", 40, seed=5, max_size=32 * KiB)
     digests = {f"keep/{rel}": digest for rel, digest in digests.items()}
     mcopy(image, src)
     run("mdel", "-i", image, *(f"::/junk{i:02d}.bin" for i in range(22)),
         env=MTOOLS_ENV)
-    digests.update({f"junk{i:02d}.bin": sha256(
+    digests.update({f"junk{i:02d}.bin": sha256_file(
         src / f"junk{i:02d}.bin") for i in (22, 23)})
     umap = map_image(image)
     check_map(image, umap, "fat32")
@@ -233,14 +206,14 @@ def test_large_fat32_maps_fast(tmp_path, monkeypatch):
             f.seek((reserved + number * fat_sectors) * 512)
             f.write(table)
     started = time.perf_counter()
-    umap = map_image(image)
+    umap = materialized(map_image(image))
     elapsed = time.perf_counter() - started
     data_start = (reserved + nfats * fat_sectors) * 512
     assert (umap.used_bytes - data_start) // 512 == used
     assert clusters > 4_000_000
     assert elapsed < 1.0, f"{elapsed:.2f} s for {clusters} clusters"
     monkeypatch.setattr(fat, "CHUNK_ENTRIES", 1 << 20)
-    assert map_image(image) == umap
+    assert materialized(map_image(image)) == umap
 
 
 # --- the FAT decoder on in-memory bytes --------------------------------------

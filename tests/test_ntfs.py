@@ -21,9 +21,11 @@ import pytest
 
 from diskimage import demodisk, ntfs
 from diskimage.usedmap import MapError
+from tests.fsbuild import COMPRESSED, compressed_files
+from tests.fsmaps import blkid, map_only_restore, tool_used_bytes
 
 KiB, MiB = 1 << 10, 1 << 20
-COMPRESSED = 0x800                       # FILE_ATTRIBUTE_COMPRESSED
+
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("mkntfs", "ntfs-3g", "ntfsinfo",
@@ -80,20 +82,6 @@ def ntfsinfo(path):
             "mft_lcn": number("LCN of Data Attribute for FILE_MFT")}
 
 
-def tool_used_bytes(path):
-    """Used bytes by ntfsinfo: the clusters not free, plus the backup boot
-    sector, which mkntfs writes in the partition's last sector, past the
-    volume's clusters."""
-    info = ntfsinfo(path)
-    return (info["clusters"] - info["free"]) * info["cluster"] \
-        + info["sector"]
-
-
-def blkid(path):
-    out = run("blkid", "-p", "-o", "export", path)
-    return dict(line.split("=", 1) for line in out.splitlines())
-
-
 def mft_runlist(path, inode=0):
     """(vcn, lcn, count) of the $DATA of `inode` as `ntfsinfo -v` prints
     it, all extents."""
@@ -111,23 +99,8 @@ def mft_runlist(path, inode=0):
     return runs, out
 
 
-def restore_runs(source, target, runs, seed=0):
-    """A map-only restore: `target` of the same size full of random bytes,
-    then only the runs copied from `source`."""
-    size = os.path.getsize(source)
-    rng = random.Random(seed)
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        for _ in range(0, size, MiB):
-            dst.write(rng.randbytes(MiB))
-        dst.truncate(size)
-        for offset, length in runs:
-            os.pwrite(dst.fileno(), os.pread(src.fileno(), length, offset),
-                      offset)
-    return target
-
-
 def check_restore(image, used, expected, tmp_path):
-    target = restore_runs(image, tmp_path / "target.img", used.runs)
+    target = map_only_restore(image, tmp_path / "target.img", used.runs)
     size = os.path.getsize(target)
     clean, output = demodisk.fsck(target, 0, size, "ntfs")
     assert clean, output
@@ -161,21 +134,6 @@ def interleave_until_full(mnt, names, chunk, rng):
     return result
 
 
-def compressed_dir(mnt, rng, expected):
-    """A directory whose new files ntfs-3g compresses; returns one file."""
-    folder = os.path.join(mnt, "packed")
-    os.mkdir(folder)
-    os.setxattr(folder, "system.ntfs_attrib_be",
-                struct.pack(">I", COMPRESSED))
-    text = b"".join(b"line %d of a compressible log\n" % i
-                    for i in range(20000))
-    write(os.path.join(folder, "log.txt"), text, expected, mnt)
-    write(os.path.join(folder, "random.bin"), rng.randbytes(200 * KiB),
-          expected, mnt)
-    write(os.path.join(folder, "small.txt"), b"tiny\n", expected, mnt)
-    return os.path.join(folder, "log.txt")
-
-
 # --- real volumes ------------------------------------------------------------
 def open_ntfs_volume(image):
     read = file_reader(image)
@@ -192,7 +150,7 @@ def test_map_matches_ntfsinfo_and_restores(tmp_path, cluster, sector, size):
     with mounted(image, tmp_path) as mnt:
         tree = demodisk.make_tree(os.path.join(mnt, "tree"), 150, cluster)
         expected = {f"tree/{rel}": digest for rel, digest in tree.items()}
-        packed = compressed_dir(mnt, rng, expected)
+        packed = compressed_files(mnt, rng, expected)
         attributes, = struct.unpack(">I", os.getxattr(
             packed, "system.ntfs_attrib_be"))
         # NTFS compresses only with clusters up to 4 KiB
@@ -203,12 +161,13 @@ def test_map_matches_ntfsinfo_and_restores(tmp_path, cluster, sector, size):
     assert used.block_size == info["cluster"] == cluster
     assert info["sector"] == sector
     assert used.total_bytes == info["bytes"]
-    assert used.used_bytes == tool_used_bytes(image)
-    assert used.used_bytes == sum(n for _, n in used.runs)
+    assert used.used_bytes == tool_used_bytes(image, "ntfs")
+    runs = list(used.runs)
+    assert used.used_bytes == sum(n for _, n in runs)
     ids = blkid(image)
     assert (used.label, used.uuid) == (ids["LABEL"], ids["UUID"])
     assert used.warnings == []
-    for (o1, n1), (o2, _) in zip(used.runs, used.runs[1:]):
+    for (o1, n1), (o2, _) in zip(runs, runs[1:]):
         assert o1 + n1 < o2
     if cluster <= 4096:     # the log is stored compressed: holes in its runs
         runs, out = mft_runlist(image, packed_inode)
@@ -235,7 +194,7 @@ def test_fragmented_file_in_extension_records(tmp_path):
     data = volume.read_runs(file_runs, 0, data_size, "a.bin")
     assert hashlib.sha256(data).hexdigest() == expected["a.bin"]
     used = map_image(image)
-    assert used.used_bytes == tool_used_bytes(image)
+    assert used.used_bytes == tool_used_bytes(image, "ntfs")
     check_restore(image, used, expected, tmp_path)
 
 
@@ -277,7 +236,7 @@ def test_fragmented_mft_with_attribute_list(tmp_path):
     assert len(runs) > 100 and "$ATTRIBUTE_LIST" in out
     assert open_ntfs_volume(image).mft_runs == runs
     used = map_image(image)
-    assert used.used_bytes == tool_used_bytes(image)
+    assert used.used_bytes == tool_used_bytes(image, "ntfs")
     check_restore(image, used, expected, tmp_path)
 
 
@@ -313,7 +272,7 @@ def test_free_space_garbage_left_out(tmp_path):
     runs, _ = mft_runlist(image, big_inode)
     assert len(runs) >= 5                   # fragmented
     used = map_image(image)
-    assert used.used_bytes == tool_used_bytes(image)
+    assert used.used_bytes == tool_used_bytes(image, "ntfs")
     assert used.used_bytes < size * 0.45
     # Not one block of a deleted file is in the runs.
     with open(image, "rb") as f:
@@ -330,18 +289,19 @@ def test_sector_after_volume_is_the_backup_boot_sector(tmp_path):
     image = mkntfs(tmp_path / "ntfs.img", 8 * MiB)
     used = map_image(image)
     size = os.path.getsize(image)
-    assert used.runs[-1] == (size - 512, 512)
-    target = restore_runs(image, tmp_path / "t.img", used.runs[:-1])
+    runs = list(used.runs)
+    assert runs[-1] == (size - 512, 512)
+    target = map_only_restore(image, tmp_path / "t.img", runs[:-1])
     clean, output = demodisk.fsck(target, 0, size, "ntfs")
     assert not clean and "boot sector" in output.lower(), output
     with open(image, "ab") as f:            # the partition grew by 1 MiB
         f.write(os.urandom(MiB))
     grown = map_image(image)
-    assert grown.runs == used.runs
+    assert list(grown.runs) == runs
     with open(image, "r+b") as f:           # ... and a copy at its end
         f.seek(-512, 2)
         f.write(open(image, "rb").read(512))
-    assert map_image(image).runs == used.runs + [(size + MiB - 512, 512)]
+    assert list(map_image(image).runs) == runs + [(size + MiB - 512, 512)]
 
 
 def test_large_volume_is_mapped_fast(tmp_path):
@@ -351,7 +311,7 @@ def test_large_volume_is_mapped_fast(tmp_path):
     start = time.monotonic()
     used = map_image(image)
     assert time.monotonic() - start < 5
-    assert used.used_bytes == tool_used_bytes(image)
+    assert used.used_bytes == tool_used_bytes(image, "ntfs")
 
 
 # --- inconsistent structures -------------------------------------------------
