@@ -14,8 +14,9 @@ from .imgx_helpers import capture_disk, demo_image, ok, tool
 
 DEBUGFS_LINE = re.compile(r"^\s*\d+\s+([0-7]+)\s+\(\d+\)\s+(\d+)\s+(\d+)\s+"
                           r"(\d+)\s+(\S+ \S+) (.*)$")
+# mdir writes the hour without a leading zero: "2026-11-26   0:06".
 MDIR_LINE = re.compile(r"^(.{8}) (.{3})\s+(<DIR>|\d+)\s+\d{4}-\d\d-\d\d\s+"
-                       r"\d\d:\d\d ?(.*)$")
+                       r"\d{1,2}:\d\d ?(.*)$")
 NTFSLS_LINE = re.compile(r"^\s*(\d+) \w{3} +\d+ \d\d:\d\d \d{4} (.*)$")
 
 
