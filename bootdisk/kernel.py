@@ -59,6 +59,11 @@ def kernel_release(path):
         raise InputError(f"{path}: no such kernel") from None
     except IsADirectoryError:
         raise InputError(f"{path}: a directory, not a kernel") from None
+    return release_of(head, path)
+
+
+def release_of(head, path="kernel"):
+    """The release in the first 64 KiB of a bzImage, `head`."""
     if len(head) < 0x210 or head[0x202:0x206] != b"HdrS":
         raise InputError(f"{path}: not a bzImage kernel (no HdrS header)")
     pointer = int.from_bytes(head[0x20E:0x210], "little") + 0x200

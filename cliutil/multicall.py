@@ -28,6 +28,7 @@ import sys
 #: command name -> module holding ``main(argv=None) -> int``
 COMMANDS = {
     "rdeploy": "rdeploy.cli",
+    "bootdisk": "bootdisk.cli",
 }
 
 MULTICALL_NAME = "deploytool"
