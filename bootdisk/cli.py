@@ -1,10 +1,10 @@
 """bootdisk - build boot media that carry the frozen toolkit and run a job.
 
 Usage:
-  bootdisk initrd -o OUT [options]
-  bootdisk iso -o OUT [options]
-  bootdisk usb -o OUT [--size=SIZE] [options]
-  bootdisk pxe -o DIR [options]
+  bootdisk initrd -o OUT [--add=SRC:DEST]... [options]
+  bootdisk iso -o OUT [--add=SRC:DEST]... [options]
+  bootdisk usb -o OUT [--size=SIZE] [--add=SRC:DEST]... [options]
+  bootdisk pxe -o DIR [--add=SRC:DEST]... [options]
   bootdisk info ARTIFACT [--json]
   bootdisk (-h | --help)
   bootdisk --version
