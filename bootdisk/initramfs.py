@@ -210,8 +210,7 @@ def populate(spec, release, modtree):
     applets = _applets(spec.busybox)
     for path in applets:
         if path.strip("/") not in tree.entries:
-            depth = path.strip("/").count("/")
-            tree.symlink(path, "../" * depth + "bin/busybox")
+            tree.symlink(path, "/bin/busybox")
 
     order, builtin, missing = modtree.resolve(spec.module_names)
     mod_root = f"lib/modules/{release}"

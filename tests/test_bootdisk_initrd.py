@@ -90,7 +90,8 @@ def test_tree_holds_init_busybox_toolkit_job(built):
         _sha(toolkit().read_bytes())
     assert os.readlink(tree / "usr/bin/rdeploy") == "deploytool"
     assert os.readlink(tree / "usr/bin/bootdisk") == "deploytool"
-    assert os.readlink(tree / "bin/sh") == "busybox"
+    assert os.readlink(tree / "bin/sh") == "/bin/busybox"
+    assert os.readlink(tree / "usr/bin/wget") == "/bin/busybox"
     assert (tree / "etc/bootdisk/job").read_text() == "echo job\n"
     assert (tree / "opt/extra/note.txt").read_text() == "an added file\n"
     config = (tree / "etc/bootdisk/config").read_text()
@@ -104,7 +105,7 @@ def test_toolkit_and_busybox_run_in_the_tree_alone(built):
     for argv, expect in ((["/usr/bin/rdeploy", "--version"], "rdeploy 0."),
                          (["/usr/bin/deploytool", "--list"], "bootdisk"),
                          (["/bin/sh", "-c", "echo $((6 * 7))"], "42")):
-        result = subprocess.run(["chroot", tree, *argv], env={},
+        result = subprocess.run([shutil.which("chroot"), tree, *argv], env={},
                                 capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert expect in result.stdout

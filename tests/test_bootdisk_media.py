@@ -1,0 +1,141 @@
+"""ISO, USB image and PXE directory, checked by the field's tools and booted
+in QEMU (TCG, serial console, no key pressed) to the job: the ISO as a CD
+and as a disk and the USB image as a disk, each under SeaBIOS and OVMF; the
+PXE directory through QEMU's user-mode TFTP under SeaBIOS (pxelinux) and
+OVMF (GRUB)."""
+
+import json
+import subprocess
+
+import pytest
+
+from bootdisk import qemu
+from bootdisk.cli import main as bootdisk_main
+from diskimage import demodisk
+
+from .bootdisk_helpers import (CMDLINE, console_tail, host_kernel, need_qemu,
+                               toolkit, user_net)
+
+BOOT_TIMEOUT = 240
+JOB = "echo job-ran-$((6 * 7)); rdeploy --version\n"
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    need_qemu()
+    toolkit()
+    host_kernel()
+    tmp = tmp_path_factory.mktemp("media")
+    job = tmp / "job.sh"
+    job.write_text(JOB)
+    common = [f"--job={job}", "--timeout=1", f"--cmdline={CMDLINE}",
+              "--on-failure=reboot"]
+    made = {"iso": tmp / "boot.iso", "usb": tmp / "boot.img",
+            "pxe": tmp / "tftp"}
+    for kind, path in made.items():
+        assert bootdisk_main([kind, "-o", str(path), *common]) == 0
+    made["tmp"] = tmp
+    return made
+
+
+def _run(args):
+    return subprocess.run(args, capture_output=True, text=True, check=True)
+
+
+def test_iso_has_bios_and_uefi_el_torito_and_hybrid_mbr(artifacts):
+    report = _run(["xorriso", "-indev", artifacts["iso"],
+                   "-report_el_torito", "plain"]).stdout
+    assert "/isolinux/isolinux.bin" in report
+    assert "/efi/efiboot.img" in report
+    lines = [line for line in report.splitlines()
+             if line.startswith("El Torito boot img")]
+    assert any(" BIOS " in line for line in lines)
+    assert any(" UEFI " in line for line in lines)
+    table = json.loads(_run(["sfdisk", "--json", artifacts["iso"]]).stdout)
+    types = [p["type"] for p in table["partitiontable"]["partitions"]]
+    assert "ef" in types          # the EFI image as a partition, for disks
+    listing = _run(["xorriso", "-indev", artifacts["iso"], "-find", "/",
+                    "-type", "f"]).stdout
+    for name in ("/boot/vmlinuz", "/boot/initrd.img",
+                 "/isolinux/ldlinux.c32", "/isolinux/isolinux.cfg"):
+        assert f"'{name}'" in listing
+
+
+def test_usb_image_partition_fat32_and_loaders(artifacts):
+    image = artifacts["usb"]
+    table = json.loads(_run(["sfdisk", "--json", image]).stdout)
+    (part,) = table["partitiontable"]["partitions"]
+    assert part["type"] == "c" and part.get("bootable") is True
+    offset = part["start"] * 512
+    clean, output = demodisk.fsck(image, offset, part["size"] * 512, "vfat")
+    assert clean, output
+    env = {"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}
+    listing = subprocess.run(["mdir", "-a", "-b", "-i", f"{image}@@{offset}",
+                              "::/", "-/"], capture_output=True, text=True,
+                             env=env).stdout
+    for name in ("::/boot/vmlinuz", "::/boot/initrd.img",
+                 "::/boot/syslinux/ldlinux.sys",
+                 "::/boot/syslinux/syslinux.cfg", "::/EFI/BOOT/BOOTX64.EFI"):
+        assert name.lower() in listing.lower(), listing
+    assert open(image, "rb").read(440) == \
+        open("/usr/lib/syslinux/mbr/mbr.bin", "rb").read(440)
+
+
+@pytest.mark.parametrize("kind", ["iso", "usb", "pxe"])
+def test_info_reads_each_artifact(artifacts, kind, capsys):
+    assert bootdisk_main(["info", str(artifacts[kind]), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == kind
+    assert report["job_text"] == JOB
+    assert report["kernel_release"] == report["modules_release"]
+    assert report["on_failure"] == "reboot"
+
+
+def test_pxe_refuses_non_empty_directory(artifacts, capsys):
+    assert bootdisk_main(["pxe", "-o", str(artifacts["pxe"])]) == 3
+    assert "exists and is not empty (give --force" in capsys.readouterr().err
+
+
+def _disk(path, index=0):
+    return ["-drive", f"file={path},format=raw,if=none,id=d{index},"
+                      f"readonly=on",
+            "-device", f"virtio-blk-pci,drive=d{index},bootindex={index}"]
+
+
+BOOTS = {
+    "iso-cd": lambda a: ["-cdrom", a["iso"]],
+    "iso-disk": lambda a: _disk(a["iso"]),
+    "usb-disk": lambda a: _disk(a["usb"]),
+}
+
+
+def _firmware(name, tmp):
+    return qemu.base_args(uefi_vars=qemu.ovmf_vars(tmp)
+                          if name == "uefi" else None)
+
+
+def _booted_to_job(args):
+    with qemu.Boot(args) as boot:
+        code = boot.wait(BOOT_TIMEOUT)
+    out = boot.output
+    assert "bootdisk: job finished: exit 0" in out, console_tail(boot)
+    assert "job-ran-42" in out and "reboot: Power down" in out
+    assert code == 0
+    return out
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+@pytest.mark.parametrize("medium", sorted(BOOTS))
+def test_medium_boots_to_the_job(artifacts, medium, firmware, tmp_path):
+    _booted_to_job(_firmware(firmware, tmp_path) +
+                   BOOTS[medium](artifacts))
+
+
+@pytest.mark.parametrize("firmware, bootfile", [("bios", "pxelinux.0"),
+                                                ("uefi", "bootx64.efi")])
+def test_pxe_boots_to_the_job_over_tftp(artifacts, firmware, bootfile,
+                                        tmp_path):
+    net = user_net(tftp=artifacts["pxe"], bootfile=bootfile)
+    net[-1] += ",bootindex=0"
+    out = _booted_to_job(_firmware(firmware, tmp_path) + net)
+    assert "bootdisk: network: eth0 10.0.2.15/24" in out
