@@ -11,6 +11,7 @@ needs nothing.
 import os
 import re
 import subprocess
+import sys
 import tempfile
 
 from diskimage.errors import InputError
@@ -43,9 +44,19 @@ def ldd(paths, library_path=None):
     return found
 
 
+def _shared_objects(root):
+    return [os.path.join(d, f) for d, _, names in os.walk(root)
+            for f in names if f.endswith(".so") or ".so." in f]
+
+
 def _bundled_elves(binary, into):
     """Unpack the shared objects of a PyInstaller onefile archive into
-    `into`; [] when `binary` is no such archive or PyInstaller is absent."""
+    `into`; [] when `binary` is no such archive or PyInstaller is absent.
+    When `binary` is the frozen program running this, its own unpacked
+    directory already holds them."""
+    if getattr(sys, "frozen", False) and hasattr(sys, "_MEIPASS") and \
+            os.path.realpath(binary) == os.path.realpath(sys.executable):
+        return _shared_objects(sys._MEIPASS)
     try:
         from PyInstaller.archive.readers import CArchiveReader
     except ImportError:
@@ -74,6 +85,7 @@ def library_closure(binary):
         found = ldd([binary])
         if inner:
             dirs = sorted({os.path.dirname(p) for p in inner})
+            bundled = os.path.commonpath(inner)
             found |= {p for p in ldd(inner, ":".join(dirs))
-                      if not p.startswith(tmp + os.sep)}
+                      if not p.startswith((tmp + os.sep, bundled + os.sep))}
     return {path: os.path.realpath(path) for path in sorted(found)}

@@ -25,6 +25,7 @@ from . import initramfs, media
 from .media import INITRD_NAME, KERNEL_NAME
 
 EFI_IMAGE_KIB = 4096
+PAD_SECTORS = 150
 
 
 def _efi_image(path, grub_efi, scratch):
@@ -87,6 +88,11 @@ def build_iso(spec, out, timeout=3, force=False):
         layout.add("/isolinux/isolinux.cfg", media.syslinux_cfg(
             spec.cmdline, timeout, kernel, initrd_path))
         layout.add("/efi/efiboot.img", media.read(efi_img))
+        # pycdlib lays files out directory by directory, so this one comes
+        # last: 150 sectors of zeros after the boot loader's files, like
+        # genisoimage -pad.  Without them ISOLINUX, reading ahead past
+        # ldlinux.c32 at the very end of the CD, gets a read error and hangs.
+        layout.add("/isolinux/padding", bytes(PAD_SECTORS * 2048))
 
         iso = pycdlib.PyCdlib()
         iso.new(interchange_level=3, vol_ident="BOOTDISK", joliet=3,

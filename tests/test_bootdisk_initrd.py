@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -215,3 +216,21 @@ def test_frozen_binary_carries_bootdisk():
     result = subprocess.run([toolkit(), "bootdisk", "--version"], env={},
                             capture_output=True, text=True)
     assert result.stdout.strip().startswith("bootdisk ")
+
+
+def test_frozen_bootdisk_builds_the_same_environment(built, tmp_path):
+    """`bootdisk` inside the frozen binary (no Python, no PyInstaller) finds
+    the same library closure, from its own unpacked directory."""
+    out = tmp_path / "frozen.initrd"
+    result = subprocess.run(
+        [toolkit(), "bootdisk", "initrd", "-o", out, f"--job={built['job']}"],
+        env={}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    frozen = json.loads(subprocess.run(
+        [toolkit(), "bootdisk", "info", out, "--json"], env={},
+        capture_output=True, text=True, check=True).stdout)
+    assert frozen["libraries"] == json.loads(
+        subprocess.run([sys.executable, "-m", "bootdisk", "info",
+                        built["out"], "--json"], cwd=ROOT,
+                       capture_output=True, text=True).stdout)["libraries"]
+    assert frozen["modules"] and frozen["job_text"] == "echo job\n"

@@ -5,6 +5,7 @@ PXE directory through QEMU's user-mode TFTP under SeaBIOS (pxelinux) and
 OVMF (GRUB)."""
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -13,11 +14,11 @@ from bootdisk import qemu
 from bootdisk.cli import main as bootdisk_main
 from diskimage import demodisk
 
-from .bootdisk_helpers import (CMDLINE, console_tail, host_kernel, need_qemu,
+from .bootdisk_helpers import (console_tail, host_kernel, need_qemu,
                                toolkit, user_net)
 
 BOOT_TIMEOUT = 240
-JOB = "echo job-ran-$((6 * 7)); rdeploy --version\n"
+JOB = "echo job-ran-$((6 * 7)); rdeploy --version; cat /proc/consoles\n"
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def artifacts(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("media")
     job = tmp / "job.sh"
     job.write_text(JOB)
-    common = [f"--job={job}", "--timeout=1", f"--cmdline={CMDLINE}",
-              "--on-failure=reboot"]
+    # The default command line: screen (tty0) and serial (ttyS0) consoles.
+    common = [f"--job={job}", "--timeout=1", "--on-failure=reboot"]
     made = {"iso": tmp / "boot.iso", "usb": tmp / "boot.img",
             "pxe": tmp / "tftp"}
     for kind, path in made.items():
@@ -59,6 +60,13 @@ def test_iso_has_bios_and_uefi_el_torito_and_hybrid_mbr(artifacts):
     for name in ("/boot/vmlinuz", "/boot/initrd.img",
                  "/isolinux/ldlinux.c32", "/isolinux/isolinux.cfg"):
         assert f"'{name}'" in listing
+    # ISOLINUX reads ahead: no boot file may end the CD without padding.
+    extents = _run(["xorriso", "-indev", artifacts["iso"], "-find", "/",
+                    "-type", "f", "-exec", "report_lba"]).stdout
+    rows = [line.split(",") for line in extents.splitlines()
+            if line.startswith("File data lba")]
+    last = max(rows, key=lambda r: int(r[1]))
+    assert last[4].strip() == "'/isolinux/padding'" and int(last[2]) >= 150
 
 
 def test_usb_image_partition_fat32_and_loaders(artifacts):
@@ -121,6 +129,9 @@ def _booted_to_job(args):
     assert "bootdisk: job finished: exit 0" in out, console_tail(boot)
     assert "job-ran-42" in out and "reboot: Power down" in out
     assert code == 0
+    consoles = [line.split()[0] for line in out.splitlines()
+                if re.match(r"^tty(S0|0)\s+-W", line)]
+    assert sorted(consoles) == ["tty0", "ttyS0"], "screen and serial"
     return out
 
 
