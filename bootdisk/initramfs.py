@@ -15,6 +15,7 @@ What goes in (and where):
     --add SRC:DEST                       extra files or directory trees
 """
 
+import contextlib
 import dataclasses
 import datetime
 import gzip
@@ -215,13 +216,15 @@ def populate(spec, release, modtree):
     order, builtin, missing = modtree.resolve(spec.module_names)
     mod_root = f"lib/modules/{release}"
     tree.directory(mod_root)
-    lines, dep_lines = [], []
+    lines, dep_lines, modules_bytes = [], [], 0
     for name in order:
         rel = modtree.files[name]
         for suffix in (".xz", ".gz", ".zst"):
             if rel.endswith(suffix):
                 rel = rel[:-len(suffix)]
-        tree.file(f"{mod_root}/{rel}", modtree.read(name))
+        data = modtree.read(name)
+        modules_bytes += len(data)
+        tree.file(f"{mod_root}/{rel}", data)
         lines.append(rel)
     for name in order:
         deps = [modtree.files[d].rsplit(".ko", 1)[0] + ".ko"
@@ -250,7 +253,8 @@ def populate(spec, release, modtree):
         .isoformat(timespec="seconds"),
         "kernel": {"release": release, "file": os.path.abspath(spec.kernel)},
         "cmdline": spec.cmdline,
-        "modules": order, "modules_builtin": builtin,
+        "modules": order, "modules_bytes": modules_bytes,
+        "modules_builtin": builtin,
         "modules_missing": missing,
         "toolkit": {"binary": f"/{TOOLKIT_DIR}/deploytool",
                     "commands": commands,
@@ -318,21 +322,30 @@ class _Buffer:
         return b"".join(self.parts)
 
 
-def write_atomic(path, data, force=False):
-    """Write `data` to NAME.partial, then rename it to `path`."""
+@contextlib.contextmanager
+def partial_output(path, force=False):
+    """Yield NAME.partial to write; rename it to `path` when the block ends
+    well, remove it when it fails, so nothing half made looks complete."""
     path = os.fspath(path)
-    refuse_existing(path, force)
     partial = path + ".partial"
     try:
-        with open(partial, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield partial
+        refuse_existing(path, force)
         os.replace(partial, path)
     except BaseException:
         if os.path.exists(partial):
             os.unlink(partial)
         raise
+
+
+def write_atomic(path, data, force=False):
+    """Write `data` to NAME.partial, then rename it to `path`."""
+    refuse_existing(path, force)
+    with partial_output(path, force) as partial:
+        with open(partial, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def refuse_existing(path, force):

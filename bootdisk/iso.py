@@ -113,16 +113,9 @@ def build_iso(spec, out, timeout=3, force=False):
                          bootcatfile="/ISOLINUX/BOOT.CAT;1",
                          efi=True, media_name="noemul")
         iso.add_isohybrid(efi=True)
-        partial = os.fspath(out) + ".partial"
-        try:
+        with initramfs.partial_output(out, force) as partial:
             iso.write(partial)
             iso.close()
-            initramfs.refuse_existing(out, force)
-            os.replace(partial, out)
-        except BaseException:
-            if os.path.exists(partial):
-                os.unlink(partial)
-            raise
     return manifest
 
 

@@ -41,7 +41,6 @@ def build_usb(spec, out, size=None, timeout=3, force=False):
     kernel_path = f"/boot/{KERNEL_NAME}"
     initrd_path = f"/boot/{INITRD_NAME}"
     stamp = media.new_stamp()
-    partial = os.fspath(out) + ".partial"
     with tempfile.TemporaryDirectory(prefix="bootdisk-usb-") as scratch:
         grub = os.path.join(scratch, "bootx64.efi")
         media.grub_standalone(grub, media.grub_cfg(
@@ -64,14 +63,8 @@ def build_usb(spec, out, size=None, timeout=3, force=False):
             raise UsageError(f"--size={size} is too small: the files need "
                              f"{needed // MiB} MiB")
         size = size // MiB * MiB
-        try:
+        with initramfs.partial_output(out, force) as partial:
             _write_image(partial, size, mbr, files)
-            initramfs.refuse_existing(out, force)
-            os.replace(partial, out)
-        except BaseException:
-            if os.path.exists(partial):
-                os.unlink(partial)
-            raise
     manifest["image_size"] = size
     return manifest
 

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from bootdisk import cpio, initramfs, kernel as kernels
+from bootdisk import cpio, kernel as kernels
 from bootdisk.cli import main as bootdisk_main
 
 from .bootdisk_helpers import ROOT, host_kernel, toolkit
