@@ -114,3 +114,48 @@ class Boot:
 
     def __exit__(self, *exc):
         self.kill()
+
+
+VGA_TEXT = 0xB8000
+VGA_COLUMNS = 80
+VGA_TEXT_SIZE = 0x8000  # Linux's vgacon scrolls by moving the display
+                        # origin through all 32 KiB of text memory
+
+
+def monitor_args(path):
+    """QEMU's human monitor on a unix socket at `path` (see monitor)."""
+    return ["-monitor", f"unix:{path},server=on,wait=off"]
+
+
+def monitor(path, command, timeout=30):
+    """Run one human-monitor command on the socket at `path`; its output."""
+    import socket
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        data = b""
+        while not data.rstrip().endswith(b"(qemu)"):
+            data += sock.recv(65536) or b"(qemu)"
+        sock.sendall(command.encode() + b"\n")
+        data = b""
+        while not data.rstrip().endswith(b"(qemu)"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    text = data.decode(errors="replace").replace("\r", "")
+    return text.rsplit("(qemu)", 1)[0]
+
+
+def screen_text(path):
+    """The characters in VGA text memory (0xB8000, 32 KiB: the screen and
+    what vgacon scrolled through), one string per 80 columns, read through
+    the monitor at `path`."""
+    dump = monitor(path, f"xp /{VGA_TEXT_SIZE}bx {VGA_TEXT:#x}")
+    cells = bytes(int(token, 16) for line in dump.splitlines()
+                  if ":" in line and line.split(":")[0].strip().startswith(
+                      ("00000000000b", "0x00000000000b"))
+                  for token in line.split(":", 1)[1].split())
+    chars = cells[0::2].decode("cp437")
+    return [chars[i:i + VGA_COLUMNS].rstrip()
+            for i in range(0, len(chars), VGA_COLUMNS)]

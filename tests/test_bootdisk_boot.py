@@ -107,3 +107,24 @@ def test_missing_job_url_fails_the_boot_cleanly(served, no_job_initrd):
     assert f"bootdisk: cannot fetch the job from {url}" in out
     assert "bootdisk: job FAILED: exit 1" in out
     assert "reboot: Restarting system" in out
+
+
+def test_screen_shows_the_job_and_its_status(served, tmp_path):
+    """The screen (tty0), not only the serial port: the VGA text memory,
+    read through QEMU's monitor, holds the job's output and status line
+    (the boot-time console here is vgacon, text mode)."""
+    job = tmp_path / "job.sh"
+    job.write_text("echo on-screen-$((6 * 7))\n")
+    initrd = tmp_path / "screen.initrd"
+    assert bootdisk_main(["initrd", "-o", str(initrd), f"--job={job}",
+                          "--on-success=shell"]) == 0
+    sock = tmp_path / "monitor.sock"
+    with _boot(initrd, qemu.monitor_args(sock),
+               "console=tty0 console=ttyS0,115200 panic=10") as boot:
+        boot.wait_for("bootdisk: starting a shell", BOOT_TIMEOUT)
+        screen = qemu.screen_text(str(sock))
+        boot.send("poweroff -f\n")
+        boot.wait(60)
+    assert any("bootdisk: job finished: exit 0" in row for row in screen), \
+        "\n".join(screen)
+    assert "on-screen-42" in screen

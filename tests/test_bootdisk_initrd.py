@@ -203,7 +203,7 @@ def test_usage_errors_exit_2(argv):
 
 
 def test_help_teaches_commands_and_exit_codes():
-    result = subprocess.run([shutil.which("python3") or "python3", "-m",
+    result = subprocess.run([sys.executable, "-m",
                              "bootdisk", "--help"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0
