@@ -48,6 +48,8 @@ Options:
   --size=SIZE           USB image size, e.g. 128M (default: what the files
                         need, plus room).
   --force               Replace an existing OUT.
+  -q --quiet            Print nothing but errors (else one summary line on
+                        stderr).
   --json                Print JSON.
   -h --help             Show this text.
   --version             Show the version.
@@ -140,6 +142,8 @@ def _main(argv):
         from .pxe import build_pxe
         manifest = build_pxe(spec, out, timeout=_timeout(args), force=force)
         what = "PXE directory"
+    if args["--quiet"]:
+        return 0
     print(f"bootdisk: wrote {what} {out}: kernel "
           f"{manifest['kernel']['release']}, {len(manifest['modules'])} "
           f"modules, initramfs {format_size(manifest['compressed'])}",

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import datetime
 import gzip
+import hashlib
 import json
 import os
 import shlex
@@ -268,7 +269,6 @@ def populate(spec, release, modtree):
         "added": [_split_add(a)[1] for a in spec.adds],
     }
     if spec.job:
-        import hashlib
         with open(spec.job, "rb") as f:
             manifest["job_digest"] = hashlib.sha256(f.read()).hexdigest()
     return tree, manifest
