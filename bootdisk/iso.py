@@ -22,7 +22,7 @@ import tempfile
 from diskimage.errors import InputError
 
 from . import initramfs, media
-from .media import INITRD_NAME, KERNEL_NAME
+from .media import INITRD_PATH, KERNEL_PATH
 
 EFI_IMAGE_KIB = 4096
 PAD_SECTORS = 150
@@ -68,14 +68,9 @@ def build_iso(spec, out, timeout=3, force=False):
     isolinux = media.loader("isolinux.bin")
     ldlinux = media.loader("ldlinux.c32")
     initrd, manifest, spec = initramfs.build_bytes(spec)
-    kernel = f"/boot/{KERNEL_NAME}"
-    initrd_path = f"/boot/{INITRD_NAME}"
-    stamp = media.new_stamp()
+    kernel, initrd_path = KERNEL_PATH, INITRD_PATH
     with tempfile.TemporaryDirectory(prefix="bootdisk-iso-") as scratch:
-        grub = os.path.join(scratch, "bootx64.efi")
-        media.grub_standalone(grub, media.grub_cfg(
-            spec.cmdline, timeout, kernel, initrd_path,
-            f"search --no-floppy --file --set=root {stamp}"), scratch)
+        grub, stamp = media.medium_grub(spec.cmdline, timeout, scratch)
         efi_img = os.path.join(scratch, "efiboot.img")
         _efi_image(efi_img, grub, scratch)
 
@@ -131,7 +126,7 @@ def read_boot_files(path):
         raise InputError(f"{path}: not a readable ISO ({exc})") from None
     found = {}
     try:
-        for name in (f"/boot/{KERNEL_NAME}", f"/boot/{INITRD_NAME}",
+        for name in (KERNEL_PATH, INITRD_PATH,
                      "/isolinux/isolinux.bin", "/isolinux/isolinux.cfg",
                      "/efi/efiboot.img"):
             buffer = io.BytesIO()
@@ -143,6 +138,6 @@ def read_boot_files(path):
             found[name] = buffer.getvalue()
     finally:
         iso.close()
-    kernel = found.pop(f"/boot/{KERNEL_NAME}")
-    initrd = found.pop(f"/boot/{INITRD_NAME}")
+    kernel = found.pop(KERNEL_PATH)
+    initrd = found.pop(INITRD_PATH)
     return kernel, initrd, {name: len(data) for name, data in found.items()}

@@ -11,6 +11,9 @@ from diskimage.tools import tool_env
 
 KERNEL_NAME = "vmlinuz"
 INITRD_NAME = "initrd.img"
+#: Where kernel and initramfs sit on an ISO or a USB image.
+KERNEL_PATH = f"/boot/{KERNEL_NAME}"
+INITRD_PATH = f"/boot/{INITRD_NAME}"
 
 #: Boot-loader files on the host: name -> (candidate paths, Debian package).
 LOADERS = {
@@ -93,6 +96,18 @@ def grub_cfg(cmdline, timeout, kernel, initrd, root_command):
 def new_stamp():
     """A file name unique to one medium, for GRUB's search."""
     return f"/boot/bootdisk-{uuid.uuid4().hex[:16]}.id"
+
+
+def medium_grub(cmdline, timeout, scratch):
+    """A standalone GRUB for an ISO or USB image, which finds its medium
+    by a stamp file unique to it: (path of bootx64.efi in `scratch`, path
+    the stamp file must have on the medium)."""
+    stamp = new_stamp()
+    grub = os.path.join(scratch, "bootx64.efi")
+    grub_standalone(grub, grub_cfg(
+        cmdline, timeout, KERNEL_PATH, INITRD_PATH,
+        f"search --no-floppy --file --set=root {stamp}"), scratch)
+    return grub, stamp
 
 
 def grub_standalone(out, config, scratch, net=False):

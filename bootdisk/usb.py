@@ -19,7 +19,7 @@ from diskimage.errors import InputError, UsageError
 from diskimage.tools import tool_env
 
 from . import initramfs, media
-from .media import INITRD_NAME, KERNEL_NAME
+from .media import INITRD_PATH, KERNEL_PATH
 
 MiB = 1 << 20
 PART_START = MiB
@@ -38,14 +38,9 @@ def build_usb(spec, out, size=None, timeout=3, force=False):
     initramfs.refuse_existing(out, force)
     mbr = media.loader("mbr.bin")
     initrd, manifest, spec = initramfs.build_bytes(spec)
-    kernel_path = f"/boot/{KERNEL_NAME}"
-    initrd_path = f"/boot/{INITRD_NAME}"
-    stamp = media.new_stamp()
+    kernel_path, initrd_path = KERNEL_PATH, INITRD_PATH
     with tempfile.TemporaryDirectory(prefix="bootdisk-usb-") as scratch:
-        grub = os.path.join(scratch, "bootx64.efi")
-        media.grub_standalone(grub, media.grub_cfg(
-            spec.cmdline, timeout, kernel_path, initrd_path,
-            f"search --no-floppy --file --set=root {stamp}"), scratch)
+        grub, stamp = media.medium_grub(spec.cmdline, timeout, scratch)
         files = {
             kernel_path: spec.kernel,
             initrd_path: _scratch_file(scratch, "initrd.img", initrd),
@@ -122,7 +117,7 @@ def read_boot_files(path):
     """(kernel bytes, initramfs bytes, {boot file: size}) of a USB image."""
     image = f"{path}@@{_partition_start(path)}"
     found = {}
-    for name in (f"/boot/{KERNEL_NAME}", f"/boot/{INITRD_NAME}",
+    for name in (KERNEL_PATH, INITRD_PATH,
                  "/boot/syslinux/syslinux.cfg", "/boot/syslinux/ldlinux.sys",
                  "/EFI/BOOT/BOOTX64.EFI"):
         try:
@@ -132,6 +127,6 @@ def read_boot_files(path):
         except (OSError, subprocess.CalledProcessError):
             raise InputError(f"{path}: no {name} in its FAT partition; not "
                              f"a USB image made by bootdisk") from None
-    kernel = found.pop(f"/boot/{KERNEL_NAME}")
-    initrd = found.pop(f"/boot/{INITRD_NAME}")
+    kernel = found.pop(KERNEL_PATH)
+    initrd = found.pop(INITRD_PATH)
     return kernel, initrd, {name: len(data) for name, data in found.items()}
