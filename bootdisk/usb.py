@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 
 from diskimage.errors import InputError, UsageError
+from diskimage.sizes import format_size
 from diskimage.tools import tool_env
 
 from . import initramfs, media
@@ -55,8 +56,8 @@ def build_usb(spec, out, size=None, timeout=3, force=False):
         if size is None:
             size = needed
         elif size < needed:
-            raise UsageError(f"--size={size} is too small: the files need "
-                             f"{needed // MiB} MiB")
+            raise UsageError(f"--size: {format_size(size)} is too small; "
+                             f"the files need {needed // MiB} MiB")
         size = size // MiB * MiB
         with initramfs.partial_output(out, force) as partial:
             _write_image(partial, size, mbr, files)

@@ -104,6 +104,32 @@ def test_pxe_refuses_non_empty_directory(artifacts, capsys):
     assert "exists and is not empty (give --force" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kind", ["iso", "usb"])
+def test_refuses_existing_image_without_force(artifacts, kind, capsys):
+    before = artifacts[kind].stat().st_mtime_ns
+    assert bootdisk_main([kind, "-o", str(artifacts[kind])]) == 3
+    assert capsys.readouterr().err.strip() == \
+        f"bootdisk: error: {artifacts[kind]}: exists (give --force to " \
+        f"replace it)"
+    assert artifacts[kind].stat().st_mtime_ns == before
+
+
+def test_usb_size_too_small_is_a_usage_error(tmp_path, capsys):
+    out = tmp_path / "small.img"
+    assert bootdisk_main(["usb", "-o", str(out), "--size=8M"]) == 2
+    assert "--size: 8.0 MiB is too small; the files need" in \
+        capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "small.img.partial").exists()
+
+
+def test_info_refuses_what_bootdisk_did_not_make(tmp_path, capsys):
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"\0" * 4096)
+    assert bootdisk_main(["info", str(other)]) == 3
+    assert "not an initramfs, ISO, USB image or PXE directory made by " \
+        "bootdisk" in capsys.readouterr().err
+
+
 def _disk(path, index=0):
     return ["-drive", f"file={path},format=raw,if=none,id=d{index},"
                       f"readonly=on",
