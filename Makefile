@@ -13,10 +13,14 @@ VPY    := $(VENV)/bin/python
 DIST   := dist
 
 # Everything the project and its tests run: filesystems to build test images,
-# the peers we compare with, and what PyInstaller needs (gcc, binutils).
+# the peers we compare with, what PyInstaller needs (gcc, binutils), and what
+# bootdisk builds boot media from and boots them in (kernel, busybox, boot
+# loaders, QEMU with SeaBIOS and OVMF).
 APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc binutils \
 	e2fsprogs dosfstools mtools ntfs-3g fdisk gdisk util-linux exfatprogs \
-	lz4 zstd partclone qemu-utils kmod make exfat-fuse
+	lz4 zstd partclone qemu-utils kmod make exfat-fuse \
+	linux-image-amd64 busybox-static qemu-system-x86 ovmf isolinux syslinux \
+	syslinux-common pxelinux grub-efi-amd64-bin grub-common cpio xorriso
 
 APT_STAMP  := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install

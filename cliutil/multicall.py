@@ -32,6 +32,7 @@ import sys
 COMMANDS = {
     "rdeploy": "rdeploy.cli",
     "imgx": "imgx.cli",
+    "bootdisk": "bootdisk.cli",
 }
 
 MULTICALL_NAME = "deploytool"

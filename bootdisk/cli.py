@@ -1,0 +1,155 @@
+"""bootdisk - build boot media that carry the frozen toolkit and run a job.
+
+Usage:
+  bootdisk initrd -o OUT [--add=SRC:DEST]... [options]
+  bootdisk iso -o OUT [--add=SRC:DEST]... [options]
+  bootdisk usb -o OUT [--size=SIZE] [--add=SRC:DEST]... [options]
+  bootdisk pxe -o DIR [--add=SRC:DEST]... [options]
+  bootdisk info ARTIFACT [--json]
+  bootdisk (-h | --help)
+  bootdisk --version
+
+Commands:
+  initrd   Write the imaging environment as a compressed initramfs: busybox,
+           the frozen toolkit (every command on PATH) with its libraries,
+           kernel modules for common disks, NICs and filesystems, and an
+           /init that brings the network up by DHCP, runs the job, prints
+           "bootdisk: job finished: exit 0" or "bootdisk: job FAILED: exit N"
+           and then powers off, reboots or starts a shell.
+  iso      A hybrid ISO: boots as a CD and as a disk (USB stick), under BIOS
+           (isolinux) and UEFI (GRUB), straight to the job.
+  usb      A USB disk image: MBR, one FAT32 partition, syslinux for BIOS and
+           EFI/BOOT/BOOTX64.EFI for UEFI.
+  pxe      A network-boot directory: kernel, initrd, pxelinux.0 with
+           pxelinux.cfg/default for BIOS, and GRUB's bootx64.efi with
+           grub.cfg for UEFI; serve DIR by TFTP.
+  info     What an artifact (initrd, ISO, USB image or PXE directory) holds:
+           kernel release, modules, binaries, job, sizes.
+
+Options:
+  -o OUT --output=OUT   Where to write (a directory for pxe).
+  --job=FILE            A shell script, run by busybox sh in /tmp with every
+                        toolkit command on PATH; its exit status decides
+                        between --on-success and --on-failure.  Without it,
+                        give rd.job=http://HOST/job.sh on the kernel command
+                        line (fetched with wget at boot).
+  --kernel=VMLINUZ      The kernel (default: the newest /boot/vmlinuz-*
+                        that has modules, from linux-image-amd64).
+  --modules=DIR         Its modules (default: /lib/modules/RELEASE).
+  --add=SRC:DEST        Put a host file or directory at DEST; repeatable.
+  --cmdline=TEXT        Kernel command line of the boot entries
+                        [default: console=tty0 console=ttyS0,115200 panic=10].
+  --on-success=ACTION   poweroff, reboot or shell [default: poweroff].
+  --on-failure=ACTION   poweroff, reboot or shell [default: shell].
+  --toolkit=FILE        The frozen multi-call binary (default: this binary
+                        when frozen, else dist/deploytool of `make freeze`).
+  --compress=METHOD     initramfs compression, gzip or zstd [default: gzip].
+  --timeout=SECONDS     Boot menu timeout before the job entry [default: 3].
+  --size=SIZE           USB image size, e.g. 128M (default: what the files
+                        need, plus room).
+  --force               Replace an existing OUT.
+  -q --quiet            Print nothing but errors (else one summary line on
+                        stderr).
+  --json                Print JSON.
+  -h --help             Show this text.
+  --version             Show the version.
+
+Kernel command line words the environment reads:
+  rd.job=URL            fetch the job at boot (overrides --job)
+  rd.on_success=ACTION  rd.on_failure=ACTION   override the actions
+
+Exit codes:
+  0 success; 1 other failure (a tool failed, I/O error); 2 usage error;
+  3 bad input (missing kernel, module directory, job file or boot loader,
+  modules of another kernel, OUT exists without --force); 70 internal error;
+  130 interrupted.
+
+Examples:
+  bootdisk initrd -o restore.initrd --job=restore.sh
+  qemu-system-x86_64 -kernel /boot/vmlinuz-$(uname -r) -initrd restore.initrd \\
+      -append console=ttyS0 -nographic
+  bootdisk iso -o lab.iso --job=restore.sh --on-failure=shell
+  bootdisk usb -o stick.img --cmdline="console=tty0 rd.job=http://srv/j.sh"
+  bootdisk pxe -o /srv/tftp --job=restore.sh && bootdisk info /srv/tftp
+"""
+
+import json
+import sys
+
+from docopt import docopt
+
+from cliutil.runner import run
+from diskimage import __version__
+from diskimage.errors import UsageError
+from diskimage.sizes import format_size, parse_size
+
+from . import info as infos
+from .initramfs import Spec, build_initrd
+
+
+def _spec(args):
+    default = Spec()
+    return Spec(
+        kernel=args["--kernel"],
+        modules=args["--modules"],
+        job=args["--job"],
+        adds=tuple(args["--add"] or ()),
+        cmdline=args["--cmdline"],
+        on_success=args["--on-success"] or default.on_success,
+        on_failure=args["--on-failure"] or default.on_failure,
+        toolkit=args["--toolkit"],
+        compress=args["--compress"] or default.compress)
+
+
+def _timeout(args):
+    try:
+        value = int(args["--timeout"])
+    except (TypeError, ValueError):
+        raise UsageError(f"--timeout takes whole seconds, not "
+                         f"{args['--timeout']!r}") from None
+    if not 0 <= value <= 600:
+        raise UsageError("--timeout must be 0 to 600 seconds")
+    return value
+
+
+def _size(args):
+    return None if args["--size"] is None else parse_size(args["--size"])
+
+
+def _main(argv):
+    args = docopt(__doc__, argv=argv, version=f"bootdisk {__version__}")
+    if args["info"]:
+        report = infos.describe(args["ARTIFACT"])
+        if args["--json"]:
+            print(json.dumps(report, indent=1))
+        else:
+            sys.stdout.write(infos.render(report))
+        return 0
+    spec, out, force = _spec(args), args["--output"], args["--force"]
+    if args["initrd"]:
+        manifest = build_initrd(spec, out, force=force)
+        what = "initramfs"
+    elif args["iso"]:
+        from .iso import build_iso
+        manifest = build_iso(spec, out, timeout=_timeout(args), force=force)
+        what = "ISO"
+    elif args["usb"]:
+        from .usb import build_usb
+        manifest = build_usb(spec, out, size=_size(args),
+                             timeout=_timeout(args), force=force)
+        what = "USB image"
+    else:
+        from .pxe import build_pxe
+        manifest = build_pxe(spec, out, timeout=_timeout(args), force=force)
+        what = "PXE directory"
+    if args["--quiet"]:
+        return 0
+    print(f"bootdisk: wrote {what} {out}: kernel "
+          f"{manifest['kernel']['release']}, {len(manifest['modules'])} "
+          f"modules, initramfs {format_size(manifest['compressed'])}",
+          file=sys.stderr)
+    return 0
+
+
+def main(argv=None):
+    return run("bootdisk", _main, sys.argv[1:] if argv is None else argv)

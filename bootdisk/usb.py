@@ -1,0 +1,133 @@
+"""A USB disk image: an MBR (syslinux's mbr.bin boot code and one active
+FAT32 partition from 1 MiB, type 0x0c, written by sfdisk), the FAT32 made by
+mkfs.fat and filled by mtools, syslinux installed for BIOS and a standalone
+GRUB as EFI/BOOT/BOOTX64.EFI for UEFI:
+
+    /boot/vmlinuz, /boot/initrd.img, /boot/bootdisk-<id>.id (GRUB's stamp)
+    /boot/syslinux/ldlinux.sys, ldlinux.c32, syslinux.cfg
+    /EFI/BOOT/BOOTX64.EFI
+
+Nothing is mounted: mkfs.fat, syslinux and mcopy all work on the image
+file at the partition's offset.  Written as NAME.partial, then renamed.
+"""
+
+import os
+import subprocess
+import tempfile
+
+from diskimage.errors import InputError, UsageError
+from diskimage.sizes import format_size
+from diskimage.tools import tool_env
+
+from . import initramfs, media
+from .media import INITRD_PATH, KERNEL_PATH
+
+MiB = 1 << 20
+PART_START = MiB
+MIN_SIZE = 48 * MiB   # FAT32 with 512-byte clusters needs 65525 of them
+MBR_CODE = 440
+
+
+def _layout_size(payload):
+    """Default image size: the files, a quarter more, 8 MiB of room."""
+    size = PART_START + payload + payload // 4 + 8 * MiB
+    return max(MIN_SIZE, -(-size // MiB) * MiB)
+
+
+def build_usb(spec, out, size=None, timeout=3, force=False):
+    """Write the USB image to `out`.  Returns the initramfs manifest."""
+    initramfs.refuse_existing(out, force)
+    mbr = media.loader("mbr.bin")
+    initrd, manifest, spec = initramfs.build_bytes(spec)
+    kernel_path, initrd_path = KERNEL_PATH, INITRD_PATH
+    with tempfile.TemporaryDirectory(prefix="bootdisk-usb-") as scratch:
+        grub, stamp = media.medium_grub(spec.cmdline, timeout, scratch)
+        files = {
+            kernel_path: spec.kernel,
+            initrd_path: _scratch_file(scratch, "initrd.img", initrd),
+            stamp: _scratch_file(scratch, "stamp", b"bootdisk\n"),
+            "/boot/syslinux/syslinux.cfg": _scratch_file(
+                scratch, "syslinux.cfg", media.syslinux_cfg(
+                    spec.cmdline, timeout, kernel_path, initrd_path)),
+            "/EFI/BOOT/BOOTX64.EFI": grub,
+        }
+        payload = sum(os.path.getsize(p) for p in files.values())
+        needed = _layout_size(payload)
+        if size is None:
+            size = needed
+        elif size < needed:
+            raise UsageError(f"--size: {format_size(size)} is too small; "
+                             f"the files need {needed // MiB} MiB")
+        size = size // MiB * MiB
+        with initramfs.partial_output(out, force) as partial:
+            _write_image(partial, size, mbr, files)
+    manifest["image_size"] = size
+    return manifest
+
+
+def _scratch_file(scratch, name, data):
+    path = os.path.join(scratch, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _write_image(path, size, mbr, files):
+    with open(path, "wb") as f:
+        f.truncate(size)
+    table = f"label: dos\nstart={PART_START // 512}, type=c, bootable\n"
+    try:
+        proc = subprocess.run(["sfdisk", "--quiet", "--wipe=always", path],
+                              input=table, capture_output=True, text=True,
+                              env=tool_env())
+    except FileNotFoundError:
+        raise InputError("sfdisk is missing (install fdisk)") from None
+    if proc.returncode != 0:
+        raise media.ToolFailed(f"sfdisk failed: {proc.stderr.strip()}")
+    with open(mbr, "rb") as f:
+        code = f.read(MBR_CODE)
+    with open(path, "r+b") as f:
+        f.write(code)
+    part_kib = (size - PART_START) // 1024
+    media.run_tool(["mkfs.fat", "-F", "32", "-s", "1", "-n", "BOOTDISK",
+                    "--offset", str(PART_START // 512), path, str(part_kib)],
+                   "dosfstools")
+    image = f"{path}@@{PART_START}"
+    for directory in ("/boot", "/boot/syslinux", "/EFI", "/EFI/BOOT"):
+        media.run_tool(["mmd", "-i", image, f"::{directory}"], "mtools")
+    media.run_tool(["syslinux", "--offset", str(PART_START), "--install",
+                    "--directory", "/boot/syslinux", path], "syslinux")
+    for dest, src in files.items():
+        media.run_tool(["mcopy", "-o", "-i", image, src, f"::{dest}"],
+                       "mtools")
+
+
+def _partition_start(path):
+    with open(path, "rb") as f:
+        mbr = f.read(512)
+    if len(mbr) < 512 or mbr[510:512] != b"\x55\xaa":
+        raise InputError(f"{path}: no MBR; not a USB image made by bootdisk")
+    entry = mbr[446:462]
+    if entry[4] not in (0x0B, 0x0C):
+        raise InputError(f"{path}: partition 1 is not FAT32; not a USB "
+                         f"image made by bootdisk")
+    return int.from_bytes(entry[8:12], "little") * 512
+
+
+def read_boot_files(path):
+    """(kernel bytes, initramfs bytes, {boot file: size}) of a USB image."""
+    image = f"{path}@@{_partition_start(path)}"
+    found = {}
+    for name in (KERNEL_PATH, INITRD_PATH,
+                 "/boot/syslinux/syslinux.cfg", "/boot/syslinux/ldlinux.sys",
+                 "/EFI/BOOT/BOOTX64.EFI"):
+        try:
+            found[name] = subprocess.run(
+                ["mtype", "-i", image, f"::{name}"], capture_output=True,
+                check=True, env=tool_env({"MTOOLS_SKIP_CHECK": "1"})).stdout
+        except (OSError, subprocess.CalledProcessError):
+            raise InputError(f"{path}: no {name} in its FAT partition; not "
+                             f"a USB image made by bootdisk") from None
+    kernel = found.pop(KERNEL_PATH)
+    initrd = found.pop(INITRD_PATH)
+    return kernel, initrd, {name: len(data) for name, data in found.items()}
