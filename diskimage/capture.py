@@ -136,17 +136,43 @@ def _read(disk, offset, length):
     return data
 
 
+PREFETCH = 2    # windows read ahead of the one being read
+
+
+def _prefetched(disk, windows):
+    """The (offset, pieces) windows, each one's bytes asked for PREFETCH
+    windows before it is read: the feeder reads one window at a time, and
+    without the hint the device sees one request at a time (reads through
+    a loop device were 1.5x slower than from the file)."""
+    ahead = []
+    for window in windows:
+        pieces = window[1]
+        disk.prefetch(pieces[0][0], pieces[-1][0] + pieces[-1][1]
+                      - pieces[0][0])
+        ahead.append(window)
+        if len(ahead) > PREFETCH:
+            yield ahead.pop(0)
+    yield from ahead
+
+
+def _whole(area, chunk_size):
+    """Every chunk of an area as a window of one piece."""
+    offset, end = area["start"], area["start"] + area["size"]
+    while offset < end:
+        length = min(chunk_size, end - offset)
+        yield offset, [(offset, length)]
+        offset += length
+
+
 def _spans(disk, area, runs, chunk_size):
     """(offset, bytes, weight) for every chunk of an area to store; weight
     is the number of used bytes it stands for (for progress)."""
     if runs is None:
-        offset, end = area["start"], area["start"] + area["size"]
-        while offset < end:
-            length = min(chunk_size, end - offset)
+        for offset, pieces in _prefetched(disk, _whole(area, chunk_size)):
+            length = pieces[0][1]
             yield offset, _read(disk, offset, length), length
-            offset += length
     else:
-        for _, pieces in _windows(area, runs, chunk_size):
+        for _, pieces in _prefetched(disk, _windows(area, runs, chunk_size)):
             yield _read_pieces(disk, pieces)
 
 

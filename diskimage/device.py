@@ -64,6 +64,17 @@ class Disk:
             length -= len(chunk)
         return b"".join(parts)
 
+    def prefetch(self, offset, length):
+        """Ask the kernel to start reading [offset, offset+length) into the
+        page cache now (POSIX_FADV_WILLNEED), so the read that follows
+        finds it there: more than one read in flight on the device.  Only
+        a hint; errors are ignored."""
+        try:
+            os.posix_fadvise(self.fd, offset, length,
+                             os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+
     def close(self):
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
