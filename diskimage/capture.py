@@ -16,7 +16,7 @@ from .device import open_source, same_storage
 from .errors import InputError
 from .usedmap import MapError
 from .partitions import read_table
-from .pipeline import ordered_map
+from .pipeline import ordered_map, paused_gc
 from .writer import ImageWriter
 
 CHUNK_SIZE = 4 << 20
@@ -216,7 +216,8 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             raise InputError(f"{out_path}: the image cannot be written over "
                              f"its own source")
         table = read_table(disk.read, disk.size, disk.logical_sector_size)
-        planned, warnings = plan_areas(disk, table, partitions, raw)
+        with paused_gc():   # the used maps are many small tuples, no cycles
+            planned, warnings = plan_areas(disk, table, partitions, raw)
         areas = [area for area, _ in planned]
         metadata = {
             "tool": f"rdeploy {__version__}",

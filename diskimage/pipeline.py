@@ -16,6 +16,7 @@ every new 4 MiB buffer cost 1024 page faults and a kernel memset (40% of
 the throughput on incompressible data).
 """
 
+import contextlib
 import ctypes
 import gc
 import queue
@@ -42,6 +43,19 @@ def keep_freed_buffers():
         return
     mallopt(_M_MMAP_THRESHOLD, 32 << 20)
     mallopt(_M_TRIM_THRESHOLD, 32 << 20)
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """No automatic cyclic garbage collection inside the block (the state
+    before it is restored after)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 class _Failed:
@@ -84,8 +98,8 @@ def ordered_map(func, items, threads, depth=None):
         put(_END)
 
     feeder = threading.Thread(target=feed, name="rdi-feeder", daemon=True)
-    collecting = gc.isenabled()
-    gc.disable()
+    pause = paused_gc()
+    pause.__enter__()
     feeder.start()
     try:
         while True:
@@ -106,5 +120,4 @@ def ordered_map(func, items, threads, depth=None):
                 item.cancel()
         feeder.join(timeout=2.0)  # a feeder blocked on a pipe read is a daemon
         pool.shutdown(wait=True, cancel_futures=True)
-        if collecting:
-            gc.enable()
+        pause.__exit__(None, None, None)
