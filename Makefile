@@ -52,7 +52,7 @@ $(APT_STAMP): Makefile
 
 $(VENV_STAMP): setup.cfg pyproject.toml | $(APT_STAMP)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q -e '.[zstd,test,freeze]'
+	$(VPY) -m pip install -q -e '.[zstd,fast,test,freeze]'
 	@touch $@
 
 demo: deps
@@ -71,7 +71,7 @@ test: deps freeze
 		exit $$rc; }
 
 $(BENCH_STAMP): $(VENV_STAMP)
-	$(VPY) -m pip install -q -e '.[zstd,test,freeze,bench]'
+	$(VPY) -m pip install -q -e '.[zstd,fast,test,freeze,bench]'
 	@touch $@
 
 bench: $(BENCH_STAMP)

@@ -23,6 +23,7 @@ import tempfile
 
 from diskimage import demodisk
 from diskimage.demodisk import MiB, loop_device
+from diskimage.device import data_extents
 
 GiB = 1 << 30
 RECIPE_VERSION = 1
@@ -195,14 +196,8 @@ def _copy_sparse(src, dst):
     """Copy the data extents of file `src` into file `dst` (holes stay
     holes)."""
     with open(src, "rb") as s, open(dst, "r+b") as d:
-        end = os.fstat(s.fileno()).st_size
-        offset = 0
-        while offset < end:
-            try:
-                offset = os.lseek(s.fileno(), offset, os.SEEK_DATA)
-            except OSError:
-                break
-            hole = os.lseek(s.fileno(), offset, os.SEEK_HOLE)
+        for offset, hole in data_extents(s.fileno(),
+                                         os.fstat(s.fileno()).st_size):
             while offset < hole:
                 block = os.pread(s.fileno(), min(8 * MiB, hole - offset),
                                  offset)

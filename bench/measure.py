@@ -15,6 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from diskimage.device import data_extents
 from diskimage.tools import tool_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -137,14 +138,8 @@ def preread(path, length):
     `path`, so they are in the page cache."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        end = min(length, os.fstat(fd).st_size)
-        offset = 0
-        while offset < end:
-            try:
-                offset = os.lseek(fd, offset, os.SEEK_DATA)
-            except OSError:
-                break
-            hole = min(os.lseek(fd, offset, os.SEEK_HOLE), end)
+        for offset, hole in data_extents(fd, min(length,
+                                                 os.fstat(fd).st_size)):
             while offset < hole:
                 offset += len(os.pread(fd, min(8 << 20, hole - offset),
                                        offset)) or hole

@@ -31,9 +31,10 @@ Options:
   --warm         Do not drop the page cache: each run's input is read into
                  it first (for tests, and machines where dropping it is not
                  allowed).
-  --profile      Also sample one rdeploy capture and one restore of disk
-                 (a) with py-spy (make bench installs it) and put the
-                 busiest lines of every thread into the results.
+  --profile      Also sample rdeploy with py-spy (make bench installs it):
+                 a capture and a restore of disk (a), a capture of disk (c)
+                 to a pipe; the busiest lines of every thread go into the
+                 results.
   --keep         Keep the images and logs in the work directory.
   -h --help      Show this text.
 
@@ -127,11 +128,11 @@ def run_disk(name, disk, args, work):
         rests = contenders.restores(disk, caps, out)
         results += measure_rows(rests, args["rounds"], warm_rest, log)
         extra, compute = [], None
-        if args["--profile"] and name == "a":
-            extra = profiles(disk, out, work, args["--warm"])
         if name == "c":
             extra, compute = limits.compute_lines(
                 disk, results, seconds=0.5 if args["--quick"] else 3.0)
+        if args["--profile"] and name in ("a", "c"):
+            extra += [""] + profiles(name, disk, out, work, args["--warm"])
         return results, extra, compute
     finally:
         contenders.detach(*devs.values())
@@ -141,25 +142,33 @@ def run_disk(name, disk, args, work):
                     os.unlink(path)
 
 
-def profiles(disk, out, work, warm):
-    """py-spy summaries of an rdeploy capture and restore of `disk`."""
+def profiles(name, disk, out, work, warm):
+    """py-spy summaries of rdeploy on `disk`: capture and restore of disk
+    (a) from a dropped cache; capture of disk (c) to a pipe, warm."""
     image, target = out("profiled.rdi"), out("profiled-target.img")
-    result = ["### Profiles (py-spy, every thread, idle included)", "",
+    runs = [("capture", contenders.RDEPLOY + ["capture", disk["path"],
+                                              image, "-q"]),
+            ("restore", contenders.RDEPLOY + ["restore", image, target,
+                                              "--yes", "-q"])]
+    if name == "c":
+        warm = True
+        runs = [("capture to a pipe", contenders.RDEPLOY + [
+            "capture", disk["path"], "-", "-q"])]
+    result = [f"### Profiles of disk ({name}) (py-spy, every thread, idle "
+              f"included)", "",
               "Share of each thread's samples per (Python line, native "
               "leaf); the raw stacks are in the work directory "
               "(profile-*.txt, for flamegraph.pl or speedscope).", ""]
-    for what, argv in (
-            ("capture", contenders.RDEPLOY + ["capture", disk["path"],
-                                              image, "-q"]),
-            ("restore", contenders.RDEPLOY + ["restore", image, target,
-                                              "--yes", "-q"])):
-        raw = os.path.join(work, f"profile-{what}.txt")
-        if not warm:
+    for what, argv in runs:
+        raw = os.path.join(work, f"profile-{name}-{what.split()[0]}.txt")
+        if warm:
+            preread(disk["path"], disk["size"])
+        else:
             drop_caches()
         if not sampling.record(argv, raw, ROOT):
             return result + ["py-spy is not installed (`make bench` "
                              "installs the bench extra)."]
-        result += sampling.lines(f"rdeploy {what} of disk (a), "
+        result += sampling.lines(f"rdeploy {what} of disk ({name}), "
                                  f"{'warm' if warm else 'cold'} cache", raw)
     return result
 

@@ -173,6 +173,22 @@ def _create(path, size):
     return _disk(path, fd, created=True)
 
 
+def data_extents(fd, end):
+    """(start, stop) of every data region of the first *end* bytes of the
+    file *fd*, skipping holes (SEEK_DATA / SEEK_HOLE)."""
+    offset = 0
+    while offset < end:
+        try:
+            offset = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:     # ENXIO: no data after offset
+            return
+        if offset >= end:
+            return
+        hole = min(os.lseek(fd, offset, os.SEEK_HOLE), end)
+        yield offset, hole
+        offset = hole
+
+
 # --- the kernel's view: sysfs and mountinfo ---------------------------------
 def _read(*path, default=None):
     try:

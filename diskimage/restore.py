@@ -20,7 +20,8 @@ import time
 
 from . import format as fmt
 from . import fsresize, tablewrite
-from .device import open_target, sync, write_all, zero_range
+from .device import (data_extents, open_target, sync, write_all,
+                     zero_range)
 from .errors import TargetError
 from .pipeline import ordered_map
 from .reader import decode_record
@@ -211,13 +212,7 @@ def _temp(plan):
 def _copy_data(fd, size, run, target_start):
     """The data regions of the first *size* bytes of file *fd* onto the
     target at *target_start* (holes are free space and are skipped)."""
-    offset = 0
-    while offset < size:
-        try:
-            offset = os.lseek(fd, offset, os.SEEK_DATA)
-        except OSError:
-            break
-        hole = min(os.lseek(fd, offset, os.SEEK_HOLE), size)
+    for offset, hole in data_extents(fd, size):
         while offset < hole:
             data = os.pread(fd, min(COPY_BLOCK, hole - offset), offset)
             run.put(target_start + offset, data)
