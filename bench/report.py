@@ -28,7 +28,9 @@ def _row(res, by_name):
         ratio = f"{ours.median('wall') / wall:.2f}"
         if ours.size and res.size:
             size_ratio = f"{ours.size / res.size:.2f}"
-    name = res.name.replace("|", "\\|")
+    name = res.name.replace("|", "\\|") + (
+        f" ({res.note} in {len(res.samples) and 'some' or 'every'} round)"
+        if res.note else "")
     return (f"| {res.op} | {name} | {res.source} | {_num(wall)} | "
             f"{_num(cpu)} | {_num(rss and rss / 1024, '{:.0f}')} | "
             f"{_num(res.size and res.size / MB, '{:.0f}')} | {ratio} | "

@@ -61,8 +61,8 @@ import disks as diskbuild  # noqa: E402
 import limits  # noqa: E402
 import sampling  # noqa: E402
 import report  # noqa: E402
-from measure import (Result, drop_caches, machine, preread,  # noqa: E402
-                     run_steps, sizes)
+from measure import (Result, StepFailed, drop_caches,  # noqa: E402
+                     machine, preread, run_steps, sizes)
 
 
 def say(text):
@@ -88,6 +88,11 @@ def measure_rows(rows, rounds, warm, log):
                 else:
                     drop_caches()
                 sample = run_steps(row["steps"], log)
+            except StepFailed as exc:      # one broken peer spoils no run
+                results[i].note = "failed"
+                say(f"  round {rnd + 1}/{rounds}: {row['name']} failed: "
+                    f"{exc} (its stderr: {log}, kept with --keep)")
+                continue
             finally:
                 if row.get("teardown"):
                     row["teardown"]()
