@@ -5,6 +5,8 @@
 #   make demo     run `rdeploy demo`
 #   make freeze   dist/deploytool (one onefile binary) + dist/<command> links
 #   make test     deps, freeze, then the test suite
+#   make bench    the benchmark against the peers (bench/run.py, ~15 min);
+#                 arguments in BENCH_ARGS, e.g. BENCH_ARGS="--rounds=5"
 #   make clean    remove the venv, the frozen build and the caches
 
 PYTHON ?= python3
@@ -27,10 +29,13 @@ VENV_STAMP := $(VENV)/.stamp-install
 APT_GET    := DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600
 
 # Inputs of the frozen binary: the packages' sources and the recipe.
-FREEZE_INPUTS := $(filter-out tests/%,$(wildcard */*.py */*/*.py)) \
+FREEZE_INPUTS := $(filter-out tests/% bench/%,$(wildcard */*.py */*/*.py)) \
 	build/deploytool.spec build/freeze.sh setup.cfg
 
-.PHONY: all deps demo freeze test clean
+BENCH_STAMP := $(VENV)/.stamp-bench
+BENCH_ARGS ?=
+
+.PHONY: all deps demo freeze test bench clean
 
 all: freeze
 
@@ -51,7 +56,7 @@ $(APT_STAMP): Makefile
 
 $(VENV_STAMP): setup.cfg pyproject.toml | $(APT_STAMP)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q -e '.[zstd,test,freeze]'
+	$(VPY) -m pip install -q -e '.[zstd,fast,test,freeze]'
 	@touch $@
 
 demo: deps
@@ -68,6 +73,13 @@ test: deps freeze
 	$(VPY) -m pytest -q tests || { rc=$$?; \
 		[ $$rc -ne 5 ] || echo "test: pytest collected no tests, which counts as a failure" >&2; \
 		exit $$rc; }
+
+$(BENCH_STAMP): $(VENV_STAMP)
+	$(VPY) -m pip install -q -e '.[zstd,fast,test,freeze,bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)
+	$(VPY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DIST) build/_work $(APT_STAMP) .pytest_cache *.egg-info

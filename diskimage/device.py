@@ -64,6 +64,17 @@ class Disk:
             length -= len(chunk)
         return b"".join(parts)
 
+    def prefetch(self, offset, length):
+        """Ask the kernel to start reading [offset, offset+length) into the
+        page cache now (POSIX_FADV_WILLNEED), so the read that follows
+        finds it there: more than one read in flight on the device.  Only
+        a hint; errors are ignored."""
+        try:
+            os.posix_fadvise(self.fd, offset, length,
+                             os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+
     def close(self):
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
@@ -160,6 +171,22 @@ def _create(path, size):
         cls = NoSpaceError if e.errno in _NO_SPACE else TargetError
         raise cls(f"{path}: cannot make it {size} bytes: {e.strerror}") from e
     return _disk(path, fd, created=True)
+
+
+def data_extents(fd, end):
+    """(start, stop) of every data region of the first *end* bytes of the
+    file *fd*, skipping holes (SEEK_DATA / SEEK_HOLE)."""
+    offset = 0
+    while offset < end:
+        try:
+            offset = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:     # ENXIO: no data after offset
+            return
+        if offset >= end:
+            return
+        hole = min(os.lseek(fd, offset, os.SEEK_HOLE), end)
+        yield offset, hole
+        offset = hole
 
 
 # --- the kernel's view: sysfs and mountinfo ---------------------------------

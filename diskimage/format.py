@@ -99,10 +99,18 @@ TRAILER = _image_struct("trailer", [
 ], 64)
 
 
+try:    # the same CRC-32, 4-5x faster (PCLMUL); the `fast` extra
+    from zlib_ng.zlib_ng import crc32 as _chunk_crc32
+except ImportError:
+    _chunk_crc32 = zlib.crc32
+
+
 def checksum(data):
     """The per-chunk checksum (algorithm 1): CRC-32 of the uncompressed
-    bytes, little-endian in the first 4 of 16 bytes."""
-    return struct.pack("<I12x", zlib.crc32(data))
+    bytes, little-endian in the first 4 of 16 bytes.  zlib-ng's crc32 when
+    installed: it was the second largest cost of a capture after lz4
+    (docs/BENCHMARKS.md), and gives the very same value."""
+    return struct.pack("<I12x", _chunk_crc32(data))
 
 
 def _sealed(structure, crc_field, **values):

@@ -20,7 +20,8 @@ import time
 
 from . import format as fmt
 from . import fsresize, tablewrite
-from .device import open_target, sync, write_all, zero_range
+from .device import (data_extents, open_target, sync, write_all,
+                     zero_range)
 from .errors import TargetError
 from .pipeline import ordered_map
 from .reader import decode_record
@@ -52,6 +53,8 @@ class _Run:
 
     def __init__(self, plan, disk):
         self.plan, self.disk = plan, disk
+        # Appended to by the worker threads too (list.append is atomic);
+        # their order does not matter, the ranges never overlap.
         self.written = []     # (target offset, length, checksum or None)
         self.deferred = []    # (target offset, bytes) inside guard zones
         self.temps = {}       # area index -> open temporary file
@@ -103,16 +106,29 @@ def run_restore(plan, *, threads=1, verify=False, progress=None):
                 zero_range(disk, start, end - start)
 
         def work(record):
+            """Decode a chunk and, when it goes straight to the target,
+            write it here: pwrite releases the GIL, so the workers write in
+            parallel (the consumer thread writing every chunk was the
+            bottleneck).  Holes and chunks for a shrink's temporary file go
+            to the consumer, in order."""
             if record[1]["area"] not in plan.areas:
                 return None
-            return decode_record(record)
+            _, fields, data, _ = decode_record(record)
+            if data is not None and plan.delta(fields["area"]) is not None:
+                run.record(fields, data)
+                return fields, None, True
+            return fields, data, False
 
         done = 0
-        for result in ordered_map(work, stream.records(), threads):
+        # Twice the usual depth: with the writes in the workers, a chunk
+        # slow to write would otherwise leave the other workers idle.
+        for result in ordered_map(work, stream.records(), threads,
+                                  depth=2 * threads + 2):
             if result is None:
                 continue
-            _, fields, data, _ = result
-            run.record(fields, data)
+            fields, data, written = result
+            if not written:
+                run.record(fields, data)
             done += fields["length"]
             if progress:
                 progress(done, total)
@@ -196,13 +212,7 @@ def _temp(plan):
 def _copy_data(fd, size, run, target_start):
     """The data regions of the first *size* bytes of file *fd* onto the
     target at *target_start* (holes are free space and are skipped)."""
-    offset = 0
-    while offset < size:
-        try:
-            offset = os.lseek(fd, offset, os.SEEK_DATA)
-        except OSError:
-            break
-        hole = min(os.lseek(fd, offset, os.SEEK_HOLE), size)
+    for offset, hole in data_extents(fd, size):
         while offset < hole:
             data = os.pread(fd, min(COPY_BLOCK, hole - offset), offset)
             run.put(target_start + offset, data)

@@ -76,6 +76,11 @@ class VolumeOutput:
             raise InputError(f"{path}: directory {directory} does not exist")
         if os.path.isdir(path):
             raise InputError(f"{path}: is a directory")
+        if os.path.exists(path) and not os.path.isfile(path):
+            # NAME.partial renamed over it would replace a device such as
+            # /dev/null (or a FIFO) with a regular file.
+            raise InputError(f"{path}: is not a regular file; an image "
+                             f"goes to a file, or to stdout with \"-\"")
         self.path = path
         self.split = split
         self.position = 0

@@ -209,6 +209,17 @@ def test_capture_unknown_partition(disk, tmp_path):
     assert leftovers(image) == []
 
 
+def test_capture_onto_a_device_or_fifo(disk, tmp_path):
+    """An IMAGE that exists and is not a regular file (a FIFO here; the
+    same holds for /dev/null) is refused, and left as it was: the image is
+    written as NAME.partial and renamed, which would replace it."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    check(rdeploy("capture", disk["source"], fifo), 3, "not a regular file")
+    assert fifo.is_fifo()
+    assert leftovers(fifo) == ["fifo"]     # no fifo.partial either
+
+
 @pytest.mark.parametrize("option, word", [("--compress=bogus", "bogus"),
                                           ("--split=abc", "abc")])
 def test_capture_bad_option_value(disk, tmp_path, option, word):

@@ -1,0 +1,239 @@
+"""Benchmark rdeploy against the tools users would use instead.
+
+Usage:
+  run.py [--work=DIR] [--rounds=N] [--quick] [--disks=LIST] [--seed=N]
+         [--out=FILE] [--full] [--warm] [--profile] [--keep]
+  run.py (-h | --help)
+
+Builds the benchmark disks (cached in the work directory, rebuilt when
+their recipe changes), then on each disk runs every contender in
+alternation for several rounds: rdeploy capture and restore; partclone.<fs>
+| lz4 -1 per partition and lz4 -d | partclone.<fs> -r; lz4 -1 and zstd -1
+-T0 over the whole disk; e2image -ra | lz4 -1 for ext4; qemu-img convert.
+Sources are the disk file and a loop device over it (partclone and e2image
+read loop devices over the partitions, made with losetup -o --sizelimit).
+Restores write new disk files.  Prints the table and writes it between the
+markers in docs/BENCHMARKS.md.  Needs root (loop devices, mounts, dropping
+the page cache).
+
+Options:
+  --work=DIR     Where disks, images and logs go (needs ~25 GB free)
+                 [default: /var/tmp/rdeploy-bench].
+  --rounds=N     Rounds of every contender [default: 3].
+  --quick        Small disks (320 MiB, 4 GiB, 64 MiB): a smoke test.
+  --disks=LIST   Which disks: a (4 GiB), b (64 GiB sparse), c (random)
+                 [default: a,b,c].
+  --seed=N       Seed of the file choice and random data [default: 1].
+  --out=FILE     Markdown file to write the results into, "-" for none
+                 [default: docs/BENCHMARKS.md].
+  --full         Also run lz4, zstd and qemu-img over the whole 64 GiB of
+                 disk (b) from the loop device (adds minutes).
+  --warm         Do not drop the page cache: each run's input is read into
+                 it first (for tests, and machines where dropping it is not
+                 allowed).
+  --profile      Also sample rdeploy with py-spy (make bench installs it):
+                 a capture and a restore of disk (a), a capture of disk (c)
+                 to a pipe; the busiest lines of every thread go into the
+                 results.
+  --keep         Keep the images and logs in the work directory.
+  -h --help      Show this text.
+
+Examples:
+  .venv/bin/python bench/run.py                 # the full run, ~15 min
+  .venv/bin/python bench/run.py --quick --rounds=1 --out=-
+  make bench BENCH_ARGS="--rounds=5"
+"""
+
+import os
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [HERE, ROOT]
+
+from docopt import docopt  # noqa: E402
+
+import contenders  # noqa: E402
+import disks as diskbuild  # noqa: E402
+import limits  # noqa: E402
+import sampling  # noqa: E402
+import report  # noqa: E402
+from measure import (Result, StepFailed, drop_caches,  # noqa: E402
+                     machine, preread, run_steps, sizes)
+
+
+def say(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def measure_rows(rows, rounds, warm, log):
+    """Run `rows` in alternation for `rounds`; the page cache is dropped
+    before each run, or, when `warm` lists (path, length), those bytes are
+    read first.  Returns a Result per row."""
+    results = [Result(r["name"], r["op"], r["source"], r["versus"])
+               for r in rows]
+    for rnd in range(rounds):
+        shift = rnd % len(rows)
+        for i in list(range(shift, len(rows))) + list(range(shift)):
+            row = rows[i]
+            if row.get("setup"):
+                row["setup"]()
+            try:
+                if warm:
+                    for path, length in warm(row):
+                        preread(path, length)
+                else:
+                    drop_caches()
+                sample = run_steps(row["steps"], log)
+            except StepFailed as exc:      # one broken peer spoils no run
+                results[i].note = "failed"
+                say(f"  round {rnd + 1}/{rounds}: {row['name']} failed: "
+                    f"{exc} (its stderr: {log}, kept with --keep)")
+                continue
+            finally:
+                if row.get("teardown"):
+                    row["teardown"]()
+            results[i].samples.append(sample)
+            if row["op"] == "capture":
+                results[i].size = sizes(row["outputs"])
+            say(f"  round {rnd + 1}/{rounds}: {row['op']} {row['name']} "
+                f"({row['source']}): {sample.wall:.2f} s")
+    return results
+
+
+def run_disk(name, disk, args, work):
+    """Capture and restore rows of one disk, and extra lines (limits)."""
+    say(f"disk ({name}): {disk['path']}")
+    devs = {"disk": contenders.losetup(disk["path"])}
+    made = []
+
+    def out(file):
+        made.append(os.path.join(work, f"{name}-{file}"))
+        return made[-1]
+    log = out("tools.log")
+    try:
+        for p in disk["partitions"]:
+            if p["fs"]:
+                devs[f"p{p['number']}"] = contenders.losetup(
+                    disk["path"], p["start"], p["size"])
+        caps = contenders.captures(disk, devs, out, full=args["--full"])
+        warm_cap = warm_rest = None
+        if name == "c" or args["--warm"]:   # the input in the page cache
+            def warm_cap(row):
+                return [(disk["path"], disk["size"])]
+
+            def warm_rest(row):
+                return [(out("rdeploy-file.rdi"), 1 << 62)] + [
+                    (c["outputs"][0], 1 << 62) for c in caps
+                    if c.get("restore")]
+        results = measure_rows(caps, args["rounds"], warm_cap, log)
+        rests = contenders.restores(disk, caps, out)
+        results += measure_rows(rests, args["rounds"], warm_rest, log)
+        extra, compute = [], None
+        if name == "c":
+            extra, compute = limits.compute_lines(
+                disk, results, seconds=0.5 if args["--quick"] else 3.0)
+        if args["--profile"] and name in ("a", "c"):
+            extra += [""] + profiles(name, disk, out, work, args["--warm"])
+        return results, extra, compute
+    finally:
+        contenders.detach(*devs.values())
+        if not args["--keep"]:
+            for path in made:
+                if os.path.exists(path):
+                    os.unlink(path)
+
+
+def profiles(name, disk, out, work, warm):
+    """py-spy summaries of rdeploy on `disk`: capture and restore of disk
+    (a) from a dropped cache; capture of disk (c) to a pipe, warm."""
+    image, target = out("profiled.rdi"), out("profiled-target.img")
+    runs = [("capture", contenders.RDEPLOY + ["capture", disk["path"],
+                                              image, "-q"]),
+            ("restore", contenders.RDEPLOY + ["restore", image, target,
+                                              "--yes", "-q"])]
+    if name == "c":
+        warm = True
+        runs = [("capture to a pipe", contenders.RDEPLOY + [
+            "capture", disk["path"], "-", "-q"])]
+    result = [f"### Profiles of disk ({name}) (py-spy, every thread, idle "
+              f"included)", "",
+              "Share of each thread's samples per (Python line, native "
+              "leaf); the raw stacks are in the work directory "
+              "(profile-*.txt, for flamegraph.pl or speedscope).", ""]
+    for what, argv in runs:
+        raw = os.path.join(work, f"profile-{name}-{what.split()[0]}.txt")
+        if warm:
+            preread(disk["path"], disk["size"])
+        else:
+            drop_caches()
+        if not sampling.record(argv, raw, ROOT):
+            return result + ["py-spy is not installed (`make bench` "
+                             "installs the bench extra)."]
+        result += sampling.lines(f"rdeploy {what} of disk ({name}), "
+                                 f"{'warm' if warm else 'cold'} cache", raw)
+    return result
+
+
+def main(argv=None):
+    args = docopt(__doc__, argv=argv)
+    try:
+        args["rounds"] = int(args["--rounds"])
+        seed = int(args["--seed"])
+        assert args["rounds"] >= 1
+    except (ValueError, AssertionError):
+        print("run.py: --rounds and --seed take whole numbers (rounds >= 1)",
+              file=sys.stderr)
+        return 2
+    which = [d.strip() for d in args["--disks"].split(",") if d.strip()]
+    if not which or set(which) - {"a", "b", "c"}:
+        print("run.py: --disks takes a list of a, b, c", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("run.py: needs root (loop devices, mounts, drop_caches)",
+              file=sys.stderr)
+        return 3
+    work = os.path.abspath(args["--work"])
+    meta = {"machine": machine(), "rounds": args["rounds"],
+            "started": datetime.now(timezone.utc).strftime(
+                "%Y-%m-%d %H:%M"),
+            "command": shlex.join([os.path.relpath(sys.executable, ROOT)
+                                   if sys.executable.startswith(ROOT)
+                                   else sys.executable,
+                                   os.path.relpath(os.path.abspath(
+                                       sys.argv[0]), ROOT)] + sys.argv[1:])}
+    started = time.monotonic()
+    say("building or reusing the disks in " + work)
+    built = diskbuild.build_all(work, args["--quick"], seed, which)
+    dropped = not args["--warm"] and drop_caches()
+    meta["cache"] = "never dropped (--warm): every run's input is read " \
+        "into it first" if args["--warm"] else (
+        "dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every "
+        "run on disks (a) and (b); on disk (c) the source (and for restores "
+        "the image) is read into the cache first, so (c) measures compute"
+        if dropped else "could NOT be dropped (no permission): warm runs")
+    sections, all_results, compute = [], {}, None
+    for name in which:
+        results, extra, limit = run_disk(name, built[name], args, work)
+        compute = compute or limit
+        all_results[name] = results
+        sections.append(report.disk_section(name, built[name], results,
+                                            extra))
+    meta["elapsed"] = time.monotonic() - started
+    meta["load_end"] = os.getloadavg()
+    text = report.render(meta, sections,
+                         limits.targets(all_results, compute))
+    print(text)
+    if args["--out"] != "-":
+        out = args["--out"] if os.path.isabs(args["--out"]) else \
+            os.path.join(ROOT, args["--out"])
+        report.write(out, text)
+        say(f"written into {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
