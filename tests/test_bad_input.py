@@ -6,7 +6,6 @@ rdeploy runs as a subprocess.  Loop devices, mounts and tmpfs need root;
 those tests are skipped otherwise and always undo what they set up.
 """
 
-import hashlib
 import os
 import re
 import random
@@ -20,11 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.smalldisk import (DISK_SIZE, GPT_BACKUP, KiB, MiB, build_disk,
+                             has_partitions, read_at, sfdisk, sha256)
+
 ROOT = Path(__file__).resolve().parents[1]
-KiB, MiB = 1 << 10, 1 << 20
-SECTOR = 512
-DISK_SIZE = 64 * MiB
-GPT_BACKUP = 33 * SECTOR
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("sfdisk") and shutil.which("mkfs.ext4")),
@@ -72,51 +70,11 @@ def run(*cmd):
                           text=True).stdout.strip()
 
 
-def sfdisk(path, script):
-    subprocess.run(["sfdisk", "-q", str(path)], input=script.encode(),
-                   check=True, capture_output=True)
-
-
-def has_partitions(path):
-    out = subprocess.run(["sfdisk", "--json", str(path)],
-                         capture_output=True, text=True)
-    return out.returncode == 0 and '"start"' in out.stdout
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(4 * MiB):
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_at(path, offset, length):
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read(length)
-
-
 def leftovers(image):
     """Files next to `image` that could pass for it or its partial."""
     image = Path(image)
     return sorted(p.name for p in image.parent.iterdir()
                   if p.name.startswith(image.name))
-
-
-def build_disk(path, seed=1):
-    """64 MiB GPT disk: ext4 in partition 1 (1 MiB to 33 MiB), 3 MiB of
-    random bytes at the start of partition 2."""
-    with open(path, "wb") as f:
-        f.truncate(DISK_SIZE)
-    sfdisk(path, "label: gpt\nstart=2048, size=65536, name=sys\n"
-                 "start=67584, size=59392, name=data\n")
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", f"offset={MiB}",
-                    str(path), "32M"], check=True, capture_output=True)
-    with open(path, "r+b") as f:
-        f.seek(67584 * SECTOR)
-        f.write(random.Random(seed).randbytes(3 * MiB))
-    return path
 
 
 def build_other_disk(path):
