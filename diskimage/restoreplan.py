@@ -245,10 +245,7 @@ def _plan_slots(plan, target_table, partitions, image_parts):
     plan.required_size = max(a["start"] + a["size"] for a in chosen)
     _check_size(plan)
     for area in chosen:
-        if area["kind"] == "partition":
-            plan.guards.append((area["start"], area["start"] +
-                                min(area["size"], GUARD_SIZE)))
-        elif area["kind"] == "head":
+        if area["kind"] in ("partition", "head"):
             plan.guards.append((area["start"], area["start"] +
                                 min(area["size"], GUARD_SIZE)))
         elif area["kind"] == "gpt-backup":
