@@ -14,13 +14,16 @@ from datetime import datetime, timezone
 from . import __version__, filesystems
 from .device import open_source, same_storage
 from .errors import InputError
-from .holes import split_at_gaps, split_zero_runs
+from .format import INDEX_ENTRY, RECORD_HEADER
+from .holes import cheaper_pieces, split_at_gaps, split_zero_runs
 from .usedmap import MapError
 from .partitions import read_table
 from .pipeline import ordered_map, paused_gc
 from .writer import ImageWriter
 
 CHUNK_SIZE = 4 << 20
+# What one more DATA or ZERO record adds to an image.
+RECORD_COST = RECORD_HEADER.size + INDEX_ENTRY.size
 
 
 def default_threads():
@@ -255,21 +258,21 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
 
             def work(item):
                 if item[0] == "zero":
-                    return item
-                _, area, offset, data, weight = item
-                return ("data", area, offset, len(data), weight) + \
-                    compressor(data)
-
-            for item in ordered_map(work, _chunks(disk, planned, chunk_size),
-                                    threads):
-                if item[0] == "zero":
                     _, area, offset, length, weight = item
-                    writer.add_zero(area, offset, length)
-                else:
-                    (_, area, offset, length, weight, codec, stored,
-                     digest) = item
-                    writer.add_data(area, offset, length, codec, stored,
-                                    digest)
+                    return area, weight, [(offset, length, None)]
+                _, area, offset, data, weight = item
+                return area, weight, [
+                    (offset + start, length, stored) for start, length, stored
+                    in cheaper_pieces(data, compressor(data), compressor,
+                                      RECORD_COST)]
+
+            for area, weight, pieces in ordered_map(
+                    work, _chunks(disk, planned, chunk_size), threads):
+                for offset, length, stored in pieces:
+                    if stored is None:
+                        writer.add_zero(area, offset, length)
+                    else:
+                        writer.add_data(area, offset, length, *stored)
                 done += weight
                 if progress:
                     progress(done, total)

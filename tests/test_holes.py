@@ -1,9 +1,15 @@
 """diskimage.holes on in-memory spans: the pieces cover each span exactly,
-in order, and only long zero runs and long free gaps are cut."""
+in order, and only long zero runs and long free gaps are cut; a barely
+compressible chunk is cut at its shorter zero runs only when that costs
+less."""
 
 import random
 
-from diskimage.holes import LEAST, split_at_gaps, split_zero_runs
+from diskimage.capture import RECORD_COST
+from diskimage.compression import Compressor
+from diskimage.format import CODEC_LZ4, CODEC_NONE
+from diskimage.holes import (LEAST, cheaper_pieces, split_at_gaps,
+                             split_zero_runs, zero_runs)
 
 
 def test_gaps_split_only_where_long():
@@ -39,3 +45,47 @@ def test_spans_without_long_zero_runs_pass_unchanged():
     span = (5, bytes(100) + b"x" + bytes(LEAST - 4097), 3)
     assert list(split_zero_runs([span, (9, bytes(LEAST * 2), 1)])) == \
         [span, (9, bytes(LEAST * 2), 1)]
+
+
+def test_zero_runs_on_the_sector_grid():
+    data = bytearray(b"x" * 20000)
+    data[700:4000] = bytes(3300)        # 1024..3584 on the grid
+    data[5120:5632] = bytes(512)        # shorter than SHORT: kept
+    data[8192:20000] = bytes(11808)     # runs to the end
+    assert list(zero_runs(bytes(data))) == [(1024, 3584), (8192, 19968)]
+    assert list(zero_runs(b"y" * 4096)) == []
+
+
+def test_random_chunk_with_zero_blocks_stores_its_random_parts_raw():
+    rng = random.Random(3)
+    data = bytearray(rng.randbytes(1 << 20))
+    for start in (4096, 300 * 1024, 700 * 1024):
+        data[start:start + 10240] = bytes(10240)
+    data = bytes(data)
+    compress = Compressor("lz4")
+    whole = compress(data)
+    assert whole[0] == CODEC_LZ4        # the zeros made lz4 worth it ...
+    pieces = cheaper_pieces(data, whole, compress, RECORD_COST)
+    # ... but the pieces cost less: random parts raw, zero runs as holes
+    assert [(s, n) for s, n, p in pieces if p is None] == [
+        (4096, 10240), (300 * 1024, 10240), (700 * 1024, 10240)]
+    assert all(p[0] == CODEC_NONE for _, _, p in pieces if p)
+    assert sum(n for _, n, _ in pieces) == len(data)
+    assert b"".join(bytes(n) if p is None else p[1]
+                    for _, n, p in pieces) == data
+    cost = sum(RECORD_COST + (len(p[1]) if p else 0) for _, _, p in pieces)
+    assert cost < RECORD_COST + len(whole[1])
+
+
+def test_compressible_or_raw_chunks_stay_whole():
+    compress = Compressor("lz4")
+    text = b"".join(b"line %d of a text file\n" % i for i in range(40000)) + \
+        bytes(8192)
+    whole = compress(text)
+    assert cheaper_pieces(text, whole, compress, RECORD_COST) == \
+        [(0, len(text), whole)]
+    noise = random.Random(4).randbytes(1 << 16)
+    whole = compress(noise)
+    assert whole[0] == CODEC_NONE
+    assert cheaper_pieces(noise, whole, compress, RECORD_COST) == \
+        [(0, len(noise), whole)]
