@@ -169,7 +169,7 @@ def _check_geometry(bpb, size):
     return total
 
 
-class _Volume:
+class Volume:
     """The BPB's layout in bytes and the FAT reader."""
 
     def __init__(self, read, size, head):
@@ -240,7 +240,7 @@ class _Volume:
                     + cluster * width, width, "FAT")
         return int.from_bytes(raw, "little") & 0x0FFFFFFF
 
-    def _chunks(self):
+    def scan(self):
         """For each chunk of FAT entries: the byte runs of its used clusters
         (entry neither zero nor bad in any active copy), and its counts of
         used and bad clusters, and whether the copies differ."""
@@ -281,14 +281,14 @@ class _Volume:
         region (reserved sectors, FATs, root directory) and the clusters
         in use."""
         return coalesce(chain([(0, self.data_start)], (
-            run for found, _, _, _ in self._chunks() for run in found)))
+            run for found, _, _, _ in self.scan() for run in found)))
 
     def used_clusters(self, warnings, root_at=None):
         """One pass over the FAT: the counts of used and bad clusters, and
         whether the cluster at byte `root_at` is used."""
         used = bad = 0
         differ = root_used = False
-        for found, in_use, marked, copies_differ in self._chunks():
+        for found, in_use, marked, copies_differ in self.scan():
             used += in_use
             bad += marked
             differ |= copies_differ
@@ -369,7 +369,7 @@ def open_volume(read, size):
             or not (head[0] == 0xE9 or head[0] == 0xEB and head[2] == 0x90)
             or head[3:11] in (b"NTFS    ", b"EXFAT   ")):
         return None
-    volume = _Volume(read, size, head)
+    volume = Volume(read, size, head)
     volume.check_media()
     warnings = []
     root_at = None

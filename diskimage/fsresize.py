@@ -9,15 +9,20 @@ filesystem  grow / shrink              new identity (``--new-ids``)
 ext2/3/4    ``resize2fs`` (after       ``tune2fs -U random``
             ``e2fsck -fy``)
 NTFS        ``ntfsresize``             ``ntfslabel --new-serial``
-FAT12/16/32 not resized: the           volume ID in the boot sector (and the
-            partition may grow, the    FAT32 backup boot sector), written here
+FAT12/16/32 grown here               volume ID in the boot sector (and the
+            (:mod:`fatgrow`), up to    FAT32 backup boot sector), written here
+            its type's cluster limit;
+            not shrunk
+exFAT       not resized: the           ``tune.exfat -I``
+            partition may grow, the
             filesystem keeps its size
-exFAT       not resized                ``tune.exfat -I``
 swap        ``mkswap`` again, with     ``mkswap -U random``
             its label and UUID
 ==========  =========================  ====================================
 
-Everything else keeps its size inside a partition that may grow.  Each
+Everything else keeps its size inside a partition that may grow (never
+shrink).  fatresize, libparted's FAT resizer, aborts on a partition of a
+disk file or loop device; exfatprogs has no resizer.  Each
 function takes a *path* naming just the filesystem: a temporary file, or a
 loop device over the partition's bytes of the target (:func:`region`).
 """
@@ -27,12 +32,16 @@ import os
 import secrets
 import subprocess
 
+from . import fatgrow
 from .errors import DiskImageError, TargetError
 from .tools import tool_env
+from .usedmap import MapError
 
 MiB = 1 << 20
 _EXT = ("ext2", "ext3", "ext4")
-RESIZABLE = set(_EXT) | {"ntfs", "swap"}
+_FAT = ("fat12", "fat16", "fat32")
+SHRINKABLE = set(_EXT) | {"ntfs", "swap"}
+GROWABLE = SHRINKABLE | set(_FAT)
 NEW_IDS = set(_EXT) | {"ntfs", "fat12", "fat16", "fat32", "exfat", "swap"}
 
 
@@ -40,15 +49,19 @@ class ResizeError(TargetError):
     """A filesystem tool refused or failed; the disk has no valid table."""
 
 
-def can_resize(fs):
-    return fs in RESIZABLE
+def can_grow(fs):
+    return fs in GROWABLE
+
+
+def can_shrink(fs):
+    return fs in SHRINKABLE
 
 
 def min_size(fs, used, size):
     """The smallest partition the filesystem can be shrunk into, judged
     from its used bytes before any byte is written (a margin above what the
     tools compute, so that the plan never promises what they refuse)."""
-    if not can_resize(fs) or used is None:
+    if not can_shrink(fs) or used is None:
         return size
     if fs == "swap":
         return min(size, MiB)
@@ -71,7 +84,14 @@ def _run(args, what, input_text=None):
 
 
 def resize(fs, path, size, what):
-    """Make the filesystem at *path* *size* bytes long (grow or shrink)."""
+    """Make the filesystem at *path* *size* bytes long (grow or shrink).
+    Returns its size after: *size*, or less for a FAT volume that reached
+    its type's cluster limit."""
+    if fs in _FAT:
+        try:
+            return fatgrow.grow(path, size)
+        except MapError as exc:
+            raise ResizeError(f"{what}: cannot grow: {exc}") from None
     if fs in _EXT:
         _e2fsck(path, what)
         _run(["resize2fs", "-f", path, f"{size // 1024}K"], what)
@@ -82,6 +102,7 @@ def resize(fs, path, size, what):
         _mkswap(path, size, what)
     else:
         raise ResizeError(f"{what}: {fs} cannot be resized")
+    return size
 
 
 def _e2fsck(path, what):

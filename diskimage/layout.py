@@ -48,7 +48,9 @@ class Placement:
 
     @property
     def fs_resized(self):
-        return self.resized and fsresize.can_resize(self.fs)
+        if self.new_size > self.old_size:
+            return fsresize.can_grow(self.fs)
+        return self.resized and fsresize.can_shrink(self.fs)
 
     @property
     def action(self):
@@ -147,10 +149,9 @@ def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
             if p.number in sizes:
                 continue
             scaled = _down(int(p.old_size * factor))
-            # A filesystem that cannot be resized keeps its size inside a
-            # partition that may grow, never shrink.
-            p.new_size = max(p.min_size, scaled) if \
-                fsresize.can_resize(p.fs) else max(p.old_size, scaled)
+            # min_size is the old size for a filesystem that cannot shrink:
+            # its partition may grow, never shrink.
+            p.new_size = max(p.min_size, scaled)
     for number, size in sizes.items():
         p = next(p for p in places if p.number == number)
         if size < p.min_size:
@@ -187,7 +188,7 @@ def _shrink(places, lo, hi, fixed, target_size):
     """Take *overflow* bytes from the shrinkable partitions, in proportion
     to what each can give, or say by how much the disk is too small."""
     can = [p for p in places
-           if fsresize.can_resize(p.fs) and p.number not in fixed]
+           if fsresize.can_shrink(p.fs) and p.number not in fixed]
     wanted = {p.number: p.new_size for p in places}
     for p in can:
         p.new_size = p.min_size
@@ -234,7 +235,7 @@ def plan_into(meta, number, slot_start, slot_size):
             f"target partition is too small by {format_size(short)} for "
             f"partition {number} ({p.fs or 'unknown filesystem'}, "
             f"{format_size(p.old_size)})")
-    if slot_size < p.old_size and not fsresize.can_resize(p.fs):
+    if slot_size < p.old_size and not fsresize.can_shrink(p.fs):
         raise TargetError(
             f"target partition is smaller than partition {number} and its "
             f"filesystem ({p.fs or 'unknown'}) cannot be shrunk")

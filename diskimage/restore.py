@@ -24,6 +24,7 @@ from .device import (data_extents, open_target, sync, write_all,
                      zero_range)
 from .errors import TargetError
 from .pipeline import ordered_map
+from .sizes import format_size
 from .reader import decode_record
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
                           new_guid, plan_restore)
@@ -184,15 +185,20 @@ def _finish(run):
                 actions.append(f"partition {p.number}: {p.action}")
             continue
         sync(disk)
+        action = p.action
         with fsresize.region(plan.target, p.new_start, p.new_size) as dev:
             if grow:
-                fsresize.resize(p.fs, dev, p.new_size, what)
+                reached = fsresize.resize(p.fs, dev, p.new_size, what)
+                if reached < p.new_size:
+                    action += (f" (filesystem to {format_size(reached)}, "
+                               f"the most {p.fs} holds with its cluster "
+                               f"size)")
             if plan.new_ids and p.fs in fsresize.NEW_IDS:
                 old_new = fsresize.new_identity(p.fs, dev, what)
                 if old_new:
                     ids[f"partition {p.number} filesystem"] = old_new
         run.changed.add(p.area)
-        actions.append(f"partition {p.number}: {p.action}")
+        actions.append(f"partition {p.number}: {action}")
     for offset, piece in table_zone:
         write_all(disk, offset, piece)
     if plan.rewrite_table:

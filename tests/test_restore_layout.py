@@ -15,7 +15,8 @@ import pytest
 
 from diskimage import demodisk
 
-from tests.fsmaps import range_digest
+from tests.fsbuild import make_fat
+from tests.fsmaps import check_fs, partitioned_disk, range_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -90,6 +91,13 @@ def fs_bytes(path, part, fs):
             blocks = int(re.search(r"Block count:\s+(\d+)", out).group(1))
             size = int(re.search(r"Block size:\s+(\d+)", out).group(1))
             return blocks * size
+        if fs.startswith("fat"):
+            out = run("minfo", "-i", dev, "::", env=dict(
+                os.environ, MTOOLS_SKIP_CHECK="1"))
+            sector = int(re.search(r"sector size: (\d+)", out).group(1))
+            sectors = int(re.search(r"small size: (\d+)", out).group(1)) \
+                or int(re.search(r"big size: (\d+)", out).group(1))
+            return sectors * sector
         out = run("ntfsresize", "--info", "--force", "--no-action", dev)
         return int(re.search(r"Current volume size: (\d+)", out).group(1))
 
@@ -134,7 +142,26 @@ def test_proportional_doubles_every_partition(demo, tmp_path):
         new = where[int(number)]["size"]
         assert 2 * part["size"] - 2 * MiB <= new <= 2 * part["size"], number
     assert fs_bytes(target, where[1], "ext4") == where[1]["size"]
+    assert fs_bytes(target, where[2], "fat32") == where[2]["size"]
     assert checked(target, manifest) == []
+
+
+def test_grow_stops_fat16_at_its_cluster_limit(tmp_path):
+    """FAT16 with 512-byte clusters holds at most 65524 of them (32 MiB):
+    --grow onto a 256 MiB disk grows the filesystem that far, says so, and
+    the partition takes the disk."""
+    fs_image, digests = make_fat(tmp_path, 16, 20 * 1024, "-s", "1")
+    disk, image = tmp_path / "fat16.img", tmp_path / "fat16.rdi"
+    partitioned_disk(disk, [(fs_image, "fat16")], "dos")
+    rdeploy("capture", disk, image, "-q")
+    target = blank(tmp_path / "big.img", 256 * MiB, os.urandom)
+    said = rdeploy("restore", image, target, "--grow", "--yes").stderr
+    assert "the most fat16 holds" in said, said
+    part = layout(target)[0][1]
+    assert part["start"] + part["size"] == 256 * MiB
+    reached = fs_bytes(target, part, "fat16")
+    assert 32 * MiB < reached < 33 * MiB
+    check_fs(target, part["start"], part["size"], "fat16", digests)
 
 
 def test_smaller_disk_that_holds_the_data(demo, tmp_path):
