@@ -260,8 +260,10 @@ def _write_table(run):
         if plan.new_ids:
             disk_id = new_guid()
             ids["disk GUID"] = (table["disk_id"], disk_id)
+        moved = {(p.old_start, p.old_size): (p.new_start, p.new_size)
+                 for p in plan.placements}
         writes = tablewrite.gpt_writes(rows, plan.target_size, ss, disk_id,
-                                       sector0)
+                                       sector0, moved, table["sector_size"])
     else:
         signature = None
         if plan.new_ids:

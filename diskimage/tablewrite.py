@@ -4,8 +4,11 @@ keeps protected ones, changes the sector size, or gives new identities.
 A GPT is written whole, both copies: the header and entry array at LBA 1-2
 and the backup at the target's end, with the last usable LBA and both CRC32s
 computed for the target.  LBA 0 keeps its boot code and gets one protective
-0xEE record covering the disk (a hybrid MBR's other records are dropped,
-since they would name the old places).  An MBR keeps its boot code and its
+0xEE record covering the disk; a hybrid MBR keeps its other records, each
+following the GPT partition it names to its new place (a record that names
+no partition restored there, or a place past 2 TiB of 512-byte sectors, is
+dropped), and its 0xEE record keeps covering what it covered: the sectors
+before the first hybrid partition, after the last, or the whole disk.  An MBR keeps its boot code and its
 logical partitions (which never move); the four primary records are written
 from the new layout.
 
@@ -30,10 +33,13 @@ def _name(text):
     return (text or "").encode("utf-16-le")[:72]
 
 
-def gpt_writes(partitions, disk_size, sector_size, disk_guid, sector0):
+def gpt_writes(partitions, disk_size, sector_size, disk_guid, sector0,
+               moved=None, old_sector_size=512):
     """GPT for *partitions* (dicts: number, start, size, type, uuid, name,
     attrs; byte offsets) on a disk of *disk_size* bytes.  *sector0* is the
-    current first sector (its boot code is kept)."""
+    current first sector (its boot code is kept; its LBAs count sectors of
+    *old_sector_size*), *moved* maps the (start, size) in bytes of each
+    partition restored to its new (start, size), for a hybrid MBR."""
     ss = sector_size
     count = max([ENTRIES] + [p["number"] for p in partitions])
     array = bytearray(count * gpt.GPT_ENTRY.size)
@@ -67,7 +73,8 @@ def gpt_writes(partitions, disk_size, sector_size, disk_guid, sector0):
 
     backup_array = last - array_sectors
     return [
-        (0, protective_mbr(sector0, sectors)),
+        (0, protective_mbr(sector0, sectors, ss, moved or {},
+                           old_sector_size)),
         (ss, header(1, last, 2)),
         (2 * ss, array),
         (backup_array * ss, array),
@@ -82,11 +89,44 @@ def _record(boot, os_type, start_lba, size_lba):
         starting_lba=start_lba, size_in_lba=size_lba)
 
 
-def protective_mbr(sector0, sectors):
-    """Sector 0 with its boot code and one 0xEE record over the disk."""
-    records = _record(False, mbr.PROTECTIVE_TYPE, 1,
-                      min(sectors - 1, 0xFFFFFFFF)) + bytes(48)
-    return _with_records(sector0, records)
+def protective_mbr(sector0, sectors, ss=512, moved=None, old_ss=512):
+    """Sector 0 with its boot code and its 0xEE record over the disk, or,
+    when it is a hybrid MBR, its records moved with their partitions (see
+    the module's docstring)."""
+    whole = (1, min(sectors - 1, 0xFFFFFFFF))
+    at = mbr.PARTITION_RECORD_OFFSET
+    old = [mbr.PARTITION_RECORD.unpack(sector0, at + 16 * slot)
+           for slot in range(4)] if len(sector0) >= 512 else []
+    guard = [slot for slot, r in enumerate(old)
+             if r.os_type == mbr.PROTECTIVE_TYPE and r.size_in_lba]
+    hybrid = {}
+    for slot, r in enumerate(old):
+        if slot in guard or not mbr.is_used(r):
+            continue
+        new = (moved or {}).get((r.starting_lba * old_ss,
+                                 r.size_in_lba * old_ss))
+        if new and new[0] // ss + new[1] // ss <= 0xFFFFFFFF:
+            hybrid[slot] = (r, new[0] // ss, new[1] // ss)
+    if not guard or not hybrid:
+        return _with_records(sector0, _record(False, mbr.PROTECTIVE_TYPE,
+                                              *whole) + bytes(48))
+    records = bytearray(64)
+    for slot, (r, start, size) in hybrid.items():
+        records[16 * slot:16 * slot + 16] = _record(
+            r.boot_indicator == 0x80, r.os_type, start, size)
+    g = old[guard[0]]
+    kept = [r for r, _, _ in hybrid.values()]
+    first = min(start for _, start, _ in hybrid.values())
+    end = max(start + size for _, start, size in hybrid.values())
+    if g.starting_lba + g.size_in_lba <= min(r.starting_lba for r in kept):
+        place = (1, first - 1)
+    elif g.starting_lba >= max(r.starting_lba + r.size_in_lba for r in kept):
+        place = (end, min(sectors - end, 0xFFFFFFFF))
+    else:
+        place = whole
+    records[16 * guard[0]:16 * guard[0] + 16] = _record(
+        False, mbr.PROTECTIVE_TYPE, *place)
+    return _with_records(sector0, bytes(records))
 
 
 def _with_records(sector0, records, signature=None):

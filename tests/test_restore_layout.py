@@ -15,7 +15,7 @@ import pytest
 
 from diskimage import demodisk
 
-from tests.fsbuild import make_fat
+from tests.fsbuild import make_ext, make_fat
 from tests.fsmaps import check_fs, partitioned_disk, range_digest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -351,3 +351,42 @@ def test_mbr_logical_partitions_do_not_move(tmp_path):
     assert checked(big, manifest) == []
     err = rdeploy("restore", image, big, "--grow", "--yes", code=7).stderr
     assert "logical partition" in err
+
+
+def mbr_records(path):
+    """[(start, sectors, type)] of the MBR's records, as fdisk reads them
+    when told to read the MBR of a GPT disk."""
+    out = run("fdisk", "-t", "dos", "-l", path)
+    rows = re.findall(r"^\S+\s+\*?\s*(\d+)\s+\d+\s+(\d+)\s+\S+\s+([0-9a-f]+) ",
+                      out, re.M)
+    return [(int(s), int(n), t) for s, n, t in rows]
+
+
+def test_hybrid_mbr_records_follow_their_partitions(tmp_path):
+    """A GPT with a hybrid MBR (sgdisk -h) naming both partitions, restored
+    with every partition doubled: the MBR's records name the partitions'
+    new places, its 0xEE record still covers the sectors before them."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ext_image, ext_files = make_ext(tmp_path / "a", ["mkfs.ext4"], 32)
+    fat_image, fat_files = make_fat(tmp_path / "b", 32, 40 * 1024, "-s", "1")
+    disk, image = tmp_path / "disk.img", tmp_path / "disk.rdi"
+    partitioned_disk(disk, [(ext_image, "ext4"), (fat_image, "fat32")],
+                     "gpt")
+    run("sgdisk", "-h", "1:2", disk)
+    before = mbr_records(disk)
+    types = [t for _, _, t in before]
+    assert len(types) == 3 and types[0] == "ee", before
+    rdeploy("capture", disk, image, "-q")
+    target = blank(tmp_path / "big.img", 2 * os.path.getsize(disk))
+    rdeploy("restore", image, target, "--resize=proportional", "--yes")
+    ok, out = gpt_valid(target)
+    assert ok, out
+    where, _ = layout(target)
+    assert where[2]["size"] > 2 * 40 * MiB - 2 * MiB
+    assert mbr_records(target) == [
+        (1, where[1]["start"] // 512 - 1, "ee"),
+        (where[1]["start"] // 512, where[1]["size"] // 512, types[1]),
+        (where[2]["start"] // 512, where[2]["size"] // 512, types[2])]
+    check_fs(target, where[1]["start"], where[1]["size"], "ext4", ext_files)
+    check_fs(target, where[2]["start"], where[2]["size"], "fat32", fat_files)
