@@ -93,13 +93,16 @@ class VolumeOutput:
             os.fsync(self._fd)
             os.close(self._fd)
         name = volume_name(self.path, len(self.volumes))
+        # Named before it exists: a Ctrl-C just after the file is created
+        # must still find it in abort().
+        self.volumes.append(name)
         try:
             self._fd = os.open(name + PARTIAL,
                                os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         except OSError as exc:
+            self.volumes.pop()
             raise InputError(f"{name}{PARTIAL}: cannot create: "
                              f"{exc.strerror}") from None
-        self.volumes.append(name)
         self._room = self.split if self.split else float("inf")
 
     def write(self, data):
