@@ -131,6 +131,21 @@ def captures(disk, devs, out, full=False):
     return rows
 
 
+def paired_captures(disks, devs, out):
+    """rdeploy capture of disks (a) and (b), from the file and from a loop
+    device over it, as rows to run in alternation: the two disks measured
+    in the same rounds, under the same machine load."""
+    rows = []
+    for kind in ("file", "loop"):
+        for name, disk in disks.items():
+            src = disk["path"] if kind == "file" else devs[name]
+            img = out(f"paired-{name}-{kind}.rdi")
+            rows.append(_cap(f"rdeploy capture of disk ({name})", kind,
+                             [Pipe([RDEPLOY + ["capture", src, img, "-q"]])],
+                             [img], None, input=disk["path"]))
+    return rows
+
+
 def restores(disk, captured, out):
     """Restore contenders for the images the capture rows left (file
     source), each onto a new disk file."""

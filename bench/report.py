@@ -54,6 +54,19 @@ def disk_section(name, disk, results, extra_lines):
     return lines
 
 
+def paired_section(results, rounds):
+    """rdeploy's captures of disks (a) and (b) run in the same rounds."""
+    lines = ["### Disk (b) against disk (a), paired", "",
+             f"rdeploy capture of both disks in alternation, {rounds} "
+             f"rounds, the page cache dropped before each run; the disk (b) "
+             f"target compares these medians.", "",
+             "| op | contender | source | wall s | CPU s | peak RSS MB | "
+             "image MB | rdeploy/peer wall | rdeploy/peer size |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [_row(r, {}) for r in results]
+    return lines + [""]
+
+
 def render(meta, sections, targets):
     m = meta["machine"]
     load = ", ".join(f"{x:.2f}" for x in m["load"])

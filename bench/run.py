@@ -147,6 +147,39 @@ def run_disk(name, disk, args, work):
                     os.unlink(path)
 
 
+PAIRED_ROUNDS = 5
+
+
+def run_paired(built, args, work):
+    """rdeploy's captures of disks (a) and (b) in the same rounds (at least
+    PAIRED_ROUNDS, unless --quick): the (b)/(a) target compares these, not
+    medians taken minutes apart on a machine whose load drifts."""
+    pair = {name: built[name] for name in ("a", "b")}
+    say("disks (a) and (b), paired")
+    devs = {name: contenders.losetup(disk["path"])
+            for name, disk in pair.items()}
+    made = []
+
+    def out(file):
+        made.append(os.path.join(work, f"paired-{file}"))
+        return made[-1]
+    try:
+        rows = contenders.paired_captures(pair, devs, out)
+        rounds = args["rounds"] if args["--quick"] else \
+            max(args["rounds"], PAIRED_ROUNDS)
+        warm = None
+        if args["--warm"]:
+            def warm(row):
+                return [(row["input"], 1 << 62)]
+        results = measure_rows(rows, rounds, warm, out("tools.log"))
+    finally:
+        contenders.detach(*devs.values())
+        for path in made:
+            if os.path.exists(path):
+                os.unlink(path)
+    return results, rounds
+
+
 def profiles(name, disk, out, work, warm):
     """py-spy summaries of rdeploy on `disk`: capture and restore of disk
     (a) from a dropped cache; capture of disk (c) to a pipe, warm."""
@@ -222,10 +255,14 @@ def main(argv=None):
         all_results[name] = results
         sections.append(report.disk_section(name, built[name], results,
                                             extra))
+    paired = None
+    if {"a", "b"} <= set(which):
+        paired, rounds = run_paired(built, args, work)
+        sections.append(report.paired_section(paired, rounds))
     meta["elapsed"] = time.monotonic() - started
     meta["load_end"] = os.getloadavg()
     text = report.render(meta, sections,
-                         limits.targets(all_results, compute))
+                         limits.targets(all_results, compute, paired))
     print(text)
     if args["--out"] != "-":
         out = args["--out"] if os.path.isabs(args["--out"]) else \

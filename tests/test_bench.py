@@ -57,6 +57,12 @@ def test_quick_run_writes_the_table(tmp_path):
         wall, cpu, rss, size = (float(row[i]) for i in (4, 5, 6, 7))
         assert wall > 0 and cpu > 0 and rss > 0 and size > 0
     assert "PASS" in text or "FAIL" in text
+    # disks (a) and (b) captured in the same rounds, and the target on them
+    assert "### Disk (b) against disk (a), paired" in text
+    paired = [line for line in text.splitlines()
+              if line.startswith("| capture | rdeploy capture of disk (")]
+    assert len(paired) == 4, paired                 # 2 disks x file, loop
+    assert "(paired rounds; target <= 1.2x)" in text
     # Nothing left behind: no loop device over the work files, no images.
     loops = subprocess.run(["losetup", "-a"], capture_output=True,
                            text=True).stdout
