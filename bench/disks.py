@@ -21,8 +21,9 @@ import random
 import shutil
 import tempfile
 
-from diskimage import demodisk
-from diskimage.demodisk import MiB, loop_device
+from diskimage import fstools
+from diskimage.fstools import loop_device
+from diskimage.demodisk import MiB
 from diskimage.device import data_extents
 
 GiB = 1 << 30
@@ -46,7 +47,7 @@ QUICK = {"a": 320 * MiB, "b": 4 * GiB, "c_part": 64 * MiB,
 
 
 def _run(*args, **kw):
-    return demodisk._run([str(a) for a in args], **kw)
+    return fstools.run([str(a) for a in args], **kw)
 
 
 def system_files(seed):
@@ -142,7 +143,7 @@ def _fill_fs(path, fs, label, start, size, files, scratch):
         else:
             _run("mkntfs", "-F", "-Q", "-L", label, "-p", start // 512,
                  "-H", "255", "-S", "63", dev)
-            with demodisk._ntfs_mount(dev, mnt, "rw"):
+            with fstools.ntfs_mount(dev, mnt, "rw"):
                 _copy_into(files, mnt)
 
 

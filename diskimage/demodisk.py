@@ -21,25 +21,24 @@ never partition nodes.  Needs e2fsprogs, dosfstools, mtools, ntfs-3g, fdisk.
 Failures raise :class:`ToolError` with the tool's stderr; nothing prints.
 """
 
-import contextlib
 import hashlib
 import os
 import random
 import re
 import shutil
-import subprocess
 import tempfile
-import time
 
 from .errors import InputError, UsageError
-from .tools import tool_env
+# loop_device and ToolError are part of this module's interface too (the
+# tests and the benchmarks use them from here).
+from .fstools import (MTOOLS_ENV, ToolError, exfat_mount,  # noqa: F401
+                      loop_device, ntfs_mount, run)
 
 MiB = 1 << 20
 _FAMILY = {"ext2": "ext", "ext3": "ext", "ext4": "ext", "ntfs": "ntfs",
            "exfat": "exfat",
            **dict.fromkeys(("fat", "vfat", "msdos", "fat12", "fat16",
                             "fat32"), "fat")}
-_MTOOLS_ENV = {"LC_ALL": "C.UTF-8", "MTOOLS_SKIP_CHECK": "1"}
 _MIN_SIZE = {"fat32": 34 * MiB, "fat16": 9 * MiB}
 _GPT_TYPE = {"ext": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
              "fat": "EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7",
@@ -57,35 +56,6 @@ _UNICODE = ("Ünïcode ファイル", "résumé", "данные", "Ελληνι�
             "naïve café", "Größe", "smörgåsbord", "日本語 ディレクトリ")
 
 
-class ToolError(RuntimeError):
-    """A tool failed (`returncode` set, message has its stderr) or is missing
-    (`returncode` None)."""
-
-    def __init__(self, message, returncode=None, output=""):
-        super().__init__(message)
-        self.returncode = returncode
-        self.output = output
-
-
-def _run(args, *, check=True, input=None, env=None, cwd=None):
-    full_env = tool_env(env)
-    try:
-        proc = subprocess.run(args, input=input, capture_output=True,
-                              encoding="utf-8", errors="replace",
-                              env=full_env, cwd=cwd,
-                              stdin=None if input is not None
-                              else subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise ToolError(f"{args[0]}: not found (needs e2fsprogs, dosfstools, "
-                        "mtools, ntfs-3g, fdisk)") from None
-    if check and proc.returncode != 0:
-        detail = (proc.stderr.strip() or proc.stdout.strip())[-2000:]
-        raise ToolError(f"{' '.join(map(str, args))} failed with exit "
-                        f"{proc.returncode}: {detail}", proc.returncode,
-                        proc.stdout + proc.stderr)
-    return proc
-
-
 def _family(fs):
     try:
         return _FAMILY[fs.lower()]
@@ -93,75 +63,7 @@ def _family(fs):
         raise InputError(f"unknown filesystem type {fs!r}") from None
 
 
-@contextlib.contextmanager
-def loop_device(path, start, size, read_only=True):
-    """A loop device over bytes [start, start+size) of `path`, detached on
-    exit."""
-    args = ["losetup", "--find", "--show", "-o", str(start),
-            "--sizelimit", str(size)]
-    if read_only:
-        args.append("--read-only")
-    dev = _run(args + [os.fspath(path)]).stdout.strip()
-    try:
-        yield dev
-    finally:
-        _run(["losetup", "-d", dev])
-
-
-@contextlib.contextmanager
-def _ntfs_mount(source, mountpoint, options):
-    """ntfs-3g kept in the foreground, so unmounting waits for its flush."""
-    os.makedirs(mountpoint, exist_ok=True)
-    with tempfile.TemporaryFile() as log:
-        try:
-            proc = subprocess.Popen(
-                ["ntfs-3g", "-o", f"{options},no_detach", os.fspath(source),
-                 mountpoint], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=tool_env())
-        except FileNotFoundError:
-            raise ToolError("ntfs-3g: not found (install ntfs-3g)") from None
-
-        def fail(message):
-            log.seek(0)
-            text = log.read().decode("utf-8", "replace").strip()
-            return ToolError(f"ntfs-3g {source}: {message}: {text}",
-                             proc.returncode, text)
-
-        deadline = time.monotonic() + 30
-        while not os.path.ismount(mountpoint):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                raise fail(f"not mounted (exit {proc.returncode})")
-            time.sleep(0.01)
-        try:
-            yield mountpoint
-        finally:
-            if _run(["umount", mountpoint], check=False).returncode:
-                _run(["umount", "-l", mountpoint], check=False)
-            try:
-                proc.wait(timeout=60)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-            if proc.returncode:
-                raise fail(f"exited with {proc.returncode} after unmount")
-
-
-@contextlib.contextmanager
-def _exfat_mount(device, mountpoint):
-    """A read-only exfat-fuse mount; umount waits for the driver."""
-    os.makedirs(mountpoint, exist_ok=True)
-    _run(["mount.exfat-fuse", "-o", "ro", device, mountpoint])
-    try:
-        yield mountpoint
-    finally:
-        if _run(["umount", mountpoint], check=False).returncode:
-            _run(["umount", "-l", mountpoint], check=False)
-
-
-def _sha256(path):
+def sha256_file(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(MiB), b""):
@@ -169,7 +71,7 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def _digest_tree(root):
+def digest_tree(root):
     result = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -177,7 +79,7 @@ def _digest_tree(root):
             full = os.path.join(dirpath, name)
             if os.path.isfile(full) and not os.path.islink(full):
                 rel = os.path.relpath(full, root).replace(os.sep, "/")
-                result[rel] = _sha256(full)
+                result[rel] = sha256_file(full)
     return result
 
 
@@ -257,23 +159,23 @@ def _splice(source, disk, offset):
 def _make_fs(disk, fs, label, start, size, source, scratch):
     family = _family(fs)
     if family == "ext":
-        _run([f"mkfs.{fs}", "-q", "-F", "-L", label, "-d", source,
+        run([f"mkfs.{fs}", "-q", "-F", "-L", label, "-d", source,
               "-E", f"offset={start}", disk, f"{size // 1024}k"])
     elif family == "fat":
         bits = {"fat12": "12", "fat16": "16"}.get(fs, "32")
-        _run(["mkfs.fat", "-F", bits, "-n", label, "--offset",
+        run(["mkfs.fat", "-F", bits, "-n", label, "--offset",
               str(start // 512), disk, str(size // 1024)])
         entries = [os.path.join(source, e) for e in sorted(os.listdir(source))]
         if entries:
-            _run(["mcopy", "-s", "-Q", "-i", f"{disk}@@{start}", *entries,
-                  "::/"], env=_MTOOLS_ENV)
+            run(["mcopy", "-s", "-Q", "-i", f"{disk}@@{start}", *entries,
+                  "::/"], env=MTOOLS_ENV)
     else:
         image = os.path.join(scratch, "ntfs.img")
         with open(image, "wb") as f:
             f.truncate(size)
-        _run(["mkntfs", "-F", "-Q", "-L", label, "-p", str(start // 512),
+        run(["mkntfs", "-F", "-Q", "-L", label, "-p", str(start // 512),
               "-H", "255", "-S", "63", image])
-        with _ntfs_mount(image, os.path.join(scratch, "mnt"), "rw") as mnt:
+        with ntfs_mount(image, os.path.join(scratch, "mnt"), "rw") as mnt:
             shutil.copytree(source, mnt, dirs_exist_ok=True,
                             copy_function=shutil.copyfile)
         _splice(image, disk, start)
@@ -303,7 +205,7 @@ def _build(path, size, table, rows, parts, files, seed):
     with open(path, "wb") as f:
         f.truncate(size)
     try:
-        _run(["sfdisk", "-q", path], input=script)
+        run(["sfdisk", "-q", path], input=script)
         manifest = {"table": table, "size": size, "partitions": {}}
         with tempfile.TemporaryDirectory(
                 prefix=".demodisk-", dir=os.path.dirname(os.path.abspath(path))
@@ -369,24 +271,24 @@ def read_files(disk_path, start, size, fs):
         os.mkdir(out)
         if family == "ext":
             with loop_device(disk_path, start, size) as dev:
-                proc = _run(["debugfs", "-R", "rdump / .", dev], cwd=out)
+                proc = run(["debugfs", "-R", "rdump / .", dev], cwd=out)
             errors = [line for line in proc.stderr.splitlines()
                       if line.strip() and not _DEBUGFS_BANNER.match(line)]
             if errors:
                 raise ToolError(f"debugfs rdump of {disk_path} at {start}: "
                                 + "; ".join(errors[:20]), 0, proc.stderr)
         elif family == "fat":
-            _run(["mcopy", "-s", "-n", "-Q", "-i", f"{disk_path}@@{start}",
-                  "::/", out + "/"], env=_MTOOLS_ENV)
+            run(["mcopy", "-s", "-n", "-Q", "-i", f"{disk_path}@@{start}",
+                  "::/", out + "/"], env=MTOOLS_ENV)
         elif family == "exfat":
             with loop_device(disk_path, start, size) as dev, \
-                    _exfat_mount(dev, os.path.join(tmp, "mnt")) as mnt:
-                return _digest_tree(mnt)
+                    exfat_mount(dev, os.path.join(tmp, "mnt")) as mnt:
+                return digest_tree(mnt)
         else:
             with loop_device(disk_path, start, size) as dev, \
-                    _ntfs_mount(dev, os.path.join(tmp, "mnt"), "ro") as mnt:
-                return _digest_tree(mnt)
-        return _digest_tree(out)
+                    ntfs_mount(dev, os.path.join(tmp, "mnt"), "ro") as mnt:
+                return digest_tree(mnt)
+        return digest_tree(out)
 
 
 def fsck(disk_path, start, size, fs):
@@ -396,7 +298,7 @@ def fsck(disk_path, start, size, fs):
     tool = {"ext": ["e2fsck", "-fn"], "fat": ["fsck.fat", "-n"],
             "exfat": ["fsck.exfat", "-n"], "ntfs": ["ntfsfix", "-n"]}[family]
     with loop_device(disk_path, start, size) as dev:
-        proc = _run(tool + [dev], check=False)
+        proc = run(tool + [dev], check=False)
     output = (proc.stdout + proc.stderr).strip()
     # e2fsck -n falls back to a backup superblock and still exits 0.
     return proc.returncode == 0 and not _UNCLEAN.search(output), output

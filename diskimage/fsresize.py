@@ -34,6 +34,7 @@ import subprocess
 
 from . import fatgrow
 from .errors import DiskImageError, TargetError
+from .fstools import ToolError, loop_device
 from .tools import tool_env
 from .usedmap import MapError
 
@@ -197,14 +198,11 @@ def _fat_volume_id(path, fs):
 
 @contextlib.contextmanager
 def region(path, start, size):
-    """A loop device over bytes [start, start+size) of the disk or disk file
-    *path*, for the tools above; detached on exit."""
-    dev = _run(["losetup", "--find", "--show", "-o", str(start),
-                "--sizelimit", str(size), path],
-               f"{path}: a loop device over bytes {start}-{start + size}")
-    dev = dev.strip()
+    """A writable loop device over bytes [start, start+size) of the disk or
+    disk file *path*, for the tools above; detached on exit."""
     try:
-        yield dev
-    finally:
-        subprocess.run(["losetup", "-d", dev], capture_output=True,
-                       env=tool_env())
+        with loop_device(path, start, size, read_only=False) as dev:
+            yield dev
+    except ToolError as exc:        # losetup failed to attach or detach
+        raise ResizeError(f"{path}: a loop device over bytes {start}-"
+                          f"{start + size}: {exc}") from None

@@ -34,7 +34,7 @@ import tempfile
 import threading
 from datetime import datetime, timezone
 
-from diskimage import demodisk
+from diskimage import demodisk, fstools
 from diskimage.capture import capture
 from diskimage.compression import Compressor
 from diskimage.errors import DiskImageError, InputError
@@ -103,8 +103,8 @@ class _Mtools:
         self.drive = f"{disk}@@{start}"
 
     def _run(self, *args):
-        demodisk._run([args[0], "-i", self.drive, *args[1:]],
-                      env=demodisk._MTOOLS_ENV)
+        fstools.run([args[0], "-i", self.drive, *args[1:]],
+                      env=fstools.MTOOLS_ENV)
 
     def put(self, src, dest):
         self._run("mcopy", "-s", "-m", "-o", "-Q", src, f"::/{dest}")
@@ -140,13 +140,13 @@ def _sigint_held():
 
 def _enter_mount(stack, disk, area, mnt):
     kind, family = area["filesystem"], FAMILIES[area["filesystem"]]
-    dev = stack.enter_context(demodisk.loop_device(
+    dev = stack.enter_context(fstools.loop_device(
         disk, area["start"], area["size"], read_only=False))
     if family == "ntfs":
-        return stack.enter_context(demodisk._ntfs_mount(dev, mnt, "rw"))
-    demodisk._run(["mount", "-t", kind, dev, mnt] if family == "ext"
+        return stack.enter_context(fstools.ntfs_mount(dev, mnt, "rw"))
+    fstools.run(["mount", "-t", kind, dev, mnt] if family == "ext"
                   else ["mount.exfat-fuse", dev, mnt])
-    stack.callback(demodisk._run, ["umount", mnt])
+    stack.callback(fstools.run, ["umount", mnt])
     return mnt
 
 
@@ -170,7 +170,7 @@ def _mount(disk, area, scratch):
 def _fsck(disk, area):
     family = FAMILIES[area["filesystem"]]
     if family == "exfat":
-        with demodisk.loop_device(disk, area["start"], area["size"]) as dev:
+        with fstools.loop_device(disk, area["start"], area["size"]) as dev:
             proc = subprocess.run(["fsck.exfat", "-n", dev],
                                   capture_output=True, text=True,
                                   env=tool_env())
@@ -262,7 +262,7 @@ def _change(disk, area, scratch, what, action):
     try:
         with _mount(disk, area, scratch) as fs:
             action(fs)
-    except demodisk.ToolError as exc:
+    except fstools.ToolError as exc:
         raise EditError(f"{what} failed, image unchanged: {exc}") from None
     except OSError as exc:
         raise EditError(f"{what} failed, image unchanged: "

@@ -15,7 +15,7 @@ import re
 import struct
 import time
 
-from diskimage import demodisk
+from diskimage import demodisk, fstools
 from tests.fsmaps import KiB, MiB, MTOOLS_ENV, run
 
 COMPRESSED = 0x800                       # FILE_ATTRIBUTE_COMPRESSED
@@ -113,7 +113,7 @@ def unmount(mountpoint):
 
 def ntfs_mounted(image, mountpoint):
     """An NTFS image mounted read-write by ntfs-3g."""
-    return demodisk._ntfs_mount(image, mountpoint, "rw")
+    return fstools.ntfs_mount(image, mountpoint, "rw")
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import sys
 from diskimage import demodisk
 from diskimage.capture import capture
 from diskimage.compression import Compressor
-from diskimage.demodisk import _MTOOLS_ENV
+from diskimage.fstools import MTOOLS_ENV
 from diskimage.tools import tool_env
 from diskimage.volumes import VolumeOutput
 
@@ -47,7 +47,7 @@ def ok(*args, **kw):
 
 def tool(*args, env=None):
     result = subprocess.run(list(map(os.fspath, args)), capture_output=True,
-                            env=tool_env(dict(_MTOOLS_ENV, **(env or {}))))
+                            env=tool_env(dict(MTOOLS_ENV, **(env or {}))))
     assert result.returncode == 0, (args, result.stderr.decode())
     return result.stdout
 

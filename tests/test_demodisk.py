@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from diskimage import demodisk
+from diskimage import demodisk, fstools
 from diskimage.errors import InputError, UsageError
 
 MiB = 1 << 20
@@ -79,7 +79,7 @@ def test_make_tree_digests_and_names(tmp_path):
         for name in filenames:
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, tmp_path).replace(os.sep, "/")
-            on_disk[rel] = demodisk._sha256(full)
+            on_disk[rel] = demodisk.sha256_file(full)
     assert on_disk == tree
     sizes = [os.path.getsize(tmp_path / rel) for rel in tree]
     assert 0 in sizes
@@ -179,7 +179,7 @@ def test_changed_ext4_bytes_are_reported(gpt, tmp_path):
     block_size = int(re.search(r"Block size:\s+(\d+)", stats).group(1))
     victim = next(rel for rel in sorted(part["files"])
                   if re.fullmatch(r"[\w./-]+", rel)
-                  and part["files"][rel] != demodisk._sha256("/dev/null"))
+                  and part["files"][rel] != demodisk.sha256_file("/dev/null"))
     blocks = run("debugfs", "-R", f"blocks /{victim}", source).split()
     with open(path, "r+b") as f:
         f.seek(part["start"] + int(blocks[0]) * block_size)
@@ -195,7 +195,7 @@ def test_extra_ntfs_file_is_reported(gpt, tmp_path):
     part = manifest["partitions"][3]
     with demodisk.loop_device(path, part["start"], part["size"],
                               read_only=False) as dev, \
-            demodisk._ntfs_mount(dev, str(tmp_path / "mnt"), "rw") as mnt:
+            fstools.ntfs_mount(dev, str(tmp_path / "mnt"), "rw") as mnt:
         with open(os.path.join(mnt, "stowaway ñ.txt"), "w") as f:
             f.write("extra")
     assert demodisk.check_disk(path, manifest) == [

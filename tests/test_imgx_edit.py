@@ -59,7 +59,7 @@ def test_edits_restore_to_a_clean_disk_with_the_expected_tree(
     ok("put", src, f"{image}:{number}/")
     files.update({f"src/{rel}": d for rel, d in added.items()})
     ok("put", single, f"{image}:{number}/src/renamed.txt")
-    files["src/renamed.txt"] = demodisk._sha256(single)
+    files["src/renamed.txt"] = demodisk.sha256_file(single)
     ok("mkdir", f"{image}:{number}/Neue Größe")
     ok("mv", f"{image}:{number}/{victim}", "/Neue Größe/moved.bin")
     files["Neue Größe/moved.bin"] = files.pop(victim)
@@ -92,7 +92,7 @@ def test_edits_restore_to_a_clean_disk_with_the_expected_tree(
 def test_failed_edit_leaves_the_image_intact(demo, tmp_path):
     golden, manifest = demo
     image = _copy_image(golden, tmp_path)
-    before = {p: demodisk._sha256(tmp_path / p) for p in os.listdir(tmp_path)}
+    before = {p: demodisk.sha256_file(tmp_path / p) for p in os.listdir(tmp_path)}
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:                   # larger than partition 2
         f.truncate(80 << 20)
@@ -100,7 +100,7 @@ def test_failed_edit_leaves_the_image_intact(demo, tmp_path):
     assert result.returncode == 1, result.stderr.decode()
     assert result.stderr.decode().count("\n") == 1
     os.unlink(big)
-    after = {p: demodisk._sha256(tmp_path / p) for p in os.listdir(tmp_path)}
+    after = {p: demodisk.sha256_file(tmp_path / p) for p in os.listdir(tmp_path)}
     assert after == before
 
 
@@ -144,7 +144,7 @@ def test_exfat_read_and_edit(tmp_path):
     image = tmp_path / "exfat.rdi"
     capture_disk(disk, image)
     ok("get", "-R", f"{image}:/", tmp_path / "out")
-    assert demodisk._digest_tree(tmp_path / "out") == digests
+    assert demodisk.digest_tree(tmp_path / "out") == digests
     first = sorted(digests)[0]
     assert ok("cat", f"{image}:/{first}") == (tree / first).read_bytes()
     note = tmp_path / "note.txt"
@@ -152,9 +152,9 @@ def test_exfat_read_and_edit(tmp_path):
     ok("put", note, f"{image}:/")
     ok("rm", f"{image}:/{first}")
     ok("get", "-R", f"{image}:/", tmp_path / "out2")
-    expected = dict(digests, **{"note.txt": demodisk._sha256(note)})
+    expected = dict(digests, **{"note.txt": demodisk.sha256_file(note)})
     del expected[first]
-    assert demodisk._digest_tree(tmp_path / "out2") == expected
+    assert demodisk.digest_tree(tmp_path / "out2") == expected
 
 
 @pytest.mark.skipif(not (shutil.which("mkfs.exfat")
@@ -203,7 +203,7 @@ def test_interrupted_edit_leaves_the_image_intact(demo, tmp_path):
     (payload / "big.bin").write_bytes(os.urandom(60 << 20))
     interrupted = 0
     for delay in (0.15, 0.25, 0.35, 0.45, 0.55, 0.7):
-        before = {p: demodisk._sha256(tmp_path / p)
+        before = {p: demodisk.sha256_file(tmp_path / p)
                   for p in os.listdir(tmp_path) if p.endswith(".rdi")
                   or ".r0" in p}
         proc = subprocess.Popen([sys.executable, "-m", "imgx", "put",
@@ -227,7 +227,7 @@ def test_interrupted_edit_leaves_the_image_intact(demo, tmp_path):
             assert proc.returncode in (130, -signal.SIGINT) or \
                 b"Fatal Python error" in err, err.decode()
             interrupted += 1
-            after = {p: demodisk._sha256(tmp_path / p) for p in before}
+            after = {p: demodisk.sha256_file(tmp_path / p) for p in before}
             assert after == before
         else:
             assert proc.returncode == 0, err.decode()

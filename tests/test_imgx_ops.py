@@ -64,7 +64,7 @@ def test_describe_split_join_recompress_keep_the_disk(demo, tmp_path):
     assert info["description"] == "lab image, Nov 2026"
     ok("convert", tmp_path / "joined.rdi", tmp_path / "back.raw",
        "--to=raw")
-    assert demodisk._sha256(tmp_path / "back.raw") == demodisk._sha256(raw)
+    assert demodisk.sha256_file(tmp_path / "back.raw") == demodisk.sha256_file(raw)
 
 
 @needs_qemu_img

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from diskimage import demodisk, ntfs
+from diskimage import demodisk, fstools, ntfs
 from diskimage.usedmap import MapError
 from tests.fsbuild import COMPRESSED, compressed_files
 from tests.fsmaps import blkid, map_only_restore, tool_used_bytes
@@ -48,7 +48,7 @@ def mkntfs(path, size, *extra):
 
 
 def mounted(image, tmp_path):
-    return demodisk._ntfs_mount(image, os.fspath(tmp_path / "mnt"), "rw")
+    return fstools.ntfs_mount(image, os.fspath(tmp_path / "mnt"), "rw")
 
 
 def file_reader(path):
