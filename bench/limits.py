@@ -130,7 +130,8 @@ def targets(all_results, compute=None, paired=None):
                             f"{rate / compute['limit']:.0%} of python-lz4's "
                             f"{compute['limit'] / MB:.0f} MB/s on all cores "
                             f"(target >= 80%)"))
-    rows = [(k, r) for k, rs in all_results.items() for r in rs
+    rows = [(k, r) for k, rs in list(all_results.items()) +
+            [("paired", paired or [])] for r in rs
             if r.name.startswith("rdeploy") and r.samples]
     if rows:
         worst = max(r.median("rss_kib") for _, r in rows) / 1024

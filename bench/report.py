@@ -83,8 +83,9 @@ def render(meta, sections, targets):
         f"rotates each round); medians shown.",
         f"- Page cache: {meta['cache']}",
         "- CPU s = user + system time of every process (os.wait4); peak "
-        "RSS = the largest ru_maxrss of any one process (for a pipeline: "
-        "the max over its processes, not their sum).",
+        "RSS = the largest peak resident set of any one process, as GNU "
+        "time reports it (for a pipeline: the max over its processes, not "
+        "their sum; about 1.5 MB is GNU time's own floor).",
         "- rdeploy/peer wall < 1 means rdeploy is faster; size < 1 means "
         "its image is smaller.  Every capture and restore ends with an "
         "fsync of what it wrote (rdeploy does its own).",
