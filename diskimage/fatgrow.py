@@ -74,8 +74,8 @@ def geometry(volume, size):
     while True:
         clusters = (total - reserved - volume.nfats * fat - root) // spc
         clusters = min(clusters, MAX_CLUSTERS[volume.bits])
-        entries = ((clusters + 2) * volume.bits + 7) // 8
-        need = -(-entries // bps)
+        table_bytes = ((clusters + 2) * volume.bits + 7) // 8
+        need = -(-table_bytes // bps)
         if need <= fat:
             break
         fat = old_fat + -(-(need - old_fat) // step) * step
