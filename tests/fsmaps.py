@@ -72,10 +72,6 @@ def range_digest(path, start, size):
     return digest.hexdigest()
 
 
-def sha256_file(path):
-    return range_digest(path, 0, os.path.getsize(path))
-
-
 def random_fill(path, size, seed):
     """A file of `size` bytes of garbage: one random MiB, rotated by a
     different amount for each MiB, so no two MiB are the same."""
