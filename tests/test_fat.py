@@ -18,8 +18,8 @@ import time
 import pytest
 
 from diskimage import demodisk, fat
-from tests.fsmaps import (blkid, map_only_restore, materialized, random_fill,
-                          sha256_file)
+from diskimage.demodisk import sha256_file
+from tests.fsmaps import blkid, map_only_restore, materialized, random_fill
 from diskimage.usedmap import MapError
 
 KiB, MiB = 1 << 10, 1 << 20
