@@ -311,31 +311,46 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
     area, paths, is_dir = check_request(image_path, number, op, paths,
                                         recursive, source)
     directory = os.path.dirname(os.path.abspath(image_path))
-    with tempfile.TemporaryDirectory(prefix=".imgx-edit-",
-                                     dir=directory) as scratch:
-        disk = os.path.join(scratch, "disk.img")
-        try:
-            with VolumeInput(image_path) as volumes:
-                stream = RecordStream(volumes)
-                meta = stream.metadata
-                run_restore(plan_restore(stream, disk), threads=threads or
-                            os.cpu_count())
-            _change(disk, area, scratch, f"{image_path}: {op}",
-                    lambda fs: _apply(fs, op, paths, source, recursive,
-                                      is_dir))
-        finally:
-            _release(scratch, disk)
-        settings = _settings(image_path)
-        line = " ".join([datetime.now(timezone.utc).isoformat(
-            timespec="seconds"), op, *([source] if source else []),
-            *(f"{area['partition'] or ''}/{p}" for p in paths)])
-        return capture(
-            disk, VolumeOutput(image_path, settings["split"]),
-            compressor=Compressor(meta["compression"]["codec"],
-                                  meta["compression"]["level"]),
-            partitions=settings["partitions"], raw=meta.get("mode") == "raw",
-            description=meta.get("description", ""),
-            chunk_size=settings["chunk_size"],
-            source_label=meta["source"]["path"],
-            extra_metadata={"history": meta.get("history", []) + [line]},
-            threads=threads)
+    scratch = None
+    try:
+        # Made and removed with Ctrl-C held back: an interrupt inside
+        # either step would leave the scratch directory behind.
+        with _sigint_held():
+            scratch = tempfile.mkdtemp(prefix=".imgx-edit-", dir=directory)
+        return _edit_in(scratch, image_path, area, op, paths, source,
+                        recursive, is_dir, threads)
+    finally:
+        if scratch is not None:
+            with _sigint_held():
+                shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _edit_in(scratch, image_path, area, op, paths, source, recursive, is_dir,
+             threads):
+    """edit()'s work, in the scratch directory."""
+    disk = os.path.join(scratch, "disk.img")
+    try:
+        with VolumeInput(image_path) as volumes:
+            stream = RecordStream(volumes)
+            meta = stream.metadata
+            run_restore(plan_restore(stream, disk), threads=threads or
+                        os.cpu_count())
+        _change(disk, area, scratch, f"{image_path}: {op}",
+                lambda fs: _apply(fs, op, paths, source, recursive,
+                                  is_dir))
+    finally:
+        _release(scratch, disk)
+    settings = _settings(image_path)
+    line = " ".join([datetime.now(timezone.utc).isoformat(
+        timespec="seconds"), op, *([source] if source else []),
+        *(f"{area['partition'] or ''}/{p}" for p in paths)])
+    return capture(
+        disk, VolumeOutput(image_path, settings["split"]),
+        compressor=Compressor(meta["compression"]["codec"],
+                              meta["compression"]["level"]),
+        partitions=settings["partitions"], raw=meta.get("mode") == "raw",
+        description=meta.get("description", ""),
+        chunk_size=settings["chunk_size"],
+        source_label=meta["source"]["path"],
+        extra_metadata={"history": meta.get("history", []) + [line]},
+        threads=threads)
