@@ -24,10 +24,10 @@ from .device import (data_extents, open_target, sync, write_all,
                      zero_range)
 from .errors import TargetError
 from .pipeline import ordered_map
-from .sizes import format_size
 from .reader import decode_record
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
                           new_guid, plan_restore)
+from .sizes import format_size
 
 COPY_BLOCK = 4 << 20
 

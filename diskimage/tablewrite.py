@@ -6,11 +6,12 @@ and the backup at the target's end, with the last usable LBA and both CRC32s
 computed for the target.  LBA 0 keeps its boot code and gets one protective
 0xEE record covering the disk; a hybrid MBR keeps its other records, each
 following the GPT partition it names to its new place (a record that names
-no partition restored there, or a place past 2 TiB of 512-byte sectors, is
-dropped), and its 0xEE record keeps covering what it covered: the sectors
-before the first hybrid partition, after the last, or the whole disk.  An MBR keeps its boot code and its
-logical partitions (which never move); the four primary records are written
-from the new layout.
+no partition restored there, or a place past what 32-bit sector numbers
+reach, is dropped), and its 0xEE record keeps covering what it covered: the sectors
+before the first hybrid partition, after the last, or the whole disk.
+
+An MBR keeps its boot code and its logical partitions (which never move);
+the four primary records are written from the new layout.
 
 The functions return ``[(offset, bytes)]`` to write, so the caller decides
 when: restore writes them last.
