@@ -12,9 +12,11 @@ alternation for several rounds: rdeploy capture and restore; partclone.<fs>
 -T0 over the whole disk; e2image -ra | lz4 -1 for ext4; qemu-img convert.
 Sources are the disk file and a loop device over it (partclone and e2image
 read loop devices over the partitions, made with losetup -o --sizelimit).
-Restores write new disk files.  Prints the table and writes it between the
-markers in docs/BENCHMARKS.md.  Needs root (loop devices, mounts, dropping
-the page cache).
+Restores write new disk files.  Last, rdeploy's captures of disks (a) and
+(b) run again in the same rounds (at least 5), for the target that (b) costs
+no more than (a).  Peak memory is measured by GNU time.  Prints the table
+and writes it between the markers in docs/BENCHMARKS.md.  Needs root (loop
+devices, mounts, dropping the page cache).
 
 Options:
   --work=DIR     Where disks, images and logs go (needs ~25 GB free)
