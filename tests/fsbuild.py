@@ -157,6 +157,16 @@ def mtools(*args):
     return run(*args, env=MTOOLS_ENV).stdout
 
 
+def fat_bytes(image):
+    """A FAT volume's size in bytes as mtools' minfo reads its boot sector
+    (total sectors times sector size); `image` a file or device."""
+    out = mtools("minfo", "-i", image, "::")
+    sector = int(re.search(r"sector size: (\d+) bytes", out).group(1))
+    small = int(re.search(r"small size: (\d+) sectors", out).group(1))
+    big = re.search(r"big size: (\d+) sectors", out)
+    return (small or int(big.group(1))) * sector
+
+
 def make_fat(tmp_path, bits, size_kib, *options, piece=16 * KiB):
     """A FAT filled with mtools: a tree (no MiB-sized files on a floppy),
     then fillers of `piece` bytes in 90% of the free space, every other one

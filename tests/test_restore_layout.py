@@ -15,7 +15,7 @@ import pytest
 
 from diskimage import demodisk
 
-from tests.fsbuild import make_ext, make_fat
+from tests.fsbuild import fat_bytes, make_ext, make_fat
 from tests.fsmaps import check_fs, partitioned_disk, range_digest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,12 +92,7 @@ def fs_bytes(path, part, fs):
             size = int(re.search(r"Block size:\s+(\d+)", out).group(1))
             return blocks * size
         if fs.startswith("fat"):
-            out = run("minfo", "-i", dev, "::", env=dict(
-                os.environ, MTOOLS_SKIP_CHECK="1"))
-            sector = int(re.search(r"sector size: (\d+)", out).group(1))
-            sectors = int(re.search(r"small size: (\d+)", out).group(1)) \
-                or int(re.search(r"big size: (\d+)", out).group(1))
-            return sectors * sector
+            return fat_bytes(dev)
         out = run("ntfsresize", "--info", "--force", "--no-action", dev)
         return int(re.search(r"Current volume size: (\d+)", out).group(1))
 
