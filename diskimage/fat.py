@@ -347,13 +347,18 @@ def _label(volume):
     return ""
 
 
+def fsinfo_signed(info):
+    """True when a parsed FSInfo sector carries its three signatures."""
+    return (info.FSI_LeadSig, info.FSI_StrucSig, info.FSI_TrailSig) == (
+        FSI_LEAD_SIG, FSI_STRUC_SIG, FSI_TRAIL_SIG)
+
+
 def _fsinfo_warning(volume, read, free):
     sector = volume.bpb.BPB_FSInfo
     if not 0 < sector < volume.bpb.BPB_RsvdSecCnt:
         return None
     info = FSINFO.unpack(read_exact(read, sector * volume.bps, 512, "FSInfo"))
-    if (info.FSI_LeadSig, info.FSI_StrucSig, info.FSI_TrailSig) != (
-            FSI_LEAD_SIG, FSI_STRUC_SIG, FSI_TRAIL_SIG):
+    if not fsinfo_signed(info):
         return f"FSInfo sector {sector} has no valid signatures"
     if info.FSI_Free_Count not in (0xFFFFFFFF, free):
         return (f"FSInfo says {info.FSI_Free_Count} free clusters, the FAT "

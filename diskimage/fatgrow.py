@@ -31,8 +31,8 @@ no table that points at it.
 import math
 import os
 
-from .fat import (BPB16, BPB32, FSINFO, FSI_LEAD_SIG, FSI_STRUC_SIG,
-                  FSI_TRAIL_SIG, MAX_FAT12, MAX_FAT16, Volume)
+from .fat import (BPB16, BPB32, FSINFO, MAX_FAT12, MAX_FAT16, Volume,
+                  fsinfo_signed)
 from .usedmap import MapError
 
 MAX_FAT32 = 0x0FFFFFF5
@@ -179,9 +179,7 @@ def _write_boot(fd, volume, total, fat, free, added):
             continue
         raw = _pread(fd, FSINFO.size, sector * bps)
         fsinfo = FSINFO.unpack(raw)
-        if (fsinfo.FSI_LeadSig, fsinfo.FSI_StrucSig, fsinfo.FSI_TrailSig) \
-                != (FSI_LEAD_SIG, FSI_STRUC_SIG, FSI_TRAIL_SIG) or \
-                fsinfo.FSI_Free_Count == 0xFFFFFFFF:
+        if not fsinfo_signed(fsinfo) or fsinfo.FSI_Free_Count == 0xFFFFFFFF:
             continue
         fsinfo = fsinfo._replace(FSI_Free_Count=free + added)
         _pwrite(fd, FSINFO.pack(**fsinfo._asdict()), sector * bps)
