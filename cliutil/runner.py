@@ -11,6 +11,8 @@ Exit codes (every command's --help and docs/rdeploy.md repeat them)::
     5    target refused: too small, mounted, the source, unconfirmed
     6    no space left on the output, or a write failed
     7    unsupported image version or codec
+    8    failed after the first write: the target was changed (no valid table)
+    9    busy: another process is writing or editing the same file
     70   internal error (a bug; set RDEPLOY_DEBUG=1 for the traceback)
     130  interrupted (Ctrl-C)
     141  broken pipe (the reader went away); nothing is printed

@@ -63,5 +63,21 @@ class UnsupportedError(DiskImageError):
     exit_code = 7
 
 
+class TargetChangedError(DiskImageError):
+    """A restore (or another write to a target) that failed after its first
+    write: the target was changed and must not be trusted.  The message says
+    the cause and the state the target was left in (a restore wipes the
+    partition table first, so such a disk has no valid table)."""
+
+    exit_code = 8
+
+
+class BusyError(DiskImageError):
+    """Another process holds the file: a second capture to the same image,
+    or a second edit of one image while the first is running."""
+
+    exit_code = 9
+
+
 class TableError(InputError):
     """A partition table that cannot be parsed."""
