@@ -21,6 +21,8 @@ from diskimage.restore import plan_restore, run_restore
 from diskimage.tools import tool_env
 from diskimage.volumes import PARTIAL, VolumeInput, VolumeOutput
 
+from .lock import image_lock
+
 FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}
 
 
@@ -44,7 +46,9 @@ def _qemu_img(*args):
 
 
 def _restore_raw(image_path, raw_path, threads):
-    with VolumeInput(image_path) as volumes:
+    # Shared: no edit may replace the volumes while they are read.
+    with image_lock(image_path, shared=True), VolumeInput(image_path) \
+            as volumes:
         stream = RecordStream(volumes)
         run_restore(plan_restore(stream, raw_path), threads=threads)
 

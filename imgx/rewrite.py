@@ -7,9 +7,12 @@ before it is written again, so a damaged image is reported (exit 4) and
 never copied on.  Chunks keep their stored bytes unless recompressed.  The
 output goes through VolumeOutput: ``NAME.partial`` volumes renamed only when
 the whole image is written, so writing over the image itself (the default)
-replaces it only on success.
+replaces it only on success.  The image is locked for the whole rewrite
+(lock.py): exclusively when it is replaced, shared when it is only read;
+an existing other output is locked exclusively too.
 """
 
+import contextlib
 import os
 
 from diskimage import format as fmt
@@ -17,6 +20,8 @@ from diskimage.errors import InputError, TargetError
 from diskimage.pipeline import ordered_map
 from diskimage.reader import ImageReader
 from diskimage.volumes import VolumeOutput
+
+from .lock import image_lock
 
 
 def writable(path):
@@ -44,10 +49,23 @@ def rewrite(source, target=None, *, split="keep", compressor=None,
     """Write the image `source` again to `target` (default: over itself).
     `split`: "keep" the volume size, None for one file, or a size;
     `compressor`: re-encode every chunk; `metadata`: keys to change."""
-    from diskimage.writer import ImageWriter
     target = target or source
-    if target == source:
+    in_place = target == source or (os.path.exists(target) and
+                                    os.path.exists(source) and
+                                    os.path.samefile(source, target))
+    if in_place:
         writable(source)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(image_lock(source, shared=not in_place))
+        if not in_place and os.path.isfile(target):
+            locks.enter_context(image_lock(target))
+        return _rewrite(source, target, split, compressor, metadata,
+                        threads, progress)
+
+
+def _rewrite(source, target, split, compressor, metadata, threads,
+             progress):
+    from diskimage.writer import ImageWriter
     with ImageReader(source) as reader:
         if split == "keep":
             split = current_split(reader)
