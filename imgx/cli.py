@@ -8,7 +8,7 @@ Usage:
   imgx get [-R] IMGPATH DEST
   imgx find IMGPATH -name PATTERN
   imgx diff IMAGE_A IMAGE_B [N] [--json]
-  imgx put SRC IMGPATH [--threads=N]
+  imgx put SRC IMGPATH [--force] [--threads=N]
   imgx rm [-r] IMGPATH [--threads=N]
   imgx mkdir IMGPATH [--threads=N]
   imgx mv IMGPATH NEWPATH [--threads=N]
@@ -50,7 +50,13 @@ Editing (each writes a new image over IMAGE only when it is complete and
 its filesystem checks clean; a failed or interrupted edit leaves IMAGE as it
 was; needs root, for loop devices and mounts):
   put      Copy the file or directory tree SRC into the image (into
-           IMGPATH when it is a directory, else as IMGPATH).
+           IMGPATH when it is a directory, else as IMGPATH), with owners,
+           groups, modes, times and xattrs where the filesystem holds
+           them.  An existing path is refused; --force replaces it (a
+           file is replaced, not written through its hard links; a
+           directory onto a directory merges).  Symlinks inside the
+           image are resolved inside it, never on the host; a symlink
+           at IMGPATH itself is replaced (--force), not followed.
   rm       Remove a file, or with -r a directory tree.
   mkdir    Make a directory (its parent must exist).
   mv       Rename or move IMGPATH to NEWPATH (a path in the same
@@ -75,6 +81,7 @@ Options:
   -R            Recursive.
   --json        Print JSON instead of text.
   -r            Remove directories and their contents.
+  --force       put: replace what exists at IMGPATH.
   -o OUT --output=OUT  Write the new image (or sfx binary) here instead of
                 over IMAGE.
   --binary=PATH The frozen binary an sfx is built on [default: this program
@@ -251,7 +258,8 @@ def _edit(args, op, paths, source=None):
 
     image_path, number, path = split_path(args["IMGPATH"])
     edit(image_path, number, op, [path] + paths, source=source,
-         recursive=args["-r"], threads=_threads(args))
+         recursive=args["-r"], force=bool(args.get("--force")),
+         threads=_threads(args))
     return 0
 
 

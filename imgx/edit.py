@@ -2,14 +2,20 @@
 
 An image is never patched in place.  An edit:
 
+0. locks the image for the whole transaction (lock.py: a second edit or
+   rewrite of it is refused, exit 9) and refuses a source tree holding
+   FIFOs, sockets or device nodes;
 1. checks the request against the image as it is (paths that must or must
-   not exist, through the read-only browser), before any heavy work;
+   not exist, through the read-only browser; an existing path for `put`
+   only with --force), before any heavy work;
 2. restores the image's disk into a sparse scratch file beside the image
    (every chunk checked, so a damaged image stops here, exit 4);
 3. changes the one partition with the field's own writers: mtools for FAT,
    the kernel's ext2/3/4 driver, ntfs-3g and exfat-fuse through a loop
    device (``losetup -o OFFSET --sizelimit SIZE``) mounted on a scratch
-   directory;
+   directory, every path resolved inside that mount (inroot.py: a symlink
+   of the image never leads onto the host), and what `put` adds keeps its
+   owner, group, mode, times and xattrs; a full filesystem is exit 6;
 4. checks that filesystem with its fsck (e2fsck -fn, fsck.fat -n, ntfsfix -n,
    fsck.exfat -n); an unclean result stops here;
 5. captures the scratch disk into ``IMAGE.partial`` with the image's
@@ -24,27 +30,25 @@ directory (it would leave ``..`` pointing at the old parent); the kernel
 driver does both, and ext mounts here.
 """
 
-import contextlib
+import errno
 import os
-import re
 import shutil
-import signal
-import subprocess
+import stat
 import tempfile
-import threading
 from datetime import datetime, timezone
 
-from diskimage import demodisk, fstools
+from diskimage import fstools
 from diskimage.capture import capture
 from diskimage.compression import Compressor
-from diskimage.errors import DiskImageError, InputError
+from diskimage.errors import DiskImageError, InputError, NoSpaceError
 from diskimage.reader import ImageReader, RecordStream
 from diskimage.restore import plan_restore, run_restore
-from diskimage.tools import tool_env
+from diskimage.sizes import format_size
 from diskimage.volumes import VolumeInput, VolumeOutput
 
-from .fsread import FAMILIES
+from .editfs import fsck, mount, release, sigint_held
 from .image import Image
+from .lock import image_lock
 from .rewrite import current_split, writable
 
 
@@ -63,120 +67,28 @@ def _clean(path):
     return "/".join(parts)
 
 
-class _Mounted:
-    """Edits through a mounted filesystem: plain file operations."""
-
-    def __init__(self, root):
-        self.root = root
-
-    def _at(self, path):
-        return os.path.join(self.root, path)
-
-    def put(self, src, dest):
-        target = self._at(dest)
-        if os.path.isdir(src):
-            shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
-        else:
-            shutil.copy2(src, target, follow_symlinks=False)
-
-    def rm(self, path, recursive):
-        target = self._at(path)
-        if os.path.isdir(target) and not os.path.islink(target):
-            if recursive:
-                shutil.rmtree(target)
-            else:
-                os.rmdir(target)
-        else:
-            os.unlink(target)
-
-    def mkdir(self, path):
-        os.mkdir(self._at(path))
-
-    def mv(self, src, dest, is_dir=False):
-        os.rename(self._at(src), self._at(dest))
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
+          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
 
 
-class _Mtools:
-    """Edits of a FAT filesystem with mtools (vfat does not mount here)."""
-
-    def __init__(self, disk, start):
-        self.drive = f"{disk}@@{start}"
-
-    def _run(self, *args):
-        fstools.run([args[0], "-i", self.drive, *args[1:]],
-                      env=fstools.MTOOLS_ENV)
-
-    def put(self, src, dest):
-        self._run("mcopy", "-s", "-m", "-o", "-Q", src, f"::/{dest}")
-
-    def rm(self, path, recursive):
-        self._run("mdeltree" if recursive else "mdel", f"::/{path}")
-
-    def mkdir(self, path):
-        self._run("mmd", f"::/{path}")
-
-    def mv(self, src, dest, is_dir=False):
-        # mmove upper-cases a new 8.3 name ("moved.bin" -> "MOVED.BIN"),
-        # mcopy keeps its case: copy within the filesystem, then remove.
-        self._run("mcopy", "-s", "-m", "-Q", f"::/{src}", f"::/{dest}")
-        self.rm(src, recursive=is_dir)
-
-
-@contextlib.contextmanager
-def _sigint_held():
-    """Hold Ctrl-C back while a loop device or a mount is set up or torn
-    down: Python does not wait for a tool it was running when interrupted,
-    which could then attach or mount after our clean-up has run.  The
-    interrupt is delivered as soon as the step is over."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _enter_mount(stack, disk, area, mnt):
-    kind, family = area["filesystem"], FAMILIES[area["filesystem"]]
-    dev = stack.enter_context(fstools.loop_device(
-        disk, area["start"], area["size"], read_only=False))
-    if family == "ntfs":
-        return stack.enter_context(fstools.ntfs_mount(dev, mnt, "rw"))
-    fstools.run(["mount", "-t", kind, dev, mnt] if family == "ext"
-                  else ["mount.exfat-fuse", dev, mnt])
-    stack.callback(fstools.run, ["umount", mnt])
-    return mnt
-
-
-@contextlib.contextmanager
-def _mount(disk, area, scratch):
-    if FAMILIES[area["filesystem"]] == "fat":
-        yield _Mtools(disk, area["start"])
-        return
-    mnt = os.path.join(scratch, "mnt")
-    os.makedirs(mnt, exist_ok=True)
-    stack = contextlib.ExitStack()
-    try:
-        with _sigint_held():
-            root = _enter_mount(stack, disk, area, mnt)
-        yield _Mounted(root)
-    finally:
-        with _sigint_held():
-            stack.close()
-
-
-def _fsck(disk, area):
-    family = FAMILIES[area["filesystem"]]
-    if family == "exfat":
-        with fstools.loop_device(disk, area["start"], area["size"]) as dev:
-            proc = subprocess.run(["fsck.exfat", "-n", dev],
-                                  capture_output=True, text=True,
-                                  env=tool_env())
-        return proc.returncode == 0, proc.stdout + proc.stderr
-    return demodisk.fsck(disk, area["start"], area["size"],
-                         area["filesystem"])
+def check_source(source):
+    """Bytes of file data in the file or tree `source`; InputError for a
+    FIFO, socket or device node in it (put copies files, directories and
+    symlinks only), before any work."""
+    total = 0
+    for top, dirs, files in os.walk(source) if os.path.isdir(source) \
+            else [(os.path.dirname(source), [], [os.path.basename(source)])]:
+        for name in files + dirs:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            kind = _KINDS.get(stat.S_IFMT(st.st_mode))
+            if kind:
+                raise InputError(f"{path}: is {kind}; imgx put copies "
+                                 f"files, directories and symlinks only; "
+                                 f"nothing changed")
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
 
 
 def _settings(image_path):
@@ -194,11 +106,11 @@ def _settings(image_path):
 
 
 def check_request(image_path, number, op, paths, recursive=False,
-                  source=None):
+                  source=None, force=False):
     """Refuse, before any work, an edit that cannot succeed.  Returns the
     area, the cleaned paths (a put or mv onto a directory lands inside it,
     by the source's name) and whether the path removed or moved is a
-    directory."""
+    directory.  `put` onto an existing path needs `force`."""
     with Image(image_path) as image:
         area = image.area(number)
         fs = image.filesystem(number)
@@ -220,7 +132,8 @@ def check_request(image_path, number, op, paths, recursive=False,
         if op in ("rm", "mv"):
             node = fs.lookup(paths[0])
             if not paths[0]:
-                raise InputError(f"{fs.where}/: the root cannot be {op}ed")
+                verb = "removed" if op == "rm" else "moved"
+                raise InputError(f"{fs.where}/: the root cannot be {verb}")
             if op == "rm" and node.is_dir and not recursive:
                 raise InputError(f"{fs.where}/{paths[0]}: is a directory "
                                  f"(use -r)")
@@ -234,6 +147,9 @@ def check_request(image_path, number, op, paths, recursive=False,
             parent_dir(paths[-1])
             if op == "mv" and dest is not None:
                 raise InputError(f"{fs.where}/{paths[-1]}: already exists")
+            if op == "put" and dest is not None and not force:
+                raise InputError(f"{fs.where}/{paths[-1]}: already exists "
+                                 f"(--force replaces it)")
             if op == "put" and dest is not None and dest.is_dir != \
                     os.path.isdir(source):
                 raise InputError(f"{fs.where}/{paths[-1]}: exists and is "
@@ -246,9 +162,9 @@ def check_request(image_path, number, op, paths, recursive=False,
         return area, paths, bool(node and node.is_dir)
 
 
-def _apply(fs, op, paths, source, recursive, is_dir):
+def _apply(fs, op, paths, source, recursive, is_dir, force):
     if op == "put":
-        fs.put(source, paths[0])
+        fs.put(source, paths[0], force)
     elif op == "rm":
         fs.rm(paths[0], recursive)
     elif op == "mkdir":
@@ -257,76 +173,74 @@ def _apply(fs, op, paths, source, recursive, is_dir):
         fs.mv(paths[0], paths[1], is_dir)
 
 
-def _change(disk, area, scratch, what, action):
-    """Run action(fs) on the partition, then fsck it."""
+def _no_space(what, area, source, needed, free):
+    more = f", {format_size(needed - free)} more than was free" \
+        if free is not None and needed > free else ""
+    room = f"{format_size(free)} free" if free is not None else "full"
+    return NoSpaceError(f"{what}: no space left in partition "
+                        f"{area['partition']} ({room}) for {source} "
+                        f"({format_size(needed)}{more}); image unchanged")
+
+
+def _change(disk, area, scratch, what, action, source=None, needed=0):
+    """Run action(fs) on the partition, then fsck it.  A full filesystem
+    is NoSpaceError, with what did not fit."""
+    free = None
     try:
-        with _mount(disk, area, scratch) as fs:
-            action(fs)
+        with mount(disk, area, scratch) as fs:
+            if source is not None:
+                free = fs.free()
+            fs.run(action)
     except fstools.ToolError as exc:
+        if source is not None and "Disk full" in str(exc):
+            raise _no_space(what, area, source, needed, free) from None
         raise EditError(f"{what} failed, image unchanged: {exc}") from None
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and \
+                source is not None:
+            raise _no_space(what, area, source, needed, free) from None
+        name = f" ({exc.filename})" if exc.filename else ""
         raise EditError(f"{what} failed, image unchanged: "
-                        f"{exc.strerror or exc}") from None
-    with _sigint_held():
-        clean, output = _fsck(disk, area)
+                        f"{exc.strerror or exc}{name}") from None
+    with sigint_held():
+        clean, output = fsck(disk, area)
     if not clean:
         tail = " | ".join(output.strip().splitlines()[-3:])
         raise EditError(f"{what}: partition {area['partition']} does not "
                         f"check clean afterwards; image unchanged: {tail}")
 
 
-def _mount_points():
-    with open("/proc/mounts", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)),
-                         line.split()[1])
-
-
-def _release(scratch, disk):
-    """Whatever an interrupt at a bad moment (inside mount or losetup, say)
-    left behind: unmount what is under the scratch directory and detach
-    the loop devices over the scratch disk, so it can be removed."""
-    for point in _mount_points():
-        if point.startswith(scratch + os.sep):
-            # A plain umount waits for the filesystem to be released, so
-            # the loop device below can go; lazy only when that fails.
-            if subprocess.run(["umount", point], env=tool_env(),
-                              capture_output=True).returncode:
-                subprocess.run(["umount", "-l", point], env=tool_env(),
-                               capture_output=True)
-    found = subprocess.run(["losetup", "-j", disk], env=tool_env(),
-                           capture_output=True, text=True).stdout
-    for line in found.splitlines():
-        subprocess.run(["losetup", "-d", line.split(":")[0]], env=tool_env(),
-                       capture_output=True)
-
-
 def edit(image_path, number, op, paths, *, source=None, recursive=False,
-         threads=None):
+         force=False, threads=None):
     """Apply `op` ("put", "rm", "mkdir", "mv") to partition `number` of the
-    image and write the new image over it.  Returns capture's summary."""
+    image and write the new image over it.  The image is locked for the
+    whole edit (BusyError while another edit or rewrite holds it).
+    Returns capture's summary."""
     writable(image_path)
     if source is not None and not os.path.lexists(source):
         raise InputError(f"{source}: no such file or directory")
-    area, paths, is_dir = check_request(image_path, number, op, paths,
-                                        recursive, source)
-    directory = os.path.dirname(os.path.abspath(image_path))
-    scratch = None
-    try:
-        # Made and removed with Ctrl-C held back: an interrupt inside
-        # either step would leave the scratch directory behind.
-        with _sigint_held():
-            scratch = tempfile.mkdtemp(prefix=".imgx-edit-", dir=directory)
-        return _edit_in(scratch, image_path, area, op, paths, source,
-                        recursive, is_dir, threads)
-    finally:
-        if scratch is not None:
-            with _sigint_held():
-                shutil.rmtree(scratch, ignore_errors=True)
+    needed = check_source(source) if source is not None else 0
+    with image_lock(image_path):
+        area, paths, is_dir = check_request(image_path, number, op, paths,
+                                            recursive, source, force)
+        directory = os.path.dirname(os.path.abspath(image_path))
+        scratch = None
+        try:
+            # Made and removed with Ctrl-C held back: an interrupt inside
+            # either step would leave the scratch directory behind.
+            with sigint_held():
+                scratch = tempfile.mkdtemp(prefix=".imgx-edit-",
+                                           dir=directory)
+            return _edit_in(scratch, image_path, area, op, paths, source,
+                            dict(recursive=recursive, is_dir=is_dir,
+                                 force=force, needed=needed), threads)
+        finally:
+            if scratch is not None:
+                with sigint_held():
+                    shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _edit_in(scratch, image_path, area, op, paths, source, recursive, is_dir,
-             threads):
+def _edit_in(scratch, image_path, area, op, paths, source, how, threads):
     """edit()'s work, in the scratch directory."""
     disk = os.path.join(scratch, "disk.img")
     try:
@@ -336,10 +250,11 @@ def _edit_in(scratch, image_path, area, op, paths, source, recursive, is_dir,
             run_restore(plan_restore(stream, disk), threads=threads or
                         os.cpu_count())
         _change(disk, area, scratch, f"{image_path}: {op}",
-                lambda fs: _apply(fs, op, paths, source, recursive,
-                                  is_dir))
+                lambda fs: _apply(fs, op, paths, source, how["recursive"],
+                                  how["is_dir"], how["force"]),
+                source, how["needed"])
     finally:
-        _release(scratch, disk)
+        release(scratch, disk)
     settings = _settings(image_path)
     line = " ".join([datetime.now(timezone.utc).isoformat(
         timespec="seconds"), op, *([source] if source else []),

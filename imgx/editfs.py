@@ -1,0 +1,168 @@
+"""The writers of an edit: how one partition of a scratch disk is
+mounted (or reached through mtools, for FAT), changed and checked, and
+how whatever an interrupt left behind is released.  See edit.py for the
+whole transaction."""
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import threading
+
+from diskimage import demodisk, fstools
+from diskimage.tools import tool_env
+
+from .fsread import FAMILIES
+from .inroot import Root
+
+
+class _Mounted:
+    """Edits through a mounted filesystem, every path resolved inside it
+    (inroot): a symlink of the image never leads onto the host."""
+
+    def __init__(self, root, strict):
+        self.root = root
+        self.strict = strict
+
+    def free(self):
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def run(self, action):
+        with Root(self.root, strict=self.strict) as root:
+            self.tree = root
+            action(self)
+
+    def put(self, src, dest, force):
+        self.tree.put(src, dest, force)
+
+    def rm(self, path, recursive):
+        self.tree.rm(path, recursive)
+
+    def mkdir(self, path):
+        self.tree.mkdir(path)
+
+    def mv(self, src, dest, is_dir=False):
+        self.tree.mv(src, dest)
+
+
+class _Mtools:
+    """Edits of a FAT filesystem with mtools (vfat does not mount here)."""
+
+    def __init__(self, disk, start):
+        self.drive = f"{disk}@@{start}"
+
+    def _run(self, *args):
+        fstools.run([args[0], "-i", self.drive, *args[1:]],
+                      env=fstools.MTOOLS_ENV)
+
+    def free(self):
+        out = fstools.run(["mdir", "-i", self.drive, "::/"],
+                          env=fstools.MTOOLS_ENV).stdout
+        found = re.search(r"([\d ]+) bytes free", out)
+        return int(found[1].replace(" ", "")) if found else None
+
+    def run(self, action):
+        action(self)
+
+    def put(self, src, dest, force):
+        # FAT holds no symlinks to follow; -o replaces only with --force
+        # (check_request refused an existing path before this).
+        self._run("mcopy", "-s", "-m", *(["-o"] if force else []), "-Q",
+                  src, f"::/{dest}")
+
+    def rm(self, path, recursive):
+        self._run("mdeltree" if recursive else "mdel", f"::/{path}")
+
+    def mkdir(self, path):
+        self._run("mmd", f"::/{path}")
+
+    def mv(self, src, dest, is_dir=False):
+        # mmove upper-cases a new 8.3 name ("moved.bin" -> "MOVED.BIN"),
+        # mcopy keeps its case: copy within the filesystem, then remove.
+        self._run("mcopy", "-s", "-m", "-Q", f"::/{src}", f"::/{dest}")
+        self.rm(src, recursive=is_dir)
+
+
+@contextlib.contextmanager
+def sigint_held():
+    """Hold Ctrl-C back while a loop device or a mount is set up or torn
+    down: Python does not wait for a tool it was running when interrupted,
+    which could then attach or mount after our clean-up has run.  The
+    interrupt is delivered as soon as the step is over."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _enter_mount(stack, disk, area, mnt):
+    kind, family = area["filesystem"], FAMILIES[area["filesystem"]]
+    dev = stack.enter_context(fstools.loop_device(
+        disk, area["start"], area["size"], read_only=False))
+    if family == "ntfs":
+        return stack.enter_context(fstools.ntfs_mount(dev, mnt, "rw"))
+    fstools.run(["mount", "-t", kind, dev, mnt] if family == "ext"
+                  else ["mount.exfat-fuse", dev, mnt])
+    stack.callback(fstools.run, ["umount", mnt])
+    return mnt
+
+
+@contextlib.contextmanager
+def mount(disk, area, scratch):
+    if FAMILIES[area["filesystem"]] == "fat":
+        yield _Mtools(disk, area["start"])
+        return
+    mnt = os.path.join(scratch, "mnt")
+    os.makedirs(mnt, exist_ok=True)
+    stack = contextlib.ExitStack()
+    try:
+        with sigint_held():
+            root = _enter_mount(stack, disk, area, mnt)
+        yield _Mounted(root, FAMILIES[area["filesystem"]] == "ext")
+    finally:
+        with sigint_held():
+            stack.close()
+
+
+def fsck(disk, area):
+    family = FAMILIES[area["filesystem"]]
+    if family == "exfat":
+        with fstools.loop_device(disk, area["start"], area["size"]) as dev:
+            proc = subprocess.run(["fsck.exfat", "-n", dev],
+                                  capture_output=True, text=True,
+                                  env=tool_env())
+        return proc.returncode == 0, proc.stdout + proc.stderr
+    return demodisk.fsck(disk, area["start"], area["size"],
+                         area["filesystem"])
+
+
+def _mount_points():
+    with open("/proc/mounts", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)),
+                         line.split()[1])
+
+
+def release(scratch, disk):
+    """Whatever an interrupt at a bad moment (inside mount or losetup, say)
+    left behind: unmount what is under the scratch directory and detach
+    the loop devices over the scratch disk, so it can be removed."""
+    for point in _mount_points():
+        if point.startswith(scratch + os.sep):
+            # A plain umount waits for the filesystem to be released, so
+            # the loop device below can go; lazy only when that fails.
+            if subprocess.run(["umount", point], env=tool_env(),
+                              capture_output=True).returncode:
+                subprocess.run(["umount", "-l", point], env=tool_env(),
+                               capture_output=True)
+    found = subprocess.run(["losetup", "-j", disk], env=tool_env(),
+                           capture_output=True, text=True).stdout
+    for line in found.splitlines():
+        subprocess.run(["losetup", "-d", line.split(":")[0]], env=tool_env(),
+                       capture_output=True)

@@ -1,0 +1,233 @@
+"""imgx edits that must stay inside the image and keep what they copy
+(issue 11): symlinks in the image are never followed onto the host, an
+existing path is refused unless --force, owners, groups, modes, times and
+xattrs of what `put` adds are kept, two edits of one image at once are
+refused, and the messages are one true sentence each.
+
+The image is a GPT disk with one small ext4 made by mkfs.ext4 -d, holding
+links whose absolute targets name files and directories this test made
+under its own tmp directory on the host."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .fsmaps import partitioned_disk, run
+from .imgx_helpers import ROOT, capture_disk, imgx, ok, one_line_error
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("edit-safety")
+    host = tmp / "host"
+    (host / "dir").mkdir(parents=True)
+    (host / "file").write_text("host file\n")
+    tree = tmp / "tree"
+    (tree / "t2").mkdir(parents=True)
+    os.symlink(host / "file", tree / "t2" / "link")
+    os.symlink(host / "dir", tree / "t2" / "dirlink")
+    (tree / "existing.txt").write_text("old\n")
+    os.link(tree / "existing.txt", tree / "hardlink.txt")
+    fs = tmp / "fs.img"
+    with open(fs, "wb") as f:
+        f.truncate(16 * MiB)
+    run("mkfs.ext4", "-q", "-F", "-d", tree, fs)
+    disk = tmp / "disk.img"
+    partitioned_disk(disk, [(fs, "ext4")])
+    image = tmp / "golden.rdi"
+    capture_disk(disk, image)
+    return image, host
+
+
+@pytest.fixture
+def image(golden, tmp_path):
+    source, host = golden
+    copy = tmp_path / "lab.rdi"
+    shutil.copy(source, copy)
+    return copy, host
+
+
+def _host_state(host):
+    return (host / "file").read_text(), sorted(os.listdir(host / "dir"))
+
+
+def test_put_onto_an_image_symlink_never_touches_the_host(image, tmp_path):
+    img, host = image
+    before = _host_state(host)
+    evil = tmp_path / "evil.txt"
+    evil.write_text("evil\n")
+    for target in ("t2/link", "t2/dirlink"):
+        for force in ((), ("--force",)):
+            imgx("put", evil, f"{img}:1/{target}", *force)
+            assert _host_state(host) == before, (target, force)
+    # With --force the link itself is replaced, inside the image.
+    assert ok("cat", f"{img}:1/t2/link") == b"evil\n"
+    assert ok("cat", f"{img}:1/t2/dirlink") == b"evil\n"
+
+
+def test_rm_and_mv_of_an_image_symlink_act_on_the_link(image):
+    img, host = image
+    before = _host_state(host)
+    ok("mv", f"{img}:1/t2/link", "/t2/moved")
+    ok("rm", f"{img}:1/t2/dirlink")
+    assert _host_state(host) == before
+    assert (host / "dir").is_dir()
+    names = ok("ls", f"{img}:1/t2").decode().split()
+    assert names == ["moved"]
+
+
+def test_put_refuses_an_existing_file_without_force(image, tmp_path):
+    img, _ = image
+    new = tmp_path / "new.txt"
+    new.write_text("new\n")
+    before = img.read_bytes()
+    err = one_line_error(imgx("put", new, f"{img}:1/existing.txt"), 3)
+    assert "already exists" in err and "--force" in err
+    assert img.read_bytes() == before
+    ok("put", "--force", new, f"{img}:1/existing.txt")
+    assert ok("cat", f"{img}:1/existing.txt") == b"new\n"
+    # The path was replaced, not written through: its other hard link
+    # keeps the old content.
+    assert ok("cat", f"{img}:1/hardlink.txt") == b"old\n"
+
+
+def test_put_of_a_directory_onto_an_existing_one_needs_force(image,
+                                                              tmp_path):
+    img, _ = image
+    src = tmp_path / "t2"
+    src.mkdir()
+    (src / "added.txt").write_text("added\n")
+    err = one_line_error(imgx("put", src, f"{img}:1/"), 3)
+    assert "t2: already exists" in err
+    ok("put", "--force", src, f"{img}:1/")
+    assert sorted(ok("ls", f"{img}:1/t2").decode().split()) == \
+        ["added.txt", "dirlink", "link"]
+
+
+def _debugfs(img, tmp_path, *requests):
+    """debugfs's answers about partition 1 of the image, through a raw
+    copy of its disk and a read-only loop device over the partition."""
+    raw = tmp_path / "check.raw"
+    if raw.exists():
+        raw.unlink()
+    ok("convert", img, raw, "--to=raw")
+    table = run("sfdisk", "--json", raw).stdout
+    import json
+    part = json.loads(table)["partitiontable"]["partitions"][0]
+    dev = run("losetup", "--find", "--show", "--read-only", "-o",
+              str(part["start"] * 512), "--sizelimit",
+              str(part["size"] * 512), raw).stdout.strip()
+    try:
+        return [run("debugfs", "-R", r, dev).stdout for r in requests]
+    finally:
+        run("losetup", "-d", dev)
+
+
+def test_put_keeps_owner_group_mode_times_and_xattrs(image, tmp_path):
+    img, _ = image
+    src = tmp_path / "keep"
+    (src / "sub").mkdir(parents=True)
+    f = src / "sub" / "owned.bin"
+    f.write_bytes(b"x" * 5000)
+    os.chown(f, 1234, 5678)
+    os.chmod(f, 0o640)
+    os.setxattr(f, "user.note", b"kept")
+    os.utime(f, (1_600_000_000, 1_500_000_000))
+    os.chown(src / "sub", 4321, 8765)
+    os.chmod(src / "sub", 0o750)
+    os.symlink("owned.bin", src / "sub" / "rel")
+    os.lchown(src / "sub" / "rel", 1111, 2222)
+    os.utime(src / "sub", (1_600_000_000, 1_400_000_000))
+    ok("put", src, f"{img}:1/")
+    file_stat, dir_stat, link_stat, xattr = _debugfs(
+        img, tmp_path, "stat /keep/sub/owned.bin", "stat /keep/sub",
+        "stat /keep/sub/rel", "ea_get /keep/sub/owned.bin user.note")
+    assert "User:  1234   Group:  5678" in file_stat, file_stat
+    assert "Mode:  0640" in file_stat
+    assert "mtime: 0x59682f00" in file_stat        # 1_500_000_000
+    assert "User:  4321   Group:  8765" in dir_stat, dir_stat
+    assert "Mode:  0750" in dir_stat
+    assert "mtime: 0x53724e00" in dir_stat         # 1_400_000_000
+    assert "User:  1111   Group:  2222" in link_stat, link_stat
+    assert "kept" in xattr, xattr
+
+
+def test_root_resolves_links_inside_itself(tmp_path):
+    """inroot.Root on a plain directory tree: an absolute link and a run of
+    `..` in a link both stay inside the root, however the host looks."""
+    from imgx.inroot import Root
+    host = tmp_path / "host"
+    (host / "dir").mkdir(parents=True)
+    root = tmp_path / "root"
+    inside = root / str(host / "dir").lstrip("/")
+    inside.mkdir(parents=True)
+    (root / "a").mkdir()
+    os.symlink(host / "dir", root / "a" / "abs")          # absolute
+    os.symlink("../../../../../../..", root / "a" / "up")  # climbs
+    os.symlink("loop", root / "loop")
+    new = tmp_path / "new.txt"
+    new.write_text("n\n")
+    with Root(str(root)) as tree:
+        tree.put(str(new), "a/abs/one.txt")
+        tree.put(str(new), "a/up/two.txt")
+        tree.mkdir("a/up/a/abs/made")
+        with pytest.raises(OSError) as loop:
+            tree.put(str(new), "loop/x")
+    assert loop.value.errno == 40                         # ELOOP
+    assert os.listdir(host / "dir") == []
+    assert sorted(os.listdir(inside)) == ["made", "one.txt"]
+    assert (root / "two.txt").read_text() == "n\n"
+    assert not (tmp_path / "two.txt").exists()
+
+
+def _stopped_in_its_edit(img, args):
+    """An `imgx put` started and stopped (SIGSTOP) once it is at work, its
+    scratch directory made: it holds the image for as long as the test
+    needs."""
+    import signal
+    proc = subprocess.Popen([sys.executable, "-m", "imgx", *map(str, args)],
+                            cwd=ROOT, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not [n for n in os.listdir(img.parent)
+               if n.startswith(".imgx-edit-")]:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGSTOP)
+    return proc
+
+
+def test_a_second_edit_or_rewrite_of_a_locked_image_is_refused(image,
+                                                                tmp_path):
+    import signal
+    img, _ = image
+    first_file = tmp_path / "first.txt"
+    first_file.write_text("first\n")
+    second_file = tmp_path / "second.txt"
+    second_file.write_text("second\n")
+    first = _stopped_in_its_edit(img, ["put", first_file, f"{img}:1/"])
+    try:
+        for args in (["put", second_file, f"{img}:1/"],
+                     ["mkdir", f"{img}:1/d"], ["rm", f"{img}:1/existing.txt"],
+                     ["mv", f"{img}:1/existing.txt", "/e"],
+                     ["describe", img, "text"], ["split", img, "1M"],
+                     ["join", img], ["recompress", img, "--compress=zstd"],
+                     ["recompress", img, f"--output={tmp_path / 'o.rdi'}"],
+                     ["convert", img, tmp_path / "o.raw", "--to=raw"]):
+            err = one_line_error(imgx(*args), 9)
+            assert f"{img}: another imgx is editing" in err, (args, err)
+    finally:
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err.decode()
+    names = ok("ls", f"{img}:1/").decode().split()
+    assert "first.txt" in names and "second.txt" not in names
+    assert not (tmp_path / "o.rdi").exists()
+    ok("put", second_file, f"{img}:1/")          # free again
+    assert ok("cat", f"{img}:1/second.txt") == b"second\n"
