@@ -63,7 +63,8 @@ def damaged(where):
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         raise
     except Exception as exc:
-        raise CorruptImageError(f"{where}: damaged filesystem: "
+        raise CorruptImageError(f"{where.removesuffix(':')}: damaged "
+                                f"filesystem: "
                                 f"{type(exc).__name__}: {exc}") from None
 
 
@@ -244,7 +245,8 @@ class Filesystem:
         family = FAMILIES.get(kind)
         if family is None:
             raise UnsupportedError(
-                f"{where}: {'unknown filesystem' if kind is None else kind}"
+                f"{where.removesuffix(':')}: "
+                f"{'unknown filesystem' if kind is None else kind}"
                 f" cannot be browsed (imgx reads ext2/3/4, FAT12/16/32, "
                 f"exFAT and NTFS)")
         self.kind = kind
@@ -256,13 +258,13 @@ class Filesystem:
 
     def children(self, node):
         if not node.is_dir:
-            raise InputError(f"{self.where}: {node.name}: not a directory")
+            raise InputError(f"{self.where}/{node.name}: not a directory")
         with damaged(self.where):
             return sorted(self.backend.children(node), key=lambda n: n.name)
 
     def open(self, node):
         if node.kind != "file":
-            raise InputError(f"{self.where}: {node.name or '/'}: not a "
+            raise InputError(f"{self.where}/{node.name}: not a "
                              f"regular file")
         with damaged(self.where):
             return self.backend.open(node)
@@ -277,7 +279,7 @@ class Filesystem:
         walked = []
         for part in [p for p in path.split("/") if p and p != "."]:
             if not node.is_dir:
-                raise InputError(f"{self.where}: /{'/'.join(walked)}: not a "
+                raise InputError(f"{self.where}/{'/'.join(walked)}: not a "
                                  f"directory")
             entries = self.children(node)
             match = [n for n in entries if n.name == part]
@@ -286,7 +288,7 @@ class Filesystem:
                          if n.name.casefold() == part.casefold()]
             walked.append(part)
             if not match:
-                raise InputError(f"{self.where}: /{'/'.join(walked)}: no "
+                raise InputError(f"{self.where}/{'/'.join(walked)}: no "
                                  f"such file or directory")
             node = match[0]
         return node

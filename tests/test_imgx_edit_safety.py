@@ -231,3 +231,69 @@ def test_a_second_edit_or_rewrite_of_a_locked_image_is_refused(image,
     assert not (tmp_path / "o.rdi").exists()
     ok("put", second_file, f"{img}:1/")          # free again
     assert ok("cat", f"{img}:1/second.txt") == b"second\n"
+
+
+def test_put_of_a_tree_with_a_fifo_says_so_in_a_sentence(image, tmp_path):
+    img, _ = image
+    src = tmp_path / "withfifo"
+    src.mkdir()
+    (src / "plain.txt").write_text("p\n")
+    os.mkfifo(src / "pipe")
+    before = img.read_bytes()
+    err = one_line_error(imgx("put", src, f"{img}:1/"), 3)
+    assert err == (f"imgx: error: {src / 'pipe'}: is a FIFO; imgx put "
+                   f"copies files, directories and symlinks only; nothing "
+                   f"changed\n")
+    assert img.read_bytes() == before
+
+
+def test_rm_or_mv_of_the_root_is_refused_in_english(image):
+    img, _ = image
+    err = one_line_error(imgx("rm", "-r", f"{img}:1/"), 3)
+    assert err.endswith(f"{img}:1/: the root cannot be removed\n"), err
+    err = one_line_error(imgx("mv", f"{img}:1/", "/x"), 3)
+    assert err.endswith(f"{img}:1/: the root cannot be moved\n"), err
+
+
+def test_a_full_ext_filesystem_is_exit_6_naming_the_partition(image,
+                                                              tmp_path):
+    img, _ = image
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(20 * MiB))       # the ext4 holds 16 MiB
+    before = img.read_bytes()
+    err = one_line_error(imgx("put", big, f"{img}:1/"), 6)
+    assert f"{img}: put: no space left in partition 1 (" in err, err
+    assert f"for {big} (20.0 MiB, " in err and "more than was free" in err
+    assert img.read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def fat_image(tmp_path_factory):
+    """A table-less FAT disk (its one filesystem is IMAGE:/)."""
+    tmp = tmp_path_factory.mktemp("edit-fat")
+    disk = tmp / "fat.img"
+    with open(disk, "wb") as f:
+        f.truncate(8 * MiB)
+    run("mkfs.fat", disk)
+    image = tmp / "fat.rdi"
+    capture_disk(disk, image)
+    return image
+
+
+def test_messages_on_a_table_less_image_have_one_colon(fat_image, tmp_path):
+    image = tmp_path / "fat.rdi"
+    shutil.copy(fat_image, image)
+    for args in (["rm", f"{image}:/nonexist"],
+                 ["mv", f"{image}:/nonexist", "/x"],
+                 ["mkdir", f"{image}:/no/such"]):
+        err = one_line_error(imgx(*args), 3)
+        assert f"{image}::" not in err and f"{image}:/no" in err, err
+    note = tmp_path / "note.txt"
+    note.write_text("n\n")
+    ok("put", note, f"{image}:/")
+    err = one_line_error(imgx("put", note, f"{image}:/"), 3)
+    assert err == (f"imgx: error: {image}:/note.txt: already exists "
+                   f"(--force replaces it)\n")
+    note.write_text("m\n")
+    ok("put", "--force", note, f"{image}:/")
+    assert ok("cat", f"{image}:/note.txt") == b"m\n"
