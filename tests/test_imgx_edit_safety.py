@@ -297,3 +297,61 @@ def test_messages_on_a_table_less_image_have_one_colon(fat_image, tmp_path):
     note.write_text("m\n")
     ok("put", "--force", note, f"{image}:/")
     assert ok("cat", f"{image}:/note.txt") == b"m\n"
+
+
+@pytest.fixture(scope="module")
+def ntfs_golden(tmp_path_factory):
+    """A GPT disk with one NTFS whose t2/link and t2/dirlink (made through
+    ntfs-3g) point at absolute paths of this test's host files."""
+    from .fsbuild import ntfs_mounted
+    tmp = tmp_path_factory.mktemp("edit-safety-ntfs")
+    host = tmp / "host"
+    (host / "dir").mkdir(parents=True)
+    (host / "file").write_text("host file\n")
+    fs = tmp / "fs.img"
+    with open(fs, "wb") as f:
+        f.truncate(16 * MiB)
+    run("mkntfs", "-q", "-F", "-Q", fs)
+    with ntfs_mounted(fs, tmp / "mnt") as mnt:
+        os.mkdir(os.path.join(mnt, "t2"))
+        os.symlink(host / "file", os.path.join(mnt, "t2", "link"))
+        os.symlink(host / "dir", os.path.join(mnt, "t2", "dirlink"))
+    disk = tmp / "disk.img"
+    partitioned_disk(disk, [(fs, "ntfs")])
+    image = tmp / "golden.rdi"
+    capture_disk(disk, image)
+    return image, host
+
+
+def _ntfs_facts(img, tmp_path, rel):
+    """(mtime, user.note xattr) of `rel` in the NTFS of the image, read
+    through ntfs-3g from a raw copy of its disk."""
+    import json
+    from diskimage import fstools
+    raw = tmp_path / "check.raw"
+    ok("convert", img, raw, "--to=raw")
+    part = json.loads(run("sfdisk", "--json", raw).stdout)[
+        "partitiontable"]["partitions"][0]
+    with fstools.loop_device(raw, part["start"] * 512, part["size"] * 512) \
+            as dev, fstools.ntfs_mount(dev, tmp_path / "m", "ro") as mnt:
+        path = os.path.join(mnt, rel)
+        return (os.stat(path).st_mtime,
+                os.getxattr(path, "user.note"))
+
+
+def test_ntfs_put_stays_in_the_image_and_keeps_times_and_xattrs(
+        ntfs_golden, tmp_path):
+    golden, host = ntfs_golden
+    img = tmp_path / "ntfs.rdi"
+    shutil.copy(golden, img)
+    before = _host_state(host)
+    evil = tmp_path / "evil.txt"
+    evil.write_text("evil\n")
+    os.setxattr(evil, "user.note", b"kept")
+    os.utime(evil, (1_600_000_000, 1_500_000_000))
+    for target in ("t2/link", "t2/dirlink"):
+        for force in ((), ("--force",)):
+            imgx("put", evil, f"{img}:1/{target}", *force)
+            assert _host_state(host) == before, (target, force)
+    assert ok("cat", f"{img}:1/t2/link") == b"evil\n"
+    assert _ntfs_facts(img, tmp_path, "t2/link") == (1_500_000_000, b"kept")
