@@ -48,7 +48,8 @@ Commands:
 
 Editing (each writes a new image over IMAGE only when it is complete and
 its filesystem checks clean; a failed or interrupted edit leaves IMAGE as it
-was; needs root, for loop devices and mounts):
+was; one edit or rewrite of an image at a time, a second is refused; needs
+root, for loop devices and mounts):
   put      Copy the file or directory tree SRC into the image (into
            IMGPATH when it is a directory, else as IMGPATH), with owners,
            groups, modes, times and xattrs where the filesystem holds
@@ -99,10 +100,13 @@ Exit codes:
   a filesystem not clean after an edit, image unchanged); 2 usage error
   (also a path without a partition number in an image of several
   filesystems); 3 bad input (no such image, partition, file or directory;
-  a partition not captured; not a directory); 4 damaged image or damaged
-  filesystem inside it; 5 refused: a read-only image or directory, an
-  existing convert output; 6 no space left; 7 unsupported filesystem,
-  image version or codec; 70 internal error; 130 interrupted; 141 broken
+  a partition not captured; not a directory; a path put would replace,
+  without --force; a FIFO or device node in put's SRC); 4 damaged image or
+  damaged filesystem inside it; 5 refused: a read-only image or directory,
+  an existing convert output; 6 no space left (also in the partition an
+  edit writes to, image unchanged); 7 unsupported filesystem, image
+  version or codec; 9 busy: another imgx is editing or rewriting the
+  image, nothing changed; 70 internal error; 130 interrupted; 141 broken
   pipe.
 
 Examples:
