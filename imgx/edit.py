@@ -138,13 +138,23 @@ def check_request(image_path, number, op, paths, recursive=False,
                 raise InputError(f"{fs.where}/{paths[0]}: is a directory "
                                  f"(use -r)")
         if op in ("put", "mv"):
-            name = os.path.basename(os.path.normpath(source)) \
+            # abspath: "put . IMG:1/" copies the directory under its name.
+            name = os.path.basename(os.path.abspath(source)) \
                 if op == "put" else paths[0].rpartition("/")[2]
             dest = exists(paths[-1])
             if dest is not None and dest.is_dir:
+                if not name:
+                    raise InputError(f"{source}: has no name to put it "
+                                     f"under; name the path in the image")
                 paths[-1] = f"{paths[-1]}/{name}".lstrip("/")
                 dest = exists(paths[-1])
             parent_dir(paths[-1])
+            fold = (lambda p: p) if fs.case_sensitive else str.casefold
+            if op == "mv" and node.is_dir and \
+                    fold(paths[-1]).startswith(fold(paths[0]) + "/"):
+                raise InputError(f"{fs.where}/{paths[0]}: a directory "
+                                 f"cannot be moved into itself "
+                                 f"({paths[-1]})")
             if op == "mv" and dest is not None:
                 raise InputError(f"{fs.where}/{paths[-1]}: already exists")
             if op == "put" and dest is not None and not force:
@@ -173,13 +183,22 @@ def _apply(fs, op, paths, source, recursive, is_dir, force):
         fs.mv(paths[0], paths[1], is_dir)
 
 
-def _no_space(what, area, source, needed, free):
-    more = f", {format_size(needed - free)} more than was free" \
-        if free is not None and needed > free else ""
-    room = f"{format_size(free)} free" if free is not None else "full"
+def _no_space(what, area, free, source=None, needed=0):
+    """NoSpaceError naming the partition, what room it had and, for put,
+    how much did not fit.  `free`: (bytes, inodes) or None (unknown)."""
+    room = ""
+    if free is not None and free[1] == 0:
+        room = " (no free inodes)"
+    elif free is not None and free[0] is not None:
+        room = f" ({format_size(free[0])} free)"
+    wanted = ""
+    if source is not None:
+        more = f", {format_size(needed - free[0])} more than was free" \
+            if free is not None and free[0] is not None and \
+            needed > free[0] else ""
+        wanted = f" for {source} ({format_size(needed)}{more})"
     return NoSpaceError(f"{what}: no space left in partition "
-                        f"{area['partition']} ({room}) for {source} "
-                        f"({format_size(needed)}{more}); image unchanged")
+                        f"{area['partition']}{room}{wanted}; image unchanged")
 
 
 def _change(disk, area, scratch, what, action, source=None, needed=0):
@@ -188,17 +207,15 @@ def _change(disk, area, scratch, what, action, source=None, needed=0):
     free = None
     try:
         with mount(disk, area, scratch) as fs:
-            if source is not None:
-                free = fs.free()
+            free = fs.free()
             fs.run(action)
     except fstools.ToolError as exc:
-        if source is not None and "Disk full" in str(exc):
-            raise _no_space(what, area, source, needed, free) from None
+        if "Disk full" in str(exc):
+            raise _no_space(what, area, free, source, needed) from None
         raise EditError(f"{what} failed, image unchanged: {exc}") from None
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and \
-                source is not None:
-            raise _no_space(what, area, source, needed, free) from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise _no_space(what, area, free, source, needed) from None
         name = f" ({exc.filename})" if exc.filename else ""
         raise EditError(f"{what} failed, image unchanged: "
                         f"{exc.strerror or exc}{name}") from None

@@ -26,8 +26,9 @@ class _Mounted:
         self.strict = strict
 
     def free(self):
+        """(bytes, inodes) free."""
         st = os.statvfs(self.root)
-        return st.f_bavail * st.f_frsize
+        return st.f_bavail * st.f_frsize, st.f_favail
 
     def run(self, action):
         with Root(self.root, strict=self.strict) as root:
@@ -61,7 +62,7 @@ class _Mtools:
         out = fstools.run(["mdir", "-i", self.drive, "::/"],
                           env=fstools.MTOOLS_ENV).stdout
         found = re.search(r"([\d ]+) bytes free", out)
-        return int(found[1].replace(" ", "")) if found else None
+        return (int(found[1].replace(" ", "")) if found else None), None
 
     def run(self, action):
         action(self)

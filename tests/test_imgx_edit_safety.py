@@ -355,3 +355,47 @@ def test_ntfs_put_stays_in_the_image_and_keeps_times_and_xattrs(
             assert _host_state(host) == before, (target, force)
     assert ok("cat", f"{img}:1/t2/link") == b"evil\n"
     assert _ntfs_facts(img, tmp_path, "t2/link") == (1_500_000_000, b"kept")
+
+
+def test_no_free_inode_is_exit_6_for_every_edit(tmp_path):
+    """An ext4 made with 16 inodes, all in use: mkdir and put find no room
+    and say so with exit 6, as the exit-code table says."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(5):
+        (tree / f"f{i}").write_text(f"{i}\n")
+    fs = tmp_path / "fs.img"
+    with open(fs, "wb") as f:
+        f.truncate(4 * MiB)
+    run("mkfs.ext4", "-q", "-F", "-N", "16", "-d", tree, fs)
+    disk = tmp_path / "disk.img"
+    partitioned_disk(disk, [(fs, "ext4")])
+    img = tmp_path / "full.rdi"
+    capture_disk(disk, img)
+    small = tmp_path / "small.txt"
+    small.write_text("s\n")
+    before = img.read_bytes()
+    for args in (["mkdir", f"{img}:1/d"], ["put", small, f"{img}:1/"]):
+        err = one_line_error(imgx(*args), 6)
+        assert f"{img}: {args[0]}: no space left in partition 1 (no free " \
+               f"inodes" in err, err
+    assert img.read_bytes() == before
+
+
+def test_put_of_dot_lands_under_the_directory_name(image, tmp_path):
+    img, _ = image
+    src = tmp_path / "here"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    result = subprocess.run([sys.executable, "-m", "imgx", "put", ".",
+                             f"{img}:1/"], cwd=src, capture_output=True,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr.decode()
+    assert ok("cat", f"{img}:1/here/a.txt") == b"a\n"
+
+
+def test_mv_of_a_directory_into_itself_is_refused_before_work(image):
+    img, _ = image
+    err = one_line_error(imgx("mv", f"{img}:1/t2", "/t2/deeper"), 3)
+    assert err.endswith(f"{img}:1/t2: a directory cannot be moved into "
+                        f"itself (t2/deeper)\n"), err
