@@ -8,6 +8,7 @@ recognises (qcow2, VHD, VMDK, VDI) through a sparse raw scratch file.
 Outputs appear under their name only when complete.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -95,7 +96,15 @@ def import_disk(source, out, *, codec="lz4", level=None, description="",
     into the image `out`.  Returns capture's summary."""
     if not os.path.exists(source):
         raise InputError(f"{source}: no such file or device")
-    compressor = Compressor(codec, level)
+    with contextlib.ExitStack() as held:
+        if os.path.isfile(out):
+            # An image there is replaced: not while imgx edits it.
+            held.enter_context(image_lock(out))
+        return _import(source, out, Compressor(codec, level), description,
+                       threads)
+
+
+def _import(source, out, compressor, description, threads):
     kind = _format(source)
     if kind == "raw":
         return capture(source, VolumeOutput(out), compressor=compressor,

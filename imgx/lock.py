@@ -11,7 +11,8 @@ write it again in between.
 
 Readers that copy an image into another file (split, join, recompress,
 convert with an output, describe -o) hold a shared lock, so that no edit
-replaces the volumes under them; edits in place hold it exclusively.  A
+replaces the volumes under them; edits in place, and an import over an
+existing image, hold it exclusively.  A
 second writer is refused at once (BusyError, exit 9) rather than left to
 wait behind an edit that may take minutes.  The lock is advisory: it binds
 imgx, not other programs.

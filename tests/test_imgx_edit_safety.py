@@ -211,6 +211,9 @@ def test_a_second_edit_or_rewrite_of_a_locked_image_is_refused(image,
     first_file.write_text("first\n")
     second_file = tmp_path / "second.txt"
     second_file.write_text("second\n")
+    raw = tmp_path / "raw.img"
+    with open(raw, "wb") as f:
+        f.truncate(1 * MiB)
     first = _stopped_in_its_edit(img, ["put", first_file, f"{img}:1/"])
     try:
         for args in (["put", second_file, f"{img}:1/"],
@@ -219,7 +222,8 @@ def test_a_second_edit_or_rewrite_of_a_locked_image_is_refused(image,
                      ["describe", img, "text"], ["split", img, "1M"],
                      ["join", img], ["recompress", img, "--compress=zstd"],
                      ["recompress", img, f"--output={tmp_path / 'o.rdi'}"],
-                     ["convert", img, tmp_path / "o.raw", "--to=raw"]):
+                     ["convert", img, tmp_path / "o.raw", "--to=raw"],
+                     ["import", raw, img]):
             err = one_line_error(imgx(*args), 9)
             assert f"{img}: another imgx is editing" in err, (args, err)
     finally:
