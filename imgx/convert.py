@@ -5,7 +5,8 @@ and VHD through qemu-img, the field's converter.
 raw file, then has qemu-img turn that into qcow2 or VHD.  ``import_disk``
 captures a raw file or a block device directly, and anything qemu-img
 recognises (qcow2, VHD, VMDK, VDI) through a sparse raw scratch file.
-Outputs appear under their name only when complete.
+Outputs appear under their name only when complete; a convert never
+replaces a file that appeared under its name meanwhile.
 """
 
 import contextlib
@@ -55,31 +56,34 @@ def _restore_raw(image_path, raw_path, threads):
 
 
 def convert(image_path, out, to, *, threads=None):
-    """Write the disk of `image_path` to `out` as raw, qcow2 or vhd."""
+    """Write the disk of `image_path` to `out` as raw, qcow2 or vhd.
+
+    The output is made in a private scratch directory beside `out` and
+    published with link(2), which fails when `out` exists: a second
+    convert to the same name (or a file made there meanwhile) is never
+    overwritten, and a failed convert removes only its own scratch."""
     if to not in FORMATS:
         raise InputError(f"--to must be raw, qcow2 or vhd, not {to!r}")
-    if os.path.exists(out):
+    if os.path.lexists(out):
         raise TargetError(f"{out}: exists; not overwritten")
     threads = threads or os.cpu_count()
-    partial = out + PARTIAL
     directory = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(directory):
         raise InputError(f"{out}: directory {directory} does not exist")
-    try:
-        if to == "raw":
-            _restore_raw(image_path, partial, threads)
-        else:
-            with tempfile.TemporaryDirectory(prefix=".imgx-convert-",
-                                             dir=directory) as scratch:
-                raw = os.path.join(scratch, "disk.raw")
-                _restore_raw(image_path, raw, threads)
-                _qemu_img("convert", "-q", "-f", "raw", "-O", FORMATS[to],
-                          raw, partial)
-        os.replace(partial, out)
-    except BaseException:
-        if os.path.exists(partial):
-            os.unlink(partial)
-        raise
+    with tempfile.TemporaryDirectory(prefix=".imgx-convert-",
+                                     dir=directory) as scratch:
+        raw = os.path.join(scratch, "disk.raw")
+        _restore_raw(image_path, raw, threads)
+        made = raw
+        if to != "raw":
+            made = os.path.join(scratch, "out" + PARTIAL)
+            _qemu_img("convert", "-q", "-f", "raw", "-O", FORMATS[to],
+                      raw, made)
+        try:
+            os.link(made, out)
+        except FileExistsError:
+            raise TargetError(f"{out}: exists; not overwritten (made "
+                              f"while this convert ran)") from None
 
 
 def _format(source):

@@ -403,3 +403,38 @@ def test_mv_of_a_directory_into_itself_is_refused_before_work(image):
     err = one_line_error(imgx("mv", f"{img}:1/t2", "/t2/deeper"), 3)
     assert err.endswith(f"{img}:1/t2: a directory cannot be moved into "
                         f"itself (t2/deeper)\n"), err
+
+
+def test_two_converts_to_one_output_never_spoil_each_other(image, tmp_path):
+    """The first convert, stopped while at work; a second to the same OUT
+    finishes; the first then refuses to replace it (exit 5), and removes
+    nothing of the second's."""
+    import signal
+    img, _ = image
+    out = tmp_path / "out.raw"
+    first = subprocess.Popen([sys.executable, "-m", "imgx", "convert",
+                              str(img), str(out), "--to=raw"], cwd=ROOT,
+                             stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not [n for n in os.listdir(tmp_path) if n.startswith(
+            (".imgx-convert-", "out.raw"))]:
+        assert first.poll() is None, first.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = imgx("convert", img, out, "--to=raw")
+    finally:
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=120)
+    assert second.returncode == 0, second.stderr.decode()
+    assert first.returncode == 5, err.decode()
+    assert f"{out}: exists; not overwritten" in err.decode()
+    assert json_parts(out) == 1
+    assert sorted(os.listdir(tmp_path)) == ["lab.rdi", "out.raw"]
+
+
+def json_parts(raw):
+    import json
+    return len(json.loads(run("sfdisk", "--json", raw).stdout)[
+        "partitiontable"]["partitions"])
