@@ -163,14 +163,17 @@ class Root:
         st = os.stat(source, follow_symlinks=False)
         mode = st.st_mode
         if stat.S_ISDIR(mode):
-            if not self._existing(fd, name, force, True):
+            # A directory merged into keeps its own owner, mode and times.
+            made = not self._existing(fd, name, force, True)
+            if made:
                 os.mkdir(name, 0o700, dir_fd=fd)
             out = os.open(name, _OPEN_DIR, dir_fd=fd)
             try:
                 for entry in sorted(os.listdir(source)):
                     self._copy(os.path.join(source, entry), out, entry,
                                force)
-                self._keep(out, source, st)
+                if made:
+                    self._keep(out, source, st)
             finally:
                 os.close(out)
         elif stat.S_ISREG(mode):
