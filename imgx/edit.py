@@ -47,6 +47,7 @@ from diskimage.sizes import format_size
 from diskimage.volumes import VolumeInput, VolumeOutput
 
 from .editfs import fsck, mount, release, sigint_held
+from .fsread import FAMILIES
 from .image import Image
 from .lock import image_lock
 from .rewrite import current_split, writable
@@ -71,21 +72,26 @@ _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
           stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
 
 
-def check_source(source):
+def check_source(source, kind):
     """Bytes of file data in the file or tree `source`; InputError for a
     FIFO, socket or device node in it (put copies files, directories and
-    symlinks only), before any work."""
+    symlinks only), or for a symlink when the filesystem `kind` holds
+    none (FAT, exFAT), before any work."""
+    links = FAMILIES[kind] not in ("fat", "exfat")
     total = 0
     for top, dirs, files in os.walk(source) if os.path.isdir(source) \
             else [(os.path.dirname(source), [], [os.path.basename(source)])]:
         for name in files + dirs:
             path = os.path.join(top, name)
             st = os.lstat(path)
-            kind = _KINDS.get(stat.S_IFMT(st.st_mode))
-            if kind:
-                raise InputError(f"{path}: is {kind}; imgx put copies "
+            special = _KINDS.get(stat.S_IFMT(st.st_mode))
+            if special:
+                raise InputError(f"{path}: is {special}; imgx put copies "
                                  f"files, directories and symlinks only; "
                                  f"nothing changed")
+            if stat.S_ISLNK(st.st_mode) and not links:
+                raise InputError(f"{path}: is a symlink, and {kind} holds "
+                                 f"none; nothing changed")
             if stat.S_ISREG(st.st_mode):
                 total += st.st_size
     return total
@@ -236,10 +242,11 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
     writable(image_path)
     if source is not None and not os.path.lexists(source):
         raise InputError(f"{source}: no such file or directory")
-    needed = check_source(source) if source is not None else 0
     with image_lock(image_path):
         area, paths, is_dir = check_request(image_path, number, op, paths,
                                             recursive, source, force)
+        needed = check_source(source, area["filesystem"]) \
+            if source is not None else 0
         directory = os.path.dirname(os.path.abspath(image_path))
         scratch = None
         try:

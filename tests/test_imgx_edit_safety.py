@@ -9,6 +9,7 @@ links whose absolute targets name files and directories this test made
 under its own tmp directory on the host."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -438,3 +439,29 @@ def json_parts(raw):
     import json
     return len(json.loads(run("sfdisk", "--json", raw).stdout)[
         "partitiontable"]["partitions"])
+
+
+def test_a_symlink_for_a_filesystem_without_symlinks_is_refused(fat_image,
+                                                                tmp_path):
+    """FAT (mcopy followed it, copying what it points at) and exFAT (the
+    writer failed with 'Function not implemented (a)') hold no symlinks:
+    a source holding one is refused by name before any work."""
+    image = tmp_path / "fat.rdi"
+    shutil.copy(fat_image, image)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("a\n")
+    os.symlink("a", src / "l")
+    before = image.read_bytes()
+    err = one_line_error(imgx("put", src, f"{image}:/"), 3)
+    assert re.fullmatch(rf"imgx: error: {re.escape(str(src / 'l'))}: is a "
+                        rf"symlink, and fat1[26] holds none; nothing "
+                        rf"changed\n", err), err
+    assert image.read_bytes() == before
+    exfat = tmp_path / "exfat.img"
+    with open(exfat, "wb") as f:
+        f.truncate(8 * MiB)
+    run("mkfs.exfat", exfat)
+    capture_disk(exfat, tmp_path / "exfat.rdi")
+    err = one_line_error(imgx("put", src, f"{tmp_path / 'exfat.rdi'}:/"), 3)
+    assert f"{src / 'l'}: is a symlink, and exfat holds none" in err, err
