@@ -68,6 +68,11 @@ def _clean(path):
     return "/".join(parts)
 
 
+def _is_dir(path):
+    """A directory itself, not a symlink to one (put copies the link)."""
+    return os.path.isdir(path) and not os.path.islink(path)
+
+
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
           stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
 
@@ -79,7 +84,7 @@ def check_source(source, kind):
     none (FAT, exFAT), before any work."""
     links = FAMILIES[kind] not in ("fat", "exfat")
     total = 0
-    for top, dirs, files in os.walk(source) if os.path.isdir(source) \
+    for top, dirs, files in os.walk(source) if _is_dir(source) \
             else [(os.path.dirname(source), [], [os.path.basename(source)])]:
         for name in files + dirs:
             path = os.path.join(top, name)
@@ -167,7 +172,7 @@ def check_request(image_path, number, op, paths, recursive=False,
                 raise InputError(f"{fs.where}/{paths[-1]}: already exists "
                                  f"(--force replaces it)")
             if op == "put" and dest is not None and dest.is_dir != \
-                    os.path.isdir(source):
+                    _is_dir(source):
                 raise InputError(f"{fs.where}/{paths[-1]}: exists and is "
                                  f"{'a' if dest.is_dir else 'not a'} "
                                  f"directory")

@@ -58,3 +58,29 @@ def one_line_error(result, code):
     assert result.returncode == code, (result.returncode, err)
     assert err.count("\n") == 1 and err.startswith("imgx: error: "), err
     return err
+
+
+def edit_disk(tmp):
+    """A GPT disk image with one small ext4 made by mkfs.ext4 -d, holding
+    t2/link and t2/dirlink whose absolute targets are a file and a
+    directory made under `tmp`/host (never real host files), and
+    existing.txt with a hard link hardlink.txt.  Returns (image, host)."""
+    from .fsmaps import partitioned_disk, run
+    host = tmp / "host"
+    (host / "dir").mkdir(parents=True)
+    (host / "file").write_text("host file\n")
+    tree = tmp / "tree"
+    (tree / "t2").mkdir(parents=True)
+    os.symlink(host / "file", tree / "t2" / "link")
+    os.symlink(host / "dir", tree / "t2" / "dirlink")
+    (tree / "existing.txt").write_text("old\n")
+    os.link(tree / "existing.txt", tree / "hardlink.txt")
+    fs = tmp / "fs.img"
+    with open(fs, "wb") as f:
+        f.truncate(16 << 20)
+    run("mkfs.ext4", "-q", "-F", "-d", tree, fs)
+    disk = tmp / "disk.img"
+    partitioned_disk(disk, [(fs, "ext4")])
+    image = tmp / "golden.rdi"
+    capture_disk(disk, image)
+    return image, host

@@ -1,0 +1,114 @@
+"""One writer per image (issue 11 item 5 and its sweep): an edit or
+rewrite of an image another imgx is editing is refused with exit 9, and two
+converts to one output never spoil each other.  Two real processes: the
+first is stopped (SIGSTOP) while at work."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .fsmaps import run
+from .imgx_helpers import ROOT, edit_disk, imgx, ok, one_line_error
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    return edit_disk(tmp_path_factory.mktemp("edit-lock"))
+
+
+@pytest.fixture
+def image(golden, tmp_path):
+    source, host = golden
+    copy = tmp_path / "lab.rdi"
+    shutil.copy(source, copy)
+    return copy, host
+
+
+def _stopped_in_its_edit(img, args):
+    """An `imgx put` started and stopped (SIGSTOP) once it is at work, its
+    scratch directory made: it holds the image for as long as the test
+    needs."""
+    proc = subprocess.Popen([sys.executable, "-m", "imgx", *map(str, args)],
+                            cwd=ROOT, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not [n for n in os.listdir(img.parent)
+               if n.startswith(".imgx-edit-")]:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGSTOP)
+    return proc
+
+
+def test_a_second_edit_or_rewrite_of_a_locked_image_is_refused(image,
+                                                                tmp_path):
+    img, _ = image
+    first_file = tmp_path / "first.txt"
+    first_file.write_text("first\n")
+    second_file = tmp_path / "second.txt"
+    second_file.write_text("second\n")
+    raw = tmp_path / "raw.img"
+    with open(raw, "wb") as f:
+        f.truncate(1 * MiB)
+    first = _stopped_in_its_edit(img, ["put", first_file, f"{img}:1/"])
+    try:
+        for args in (["put", second_file, f"{img}:1/"],
+                     ["mkdir", f"{img}:1/d"], ["rm", f"{img}:1/existing.txt"],
+                     ["mv", f"{img}:1/existing.txt", "/e"],
+                     ["describe", img, "text"], ["split", img, "1M"],
+                     ["join", img], ["recompress", img, "--compress=zstd"],
+                     ["recompress", img, f"--output={tmp_path / 'o.rdi'}"],
+                     ["convert", img, tmp_path / "o.raw", "--to=raw"],
+                     ["import", raw, img]):
+            err = one_line_error(imgx(*args), 9)
+            assert f"{img}: another imgx is editing" in err, (args, err)
+    finally:
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err.decode()
+    names = ok("ls", f"{img}:1/").decode().split()
+    assert "first.txt" in names and "second.txt" not in names
+    assert not (tmp_path / "o.rdi").exists()
+    ok("put", second_file, f"{img}:1/")          # free again
+    assert ok("cat", f"{img}:1/second.txt") == b"second\n"
+
+
+def test_two_converts_to_one_output_never_spoil_each_other(image, tmp_path):
+    """The first convert, stopped while at work; a second to the same OUT
+    finishes; the first then refuses to replace it (exit 5), and removes
+    nothing of the second's."""
+    img, _ = image
+    out = tmp_path / "out.raw"
+    first = subprocess.Popen([sys.executable, "-m", "imgx", "convert",
+                              str(img), str(out), "--to=raw"], cwd=ROOT,
+                             stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not [n for n in os.listdir(tmp_path) if n.startswith(
+            (".imgx-convert-", "out.raw"))]:
+        assert first.poll() is None, first.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = imgx("convert", img, out, "--to=raw")
+    finally:
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=120)
+    assert second.returncode == 0, second.stderr.decode()
+    assert first.returncode == 5, err.decode()
+    assert f"{out}: exists; not overwritten" in err.decode()
+    assert json_parts(out) == 1
+    assert sorted(os.listdir(tmp_path)) == ["lab.rdi", "out.raw"]
+
+
+def json_parts(raw):
+    import json
+    return len(json.loads(run("sfdisk", "--json", raw).stdout)[
+        "partitiontable"]["partitions"])
