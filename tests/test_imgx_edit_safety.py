@@ -59,6 +59,14 @@ def test_rm_and_mv_of_an_image_symlink_act_on_the_link(image):
     assert names == ["moved"]
 
 
+def test_rm_r_of_a_tree_holding_host_links_removes_only_the_links(image):
+    img, host = image
+    before = _host_state(host)
+    ok("rm", "-r", f"{img}:1/t2")
+    assert _host_state(host) == before
+    assert "t2" not in ok("ls", f"{img}:1/").decode().split()
+
+
 def test_put_refuses_an_existing_file_without_force(image, tmp_path):
     img, _ = image
     new = tmp_path / "new.txt"
