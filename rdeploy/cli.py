@@ -68,7 +68,8 @@ Options:
   --progress=MODE      auto (a bar when stderr is a terminal), bar, json (one
                        JSON object per line on stderr), none [default: auto].
   -q --quiet           Print nothing but errors.
-  --dir=DIR            Where the demo puts its disks [default: demo-run].
+  --dir=DIR            Where the demo puts its disks: a new or empty
+                       directory [default: demo-run].
   --keep               Keep the demo's files.
   -h --help            Show this text.
   --version            Show the version.
