@@ -39,13 +39,19 @@ def run(prog, main, argv):
     """Call main(argv) and map what it raises to (message, exit code)."""
     try:
         return main(argv) or 0
-    except DocoptExit as exc:
-        print(str(exc).strip(), file=sys.stderr)
+    except DocoptExit:
+        # dispatch() turns docopt's refusals into UsageError; this is for a
+        # parser that does not go through it: one line all the same.
+        print(f"{prog}: error: the arguments do not fit its usage; "
+              f"see '{prog} --help'", file=sys.stderr)
         return 2
     except DiskImageError as exc:
         if _debug():
             traceback.print_exc()
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if isinstance(exc, UsageError) and "see '" not in message:
+            message += f"; see '{prog} --help'"
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing was left that looks complete",
@@ -72,15 +78,59 @@ def run(prog, main, argv):
         return EXIT_INTERNAL
 
 
-def dispatch(doc, argv, version, commands):
-    """Parse `argv` with the docopt usage `doc` and call the function of
-    the command word that is set; `commands` maps words to functions."""
-    from docopt import docopt
+def parse(doc, argv, version):
+    """docopt's reading of `argv`; a refusal becomes one UsageError that
+    names the problem and points to the help (never docopt's dump).
+    `PROG help [COMMAND]` and `PROG COMMAND --help` print the help (and
+    raise SystemExit(0), as docopt's --help does)."""
+    from docopt import DocoptLanguageError, docopt
 
-    args = docopt(doc, argv=argv, version=version)
+    from .usage import Usage, command_help, diagnose
+
+    usage = Usage(doc)
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    if argv and argv[0] == "help":
+        if len(argv) == 1:
+            _print_help(doc.strip("\n"))
+        if len(argv) > 2 or argv[1] not in usage.commands:
+            what = argv[1] if len(argv) == 2 else " ".join(argv[1:])
+            raise UsageError(f"help: no command {what!r} (one of: "
+                             f"{', '.join(usage.commands)})")
+        _print_help(command_help(usage, argv[1]))
+    if argv and argv[0] in usage.commands and argv[0] != "help" and \
+            {"-h", "--help"} & set(words):
+        _print_help(command_help(usage, argv[0]))
+    try:
+        return docopt(doc, argv=argv, version=version)
+    except (DocoptExit, DocoptLanguageError) as exc:
+        if isinstance(exc, DocoptLanguageError) and \
+                "prefix" not in str(exc) and "ambiguous" not in str(exc):
+            raise   # the usage text itself is wrong: a bug
+        problem, command = diagnose(usage, argv)
+        where = f"{usage.prog} {command.name}" if command else usage.prog
+        raise UsageError(f"{problem}; see '{where} --help'") from None
+
+
+def _print_help(text):
+    print(text)
+    raise SystemExit(0)
+
+
+def dispatch(doc, argv, version, commands):
+    """Parse `argv` with the docopt usage `doc` (see parse()) and call the
+    function of the command word that is set; `commands` maps words to
+    functions.  A UsageError from the command points to its help."""
+    args = parse(doc, argv, version)
+    prog = doc.split(None, 1)[0]
     for name, command in commands.items():
-        if args[name]:
-            return command(args)
+        if args.get(name):
+            try:
+                return command(args)
+            except UsageError as exc:
+                if "see '" in str(exc):
+                    raise
+                raise UsageError(f"{exc}; see '{prog} {name} --help'") \
+                    from None
     raise UsageError("no command given")
 
 

@@ -12,6 +12,7 @@ Usage:
   rdeploy info IMAGE [--json]
   rdeploy list [--json]
   rdeploy demo [--dir=DIR] [--keep]
+  rdeploy help [COMMAND]
   rdeploy (-h | --help)
   rdeploy --version
 
@@ -32,6 +33,8 @@ Commands:
   list      Show local disks: size, model, sector sizes, partitions, mounts.
   demo      Build a demo disk (GPT; ext4, FAT32, NTFS with real files),
             capture, restore, verify and check it, printing sizes and speed.
+  help      Show this text, or only the part about COMMAND (as
+            `rdeploy COMMAND --help` does).
 
 Options:
   --partitions=LIST    Only these partition numbers, e.g. 1,3 (capture keeps
