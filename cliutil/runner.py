@@ -26,6 +26,8 @@ from docopt import DocoptExit
 
 from diskimage.errors import DiskImageError, UsageError
 
+from .progress import Reported
+
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
@@ -39,6 +41,8 @@ def run(prog, main, argv):
     """Call main(argv) and map what it raises to (message, exit code)."""
     try:
         return main(argv) or 0
+    except Reported as exc:     # already told as a JSON error event
+        return exc.exit_code
     except DocoptExit:
         # dispatch() turns docopt's refusals into UsageError; this is for a
         # parser that does not go through it: one line all the same.
@@ -76,6 +80,35 @@ def run(prog, main, argv):
         print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
               f"(set RDEPLOY_DEBUG=1 for a traceback)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def describe(prog, exc):
+    """(message, exit code) of `exc` as run() reports it, for the JSON
+    error event of --progress=json (run() prints the same words)."""
+    if isinstance(exc, DocoptExit):
+        return "the arguments do not fit its usage", 2
+    if isinstance(exc, DiskImageError):
+        message = str(exc)
+        if isinstance(exc, UsageError) and "see '" not in message:
+            message += f"; see '{prog} --help'"
+        return message, exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted; nothing was left that looks complete", \
+            EXIT_INTERRUPTED
+    if isinstance(exc, BrokenPipeError):
+        return "broken pipe: the reader of stdout went away", \
+            EXIT_BROKEN_PIPE
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}", 1
+    return (f"internal error: {type(exc).__name__}: {exc} (set "
+            f"RDEPLOY_DEBUG=1 for a traceback)"), EXIT_INTERNAL
+
+
+def _wants_json(argv):
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    return "--progress=json" in words or any(
+        a == "--progress" and b == "json" for a, b in zip(words, words[1:]))
 
 
 def parse(doc, argv, version):
@@ -120,8 +153,14 @@ def dispatch(doc, argv, version, commands):
     """Parse `argv` with the docopt usage `doc` (see parse()) and call the
     function of the command word that is set; `commands` maps words to
     functions.  A UsageError from the command points to its help."""
-    args = parse(doc, argv, version)
     prog = doc.split(None, 1)[0]
+    try:
+        args = parse(doc, argv, version)
+    except UsageError as exc:
+        if not _wants_json(argv):
+            raise
+        from .progress import error_event
+        raise error_event(prog, argv[0] if argv else None, exc) from None
     for name, command in commands.items():
         if args.get(name):
             try:
