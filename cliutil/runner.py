@@ -1,21 +1,28 @@
 """The one place where the commands turn exceptions into a one-line message
 on stderr and a documented exit code.
 
-Exit codes (every command's --help and docs/rdeploy.md repeat them)::
+Exit codes (the one table of the toolkit: docs/rdeploy.md, imgx.md and
+bootdisk.md repeat it, made from here by cliutil/docgen.py, and every
+command's --help names the codes it uses)::
 
     0    success
-    1    other failure (an I/O error)
+    1    other failure (an I/O error, a tool that failed)
     2    usage error
-    3    bad input: missing or unusable source, not an image, a terminal
-    4    the image is damaged: checksum, truncated, bad record
-    5    target refused: too small, mounted, the source, unconfirmed
+    3    bad input: missing or unusable source, not an image, a directory,
+         a terminal where data must flow, a partition that does not exist
+    4    damaged image: checksum mismatch, truncated, bad record, digest
+         mismatch
+    5    target refused: too small, mounted or in use, the image itself,
+         another sector size, not confirmed; nothing was written
     6    no space left on the output, or a write failed
     7    unsupported image version or codec
-    8    failed after the first write: the target was changed (no valid table)
-    9    busy: another process is writing or editing the same file
-    70   internal error (a bug; set RDEPLOY_DEBUG=1 for the traceback)
-    130  interrupted (Ctrl-C)
-    141  broken pipe (the reader went away); nothing is printed
+    8    failed after the first write to the target: the target was changed
+         and is not usable (a restore wipes the table first, so it has no
+         valid table); the message says why
+    9    busy: another process is writing the same image or editing it
+    70   internal error (a bug; RDEPLOY_DEBUG=1 prints the traceback)
+    130  interrupted (Ctrl-C); partial files are removed
+    141  broken pipe: the reader of stdout went away; nothing is printed
 """
 
 import os

@@ -63,7 +63,7 @@ class Usage:
 
     def section(self, title):
         for name, body in self.sections:
-            if name.split()[0].rstrip(":") == title:
+            if " ".join(name.split()).rstrip(":") == title:
                 return body
         return []
 
