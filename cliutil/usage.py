@@ -46,6 +46,7 @@ class Command:
     most: int = 0           # positionals allowed (None: no limit)
     positionals: list = field(default_factory=list)
     required: list = field(default_factory=list)  # options outside [ ]
+    exclusive: list = field(default_factory=list)  # [[names] | [names]]
 
 
 class Usage:
@@ -73,14 +74,23 @@ class Usage:
             return
         command = self.commands.setdefault(tokens[0], Command(tokens[0]))
         command.patterns.append(text)
-        depth, least, most, names = 0, 0, 0, []
+        depth, least, most, names, groups = 0, 0, 0, [], []
         i = 1
         while i < len(tokens):
             token = tokens[i]
             if token in "[(":
                 depth += token == "["
-            elif token == "]":
-                depth -= 1
+                groups.append([[]])
+            elif token in "])":
+                depth -= token == "]"
+                group = groups.pop()
+                if len(group) > 1 and all(group):
+                    command.exclusive.append(group)
+                if groups:
+                    groups[-1][-1].extend(n for alt in group for n in alt)
+            elif token == "|":
+                if groups:
+                    groups[-1].append([])
             elif token == "...":
                 most = None
             elif token == "options":
@@ -92,6 +102,8 @@ class Usage:
                     command.words.add(token)
                 else:
                     command.options.update(option.names)
+                    if groups:
+                        groups[-1][-1].append(option.long or option.short)
                     if depth == 0 and option not in command.required:
                         command.required.append(option)
                     if option.takes_value and "=" not in token and \
@@ -267,6 +279,11 @@ def diagnose(usage, argv):
     if command.most is not None and len(positionals) > command.most:
         return (f"{command.name}: unexpected argument "
                 f"{positionals[command.most]!r}"), command
+    for group in command.exclusive:
+        given = [alt[0] for alt in group if seen & set(alt)]
+        if len(given) > 1:
+            return (f"{command.name}: {' and '.join(given)} do not go "
+                    f"together"), command
     return f"{command.name}: these arguments do not fit its usage", command
 
 

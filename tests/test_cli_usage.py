@@ -105,3 +105,23 @@ def test_capture_help_holds_its_options_only():
     for option in ("--into=N", "--yes", "--dir=DIR"):
         assert option not in text
     assert "rdeploy capture /dev/sda" in text      # its examples
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["nosuch"], "unknown command 'nosuch' (one of: rdeploy, imgx, bootdisk)"),
+    (["--frob"], "unknown option --frob"),
+])
+def test_multicall_usage_errors_are_the_same_kind_of_line(argv, phrase):
+    result = run("cliutil.multicall", *argv)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"deploytool: error: {phrase}; see 'deploytool --help'"]
+
+
+def test_options_that_exclude_each_other_are_named():
+    result = run("rdeploy", "restore", "a", "b", "--grow",
+                 "--resize=proportional")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "rdeploy: error: restore: --grow and --resize do not go together; "
+        "see 'rdeploy restore --help'"]
