@@ -49,6 +49,8 @@ def run(prog, main, argv):
     try:
         return main(argv) or 0
     except Reported as exc:     # already told as a JSON error event
+        if isinstance(exc.__cause__, BrokenPipeError):
+            _drop_stdout()
         return exc.exit_code
     except DocoptExit:
         # dispatch() turns docopt's refusals into UsageError; this is for a
@@ -69,11 +71,7 @@ def run(prog, main, argv):
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # Stop Python's own complaint at exit when stdout is already gone.
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except OSError:
-            pass
+        _drop_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as exc:
         if _debug():
@@ -154,6 +152,14 @@ def parse(doc, argv, version):
 def _print_help(text):
     print(text)
     raise SystemExit(0)
+
+
+def _drop_stdout():
+    """Stop Python's own complaint at exit when stdout is already gone."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError:
+        pass
 
 
 def dispatch(doc, argv, version, commands):

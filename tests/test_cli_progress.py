@@ -158,3 +158,45 @@ def test_usage_error_with_json_is_an_error_event(tmp_path):
     assert len(parsed) == 1
     error = check_error(parsed, result, "capture", 2)
     assert "--frob" in error["message"]
+
+
+def test_reader_gone_ends_with_an_error_event_141(image):
+    _, disk, _, _ = image
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rdeploy", "capture", str(disk), "-",
+         "--progress=json", "--compress=none"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(1000)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, "",
+                                         stderr)
+    parsed = events(result)
+    check_error(parsed, result, "capture", 141)
+
+
+def test_ctrl_c_ends_with_an_error_event_130(tmp_path):
+    import signal
+    disk = tmp_path / "big.img"
+    with open(disk, "wb") as f:     # no table: read whole; a byte in
+        f.truncate(2 << 30)         # every chunk so that none is a hole
+        for offset in range(0, 2 << 30, 4 << 20):
+            os.pwrite(f.fileno(), b"x", offset)
+    image = tmp_path / "big.rdi"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rdeploy", "capture", str(disk), str(image),
+         "--progress=json"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        # A shell's background job inherits SIGINT ignored; Python then
+        # installs no KeyboardInterrupt handler.  Give it Ctrl-C back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    first = proc.stderr.readline()
+    assert json.loads(first)["event"] == "progress"
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    proc.wait(timeout=60)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, "",
+                                         first + rest)
+    check_error(events(result), result, "capture", 130)
+    assert not any(p.name.startswith("big.rdi") for p in tmp_path.iterdir())
