@@ -134,7 +134,8 @@ def _threads(args):
 def _progress(args, label):
     mode = args["--progress"]
     if mode not in MODES:
-        raise UsageError(f"--progress must be one of {', '.join(MODES)}")
+        raise UsageError(f"--progress takes {', '.join(MODES[:-1])} or "
+                         f"{MODES[-1]}, not {mode!r}")
     return Progress(mode, label, quiet=args["--quiet"])
 
 
