@@ -103,7 +103,8 @@ def manpage(name):
     usage = usage_of(name)
     lines = [f'.TH {name.upper()} 1 "" "rdeploy-toolkit {__version__}" '
              f'"User Commands"',
-             ".nh", ".SH NAME", f"{name} \\- {_esc(usage.summary.rstrip('.'))}",
+             ".nh", ".SH NAME",
+             f"{name} \\- {_esc(usage.summary.rstrip('.'))}",
              ".SH SYNOPSIS", ".nf"]
     lines += [_esc(line[2:]) for line in usage.section("Usage")
               if line.strip()] + [".fi"]
