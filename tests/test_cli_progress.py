@@ -200,3 +200,20 @@ def test_ctrl_c_ends_with_an_error_event_130(tmp_path):
                                          first + rest)
     check_error(events(result), result, "capture", 130)
     assert not any(p.name.startswith("big.rdi") for p in tmp_path.iterdir())
+
+
+def test_a_long_run_of_zeros_still_reports_progress(tmp_path):
+    """All-zero chunks are merged into one hole record; the progress must
+    move while they are read, not jump from 0 to 100 % at the end."""
+    disk = tmp_path / "empty.img"
+    with open(disk, "wb") as f:
+        f.truncate(512 << 20)       # no table: one area, all zeros
+    result = rdeploy("capture", disk, tmp_path / "empty.rdi",
+                     "--progress=json")
+    parsed = events(result)
+    check_tasks(parsed, ["capture"])
+    check_end(parsed, result, "capture")
+    moving = [e for e in parsed if e["event"] == "progress"
+              and 0 < e["done"] < e["total"]]
+    assert len(moving) >= 2, parsed
+    assert parsed[-1]["result"]["chunks"] == 1     # still one hole
