@@ -4,6 +4,8 @@
 #   make deps     system packages (apt) + .venv with the project, editable
 #   make demo     run `rdeploy demo`
 #   make freeze   dist/deploytool (one onefile binary) + dist/<command> links
+#   make docs     man/*.1, completions/* and the exit-code tables of docs/*.md,
+#                 made from the usage texts (cliutil/docgen.py); commit them
 #   make test     deps, freeze, then the test suite
 #   make bench    the benchmark against the peers (bench/run.py, ~15 min);
 #                 arguments in BENCH_ARGS, e.g. BENCH_ARGS="--rounds=5"
@@ -22,7 +24,8 @@ APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc binutils \
 	e2fsprogs dosfstools mtools ntfs-3g fdisk gdisk util-linux exfatprogs \
 	lz4 zstd partclone qemu-utils kmod make exfat-fuse \
 	linux-image-amd64 busybox-static qemu-system-x86 ovmf isolinux syslinux \
-	syslinux-common pxelinux grub-efi-amd64-bin grub-common cpio xorriso time
+	syslinux-common pxelinux grub-efi-amd64-bin grub-common cpio xorriso time \
+	groff-base man-db
 
 APT_STAMP  := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install
@@ -35,7 +38,7 @@ FREEZE_INPUTS := $(filter-out tests/% bench/%,$(wildcard */*.py */*/*.py)) \
 BENCH_STAMP := $(VENV)/.stamp-bench
 BENCH_ARGS ?=
 
-.PHONY: all deps demo freeze test bench clean
+.PHONY: all deps demo docs freeze test bench clean
 
 all: freeze
 
@@ -61,6 +64,9 @@ $(VENV_STAMP): setup.cfg pyproject.toml | $(APT_STAMP)
 
 demo: deps
 	$(VENV)/bin/rdeploy demo
+
+docs: $(VENV_STAMP)
+	$(VPY) -m cliutil.docgen
 
 freeze: $(DIST)/deploytool
 

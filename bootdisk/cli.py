@@ -6,6 +6,7 @@ Usage:
   bootdisk usb -o OUT [--size=SIZE] [--add=SRC:DEST]... [options]
   bootdisk pxe -o DIR [--add=SRC:DEST]... [options]
   bootdisk info ARTIFACT [--json]
+  bootdisk help [COMMAND]
   bootdisk (-h | --help)
   bootdisk --version
 
@@ -25,6 +26,8 @@ Commands:
            grub.cfg for UEFI; serve DIR by TFTP.
   info     What an artifact (initrd, ISO, USB image or PXE directory) holds:
            kernel release, modules, binaries, job, sizes.
+  help     Show this text, or only the part about COMMAND (as
+           `bootdisk COMMAND --help` does).
 
 Options:
   -o OUT --output=OUT   Where to write (a directory for pxe).
@@ -76,9 +79,7 @@ Examples:
 import json
 import sys
 
-from docopt import docopt
-
-from cliutil.runner import run
+from cliutil.runner import parse, run
 from diskimage import __version__
 from diskimage.errors import UsageError
 from diskimage.sizes import format_size, parse_size
@@ -117,7 +118,7 @@ def _size(args):
 
 
 def _main(argv):
-    args = docopt(__doc__, argv=argv, version=f"bootdisk {__version__}")
+    args = parse(__doc__, argv, f"bootdisk {__version__}")
     if args["info"]:
         report = infos.describe(args["ARTIFACT"])
         if args["--json"]:

@@ -78,7 +78,8 @@ def run_command(name, argv, prog=None):
     module_name = COMMANDS.get(name)
     if module_name is None:
         known = ", ".join(COMMANDS)
-        print(f"{prog}: unknown command {name!r} (commands: {known})", file=sys.stderr)
+        print(f"{prog}: error: unknown command {name!r} (one of: {known}); "
+              f"see '{prog} --help'", file=sys.stderr)
         return 2
     try:
         module = importlib.import_module(module_name)
@@ -88,7 +89,8 @@ def run_command(name, argv, prog=None):
         missing = exc.name or ""
         if missing != module_name and not module_name.startswith(missing + "."):
             raise
-        print(f"{prog}: command {name!r} is not in this build ({exc})", file=sys.stderr)
+        print(f"{prog}: error: command {name!r} is not in this build ({exc})",
+              file=sys.stderr)
         return 1
     result = module.main(list(argv))
     return 0 if result is None else int(result)
@@ -127,10 +129,8 @@ def main(argv=None, prog=None):
         print(f"{called_as} {_version()}")
         return 0
     if first.startswith("-"):
-        print(
-            f"{called_as}: unknown option {first!r}; usage: {called_as} COMMAND [ARGS...]",
-            file=sys.stderr,
-        )
+        print(f"{called_as}: error: unknown option {first}; see "
+              f"'{called_as} --help'", file=sys.stderr)
         return 2
     if first not in COMMANDS:
         known = ", ".join(COMMANDS)
@@ -138,7 +138,8 @@ def main(argv=None, prog=None):
             what = f"unknown command {first!r}"
         else:  # most likely a link named after a command this build lacks
             what = f"no command named {called_as!r} or {first!r}"
-        print(f"{called_as}: {what} (commands: {known})", file=sys.stderr)
+        print(f"{called_as}: error: {what} (one of: {known}); see "
+              f"'{called_as} --help'", file=sys.stderr)
         return 2
     # Commands that look at sys.argv[0] see their own name, as through a link.
     if sys.argv and prog == sys.argv[0]:

@@ -1,21 +1,28 @@
 """The one place where the commands turn exceptions into a one-line message
 on stderr and a documented exit code.
 
-Exit codes (every command's --help and docs/rdeploy.md repeat them)::
+Exit codes (the one table of the toolkit: docs/rdeploy.md, imgx.md and
+bootdisk.md repeat it, made from here by cliutil/docgen.py, and every
+command's --help names the codes it uses)::
 
     0    success
-    1    other failure (an I/O error)
+    1    other failure (an I/O error, a tool that failed)
     2    usage error
-    3    bad input: missing or unusable source, not an image, a terminal
-    4    the image is damaged: checksum, truncated, bad record
-    5    target refused: too small, mounted, the source, unconfirmed
+    3    bad input: missing or unusable source, not an image, a directory,
+         a terminal where data must flow, a partition that does not exist
+    4    damaged image: checksum mismatch, truncated, bad record, digest
+         mismatch
+    5    target refused: too small, mounted or in use, the image itself,
+         another sector size, not confirmed; nothing was written
     6    no space left on the output, or a write failed
     7    unsupported image version or codec
-    8    failed after the first write: the target was changed (no valid table)
-    9    busy: another process is writing or editing the same file
-    70   internal error (a bug; set RDEPLOY_DEBUG=1 for the traceback)
-    130  interrupted (Ctrl-C)
-    141  broken pipe (the reader went away); nothing is printed
+    8    failed after the first write to the target: the target was changed
+         and is not usable (a restore wipes the table first, so it has no
+         valid table); the message says why
+    9    busy: another process is writing the same image or editing it
+    70   internal error (a bug; RDEPLOY_DEBUG=1 prints the traceback)
+    130  interrupted (Ctrl-C); partial files are removed
+    141  broken pipe: the reader of stdout went away; nothing is printed
 """
 
 import os
@@ -25,6 +32,8 @@ import traceback
 from docopt import DocoptExit
 
 from diskimage.errors import DiskImageError, UsageError
+
+from .progress import Reported
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -39,24 +48,30 @@ def run(prog, main, argv):
     """Call main(argv) and map what it raises to (message, exit code)."""
     try:
         return main(argv) or 0
-    except DocoptExit as exc:
-        print(str(exc).strip(), file=sys.stderr)
+    except Reported as exc:     # already told as a JSON error event
+        if isinstance(exc.__cause__, BrokenPipeError):
+            _drop_stdout()
+        return exc.exit_code
+    except DocoptExit:
+        # dispatch() turns docopt's refusals into UsageError; this is for a
+        # parser that does not go through it: one line all the same.
+        print(f"{prog}: error: the arguments do not fit its usage; "
+              f"see '{prog} --help'", file=sys.stderr)
         return 2
     except DiskImageError as exc:
         if _debug():
             traceback.print_exc()
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if isinstance(exc, UsageError) and "see '" not in message:
+            message += f"; see '{prog} --help'"
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing was left that looks complete",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # Stop Python's own complaint at exit when stdout is already gone.
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except OSError:
-            pass
+        _drop_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as exc:
         if _debug():
@@ -72,15 +87,102 @@ def run(prog, main, argv):
         return EXIT_INTERNAL
 
 
-def dispatch(doc, argv, version, commands):
-    """Parse `argv` with the docopt usage `doc` and call the function of
-    the command word that is set; `commands` maps words to functions."""
-    from docopt import docopt
+def describe(prog, exc):
+    """(message, exit code) of `exc` as run() reports it, for the JSON
+    error event of --progress=json (run() prints the same words)."""
+    if isinstance(exc, DocoptExit):
+        return "the arguments do not fit its usage", 2
+    if isinstance(exc, DiskImageError):
+        message = str(exc)
+        if isinstance(exc, UsageError) and "see '" not in message:
+            message += f"; see '{prog} --help'"
+        return message, exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted; nothing was left that looks complete", \
+            EXIT_INTERRUPTED
+    if isinstance(exc, BrokenPipeError):
+        return "broken pipe: the reader of stdout went away", \
+            EXIT_BROKEN_PIPE
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}", 1
+    return (f"internal error: {type(exc).__name__}: {exc} (set "
+            f"RDEPLOY_DEBUG=1 for a traceback)"), EXIT_INTERNAL
 
-    args = docopt(doc, argv=argv, version=version)
+
+def _wants_json(argv):
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    return "--progress=json" in words or any(
+        a == "--progress" and b == "json" for a, b in zip(words, words[1:]))
+
+
+def parse(doc, argv, version):
+    """docopt's reading of `argv`; a refusal becomes one UsageError that
+    names the problem and points to the help (never docopt's dump).
+    `PROG help [COMMAND]` and `PROG COMMAND --help` print the help (and
+    raise SystemExit(0), as docopt's --help does)."""
+    from docopt import DocoptLanguageError, docopt
+
+    from .usage import Usage, command_help, diagnose
+
+    usage = Usage(doc)
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    if argv and argv[0] == "help":
+        if len(argv) == 1:
+            _print_help(doc.strip("\n"))
+        if len(argv) > 2 or argv[1] not in usage.commands:
+            what = argv[1] if len(argv) == 2 else " ".join(argv[1:])
+            raise UsageError(f"help: no command {what!r} (one of: "
+                             f"{', '.join(usage.commands)})")
+        _print_help(command_help(usage, argv[1]))
+    if argv and argv[0] in usage.commands and argv[0] != "help" and \
+            {"-h", "--help"} & set(words):
+        _print_help(command_help(usage, argv[0]))
+    try:
+        return docopt(doc, argv=argv, version=version)
+    except (DocoptExit, DocoptLanguageError) as exc:
+        if isinstance(exc, DocoptLanguageError) and \
+                "prefix" not in str(exc) and "ambiguous" not in str(exc):
+            raise   # the usage text itself is wrong: a bug
+        problem, command = diagnose(usage, argv)
+        where = f"{usage.prog} {command.name}" if command else usage.prog
+        raise UsageError(f"{problem}; see '{where} --help'") from None
+
+
+def _print_help(text):
+    print(text)
+    raise SystemExit(0)
+
+
+def _drop_stdout():
+    """Stop Python's own complaint at exit when stdout is already gone."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def dispatch(doc, argv, version, commands):
+    """Parse `argv` with the docopt usage `doc` (see parse()) and call the
+    function of the command word that is set; `commands` maps words to
+    functions.  A UsageError from the command points to its help."""
+    prog = doc.split(None, 1)[0]
+    try:
+        args = parse(doc, argv, version)
+    except UsageError as exc:
+        if not _wants_json(argv):
+            raise
+        from .progress import error_event
+        raise error_event(prog, argv[0] if argv else None, exc) from None
     for name, command in commands.items():
-        if args[name]:
-            return command(args)
+        if args.get(name):
+            try:
+                return command(args)
+            except UsageError as exc:
+                if "see '" in str(exc):
+                    raise
+                raise UsageError(f"{exc}; see '{prog} {name} --help'") \
+                    from None
     raise UsageError("no command given")
 
 

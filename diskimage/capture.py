@@ -186,10 +186,16 @@ def _spans(disk, area, runs, chunk_size):
                 yield _read_pieces(disk, group)
 
 
+#: While a hole grows, a ("tick", weight) item every this many bytes, so
+#: that progress moves through long runs of zeros (they make one record).
+TICK_BYTES = 64 << 20
+
+
 def _chunks(disk, planned, chunk_size):
     """Yield ("data", area, offset, bytes, weight) and ("zero", area,
     offset, length, weight) items, merging adjacent zero chunks into one
-    hole."""
+    hole, and ("tick", weight) items for the part of a growing hole read
+    so far (its weight then counts only the rest)."""
     zeros = bytes(chunk_size)
     for number, (area, runs) in enumerate(planned):
         hole = None
@@ -200,6 +206,9 @@ def _chunks(disk, planned, chunk_size):
                 if hole is not None and hole[2] + hole[3] == offset:
                     hole[3] += length
                     hole[4] += weight
+                    if hole[3] % TICK_BYTES < length:
+                        yield ("tick", hole[4])
+                        hole[4] = 0
                     continue
                 if hole is not None:
                     yield tuple(hole)
@@ -257,6 +266,8 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             done = 0
 
             def work(item):
+                if item[0] == "tick":
+                    return None, item[1], []
                 if item[0] == "zero":
                     _, area, offset, length, weight = item
                     return area, weight, [(offset, length, None)]

@@ -92,8 +92,10 @@ class _Run:
                              else fields["checksum"]))
 
 
-def run_restore(plan, *, threads=1, verify=False, progress=None):
-    """Carry out `plan`.  Returns a summary dict."""
+def run_restore(plan, *, threads=1, verify=False, progress=None,
+                readback_progress=None):
+    """Carry out `plan`.  Returns a summary dict.  `progress(done, total)`
+    follows the writing, `readback_progress` the read-back of `verify`."""
     stream = plan.stream
     areas = stream.metadata["areas"]
     total = sum(areas[i]["size"] for i in plan.areas)
@@ -137,7 +139,8 @@ def run_restore(plan, *, threads=1, verify=False, progress=None):
         sync(disk)
         if verify:
             _read_back(disk, [w[1:] for w in run.written
-                              if w[0] not in run.changed])
+                              if w[0] not in run.changed],
+                       readback_progress)
             for placement in plan.placements:
                 if placement.area in run.changed:
                     _checked(plan.target, placement)
@@ -284,10 +287,11 @@ def _checked(target, placement):
                        f"partition {placement.number} ({placement.fs})")
 
 
-def _read_back(disk, written):
+def _read_back(disk, written, progress=None):
     """Read every written range back from the disk itself (the page cache
     dropped first) and compare with the image's checksums."""
     os.posix_fadvise(disk.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    total, done = sum(w[1] for w in written), 0
     for offset, length, checksum in written:
         data = disk.read(offset, length)
         good = data == bytes(length) if checksum is None else \
@@ -295,3 +299,6 @@ def _read_back(disk, written):
         if not good:
             raise TargetError(f"{disk.path}: read-back differs from the "
                               f"image at disk offset {offset}")
+        done += length
+        if progress:
+            progress(done, total)

@@ -21,6 +21,7 @@ Usage:
   imgx convert IMAGE OUT --to=FORMAT [--threads=N]
   imgx import SOURCE OUT [--compress=CODEC] [--level=N] [--description=TEXT]
   imgx sfx IMAGE -o OUT [--binary=PATH]
+  imgx help [COMMAND]
   imgx (-h | --help)
   imgx --version
 
@@ -45,6 +46,8 @@ Commands:
           PATTERN (case-insensitive on FAT, exFAT and NTFS).
   diff    Files added (+), removed (-) and changed (M) from IMAGE_A to
           IMAGE_B, in partition N or in every filesystem both hold.
+  help    Show this text, or only the part about COMMAND (as
+          `imgx COMMAND --help` does).
 
 Editing (each writes a new image over IMAGE only when it is complete and
 its filesystem checks clean; a failed or interrupted edit leaves IMAGE as it

@@ -12,6 +12,7 @@ Usage:
   rdeploy info IMAGE [--json]
   rdeploy list [--json]
   rdeploy demo [--dir=DIR] [--keep]
+  rdeploy help [COMMAND]
   rdeploy (-h | --help)
   rdeploy --version
 
@@ -32,6 +33,8 @@ Commands:
   list      Show local disks: size, model, sector sizes, partitions, mounts.
   demo      Build a demo disk (GPT; ext4, FAT32, NTFS with real files),
             capture, restore, verify and check it, printing sizes and speed.
+  help      Show this text, or only the part about COMMAND (as
+            `rdeploy COMMAND --help` does).
 
 Options:
   --partitions=LIST    Only these partition numbers, e.g. 1,3 (capture keeps
@@ -65,10 +68,14 @@ Options:
   --verify             After restore, read back what was written and compare
                        it with the image's checksums.
   --json               Print JSON instead of a table.
-  --progress=MODE      auto (a bar when stderr is a terminal), bar, json (one
-                       JSON object per line on stderr), none [default: auto].
-  -q --quiet           Print nothing but errors.
-  --dir=DIR            Where the demo puts its disks [default: demo-run].
+  --progress=MODE      auto (a bar when stderr is a terminal), bar, json
+                       (stderr is JSON lines only: progress, then one end
+                       or error event; see docs/rdeploy.md), none
+                       [default: auto].
+  -q --quiet           Print nothing but errors; with --progress=json the
+                       JSON stream is still complete.
+  --dir=DIR            Where the demo puts its disks: a new or empty
+                       directory [default: demo-run].
   --keep               Keep the demo's files.
   -h --help            Show this text.
   --version            Show the version.
@@ -78,8 +85,10 @@ Exit codes:
   or unusable source, not an image, a terminal); 4 damaged image (checksum,
   truncated, bad record); 5 target refused (too small, mounted, the source,
   other sector size, not confirmed); 6 no space left or a write failed;
-  7 unsupported image version or codec; 70 internal error; 130 interrupted;
-  141 broken pipe.
+  7 unsupported image version or codec; 8 failed after the first write (the
+  target was changed and has no valid table); 9 busy (another process is
+  writing the same image); 70 internal error; 130 interrupted; 141 broken
+  pipe.  `rdeploy help COMMAND` shows one command's part; man rdeploy.
 
 Examples:
   rdeploy capture /dev/sda /srv/images/lab.rdi --description="lab 2026-11"
@@ -125,13 +134,14 @@ def _threads(args):
 def _progress(args, label):
     mode = args["--progress"]
     if mode not in MODES:
-        raise UsageError(f"--progress must be one of {', '.join(MODES)}")
+        raise UsageError(f"--progress takes {', '.join(MODES[:-1])} or "
+                         f"{MODES[-1]}, not {mode!r}")
     return Progress(mode, label, quiet=args["--quiet"])
 
 
-def _say(args, text):
-    if not args["--quiet"]:
-        print(text, file=sys.stderr)
+def _result(summary, *drop):
+    """A library summary as the JSON `result` of the end event."""
+    return {k: v for k, v in summary.items() if k not in drop}
 
 
 def _open_image(path):
@@ -151,37 +161,38 @@ def cmd_capture(args):
     from diskimage.sizes import parse_size
     from diskimage.volumes import StreamOutput, VolumeOutput
 
-    level = None if args["--level"] is None else \
-        whole_number(args["--level"], "--level")
-    compressor = Compressor(args["--compress"], level)
-    if args["IMAGE"] == "-":
-        if args["--split"]:
-            raise UsageError("--split needs an image file, not stdout")
-        if sys.stdout.isatty():
-            raise InputError("stdout is a terminal; redirect the image to a "
-                             "file or a pipe")
-        output = StreamOutput(sys.stdout.buffer)
-    else:
-        split = parse_size(args["--split"]) if args["--split"] else None
-        output = VolumeOutput(args["IMAGE"], split)
-    progress = _progress(args, "capture")
-    try:
+    with _progress(args, "capture") as progress:
+        level = None if args["--level"] is None else \
+            whole_number(args["--level"], "--level")
+        compressor = Compressor(args["--compress"], level)
+        if args["IMAGE"] == "-":
+            if args["--split"]:
+                raise UsageError("--split needs an image file, not stdout")
+            if sys.stdout.isatty():
+                raise InputError("stdout is a terminal; redirect the image "
+                                 "to a file or a pipe")
+            output = StreamOutput(sys.stdout.buffer)
+        else:
+            split = parse_size(args["--split"]) if args["--split"] else None
+            output = VolumeOutput(args["IMAGE"], split)
         summary = capture(args["SOURCE"], output, compressor=compressor,
                           partitions=_partition_list(args["--partitions"]),
                           raw=args["--raw"], threads=_threads(args),
                           description=args["--description"],
                           progress=progress)
-    finally:
-        progress.close()
-    for warning in summary["warnings"]:
-        _say(args, f"rdeploy: warning: {warning}")
-    _say(args, render.capture_line(args["SOURCE"], args["IMAGE"], summary))
+        for warning in summary["warnings"]:
+            progress.warn(warning)
+        progress.end(render.capture_line(args["SOURCE"], args["IMAGE"],
+                                         summary), _result(summary))
     return 0
 
 
-def _confirm(args, plan):
+def _confirm(args, plan, progress):
     if args["--yes"]:
         return
+    if progress.json:
+        raise TargetError(f"{args['TARGET']}: not overwritten without --yes "
+                          f"(--progress=json does not ask)")
     if args["IMAGE"] == "-" or not sys.stdin.isatty():
         raise TargetError(f"{args['TARGET']}: not overwritten without --yes "
                           f"(no terminal to ask on)")
@@ -218,49 +229,49 @@ def cmd_restore(args):
     from diskimage.reader import RecordStream
     from diskimage.restore import plan_restore, run_restore
 
-    into = None if args["--into"] is None else \
-        whole_number(args["--into"], "--into")
-    mode, sizes = _layout_mode(args), _sizes(args["--size"])
-    if (args["--partitions"] or into) and (mode != "keep" or sizes):
-        raise UsageError("--grow, --resize and --size lay out a whole disk; "
-                         "they do not go with --partitions or --into")
-    with _open_image(args["IMAGE"]) as source:
-        stream = RecordStream(source)
-        plan = plan_restore(stream, args["TARGET"],
-                            partitions=_partition_list(args["--partitions"]),
-                            into=into, mode=mode, sizes=sizes,
-                            new_ids=args["--new-ids"],
-                            overwrite_protected=args["--overwrite-protected"],
-                            tmpdir=args["--tmpdir"])
-        if args["--dry-run"]:
-            print(render.plan_text(plan.to_dict()))
-            return 0
-        _confirm(args, plan)
-        progress = _progress(args, "restore")
-        try:
-            summary = run_restore(plan, threads=_threads(args) or
-                                  os.cpu_count(), verify=args["--verify"],
-                                  progress=progress)
-        finally:
-            progress.close()
-    _say(args, render.restore_line(args["IMAGE"], args["TARGET"], summary))
-    for line in render.actions_lines(summary.get("actions")):
-        _say(args, line)
+    with _progress(args, "restore") as progress:
+        into = None if args["--into"] is None else \
+            whole_number(args["--into"], "--into")
+        mode, sizes = _layout_mode(args), _sizes(args["--size"])
+        if (args["--partitions"] or into) and (mode != "keep" or sizes):
+            raise UsageError("--grow, --resize and --size lay out a whole "
+                             "disk; they do not go with --partitions or "
+                             "--into")
+        with _open_image(args["IMAGE"]) as source:
+            stream = RecordStream(source)
+            plan = plan_restore(
+                stream, args["TARGET"],
+                partitions=_partition_list(args["--partitions"]), into=into,
+                mode=mode, sizes=sizes, new_ids=args["--new-ids"],
+                overwrite_protected=args["--overwrite-protected"],
+                tmpdir=args["--tmpdir"])
+            if args["--dry-run"]:
+                print(render.plan_text(plan.to_dict()))
+                progress.end(result=plan.to_dict())
+                return 0
+            _confirm(args, plan, progress)
+            summary = run_restore(
+                plan, threads=_threads(args) or os.cpu_count(),
+                verify=args["--verify"], progress=progress,
+                readback_progress=progress.stage("read-back"))
+        progress.end(render.restore_line(args["IMAGE"], args["TARGET"],
+                                         summary), _result(summary),
+                     lines=render.actions_lines(summary.get("actions")))
     return 0
 
 
 def cmd_verify(args):
     from diskimage.verify import verify
 
-    with _open_image(args["IMAGE"]) as source:
-        progress = _progress(args, "verify")
-        try:
-            summary = verify(source, threads=_threads(args) or os.cpu_count(),
-                             progress=progress)
-        finally:
-            progress.close()
-    if not args["--quiet"]:
-        print(render.verify_line(args["IMAGE"], summary))
+    with _progress(args, "verify") as progress:
+        with _open_image(args["IMAGE"]) as source:
+            summary = verify(source, threads=_threads(args) or
+                             os.cpu_count(), progress=progress)
+        line = render.verify_line(args["IMAGE"], summary)
+        if not args["--quiet"]:
+            print(line)     # the result, on stdout
+        progress.end(line if progress.json else None,
+                     _result(summary, "metadata"))
     return 0
 
 

@@ -8,13 +8,12 @@ sizes, times and throughput, on stdout.
 """
 
 import os
-import shutil
 import time
 
 from diskimage import demodisk
 from diskimage.capture import capture
 from diskimage.compression import Compressor
-from diskimage.errors import DiskImageError
+from diskimage.errors import DiskImageError, InputError
 from diskimage.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
 from diskimage.sizes import format_size
@@ -28,14 +27,54 @@ def _step(label, seconds, nbytes=None):
     print(f"  {label:<34} {seconds:6.2f} s{rate}", flush=True)
 
 
-def run(directory, keep=False):
-    os.makedirs(directory, exist_ok=True)
-    disk = os.path.join(directory, "demo-disk.img")
-    image = os.path.join(directory, "demo.rdi")
-    copy = os.path.join(directory, "restored-disk.img")
-    for path in (disk, image, copy):
-        if os.path.exists(path):
+#: The only names the demo makes in its directory (a --keep run leaves them).
+NAMES = ("demo-disk.img", "demo.rdi", "restored-disk.img")
+
+
+def _prepare(directory):
+    """Make `directory`, or check that an existing one holds nothing but an
+    earlier demo's files (which are removed).  Refuses anything else before
+    a byte is written.  Returns whether the demo made the directory."""
+    if not os.path.lexists(directory):
+        os.makedirs(directory)
+        return True
+    if not os.path.isdir(directory):
+        raise InputError(f"{directory}: not a directory; give --dir a new "
+                         f"or empty directory")
+    others = sorted(set(os.listdir(directory)) - set(NAMES))
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise InputError(f"{directory}: holds files the demo did not make "
+                         f"({shown}); give --dir a new or empty directory")
+    for name in NAMES:
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise InputError(f"{path}: a directory where the demo puts a "
+                             f"file; give --dir a new or empty directory")
+    for name in NAMES:
+        path = os.path.join(directory, name)
+        if os.path.lexists(path):
             os.unlink(path)
+    return False
+
+
+def _clean(directory, made):
+    """Remove the demo's own files, and the directory when the demo made it
+    and it is empty; never anything else."""
+    for name in NAMES:
+        path = os.path.join(directory, name)
+        if os.path.lexists(path):
+            os.unlink(path)
+    if made:
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
+
+
+def run(directory, keep=False):
+    made = _prepare(directory)
+    disk, image, copy = (os.path.join(directory, name) for name in NAMES)
     print(f"rdeploy demo in {os.path.abspath(directory)}")
 
     started = time.monotonic()
@@ -77,5 +116,5 @@ def run(directory, keep=False):
                              f"({len(problems)} problems)")
     print(f"  OK: {files} files match and every filesystem is clean")
     if not keep:
-        shutil.rmtree(directory)
+        _clean(directory, made)
     return 0
