@@ -282,5 +282,6 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             raise
     summary.update(seconds=time.monotonic() - started, read_bytes=total,
                    source_size=disk.size,
-                   warnings=table.warnings + warnings)
+                   warnings=table.warnings + warnings +
+                   getattr(output, "warnings", []))
     return summary

@@ -5,6 +5,10 @@ A split image is the image stream cut into volumes of at most a chosen size:
 ``cat img.rdi img.r01 img.r02`` is the same stream.  Output volumes are
 written under ``NAME.partial`` and renamed only when the image is complete,
 the first volume last, so a name without ``.partial`` is always a whole image.
+
+Each ``NAME.partial`` is created exclusively and the first volume's stays
+locked by its writer until the image is committed or aborted, so a second
+writer of the same image is refused (see :mod:`diskimage.partial`).
 """
 
 import errno
@@ -14,11 +18,14 @@ import stat
 import struct
 import zlib
 
-from .errors import DiskImageError, InputError, NoSpaceError
+from .errors import (DiskImageError, InputError, NoSpaceError,
+                     UsageError)
+from .partial import create_partial
 
 PARTIAL = ".partial"
 _VOLUME_SUFFIX = re.compile(r"\.r(\d{2,})$")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+MIN_SPLIT = 4096
 
 
 def volume_name(path, number):
@@ -66,11 +73,15 @@ class StreamOutput:
 
 
 class VolumeOutput:
-    """An image written to one file, or to volumes of at most `split` bytes."""
+    """An image written to one file, or to volumes of at most `split` bytes.
 
-    def __init__(self, path, split=None):
-        if split is not None and split < 4096:
-            raise InputError("--split must be at least 4 KiB")
+    With `replace` false an existing image (any of its volumes) is refused,
+    when a volume is started and again when the volumes are renamed."""
+
+    def __init__(self, path, split=None, replace=True):
+        if split is not None and split < MIN_SPLIT:
+            raise UsageError(f"--split must be at least {MIN_SPLIT // 1024} "
+                             f"KiB (4K), not {split} bytes")
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise InputError(f"{path}: directory {directory} does not exist")
@@ -83,26 +94,40 @@ class VolumeOutput:
                              f"goes to a file, or to stdout with \"-\"")
         self.path = path
         self.split = split
+        self.replace = replace
         self.position = 0
         self.volumes = []   # final names of volumes opened so far
+        self.warnings = []  # stale partial files taken over
         self._fd = None
+        self._lock_fd = None    # the first volume's, locked until the end
         self._room = 0
+
+    def _refuse_existing(self, names=None):
+        for name in names or [self.path]:
+            if os.path.lexists(name):
+                raise InputError(f"{name}: exists; not replaced without "
+                                 f"--force")
 
     def _next_volume(self):
         if self._fd is not None:
             os.fsync(self._fd)
-            os.close(self._fd)
+            if self._fd != self._lock_fd:
+                os.close(self._fd)
+            self._fd = None
         name = volume_name(self.path, len(self.volumes))
+        if not self.replace:
+            self._refuse_existing([name])
         # Named before it exists: a Ctrl-C just after the file is created
         # must still find it in abort().
         self.volumes.append(name)
         try:
-            self._fd = os.open(name + PARTIAL,
-                               os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        except OSError as exc:
+            self._fd = create_partial(name + PARTIAL, self.warnings,
+                                      locked=len(self.volumes) == 1)
+        except BaseException:
             self.volumes.pop()
-            raise InputError(f"{name}{PARTIAL}: cannot create: "
-                             f"{exc.strerror}") from None
+            raise
+        if self._lock_fd is None:
+            self._lock_fd = self._fd
         self._room = self.split if self.split else float("inf")
 
     def write(self, data):
@@ -129,14 +154,20 @@ class VolumeOutput:
         except OSError as exc:
             raise _write_error(exc, self.volumes[-1] + PARTIAL,
                                self.position) from None
-        os.close(self._fd)
+        if self._fd != self._lock_fd:
+            os.close(self._fd)
         self._fd = None
-        number = len(self.volumes)
-        while os.path.exists(volume_name(self.path, number)):
-            os.unlink(volume_name(self.path, number))
-            number += 1
-        for name in reversed(self.volumes):
-            os.replace(name + PARTIAL, name)
+        if self.replace:
+            number = len(self.volumes)
+            while os.path.exists(volume_name(self.path, number)):
+                os.unlink(volume_name(self.path, number))
+                number += 1
+            for name in reversed(self.volumes):
+                os.replace(name + PARTIAL, name)
+        else:
+            self._link_all()
+        os.close(self._lock_fd)
+        self._lock_fd = None
         directory = os.open(os.path.dirname(os.path.abspath(self.path)),
                             os.O_RDONLY)
         try:
@@ -144,11 +175,31 @@ class VolumeOutput:
         finally:
             os.close(directory)
 
+    def _link_all(self):
+        """Give every volume its final name without replacing a file that
+        appeared meanwhile (link fails on an existing name)."""
+        self._refuse_existing(self.volumes +
+                              [volume_name(self.path, len(self.volumes))])
+        linked = []
+        try:
+            for name in reversed(self.volumes):
+                try:
+                    os.link(name + PARTIAL, name)
+                except FileExistsError:
+                    self._refuse_existing([name])
+                linked.append(name)
+        except BaseException:
+            for name in linked:
+                os.unlink(name)
+            raise
+        for name in self.volumes:
+            os.unlink(name + PARTIAL)
+
     def abort(self):
         """Remove every partial volume; the old image, if any, is untouched."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in {self._fd, self._lock_fd} - {None}:
+            os.close(fd)
+        self._fd = self._lock_fd = None
         for name in self.volumes:
             try:
                 os.unlink(name + PARTIAL)

@@ -2,7 +2,7 @@
 
 Usage:
   rdeploy capture SOURCE IMAGE [--partitions=LIST] [--raw] [--compress=CODEC]
-                  [--level=N] [--split=SIZE] [--threads=N]
+                  [--level=N] [--split=SIZE] [--threads=N] [--force]
                   [--description=TEXT] [--progress=MODE] [--quiet]
   rdeploy restore IMAGE TARGET [--partitions=LIST] [--into=N] [--yes]
                   [--dry-run] [--grow | --resize=HOW] [--size=N=SIZE...]
@@ -61,6 +61,7 @@ Options:
                        IMAGE, then IMAGE with .r01, .r02 ...
   --threads=N          Worker threads [default: all cores].
   --description=TEXT   A note stored in the image [default: ].
+  --force              Replace an existing IMAGE (once the new one is whole).
   --yes                Overwrite TARGET without asking.
   --verify             After restore, read back what was written and compare
                        it with the image's checksums.
@@ -163,7 +164,7 @@ def cmd_capture(args):
         output = StreamOutput(sys.stdout.buffer)
     else:
         split = parse_size(args["--split"]) if args["--split"] else None
-        output = VolumeOutput(args["IMAGE"], split)
+        output = VolumeOutput(args["IMAGE"], split, replace=args["--force"])
     progress = _progress(args, "capture")
     try:
         summary = capture(args["SOURCE"], output, compressor=compressor,
