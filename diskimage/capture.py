@@ -13,11 +13,11 @@ from datetime import datetime, timezone
 
 from . import __version__, filesystems
 from .device import open_source, same_storage
-from .errors import InputError
+from .errors import InputError, TableError
 from .format import INDEX_ENTRY, RECORD_HEADER
 from .holes import cheaper_pieces, split_at_gaps, split_zero_runs
 from .usedmap import MapError
-from .partitions import read_table
+from .partitions import PartitionTable, read_table
 from .pipeline import ordered_map, paused_gc
 from .writer import ImageWriter
 
@@ -62,7 +62,9 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
 def plan_areas(disk, table, partitions=None, raw=False):
     """The areas to capture, sorted by start, each a dict as stored in the
     image metadata, and beside each the used runs to copy (or None), and
-    warnings about filesystems whose maps were not used."""
+    warnings about filesystems whose maps were not used.  `raw` copies
+    every sector: of the whole disk, or with `partitions` of the table
+    areas and those partitions."""
     if partitions is not None:
         known = {p.number for p in table.partitions}
         missing = [n for n in partitions if n not in known]
@@ -72,7 +74,7 @@ def plan_areas(disk, table, partitions=None, raw=False):
                 f"{disk.path}: no partition {missing[0]} "
                 f"(partitions on it: {have})")
     warnings = []
-    if raw:
+    if raw and partitions is None:
         return [({"kind": "disk", "start": 0, "size": disk.size,
                   "partition": None, "filesystem": None, "method": "raw"},
                  None)], warnings
@@ -85,7 +87,7 @@ def plan_areas(disk, table, partitions=None, raw=False):
     for part in table.partitions:
         if partitions is None or part.number in partitions:
             planned.append(_volume_area(disk, "partition", part.start,
-                                        part.size, part.number, False,
+                                        part.size, part.number, raw,
                                         warnings))
     return sorted(planned, key=lambda p: p[0]["start"]), warnings
 
@@ -213,6 +215,23 @@ def _chunks(disk, planned, chunk_size):
             yield tuple(hole)
 
 
+def _source_table(disk, raw):
+    """The source's table, read as a capture may: partitions past the end
+    of a truncated disk are cut there with a warning; for a whole-disk raw
+    copy a table that cannot be read is no obstacle (kind "none", with a
+    warning)."""
+    try:
+        return read_table(disk.read, disk.size, disk.logical_sector_size,
+                          truncated=True)
+    except TableError as exc:
+        if not raw:
+            raise
+        return PartitionTable("none", disk.logical_sector_size, disk.size,
+                              "", warnings=[
+                                  f"the partition table cannot be read "
+                                  f"({exc}); every byte is copied as it is"])
+
+
 def capture(source_path, output, *, compressor, partitions=None, raw=False,
             threads=None, description="", progress=None,
             chunk_size=CHUNK_SIZE, source_label=None, extra_metadata=None):
@@ -229,7 +248,7 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
                 same_storage(out_path, source_path):
             raise InputError(f"{out_path}: the image cannot be written over "
                              f"its own source")
-        table = read_table(disk.read, disk.size, disk.logical_sector_size)
+        table = _source_table(disk, raw and partitions is None)
         with paused_gc():   # the used maps are many small tuples, no cycles
             planned, warnings = plan_areas(disk, table, partitions, raw)
         areas = [area for area, _ in planned]
