@@ -80,8 +80,8 @@ class VolumeOutput:
 
     def __init__(self, path, split=None, replace=True):
         if split is not None and split < MIN_SPLIT:
-            raise UsageError(f"--split must be at least {MIN_SPLIT // 1024} "
-                             f"KiB (4K), not {split} bytes")
+            raise UsageError(f"--split must be at least 4K ({MIN_SPLIT} "
+                             f"bytes), not {split} bytes")
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise InputError(f"{path}: directory {directory} does not exist")

@@ -54,11 +54,12 @@ Options:
                        diagnostic partitions (kept by default).
   --tmpdir=DIR         Where a shrinking partition is worked on (its used
                        data must fit); $TMPDIR or /tmp when not given.
-  --raw                Copy every sector, zero chunks still stored as holes.
+  --raw                Copy every sector, zero chunks still stored as holes
+                       (with --partitions: the table and those partitions).
   --compress=CODEC     lz4, zstd or none [default: lz4].
   --level=N            Compression level (lz4 1-12, zstd 1-19).
-  --split=SIZE         Cut the image into volumes of at most SIZE (650M, 2G):
-                       IMAGE, then IMAGE with .r01, .r02 ...
+  --split=SIZE         Cut the image into volumes of at most SIZE (650M, 2G;
+                       4K at least): IMAGE, then IMAGE with .r01, .r02 ...
   --threads=N          Worker threads [default: all cores].
   --description=TEXT   A note stored in the image [default: ].
   --force              Replace an existing IMAGE (once the new one is whole).
@@ -149,9 +150,13 @@ def _open_image(path):
 def cmd_capture(args):
     from diskimage.capture import capture
     from diskimage.compression import Compressor
-    from diskimage.sizes import parse_size
-    from diskimage.volumes import StreamOutput, VolumeOutput
+    from diskimage.sizes import parse_size_at_least
+    from diskimage.volumes import MIN_SPLIT, StreamOutput, VolumeOutput
 
+    if args["--compress"] == "none" and args["--level"] is not None:
+        raise UsageError("--level does not go with --compress=none (chunks "
+                         "are stored as they are); drop it, or choose lz4 "
+                         "or zstd")
     level = None if args["--level"] is None else \
         whole_number(args["--level"], "--level")
     compressor = Compressor(args["--compress"], level)
@@ -163,7 +168,8 @@ def cmd_capture(args):
                              "file or a pipe")
         output = StreamOutput(sys.stdout.buffer)
     else:
-        split = parse_size(args["--split"]) if args["--split"] else None
+        split = parse_size_at_least(args["--split"], MIN_SPLIT, "--split",
+                                    "4K") if args["--split"] else None
         output = VolumeOutput(args["IMAGE"], split, replace=args["--force"])
     progress = _progress(args, "capture")
     try:
