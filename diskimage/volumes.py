@@ -252,7 +252,31 @@ def find_volumes(path):
     volumes = [path]
     while os.path.exists(volume_name(path, len(volumes))):
         volumes.append(volume_name(path, len(volumes)))
+    later = _later_volumes(path, len(volumes))
+    if later:
+        raise InputError(
+            f"{volume_name(path, len(volumes))}: no such file: volume "
+            f"{len(volumes) + 1} of the split image {path} is missing "
+            f"({later[0]} exists); put it back beside the others")
     return volumes
+
+
+def _later_volumes(path, after):
+    """Volumes of the image at `path` numbered `after` or more that exist."""
+    base = os.path.basename(volume_name(path, 1))[:-4]
+    directory = os.path.dirname(path) or "."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        match = _VOLUME_SUFFIX.search(name)
+        if match and name[:match.start()] == base and \
+                int(match.group(1)) > after:
+            found.append((int(match.group(1)), os.path.join(
+                os.path.dirname(path), name)))
+    return [name for _, name in sorted(found)]
 
 
 class VolumeInput:
@@ -285,6 +309,20 @@ class VolumeInput:
         self._current = 0
         self.position = 0
         self.bytes_read = 0   # bytes read from the files, by either method
+
+    def missing_volume(self):
+        """When the stream ends early: the message naming the volume that
+        is probably missing, or None.  A split image's volumes are all
+        `split` bytes but the last; a last volume that is full (as big as
+        the first) and a stream that stops there mean the next one is
+        gone."""
+        if len(self.paths) < 2 or self.sizes[-1] != self.sizes[0]:
+            return None
+        name = volume_name(self.name, len(self.paths))
+        return (f"{name}: no such file: the split image {self.name} goes "
+                f"on after {self.paths[-1]} (full at {self.sizes[-1]} "
+                f"bytes, as every volume before it), but volume "
+                f"{len(self.paths) + 1} is missing")
 
     def read(self, size):
         """Up to `size` bytes from the stream; fewer only at its end."""
