@@ -3,7 +3,8 @@
 Usage:
   rdeploy capture SOURCE IMAGE [--partitions=LIST] [--raw] [--compress=CODEC]
                   [--level=N] [--split=SIZE] [--threads=N] [--force]
-                  [--description=TEXT] [--progress=MODE] [--quiet]
+                  [--sector-size=N] [--yes] [--description=TEXT]
+                  [--progress=MODE] [--quiet]
   rdeploy restore IMAGE TARGET [--partitions=LIST] [--into=N] [--yes]
                   [--dry-run] [--grow | --resize=HOW] [--size=N=SIZE...]
                   [--new-ids] [--overwrite-protected] [--tmpdir=DIR]
@@ -63,7 +64,12 @@ Options:
   --threads=N          Worker threads [default: all cores].
   --description=TEXT   A note stored in the image [default: ].
   --force              Replace an existing IMAGE (once the new one is whole).
-  --yes                Overwrite TARGET without asking.
+  --sector-size=N      Logical sector size of a SOURCE disk file: 512 (when
+                       not given), 1024, 2048 or 4096. A GPT's own is found
+                       from its header; a block device reports its own.
+  --yes                restore: overwrite TARGET without asking; capture:
+                       go on although a filesystem of SOURCE is mounted
+                       read-write (the image may be inconsistent).
   --verify             After restore, read back what was written and compare
                        it with the image's checksums.
   --json               Print JSON instead of a table.
@@ -160,6 +166,8 @@ def cmd_capture(args):
     level = None if args["--level"] is None else \
         whole_number(args["--level"], "--level")
     compressor = Compressor(args["--compress"], level)
+    sector_size = None if args["--sector-size"] is None else \
+        whole_number(args["--sector-size"], "--sector-size")
     if args["IMAGE"] == "-":
         if args["--split"]:
             raise UsageError("--split needs an image file, not stdout")
@@ -177,7 +185,8 @@ def cmd_capture(args):
                           partitions=_partition_list(args["--partitions"]),
                           raw=args["--raw"], threads=_threads(args),
                           description=args["--description"],
-                          progress=progress)
+                          progress=progress, sector_size=sector_size,
+                          allow_mounted=args["--yes"])
     finally:
         progress.close()
     for warning in summary["warnings"]:

@@ -129,3 +129,169 @@ def test_raw_honours_partitions(small, tmp_path):
     assert [(a["partition"], a["method"]) for a in parts] == [(1, "raw")]
     assert parts[0]["size"] == 65536 * 512
     assert {a["kind"] for a in areas} == {"head", "gpt-backup", "partition"}
+
+
+# --- item 12: 4096-byte sectors captured from a disk file ------------------
+def losetup(*args):
+    return subprocess.run(["losetup", *map(str, args)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def disk_4k(path, label):
+    """A 32 MiB disk file laid out with 4096-byte sectors (sfdisk through a
+    4K loop device): partition 1 at 1 MiB, 20 MiB, FAT16 made by mkfs.fat
+    on a 4K loop device, so its boot sector says 4096 bytes per sector."""
+    with open(path, "wb") as f:
+        f.truncate(32 * MiB)
+    dev = losetup("-b", 4096, "--find", "--show", path)
+    try:
+        subprocess.run(["sfdisk", "-q", dev], input=f"label: {label}\n"
+                       f"start=256, size=5120, type="
+                       f"{'L' if label == 'gpt' else 'c'}\n".encode(),
+                       check=True, capture_output=True)
+    finally:
+        losetup("-d", dev)
+    dev = losetup("-b", 4096, "-o", MiB, "--sizelimit", 20 * MiB, "--find",
+                  "--show", path)
+    try:
+        subprocess.run(["mkfs.fat", "-F", "16", "-s", "1", dev], check=True,
+                       capture_output=True)
+    finally:
+        losetup("-d", dev)
+    return path
+
+
+@pytest.fixture
+def loop_disk(tmp_path):
+    """loop_disk(sector_size): a 32 MiB loop device over a new file."""
+    made = []
+
+    def make(sector_size):
+        backing = tmp_path / f"target-{len(made)}.img"
+        with open(backing, "wb") as f:
+            f.truncate(32 * MiB)
+        dev = losetup("-b", sector_size, "--find", "--show", backing)
+        made.append(dev)
+        return dev, backing
+
+    try:
+        yield make
+    finally:
+        for dev in made:
+            subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+@needs_root
+def test_gpt_4k_file_records_4096_byte_sectors(tmp_path, loop_disk):
+    source = disk_4k(tmp_path / "g4.img", "gpt")
+    image = tmp_path / "g4.rdi"
+    result = rdeploy("capture", source, image, "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    meta = info(image)
+    assert meta["source"]["logical_sector_size"] == 4096
+    assert meta["table"]["sector_size"] == 4096
+    # onto a 4K device: restored as it is
+    dev, backing = loop_disk(4096)
+    result = rdeploy("restore", image, dev, "--yes", "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    with open(source, "rb") as a, open(backing, "rb") as b:
+        assert a.read(21 * MiB) == b.read(21 * MiB)
+    # onto a 512-byte device: FAT records its sector size, so refused
+    dev, backing = loop_disk(512)
+    line = check(rdeploy("restore", image, dev, "--yes"), 5,
+                 "512-byte sectors", "4096-byte sectors", "partition 1",
+                 "fat16")
+    assert "records its sector size" in line
+    assert set(backing.read_bytes()) == {0}
+
+
+@needs_root
+def test_mbr_4k_file_needs_sector_size(tmp_path):
+    """An MBR does not say its sector size: --sector-size=4096 reads it in
+    4096-byte sectors (partition 1 at 1 MiB, not at 128 KiB)."""
+    source = disk_4k(tmp_path / "m4.img", "dos")
+    image = tmp_path / "m4.rdi"
+    result = rdeploy("capture", source, image, "--sector-size=4096", "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    meta = info(image)
+    assert meta["source"]["logical_sector_size"] == 4096
+    part = [a for a in meta["areas"] if a["partition"] == 1][0]
+    assert (part["start"], part["size"]) == (MiB, 20 * MiB)
+    assert part["filesystem"] == "fat16"
+
+
+def test_sector_size_values(small, tmp_path):
+    check(rdeploy("capture", small, tmp_path / "o.rdi", "--sector-size=1000"),
+          2, "--sector-size", "4096")
+    assert not list(tmp_path.iterdir())
+
+
+@needs_root
+def test_sector_size_of_a_block_device_is_its_own(small, tmp_path, loop_disk):
+    dev, _ = loop_disk(512)
+    check(rdeploy("capture", dev, tmp_path / "o.rdi", "--sector-size=4096"),
+          3, dev, "512-byte")
+
+
+# --- item 14: a partition mounted read-write -------------------------------
+@pytest.fixture
+def mounted(tmp_path):
+    """The small disk's ext4 (partition 1) mounted through a loop device
+    with an offset: mounted(options) -> (disk file, mount point)."""
+    from tests.smalldisk import build_disk
+    disk = build_disk(tmp_path / "disk.img")
+    undo = []
+
+    def mount(options):
+        dev = losetup("-o", MiB, "--sizelimit", 32 * MiB, "--find", "--show",
+                      disk)
+        undo.append(["losetup", "-d", dev])
+        point = tmp_path / "mnt"
+        point.mkdir()
+        subprocess.run(["mount", "-o", options, dev, point], check=True)
+        undo.append(["umount", point])
+        if "rw" in options:
+            (point / "new.txt").write_text("written while mounted\n")
+        return disk, point, dev
+
+    try:
+        yield mount
+    finally:
+        for command in reversed(undo):
+            subprocess.run(command, capture_output=True)
+
+
+@needs_root
+def test_capture_refuses_a_partition_mounted_read_write(mounted, tmp_path,
+                                                        loop_disk):
+    disk, point, dev = mounted("rw")
+    image = tmp_path / "out.rdi"
+    line = check(rdeploy("capture", disk, image), 3, "partition 1", dev,
+                 "mounted read-write", str(point), "inconsistent", "--yes")
+    assert "journal" not in line
+    assert not image.exists() and not list(tmp_path.glob("*.partial*"))
+    # the same through a loop device over the whole disk
+    whole = losetup("--find", "--show", disk)
+    try:
+        check(rdeploy("capture", whole, image), 3, "partition 1",
+              str(point))
+    finally:
+        losetup("-d", whole)
+    # --yes: captured, with a warning that names it
+    result = rdeploy("capture", disk, image, "--yes")
+    assert result.returncode == 0, result.stderr.decode()
+    err = result.stderr.decode()
+    assert "partition 1" in err and "mounted read-write" in err and \
+        "inconsistent" in err, err
+    # only partition 2 is wanted: nothing mounted is read
+    other = tmp_path / "two.rdi"
+    result = rdeploy("capture", disk, other, "--partitions=2", "-q")
+    assert result.returncode == 0, result.stderr.decode()
+
+
+@needs_root
+def test_capture_of_a_partition_mounted_read_only(mounted, tmp_path):
+    disk, point, _ = mounted("ro")
+    result = rdeploy("capture", disk, tmp_path / "out.rdi")
+    assert result.returncode == 0, result.stderr.decode()
+    assert "mounted" not in result.stderr.decode()
