@@ -37,6 +37,9 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
     area = {"kind": kind, "start": start, "size": size, "partition": number,
             "filesystem": filesystems.detect(disk.read, start, size),
             "method": "raw" if raw else "zero-skip"}
+    found = filesystems.identity(disk.read, start, size, area["filesystem"])
+    if found:
+        area["label"], area["uuid"] = found
     if raw:
         return area, None
     if area["filesystem"] is None:

@@ -114,7 +114,7 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
     if not create:
         _check_target(target_path, stream)
     # The sectors the image's table counts in (a GPT found with 4096-byte
-    # sectors on a disk file); images made before 0.2 recorded 512 there.
+    # sectors on a disk file); older images recorded 512 there.
     image_sector = meta["table"]["sector_size"] \
         if meta["table"]["kind"] != "none" \
         else meta["source"]["logical_sector_size"]
