@@ -10,6 +10,8 @@ When ``NAME.partial`` exists:
 
 * locked by a live process: another writer is at work; :class:`BusyError`
   (exit 9) naming the file.
+* not a regular file (a symlink, a directory, a FIFO): refused, and never
+  followed or opened for writing; the user removes it.
 * not locked: its writer died (a crash, SIGKILL, a power cut); such a file
   can never become whole, so it is removed, the new one takes its place, and
   a warning says so.  (flock locks vanish with the process that held them.)
@@ -17,6 +19,7 @@ When ``NAME.partial`` exists:
 
 import fcntl
 import os
+import stat
 
 from .errors import BusyError, InputError
 
@@ -57,10 +60,18 @@ def create_partial(partial, warnings, locked=True):
 def _take_over(partial, warnings, locked):
     """Remove `partial` when no live writer holds it; else BusyError."""
     try:
-        fd = os.open(partial, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(partial, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW |
+                     os.O_NONBLOCK)
     except FileNotFoundError:
         return      # its writer just finished or gave up: try again
+    except OSError as exc:     # ELOOP: a symlink, never followed
+        raise InputError(f"{partial}: exists and is not a partial file "
+                         f"(a symlink or {exc.strerror}); remove it") \
+            from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{partial}: exists and is not a partial file "
+                             f"(not a regular file); remove it")
         if locked:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -120,3 +120,25 @@ def test_force_keeps_the_old_image_when_the_capture_fails(tmp_path):
     before = sha256(image)
     check(rdeploy("capture", tmp_path / "missing.img", image, "--force"), 3)
     assert sha256(image) == before and leftovers(image) == ["out.rdi"]
+
+
+@pytest.mark.parametrize("what", ["symlink", "directory", "fifo"])
+def test_partial_name_taken_by_something_else(tmp_path, what):
+    """IMAGE.partial that is a symlink (to a file of someone else's), a
+    directory or a FIFO: refused, never followed, the file it points at
+    untouched."""
+    source = build_disk(tmp_path / "disk.img")
+    image = tmp_path / "out.rdi"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    partial = Path(f"{image}.partial")
+    if what == "symlink":
+        partial.symlink_to(victim)
+    elif what == "directory":
+        partial.mkdir()
+    else:
+        os.mkfifo(partial)
+    check(rdeploy("capture", source, image), 3, str(partial), "remove it")
+    assert victim.read_text() == "keep me\n"
+    assert os.path.lexists(partial) and not image.exists()
+    assert not list(tmp_path.glob("out.rdi.partial.*"))
