@@ -17,6 +17,7 @@ When ``NAME.partial`` exists:
   a warning says so.  (flock locks vanish with the process that held them.)
 """
 
+import errno
 import fcntl
 import os
 import stat
@@ -40,7 +41,10 @@ def create_partial(partial, warnings, locked=True):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         while True:
             try:
-                os.link(private, partial)
+                if no_links(lambda: os.link(private, partial)):
+                    fd, mine = None, fd
+                    os.close(mine)
+                    return _create_in_place(partial, warnings, locked)
                 return fd
             except FileExistsError:
                 _take_over(partial, warnings, locked)
@@ -48,7 +52,8 @@ def create_partial(partial, warnings, locked=True):
                 raise InputError(f"{partial}: cannot create: "
                                  f"{exc.strerror}") from None
     except BaseException:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
         raise
     finally:
         try:
@@ -57,7 +62,40 @@ def create_partial(partial, warnings, locked=True):
             pass
 
 
-def _take_over(partial, warnings, locked):
+_NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
+
+
+def no_links(do_link):
+    """Call do_link(); True when the filesystem has no hard links (FAT,
+    exFAT: a USB stick), False when it linked; other errors are raised."""
+    try:
+        do_link()
+    except OSError as exc:
+        if exc.errno in _NO_LINKS:
+            return True
+        raise
+    return False
+
+
+def _create_in_place(partial, warnings, locked):
+    """Where there are no hard links: O_EXCL under the final name, then
+    the lock.  A second writer that opens it in between finds it unlocked
+    and empty; so a file is only taken over when it holds bytes."""
+    while True:
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                         os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            _take_over(partial, warnings, locked, empty_is_busy=True)
+            continue
+        except OSError as exc:
+            raise InputError(f"{partial}: cannot create: {exc.strerror}") \
+                from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+
+
+def _take_over(partial, warnings, locked, empty_is_busy=False):
     """Remove `partial` when no live writer holds it; else BusyError."""
     try:
         fd = os.open(partial, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW |
@@ -80,6 +118,10 @@ def _take_over(partial, warnings, locked):
                                 f"this file now; wait for it to finish, or "
                                 f"choose another name") from None
         st = os.fstat(fd)
+        if empty_is_busy and st.st_size == 0:
+            raise BusyError(f"{partial}: another process is creating this "
+                            f"file now; wait for it to finish, or choose "
+                            f"another name")
         try:
             now = os.stat(partial)
         except FileNotFoundError:

@@ -20,7 +20,7 @@ import zlib
 
 from .errors import (DiskImageError, InputError, NoSpaceError,
                      UsageError)
-from .partial import create_partial
+from .partial import create_partial, no_links
 
 PARTIAL = ".partial"
 _VOLUME_SUFFIX = re.compile(r"\.r(\d{2,})$")
@@ -184,16 +184,23 @@ class VolumeOutput:
         try:
             for name in reversed(self.volumes):
                 try:
-                    os.link(name + PARTIAL, name)
+                    if no_links(lambda: os.link(name + PARTIAL, name)):
+                        # no hard links (FAT, exFAT): checked, then renamed
+                        self._refuse_existing([name])
+                        os.rename(name + PARTIAL, name)
                 except FileExistsError:
                     self._refuse_existing([name])
                 linked.append(name)
         except BaseException:
             for name in linked:
-                os.unlink(name)
+                if not os.path.lexists(name + PARTIAL):
+                    os.rename(name, name + PARTIAL)
+                else:
+                    os.unlink(name)
             raise
         for name in self.volumes:
-            os.unlink(name + PARTIAL)
+            if os.path.lexists(name + PARTIAL):
+                os.unlink(name + PARTIAL)
 
     def abort(self):
         """Remove every partial volume; the old image, if any, is untouched."""

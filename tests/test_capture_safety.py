@@ -8,6 +8,7 @@ rdeploy runs as real subprocesses, two at once where it matters.
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -142,3 +143,28 @@ def test_partial_name_taken_by_something_else(tmp_path, what):
     assert victim.read_text() == "keep me\n"
     assert os.path.lexists(partial) and not image.exists()
     assert not list(tmp_path.glob("out.rdi.partial.*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount.exfat-fuse")
+                    or not shutil.which("mkfs.exfat"),
+                    reason="needs root, mkfs.exfat and exfat-fuse")
+def test_capture_onto_a_filesystem_without_hard_links(tmp_path):
+    """exFAT (as on a USB stick) has no hard links: the exclusive creation
+    and the no-replace rename still work there."""
+    from tests.fsbuild import exfat_mounted
+    fs = tmp_path / "stick.img"
+    with open(fs, "wb") as f:
+        f.truncate(64 * MiB)
+    subprocess.run(["mkfs.exfat", fs], check=True, capture_output=True)
+    source = build_disk(tmp_path / "disk.img")
+    with exfat_mounted(fs, tmp_path / "stick") as stick:
+        image = Path(stick) / "out.rdi"
+        result = rdeploy("capture", source, image, "--split=4M", "-q")
+        assert result.returncode == 0, result.stderr.decode()
+        assert rdeploy("verify", image).returncode == 0
+        check(rdeploy("capture", source, image), 3, "--force")
+        result = rdeploy("capture", source, image, "--force", "-q")
+        assert result.returncode == 0, result.stderr.decode()
+        # one volume now: the old image's out.r01 went with it
+        assert sorted(p.name for p in Path(stick).iterdir()) == ["out.rdi"]
+        assert rdeploy("verify", image).returncode == 0
