@@ -253,7 +253,7 @@ def _source_table(disk, raw, sector_size):
                                   f"({exc}); every byte is copied as it is"])
 
 
-def _mounted(source_path, table, partitions, allow):
+def _mounted(source_path, table, partitions, allow, hint):
     """Refuse (or, when `allow`, warn about) read-write mounts on the
     parts of the source to be captured; returns the warnings."""
     lines = []
@@ -271,22 +271,23 @@ def _mounted(source_path, table, partitions, allow):
         raise InputError(
             f"{source_path}: {lines[0]}: it can change while it is read, so "
             f"the image may be inconsistent; unmount it or remount it "
-            f"read-only (mount -o remount,ro), or give --yes to capture it "
-            f"anyway")
+            f"read-only (mount -o remount,ro)"
+            + (f", or {hint}" if hint else ""))
     return [f"{line}: the image may be inconsistent" for line in lines]
 
 
 def capture(source_path, output, *, compressor, partitions=None, raw=False,
             threads=None, description="", progress=None,
             chunk_size=CHUNK_SIZE, source_label=None, extra_metadata=None,
-            sector_size=None, allow_mounted=False):
+            sector_size=None, allow_mounted=False, mounted_hint=None):
     """Capture `source_path` into `output` (a volumes output).  Returns a
     summary dict.  `source_label` replaces the source path recorded in the
     metadata (imgx edits capture a scratch copy of the image's disk);
     `extra_metadata` adds keys to it.  `sector_size` is the logical sector
     size of a disk file (a GPT's own is found without it; a block device
     reports its own).  A source with a filesystem mounted read-write is
-    refused unless `allow_mounted` (then a warning says so).  On any
+    refused unless `allow_mounted` (then a warning says so);
+    `mounted_hint` ends the refusal with the caller's way to go on.  On any
     failure, including
     KeyboardInterrupt, the output is aborted: no file that looks like a
     complete image is left."""
@@ -299,7 +300,8 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
                              f"its own source")
         logical = _logical_sector_size(disk, sector_size)
         table = _source_table(disk, raw and partitions is None, logical)
-        mounted = _mounted(source_path, table, partitions, allow_mounted)
+        mounted = _mounted(source_path, table, partitions, allow_mounted,
+                           mounted_hint)
         if not disk.is_block and table.kind == "gpt":
             # A disk file says nothing of its sectors; its GPT header
             # (EFI PART at LBA 1) does.

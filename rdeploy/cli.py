@@ -188,7 +188,8 @@ def cmd_capture(args):
                           raw=args["--raw"], threads=_threads(args),
                           description=args["--description"],
                           progress=progress, sector_size=sector_size,
-                          allow_mounted=args["--yes"])
+                          allow_mounted=args["--yes"],
+                          mounted_hint="give --yes to capture it anyway")
     finally:
         progress.close()
     for warning in summary["warnings"]:

@@ -277,6 +277,12 @@ def test_capture_refuses_a_partition_mounted_read_write(mounted, tmp_path,
               str(point))
     finally:
         losetup("-d", whole)
+    # imgx import has no --yes: its refusal does not offer one
+    from tests.imgx_helpers import imgx
+    result = imgx("import", disk, tmp_path / "imported.rdi")
+    err = result.stderr.decode()
+    assert result.returncode == 3 and "mounted read-write" in err, err
+    assert "--yes" not in err
     # --yes: captured, with a warning that names it
     result = rdeploy("capture", disk, image, "--yes")
     assert result.returncode == 0, result.stderr.decode()
