@@ -352,5 +352,6 @@ def _edit_in(scratch, image_path, area, op, paths, source, recursive, is_dir,
         description=meta.get("description", ""),
         chunk_size=settings["chunk_size"],
         source_label=meta["source"]["path"],
+        sector_size=meta["source"]["logical_sector_size"],
         extra_metadata={"history": meta.get("history", []) + [line]},
         threads=threads)

@@ -301,3 +301,25 @@ def test_capture_of_a_partition_mounted_read_only(mounted, tmp_path):
     result = rdeploy("capture", disk, tmp_path / "out.rdi")
     assert result.returncode == 0, result.stderr.decode()
     assert "mounted" not in result.stderr.decode()
+
+
+@needs_root
+def test_imgx_edit_keeps_4096_byte_sectors(tmp_path):
+    """imgx put recaptures a scratch disk file: an MBR image with 4096-byte
+    sectors must stay one (it was read back with 512-byte sectors: the
+    partition at 128 KiB, no filesystem)."""
+    from tests.imgx_helpers import imgx
+    source = disk_4k(tmp_path / "m4.img", "dos")
+    image = tmp_path / "m4.rdi"
+    assert rdeploy("capture", source, image, "--sector-size=4096",
+                   "-q").returncode == 0
+    new = tmp_path / "hello.txt"
+    new.write_text("hello\n")
+    result = imgx("put", new, f"{image}:1/hello.txt")
+    assert result.returncode == 0, result.stderr.decode()
+    meta = info(image)
+    assert meta["source"]["logical_sector_size"] == 4096
+    part = [a for a in meta["areas"] if a["partition"] == 1][0]
+    assert (part["start"], part["size"], part["filesystem"]) == \
+        (MiB, 20 * MiB, "fat16")
+    assert imgx("cat", f"{image}:1/hello.txt").stdout == b"hello\n"
