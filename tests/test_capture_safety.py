@@ -168,3 +168,21 @@ def test_capture_onto_a_filesystem_without_hard_links(tmp_path):
         # one volume now: the old image's out.r01 went with it
         assert sorted(p.name for p in Path(stick).iterdir()) == ["out.rdi"]
         assert rdeploy("verify", image).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tmpfs)")
+def test_no_space_for_the_metadata_leaves_nothing(tmp_path):
+    """A 4 KiB tmpfs holds the header but not 8 KiB of metadata: the
+    write fails in the writer's first records, exit 6, no .partial."""
+    source = build_disk(tmp_path / "disk.img")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", small],
+                   check=True)
+    try:
+        image = small / "out.rdi"
+        check(rdeploy("capture", source, image, "--description=" +
+                      "x" * 8192), 6, "no space")
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", small], check=True)
