@@ -86,7 +86,7 @@ def _create_in_place(partial, warnings, locked):
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
                          os.O_CLOEXEC, 0o644)
         except FileExistsError:
-            _take_over(partial, warnings, locked, empty_is_busy=True)
+            _take_over(partial, warnings, locked, empty_is_busy=locked)
             continue
         except OSError as exc:
             raise InputError(f"{partial}: cannot create: {exc.strerror}") \
@@ -103,9 +103,9 @@ def _take_over(partial, warnings, locked, empty_is_busy=False):
     except FileNotFoundError:
         return      # its writer just finished or gave up: try again
     except OSError as exc:     # ELOOP: a symlink, never followed
+        what = "a symlink" if exc.errno == errno.ELOOP else exc.strerror
         raise InputError(f"{partial}: exists and is not a partial file "
-                         f"(a symlink or {exc.strerror}); remove it") \
-            from None
+                         f"({what}); remove it") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise InputError(f"{partial}: exists and is not a partial file "
