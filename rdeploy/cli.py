@@ -84,8 +84,8 @@ Options:
 Exit codes:
   0 success; 1 other failure (I/O error); 2 usage error; 3 bad input (missing
   or unusable source, a source mounted read-write, an existing IMAGE without
-  the force option, not an image, a missing volume, a terminal); 4 damaged image
-  (checksum, truncated, bad record); 5 target refused (too small, mounted,
+  the force option, not an image, a missing volume, a terminal); 4 damaged
+  image (checksum, truncated, bad record); 5 target refused (too small, mounted,
   the source, other sector size, not confirmed); 6 no space left or a write
   failed; 7 unsupported image version or codec; 8 failed after the first
   write (the target was changed); 9 busy (another process is writing the
