@@ -137,7 +137,7 @@ def losetup(*args):
                           capture_output=True, text=True).stdout.strip()
 
 
-def disk_4k(path, label):
+def disk_4k(path, label, fs="fat16"):
     """A 32 MiB disk file laid out with 4096-byte sectors (sfdisk through a
     4K loop device): partition 1 at 1 MiB, 20 MiB, FAT16 made by mkfs.fat
     on a 4K loop device, so its boot sector says 4096 bytes per sector."""
@@ -154,8 +154,9 @@ def disk_4k(path, label):
     dev = losetup("-b", 4096, "-o", MiB, "--sizelimit", 20 * MiB, "--find",
                   "--show", path)
     try:
-        subprocess.run(["mkfs.fat", "-F", "16", "-s", "1", dev], check=True,
-                       capture_output=True)
+        mkfs = ["mkfs.fat", "-F", "16", "-s", "1"] if fs == "fat16" else \
+            ["mkfs.ext4", "-q", "-b", "4096"]
+        subprocess.run(mkfs + [dev], check=True, capture_output=True)
     finally:
         losetup("-d", dev)
     return path
@@ -323,3 +324,29 @@ def test_imgx_edit_keeps_4096_byte_sectors(tmp_path):
     assert (part["start"], part["size"], part["filesystem"]) == \
         (MiB, 20 * MiB, "fat16")
     assert imgx("cat", f"{image}:1/hello.txt").stdout == b"hello\n"
+
+
+@needs_root
+def test_gpt_4k_ext4_converts_onto_512_byte_sectors(tmp_path, loop_disk):
+    """The reverse of 512 -> 4096 (docs/rdeploy.md, Sector sizes): a GPT
+    disk file with 4096-byte sectors and ext4 restored whole onto a
+    512-byte-sector device is converted; e2fsck finds it clean."""
+    source = disk_4k(tmp_path / "e4.img", "gpt", fs="ext4")
+    image = tmp_path / "e4.rdi"
+    assert rdeploy("capture", source, image, "-q").returncode == 0
+    dev, backing = loop_disk(512)
+    result = rdeploy("restore", image, dev, "--yes")
+    assert result.returncode == 0, result.stderr.decode()
+    table = json.loads(subprocess.run(["sfdisk", "--json", backing],
+                                      capture_output=True, check=True,
+                                      text=True).stdout)["partitiontable"]
+    assert table["sectorsize"] == 512
+    part = table["partitions"][0]
+    assert (part["start"] * 512, part["size"] * 512) == (MiB, 20 * MiB)
+    check_dev = losetup("-o", MiB, "--sizelimit", 20 * MiB, "--find",
+                        "--show", backing)
+    try:
+        subprocess.run(["e2fsck", "-fn", check_dev], check=True,
+                       capture_output=True)
+    finally:
+        losetup("-d", check_dev)
