@@ -13,11 +13,12 @@ from datetime import datetime, timezone
 
 from . import __version__, filesystems
 from .device import open_source, same_storage
-from .errors import InputError
+from .errors import InputError, TableError, UsageError
 from .format import INDEX_ENTRY, RECORD_HEADER
 from .holes import cheaper_pieces, split_at_gaps, split_zero_runs
+from .inuse import rw_mounts
 from .usedmap import MapError
-from .partitions import read_table
+from .partitions import PartitionTable, read_table
 from .pipeline import ordered_map, paused_gc
 from .writer import ImageWriter
 
@@ -36,6 +37,9 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
     area = {"kind": kind, "start": start, "size": size, "partition": number,
             "filesystem": filesystems.detect(disk.read, start, size),
             "method": "raw" if raw else "zero-skip"}
+    found = filesystems.identity(disk.read, start, size, area["filesystem"])
+    if found:
+        area["label"], area["uuid"] = found
     if raw:
         return area, None
     if area["filesystem"] is None:
@@ -62,7 +66,9 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
 def plan_areas(disk, table, partitions=None, raw=False):
     """The areas to capture, sorted by start, each a dict as stored in the
     image metadata, and beside each the used runs to copy (or None), and
-    warnings about filesystems whose maps were not used."""
+    warnings about filesystems whose maps were not used.  `raw` copies
+    every sector: of the whole disk, or with `partitions` of the table
+    areas and those partitions."""
     if partitions is not None:
         known = {p.number for p in table.partitions}
         missing = [n for n in partitions if n not in known]
@@ -72,7 +78,7 @@ def plan_areas(disk, table, partitions=None, raw=False):
                 f"{disk.path}: no partition {missing[0]} "
                 f"(partitions on it: {have})")
     warnings = []
-    if raw:
+    if raw and partitions is None:
         return [({"kind": "disk", "start": 0, "size": disk.size,
                   "partition": None, "filesystem": None, "method": "raw"},
                  None)], warnings
@@ -85,7 +91,7 @@ def plan_areas(disk, table, partitions=None, raw=False):
     for part in table.partitions:
         if partitions is None or part.number in partitions:
             planned.append(_volume_area(disk, "partition", part.start,
-                                        part.size, part.number, False,
+                                        part.size, part.number, raw,
                                         warnings))
     return sorted(planned, key=lambda p: p[0]["start"]), warnings
 
@@ -222,13 +228,76 @@ def _chunks(disk, planned, chunk_size):
             yield tuple(hole)
 
 
+SECTOR_SIZES = (512, 1024, 2048, 4096)
+
+
+def _logical_sector_size(disk, asked):
+    """The sector size to read the source's table with: a block device's
+    own, or for a disk file `asked` (--sector-size), else 512."""
+    if asked is not None and asked not in SECTOR_SIZES:
+        raise UsageError(f"--sector-size must be 512, 1024, 2048 or 4096, "
+                         f"not {asked}")
+    if disk.is_block:
+        if asked is not None and asked != disk.logical_sector_size:
+            raise InputError(
+                f"{disk.path}: has {disk.logical_sector_size}-byte logical "
+                f"sectors; --sector-size={asked} is for disk files")
+        return disk.logical_sector_size
+    return asked or disk.logical_sector_size
+
+
+def _source_table(disk, raw, sector_size):
+    """The source's table, read as a capture may: partitions past the end
+    of a truncated disk are cut there with a warning; for a whole-disk raw
+    copy a table that cannot be read is no obstacle (kind "none", with a
+    warning)."""
+    try:
+        return read_table(disk.read, disk.size, sector_size, truncated=True)
+    except TableError as exc:
+        if not raw:
+            raise
+        return PartitionTable("none", sector_size, disk.size,
+                              "", warnings=[
+                                  f"the partition table cannot be read "
+                                  f"({exc}); every byte is copied as it is"])
+
+
+def _mounted(source_path, table, partitions, allow, hint):
+    """Refuse (or, when `allow`, warn about) read-write mounts on the
+    parts of the source to be captured; returns the warnings."""
+    lines = []
+    for start, end, point, device in rw_mounts(source_path):
+        hit = [p.number for p in table.partitions
+               if p.start < end and start < p.end and
+               (partitions is None or p.number in partitions)]
+        if table.partitions and not hit:
+            continue
+        what = ", ".join(f"partition {n}" for n in hit) or "the disk"
+        lines.append(f"{what} ({device}) is mounted read-write at {point}")
+    if not lines:
+        return []
+    if not allow:
+        raise InputError(
+            f"{source_path}: {lines[0]}: it can change while it is read, so "
+            f"the image may be inconsistent; unmount it or remount it "
+            f"read-only (mount -o remount,ro)"
+            + (f", or {hint}" if hint else ""))
+    return [f"{line}: the image may be inconsistent" for line in lines]
+
+
 def capture(source_path, output, *, compressor, partitions=None, raw=False,
             threads=None, description="", progress=None,
-            chunk_size=CHUNK_SIZE, source_label=None, extra_metadata=None):
+            chunk_size=CHUNK_SIZE, source_label=None, extra_metadata=None,
+            sector_size=None, allow_mounted=False, mounted_hint=None):
     """Capture `source_path` into `output` (a volumes output).  Returns a
     summary dict.  `source_label` replaces the source path recorded in the
     metadata (imgx edits capture a scratch copy of the image's disk);
-    `extra_metadata` adds keys to it.  On any failure, including
+    `extra_metadata` adds keys to it.  `sector_size` is the logical sector
+    size of a disk file (a GPT's own is found without it; a block device
+    reports its own).  A source with a filesystem mounted read-write is
+    refused unless `allow_mounted` (then a warning says so);
+    `mounted_hint` ends the refusal with the caller's way to go on.  On any
+    failure, including
     KeyboardInterrupt, the output is aborted: no file that looks like a
     complete image is left."""
     threads = threads or default_threads()
@@ -238,7 +307,14 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
                 same_storage(out_path, source_path):
             raise InputError(f"{out_path}: the image cannot be written over "
                              f"its own source")
-        table = read_table(disk.read, disk.size, disk.logical_sector_size)
+        logical = _logical_sector_size(disk, sector_size)
+        table = _source_table(disk, raw and partitions is None, logical)
+        mounted = _mounted(source_path, table, partitions, allow_mounted,
+                           mounted_hint)
+        if not disk.is_block and table.kind == "gpt":
+            # A disk file says nothing of its sectors; its GPT header
+            # (EFI PART at LBA 1) does.
+            logical = table.sector_size
         with paused_gc():   # the used maps are many small tuples, no cycles
             planned, warnings = plan_areas(disk, table, partitions, raw)
         areas = [area for area, _ in planned]
@@ -250,8 +326,9 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             "mode": "raw" if raw else "used",
             "source": {"path": source_label or os.path.abspath(source_path),
                        "size": disk.size,
-                       "logical_sector_size": disk.logical_sector_size,
-                       "physical_sector_size": disk.physical_sector_size},
+                       "logical_sector_size": logical,
+                       "physical_sector_size": max(
+                           logical, disk.physical_sector_size)},
             "table": table.to_dict(),
             "areas": areas,
             "compression": {"codec": compressor.name,
@@ -293,5 +370,6 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             raise
     summary.update(seconds=time.monotonic() - started, read_bytes=total,
                    source_size=disk.size,
-                   warnings=table.warnings + warnings)
+                   warnings=mounted + table.warnings + warnings +
+                   getattr(output, "warnings", []))
     return summary

@@ -90,11 +90,12 @@ def _array_sectors(header, sector_size):
     return -(-size // sector_size)
 
 
-def load_copy(read, lba, sector_size, disk_sectors):
+def load_copy(read, lba, sector_size, disk_sectors, truncated=False):
     """Read and check the GPT header at *lba* and its entry array.
 
     Returns ``(header, array bytes)``; raises :class:`Invalid` naming the
-    first check that fails.
+    first check that fails.  With *truncated*, usable LBAs past the disk
+    end are allowed (a disk file cut short: the caller warns).
     """
     if lba >= disk_sectors:
         raise Invalid(f"LBA {lba} is past the disk's last LBA {disk_sectors - 1}")
@@ -115,7 +116,8 @@ def load_copy(read, lba, sector_size, disk_sectors):
     array_size = h.num_partition_entries * h.sizeof_partition_entry
     if array_size > MAX_ARRAY_SIZE:
         raise Invalid(f"partition entry array of {array_size} bytes", h)
-    if h.first_usable_lba > h.last_usable_lba + 1 or h.last_usable_lba >= disk_sectors:
+    if h.first_usable_lba > h.last_usable_lba + 1 or (
+            h.last_usable_lba >= disk_sectors and not truncated):
         raise Invalid(f"usable LBAs {h.first_usable_lba} to {h.last_usable_lba} "
                       f"do not fit a disk whose last LBA is {disk_sectors - 1}", h)
     if h.partition_entry_lba + _array_sectors(h, sector_size) > disk_sectors:
@@ -132,11 +134,13 @@ def _candidates(sector_size):
     return list(dict.fromkeys((sector_size,) + SECTOR_SIZES))
 
 
-def read_gpt(read, disk_size, sector_size):
+def read_gpt(read, disk_size, sector_size, truncated=False):
     """Find a valid GPT, trying the caller's sector size then 512 and 4096.
 
     Returns ``(GptTable, [])``, or ``(None, reasons)`` where *reasons* say
-    what was wrong with every copy that had an EFI PART signature.
+    what was wrong with every copy that had an EFI PART signature.  With
+    *truncated*, a primary GPT (and partitions) that run past the disk end
+    are read; the caller clips them and warns.
     """
     reasons, damaged = [], {}
     for ss in _candidates(sector_size):
@@ -144,13 +148,15 @@ def read_gpt(read, disk_size, sector_size):
         if disk_sectors < 3:
             continue
         try:
-            header, array = load_copy(read, PRIMARY_LBA, ss, disk_sectors)
+            header, array = load_copy(read, PRIMARY_LBA, ss, disk_sectors,
+                                      truncated)
         except Invalid as err:
             if err.header is not None:
                 damaged[ss] = err
                 reasons.append(f"primary GPT header at LBA 1 ({ss}-byte sectors): {err}")
             continue
-        return _build(read, header, array, ss, sector_size, disk_size, None), []
+        return _build(read, header, array, ss, sector_size, disk_size, None,
+                      truncated), []
     for ss in _candidates(sector_size):
         disk_sectors = disk_size // ss
         if disk_sectors < 3:
@@ -169,11 +175,12 @@ def read_gpt(read, disk_size, sector_size):
             why = f" ({damaged[ss]})" if ss in damaged else " (no EFI PART signature)"
             note = (f"primary GPT header at LBA 1 is damaged{why}; "
                     f"using the backup at LBA {lba}")
-            return _build(read, header, array, ss, sector_size, disk_size, note), []
+            return _build(read, header, array, ss, sector_size, disk_size,
+                          note, truncated), []
     return None, reasons
 
 
-def _build(read, header, array, ss, asked_ss, disk_size, note):
+def _build(read, header, array, ss, asked_ss, disk_size, note, truncated):
     disk_sectors = disk_size // ss
     last = disk_sectors - 1
     warnings = [note] if note else []
@@ -205,12 +212,14 @@ def _build(read, header, array, ss, asked_ss, disk_size, note):
     if backup_area and backup_lba != last:
         warnings.append(f"backup GPT header is at LBA {backup_lba}, not at the "
                         f"disk's last LBA {last} (disk grown?)")
-    entries = parse_entries(header, array, ss, disk_size, warnings)
+    entries = parse_entries(header, array, ss, disk_size, warnings, truncated)
     return GptTable(ss, header, entries, primary, backup_area, warnings)
 
 
-def parse_entries(header, array, sector_size, disk_size, warnings):
-    """The used entries of a checked entry array, numbered index + 1."""
+def parse_entries(header, array, sector_size, disk_size, warnings,
+                  truncated=False):
+    """The used entries of a checked entry array, numbered index + 1.  An
+    entry past the disk end raises TableError, unless *truncated*."""
     disk_sectors = disk_size // sector_size
     array_offset = header.partition_entry_lba * sector_size
     entries = []
@@ -225,7 +234,7 @@ def parse_entries(header, array, sector_size, disk_size, warnings):
             raise TableError(f"{what} ends (LBA {e.ending_lba}) before it starts "
                              f"(LBA {e.starting_lba}); entry at byte offset "
                              f"{array_offset + at}")
-        if e.ending_lba >= disk_sectors:
+        if e.ending_lba >= disk_sectors and not truncated:
             raise TableError(
                 f"{what} (LBA {e.starting_lba} to {e.ending_lba}) ends at byte "
                 f"offset {(e.ending_lba + 1) * sector_size}, past the disk end at "

@@ -107,31 +107,34 @@ def filesystem_boot_sector(boot_code):
     return ""
 
 
-def _problem(record, disk_sectors):
+def _problem(record, disk_sectors, truncated=False):
     """Why a used slot cannot be a real partition record, or ""."""
     if record.boot_indicator not in (0x00, 0x80):
         return f"boot indicator 0x{record.boot_indicator:02x}"
     if record.starting_lba == 0:
         return "starts at LBA 0"
-    if record.starting_lba + record.size_in_lba > disk_sectors:
+    if record.starting_lba + record.size_in_lba > disk_sectors and \
+            not truncated:
         return "ends past the disk end"
     return ""
 
 
-def read_mbr(read, boot, disk_size, sector_size):
+def read_mbr(read, boot, disk_size, sector_size, truncated=False):
     """Parse a (non-protective) MBR read by :func:`read_boot_record`.
 
     Returns ``(MbrTable, [])``, or ``(None, warnings)`` when LBA 0 holds no
     partition table after all: no used slot, or a file system boot sector
     whose slots are garbage.  A partition past the disk end, an EBR link out
-    of its extended partition or a loop raises TableError.
+    of its extended partition or a loop raises TableError; with
+    *truncated*, a partition past the disk end is kept for the caller to
+    clip and warn about.
     """
     mbr, records = boot
     disk_sectors = disk_size // sector_size
     used = [(slot + 1, r) for slot, r in enumerate(records) if is_used(r)]
     if not used:
         return None, []
-    problems = [(n, _problem(r, disk_sectors)) for n, r in used]
+    problems = [(n, _problem(r, disk_sectors, truncated)) for n, r in used]
     problems = [(n, why) for n, why in problems if why]
     fs = filesystem_boot_sector(mbr.boot_code)
     if fs and problems:
@@ -150,8 +153,9 @@ def read_mbr(read, boot, disk_size, sector_size):
                               f"partition records are valid; read as an MBR")
     extended = []
     for number, r in used:
-        _check_end(f"MBR partition {number}", r.starting_lba, r.size_in_lba,
-                   disk_sectors, sector_size, disk_size)
+        if not truncated:
+            _check_end(f"MBR partition {number}", r.starting_lba,
+                       r.size_in_lba, disk_sectors, sector_size, disk_size)
         if r.starting_lba == 0:
             table.warnings.append(f"MBR partition {number} starts at LBA 0 and "
                                   f"holds the partition table itself")
@@ -163,7 +167,7 @@ def read_mbr(read, boot, disk_size, sector_size):
     number = FIRST_LOGICAL
     for r in extended:
         number = _read_chain(read, table, r.starting_lba, r.size_in_lba, number,
-                             disk_sectors, sector_size, disk_size)
+                             disk_sectors, sector_size, disk_size, truncated)
     return table, []
 
 
@@ -175,7 +179,7 @@ def _check_end(what, start, size, disk_sectors, sector_size, disk_size):
 
 
 def _read_chain(read, table, ext_start, ext_size, number,
-                disk_sectors, sector_size, disk_size):
+                disk_sectors, sector_size, disk_size, truncated=False):
     """Follow the EBR chain of one extended partition; return the next
     logical partition number."""
     ext_end = ext_start + ext_size
@@ -202,7 +206,9 @@ def _read_chain(read, table, ext_start, ext_size, number,
             what = f"logical partition {number}"
             if r.starting_lba == 0:
                 raise TableError(f"{what} starts on its own EBR at byte offset {offset}")
-            _check_end(what, start, r.size_in_lba, disk_sectors, sector_size, disk_size)
+            if not truncated:
+                _check_end(what, start, r.size_in_lba, disk_sectors,
+                           sector_size, disk_size)
             if start + r.size_in_lba > ext_end:
                 table.warnings.append(f"{what} ends past its extended partition")
             table.entries.append(MbrEntry(number, start, r.size_in_lba, r.os_type,

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import gpt, mbr
 from .errors import TableError
+from .sizes import format_size
 
 HEAD_LIMIT = 1 << 20        # head of a GPT without partitions: the first MiB
 
@@ -69,19 +70,22 @@ class PartitionTable:
         return asdict(self)
 
 
-def read_table(read, disk_size, sector_size=512):
+def read_table(read, disk_size, sector_size=512, truncated=False):
     """Parse the partition table of a disk of *disk_size* bytes.
 
     *read(offset, length)* returns bytes, possibly short at the disk end.
     Raises :class:`~diskimage.errors.TableError` for a table that cannot be
-    used; never prints.
+    used; never prints.  With *truncated* (capture), a table whose
+    partitions run past the disk end (a disk file cut short) is read: each
+    such partition is cut at the disk end, or left out when it starts
+    there, with a warning that says how much is missing.
     """
     if sector_size < 512 or sector_size & (sector_size - 1):
         raise ValueError(f"sector size {sector_size} is not a power of two >= 512")
     boot = mbr.read_boot_record(read, disk_size)
     records = boot[1] if boot else []
     protective = mbr.is_protective(records)
-    found, reasons = gpt.read_gpt(read, disk_size, sector_size)
+    found, reasons = gpt.read_gpt(read, disk_size, sector_size, truncated)
     warnings = []
 
     if protective:
@@ -96,7 +100,8 @@ def read_table(read, disk_size, sector_size=512):
         warnings.append("a backup GPT is ignored: no protective MBR and no "
                         "primary GPT header")
     if any(mbr.is_used(r) for r in records):
-        table, notes = mbr.read_mbr(read, boot, disk_size, sector_size)
+        table, notes = mbr.read_mbr(read, boot, disk_size, sector_size,
+                                    truncated)
         warnings += notes
         if table is not None:
             if from_primary:
@@ -154,6 +159,7 @@ def _from_mbr(table, disk_size, ss, warnings):
 def _finish(kind, ss, disk_size, disk_id, parts, areas, warnings):
     """Sort, warn about overlapping partitions, and cut the areas so that no
     area overlaps a partition (a partition's bytes are captured with it)."""
+    parts = _clip(parts, disk_size, warnings)
     parts.sort(key=lambda p: (p.start, p.number))
     for a, b in zip(parts, parts[1:]):
         if b.start < a.end:
@@ -166,6 +172,29 @@ def _finish(kind, ss, disk_size, disk_id, parts, areas, warnings):
                             f"overlaps a partition; cut to fit")
         cut += pieces
     return PartitionTable(kind, ss, disk_size, disk_id, parts, cut, warnings)
+
+
+def _clip(parts, disk_size, warnings):
+    """*parts* cut at the disk end (only a truncated read lets one pass
+    it), each cut said in *warnings*."""
+    kept = []
+    for p in parts:
+        if p.end > disk_size:
+            missing = p.end - max(p.start, disk_size)
+            if p.start >= disk_size:
+                warnings.append(
+                    f"partition {p.number} (bytes {p.start} to {p.end}) "
+                    f"starts past the end of the disk ({format_size(disk_size)}"
+                    f"): all of it is missing; not captured")
+                continue
+            warnings.append(
+                f"partition {p.number} runs past the end of the disk: "
+                f"{format_size(missing)} of its {format_size(p.size)} are "
+                f"missing (the disk looks truncated); copying the "
+                f"{format_size(disk_size - p.start)} that exist")
+            p.size = disk_size - p.start
+        kept.append(p)
+    return kept
 
 
 def _subtract(area, parts):

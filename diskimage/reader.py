@@ -40,6 +40,14 @@ def _check_payload(fields, payload, offset, what):
         raise CorruptImageError(f"{what} checksum mismatch", offset=offset)
 
 
+def _missing_volume(source):
+    """Raise InputError naming the missing volume of a split image whose
+    stream ended early, when that is why."""
+    why = getattr(source, "missing_volume", lambda: None)()
+    if why:
+        raise InputError(why)
+
+
 class RecordStream:
     """An image read once, front to back, from `source` (VolumeInput or
     PipeInput).  The header and metadata are read on construction; then
@@ -69,6 +77,7 @@ class RecordStream:
     def _read_exact(self, size, what, chunk=None):
         data = self.source.read(size)
         if len(data) < size:
+            _missing_volume(self.source)
             raise CorruptImageError(
                 f"image ends early: truncated in {what} "
                 f"(got {len(data)} of {size} bytes)",
@@ -165,8 +174,12 @@ class ImageReader:
             raise CorruptImageError("image ends early: too short to hold an "
                                     "index and trailer", offset=src.size)
         trailer_offset = src.size - fmt.TRAILER.size
-        trailer = fmt.unpack_trailer(
-            src.read_at(trailer_offset, fmt.TRAILER.size), trailer_offset)
+        try:
+            trailer = fmt.unpack_trailer(
+                src.read_at(trailer_offset, fmt.TRAILER.size), trailer_offset)
+        except CorruptImageError:
+            _missing_volume(src)
+            raise
         if trailer["stream_length"] != src.size:
             raise CorruptImageError(
                 f"image is {src.size} bytes but its trailer says "

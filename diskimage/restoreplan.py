@@ -113,7 +113,11 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
     create = not os.path.exists(target_path)
     if not create:
         _check_target(target_path, stream)
-    image_sector = meta["source"]["logical_sector_size"]
+    # The sectors the image's table counts in (a GPT found with 4096-byte
+    # sectors on a disk file); older images recorded 512 there.
+    image_sector = meta["table"]["sector_size"] \
+        if meta["table"]["kind"] != "none" \
+        else meta["source"]["logical_sector_size"]
     plan = RestorePlan(stream, target_path, meta["source"]["size"], create,
                        True, set(range(len(areas))), sector_size=image_sector,
                        new_ids=new_ids, tmpdir=tmpdir)

@@ -20,6 +20,21 @@ def parse_size(text):
     return value
 
 
+def parse_size_at_least(text, minimum, option, smallest):
+    """Bytes in `text` for `option`, which takes at least `minimum` bytes
+    (`smallest` is how that is written, e.g. "4K"); zero and other too
+    small sizes get the same usage error."""
+    match = _SIZE.match(text or "")
+    if not match:
+        raise UsageError(f"{option}: not a size: {text!r} (try 650M, 2G)")
+    number, unit = match.groups()
+    value = int(float(number) * _UNITS[unit.upper()])
+    if value < minimum:
+        raise UsageError(f"{option} must be at least {smallest} "
+                         f"({minimum} bytes), not {text!r}")
+    return value
+
+
 def format_size(n):
     """A short human reading of n bytes: 512 B, 4.0 KiB, 1.5 GiB."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -5,20 +5,27 @@ A split image is the image stream cut into volumes of at most a chosen size:
 ``cat img.rdi img.r01 img.r02`` is the same stream.  Output volumes are
 written under ``NAME.partial`` and renamed only when the image is complete,
 the first volume last, so a name without ``.partial`` is always a whole image.
+
+Each ``NAME.partial`` is created exclusively and the first volume's stays
+locked by its writer until the image is committed or aborted, so a second
+writer of the same image is refused (see :mod:`diskimage.partial`).
 """
 
 import errno
 import os
 import re
 import stat
-import struct
-import zlib
 
-from .errors import DiskImageError, InputError, NoSpaceError
+from .errors import (DiskImageError, InputError, NoSpaceError,
+                     UsageError)
+from .partial import create_partial, no_links
+from .sfxtrailer import (SFX_MAGIC, SFX_TRAILER,  # noqa: F401 (imgx sfx)
+                         pack_sfx_trailer, sfx_window)
 
 PARTIAL = ".partial"
 _VOLUME_SUFFIX = re.compile(r"\.r(\d{2,})$")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+MIN_SPLIT = 4096
 
 
 def volume_name(path, number):
@@ -66,11 +73,15 @@ class StreamOutput:
 
 
 class VolumeOutput:
-    """An image written to one file, or to volumes of at most `split` bytes."""
+    """An image written to one file, or to volumes of at most `split` bytes.
 
-    def __init__(self, path, split=None):
-        if split is not None and split < 4096:
-            raise InputError("--split must be at least 4 KiB")
+    With `replace` false an existing image (any of its volumes) is refused,
+    when a volume is started and again when the volumes are renamed."""
+
+    def __init__(self, path, split=None, replace=True):
+        if split is not None and split < MIN_SPLIT:
+            raise UsageError(f"--split must be at least 4K ({MIN_SPLIT} "
+                             f"bytes), not {split} bytes")
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise InputError(f"{path}: directory {directory} does not exist")
@@ -83,26 +94,40 @@ class VolumeOutput:
                              f"goes to a file, or to stdout with \"-\"")
         self.path = path
         self.split = split
+        self.replace = replace
         self.position = 0
         self.volumes = []   # final names of volumes opened so far
+        self.warnings = []  # stale partial files taken over
         self._fd = None
+        self._lock_fd = None    # the first volume's, locked until the end
         self._room = 0
+
+    def _refuse_existing(self, names=None):
+        for name in names or [self.path]:
+            if os.path.lexists(name):
+                raise InputError(f"{name}: exists; not replaced without "
+                                 f"--force")
 
     def _next_volume(self):
         if self._fd is not None:
             os.fsync(self._fd)
-            os.close(self._fd)
+            if self._fd != self._lock_fd:
+                os.close(self._fd)
+            self._fd = None
         name = volume_name(self.path, len(self.volumes))
+        if not self.replace:
+            self._refuse_existing([name])
         # Named before it exists: a Ctrl-C just after the file is created
         # must still find it in abort().
         self.volumes.append(name)
         try:
-            self._fd = os.open(name + PARTIAL,
-                               os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        except OSError as exc:
+            self._fd = create_partial(name + PARTIAL, self.warnings,
+                                      locked=len(self.volumes) == 1)
+        except BaseException:
             self.volumes.pop()
-            raise InputError(f"{name}{PARTIAL}: cannot create: "
-                             f"{exc.strerror}") from None
+            raise
+        if self._lock_fd is None:
+            self._lock_fd = self._fd
         self._room = self.split if self.split else float("inf")
 
     def write(self, data):
@@ -129,14 +154,20 @@ class VolumeOutput:
         except OSError as exc:
             raise _write_error(exc, self.volumes[-1] + PARTIAL,
                                self.position) from None
-        os.close(self._fd)
+        if self._fd != self._lock_fd:
+            os.close(self._fd)
         self._fd = None
-        number = len(self.volumes)
-        while os.path.exists(volume_name(self.path, number)):
-            os.unlink(volume_name(self.path, number))
-            number += 1
-        for name in reversed(self.volumes):
-            os.replace(name + PARTIAL, name)
+        if self.replace:
+            number = len(self.volumes)
+            while os.path.exists(volume_name(self.path, number)):
+                os.unlink(volume_name(self.path, number))
+                number += 1
+            for name in reversed(self.volumes):
+                os.replace(name + PARTIAL, name)
+        else:
+            self._link_all()
+        os.close(self._lock_fd)
+        self._lock_fd = None
         directory = os.open(os.path.dirname(os.path.abspath(self.path)),
                             os.O_RDONLY)
         try:
@@ -144,43 +175,43 @@ class VolumeOutput:
         finally:
             os.close(directory)
 
+    def _link_all(self):
+        """Give every volume its final name without replacing a file that
+        appeared meanwhile (link fails on an existing name)."""
+        self._refuse_existing(self.volumes +
+                              [volume_name(self.path, len(self.volumes))])
+        linked = []
+        try:
+            for name in reversed(self.volumes):
+                try:
+                    if no_links(lambda: os.link(name + PARTIAL, name)):
+                        # no hard links (FAT, exFAT): checked, then renamed
+                        self._refuse_existing([name])
+                        os.rename(name + PARTIAL, name)
+                except FileExistsError:
+                    self._refuse_existing([name])
+                linked.append(name)
+        except BaseException:
+            for name in linked:
+                if not os.path.lexists(name + PARTIAL):
+                    os.rename(name, name + PARTIAL)
+                else:
+                    os.unlink(name)
+            raise
+        for name in self.volumes:
+            if os.path.lexists(name + PARTIAL):
+                os.unlink(name + PARTIAL)
+
     def abort(self):
         """Remove every partial volume; the old image, if any, is untouched."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in {self._fd, self._lock_fd} - {None}:
+            os.close(fd)
+        self._fd = self._lock_fd = None
         for name in self.volumes:
             try:
                 os.unlink(name + PARTIAL)
             except FileNotFoundError:
                 pass
-
-
-# A self-restoring image (imgx sfx) is the frozen binary with the image
-# stream appended and this trailer last: magic, the stream's offset and
-# length in the file, reserved, CRC-32 of the bytes before it.  Between the
-# stream and the trailer there may be bytes for the binary's own loader.
-SFX_MAGIC = b"RDI-SFX\n"
-SFX_TRAILER = struct.Struct("<8sQQII")
-
-
-def pack_sfx_trailer(offset, length):
-    raw = SFX_TRAILER.pack(SFX_MAGIC, offset, length, 0, 0)[:-4]
-    return raw + struct.pack("<I", zlib.crc32(raw))
-
-
-def sfx_window(fd):
-    """(offset, length) of the image inside a self-restoring binary open
-    as `fd`, or None when the file has no valid SFX trailer."""
-    size = os.fstat(fd).st_size
-    if size < SFX_TRAILER.size:
-        return None
-    raw = os.pread(fd, SFX_TRAILER.size, size - SFX_TRAILER.size)
-    magic, offset, length, _, crc = SFX_TRAILER.unpack(raw)
-    if magic != SFX_MAGIC or zlib.crc32(raw[:-4]) != crc or \
-            offset + length > size - SFX_TRAILER.size:
-        return None
-    return offset, length
 
 
 def find_volumes(path):
@@ -201,7 +232,31 @@ def find_volumes(path):
     volumes = [path]
     while os.path.exists(volume_name(path, len(volumes))):
         volumes.append(volume_name(path, len(volumes)))
+    later = _later_volumes(path, len(volumes))
+    if later:
+        raise InputError(
+            f"{volume_name(path, len(volumes))}: no such file: volume "
+            f"{len(volumes) + 1} of the split image {path} is missing "
+            f"({later[0]} exists); put it back beside the others")
     return volumes
+
+
+def _later_volumes(path, after):
+    """Volumes of the image at `path` numbered `after` or more that exist."""
+    base = os.path.basename(volume_name(path, 1))[:-4]
+    directory = os.path.dirname(path) or "."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        match = _VOLUME_SUFFIX.search(name)
+        if match and name[:match.start()] == base and \
+                int(match.group(1)) > after:
+            found.append((int(match.group(1)), os.path.join(
+                os.path.dirname(path), name)))
+    return [name for _, name in sorted(found)]
 
 
 class VolumeInput:
@@ -234,6 +289,20 @@ class VolumeInput:
         self._current = 0
         self.position = 0
         self.bytes_read = 0   # bytes read from the files, by either method
+
+    def missing_volume(self):
+        """When the stream ends early: the message naming the volume that
+        is probably missing, or None.  A split image's volumes are all
+        `split` bytes but the last; a last volume that is full (as big as
+        the first) and a stream that stops there mean the next one is
+        gone."""
+        if len(self.paths) < 2 or self.sizes[-1] != self.sizes[0]:
+            return None
+        name = volume_name(self.name, len(self.paths))
+        return (f"{name}: no such file: the split image {self.name} goes "
+                f"on after {self.paths[-1]} (full at {self.sizes[-1]} "
+                f"bytes, as every volume before it), but volume "
+                f"{len(self.paths) + 1} is missing")
 
     def read(self, size):
         """Up to `size` bytes from the stream; fewer only at its end."""

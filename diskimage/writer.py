@@ -19,8 +19,13 @@ class ImageWriter:
         self.data_bytes = 0      # bytes of disk held in DATA records
         self.zero_bytes = 0      # bytes of disk held as holes
         self.stored_bytes = 0    # payload bytes of DATA records
-        output.write(self.header_raw)
-        output.write(self.meta_raw)
+        try:
+            output.write(self.header_raw)
+            output.write(self.meta_raw)
+        except BaseException:
+            # the caller has no writer to abort yet: nothing may be left
+            output.abort()
+            raise
 
     def _append(self, entry, *parts):
         entry.record_offset = self.output.position

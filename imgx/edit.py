@@ -296,5 +296,6 @@ def _edit_in(scratch, image_path, area, op, paths, source, how, threads):
         description=meta.get("description", ""),
         chunk_size=settings["chunk_size"],
         source_label=meta["source"]["path"],
+        sector_size=meta["source"]["logical_sector_size"],
         extra_metadata={"history": meta.get("history", []) + [line]},
         threads=threads)

@@ -2,8 +2,9 @@
 
 Usage:
   rdeploy capture SOURCE IMAGE [--partitions=LIST] [--raw] [--compress=CODEC]
-                  [--level=N] [--split=SIZE] [--threads=N]
-                  [--description=TEXT] [--progress=MODE] [--quiet]
+                  [--level=N] [--split=SIZE] [--threads=N] [--force]
+                  [--sector-size=N] [--yes] [--description=TEXT]
+                  [--progress=MODE] [--quiet]
   rdeploy restore IMAGE TARGET [--partitions=LIST] [--into=N] [--yes]
                   [--dry-run] [--grow | --resize=HOW] [--size=N=SIZE...]
                   [--new-ids] [--overwrite-protected] [--tmpdir=DIR]
@@ -57,14 +58,21 @@ Options:
                        diagnostic partitions (kept by default).
   --tmpdir=DIR         Where a shrinking partition is worked on (its used
                        data must fit); $TMPDIR or /tmp when not given.
-  --raw                Copy every sector, zero chunks still stored as holes.
+  --raw                Copy every sector, zero chunks still stored as holes
+                       (with --partitions: the table and those partitions).
   --compress=CODEC     lz4, zstd or none [default: lz4].
   --level=N            Compression level (lz4 1-12, zstd 1-19).
-  --split=SIZE         Cut the image into volumes of at most SIZE (650M, 2G):
-                       IMAGE, then IMAGE with .r01, .r02 ...
+  --split=SIZE         Cut the image into volumes of at most SIZE (650M, 2G;
+                       4K at least): IMAGE, then IMAGE with .r01, .r02 ...
   --threads=N          Worker threads [default: all cores].
   --description=TEXT   A note stored in the image [default: ].
-  --yes                Overwrite TARGET without asking.
+  --force              Replace an existing IMAGE (once the new one is whole).
+  --sector-size=N      Logical sector size of a SOURCE disk file: 512 (when
+                       not given), 1024, 2048 or 4096. A GPT's own is found
+                       from its header; a block device reports its own.
+  --yes                restore: overwrite TARGET without asking; capture:
+                       go on although a filesystem of SOURCE is mounted
+                       read-write (the image may be inconsistent).
   --verify             After restore, read back what was written and compare
                        it with the image's checksums.
   --json               Print JSON instead of a table.
@@ -82,13 +90,15 @@ Options:
 
 Exit codes:
   0 success; 1 other failure (I/O error); 2 usage error; 3 bad input (missing
-  or unusable source, not an image, a terminal); 4 damaged image (checksum,
-  truncated, bad record); 5 target refused (too small, mounted, the source,
-  other sector size, not confirmed); 6 no space left or a write failed;
-  7 unsupported image version or codec; 8 failed after the first write (the
-  target was changed and has no valid table); 9 busy (another process is
-  writing the same image); 70 internal error; 130 interrupted; 141 broken
-  pipe.  `rdeploy help COMMAND` shows one command's part; man rdeploy.
+  or unusable source, a source mounted read-write, an existing IMAGE without
+  the force option, not an image, a missing volume, a terminal); 4 damaged
+  image (checksum, truncated, bad record); 5 target refused (too small, mounted,
+  the source, other sector size, not confirmed); 6 no space left or a write
+  failed; 7 unsupported image version or codec; 8 failed after the first
+  write (the target was changed and has no valid table); 9 busy (another
+  process is writing the same image); 70 internal error; 130 interrupted;
+  141 broken pipe.  `rdeploy help COMMAND` shows one command's part; man
+  rdeploy.
 
 Examples:
   rdeploy capture /dev/sda /srv/images/lab.rdi --description="lab 2026-11"
@@ -158,13 +168,19 @@ def _open_image(path):
 def cmd_capture(args):
     from diskimage.capture import capture
     from diskimage.compression import Compressor
-    from diskimage.sizes import parse_size
-    from diskimage.volumes import StreamOutput, VolumeOutput
+    from diskimage.sizes import parse_size_at_least
+    from diskimage.volumes import MIN_SPLIT, StreamOutput, VolumeOutput
 
     with _progress(args, "capture") as progress:
+        if args["--compress"] == "none" and args["--level"] is not None:
+            raise UsageError("--level does not go with --compress=none "
+                             "(chunks are stored as they are); drop it, or "
+                             "choose lz4 or zstd")
         level = None if args["--level"] is None else \
             whole_number(args["--level"], "--level")
         compressor = Compressor(args["--compress"], level)
+        sector_size = None if args["--sector-size"] is None else \
+            whole_number(args["--sector-size"], "--sector-size")
         if args["IMAGE"] == "-":
             if args["--split"]:
                 raise UsageError("--split needs an image file, not stdout")
@@ -173,13 +189,17 @@ def cmd_capture(args):
                                  "to a file or a pipe")
             output = StreamOutput(sys.stdout.buffer)
         else:
-            split = parse_size(args["--split"]) if args["--split"] else None
-            output = VolumeOutput(args["IMAGE"], split)
+            split = parse_size_at_least(args["--split"], MIN_SPLIT, "--split",
+                                        "4K") if args["--split"] else None
+            output = VolumeOutput(args["IMAGE"], split,
+                                  replace=args["--force"])
         summary = capture(args["SOURCE"], output, compressor=compressor,
                           partitions=_partition_list(args["--partitions"]),
                           raw=args["--raw"], threads=_threads(args),
                           description=args["--description"],
-                          progress=progress)
+                          progress=progress, sector_size=sector_size,
+                          allow_mounted=args["--yes"],
+                          mounted_hint="give --yes to capture it anyway")
         for warning in summary["warnings"]:
             progress.warn(warning)
         progress.end(render.capture_line(args["SOURCE"], args["IMAGE"],

@@ -75,7 +75,12 @@ def info_text(info):
     lines.append(_table(["PART", "AREA", "START", "SIZE", "FS", "LABEL",
                          "FS USED", "CAPTURE", "DATA", "STORED"], rows))
     for area in info["areas"]:
-        if area.get("uuid") or area.get("block_size"):
+        if area.get("uuid") and not area.get("block_size"):
+            lines.append(f"partition {area['partition'] or '-'}: "
+                         f"{area['filesystem']} uuid {area['uuid']}"
+                         + (f", label {area['label']}" if area.get("label")
+                            else ""))
+        elif area.get("uuid") or area.get("block_size"):
             lines.append(f"partition {area['partition'] or '-'}: "
                          f"{area['filesystem']} uuid {area.get('uuid') or '-'}"
                          f", {area.get('block_size')}-byte blocks, "
