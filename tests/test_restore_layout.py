@@ -385,3 +385,30 @@ def test_hybrid_mbr_records_follow_their_partitions(tmp_path):
         (where[2]["start"] // 512, where[2]["size"] // 512, types[2])]
     check_fs(target, where[1]["start"], where[1]["size"], "ext4", ext_files)
     check_fs(target, where[2]["start"], where[2]["size"], "fat32", fat_files)
+
+
+@pytest.mark.parametrize("how, size", [
+    (["--grow"], 2 * 256 * MiB),
+    ([], 150 * MiB),                           # a shrink
+    (["--resize=proportional"], 2 * 256 * MiB),
+])
+def test_resize_with_new_ids(demo, tmp_path, how, size):
+    """Resizing and --new-ids together (issue 11 item 9): ntfsresize leaves
+    its NTFS marked for a check, which ntfslabel refused; the NTFS is marked
+    clean first, so every filesystem is resized, re-identified, clean and
+    holds its files."""
+    disk, image, manifest = demo
+    target = blank(tmp_path / "t.img", size)
+    out = rdeploy("restore", image, target, *how, "--new-ids", "--yes",
+                  "--verify").stderr
+    assert "new disk GUID" in out
+    assert gpt_valid(target)[0]
+    assert checked(target, manifest) == []
+    where, _ = layout(target)
+    for n in (1, 2, 3):
+        assert blkid(target, where[n], "UUID") != \
+            blkid(disk, layout(disk)[0][n], "UUID"), n
+    # ntfsresize's request that Windows check the volume once is kept.
+    with demodisk.loop_device(target, where[3]["start"],
+                              where[3]["size"]) as dev:
+        assert "DIRTY" in run("ntfsinfo", "-f", "-m", dev)
