@@ -35,7 +35,7 @@ import secrets
 import subprocess
 
 from . import fatgrow, ntfs
-from .errors import DiskImageError, TargetError
+from .errors import DiskImageError
 from .fstools import ToolError, loop_device
 from .tools import tool_env
 from .usedmap import MapError
@@ -48,8 +48,9 @@ GROWABLE = SHRINKABLE | set(_FAT)
 NEW_IDS = set(_EXT) | {"ntfs", "fat12", "fat16", "fat32", "exfat", "swap"}
 
 
-class ResizeError(TargetError):
-    """A filesystem tool refused or failed; the disk has no valid table."""
+class ResizeError(DiskImageError):
+    """A filesystem tool refused or failed (restore reports it as
+    TargetChangedError: the tools run after the first write)."""
 
 
 def can_grow(fs):

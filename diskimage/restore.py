@@ -7,7 +7,9 @@ each chosen partition) first and writes them last, only after the whole
 stream has passed its checks and every filesystem action (grow, shrink, new
 identity) has succeeded; so a restore that fails or is interrupted leaves a
 disk with no valid table (or chosen partitions with no valid filesystem
-start), never one that looks fine.
+start), never one that looks fine.  A failure after the first write to an
+existing target is raised as TargetChangedError (exit 8) naming the cause;
+a target file the restore created is removed and the cause raised as it is.
 
 Partitions that move are written at their new place as the stream goes by;
 a partition that shrinks is written to a sparse temporary file, shrunk there
@@ -22,7 +24,7 @@ from . import format as fmt
 from . import fsresize, tablewrite
 from .device import (data_extents, open_target, sync, write_all,
                      zero_range)
-from .errors import TargetError
+from .errors import DiskImageError, TargetChangedError, TargetError
 from .pipeline import ordered_map
 from .reader import decode_record
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
@@ -141,10 +143,17 @@ def run_restore(plan, *, threads=1, verify=False, progress=None):
             for placement in plan.placements:
                 if placement.area in run.changed:
                     _checked(plan.target, placement)
-    except BaseException:
-        disk.close()
+    except BaseException as exc:
         if plan.create:
+            disk.close()
             os.unlink(plan.target)
+            raise
+        unwiped = _wipe_guards(run)
+        disk.close()
+        if isinstance(exc, (DiskImageError, OSError)):
+            raise TargetChangedError(
+                f"{_cause(exc)}; the target was changed: "
+                f"{_state(plan, unwiped)}") from exc
         raise
     finally:
         for temp in run.temps.values():
@@ -154,6 +163,37 @@ def run_restore(plan, *, threads=1, verify=False, progress=None):
     summary.update(seconds=time.monotonic() - started, written_bytes=done,
                    target=plan.target, verified=verify, actions=actions)
     return summary
+
+
+def _wipe_guards(run):
+    """After a failure over an existing target: zero the guard zones again
+    (the table, written last, may already be there, as when --verify finds
+    a difference).  Returns the error that stopped it, or None."""
+    try:
+        for start, end in run.plan.guards:
+            zero_range(run.disk, start, end - start)
+        sync(run.disk)
+    except (DiskImageError, OSError) as exc:
+        return exc
+    return None
+
+
+def _cause(exc):
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return str(exc)
+
+
+def _state(plan, unwiped):
+    """What a failed restore left on an existing target."""
+    if unwiped is not None:
+        return f"wiping its table failed too ({_cause(unwiped)}): do not " \
+            f"trust what it holds"
+    if plan.write_table:
+        return "it has no valid partition table"
+    numbers = ", ".join(str(p.number) for p in plan.placements)
+    return f"partition {numbers} has no valid filesystem start"
 
 
 def _finish(run):
@@ -293,5 +333,5 @@ def _read_back(disk, written):
         good = data == bytes(length) if checksum is None else \
             fmt.checksum(data) == checksum
         if not good:
-            raise TargetError(f"{disk.path}: read-back differs from the "
-                              f"image at disk offset {offset}")
+            raise DiskImageError(f"{disk.path}: read-back differs from "
+                                 f"the image at disk offset {offset}")

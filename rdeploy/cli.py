@@ -78,8 +78,10 @@ Exit codes:
   or unusable source, not an image, a terminal); 4 damaged image (checksum,
   truncated, bad record); 5 target refused (too small, mounted, the source,
   other sector size, not confirmed); 6 no space left or a write failed;
-  7 unsupported image version or codec; 70 internal error; 130 interrupted;
-  141 broken pipe.
+  7 unsupported image version or codec; 8 failed after the first write to
+  TARGET (it was changed and left with no valid table); 9 busy (another
+  process holds the file); 70 internal error; 130 interrupted (129 SIGHUP,
+  143 SIGTERM); 141 broken pipe.
 
 Examples:
   rdeploy capture /dev/sda /srv/images/lab.rdi --description="lab 2026-11"

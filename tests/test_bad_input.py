@@ -308,6 +308,22 @@ def test_restore_onto_a_full_filesystem(disk, tmpfs):
     assert os.listdir(tmpfs) == []
 
 
+@needs_root
+def test_restore_over_an_existing_file_on_a_full_filesystem(disk, tmpfs):
+    """No space after the first write to a target that existed: exit 8,
+    the cause and that the target was changed in the one line, and the
+    target left with no table (issue 11 item 9)."""
+    target = tmpfs / "other.img"
+    subprocess.run(["cp", "--sparse=always", disk["other"], target],
+                   check=True)
+    assert has_partitions(target)
+    check(rdeploy("restore", disk["image"], target, "--yes"), 8,
+          "no space", "target was changed", "no valid partition table")
+    assert target.stat().st_size == DISK_SIZE
+    assert read_at(target, 0, MiB) == bytes(MiB)
+    assert not has_partitions(target)
+
+
 # --- Ctrl-C ------------------------------------------------------------------
 def wait_for(condition, timeout=20.0):
     deadline = time.monotonic() + timeout

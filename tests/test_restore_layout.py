@@ -412,3 +412,28 @@ def test_resize_with_new_ids(demo, tmp_path, how, size):
     with demodisk.loop_device(target, where[3]["start"],
                               where[3]["size"]) as dev:
         assert "DIRTY" in run("ntfsinfo", "-f", "-m", dev)
+
+
+def test_tool_failure_after_the_first_write(demo, tmp_path):
+    """A resizing tool that fails (here an ntfsresize on PATH that refuses)
+    after the target was first written: exit 8, not 5 ("refused, nothing
+    written"), with the tool's reason, and the disk has no valid table."""
+    disk, image, _ = demo
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "ntfsresize").write_text(
+        "#!/bin/sh\necho 'ERROR: disk full of bad sectors' >&2\nexit 1\n")
+    (shim / "ntfsresize").chmod(0o755)
+    target = blank(tmp_path / "t.img", 2 * 256 * MiB)
+    rdeploy("restore", image, target, "--yes")          # a disk to overwrite
+    assert gpt_valid(target)[0]
+    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}")
+    result = subprocess.run(
+        [sys.executable, "-m", "rdeploy", "restore", image, target, "--grow",
+         "--yes"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert result.returncode == 8, result.stderr
+    line, = result.stderr.strip().splitlines()
+    assert "ntfsresize failed: ERROR: disk full of bad sectors" in line, line
+    assert "target was changed" in line, line
+    assert subprocess.run(["sfdisk", "--json", target], capture_output=True
+                          ).returncode != 0
