@@ -85,9 +85,22 @@ def _check_target(path, stream):
     for volume in getattr(stream.source, "paths", []):
         if same_storage(path, volume):
             raise TargetError(f"{path}: is the image being restored")
+    fd = _fileno(getattr(stream.source, "fileobj", None))
+    if fd is not None and same_storage(path, fd):
+        raise TargetError(f"{path}: is the image being restored (it is "
+                          f"what stdin reads)")
     reason = busy_reason(path)
     if reason:
         raise TargetError(f"{path}: {reason}")
+
+
+def _fileno(fileobj):
+    """The file descriptor under an image read from a file object (stdin),
+    or None (a BytesIO has none)."""
+    try:
+        return fileobj.fileno() if fileobj is not None else None
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def plan_restore(stream, target_path, *, partitions=None, into=None,

@@ -246,6 +246,42 @@ def test_restore_onto_the_image_itself(disk, tmp_path):
     assert sha256(image) == before
 
 
+def padded_copy(image, path):
+    """A copy of `image` with zeros after it up to twice the disk's size:
+    large enough as a target, so only the identity check can stop a
+    restore onto it."""
+    shutil.copyfile(image, path)
+    os.truncate(path, 2 * DISK_SIZE)
+    return path
+
+
+def test_restore_from_stdin_onto_the_image_itself(disk, tmp_path):
+    """`restore - TARGET < TARGET` (issue 11 item 7): stdin is the target,
+    by its inode, as a path would be."""
+    image = padded_copy(disk["image"], tmp_path / "copy.rdi")
+    before = sha256(image)
+    with open(image, "rb") as stdin:
+        check(rdeploy("restore", "-", image, "--yes", stdin=stdin), 5,
+              "image being restored", "stdin")
+    assert sha256(image) == before
+
+
+@needs_root
+@pytest.mark.parametrize("which", ["target is a loop device over stdin",
+                                   "stdin is a loop device over the target"])
+def test_restore_from_stdin_onto_a_loop_device_of_it(disk, tmp_path, kernel,
+                                                     which):
+    image = padded_copy(disk["image"], tmp_path / "copy.rdi")
+    dev = kernel.loop(image)
+    stdin_path, target = (image, dev) if which.startswith("target") else \
+        (dev, image)
+    before = sha256(image)
+    with open(stdin_path, "rb") as stdin:
+        check(rdeploy("restore", "-", target, "--yes", stdin=stdin), 5,
+              "image being restored", "stdin")
+    assert sha256(image) == before
+
+
 @needs_root
 def test_restore_onto_mounted_loop_device(tmp_path, disk, kernel):
     backing = tmp_path / "fs.img"
