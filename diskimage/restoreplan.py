@@ -81,7 +81,7 @@ class RestorePlan:
 
 def _check_target(path, stream):
     if os.path.isdir(path):
-        raise TargetError(f"{path}: is a directory")
+        raise InputError(f"{path}: is a directory, not a disk or disk file")
     for volume in getattr(stream.source, "paths", []):
         if same_storage(path, volume):
             raise TargetError(f"{path}: is the image being restored")

@@ -227,6 +227,17 @@ def test_bad_image(disk, tmp_path, cmd, kind):
 
 
 # --- restore: target refused -------------------------------------------------
+def test_restore_onto_a_directory(disk, tmp_path):
+    """A directory is not a target: bad input, exit 3 (issue 11 item 19),
+    one line, and nothing made in it."""
+    check(rdeploy("restore", disk["image"], tmp_path, "--yes"), 3,
+          str(tmp_path), "is a directory")
+    with open(disk["image"], "rb") as stdin:
+        check(rdeploy("restore", "-", tmp_path, "--yes", stdin=stdin), 3,
+              "is a directory")
+    assert os.listdir(tmp_path) == []
+
+
 def test_restore_target_too_small(disk, tmp_path):
     target = tmp_path / "small.img"
     target.write_bytes(b"\xa5" * MiB)
