@@ -95,8 +95,8 @@ Exit codes:
   a partition not captured; not a directory); 4 damaged image or damaged
   filesystem inside it; 5 refused: a read-only image or directory, an
   existing convert output; 6 no space left; 7 unsupported filesystem,
-  image version or codec; 70 internal error; 130 interrupted; 141 broken
-  pipe.
+  image version or codec; 70 internal error; 130 interrupted (143
+  SIGTERM, 129 SIGHUP); 141 broken pipe.
 
 Examples:
   imgx ls -l lab.rdi:1/etc
