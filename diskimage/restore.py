@@ -145,8 +145,7 @@ def run_restore(plan, *, threads=1, verify=False, progress=None):
                     _checked(plan.target, placement)
     except BaseException as exc:
         if plan.create:
-            disk.close()
-            os.unlink(plan.target)
+            _remove_created(disk)
             raise
         unwiped = _wipe_guards(run)
         disk.close()
@@ -163,6 +162,19 @@ def run_restore(plan, *, threads=1, verify=False, progress=None):
     summary.update(seconds=time.monotonic() - started, written_bytes=done,
                    target=plan.target, verified=verify, actions=actions)
     return summary
+
+
+def _remove_created(disk):
+    """Close and remove the target file this restore created, if the path
+    still names it (another process may have removed or replaced it)."""
+    mine = os.fstat(disk.fd)
+    disk.close()
+    try:
+        now = os.stat(disk.path)
+        if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            os.unlink(disk.path)
+    except FileNotFoundError:
+        pass
 
 
 def _wipe_guards(run):

@@ -485,6 +485,31 @@ def test_ctrl_c_during_restore_over_a_disk(disk, tmp_path, sig):
     assert not has_partitions(target)
 
 
+def test_failed_restore_into_a_new_file_someone_removed(disk, tmp_path):
+    """A restore into a file it created, which another process removed,
+    then fails (the stream ends early): the error is the cause (exit 4,
+    truncated), not the clean-up's own "no such file"."""
+    target = tmp_path / "new.img"
+    proc = subprocess.Popen(command("restore", "-", target, "--yes"),
+                            env=env(), cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        data = Path(disk["image"]).read_bytes()
+        proc.stdin.write(data[:len(data) // 2])
+        proc.stdin.flush()
+        wait_for(lambda: target.exists() or proc.poll() is not None)
+        target.unlink()
+        proc.stdin.close()
+        stderr = proc.stderr.read()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, b"",
+                                         stderr)
+    line = check(result, 4)
+    assert re.search(r"truncated|ends early|incomplete", line, re.I), line
+
+
 # --- broken pipe -------------------------------------------------------------
 def test_broken_pipe_is_quiet(disk):
     capture = subprocess.Popen(command("capture", disk["source"], "-"),
