@@ -24,11 +24,11 @@ from . import format as fmt
 from . import fsresize, tablewrite
 from .device import (data_extents, open_target, sync, write_all,
                      zero_range)
-from .errors import DiskImageError, TargetChangedError, TargetError
+from .errors import DiskImageError, TargetChangedError
 from .pipeline import ordered_map
 from .reader import decode_record
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
-                          new_guid, plan_restore)
+                          kept_numbers, new_guid, plan_restore)
 from .sizes import format_size
 
 COPY_BLOCK = 4 << 20
@@ -295,18 +295,8 @@ def _write_table(run):
             ids[f"partition {place.number} PARTUUID"] = (
                 by_number[place.number]["uuid"], row["uuid"])
         rows.append(row)
-    used = {row["number"] for row in rows}
-    for part, _ in plan.kept:
-        row = part.to_dict()
-        if row["number"] in used:
-            free = [n for n in range(1, 129 if table["kind"] == "gpt" else 5)
-                    if n not in used]
-            if not free:
-                raise TargetError(f"{plan.target}: no free table slot for "
-                                  f"protected partition {part.number}")
-            row["number"] = free[0]
-        used.add(row["number"])
-        rows.append(row)
+    for (part, _), number in zip(plan.kept, kept_numbers(plan)):
+        rows.append(dict(part.to_dict(), number=number))
     if table["kind"] == "gpt":
         disk_id = table["disk_id"]
         if plan.new_ids:

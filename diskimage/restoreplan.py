@@ -195,6 +195,8 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         plan.required_size = max((a["start"] + a["size"]
                                   for a in meta["areas"]), default=0)
     _check_size(plan)
+    if plan.rewrite_table:
+        kept_numbers(plan)
     for start, end in plan_kept_overlaps(plan):
         raise TargetError(f"{plan.target}: the layout would overwrite a "
                           f"protected partition at bytes {start}-{end}")
@@ -214,6 +216,27 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
     if plan.kept:
         plan.notes.append("kept: " + "; ".join(
             f"partition {p.number} ({reason})" for p, reason in plan.kept))
+
+
+def kept_numbers(plan):
+    """The table number each kept (protected) partition gets in the new
+    table: its own, or the first free one when an image partition has
+    it.  TargetError when no slot is left."""
+    kind = plan.stream.metadata["table"]["kind"]
+    used = {p.number for p in plan.placements}
+    numbers = []
+    for part, _ in plan.kept:
+        number = part.number
+        if number in used:
+            free = [n for n in range(1, 129 if kind == "gpt" else 5)
+                    if n not in used]
+            if not free:
+                raise TargetError(f"{plan.target}: no free table slot for "
+                                  f"protected partition {part.number}")
+            number = free[0]
+        used.add(number)
+        numbers.append(number)
+    return numbers
 
 
 def plan_kept_overlaps(plan):

@@ -437,3 +437,21 @@ def test_tool_failure_after_the_first_write(demo, tmp_path):
     assert "target was changed" in line, line
     assert subprocess.run(["sfdisk", "--json", target], capture_output=True
                           ).returncode != 0
+
+
+def test_no_table_slot_left_for_a_protected_partition(tmp_path):
+    """Four MBR primaries from the image and a protected partition kept on
+    the target need five slots: refused in the plan (exit 5, target as it
+    was), not found after the first write."""
+    disk, image = tmp_path / "four.img", tmp_path / "four.rdi"
+    blank(disk, 64 * MiB)
+    run("sfdisk", disk, input="label: dos\n" + "".join(
+        f"start={2048 + i * 16384}, size=16384, type=83\n" for i in range(4)))
+    rdeploy("capture", disk, image, "-q")
+    target = blank(tmp_path / "t.img", 128 * MiB, os.urandom)
+    run("sfdisk", target, input="label: dos\n"
+        "start=204800, size=40960, type=27\n")
+    before = sha256(target)
+    err = rdeploy("restore", image, target, "--yes", code=5).stderr
+    assert "slot" in err and "protected partition 1" in err, err
+    assert sha256(target) == before
