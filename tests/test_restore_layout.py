@@ -455,3 +455,49 @@ def test_no_table_slot_left_for_a_protected_partition(tmp_path):
     err = rdeploy("restore", image, target, "--yes", code=5).stderr
     assert "slot" in err and "protected partition 1" in err, err
     assert sha256(target) == before
+
+
+def test_signal_while_a_loop_device_is_attached_leaves_none(demo, tmp_path):
+    """SIGTERM while losetup attaches the loop device a grow works through
+    (here a losetup that takes its time after attaching): the restore
+    still learns the device's name and detaches it, and exits 143.
+    Python kills a tool it was waiting for when a signal comes, so without
+    holding signals back for that moment the device would be left over
+    the target (issue 11 sweep of item 13)."""
+    import signal
+    import time
+    disk, image, _ = demo
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "losetup").write_text(
+        "#!/bin/sh\n"
+        f"case \" $* \" in *\" --find \"*) {shutil.which('losetup')} \"$@\"; "
+        "rc=$?; sleep 2; exit $rc;; esac\n"
+        f"exec {shutil.which('losetup')} \"$@\"\n")
+    (shim / "losetup").chmod(0o755)
+    target = blank(tmp_path / "t.img", 2 * 256 * MiB)
+    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}")
+
+    def attached():
+        return run("losetup", "-j", target).strip()
+
+    proc = subprocess.Popen([sys.executable, "-m", "rdeploy", "restore",
+                             image, target, "--grow", "--yes"], cwd=ROOT,
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not attached():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+        left = attached()
+    finally:
+        proc.kill()
+        for line in attached().splitlines():
+            subprocess.run(["losetup", "-d", line.split(":")[0]])
+    assert proc.returncode == 143, err
+    assert left == "", left
+    assert subprocess.run(["sfdisk", "--json", target], capture_output=True
+                          ).returncode != 0
