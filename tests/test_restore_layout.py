@@ -501,3 +501,36 @@ def test_signal_while_a_loop_device_is_attached_leaves_none(demo, tmp_path):
     assert left == "", left
     assert subprocess.run(["sfdisk", "--json", target], capture_output=True
                           ).returncode != 0
+
+
+def test_signal_during_verify_wipes_the_new_table(demo, tmp_path):
+    """The table is written last, then --verify reads everything back: a
+    SIGTERM then (or a difference found) must not leave a disk whose table
+    looks fine; the table is wiped again, and the exit is 143."""
+    import signal
+    import time
+    disk, image, _ = demo
+    target = blank(tmp_path / "t.img", os.path.getsize(disk))
+    proc = subprocess.Popen([sys.executable, "-m", "rdeploy", "restore",
+                             image, target, "--yes", "--verify"], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True)
+
+    def has_table():
+        with open(target, "rb") as f:
+            f.seek(512)
+            return f.read(8) == b"EFI PART"
+
+    try:
+        deadline = time.monotonic() + 60
+        while not has_table():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert not has_table()
+    assert subprocess.run(["sfdisk", "--json", target], capture_output=True
+                          ).returncode != 0
