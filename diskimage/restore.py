@@ -204,8 +204,10 @@ def _state(plan, unwiped):
             f"trust what it holds"
     if plan.write_table:
         return "it has no valid partition table"
-    numbers = ", ".join(str(p.number) for p in plan.placements)
-    return f"partition {numbers} has no valid filesystem start"
+    where = ", ".join(f"{p.new_start}-{p.new_start + p.new_size}"
+                      for p in plan.placements)
+    return f"its table is kept, but the partition at bytes {where} has no " \
+        f"valid filesystem start"
 
 
 def _finish(run):

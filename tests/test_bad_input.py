@@ -371,6 +371,28 @@ def test_restore_over_an_existing_file_on_a_full_filesystem(disk, tmpfs):
     assert not has_partitions(target)
 
 
+def test_damaged_stream_into_one_partition_of_a_disk(disk, tmp_path):
+    """--partitions=2 over a disk with the same table, from a stream that
+    ends early: exit 8, and the line says the table is kept and which
+    bytes lost their filesystem start; the table and partition 1 are as
+    they were."""
+    target = tmp_path / "disk.img"
+    subprocess.run(["cp", "--sparse=always", disk["source"], target],
+                   check=True)
+    table, part1 = read_at(target, 0, MiB), read_at(target, MiB, 32 * MiB)
+    data = Path(disk["image"]).read_bytes()
+    result = subprocess.run(command("restore", "-", target, "--yes",
+                                    "--partitions=2"), env=env(), cwd=ROOT,
+                            input=data[:len(data) * 3 // 4],
+                            capture_output=True, timeout=60)
+    line = check(result, 8, "the target was changed", "table is kept",
+                 "no valid filesystem start")
+    start = int(re.search(r"at bytes (\d+)-", line).group(1))
+    assert read_at(target, start, MiB) == bytes(MiB)
+    assert read_at(target, 0, MiB) == table
+    assert read_at(target, MiB, 32 * MiB) == part1
+
+
 # --- Ctrl-C ------------------------------------------------------------------
 def wait_for(condition, timeout=20.0):
     deadline = time.monotonic() + timeout
