@@ -393,6 +393,37 @@ def test_damaged_stream_into_one_partition_of_a_disk(disk, tmp_path):
     assert read_at(target, MiB, 32 * MiB) == part1
 
 
+def test_verify_difference_over_an_existing_disk(disk, tmp_path):
+    """Another writer changes the target behind the restore's back (bytes
+    of partition 2, again and again): --verify's read-back finds the
+    difference after the table was written.  Exit 8, not 5 ("refused,
+    nothing written"), and the table is wiped again, so the disk does not
+    look like a good copy."""
+    target = tmp_path / "other.img"
+    subprocess.run(["cp", "--sparse=always", disk["other"], target],
+                   check=True)
+    stop = threading.Event()
+
+    def meddle():
+        with open(target, "r+b", buffering=0) as f:
+            while not stop.is_set():
+                os.pwrite(f.fileno(), b"\xff" * 4096, 34 * MiB)
+                time.sleep(0.001)
+
+    meddler = threading.Thread(target=meddle)
+    meddler.start()
+    try:
+        result = rdeploy("restore", disk["image"], target, "--yes",
+                         "--verify")
+    finally:
+        stop.set()
+        meddler.join()
+    check(result, 8, "read-back differs", "the target was changed",
+          "no valid partition table")
+    assert read_at(target, 0, MiB) == bytes(MiB)
+    assert not has_partitions(target)
+
+
 # --- Ctrl-C ------------------------------------------------------------------
 def wait_for(condition, timeout=20.0):
     deadline = time.monotonic() + timeout
