@@ -16,6 +16,7 @@ a partition that shrinks is written to a sparse temporary file, shrunk there
 by its filesystem's tool, and copied (data regions only) into its new place.
 """
 
+import errno
 import os
 import tempfile
 import time
@@ -24,7 +25,7 @@ from . import format as fmt
 from . import fsresize, tablewrite
 from .device import (data_extents, open_target, sync, write_all,
                      zero_range)
-from .errors import DiskImageError, TargetChangedError
+from .errors import DiskImageError, NoSpaceError, TargetChangedError
 from .pipeline import ordered_map
 from .reader import decode_record
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
@@ -82,7 +83,7 @@ class _Run:
                 temp = self.temps[area] = _temp(plan)
             if data is not None:
                 start = plan.stream.metadata["areas"][area]["start"]
-                os.pwrite(temp.fileno(), data, offset - start)
+                _temp_write(temp, offset - start, data)
             return
         offset += delta
         if data is None:
@@ -218,7 +219,10 @@ def _finish(run):
         if p.action == "shrink":
             temp = run.temps.get(p.area) or _temp(plan)
             run.temps[p.area] = temp
-            os.ftruncate(temp.fileno(), p.old_size)
+            try:
+                os.ftruncate(temp.fileno(), p.old_size)
+            except OSError as e:
+                raise _temp_error(temp, None, e) from e
             fsresize.resize(p.fs, temp.name, p.new_size,
                             f"partition {p.number} ({p.fs})")
             _copy_data(temp.fileno(), p.new_size, run, p.new_start)
@@ -260,6 +264,29 @@ def _finish(run):
         run.changed |= {i for i, a in enumerate(plan.stream.metadata["areas"])
                         if a["kind"] in TABLE_KINDS}
     return {"steps": actions, "ids": ids}
+
+
+def _temp_error(temp, offset, e):
+    cls = NoSpaceError if e.errno in (errno.ENOSPC, errno.EDQUOT,
+                                      errno.EFBIG) else DiskImageError
+    where = "" if offset is None else f" at offset {offset}"
+    return cls(f"{temp.name}: write failed{where}: {e.strerror} (the "
+               f"temporary file of a shrinking partition; see --tmpdir)")
+
+
+def _temp_write(temp, offset, data):
+    """All of *data* at *offset* of a shrink's temporary file (a short
+    write is what a full filesystem can give first)."""
+    view = memoryview(data).cast("B")
+    while view:
+        try:
+            done = os.pwrite(temp.fileno(), view, offset)
+        except OSError as e:
+            raise _temp_error(temp, offset, e) from e
+        if done == 0:
+            raise _temp_error(temp, offset, OSError(
+                errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        view, offset = view[done:], offset + done
 
 
 def _temp(plan):

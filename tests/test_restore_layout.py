@@ -534,3 +534,65 @@ def test_signal_during_verify_wipes_the_new_table(demo, tmp_path):
     assert not has_table()
     assert subprocess.run(["sfdisk", "--json", target], capture_output=True
                           ).returncode != 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a tmpfs")
+def test_tmpdir_filling_up_while_shrinking(demo, tmp_path):
+    """--tmpdir has room when the plan is made, then another process fills
+    it while the shrinking partition is written there: exit 6 with the
+    temporary file named (not a bare "No space left on device", exit 1),
+    the new target removed and no temporary file left."""
+    import threading
+    import time
+    disk, image, _ = demo
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    run("mount", "-t", "tmpfs", "-o", "size=48M", "tmpfs", tmp)
+    target = tmp_path / "small.img"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rdeploy", "restore", "-", target,
+             "--size=1=60M", f"--tmpdir={tmp}", "--yes"],
+            cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        filled = threading.Event()
+
+        def fill():
+            while not any(p.startswith("rdeploy-shrink-")
+                          for p in os.listdir(tmp)):
+                if proc.poll() is not None:
+                    return
+                time.sleep(0.001)
+            with open(tmp / "filler", "wb") as f:
+                try:
+                    while True:
+                        os.posix_fallocate(f.fileno(), f.tell(), MiB)
+                        f.seek(MiB, os.SEEK_CUR)
+                except OSError:
+                    filled.set()
+
+        filler = threading.Thread(target=fill)
+        filler.start()
+        with open(image, "rb") as f:
+            while block := f.read(256 << 10):
+                try:
+                    proc.stdin.write(block)
+                    proc.stdin.flush()
+                except BrokenPipeError:
+                    break
+                time.sleep(0.01)
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=60)
+        filler.join()
+        left = sorted(os.listdir(tmp))
+    finally:
+        subprocess.run(["umount", tmp])
+    assert filled.is_set()
+    assert proc.returncode == 6, err
+    line, = err.strip().splitlines()
+    assert f"{tmp}/rdeploy-shrink-" in line and "No space left" in line, line
+    assert not target.exists()
+    assert left == ["filler"]
