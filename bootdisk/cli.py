@@ -65,7 +65,7 @@ Exit codes:
   0 success; 1 other failure (a tool failed, I/O error); 2 usage error;
   3 bad input (missing kernel, module directory, job file or boot loader,
   modules of another kernel, OUT exists without --force); 70 internal error;
-  130 interrupted.
+  130 interrupted (143 SIGTERM, 129 SIGHUP).
 
 Examples:
   bootdisk initrd -o restore.initrd --job=restore.sh

@@ -21,12 +21,18 @@ command's --help names the codes it uses)::
          valid table); the message says why
     9    busy: another process is writing the same image or editing it
     70   internal error (a bug; RDEPLOY_DEBUG=1 prints the traceback)
+    129  interrupted by SIGHUP (the terminal went away); cleaned up as on Ctrl-C
     130  interrupted (Ctrl-C); partial files are removed
     141  broken pipe: the reader of stdout went away; nothing is printed
+    143  interrupted by SIGTERM (kill, a service manager); cleaned up as on
+         Ctrl-C
 """
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
 
 from docopt import DocoptExit
@@ -36,18 +42,70 @@ from diskimage.errors import DiskImageError, UsageError
 from .progress import Reported
 
 EXIT_INTERNAL = 70
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130     # 128 + SIGINT; SIGTERM and SIGHUP give 143, 129
 EXIT_BROKEN_PIPE = 141
+
+
+#: Signals that end a command the way Ctrl-C does: every clean-up that
+#: runs for KeyboardInterrupt runs for them too.
+CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread where it is running.
+    A KeyboardInterrupt, so that every path that cleans up after Ctrl-C
+    (``except BaseException``: .partial files, created targets, wiped
+    tables, loop devices, mounts) cleans up after these alike."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _debug():
     return bool(os.environ.get("RDEPLOY_DEBUG"))
 
 
+@contextlib.contextmanager
+def _signals_raise():
+    """While the command runs, SIGTERM and SIGHUP raise Terminated once (a
+    second one, during the clean-up, is ignored); a signal that was
+    ignored when we started (nohup) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+
+    def handler(signum, frame):
+        if not raised:
+            raised.append(signum)
+            raise Terminated(signum)
+
+    old = {}
+    for signum in CLEANUP_SIGNALS:
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            old[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, previous in old.items():
+            signal.signal(signum, previous)
+
+
+def _interrupted(prog, exc):
+    message, code = describe(prog, exc)
+    try:
+        print(f"{prog}: {message}", file=sys.stderr)
+    except OSError:         # SIGHUP: the terminal may be gone
+        pass
+    return code
+
+
 def run(prog, main, argv):
     """Call main(argv) and map what it raises to (message, exit code)."""
     try:
-        return main(argv) or 0
+        with _signals_raise():
+            return main(argv) or 0
     except Reported as exc:     # already told as a JSON error event
         if isinstance(exc.__cause__, BrokenPipeError):
             _drop_stdout()
@@ -66,10 +124,8 @@ def run(prog, main, argv):
             message += f"; see '{prog} --help'"
         print(f"{prog}: error: {message}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; nothing was left that looks complete",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return _interrupted(prog, exc)
     except BrokenPipeError:
         _drop_stdout()
         return EXIT_BROKEN_PIPE
@@ -98,8 +154,11 @@ def describe(prog, exc):
             message += f"; see '{prog} --help'"
         return message, exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted; nothing was left that looks complete", \
-            EXIT_INTERRUPTED
+        signum = getattr(exc, "signum", signal.SIGINT)
+        how = "" if signum == signal.SIGINT else \
+            f" by {signal.Signals(signum).name}"
+        return f"interrupted{how}; nothing was left that looks complete", \
+            128 + signum
     if isinstance(exc, BrokenPipeError):
         return "broken pipe: the reader of stdout went away", \
             EXIT_BROKEN_PIPE

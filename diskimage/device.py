@@ -217,6 +217,13 @@ def _stat(path):
         return None
 
 
+def _fstat(fd):
+    try:
+        return os.fstat(fd)
+    except OSError:
+        return None
+
+
 def _sysdir(rdev):
     """The sysfs directory of the block device numbered *rdev*, or None."""
     link = os.path.join(SYSFS, "dev", "block", f"{os.major(rdev)}:{os.minor(rdev)}")
@@ -330,9 +337,10 @@ def disk_model(path):
 
 # --- same storage -------------------------------------------------------------
 def _extent(path, depth=0):
-    """(storage, start, end) of the bytes *path* names, following loop
-    devices to their backing file and partitions to their disk."""
-    st = _stat(path)
+    """(storage, start, end) of the bytes *path* (or the open file
+    descriptor *path*) names, following loop devices to their backing file
+    and partitions to their disk."""
+    st = _fstat(path) if isinstance(path, int) else _stat(path)
     if st is None:
         return None
     if not stat.S_ISBLK(st.st_mode):
@@ -360,7 +368,10 @@ def _block_extent(sysdir, rdev, depth):
 def same_storage(path_a, path_b):
     """True when writing one path could change the bytes of the other: the
     same file or device, a loop device over the other (or over a part of it
-    that overlaps), or a partition of the other.  False if either is missing."""
+    that overlaps), or a partition of the other.  Either may be an open
+    file descriptor (stdin's, for an image read from it), compared by its
+    fstat device and inode (or device number).  False if either is
+    missing."""
     a, b = _extent(path_a), _extent(path_b)
     if a is None or b is None:
         return False

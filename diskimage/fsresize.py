@@ -8,7 +8,9 @@ filesystem  grow / shrink              new identity (``--new-ids``)
 ==========  =========================  ====================================
 ext2/3/4    ``resize2fs`` (after       ``tune2fs -U random``
             ``e2fsck -fy``)
-NTFS        ``ntfsresize``             ``ntfslabel --new-serial``
+NTFS        ``ntfsresize``             ``ntfslabel --new-serial`` (its
+                                       dirty mark, which ntfsresize sets,
+                                       cleared for it and set again)
 FAT12/16/32 grown here               volume ID in the boot sector (and the
             (:mod:`fatgrow`), up to    FAT32 backup boot sector), written here
             its type's cluster limit;
@@ -32,8 +34,8 @@ import os
 import secrets
 import subprocess
 
-from . import fatgrow
-from .errors import DiskImageError, TargetError
+from . import fatgrow, ntfs
+from .errors import DiskImageError
 from .fstools import ToolError, loop_device
 from .tools import tool_env
 from .usedmap import MapError
@@ -46,8 +48,9 @@ GROWABLE = SHRINKABLE | set(_FAT)
 NEW_IDS = set(_EXT) | {"ntfs", "fat12", "fat16", "fat32", "exfat", "swap"}
 
 
-class ResizeError(TargetError):
-    """A filesystem tool refused or failed; the disk has no valid table."""
+class ResizeError(DiskImageError):
+    """A filesystem tool refused or failed (restore reports it as
+    TargetChangedError: the tools run after the first write)."""
 
 
 def can_grow(fs):
@@ -160,7 +163,7 @@ def new_identity(fs, path, what):
         _e2fsck(path, what)
         _run(["tune2fs", "-U", "random", path], what, input_text="y\n")
     elif fs == "ntfs":
-        _run(["ntfslabel", "--new-serial", path], what)
+        _ntfs_new_serial(path, what)
     elif fs == "exfat":
         _run(["tune.exfat", "-I", f"0x{secrets.randbits(32):08x}", path],
              what)
@@ -170,6 +173,25 @@ def new_identity(fs, path, what):
     else:
         _fat_volume_id(path, fs)
     return old, _blkid(path, "UUID")
+
+
+def _ntfs_new_serial(path, what):
+    """ntfslabel --new-serial, which refuses a volume marked dirty (as
+    ntfsresize leaves it): the mark is cleared for it (ntfsfix -d) and set
+    again after (ntfsfix), so that Windows still checks a resized volume."""
+    with open(path, "rb") as dev:
+        size = dev.seek(0, os.SEEK_END)
+        try:
+            dirty = ntfs.volume_dirty(
+                lambda offset, length: os.pread(dev.fileno(), length, offset),
+                size)
+        except MapError as exc:
+            raise ResizeError(f"{what}: {exc}") from None
+    if dirty:
+        _run(["ntfsfix", "-d", path], what)
+    _run(["ntfslabel", "--new-serial", path], what)
+    if dirty:
+        _run(["ntfsfix", path], what)
 
 
 def _device_size(path):

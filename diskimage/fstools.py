@@ -5,8 +5,10 @@ imgx's edits and by restore's filesystem resizing.  Nothing prints."""
 
 import contextlib
 import os
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 from .tools import tool_env
@@ -54,11 +56,40 @@ def loop_device(path, start, size, read_only=True):
             "--sizelimit", str(size)]
     if read_only:
         args.append("--read-only")
-    dev = run(args + [os.fspath(path)]).stdout.strip()
+    # Signals that end the command (Ctrl-C, SIGTERM, SIGHUP) wait while
+    # losetup attaches and detaches: Python would kill it on one, and a
+    # device attached before its name came back would be left behind.
+    old = _hold_signals()
     try:
+        dev = run(args + [os.fspath(path)]).stdout.strip()
+    except BaseException:
+        _release_signals(old)
+        raise
+    try:
+        _release_signals(old)       # one that came meanwhile raises here
         yield dev
     finally:
-        run(["losetup", "-d", dev])
+        old = _hold_signals()
+        try:
+            run(["losetup", "-d", dev])
+        finally:
+            _release_signals(old)
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _hold_signals():
+    """Block the signals that end a command in this thread (the main one,
+    where Python runs its handlers); the old mask, or None elsewhere."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+
+
+def _release_signals(old):
+    if old is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @contextlib.contextmanager

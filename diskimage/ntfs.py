@@ -109,3 +109,12 @@ def open_volume(read, size):
         used_bytes=used, runs=runs,
         label=label, uuid=f"{boot.volume_serial_number:016X}",
         warnings=warnings)
+
+
+def volume_dirty(read, size):
+    """True when the NTFS read by read(offset, length), `size` bytes, has
+    VOLUME_IS_DIRTY set in $Volume (ntfsresize sets it, so that Windows
+    checks the volume once; ntfs-3g's tools then refuse to write)."""
+    boot = parse_struct(NTFS_BOOT_SECTOR, read(0, NTFS_BOOT_SECTOR.size), 0, 0)
+    volume = NtfsVolume(read, size, boot)
+    return bool(_label_and_flags(volume)[1] & VOLUME_IS_DIRTY)

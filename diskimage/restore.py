@@ -7,13 +7,16 @@ each chosen partition) first and writes them last, only after the whole
 stream has passed its checks and every filesystem action (grow, shrink, new
 identity) has succeeded; so a restore that fails or is interrupted leaves a
 disk with no valid table (or chosen partitions with no valid filesystem
-start), never one that looks fine.
+start), never one that looks fine.  A failure after the first write to an
+existing target is raised as TargetChangedError (exit 8) naming the cause;
+a target file the restore created is removed and the cause raised as it is.
 
 Partitions that move are written at their new place as the stream goes by;
 a partition that shrinks is written to a sparse temporary file, shrunk there
 by its filesystem's tool, and copied (data regions only) into its new place.
 """
 
+import errno
 import os
 import tempfile
 import time
@@ -22,11 +25,11 @@ from . import format as fmt
 from . import fsresize, tablewrite
 from .device import (data_extents, open_target, sync, write_all,
                      zero_range)
-from .errors import TargetError
+from .errors import DiskImageError, NoSpaceError, TargetChangedError
 from .pipeline import ordered_map
 from .reader import decode_record
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
-                          new_guid, plan_restore)
+                          kept_numbers, new_guid, plan_restore)
 from .sizes import format_size
 
 COPY_BLOCK = 4 << 20
@@ -80,7 +83,7 @@ class _Run:
                 temp = self.temps[area] = _temp(plan)
             if data is not None:
                 start = plan.stream.metadata["areas"][area]["start"]
-                os.pwrite(temp.fileno(), data, offset - start)
+                _temp_write(temp, offset - start, data)
             return
         offset += delta
         if data is None:
@@ -144,10 +147,16 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
             for placement in plan.placements:
                 if placement.area in run.changed:
                     _checked(plan.target, placement)
-    except BaseException:
-        disk.close()
+    except BaseException as exc:
         if plan.create:
-            os.unlink(plan.target)
+            _remove_created(disk)
+            raise
+        unwiped = _wipe_guards(run)
+        disk.close()
+        if isinstance(exc, (DiskImageError, OSError)):
+            raise TargetChangedError(
+                f"{_cause(exc)}; the target was changed: "
+                f"{_state(plan, unwiped)}") from exc
         raise
     finally:
         for temp in run.temps.values():
@@ -159,6 +168,52 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
     return summary
 
 
+def _remove_created(disk):
+    """Close and remove the target file this restore created, if the path
+    still names it (another process may have removed or replaced it)."""
+    mine = os.fstat(disk.fd)
+    disk.close()
+    try:
+        now = os.stat(disk.path)
+        if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            os.unlink(disk.path)
+    except FileNotFoundError:
+        pass
+
+
+def _wipe_guards(run):
+    """After a failure over an existing target: zero the guard zones again
+    (the table, written last, may already be there, as when --verify finds
+    a difference).  Returns the error that stopped it, or None."""
+    try:
+        for start, end in run.plan.guards:
+            zero_range(run.disk, start, end - start)
+        sync(run.disk)
+    except (DiskImageError, OSError) as exc:
+        return exc
+    return None
+
+
+def _cause(exc):
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return str(exc)
+
+
+def _state(plan, unwiped):
+    """What a failed restore left on an existing target."""
+    if unwiped is not None:
+        return f"wiping its table failed too ({_cause(unwiped)}): do not " \
+            f"trust what it holds"
+    if plan.write_table:
+        return "it has no valid partition table"
+    where = ", ".join(f"{p.new_start}-{p.new_start + p.new_size}"
+                      for p in plan.placements)
+    return f"its table is kept, but the partition at bytes {where} has no " \
+        f"valid filesystem start"
+
+
 def _finish(run):
     """After the stream: shrunk partitions copied in, partition starts
     written, filesystems grown and re-identified, then the table last."""
@@ -167,7 +222,10 @@ def _finish(run):
         if p.action == "shrink":
             temp = run.temps.get(p.area) or _temp(plan)
             run.temps[p.area] = temp
-            os.ftruncate(temp.fileno(), p.old_size)
+            try:
+                os.ftruncate(temp.fileno(), p.old_size)
+            except OSError as e:
+                raise _temp_error(temp, None, e) from e
             fsresize.resize(p.fs, temp.name, p.new_size,
                             f"partition {p.number} ({p.fs})")
             _copy_data(temp.fileno(), p.new_size, run, p.new_start)
@@ -211,6 +269,29 @@ def _finish(run):
     return {"steps": actions, "ids": ids}
 
 
+def _temp_error(temp, offset, e):
+    cls = NoSpaceError if e.errno in (errno.ENOSPC, errno.EDQUOT,
+                                      errno.EFBIG) else DiskImageError
+    where = "" if offset is None else f" at offset {offset}"
+    return cls(f"{temp.name}: write failed{where}: {e.strerror} (the "
+               f"temporary file of a shrinking partition; see --tmpdir)")
+
+
+def _temp_write(temp, offset, data):
+    """All of *data* at *offset* of a shrink's temporary file (a short
+    write is what a full filesystem can give first)."""
+    view = memoryview(data).cast("B")
+    while view:
+        try:
+            done = os.pwrite(temp.fileno(), view, offset)
+        except OSError as e:
+            raise _temp_error(temp, offset, e) from e
+        if done == 0:
+            raise _temp_error(temp, offset, OSError(
+                errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        view, offset = view[done:], offset + done
+
+
 def _temp(plan):
     """A sparse temporary file for a partition that shrinks; the tools
     need its name."""
@@ -246,18 +327,8 @@ def _write_table(run):
             ids[f"partition {place.number} PARTUUID"] = (
                 by_number[place.number]["uuid"], row["uuid"])
         rows.append(row)
-    used = {row["number"] for row in rows}
-    for part, _ in plan.kept:
-        row = part.to_dict()
-        if row["number"] in used:
-            free = [n for n in range(1, 129 if table["kind"] == "gpt" else 5)
-                    if n not in used]
-            if not free:
-                raise TargetError(f"{plan.target}: no free table slot for "
-                                  f"protected partition {part.number}")
-            row["number"] = free[0]
-        used.add(row["number"])
-        rows.append(row)
+    for (part, _), number in zip(plan.kept, kept_numbers(plan)):
+        rows.append(dict(part.to_dict(), number=number))
     if table["kind"] == "gpt":
         disk_id = table["disk_id"]
         if plan.new_ids:
@@ -297,8 +368,8 @@ def _read_back(disk, written, progress=None):
         good = data == bytes(length) if checksum is None else \
             fmt.checksum(data) == checksum
         if not good:
-            raise TargetError(f"{disk.path}: read-back differs from the "
-                              f"image at disk offset {offset}")
+            raise DiskImageError(f"{disk.path}: read-back differs from "
+                                 f"the image at disk offset {offset}")
         done += length
         if progress:
             progress(done, total)

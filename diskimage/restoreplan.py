@@ -81,13 +81,26 @@ class RestorePlan:
 
 def _check_target(path, stream):
     if os.path.isdir(path):
-        raise TargetError(f"{path}: is a directory")
+        raise InputError(f"{path}: is a directory, not a disk or disk file")
     for volume in getattr(stream.source, "paths", []):
         if same_storage(path, volume):
             raise TargetError(f"{path}: is the image being restored")
+    fd = _fileno(getattr(stream.source, "fileobj", None))
+    if fd is not None and same_storage(path, fd):
+        raise TargetError(f"{path}: is the image being restored (it is "
+                          f"what stdin reads)")
     reason = busy_reason(path)
     if reason:
         raise TargetError(f"{path}: {reason}")
+
+
+def _fileno(fileobj):
+    """The file descriptor under an image read from a file object (stdin),
+    or None (a BytesIO has none)."""
+    try:
+        return fileobj.fileno() if fileobj is not None else None
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def plan_restore(stream, target_path, *, partitions=None, into=None,
@@ -186,6 +199,8 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         plan.required_size = max((a["start"] + a["size"]
                                   for a in meta["areas"]), default=0)
     _check_size(plan)
+    if plan.rewrite_table:
+        kept_numbers(plan)
     for start, end in plan_kept_overlaps(plan):
         raise TargetError(f"{plan.target}: the layout would overwrite a "
                           f"protected partition at bytes {start}-{end}")
@@ -205,6 +220,27 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
     if plan.kept:
         plan.notes.append("kept: " + "; ".join(
             f"partition {p.number} ({reason})" for p, reason in plan.kept))
+
+
+def kept_numbers(plan):
+    """The table number each kept (protected) partition gets in the new
+    table: its own, or the first free one when an image partition has
+    it.  TargetError when no slot is left."""
+    kind = plan.stream.metadata["table"]["kind"]
+    used = {p.number for p in plan.placements}
+    numbers = []
+    for part, _ in plan.kept:
+        number = part.number
+        if number in used:
+            free = [n for n in range(1, 129 if kind == "gpt" else 5)
+                    if n not in used]
+            if not free:
+                raise TargetError(f"{plan.target}: no free table slot for "
+                                  f"protected partition {part.number}")
+            number = free[0]
+        used.add(number)
+        numbers.append(number)
+    return numbers
 
 
 def plan_kept_overlaps(plan):

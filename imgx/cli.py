@@ -109,8 +109,8 @@ Exit codes:
   an existing convert output; 6 no space left (also in the partition an
   edit writes to, image unchanged); 7 unsupported filesystem, image
   version or codec; 9 busy: another imgx is editing or rewriting the
-  image, nothing changed; 70 internal error; 130 interrupted; 141 broken
-  pipe.
+  image, nothing changed; 70 internal error; 130 interrupted (143
+  SIGTERM, 129 SIGHUP); 141 broken pipe.
 
 Examples:
   imgx ls -l lab.rdi:1/etc

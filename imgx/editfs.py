@@ -88,14 +88,16 @@ class _Mtools:
 
 @contextlib.contextmanager
 def sigint_held():
-    """Hold Ctrl-C back while a loop device or a mount is set up or torn
+    """Hold Ctrl-C (and SIGTERM, SIGHUP, which the runner turns into the
+    same clean-up) back while a loop device or a mount is set up or torn
     down: Python does not wait for a tool it was running when interrupted,
     which could then attach or mount after our clean-up has run.  The
     interrupt is delivered as soon as the step is over."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {
+        signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     try:
         yield
     finally:

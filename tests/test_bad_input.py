@@ -227,6 +227,17 @@ def test_bad_image(disk, tmp_path, cmd, kind):
 
 
 # --- restore: target refused -------------------------------------------------
+def test_restore_onto_a_directory(disk, tmp_path):
+    """A directory is not a target: bad input, exit 3 (issue 11 item 19),
+    one line, and nothing made in it."""
+    check(rdeploy("restore", disk["image"], tmp_path, "--yes"), 3,
+          str(tmp_path), "is a directory")
+    with open(disk["image"], "rb") as stdin:
+        check(rdeploy("restore", "-", tmp_path, "--yes", stdin=stdin), 3,
+              "is a directory")
+    assert os.listdir(tmp_path) == []
+
+
 def test_restore_target_too_small(disk, tmp_path):
     target = tmp_path / "small.img"
     target.write_bytes(b"\xa5" * MiB)
@@ -243,6 +254,42 @@ def test_restore_onto_the_image_itself(disk, tmp_path):
     shutil.copyfile(disk["image"], image)
     before = sha256(image)
     check(rdeploy("restore", image, image, "--yes"), 5, "image being restored")
+    assert sha256(image) == before
+
+
+def padded_copy(image, path):
+    """A copy of `image` with zeros after it up to twice the disk's size:
+    large enough as a target, so only the identity check can stop a
+    restore onto it."""
+    shutil.copyfile(image, path)
+    os.truncate(path, 2 * DISK_SIZE)
+    return path
+
+
+def test_restore_from_stdin_onto_the_image_itself(disk, tmp_path):
+    """`restore - TARGET < TARGET` (issue 11 item 7): stdin is the target,
+    by its inode, as a path would be."""
+    image = padded_copy(disk["image"], tmp_path / "copy.rdi")
+    before = sha256(image)
+    with open(image, "rb") as stdin:
+        check(rdeploy("restore", "-", image, "--yes", stdin=stdin), 5,
+              "image being restored", "stdin")
+    assert sha256(image) == before
+
+
+@needs_root
+@pytest.mark.parametrize("which", ["target is a loop device over stdin",
+                                   "stdin is a loop device over the target"])
+def test_restore_from_stdin_onto_a_loop_device_of_it(disk, tmp_path, kernel,
+                                                     which):
+    image = padded_copy(disk["image"], tmp_path / "copy.rdi")
+    dev = kernel.loop(image)
+    stdin_path, target = (image, dev) if which.startswith("target") else \
+        (dev, image)
+    before = sha256(image)
+    with open(stdin_path, "rb") as stdin:
+        check(rdeploy("restore", "-", target, "--yes", stdin=stdin), 5,
+              "image being restored", "stdin")
     assert sha256(image) == before
 
 
@@ -308,6 +355,75 @@ def test_restore_onto_a_full_filesystem(disk, tmpfs):
     assert os.listdir(tmpfs) == []
 
 
+@needs_root
+def test_restore_over_an_existing_file_on_a_full_filesystem(disk, tmpfs):
+    """No space after the first write to a target that existed: exit 8,
+    the cause and that the target was changed in the one line, and the
+    target left with no table (issue 11 item 9)."""
+    target = tmpfs / "other.img"
+    subprocess.run(["cp", "--sparse=always", disk["other"], target],
+                   check=True)
+    assert has_partitions(target)
+    check(rdeploy("restore", disk["image"], target, "--yes"), 8,
+          "no space", "target was changed", "no valid partition table")
+    assert target.stat().st_size == DISK_SIZE
+    assert read_at(target, 0, MiB) == bytes(MiB)
+    assert not has_partitions(target)
+
+
+def test_damaged_stream_into_one_partition_of_a_disk(disk, tmp_path):
+    """--partitions=2 over a disk with the same table, from a stream that
+    ends early: exit 8, and the line says the table is kept and which
+    bytes lost their filesystem start; the table and partition 1 are as
+    they were."""
+    target = tmp_path / "disk.img"
+    subprocess.run(["cp", "--sparse=always", disk["source"], target],
+                   check=True)
+    table, part1 = read_at(target, 0, MiB), read_at(target, MiB, 32 * MiB)
+    data = Path(disk["image"]).read_bytes()
+    result = subprocess.run(command("restore", "-", target, "--yes",
+                                    "--partitions=2"), env=env(), cwd=ROOT,
+                            input=data[:len(data) * 3 // 4],
+                            capture_output=True, timeout=60)
+    line = check(result, 8, "the target was changed", "table is kept",
+                 "no valid filesystem start")
+    start = int(re.search(r"at bytes (\d+)-", line).group(1))
+    assert read_at(target, start, MiB) == bytes(MiB)
+    assert read_at(target, 0, MiB) == table
+    assert read_at(target, MiB, 32 * MiB) == part1
+
+
+def test_verify_difference_over_an_existing_disk(disk, tmp_path):
+    """Another writer changes the target behind the restore's back (bytes
+    of partition 2, again and again): --verify's read-back finds the
+    difference after the table was written.  Exit 8, not 5 ("refused,
+    nothing written"), and the table is wiped again, so the disk does not
+    look like a good copy."""
+    target = tmp_path / "other.img"
+    subprocess.run(["cp", "--sparse=always", disk["other"], target],
+                   check=True)
+    stop = threading.Event()
+
+    def meddle():
+        with open(target, "r+b", buffering=0) as f:
+            while not stop.is_set():
+                os.pwrite(f.fileno(), b"\xff" * 4096, 34 * MiB)
+                time.sleep(0.001)
+
+    meddler = threading.Thread(target=meddle)
+    meddler.start()
+    try:
+        result = rdeploy("restore", disk["image"], target, "--yes",
+                         "--verify")
+    finally:
+        stop.set()
+        meddler.join()
+    check(result, 8, "read-back differs", "the target was changed",
+          "no valid partition table")
+    assert read_at(target, 0, MiB) == bytes(MiB)
+    assert not has_partitions(target)
+
+
 # --- Ctrl-C ------------------------------------------------------------------
 def wait_for(condition, timeout=20.0):
     deadline = time.monotonic() + timeout
@@ -316,15 +432,23 @@ def wait_for(condition, timeout=20.0):
         time.sleep(0.01)
 
 
-def interrupted(result_code, stderr):
-    assert result_code == 130, stderr
+#: Ctrl-C, and the signals a service manager or a closed terminal sends,
+#: clean up alike (issue 11 item 13); the exit code is 128 + the signal.
+SIGNALS = pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM,
+                                          signal.SIGHUP],
+                                  ids=["INT", "TERM", "HUP"])
+
+
+def interrupted(result_code, stderr, sig=signal.SIGINT):
+    assert result_code == 128 + sig, stderr
     lines = stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "interrupted" in lines[0], stderr
 
 
-def test_ctrl_c_during_capture(tmp_path):
+@SIGNALS
+def test_ctrl_c_during_capture(tmp_path, sig):
     """lz4 level 12 on one thread over 32 MiB of text-like bytes takes
-    more than a second; Ctrl-C lands in the middle."""
+    more than a second; the signal lands in the middle."""
     source = tmp_path / "big.img"
     letters = bytes(b"abcdefghijklmnop"[i % 16] for i in range(256))
     with open(source, "wb") as f:
@@ -341,17 +465,17 @@ def test_ctrl_c_during_capture(tmp_path):
                  or proc.poll() is not None)
         time.sleep(0.2)
         assert proc.poll() is None, "capture finished before Ctrl-C"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    interrupted(proc.returncode, stderr)
+    interrupted(proc.returncode, stderr, sig)
     assert leftovers(image) == []
 
 
-def slow_restore(image, target, ready):
+def slow_restore(image, target, ready, sig=signal.SIGINT):
     """Feed `image` to `rdeploy restore - TARGET --yes` 32 KiB per 20 ms,
-    press Ctrl-C once ready(), and return (exit code, stderr)."""
+    send `sig` once ready(), and return (exit code, stderr)."""
     proc = subprocess.Popen(command("restore", "-", target, "--yes"),
                             env=env(), cwd=ROOT, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -373,7 +497,7 @@ def slow_restore(image, target, ready):
         wait_for(lambda: ready() or proc.poll() is not None)
         time.sleep(0.1)
         assert proc.poll() is None, "restore finished before Ctrl-C"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         time.sleep(0.1)
     finally:
         stop.set()
@@ -390,25 +514,53 @@ def slow_restore(image, target, ready):
     return proc.returncode, stderr
 
 
-def test_ctrl_c_during_restore_into_new_file(disk, tmp_path):
+@SIGNALS
+def test_ctrl_c_during_restore_into_new_file(disk, tmp_path, sig):
     target = tmp_path / "new.img"
-    code, stderr = slow_restore(disk["image"], target, target.exists)
-    interrupted(code, stderr)
+    code, stderr = slow_restore(disk["image"], target, target.exists, sig)
+    interrupted(code, stderr, sig)
     assert not target.exists()
 
 
-def test_ctrl_c_during_restore_over_a_disk(disk, tmp_path):
+@SIGNALS
+def test_ctrl_c_during_restore_over_a_disk(disk, tmp_path, sig):
     target = tmp_path / "other.img"
     subprocess.run(["cp", "--sparse=always", disk["other"], target],
                    check=True)
     assert has_partitions(target)
     code, stderr = slow_restore(
-        disk["image"], target, lambda: read_at(target, 0, MiB) == bytes(MiB))
-    interrupted(code, stderr)
+        disk["image"], target, lambda: read_at(target, 0, MiB) == bytes(MiB),
+        sig)
+    interrupted(code, stderr, sig)
     assert read_at(target, 0, MiB) == bytes(MiB)
     assert read_at(target, DISK_SIZE - GPT_BACKUP, GPT_BACKUP) == \
         bytes(GPT_BACKUP)
     assert not has_partitions(target)
+
+
+def test_failed_restore_into_a_new_file_someone_removed(disk, tmp_path):
+    """A restore into a file it created, which another process removed,
+    then fails (the stream ends early): the error is the cause (exit 4,
+    truncated), not the clean-up's own "no such file"."""
+    target = tmp_path / "new.img"
+    proc = subprocess.Popen(command("restore", "-", target, "--yes"),
+                            env=env(), cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        data = Path(disk["image"]).read_bytes()
+        proc.stdin.write(data[:len(data) // 2])
+        proc.stdin.flush()
+        wait_for(lambda: target.exists() or proc.poll() is not None)
+        target.unlink()
+        proc.stdin.close()
+        stderr = proc.stderr.read()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, b"",
+                                         stderr)
+    line = check(result, 4)
+    assert re.search(r"truncated|ends early|incomplete", line, re.I), line
 
 
 # --- broken pipe -------------------------------------------------------------

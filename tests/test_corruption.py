@@ -303,14 +303,20 @@ def test_random_corruption_leaves_existing_target_without_table(big):
     results = run_all([("restore", _write_corrupt(big, o), t, "--yes")
                        for o, t in zip(sample, targets)])
     for offset, target, result in zip(sample, targets, results):
-        assert result.returncode == expected_error(offset)[1], \
-            (offset, result.stderr)
-        error_line(result)
-        assert target.stat().st_size == DISK_SIZE
         if offset < meta_end:
             # Refused while reading header and metadata: nothing written.
+            assert result.returncode == expected_error(offset)[1], \
+                (offset, result.stderr)
+            error_line(result)
             assert sha256(target) == before, offset
             continue
+        # Found after the first write: exit 8, the cause and the state.
+        assert result.returncode == 8, (offset, result.stderr)
+        line = error_line(result)
+        assert "chunk" in line or "image offset" in line or \
+            TRUNCATED.search(line), line
+        assert "the target was changed" in line, line
+        assert target.stat().st_size == DISK_SIZE
         assert read_at(target, 0, MiB) == bytes(MiB), offset
         assert read_at(target, DISK_SIZE - GPT_BACKUP, GPT_BACKUP) == \
             bytes(GPT_BACKUP), offset

@@ -191,6 +191,15 @@ def test_same_storage_files(tmp_path):
     assert same_storage(str(tmp_path / "soft"), str(a))
     assert not same_storage(str(a), str(b))
     assert not same_storage(str(a), str(tmp_path / "missing"))
+    with open(tmp_path / "hard", "rb") as f:       # an open fd, as stdin
+        assert same_storage(str(a), f.fileno())
+        assert not same_storage(str(b), f.fileno())
+    read, write = os.pipe()
+    try:
+        assert not same_storage(str(a), read)
+    finally:
+        os.close(read)
+        os.close(write)
 
 
 # --- a fake sysfs, for partitions (loop partitions get no nodes here) ---------

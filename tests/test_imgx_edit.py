@@ -258,3 +258,41 @@ def test_interrupted_edit_leaves_the_image_intact(demo, tmp_path):
             ok("ls", f"{image}:1/big.bin")
             ok("rm", f"{image}:1/big.bin")
     assert interrupted
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_terminated_edit_leaves_the_image_intact(demo, tmp_path, sig):
+    """SIGTERM or SIGHUP in the middle of a put (once its scratch disk is
+    being worked on) cleans up as Ctrl-C does (issue 11 item 13): exit
+    128 + the signal, the image byte for byte as it was, no partial file,
+    scratch directory, loop device or mount."""
+    import signal
+    import time
+    golden, _ = demo
+    image = _copy_image(golden, tmp_path)
+    payload = tmp_path / "big.bin"
+    payload.write_bytes(os.urandom(40 << 20))
+    before = {p: demodisk.sha256_file(tmp_path / p)
+              for p in os.listdir(tmp_path) if p != "big.bin"}
+    proc = subprocess.Popen([sys.executable, "-m", "imgx", "put", payload,
+                             f"{image}:1/"], cwd=ROOT, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not any(p.startswith(".imgx-edit-") for p in os.listdir(tmp_path)):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the put finished before the signal"
+    proc.send_signal(getattr(signal, sig))
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"imgx put still running 120 s after {sig}:\n"
+                    f"{_stuck(proc)}")
+    assert proc.returncode == 128 + getattr(signal, sig), err.decode()
+    assert f"interrupted by {sig}" in err.decode()
+    after = {p: demodisk.sha256_file(tmp_path / p)
+             for p in os.listdir(tmp_path) if p != "big.bin"}
+    assert after == before
+    assert str(tmp_path) not in subprocess.run(
+        ["losetup", "-a"], capture_output=True, text=True).stdout
+    assert str(tmp_path) not in open("/proc/mounts").read()
