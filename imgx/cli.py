@@ -138,20 +138,30 @@ def cmd_info(args):
     return 0
 
 
-def _open(text):
+def _open(text, follow=True):
+    """(image, fs, node, path) of IMGPATH, symlinks on the way resolved
+    inside the image; the last one too when `follow`, or when the path
+    ends with "/"."""
     image_path, number, path = split_path(text)
     image = Image(image_path)
     try:
         fs = image.filesystem(number)
-        return image, fs, fs.lookup(path), path
+        node = fs.resolve(path, follow or path.endswith("/"))[0]
+        return image, fs, node, path
     except BaseException:
         image.close()
         raise
 
 
 def cmd_ls(args):
-    image, fs, node, path = _open(args["IMGPATH"])
+    # As ls: a link to a directory is listed through unless -l (or --json)
+    # asks for the entry itself.
+    image, fs, node, path = _open(args["IMGPATH"], follow=False)
     with image:
+        if node.kind == "symlink" and not (args["-l"] or args["--json"]):
+            target = fs.resolve(path)[0]
+            if target.is_dir:
+                node = target
         if not node.is_dir:
             rows = [(node.name, node)]
         elif args["-R"]:
@@ -194,7 +204,10 @@ def cmd_get(args):
     from .extract import get
 
     image_path, number, path = split_path(args["IMGPATH"])
-    get(image_path, number, path, args["DEST"], recursive=args["-R"])
+    report = get(image_path, number, path, args["DEST"],
+                 recursive=args["-R"])
+    for line in render.get_warnings(report):
+        print(f"imgx: warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -216,7 +229,7 @@ def cmd_find(args):
 
 
 def cmd_diff(args):
-    from .extract import diff
+    from .diff import diff
 
     number = None
     if args["N"] is not None:

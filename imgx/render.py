@@ -44,3 +44,21 @@ def tree_lines(fs, node, prefix=""):
         if child.is_dir:
             yield from tree_lines(fs, child,
                                   prefix + ("    " if last else "|   "))
+
+
+def _count(number, kind):
+    return f"{number} {kind}{'' if number == 1 else 's'}"
+
+
+def get_warnings(report):
+    """The lines `imgx get` says on stderr about what it did not write or
+    could not keep (imgx.extract.Report)."""
+    for where, name, why in report.refused:
+        yield f"{where}: entry {name!r} not written: {why}"
+    if report.skipped:
+        kinds = ", ".join(_count(n, kind) for kind, n in
+                          sorted(report.skipped.items()))
+        yield (f"not copied: {kinds} (get copies files, directories and "
+               f"symlinks)")
+    for what, why in report.not_kept.items():
+        yield f"not kept: {what} ({why})"

@@ -1,0 +1,162 @@
+"""imgx get, cat and ls on images made hostile or odd with the field's own
+tools: FAT long names and ext directory entries edited to hold "/", ".."
+runs, absolute paths and NUL (issue 11 item 1); symlinks inside the image,
+followed inside it (item 17); owners, xattrs, hard links, sparse files,
+FIFOs and device nodes (item 8)."""
+
+import os
+import stat
+import subprocess
+
+from .imgx_helpers import capture_disk, imgx, ok, one_line_error, tool
+
+
+# --- building the images -----------------------------------------------------
+def _lfn_chars(entry):
+    raw = entry[1:11] + entry[14:26] + entry[28:32]
+    return raw.decode("utf-16-le")
+
+
+def _lfn_field(text):
+    """13 UTF-16 characters of a long-name entry: the name, a NUL, then
+    0xFFFF padding, as Windows and mtools write them."""
+    if len(text) < 13:
+        text = text + "\0" + "\uffff" * (12 - len(text))
+    raw = text.encode("utf-16-le")
+    return raw[:10], raw[10:22], raw[22:26]
+
+
+def fat_rename_long(image, old, new):
+    """Rewrite the long-name (LFN) entries that spell `old` to spell `new`
+    (of the same length) in the FAT image file, as a hostile editor would;
+    the short name and its checksum are left as mcopy wrote them."""
+    assert len(old) == len(new)
+    data = bytearray(image.read_bytes())
+    hits = 0
+    for at in range(0, len(data), 32):
+        entry = data[at:at + 32]
+        if entry[11] != 0x0F or entry[0] in (0, 0xE5):
+            continue
+        seq = entry[0] & 0x1F
+        piece = old[(seq - 1) * 13:seq * 13]
+        if piece and _lfn_chars(entry).split("\0")[0] == piece:
+            a, b, c = _lfn_field(new[(seq - 1) * 13:seq * 13])
+            data[at + 1:at + 11], data[at + 14:at + 26] = a, b
+            data[at + 28:at + 32] = c
+            hits += 1
+    assert hits == -(-len(old) // 13), hits
+    image.write_bytes(bytes(data))
+
+
+def raw_rename(image, old, new):
+    """Replace the one occurrence of the name `old` in an ext image (its
+    directory entry) by `new`, of the same length."""
+    data = image.read_bytes()
+    assert len(old) == len(new) and data.count(old) == 1
+    image.write_bytes(data.replace(old, new))
+
+
+def debugfs_w(image, *requests):
+    for request in requests:
+        out = subprocess.run(["debugfs", "-w", "-R", request, image],
+                             capture_output=True, text=True)
+        assert out.returncode == 0 and "debugfs:" not in out.stderr.replace(
+            "debugfs 1.", ""), (request, out.stderr)
+
+
+def outside(tmp_path, inside):
+    """Every path below tmp_path that is not below `inside` or an input."""
+    found = set()
+    for root, dirs, files in os.walk(tmp_path):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            if not path.startswith(str(inside) + "/") and path != str(inside):
+                found.add(os.path.relpath(path, tmp_path))
+    return found
+
+
+# --- item 1: names that would leave DEST -------------------------------------
+def test_fat_long_names_that_leave_dest_are_refused(tmp_path):
+    disk = tmp_path / "fat.img"
+    tool("mkfs.fat", "-C", disk, "2048")
+    absolute = str(tmp_path / "abs-escaped.txt")
+    evil = {"../../../escaped.txt": b"dotdot\n", absolute: b"absolute\n",
+            "ok/../../../x.txt": b"slash\n"}
+    payload = tmp_path / "payload"
+    for n, (name, data) in enumerate(evil.items()):
+        payload.write_bytes(data)
+        tool("mcopy", "-i", disk, payload, f"::/{str(n) * len(name)}")
+    payload.write_bytes(b"good\n")
+    tool("mcopy", "-i", disk, payload, "::/good long name.txt")
+    for n, name in enumerate(evil):
+        fat_rename_long(disk, str(n) * len(name), name)
+    payload.unlink()
+    image = tmp_path / "fat.rdi"
+    capture_disk(disk, image)
+    before = outside(tmp_path, tmp_path / "a")
+    dest = tmp_path / "a" / "b" / "out"
+    dest.parent.mkdir(parents=True)
+    result = imgx("get", "-R", f"{image}:/", dest)
+    err = result.stderr.decode()
+    assert outside(tmp_path, dest) == before | {"a", "a/b"}
+    assert result.returncode == 0, err
+    assert os.listdir(dest) == ["good long name.txt"]
+    for name in evil:
+        assert f"entry {name!r} not written: the name holds '/'" in err, err
+
+
+def _ext_with(tmp_path, renames, *requests):
+    """A 4 MiB ext4 (no metadata checksums, so raw edits read back) filled
+    by `debugfs -w` requests, with the names in `renames` then edited in
+    its raw bytes; captured.  Returns (image, dest, names outside before)."""
+    disk = tmp_path / "ext.img"
+    tool("mkfs.ext4", "-q", "-O", "^metadata_csum", disk, "4M")
+    (tmp_path / "payload").write_bytes(b"planted\n")
+    debugfs_w(disk, *requests)
+    for placeholder, evil in renames:
+        raw_rename(disk, placeholder, evil)
+    image = tmp_path / "ext.rdi"
+    capture_disk(disk, image)
+    dest = tmp_path / "a" / "b" / "out"
+    dest.parent.mkdir(parents=True)
+    return image, dest, outside(tmp_path, tmp_path / "a") | {"a", "a/b"}
+
+
+def test_ext_entries_with_slash_and_nul_are_refused(tmp_path):
+    """Directory entries edited in the raw image: a run of "../", an
+    absolute path, a NUL."""
+    absolute = str(tmp_path / "abs-escaped")
+    names = {b"P" * 15: b"../../../dotdot",
+             b"Q" * len(absolute): absolute.encode(), b"RRR": b"a\0b"}
+    src = tmp_path / "payload"
+    image, dest, before = _ext_with(
+        tmp_path, names.items(),
+        *[f"write {src} {p.decode()}" for p in names], f"write {src} fine")
+    result = imgx("get", "-R", f"{image}:/", dest)
+    err = result.stderr.decode()
+    assert outside(tmp_path, dest) == before
+    assert result.returncode == 0, err
+    assert sorted(os.listdir(dest)) == ["fine", "lost+found"]
+    assert "entry '../../../dotdot' not written: the name holds '/'" in err
+    assert f"entry {absolute!r} not written: the name holds '/'" in err
+    assert "entry 'a\\x00b' not written: the name holds a NUL byte" in err
+
+
+def test_ext_symlink_then_directory_of_its_name_stays_in_dest(tmp_path):
+    """A symlink to a host directory, then a directory of the same name
+    (an edited entry) whose file would land through the link."""
+    host_dir = tmp_path / "host-dir"
+    host_dir.mkdir()
+    src = tmp_path / "payload"
+    image, dest, before = _ext_with(
+        tmp_path, [(b"linkBBBB", b"linkAAAA")],
+        f"symlink linkAAAA {host_dir}", "mkdir linkBBBB",
+        f"write {src} linkBBBB/job")
+    result = imgx("get", "-R", f"{image}:/", dest)
+    err = result.stderr.decode()
+    assert os.listdir(host_dir) == []
+    assert outside(tmp_path, dest) == before
+    assert result.returncode == 0, err
+    assert sorted(os.listdir(dest)) == ["linkAAAA", "lost+found"]
+    assert os.readlink(dest / "linkAAAA") == str(host_dir)
+    assert "entry 'linkAAAA' not written: a second entry of that name" in err
