@@ -30,12 +30,15 @@ Paths inside images (IMGPATH):
   IMAGE:N              the root of partition N
 Filesystems: ext2/3/4, FAT12/16/32, exFAT, NTFS.  Only the chunks that hold
 what is looked at are read and decoded, each checked against its checksum.
+Symlinks in IMGPATH are followed inside the image (an absolute target
+starts at the filesystem's root, never the host's; at most 40 links).
 
 Commands:
   info    Partitions, filesystems, sizes, codec (as rdeploy info).
   ls      List a directory (or show one file).  -l: mode, uid, gid, size,
-          modification time (UTC), name.  -R: every entry below, as paths
-          relative to the directory listed.
+          modification time (UTC), name, and "-> target" for a symlink.
+          -R: every entry below, as paths relative to the directory
+          listed.  A link to a directory is listed through, unless -l.
   tree    The directory tree below IMGPATH.
   cat     Write a file's bytes to stdout.
   get     Copy a file, or with -R a directory tree, to DEST (into DEST when
