@@ -42,8 +42,12 @@ Commands:
   tree    The directory tree below IMGPATH.
   cat     Write a file's bytes to stdout.
   get     Copy a file, or with -R a directory tree, to DEST (into DEST when
-          it is an existing directory).  Keeps modification times, modes
-          where the filesystem has them (ext), symlinks as symlinks.
+          it is an existing directory).  Keeps times; modes, xattrs and
+          (as root) owners where the filesystem has them (ext); hard links
+          as hard links, holes as holes, symlinks as symlinks.  Skips
+          FIFOs, sockets and device nodes, and entries whose names hold
+          "/" or NUL or are "." or "..": nothing is written outside DEST.
+          Says on stderr what it skipped or could not keep.
   find    Print the paths below IMGPATH whose name matches the shell
           PATTERN (case-insensitive on FAT, exFAT and NTFS).
   diff    Files added (+), removed (-) and changed (M) from IMAGE_A to
