@@ -51,7 +51,10 @@ Commands:
   find    Print the paths below IMGPATH whose name matches the shell
           PATTERN (case-insensitive on FAT, exFAT and NTFS).
   diff    Files added (+), removed (-) and changed (M) from IMAGE_A to
-          IMAGE_B, in partition N or in every filesystem both hold.
+          IMAGE_B, in partition N or in every partition either holds ("+ 3/":
+          partition 3 is only in IMAGE_B).  Exits as diff(1) does: 0 the
+          same, 1 different, 2 trouble: a partition it could not compare
+          (named on stderr; a filesystem imgx cannot read) or any error.
 
 Editing (each writes a new image over IMAGE only when it is complete and
 its filesystem checks clean; a failed or interrupted edit leaves IMAGE as it
@@ -103,7 +106,7 @@ Exit codes:
   filesystem inside it; 5 refused: a read-only image or directory, an
   existing convert output; 6 no space left; 7 unsupported filesystem,
   image version or codec; 70 internal error; 130 interrupted; 141 broken
-  pipe.
+  pipe.  imgx diff: 0 the same, 1 different, 2 trouble (diff(1)).
 
 Examples:
   imgx ls -l lab.rdi:1/etc
@@ -236,14 +239,22 @@ def cmd_find(args):
 
 
 def cmd_diff(args):
-    from .diff import diff
+    # As diff(1): 0 the same, 1 different, 2 trouble (every error too).
+    from diskimage.errors import DiskImageError
+    from .diff import DiffTrouble, diff
 
     number = None
     if args["N"] is not None:
         if not args["N"].isdigit():
             raise UsageError(f"N is a partition number, not {args['N']!r}")
         number = int(args["N"])
-    changes = list(diff(args["IMAGE_A"], args["IMAGE_B"], number))
+    try:
+        changes, cannot = diff(args["IMAGE_A"], args["IMAGE_B"], number)
+    except DiskImageError as exc:
+        raise DiffTrouble(str(exc)) from None
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise DiffTrouble(f"{where}{exc.strerror or exc}") from None
     if args["--json"]:
         print(json.dumps([{"change": c, "partition": p or None, "path": rel}
                           for c, p, rel in changes], indent=2,
@@ -251,7 +262,10 @@ def cmd_diff(args):
     else:
         for change, part, rel in changes:
             print(f"{change} {part}/{rel}")
-    return 0
+    for part, reason in cannot:
+        which = "" if part is None else f"partition {part}: "
+        print(f"imgx: diff: {which}not compared: {reason}", file=sys.stderr)
+    return 2 if cannot else 1 if changes else 0
 
 
 def _threads(args):
