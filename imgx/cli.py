@@ -105,8 +105,9 @@ Exit codes:
   a partition not captured; not a directory); 4 damaged image or damaged
   filesystem inside it; 5 refused: a read-only image or directory, an
   existing convert output; 6 no space left; 7 unsupported filesystem,
-  image version or codec; 70 internal error; 130 interrupted; 141 broken
-  pipe.  imgx diff: 0 the same, 1 different, 2 trouble (diff(1)).
+  image version or codec; 9 busy: OUT.partial exists (another writer's,
+  or left by one that was stopped); 70 internal error; 130 interrupted;
+  141 broken pipe.  imgx diff: 0 the same, 1 different, 2 trouble (diff(1)).
 
 Examples:
   imgx ls -l lab.rdi:1/etc

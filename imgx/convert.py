@@ -8,6 +8,7 @@ recognises (qcow2, VHD, VMDK, VDI) through a sparse raw scratch file.
 Outputs appear under their name only when complete.
 """
 
+import errno
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from diskimage.errors import DiskImageError, InputError, TargetError
 from diskimage.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
 from diskimage.tools import tool_env
-from diskimage.volumes import PARTIAL, VolumeInput, VolumeOutput
+from diskimage.volumes import VolumeInput, VolumeOutput
 
 FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}
 
@@ -56,25 +57,32 @@ def convert(image_path, out, to, *, threads=None):
     if os.path.exists(out):
         raise TargetError(f"{out}: exists; not overwritten")
     threads = threads or os.cpu_count()
-    partial = out + PARTIAL
     directory = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(directory):
         raise InputError(f"{out}: directory {directory} does not exist")
-    try:
-        if to == "raw":
-            _restore_raw(image_path, partial, threads)
-        else:
-            with tempfile.TemporaryDirectory(prefix=".imgx-convert-",
-                                             dir=directory) as scratch:
-                raw = os.path.join(scratch, "disk.raw")
-                _restore_raw(image_path, raw, threads)
-                _qemu_img("convert", "-q", "-f", "raw", "-O", FORMATS[to],
-                          raw, partial)
-        os.replace(partial, out)
-    except BaseException:
-        if os.path.exists(partial):
-            os.unlink(partial)
-        raise
+    # Written in a directory of its own (mkdtemp: no other writer, no
+    # planted symlink) and linked to OUT when whole: link(2) never
+    # replaces what is there, a file that appeared meanwhile included.
+    with tempfile.TemporaryDirectory(prefix=".imgx-convert-",
+                                     dir=directory) as scratch:
+        raw = os.path.join(scratch, "disk.raw")
+        _restore_raw(image_path, raw, threads)
+        done = raw
+        if to != "raw":
+            done = os.path.join(scratch, f"disk.{to}")
+            _qemu_img("convert", "-q", "-f", "raw", "-O", FORMATS[to],
+                      raw, done)
+        try:
+            os.link(done, out)
+        except FileExistsError:
+            raise TargetError(f"{out}: exists; not overwritten") from None
+        except OSError as exc:      # a filesystem without hard links
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+                raise
+            if os.path.lexists(out):
+                raise TargetError(f"{out}: exists; not overwritten") \
+                    from None
+            os.rename(done, out)
 
 
 def _format(source):
