@@ -149,6 +149,12 @@ def cmd_info(args):
     return 0
 
 
+def _out(data):
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
 def _open(text, follow=True):
     """(image, fs, node, path) of IMGPATH, symlinks on the way resolved
     inside the image; the last one too when `follow`, or when the path
@@ -180,14 +186,14 @@ def cmd_ls(args):
         else:
             rows = [(child.name, child) for child in fs.children(node)]
         if args["--json"]:
-            print(json.dumps([render.node_dict(n, rel) for rel, n in rows],
-                             indent=2, ensure_ascii=False))
+            _out(render.json_text([render.node_dict(n, rel)
+                                   for rel, n in rows]))
         elif args["-l"]:
             for rel, n in rows:
                 print(render.long_line(n, rel))
         else:
             for rel, n in rows:
-                print(rel + ("/" if n.is_dir else ""))
+                print(render.safe(rel) + ("/" if n.is_dir else ""))
     return 0
 
 
@@ -235,7 +241,7 @@ def cmd_find(args):
             else:
                 hit = fnmatch.fnmatchcase(name.casefold(), pattern.casefold())
             if hit:
-                print(base + rel)
+                print(render.safe(base + rel))
     return 0
 
 
@@ -257,12 +263,11 @@ def cmd_diff(args):
         where = f"{exc.filename}: " if exc.filename else ""
         raise DiffTrouble(f"{where}{exc.strerror or exc}") from None
     if args["--json"]:
-        print(json.dumps([{"change": c, "partition": p or None, "path": rel}
-                          for c, p, rel in changes], indent=2,
-                         ensure_ascii=False))
+        _out(render.json_text([{"change": c, "partition": p or None,
+                                "path": rel} for c, p, rel in changes]))
     else:
         for change, part, rel in changes:
-            print(f"{change} {part}/{rel}")
+            print(f"{change} {part}/{render.safe(rel)}")
     for part, reason in cannot:
         which = "" if part is None else f"partition {part}: "
         print(f"imgx: diff: {which}not compared: {reason}", file=sys.stderr)

@@ -298,3 +298,26 @@ def test_get_as_another_user_says_owners_were_not_kept():
         assert os.stat(tmp / "out" / "f").st_uid == 65534
         assert "imgx: warning: not kept: owners and groups (not running " \
             "as root)\n" in err, err
+
+
+# --- names shown: control characters and bytes that are not UTF-8 -----------
+def test_listings_escape_names_that_are_not_text(tmp_path):
+    src = tmp_path / "payload"
+    renames = [(b"NNNN", b"caf\xe9"), (b"MMM", b"a\nb"), (b"OOOO", b"\x1b[2J")]
+    image, dest, _ = _ext_with(tmp_path, renames,
+                               *[f"write {src} {p.decode()}"
+                                 for p, _ in renames])
+    names = ok("ls", f"{image}:/").decode().splitlines()
+    assert sorted(names) == sorted(["caf\\xe9", "a\\x0ab", "\\x1b[2J",
+                                    "lost+found/"])
+    assert "caf\\xe9" in ok("ls", "-l", f"{image}:/").decode()
+    assert "\\x1b[2J" in ok("find", f"{image}:/", "-name", "*").decode()
+    assert "a\\x0ab" in ok("tree", f"{image}:/").decode()
+    import json
+    rows = json.loads(ok("ls", "--json", f"{image}:/"))
+    assert {r["name"].encode("utf-8", "surrogateescape") for r in rows} == \
+        {b"caf\xe9", b"a\nb", b"\x1b[2J", b"lost+found"}
+    # get writes the exact bytes as the host name.
+    ok("get", "-R", f"{image}:/", dest)
+    assert sorted(os.listdir(os.fsencode(dest))) == \
+        sorted([b"caf\xe9", b"a\nb", b"\x1b[2J", b"lost+found"])
