@@ -225,7 +225,10 @@ class _Ntfs:
             return Node(name, "dir", 0, stat.S_IFDIR | 0o777, mtime, atime,
                         handle=record)
         size = record.size() if record.has_stream("") else 0
+        # Hard links are more Win32/POSIX names of one MFT record.
         return Node(name, "file", size, stat.S_IFREG | 0o777, mtime, atime,
+                    inode=record.segment,
+                    nlink=len(record.filenames(ignore_dos=True)),
                     handle=record)
 
     def children(self, node):

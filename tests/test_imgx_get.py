@@ -321,3 +321,24 @@ def test_listings_escape_names_that_are_not_text(tmp_path):
     ok("get", "-R", f"{image}:/", dest)
     assert sorted(os.listdir(os.fsencode(dest))) == \
         sorted([b"caf\xe9", b"a\nb", b"\x1b[2J", b"lost+found"])
+
+
+def test_get_keeps_ntfs_hard_links(tmp_path):
+    from .fsbuild import ntfs_mounted
+    disk = tmp_path / "ntfs.img"
+    with open(disk, "wb") as f:
+        f.truncate(8 << 20)
+    tool("mkntfs", "-F", "-Q", disk)
+    with ntfs_mounted(disk, tmp_path / "mnt") as mnt:
+        os.mkdir(os.path.join(mnt, "d"))
+        with open(os.path.join(mnt, "one.txt"), "wb") as f:
+            f.write(b"linked\n")
+        os.link(os.path.join(mnt, "one.txt"), os.path.join(mnt, "d",
+                                                           "two.txt"))
+    image = tmp_path / "ntfs.rdi"
+    capture_disk(disk, image)
+    dest = tmp_path / "out"
+    ok("get", "-R", f"{image}:/", dest)
+    one, two = os.stat(dest / "one.txt"), os.stat(dest / "d" / "two.txt")
+    assert one.st_ino == two.st_ino and one.st_nlink == 2
+    assert (dest / "d" / "two.txt").read_bytes() == b"linked\n"
