@@ -19,6 +19,7 @@ device nodes are not copied (``Report.skipped``).
 """
 
 import collections
+import dataclasses
 import errno
 import os
 import stat
@@ -230,6 +231,11 @@ def get(image_path, number, path, dest, recursive=False):
     with Image(image_path) as image:
         fs = image.filesystem(number)
         node, canonical = fs.resolve(path)
+        # Named by the entry the path names, as cp -H does: a link "abs"
+        # to /usr/lib/os-release is got as "abs".
+        entry, _ = fs.resolve(path, follow_last=False)
+        if entry is not node and entry.name:
+            node = dataclasses.replace(node, name=entry.name)
         if node.is_dir and not recursive:
             raise InputError(f"{fs.where}/{path}: is a directory (use -R)")
         dest = os.fspath(dest)

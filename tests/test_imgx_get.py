@@ -199,6 +199,12 @@ def test_cat_and_get_follow_links_inside_the_image(tmp_path):
     ok("get", f"{image}:/etc/os-release", tmp_path / "got")
     assert (tmp_path / "got").read_bytes() == b"ID=debian\n"
     ok("get", "-R", f"{image}:/lib", tmp_path / "lib")
+    # Into a directory, by the name of the link, as cp -H.
+    (tmp_path / "into").mkdir()
+    ok("get", f"{image}:/abs", tmp_path / "into")
+    ok("get", "-R", f"{image}:/lib", tmp_path / "into")
+    assert sorted(os.listdir(tmp_path / "into")) == ["abs", "lib"]
+    assert (tmp_path / "into" / "lib" / "os-release").is_file()
     assert (tmp_path / "lib" / "os-release").read_bytes() == b"ID=debian\n"
     # Inside a tree got with -R, links stay links.
     ok("get", "-R", f"{image}:/etc", tmp_path / "etc")
