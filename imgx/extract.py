@@ -33,6 +33,7 @@ from .inpath import unsafe_name
 BLOCK = 1 << 20
 PIECE = 4096                    # the granularity of holes
 ZERO = bytes(PIECE)
+NAME_MAX = 255                  # bytes of one host name (Linux)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 SPECIAL = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
            (stat.S_ISCHR, "device node"), (stat.S_ISBLK, "device node"))
@@ -115,6 +116,9 @@ class _Extraction:
     # --- entries -------------------------------------------------------
     def place(self, node, dir_fd, name, rel, where):
         why = unsafe_name(name)
+        if not why and len(os.fsencode(name)) > NAME_MAX:
+            why = (f"the name is {len(os.fsencode(name))} bytes, more than "
+                   f"the host's {NAME_MAX}")
         if why:
             self.report.refused.append((where, name, why))
         elif node.kind == "file":
@@ -147,7 +151,7 @@ class _Extraction:
                 return
             self.links[node.inode] = "/".join(rel)
         partial = name + ".partial"
-        if len(os.fsencode(partial)) > 255:
+        if len(os.fsencode(partial)) > NAME_MAX:
             partial = f".imgx-{os.getpid()}.partial"
         self._clear(dir_fd, partial)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL |

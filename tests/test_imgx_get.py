@@ -125,6 +125,25 @@ def _ext_with(tmp_path, renames, *requests):
     return image, dest, outside(tmp_path, tmp_path / "a") | {"a", "a/b"}
 
 
+def test_a_fat_long_name_too_long_for_the_host_is_refused(tmp_path):
+    """255 UTF-16 characters fit a FAT long name; their UTF-8 may not fit
+    the 255 bytes of a Linux name."""
+    disk = tmp_path / "fat.img"
+    tool("mkfs.fat", "-C", disk, "2048")
+    (tmp_path / "f").write_bytes(b"x")
+    tool("mcopy", "-i", disk, tmp_path / "f", "::/" + "n" * 130)
+    tool("mcopy", "-i", disk, tmp_path / "f", "::/short.txt")
+    fat_rename_long(disk, "n" * 130, "\u00e9" * 130)
+    image = tmp_path / "fat.rdi"
+    capture_disk(disk, image)
+    result = imgx("get", "-R", f"{image}:/", tmp_path / "out")
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert os.listdir(tmp_path / "out") == ["short.txt"]
+    assert "not written: the name is 260 bytes, more than the host's 255" \
+        in err, err
+
+
 def test_ext_entries_with_slash_and_nul_are_refused(tmp_path):
     """Directory entries edited in the raw image: a run of "../", an
     absolute path, a NUL."""
