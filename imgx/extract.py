@@ -122,7 +122,7 @@ class _Extraction:
         if why:
             self.report.refused.append((where, name, why))
         elif node.kind == "file":
-            self._file(node, dir_fd, name, rel)
+            self._file(node, dir_fd, name, rel, where)
         elif node.kind == "symlink":
             self._symlink(node, dir_fd, name, where)
         elif node.is_dir:
@@ -132,15 +132,30 @@ class _Extraction:
                         "special file")
             self.report.skipped[kind] += 1
 
-    def _clear(self, dir_fd, name):
+    def _clear(self, dir_fd, name, where=None):
         """Remove a file or symlink `name` (never a directory, never
-        following a link) so that a new entry can take its place."""
+        following a link) so that a new entry can take its place.  False
+        (the entry refused, when `where` is given) for a directory."""
         try:
             os.unlink(name, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
+        except IsADirectoryError:
+            if where is None:
+                raise
+            self.report.refused.append((where, name, "it exists in DEST "
+                                                     "as a directory"))
+            return False
+        return True
 
-    def _file(self, node, dir_fd, name, rel):
+    def _file(self, node, dir_fd, name, rel, where):
+        try:
+            if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd,
+                                    follow_symlinks=False).st_mode):
+                self._clear(dir_fd, name, where)    # refused, says so
+                return
+        except FileNotFoundError:
+            pass
         if node.nlink > 1 and node.inode is not None:
             first = self.links.get(node.inode)
             if first is not None:
@@ -177,11 +192,20 @@ class _Extraction:
             self.report.refused.append((where, name, "its target holds a "
                                                      "NUL byte"))
             return
-        self._clear(dir_fd, name)
+        if not self._clear(dir_fd, name, where):
+            return
         os.symlink(target, name, dir_fd=dir_fd)
         if self.owners and node.uid is not None:
             os.chown(name, node.uid, node.gid, dir_fd=dir_fd,
                      follow_symlinks=False)
+        # lsetxattr has no dir_fd form; the fd's /proc link is the dir.
+        for key, value in self.fs.xattrs(node):
+            try:
+                os.setxattr(f"/proc/self/fd/{dir_fd}/{name}", key, value,
+                            follow_symlinks=False)
+            except OSError as exc:
+                self.report.not_kept.setdefault(
+                    f"extended attribute {key} of a symlink", exc.strerror)
         self._times(node, name, dir_fd, follow=False)
         self.report.symlinks += 1
 

@@ -184,7 +184,7 @@ def test_ext_symlink_then_directory_of_its_name_stays_in_dest(tmp_path):
     assert "entry 'linkAAAA' not written: a second entry of that name" in err
 
 
-# --- item 17: symlinks inside the image, followed inside it -------------------
+# --- item 17: symlinks inside the image, followed inside it ----------------
 def _linked_image(tmp_path):
     """A merged-/usr ext4 made by mkfs.ext4 -d: relative, absolute, ".."
     past the root, looping and host-pointing links."""
@@ -212,7 +212,8 @@ def _linked_image(tmp_path):
 
 def test_cat_and_get_follow_links_inside_the_image(tmp_path):
     image = _linked_image(tmp_path)
-    for path in ("etc/os-release", "lib/os-release", "abs", "etc/up/os-release",
+    for path in ("etc/os-release", "lib/os-release", "abs",
+                 "etc/up/os-release",
                  "etc/dir-abs/dir-abs/os-release", "usr/../lib/os-release"):
         assert ok("cat", f"{image}:/{path}") == b"ID=debian\n", path
     ok("get", f"{image}:/etc/os-release", tmp_path / "got")
@@ -367,3 +368,23 @@ def test_get_keeps_ntfs_hard_links(tmp_path):
     one, two = os.stat(dest / "one.txt"), os.stat(dest / "d" / "two.txt")
     assert one.st_ino == two.st_ino and one.st_nlink == 2
     assert (dest / "d" / "two.txt").read_bytes() == b"linked\n"
+
+
+def test_entries_meeting_a_directory_in_dest_are_refused(tmp_path):
+    src = tmp_path / "root"
+    src.mkdir()
+    (src / "f").write_bytes(b"file\n")
+    os.symlink("f", src / "l")
+    disk = tmp_path / "ext.img"
+    tool("mkfs.ext4", "-q", "-d", src, disk, "4M")
+    image = tmp_path / "ext.rdi"
+    capture_disk(disk, image)
+    dest = tmp_path / "out"
+    (dest / "f").mkdir(parents=True)
+    (dest / "l").mkdir()
+    result = imgx("get", "-R", f"{image}:/", dest)
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "entry 'f' not written: it exists in DEST as a directory" in err
+    assert "entry 'l' not written: it exists in DEST as a directory" in err
+    assert (dest / "f").is_dir() and (dest / "lost+found").is_dir()
