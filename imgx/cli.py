@@ -51,10 +51,11 @@ Commands:
   find    Print the paths below IMGPATH whose name matches the shell
           PATTERN (case-insensitive on FAT, exFAT and NTFS).
   diff    Files added (+), removed (-) and changed (M) from IMAGE_A to
-          IMAGE_B, in partition N or in every partition either holds ("+ 3/":
-          partition 3 is only in IMAGE_B).  Exits as diff(1) does: 0 the
-          same, 1 different, 2 trouble: a partition it could not compare
-          (named on stderr; a filesystem imgx cannot read) or any error.
+          IMAGE_B, in partition N or in every partition either holds
+          ("+ 3/": partition 3 is only in IMAGE_B).  Exits as diff(1)
+          does: 0 the same, 1 different, 2 trouble: a partition it could
+          not compare (named on stderr; a filesystem imgx cannot read) or
+          any error.
 
 Editing (each writes a new image over IMAGE only when it is complete and
 its filesystem checks clean; a failed or interrupted edit leaves IMAGE as it
