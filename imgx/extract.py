@@ -88,6 +88,7 @@ class _Extraction:
         self.owners = self.keep_mode and os.geteuid() == 0
         self.report = Report()
         self.links = {}                 # inode -> path from top_fd
+        self.ancestors = []             # keys of the directories walked
         if self.keep_mode and not self.owners:
             self.report.not_kept["owners and groups"] = "not running as root"
 
@@ -210,6 +211,11 @@ class _Extraction:
         self.report.symlinks += 1
 
     def _dir(self, node, dir_fd, name, rel, where, merge=False):
+        if self.fs.loop(node, self.ancestors):
+            self.report.refused.append((where, name, "a directory that is "
+                                        "one of its own parents (a damaged "
+                                        "filesystem)"))
+            return
         if not merge:
             try:
                 os.mkdir(name, 0o700, dir_fd=dir_fd)
@@ -227,6 +233,7 @@ class _Extraction:
         try:
             inside = f"{where}/{name}" if name and not merge else where
             seen = set()
+            self.ancestors.append(node.inode)
             for child in self.fs.children(node):
                 if child.name in seen:
                     self.report.refused.append((inside, child.name, "a "
@@ -235,6 +242,7 @@ class _Extraction:
                 seen.add(child.name)
                 self.place(child, fd, child.name, rel + (child.name,),
                            inside)
+            self.ancestors.pop()
             if not merge or node.name:
                 if not self.keep_mode:
                     os.fchmod(fd, 0o777 & ~_umask())

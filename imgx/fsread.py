@@ -112,7 +112,11 @@ class _Fat:
         # 850 unless told otherwise, Windows in Western Europe too.
         self.fs = FATFS(fh, encoding="cp850")
         root = self.fs.get("/")
-        self.root = Node("", "dir", 0, stat.S_IFDIR | 0o755, handle=root)
+        # A directory's key is its first cluster; the root's is 0 (as a
+        # ".." entry names it), or its cluster on FAT32.
+        self.root_cluster = getattr(self.fs.bpb_ext, "BPB_RootClus", 0)
+        self.root = Node("", "dir", 0, stat.S_IFDIR | 0o755, inode=0,
+                         handle=root)
 
     def children(self, node):
         found = []
@@ -120,11 +124,17 @@ class _Fat:
             if entry.is_volume_id() or entry.name in (".", ".."):
                 continue
             is_dir = entry.is_directory()
+            cluster = None
+            if is_dir:
+                d = entry.dirent
+                cluster = (d.DIR_FstClusHI << 16) | d.DIR_FstClusLO
+                cluster = 0 if cluster == self.root_cluster else cluster
             found.append(Node(
                 _fat_name(entry), "dir" if is_dir else "file",
                 0 if is_dir else entry.size,
                 (stat.S_IFDIR | 0o755) if is_dir else (stat.S_IFREG | 0o644),
-                _seconds(entry.mtime), _seconds(entry.atime), handle=entry))
+                _seconds(entry.mtime), _seconds(entry.atime), inode=cluster,
+                handle=entry))
         return found
 
     def open(self, node):
@@ -223,7 +233,7 @@ class _Ntfs:
                             "\\", "/"), handle=record)
         if record.is_dir():
             return Node(name, "dir", 0, stat.S_IFDIR | 0o777, mtime, atime,
-                        handle=record)
+                        inode=record.segment, handle=record)
         size = record.size() if record.has_stream("") else 0
         # Hard links are more Win32/POSIX names of one MFT record.
         return Node(name, "file", size, stat.S_IFREG | 0o777, mtime, atime,
@@ -320,11 +330,24 @@ class Filesystem:
         return resolve_in_root(self.root, path, self.child, lambda n: None,
                                lambda n: n.is_dir, False, self.where)[0]
 
-    def walk(self, node, prefix=""):
+    def loop(self, node, ancestors):
+        """True when the directory `node` is one of `ancestors` (the
+        directory keys, inode numbers or first clusters, of the path that
+        led to it): a damaged or hostile filesystem whose directories
+        contain themselves, which would be walked without end."""
+        return node.inode is not None and node.inode in ancestors
+
+    def walk(self, node, prefix="", ancestors=frozenset()):
         """Yield (relative path, node) for every entry below `node`,
-        directories before their contents."""
+        directories before their contents.  A directory that contains
+        itself is CorruptImageError."""
+        ancestors = ancestors | {node.inode}
         for child in self.children(node):
             rel = f"{prefix}{child.name}"
             yield rel, child
             if child.is_dir:
-                yield from self.walk(child, rel + "/")
+                if self.loop(child, ancestors):
+                    raise CorruptImageError(
+                        f"{self.where}/{rel}: damaged filesystem: a "
+                        f"directory that is one of its own parents")
+                yield from self.walk(child, rel + "/", ancestors)

@@ -60,16 +60,23 @@ def long_line(node, shown):
             f"{node.size:>12} {_time(node.mtime)} {safe(shown)}{link}")
 
 
-def tree_lines(fs, node, prefix=""):
+def tree_lines(fs, node, prefix="", ancestors=frozenset()):
+    from diskimage.errors import CorruptImageError
     children = fs.children(node)
+    ancestors = ancestors | {node.inode}
     for i, child in enumerate(children):
         last = i == len(children) - 1
         tail = "/" if child.is_dir else (f" -> {safe(child.target)}"
                                          if child.kind == "symlink" else "")
         yield f"{prefix}{'`-- ' if last else '|-- '}{safe(child.name)}{tail}"
         if child.is_dir:
+            if fs.loop(child, ancestors):
+                raise CorruptImageError(
+                    f"{fs.where}: {safe(child.name)}: damaged filesystem: a "
+                    f"directory that is one of its own parents")
             yield from tree_lines(fs, child,
-                                  prefix + ("    " if last else "|   "))
+                                  prefix + ("    " if last else "|   "),
+                                  ancestors)
 
 
 def _count(number, kind):

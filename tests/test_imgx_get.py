@@ -388,3 +388,25 @@ def test_entries_meeting_a_directory_in_dest_are_refused(tmp_path):
     assert "entry 'f' not written: it exists in DEST as a directory" in err
     assert "entry 'l' not written: it exists in DEST as a directory" in err
     assert (dest / "f").is_dir() and (dest / "lost+found").is_dir()
+
+
+def test_a_directory_that_contains_itself_is_not_walked_forever(tmp_path):
+    """debugfs links the root into sub/loop: a directory loop, as a damaged
+    or hostile filesystem holds; get -R wrote hundreds of levels before."""
+    src = tmp_path / "payload"
+    image, dest, _ = _ext_with(tmp_path, [], "mkdir sub",
+                               f"write {src} sub/f", "link / sub/loop")
+    result = imgx("get", "-R", f"{image}:/", dest)
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert sorted(os.listdir(dest / "sub")) == ["f"]
+    assert "sub: entry 'loop' not written: a directory that is one of its " \
+        "own parents" in err
+    for result, code in ((imgx("ls", "-R", f"{image}:/"), 4),
+                         (imgx("find", f"{image}:/", "-name", "x"), 4),
+                         (imgx("diff", image, image), 2),
+                         (imgx("tree", f"{image}:/"), 4)):
+        err = result.stderr.decode()
+        assert result.returncode == code and err.count("\n") == 1, err
+        assert "loop: damaged filesystem: a directory that is one of " \
+            "its own parents" in err
