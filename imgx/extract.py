@@ -161,11 +161,16 @@ class _Extraction:
             first = self.links.get(node.inode)
             if first is not None:
                 self._clear(dir_fd, name)
-                os.link(first, name, src_dir_fd=self.top_fd,
-                        dst_dir_fd=dir_fd, follow_symlinks=False)
-                self.report.hardlinks += 1
-                return
-            self.links[node.inode] = "/".join(rel)
+                try:
+                    os.link(first, name, src_dir_fd=self.top_fd,
+                            dst_dir_fd=dir_fd, follow_symlinks=False)
+                    self.report.hardlinks += 1
+                    return
+                except OSError as exc:   # a DEST without links, say
+                    self.report.not_kept.setdefault(
+                        "hard links (made into copies)", exc.strerror)
+            else:
+                self.links[node.inode] = "/".join(rel)
         partial = name + ".partial"
         if len(os.fsencode(partial)) > NAME_MAX:
             partial = f".imgx-{os.getpid()}.partial"
