@@ -308,6 +308,12 @@ def test_get_as_another_user_says_owners_were_not_kept():
         src.mkdir()
         (src / "f").write_bytes(b"x")
         os.chown(src / "f", 1234, 2345)
+        # A hard link whose first name is in a directory with no search
+        # right: the second cannot be linked by a user, and is a copy.
+        (src / "a0").mkdir()
+        (src / "a0" / "x").write_bytes(b"linked")
+        os.link(src / "a0" / "x", src / "z")
+        os.chmod(src / "a0", 0o600)
         disk = tmp / "ext.img"
         tool("mkfs.ext4", "-q", "-d", src, disk, "4M")
         image = tmp / "ext.rdi"
@@ -324,6 +330,10 @@ def test_get_as_another_user_says_owners_were_not_kept():
         assert os.stat(tmp / "out" / "f").st_uid == 65534
         assert "imgx: warning: not kept: owners and groups (not running " \
             "as root)\n" in err, err
+        assert (tmp / "out" / "z").read_bytes() == b"linked"
+        assert "imgx: warning: not kept: hard links (made into copies) " \
+            "(Permission denied)\n" in err, err
+        os.chmod(tmp / "out" / "a0", 0o700)   # for the cleanup
 
 
 # --- names shown: control characters and bytes that are not UTF-8 -----------
