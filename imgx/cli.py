@@ -130,7 +130,7 @@ import sys
 
 from cliutil.runner import dispatch, run, whole_number
 from diskimage import __version__
-from diskimage.errors import UsageError
+from diskimage.errors import InputError, UsageError
 
 from . import render
 from .image import Image, split_path
@@ -177,7 +177,10 @@ def cmd_ls(args):
     image, fs, node, path = _open(args["IMGPATH"], follow=False)
     with image:
         if node.kind == "symlink" and not (args["-l"] or args["--json"]):
-            target = fs.resolve(path)[0]
+            try:
+                target = fs.resolve(path)[0]
+            except InputError:      # dangling, or a loop: the link itself
+                target = node
             if target.is_dir:
                 node = target
         if not node.is_dir:
