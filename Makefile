@@ -25,7 +25,7 @@ APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc binutils \
 	lz4 zstd partclone qemu-utils kmod make exfat-fuse \
 	linux-image-amd64 busybox-static qemu-system-x86 ovmf isolinux syslinux \
 	syslinux-common pxelinux grub-efi-amd64-bin grub-common cpio xorriso time \
-	groff-base man-db xfsprogs btrfs-progs cryptsetup-bin lvm2
+	groff-base man-db xfsprogs btrfs-progs cryptsetup-bin lvm2 attr
 
 APT_STAMP  := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install

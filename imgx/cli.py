@@ -31,21 +31,32 @@ Paths inside images (IMGPATH):
   IMAGE:N              the root of partition N
 Filesystems: ext2/3/4, FAT12/16/32, exFAT, NTFS.  Only the chunks that hold
 what is looked at are read and decoded, each checked against its checksum.
+Symlinks in IMGPATH are followed inside the image (an absolute target
+starts at the filesystem's root, never the host's; at most 40 links).
 
 Commands:
   info    Partitions, filesystems, sizes, codec (as rdeploy info).
   ls      List a directory (or show one file).  -l: mode, uid, gid, size,
-          modification time (UTC), name.  -R: every entry below, as paths
-          relative to the directory listed.
+          modification time (UTC), name, and "-> target" for a symlink.
+          -R: every entry below, as paths relative to the directory
+          listed.  A link to a directory is listed through, unless -l.
   tree    The directory tree below IMGPATH.
   cat     Write a file's bytes to stdout.
   get     Copy a file, or with -R a directory tree, to DEST (into DEST when
-          it is an existing directory).  Keeps modification times, modes
-          where the filesystem has them (ext), symlinks as symlinks.
+          it is an existing directory).  Keeps times; modes, xattrs and
+          (as root) owners where the filesystem has them (ext); hard links
+          as hard links, holes as holes, symlinks as symlinks.  Skips
+          FIFOs, sockets and device nodes, and entries whose names hold
+          "/" or NUL or are "." or "..": nothing is written outside DEST.
+          Says on stderr what it skipped or could not keep.
   find    Print the paths below IMGPATH whose name matches the shell
           PATTERN (case-insensitive on FAT, exFAT and NTFS).
   diff    Files added (+), removed (-) and changed (M) from IMAGE_A to
-          IMAGE_B, in partition N or in every filesystem both hold.
+          IMAGE_B, in partition N or in every partition either holds
+          ("+ 3/": partition 3 is only in IMAGE_B).  Exits as diff(1)
+          does: 0 the same, 1 different, 2 trouble: a partition it could
+          not compare (named on stderr; a filesystem imgx cannot read) or
+          any error.
   help    Show this text, or only the part about COMMAND (as
           `imgx COMMAND --help` does).
 
@@ -109,8 +120,9 @@ Exit codes:
   an existing convert output; 6 no space left (also in the partition an
   edit writes to, image unchanged); 7 unsupported filesystem, image
   version or codec; 9 busy: another imgx is editing or rewriting the
-  image, nothing changed; 70 internal error; 130 interrupted (143
-  SIGTERM, 129 SIGHUP); 141 broken pipe.
+  image (nothing changed), or sfx's OUT.partial exists; 70 internal error;
+  130 interrupted (143 SIGTERM, 129 SIGHUP); 141 broken pipe.  imgx diff:
+  0 the same, 1 different, 2 trouble (as diff(1)).
 
 Examples:
   imgx ls -l lab.rdi:1/etc
@@ -132,7 +144,7 @@ import sys
 
 from cliutil.runner import dispatch, run, whole_number
 from diskimage import __version__
-from diskimage.errors import UsageError
+from diskimage.errors import InputError, UsageError
 
 from . import render
 from .image import Image, split_path
@@ -152,20 +164,39 @@ def cmd_info(args):
     return 0
 
 
-def _open(text):
+def _out(data):
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _open(text, follow=True):
+    """(image, fs, node, path) of IMGPATH, symlinks on the way resolved
+    inside the image; the last one too when `follow`, or when the path
+    ends with "/"."""
     image_path, number, path = split_path(text)
     image = Image(image_path)
     try:
         fs = image.filesystem(number)
-        return image, fs, fs.lookup(path), path
+        node = fs.resolve(path, follow or path.endswith("/"))[0]
+        return image, fs, node, path
     except BaseException:
         image.close()
         raise
 
 
 def cmd_ls(args):
-    image, fs, node, path = _open(args["IMGPATH"])
+    # As ls: a link to a directory is listed through unless -l (or --json)
+    # asks for the entry itself.
+    image, fs, node, path = _open(args["IMGPATH"], follow=False)
     with image:
+        if node.kind == "symlink" and not (args["-l"] or args["--json"]):
+            try:
+                target = fs.resolve(path)[0]
+            except InputError:      # dangling, or a loop: the link itself
+                target = node
+            if target.is_dir:
+                node = target
         if not node.is_dir:
             rows = [(node.name, node)]
         elif args["-R"]:
@@ -173,14 +204,14 @@ def cmd_ls(args):
         else:
             rows = [(child.name, child) for child in fs.children(node)]
         if args["--json"]:
-            print(json.dumps([render.node_dict(n, rel) for rel, n in rows],
-                             indent=2, ensure_ascii=False))
+            _out(render.json_text([render.node_dict(n, rel)
+                                   for rel, n in rows]))
         elif args["-l"]:
             for rel, n in rows:
                 print(render.long_line(n, rel))
         else:
             for rel, n in rows:
-                print(rel + ("/" if n.is_dir else ""))
+                print(render.safe(rel) + ("/" if n.is_dir else ""))
     return 0
 
 
@@ -208,7 +239,10 @@ def cmd_get(args):
     from .extract import get
 
     image_path, number, path = split_path(args["IMGPATH"])
-    get(image_path, number, path, args["DEST"], recursive=args["-R"])
+    report = get(image_path, number, path, args["DEST"],
+                 recursive=args["-R"])
+    for line in render.get_warnings(report):
+        print(f"imgx: warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -225,27 +259,37 @@ def cmd_find(args):
             else:
                 hit = fnmatch.fnmatchcase(name.casefold(), pattern.casefold())
             if hit:
-                print(base + rel)
+                print(render.safe(base + rel))
     return 0
 
 
 def cmd_diff(args):
-    from .extract import diff
+    # As diff(1): 0 the same, 1 different, 2 trouble (every error too).
+    from diskimage.errors import DiskImageError
+    from .diff import DiffTrouble, diff
 
     number = None
     if args["N"] is not None:
         if not args["N"].isdigit():
             raise UsageError(f"N is a partition number, not {args['N']!r}")
         number = int(args["N"])
-    changes = list(diff(args["IMAGE_A"], args["IMAGE_B"], number))
+    try:
+        changes, cannot = diff(args["IMAGE_A"], args["IMAGE_B"], number)
+    except DiskImageError as exc:
+        raise DiffTrouble(str(exc)) from None
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise DiffTrouble(f"{where}{exc.strerror or exc}") from None
     if args["--json"]:
-        print(json.dumps([{"change": c, "partition": p or None, "path": rel}
-                          for c, p, rel in changes], indent=2,
-                         ensure_ascii=False))
+        _out(render.json_text([{"change": c, "partition": p or None,
+                                "path": rel} for c, p, rel in changes]))
     else:
         for change, part, rel in changes:
-            print(f"{change} {part}/{rel}")
-    return 0
+            print(f"{change} {part}/{render.safe(rel)}")
+    for part, reason in cannot:
+        which = "" if part is None else f"partition {part}: "
+        print(f"imgx: diff: {which}not compared: {reason}", file=sys.stderr)
+    return 2 if cannot else 1 if changes else 0
 
 
 def _threads(args):

@@ -10,6 +10,7 @@ replaces a file that appeared under its name meanwhile.
 """
 
 import contextlib
+import errno
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ from diskimage.errors import DiskImageError, InputError, TargetError
 from diskimage.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
 from diskimage.tools import tool_env
-from diskimage.volumes import PARTIAL, VolumeInput, VolumeOutput
+from diskimage.volumes import VolumeInput, VolumeOutput
 
 from .lock import image_lock
 
@@ -70,20 +71,30 @@ def convert(image_path, out, to, *, threads=None):
     directory = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(directory):
         raise InputError(f"{out}: directory {directory} does not exist")
+    # Written in a directory of its own (mkdtemp: no other writer, no
+    # planted symlink) and linked to OUT when whole: link(2) never
+    # replaces what is there, a file that appeared meanwhile included.
     with tempfile.TemporaryDirectory(prefix=".imgx-convert-",
                                      dir=directory) as scratch:
         raw = os.path.join(scratch, "disk.raw")
         _restore_raw(image_path, raw, threads)
-        made = raw
+        done = raw
         if to != "raw":
-            made = os.path.join(scratch, "out" + PARTIAL)
+            done = os.path.join(scratch, f"disk.{to}")
             _qemu_img("convert", "-q", "-f", "raw", "-O", FORMATS[to],
-                      raw, made)
+                      raw, done)
         try:
-            os.link(made, out)
+            os.link(done, out)
         except FileExistsError:
             raise TargetError(f"{out}: exists; not overwritten (made "
                               f"while this convert ran)") from None
+        except OSError as exc:      # a filesystem without hard links
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+                raise
+            if os.path.lexists(out):
+                raise TargetError(f"{out}: exists; not overwritten") \
+                    from None
+            os.rename(done, out)
 
 
 def _format(source):

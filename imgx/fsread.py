@@ -5,7 +5,8 @@ dissect.ntfs are maintained readers made for exactly this: they take any
 seekable file object, here an :class:`~diskimage.imageview.ImageView`, and
 read only the blocks they need.  This module puts one small interface over
 the four: a :class:`Node` per directory entry, ``children(node)``,
-``open(node)`` and ``lookup(path)``.
+``open(node)``, ``lookup(path)`` (no symlink followed) and
+``resolve(path)`` (symlinks followed inside the image, imgx.inpath).
 
 Faults in the filesystem structures (a reader that raises on a bad
 directory block, say) become :class:`CorruptImageError`: the image's chunk
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
+
+from .inpath import resolve_in_root
 
 FAMILIES = {"ext2": "ext", "ext3": "ext", "ext4": "ext", "fat12": "fat",
             "fat16": "fat", "fat32": "fat", "exfat": "exfat", "ntfs": "ntfs"}
@@ -38,6 +41,8 @@ class Node:
     uid: int | None = None
     gid: int | None = None
     target: str | None = None   # symlink target
+    inode: int | None = None    # where the filesystem numbers them (ext)
+    nlink: int = 1              # names of a file's inode (hard links)
     handle: object = field(default=None, repr=False, compare=False)
 
     @property
@@ -82,6 +87,7 @@ class _Ext:
                     inode.mtime_ns / 1e9, inode.atime_ns / 1e9,
                     inode.inode.i_uid | (inode.inode.i_uid_high << 16),
                     inode.inode.i_gid | (inode.inode.i_gid_high << 16),
+                    inode=inode.inum, nlink=inode.inode.i_links_count,
                     handle=inode)
         if kind == "symlink":
             node.target = inode.link
@@ -94,6 +100,11 @@ class _Ext:
     def open(self, node):
         return node.handle.open()
 
+    def xattrs(self, node):
+        # system.data is where ext4 keeps inline data, not an attribute.
+        return [(x.name, x.value) for x in node.handle.xattr
+                if x.name != "system.data"]
+
 
 class _Fat:
     def __init__(self, fh):
@@ -102,7 +113,11 @@ class _Fat:
         # 850 unless told otherwise, Windows in Western Europe too.
         self.fs = FATFS(fh, encoding="cp850")
         root = self.fs.get("/")
-        self.root = Node("", "dir", 0, stat.S_IFDIR | 0o755, handle=root)
+        # A directory's key is its first cluster; the root's is 0 (as a
+        # ".." entry names it), or its cluster on FAT32.
+        self.root_cluster = getattr(self.fs.bpb_ext, "BPB_RootClus", 0)
+        self.root = Node("", "dir", 0, stat.S_IFDIR | 0o755, inode=0,
+                         handle=root)
 
     def children(self, node):
         found = []
@@ -110,11 +125,17 @@ class _Fat:
             if entry.is_volume_id() or entry.name in (".", ".."):
                 continue
             is_dir = entry.is_directory()
+            cluster = None
+            if is_dir:
+                d = entry.dirent
+                cluster = (d.DIR_FstClusHI << 16) | d.DIR_FstClusLO
+                cluster = 0 if cluster == self.root_cluster else cluster
             found.append(Node(
                 _fat_name(entry), "dir" if is_dir else "file",
                 0 if is_dir else entry.size,
                 (stat.S_IFDIR | 0o755) if is_dir else (stat.S_IFREG | 0o644),
-                _seconds(entry.mtime), _seconds(entry.atime), handle=entry))
+                _seconds(entry.mtime), _seconds(entry.atime), inode=cluster,
+                handle=entry))
         return found
 
     def open(self, node):
@@ -213,9 +234,12 @@ class _Ntfs:
                             "\\", "/"), handle=record)
         if record.is_dir():
             return Node(name, "dir", 0, stat.S_IFDIR | 0o777, mtime, atime,
-                        handle=record)
+                        inode=record.segment, handle=record)
         size = record.size() if record.has_stream("") else 0
+        # Hard links are more Win32/POSIX names of one MFT record.
         return Node(name, "file", size, stat.S_IFREG | 0o777, mtime, atime,
+                    inode=record.segment,
+                    nlink=len(record.filenames(ignore_dos=True)),
                     handle=record)
 
     def children(self, node):
@@ -269,35 +293,63 @@ class Filesystem:
         with damaged(self.where):
             return self.backend.open(node)
 
+    def xattrs(self, node):
+        """[(name, value)] of the node's extended attributes where the
+        reader has them (ext), else []."""
+        get = getattr(self.backend, "xattrs", None)
+        if get is None:
+            return []
+        with damaged(self.where):
+            return get(node)
+
     def read(self, node):
         with damaged(self.where):
             return self.open(node).read()
 
-    def lookup(self, path):
-        """The node at `path` ("/" separated, relative to the root)."""
-        node = self.root
-        walked = []
-        for part in [p for p in path.split("/") if p and p != "."]:
-            if not node.is_dir:
-                raise InputError(f"{self.where}/{'/'.join(walked)}: not a "
-                                 f"directory")
-            entries = self.children(node)
-            match = [n for n in entries if n.name == part]
-            if not match and not self.case_sensitive:
-                match = [n for n in entries
-                         if n.name.casefold() == part.casefold()]
-            walked.append(part)
-            if not match:
-                raise InputError(f"{self.where}/{'/'.join(walked)}: no "
-                                 f"such file or directory")
-            node = match[0]
-        return node
+    def child(self, node, name):
+        """The entry `name` of the directory `node` (case-insensitively on
+        FAT, exFAT and NTFS when no exact match), or None."""
+        entries = self.children(node)
+        match = [n for n in entries if n.name == name]
+        if not match and not self.case_sensitive:
+            match = [n for n in entries
+                     if n.name.casefold() == name.casefold()]
+        return match[0] if match else None
 
-    def walk(self, node, prefix=""):
+    def resolve(self, path, follow_last=True):
+        """(node, canonical path) of `path` ("/" separated, from the root),
+        symlinks resolved inside this filesystem (imgx.inpath); the last
+        component's link is followed only when `follow_last`."""
+        return resolve_in_root(
+            self.root, path, self.child,
+            lambda n: n.target if n.kind == "symlink" else None,
+            lambda n: n.is_dir, follow_last, self.where)
+
+    def lookup(self, path):
+        """The entry at `path` without following any symlink: a link in
+        the middle is "not a directory" (imgx edit relies on this; readers
+        that follow links use resolve)."""
+        return resolve_in_root(self.root, path, self.child, lambda n: None,
+                               lambda n: n.is_dir, False, self.where)[0]
+
+    def loop(self, node, ancestors):
+        """True when the directory `node` is one of `ancestors` (the
+        directory keys, inode numbers or first clusters, of the path that
+        led to it): a damaged or hostile filesystem whose directories
+        contain themselves, which would be walked without end."""
+        return node.inode is not None and node.inode in ancestors
+
+    def walk(self, node, prefix="", ancestors=frozenset()):
         """Yield (relative path, node) for every entry below `node`,
-        directories before their contents."""
+        directories before their contents.  A directory that contains
+        itself is CorruptImageError."""
+        ancestors = ancestors | {node.inode}
         for child in self.children(node):
             rel = f"{prefix}{child.name}"
             yield rel, child
             if child.is_dir:
-                yield from self.walk(child, rel + "/")
+                if self.loop(child, ancestors):
+                    raise CorruptImageError(
+                        f"{self.where}/{rel}: damaged filesystem: a "
+                        f"directory that is one of its own parents")
+                yield from self.walk(child, rel + "/", ancestors)

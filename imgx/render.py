@@ -1,5 +1,7 @@
 """Turning imgx's results into lines, tables and JSON."""
 
+import json
+import re
 import stat
 from datetime import datetime, timezone
 
@@ -18,6 +20,30 @@ def _iso(seconds):
         timespec="seconds")
 
 
+def safe(text):
+    """`text` (a name read from an image) fit for a terminal line: control
+    characters (a newline, ESC) and the bytes that were not UTF-8 (held
+    as surrogates) shown as \\xNN, so a name cannot split a line, move
+    the cursor, or stop the output with an encoding error."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def _escape(match):
+    code = ord(match[0])
+    return f"\\x{code - 0xDC00 if code >= 0xDC00 else code:02x}"
+
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+
+
+def json_text(value):
+    """JSON of `value` as bytes for stdout: exact names; a byte that was
+    not UTF-8 becomes the escape \\udcNN (Python's surrogateescape),
+    which json.loads gives back."""
+    return json.dumps(value, indent=2, ensure_ascii=False).encode(
+        "utf-8", "backslashreplace") + b"\n"
+
+
 def node_dict(node, path=None):
     return {"name": node.name, "path": path, "type": node.kind,
             "size": node.size, "mode": f"{stat.S_IMODE(node.mode):04o}",
@@ -29,18 +55,43 @@ def long_line(node, shown):
     """One `ls -l` line: mode, owner, size, time (UTC), name."""
     owner = "-" if node.uid is None else f"{node.uid}"
     group = "-" if node.gid is None else f"{node.gid}"
-    link = f" -> {node.target}" if node.kind == "symlink" else ""
+    link = f" -> {safe(node.target)}" if node.kind == "symlink" else ""
     return (f"{stat.filemode(node.mode)} {owner:>5} {group:>5} "
-            f"{node.size:>12} {_time(node.mtime)} {shown}{link}")
+            f"{node.size:>12} {_time(node.mtime)} {safe(shown)}{link}")
 
 
-def tree_lines(fs, node, prefix=""):
+def tree_lines(fs, node, prefix="", ancestors=frozenset()):
+    from diskimage.errors import CorruptImageError
     children = fs.children(node)
+    ancestors = ancestors | {node.inode}
     for i, child in enumerate(children):
         last = i == len(children) - 1
-        tail = "/" if child.is_dir else (f" -> {child.target}"
+        tail = "/" if child.is_dir else (f" -> {safe(child.target)}"
                                          if child.kind == "symlink" else "")
-        yield f"{prefix}{'`-- ' if last else '|-- '}{child.name}{tail}"
+        yield f"{prefix}{'`-- ' if last else '|-- '}{safe(child.name)}{tail}"
         if child.is_dir:
+            if fs.loop(child, ancestors):
+                raise CorruptImageError(
+                    f"{fs.where}: {safe(child.name)}: damaged filesystem: a "
+                    f"directory that is one of its own parents")
             yield from tree_lines(fs, child,
-                                  prefix + ("    " if last else "|   "))
+                                  prefix + ("    " if last else "|   "),
+                                  ancestors)
+
+
+def _count(number, kind):
+    return f"{number} {kind}{'' if number == 1 else 's'}"
+
+
+def get_warnings(report):
+    """The lines `imgx get` says on stderr about what it did not write or
+    could not keep (imgx.extract.Report)."""
+    for where, name, why in report.refused:
+        yield f"{where}: entry {name!r} not written: {why}"
+    if report.skipped:
+        kinds = ", ".join(_count(n, kind) for kind, n in
+                          sorted(report.skipped.items()))
+        yield (f"not copied: {kinds} (get copies files, directories and "
+               f"symlinks)")
+    for what, why in report.not_kept.items():
+        yield f"not kept: {what} ({why})"

@@ -21,12 +21,13 @@ reader of the toolkit opens the file as the image it carries
 (diskimage.volumes.sfx_window), so ``rdeploy info restore.run`` works too.
 """
 
+import contextlib
 import os
 import shutil
 import struct
 import sys
 
-from diskimage.errors import InputError
+from diskimage.errors import BusyError, InputError
 from diskimage.reader import ImageReader
 from diskimage.volumes import PARTIAL, pack_sfx_trailer, sfx_window
 
@@ -65,6 +66,19 @@ def _grown_cookie(binary, appended):
     return COOKIE.pack(magic, grown, toc_offset, toc_length, pyvers, pylib)
 
 
+def create_partial(partial, mode=0o644):
+    """Create `partial` (an output's NAME.partial) exclusively, never
+    through a symlink: an fd.  One that exists is another writer's, or
+    left by one that was killed, and is not touched (BusyError)."""
+    try:
+        return os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                       os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except FileExistsError:
+        raise BusyError(f"{partial}: exists: another imgx is writing it, or "
+                        f"one that was stopped left it (remove it to go "
+                        f"on)") from None
+
+
 def make_sfx(image_path, out, binary=None):
     """Write the self-restoring binary `out` for `image_path`."""
     binary = binary or default_binary()
@@ -74,14 +88,15 @@ def make_sfx(image_path, out, binary=None):
     with ImageReader(image_path) as reader:      # whole and checked
         source = reader.source
         stream_length = source.size
+        with open(binary, "rb") as b:
+            if sfx_window(b.fileno()):
+                raise InputError(f"{binary}: carries an image already; "
+                                 f"give the plain frozen binary")
+        cookie = _grown_cookie(binary, stream_length)
         partial = out + PARTIAL
+        fd = create_partial(partial, 0o755)
         try:
-            with open(binary, "rb") as b:
-                if sfx_window(b.fileno()):
-                    raise InputError(f"{binary}: carries an image already; "
-                                     f"give the plain frozen binary")
-            cookie = _grown_cookie(binary, stream_length)
-            with open(binary, "rb") as b, open(partial, "wb") as f:
+            with open(binary, "rb") as b, open(fd, "wb") as f:
                 shutil.copyfileobj(b, f, 1 << 20)
                 offset = f.tell()
                 position = 0
@@ -95,11 +110,11 @@ def make_sfx(image_path, out, binary=None):
                 f.write(cookie)
                 f.write(pack_sfx_trailer(offset, stream_length))
                 f.flush()
+                os.fchmod(f.fileno(), 0o755)
                 os.fsync(f.fileno())
-            os.chmod(partial, 0o755)
             os.replace(partial, out)
         except BaseException:
-            if os.path.exists(partial):
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
             raise
     return {"binary_bytes": offset, "image_bytes": stream_length}

@@ -79,7 +79,9 @@ def test_edits_restore_to_a_clean_disk_with_the_expected_tree(
     assert ok("info", image).decode().count("\nedited: ") == 6
     assert not [p for p in os.listdir(tmp_path) if "partial" in p
                 or p.startswith(".imgx")]
-    changes = ok("diff", golden, image, str(number)).decode().splitlines()
+    result = imgx("diff", golden, image, str(number))
+    assert result.returncode == 1, result.stderr     # different, as diff(1)
+    changes = result.stdout.decode().splitlines()
     before = manifest["partitions"][number]["files"]
     assert {f"- {number}/{r}" for r in before if r not in files} | \
         {f"+ {number}/{r}" for r in files if r not in before} <= set(changes)

@@ -1,0 +1,54 @@
+"""Outputs of imgx sfx and convert are never written through a symlink or
+over another writer's file: a planted OUT.partial (a symlink to someone's
+disk file, say) is left alone (issue 11 item 1's sweep)."""
+
+import os
+import shutil
+
+from .imgx_helpers import capture_disk, imgx, one_line_error, tool
+
+
+def _image(tmp_path):
+    disk = tmp_path / "ext.img"
+    tool("mkfs.ext4", "-q", disk, "4M")
+    image = tmp_path / "ext.rdi"
+    capture_disk(disk, image)
+    return image
+
+
+def _victim(tmp_path):
+    victim = tmp_path / "someone-elses.img"
+    victim.write_bytes(b"precious" * 1024)
+    with open(victim, "r+b") as f:
+        f.truncate(4 << 20)
+    return victim
+
+
+def test_sfx_refuses_a_planted_partial_and_leaves_it(tmp_path):
+    image, victim = _image(tmp_path), _victim(tmp_path)
+    binary = tmp_path / "fake-binary"
+    shutil.copy("/bin/true", binary)
+    out = tmp_path / "lab.run"
+    os.symlink(victim, str(out) + ".partial")
+    err = one_line_error(imgx("sfx", image, "-o", out, f"--binary={binary}"),
+                         9)
+    assert f"{out}.partial: exists" in err
+    assert victim.read_bytes()[:16] == b"precious" * 2
+    assert os.readlink(str(out) + ".partial") == str(victim)
+    assert not os.path.lexists(out)
+    os.unlink(str(out) + ".partial")
+    result = imgx("sfx", image, "-o", out, f"--binary={binary}")
+    assert result.returncode == 0, result.stderr
+    assert os.stat(out).st_mode & 0o777 == 0o755
+
+
+def test_convert_never_writes_through_a_planted_partial(tmp_path):
+    image, victim = _image(tmp_path), _victim(tmp_path)
+    out = tmp_path / "out.raw"
+    os.symlink(victim, str(out) + ".partial")
+    result = imgx("convert", image, out, "--to=raw")
+    assert result.returncode == 0, result.stderr
+    assert victim.read_bytes()[:16] == b"precious" * 2
+    assert os.path.getsize(out) == 4 << 20 and not os.path.islink(out)
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".imgx")] == []
+    one_line_error(imgx("convert", image, out, "--to=raw"), 5)
