@@ -96,9 +96,10 @@ Exit codes:
   the source, other sector size, not confirmed); 6 no space left or a write
   failed; 7 unsupported image version or codec; 8 failed after the first
   write (the target was changed and has no valid table); 9 busy (another
-  process is writing the same image); 70 internal error; 130 interrupted
-  (129 SIGHUP, 143 SIGTERM); 141 broken pipe.  `rdeploy help COMMAND`
-  shows one command's part; man rdeploy.
+  process is writing the same image); 70 internal error; 129 SIGHUP;
+  130 interrupted (Ctrl-C); 141 broken pipe; 143 SIGTERM (129 and 143
+  clean up as Ctrl-C does).  `rdeploy help COMMAND` shows one command's
+  part; man rdeploy.
 
 Examples:
   rdeploy capture /dev/sda /srv/images/lab.rdi --description="lab 2026-11"

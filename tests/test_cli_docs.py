@@ -106,8 +106,8 @@ def test_completion_of_each_commands_options():
     assert complete("rdeploy", "capture", "--sp") == ["--split="]
     assert complete("rdeploy", "capture", "a", "b", "--p") == [
         "--partitions=", "--progress="]
-    assert "--yes" in complete("rdeploy", "restore", "--")
-    assert "--yes" not in complete("rdeploy", "capture", "--")
+    assert "--grow" in complete("rdeploy", "restore", "--")
+    assert "--grow" not in complete("rdeploy", "capture", "--")
     ls = complete("imgx", "ls", "-")
     assert {"-l", "-R", "--json", "--help"} <= set(ls)
     assert "--threads=" not in ls

@@ -106,7 +106,7 @@ def test_capture_help_holds_its_options_only():
     for option in ("--partitions=LIST", "--raw", "--split=SIZE",
                    "--progress=MODE", "-q --quiet"):
         assert option in text
-    for option in ("--into=N", "--yes", "--dir=DIR"):
+    for option in ("--into=N", "--grow", "--dir=DIR"):
         assert option not in text
     assert "rdeploy capture /dev/sda" in text      # its examples
 
