@@ -14,12 +14,13 @@ Usage:
   imgx mv IMGPATH NEWPATH [--threads=N]
   imgx describe IMAGE TEXT
   imgx verify IMAGE [--threads=N]
-  imgx split IMAGE SIZE [--output=OUT]
-  imgx join IMAGE [--output=OUT]
+  imgx split IMAGE SIZE [--output=OUT] [--force]
+  imgx join IMAGE [--output=OUT] [--force]
   imgx recompress IMAGE [--compress=CODEC] [--level=N] [--output=OUT]
-                  [--threads=N]
+                  [--force] [--threads=N]
   imgx convert IMAGE OUT --to=FORMAT [--threads=N]
   imgx import SOURCE OUT [--compress=CODEC] [--level=N] [--description=TEXT]
+              [--force]
   imgx sfx IMAGE -o OUT [--binary=PATH]
   imgx help [COMMAND]
   imgx (-h | --help)
@@ -78,7 +79,9 @@ root, for loop devices and mounts):
            filesystem, "/dir/name", or IMAGE:N/dir/name).
   describe Set the image's description.
 
-Image operations (OUT defaults to IMAGE itself, replaced when complete):
+Image operations (OUT defaults to IMAGE itself, replaced when complete;
+another existing OUT is refused, and with --force replaced only once the
+new file is complete):
   verify      Check every chunk, the index and the whole-image digest.
   split       Cut the image into volumes of at most SIZE (650M, 4G).
   join        Make a split image one file again.
@@ -96,7 +99,8 @@ Options:
   -R            Recursive.
   --json        Print JSON instead of text.
   -r            Remove directories and their contents.
-  --force       put: replace what exists at IMGPATH.
+  --force       put: replace what exists at IMGPATH; split, join,
+                recompress, import: replace an existing OUT.
   -o OUT --output=OUT  Write the new image (or sfx binary) here instead of
                 over IMAGE.
   --binary=PATH The frozen binary an sfx is built on [default: this program
@@ -115,7 +119,8 @@ Exit codes:
   (also a path without a partition number in an image of several
   filesystems); 3 bad input (no such image, partition, file or directory;
   a partition not captured; not a directory; a path put would replace,
-  without --force; a FIFO or device node in put's SRC); 4 damaged image or
+  or an existing OUT, without --force; a FIFO or device node in put's
+  SRC; a file on a filesystem without locks); 4 damaged image or
   damaged filesystem inside it; 5 refused: a read-only image or directory,
   an existing convert output; 6 no space left (also in the partition an
   edit writes to, image unchanged); 7 unsupported filesystem, image
@@ -361,13 +366,15 @@ def cmd_verify(args):
 def cmd_split(args):
     from diskimage.sizes import parse_size
     from .rewrite import rewrite
-    rewrite(args["IMAGE"], args["--output"], split=parse_size(args["SIZE"]))
+    rewrite(args["IMAGE"], args["--output"], split=parse_size(args["SIZE"]),
+            force=args["--force"])
     return 0
 
 
 def cmd_join(args):
     from .rewrite import rewrite
-    rewrite(args["IMAGE"], args["--output"], split=None)
+    rewrite(args["IMAGE"], args["--output"], split=None,
+            force=args["--force"])
     return 0
 
 
@@ -376,7 +383,7 @@ def cmd_recompress(args):
     from .rewrite import rewrite
     rewrite(args["IMAGE"], args["--output"],
             compressor=Compressor(args["--compress"], _level(args)),
-            threads=_threads(args))
+            threads=_threads(args), force=args["--force"])
     return 0
 
 
@@ -389,7 +396,8 @@ def cmd_convert(args):
 def cmd_import(args):
     from .convert import import_disk
     import_disk(args["SOURCE"], args["OUT"], codec=args["--compress"],
-                level=_level(args), description=args["--description"])
+                level=_level(args), description=args["--description"],
+                force=args["--force"])
     return 0
 
 

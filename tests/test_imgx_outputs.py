@@ -5,7 +5,9 @@ disk file, say) is left alone (issue 11 item 1's sweep)."""
 import os
 import shutil
 
-from .imgx_helpers import capture_disk, imgx, one_line_error, tool
+import pytest
+
+from .imgx_helpers import capture_disk, imgx, ok, one_line_error, tool
 
 
 def _image(tmp_path):
@@ -52,3 +54,32 @@ def test_convert_never_writes_through_a_planted_partial(tmp_path):
     assert os.path.getsize(out) == 4 << 20 and not os.path.islink(out)
     assert [n for n in os.listdir(tmp_path) if n.startswith(".imgx")] == []
     one_line_error(imgx("convert", image, out, "--to=raw"), 5)
+
+
+def _other(tmp_path, name="other.rdi"):
+    other = tmp_path / name
+    other.write_bytes(b"someone else's file\n")
+    return other
+
+
+@pytest.mark.parametrize("args", [
+    ["split", "{image}", "1M", "--output={out}"],
+    ["join", "{image}", "--output={out}"],
+    ["recompress", "{image}", "--compress=zstd", "--output={out}"],
+    ["import", "{disk}", "{out}"],
+])
+def test_an_existing_output_is_refused_without_force(tmp_path, args):
+    """split, join, recompress with -o and import onto an existing file
+    refuse (exit 3) and leave it; --force replaces it with a whole image
+    (issue 11 round 2, outputs item 1)."""
+    image = _image(tmp_path)
+    out = _other(tmp_path)
+    words = [a.format(image=image, out=out, disk=tmp_path / "ext.img")
+             for a in args]
+    err = one_line_error(imgx(*words), 3)
+    assert f"{out}: exists; not replaced without --force" in err
+    assert out.read_bytes() == b"someone else's file\n"
+    ok(*words, "--force")
+    ok("verify", out)
+    assert sorted(n for n in os.listdir(tmp_path)
+                  if "partial" in n or n.startswith(".imgx")) == []
