@@ -55,8 +55,10 @@ def build_pxe(spec, out, timeout=3, force=False):
         }
     os.makedirs(os.path.join(out, "pxelinux.cfg"), exist_ok=True)
     # The boot files last: a directory cut short does not boot half-made.
+    warnings = []
     for name in sorted(files, key=lambda n: n in ("pxelinux.0",
                                                   "bootx64.efi")):
         initramfs.write_atomic(os.path.join(out, name), files[name],
-                               force=True)
+                               force=True, warnings=warnings)
+    manifest["warnings"] = warnings
     return manifest
