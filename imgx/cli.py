@@ -21,7 +21,7 @@ Usage:
   imgx convert IMAGE OUT --to=FORMAT [--threads=N]
   imgx import SOURCE OUT [--compress=CODEC] [--level=N] [--description=TEXT]
               [--force]
-  imgx sfx IMAGE -o OUT [--binary=PATH]
+  imgx sfx IMAGE -o OUT [--binary=PATH] [--force]
   imgx help [COMMAND]
   imgx (-h | --help)
   imgx --version
@@ -100,7 +100,7 @@ Options:
   --json        Print JSON instead of text.
   -r            Remove directories and their contents.
   --force       put: replace what exists at IMGPATH; split, join,
-                recompress, import: replace an existing OUT.
+                recompress, import, sfx: replace an existing OUT.
   -o OUT --output=OUT  Write the new image (or sfx binary) here instead of
                 over IMAGE.
   --binary=PATH The frozen binary an sfx is built on [default: this program
@@ -125,7 +125,7 @@ Exit codes:
   an existing convert output; 6 no space left (also in the partition an
   edit writes to, image unchanged); 7 unsupported filesystem, image
   version or codec; 9 busy: another imgx is editing or rewriting the
-  image (nothing changed), or sfx's OUT.partial exists; 70 internal error;
+  image (nothing changed), or writing OUT.partial now; 70 internal error;
   130 interrupted (143 SIGTERM, 129 SIGHUP); 141 broken pipe.  imgx diff:
   0 the same, 1 different, 2 trouble (as diff(1)).
 
@@ -406,7 +406,10 @@ def cmd_sfx(args):
     binary = args["--binary"]
     if binary and binary.startswith("this program"):
         binary = None
-    make_sfx(args["IMAGE"], args["--output"], binary)
+    report = make_sfx(args["IMAGE"], args["--output"], binary,
+                      force=args["--force"])
+    for line in report["warnings"]:
+        print(f"imgx: warning: {line}", file=sys.stderr)
     return 0
 
 

@@ -7,6 +7,7 @@ bootdisk would hold on its OUT.partial."""
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,7 +56,8 @@ def test_a_planted_symlink_at_out_partial_is_never_followed(tmp_path, kind):
 def _held(path):
     """`flock` holding an exclusive lock on `path`, as a live writer does;
     returned once the lock is taken."""
-    proc = subprocess.Popen(["flock", "-x", os.fspath(path), "sleep", "60"])
+    proc = subprocess.Popen(["flock", "-x", os.fspath(path), "sleep", "60"],
+                            start_new_session=True)
     deadline = time.monotonic() + 10
     with open(path, "rb") as f:
         while True:
@@ -78,7 +80,7 @@ def test_another_writers_partial_is_busy_and_kept(tmp_path):
         err = _one_line(bootdisk("initrd", "-o", out, "--toolkit=/bin/true"),
                         9)
     finally:
-        holder.kill()
+        os.killpg(holder.pid, signal.SIGKILL)    # flock and its sleep
         holder.wait()
     assert f"{partial}: another process is writing this file now" in err
     assert partial.read_bytes() == b"half of another run's initrd"

@@ -3,7 +3,10 @@ over another writer's file: a planted OUT.partial (a symlink to someone's
 disk file, say) is left alone (issue 11 item 1's sweep)."""
 
 import os
+import signal
 import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -33,8 +36,9 @@ def test_sfx_refuses_a_planted_partial_and_leaves_it(tmp_path):
     out = tmp_path / "lab.run"
     os.symlink(victim, str(out) + ".partial")
     err = one_line_error(imgx("sfx", image, "-o", out, f"--binary={binary}"),
-                         9)
-    assert f"{out}.partial: exists" in err
+                         3)
+    assert f"{out}.partial: exists and is not a partial file (a symlink)" \
+        in err
     assert victim.read_bytes()[:16] == b"precious" * 2
     assert os.readlink(str(out) + ".partial") == str(victim)
     assert not os.path.lexists(out)
@@ -83,3 +87,47 @@ def test_an_existing_output_is_refused_without_force(tmp_path, args):
     ok("verify", out)
     assert sorted(n for n in os.listdir(tmp_path)
                   if "partial" in n or n.startswith(".imgx")) == []
+
+
+def _fake_binary(tmp_path):
+    binary = tmp_path / "fake-binary"
+    shutil.copy("/bin/true", binary)
+    return binary
+
+
+def test_sfx_reads_under_the_shared_image_lock(tmp_path):
+    """An image held exclusively (as an edit holds it; `flock` stands for
+    the editing imgx) is not read by sfx: exit 9, nothing written (issue
+    11 round 2, outputs item 3)."""
+    image, binary = _image(tmp_path), _fake_binary(tmp_path)
+    out = tmp_path / "lab.run"
+    holder = subprocess.Popen(["flock", "-x", image, "sleep", "60"],
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while imgx("join", image, f"--output={tmp_path / 'probe.rdi'}"
+                   ).returncode != 9:
+            assert time.monotonic() < deadline
+            (tmp_path / "probe.rdi").unlink(missing_ok=True)
+        err = one_line_error(imgx("sfx", image, "-o", out,
+                                  f"--binary={binary}"), 9)
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)    # flock and its sleep
+        holder.wait()
+    assert f"{image}: another imgx is editing or rewriting" in err
+    assert not os.path.lexists(out)
+    assert not os.path.lexists(f"{out}.partial")
+    ok("sfx", image, "-o", out, f"--binary={binary}")
+
+
+def test_sfx_refuses_an_existing_out_without_force(tmp_path):
+    """Found in the sweep: sfx replaced an existing OUT without a word."""
+    image, binary = _image(tmp_path), _fake_binary(tmp_path)
+    out = _other(tmp_path, "lab.run")
+    err = one_line_error(imgx("sfx", image, "-o", out, f"--binary={binary}"),
+                         3)
+    assert f"{out}: exists; not replaced without --force" in err
+    assert out.read_bytes() == b"someone else's file\n"
+    ok("sfx", image, "-o", out, f"--binary={binary}", "--force")
+    assert os.stat(out).st_mode & 0o777 == 0o755
+    assert ok("info", out).startswith(b"image")
