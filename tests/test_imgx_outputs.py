@@ -2,6 +2,7 @@
 over another writer's file: a planted OUT.partial (a symlink to someone's
 disk file, say) is left alone (issue 11 item 1's sweep)."""
 
+import fcntl
 import os
 import signal
 import shutil
@@ -11,6 +12,7 @@ import time
 import pytest
 
 from .imgx_helpers import capture_disk, imgx, ok, one_line_error, tool
+from .nolockfs import NoLockFS
 
 
 def _image(tmp_path):
@@ -131,3 +133,27 @@ def test_sfx_refuses_an_existing_out_without_force(tmp_path):
     ok("sfx", image, "-o", out, f"--binary={binary}", "--force")
     assert os.stat(out).st_mode & 0o777 == 0o755
     assert ok("info", out).startswith(b"image")
+
+
+def test_an_image_on_a_filesystem_without_locks_is_one_line(tmp_path):
+    """flock gives ENOLCK (as on an NFS mount without its lock daemon; here
+    a real FUSE mount that refuses every lock): one line naming the file,
+    exit 3, not a raw OSError (issue 11 round 2, outputs item 4)."""
+    from diskimage.errors import InputError
+    from diskimage.partial import lock
+
+    (tmp_path / "mnt").mkdir()
+    with NoLockFS(tmp_path / "mnt") as fs:
+        for args in (["join", fs.path, f"--output={tmp_path / 'o.rdi'}"],
+                     ["sfx", fs.path, "-o", tmp_path / "o.run",
+                      f"--binary={_fake_binary(tmp_path)}"]):
+            err = one_line_error(imgx(*args), 3)
+            assert (f"{fs.path}: cannot lock it: its filesystem has no "
+                    f"file locks (No locks available)") in err, args
+        fd = os.open(fs.path, os.O_RDONLY)
+        try:
+            with pytest.raises(InputError, match="no file locks"):
+                lock(fd, fs.path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    assert sorted(os.listdir(tmp_path)) == ["fake-binary", "mnt"]
