@@ -157,3 +157,27 @@ def test_an_image_on_a_filesystem_without_locks_is_one_line(tmp_path):
         finally:
             os.close(fd)
     assert sorted(os.listdir(tmp_path)) == ["fake-binary", "mnt"]
+
+
+def test_get_never_removes_a_file_named_like_its_partial(tmp_path):
+    """Found in the sweep: get wrote `a` through `a.partial`, removing
+    whatever had that name first, so an image holding `a.partial` (got
+    first) and `a` lost `a.partial` in DEST; a user's own DEST/a.partial
+    was removed too.  mcopy keeps the order in which entries are made."""
+    disk = tmp_path / "fat.img"
+    tool("mkfs.fat", "-C", disk, "2048")
+    for name in ("a.partial", "a"):
+        (tmp_path / name).write_bytes(f"the file {name}\n".encode())
+        tool("mcopy", "-i", disk, tmp_path / name, f"::/{name}")
+    image = tmp_path / "fat.rdi"
+    capture_disk(disk, image)
+    out = tmp_path / "out"
+    ok("get", "-R", f"{image}:/", out)
+    assert sorted(os.listdir(out)) == ["a", "a.partial"]
+    assert (out / "a.partial").read_bytes() == b"the file a.partial\n"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "a.partial").write_bytes(b"the user's own file\n")
+    ok("get", f"{image}:/a", mine)
+    assert (mine / "a").read_bytes() == b"the file a\n"
+    assert (mine / "a.partial").read_bytes() == b"the user's own file\n"
