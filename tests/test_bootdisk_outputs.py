@@ -99,3 +99,20 @@ def test_a_dead_runs_partial_is_replaced_with_a_warning(tmp_path):
             in result.stderr)
     assert out.read_bytes()[:2] == b"\x1f\x8b"          # gzip
     assert sorted(os.listdir(tmp_path)) == ["env.initrd"]
+
+
+def test_pxe_never_writes_through_a_symlinked_pxelinux_cfg(tmp_path):
+    """Found in the sweep: `pxe -o DIR --force` made DIR/pxelinux.cfg with
+    makedirs(exist_ok), which follows a symlink there, and wrote its menu
+    into whatever directory the link named."""
+    host_kernel()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "tftp"
+    out.mkdir()
+    os.symlink(elsewhere, out / "pxelinux.cfg")
+    err = _one_line(bootdisk("pxe", "-o", out, "--force",
+                             "--toolkit=/bin/true"), 3)
+    assert f"{out / 'pxelinux.cfg'}: is a symlink" in err
+    assert os.listdir(elsewhere) == []
+    assert os.listdir(out) == ["pxelinux.cfg"]
