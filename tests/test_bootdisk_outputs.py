@@ -116,3 +116,27 @@ def test_pxe_never_writes_through_a_symlinked_pxelinux_cfg(tmp_path):
     assert f"{out / 'pxelinux.cfg'}: is a symlink" in err
     assert os.listdir(elsewhere) == []
     assert os.listdir(out) == ["pxelinux.cfg"]
+
+
+def test_a_toolkit_whose_archive_names_leave_the_scratch_is_refused(
+        tmp_path):
+    """Found in the sweep: the names in the toolkit's PyInstaller archive
+    were joined to a scratch directory and written, so a name made of
+    "../" wrote a file anywhere on the host (here: inside tmp_path)."""
+    host_kernel()
+    writers = pytest.importorskip("PyInstaller.archive.writers")
+    library = tmp_path / "libz.so.1"
+    library.write_bytes(open("/lib/x86_64-linux-gnu/libz.so.1", "rb").read())
+    escaped = tmp_path / "escaped.so"
+    name = "../" * 30 + str(escaped).lstrip("/")
+    archive = tmp_path / "archive"
+    writers.CArchiveWriter(str(archive), [(name, str(library), False, "b")],
+                           "libpython3.so")
+    toolkit = tmp_path / "toolkit"
+    toolkit.write_bytes(open("/bin/true", "rb").read() + archive.read_bytes())
+    toolkit.chmod(0o755)
+    out = tmp_path / "env.initrd"
+    err = _one_line(bootdisk("initrd", "-o", out, f"--toolkit={toolkit}"), 3)
+    assert f"{toolkit}: its archive holds" in err
+    assert not escaped.exists()
+    assert not out.exists() and not os.path.exists(f"{out}.partial")
