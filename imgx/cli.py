@@ -147,12 +147,14 @@ import json
 import os
 import sys
 
-from cliutil.runner import dispatch, run, whole_number
+from cliutil.runner import dispatch, run
 from diskimage import __version__
 from diskimage.errors import InputError, UsageError
 
 from . import render
 from .image import Image, split_path
+from .opscmd import (cmd_convert, cmd_describe, cmd_import, cmd_join,
+                     cmd_recompress, cmd_sfx, cmd_split, cmd_verify, threads)
 
 
 def cmd_info(args):
@@ -297,25 +299,13 @@ def cmd_diff(args):
     return 2 if cannot else 1 if changes else 0
 
 
-def _threads(args):
-    value = args.get("--threads")
-    if value in (None, "all cores"):
-        return None
-    return whole_number(value, "--threads")
-
-
-def _level(args):
-    return None if args["--level"] is None else \
-        whole_number(args["--level"], "--level")
-
-
 def _edit(args, op, paths, source=None):
     from .edit import edit
 
     image_path, number, path = split_path(args["IMGPATH"])
     edit(image_path, number, op, [path] + paths, source=source,
          recursive=args["-r"], force=bool(args.get("--force")),
-         threads=_threads(args))
+         threads=threads(args))
     return 0
 
 
@@ -344,73 +334,6 @@ def cmd_mv(args):
             raise UsageError("mv moves within one filesystem of one image")
         new = inside
     return _edit(args, "mv", [new])
-
-
-def cmd_describe(args):
-    from .rewrite import rewrite
-    rewrite(args["IMAGE"], metadata={"description": args["TEXT"]})
-    return 0
-
-
-def cmd_verify(args):
-    from diskimage.verify import verify
-    from diskimage.volumes import VolumeInput
-    from rdeploy.render import verify_line
-
-    with VolumeInput(args["IMAGE"]) as source:
-        summary = verify(source, threads=_threads(args) or os.cpu_count())
-    print(verify_line(args["IMAGE"], summary))
-    return 0
-
-
-def cmd_split(args):
-    from diskimage.sizes import parse_size
-    from .rewrite import rewrite
-    rewrite(args["IMAGE"], args["--output"], split=parse_size(args["SIZE"]),
-            force=args["--force"])
-    return 0
-
-
-def cmd_join(args):
-    from .rewrite import rewrite
-    rewrite(args["IMAGE"], args["--output"], split=None,
-            force=args["--force"])
-    return 0
-
-
-def cmd_recompress(args):
-    from diskimage.compression import Compressor
-    from .rewrite import rewrite
-    rewrite(args["IMAGE"], args["--output"],
-            compressor=Compressor(args["--compress"], _level(args)),
-            threads=_threads(args), force=args["--force"])
-    return 0
-
-
-def cmd_convert(args):
-    from .convert import convert
-    convert(args["IMAGE"], args["OUT"], args["--to"], threads=_threads(args))
-    return 0
-
-
-def cmd_import(args):
-    from .convert import import_disk
-    import_disk(args["SOURCE"], args["OUT"], codec=args["--compress"],
-                level=_level(args), description=args["--description"],
-                force=args["--force"])
-    return 0
-
-
-def cmd_sfx(args):
-    from .sfx import make_sfx
-    binary = args["--binary"]
-    if binary and binary.startswith("this program"):
-        binary = None
-    report = make_sfx(args["IMAGE"], args["--output"], binary,
-                      force=args["--force"])
-    for line in report["warnings"]:
-        print(f"imgx: warning: {line}", file=sys.stderr)
-    return 0
 
 
 COMMANDS = {"info": cmd_info, "ls": cmd_ls, "tree": cmd_tree, "cat": cmd_cat,
