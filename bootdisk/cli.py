@@ -64,8 +64,10 @@ Kernel command line words the environment reads:
 Exit codes:
   0 success; 1 other failure (a tool failed, I/O error); 2 usage error;
   3 bad input (missing kernel, module directory, job file or boot loader,
-  modules of another kernel, OUT exists without --force); 70 internal error;
-  130 interrupted (143 SIGTERM, 129 SIGHUP).
+  modules of another kernel, OUT exists without --force, OUT.partial is a
+  symlink or not a file, a filesystem without locks); 9 busy: another
+  bootdisk is writing OUT.partial now; 70 internal error; 130 interrupted
+  (143 SIGTERM, 129 SIGHUP).
 
 Examples:
   bootdisk initrd -o restore.initrd --job=restore.sh
@@ -143,6 +145,8 @@ def _main(argv):
         from .pxe import build_pxe
         manifest = build_pxe(spec, out, timeout=_timeout(args), force=force)
         what = "PXE directory"
+    for line in manifest.get("warnings", ()):
+        print(f"bootdisk: warning: {line}", file=sys.stderr)
     if args["--quiet"]:
         return 0
     print(f"bootdisk: wrote {what} {out}: kernel "

@@ -69,9 +69,16 @@ def _bundled_elves(binary, into):
     for name in archive.toc:
         if not (name.endswith(".so") or ".so." in name):
             continue
+        parts = name.split("/")
+        if name.startswith("/") or "\0" in name or \
+                any(p in ("", ".", "..") for p in parts):
+            # joined to `into` it would be written elsewhere on the host
+            raise InputError(f"{binary}: its archive holds {name!r}, a "
+                             f"name that leaves the directory it is "
+                             f"unpacked into; not a toolkit to use")
         path = os.path.join(into, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
+        with open(path, "wb") as f:     # in a private mkdtemp
             f.write(archive.extract(name))
         paths.append(path)
     return paths

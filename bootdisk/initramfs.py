@@ -15,7 +15,6 @@ What goes in (and where):
     --add SRC:DEST                       extra files or directory trees
 """
 
-import contextlib
 import dataclasses
 import datetime
 import gzip
@@ -28,6 +27,7 @@ import sys
 
 from diskimage import __version__
 from diskimage.errors import InputError, UsageError
+from diskimage.partial import partial_file
 from diskimage.tools import tool_env
 
 from . import cpio, initscript, kernel as kernels
@@ -322,30 +322,21 @@ class _Buffer:
         return b"".join(self.parts)
 
 
-@contextlib.contextmanager
-def partial_output(path, force=False):
-    """Yield NAME.partial to write; rename it to `path` when the block ends
-    well, remove it when it fails, so nothing half made looks complete."""
-    path = os.fspath(path)
-    partial = path + ".partial"
-    try:
-        yield partial
-        refuse_existing(path, force)
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.unlink(partial)
-        raise
+def partial_output(path, force=False, warnings=None):
+    """A context: a binary file open on a new NAME.partial, created
+    exclusively and locked (diskimage.partial: another bootdisk writing it
+    is exit 9, a planted symlink is refused, never followed; one left by a
+    run that died is replaced and said in `warnings`).  Renamed to `path`
+    when the block ends well (over an existing file only with `force`),
+    removed when it fails, so nothing half made looks complete."""
+    return partial_file(path, replace=force, warnings=warnings)
 
 
-def write_atomic(path, data, force=False):
+def write_atomic(path, data, force=False, warnings=None):
     """Write `data` to NAME.partial, then rename it to `path`."""
     refuse_existing(path, force)
-    with partial_output(path, force) as partial:
-        with open(partial, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with partial_output(path, force, warnings) as f:
+        f.write(data)
 
 
 def refuse_existing(path, force):
@@ -359,6 +350,10 @@ def refuse_existing(path, force):
 def build_initrd(spec, out, force=False):
     """Write the initramfs to `out`.  Returns the manifest."""
     refuse_existing(out, force)
-    data, manifest, _ = build_bytes(spec)
-    write_atomic(out, data, force)
+    warnings = []
+    # The partial first: a second writer is refused before the work.
+    with partial_output(out, force, warnings) as f:
+        data, manifest, _ = build_bytes(spec)
+        f.write(data)
+    manifest["warnings"] = warnings
     return manifest

@@ -62,9 +62,18 @@ class _Layout:
 
 def build_iso(spec, out, timeout=3, force=False):
     """Write the hybrid ISO to `out`.  Returns the initramfs manifest."""
+    initramfs.refuse_existing(out, force)
+    warnings = []
+    # The partial first: a second writer is refused before the work.
+    with initramfs.partial_output(out, force, warnings) as f:
+        manifest = _build_iso(spec, f, timeout)
+    manifest["warnings"] = warnings
+    return manifest
+
+
+def _build_iso(spec, f, timeout):
     import pycdlib
 
-    initramfs.refuse_existing(out, force)
     isolinux = media.loader("isolinux.bin")
     ldlinux = media.loader("ldlinux.c32")
     initrd, manifest, spec = initramfs.build_bytes(spec)
@@ -108,9 +117,8 @@ def build_iso(spec, out, timeout=3, force=False):
                          bootcatfile="/ISOLINUX/BOOT.CAT;1",
                          efi=True, media_name="noemul")
         iso.add_isohybrid(efi=True)
-        with initramfs.partial_output(out, force) as partial:
-            iso.write(partial)
-            iso.close()
+        iso.write_fp(f)
+        iso.close()
     return manifest
 
 

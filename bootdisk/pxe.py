@@ -10,7 +10,8 @@
 DHCP must name pxelinux.0 (BIOS) or bootx64.efi (UEFI) as the boot file;
 QEMU's user network does it with ``-netdev user,tftp=DIR,bootfile=...``.
 An existing, non-empty DIR is refused without --force; each file is written
-as NAME.partial and renamed.
+as NAME.partial (diskimage.partial) and renamed; a symlink at
+DIR/pxelinux.cfg is refused, never followed.
 """
 
 import os
@@ -36,6 +37,13 @@ def build_pxe(spec, out, timeout=3, force=False):
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise InputError(f"{parent}: no such directory for the output")
+    cfg_dir = os.path.join(out, "pxelinux.cfg")
+    if os.path.islink(cfg_dir):
+        # makedirs would follow it, and the menu be written where it points
+        raise InputError(f"{cfg_dir}: is a symlink; bootdisk writes only "
+                         f"inside {out} (remove the link)")
+    if os.path.lexists(cfg_dir) and not os.path.isdir(cfg_dir):
+        raise InputError(f"{cfg_dir}: exists and is not a directory")
     pxelinux = media.loader("pxelinux.0")
     ldlinux = media.loader("ldlinux.c32")
     initrd, manifest, spec = initramfs.build_bytes(spec)
@@ -53,10 +61,19 @@ def build_pxe(spec, out, timeout=3, force=False):
                 spec.cmdline, timeout, KERNEL_NAME, INITRD_NAME),
             "bootx64.efi": media.read(grub),
         }
-    os.makedirs(os.path.join(out, "pxelinux.cfg"), exist_ok=True)
+    os.makedirs(out, exist_ok=True)
+    try:
+        os.mkdir(cfg_dir)            # never through a link made meanwhile
+    except FileExistsError:
+        if os.path.islink(cfg_dir) or not os.path.isdir(cfg_dir):
+            raise InputError(f"{cfg_dir}: is a symlink or not a directory "
+                             f"(made while bootdisk ran); nothing more "
+                             f"written") from None
     # The boot files last: a directory cut short does not boot half-made.
+    warnings = []
     for name in sorted(files, key=lambda n: n in ("pxelinux.0",
                                                   "bootx64.efi")):
         initramfs.write_atomic(os.path.join(out, name), files[name],
-                               force=True)
+                               force=True, warnings=warnings)
+    manifest["warnings"] = warnings
     return manifest

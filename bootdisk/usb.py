@@ -37,6 +37,15 @@ def _layout_size(payload):
 def build_usb(spec, out, size=None, timeout=3, force=False):
     """Write the USB image to `out`.  Returns the initramfs manifest."""
     initramfs.refuse_existing(out, force)
+    warnings = []
+    # The partial first: a second writer is refused before the work.
+    with initramfs.partial_output(out, force, warnings) as f:
+        manifest = _build_usb(spec, f, f"{out}.partial", size, timeout)
+    manifest["warnings"] = warnings
+    return manifest
+
+
+def _build_usb(spec, f, partial, size, timeout):
     mbr = media.loader("mbr.bin")
     initrd, manifest, spec = initramfs.build_bytes(spec)
     kernel_path, initrd_path = KERNEL_PATH, INITRD_PATH
@@ -59,8 +68,10 @@ def build_usb(spec, out, size=None, timeout=3, force=False):
             raise UsageError(f"--size: {format_size(size)} is too small; "
                              f"the files need {needed // MiB} MiB")
         size = size // MiB * MiB
-        with initramfs.partial_output(out, force) as partial:
-            _write_image(partial, size, mbr, files)
+        f.truncate(size)
+        f.flush()
+        # The tools work on the partial by its name: ours, and locked.
+        _write_image(partial, mbr, files)
     manifest["image_size"] = size
     return manifest
 
@@ -72,9 +83,8 @@ def _scratch_file(scratch, name, data):
     return path
 
 
-def _write_image(path, size, mbr, files):
-    with open(path, "wb") as f:
-        f.truncate(size)
+def _write_image(path, mbr, files):
+    size = os.path.getsize(path)
     table = f"label: dos\nstart={PART_START // 512}, type=c, bootable\n"
     try:
         proc = subprocess.run(["sfdisk", "--quiet", "--wipe=always", path],
@@ -86,7 +96,7 @@ def _write_image(path, size, mbr, files):
         raise media.ToolFailed(f"sfdisk failed: {proc.stderr.strip()}")
     with open(mbr, "rb") as f:
         code = f.read(MBR_CODE)
-    with open(path, "r+b") as f:
+    with open(path, "r+b") as f:     # the partial, made by partial_file
         f.write(code)
     part_kib = (size - PART_START) // 1024
     media.run_tool(["mkfs.fat", "-F", "32", "-s", "1", "-n", "BOOTDISK",

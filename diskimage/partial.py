@@ -15,14 +15,42 @@ When ``NAME.partial`` exists:
 * not locked: its writer died (a crash, SIGKILL, a power cut); such a file
   can never become whole, so it is removed, the new one takes its place, and
   a warning says so.  (flock locks vanish with the process that held them.)
+
+A filesystem without flock (ENOLCK: an NFS mount without its lock daemon)
+is refused with one line naming the file (InputError), never a raw OSError.
+
+:func:`partial_file` is the whole way for one output file: its partial
+created as above, written, fsynced, and given its final name only when
+whole, over an existing file only when asked.
 """
 
+import contextlib
 import errno
 import fcntl
 import os
 import stat
 
 from .errors import BusyError, InputError
+
+PARTIAL = ".partial"
+
+#: flock errors that mean "this filesystem has no locks", not "busy".
+_NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+def lock(fd, name, how):
+    """flock(fd, how).  BlockingIOError (held by another) is raised as it
+    is; a filesystem without locks is an InputError naming `name`."""
+    try:
+        fcntl.flock(fd, how)
+    except BlockingIOError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise
+        raise InputError(f"{name}: cannot lock it: its filesystem has no "
+                         f"file locks ({exc.strerror}); use a local "
+                         f"filesystem, or mount it with locking") from None
 
 
 def create_partial(partial, warnings, locked=True):
@@ -38,7 +66,7 @@ def create_partial(partial, warnings, locked=True):
         raise InputError(f"{partial}: cannot create: {exc.strerror}") \
             from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock(fd, partial, fcntl.LOCK_EX | fcntl.LOCK_NB)
         while True:
             try:
                 if no_links(lambda: os.link(private, partial)):
@@ -91,7 +119,13 @@ def _create_in_place(partial, warnings, locked):
         except OSError as exc:
             raise InputError(f"{partial}: cannot create: {exc.strerror}") \
                 from None
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            lock(fd, partial, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise
         return fd
 
 
@@ -112,7 +146,7 @@ def _take_over(partial, warnings, locked, empty_is_busy=False):
                              f"(not a regular file); remove it")
         if locked:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                lock(fd, partial, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise BusyError(f"{partial}: another process is writing "
                                 f"this file now; wait for it to finish, or "
@@ -132,3 +166,67 @@ def _take_over(partial, warnings, locked, empty_is_busy=False):
                             f"not finish (no process holds it); replaced")
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def partial_file(path, replace=False, warnings=None, mode=None):
+    """Write the file `path` by way of ``PATH.partial``: yields a binary
+    file open for writing on a new partial (:func:`create_partial`:
+    exclusive, locked, never through a symlink; a stale one taken over is
+    said in `warnings`).  When the block ends well the file is fsynced
+    (and given `mode`) and takes the name `path`: over an existing file
+    only with `replace`, else by link(2), which never replaces what is
+    there (InputError).  When it fails, the partial is removed.  The lock
+    is held until the file has its name."""
+    path = os.fspath(path)
+    if os.path.lexists(path) and not replace:
+        raise InputError(f"{path}: exists; not replaced without --force")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise InputError(f"{path}: exists and is not a regular file; not "
+                         f"replaced")
+    partial = path + PARTIAL
+    fd = create_partial(partial, [] if warnings is None else warnings)
+    try:
+        with open(fd, "wb", closefd=False) as f:
+            yield f
+        if mode is not None:
+            os.fchmod(fd, mode)
+        os.fsync(fd)
+        publish(partial, path, replace)
+    except BaseException:
+        _remove_own(partial, fd)
+        raise
+    finally:
+        os.close(fd)
+
+
+def publish(partial, path, replace=False):
+    """Give the whole file `partial` the name `path`: os.replace with
+    `replace`; else link(2), so that a file that appeared under `path`
+    meanwhile is kept (InputError); then fsync the directory."""
+    if replace:
+        os.replace(partial, path)
+    else:
+        try:
+            if no_links(lambda: os.link(partial, path)):
+                if os.path.lexists(path):        # FAT: checked, renamed
+                    raise FileExistsError
+                os.rename(partial, path)
+            else:
+                os.unlink(partial)
+        except FileExistsError:
+            raise InputError(f"{path}: exists; not replaced without "
+                             f"--force") from None
+    directory = os.open(os.path.dirname(os.path.abspath(path)),
+                        os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _remove_own(partial, fd):
+    """Remove `partial` if it is still the file `fd` (never another's)."""
+    with contextlib.suppress(OSError):
+        if os.path.samestat(os.lstat(partial), os.fstat(fd)):
+            os.unlink(partial)

@@ -14,13 +14,14 @@ Usage:
   imgx mv IMGPATH NEWPATH [--threads=N]
   imgx describe IMAGE TEXT
   imgx verify IMAGE [--threads=N]
-  imgx split IMAGE SIZE [--output=OUT]
-  imgx join IMAGE [--output=OUT]
+  imgx split IMAGE SIZE [--output=OUT] [--force]
+  imgx join IMAGE [--output=OUT] [--force]
   imgx recompress IMAGE [--compress=CODEC] [--level=N] [--output=OUT]
-                  [--threads=N]
+                  [--force] [--threads=N]
   imgx convert IMAGE OUT --to=FORMAT [--threads=N]
   imgx import SOURCE OUT [--compress=CODEC] [--level=N] [--description=TEXT]
-  imgx sfx IMAGE -o OUT [--binary=PATH]
+              [--force]
+  imgx sfx IMAGE -o OUT [--binary=PATH] [--force]
   imgx help [COMMAND]
   imgx (-h | --help)
   imgx --version
@@ -78,7 +79,9 @@ root, for loop devices and mounts):
            filesystem, "/dir/name", or IMAGE:N/dir/name).
   describe Set the image's description.
 
-Image operations (OUT defaults to IMAGE itself, replaced when complete):
+Image operations (OUT defaults to IMAGE itself, replaced when complete;
+another existing OUT is refused, and with --force replaced only once the
+new file is complete):
   verify      Check every chunk, the index and the whole-image digest.
   split       Cut the image into volumes of at most SIZE (650M, 4G).
   join        Make a split image one file again.
@@ -96,7 +99,8 @@ Options:
   -R            Recursive.
   --json        Print JSON instead of text.
   -r            Remove directories and their contents.
-  --force       put: replace what exists at IMGPATH.
+  --force       put: replace what exists at IMGPATH; split, join,
+                recompress, import, sfx: replace an existing OUT.
   -o OUT --output=OUT  Write the new image (or sfx binary) here instead of
                 over IMAGE.
   --binary=PATH The frozen binary an sfx is built on [default: this program
@@ -115,12 +119,13 @@ Exit codes:
   (also a path without a partition number in an image of several
   filesystems); 3 bad input (no such image, partition, file or directory;
   a partition not captured; not a directory; a path put would replace,
-  without --force; a FIFO or device node in put's SRC); 4 damaged image or
+  or an existing OUT, without --force; a FIFO or device node in put's
+  SRC; a file on a filesystem without locks); 4 damaged image or
   damaged filesystem inside it; 5 refused: a read-only image or directory,
   an existing convert output; 6 no space left (also in the partition an
   edit writes to, image unchanged); 7 unsupported filesystem, image
   version or codec; 9 busy: another imgx is editing or rewriting the
-  image (nothing changed), or sfx's OUT.partial exists; 70 internal error;
+  image (nothing changed), or writing OUT.partial now; 70 internal error;
   130 interrupted (143 SIGTERM, 129 SIGHUP); 141 broken pipe.  imgx diff:
   0 the same, 1 different, 2 trouble (as diff(1)).
 
@@ -142,12 +147,14 @@ import json
 import os
 import sys
 
-from cliutil.runner import dispatch, run, whole_number
+from cliutil.runner import dispatch, run
 from diskimage import __version__
 from diskimage.errors import InputError, UsageError
 
 from . import render
 from .image import Image, split_path
+from .opscmd import (cmd_convert, cmd_describe, cmd_import, cmd_join,
+                     cmd_recompress, cmd_sfx, cmd_split, cmd_verify, threads)
 
 
 def cmd_info(args):
@@ -292,25 +299,13 @@ def cmd_diff(args):
     return 2 if cannot else 1 if changes else 0
 
 
-def _threads(args):
-    value = args.get("--threads")
-    if value in (None, "all cores"):
-        return None
-    return whole_number(value, "--threads")
-
-
-def _level(args):
-    return None if args["--level"] is None else \
-        whole_number(args["--level"], "--level")
-
-
 def _edit(args, op, paths, source=None):
     from .edit import edit
 
     image_path, number, path = split_path(args["IMGPATH"])
     edit(image_path, number, op, [path] + paths, source=source,
          recursive=args["-r"], force=bool(args.get("--force")),
-         threads=_threads(args))
+         threads=threads(args))
     return 0
 
 
@@ -339,67 +334,6 @@ def cmd_mv(args):
             raise UsageError("mv moves within one filesystem of one image")
         new = inside
     return _edit(args, "mv", [new])
-
-
-def cmd_describe(args):
-    from .rewrite import rewrite
-    rewrite(args["IMAGE"], metadata={"description": args["TEXT"]})
-    return 0
-
-
-def cmd_verify(args):
-    from diskimage.verify import verify
-    from diskimage.volumes import VolumeInput
-    from rdeploy.render import verify_line
-
-    with VolumeInput(args["IMAGE"]) as source:
-        summary = verify(source, threads=_threads(args) or os.cpu_count())
-    print(verify_line(args["IMAGE"], summary))
-    return 0
-
-
-def cmd_split(args):
-    from diskimage.sizes import parse_size
-    from .rewrite import rewrite
-    rewrite(args["IMAGE"], args["--output"], split=parse_size(args["SIZE"]))
-    return 0
-
-
-def cmd_join(args):
-    from .rewrite import rewrite
-    rewrite(args["IMAGE"], args["--output"], split=None)
-    return 0
-
-
-def cmd_recompress(args):
-    from diskimage.compression import Compressor
-    from .rewrite import rewrite
-    rewrite(args["IMAGE"], args["--output"],
-            compressor=Compressor(args["--compress"], _level(args)),
-            threads=_threads(args))
-    return 0
-
-
-def cmd_convert(args):
-    from .convert import convert
-    convert(args["IMAGE"], args["OUT"], args["--to"], threads=_threads(args))
-    return 0
-
-
-def cmd_import(args):
-    from .convert import import_disk
-    import_disk(args["SOURCE"], args["OUT"], codec=args["--compress"],
-                level=_level(args), description=args["--description"])
-    return 0
-
-
-def cmd_sfx(args):
-    from .sfx import make_sfx
-    binary = args["--binary"]
-    if binary and binary.startswith("this program"):
-        binary = None
-    make_sfx(args["IMAGE"], args["--output"], binary)
-    return 0
 
 
 COMMANDS = {"info": cmd_info, "ls": cmd_ls, "tree": cmd_tree, "cat": cmd_cat,

@@ -6,7 +6,8 @@ raw file, then has qemu-img turn that into qcow2 or VHD.  ``import_disk``
 captures a raw file or a block device directly, and anything qemu-img
 recognises (qcow2, VHD, VMDK, VDI) through a sparse raw scratch file.
 Outputs appear under their name only when complete; a convert never
-replaces a file that appeared under its name meanwhile.
+replaces a file that appeared under its name meanwhile, and an import
+replaces an existing image only when forced.
 """
 
 import contextlib
@@ -106,23 +107,28 @@ def _format(source):
 
 
 def import_disk(source, out, *, codec="lz4", level=None, description="",
-                threads=None):
+                threads=None, force=False):
     """Capture `source` (raw file, block device, or a qemu-img format)
-    into the image `out`.  Returns capture's summary."""
+    into the image `out`.  An existing `out` is refused unless `force`,
+    and then replaced only once the new image is whole.  Returns
+    capture's summary."""
     if not os.path.exists(source):
         raise InputError(f"{source}: no such file or device")
+    if not force and os.path.lexists(out):
+        raise InputError(f"{out}: exists; not replaced without --force")
     with contextlib.ExitStack() as held:
         if os.path.isfile(out):
             # An image there is replaced: not while imgx edits it.
             held.enter_context(image_lock(out))
         return _import(source, out, Compressor(codec, level), description,
-                       threads)
+                       threads, force)
 
 
-def _import(source, out, compressor, description, threads):
+def _import(source, out, compressor, description, threads, force):
     kind = _format(source)
     if kind == "raw":
-        return capture(source, VolumeOutput(out), compressor=compressor,
+        return capture(source, VolumeOutput(out, replace=force),
+                       compressor=compressor,
                        description=description, threads=threads)
     directory = os.path.dirname(os.path.abspath(out))
     with tempfile.TemporaryDirectory(prefix=".imgx-import-",
@@ -130,6 +136,7 @@ def _import(source, out, compressor, description, threads):
         raw = os.path.join(scratch, "disk.raw")
         _qemu_img("convert", "-q", "-f", kind, "-O", "raw", "-S", "64k",
                   source, raw)
-        return capture(raw, VolumeOutput(out), compressor=compressor,
+        return capture(raw, VolumeOutput(out, replace=force),
+                       compressor=compressor,
                        description=description, threads=threads,
                        source_label=f"{os.path.abspath(source)} ({kind})")

@@ -8,8 +8,10 @@ O_NOFOLLOW: nothing is ever written outside DEST, and no symlink that an
 entry made (or that was in DEST before) is followed.  A second entry of the
 same name in one directory is refused too.
 
-Files are written as ``NAME.partial`` and renamed when whole, so an
-interrupted get never leaves a short file under the real name; runs of
+Files are written under a private ``.imgx-PID-RANDOM.partial`` name
+(never ``NAME.partial``, which may be another entry or the user's file)
+and renamed when whole, so an interrupted get never leaves a short file
+under the real name and removes nothing but its own; runs of
 zeros are left as holes (seek), so sparse files stay sparse.  Times are
 kept everywhere; modes, and where running as root owners and groups, where
 the filesystem has them (ext), extended attributes too; hard links of one
@@ -171,10 +173,9 @@ class _Extraction:
                         "hard links (made into copies)", exc.strerror)
             else:
                 self.links[node.inode] = "/".join(rel)
-        partial = name + ".partial"
-        if len(os.fsencode(partial)) > NAME_MAX:
-            partial = f".imgx-{os.getpid()}.partial"
-        self._clear(dir_fd, partial)
+        # A private name: NAME.partial may be another entry of the image,
+        # or a file of the user's in DEST, and is never removed.
+        partial = f".imgx-{os.getpid()}-{os.urandom(4).hex()}.partial"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
                      os.O_NOFOLLOW | os.O_CLOEXEC, 0o600 if self.keep_mode
                      else 0o666, dir_fd=dir_fd)

@@ -15,15 +15,17 @@ replaces the volumes under them; edits in place, and an import over an
 existing image, hold it exclusively.  A
 second writer is refused at once (BusyError, exit 9) rather than left to
 wait behind an edit that may take minutes.  The lock is advisory: it binds
-imgx, not other programs.
+imgx, not other programs.  An image on a filesystem without file locks
+(ENOLCK: an NFS mount without its lock daemon) is refused with one line
+naming it (InputError), never a raw OSError.
 """
 
 import contextlib
-import errno
 import fcntl
 import os
 
 from diskimage.errors import BusyError, InputError
+from diskimage.partial import lock
 
 
 @contextlib.contextmanager
@@ -36,12 +38,12 @@ def image_lock(path, shared=False):
         except FileNotFoundError:
             raise InputError(f"{path}: no such file") from None
         try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-                        | fcntl.LOCK_NB)
-        except OSError as exc:
+            lock(fd, path, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                 | fcntl.LOCK_NB)
+        except BaseException as exc:
             os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
+            if not isinstance(exc, BlockingIOError):
+                raise         # a filesystem without locks: one line
             raise BusyError(f"{path}: another imgx is editing or rewriting "
                             f"this image; nothing changed (try again when "
                             f"it is done)") from None

@@ -7,9 +7,11 @@ before it is written again, so a damaged image is reported (exit 4) and
 never copied on.  Chunks keep their stored bytes unless recompressed.  The
 output goes through VolumeOutput: ``NAME.partial`` volumes renamed only when
 the whole image is written, so writing over the image itself (the default)
-replaces it only on success.  The image is locked for the whole rewrite
-(lock.py): exclusively when it is replaced, shared when it is only read;
-an existing other output is locked exclusively too.
+replaces it only on success.  An existing other output is refused unless
+`force`, and then replaced only once the new image is whole.  The image is
+locked for the whole rewrite (lock.py): exclusively when it is replaced,
+shared when it is only read; an existing other output is locked
+exclusively too.
 """
 
 import contextlib
@@ -45,66 +47,71 @@ def current_split(reader):
 
 
 def rewrite(source, target=None, *, split="keep", compressor=None,
-            metadata=None, threads=None, progress=None):
+            metadata=None, threads=None, progress=None, force=False):
     """Write the image `source` again to `target` (default: over itself).
     `split`: "keep" the volume size, None for one file, or a size;
-    `compressor`: re-encode every chunk; `metadata`: keys to change."""
+    `compressor`: re-encode every chunk; `metadata`: keys to change;
+    `force`: replace an existing other `target` (else InputError)."""
     target = target or source
     in_place = target == source or (os.path.exists(target) and
                                     os.path.exists(source) and
                                     os.path.samefile(source, target))
     if in_place:
         writable(source)
+    elif not force and os.path.lexists(target):
+        raise InputError(f"{target}: exists; not replaced without --force")
     with contextlib.ExitStack() as locks:
         locks.enter_context(image_lock(source, shared=not in_place))
         if not in_place and os.path.isfile(target):
             locks.enter_context(image_lock(target))
-        return _rewrite(source, target, split, compressor, metadata,
-                        threads, progress)
+        with ImageReader(source) as reader:
+            if split == "keep":
+                split = current_split(reader)
+            # Refused again when a volume is started and when the volumes
+            # get their names: a file made there meanwhile is never
+            # replaced without force.
+            output = VolumeOutput(target, split, replace=in_place or force)
+            return _rewrite(reader, output, compressor, metadata, threads,
+                            progress)
 
 
-def _rewrite(source, target, split, compressor, metadata, threads,
-             progress):
+def _rewrite(reader, output, compressor, metadata, threads, progress):
     from diskimage.writer import ImageWriter
-    with ImageReader(source) as reader:
-        if split == "keep":
-            split = current_split(reader)
-        meta = dict(reader.metadata, **(metadata or {}))
+    meta = dict(reader.metadata, **(metadata or {}))
+    if compressor is not None:
+        meta["compression"] = {"codec": compressor.name,
+                               "level": compressor.level}
+    entries = reader.entries
+    total = sum(e.length for e in entries if not e.is_zero)
+
+    def work(number):
+        entry = entries[number]
+        if entry.is_zero:
+            return entry, None
+        data = reader.read_entry(number)          # checked
         if compressor is not None:
-            meta["compression"] = {"codec": compressor.name,
-                                   "level": compressor.level}
-        entries = reader.entries
-        total = sum(e.length for e in entries if not e.is_zero)
+            return entry, compressor(data)
+        stored = reader.source.read_at(
+            entry.record_offset + fmt.RECORD_HEADER.size,
+            entry.stored_size)
+        return entry, (entry.codec, stored, entry.checksum)
 
-        def work(number):
-            entry = entries[number]
-            if entry.is_zero:
-                return entry, None
-            data = reader.read_entry(number)          # checked
-            if compressor is not None:
-                return entry, compressor(data)
-            stored = reader.source.read_at(
-                entry.record_offset + fmt.RECORD_HEADER.size,
-                entry.stored_size)
-            return entry, (entry.codec, stored, entry.checksum)
-
-        writer = ImageWriter(VolumeOutput(target, split), meta,
-                             reader.chunk_size)
-        try:
-            done = 0
-            for entry, packed in ordered_map(work, range(len(entries)),
-                                             threads or os.cpu_count()):
-                if packed is None:
-                    writer.add_zero(entry.area, entry.disk_offset,
-                                    entry.length)
-                    continue
-                codec, stored, checksum = packed
-                writer.add_data(entry.area, entry.disk_offset, entry.length,
-                                codec, stored, checksum)
-                done += entry.length
-                if progress:
-                    progress(done, total)
-            return writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
+    writer = ImageWriter(output, meta, reader.chunk_size)
+    try:
+        done = 0
+        for entry, packed in ordered_map(work, range(len(entries)),
+                                         threads or os.cpu_count()):
+            if packed is None:
+                writer.add_zero(entry.area, entry.disk_offset,
+                                entry.length)
+                continue
+            codec, stored, checksum = packed
+            writer.add_data(entry.area, entry.disk_offset, entry.length,
+                            codec, stored, checksum)
+            done += entry.length
+            if progress:
+                progress(done, total)
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise

@@ -21,15 +21,17 @@ reader of the toolkit opens the file as the image it carries
 (diskimage.volumes.sfx_window), so ``rdeploy info restore.run`` works too.
 """
 
-import contextlib
 import os
 import shutil
 import struct
 import sys
 
-from diskimage.errors import BusyError, InputError
+from diskimage.errors import InputError
+from diskimage.partial import partial_file
 from diskimage.reader import ImageReader
-from diskimage.volumes import PARTIAL, pack_sfx_trailer, sfx_window
+from diskimage.volumes import pack_sfx_trailer, sfx_window
+
+from .lock import image_lock
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,26 +68,21 @@ def _grown_cookie(binary, appended):
     return COOKIE.pack(magic, grown, toc_offset, toc_length, pyvers, pylib)
 
 
-def create_partial(partial, mode=0o644):
-    """Create `partial` (an output's NAME.partial) exclusively, never
-    through a symlink: an fd.  One that exists is another writer's, or
-    left by one that was killed, and is not touched (BusyError)."""
-    try:
-        return os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
-                       os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    except FileExistsError:
-        raise BusyError(f"{partial}: exists: another imgx is writing it, or "
-                        f"one that was stopped left it (remove it to go "
-                        f"on)") from None
-
-
-def make_sfx(image_path, out, binary=None):
-    """Write the self-restoring binary `out` for `image_path`."""
+def make_sfx(image_path, out, binary=None, force=False):
+    """Write the self-restoring binary `out` for `image_path`: through
+    ``OUT.partial`` (diskimage.partial: exclusive, locked, never through a
+    symlink), over an existing `out` only with `force`, while the image is
+    held with the shared image lock (no edit replaces it meanwhile).
+    Returns sizes and the warnings to show."""
     binary = binary or default_binary()
     if not os.path.isfile(binary):
         raise InputError(f"{binary}: no frozen binary to build on (run "
                          f"`make freeze`, or give --binary)")
-    with ImageReader(image_path) as reader:      # whole and checked
+    if not force and os.path.lexists(out):
+        raise InputError(f"{out}: exists; not replaced without --force")
+    warnings = []
+    with image_lock(image_path, shared=True), \
+            ImageReader(image_path) as reader:      # whole and checked
         source = reader.source
         stream_length = source.size
         with open(binary, "rb") as b:
@@ -93,28 +90,19 @@ def make_sfx(image_path, out, binary=None):
                 raise InputError(f"{binary}: carries an image already; "
                                  f"give the plain frozen binary")
         cookie = _grown_cookie(binary, stream_length)
-        partial = out + PARTIAL
-        fd = create_partial(partial, 0o755)
-        try:
-            with open(binary, "rb") as b, open(fd, "wb") as f:
-                shutil.copyfileobj(b, f, 1 << 20)
-                offset = f.tell()
-                position = 0
-                while position < stream_length:
-                    block = source.read_at(position, min(
-                        4 << 20, stream_length - position))
-                    if not block:
-                        raise InputError(f"{image_path}: image ends early")
-                    f.write(block)
-                    position += len(block)
-                f.write(cookie)
-                f.write(pack_sfx_trailer(offset, stream_length))
-                f.flush()
-                os.fchmod(f.fileno(), 0o755)
-                os.fsync(f.fileno())
-            os.replace(partial, out)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(partial)
-            raise
-    return {"binary_bytes": offset, "image_bytes": stream_length}
+        with partial_file(out, replace=force, warnings=warnings,
+                          mode=0o755) as f, open(binary, "rb") as b:
+            shutil.copyfileobj(b, f, 1 << 20)
+            offset = f.tell()
+            position = 0
+            while position < stream_length:
+                block = source.read_at(position, min(
+                    4 << 20, stream_length - position))
+                if not block:
+                    raise InputError(f"{image_path}: image ends early")
+                f.write(block)
+                position += len(block)
+            f.write(cookie)
+            f.write(pack_sfx_trailer(offset, stream_length))
+    return {"binary_bytes": offset, "image_bytes": stream_length,
+            "warnings": warnings}

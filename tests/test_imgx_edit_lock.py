@@ -66,7 +66,7 @@ def test_a_second_edit_or_rewrite_of_a_locked_image_is_refused(image,
                      ["join", img], ["recompress", img, "--compress=zstd"],
                      ["recompress", img, f"--output={tmp_path / 'o.rdi'}"],
                      ["convert", img, tmp_path / "o.raw", "--to=raw"],
-                     ["import", raw, img]):
+                     ["import", raw, img, "--force"]):
             err = one_line_error(imgx(*args), 9)
             assert f"{img}: another imgx is editing" in err, (args, err)
     finally:

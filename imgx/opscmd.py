@@ -1,0 +1,88 @@
+"""The image operations of imgx (usage in imgx/cli.py): describe, verify,
+split, join, recompress, convert, import, sfx.  Each is a thin call into
+rewrite.py, convert.py or sfx.py; outputs other than the image itself are
+refused when they exist, unless --force."""
+
+import os
+import sys
+
+from cliutil.runner import whole_number
+
+
+def threads(args):
+    value = args.get("--threads")
+    if value in (None, "all cores"):
+        return None
+    return whole_number(value, "--threads")
+
+
+def level(args):
+    return None if args["--level"] is None else \
+        whole_number(args["--level"], "--level")
+
+
+def cmd_describe(args):
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], metadata={"description": args["TEXT"]})
+    return 0
+
+
+def cmd_verify(args):
+    from diskimage.verify import verify
+    from diskimage.volumes import VolumeInput
+    from rdeploy.render import verify_line
+
+    with VolumeInput(args["IMAGE"]) as source:
+        summary = verify(source, threads=threads(args) or os.cpu_count())
+    print(verify_line(args["IMAGE"], summary))
+    return 0
+
+
+def cmd_split(args):
+    from diskimage.sizes import parse_size
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], args["--output"], split=parse_size(args["SIZE"]),
+            force=args["--force"])
+    return 0
+
+
+def cmd_join(args):
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], args["--output"], split=None,
+            force=args["--force"])
+    return 0
+
+
+def cmd_recompress(args):
+    from diskimage.compression import Compressor
+    from .rewrite import rewrite
+    rewrite(args["IMAGE"], args["--output"],
+            compressor=Compressor(args["--compress"], level(args)),
+            threads=threads(args), force=args["--force"])
+    return 0
+
+
+def cmd_convert(args):
+    from .convert import convert
+    convert(args["IMAGE"], args["OUT"], args["--to"], threads=threads(args))
+    return 0
+
+
+def cmd_import(args):
+    from .convert import import_disk
+    import_disk(args["SOURCE"], args["OUT"], codec=args["--compress"],
+                level=level(args), description=args["--description"],
+                force=args["--force"])
+    return 0
+
+
+def cmd_sfx(args):
+    from .sfx import make_sfx
+    binary = args["--binary"]
+    if binary and binary.startswith("this program"):
+        binary = None
+    report = make_sfx(args["IMAGE"], args["--output"], binary,
+                      force=args["--force"])
+    for line in report["warnings"]:
+        print(f"imgx: warning: {line}", file=sys.stderr)
+    return 0
