@@ -12,7 +12,8 @@ import time
 from datetime import datetime, timezone
 
 from . import __version__, filesystems
-from .device import open_source, same_storage
+from .device import open_source
+from .identity import same_storage
 from .errors import InputError, TableError, UsageError
 from .format import INDEX_ENTRY, RECORD_HEADER
 from .holes import cheaper_pieces, split_at_gaps, split_zero_runs

@@ -305,7 +305,7 @@ def cmd_info(args):
 
 
 def cmd_list(args):
-    from diskimage.device import list_disks
+    from diskimage.sysfs import list_disks
 
     disks = list_disks()
     print(json.dumps(disks, indent=2) if args["--json"]

@@ -10,9 +10,10 @@ import subprocess
 
 import pytest
 
-from diskimage import device
-from diskimage.device import (busy_reason, list_disks, open_source, open_target, same_storage, sync,
-                              write_all, zero_range)
+from diskimage import device, sysfs
+from diskimage.device import open_source, open_target, sync, write_all, zero_range
+from diskimage.identity import same_storage
+from diskimage.sysfs import busy_reason, list_disks
 from diskimage.errors import DiskImageError, InputError, NoSpaceError, TargetError
 
 MiB = 1 << 20
@@ -238,9 +239,9 @@ def fake_sys(tmp_path, monkeypatch):
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text("1 0 254:0 / / rw - ext4 /dev/vda rw\n"
                          "2 1 240:2 / /mnt/my\\040data rw shared:1 - ext4 /dev/fakedisk2 rw\n")
-    monkeypatch.setattr(device, "SYSFS", str(sys_root))
-    monkeypatch.setattr(device, "MOUNTINFO", str(mountinfo))
-    monkeypatch.setattr(device, "SWAPS", str(tmp_path / "no-swaps"))
+    monkeypatch.setattr(sysfs, "SYSFS", str(sys_root))
+    monkeypatch.setattr(sysfs, "MOUNTINFO", str(mountinfo))
+    monkeypatch.setattr(sysfs, "SWAPS", str(tmp_path / "no-swaps"))
     return {name: str(node) for name, node in nodes.items()} | {"sys": disk}
 
 
