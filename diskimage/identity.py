@@ -9,11 +9,15 @@ capture and ``imgx import`` to refuse an image written over its source.
 """
 
 import os
+import re
 import stat
 
+from .errors import TargetError
 from .sysfs import backing_file, fstat_of, read_attr, sectors, stat_of, sysdir_of
+from .volumes import PARTIAL, volume_name
 
 _END = float("inf")
+_VOLUME = re.compile(r"(.*)\.r\d{2,}(?:\.partial)?")
 
 
 def extent(path, depth=0):
@@ -56,3 +60,38 @@ def same_storage(path_a, path_b):
     if a is None or b is None:
         return False
     return a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
+
+
+def image_names(path):
+    """Every existing name that writing an image to `path` could write,
+    replace or remove: `path` and `path`.partial, and each volume
+    ``BASE.rNN`` of a split image and its ``.partial`` (a capture renames
+    its volumes over them, or drops them as stale, at the end)."""
+    names = [path, path + PARTIAL]
+    base = os.path.basename(volume_name(path, 1))[:-4]
+    directory = os.path.dirname(path)
+    try:
+        entries = os.listdir(directory or ".")
+    except OSError:
+        entries = []
+    for entry in sorted(entries):
+        match = _VOLUME.fullmatch(entry)
+        if match and match.group(1) == base:
+            names.append(os.path.join(directory, entry))
+    return names
+
+
+def refuse_image_over_source(source, out, name=None):
+    """Raise TargetError (exit 5, nothing written) when writing the image
+    `out` could change or remove the bytes of `source`.  `out` is an image
+    path (every name of :func:`image_names` is compared) or an open file
+    descriptor such as stdout's, shown as `name`."""
+    if isinstance(out, int):
+        candidates = [(out, name or f"file descriptor {out}")]
+    else:
+        candidates = [(each, each) for each in image_names(out)]
+    for each, shown in candidates:
+        if same_storage(each, source):
+            raise TargetError(f"{shown}: is {source} (the same file, or "
+                              f"a loop device over it); the image cannot "
+                              f"be written over its own source")

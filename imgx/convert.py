@@ -19,6 +19,7 @@ import tempfile
 from diskimage.capture import capture
 from diskimage.compression import Compressor
 from diskimage.errors import DiskImageError, InputError, TargetError
+from diskimage.identity import refuse_image_over_source
 from diskimage.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
 from diskimage.tools import tool_env
@@ -111,6 +112,7 @@ def import_disk(source, out, *, codec="lz4", level=None, description="",
     into the image `out`.  Returns capture's summary."""
     if not os.path.exists(source):
         raise InputError(f"{source}: no such file or device")
+    refuse_image_over_source(source, out)   # also a qcow2 read via scratch
     with contextlib.ExitStack() as held:
         if os.path.isfile(out):
             # An image there is replaced: not while imgx edits it.
