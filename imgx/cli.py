@@ -160,7 +160,7 @@ def cmd_info(args):
         return 0
     print(info_text(info))
     for line in info["history"]:
-        print(f"edited:       {line}")
+        print(f"edited:       {render.safe(line)}")
     return 0
 
 

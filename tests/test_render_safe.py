@@ -1,0 +1,103 @@
+"""Text from an image (its description, filesystem labels, edit history) is
+shown with control characters escaped, so that it cannot clear the screen,
+move the cursor, rewrite a line or add lines of its own; `--json` keeps the
+exact text (issue 11 round 2 item 2)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cliutil.text import safe
+from tests.imgx_helpers import imgx
+from tests.smalldisk import MiB, sfdisk
+from tests.test_bad_input import ROOT, env, rdeploy
+
+EVIL = "fine\x1b[2J\rGONE\nextra line\x07\x9b31m"
+LABEL = "L\x1b[31mX\rY"    # 10 bytes: fits ext4's 16
+
+
+def test_safe_escapes_what_a_terminal_acts_on():
+    assert safe("plain name.txt") == "plain name.txt"
+    assert safe("a\nb\rc\x1b[2J\x07\x7f") == "a\\x0ab\\x0dc\\x1b[2J\\x07\\x7f"
+    assert safe("C1 \x9b31m") == "C1 \\x9b31m"
+    assert safe("not utf-8 \udcff") == "not utf-8 \\xff"
+    # Unicode line breaks and bidirectional overrides reorder or split
+    # what the terminal shows; a lone surrogate could not be printed.
+    assert safe("a\u2028b\u202ec\u2066d\ud800") == \
+        "a\\u2028b\\u202ec\\u2066d\\ud800"
+    assert safe("Grüße, 日本") == "Grüße, 日本"
+
+
+@pytest.fixture(scope="module")
+def evil_image(tmp_path_factory):
+    """An ext4 disk whose label holds ESC and CR, captured with a
+    description holding ESC, CR, a newline, BEL and a C1 CSI."""
+    tmp = tmp_path_factory.mktemp("evil")
+    disk = tmp / "disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(40 * MiB)
+    sfdisk(disk, "label: gpt\nstart=2048, size=75776, name=sys\n")
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", LABEL, "-E",
+                    f"offset={MiB}", str(disk), "37M"], check=True,
+                   capture_output=True)
+    image = tmp / "evil.rdi"
+    result = rdeploy("capture", disk, image, "-q", f"--description={EVIL}")
+    assert result.returncode == 0, result.stderr.decode()
+    return image
+
+
+def assert_inert(text):
+    """No byte a terminal acts on, other than the line ends."""
+    for char in text:
+        assert char == "\n" or not (ord(char) < 0x20 or
+                                    0x7f <= ord(char) < 0xa0), repr(text)
+
+
+def lines_with(text, word):
+    return [line for line in text.splitlines() if word in line]
+
+
+@pytest.mark.parametrize("prog", ["rdeploy", "imgx"])
+def test_info_escapes_description_and_label(evil_image, prog):
+    result = subprocess.run([sys.executable, "-m", prog, "info",
+                             str(evil_image)], capture_output=True, env=env(),
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert_inert(out)
+    [description] = lines_with(out, "description:")
+    assert description.endswith(safe(EVIL)), description
+    assert "extra line" not in out.replace(description, "")
+    assert lines_with(out, safe(LABEL)), out
+
+
+@pytest.mark.parametrize("prog", ["rdeploy", "imgx"])
+def test_info_json_keeps_the_exact_text(evil_image, prog):
+    result = subprocess.run([sys.executable, "-m", prog, "info", "--json",
+                             str(evil_image)], capture_output=True, env=env(),
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr.decode()
+    info = json.loads(result.stdout)
+    assert info["description"] == EVIL
+    assert [a.get("label") for a in info["areas"] if a.get("label")] == \
+        [LABEL]
+
+
+def test_imgx_info_escapes_the_edit_history(evil_image, tmp_path):
+    image = tmp_path / "edited.rdi"
+    image.write_bytes(evil_image.read_bytes())
+    (tmp_path / "f").write_bytes(b"x")
+    name = "a\x1b]0;title\x07\rb"
+    result = imgx("put", tmp_path / "f", f"{image}:1/{name}")
+    assert result.returncode == 0, result.stderr.decode()
+    result = imgx("info", image)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert_inert(out)
+    [edited] = lines_with(out, "edited:")
+    assert safe(name) in edited
+    history = json.loads(imgx("info", "--json", image).stdout)["history"]
+    assert name in history[-1]
+
