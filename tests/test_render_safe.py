@@ -10,12 +10,13 @@ import sys
 import pytest
 
 from cliutil.text import safe
-from tests.imgx_helpers import imgx
+from tests.imgx_helpers import imgx, one_line_error
 from tests.smalldisk import MiB, sfdisk
 from tests.test_bad_input import ROOT, env, rdeploy
 
 EVIL = "fine\x1b[2J\rGONE\nextra line\x07\x9b31m"
 LABEL = "L\x1b[31mX\rY"    # 10 bytes: fits ext4's 16
+DIRNAME = "d\x1b[2J\rx"
 
 
 def test_safe_escapes_what_a_terminal_acts_on():
@@ -39,8 +40,11 @@ def evil_image(tmp_path_factory):
     with open(disk, "wb") as f:
         f.truncate(40 * MiB)
     sfdisk(disk, "label: gpt\nstart=2048, size=75776, name=sys\n")
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", LABEL, "-E",
-                    f"offset={MiB}", str(disk), "37M"], check=True,
+    root = tmp / "root"
+    (root / DIRNAME).mkdir(parents=True)
+    (root / DIRNAME / "inner.txt").write_bytes(b"inner\n")
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", LABEL, "-d", str(root),
+                    "-E", f"offset={MiB}", str(disk), "37M"], check=True,
                    capture_output=True)
     image = tmp / "evil.rdi"
     result = rdeploy("capture", disk, image, "-q", f"--description={EVIL}")
@@ -101,3 +105,15 @@ def test_imgx_info_escapes_the_edit_history(evil_image, tmp_path):
     history = json.loads(imgx("info", "--json", image).stdout)["history"]
     assert name in history[-1]
 
+
+
+def test_errors_naming_an_entry_of_the_image_escape_it(evil_image):
+    """imgx cat of a directory: the one error line names it escaped."""
+    result = imgx("cat", f"{evil_image}:1/{DIRNAME}")
+    err = one_line_error(result, 3)
+    assert_inert(err)
+    assert safe(DIRNAME) in err and "not a regular file" in err
+    for path in [f"{DIRNAME}/inner.txt/x", f"{DIRNAME}/missing"]:
+        err = one_line_error(imgx("ls", f"{evil_image}:1/{path}"), 3)
+        assert_inert(err)
+        assert safe(DIRNAME) in err
