@@ -81,11 +81,14 @@ def image_names(path):
     return names
 
 
-def refuse_image_over_source(source, out, name=None):
+def refuse_image_over_source(source, out, name=None,
+                             why="the image cannot be written over its own "
+                                 "source"):
     """Raise TargetError (exit 5, nothing written) when writing the image
     `out` could change or remove the bytes of `source`.  `out` is an image
     path (every name of :func:`image_names` is compared) or an open file
-    descriptor such as stdout's, shown as `name`."""
+    descriptor such as stdout's, shown as `name`; `why` ends the
+    message."""
     if isinstance(out, int):
         candidates = [(out, name or f"file descriptor {out}")]
     else:
@@ -93,5 +96,4 @@ def refuse_image_over_source(source, out, name=None):
     for each, shown in candidates:
         if same_storage(each, source):
             raise TargetError(f"{shown}: is {source} (the same file, or "
-                              f"a loop device over it); the image cannot "
-                              f"be written over its own source")
+                              f"a loop device over it); {why}")

@@ -225,11 +225,12 @@ def cmd_tree(args):
 
 
 def cmd_cat(args):
-    from .extract import copy_stream
+    from .extract import copy_stream, refuse_stdout_over_image
 
     image, fs, node, _ = _open(args["IMGPATH"])
     with image:
         out = sys.stdout.buffer
+        refuse_stdout_over_image(image, out.fileno())
         copy_stream(fs.open(node), out.write)
         out.flush()
     return 0
