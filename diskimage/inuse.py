@@ -15,23 +15,8 @@ from .identity import block_extent, extent
 
 def _rw_mounts():
     """(major:minor, mount point, source) of every read-write mount."""
-    found = []
-    try:
-        with open(sysfs.MOUNTINFO) as f:
-            for line in f:
-                fields = line.split()
-                tail = fields.index("-")
-                options = fields[5].split(",")
-                options += fields[tail + 3].split(",") \
-                    if len(fields) > tail + 3 else []
-                if "ro" in options:
-                    continue
-                source = sysfs.unescape(fields[tail + 2]) \
-                    if len(fields) > tail + 2 else ""
-                found.append((fields[2], sysfs.unescape(fields[4]), source))
-    except (OSError, ValueError, IndexError):
-        pass
-    return found
+    return [(majmin, point, source) for majmin, point, source, options
+            in sysfs.mountinfo() if "ro" not in options]
 
 
 def _mount_extent(majmin, source):

@@ -17,12 +17,18 @@ MOUNTINFO = "/proc/self/mountinfo"
 SWAPS = "/proc/swaps"
 
 
-def read_attr(*path, default=None):
+def read_attr(*path, default=None, exact=False):
+    """A sysfs attribute's text, stripped of white space; with `exact`,
+    only of the one newline that ends it (a file name may hold a CR or
+    end in a space).  Bytes that are not UTF-8 are kept (surrogateescape),
+    as os.fsdecode keeps them in a path."""
     try:
-        with open(os.path.join(*path)) as f:
-            return f.read().strip()
+        with open(os.path.join(*path), newline="\n",
+                  errors="surrogateescape") as f:
+            text = f.read()
     except OSError:
         return default
+    return text.removesuffix("\n") if exact else text.strip()
 
 
 def sectors(*path):
@@ -73,19 +79,35 @@ def unescape(field):
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def _mounts():
-    """(major:minor, mount point, source) of every mount we can see."""
+def mountinfo():
+    """(major:minor, mount point, source, options) of every mount we can
+    see, from MOUNTINFO.  Its fields are separated by single spaces (a
+    space, tab, newline or backslash in a name is written as octal), so
+    only those split it: a mount point holding a CR, ESC or bytes that are
+    not UTF-8 (any user can make one, with FUSE) is read as it is, and a
+    line that cannot be parsed is skipped, never the lines after it."""
     mounts = []
     try:
-        with open(MOUNTINFO) as f:
-            for line in f:
-                fields = line.split()
-                tail = fields.index("-")
-                source = unescape(fields[tail + 2]) if len(fields) > tail + 2 else ""
-                mounts.append((fields[2], unescape(fields[4]), source))
-    except (OSError, ValueError, IndexError):
-        pass
+        with open(MOUNTINFO, newline="\n", errors="surrogateescape") as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return mounts
+    for line in lines:
+        fields = line.split(" ")
+        try:
+            tail = fields.index("-")
+            options = fields[5].split(",")
+        except (ValueError, IndexError):
+            continue
+        options += fields[tail + 3].split(",") if len(fields) > tail + 3 else []
+        source = unescape(fields[tail + 2]) if len(fields) > tail + 2 else ""
+        mounts.append((fields[2], unescape(fields[4]), source, options))
     return mounts
+
+
+def _mounts():
+    """(major:minor, mount point, source) of every mount we can see."""
+    return [(majmin, point, source) for majmin, point, source, _ in mountinfo()]
 
 
 def _mounted_at(sysdir, mounts):
@@ -98,7 +120,7 @@ def _mounted_at(sysdir, mounts):
 
 
 def backing_file(sysdir):
-    backing = read_attr(sysdir, "loop", "backing_file")
+    backing = read_attr(sysdir, "loop", "backing_file", exact=True)
     return backing.removesuffix(" (deleted)") if backing else None
 
 
