@@ -4,6 +4,9 @@ move the cursor, rewrite a line or add lines of its own; `--json` keeps the
 exact text (issue 11 round 2 item 2)."""
 
 import json
+import os
+import pty
+import shutil
 import subprocess
 import sys
 
@@ -117,3 +120,62 @@ def test_errors_naming_an_entry_of_the_image_escape_it(evil_image):
         err = one_line_error(imgx("ls", f"{evil_image}:1/{path}"), 3)
         assert_inert(err)
         assert safe(DIRNAME) in err
+
+
+@pytest.fixture
+def loop_over_evil_name(tmp_path):
+    """A loop device whose backing file's name holds ESC and CR: its
+    "model" is `loop over PATH`."""
+    if os.geteuid() != 0 or not shutil.which("losetup"):
+        pytest.skip("needs root and losetup")
+    backing = tmp_path / "disk\x1b[2J\rx.img"
+    with open(backing, "wb") as f:
+        f.truncate(48 * MiB)
+    dev = subprocess.run(["losetup", "--find", "--show", str(backing)],
+                         check=True, capture_output=True,
+                         text=True).stdout.strip()
+    try:
+        yield dev, str(backing)
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+def test_list_escapes_what_the_kernel_reports(loop_over_evil_name,
+                                              tmp_path):
+    """A mount point's name is shown escaped in the MOUNTED column."""
+    dev, _ = loop_over_evil_name
+    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True,
+                   capture_output=True)
+    point = tmp_path / "mnt\x1b[2J\rx"
+    point.mkdir()
+    subprocess.run(["mount", dev, str(point)], check=True)
+    try:
+        result = rdeploy("list")
+        listed = json.loads(rdeploy("list", "--json").stdout)
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert_inert(out)
+    assert safe(str(point)) in out
+    assert {d["path"]: d for d in listed}[dev]["mounted_at"] == [str(point)]
+
+
+def test_restore_prompt_escapes_the_target_model(evil_image,
+                                                 loop_over_evil_name):
+    """The question asked on a terminal names the target and its model."""
+    dev, backing = loop_over_evil_name
+    main, tty = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "rdeploy", "restore",
+                                 str(evil_image), dev], stdin=tty,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env(), cwd=ROOT)
+        os.write(main, b"no\n")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(main)
+        os.close(tty)
+    assert proc.returncode == 5, err.decode()
+    assert_inert(err.decode())
+    assert safe(f"loop over {backing}") in err.decode()
