@@ -117,9 +117,10 @@ Exit codes:
   a partition not captured; not a directory; a path put would replace,
   without --force; a FIFO or device node in put's SRC); 4 damaged image or
   damaged filesystem inside it; 5 refused: a read-only image or directory,
-  an existing convert output; 6 no space left (also in the partition an
-  edit writes to, image unchanged); 7 unsupported filesystem, image
-  version or codec; 9 busy: another imgx is editing or rewriting the
+  an existing convert output, an output that is the image read (cat's
+  stdout, get's DEST) or import's SOURCE; 6 no space left (also in the
+  partition an edit writes to, image unchanged); 7 unsupported filesystem,
+  image version or codec; 9 busy: another imgx is editing or rewriting the
   image (nothing changed), or sfx's OUT.partial exists; 70 internal error;
   130 interrupted (143 SIGTERM, 129 SIGHUP); 141 broken pipe.  imgx diff:
   0 the same, 1 different, 2 trouble (as diff(1)).
