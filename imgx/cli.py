@@ -244,7 +244,7 @@ def cmd_get(args):
     report = get(image_path, number, path, args["DEST"],
                  recursive=args["-R"])
     for line in render.get_warnings(report):
-        print(f"imgx: warning: {line}", file=sys.stderr)
+        print(f"imgx: warning: {render.safe(line)}", file=sys.stderr)
     return 0
 
 

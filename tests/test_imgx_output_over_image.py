@@ -94,3 +94,28 @@ def test_get_recursive_into_the_images_directory(image, tmp_path):
     assert "'x.rdi' not written" in err and "the image" in err, err
     assert (tmp_path / "f.txt").read_bytes() == b"hello\n"
     assert imgx("verify", image).returncode == 0
+
+
+def test_get_warnings_name_image_directories_escaped(tmp_path):
+    """A warning names the directory of the image it is in: a name holding
+    ESC is shown escaped (here the image sits in DEST/e<ESC>[2J/, where the
+    image's directory of that name would put its entry x.rdi)."""
+    evil = "e\x1b[2J\r"
+    root = tmp_path / "root"
+    (root / evil).mkdir(parents=True)
+    (root / evil / "x.rdi").write_bytes(b"a file named like the image\n")
+    disk = tmp_path / "fs.img"
+    with open(disk, "wb") as f:
+        f.truncate(16 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(root), str(disk)],
+                   check=True, capture_output=True)
+    dest = tmp_path / "out"
+    (dest / evil).mkdir(parents=True)
+    image = dest / evil / "x.rdi"
+    assert rdeploy("capture", disk, image, "-q").returncode == 0
+    result = imgx("get", "-R", f"{image}:/", dest)
+    err = result.stderr.decode()
+    assert "'x.rdi' not written" in err, err
+    assert "\x1b" not in err and "\r" not in err, err
+    assert "e\\x1b[2J\\x0d" in err
+    assert imgx("verify", image).returncode == 0
