@@ -290,7 +290,8 @@ def cmd_diff(args):
             print(f"{change} {part}/{render.safe(rel)}")
     for part, reason in cannot:
         which = "" if part is None else f"partition {part}: "
-        print(f"imgx: diff: {which}not compared: {reason}", file=sys.stderr)
+        print(f"imgx: diff: {which}not compared: {render.safe(reason)}",
+              file=sys.stderr)
     return 2 if cannot else 1 if changes else 0
 
 

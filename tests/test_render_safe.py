@@ -179,3 +179,39 @@ def test_restore_prompt_escapes_the_target_model(evil_image,
     assert proc.returncode == 5, err.decode()
     assert_inert(err.decode())
     assert safe(f"loop over {backing}") in err.decode()
+
+
+@pytest.fixture(scope="module")
+def crafted_image(evil_image, tmp_path_factory):
+    """The evil image's disk captured again with metadata an adversary
+    wrote: the partition's filesystem kind holds ESC, CR and a newline."""
+    from diskimage.capture import capture
+    from diskimage.compression import Compressor
+    from diskimage.reader import ImageReader
+    from diskimage.volumes import VolumeOutput
+
+    with ImageReader(str(evil_image)) as reader:
+        areas = reader.metadata["areas"]
+    for area in areas:
+        if area["kind"] == "partition":
+            area["filesystem"] = EVIL
+    image = tmp_path_factory.mktemp("crafted") / "crafted.rdi"
+    capture(str(evil_image.parent / "disk.img"), VolumeOutput(str(image)),
+            compressor=Compressor("lz4"), extra_metadata={"areas": areas})
+    return image
+
+
+def test_restore_dry_run_escapes_the_plan(crafted_image, tmp_path):
+    result = rdeploy("restore", crafted_image, tmp_path / "t.img",
+                     "--dry-run")
+    assert result.returncode == 0, result.stderr.decode()
+    assert_inert(result.stdout.decode())
+    assert safe(EVIL) in result.stdout.decode()
+
+
+def test_diff_escapes_why_it_could_not_compare(crafted_image):
+    result = imgx("diff", crafted_image, crafted_image)
+    assert result.returncode == 2, result.stderr.decode()
+    err = result.stderr.decode()
+    assert_inert(err)
+    assert safe(EVIL) in err
