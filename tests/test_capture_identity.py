@@ -155,3 +155,15 @@ def test_imgx_import_onto_its_qcow2_source(source, tmp_path):
     assert sha256(qcow) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == \
         ["disk.img", "disk.qcow2"]
+
+
+@needs_root
+def test_image_a_loop_device_over_the_source(source):
+    """IMAGE a loop device over SOURCE: an image goes to a regular file
+    (a rename over a device node would replace it), so this is refused as
+    bad input before anything is read (a guard; refused since round 1)."""
+    disk, before = source
+    with loop(disk) as dev:
+        check(rdeploy("capture", disk, dev, "--force"), 3,
+              "not a regular file")
+    assert sha256(disk) == before
