@@ -272,6 +272,25 @@ def _inode(name, dir_fd=None):
     return st.st_dev, st.st_ino
 
 
+_SPECIAL = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block "
+            "device", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
+            stat.S_IFLNK: "a symlink"}
+
+
+def _refuse_special(dest):
+    """get replaces the name DEST: never a device node (/dev/null), a FIFO,
+    a socket, or a symlink (/dev/stdout) with a regular file."""
+    try:
+        mode = os.lstat(dest).st_mode
+    except FileNotFoundError:
+        return
+    kind = _SPECIAL.get(stat.S_IFMT(mode))
+    if kind:
+        raise TargetError(f"{dest}: is {kind}, and get would replace it "
+                          f"with a file; give a file or directory name, or "
+                          f"write into it with imgx cat IMGPATH > {dest}")
+
+
 def image_files(image):
     """(st_dev, st_ino) of every volume file of the open `image`."""
     return {_inode(path) for path in image.reader.source.paths} - {None}
@@ -325,6 +344,8 @@ def get(image_path, number, path, dest, recursive=False):
             if not os.path.isdir(parent):
                 raise InputError(f"{dest}: directory {parent} does not "
                                  f"exist")
+        if not merge:
+            _refuse_special(os.path.join(parent, name))
         if not merge and _inode(os.path.join(parent, name)) in \
                 image_files(image):
             raise TargetError(f"{os.path.join(parent, name)}: is the image "

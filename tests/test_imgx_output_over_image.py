@@ -119,3 +119,28 @@ def test_get_warnings_name_image_directories_escaped(tmp_path):
     assert "\x1b" not in err and "\r" not in err, err
     assert "e\\x1b[2J\\x0d" in err
     assert imgx("verify", image).returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["character device", "fifo", "symlink"])
+def test_get_never_replaces_a_dest_that_is_not_a_file(image, tmp_path, kind):
+    """`imgx get IMG:/f /dev/null` (or /dev/stdout, a symlink) replaced the
+    device node (the link) with a regular file.  A DEST that is a device
+    node, a FIFO, a socket or a symlink to a file is refused (exit 5) and
+    left as it was; `imgx cat` is the way to write into one."""
+    dest = tmp_path / "dest"
+    if kind == "character device":
+        if os.geteuid() != 0:
+            pytest.skip("mknod needs root")
+        os.mknod(dest, 0o20666, os.makedev(1, 3))     # as /dev/null
+    elif kind == "fifo":
+        os.mkfifo(dest)
+    else:
+        (tmp_path / "target").write_bytes(b"kept\n")
+        dest.symlink_to(tmp_path / "target")
+    before = os.lstat(dest)
+    err = one_line_error(imgx("get", f"{image}:/f.txt", dest), 5)
+    assert str(dest) in err and "imgx cat" in err, err
+    after = os.lstat(dest)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    if kind == "symlink":
+        assert (tmp_path / "target").read_bytes() == b"kept\n"
