@@ -21,6 +21,8 @@ import json
 import sys
 import time
 
+from .text import safe
+
 MODES = ("auto", "bar", "json", "none")
 
 
@@ -130,7 +132,7 @@ class Progress:
             json_line("warning", self.stream, command=self.command,
                       message=text)
         elif not self.quiet:
-            print(f"{self.prog}: warning: {text}", file=self.stream)
+            print(f"{self.prog}: warning: {safe(text)}", file=self.stream)
 
     def end(self, summary=None, result=None, lines=()):
         """Success: the human summary `summary` (and `lines`) on stderr, or
@@ -142,7 +144,7 @@ class Progress:
                       summary=summary, result=result)
         elif not self.quiet:
             for line in ([summary] if summary else []) + list(lines):
-                print(line, file=self.stream)
+                print(safe(line), file=self.stream)
 
     def close(self):
         if self.bar is not None:

@@ -12,7 +12,8 @@ import time
 from datetime import datetime, timezone
 
 from . import __version__, filesystems
-from .device import open_source, same_storage
+from .device import open_source
+from .identity import refuse_image_over_source
 from .errors import InputError, TableError, UsageError
 from .format import INDEX_ENTRY, RECORD_HEADER
 from .holes import cheaper_pieces, split_at_gaps, split_zero_runs
@@ -285,6 +286,20 @@ def _mounted(source_path, table, partitions, allow, hint):
     return [f"{line}: the image may be inconsistent" for line in lines]
 
 
+def _refuse_over_source(source_path, output):
+    """TargetError before anything is read when `output` (an image path and
+    its volumes, or a stream such as stdout) is the source's storage."""
+    if getattr(output, "path", None):
+        refuse_image_over_source(source_path, output.path)
+        return
+    try:
+        fd = output.fileobj.fileno()
+    except (AttributeError, OSError, ValueError):
+        return      # not a file (a BytesIO in a test): cannot be the source
+    refuse_image_over_source(source_path, fd,
+                             getattr(output, "name", "<stdout>"))
+
+
 def capture(source_path, output, *, compressor, partitions=None, raw=False,
             threads=None, description="", progress=None,
             chunk_size=CHUNK_SIZE, source_label=None, extra_metadata=None,
@@ -301,12 +316,8 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
     KeyboardInterrupt, the output is aborted: no file that looks like a
     complete image is left."""
     threads = threads or default_threads()
+    _refuse_over_source(source_path, output)
     with open_source(source_path) as disk:
-        out_path = getattr(output, "path", None)
-        if out_path and os.path.exists(out_path) and \
-                same_storage(out_path, source_path):
-            raise InputError(f"{out_path}: the image cannot be written over "
-                             f"its own source")
         logical = _logical_sector_size(disk, sector_size)
         table = _source_table(disk, raw and partitions is None, logical)
         mounted = _mounted(source_path, table, partitions, allow_mounted,

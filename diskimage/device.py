@@ -1,20 +1,25 @@
-"""Access to block devices and disk image files, and the checks that keep a
-restore off a disk that is mounted, held, or the source itself.
+"""Access to block devices and disk image files: opening a source or a
+target (a busy target refused), reading, writing, zeroing and syncing.
 
-Everything here is Linux: sizes come from the block-layer ioctls, the
-state of devices from sysfs and ``/proc/self/mountinfo``.
+Everything here is Linux: sizes come from the block-layer ioctls.  The
+state of devices (mounted, held, listed) is read by :mod:`diskimage.sysfs`,
+and whether two paths are the same storage is :mod:`diskimage.identity`'s.
 """
 
 import ctypes
 import errno
 import fcntl
 import os
-import re
 import stat
 import struct
 from dataclasses import dataclass
 
 from diskimage.errors import DiskImageError, InputError, NoSpaceError, TargetError
+
+from .sysfs import busy_reason
+# Re-exported, for imports written before they moved out of this module.
+from .identity import same_storage  # noqa: F401
+from .sysfs import disk_model, list_disks  # noqa: F401
 
 # <linux/fs.h>: _IO(0x12, n) and _IOR(0x12, 114, size_t)
 BLKROGET = 0x125E  # int: read-only flag
@@ -25,16 +30,10 @@ BLKZEROOUT = 0x127F  # u64 range[2] = {start, length}
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 
-# Where the kernel's view of devices is read; tests point these at a fake tree.
-SYSFS = "/sys"
-MOUNTINFO = "/proc/self/mountinfo"
-SWAPS = "/proc/swaps"
-
 ZERO_BLOCK = 4 << 20
 _ZEROS = bytes(ZERO_BLOCK)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _UNSUPPORTED = (errno.EOPNOTSUPP, errno.ENOTTY, errno.ENOSYS, errno.EINVAL)
-_END = float("inf")
 
 
 @dataclass
@@ -187,225 +186,6 @@ def data_extents(fd, end):
         hole = min(os.lseek(fd, offset, os.SEEK_HOLE), end)
         yield offset, hole
         offset = hole
-
-
-# --- the kernel's view: sysfs and mountinfo ---------------------------------
-def _read(*path, default=None):
-    try:
-        with open(os.path.join(*path)) as f:
-            return f.read().strip()
-    except OSError:
-        return default
-
-
-def _sectors(*path):
-    """A sysfs count of 512-byte sectors (whatever the device's), in bytes."""
-    return int(_read(*path, default="0")) * 512
-
-
-def _listdir(*path):
-    try:
-        return sorted(os.listdir(os.path.join(*path)))
-    except OSError:
-        return []
-
-
-def _stat(path):
-    try:
-        return os.stat(path)
-    except (OSError, ValueError):
-        return None
-
-
-def _fstat(fd):
-    try:
-        return os.fstat(fd)
-    except OSError:
-        return None
-
-
-def _sysdir(rdev):
-    """The sysfs directory of the block device numbered *rdev*, or None."""
-    link = os.path.join(SYSFS, "dev", "block", f"{os.major(rdev)}:{os.minor(rdev)}")
-    return os.path.realpath(link) if os.path.exists(link) else None
-
-
-def _block_sysdirs(prefix=""):
-    return [os.path.realpath(os.path.join(SYSFS, "block", name))
-            for name in _listdir(SYSFS, "block") if name.startswith(prefix)]
-
-
-def _partitions(sysdir):
-    """Sysfs directories of the partitions of the whole disk at *sysdir*."""
-    name = os.path.basename(sysdir)
-    return [os.path.join(sysdir, e) for e in _listdir(sysdir)
-            if e.startswith(name) and os.path.exists(os.path.join(sysdir, e, "partition"))]
-
-
-def _unescape(field):
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def _mounts():
-    """(major:minor, mount point, source) of every mount we can see."""
-    mounts = []
-    try:
-        with open(MOUNTINFO) as f:
-            for line in f:
-                fields = line.split()
-                tail = fields.index("-")
-                source = _unescape(fields[tail + 2]) if len(fields) > tail + 2 else ""
-                mounts.append((fields[2], _unescape(fields[4]), source))
-    except (OSError, ValueError, IndexError):
-        pass
-    return mounts
-
-
-def _mounted_at(sysdir, mounts):
-    """Mount points of the device at *sysdir* (by number, or by source name
-    for filesystems such as btrfs that report an anonymous number)."""
-    number = _read(sysdir, "dev")
-    node = "/dev/" + os.path.basename(sysdir)
-    return [point for majmin, point, source in mounts
-            if majmin == number or (source.startswith("/dev/") and os.path.realpath(source) == node)]
-
-
-def _backing_file(sysdir):
-    backing = _read(sysdir, "loop", "backing_file")
-    return backing.removesuffix(" (deleted)") if backing else None
-
-
-def _block_busy(sysdir, mounts):
-    node = "/dev/" + os.path.basename(sysdir)
-    points = _mounted_at(sysdir, mounts)
-    if points:
-        return f"mounted at {', '.join(points)}"
-    holders = _listdir(sysdir, "holders")
-    if holders:
-        return f"held by {', '.join(holders)}"
-    for part in _partitions(sysdir):
-        reason = _block_busy(part, mounts)
-        if reason:
-            return f"partition /dev/{os.path.basename(part)} is {reason}"
-    swaps = (_read(SWAPS) or "").splitlines()[1:]
-    if any(line.split() and os.path.realpath(_unescape(line.split()[0])) == node for line in swaps):
-        return "in use as swap"
-    return None
-
-
-def busy_reason(path):
-    """Why *path* must not be written now, or None when it is free.
-
-    A block device is busy when it or one of its partitions is mounted,
-    held (device-mapper, LVM, md), or used as swap, and a loop device also
-    when its backing file is busy through another loop device; an image
-    file when a loop device attached to it is busy.  Missing paths are free.
-    """
-    st, mounts = _stat(path), _mounts()
-    if st and stat.S_ISBLK(st.st_mode):
-        sysdir = _sysdir(st.st_rdev)
-        reason = _block_busy(sysdir, mounts) if sysdir else None
-        backing = _backing_file(sysdir) if sysdir and not reason else None
-        under = busy_reason(backing) if backing else None
-        return f"its backing file {backing} is {under}" if under else reason
-    if not (st and stat.S_ISREG(st.st_mode)):
-        return None
-    for loop in _block_sysdirs("loop"):
-        backing = _stat(_backing_file(loop) or "")
-        if backing and (backing.st_dev, backing.st_ino) == (st.st_dev, st.st_ino):
-            reason = _block_busy(loop, mounts)
-            if reason:
-                return f"attached to /dev/{os.path.basename(loop)}, which is {reason}"
-    return None
-
-
-def disk_model(path):
-    """The model of the block device *path* (its disk's, for a partition),
-    "" for files and devices that do not say."""
-    st = _stat(path)
-    if not (st and stat.S_ISBLK(st.st_mode)):
-        return ""
-    sysdir = _sysdir(st.st_rdev)
-    if not sysdir:
-        return ""
-    model = _read(sysdir, "device", "model", default="") or \
-        _read(os.path.dirname(sysdir), "device", "model", default="")
-    if not model and _backing_file(sysdir):
-        model = f"loop over {_backing_file(sysdir)}"
-    return model.strip()
-
-
-# --- same storage -------------------------------------------------------------
-def _extent(path, depth=0):
-    """(storage, start, end) of the bytes *path* (or the open file
-    descriptor *path*) names, following loop devices to their backing file
-    and partitions to their disk."""
-    st = _fstat(path) if isinstance(path, int) else _stat(path)
-    if st is None:
-        return None
-    if not stat.S_ISBLK(st.st_mode):
-        return ("inode", st.st_dev, st.st_ino), 0, _END
-    sysdir = _sysdir(st.st_rdev)
-    return _block_extent(sysdir, st.st_rdev, depth) if sysdir else (("dev", st.st_rdev), 0, _END)
-
-
-def _block_extent(sysdir, rdev, depth):
-    backing = _backing_file(sysdir)
-    under = _extent(backing, depth + 1) if backing and depth < 8 else None
-    if under:
-        storage, start, end = under
-        start += int(_read(sysdir, "loop", "offset", default="0"))
-        return storage, start, min(end, start + _sectors(sysdir, "size"))
-    if os.path.exists(os.path.join(sysdir, "partition")):
-        parent = os.path.dirname(sysdir)
-        major, minor = _read(parent, "dev", default="0:0").split(":")
-        storage, start, _ = _block_extent(parent, os.makedev(int(major), int(minor)), depth)
-        start += _sectors(sysdir, "start")
-        return storage, start, start + _sectors(sysdir, "size")
-    return ("dev", rdev), 0, _END
-
-
-def same_storage(path_a, path_b):
-    """True when writing one path could change the bytes of the other: the
-    same file or device, a loop device over the other (or over a part of it
-    that overlaps), or a partition of the other.  Either may be an open
-    file descriptor (stdin's, for an image read from it), compared by its
-    fstat device and inode (or device number).  False if either is
-    missing."""
-    a, b = _extent(path_a), _extent(path_b)
-    if a is None or b is None:
-        return False
-    return a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
-
-
-# --- listing -----------------------------------------------------------------
-def list_disks():
-    """The whole disks in /sys/block, without RAM disks, zram, unattached
-    loop devices and empty drives."""
-    mounts = _mounts()
-    disks = []
-    for sysdir in _block_sysdirs():
-        name, backing = os.path.basename(sysdir), _backing_file(sysdir)
-        size = _sectors(sysdir, "size")
-        if name.startswith(("ram", "zram")) or size == 0 or (name.startswith("loop") and not backing):
-            continue
-        disks.append({
-            "name": name, "path": f"/dev/{name}", "size": size,
-            "model": _read(sysdir, "device", "model", default=""),
-            "logical_sector_size": int(_read(sysdir, "queue", "logical_block_size", default="512")),
-            "physical_sector_size": int(_read(sysdir, "queue", "physical_block_size", default="512")),
-            "removable": _read(sysdir, "removable") == "1",
-            "rotational": _read(sysdir, "queue", "rotational") == "1",
-            "read_only": _read(sysdir, "ro") == "1",
-            "partitions": [{
-                "name": os.path.basename(part), "path": f"/dev/{os.path.basename(part)}",
-                "start": _sectors(part, "start"), "size": _sectors(part, "size"),
-                "mounted_at": _mounted_at(part, mounts), "holders": _listdir(part, "holders"),
-            } for part in _partitions(sysdir)],
-            "mounted_at": _mounted_at(sysdir, mounts), "holders": _listdir(sysdir, "holders"),
-            "backing_file": backing,
-        })
-    return disks
 
 
 # --- writing -----------------------------------------------------------------

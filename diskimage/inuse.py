@@ -4,46 +4,32 @@ A filesystem mounted read-write changes while it is read, so its image may
 be inconsistent (and ext4 says its journal needs recovery).  The mounts are
 read from ``/proc/self/mountinfo``; each mounted device is followed to the
 bytes it names (a loop device with an offset over the source file, a
-partition of the source disk) with :func:`diskimage.device._extent`.
+partition of the source disk) with :func:`diskimage.identity.extent`.
 """
 
 import os
 
-from . import device
+from . import sysfs
+from .identity import block_extent, extent
 
 
 def _rw_mounts():
     """(major:minor, mount point, source) of every read-write mount."""
-    found = []
-    try:
-        with open(device.MOUNTINFO) as f:
-            for line in f:
-                fields = line.split()
-                tail = fields.index("-")
-                options = fields[5].split(",")
-                options += fields[tail + 3].split(",") \
-                    if len(fields) > tail + 3 else []
-                if "ro" in options:
-                    continue
-                source = device._unescape(fields[tail + 2]) \
-                    if len(fields) > tail + 2 else ""
-                found.append((fields[2], device._unescape(fields[4]), source))
-    except (OSError, ValueError, IndexError):
-        pass
-    return found
+    return [(majmin, point, source) for majmin, point, source, options
+            in sysfs.mountinfo() if "ro" not in options]
 
 
 def _mount_extent(majmin, source):
     if source.startswith("/dev/") and os.path.exists(source):
-        return device._extent(source)
+        return extent(source)
     try:
         major, minor = (int(x) for x in majmin.split(":"))
     except ValueError:
         return None
     if major == 0:
         return None     # no device behind it (tmpfs, proc, ...)
-    sysdir = device._sysdir(os.makedev(major, minor))
-    return device._block_extent(sysdir, os.makedev(major, minor), 0) \
+    sysdir = sysfs.sysdir_of(os.makedev(major, minor))
+    return block_extent(sysdir, os.makedev(major, minor), 0) \
         if sysdir else None
 
 
@@ -51,7 +37,7 @@ def rw_mounts(path):
     """(start, end, mount point, device) of every read-write mount whose
     device lies (partly) on the bytes of `path`, offsets relative to
     `path`'s start; [] for a path nothing mounted covers."""
-    mine = device._extent(path)
+    mine = extent(path)
     if mine is None:
         return []
     storage, start, end = mine

@@ -15,7 +15,9 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import layout
-from .device import busy_reason, disk_model, open_source, same_storage
+from .device import open_source
+from .identity import same_storage
+from .sysfs import busy_reason, disk_model
 from .errors import InputError, TargetError
 from .partitions import read_table
 from .protected import protected_partitions, why_protected

@@ -122,9 +122,10 @@ Exit codes:
   or an existing OUT, without --force; a FIFO or device node in put's
   SRC; a file on a filesystem without locks); 4 damaged image or
   damaged filesystem inside it; 5 refused: a read-only image or directory,
-  an existing convert output; 6 no space left (also in the partition an
-  edit writes to, image unchanged); 7 unsupported filesystem, image
-  version or codec; 9 busy: another imgx is editing or rewriting the
+  an existing convert output, an output that is the image read (cat's
+  stdout, get's DEST) or import's SOURCE; 6 no space left (also in the
+  partition an edit writes to, image unchanged); 7 unsupported filesystem,
+  image version or codec; 9 busy: another imgx is editing or rewriting the
   image (nothing changed), or writing OUT.partial now; 70 internal error;
   130 interrupted (143 SIGTERM, 129 SIGHUP); 141 broken pipe.  imgx diff:
   0 the same, 1 different, 2 trouble (as diff(1)).
@@ -167,7 +168,7 @@ def cmd_info(args):
         return 0
     print(info_text(info))
     for line in info["history"]:
-        print(f"edited:       {line}")
+        print(f"edited:       {render.safe(line)}")
     return 0
 
 
@@ -232,11 +233,12 @@ def cmd_tree(args):
 
 
 def cmd_cat(args):
-    from .extract import copy_stream
+    from .extract import copy_stream, refuse_stdout_over_image
 
     image, fs, node, _ = _open(args["IMGPATH"])
     with image:
         out = sys.stdout.buffer
+        refuse_stdout_over_image(image, out.fileno())
         copy_stream(fs.open(node), out.write)
         out.flush()
     return 0
@@ -249,7 +251,7 @@ def cmd_get(args):
     report = get(image_path, number, path, args["DEST"],
                  recursive=args["-R"])
     for line in render.get_warnings(report):
-        print(f"imgx: warning: {line}", file=sys.stderr)
+        print(f"imgx: warning: {render.safe(line)}", file=sys.stderr)
     return 0
 
 
@@ -295,7 +297,8 @@ def cmd_diff(args):
             print(f"{change} {part}/{render.safe(rel)}")
     for part, reason in cannot:
         which = "" if part is None else f"partition {part}: "
-        print(f"imgx: diff: {which}not compared: {reason}", file=sys.stderr)
+        print(f"imgx: diff: {which}not compared: {render.safe(reason)}",
+              file=sys.stderr)
     return 2 if cannot else 1 if changes else 0
 
 

@@ -20,6 +20,7 @@ import tempfile
 from diskimage.capture import capture
 from diskimage.compression import Compressor
 from diskimage.errors import DiskImageError, InputError, TargetError
+from diskimage.identity import refuse_image_over_source
 from diskimage.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
 from diskimage.tools import tool_env
@@ -114,6 +115,7 @@ def import_disk(source, out, *, codec="lz4", level=None, description="",
     capture's summary."""
     if not os.path.exists(source):
         raise InputError(f"{source}: no such file or device")
+    refuse_image_over_source(source, out)   # also a qcow2 read via scratch
     if not force and os.path.lexists(out):
         raise InputError(f"{out}: exists; not replaced without --force")
     with contextlib.ExitStack() as held:

@@ -27,7 +27,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from diskimage.errors import InputError, NoSpaceError
+from diskimage.errors import InputError, NoSpaceError, TargetError
+from diskimage.identity import refuse_image_over_source
 
 from .image import Image
 from .inpath import unsafe_name
@@ -91,6 +92,7 @@ class _Extraction:
         self.report = Report()
         self.links = {}                 # inode -> path from top_fd
         self.ancestors = []             # keys of the directories walked
+        self.image_files = set()        # (st_dev, st_ino): never replaced
         if self.keep_mode and not self.owners:
             self.report.not_kept["owners and groups"] = "not running as root"
 
@@ -122,6 +124,9 @@ class _Extraction:
         if not why and len(os.fsencode(name)) > NAME_MAX:
             why = (f"the name is {len(os.fsencode(name))} bytes, more than "
                    f"the host's {NAME_MAX}")
+        if not why and _inode(name, dir_fd) in self.image_files:
+            why = "it is the image being read (a file of that name in " \
+                  "DEST would replace it)"
         if why:
             self.report.refused.append((where, name, why))
         elif node.kind == "file":
@@ -258,6 +263,50 @@ class _Extraction:
         self.report.dirs += 1
 
 
+def _inode(name, dir_fd=None):
+    """(st_dev, st_ino) of the entry `name` itself (a link not followed),
+    or None when there is none."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+_SPECIAL = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block "
+            "device", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
+            stat.S_IFLNK: "a symlink"}
+
+
+def _refuse_special(dest):
+    """get replaces the name DEST: never a device node (/dev/null), a FIFO,
+    a socket, or a symlink (/dev/stdout) with a regular file."""
+    try:
+        mode = os.lstat(dest).st_mode
+    except FileNotFoundError:
+        return
+    kind = _SPECIAL.get(stat.S_IFMT(mode))
+    if kind:
+        raise TargetError(f"{dest}: is {kind}, and get would replace it "
+                          f"with a file; give a file or directory name, or "
+                          f"write into it with imgx cat IMGPATH > {dest}")
+
+
+def image_files(image):
+    """(st_dev, st_ino) of every volume file of the open `image`."""
+    return {_inode(path) for path in image.reader.source.paths} - {None}
+
+
+def refuse_stdout_over_image(image, fd):
+    """TargetError (exit 5) when the open file `fd` (stdout) is a volume of
+    `image`, or a loop device over one: writing it would destroy the image
+    being read."""
+    for path in image.reader.source.paths:
+        refuse_image_over_source(path, fd, "<stdout>",
+                                 why="imgx would write over the image it "
+                                     "reads")
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
@@ -296,9 +345,17 @@ def get(image_path, number, path, dest, recursive=False):
             if not os.path.isdir(parent):
                 raise InputError(f"{dest}: directory {parent} does not "
                                  f"exist")
+        if not merge:
+            _refuse_special(os.path.join(parent, name))
+        if not merge and _inode(os.path.join(parent, name)) in \
+                image_files(image):
+            raise TargetError(f"{os.path.join(parent, name)}: is the image "
+                              f"{image_path} (or a link to it); imgx get "
+                              f"would replace the image it reads")
         top_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             job = _Extraction(fs, top_fd)
+            job.image_files = image_files(image)
             where = f"{fs.where}{canonical.rsplit('/', 1)[0]}"
             if merge:
                 job._dir(node, top_fd, ".", (), f"{fs.where}", merge=True)

@@ -18,6 +18,7 @@ import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from cliutil.text import safe
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 
 from .inpath import resolve_in_root
@@ -282,13 +283,14 @@ class Filesystem:
 
     def children(self, node):
         if not node.is_dir:
-            raise InputError(f"{self.where}/{node.name}: not a directory")
+            raise InputError(f"{self.where}/{safe(node.name)}: not a "
+                             f"directory")
         with damaged(self.where):
             return sorted(self.backend.children(node), key=lambda n: n.name)
 
     def open(self, node):
         if node.kind != "file":
-            raise InputError(f"{self.where}/{node.name}: not a "
+            raise InputError(f"{self.where}/{safe(node.name)}: not a "
                              f"regular file")
         with damaged(self.where):
             return self.backend.open(node)

@@ -16,6 +16,7 @@ a path below the mount point and ``child`` a join that checks lexists).
 host file name (it holds "/" or NUL, or is empty, "." or ".."), or None.
 """
 
+from cliutil.text import safe
 from diskimage.errors import InputError
 
 MAX_LINKS = 40          # as the kernel's MAXSYMLINKS
@@ -51,7 +52,7 @@ def resolve_in_root(root, path, child, link, is_dir, follow_last=True,
         parent = stack[-1][0]
         walked = "/" + "/".join(n for _, n in stack[1:])
         if not is_dir(parent):
-            raise InputError(f"{where}{walked}: not a directory")
+            raise InputError(f"{where}{safe(walked)}: not a directory")
         if part == ".":
             continue
         if part == "..":
@@ -61,12 +62,13 @@ def resolve_in_root(root, path, child, link, is_dir, follow_last=True,
         shown = walked.rstrip("/") + "/" + part
         found = child(parent, part)
         if found is None:
-            raise InputError(f"{where}{shown}: no such file or directory")
+            raise InputError(f"{where}{safe(shown)}: no such file or "
+                             f"directory")
         target = link(found)
         if target is not None and (todo or follow_last):
             links += 1
             if links > MAX_LINKS:
-                raise LinkLoopError(f"{where}{shown}: too many levels of "
+                raise LinkLoopError(f"{where}{safe(shown)}: too many levels of "
                                     f"symbolic links (more than "
                                     f"{MAX_LINKS})")
             if target.startswith("/"):

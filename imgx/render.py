@@ -1,9 +1,10 @@
 """Turning imgx's results into lines, tables and JSON."""
 
 import json
-import re
 import stat
 from datetime import datetime, timezone
+
+from cliutil.text import safe
 
 
 def _time(seconds):
@@ -18,22 +19,6 @@ def _iso(seconds):
         return None
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(
         timespec="seconds")
-
-
-def safe(text):
-    """`text` (a name read from an image) fit for a terminal line: control
-    characters (a newline, ESC) and the bytes that were not UTF-8 (held
-    as surrogates) shown as \\xNN, so a name cannot split a line, move
-    the cursor, or stop the output with an encoding error."""
-    return _UNSAFE.sub(_escape, text)
-
-
-def _escape(match):
-    code = ord(match[0])
-    return f"\\x{code - 0xDC00 if code >= 0xDC00 else code:02x}"
-
-
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
 
 
 def json_text(value):

@@ -117,6 +117,7 @@ import sys
 
 from cliutil.progress import MODES, Progress
 from cliutil.runner import dispatch, run, whole_number
+from cliutil.text import safe
 from diskimage import __version__
 from diskimage.errors import InputError, TargetError, UsageError
 
@@ -217,7 +218,8 @@ def _confirm(args, plan, progress):
     if args["IMAGE"] == "-" or not sys.stdin.isatty():
         raise TargetError(f"{args['TARGET']}: not overwritten without --yes "
                           f"(no terminal to ask on)")
-    print(f"rdeploy: about to write {plan.describe()}.", file=sys.stderr)
+    print(f"rdeploy: about to write {safe(plan.describe())}.",
+          file=sys.stderr)
     print("Everything on it will be overwritten. Type 'yes' to go on: ",
           end="", file=sys.stderr, flush=True)
     if sys.stdin.readline().strip().lower() != "yes":
@@ -306,7 +308,7 @@ def cmd_info(args):
 
 
 def cmd_list(args):
-    from diskimage.device import list_disks
+    from diskimage.sysfs import list_disks
 
     disks = list_disks()
     print(json.dumps(disks, indent=2) if args["--json"]

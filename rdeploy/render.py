@@ -1,5 +1,12 @@
-"""Turning library results into the lines and tables rdeploy prints."""
+"""Turning library results into the lines and tables rdeploy prints.
 
+Much of it is text from an image's metadata (a description, labels, the
+source's path and table, what a restore changed), which came from anywhere:
+every line passes through :func:`cliutil.text.safe`, so control characters
+are shown escaped; ``--json`` output keeps the exact text.
+"""
+
+from cliutil.text import safe
 from diskimage.sizes import format_size
 
 
@@ -32,13 +39,19 @@ def verify_line(image, s):
 
 
 def _table(headers, rows):
-    widths = [max(len(str(x)) for x in column)
-              for column in zip(headers, *rows)]
+    rows = [[safe(x) for x in row] for row in [headers] + rows]
+    widths = [max(len(x) for x in column) for column in zip(*rows)]
     lines = []
-    for row in [headers] + rows:
-        lines.append("  ".join(str(x).ljust(w)
+    for row in rows:
+        lines.append("  ".join(x.ljust(w)
                                for x, w in zip(row, widths)).rstrip())
     return "\n".join(lines)
+
+
+def _text(lines):
+    """The lines joined, each made safe (a line that already is stays as it
+    is), so that no value can add a line or act on the terminal."""
+    return "\n".join(safe(line) for line in lines)
 
 
 def info_text(info):
@@ -72,8 +85,9 @@ def info_text(info):
                      area["method"], format_size(area["data_bytes"]),
                      format_size(area["stored_bytes"])])
     lines.append("")
-    lines.append(_table(["PART", "AREA", "START", "SIZE", "FS", "LABEL",
-                         "FS USED", "CAPTURE", "DATA", "STORED"], rows))
+    lines.extend(_table(["PART", "AREA", "START", "SIZE", "FS", "LABEL",
+                         "FS USED", "CAPTURE", "DATA", "STORED"],
+                        rows).split("\n"))     # cells made safe
     for area in info["areas"]:
         if area.get("uuid") and not area.get("block_size"):
             lines.append(f"partition {area['partition'] or '-'}: "
@@ -90,7 +104,7 @@ def info_text(info):
             lines.append(f"partition {area['partition'] or '-'}: whole "
                          f"{area['kind']} copied ({area['method']}): "
                          f"{area['fallback']}")
-    return "\n".join(lines)
+    return _text(lines)
 
 
 def disks_table(disks):
@@ -120,12 +134,12 @@ def plan_text(plan):
              f"{plan['sector_size']}-byte sectors); partition table: "
              f"{plan['table']}" + ("; new identities" if plan["new_ids"]
                                    else ""),
-             "",
-             _table(["PART", "FS", "OLD START", "OLD SIZE", "NEW START",
-                     "NEW SIZE", "ACTION"], rows)]
+             ""]
+    lines += _table(["PART", "FS", "OLD START", "OLD SIZE", "NEW START",
+                     "NEW SIZE", "ACTION"], rows).split("\n")
     lines += [f"note: {note}" for note in plan["notes"]]
     lines.append("dry run: nothing was written")
-    return "\n".join(lines)
+    return _text(lines)
 
 
 def actions_lines(actions):
@@ -135,4 +149,4 @@ def actions_lines(actions):
     lines = [f"rdeploy: {step}" for step in actions["steps"]]
     lines += [f"rdeploy: new {what}: {old or '-'} -> {new}"
               for what, (old, new) in actions["ids"].items()]
-    return lines
+    return [safe(line) for line in lines]

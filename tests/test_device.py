@@ -10,9 +10,10 @@ import subprocess
 
 import pytest
 
-from diskimage import device
-from diskimage.device import (busy_reason, list_disks, open_source, open_target, same_storage, sync,
-                              write_all, zero_range)
+from diskimage import device, sysfs
+from diskimage.device import open_source, open_target, sync, write_all, zero_range
+from diskimage.identity import same_storage
+from diskimage.sysfs import busy_reason, list_disks
 from diskimage.errors import DiskImageError, InputError, NoSpaceError, TargetError
 
 MiB = 1 << 20
@@ -238,9 +239,9 @@ def fake_sys(tmp_path, monkeypatch):
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text("1 0 254:0 / / rw - ext4 /dev/vda rw\n"
                          "2 1 240:2 / /mnt/my\\040data rw shared:1 - ext4 /dev/fakedisk2 rw\n")
-    monkeypatch.setattr(device, "SYSFS", str(sys_root))
-    monkeypatch.setattr(device, "MOUNTINFO", str(mountinfo))
-    monkeypatch.setattr(device, "SWAPS", str(tmp_path / "no-swaps"))
+    monkeypatch.setattr(sysfs, "SYSFS", str(sys_root))
+    monkeypatch.setattr(sysfs, "MOUNTINFO", str(mountinfo))
+    monkeypatch.setattr(sysfs, "SWAPS", str(tmp_path / "no-swaps"))
     return {name: str(node) for name, node in nodes.items()} | {"sys": disk}
 
 
@@ -419,3 +420,39 @@ def test_read_only_device_is_refused(image):
         with pytest.raises(TargetError, match=f"{dev} is read-only"):
             open_target(dev)
         assert {d["path"]: d for d in list_disks()}[dev]["read_only"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+@pytest.mark.parametrize("odd", [b"/mnt/a\rb", b"/mnt/caf\xe9", b"/mnt/\x1b[2J"])
+def test_odd_mount_point_hides_no_other_mount(fake_sys, tmp_path, odd):
+    """A mount point holding a CR (a line break to Python's universal
+    newlines), bytes that are not UTF-8 or ESC: the lines after it are still
+    read, so a mounted partition is still seen as mounted (by restore's
+    busy check and capture's read-write check)."""
+    from diskimage.inuse import rw_mounts
+    with open(tmp_path / "mountinfo", "wb") as f:
+        f.write(b"1 0 254:0 / / rw - ext4 /dev/vda rw\n"
+                b"5 1 0:50 / " + odd + b" rw,nosuid - fuse.evil evil rw\n"
+                b"2 1 240:2 / /mnt/my\\040data rw shared:1 - ext4 /dev/fakedisk2 rw\n")
+    assert busy_reason(fake_sys["fakedisk2"]) == "mounted at /mnt/my data"
+    assert [m[2] for m in rw_mounts(fake_sys["fakedisk"])] == ["/mnt/my data"]
+    points = [point for _, point, _ in sysfs._mounts()]
+    assert os.fsencode(points[1]) == odd
+
+
+@needs_root
+@pytest.mark.parametrize("name, plain", [("a\rb.img", "a\nb.img"), ("space.img ", "space.img"),
+                                         ("caf\udce9.img", "caf.img")])
+def test_loop_over_a_file_with_an_odd_name(tmp_path, name, plain):
+    """The backing file's name is read from sysfs exactly (a CR is not a
+    line end, a trailing space is part of the name), so a loop device over
+    it is still the same storage as the file, and a loop device over a
+    file of the plain name is not."""
+    odd = tmp_path / name
+    odd.write_bytes(bytes(MiB))
+    plain = tmp_path / plain
+    plain.write_bytes(bytes(MiB))
+    with loop(odd) as dev:
+        assert same_storage(dev, str(odd)) and same_storage(str(odd), dev)
+        assert not same_storage(dev, str(plain))
+        assert {d["path"]: d for d in list_disks()}[dev]["backing_file"] == str(odd)
