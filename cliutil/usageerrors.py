@@ -9,6 +9,8 @@ an empty value (`--split=`, `-o ""`), which docopt reads as "not given".
 `diagnose` names what docopt refused.
 """
 
+import re
+
 
 def _near(usage, command, name):
     """The long options that `name` abbreviates, the command's own first."""
@@ -41,6 +43,15 @@ def precheck(usage, argv):
     """(phrase, command) of the first abbreviated long option or empty
     option value in `argv`, or None when there is none."""
     command = command_of(usage, argv)
+    seen = set()
+
+    def twice(option):
+        key = option.long or option.short
+        if key in seen and not _repeatable(usage, option):
+            return f"option {key} is given more than once"
+        seen.add(key)
+        return None
+
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -59,6 +70,8 @@ def precheck(usage, argv):
                     return (f"unknown option {name} (did you mean "
                             f"{_either(near)}?)"), command
                 continue            # unknown: diagnose() names it
+            if twice(option):
+                return twice(option), command
             if not option.takes_value:
                 continue
             if not eq:
@@ -72,6 +85,8 @@ def precheck(usage, argv):
             continue
         for pos, letter in enumerate(arg[1:]):
             option = usage.by_name.get(f"-{letter}")
+            if option is not None and twice(option):
+                return twice(option), command
             if option is None or not option.takes_value:
                 continue
             value = arg[pos + 2:]
@@ -85,6 +100,14 @@ def precheck(usage, argv):
                         f"({option.spelling()})"), command
             break
     return None
+
+
+def _repeatable(usage, option):
+    """Whether a usage pattern lets `option` repeat ("[--add=X]...",
+    "[--size=N=SIZE...]")."""
+    names = "|".join(re.escape(n) for n in option.names)
+    return any(re.search(rf"(?:^|[\s\[(|])(?:{names})(?:[= ][^\s\]|)]*)?"
+                         rf"\]?\.\.\.", p) for p in usage.patterns)
 
 
 def _either(names):

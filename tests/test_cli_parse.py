@@ -214,3 +214,33 @@ def test_restore_without_yes_onto_a_new_file_says_what_is_true(
             f"terminal to ask on)"]
     assert "not overwritten" not in result.stderr
     assert not target.exists()
+
+
+@pytest.mark.parametrize("argv, given", [
+    (["rdeploy", "restore", "a", "b", "--threads=2", "--threads=3"],
+     "--threads"),
+    (["rdeploy", "restore", "a", "b", "--yes", "--yes"], "--yes"),
+    (["rdeploy", "restore", "a", "b", "--progress=json", "--progress",
+      "none"], "--progress"),
+    (["imgx", "ls", "-l", "-l", "a:1/"], "-l"),
+    (["imgx", "sfx", "a", "-o", "x", "--output=y"], "--output"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_an_option_given_twice_is_named(argv, given, tmp_path):
+    # Sweep: docopt's refusal was "these arguments do not fit its usage".
+    result = run(*argv, cwd=tmp_path)
+    if "--progress=json" in argv:
+        line = argv[0] + ": error: " + json_error(result)["message"]
+    else:
+        line = one_error_line(result, argv[0])
+    assert line == (f"{argv[0]}: error: option {given} is given more than "
+                    f"once; see '{argv[0]} {argv[1]} --help'")
+
+
+@pytest.mark.parametrize("argv", [
+    ["rdeploy", "restore", "a", "b", "--size=1=2M", "--size=2=3M",
+     "--threads=x"],
+    ["bootdisk", "iso", "-o", "x", "--add=/a:/b", "--add=nocolon"],
+], ids=" ".join)
+def test_a_repeatable_option_may_be_repeated(argv, tmp_path):
+    line = one_error_line(run(*argv, cwd=tmp_path), argv[0])
+    assert "more than once" not in line and "do not fit" not in line, line
