@@ -193,6 +193,8 @@ def parse(doc, argv, version):
     if argv and argv[0] == "help":
         if len(argv) == 1:
             _print_help(doc.strip("\n"))
+        if len(argv) > 2 and argv[1] in usage.commands:
+            raise UsageError(f"help: unexpected argument {argv[2]!r}")
         if len(argv) > 2 or argv[1] not in usage.commands:
             what = argv[1] if len(argv) == 2 else " ".join(argv[1:])
             raise UsageError(f"help: no command {what!r} (one of: "

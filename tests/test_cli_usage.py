@@ -27,6 +27,8 @@ BAD = [
     ("rdeploy", ["capture", "a", "b", "--threads=x"],
      "--threads takes a whole number"),
     ("rdeploy", ["help", "nosuch"], "help: no command 'nosuch'"),
+    ("rdeploy", ["help", "capture", "--dry"],
+     "help: unexpected argument '--dry'"),
     ("rdeploy", ["verify", "a", "--progress=loud"],
      "--progress takes auto, bar, json or none, not 'loud'"),
     ("rdeploy", ["restore", "a", "b", "--resize=half"],
