@@ -169,6 +169,7 @@ def _open_image(path):
 def _capture_values(args):
     """capture's option values, converted and checked before any file is
     opened (a usage error comes before "no such file")."""
+    from diskimage.capture import SECTOR_SIZES
     from diskimage.compression import Compressor
     from diskimage.sizes import parse_size_at_least
     from diskimage.volumes import MIN_SPLIT
@@ -185,9 +186,14 @@ def _capture_values(args):
             raise UsageError("--split needs an image file, not stdout")
         split = parse_size_at_least(args["--split"], MIN_SPLIT, "--split",
                                     "4K")
+    sector_size = None
+    if args["--sector-size"] is not None:
+        sector_size = whole_number(args["--sector-size"], "--sector-size")
+        if sector_size not in SECTOR_SIZES:
+            raise UsageError(f"--sector-size must be 512, 1024, 2048 or "
+                             f"4096, not {sector_size}")
     return {"compressor": Compressor(args["--compress"], level),
-            "sector_size": None if args["--sector-size"] is None else
-            whole_number(args["--sector-size"], "--sector-size"),
+            "sector_size": sector_size,
             "split": split, "threads": _threads(args),
             "partitions": _partition_list(args["--partitions"])}
 
@@ -244,7 +250,7 @@ def _sizes(specs):
     sizes = {}
     for spec in specs:
         number, _, size = spec.partition("=")
-        if not number.isdigit() or not size:
+        if not number.isdigit() or int(number) < 1 or not size:
             raise UsageError(f"--size takes N=SIZE like 2=20G, not {spec!r}")
         sizes[int(number)] = parse_size(size)
     return sizes

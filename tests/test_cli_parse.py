@@ -105,6 +105,11 @@ def test_an_empty_value_given_any_way_is_refused(argv, tmp_path):
      "--threads must be at least 1"),
     (["rdeploy", "verify", "a", "--threads=x"], "--threads takes"),
     (["rdeploy", "capture", "a", "b", "--threads=x"], "--threads takes"),
+    # Sweep: values the library refused only once the files were open.
+    (["rdeploy", "capture", "a", "b", "--sector-size=1000"],
+     "--sector-size must be 512, 1024, 2048 or 4096, not 1000"),
+    (["rdeploy", "restore", "a", "b", "--size=0=1G"],
+     "--size takes N=SIZE like 2=20G, not '0=1G'"),
     (["imgx", "verify", "a", "--threads=x"], "--threads takes"),
     (["imgx", "import", "a", "b", "--compress=bogus"],
      "unknown compression 'bogus'"),
