@@ -18,6 +18,10 @@ def threads(args):
 
 
 def level(args):
+    if args["--compress"] == "none" and args["--level"] is not None:
+        raise UsageError("--level does not go with --compress=none "
+                         "(chunks are stored as they are); drop it, or "
+                         "choose lz4 or zstd")
     return None if args["--level"] is None else \
         whole_number(args["--level"], "--level")
 
@@ -41,9 +45,11 @@ def cmd_verify(args):
 
 
 def cmd_split(args):
-    from diskimage.sizes import parse_size
+    from diskimage.sizes import parse_size_at_least
+    from diskimage.volumes import MIN_SPLIT
     from .rewrite import rewrite
-    rewrite(args["IMAGE"], args["--output"], split=parse_size(args["SIZE"]),
+    size = parse_size_at_least(args["SIZE"], MIN_SPLIT, "SIZE", "4K")
+    rewrite(args["IMAGE"], args["--output"], split=size,
             force=args["--force"])
     return 0
 
