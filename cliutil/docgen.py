@@ -146,6 +146,8 @@ def completion(name):
     takes_value = sorted(o.short for o in usage.options
                          if o.short and o.takes_value)
     value_case = "|".join(takes_value) if takes_value else "--"
+    long_values = "|".join(sorted(o.long for o in usage.options
+                                  if o.long and o.takes_value)) or "--"
     choices = "\n".join(
         f"        {o.long}) words=\"{' '.join(o.choices)}\" ;;"
         for o in usage.options if o.long and o.choices)
@@ -176,12 +178,17 @@ def completion(name):
         return 0
     fi
     # An option's value: bash splits "--opt=VAL" into "--opt" "=" "VAL"
-    # (COMP_WORDBREAKS holds "="); a shell without "=" there gives it whole.
+    # (COMP_WORDBREAKS holds "="); a shell without "=" there gives it whole;
+    # "--opt VAL" is the next word.
     local optname="" prefix="" words=""
     if [[ $prev == = ]] && ((COMP_CWORD >= 2)); then
         optname=${{COMP_WORDS[COMP_CWORD-2]}}
     elif [[ $cur == --*=* ]]; then
         optname=${{cur%%=*}} prefix=${{cur%%=*}}= cur=${{cur#*=}}
+    else
+        case $prev in
+            {long_values}) optname=$prev ;;
+        esac
     fi
     if [[ -n $optname ]]; then
         case $optname in

@@ -172,6 +172,9 @@ def test_help_names_only_codes_of_the_table(prog):
     ("bootdisk", ["iso", "--on-failure", "=", ""],
      ["poweroff", "reboot", "shell"]),
     ("bootdisk", ["iso", "--compress", "=", ""], ["gzip", "zstd"]),
+    # The value as the next word, as docopt takes it too.
+    ("rdeploy", ["verify", "x", "--progress", "b"], ["bar"]),
+    ("imgx", ["convert", "a", "b", "--to", ""], ["raw", "qcow2", "vhd"]),
     # A shell whose COMP_WORDBREAKS lacks "=": the word is whole.
     ("rdeploy", ["capture", "x", "y", "--compress=z"], ["--compress=zstd"]),
 ])
