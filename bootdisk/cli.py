@@ -46,7 +46,8 @@ Options:
   --on-failure=ACTION   poweroff, reboot or shell [default: shell].
   --toolkit=FILE        The frozen multi-call binary (default: this binary
                         when frozen, else dist/deploytool of `make freeze`).
-  --compress=METHOD     initramfs compression, gzip or zstd [default: gzip].
+  --compress=METHOD     gzip or zstd: how the initramfs is compressed
+                        [default: gzip].
   --timeout=SECONDS     Boot menu timeout before the job entry [default: 3].
   --size=SIZE           USB image size, e.g. 128M (default: what the files
                         need, plus room).
@@ -87,7 +88,8 @@ from diskimage.errors import UsageError
 from diskimage.sizes import format_size, parse_size
 
 from . import info as infos
-from .initramfs import Spec, build_initrd
+from .initramfs import ACTIONS, COMPRESSORS, Spec, build_initrd
+from .initramfs import _split_add as split_add
 
 
 def _spec(args):
@@ -119,31 +121,60 @@ def _size(args):
     return None if args["--size"] is None else parse_size(args["--size"])
 
 
+def _values(args):
+    """Every option value converted and checked before any file is read
+    (a usage error comes before "no such kernel")."""
+    spec = _spec(args)
+    for name in ("on_success", "on_failure"):
+        if getattr(spec, name) not in ACTIONS:
+            raise UsageError(f"--{name.replace('_', '-')} takes "
+                             f"{', '.join(ACTIONS)}, not "
+                             f"{getattr(spec, name)!r}")
+    if spec.compress not in COMPRESSORS:
+        raise UsageError(f"--compress takes {', '.join(COMPRESSORS)}, not "
+                         f"{spec.compress!r}")
+    for add in spec.adds:
+        split_add(add)
+    return spec, _timeout(args), _size(args)
+
+
 def _main(argv):
     args = parse(__doc__, argv, f"bootdisk {__version__}")
-    if args["info"]:
+    name = next(c for c in ("info", "initrd", "iso", "usb", "pxe")
+                if args[c])
+    try:
+        return _build(args, name)
+    except UsageError as exc:
+        if "see '" in str(exc):
+            raise
+        raise UsageError(f"{exc}; see 'bootdisk {name} --help'") from None
+
+
+def _build(args, name):
+    if name == "info":
         report = infos.describe(args["ARTIFACT"])
         if args["--json"]:
             print(json.dumps(report, indent=1))
         else:
             sys.stdout.write(infos.render(report))
         return 0
-    spec, out, force = _spec(args), args["--output"], args["--force"]
-    if args["initrd"]:
+    (spec, timeout, size), out = _values(args), args["--output"]
+    force = args["--force"]
+    if name == "initrd":
         manifest = build_initrd(spec, out, force=force)
         what = "initramfs"
-    elif args["iso"]:
+    elif name == "iso":
         from .iso import build_iso
-        manifest = build_iso(spec, out, timeout=_timeout(args), force=force)
+        manifest = build_iso(spec, out, timeout=timeout, force=force)
         what = "ISO"
-    elif args["usb"]:
+    elif name == "usb":
         from .usb import build_usb
-        manifest = build_usb(spec, out, size=_size(args),
-                             timeout=_timeout(args), force=force)
+        manifest = build_usb(spec, out, size=size, timeout=timeout,
+                             force=force)
         what = "USB image"
     else:
         from .pxe import build_pxe
-        manifest = build_pxe(spec, out, timeout=_timeout(args), force=force)
+        manifest = build_pxe(spec, out, timeout=timeout, force=force)
         what = "PXE directory"
     for line in manifest.get("warnings", ()):
         print(f"bootdisk: warning: {line}", file=sys.stderr)

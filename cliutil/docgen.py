@@ -131,7 +131,8 @@ def manpage(name):
 
 def completion(name):
     """A bash completion script: command words, each command's options,
-    file names for arguments."""
+    an option's choices for its value (Option.choices, read from its
+    description), file names for arguments and other values."""
     usage = usage_of(name)
     func = f"_{name}"
     cases = []
@@ -145,6 +146,11 @@ def completion(name):
     takes_value = sorted(o.short for o in usage.options
                          if o.short and o.takes_value)
     value_case = "|".join(takes_value) if takes_value else "--"
+    long_values = "|".join(sorted(o.long for o in usage.options
+                                  if o.long and o.takes_value)) or "--"
+    choices = "\n".join(
+        f"        {o.long}) words=\"{' '.join(o.choices)}\" ;;"
+        for o in usage.options if o.long and o.choices)
     return f"""\
 # bash completion for {name}, made by cliutil/docgen.py from its usage text
 # (`{name} --help`); do not edit: run `make docs`.
@@ -169,6 +175,30 @@ def completion(name):
     if [[ $cmd == help ]]; then
         ((COMP_CWORD == i + 1)) &&
             COMPREPLY=($(compgen -W "{' '.join(usage.commands)}" -- "$cur"))
+        return 0
+    fi
+    # An option's value: bash splits "--opt=VAL" into "--opt" "=" "VAL"
+    # (COMP_WORDBREAKS holds "="); a shell without "=" there gives it whole;
+    # "--opt VAL" is the next word.
+    local optname="" prefix="" words=""
+    if [[ $prev == = ]] && ((COMP_CWORD >= 2)); then
+        optname=${{COMP_WORDS[COMP_CWORD-2]}}
+    elif [[ $cur == --*=* ]]; then
+        optname=${{cur%%=*}} prefix=${{cur%%=*}}= cur=${{cur#*=}}
+    else
+        case $prev in
+            {long_values}) optname=$prev ;;
+        esac
+    fi
+    if [[ -n $optname ]]; then
+        case $optname in
+{choices}
+        esac
+        if [[ -n $words ]]; then
+            COMPREPLY=($(compgen -P "$prefix" -W "$words" -- "$cur"))
+        else
+            COMPREPLY=($(compgen -P "$prefix" -f -- "$cur"))
+        fi
         return 0
     fi
     case $prev in

@@ -43,7 +43,7 @@ def json_line(event, stream=None, **fields):
 def error_event(prog, command, exc, stream=None):
     """Tell `exc` as an ``error`` event and return the Reported to raise."""
     from .runner import describe
-    message, code = describe(prog, exc)
+    message, code = describe(prog, exc, command)
     json_line("error", stream, command=command, exit_code=code,
               message=message)
     return Reported(code)

@@ -143,15 +143,18 @@ def run(prog, main, argv):
         return EXIT_INTERNAL
 
 
-def describe(prog, exc):
+def describe(prog, exc, command=None):
     """(message, exit code) of `exc` as run() reports it, for the JSON
-    error event of --progress=json (run() prints the same words)."""
+    error event of --progress=json (run() prints the same words; a usage
+    error of `command` points to `PROG COMMAND --help`, as dispatch()
+    makes the text line do)."""
     if isinstance(exc, DocoptExit):
         return "the arguments do not fit its usage", 2
     if isinstance(exc, DiskImageError):
         message = str(exc)
         if isinstance(exc, UsageError) and "see '" not in message:
-            message += f"; see '{prog} --help'"
+            where = f"{prog} {command}" if command else prog
+            message += f"; see '{where} --help'"
         return message, exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         signum = getattr(exc, "signum", signal.SIGINT)
@@ -182,13 +185,16 @@ def parse(doc, argv, version):
     raise SystemExit(0), as docopt's --help does)."""
     from docopt import DocoptLanguageError, docopt
 
-    from .usage import Usage, command_help, diagnose
+    from .usage import Usage, command_help
+    from .usageerrors import diagnose, precheck
 
     usage = Usage(doc)
     words = argv[:argv.index("--")] if "--" in argv else argv
     if argv and argv[0] == "help":
         if len(argv) == 1:
             _print_help(doc.strip("\n"))
+        if len(argv) > 2 and argv[1] in usage.commands:
+            raise UsageError(f"help: unexpected argument {argv[2]!r}")
         if len(argv) > 2 or argv[1] not in usage.commands:
             what = argv[1] if len(argv) == 2 else " ".join(argv[1:])
             raise UsageError(f"help: no command {what!r} (one of: "
@@ -197,15 +203,20 @@ def parse(doc, argv, version):
     if argv and argv[0] in usage.commands and argv[0] != "help" and \
             {"-h", "--help"} & set(words):
         _print_help(command_help(usage, argv[0]))
-    try:
-        return docopt(doc, argv=argv, version=version)
-    except (DocoptExit, DocoptLanguageError) as exc:
-        if isinstance(exc, DocoptLanguageError) and \
-                "prefix" not in str(exc) and "ambiguous" not in str(exc):
-            raise   # the usage text itself is wrong: a bug
-        problem, command = diagnose(usage, argv)
-        where = f"{usage.prog} {command.name}" if command else usage.prog
-        raise UsageError(f"{problem}; see '{where} --help'") from None
+    refused = precheck(usage, argv)
+    if refused is None:
+        try:
+            return docopt(doc, argv=argv, version=version)
+        except (DocoptExit, DocoptLanguageError) as exc:
+            if isinstance(exc, DocoptLanguageError) and \
+                    "prefix" not in str(exc) and "ambiguous" not in str(exc):
+                raise   # the usage text itself is wrong: a bug
+            refused = diagnose(usage, argv)
+    problem, command = refused
+    where = f"{usage.prog} {command.name}" if command else usage.prog
+    error = UsageError(f"{problem}; see '{where} --help'")
+    error.command = command.name if command else None
+    raise error
 
 
 def _print_help(text):
@@ -232,12 +243,19 @@ def dispatch(doc, argv, version, commands):
         if not _wants_json(argv):
             raise
         from .progress import error_event
-        raise error_event(prog, argv[0] if argv else None, exc) from None
+        raise error_event(prog, getattr(exc, "command", None), exc) \
+            from None
     for name, command in commands.items():
         if args.get(name):
             try:
                 return command(args)
             except UsageError as exc:
+                # Raised before the command's Progress (its values are
+                # converted first): in JSON mode an error event all the
+                # same, with the words of the text line.
+                if _wants_json(argv):
+                    from .progress import error_event
+                    raise error_event(prog, name, exc) from None
                 if "see '" in str(exc):
                     raise
                 raise UsageError(f"{exc}; see '{prog} {name} --help'") \

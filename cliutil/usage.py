@@ -1,12 +1,19 @@
 """A command's usage text (its module docstring, docopt's language) read as
 data: the commands, their arguments and options, and the sections around
-them.  One reading serves the one-line usage errors (`diagnose`), `PROG help
-COMMAND` (`command_help`), the man pages and the bash completion.
+them.  One reading serves the one-line usage errors (cliutil/usageerrors.py),
+`PROG help COMMAND` (`command_help`), the man pages and the bash completion.
 
-Sections are a title at column 0 (one or more lines, ending with ":") and
-the indented lines below it; an entry in a section starts two spaces in
-("  capture   Copy ...", "  --level=N  Compression ...") and continues on
-lines indented deeper.
+Sections are a title at column 0 (one or more lines without a blank between
+them, the last ending with ":") and the indented lines below it; lines at
+column 0 that do not end so are text of the section before.  An entry in a
+section starts two spaces in ("  capture   Copy ...", "  --level=N
+Compression ...") and continues on lines indented deeper.
+
+An option's choices (offered by the bash completion) are read from its
+description: when the description begins with lowercase words joined by
+", " and " or ", up to the first ".", ":" or "[" (what is in parentheses
+left out), they are its choices: "lz4, zstd or none [default: lz4].",
+"auto (a bar ...), bar, json (...), none", "proportional: every ...".
 """
 
 import re
@@ -23,6 +30,24 @@ class Option:
     takes_value: bool = False
     value_name: str = ""
     text: str = ""
+
+    @property
+    def choices(self):
+        """The values the description lists ("lz4, zstd or none"), or []."""
+        if not self.takes_value:
+            return []
+        text, depth, plain = self.text, 0, ""
+        for char in text:
+            depth += char == "("
+            if not depth:
+                plain += char
+            depth -= char == ")" and depth > 0
+        head = re.split(r"[.:\[]", plain, 1)[0]
+        words = [w.strip() for w in re.split(r",|\bor\b", head)]
+        if words and all(re.match(r"^[a-z0-9][a-z0-9_-]*$", w)
+                         for w in words):
+            return words
+        return []
 
     @property
     def names(self):
@@ -136,17 +161,32 @@ class Usage:
 
 
 def _sections(lines):
-    sections, title, body = [], None, []
+    """[(title, body lines)]: a run of column-0 lines whose last ends with
+    ":" is a title (all of it); another run is text of the body before."""
+    sections, title, body, run = [], None, [], []
+
+    def end_run():
+        nonlocal title, body
+        if not run:
+            return
+        if run[-1].rstrip().endswith(":"):
+            if title is not None:
+                sections.append((title, body))
+            title, body = "\n".join(run), []
+        elif title is None:        # text before any section: its own
+            sections.append(("\n".join(run), []))
+        else:
+            body.extend(run)
+        run.clear()
+
     for line in lines:
         if line and not line[0].isspace():
-            if body or title is None:
-                if title is not None:
-                    sections.append((title, body))
-                title, body = line, []
-            else:
-                title += "\n" + line
-        elif title is not None:
+            run.append(line)
+            continue
+        end_run()
+        if title is not None:
             body.append(line)
+    end_run()
     if title is not None:
         sections.append((title, body))
     return [(t, _trim(b)) for t, b in sections]
@@ -201,92 +241,6 @@ def _patterns(body, prog):
     return patterns
 
 
-def diagnose(usage, argv):
-    """What is wrong with `argv` (docopt refused it), as a short phrase, and
-    the command it was for (or None)."""
-    prog, commands = usage.prog, usage.commands
-    words = [a for a in argv if a != "--"]
-    if not words:
-        return f"no command given (one of: {', '.join(commands)})", None
-    command = commands.get(words[0]) if not words[0].startswith("-") \
-        or words[0] == "-" else None
-    if command is None and not words[0].startswith("-"):
-        return f"unknown command {words[0]!r} (one of: " \
-               f"{', '.join(commands)})", None
-    positionals, i, ended, seen = [], 1 if command else 0, False, set()
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if ended or arg == "-" or not arg.startswith("-"):
-            positionals.append(arg)
-            continue
-        if arg == "--":
-            ended = True
-            continue
-        if command and arg in command.words:
-            continue
-        if arg.startswith("--"):
-            name, eq, _ = arg.partition("=")
-            found = [o for o in usage.options
-                     if o.long and o.long.startswith(name)]
-            found = [o for o in found if o.long == name] or found
-            if not found:
-                return f"unknown option {name}", command
-            if len(found) > 1:
-                return (f"option {name} is ambiguous: "
-                        f"{', '.join(o.long for o in found)}"), command
-            given = found
-            if found[0].takes_value and not eq:
-                if i >= len(argv):
-                    return (f"option {found[0].long} needs a value "
-                            f"({found[0].spelling()})"), command
-                i += 1
-            elif not found[0].takes_value and eq:
-                return f"option {found[0].long} takes no value", command
-        else:
-            given = []
-            for pos, letter in enumerate(arg[1:]):
-                option = usage.by_name.get(f"-{letter}")
-                if option is None:
-                    return f"unknown option -{letter}", command
-                given.append(option)
-                if option.takes_value:
-                    if pos + 2 == len(arg):
-                        if i >= len(argv):
-                            return (f"option -{letter} needs a value "
-                                    f"({option.spelling()})"), command
-                        i += 1
-                    break
-        for option in given:
-            seen.add(option.long or option.short)
-            if command and not set(option.names) & command.options:
-                return (f"{command.name} does not take "
-                        f"{option.long or option.short}"), command
-    if command is None:
-        return f"no command given (one of: {', '.join(commands)})", None
-    for option in command.required:
-        if (option.long or option.short) not in seen:
-            return (f"{command.name}: missing {option.spelling()}"
-                    + (f" (or {option.short} {option.value_name})"
-                       if option.short and option.long else "")), command
-    if len(positionals) < command.least:
-        missing = command.positionals[len(positionals):command.least]
-        return (f"{command.name}: missing {' '.join(missing)} "
-                f"(usage: {prog} {command.name} "
-                f"{' '.join(command.positionals[:command.least])} ...)"
-                if len(command.positionals) > command.least else
-                f"{command.name}: missing {' '.join(missing)}"), command
-    if command.most is not None and len(positionals) > command.most:
-        return (f"{command.name}: unexpected argument "
-                f"{positionals[command.most]!r}"), command
-    for group in command.exclusive:
-        given = [alt[0] for alt in group if seen & set(alt)]
-        if len(given) > 1:
-            return (f"{command.name}: {' and '.join(given)} do not go "
-                    f"together"), command
-    return f"{command.name}: these arguments do not fit its usage", command
-
-
 def command_help(usage, name):
     """The part of the help about one command: its usage lines, what it
     does, the options it takes and its examples."""
@@ -294,7 +248,7 @@ def command_help(usage, name):
     out = ["Usage:"] + [f"  {_wrap(p)}" for p in command.patterns]
     title, lines = usage.entry(name)
     if lines:
-        out += ["", title.splitlines()[0].rstrip(":") + ":"] + lines
+        out += ["", title] + lines
     options = [o for o in usage.options if set(o.names) & command.options
                and not set(o.names) & {"-h", "--help", "--version"}]
     if options:

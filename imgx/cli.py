@@ -83,7 +83,8 @@ Image operations (OUT defaults to IMAGE itself, replaced when complete;
 another existing OUT is refused, and with --force replaced only once the
 new file is complete):
   verify      Check every chunk, the index and the whole-image digest.
-  split       Cut the image into volumes of at most SIZE (650M, 4G).
+  split       Cut the image into volumes of at most SIZE (650M, 4G; 4K
+              at least).
   join        Make a split image one file again.
   recompress  Store every chunk again with another codec or level.
   convert     Write the image's disk to OUT as a sparse raw file, qcow2

@@ -7,6 +7,7 @@ import os
 import sys
 
 from cliutil.runner import whole_number
+from diskimage.errors import UsageError
 
 
 def threads(args):
@@ -17,6 +18,10 @@ def threads(args):
 
 
 def level(args):
+    if args["--compress"] == "none" and args["--level"] is not None:
+        raise UsageError("--level does not go with --compress=none "
+                         "(chunks are stored as they are); drop it, or "
+                         "choose lz4 or zstd")
     return None if args["--level"] is None else \
         whole_number(args["--level"], "--level")
 
@@ -32,16 +37,19 @@ def cmd_verify(args):
     from diskimage.volumes import VolumeInput
     from rdeploy.render import verify_line
 
+    workers = threads(args) or os.cpu_count()
     with VolumeInput(args["IMAGE"]) as source:
-        summary = verify(source, threads=threads(args) or os.cpu_count())
+        summary = verify(source, threads=workers)
     print(verify_line(args["IMAGE"], summary))
     return 0
 
 
 def cmd_split(args):
-    from diskimage.sizes import parse_size
+    from diskimage.sizes import parse_size_at_least
+    from diskimage.volumes import MIN_SPLIT
     from .rewrite import rewrite
-    rewrite(args["IMAGE"], args["--output"], split=parse_size(args["SIZE"]),
+    size = parse_size_at_least(args["SIZE"], MIN_SPLIT, "SIZE", "4K")
+    rewrite(args["IMAGE"], args["--output"], split=size,
             force=args["--force"])
     return 0
 
@@ -63,13 +71,18 @@ def cmd_recompress(args):
 
 
 def cmd_convert(args):
-    from .convert import convert
+    from .convert import FORMATS, convert
+    if args["--to"] not in FORMATS:
+        raise UsageError(f"--to takes raw, qcow2 or vhd, not "
+                         f"{args['--to']!r}")
     convert(args["IMAGE"], args["OUT"], args["--to"], threads=threads(args))
     return 0
 
 
 def cmd_import(args):
+    from diskimage.compression import Compressor
     from .convert import import_disk
+    Compressor(args["--compress"], level(args))    # checked before SOURCE
     import_disk(args["SOURCE"], args["OUT"], codec=args["--compress"],
                 level=level(args), description=args["--description"],
                 force=args["--force"])

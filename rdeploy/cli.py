@@ -167,39 +167,59 @@ def _open_image(path):
     return VolumeInput(path)
 
 
-def cmd_capture(args):
-    from diskimage.capture import capture
+def _capture_values(args):
+    """capture's option values, converted and checked before any file is
+    opened (a usage error comes before "no such file")."""
+    from diskimage.capture import SECTOR_SIZES
     from diskimage.compression import Compressor
     from diskimage.sizes import parse_size_at_least
-    from diskimage.volumes import MIN_SPLIT, StreamOutput, VolumeOutput
+    from diskimage.volumes import MIN_SPLIT
 
-    with _progress(args, "capture") as progress:
-        if args["--compress"] == "none" and args["--level"] is not None:
-            raise UsageError("--level does not go with --compress=none "
-                             "(chunks are stored as they are); drop it, or "
-                             "choose lz4 or zstd")
-        level = None if args["--level"] is None else \
-            whole_number(args["--level"], "--level")
-        compressor = Compressor(args["--compress"], level)
-        sector_size = None if args["--sector-size"] is None else \
-            whole_number(args["--sector-size"], "--sector-size")
+    if args["--compress"] == "none" and args["--level"] is not None:
+        raise UsageError("--level does not go with --compress=none "
+                         "(chunks are stored as they are); drop it, or "
+                         "choose lz4 or zstd")
+    level = None if args["--level"] is None else \
+        whole_number(args["--level"], "--level")
+    split = None
+    if args["--split"] is not None:
         if args["IMAGE"] == "-":
-            if args["--split"]:
-                raise UsageError("--split needs an image file, not stdout")
+            raise UsageError("--split needs an image file, not stdout")
+        split = parse_size_at_least(args["--split"], MIN_SPLIT, "--split",
+                                    "4K")
+    sector_size = None
+    if args["--sector-size"] is not None:
+        sector_size = whole_number(args["--sector-size"], "--sector-size")
+        if sector_size not in SECTOR_SIZES:
+            raise UsageError(f"--sector-size must be 512, 1024, 2048 or "
+                             f"4096, not {sector_size}")
+    return {"compressor": Compressor(args["--compress"], level),
+            "sector_size": sector_size,
+            "split": split, "threads": _threads(args),
+            "partitions": _partition_list(args["--partitions"])}
+
+
+def cmd_capture(args):
+    from diskimage.capture import capture
+    from diskimage.volumes import StreamOutput, VolumeOutput
+
+    values = _capture_values(args)
+    with _progress(args, "capture") as progress:
+        if args["IMAGE"] == "-":
             if sys.stdout.isatty():
                 raise InputError("stdout is a terminal; redirect the image "
                                  "to a file or a pipe")
             output = StreamOutput(sys.stdout.buffer)
         else:
-            split = parse_size_at_least(args["--split"], MIN_SPLIT, "--split",
-                                        "4K") if args["--split"] else None
-            output = VolumeOutput(args["IMAGE"], split,
+            output = VolumeOutput(args["IMAGE"], values["split"],
                                   replace=args["--force"])
-        summary = capture(args["SOURCE"], output, compressor=compressor,
-                          partitions=_partition_list(args["--partitions"]),
-                          raw=args["--raw"], threads=_threads(args),
+        summary = capture(args["SOURCE"], output,
+                          compressor=values["compressor"],
+                          partitions=values["partitions"],
+                          raw=args["--raw"], threads=values["threads"],
                           description=args["--description"],
-                          progress=progress, sector_size=sector_size,
+                          progress=progress,
+                          sector_size=values["sector_size"],
                           allow_mounted=args["--yes"],
                           mounted_hint="give --yes to capture it anyway")
         for warning in summary["warnings"]:
@@ -212,11 +232,12 @@ def cmd_capture(args):
 def _confirm(args, plan, progress):
     if args["--yes"]:
         return
+    # True whether TARGET exists or restore would create it.
     if progress.json:
-        raise TargetError(f"{args['TARGET']}: not overwritten without --yes "
-                          f"(--progress=json does not ask)")
+        raise TargetError(f"restore needs --yes to write {args['TARGET']} "
+                          f"(--progress=json never asks)")
     if args["IMAGE"] == "-" or not sys.stdin.isatty():
-        raise TargetError(f"{args['TARGET']}: not overwritten without --yes "
+        raise TargetError(f"restore needs --yes to write {args['TARGET']} "
                           f"(no terminal to ask on)")
     print(f"rdeploy: about to write {safe(plan.describe())}.",
           file=sys.stderr)
@@ -231,7 +252,7 @@ def _sizes(specs):
     sizes = {}
     for spec in specs:
         number, _, size = spec.partition("=")
-        if not number.isdigit() or not size:
+        if not number.isdigit() or int(number) < 1 or not size:
             raise UsageError(f"--size takes N=SIZE like 2=20G, not {spec!r}")
         sizes[int(number)] = parse_size(size)
     return sizes
@@ -248,24 +269,34 @@ def _layout_mode(args):
     return "proportional"
 
 
+def _restore_values(args):
+    """restore's option values, converted and checked before any file is
+    opened."""
+    into = None if args["--into"] is None else \
+        whole_number(args["--into"], "--into")
+    mode, sizes = _layout_mode(args), _sizes(args["--size"])
+    partitions = _partition_list(args["--partitions"])
+    if (partitions or into) and (mode != "keep" or sizes):
+        raise UsageError("--grow, --resize and --size lay out a whole "
+                         "disk; they do not go with --partitions or "
+                         "--into")
+    return {"into": into, "mode": mode, "sizes": sizes,
+            "partitions": partitions,
+            "threads": _threads(args) or os.cpu_count()}
+
+
 def cmd_restore(args):
     from diskimage.reader import RecordStream
     from diskimage.restore import plan_restore, run_restore
 
+    values = _restore_values(args)
     with _progress(args, "restore") as progress:
-        into = None if args["--into"] is None else \
-            whole_number(args["--into"], "--into")
-        mode, sizes = _layout_mode(args), _sizes(args["--size"])
-        if (args["--partitions"] or into) and (mode != "keep" or sizes):
-            raise UsageError("--grow, --resize and --size lay out a whole "
-                             "disk; they do not go with --partitions or "
-                             "--into")
         with _open_image(args["IMAGE"]) as source:
             stream = RecordStream(source)
             plan = plan_restore(
-                stream, args["TARGET"],
-                partitions=_partition_list(args["--partitions"]), into=into,
-                mode=mode, sizes=sizes, new_ids=args["--new-ids"],
+                stream, args["TARGET"], partitions=values["partitions"],
+                into=values["into"], mode=values["mode"],
+                sizes=values["sizes"], new_ids=args["--new-ids"],
                 overwrite_protected=args["--overwrite-protected"],
                 tmpdir=args["--tmpdir"])
             if args["--dry-run"]:
@@ -274,7 +305,7 @@ def cmd_restore(args):
                 return 0
             _confirm(args, plan, progress)
             summary = run_restore(
-                plan, threads=_threads(args) or os.cpu_count(),
+                plan, threads=values["threads"],
                 verify=args["--verify"], progress=progress,
                 readback_progress=progress.stage("read-back"))
         progress.end(render.restore_line(args["IMAGE"], args["TARGET"],
@@ -286,10 +317,10 @@ def cmd_restore(args):
 def cmd_verify(args):
     from diskimage.verify import verify
 
+    threads = _threads(args) or os.cpu_count()
     with _progress(args, "verify") as progress:
         with _open_image(args["IMAGE"]) as source:
-            summary = verify(source, threads=_threads(args) or
-                             os.cpu_count(), progress=progress)
+            summary = verify(source, threads=threads, progress=progress)
         line = render.verify_line(args["IMAGE"], summary)
         if not args["--quiet"]:
             print(line)     # the result, on stdout

@@ -157,3 +157,46 @@ def test_help_names_only_codes_of_the_table(prog):
     assert named and named <= codes, named - codes
     if prog == "rdeploy":
         assert named == codes
+
+
+@pytest.mark.parametrize("prog, words, offered", [
+    # As bash splits them (COMP_WORDBREAKS holds "="): "--progress" "=" "".
+    ("rdeploy", ["restore", "x", "y", "--progress", "=", ""],
+     ["auto", "bar", "json", "none"]),
+    ("rdeploy", ["restore", "x", "y", "--progress", "=", "j"], ["json"]),
+    ("rdeploy", ["capture", "x", "y", "--compress", "=", ""],
+     ["lz4", "zstd", "none"]),
+    ("rdeploy", ["restore", "x", "y", "--resize", "=", ""],
+     ["proportional"]),
+    ("imgx", ["convert", "a", "b", "--to", "=", ""], ["raw", "qcow2", "vhd"]),
+    ("bootdisk", ["iso", "--on-failure", "=", ""],
+     ["poweroff", "reboot", "shell"]),
+    ("bootdisk", ["iso", "--compress", "=", ""], ["gzip", "zstd"]),
+    # The value as the next word, as docopt takes it too.
+    ("rdeploy", ["verify", "x", "--progress", "b"], ["bar"]),
+    ("imgx", ["convert", "a", "b", "--to", ""], ["raw", "qcow2", "vhd"]),
+    # A shell whose COMP_WORDBREAKS lacks "=": the word is whole.
+    ("rdeploy", ["capture", "x", "y", "--compress=z"], ["--compress=zstd"]),
+])
+def test_completion_of_option_values_offers_the_choices(prog, words,
+                                                        offered, tmp_path):
+    (tmp_path / "json-file").write_bytes(b"")
+    (tmp_path / "lz4.txt").write_bytes(b"")
+    assert sorted(complete(prog, *words, cwd=tmp_path)) == sorted(offered)
+
+
+def test_choices_come_from_the_usage_text():
+    usage = docgen.usage_of("rdeploy")
+    assert usage.by_name["--progress"].choices == ["auto", "bar", "json",
+                                                   "none"]
+    assert usage.by_name["--compress"].choices == ["lz4", "zstd", "none"]
+    assert usage.by_name["--resize"].choices == ["proportional"]
+    for name in ("--split", "--threads", "--level", "--dir", "--tmpdir",
+                 "--description", "--partitions", "--size", "--into"):
+        assert usage.by_name[name].choices == [], name
+
+
+def test_completion_of_a_value_without_choices_is_files(tmp_path):
+    (tmp_path / "work").mkdir()
+    assert complete("rdeploy", "restore", "x", "y", "--tmpdir", "=", "w",
+                    cwd=tmp_path) == ["work"]

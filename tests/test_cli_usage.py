@@ -20,12 +20,15 @@ BAD = [
      "option --level needs a value (--level=N)"),
     ("rdeploy", ["capture", "a", "b", "c"], "unexpected argument 'c'"),
     ("rdeploy", ["capture", "a", "b", "--raw=1"], "--raw takes no value"),
-    ("rdeploy", ["capture", "a", "b", "--p"], "--p is ambiguous"),
+    ("rdeploy", ["capture", "a", "b", "--p"],
+     "unknown option --p (did you mean --partitions or --progress?)"),
     ("rdeploy", ["info", "x", "--raw"], "info does not take --raw"),
     ("rdeploy", ["verify", "-x", "a"], "unknown option -x"),
     ("rdeploy", ["capture", "a", "b", "--threads=x"],
      "--threads takes a whole number"),
     ("rdeploy", ["help", "nosuch"], "help: no command 'nosuch'"),
+    ("rdeploy", ["help", "capture", "--dry"],
+     "help: unexpected argument '--dry'"),
     ("rdeploy", ["verify", "a", "--progress=loud"],
      "--progress takes auto, bar, json or none, not 'loud'"),
     ("rdeploy", ["restore", "a", "b", "--resize=half"],
@@ -129,3 +132,29 @@ def test_options_that_exclude_each_other_are_named():
     assert result.stderr.splitlines() == [
         "rdeploy: error: restore: --grow and --resize do not go together; "
         "see 'rdeploy restore --help'"]
+
+
+@pytest.mark.parametrize("prog, command", [
+    (prog, command) for prog in ("rdeploy", "imgx", "bootdisk")
+    for command in commands_of(prog)])
+def test_help_of_a_command_keeps_every_heading_whole(prog, command):
+    # `imgx help put` printed "Editing (each writes a new image over IMAGE
+    # only when it is complete and:": a heading of several lines, cut.
+    from cliutil.usage import Usage
+    module = __import__(f"{prog}.cli", fromlist=["cli"])
+    doc = module.__doc__
+    titles = {title for title, _ in Usage(doc).sections}
+    text = run(prog, "help", command).stdout
+    for block in text.split("\n\n"):
+        lines = block.splitlines()
+        head = []
+        for line in lines:
+            if line[:1].isspace():
+                break
+            head.append(line)
+        if not head or head[0].startswith("See '"):
+            continue
+        heading = "\n".join(head)
+        assert heading.endswith(":"), heading
+        assert heading in titles, heading
+        assert heading in doc

@@ -34,7 +34,7 @@ def test_help_runs():
     (["diff", "{image}", "{image}", "x"], 2, "partition number"),
     (["recompress", "{image}", "--compress=brotli"], 2, "unknown"),
     (["convert", "{image}", "{image}", "--to=raw"], 5, "exists"),
-    (["convert", "{image}", "{tmp}/o.img", "--to=vmdk"], 3, "--to"),
+    (["convert", "{image}", "{tmp}/o.img", "--to=vmdk"], 2, "--to"),
 ])
 def test_one_line_errors(demo, args, code, words):
     disk, image, _, tmp = demo
