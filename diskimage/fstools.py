@@ -5,12 +5,11 @@ imgx's edits and by restore's filesystem resizing.  Nothing prints."""
 
 import contextlib
 import os
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 
+from . import sighold
 from .tools import tool_env
 
 # mtools: no geometry checks on images, UTF-8 names.
@@ -76,20 +75,14 @@ def loop_device(path, start, size, read_only=True):
             _release_signals(old)
 
 
-_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-
-
 def _hold_signals():
-    """Block the signals that end a command in this thread (the main one,
-    where Python runs its handlers); the old mask, or None elsewhere."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    """Hold the signals that end a command (sighold): the state to give
+    _release_signals."""
+    return sighold.hold()
 
 
 def _release_signals(old):
-    if old is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    sighold.release(old)
 
 
 @contextlib.contextmanager

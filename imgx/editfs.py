@@ -6,11 +6,9 @@ whole transaction."""
 import contextlib
 import os
 import re
-import signal
 import subprocess
-import threading
 
-from diskimage import demodisk, fstools
+from diskimage import demodisk, fstools, sighold
 from diskimage.tools import tool_env
 
 from .fsread import FAMILIES
@@ -86,22 +84,14 @@ class _Mtools:
         self.rm(src, recursive=is_dir)
 
 
-@contextlib.contextmanager
 def sigint_held():
     """Hold Ctrl-C (and SIGTERM, SIGHUP, which the runner turns into the
     same clean-up) back while a loop device or a mount is set up or torn
     down: Python does not wait for a tool it was running when interrupted,
     which could then attach or mount after our clean-up has run.  The
-    interrupt is delivered as soon as the step is over."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {
-        signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    interrupt is delivered as soon as the step is over (diskimage.sighold,
+    which also holds it when another thread would take it)."""
+    return sighold.held()
 
 
 def _enter_mount(stack, disk, area, mnt):
