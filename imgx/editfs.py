@@ -29,9 +29,17 @@ class _Mounted:
         return st.f_bavail * st.f_frsize, st.f_favail
 
     def run(self, action):
-        with Root(self.root, strict=self.strict) as root:
+        # Opened with interrupts held: one landing just after the open
+        # would leak its fd, and umount would then find the mount busy.
+        root = None
+        try:
+            with sigint_held():
+                root = Root(self.root, strict=self.strict)
             self.tree = root
             action(self)
+        finally:
+            if root is not None:
+                root.close()
 
     def put(self, src, dest, force):
         self.tree.put(src, dest, force)
@@ -118,9 +126,15 @@ def mount(disk, area, scratch):
         with sigint_held():
             root = _enter_mount(stack, disk, area, mnt)
         yield _Mounted(root, FAMILIES[area["filesystem"]] == "ext")
-    finally:
-        with sigint_held():
+    except BaseException:
+        # The cause (an interrupt, a failed edit) goes on: an unmount that
+        # fails now ("target is busy") must not take its place; release()
+        # then unmounts lazily and detaches what is left.
+        with sigint_held(), contextlib.suppress(Exception):
             stack.close()
+        raise
+    with sigint_held():
+        stack.close()
 
 
 def fsck(disk, area):
