@@ -4,6 +4,8 @@ that end a command wait while a step that must not be cut in half runs
 feeder waiting on a pipe), and are handled once the step is over.  A real
 process under the real runner, real signals."""
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import textwrap
 
 import pytest
 
-from tests.signals import INTERRUPTIBLE
+from tests.signals import INTERRUPTIBLE, wait_for
 
 from .imgx_helpers import ROOT
 
@@ -86,3 +88,65 @@ def test_after_the_hold_a_signal_is_handled_at_once(sig, threads):
     assert out == "", (out, err)
     assert proc.returncode == 128 + sig, err
     assert err.startswith("t: interrupted"), err
+
+
+MOUNT_CHILD = textwrap.dedent("""
+    import os, sys
+    from cliutil.runner import run
+    from diskimage import fstools
+
+    def main(argv):
+        image, mnt = argv
+        with fstools.loop_device(image, 0, os.path.getsize(image)) as dev:
+            with fstools.exfat_mount(dev, mnt):
+                print("in the mount", flush=True)
+        return 0
+
+    sys.exit(run("t", main, sys.argv[1:]))
+""")
+
+
+@pytest.mark.skipif(not shutil.which("mount.exfat-fuse") or
+                    not shutil.which("mkfs.exfat") or os.geteuid() != 0,
+                    reason="needs root, exfat-fuse and exfatprogs")
+@SIGNALS
+def test_a_signal_while_a_fuse_mount_comes_up_leaves_no_mount(tmp_path, sig):
+    """Ctrl-C (or SIGTERM, SIGHUP) while mount.exfat-fuse mounts (here one
+    that, once mounted, waits for the test to let it return): the mount is
+    there by then, and fstools.exfat_mount must unmount it, not raise
+    before its clean-up is armed (ntfs_mount alike)."""
+    image = tmp_path / "fs.img"
+    with open(image, "wb") as f:
+        f.truncate(8 << 20)
+    subprocess.run(["mkfs.exfat", image], check=True, capture_output=True)
+    mnt, gate, shim = tmp_path / "mnt", tmp_path / "gate", tmp_path / "bin"
+    shim.mkdir()
+    (shim / "mount.exfat-fuse").write_text(
+        f"#!/bin/sh\n{shutil.which('mount.exfat-fuse')} \"$@\"; rc=$?\n"
+        f"while [ ! -e {gate} ]; do sleep 0.01; done; exit $rc\n")
+    (shim / "mount.exfat-fuse").chmod(0o755)
+    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}")
+    proc = subprocess.Popen([sys.executable, "-c", MOUNT_CHILD, image, mnt],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **INTERRUPTIBLE)
+    try:
+        wait_for(lambda: str(mnt) in open("/proc/mounts").read()
+                 or proc.poll() is not None, what="the mount")
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        gate.touch()
+        out, err = proc.communicate(timeout=60)
+        mounted = str(mnt) in open("/proc/mounts").read()
+        looped = str(image) in subprocess.run(
+            ["losetup", "-a"], capture_output=True, text=True).stdout
+    finally:
+        gate.touch()
+        proc.kill()
+        if str(mnt) in open("/proc/mounts").read():
+            subprocess.run(["umount", "-l", mnt])
+        for line in subprocess.run(["losetup", "-j", image], text=True,
+                                   capture_output=True).stdout.splitlines():
+            subprocess.run(["losetup", "-d", line.split(":")[0]])
+    assert out == "", (out, err)
+    assert proc.returncode == 128 + sig, err
+    assert not mounted and not looped
