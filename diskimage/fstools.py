@@ -5,12 +5,11 @@ imgx's edits and by restore's filesystem resizing.  Nothing prints."""
 
 import contextlib
 import os
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 
+from . import sighold
 from .tools import tool_env
 
 # mtools: no geometry checks on images, UTF-8 names.
@@ -76,20 +75,14 @@ def loop_device(path, start, size, read_only=True):
             _release_signals(old)
 
 
-_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-
-
 def _hold_signals():
-    """Block the signals that end a command in this thread (the main one,
-    where Python runs its handlers); the old mask, or None elsewhere."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    """Hold the signals that end a command (sighold): the state to give
+    _release_signals."""
+    return sighold.hold()
 
 
 def _release_signals(old):
-    if old is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    sighold.release(old)
 
 
 @contextlib.contextmanager
@@ -97,12 +90,14 @@ def ntfs_mount(source, mountpoint, options):
     """ntfs-3g kept in the foreground, so unmounting waits for its flush."""
     os.makedirs(mountpoint, exist_ok=True)
     with tempfile.TemporaryFile() as log:
+        held = sighold.hold()     # until the mount is up and its undo armed
         try:
             proc = subprocess.Popen(
                 ["ntfs-3g", "-o", f"{options},no_detach", os.fspath(source),
                  mountpoint], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=tool_env())
         except FileNotFoundError:
+            sighold.release(held)
             raise ToolError("ntfs-3g: not found (install ntfs-3g)") from None
 
         def fail(message):
@@ -112,23 +107,31 @@ def ntfs_mount(source, mountpoint, options):
                              proc.returncode, text)
 
         deadline = time.monotonic() + 30
-        while not os.path.ismount(mountpoint):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                raise fail(f"not mounted (exit {proc.returncode})")
-            time.sleep(0.01)
         try:
-            yield mountpoint
-        finally:
-            if run(["umount", mountpoint], check=False).returncode:
-                run(["umount", "-l", mountpoint], check=False)
-            try:
-                proc.wait(timeout=60)
-            finally:
-                if proc.poll() is None:
+            while not os.path.ismount(mountpoint):
+                if proc.poll() is not None or time.monotonic() > deadline:
                     proc.kill()
                     proc.wait()
+                    raise fail(f"not mounted (exit {proc.returncode})")
+                time.sleep(0.01)
+        except BaseException:
+            sighold.release(held)
+            raise
+        try:
+            sighold.release(held)   # one that came meanwhile raises here
+            yield mountpoint
+        finally:
+            held = sighold.hold()
+            try:
+                _unmount(mountpoint)
+                try:
+                    proc.wait(timeout=60)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+            finally:
+                sighold.release(held)
             if proc.returncode:
                 raise fail(f"exited with {proc.returncode} after unmount")
 
@@ -137,9 +140,23 @@ def ntfs_mount(source, mountpoint, options):
 def exfat_mount(device, mountpoint):
     """A read-only exfat-fuse mount; umount waits for the driver."""
     os.makedirs(mountpoint, exist_ok=True)
-    run(["mount.exfat-fuse", "-o", "ro", device, mountpoint])
+    held = sighold.hold()      # as for losetup: the mount, then its undo
     try:
+        run(["mount.exfat-fuse", "-o", "ro", device, mountpoint])
+    except BaseException:
+        sighold.release(held)
+        raise
+    try:
+        sighold.release(held)       # one that came meanwhile raises here
         yield mountpoint
     finally:
-        if run(["umount", mountpoint], check=False).returncode:
-            run(["umount", "-l", mountpoint], check=False)
+        held = sighold.hold()
+        try:
+            _unmount(mountpoint)
+        finally:
+            sighold.release(held)
+
+
+def _unmount(mountpoint):
+    if run(["umount", mountpoint], check=False).returncode:
+        run(["umount", "-l", mountpoint], check=False)

@@ -353,7 +353,13 @@ class VolumeInput:
 
 
 class PipeInput:
-    """An image read from an open binary file object such as stdin."""
+    """An image read from an open binary file object such as stdin.
+
+    Give it an unbuffered file (``sys.stdin.buffer.raw``): the reads run on
+    the pipeline's feeder thread, and one still blocked on the pipe when
+    the command ends (interrupted) would hold a buffered reader's lock,
+    which Python then cannot take to close stdin at exit ("Fatal Python
+    error: _enter_buffered_busy", an abort instead of the exit code)."""
 
     seekable = False
     size = None
@@ -365,15 +371,17 @@ class PipeInput:
         self.paths = []
 
     def read(self, size):
-        parts = []
-        while size > 0:
-            data = self.fileobj.read(size)
-            if not data:
-                break
-            parts.append(data)
-            size -= len(data)
-            self.position += len(data)
-        return b"".join(parts)
+        buf = bytearray(size)
+        got = 0
+        with memoryview(buf) as view:
+            while got < size:
+                n = self.fileobj.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+        self.position += got
+        del buf[got:]
+        return bytes(buf)
 
     def close(self):
         pass

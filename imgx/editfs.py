@@ -6,11 +6,9 @@ whole transaction."""
 import contextlib
 import os
 import re
-import signal
 import subprocess
-import threading
 
-from diskimage import demodisk, fstools
+from diskimage import demodisk, fstools, sighold
 from diskimage.tools import tool_env
 
 from .fsread import FAMILIES
@@ -31,9 +29,17 @@ class _Mounted:
         return st.f_bavail * st.f_frsize, st.f_favail
 
     def run(self, action):
-        with Root(self.root, strict=self.strict) as root:
+        # Opened with interrupts held: one landing just after the open
+        # would leak its fd, and umount would then find the mount busy.
+        root = None
+        try:
+            with sigint_held():
+                root = Root(self.root, strict=self.strict)
             self.tree = root
             action(self)
+        finally:
+            if root is not None:
+                root.close()
 
     def put(self, src, dest, force):
         self.tree.put(src, dest, force)
@@ -86,22 +92,14 @@ class _Mtools:
         self.rm(src, recursive=is_dir)
 
 
-@contextlib.contextmanager
 def sigint_held():
     """Hold Ctrl-C (and SIGTERM, SIGHUP, which the runner turns into the
     same clean-up) back while a loop device or a mount is set up or torn
     down: Python does not wait for a tool it was running when interrupted,
     which could then attach or mount after our clean-up has run.  The
-    interrupt is delivered as soon as the step is over."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {
-        signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    interrupt is delivered as soon as the step is over (diskimage.sighold,
+    which also holds it when another thread would take it)."""
+    return sighold.held()
 
 
 def _enter_mount(stack, disk, area, mnt):
@@ -128,9 +126,15 @@ def mount(disk, area, scratch):
         with sigint_held():
             root = _enter_mount(stack, disk, area, mnt)
         yield _Mounted(root, FAMILIES[area["filesystem"]] == "ext")
-    finally:
-        with sigint_held():
+    except BaseException:
+        # The cause (an interrupt, a failed edit) goes on: an unmount that
+        # fails now ("target is busy") must not take its place; release()
+        # then unmounts lazily and detaches what is left.
+        with sigint_held(), contextlib.suppress(Exception):
             stack.close()
+        raise
+    with sigint_held():
+        stack.close()
 
 
 def fsck(disk, area):

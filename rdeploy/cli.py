@@ -163,7 +163,7 @@ def _open_image(path):
         if sys.stdin.isatty():
             raise InputError("stdin is a terminal; pipe an image into "
                              "rdeploy, or give a file")
-        return PipeInput(sys.stdin.buffer)
+        return PipeInput(sys.stdin.buffer.raw)
     return VolumeInput(path)
 
 

@@ -6,6 +6,7 @@ rdeploy runs as a subprocess.  Loop devices, mounts and tmpfs need root;
 those tests are skipped otherwise and always undo what they set up.
 """
 
+import json
 import os
 import re
 import random
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.signals import (INTERRUPTIBLE, in_progress, interrupted_event,
+                           progress_until, wait_for)
 from tests.smalldisk import (DISK_SIZE, GPT_BACKUP, KiB, MiB, build_disk,
                              has_partitions, read_at, sfdisk, sha256)
 
@@ -425,12 +428,10 @@ def test_verify_difference_over_an_existing_disk(disk, tmp_path):
 
 
 # --- Ctrl-C ------------------------------------------------------------------
-def wait_for(condition, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
+# The signal is sent when the work is known to be under way (a progress
+# event, a target that exists, a wiped table) and the command cannot finish
+# before it lands (the source is fed by the test and stops short); the
+# child gets the signals back whatever the suite inherited (tests.signals).
 
 #: Ctrl-C, and the signals a service manager or a closed terminal sends,
 #: clean up alike (issue 11 item 13); the exit code is 128 + the signal.
@@ -447,70 +448,72 @@ def interrupted(result_code, stderr, sig=signal.SIGINT):
 
 @SIGNALS
 def test_ctrl_c_during_capture(tmp_path, sig):
-    """lz4 level 12 on one thread over 32 MiB of text-like bytes takes
-    more than a second; the signal lands in the middle."""
+    """lz4 level 12 on one thread over 48 MiB of text-like bytes takes
+    seconds; the signal lands after the first progress event past 0 and
+    before half the disk, so the capture is in the middle."""
     source = tmp_path / "big.img"
     letters = bytes(b"abcdefghijklmnop"[i % 16] for i in range(256))
     with open(source, "wb") as f:
         f.truncate(DISK_SIZE)
         f.seek(MiB)
-        f.write(random.Random(3).randbytes(32 * MiB).translate(letters))
+        f.write(random.Random(3).randbytes(48 * MiB).translate(letters))
     image = tmp_path / "big.rdi"
     proc = subprocess.Popen(command("capture", source, image, "--level=12",
-                                    "--threads=1"), env=env(), cwd=ROOT,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                                    "--threads=1", "--progress=json"),
+                            env=env(), cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **INTERRUPTIBLE)
+    seen = []
     try:
-        wait_for(lambda: Path(f"{image}.partial").exists()
-                 or proc.poll() is not None)
-        time.sleep(0.2)
-        assert proc.poll() is None, "capture finished before Ctrl-C"
+        progress_until(proc.stderr, in_progress("capture"), seen)
+        assert Path(f"{image}.partial").exists()
         proc.send_signal(sig)
-        _, stderr = proc.communicate(timeout=30)
+        rest = proc.communicate(timeout=60)[1]
     finally:
         proc.kill()
-    interrupted(proc.returncode, stderr, sig)
+    seen += [json.loads(line) for line in rest.splitlines()]
+    interrupted_event(seen, proc.returncode, sig)
     assert leftovers(image) == []
 
 
 def slow_restore(image, target, ready, sig=signal.SIGINT):
-    """Feed `image` to `rdeploy restore - TARGET --yes` 32 KiB per 20 ms,
-    send `sig` once ready(), and return (exit code, stderr)."""
+    """Feed the first half of `image` to `rdeploy restore - TARGET --yes`
+    and keep the pipe open, so the restore can neither finish nor see the
+    stream end; send `sig` once ready(); return (exit code, stderr).  A
+    signal that is lost leaves the restore waiting on its stdin: the wait
+    times out and the test fails."""
     proc = subprocess.Popen(command("restore", "-", target, "--yes"),
                             env=env(), cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stop = threading.Event()
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            **INTERRUPTIBLE)
+    data = Path(image).read_bytes()
 
     def feed():
-        with open(image, "rb") as f:
-            while not stop.is_set() and (block := f.read(32 * KiB)):
-                try:
-                    proc.stdin.write(block)
-                    proc.stdin.flush()
-                except (BrokenPipeError, ValueError):
-                    return
-                time.sleep(0.02)
+        try:
+            proc.stdin.write(data[:len(data) // 2])
+            proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
 
     feeder = threading.Thread(target=feed)
     feeder.start()
     try:
         wait_for(lambda: ready() or proc.poll() is not None)
-        time.sleep(0.1)
-        assert proc.poll() is None, "restore finished before Ctrl-C"
+        assert proc.poll() is None, proc.stderr.read()
         proc.send_signal(sig)
-        time.sleep(0.1)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"restore still running 60 s after {sig.name}")
     finally:
-        stop.set()
+        proc.kill()
         feeder.join()
         try:
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        try:
-            stderr = proc.stderr.read()
-            proc.wait(timeout=30)
-        finally:
-            proc.kill()
+        stderr = proc.stderr.read()
+        proc.wait()
     return proc.returncode, stderr
 
 

@@ -48,15 +48,23 @@ def slow_capture(source, image, *options):
 def test_second_capture_to_the_same_image_is_refused(slow_source, tmp_path,
                                                      split):
     """The second capture does not truncate the first's .partial: it exits
-    9 naming the file, and the first one's image is whole."""
+    9 naming the file, and the first one's image is whole.  The first is
+    stopped (SIGSTOP) while the second runs."""
     image = tmp_path / "same.rdi"
     first = slow_capture(slow_source, image, *split)
     try:
         wait_for(lambda: Path(f"{image}.partial").exists()
                  or first.poll() is not None)
+        # Stopped, the first holds its locked .partial for as long as the
+        # second needs, however loaded the machine (the lock is taken
+        # before the file has its name, so there is no earlier moment).
+        first.send_signal(signal.SIGSTOP)
         assert first.poll() is None, "first capture finished too soon"
-        second = rdeploy("capture", slow_source, image, "--force", *split)
-        assert first.poll() is None, "first capture finished too soon"
+        try:
+            second = rdeploy("capture", slow_source, image, "--force",
+                             *split)
+        finally:
+            first.send_signal(signal.SIGCONT)
         check(second, 9, f"{image}.partial", "another process")
         _, stderr = first.communicate(timeout=120)
     finally:

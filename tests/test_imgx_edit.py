@@ -14,6 +14,7 @@ import pytest
 from diskimage import demodisk
 from diskimage.reader import ImageReader
 
+from .signals import INTERRUPTIBLE, wait_for
 from .imgx_helpers import (ROOT, capture_disk, demo_image, imgx, ok,
                            one_line_error)
 
@@ -209,57 +210,81 @@ def _stuck(proc):
     return "\n".join(out)
 
 
-def test_interrupted_edit_leaves_the_image_intact(demo, tmp_path):
-    """Ctrl-C at several moments of a put: either the old image is byte for
-    byte as it was, or the edit finished and the image is a whole new one
-    that holds the file (a Ctrl-C in the last milliseconds, while Python
-    shuts down, can do that and still end the process by SIGINT); never a
-    partial file, a scratch directory, a loop device or a mount."""
+def _signal_at(proc, moment, tmp_path, image, sig):
+    """Send `sig` to the put at `moment`: "start" (at once, perhaps before
+    Python has its handler), "scratch" (its scratch directory exists: the
+    image is being restored into the scratch disk), "mounted" (the scratch
+    filesystem is mounted) or "partial" (the new image is being written)."""
+    def there():
+        if moment == "scratch":
+            return any(p.startswith(".imgx-edit-")
+                       for p in os.listdir(tmp_path))
+        if moment == "mounted":
+            return str(tmp_path) in open("/proc/mounts").read()
+        return os.path.exists(f"{image}.partial")
+
+    if moment != "start":
+        wait_for(lambda: there() or proc.poll() is not None, what=moment)
+        assert proc.poll() is None, \
+            f"the put ended before {moment}: {proc.stderr.read().decode()}"
+    proc.send_signal(sig)
+
+
+@pytest.mark.parametrize("moment", ["start", "scratch", "mounted",
+                                    "partial"])
+def test_interrupted_edit_leaves_the_image_intact(demo, tmp_path, moment):
+    """Ctrl-C at a known moment of a put: before the new image is being
+    written, the old image stays byte for byte as it was and the exit is
+    130 (or the signal's own death at "start", before Python installs its
+    handler); while it is written ("partial"), either that, or the edit
+    finished and the image is a whole new one that holds the file (a
+    Ctrl-C in the last milliseconds, while Python shuts down, can do that
+    and still end the process by SIGINT).  Never a partial file, a scratch
+    directory, a loop device or a mount."""
     import signal
-    import time
     golden, manifest = demo
     image = _copy_image(golden, tmp_path)
     payload = tmp_path / "payload"
     payload.mkdir()
     (payload / "big.bin").write_bytes(os.urandom(60 << 20))
-    interrupted = 0
-    for delay in (0.15, 0.25, 0.35, 0.45, 0.55, 0.7):
-        before = {p: demodisk.sha256_file(tmp_path / p)
-                  for p in os.listdir(tmp_path) if p.endswith(".rdi")
-                  or ".r0" in p}
-        proc = subprocess.Popen([sys.executable, "-m", "imgx", "put",
-                                 payload / "big.bin", f"{image}:1/"],
-                                cwd=ROOT, stderr=subprocess.PIPE)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"imgx put still running 120 s after Ctrl-C at "
-                        f"{delay} s:\n{_stuck(proc)}")
-        left = [p for p in os.listdir(tmp_path)
-                if "partial" in p or p.startswith(".imgx")]
-        assert left == [], (delay, proc.returncode, err.decode())
-        loops = subprocess.run(["losetup", "-a"], capture_output=True,
-                               text=True).stdout
-        assert str(tmp_path) not in loops
-        assert str(tmp_path) not in open("/proc/mounts").read()
-        # 0: done before the signal; 130: the runner's KeyboardInterrupt;
-        # -SIGINT: the signal came before Python set up its handler, or
-        # after it took it down at exit; 1: Python's own "fatal error" when
-        # the signal lands while it imports its site module.
-        assert proc.returncode in (0, 130, -signal.SIGINT) or \
+    before = {p: demodisk.sha256_file(tmp_path / p)
+              for p in os.listdir(tmp_path) if p.endswith(".rdi")
+              or ".r0" in p}
+    proc = subprocess.Popen([sys.executable, "-m", "imgx", "put",
+                             payload / "big.bin", f"{image}:1/"],
+                            cwd=ROOT, stderr=subprocess.PIPE, **INTERRUPTIBLE)
+    try:
+        _signal_at(proc, moment, tmp_path, image, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"imgx put still running 120 s after Ctrl-C at "
+                    f"{moment}:\n{_stuck(proc)}")
+    finally:
+        proc.kill()
+    left = [p for p in os.listdir(tmp_path)
+            if "partial" in p or p.startswith(".imgx")]
+    assert left == [], (moment, proc.returncode, err.decode())
+    loops = subprocess.run(["losetup", "-a"], capture_output=True,
+                           text=True).stdout
+    assert str(tmp_path) not in loops
+    assert str(tmp_path) not in open("/proc/mounts").read()
+    after = {p: demodisk.sha256_file(tmp_path / p) for p in before
+             if os.path.exists(tmp_path / p)}
+    if moment == "start":
+        # 130: the runner's KeyboardInterrupt; -SIGINT: the signal came
+        # before Python set up its handler; 1: Python's own "fatal error"
+        # when the signal lands while it imports its site module.
+        assert proc.returncode in (130, -signal.SIGINT) or \
             b"Fatal Python error" in err, (proc.returncode, err.decode())
-        after = {p: demodisk.sha256_file(tmp_path / p) for p in before
-                 if os.path.exists(tmp_path / p)}
-        if after == before:
-            assert proc.returncode != 0, "a put that changed nothing"
-            interrupted += 1
-        else:
-            ok("verify", image)             # whole, checksums and all
-            ok("ls", f"{image}:1/big.bin")
-            ok("rm", f"{image}:1/big.bin")
-    assert interrupted
+    elif moment != "partial" or after == before:
+        assert proc.returncode == 130, err.decode()
+        assert err.decode().strip().splitlines() == [
+            "imgx: interrupted; nothing was left that looks complete"]
+    if after != before:
+        assert moment == "partial", "an interrupted put changed the image"
+        ok("verify", image)             # whole, checksums and all
+        ok("ls", f"{image}:1/big.bin")
+    assert after == before or proc.returncode in (0, 130, -signal.SIGINT)
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
@@ -269,7 +294,6 @@ def test_terminated_edit_leaves_the_image_intact(demo, tmp_path, sig):
     128 + the signal, the image byte for byte as it was, no partial file,
     scratch directory, loop device or mount."""
     import signal
-    import time
     golden, _ = demo
     image = _copy_image(golden, tmp_path)
     payload = tmp_path / "big.bin"
@@ -277,14 +301,9 @@ def test_terminated_edit_leaves_the_image_intact(demo, tmp_path, sig):
     before = {p: demodisk.sha256_file(tmp_path / p)
               for p in os.listdir(tmp_path) if p != "big.bin"}
     proc = subprocess.Popen([sys.executable, "-m", "imgx", "put", payload,
-                             f"{image}:1/"], cwd=ROOT, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while not any(p.startswith(".imgx-edit-") for p in os.listdir(tmp_path)):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
-    time.sleep(0.3)
-    assert proc.poll() is None, "the put finished before the signal"
-    proc.send_signal(getattr(signal, sig))
+                             f"{image}:1/"], cwd=ROOT, stderr=subprocess.PIPE,
+                            **INTERRUPTIBLE)
+    _signal_at(proc, "mounted", tmp_path, image, getattr(signal, sig))
     try:
         _, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:

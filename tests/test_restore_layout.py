@@ -15,6 +15,8 @@ import pytest
 
 from diskimage import demodisk
 
+from tests.signals import (INTERRUPTIBLE, in_progress, interrupted_event,
+                           progress_until, wait_for)
 from tests.fsbuild import fat_bytes, make_ext, make_fat
 from tests.fsmaps import check_fs, partitioned_disk, range_digest
 
@@ -459,20 +461,21 @@ def test_no_table_slot_left_for_a_protected_partition(tmp_path):
 
 def test_signal_while_a_loop_device_is_attached_leaves_none(demo, tmp_path):
     """SIGTERM while losetup attaches the loop device a grow works through
-    (here a losetup that takes its time after attaching): the restore
-    still learns the device's name and detaches it, and exits 143.
-    Python kills a tool it was waiting for when a signal comes, so without
-    holding signals back for that moment the device would be left over
-    the target (issue 11 sweep of item 13)."""
+    (here a losetup that, once attached, waits for the test to let it
+    return): the restore still learns the device's name and detaches it,
+    and exits 143.  Python kills a tool it was waiting for when a signal
+    comes, so without holding signals back for that moment the device
+    would be left over the target (issue 11 sweep of item 13)."""
     import signal
-    import time
     disk, image, _ = demo
     shim = tmp_path / "bin"
     shim.mkdir()
+    gate = tmp_path / "gate"
     (shim / "losetup").write_text(
         "#!/bin/sh\n"
         f"case \" $* \" in *\" --find \"*) {shutil.which('losetup')} \"$@\"; "
-        "rc=$?; sleep 2; exit $rc;; esac\n"
+        f"rc=$?; while [ ! -e {gate} ]; do sleep 0.01; done; exit $rc;; "
+        "esac\n"
         f"exec {shutil.which('losetup')} \"$@\"\n")
     (shim / "losetup").chmod(0o755)
     target = blank(tmp_path / "t.img", 2 * 256 * MiB)
@@ -483,17 +486,18 @@ def test_signal_while_a_loop_device_is_attached_leaves_none(demo, tmp_path):
 
     proc = subprocess.Popen([sys.executable, "-m", "rdeploy", "restore",
                              image, target, "--grow", "--yes"], cwd=ROOT,
-                            env=env, stderr=subprocess.PIPE, text=True)
+                            env=env, stderr=subprocess.PIPE, text=True,
+                            **INTERRUPTIBLE)
     try:
-        deadline = time.monotonic() + 60
-        while not attached():
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: attached() or proc.poll() is not None,
+                 what="the loop device")
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)    # pending before losetup returns
+        gate.touch()
         err = proc.communicate(timeout=60)[1]
         left = attached()
     finally:
+        gate.touch()
         proc.kill()
         for line in attached().splitlines():
             subprocess.run(["losetup", "-d", line.split(":")[0]])
@@ -506,31 +510,33 @@ def test_signal_while_a_loop_device_is_attached_leaves_none(demo, tmp_path):
 def test_signal_during_verify_wipes_the_new_table(demo, tmp_path):
     """The table is written last, then --verify reads everything back: a
     SIGTERM then (or a difference found) must not leave a disk whose table
-    looks fine; the table is wiped again, and the exit is 143."""
+    looks fine; the table is wiped again, and the exit is 143.  The signal
+    goes at the read-back's first progress event (its first range, the
+    table's: 4 KiB of about 55 MiB)."""
     import signal
-    import time
     disk, image, _ = demo
     target = blank(tmp_path / "t.img", os.path.getsize(disk))
     proc = subprocess.Popen([sys.executable, "-m", "rdeploy", "restore",
-                             image, target, "--yes", "--verify"], cwd=ROOT,
-                            stderr=subprocess.PIPE, text=True)
+                             image, target, "--yes", "--verify",
+                             "--progress=json"], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True,
+                            **INTERRUPTIBLE)
 
     def has_table():
         with open(target, "rb") as f:
             f.seek(512)
             return f.read(8) == b"EFI PART"
 
+    seen = []
     try:
-        deadline = time.monotonic() + 60
-        while not has_table():
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.002)
+        progress_until(proc.stderr, in_progress("read-back"), seen)
+        assert has_table()
         proc.send_signal(signal.SIGTERM)
-        err = proc.communicate(timeout=60)[1]
+        rest = proc.communicate(timeout=60)[1]
     finally:
         proc.kill()
-    assert proc.returncode == 143, err
+    seen += [json.loads(line) for line in rest.splitlines()]
+    interrupted_event(seen, proc.returncode, signal.SIGTERM)
     assert not has_table()
     assert subprocess.run(["sfdisk", "--json", target], capture_output=True
                           ).returncode != 0
