@@ -128,20 +128,36 @@ def check_request(image_path, number, op, paths, recursive=False,
         paths = [_clean(p) for p in paths]
         node = None
 
+        def entry(path):
+            """(node, canonical path) of the entry `path` names: every
+            link on the way resolved inside the image, the last one not
+            (rm, mv and put --force act on a link itself)."""
+            node, canon = fs.resolve(path, follow_last=False)
+            return node, canon.lstrip("/")
+
         def exists(path):
             try:
-                return fs.lookup(path)
+                return entry(path)[0]
             except InputError:
                 return None
 
+        def is_dir_through_links(path):
+            try:
+                return fs.resolve(path)[0].is_dir
+            except InputError:
+                return False
+
         def parent_dir(path):
-            parent = path.rpartition("/")[0]
-            node = fs.lookup(parent)
+            """`path` with its directory's links resolved (the edit
+            resolves them the same way, inside the image's root)."""
+            parent, _, name = path.rpartition("/")
+            node, canon = fs.resolve(parent)
             if not node.is_dir:
                 raise InputError(f"{fs.where}/{parent}: not a directory")
+            return f"{canon.rstrip('/')}/{name}".lstrip("/")
 
         if op in ("rm", "mv"):
-            node = fs.lookup(paths[0])
+            node, paths[0] = entry(paths[0])
             if not paths[0]:
                 verb = "removed" if op == "rm" else "moved"
                 raise InputError(f"{fs.where}/: the root cannot be {verb}")
@@ -152,14 +168,15 @@ def check_request(image_path, number, op, paths, recursive=False,
             # abspath: "put . IMG:1/" copies the directory under its name.
             name = os.path.basename(os.path.abspath(source)) \
                 if op == "put" else paths[0].rpartition("/")[2]
-            dest = exists(paths[-1])
-            if dest is not None and dest.is_dir:
+            # Onto a directory, or a link to one (as cp and mv do), it
+            # lands inside, under the source's name.
+            if is_dir_through_links(paths[-1]):
                 if not name:
                     raise InputError(f"{source}: has no name to put it "
                                      f"under; name the path in the image")
                 paths[-1] = f"{paths[-1]}/{name}".lstrip("/")
-                dest = exists(paths[-1])
-            parent_dir(paths[-1])
+            paths[-1] = parent_dir(paths[-1])
+            dest = exists(paths[-1])
             fold = (lambda p: p) if fs.case_sensitive else str.casefold
             if op == "mv" and node.is_dir and \
                     fold(paths[-1]).startswith(fold(paths[0]) + "/"):
@@ -177,9 +194,9 @@ def check_request(image_path, number, op, paths, recursive=False,
                                  f"{'a' if dest.is_dir else 'not a'} "
                                  f"directory")
         if op == "mkdir":
+            paths[0] = parent_dir(paths[0])
             if exists(paths[0]) is not None:
                 raise InputError(f"{fs.where}/{paths[0]}: already exists")
-            parent_dir(paths[0])
         return area, paths, bool(node and node.is_dir)
 
 

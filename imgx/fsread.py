@@ -327,8 +327,8 @@ class Filesystem:
 
     def lookup(self, path):
         """The entry at `path` without following any symlink: a link in
-        the middle is "not a directory" (imgx edit relies on this; readers
-        that follow links use resolve)."""
+        the middle is "not a directory" (readers that follow links, and
+        imgx edit's checks, use resolve)."""
         return resolve_in_root(self.root, path, self.child, lambda n: None,
                                lambda n: n.is_dir, False, self.where)[0]
 
