@@ -261,15 +261,19 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
     image and write the new image over it.  The image is locked for the
     whole edit (BusyError while another edit or rewrite holds it).
     Returns capture's summary."""
-    writable(image_path)
+    # An image named through a symlink: the file it points to is edited
+    # and replaced, the link stays (resolved once, so the lock, the reads
+    # and the rename all name one file).
+    real = os.path.realpath(image_path)
+    writable(real)
     if source is not None and not os.path.lexists(source):
         raise InputError(f"{source}: no such file or directory")
-    with image_lock(image_path):
+    with image_lock(real):
         area, paths, is_dir = check_request(image_path, number, op, paths,
                                             recursive, source, force)
         needed = check_source(source, area["filesystem"]) \
             if source is not None else 0
-        directory = os.path.dirname(os.path.abspath(image_path))
+        directory = os.path.dirname(real)
         scratch = None
         try:
             # Made and removed with Ctrl-C held back: an interrupt inside
@@ -277,7 +281,7 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
             with sigint_held():
                 scratch = tempfile.mkdtemp(prefix=".imgx-edit-",
                                            dir=directory)
-            return _edit_in(scratch, image_path, area, op, paths, source,
+            return _edit_in(scratch, real, area, op, paths, source,
                             dict(recursive=recursive, is_dir=is_dir,
                                  force=force, needed=needed), threads)
         finally:

@@ -57,6 +57,9 @@ def rewrite(source, target=None, *, split="keep", compressor=None,
                                     os.path.exists(source) and
                                     os.path.samefile(source, target))
     if in_place:
+        # Through a symlink, the file it points to is rewritten and the
+        # link stays (resolved once: lock, read and rename name one file).
+        source = target = os.path.realpath(source)
         writable(source)
     elif not force and os.path.lexists(target):
         raise InputError(f"{target}: exists; not replaced without --force")

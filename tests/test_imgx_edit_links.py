@@ -6,11 +6,13 @@ the entry itself."""
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 from .fsmaps import partitioned_disk, run
-from .imgx_helpers import capture_disk, imgx, ok, one_line_error
+from .imgx_helpers import ROOT, capture_disk, imgx, ok, one_line_error
 
 
 def merged_usr_image(tmp):
@@ -97,3 +99,52 @@ def test_a_file_in_the_middle_is_still_not_a_directory(image, a_txt):
     err = one_line_error(imgx("put", a_txt,
                               f"{image}:1/lib/os-release/x"), 3)
     assert err.endswith(":1/lib/os-release: not a directory\n"), err
+
+
+def _linked(image):
+    """IMAGE moved into store/ and named through lnk.rdi -> store/real.rdi."""
+    store = image.parent / "store"
+    store.mkdir()
+    real = store / "real.rdi"
+    image.rename(real)
+    link = image.parent / "lnk.rdi"
+    os.symlink("store/real.rdi", link)
+    return link, real
+
+
+def test_an_edit_through_a_linked_image_edits_its_target(image, a_txt):
+    link, real = _linked(image)
+    ok("put", a_txt, f"{link}:1/x")
+    ok("mkdir", f"{link}:1/newdir")
+    assert os.readlink(link) == "store/real.rdi"
+    assert ok("cat", f"{real}:1/x") == b"a\n"
+    assert "newdir/" in _names(real, "")
+    assert sorted(os.listdir(link.parent)) == ["a.txt", "lnk.rdi", "store"]
+    assert os.listdir(real.parent) == ["real.rdi"]
+
+
+def test_rewrites_in_place_through_a_linked_image_rewrite_its_target(image):
+    link, real = _linked(image)
+    ok("describe", link, "through the link")
+    ok("recompress", link, "--compress=zstd")
+    assert os.readlink(link) == "store/real.rdi"
+    info = ok("info", real, "--json").decode()
+    assert "through the link" in info and "zstd" in info
+    assert os.listdir(real.parent) == ["real.rdi"]
+
+
+def test_capture_force_onto_a_linked_image_replaces_its_target(image,
+                                                               tmp_path):
+    """rdeploy capture --force onto lnk.rdi -> store/real.rdi writes the
+    new image to store/real.rdi and keeps the link (decided so: as every
+    other in-place writer of an image)."""
+    disk = tmp_path / "disk.raw"
+    ok("convert", image, disk, "--to=raw")
+    link, real = _linked(image)
+    result = subprocess.run([sys.executable, "-m", "rdeploy", "capture",
+                             disk, link, "--force", "--description=new"],
+                            cwd=ROOT, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
+    assert os.readlink(link) == "store/real.rdi"
+    assert "new" in ok("info", real, "--json").decode()
+    assert os.listdir(real.parent) == ["real.rdi"]
