@@ -207,7 +207,7 @@ def cmd_ls(args):
         if not node.is_dir:
             rows = [(node.name, node)]
         elif args["-R"]:
-            rows = list(fs.walk(node))
+            rows = list(fs.walk(node, at=path))
         else:
             rows = [(child.name, child) for child in fs.children(node)]
         if args["--json"]:
@@ -226,7 +226,7 @@ def cmd_tree(args):
     image, fs, node, path = _open(args["IMGPATH"])
     with image:
         print(f"/{path}")
-        for line in render.tree_lines(fs, node):
+        for line in render.tree_lines(fs, node, at=f"/{path}"):
             print(line)
     return 0
 
@@ -259,7 +259,7 @@ def cmd_find(args):
     with image:
         base = "/" + path.strip("/")
         base = base.rstrip("/") + "/"
-        for rel, child in fs.walk(node):
+        for rel, child in fs.walk(node, at=path):
             name = child.name
             if fs.case_sensitive:
                 hit = fnmatch.fnmatchcase(name, pattern)

@@ -339,17 +339,19 @@ class Filesystem:
         contain themselves, which would be walked without end."""
         return node.inode is not None and node.inode in ancestors
 
-    def walk(self, node, prefix="", ancestors=frozenset()):
+    def walk(self, node, prefix="", ancestors=frozenset(), at=""):
         """Yield (relative path, node) for every entry below `node`,
         directories before their contents.  A directory that contains
-        itself is CorruptImageError."""
+        itself is CorruptImageError, named by its path from the root
+        (`at`: the path of `node`)."""
         ancestors = ancestors | {node.inode}
         for child in self.children(node):
             rel = f"{prefix}{child.name}"
             yield rel, child
             if child.is_dir:
                 if self.loop(child, ancestors):
+                    shown = "/".join(p for p in (at.strip("/"), rel) if p)
                     raise CorruptImageError(
-                        f"{self.where}/{rel}: damaged filesystem: a "
+                        f"{self.where}/{shown}: damaged filesystem: a "
                         f"directory that is one of its own parents")
-                yield from self.walk(child, rel + "/", ancestors)
+                yield from self.walk(child, rel + "/", ancestors, at)

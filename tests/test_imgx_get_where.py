@@ -54,3 +54,28 @@ def test_get_onto_a_full_filesystem_names_the_host_path(tmp_path):
         err = one_line_error(imgx("get", "-R", f"{image}:/g", tfs), 6)
     assert f"imgx: error: {tfs}/g/big: no space left" in err, err
     assert f"(writing {image}:/g/big)" in err, err
+
+
+def test_a_doubled_colon_is_a_usage_error_that_says_so(tmp_path):
+    image, _ = _planted(tmp_path)
+    for args in (("ls",), ("cat",), ("get", "-R")):
+        rest = (tmp_path / "o",) if args[0] == "get" else ()
+        result = imgx(*args, f"{image}::/sub", *rest)
+        err = result.stderr.decode()
+        assert result.returncode == 2, err
+        assert f"{image}::/sub': one colon between the image and the " \
+            f"path, as in {image}:N/path or {image}:/path" in err, err
+
+
+def test_messages_about_a_walk_below_the_root_name_the_whole_path(tmp_path):
+    """A directory loop met by ls -R, find and tree started at /top: the
+    message names IMG:/top/sub/loop, one colon."""
+    src = tmp_path / "payload"
+    image, _, _ = _ext_with(tmp_path, [], "mkdir top", "mkdir top/sub",
+                            f"write {src} top/sub/f", "link /top top/sub/loop")
+    for args in (("ls", "-R", f"{image}:/top"),
+                 ("find", f"{image}:/top", "-name", "x"),
+                 ("tree", f"{image}:/top")):
+        err = one_line_error(imgx(*args), 4)
+        assert f"{image}:/top/sub/loop: damaged filesystem: a directory " \
+            f"that is one of its own parents" in err, (args, err)
