@@ -40,13 +40,13 @@ from datetime import datetime, timezone
 from diskimage import fstools
 from diskimage.capture import capture
 from diskimage.compression import Compressor
-from diskimage.errors import DiskImageError, InputError, NoSpaceError
+from diskimage.errors import DiskImageError, InputError
 from diskimage.reader import ImageReader, RecordStream
 from diskimage.restore import plan_restore, run_restore
-from diskimage.sizes import format_size
 from diskimage.volumes import VolumeInput, VolumeOutput
 
 from .editfs import fsck, mount, release, sigint_held
+from .editspace import Need, no_space
 from .fsread import FAMILIES
 from .image import Image
 from .lock import image_lock
@@ -78,28 +78,38 @@ _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
 
 
 def check_source(source, kind):
-    """Bytes of file data in the file or tree `source`; InputError for a
-    FIFO, socket or device node in it (put copies files, directories and
-    symlinks only), or for a symlink when the filesystem `kind` holds
-    none (FAT, exFAT), before any work."""
+    """What the file or tree `source` needs (editspace.Need: bytes, files,
+    directories, links); InputError for a FIFO, socket or device node in
+    it (put copies files, directories and symlinks only), or for a
+    symlink when the filesystem `kind` holds none (FAT, exFAT), before
+    any work."""
     links = FAMILIES[kind] not in ("fat", "exfat")
-    total = 0
-    for top, dirs, files in os.walk(source) if _is_dir(source) \
-            else [(os.path.dirname(source), [], [os.path.basename(source)])]:
-        for name in files + dirs:
-            path = os.path.join(top, name)
-            st = os.lstat(path)
-            special = _KINDS.get(stat.S_IFMT(st.st_mode))
-            if special:
-                raise InputError(f"{path}: is {special}; imgx put copies "
-                                 f"files, directories and symlinks only; "
-                                 f"nothing changed")
-            if stat.S_ISLNK(st.st_mode) and not links:
+    need = Need()
+
+    def one(path):
+        st = os.lstat(path)
+        special = _KINDS.get(stat.S_IFMT(st.st_mode))
+        if special:
+            raise InputError(f"{path}: is {special}; imgx put copies "
+                             f"files, directories and symlinks only; "
+                             f"nothing changed")
+        if stat.S_ISLNK(st.st_mode):
+            if not links:
                 raise InputError(f"{path}: is a symlink, and {kind} holds "
                                  f"none; nothing changed")
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-    return total
+            need.add(st, "link", len(os.readlink(path)))
+        elif stat.S_ISREG(st.st_mode):
+            need.add(st, "file")
+
+    if not _is_dir(source):
+        one(source)
+        return need
+    for top, dirs, files in os.walk(source):
+        need.add(os.lstat(top), "dir")
+        for name in files + dirs:
+            need.entry(name)
+            one(os.path.join(top, name))
+    return need
 
 
 def _settings(image_path):
@@ -211,25 +221,7 @@ def _apply(fs, op, paths, source, recursive, is_dir, force):
         fs.mv(paths[0], paths[1], is_dir)
 
 
-def _no_space(what, area, free, source=None, needed=0):
-    """NoSpaceError naming the partition, what room it had and, for put,
-    how much did not fit.  `free`: (bytes, inodes) or None (unknown)."""
-    room = ""
-    if free is not None and free[1] == 0:
-        room = " (no free inodes)"
-    elif free is not None and free[0] is not None:
-        room = f" ({format_size(free[0])} free)"
-    wanted = ""
-    if source is not None:
-        more = f", {format_size(needed - free[0])} more than was free" \
-            if free is not None and free[0] is not None and \
-            needed > free[0] else ""
-        wanted = f" for {source} ({format_size(needed)}{more})"
-    return NoSpaceError(f"{what}: no space left in partition "
-                        f"{area['partition']}{room}{wanted}; image unchanged")
-
-
-def _change(disk, area, scratch, what, action, source=None, needed=0):
+def _change(disk, area, scratch, what, action, source=None, need=None):
     """Run action(fs) on the partition, then fsck it.  A full filesystem
     is NoSpaceError, with what did not fit."""
     free = None
@@ -239,11 +231,11 @@ def _change(disk, area, scratch, what, action, source=None, needed=0):
             fs.run(action)
     except fstools.ToolError as exc:
         if "Disk full" in str(exc):
-            raise _no_space(what, area, free, source, needed) from None
+            raise no_space(what, area, free, source, need) from None
         raise EditError(f"{what} failed, image unchanged: {exc}") from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise _no_space(what, area, free, source, needed) from None
+            raise no_space(what, area, free, source, need) from None
         name = f" ({exc.filename})" if exc.filename else ""
         raise EditError(f"{what} failed, image unchanged: "
                         f"{exc.strerror or exc}{name}") from None
@@ -271,8 +263,8 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
     with image_lock(real):
         area, paths, is_dir = check_request(image_path, number, op, paths,
                                             recursive, source, force)
-        needed = check_source(source, area["filesystem"]) \
-            if source is not None else 0
+        need = check_source(source, area["filesystem"]) \
+            if source is not None else None
         directory = os.path.dirname(real)
         scratch = None
         try:
@@ -283,7 +275,7 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
                                            dir=directory)
             return _edit_in(scratch, real, area, op, paths, source,
                             dict(recursive=recursive, is_dir=is_dir,
-                                 force=force, needed=needed), threads)
+                                 force=force, need=need), threads)
         finally:
             if scratch is not None:
                 with sigint_held():
@@ -302,7 +294,7 @@ def _edit_in(scratch, image_path, area, op, paths, source, how, threads):
         _change(disk, area, scratch, f"{image_path}: {op}",
                 lambda fs: _apply(fs, op, paths, source, how["recursive"],
                                   how["is_dir"], how["force"]),
-                source, how["needed"])
+                source, how["need"])
     finally:
         release(scratch, disk)
     settings = _settings(image_path)

@@ -26,9 +26,12 @@ class _Mounted:
         self.strict = strict
 
     def free(self):
-        """(bytes, inodes) free."""
+        """(bytes, inodes, block size) free (to root, which edits: the
+        reserved blocks count)."""
         st = os.statvfs(self.root)
-        return st.f_bavail * st.f_frsize, st.f_favail
+        root = os.geteuid() == 0
+        return ((st.f_bfree if root else st.f_bavail) * st.f_frsize,
+                st.f_ffree if root else st.f_favail, st.f_frsize)
 
     def run(self, action):
         with Root(self.root, strict=self.strict) as root:
@@ -62,7 +65,8 @@ class _Mtools:
         out = fstools.run(["mdir", "-i", self.drive, "::/"],
                           env=fstools.MTOOLS_ENV).stdout
         found = re.search(r"([\d ]+) bytes free", out)
-        return (int(found[1].replace(" ", "")) if found else None), None
+        return (int(found[1].replace(" ", "")) if found else None), None, \
+            None
 
     def run(self, action):
         action(self)
