@@ -303,9 +303,11 @@ def _edit(args, op, paths, source=None):
     from .edit import edit
 
     image_path, number, path = split_path(args["IMGPATH"])
-    edit(image_path, number, op, [path] + paths, source=source,
-         recursive=args["-r"], force=bool(args.get("--force")),
-         threads=threads(args))
+    summary = edit(image_path, number, op, [path] + paths, source=source,
+                   recursive=args["-r"], force=bool(args.get("--force")),
+                   threads=threads(args))
+    for line in summary.get("edit_warnings", []):
+        print(f"imgx: warning: {line}", file=sys.stderr)
     return 0
 
 

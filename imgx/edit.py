@@ -229,6 +229,7 @@ def _change(disk, area, scratch, what, action, source=None, need=None):
         with mount(disk, area, scratch) as fs:
             free = fs.free()
             fs.run(action)
+            copies = fs.copies
     except fstools.ToolError as exc:
         if "Disk full" in str(exc):
             raise no_space(what, area, free, source, need) from None
@@ -245,6 +246,20 @@ def _change(disk, area, scratch, what, action, source=None, need=None):
         tail = " | ".join(output.strip().splitlines()[-3:])
         raise EditError(f"{what}: partition {area['partition']} does not "
                         f"check clean afterwards; image unchanged: {tail}")
+    return copies
+
+
+def _link_warnings(source, kind, need, copies):
+    """What `put` says about hard links of its tree it could not keep."""
+    def links(n):
+        return f"{n} hard link{'' if n == 1 else 's'}"
+    if need is None:
+        return []
+    if FAMILIES[kind] == "fat" and need.hardlinks:
+        return [f"{source}: {links(need.hardlinks)} of the tree made into "
+                f"copies ({kind} holds no hard links)"]
+    return [f"{source}: {links(n)} of the tree made into copies ({kind}: "
+            f"{why})" for why, n in sorted(copies.items())]
 
 
 def edit(image_path, number, op, paths, *, source=None, recursive=False,
@@ -252,7 +267,8 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
     """Apply `op` ("put", "rm", "mkdir", "mv") to partition `number` of the
     image and write the new image over it.  The image is locked for the
     whole edit (BusyError while another edit or rewrite holds it).
-    Returns capture's summary."""
+    Returns capture's summary, with "edit_warnings": what the edit could
+    not keep (hard links of a put tree made into copies)."""
     # An image named through a symlink: the file it points to is edited
     # and replaced, the link stays (resolved once, so the lock, the reads
     # and the rename all name one file).
@@ -291,17 +307,18 @@ def _edit_in(scratch, image_path, area, op, paths, source, how, threads):
             meta = stream.metadata
             run_restore(plan_restore(stream, disk), threads=threads or
                         os.cpu_count())
-        _change(disk, area, scratch, f"{image_path}: {op}",
-                lambda fs: _apply(fs, op, paths, source, how["recursive"],
-                                  how["is_dir"], how["force"]),
-                source, how["need"])
+        copies = _change(disk, area, scratch, f"{image_path}: {op}",
+                         lambda fs: _apply(fs, op, paths, source,
+                                           how["recursive"], how["is_dir"],
+                                           how["force"]),
+                         source, how["need"])
     finally:
         release(scratch, disk)
     settings = _settings(image_path)
     line = " ".join([datetime.now(timezone.utc).isoformat(
         timespec="seconds"), op, *([source] if source else []),
         *(f"{area['partition'] or ''}/{p}" for p in paths)])
-    return capture(
+    summary = capture(
         disk, VolumeOutput(image_path, settings["split"]),
         compressor=Compressor(meta["compression"]["codec"],
                               meta["compression"]["level"]),
@@ -312,3 +329,6 @@ def _edit_in(scratch, image_path, area, op, paths, source, how, threads):
         sector_size=meta["source"]["logical_sector_size"],
         extra_metadata={"history": meta.get("history", []) + [line]},
         threads=threads)
+    summary["edit_warnings"] = _link_warnings(source, area["filesystem"],
+                                              how["need"], copies)
+    return summary

@@ -37,6 +37,7 @@ class _Mounted:
         with Root(self.root, strict=self.strict) as root:
             self.tree = root
             action(self)
+            self.copies = root.copies
 
     def put(self, src, dest, force):
         self.tree.put(src, dest, force)
@@ -70,6 +71,7 @@ class _Mtools:
 
     def run(self, action):
         action(self)
+        self.copies = {}
 
     def put(self, src, dest, force):
         # FAT holds no symlinks to follow; -o replaces only with --force

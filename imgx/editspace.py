@@ -25,8 +25,15 @@ class Need:
     files: list = field(default_factory=list)   # (size, allocated bytes)
     dirs: list = field(default_factory=list)    # bytes of their entries
     links: list = field(default_factory=list)   # target lengths
+    hardlinks: int = 0          # second names of a file of the tree
+    _inodes: set = field(default_factory=set)
 
     def add(self, st, kind, target_len=0):
+        if kind == "file" and st.st_nlink > 1:
+            if (st.st_dev, st.st_ino) in self._inodes:
+                self.hardlinks += 1      # no data of its own
+                return
+            self._inodes.add((st.st_dev, st.st_ino))
         if kind == "file":
             self.bytes += st.st_size
             self.files.append((st.st_size, st.st_blocks * 512))
