@@ -290,7 +290,8 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
                 scratch = tempfile.mkdtemp(prefix=".imgx-edit-",
                                            dir=directory)
             return _edit_in(scratch, real, area, op, paths, source,
-                            dict(recursive=recursive, is_dir=is_dir,
+                            dict(name=image_path, recursive=recursive,
+                                 is_dir=is_dir,
                                  force=force, need=need), threads)
         finally:
             if scratch is not None:
@@ -307,7 +308,7 @@ def _edit_in(scratch, image_path, area, op, paths, source, how, threads):
             meta = stream.metadata
             run_restore(plan_restore(stream, disk), threads=threads or
                         os.cpu_count())
-        copies = _change(disk, area, scratch, f"{image_path}: {op}",
+        copies = _change(disk, area, scratch, f"{how['name']}: {op}",
                          lambda fs: _apply(fs, op, paths, source,
                                            how["recursive"], how["is_dir"],
                                            how["force"]),

@@ -148,3 +148,14 @@ def test_capture_force_onto_a_linked_image_replaces_its_target(image,
     assert os.readlink(link) == "store/real.rdi"
     assert "new" in ok("info", real, "--json").decode()
     assert os.listdir(real.parent) == ["real.rdi"]
+
+
+def test_messages_of_an_edit_through_a_linked_image_name_the_link(image,
+                                                                  tmp_path):
+    link, real = _linked(image)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 << 20))          # the ext4 holds 8 MiB
+    before = real.read_bytes()
+    err = one_line_error(imgx("put", big, f"{link}:1/"), 6)
+    assert err.startswith(f"imgx: error: {link}: put: no space left"), err
+    assert real.read_bytes() == before and os.path.islink(link)
