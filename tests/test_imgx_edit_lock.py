@@ -14,6 +14,7 @@ import pytest
 
 from .fsmaps import run
 from .imgx_helpers import ROOT, edit_disk, imgx, ok, one_line_error
+from .test_capture_safety import slow_source  # noqa: F401 (a fixture)
 
 MiB = 1 << 20
 
@@ -139,3 +140,31 @@ def test_capture_force_onto_an_image_being_edited_is_refused(image,
         _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err.decode()
     assert ok("cat", f"{img}:1/first.txt") == b"first\n"
+
+
+def test_an_edit_of_an_image_capture_force_is_replacing_is_refused(
+        image, tmp_path, slow_source):
+    """The other way round: while rdeploy capture --force writes over the
+    image, an imgx put of it exits 9 and the capture's image is what
+    stays, whole."""
+    from pathlib import Path
+
+    from .test_capture_safety import slow_capture, wait_for
+    img, _ = image
+    small = tmp_path / "small.txt"
+    small.write_text("s\n")
+    first = slow_capture(slow_source, img, "--force")
+    try:
+        wait_for(lambda: Path(f"{img}.partial").exists()
+                 or first.poll() is not None)
+        assert first.poll() is None, "capture finished too soon"
+        err = one_line_error(imgx("put", small, f"{img}:1/"), 9)
+        assert f"{img}: another process is editing" in err, err
+        assert first.poll() is None, "capture finished too soon"
+        _, stderr = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 0, stderr
+    check = subprocess.run([sys.executable, "-m", "rdeploy", "verify", img],
+                           cwd=ROOT, capture_output=True)
+    assert check.returncode == 0, check.stderr.decode()
