@@ -72,3 +72,18 @@ def test_put_onto_fat_says_hard_links_became_copies(tmp_path):
     assert err == (f"imgx: warning: {own}: 2 hard links of the tree made "
                    f"into copies (fat12 holds no hard links)\n"), err
     assert (out / "sub" / "hl2").read_text() == "a\n"
+
+
+def test_put_onto_exfat_says_hard_links_became_copies(tmp_path):
+    disk = tmp_path / "exfat.img"
+    with open(disk, "wb") as f:
+        f.truncate(8 * MiB)
+    run("mkfs.exfat", disk)
+    img = tmp_path / "exfat.rdi"
+    capture_disk(disk, img)
+    own = _own(tmp_path)
+    err, inodes, out = _put_and_get(img, "/", own, tmp_path)
+    assert err.startswith(f"imgx: warning: {own}: 2 hard links of the tree "
+                          f"made into copies (exfat: "), err
+    assert err.count("\n") == 1, err
+    assert (out / "hl").read_text() == "a\n"
