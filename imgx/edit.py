@@ -207,7 +207,21 @@ def check_request(image_path, number, op, paths, recursive=False,
             paths[0] = parent_dir(paths[0])
             if exists(paths[0]) is not None:
                 raise InputError(f"{fs.where}/{paths[0]}: already exists")
-        return area, paths, bool(node and node.is_dir)
+        return area, [_as_named(fs, p) for p in paths], \
+            bool(node and node.is_dir)
+
+
+def _as_named(fs, path):
+    """`path` (its links already resolved) with each existing name as the
+    filesystem spells it: FAT, exFAT and NTFS match names without regard
+    to case, and the writer (ntfs-3g, say) must find the same entries."""
+    node, named = fs.root, []
+    for part in path.split("/") if path else []:
+        found = fs.child(node, part) if node is not None and node.is_dir \
+            else None
+        named.append(found.name if found is not None else part)
+        node = found
+    return "/".join(named)
 
 
 def _apply(fs, op, paths, source, recursive, is_dir, force):

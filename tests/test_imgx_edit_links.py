@@ -13,6 +13,7 @@ import pytest
 
 from .fsmaps import partitioned_disk, run
 from .imgx_helpers import ROOT, capture_disk, imgx, ok, one_line_error
+from .test_imgx_edit_safety import ntfs_golden  # noqa: F401 (a fixture)
 
 
 def merged_usr_image(tmp):
@@ -159,3 +160,16 @@ def test_messages_of_an_edit_through_a_linked_image_name_the_link(image,
     err = one_line_error(imgx("put", big, f"{link}:1/"), 6)
     assert err.startswith(f"imgx: error: {link}: put: no space left"), err
     assert real.read_bytes() == before and os.path.islink(link)
+
+
+def test_put_on_ntfs_names_a_directory_in_another_case(
+        ntfs_golden, tmp_path):  # noqa: F811
+    """NTFS names match without regard to case (as the browser does), and
+    the edit through ntfs-3g must find the same directory."""
+    img = tmp_path / "ntfs.rdi"
+    shutil.copy(ntfs_golden[0], img)
+    a = tmp_path / "a.txt"
+    a.write_text("a\n")
+    result = imgx("put", a, f"{img}:1/T2/new.txt")
+    assert result.returncode == 0, result.stderr.decode()
+    assert imgx("cat", f"{img}:1/t2/new.txt").stdout == b"a\n"
