@@ -225,6 +225,7 @@ def cmd_ls(args):
 def cmd_tree(args):
     image, fs, node, path = _open(args["IMGPATH"])
     with image:
+        fs.children(node, path)          # a file: one line, nothing else
         print(f"/{path}")
         for line in render.tree_lines(fs, node, at=f"/{path}"):
             print(line)
@@ -234,10 +235,10 @@ def cmd_tree(args):
 def cmd_cat(args):
     from .extract import copy_stream
 
-    image, fs, node, _ = _open(args["IMGPATH"])
+    image, fs, node, path = _open(args["IMGPATH"])
     with image:
         out = sys.stdout.buffer
-        copy_stream(fs.open(node), out.write)
+        copy_stream(fs.open(node, path), out.write)
         out.flush()
     return 0
 

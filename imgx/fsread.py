@@ -280,16 +280,23 @@ class Filesystem:
             self.backend = _BACKENDS[family](fh)
         self.root = self.backend.root
 
-    def children(self, node):
+    def children(self, node, shown=None):
+        """The entries of the directory `node`; `shown`: its path, for
+        the message when it is not one (else its name)."""
         if not node.is_dir:
-            raise InputError(f"{self.where}/{node.name}: not a directory")
+            raise InputError(f"{self.where}/"
+                             f"{node.name if shown is None else shown}: "
+                             f"not a directory")
         with damaged(self.where):
             return sorted(self.backend.children(node), key=lambda n: n.name)
 
-    def open(self, node):
+    def open(self, node, shown=None):
+        """A file object of the regular file `node`; `shown`: its path,
+        for the message when it is not one (else its name)."""
         if node.kind != "file":
-            raise InputError(f"{self.where}/{node.name}: not a "
-                             f"regular file")
+            raise InputError(f"{self.where}/"
+                             f"{node.name if shown is None else shown}: "
+                             f"not a regular file")
         with damaged(self.where):
             return self.backend.open(node)
 

@@ -79,3 +79,17 @@ def test_messages_about_a_walk_below_the_root_name_the_whole_path(tmp_path):
         err = one_line_error(imgx(*args), 4)
         assert f"{image}:/top/sub/loop: damaged filesystem: a directory " \
             f"that is one of its own parents" in err, (args, err)
+
+
+def test_cat_of_a_directory_and_tree_of_a_file_name_the_whole_path(
+        tmp_path):
+    src = tmp_path / "payload"
+    image, _, _ = _ext_with(tmp_path, [], "mkdir top", "mkdir top/sub",
+                            f"write {src} top/sub/f")
+    result = imgx("cat", f"{image}:/top/sub")
+    assert one_line_error(result, 3).endswith(
+        f"{image}:/top/sub: not a regular file\n")
+    result = imgx("tree", f"{image}:/top/sub/f")
+    assert one_line_error(result, 3).endswith(
+        f"{image}:/top/sub/f: not a directory\n")
+    assert result.stdout == b""
