@@ -310,10 +310,21 @@ def get(image_path, number, path, dest, recursive=False):
         try:
             job = _Extraction(fs, top_fd, parent, f"{fs.where}{canonical}")
             where = f"{fs.where}{canonical.rsplit('/', 1)[0] or '/'}"
-            if merge:
-                job._dir(node, top_fd, ".", (), f"{fs.where}/", merge=True)
-            else:
-                job.place(node, top_fd, name, (name,), where)
+            try:
+                if merge:
+                    job._dir(node, top_fd, ".", (), f"{fs.where}/",
+                             merge=True)
+                else:
+                    job.place(node, top_fd, name, (name,), where)
+            except OSError as exc:
+                # A directory, a link or an attribute that found no room
+                # (a file's data says which file itself).
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise NoSpaceError(f"{dest}: no space left (blocks or "
+                                   f"inodes) while getting "
+                                   f"{fs.where}{canonical} into it") \
+                    from None
             return job.report
         finally:
             os.close(top_fd)

@@ -93,3 +93,19 @@ def test_cat_of_a_directory_and_tree_of_a_file_name_the_whole_path(
     assert one_line_error(result, 3).endswith(
         f"{image}:/top/sub/f: not a directory\n")
     assert result.stdout == b""
+
+
+def test_get_of_many_directories_onto_a_full_filesystem_is_exit_6(tmp_path):
+    """DEST's inodes run out on a directory, not a file's data: still exit
+    6 naming DEST, not a bare errno with exit 1."""
+    src = tmp_path / "payload"
+    image, _, _ = _ext_with(tmp_path, [], "mkdir g",
+                            *[f"mkdir g/d{i}" for i in range(300)])
+    small = tmp_path / "small.img"
+    tool("mkfs.ext4", "-q", "-N", "64", small, "1M")
+    tfs = tmp_path / "tfs"
+    with ext_mounted(small, tfs):
+        err = one_line_error(imgx("get", "-R", f"{image}:/g", tfs), 6)
+    assert f"imgx: error: {tfs}: no space left (blocks or inodes) while " \
+        f"getting {image}:/g into it" in err, err
+    assert src.exists()
