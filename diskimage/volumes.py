@@ -77,7 +77,10 @@ class VolumeOutput:
     """An image written to one file, or to volumes of at most `split` bytes.
 
     With `replace` false an existing image (any of its volumes) is refused,
-    when a volume is started and again when the volumes are renamed."""
+    when a volume is started and again when the volumes are renamed.  With
+    `replace`, an existing image is held under imagelock's exclusive lock
+    until it is replaced (BusyError while an edit holds it), and a symlink
+    to an image names the file replaced, the link staying a link."""
 
     def __init__(self, path, split=None, replace=True):
         if split is not None and split < MIN_SPLIT:
@@ -94,9 +97,7 @@ class VolumeOutput:
             raise InputError(f"{path}: is not a regular file; an image "
                              f"goes to a file, or to stdout with \"-\"")
         if replace and os.path.islink(path) and os.path.isfile(path):
-            # An image named through a symlink: its target is the image
-            # replaced (as editors do), and the link stays a link.
-            path = os.path.realpath(path)
+            path = os.path.realpath(path)       # as editors do
         self.path = path
         self.split = split
         self.replace = replace
@@ -124,8 +125,7 @@ class VolumeOutput:
         if not self.replace:
             self._refuse_existing([name])
         elif not self.volumes and os.path.isfile(self.path):
-            # Replacing an image: held exclusively until it is replaced,
-            # so an edit of it (imgx) and this writer never both win.
+            # so an edit of it (imgx) and this writer never both win
             self._image_lock = imagelock.acquire(self.path)
         # Named before it exists: a Ctrl-C just after the file is created
         # must still find it in abort().
