@@ -2,9 +2,9 @@
 
 An image is never patched in place.  An edit:
 
-0. locks the image for the whole transaction (lock.py: a second edit or
-   rewrite of it is refused, exit 9) and refuses a source tree holding
-   FIFOs, sockets or device nodes;
+0. locks the image for the whole transaction (diskimage/imagelock.py:
+   a second edit or rewrite of it is refused, exit 9) and refuses a
+   source tree holding FIFOs, sockets or device nodes;
 1. checks the request against the image as it is (paths that must or must
    not exist, through the read-only browser; an existing path for `put`
    only with --force), before any heavy work;
@@ -41,6 +41,7 @@ from diskimage import fstools
 from diskimage.capture import capture
 from diskimage.compression import Compressor
 from diskimage.errors import DiskImageError, InputError
+from diskimage.imagelock import image_lock
 from diskimage.reader import ImageReader, RecordStream
 from diskimage.restore import plan_restore, run_restore
 from diskimage.volumes import VolumeInput, VolumeOutput
@@ -49,7 +50,6 @@ from .editfs import fsck, mount, release, sigint_held
 from .editspace import Need, no_space
 from .fsread import FAMILIES
 from .image import Image
-from .lock import image_lock
 from .rewrite import current_split, writable
 
 
