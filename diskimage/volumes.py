@@ -16,6 +16,7 @@ import os
 import re
 import stat
 
+from . import imagelock
 from .errors import (DiskImageError, InputError, NoSpaceError,
                      UsageError)
 from .partial import create_partial, no_links
@@ -76,7 +77,10 @@ class VolumeOutput:
     """An image written to one file, or to volumes of at most `split` bytes.
 
     With `replace` false an existing image (any of its volumes) is refused,
-    when a volume is started and again when the volumes are renamed."""
+    when a volume is started and again when the volumes are renamed.  With
+    `replace`, an existing image is held under imagelock's exclusive lock
+    until it is replaced (BusyError while an edit holds it), and a symlink
+    to an image names the file replaced, the link staying a link."""
 
     def __init__(self, path, split=None, replace=True):
         if split is not None and split < MIN_SPLIT:
@@ -92,9 +96,12 @@ class VolumeOutput:
             # /dev/null (or a FIFO) with a regular file.
             raise InputError(f"{path}: is not a regular file; an image "
                              f"goes to a file, or to stdout with \"-\"")
+        if replace and os.path.islink(path) and os.path.isfile(path):
+            path = os.path.realpath(path)       # as editors do
         self.path = path
         self.split = split
         self.replace = replace
+        self._image_lock = None  # of an existing image replaced (imagelock)
         self.position = 0
         self.volumes = []   # final names of volumes opened so far
         self.warnings = []  # stale partial files taken over
@@ -117,6 +124,9 @@ class VolumeOutput:
         name = volume_name(self.path, len(self.volumes))
         if not self.replace:
             self._refuse_existing([name])
+        elif not self.volumes and os.path.isfile(self.path):
+            # so an edit of it (imgx) and this writer never both win
+            self._image_lock = imagelock.acquire(self.path)
         # Named before it exists: a Ctrl-C just after the file is created
         # must still find it in abort().
         self.volumes.append(name)
@@ -125,6 +135,7 @@ class VolumeOutput:
                                       locked=len(self.volumes) == 1)
         except BaseException:
             self.volumes.pop()
+            self._unlock_image()
             raise
         if self._lock_fd is None:
             self._lock_fd = self._fd
@@ -168,12 +179,18 @@ class VolumeOutput:
             self._link_all()
         os.close(self._lock_fd)
         self._lock_fd = None
+        self._unlock_image()
         directory = os.open(os.path.dirname(os.path.abspath(self.path)),
                             os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+    def _unlock_image(self):
+        if self._image_lock is not None:
+            imagelock.release(self._image_lock)
+            self._image_lock = None
 
     def _link_all(self):
         """Give every volume its final name without replacing a file that
@@ -207,6 +224,7 @@ class VolumeOutput:
         for fd in {self._fd, self._lock_fd} - {None}:
             os.close(fd)
         self._fd = self._lock_fd = None
+        self._unlock_image()
         for name in self.volumes:
             try:
                 os.unlink(name + PARTIAL)

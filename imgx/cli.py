@@ -209,7 +209,7 @@ def cmd_ls(args):
         if not node.is_dir:
             rows = [(node.name, node)]
         elif args["-R"]:
-            rows = list(fs.walk(node))
+            rows = list(fs.walk(node, at=path))
         else:
             rows = [(child.name, child) for child in fs.children(node)]
         if args["--json"]:
@@ -227,8 +227,9 @@ def cmd_ls(args):
 def cmd_tree(args):
     image, fs, node, path = _open(args["IMGPATH"])
     with image:
+        fs.children(node, path)          # a file: one line, nothing else
         print(f"/{path}")
-        for line in render.tree_lines(fs, node):
+        for line in render.tree_lines(fs, node, at=f"/{path}"):
             print(line)
     return 0
 
@@ -236,11 +237,11 @@ def cmd_tree(args):
 def cmd_cat(args):
     from .extract import copy_stream, refuse_stdout_over_image
 
-    image, fs, node, _ = _open(args["IMGPATH"])
+    image, fs, node, path = _open(args["IMGPATH"])
     with image:
         out = sys.stdout.buffer
         refuse_stdout_over_image(image, out.fileno())
-        copy_stream(fs.open(node), out.write)
+        copy_stream(fs.open(node, path), out.write)
         out.flush()
     return 0
 
@@ -262,7 +263,7 @@ def cmd_find(args):
     with image:
         base = "/" + path.strip("/")
         base = base.rstrip("/") + "/"
-        for rel, child in fs.walk(node):
+        for rel, child in fs.walk(node, at=path):
             name = child.name
             if fs.case_sensitive:
                 hit = fnmatch.fnmatchcase(name, pattern)
@@ -307,9 +308,11 @@ def _edit(args, op, paths, source=None):
     from .edit import edit
 
     image_path, number, path = split_path(args["IMGPATH"])
-    edit(image_path, number, op, [path] + paths, source=source,
-         recursive=args["-r"], force=bool(args.get("--force")),
-         threads=threads(args))
+    summary = edit(image_path, number, op, [path] + paths, source=source,
+                   recursive=args["-r"], force=bool(args.get("--force")),
+                   threads=threads(args))
+    for line in summary.get("edit_warnings", []):
+        print(f"imgx: warning: {line}", file=sys.stderr)
     return 0
 
 

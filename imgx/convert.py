@@ -21,12 +21,12 @@ from diskimage.capture import capture
 from diskimage.compression import Compressor
 from diskimage.errors import DiskImageError, InputError, TargetError
 from diskimage.identity import refuse_image_over_source
+from diskimage.imagelock import image_lock
 from diskimage.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
 from diskimage.tools import tool_env
 from diskimage.volumes import VolumeInput, VolumeOutput
 
-from .lock import image_lock
 
 FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}
 

@@ -2,9 +2,9 @@
 
 An image is never patched in place.  An edit:
 
-0. locks the image for the whole transaction (lock.py: a second edit or
-   rewrite of it is refused, exit 9) and refuses a source tree holding
-   FIFOs, sockets or device nodes;
+0. locks the image for the whole transaction (diskimage/imagelock.py:
+   a second edit or rewrite of it is refused, exit 9) and refuses a
+   source tree holding FIFOs, sockets or device nodes;
 1. checks the request against the image as it is (paths that must or must
    not exist, through the read-only browser; an existing path for `put`
    only with --force), before any heavy work;
@@ -40,16 +40,16 @@ from datetime import datetime, timezone
 from diskimage import fstools
 from diskimage.capture import capture
 from diskimage.compression import Compressor
-from diskimage.errors import DiskImageError, InputError, NoSpaceError
+from diskimage.errors import DiskImageError, InputError
+from diskimage.imagelock import image_lock
 from diskimage.reader import ImageReader, RecordStream
 from diskimage.restore import plan_restore, run_restore
-from diskimage.sizes import format_size
 from diskimage.volumes import VolumeInput, VolumeOutput
 
 from .editfs import fsck, mount, release, sigint_held
+from .editspace import Need, no_space
 from .fsread import FAMILIES
 from .image import Image
-from .lock import image_lock
 from .rewrite import current_split, writable
 
 
@@ -78,28 +78,38 @@ _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
 
 
 def check_source(source, kind):
-    """Bytes of file data in the file or tree `source`; InputError for a
-    FIFO, socket or device node in it (put copies files, directories and
-    symlinks only), or for a symlink when the filesystem `kind` holds
-    none (FAT, exFAT), before any work."""
+    """What the file or tree `source` needs (editspace.Need: bytes, files,
+    directories, links); InputError for a FIFO, socket or device node in
+    it (put copies files, directories and symlinks only), or for a
+    symlink when the filesystem `kind` holds none (FAT, exFAT), before
+    any work."""
     links = FAMILIES[kind] not in ("fat", "exfat")
-    total = 0
-    for top, dirs, files in os.walk(source) if _is_dir(source) \
-            else [(os.path.dirname(source), [], [os.path.basename(source)])]:
-        for name in files + dirs:
-            path = os.path.join(top, name)
-            st = os.lstat(path)
-            special = _KINDS.get(stat.S_IFMT(st.st_mode))
-            if special:
-                raise InputError(f"{path}: is {special}; imgx put copies "
-                                 f"files, directories and symlinks only; "
-                                 f"nothing changed")
-            if stat.S_ISLNK(st.st_mode) and not links:
+    need = Need()
+
+    def one(path):
+        st = os.lstat(path)
+        special = _KINDS.get(stat.S_IFMT(st.st_mode))
+        if special:
+            raise InputError(f"{path}: is {special}; imgx put copies "
+                             f"files, directories and symlinks only; "
+                             f"nothing changed")
+        if stat.S_ISLNK(st.st_mode):
+            if not links:
                 raise InputError(f"{path}: is a symlink, and {kind} holds "
                                  f"none; nothing changed")
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-    return total
+            need.add(st, "link", len(os.readlink(path)))
+        elif stat.S_ISREG(st.st_mode):
+            need.add(st, "file")
+
+    if not _is_dir(source):
+        one(source)
+        return need
+    for top, dirs, files in os.walk(source):
+        need.add(os.lstat(top), "dir")
+        for name in files + dirs:
+            need.entry(name)
+            one(os.path.join(top, name))
+    return need
 
 
 def _settings(image_path):
@@ -128,20 +138,36 @@ def check_request(image_path, number, op, paths, recursive=False,
         paths = [_clean(p) for p in paths]
         node = None
 
+        def entry(path):
+            """(node, canonical path) of the entry `path` names: every
+            link on the way resolved inside the image, the last one not
+            (rm, mv and put --force act on a link itself)."""
+            node, canon = fs.resolve(path, follow_last=False)
+            return node, canon.lstrip("/")
+
         def exists(path):
             try:
-                return fs.lookup(path)
+                return entry(path)[0]
             except InputError:
                 return None
 
+        def is_dir_through_links(path):
+            try:
+                return fs.resolve(path)[0].is_dir
+            except InputError:
+                return False
+
         def parent_dir(path):
-            parent = path.rpartition("/")[0]
-            node = fs.lookup(parent)
+            """`path` with its directory's links resolved (the edit
+            resolves them the same way, inside the image's root)."""
+            parent, _, name = path.rpartition("/")
+            node, canon = fs.resolve(parent)
             if not node.is_dir:
                 raise InputError(f"{fs.where}/{parent}: not a directory")
+            return f"{canon.rstrip('/')}/{name}".lstrip("/")
 
         if op in ("rm", "mv"):
-            node = fs.lookup(paths[0])
+            node, paths[0] = entry(paths[0])
             if not paths[0]:
                 verb = "removed" if op == "rm" else "moved"
                 raise InputError(f"{fs.where}/: the root cannot be {verb}")
@@ -152,14 +178,15 @@ def check_request(image_path, number, op, paths, recursive=False,
             # abspath: "put . IMG:1/" copies the directory under its name.
             name = os.path.basename(os.path.abspath(source)) \
                 if op == "put" else paths[0].rpartition("/")[2]
-            dest = exists(paths[-1])
-            if dest is not None and dest.is_dir:
+            # Onto a directory, or a link to one (as cp and mv do), it
+            # lands inside, under the source's name.
+            if is_dir_through_links(paths[-1]):
                 if not name:
                     raise InputError(f"{source}: has no name to put it "
                                      f"under; name the path in the image")
                 paths[-1] = f"{paths[-1]}/{name}".lstrip("/")
-                dest = exists(paths[-1])
-            parent_dir(paths[-1])
+            paths[-1] = parent_dir(paths[-1])
+            dest = exists(paths[-1])
             fold = (lambda p: p) if fs.case_sensitive else str.casefold
             if op == "mv" and node.is_dir and \
                     fold(paths[-1]).startswith(fold(paths[0]) + "/"):
@@ -177,10 +204,24 @@ def check_request(image_path, number, op, paths, recursive=False,
                                  f"{'a' if dest.is_dir else 'not a'} "
                                  f"directory")
         if op == "mkdir":
+            paths[0] = parent_dir(paths[0])
             if exists(paths[0]) is not None:
                 raise InputError(f"{fs.where}/{paths[0]}: already exists")
-            parent_dir(paths[0])
-        return area, paths, bool(node and node.is_dir)
+        return area, [_as_named(fs, p) for p in paths], \
+            bool(node and node.is_dir)
+
+
+def _as_named(fs, path):
+    """`path` (its links already resolved) with each existing name as the
+    filesystem spells it: FAT, exFAT and NTFS match names without regard
+    to case, and the writer (ntfs-3g, say) must find the same entries."""
+    node, named = fs.root, []
+    for part in path.split("/") if path else []:
+        found = fs.child(node, part) if node is not None and node.is_dir \
+            else None
+        named.append(found.name if found is not None else part)
+        node = found
+    return "/".join(named)
 
 
 def _apply(fs, op, paths, source, recursive, is_dir, force):
@@ -194,25 +235,7 @@ def _apply(fs, op, paths, source, recursive, is_dir, force):
         fs.mv(paths[0], paths[1], is_dir)
 
 
-def _no_space(what, area, free, source=None, needed=0):
-    """NoSpaceError naming the partition, what room it had and, for put,
-    how much did not fit.  `free`: (bytes, inodes) or None (unknown)."""
-    room = ""
-    if free is not None and free[1] == 0:
-        room = " (no free inodes)"
-    elif free is not None and free[0] is not None:
-        room = f" ({format_size(free[0])} free)"
-    wanted = ""
-    if source is not None:
-        more = f", {format_size(needed - free[0])} more than was free" \
-            if free is not None and free[0] is not None and \
-            needed > free[0] else ""
-        wanted = f" for {source} ({format_size(needed)}{more})"
-    return NoSpaceError(f"{what}: no space left in partition "
-                        f"{area['partition']}{room}{wanted}; image unchanged")
-
-
-def _change(disk, area, scratch, what, action, source=None, needed=0):
+def _change(disk, area, scratch, what, action, source=None, need=None):
     """Run action(fs) on the partition, then fsck it.  A full filesystem
     is NoSpaceError, with what did not fit."""
     free = None
@@ -220,13 +243,14 @@ def _change(disk, area, scratch, what, action, source=None, needed=0):
         with mount(disk, area, scratch) as fs:
             free = fs.free()
             fs.run(action)
+            copies = fs.copies
     except fstools.ToolError as exc:
         if "Disk full" in str(exc):
-            raise _no_space(what, area, free, source, needed) from None
+            raise no_space(what, area, free, source, need) from None
         raise EditError(f"{what} failed, image unchanged: {exc}") from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise _no_space(what, area, free, source, needed) from None
+            raise no_space(what, area, free, source, need) from None
         name = f" ({exc.filename})" if exc.filename else ""
         raise EditError(f"{what} failed, image unchanged: "
                         f"{exc.strerror or exc}{name}") from None
@@ -236,6 +260,20 @@ def _change(disk, area, scratch, what, action, source=None, needed=0):
         tail = " | ".join(output.strip().splitlines()[-3:])
         raise EditError(f"{what}: partition {area['partition']} does not "
                         f"check clean afterwards; image unchanged: {tail}")
+    return copies
+
+
+def _link_warnings(source, kind, need, copies):
+    """What `put` says about hard links of its tree it could not keep."""
+    def links(n):
+        return f"{n} hard link{'' if n == 1 else 's'}"
+    if need is None:
+        return []
+    if FAMILIES[kind] == "fat" and need.hardlinks:
+        return [f"{source}: {links(need.hardlinks)} of the tree made into "
+                f"copies ({kind} holds no hard links)"]
+    return [f"{source}: {links(n)} of the tree made into copies ({kind}: "
+            f"{why})" for why, n in sorted(copies.items())]
 
 
 def edit(image_path, number, op, paths, *, source=None, recursive=False,
@@ -243,16 +281,21 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
     """Apply `op` ("put", "rm", "mkdir", "mv") to partition `number` of the
     image and write the new image over it.  The image is locked for the
     whole edit (BusyError while another edit or rewrite holds it).
-    Returns capture's summary."""
-    writable(image_path)
+    Returns capture's summary, with "edit_warnings": what the edit could
+    not keep (hard links of a put tree made into copies)."""
+    # An image named through a symlink: the file it points to is edited
+    # and replaced, the link stays (resolved once, so the lock, the reads
+    # and the rename all name one file).
+    real = os.path.realpath(image_path)
+    writable(real)
     if source is not None and not os.path.lexists(source):
         raise InputError(f"{source}: no such file or directory")
-    with image_lock(image_path):
+    with image_lock(real):
         area, paths, is_dir = check_request(image_path, number, op, paths,
                                             recursive, source, force)
-        needed = check_source(source, area["filesystem"]) \
-            if source is not None else 0
-        directory = os.path.dirname(os.path.abspath(image_path))
+        need = check_source(source, area["filesystem"]) \
+            if source is not None else None
+        directory = os.path.dirname(real)
         scratch = None
         try:
             # Made and removed with Ctrl-C held back: an interrupt inside
@@ -260,9 +303,10 @@ def edit(image_path, number, op, paths, *, source=None, recursive=False,
             with sigint_held():
                 scratch = tempfile.mkdtemp(prefix=".imgx-edit-",
                                            dir=directory)
-            return _edit_in(scratch, image_path, area, op, paths, source,
-                            dict(recursive=recursive, is_dir=is_dir,
-                                 force=force, needed=needed), threads)
+            return _edit_in(scratch, real, area, op, paths, source,
+                            dict(name=image_path, recursive=recursive,
+                                 is_dir=is_dir,
+                                 force=force, need=need), threads)
         finally:
             if scratch is not None:
                 with sigint_held():
@@ -278,17 +322,18 @@ def _edit_in(scratch, image_path, area, op, paths, source, how, threads):
             meta = stream.metadata
             run_restore(plan_restore(stream, disk), threads=threads or
                         os.cpu_count())
-        _change(disk, area, scratch, f"{image_path}: {op}",
-                lambda fs: _apply(fs, op, paths, source, how["recursive"],
-                                  how["is_dir"], how["force"]),
-                source, how["needed"])
+        copies = _change(disk, area, scratch, f"{how['name']}: {op}",
+                         lambda fs: _apply(fs, op, paths, source,
+                                           how["recursive"], how["is_dir"],
+                                           how["force"]),
+                         source, how["need"])
     finally:
         release(scratch, disk)
     settings = _settings(image_path)
     line = " ".join([datetime.now(timezone.utc).isoformat(
         timespec="seconds"), op, *([source] if source else []),
         *(f"{area['partition'] or ''}/{p}" for p in paths)])
-    return capture(
+    summary = capture(
         disk, VolumeOutput(image_path, settings["split"]),
         compressor=Compressor(meta["compression"]["codec"],
                               meta["compression"]["level"]),
@@ -299,3 +344,6 @@ def _edit_in(scratch, image_path, area, op, paths, source, how, threads):
         sector_size=meta["source"]["logical_sector_size"],
         extra_metadata={"history": meta.get("history", []) + [line]},
         threads=threads)
+    summary["edit_warnings"] = _link_warnings(source, area["filesystem"],
+                                              how["need"], copies)
+    return summary

@@ -24,9 +24,12 @@ class _Mounted:
         self.strict = strict
 
     def free(self):
-        """(bytes, inodes) free."""
+        """(bytes, inodes, block size) free (to root, which edits: the
+        reserved blocks count)."""
         st = os.statvfs(self.root)
-        return st.f_bavail * st.f_frsize, st.f_favail
+        root = os.geteuid() == 0
+        return ((st.f_bfree if root else st.f_bavail) * st.f_frsize,
+                st.f_ffree if root else st.f_favail, st.f_frsize)
 
     def run(self, action):
         # Opened with interrupts held: one landing just after the open
@@ -37,6 +40,7 @@ class _Mounted:
                 root = Root(self.root, strict=self.strict)
             self.tree = root
             action(self)
+            self.copies = root.copies
         finally:
             if root is not None:
                 root.close()
@@ -68,10 +72,12 @@ class _Mtools:
         out = fstools.run(["mdir", "-i", self.drive, "::/"],
                           env=fstools.MTOOLS_ENV).stdout
         found = re.search(r"([\d ]+) bytes free", out)
-        return (int(found[1].replace(" ", "")) if found else None), None
+        return (int(found[1].replace(" ", "")) if found else None), None, \
+            None
 
     def run(self, action):
         action(self)
+        self.copies = {}
 
     def put(self, src, dest, force):
         # FAT holds no symlinks to follow; -o replaces only with --force

@@ -84,9 +84,15 @@ def write_sparse(src, f):
 
 
 class _Extraction:
-    def __init__(self, fs, top_fd):
+    """`top_fd`: the directory the top entry goes into, named `top_dir`
+    on the host; `top_where`: the top entry's place in the image (its
+    host name may differ: get IMG:1/sub out)."""
+
+    def __init__(self, fs, top_fd, top_dir, top_where):
         self.fs = fs
         self.top_fd = top_fd
+        self.top_dir = top_dir
+        self.top_where = top_where
         self.keep_mode = fs.kind.startswith("ext")
         self.owners = self.keep_mode and os.geteuid() == 0
         self.report = Report()
@@ -193,8 +199,9 @@ class _Extraction:
         except BaseException as exc:
             self._clear(dir_fd, partial)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                raise NoSpaceError(f"{'/'.join(rel)}: no space left") \
-                    from None
+                raise NoSpaceError(
+                    f"{os.path.join(self.top_dir, *rel)}: no space left "
+                    f"(writing {where.rstrip('/')}/{node.name})") from None
             raise
         self.report.files += 1
 
@@ -242,7 +249,10 @@ class _Extraction:
                                         "a symlink or a file"))
             return
         try:
-            inside = f"{where}/{name}" if name and not merge else where
+            # Named as in the image: the top entry may have another name
+            # on the host (get -R IMG:2/sub outsub).
+            inside = where if merge else self.top_where \
+                if dir_fd == self.top_fd else f"{where.rstrip('/')}/{name}"
             seen = set()
             self.ancestors.append(node.inode)
             for child in self.fs.children(node):
@@ -354,13 +364,24 @@ def get(image_path, number, path, dest, recursive=False):
                               f"would replace the image it reads")
         top_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            job = _Extraction(fs, top_fd)
+            job = _Extraction(fs, top_fd, parent, f"{fs.where}{canonical}")
             job.image_files = image_files(image)
-            where = f"{fs.where}{canonical.rsplit('/', 1)[0]}"
-            if merge:
-                job._dir(node, top_fd, ".", (), f"{fs.where}", merge=True)
-            else:
-                job.place(node, top_fd, name, (name,), where)
+            where = f"{fs.where}{canonical.rsplit('/', 1)[0] or '/'}"
+            try:
+                if merge:
+                    job._dir(node, top_fd, ".", (), f"{fs.where}/",
+                             merge=True)
+                else:
+                    job.place(node, top_fd, name, (name,), where)
+            except OSError as exc:
+                # A directory, a link or an attribute that found no room
+                # (a file's data says which file itself).
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise NoSpaceError(f"{dest}: no space left (blocks or "
+                                   f"inodes) while getting "
+                                   f"{fs.where}{canonical} into it") \
+                    from None
             return job.report
         finally:
             os.close(top_fd)

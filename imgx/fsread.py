@@ -281,17 +281,23 @@ class Filesystem:
             self.backend = _BACKENDS[family](fh)
         self.root = self.backend.root
 
-    def children(self, node):
+    def children(self, node, shown=None):
+        """The entries of the directory `node`; `shown`: its path, for
+        the message when it is not one (else its name)."""
         if not node.is_dir:
-            raise InputError(f"{self.where}/{safe(node.name)}: not a "
-                             f"directory")
+            raise InputError(f"{self.where}/"
+                             f"{safe(node.name if shown is None else shown)}: "
+                             f"not a directory")
         with damaged(self.where):
             return sorted(self.backend.children(node), key=lambda n: n.name)
 
-    def open(self, node):
+    def open(self, node, shown=None):
+        """A file object of the regular file `node`; `shown`: its path,
+        for the message when it is not one (else its name)."""
         if node.kind != "file":
-            raise InputError(f"{self.where}/{safe(node.name)}: not a "
-                             f"regular file")
+            raise InputError(f"{self.where}/"
+                             f"{safe(node.name if shown is None else shown)}: "
+                             f"not a regular file")
         with damaged(self.where):
             return self.backend.open(node)
 
@@ -329,8 +335,8 @@ class Filesystem:
 
     def lookup(self, path):
         """The entry at `path` without following any symlink: a link in
-        the middle is "not a directory" (imgx edit relies on this; readers
-        that follow links use resolve)."""
+        the middle is "not a directory" (readers that follow links, and
+        imgx edit's checks, use resolve)."""
         return resolve_in_root(self.root, path, self.child, lambda n: None,
                                lambda n: n.is_dir, False, self.where)[0]
 
@@ -341,17 +347,19 @@ class Filesystem:
         contain themselves, which would be walked without end."""
         return node.inode is not None and node.inode in ancestors
 
-    def walk(self, node, prefix="", ancestors=frozenset()):
+    def walk(self, node, prefix="", ancestors=frozenset(), at=""):
         """Yield (relative path, node) for every entry below `node`,
         directories before their contents.  A directory that contains
-        itself is CorruptImageError."""
+        itself is CorruptImageError, named by its path from the root
+        (`at`: the path of `node`)."""
         ancestors = ancestors | {node.inode}
         for child in self.children(node):
             rel = f"{prefix}{child.name}"
             yield rel, child
             if child.is_dir:
                 if self.loop(child, ancestors):
+                    shown = "/".join(p for p in (at.strip("/"), rel) if p)
                     raise CorruptImageError(
-                        f"{self.where}/{rel}: damaged filesystem: a "
+                        f"{self.where}/{shown}: damaged filesystem: a "
                         f"directory that is one of its own parents")
-                yield from self.walk(child, rel + "/", ancestors)
+                yield from self.walk(child, rel + "/", ancestors, at)

@@ -6,6 +6,7 @@ filesystem of a partition, read through an ImageView so that only the
 chunks a command looks at are read and decoded.
 """
 
+import os
 import re
 
 from diskimage.errors import InputError, UsageError
@@ -24,8 +25,14 @@ def split_path(text):
     match = _PATH.match(text)
     if not match or (not match["part"] and match["path"] is None):
         raise UsageError(f"{text!r}: expected IMAGE:N/path or IMAGE:/path")
+    image = match["image"]
+    if image.endswith(":") and not os.path.lexists(image):
+        # "h.rdi::/x": one colon too many, not an image named "h.rdi:".
+        raise UsageError(f"{text!r}: one colon between the image and the "
+                         f"path, as in {image.rstrip(':')}:N/path or "
+                         f"{image.rstrip(':')}:/path")
     part = int(match["part"]) if match["part"] else None
-    return match["image"], part, (match["path"] or "/").lstrip("/")
+    return image, part, (match["path"] or "/").lstrip("/")
 
 
 class Image:

@@ -17,7 +17,10 @@ in-image links as well (the rule is the same; there the names come from
 the filesystem reader instead of a directory fd).
 
 `put` copies a file or a tree with its owner, group, mode, times and
-extended attributes, and keeps holes.  Where the filesystem cannot hold
+extended attributes, and keeps holes; files that are hard links of one
+another in the tree are linked again (link(2) at the second name, inside
+the root), and where the filesystem holds no hard links they are copies,
+counted in ``copies``.  Where the filesystem cannot hold
 one of them (NTFS through ntfs-3g, exFAT), `strict=False` lets that one
 go instead of failing the edit.
 """
@@ -45,6 +48,8 @@ class Root:
     def __init__(self, path, strict=True):
         self.fd = os.open(path, _PATH_DIR)
         self.strict = strict
+        self.linked = {}    # (st_dev, st_ino) of a source -> its copy's path
+        self.copies = {}    # why hard links were made copies -> how many
 
     def close(self):
         os.close(self.fd)
@@ -138,9 +143,30 @@ class Root:
         directory merges); else FileExistsError."""
         fd, name = self.parent(dest)
         try:
-            self._copy(source, fd, name, force)
+            self._copy(source, fd, name, force, "/".join(_parts(dest)))
         finally:
             os.close(fd)
+
+    def _hard_link(self, st, fd, name):
+        """Make `name` a second name of the copy of an inode already put
+        (a hard link within the put tree); False when there is none, or
+        the filesystem holds no hard links (counted in `copies`)."""
+        first = self.linked.get((st.st_dev, st.st_ino))
+        if first is None:
+            return False
+        src_fd, src_name = self.parent(first)
+        try:
+            os.link(src_name, name, src_dir_fd=src_fd, dst_dir_fd=fd,
+                    follow_symlinks=False)
+            return True
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED | {errno.EMLINK}:
+                raise
+            why = exc.strerror or os.strerror(exc.errno)
+            self.copies[why] = self.copies.get(why, 0) + 1
+            return False
+        finally:
+            os.close(src_fd)
 
     def _existing(self, fd, name, force, want_dir):
         """Clear the way for a new entry `name`; True when a directory
@@ -159,7 +185,7 @@ class Root:
         os.unlink(name, dir_fd=fd)
         return False
 
-    def _copy(self, source, fd, name, force):
+    def _copy(self, source, fd, name, force, path):
         st = os.stat(source, follow_symlinks=False)
         mode = st.st_mode
         if stat.S_ISDIR(mode):
@@ -171,13 +197,15 @@ class Root:
             try:
                 for entry in sorted(os.listdir(source)):
                     self._copy(os.path.join(source, entry), out, entry,
-                               force)
+                               force, f"{path}/{entry}")
                 if made:
                     self._keep(out, source, st)
             finally:
                 os.close(out)
         elif stat.S_ISREG(mode):
             self._existing(fd, name, force, False)
+            if st.st_nlink > 1 and self._hard_link(st, fd, name):
+                return
             out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
                           os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
             try:
@@ -186,6 +214,8 @@ class Root:
                 self._keep(out, source, st)
             finally:
                 os.close(out)
+            if st.st_nlink > 1:
+                self.linked.setdefault((st.st_dev, st.st_ino), path)
         elif stat.S_ISLNK(mode):
             self._existing(fd, name, force, False)
             os.symlink(os.readlink(source), name, dir_fd=fd)

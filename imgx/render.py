@@ -45,7 +45,9 @@ def long_line(node, shown):
             f"{node.size:>12} {_time(node.mtime)} {safe(shown)}{link}")
 
 
-def tree_lines(fs, node, prefix="", ancestors=frozenset()):
+def tree_lines(fs, node, prefix="", ancestors=frozenset(), at=""):
+    """The lines of `imgx tree` below `node`, which is at path `at`
+    ("/etc") in the filesystem (for messages)."""
     from diskimage.errors import CorruptImageError
     children = fs.children(node)
     ancestors = ancestors | {node.inode}
@@ -57,11 +59,12 @@ def tree_lines(fs, node, prefix="", ancestors=frozenset()):
         if child.is_dir:
             if fs.loop(child, ancestors):
                 raise CorruptImageError(
-                    f"{fs.where}: {safe(child.name)}: damaged filesystem: a "
+                    f"{fs.where}{safe(at.rstrip('/'))}/{safe(child.name)}: "
+                    f"damaged filesystem: a "
                     f"directory that is one of its own parents")
             yield from tree_lines(fs, child,
                                   prefix + ("    " if last else "|   "),
-                                  ancestors)
+                                  ancestors, f"{at.rstrip('/')}/{child.name}")
 
 
 def _count(number, kind):

@@ -9,8 +9,8 @@ output goes through VolumeOutput: ``NAME.partial`` volumes renamed only when
 the whole image is written, so writing over the image itself (the default)
 replaces it only on success.  An existing other output is refused unless
 `force`, and then replaced only once the new image is whole.  The image is
-locked for the whole rewrite (lock.py): exclusively when it is replaced,
-shared when it is only read; an existing other output is locked
+locked for the whole rewrite (diskimage.imagelock): exclusively when it
+is replaced, shared when it is only read; an existing other output is locked
 exclusively too.
 """
 
@@ -19,11 +19,11 @@ import os
 
 from diskimage import format as fmt
 from diskimage.errors import InputError, TargetError
+from diskimage.imagelock import image_lock
 from diskimage.pipeline import ordered_map
 from diskimage.reader import ImageReader
 from diskimage.volumes import VolumeOutput
 
-from .lock import image_lock
 
 
 def writable(path):
@@ -57,6 +57,9 @@ def rewrite(source, target=None, *, split="keep", compressor=None,
                                     os.path.exists(source) and
                                     os.path.samefile(source, target))
     if in_place:
+        # Through a symlink, the file it points to is rewritten and the
+        # link stays (resolved once: lock, read and rename name one file).
+        source = target = os.path.realpath(source)
         writable(source)
     elif not force and os.path.lexists(target):
         raise InputError(f"{target}: exists; not replaced without --force")

@@ -27,11 +27,11 @@ import struct
 import sys
 
 from diskimage.errors import InputError
+from diskimage.imagelock import image_lock
 from diskimage.partial import partial_file
 from diskimage.reader import ImageReader
 from diskimage.volumes import pack_sfx_trailer, sfx_window
 
-from .lock import image_lock
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,6 +14,7 @@ import pytest
 
 from .fsmaps import run
 from .imgx_helpers import ROOT, edit_disk, imgx, ok, one_line_error
+from .test_capture_safety import slow_source  # noqa: F401 (a fixture)
 
 MiB = 1 << 20
 
@@ -68,7 +69,7 @@ def test_a_second_edit_or_rewrite_of_a_locked_image_is_refused(image,
                      ["convert", img, tmp_path / "o.raw", "--to=raw"],
                      ["import", raw, img, "--force"]):
             err = one_line_error(imgx(*args), 9)
-            assert f"{img}: another imgx is editing" in err, (args, err)
+            assert f"{img}: another process is editing" in err, (args, err)
     finally:
         first.send_signal(signal.SIGCONT)
         _, err = first.communicate(timeout=120)
@@ -112,3 +113,58 @@ def json_parts(raw):
     import json
     return len(json.loads(run("sfdisk", "--json", raw).stdout)[
         "partitiontable"]["partitions"])
+
+
+def test_capture_force_onto_an_image_being_edited_is_refused(image,
+                                                             tmp_path):
+    """rdeploy capture --force replaces an image under the same lock as
+    imgx's edits (issue 11 round 3 item 7): the loser exits 9 and the
+    edit's result is what stays."""
+    img, _ = image
+    disk = img.parent / "disk.raw"
+    ok("convert", img, disk, "--to=raw")
+    first_file = tmp_path / "first.txt"
+    first_file.write_text("first\n")
+    first = _stopped_in_its_edit(img, ["put", first_file, f"{img}:1/"])
+    try:
+        capture = subprocess.run(
+            [sys.executable, "-m", "rdeploy", "capture", disk, img,
+             "--force"], cwd=ROOT, capture_output=True)
+        err = capture.stderr.decode()
+        assert capture.returncode == 9, err
+        assert f"{img}: another process is editing" in err
+        assert not [n for n in os.listdir(img.parent)
+                    if n.endswith(".partial")]
+    finally:
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err.decode()
+    assert ok("cat", f"{img}:1/first.txt") == b"first\n"
+
+
+def test_an_edit_of_an_image_capture_force_is_replacing_is_refused(
+        image, tmp_path, slow_source):
+    """The other way round: while rdeploy capture --force writes over the
+    image, an imgx put of it exits 9 and the capture's image is what
+    stays, whole."""
+    from pathlib import Path
+
+    from .test_capture_safety import slow_capture, wait_for
+    img, _ = image
+    small = tmp_path / "small.txt"
+    small.write_text("s\n")
+    first = slow_capture(slow_source, img, "--force")
+    try:
+        wait_for(lambda: Path(f"{img}.partial").exists()
+                 or first.poll() is not None)
+        assert first.poll() is None, "capture finished too soon"
+        err = one_line_error(imgx("put", small, f"{img}:1/"), 9)
+        assert f"{img}: another process is editing" in err, err
+        assert first.poll() is None, "capture finished too soon"
+        _, stderr = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 0, stderr
+    check = subprocess.run([sys.executable, "-m", "rdeploy", "verify", img],
+                           cwd=ROOT, capture_output=True)
+    assert check.returncode == 0, check.stderr.decode()

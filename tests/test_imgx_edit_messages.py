@@ -60,7 +60,8 @@ def test_a_full_ext_filesystem_is_exit_6_naming_the_partition(image,
     before = img.read_bytes()
     err = one_line_error(imgx("put", big, f"{img}:1/"), 6)
     assert f"{img}: put: no space left in partition 1 (" in err, err
-    assert f"for {big} (20.0 MiB, " in err and "more than was free" in err
+    assert f"(blocks ran out: {big} needs about 20480 blocks of 1.0 KiB " \
+        f"(20.0 MiB), " in err and "each file takes" not in err, err
     assert img.read_bytes() == before
 
 
@@ -164,3 +165,49 @@ def test_a_symlink_for_a_filesystem_without_symlinks_is_refused(fat_image,
     capture_disk(exfat, tmp_path / "exfat.rdi")
     err = one_line_error(imgx("put", src, f"{tmp_path / 'exfat.rdi'}:/"), 3)
     assert f"{src / 'l'}: is a symlink, and exfat holds none" in err, err
+
+
+def _small_ext(tmp_path, *mkfs):
+    fs = tmp_path / "fs.img"
+    with open(fs, "wb") as f:
+        f.truncate(4 * MiB)
+    run("mkfs.ext4", "-q", "-F", "-b", "4096", *mkfs, fs)
+    disk = tmp_path / "disk.img"
+    partitioned_disk(disk, [(fs, "ext4")])
+    img = tmp_path / "small.rdi"
+    capture_disk(disk, img)
+    return img
+
+
+def _many(tmp_path, count):
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(count):
+        (many / f"f{i}").write_bytes(b"x")
+    return many
+
+
+def test_many_small_files_say_the_blocks_ran_out(tmp_path):
+    """5000 one-byte files (4.9 KiB of data) need 5000 blocks: the message
+    says the blocks ran out, not that 4.9 KiB did not fit in megabytes."""
+    img = _small_ext(tmp_path, "-N", "8192")
+    many = _many(tmp_path, 5000)
+    err = one_line_error(imgx("put", many, f"{img}:1/many"), 6)
+    found = re.search(r"no space left in partition 1 \(blocks ran out: "
+                      rf"{re.escape(str(many))} needs about (\d+) blocks of "
+                      r"4\.0 KiB \(.*\), (\d+) were free \(.*\); each file "
+                      r"takes whole blocks and each directory at least one, "
+                      r"so 4\.9 KiB of data takes that much\); image "
+                      r"unchanged", err)
+    assert found, err
+    assert int(found[1]) >= 5001 > int(found[2]), err
+
+
+def test_a_tree_with_more_entries_than_free_inodes_says_so(tmp_path):
+    img = _small_ext(tmp_path, "-N", "64")
+    many = _many(tmp_path, 100)
+    err = one_line_error(imgx("put", many, f"{img}:1/many"), 6)
+    found = re.search(r"no space left in partition 1 \(inodes ran out: "
+                      rf"{re.escape(str(many))} needs 101 \(one per file, "
+                      r"directory and symlink\), (\d+) were free\)", err)
+    assert found and int(found[1]) < 101, err

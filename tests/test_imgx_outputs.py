@@ -116,7 +116,7 @@ def test_sfx_reads_under_the_shared_image_lock(tmp_path):
     finally:
         os.killpg(holder.pid, signal.SIGKILL)    # flock and its sleep
         holder.wait()
-    assert f"{image}: another imgx is editing or rewriting" in err
+    assert f"{image}: another process is editing, rewriting" in err
     assert not os.path.lexists(out)
     assert not os.path.lexists(f"{out}.partial")
     ok("sfx", image, "-o", out, f"--binary={binary}")
