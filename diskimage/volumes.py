@@ -37,10 +37,16 @@ def volume_name(path, number):
     return f"{base}.r{number:02d}"
 
 
-def _write_error(exc, name, offset):
+def _write_error(exc, name, offset, total=None):
+    """The error for a failed write to `name` after `offset` bytes of it;
+    `total`, when it differs, is the bytes of the whole image so far (a
+    split image's volume holds only its part)."""
+    whole = "" if total is None or total == offset else \
+        f" ({total} bytes of the image in all)"
     if exc.errno in _NO_SPACE:
-        return NoSpaceError(f"{name}: no space left after {offset} bytes")
-    return DiskImageError(f"{name}: write failed at byte {offset}: "
+        return NoSpaceError(f"{name}: no space left after {offset} bytes "
+                            f"written to it{whole}")
+    return DiskImageError(f"{name}: write failed at byte {offset}{whole}: "
                           f"{exc.strerror}")
 
 
@@ -140,8 +146,10 @@ class VolumeOutput:
             try:
                 written = os.write(self._fd, piece)
             except OSError as exc:
+                in_volume = self.split - self._room if self.split \
+                    else self.position
                 raise _write_error(exc, self.volumes[-1] + PARTIAL,
-                                   self.position) from None
+                                   in_volume, self.position) from None
             view = view[written:]
             self._room -= written
             self.position += written

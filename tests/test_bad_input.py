@@ -580,3 +580,24 @@ def test_broken_pipe_is_quiet(disk):
         head.kill()
     assert capture.returncode == 141
     assert stderr == b""
+
+
+@needs_root
+def test_split_capture_onto_a_full_filesystem_counts_the_volume(disk,
+                                                                 tmpfs):
+    """The no-space line of a split capture gives the bytes written to that
+    volume, and the image's total beside them, not the total as the
+    volume's (issue 11 round 3, volmsg item 2)."""
+    split = 512 * 1024
+    line = check(rdeploy("capture", disk["source"], tmpfs / "x.rdi",
+                         f"--split={split}"), 6, "no space")
+    match = re.search(r": (\S+)\.partial: no space left after (\d+) bytes "
+                      r"written to it \((\d+) bytes of the image in all\)$",
+                      line)
+    assert match, line
+    name, in_volume, total = match[1], int(match[2]), int(match[3])
+    number = int(name.rsplit(".r", 1)[1])
+    assert name == f"{tmpfs}/x.r{number:02d}"
+    assert 0 <= in_volume < split
+    assert total == number * split + in_volume
+    assert os.listdir(tmpfs) == []
