@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import layout
-from .device import busy_reason, disk_model, open_source, same_storage
+from .device import (busy_reason, disk_model, open_source,
+                     refuse_dangling_link, same_storage)
 from .errors import InputError, TargetError
 from .partitions import read_table
 from .protected import protected_partitions, why_protected
@@ -123,6 +124,7 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
             have = ", ".join(str(n) for n in sorted(image_parts)) or "none"
             raise InputError(f"{stream.name}: holds no partition {missing[0]}"
                              f" (partitions in the image: {have})")
+    refuse_dangling_link(target_path)
     create = not os.path.exists(target_path)
     if not create:
         _check_target(target_path, stream)
