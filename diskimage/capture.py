@@ -329,7 +329,8 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
                        "logical_sector_size": logical,
                        "physical_sector_size": max(
                            logical, disk.physical_sector_size)},
-            "table": table.to_dict(),
+            "table": dict(table.to_dict(),
+                          warnings=table.warnings_for(partitions)),
             "areas": areas,
             "compression": {"codec": compressor.name,
                             "level": compressor.level},
@@ -370,6 +371,7 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             raise
     summary.update(seconds=time.monotonic() - started, read_bytes=total,
                    source_size=disk.size,
-                   warnings=mounted + table.warnings + warnings +
+                   warnings=mounted + table.warnings_for(partitions) +
+                   warnings +
                    getattr(output, "warnings", []))
     return summary

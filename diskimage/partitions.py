@@ -65,9 +65,23 @@ class PartitionTable:
     partitions: list = field(default_factory=list)   # sorted by start
     areas: list = field(default_factory=list)        # sorted by start
     warnings: list = field(default_factory=list)
+    #: partition number -> those of `warnings` that are about it alone (so
+    #: a capture of other partitions leaves them out); not recorded
+    about: dict = field(default_factory=dict)
 
     def to_dict(self):
-        return asdict(self)
+        fields = asdict(self)
+        del fields["about"]
+        return fields
+
+    def warnings_for(self, numbers):
+        """`warnings` less those about partitions not in `numbers` (None:
+        every partition)."""
+        if numbers is None:
+            return list(self.warnings)
+        drop = {id(w) for n, said in self.about.items()
+                if n not in numbers for w in said}
+        return [w for w in self.warnings if id(w) not in drop]
 
 
 def read_table(read, disk_size, sector_size=512, truncated=False):
@@ -159,7 +173,8 @@ def _from_mbr(table, disk_size, ss, warnings):
 def _finish(kind, ss, disk_size, disk_id, parts, areas, warnings):
     """Sort, warn about overlapping partitions, and cut the areas so that no
     area overlaps a partition (a partition's bytes are captured with it)."""
-    parts = _clip(parts, disk_size, warnings)
+    about = {}
+    parts = _clip(parts, disk_size, warnings, about)
     parts.sort(key=lambda p: (p.start, p.number))
     for a, b in zip(parts, parts[1:]):
         if b.start < a.end:
@@ -171,27 +186,31 @@ def _finish(kind, ss, disk_size, disk_id, parts, areas, warnings):
             warnings.append(f"{area.kind} area at byte offset {area.start} "
                             f"overlaps a partition; cut to fit")
         cut += pieces
-    return PartitionTable(kind, ss, disk_size, disk_id, parts, cut, warnings)
+    return PartitionTable(kind, ss, disk_size, disk_id, parts, cut, warnings,
+                          about)
 
 
-def _clip(parts, disk_size, warnings):
+def _clip(parts, disk_size, warnings, about):
     """*parts* cut at the disk end (only a truncated read lets one pass
-    it), each cut said in *warnings*."""
+    it), each cut said in *warnings* and, by partition, in *about*."""
     kept = []
     for p in parts:
         if p.end > disk_size:
             missing = p.end - max(p.start, disk_size)
             if p.start >= disk_size:
-                warnings.append(
-                    f"partition {p.number} (bytes {p.start} to {p.end}) "
-                    f"starts past the end of the disk ({format_size(disk_size)}"
-                    f"): all of it is missing; not captured")
+                said = (f"partition {p.number} (bytes {p.start} to {p.end}) "
+                        f"starts past the end of the disk "
+                        f"({format_size(disk_size)}): all of it is missing; "
+                        f"not captured")
+                warnings.append(said)
+                about.setdefault(p.number, []).append(said)
                 continue
-            warnings.append(
-                f"partition {p.number} runs past the end of the disk: "
-                f"{format_size(missing)} of its {format_size(p.size)} are "
-                f"missing (the disk looks truncated); copying the "
-                f"{format_size(disk_size - p.start)} that exist")
+            said = (f"partition {p.number} runs past the end of the disk: "
+                    f"{format_size(missing)} of its {format_size(p.size)} "
+                    f"are missing (the disk looks truncated); copying the "
+                    f"{format_size(disk_size - p.start)} that exist")
+            warnings.append(said)
+            about.setdefault(p.number, []).append(said)
             p.size = disk_size - p.start
         kept.append(p)
     return kept

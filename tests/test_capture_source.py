@@ -73,6 +73,25 @@ def test_truncated_disk_raw(truncated, tmp_path):
     assert back.read_bytes() == truncated.read_bytes()
 
 
+@pytest.mark.parametrize("raw", [[], ["--raw"]])
+def test_truncated_disk_warns_only_of_what_is_copied(truncated, tmp_path,
+                                                     raw):
+    """--partitions=1 of a disk whose partition 2 is cut: no warning about
+    partition 2, which is not copied (issue 11 round 3, volmsg item 4);
+    --partitions=2 still warns about it."""
+    image = tmp_path / "one.rdi"
+    result = rdeploy("capture", truncated, image, "--partitions=1", *raw)
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "partition 2" not in err, err
+    assert "partition 2" not in rdeploy("info", image).stdout.decode()
+    result = rdeploy("capture", truncated, tmp_path / "two.rdi",
+                     "--partitions=2", *raw)
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "partition 2 runs past the end" in err, err
+
+
 def test_raw_needs_no_sane_table(tmp_path):
     """A GPT whose entry array CRC is broken (and no backup): --raw copies
     every byte; the default mode refuses with the table's fault."""
