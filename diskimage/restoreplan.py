@@ -71,7 +71,9 @@ class RestorePlan:
         return {
             "target": self.target, "target_size": self.target_size,
             "sector_size": self.sector_size,
-            "table": "new" if self.rewrite_table else
+            "table": "none (the image is of a whole disk)"
+                     if self.stream.metadata["table"]["kind"] == "none" else
+                     "new" if self.rewrite_table else
                      ("image's" if self.write_table else "target's, kept"),
             "partitions": [p.to_dict() for p in self.placements],
             "kept": [dict(number=p.number, start=p.start, size=p.size,

@@ -75,22 +75,32 @@ def info_text(info):
     lines.append(_table(["PART", "AREA", "START", "SIZE", "FS", "LABEL",
                          "FS USED", "CAPTURE", "DATA", "STORED"], rows))
     for area in info["areas"]:
+        where = _where(area)
         if area.get("uuid") and not area.get("block_size"):
-            lines.append(f"partition {area['partition'] or '-'}: "
+            lines.append(f"{where}: "
                          f"{area['filesystem']} uuid {area['uuid']}"
                          + (f", label {area['label']}" if area.get("label")
                             else ""))
         elif area.get("uuid") or area.get("block_size"):
-            lines.append(f"partition {area['partition'] or '-'}: "
+            lines.append(f"{where}: "
                          f"{area['filesystem']} uuid {area.get('uuid') or '-'}"
                          f", {area.get('block_size')}-byte blocks, "
                          f"{format_size(area.get('used_bytes', 0))} used of "
                          f"{format_size(area.get('total_bytes', 0))}")
         if area.get("fallback"):
-            lines.append(f"partition {area['partition'] or '-'}: whole "
-                         f"{area['kind']} copied ({area['method']}): "
+            whole = "" if area["partition"] is None else \
+                f" whole {area['kind']}"
+            lines.append(f"{where}:{whole} copied ({area['method']}): "
                          f"{area['fallback']}")
     return "\n".join(lines)
+
+
+def _where(area):
+    """How a line about an area names it: its partition, or the whole disk
+    (a disk with no table, or a --raw capture)."""
+    if area["partition"] is not None:
+        return f"partition {area['partition']}"
+    return "whole disk" if area["kind"] == "disk" else f"{area['kind']} area"
 
 
 def disks_table(disks):
@@ -120,9 +130,13 @@ def plan_text(plan):
              f"{plan['sector_size']}-byte sectors); partition table: "
              f"{plan['table']}" + ("; new identities" if plan["new_ids"]
                                    else ""),
-             "",
-             _table(["PART", "FS", "OLD START", "OLD SIZE", "NEW START",
-                     "NEW SIZE", "ACTION"], rows)]
+             ""]
+    if rows:
+        lines.append(_table(["PART", "FS", "OLD START", "OLD SIZE",
+                             "NEW START", "NEW SIZE", "ACTION"], rows))
+    else:
+        lines.append(f"whole disk: {format_size(plan['target_size'])}, "
+                     f"written as the image holds it")
     lines += [f"note: {note}" for note in plan["notes"]]
     lines.append("dry run: nothing was written")
     return "\n".join(lines)
