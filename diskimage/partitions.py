@@ -84,7 +84,8 @@ class PartitionTable:
         return [w for w in self.warnings if id(w) not in drop]
 
 
-def read_table(read, disk_size, sector_size=512, truncated=False):
+def read_table(read, disk_size, sector_size=512, truncated=False,
+               sector_size_from=""):
     """Parse the partition table of a disk of *disk_size* bytes.
 
     *read(offset, length)* returns bytes, possibly short at the disk end.
@@ -93,6 +94,11 @@ def read_table(read, disk_size, sector_size=512, truncated=False):
     partitions run past the disk end (a disk file cut short) is read: each
     such partition is cut at the disk end, or left out when it starts
     there, with a warning that says how much is missing.
+
+    A GPT found with another sector size than *sector_size* is warned
+    about when *sector_size_from* says where that size came from (the
+    user's option, the device); None means it was a guess (a disk file
+    says nothing of its sectors), so the GPT's own is no disagreement.
     """
     if sector_size < 512 or sector_size & (sector_size - 1):
         raise ValueError(f"sector size {sector_size} is not a power of two >= 512")
@@ -101,13 +107,19 @@ def read_table(read, disk_size, sector_size=512, truncated=False):
     protective = mbr.is_protective(records)
     found, reasons = gpt.read_gpt(read, disk_size, sector_size, truncated)
     warnings = []
+    gpt_warnings = []   # only when the GPT is the table read
+    if found is not None and found.sector_size != sector_size and \
+            sector_size_from is not None:
+        said = f" of {sector_size_from}" if sector_size_from else ""
+        gpt_warnings.append(f"GPT found with {found.sector_size}-byte "
+                            f"sectors, not the {sector_size}{said}")
 
     if protective:
         if found is None:
             why = "; ".join(reasons) or "no EFI PART header at LBA 1 or at the disk's last LBA"
             raise TableError(f"the MBR at LBA 0 is protective (type 0xEE) "
                              f"but no GPT copy is valid: {why}")
-        return _from_gpt(found, disk_size, warnings)
+        return _from_gpt(found, disk_size, warnings + gpt_warnings)
 
     from_primary = found is not None and found.header.my_lba == gpt.PRIMARY_LBA
     if found is not None and not from_primary:
@@ -124,7 +136,7 @@ def read_table(read, disk_size, sector_size=512, truncated=False):
             return _from_mbr(table, disk_size, sector_size, warnings)
     if from_primary:
         warnings.append("GPT without a protective MBR at LBA 0")
-        return _from_gpt(found, disk_size, warnings)
+        return _from_gpt(found, disk_size, warnings + gpt_warnings)
     warnings += [f"ignored: {reason}" for reason in reasons]
     return PartitionTable("none", sector_size, disk_size, "", [], [], warnings)
 

@@ -9,7 +9,9 @@ def _rate(nbytes, seconds):
 
 def capture_line(source, image, s):
     stored = s["image_bytes"]
-    return (f"rdeploy: captured {source} -> {image}: "
+    found = f", {s['sector_size_found']}" if s.get("sector_size_found") \
+        else ""
+    return (f"rdeploy: captured {source} -> {image}{found}: "
             f"{format_size(s['read_bytes'])} read, "
             f"{format_size(s['data_bytes'])} data, "
             f"{format_size(s['zero_bytes'])} holes, "

@@ -226,6 +226,31 @@ def test_gpt_4k_file_records_4096_byte_sectors(tmp_path, loop_disk):
 
 
 @needs_root
+def test_gpt_4k_file_sector_size_is_a_note_not_a_warning(tmp_path):
+    """The sectors found from a disk file's GPT are said in the summary
+    line, not warned about; a --sector-size that disagrees is warned about
+    (issue 11 round 3, volmsg item 6)."""
+    source = disk_4k(tmp_path / "g4.img", "gpt")
+    result = rdeploy("capture", source, tmp_path / "a.rdi")
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "warning" not in err, err
+    assert "4096-byte sectors (found from its GPT)" in err, err
+    result = rdeploy("capture", source, tmp_path / "b.rdi",
+                     "--sector-size=4096")
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "warning" not in err and "found from its GPT" not in err, err
+    result = rdeploy("capture", source, tmp_path / "c.rdi",
+                     "--sector-size=512")
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "warning: GPT found with 4096-byte sectors, not the 512 of " \
+        "--sector-size" in err, err
+    assert info(tmp_path / "c.rdi")["source"]["logical_sector_size"] == 4096
+
+
+@needs_root
 def test_mbr_4k_file_needs_sector_size(tmp_path):
     """An MBR does not say its sector size: --sector-size=4096 reads it in
     4096-byte sectors (partition 1 at 1 MiB, not at 128 KiB)."""
