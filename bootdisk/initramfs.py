@@ -109,7 +109,24 @@ def check_spec(spec):
             raise InputError(f"--add={add}: {src}: no such file or directory")
     if spec.cmdline is None:
         spec.cmdline = DEFAULT_CMDLINE
-    return spec, release, tree
+    return _absolute(spec), release, tree
+
+
+def _absolute(spec):
+    """Every host path of `spec` made absolute against the directory the
+    command was started in, once the checks (whose messages name what the
+    user gave) are done: a relative name is then the file the user meant
+    wherever it is used (a name without a slash given to exec is looked
+    up on PATH; a tool may run in a scratch directory)."""
+    for name in ("kernel", "modules", "job", "toolkit", "busybox"):
+        if getattr(spec, name):
+            setattr(spec, name, os.path.abspath(getattr(spec, name)))
+    adds = []
+    for add in spec.adds:
+        src, dest = _split_add(add)
+        adds.append(f"{os.path.abspath(src)}:{dest}")
+    spec.adds = tuple(adds)
+    return spec
 
 
 def _split_add(text):
