@@ -111,6 +111,11 @@ class VolumeOutput:
 
     def _refuse_existing(self, names=None):
         for name in names or [self.path]:
+            if os.path.islink(name) and not os.path.exists(name):
+                raise InputError(f"{name}: is a symlink to "
+                                 f"{os.readlink(name)}, which does not "
+                                 f"exist; not replaced without --force (an "
+                                 f"image is never written through a link)")
             if os.path.lexists(name):
                 raise InputError(f"{name}: exists; not replaced without "
                                  f"--force")
