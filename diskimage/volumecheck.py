@@ -33,11 +33,16 @@ def check_sizes(paths, sizes):
     for number, (name, size) in enumerate(zip(paths[:-1], sizes[:-1])):
         if size != split:
             cut = "cut short" if size < split else "longer than a volume"
+            after = paths[number + 1:]
+            # a short one may be the real last, with strays after it
+            more = " and after" if len(after) > 1 else ""
+            stray = f", or {after[0]}{more} is left from another image" \
+                if size < split else ""
             raise CorruptImageError(
                 f"{name}: volume {number + 1} of the split image {paths[0]} "
                 f"is {size} bytes, but every volume before the last is "
                 f"{split} bytes (as {model}): it is {cut}, or not a volume "
-                f"of this image")
+                f"of this image{stray}")
     if sizes[-1] > split:
         raise CorruptImageError(
             f"{paths[-1]}: the last volume of the split image {paths[0]} is "

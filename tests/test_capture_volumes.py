@@ -92,6 +92,18 @@ def test_cut_last_volume_is_named(split_image, tmp_path, reader):
     assert f"the last volume, {copy / 'sp.r03'}, is cut short" in err, err
 
 
+def test_stray_volume_after_the_last_is_named(split_image, tmp_path):
+    """A volume left from another image after the real last one: the short
+    real last and the stray after it are both named."""
+    copy = _copy(split_image, tmp_path)
+    shutil.copy(copy / "sp.r01", copy / "sp.r04")
+    result = rdeploy("info", copy / "sp.rdi")
+    err = result.stderr.decode()
+    assert result.returncode == 4, err
+    assert f"{copy / 'sp.r03'}: volume 4 of the split image" in err, err
+    assert f"or {copy / 'sp.r04'} is left from another image" in err, err
+
+
 def _records_inside(image, volume):
     """(record offset, stored size) of the data records that lie wholly in
     volume `volume` (1 MiB volumes), from the image's own index."""
