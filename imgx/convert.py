@@ -102,7 +102,10 @@ def _format(source):
     """qemu-img's name for the format of a regular file (raw for devices)."""
     if not os.path.isfile(source):
         return "raw"
-    info = json.loads(_qemu_img("info", "--output=json", source))
+    # Absolute: qemu-img reads a relative "json:{...}" or "nbd:..." as an
+    # option string or protocol, naming another file than this one.
+    info = json.loads(_qemu_img("info", "--output=json",
+                                os.path.abspath(source)))
     return info.get("format", "raw")
 
 
@@ -135,7 +138,7 @@ def _import(source, out, compressor, description, threads, force):
                                      dir=directory) as scratch:
         raw = os.path.join(scratch, "disk.raw")
         _qemu_img("convert", "-q", "-f", kind, "-O", "raw", "-S", "64k",
-                  source, raw)
+                  os.path.abspath(source), raw)
         return capture(raw, VolumeOutput(out, replace=force),
                        compressor=compressor,
                        description=description, threads=threads,
