@@ -13,7 +13,7 @@ import hashlib
 from . import format as fmt
 from .compression import decompress
 from .errors import CorruptImageError, InputError
-from .volumecheck import check_record_starts, located
+from .volumecheck import check_record_starts, check_sizes, located
 from .volumes import VolumeInput
 
 
@@ -55,6 +55,12 @@ def _locating(source, size=None):
         raise new from None
 
 
+def _check_sizes(source):
+    """A split image's volumes checked by their sizes before any read."""
+    if getattr(source, "seekable", False) and len(source.paths) > 1:
+        check_sizes(source.paths, source.sizes)
+
+
 def _missing_volume(source):
     """Raise InputError naming the missing volume of a split image whose
     stream ended early, when that is why."""
@@ -72,6 +78,7 @@ class RecordStream:
         self.source = source
         self.name = source.name
         self.position = 0
+        _check_sizes(source)
         with _locating(source):
             self._read_front()
         self.summary = None
@@ -196,6 +203,7 @@ class ImageReader:
         src = self.source
         if not src.seekable:
             raise InputError(f"{src.name}: needs a regular file, not a pipe")
+        _check_sizes(src)
         header_raw = src.read_at(0, fmt.FILE_HEADER.size)
         if not header_raw:
             raise InputError(f"{src.name}: is empty, not an image")

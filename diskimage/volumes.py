@@ -21,7 +21,6 @@ from .errors import (DiskImageError, InputError, NoSpaceError,
 from .partial import create_partial, no_links
 from .sfxtrailer import (SFX_MAGIC, SFX_TRAILER,  # noqa: F401 (imgx sfx)
                          pack_sfx_trailer, sfx_window)
-from .volumecheck import check_sizes
 
 PARTIAL = ".partial"
 _VOLUME_SUFFIX = re.compile(r"\.r(\d{2,})$")
@@ -293,12 +292,6 @@ class VolumeInput:
         self.seekable = all(stat.S_ISREG(os.fstat(f.fileno()).st_mode)
                             for f in self.files)
         self.size = sum(self.sizes) if self.seekable else None
-        if self.seekable:
-            try:
-                check_sizes(self.paths, self.sizes)
-            except BaseException:
-                self.close()
-                raise
         self.base = 0        # where the stream starts in the first file
         window = sfx_window(self.files[0].fileno()) \
             if self.seekable and len(self.files) == 1 else None
