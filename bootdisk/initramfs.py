@@ -26,6 +26,7 @@ import subprocess
 import sys
 
 from diskimage import __version__
+from diskimage.device import what_is_there
 from diskimage.errors import InputError, UsageError
 from diskimage.partial import partial_file
 from diskimage.tools import tool_env
@@ -358,7 +359,8 @@ def write_atomic(path, data, force=False, warnings=None):
 
 def refuse_existing(path, force):
     if os.path.lexists(path) and not force:
-        raise InputError(f"{path}: exists (give --force to replace it)")
+        raise InputError(f"{path}: {what_is_there(path)} (give --force to "
+                         f"replace it)")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise InputError(f"{parent}: no such directory for the output")

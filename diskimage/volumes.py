@@ -16,6 +16,7 @@ import os
 import re
 import stat
 
+from .device import what_is_there
 from .errors import (DiskImageError, InputError, NoSpaceError,
                      UsageError)
 from .partial import create_partial, no_links
@@ -110,14 +111,9 @@ class VolumeOutput:
 
     def _refuse_existing(self, names=None):
         for name in names or [self.path]:
-            if os.path.islink(name) and not os.path.exists(name):
-                raise InputError(f"{name}: is a symlink to "
-                                 f"{os.readlink(name)}, which does not "
-                                 f"exist; not replaced without --force (an "
-                                 f"image is never written through a link)")
             if os.path.lexists(name):
-                raise InputError(f"{name}: exists; not replaced without "
-                                 f"--force")
+                raise InputError(f"{name}: {what_is_there(name)}; not "
+                                 f"replaced without --force")
 
     def _next_volume(self):
         if self._fd is not None:

@@ -19,6 +19,7 @@ import tempfile
 
 from diskimage.capture import capture
 from diskimage.compression import Compressor
+from diskimage.device import what_is_there
 from diskimage.errors import DiskImageError, InputError, TargetError
 from diskimage.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
@@ -67,7 +68,7 @@ def convert(image_path, out, to, *, threads=None):
     if to not in FORMATS:
         raise InputError(f"--to must be raw, qcow2 or vhd, not {to!r}")
     if os.path.lexists(out):
-        raise TargetError(f"{out}: exists; not overwritten")
+        raise TargetError(f"{out}: {what_is_there(out)}; not overwritten")
     threads = threads or os.cpu_count()
     directory = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(directory):
@@ -118,7 +119,8 @@ def import_disk(source, out, *, codec="lz4", level=None, description="",
     if not os.path.exists(source):
         raise InputError(f"{source}: no such file or device")
     if not force and os.path.lexists(out):
-        raise InputError(f"{out}: exists; not replaced without --force")
+        raise InputError(f"{out}: {what_is_there(out)}; not replaced without "
+                         f"--force")
     with contextlib.ExitStack() as held:
         if os.path.isfile(out):
             # An image there is replaced: not while imgx edits it.
