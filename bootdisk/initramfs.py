@@ -26,6 +26,7 @@ import subprocess
 import sys
 
 from diskimage import __version__
+from diskimage.device import what_is_there
 from diskimage.errors import InputError, UsageError
 from diskimage.partial import partial_file
 from diskimage.tools import tool_env
@@ -109,7 +110,24 @@ def check_spec(spec):
             raise InputError(f"--add={add}: {src}: no such file or directory")
     if spec.cmdline is None:
         spec.cmdline = DEFAULT_CMDLINE
-    return spec, release, tree
+    return _absolute(spec), release, tree
+
+
+def _absolute(spec):
+    """Every host path of `spec` made absolute against the directory the
+    command was started in, once the checks (whose messages name what the
+    user gave) are done: a relative name is then the file the user meant
+    wherever it is used (a name without a slash given to exec is looked
+    up on PATH; a tool may run in a scratch directory)."""
+    for name in ("kernel", "modules", "job", "toolkit", "busybox"):
+        if getattr(spec, name):
+            setattr(spec, name, os.path.abspath(getattr(spec, name)))
+    adds = []
+    for add in spec.adds:
+        src, dest = _split_add(add)
+        adds.append(f"{os.path.abspath(src)}:{dest}")
+    spec.adds = tuple(adds)
+    return spec
 
 
 def _split_add(text):
@@ -341,7 +359,8 @@ def write_atomic(path, data, force=False, warnings=None):
 
 def refuse_existing(path, force):
     if os.path.lexists(path) and not force:
-        raise InputError(f"{path}: exists (give --force to replace it)")
+        raise InputError(f"{path}: {what_is_there(path)} (give --force to "
+                         f"replace it)")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise InputError(f"{parent}: no such directory for the output")

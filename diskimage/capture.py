@@ -247,13 +247,16 @@ def _logical_sector_size(disk, asked):
     return asked or disk.logical_sector_size
 
 
-def _source_table(disk, raw, sector_size):
+def _source_table(disk, raw, sector_size, asked=None):
     """The source's table, read as a capture may: partitions past the end
     of a truncated disk are cut there with a warning; for a whole-disk raw
     copy a table that cannot be read is no obstacle (kind "none", with a
     warning)."""
     try:
-        return read_table(disk.read, disk.size, sector_size, truncated=True)
+        said = "the device's logical sector size" if disk.is_block else \
+            "--sector-size" if asked is not None else None
+        return read_table(disk.read, disk.size, sector_size, truncated=True,
+                          sector_size_from=said)
     except TableError as exc:
         if not raw:
             raise
@@ -319,7 +322,8 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
     _refuse_over_source(source_path, output)
     with open_source(source_path) as disk:
         logical = _logical_sector_size(disk, sector_size)
-        table = _source_table(disk, raw and partitions is None, logical)
+        table = _source_table(disk, raw and partitions is None, logical,
+                              sector_size)
         mounted = _mounted(source_path, table, partitions, allow_mounted,
                            mounted_hint)
         if not disk.is_block and table.kind == "gpt":
@@ -340,7 +344,8 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
                        "logical_sector_size": logical,
                        "physical_sector_size": max(
                            logical, disk.physical_sector_size)},
-            "table": table.to_dict(),
+            "table": dict(table.to_dict(),
+                          warnings=table.warnings_for(partitions)),
             "areas": areas,
             "compression": {"codec": compressor.name,
                             "level": compressor.level},
@@ -379,8 +384,13 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
         except BaseException:
             writer.abort()
             raise
+    if not disk.is_block and table.kind == "gpt" and sector_size is None \
+            and table.sector_size != 512:
+        summary["sector_size_found"] = f"{table.sector_size}-byte sectors " \
+            f"(found from its GPT)"
     summary.update(seconds=time.monotonic() - started, read_bytes=total,
                    source_size=disk.size,
-                   warnings=mounted + table.warnings + warnings +
+                   warnings=mounted + table.warnings_for(partitions) +
+                   warnings +
                    getattr(output, "warnings", []))
     return summary

@@ -157,10 +157,31 @@ def open_target(path, *, create_size=None, exclusive=True):
     return disk
 
 
+def what_is_there(path):
+    """How a refusal names what is at an output path: "exists", or, for a
+    symlink to nothing, that (an output is never written through it)."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return (f"is a symlink to {os.readlink(path)}, which does not "
+                f"exist")
+    return "exists"
+
+
+def refuse_dangling_link(path):
+    """A target that is a symlink to nothing: refused, not created at the
+    link's end (a link to an existing file or device is followed)."""
+    if os.path.islink(path) and not os.path.exists(path):
+        raise TargetError(
+            f"{path}: {what_is_there(path)}; restore does not create files "
+            f"through links: give the new file's own path")
+
+
 def _create(path, size):
+    refuse_dangling_link(path)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     except OSError as e:
+        if e.errno == errno.EEXIST:
+            refuse_dangling_link(path)  # made a dangling link meanwhile
         raise TargetError(f"{path}: cannot create: {e.strerror}") from e
     try:
         os.ftruncate(fd, size)

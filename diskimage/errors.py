@@ -27,21 +27,31 @@ class InputError(DiskImageError):
 
 class CorruptImageError(DiskImageError):
     """Image data that fails its checks: a checksum, a record header, a
-    truncated stream.  Names the chunk and the byte offset in the image."""
+    truncated stream.  Names the chunk and the byte offset in the image
+    and, in a split image, the volume file and the byte in it (`volume`:
+    a (name, offset) pair); `hint` is a sentence added at the end."""
 
     exit_code = 4
 
-    def __init__(self, message, *, offset=None, chunk=None):
+    def __init__(self, message, *, offset=None, chunk=None, volume=None,
+                 hint=None):
+        self.what = message
         where = []
         if chunk is not None:
             where.append(f"chunk {chunk}")
+        if volume is not None:
+            where.append(f"in {volume[0]} at byte {volume[1]}")
         if offset is not None:
             where.append(f"image offset {offset}")
         if where:
             message = f"{message} ({', '.join(where)})"
+        if hint:
+            message = f"{message}; {hint}"
         super().__init__(message)
         self.offset = offset
         self.chunk = chunk
+        self.volume = volume
+        self.hint = hint
 
 
 class TargetError(DiskImageError):

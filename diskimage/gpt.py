@@ -183,9 +183,9 @@ def read_gpt(read, disk_size, sector_size, truncated=False):
 def _build(read, header, array, ss, asked_ss, disk_size, note, truncated):
     disk_sectors = disk_size // ss
     last = disk_sectors - 1
+    # Another sector size than asked is for the caller to judge (a disk
+    # file's guess of 512 is no disagreement): found.sector_size says it.
     warnings = [note] if note else []
-    if ss != asked_ss:
-        warnings.append(f"GPT found with {ss}-byte sectors, not {asked_ss}")
     array_sectors = _array_sectors(header, ss)
     if header.my_lba == PRIMARY_LBA:
         primary = (header.partition_entry_lba, header.partition_entry_lba + array_sectors)

@@ -65,12 +65,27 @@ class PartitionTable:
     partitions: list = field(default_factory=list)   # sorted by start
     areas: list = field(default_factory=list)        # sorted by start
     warnings: list = field(default_factory=list)
+    #: partition number -> those of `warnings` that are about it alone (so
+    #: a capture of other partitions leaves them out); not recorded
+    about: dict = field(default_factory=dict)
 
     def to_dict(self):
-        return asdict(self)
+        fields = asdict(self)
+        del fields["about"]
+        return fields
+
+    def warnings_for(self, numbers):
+        """`warnings` less those about partitions not in `numbers` (None:
+        every partition)."""
+        if numbers is None:
+            return list(self.warnings)
+        drop = {id(w) for n, said in self.about.items()
+                if n not in numbers for w in said}
+        return [w for w in self.warnings if id(w) not in drop]
 
 
-def read_table(read, disk_size, sector_size=512, truncated=False):
+def read_table(read, disk_size, sector_size=512, truncated=False,
+               sector_size_from=""):
     """Parse the partition table of a disk of *disk_size* bytes.
 
     *read(offset, length)* returns bytes, possibly short at the disk end.
@@ -79,6 +94,11 @@ def read_table(read, disk_size, sector_size=512, truncated=False):
     partitions run past the disk end (a disk file cut short) is read: each
     such partition is cut at the disk end, or left out when it starts
     there, with a warning that says how much is missing.
+
+    A GPT found with another sector size than *sector_size* is warned
+    about when *sector_size_from* says where that size came from (the
+    user's option, the device); None means it was a guess (a disk file
+    says nothing of its sectors), so the GPT's own is no disagreement.
     """
     if sector_size < 512 or sector_size & (sector_size - 1):
         raise ValueError(f"sector size {sector_size} is not a power of two >= 512")
@@ -87,13 +107,19 @@ def read_table(read, disk_size, sector_size=512, truncated=False):
     protective = mbr.is_protective(records)
     found, reasons = gpt.read_gpt(read, disk_size, sector_size, truncated)
     warnings = []
+    gpt_warnings = []   # only when the GPT is the table read
+    if found is not None and found.sector_size != sector_size and \
+            sector_size_from is not None:
+        said = f" of {sector_size_from}" if sector_size_from else ""
+        gpt_warnings.append(f"GPT found with {found.sector_size}-byte "
+                            f"sectors, not the {sector_size}{said}")
 
     if protective:
         if found is None:
             why = "; ".join(reasons) or "no EFI PART header at LBA 1 or at the disk's last LBA"
             raise TableError(f"the MBR at LBA 0 is protective (type 0xEE) "
                              f"but no GPT copy is valid: {why}")
-        return _from_gpt(found, disk_size, warnings)
+        return _from_gpt(found, disk_size, warnings + gpt_warnings)
 
     from_primary = found is not None and found.header.my_lba == gpt.PRIMARY_LBA
     if found is not None and not from_primary:
@@ -110,7 +136,7 @@ def read_table(read, disk_size, sector_size=512, truncated=False):
             return _from_mbr(table, disk_size, sector_size, warnings)
     if from_primary:
         warnings.append("GPT without a protective MBR at LBA 0")
-        return _from_gpt(found, disk_size, warnings)
+        return _from_gpt(found, disk_size, warnings + gpt_warnings)
     warnings += [f"ignored: {reason}" for reason in reasons]
     return PartitionTable("none", sector_size, disk_size, "", [], [], warnings)
 
@@ -159,7 +185,8 @@ def _from_mbr(table, disk_size, ss, warnings):
 def _finish(kind, ss, disk_size, disk_id, parts, areas, warnings):
     """Sort, warn about overlapping partitions, and cut the areas so that no
     area overlaps a partition (a partition's bytes are captured with it)."""
-    parts = _clip(parts, disk_size, warnings)
+    about = {}
+    parts = _clip(parts, disk_size, warnings, about)
     parts.sort(key=lambda p: (p.start, p.number))
     for a, b in zip(parts, parts[1:]):
         if b.start < a.end:
@@ -171,27 +198,31 @@ def _finish(kind, ss, disk_size, disk_id, parts, areas, warnings):
             warnings.append(f"{area.kind} area at byte offset {area.start} "
                             f"overlaps a partition; cut to fit")
         cut += pieces
-    return PartitionTable(kind, ss, disk_size, disk_id, parts, cut, warnings)
+    return PartitionTable(kind, ss, disk_size, disk_id, parts, cut, warnings,
+                          about)
 
 
-def _clip(parts, disk_size, warnings):
+def _clip(parts, disk_size, warnings, about):
     """*parts* cut at the disk end (only a truncated read lets one pass
-    it), each cut said in *warnings*."""
+    it), each cut said in *warnings* and, by partition, in *about*."""
     kept = []
     for p in parts:
         if p.end > disk_size:
             missing = p.end - max(p.start, disk_size)
             if p.start >= disk_size:
-                warnings.append(
-                    f"partition {p.number} (bytes {p.start} to {p.end}) "
-                    f"starts past the end of the disk ({format_size(disk_size)}"
-                    f"): all of it is missing; not captured")
+                said = (f"partition {p.number} (bytes {p.start} to {p.end}) "
+                        f"starts past the end of the disk "
+                        f"({format_size(disk_size)}): all of it is missing; "
+                        f"not captured")
+                warnings.append(said)
+                about.setdefault(p.number, []).append(said)
                 continue
-            warnings.append(
-                f"partition {p.number} runs past the end of the disk: "
-                f"{format_size(missing)} of its {format_size(p.size)} are "
-                f"missing (the disk looks truncated); copying the "
-                f"{format_size(disk_size - p.start)} that exist")
+            said = (f"partition {p.number} runs past the end of the disk: "
+                    f"{format_size(missing)} of its {format_size(p.size)} "
+                    f"are missing (the disk looks truncated); copying the "
+                    f"{format_size(disk_size - p.start)} that exist")
+            warnings.append(said)
+            about.setdefault(p.number, []).append(said)
             p.size = disk_size - p.start
         kept.append(p)
     return kept

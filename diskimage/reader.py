@@ -7,11 +7,13 @@ records against the index, and the index and metadata by the whole-image
 digest.  Failures raise CorruptImageError naming the chunk and the offset.
 """
 
+import contextlib
 import hashlib
 
 from . import format as fmt
 from .compression import decompress
 from .errors import CorruptImageError, InputError
+from .volumecheck import check_record_starts, check_sizes, located
 from .volumes import VolumeInput
 
 
@@ -40,6 +42,25 @@ def _check_payload(fields, payload, offset, what):
         raise CorruptImageError(f"{what} checksum mismatch", offset=offset)
 
 
+@contextlib.contextmanager
+def _locating(source, size=None):
+    """Faults found while reading a split image name the volume file and
+    the byte in it, besides the stream offset (`size`: of the record)."""
+    try:
+        yield
+    except CorruptImageError as exc:
+        new = located(source, exc, size)
+        if new is exc:
+            raise
+        raise new from None
+
+
+def _check_sizes(source):
+    """A split image's volumes checked by their sizes before any read."""
+    if getattr(source, "seekable", False) and len(source.paths) > 1:
+        check_sizes(source.paths, source.sizes)
+
+
 def _missing_volume(source):
     """Raise InputError naming the missing volume of a split image whose
     stream ended early, when that is why."""
@@ -57,6 +78,13 @@ class RecordStream:
         self.source = source
         self.name = source.name
         self.position = 0
+        _check_sizes(source)
+        with _locating(source):
+            self._read_front()
+        self.summary = None
+
+    def _read_front(self):
+        source = self.source
         raw = source.read(fmt.FILE_HEADER.size)
         self.position = len(raw)
         if not raw:
@@ -72,7 +100,13 @@ class RecordStream:
         _check_payload(fields, payload, meta_offset, "metadata")
         self.metadata = fmt.decode_metadata(payload, meta_offset)
         self.meta_raw = fmt.RECORD_HEADER.pack(**fields) + payload
-        self.summary = None
+
+    def decode(self, record):
+        """decode_record, with a fault in a split image located in its
+        volume."""
+        with _locating(self.source, fmt.RECORD_HEADER.size +
+                       record[1]["stored_size"]):
+            return decode_record(record)
 
     def _read_exact(self, size, what, chunk=None):
         data = self.source.read(size)
@@ -101,8 +135,12 @@ class RecordStream:
 
     def records(self):
         """Yield (number, fields, payload, offset) for every DATA and ZERO
-        record, payloads unchecked (see decode_record); after the last one,
-        check the index, trailer and digest, and that nothing follows."""
+        record, payloads unchecked (see decode); after the last one, check
+        the index, trailer and digest, and that nothing follows."""
+        with _locating(self.source):
+            yield from self._records()
+
+    def _records(self):
         index_hash = hashlib.sha256()
         number = 0
         totals = {"chunks": 0, "data_bytes": 0, "zero_bytes": 0,
@@ -155,7 +193,8 @@ class ImageReader:
     def __init__(self, path):
         self.source = VolumeInput(path)
         try:
-            self._open()
+            with _locating(self.source):
+                self._open()
         except BaseException:
             self.source.close()
             raise
@@ -164,6 +203,7 @@ class ImageReader:
         src = self.source
         if not src.seekable:
             raise InputError(f"{src.name}: needs a regular file, not a pipe")
+        _check_sizes(src)
         header_raw = src.read_at(0, fmt.FILE_HEADER.size)
         if not header_raw:
             raise InputError(f"{src.name}: is empty, not an image")
@@ -198,6 +238,7 @@ class ImageReader:
                                     offset=trailer_offset)
         self.entries = fmt.unpack_index(index_raw[fmt.RECORD_HEADER.size:],
                                         index_offset)
+        check_record_starts(src, self.entries)
         self.chunk_size = self.header["chunk_size"]
         self.image_bytes = src.size
 
@@ -216,6 +257,11 @@ class ImageReader:
 
     def read_entry(self, number):
         """The checked bytes of chunk `number` (zeros for a hole)."""
+        with _locating(self.source, fmt.RECORD_HEADER.size +
+                       self.entries[number].stored_size):
+            return self._read_entry(number)
+
+    def _read_entry(self, number):
         entry = self.entries[number]
         if entry.is_zero:
             return bytes(entry.length)

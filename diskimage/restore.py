@@ -27,7 +27,6 @@ from .device import (data_extents, open_target, sync, write_all,
                      zero_range)
 from .errors import DiskImageError, NoSpaceError, TargetChangedError
 from .pipeline import ordered_map
-from .reader import decode_record
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
                           kept_numbers, new_guid, plan_restore)
 from .sizes import format_size
@@ -119,7 +118,7 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
             to the consumer, in order."""
             if record[1]["area"] not in plan.areas:
                 return None
-            _, fields, data, _ = decode_record(record)
+            _, fields, data, _ = stream.decode(record)
             if data is not None and plan.delta(fields["area"]) is not None:
                 run.record(fields, data)
                 return fields, None, True

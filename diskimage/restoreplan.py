@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import layout
-from .device import open_source
+from .device import open_source, refuse_dangling_link
 from .identity import same_storage
 from .sysfs import busy_reason, disk_model
 from .errors import InputError, TargetError
@@ -72,7 +72,9 @@ class RestorePlan:
         return {
             "target": self.target, "target_size": self.target_size,
             "sector_size": self.sector_size,
-            "table": "new" if self.rewrite_table else
+            "table": "none (the image is of a whole disk)"
+                     if self.stream.metadata["table"]["kind"] == "none" else
+                     "new" if self.rewrite_table else
                      ("image's" if self.write_table else "target's, kept"),
             "partitions": [p.to_dict() for p in self.placements],
             "kept": [dict(number=p.number, start=p.start, size=p.size,
@@ -125,6 +127,7 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
             have = ", ".join(str(n) for n in sorted(image_parts)) or "none"
             raise InputError(f"{stream.name}: holds no partition {missing[0]}"
                              f" (partitions in the image: {have})")
+    refuse_dangling_link(target_path)
     create = not os.path.exists(target_path)
     if not create:
         _check_target(target_path, stream)

@@ -3,7 +3,7 @@
 import time
 
 from .pipeline import ordered_map
-from .reader import RecordStream, decode_record
+from .reader import RecordStream
 
 
 def verify(source, *, threads=1, progress=None):
@@ -14,7 +14,7 @@ def verify(source, *, threads=1, progress=None):
     stream = RecordStream(source)
     total = sum(area["size"] for area in stream.metadata["areas"])
     done = 0
-    for _, fields, _, _ in ordered_map(decode_record, stream.records(),
+    for _, fields, _, _ in ordered_map(stream.decode, stream.records(),
                                        threads):
         done += fields["length"]
         if progress:

@@ -17,6 +17,7 @@ import re
 import stat
 
 from . import imagelock
+from .device import what_is_there
 from .errors import (DiskImageError, InputError, NoSpaceError,
                      UsageError)
 from .partial import create_partial, no_links
@@ -37,10 +38,16 @@ def volume_name(path, number):
     return f"{base}.r{number:02d}"
 
 
-def _write_error(exc, name, offset):
+def _write_error(exc, name, offset, total=None):
+    """The error for a failed write to `name` after `offset` bytes of it;
+    `total`, when it differs, is the bytes of the whole image so far (a
+    split image's volume holds only its part)."""
+    whole = "" if total is None or total == offset else \
+        f" ({total} bytes of the image in all)"
     if exc.errno in _NO_SPACE:
-        return NoSpaceError(f"{name}: no space left after {offset} bytes")
-    return DiskImageError(f"{name}: write failed at byte {offset}: "
+        return NoSpaceError(f"{name}: no space left after {offset} bytes "
+                            f"written to it{whole}")
+    return DiskImageError(f"{name}: write failed at byte {offset}{whole}: "
                           f"{exc.strerror}")
 
 
@@ -112,8 +119,8 @@ class VolumeOutput:
     def _refuse_existing(self, names=None):
         for name in names or [self.path]:
             if os.path.lexists(name):
-                raise InputError(f"{name}: exists; not replaced without "
-                                 f"--force")
+                raise InputError(f"{name}: {what_is_there(name)}; not "
+                                 f"replaced without --force")
 
     def _next_volume(self):
         if self._fd is not None:
@@ -150,8 +157,10 @@ class VolumeOutput:
             try:
                 written = os.write(self._fd, piece)
             except OSError as exc:
+                in_volume = self.split - self._room if self.split \
+                    else self.position
                 raise _write_error(exc, self.volumes[-1] + PARTIAL,
-                                   self.position) from None
+                                   in_volume, self.position) from None
             view = view[written:]
             self._room -= written
             self.position += written

@@ -19,6 +19,7 @@ import tempfile
 
 from diskimage.capture import capture
 from diskimage.compression import Compressor
+from diskimage.device import what_is_there
 from diskimage.errors import DiskImageError, InputError, TargetError
 from diskimage.identity import refuse_image_over_source
 from diskimage.imagelock import image_lock
@@ -68,7 +69,7 @@ def convert(image_path, out, to, *, threads=None):
     if to not in FORMATS:
         raise InputError(f"--to must be raw, qcow2 or vhd, not {to!r}")
     if os.path.lexists(out):
-        raise TargetError(f"{out}: exists; not overwritten")
+        raise TargetError(f"{out}: {what_is_there(out)}; not overwritten")
     threads = threads or os.cpu_count()
     directory = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(directory):
@@ -103,7 +104,10 @@ def _format(source):
     """qemu-img's name for the format of a regular file (raw for devices)."""
     if not os.path.isfile(source):
         return "raw"
-    info = json.loads(_qemu_img("info", "--output=json", source))
+    # Absolute: qemu-img reads a relative "json:{...}" or "nbd:..." as an
+    # option string or protocol, naming another file than this one.
+    info = json.loads(_qemu_img("info", "--output=json",
+                                os.path.abspath(source)))
     return info.get("format", "raw")
 
 
@@ -117,7 +121,8 @@ def import_disk(source, out, *, codec="lz4", level=None, description="",
         raise InputError(f"{source}: no such file or device")
     refuse_image_over_source(source, out)   # also a qcow2 read via scratch
     if not force and os.path.lexists(out):
-        raise InputError(f"{out}: exists; not replaced without --force")
+        raise InputError(f"{out}: {what_is_there(out)}; not replaced without "
+                         f"--force")
     with contextlib.ExitStack() as held:
         if os.path.isfile(out):
             # An image there is replaced: not while imgx edits it.
@@ -137,7 +142,7 @@ def _import(source, out, compressor, description, threads, force):
                                      dir=directory) as scratch:
         raw = os.path.join(scratch, "disk.raw")
         _qemu_img("convert", "-q", "-f", kind, "-O", "raw", "-S", "64k",
-                  source, raw)
+                  os.path.abspath(source), raw)
         return capture(raw, VolumeOutput(out, replace=force),
                        compressor=compressor,
                        description=description, threads=threads,

@@ -81,9 +81,10 @@ class _Mtools:
 
     def put(self, src, dest, force):
         # FAT holds no symlinks to follow; -o replaces only with --force
-        # (check_request refused an existing path before this).
+        # (check_request refused an existing path before this).  The source
+        # made absolute: mtools reads a relative "a:b" as drive A:.
         self._run("mcopy", "-s", "-m", *(["-o"] if force else []), "-Q",
-                  src, f"::/{dest}")
+                  os.path.abspath(src), f"::/{dest}")
 
     def rm(self, path, recursive):
         self._run("mdeltree" if recursive else "mdel", f"::/{path}")

@@ -16,7 +16,9 @@ def _rate(nbytes, seconds):
 
 def capture_line(source, image, s):
     stored = s["image_bytes"]
-    return (f"rdeploy: captured {source} -> {image}: "
+    found = f", {s['sector_size_found']}" if s.get("sector_size_found") \
+        else ""
+    return (f"rdeploy: captured {source} -> {image}{found}: "
             f"{format_size(s['read_bytes'])} read, "
             f"{format_size(s['data_bytes'])} data, "
             f"{format_size(s['zero_bytes'])} holes, "
@@ -89,22 +91,32 @@ def info_text(info):
                          "FS USED", "CAPTURE", "DATA", "STORED"],
                         rows).split("\n"))     # cells made safe
     for area in info["areas"]:
+        where = _where(area)
         if area.get("uuid") and not area.get("block_size"):
-            lines.append(f"partition {area['partition'] or '-'}: "
+            lines.append(f"{where}: "
                          f"{area['filesystem']} uuid {area['uuid']}"
                          + (f", label {area['label']}" if area.get("label")
                             else ""))
         elif area.get("uuid") or area.get("block_size"):
-            lines.append(f"partition {area['partition'] or '-'}: "
+            lines.append(f"{where}: "
                          f"{area['filesystem']} uuid {area.get('uuid') or '-'}"
                          f", {area.get('block_size')}-byte blocks, "
                          f"{format_size(area.get('used_bytes', 0))} used of "
                          f"{format_size(area.get('total_bytes', 0))}")
         if area.get("fallback"):
-            lines.append(f"partition {area['partition'] or '-'}: whole "
-                         f"{area['kind']} copied ({area['method']}): "
+            whole = "" if area["partition"] is None else \
+                f" whole {area['kind']}"
+            lines.append(f"{where}:{whole} copied ({area['method']}): "
                          f"{area['fallback']}")
     return _text(lines)
+
+
+def _where(area):
+    """How a line about an area names it: its partition, or the whole disk
+    (a disk with no table, or a --raw capture)."""
+    if area["partition"] is not None:
+        return f"partition {area['partition']}"
+    return "whole disk" if area["kind"] == "disk" else f"{area['kind']} area"
 
 
 def disks_table(disks):
@@ -135,8 +147,12 @@ def plan_text(plan):
              f"{plan['table']}" + ("; new identities" if plan["new_ids"]
                                    else ""),
              ""]
-    lines += _table(["PART", "FS", "OLD START", "OLD SIZE", "NEW START",
-                     "NEW SIZE", "ACTION"], rows).split("\n")
+    if rows:
+        lines += _table(["PART", "FS", "OLD START", "OLD SIZE", "NEW START",
+                         "NEW SIZE", "ACTION"], rows).split("\n")
+    else:
+        lines.append(f"whole disk: {format_size(plan['target_size'])}, "
+                     f"written as the image holds it")
     lines += [f"note: {note}" for note in plan["notes"]]
     lines.append("dry run: nothing was written")
     return _text(lines)

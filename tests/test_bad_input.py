@@ -583,3 +583,54 @@ def test_broken_pipe_is_quiet(disk):
         head.kill()
     assert capture.returncode == 141
     assert stderr == b""
+
+
+@needs_root
+def test_split_capture_onto_a_full_filesystem_counts_the_volume(disk,
+                                                                 tmpfs):
+    """The no-space line of a split capture gives the bytes written to that
+    volume, and the image's total beside them, not the total as the
+    volume's (issue 11 round 3, volmsg item 2)."""
+    split = 512 * 1024
+    line = check(rdeploy("capture", disk["source"], tmpfs / "x.rdi",
+                         f"--split={split}"), 6, "no space")
+    match = re.search(r": (\S+)\.partial: no space left after (\d+) bytes "
+                      r"written to it \((\d+) bytes of the image in all\)$",
+                      line)
+    assert match, line
+    name, in_volume, total = match[1], int(match[2]), int(match[3])
+    number = int(name.rsplit(".r", 1)[1])
+    assert name == f"{tmpfs}/x.r{number:02d}"
+    assert 0 <= in_volume < split
+    assert total == number * split + in_volume
+    assert os.listdir(tmpfs) == []
+
+
+@pytest.mark.parametrize("extra", [[], ["--dry-run"]])
+def test_restore_onto_a_dangling_symlink(disk, tmp_path, extra):
+    """A TARGET that is a symlink to a missing file is refused (exit 5) with
+    a line that says so, and nothing is created where it points (issue 11
+    round 3, volmsg item 3)."""
+    (tmp_path / "victim").mkdir()
+    link = tmp_path / "dang.img"
+    link.symlink_to(tmp_path / "victim" / "created.img")
+    line = check(rdeploy("restore", disk["image"], link, "--yes", *extra), 5,
+                 f"{link}: is a symlink to {tmp_path}/victim/created.img, "
+                 f"which does not exist",
+                 "restore does not create files through links")
+    assert "File exists" not in line
+    assert os.listdir(tmp_path / "victim") == []
+    assert link.is_symlink()
+
+
+def test_restore_through_a_symlink_to_an_existing_file(disk, tmp_path):
+    """A link to an existing file (as /dev/disk/by-id links are) is still
+    followed: the file is the target."""
+    target = tmp_path / "real.img"
+    shutil.copyfile(disk["other"], target)
+    link = tmp_path / "link.img"
+    link.symlink_to(target)
+    result = rdeploy("restore", disk["image"], link, "--yes", "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    assert link.is_symlink()
+    assert has_partitions(target)

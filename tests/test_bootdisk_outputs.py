@@ -140,3 +140,35 @@ def test_a_toolkit_whose_archive_names_leave_the_scratch_is_refused(
     assert f"{toolkit}: its archive holds" in err
     assert not escaped.exists()
     assert not out.exists() and not os.path.exists(f"{out}.partial")
+
+
+def test_relative_input_paths_are_the_files_in_the_current_directory(
+        tmp_path):
+    """--toolkit=NAME (a relative path, no slash) was run through PATH and
+    failed 'No such file or directory' (issue 11 round 3, volmsg item 7);
+    every input option given relative is the file in the directory the
+    command started in."""
+    import json
+    import shutil
+    kernel = host_kernel()
+    shutil.copy("/bin/true", tmp_path / "faketool")
+    shutil.copy(kernel, tmp_path / "vmlinuz")
+    (tmp_path / "job.sh").write_text("#!/bin/sh\necho hi\n")
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "note.txt").write_text("note\n")
+    env = dict(os.environ, PYTHONPATH=os.fspath(ROOT))
+    result = subprocess.run(
+        [sys.executable, "-m", "bootdisk", "initrd", "-o", "env.initrd",
+         "--toolkit=faketool", "--kernel=vmlinuz", "--job=job.sh",
+         "--add=extra:/opt/extra", "-q"], capture_output=True, text=True,
+        cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    shown = subprocess.run(
+        [sys.executable, "-m", "bootdisk", "info", "env.initrd", "--json"],
+        capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert (report["job"], report["job_text"]) == \
+        ("job.sh", "#!/bin/sh\necho hi\n")
+    assert report["binaries"] == ["bin/busybox", "usr/bin/deploytool"]

@@ -98,3 +98,31 @@ def test_info_text_shows_labels_and_uuids(disk):
         if label:
             assert label in text
     assert "None" not in text
+
+
+def test_info_of_a_table_less_disk_says_whole_disk(tmp_path):
+    """A filesystem on the whole disk (no table) is said as such, not as
+    'partition -' (issue 11 round 3, volmsg item 5)."""
+    path = tmp_path / "whole.img"
+    run("mkfs.ext4", "-q", "-F", "-L", "whole-lab", path, "8M")
+    uuid = blkid(path)[2]
+    image = tmp_path / "whole.rdi"
+    result = rdeploy("capture", path, image, "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    text = rdeploy("info", image).stdout.decode()
+    assert f"whole disk: ext4 uuid {uuid}, " in text, text
+    assert "partition -" not in text, text
+    result = rdeploy("restore", image, tmp_path / "back.img", "--dry-run")
+    plan = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert "partition table: none (the image is of a whole disk)" in plan
+    assert "whole disk: 8.0 MiB, written as the image holds it" in plan
+    assert "PART" not in plan, plan
+    plain = tmp_path / "plain.img"
+    plain.write_bytes(b"no filesystem here " * 1000)
+    result = rdeploy("capture", plain, tmp_path / "plain.rdi", "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    text = rdeploy("info", tmp_path / "plain.rdi").stdout.decode()
+    assert "whole disk: copied (zero-skip): no filesystem recognised" \
+        in text, text
+    assert "partition -" not in text, text

@@ -108,6 +108,24 @@ def test_capture_onto_an_existing_image_needs_force(tmp_path):
     assert rdeploy("verify", image).returncode == 0
 
 
+def test_capture_onto_a_dangling_symlink_says_so(tmp_path):
+    """IMAGE a symlink to a missing file: refused with a line that says
+    so, not 'exists'; with --force the link itself is replaced, nothing is
+    made where it pointed (issue 11 round 3, volmsg item 3 sweep)."""
+    source = build_disk(tmp_path / "disk.img")
+    (tmp_path / "victim").mkdir()
+    image = tmp_path / "dang.rdi"
+    image.symlink_to(tmp_path / "victim" / "made.rdi")
+    check(rdeploy("capture", source, image), 3,
+          f"{image}: is a symlink to {tmp_path}/victim/made.rdi, which does "
+          f"not exist", "--force")
+    assert image.is_symlink()
+    result = rdeploy("capture", source, image, "--force", "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    assert not image.is_symlink() and os.listdir(tmp_path / "victim") == []
+    assert rdeploy("verify", image).returncode == 0
+
+
 def test_capture_split_refuses_an_existing_later_volume(tmp_path):
     """A split capture would rename over IMAGE.r01 of another image."""
     source = build_disk(tmp_path / "disk.img")

@@ -73,6 +73,25 @@ def test_truncated_disk_raw(truncated, tmp_path):
     assert back.read_bytes() == truncated.read_bytes()
 
 
+@pytest.mark.parametrize("raw", [[], ["--raw"]])
+def test_truncated_disk_warns_only_of_what_is_copied(truncated, tmp_path,
+                                                     raw):
+    """--partitions=1 of a disk whose partition 2 is cut: no warning about
+    partition 2, which is not copied (issue 11 round 3, volmsg item 4);
+    --partitions=2 still warns about it."""
+    image = tmp_path / "one.rdi"
+    result = rdeploy("capture", truncated, image, "--partitions=1", *raw)
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "partition 2" not in err, err
+    assert "partition 2" not in rdeploy("info", image).stdout.decode()
+    result = rdeploy("capture", truncated, tmp_path / "two.rdi",
+                     "--partitions=2", *raw)
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "partition 2 runs past the end" in err, err
+
+
 def test_raw_needs_no_sane_table(tmp_path):
     """A GPT whose entry array CRC is broken (and no backup): --raw copies
     every byte; the default mode refuses with the table's fault."""
@@ -204,6 +223,31 @@ def test_gpt_4k_file_records_4096_byte_sectors(tmp_path, loop_disk):
                  "fat16")
     assert "records its sector size" in line
     assert set(backing.read_bytes()) == {0}
+
+
+@needs_root
+def test_gpt_4k_file_sector_size_is_a_note_not_a_warning(tmp_path):
+    """The sectors found from a disk file's GPT are said in the summary
+    line, not warned about; a --sector-size that disagrees is warned about
+    (issue 11 round 3, volmsg item 6)."""
+    source = disk_4k(tmp_path / "g4.img", "gpt")
+    result = rdeploy("capture", source, tmp_path / "a.rdi")
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "warning" not in err, err
+    assert "4096-byte sectors (found from its GPT)" in err, err
+    result = rdeploy("capture", source, tmp_path / "b.rdi",
+                     "--sector-size=4096")
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "warning" not in err and "found from its GPT" not in err, err
+    result = rdeploy("capture", source, tmp_path / "c.rdi",
+                     "--sector-size=512")
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert "warning: GPT found with 4096-byte sectors, not the 512 of " \
+        "--sector-size" in err, err
+    assert info(tmp_path / "c.rdi")["source"]["logical_sector_size"] == 4096
 
 
 @needs_root
