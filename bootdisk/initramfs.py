@@ -26,7 +26,7 @@ import subprocess
 import sys
 
 from diskimage import __version__
-from diskimage.device import what_is_there
+from diskimage.links import what_is_there
 from diskimage.errors import InputError, UsageError
 from diskimage.partial import partial_file
 from diskimage.tools import tool_env

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from diskimage.errors import DiskImageError, InputError, NoSpaceError, TargetError
 
+from .links import refuse_dangling_link, what_is_there  # noqa: F401
 from .sysfs import busy_reason
 # Re-exported, for imports written before they moved out of this module.
 from .identity import same_storage  # noqa: F401
@@ -155,24 +156,6 @@ def open_target(path, *, create_size=None, exclusive=True):
         disk.close()  # newer kernels open a read-only device for writing anyway
         raise TargetError(f"{path} is read-only")
     return disk
-
-
-def what_is_there(path):
-    """How a refusal names what is at an output path: "exists", or, for a
-    symlink to nothing, that (an output is never written through it)."""
-    if os.path.islink(path) and not os.path.exists(path):
-        return (f"is a symlink to {os.readlink(path)}, which does not "
-                f"exist")
-    return "exists"
-
-
-def refuse_dangling_link(path):
-    """A target that is a symlink to nothing: refused, not created at the
-    link's end (a link to an existing file or device is followed)."""
-    if os.path.islink(path) and not os.path.exists(path):
-        raise TargetError(
-            f"{path}: {what_is_there(path)}; restore does not create files "
-            f"through links: give the new file's own path")
 
 
 def _create(path, size):

@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import layout
-from .device import open_source, refuse_dangling_link
+from .device import open_source
+from .links import refuse_dangling_link
 from .identity import same_storage
 from .sysfs import busy_reason, disk_model
 from .errors import InputError, TargetError

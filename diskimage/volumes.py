@@ -17,7 +17,7 @@ import re
 import stat
 
 from . import imagelock
-from .device import what_is_there
+from .links import what_is_there
 from .errors import (DiskImageError, InputError, NoSpaceError,
                      UsageError)
 from .partial import create_partial, no_links

@@ -19,7 +19,7 @@ import tempfile
 
 from diskimage.capture import capture
 from diskimage.compression import Compressor
-from diskimage.device import what_is_there
+from diskimage.links import what_is_there
 from diskimage.errors import DiskImageError, InputError, TargetError
 from diskimage.identity import refuse_image_over_source
 from diskimage.imagelock import image_lock
