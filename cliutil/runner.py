@@ -37,9 +37,11 @@ import traceback
 
 from docopt import DocoptExit
 
+from diskimage import sighold
 from diskimage.errors import DiskImageError, UsageError
 
 from .progress import Reported
+from .text import safe
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130     # 128 + SIGINT; SIGTERM and SIGHUP give 143, 129
@@ -67,29 +69,59 @@ def _debug():
 
 
 @contextlib.contextmanager
-def _signals_raise():
-    """While the command runs, SIGTERM and SIGHUP raise Terminated once (a
-    second one, during the clean-up, is ignored); a signal that was
-    ignored when we started (nohup) stays ignored."""
+def _signals_raise(late):
+    """While the command runs, SIGINT raises KeyboardInterrupt and SIGTERM
+    and SIGHUP raise Terminated once (a second one, during the clean-up,
+    is ignored); a signal that was ignored when we started (nohup, a
+    background job) stays ignored.
+
+    After a commit (diskimage.sighold.committed: the output is whole under
+    its final name) a signal is only noted in `late`: the job is done, and
+    turning it into a failure, or cleaning up, would be false.  The
+    handlers stay installed when the block ends (run() is the process's
+    last act): a signal that comes after main returned, while the process
+    exits, is noted too and never kills it with the default action."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     raised = []
+    over = []
 
     def handler(signum, frame):
+        if over or sighold.after_commit():
+            late.append(signum)
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         if not raised:
             raised.append(signum)
             raise Terminated(signum)
 
-    old = {}
     for signum in CLEANUP_SIGNALS:
         if signal.getsignal(signum) != signal.SIG_IGN:
-            old[signum] = signal.signal(signum, handler)
+            signal.signal(signum, handler)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        for signum, previous in old.items():
-            signal.signal(signum, previous)
+        over.append(True)
+
+
+def _late(prog, late, argv):
+    """Say that a signal came once the work was whole (not in JSON mode,
+    whose end event already told the outcome)."""
+    names = sighold.committed_names()
+    if not late or not names or _wants_json(argv):
+        return
+    what = "Ctrl-C" if late[0] == signal.SIGINT else \
+        signal.Signals(late[0]).name
+    whole = ", ".join(safe(name) for name in names)
+    try:
+        print(f"{prog}: {what} came after the work was complete; not "
+              f"undone: {whole} is whole", file=sys.stderr)
+    except OSError:         # SIGHUP: the terminal may be gone
+        pass
 
 
 def _interrupted(prog, exc):
@@ -103,9 +135,13 @@ def _interrupted(prog, exc):
 
 def run(prog, main, argv):
     """Call main(argv) and map what it raises to (message, exit code)."""
+    late = []
     try:
-        with _signals_raise():
-            return main(argv) or 0
+        with _signals_raise(late):
+            code = main(argv) or 0
+        if code == 0:
+            _late(prog, late, argv)
+        return code
     except Reported as exc:     # already told as a JSON error event
         if isinstance(exc.__cause__, BrokenPipeError):
             _drop_stdout()
@@ -160,8 +196,10 @@ def describe(prog, exc, command=None):
         signum = getattr(exc, "signum", signal.SIGINT)
         how = "" if signum == signal.SIGINT else \
             f" by {signal.Signals(signum).name}"
-        return f"interrupted{how}; nothing was left that looks complete", \
-            128 + signum
+        whole = sighold.committed_names()
+        before = f"{', '.join(whole)} whole before it; " if whole else ""
+        return f"interrupted{how}; {before}nothing was left that looks " \
+            f"complete", 128 + signum
     if isinstance(exc, BrokenPipeError):
         return "broken pipe: the reader of stdout went away", \
             EXIT_BROKEN_PIPE

@@ -16,6 +16,7 @@ import os
 import re
 import stat
 
+from . import sighold
 from .errors import (DiskImageError, InputError, NoSpaceError,
                      UsageError)
 from .partial import create_partial, no_links
@@ -157,23 +158,38 @@ class VolumeOutput:
         if self._fd != self._lock_fd:
             os.close(self._fd)
         self._fd = None
-        if self.replace:
-            number = len(self.volumes)
-            while os.path.exists(volume_name(self.path, number)):
-                os.unlink(volume_name(self.path, number))
-                number += 1
-            for name in reversed(self.volumes):
-                os.replace(name + PARTIAL, name)
-        else:
-            self._link_all()
-        os.close(self._lock_fd)
-        self._lock_fd = None
-        directory = os.open(os.path.dirname(os.path.abspath(self.path)),
-                            os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        with sighold.held():
+            if self.replace:
+                self._replace_all()
+            else:
+                self._link_all()
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            directory = os.open(os.path.dirname(os.path.abspath(self.path)),
+                                os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            sighold.committed(self.path)
+
+    def _replace_all(self):
+        """Rename every volume over the old image's: the later volumes
+        first, the first volume last (the commit point: from then on the
+        name is the new image); the old image's volumes beyond the new
+        ones are removed only after it.  commit() holds the signals over
+        the whole sequence, so an interrupt leaves the old image whole or
+        the new one.  A crash (SIGKILL, a power cut) in between can still
+        leave a mix: new later volumes behind the old first one (neither
+        image verifies: capture again), or, after the commit point, the new
+        image with stale volumes of the old one behind it (find_volumes
+        then counts them in: remove NAME.rNN beyond the new image's own)."""
+        for name in reversed(self.volumes):
+            os.replace(name + PARTIAL, name)
+        number = len(self.volumes)
+        while os.path.lexists(volume_name(self.path, number)):
+            os.unlink(volume_name(self.path, number))
+            number += 1
 
     def _link_all(self):
         """Give every volume its final name without replacing a file that

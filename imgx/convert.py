@@ -17,6 +17,7 @@ import os
 import subprocess
 import tempfile
 
+from diskimage import sighold
 from diskimage.capture import capture
 from diskimage.compression import Compressor
 from diskimage.errors import DiskImageError, InputError, TargetError
@@ -85,18 +86,24 @@ def convert(image_path, out, to, *, threads=None):
             done = os.path.join(scratch, f"disk.{to}")
             _qemu_img("convert", "-q", "-f", "raw", "-O", FORMATS[to],
                       raw, done)
-        try:
-            os.link(done, out)
-        except FileExistsError:
-            raise TargetError(f"{out}: exists; not overwritten (made "
-                              f"while this convert ran)") from None
-        except OSError as exc:      # a filesystem without hard links
-            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
-                raise
-            if os.path.lexists(out):
-                raise TargetError(f"{out}: exists; not overwritten") \
-                    from None
-            os.rename(done, out)
+        with sighold.held():        # the commit step (diskimage.sighold)
+            _publish(done, out)
+            sighold.committed(out)
+
+
+def _publish(done, out):
+    try:
+        os.link(done, out)
+    except FileExistsError:
+        raise TargetError(f"{out}: exists; not overwritten (made "
+                          f"while this convert ran)") from None
+    except OSError as exc:      # a filesystem without hard links
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+            raise
+        if os.path.lexists(out):
+            raise TargetError(f"{out}: exists; not overwritten") \
+                from None
+        os.rename(done, out)
 
 
 def _format(source):

@@ -118,7 +118,7 @@ import sys
 from cliutil.progress import MODES, Progress
 from cliutil.runner import dispatch, run, whole_number
 from cliutil.text import safe
-from diskimage import __version__
+from diskimage import __version__, sighold
 from diskimage.errors import InputError, TargetError, UsageError
 
 from . import render
@@ -308,6 +308,9 @@ def cmd_restore(args):
                 plan, threads=values["threads"],
                 verify=args["--verify"], progress=progress,
                 readback_progress=progress.stage("read-back"))
+            # The commit point: TARGET is written and synced; an interrupt
+            # from here on does not undo it (diskimage.sighold).
+            sighold.committed(args["TARGET"])
         progress.end(render.restore_line(args["IMAGE"], args["TARGET"],
                                          summary), _result(summary),
                      lines=render.actions_lines(summary.get("actions")))
