@@ -19,9 +19,10 @@ import os
 
 from diskimage import format as fmt
 from diskimage.errors import InputError, TargetError
+from diskimage.identity import refuse_image_over_source
 from diskimage.pipeline import ordered_map
 from diskimage.reader import ImageReader
-from diskimage.volumes import VolumeOutput
+from diskimage.volumes import VolumeOutput, find_volumes
 
 from .lock import image_lock
 
@@ -38,6 +39,20 @@ def writable(path):
             or not os.stat(path).st_mode & 0o222:
         raise TargetError(f"{path}: image is read-only (or its directory "
                           f"{directory} is); nothing changed")
+
+
+def _refuse_over_input(source, target):
+    """TargetError (exit 5, nothing written) when writing the image
+    `target` (any of its volumes, or their partial files) would write over
+    or remove a volume of the image `source` that is read: ``join IMG -o
+    IMG.r01``, ``split IMG.rdi SIZE -o IMG`` (whose IMG.r01 is IMG.rdi's)."""
+    volumes = find_volumes(source)
+    for number, volume in enumerate(volumes):
+        which = "the image read" if number == 0 else \
+            f"volume {number + 1} of the image read ({source})"
+        refuse_image_over_source(
+            volume, target,
+            why=f"it is {which}; choose an output beside it")
 
 
 def current_split(reader):
@@ -58,7 +73,9 @@ def rewrite(source, target=None, *, split="keep", compressor=None,
                                     os.path.samefile(source, target))
     if in_place:
         writable(source)
-    elif not force and os.path.lexists(target):
+    else:
+        _refuse_over_input(source, target)
+    if not in_place and not force and os.path.lexists(target):
         raise InputError(f"{target}: exists; not replaced without --force")
     with contextlib.ExitStack() as locks:
         locks.enter_context(image_lock(source, shared=not in_place))
