@@ -83,6 +83,7 @@ import json
 import sys
 
 from cliutil.runner import parse, run
+from cliutil.text import safe
 from diskimage import __version__
 from diskimage.errors import UsageError
 from diskimage.sizes import format_size, parse_size
@@ -177,7 +178,7 @@ def _build(args, name):
         manifest = build_pxe(spec, out, timeout=timeout, force=force)
         what = "PXE directory"
     for line in manifest.get("warnings", ()):
-        print(f"bootdisk: warning: {line}", file=sys.stderr)
+        print(f"bootdisk: warning: {safe(line)}", file=sys.stderr)
     if args["--quiet"]:
         return 0
     print(f"bootdisk: wrote {what} {out}: kernel "

@@ -127,7 +127,7 @@ def _late(prog, late, argv):
 def _interrupted(prog, exc):
     message, code = describe(prog, exc)
     try:
-        print(f"{prog}: {message}", file=sys.stderr)
+        print(f"{prog}: {safe(message)}", file=sys.stderr)
     except OSError:         # SIGHUP: the terminal may be gone
         pass
     return code
@@ -158,7 +158,7 @@ def run(prog, main, argv):
         message = str(exc)
         if isinstance(exc, UsageError) and "see '" not in message:
             message += f"; see '{prog} --help'"
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {safe(message)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         return _interrupted(prog, exc)
@@ -169,12 +169,13 @@ def run(prog, main, argv):
         if _debug():
             traceback.print_exc()
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"{prog}: error: {safe(where)}{safe(exc.strerror or exc)}",
+              file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: say so, briefly, unless debugging
         if _debug():
             traceback.print_exc()
-        print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
+        print(f"{prog}: internal error: {type(exc).__name__}: {safe(exc)} "
               f"(set RDEPLOY_DEBUG=1 for a traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 

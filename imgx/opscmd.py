@@ -7,6 +7,7 @@ import os
 import sys
 
 from cliutil.runner import whole_number
+from cliutil.text import safe
 from diskimage.errors import UsageError
 
 
@@ -97,5 +98,5 @@ def cmd_sfx(args):
     report = make_sfx(args["IMAGE"], args["--output"], binary,
                       force=args["--force"])
     for line in report["warnings"]:
-        print(f"imgx: warning: {line}", file=sys.stderr)
+        print(f"imgx: warning: {safe(line)}", file=sys.stderr)
     return 0
