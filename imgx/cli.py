@@ -88,7 +88,8 @@ new file is complete):
   join        Make a split image one file again.
   recompress  Store every chunk again with another codec or level.
   convert     Write the image's disk to OUT as a sparse raw file, qcow2
-              or vhd (qemu-img).  OUT must not exist.
+              or vhd (qemu-img).  OUT must not exist.  OUT "-" writes
+              the raw disk to stdout (--to=raw; not a terminal).
   import      Capture a raw disk file, a block device, or a qcow2, VHD,
               VMDK or VDI file (qemu-img) into the image OUT.
   sfx         Write a self-restoring image to OUT (-o): the frozen binary

@@ -25,7 +25,7 @@ from diskimage.identity import refuse_image_over_source
 from diskimage.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
 from diskimage.tools import tool_env
-from diskimage.volumes import VolumeInput, VolumeOutput
+from diskimage.volumes import VolumeInput, VolumeOutput, find_volumes
 
 from .lock import image_lock
 
@@ -68,6 +68,8 @@ def convert(image_path, out, to, *, threads=None):
     overwritten, and a failed convert removes only its own scratch."""
     if to not in FORMATS:
         raise InputError(f"--to must be raw, qcow2 or vhd, not {to!r}")
+    if out == "-":
+        return _raw_to_stdout(image_path, threads or os.cpu_count())
     if os.path.lexists(out):
         raise TargetError(f"{out}: exists; not overwritten")
     threads = threads or os.cpu_count()
@@ -104,6 +106,33 @@ def _publish(done, out):
             raise TargetError(f"{out}: exists; not overwritten") \
                 from None
         os.rename(done, out)
+
+
+def _raw_to_stdout(image_path, threads):
+    """OUT "-": the raw disk written to stdout (a pipe or a file, never a
+    terminal, never the image itself), by way of a sparse scratch file in
+    $TMPDIR that is removed afterwards; holes are written as zeros."""
+    import sys
+    stdout = sys.stdout.buffer
+    stdout.flush()
+    fd = stdout.fileno()
+    if os.isatty(fd):
+        raise InputError("stdout is a terminal; redirect the disk to a "
+                         "file or a pipe")
+    for volume in find_volumes(image_path):
+        refuse_image_over_source(volume, fd, "stdout",
+                                 why="the disk cannot be written over the "
+                                     "image it comes from")
+    with tempfile.TemporaryDirectory(prefix=".imgx-convert-") as scratch:
+        raw = os.path.join(scratch, "disk.raw")
+        _restore_raw(image_path, raw, threads)
+        with open(raw, "rb") as f:
+            while True:
+                data = f.read(1 << 20)
+                if not data:
+                    break
+                stdout.write(data)
+        stdout.flush()
 
 
 def _format(source):

@@ -76,6 +76,10 @@ def cmd_convert(args):
     if args["--to"] not in FORMATS:
         raise UsageError(f"--to takes raw, qcow2 or vhd, not "
                          f"{args['--to']!r}")
+    if args["OUT"] == "-" and args["--to"] != "raw":
+        raise UsageError(f"OUT \"-\" (stdout) takes --to=raw only: "
+                         f"{args['--to']} needs a file qemu-img can seek "
+                         f"in")
     convert(args["IMAGE"], args["OUT"], args["--to"], threads=threads(args))
     return 0
 
