@@ -188,5 +188,8 @@ def _build(args, name):
     return 0
 
 
-def main(argv=None):
-    return run("bootdisk", _main, sys.argv[1:] if argv is None else argv)
+def main(argv=None, exiting=None):
+    """`exiting` (default: when argv is None): the process exits when this
+    returns (cliutil.runner.run)."""
+    return run("bootdisk", _main, sys.argv[1:] if argv is None else argv,
+               exiting=argv is None if exiting is None else exiting)

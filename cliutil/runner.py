@@ -69,7 +69,7 @@ def _debug():
 
 
 @contextlib.contextmanager
-def _signals_raise(late):
+def _signals_raise(late, exiting=True):
     """While the command runs, SIGINT raises KeyboardInterrupt and SIGTERM
     and SIGHUP raise Terminated once (a second one, during the clean-up,
     is ignored); a signal that was ignored when we started (nohup, a
@@ -97,15 +97,19 @@ def _signals_raise(late):
             raised.append(signum)
             raise Terminated(signum)
 
+    old = {}
     for signum in CLEANUP_SIGNALS:
         if signal.getsignal(signum) != signal.SIG_IGN:
-            signal.signal(signum, handler)
+            old[signum] = signal.signal(signum, handler)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, handler)
+        old[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
         over.append(True)
+        if not exiting:
+            for signum, previous in old.items():
+                signal.signal(signum, previous)
 
 
 def _late(prog, late, argv):
@@ -133,11 +137,14 @@ def _interrupted(prog, exc):
     return code
 
 
-def run(prog, main, argv):
-    """Call main(argv) and map what it raises to (message, exit code)."""
+def run(prog, main, argv, exiting=True):
+    """Call main(argv) and map what it raises to (message, exit code).
+    `exiting`: the process exits when run() returns, so the signal
+    handlers stay (see _signals_raise); False (main(argv) called in a
+    process that goes on, such as a test) puts the previous ones back."""
     late = []
     try:
-        with _signals_raise(late):
+        with _signals_raise(late, exiting):
             code = main(argv) or 0
         if code == 0:
             _late(prog, late, argv)

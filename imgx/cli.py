@@ -355,8 +355,11 @@ def _main(argv):
     return dispatch(__doc__, argv, f"imgx {__version__}", COMMANDS)
 
 
-def main(argv=None):
-    return run("imgx", _main, sys.argv[1:] if argv is None else argv)
+def main(argv=None, exiting=None):
+    """`exiting` (default: when argv is None): the process exits when this
+    returns (cliutil.runner.run)."""
+    return run("imgx", _main, sys.argv[1:] if argv is None else argv,
+               exiting=argv is None if exiting is None else exiting)
 
 
 if __name__ == "__main__":

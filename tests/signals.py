@@ -110,8 +110,8 @@ counted("unlink", 0)
 import cliutil.runner
 real_run = cliutil.runner.run
 
-def run(*args):
-    code = real_run(*args)
+def run(*args, **kwargs):
+    code = real_run(*args, **kwargs)
     if moment == "exit":
         os.kill(os.getpid(), sig)
         for _ in range(100000):

@@ -130,3 +130,13 @@ def test_convert_interrupted_just_after_its_link_is_done(tmp_path, sig):
     assert result.returncode == 0, (result.returncode, result.stderr)
     assert f"not undone: {out} is whole" in result.stderr, result.stderr
     assert sha256(out) == sha256(disk)
+
+
+def test_main_called_in_a_process_that_goes_on_puts_the_handlers_back():
+    """main(argv) in-process (a test, a caller): the runner's handlers are
+    put back when it returns; only a process's last run() keeps them."""
+    from imgx.cli import main
+    before = {s: signal.getsignal(s) for s in
+              (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    assert main(["info", "/nonexistent/x.rdi"]) == 3
+    assert {s: signal.getsignal(s) for s in before} == before
