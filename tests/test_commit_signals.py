@@ -140,3 +140,21 @@ def test_main_called_in_a_process_that_goes_on_puts_the_handlers_back():
               (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     assert main(["info", "/nonexistent/x.rdi"]) == 3
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+@SIGNALS
+def test_sfx_interrupted_just_after_its_publish(tmp_path, sig):
+    """diskimage.partial.publish, the commit step of imgx sfx and of every
+    bootdisk output: a signal just after the rename is not a failure."""
+    disk = build_disk(tmp_path / "disk.img")
+    image = tmp_path / "cap.rdi"
+    capture_disk(disk, image)
+    binary = tmp_path / "bin"
+    binary.write_bytes(open("/bin/true", "rb").read())
+    out = tmp_path / "self.run"
+    result = at_commit(sig, "step", 1, "imgx", "sfx", image, "-o", out,
+                       f"--binary={binary}")
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert f"not undone: {out} is whole" in result.stderr, result.stderr
+    assert out.stat().st_size > image.stat().st_size
+    assert not [n for n in os.listdir(tmp_path) if ".partial" in n]
