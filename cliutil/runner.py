@@ -205,9 +205,12 @@ def describe(prog, exc, command=None):
         how = "" if signum == signal.SIGINT else \
             f" by {signal.Signals(signum).name}"
         whole = sighold.committed_names()
-        before = f"{', '.join(whole)} whole before it; " if whole else ""
-        return f"interrupted{how}; {before}nothing was left that looks " \
-            f"complete", 128 + signum
+        if whole:       # an earlier output of this run (a PXE bundle's)
+            return (f"interrupted{how}; already whole: {', '.join(whole)}; "
+                    f"nothing else was left that looks complete"), \
+                128 + signum
+        return f"interrupted{how}; nothing was left that looks complete", \
+            128 + signum
     if isinstance(exc, BrokenPipeError):
         return "broken pipe: the reader of stdout went away", \
             EXIT_BROKEN_PIPE
