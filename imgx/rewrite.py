@@ -41,7 +41,7 @@ def writable(path):
                           f"{directory} is); nothing changed")
 
 
-def _refuse_over_input(source, target):
+def refuse_over_input(source, target):
     """TargetError (exit 5, nothing written) when writing the image
     `target` (any of its volumes, or their partial files) would write over
     or remove a volume of the image `source` that is read: ``join IMG -o
@@ -74,7 +74,7 @@ def rewrite(source, target=None, *, split="keep", compressor=None,
     if in_place:
         writable(source)
     else:
-        _refuse_over_input(source, target)
+        refuse_over_input(source, target)
     if not in_place and not force and os.path.lexists(target):
         raise InputError(f"{target}: exists; not replaced without --force")
     with contextlib.ExitStack() as locks:

@@ -55,3 +55,20 @@ def test_describe_over_itself_still_works(split_image):
     result = imgx("describe", image, "new words")
     assert result.returncode == 0, result.stderr.decode()
     assert imgx("verify", image).returncode == 0
+
+
+def test_sfx_over_an_input_volume_is_refused_even_with_force(
+        split_image, tmp_path):
+    """Sweep: imgx sfx -o IMG.r01 --force replaced an input volume with
+    the self-restoring binary (exit 0; the image then failed verify)."""
+    image, volumes = split_image
+    before = digests(volumes)
+    binary = tmp_path / "bin"
+    binary.write_bytes(open("/bin/true", "rb").read())
+    result = imgx("sfx", image, "-o", volumes[1], "--force",
+                  f"--binary={binary}")
+    err = result.stderr.decode()
+    assert result.returncode == 5, (result.returncode, err)
+    assert "volume 2 of the image read" in err, err
+    assert digests(volumes) == before
+    assert imgx("verify", image).returncode == 0
