@@ -104,7 +104,8 @@ Options:
   --force       put: replace what exists at IMGPATH; split, join,
                 recompress, import, sfx: replace an existing OUT.
   -o OUT --output=OUT  Write the new image (or sfx binary) here instead of
-                over IMAGE.
+                over IMAGE; "-" streams join's or recompress's image to
+                stdout (not a terminal).
   --binary=PATH The frozen binary an sfx is built on [default: this program
                 when frozen, else dist/deploytool].
   --compress=CODEC  lz4, zstd or none [default: lz4].

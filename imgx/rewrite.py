@@ -22,7 +22,7 @@ from diskimage.errors import InputError, TargetError
 from diskimage.identity import refuse_image_over_source
 from diskimage.pipeline import ordered_map
 from diskimage.reader import ImageReader
-from diskimage.volumes import VolumeOutput, find_volumes
+from diskimage.volumes import StreamOutput, VolumeOutput, find_volumes
 
 from .lock import image_lock
 
@@ -62,11 +62,18 @@ def current_split(reader):
 
 
 def rewrite(source, target=None, *, split="keep", compressor=None,
-            metadata=None, threads=None, progress=None, force=False):
+            metadata=None, threads=None, progress=None, force=False,
+            stdout=None):
     """Write the image `source` again to `target` (default: over itself).
     `split`: "keep" the volume size, None for one file, or a size;
     `compressor`: re-encode every chunk; `metadata`: keys to change;
-    `force`: replace an existing other `target` (else InputError)."""
+    `force`: replace an existing other `target` (else InputError).
+    `target` "-": the image as one stream to the binary file `stdout`
+    (the caller has refused a terminal and the image itself)."""
+    if target == "-":
+        with image_lock(source, shared=True), ImageReader(source) as reader:
+            return _rewrite(reader, StreamOutput(stdout), compressor,
+                            metadata, threads, progress)
     target = target or source
     in_place = target == source or (os.path.exists(target) and
                                     os.path.exists(source) and
