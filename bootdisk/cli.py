@@ -30,7 +30,8 @@ Commands:
            `bootdisk COMMAND --help` does).
 
 Options:
-  -o OUT --output=OUT   Where to write (a directory for pxe).
+  -o OUT --output=OUT   Where to write (a directory for pxe); a file, not
+                        "-".
   --job=FILE            A shell script, run by busybox sh in /tmp with every
                         toolkit command on PATH; its exit status decides
                         between --on-success and --on-failure.  Without it,
@@ -136,6 +137,9 @@ def _values(args):
                          f"{spec.compress!r}")
     for add in spec.adds:
         split_add(add)
+    if args["--output"] == "-":     # "-" is stdout in the toolkit
+        raise UsageError("OUT \"-\" (stdout): bootdisk writes files "
+                         "(and pxe a directory); give a name")
     return spec, _timeout(args), _size(args)
 
 

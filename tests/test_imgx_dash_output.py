@@ -60,3 +60,15 @@ def test_file_outputs_refuse_dash(image, args):
     assert result.returncode == 2, err
     assert 'OUT "-" (stdout)' in err and err.count("\n") == 1, err
     assert not os.path.lexists(os.path.join(ROOT, "-"))
+
+
+@pytest.mark.parametrize("command", ["initrd", "iso", "usb", "pxe"])
+def test_bootdisk_refuses_dash_before_reading_anything(command):
+    result = subprocess.run(
+        [sys.executable, "-m", "bootdisk", command, "-o", "-",
+         "--kernel=/nonexistent/vmlinuz"], capture_output=True, text=True,
+        cwd=ROOT, env=tool_env(None))
+    assert result.returncode == 2, result.stderr
+    assert 'OUT "-" (stdout)' in result.stderr, result.stderr
+    assert f"see 'bootdisk {command} --help'" in result.stderr
+    assert not os.path.lexists(os.path.join(ROOT, "-"))
