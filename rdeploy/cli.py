@@ -307,10 +307,10 @@ def cmd_restore(args):
             summary = run_restore(
                 plan, threads=values["threads"],
                 verify=args["--verify"], progress=progress,
-                readback_progress=progress.stage("read-back"))
-            # The commit point: TARGET is written and synced; an interrupt
-            # from here on does not undo it (diskimage.sighold).
-            sighold.committed(args["TARGET"])
+                readback_progress=progress.stage("read-back"),
+                # the commit point: from there on an interrupt does not
+                # undo the restore (diskimage.sighold)
+                committed=lambda: sighold.committed(args["TARGET"]))
         progress.end(render.restore_line(args["IMAGE"], args["TARGET"],
                                          summary), _result(summary),
                      lines=render.actions_lines(summary.get("actions")))
