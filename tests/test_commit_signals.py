@@ -158,3 +158,18 @@ def test_sfx_interrupted_just_after_its_publish(tmp_path, sig):
     assert f"not undone: {out} is whole" in result.stderr, result.stderr
     assert out.stat().st_size > image.stat().st_size
     assert not [n for n in os.listdir(tmp_path) if ".partial" in n]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGTERM", "SIGHUP"])
+def test_recompress_in_place_interrupted_just_after_its_rename(tmp_path,
+                                                               sig):
+    """A rewrite (imgx recompress over the image itself) is committed by
+    the same rename: a signal then leaves the new image, exit 0."""
+    disk = build_disk(tmp_path / "disk.img")
+    image = tmp_path / "cap.rdi"
+    capture_disk(disk, image)
+    result = at_commit(sig, "step", 1, "imgx", "recompress", image,
+                       "--compress=zstd")
+    whole_after_signal(result, os.fspath(image))
+    assert b"zstd" in ok("info", image)
