@@ -30,7 +30,8 @@ Commands:
            `bootdisk COMMAND --help` does).
 
 Options:
-  -o OUT --output=OUT   Where to write (a directory for pxe).
+  -o OUT --output=OUT   Where to write (a directory for pxe); a file, not
+                        "-".
   --job=FILE            A shell script, run by busybox sh in /tmp with every
                         toolkit command on PATH; its exit status decides
                         between --on-success and --on-failure.  Without it,
@@ -83,6 +84,7 @@ import json
 import sys
 
 from cliutil.runner import parse, run
+from cliutil.text import safe
 from diskimage import __version__
 from diskimage.errors import UsageError
 from diskimage.sizes import format_size, parse_size
@@ -135,6 +137,9 @@ def _values(args):
                          f"{spec.compress!r}")
     for add in spec.adds:
         split_add(add)
+    if args["--output"] == "-":     # "-" is stdout in the toolkit
+        raise UsageError("OUT \"-\" (stdout): bootdisk writes files "
+                         "(and pxe a directory); give a name")
     return spec, _timeout(args), _size(args)
 
 
@@ -177,7 +182,7 @@ def _build(args, name):
         manifest = build_pxe(spec, out, timeout=timeout, force=force)
         what = "PXE directory"
     for line in manifest.get("warnings", ()):
-        print(f"bootdisk: warning: {line}", file=sys.stderr)
+        print(f"bootdisk: warning: {safe(line)}", file=sys.stderr)
     if args["--quiet"]:
         return 0
     print(f"bootdisk: wrote {what} {out}: kernel "
@@ -187,5 +192,8 @@ def _build(args, name):
     return 0
 
 
-def main(argv=None):
-    return run("bootdisk", _main, sys.argv[1:] if argv is None else argv)
+def main(argv=None, exiting=None):
+    """`exiting` (default: when argv is None): the process exits when this
+    returns (cliutil.runner.run)."""
+    return run("bootdisk", _main, sys.argv[1:] if argv is None else argv,
+               exiting=argv is None if exiting is None else exiting)

@@ -92,7 +92,7 @@ def run_command(name, argv, prog=None):
         print(f"{prog}: error: command {name!r} is not in this build ({exc})",
               file=sys.stderr)
         return 1
-    result = module.main(list(argv))
+    result = module.main(list(argv), exiting=True)    # its last act
     return 0 if result is None else int(result)
 
 

@@ -37,9 +37,11 @@ import traceback
 
 from docopt import DocoptExit
 
+from diskimage import sighold
 from diskimage.errors import DiskImageError, UsageError
 
 from .progress import Reported
+from .text import safe
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130     # 128 + SIGINT; SIGTERM and SIGHUP give 143, 129
@@ -67,16 +69,30 @@ def _debug():
 
 
 @contextlib.contextmanager
-def _signals_raise():
-    """While the command runs, SIGTERM and SIGHUP raise Terminated once (a
-    second one, during the clean-up, is ignored); a signal that was
-    ignored when we started (nohup) stays ignored."""
+def _signals_raise(late, exiting=True):
+    """While the command runs, SIGINT raises KeyboardInterrupt and SIGTERM
+    and SIGHUP raise Terminated once (a second one, during the clean-up,
+    is ignored); a signal that was ignored when we started (nohup, a
+    background job) stays ignored.
+
+    After a commit (diskimage.sighold.committed: the output is whole under
+    its final name) a signal is only noted in `late`: the job is done, and
+    turning it into a failure, or cleaning up, would be false.  The
+    handlers stay installed when the block ends (run() is the process's
+    last act): a signal that comes after main returned, while the process
+    exits, is noted too and never kills it with the default action."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     raised = []
+    over = []
 
     def handler(signum, frame):
+        if over or sighold.after_commit():
+            late.append(signum)
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         if not raised:
             raised.append(signum)
             raise Terminated(signum)
@@ -85,27 +101,54 @@ def _signals_raise():
     for signum in CLEANUP_SIGNALS:
         if signal.getsignal(signum) != signal.SIG_IGN:
             old[signum] = signal.signal(signum, handler)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        old[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        for signum, previous in old.items():
-            signal.signal(signum, previous)
+        over.append(True)
+        if not exiting:
+            for signum, previous in old.items():
+                signal.signal(signum, previous)
+
+
+def _late(prog, late, argv):
+    """Say that a signal came once the work was whole (not in JSON mode,
+    whose end event already told the outcome)."""
+    names = sighold.committed_names()
+    if not late or not names or _wants_json(argv):
+        return
+    what = "Ctrl-C" if late[0] == signal.SIGINT else \
+        signal.Signals(late[0]).name
+    whole = ", ".join(safe(name) for name in names)
+    try:
+        print(f"{prog}: {what} came after the work was complete; not "
+              f"undone: {whole} is whole", file=sys.stderr)
+    except OSError:         # SIGHUP: the terminal may be gone
+        pass
 
 
 def _interrupted(prog, exc):
     message, code = describe(prog, exc)
     try:
-        print(f"{prog}: {message}", file=sys.stderr)
+        print(f"{prog}: {safe(message)}", file=sys.stderr)
     except OSError:         # SIGHUP: the terminal may be gone
         pass
     return code
 
 
-def run(prog, main, argv):
-    """Call main(argv) and map what it raises to (message, exit code)."""
+def run(prog, main, argv, exiting=True):
+    """Call main(argv) and map what it raises to (message, exit code).
+    `exiting`: the process exits when run() returns, so the signal
+    handlers stay (see _signals_raise); False (main(argv) called in a
+    process that goes on, such as a test) puts the previous ones back."""
+    late = []
     try:
-        with _signals_raise():
-            return main(argv) or 0
+        with _signals_raise(late, exiting):
+            code = main(argv) or 0
+        if code == 0:
+            _late(prog, late, argv)
+        return code
     except Reported as exc:     # already told as a JSON error event
         if isinstance(exc.__cause__, BrokenPipeError):
             _drop_stdout()
@@ -122,7 +165,7 @@ def run(prog, main, argv):
         message = str(exc)
         if isinstance(exc, UsageError) and "see '" not in message:
             message += f"; see '{prog} --help'"
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {safe(message)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         return _interrupted(prog, exc)
@@ -133,12 +176,13 @@ def run(prog, main, argv):
         if _debug():
             traceback.print_exc()
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"{prog}: error: {safe(where)}{safe(exc.strerror or exc)}",
+              file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: say so, briefly, unless debugging
         if _debug():
             traceback.print_exc()
-        print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
+        print(f"{prog}: internal error: {type(exc).__name__}: {safe(exc)} "
               f"(set RDEPLOY_DEBUG=1 for a traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 
@@ -160,6 +204,11 @@ def describe(prog, exc, command=None):
         signum = getattr(exc, "signum", signal.SIGINT)
         how = "" if signum == signal.SIGINT else \
             f" by {signal.Signals(signum).name}"
+        whole = sighold.committed_names()
+        if whole:       # an earlier output of this run (a PXE bundle's)
+            return (f"interrupted{how}; already whole: {', '.join(whole)}; "
+                    f"nothing else was left that looks complete"), \
+                128 + signum
         return f"interrupted{how}; nothing was left that looks complete", \
             128 + signum
     if isinstance(exc, BrokenPipeError):

@@ -1,6 +1,6 @@
 """One writer per image: the lock every program that rewrites or replaces
 an image holds for its whole transaction (imgx's edits and rewrites, and
-any :class:`~diskimage.volumes.VolumeOutput` that replaces an existing
+any :class:`~diskimage.volumeout.VolumeOutput` that replaces an existing
 image, such as ``rdeploy capture --force``).
 
 The lock is flock(2) on the image file itself (the first volume of a split

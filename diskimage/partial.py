@@ -30,6 +30,7 @@ import fcntl
 import os
 import stat
 
+from . import sighold
 from .errors import BusyError, InputError
 
 PARTIAL = ".partial"
@@ -58,6 +59,7 @@ def create_partial(partial, warnings, locked=True):
     the fd holds an exclusive flock; without, the caller must hold a lock
     that every writer of `partial` takes first (a later volume of a split
     image is guarded by its first volume's)."""
+    sighold.started()       # a new output: an interrupt undoes it again
     private = f"{partial}.{os.getpid()}.{os.urandom(4).hex()}"
     try:
         fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
@@ -203,7 +205,14 @@ def partial_file(path, replace=False, warnings=None, mode=None):
 def publish(partial, path, replace=False):
     """Give the whole file `partial` the name `path`: os.replace with
     `replace`; else link(2), so that a file that appeared under `path`
-    meanwhile is kept (InputError); then fsync the directory."""
+    meanwhile is kept (InputError); then fsync the directory.  The
+    commit step: signals held, then committed (diskimage.sighold)."""
+    with sighold.held():
+        _publish(partial, path, replace)
+        sighold.committed(path)
+
+
+def _publish(partial, path, replace):
     if replace:
         os.replace(partial, path)
     else:

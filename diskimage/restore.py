@@ -95,9 +95,12 @@ class _Run:
 
 
 def run_restore(plan, *, threads=1, verify=False, progress=None,
-                readback_progress=None):
+                readback_progress=None, committed=None):
     """Carry out `plan`.  Returns a summary dict.  `progress(done, total)`
-    follows the writing, `readback_progress` the read-back of `verify`."""
+    follows the writing, `readback_progress` the read-back of `verify`.
+    `committed()` is called once the target is written, synced (and
+    verified): the commit point, still inside the clean-up's reach, so a
+    signal before it undoes the restore and one after it does not."""
     stream = plan.stream
     areas = stream.metadata["areas"]
     total = sum(areas[i]["size"] for i in plan.areas)
@@ -146,6 +149,8 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
             for placement in plan.placements:
                 if placement.area in run.changed:
                     _checked(plan.target, placement)
+        if committed:
+            committed()
     except BaseException as exc:
         if plan.create:
             _remove_created(disk)

@@ -96,3 +96,38 @@ def held():
         yield
     finally:
         release(state)
+
+
+# The moment of commit.  Once a command's output is whole under its final
+# name (a rename of IMAGE.partial to IMAGE, of a new image over the old, a
+# restore written and synced), an interrupt can no longer undo the job:
+# cleaning up would remove nothing, and saying "interrupted" would be false.
+# The commit step calls committed() as its last act, with the signals held;
+# from then until the next output is started (started(), called when a new
+# partial file is made), the runner (cliutil/runner.py) only notes a signal
+# and lets the job finish, then says the output is whole.  This is the
+# process's own state of its signals, so it lives here beside them.
+_committed = []
+_after_commit = [False]
+
+
+def committed(name):
+    """`name` is now whole under its final name (call with the signals
+    held, as the last step of the commit)."""
+    _after_commit[0] = True     # first: a signal between the two is noted
+    _committed.append(str(name))
+
+
+def started():
+    """A new output is being made: an interrupt undoes it again."""
+    _after_commit[0] = False
+
+
+def after_commit():
+    """True between a commit and the next output started."""
+    return _after_commit[0]
+
+
+def committed_names():
+    """The outputs made whole so far, in order."""
+    return list(_committed)

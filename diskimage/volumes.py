@@ -1,4 +1,5 @@
-"""Where image bytes go and come from: files, split volumes, pipes.
+"""Where image bytes come from: files, split volumes, pipes; and the names
+of volumes.  Writing them is :mod:`diskimage.volumeout`.
 
 A split image is the image stream cut into volumes of at most a chosen size:
 ``img.rdi``, ``img.r01``, ``img.r02`` ...  The volumes are plain slices, so
@@ -6,27 +7,18 @@ A split image is the image stream cut into volumes of at most a chosen size:
 written under ``NAME.partial`` and renamed only when the image is complete,
 the first volume last, so a name without ``.partial`` is always a whole image.
 
-Each ``NAME.partial`` is created exclusively and the first volume's stays
-locked by its writer until the image is committed or aborted, so a second
-writer of the same image is refused (see :mod:`diskimage.partial`).
 """
 
-import errno
 import os
 import re
 import stat
 
-from . import imagelock
-from .links import what_is_there
-from .errors import (DiskImageError, InputError, NoSpaceError,
-                     UsageError)
-from .partial import create_partial, no_links
+from .errors import InputError
 from .sfxtrailer import (SFX_MAGIC, SFX_TRAILER,  # noqa: F401 (imgx sfx)
                          pack_sfx_trailer, sfx_window)
 
 PARTIAL = ".partial"
 _VOLUME_SUFFIX = re.compile(r"\.r(\d{2,})$")
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 MIN_SPLIT = 4096
 
 
@@ -36,209 +28,6 @@ def volume_name(path, number):
         return path
     base = path[:-4] if path.endswith(".rdi") else path
     return f"{base}.r{number:02d}"
-
-
-def _write_error(exc, name, offset, total=None):
-    """The error for a failed write to `name` after `offset` bytes of it;
-    `total`, when it differs, is the bytes of the whole image so far (a
-    split image's volume holds only its part)."""
-    whole = "" if total is None or total == offset else \
-        f" ({total} bytes of the image in all)"
-    if exc.errno in _NO_SPACE:
-        return NoSpaceError(f"{name}: no space left after {offset} bytes "
-                            f"written to it{whole}")
-    return DiskImageError(f"{name}: write failed at byte {offset}{whole}: "
-                          f"{exc.strerror}")
-
-
-class StreamOutput:
-    """An image written to an open binary file object such as stdout."""
-
-    def __init__(self, fileobj, name="<stdout>"):
-        self.fileobj = fileobj
-        self.name = name
-        self.position = 0
-
-    def write(self, data):
-        try:
-            self.fileobj.write(data)
-        except BrokenPipeError:
-            raise   # the reader went away: not an error to report
-        except OSError as exc:
-            raise _write_error(exc, self.name, self.position) from None
-        self.position += len(data)
-
-    def commit(self):
-        try:
-            self.fileobj.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise _write_error(exc, self.name, self.position) from None
-
-    def abort(self):
-        pass
-
-
-class VolumeOutput:
-    """An image written to one file, or to volumes of at most `split` bytes.
-
-    With `replace` false an existing image (any of its volumes) is refused,
-    when a volume is started and again when the volumes are renamed.  With
-    `replace`, an existing image is held under imagelock's exclusive lock
-    until it is replaced (BusyError while an edit holds it), and a symlink
-    to an image names the file replaced, the link staying a link."""
-
-    def __init__(self, path, split=None, replace=True):
-        if split is not None and split < MIN_SPLIT:
-            raise UsageError(f"--split must be at least 4K ({MIN_SPLIT} "
-                             f"bytes), not {split} bytes")
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(directory):
-            raise InputError(f"{path}: directory {directory} does not exist")
-        if os.path.isdir(path):
-            raise InputError(f"{path}: is a directory")
-        if os.path.exists(path) and not os.path.isfile(path):
-            # NAME.partial renamed over it would replace a device such as
-            # /dev/null (or a FIFO) with a regular file.
-            raise InputError(f"{path}: is not a regular file; an image "
-                             f"goes to a file, or to stdout with \"-\"")
-        if replace and os.path.islink(path) and os.path.isfile(path):
-            path = os.path.realpath(path)       # as editors do
-        self.path = path
-        self.split = split
-        self.replace = replace
-        self._image_lock = None  # of an existing image replaced (imagelock)
-        self.position = 0
-        self.volumes = []   # final names of volumes opened so far
-        self.warnings = []  # stale partial files taken over
-        self._fd = None
-        self._lock_fd = None    # the first volume's, locked until the end
-        self._room = 0
-
-    def _refuse_existing(self, names=None):
-        for name in names or [self.path]:
-            if os.path.lexists(name):
-                raise InputError(f"{name}: {what_is_there(name)}; not "
-                                 f"replaced without --force")
-
-    def _next_volume(self):
-        if self._fd is not None:
-            os.fsync(self._fd)
-            if self._fd != self._lock_fd:
-                os.close(self._fd)
-            self._fd = None
-        name = volume_name(self.path, len(self.volumes))
-        if not self.replace:
-            self._refuse_existing([name])
-        elif not self.volumes and os.path.isfile(self.path):
-            # so an edit of it (imgx) and this writer never both win
-            self._image_lock = imagelock.acquire(self.path)
-        # Named before it exists: a Ctrl-C just after the file is created
-        # must still find it in abort().
-        self.volumes.append(name)
-        try:
-            self._fd = create_partial(name + PARTIAL, self.warnings,
-                                      locked=len(self.volumes) == 1)
-        except BaseException:
-            self.volumes.pop()
-            self._unlock_image()
-            raise
-        if self._lock_fd is None:
-            self._lock_fd = self._fd
-        self._room = self.split if self.split else float("inf")
-
-    def write(self, data):
-        view = memoryview(data)
-        while view:
-            if self._fd is None or self._room == 0:
-                self._next_volume()
-            piece = view[:self._room] if self.split else view
-            try:
-                written = os.write(self._fd, piece)
-            except OSError as exc:
-                in_volume = self.split - self._room if self.split \
-                    else self.position
-                raise _write_error(exc, self.volumes[-1] + PARTIAL,
-                                   in_volume, self.position) from None
-            view = view[written:]
-            self._room -= written
-            self.position += written
-
-    def commit(self):
-        """fsync and rename every volume; drop stale later volumes."""
-        if self._fd is None:
-            self._next_volume()
-        try:
-            os.fsync(self._fd)
-        except OSError as exc:
-            raise _write_error(exc, self.volumes[-1] + PARTIAL,
-                               self.position) from None
-        if self._fd != self._lock_fd:
-            os.close(self._fd)
-        self._fd = None
-        if self.replace:
-            number = len(self.volumes)
-            while os.path.exists(volume_name(self.path, number)):
-                os.unlink(volume_name(self.path, number))
-                number += 1
-            for name in reversed(self.volumes):
-                os.replace(name + PARTIAL, name)
-        else:
-            self._link_all()
-        os.close(self._lock_fd)
-        self._lock_fd = None
-        self._unlock_image()
-        directory = os.open(os.path.dirname(os.path.abspath(self.path)),
-                            os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-    def _unlock_image(self):
-        if self._image_lock is not None:
-            imagelock.release(self._image_lock)
-            self._image_lock = None
-
-    def _link_all(self):
-        """Give every volume its final name without replacing a file that
-        appeared meanwhile (link fails on an existing name)."""
-        self._refuse_existing(self.volumes +
-                              [volume_name(self.path, len(self.volumes))])
-        linked = []
-        try:
-            for name in reversed(self.volumes):
-                try:
-                    if no_links(lambda: os.link(name + PARTIAL, name)):
-                        # no hard links (FAT, exFAT): checked, then renamed
-                        self._refuse_existing([name])
-                        os.rename(name + PARTIAL, name)
-                except FileExistsError:
-                    self._refuse_existing([name])
-                linked.append(name)
-        except BaseException:
-            for name in linked:
-                if not os.path.lexists(name + PARTIAL):
-                    os.rename(name, name + PARTIAL)
-                else:
-                    os.unlink(name)
-            raise
-        for name in self.volumes:
-            if os.path.lexists(name + PARTIAL):
-                os.unlink(name + PARTIAL)
-
-    def abort(self):
-        """Remove every partial volume; the old image, if any, is untouched."""
-        for fd in {self._fd, self._lock_fd} - {None}:
-            os.close(fd)
-        self._fd = self._lock_fd = None
-        self._unlock_image()
-        for name in self.volumes:
-            try:
-                os.unlink(name + PARTIAL)
-            except FileNotFoundError:
-                pass
 
 
 def find_volumes(path):

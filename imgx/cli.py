@@ -88,7 +88,8 @@ new file is complete):
   join        Make a split image one file again.
   recompress  Store every chunk again with another codec or level.
   convert     Write the image's disk to OUT as a sparse raw file, qcow2
-              or vhd (qemu-img).  OUT must not exist.
+              or vhd (qemu-img).  OUT must not exist.  OUT "-" writes
+              the raw disk to stdout (--to=raw; not a terminal).
   import      Capture a raw disk file, a block device, or a qcow2, VHD,
               VMDK or VDI file (qemu-img) into the image OUT.
   sfx         Write a self-restoring image to OUT (-o): the frozen binary
@@ -103,7 +104,8 @@ Options:
   --force       put: replace what exists at IMGPATH; split, join,
                 recompress, import, sfx: replace an existing OUT.
   -o OUT --output=OUT  Write the new image (or sfx binary) here instead of
-                over IMAGE.
+                over IMAGE; "-" streams join's or recompress's image to
+                stdout (not a terminal).
   --binary=PATH The frozen binary an sfx is built on [default: this program
                 when frozen, else dist/deploytool].
   --compress=CODEC  lz4, zstd or none [default: lz4].
@@ -124,7 +126,8 @@ Exit codes:
   SRC; a file on a filesystem without locks); 4 damaged image or
   damaged filesystem inside it; 5 refused: a read-only image or directory,
   an existing convert output, an output that is the image read (cat's
-  stdout, get's DEST) or import's SOURCE; 6 no space left (also in the
+  stdout, get's DEST, or one of its volumes as OUT of split, join,
+  recompress) or import's SOURCE; 6 no space left (also in the
   partition an edit writes to, image unchanged); 7 unsupported filesystem,
   image version or codec; 9 busy: another imgx is editing or rewriting the
   image (nothing changed), or writing OUT.partial now; 70 internal error;
@@ -356,8 +359,11 @@ def _main(argv):
     return dispatch(__doc__, argv, f"imgx {__version__}", COMMANDS)
 
 
-def main(argv=None):
-    return run("imgx", _main, sys.argv[1:] if argv is None else argv)
+def main(argv=None, exiting=None):
+    """`exiting` (default: when argv is None): the process exits when this
+    returns (cliutil.runner.run)."""
+    return run("imgx", _main, sys.argv[1:] if argv is None else argv,
+               exiting=argv is None if exiting is None else exiting)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import os
 import subprocess
 import tempfile
 
+from diskimage import sighold
 from diskimage.capture import capture
 from diskimage.compression import Compressor
 from diskimage.links import what_is_there
@@ -26,7 +27,8 @@ from diskimage.imagelock import image_lock
 from diskimage.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
 from diskimage.tools import tool_env
-from diskimage.volumes import VolumeInput, VolumeOutput
+from diskimage.volumes import VolumeInput, find_volumes
+from diskimage.volumeout import VolumeOutput
 
 
 FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}
@@ -68,6 +70,8 @@ def convert(image_path, out, to, *, threads=None):
     overwritten, and a failed convert removes only its own scratch."""
     if to not in FORMATS:
         raise InputError(f"--to must be raw, qcow2 or vhd, not {to!r}")
+    if out == "-":
+        return _raw_to_stdout(image_path, threads or os.cpu_count())
     if os.path.lexists(out):
         raise TargetError(f"{out}: {what_is_there(out)}; not overwritten")
     threads = threads or os.cpu_count()
@@ -86,18 +90,51 @@ def convert(image_path, out, to, *, threads=None):
             done = os.path.join(scratch, f"disk.{to}")
             _qemu_img("convert", "-q", "-f", "raw", "-O", FORMATS[to],
                       raw, done)
-        try:
-            os.link(done, out)
-        except FileExistsError:
-            raise TargetError(f"{out}: exists; not overwritten (made "
-                              f"while this convert ran)") from None
-        except OSError as exc:      # a filesystem without hard links
-            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
-                raise
-            if os.path.lexists(out):
-                raise TargetError(f"{out}: exists; not overwritten") \
-                    from None
-            os.rename(done, out)
+        with sighold.held():        # the commit step (diskimage.sighold)
+            _publish(done, out)
+            sighold.committed(out)
+
+
+def _publish(done, out):
+    try:
+        os.link(done, out)
+    except FileExistsError:
+        raise TargetError(f"{out}: exists; not overwritten (made "
+                          f"while this convert ran)") from None
+    except OSError as exc:      # a filesystem without hard links
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+            raise
+        if os.path.lexists(out):
+            raise TargetError(f"{out}: exists; not overwritten") \
+                from None
+        os.rename(done, out)
+
+
+def _raw_to_stdout(image_path, threads):
+    """OUT "-": the raw disk written to stdout (a pipe or a file, never a
+    terminal, never the image itself), by way of a sparse scratch file in
+    $TMPDIR that is removed afterwards; holes are written as zeros."""
+    import sys
+    stdout = sys.stdout.buffer
+    stdout.flush()
+    fd = stdout.fileno()
+    if os.isatty(fd):
+        raise InputError("stdout is a terminal; redirect the disk to a "
+                         "file or a pipe")
+    for volume in find_volumes(image_path):
+        refuse_image_over_source(volume, fd, "stdout",
+                                 why="the disk cannot be written over the "
+                                     "image it comes from")
+    with tempfile.TemporaryDirectory(prefix=".imgx-convert-") as scratch:
+        raw = os.path.join(scratch, "disk.raw")
+        _restore_raw(image_path, raw, threads)
+        with open(raw, "rb") as f:
+            while True:
+                data = f.read(1 << 20)
+                if not data:
+                    break
+                stdout.write(data)
+        stdout.flush()
 
 
 def _format(source):

@@ -44,7 +44,8 @@ from diskimage.errors import DiskImageError, InputError
 from diskimage.imagelock import image_lock
 from diskimage.reader import ImageReader, RecordStream
 from diskimage.restore import plan_restore, run_restore
-from diskimage.volumes import VolumeInput, VolumeOutput
+from diskimage.volumes import VolumeInput
+from diskimage.volumeout import VolumeOutput
 
 from .editfs import fsck, mount, release, sigint_held
 from .editspace import Need, no_space

@@ -7,6 +7,7 @@ import os
 import sys
 
 from cliutil.runner import whole_number
+from cliutil.text import safe
 from diskimage.errors import UsageError
 
 
@@ -44,11 +45,36 @@ def cmd_verify(args):
     return 0
 
 
+def _to_stdout(args, command, streams=False):
+    """The binary stdout for OUT "-" (None for a file): join and
+    recompress stream the image there, as rdeploy capture - does (not to
+    a terminal, never onto the image read); split, import and sfx write
+    files only (a usage error)."""
+    if (args["OUT"] if command == "import" else args["--output"]) != "-":
+        return None
+    if not streams:
+        raise UsageError(f"OUT \"-\" (stdout): {command} writes a file; "
+                         f"give its name")
+    from diskimage.errors import InputError
+    from diskimage.identity import refuse_image_over_source
+    from diskimage.volumes import find_volumes
+    sys.stdout.flush()
+    if sys.stdout.isatty():
+        raise InputError("stdout is a terminal; redirect the image to a "
+                         "file or a pipe")
+    for volume in find_volumes(args["IMAGE"]):
+        refuse_image_over_source(volume, sys.stdout.fileno(), "stdout",
+                                 why="the image cannot be written over "
+                                     "itself")
+    return sys.stdout.buffer
+
+
 def cmd_split(args):
     from diskimage.sizes import parse_size_at_least
     from diskimage.volumes import MIN_SPLIT
     from .rewrite import rewrite
     size = parse_size_at_least(args["SIZE"], MIN_SPLIT, "SIZE", "4K")
+    _to_stdout(args, "split")
     rewrite(args["IMAGE"], args["--output"], split=size,
             force=args["--force"])
     return 0
@@ -57,7 +83,7 @@ def cmd_split(args):
 def cmd_join(args):
     from .rewrite import rewrite
     rewrite(args["IMAGE"], args["--output"], split=None,
-            force=args["--force"])
+            force=args["--force"], stdout=_to_stdout(args, "join", True))
     return 0
 
 
@@ -66,7 +92,8 @@ def cmd_recompress(args):
     from .rewrite import rewrite
     rewrite(args["IMAGE"], args["--output"],
             compressor=Compressor(args["--compress"], level(args)),
-            threads=threads(args), force=args["--force"])
+            threads=threads(args), force=args["--force"],
+            stdout=_to_stdout(args, "recompress", True))
     return 0
 
 
@@ -75,6 +102,10 @@ def cmd_convert(args):
     if args["--to"] not in FORMATS:
         raise UsageError(f"--to takes raw, qcow2 or vhd, not "
                          f"{args['--to']!r}")
+    if args["OUT"] == "-" and args["--to"] != "raw":
+        raise UsageError(f"OUT \"-\" (stdout) takes --to=raw only: "
+                         f"{args['--to']} needs a file qemu-img can seek "
+                         f"in")
     convert(args["IMAGE"], args["OUT"], args["--to"], threads=threads(args))
     return 0
 
@@ -83,6 +114,7 @@ def cmd_import(args):
     from diskimage.compression import Compressor
     from .convert import import_disk
     Compressor(args["--compress"], level(args))    # checked before SOURCE
+    _to_stdout(args, "import")
     import_disk(args["SOURCE"], args["OUT"], codec=args["--compress"],
                 level=level(args), description=args["--description"],
                 force=args["--force"])
@@ -91,11 +123,12 @@ def cmd_import(args):
 
 def cmd_sfx(args):
     from .sfx import make_sfx
+    _to_stdout(args, "sfx")
     binary = args["--binary"]
     if binary and binary.startswith("this program"):
         binary = None
     report = make_sfx(args["IMAGE"], args["--output"], binary,
                       force=args["--force"])
     for line in report["warnings"]:
-        print(f"imgx: warning: {line}", file=sys.stderr)
+        print(f"imgx: warning: {safe(line)}", file=sys.stderr)
     return 0

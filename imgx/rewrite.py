@@ -20,9 +20,11 @@ import os
 from diskimage import format as fmt
 from diskimage.errors import InputError, TargetError
 from diskimage.imagelock import image_lock
+from diskimage.identity import refuse_image_over_source
 from diskimage.pipeline import ordered_map
 from diskimage.reader import ImageReader
-from diskimage.volumes import VolumeOutput
+from diskimage.volumes import find_volumes
+from diskimage.volumeout import StreamOutput, VolumeOutput
 
 
 
@@ -40,6 +42,20 @@ def writable(path):
                           f"{directory} is); nothing changed")
 
 
+def refuse_over_input(source, target):
+    """TargetError (exit 5, nothing written) when writing the image
+    `target` (any of its volumes, or their partial files) would write over
+    or remove a volume of the image `source` that is read: ``join IMG -o
+    IMG.r01``, ``split IMG.rdi SIZE -o IMG`` (whose IMG.r01 is IMG.rdi's)."""
+    volumes = find_volumes(source)
+    for number, volume in enumerate(volumes):
+        which = "the image read" if number == 0 else \
+            f"volume {number + 1} of the image read ({source})"
+        refuse_image_over_source(
+            volume, target,
+            why=f"it is {which}; choose an output beside it")
+
+
 def current_split(reader):
     """The volume size of a split image (None for one file)."""
     sizes = reader.source.sizes
@@ -47,11 +63,18 @@ def current_split(reader):
 
 
 def rewrite(source, target=None, *, split="keep", compressor=None,
-            metadata=None, threads=None, progress=None, force=False):
+            metadata=None, threads=None, progress=None, force=False,
+            stdout=None):
     """Write the image `source` again to `target` (default: over itself).
     `split`: "keep" the volume size, None for one file, or a size;
     `compressor`: re-encode every chunk; `metadata`: keys to change;
-    `force`: replace an existing other `target` (else InputError)."""
+    `force`: replace an existing other `target` (else InputError).
+    `target` "-": the image as one stream to the binary file `stdout`
+    (the caller has refused a terminal and the image itself)."""
+    if target == "-":
+        with image_lock(source, shared=True), ImageReader(source) as reader:
+            return _rewrite(reader, StreamOutput(stdout), compressor,
+                            metadata, threads, progress)
     target = target or source
     in_place = target == source or (os.path.exists(target) and
                                     os.path.exists(source) and
@@ -61,7 +84,9 @@ def rewrite(source, target=None, *, split="keep", compressor=None,
         # link stays (resolved once: lock, read and rename name one file).
         source = target = os.path.realpath(source)
         writable(source)
-    elif not force and os.path.lexists(target):
+    else:
+        refuse_over_input(source, target)
+    if not in_place and not force and os.path.lexists(target):
         raise InputError(f"{target}: exists; not replaced without --force")
     with contextlib.ExitStack() as locks:
         locks.enter_context(image_lock(source, shared=not in_place))

@@ -32,6 +32,7 @@ from diskimage.partial import partial_file
 from diskimage.reader import ImageReader
 from diskimage.volumes import pack_sfx_trailer, sfx_window
 
+from .rewrite import refuse_over_input
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,6 +79,7 @@ def make_sfx(image_path, out, binary=None, force=False):
     if not os.path.isfile(binary):
         raise InputError(f"{binary}: no frozen binary to build on (run "
                          f"`make freeze`, or give --binary)")
+    refuse_over_input(image_path, out)      # exit 5, --force or not
     if not force and os.path.lexists(out):
         raise InputError(f"{out}: exists; not replaced without --force")
     warnings = []

@@ -118,7 +118,7 @@ import sys
 from cliutil.progress import MODES, Progress
 from cliutil.runner import dispatch, run, whole_number
 from cliutil.text import safe
-from diskimage import __version__
+from diskimage import __version__, sighold
 from diskimage.errors import InputError, TargetError, UsageError
 
 from . import render
@@ -201,7 +201,7 @@ def _capture_values(args):
 
 def cmd_capture(args):
     from diskimage.capture import capture
-    from diskimage.volumes import StreamOutput, VolumeOutput
+    from diskimage.volumeout import StreamOutput, VolumeOutput
 
     values = _capture_values(args)
     with _progress(args, "capture") as progress:
@@ -307,7 +307,10 @@ def cmd_restore(args):
             summary = run_restore(
                 plan, threads=values["threads"],
                 verify=args["--verify"], progress=progress,
-                readback_progress=progress.stage("read-back"))
+                readback_progress=progress.stage("read-back"),
+                # the commit point: from there on an interrupt does not
+                # undo the restore (diskimage.sighold)
+                committed=lambda: sighold.committed(args["TARGET"]))
         progress.end(render.restore_line(args["IMAGE"], args["TARGET"],
                                          summary), _result(summary),
                      lines=render.actions_lines(summary.get("actions")))
@@ -361,8 +364,11 @@ def _main(argv):
     return dispatch(__doc__, argv, f"rdeploy {__version__}", COMMANDS)
 
 
-def main(argv=None):
-    return run("rdeploy", _main, sys.argv[1:] if argv is None else argv)
+def main(argv=None, exiting=None):
+    """`exiting` (default: when argv is None): the process exits when this
+    returns (cliutil.runner.run)."""
+    return run("rdeploy", _main, sys.argv[1:] if argv is None else argv,
+               exiting=argv is None if exiting is None else exiting)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from diskimage.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
 from diskimage.sizes import format_size
 from diskimage.verify import verify
-from diskimage.volumes import VolumeInput, VolumeOutput
+from diskimage.volumes import VolumeInput
+from diskimage.volumeout import VolumeOutput
 
 
 def _step(label, seconds, nbytes=None):

@@ -9,7 +9,7 @@ from diskimage.capture import capture
 from diskimage.compression import Compressor
 from diskimage.fstools import MTOOLS_ENV
 from diskimage.tools import tool_env
-from diskimage.volumes import VolumeOutput
+from diskimage.volumeout import VolumeOutput
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

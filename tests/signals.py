@@ -72,3 +72,52 @@ def interrupted_event(events, returncode, sig):
     assert "interrupted" in error["message"], error
     assert all(e["event"] in ("progress", "warning") for e in events[:-1])
     return error
+
+
+#: A child that runs `python -m MODULE ARGS...` and sends itself SIG at a
+#: moment of the commit, so that the signal lands there whatever the load:
+#: ``step N`` just after the Nth rename (os.replace, os.rename or os.link
+#: to a name that is not a partial or private file) or the Nth removal of
+#: a later volume (NAME.rNN) has really been done; ``exit`` just after
+#: cliutil.runner.run() returned, as the process exits.  The renames run
+#: as they are; only the signal's moment is chosen.
+#: Usage: [sys.executable, "-c", AT_COMMIT, SIG, MOMENT, N, MODULE, *ARGS]
+AT_COMMIT = r"""
+import os, re, runpy, signal, sys
+sig, moment, nth, module = int(sys.argv[1]), sys.argv[2], \
+    int(sys.argv[3]), sys.argv[4]
+sys.argv = [module] + sys.argv[5:]
+seen = [0]
+
+def counted(name, where):
+    real = getattr(os, name)
+    def call(*args, **kwargs):
+        result = real(*args, **kwargs)
+        path = os.fspath(args[where])
+        final = not re.search(r"\.partial(\.\d+\.[0-9a-f]+)?$", path)
+        if name == "unlink":
+            final = bool(re.search(r"\.r\d\d$", path))
+        if final and moment == "step":
+            seen[0] += 1
+            if seen[0] == nth:
+                os.kill(os.getpid(), sig)
+        return result
+    setattr(os, name, call)
+
+for name in ("replace", "rename", "link"):
+    counted(name, 1)
+counted("unlink", 0)
+import cliutil.runner
+real_run = cliutil.runner.run
+
+def run(*args, **kwargs):
+    code = real_run(*args, **kwargs)
+    if moment == "exit":
+        os.kill(os.getpid(), sig)
+        for _ in range(100000):
+            pass
+    return code
+
+cliutil.runner.run = run
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""

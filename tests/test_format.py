@@ -9,7 +9,8 @@ from diskimage import format as fmt
 from diskimage.compression import Compressor, decompress
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.reader import RecordStream, decode_record
-from diskimage.volumes import PipeInput, StreamOutput
+from diskimage.volumes import PipeInput
+from diskimage.volumeout import StreamOutput
 from diskimage.writer import ImageWriter
 
 META = {"areas": [{"kind": "disk", "start": 0, "size": 3 << 16}],

@@ -81,22 +81,44 @@ def test_a_second_edit_or_rewrite_of_a_locked_image_is_refused(image,
     assert ok("cat", f"{img}:1/second.txt") == b"second\n"
 
 
+def _first_convert_stopped_before_its_link(img, out, tries=5):
+    """A convert to `out`, SIGSTOPped at a moment the test has seen: its
+    scratch directory is there and `out` is not (checked while it is
+    stopped, so it cannot get past meanwhile).  A run that got past before
+    the stop (a fast machine) is let finish, cleaned away, and tried again.
+    Returns the stopped Popen."""
+    directory = os.path.dirname(out)
+    for _ in range(tries):
+        first = subprocess.Popen([sys.executable, "-m", "imgx", "convert",
+                                  str(img), str(out), "--to=raw"], cwd=ROOT,
+                                 stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not [n for n in os.listdir(directory)
+                   if n.startswith(".imgx-convert-")] and \
+                first.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        first.send_signal(signal.SIGSTOP)
+        if first.poll() is None and not os.path.lexists(out) and [
+                n for n in os.listdir(directory)
+                if n.startswith(".imgx-convert-")]:
+            return first
+        first.send_signal(signal.SIGCONT)
+        first.communicate(timeout=120)
+        if os.path.lexists(out):
+            os.unlink(out)
+    raise AssertionError(f"the first convert finished before its stop "
+                         f"{tries} times")
+
+
 def test_two_converts_to_one_output_never_spoil_each_other(image, tmp_path):
-    """The first convert, stopped while at work; a second to the same OUT
-    finishes; the first then refuses to replace it (exit 5), and removes
-    nothing of the second's."""
+    """The first convert, stopped while at work (before its link, as seen
+    while it is stopped); a second to the same OUT finishes; the first
+    then refuses to replace it (exit 5), and removes nothing of the
+    second's."""
     img, _ = image
     out = tmp_path / "out.raw"
-    first = subprocess.Popen([sys.executable, "-m", "imgx", "convert",
-                              str(img), str(out), "--to=raw"], cwd=ROOT,
-                             stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while not [n for n in os.listdir(tmp_path) if n.startswith(
-            (".imgx-convert-", "out.raw"))]:
-        assert first.poll() is None, first.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.002)
-    first.send_signal(signal.SIGSTOP)
+    first = _first_convert_stopped_before_its_link(img, out)
     try:
         second = imgx("convert", img, out, "--to=raw")
     finally:

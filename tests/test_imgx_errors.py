@@ -54,7 +54,7 @@ def test_partition_not_captured(tmp_path):
     demodisk.make_gpt_demo(disk, files=10)
     from diskimage.capture import capture
     from diskimage.compression import Compressor
-    from diskimage.volumes import VolumeOutput
+    from diskimage.volumeout import VolumeOutput
     image = tmp_path / "part.rdi"
     capture(str(disk), VolumeOutput(str(image)), compressor=Compressor(),
             partitions=[1])

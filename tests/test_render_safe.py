@@ -188,7 +188,7 @@ def crafted_image(evil_image, tmp_path_factory):
     from diskimage.capture import capture
     from diskimage.compression import Compressor
     from diskimage.reader import ImageReader
-    from diskimage.volumes import VolumeOutput
+    from diskimage.volumeout import VolumeOutput
 
     with ImageReader(str(evil_image)) as reader:
         areas = reader.metadata["areas"]
