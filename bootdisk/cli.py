@@ -90,7 +90,7 @@ from diskimage.errors import UsageError
 from diskimage.sizes import format_size, parse_size
 
 from . import info as infos
-from .initramfs import ACTIONS, COMPRESSORS, Spec, build_initrd
+from .initramfs import Spec, build_initrd, check_values
 from .initramfs import _split_add as split_add
 
 
@@ -127,14 +127,7 @@ def _values(args):
     """Every option value converted and checked before any file is read
     (a usage error comes before "no such kernel")."""
     spec = _spec(args)
-    for name in ("on_success", "on_failure"):
-        if getattr(spec, name) not in ACTIONS:
-            raise UsageError(f"--{name.replace('_', '-')} takes "
-                             f"{', '.join(ACTIONS)}, not "
-                             f"{getattr(spec, name)!r}")
-    if spec.compress not in COMPRESSORS:
-        raise UsageError(f"--compress takes {', '.join(COMPRESSORS)}, not "
-                         f"{spec.compress!r}")
+    check_values(spec)
     for add in spec.adds:
         split_add(add)
     if args["--output"] == "-":     # "-" is stdout in the toolkit

@@ -79,9 +79,9 @@ def _readable(path, what):
             from None
 
 
-def check_spec(spec):
-    """Fill in the defaults and check every input before anything is built.
-    Returns (spec, kernel release, ModuleTree)."""
+def check_values(spec):
+    """The spec's words that need no file: the on-success/on-failure
+    actions and the compressor (a usage error before any file is read)."""
     for name in ("on_success", "on_failure"):
         if getattr(spec, name) not in ACTIONS:
             raise UsageError(f"--{name.replace('_', '-')} takes "
@@ -90,6 +90,12 @@ def check_spec(spec):
     if spec.compress not in COMPRESSORS:
         raise UsageError(f"--compress takes {', '.join(COMPRESSORS)}, not "
                          f"{spec.compress!r}")
+
+
+def check_spec(spec):
+    """Fill in the defaults and check every input before anything is built.
+    Returns (spec, kernel release, ModuleTree)."""
+    check_values(spec)
     spec = dataclasses.replace(spec)
     spec.kernel = spec.kernel or kernels.default_kernel()
     _readable(spec.kernel, "kernel")

@@ -1,8 +1,11 @@
 """What the imgx tests share: building and capturing disks, running imgx."""
 
 import os
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from diskimage import demodisk
 from diskimage.capture import capture
@@ -84,3 +87,18 @@ def edit_disk(tmp):
     image = tmp / "golden.rdi"
     capture_disk(disk, image)
     return image, host
+
+
+# The ext4 with links that point at host files (edit_disk), built once per
+# test module that imports these, and a writable copy of its image per test.
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    return edit_disk(tmp_path_factory.mktemp("edit"))
+
+
+@pytest.fixture
+def image(golden, tmp_path):
+    source, host = golden
+    copy = tmp_path / "lab.rdi"
+    shutil.copy(source, copy)
+    return copy, host

@@ -4,32 +4,20 @@ converts to one output never spoil each other.  Two real processes: the
 first is stopped (SIGSTOP) while at work."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
-import pytest
 
 from .fsmaps import run
-from .imgx_helpers import ROOT, edit_disk, imgx, ok, one_line_error
+from .imgx_helpers import ROOT, imgx, ok, one_line_error
+from .imgx_helpers import golden, image  # noqa: F401 (fixtures)
 from .test_capture_safety import slow_source  # noqa: F401 (a fixture)
 
 MiB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def golden(tmp_path_factory):
-    return edit_disk(tmp_path_factory.mktemp("edit-lock"))
-
-
-@pytest.fixture
-def image(golden, tmp_path):
-    source, host = golden
-    copy = tmp_path / "lab.rdi"
-    shutil.copy(source, copy)
-    return copy, host
 
 
 def _stopped_in_its_edit(img, args):

@@ -11,23 +11,13 @@ import sys
 import pytest
 
 from .fsmaps import partitioned_disk, run
-from .imgx_helpers import (ROOT, capture_disk, edit_disk, imgx, ok,
+from .imgx_helpers import golden, image  # noqa: F401 (fixtures)
+from .imgx_helpers import (ROOT, capture_disk, imgx, ok,
                            one_line_error)
 
 MiB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def golden(tmp_path_factory):
-    return edit_disk(tmp_path_factory.mktemp("edit-messages"))
-
-
-@pytest.fixture
-def image(golden, tmp_path):
-    source, host = golden
-    copy = tmp_path / "lab.rdi"
-    shutil.copy(source, copy)
-    return copy, host
 
 
 def test_put_of_a_tree_with_a_fifo_says_so_in_a_sentence(image, tmp_path):

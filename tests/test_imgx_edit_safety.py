@@ -12,22 +12,12 @@ import shutil
 import pytest
 
 from .fsmaps import partitioned_disk, run
-from .imgx_helpers import capture_disk, edit_disk, imgx, ok, one_line_error
+from .imgx_helpers import capture_disk, imgx, ok, one_line_error
+from .imgx_helpers import golden, image  # noqa: F401 (fixtures)
 
 MiB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def golden(tmp_path_factory):
-    return edit_disk(tmp_path_factory.mktemp("edit-safety"))
-
-
-@pytest.fixture
-def image(golden, tmp_path):
-    source, host = golden
-    copy = tmp_path / "lab.rdi"
-    shutil.copy(source, copy)
-    return copy, host
 
 
 def _host_state(host):
