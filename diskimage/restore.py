@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from . import format as fmt
-from . import fsresize, tablewrite
+from . import fsresize, sighold, tablewrite
 from .device import (data_extents, open_target, sync, write_all,
                      zero_range)
 from .errors import DiskImageError, NoSpaceError, TargetChangedError
@@ -105,10 +105,15 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
     areas = stream.metadata["areas"]
     total = sum(areas[i]["size"] for i in plan.areas)
     started = time.monotonic()
-    disk = open_target(plan.target, create_size=plan.target_size
-                       if plan.create else None)
-    run = _Run(plan, disk)
+    disk = run = None
     try:
+        # Held: a signal between creating the target file and this point
+        # would leave a file that looks like a disk (released inside the
+        # try, so the clean-up below runs for it).
+        with sighold.held():
+            disk = open_target(plan.target, create_size=plan.target_size
+                               if plan.create else None)
+            run = _Run(plan, disk)
         if not plan.create:
             for start, end in plan.guards:
                 zero_range(disk, start, end - start)
@@ -152,8 +157,13 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
         if committed:
             committed()
     except BaseException as exc:
+        if disk is None:
+            raise
         if plan.create:
             _remove_created(disk)
+            raise
+        if run is None:     # nothing written yet
+            disk.close()
             raise
         unwiped = _wipe_guards(run)
         disk.close()
@@ -163,7 +173,7 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
                 f"{_state(plan, unwiped)}") from exc
         raise
     finally:
-        for temp in run.temps.values():
+        for temp in (run.temps.values() if run else ()):
             temp.close()
     disk.close()
     summary = dict(stream.summary or {})
