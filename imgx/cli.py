@@ -127,7 +127,7 @@ Exit codes:
   damaged filesystem inside it; 5 refused: a read-only image or directory,
   an existing convert output, an output that is the image read (cat's
   stdout, get's DEST, or one of its volumes as OUT of split, join,
-  recompress) or import's SOURCE; 6 no space left (also in the
+  recompress, sfx) or import's SOURCE; 6 no space left (also in the
   partition an edit writes to, image unchanged); 7 unsupported filesystem,
   image version or codec; 9 busy: another imgx is editing or rewriting the
   image (nothing changed), or writing OUT.partial now; 70 internal error;
