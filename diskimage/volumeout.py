@@ -13,7 +13,8 @@ import errno
 import os
 
 from . import imagelock, sighold
-from .errors import DiskImageError, InputError, NoSpaceError, UsageError
+from .errors import (BusyError, DiskImageError, InputError, NoSpaceError,
+                     UsageError)
 from .links import what_is_there
 from .partial import create_partial, no_links
 from .volumes import MIN_SPLIT, PARTIAL, volume_name
@@ -207,13 +208,7 @@ class VolumeOutput:
         linked = []
         try:
             for name in reversed(self.volumes):
-                try:
-                    if no_links(lambda: os.link(name + PARTIAL, name)):
-                        # no hard links (FAT, exFAT): checked, then renamed
-                        self._refuse_existing([name])
-                        os.rename(name + PARTIAL, name)
-                except FileExistsError:
-                    self._refuse_existing([name])
+                self._link_one(name)
                 linked.append(name)
         except BaseException:
             for name in linked:
@@ -225,6 +220,22 @@ class VolumeOutput:
         for name in self.volumes:
             if os.path.lexists(name + PARTIAL):
                 os.unlink(name + PARTIAL)
+
+    def _link_one(self, name, tries=10):
+        """NAME.partial linked (or, without hard links, renamed) to NAME.
+        A name that was there when link looked and is gone when
+        _refuse_existing looks is tried again, never taken as linked."""
+        for _ in range(tries):
+            try:
+                if no_links(lambda: os.link(name + PARTIAL, name)):
+                    # no hard links (FAT, exFAT): checked, then renamed
+                    self._refuse_existing([name])
+                    os.rename(name + PARTIAL, name)
+                return
+            except FileExistsError:
+                self._refuse_existing([name])
+        raise BusyError(f"{name}: another process keeps creating and "
+                        f"removing this name; the image was not written")
 
     def abort(self):
         """Remove every partial volume; the old image, if any, is untouched."""
