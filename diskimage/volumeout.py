@@ -9,17 +9,15 @@ that is replaced is locked as imgx edits lock it (:mod:`diskimage.imagelock`).
 Reading volumes back is :mod:`diskimage.volumes`.
 """
 
-import errno
 import os
 
 from . import imagelock, sighold
-from .errors import (BusyError, DiskImageError, InputError, NoSpaceError,
-                     UsageError)
+from .errors import (NO_SPACE_ERRNOS, BusyError, DiskImageError, InputError,
+                     NoSpaceError, UsageError, no_space_left)
 from .links import what_is_there
 from .partial import create_partial, no_links
 from .volumes import MIN_SPLIT, PARTIAL, volume_name
 
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _write_error(exc, name, offset, total=None):
@@ -28,9 +26,9 @@ def _write_error(exc, name, offset, total=None):
     split image's volume holds only its part)."""
     whole = "" if total is None or total == offset else \
         f" ({total} bytes of the image in all)"
-    if exc.errno in _NO_SPACE:
-        return NoSpaceError(f"{name}: no space left after {offset} bytes "
-                            f"written to it{whole}")
+    if exc.errno in NO_SPACE_ERRNOS:
+        return NoSpaceError(f"{name}: {no_space_left(exc)} after {offset} "
+                            f"bytes written to it{whole}")
     return DiskImageError(f"{name}: write failed at byte {offset}{whole}: "
                           f"{exc.strerror}")
 
