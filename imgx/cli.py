@@ -294,6 +294,12 @@ def cmd_diff(args):
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         raise DiffTrouble(f"{where}{exc.strerror or exc}") from None
+    except Exception as exc:
+        # A reader that choked on a hostile filesystem: trouble too (the
+        # cause is kept for RDEPLOY_DEBUG=1's traceback).
+        raise DiffTrouble(f"{args['IMAGE_A']} or {args['IMAGE_B']}: cannot "
+                          f"be compared: {type(exc).__name__}: {exc}") \
+            from exc
     if args["--json"]:
         _out(render.json_text([{"change": c, "partition": p or None,
                                 "path": rel} for c, p, rel in changes]))
