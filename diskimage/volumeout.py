@@ -15,7 +15,7 @@ from . import imagelock, sighold
 from .errors import (NO_SPACE_ERRNOS, BusyError, DiskImageError, InputError,
                      NoSpaceError, UsageError, no_space_left)
 from .links import what_is_there
-from .partial import create_partial, no_links
+from .partial import create_partial, no_links, output_path
 from .volumes import MIN_SPLIT, PARTIAL, volume_name
 
 
@@ -85,8 +85,9 @@ class VolumeOutput:
             # /dev/null (or a FIFO) with a regular file.
             raise InputError(f"{path}: is not a regular file; an image "
                              f"goes to a file, or to stdout with \"-\"")
-        if replace and os.path.islink(path) and os.path.isfile(path):
-            path = os.path.realpath(path)       # as editors do
+        # A link to an existing file names it (the link stays), a link to
+        # nothing is refused: the one rule of every output (partial.py).
+        path = output_path(path, replace)
         self.path = path
         self.split = split
         self.replace = replace
