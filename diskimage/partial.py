@@ -31,7 +31,8 @@ import os
 import stat
 
 from . import sighold
-from .errors import BusyError, InputError
+from .errors import (NO_SPACE_ERRNOS, BusyError, InputError, NoSpaceError,
+                     no_space_left)
 from .links import what_is_there
 
 PARTIAL = ".partial"
@@ -216,8 +217,12 @@ def partial_file(path, replace=False, warnings=None, mode=None):
             os.fchmod(fd, mode)
         os.fsync(fd)
         publish(partial, path, replace)
-    except BaseException:
+    except BaseException as exc:
         _remove_own(partial, fd)
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS \
+                and exc.filename is None:       # a write to the partial
+            raise NoSpaceError(f"{path}: {no_space_left(exc)} while it was "
+                               f"written (as {partial}, removed)") from None
         raise
     finally:
         os.close(fd)
