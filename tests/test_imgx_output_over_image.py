@@ -147,16 +147,19 @@ def test_get_never_replaces_a_dest_that_is_not_a_file(image, tmp_path, kind):
 
 
 @pytest.mark.parametrize("force", [[], ["--force"]])
-def test_recompress_onto_a_hard_link_of_the_image_is_refused(image, tmp_path,
-                                                            force):
+@pytest.mark.parametrize("command", [["recompress", "--compress=zstd"],
+                                     ["split", "1M"], ["join"]])
+def test_rewrite_onto_a_hard_link_of_the_image_is_refused(image, tmp_path,
+                                                          command, force):
     """`recompress a.rdi -o b.rdi` where b.rdi is a hard link to a.rdi is
     output over input (exit 5), not an edit in place: a.rdi is not rewritten
-    and the link stays (issue 11 review item 4)."""
+    and the link stays (issue 11 review item 4; split and join -o share the
+    rule)."""
     link = tmp_path / "b.rdi"
     os.link(image, link)
     before = sha256(image)
-    err = one_line_error(imgx("recompress", image, f"--output={link}",
-                              "--compress=zstd", *force), 5)
+    err = one_line_error(imgx(command[0], image, *command[1:],
+                              f"--output={link}", *force), 5)
     assert str(link) in err and "is " in err, err
     assert sha256(image) == before
     assert os.path.samefile(image, link)
