@@ -28,7 +28,7 @@ import sys
 from diskimage import __version__
 from diskimage.links import what_is_there
 from diskimage.errors import InputError, UsageError
-from diskimage.partial import partial_file
+from diskimage.partial import output_path, partial_file
 from diskimage.tools import tool_env
 
 from . import cpio, initscript, kernel as kernels
@@ -364,6 +364,7 @@ def write_atomic(path, data, force=False, warnings=None):
 
 
 def refuse_existing(path, force):
+    output_path(path, force)            # a symlink to nothing: refused
     if os.path.lexists(path) and not force:
         raise InputError(f"{path}: {what_is_there(path)} (give --force to "
                          f"replace it)")

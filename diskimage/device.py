@@ -14,7 +14,8 @@ import stat
 import struct
 from dataclasses import dataclass
 
-from diskimage.errors import DiskImageError, InputError, NoSpaceError, TargetError
+from diskimage.errors import (NO_SPACE_ERRNOS, DiskImageError, InputError,
+                              NoSpaceError, TargetError)
 
 from .links import refuse_dangling_link, what_is_there  # noqa: F401
 from .sysfs import busy_reason
@@ -33,7 +34,6 @@ FALLOC_FL_PUNCH_HOLE = 0x02
 
 ZERO_BLOCK = 4 << 20
 _ZEROS = bytes(ZERO_BLOCK)
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _UNSUPPORTED = (errno.EOPNOTSUPP, errno.ENOTTY, errno.ENOSYS, errno.EINVAL)
 
 
@@ -171,7 +171,7 @@ def _create(path, size):
     except OSError as e:
         os.close(fd)
         os.unlink(path)
-        cls = NoSpaceError if e.errno in _NO_SPACE else TargetError
+        cls = NoSpaceError if e.errno in NO_SPACE_ERRNOS else TargetError
         raise cls(f"{path}: cannot make it {size} bytes: {e.strerror}") from e
     return _disk(path, fd, created=True)
 
@@ -194,7 +194,7 @@ def data_extents(fd, end):
 
 # --- writing -----------------------------------------------------------------
 def _write_error(disk, offset, e):
-    cls = NoSpaceError if e.errno in _NO_SPACE else DiskImageError
+    cls = NoSpaceError if e.errno in NO_SPACE_ERRNOS else DiskImageError
     where = f"at offset {offset}" if offset is not None else "on flush"
     return cls(f"{disk.path}: write failed {where}: {e.strerror}")
 

@@ -6,6 +6,23 @@ docs/rdeploy.md.
 """
 
 
+import errno
+
+#: The errnos that mean "no room for these bytes" (exit 6, NoSpaceError):
+#: a full filesystem, a quota, a file past its size limit (FAT's 4 GiB,
+#: RLIMIT_FSIZE).  Every writer that turns an OSError into an exit code
+#: tests against this one set.
+NO_SPACE_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
+
+
+def no_space_left(exc):
+    """The words for an OSError of NO_SPACE_ERRNOS: "no space left", and
+    the errno's own text when it is a quota or a size limit."""
+    if exc.errno == errno.ENOSPC:
+        return "no space left"
+    return f"no space left ({exc.strerror})"
+
+
 class DiskImageError(Exception):
     """Base of every error the library raises on purpose."""
 

@@ -15,9 +15,11 @@ Readers that copy an image into another file hold a shared lock, so that
 no edit replaces the volumes under them; edits in place, and writers over
 an existing image, hold it exclusively.  A second writer is refused at
 once (BusyError, exit 9) rather than left to wait behind an edit that may
-take minutes.  Within one process the lock is re-entrant: an edit that
-holds its image and then replaces it through VolumeOutput does not lock
-itself out.  The lock is advisory: it binds this toolkit, not other
+take minutes; the message says whether readers or a writer hold it.
+Within one process the lock is re-entrant: an edit that holds its image
+and then replaces it through VolumeOutput does not lock itself out.  A
+shared hold is never upgraded to an exclusive one (flock would see its own
+process as the other holder): asking for that is a bug and says so.  The lock is advisory: it binds this toolkit, not other
 programs.  An image on a filesystem without file locks (ENOLCK: an NFS
 mount without its lock daemon) is refused with one line naming it
 (InputError), never a raw OSError.
@@ -27,7 +29,7 @@ import contextlib
 import fcntl
 import os
 
-from .errors import BusyError, InputError
+from .errors import BusyError, DiskImageError, InputError
 from .partial import lock
 
 #: (st_dev, st_ino) -> [shared, count] of the locks this process holds.
@@ -43,13 +45,39 @@ def _held(path):
     return key, _HELD.get(key)
 
 
+def _holder(path, shared):
+    """What the process that holds `path` does, for the busy message: a
+    shared lock that can be had means only readers hold it."""
+    if not shared:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return ("another process is reading this image (copying, "
+                        "converting or splitting it)")
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    return "another process is editing, rewriting or replacing this image"
+
+
 def acquire(path, shared=False):
     """Lock the image at `path` (exclusively unless `shared`); returns a
     token for :func:`release`.  BusyError while another process holds it."""
     key, held = _held(path)
-    if held is not None and (held[0] <= shared):
-        # Held here already, as strongly (exclusive covers shared).
-        held[1] += 1
+    if held is not None:
+        if held[0] and not shared:
+            # flock would treat our own shared hold as another process's
+            # lock; upgrading in place would drop it for a moment.  No
+            # caller needs this: it is a bug.
+            raise DiskImageError(f"{path}: the shared lock this process "
+                                 f"holds cannot be upgraded to an "
+                                 f"exclusive one (a bug)")
+        held[1] += 1              # held here already, as strongly
         return (key, None)
     fd = None
     for _ in range(10):
@@ -64,8 +92,7 @@ def acquire(path, shared=False):
             os.close(fd)
             if not isinstance(exc, BlockingIOError):
                 raise         # a filesystem without locks: one line
-            raise BusyError(f"{path}: another process is editing, "
-                            f"rewriting or replacing this image; nothing "
+            raise BusyError(f"{path}: {_holder(path, shared)}; nothing "
                             f"changed (try again when it is done)") from None
         try:
             if os.path.samestat(os.fstat(fd), os.stat(path)):

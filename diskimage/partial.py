@@ -31,7 +31,9 @@ import os
 import stat
 
 from . import sighold
-from .errors import BusyError, InputError
+from .errors import (NO_SPACE_ERRNOS, BusyError, InputError, NoSpaceError,
+                     no_space_left)
+from .links import what_is_there
 
 PARTIAL = ".partial"
 
@@ -170,6 +172,23 @@ def _take_over(partial, warnings, locked, empty_is_busy=False):
         os.close(fd)
 
 
+def output_path(path, replace=False):
+    """The file an output named `path` is written to, by the one rule of
+    every command (docs/rdeploy.md, "Outputs"): a symlink to an existing
+    regular file names that file (with `replace` it is replaced and the
+    link stays a link); a symlink to nothing is refused, replace or not
+    (InputError): nothing is created through a link."""
+    path = os.fspath(path)
+    if os.path.islink(path):
+        if not os.path.exists(path):
+            raise InputError(f"{path}: {what_is_there(path)}; an output is "
+                             f"never created through a link, --force or "
+                             f"not: give the new file's own path")
+        if replace and os.path.isfile(path):
+            path = os.path.realpath(path)
+    return path
+
+
 @contextlib.contextmanager
 def partial_file(path, replace=False, warnings=None, mode=None):
     """Write the file `path` by way of ``PATH.partial``: yields a binary
@@ -179,8 +198,11 @@ def partial_file(path, replace=False, warnings=None, mode=None):
     (and given `mode`) and takes the name `path`: over an existing file
     only with `replace`, else by link(2), which never replaces what is
     there (InputError).  When it fails, the partial is removed.  The lock
-    is held until the file has its name."""
-    path = os.fspath(path)
+    is held until the file has its name.  A `path` that is a symlink to an
+    existing file names that file (it is replaced, the link stays a link,
+    as VolumeOutput does); a symlink to nothing is refused (InputError),
+    replace or not: nothing is created through a link."""
+    path = output_path(path, replace)
     if os.path.lexists(path) and not replace:
         raise InputError(f"{path}: exists; not replaced without --force")
     if os.path.exists(path) and not os.path.isfile(path):
@@ -195,8 +217,12 @@ def partial_file(path, replace=False, warnings=None, mode=None):
             os.fchmod(fd, mode)
         os.fsync(fd)
         publish(partial, path, replace)
-    except BaseException:
+    except BaseException as exc:
         _remove_own(partial, fd)
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS \
+                and exc.filename is None:       # a write to the partial
+            raise NoSpaceError(f"{path}: {no_space_left(exc)} while it was "
+                               f"written (as {partial}, removed)") from None
         raise
     finally:
         os.close(fd)

@@ -25,7 +25,8 @@ from . import format as fmt
 from . import fsresize, sighold, tablewrite
 from .device import (data_extents, open_target, sync, write_all,
                      zero_range)
-from .errors import DiskImageError, NoSpaceError, TargetChangedError
+from .errors import (NO_SPACE_ERRNOS, DiskImageError, NoSpaceError,
+                     TargetChangedError)
 from .pipeline import ordered_map
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
                           kept_numbers, new_guid, plan_restore)
@@ -284,8 +285,7 @@ def _finish(run):
 
 
 def _temp_error(temp, offset, e):
-    cls = NoSpaceError if e.errno in (errno.ENOSPC, errno.EDQUOT,
-                                      errno.EFBIG) else DiskImageError
+    cls = NoSpaceError if e.errno in NO_SPACE_ERRNOS else DiskImageError
     where = "" if offset is None else f" at offset {offset}"
     return cls(f"{temp.name}: write failed{where}: {e.strerror} (the "
                f"temporary file of a shrinking partition; see --tmpdir)")

@@ -9,16 +9,15 @@ that is replaced is locked as imgx edits lock it (:mod:`diskimage.imagelock`).
 Reading volumes back is :mod:`diskimage.volumes`.
 """
 
-import errno
 import os
 
 from . import imagelock, sighold
-from .errors import DiskImageError, InputError, NoSpaceError, UsageError
+from .errors import (NO_SPACE_ERRNOS, BusyError, DiskImageError, InputError,
+                     NoSpaceError, UsageError, no_space_left)
 from .links import what_is_there
-from .partial import create_partial, no_links
+from .partial import create_partial, no_links, output_path
 from .volumes import MIN_SPLIT, PARTIAL, volume_name
 
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _write_error(exc, name, offset, total=None):
@@ -27,9 +26,9 @@ def _write_error(exc, name, offset, total=None):
     split image's volume holds only its part)."""
     whole = "" if total is None or total == offset else \
         f" ({total} bytes of the image in all)"
-    if exc.errno in _NO_SPACE:
-        return NoSpaceError(f"{name}: no space left after {offset} bytes "
-                            f"written to it{whole}")
+    if exc.errno in NO_SPACE_ERRNOS:
+        return NoSpaceError(f"{name}: {no_space_left(exc)} after {offset} "
+                            f"bytes written to it{whole}")
     return DiskImageError(f"{name}: write failed at byte {offset}{whole}: "
                           f"{exc.strerror}")
 
@@ -86,8 +85,9 @@ class VolumeOutput:
             # /dev/null (or a FIFO) with a regular file.
             raise InputError(f"{path}: is not a regular file; an image "
                              f"goes to a file, or to stdout with \"-\"")
-        if replace and os.path.islink(path) and os.path.isfile(path):
-            path = os.path.realpath(path)       # as editors do
+        # A link to an existing file names it (the link stays), a link to
+        # nothing is refused: the one rule of every output (partial.py).
+        path = output_path(path, replace)
         self.path = path
         self.split = split
         self.replace = replace
@@ -207,13 +207,7 @@ class VolumeOutput:
         linked = []
         try:
             for name in reversed(self.volumes):
-                try:
-                    if no_links(lambda: os.link(name + PARTIAL, name)):
-                        # no hard links (FAT, exFAT): checked, then renamed
-                        self._refuse_existing([name])
-                        os.rename(name + PARTIAL, name)
-                except FileExistsError:
-                    self._refuse_existing([name])
+                self._link_one(name)
                 linked.append(name)
         except BaseException:
             for name in linked:
@@ -225,6 +219,22 @@ class VolumeOutput:
         for name in self.volumes:
             if os.path.lexists(name + PARTIAL):
                 os.unlink(name + PARTIAL)
+
+    def _link_one(self, name, tries=10):
+        """NAME.partial linked (or, without hard links, renamed) to NAME.
+        A name that was there when link looked and is gone when
+        _refuse_existing looks is tried again, never taken as linked."""
+        for _ in range(tries):
+            try:
+                if no_links(lambda: os.link(name + PARTIAL, name)):
+                    # no hard links (FAT, exFAT): checked, then renamed
+                    self._refuse_existing([name])
+                    os.rename(name + PARTIAL, name)
+                return
+            except FileExistsError:
+                self._refuse_existing([name])
+        raise BusyError(f"{name}: another process keeps creating and "
+                        f"removing this name; the image was not written")
 
     def abort(self):
         """Remove every partial volume; the old image, if any, is untouched."""

@@ -122,15 +122,17 @@ Exit codes:
   (also a path without a partition number in an image of several
   filesystems); 3 bad input (no such image, partition, file or directory;
   a partition not captured; not a directory; a path put would replace,
-  or an existing OUT, without --force; a FIFO or device node in put's
-  SRC; a file on a filesystem without locks); 4 damaged image or
+  or an existing OUT, without --force; an OUT that is a symlink to
+  nothing; a FIFO or device node in put's SRC; a file on a filesystem
+  without locks); 4 damaged image or
   damaged filesystem inside it; 5 refused: a read-only image or directory,
   an existing convert output, an output that is the image read (cat's
-  stdout, get's DEST, or one of its volumes as OUT of split, join,
-  recompress, sfx) or import's SOURCE; 6 no space left (also in the
-  partition an edit writes to, image unchanged); 7 unsupported filesystem,
-  image version or codec; 9 busy: another imgx is editing or rewriting the
-  image (nothing changed), or writing OUT.partial now; 70 internal error;
+  stdout, get's DEST, or one of its volumes or a hard link of it as OUT
+  of split, join, recompress, sfx) or import's SOURCE; 6 no space left
+  (also in the partition an edit writes to, image unchanged); 7
+  unsupported filesystem, image version or codec; 9 busy: another imgx is
+  editing or rewriting the image, or an edit meets one reading it (nothing
+  changed), or another is writing OUT.partial now; 70 internal error;
   130 interrupted (143 SIGTERM, 129 SIGHUP); 141 broken pipe.  imgx diff:
   0 the same, 1 different, 2 trouble (as diff(1)).
 
@@ -294,6 +296,12 @@ def cmd_diff(args):
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         raise DiffTrouble(f"{where}{exc.strerror or exc}") from None
+    except Exception as exc:
+        # A reader that choked on a hostile filesystem: trouble too (the
+        # cause is kept for RDEPLOY_DEBUG=1's traceback).
+        raise DiffTrouble(f"{args['IMAGE_A']} or {args['IMAGE_B']}: cannot "
+                          f"be compared: {type(exc).__name__}: {exc}") \
+            from exc
     if args["--json"]:
         _out(render.json_text([{"change": c, "partition": p or None,
                                 "path": rel} for c, p, rel in changes]))

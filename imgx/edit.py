@@ -30,7 +30,6 @@ directory (it would leave ``..`` pointing at the old parent); the kernel
 driver does both, and ext mounts here.
 """
 
-import errno
 import os
 import shutil
 import stat
@@ -40,7 +39,7 @@ from datetime import datetime, timezone
 from diskimage import fstools
 from diskimage.capture import capture
 from diskimage.compression import Compressor
-from diskimage.errors import DiskImageError, InputError
+from diskimage.errors import NO_SPACE_ERRNOS, DiskImageError, InputError
 from diskimage.imagelock import image_lock
 from diskimage.reader import ImageReader, RecordStream
 from diskimage.restore import plan_restore, run_restore
@@ -250,7 +249,7 @@ def _change(disk, area, scratch, what, action, source=None, need=None):
             raise no_space(what, area, free, source, need) from None
         raise EditError(f"{what} failed, image unchanged: {exc}") from None
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        if exc.errno in NO_SPACE_ERRNOS:
             raise no_space(what, area, free, source, need) from None
         name = f" ({exc.filename})" if exc.filename else ""
         raise EditError(f"{what} failed, image unchanged: "

@@ -27,7 +27,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from diskimage.errors import InputError, NoSpaceError, TargetError
+from diskimage.errors import (NO_SPACE_ERRNOS, InputError, NoSpaceError,
+                              TargetError, no_space_left)
 from diskimage.identity import refuse_image_over_source
 
 from .image import Image
@@ -198,10 +199,11 @@ class _Extraction:
             os.replace(partial, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException as exc:
             self._clear(dir_fd, partial)
-            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
                 raise NoSpaceError(
-                    f"{os.path.join(self.top_dir, *rel)}: no space left "
-                    f"(writing {where.rstrip('/')}/{node.name})") from None
+                    f"{os.path.join(self.top_dir, *rel)}: "
+                    f"{no_space_left(exc)} (writing "
+                    f"{where.rstrip('/')}/{node.name})") from None
             raise
         self.report.files += 1
 
@@ -376,7 +378,7 @@ def get(image_path, number, path, dest, recursive=False):
             except OSError as exc:
                 # A directory, a link or an attribute that found no room
                 # (a file's data says which file itself).
-                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                if exc.errno not in NO_SPACE_ERRNOS:
                     raise
                 raise NoSpaceError(f"{dest}: no space left (blocks or "
                                    f"inodes) while getting "

@@ -74,6 +74,24 @@ def damaged(where):
                                 f"{type(exc).__name__}: {exc}") from None
 
 
+class _Checked:
+    """A reader's file stream whose reads are checked as its structures
+    are: a hostile extent (an offset past the filesystem, a negative seek)
+    fails only when the data is read, and is CorruptImageError then too,
+    never an internal error."""
+
+    def __init__(self, stream, where):
+        self._stream = stream
+        self._where = where
+
+    def read(self, size=-1):
+        with damaged(self._where):
+            return self._stream.read(size)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 class _Ext:
     def __init__(self, fh):
         from dissect.extfs import ExtFS
@@ -299,7 +317,7 @@ class Filesystem:
                              f"{safe(node.name if shown is None else shown)}: "
                              f"not a regular file")
         with damaged(self.where):
-            return self.backend.open(node)
+            return _Checked(self.backend.open(node), self.where)
 
     def xattrs(self, node):
         """[(name, value)] of the node's extended attributes where the

@@ -76,9 +76,11 @@ def rewrite(source, target=None, *, split="keep", compressor=None,
             return _rewrite(reader, StreamOutput(stdout), compressor,
                             metadata, threads, progress)
     target = target or source
-    in_place = target == source or (os.path.exists(target) and
-                                    os.path.exists(source) and
-                                    os.path.samefile(source, target))
+    # In place only when both name one path (a symlink to the image is
+    # the image); a hard link of it is another name for its bytes, so
+    # writing it is output over input, refused below.
+    in_place = target == source or \
+        os.path.realpath(target) == os.path.realpath(source)
     if in_place:
         # Through a symlink, the file it points to is rewritten and the
         # link stays (resolved once: lock, read and rename name one file).

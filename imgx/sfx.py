@@ -28,7 +28,7 @@ import sys
 
 from diskimage.errors import InputError
 from diskimage.imagelock import image_lock
-from diskimage.partial import partial_file
+from diskimage.partial import output_path, partial_file
 from diskimage.reader import ImageReader
 from diskimage.volumes import pack_sfx_trailer, sfx_window
 
@@ -80,6 +80,7 @@ def make_sfx(image_path, out, binary=None, force=False):
         raise InputError(f"{binary}: no frozen binary to build on (run "
                          f"`make freeze`, or give --binary)")
     refuse_over_input(image_path, out)      # exit 5, --force or not
+    out = output_path(out, force)           # a link: its file, or refused
     if not force and os.path.lexists(out):
         raise InputError(f"{out}: exists; not replaced without --force")
     warnings = []

@@ -172,3 +172,18 @@ def test_relative_input_paths_are_the_files_in_the_current_directory(
     assert (report["job"], report["job_text"]) == \
         ("job.sh", "#!/bin/sh\necho hi\n")
     assert report["binaries"] == ["bin/busybox", "usr/bin/deploytool"]
+
+
+def test_an_output_onto_a_full_filesystem_is_no_space(tmp_path):
+    """bootdisk initrd onto a filesystem without room: exit 6 naming OUT,
+    nothing left (issue 11 review, the sweep of item 6)."""
+    from .fsbuild import ext_mounted, run
+    host_kernel()
+    small = tmp_path / "small.img"
+    run("mkfs.ext4", "-q", small, "1M")
+    with ext_mounted(small, tmp_path / "mnt") as mnt:
+        out = mnt / "env.initrd"
+        err = _one_line(bootdisk("initrd", "-o", out, "--toolkit=/bin/true"),
+                        6)
+        assert f"bootdisk: error: {out}: no space left" in err, err
+        assert sorted(os.listdir(mnt)) == ["lost+found"]

@@ -86,3 +86,25 @@ def test_a_partition_in_one_image_only_is_a_difference(tmp_path):
     assert result.stdout == b"+ 2/\n" and result.stderr == b""
     result = imgx("diff", b, a, "--json")
     assert result.returncode == 1 and b'"partition": 2' in result.stdout
+
+
+def _hostile_ext(disk):
+    """An ext4 whose file f has an extent at logical block 2**31-1: the
+    reader seeks to a negative position when it reads f's data (a
+    ValueError, not one of the toolkit's errors)."""
+    _ext({"f": b"one\n"})(disk)
+    tool("debugfs", "-w", "-R", "sif /f block[3] 0x7fffffff", disk)
+
+
+def test_a_reader_that_chokes_is_trouble_in_one_line(tmp_path):
+    """imgx diff exits 2 for any error, as docs/imgx.md says: a reader's
+    own exception on a hostile filesystem too, not 70 (issue 11 review
+    item 7); RDEPLOY_DEBUG=1 still shows the traceback."""
+    a = _image(tmp_path, "a", _ext({"f": b"two\n"}))
+    b = _image(tmp_path, "b", _hostile_ext)
+    err = one_line_error(imgx("diff", a, b), 2)
+    assert err.startswith("imgx: error: ") and "internal" not in err, err
+    assert str(b) in err, err
+    debug = imgx("diff", a, b, env={"RDEPLOY_DEBUG": "1"})
+    assert debug.returncode == 2
+    assert b"Traceback (most recent call last)" in debug.stderr

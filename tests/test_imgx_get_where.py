@@ -56,6 +56,34 @@ def test_get_onto_a_full_filesystem_names_the_host_path(tmp_path):
     assert f"(writing {image}:/g/big)" in err, err
 
 
+def test_get_of_a_file_past_the_file_size_limit_is_no_space(tmp_path):
+    """EFBIG (here RLIMIT_FSIZE, set by prlimit(1); a FAT DEST's 4 GiB is
+    the same errno) and EDQUOT on a file's data are exit 6 as ENOSPC is
+    (issue 11 review item 6), not exit 1."""
+    import subprocess
+    import sys
+
+    from diskimage.tools import tool_env
+
+    from .imgx_helpers import ROOT
+    disk = tmp_path / "big.img"
+    tool("mkfs.ext4", "-q", "-O", "^metadata_csum", disk, "8M")
+    (tmp_path / "big").write_bytes(b"x" * (3 << 20))
+    tool("debugfs", "-w", "-R", f"write {tmp_path / 'big'} big", disk)
+    image = tmp_path / "big.rdi"
+    capture_disk(disk, image)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = subprocess.run(
+        ["prlimit", f"--fsize={1 << 20}", sys.executable, "-m", "imgx",
+         "get", f"{image}:/big", out], cwd=ROOT, env=tool_env(None),
+        capture_output=True)
+    err = one_line_error(result, 6)
+    assert f"imgx: error: {out}/big: no space left (File too large)" \
+        in err, err
+    assert not [p for p in out.iterdir()], list(out.iterdir())
+
+
 def test_a_doubled_colon_is_a_usage_error_that_says_so(tmp_path):
     image, _ = _planted(tmp_path)
     for args in (("ls",), ("cat",), ("get", "-R")):

@@ -144,3 +144,36 @@ def test_get_never_replaces_a_dest_that_is_not_a_file(image, tmp_path, kind):
     assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
     if kind == "symlink":
         assert (tmp_path / "target").read_bytes() == b"kept\n"
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+@pytest.mark.parametrize("command", [["recompress", "--compress=zstd"],
+                                     ["split", "1M"], ["join"]])
+def test_rewrite_onto_a_hard_link_of_the_image_is_refused(image, tmp_path,
+                                                          command, force):
+    """`recompress a.rdi -o b.rdi` where b.rdi is a hard link to a.rdi is
+    output over input (exit 5), not an edit in place: a.rdi is not rewritten
+    and the link stays (issue 11 review item 4; split and join -o share the
+    rule)."""
+    link = tmp_path / "b.rdi"
+    os.link(image, link)
+    before = sha256(image)
+    err = one_line_error(imgx(command[0], image, *command[1:],
+                              f"--output={link}", *force), 5)
+    assert str(link) in err and "is " in err, err
+    assert sha256(image) == before
+    assert os.path.samefile(image, link)
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".partial")]
+
+
+def test_recompress_through_a_symlink_to_the_image_is_in_place(image,
+                                                               tmp_path):
+    """A symlink to the image names the same file (realpaths equal): that
+    is a rewrite in place, the link stays a link."""
+    link = tmp_path / "alias.rdi"
+    link.symlink_to(image)
+    before = sha256(image)
+    result = imgx("recompress", image, f"--output={link}", "--compress=zstd")
+    assert result.returncode == 0, result.stderr.decode()
+    assert link.is_symlink() and os.path.samefile(link, image)
+    assert sha256(image) != before

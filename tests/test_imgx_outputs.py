@@ -183,3 +183,21 @@ def test_get_never_removes_a_file_named_like_its_partial(tmp_path):
     ok("get", f"{image}:/a", mine)
     assert (mine / "a").read_bytes() == b"the file a\n"
     assert (mine / "a.partial").read_bytes() == b"the user's own file\n"
+
+
+def test_sfx_onto_a_full_filesystem_is_no_space(tmp_path):
+    """An sfx OUT on a filesystem without room for it: exit 6 in one line
+    naming OUT, nothing left (issue 11 review, the sweep of item 6: it was
+    exit 1, "No space left on device", naming nothing)."""
+    from .fsbuild import ext_mounted
+    image = _image(tmp_path)
+    binary = tmp_path / "big-binary"
+    binary.write_bytes(b"\0" * (3 << 20))
+    small = tmp_path / "small.img"
+    tool("mkfs.ext4", "-q", small, "1M")
+    with ext_mounted(small, tmp_path / "mnt") as mnt:
+        out = mnt / "lab.run"
+        err = one_line_error(imgx("sfx", image, "-o", out,
+                                  f"--binary={binary}"), 6)
+        assert f"imgx: error: {out}: no space left" in err, err
+        assert sorted(os.listdir(mnt)) == ["lost+found"]

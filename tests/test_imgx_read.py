@@ -165,3 +165,18 @@ def test_find_tree_and_diff(demo, tmp_path):
         assert rel.split("/")[-1] in tree
     # The same image differs from itself in nothing.
     assert ok("diff", image, image) == b""
+
+
+def test_cat_and_get_of_a_hostile_extent_are_damage_in_one_line(tmp_path):
+    """A file whose extent makes the reader fail only when its data is
+    read (a negative seek, a ValueError of dissect's) is a damaged
+    filesystem, exit 4 in one line, for cat and get as for ls; not an
+    internal error (issue 11 review, the sweep of item 7)."""
+    from .imgx_helpers import imgx, one_line_error
+    from .test_imgx_diff import _hostile_ext, _image
+    image = _image(tmp_path, "h", _hostile_ext)
+    for args in (["cat", f"{image}:/f"],
+                 ["get", f"{image}:/f", tmp_path / "out"]):
+        err = one_line_error(imgx(*args), 4)
+        assert f"{image}: damaged filesystem: " in err, (args, err)
+    assert not (tmp_path / "out").exists()
