@@ -106,6 +106,7 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
     total = sum(areas[i]["size"] for i in plan.areas)
     started = time.monotonic()
     disk = run = None
+    sighold.started()   # new work, after a commit of this run (the demo)
     try:
         # Held: a signal between creating the target file and this point
         # would leave a file that looks like a disk (released inside the

@@ -10,7 +10,7 @@ sizes, times and throughput, on stdout.
 import os
 import time
 
-from diskimage import demodisk
+from diskimage import demodisk, sighold
 from diskimage.capture import capture
 from diskimage.compression import Compressor
 from diskimage.errors import DiskImageError, InputError
@@ -75,8 +75,28 @@ def _clean(directory, made):
 
 def run(directory, keep=False):
     made = _prepare(directory)
-    disk, image, copy = (os.path.join(directory, name) for name in NAMES)
     print(f"rdeploy demo in {os.path.abspath(directory)}")
+    try:
+        _run(directory)
+    except BaseException:
+        # An interrupt (or a failure) at any stage: the demo's files are
+        # removed as at the end, unless --keep; the image, whole once the
+        # capture committed, is then no longer said to be.
+        if not keep:
+            _clean(directory, made)
+            sighold.withdrawn(os.path.join(directory, NAMES[1]))
+        raise
+    if not keep:
+        _clean(directory, made)
+        sighold.withdrawn(os.path.join(directory, NAMES[1]))
+    return 0
+
+
+def _run(directory):
+    """The stages.  Each after the capture is new work begun after its
+    commit (sighold.started): a signal there stops the demo (128+N), as it
+    does during the capture."""
+    disk, image, copy = (os.path.join(directory, name) for name in NAMES)
 
     started = time.monotonic()
     manifest = demodisk.make_gpt_demo(disk)
@@ -90,16 +110,19 @@ def run(directory, keep=False):
                       description="rdeploy demo disk")
     _step("capture", summary["seconds"], summary["read_bytes"])
 
+    sighold.started()
     with VolumeInput(image) as source:
         checked = verify(source, threads=os.cpu_count())
     _step("verify", checked["seconds"], checked["data_bytes"])
 
+    sighold.started()
     with VolumeInput(image) as source:
         plan = plan_restore(RecordStream(source), copy)
         restored = run_restore(plan, threads=os.cpu_count(), verify=True)
     _step("restore (with read-back)", restored["seconds"],
           restored["written_bytes"])
 
+    sighold.started()
     started = time.monotonic()
     problems = demodisk.check_disk(copy, manifest)
     _step("fsck + SHA-256 of every file", time.monotonic() - started)
@@ -116,6 +139,3 @@ def run(directory, keep=False):
         raise DiskImageError(f"demo: the restored disk differs "
                              f"({len(problems)} problems)")
     print(f"  OK: {files} files match and every filesystem is clean")
-    if not keep:
-        _clean(directory, made)
-    return 0
