@@ -128,3 +128,23 @@ def test_a_commit_in_one_main_call_does_not_carry_into_the_next(tmp_path,
     assert sent
     interrupted(code, err, signal.SIGINT)
     assert not target.exists()
+
+
+def test_restore_refuses_a_target_that_appeared_after_its_plan(tmp_path):
+    """Item 2: the plan saw no target (so: create it); a file appears
+    before the restore starts (the --yes prompt is a long window).  The
+    restore must not write into it, skip its zeroing, or delete it."""
+    disk = build_disk(tmp_path / "disk.img")
+    image = tmp_path / "cap.rdi"
+    capture_disk(disk, image)
+    target = tmp_path / "target.img"
+    content = os.urandom(4096) * (os.path.getsize(disk) // 4096)
+    with VolumeInput(str(image)) as source:
+        plan = plan_restore(RecordStream(source), str(target))
+        assert plan.create
+        target.write_bytes(content)     # another process made it
+        with pytest.raises(TargetError) as caught:
+            run_restore(plan)
+    assert caught.value.exit_code == 5
+    assert str(target) in str(caught.value)
+    assert target.read_bytes() == content
