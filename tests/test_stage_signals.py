@@ -148,3 +148,53 @@ def test_restore_refuses_a_target_that_appeared_after_its_plan(tmp_path):
     assert caught.value.exit_code == 5
     assert str(target) in str(caught.value)
     assert target.read_bytes() == content
+
+
+def at_partial(sig, nth, module, *args):
+    return subprocess.run(
+        [sys.executable, "-c", AT_COMMIT, str(int(sig)), "partial",
+         str(nth), module, *map(os.fspath, args)],
+        capture_output=True, text=True, cwd=ROOT, env=tool_env(None),
+        timeout=300, **INTERRUPTIBLE)
+
+
+def no_partials(directory):
+    left = [n for n in os.listdir(directory) if ".partial" in n]
+    assert not left, left
+
+
+@SIGNALS
+def test_capture_signalled_as_its_partial_is_linked(tmp_path, sig):
+    """Item 3: a signal just after os.link(private, NAME.partial), before
+    create_partial returned its fd: the .partial stayed behind."""
+    disk = build_disk(tmp_path / "disk.img")
+    result = at_partial(sig, 1, "rdeploy", "capture", disk,
+                        tmp_path / "cap.rdi")
+    interrupted(result.returncode, result.stderr, sig)
+    no_partials(tmp_path)
+    assert not (tmp_path / "cap.rdi").exists()
+
+
+def test_split_capture_signalled_as_a_later_volume_is_linked(tmp_path):
+    """Item 3: the second volume's partial linked, then SIGTERM before
+    _next_volume kept its fd: abort() never removed it."""
+    disk = build_disk(tmp_path / "disk.img")
+    result = at_partial(signal.SIGTERM, 2, "rdeploy", "capture", disk,
+                        tmp_path / "sp.rdi", "--split=1M",
+                        "--compress=none")
+    interrupted(result.returncode, result.stderr, signal.SIGTERM)
+    no_partials(tmp_path)
+
+
+def test_sfx_signalled_as_its_partial_is_linked(tmp_path):
+    """Item 3, partial.partial_file (imgx sfx, bootdisk's outputs)."""
+    disk = build_disk(tmp_path / "disk.img")
+    image = tmp_path / "cap.rdi"
+    capture_disk(disk, image)
+    binary = tmp_path / "bin"
+    binary.write_bytes(open("/bin/true", "rb").read())
+    result = at_partial(signal.SIGINT, 1, "imgx", "sfx", image, "-o",
+                        tmp_path / "self.run", f"--binary={binary}")
+    interrupted(result.returncode, result.stderr, signal.SIGINT)
+    no_partials(tmp_path)
+    assert not (tmp_path / "self.run").exists()
