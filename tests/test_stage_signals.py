@@ -201,3 +201,22 @@ def test_sfx_signalled_as_its_partial_is_linked(tmp_path):
     interrupted(result.returncode, result.stderr, signal.SIGINT)
     no_partials(tmp_path)
     assert not (tmp_path / "self.run").exists()
+
+
+def test_demo_interrupted_removes_only_the_files_it_made(tmp_path):
+    """Sweep of items 2/3: the demo's clean-up removed its three names
+    whoever had made them; a file another process put under one of them
+    while the demo built its disk was deleted on the interrupt."""
+    theirs = b"another process's file\n"
+
+    def building(proc, run_dir):
+        wait_for(lambda: (run_dir / "demo-disk.img").exists() or
+                 proc.poll() is not None, what="the demo's disk")
+        assert proc.poll() is None, "the demo ended before its build"
+        (run_dir / "restored-disk.img").write_bytes(theirs)
+
+    code, out, err, run_dir = demo_signalled(tmp_path, signal.SIGTERM,
+                                             building)
+    interrupted(code, err, signal.SIGTERM)
+    assert os.listdir(run_dir) == ["restored-disk.img"]
+    assert (run_dir / "restored-disk.img").read_bytes() == theirs
