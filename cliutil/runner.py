@@ -77,7 +77,9 @@ def _signals_raise(late, exiting=True):
 
     After a commit (diskimage.sighold.committed: the output is whole under
     its final name) a signal is only noted in `late`: the job is done, and
-    turning it into a failure, or cleaning up, would be false.  The
+    turning it into a failure, or cleaning up, would be false; if new work
+    then starts (sighold.started: a later stage, another output) the
+    signal is raised again there and stops it.  The
     handlers stay installed when the block ends (run() is the process's
     last act): a signal that comes after main returned, while the process
     exits, is noted too and never kills it with the default action."""
@@ -90,6 +92,8 @@ def _signals_raise(late, exiting=True):
     def handler(signum, frame):
         if over or sighold.after_commit():
             late.append(signum)
+            if not over:
+                sighold.late(signum)    # raised again if new work starts
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
@@ -143,6 +147,7 @@ def run(prog, main, argv, exiting=True):
     handlers stay (see _signals_raise); False (main(argv) called in a
     process that goes on, such as a test) puts the previous ones back."""
     late = []
+    sighold.reset()     # an earlier run's commit is not this run's
     try:
         with _signals_raise(late, exiting):
             code = main(argv) or 0

@@ -60,7 +60,11 @@ def create_partial(partial, warnings, locked=True):
     """An fd of a new, empty `partial` open for writing.  With `locked`,
     the fd holds an exclusive flock; without, the caller must hold a lock
     that every writer of `partial` takes first (a later volume of a split
-    image is guarded by its first volume's)."""
+    image is guarded by its first volume's).
+
+    Call it with the signals held (sighold.held) over the call and the
+    keeping of its fd: a signal just after the link, before the caller has
+    the fd, would leave NAME.partial that no clean-up knows of."""
     sighold.started()       # a new output: an interrupt undoes it again
     private = f"{partial}.{os.getpid()}.{os.urandom(4).hex()}"
     try:
@@ -209,8 +213,10 @@ def partial_file(path, replace=False, warnings=None, mode=None):
         raise InputError(f"{path}: exists and is not a regular file; not "
                          f"replaced")
     partial = path + PARTIAL
-    fd = create_partial(partial, [] if warnings is None else warnings)
+    fd = None
     try:
+        with sighold.held():    # the fd ours before a signal lands
+            fd = create_partial(partial, [] if warnings is None else warnings)
         with open(fd, "wb", closefd=False) as f:
             yield f
         if mode is not None:
@@ -218,14 +224,16 @@ def partial_file(path, replace=False, warnings=None, mode=None):
         os.fsync(fd)
         publish(partial, path, replace)
     except BaseException as exc:
-        _remove_own(partial, fd)
+        if fd is not None:
+            _remove_own(partial, fd)
         if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS \
                 and exc.filename is None:       # a write to the partial
             raise NoSpaceError(f"{path}: {no_space_left(exc)} while it was "
                                f"written (as {partial}, removed)") from None
         raise
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def publish(partial, path, replace=False):

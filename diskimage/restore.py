@@ -26,7 +26,7 @@ from . import fsresize, sighold, tablewrite
 from .device import (data_extents, open_target, sync, write_all,
                      zero_range)
 from .errors import (NO_SPACE_ERRNOS, DiskImageError, NoSpaceError,
-                     TargetChangedError)
+                     TargetChangedError, TargetError)
 from .pipeline import ordered_map
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
                           kept_numbers, new_guid, plan_restore)
@@ -107,6 +107,7 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
     total = sum(areas[i]["size"] for i in plan.areas)
     started = time.monotonic()
     disk = run = None
+    sighold.started()   # new work, after a commit of this run (the demo)
     try:
         # Held: a signal between creating the target file and this point
         # would leave a file that looks like a disk (released inside the
@@ -114,6 +115,15 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
         with sighold.held():
             disk = open_target(plan.target, create_size=plan.target_size
                                if plan.create else None)
+            if plan.create and not disk.created:
+                # It appeared after the plan (the --yes prompt is a long
+                # window): the plan was for a new file, not this one.
+                disk.close()
+                disk = None
+                raise TargetError(
+                    f"{plan.target}: appeared after the restore was "
+                    f"planned (another process made it); nothing written; "
+                    f"restore again to plan for it")
             run = _Run(plan, disk)
         if not plan.create:
             for start, end in plan.guards:

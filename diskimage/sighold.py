@@ -103,12 +103,16 @@ def held():
 # restore written and synced), an interrupt can no longer undo the job:
 # cleaning up would remove nothing, and saying "interrupted" would be false.
 # The commit step calls committed() as its last act, with the signals held;
-# from then until the next output is started (started(), called when a new
-# partial file is made), the runner (cliutil/runner.py) only notes a signal
-# and lets the job finish, then says the output is whole.  This is the
-# process's own state of its signals, so it lives here beside them.
+# from then until new work is started (started(): a new partial file, a
+# restore, each later stage of a command such as rdeploy demo's verify), the
+# runner (cliutil/runner.py) only notes a signal and lets the job finish,
+# then says the output is whole.  The runner resets the state at the start
+# of every run, so it never carries from one main() call into the next.
+# This is the process's own state of its signals, so it lives here beside
+# them.
 _committed = []
 _after_commit = [False]
+_late = []      # signals noted after a commit, before new work started
 
 
 def committed(name):
@@ -119,8 +123,37 @@ def committed(name):
 
 
 def started():
-    """A new output is being made: an interrupt undoes it again."""
+    """New work begins (a new output, a later stage after a commit): an
+    interrupt stops and undoes it again.  A signal noted since the commit
+    (late()) is raised again now: the user asked to stop, and the new
+    work has not begun (its handler raises here, or where the signals
+    are released when they are held)."""
     _after_commit[0] = False
+    pending = list(dict.fromkeys(_late))
+    del _late[:]
+    for signum in pending:
+        signal.raise_signal(signum)
+
+
+def late(signum):
+    """The runner noted `signum` after a commit (see started())."""
+    _late.append(signum)
+
+
+def withdrawn(name):
+    """`name`, committed earlier in this run, was removed again (the demo
+    cleaning up): no longer said to be whole."""
+    name = str(name)
+    while name in _committed:
+        _committed.remove(name)
+
+
+def reset():
+    """A new run: nothing committed, signals undo again (cliutil.runner
+    calls it as each run starts)."""
+    _after_commit[0] = False
+    del _committed[:]
+    del _late[:]
 
 
 def after_commit():

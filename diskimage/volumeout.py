@@ -97,6 +97,7 @@ class VolumeOutput:
         self.warnings = []  # stale partial files taken over
         self._fd = None
         self._lock_fd = None    # the first volume's, locked until the end
+        self._made = []         # (NAME.partial, its stat) this writer made
         self._room = 0
 
     def _refuse_existing(self, names=None):
@@ -117,18 +118,23 @@ class VolumeOutput:
         elif not self.volumes and os.path.isfile(self.path):
             # so an edit of it (imgx) and this writer never both win
             self._image_lock = imagelock.acquire(self.path)
-        # Named before it exists: a Ctrl-C just after the file is created
-        # must still find it in abort().
         self.volumes.append(name)
         try:
-            self._fd = create_partial(name + PARTIAL, self.warnings,
-                                      locked=len(self.volumes) == 1)
-        except BaseException:
-            self.volumes.pop()
+            # Held from the link of the partial to the keeping of its fd
+            # and identity, so a signal there finds it in abort().
+            with sighold.held():
+                self._fd = create_partial(name + PARTIAL, self.warnings,
+                                          locked=len(self.volumes) == 1)
+                self._made.append((name + PARTIAL, os.fstat(self._fd)))
+                if self._lock_fd is None:
+                    self._lock_fd = self._fd
+        except (BusyError, InputError):
+            self.volumes.pop()      # refused: no volume of ours
             self._unlock_image()
             raise
-        if self._lock_fd is None:
-            self._lock_fd = self._fd
+        except BaseException:
+            self._unlock_image()
+            raise
         self._room = self.split if self.split else float("inf")
 
     def write(self, data):
@@ -237,13 +243,16 @@ class VolumeOutput:
                         f"removing this name; the image was not written")
 
     def abort(self):
-        """Remove every partial volume; the old image, if any, is untouched."""
+        """Remove every partial volume this writer made (by identity: never
+        another's file under the name); the old image, if any, is
+        untouched."""
         for fd in {self._fd, self._lock_fd} - {None}:
             os.close(fd)
         self._fd = self._lock_fd = None
         self._unlock_image()
-        for name in self.volumes:
+        for partial, made in self._made:
             try:
-                os.unlink(name + PARTIAL)
+                if os.path.samestat(os.lstat(partial), made):
+                    os.unlink(partial)
             except FileNotFoundError:
                 pass

@@ -10,7 +10,7 @@ sizes, times and throughput, on stdout.
 import os
 import time
 
-from diskimage import demodisk
+from diskimage import demodisk, sighold
 from diskimage.capture import capture
 from diskimage.compression import Compressor
 from diskimage.errors import DiskImageError, InputError
@@ -59,13 +59,16 @@ def _prepare(directory):
     return False
 
 
-def _clean(directory, made):
-    """Remove the demo's own files, and the directory when the demo made it
-    and it is empty; never anything else."""
-    for name in NAMES:
-        path = os.path.join(directory, name)
-        if os.path.lexists(path):
-            os.unlink(path)
+def _clean(directory, made, mine):
+    """Remove the files this run made (`mine`: path -> its stat, so never
+    a file another process put under one of its names), and the directory
+    when the demo made it and it is empty; never anything else."""
+    for path, st in mine.items():
+        try:
+            if os.path.samestat(os.lstat(path), st):
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
     if made:
         try:
             os.rmdir(directory)
@@ -75,10 +78,41 @@ def _clean(directory, made):
 
 def run(directory, keep=False):
     made = _prepare(directory)
-    disk, image, copy = (os.path.join(directory, name) for name in NAMES)
     print(f"rdeploy demo in {os.path.abspath(directory)}")
+    mine = {}
+    try:
+        _run(directory, mine)
+    except BaseException:
+        # An interrupt (or a failure) at any stage: the demo's files are
+        # removed as at the end, unless --keep; the image, whole once the
+        # capture committed, is then no longer said to be.
+        if not keep:
+            _clean(directory, made, mine)
+            sighold.withdrawn(os.path.join(directory, NAMES[1]))
+        raise
+    if not keep:
+        _clean(directory, made, mine)
+        sighold.withdrawn(os.path.join(directory, NAMES[1]))
+    return 0
+
+
+def _mine(path, mine):
+    """Note `path` as made by this run (its identity, for _clean)."""
+    mine[path] = os.lstat(path)
+
+
+def _run(directory, mine):
+    """The stages.  Each after the capture is new work begun after its
+    commit (sighold.started): a signal there stops the demo (128+N), as it
+    does during the capture.  Each file is noted in `mine` as it is made
+    (the disk created here, exclusively, before the build writes it)."""
+    disk, image, copy = (os.path.join(directory, name) for name in NAMES)
 
     started = time.monotonic()
+    with sighold.held():
+        os.close(os.open(disk, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                         os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+        _mine(disk, mine)
     manifest = demodisk.make_gpt_demo(disk)
     files = sum(len(p["files"]) for p in manifest["partitions"].values())
     _step(f"build GPT disk ({files} files)", time.monotonic() - started)
@@ -88,18 +122,23 @@ def run(directory, keep=False):
 
     summary = capture(disk, VolumeOutput(image), compressor=Compressor("lz4"),
                       description="rdeploy demo disk")
+    _mine(image, mine)      # a signal since its commit is raised below
     _step("capture", summary["seconds"], summary["read_bytes"])
 
+    sighold.started()
     with VolumeInput(image) as source:
         checked = verify(source, threads=os.cpu_count())
     _step("verify", checked["seconds"], checked["data_bytes"])
 
+    sighold.started()
     with VolumeInput(image) as source:
         plan = plan_restore(RecordStream(source), copy)
-        restored = run_restore(plan, threads=os.cpu_count(), verify=True)
+        restored = run_restore(plan, threads=os.cpu_count(), verify=True,
+                               committed=lambda: _mine(copy, mine))
     _step("restore (with read-back)", restored["seconds"],
           restored["written_bytes"])
 
+    sighold.started()
     started = time.monotonic()
     problems = demodisk.check_disk(copy, manifest)
     _step("fsck + SHA-256 of every file", time.monotonic() - started)
@@ -116,6 +155,3 @@ def run(directory, keep=False):
         raise DiskImageError(f"demo: the restored disk differs "
                              f"({len(problems)} problems)")
     print(f"  OK: {files} files match and every filesystem is clean")
-    if not keep:
-        _clean(directory, made)
-    return 0

@@ -78,7 +78,9 @@ def interrupted_event(events, returncode, sig):
 #: moment of the commit, so that the signal lands there whatever the load:
 #: ``step N`` just after the Nth rename (os.replace, os.rename or os.link
 #: to a name that is not a partial or private file) or the Nth removal of
-#: a later volume (NAME.rNN) has really been done; ``exit`` just after
+#: a later volume (NAME.rNN) has really been done; ``partial N`` just after
+#: the Nth link of a private file to its NAME.partial (diskimage.partial:
+#: the partial has its name, its fd not yet returned); ``exit`` just after
 #: cliutil.runner.run() returned, as the process exits.  The renames run
 #: as they are; only the signal's moment is chosen.
 #: Usage: [sys.executable, "-c", AT_COMMIT, SIG, MOMENT, N, MODULE, *ARGS]
@@ -97,7 +99,11 @@ def counted(name, where):
         final = not re.search(r"\.partial(\.\d+\.[0-9a-f]+)?$", path)
         if name == "unlink":
             final = bool(re.search(r"\.r\d\d$", path))
-        if final and moment == "step":
+        if name == "link" and moment == "partial":
+            final = path.endswith(".partial")
+        elif moment == "partial":
+            final = False
+        if final and moment in ("step", "partial"):
             seen[0] += 1
             if seen[0] == nth:
                 os.kill(os.getpid(), sig)
