@@ -13,7 +13,7 @@ import sys
 
 from measure import Pipe, fsync_paths
 
-from diskimage.tools import tool_env
+from diskimage.host.tools import tool_env
 
 RDEPLOY = [sys.executable, "-m", "rdeploy"]
 # -f 0: partclone's progress thread otherwise sleeps 2 s before it exits,

@@ -21,10 +21,10 @@ import random
 import shutil
 import tempfile
 
-from diskimage import fstools
-from diskimage.fstools import loop_device
-from diskimage.demodisk import MiB
-from diskimage.device import data_extents
+from diskimage.host import fstools
+from diskimage.host.fstools import loop_device
+from demodisk import MiB
+from diskimage.host.device import data_extents
 
 GiB = 1 << 30
 RECIPE_VERSION = 1

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import lz4.block
 
-from diskimage.format import checksum
+from diskimage.image.format import checksum
 
 CHUNK = 4 << 20
 MB = 1e6
@@ -18,7 +18,7 @@ def lz4_rate(path, offset, with_crc=False, seconds=3.0, chunks=16):
     through on all cores: `chunks` 4 MiB chunks read from `path` at
     `offset`, compressed over and over by a pool of one thread per core
     for about `seconds`.  With `with_crc`, each chunk's checksum too,
-    by the function rdeploy uses (diskimage.format.checksum)."""
+    by the function rdeploy uses (diskimage.image.format.checksum)."""
     with open(path, "rb") as f:
         data = [os.pread(f.fileno(), CHUNK, offset + i * CHUNK)
                 for i in range(chunks)]

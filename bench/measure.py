@@ -24,8 +24,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from diskimage.device import data_extents
-from diskimage.tools import tool_env
+from diskimage.host.device import data_extents
+from diskimage.host.tools import tool_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIME = "/usr/bin/time"      # GNU time (package "time"; make deps)

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 
-from diskimage.tools import tool_env
+from diskimage.host.tools import tool_env
 
 
 def py_spy():

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 from diskimage.errors import InputError
-from diskimage.tools import tool_env
+from diskimage.host.tools import tool_env
 
 _LDD_LINE = re.compile(r"^\s*(?:\S+\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)\s*$")
 _NOT_FOUND = re.compile(r"^\s*(\S+)\s+=>\s+not found")

@@ -26,10 +26,10 @@ import subprocess
 import sys
 
 from diskimage import __version__
-from diskimage.links import what_is_there
+from diskimage.host.links import what_is_there
 from diskimage.errors import InputError, UsageError
-from diskimage.partial import output_path, partial_file
-from diskimage.tools import tool_env
+from diskimage.host.partial import output_path, partial_file
+from diskimage.host.tools import tool_env
 
 from . import cpio, initscript, kernel as kernels
 from .closure import library_closure
@@ -348,7 +348,7 @@ class _Buffer:
 
 def partial_output(path, force=False, warnings=None):
     """A context: a binary file open on a new NAME.partial, created
-    exclusively and locked (diskimage.partial: another bootdisk writing it
+    exclusively and locked (diskimage.host.partial: another bootdisk writing it
     is exit 9, a planted symlink is refused, never followed; one left by a
     run that died is replaced and said in `warnings`).  Renamed to `path`
     when the block ends well (over an existing file only with `force`),

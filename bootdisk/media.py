@@ -7,7 +7,7 @@ import subprocess
 import uuid
 
 from diskimage.errors import DiskImageError, InputError
-from diskimage.tools import tool_env
+from diskimage.host.tools import tool_env
 
 KERNEL_NAME = "vmlinuz"
 INITRD_NAME = "initrd.img"

@@ -10,7 +10,7 @@
 DHCP must name pxelinux.0 (BIOS) or bootx64.efi (UEFI) as the boot file;
 QEMU's user network does it with ``-netdev user,tftp=DIR,bootfile=...``.
 An existing, non-empty DIR is refused without --force; each file is written
-as NAME.partial (diskimage.partial) and renamed; a symlink at
+as NAME.partial (diskimage.host.partial) and renamed; a symlink at
 DIR/pxelinux.cfg is refused, never followed.
 """
 

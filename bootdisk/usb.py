@@ -17,7 +17,7 @@ import tempfile
 
 from diskimage.errors import InputError, UsageError
 from diskimage.sizes import format_size
-from diskimage.tools import tool_env
+from diskimage.host.tools import tool_env
 
 from . import initramfs, media
 from .media import INITRD_PATH, KERNEL_PATH

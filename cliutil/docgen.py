@@ -5,7 +5,7 @@
     python -m cliutil.docgen --check  exit 1 when a committed file differs
 
 The files are committed (setup.cfg installs them to share/man/man1 and
-share/bash-completion/completions) and tests/test_cli_docs.py checks that
+share/bash-completion/completions) and tests/cliutil/test_docs.py checks that
 regenerating gives the same bytes, so a usage text changed without
 `make docs` fails the tests.  The exit-code table of docs/*.md is made from
 cliutil/runner.py's docstring the same way (`exit_code_table`).

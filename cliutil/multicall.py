@@ -59,7 +59,7 @@ def _version():
 
 def _carries_image(path):
     """Whether this binary is a self-restoring image (imgx sfx)."""
-    from diskimage.volumes import sfx_window
+    from diskimage.image.volumes import sfx_window
     try:
         with open(path, "rb") as f:
             return sfx_window(f.fileno()) is not None

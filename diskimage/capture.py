@@ -11,17 +11,18 @@ import os
 import time
 from datetime import datetime, timezone
 
-from . import __version__, filesystems
-from .device import open_source
-from .identity import refuse_image_over_source
+from . import __version__
+from .fs import registry as filesystems
+from .host.device import open_source
+from .host.identity import refuse_image_over_source
 from .errors import InputError, TableError, UsageError
-from .format import INDEX_ENTRY, RECORD_HEADER
-from .holes import cheaper_pieces, split_at_gaps, split_zero_runs
-from .inuse import rw_mounts
-from .usedmap import MapError
-from .partitions import PartitionTable, read_table
+from .image.format import INDEX_ENTRY, RECORD_HEADER
+from .image.holes import cheaper_pieces, split_at_gaps, split_zero_runs
+from .host.inuse import rw_mounts
+from .fs.usedmap import MapError
+from .tables.partitions import PartitionTable, read_table
 from .pipeline import ordered_map, paused_gc
-from .writer import ImageWriter
+from .image.writer import ImageWriter
 
 CHUNK_SIZE = 4 << 20
 # What one more DATA or ZERO record adds to an image.

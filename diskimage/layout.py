@@ -10,7 +10,7 @@ Rules, in the order they apply:
 2. ``sizes`` (``--size N=SIZE``) sets partitions' sizes; ``proportional``
    scales every resizable partition by target span / image span.
 3. When the result does not fit, resizable filesystems (see
-   :mod:`diskimage.fsresize`) shrink in proportion to their free space, never
+   :mod:`diskimage.fs.resize`) shrink in proportion to their free space, never
    below :func:`fsresize.min_size`; when even that does not fit, the error
    says by how many bytes.
 4. ``grow`` extends the last partition to the end of the usable space.
@@ -21,7 +21,7 @@ the target's end.  MBR logical partitions are laid down only where they were.
 
 from dataclasses import dataclass
 
-from . import fsresize
+from .fs import resize as fsresize
 from .errors import TargetError, UnsupportedError
 from .sizes import format_size
 

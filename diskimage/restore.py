@@ -21,9 +21,11 @@ import os
 import tempfile
 import time
 
-from . import format as fmt
-from . import fsresize, sighold, tablewrite
-from .device import (data_extents, open_target, sync, write_all,
+from .image import format as fmt
+from .fs import resize as fsresize
+from . import sighold
+from .tables import write as tablewrite
+from .host.device import (data_extents, open_target, sync, write_all,
                      zero_range)
 from .errors import (NO_SPACE_ERRNOS, DiskImageError, NoSpaceError,
                      TargetChangedError, TargetError)

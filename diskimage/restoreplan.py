@@ -15,13 +15,13 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import layout
-from .device import open_source
-from .links import refuse_dangling_link
-from .identity import same_storage
-from .sysfs import busy_reason, disk_model
+from .host.device import open_source
+from .host.links import refuse_dangling_link
+from .host.identity import same_storage
+from .host.sysfs import busy_reason, disk_model
 from .errors import InputError, TargetError
-from .partitions import read_table
-from .protected import protected_partitions, why_protected
+from .tables.partitions import read_table
+from .tables.protected import protected_partitions, why_protected
 from .sizes import format_size
 
 GUARD_SIZE = 1 << 20

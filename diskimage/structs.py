@@ -20,7 +20,7 @@ class Struct:
 
     By default a parse gives a namedtuple, :meth:`pack` fills fields not
     given with zeros, and a short buffer is a TableError.  The image format
-    (diskimage.format) declares its structures with ``as_dict=True`` (a
+    (diskimage.image.format) declares its structures with ``as_dict=True`` (a
     parse gives a dict), ``defaults=False`` (every field must be given to
     pack) and its own ``short_read(name, where, got, size)`` exception.
     """

@@ -19,16 +19,16 @@ import tempfile
 
 from diskimage import sighold
 from diskimage.capture import capture
-from diskimage.compression import Compressor
-from diskimage.links import what_is_there
+from diskimage.image.compression import Compressor
+from diskimage.host.links import what_is_there
 from diskimage.errors import DiskImageError, InputError, TargetError
-from diskimage.identity import refuse_image_over_source
-from diskimage.imagelock import image_lock
-from diskimage.reader import RecordStream
+from diskimage.host.identity import refuse_image_over_source
+from diskimage.image.lock import image_lock
+from diskimage.image.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
-from diskimage.tools import tool_env
-from diskimage.volumes import VolumeInput, find_volumes
-from diskimage.volumeout import VolumeOutput
+from diskimage.host.tools import tool_env
+from diskimage.image.volumes import VolumeInput, find_volumes
+from diskimage.image.volumeout import VolumeOutput
 
 
 FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}

@@ -2,7 +2,7 @@
 
 An image is never patched in place.  An edit:
 
-0. locks the image for the whole transaction (diskimage/imagelock.py:
+0. locks the image for the whole transaction (diskimage/image/lock.py:
    a second edit or rewrite of it is refused, exit 9) and refuses a
    source tree holding FIFOs, sockets or device nodes;
 1. checks the request against the image as it is (paths that must or must
@@ -36,15 +36,15 @@ import stat
 import tempfile
 from datetime import datetime, timezone
 
-from diskimage import fstools
+from diskimage.host import fstools
 from diskimage.capture import capture
-from diskimage.compression import Compressor
+from diskimage.image.compression import Compressor
 from diskimage.errors import NO_SPACE_ERRNOS, DiskImageError, InputError
-from diskimage.imagelock import image_lock
-from diskimage.reader import ImageReader, RecordStream
+from diskimage.image.lock import image_lock
+from diskimage.image.reader import ImageReader, RecordStream
 from diskimage.restore import plan_restore, run_restore
-from diskimage.volumes import VolumeInput
-from diskimage.volumeout import VolumeOutput
+from diskimage.image.volumes import VolumeInput
+from diskimage.image.volumeout import VolumeOutput
 
 from .editfs import fsck, mount, release, sigint_held
 from .editspace import Need, no_space

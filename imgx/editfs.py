@@ -8,8 +8,10 @@ import os
 import re
 import subprocess
 
-from diskimage import demodisk, fstools, sighold
-from diskimage.tools import tool_env
+import demodisk
+from diskimage.host import fstools
+from diskimage import sighold
+from diskimage.host.tools import tool_env
 
 from .fsread import FAMILIES
 from .inroot import Root

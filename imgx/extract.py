@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from diskimage.errors import (NO_SPACE_ERRNOS, InputError, NoSpaceError,
                               TargetError, no_space_left)
-from diskimage.identity import refuse_image_over_source
+from diskimage.host.identity import refuse_image_over_source
 
 from .image import Image
 from .inpath import unsafe_name

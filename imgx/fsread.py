@@ -2,7 +2,7 @@
 
 dissect.extfs (ext2/3/4), dissect.fat (FAT12/16/32 and exFAT) and
 dissect.ntfs are maintained readers made for exactly this: they take any
-seekable file object, here an :class:`~diskimage.imageview.ImageView`, and
+seekable file object, here an :class:`~diskimage.image.view.ImageView`, and
 read only the blocks they need.  This module puts one small interface over
 the four: a :class:`Node` per directory entry, ``children(node)``,
 ``open(node)``, ``lookup(path)`` (no symlink followed) and

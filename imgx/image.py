@@ -10,8 +10,8 @@ import os
 import re
 
 from diskimage.errors import InputError, UsageError
-from diskimage.imageview import ImageView
-from diskimage.reader import ImageReader
+from diskimage.image.view import ImageView
+from diskimage.image.reader import ImageReader
 
 from .fsread import FAMILIES, Filesystem
 

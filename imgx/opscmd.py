@@ -34,8 +34,8 @@ def cmd_describe(args):
 
 
 def cmd_verify(args):
-    from diskimage.verify import verify
-    from diskimage.volumes import VolumeInput
+    from diskimage.image.verify import verify
+    from diskimage.image.volumes import VolumeInput
     from rdeploy.render import verify_line
 
     workers = threads(args) or os.cpu_count()
@@ -56,8 +56,8 @@ def _to_stdout(args, command, streams=False):
         raise UsageError(f"OUT \"-\" (stdout): {command} writes a file; "
                          f"give its name")
     from diskimage.errors import InputError
-    from diskimage.identity import refuse_image_over_source
-    from diskimage.volumes import find_volumes
+    from diskimage.host.identity import refuse_image_over_source
+    from diskimage.image.volumes import find_volumes
     sys.stdout.flush()
     if sys.stdout.isatty():
         raise InputError("stdout is a terminal; redirect the image to a "
@@ -71,7 +71,7 @@ def _to_stdout(args, command, streams=False):
 
 def cmd_split(args):
     from diskimage.sizes import parse_size_at_least
-    from diskimage.volumes import MIN_SPLIT
+    from diskimage.image.volumes import MIN_SPLIT
     from .rewrite import rewrite
     size = parse_size_at_least(args["SIZE"], MIN_SPLIT, "SIZE", "4K")
     _to_stdout(args, "split")
@@ -88,7 +88,7 @@ def cmd_join(args):
 
 
 def cmd_recompress(args):
-    from diskimage.compression import Compressor
+    from diskimage.image.compression import Compressor
     from .rewrite import rewrite
     rewrite(args["IMAGE"], args["--output"],
             compressor=Compressor(args["--compress"], level(args)),
@@ -111,7 +111,7 @@ def cmd_convert(args):
 
 
 def cmd_import(args):
-    from diskimage.compression import Compressor
+    from diskimage.image.compression import Compressor
     from .convert import import_disk
     Compressor(args["--compress"], level(args))    # checked before SOURCE
     _to_stdout(args, "import")

@@ -9,7 +9,7 @@ output goes through VolumeOutput: ``NAME.partial`` volumes renamed only when
 the whole image is written, so writing over the image itself (the default)
 replaces it only on success.  An existing other output is refused unless
 `force`, and then replaced only once the new image is whole.  The image is
-locked for the whole rewrite (diskimage.imagelock): exclusively when it
+locked for the whole rewrite (diskimage.image.lock): exclusively when it
 is replaced, shared when it is only read; an existing other output is locked
 exclusively too.
 """
@@ -17,14 +17,14 @@ exclusively too.
 import contextlib
 import os
 
-from diskimage import format as fmt
+from diskimage.image import format as fmt
 from diskimage.errors import InputError, TargetError
-from diskimage.imagelock import image_lock
-from diskimage.identity import refuse_image_over_source
+from diskimage.image.lock import image_lock
+from diskimage.host.identity import refuse_image_over_source
 from diskimage.pipeline import ordered_map
-from diskimage.reader import ImageReader
-from diskimage.volumes import find_volumes
-from diskimage.volumeout import StreamOutput, VolumeOutput
+from diskimage.image.reader import ImageReader
+from diskimage.image.volumes import find_volumes
+from diskimage.image.volumeout import StreamOutput, VolumeOutput
 
 
 
@@ -106,7 +106,7 @@ def rewrite(source, target=None, *, split="keep", compressor=None,
 
 
 def _rewrite(reader, output, compressor, metadata, threads, progress):
-    from diskimage.writer import ImageWriter
+    from diskimage.image.writer import ImageWriter
     meta = dict(reader.metadata, **(metadata or {}))
     if compressor is not None:
         meta["compression"] = {"codec": compressor.name,

@@ -18,7 +18,7 @@ reading back through the whole image at every start.  Run, the
 binary sees the trailer on itself (cliutil/selfrestore.py) and restores the
 image it carries through ``rdeploy restore``, with all of its checks.  Any
 reader of the toolkit opens the file as the image it carries
-(diskimage.volumes.sfx_window), so ``rdeploy info restore.run`` works too.
+(diskimage.image.volumes.sfx_window), so ``rdeploy info restore.run`` works too.
 """
 
 import os
@@ -27,10 +27,10 @@ import struct
 import sys
 
 from diskimage.errors import InputError
-from diskimage.imagelock import image_lock
-from diskimage.partial import output_path, partial_file
-from diskimage.reader import ImageReader
-from diskimage.volumes import pack_sfx_trailer, sfx_window
+from diskimage.image.lock import image_lock
+from diskimage.host.partial import output_path, partial_file
+from diskimage.image.reader import ImageReader
+from diskimage.image.volumes import pack_sfx_trailer, sfx_window
 
 from .rewrite import refuse_over_input
 
@@ -71,7 +71,7 @@ def _grown_cookie(binary, appended):
 
 def make_sfx(image_path, out, binary=None, force=False):
     """Write the self-restoring binary `out` for `image_path`: through
-    ``OUT.partial`` (diskimage.partial: exclusive, locked, never through a
+    ``OUT.partial`` (diskimage.host.partial: exclusive, locked, never through a
     symlink), over an existing `out` only with `force`, while the image is
     held with the shared image lock (no edit replaces it meanwhile).
     Returns sizes and the warnings to show."""

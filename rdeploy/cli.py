@@ -158,7 +158,7 @@ def _result(summary, *drop):
 
 def _open_image(path):
     """The image input for IMAGE: stdin for "-", else its volumes."""
-    from diskimage.volumes import PipeInput, VolumeInput
+    from diskimage.image.volumes import PipeInput, VolumeInput
     if path == "-":
         if sys.stdin.isatty():
             raise InputError("stdin is a terminal; pipe an image into "
@@ -171,9 +171,9 @@ def _capture_values(args):
     """capture's option values, converted and checked before any file is
     opened (a usage error comes before "no such file")."""
     from diskimage.capture import SECTOR_SIZES
-    from diskimage.compression import Compressor
+    from diskimage.image.compression import Compressor
     from diskimage.sizes import parse_size_at_least
-    from diskimage.volumes import MIN_SPLIT
+    from diskimage.image.volumes import MIN_SPLIT
 
     if args["--compress"] == "none" and args["--level"] is not None:
         raise UsageError("--level does not go with --compress=none "
@@ -201,7 +201,7 @@ def _capture_values(args):
 
 def cmd_capture(args):
     from diskimage.capture import capture
-    from diskimage.volumeout import StreamOutput, VolumeOutput
+    from diskimage.image.volumeout import StreamOutput, VolumeOutput
 
     values = _capture_values(args)
     with _progress(args, "capture") as progress:
@@ -286,7 +286,7 @@ def _restore_values(args):
 
 
 def cmd_restore(args):
-    from diskimage.reader import RecordStream
+    from diskimage.image.reader import RecordStream
     from diskimage.restore import plan_restore, run_restore
 
     values = _restore_values(args)
@@ -318,7 +318,7 @@ def cmd_restore(args):
 
 
 def cmd_verify(args):
-    from diskimage.verify import verify
+    from diskimage.image.verify import verify
 
     threads = _threads(args) or os.cpu_count()
     with _progress(args, "verify") as progress:
@@ -333,7 +333,7 @@ def cmd_verify(args):
 
 
 def cmd_info(args):
-    from diskimage.info import image_info
+    from diskimage.image.info import image_info
 
     info = image_info(args["IMAGE"])
     print(json.dumps(info, indent=2) if args["--json"]
@@ -342,7 +342,7 @@ def cmd_info(args):
 
 
 def cmd_list(args):
-    from diskimage.sysfs import list_disks
+    from diskimage.host.sysfs import list_disks
 
     disks = list_disks()
     print(json.dumps(disks, indent=2) if args["--json"]

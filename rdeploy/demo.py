@@ -10,16 +10,17 @@ sizes, times and throughput, on stdout.
 import os
 import time
 
-from diskimage import demodisk, sighold
+import demodisk
+from diskimage import sighold
 from diskimage.capture import capture
-from diskimage.compression import Compressor
+from diskimage.image.compression import Compressor
 from diskimage.errors import DiskImageError, InputError
-from diskimage.reader import RecordStream
+from diskimage.image.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
 from diskimage.sizes import format_size
-from diskimage.verify import verify
-from diskimage.volumes import VolumeInput
-from diskimage.volumeout import VolumeOutput
+from diskimage.image.verify import verify
+from diskimage.image.volumes import VolumeInput
+from diskimage.image.volumeout import VolumeOutput
 
 
 def _step(label, seconds, nbytes=None):

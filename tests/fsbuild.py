@@ -15,7 +15,8 @@ import re
 import struct
 import time
 
-from diskimage import demodisk, fstools
+import demodisk
+from diskimage.host import fstools
 from tests.fsmaps import KiB, MiB, MTOOLS_ENV, run
 
 COMPRESSED = 0x800                       # FILE_ATTRIBUTE_COMPRESSED

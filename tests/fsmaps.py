@@ -7,7 +7,7 @@ The map tests (test_ext, test_fat, test_exfat, test_ntfs) copy only a map's
 runs into random bytes; the round-trip tests (test_fsroundtrip) run the real
 `rdeploy capture` / `rdeploy restore` commands.  Either way the result is
 checked by the filesystem's own fsck and every file's sha256
-(diskimage.demodisk.fsck / read_files).
+(demodisk.fsck / read_files).
 """
 
 import dataclasses
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from diskimage import demodisk
+import demodisk
 
 KiB, MiB = 1 << 10, 1 << 20
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from diskimage import demodisk
+import demodisk
 from diskimage.capture import capture
-from diskimage.compression import Compressor
-from diskimage.fstools import MTOOLS_ENV
-from diskimage.tools import tool_env
-from diskimage.volumeout import VolumeOutput
+from diskimage.image.compression import Compressor
+from diskimage.host.fstools import MTOOLS_ENV
+from diskimage.host.tools import tool_env
+from diskimage.image.volumeout import VolumeOutput
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -79,7 +79,7 @@ def interrupted_event(events, returncode, sig):
 #: ``step N`` just after the Nth rename (os.replace, os.rename or os.link
 #: to a name that is not a partial or private file) or the Nth removal of
 #: a later volume (NAME.rNN) has really been done; ``partial N`` just after
-#: the Nth link of a private file to its NAME.partial (diskimage.partial:
+#: the Nth link of a private file to its NAME.partial (diskimage.host.partial:
 #: the partial has its name, its fd not yet returned); ``exit`` just after
 #: cliutil.runner.run() returned, as the process exits.  The renames run
 #: as they are; only the signal's moment is chosen.

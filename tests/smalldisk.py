@@ -1,5 +1,5 @@
-"""The small GPT disk and the byte helpers that test_bad_input.py and
-test_corruption.py share."""
+"""The small GPT disk and the byte helpers that tests/rdeploy/test_bad_input.py and
+tests/image/test_corruption.py share."""
 
 import hashlib
 import random

@@ -93,7 +93,7 @@ def test_after_the_hold_a_signal_is_handled_at_once(sig, threads):
 MOUNT_CHILD = textwrap.dedent("""
     import os, sys
     from cliutil.runner import run
-    from diskimage import fstools
+    from diskimage.host import fstools
 
     def main(argv):
         image, mnt = argv

@@ -1,0 +1,98 @@
+"""Chunk codecs: lz4 (default), zstd (optional extra), none.
+
+Every function here releases the GIL inside the C library for large buffers,
+so a thread pool compresses on all cores.  A chunk whose compressed form is
+not smaller than the original is stored raw (codec none).
+"""
+
+import threading
+
+import lz4.block
+
+from ..errors import CorruptImageError, UnsupportedError, UsageError
+from .format import CODEC_LZ4, CODEC_NAMES, CODEC_NONE, CODEC_ZSTD, checksum
+
+try:
+    import zstandard
+except ImportError:  # the optional extra is not installed
+    zstandard = None
+
+CODECS = {name: codec for codec, name in CODEC_NAMES.items()}
+LEVELS = {"lz4": (1, 12), "zstd": (1, 19), "none": (0, 0)}
+DEFAULT_LEVEL = {"lz4": 1, "zstd": 3, "none": 0}
+
+
+class Compressor:
+    """Turns a chunk into (codec id, stored bytes, checksum).
+
+    Safe to share between threads: zstd contexts are kept per thread.
+    """
+
+    def __init__(self, name="lz4", level=None):
+        if name not in CODECS:
+            raise UsageError(f"unknown compression {name!r}; "
+                             f"choose lz4, zstd or none")
+        if name == "zstd" and zstandard is None:
+            raise UnsupportedError("zstd compression needs the 'zstandard' "
+                                   "package (pip install zstandard)")
+        low, high = LEVELS[name]
+        level = DEFAULT_LEVEL[name] if level is None else level
+        if not low <= level <= high:
+            raise UsageError(f"--level for {name} must be {low} to {high}")
+        self.name = name
+        self.codec = CODECS[name]
+        self.level = level
+        self._zstd = {}
+
+    def _compress(self, data):
+        if self.codec == CODEC_LZ4:
+            if self.level >= 3:
+                return lz4.block.compress(data, mode="high_compression",
+                                          compression=self.level,
+                                          store_size=False)
+            return lz4.block.compress(data, store_size=False)
+        ident = threading.get_ident()
+        ctx = self._zstd.get(ident)
+        if ctx is None:
+            ctx = self._zstd[ident] = zstandard.ZstdCompressor(
+                level=self.level, write_content_size=False)
+        return ctx.compress(data)
+
+    def __call__(self, data):
+        digest = checksum(data)
+        if self.codec != CODEC_NONE:
+            packed = self._compress(data)
+            if len(packed) < len(data):
+                return self.codec, packed, digest
+        return CODEC_NONE, bytes(data), digest
+
+
+def decompress(codec, stored, length, *, offset=None, chunk=None):
+    """Return the chunk's bytes; a codec failure is image corruption."""
+    try:
+        if codec == CODEC_NONE:
+            data = stored
+        elif codec == CODEC_LZ4:
+            data = lz4.block.decompress(stored, uncompressed_size=length)
+        elif codec == CODEC_ZSTD:
+            if zstandard is None:
+                raise UnsupportedError("this image uses zstd; install the "
+                                       "'zstandard' package to read it")
+            data = zstandard.ZstdDecompressor().decompress(
+                stored, max_output_size=length)
+        else:
+            raise CorruptImageError(f"unknown codec id {codec}",
+                                    offset=offset, chunk=chunk)
+    except (lz4.block.LZ4BlockError, ValueError) as exc:
+        raise CorruptImageError(f"chunk does not decompress ({exc})",
+                                offset=offset, chunk=chunk) from None
+    except Exception as exc:
+        if zstandard is not None and isinstance(exc, zstandard.ZstdError):
+            raise CorruptImageError(f"chunk does not decompress ({exc})",
+                                    offset=offset, chunk=chunk) from None
+        raise
+    if len(data) != length:
+        raise CorruptImageError(
+            f"chunk decompressed to {len(data)} bytes, expected {length}",
+            offset=offset, chunk=chunk)
+    return data
