@@ -229,3 +229,24 @@ def tool_facts(image, fs):
 def materialized(umap):
     """The UsedMap with its (lazy) runs read into a list, to compare."""
     return dataclasses.replace(umap, runs=list(umap.runs))
+
+
+def python_lines(call):
+    """(call()'s result, the number of Python lines it ran in this thread).
+    "No Python loop per cluster" as a count, not a time: a time limit fails
+    on a busy machine and passes a slow loop on a fast one (speed is the
+    benchmark's job, docs/BENCHMARKS.md)."""
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        result = call()
+    finally:
+        sys.settrace(None)
+    return result, count

@@ -15,7 +15,6 @@ import re
 import shutil
 import struct
 import subprocess
-import time
 
 import pytest
 
@@ -24,7 +23,7 @@ from diskimage.host import fstools
 from diskimage.fs.ntfs import used as ntfs
 from diskimage.fs.usedmap import MapError
 from tests.fsbuild import COMPRESSED, compressed_files
-from tests.fsmaps import blkid, map_only_restore, tool_used_bytes
+from tests.fsmaps import blkid, map_only_restore, python_lines, tool_used_bytes
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -306,13 +305,12 @@ def test_sector_after_volume_is_the_backup_boot_sector(tmp_path):
     assert list(map_image(image).runs) == runs + [(size + MiB - 512, 512)]
 
 
-def test_large_volume_is_mapped_fast(tmp_path):
-    """A 64 GiB volume (16 M clusters, a 2 MiB bitmap) in well under a
-    second or two: no Python loop per cluster."""
+def test_large_volume_maps_without_a_loop_per_cluster(tmp_path):
+    """A 64 GiB volume (16 M clusters, a 2 MiB bitmap): no Python loop per
+    cluster (counted in lines run, not timed: speed is the benchmark's)."""
     image = mkntfs(tmp_path / "big.img", 64 << 30)
-    start = time.monotonic()
-    used = map_image(image)
-    assert time.monotonic() - start < 5
+    used, lines = python_lines(lambda: map_image(image))
+    assert lines < (64 << 30) // 4096 // 2, f"{lines} Python lines"
     assert used.used_bytes == tool_used_bytes(image, "ntfs")
 
 
