@@ -11,9 +11,9 @@ ext2/3/4    ``resize2fs`` (after       ``tune2fs -U random``
 NTFS        ``ntfsresize``             ``ntfslabel --new-serial`` (its
                                        dirty mark, which ntfsresize sets,
                                        cleared for it and set again)
-FAT12/16/32 grown here               volume ID in the boot sector (and the
-            (:mod:`fat.grow`), up to    FAT32 backup boot sector), written here
-            its type's cluster limit;
+FAT12/16/32 grown here (fat.grow),     volume ID in the boot sector (and the
+            up to its type's           FAT32 backup boot sector), written here
+            cluster limit;
             not shrunk
 exFAT       not resized: the           ``tune.exfat -I``
             partition may grow, the
@@ -23,11 +23,12 @@ swap        ``mkswap`` again, with     ``mkswap -U random``
 ==========  =========================  ====================================
 
 Each filesystem's record (:mod:`diskimage.fs.registry`) says which of
-these it has; the functions here ask it.  Everything else keeps its size
-inside a partition that may grow (never shrink).  fatresize, libparted's FAT resizer, aborts on a partition of a
-disk file or loop device; exfatprogs has no resizer.  Each
-function takes a *path* naming just the filesystem: a temporary file, or a
-loop device over the partition's bytes of the target (:func:`region`).
+these it has, and its own module runs the tools; the functions here ask the
+record.  Everything else keeps its size inside a partition that may grow
+(never shrink).  fatresize, libparted's FAT resizer, aborts on a partition
+of a disk file or loop device; exfatprogs has no resizer.  Each function
+takes a *path* naming just the filesystem: a temporary file, or a loop
+device over the partition's bytes of the target (:func:`region`).
 """
 
 import contextlib
