@@ -15,7 +15,6 @@ import random
 import shutil
 import struct
 import sys
-import textwrap
 import zlib
 
 import pytest
