@@ -140,7 +140,8 @@ def fsck(kind, path):
 def fsck_region(disk, start, size, kind):
     """:func:`fsck` on bytes [start, start+size) of the disk (or disk file)
     *disk*, through a read-only loop device."""
-    if lookup(kind) is None or not lookup(kind).check:
+    record = lookup(kind)
+    if record is None or not record.check:
         return None
     with loop_device(disk, start, size) as dev:
         return fsck(kind, dev)
