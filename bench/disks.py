@@ -21,6 +21,8 @@ import random
 import shutil
 import tempfile
 
+from diskimage.fs import registry
+from diskimage.fs.fat.mtools import MTOOLS_ENV
 from diskimage.host import fstools
 from diskimage.host.fstools import loop_device
 from demodisk import MiB
@@ -30,10 +32,6 @@ GiB = 1 << 30
 RECIPE_VERSION = 1
 SOURCE_DIRS = ("/usr/lib", "/usr/share")
 MAX_FILE = 32 * MiB
-GPT_TYPE = {"fat32": "EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7",
-            "ext4": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-            "ntfs": "EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7",
-            "raw": "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}
 
 # (fs, label, size in bytes or None for the rest, bytes of files)
 FULL = {"a": 4 * GiB, "b": 64 * GiB, "c_part": 2 * GiB,
@@ -44,6 +42,15 @@ QUICK = {"a": 320 * MiB, "b": 4 * GiB, "c_part": 64 * MiB,
          "parts": [("fat32", "BENCHFAT", 40 * MiB, 8 * MiB),
                    ("ext4", "bench-ext4", 160 * MiB, 48 * MiB),
                    ("ntfs", "bench-ntfs", None, 24 * MiB)]}
+
+
+# A raw partition (no filesystem) is typed Linux data.
+LINUX_DATA = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+
+
+def _gpt_type(fs):
+    record = registry.lookup(fs)
+    return record.gpt_type if record else LINUX_DATA
 
 
 def _run(*args, **kw):
@@ -110,7 +117,7 @@ def _layout(size, parts):
 
 def _sfdisk(path, layout):
     rows = [f"{n}: start={start // 512}, size={psize // 512}, "
-            f"type={GPT_TYPE[fs]}, name=\"{label}\""
+            f"type={_gpt_type(fs)}, name=\"{label}\""
             for n, fs, label, start, psize, _ in layout]
     _run("sfdisk", "-q", path, input="\n".join(
         ["label: gpt", "unit: sectors", *rows, ""]))
@@ -127,7 +134,7 @@ def _fill_fs(path, fs, label, start, size, files, scratch):
         _copy_into(files, tree, flat=True)
         entries = [os.path.join(tree, e) for e in sorted(os.listdir(tree))]
         _run("mcopy", "-s", "-Q", "-i", f"{path}@@{start}", *entries, "::/",
-             env={"LC_ALL": "C.UTF-8", "MTOOLS_SKIP_CHECK": "1"})
+             env=MTOOLS_ENV)
         shutil.rmtree(tree)
         return
     mnt = os.path.join(scratch, "mnt")

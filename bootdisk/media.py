@@ -7,7 +7,7 @@ import subprocess
 import uuid
 
 from diskimage.errors import DiskImageError, InputError
-from diskimage.host.tools import tool_env
+from diskimage.fs.fat.mtools import mtools_env
 
 KERNEL_NAME = "vmlinuz"
 INITRD_NAME = "initrd.img"
@@ -129,8 +129,7 @@ def run_tool(args, package):
     """Run a tool; a missing tool or a failure is a one-line error."""
     try:
         proc = subprocess.run(args, capture_output=True, text=True,
-                              env=tool_env({"LC_ALL": "C.UTF-8",
-                                            "MTOOLS_SKIP_CHECK": "1"}))
+                              env=mtools_env())
     except FileNotFoundError:
         raise InputError(f"{args[0]} is missing (install {package})") \
             from None

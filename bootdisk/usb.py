@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 
 from diskimage.errors import InputError, UsageError
+from diskimage.fs.fat.mtools import mtools_env
 from diskimage.sizes import format_size
 from diskimage.host.tools import tool_env
 
@@ -134,7 +135,7 @@ def read_boot_files(path):
         try:
             found[name] = subprocess.run(
                 ["mtype", "-i", image, f"::{name}"], capture_output=True,
-                check=True, env=tool_env({"MTOOLS_SKIP_CHECK": "1"})).stdout
+                check=True, env=mtools_env()).stdout
         except (OSError, subprocess.CalledProcessError):
             raise InputError(f"{path}: no {name} in its FAT partition; not "
                              f"a USB image made by bootdisk") from None

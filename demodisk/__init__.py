@@ -29,23 +29,17 @@ import shutil
 import tempfile
 
 from diskimage.errors import InputError, UsageError
+from diskimage.fs import registry
+from diskimage.fs.fat.mtools import MTOOLS_ENV
 # loop_device and ToolError are part of this module's interface too (the
 # tests and the benchmarks use them from here).
-from diskimage.host.fstools import (MTOOLS_ENV, ToolError, exfat_mount,  # noqa: F401
-                      loop_device, ntfs_mount, run)
+from diskimage.host.fstools import (ToolError, exfat_mount,  # noqa: F401
+                                    loop_device, ntfs_mount, run)
 
 MiB = 1 << 20
-_FAMILY = {"ext2": "ext", "ext3": "ext", "ext4": "ext", "ntfs": "ntfs",
-           "exfat": "exfat",
-           **dict.fromkeys(("fat", "vfat", "msdos", "fat12", "fat16",
-                            "fat32"), "fat")}
+# What mkfs.fat needs for the FAT type asked for (clusters of one sector).
 _MIN_SIZE = {"fat32": 34 * MiB, "fat16": 9 * MiB}
-_GPT_TYPE = {"ext": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-             "fat": "EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7",
-             "ntfs": "EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7"}
-_MBR_TYPE = {"ext": "83", "fat16": "e", "fat32": "c", "ntfs": "7"}
 _DEBUGFS_BANNER = re.compile(r"^debugfs \d")
-_UNCLEAN = re.compile(r"Superblock invalid|Bad magic number")
 
 # Pieces of names a tree is made of: plain, long, and non-ASCII ones (only
 # characters that ext4, VFAT and NTFS all keep, no case-only differences).
@@ -56,11 +50,17 @@ _UNICODE = ("Ünïcode ファイル", "résumé", "данные", "Ελληνι�
             "naïve café", "Größe", "smörgåsbord", "日本語 ディレクトリ")
 
 
+def _record(fs):
+    """The registry's record of `fs`, one of those imgx reads (the builder
+    and the checks here make and read those)."""
+    record = registry.lookup(fs)
+    if record is None or record.browse is None:
+        raise InputError(f"unknown filesystem type {fs!r}")
+    return record
+
+
 def _family(fs):
-    try:
-        return _FAMILY[fs.lower()]
-    except KeyError:
-        raise InputError(f"unknown filesystem type {fs!r}") from None
+    return _record(fs).family
 
 
 def sha256_file(path):
@@ -230,7 +230,7 @@ def make_gpt_demo(path, *, size=256 * MiB, files=300, seed=1):
                           (2, "fat32", "DEMOFAT", 0.25),
                           (3, "ntfs", "demo-ntfs", 0.25)], first=MiB)
     rows = [f"{number}: start={start // 512}, size={psize // 512}, "
-            f"type={_GPT_TYPE[_family(fs)]}, name=\"{label}\""
+            f"type={_record(fs).gpt_type}, name=\"{label}\""
             for number, fs, label, start, psize in parts]
     return _build(path, size, "gpt", rows, parts, files, seed)
 
@@ -248,7 +248,7 @@ def make_mbr_extended(path, *, size=192 * MiB, files=100, seed=7):
                      first=ext_start + MiB)
     ext_end = logical[-1][3] + logical[-1][4] + MiB
     rows = [f"start={start // 512}, size={psize // 512}, "
-            f"type={_MBR_TYPE.get(fs) or _MBR_TYPE[_family(fs)]}"
+            f"type={_record(fs).mbr_type_of(fs)}"
             for _, fs, _, start, psize in primary + logical]
     rows.insert(2, f"start={ext_start // 512}, "
                    f"size={(ext_end - ext_start) // 512}, type=5")
@@ -294,14 +294,8 @@ def read_files(disk_path, start, size, fs):
 def fsck(disk_path, start, size, fs):
     """Check the filesystem read-only with its own fsck (e2fsck -fn,
     fsck.fat -n, fsck.exfat -n, ntfsfix -n).  Returns (clean, output)."""
-    disk_path, family = _checked(disk_path, fs)
-    tool = {"ext": ["e2fsck", "-fn"], "fat": ["fsck.fat", "-n"],
-            "exfat": ["fsck.exfat", "-n"], "ntfs": ["ntfsfix", "-n"]}[family]
-    with loop_device(disk_path, start, size) as dev:
-        proc = run(tool + [dev], check=False)
-    output = (proc.stdout + proc.stderr).strip()
-    # e2fsck -n falls back to a backup superblock and still exits 0.
-    return proc.returncode == 0 and not _UNCLEAN.search(output), output
+    disk_path, _ = _checked(disk_path, fs)
+    return registry.fsck_region(disk_path, start, size, fs)
 
 
 def check_disk(disk_path, manifest):

@@ -268,7 +268,7 @@ def _finish(run):
     for p in plan.placements:
         what = f"partition {p.number} ({p.fs})"
         grow = p.fs_resized and p.new_size > p.old_size
-        if not (grow or (plan.new_ids and p.fs in fsresize.NEW_IDS)):
+        if not (grow or (plan.new_ids and fsresize.renews_ids(p.fs))):
             if p.action != "copy" or p.fs_resized:
                 actions.append(f"partition {p.number}: {p.action}")
             continue
@@ -281,7 +281,7 @@ def _finish(run):
                     action += (f" (filesystem to {format_size(reached)}, "
                                f"the most {p.fs} holds with its cluster "
                                f"size)")
-            if plan.new_ids and p.fs in fsresize.NEW_IDS:
+            if plan.new_ids and fsresize.renews_ids(p.fs):
                 old_new = fsresize.new_identity(p.fs, dev, what)
                 if old_new:
                     ids[f"partition {p.number} filesystem"] = old_new

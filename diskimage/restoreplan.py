@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import layout
+from .fs import registry
 from .host.device import open_source
 from .host.links import refuse_dangling_link
 from .host.identity import same_storage
@@ -28,7 +29,6 @@ GUARD_SIZE = 1 << 20
 TABLE_KINDS = ("head", "ebr", "gpt-backup")
 #: Filesystems that do not record the sector size, so that their partitions
 #: can move between 512- and 4096-byte-sector disks.
-SECTOR_FREE = ("ext2", "ext3", "ext4", "swap")
 
 
 @dataclass
@@ -348,11 +348,12 @@ def _check_sector_size(plan, image_sector):
         raise TargetError(f"{what}; only GPT disks restored whole can be "
                           f"converted")
     for p in plan.placements:
-        if p.fs not in SECTOR_FREE:
+        if p.fs not in registry.kinds(lambda r: r.sector_free):
             raise TargetError(
                 f"{what}; partition {p.number} holds "
                 f"{p.fs or 'an unknown filesystem'}, which records its "
-                f"sector size (only ext2/3/4 and swap convert)")
+                f"sector size (only "
+                f"{registry.titles(lambda r: r.sector_free)} convert)")
         if p.new_start % plan.sector_size or p.new_size % plan.sector_size:
             raise TargetError(f"{what}; partition {p.number} is not aligned "
                               f"to {plan.sector_size} bytes")

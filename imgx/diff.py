@@ -10,7 +10,7 @@ import hashlib
 from diskimage.errors import DiskImageError
 
 from .extract import copy_stream
-from .fsread import FAMILIES
+from .fsread import READS, browsable
 from .image import Image
 
 
@@ -56,11 +56,11 @@ def plan(a, b, number=None):
         ka, kb = kinds_a.get(n, False), kinds_b.get(n, False)
         if ka is False or kb is False:
             only.append((n, "-" if kb is False else "+"))
-        elif ka in FAMILIES and kb in FAMILIES:
+        elif browsable(ka) and browsable(kb):
             compare.append(n)
         elif ka == kb:
             cannot.append((n, f"{_shown(ka)} in both images (imgx reads "
-                              f"ext2/3/4, FAT12/16/32, exFAT and NTFS)"))
+                              f"{READS})"))
         else:
             cannot.append((n, f"{_shown(ka)} in {a.path}, {_shown(kb)} in "
                               f"{b.path}"))

@@ -48,7 +48,7 @@ from diskimage.image.volumeout import VolumeOutput
 
 from .editfs import fsck, mount, release, sigint_held
 from .editspace import Need, no_space
-from .fsread import FAMILIES
+from .fsread import browsable
 from .image import Image
 from .rewrite import current_split, writable
 
@@ -83,7 +83,7 @@ def check_source(source, kind):
     it (put copies files, directories and symlinks only), or for a
     symlink when the filesystem `kind` holds none (FAT, exFAT), before
     any work."""
-    links = FAMILIES[kind] not in ("fat", "exfat")
+    links = browsable(kind).links
     need = Need()
 
     def one(path):
@@ -269,7 +269,7 @@ def _link_warnings(source, kind, need, copies):
         return f"{n} hard link{'' if n == 1 else 's'}"
     if need is None:
         return []
-    if FAMILIES[kind] == "fat" and need.hardlinks:
+    if browsable(kind).edit == "mtools" and need.hardlinks:
         return [f"{source}: {links(need.hardlinks)} of the tree made into "
                 f"copies ({kind} holds no hard links)"]
     return [f"{source}: {links(n)} of the tree made into copies ({kind}: "

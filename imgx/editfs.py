@@ -8,12 +8,12 @@ import os
 import re
 import subprocess
 
-import demodisk
-from diskimage.host import fstools
 from diskimage import sighold
+from diskimage.fs import registry
+from diskimage.fs.fat.mtools import MTOOLS_ENV
+from diskimage.host import fstools
 from diskimage.host.tools import tool_env
 
-from .fsread import FAMILIES
 from .inroot import Root
 
 
@@ -68,11 +68,11 @@ class _Mtools:
 
     def _run(self, *args):
         fstools.run([args[0], "-i", self.drive, *args[1:]],
-                      env=fstools.MTOOLS_ENV)
+                      env=MTOOLS_ENV)
 
     def free(self):
         out = fstools.run(["mdir", "-i", self.drive, "::/"],
-                          env=fstools.MTOOLS_ENV).stdout
+                          env=MTOOLS_ENV).stdout
         found = re.search(r"([\d ]+) bytes free", out)
         return (int(found[1].replace(" ", "")) if found else None), None, \
             None
@@ -112,20 +112,22 @@ def sigint_held():
 
 
 def _enter_mount(stack, disk, area, mnt):
-    kind, family = area["filesystem"], FAMILIES[area["filesystem"]]
+    kind = area["filesystem"]
+    how = registry.lookup(kind).edit
     dev = stack.enter_context(fstools.loop_device(
         disk, area["start"], area["size"], read_only=False))
-    if family == "ntfs":
+    if how == "ntfs-3g":
         return stack.enter_context(fstools.ntfs_mount(dev, mnt, "rw"))
-    fstools.run(["mount", "-t", kind, dev, mnt] if family == "ext"
-                  else ["mount.exfat-fuse", dev, mnt])
+    fstools.run(["mount", "-t", kind, dev, mnt] if how == "mount"
+                else ["mount.exfat-fuse", dev, mnt])
     stack.callback(fstools.run, ["umount", mnt])
     return mnt
 
 
 @contextlib.contextmanager
 def mount(disk, area, scratch):
-    if FAMILIES[area["filesystem"]] == "fat":
+    record = registry.lookup(area["filesystem"])
+    if record.edit == "mtools":
         yield _Mtools(disk, area["start"])
         return
     mnt = os.path.join(scratch, "mnt")
@@ -134,7 +136,7 @@ def mount(disk, area, scratch):
     try:
         with sigint_held():
             root = _enter_mount(stack, disk, area, mnt)
-        yield _Mounted(root, FAMILIES[area["filesystem"]] == "ext")
+        yield _Mounted(root, record.posix)
     except BaseException:
         # The cause (an interrupt, a failed edit) goes on: an unmount that
         # fails now ("target is busy") must not take its place; release()
@@ -147,15 +149,9 @@ def mount(disk, area, scratch):
 
 
 def fsck(disk, area):
-    family = FAMILIES[area["filesystem"]]
-    if family == "exfat":
-        with fstools.loop_device(disk, area["start"], area["size"]) as dev:
-            proc = subprocess.run(["fsck.exfat", "-n", dev],
-                                  capture_output=True, text=True,
-                                  env=tool_env())
-        return proc.returncode == 0, proc.stdout + proc.stderr
-    return demodisk.fsck(disk, area["start"], area["size"],
-                         area["filesystem"])
+    """(clean, output) of the filesystem's own checker (the registry's)."""
+    return registry.fsck_region(disk, area["start"], area["size"],
+                                area["filesystem"])
 
 
 def _mount_points():

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from diskimage.errors import (NO_SPACE_ERRNOS, InputError, NoSpaceError,
                               TargetError, no_space_left)
+from diskimage.fs import registry
 from diskimage.host.identity import refuse_image_over_source
 
 from .image import Image
@@ -94,7 +95,7 @@ class _Extraction:
         self.top_fd = top_fd
         self.top_dir = top_dir
         self.top_where = top_where
-        self.keep_mode = fs.kind.startswith("ext")
+        self.keep_mode = registry.lookup(fs.kind).posix
         self.owners = self.keep_mode and os.geteuid() == 0
         self.report = Report()
         self.links = {}                 # inode -> path from top_fd

@@ -20,11 +20,17 @@ from datetime import datetime, timezone
 
 from cliutil.text import safe
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
+from diskimage.fs import registry
 
 from .inpath import resolve_in_root
 
-FAMILIES = {"ext2": "ext", "ext3": "ext", "ext4": "ext", "fat12": "fat",
-            "fat16": "fat", "fat32": "fat", "exfat": "exfat", "ntfs": "ntfs"}
+
+
+def browsable(kind):
+    """The registry's record of `kind` when imgx reads it, else None."""
+    record = registry.lookup(kind)
+    return record if record and record.browse and kind in record.kinds \
+        else None
 
 
 @dataclass
@@ -277,7 +283,10 @@ class _Ntfs:
         return node.handle.open()
 
 
+# The readers a registry record names in its `browse`.
 _BACKENDS = {"ext": _Ext, "fat": _Fat, "exfat": _ExFat, "ntfs": _Ntfs}
+#: What imgx reads, for messages: "ext2/3/4, FAT12/16/32, exFAT and NTFS".
+READS = registry.titles(lambda record: record.browse in _BACKENDS)
 
 
 class Filesystem:
@@ -285,18 +294,17 @@ class Filesystem:
     the file object `fh`; `where` names it in messages."""
 
     def __init__(self, fh, kind, where):
-        family = FAMILIES.get(kind)
-        if family is None:
+        record = browsable(kind)
+        if record is None:
             raise UnsupportedError(
                 f"{where.removesuffix(':')}: "
                 f"{'unknown filesystem' if kind is None else kind}"
-                f" cannot be browsed (imgx reads ext2/3/4, FAT12/16/32, "
-                f"exFAT and NTFS)")
+                f" cannot be browsed (imgx reads {READS})")
         self.kind = kind
         self.where = where
-        self.case_sensitive = family == "ext"
+        self.case_sensitive = record.case_sensitive
         with damaged(where):
-            self.backend = _BACKENDS[family](fh)
+            self.backend = _BACKENDS[record.browse](fh)
         self.root = self.backend.root
 
     def children(self, node, shown=None):

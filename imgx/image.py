@@ -13,7 +13,7 @@ from diskimage.errors import InputError, UsageError
 from diskimage.image.view import ImageView
 from diskimage.image.reader import ImageReader
 
-from .fsread import FAMILIES, Filesystem
+from .fsread import Filesystem, browsable as _browsable
 
 _PATH = re.compile(r"^(?P<image>.+):(?P<part>\d*)(?P<path>/.*)?$")
 
@@ -68,7 +68,7 @@ class Image:
         filesystem."""
         if number is None:
             browsable = [a for a in self.volumes
-                         if a["filesystem"] in FAMILIES]
+                         if _browsable(a["filesystem"])]
             if len(browsable) == 1:
                 return browsable[0]
             if not browsable:
@@ -103,4 +103,4 @@ class Image:
 
     def browsable_numbers(self):
         return [a["partition"] for a in self.volumes
-                if a["filesystem"] in FAMILIES]
+                if _browsable(a["filesystem"])]

@@ -23,17 +23,15 @@ from pathlib import Path
 import pytest
 
 import demodisk
+from diskimage.fs import registry
+from diskimage.fs.fat.mtools import MTOOLS_ENV as FAT_MTOOLS_ENV
 
 KiB, MiB = 1 << 10, 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
-MTOOLS_ENV = {"LC_ALL": "C.UTF-8", "MTOOLS_SKIP_CHECK": "1",
-              "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-# Partition type of each family in a GPT and an MBR (content decides what
-# capture does; the types are what an installer would write).
-GPT_TYPES = {"ext": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-             "other": "EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7"}
-MBR_TYPES = {"ext": "83", "fat12": "1", "fat16": "e", "fat32": "c",
-             "exfat": "7", "ntfs": "7"}
+MTOOLS_ENV = dict(FAT_MTOOLS_ENV,
+                  PATH=os.environ.get("PATH", "/usr/bin:/bin"))
+
+BASIC_DATA = {"gpt": "EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7", "dos": "7"}
 
 needs_all_tools = pytest.mark.skipif(
     not all(shutil.which(t) for t in (
@@ -110,10 +108,6 @@ def check_fs(path, start, size, fs, digests):
 
 
 # --- disks -------------------------------------------------------------------
-def family(fs):
-    return "ext" if fs.startswith("ext") else fs
-
-
 def partitioned_disk(path, filesystems, table="gpt", start=MiB):
     """A disk file with a `table` ("gpt" or "dos") holding one partition
     for each (image file, fs) of `filesystems`, the first at `start`, 1 MiB
@@ -122,10 +116,14 @@ def partitioned_disk(path, filesystems, table="gpt", start=MiB):
     places, rows, offset = [], [], start
     for fs_image, fs in filesystems:
         size = os.path.getsize(fs_image)
-        if table == "gpt":
-            kind = GPT_TYPES.get(family(fs), GPT_TYPES["other"])
+        # the types an installer would write (content decides what capture
+        # does), from the registry; basic data for what it does not know
+        record = registry.lookup(fs)
+        if record is None:
+            kind = BASIC_DATA[table]
         else:
-            kind = MBR_TYPES.get(family(fs), MBR_TYPES.get(fs))
+            kind = record.gpt_type if table == "gpt" else \
+                record.mbr_type_of(fs)
         rows.append(f"start={offset // 512}, size={size // 512}, type={kind}")
         places.append((offset, size))
         offset += size + MiB

@@ -12,9 +12,12 @@ root directory, the bitmap and the up-case table are followed, and they are
 a few clusters long.
 """
 
+import secrets
 from itertools import chain
 
 from ..errors import TableError
+from . import tooling
+from .record import Filesystem
 from ..structs import Struct
 from .usedmap import (LazyRuns, MapError, UsedMap, bitmap_runs, coalesce,
                       merge_runs, merged, read_exact, survey)
@@ -284,3 +287,24 @@ def open_volume(read, size):
         used_bytes=volume.heap + (in_use + sum(n for _, n in extra)) *
         cluster, runs=LazyRuns(byte_runs), label=label,
         uuid=f"{serial >> 16:04X}-{serial & 0xFFFF:04X}", warnings=warnings)
+
+
+def detect(read):
+    return "exfat" if read(3, len(SIGNATURE)) == SIGNATURE else None
+
+
+def new_ids(path, what):
+    """tune.exfat -I: a random volume serial number."""
+    tooling.run(["tune.exfat", "-I", f"0x{secrets.randbits(32):08x}", path],
+                what)
+
+
+# Not resized: the partition may grow, the filesystem keeps its size
+# (exfatprogs has no resizer).
+FILESYSTEM = Filesystem(
+    kinds=("exfat",), family="exfat", title="exFAT", detect=detect,
+    open_map=open_volume, check=("fsck.exfat", "-n"), new_ids=new_ids,
+    tools={"fsck.exfat": "exfatprogs", "tune.exfat": "exfatprogs",
+           "mount.exfat-fuse": "exfat-fuse"},
+    browse="exfat", edit="exfat-fuse", links=False,
+    mbr_type="7", gpt_type="EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7")

@@ -1,8 +1,9 @@
 """The one small interface between filesystems and capture: which bytes of a
 volume are in use.
 
-Each filesystem module (ext.py, fat.py, exfat.py, ntfs.py, swap in
-filesystems.py) has ``open_volume(read, size) -> UsedMap`` that reads the
+Each filesystem's record (:mod:`diskimage.fs.registry`) names its
+``open_map(read, size) -> UsedMap`` (ext/used.py, fat/used.py, exfat.py,
+ntfs/used.py, swap.py call it ``open_volume``), which reads the
 filesystem's own allocation structures.  Capture copies only the runs a
 UsedMap gives; when a map cannot be trusted the module raises
 :class:`MapError` and capture falls back to the whole volume, with a warning

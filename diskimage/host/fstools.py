@@ -12,9 +12,6 @@ import time
 from .. import sighold
 from .tools import tool_env
 
-# mtools: no geometry checks on images, UTF-8 names.
-MTOOLS_ENV = {"LC_ALL": "C.UTF-8", "MTOOLS_SKIP_CHECK": "1"}
-
 
 class ToolError(RuntimeError):
     """A tool failed (`returncode` set, message has its stderr) or is missing

@@ -13,6 +13,7 @@ import pytest
 from bootdisk import qemu
 from bootdisk.cli import main as bootdisk_main
 import demodisk
+from diskimage.fs.fat.mtools import MTOOLS_ENV
 
 from tests.bootdisk_helpers import (console_tail, host_kernel, need_qemu,
                                toolkit, user_net)
@@ -77,7 +78,7 @@ def test_usb_image_partition_fat32_and_loaders(artifacts):
     offset = part["start"] * 512
     clean, output = demodisk.fsck(image, offset, part["size"] * 512, "vfat")
     assert clean, output
-    env = {"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}
+    env = dict(MTOOLS_ENV, PATH="/usr/bin:/bin")
     listing = subprocess.run(["mdir", "-a", "-b", "-i", f"{image}@@{offset}",
                               "::/", "-/"], capture_output=True, text=True,
                              env=env).stdout

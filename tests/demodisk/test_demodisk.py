@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 import demodisk
+from diskimage.fs.fat.mtools import mtools_env
 from diskimage.host import fstools
 from diskimage.errors import InputError, UsageError
 
@@ -21,7 +22,7 @@ MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
 needs_tools = pytest.mark.skipif(
     bool(MISSING) or os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
     reason=f"needs root, /dev/fuse and {', '.join(MISSING) or 'the tools'}")
-MTOOLS_ENV = dict(os.environ, LC_ALL="C.UTF-8", MTOOLS_SKIP_CHECK="1")
+MTOOLS_ENV = mtools_env()
 
 
 def run(*args, **kwargs):

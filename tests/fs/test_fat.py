@@ -18,13 +18,14 @@ import pytest
 
 import demodisk
 from diskimage.fs.fat import used as fat
+from diskimage.fs.fat.mtools import mtools_env
 from demodisk import sha256_file
 from tests.fsmaps import (blkid, map_only_restore, materialized, python_lines,
                           random_fill)
 from diskimage.fs.usedmap import MapError
 
 KiB, MiB = 1 << 10, 1 << 20
-MTOOLS_ENV = dict(os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C.UTF-8")
+MTOOLS_ENV = mtools_env()
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("mkfs.fat", "fsck.fat", "mcopy")),

@@ -1,0 +1,85 @@
+"""What the toolkit knows about one filesystem, as one record.
+
+Each filesystem's module (or package) declares ``FILESYSTEM`` (or, where one
+module covers several, ``FILESYSTEMS``), a :class:`Filesystem`; the registry
+(:mod:`diskimage.fs.registry`) lists those modules once.  Everything that
+depends on the kind of filesystem (capture, restore and its plan, the
+checker after a restore, ``--new-ids``, imgx, the demo disks) asks the
+registry for the record instead of keeping a table of kind names.
+
+How imgx reads and edits a filesystem is data here (a reader name, an edit
+method), so that the library never imports a command.
+"""
+
+from dataclasses import dataclass, field
+
+
+def exit_zero(returncode, output):
+    """The usual verdict of a read-only checker: clean when it exits 0."""
+    return returncode == 0
+
+
+@dataclass(frozen=True, eq=False)
+class Filesystem:
+    #: The kinds this record covers, as detect() names them, the image
+    #: metadata records them and `blkid -p` calls them ("ext2", "fat32").
+    kinds: tuple
+    #: The family the kinds belong to ("ext", "fat"), and how messages name
+    #: it ("ext2/3/4", "FAT12/16/32").
+    family: str
+    title: str
+    #: Other names accepted for the kinds on input ("vfat" for FAT).
+    aliases: tuple = ()
+    #: detect(read) -> one of the registry's kinds, or None.  `read(offset,
+    #: length)` reads the volume (its first 64 KiB + 72 bytes come from one
+    #: read made for every record).  Records are asked in the registry's
+    #: order; the first answer wins.  None: found by another record's detect.
+    detect: object = None
+    #: open_map(read, size) -> UsedMap (or None): the used-block map from the
+    #: filesystem's own allocation structures; raises usedmap.MapError when
+    #: they cannot be trusted.  None: the volume is copied whole.
+    open_map: object = None
+    #: identity(read) -> (label, uuid) for a kind with no map (the map gives
+    #: them otherwise).
+    identity: object = None
+    #: The read-only checker: argv the device path is appended to, and
+    #: verdict(returncode, output) -> clean.
+    check: tuple = ()
+    verdict: object = exit_zero
+    #: grow(path, size, what) -> the size reached (at most `size`);
+    #: shrink(path, size, what) -> `size`; min_size(used, size) -> the least
+    #: partition it shrinks into (None: the registry's margin rule).  *path*
+    #: names the filesystem alone (a file or a loop device over it).
+    grow: object = None
+    shrink: object = None
+    min_size: object = None
+    #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``).
+    new_ids: object = None
+    #: The tools the functions above run, and the Debian package of each,
+    #: for messages and the boot media.
+    tools: dict = field(default_factory=dict)
+    #: Nothing in it depends on the logical sector size: restore may
+    #: convert it between 512 and 4096-byte sectors.
+    sector_free: bool = False
+    #: How imgx reads it (the name of its dissect-based reader: "ext",
+    #: "fat", "exfat", "ntfs"; None: imgx does not browse it) and edits it
+    #: ("mount": the kernel's driver by kind, "ntfs-3g" and "exfat-fuse":
+    #: FUSE, "mtools": no mount at all).
+    browse: str = None
+    edit: str = None
+    #: Names differ by case only (ext) or not (FAT, exFAT, NTFS); it keeps
+    #: POSIX owners and modes, so an edit that cannot set them is an error
+    #: (ext); it holds symlinks and hard links.
+    case_sensitive: bool = False
+    posix: bool = False
+    links: bool = True
+    #: The partition types an installer writes for it: MBR type (one per
+    #: kind, or one for all) and GPT type GUID.
+    mbr_type: object = None
+    gpt_type: str = None
+
+    def mbr_type_of(self, kind):
+        """The MBR partition type (hex text) for `kind`."""
+        if isinstance(self.mbr_type, dict):
+            return self.mbr_type[kind]
+        return self.mbr_type

@@ -1,0 +1,57 @@
+"""What the filesystems' grow, shrink and new-identity functions share: one
+way to run their tools (through :func:`diskimage.host.fstools.run`), the
+error they raise, and reading a tag back with ``blkid -p``."""
+
+import os
+
+from ..errors import DiskImageError
+from ..host.fstools import ToolError
+from ..host.fstools import run as run_tool
+
+
+class ResizeError(DiskImageError):
+    """A filesystem tool refused or failed (restore reports it as
+    TargetChangedError: the tools run after the first write)."""
+
+
+def call(args, what, input_text=None):
+    """The tool's CompletedProcess, whatever its exit; DiskImageError naming
+    *what* when it is not installed."""
+    try:
+        return run_tool(args, check=False, input=input_text)
+    except ToolError as exc:
+        if exc.returncode is not None:
+            raise
+        raise DiskImageError(f"{what}: needs {args[0]}, which is not "
+                             f"installed") from None
+
+
+def run(args, what, input_text=None):
+    """The tool's stdout; ResizeError naming *what* when it fails,
+    DiskImageError when it is not installed."""
+    done = call(args, what, input_text)
+    if done.returncode != 0:
+        raise ResizeError(f"{what}: {args[0]} failed: {detail(done)}")
+    return done.stdout
+
+
+def detail(done):
+    """The last line a failed tool wrote (or its exit code)."""
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit {done.returncode}"
+
+
+def blkid(path, tag):
+    """The value of `tag` (UUID, LABEL) as `blkid -p` reads it, or ""."""
+    try:
+        done = run_tool(["blkid", "-p", "-o", "value", "-s", tag,
+                         os.fspath(path)], check=False)
+    except ToolError:
+        return ""
+    return done.stdout.strip()
+
+
+def device_size(path):
+    """The size of a file or block device in bytes."""
+    with open(path, "rb") as dev:
+        return dev.seek(0, os.SEEK_END)
