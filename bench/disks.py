@@ -21,8 +21,8 @@ import random
 import shutil
 import tempfile
 
-from diskimage.host import fstools
-from diskimage.host.fstools import loop_device
+from diskimage.host import fuse, tools
+from diskimage.host.loop import loop_device
 from demodisk import MiB
 from diskimage.host.device import data_extents
 
@@ -47,7 +47,7 @@ QUICK = {"a": 320 * MiB, "b": 4 * GiB, "c_part": 64 * MiB,
 
 
 def _run(*args, **kw):
-    return fstools.run([str(a) for a in args], **kw)
+    return tools.run([str(a) for a in args], **kw)
 
 
 def system_files(seed):
@@ -143,7 +143,7 @@ def _fill_fs(path, fs, label, start, size, files, scratch):
         else:
             _run("mkntfs", "-F", "-Q", "-L", label, "-p", start // 512,
                  "-H", "255", "-S", "63", dev)
-            with fstools.ntfs_mount(dev, mnt, "rw"):
+            with fuse.ntfs_mount(dev, mnt, "rw"):
                 _copy_into(files, mnt)
 
 

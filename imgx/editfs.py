@@ -6,12 +6,11 @@ whole transaction."""
 import contextlib
 import os
 import re
-import subprocess
 
 import demodisk
-from diskimage.host import fstools
 from diskimage import sighold
-from diskimage.host.tools import tool_env
+from diskimage.host import fuse, tools
+from diskimage.host.loop import loop_device
 
 from .fsread import FAMILIES
 from .inroot import Root
@@ -67,12 +66,12 @@ class _Mtools:
         self.drive = f"{disk}@@{start}"
 
     def _run(self, *args):
-        fstools.run([args[0], "-i", self.drive, *args[1:]],
-                      env=fstools.MTOOLS_ENV)
+        tools.run([args[0], "-i", self.drive, *args[1:]],
+                  env=tools.MTOOLS_ENV)
 
     def free(self):
-        out = fstools.run(["mdir", "-i", self.drive, "::/"],
-                          env=fstools.MTOOLS_ENV).stdout
+        out = tools.run(["mdir", "-i", self.drive, "::/"],
+                        env=tools.MTOOLS_ENV).stdout
         found = re.search(r"([\d ]+) bytes free", out)
         return (int(found[1].replace(" ", "")) if found else None), None, \
             None
@@ -113,13 +112,13 @@ def sigint_held():
 
 def _enter_mount(stack, disk, area, mnt):
     kind, family = area["filesystem"], FAMILIES[area["filesystem"]]
-    dev = stack.enter_context(fstools.loop_device(
+    dev = stack.enter_context(loop_device(
         disk, area["start"], area["size"], read_only=False))
     if family == "ntfs":
-        return stack.enter_context(fstools.ntfs_mount(dev, mnt, "rw"))
-    fstools.run(["mount", "-t", kind, dev, mnt] if family == "ext"
-                  else ["mount.exfat-fuse", dev, mnt])
-    stack.callback(fstools.run, ["umount", mnt])
+        return stack.enter_context(fuse.ntfs_mount(dev, mnt, "rw"))
+    tools.run(["mount", "-t", kind, dev, mnt] if family == "ext"
+              else ["mount.exfat-fuse", dev, mnt])
+    stack.callback(tools.run, ["umount", mnt])
     return mnt
 
 
@@ -149,10 +148,8 @@ def mount(disk, area, scratch):
 def fsck(disk, area):
     family = FAMILIES[area["filesystem"]]
     if family == "exfat":
-        with fstools.loop_device(disk, area["start"], area["size"]) as dev:
-            proc = subprocess.run(["fsck.exfat", "-n", dev],
-                                  capture_output=True, text=True,
-                                  env=tool_env())
+        with loop_device(disk, area["start"], area["size"]) as dev:
+            proc = tools.run(["fsck.exfat", "-n", dev], check=False)
         return proc.returncode == 0, proc.stdout + proc.stderr
     return demodisk.fsck(disk, area["start"], area["size"],
                          area["filesystem"])
@@ -173,12 +170,8 @@ def release(scratch, disk):
         if point.startswith(scratch + os.sep):
             # A plain umount waits for the filesystem to be released, so
             # the loop device below can go; lazy only when that fails.
-            if subprocess.run(["umount", point], env=tool_env(),
-                              capture_output=True).returncode:
-                subprocess.run(["umount", "-l", point], env=tool_env(),
-                               capture_output=True)
-    found = subprocess.run(["losetup", "-j", disk], env=tool_env(),
-                           capture_output=True, text=True).stdout
+            if tools.run(["umount", point], check=False).returncode:
+                tools.run(["umount", "-l", point], check=False)
+    found = tools.run(["losetup", "-j", disk], check=False).stdout
     for line in found.splitlines():
-        subprocess.run(["losetup", "-d", line.split(":")[0]], env=tool_env(),
-                       capture_output=True)
+        tools.run(["losetup", "-d", line.split(":")[0]], check=False)

@@ -32,13 +32,12 @@ loop device over the partition's bytes of the target (:func:`region`).
 import contextlib
 import os
 import secrets
-import subprocess
 
 from .fat import grow as fatgrow
 from .ntfs import used as ntfs
-from ..errors import DiskImageError
-from ..host.fstools import ToolError, loop_device
-from ..host.tools import tool_env
+from ..errors import DiskImageError, ToolError
+from ..host import tools
+from ..host.loop import loop_device
 from .usedmap import MapError
 
 MiB = 1 << 20
@@ -75,12 +74,7 @@ def min_size(fs, used, size):
 
 
 def _run(args, what, input_text=None):
-    try:
-        done = subprocess.run(args, input=input_text, capture_output=True,
-                              text=True, env=tool_env())
-    except FileNotFoundError:
-        raise DiskImageError(f"{what}: needs {args[0]}, which is not "
-                             f"installed") from None
+    done = tools.run(args, input=input_text, check=False, what=what)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         detail = lines[-1] if lines else f"exit {done.returncode}"
@@ -112,12 +106,7 @@ def resize(fs, path, size, what):
 
 def _e2fsck(path, what):
     """e2fsck -fy: exit 1 means errors were fixed, which resize2fs needs."""
-    try:
-        done = subprocess.run(["e2fsck", "-fy", path], capture_output=True,
-                              text=True, env=tool_env())
-    except FileNotFoundError:
-        raise DiskImageError(f"{what}: needs e2fsck, which is not "
-                             f"installed") from None
+    done = tools.run(["e2fsck", "-fy", path], check=False, what=what)
     if done.returncode not in (0, 1):
         raise ResizeError(f"{what}: e2fsck found errors it could not fix "
                           f"(exit {done.returncode})")
@@ -138,9 +127,9 @@ def check(fs, path, what):
 
 def _blkid(path, tag):
     try:
-        done = subprocess.run(["blkid", "-p", "-o", "value", "-s", tag, path],
-                              capture_output=True, text=True, env=tool_env())
-    except FileNotFoundError:
+        done = tools.run(["blkid", "-p", "-o", "value", "-s", tag, path],
+                         check=False)
+    except ToolError:       # not installed
         return ""
     return done.stdout.strip()
 

@@ -20,7 +20,7 @@ import time
 import pytest
 
 import demodisk
-from diskimage.host import fstools
+from diskimage.host import fuse
 from diskimage.fs.ntfs import used as ntfs
 from diskimage.fs.usedmap import MapError
 from tests.fsbuild import COMPRESSED, compressed_files
@@ -50,7 +50,7 @@ def mkntfs(path, size, *extra):
 
 
 def mounted(image, tmp_path):
-    return fstools.ntfs_mount(image, os.fspath(tmp_path / "mnt"), "rw")
+    return fuse.ntfs_mount(image, os.fspath(tmp_path / "mnt"), "rw")
 
 
 def file_reader(path):
