@@ -22,7 +22,7 @@ the target's end.  MBR logical partitions are laid down only where they were.
 from dataclasses import dataclass
 
 from .fs import resize as fsresize
-from .errors import TargetError, UnsupportedError
+from .errors import TargetError
 from .sizes import format_size
 
 ALIGN = 1 << 20
@@ -125,7 +125,8 @@ def _window(first, end, protected, origin):
 def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
                 protected=(), kind=None):
     """Placements of every image partition on a target of *target_size*
-    bytes; raises TargetError (too small, by how much) or UnsupportedError.
+    bytes; raises TargetError (too small, by how much; a layout that would
+    move an MBR logical partition).
     *protected* lists (start, end) byte ranges that must stay untouched."""
     if mode not in MODES:
         raise ValueError(mode)
@@ -217,7 +218,7 @@ def _check_logical(places, kind):
     for p in places:
         if p.number >= FIRST_LOGICAL and (p.new_start, p.new_size) != \
                 (p.old_start, p.old_size):
-            raise UnsupportedError(
+            raise TargetError(
                 f"partition {p.number} is an MBR logical partition; they are "
                 f"restored only where they were (same start and size), so "
                 f"this target or these options cannot be used")
