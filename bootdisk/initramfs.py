@@ -26,7 +26,7 @@ import sys
 
 from diskimage import __version__
 from diskimage.host.links import what_is_there
-from diskimage.errors import InputError, UsageError
+from diskimage.errors import InputError, UnsupportedError, UsageError
 from diskimage.host.partial import output_path, partial_file
 from diskimage.host import tools
 
@@ -301,8 +301,8 @@ def compress(data, method):
     try:
         import zstandard
     except ImportError:
-        raise UsageError("--compress=zstd needs the zstandard module "
-                         "(pip install zstandard)") from None
+        raise UnsupportedError("--compress=zstd needs the zstandard module "
+                               "(pip install zstandard)") from None
     return zstandard.ZstdCompressor(level=19).compress(data)
 
 

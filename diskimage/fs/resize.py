@@ -35,7 +35,7 @@ import secrets
 
 from .fat import grow as fatgrow
 from .ntfs import used as ntfs
-from ..errors import DiskImageError, ToolError
+from ..errors import DiskImageError, MissingToolError, ToolError
 from ..host import tools
 from ..host.loop import loop_device
 from .usedmap import MapError
@@ -129,7 +129,7 @@ def _blkid(path, tag):
     try:
         done = tools.run(["blkid", "-p", "-o", "value", "-s", tag, path],
                          check=False)
-    except ToolError:       # not installed
+    except MissingToolError:
         return ""
     return done.stdout.strip()
 
