@@ -14,9 +14,9 @@ file at the partition's offset.  Written as NAME.partial, then renamed.
 import os
 import tempfile
 
-from diskimage.errors import InputError, UsageError
+from diskimage.errors import (InputError, MissingToolError, ToolError,
+                              UsageError)
 from diskimage.sizes import format_size
-from diskimage.errors import MissingToolError, ToolError
 from diskimage.host import tools
 
 from . import initramfs, media

@@ -215,6 +215,8 @@ def region(path, start, size):
     try:
         with loop_device(path, start, size, read_only=False) as dev:
             yield dev
+    except MissingToolError:        # its own code: 10, naming the package
+        raise
     except ToolError as exc:        # losetup failed to attach or detach
         raise ResizeError(f"{path}: a loop device over bytes {start}-"
                           f"{start + size}: {exc}") from None
