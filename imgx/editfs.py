@@ -9,6 +9,7 @@ import re
 
 import demodisk
 from diskimage import sighold
+from diskimage.errors import MissingToolError
 from diskimage.host import fuse, tools
 from diskimage.host.loop import loop_device
 
@@ -172,6 +173,9 @@ def release(scratch, disk):
             # the loop device below can go; lazy only when that fails.
             if tools.run(["umount", point], check=False).returncode:
                 tools.run(["umount", "-l", point], check=False)
-    found = tools.run(["losetup", "-j", disk], check=False).stdout
+    try:
+        found = tools.run(["losetup", "-j", disk], check=False).stdout
+    except MissingToolError:    # none attached then: the cause goes on
+        return
     for line in found.splitlines():
         tools.run(["losetup", "-d", line.split(":")[0]], check=False)
