@@ -10,8 +10,7 @@ import pytest
 import demodisk
 from diskimage.capture import capture
 from diskimage.image.compression import Compressor
-from diskimage.host.tools import MTOOLS_ENV
-from diskimage.host.tools import tool_env
+from diskimage.host.tools import MTOOLS_ENV, tool_env
 from diskimage.image.volumeout import VolumeOutput
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
