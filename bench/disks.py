@@ -23,8 +23,8 @@ import tempfile
 
 from diskimage.fs import registry
 from diskimage.fs.fat.mtools import MTOOLS_ENV
-from diskimage.host import fstools
-from diskimage.host.fstools import loop_device
+from diskimage.host import fuse, tools
+from diskimage.host.loop import loop_device
 from demodisk import MiB
 from diskimage.host.device import data_extents
 
@@ -54,7 +54,7 @@ def _gpt_type(fs):
 
 
 def _run(*args, **kw):
-    return fstools.run([str(a) for a in args], **kw)
+    return tools.run([str(a) for a in args], **kw)
 
 
 def system_files(seed):
@@ -150,7 +150,7 @@ def _fill_fs(path, fs, label, start, size, files, scratch):
         else:
             _run("mkntfs", "-F", "-Q", "-L", label, "-p", start // 512,
                  "-H", "255", "-S", "63", dev)
-            with fstools.ntfs_mount(dev, mnt, "rw"):
+            with fuse.ntfs_mount(dev, mnt, "rw"):
                 _copy_into(files, mnt)
 
 

@@ -68,9 +68,11 @@ Exit codes:
   3 bad input (missing kernel, module directory, job file or boot loader,
   modules of another kernel, OUT exists without --force, OUT is a symlink
   to nothing, OUT.partial is a symlink or not a file, a filesystem without
-  locks); 6 no space left for OUT; 9 busy: another bootdisk is writing
-  OUT.partial now; 70 internal error; 130 interrupted (143 SIGTERM, 129
-  SIGHUP).
+  locks); 6 no space left for OUT; 7 --compress=zstd without the zstandard
+  package; 9 busy: another bootdisk is writing OUT.partial now; 10 a tool
+  is not installed (mkfs.fat, mtools, syslinux, grub-mkstandalone, ldd:
+  named with its Debian package); 70 internal error; 130 interrupted
+  (143 SIGTERM, 129 SIGHUP).
 
 Examples:
   bootdisk initrd -o restore.initrd --job=restore.sh

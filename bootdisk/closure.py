@@ -10,12 +10,11 @@ needs nothing.
 
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
 from diskimage.errors import InputError
-from diskimage.host.tools import tool_env
+from diskimage.host import tools
 
 _LDD_LINE = re.compile(r"^\s*(?:\S+\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)\s*$")
 _NOT_FOUND = re.compile(r"^\s*(\S+)\s+=>\s+not found")
@@ -23,14 +22,10 @@ _NOT_FOUND = re.compile(r"^\s*(\S+)\s+=>\s+not found")
 
 def ldd(paths, library_path=None):
     """Absolute paths of the libraries that `paths` load (set)."""
-    env = tool_env({"LD_LIBRARY_PATH": library_path} if library_path else {})
+    env = {"LD_LIBRARY_PATH": library_path} if library_path else {}
     found = set()
     for path in paths:
-        try:
-            proc = subprocess.run(["ldd", os.fspath(path)], capture_output=True,
-                                  text=True, env=env)
-        except FileNotFoundError:
-            raise InputError("ldd is missing (install libc-bin)") from None
+        proc = tools.run(["ldd", os.fspath(path)], check=False, env=env)
         if proc.returncode != 0:  # "not a dynamic executable": static
             continue
         for line in proc.stdout.splitlines():

@@ -22,14 +22,13 @@ import hashlib
 import json
 import os
 import shlex
-import subprocess
 import sys
 
 from diskimage import __version__
 from diskimage.host.links import what_is_there
-from diskimage.errors import InputError, UsageError
+from diskimage.errors import InputError, UnsupportedError, UsageError
 from diskimage.host.partial import output_path, partial_file
-from diskimage.host.tools import tool_env
+from diskimage.host import tools
 
 from . import cpio, initscript, kernel as kernels
 from .closure import library_closure
@@ -193,8 +192,7 @@ class Tree:
 
 
 def _applets(busybox):
-    proc = subprocess.run([busybox, "--list-full"], capture_output=True,
-                          text=True, env=tool_env())
+    proc = tools.run([busybox, "--list-full"], check=False)
     if proc.returncode != 0 or not proc.stdout.strip():
         raise InputError(f"{busybox}: cannot list its applets "
                          f"(is it busybox?)")
@@ -202,8 +200,7 @@ def _applets(busybox):
 
 
 def _toolkit_commands(toolkit):
-    proc = subprocess.run([toolkit, "--list"], capture_output=True, text=True,
-                          env={})
+    proc = tools.run([toolkit, "--list"], check=False, env={}, inherit=False)
     if proc.returncode != 0:
         raise InputError(f"{toolkit}: does not run as the frozen toolkit "
                          f"({proc.stderr.strip()[:200]})")
@@ -304,8 +301,8 @@ def compress(data, method):
     try:
         import zstandard
     except ImportError:
-        raise UsageError("--compress=zstd needs the zstandard module "
-                         "(pip install zstandard)") from None
+        raise UnsupportedError("--compress=zstd needs the zstandard module "
+                               "(pip install zstandard)") from None
     return zstandard.ZstdCompressor(level=19).compress(data)
 
 

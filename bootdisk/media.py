@@ -3,11 +3,11 @@ packages, and the boot menus (syslinux family and GRUB) that time out
 straight to the job entry."""
 
 import os
-import subprocess
 import uuid
 
-from diskimage.errors import DiskImageError, InputError
-from diskimage.fs.fat.mtools import mtools_env
+from diskimage.errors import InputError, ToolError
+from diskimage.fs.fat.mtools import MTOOLS_ENV
+from diskimage.host import tools
 
 KERNEL_NAME = "vmlinuz"
 INITRD_NAME = "initrd.img"
@@ -126,19 +126,16 @@ def grub_standalone(out, config, scratch, net=False):
 
 
 def run_tool(args, package):
-    """Run a tool; a missing tool or a failure is a one-line error."""
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True,
-                              env=mtools_env())
-    except FileNotFoundError:
-        raise InputError(f"{args[0]} is missing (install {package})") \
-            from None
+    """Run a tool; a missing tool (MissingToolError, naming `package`) or a
+    failure is a one-line error."""
+    proc = tools.run(args, check=False, env=MTOOLS_ENV,
+                     package=package)
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise ToolFailed(f"{args[0]} failed (exit {proc.returncode}): {tail}")
     return proc.stdout
 
 
-class ToolFailed(DiskImageError):
+class ToolFailed(ToolError):
     """A boot-media tool (mkfs.fat, mcopy, syslinux, grub-mkstandalone)
     failed; exit code 1."""

@@ -7,11 +7,11 @@ package, with a scratch copy of its variable store.
 
 import os
 import shutil
-import subprocess
 import threading
 import time
 
-from diskimage.errors import InputError
+from diskimage.errors import InputError, MissingToolError
+from diskimage.host import tools
 
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -22,8 +22,8 @@ def base_args(memory=1024, uefi_vars=None):
     """The common command line: TCG, no screen, serial on stdio, no reboot
     (a reboot ends QEMU), and OVMF when `uefi_vars` (a writable copy of
     the variable store, see ovmf_vars) is given."""
-    if shutil.which(QEMU) is None:
-        raise InputError(f"{QEMU} is missing (install qemu-system-x86)")
+    if shutil.which(QEMU, path=tools.tool_env()["PATH"]) is None:
+        raise MissingToolError(QEMU)
     args = [QEMU, "-accel", "tcg", "-m", str(memory), "-nographic",
             "-no-reboot", "-smp", "1"]
     if uefi_vars:
@@ -48,9 +48,8 @@ class Boot:
     def __init__(self, args):
         self.args = list(args)
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+        self.proc = tools.start(self.args, stdin=tools.PIPE,
+                                stdout=tools.PIPE, stderr=tools.STDOUT)
         self._chunks = []
         self._lock = threading.Lock()
         self.marks = {}          # text -> seconds after start it was seen
@@ -96,7 +95,7 @@ class Boot:
         not end in time."""
         try:
             code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        except tools.TimeoutExpired:
             self.kill()
             raise TimeoutError(f"QEMU still running after {timeout} s") \
                 from None

@@ -12,13 +12,13 @@ file at the partition's offset.  Written as NAME.partial, then renamed.
 """
 
 import os
-import subprocess
 import tempfile
 
-from diskimage.errors import InputError, UsageError
-from diskimage.fs.fat.mtools import mtools_env
+from diskimage.errors import (InputError, MissingToolError, ToolError,
+                              UsageError)
+from diskimage.fs.fat.mtools import MTOOLS_ENV
 from diskimage.sizes import format_size
-from diskimage.host.tools import tool_env
+from diskimage.host import tools
 
 from . import initramfs, media
 from .media import INITRD_PATH, KERNEL_PATH
@@ -87,12 +87,8 @@ def _scratch_file(scratch, name, data):
 def _write_image(path, mbr, files):
     size = os.path.getsize(path)
     table = f"label: dos\nstart={PART_START // 512}, type=c, bootable\n"
-    try:
-        proc = subprocess.run(["sfdisk", "--quiet", "--wipe=always", path],
-                              input=table, capture_output=True, text=True,
-                              env=tool_env())
-    except FileNotFoundError:
-        raise InputError("sfdisk is missing (install fdisk)") from None
+    proc = tools.run(["sfdisk", "--quiet", "--wipe=always", path],
+                     input=table, check=False)
     if proc.returncode != 0:
         raise media.ToolFailed(f"sfdisk failed: {proc.stderr.strip()}")
     with open(mbr, "rb") as f:
@@ -133,10 +129,12 @@ def read_boot_files(path):
                  "/boot/syslinux/syslinux.cfg", "/boot/syslinux/ldlinux.sys",
                  "/EFI/BOOT/BOOTX64.EFI"):
         try:
-            found[name] = subprocess.run(
-                ["mtype", "-i", image, f"::{name}"], capture_output=True,
-                check=True, env=mtools_env()).stdout
-        except (OSError, subprocess.CalledProcessError):
+            found[name] = tools.run(
+                ["mtype", "-i", image, f"::{name}"], text=False,
+                env=MTOOLS_ENV).stdout
+        except MissingToolError:
+            raise
+        except (OSError, ToolError):
             raise InputError(f"{path}: no {name} in its FAT partition; not "
                              f"a USB image made by bootdisk") from None
     kernel = found.pop(KERNEL_PATH)

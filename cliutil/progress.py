@@ -21,14 +21,16 @@ import json
 import sys
 import time
 
+from diskimage.errors import DiskImageError
+
 from .text import safe
 
 MODES = ("auto", "bar", "json", "none")
 
 
-class Reported(Exception):
+class Reported(DiskImageError):
     """An error already told as a JSON ``error`` event: the runner exits
-    with `exit_code` and prints nothing more."""
+    with `exit_code` (that of the error told) and prints nothing more."""
 
     def __init__(self, exit_code):
         super().__init__(exit_code)

@@ -6,20 +6,27 @@ bootdisk.md repeat it, made from here by cliutil/docgen.py, and every
 command's --help names the codes it uses)::
 
     0    success
-    1    other failure (an I/O error, a tool that failed)
+    1    other failure: an I/O error (a read or a write that failed), an
+         external tool that failed (the message ends with what it said)
     2    usage error
     3    bad input: missing or unusable source, not an image, a directory,
          a terminal where data must flow, a partition that does not exist
     4    damaged image: checksum mismatch, truncated, bad record, digest
          mismatch
     5    target refused: too small, mounted or in use, the image itself,
-         another sector size, not confirmed; nothing was written
-    6    no space left on the output, or a write failed
-    7    unsupported image version or codec
+         another sector size, a layout that would move an MBR logical
+         partition, not confirmed; nothing was written
+    6    no space left on the output (a full filesystem, a quota, a file
+         size limit)
+    7    unsupported: an image format version, codec or checksum algorithm
+         this tool does not read (zstd without the zstandard package), a
+         filesystem imgx cannot browse
     8    failed after the first write to the target: the target was changed
          and is not usable (a restore wipes the table first, so it has no
          valid table); the message says why
     9    busy: another process is writing the same image or editing it
+    10   an external tool that is needed is not installed: the message
+         names it and the Debian package that provides it
     70   internal error (a bug; RDEPLOY_DEBUG=1 prints the traceback)
     129  interrupted by SIGHUP (the terminal went away); cleaned up as on Ctrl-C
     130  interrupted (Ctrl-C); partial files are removed

@@ -18,7 +18,8 @@ file at the partition offset; NTFS is made in a scratch file, filled through
 a FUSE mount of it and laid in skipping zeros, so disk files stay sparse.
 Checks use read-only loop devices (``losetup -o --sizelimit``, as root),
 never partition nodes.  Needs e2fsprogs, dosfstools, mtools, ntfs-3g, fdisk.
-Failures raise :class:`ToolError` with the tool's stderr; nothing prints.
+Failures raise :class:`ToolError` with the tool's stderr (a missing tool
+its MissingToolError, naming the Debian package); nothing prints.
 """
 
 import hashlib
@@ -28,13 +29,14 @@ import re
 import shutil
 import tempfile
 
-from diskimage.errors import InputError, UsageError
+from diskimage.errors import InputError, ToolError, UsageError
 from diskimage.fs import registry
 from diskimage.fs.fat.mtools import MTOOLS_ENV
 # loop_device and ToolError are part of this module's interface too (the
 # tests and the benchmarks use them from here).
-from diskimage.host.fstools import (ToolError, exfat_mount,  # noqa: F401
-                                    loop_device, ntfs_mount, run)
+from diskimage.host.fuse import exfat_mount, ntfs_mount  # noqa: F401
+from diskimage.host.loop import loop_device
+from diskimage.host.tools import run
 
 MiB = 1 << 20
 # What mkfs.fat needs for the FAT type asked for (clusters of one sector).

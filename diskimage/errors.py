@@ -79,13 +79,18 @@ class TargetError(DiskImageError):
 
 
 class NoSpaceError(DiskImageError):
-    """The output ran out of space, or a write failed part way."""
+    """The output ran out of space: a full filesystem, a quota, a file size
+    limit (NO_SPACE_ERRNOS).  Another failed write is a plain
+    DiskImageError (exit 1)."""
 
     exit_code = 6
 
 
 class UnsupportedError(DiskImageError):
-    """An image of an unknown major version, or an unknown codec."""
+    """Something in the image this tool does not read: a major format
+    version, a codec (zstd without the zstandard package), a checksum
+    algorithm, a filesystem imgx cannot browse.  A restore this tool does
+    not do (an MBR logical partition moved) is a TargetError."""
 
     exit_code = 7
 
@@ -108,3 +113,37 @@ class BusyError(DiskImageError):
 
 class TableError(InputError):
     """A partition table that cannot be parsed."""
+
+
+class ToolError(DiskImageError):
+    """An external tool (mkfs, sfdisk, losetup, qemu-img ...) that exited
+    non-zero, or did not finish in time: the message names the command and
+    ends with what it said; `returncode` (None when it was stopped) and
+    `output` (its stdout and stderr) are kept for callers that judge it."""
+
+    exit_code = 1
+
+    def __init__(self, message, returncode=None, output=""):
+        super().__init__(message)
+        self.returncode = returncode
+        self.output = output
+
+
+class MissingToolError(ToolError):
+    """An external tool that is not installed: one line naming it and the
+    Debian package that provides it (diskimage.host.tools.PACKAGES).
+    `what`, when given, says what needed it."""
+
+    exit_code = 10
+
+    def __init__(self, tool, package=None, what=None):
+        if package is None:
+            from .host.tools import package_of
+            package = package_of(tool)
+        self.tool = tool
+        self.package = package
+        self.what = what
+        where = f"{what}: " if what else ""
+        source = f" (it comes with the Debian package {package})" \
+            if package else " (nor on PATH)"
+        super().__init__(f"{where}{tool}: not installed{source}")

@@ -22,7 +22,7 @@ the target's end.  MBR logical partitions are laid down only where they were.
 from dataclasses import dataclass
 
 from .fs import resize as fsresize
-from .errors import TargetError, UnsupportedError
+from .errors import InputError, TargetError
 from .sizes import format_size
 
 ALIGN = 1 << 20
@@ -125,7 +125,9 @@ def _window(first, end, protected, origin):
 def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
                 protected=(), kind=None):
     """Placements of every image partition on a target of *target_size*
-    bytes; raises TargetError (too small, by how much) or UnsupportedError.
+    bytes; raises TargetError (too small, by how much; a layout that would
+    move an MBR logical partition) or InputError (--size of a partition
+    the image does not hold).
     *protected* lists (start, end) byte ranges that must stay untouched."""
     if mode not in MODES:
         raise ValueError(mode)
@@ -137,7 +139,7 @@ def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
     sizes = dict(sizes or {})
     unknown = sorted(set(sizes) - {p.number for p in places})
     if unknown:
-        raise TargetError(f"--size: the image has no partition {unknown[0]}")
+        raise InputError(f"--size: the image has no partition {unknown[0]}")
     first, end = usable(kind, target_size, target_sector)
     img_first, img_end = usable(kind, table["disk_size"], table["sector_size"])
     origin = places[0].old_start
@@ -217,7 +219,7 @@ def _check_logical(places, kind):
     for p in places:
         if p.number >= FIRST_LOGICAL and (p.new_start, p.new_size) != \
                 (p.old_start, p.old_size):
-            raise UnsupportedError(
+            raise TargetError(
                 f"partition {p.number} is an MBR logical partition; they are "
                 f"restored only where they were (same start and size), so "
                 f"this target or these options cannot be used")
@@ -227,7 +229,7 @@ def plan_into(meta, number, slot_start, slot_size):
     """The placement of image partition *number* into a target slot."""
     places = image_placements(meta, {number})
     if not places:
-        raise TargetError(f"the image has no partition {number}")
+        raise InputError(f"the image has no partition {number}")
     p = places[0]
     if slot_size < p.old_size and slot_size < p.min_size:
         short = p.min_size - slot_size

@@ -132,9 +132,11 @@ Exit codes:
   (also in the partition an edit writes to, image unchanged); 7
   unsupported filesystem, image version or codec; 9 busy: another imgx is
   editing or rewriting the image, or an edit meets one reading it (nothing
-  changed), or another is writing OUT.partial now; 70 internal error;
-  130 interrupted (143 SIGTERM, 129 SIGHUP); 141 broken pipe.  imgx diff:
-  0 the same, 1 different, 2 trouble (as diff(1)).
+  changed), or another is writing OUT.partial now; 10 a tool an edit or
+  convert needs is not installed (named with its Debian package; image
+  unchanged); 70 internal error; 130 interrupted (143 SIGTERM, 129
+  SIGHUP); 141 broken pipe.  imgx diff: 0 the same, 1 different,
+  2 trouble (as diff(1)).
 
 Examples:
   imgx ls -l lab.rdi:1/etc

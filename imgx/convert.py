@@ -14,7 +14,6 @@ import contextlib
 import errno
 import json
 import os
-import subprocess
 import tempfile
 
 from diskimage import sighold
@@ -26,7 +25,7 @@ from diskimage.host.identity import refuse_image_over_source
 from diskimage.image.lock import image_lock
 from diskimage.image.reader import RecordStream
 from diskimage.restore import plan_restore, run_restore
-from diskimage.host.tools import tool_env
+from diskimage.host import tools
 from diskimage.image.volumes import VolumeInput, find_volumes
 from diskimage.image.volumeout import VolumeOutput
 
@@ -35,18 +34,13 @@ FORMATS = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}
 
 
 class ConvertError(DiskImageError):
-    """qemu-img failed or is missing."""
+    """qemu-img failed (a missing one is MissingToolError, exit 10)."""
 
     exit_code = 1
 
 
 def _qemu_img(*args):
-    try:
-        proc = subprocess.run(["qemu-img", *args], capture_output=True,
-                              text=True, env=tool_env())
-    except FileNotFoundError:
-        raise ConvertError("qemu-img: not found (install qemu-utils)") \
-            from None
+    proc = tools.run(["qemu-img", *args], check=False)
     if proc.returncode:
         raise ConvertError(f"qemu-img {args[0]} failed: "
                            f"{proc.stderr.strip()[-500:]}")

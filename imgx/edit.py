@@ -36,10 +36,10 @@ import stat
 import tempfile
 from datetime import datetime, timezone
 
-from diskimage.host import fstools
 from diskimage.capture import capture
 from diskimage.image.compression import Compressor
-from diskimage.errors import NO_SPACE_ERRNOS, DiskImageError, InputError
+from diskimage.errors import (NO_SPACE_ERRNOS, DiskImageError, InputError,
+                              MissingToolError, ToolError)
 from diskimage.image.lock import image_lock
 from diskimage.image.reader import ImageReader, RecordStream
 from diskimage.restore import plan_restore, run_restore
@@ -244,7 +244,10 @@ def _change(disk, area, scratch, what, action, source=None, need=None):
             free = fs.free()
             fs.run(action)
             copies = fs.copies
-    except fstools.ToolError as exc:
+    except MissingToolError as exc:     # its own exit code, 10
+        raise MissingToolError(exc.tool, exc.package,
+                               f"{what} failed, image unchanged") from None
+    except ToolError as exc:
         if "Disk full" in str(exc):
             raise no_space(what, area, free, source, need) from None
         raise EditError(f"{what} failed, image unchanged: {exc}") from None

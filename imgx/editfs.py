@@ -6,13 +6,13 @@ whole transaction."""
 import contextlib
 import os
 import re
-import subprocess
 
 from diskimage import sighold
 from diskimage.fs import registry
+from diskimage.errors import MissingToolError
 from diskimage.fs.fat.mtools import MTOOLS_ENV
-from diskimage.host import fstools
-from diskimage.host.tools import tool_env
+from diskimage.host import fuse, tools
+from diskimage.host.loop import loop_device
 
 from .inroot import Root
 
@@ -67,12 +67,12 @@ class _Mtools:
         self.drive = f"{disk}@@{start}"
 
     def _run(self, *args):
-        fstools.run([args[0], "-i", self.drive, *args[1:]],
-                      env=MTOOLS_ENV)
+        tools.run([args[0], "-i", self.drive, *args[1:]],
+                  env=MTOOLS_ENV)
 
     def free(self):
-        out = fstools.run(["mdir", "-i", self.drive, "::/"],
-                          env=MTOOLS_ENV).stdout
+        out = tools.run(["mdir", "-i", self.drive, "::/"],
+                        env=MTOOLS_ENV).stdout
         found = re.search(r"([\d ]+) bytes free", out)
         return (int(found[1].replace(" ", "")) if found else None), None, \
             None
@@ -114,13 +114,13 @@ def sigint_held():
 def _enter_mount(stack, disk, area, mnt):
     kind = area["filesystem"]
     how = registry.lookup(kind).edit
-    dev = stack.enter_context(fstools.loop_device(
+    dev = stack.enter_context(loop_device(
         disk, area["start"], area["size"], read_only=False))
     if how == "ntfs-3g":
-        return stack.enter_context(fstools.ntfs_mount(dev, mnt, "rw"))
-    fstools.run(["mount", "-t", kind, dev, mnt] if how == "mount"
+        return stack.enter_context(fuse.ntfs_mount(dev, mnt, "rw"))
+    tools.run(["mount", "-t", kind, dev, mnt] if how == "mount"
                 else ["mount.exfat-fuse", dev, mnt])
-    stack.callback(fstools.run, ["umount", mnt])
+    stack.callback(tools.run, ["umount", mnt])
     return mnt
 
 
@@ -169,12 +169,11 @@ def release(scratch, disk):
         if point.startswith(scratch + os.sep):
             # A plain umount waits for the filesystem to be released, so
             # the loop device below can go; lazy only when that fails.
-            if subprocess.run(["umount", point], env=tool_env(),
-                              capture_output=True).returncode:
-                subprocess.run(["umount", "-l", point], env=tool_env(),
-                               capture_output=True)
-    found = subprocess.run(["losetup", "-j", disk], env=tool_env(),
-                           capture_output=True, text=True).stdout
+            if tools.run(["umount", point], check=False).returncode:
+                tools.run(["umount", "-l", point], check=False)
+    try:
+        found = tools.run(["losetup", "-j", disk], check=False).stdout
+    except MissingToolError:    # none attached then: the cause goes on
+        return
     for line in found.splitlines():
-        subprocess.run(["losetup", "-d", line.split(":")[0]], env=tool_env(),
-                       capture_output=True)
+        tools.run(["losetup", "-d", line.split(":")[0]], check=False)

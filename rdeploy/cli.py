@@ -89,17 +89,18 @@ Options:
   --version            Show the version.
 
 Exit codes:
-  0 success; 1 other failure (I/O error); 2 usage error; 3 bad input (missing
-  or unusable source, a source mounted read-write, an existing IMAGE without
-  the force option, not an image, a missing volume, a terminal); 4 damaged
-  image (checksum, truncated, bad record); 5 target refused (too small, mounted,
-  the source, other sector size, not confirmed); 6 no space left or a write
-  failed; 7 unsupported image version or codec; 8 failed after the first
-  write (the target was changed and has no valid table); 9 busy (another
-  process is writing the same image); 70 internal error; 129 SIGHUP;
-  130 interrupted (Ctrl-C); 141 broken pipe; 143 SIGTERM (129 and 143
-  clean up as Ctrl-C does).  `rdeploy help COMMAND` shows one command's
-  part; man rdeploy.
+  0 success; 1 other failure (I/O error, a tool that failed); 2 usage error;
+  3 bad input (missing or unusable source, a source mounted read-write, an
+  existing IMAGE without the force option, not an image, a missing volume,
+  a terminal); 4 damaged image (checksum, truncated, bad record); 5 target
+  refused (too small, mounted, the source, other sector size, an MBR
+  logical partition that would move, not confirmed); 6 no space left;
+  7 unsupported image version or codec; 8 failed after the first write
+  (the target was changed and has no valid table); 9 busy (another process
+  is writing the same image); 10 a needed tool is not installed (named with
+  its Debian package); 70 internal error; 129 SIGHUP; 130 interrupted
+  (Ctrl-C); 141 broken pipe; 143 SIGTERM (129 and 143 clean up as Ctrl-C
+  does).  `rdeploy help COMMAND` shows one command's part; man rdeploy.
 
 Examples:
   rdeploy capture /dev/sda /srv/images/lab.rdi --description="lab 2026-11"

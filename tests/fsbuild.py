@@ -16,7 +16,7 @@ import struct
 import time
 
 import demodisk
-from diskimage.host import fstools
+from diskimage.host import fuse
 from tests.fsmaps import KiB, MiB, MTOOLS_ENV, run
 
 COMPRESSED = 0x800                       # FILE_ATTRIBUTE_COMPRESSED
@@ -114,7 +114,7 @@ def unmount(mountpoint):
 
 def ntfs_mounted(image, mountpoint):
     """An NTFS image mounted read-write by ntfs-3g."""
-    return fstools.ntfs_mount(image, mountpoint, "rw")
+    return fuse.ntfs_mount(image, mountpoint, "rw")
 
 
 @contextlib.contextmanager

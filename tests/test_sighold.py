@@ -93,12 +93,12 @@ def test_after_the_hold_a_signal_is_handled_at_once(sig, threads):
 MOUNT_CHILD = textwrap.dedent("""
     import os, sys
     from cliutil.runner import run
-    from diskimage.host import fstools
+    from diskimage.host import fuse, loop
 
     def main(argv):
         image, mnt = argv
-        with fstools.loop_device(image, 0, os.path.getsize(image)) as dev:
-            with fstools.exfat_mount(dev, mnt):
+        with loop.loop_device(image, 0, os.path.getsize(image)) as dev:
+            with fuse.exfat_mount(dev, mnt):
                 print("in the mount", flush=True)
         return 0
 
@@ -113,7 +113,7 @@ MOUNT_CHILD = textwrap.dedent("""
 def test_a_signal_while_a_fuse_mount_comes_up_leaves_no_mount(tmp_path, sig):
     """Ctrl-C (or SIGTERM, SIGHUP) while mount.exfat-fuse mounts (here one
     that, once mounted, waits for the test to let it return): the mount is
-    there by then, and fstools.exfat_mount must unmount it, not raise
+    there by then, and fuse.exfat_mount must unmount it, not raise
     before its clean-up is armed (ntfs_mount alike)."""
     image = tmp_path / "fs.img"
     with open(image, "wb") as f:

@@ -304,7 +304,6 @@ def new_ids(path, what):
 FILESYSTEM = Filesystem(
     kinds=("exfat",), family="exfat", title="exFAT", detect=detect,
     open_map=open_volume, check=("fsck.exfat", "-n"), new_ids=new_ids,
-    tools={"fsck.exfat": "exfatprogs", "tune.exfat": "exfatprogs",
-           "mount.exfat-fuse": "exfat-fuse"},
+    tools=("fsck.exfat", "tune.exfat", "mount.exfat-fuse"),
     browse="exfat", edit="exfat-fuse", links=False,
     mbr_type="7", gpt_type="EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7")

@@ -11,7 +11,7 @@ How imgx reads and edits a filesystem is data here (a reader name, an edit
 method), so that the library never imports a command.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 def exit_zero(returncode, output):
@@ -55,9 +55,9 @@ class Filesystem:
     min_size: object = None
     #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``).
     new_ids: object = None
-    #: The tools the functions above run, and the Debian package of each,
-    #: for messages and the boot media.
-    tools: dict = field(default_factory=dict)
+    #: The tools the functions above run (their Debian packages are
+    #: diskimage.host.tools.PACKAGES', the one table of them).
+    tools: tuple = ()
     #: Nothing in it depends on the logical sector size: restore may
     #: convert it between 512 and 4096-byte sectors.
     sector_free: bool = False

@@ -14,7 +14,8 @@ import functools
 import importlib
 import struct
 
-from ..host.fstools import loop_device, run
+from ..host.loop import loop_device
+from ..host.tools import run
 from .record import Filesystem
 
 #: The filesystems, in detection order (ext by its magic first, the

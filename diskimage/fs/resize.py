@@ -33,8 +33,8 @@ device over the partition's bytes of the target (:func:`region`).
 
 import contextlib
 
-from ..errors import DiskImageError
-from ..host.fstools import ToolError, loop_device
+from ..errors import MissingToolError, ToolError
+from ..host.loop import loop_device
 from . import registry
 from . import tooling
 from .tooling import ResizeError
@@ -98,11 +98,8 @@ def check(fs, path, what):
     what = f"{what}: check after restore"
     try:
         verdict = registry.fsck(fs, path)
-    except ToolError as exc:
-        if exc.returncode is not None:
-            raise
-        raise DiskImageError(f"{what}: needs {_record(fs).check[0]}, which "
-                             f"is not installed") from None
+    except MissingToolError as exc:     # exit 10, saying what needed it
+        raise MissingToolError(exc.tool, exc.package, what) from None
     if verdict is not None and not verdict[0]:
         # the output ends with what the checker wrote to stderr last
         lines = verdict[1].splitlines()
@@ -127,6 +124,8 @@ def region(path, start, size):
     try:
         with loop_device(path, start, size, read_only=False) as dev:
             yield dev
+    except MissingToolError:        # its own code: 10, naming the package
+        raise
     except ToolError as exc:        # losetup failed to attach or detach
         raise ResizeError(f"{path}: a loop device over bytes {start}-"
                           f"{start + size}: {exc}") from None

@@ -58,6 +58,6 @@ FILESYSTEM = Filesystem(
     kinds=("swap",), family="swap", title="swap", detect=detect,
     open_map=open_volume, grow=resize, shrink=resize,
     min_size=lambda used, size: min(size, MiB), new_ids=new_ids,
-    tools={"mkswap": "util-linux", "blkid": "util-linux"},
+    tools=("mkswap", "blkid"),
     sector_free=True, mbr_type="82",
     gpt_type="0657FD6D-A4AB-43C4-84E5-0933C84B4F4F")

@@ -1,12 +1,11 @@
 """What the filesystems' grow, shrink and new-identity functions share: one
-way to run their tools (through :func:`diskimage.host.fstools.run`), the
+way to run their tools (through :func:`diskimage.host.tools.run`), the
 error they raise, and reading a tag back with ``blkid -p``."""
 
 import os
 
-from ..errors import DiskImageError
-from ..host.fstools import ToolError
-from ..host.fstools import run as run_tool
+from ..errors import DiskImageError, MissingToolError
+from ..host.tools import run as run_tool
 
 
 class ResizeError(DiskImageError):
@@ -15,20 +14,14 @@ class ResizeError(DiskImageError):
 
 
 def call(args, what, input_text=None):
-    """The tool's CompletedProcess, whatever its exit; DiskImageError naming
-    *what* when it is not installed."""
-    try:
-        return run_tool(args, check=False, input=input_text)
-    except ToolError as exc:
-        if exc.returncode is not None:
-            raise
-        raise DiskImageError(f"{what}: needs {args[0]}, which is not "
-                             f"installed") from None
+    """The tool's CompletedProcess, whatever its exit; MissingToolError
+    (exit 10) naming *what* and the package when it is not installed."""
+    return run_tool(args, check=False, input=input_text, what=what)
 
 
 def run(args, what, input_text=None):
     """The tool's stdout; ResizeError naming *what* when it fails,
-    DiskImageError when it is not installed."""
+    MissingToolError when it is not installed."""
     done = call(args, what, input_text)
     if done.returncode != 0:
         raise ResizeError(f"{what}: {args[0]} failed: {detail(done)}")
@@ -46,7 +39,7 @@ def blkid(path, tag):
     try:
         done = run_tool(["blkid", "-p", "-o", "value", "-s", tag,
                          os.fspath(path)], check=False)
-    except ToolError:
+    except MissingToolError:
         return ""
     return done.stdout.strip()
 

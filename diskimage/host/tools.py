@@ -1,10 +1,65 @@
-"""Running the field's own tools (mkfs, fsck, sfdisk ...) from the library,
-also from the frozen binary on boot media."""
+"""The one way the toolkit runs the field's own tools (mkfs, fsck, sfdisk,
+losetup, qemu-img ...), from the library and the commands, also from the
+frozen binary on boot media.
+
+:func:`run` waits for a tool and returns its CompletedProcess; :func:`start`
+returns a running Popen for the callers that stream (QEMU's console, a FUSE
+driver kept in the foreground).  A tool that is not installed raises
+MissingToolError (exit 10), naming the tool and the Debian package that
+provides it (:data:`PACKAGES`); one that exits non-zero, with `check`, or
+outlives its `timeout`, raises ToolError (exit 1) with its last words.
+Nothing prints.
+"""
 
 import os
+import subprocess
 import sys
 
+from ..errors import MissingToolError, ToolError
+
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: For the callers of start(): what Popen's stdin/stdout/stderr take, and
+#: what Popen.wait(timeout) raises.
+PIPE, DEVNULL, STDOUT = subprocess.PIPE, subprocess.DEVNULL, subprocess.STDOUT
+TimeoutExpired = subprocess.TimeoutExpired
+
+#: tool -> the Debian package that provides it (checked against `dpkg -S`
+#: by tests/host/test_tools.py), for the message of a missing tool.
+PACKAGES = {
+    **dict.fromkeys(("mkfs.ext2", "mkfs.ext3", "mkfs.ext4", "e2fsck",
+                     "resize2fs", "tune2fs", "debugfs", "dumpe2fs",
+                     "e2image"), "e2fsprogs"),
+    **dict.fromkeys(("mkfs.fat", "mkfs.vfat", "fsck.fat", "fatlabel"),
+                    "dosfstools"),
+    **dict.fromkeys(("mcopy", "mdir", "mmd", "mdel", "mdeltree", "mtype",
+                     "mmove", "mattrib"), "mtools"),
+    **dict.fromkeys(("mkntfs", "ntfs-3g", "ntfsfix", "ntfsresize",
+                     "ntfslabel", "ntfsinfo"), "ntfs-3g"),
+    **dict.fromkeys(("mkfs.exfat", "fsck.exfat", "tune.exfat"),
+                    "exfatprogs"),
+    "mount.exfat-fuse": "exfat-fuse",
+    **dict.fromkeys(("losetup", "mount", "umount"), "mount"),
+    **dict.fromkeys(("blkid", "mkswap", "wipefs"), "util-linux"),
+    "sfdisk": "fdisk",
+    "sgdisk": "gdisk",
+    "qemu-img": "qemu-utils",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "ldd": "libc-bin",
+    "busybox": "busybox-static",
+    "grub-mkstandalone": "grub-common",
+    "syslinux": "syslinux",
+    "xorriso": "xorriso",
+    "partclone.ext4": "partclone",
+    "lz4": "lz4",
+    "zstd": "zstd",
+}
+
+
+def package_of(tool):
+    """The Debian package that provides `tool` (a name or a path), or None
+    when the table does not know it."""
+    return PACKAGES.get(os.path.basename(os.fspath(tool)))
 
 
 def tool_env(extra=None):
@@ -24,3 +79,78 @@ def tool_env(extra=None):
             env["LD_LIBRARY_PATH"] = original
     env.update(extra or {})
     return env
+
+
+def _env(env, inherit):
+    return tool_env(env) if inherit else dict(env or {})
+
+
+def _missing(exc, args, cwd, what, package):
+    """The MissingToolError for a FileNotFoundError of Popen, or None when
+    it was about something else (a `cwd` that does not exist)."""
+    if cwd is not None and exc.filename is not None and \
+            os.fspath(exc.filename) == os.fspath(cwd):
+        return None
+    return MissingToolError(os.fspath(args[0]), package, what)
+
+
+def _command(args):
+    return " ".join(map(os.fspath, args))
+
+
+def _text(data):
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) \
+        else (data or "")
+
+
+def run(args, *, check=True, input=None, env=None, cwd=None, text=True,
+        timeout=None, inherit=True, what=None, package=None):
+    """Run a tool to its end; its CompletedProcess, output captured (str,
+    UTF-8 with bad bytes replaced; bytes with ``text=False``).
+
+    `input` goes to its stdin (else stdin is /dev/null); `env` is added to
+    tool_env(), or, with ``inherit=False``, is the whole environment;
+    `what` says what needed the tool and `package` where it comes from
+    (else PACKAGES tells), in the message of a missing one.
+    Raises MissingToolError when it is not installed, and ToolError when it
+    runs past `timeout` seconds (it is killed) or, with `check`, exits
+    non-zero."""
+    try:
+        proc = subprocess.run(
+            args, input=input, capture_output=True, env=_env(env, inherit),
+            cwd=cwd, timeout=timeout,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            **({"encoding": "utf-8", "errors": "replace"} if text else {}))
+    except FileNotFoundError as exc:
+        error = _missing(exc, args, cwd, what, package)
+        if error is None:
+            raise
+        raise error from None
+    except subprocess.TimeoutExpired as exc:
+        output = _text(exc.stdout) + _text(exc.stderr)
+        raise ToolError(f"{_command(args)} did not finish within {timeout} "
+                        f"s", None, output) from None
+    if check and proc.returncode != 0:
+        out, err = _text(proc.stdout), _text(proc.stderr)
+        detail = (err.strip() or out.strip())[-2000:]
+        raise ToolError(f"{_command(args)} failed with exit "
+                        f"{proc.returncode}: {detail}", proc.returncode,
+                        out + err)
+    return proc
+
+
+def start(args, *, env=None, cwd=None, inherit=True, stdin=DEVNULL,
+          stdout=None, stderr=None, what=None, package=None):
+    """Start a tool and return its Popen (bytes), for a caller that reads
+    it as it runs or keeps it in the foreground; the caller waits for it.
+    `env`, `inherit`, `what` and `package` as for run(); MissingToolError
+    when it is not installed."""
+    try:
+        return subprocess.Popen(args, stdin=stdin, stdout=stdout,
+                                stderr=stderr, env=_env(env, inherit),
+                                cwd=cwd)
+    except FileNotFoundError as exc:
+        error = _missing(exc, args, cwd, what, package)
+        if error is None:
+            raise
+        raise error from None

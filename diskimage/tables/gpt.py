@@ -47,8 +47,10 @@ MAX_ARRAY_SIZE = 16 << 20       # far above any real table (128 x 128 = 16 KiB)
 SECTOR_SIZES = (512, 4096)      # tried after the sector size the caller gives
 
 
-class Invalid(Exception):
-    """One GPT copy fails a check; *header* is set once it parsed."""
+class Invalid(TableError):
+    """One GPT copy fails a check; *header* is set once it parsed.  Caught
+    here, where it becomes a reason or a warning; a TableError (exit 3)
+    all the same, so that none escapes the hierarchy."""
 
     def __init__(self, reason, header=None):
         super().__init__(reason)

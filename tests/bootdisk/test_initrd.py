@@ -234,3 +234,14 @@ def test_frozen_bootdisk_builds_the_same_environment(built, tmp_path):
                         built["out"], "--json"], cwd=ROOT,
                        capture_output=True, text=True).stdout)["libraries"]
     assert frozen["modules"] and frozen["job_text"] == "echo job\n"
+
+
+def test_zstd_without_zstandard_is_unsupported_exit_7(monkeypatch):
+    """As rdeploy's --compress=zstd without the package: 7, unsupported
+    (it was a usage error, exit 2, before issue 12)."""
+    from bootdisk.initramfs import compress
+    from diskimage.errors import UnsupportedError
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # import fails
+    with pytest.raises(UnsupportedError, match="zstandard") as caught:
+        compress(b"data", "zstd")
+    assert caught.value.exit_code == 7

@@ -12,7 +12,7 @@ import pytest
 
 import demodisk
 from diskimage.fs.fat.mtools import mtools_env
-from diskimage.host import fstools
+from diskimage.host import fuse
 from diskimage.errors import InputError, UsageError
 
 MiB = 1 << 20
@@ -197,7 +197,7 @@ def test_extra_ntfs_file_is_reported(gpt, tmp_path):
     part = manifest["partitions"][3]
     with demodisk.loop_device(path, part["start"], part["size"],
                               read_only=False) as dev, \
-            fstools.ntfs_mount(dev, str(tmp_path / "mnt"), "rw") as mnt:
+            fuse.ntfs_mount(dev, str(tmp_path / "mnt"), "rw") as mnt:
         with open(os.path.join(mnt, "stowaway ñ.txt"), "w") as f:
             f.write("extra")
     assert demodisk.check_disk(path, manifest) == [

@@ -19,7 +19,7 @@ import subprocess
 import pytest
 
 import demodisk
-from diskimage.host import fstools
+from diskimage.host import fuse
 from diskimage.fs.ntfs import used as ntfs
 from diskimage.fs.usedmap import MapError
 from tests.fsbuild import COMPRESSED, compressed_files
@@ -49,7 +49,7 @@ def mkntfs(path, size, *extra):
 
 
 def mounted(image, tmp_path):
-    return fstools.ntfs_mount(image, os.fspath(tmp_path / "mnt"), "rw")
+    return fuse.ntfs_mount(image, os.fspath(tmp_path / "mnt"), "rw")
 
 
 def file_reader(path):

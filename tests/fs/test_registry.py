@@ -231,3 +231,13 @@ def test_without_its_registry_entry_it_is_copied_whole(tmp_path, dummyfs,
     area, stored = captured(disk, image)
     assert area["filesystem"] is None and area["method"] == "zero-skip"
     assert sorted(stored) == list(range(PART_BLOCKS))
+
+
+def test_every_tool_of_a_record_has_its_package_in_the_one_table():
+    """The records name their tools; the package of each comes from the one
+    tool -> package table (diskimage.host.tools.PACKAGES), so a missing one
+    is reported with its package."""
+    from diskimage.host.tools import PACKAGES
+    for record in registry.filesystems():
+        for tool in record.tools + tuple(record.check or ())[:1]:
+            assert tool in PACKAGES, (record.kinds, tool)

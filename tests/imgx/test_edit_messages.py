@@ -201,3 +201,29 @@ def test_a_tree_with_more_entries_than_free_inodes_says_so(tmp_path):
                       rf"{re.escape(str(many))} needs 101 \(one per file, "
                       r"directory and symlink\), (\d+) were free\)", err)
     assert found and int(found[1]) < 101, err
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and unshare (util-linux)")
+def test_a_missing_tool_is_exit_10_naming_its_package(image, tmp_path):
+    """With /usr/sbin (losetup, e2fsck ...) hidden in a private mount
+    namespace, put stops with the missing tool and its Debian package,
+    exit 10; image unchanged.  Before issue 12: exit 1, 'losetup: No such
+    file or directory', from the clean-up, which hid the cause."""
+    img, _ = image
+    before = img.read_bytes()
+    src = tmp_path / "new.txt"
+    src.write_text("new\n")
+    sbin = tmp_path / "sbin"
+    sbin.mkdir()
+    script = 'mount --bind "$1" /usr/sbin && shift && exec "$@"'
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+         "sh", str(sbin), sys.executable, "-m", "imgx", "put", str(src),
+         f"{img}:1/new.txt"], capture_output=True, cwd=ROOT)
+    err = one_line_error(result, 10)
+    assert re.fullmatch(rf"imgx: error: {re.escape(str(img))}: put failed, "
+                        r"image unchanged: "
+                        r"losetup: not installed \(it comes with the Debian "
+                        r"package mount\)\n", err), err
+    assert img.read_bytes() == before

@@ -189,13 +189,13 @@ def _ntfs_facts(img, tmp_path, rel):
     """(mtime, user.note xattr) of `rel` in the NTFS of the image, read
     through ntfs-3g from a raw copy of its disk."""
     import json
-    from diskimage.host import fstools
+    from diskimage.host import fuse, loop
     raw = tmp_path / "check.raw"
     ok("convert", img, raw, "--to=raw")
     part = json.loads(run("sfdisk", "--json", raw).stdout)[
         "partitiontable"]["partitions"][0]
-    with fstools.loop_device(raw, part["start"] * 512, part["size"] * 512) \
-            as dev, fstools.ntfs_mount(dev, tmp_path / "m", "ro") as mnt:
+    with loop.loop_device(raw, part["start"] * 512, part["size"] * 512) \
+            as dev, fuse.ntfs_mount(dev, tmp_path / "m", "ro") as mnt:
         path = os.path.join(mnt, rel)
         return (os.stat(path).st_mtime,
                 os.getxattr(path, "user.note"))

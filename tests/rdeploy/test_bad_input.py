@@ -259,6 +259,18 @@ def test_restore_target_too_small(disk, tmp_path):
     assert sha256(target) == before
 
 
+def test_restore_size_of_a_partition_the_image_lacks(disk, tmp_path):
+    """--size naming a partition the image does not hold is bad input (3,
+    'a partition that does not exist'), not a refused target (5, as it was
+    before issue 12); nothing is written."""
+    target = tmp_path / "t.img"
+    target.write_bytes(b"\xa5" * MiB)
+    before = sha256(target)
+    check(rdeploy("restore", disk["image"], target, "--size=9=10M",
+                  "--yes"), 3, "--size", "no partition 9")
+    assert sha256(target) == before
+
+
 def test_restore_onto_the_image_itself(disk, tmp_path):
     image = tmp_path / "copy.rdi"
     shutil.copyfile(disk["image"], image)

@@ -33,8 +33,7 @@ FILESYSTEMS = (
         detect=detect, open_map=open_volume,
         check=("e2fsck", "-fn"), verdict=tools.verdict,
         grow=tools.resize, shrink=tools.resize, new_ids=tools.new_ids,
-        tools={"e2fsck": "e2fsprogs", "resize2fs": "e2fsprogs",
-               "tune2fs": "e2fsprogs"},
+        tools=("e2fsck", "resize2fs", "tune2fs"),
         sector_free=True, browse="ext", edit="mount", case_sensitive=True,
         posix=True, mbr_type="83", gpt_type="0FC63DAF-8483-4772-8E79-3D69D8477DE4"),
     # The test-filesystem flag (tune2fs -E test_fs): its map is read, but

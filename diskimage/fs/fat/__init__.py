@@ -30,7 +30,7 @@ FILESYSTEM = Filesystem(
     kinds=("fat12", "fat16", "fat32"), family="fat", title="FAT12/16/32",
     aliases=("fat", "vfat", "msdos"), detect=detect, open_map=open_volume,
     check=("fsck.fat", "-n"), grow=tools.grow, new_ids=tools.new_ids,
-    tools={"fsck.fat": "dosfstools", "mcopy": "mtools"},
+    tools=("fsck.fat", "mcopy"),
     browse="fat", edit="mtools", links=False,
     mbr_type={"fat12": "1", "fat16": "e", "fat32": "c"},
     gpt_type="EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7")

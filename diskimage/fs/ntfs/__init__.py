@@ -14,7 +14,6 @@ FILESYSTEM = Filesystem(
     kinds=("ntfs",), family="ntfs", title="NTFS", detect=detect,
     open_map=open_volume, check=("ntfsfix", "-n"),
     grow=tools.resize, shrink=tools.resize, new_ids=tools.new_ids,
-    tools={"ntfsfix": "ntfs-3g", "ntfsresize": "ntfs-3g",
-           "ntfslabel": "ntfs-3g", "ntfs-3g": "ntfs-3g"},
+    tools=("ntfsfix", "ntfsresize", "ntfslabel", "ntfs-3g"),
     browse="ntfs", edit="ntfs-3g",
     mbr_type="7", gpt_type="EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7")

@@ -1,0 +1,154 @@
+"""The one runner of external tools (diskimage.host.tools): a missing tool is
+one line naming it and its Debian package with exit 10, a failing one a
+ToolError of the hierarchy; and the project has no other runner."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+needs_unshare = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare"),
+    reason="needs root and unshare (util-linux)")
+
+
+@needs_unshare
+@pytest.mark.parametrize("kept, tool, package", [
+    ((), "sfdisk", "fdisk"),                 # the demo's first tool
+    (("sfdisk",), "mkfs.ext4", "e2fsprogs"),  # issue 12: exit 70 before
+])
+def test_missing_tool_in_demo_is_one_line_naming_tool_and_package(
+        tmp_path, kept, tool, package):
+    """`rdeploy demo` with /usr/sbin (and so /sbin) replaced, in a private
+    mount namespace, by a directory holding copies of `kept` only: the other
+    tools (every mkfs.*) are really gone, whatever PATH says."""
+    sbin = tmp_path / "sbin"
+    sbin.mkdir()
+    for name in kept:
+        shutil.copy2(f"/usr/sbin/{name}", sbin / name)
+    script = 'mount --bind "$1" /usr/sbin && shift && exec "$@"'
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+         "sh", str(sbin), sys.executable, "-m", "rdeploy", "demo",
+         f"--dir={tmp_path / 'demo'}"],
+        capture_output=True, text=True, cwd=ROOT)
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 10, result.stderr
+    assert errors == [f"rdeploy: error: {tool}: not installed (it comes "
+                      f"with the Debian package {package})"], result.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def test_missing_tool_raises_the_hierarchy_error():
+    from diskimage.errors import DiskImageError, MissingToolError, ToolError
+    from diskimage.host import tools
+    with pytest.raises(MissingToolError) as caught:
+        tools.run(["no-such-tool-r12", "--help"])
+    exc = caught.value
+    assert isinstance(exc, ToolError) and isinstance(exc, DiskImageError)
+    assert exc.exit_code == 10 and exc.tool == "no-such-tool-r12"
+    assert "\n" not in str(exc) and "no-such-tool-r12" in str(exc)
+    with pytest.raises(MissingToolError):
+        tools.start(["no-such-tool-r12"])
+
+
+def test_package_is_named_for_a_known_tool():
+    from diskimage.errors import MissingToolError
+    from diskimage.host import tools
+    exc = MissingToolError("mkfs.ext4")
+    assert exc.package == "e2fsprogs"
+    assert "mkfs.ext4" in str(exc) and "e2fsprogs" in str(exc)
+    assert tools.package_of("/usr/bin/qemu-system-x86_64") == \
+        "qemu-system-x86"
+
+
+def test_failing_tool_is_a_tool_error_with_its_words():
+    from diskimage.errors import DiskImageError, ToolError
+    from diskimage.host import tools
+    with pytest.raises(ToolError) as caught:
+        tools.run(["sh", "-c", "echo first >&2; echo last words >&2; exit 3"])
+    exc = caught.value
+    assert isinstance(exc, DiskImageError) and exc.returncode == 3
+    assert exc.exit_code == 1 and "last words" in str(exc)
+    assert tools.run(["sh", "-c", "exit 4"], check=False).returncode == 4
+
+
+def test_modes_input_env_cwd_and_timeout(tmp_path, monkeypatch):
+    from diskimage.errors import ToolError
+    from diskimage.host import tools
+    assert tools.run(["cat"], input="héllo").stdout == "héllo"
+    assert tools.run(["cat"], input=b"\xff\x00", text=False).stdout == \
+        b"\xff\x00"
+    assert tools.run(["sh", "-c", 'echo "$R12"'],
+                     env={"R12": "x"}).stdout == "x\n"
+    assert tools.run(["pwd"], cwd=tmp_path).stdout.strip() == str(tmp_path)
+    monkeypatch.setenv("R12_OUTER", "y")
+    echo = ["sh", "-c", 'echo "${R12_OUTER-unset} ${R12-unset}"']
+    assert tools.run(echo).stdout == "y unset\n"
+    assert tools.run(echo, inherit=False, env={"R12": "x"}).stdout == \
+        "unset x\n"
+    with pytest.raises(FileNotFoundError):      # not a missing tool
+        tools.run(["true"], cwd=tmp_path / "gone")
+    with pytest.raises(ToolError, match="did not finish within"):
+        tools.run(["sleep", "5"], timeout=0.2)
+
+
+@pytest.mark.skipif(not shutil.which("dpkg"), reason="needs dpkg")
+def test_package_table_is_what_dpkg_says():
+    """Each installed tool of the table belongs to the package it names
+    (dpkg -S; /bin and /sbin are links into /usr on merged-usr systems, so
+    the tool's name is looked up in any bin directory)."""
+    from diskimage.host import tools
+    checked = 0
+    for tool, package in sorted(tools.PACKAGES.items()):
+        if not shutil.which(tool, path=tools.SYSTEM_PATH):
+            continue
+        found = subprocess.run(["dpkg", "-S", f"bin/{tool}"],
+                               capture_output=True, text=True).stdout
+        owners = {owner.strip() for line in found.splitlines()
+                  for owner, path in [line.split(": ", 1)]
+                  if re.search(rf"/s?bin/{re.escape(tool)}$", path)
+                  for owner in owner.split(",")}
+        assert package in owners, (tool, package, owners)
+        checked += 1
+    assert checked >= 10
+
+
+PACKAGES = ("diskimage", "demodisk", "imgx", "rdeploy", "bootdisk",
+            "cliutil")
+
+
+def test_one_subprocess_runner():
+    users = sorted(str(path.relative_to(ROOT)) for package in PACKAGES
+                   for path in (ROOT / package).rglob("*.py")
+                   if re.search(r"^\s*(import subprocess|from subprocess )",
+                                path.read_text(), re.M))
+    assert users == ["diskimage/host/tools.py"]
+
+
+def test_every_exception_class_is_of_the_hierarchy():
+    import importlib
+    import pkgutil
+
+    from diskimage.errors import DiskImageError
+    outside = []
+    for package in PACKAGES:
+        for info in pkgutil.walk_packages([str(ROOT / package)],
+                                          f"{package}."):
+            if info.name.endswith("__main__"):
+                continue
+            module = importlib.import_module(info.name)
+            for name, value in vars(module).items():
+                if isinstance(value, type) and \
+                        issubclass(value, BaseException) and \
+                        value.__module__ == module.__name__ and \
+                        not issubclass(value, (DiskImageError,
+                                               KeyboardInterrupt)):
+                    outside.append(f"{info.name}.{name}")
+    assert outside == []
