@@ -166,7 +166,7 @@ from .opscmd import (cmd_convert, cmd_describe, cmd_import, cmd_join,
 
 def cmd_info(args):
     from diskimage.image.info import image_info
-    from rdeploy.render import info_text
+    from cliutil.render import info_text
 
     info = image_info(args["IMAGE"])
     if args["--json"]:

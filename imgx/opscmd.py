@@ -36,7 +36,7 @@ def cmd_describe(args):
 def cmd_verify(args):
     from diskimage.image.verify import verify
     from diskimage.image.volumes import VolumeInput
-    from rdeploy.render import verify_line
+    from cliutil.render import verify_line
 
     workers = threads(args) or os.cpu_count()
     with VolumeInput(args["IMAGE"]) as source:

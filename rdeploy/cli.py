@@ -115,6 +115,7 @@ import json
 import os
 import sys
 
+from cliutil import render as shared
 from cliutil.progress import MODES, Progress
 from cliutil.runner import dispatch, run, whole_number
 from cliutil.text import safe
@@ -324,7 +325,7 @@ def cmd_verify(args):
     with _progress(args, "verify") as progress:
         with _open_image(args["IMAGE"]) as source:
             summary = verify(source, threads=threads, progress=progress)
-        line = render.verify_line(args["IMAGE"], summary)
+        line = shared.verify_line(args["IMAGE"], summary)
         if not args["--quiet"]:
             print(line)     # the result, on stdout
         progress.end(line if progress.json else None,
@@ -337,7 +338,7 @@ def cmd_info(args):
 
     info = image_info(args["IMAGE"])
     print(json.dumps(info, indent=2) if args["--json"]
-          else render.info_text(info))
+          else shared.info_text(info))
     return 0
 
 
