@@ -15,7 +15,7 @@ its start.  The copy, a few bytes from the end and counting the image in
 that length, is found at once; without it (an image of 4 GiB or more, the
 length being 32 bits) the loader still finds the original cookie, after
 reading back through the whole image at every start.  Run, the
-binary sees the trailer on itself (cliutil/selfrestore.py) and restores the
+binary sees the trailer on itself (deploytool/selfrestore.py) and restores the
 image it carries through ``rdeploy restore``, with all of its checks.  Any
 reader of the toolkit opens the file as the image it carries
 (diskimage.image.volumes.sfx_window), so ``rdeploy info restore.run`` works too.
