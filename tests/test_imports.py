@@ -37,6 +37,12 @@ for _name in COMMANDS:
     FORBIDDEN[_name] = (set(COMMANDS) - {_name}) | {"deploytool", "bench",
                                                     "tests"}
 
+# (module, name) imports that break a rule and are being removed elsewhere;
+# each must still exist (test_pending_exceptions_are_still_needed), so the
+# line goes once its import does.  editfs checks an edited partition with
+# demodisk.fsck until the filesystem registry's checker replaces it.
+PENDING = {("diskimage/edit/editfs.py", "demodisk")}
+
 
 def _sources(package):
     top = os.path.join(ROOT, package)
@@ -71,7 +77,8 @@ def violations(package):
     for path in _sources(package):
         rel = os.path.relpath(path, ROOT)
         for line, name in imports(path, package):
-            if name in FORBIDDEN[package] and name != package:
+            if name in FORBIDDEN[package] and name != package and \
+                    (rel, name) not in PENDING:
                 bad.append(f"{rel}:{line}: imports {name}")
     return bad
 
@@ -81,6 +88,15 @@ def test_package_imports_only_what_it_may(package):
     if not os.path.isdir(os.path.join(ROOT, package)):
         pytest.skip(f"no {package}/ yet")
     assert violations(package) == []
+
+
+def test_pending_exceptions_are_still_needed():
+    for rel, name in sorted(PENDING):
+        package = rel.split("/")[0]
+        found = {n for _, n in imports(os.path.join(ROOT, rel), package)} \
+            if os.path.exists(os.path.join(ROOT, rel)) else set()
+        assert name in found, f"{rel} no longer imports {name}: drop it " \
+                              f"from PENDING"
 
 
 def test_the_checker_sees_imports_of_each_kind(tmp_path):

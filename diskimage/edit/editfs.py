@@ -13,7 +13,8 @@ from diskimage.host import fstools
 from diskimage import sighold
 from diskimage.host.tools import tool_env
 
-from .fsread import FAMILIES
+from diskimage.fs.read import FAMILIES
+
 from .inroot import Root
 
 
