@@ -53,6 +53,13 @@ def _sources(package):
                 yield os.path.join(base, name)
 
 
+def _is_module(name):
+    """Whether the dotted `name` is a module of the tree ("rdeploy.cli"),
+    not a file name that looks like one ("bootdisk.md")."""
+    path = os.path.join(ROOT, *name.split("."))
+    return os.path.isfile(path + ".py") or os.path.isdir(path)
+
+
 def imports(path, package):
     """[(line, top-level name)] of what the module at `path` imports:
     import statements (a relative one stays in `package`), and string
@@ -67,7 +74,7 @@ def imports(path, package):
             top = package if node.level else (node.module or "").split(".")[0]
             found.append((node.lineno, top))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                and _MODULE.match(node.value):
+                and _MODULE.match(node.value) and _is_module(node.value):
             found.append((node.lineno, node.value.split(".")[0]))
     return sorted(found)
 
@@ -106,7 +113,8 @@ def test_the_checker_sees_imports_of_each_kind(tmp_path):
     source.write_text("import rdeploy.cli\nfrom imgx import edit\n"
                       "from . import sibling\nimport importlib\n"
                       "importlib.import_module('bootdisk.cli')\n"
-                      "'''docs naming rdeploy.cli in a sentence'''\n")
+                      "'''docs naming rdeploy.cli in a sentence'''\n"
+                      "DOC = 'bootdisk.md'\n")
     assert imports(str(source), "cliutil") == [
         (1, "rdeploy"), (2, "imgx"), (3, "cliutil"), (4, "importlib"),
         (5, "bootdisk")]
