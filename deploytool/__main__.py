@@ -1,4 +1,4 @@
-"""``python -m deploytool``: the multi-call dispatcher, as the frozen binary."""
+"""``python -m deploytool``: the multi-call dispatcher, as frozen."""
 
 import sys
 

@@ -5,8 +5,8 @@
     python -m deploytool.docgen --check  exit 1 when a committed file differs
 
 The files are committed (setup.cfg installs them to share/man/man1 and
-share/bash-completion/completions) and tests/deploytool/test_docs.py checks that
-regenerating gives the same bytes, so a usage text changed without
+share/bash-completion/completions) and tests/deploytool/test_docs.py checks
+that regenerating gives the same bytes, so a usage text changed without
 `make docs` fails the tests.  The exit-code table of docs/*.md is made from
 cliutil/runner.py's docstring the same way (`exit_code_table`).
 """

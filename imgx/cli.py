@@ -92,7 +92,7 @@ new file is complete):
               the raw disk to stdout (--to=raw; not a terminal).
   import      Capture a raw disk file, a block device, or a qcow2, VHD,
               VMDK or VDI file (qemu-img) into the image OUT.
-  sfx         Write a self-restoring image to OUT (-o): the frozen binary
+  sfx         Write a self-restoring image to OUT (-o): the frozen toolkit
               with IMAGE appended.  `OUT TARGET` restores it onto TARGET
               with rdeploy restore's checks; `OUT --help` says more.
 

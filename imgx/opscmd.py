@@ -1,7 +1,7 @@
 """The image operations of imgx (usage in imgx/cli.py): describe, verify,
 split, join, recompress, convert, import, sfx.  Each is a thin call into
-rewrite.py, convert.py or sfx.py; outputs other than the image itself are
-refused when they exist, unless --force."""
+diskimage.image.rewrite, convert.py or diskimage.image.sfx; outputs other
+than the image itself are refused when they exist, unless --force."""
 
 import os
 import sys

@@ -39,10 +39,11 @@ Commands:
 
 Options:
   --partitions=LIST    Only these partition numbers, e.g. 1,3 (capture keeps
-                       the table too; restore writes into the same slots).
+                       the table too; restore writes each into the target's
+                       partition of the same number).
   --into=N             Restore the one image partition (or the one chosen
                        with --partitions) into partition N of the target's
-                       own table; a larger slot grows the filesystem.
+                       own table; a larger partition N grows the filesystem.
   --dry-run            Print the plan (old and new place of each partition,
                        grow/shrink, what is kept) and write nothing.
   --grow               Extend the last partition to the end of the target

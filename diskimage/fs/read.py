@@ -343,8 +343,8 @@ class Filesystem:
 
     def resolve(self, path, follow_last=True):
         """(node, canonical path) of `path` ("/" separated, from the root),
-        symlinks resolved inside this filesystem (diskimage.fs.inpath); the last
-        component's link is followed only when `follow_last`."""
+        symlinks resolved inside this filesystem (diskimage.fs.inpath); the
+        last component's link is followed only when `follow_last`."""
         return resolve_in_root(
             self.root, path, self.child,
             lambda n: n.target if n.kind == "symlink" else None,

@@ -15,11 +15,11 @@ end of the file for the cookie, which gives the archive's length, and so
 its start.  The copy, a few bytes from the end and counting the image in
 that length, is found at once; without it (an image of 4 GiB or more, the
 length being 32 bits) the loader still finds the original cookie, after
-reading back through the whole image at every start.  Run, the
-binary sees the trailer on itself (deploytool/selfrestore.py) and restores the
+reading back through the whole image at every start.  Run, the binary
+sees the trailer on itself (deploytool/selfrestore.py) and restores the
 image it carries through ``rdeploy restore``, with all of its checks.  Any
-reader of the toolkit opens the file as the image it carries
-(diskimage.image.volumes.sfx_window), so ``rdeploy info restore.run`` works too.
+reader of the toolkit opens the file as the image it carries (sfx_window,
+through diskimage.image.volumes), so ``rdeploy info restore.run`` works too.
 """
 
 import os
