@@ -122,11 +122,13 @@ def cmd_import(args):
 
 
 def cmd_sfx(args):
-    from cliutil.toolkit import default_toolkit
+    from cliutil import toolkit as toolkits
     from diskimage.image.sfx import make_sfx
     _to_stdout(args, "sfx")
-    # --binary: the old name of --toolkit, kept working.
-    toolkit = args["--toolkit"] or args["--binary"] or default_toolkit()
+    # --binary: the old name of --toolkit, kept working.  None found: the
+    # message names where `make freeze` puts it.
+    toolkit = args["--toolkit"] or args["--binary"] or toolkits.find() or \
+        toolkits.source_tree_build()
     report = make_sfx(args["IMAGE"], args["--output"], toolkit,
                       force=args["--force"])
     for line in report["warnings"]:
