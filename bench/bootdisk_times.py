@@ -59,13 +59,14 @@ def bootdisk(*args):
 
 
 def initrd_manifest(path):
-    """/etc/bootdisk/manifest.json of a gzip initramfs (cpio reads it)."""
+    """/etc/bootdisk/manifest.json of a gzip initramfs (cpio reads it),
+    with the size of the cpio archive, which the manifest cannot hold."""
     with open(path, "rb") as f:
         data = gzip.decompress(f.read())
     proc = subprocess.run(["cpio", "-i", "--quiet", "--to-stdout",
                            MANIFEST], input=data, capture_output=True,
                           check=True)
-    return json.loads(proc.stdout)
+    return dict(json.loads(proc.stdout), uncompressed=len(data))
 
 
 def build_all(tmp, job):
