@@ -5,7 +5,7 @@
 #   make demo     run `rdeploy demo`
 #   make freeze   dist/deploytool (one onefile binary) + dist/<command> links
 #   make docs     man/*.1, completions/* and the exit-code tables of docs/*.md,
-#                 made from the usage texts (cliutil/docgen.py); commit them
+#                 made from the usage texts (deploytool/docgen.py); commit them
 #   make test     deps, freeze, then the test suite
 #   make bench    the benchmark against the peers (bench/run.py, ~15 min);
 #                 arguments in BENCH_ARGS, e.g. BENCH_ARGS="--rounds=5"
@@ -32,7 +32,7 @@ VENV_STAMP := $(VENV)/.stamp-install
 APT_GET    := DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600
 
 # Inputs of the frozen binary: the packages' sources and the recipe.
-FREEZE_INPUTS := $(filter-out tests/% bench/%,$(wildcard */*.py */*/*.py)) \
+FREEZE_INPUTS := $(filter-out tests/% bench/%,$(wildcard */*.py */*/*.py */*/*/*.py)) \
 	build/deploytool.spec build/freeze.sh setup.cfg
 
 BENCH_STAMP := $(VENV)/.stamp-bench
@@ -66,7 +66,7 @@ demo: deps
 	$(VENV)/bin/rdeploy demo
 
 docs: $(VENV_STAMP)
-	$(VPY) -m cliutil.docgen
+	$(VPY) -m deploytool.docgen
 
 freeze: $(DIST)/deploytool
 

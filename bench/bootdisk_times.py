@@ -7,6 +7,9 @@ between the `bootdisk_times` markers (or print them with --print).
     .venv/bin/python bench/bootdisk_times.py --print    # only print
 
 Needs `make freeze` (dist/deploytool) and the packages of the Makefile.
+The media are built through the command, `python -m bootdisk ...`, as a
+user builds them (so a build time includes starting Python), and read back
+through `bootdisk info --json` and the initramfs's own manifest.
 "Boot to job" is the wall-clock time from starting QEMU to the console line
 "bootdisk: running job"; "guest uptime" is the kernel's own uptime at that
 moment (what the init prints), so the difference is firmware + boot loader
@@ -15,27 +18,28 @@ off; "total" is until QEMU has exited.
 """
 
 import argparse
+import gzip
+import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from bootdisk import kernel as kernels, qemu  # noqa: E402
-from bootdisk.initramfs import Spec, build_initrd  # noqa: E402
-from bootdisk.iso import build_iso  # noqa: E402
-from bootdisk.pxe import build_pxe  # noqa: E402
-from bootdisk.usb import build_usb  # noqa: E402
 from diskimage.sizes import format_size  # noqa: E402
+from qemuboot import base_args, timed_boot  # noqa: E402
 
 DOC = os.path.join(ROOT, "docs", "bootdisk.md")
 BEGIN, END = "<!-- bootdisk_times:begin -->", "<!-- bootdisk_times:end -->"
 CMDLINE = "console=ttyS0,115200 panic=10"
 JOB_LINE = "bootdisk: running job"
+MANIFEST = "etc/bootdisk/manifest.json"
 UPTIME = re.compile(r"bootdisk: running job \S+ \(up ([0-9.]+) s\)")
 
 
@@ -44,31 +48,54 @@ def _dir_size(path):
                for d, _, names in os.walk(path) for f in names)
 
 
+def bootdisk(*args):
+    """Run the bootdisk command; its stdout."""
+    proc = subprocess.run([sys.executable, "-m", "bootdisk", *args],
+                          cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"bootdisk {args[0]} failed (exit "
+                         f"{proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def initrd_manifest(path):
+    """/etc/bootdisk/manifest.json of a gzip initramfs (cpio reads it),
+    with the size of the cpio archive, which the manifest cannot hold."""
+    with open(path, "rb") as f:
+        data = gzip.decompress(f.read())
+    proc = subprocess.run(["cpio", "-i", "--quiet", "--to-stdout",
+                           MANIFEST], input=data, capture_output=True,
+                          check=True)
+    return dict(json.loads(proc.stdout), uncompressed=len(data))
+
+
 def build_all(tmp, job):
-    spec = Spec(job=job, cmdline=CMDLINE)
     rows, made = [], {}
-    for name, build, kw in (
-            ("initrd (gzip)", build_initrd, {}),
-            ("initrd (zstd)", build_initrd, {}),
-            ("ISO", build_iso, {"timeout": 1}),
-            ("USB image", build_usb, {"timeout": 1}),
-            ("PXE directory", build_pxe, {"timeout": 1})):
+    for name, command in (
+            ("initrd (gzip)", "initrd"),
+            ("initrd (zstd)", "initrd"),
+            ("ISO", "iso"),
+            ("USB image", "usb"),
+            ("PXE directory", "pxe")):
         path = os.path.join(tmp, name.split()[0].lower() +
                             ("-zstd" if "zstd" in name else ""))
-        this = Spec(**{**spec.__dict__,
-                       "compress": "zstd" if "zstd" in name else "gzip"})
+        args = [command, "-o", path, f"--job={job}", f"--cmdline={CMDLINE}",
+                f"--compress={'zstd' if 'zstd' in name else 'gzip'}", "-q"]
+        if command != "initrd":
+            args.append("--timeout=1")
         started = time.monotonic()
-        manifest = build(this, path, **kw)
+        bootdisk(*args)
         seconds = time.monotonic() - started
         size = _dir_size(path) if os.path.isdir(path) else \
             os.path.getsize(path)
         rows.append((name, size, seconds))
-        made[name] = (path, manifest)
+        made[name] = (path, initrd_manifest(path)
+                      if name == "initrd (gzip)" else None)
     return rows, made
 
 
 def boots(made, tmp):
-    kernel = kernels.default_kernel()
+    kernel = made["initrd (gzip)"][1]["kernel"]["file"]
     iso, usb = made["ISO"][0], made["USB image"][0]
     pxe = made["PXE directory"][0]
 
@@ -98,20 +125,16 @@ def boots(made, tmp):
     ]
     rows = []
     for name, firmware, extra in plan:
-        vars_dir = tempfile.mkdtemp(dir=tmp)
-        args = qemu.base_args(uefi_vars=qemu.ovmf_vars(vars_dir)
-                              if firmware == "uefi" else None) + extra
-        with qemu.Boot(args) as boot:
-            to_job = boot.wait_for(JOB_LINE, 300)
-            boot.wait(300)
-            total = time.monotonic() - boot.started
-            out = boot.output
-        ok = "bootdisk: job finished: exit 0" in out
+        vars_dir = tempfile.mkdtemp(dir=tmp) if firmware == "uefi" else None
+        to_job, total, out = timed_boot(base_args(uefi_vars_dir=vars_dir) +
+                                        extra, JOB_LINE)
+        ok = to_job is not None and "bootdisk: job finished: exit 0" in out
         uptime = UPTIME.search(out)
         rows.append((name, {"bios": "SeaBIOS", "uefi": "OVMF"}.get(
-            firmware, "none (QEMU loads the kernel)"), to_job,
+            firmware, "none (QEMU loads the kernel)"), to_job or 0.0,
             float(uptime.group(1)) if uptime else None, total, ok))
-        print(f"{name} {firmware}: job at {to_job:.1f} s, total "
+        shown = f"{to_job:.1f} s" if to_job is not None else "never"
+        print(f"{name} {firmware}: job at {shown}, total "
               f"{total:.1f} s, {'ok' if ok else 'FAILED'}", file=sys.stderr)
     return rows
 

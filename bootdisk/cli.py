@@ -47,7 +47,7 @@ Options:
   --on-failure=ACTION   poweroff, reboot or shell [default: shell].
   --toolkit=FILE        The frozen multi-call binary (default: this binary
                         when frozen, else dist/deploytool of `make freeze`).
-  --compress=METHOD     gzip or zstd: how the initramfs is compressed
+  --compress=CODEC      gzip or zstd: how the initramfs is compressed
                         [default: gzip].
   --timeout=SECONDS     Boot menu timeout before the job entry [default: 3].
   --size=SIZE           USB image size, e.g. 128M (default: what the files

@@ -6,7 +6,7 @@ picks the command by the name the binary was called by (sys.argv[0]).
 
 import sys
 
-from cliutil.multicall import main
+from deploytool.multicall import main
 
 if __name__ == "__main__":
     sys.exit(main())

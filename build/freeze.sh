@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Freeze the toolkit into dist/deploytool (one onefile binary, see
 # build/deploytool.spec) plus a link dist/<command> -> deploytool for every
-# command in cliutil/multicall.py's COMMANDS, then smoke-test the result with
+# command in deploytool/multicall.py's COMMANDS, then smoke-test the result with
 # an empty environment, as on boot media.
 #
 # Usage: build/freeze.sh            (PYTHON defaults to .venv/bin/python)
@@ -20,7 +20,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
     --distpath "$DIST" --workpath "$WORK" build/deploytool.spec
 
-names=$("$PYTHON" -c 'from cliutil.multicall import COMMANDS; print(*COMMANDS)')
+names=$("$PYTHON" -c 'from deploytool.multicall import COMMANDS; print(*COMMANDS)')
 
 # Links for the commands, and none for commands that left the table.
 for link in "$DIST"/*; do
@@ -41,7 +41,7 @@ if [ "${listed% }" != "$names" ]; then
 fi
 missing=""
 for name in $names; do
-    module=$("$PYTHON" -c "from cliutil.multicall import COMMANDS; print(COMMANDS['$name'])")
+    module=$("$PYTHON" -c "from deploytool.multicall import COMMANDS; print(COMMANDS['$name'])")
     if [ -f "${module//.//}.py" ]; then
         env -i "$DIST/$name" --help >/dev/null
     else

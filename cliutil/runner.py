@@ -2,7 +2,7 @@
 on stderr and a documented exit code.
 
 Exit codes (the one table of the toolkit: docs/rdeploy.md, imgx.md and
-bootdisk.md repeat it, made from here by cliutil/docgen.py, and every
+bootdisk.md repeat it, made from here by deploytool/docgen.py, and every
 command's --help names the codes it uses)::
 
     0    success

@@ -21,7 +21,7 @@ Usage:
   imgx convert IMAGE OUT --to=FORMAT [--threads=N]
   imgx import SOURCE OUT [--compress=CODEC] [--level=N] [--description=TEXT]
               [--force]
-  imgx sfx IMAGE -o OUT [--binary=PATH] [--force]
+  imgx sfx IMAGE -o OUT [--toolkit=FILE | --binary=FILE] [--force]
   imgx help [COMMAND]
   imgx (-h | --help)
   imgx --version
@@ -92,7 +92,7 @@ new file is complete):
               the raw disk to stdout (--to=raw; not a terminal).
   import      Capture a raw disk file, a block device, or a qcow2, VHD,
               VMDK or VDI file (qemu-img) into the image OUT.
-  sfx         Write a self-restoring image to OUT (-o): the frozen binary
+  sfx         Write a self-restoring image to OUT (-o): the frozen toolkit
               with IMAGE appended.  `OUT TARGET` restores it onto TARGET
               with rdeploy restore's checks; `OUT --help` says more.
 
@@ -106,8 +106,10 @@ Options:
   -o OUT --output=OUT  Write the new image (or sfx binary) here instead of
                 over IMAGE; "-" streams join's or recompress's image to
                 stdout (not a terminal).
-  --binary=PATH The frozen binary an sfx is built on [default: this program
-                when frozen, else dist/deploytool].
+  --toolkit=FILE  The frozen multi-call binary an sfx is built on
+                (default: this program when frozen, else dist/deploytool
+                of `make freeze`), as bootdisk's --toolkit.
+  --binary=FILE   The old name of --toolkit: deprecated, still works.
   --compress=CODEC  lz4, zstd or none [default: lz4].
   --level=N     Compression level (lz4 1-12, zstd 1-19).
   --to=FORMAT   raw, qcow2 or vhd.
@@ -161,14 +163,14 @@ from diskimage import __version__
 from diskimage.errors import InputError, UsageError
 
 from . import render
-from .image import Image, split_path
+from diskimage.image.browse import Image, split_path
 from .opscmd import (cmd_convert, cmd_describe, cmd_import, cmd_join,
                      cmd_recompress, cmd_sfx, cmd_split, cmd_verify, threads)
 
 
 def cmd_info(args):
     from diskimage.image.info import image_info
-    from rdeploy.render import info_text
+    from cliutil.render import info_text
 
     info = image_info(args["IMAGE"])
     if args["--json"]:
@@ -318,7 +320,7 @@ def cmd_diff(args):
 
 
 def _edit(args, op, paths, source=None):
-    from .edit import edit
+    from diskimage.edit.transaction import edit
 
     image_path, number, path = split_path(args["IMGPATH"])
     summary = edit(image_path, number, op, [path] + paths, source=source,

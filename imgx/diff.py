@@ -8,10 +8,10 @@ either image) is trouble, never "the same".
 import hashlib
 
 from diskimage.errors import DiskImageError
+from diskimage.fs.read import READS, browsable
+from diskimage.image.browse import Image
 
 from .extract import copy_stream
-from .fsread import READS, browsable
-from .image import Image
 
 
 class DiffTrouble(DiskImageError):

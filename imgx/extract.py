@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from diskimage.errors import (NO_SPACE_ERRNOS, InputError, NoSpaceError,
                               TargetError, no_space_left)
 from diskimage.fs import registry
+from diskimage.fs.inpath import unsafe_name
 from diskimage.host.identity import refuse_image_over_source
+from diskimage.image.browse import Image
 
-from .image import Image
-from .inpath import unsafe_name
 
 BLOCK = 1 << 20
 PIECE = 4096                    # the granularity of holes

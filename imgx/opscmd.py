@@ -1,7 +1,7 @@
 """The image operations of imgx (usage in imgx/cli.py): describe, verify,
 split, join, recompress, convert, import, sfx.  Each is a thin call into
-rewrite.py, convert.py or sfx.py; outputs other than the image itself are
-refused when they exist, unless --force."""
+diskimage.image.rewrite, convert.py or diskimage.image.sfx; outputs other
+than the image itself are refused when they exist, unless --force."""
 
 import os
 import sys
@@ -28,7 +28,7 @@ def level(args):
 
 
 def cmd_describe(args):
-    from .rewrite import rewrite
+    from diskimage.image.rewrite import rewrite
     rewrite(args["IMAGE"], metadata={"description": args["TEXT"]})
     return 0
 
@@ -36,7 +36,7 @@ def cmd_describe(args):
 def cmd_verify(args):
     from diskimage.image.verify import verify
     from diskimage.image.volumes import VolumeInput
-    from rdeploy.render import verify_line
+    from cliutil.render import verify_line
 
     workers = threads(args) or os.cpu_count()
     with VolumeInput(args["IMAGE"]) as source:
@@ -72,7 +72,7 @@ def _to_stdout(args, command, streams=False):
 def cmd_split(args):
     from diskimage.sizes import parse_size_at_least
     from diskimage.image.volumes import MIN_SPLIT
-    from .rewrite import rewrite
+    from diskimage.image.rewrite import rewrite
     size = parse_size_at_least(args["SIZE"], MIN_SPLIT, "SIZE", "4K")
     _to_stdout(args, "split")
     rewrite(args["IMAGE"], args["--output"], split=size,
@@ -81,7 +81,7 @@ def cmd_split(args):
 
 
 def cmd_join(args):
-    from .rewrite import rewrite
+    from diskimage.image.rewrite import rewrite
     rewrite(args["IMAGE"], args["--output"], split=None,
             force=args["--force"], stdout=_to_stdout(args, "join", True))
     return 0
@@ -89,7 +89,7 @@ def cmd_join(args):
 
 def cmd_recompress(args):
     from diskimage.image.compression import Compressor
-    from .rewrite import rewrite
+    from diskimage.image.rewrite import rewrite
     rewrite(args["IMAGE"], args["--output"],
             compressor=Compressor(args["--compress"], level(args)),
             threads=threads(args), force=args["--force"],
@@ -122,12 +122,14 @@ def cmd_import(args):
 
 
 def cmd_sfx(args):
-    from .sfx import make_sfx
+    from cliutil import toolkit as toolkits
+    from diskimage.image.sfx import make_sfx
     _to_stdout(args, "sfx")
-    binary = args["--binary"]
-    if binary and binary.startswith("this program"):
-        binary = None
-    report = make_sfx(args["IMAGE"], args["--output"], binary,
+    # --binary: the old name of --toolkit, kept working.  None found: the
+    # message names where `make freeze` puts it.
+    toolkit = args["--toolkit"] or args["--binary"] or toolkits.find() or \
+        toolkits.source_tree_build()
+    report = make_sfx(args["IMAGE"], args["--output"], toolkit,
                       force=args["--force"])
     for line in report["warnings"]:
         print(f"imgx: warning: {safe(line)}", file=sys.stderr)

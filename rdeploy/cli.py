@@ -39,10 +39,11 @@ Commands:
 
 Options:
   --partitions=LIST    Only these partition numbers, e.g. 1,3 (capture keeps
-                       the table too; restore writes into the same slots).
+                       the table too; restore writes each into the target's
+                       partition of the same number).
   --into=N             Restore the one image partition (or the one chosen
                        with --partitions) into partition N of the target's
-                       own table; a larger slot grows the filesystem.
+                       own table; a larger partition N grows the filesystem.
   --dry-run            Print the plan (old and new place of each partition,
                        grow/shrink, what is kept) and write nothing.
   --grow               Extend the last partition to the end of the target
@@ -116,6 +117,7 @@ import json
 import os
 import sys
 
+from cliutil import render as shared
 from cliutil.progress import MODES, Progress
 from cliutil.runner import dispatch, run, whole_number
 from cliutil.text import safe
@@ -325,7 +327,7 @@ def cmd_verify(args):
     with _progress(args, "verify") as progress:
         with _open_image(args["IMAGE"]) as source:
             summary = verify(source, threads=threads, progress=progress)
-        line = render.verify_line(args["IMAGE"], summary)
+        line = shared.verify_line(args["IMAGE"], summary)
         if not args["--quiet"]:
             print(line)     # the result, on stdout
         progress.end(line if progress.json else None,
@@ -338,7 +340,7 @@ def cmd_info(args):
 
     info = image_info(args["IMAGE"])
     print(json.dumps(info, indent=2) if args["--json"]
-          else render.info_text(info))
+          else shared.info_text(info))
     return 0
 
 

@@ -20,7 +20,7 @@ from .imgx_helpers import ROOT
 CHILD = textwrap.dedent("""
     import sys, threading, time
     from cliutil.runner import run
-    from imgx.editfs import sigint_held
+    from diskimage.edit.editfs import sigint_held
 
     def main(argv):
         if "thread" in argv:

@@ -38,10 +38,10 @@ def test_usage_errors_exit_2(argv):
 
 
 def test_multicall_dispatches_by_first_argument():
-    result = run("-m", "cliutil.multicall", "rdeploy", "--version")
+    result = run("-m", "deploytool.multicall", "rdeploy", "--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"rdeploy {__version__}"
-    unknown = run("-m", "cliutil.multicall", "nosuch")
+    unknown = run("-m", "deploytool.multicall", "nosuch")
     assert unknown.returncode == 2
     assert "unknown command" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1

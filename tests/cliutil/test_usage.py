@@ -119,7 +119,7 @@ def test_capture_help_holds_its_options_only():
     (["--frob"], "unknown option --frob"),
 ])
 def test_multicall_usage_errors_are_the_same_kind_of_line(argv, phrase):
-    result = run("cliutil.multicall", *argv)
+    result = run("deploytool.multicall", *argv)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"deploytool: error: {phrase}; see 'deploytool --help'"]

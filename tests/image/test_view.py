@@ -11,7 +11,7 @@ import demodisk
 from diskimage.errors import InputError
 from diskimage.image.view import ImageView
 from diskimage.image.reader import ImageReader
-from imgx.fsread import Filesystem
+from diskimage.fs.read import Filesystem
 
 from tests.imgx_helpers import capture_disk
 

@@ -185,7 +185,7 @@ def test_exfat_fragmented_file_follows_its_fat_chain(tmp_path):
             subprocess.run(["umount", mnt], check=True)
     image = tmp_path / "frag.rdi"
     capture_disk(disk, image)
-    from imgx.image import Image
+    from diskimage.image.browse import Image
     with Image(str(image)) as opened:
         fs = opened.filesystem(None)
         node = fs.lookup("big")

@@ -136,7 +136,7 @@ def test_put_keeps_owner_group_mode_times_and_xattrs(image, tmp_path):
 def test_root_resolves_links_inside_itself(tmp_path):
     """inroot.Root on a plain directory tree: an absolute link and a run of
     `..` in a link both stay inside the root, however the host looks."""
-    from imgx.inroot import Root
+    from diskimage.edit.inroot import Root
     host = tmp_path / "host"
     (host / "dir").mkdir(parents=True)
     root = tmp_path / "root"

@@ -201,3 +201,19 @@ def test_sfx_onto_a_full_filesystem_is_no_space(tmp_path):
                                   f"--binary={binary}"), 6)
         assert f"imgx: error: {out}: no space left" in err, err
         assert sorted(os.listdir(mnt)) == ["lost+found"]
+
+
+def test_sfx_takes_the_toolkit_as_bootdisk_does(tmp_path):
+    """One name for the frozen toolkit (issue 12): `--toolkit=FILE` as in
+    bootdisk; `--binary`, its old name, still works; a missing one is named
+    with the option to give."""
+    image, toolkit = _image(tmp_path), _fake_binary(tmp_path)
+    ok("sfx", image, "-o", tmp_path / "a.run", f"--toolkit={toolkit}")
+    ok("sfx", image, "-o", tmp_path / "b.run", f"--binary={toolkit}")
+    assert (tmp_path / "a.run").read_bytes() == \
+        (tmp_path / "b.run").read_bytes()
+    assert ok("info", tmp_path / "a.run").startswith(b"image")
+    err = one_line_error(imgx("sfx", image, "-o", tmp_path / "c.run",
+                              f"--toolkit={tmp_path / 'none'}"), 3)
+    assert "no frozen toolkit binary" in err and "--toolkit" in err, err
+    assert b"--toolkit=FILE" in ok("sfx", "--help")

@@ -1,12 +1,12 @@
 """Man pages and bash completion, made from the commands' usage texts.
 
-    python -m cliutil.docgen          write man/*.1 and completions/*, and
+    python -m deploytool.docgen          write man/*.1 and completions/*, and
                                       the exit-code table of docs/*.md
-    python -m cliutil.docgen --check  exit 1 when a committed file differs
+    python -m deploytool.docgen --check  exit 1 when a committed file differs
 
 The files are committed (setup.cfg installs them to share/man/man1 and
-share/bash-completion/completions) and tests/cliutil/test_docs.py checks that
-regenerating gives the same bytes, so a usage text changed without
+share/bash-completion/completions) and tests/deploytool/test_docs.py checks
+that regenerating gives the same bytes, so a usage text changed without
 `make docs` fails the tests.  The exit-code table of docs/*.md is made from
 cliutil/runner.py's docstring the same way (`exit_code_table`).
 """
@@ -18,11 +18,12 @@ import sys
 
 from diskimage import __version__
 
-from .usage import Usage
+from cliutil import runner
+from cliutil.usage import Usage
 
-#: command -> module whose docstring is its usage text
-COMMANDS = {"rdeploy": "rdeploy.cli", "imgx": "imgx.cli",
-            "bootdisk": "bootdisk.cli"}
+# command -> module whose docstring is its usage text: the commands of the
+# multi-call binary, so a command added there gets its man page too.
+from .multicall import COMMANDS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ENTRY = re.compile(r"^  (\S(?:.*?\S)?)(?: {2,}(\S.*))?$")
 
@@ -34,7 +35,6 @@ def usage_of(name):
 def exit_codes():
     """[(code, meaning)] from cliutil/runner.py's docstring, the one table
     that the docs and every command's --help follow."""
-    from . import runner
     codes, block = [], False
     for line in runner.__doc__.splitlines():
         match = re.match(r"^    (\d+)\s+(\S.*)$", line)
@@ -152,7 +152,7 @@ def completion(name):
         f"        {o.long}) words=\"{' '.join(o.choices)}\" ;;"
         for o in usage.options if o.long and o.choices)
     return f"""\
-# bash completion for {name}, made by cliutil/docgen.py from its usage text
+# bash completion for {name}, made by deploytool/docgen.py from its usage text
 # (`{name} --help`); do not edit: run `make docs`.
 {func}() {{
     local cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD-1]}}
@@ -221,7 +221,7 @@ complete -o filenames -F {func} {name}
 
 
 DOCS = ("docs/rdeploy.md", "docs/imgx.md", "docs/bootdisk.md")
-BEGIN = ("<!-- exit-codes: the toolkit's table, made by cliutil/docgen.py "
+BEGIN = ("<!-- exit-codes: the toolkit's table, made by deploytool/docgen.py "
          "from cliutil/runner.py; edit it there -->\n")
 END = "<!-- end exit-codes -->\n"
 
@@ -250,7 +250,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     check = argv == ["--check"]
     if argv and not check:
-        print("usage: python -m cliutil.docgen [--check]", file=sys.stderr)
+        print("usage: python -m deploytool.docgen [--check]", file=sys.stderr)
         return 2
     stale = []
     for rel, text in outputs().items():

@@ -9,14 +9,13 @@ walk is an error, like ELOOP.  It knows nothing of how nodes are read:
 the caller passes ``child(node, name)`` (the node named `name` in the
 directory `node`, or None) and ``link(node)`` (the target of a symlink, or
 None for anything else), so the same walk serves a read-only filesystem
-reader (imgx.fsread) and a mounted tree (where ``link`` is os.readlink on
+reader (diskimage.fs.read) and a mounted tree (where ``link`` is os.readlink on
 a path below the mount point and ``child`` a join that checks lexists).
 
 :func:`unsafe_name` says why a directory entry's name cannot be used as a
 host file name (it holds "/" or NUL, or is empty, "." or ".."), or None.
 """
 
-from cliutil.text import safe
 from diskimage.errors import InputError
 
 MAX_LINKS = 40          # as the kernel's MAXSYMLINKS
@@ -52,7 +51,7 @@ def resolve_in_root(root, path, child, link, is_dir, follow_last=True,
         parent = stack[-1][0]
         walked = "/" + "/".join(n for _, n in stack[1:])
         if not is_dir(parent):
-            raise InputError(f"{where}{safe(walked)}: not a directory")
+            raise InputError(f"{where}{walked}: not a directory")
         if part == ".":
             continue
         if part == "..":
@@ -62,13 +61,13 @@ def resolve_in_root(root, path, child, link, is_dir, follow_last=True,
         shown = walked.rstrip("/") + "/" + part
         found = child(parent, part)
         if found is None:
-            raise InputError(f"{where}{safe(shown)}: no such file or "
+            raise InputError(f"{where}{shown}: no such file or "
                              f"directory")
         target = link(found)
         if target is not None and (todo or follow_last):
             links += 1
             if links > MAX_LINKS:
-                raise LinkLoopError(f"{where}{safe(shown)}: too many levels of "
+                raise LinkLoopError(f"{where}{shown}: too many levels of "
                                     f"symbolic links (more than "
                                     f"{MAX_LINKS})")
             if target.startswith("/"):

@@ -10,10 +10,9 @@ import os
 import re
 
 from diskimage.errors import InputError, UsageError
+from diskimage.fs.read import Filesystem, browsable as _browsable
 from diskimage.image.view import ImageView
 from diskimage.image.reader import ImageReader
-
-from .fsread import Filesystem, browsable as _browsable
 
 _PATH = re.compile(r"^(?P<image>.+):(?P<part>\d*)(?P<path>/.*)?$")
 

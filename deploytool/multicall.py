@@ -15,7 +15,7 @@ imported only when chosen, so a link starts only the command it names.  The
 freeze recipe (build/deploytool.spec) reads COMMANDS to know what to bundle and
 which links to make: adding a command is one line here.
 
-A binary with an image appended (``imgx sfx``) runs cliutil.selfrestore
+A binary with an image appended (``imgx sfx``) runs deploytool.selfrestore
 instead: it restores the image it carries.
 
 Exit codes of the dispatcher itself: 0 for --list, --help, --version and
@@ -106,10 +106,10 @@ def main(argv=None, prog=None):
         argv = sys.argv[1:]
     argv = list(argv)
     if getattr(sys, "frozen", False) and _carries_image(sys.executable):
-        from cliutil.selfrestore import run
+        from deploytool.selfrestore import run
         return run(sys.executable, argv)
     called_as = os.path.basename(prog)
-    if called_as.endswith(".py"):  # python -m cliutil.multicall, build/entry.py
+    if called_as.endswith(".py"):  # python -m deploytool, build/entry.py
         called_as = MULTICALL_NAME
 
     if called_as in COMMANDS:

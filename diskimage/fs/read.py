@@ -6,7 +6,7 @@ seekable file object, here an :class:`~diskimage.image.view.ImageView`, and
 read only the blocks they need.  This module puts one small interface over
 the four: a :class:`Node` per directory entry, ``children(node)``,
 ``open(node)``, ``lookup(path)`` (no symlink followed) and
-``resolve(path)`` (symlinks followed inside the image, imgx.inpath).
+``resolve(path)`` (symlinks followed inside the image, diskimage.fs.inpath).
 
 Faults in the filesystem structures (a reader that raises on a bad
 directory block, say) become :class:`CorruptImageError`: the image's chunk
@@ -18,7 +18,6 @@ import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from cliutil.text import safe
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.fs import registry
 
@@ -312,7 +311,7 @@ class Filesystem:
         the message when it is not one (else its name)."""
         if not node.is_dir:
             raise InputError(f"{self.where}/"
-                             f"{safe(node.name if shown is None else shown)}: "
+                             f"{node.name if shown is None else shown}: "
                              f"not a directory")
         with damaged(self.where):
             return sorted(self.backend.children(node), key=lambda n: n.name)
@@ -322,7 +321,7 @@ class Filesystem:
         for the message when it is not one (else its name)."""
         if node.kind != "file":
             raise InputError(f"{self.where}/"
-                             f"{safe(node.name if shown is None else shown)}: "
+                             f"{node.name if shown is None else shown}: "
                              f"not a regular file")
         with damaged(self.where):
             return _Checked(self.backend.open(node), self.where)
@@ -352,8 +351,8 @@ class Filesystem:
 
     def resolve(self, path, follow_last=True):
         """(node, canonical path) of `path` ("/" separated, from the root),
-        symlinks resolved inside this filesystem (imgx.inpath); the last
-        component's link is followed only when `follow_last`."""
+        symlinks resolved inside this filesystem (diskimage.fs.inpath); the
+        last component's link is followed only when `follow_last`."""
         return resolve_in_root(
             self.root, path, self.child,
             lambda n: n.target if n.kind == "symlink" else None,

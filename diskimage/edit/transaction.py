@@ -48,9 +48,9 @@ from diskimage.image.volumeout import VolumeOutput
 
 from .editfs import fsck, mount, release, sigint_held
 from .editspace import Need, no_space
-from .fsread import browsable
-from .image import Image
-from .rewrite import current_split, writable
+from diskimage.fs.read import browsable
+from diskimage.image.browse import Image
+from diskimage.image.rewrite import current_split, writable
 
 
 class EditError(DiskImageError):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cliutil import docgen
+from deploytool import docgen
 from diskimage import errors
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -23,7 +23,8 @@ def test_generated_files_are_the_committed_bytes():
     for rel, text in docgen.outputs().items():
         assert (ROOT / rel).read_bytes() == text.encode(), \
             f"{rel} is out of date: run `make docs`"
-    result = run(sys.executable, "-m", "cliutil.docgen", "--check", cwd=ROOT)
+    result = run(sys.executable, "-m", "deploytool.docgen", "--check",
+                 cwd=ROOT)
     assert result.returncode == 0, result.stderr
 
 

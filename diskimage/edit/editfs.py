@@ -1,7 +1,7 @@
 """The writers of an edit: how one partition of a scratch disk is
 mounted (or reached through mtools, for FAT), changed and checked, and
-how whatever an interrupt left behind is released.  See edit.py for the
-whole transaction."""
+how whatever an interrupt left behind is released.  See transaction.py
+for the whole transaction."""
 
 import contextlib
 import os

@@ -1,4 +1,4 @@
-"""imgx.inpath.resolve_in_root on a mounted-like tree of the host: the
+"""diskimage.fs.inpath.resolve_in_root on a mounted-like tree of the host: the
 callbacks the edit side would give it (lexists and readlink below a root
 directory), so that a link never leads out of that root."""
 
@@ -7,7 +7,7 @@ import os
 import pytest
 
 from diskimage.errors import InputError
-from imgx.inpath import LinkLoopError, resolve_in_root, unsafe_name
+from diskimage.fs.inpath import LinkLoopError, resolve_in_root, unsafe_name
 
 
 def _resolve(root, path, follow_last=True):
