@@ -175,6 +175,10 @@ def _build(args, name):
         from .pxe import build_pxe
         manifest = build_pxe(spec, out, timeout=timeout, force=force)
         what = "PXE directory"
+    if manifest["toolkit"].get("started") is None:
+        print("bootdisk: warning: the toolkit was not started in the "
+              "medium's root to prove it runs (chroot needs root)",
+              file=sys.stderr)
     for line in manifest.get("warnings", ()):
         print(f"bootdisk: warning: {safe(line)}", file=sys.stderr)
     if args["--quiet"]:

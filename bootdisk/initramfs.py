@@ -31,7 +31,7 @@ from diskimage.errors import InputError, UsageError
 from diskimage.host.partial import output_path, partial_file
 from diskimage.host.tools import tool_env
 
-from . import cpio, initscript, kernel as kernels
+from . import cpio, initscript, kernel as kernels, startcheck
 from .closure import library_closure
 
 ACTIONS = ("poweroff", "reboot", "shell")
@@ -323,6 +323,9 @@ def build_bytes(spec):
     """(compressed initramfs bytes, manifest, checked spec)."""
     spec, release, modtree = check_spec(spec)
     tree, manifest = populate(spec, release, modtree)
+    manifest["toolkit"]["started"] = startcheck.toolkit_starts(
+        tree, manifest["toolkit"]["binary"], manifest["toolkit"]["libraries"],
+        spec.toolkit)
     buffer = _Buffer()
     writer = cpio.Writer(buffer)
     manifest["files"] = len(tree.entries) + 1
