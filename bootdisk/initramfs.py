@@ -23,8 +23,8 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 
+from cliutil import toolkit as toolkits
 from diskimage import __version__
 from diskimage.host.links import what_is_there
 from diskimage.errors import InputError, UsageError
@@ -51,19 +51,17 @@ class Spec:
     cmdline: str = None          # default: DEFAULT_CMDLINE
     on_success: str = "poweroff"
     on_failure: str = "shell"
-    toolkit: str = None          # default: the frozen dist/deploytool
+    toolkit: str = None          # default: cliutil.toolkit.find()
     busybox: str = "/bin/busybox"
     compress: str = "gzip"
     module_names: tuple = kernels.DEFAULT_MODULES
 
 
 def default_toolkit():
-    """The frozen multi-call binary: this one when frozen, else the source
-    tree's dist/deploytool from `make freeze`."""
-    if getattr(sys, "frozen", False):
-        return sys.executable
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(root, "dist", "deploytool")
+    """The frozen multi-call binary found (cliutil.toolkit.find: this one
+    when frozen, the source tree's dist/deploytool, the cached one), or
+    None."""
+    return toolkits.find()
 
 
 def _readable(path, what):
@@ -106,9 +104,12 @@ def check_spec(spec):
     if spec.job is not None:
         _readable(spec.job, "job file")
     spec.toolkit = spec.toolkit or default_toolkit()
+    if spec.toolkit is None:
+        raise InputError("no frozen toolkit binary: run `bootdisk toolkit` "
+                         "(or give --toolkit)")
     if not os.path.isfile(spec.toolkit):
         raise InputError(f"{spec.toolkit}: no frozen toolkit binary (run "
-                         f"`make freeze`, or give --toolkit)")
+                         f"`bootdisk toolkit`, or give --toolkit)")
     _readable(spec.busybox, "busybox (install busybox-static)")
     for add in spec.adds:
         src, dest = _split_add(add)
