@@ -77,16 +77,15 @@ Kernel command line words the environment reads:
   rd.on_success=ACTION  rd.on_failure=ACTION   override the actions
 
 Exit codes:
-  0 success; 1 other failure (a tool or PyInstaller failed, I/O error); 2
-  usage error;
-  3 bad input (missing kernel, module directory, job file or boot loader,
-  modules of another kernel, OUT exists without --force, OUT is a symlink
-  to nothing, OUT.partial is a symlink or not a file, a filesystem without
-  locks, a toolkit whose library closure cannot be computed or that does
-  not start in the medium's root, no toolkit and no PyInstaller to build
-  one); 6 no space left for OUT; 9 busy: another bootdisk is writing
-  OUT.partial now; 70 internal error; 130 interrupted (143 SIGTERM, 129
-  SIGHUP).
+  0 success; 1 other failure (a tool or PyInstaller failed, I/O error);
+  2 usage error; 3 bad input (missing kernel, module directory, job file
+  or boot loader, modules of another kernel, OUT exists without --force,
+  OUT is a symlink to nothing, OUT.partial is a symlink or not a file, a
+  filesystem without locks, a toolkit whose library closure cannot be
+  computed or that does not start in the medium's root, no toolkit and no
+  PyInstaller to build one); 6 no space left for OUT; 9 busy: another
+  bootdisk is writing OUT.partial now; 70 internal error; 130 interrupted
+  (143 SIGTERM, 129 SIGHUP).
 
 Examples:
   bootdisk initrd -o restore.initrd --job=restore.sh
