@@ -33,7 +33,7 @@ APT_GET    := DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=6
 
 # Inputs of the frozen binary: the packages' sources and the recipe.
 FREEZE_INPUTS := $(filter-out tests/% bench/%,$(wildcard */*.py */*/*.py */*/*/*.py)) \
-	build/deploytool.spec build/freeze.sh setup.cfg
+	deploytool/recipe/deploytool.spec build/freeze.sh setup.cfg
 
 BENCH_STAMP := $(VENV)/.stamp-bench
 BENCH_ARGS ?=

@@ -6,6 +6,7 @@ Usage:
   bootdisk usb -o OUT [--size=SIZE] [--add=SRC:DEST]... [options]
   bootdisk pxe -o DIR [--add=SRC:DEST]... [options]
   bootdisk info ARTIFACT [--json]
+  bootdisk toolkit [-o OUT] [options]
   bootdisk help [COMMAND]
   bootdisk (-h | --help)
   bootdisk --version
@@ -25,13 +26,23 @@ Commands:
            pxelinux.cfg/default for BIOS, and GRUB's bootx64.efi with
            grub.cfg for UEFI; serve DIR by TFTP.
   info     What an artifact (initrd, ISO, USB image or PXE directory) holds:
-           kernel release, modules, binaries, job, sizes.
+           kernel release, modules, binaries, job, sizes, and what the
+           toolkit printed when it was started in the medium's root (by
+           chroot) at build time.
+  toolkit  Freeze the toolkit (the multi-call binary that media carry) with
+           PyInstaller, from the recipe installed with the package, into
+           the cache (or OUT); takes minutes.  The cache is
+           ~/.cache/rdeploy-toolkit/VERSION/deploytool, under
+           $XDG_CACHE_HOME instead of ~/.cache when that is set.  initrd,
+           iso, usb and pxe do this themselves when they find no toolkit.
+           Takes --force and --quiet.  Needs PyInstaller:
+           pip install 'rdeploy-toolkit[freeze]'.
   help     Show this text, or only the part about COMMAND (as
            `bootdisk COMMAND --help` does).
 
 Options:
   -o OUT --output=OUT   Where to write (a directory for pxe); a file, not
-                        "-".
+                        "-".  For toolkit: instead of the cache.
   --job=FILE            A shell script, run by busybox sh in /tmp with every
                         toolkit command on PATH; its exit status decides
                         between --on-success and --on-failure.  Without it,
@@ -46,7 +57,9 @@ Options:
   --on-success=ACTION   poweroff, reboot or shell [default: poweroff].
   --on-failure=ACTION   poweroff, reboot or shell [default: shell].
   --toolkit=FILE        The frozen multi-call binary (default: this binary
-                        when frozen, else dist/deploytool of `make freeze`).
+                        when frozen, else dist/deploytool of `make freeze`,
+                        else the one `bootdisk toolkit` cached; when there
+                        is none, it is built there first, said on stderr).
   --compress=CODEC      gzip or zstd: how the initramfs is compressed
                         [default: gzip].
   --timeout=SECONDS     Boot menu timeout before the job entry [default: 3].
@@ -64,14 +77,17 @@ Kernel command line words the environment reads:
   rd.on_success=ACTION  rd.on_failure=ACTION   override the actions
 
 Exit codes:
-  0 success; 1 other failure (a tool failed, I/O error); 2 usage error;
-  3 bad input (missing kernel, module directory, job file or boot loader,
-  modules of another kernel, OUT exists without --force, OUT is a symlink
-  to nothing, OUT.partial is a symlink or not a file, a filesystem without
-  locks); 6 no space left for OUT; 7 --compress=zstd without the zstandard
-  package; 9 busy: another bootdisk is writing OUT.partial now; 10 a tool
-  is not installed (mkfs.fat, mtools, syslinux, grub-mkstandalone, ldd:
-  named with its Debian package); 70 internal error; 130 interrupted
+  0 success; 1 other failure (a tool or PyInstaller failed, I/O error);
+  2 usage error; 3 bad input (missing kernel, module directory, job file
+  or boot loader, modules of another kernel, OUT exists without --force,
+  OUT is a symlink to nothing, OUT.partial is a symlink or not a file, a
+  filesystem without locks, a toolkit whose library closure cannot be
+  computed or that does not start in the medium's root); 6 no space left
+  for OUT; 7 --compress=zstd without the zstandard package; 9 busy:
+  another bootdisk is writing OUT.partial now; 10 a tool is not installed
+  (mkfs.fat, mtools, syslinux, grub-mkstandalone, ldd: named with its
+  Debian package; PyInstaller, to build the toolkit: named with the
+  extra to install); 70 internal error; 130 interrupted
   (143 SIGTERM, 129 SIGHUP).
 
 Examples:
@@ -81,11 +97,14 @@ Examples:
   bootdisk iso -o lab.iso --job=restore.sh --on-failure=shell
   bootdisk usb -o stick.img --cmdline="console=tty0 rd.job=http://srv/j.sh"
   bootdisk pxe -o /srv/tftp --job=restore.sh && bootdisk info /srv/tftp
+  pip install 'rdeploy-toolkit[freeze]' && bootdisk toolkit
 """
 
 import json
+import os
 import sys
 
+from cliutil import toolkit as toolkits
 from cliutil.runner import parse, run
 from cliutil.text import safe
 from diskimage import __version__
@@ -93,7 +112,7 @@ from diskimage.errors import UsageError
 from diskimage.sizes import format_size, parse_size
 
 from . import info as infos
-from .initramfs import Spec, build_initrd, check_values
+from .initramfs import Spec, build_initrd, check_values, refuse_existing
 from .initramfs import _split_add as split_add
 
 
@@ -141,7 +160,7 @@ def _values(args):
 
 def _main(argv):
     args = parse(__doc__, argv, f"bootdisk {__version__}")
-    name = next(c for c in ("info", "initrd", "iso", "usb", "pxe")
+    name = next(c for c in ("info", "toolkit", "initrd", "iso", "usb", "pxe")
                 if args[c])
     try:
         return _build(args, name)
@@ -159,8 +178,14 @@ def _build(args, name):
         else:
             sys.stdout.write(infos.render(report))
         return 0
+    if name == "toolkit":
+        return _freeze(args)
     (spec, timeout, size), out = _values(args), args["--output"]
     force = args["--force"]
+    if spec.toolkit is None:
+        if name != "pxe":           # refused before minutes of freezing
+            refuse_existing(out, force)
+        spec.toolkit = _find_or_freeze(args["--quiet"])
     if name == "initrd":
         manifest = build_initrd(spec, out, force=force)
         what = "initramfs"
@@ -177,6 +202,10 @@ def _build(args, name):
         from .pxe import build_pxe
         manifest = build_pxe(spec, out, timeout=timeout, force=force)
         what = "PXE directory"
+    if manifest["toolkit"].get("started") is None:
+        print("bootdisk: warning: the toolkit was not started in the "
+              "medium's root to prove it runs (chroot needs root)",
+              file=sys.stderr)
     for line in manifest.get("warnings", ()):
         print(f"bootdisk: warning: {safe(line)}", file=sys.stderr)
     if args["--quiet"]:
@@ -186,6 +215,52 @@ def _build(args, name):
           f"modules, initramfs {format_size(manifest['compressed'])}",
           file=sys.stderr)
     return 0
+
+
+def _freeze(args):
+    bare = parse(__doc__, ["toolkit"], "")      # what no option gives
+    given = [option for option, value in args.items()
+             if option.startswith("-") and value != bare[option]
+             and option not in ("--output", "--force", "--quiet")]
+    if given:
+        raise UsageError(f"toolkit takes only -o, --force and --quiet, "
+                         f"not {given[0]}")
+    if args["--output"] == "-":
+        raise UsageError("OUT \"-\" (stdout): the toolkit is a file; give "
+                         "a name")
+    warnings = []
+    out = toolkits.freeze(args["--output"], force=args["--force"],
+                          warnings=warnings)
+    _warn(warnings)
+    if not args["--quiet"]:
+        print(f"bootdisk: wrote toolkit {out} "
+              f"({format_size(os.path.getsize(out))})", file=sys.stderr)
+    return 0
+
+
+def _find_or_freeze(quiet):
+    """The frozen toolkit to put on the medium: the one found, else one
+    frozen now into the cache (said on stderr), else a one-line error
+    naming the extra to install."""
+    found = toolkits.find()
+    if found:
+        return found
+    if not toolkits.can_freeze():
+        raise toolkits.cannot_freeze_error("--toolkit")
+    if not quiet:
+        print(f"bootdisk: no frozen toolkit found; building it with "
+              f"PyInstaller into {toolkits.cache_path()} (minutes, once per "
+              f"version; `bootdisk toolkit` does this step alone)",
+              file=sys.stderr)
+    warnings = []
+    path = toolkits.freeze(warnings=warnings)
+    _warn(warnings)
+    return path
+
+
+def _warn(lines):
+    for line in lines:
+        print(f"bootdisk: warning: {safe(line)}", file=sys.stderr)
 
 
 def main(argv=None, exiting=None):

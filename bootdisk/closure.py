@@ -4,30 +4,39 @@
 PyInstaller onefile binary: at run time it unpacks libpython and its
 extension modules, which bundle their own libraries but leave out the C
 library family (libc, libm, libpthread, the loader), so those extension
-modules are unpacked here and asked too.  A static binary (busybox-static)
+modules are unpacked here (carchive.py, without PyInstaller) and asked
+too.  A static binary (busybox-static)
 needs nothing.
 """
 
 import os
 import re
-import sys
 import tempfile
 
 from diskimage.errors import InputError
 from diskimage.host import tools
 
+from . import carchive
+
 _LDD_LINE = re.compile(r"^\s*(?:\S+\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)\s*$")
 _NOT_FOUND = re.compile(r"^\s*(\S+)\s+=>\s+not found")
 
 
-def ldd(paths, library_path=None):
-    """Absolute paths of the libraries that `paths` load (set)."""
+def ldd(paths, library_path=None, static_ok=True):
+    """Absolute paths of the libraries that `paths` load (set).  A static
+    executable loads none (with `static_ok`); any other answer of ldd but
+    a list is an InputError: the closure would be incomplete."""
     env = {"LD_LIBRARY_PATH": library_path} if library_path else {}
     found = set()
     for path in paths:
         proc = tools.run(["ldd", os.fspath(path)], check=False, env=env)
-        if proc.returncode != 0:  # "not a dynamic executable": static
-            continue
+        if proc.returncode != 0:
+            said = (proc.stdout + proc.stderr).strip()
+            if static_ok and "not a dynamic executable" in said:
+                continue
+            tail = " | ".join(said.splitlines()[-2:])
+            raise InputError(f"{path}: ldd cannot list the libraries it "
+                             f"needs (exit {proc.returncode}: {tail})")
         for line in proc.stdout.splitlines():
             missing = _NOT_FOUND.match(line)
             if missing:
@@ -39,27 +48,14 @@ def ldd(paths, library_path=None):
     return found
 
 
-def _shared_objects(root):
-    return [os.path.join(d, f) for d, _, names in os.walk(root)
-            for f in names if f.endswith(".so") or ".so." in f]
-
-
 def _bundled_elves(binary, into):
     """Unpack the shared objects of a PyInstaller onefile archive into
-    `into`; [] when `binary` is no such archive or PyInstaller is absent.
-    When `binary` is the frozen program running this, its own unpacked
-    directory already holds them."""
-    if getattr(sys, "frozen", False) and hasattr(sys, "_MEIPASS") and \
-            os.path.realpath(binary) == os.path.realpath(sys.executable):
-        return _shared_objects(sys._MEIPASS)
-    try:
-        from PyInstaller.archive.readers import CArchiveReader
-    except ImportError:
-        return []
-    try:
-        archive = CArchiveReader(os.fspath(binary))
-    except Exception:  # not a PyInstaller archive: a plain binary
-        return []
+    `into` (carchive.py reads it, PyInstaller need not be installed):
+    (their paths, the name of the libpython the bootloader loads); ([],
+    None) when `binary` carries no such archive (a plain binary)."""
+    archive = carchive.open_archive(binary)
+    if archive is None:
+        return [], None
     paths = []
     for name in archive.toc:
         if not (name.endswith(".so") or ".so." in name):
@@ -76,18 +72,25 @@ def _bundled_elves(binary, into):
         with open(path, "wb") as f:     # in a private mkdtemp
             f.write(archive.extract(name))
         paths.append(path)
-    return paths
+    if archive.pylib_name not in archive.toc:
+        raise carchive.unreadable(
+            binary, f"it loads {archive.pylib_name}, which its archive "
+                    f"does not hold")
+    return paths, archive.pylib_name
 
 
 def library_closure(binary):
     """The host libraries `binary` loads, its unpacked parts included,
-    resolved through symbolic links: {path as loaded: real file}."""
+    resolved through symbolic links: {path as loaded: real file}.  A
+    closure that cannot be computed completely (an archive that cannot be
+    read, a library this system lacks) is an InputError: a medium built
+    without it would fail at boot."""
     with tempfile.TemporaryDirectory(prefix="bootdisk-closure-") as tmp:
-        inner = _bundled_elves(binary, tmp)
+        inner, pylib = _bundled_elves(binary, tmp)
         found = ldd([binary])
-        if inner:
+        if pylib:
             dirs = sorted({os.path.dirname(p) for p in inner})
             bundled = os.path.commonpath(inner)
-            found |= {p for p in ldd(inner, ":".join(dirs))
+            found |= {p for p in ldd(inner, ":".join(dirs), static_ok=False)
                       if not p.startswith((tmp + os.sep, bundled + os.sep))}
     return {path: os.path.realpath(path) for path in sorted(found)}

@@ -83,6 +83,8 @@ def describe(path):
         "modules": manifest["modules"],
         "modules_missing": manifest["modules_missing"],
         "toolkit_commands": manifest["toolkit"]["commands"],
+        # what it printed when started in the medium's root at build time
+        "toolkit_started": manifest["toolkit"].get("started"),
         "libraries": manifest["toolkit"]["libraries"],
         "binaries": sorted(name for name, mode, data in members
                            if name.startswith(("usr/bin/", "bin/"))
@@ -127,6 +129,10 @@ def render(report):
     lines += [
         f"binaries     {' '.join(report['binaries'])}",
         f"toolkit      {' '.join(report['toolkit_commands'])}",
+        "started      " + ("not checked at build time"
+                             if report["toolkit_started"] is None else
+                             f"{report['toolkit_started'] or 'ok'} (run in "
+                             f"the medium's root by chroot at build time)"),
         f"libraries    {' '.join(report['libraries'])}",
         f"job          {report['job'] or '(none: rd.job=URL at boot)'}",
         f"afterwards   success: {report['on_success']}, failure: "

@@ -22,15 +22,15 @@ import hashlib
 import json
 import os
 import shlex
-import sys
 
+from cliutil import toolkit as toolkits
 from diskimage import __version__
 from diskimage.host.links import what_is_there
 from diskimage.errors import InputError, UnsupportedError, UsageError
 from diskimage.host.partial import output_path, partial_file
 from diskimage.host import tools
 
-from . import cpio, initscript, kernel as kernels
+from . import cpio, initscript, kernel as kernels, startcheck
 from .closure import library_closure
 
 ACTIONS = ("poweroff", "reboot", "shell")
@@ -50,19 +50,17 @@ class Spec:
     cmdline: str = None          # default: DEFAULT_CMDLINE
     on_success: str = "poweroff"
     on_failure: str = "shell"
-    toolkit: str = None          # default: the frozen dist/deploytool
+    toolkit: str = None          # default: cliutil.toolkit.find()
     busybox: str = "/bin/busybox"
     compress: str = "gzip"
     module_names: tuple = kernels.DEFAULT_MODULES
 
 
 def default_toolkit():
-    """The frozen multi-call binary: this one when frozen, else the source
-    tree's dist/deploytool from `make freeze`."""
-    if getattr(sys, "frozen", False):
-        return sys.executable
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(root, "dist", "deploytool")
+    """The frozen multi-call binary found (cliutil.toolkit.find: this one
+    when frozen, the source tree's dist/deploytool, the cached one), or
+    None."""
+    return toolkits.find()
 
 
 def _readable(path, what):
@@ -105,9 +103,12 @@ def check_spec(spec):
     if spec.job is not None:
         _readable(spec.job, "job file")
     spec.toolkit = spec.toolkit or default_toolkit()
+    if spec.toolkit is None:
+        raise InputError("no frozen toolkit binary: run `bootdisk toolkit` "
+                         "(or give --toolkit)")
     if not os.path.isfile(spec.toolkit):
         raise InputError(f"{spec.toolkit}: no frozen toolkit binary (run "
-                         f"`make freeze`, or give --toolkit)")
+                         f"`bootdisk toolkit`, or give --toolkit)")
     _readable(spec.busybox, "busybox (install busybox-static)")
     for add in spec.adds:
         src, dest = _split_add(add)
@@ -320,6 +321,9 @@ def build_bytes(spec):
     """(compressed initramfs bytes, manifest, checked spec)."""
     spec, release, modtree = check_spec(spec)
     tree, manifest = populate(spec, release, modtree)
+    manifest["toolkit"]["started"] = startcheck.toolkit_starts(
+        tree, manifest["toolkit"]["binary"], manifest["toolkit"]["libraries"],
+        spec.toolkit)
     buffer = _Buffer()
     writer = cpio.Writer(buffer)
     manifest["files"] = len(tree.entries) + 1

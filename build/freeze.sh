@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Freeze the toolkit into dist/deploytool (one onefile binary, see
-# build/deploytool.spec) plus a link dist/<command> -> deploytool for every
-# command in deploytool/multicall.py's COMMANDS, then smoke-test the result with
-# an empty environment, as on boot media.
+# deploytool/recipe/deploytool.spec: the recipe is installed with the
+# package, so `bootdisk toolkit` freezes from the same one) plus a link
+# dist/<command> -> deploytool for every command in deploytool/multicall.py's
+# COMMANDS, then smoke-test the result with an empty environment, as on boot
+# media.
 #
 # Usage: build/freeze.sh            (PYTHON defaults to .venv/bin/python)
 set -euo pipefail
@@ -18,7 +20,7 @@ unset PYTHONOPTIMIZE
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
-    --distpath "$DIST" --workpath "$WORK" build/deploytool.spec
+    --distpath "$DIST" --workpath "$WORK" deploytool/recipe/deploytool.spec
 
 names=$("$PYTHON" -c 'from deploytool.multicall import COMMANDS; print(*COMMANDS)')
 

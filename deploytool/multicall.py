@@ -12,7 +12,7 @@ Called by any other name, the first argument names the command.
 
 Each command is a module with ``main(argv=None) -> int``; the modules are
 imported only when chosen, so a link starts only the command it names.  The
-freeze recipe (build/deploytool.spec) reads COMMANDS to know what to bundle and
+freeze recipe (deploytool/recipe/deploytool.spec) reads COMMANDS to know what to bundle and
 which links to make: adding a command is one line here.
 
 A binary with an image appended (``imgx sfx``) runs deploytool.selfrestore
@@ -109,7 +109,7 @@ def main(argv=None, prog=None):
         from deploytool.selfrestore import run
         return run(sys.executable, argv)
     called_as = os.path.basename(prog)
-    if called_as.endswith(".py"):  # python -m deploytool, build/entry.py
+    if called_as.endswith(".py"):  # python -m deploytool, recipe/entry.py
         called_as = MULTICALL_NAME
 
     if called_as in COMMANDS:

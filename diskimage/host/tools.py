@@ -46,6 +46,7 @@ PACKAGES = {
     "qemu-img": "qemu-utils",
     "qemu-system-x86_64": "qemu-system-x86",
     "ldd": "libc-bin",
+    "chroot": "coreutils",
     "busybox": "busybox-static",
     "grub-mkstandalone": "grub-common",
     "syslinux": "syslinux",
