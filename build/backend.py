@@ -12,10 +12,11 @@ Each hook here runs setuptools' own hook with `build_base` and `egg_base` in
 a fresh temporary directory, handed to setuptools as an extra configuration
 file through DIST_EXTRA_CONFIG (setuptools >= 65.5, the variable made for
 overriding setup.cfg during a build).  A DIST_EXTRA_CONFIG that the caller
-set already is kept: its text comes first, ours after it.  Everything else
-is setuptools.build_meta unchanged.
+set already is kept: its options are copied into ours, and only those two
+are set over it.  Everything else is setuptools.build_meta unchanged.
 """
 
+import configparser
 import contextlib
 import os
 import tempfile
@@ -30,13 +31,17 @@ def _scratch_outside_the_tree():
         base = os.path.join(tmp, "build")
         config = os.path.join(tmp, "extra.cfg")
         caller = os.environ.get("DIST_EXTRA_CONFIG")
-        text = ""
+        extra = configparser.ConfigParser(interpolation=None)
+        extra.optionxform = str     # option names as written
         if caller:
-            with open(caller, encoding="utf-8") as f:
-                text = f.read() + "\n"
-        text += f"[build]\nbuild_base = {base}\n\n[egg_info]\negg_base = {tmp}\n"
+            extra.read(caller, encoding="utf-8")
+        for section, option, value in (("build", "build_base", base),
+                                       ("egg_info", "egg_base", tmp)):
+            if not extra.has_section(section):
+                extra.add_section(section)
+            extra.set(section, option, value)
         with open(config, "w", encoding="utf-8") as f:
-            f.write(text)
+            extra.write(f)
         os.environ["DIST_EXTRA_CONFIG"] = config
         try:
             yield

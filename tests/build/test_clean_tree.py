@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from diskimage import __version__
+
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = "cliutil/_deleted_module_probe.py"
 
@@ -99,3 +101,20 @@ def test_editable_install_leaves_the_tree_clean(clone, venv):
     where = run(str(venv / "bin" / "python"), "-c",
                 "import diskimage; print(diskimage.__file__)", cwd=venv)
     assert where.strip() == str(clone / "diskimage" / "__init__.py")
+
+
+def test_a_callers_extra_config_still_applies(clone, tmp_path):
+    """DIST_EXTRA_CONFIG set by the caller (cibuildwheel does) is merged
+    with the backend's, not replaced: its tag_build names the wheel."""
+    extra = tmp_path / "extra.cfg"
+    extra.write_text("[egg_info]\ntag_build = .dev7\n")
+    wheels = tmp_path / "wheels"
+    env = dict(os.environ, DIST_EXTRA_CONFIG=str(extra))
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q",
+                             "--no-deps", "-w", str(wheels), "."], cwd=clone,
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [p.name for p in wheels.iterdir()] == [
+        f"rdeploy_toolkit-{__version__}.dev7-py3-none-any.whl"]
+    assert status(clone) == ""
