@@ -9,7 +9,9 @@
 #   make test     deps, freeze, then the test suite
 #   make bench    the benchmark against the peers (bench/run.py, ~15 min);
 #                 arguments in BENCH_ARGS, e.g. BENCH_ARGS="--rounds=5"
-#   make clean    remove the venv, the frozen build and the caches
+#   make clean    remove every generated file: the venv, stamps, the frozen
+#                 build and its work dir, setuptools leftovers, caches (man/
+#                 and completions/ are committed and stay)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -31,8 +33,9 @@ APT_STAMP  := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install
 APT_GET    := DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600
 
-# Inputs of the frozen binary: the packages' sources and the recipe.
-FREEZE_INPUTS := $(filter-out tests/% bench/%,$(wildcard */*.py */*/*.py */*/*/*.py)) \
+# Inputs of the frozen binary: the packages' sources and the recipe (not the
+# build backend of pyproject.toml, build/backend.py).
+FREEZE_INPUTS := $(filter-out tests/% bench/% build/backend.py,$(wildcard */*.py */*/*.py */*/*/*.py)) \
 	deploytool/recipe/deploytool.spec build/freeze.sh setup.cfg
 
 BENCH_STAMP := $(VENV)/.stamp-bench
@@ -87,6 +90,9 @@ $(BENCH_STAMP): $(VENV_STAMP)
 bench: $(BENCH_STAMP)
 	$(VPY) bench/run.py $(BENCH_ARGS)
 
+# build/lib, build/bdist.* and *.egg-info: what `pip install .` left here
+# before build/backend.py kept setuptools out of the tree.
 clean:
-	rm -rf $(VENV) $(DIST) build/_work $(APT_STAMP) .pytest_cache *.egg-info
+	rm -rf $(VENV) $(DIST) build/_work build/lib build/bdist.* .stamp-* \
+		.pytest_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
