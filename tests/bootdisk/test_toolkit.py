@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import setuptools
 
 from diskimage import __version__
 
@@ -18,7 +19,10 @@ from tests.bootdisk.test_closure import _python_without_pyinstaller
 from tests.bootdisk_helpers import host_kernel
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("diskimage", "cliutil", "rdeploy", "imgx", "bootdisk")
+# The top-level packages an install has, found as setup.cfg finds them.
+PACKAGES = sorted({name.split(".")[0] for name in setuptools.find_packages(
+    ROOT, exclude=["tests", "tests.*", "bench", "bench.*", "build",
+                   "build.*"])})
 
 
 def _installed_like(tmp):
