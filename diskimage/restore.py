@@ -21,18 +21,17 @@ import os
 import tempfile
 import time
 
-from .image import format as fmt
-from .fs import resize as fsresize
 from . import sighold
-from .tables import write as tablewrite
-from .host.device import (data_extents, open_target, sync, write_all,
-                     zero_range)
 from .errors import (NO_SPACE_ERRNOS, DiskImageError, NoSpaceError,
                      TargetChangedError, TargetError)
+from .fs import resize as fsresize
+from .host.device import data_extents, open_target, sync, write_all, zero_range
+from .image import format as fmt
 from .pipeline import ordered_map
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
                           kept_numbers, new_guid, plan_restore)
 from .sizes import format_size
+from .tables import write as tablewrite
 
 COPY_BLOCK = 4 << 20
 

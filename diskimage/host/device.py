@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import (NO_SPACE_ERRNOS, DiskImageError, InputError,
-                              NoSpaceError, TargetError)
+                      NoSpaceError, TargetError)
 
 from .links import refuse_dangling_link, what_is_there  # noqa: F401
 from .sysfs import busy_reason

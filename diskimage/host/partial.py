@@ -32,7 +32,7 @@ import stat
 
 from .. import sighold
 from ..errors import (NO_SPACE_ERRNOS, BusyError, InputError, NoSpaceError,
-                     no_space_left)
+                      no_space_left)
 from .links import what_is_there
 
 PARTIAL = ".partial"

@@ -14,7 +14,7 @@ import os
 from . import lock as imagelock
 from .. import sighold
 from ..errors import (NO_SPACE_ERRNOS, BusyError, DiskImageError, InputError,
-                     NoSpaceError, UsageError, no_space_left)
+                      NoSpaceError, UsageError, no_space_left)
 from ..host.links import what_is_there
 from ..host.partial import create_partial, no_links, output_path
 from .volumes import MIN_SPLIT, PARTIAL, volume_name

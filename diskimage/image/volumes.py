@@ -15,7 +15,7 @@ import stat
 
 from ..errors import InputError
 from .sfx import (SFX_MAGIC, SFX_TRAILER,  # noqa: F401 (imgx sfx)
-                         pack_sfx_trailer, sfx_window)
+                  pack_sfx_trailer, sfx_window)
 
 PARTIAL = ".partial"
 _VOLUME_SUFFIX = re.compile(r"\.r(\d{2,})$")

@@ -22,12 +22,12 @@ import sys
 
 from ...errors import TableError
 from .super import (COMPAT_HAS_JOURNAL, EXT2_ERROR_FS, EXT2_VALID_FS,
-                       EXT4_BG_BLOCK_UNINIT, EXT4_SUPER_MAGIC,
-                       INCOMPAT_64BIT, INCOMPAT_MMP, READ_BATCH, SUPERBLOCK,
-                       SUPERBLOCK_OFFSET, Geometry, field_offset)
+                    EXT4_BG_BLOCK_UNINIT, EXT4_SUPER_MAGIC,
+                    INCOMPAT_64BIT, INCOMPAT_MMP, READ_BATCH, SUPERBLOCK,
+                    SUPERBLOCK_OFFSET, Geometry, field_offset)
 from ...structs import Struct, read_exact
 from ..usedmap import (LazyRuns, MapError, UsedMap, bitmap_runs, coalesce,
-                      merge_runs, merged, scaled, survey)
+                       merge_runs, merged, scaled, survey)
 
 INODE = Struct("ext4 inode", [
     ("H", "i_mode"), ("H", "i_uid"), ("I", "i_size_lo"), ("I", "i_atime"),

@@ -32,7 +32,7 @@ import math
 import os
 
 from .used import (BPB16, BPB32, FSINFO, MAX_FAT12, MAX_FAT16, Volume,
-                  fsinfo_signed)
+                   fsinfo_signed)
 from ..usedmap import MapError
 
 MAX_FAT32 = 0x0FFFFFF5

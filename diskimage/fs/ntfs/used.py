@@ -17,7 +17,7 @@ from .mft import (
     FILE_BITMAP, FILE_VOLUME, NTFS_BOOT_SECTOR, OEM_ID, VOLUME_INFORMATION,
     VOLUME_IS_DIRTY, NtfsVolume, parse_struct)
 from ..usedmap import (LazyRuns, MapError, UsedMap, bitmap_runs, coalesce,
-                      merged, scaled, survey)
+                       merged, scaled, survey)
 
 
 def _label_and_flags(volume):
