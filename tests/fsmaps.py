@@ -15,7 +15,6 @@ import hashlib
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,13 +34,10 @@ GPT_TYPES = {"ext": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
 MBR_TYPES = {"ext": "83", "fat12": "1", "fat16": "e", "fat32": "c",
              "exfat": "7", "ntfs": "7"}
 
-needs_all_tools = pytest.mark.skipif(
-    not all(shutil.which(t) for t in (
-        "sfdisk", "sgdisk", "mkfs.ext4", "filefrag", "mkfs.fat", "mcopy",
-        "mshowfat", "mkfs.exfat", "mount.exfat-fuse", "mkntfs", "ntfs-3g",
-        "ntfsinfo", "losetup")) or os.geteuid() != 0,
-    reason="needs root, fdisk, gdisk, e2fsprogs, dosfstools, mtools, "
-           "exfatprogs, exfat-fuse and ntfs-3g (make deps installs them)")
+needs_all_tools = pytest.mark.needs(
+    "sfdisk", "sgdisk", "mkfs.ext4", "filefrag", "mkfs.fat", "mcopy",
+    "mshowfat", "mkfs.exfat", "mount.exfat-fuse", "mkntfs", "ntfs-3g",
+    "ntfsinfo", "losetup", root=True)
 
 
 def run(*args, check=True, env=None, input=None):

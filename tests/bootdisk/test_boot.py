@@ -16,6 +16,7 @@ from tests.bootdisk_helpers import (CMDLINE, DIST, GUEST_HOST, console_tail,
                                user_net, virtio_disk)
 
 BOOT_TIMEOUT = 300
+pytestmark = pytest.mark.boot
 
 
 @pytest.fixture(scope="module")

@@ -161,6 +161,7 @@ def _booted_to_job(args):
     return out
 
 
+@pytest.mark.boot
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 @pytest.mark.parametrize("medium", sorted(BOOTS))
 def test_medium_boots_to_the_job(artifacts, medium, firmware, tmp_path):
@@ -168,6 +169,7 @@ def test_medium_boots_to_the_job(artifacts, medium, firmware, tmp_path):
                    BOOTS[medium](artifacts))
 
 
+@pytest.mark.boot
 @pytest.mark.parametrize("firmware, bootfile", [("bios", "pxelinux.0"),
                                                 ("uefi", "bootx64.efi")])
 def test_pxe_boots_to_the_job_over_tftp(artifacts, firmware, bootfile,

@@ -11,7 +11,6 @@ import io
 import os
 import random
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -34,9 +33,7 @@ from tests.smalldisk import (DISK_SIZE, GPT_BACKUP, SECTOR, KiB, MiB,
 ROOT = Path(__file__).resolve().parents[2]
 TRUNCATED = re.compile(r"truncated|ends early|incomplete", re.I)
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("sfdisk") and shutil.which("mkfs.ext4")),
-    reason="needs sfdisk and mkfs.ext4")
+pytestmark = pytest.mark.needs("sfdisk", "mkfs.ext4")
 
 
 # --- helpers -----------------------------------------------------------------
