@@ -6,13 +6,13 @@ import contextlib
 import functools
 import http.server
 import os
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
 from bootdisk import kernel as kernels, qemu
+from tests import needs
 
 ROOT = Path(__file__).resolve().parent.parent
 DIST = ROOT / "dist"
@@ -34,8 +34,7 @@ def host_kernel():
 
 
 def need_qemu():
-    if shutil.which(qemu.QEMU) is None:
-        pytest.skip("qemu-system-x86_64 missing (install qemu-system-x86)")
+    needs.require(qemu.QEMU)
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

@@ -15,7 +15,6 @@ import hashlib
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,13 +32,10 @@ MTOOLS_ENV = dict(FAT_MTOOLS_ENV,
 
 BASIC_DATA = {"gpt": "EBD0A0A2-B9E5-4433-87C0-68B99B26B9C7", "dos": "7"}
 
-needs_all_tools = pytest.mark.skipif(
-    not all(shutil.which(t) for t in (
-        "sfdisk", "sgdisk", "mkfs.ext4", "filefrag", "mkfs.fat", "mcopy",
-        "mshowfat", "mkfs.exfat", "mount.exfat-fuse", "mkntfs", "ntfs-3g",
-        "ntfsinfo", "losetup")) or os.geteuid() != 0,
-    reason="needs root, fdisk, gdisk, e2fsprogs, dosfstools, mtools, "
-           "exfatprogs, exfat-fuse and ntfs-3g (make deps installs them)")
+needs_all_tools = pytest.mark.needs(
+    "sfdisk", "sgdisk", "mkfs.ext4", "filefrag", "mkfs.fat", "mcopy",
+    "mshowfat", "mkfs.exfat", "mount.exfat-fuse", "mkntfs", "ntfs-3g",
+    "ntfsinfo", "losetup", root=True)
 
 
 def run(*args, check=True, env=None, input=None):

@@ -1,7 +1,6 @@
 """What the imgx tests share: building and capturing disks, running imgx."""
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ from diskimage.image.compression import Compressor
 from diskimage.fs.fat.mtools import MTOOLS_ENV
 from diskimage.host.tools import tool_env
 from diskimage.image.volumeout import VolumeOutput
+from tests.shared import copy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,15 +90,13 @@ def edit_disk(tmp):
 
 
 # The ext4 with links that point at host files (edit_disk), built once per
-# test module that imports these, and a writable copy of its image per test.
-@pytest.fixture(scope="module")
-def golden(tmp_path_factory):
-    return edit_disk(tmp_path_factory.mktemp("edit"))
+# session (tests/conftest.py), and a writable copy of its image per test.
+@pytest.fixture
+def golden(edit_golden_ro):
+    return edit_golden_ro
 
 
 @pytest.fixture
 def image(golden, tmp_path):
     source, host = golden
-    copy = tmp_path / "lab.rdi"
-    shutil.copy(source, copy)
-    return copy, host
+    return copy(source, tmp_path / "lab.rdi"), host

@@ -106,9 +106,7 @@ MOUNT_CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not shutil.which("mount.exfat-fuse") or
-                    not shutil.which("mkfs.exfat") or os.geteuid() != 0,
-                    reason="needs root, exfat-fuse and exfatprogs")
+@pytest.mark.needs("mount.exfat-fuse", "mkfs.exfat", root=True)
 @SIGNALS
 def test_a_signal_while_a_fuse_mount_comes_up_leaves_no_mount(tmp_path, sig):
     """Ctrl-C (or SIGTERM, SIGHUP) while mount.exfat-fuse mounts (here one

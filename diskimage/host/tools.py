@@ -27,20 +27,24 @@ TimeoutExpired = subprocess.TimeoutExpired
 #: tool -> the Debian package that provides it (checked against `dpkg -S`
 #: by tests/host/test_tools.py), for the message of a missing tool.
 PACKAGES = {
-    **dict.fromkeys(("mkfs.ext2", "mkfs.ext3", "mkfs.ext4", "e2fsck",
-                     "resize2fs", "tune2fs", "debugfs", "dumpe2fs",
-                     "e2image"), "e2fsprogs"),
+    **dict.fromkeys(("mkfs.ext2", "mkfs.ext3", "mkfs.ext4", "mke2fs",
+                     "e2fsck", "resize2fs", "tune2fs", "debugfs", "dumpe2fs",
+                     "e2image", "filefrag"), "e2fsprogs"),
     **dict.fromkeys(("mkfs.fat", "mkfs.vfat", "fsck.fat", "fatlabel"),
                     "dosfstools"),
     **dict.fromkeys(("mcopy", "mdir", "mmd", "mdel", "mdeltree", "mtype",
-                     "mmove", "mattrib"), "mtools"),
+                     "mmove", "mattrib", "minfo", "mshowfat"), "mtools"),
     **dict.fromkeys(("mkntfs", "ntfs-3g", "ntfsfix", "ntfsresize",
                      "ntfslabel", "ntfsinfo"), "ntfs-3g"),
-    **dict.fromkeys(("mkfs.exfat", "fsck.exfat", "tune.exfat"),
+    **dict.fromkeys(("mkfs.exfat", "fsck.exfat", "tune.exfat", "dump.exfat"),
                     "exfatprogs"),
     "mount.exfat-fuse": "exfat-fuse",
     **dict.fromkeys(("losetup", "mount", "umount"), "mount"),
-    **dict.fromkeys(("blkid", "mkswap", "wipefs"), "util-linux"),
+    **dict.fromkeys(("blkid", "mkswap", "wipefs", "fsfreeze"), "util-linux"),
+    "mkfs.xfs": "xfsprogs",
+    "mkfs.btrfs": "btrfs-progs",
+    "cryptsetup": "cryptsetup-bin",
+    "pvcreate": "lvm2",
     "sfdisk": "fdisk",
     "sgdisk": "gdisk",
     "qemu-img": "qemu-utils",
@@ -60,7 +64,10 @@ PACKAGES = {
 def package_of(tool):
     """The Debian package that provides `tool` (a name or a path), or None
     when the table does not know it."""
-    return PACKAGES.get(os.path.basename(os.fspath(tool)))
+    name = os.path.basename(os.fspath(tool))
+    if name.startswith("partclone."):
+        return "partclone"
+    return PACKAGES.get(name)
 
 
 def tool_env(extra=None):

@@ -2,8 +2,6 @@
 its table between the markers of the results file.  No timing is checked
 here: the targets are for bench/run.py on a real run, not for unit tests."""
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("partclone.ext4", "partclone.fat32", "partclone.ntfs", "lz4", "zstd",
          "e2image", "qemu-img", "sgdisk", "sfdisk", "mkfs.ext4", "mkfs.fat",
          "mcopy", "mkntfs", "ntfs-3g", "losetup")
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices)"),
-    pytest.mark.skipif(not all(shutil.which(t) for t in TOOLS),
-                       reason="needs partclone, lz4, zstd, e2fsprogs, "
-                              "qemu-utils, gdisk ... (make deps)"),
-]
+pytestmark = pytest.mark.needs(*TOOLS, root=True)
 
 CONTENDERS = ("rdeploy capture (file)", "rdeploy capture (loop)",
               "partclone.<fs> -c \\| lz4 -1, per partition",

@@ -12,10 +12,11 @@ from bootdisk.cli import main as bootdisk_main
 import demodisk
 
 from tests.bootdisk_helpers import (CMDLINE, DIST, GUEST_HOST, console_tail,
-                               host_kernel, http_server, need_qemu, toolkit,
-                               user_net, virtio_disk)
+                                    host_kernel, http_server, need_qemu, toolkit,
+                                    user_net, virtio_disk)
 
 BOOT_TIMEOUT = 300
+pytestmark = pytest.mark.boot
 
 
 @pytest.fixture(scope="module")

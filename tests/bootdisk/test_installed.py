@@ -17,7 +17,7 @@ import pytest
 from bootdisk import qemu
 from diskimage import __version__
 
-from tests.bootdisk_helpers import console_tail, host_kernel, need_qemu
+from tests.bootdisk_helpers import console_tail, host_kernel
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOT_TIMEOUT = 300
@@ -35,11 +35,10 @@ def _copy_of_the_tree(dest):
     assert not (dest / "dist").exists()
 
 
+@pytest.mark.boot
+@pytest.mark.needs("git", "qemu-system-x86_64")
 def test_a_pip_installed_bootdisk_makes_a_bootable_iso(tmp_path):
-    need_qemu()
     host_kernel()
-    if shutil.which("git") is None:
-        pytest.skip("git missing (install git)")
     src = tmp_path / "src"
     _copy_of_the_tree(src)
     venv = tmp_path / "venv"

@@ -16,7 +16,7 @@ import demodisk
 from diskimage.fs.fat.mtools import MTOOLS_ENV
 
 from tests.bootdisk_helpers import (console_tail, host_kernel, need_qemu,
-                               toolkit, user_net)
+                                    toolkit, user_net)
 
 BOOT_TIMEOUT = 240
 JOB = "echo job-ran-$((6 * 7)); rdeploy --version; cat /proc/consoles\n"
@@ -162,6 +162,7 @@ def _booted_to_job(args):
     return out
 
 
+@pytest.mark.boot
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 @pytest.mark.parametrize("medium", sorted(BOOTS))
 def test_medium_boots_to_the_job(artifacts, medium, firmware, tmp_path):
@@ -169,6 +170,7 @@ def test_medium_boots_to_the_job(artifacts, medium, firmware, tmp_path):
                    BOOTS[medium](artifacts))
 
 
+@pytest.mark.boot
 @pytest.mark.parametrize("firmware, bootfile", [("bios", "pxelinux.0"),
                                                 ("uefi", "bootx64.efi")])
 def test_pxe_boots_to_the_job_over_tftp(artifacts, firmware, bootfile,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from diskimage import __version__
+from tests import needs
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = "cliutil/_deleted_module_probe.py"
@@ -34,8 +35,7 @@ def status(repo):
 
 @pytest.fixture
 def clone(tmp_path):
-    if shutil.which("git") is None:
-        pytest.skip("git missing (install git)")
+    needs.require("git")
     repo = tmp_path / "src"
     files = run("git", "ls-files", "-z", "--cached", "--others",
                 "--exclude-standard", cwd=ROOT).split("\0")

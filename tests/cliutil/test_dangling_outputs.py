@@ -12,7 +12,7 @@ import pytest
 
 from tests.bootdisk_helpers import ROOT, host_kernel
 from tests.imgx_helpers import imgx
-from tests.rdeploy.test_bad_input import rdeploy
+from tests.rdeploy_helpers import rdeploy
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from tests.bootdisk_helpers import host_kernel
 from tests.imgx_helpers import ROOT, imgx, ok, one_line_error
-from tests.rdeploy.test_bad_input import rdeploy
+from tests.rdeploy_helpers import rdeploy
 from tests.imgx.test_outputs import _fake_binary, _image
 
 OLD = b"the old file behind the link\n"

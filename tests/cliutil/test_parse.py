@@ -194,14 +194,9 @@ def test_an_unknown_command_after_an_option_is_named(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    from tests.smalldisk import build_disk
-    tmp = tmp_path_factory.mktemp("parse")
-    disk = build_disk(tmp / "disk.img")
-    result = run("rdeploy", "capture", disk, tmp / "pj.rdi",
-                 "--progress=none")
-    assert result.returncode == 0, result.stderr
-    return tmp / "pj.rdi"
+def image(small_images_ro):
+    """The small disk's image (read-only, built once per session)."""
+    return small_images_ro["image"]
 
 
 @pytest.mark.parametrize("json_mode", [True, False])

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tests.imgx_helpers import ROOT, ok
-from tests.rdeploy.test_bad_input import rdeploy
+from tests.rdeploy_helpers import rdeploy
 
 
 def test_imgx_put_of_a_relative_name_with_a_colon_into_fat(tmp_path):

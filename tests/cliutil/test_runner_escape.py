@@ -63,12 +63,11 @@ def test_json_error_event_keeps_the_exact_text(tmp_path):
     assert event["event"] == "error" and NAME in event["message"], event
 
 
-def test_sfx_warning_escapes_the_name_it_names(tmp_path):
+def test_sfx_warning_escapes_the_name_it_names(small_disk, tmp_path):
     """imgx sfx's warnings (a stale OUT.partial taken over) name OUT,
     which holds control characters here: shown escaped."""
     from tests.imgx_helpers import capture_disk, imgx
-    from tests.smalldisk import build_disk
-    disk = build_disk(tmp_path / "disk.img")
+    disk = small_disk
     image = tmp_path / "x.rdi"
     capture_disk(disk, image)
     out = tmp_path / "o\x1b[2J.sfx"

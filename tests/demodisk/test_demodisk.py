@@ -5,7 +5,6 @@ through check_disk, which must also be able to fail."""
 import json
 import os
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -18,10 +17,7 @@ from diskimage.errors import InputError, UsageError
 MiB = 1 << 20
 TOOLS = ("sfdisk", "blkid", "losetup", "mkfs.ext4", "debugfs", "e2fsck",
          "mkfs.fat", "fsck.fat", "mcopy", "mkntfs", "ntfs-3g", "ntfsfix")
-MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
-needs_tools = pytest.mark.skipif(
-    bool(MISSING) or os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
-    reason=f"needs root, /dev/fuse and {', '.join(MISSING) or 'the tools'}")
+needs_tools = pytest.mark.needs(*TOOLS, root=True, fuse=True)
 MTOOLS_ENV = mtools_env()
 
 
@@ -31,9 +27,9 @@ def run(*args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def gpt(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("gpt") / "gpt.img")
-    return path, demodisk.make_gpt_demo(path)
+def gpt(gpt_demo_ro):
+    path, manifest = gpt_demo_ro
+    return str(path), manifest
 
 
 @pytest.fixture(scope="module")

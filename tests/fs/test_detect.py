@@ -5,7 +5,6 @@ the round-trip tests and the edge cases the old rule got wrong; and the
 used-block map agrees."""
 
 import os
-import shutil
 
 import pytest
 
@@ -13,9 +12,7 @@ from diskimage.fs.ext import used as ext
 from diskimage.fs import registry as filesystems
 from tests.fsmaps import MiB, blkid, run
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("mke2fs", "tune2fs", "blkid")),
-    reason="needs e2fsprogs and util-linux")
+pytestmark = pytest.mark.needs("mke2fs", "tune2fs", "blkid")
 
 VARIANTS = {
     # name: mke2fs command (the round trips' variants, then edge cases)

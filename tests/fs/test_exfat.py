@@ -26,14 +26,8 @@ from diskimage.fs.usedmap import MapError
 
 KiB, MiB = 1 << 10, 1 << 20
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("mkfs.exfat", "fsck.exfat",
-                                      "dump.exfat")),
-    reason="needs exfatprogs")
-needs_fuse = pytest.mark.skipif(
-    not (shutil.which("mount.exfat-fuse") and os.path.exists("/dev/fuse")
-         and os.geteuid() == 0),
-    reason="needs exfat-fuse, /dev/fuse and root to fill a volume")
+pytestmark = pytest.mark.needs("mkfs.exfat", "fsck.exfat", "dump.exfat")
+needs_fuse = pytest.mark.needs("mount.exfat-fuse", root=True, fuse=True)
 
 
 # --- helpers -----------------------------------------------------------------

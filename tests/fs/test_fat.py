@@ -10,7 +10,6 @@ comparison of every file's sha256.
 import os
 import random
 import re
-import shutil
 import struct
 import subprocess
 
@@ -27,9 +26,7 @@ from diskimage.fs.usedmap import MapError
 KiB, MiB = 1 << 10, 1 << 20
 MTOOLS_ENV = mtools_env()
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("mkfs.fat", "fsck.fat", "mcopy")),
-    reason="needs dosfstools and mtools")
+pytestmark = pytest.mark.needs("mkfs.fat", "fsck.fat", "mcopy")
 
 
 # --- helpers -----------------------------------------------------------------

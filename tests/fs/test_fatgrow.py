@@ -6,7 +6,6 @@ with mtools' minfo and fsck.fat, not with our own parser."""
 
 import os
 import re
-import shutil
 
 import pytest
 
@@ -15,10 +14,8 @@ from diskimage.fs.usedmap import MapError
 from tests.fsbuild import fat_bytes, make_fat
 from tests.fsmaps import MiB, check_fs, run
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("mkfs.fat", "fsck.fat", "mcopy",
-                                      "minfo", "losetup")),
-    reason="needs dosfstools, mtools and util-linux (make deps)")
+pytestmark = pytest.mark.needs("mkfs.fat", "fsck.fat", "mcopy", "minfo",
+                               "losetup")
 KiB = 1024
 
 

@@ -6,7 +6,6 @@ with partclone's output, never with numbers taken from our own code."""
 
 import os
 import random
-import shutil
 
 import pytest
 
@@ -127,9 +126,7 @@ def partclone_lz4_size(disk, start, size, fs):
 FRAGMENTED_SLACK = 0.003
 
 
-@pytest.mark.skipif(not all(shutil.which(t) for t in
-                            set(PARTCLONE.values()) | {"lz4"}),
-                    reason="needs partclone and lz4")
+@pytest.mark.needs(*sorted(set(PARTCLONE.values()) | {"lz4"}))
 @pytest.mark.parametrize("fs, builder, args, slack", [
     ("ext4", make_ext, (["mkfs.ext4", "-b", "4096"], 48), FRAGMENTED_SLACK),
     ("ext4", make_ext, (["mkfs.ext4", "-b", "1024"], 32), 0),

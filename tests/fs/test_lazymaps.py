@@ -12,7 +12,6 @@ would take over 100 bytes per run.
 
 import ctypes
 import os
-import shutil
 import tracemalloc
 
 import pytest
@@ -27,9 +26,7 @@ from tests.fsmaps import MiB, run, tool_used_bytes
 GiB = 1 << 30
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x1, 0x2
 
-pytestmark = pytest.mark.skipif(
-    not shutil.which("mkfs.ext4") or os.geteuid() != 0,
-    reason="needs e2fsprogs and root (loop mount)")
+pytestmark = pytest.mark.needs("mkfs.ext4", root=True)
 
 
 def punch_every_other_block(path, size):

@@ -11,128 +11,22 @@ comparison of every file's sha256.
 import hashlib
 import os
 import random
-import re
-import shutil
 import struct
-import subprocess
 
 import pytest
 
 import demodisk
-from diskimage.host import fuse
 from diskimage.fs.ntfs import used as ntfs
-from diskimage.fs.usedmap import MapError
 from tests.fsbuild import COMPRESSED, compressed_files
 from tests.fsmaps import blkid, map_only_restore, python_lines, tool_used_bytes
+from tests.fs.ntfs_tools import (check_restore, file_reader,
+                                 interleave_until_full, map_image, mft_runlist,
+                                 mkntfs, mounted, ntfsinfo, write)
 
 KiB, MiB = 1 << 10, 1 << 20
 
-
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("mkntfs", "ntfs-3g", "ntfsinfo",
-                                      "ntfsfix", "losetup")),
-    reason="needs ntfs-3g and util-linux")
-
-
-# --- helpers -----------------------------------------------------------------
-def run(*args):
-    return subprocess.run([str(a) for a in args], check=True, text=True,
-                          capture_output=True,
-                          stdin=subprocess.DEVNULL).stdout
-
-
-def mkntfs(path, size, *extra):
-    with open(path, "wb") as f:
-        f.truncate(size)
-    run("mkntfs", "-F", "-Q", "-L", "test-ntfs", *extra, path)
-    return path
-
-
-def mounted(image, tmp_path):
-    return fuse.ntfs_mount(image, os.fspath(tmp_path / "mnt"), "rw")
-
-
-def file_reader(path):
-    fd = os.open(path, os.O_RDONLY)
-    return lambda offset, length: os.pread(fd, length, offset)
-
-
-def bytes_reader(data):
-    return lambda offset, length: bytes(data[offset:offset + length])
-
-
-def map_image(path):
-    return ntfs.open_volume(file_reader(path), os.path.getsize(path))
-
-
-def ntfsinfo(path):
-    """ntfsinfo -m's own numbers, and ntfscluster --info's size of the
-    volume (the clusters' bytes)."""
-    out = run("ntfsinfo", "-m", path) + run("ntfscluster", "--info", path)
-    number = lambda label: int(re.search(rf"^\s*{label}\s*:\s*(\d+)", out,
-                                         re.M).group(1))
-    # ntfscluster mislabels its counts ("sectors per volume" is the
-    # cluster count) but agrees on the free clusters.
-    assert number("clusters of free space") == number("Free Clusters")
-    return {"cluster": number("Cluster Size"),
-            "sector": number("Sector Size"),
-            "clusters": number("Volume Size in Clusters"),
-            "free": number("Free Clusters"),
-            "bytes": number("bytes per volume"),
-            "record": number("MFT Record Size"),
-            "mft_lcn": number("LCN of Data Attribute for FILE_MFT")}
-
-
-def mft_runlist(path, inode=0):
-    """(vcn, lcn, count) of the $DATA of `inode` as `ntfsinfo -v` prints
-    it, all extents."""
-    out = run("ntfsinfo", "-i", inode, "-v", path)
-    runs, in_data = [], False
-    for line in out.splitlines():
-        if line.startswith("Dumping attribute"):
-            in_data = line.startswith("Dumping attribute $DATA")
-        elif in_data and re.match(r"\t\t\t0x", line):
-            vcn, lcn, count = line.split()
-            if lcn == "<RL_NOT_MAPPED>":    # VCNs held by another extent
-                continue
-            runs.append((int(vcn, 16), None if lcn == "<HOLE>"
-                         else int(lcn, 16), int(count, 16)))
-    return runs, out
-
-
-def check_restore(image, used, expected, tmp_path):
-    target = map_only_restore(image, tmp_path / "target.img", used.runs)
-    size = os.path.getsize(target)
-    clean, output = demodisk.fsck(target, 0, size, "ntfs")
-    assert clean, output
-    assert demodisk.read_files(target, 0, size, "ntfs") == expected
-
-
-def write(path, data, expected, root):
-    with open(path, "wb") as f:
-        f.write(data)
-    expected[os.path.relpath(path, root)] = hashlib.sha256(data).hexdigest()
-
-
-def interleave_until_full(mnt, names, chunk, rng):
-    """Append `chunk` bytes to each file in turn until the volume is full:
-    on a fresh volume every file ends up in runs of one chunk.  Returns
-    {name: sha256} of what the files hold."""
-    files = [os.open(os.path.join(mnt, n), os.O_CREAT | os.O_WRONLY)
-             for n in names]
-    try:
-        while all(os.write(fd, rng.randbytes(chunk)) for fd in files):
-            pass
-    except OSError:
-        pass
-    finally:
-        for fd in files:
-            os.close(fd)
-    result = {}
-    for name in names:
-        with open(os.path.join(mnt, name), "rb") as f:
-            result[name] = hashlib.sha256(f.read()).hexdigest()
-    return result
+pytestmark = pytest.mark.needs("mkntfs", "ntfs-3g", "ntfsinfo", "ntfsfix",
+                               "losetup")
 
 
 # --- real volumes ------------------------------------------------------------
@@ -312,135 +206,3 @@ def test_large_volume_maps_without_a_loop_per_cluster(tmp_path):
     used, lines = python_lines(lambda: map_image(image))
     assert lines < (64 << 30) // 4096 // 2, f"{lines} Python lines"
     assert used.used_bytes == tool_used_bytes(image, "ntfs")
-
-
-# --- inconsistent structures -------------------------------------------------
-@pytest.fixture(scope="module")
-def fresh(tmp_path_factory):
-    """A fresh 8 MiB volume as bytes, and where its records lie (from
-    ntfsinfo, not from the code under test)."""
-    path = mkntfs(tmp_path_factory.mktemp("ntfs") / "fresh.img", 8 * MiB)
-    info = ntfsinfo(path)
-    mft = info["mft_lcn"] * info["cluster"]
-    data = open(path, "rb").read()
-    return {"data": data, "info": info,
-            "record": lambda n: mft + n * info["record"]}
-
-
-def attribute(data, record, wanted):
-    """Offset of the first attribute of type `wanted` in a FILE record."""
-    pos = record + struct.unpack_from("<H", data, record + 0x14)[0]
-    while True:
-        kind, length = struct.unpack_from("<II", data, pos)
-        assert kind != 0xFFFFFFFF
-        if kind == wanted:
-            return pos
-        pos += length
-
-
-def open_bytes(data, size=None):
-    return ntfs.open_volume(bytes_reader(data),
-                            len(data) if size is None else size)
-
-
-def test_fresh_volume_maps(fresh):
-    used = open_bytes(fresh["data"])
-    info = fresh["info"]
-    assert used.total_bytes == info["bytes"]
-    assert used.used_bytes == (info["clusters"] - info["free"]) \
-        * info["cluster"] + info["sector"]
-
-
-def test_not_ntfs_is_none(fresh):
-    data = bytearray(fresh["data"])
-    data[3:11] = b"MSWIN4.1"
-    assert open_bytes(data) is None
-    assert open_bytes(bytes(4096)) is None
-
-
-def corrupt(fresh, offset, value):
-    data = bytearray(fresh["data"])
-    data[offset:offset + len(value)] = value
-    return data
-
-
-@pytest.mark.parametrize("offset,value,message", [
-    (510, b"\x55\x00", "end marker"),
-    (0x0D, b"\x03", "power of two"),
-    (0x0B, b"\x00\x03", "power of two"),
-    (0x30, struct.pack("<q", 1 << 40), "mft_lcn"),
-    (0x38, struct.pack("<q", -3), "mftmirr_lcn"),
-    (0x28, struct.pack("<q", 1 << 20), "does not fit"),
-    (0x40, b"\x00", "record size"),
-    (0x44, b"\x7f", "clusters_per_index_record"),
-])
-def test_bad_boot_sector(fresh, offset, value, message):
-    with pytest.raises(MapError, match=message):
-        open_bytes(corrupt(fresh, offset, value))
-
-
-def test_volume_larger_than_partition(fresh):
-    with pytest.raises(MapError, match="does not fit"):
-        open_bytes(fresh["data"], len(fresh["data"]) - 4096)
-
-
-@pytest.mark.parametrize("record", [0, 3, 6])
-def test_fixup_mismatch(fresh, record):
-    tail = fresh["record"](record) + 510
-    with pytest.raises(MapError, match=f"record {record} .*fixup"):
-        open_bytes(corrupt(fresh, tail, b"\xde\xad"))
-
-
-def test_no_file_signature(fresh):
-    with pytest.raises(MapError, match="record 6 .*FILE"):
-        open_bytes(corrupt(fresh, fresh["record"](6), b"BAAD"))
-
-
-def bitmap_attribute(fresh):
-    return attribute(fresh["data"], fresh["record"](6), 0x80)
-
-
-def test_bitmap_too_small(fresh):
-    pos = bitmap_attribute(fresh)
-    data = corrupt(fresh, pos + 0x30, struct.pack("<qq", 8, 8))
-    with pytest.raises(MapError, match="too small"):
-        open_bytes(data)
-
-
-def test_runlist_outside_volume(fresh):
-    pos = bitmap_attribute(fresh)
-    pairs = pos + struct.unpack_from("<H", fresh["data"], pos + 0x20)[0]
-    header = fresh["data"][pairs]
-    length_size, offset_size = header & 15, header >> 4
-    start = pairs + 1 + length_size
-    far = b"\xff" * (offset_size - 1) + b"\x7f"
-    with pytest.raises(MapError, match="outside the volume"):
-        open_bytes(corrupt(fresh, start, far))
-    # and a runlist that claims fewer clusters than the attribute's VCNs
-    with pytest.raises(MapError, match="covers VCNs"):
-        open_bytes(corrupt(fresh, pos + 0x18, struct.pack("<q", 99)))
-
-
-def test_bitmap_marking_metadata_free(fresh):
-    """A $Bitmap that says the MFT's own clusters are free is not this
-    volume's bitmap: refuse it rather than drop the MFT."""
-    pos = bitmap_attribute(fresh)
-    data = fresh["data"]
-    pairs = pos + struct.unpack_from("<H", data, pos + 0x20)[0]
-    length_size, offset_size = data[pairs] & 15, data[pairs] >> 4
-    start = pairs + 1 + length_size
-    lcn = int.from_bytes(data[start:start + offset_size], "little")
-    mft_lcn = fresh["info"]["mft_lcn"]
-    where = lcn * fresh["info"]["cluster"] + mft_lcn // 8
-    with pytest.raises(MapError, match=r"\$MFT free"):
-        open_bytes(corrupt(fresh, where, bytes([data[where]
-                                                & ~(1 << mft_lcn % 8)])))
-
-
-def test_dirty_volume_warns(fresh):
-    record = fresh["record"](3)
-    pos = attribute(fresh["data"], record, 0x70)
-    value = pos + struct.unpack_from("<H", fresh["data"], pos + 0x14)[0]
-    flags = struct.unpack_from("<H", fresh["data"], value + 10)[0]
-    used = open_bytes(corrupt(fresh, value + 10, struct.pack("<H", flags | 1)))
-    assert used.warnings and "dirty" in used.warnings[0]

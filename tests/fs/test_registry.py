@@ -12,7 +12,6 @@ byte.  Without the registry entry the same disk is copied whole."""
 
 import os
 import random
-import shutil
 import struct
 import sys
 import zlib
@@ -28,10 +27,7 @@ from diskimage.image.volumes import VolumeInput
 from diskimage.restore import plan_restore, run_restore
 from tests.fsmaps import MiB, run
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not all(shutil.which(t) for t in ("sfdisk",
-                                                           "losetup")),
-    reason="needs root (loop devices), sfdisk and losetup")
+pytestmark = pytest.mark.needs("sfdisk", "losetup", root=True)
 
 BLOCK = 4096
 HEADER = struct.Struct("<8sIII16s16s")     # magic, block size, blocks, crc,

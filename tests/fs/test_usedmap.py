@@ -4,7 +4,7 @@ arithmetic on random runs."""
 import random
 
 from diskimage.fs.usedmap import (LazyRuns, coalesce, merge_runs, merged, scaled,
-                               survey)
+                                  survey)
 
 
 def covered(runs):

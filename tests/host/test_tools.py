@@ -2,7 +2,6 @@
 one line naming it and its Debian package with exit 10, a failing one a
 ToolError of the hierarchy; and the project has no other runner."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -13,9 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-needs_unshare = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("unshare"),
-    reason="needs root and unshare (util-linux)")
+needs_unshare = pytest.mark.needs("unshare", root=True)
 
 
 @needs_unshare
@@ -99,7 +96,7 @@ def test_modes_input_env_cwd_and_timeout(tmp_path, monkeypatch):
         tools.run(["sleep", "5"], timeout=0.2)
 
 
-@pytest.mark.skipif(not shutil.which("dpkg"), reason="needs dpkg")
+@pytest.mark.needs("dpkg")
 def test_package_table_is_what_dpkg_says():
     """Each installed tool of the table belongs to the package it names
     (dpkg -S; /bin and /sbin are links into /usr on merged-usr systems, so
@@ -121,7 +118,7 @@ def test_package_table_is_what_dpkg_says():
 
 
 PACKAGES = ("diskimage", "demodisk", "imgx", "rdeploy", "bootdisk",
-            "cliutil")
+            "cliutil", "deploytool")
 
 
 def test_one_subprocess_runner():

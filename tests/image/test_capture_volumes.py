@@ -10,7 +10,7 @@ import pytest
 
 from tests.imgx_helpers import imgx
 from tests.smalldisk import MiB, build_disk
-from tests.rdeploy.test_bad_input import rdeploy
+from tests.rdeploy_helpers import rdeploy
 
 
 @pytest.fixture(scope="module")

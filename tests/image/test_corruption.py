@@ -11,7 +11,6 @@ import io
 import os
 import random
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -28,15 +27,12 @@ from diskimage.image.reader import RecordStream
 from diskimage.image.verify import verify
 from diskimage.image.volumes import PipeInput
 from tests.smalldisk import (DISK_SIZE, GPT_BACKUP, SECTOR, KiB, MiB,
-                             build_disk, has_partitions, read_at, sfdisk,
-                             sha256)
+                             has_partitions, read_at, sfdisk, sha256)
 
 ROOT = Path(__file__).resolve().parents[2]
 TRUNCATED = re.compile(r"truncated|ends early|incomplete", re.I)
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("sfdisk") and shutil.which("mkfs.ext4")),
-    reason="needs sfdisk and mkfs.ext4")
+pytestmark = pytest.mark.needs("sfdisk", "mkfs.ext4")
 
 
 # --- helpers -----------------------------------------------------------------
@@ -173,14 +169,12 @@ def small(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def big(tmp_path_factory):
-    """A 64 MiB disk and its lz4 image (a few MiB), plus another disk of the
-    same size to restore over."""
+def big(tmp_path_factory, small_disk_ro, small_images_ro):
+    """A 64 MiB disk and its lz4 image (a few MiB; the session's, read-only),
+    plus another disk of the same size to restore over, in a directory of
+    their own for the damaged copies."""
     d = tmp_path_factory.mktemp("big")
-    disk = build_disk(d / "disk.img")
-    image = d / "disk.rdi"
-    result = rdeploy("capture", disk, image, "--compress=lz4", "-q")
-    assert result.returncode == 0, result.stderr
+    disk, image = small_disk_ro, small_images_ro["image"]
     data = image.read_bytes()
     regions = layout(data)
     codecs = {r[3]["codec"] for r in regions if r[2] == "payload"}

@@ -9,7 +9,7 @@ from diskimage.capture import RECORD_COST
 from diskimage.image.compression import Compressor
 from diskimage.image.format import CODEC_LZ4, CODEC_NONE
 from diskimage.image.holes import (LEAST, cheaper_pieces, split_at_gaps,
-                             split_zero_runs, zero_runs)
+                                   split_zero_runs, zero_runs)
 
 
 def test_gaps_split_only_where_long():

@@ -11,11 +11,11 @@ import sys
 from diskimage.host.tools import tool_env
 
 from tests.imgx_helpers import ROOT, capture_disk, imgx
-from tests.smalldisk import build_disk, sha256
+from tests.smalldisk import sha256
 
 
-def test_convert_to_stdout_writes_the_raw_disk_there(tmp_path):
-    disk = build_disk(tmp_path / "disk.img")
+def test_convert_to_stdout_writes_the_raw_disk_there(small_disk, tmp_path):
+    disk = small_disk
     image = tmp_path / "x.rdi"
     capture_disk(disk, image)
     proc = subprocess.Popen([sys.executable, "-m", "imgx", "convert",
@@ -32,8 +32,9 @@ def test_convert_to_stdout_writes_the_raw_disk_there(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".imgx")]
 
 
-def test_convert_to_stdout_refuses_qcow2_and_the_image_itself(tmp_path):
-    disk = build_disk(tmp_path / "disk.img")
+def test_convert_to_stdout_refuses_qcow2_and_the_image_itself(
+        small_disk, tmp_path):
+    disk = small_disk
     image = tmp_path / "x.rdi"
     capture_disk(disk, image)
     result = subprocess.run([sys.executable, "-m", "imgx", "convert",

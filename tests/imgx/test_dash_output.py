@@ -13,12 +13,12 @@ import pytest
 from diskimage.host.tools import tool_env
 
 from tests.imgx_helpers import ROOT, capture_disk, imgx
-from tests.smalldisk import build_disk, sha256
+from tests.smalldisk import sha256
 
 
 @pytest.fixture
-def image(tmp_path):
-    disk = build_disk(tmp_path / "disk.img")
+def image(small_disk, tmp_path):
+    disk = small_disk
     image = tmp_path / "sp.rdi"
     capture_disk(disk, image, split=1 << 20)
     return disk, image

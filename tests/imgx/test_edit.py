@@ -16,7 +16,7 @@ from diskimage.image.reader import ImageReader
 
 from tests.signals import INTERRUPTIBLE, wait_for
 from tests.imgx_helpers import (ROOT, capture_disk, demo_image, imgx, ok,
-                           one_line_error)
+                                one_line_error)
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +124,7 @@ def test_edit_refusals(demo, tmp_path):
                         f"{tmp_path / 'other.rdi'}:1/x"), 2)
 
 
-@pytest.mark.skipif(not (shutil.which("mkfs.exfat")
-                         and shutil.which("mount.exfat-fuse")),
-                    reason="needs exfatprogs and exfat-fuse")
+@pytest.mark.needs("mkfs.exfat", "mount.exfat-fuse")
 def test_exfat_read_and_edit(tmp_path):
     tree = tmp_path / "tree"
     digests = demodisk.make_tree(tree, 40, seed=3)
@@ -160,9 +158,7 @@ def test_exfat_read_and_edit(tmp_path):
     assert demodisk.digest_tree(tmp_path / "out2") == expected
 
 
-@pytest.mark.skipif(not (shutil.which("mkfs.exfat")
-                         and shutil.which("mount.exfat-fuse")),
-                    reason="needs exfatprogs and exfat-fuse")
+@pytest.mark.needs("mkfs.exfat", "mount.exfat-fuse")
 def test_exfat_fragmented_file_follows_its_fat_chain(tmp_path):
     """A file written into the holes of a nearly full volume has a FAT
     chain (NoFatChain clear); it reads back whole."""

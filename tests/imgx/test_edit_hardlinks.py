@@ -5,13 +5,12 @@ and a warning says so.  Checked by getting the tree back out (imgx get
 makes hard links of one inode again)."""
 
 import os
-import shutil
 
 import pytest
 
 from tests.fsmaps import run
-from tests.imgx_helpers import capture_disk, edit_disk, imgx
-from tests.imgx.test_edit_safety import ntfs_golden  # noqa: F401 (a fixture)
+from tests.imgx_helpers import capture_disk, imgx
+from tests.shared import copy
 
 MiB = 1 << 20
 
@@ -37,14 +36,14 @@ def _put_and_get(img, where, own, tmp_path):
     return result.stderr.decode(), inodes, out
 
 
-@pytest.fixture(scope="module")
-def ext_golden(tmp_path_factory):
-    return edit_disk(tmp_path_factory.mktemp("edit-hardlinks"))[0]
+@pytest.fixture
+def ext_golden(edit_golden_ro):
+    return edit_golden_ro[0]
 
 
 def test_put_keeps_hard_links_on_ext(ext_golden, tmp_path):
     img = tmp_path / "lab.rdi"
-    shutil.copy(ext_golden, img)
+    copy(ext_golden, img)
     err, inodes, out = _put_and_get(img, "1/", _own(tmp_path), tmp_path)
     assert err == ""
     assert inodes["f"] == inodes["hl"] == inodes["sub/hl2"]
@@ -52,9 +51,9 @@ def test_put_keeps_hard_links_on_ext(ext_golden, tmp_path):
     assert (out / "hl").read_text() == "a\n"
 
 
-def test_put_keeps_hard_links_on_ntfs(ntfs_golden, tmp_path):  # noqa: F811
+def test_put_keeps_hard_links_on_ntfs(ntfs_golden, tmp_path):
     img = tmp_path / "ntfs.rdi"
-    shutil.copy(ntfs_golden[0], img)
+    copy(ntfs_golden[0], img)
     err, inodes, _ = _put_and_get(img, "1/", _own(tmp_path), tmp_path)
     assert err == ""
     assert inodes["f"] == inodes["hl"] == inodes["sub/hl2"]

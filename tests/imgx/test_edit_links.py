@@ -13,7 +13,7 @@ import pytest
 
 from tests.fsmaps import partitioned_disk, run
 from tests.imgx_helpers import ROOT, capture_disk, imgx, ok, one_line_error
-from tests.imgx.test_edit_safety import ntfs_golden  # noqa: F401 (a fixture)
+from tests.shared import copy
 
 
 def merged_usr_image(tmp):
@@ -163,11 +163,11 @@ def test_messages_of_an_edit_through_a_linked_image_name_the_link(image,
 
 
 def test_put_on_ntfs_names_a_directory_in_another_case(
-        ntfs_golden, tmp_path):  # noqa: F811
+        ntfs_golden, tmp_path):
     """NTFS names match without regard to case (as the browser does), and
     the edit through ntfs-3g must find the same directory."""
     img = tmp_path / "ntfs.rdi"
-    shutil.copy(ntfs_golden[0], img)
+    copy(ntfs_golden[0], img)
     a = tmp_path / "a.txt"
     a.write_text("a\n")
     result = imgx("put", a, f"{img}:1/T2/new.txt")

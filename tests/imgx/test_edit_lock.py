@@ -13,7 +13,6 @@ import time
 from tests.fsmaps import run
 from tests.imgx_helpers import ROOT, imgx, ok, one_line_error
 from tests.imgx_helpers import golden, image  # noqa: F401 (fixtures)
-from tests.rdeploy.test_capture_safety import slow_source  # noqa: F401 (a fixture)
 
 MiB = 1 << 20
 
@@ -159,7 +158,8 @@ def test_an_edit_of_an_image_capture_force_is_replacing_is_refused(
     stays, whole."""
     from pathlib import Path
 
-    from tests.rdeploy.test_capture_safety import slow_capture, wait_for
+    from tests.rdeploy_helpers import slow_capture
+    from tests.signals import wait_for
     img, _ = image
     small = tmp_path / "small.txt"
     small.write_text("s\n")

@@ -13,7 +13,7 @@ import pytest
 from tests.fsmaps import partitioned_disk, run
 from tests.imgx_helpers import golden, image  # noqa: F401 (fixtures)
 from tests.imgx_helpers import (ROOT, capture_disk, imgx, ok,
-                           one_line_error)
+                                one_line_error)
 
 MiB = 1 << 20
 

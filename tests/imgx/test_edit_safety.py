@@ -7,13 +7,13 @@ of what `put` adds are kept."""
 
 import os
 import re
-import shutil
 
 import pytest
 
-from tests.fsmaps import partitioned_disk, run
-from tests.imgx_helpers import capture_disk, imgx, ok, one_line_error
+from tests.fsmaps import run
+from tests.imgx_helpers import imgx, ok, one_line_error
 from tests.imgx_helpers import golden, image  # noqa: F401 (fixtures)
+from tests.shared import copy
 
 MiB = 1 << 20
 
@@ -161,30 +161,6 @@ def test_root_resolves_links_inside_itself(tmp_path):
     assert not (tmp_path / "two.txt").exists()
 
 
-@pytest.fixture(scope="module")
-def ntfs_golden(tmp_path_factory):
-    """A GPT disk with one NTFS whose t2/link and t2/dirlink (made through
-    ntfs-3g) point at absolute paths of this test's host files."""
-    from tests.fsbuild import ntfs_mounted
-    tmp = tmp_path_factory.mktemp("edit-safety-ntfs")
-    host = tmp / "host"
-    (host / "dir").mkdir(parents=True)
-    (host / "file").write_text("host file\n")
-    fs = tmp / "fs.img"
-    with open(fs, "wb") as f:
-        f.truncate(16 * MiB)
-    run("mkntfs", "-q", "-F", "-Q", fs)
-    with ntfs_mounted(fs, tmp / "mnt") as mnt:
-        os.mkdir(os.path.join(mnt, "t2"))
-        os.symlink(host / "file", os.path.join(mnt, "t2", "link"))
-        os.symlink(host / "dir", os.path.join(mnt, "t2", "dirlink"))
-    disk = tmp / "disk.img"
-    partitioned_disk(disk, [(fs, "ntfs")])
-    image = tmp / "golden.rdi"
-    capture_disk(disk, image)
-    return image, host
-
-
 def _ntfs_facts(img, tmp_path, rel):
     """(mtime, user.note xattr) of `rel` in the NTFS of the image, read
     through ntfs-3g from a raw copy of its disk."""
@@ -205,7 +181,7 @@ def test_ntfs_put_stays_in_the_image_and_keeps_times_and_xattrs(
         ntfs_golden, tmp_path):
     golden, host = ntfs_golden
     img = tmp_path / "ntfs.rdi"
-    shutil.copy(golden, img)
+    copy(golden, img)
     before = _host_state(host)
     evil = tmp_path / "evil.txt"
     evil.write_text("evil\n")

@@ -6,15 +6,15 @@ DEST."""
 
 from tests.fsbuild import ext_mounted
 from tests.imgx_helpers import capture_disk, imgx, one_line_error, tool
-from tests.imgx.test_get import _ext_with
+from tests.hostile_images import ext_with
 
 
 def _planted(tmp_path):
     evil = "../../victim/pwnedA.txt"
     src = tmp_path / "payload"
-    return _ext_with(tmp_path, [(b"P" * len(evil), evil.encode())],
-                     "mkdir sub", f"write {src} sub/{'P' * len(evil)}",
-                     f"write {src} sub/fine")[0], evil
+    return ext_with(tmp_path, [(b"P" * len(evil), evil.encode())],
+                    "mkdir sub", f"write {src} sub/{'P' * len(evil)}",
+                    f"write {src} sub/fine")[0], evil
 
 
 def test_get_warnings_name_the_place_in_the_image(tmp_path):
@@ -99,8 +99,8 @@ def test_messages_about_a_walk_below_the_root_name_the_whole_path(tmp_path):
     """A directory loop met by ls -R, find and tree started at /top: the
     message names IMG:/top/sub/loop, one colon."""
     src = tmp_path / "payload"
-    image, _, _ = _ext_with(tmp_path, [], "mkdir top", "mkdir top/sub",
-                            f"write {src} top/sub/f", "link /top top/sub/loop")
+    image, _, _ = ext_with(tmp_path, [], "mkdir top", "mkdir top/sub",
+                           f"write {src} top/sub/f", "link /top top/sub/loop")
     for args in (("ls", "-R", f"{image}:/top"),
                  ("find", f"{image}:/top", "-name", "x"),
                  ("tree", f"{image}:/top")):
@@ -112,8 +112,8 @@ def test_messages_about_a_walk_below_the_root_name_the_whole_path(tmp_path):
 def test_cat_of_a_directory_and_tree_of_a_file_name_the_whole_path(
         tmp_path):
     src = tmp_path / "payload"
-    image, _, _ = _ext_with(tmp_path, [], "mkdir top", "mkdir top/sub",
-                            f"write {src} top/sub/f")
+    image, _, _ = ext_with(tmp_path, [], "mkdir top", "mkdir top/sub",
+                           f"write {src} top/sub/f")
     result = imgx("cat", f"{image}:/top/sub")
     assert one_line_error(result, 3).endswith(
         f"{image}:/top/sub: not a regular file\n")
@@ -127,8 +127,8 @@ def test_get_of_many_directories_onto_a_full_filesystem_is_exit_6(tmp_path):
     """DEST's inodes run out on a directory, not a file's data: still exit
     6 naming DEST, not a bare errno with exit 1."""
     src = tmp_path / "payload"
-    image, _, _ = _ext_with(tmp_path, [], "mkdir g",
-                            *[f"mkdir g/d{i}" for i in range(300)])
+    image, _, _ = ext_with(tmp_path, [], "mkdir g",
+                           *[f"mkdir g/d{i}" for i in range(300)])
     small = tmp_path / "small.img"
     tool("mkfs.ext4", "-q", "-N", "64", small, "1M")
     tfs = tmp_path / "tfs"

@@ -13,8 +13,7 @@ from diskimage.image.reader import ImageReader
 
 from tests.imgx_helpers import demo_image, ok, tool
 
-needs_qemu_img = pytest.mark.skipif(not shutil.which("qemu-img"),
-                                    reason="needs qemu-utils")
+needs_qemu_img = pytest.mark.needs("qemu-img")
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import pytest
 from diskimage.image.volumes import find_volumes
 
 from tests.imgx_helpers import capture_disk, imgx
-from tests.smalldisk import build_disk, sha256
+from tests.smalldisk import sha256
 
 
 @pytest.fixture
-def split_image(tmp_path):
-    disk = build_disk(tmp_path / "disk.img")
+def split_image(small_disk, tmp_path):
+    disk = small_disk
     image = tmp_path / "sp.rdi"
     capture_disk(disk, image, split=1 << 20)
     volumes = find_volumes(os.fspath(image))

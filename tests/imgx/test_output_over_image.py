@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
+from tests import needs
 from tests.imgx_helpers import imgx, one_line_error
 from tests.smalldisk import MiB, sha256
-from tests.rdeploy.test_bad_input import ROOT, env, rdeploy
+from tests.rdeploy_helpers import ROOT, env, rdeploy
 
 
 @pytest.fixture
@@ -129,8 +130,7 @@ def test_get_never_replaces_a_dest_that_is_not_a_file(image, tmp_path, kind):
     left as it was; `imgx cat` is the way to write into one."""
     dest = tmp_path / "dest"
     if kind == "character device":
-        if os.geteuid() != 0:
-            pytest.skip("mknod needs root")
+        needs.require(root=True)                    # mknod
         os.mknod(dest, 0o20666, os.makedev(1, 3))     # as /dev/null
     elif kind == "fifo":
         os.mkfifo(dest)

@@ -135,6 +135,7 @@ def test_sfx_refuses_an_existing_out_without_force(tmp_path):
     assert ok("info", out).startswith(b"image")
 
 
+@pytest.mark.needs(fuse=True)           # for the lock-less filesystem
 def test_an_image_on_a_filesystem_without_locks_is_one_line(tmp_path):
     """flock gives ENOLCK (as on an NFS mount without its lock daemon; here
     a real FUSE mount that refuses every lock): one line naming the file,
@@ -142,8 +143,6 @@ def test_an_image_on_a_filesystem_without_locks_is_one_line(tmp_path):
     from diskimage.errors import InputError
     from diskimage.host.partial import lock
 
-    if not os.path.exists("/dev/fuse"):
-        pytest.skip("no /dev/fuse for the lock-less filesystem")
     (tmp_path / "mnt").mkdir()
     with NoLockFS(tmp_path / "mnt") as fs:
         for args in (["join", fs.path, f"--output={tmp_path / 'o.rdi'}"],

@@ -5,7 +5,6 @@ refuse (exit 5, target refused) before reading a byte (issue 11 item 1)."""
 
 import contextlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,13 +12,14 @@ import pytest
 
 from tests.imgx_helpers import imgx, one_line_error
 from tests.smalldisk import build_disk, sha256
-from tests.rdeploy.test_bad_input import check, command, env, leftovers, needs_root, \
-    rdeploy, ROOT
+from tests.rdeploy_helpers import ROOT, check, command, env, leftovers, rdeploy
+
+needs_root = pytest.mark.needs("losetup", root=True)
 
 
 @pytest.fixture
-def source(tmp_path):
-    disk = build_disk(tmp_path / "disk.img")
+def source(small_disk, tmp_path):
+    disk = small_disk
     return disk, sha256(disk)
 
 
@@ -141,7 +141,7 @@ def test_imgx_import_onto_its_raw_source(source):
     assert sha256(disk) == before
 
 
-@pytest.mark.skipif(not shutil.which("qemu-img"), reason="needs qemu-img")
+@pytest.mark.needs("qemu-img")
 def test_imgx_import_onto_its_qcow2_source(source, tmp_path):
     """A qcow2 is converted to a scratch raw file first: the check must
     compare OUT with the user's SOURCE, not with the scratch file."""

@@ -6,19 +6,16 @@ pvcreate) on loop devices over the partitions of a sparse GPT disk file
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from tests.smalldisk import MiB, sfdisk
-from tests.rdeploy.test_bad_input import rdeploy
+from tests.rdeploy_helpers import rdeploy
 
 TOOLS = ["mkfs.xfs", "mkfs.btrfs", "cryptsetup", "pvcreate", "blkid",
          "losetup"]
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not all(map(shutil.which, TOOLS)),
-    reason="needs root, " + ", ".join(TOOLS))
+pytestmark = pytest.mark.needs(*TOOLS, root=True)
 
 # (start sector, sectors, how to make it); XFS needs 300 MiB at least
 PARTS = [(2048, 614400, "xfs"), (616448, 262144, "btrfs"),

@@ -7,41 +7,17 @@ rdeploy runs as real subprocesses, two at once where it matters.
 """
 
 import os
-import random
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.smalldisk import DISK_SIZE, MiB, build_disk, sha256
-from tests.rdeploy.test_bad_input import (ROOT, check, command, env, leftovers,
-                                  rdeploy, wait_for)
+from tests.smalldisk import MiB, sha256
+from tests.rdeploy_helpers import check, leftovers, rdeploy, slow_capture
+from tests.signals import wait_for
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "sfdisk"], capture_output=True).returncode,
-    reason="needs sfdisk")
-
-
-@pytest.fixture(scope="module")
-def slow_source(tmp_path_factory):
-    """32 MiB of text-like bytes: lz4 level 12 on one thread takes a few
-    seconds over it, so a second process can start in the middle."""
-    source = tmp_path_factory.mktemp("slow") / "big.img"
-    letters = bytes(b"abcdefghijklmnop"[i % 16] for i in range(256))
-    with open(source, "wb") as f:
-        f.truncate(DISK_SIZE)
-        f.seek(MiB)
-        f.write(random.Random(3).randbytes(32 * MiB).translate(letters))
-    return source
-
-
-def slow_capture(source, image, *options):
-    return subprocess.Popen(command("capture", source, image, "--level=12",
-                                    "--threads=1", *options),
-                            env=env(), cwd=ROOT, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+pytestmark = pytest.mark.needs("sfdisk")
 
 
 @pytest.mark.parametrize("split", [[], ["--split=4M"]])
@@ -74,7 +50,8 @@ def test_second_capture_to_the_same_image_is_refused(slow_source, tmp_path,
     assert not list(tmp_path.glob("*.partial*"))
 
 
-def test_partial_left_by_a_dead_capture_is_taken_over(slow_source, tmp_path):
+def test_partial_left_by_a_dead_capture_is_taken_over(
+        small_disk, slow_source, tmp_path):
     """A capture killed with SIGKILL leaves its .partial; the next capture
     replaces it (nobody holds it) and says so."""
     image = tmp_path / "dead.rdi"
@@ -87,7 +64,7 @@ def test_partial_left_by_a_dead_capture_is_taken_over(slow_source, tmp_path):
     finally:
         victim.kill()
     assert Path(f"{image}.partial").exists()
-    source = build_disk(tmp_path / "disk.img")
+    source = small_disk
     result = rdeploy("capture", source, image)
     assert result.returncode == 0, result.stderr.decode()
     assert "left by an earlier run" in result.stderr.decode()
@@ -96,8 +73,8 @@ def test_partial_left_by_a_dead_capture_is_taken_over(slow_source, tmp_path):
     assert rdeploy("verify", image).returncode == 0
 
 
-def test_capture_onto_an_existing_image_needs_force(tmp_path):
-    source = build_disk(tmp_path / "disk.img")
+def test_capture_onto_an_existing_image_needs_force(small_disk, tmp_path):
+    source = small_disk
     image = tmp_path / "out.rdi"
     image.write_bytes(b"someone's image")
     check(rdeploy("capture", source, image), 3, str(image), "--force")
@@ -108,12 +85,12 @@ def test_capture_onto_an_existing_image_needs_force(tmp_path):
     assert rdeploy("verify", image).returncode == 0
 
 
-def test_capture_onto_a_dangling_symlink_says_so(tmp_path):
+def test_capture_onto_a_dangling_symlink_says_so(small_disk, tmp_path):
     """IMAGE a symlink to a missing file: refused with a line that says
     so, not 'exists' (issue 11 round 3, volmsg item 3 sweep); with --force
     too, as every output (issue 11 review item 5): nothing is made where it
     points, the link stays."""
-    source = build_disk(tmp_path / "disk.img")
+    source = small_disk
     (tmp_path / "victim").mkdir()
     image = tmp_path / "dang.rdi"
     image.symlink_to(tmp_path / "victim" / "made.rdi")
@@ -127,9 +104,9 @@ def test_capture_onto_a_dangling_symlink_says_so(tmp_path):
     assert image.is_symlink() and os.listdir(tmp_path / "victim") == []
 
 
-def test_capture_split_refuses_an_existing_later_volume(tmp_path):
+def test_capture_split_refuses_an_existing_later_volume(small_disk, tmp_path):
     """A split capture would rename over IMAGE.r01 of another image."""
-    source = build_disk(tmp_path / "disk.img")
+    source = small_disk
     image = tmp_path / "out.rdi"
     other = tmp_path / "out.r01"
     other.write_bytes(b"another image's volume")
@@ -139,10 +116,11 @@ def test_capture_split_refuses_an_existing_later_volume(tmp_path):
     assert not image.exists() and not list(tmp_path.glob("*.partial*"))
 
 
-def test_force_keeps_the_old_image_when_the_capture_fails(tmp_path):
+def test_force_keeps_the_old_image_when_the_capture_fails(
+        small_disk, tmp_path):
     """--force replaces only with a whole new image: a failed capture
     (a source that does not exist) leaves the old one as it was."""
-    source = build_disk(tmp_path / "disk.img")
+    source = small_disk
     image = tmp_path / "out.rdi"
     assert rdeploy("capture", source, image, "-q").returncode == 0
     before = sha256(image)
@@ -151,11 +129,11 @@ def test_force_keeps_the_old_image_when_the_capture_fails(tmp_path):
 
 
 @pytest.mark.parametrize("what", ["symlink", "directory", "fifo"])
-def test_partial_name_taken_by_something_else(tmp_path, what):
+def test_partial_name_taken_by_something_else(small_disk, tmp_path, what):
     """IMAGE.partial that is a symlink (to a file of someone else's), a
     directory or a FIFO: refused, never followed, the file it points at
     untouched."""
-    source = build_disk(tmp_path / "disk.img")
+    source = small_disk
     image = tmp_path / "out.rdi"
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me\n")
@@ -172,10 +150,8 @@ def test_partial_name_taken_by_something_else(tmp_path, what):
     assert not list(tmp_path.glob("out.rdi.partial.*"))
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount.exfat-fuse")
-                    or not shutil.which("mkfs.exfat"),
-                    reason="needs root, mkfs.exfat and exfat-fuse")
-def test_capture_onto_a_filesystem_without_hard_links(tmp_path):
+@pytest.mark.needs("mkfs.exfat", "mount.exfat-fuse", root=True)
+def test_capture_onto_a_filesystem_without_hard_links(small_disk, tmp_path):
     """exFAT (as on a USB stick) has no hard links: the exclusive creation
     and the no-replace rename still work there."""
     from tests.fsbuild import exfat_mounted
@@ -183,7 +159,7 @@ def test_capture_onto_a_filesystem_without_hard_links(tmp_path):
     with open(fs, "wb") as f:
         f.truncate(64 * MiB)
     subprocess.run(["mkfs.exfat", fs], check=True, capture_output=True)
-    source = build_disk(tmp_path / "disk.img")
+    source = small_disk
     with exfat_mounted(fs, tmp_path / "stick") as stick:
         image = Path(stick) / "out.rdi"
         result = rdeploy("capture", source, image, "--split=4M", "-q")
@@ -197,11 +173,11 @@ def test_capture_onto_a_filesystem_without_hard_links(tmp_path):
         assert rdeploy("verify", image).returncode == 0
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tmpfs)")
-def test_no_space_for_the_metadata_leaves_nothing(tmp_path):
+@pytest.mark.needs(root=True)
+def test_no_space_for_the_metadata_leaves_nothing(small_disk, tmp_path):
     """A 4 KiB tmpfs holds the header but not 8 KiB of metadata: the
     write fails in the writer's first records, exit 6, no .partial."""
-    source = build_disk(tmp_path / "disk.img")
+    source = small_disk
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", small],

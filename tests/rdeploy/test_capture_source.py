@@ -7,19 +7,15 @@ The disks are made by sfdisk and mkfs; rdeploy runs as a subprocess.
 """
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.smalldisk import MiB, sfdisk
-from tests.rdeploy.test_bad_input import check, rdeploy
+from tests.rdeploy_helpers import check, rdeploy
 
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("losetup"),
-    reason="needs root and losetup")
+needs_root = pytest.mark.needs("losetup", root=True)
 
 
 def info(image):
@@ -113,9 +109,8 @@ def test_raw_needs_no_sane_table(tmp_path):
 
 # --- item 19: option combinations -------------------------------------------
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    from tests.smalldisk import build_disk
-    return build_disk(tmp_path_factory.mktemp("small") / "disk.img")
+def small(small_disk_ro):
+    return small_disk_ro
 
 
 @pytest.mark.parametrize("split", ["0", "1", "4095", "0.001K"])
@@ -280,11 +275,10 @@ def test_sector_size_of_a_block_device_is_its_own(small, tmp_path, loop_disk):
 
 # --- item 14: a partition mounted read-write -------------------------------
 @pytest.fixture
-def mounted(tmp_path):
+def mounted(small_disk, tmp_path):
     """The small disk's ext4 (partition 1) mounted through a loop device
     with an offset: mounted(options) -> (disk file, mount point)."""
-    from tests.smalldisk import build_disk
-    disk = build_disk(tmp_path / "disk.img")
+    disk = small_disk
     undo = []
 
     def mount(options):

@@ -22,7 +22,7 @@ from diskimage.image.volumes import find_volumes
 
 from tests.imgx_helpers import ROOT, capture_disk, edit_disk, ok
 from tests.signals import AT_COMMIT, INTERRUPTIBLE
-from tests.smalldisk import build_disk, sha256
+from tests.smalldisk import sha256
 
 SIGNALS = pytest.mark.parametrize(
     "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
@@ -74,19 +74,21 @@ def test_put_interrupted_just_after_its_rename_is_done_and_says_so(
 
 
 @SIGNALS
-def test_capture_interrupted_just_after_partial_became_image(tmp_path, sig):
-    disk = build_disk(tmp_path / "disk.img")
+def test_capture_interrupted_just_after_partial_became_image(
+        small_disk, tmp_path, sig):
+    disk = small_disk
     image = tmp_path / "cap.rdi"
     result = at_commit(sig, "step", 1, "rdeploy", "capture", disk, image)
     whole_after_signal(result, os.fspath(image))
 
 
 @SIGNALS
-def test_restore_signalled_as_it_exits_is_not_killed(tmp_path, sig):
+def test_restore_signalled_as_it_exits_is_not_killed(
+        small_disk, tmp_path, sig):
     """The summary has printed and main has returned; a signal then (the
     terminal closing) must not kill the process with the default action
     (status -1 for SIGHUP) nor raise a traceback: exit 0, the disk whole."""
-    disk = build_disk(tmp_path / "disk.img")
+    disk = small_disk
     image = tmp_path / "cap.rdi"
     capture_disk(disk, image)
     target = tmp_path / "target.img"
@@ -100,13 +102,13 @@ def test_restore_signalled_as_it_exits_is_not_killed(tmp_path, sig):
 
 @pytest.mark.parametrize("step", [1, 2])
 def test_split_replace_interrupted_between_volumes_leaves_one_image_whole(
-        tmp_path, step):
+        small_disk, tmp_path, step):
     """Item 2: the new split image replaces an old one of more volumes;
     SIGTERM lands after the first or second step of the sequence (on the
     old order: the removal of an old extra volume, or the rename of a
     later volume before the first).  Afterwards the name holds one whole
     image, here the new one, and no stale volume of the old."""
-    disk = build_disk(tmp_path / "disk.img")
+    disk = small_disk
     image = tmp_path / "sp.rdi"
     capture_disk(disk, image, codec="zstd", split=1 << 20)
     old = find_volumes(os.fspath(image))
@@ -120,8 +122,9 @@ def test_split_replace_interrupted_between_volumes_leaves_one_image_whole(
 
 
 @SIGNALS
-def test_convert_interrupted_just_after_its_link_is_done(tmp_path, sig):
-    disk = build_disk(tmp_path / "disk.img")
+def test_convert_interrupted_just_after_its_link_is_done(
+        small_disk, tmp_path, sig):
+    disk = small_disk
     image = tmp_path / "cap.rdi"
     capture_disk(disk, image)
     out = tmp_path / "out.raw"
@@ -143,10 +146,10 @@ def test_main_called_in_a_process_that_goes_on_puts_the_handlers_back():
 
 
 @SIGNALS
-def test_sfx_interrupted_just_after_its_publish(tmp_path, sig):
+def test_sfx_interrupted_just_after_its_publish(small_disk, tmp_path, sig):
     """diskimage.host.partial.publish, the commit step of imgx sfx and of every
     bootdisk output: a signal just after the rename is not a failure."""
-    disk = build_disk(tmp_path / "disk.img")
+    disk = small_disk
     image = tmp_path / "cap.rdi"
     capture_disk(disk, image)
     binary = tmp_path / "bin"
@@ -162,11 +165,11 @@ def test_sfx_interrupted_just_after_its_publish(tmp_path, sig):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP],
                          ids=["SIGTERM", "SIGHUP"])
-def test_recompress_in_place_interrupted_just_after_its_rename(tmp_path,
-                                                               sig):
+def test_recompress_in_place_interrupted_just_after_its_rename(
+        small_disk, tmp_path, sig):
     """A rewrite (imgx recompress over the image itself) is committed by
     the same rename: a signal then leaves the new image, exit 0."""
-    disk = build_disk(tmp_path / "disk.img")
+    disk = small_disk
     image = tmp_path / "cap.rdi"
     capture_disk(disk, image)
     result = at_commit(sig, "step", 1, "imgx", "recompress", image,

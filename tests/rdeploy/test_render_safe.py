@@ -6,16 +6,16 @@ exact text (issue 11 round 2 item 2)."""
 import json
 import os
 import pty
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from cliutil.text import safe
+from tests import needs
 from tests.imgx_helpers import imgx, one_line_error
 from tests.smalldisk import MiB, sfdisk
-from tests.rdeploy.test_bad_input import ROOT, env, rdeploy
+from tests.rdeploy_helpers import ROOT, env, rdeploy
 
 EVIL = "fine\x1b[2J\rGONE\nextra line\x07\x9b31m"
 LABEL = "L\x1b[31mX\rY"    # 10 bytes: fits ext4's 16
@@ -126,8 +126,7 @@ def test_errors_naming_an_entry_of_the_image_escape_it(evil_image):
 def loop_over_evil_name(tmp_path):
     """A loop device whose backing file's name holds ESC and CR: its
     "model" is `loop over PATH`."""
-    if os.geteuid() != 0 or not shutil.which("losetup"):
-        pytest.skip("needs root and losetup")
+    needs.require("losetup", root=True)
     backing = tmp_path / "disk\x1b[2J\rx.img"
     with open(backing, "wb") as f:
         f.truncate(48 * MiB)

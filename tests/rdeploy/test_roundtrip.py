@@ -14,11 +14,8 @@ import pytest
 import demodisk
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("sfdisk", "mkfs.ext4", "mkfs.fat",
-                                      "mcopy", "mkntfs", "ntfs-3g")),
-    reason="needs fdisk, e2fsprogs, dosfstools, mtools and ntfs-3g "
-           "(make deps installs them)")
+pytestmark = pytest.mark.needs("sfdisk", "mkfs.ext4", "mkfs.fat", "mcopy",
+                               "mkntfs", "ntfs-3g")
 
 
 def rdeploy(*args, stdin=None, check=True):
@@ -50,11 +47,8 @@ def digest(path):
 
 
 @pytest.fixture(scope="session")
-def gpt_disk(tmp_path_factory):
-    path = tmp_path_factory.mktemp("gpt") / "gpt.img"
-    manifest = demodisk.make_gpt_demo(path, files=300)
-    os.chmod(path, 0o444)
-    return path, manifest
+def gpt_disk(gpt_demo_ro):
+    return gpt_demo_ro
 
 
 @pytest.fixture(scope="session")

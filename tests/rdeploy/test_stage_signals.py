@@ -22,7 +22,6 @@ from diskimage.image.volumes import VolumeInput
 
 from tests.imgx_helpers import ROOT, capture_disk
 from tests.signals import AT_COMMIT, INTERRUPTIBLE, wait_for
-from tests.smalldisk import build_disk
 
 SIGNALS = pytest.mark.parametrize(
     "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
@@ -94,14 +93,14 @@ def test_demo_signalled_in_its_restore_stops(tmp_path):
     assert not run_dir.exists(), os.listdir(run_dir)
 
 
-def test_a_commit_in_one_main_call_does_not_carry_into_the_next(tmp_path,
-                                                                 capsys):
+def test_a_commit_in_one_main_call_does_not_carry_into_the_next(
+        small_disk, tmp_path, capsys):
     """Item 1: main(argv) called twice in one process: the first run's
     commit (a real capture) made the second (a restore, which makes no
     partial file) ignore its Ctrl-C and finish, and its message named the
     first run's image as whole."""
     from rdeploy.cli import main
-    disk = build_disk(tmp_path / "disk.img")
+    disk = small_disk
     image = tmp_path / "a.rdi"
     assert main(["capture", str(disk), str(image), "--quiet"]) == 0
     target = tmp_path / "target.img"
@@ -133,11 +132,12 @@ def test_a_commit_in_one_main_call_does_not_carry_into_the_next(tmp_path,
     assert not target.exists()
 
 
-def test_restore_refuses_a_target_that_appeared_after_its_plan(tmp_path):
+def test_restore_refuses_a_target_that_appeared_after_its_plan(
+        small_disk, tmp_path):
     """Item 2: the plan saw no target (so: create it); a file appears
     before the restore starts (the --yes prompt is a long window).  The
     restore must not write into it, skip its zeroing, or delete it."""
-    disk = build_disk(tmp_path / "disk.img")
+    disk = small_disk
     image = tmp_path / "cap.rdi"
     capture_disk(disk, image)
     target = tmp_path / "target.img"
@@ -167,10 +167,10 @@ def no_partials(directory):
 
 
 @SIGNALS
-def test_capture_signalled_as_its_partial_is_linked(tmp_path, sig):
+def test_capture_signalled_as_its_partial_is_linked(small_disk, tmp_path, sig):
     """Item 3: a signal just after os.link(private, NAME.partial), before
     create_partial returned its fd: the .partial stayed behind."""
-    disk = build_disk(tmp_path / "disk.img")
+    disk = small_disk
     result = at_partial(sig, 1, "rdeploy", "capture", disk,
                         tmp_path / "cap.rdi")
     interrupted(result.returncode, result.stderr, sig)
@@ -178,10 +178,11 @@ def test_capture_signalled_as_its_partial_is_linked(tmp_path, sig):
     assert not (tmp_path / "cap.rdi").exists()
 
 
-def test_split_capture_signalled_as_a_later_volume_is_linked(tmp_path):
+def test_split_capture_signalled_as_a_later_volume_is_linked(
+        small_disk, tmp_path):
     """Item 3: the second volume's partial linked, then SIGTERM before
     _next_volume kept its fd: abort() never removed it."""
-    disk = build_disk(tmp_path / "disk.img")
+    disk = small_disk
     result = at_partial(signal.SIGTERM, 2, "rdeploy", "capture", disk,
                         tmp_path / "sp.rdi", "--split=1M",
                         "--compress=none")
@@ -189,9 +190,9 @@ def test_split_capture_signalled_as_a_later_volume_is_linked(tmp_path):
     no_partials(tmp_path)
 
 
-def test_sfx_signalled_as_its_partial_is_linked(tmp_path):
+def test_sfx_signalled_as_its_partial_is_linked(small_disk, tmp_path):
     """Item 3, partial.partial_file (imgx sfx, bootdisk's outputs)."""
-    disk = build_disk(tmp_path / "disk.img")
+    disk = small_disk
     image = tmp_path / "cap.rdi"
     capture_disk(disk, image)
     binary = tmp_path / "bin"
