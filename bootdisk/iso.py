@@ -31,10 +31,9 @@ PAD_SECTORS = 150
 def _efi_image(path, grub_efi, scratch):
     """A small FAT image with EFI/BOOT/BOOTX64.EFI."""
     media.run_tool(["mkfs.fat", "-C", "-n", "BOOTDISKEFI", path,
-                    str(EFI_IMAGE_KIB)], "dosfstools")
-    media.run_tool(["mmd", "-i", path, "::/EFI", "::/EFI/BOOT"], "mtools")
-    media.run_tool(["mcopy", "-i", path, grub_efi, "::/EFI/BOOT/BOOTX64.EFI"],
-                   "mtools")
+                    str(EFI_IMAGE_KIB)])
+    media.run_tool(["mmd", "-i", path, "::/EFI", "::/EFI/BOOT"])
+    media.run_tool(["mcopy", "-i", path, grub_efi, "::/EFI/BOOT/BOOTX64.EFI"])
 
 
 def _iso_name(path):

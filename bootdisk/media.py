@@ -122,14 +122,14 @@ def grub_standalone(out, config, scratch, net=False):
             "-o", out, f"--modules={modules}", f"--install-modules={modules}",
             "--locales=", "--fonts=", "--themes=",
             f"boot/grub/grub.cfg={cfg}"]
-    run_tool(args, "grub-common")
+    run_tool(args)
 
 
-def run_tool(args, package):
-    """Run a tool; a missing tool (MissingToolError, naming `package`) or a
-    failure is a one-line error."""
-    proc = tools.run(args, check=False, env=MTOOLS_ENV,
-                     package=package)
+def run_tool(args):
+    """Run a tool; a missing tool (MissingToolError, naming its package
+    from the one table, diskimage.host.tools.PACKAGES) or a failure is a
+    one-line error."""
+    proc = tools.run(args, check=False, env=MTOOLS_ENV)
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise ToolFailed(f"{args[0]} failed (exit {proc.returncode}): {tail}")

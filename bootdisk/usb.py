@@ -97,16 +97,14 @@ def _write_image(path, mbr, files):
         f.write(code)
     part_kib = (size - PART_START) // 1024
     media.run_tool(["mkfs.fat", "-F", "32", "-s", "1", "-n", "BOOTDISK",
-                    "--offset", str(PART_START // 512), path, str(part_kib)],
-                   "dosfstools")
+                    "--offset", str(PART_START // 512), path, str(part_kib)])
     image = f"{path}@@{PART_START}"
     for directory in ("/boot", "/boot/syslinux", "/EFI", "/EFI/BOOT"):
-        media.run_tool(["mmd", "-i", image, f"::{directory}"], "mtools")
+        media.run_tool(["mmd", "-i", image, f"::{directory}"])
     media.run_tool(["syslinux", "--offset", str(PART_START), "--install",
-                    "--directory", "/boot/syslinux", path], "syslinux")
+                    "--directory", "/boot/syslinux", path])
     for dest, src in files.items():
-        media.run_tool(["mcopy", "-o", "-i", image, src, f"::{dest}"],
-                       "mtools")
+        media.run_tool(["mcopy", "-o", "-i", image, src, f"::{dest}"])
 
 
 def _partition_start(path):

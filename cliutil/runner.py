@@ -26,7 +26,8 @@ command's --help names the codes it uses)::
          valid table); the message says why
     9    busy: another process is writing the same image or editing it
     10   an external tool that is needed is not installed: the message
-         names it and the Debian package that provides it
+         names it and the Debian package that provides it (PyInstaller,
+         which freezes the toolkit: the pip extra that installs it)
     70   internal error (a bug; RDEPLOY_DEBUG=1 prints the traceback)
     129  interrupted by SIGHUP (the terminal went away); cleaned up as on Ctrl-C
     130  interrupted (Ctrl-C); partial files are removed

@@ -85,6 +85,14 @@ def cannot_freeze_error(option):
                       f"{option}")
 
 
+def not_found_error(option):
+    """The one-line error of a command that uses a toolkit but does not
+    build one (imgx sfx) when there is none: bad input, exit 3."""
+    return InputError(f"no frozen toolkit binary ({cache_path()} does not "
+                      f"exist): `bootdisk toolkit` builds it (with "
+                      f"{FREEZE_EXTRA}); or give {option}")
+
+
 def freeze(out=None, force=False, warnings=None):
     """Freeze the toolkit with PyInstaller into `out` (default: the cache
     path) by way of OUT.partial (diskimage.host.partial: locked, exclusive,

@@ -108,7 +108,8 @@ Options:
                 stdout (not a terminal).
   --toolkit=FILE  The frozen multi-call binary an sfx is built on
                 (default: this program when frozen, else dist/deploytool
-                of `make freeze`), as bootdisk's --toolkit.
+                of `make freeze`, else the one `bootdisk toolkit`
+                cached), as bootdisk's --toolkit.
   --binary=FILE   The old name of --toolkit: deprecated, still works.
   --compress=CODEC  lz4, zstd or none [default: lz4].
   --level=N     Compression level (lz4 1-12, zstd 1-19).

@@ -126,9 +126,10 @@ def cmd_sfx(args):
     from diskimage.image.sfx import make_sfx
     _to_stdout(args, "sfx")
     # --binary: the old name of --toolkit, kept working.  None found: the
-    # message names where `make freeze` puts it.
-    toolkit = args["--toolkit"] or args["--binary"] or toolkits.find() or \
-        toolkits.source_tree_build()
+    # message names the cache and `bootdisk toolkit`, which fills it.
+    toolkit = args["--toolkit"] or args["--binary"] or toolkits.find()
+    if toolkit is None:
+        raise toolkits.not_found_error("--toolkit")
     report = make_sfx(args["IMAGE"], args["--output"], toolkit,
                       force=args["--force"])
     for line in report["warnings"]:

@@ -92,7 +92,7 @@ Options:
 Exit codes:
   0 success; 1 other failure (I/O error, a tool that failed); 2 usage error;
   3 bad input (missing or unusable source, a source mounted read-write, an
-  existing IMAGE without the force option, not an image, a missing volume,
+  existing IMAGE without --force, not an image, a missing volume,
   a terminal); 4 damaged image (checksum, truncated, bad record); 5 target
   refused (too small, mounted, the source, other sector size, an MBR
   logical partition that would move, not confirmed); 6 no space left;

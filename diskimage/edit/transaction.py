@@ -257,8 +257,12 @@ def _change(disk, area, scratch, what, action, source=None, need=None):
         name = f" ({exc.filename})" if exc.filename else ""
         raise EditError(f"{what} failed, image unchanged: "
                         f"{exc.strerror or exc}{name}") from None
-    with sigint_held():
-        clean, output = fsck(disk, area)
+    try:
+        with sigint_held():
+            clean, output = fsck(disk, area)
+    except MissingToolError as exc:     # the check's loop device, FAT's too
+        raise MissingToolError(exc.tool, exc.package,
+                               f"{what} failed, image unchanged") from None
     if not clean:
         tail = " | ".join(output.strip().splitlines()[-3:])
         raise EditError(f"{what}: partition {area['partition']} does not "

@@ -128,8 +128,8 @@ def used_map(read, start, size, kind):
 def fsck(kind, path):
     """The filesystem's own checker, read-only, on *path* (a device or file
     holding the filesystem alone): (clean, output), or None when `kind` has
-    no checker.  A checker that is not installed raises ToolError
-    (returncode None)."""
+    no checker.  A checker that is not installed raises MissingToolError
+    (exit 10, naming its package)."""
     record = lookup(kind)
     if record is None or not record.check:
         return None

@@ -237,3 +237,29 @@ def test_every_tool_of_a_record_has_its_package_in_the_one_table():
     for record in registry.filesystems():
         for tool in record.tools + tuple(record.check or ())[:1]:
             assert tool in PACKAGES, (record.kinds, tool)
+
+
+def test_the_recipe_in_the_docs_makes_a_record_the_registry_takes():
+    """docs/filesystems.md "Adding a filesystem": its example module, run
+    as a module of diskimage.fs, declares a record whose tools are names
+    (their packages go into the one table, which the recipe names), so
+    that following it literally passes the test above."""
+    import re
+    import types
+    from pathlib import Path
+    from diskimage.fs.record import Filesystem
+    text = (Path(__file__).resolve().parents[2] / "docs" /
+            "filesystems.md").read_text()
+    recipe = text.split("### Adding a filesystem", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", recipe, re.S)[1]
+    module = types.ModuleType("diskimage.fs._recipe")
+    module.__package__ = "diskimage.fs"
+    exec(compile(re.sub(r"(?m)^   ", "", code), "recipe", "exec"),
+         module.__dict__)
+    record = module.FILESYSTEM
+    assert isinstance(record, Filesystem)
+    assert isinstance(record.tools, tuple) and \
+        all(isinstance(tool, str) for tool in record.tools), record.tools
+    assert "diskimage/host/tools.py" in recipe and "PACKAGES" in recipe
+    assert record.detect(lambda offset, length: b"\x10\x20\xf5\xf2"
+                         if offset == 1024 else b"") == "f2fs"

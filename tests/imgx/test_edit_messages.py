@@ -227,3 +227,32 @@ def test_a_missing_tool_is_exit_10_naming_its_package(image, tmp_path):
                         r"losetup: not installed \(it comes with the Debian "
                         r"package mount\)\n", err), err
     assert img.read_bytes() == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and unshare (util-linux)")
+def test_a_missing_checker_tool_on_fat_says_the_image_is_unchanged(
+        fat_image, tmp_path):
+    """On FAT the edit itself needs no loop device (mtools); the check
+    after it does.  With /usr/sbin hidden, that check's missing losetup is
+    reported like the edit's own: what failed, image unchanged, the tool
+    and its package, exit 10.  Before: the bare 'losetup: not installed'
+    without the image or the state it was left in."""
+    image = tmp_path / "fat.rdi"
+    shutil.copy(fat_image, image)
+    before = image.read_bytes()
+    src = tmp_path / "new.txt"
+    src.write_text("new\n")
+    sbin = tmp_path / "sbin"
+    sbin.mkdir()
+    script = 'mount --bind "$1" /usr/sbin && shift && exec "$@"'
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+         "sh", str(sbin), sys.executable, "-m", "imgx", "put", str(src),
+         f"{image}:/new.txt"], capture_output=True, cwd=ROOT)
+    err = one_line_error(result, 10)
+    assert re.fullmatch(rf"imgx: error: {re.escape(str(image))}: put "
+                        r"failed, image unchanged: "
+                        r"losetup: not installed \(it comes with the Debian "
+                        r"package mount\)\n", err), err
+    assert image.read_bytes() == before

@@ -7,6 +7,7 @@ import os
 import signal
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -216,3 +217,25 @@ def test_sfx_takes_the_toolkit_as_bootdisk_does(tmp_path):
                               f"--toolkit={tmp_path / 'none'}"), 3)
     assert "no frozen toolkit binary" in err and "--toolkit" in err, err
     assert b"--toolkit=FILE" in ok("sfx", "--help")
+
+
+def test_sfx_of_an_installed_toolkit_without_one_says_how_to_get_it(
+        tmp_path):
+    """An installed imgx (no source tree, no dist/) and no toolkit cached
+    yet: the error names the cache it looked in and `bootdisk toolkit`,
+    which fills it, exit 3.  Before: a dist/deploytool path inside
+    site-packages and `make freeze`, a step that needs the source tree."""
+    from tests.bootdisk.test_toolkit import _env, _installed_like
+    from diskimage import __version__
+    image, src = _image(tmp_path), _installed_like(tmp_path)
+    out = tmp_path / "x.run"
+    result = subprocess.run(
+        [sys.executable, "-m", "imgx", "sfx", str(image), "-o", str(out)],
+        cwd=src, env=_env(tmp_path), capture_output=True, text=True)
+    cache = tmp_path / "cache" / "rdeploy-toolkit" / __version__ / \
+        "deploytool"
+    assert (result.returncode, result.stderr) == (3, (
+        f"imgx: error: no frozen toolkit binary ({cache} does not exist): "
+        f"`bootdisk toolkit` builds it (with pip install "
+        f"'rdeploy-toolkit[freeze]'); or give --toolkit\n"))
+    assert not out.exists()
