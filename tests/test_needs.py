@@ -45,3 +45,23 @@ def test_the_marker_skips_before_the_fixtures_are_built(pytester):
     result = pytester.runpytest_inprocess("-rs")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*SKIPPED*needs no-such-tool-h4 (make deps*"])
+
+
+def test_no_test_module_has_its_own_skip_logic():
+    """Skip logic lives in the marker alone: a skipif (or a which/geteuid
+    check that skips) in a test module is the repetition issue 12 removed."""
+    import os
+    import re
+    root = os.path.dirname(os.path.abspath(__file__))
+    found = []
+    for base, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            path = os.path.join(base, name)
+            if not name.endswith(".py") or name == "test_needs.py":
+                continue
+            with open(path, encoding="utf-8") as f:
+                for number, line in enumerate(f, 1):
+                    if re.search(r"mark\.skipif\(", line):
+                        found.append(f"{os.path.relpath(path, root)}:{number}")
+    assert found == []

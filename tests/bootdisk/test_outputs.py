@@ -190,9 +190,7 @@ def test_an_output_onto_a_full_filesystem_is_no_space(tmp_path):
         assert sorted(os.listdir(mnt)) == ["lost+found"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare")
-                    or not shutil.which("chroot"),
-                    reason="needs root, unshare (util-linux) and chroot")
+@pytest.mark.needs("unshare", "chroot", root=True)
 def test_a_missing_media_tool_is_exit_10_naming_its_package(tmp_path):
     """With /usr/sbin hidden (chroot alone left, for the start check), the
     ISO's EFI image cannot be made: mkfs.fat is named with its Debian

@@ -203,8 +203,7 @@ def test_a_tree_with_more_entries_than_free_inodes_says_so(tmp_path):
     assert found and int(found[1]) < 101, err
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
-                    reason="needs root and unshare (util-linux)")
+@pytest.mark.needs("unshare", root=True)
 def test_a_missing_tool_is_exit_10_naming_its_package(image, tmp_path):
     """With /usr/sbin (losetup, e2fsck ...) hidden in a private mount
     namespace, put stops with the missing tool and its Debian package,
@@ -229,8 +228,7 @@ def test_a_missing_tool_is_exit_10_naming_its_package(image, tmp_path):
     assert img.read_bytes() == before
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
-                    reason="needs root and unshare (util-linux)")
+@pytest.mark.needs("unshare", root=True)
 def test_a_missing_checker_tool_on_fat_says_the_image_is_unchanged(
         fat_image, tmp_path):
     """On FAT the edit itself needs no loop device (mtools); the check
