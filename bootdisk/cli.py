@@ -109,10 +109,11 @@ from cliutil.runner import parse, run
 from cliutil.text import safe
 from diskimage import __version__
 from diskimage.errors import UsageError
+from diskimage.host.partial import refuse_existing
 from diskimage.sizes import format_size, parse_size
 
 from . import info as infos
-from .initramfs import Spec, build_initrd, check_values, refuse_existing
+from .initramfs import Spec, build_initrd, check_values
 from .initramfs import _split_add as split_add
 
 

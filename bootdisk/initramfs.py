@@ -25,9 +25,8 @@ import shlex
 
 from cliutil import toolkit as toolkits
 from diskimage import __version__
-from diskimage.host.links import what_is_there
 from diskimage.errors import InputError, UnsupportedError, UsageError
-from diskimage.host.partial import output_path, partial_file
+from diskimage.host.partial import partial_file, refuse_existing
 from diskimage.host import tools
 
 from . import cpio, initscript, kernel as kernels, startcheck
@@ -362,16 +361,6 @@ def write_atomic(path, data, force=False, warnings=None):
     refuse_existing(path, force)
     with partial_output(path, force, warnings) as f:
         f.write(data)
-
-
-def refuse_existing(path, force):
-    output_path(path, force)            # a symlink to nothing: refused
-    if os.path.lexists(path) and not force:
-        raise InputError(f"{path}: {what_is_there(path)} (give --force to "
-                         f"replace it)")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise InputError(f"{parent}: no such directory for the output")
 
 
 def build_initrd(spec, out, force=False):

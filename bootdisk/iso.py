@@ -20,6 +20,7 @@ import os
 import tempfile
 
 from diskimage.errors import InputError
+from diskimage.host.partial import refuse_existing
 
 from . import initramfs, media
 from .media import INITRD_PATH, KERNEL_PATH
@@ -61,7 +62,7 @@ class _Layout:
 
 def build_iso(spec, out, timeout=3, force=False):
     """Write the hybrid ISO to `out`.  Returns the initramfs manifest."""
-    initramfs.refuse_existing(out, force)
+    refuse_existing(out, force)
     warnings = []
     # The partial first: a second writer is refused before the work.
     with initramfs.partial_output(out, force, warnings) as f:

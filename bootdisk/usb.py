@@ -19,6 +19,7 @@ from diskimage.errors import (InputError, MissingToolError, ToolError,
 from diskimage.fs.fat.mtools import MTOOLS_ENV
 from diskimage.sizes import format_size
 from diskimage.host import tools
+from diskimage.host.partial import refuse_existing
 
 from . import initramfs, media
 from .media import INITRD_PATH, KERNEL_PATH
@@ -37,7 +38,7 @@ def _layout_size(payload):
 
 def build_usb(spec, out, size=None, timeout=3, force=False):
     """Write the USB image to `out`.  Returns the initramfs manifest."""
-    initramfs.refuse_existing(out, force)
+    refuse_existing(out, force)
     warnings = []
     # The partial first: a second writer is refused before the work.
     with initramfs.partial_output(out, force, warnings) as f:

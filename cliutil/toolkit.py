@@ -20,8 +20,7 @@ from diskimage import __version__
 from diskimage.errors import (DiskImageError, InputError, MissingToolError,
                               ToolError)
 from diskimage.host import tools
-from diskimage.host.partial import output_path, partial_file
-from diskimage.host.links import what_is_there
+from diskimage.host.partial import partial_file, refuse_existing
 
 NAME = "deploytool"
 CACHE_DIR = "rdeploy-toolkit"
@@ -107,13 +106,7 @@ def freeze(out=None, force=False, warnings=None):
     out = out or cache_path()
     if out == cache_path():
         os.makedirs(os.path.dirname(out), exist_ok=True)
-    out = output_path(out, force)           # a link: its file, or refused
-    if os.path.lexists(out) and not force:
-        raise InputError(f"{out}: {what_is_there(out)} (give --force to "
-                         f"replace it)")
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise InputError(f"{parent}: no such directory for the output")
+    out = refuse_existing(out, force)       # a link: its file, or refused
     with partial_file(out, replace=force, warnings=warnings,
                       mode=0o755) as f, \
             tempfile.TemporaryDirectory(prefix="bootdisk-freeze-") as work:

@@ -193,6 +193,21 @@ def output_path(path, replace=False):
     return path
 
 
+def refuse_existing(path, replace=False):
+    """Refuse, before any work is done, an output that cannot be written:
+    a symlink to nothing, an existing file without `replace`, a folder
+    that does not exist (InputError).  Returns the file the output is
+    written to (:func:`output_path`)."""
+    target = output_path(path, replace)
+    if os.path.lexists(path) and not replace:
+        raise InputError(f"{path}: {what_is_there(path)} (give --force to "
+                         f"replace it)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"{parent}: no such directory for the output")
+    return target
+
+
 @contextlib.contextmanager
 def partial_file(path, replace=False, warnings=None, mode=None):
     """Write the file `path` by way of ``PATH.partial``: yields a binary
