@@ -295,14 +295,21 @@ def populate(spec, release, modtree):
     return tree, manifest
 
 
-def compress(data, method):
-    if method == "gzip":
-        return gzip.compress(data, compresslevel=9, mtime=0)
+def _zstandard(what):
+    """The zstandard module; UnsupportedError (exit 7) naming `what` when
+    it is not installed."""
     try:
         import zstandard
     except ImportError:
-        raise UnsupportedError("--compress=zstd needs the zstandard module "
-                               "(pip install zstandard)") from None
+        raise UnsupportedError(f"{what} needs the zstandard module "
+                               f"(pip install zstandard)") from None
+    return zstandard
+
+
+def compress(data, method):
+    if method == "gzip":
+        return gzip.compress(data, compresslevel=9, mtime=0)
+    zstandard = _zstandard("--compress=zstd")
     return zstandard.ZstdCompressor(level=19).compress(data)
 
 
@@ -311,7 +318,7 @@ def decompress(data):
     if data[:2] == b"\x1f\x8b":
         return gzip.decompress(data)
     if data[:4] == b"\x28\xb5\x2f\xfd":
-        import zstandard
+        zstandard = _zstandard("reading a zstd-compressed initramfs")
         return zstandard.ZstdDecompressor().decompressobj().decompress(data)
     return data
 

@@ -245,3 +245,15 @@ def test_zstd_without_zstandard_is_unsupported_exit_7(monkeypatch):
     with pytest.raises(UnsupportedError, match="zstandard") as caught:
         compress(b"data", "zstd")
     assert caught.value.exit_code == 7
+
+
+def test_reading_a_zstd_initramfs_without_zstandard_is_unsupported_exit_7(
+        monkeypatch):
+    """`bootdisk info` of a zstd medium where zstandard is missing: the
+    same exit 7 as building one, not an ImportError (internal error, 70)."""
+    from bootdisk.initramfs import decompress
+    from diskimage.errors import UnsupportedError
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # import fails
+    with pytest.raises(UnsupportedError, match="zstandard") as caught:
+        decompress(b"\x28\xb5\x2f\xfd" + b"\0" * 16)
+    assert caught.value.exit_code == 7
