@@ -37,10 +37,7 @@ for _name in COMMANDS:
     FORBIDDEN[_name] = (set(COMMANDS) - {_name}) | {"deploytool", "bench",
                                                     "tests"}
 
-# (module, name) imports that break a rule and are being removed elsewhere;
-# each must still exist (test_pending_exceptions_are_still_needed), so the
-# line goes once its import does.  editfs checks an edited partition with
-# demodisk.fsck until the filesystem registry's checker replaces it.
+
 def _sources(package):
     top = os.path.join(ROOT, package)
     for base, dirs, files in os.walk(top):
