@@ -52,6 +52,7 @@ def _python_without_pyinstaller(tmp):
     return python
 
 
+@pytest.mark.needs("chroot", root=True)  # the start check chroots
 def test_bootdisk_without_pyinstaller_puts_what_libpython_needs(tmp_path):
     host_kernel()
     python = _python_without_pyinstaller(tmp_path)
@@ -73,6 +74,7 @@ def test_bootdisk_without_pyinstaller_puts_what_libpython_needs(tmp_path):
     assert started.stdout.startswith("deploytool ")
 
 
+@pytest.mark.needs("chroot", root=True)  # the start check chroots
 def test_the_build_fails_when_the_toolkit_cannot_start_on_the_medium(
         tmp_path):
     """The start check on the real toolkit and its real closure, less one
