@@ -27,8 +27,6 @@ from .sizes import format_size
 
 GUARD_SIZE = 1 << 20
 TABLE_KINDS = ("head", "ebr", "gpt-backup")
-#: Filesystems that do not record the sector size, so that their partitions
-#: can move between 512- and 4096-byte-sector disks.
 
 
 @dataclass
