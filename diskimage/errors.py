@@ -145,5 +145,5 @@ class MissingToolError(ToolError):
         self.what = what
         where = f"{what}: " if what else ""
         source = f" (it comes with the Debian package {package})" \
-            if package else " (nor on PATH)"
+            if package else ""
         super().__init__(f"{where}{tool}: not installed{source}")

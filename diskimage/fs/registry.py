@@ -5,7 +5,8 @@ partition type), its used-block map, its label and UUID, its checker.
 Each entry of :data:`MODULES` names a module that declares ``FILESYSTEM``
 (or ``FILESYSTEMS``), a :class:`~diskimage.fs.record.Filesystem`; detection
 asks them in this order, and the first answer wins.  Adding a filesystem is
-one new module and one entry here (docs/filesystems.md, "Adding a
+one new module and one entry here, plus the Debian package of each new tool
+in diskimage.host.tools.PACKAGES (docs/filesystems.md, "Adding a
 filesystem").  Resizing and new identities are asked through
 :mod:`diskimage.fs.resize`.
 """
@@ -36,6 +37,9 @@ def _records(modules):
     for record in found:
         if not isinstance(record, Filesystem):
             raise TypeError(f"{record!r} is not a Filesystem record")
+        if record.edit and not record.check:    # an edit is checked after
+            raise TypeError(f"{record.kinds}: a filesystem imgx edits needs "
+                            f"a checker (check=...)")
     return tuple(found)
 
 

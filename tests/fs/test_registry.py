@@ -263,3 +263,20 @@ def test_the_recipe_in_the_docs_makes_a_record_the_registry_takes():
     assert "diskimage/host/tools.py" in recipe and "PACKAGES" in recipe
     assert record.detect(lambda offset, length: b"\x10\x20\xf5\xf2"
                          if offset == 1024 else b"") == "f2fs"
+
+
+def test_a_filesystem_imgx_edits_needs_a_checker(tmp_path, monkeypatch):
+    """imgx checks every edit before it keeps it: a record that says how
+    to edit but has no checker is refused when the registry is read, not
+    at the first edit (an unpacking of None, exit 70)."""
+    modules = tmp_path / "mods"
+    modules.mkdir()
+    (modules / "uncheckedfs.py").write_text(
+        "from diskimage.fs.record import Filesystem\n"
+        "FILESYSTEM = Filesystem(kinds=('uncheckedfs',), family='x',\n"
+        "                        title='x', edit='mount')\n")
+    monkeypatch.syspath_prepend(str(modules))
+    monkeypatch.setattr(registry, "MODULES",
+                        registry.MODULES + ("uncheckedfs",))
+    with pytest.raises(TypeError, match="needs a checker"):
+        registry.filesystems()
