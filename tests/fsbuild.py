@@ -125,8 +125,8 @@ def exfat_mounted(image, mountpoint):
         run("mount.exfat-fuse", dev, mountpoint)
         try:
             yield mountpoint
-        finally:
-            run("umount", mountpoint)
+        finally:                # and wait for the driver's last writes
+            fuse.unmount_fuse(os.fspath(mountpoint))
 
 
 def extents(path):

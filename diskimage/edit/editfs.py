@@ -120,7 +120,10 @@ def _enter_mount(stack, disk, area, mnt):
         return stack.enter_context(fuse.ntfs_mount(dev, mnt, "rw"))
     tools.run(["mount", "-t", kind, dev, mnt] if how == "mount"
                 else ["mount.exfat-fuse", dev, mnt])
-    stack.callback(tools.run, ["umount", mnt])
+    if how == "mount":
+        stack.callback(tools.run, ["umount", mnt])
+    else:                       # exfat-fuse: its daemon writes until it ends
+        stack.callback(fuse.unmount_fuse, mnt)
     return mnt
 
 
@@ -155,7 +158,15 @@ def fsck(disk, area):
 
 
 def _mount_points():
-    with open("/proc/mounts", encoding="utf-8", errors="replace") as f:
+    try:
+        f = open("/proc/mounts", encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        # No /proc (a bare chroot): nothing to list.  The clean-up must not
+        # replace the error it cleans up after (a tool not installed, say);
+        # a mount it could not see keeps the scratch folder, whose removal
+        # then says so.
+        return
+    with f:
         for line in f:
             yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)),
                          line.split()[1])

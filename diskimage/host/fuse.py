@@ -79,7 +79,7 @@ def exfat_mount(device, mountpoint):
     finally:
         held = sighold.hold()
         try:
-            _unmount(mountpoint)
+            unmount_fuse(mountpoint)
         finally:
             sighold.release(held)
 
@@ -87,3 +87,45 @@ def exfat_mount(device, mountpoint):
 def _unmount(mountpoint):
     if run(["umount", mountpoint], check=False).returncode:
         run(["umount", "-l", mountpoint], check=False)
+
+
+def _daemons(mountpoint, driver):
+    """The processes serving the FUSE mount at `mountpoint`: `driver`
+    (e.g. mount.exfat-fuse) run with the mountpoint in its argv."""
+    wanted, found = os.fsencode(os.path.abspath(mountpoint)), []
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]) == os.fsencode(driver) and \
+                wanted in argv[1:]:
+            found.append(name)
+    return found
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def unmount_fuse(mountpoint, driver="mount.exfat-fuse", timeout=60):
+    """Unmount a FUSE mount whose daemon runs in the background
+    (exfat-fuse) and wait for that daemon to end: umount returns before it
+    has written its last blocks (exFAT's VolumeDirty flag cleared), so the
+    disk under it is not complete until then.  ntfs-3g needs none of this:
+    :func:`ntfs_mount` keeps it in the foreground and waits for it."""
+    daemons = _daemons(mountpoint, driver)
+    _unmount(mountpoint)
+    deadline = time.monotonic() + timeout
+    while any(_running(pid) for pid in daemons):
+        if time.monotonic() > deadline:
+            raise ToolError(f"{mountpoint}: the FUSE driver did not end "
+                            f"{timeout} s after the unmount")
+        time.sleep(0.01)

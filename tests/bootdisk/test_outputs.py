@@ -7,7 +7,6 @@ bootdisk would hold on its OUT.partial."""
 
 import fcntl
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -188,28 +187,3 @@ def test_an_output_onto_a_full_filesystem_is_no_space(tmp_path):
                         6)
         assert f"bootdisk: error: {out}: no space left" in err, err
         assert sorted(os.listdir(mnt)) == ["lost+found"]
-
-
-@pytest.mark.needs("unshare", "chroot", root=True)
-def test_a_missing_media_tool_is_exit_10_naming_its_package(tmp_path):
-    """With /usr/sbin hidden (chroot alone left, for the start check), the
-    ISO's EFI image cannot be made: mkfs.fat is named with its Debian
-    package from the one table (diskimage.host.tools.PACKAGES), exit 10,
-    and nothing is left at OUT."""
-    from tests.bootdisk_helpers import toolkit
-    host_kernel()
-    sbin = tmp_path / "sbin"
-    sbin.mkdir()
-    shutil.copy(shutil.which("chroot"), sbin / "chroot")
-    job, out = tmp_path / "job.sh", tmp_path / "boot.iso"
-    job.write_text("true\n")
-    script = 'mount --bind "$1" /usr/sbin && shift && exec "$@"'
-    result = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script,
-         "sh", str(sbin), sys.executable, "-m", "bootdisk", "iso",
-         f"--job={job}", "-o", str(out), f"--toolkit={toolkit()}"],
-        capture_output=True, text=True, cwd=ROOT)
-    assert _one_line(result, 10) == (
-        "bootdisk: error: mkfs.fat: not installed (it comes with the "
-        "Debian package dosfstools)\n")
-    assert not out.exists() and not os.path.exists(f"{out}.partial")

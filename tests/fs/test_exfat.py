@@ -20,6 +20,7 @@ import pytest
 
 import demodisk
 from diskimage.fs import exfat
+from diskimage.host import fuse
 from demodisk import sha256_file
 from tests.fsmaps import blkid, map_only_restore, python_lines, random_fill
 from diskimage.fs.usedmap import MapError
@@ -49,16 +50,17 @@ def loop(image, sector=512, read_only=False):
 
 @contextlib.contextmanager
 def mounted(image, mountpoint, sector=512, read_only=False):
-    """The volume mounted with exfat-fuse; unmounting a fuseblk mount waits
-    for the driver to flush."""
+    """The volume mounted with exfat-fuse; umount returns before the driver
+    has written its last blocks (VolumeDirty cleared): its end is waited
+    for (diskimage.host.fuse.unmount_fuse)."""
     os.makedirs(mountpoint, exist_ok=True)
     with loop(image, sector, read_only) as dev:
         run("mount.exfat-fuse", *(["-o", "ro"] if read_only else []), dev,
             mountpoint)
         try:
             yield mountpoint
-        finally:
-            run("umount", mountpoint)
+        finally:                # and wait for the driver's last writes
+            fuse.unmount_fuse(os.fspath(mountpoint))
 
 
 def mkfs(image, size, *options, sector=512):

@@ -2,44 +2,34 @@
 one line naming it and its Debian package with exit 10, a failing one a
 ToolError of the hierarchy; and the project has no other runner."""
 
+import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.toolless import run_in, toolless_root
+
 ROOT = Path(__file__).resolve().parents[2]
 
-needs_unshare = pytest.mark.needs("unshare", root=True)
-
-
-@needs_unshare
 @pytest.mark.parametrize("kept, tool, package", [
     ((), "sfdisk", "fdisk"),                 # the demo's first tool
     (("sfdisk",), "mkfs.ext4", "e2fsprogs"),  # issue 12: exit 70 before
 ])
 def test_missing_tool_in_demo_is_one_line_naming_tool_and_package(
         tmp_path, kept, tool, package):
-    """`rdeploy demo` with /usr/sbin (and so /sbin) replaced, in a private
-    mount namespace, by a directory holding copies of `kept` only: the other
-    tools (every mkfs.*) are really gone, whatever PATH says."""
-    sbin = tmp_path / "sbin"
-    sbin.mkdir()
-    for name in kept:
-        shutil.copy2(f"/usr/sbin/{name}", sbin / name)
-    script = 'mount --bind "$1" /usr/sbin && shift && exec "$@"'
-    result = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script,
-         "sh", str(sbin), sys.executable, "-m", "rdeploy", "demo",
-         f"--dir={tmp_path / 'demo'}"],
-        capture_output=True, text=True, cwd=ROOT)
+    """`rdeploy demo` of the frozen toolkit in a root that holds copies of
+    `kept` only (tests/toolless.py): the other tools (every mkfs.*) are
+    really gone, whatever PATH says."""
+    root = toolless_root(tmp_path, kept)
+    result = run_in(root, "rdeploy", "demo", "--dir=/tmp/demo")
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 10, result.stderr
     assert errors == [f"rdeploy: error: {tool}: not installed (it comes "
                       f"with the Debian package {package})"], result.stderr
-    assert not (tmp_path / "demo").exists()
+    assert not os.path.exists(os.path.join(root, "tmp", "demo"))
 
 
 def test_missing_tool_raises_the_hierarchy_error():

@@ -12,6 +12,7 @@ import pytest
 
 from tests.fsmaps import partitioned_disk, run
 from tests.imgx_helpers import golden, image  # noqa: F401 (fixtures)
+from tests.toolless import run_in, toolless_root
 from tests.imgx_helpers import (ROOT, capture_disk, imgx, ok,
                                 one_line_error)
 
@@ -203,54 +204,53 @@ def test_a_tree_with_more_entries_than_free_inodes_says_so(tmp_path):
     assert found and int(found[1]) < 101, err
 
 
-@pytest.mark.needs("unshare", root=True)
+# What mtools loads besides its libraries: the code pages (iconv's gconv
+# modules) and the C.UTF-8 locale it runs in (diskimage.fs.fat.mtools).
+MTOOLS_TREES = ("/usr/lib/x86_64-linux-gnu/gconv", "/usr/lib/locale/C.utf8")
+
+
+def _put_without_tools(image, tmp_path, target, kept=(), trees=()):
+    """imgx put of the frozen toolkit in a root without the field's tools
+    (tests/toolless.py), the image copied in: (result, image in the root,
+    its bytes before)."""
+    root = toolless_root(tmp_path, kept, trees)
+    inside = os.path.join(root, "img.rdi")
+    shutil.copy(image, inside)
+    with open(os.path.join(root, "new.txt"), "w") as f:
+        f.write("new\n")
+    before = open(inside, "rb").read()
+    result = run_in(root, "imgx", "put", "/new.txt", f"/img.rdi:{target}",
+                    text=False)
+    return result, inside, before
+
+
 def test_a_missing_tool_is_exit_10_naming_its_package(image, tmp_path):
-    """With /usr/sbin (losetup, e2fsck ...) hidden in a private mount
-    namespace, put stops with the missing tool and its Debian package,
-    exit 10; image unchanged.  Before issue 12: exit 1, 'losetup: No such
-    file or directory', from the clean-up, which hid the cause."""
+    """Where losetup, e2fsck ... are not installed, put stops with the
+    missing tool and its Debian package, exit 10; image unchanged.  Before
+    issue 12: exit 1, 'losetup: No such file or directory', from the
+    clean-up, which hid the cause."""
     img, _ = image
-    before = img.read_bytes()
-    src = tmp_path / "new.txt"
-    src.write_text("new\n")
-    sbin = tmp_path / "sbin"
-    sbin.mkdir()
-    script = 'mount --bind "$1" /usr/sbin && shift && exec "$@"'
-    result = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script,
-         "sh", str(sbin), sys.executable, "-m", "imgx", "put", str(src),
-         f"{img}:1/new.txt"], capture_output=True, cwd=ROOT)
+    result, inside, before = _put_without_tools(img, tmp_path, "1/new.txt")
     err = one_line_error(result, 10)
-    assert re.fullmatch(rf"imgx: error: {re.escape(str(img))}: put failed, "
-                        r"image unchanged: "
-                        r"losetup: not installed \(it comes with the Debian "
-                        r"package mount\)\n", err), err
-    assert img.read_bytes() == before
+    assert err == ("imgx: error: /img.rdi: put failed, image unchanged: "
+                   "losetup: not installed (it comes with the Debian "
+                   "package mount)\n"), err
+    assert open(inside, "rb").read() == before
 
 
-@pytest.mark.needs("unshare", root=True)
 def test_a_missing_checker_tool_on_fat_says_the_image_is_unchanged(
         fat_image, tmp_path):
-    """On FAT the edit itself needs no loop device (mtools); the check
-    after it does.  With /usr/sbin hidden, that check's missing losetup is
-    reported like the edit's own: what failed, image unchanged, the tool
-    and its package, exit 10.  Before: the bare 'losetup: not installed'
-    without the image or the state it was left in."""
-    image = tmp_path / "fat.rdi"
-    shutil.copy(fat_image, image)
-    before = image.read_bytes()
-    src = tmp_path / "new.txt"
-    src.write_text("new\n")
-    sbin = tmp_path / "sbin"
-    sbin.mkdir()
-    script = 'mount --bind "$1" /usr/sbin && shift && exec "$@"'
-    result = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script,
-         "sh", str(sbin), sys.executable, "-m", "imgx", "put", str(src),
-         f"{image}:/new.txt"], capture_output=True, cwd=ROOT)
+    """On FAT the edit itself needs no loop device (mtools, kept here); the
+    check after it does.  Where losetup is not installed, that check's
+    missing tool is reported like the edit's own: what failed, image
+    unchanged, the tool and its package, exit 10.  Before: the bare
+    'losetup: not installed' without the image or the state it was left
+    in."""
+    result, inside, before = _put_without_tools(
+        fat_image, tmp_path, "/new.txt", kept=("mcopy", "mdir"),
+        trees=MTOOLS_TREES)
     err = one_line_error(result, 10)
-    assert re.fullmatch(rf"imgx: error: {re.escape(str(image))}: put "
-                        r"failed, image unchanged: "
-                        r"losetup: not installed \(it comes with the Debian "
-                        r"package mount\)\n", err), err
-    assert image.read_bytes() == before
+    assert err == ("imgx: error: /img.rdi: put failed, image unchanged: "
+                   "losetup: not installed (it comes with the Debian "
+                   "package mount)\n"), err
+    assert open(inside, "rb").read() == before
