@@ -56,7 +56,7 @@ class Filesystem:
     #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``).
     new_ids: object = None
     #: The tools the functions above run (their Debian packages are
-    #: diskimage.host.tools.PACKAGES', the one table of them).
+    #: diskimage.host.tools.PACKAGES, the one table of them).
     tools: tuple = ()
     #: Nothing in it depends on the logical sector size: restore may
     #: convert it between 512 and 4096-byte sectors.

@@ -35,7 +35,8 @@ FILESYSTEMS = (
         grow=tools.resize, shrink=tools.resize, new_ids=tools.new_ids,
         tools=("e2fsck", "resize2fs", "tune2fs"),
         sector_free=True, browse="ext", edit="mount", case_sensitive=True,
-        posix=True, mbr_type="83", gpt_type="0FC63DAF-8483-4772-8E79-3D69D8477DE4"),
+        posix=True, mbr_type="83",
+        gpt_type="0FC63DAF-8483-4772-8E79-3D69D8477DE4"),
     # The test-filesystem flag (tune2fs -E test_fs): its map is read, but
     # nothing else is done to it.
     Filesystem(kinds=("ext4dev",), family="ext", title="ext4dev",
