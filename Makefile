@@ -21,13 +21,18 @@ DIST   := dist
 # Everything the project and its tests run: filesystems to build test images,
 # the peers we compare with, what PyInstaller needs (gcc, binutils), and what
 # bootdisk builds boot media from and boots them in (kernel, busybox, boot
-# loaders, QEMU with SeaBIOS and OVMF).
+# loaders, QEMU with SeaBIOS and OVMF); for network boot (pxeconf) the
+# loaders it copies (ipxe, shim-signed, grub-efi-amd64-signed), dnsmasq
+# (dnsmasq-base: the binary, no service started on install), and the real
+# clients its tests use (tftp-hpa, atftp, curl, a headless chromium).
 APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc binutils \
 	e2fsprogs dosfstools mtools ntfs-3g fdisk gdisk util-linux exfatprogs \
 	lz4 zstd partclone qemu-utils kmod make exfat-fuse \
 	linux-image-amd64 busybox-static qemu-system-x86 ovmf isolinux syslinux \
 	syslinux-common pxelinux grub-efi-amd64-bin grub-common cpio xorriso time \
-	groff-base man-db xfsprogs btrfs-progs cryptsetup-bin lvm2 attr
+	groff-base man-db xfsprogs btrfs-progs cryptsetup-bin lvm2 attr \
+	ipxe shim-signed grub-efi-amd64-signed dnsmasq-base tftp-hpa atftp curl \
+	chromium iproute2
 
 APT_STAMP  := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install

@@ -33,6 +33,7 @@ COMMANDS = {
     "rdeploy": "rdeploy.cli",
     "imgx": "imgx.cli",
     "bootdisk": "bootdisk.cli",
+    "pxeconf": "pxeconf.cli",
 }
 
 MULTICALL_NAME = "deploytool"

@@ -58,6 +58,14 @@ PACKAGES = {
     "partclone.ext4": "partclone",
     "lz4": "lz4",
     "zstd": "zstd",
+    # network boot (pxeconf) and its tests
+    "dnsmasq": "dnsmasq-base",
+    "tftp": "tftp-hpa",
+    "atftp": "atftp",
+    "in.tftpd": "tftpd-hpa",
+    "curl": "curl",
+    "chromium": "chromium",
+    "ip": "iproute2",
 }
 
 

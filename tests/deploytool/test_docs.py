@@ -9,10 +9,11 @@ import sys
 import pytest
 
 from deploytool import docgen
+from deploytool.multicall import COMMANDS
 from diskimage import errors
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
-PROGS = ("rdeploy", "imgx", "bootdisk")
+PROGS = tuple(COMMANDS)
 
 
 def run(*args, **kw):

@@ -1,0 +1,1 @@
+"""pxeconf: network boot configuration and server (usage in pxeconf.cli)."""

@@ -1,0 +1,32 @@
+import pytest
+
+from diskimage.errors import InputError
+from diskimage.netboot import macaddr
+
+
+@pytest.mark.parametrize("text", ["52:54:00:AB:cd:EF", "52-54-00-ab-cd-ef",
+                                  "525400abcdef", " 52:54:00:ab:cd:ef\n"])
+def test_one_spelling(text):
+    assert macaddr.normalise(text) == "52:54:00:ab:cd:ef"
+
+
+@pytest.mark.parametrize("text", ["52:54:00:ab:cd", "52:54-00:ab:cd:ef",
+                                  "5254.00ab.cdef", "zz:54:00:ab:cd:ef",
+                                  "52:54:00:ab:cd:ef:01", ""])
+def test_refused(text):
+    with pytest.raises(InputError, match="not a MAC address"):
+        macaddr.normalise(text)
+
+
+def test_loader_names_and_back():
+    mac = "52:54:00:ab:cd:ef"
+    names = [macaddr.pxelinux_name(mac), *macaddr.grub_names(mac),
+             macaddr.ipxe_name(mac)]
+    assert names == ["pxelinux.cfg/01-52-54-00-ab-cd-ef",
+                     "grub/grub.cfg-01-52-54-00-ab-cd-ef",
+                     "grub/grub.cfg-52:54:00:ab:cd:ef",
+                     "ipxe/52-54-00-ab-cd-ef.ipxe"]
+    for name in names:
+        assert macaddr.from_request("/" + name) == mac
+    assert macaddr.from_request("pxelinux.cfg/default") is None
+    assert macaddr.from_request("grub/grub.cfg") is None
