@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from ..errors import InputError
 from . import journal as journalfile
 from . import macaddr
+from . import progress as progressinfo
 
 LOG_LINES = 20
 MAX_LOG_LINE = 400
@@ -72,20 +73,6 @@ class Machine:
         self.result = None
         self.log = collections.deque(maxlen=LOG_LINES)
         self.old_leases = set()
-
-
-def _rate(samples):
-    if len(samples) < 2:
-        return None
-    (t0, d0), (t1, d1) = samples[0], samples[-1]
-    if t1 <= t0 or d1 < d0:
-        return None
-    return (d1 - d0) / (t1 - t0)
-
-
-def _number(value):
-    return value if isinstance(value, (int, float)) and \
-        not isinstance(value, bool) and value >= 0 else None
 
 
 class Machines:
@@ -148,7 +135,7 @@ class Machines:
             m.samples.clear()
         elif ev == "progress":
             m.state = "started"
-            self._progress(m, r.get("progress"), at)
+            progressinfo.update(m, r.get("progress"), at)
         elif ev in ("done", "failed"):
             m.state = ev
             m.result = {"event": ev, "exit": r.get("exit"), "at": at}
@@ -166,29 +153,6 @@ class Machines:
                 m.job = None
         for line in r.get("log") or ():
             m.log.append(line)
-
-    def _progress(self, m, p, at):
-        if not isinstance(p, dict):
-            return
-        done, total = _number(p.get("done")), _number(p.get("total"))
-        if done is not None and at is not None:
-            if m.samples and done < m.samples[-1][1]:
-                m.samples.clear()                 # a new task started
-            m.samples.append((at, done))
-        rate = _number(p.get("rate"))
-        if rate is None:
-            rate = _rate(m.samples)
-        percent = _number(p.get("percent"))
-        if percent is None and done is not None and total:
-            percent = round(100 * done / total, 1)
-        eta = _number(p.get("eta"))
-        if eta is None and rate and done is not None and total:
-            eta = round(max(total - done, 0) / rate, 1)
-        m.progress = {"done": done, "total": total, "percent": percent,
-                      "rate": round(rate) if rate is not None else None,
-                      "eta": eta}
-        if isinstance(p.get("task"), str):
-            m.progress["task"] = p["task"][:80]
 
     def add_listener(self, callback):
         """Another callable(mac) told of every change (httpd's event
@@ -343,7 +307,7 @@ class Machines:
                 self._record("started", mac, lease=lease, **extra)
             elif event == "progress":
                 self._record("progress", mac, lease=lease,
-                             progress=_clean(progress), **extra)
+                             progress=progressinfo.clean(progress), **extra)
             else:
                 self._record(event, mac, lease=lease, exit=exit, **extra)
                 if event == "done" and not m.once:
@@ -414,16 +378,3 @@ class Machines:
                     self._machine(mac).state = "idle"
             return [self._public(self._machines[mac])
                     for mac in sorted(self._machines)]
-
-
-def _clean(progress):
-    """The fields of an rdeploy progress object worth keeping."""
-    if not progress:
-        return {}
-    keep = {}
-    for key in ("done", "total", "percent", "rate", "eta"):
-        if _number(progress.get(key)) is not None:
-            keep[key] = progress[key]
-    if isinstance(progress.get("task"), str):
-        keep["task"] = progress["task"][:80]
-    return keep
