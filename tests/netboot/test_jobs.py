@@ -138,6 +138,12 @@ def test_always_job_runs_at_every_boot(tmp_path):
     assert second.kind == "job" and second.lease != first
     with pytest.raises(StaleLease):
         ms.report(first, "started")
+    # The client retries an ending whose answer it lost: accepted, and the
+    # new lease is untouched.
+    assert ms.report(first, "done", exit=0)["state"] == "assigned"
+    assert ms.next_boot(MAC1).lease == second.lease
+    with pytest.raises(StaleLease):
+        ms.report(first, "failed", exit=1)
     ms.report(second.lease, "started")
 
 
@@ -280,4 +286,4 @@ def test_log_tail_is_bounded(tmp_path):
     ms.report(lease, "started", log=[f"line {i}" for i in range(50)])
     m = ms.report(lease, "progress", log=["x" * 5000])
     assert len(m["log"]) == 20 and m["log"][0] == "line 31"
-    assert len(m["log"][-1]) == 400
+    assert len(m["log"][-1]) == 500
