@@ -9,14 +9,14 @@ import pytest
 from diskimage.errors import BusyError, InputError
 from diskimage.netboot import journal
 from diskimage.netboot.jobs import Machines, StaleLease
-from tests.netboot.jobsite import MAC1, MAC2, Host, make_site
+from tests.netboot.jobsite import MAC1, MAC2, T0, Host, make_site
 from tests.netboot.test_jobs import Clock
 
 
 def site(directory):
     return make_site(directory, hosts=[
-        Host(MAC1, name="pc01", job="restore", assigned="2026-12-01T16:00:00Z"),
-        Host(MAC2, name="pc02", job="restore", once=False, assigned="2026-12-01T16:00:00Z")])
+        Host(MAC1, name="pc01", job="restore", assigned=T0),
+        Host(MAC2, name="pc02", job="restore", once=False, assigned=T0)])
 
 
 def open_machines(path, logs=None):
@@ -148,3 +148,53 @@ def test_readers_replay_without_the_lock(tmp_path):
     assert [r["ev"] for r in records][-1] == "seen"
     assert journal.read(tmp_path / "missing") == []
     ms.close()
+
+
+def test_a_long_journal_is_compacted_to_the_same_state(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    state, l1, l2 = busy_history(path)
+    before = len(path.read_bytes().splitlines())
+    ms = Machines(site(tmp_path), path, clock=Clock(), compact_at=5)
+    assert ms.snapshot() == state
+    ms.close()
+    lines = path.read_bytes().splitlines()
+    assert len(lines) < before
+    assert [json.loads(x)["ev"] for x in lines[1:]] == ["machine"] * 3
+    assert not (tmp_path / "journal.jsonl.partial").exists()
+    ms = open_machines(path)
+    assert ms.snapshot() == state
+    assert ms.report(l1, "done", exit=0)["state"] == "done"
+    with pytest.raises(StaleLease):
+        ms.report(l2, "started")
+    ms.close()
+
+
+def test_a_record_not_ours(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b'{"journal": "pxeconf", "version": 1}\n'
+                     b'{"ev": "lease", "mac": "52:54:00:12:34:56"}\n')
+    with pytest.raises(InputError) as err:
+        open_machines(path)
+    assert "journal.jsonl:2: a journal record 'lease'" in str(err.value)
+    path.write_bytes(b'{"journal": "pxeconf", "version": 1}\n'
+                     b'{"ev": "reboot", "mac": "52:54:00:12:34:56"}\n')
+    with pytest.raises(InputError):
+        open_machines(path)
+    open_machines(path.with_name("other.jsonl")).close()   # lock released
+
+
+def test_status_reads_while_the_server_holds_the_journal(tmp_path):
+    from diskimage.netboot.jobs import status
+    path = tmp_path / "journal.jsonl"
+    ms = open_machines(path)
+    lease = ms.next_boot(MAC1).lease
+    ms.report(lease, "started")
+    data = path.read_bytes()
+    shown = {m["mac"]: m for m in status(site(tmp_path), path)}
+    assert shown[MAC1]["state"] == "started"
+    assert shown[MAC2]["state"] == "assigned"
+    assert path.read_bytes() == data              # nothing written
+    ms.close()
+    assert status(site(tmp_path), tmp_path / "none.jsonl")[0]["state"] == \
+        "assigned"
+    assert not (tmp_path / "none.jsonl").exists()
