@@ -198,3 +198,39 @@ def test_status_reads_while_the_server_holds_the_journal(tmp_path):
     assert status(site(tmp_path), tmp_path / "none.jsonl")[0]["state"] == \
         "assigned"
     assert not (tmp_path / "none.jsonl").exists()
+
+
+WRITE_FAILS = r"""
+import resource, signal, sys, os
+from diskimage.errors import NoSpaceError
+from diskimage.netboot.jobs import Machines
+from diskimage.netboot import site
+path = sys.argv[1]
+ms = Machines(site.load(sys.argv[2]), path)
+lease = ms.next_boot("52:54:00:12:34:56").lease
+size = os.path.getsize(path)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 10, size + 10))
+try:
+    ms.report(lease, "started")
+except NoSpaceError as exc:
+    print("refused:", exc)
+print(ms.machine("52:54:00:12:34:56")["state"], os.path.getsize(path) == size)
+"""
+
+
+def test_a_record_that_cannot_be_written_changes_nothing(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "journal.jsonl"
+    site(tmp_path)
+    out = subprocess.run([sys.executable, "-c", WRITE_FAILS, str(path),
+                          str(tmp_path / "pxeconf.site")],
+                         capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"refused: {path}: cannot write the journal:"
+                               f" no space left")
+    assert lines[1] == "assigned True"
+    ms = open_machines(path)                  # still a whole journal
+    assert ms.machine(MAC1)["state"] == "assigned"
+    ms.close()
