@@ -128,6 +128,8 @@ class HttpServer:
         self.timeout = timeout
         self.keepalive = keepalive
         self.events = Events()
+        self._run_lock = threading.Lock()
+        self._started = self._closed = False
         try:
             self._server = _Server(self, (address, port))
         except OSError as exc:
@@ -142,10 +144,21 @@ class HttpServer:
             machines.add_listener(self.events)
 
     def serve_forever(self):
+        with self._run_lock:
+            if self._closed:
+                return
+            self._started = True
         self._server.serve_forever(poll_interval=0.2)
 
     def shutdown(self):
-        self._server.shutdown()
+        """Stop serving, end the event streams, close the socket (also
+        when serve_forever never ran)."""
+        with self._run_lock:
+            if self._closed:
+                return
+            self._closed, started = True, self._started
+        if started:
+            self._server.shutdown()
         self.events.close()
         self._server.server_close()
         if self.machines is not None:
