@@ -243,7 +243,7 @@ def test_sync_keeps_unchanged_assignments(tmp_path):
     assert ms.machine(MAC1)["state"] == "idle"
     assert ms.next_boot(MAC1).kind == "menu"
     ms.sync(make_site(tmp_path))                         # host removed
-    assert ms.machine(MAC1)["state"] == "idle"
+    assert ms.machine(MAC1)["state"] == "unknown"
 
 
 def test_host_removed_cancels_its_lease(tmp_path):
