@@ -3,6 +3,7 @@
 
 import json
 import sys
+import time
 
 from cliutil.render import table_text
 from diskimage.errors import UsageError
@@ -13,8 +14,7 @@ from diskimage.netboot.site import Entry, Host, Job, load
 def run(command, args):
     site = args["--site"]
     if command == "status":
-        from .statuscmd import status
-        return status(site, args["--json"])
+        return _status(site, args["--json"])
     action = next(a for a in ("add", "rm", "list", "default") if args.get(a))
     if action == "list":
         return _LISTS[command](load(site), args["--json"])
@@ -140,6 +140,47 @@ def _host_list(site, as_json):
     print(table_text(["MAC", "NAME", "JOB", "ONCE", "ASSIGNED", "MENU"],
                      rows))
     return 0
+
+
+def _status(path, as_json):
+    from diskimage.netboot import status
+    notes = []
+    machines = status.snapshot(load(path), status.journal_path(path),
+                               log=notes.append)
+    for note in notes:
+        print(f"pxeconf: warning: {note}", file=sys.stderr)
+    if as_json:
+        _print_json({"machines": machines})
+        return 0
+    rows = [[m["mac"], m["name"] or "-", m["firmware"] or "-", m["state"],
+             m["job"] or "-", _progress(m["progress"]), _seen(m["last_seen"]),
+             _result(m["result"]), m["next"]] for m in machines]
+    print(table_text(["MAC", "NAME", "FIRMWARE", "STATE", "JOB", "PROGRESS",
+                      "LAST SEEN", "RESULT", "NEXT"], rows))
+    return 0
+
+
+def _progress(progress):
+    if not progress or progress.get("percent") is None:
+        return "-"
+    text = f"{progress['percent']:.0f}%"
+    if progress.get("eta") is not None:
+        minutes, seconds = divmod(int(progress["eta"]), 60)
+        text += f" eta {minutes}:{seconds:02d}"
+    return text
+
+
+def _seen(when):
+    if when is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def _result(result):
+    if not result:
+        return "-"
+    exit = result.get("exit")
+    return result["event"] + (f" (exit {exit})" if exit is not None else "")
 
 
 def _print_json(value):

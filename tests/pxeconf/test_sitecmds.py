@@ -203,3 +203,50 @@ def test_help_of_the_site_commands(site):
         result = pxeconf(command, "--help", cwd=site.parent)
         assert result.returncode == 0
         assert f"pxeconf {command} add" in result.stdout
+
+
+def test_status_reads_the_journal_without_touching_it(site, capsys):
+    from diskimage.netboot.jobs import Machines
+    from diskimage.netboot.status import journal_path
+    journal = journal_path(site)
+    assert journal == str(site.parent / "state" / "journal.jsonl")
+    assert cli("status", "--json") == 0         # no journal yet: idle
+    (machine,) = json.loads(capsys.readouterr().out)["machines"]
+    assert (machine["mac"], machine["name"], machine["state"]) == \
+        ("52:54:00:12:34:56", "pc01", "assigned")
+    assert not os.path.exists(site.parent / "state")
+    server = Machines(load(site), journal)      # as `pxeconf serve` holds it
+    try:
+        server.booted("52:54:00:12:34:56", "bios")
+        server.booted("52:54:00:00:00:99", "efi")    # unknown, recorded
+        lease = server.next_boot("52:54:00:12:34:56").lease
+        server.report(lease, "started")
+        server.report(lease, "progress", progress={"done": 50, "total": 200})
+        before = open(journal, "rb").read()
+        result = pxeconf("status", "--json", cwd=site.parent)
+        assert result.returncode == 0, result.stderr
+        machines = {m["mac"]: m for m in json.loads(result.stdout)["machines"]}
+        assert machines["52:54:00:12:34:56"]["state"] == "started"
+        assert machines["52:54:00:12:34:56"]["firmware"] == "bios"
+        assert machines["52:54:00:12:34:56"]["progress"]["percent"] == 25
+        assert machines["52:54:00:00:00:99"]["state"] == "unknown"
+        result = pxeconf("status", cwd=site.parent)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0].split() == ["MAC", "NAME", "FIRMWARE", "STATE", "JOB",
+                                    "PROGRESS", "LAST", "SEEN", "RESULT",
+                                    "NEXT"]
+        assert lines[1].split()[:3] == ["52:54:00:00:00:99", "-", "efi"]
+        assert lines[2].split()[:6] == ["52:54:00:12:34:56", "pc01", "bios",
+                                        "started", "restore", "25%"]
+        assert open(journal, "rb").read() == before     # read, not written
+    finally:
+        server.close()
+
+
+def test_status_of_a_journal_not_ours(site):
+    (site.parent / "state").mkdir()
+    (site.parent / "state" / "journal.jsonl").write_text("hello\n")
+    result = pxeconf("status", cwd=site.parent)
+    assert result.returncode == 3
+    assert "journal.jsonl: not a pxeconf journal" in error_line(result)
