@@ -61,7 +61,7 @@ def test_remove_takes_its_own_comment_and_keeps_the_rest(path):
         "[menu rescue]            # a shell\nlabel = Rescue shell\n"
         "bundle = env\ncmdline = rd.on_success=shell   # stay\n\n", "")
     siteedit.remove_host(path, "52-54-00-12-34-56")
-    assert path.read_text().endswith("script = jobs/restore.sh\n\n")
+    assert path.read_text().endswith("script = jobs/restore.sh\n")
     assert "# pc01" not in path.read_text()
     assert "# the local disk\n[menu local]" in path.read_text()
 
@@ -226,3 +226,19 @@ def test_two_editors_at_once_lose_no_edit(path):
     added = {mac for word, mac in said if word == "added"}
     assert set(load(path).hosts) == added | {"52:54:00:12:34:56"}
     assert sorted(os.listdir(path.parent)) == ["boot", "pxeconf.site"]
+
+
+def test_a_host_spelled_by_hand_is_found_and_kept(tmp_path):
+    text = "[menu local]\nlocal = yes\n\n[job restore]\nbundle = env\n" \
+        "script = jobs/restore.sh\n\n[host 52-54-00-AB-CD-EF]  # by hand\n" \
+        "job = restore\nassigned = 2026-12-01T16:30:00Z\n"
+    path = make_site(tmp_path, text)
+    siteedit.add_host(path, Host("52:54:00:ab:cd:ef", name="pc09"), keep=True)
+    assert path.read_text() == text.replace(
+        "assigned = 2026-12-01T16:30:00Z\n",
+        "assigned = 2026-12-01T16:30:00Z\nname = pc09\n")
+    host = load(path).hosts["52:54:00:ab:cd:ef"]
+    assert (host.name, host.job, host.assigned) == \
+        ("pc09", "restore", "2026-12-01T16:30:00Z")     # the same lease
+    siteedit.remove_host(path, "52:54:00:AB:CD:EF")
+    assert path.read_text() == text.split("\n\n[host")[0] + "\n"
