@@ -115,20 +115,20 @@ http-port = 8080
 
 
 def test_the_example_of_the_brief(tmp_path, monkeypatch):
-    text = SITE.replace("job = restore\nonce", "job = restor\nonce")
-    make_site(tmp_path, "\n" * 0 + text.replace("# pc01", "\n" * 0 + "#"))
+    make_site(tmp_path, "[site]\ndefault = local\n\n[menu local]\n"
+              "local = yes\n\n[job restore]\nbundle = env\n"
+              "script = jobs/restore.sh\n\n# the teacher's machine\n"
+              "[host 52-54-00-12-34-56]\nname = pc01\njob = restor\n")
     monkeypatch.chdir(tmp_path)
-    lines = text.splitlines()
-    n = lines.index("job = restor") + 1
     with pytest.raises(SiteError) as caught:
         load("pxeconf.site")
-    assert str(caught.value) == (f"pxeconf.site:{n}: host 52:54:00:12:34:56: "
-                                 f"job: no job named 'restor' (jobs: "
-                                 f"restore)")
+    assert str(caught.value) == ("pxeconf.site:14: host 52:54:00:12:34:56: "
+                                 "job: no job named 'restor' (jobs: "
+                                 "restore)")
     assert isinstance(caught.value, InputError)
     assert caught.value.exit_code == 3
-    assert (caught.value.line, caught.value.field) == \
-        (n, "host 52:54:00:12:34:56: job")
+    assert (caught.value.path, caught.value.line, caught.value.field) == \
+        ("pxeconf.site", 14, "host 52:54:00:12:34:56: job")
 
 
 # (text appended to SITE or replacing a line of it, line, message)
