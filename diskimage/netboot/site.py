@@ -77,7 +77,7 @@ class Settings:
     timeout: int = 5
     default: str = None         # None: the menu's first entry
     retries: int = 2
-    fallback: str = "local"     # None: the default entry
+    fallback: str = "local"     # None: the menu
     address: str = None
     http_port: int = 80
     entries: tuple = None       # None: every entry, in the file's order
