@@ -60,8 +60,9 @@ def png_size(data):
 
 
 def _high(fd):
-    """`fd` moved to a number of 10 or more (so the shell's 3<& and 4>&
-    redirections cannot overwrite one end with the other)."""
+    """`fd` moved to a number of 10 or more, so bash's 3<& and 4>&
+    redirections cannot overwrite one end with the other (dash takes only
+    fds 0-9 in a redirection: hence bash)."""
     high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
     os.close(fd)
     return high
