@@ -204,7 +204,7 @@ function progressNodes(p, state) {
     : (p.total ? 100 * p.done / p.total : 0));
   const bar = el("progress");
   bar.max = 100; bar.value = Math.min(100, Math.max(0, pct));
-  const parts = [pct.toFixed(1) + " %"];
+  const parts = [(typeof p.task === "string" ? p.task + " " : "") + pct.toFixed(1) + " %"];
   if (p.total) parts.push(bytes(p.done) + " of " + bytes(p.total));
   if (p.rate) parts.push(bytes(p.rate) + "/s");
   if (p.eta !== null && p.eta !== undefined && state === "started")
