@@ -18,7 +18,8 @@ import fcntl
 import json
 import os
 
-from ..errors import BusyError, InputError
+from ..errors import (NO_SPACE_ERRNOS, BusyError, DiskImageError,
+                      InputError, NoSpaceError, no_space_left)
 
 HEADER = {"journal": "pxeconf", "version": 1}
 #: A line longer than this is not one of ours (a record is a few hundred
@@ -128,8 +129,22 @@ class Journal:
 
     def append(self, record):
         """Write one record and fsync it; only then may the change be
-        made."""
-        self._write(record)
+        made.  A write that fails leaves the file as it was (NoSpaceError,
+        or DiskImageError with the system's words)."""
+        size = self._file.tell()
+        try:
+            self._write(record)
+        except OSError as exc:
+            try:
+                self._file.truncate(size)
+                self._file.seek(size)
+            except OSError:
+                pass
+            if exc.errno in NO_SPACE_ERRNOS:
+                raise NoSpaceError(f"{self.path}: cannot write the journal: "
+                                   f"{no_space_left(exc)}") from None
+            raise DiskImageError(f"{self.path}: cannot write the journal: "
+                                 f"{exc.strerror}") from None
 
     def close(self):
         self._file.close()
