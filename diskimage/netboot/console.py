@@ -182,7 +182,12 @@ function newRow(mac) {
   local.addEventListener("click", () => act(mac, "local", null, local));
   box.append(pick, assign, cancel, local);
   cells.Actions.append(box);
-  const row = {tr, cells, pick, assign, cancel, jobs: null};
+  // kept across updates (a click must not land on a node replaced under it)
+  const log = el("details", "log"), tail = el("summary"), all = el("pre");
+  const nolog = el("span", "dim", "—");
+  log.append(tail, all);
+  cells.Log.append(log, nolog);
+  const row = {tr, cells, pick, assign, cancel, log, tail, all, nolog, jobs: null};
   rows.set(mac, row);
   return row;
 }
@@ -247,14 +252,12 @@ function render(m) {
   put(c.State, st);
   put(c.Progress, ...progressNodes(m.progress, m.state));
   const log = Array.isArray(m.log) ? m.log.map(String) : [];
-  if (log.length) {
-    const d = el("details", "log"), s = el("summary", null, log[log.length - 1]);
-    s.title = log.length + " lines";
-    const open = c.Log.querySelector("details")?.open;
-    d.open = !!open;
-    d.append(s, el("pre", null, log.join("\n")));
-    put(c.Log, d);
-  } else put(c.Log, el("span", "dim", "—"));
+  const text = (node, value) => { if (node.textContent !== value) node.textContent = value; };
+  text(row.tail, log.length ? log[log.length - 1] : "");
+  text(row.all, log.join("\n"));
+  row.tail.title = log.length + " lines";
+  row.log.hidden = !log.length;
+  row.nolog.hidden = !!log.length;
   row.cancel.disabled = !m.job;
   fillJobs(row);
   return row;
