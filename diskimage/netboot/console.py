@@ -1,25 +1,22 @@
 """The web console: one HTML page, served at ``/`` by httpd, that shows
 every machine the server knows and changes what a machine boots next.
 
-`PAGE` is the whole document (inline CSS and plain JavaScript; nothing
-is fetched from anywhere but the server that sent it: no framework, no
-CDN, no font).  It reads ``GET /api/machines`` once, then follows
-``GET /api/events`` (server-sent events, one Machine object per change);
-while the stream is down, or with ``?poll`` in the page's address (for a
-proxy that holds event streams back), it polls ``/api/machines`` instead.
-The actions (assign a job once, cancel the job, boot locally) are
-``POST /api/machines/<mac>/{assign,cancel,local}`` with
-``Authorization: Bearer <token>``: the token is typed once into the page
-and kept in the tab's sessionStorage; 401 and 403 are said on the page.
+`PAGE` is the whole document: inline CSS and plain JavaScript, nothing
+fetched from anywhere but the server that sent it (no framework, CDN or
+font).  It reads ``GET /api/machines``, then follows ``GET /api/events``
+(server-sent events, one Machine object per change); while the stream is
+down, or with ``?poll`` in its address (a proxy that holds event streams
+back), it polls ``/api/machines``.  Its actions (assign a job once, cancel
+the job, boot locally) are ``POST /api/machines/<mac>/{assign,cancel,local}``
+with ``Authorization: Bearer <token>``, the token typed once and kept in
+the tab's sessionStorage; 401 and 403 are said on the page.
 
-Every text that comes from a machine or the site (names, jobs, log lines)
-goes in with textContent or as an attribute value: the script never
-parses markup it did not write (there is no innerHTML in it).
-
-`CSP` is the Content-Security-Policy to send with the page: only its own
-script and style (by their hashes) run, connections go only to the
-server itself, and no image, frame, font, form target or base may come
-from anywhere: a second wall behind the text-only rule above.
+Text from machines and the site (names, jobs, log lines) goes in with
+textContent or as an attribute value: the script never parses markup it
+did not write (there is no innerHTML in it).  `CSP` is the
+Content-Security-Policy to send with the page: only its own script and
+style (by their hashes), connections only to the server itself, nothing
+else from anywhere: a second wall behind the first.
 """
 
 import base64
@@ -27,72 +24,60 @@ import hashlib
 import json
 
 STYLE = """
-:root { --fg: #1d2330; --dim: #5b6475; --bg: #f6f7f9; --card: #fff;
-  --line: #d9dde4; --accent: #2f6fd0; --ok: #1f8a4c; --bad: #c0392b;
-  --warn: #b7791f; --run: #2f6fd0; color-scheme: light dark; }
+:root { --fg: #1d2330; --dim: #5b6475; --bg: #f6f7f9; --card: #fff; --line: #d9dde4;
+  --ok: #1f8a4c; --bad: #c0392b; --warn: #b7791f; --run: #2f6fd0; color-scheme: light dark; }
 @media (prefers-color-scheme: dark) { :root { --fg: #e4e7ec; --dim: #9aa3b2;
   --bg: #15181d; --card: #1e232b; --line: #343b46; } }
 * { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.4 system-ui, sans-serif; color: var(--fg);
-  background: var(--bg); }
-header { display: flex; flex-wrap: wrap; gap: .5em 1em; align-items: center;
-  padding: .6em 1em; background: var(--card); border-bottom: 1px solid var(--line); }
+body { margin: 0; font: 14px/1.4 system-ui, sans-serif; color: var(--fg); background: var(--bg); }
+header { display: flex; flex-wrap: wrap; gap: .5em 1em; align-items: center; padding: .6em 1em;
+  background: var(--card); border-bottom: 1px solid var(--line); }
 h1 { font-size: 1.15em; margin: 0; }
-#live { font-size: .85em; padding: .1em .6em; border-radius: 1em;
-  background: var(--line); }
-#live.live { background: var(--ok); color: #fff; }
-#live.poll { background: var(--warn); color: #fff; }
-#live.down { background: var(--bad); color: #fff; }
-#tokenform { margin-left: auto; display: flex; gap: .4em; align-items: center;
-  flex-wrap: wrap; }
+#live { font-size: .85em; padding: .1em .6em; border-radius: 1em; background: var(--line); }
+#live.live, #live.poll, #live.down { color: #fff; background: var(--ok); }
+#live.poll { background: var(--warn); } #live.down { background: var(--bad); }
+#tokenform { margin-left: auto; display: flex; gap: .4em; align-items: center; flex-wrap: wrap; }
 #tokenform input { width: 14em; max-width: 100%; }
-input, select, button { font: inherit; }
-button { cursor: pointer; }
+input, select, button { font: inherit; } button { cursor: pointer; }
 main { padding: .8em 1em; }
-#msg { margin: 0 0 .8em; padding: .5em .8em; border-radius: 4px;
-  border: 1px solid var(--line); background: var(--card); }
+#msg { margin: 0 0 .8em; padding: .5em .8em; border-radius: 4px; border: 1px solid var(--line);
+  background: var(--card); }
 #msg.error { border-color: var(--bad); color: var(--bad); font-weight: 600; }
 #msg.ok { border-color: var(--ok); color: var(--ok); }
 #summary { margin: 0 0 .6em; color: var(--dim); }
+#tablebox { overflow-x: auto; }
 table { width: 100%; border-collapse: collapse; background: var(--card);
   border: 1px solid var(--line); }
 th, td { text-align: left; vertical-align: top; padding: .45em .6em;
   border-bottom: 1px solid var(--line); }
-th { font-size: .8em; text-transform: uppercase; letter-spacing: .04em;
-  color: var(--dim); }
+th { font-size: .8em; text-transform: uppercase; letter-spacing: .04em; color: var(--dim); }
 .mac, pre, .mono { font-family: ui-monospace, monospace; font-size: .9em; }
-.name { font-weight: 600; }
-.dim { color: var(--dim); font-size: .85em; }
-.state { display: inline-block; padding: .05em .55em; border-radius: 1em;
-  font-size: .85em; background: var(--line); }
-.state-started { background: var(--run); color: #fff; }
-.state-assigned { background: var(--warn); color: #fff; }
-.state-done, .state-local { background: var(--ok); color: #fff; }
-.state-failed { background: var(--bad); color: #fff; }
+.name { font-weight: 600; } .dim { color: var(--dim); font-size: .85em; }
+.state { display: inline-block; padding: .05em .55em; border-radius: 1em; font-size: .85em;
+  background: var(--line); }
+.state-started, .state-assigned, .state-done, .state-local, .state-failed { color: #fff; }
+.state-started { background: var(--run); } .state-assigned { background: var(--warn); }
+.state-done, .state-local { background: var(--ok); } .state-failed { background: var(--bad); }
 progress { width: 100%; max-width: 14em; height: .9em; }
-.progress { min-width: 9em; }
-.log summary { cursor: pointer; max-width: 14em; overflow: hidden;
-  text-overflow: ellipsis; white-space: nowrap; }
-.log pre { margin: .3em 0 0; max-height: 16em; overflow: auto;
-  white-space: pre-wrap; word-break: break-all; max-width: 40em; }
+.c-progress { min-width: 9em; }
+.log summary { cursor: pointer; max-width: 14em; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }
+.log pre { margin: .3em 0 0; max-height: 16em; overflow: auto; white-space: pre-wrap;
+  word-break: break-all; max-width: 40em; }
 .actions { display: flex; flex-wrap: wrap; gap: .3em; }
-#tablebox { overflow-x: auto; }
 .actions button, .seen, .state, .mac { white-space: nowrap; }
 .actions select { max-width: 10em; }
 #empty { padding: 1.5em; text-align: center; color: var(--dim); }
 @media (max-width: 960px) {
   #tokenform { margin-left: 0; }
   table, tbody, tr, td { display: block; width: 100%; }
-  thead { display: none; }
-  table { border: 0; background: none; }
-  tr { background: var(--card); border: 1px solid var(--line);
-    border-radius: 6px; margin-bottom: .7em; padding: .3em 0; }
+  thead { display: none; } table { border: 0; background: none; }
+  tr { background: var(--card); border: 1px solid var(--line); border-radius: 6px;
+    margin-bottom: .7em; padding: .3em 0; }
   td { border: 0; padding: .25em .8em; display: flex; gap: .6em; }
-  td::before { content: attr(data-label); flex: 0 0 6.5em; color: var(--dim);
-    font-size: .85em; }
+  td::before { content: attr(data-label); flex: 0 0 6.5em; color: var(--dim); font-size: .85em; }
   td > * { min-width: 0; }
-  .log summary { max-width: 60vw; }
-  .log pre { max-width: 80vw; }
+  .log summary { max-width: 60vw; } .log pre { max-width: 80vw; }
 }
 """
 
@@ -102,13 +87,11 @@ COLUMNS = ("Machine", "Seen", "Job", "State", "Progress", "Log", "Actions")
 SCRIPT = r"""
 "use strict";
 (() => {
-const TOKEN_KEY = "pxeconf.token";
-const STATES = ["unknown", "idle", "assigned", "started", "done", "failed",
-  "cancelled", "local"];
+const TOKEN_KEY = "pxeconf.token", POLL_MS = 3000, RETRY_MS = 30000;
+const STATES = ["unknown", "idle", "assigned", "started", "done", "failed", "cancelled", "local"];
 const FIRMWARE = {"bios": "BIOS", "efi": "UEFI", "ipxe-bios": "iPXE, BIOS",
   "ipxe-efi": "iPXE, UEFI"};
 const COLUMNS = __COLUMNS__;
-const POLL_MS = 3000, RETRY_MS = 30000;
 const $ = (id) => document.getElementById(id);
 const machines = new Map(), rows = new Map();
 let jobs = [], stream = null, poller = null;
@@ -120,7 +103,7 @@ function el(tag, cls, text) {
   if (text !== undefined && text !== null) e.textContent = String(text);
   return e;
 }
-function put(cell, ...nodes) { cell.replaceChildren(...nodes); }
+const put = (cell, ...nodes) => cell.replaceChildren(...nodes);
 
 function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -136,8 +119,7 @@ function span(seconds) {
   return Math.floor(seconds / 3600) + " h " + Math.floor(seconds % 3600 / 60) + " min";
 }
 function ago(unix) {
-  if (unix === null || unix === undefined) return "never";
-  return span(Date.now() / 1000 - unix) + " ago";
+  return unix === null || unix === undefined ? "never" : span(Date.now() / 1000 - unix) + " ago";
 }
 function when(unix) {
   if (!unix) return "";
@@ -147,14 +129,11 @@ function when(unix) {
 }
 
 function say(text, kind) {
-  const msg = $("msg");
-  msg.textContent = text;
-  msg.className = kind || "";
-  msg.hidden = !text;
+  const msg = $("msg"); msg.textContent = text; msg.className = kind || ""; msg.hidden = !text;
 }
 function setLive(kind, text) { const l = $("live"); l.className = kind; l.textContent = text; }
 
-function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+const token = () => sessionStorage.getItem(TOKEN_KEY) || "";
 function showToken() {
   $("tokenstate").textContent = token() ? "token set for this tab" : "no token";
   $("forget").hidden = !token();
@@ -165,13 +144,11 @@ function newRow(mac) {
   tr.dataset.mac = mac;
   const cells = {};
   for (const name of COLUMNS) {
-    const td = el("td", "c-" + name.toLowerCase().replace(" ", "-"));
+    const td = cells[name] = el("td", "c-" + name.toLowerCase());
     td.dataset.label = name;
     tr.append(td);
-    cells[name] = td;
   }
-  const box = el("div", "actions");
-  const pick = el("select", "job");
+  const box = el("div", "actions"), pick = el("select", "job");
   pick.setAttribute("aria-label", "job for " + mac);
   const assign = el("button", "assign", "Run once");
   const cancel = el("button", "cancel", "Cancel");
@@ -183,8 +160,8 @@ function newRow(mac) {
   box.append(pick, assign, cancel, local);
   cells.Actions.append(box);
   // kept across updates (a click must not land on a node replaced under it)
-  const log = el("details", "log"), tail = el("summary"), all = el("pre");
-  const nolog = el("span", "dim", "—");
+  const log = el("details", "log"), tail = el("summary"), all = el("pre"),
+    nolog = el("span", "dim", "—");
   log.append(tail, all);
   cells.Log.append(log, nolog);
   const row = {tr, cells, pick, assign, cancel, log, tail, all, nolog, jobs: null};
@@ -205,18 +182,16 @@ function fillJobs(row) {
 
 function progressNodes(p, state) {
   if (!p) return [el("span", "dim", state === "started" ? "starting" : "—")];
-  const pct = Number(p.percent !== undefined && p.percent !== null ? p.percent
-    : (p.total ? 100 * p.done / p.total : 0));
+  const pct = Number(p.percent ?? (p.total ? 100 * p.done / p.total : 0));
   const bar = el("progress");
-  bar.max = 100; bar.value = Math.min(100, Math.max(0, pct));
+  bar.max = 100;
+  bar.value = Math.min(100, Math.max(0, pct));
   const parts = [(typeof p.task === "string" ? p.task + " " : "") + pct.toFixed(1) + " %"];
   if (p.total) parts.push(bytes(p.done) + " of " + bytes(p.total));
   if (p.rate) parts.push(bytes(p.rate) + "/s");
   if (p.eta !== null && p.eta !== undefined && state === "started")
     parts.push(span(p.eta) + " left");
-  const words = el("div", "dim pct", parts.join(" · "));
-  const box = el("div"); box.append(bar, words);
-  return [box];
+  return [bar, el("div", "dim pct", parts.join(" · "))];
 }
 
 function render(m) {
@@ -225,10 +200,9 @@ function render(m) {
   const who = el("div");
   who.append(el("div", "name", m.name || "(no name)"), el("div", "mac", m.mac));
   put(c.Machine, who);
-  const seen = el("div");
-  const ago_ = el("span", "seen", ago(m.last_seen));
-  ago_.title = when(m.last_seen);
-  seen.append(ago_, el("div", "dim firmware",
+  const seen = el("div"), last = el("span", "seen", ago(m.last_seen));
+  last.title = when(m.last_seen);
+  seen.append(last, el("div", "dim firmware",
     FIRMWARE[m.firmware] || m.firmware || "firmware not seen"));
   put(c.Seen, seen);
   const job = el("div");
@@ -244,10 +218,9 @@ function render(m) {
   st.append(el("span", "state state-" + state, m.state || "unknown"));
   const r = m.result;
   if (r) {
-    const res = el("div", "result", "last: " + r.event +
-      (r.exit !== null && r.exit !== undefined ? ", exit " + r.exit : ""));
-    res.title = when(r.at);
-    st.append(res, el("div", "dim", when(r.at)));
+    st.append(el("div", "result", "last: " + r.event +
+      (r.exit !== null && r.exit !== undefined ? ", exit " + r.exit : "")),
+      el("div", "dim", when(r.at)));
   }
   put(c.State, st);
   put(c.Progress, ...progressNodes(m.progress, m.state));
@@ -283,8 +256,7 @@ function summary() {
 function upsert(m) {
   if (!m || typeof m.mac !== "string") return;
   const old = machines.get(m.mac);
-  machines.set(m.mac, m);
-  render(m);
+  machines.set(m.mac, m); render(m);
   if (!old || old.name !== m.name) order();
   summary();
 }
@@ -322,8 +294,7 @@ function connect() {
     load().catch((e) => say(String(e.message || e), "error"));
   };
   stream.onmessage = (event) => {
-    try { upsert(JSON.parse(event.data)); } catch (e) { /* not a machine */ }
-  };
+    try { upsert(JSON.parse(event.data)); } catch (e) { /* not a machine */ } };
   stream.onerror = () => {
     poll(true);
     if (stream.readyState === EventSource.CLOSED) {
@@ -350,12 +321,12 @@ async function act(mac, action, body, button) {
         : action === "cancel" ? "job of " + who + " cancelled"
         : who + " boots its local disk next", "ok");
       await load().catch(() => {});
-    } else if (answer.status === 401) {
-      say("Not allowed to " + WHAT[action] + " " + who + ": the server wants the console token." +
-        " Type it in the Token field above (pxeconf serve printed it; it is in the site's state/token).", "error");
-    } else if (answer.status === 403) {
-      say("Not allowed to " + WHAT[action] + " " + who + ": the server refused this token (403)." +
-        " Type the right one in the Token field above.", "error");
+    } else if (answer.status === 401 || answer.status === 403) {
+      say("Not allowed to " + WHAT[action] + " " + who + (answer.status === 401
+        ? ": the server wants the console token. Type it in the Token field above" +
+          " (pxeconf serve printed it; it is in the site's state/token)."
+        : ": the server refused this token (403). Type the right one in the Token field above."),
+        "error");
     } else {
       say("Could not " + WHAT[action] + " " + who + ": HTTP " + answer.status +
         (detail ? ": " + detail : ""), "error");
@@ -372,19 +343,16 @@ $("tokenform").addEventListener("submit", (event) => {
   event.preventDefault();
   const value = $("token").value.trim();
   if (value) sessionStorage.setItem(TOKEN_KEY, value);
-  $("token").value = "";
-  showToken();
+  $("token").value = ""; showToken();
   say(value ? "token kept for this tab" : "", value ? "ok" : "");
 });
 $("forget").addEventListener("click", () => {
-  sessionStorage.removeItem(TOKEN_KEY); showToken(); say("token forgotten", "ok");
-});
+  sessionStorage.removeItem(TOKEN_KEY); showToken(); say("token forgotten", "ok"); });
 setInterval(() => {
   for (const [mac, row] of rows) {
     const s = row.cells.Seen.querySelector(".seen");
     if (s) s.textContent = ago(machines.get(mac).last_seen);
-  }
-}, 1000);
+  } }, 1000);
 showToken();
 summary();
 load().catch((e) => setLive("down", String(e.message || e)));
@@ -396,14 +364,10 @@ SCRIPT = SCRIPT.replace("__COLUMNS__", json.dumps(COLUMNS))
 
 BODY = """<header>
 <h1>pxeconf</h1><span id="live">connecting</span>
-<form id="tokenform" autocomplete="off">
-<label for="token">Token</label>
+<form id="tokenform" autocomplete="off"><label for="token">Token</label>
 <input id="token" type="password" placeholder="console token" spellcheck="false">
-<button type="submit" id="usetoken">Use</button>
-<span id="tokenstate" class="dim"></span>
-<button type="button" id="forget" hidden>Forget</button>
-</form>
-</header>
+<button type="submit" id="usetoken">Use</button><span id="tokenstate" class="dim"></span>
+<button type="button" id="forget" hidden>Forget</button></form></header>
 <main>
 <noscript><p>This page needs JavaScript (its own, nothing from elsewhere).
 <a href="/api/machines">/api/machines</a> has every machine as JSON.</p></noscript>
