@@ -226,6 +226,12 @@ class Browser:
                                       if thrown else ""))
             time.sleep(0.1)
 
+    def before_load(self, source):
+        """Run JavaScript `source` in every document this page loads from
+        now on, before the document's own scripts (a listener a test must
+        have in place from the start); the page's CSP does not apply."""
+        self.send("Page.addScriptToEvaluateOnNewDocument", source=source)
+
     def open(self, url, timeout=20.0):
         """Load `url` and wait for its load to complete."""
         self.send("Page.navigate", url=url)

@@ -262,7 +262,8 @@ function upsert(m) {
 }
 
 async function load() {
-  const answer = await fetch("/api/machines", {cache: "no-store"});
+  const answer = await fetch("/api/machines", {cache: "no-store"})
+    .catch(() => { throw new Error("server unreachable"); });
   if (!answer.ok) throw new Error("/api/machines: HTTP " + answer.status);
   const data = await answer.json();
   jobs = Array.isArray(data.jobs) ? data.jobs.map(String) : [];
@@ -280,7 +281,7 @@ function poll(on) {
     const tick = () => load().then(() => {
       if (!stream || stream.readyState !== EventSource.OPEN)
         setLive("poll", forcePoll ? "polling" : "polling (no event stream)");
-    }).catch(() => setLive("down", "server unreachable"));
+    }).catch((e) => setLive("down", String(e.message || e)));
     tick();
     poller = setInterval(tick, POLL_MS);
   } else if (!on && poller) { clearInterval(poller); poller = null; }

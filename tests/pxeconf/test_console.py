@@ -6,6 +6,7 @@ Set PXECONF_CONSOLE_PNG=docs/pxeconf-console.png to keep the screenshot
 of test_screenshot_of_a_room (how the one in the docs was made).
 """
 
+import http.server
 import json
 import os
 import shutil
@@ -313,3 +314,70 @@ def test_screenshot_of_a_room(tmp_path):
             shutil.copyfile(tmp_path / "console.png", keep)
     finally:
         svc.close()
+
+
+class PageOnly:
+    """The page and a Content-Security-Policy header at /, 404 for the
+    rest: the policy's effect on the page alone."""
+
+    def __init__(self, policy):
+        page = console.PAGE
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                found = self.path == "/"
+                body = page if found else b"{}"
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8"
+                                 if found else "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if found:
+                    self.send_header("Content-Security-Policy", policy)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                      Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+VIOLATIONS = """window.__violations = [];
+document.addEventListener("securitypolicyviolation",
+    (e) => window.__violations.push(e.violatedDirective));"""
+
+
+@pytest.mark.parametrize("policy, runs", [
+    (console.CSP, True),
+    (console.CSP.replace("script-src 'sha256-", "script-src 'sha256-x"),
+     False)])
+def test_the_page_runs_under_its_own_csp(browser, policy, runs):
+    """Under console.CSP the page's own script and style run and nothing
+    is refused; a policy without the script's hash stops the script (so
+    the check can tell)."""
+    server = PageOnly(policy)
+    try:
+        browser.before_load(VIOLATIONS)
+        browser.open(server.url)
+        assert browser.evaluate("getComputedStyle(document.body).margin") \
+            == "0px"
+        if runs:
+            wait_text(browser, "#live", "HTTP 404")
+            assert browser.text("#summary") == "0 machines"
+            assert browser.evaluate("window.__violations") == []
+        else:
+            browser.wait("window.__violations.length > 0")
+            assert browser.text("#summary") == ""
+            assert browser.text("#live") == "connecting"
+    finally:
+        server.close()
