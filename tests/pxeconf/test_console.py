@@ -301,13 +301,13 @@ def test_screenshot_of_a_room(tmp_path):
         svc.report(lease, "failed", exit=6,
                    log=["rdeploy: /dev/sda: no space left (needs 7.0 GiB)"])
         svc.machines.booted(MAC4, "bios")
-        with Browser(width=1100, height=460) as browser:
+        with Browser(width=1100, height=500) as browser:
             browser.open(svc.url)
             wait_text(browser, cell(MAC1, "progress"), "42.9 %")
             wait_text(browser, cell(MAC3, "state"), "failed")
             wait_text(browser, "#summary", "4 machines")
             data = browser.screenshot(tmp_path / "console.png")
-        assert png_size(data) == (1100, 460)
+        assert png_size(data) == (1100, 500)
         assert png_rows_differ(data)
         keep = os.environ.get("PXECONF_CONSOLE_PNG")
         if keep:
