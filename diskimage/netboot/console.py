@@ -107,8 +107,7 @@ const put = (cell, ...nodes) => cell.replaceChildren(...nodes);
 
 function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0; n = Number(n) || 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  let i = 0; n = Number(n) || 0; while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return (i ? n.toFixed(1) : String(Math.round(n))) + " " + units[i];
 }
 function span(seconds) {
@@ -131,9 +130,14 @@ function when(unix) {
 function say(text, kind) {
   const msg = $("msg"); msg.textContent = text; msg.className = kind || ""; msg.hidden = !text;
 }
-function setLive(kind, text) { const l = $("live"); l.className = kind; l.textContent = text; }
+const setLive = (kind, text) => { $("live").className = kind; $("live").textContent = text; };
 
-const token = () => sessionStorage.getItem(TOKEN_KEY) || "";
+let kept = "";   // where the token lives if the browser refuses sessionStorage
+const keep = (value) => { kept = value;
+  try { value ? sessionStorage.setItem(TOKEN_KEY, value) : sessionStorage.removeItem(TOKEN_KEY); }
+  catch (e) { /* kept in this page only */ } };
+const token = () => { try { return sessionStorage.getItem(TOKEN_KEY) || kept; }
+  catch (e) { return kept; } };
 function showToken() {
   $("tokenstate").textContent = token() ? "token set for this tab" : "no token";
   $("forget").hidden = !token();
@@ -216,7 +220,7 @@ function render(m) {
   const state = STATES.includes(m.state) ? m.state : "unknown";
   const st = el("div");
   st.append(el("span", "state state-" + state, m.state || "unknown"));
-  const r = m.result;
+  const r = m.result;   // the last ending: done or failed, its exit and time
   if (r) {
     st.append(el("div", "result", "last: " + r.event +
       (r.exit !== null && r.exit !== undefined ? ", exit " + r.exit : "")),
@@ -255,8 +259,7 @@ function summary() {
 
 function upsert(m) {
   if (!m || typeof m.mac !== "string") return;
-  const old = machines.get(m.mac);
-  machines.set(m.mac, m); render(m);
+  const old = machines.get(m.mac); machines.set(m.mac, m); render(m);
   if (!old || old.name !== m.name) order();
   summary();
 }
@@ -304,8 +307,7 @@ function connect() {
   };
 }
 
-const WHAT = {assign: "assign a job to", cancel: "cancel the job of",
-  local: "set local boot for"};
+const WHAT = {assign: "assign a job to", cancel: "cancel the job of", local: "set local boot for"};
 async function act(mac, action, body, button) {
   const m = machines.get(mac) || {};
   const who = (m.name ? m.name + " (" + mac + ")" : mac);
@@ -343,19 +345,18 @@ async function act(mac, action, body, button) {
 $("tokenform").addEventListener("submit", (event) => {
   event.preventDefault();
   const value = $("token").value.trim();
-  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  if (value) keep(value);
   $("token").value = ""; showToken();
   say(value ? "token kept for this tab" : "", value ? "ok" : "");
 });
 $("forget").addEventListener("click", () => {
-  sessionStorage.removeItem(TOKEN_KEY); showToken(); say("token forgotten", "ok"); });
+  keep(""); showToken(); say("token forgotten", "ok"); });
 setInterval(() => {
   for (const [mac, row] of rows) {
     const s = row.cells.Seen.querySelector(".seen");
     if (s) s.textContent = ago(machines.get(mac).last_seen);
   } }, 1000);
-showToken();
-summary();
+showToken(); summary();
 load().catch((e) => setLive("down", String(e.message || e)));
 connect();
 })();
