@@ -20,7 +20,7 @@ import pytest
 from diskimage.netboot import console
 from diskimage.netboot.httpd import HttpServer
 from diskimage.netboot.jobs import Machines
-from tests.browser import Browser, png_size
+from tests.browser import Browser, BrowserError, png_size
 from tests.netboot.jobsite import MAC1, MAC2, T0, Host, make_site
 
 pytestmark = pytest.mark.needs("chromium")
@@ -55,6 +55,7 @@ class Service:
         self.server.shutdown()
         self.thread.join(10)
         self.machines.close()
+        print("server log:", *self.log, sep="\n  ")   # shown if a test fails
 
     def lease(self, mac):
         return self.machines.next_boot(mac).lease
@@ -99,12 +100,17 @@ def cell(mac, column):
 
 
 def wait_text(browser, selector, text):
-    """Wait until the element's shown text holds `text`; return it."""
-    return browser.wait(
-        f"(document.querySelector({json.dumps(selector)})?.innerText ?? '')"
-        f".includes({json.dumps(text)}) && "
-        f"document.querySelector({json.dumps(selector)}).innerText",
-        what=f"{selector} shows {text!r}")
+    """Wait until the element's shown text holds `text`; return it (or
+    fail with what it and the connection badge show)."""
+    try:
+        return browser.wait(
+            f"(document.querySelector({json.dumps(selector)})?.innerText"
+            f" ?? '').includes({json.dumps(text)}) && "
+            f"document.querySelector({json.dumps(selector)}).innerText",
+            what=f"{selector} shows {text!r}")
+    except BrowserError as exc:
+        raise BrowserError(f"{exc}; it shows {browser.text(selector)!r}, "
+                           f"#live {browser.text('#live')!r}") from None
 
 
 def test_lists_machines_and_follows_reports_live(service, browser):
@@ -373,6 +379,7 @@ def test_the_page_runs_under_its_own_csp(browser, policy, runs):
         if runs:
             wait_text(browser, "#live", "HTTP 404")
             assert browser.text("#summary") == "0 machines"
+            assert "No machine has asked" in browser.text("#empty")
             assert browser.evaluate("window.__violations") == []
         else:
             browser.wait("window.__violations.length > 0")
