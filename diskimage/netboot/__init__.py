@@ -22,7 +22,7 @@
                 (the append-only file of every state change), progress
                 (rate and ETA of a job), status (`pxeconf status`: the
                 journal read without the server)
-    console     the web console's page
+    console     the web console's page; consolestyle (its stylesheet)
     client      the imaging environment's reports to the server it booted from
     serve       `pxeconf serve`: TFTP, HTTP and dnsmasq started, watched and
                 stopped together
