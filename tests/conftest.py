@@ -13,7 +13,9 @@ tmp_path.  Root ignores the mode bits, so the end-of-session check is what
 catches a test that wrote into a shared disk.
 """
 
+import os
 import random
+import stat
 
 import pytest
 
@@ -29,6 +31,24 @@ def pytest_runtest_setup(item):
         reason = needs.missing(*mark.args, **mark.kwargs)
         if reason:
             pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _dev_null_stays():
+    """Fails, by name, a test after which the host's /dev/null is no longer
+    the null device (once a test run left it a symlink, and every later
+    shell redirection wrote a file in /dev); the device is made again so
+    the rest of the run is not poisoned."""
+    yield
+    st = os.lstat("/dev/null")
+    if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):
+        return
+    fresh = "/dev/.null-remade"
+    os.mknod(fresh, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.chmod(fresh, 0o666)
+    os.replace(fresh, "/dev/null")
+    pytest.fail(f"/dev/null was replaced during this test "
+                f"(mode {stat.filemode(st.st_mode)}); it is made again")
 
 
 @pytest.fixture(scope="session")
