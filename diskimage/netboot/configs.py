@@ -172,7 +172,10 @@ def boot_item(site, boot, server_url):
     if boot is None or boot.kind == "menu":
         return None
     if boot.kind == "local":
-        return Item("local", "Boot from the local disk", local=True)
+        entry = boot.entry
+        return Item(_check_name(entry.name, "menu entry") if entry else
+                    "local", _label(entry.label if entry else None,
+                                    "Boot from the local disk"), local=True)
     if boot.kind == "entry":
         return entry_item(site, boot.entry, server_url)
     if boot.kind == "job":
@@ -187,9 +190,7 @@ def boot_item(site, boot, server_url):
 def menu_items(site, server_url):
     """(items, default name, timeout seconds) of the menu."""
     settings = site.settings
-    chosen = settings.entries
-    entries = [e for name, e in site.entries.items()
-               if chosen is None or name in chosen]
+    entries = site.menu()
     if not entries:
         raise InputError(f"{site.path}: the menu has no entries (add one "
                          f"with pxeconf menu add)")
@@ -246,7 +247,10 @@ def _grub_item(item, server):
 def _grub_per_mac(server):
     """grub.cfg's look-up of the machine's own file, by both names, from
     the boot server named explicitly (beside a plain DHCP server GRUB's
-    $net_default_server is the site's DHCP server)."""
+    $net_default_server is the site's DHCP server).  `test -f` cannot
+    see files over TFTP (it lists a directory), so each name is simply
+    tried: a machine without a file gets a "not found" line and the
+    menu below."""
     base = f"(tftp,{server})/grub/grub.cfg-"
     groups = ":".join(["([0-9a-f][0-9a-f])"] * 6)
     sets = " ".join(f"--set={i}:pxeconf_m{i}" for i in range(1, 7))
@@ -254,13 +258,9 @@ def _grub_per_mac(server):
     return [
         "if [ -n \"$net_default_mac\" ]; then",
         f"  if regexp {sets} '^{groups}$' \"$net_default_mac\"; then",
-        f"    if [ -f \"{base}01-{dashed}\" ]; then",
-        f"      configfile \"{base}01-{dashed}\"",
-        "    fi",
+        f"    configfile \"{base}01-{dashed}\"",
         "  fi",
-        f"  if [ -f \"{base}$net_default_mac\" ]; then",
-        f"    configfile \"{base}$net_default_mac\"",
-        "  fi",
+        f"  configfile \"{base}$net_default_mac\"",
         "fi", ""]
 
 
@@ -302,9 +302,11 @@ def _ipxe_boot(item, server_url):
 def ipxe_menu(items, default, timeout, server_url, per_mac=True):
     lines = ["#!ipxe", f"# {HEADER}"]
     if per_mac:
+        # the machine's own script; its `exit` (local boot) ends this
+        # script too, so iPXE gives the machine back to the firmware
         lines += [f"chain --autofree {server_url}ipxe/${{mac:hexhyp}}.ipxe"
-                  f"?platform=${{platform}} || echo No file for this "
-                  f"machine: the menu", ""]
+                  f"?platform=${{platform}} && exit || echo No file for "
+                  f"this machine: the menu", ""]
     lines += [":pxeconf-menu", "menu Network boot"]
     for item in items:
         lines.append(f"item {item.name} {_ipxe_label(item.label)}")
