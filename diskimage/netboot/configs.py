@@ -126,8 +126,8 @@ def check_server(server_url, tftp_address):
     """Refuse a server URL or address a loader cannot be given as is."""
     parts = urllib.parse.urlsplit(server_url or "")
     if parts.scheme != "http" or not parts.hostname or \
-            not _HOST.match(parts.netloc) or parts.query or parts.fragment \
-            or not server_url.endswith("/"):
+            not _HOST.match(parts.netloc) or parts.path != "/" or \
+            server_url != f"http://{parts.netloc}/":
         raise InputError(f"{server_url!r}: the server URL must be "
                          f"http://ADDR:PORT/")
     if not _HOST.match(tftp_address or ""):
