@@ -4,6 +4,7 @@ root, and a one-sector disk whose boot code says so on the serial port
 (the proof that a local-boot entry left the loader for the disk)."""
 
 import os
+import re
 import shutil
 
 from diskimage.netboot import bootroot, site as sitemodel
@@ -64,10 +65,10 @@ def make_site(directory, extra=HOSTS, kernel=None, settings=None):
     with open(path) as f:
         text = f.read()
     for key, value in (settings or {}).items():
-        lines = text.split("\n")
-        start = lines.index("[site]") + 1
-        lines.insert(start, f"{key} = {value}")
-        text = "\n".join(lines)
+        text, found = re.subn(rf"(?m)^#? ?{re.escape(key)} = [^\n]*$",
+                              f"{key} = {value}", text, count=1)
+        if not found:
+            text = text.replace("[site]\n", f"[site]\n{key} = {value}\n", 1)
     with open(path, "w") as f:
         f.write(text + extra)
     return path
