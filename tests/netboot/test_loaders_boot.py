@@ -133,6 +133,16 @@ def test_grub_finds_the_older_colon_name_too(site_dir, tmp_path):
     assert "rd.on_success=shell" in line
 
 
+def test_grub_menu_boots_its_default_for_an_unknown_machine(site_dir,
+                                                           tmp_path):
+    build(site_dir, "http://10.0.2.2:8080/")
+    with qemu.Boot(uefi(site_dir, tmp_path, MACS["none"],
+                        "grubx64.efi")) as boot:
+        line = command_line(boot)
+    assert "Imaging shell" in boot.output
+    assert "rd.on_success=shell" in line and "rd.pxeconf" not in line
+
+
 def test_grub_local_boot_exits_to_the_firmware(site_dir, tmp_path):
     build(site_dir, "http://10.0.2.2:8080/")
     with qemu.Boot(uefi(site_dir, tmp_path, MACS["local"],
