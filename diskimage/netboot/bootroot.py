@@ -20,6 +20,7 @@ import stat
 from ..errors import InputError, MissingToolError
 from ..host import tools
 from ..host.partial import partial_file
+from . import site as sitemodel
 
 SITE_FILE = "pxeconf.site"
 ROOT = "boot"
@@ -64,30 +65,6 @@ LOADERS = {
                     "the same GRUB under the name shim chain-loads; it "
                     "reads grub/grub.cfg (prefix /grub)"),
 }
-
-_MINIMAL_SITE = """\
-# pxeconf site file: see `pxeconf help` and docs/pxeconf.md.
-# Lines starting with # are comments; edits keep them.
-[site]
-root = boot
-timeout = 5              # seconds the menu waits
-default = local          # the entry a machine without a job boots
-
-[menu local]
-label = Boot from the local disk
-local = yes
-"""
-
-
-def site_text():
-    """The site file init writes: site.new_site_text() (the commented
-    template of the site model)."""
-    try:
-        from . import site
-    except ImportError:         # the site model is not in this tree yet
-        return _MINIMAL_SITE
-    return site.new_site_text()
-
 
 def package_version(package):
     """The installed version of a Debian package, or MissingToolError."""
@@ -197,5 +174,5 @@ def init(directory, force=False, loaders=None):
     site_path = os.path.join(directory, SITE_FILE)
     if not os.path.lexists(site_path):
         with partial_file(site_path, mode=0o644) as out:
-            out.write(site_text().encode())
+            out.write(sitemodel.new_site_text().encode())
     return record
