@@ -106,3 +106,16 @@ def test_dnsmasq_bad_values(tmp_path, args, code, words):
     site = make_site(tmp_path / "site")
     proc = pxeconf("dnsmasq", *args, "--address=10.0.0.2", f"--site={site}")
     one_line_error(proc, code, words)
+
+
+def test_build_beside_a_running_serve_is_busy(tmp_path):
+    """serve holds the journal (and rewrites the configs itself)."""
+    from diskimage.netboot import jobs, site as sitemodel
+    path = make_site(tmp_path / "site")
+    machines = jobs.Machines(sitemodel.load(path),
+                             tmp_path / "site" / "state" / "journal.jsonl")
+    try:
+        proc = pxeconf("build", "--address=10.0.0.2", f"--site={path}")
+    finally:
+        machines.close()
+    one_line_error(proc, 9, "journal")
