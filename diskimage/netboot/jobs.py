@@ -22,7 +22,6 @@ before it is applied, and applying records is the only way state changes,
 so a restarted server replays the journal to the same state.
 """
 
-import collections
 import secrets
 import threading
 import time
@@ -31,10 +30,17 @@ from dataclasses import dataclass
 from ..errors import InputError
 from . import journal as journalfile
 from . import macaddr
+from . import machinestate
 from . import progress as progressinfo
+from .machinestate import LOG_LINES
 
-LOG_LINES = 20
-MAX_LOG_LINE = 400
+#: A journal of more records than this is compacted when opened.
+COMPACT_AT = 20000
+#: Config requests of one machine within this many seconds of the one
+#: that was given a job are one boot (pxelinux, GRUB and iPXE chained
+#: each ask); a later one before "started" is another boot.
+BOOT_WINDOW = 60.0
+MAX_LOG_LINE = 500
 ACTIVE = ("assigned", "started")
 
 
@@ -54,53 +60,53 @@ class Boot:
     lease: str = None
 
 
-class Machine:
-    """One machine's state, as replayed from the journal."""
-
-    def __init__(self, mac):
-        self.mac = mac
-        self.firmware = None
-        self.last_seen = None
-        self.state = "unknown"
-        self.lease = None
-        self.job = None
-        self.once = True
-        self.retries = 0
-        self.attempts = 0
-        self.site_key = None
-        self.progress = None
-        self.samples = collections.deque(maxlen=8)
-        self.result = None
-        self.log = collections.deque(maxlen=LOG_LINES)
-        self.old_leases = set()
-
-
 class Machines:
     """Every machine's state; thread-safe.  `on_change(mac)` is called
     (outside the lock) after each change of what a machine boots or
     shows."""
 
     def __init__(self, site, journal_path, on_change=None, log=None,
-                 clock=time.time):
+                 clock=time.time, compact_at=COMPACT_AT, readonly=False,
+                 boot_window=BOOT_WINDOW):
         self._lock = threading.RLock()
         self._listeners = [on_change] if on_change else []
         self._clock = clock
+        self._window = boot_window
         self._machines = {}
-        self._leases = {}                     # lease id -> mac (every one)
+        self._leases = {}                     # lease id -> mac
         self.site = site
-        self._journal = journalfile.Journal(journal_path, log)
-        for record in self._journal.records:
-            self._apply(record)
-        self.sync(site)
+        if readonly:
+            self._journal = journalfile.ReadOnly(journal_path, log)
+        else:
+            self._journal = journalfile.Journal(journal_path, log)
+        try:
+            self._replay(journal_path)
+            if len(self._journal.records) > compact_at:
+                self._journal.rewrite([machinestate.record(m)
+                                       for m in self._machines.values()])
+            self.sync(site)
+        except BaseException:
+            self._journal.close()
+            raise
+
+    def _replay(self, journal_path):
+        for number, record in enumerate(self._journal.records, 2):
+            try:
+                self._apply(record)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise InputError(f"{journal_path}:{number}: a journal "
+                                 f"record {record.get('ev')!r} that is "
+                                 f"not whole (not ours?)") from None
 
     def close(self):
         self._journal.close()
 
     # ---- records: made, journaled, applied -------------------------------
 
-    def _record(self, ev, mac, **fields):
-        record = {"ev": ev, "mac": mac, "at": round(self._clock(), 3),
-                  **fields}
+    def _record(self, ev, mac, at=None, **fields):
+        if at is None:
+            at = round(self._clock(), 3)
+        record = {"ev": ev, "mac": mac, "at": at, **fields}
         self._journal.append(record)
         self._apply(record)
         return record
@@ -108,51 +114,11 @@ class Machines:
     def _machine(self, mac):
         machine = self._machines.get(mac)
         if machine is None:
-            machine = self._machines[mac] = Machine(mac)
+            machine = self._machines[mac] = machinestate.Machine(mac)
         return machine
 
     def _apply(self, r):
-        m = self._machine(r["mac"])
-        ev, at = r["ev"], r.get("at")
-        if ev == "seen":
-            m.firmware = r.get("firmware") or m.firmware
-            m.last_seen = at
-        elif ev == "lease":
-            if m.lease:
-                m.old_leases.add(m.lease)
-            m.lease, m.job, m.once = r["lease"], r["job"], r["once"]
-            m.retries, m.attempts = r["retries"], 0
-            if "site_key" in r:
-                m.site_key = r["site_key"]
-            m.state, m.progress = "assigned", None
-            m.samples.clear()
-            self._leases[m.lease] = m.mac
-        elif ev == "started":
-            m.state = "started"
-        elif ev == "rerun":
-            m.state, m.attempts = "assigned", r["attempts"]
-            m.progress = None
-            m.samples.clear()
-        elif ev == "progress":
-            m.state = "started"
-            progressinfo.update(m, r.get("progress"), at)
-        elif ev in ("done", "failed"):
-            m.state = ev
-            m.result = {"event": ev, "exit": r.get("exit"), "at": at}
-            if r.get("reason"):
-                m.result["reason"] = r["reason"]
-        elif ev in ("cancel", "local", "unassign"):
-            m.state = {"cancel": "cancelled", "local": "local",
-                       "unassign": "idle"}[ev]
-            if "site_key" in r:
-                m.site_key = r["site_key"]
-            if m.lease:
-                m.old_leases.add(m.lease)
-            m.lease = None
-            if ev == "unassign":
-                m.job = None
-        for line in r.get("log") or ():
-            m.log.append(line)
+        machinestate.apply(self._machine(r["mac"]), r, self._leases)
 
     def add_listener(self, callback):
         """Another callable(mac) told of every change (httpd's event
@@ -211,6 +177,8 @@ class Machines:
                     changed.append(mac)
                 elif mac in site.hosts and m.state == "unknown":
                     m.state = "idle"
+                elif mac not in site.hosts and m.state == "idle":
+                    m.state = "unknown"
         self._changed(changed)
 
     # ---- what configs say ------------------------------------------------
@@ -252,26 +220,40 @@ class Machines:
     # ---- events ----------------------------------------------------------
 
     def booted(self, mac, firmware=None):
-        """A loader asked for this machine's config.  A lease "started"
-        with no ending is run again (attempts + 1) or, past its retries,
-        failed; otherwise the boot is only recorded."""
+        """A loader asked for this machine's config.  The lease runs
+        again, with a new id and attempts + 1, when this is another boot
+        after the job started and did not end, or another boot (over
+        boot_window seconds after the one that was given the job) before
+        it started; past the retries the lease fails instead.  Otherwise
+        the boot is only recorded."""
         mac = macaddr.normalise(mac)
         with self._lock:
             m = self._machines.get(mac)
             first = m is None
-            self._record("seen", mac, firmware=firmware)
+            now = round(self._clock(), 3)
+            state = m.state if m else "unknown"
+            again = None
+            if state == "started":
+                again = "after the job started, with no ending"
+            elif state == "assigned" and m.handed is not None and \
+                    now - m.handed > self._window:
+                again = "and the job never started"
+            handed = state == "assigned" and again is None and \
+                m.handed is None
+            self._record("seen", mac, at=now, firmware=firmware,
+                         **({"handed": True} if handed else {}))
             m = self._machines[mac]
             if first and mac in self.site.hosts:
                 m.state = "idle"
-            if m.state == "started":
+            if again:
                 attempts = m.attempts + 1
                 if attempts > m.retries:
-                    self._record("failed", mac, lease=m.lease, exit=None,
-                                 reason=f"booted again after started with "
-                                 f"no ending, {attempts} times (retries "
-                                 f"{m.retries})")
+                    self._record("failed", mac, at=now, lease=m.lease,
+                                 exit=None, reason=f"booted again {again} "
+                                 f"({attempts} times; retries {m.retries})")
                 else:
-                    self._record("rerun", mac, lease=m.lease,
+                    self._record("rerun", mac, at=now,
+                                 lease=secrets.token_urlsafe(18),
                                  attempts=attempts)
         self._changed([mac])
 
@@ -293,13 +275,12 @@ class Machines:
         with self._lock:
             mac = self._leases.get(lease) if isinstance(lease, str) else None
             m = self._machines.get(mac)
+            if m is not None and m.last_end == (lease, event, exit):
+                return self._public(m)  # an ending said again (a retry)
             if m is None or m.lease != lease:
                 raise StaleLease(f"lease {str(lease)[:40]!r}: not the "
                                  f"current lease of any machine")
             if m.state not in ACTIVE:
-                if m.state == event and m.result and \
-                        m.result.get("exit") == exit:
-                    return self._public(m)        # the same ending, again
                 raise StaleLease(f"lease {lease[:40]!r}: already ended "
                                  f"({m.state})")
             extra = {"log": lines} if lines else {}
@@ -378,3 +359,10 @@ class Machines:
                     self._machine(mac).state = "idle"
             return [self._public(self._machines[mac])
                     for mac in sorted(self._machines)]
+
+
+def status(site, journal_path, log=None):
+    """Every machine's API object as a server of this site and journal
+    would show it, read without locking or writing the journal (for
+    `pxeconf status`, also while serve runs)."""
+    return Machines(site, journal_path, log=log, readonly=True).snapshot()
