@@ -80,16 +80,18 @@ def cmd_dnsmasq(args):
     site = _site(args)
     address = _address(args, site)
     port = site.settings.http_port
+    # --uefi=ipxe|shim once the usage has it (Secure Boot sites: shim)
+    uefi = args.get("--uefi") or "ipxe"
     if args["--proxy"]:
         text = dnsmasqconf.proxy_config(site, address, args["--proxy"],
-                                        args["--interface"], port)
+                                        args["--interface"], port, uefi=uefi)
     else:
         first, comma, last = args["--dhcp"].partition(",")
         if not comma:
             raise UsageError(f"--dhcp={args['--dhcp']}: give FIRST,LAST "
                              f"(e.g. 10.0.0.100,10.0.0.200)")
         text = dnsmasqconf.dhcp_config(site, address, first, last,
-                                       args["--interface"], port)
+                                       args["--interface"], port, uefi=uefi)
     dnsmasqconf.check(text)
     output = args["--output"]
     if output in (None, "-"):
