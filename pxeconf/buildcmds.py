@@ -80,8 +80,7 @@ def cmd_dnsmasq(args):
     site = _site(args)
     address = _address(args, site)
     port = site.settings.http_port
-    # --uefi=ipxe|shim once the usage has it (Secure Boot sites: shim)
-    uefi = args.get("--uefi") or "ipxe"
+    uefi = args["--uefi"]
     if args["--proxy"]:
         text = dnsmasqconf.proxy_config(site, address, args["--proxy"],
                                         args["--interface"], port, uefi=uefi)

@@ -15,7 +15,7 @@ Usage:
   pxeconf host rm MAC [--site=FILE]
   pxeconf host list [--json] [--site=FILE]
   pxeconf build [--server=NAME] [--address=ADDR] [--json] [--site=FILE]
-  pxeconf dnsmasq (--proxy=NET | --dhcp=RANGE) [--interface=IF] [--address=ADDR] [--server=NAME] [-o FILE] [--site=FILE]
+  pxeconf dnsmasq (--proxy=NET | --dhcp=RANGE) [--interface=IF] [--address=ADDR] [--uefi=LOADER] [--server=NAME] [-o FILE] [--site=FILE]
   pxeconf serve --listen=ADDR [--proxy-dhcp=NET] [--interface=IF] [--http-port=PORT] [--tftp-port=PORT] [--token-file=FILE] [--server=NAME] [--site=FILE]
   pxeconf status [--json] [--site=FILE]
   pxeconf report EVENT [--server-url=URL] [--lease=ID] [--exit=N] [--log=FILE]
@@ -75,6 +75,9 @@ Options:
   --proxy=NET           proxyDHCP for the network NET (e.g. 10.0.0.0/24).
   --dhcp=RANGE          Full DHCP handing out FIRST,LAST.
   --interface=IF        The interface dnsmasq answers on.
+  --uefi=LOADER         What UEFI PXE clients get: ipxe (snponly.efi) or
+                        shim (shimx64.efi then the signed GRUB, for Secure
+                        Boot) [default: ipxe].
   -o FILE --output=FILE Write the dnsmasq configuration to FILE.
   --listen=ADDR         The address to serve on (explicit: never all).
   --proxy-dhcp=NET      Also run dnsmasq in proxyDHCP mode for NET.
