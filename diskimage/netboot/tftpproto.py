@@ -112,7 +112,8 @@ def negotiate(options, size):
     (option, value) pairs for the OACK; `size` is the file's size for
     tsize.  Unknown options, repeats and values that are not numbers or
     below the lowest are left out (RFC 2347: the server ignores what it
-    does not take)."""
+    does not take).  tsize of an empty file is left out too: curl (7.88)
+    ends a transfer whose OACK says "tsize 0" ("invalid tsize")."""
     accepted, seen = [], set()
     for name, value in options:
         if name in seen:
@@ -122,7 +123,7 @@ def negotiate(options, size):
             continue
         number = int(value)
         if name == "tsize":
-            if number == 0:     # RFC 2349: a read request asks with 0
+            if number == 0 and size:    # RFC 2349: a read asks with 0
                 accepted.append((name, size))
             continue
         if name not in LIMITS:
