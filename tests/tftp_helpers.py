@@ -62,6 +62,15 @@ class Running:
         self.thread.join(30)
         assert not self.thread.is_alive(), "serve_forever did not return"
 
+    def wait_idle(self, polls=1000):
+        """Until no transfer runs (a session frees its slot just after its
+        last packet); at most `polls` looks, 10 ms apart."""
+        for _ in range(polls):
+            if self.server.active == 0:
+                return
+            threading.Event().wait(0.01)
+        raise AssertionError(f"{self.server.active} transfers still run")
+
     def lines(self, *words):
         return [line for line in self.log if all(w in line for w in words)]
 

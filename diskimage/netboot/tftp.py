@@ -108,6 +108,12 @@ class TftpServer:
         self._stopped = threading.Event()
         self._closed = False
 
+    @property
+    def active(self):
+        """How many transfers are running."""
+        with self._lock:
+            return len(self._sessions)
+
     @staticmethod
     def _bind(address, port):
         where = f"{address}:{port}"
