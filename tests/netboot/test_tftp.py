@@ -148,3 +148,24 @@ def test_twenty_clients_at_once(tmp_path):
         f"127.0.0.{10 + i}" for i in range(20))
     assert {name for name, _ in seen} == {"env.img"}
     assert len(server.lines("sent env.img")) == 20
+
+
+def test_netascii(site, tmp_path):
+    """tftp-hpa in netascii mode gets the text back as it is: the server
+    sends CR LF and CR NUL, the client turns them back."""
+    server, digests = site
+    text = b"DEFAULT local\nbare\rcarriage return\r\n\n"
+    root = tmp_path / "boot"
+    root.mkdir()
+    (root / "text.cfg").write_bytes(text)
+    with running(root) as own:
+        proc = _run_netascii(own.port, tmp_path)
+        assert (tmp_path / "out").read_bytes() == text, proc.stdout
+        assert own.lines(f"sent text.cfg ({len(text) + 5} bytes")
+
+
+def _run_netascii(port, cwd):
+    return subprocess.run(["tftp", "-v", "-m", "netascii", "127.0.0.1",
+                           str(port), "-c", "get", "text.cfg", "out"],
+                          cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=60)
