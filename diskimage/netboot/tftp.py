@@ -42,9 +42,10 @@ from ..errors import BusyError, InputError
 from . import rootpath
 from . import tftpproto as proto
 
-#: netascii is converted in memory; loaders ask in octet mode, and a text
-#: file bigger than this is refused rather than held.
-NETASCII_LIMIT = 16 << 20
+#: netascii is converted in memory (up to twice the size); loaders ask in
+#: octet mode, and a text file bigger than this is refused rather than
+#: held, so 128 sessions cannot hold more than 256 MiB.
+NETASCII_LIMIT = 1 << 20
 
 
 def _who(client):
@@ -73,7 +74,7 @@ class _Source:
     def __init__(self, file, size, mode):
         self.fd, self.size, self.text = file.fileno(), size, None
         if mode == "netascii":
-            self.text = proto.to_netascii(file.read(NETASCII_LIMIT + 1))
+            self.text = proto.to_netascii(file.read(size))
             self.size = len(self.text)
 
     def block(self, number, blksize):
@@ -284,13 +285,13 @@ class TftpServer:
             return self._send(sock, client, proto.error(
                 proto.ACCESS_VIOLATION, "cannot read the file"))
         with file:
-            source = _Source(file, size, mode)
-            if source.size > NETASCII_LIMIT and source.text is not None:
-                self.log(f"tftp {who}: {rel}: refused in netascii: over "
+            if mode == "netascii" and size > NETASCII_LIMIT:
+                self.log(f"tftp {who}: refused {rel!r} in netascii: over "
                          f"{NETASCII_LIMIT} bytes")
                 return self._send(sock, client, proto.error(
                     proto.ACCESS_VIOLATION, "too big for netascii: ask in "
                     "octet mode"))
+            source = _Source(file, size, mode)
             accepted = proto.negotiate(options, source.size)
             chosen = dict(accepted)
             blksize = chosen.get("blksize", proto.DEFAULT_BLKSIZE)

@@ -164,8 +164,16 @@ def test_netascii(site, tmp_path):
         assert own.lines(f"sent text.cfg ({len(text) + 5} bytes")
 
 
-def _run_netascii(port, cwd):
+def test_netascii_bounded(site, tmp_path):
+    """netascii is converted in memory, so a big file is refused in it."""
+    server, _ = site
+    proc = _run_netascii(server.port, tmp_path, "big.bin")
+    assert "Error code 2: too big for netascii" in proc.stdout, proc.stdout
+    assert server.lines("refused 'big.bin' in netascii")
+
+
+def _run_netascii(port, cwd, name="text.cfg"):
     return subprocess.run(["tftp", "-v", "-m", "netascii", "127.0.0.1",
-                           str(port), "-c", "get", "text.cfg", "out"],
+                           str(port), "-c", "get", name, "out"],
                           cwd=cwd, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=60)
