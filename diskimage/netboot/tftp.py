@@ -62,10 +62,6 @@ def _shown(name, limit=80):
         f"{text[:limit]}... ({len(name)} bytes)"
 
 
-class _Stopped(Exception):
-    """shutdown() was called while a transfer waited."""
-
-
 class _Source:
     """The bytes of one transfer: the file itself (octet, read at the
     block's offset, so a resent window costs no state) or its netascii
@@ -243,10 +239,6 @@ class TftpServer:
             sock = socket.socket(self.family, socket.SOCK_DGRAM)
             sock.bind((self.address, 0))
             self._transfer(sock, client, rel, mode, options)
-        except _Stopped:
-            self.log(f"tftp {_who(client)}: {rel} stopped by shutdown")
-            self._send(sock, client,
-                       proto.error(proto.NOT_DEFINED, "server shutting down"))
         except Exception as exc:    # a bug must not kill the listener
             self.log(f"tftp {_who(client)}: {rel}: internal error: "
                      f"{type(exc).__name__}: {exc}")
@@ -364,15 +356,19 @@ class TftpServer:
 
     def _receive(self, sock, client, deadline):
         """The client's next reply before `deadline`: ("ack", block),
-        ("error", ...) or ("bad",) (logged and answered), or None when the
-        time is up.  Packets from other TIDs get error 5."""
+        ("error", ...), ("bad",) or ("stop",) (shutdown: logged and
+        answered), or None when the time is up.  Packets from other TIDs
+        get error 5."""
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
             ready, _, _ = select.select([sock, self._wake_r], [], [], left)
             if self._wake_r in ready:
-                raise _Stopped()
+                self.log(f"tftp {_who(client)}: transfer stopped by shutdown")
+                self._send(sock, client, proto.error(
+                    proto.NOT_DEFINED, "server shutting down"))
+                return ("stop",)
             if not ready:
                 return None
             try:

@@ -17,6 +17,8 @@ with error 4, or 8 for the options, and logs the reason).
 
 import struct
 
+from ..errors import InputError
+
 # opcodes (RFC 1350, OACK: RFC 2347)
 RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
 OPCODES = {RRQ: "RRQ", WRQ: "WRQ", DATA: "DATA", ACK: "ACK", ERROR: "ERROR",
@@ -51,7 +53,7 @@ LIMITS = {
 CLAMPED = ("blksize", "windowsize")
 
 
-class BadPacket(Exception):
+class BadPacket(InputError):
     """A packet that is not what its opcode says (the reason in words);
     `code` is the TFTP error code to answer with."""
 
