@@ -35,50 +35,12 @@ import os
 import select
 import socket
 import threading
-import time
 from collections import Counter
 
 from ..errors import BusyError, InputError
 from . import rootpath
 from . import tftpproto as proto
-
-#: netascii is converted in memory (up to twice the size); loaders ask in
-#: octet mode, and a text file bigger than this is refused rather than
-#: held, so 128 sessions cannot hold more than 256 MiB.
-NETASCII_LIMIT = 1 << 20
-
-
-def _who(client):
-    host, port = client[0], client[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _shown(name, limit=80):
-    """A client's name for a log line: printable, cut when over-long."""
-    text = name.decode("utf-8", "backslashreplace") \
-        if isinstance(name, bytes) else name
-    text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= limit else \
-        f"{text[:limit]}... ({len(name)} bytes)"
-
-
-class _Source:
-    """The bytes of one transfer: the file itself (octet, read at the
-    block's offset, so a resent window costs no state) or its netascii
-    form."""
-
-    def __init__(self, file, size, mode):
-        self.fd, self.size, self.text = file.fileno(), size, None
-        if mode == "netascii":
-            self.text = proto.to_netascii(file.read(size))
-            self.size = len(self.text)
-
-    def block(self, number, blksize):
-        offset = (number - 1) * blksize
-        if self.text is not None:
-            return self.text[offset:offset + blksize]
-        return os.pread(self.fd, blksize, offset)
-
+from .tftpsession import Transfer, shown as _shown, who as _who
 
 class TftpServer:
     """A read-only TFTP server of `root` on `address`:`port` (0: any free
@@ -238,7 +200,9 @@ class TftpServer:
         try:
             sock = socket.socket(self.family, socket.SOCK_DGRAM)
             sock.bind((self.address, 0))
-            self._transfer(sock, client, rel, mode, options)
+            Transfer(sock, client, self._wake_r, self.log,
+                     self.timeout, self.retries).run(
+                self.root, rel, mode, options, self.on_request)
         except Exception as exc:    # a bug must not kill the listener
             self.log(f"tftp {_who(client)}: {rel}: internal error: "
                      f"{type(exc).__name__}: {exc}")
@@ -253,139 +217,3 @@ class TftpServer:
                     self._refused.pop(ip, None)
                 if not self._per[ip]:
                     del self._per[ip]
-
-    def _transfer(self, sock, client, rel, mode, options):
-        who = _who(client)
-        if self.on_request is not None:
-            try:
-                self.on_request(rel, client)
-            except Exception as exc:    # serving goes on; the hook is told
-                self.log(f"tftp {who}: {rel}: the request hook failed: "
-                         f"{type(exc).__name__}: {exc}")
-        try:
-            file, size, rel = rootpath.open_file(self.root, rel)
-        except rootpath.Refused as exc:
-            self.log(f"tftp {who}: refused {rel!r}: {exc}")
-            return self._send(sock, client, proto.error(
-                proto.ACCESS_VIOLATION, f"refused: {exc}"))
-        except FileNotFoundError:
-            self.log(f"tftp {who}: {rel}: not found")
-            return self._send(sock, client, proto.error(
-                proto.NOT_FOUND, "file not found"))
-        except OSError as exc:
-            self.log(f"tftp {who}: {rel}: cannot read: {exc.strerror}")
-            return self._send(sock, client, proto.error(
-                proto.ACCESS_VIOLATION, "cannot read the file"))
-        with file:
-            if mode == "netascii" and size > NETASCII_LIMIT:
-                self.log(f"tftp {who}: refused {rel!r} in netascii: over "
-                         f"{NETASCII_LIMIT} bytes")
-                return self._send(sock, client, proto.error(
-                    proto.ACCESS_VIOLATION, "too big for netascii: ask in "
-                    "octet mode"))
-            source = _Source(file, size, mode)
-            accepted = proto.negotiate(options, source.size)
-            chosen = dict(accepted)
-            blksize = chosen.get("blksize", proto.DEFAULT_BLKSIZE)
-            window = chosen.get("windowsize", 1)
-            wait = chosen.get("timeout", self.timeout)
-            if accepted and not self._oack(sock, client, accepted, wait):
-                return
-            sent = self._blocks(sock, client, source, blksize, window, wait)
-            if sent:
-                shown = " ".join(f"{k}={v}" for k, v in accepted)
-                self.log(f"tftp {who}: sent {rel} ({source.size} bytes"
-                         f"{', ' + shown if shown else ''})")
-
-    def _send(self, sock, client, packet):
-        try:
-            sock.sendto(packet, client)
-        except OSError:
-            pass
-
-    def _oack(self, sock, client, accepted, wait):
-        """Send the OACK until the client's ACK of block 0; False when the
-        transfer ended instead (refused, timed out)."""
-        packet = proto.oack(accepted)
-        for _ in range(self.retries + 1):
-            self._send(sock, client, packet)
-            deadline = time.monotonic() + wait
-            while True:
-                reply = self._receive(sock, client, deadline)
-                if reply is None:
-                    break
-                if reply[0] == "ack" and reply[1] == 0:
-                    return True
-                if reply[0] != "ack":
-                    return False
-        return self._gave_up(sock, client, "the ACK of the options")
-
-    def _blocks(self, sock, client, source, blksize, window, wait):
-        """Send every block, a window at a time; True when the last one
-        was acknowledged."""
-        last = source.size // blksize + 1    # the last block is short
-        acked = tries = 0
-        while acked < last:
-            end = min(acked + window, last)
-            for number in range(acked + 1, end + 1):
-                self._send(sock, client,
-                           proto.data(number, source.block(number, blksize)))
-            deadline = time.monotonic() + wait
-            while True:
-                reply = self._receive(sock, client, deadline)
-                if reply is None:
-                    tries += 1
-                    if tries > self.retries:
-                        return self._gave_up(sock, client, f"block {end}")
-                    break                           # resend the window
-                if reply[0] != "ack":
-                    return False
-                number = acked + ((reply[1] - acked) & 0xFFFF)
-                if acked < number <= end:
-                    acked, tries = number, 0
-                    break       # the next window, or the rest of this one
-                # a duplicate or an old ACK: never resent for (RFC 1123)
-        return True
-
-    def _gave_up(self, sock, client, what):
-        self.log(f"tftp {_who(client)}: gave up waiting for {what} after "
-                 f"{self.retries} retries")
-        self._send(sock, client,
-                   proto.error(proto.NOT_DEFINED, "timed out"))
-        return False
-
-    def _receive(self, sock, client, deadline):
-        """The client's next reply before `deadline`: ("ack", block),
-        ("error", ...), ("bad",) or ("stop",) (shutdown: logged and
-        answered), or None when the time is up.  Packets from other TIDs
-        get error 5."""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([sock, self._wake_r], [], [], left)
-            if self._wake_r in ready:
-                self.log(f"tftp {_who(client)}: transfer stopped by shutdown")
-                self._send(sock, client, proto.error(
-                    proto.NOT_DEFINED, "server shutting down"))
-                return ("stop",)
-            if not ready:
-                return None
-            try:
-                packet, sender = sock.recvfrom(65536)
-            except OSError:
-                continue
-            if sender[:2] != client:
-                self._send(sock, sender, proto.error(
-                    proto.UNKNOWN_TID, "unknown transfer ID"))
-                continue
-            try:
-                reply = proto.parse_reply(packet)
-            except proto.BadPacket as exc:
-                self.log(f"tftp {_who(client)}: ended the transfer: {exc}")
-                self._send(sock, client, proto.error(exc.code, str(exc)))
-                return ("bad",)
-            if reply[0] == "error":
-                self.log(f"tftp {_who(client)}: the client ended the "
-                         f"transfer: error {reply[1]} {reply[2]!r}")
-            return reply
