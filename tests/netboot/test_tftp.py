@@ -178,3 +178,13 @@ def _run_netascii(port, cwd, name="text.cfg"):
                            str(port), "-c", "get", name, "out"],
                           cwd=cwd, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=60)
+
+
+def test_ipv6_loopback(tmp_path):
+    root, digests = make_root(tmp_path, big=False)
+    with running(root, address="::1") as server:
+        proc = curl(server.port, "small.bin", "out", tmp_path, blksize=1428,
+                    address="[::1]")
+        assert proc.returncode == 0, proc.stdout
+    assert fetched(tmp_path / "out") == digests["small.bin"]
+    assert server.lines("tftp [::1]:", "sent small.bin")
