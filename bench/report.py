@@ -98,9 +98,10 @@ def render(meta, sections, targets):
     return "\n".join(lines) + "\n"
 
 
-def write(path, text, begin=BEGIN, end=END):
+def write(path, text, begin=BEGIN, end=END, after=None):
     """Put `text` (which starts with `begin` and ends with `end`) between
-    those markers of `path` (or create it)."""
+    those markers of `path` (or create it); where the file has none, right
+    after the marker `after` if it has that, else at its end."""
     try:
         with open(path) as f:
             old = f.read()
@@ -110,6 +111,9 @@ def write(path, text, begin=BEGIN, end=END):
         head, rest = old.split(begin, 1)
         tail = rest.split(end, 1)[1]
         new = head + text.rstrip("\n") + tail
+    elif after and after in old:
+        head, tail = old.split(after, 1)
+        new = head + after + "\n\n" + text.rstrip("\n") + tail
     else:
         new = old.rstrip("\n") + "\n\n" + text
     tmp = path + ".partial"

@@ -238,7 +238,8 @@ def run_tftp(args, work, command, alone=True):
     if args["--out"] != "-":
         out = args["--out"] if os.path.isabs(args["--out"]) else \
             os.path.join(ROOT, args["--out"])
-        report.write(out, text, tftpbench.BEGIN, tftpbench.END)
+        report.write(out, text, tftpbench.BEGIN, tftpbench.END,
+                     after=report.END)
         say(f"written into {out}")
     return 0
 

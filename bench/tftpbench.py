@@ -259,7 +259,8 @@ def _table(walls, granted, rounds):
     lines = ["### TFTP: a 64 MiB file over loopback", "",
              f"The same client fetches {FILE} ({SIZE >> 20} MiB, random) "
              f"from each server in a network namespace of its own, "
-             f"{rounds} rounds in alternation, medians shown; the file is "
+             f"{rounds} round{'s' * (rounds != 1)} in alternation, medians "
+             f"shown; the file is "
              f"in the page cache and every fetch is checked (sha256).", "",
              "| client | server | options granted | wall s | MiB/s | "
              "built-in/peer wall |",
