@@ -170,9 +170,11 @@ def _wait_ready(ns, port, out, tries=20):
     return False
 
 
-def section(work, rounds, say):
-    """Markdown lines of the TFTP case, run in `work`."""
-    ns, procs = None, []
+def section(work, rounds, say, keep=False):
+    """Markdown lines of the TFTP case, run in `work`; its files there are
+    removed at the end unless `keep` (the servers' log stays when a fetch
+    failed)."""
+    ns, procs, failed, clean = None, [], False, False
     root = os.path.join(work, "tftp-root")
     out = os.path.join(work, "tftp-fetched.bin")
     log = os.path.join(work, "tftp-servers.log")
@@ -208,12 +210,14 @@ def section(work, rounds, say):
                 for name in order:
                     wall = _fetch(ns, kind, name, path, out, digest, log)
                     if wall is None:
+                        failed = True
                         say(f"  round {rnd + 1}/{rounds}: tftp {kind} from "
                             f"{name} failed (its words: {log})")
                         continue
                     walls[(kind, name)].append(wall)
                     say(f"  round {rnd + 1}/{rounds}: tftp {kind} from "
                         f"{name}: {wall:.2f} s")
+        clean = not failed
         return _table(walls, granted, rounds)
     finally:
         for proc in procs:
@@ -226,9 +230,12 @@ def section(work, rounds, say):
                 proc.wait()
         if ns is not None:
             ns.delete()
-        for p in (out,):
-            if os.path.exists(p):
-                os.unlink(p)
+        if os.path.exists(out):
+            os.unlink(out)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+            if clean and os.path.exists(log):
+                os.unlink(log)
 
 
 def _fetch(ns, kind, name, path, out, digest, log):
