@@ -42,7 +42,7 @@ FILE = "bench-64m.bin"
 BLKSIZE = 1428
 WINDOW = 64
 CACHE = os.path.join(ROOT, os.environ.get("BENCH_TOOLS",
-                                          os.path.join(".venv", "bench-tools")))
+                                          ".venv/bench-tools"))
 PORTS = {"built-in (pxeconf)": 6969, "dnsmasq": 69, "tftpd-hpa": 6970}
 OURS = "built-in (pxeconf)"
 
@@ -112,7 +112,8 @@ def _servers(root, tftpd, log):
     return {
         OURS: ([sys.executable, os.path.join(HERE, "tftpbench.py"), "serve",
                 root, "127.0.0.1", PORTS[OURS]], {}),
-        "dnsmasq": (["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+        "dnsmasq": (["dnsmasq", "--keep-in-foreground",
+                     "--conf-file=/dev/null",
                      "--port=0", "--enable-tftp", f"--tftp-root={root}",
                      "--listen-address=127.0.0.1", "--bind-interfaces",
                      "--pid-file=", "--user=root", "--quiet-tftp",
