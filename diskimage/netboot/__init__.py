@@ -13,7 +13,9 @@
     dnsmasqconf the dnsmasq configuration (proxyDHCP or full DHCP), checked
                 with `dnsmasq --test`
     dnsmasqproc dnsmasq as a child process of `pxeconf serve`
-    tftp        the built-in TFTP server (RFC 1350, 2347-2349, 7440), read-only
+    tftp        the built-in TFTP server (RFC 1350, 2347-2349, 7440), read-only;
+                tftpproto (its packets and options), tftpsession (one
+                transfer)
     httpd       the HTTP server: files (HEAD, Range), the status API, the
                 console; httpapi (the API's requests), httprange (the Range
                 header)

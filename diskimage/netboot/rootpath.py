@@ -20,12 +20,15 @@ a name that is allowed but absent raises FileNotFoundError.
 import os
 import stat
 
+from ..errors import InputError
+
 MAX_NAME = 512
 MAX_COMPONENT = 255
 
 
-class Refused(Exception):
-    """The request names something the server will not serve."""
+class Refused(InputError):
+    """The request names something the server will not serve (a client's
+    bad input: the servers log it and answer with an error)."""
 
 
 def _check_name(name):
