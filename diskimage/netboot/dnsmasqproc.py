@@ -40,6 +40,7 @@ class Dnsmasq:
         self._last = collections.deque(maxlen=LAST_WORDS)
         self._started = threading.Event()
         self._ended = threading.Event()
+        self._settled = threading.Event()      # started, or ended
         self._stopping = False
         self._reader = None
 
@@ -68,7 +69,7 @@ class Dnsmasq:
         self._reader = threading.Thread(target=self._read, daemon=True,
                                         name="dnsmasq-stderr")
         self._reader.start()
-        self._started.wait(timeout)
+        self._settled.wait(timeout)
         if self._ended.is_set() and not self._started.is_set():
             self._reader.join()
             raise self._failure(starting=True)
@@ -88,9 +89,11 @@ class Dnsmasq:
             self.log(f"dnsmasq: {words}")
             if words.startswith("started, version"):
                 self._started.set()
+                self._settled.set()
         self.proc.wait()
         self.proc.stderr.close()
         self._ended.set()
+        self._settled.set()
         if self._started.is_set() and not self._stopping:
             self.error = self._failure()
             if self.on_exit is not None:
