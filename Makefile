@@ -45,6 +45,12 @@ FREEZE_INPUTS := $(filter-out tests/% bench/% build/backend.py,$(wildcard */*.py
 
 BENCH_STAMP := $(VENV)/.stamp-bench
 BENCH_ARGS ?=
+# tftpd-hpa, a peer of the TFTP benchmark: its package starts a service when
+# installed, so its binary (and libwrap0's library) is unpacked here instead
+# (bench/tftpbench.py looks for it, in $$BENCH_TOOLS); make clean removes it
+# with the venv.
+BENCH_TOOLS ?= $(VENV)/bench-tools
+TFTPD_STAMP := $(BENCH_TOOLS)/.stamp-tftpd-hpa
 
 .PHONY: all deps demo docs freeze test bench clean
 
@@ -92,8 +98,16 @@ $(BENCH_STAMP): $(VENV_STAMP)
 	$(VPY) -m pip install -q -e '.[zstd,fast,test,freeze,bench]'
 	@touch $@
 
-bench: $(BENCH_STAMP)
-	$(VPY) bench/run.py $(BENCH_ARGS)
+$(TFTPD_STAMP):
+	@rm -rf $(BENCH_TOOLS)/debs && mkdir -p $(BENCH_TOOLS)/debs
+	(cd $(BENCH_TOOLS)/debs && $(APT_GET) download tftpd-hpa libwrap0) || \
+		{ $(APT_GET) update && (cd $(BENCH_TOOLS)/debs && $(APT_GET) download tftpd-hpa libwrap0); }
+	for deb in $(BENCH_TOOLS)/debs/*.deb; do dpkg-deb -x $$deb $(BENCH_TOOLS); done
+	rm -rf $(BENCH_TOOLS)/debs
+	@touch $@
+
+bench: $(BENCH_STAMP) $(TFTPD_STAMP)
+	BENCH_TOOLS=$(BENCH_TOOLS) $(VPY) bench/run.py $(BENCH_ARGS)
 
 # build/lib, build/bdist.* and *.egg-info: what `pip install .` left here
 # before build/backend.py kept setuptools out of the tree.

@@ -98,17 +98,22 @@ def render(meta, sections, targets):
     return "\n".join(lines) + "\n"
 
 
-def write(path, text):
-    """Put `text` between the markers of `path` (or create it)."""
+def write(path, text, begin=BEGIN, end=END, after=None):
+    """Put `text` (which starts with `begin` and ends with `end`) between
+    those markers of `path` (or create it); where the file has none, right
+    after the marker `after` if it has that, else at its end."""
     try:
         with open(path) as f:
             old = f.read()
     except FileNotFoundError:
-        old = "# Benchmarks\n\n" + BEGIN + "\n" + END + "\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
+        old = "# Benchmarks\n\n" + begin + "\n" + end + "\n"
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         new = head + text.rstrip("\n") + tail
+    elif after and after in old:
+        head, tail = old.split(after, 1)
+        new = head + after + "\n\n" + text.rstrip("\n") + tail
     else:
         new = old.rstrip("\n") + "\n\n" + text
     tmp = path + ".partial"

@@ -3,6 +3,7 @@
 Usage:
   run.py [--work=DIR] [--rounds=N] [--quick] [--disks=LIST] [--seed=N]
          [--out=FILE] [--full] [--warm] [--profile] [--keep]
+  run.py --tftp [--work=DIR] [--rounds=N] [--out=FILE]
   run.py (-h | --help)
 
 Builds the benchmark disks (cached in the work directory, rebuilt when
@@ -14,9 +15,12 @@ Sources are the disk file and a loop device over it (partclone and e2image
 read loop devices over the partitions, made with losetup -o --sizelimit).
 Restores write new disk files.  Last, rdeploy's captures of disks (a) and
 (b) run again in the same rounds (at least 5), for the target that (b) costs
-no more than (a).  Peak memory is measured by GNU time.  Prints the table
-and writes it between the markers in docs/BENCHMARKS.md.  Needs root (loop
-devices, mounts, dropping the page cache).
+no more than (a).  Peak memory is measured by GNU time.  Then the TFTP
+case (bench/tftpbench.py): a 64 MiB file fetched by curl and by atftp from
+the built-in TFTP server, dnsmasq's and tftpd-hpa's, in a network
+namespace.  Prints the tables and writes them between the markers in
+docs/BENCHMARKS.md (the TFTP case between markers of its own).  Needs root
+(loop devices, mounts, dropping the page cache, a network namespace).
 
 Options:
   --work=DIR     Where disks, images and logs go (needs ~25 GB free)
@@ -38,11 +42,13 @@ Options:
                  to a pipe; the busiest lines of every thread go into the
                  results.
   --keep         Keep the images and logs in the work directory.
+  --tftp         Only the TFTP case (no disks), about a minute.
   -h --help      Show this text.
 
 Examples:
   .venv/bin/python bench/run.py                 # the full run, ~15 min
   .venv/bin/python bench/run.py --quick --rounds=1 --out=-
+  .venv/bin/python bench/run.py --tftp --out=-  # only TFTP, printed
   make bench BENCH_ARGS="--rounds=5"
 """
 
@@ -63,6 +69,7 @@ import disks as diskbuild  # noqa: E402
 import limits  # noqa: E402
 import sampling  # noqa: E402
 import report  # noqa: E402
+import tftpbench  # noqa: E402
 from measure import (Result, StepFailed, drop_caches,  # noqa: E402
                      machine, preread, run_steps, sizes)
 
@@ -213,6 +220,30 @@ def profiles(name, disk, out, work, warm):
     return result
 
 
+def run_tftp(args, work, command, alone=True):
+    """The TFTP case, printed and written between its own markers; without
+    its tools, exit 3 when it runs alone, else skipped with a line."""
+    why = tftpbench.missing()
+    if why:
+        say(f"TFTP case {'not run' if alone else 'skipped'}: needs {why}")
+        return 3 if alone else 0
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    begun = time.monotonic()
+    say("TFTP: a 64 MiB file from three servers")
+    os.makedirs(work, exist_ok=True)
+    lines = tftpbench.section(work, args["rounds"], say)
+    text = tftpbench.render(lines, started, time.monotonic() - begun,
+                            command)
+    print(text)
+    if args["--out"] != "-":
+        out = args["--out"] if os.path.isabs(args["--out"]) else \
+            os.path.join(ROOT, args["--out"])
+        report.write(out, text, tftpbench.BEGIN, tftpbench.END,
+                     after=report.END)
+        say(f"written into {out}")
+    return 0
+
+
 def main(argv=None):
     args = docopt(__doc__, argv=argv)
     try:
@@ -232,14 +263,12 @@ def main(argv=None):
               file=sys.stderr)
         return 3
     work = os.path.abspath(args["--work"])
+    if args["--tftp"]:
+        return run_tftp(args, work, _command())
     meta = {"machine": machine(), "rounds": args["rounds"],
             "started": datetime.now(timezone.utc).strftime(
                 "%Y-%m-%d %H:%M"),
-            "command": shlex.join([os.path.relpath(sys.executable, ROOT)
-                                   if sys.executable.startswith(ROOT)
-                                   else sys.executable,
-                                   os.path.relpath(os.path.abspath(
-                                       sys.argv[0]), ROOT)] + sys.argv[1:])}
+            "command": _command()}
     started = time.monotonic()
     say("building or reusing the disks in " + work)
     built = diskbuild.build_all(work, args["--quick"], seed, which)
@@ -271,7 +300,14 @@ def main(argv=None):
             os.path.join(ROOT, args["--out"])
         report.write(out, text)
         say(f"written into {out}")
-    return 0
+    return run_tftp(args, work, meta["command"], alone=False)
+
+
+def _command():
+    return shlex.join([os.path.relpath(sys.executable, ROOT)
+                       if sys.executable.startswith(ROOT) else sys.executable,
+                       os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)] +
+                      sys.argv[1:])
 
 
 if __name__ == "__main__":
