@@ -23,15 +23,16 @@ when it exists, else made, written there with mode 0600 and logged once.
 A port another program holds is BusyError (exit 9) naming it.
 """
 
-import errno
 import os
 import secrets
 import stat
 import threading
 from pathlib import Path
 
-from ..errors import BusyError, DiskImageError, InputError
-from . import configs, dnsmasqconf, httpd, jobs, macaddr, site as sites, tftp
+from .. import sighold
+from ..errors import DiskImageError, InputError
+from . import (configs, console, dnsmasqconf, httpd, jobs, macaddr,
+               site as sites, tftp)
 from .dnsmasqproc import Dnsmasq
 
 POLL = 1.0      # seconds between two looks at the site file's stamp
@@ -91,23 +92,6 @@ def _firmware(name):
     return None
 
 
-def _bind(make, what, address, port):
-    try:
-        return make()
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise BusyError(f"{what} port {port} on {address} is in use by "
-                            f"another program") from None
-        if exc.errno == errno.EACCES:
-            raise InputError(f"{what} port {port} on {address}: permission "
-                             f"denied (a port below 1024 needs root)") \
-                from None
-        if exc.errno == errno.EADDRNOTAVAIL:
-            raise InputError(f"--listen={address}: no interface of this "
-                             f"host has that address") from None
-        raise
-
-
 class Service:
     def __init__(self, site_path, listen, http_port, tftp_port,
                  proxy_net=None, interface=None, token_file=None,
@@ -123,7 +107,7 @@ class Service:
         self.stopped = threading.Event()
         self.died = None
         self.dnsmasq = None
-        self.tftp = self.http = None
+        self.tftp = self.http = self.machines = None
         self.threads = []
         self._write_lock = threading.RLock()
         self.site = self._load()
@@ -143,34 +127,23 @@ class Service:
         """Machines' on_change: write the machine's files again."""
         with self._write_lock:
             site = self.site
-            if mac not in site.hosts:
+            if self.machines is None or mac not in site.hosts:
                 return
             files = configs.host_files(site, mac, self.machines.next_boot(mac),
                                        self.url, self.address)
             configs.write(self.root, files)
 
     def write_all(self):
+        """The menus and every machine's files; those of MACs the site no
+        longer names removed."""
         with self._write_lock:
             boots = {mac: self.machines.next_boot(mac)
                      for mac in self.site.hosts}
-            configs.write(self.root, configs.build(self.site, boots, self.url,
-                                                   self.address))
-            self._remove_strays()
-
-    def _remove_strays(self):
-        """Per-machine files of MACs the site no longer names."""
-        for folder, pattern in (("pxelinux.cfg", "01-*"),
-                                ("grub", "grub.cfg-*"), ("ipxe", "*.ipxe")):
-            where = Path(self.root) / folder
-            if not where.is_dir() or where.is_symlink():
-                continue
-            for path in where.glob(pattern):
-                mac = macaddr.from_request(f"{folder}/{path.name}")
-                if mac is not None and mac not in self.site.hosts and \
-                        not path.is_dir():
-                    path.unlink(missing_ok=True)
-                    self.log(f"removed {folder}/{path.name}: {mac} is no "
-                             f"longer in the site file")
+            files = configs.build(self.site, boots, self.url, self.address)
+            configs.write(self.root, files)
+            for name in configs.prune(self.root, set(files)):
+                self.log(f"removed {name}: its machine is no longer in the "
+                         f"site file")
 
     def on_request(self, name, client):
         mac = macaddr.from_request(name)
@@ -211,21 +184,22 @@ class Service:
                                self.state / "dnsmasq.conf", self.log,
                                on_exit=self._dnsmasq_died)
         self.dnsmasq.start()
+        self.log(f"dnsmasq runs as pid {self.dnsmasq.pid}: proxyDHCP for "
+                 f"{self.proxy_net}")
 
     # the whole --------------------------------------------------------
     def start(self):
         self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.token = read_token(self.token_file, self.log)
         self.machines = jobs.Machines(self.site, self.state / "journal.jsonl",
-                                      on_change=self.changed)
+                                      on_change=self.changed, log=self.log)
         self.write_all()
-        self.tftp = _bind(lambda: tftp.TftpServer(
-            self.root, self.listen, self.tftp_port, log=self.log,
-            on_request=self.on_request), "TFTP", self.listen, self.tftp_port)
+        self.tftp = tftp.TftpServer(self.root, self.listen, self.tftp_port,
+                                    log=self.log, on_request=self.on_request)
         self.tftp_port = self.tftp.port
-        self.http = _bind(lambda: httpd.HttpServer(
-            self.root, self.listen, self.http_port, self.machines, self.token,
-            self.log, page=_page()), "HTTP", self.listen, self.http_port)
+        self.http = httpd.HttpServer(self.root, self.listen, self.http_port,
+                                     self.machines, self.token, self.log,
+                                     page=console.PAGE)
         if self.http_port != self.http.port:    # 0: any; the URLs need it
             self.http_port = self.http.port
             self.write_all()
@@ -244,7 +218,9 @@ class Service:
     def wait(self):
         """Until stopped: look at the site file every POLL seconds."""
         stamp = _stamp(self.site_path)
+        _running()
         while not self.stopped.wait(POLL):
+            _running()
             now = _stamp(self.site_path)
             if now != stamp and now is not None:
                 stamp = now
@@ -260,6 +236,8 @@ class Service:
                 server.shutdown()
         for thread in self.threads:
             thread.join(10)
+        if self.machines is not None:
+            self.machines.close()
         self.stopped.set()
 
     def info(self):
@@ -268,12 +246,19 @@ class Service:
                 "dnsmasq_pid": self.dnsmasq.pid if self.dnsmasq else None}
 
 
-def _page():
-    try:
-        from . import console
-    except ImportError:         # the console's branch not merged yet
-        return None
-    return console.PAGE
+def _running():
+    """The configs serve writes (rootwrite, through host.partial) commit,
+    and after a commit cliutil.runner only notes a signal (sighold): the
+    service is never done, so each look raises what was noted since (the
+    runner's handler turns it into KeyboardInterrupt here, in the main
+    thread) and forgets the files, which are not this run's output."""
+    _forget()
+    sighold.started()
+
+
+def _forget():
+    for name in sighold.committed_names():
+        sighold.withdrawn(name)
 
 
 def serve(site_path, listen, http_port=80, tftp_port=69, proxy_net=None,
@@ -294,6 +279,7 @@ def serve(site_path, listen, http_port=80, tftp_port=69, proxy_net=None,
         service.wait()
     finally:
         service.stop()
+        _forget()
 
 
 
