@@ -101,3 +101,25 @@ def test_report_help_runs():
     result = pxeconf("report", "--help")
     assert result.returncode == 0 and b"pxeconf report EVENT" in \
         result.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--listen=0.0.0.0"], "an explicit address, not all of them"),
+    (["--listen=pxe-server"], "--listen takes an IP address"),
+    (["--listen=::1"], "an IPv4 address"),
+    (["--listen=127.0.0.1", "--http-port=eighty"], "--http-port takes a port"),
+    (["--listen=127.0.0.1", "--tftp-port=70000"], "--tftp-port must be a port"),
+    (["--listen=127.0.0.1", "--proxy-dhcp=10.0.0"], "--proxy-dhcp takes a "
+     "network"),
+])
+def test_bad_serve_words_exit_2(tmp_path, args, words):
+    result = pxeconf("serve", *args, f"--site={tmp_path}/none.site")
+    assert result.returncode == 2
+    assert words in _one_line(result)
+
+
+def test_serve_without_a_site_file_exit_3(tmp_path):
+    result = pxeconf("serve", "--listen=127.0.0.1", "--http-port=0",
+                     "--tftp-port=0", f"--site={tmp_path}/none.site")
+    assert result.returncode == 3
+    assert "none.site" in _one_line(result)
