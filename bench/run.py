@@ -3,7 +3,7 @@
 Usage:
   run.py [--work=DIR] [--rounds=N] [--quick] [--disks=LIST] [--seed=N]
          [--out=FILE] [--full] [--warm] [--profile] [--keep]
-  run.py --tftp [--work=DIR] [--rounds=N] [--out=FILE]
+  run.py --tftp [--work=DIR] [--rounds=N] [--out=FILE] [--keep]
   run.py (-h | --help)
 
 Builds the benchmark disks (cached in the work directory, rebuilt when
@@ -231,7 +231,8 @@ def run_tftp(args, work, command, alone=True):
     begun = time.monotonic()
     say("TFTP: a 64 MiB file from three servers")
     os.makedirs(work, exist_ok=True)
-    lines = tftpbench.section(work, args["rounds"], say)
+    lines = tftpbench.section(work, args["rounds"], say,
+                              keep=args["--keep"])
     text = tftpbench.render(lines, started, time.monotonic() - begun,
                             command)
     print(text)

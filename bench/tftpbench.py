@@ -42,7 +42,7 @@ FILE = "bench-64m.bin"
 BLKSIZE = 1428
 WINDOW = 64
 CACHE = os.path.join(ROOT, os.environ.get("BENCH_TOOLS",
-                                          os.path.join(".venv", "bench-tools")))
+                                          ".venv/bench-tools"))
 PORTS = {"built-in (pxeconf)": 6969, "dnsmasq": 69, "tftpd-hpa": 6970}
 OURS = "built-in (pxeconf)"
 
@@ -112,7 +112,8 @@ def _servers(root, tftpd, log):
     return {
         OURS: ([sys.executable, os.path.join(HERE, "tftpbench.py"), "serve",
                 root, "127.0.0.1", PORTS[OURS]], {}),
-        "dnsmasq": (["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+        "dnsmasq": (["dnsmasq", "--keep-in-foreground",
+                     "--conf-file=/dev/null",
                      "--port=0", "--enable-tftp", f"--tftp-root={root}",
                      "--listen-address=127.0.0.1", "--bind-interfaces",
                      "--pid-file=", "--user=root", "--quiet-tftp",
@@ -170,9 +171,11 @@ def _wait_ready(ns, port, out, tries=20):
     return False
 
 
-def section(work, rounds, say):
-    """Markdown lines of the TFTP case, run in `work`."""
-    ns, procs = None, []
+def section(work, rounds, say, keep=False):
+    """Markdown lines of the TFTP case, run in `work`; its files there are
+    removed at the end unless `keep` (the servers' log stays when a fetch
+    failed)."""
+    ns, procs, failed, clean = None, [], False, False
     root = os.path.join(work, "tftp-root")
     out = os.path.join(work, "tftp-fetched.bin")
     log = os.path.join(work, "tftp-servers.log")
@@ -208,12 +211,14 @@ def section(work, rounds, say):
                 for name in order:
                     wall = _fetch(ns, kind, name, path, out, digest, log)
                     if wall is None:
+                        failed = True
                         say(f"  round {rnd + 1}/{rounds}: tftp {kind} from "
                             f"{name} failed (its words: {log})")
                         continue
                     walls[(kind, name)].append(wall)
                     say(f"  round {rnd + 1}/{rounds}: tftp {kind} from "
                         f"{name}: {wall:.2f} s")
+        clean = not failed
         return _table(walls, granted, rounds)
     finally:
         for proc in procs:
@@ -226,9 +231,12 @@ def section(work, rounds, say):
                 proc.wait()
         if ns is not None:
             ns.delete()
-        for p in (out,):
-            if os.path.exists(p):
-                os.unlink(p)
+        if os.path.exists(out):
+            os.unlink(out)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+            if clean and os.path.exists(log):
+                os.unlink(log)
 
 
 def _fetch(ns, kind, name, path, out, digest, log):

@@ -42,6 +42,7 @@ from . import rootpath
 from . import tftpproto as proto
 from .tftpsession import Transfer, shown as _shown, who as _who
 
+
 class TftpServer:
     """A read-only TFTP server of `root` on `address`:`port` (0: any free
     port, then .port tells which).  Bound when made; serve_forever() runs
@@ -104,7 +105,10 @@ class TftpServer:
     # -- the listener -----------------------------------------------------
 
     def serve_forever(self):
-        self._serving.set()
+        with self._lock:
+            if self._closed:            # shut down before it started
+                return
+            self._serving.set()
         try:
             while True:
                 ready, _, _ = select.select([self._sock, self._wake_r], [], [])
@@ -116,28 +120,33 @@ class TftpServer:
                     continue
                 self._request(packet, client[:2])
         finally:
-            self._finish()
+            with self._lock:
+                threads = list(self._sessions.values())
+            for thread in threads:
+                thread.join()
+            self._close()
 
     def shutdown(self):
-        """Stop listening and every transfer; returns once all are closed."""
-        if self._closed:
-            return
-        os.write(self._wake_w, b"x")    # stays readable: wakes every wait
-        if self._serving.is_set():
+        """Stop listening and every transfer; returns once all are closed.
+        Also before serve_forever() ran, which then returns at once."""
+        with self._lock:
+            if self._closed:
+                return
+            serving = self._serving.is_set()
+        if serving:
+            os.write(self._wake_w, b"x")    # stays readable: wakes all
             self._stopped.wait()
         else:
-            self._finish()
+            self._close()
 
-    def _finish(self):
+    def _close(self):
         with self._lock:
-            threads = list(self._sessions.values())
-        for thread in threads:
-            thread.join()
-        if not self._closed:
+            if self._closed:
+                return
             self._closed = True
-            self._sock.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+        self._sock.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         self._stopped.set()
 
     def _reply(self, client, code, message):
@@ -185,13 +194,16 @@ class TftpServer:
             if busy:
                 self._refused[ip] += 1
                 count = self._refused[ip]
-        if busy:
-            if count & (count - 1) == 0:    # 1, 2, 4, 8 ...
-                self.log(f"tftp {who}: refused {rel!r}: busy, {busy} "
-                         f"({count} refused from {ip} in this run)")
-            self._reply(client, proto.NOT_DEFINED, f"server busy: {busy}")
-            return
-        thread.start()
+        if not busy:
+            try:
+                return thread.start()
+            except RuntimeError:        # no thread to be had
+                self._release(client)
+                busy, count = "no thread to run it in", 1
+        if count & (count - 1) == 0:    # 1, 2, 4, 8 ...
+            self.log(f"tftp {who}: refused {rel!r}: busy, {busy} "
+                     f"({count} refused from {ip} in this run)")
+        self._reply(client, proto.NOT_DEFINED, f"server busy: {busy}")
 
     # -- one transfer ------------------------------------------------------
 
@@ -209,11 +221,14 @@ class TftpServer:
         finally:
             if sock is not None:
                 sock.close()
-            ip = client[0]
-            with self._lock:
-                del self._sessions[client]
-                self._per[ip] -= 1
-                if self._per[ip] < self.per_address:
-                    self._refused.pop(ip, None)
-                if not self._per[ip]:
-                    del self._per[ip]
+            self._release(client)
+
+    def _release(self, client):
+        ip = client[0]
+        with self._lock:
+            del self._sessions[client]
+            self._per[ip] -= 1
+            if self._per[ip] < self.per_address:
+                self._refused.pop(ip, None)
+            if not self._per[ip]:
+                del self._per[ip]

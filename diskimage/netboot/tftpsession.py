@@ -8,6 +8,7 @@ error 0 to the client.  Nothing raises: every outcome is one `log` line.
 
 import os
 import select
+import socket
 import time
 
 from . import rootpath
@@ -67,7 +68,6 @@ class Transfer:
         self.poll = select.poll()
         self.poll.register(sock, select.POLLIN)
         self.poll.register(wake_fd, select.POLLIN)
-        sock.setblocking(False)
 
     def send(self, packet):
         try:
@@ -188,9 +188,9 @@ class Transfer:
                 self.log(f"tftp {self.who}: transfer stopped by shutdown")
                 self.fail(proto.NOT_DEFINED, "server shutting down")
                 return -1
-            try:
-                packet, sender = self.sock.recvfrom(65536)
-            except OSError:     # an ICMP error of an earlier send
+            try:    # sends may block (a full buffer); receives must not
+                packet, sender = self.sock.recvfrom(65536, socket.MSG_DONTWAIT)
+            except OSError:     # none after all, or an earlier send's ICMP
                 continue
             if sender[:2] != self.client:
                 try:

@@ -12,6 +12,7 @@ Each QEMU is killed as soon as the line it waits for shows."""
 
 import os
 import re
+import shutil
 import time
 
 import pytest
@@ -120,6 +121,32 @@ def test_grub_through_shim_boots_a_machines_job(site_dir, tmp_path):
     assert "Fetching Netboot Image grubx64.efi" in boot.output
     assert f"rd.pxeconf.lease={lease}" in line
     assert "rd.job=http://10.0.2.2:8080/jobs/restore.sh" in line
+
+
+def test_secure_boot_shim_and_grub_boot_a_machines_job(site_dir,
+                                                       tmp_path):
+    """OVMF with Secure Boot on and Microsoft's keys: shim (signed by
+    Microsoft) loads Debian's signed GRUB, which loads Debian's signed
+    kernel with the job's command line."""
+    code = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+    variables = tmp_path / "OVMF_VARS.ms.fd"
+    shutil.copyfile("/usr/share/OVMF/OVMF_VARS_4M.ms.fd", variables)
+    lease = build(site_dir, "http://10.0.2.2:8080/")
+    args = [qemu.QEMU, "-accel", "tcg", "-m", "1024", "-nographic",
+            "-no-reboot", "-smp", "1", "-machine", "q35,smm=on",
+            "-global", "driver=cfi.pflash01,property=secure,value=on",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
+            "-netdev", f"user,id=n0,tftp={site_dir / 'boot'},"
+                       f"bootfile=shimx64.efi",
+            "-device", f"virtio-net-pci,romfile=,netdev=n0,"
+                       f"mac={MACS['job']}"]
+    with qemu.Boot(args) as boot:
+        line = command_line(boot)
+        boot.wait_for("Secure boot enabled", WAIT)    # the kernel says so
+    assert "Fetching Netboot Image grubx64.efi" in boot.output
+    assert "Access Denied" not in boot.output
+    assert f"rd.pxeconf.lease={lease}" in line
 
 
 def test_grub_finds_the_older_colon_name_too(site_dir, tmp_path):

@@ -268,3 +268,15 @@ def test_bind_errors(root):
         TftpServer(root, "no-such-host.invalid", 0)
     with pytest.raises(InputError, match="not an address of this machine"):
         TftpServer(root, "192.0.2.77", 0)
+
+
+def test_shutdown_before_serving(root):
+    """serve's error path may stop a server whose thread has not run yet:
+    shutdown() closes it, and a late serve_forever() returns at once."""
+    server = TftpServer(root, "127.0.0.1", 0)
+    port = server.port
+    server.shutdown()
+    server.serve_forever()
+    server.shutdown()
+    again = TftpServer(root, "127.0.0.1", port)     # the port is free
+    again.shutdown()
