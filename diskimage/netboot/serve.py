@@ -152,22 +152,47 @@ class Service:
 
     # the site file ----------------------------------------------------
     def reload(self):
+        """The site file changed: read it again; a site that does not load,
+        or whose configs cannot be written, is logged and the last good one
+        stays in force."""
         try:
             site = self._load()
         except DiskImageError as exc:
             self.log(f"the site file did not load; still serving the last "
                      f"good one: {exc}")
             return
+        if site.settings.root != self.root:
+            self.log(f"the site file names another root "
+                     f"({site.settings.root}): restart serve to serve it; "
+                     f"still serving {self.root}")
+            return
         with self._write_lock:
-            self.site = site
-            self.machines.sync(site)
-            self.write_all()
+            old = self.site
+            try:
+                self._use(site)
+            except DiskImageError as exc:
+                self.log(f"the site file's configs cannot be written; still "
+                         f"serving the last good one: {exc}")
+                self._use(old)
+                return
         self.log(f"reloaded {self.site_path}")
-        if self.dnsmasq is not None and self._dnsmasq_text() != \
-                self.dnsmasq.text:
-            self.log("the dnsmasq configuration changed: restarting dnsmasq")
-            self.dnsmasq.stop()
-            self._start_dnsmasq()
+        if self.dnsmasq is not None:
+            try:
+                text = self._dnsmasq_text()
+            except DiskImageError as exc:
+                self.log(f"dnsmasq keeps its configuration: {exc}")
+                return
+            if text != self.dnsmasq.text:
+                self.log("the dnsmasq configuration changed: restarting "
+                         "dnsmasq")
+                self.dnsmasq.stop()
+                self._start_dnsmasq()
+
+    def _use(self, site):
+        self.site = site
+        self.address = site.settings.address or self.listen
+        self.machines.sync(site)
+        self.write_all()
 
     # dnsmasq ----------------------------------------------------------
     def _dnsmasq_text(self):

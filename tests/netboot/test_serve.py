@@ -192,6 +192,14 @@ def test_an_edit_of_the_site_file_is_served_without_a_restart(
     server.wait_for("did not load")
     assert server.proc.poll() is None
     assert server.machines()[other]["state"] == "assigned"
+    # one that loads but whose configs are refused: the same
+    site.write_text(site.read_text().replace(
+        "[host nonsense]\n", "").replace(
+        "script = jobs/restore.sh", "script = jobs/restore.sh\n"
+        "cmdline = quiet ${x}"))
+    server.wait_for("configs cannot be written")
+    assert "${x}" not in (site.parent / "boot/boot.ipxe").read_text()
+    assert server.proc.poll() is None
     assert server.stop() == 143
 
 
