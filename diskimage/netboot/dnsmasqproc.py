@@ -14,6 +14,11 @@ dnsmasq that exits (killed, or a fatal error) calls on_exit with a
 ToolError naming its exit status and its last words; the caller stops.
 A DHCP port already bound by another server is BusyError (exit 9) in one
 line.
+
+Its pid is kept in CONF.pid while it runs: a serve killed with SIGKILL
+cannot stop its child, so the next start stops a dnsmasq that file names
+(when it still runs with this very configuration file) before it starts
+its own.
 """
 
 import collections
@@ -53,6 +58,33 @@ class Dnsmasq:
                 f"--conf-file={self.conf_path}", "--log-facility=-",
                 "--pid-file="]
 
+    @property
+    def pid_path(self):
+        return self.conf_path + ".pid"
+
+    def _stop_stale(self):
+        """Stop a dnsmasq of an earlier serve (killed, so it could not)."""
+        try:
+            with open(self.pid_path) as f:
+                pid = int(f.read().strip() or 0)
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                words = f.read().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if pid <= 1 or f"--conf-file={self.conf_path}".encode() not in words:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return
+        for _ in range(int(STOP_TIMEOUT * 20)):
+            if not os.path.exists(f"/proc/{pid}/cmdline") or \
+                    _zombie(pid):
+                break
+            threading.Event().wait(0.05)
+        self.log(f"stopped dnsmasq pid {pid}, left running by a serve that "
+                 f"was killed")
+
     def _write_conf(self):
         partial = self.conf_path + ".partial"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
@@ -62,6 +94,7 @@ class Dnsmasq:
         os.replace(partial, self.conf_path)
 
     def start(self, timeout=START_TIMEOUT):
+        self._stop_stale()
         self._write_conf()
         self.proc = tools.start(self.command(), stdin=tools.DEVNULL,
                                 stdout=tools.DEVNULL, stderr=tools.PIPE,
@@ -69,6 +102,8 @@ class Dnsmasq:
         self._reader = threading.Thread(target=self._read, daemon=True,
                                         name="dnsmasq-stderr")
         self._reader.start()
+        with open(self.pid_path, "w") as f:
+            f.write(f"{self.proc.pid}\n")
         self._settled.wait(timeout)
         if self._ended.is_set() and not self._started.is_set():
             self._reader.join()
@@ -130,3 +165,15 @@ class Dnsmasq:
                 self.proc.wait()
         if self._reader is not None:
             self._reader.join(STOP_TIMEOUT)
+        try:
+            os.unlink(self.pid_path)
+        except FileNotFoundError:
+            pass
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

@@ -118,3 +118,20 @@ def test_a_new_address_in_the_site_file_restarts_dnsmasq(start, tmp_path):
         (tmp_path / "site/boot/boot.ipxe").read_text()
     assert server.stop() == 143
     assert not netns.alive(pids[1])
+
+
+def test_a_dnsmasq_left_by_a_killed_serve_is_stopped_at_the_next_start(
+        start):
+    server = start()
+    server.ready()
+    first = int(re.search(r"pid (\d+)",
+                          server.wait_for("dnsmasq runs as pid")).group(1))
+    server.wait_for("proxy on subnet")
+    server.proc.kill()          # SIGKILL: serve cannot stop its child
+    server.proc.wait(30)
+    assert netns.alive(first)
+    again = start()
+    again.ready()
+    assert f"stopped dnsmasq pid {first}, left running" in again.text()
+    assert not netns.alive(first)
+    assert again.stop() == 143
