@@ -3,6 +3,7 @@ environment's reports to it (diskimage.netboot.serve and .client)."""
 
 import ipaddress
 import sys
+import threading
 
 from cliutil.text import safe
 from diskimage.errors import UsageError
@@ -11,8 +12,14 @@ from diskimage.netboot import client
 REPORT_EVENTS = ("started", "relay", "done", "failed")
 
 
+_SAYING = threading.Lock()
+
+
 def _say(line):
-    print(f"pxeconf: {safe(line)}", file=sys.stderr, flush=True)
+    """One line on stderr, whole (the servers' threads log too)."""
+    with _SAYING:
+        sys.stderr.write(f"pxeconf: {safe(line)}\n")
+        sys.stderr.flush()
 
 
 def _port(value, name):

@@ -115,7 +115,8 @@ class Service:
         self.address = self.site.settings.address or listen
 
     def _load(self):
-        loaded = sites.load(self.site_path)
+        self.stamp = _stamp(self.site_path)    # before: an edit meanwhile
+        loaded = sites.load(self.site_path)    # is seen at the next look
         return loaded.for_server(self.server) if self.server else loaded
 
     @property
@@ -242,13 +243,11 @@ class Service:
 
     def wait(self):
         """Until stopped: look at the site file every POLL seconds."""
-        stamp = _stamp(self.site_path)
         _running()
         while not self.stopped.wait(POLL):
             _running()
             now = _stamp(self.site_path)
-            if now != stamp and now is not None:
-                stamp = now
+            if now != self.stamp and now is not None:
                 self.reload()
         if self.died is not None:
             raise self.died
