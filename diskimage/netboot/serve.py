@@ -130,9 +130,15 @@ class Service:
             site = self.site
             if self.machines is None or mac not in site.hosts:
                 return
-            files = configs.host_files(site, mac, self.machines.next_boot(mac),
-                                       self.url, self.address)
-            configs.write(self.root, files)
+            try:
+                configs.write(self.root, configs.host_files(
+                    site, mac, self.machines.next_boot(mac), self.url,
+                    self.address))
+            except (DiskImageError, OSError) as exc:
+                # the change is journaled; the request that made it is
+                # answered; only the files lag: say so, loudly
+                self.log(f"error: cannot write the configs of {mac}; it "
+                         f"boots what they said before: {exc}")
 
     def write_all(self):
         """The menus and every machine's files; those of MACs the site no
