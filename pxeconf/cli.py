@@ -16,7 +16,7 @@ Usage:
   pxeconf host list [--json] [--site=FILE]
   pxeconf build [--server=NAME] [--address=ADDR] [--json] [--site=FILE]
   pxeconf dnsmasq (--proxy=NET | --dhcp=RANGE) [--interface=IF] [--address=ADDR] [--uefi=LOADER] [--server=NAME] [-o FILE] [--site=FILE]
-  pxeconf serve --listen=ADDR [--proxy-dhcp=NET] [--interface=IF] [--http-port=PORT] [--tftp-port=PORT] [--token-file=FILE] [--server=NAME] [--site=FILE]
+  pxeconf serve --listen=ADDR [--proxy-dhcp=NET] [--interface=IF] [--uefi=LOADER] [--http-port=PORT] [--tftp-port=PORT] [--token-file=FILE] [--server=NAME] [--site=FILE]
   pxeconf status [--json] [--site=FILE]
   pxeconf report EVENT [--server-url=URL] [--lease=ID] [--exit=N] [--log=FILE]
   pxeconf help [COMMAND]
@@ -75,13 +75,14 @@ Options:
   --proxy=NET           proxyDHCP for the network NET (e.g. 10.0.0.0/24).
   --dhcp=RANGE          Full DHCP handing out FIRST,LAST.
   --interface=IF        The interface dnsmasq answers on.
-  --uefi=LOADER         What UEFI PXE clients get: ipxe (snponly.efi) or
-                        shim (shimx64.efi then the signed GRUB, for Secure
-                        Boot) [default: ipxe].
+  --uefi=LOADER         dnsmasq, serve: what UEFI PXE clients get: ipxe
+                        (snponly.efi) or shim (shimx64.efi then the signed
+                        GRUB, for Secure Boot) [default: ipxe].
   -o FILE --output=FILE Write the dnsmasq configuration to FILE.
   --listen=ADDR         The address to serve on (explicit: never all).
   --proxy-dhcp=NET      Also run dnsmasq in proxyDHCP mode for NET.
-  --http-port=PORT      HTTP port [default: 80].
+  --http-port=PORT      HTTP port (default: the site file's http-port,
+                        which is 80 unless set).
   --tftp-port=PORT      TFTP port [default: 69].
   --token-file=FILE     The console's token: read from FILE, or made and
                         written there (mode 0600) and printed once.

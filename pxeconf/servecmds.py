@@ -58,14 +58,23 @@ def _network(value):
                          f"10.0.0.0/24, not {value!r}") from None
 
 
+def _uefi(value):
+    from diskimage.netboot.dnsmasqconf import UEFI_LOADERS
+    if value not in UEFI_LOADERS:
+        raise UsageError(f"--uefi={value}: one of {', '.join(UEFI_LOADERS)}")
+    return value
+
+
 def serve(args):
     from diskimage.netboot import serve as service
     service.serve(
         args["--site"], _listen(args["--listen"]),
-        http_port=_port(args["--http-port"], "--http-port"),
+        http_port=None if args["--http-port"] is None
+        else _port(args["--http-port"], "--http-port"),
         tftp_port=_port(args["--tftp-port"], "--tftp-port"),
         proxy_net=_network(args["--proxy-dhcp"]),
-        interface=args["--interface"], token_file=args["--token-file"],
+        interface=args["--interface"], uefi=_uefi(args["--uefi"]),
+        token_file=args["--token-file"],
         server=args["--server"], log=_say)
     return 0
 

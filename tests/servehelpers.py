@@ -69,7 +69,9 @@ class Serve:
     """A running `pxeconf serve`; .lines holds its stderr lines."""
 
     def __init__(self, site, *extra, address="127.0.0.1", prefix=(),
-                 http_port=None, tftp_port=None):
+                 http_port=None, tftp_port=None, port_from_site=False):
+        """`port_from_site`: give no --http-port (the site file's
+        http-port must then be `http_port`)."""
         self.address = address
         self.http_port = http_port or free_port()
         self.tftp_port = tftp_port or free_port(socket.SOCK_DGRAM)
@@ -77,7 +79,8 @@ class Serve:
         self.lines = []
         self.proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "pxeconf", "serve",
-             f"--listen={address}", f"--http-port={self.http_port}",
+             f"--listen={address}",
+             *([] if port_from_site else [f"--http-port={self.http_port}"]),
              f"--tftp-port={self.tftp_port}", f"--site={site}", *extra],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)

@@ -95,11 +95,12 @@ def _firmware(name):
 class Service:
     def __init__(self, site_path, listen, http_port, tftp_port,
                  proxy_net=None, interface=None, token_file=None,
-                 server=None, log=None):
+                 server=None, log=None, uefi="ipxe"):
         self.site_path = os.fspath(site_path)
         self.listen = listen
         self.http_port, self.tftp_port = http_port, tftp_port
         self.proxy_net, self.interface = proxy_net, interface
+        self.uefi = uefi
         self.server = server
         self.log = log or (lambda line: None)
         self.state = Path(self.site_path).resolve().parent / "state"
@@ -113,6 +114,8 @@ class Service:
         self.site = self._load()
         self.root = self.site.settings.root
         self.address = self.site.settings.address or listen
+        if self.http_port is None:               # the site file's, or 80
+            self.http_port = self.site.settings.http_port
 
     def _load(self):
         self.stamp = _stamp(self.site_path)    # before: an edit meanwhile
@@ -205,7 +208,8 @@ class Service:
     def _dnsmasq_text(self):
         return dnsmasqconf.proxy_config(self.site, self.address,
                                         self.proxy_net, self.interface,
-                                        http_port=self.http_port)
+                                        http_port=self.http_port,
+                                        uefi=self.uefi)
 
     def _dnsmasq_died(self, error):
         self.died = error
@@ -291,8 +295,9 @@ def _forget():
         sighold.withdrawn(name)
 
 
-def serve(site_path, listen, http_port=80, tftp_port=69, proxy_net=None,
-          interface=None, token_file=None, server=None, log=None, ready=None):
+def serve(site_path, listen, http_port=None, tftp_port=69, proxy_net=None,
+          interface=None, token_file=None, server=None, log=None, ready=None,
+          uefi="ipxe"):
     """Run the service until SIGINT/SIGTERM (KeyboardInterrupt raised in
     this thread) or dnsmasq's death (ToolError).  `ready(info)` is called
     once everything runs, with {"url", "http_port", "tftp_port", "token",
@@ -301,7 +306,7 @@ def serve(site_path, listen, http_port=80, tftp_port=69, proxy_net=None,
         raise InputError("the listen address must be explicit, not all "
                          "addresses")
     service = Service(site_path, listen, http_port, tftp_port, proxy_net,
-                      interface, token_file, server, log)
+                      interface, token_file, server, log, uefi)
     try:
         service.start()
         if ready is not None:

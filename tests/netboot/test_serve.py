@@ -48,6 +48,18 @@ def _report(server, event, lease, *extra):
         cwd=ROOT, capture_output=True, timeout=120)
 
 
+def test_without_http_port_the_site_files_is_taken(serve, site):
+    from tests.servehelpers import free_port
+    port = free_port()
+    text = site.read_text()
+    site.write_text(text.replace("[site]\n", f"[site]\nhttp-port = {port}\n",
+                                 1))
+    server = serve(http_port=port, port_from_site=True)
+    server.ready()
+    got = curl(server.url + "boot.ipxe")
+    assert got.returncode == 0 and f":{port}/".encode() in got.stdout
+
+
 def test_serves_menu_config_and_boot_script_and_moves_the_lease(
         serve, site, tmp_path):
     server = serve()

@@ -111,6 +111,7 @@ def test_report_help_runs():
     (["--listen=127.0.0.1", "--tftp-port=70000"], "--tftp-port must be a port"),
     (["--listen=127.0.0.1", "--proxy-dhcp=10.0.0"], "--proxy-dhcp takes a "
      "network"),
+    (["--listen=127.0.0.1", "--uefi=grub"], "--uefi=grub: one of ipxe, shim"),
 ])
 def test_bad_serve_words_exit_2(tmp_path, args, words):
     result = pxeconf("serve", *args, f"--site={tmp_path}/none.site")
