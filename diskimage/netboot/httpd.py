@@ -64,6 +64,13 @@ class _Server(http.server.ThreadingHTTPServer):
         self.refused = 0
         super().__init__(address, _Handler)
 
+    # A connection is counted when it is accepted (here, on the accepting
+    # thread, before its handler thread exists), so the bounds hold however
+    # late the threads run; it is released before its socket is closed, so a
+    # client that has seen the close can count on the slot being free.
+    # Everything logged about a connection is logged before its client can
+    # see the answer end.
+
     def process_request(self, request, client_address):
         owner = self.owner
         host = client_address[0]
@@ -81,30 +88,40 @@ class _Server(http.server.ThreadingHTTPServer):
                 self.refused += 1
                 refused = self.refused
         if over is not None:
+            if refused & (refused - 1) == 0:       # 1, 2, 4, 8 ...: bounded
+                owner.log(f"http: 503 to {host}: over {over} "
+                          f"({refused} refused so far)")
             try:
                 request.settimeout(0.5)
                 request.sendall(BUSY)
             except OSError:
                 pass
             self.shutdown_request(request)
-            if refused & (refused - 1) == 0:       # 1, 2, 4, 8 ...: bounded
-                owner.log(f"http: 503 to {host}: over {over} "
-                          f"({refused} refused so far)")
             return
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:              # no thread to be had
+            self._release(host)
+            self.shutdown_request(request)
+            raise
+
+    def _release(self, host):
+        with self._count_lock:
+            self.active -= 1
+            left = self.per_address.get(host, 1) - 1
+            if left:
+                self.per_address[host] = left
+            else:
+                self.per_address.pop(host, None)
 
     def process_request_thread(self, request, client_address):
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
-            host = client_address[0]
-            with self._count_lock:
-                self.active -= 1
-                left = self.per_address.get(host, 1) - 1
-                if left:
-                    self.per_address[host] = left
-                else:
-                    self.per_address.pop(host, None)
+            self._release(client_address[0])
+            self.shutdown_request(request)
 
     def handle_error(self, request, client_address):
         pass            # a client gone mid-answer is not the server's fault
@@ -312,8 +329,21 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
                 self.send_header("Content-Range",
                                  f"bytes {first}-{last}/{size}")
             self.end_headers()
-            if not head and count:
-                self.connection.sendfile(f, first, count)
-        if not head:
+            if head:
+                return
+            # Logged before the body: once the client has it all, the line
+            # is there (a client cut off midway is logged again below).
             self.owner.log(f"http: {rel} to {client}: {status} "
                            f"({count} bytes)")
+            if count:
+                try:
+                    sent = self.connection.sendfile(f, first, count)
+                    if sent < count:            # the file shrank meanwhile
+                        self.close_connection = True
+                        self.owner.log(f"http: {rel} to {client}: cut off "
+                                       f"after {sent} bytes (the file "
+                                       f"shrank)")
+                except OSError as exc:
+                    self.close_connection = True
+                    self.owner.log(f"http: {rel} to {client}: cut off "
+                                   f"({exc.strerror or 'timed out'})")
