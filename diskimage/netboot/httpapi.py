@@ -15,7 +15,9 @@ HttpServer (machines, token, log, events, keepalive).
 """
 
 import json
+import math
 import queue
+import re
 import threading
 import urllib.parse
 
@@ -23,6 +25,19 @@ from ..errors import DiskImageError, InputError
 from .jobs import NotFound, StaleLease
 
 BODY_MAX = 64 * 1024
+_DIGITS = re.compile(r"[0-9]{1,19}\Z")
+
+
+def _no_constant(word):
+    raise ValueError(f"{word} is not JSON")       # NaN, Infinity
+
+
+def _finite(text):
+    """A JSON number with a fraction or exponent (1e999 would be inf)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]}: not a finite number")
+    return value
 
 
 class Events:
@@ -105,10 +120,11 @@ class ApiHandler:
             self.close_connection = True
             self._error(411, "a body needs Content-Length (no chunks)")
             return None
-        length = self.headers.get("Content-Length", "0")
-        if not length.isdigit():
+        lengths = self.headers.get_all("Content-Length") or ["0"]
+        length = lengths[0].strip()
+        if len(lengths) > 1 or not _DIGITS.match(length):
             self.close_connection = True
-            self._error(400, "bad Content-Length")
+            self._error(400, "bad Content-Length (one, in ASCII digits)")
             return None
         length = int(length)
         if length > BODY_MAX:
@@ -117,9 +133,11 @@ class ApiHandler:
             return None
         data = self.rfile.read(length) if length else b"{}"
         try:
-            body = json.loads(data)
-        except ValueError:
-            self._error(400, "the body is not JSON")
+            body = json.loads(data, parse_constant=_no_constant,
+                              parse_float=_finite)
+        except (ValueError, RecursionError):
+            self._error(400, "the body is not JSON (finite numbers, "
+                        "not nested too deep)")
             return None
         if not isinstance(body, dict):
             self._error(400, "the body is not a JSON object")

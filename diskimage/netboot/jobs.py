@@ -41,6 +41,7 @@ COMPACT_AT = 20000
 #: each ask); a later one before "started" is another boot.
 BOOT_WINDOW = 60.0
 MAX_LOG_LINE = 500
+EXIT_MAX = 2 ** 31
 ACTIVE = ("assigned", "started")
 
 
@@ -93,7 +94,8 @@ class Machines:
         for number, record in enumerate(self._journal.records, 2):
             try:
                 self._apply(record)
-            except (KeyError, TypeError, ValueError, AttributeError):
+            except (KeyError, TypeError, ValueError, AttributeError,
+                    ArithmeticError):
                 raise InputError(f"{journal_path}:{number}: a journal "
                                  f"record {record.get('ev')!r} that is "
                                  f"not whole (not ours?)") from None
@@ -264,8 +266,10 @@ class Machines:
             raise InputError(f"event {event!r}: not one of started, "
                              f"progress, done, failed")
         if exit is not None and (not isinstance(exit, int) or
-                                 isinstance(exit, bool)):
-            raise InputError(f"exit {exit!r}: not an integer")
+                                 isinstance(exit, bool) or
+                                 not -EXIT_MAX <= exit <= EXIT_MAX):
+            raise InputError(f"exit {str(exit)[:40]}: not an exit code "
+                             f"(an integer of at most 32 bits)")
         if progress is not None and not isinstance(progress, dict):
             raise InputError("progress: not an object")
         if log is not None and (not isinstance(log, list) or
