@@ -31,6 +31,7 @@ import hmac
 import http.server
 import json
 import mimetypes
+import os
 import socket
 import threading
 import urllib.parse
@@ -38,7 +39,7 @@ import urllib.parse
 from ..errors import BusyError, DiskImageError, InputError
 from . import macaddr, rootpath
 from .httpapi import ApiHandler, Events
-from .httprange import parse_range
+from .httprange import if_range_holds, parse_range, validators
 
 CHUNK = 1 << 20
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
@@ -310,7 +311,13 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         with f:
             first, last = 0, size - 1
             status = 200
+            mtime_ns = os.fstat(f.fileno()).st_mtime_ns
+            etag, modified = validators(size, mtime_ns)
             want = parse_range(self.headers.get("Range"), size)
+            condition = self.headers.get("If-Range")
+            if want is not None and condition is not None and \
+                    not if_range_holds(condition, etag, mtime_ns):
+                want = None             # another version: the whole file
             if want == "unsatisfiable":
                 self.owner.log(f"http: {rel} to {client}: 416 range "
                                f"{self.headers.get('Range')[:60]!r}")
@@ -325,6 +332,8 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(count))
             self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", modified)
             if status == 206:
                 self.send_header("Content-Range",
                                  f"bytes {first}-{last}/{size}")
