@@ -41,15 +41,20 @@ def _finite(text):
 
 
 class Events:
-    """The event stream's subscribers: one bounded queue of MACs each."""
+    """The event stream's subscribers: one bounded queue of MACs each, at
+    most `limit` of them."""
 
-    def __init__(self):
+    def __init__(self, limit=16):
         self._lock = threading.Lock()
         self._queues = set()
+        self.limit = limit
 
     def subscribe(self):
+        """A new subscriber's queue, or None when `limit` are reading."""
         q = queue.Queue(maxsize=1024)
         with self._lock:
+            if len(self._queues) >= self.limit:
+                return None
             self._queues.add(q)
         return q
 
@@ -89,6 +94,12 @@ class ApiHandler:
     def _events(self):
         owner = self.owner
         q = owner.events.subscribe()
+        if q is None:
+            self.close_connection = True
+            self.owner.log(f"http: 503 to {self.client_address[0]}: over "
+                           f"{owner.events.limit} event streams")
+            return self._error(503, f"over {owner.events.limit} event "
+                               f"streams", [("Retry-After", "5")])
         try:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")

@@ -21,24 +21,31 @@ httprange.py's.
 
 Bounds against a client that would exhaust the server: at most
 `max_clients` connections, `per_address` from one address (over them: 503
-and the connection closed at once), `timeout` seconds of silence on a
-socket, request bodies of BODY_MAX bytes, the standard library's bounds on
-the request line and headers (64 KiB a line, 100 headers).
+and the connection closed at once), `max_streams` event streams (a quarter
+of max_clients), `timeout` seconds of silence on a socket,
+`request_timeout` seconds (default: timeout) for a whole request to arrive
+(line, headers, body), request bodies of BODY_MAX bytes, the standard
+library's bounds on the request line and headers (64 KiB a line, 100
+headers).  shutdown() does not wait for downloads still running (daemon
+threads).
 """
 
 import errno
 import hmac
 import http.server
+import io
 import json
 import mimetypes
 import os
 import socket
 import threading
+import time
 import urllib.parse
 
 from ..errors import BusyError, DiskImageError, InputError
 from . import macaddr, rootpath
 from .httpapi import ApiHandler, Events
+from .httpconn import Deadline
 from .httprange import if_range_holds, parse_range, validators
 
 CHUNK = 1 << 20
@@ -134,7 +141,7 @@ class HttpServer:
 
     def __init__(self, root, address, port, machines, token, log, page=None,
                  max_clients=64, per_address=8, timeout=10.0,
-                 keepalive=15.0):
+                 keepalive=15.0, request_timeout=None, max_streams=None):
         if not address:
             raise InputError("the HTTP server needs an explicit address to "
                              "listen on")
@@ -146,8 +153,11 @@ class HttpServer:
         self.max_clients = max_clients
         self.per_address = per_address
         self.timeout = timeout
+        self.request_timeout = timeout if request_timeout is None \
+            else request_timeout
         self.keepalive = keepalive
-        self.events = Events()
+        self.events = Events(max(1, max_clients // 4) if max_streams is None
+                             else max_streams)
         self._run_lock = threading.Lock()
         self._started = self._closed = False
         try:
@@ -211,6 +221,21 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
     def setup(self):
         self.timeout = self.server.owner.timeout
         super().setup()
+        self.rfile.close()              # reads through Deadline instead
+        self._reader = Deadline(self.connection, self.timeout)
+        self.connection._io_refs += 1   # as socket.makefile counts its own
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self):
+        """One request, whose line, headers and body must all come within
+        request_timeout seconds (a client that sends a byte now and then,
+        slowloris, is cut off then, not kept for ever)."""
+        self._reader.deadline = time.monotonic() + \
+            self.owner.request_timeout
+        try:
+            super().handle_one_request()
+        finally:
+            self._reader.deadline = None
 
     def log_message(self, format, *args):
         pass                # the library never prints: records go to log

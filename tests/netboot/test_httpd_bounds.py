@@ -173,3 +173,83 @@ def test_shutdown_without_serving(tmp_path):
     server.shutdown()
     server.shutdown()
     server.serve_forever()                    # returns: already closed
+
+
+def test_a_trickling_request_is_cut_off(tmp_path):
+    """Slowloris: a byte every tenth of a second never leaves the
+    socket silent for `timeout`, but the whole request must come within
+    `request_timeout`: the server closes it after a few bytes, not never
+    (counted in bytes sent; 200 would be 20 s)."""
+    s = Served(tmp_path, timeout=30, request_timeout=1)
+    try:
+        sock = socket.create_connection(("127.0.0.1", s.server.port),
+                                        timeout=30)
+        sock.sendall(b"GET /env/small.bin HTTP/1.1\r\nX-Slow: ")
+        sock.settimeout(0.1)
+        for sent in range(200):
+            try:
+                sock.sendall(b"z")          # one header line, never ended
+                data = sock.recv(100)
+            except socket.timeout:
+                continue                    # still open
+            except (BrokenPipeError, ConnectionResetError):
+                data = b""
+            break
+        assert data == b"" and sent < 199
+        sock.close()
+        assert any("timed out" in x for x in s.logs), s.logs
+        # A request sent whole on the same server is served as ever.
+        assert curl("-w", "%{http_code}", "-o", "/dev/null",
+                    s.url + "env/small.bin").stdout == b"200"
+    finally:
+        s.stop()
+
+
+def test_shutdown_does_not_wait_for_a_download(tmp_path):
+    """A client that stops reading a large file holds its handler in
+    sendfile; stopping the server must not wait for it (the socket's
+    timeout here is a minute)."""
+    import threading
+    s = Served(tmp_path, timeout=60)
+    with open(s.root / "big.img", "wb") as f:
+        f.truncate(256 << 20)
+    sock = socket.create_connection(("127.0.0.1", s.server.port), timeout=30)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"GET /big.img HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert sock.recv(12) == b"HTTP/1.1 200"
+    stopper = threading.Thread(target=s.stop)
+    stopper.start()
+    stopper.join(30)
+    alive = stopper.is_alive()
+    sock.close()
+    stopper.join()
+    assert not alive
+
+
+def test_event_streams_are_bounded(tmp_path):
+    """Event streams hold their connection for ever: at most max_streams of
+    them, so that files are still served to boot clients."""
+    import http.client
+    s = Served(tmp_path, max_clients=16, per_address=16, max_streams=2)
+    conns = []
+    try:
+        for _ in range(2):
+            conn = http.client.HTTPConnection("127.0.0.1", s.server.port,
+                                              timeout=30)
+            conn.request("GET", "/api/events")
+            answer = conn.getresponse()
+            assert answer.status == 200
+            conns.append(conn)
+        conn = http.client.HTTPConnection("127.0.0.1", s.server.port,
+                                          timeout=30)
+        conn.request("GET", "/api/events")
+        answer = conn.getresponse()
+        assert answer.status == 503 and b"event streams" in answer.read()
+        conn.close()
+        assert any("over 2 event streams" in x for x in s.logs)
+        assert curl("-w", "%{http_code}", "-o", "/dev/null",
+                    s.url + "env/small.bin").stdout == b"200"
+    finally:
+        for conn in conns:
+            conn.close()
+        s.stop()
