@@ -120,6 +120,7 @@ class Machines:
         return machine
 
     def _apply(self, r):
+        machinestate.check(r)
         machinestate.apply(self._machine(r["mac"]), r, self._leases)
 
     def add_listener(self, callback):

@@ -235,3 +235,25 @@ def test_a_record_that_cannot_be_written_changes_nothing(tmp_path):
     ms = open_machines(path)                  # still a whole journal
     assert ms.machine(MAC1)["state"] == "assigned"
     ms.close()
+
+
+@pytest.mark.parametrize("record", [
+    '{"ev": "seen", "mac": "52:54:00:12:34:56", "at": "noon", "handed": true}',
+    '{"ev": "seen", "mac": ["52:54:00:12:34:56"], "at": 1}',
+    '{"ev": "seen", "mac": "52-54-00-12-34-56", "at": 1}',
+    '{"ev": "lease", "mac": "52:54:00:12:34:56", "at": 1, "lease": 7, '
+    '"job": "restore", "once": true, "retries": 2}',
+    '{"ev": "lease", "mac": "52:54:00:12:34:56", "at": 1, "lease": "L", '
+    '"job": "restore", "once": true, "retries": "2"}',
+    '{"ev": "started", "mac": "52:54:00:12:34:56", "at": 1, "lease": "L", '
+    '"log": "one line"}'])
+def test_a_record_of_the_wrong_types_is_refused_when_opened(tmp_path, record):
+    """A journal edited by hand (or damaged into other JSON) is refused with
+    its line when the server starts, not later, when the machine boots and
+    its state no longer adds up (a string 'at' made every boot of it fail)."""
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b'{"journal": "pxeconf", "version": 1}\n' +
+                     record.encode() + b"\n")
+    with pytest.raises(InputError) as err:
+        open_machines(path)
+    assert "journal.jsonl:2: a journal record" in str(err.value)
