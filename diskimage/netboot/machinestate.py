@@ -48,6 +48,17 @@ class Machine:
         self.handed = None          # when a boot was last given the lease
 
 
+def public(m, host, next_kind):
+    """The API's object of machine `m` (`host`: its site.Host or None)."""
+    return {"mac": m.mac, "name": host.name if host else "",
+            "firmware": m.firmware, "last_seen": m.last_seen,
+            "job": m.job, "once": m.once, "state": m.state,
+            "attempts": m.attempts, "retries": m.retries,
+            "progress": dict(m.progress) if m.progress else None,
+            "result": dict(m.result) if m.result else None,
+            "log": list(m.log), "next": next_kind}
+
+
 def record(m):
     """A machine's whole state as one record (a compaction)."""
     return {"ev": "machine", "mac": m.mac, "at": m.last_seen,

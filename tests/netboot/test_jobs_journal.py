@@ -257,3 +257,44 @@ def test_a_record_of_the_wrong_types_is_refused_when_opened(tmp_path, record):
     with pytest.raises(InputError) as err:
         open_machines(path)
     assert "journal.jsonl:2: a journal record" in str(err.value)
+
+
+def test_a_flood_of_boots_keeps_the_journal_bounded(tmp_path):
+    """Every config request is journaled; while the server runs, a journal
+    past compact_at records is compacted to the same state, so a flood of
+    requests cannot fill the disk (counted in lines)."""
+    path = tmp_path / "journal.jsonl"
+    ms = Machines(site(tmp_path), path, clock=Clock(), compact_at=50)
+    lease = ms.next_boot(MAC1).lease
+    for _ in range(500):
+        ms.booted(MAC2, "efi")
+        assert len(path.read_bytes().splitlines()) <= 52
+    ms.report(lease, "started")
+    state = ms.snapshot()
+    ms.close()
+    again = Machines(site(tmp_path), path, clock=Clock(), compact_at=50)
+    assert again.snapshot() == state
+    assert again.report(lease, "done", exit=0)["state"] == "done"
+    again.close()
+
+
+def test_made_up_macs_are_recorded_up_to_a_bound(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    ms = Machines(site(tmp_path), path, clock=Clock(), max_unknown=5)
+    for n in range(20):
+        ms.booted(f"02:00:00:00:00:{n:02x}", "bios")
+    ms.booted(MAC1, "bios")                       # a host of the site: kept
+    seen = [m for m in ms.snapshot() if m["state"] == "unknown"]
+    assert len(seen) == 5
+    assert ms.machine(MAC1)["last_seen"] is not None
+    ms.close()
+
+
+def test_a_closed_journal_refuses_changes(tmp_path):
+    from diskimage.errors import DiskImageError
+    path = tmp_path / "journal.jsonl"
+    ms = open_machines(path)
+    ms.close()
+    with pytest.raises(DiskImageError) as err:
+        ms.booted(MAC1, "bios")
+    assert "closed" in str(err.value)
