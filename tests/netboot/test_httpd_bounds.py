@@ -10,11 +10,22 @@ from tests.netboot.httpd_helpers import Served, curl
 
 
 def held(count, source="127.0.0.1", port=None):
-    """`count` connections that send nothing, from `source`."""
+    """`count` connections from `source`, each kept open after one whole
+    answer: the answer proves the server has accepted and counted it (the
+    kernel may hand connections to accept() in another order than they
+    were made), and then it waits for the next request."""
     socks = []
     for _ in range(count):
         s = socket.create_connection(("127.0.0.1", port), timeout=30,
                                      source_address=(source, 0))
+        s.sendall(b"GET /env/small.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data or \
+                len(data.partition(b"\r\n\r\n")[2]) < 1024:
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ")
         socks.append(s)
     return socks
 
@@ -51,8 +62,8 @@ def test_one_address_over_its_bound_gets_503(bounded):
     port = bounded.server.port
     flood = held(4, port=port)
     try:
-        # The server counts a connection when it accepts it, in order:
-        # the four held ones first, so these are over the bound.
+        # The server counts a connection when it accepts it: the four
+        # held ones are counted, so these are over the bound.
         extra = [socket.create_connection(("127.0.0.1", port), timeout=30)
                  for _ in range(3)]
         for s in extra:
