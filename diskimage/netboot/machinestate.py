@@ -96,7 +96,8 @@ def check(r):
     if not isinstance(mac, str) or not _MAC.match(mac):
         raise ValueError("mac")
     at = r.get("at")
-    if at is not None and (isinstance(at, bool) or not isinstance(at, _NUM)):
+    if at is not None and (isinstance(at, bool) or not isinstance(at, _NUM)
+                           or not 0 <= at < 2 ** 40):      # a unix time
         raise ValueError("at")
     for key, types in _FIELDS.get(r["ev"], {}).items():
         if key in r and (not isinstance(r[key], types) or

@@ -240,6 +240,8 @@ def test_a_record_that_cannot_be_written_changes_nothing(tmp_path):
 @pytest.mark.parametrize("record", [
     '{"ev": "seen", "mac": "52:54:00:12:34:56", "at": "noon", "handed": true}',
     '{"ev": "seen", "mac": ["52:54:00:12:34:56"], "at": 1}',
+    '{"ev": "seen", "mac": "52:54:00:12:34:56", "at": 1e300}',
+    '{"ev": "seen", "mac": "52:54:00:12:34:56", "at": NaN}',
     '{"ev": "seen", "mac": "52-54-00-12-34-56", "at": 1}',
     '{"ev": "lease", "mac": "52:54:00:12:34:56", "at": 1, "lease": 7, '
     '"job": "restore", "once": true, "retries": 2}',
