@@ -264,3 +264,24 @@ def test_event_streams_are_bounded(tmp_path):
         for conn in conns:
             conn.close()
         s.stop()
+
+
+def test_a_bug_is_logged_not_swallowed(tmp_path):
+    """A handler that fails for a reason not the client's (here: a server
+    made without Machines asked for /api/machines) is logged in one line;
+    a client gone away is not."""
+    import threading
+    from diskimage.netboot.httpd import HttpServer
+    logs = []
+    server = HttpServer(tmp_path, "127.0.0.1", 0, None, "t", logs.append)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.port),
+                                        timeout=30)
+        assert answer_of(sock, b"GET /api/machines HTTP/1.1\r\n\r\n") == b""
+        sock.close()
+        assert any("internal error (AttributeError" in x for x in logs), logs
+    finally:
+        server.shutdown()
+        thread.join(10)
