@@ -293,6 +293,10 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         return words[1] if len(words) == 3 else self.path
 
     def _get(self, head):
+        if self.headers.get("Transfer-Encoding") or \
+                self.headers.get("Content-Length", "0").strip() != "0":
+            self.close_connection = True    # a body never read: never
+            #                                 taken for the next request
         path, _, query = self._target().partition("?")
         if path == "/":
             self._answer(200, self.owner.page, "text/html; charset=utf-8",

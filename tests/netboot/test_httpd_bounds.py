@@ -285,3 +285,20 @@ def test_a_bug_is_logged_not_swallowed(tmp_path):
     finally:
         server.shutdown()
         thread.join(10)
+
+
+def test_a_get_with_a_body_ends_its_connection(tmp_path):
+    """A body on a GET is not read, so it must not be taken for the next
+    request on the connection (request smuggling): one answer, then the
+    close."""
+    s = Served(tmp_path)
+    try:
+        sock = socket.create_connection(("127.0.0.1", s.server.port),
+                                        timeout=30)
+        inner = b"GET /in-link HTTP/1.1\r\nHost: x\r\n\r\n"
+        data = answer_of(sock, b"GET /env/small.bin HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(inner) + inner)
+        sock.close()
+        assert data.count(b"HTTP/1.1 ") == 1 and data.endswith(s.small)
+    finally:
+        s.stop()
