@@ -223,3 +223,35 @@ def test_two_content_lengths_are_400(served):
     data = sock.recv(65536)
     sock.close()
     assert data.startswith(b"HTTP/1.1 400 "), data
+
+
+def test_a_server_restarted_in_the_middle_of_a_job(tmp_path):
+    """serve stopped and started again while a machine runs its job: the
+    environment's reports with the same lease go on, and end the job."""
+    from diskimage.netboot.httpd import HttpServer
+    from diskimage.netboot.jobs import Machines
+    import threading
+    s = Served(tmp_path)
+    lease = s.machines.next_boot(MAC1).lease
+    assert call(s, "api/report", {"lease": lease, "event": "started"})[0] \
+        == 200
+    assert call(s, "api/report", {"lease": lease, "event": "progress",
+                                  "progress": {"done": 1, "total": 4}})[0] \
+        == 200
+    s.stop()
+    s.machines = Machines(s.machines.site, tmp_path / "state" /
+                          "journal.jsonl")
+    s.server = HttpServer(s.root, "127.0.0.1", 0, s.machines, TOKEN,
+                          s.logs.append)
+    s.thread = threading.Thread(target=s.server.serve_forever, daemon=True)
+    s.thread.start()
+    s.url = f"http://127.0.0.1:{s.server.port}/"
+    try:
+        (m,) = call(s, "api/machines")[1]["machines"]
+        assert m["state"] == "started" and m["progress"]["percent"] == 25.0
+        assert call(s, "api/report", {"lease": lease, "event": "done",
+                                      "exit": 0}) == \
+            (200, {"ok": True, "state": "done"})
+        assert s.machines.next_boot(MAC1).kind == "local"
+    finally:
+        s.stop()
