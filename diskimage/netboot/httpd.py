@@ -267,7 +267,7 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         for key, value in headers:
             self.send_header(key, value)
         self.end_headers()
-        if not head and body:
+        if not head and body and self.command != "HEAD":    # errors too
             self.wfile.write(body)
 
     def _json(self, status, obj, headers=()):

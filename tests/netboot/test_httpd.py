@@ -194,3 +194,28 @@ def test_if_range(served):
                served.url + "env/small.bin")
     assert status_and_headers(out)[0] == 200
     assert out.stdout.split(b"\r\n\r\n", 1)[1] == b"x" * 1024
+
+
+@pytest.mark.parametrize("path", ["/missing.bin", "/../secret",
+                                  "/api/machines", "/api/nothing", "/"])
+def test_head_never_has_a_body(served, path):
+    """HEAD answers (also errors and the API's) carry no body: on a kept
+    connection a body would be read as the next answer (UEFI HTTP boot asks
+    HEAD, then GET, on one connection)."""
+    import socket
+    sock = socket.create_connection(("127.0.0.1", served.server.port),
+                                    timeout=30)
+    sock.sendall(b"HEAD " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+                 b"GET /env/small.bin HTTP/1.1\r\nHost: x\r\n"
+                 b"Connection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 ")
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:80]
+    assert rest.endswith(b"\r\n\r\n" + served.small)
