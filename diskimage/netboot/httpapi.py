@@ -14,6 +14,7 @@ A body is JSON with Content-Length, at most BODY_MAX bytes (413 over it,
 HttpServer (machines, token, log, events, keepalive).
 """
 
+import hmac
 import json
 import math
 import queue
@@ -84,6 +85,22 @@ class Events:
                 q.put_nowait(None)
             except queue.Full:
                 pass
+
+
+def check_token(token, header):
+    """None when the Authorization header carries `token`, else (status,
+    why)."""
+    if not header:
+        return 401, "no token"
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return 401, "no bearer token"
+    if not token:
+        return 403, "this server has no token: actions are off"
+    if not hmac.compare_digest(given.strip().encode("utf-8", "replace"),
+                               token.encode("utf-8")):
+        return 403, "wrong token"
+    return None
 
 
 class ApiHandler:
@@ -196,7 +213,8 @@ class ApiHandler:
 
     def _action(self, mac, action):
         client = self.client_address[0]
-        refused = self.owner.check_token(self.headers.get("Authorization"))
+        refused = check_token(self.owner.token,
+                              self.headers.get("Authorization"))
         if refused is not None:
             status, why = refused
             self.close_connection = True

@@ -22,7 +22,8 @@ httprange.py's.
 Bounds against a client that would exhaust the server: at most
 `max_clients` connections, `per_address` from one address (over them: 503
 and the connection closed at once), `max_streams` event streams (a quarter
-of max_clients), `timeout` seconds of silence on a socket,
+of max_clients), `timeout` seconds of silence on a socket (`send_timeout`,
+5 minutes, for a file's reader that has stopped taking bytes),
 `request_timeout` seconds (default: timeout) for a whole request to arrive
 (line, headers, body), request bodies of BODY_MAX bytes, the standard
 library's bounds on the request line and headers (64 KiB a line, 100
@@ -31,7 +32,6 @@ threads).
 """
 
 import errno
-import hmac
 import http.server
 import io
 import json
@@ -149,7 +149,8 @@ class HttpServer:
 
     def __init__(self, root, address, port, machines, token, log, page=None,
                  max_clients=64, per_address=8, timeout=10.0,
-                 keepalive=15.0, request_timeout=None, max_streams=None):
+                 keepalive=15.0, request_timeout=None, max_streams=None,
+                 send_timeout=300.0):
         if not address:
             raise InputError("the HTTP server needs an explicit address to "
                              "listen on")
@@ -164,6 +165,7 @@ class HttpServer:
         self.request_timeout = timeout if request_timeout is None \
             else request_timeout
         self.keepalive = keepalive
+        self.send_timeout = max(send_timeout, timeout)
         self.events = Events(max(1, max_clients // 4) if max_streams is None
                              else max_streams)
         self._run_lock = threading.Lock()
@@ -204,21 +206,6 @@ class HttpServer:
                 self.machines.remove_listener(self.events)
             except ValueError:
                 pass
-
-    def check_token(self, header):
-        """None when the Authorization header carries the token, else
-        (status, why)."""
-        if not header:
-            return 401, "no token"
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            return 401, "no bearer token"
-        if not self.token:
-            return 403, "this server has no token: actions are off"
-        if not hmac.compare_digest(given.strip().encode("utf-8", "replace"),
-                                   self.token.encode("utf-8")):
-            return 403, "wrong token"
-        return None
 
 
 class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
@@ -382,6 +369,10 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
             self.owner.log(f"http: {rel} to {client}: {status} "
                            f"({count} bytes)")
             if count:
+                # A reader may stop taking bytes for long (wget -O- | rdeploy
+                # restore -, while the toolkit unpacks itself): silence is
+                # measured in send_timeout here, not in timeout.
+                self.connection.settimeout(self.owner.send_timeout)
                 try:
                     sent = self.connection.sendfile(f, first, count)
                     if sent < count:            # the file shrank meanwhile
@@ -393,3 +384,5 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
                     self.close_connection = True
                     self.owner.log(f"http: {rel} to {client}: cut off "
                                    f"({exc.strerror or 'timed out'})")
+                finally:
+                    self.connection.settimeout(self.timeout)

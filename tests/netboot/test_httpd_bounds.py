@@ -302,3 +302,28 @@ def test_a_get_with_a_body_ends_its_connection(tmp_path):
         assert data.count(b"HTTP/1.1 ") == 1 and data.endswith(s.small)
     finally:
         s.stop()
+
+
+def test_a_reader_that_pauses_gets_the_whole_file(tmp_path):
+    """A download whose reader stops taking bytes for longer than the
+    silence timeout (wget -O- | rdeploy restore -, while the toolkit
+    unpacks itself: seconds under TCG) is not a silent client: it gets the
+    whole file (found by the network boots, tests/pxeconf)."""
+    import time
+    s = Served(tmp_path, timeout=0.5)
+    size = 32 << 20                 # more than both socket buffers hold
+    (s.root / "big.img").write_bytes(bytes(range(256)) * (size // 256))
+    try:
+        sock = socket.create_connection(("127.0.0.1", s.server.port),
+                                        timeout=30)
+        sock.sendall(b"GET /big.img HTTP/1.1\r\nHost: x\r\n"
+                     b"Connection: close\r\n\r\n")
+        data = sock.recv(65536)
+        time.sleep(2.0)             # four silence timeouts
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+        sock.close()
+        body = data.partition(b"\r\n\r\n")[2]
+        assert len(body) == size, s.logs[-3:]
+    finally:
+        s.stop()
