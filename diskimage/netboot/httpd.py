@@ -40,13 +40,12 @@ import os
 import socket
 import sys
 import threading
-import time
 import urllib.parse
 
 from ..errors import BusyError, DiskImageError, InputError
 from . import macaddr, rootpath
 from .httpapi import ApiHandler, Events
-from .httpconn import Deadline
+from .httpconn import Deadline, TooMuch
 from .httprange import if_range_holds, parse_range, validators
 
 CHUNK = 1 << 20
@@ -225,10 +224,12 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         """One request, whose line, headers and body must all come within
         request_timeout seconds (a client that sends a byte now and then,
         slowloris, is cut off then, not kept for ever)."""
-        self._reader.deadline = time.monotonic() + \
-            self.owner.request_timeout
+        self._reader.start(self.owner.request_timeout)
         try:
             super().handle_one_request()
+        except TooMuch as exc:
+            self.close_connection = True
+            self.log_error("%s: the connection is ended", exc)
         finally:
             self._reader.deadline = None
 

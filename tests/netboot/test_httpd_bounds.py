@@ -327,3 +327,38 @@ def test_a_reader_that_pauses_gets_the_whole_file(tmp_path):
         assert len(body) == size, s.logs[-3:]
     finally:
         s.stop()
+
+
+def test_a_request_is_bounded_in_all(tmp_path):
+    """Each header line under 64 KiB and at most 100 of them, yet 6 MB in
+    all: over REQUEST_MAX (256 KiB) the connection is ended and logged,
+    however the bytes are spread."""
+    from diskimage.netboot.httpconn import REQUEST_MAX
+    s = Served(tmp_path)
+    try:
+        sock = socket.create_connection(("127.0.0.1", s.server.port),
+                                        timeout=30)
+        line = b"X-Big: " + b"b" * 60000 + b"\r\n"
+        try:
+            sock.sendall(b"GET /env/small.bin HTTP/1.1\r\n" + line * 99 +
+                         b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass                            # ended before all was sent
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+        sock.close()
+        assert not data.startswith(b"HTTP/1.1 200"), data[:80]
+        assert any(f"over {REQUEST_MAX} bytes" in x for x in s.logs), s.logs
+        # Within the bound: served.
+        sock = socket.create_connection(("127.0.0.1", s.server.port),
+                                        timeout=30)
+        data = answer_of(sock, b"GET /env/small.bin HTTP/1.1\r\n" +
+                         line * 3 + b"Connection: close\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(s.small)
+        sock.close()
+    finally:
+        s.stop()
