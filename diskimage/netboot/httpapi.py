@@ -14,8 +14,11 @@ A body is JSON with Content-Length, at most BODY_MAX bytes (413 over it,
 HttpServer (machines, token, log, events, keepalive).
 """
 
+import hmac
 import json
+import math
 import queue
+import re
 import threading
 import urllib.parse
 
@@ -23,18 +26,36 @@ from ..errors import DiskImageError, InputError
 from .jobs import NotFound, StaleLease
 
 BODY_MAX = 64 * 1024
+_DIGITS = re.compile(r"[0-9]{1,19}\Z")
+
+
+def _no_constant(word):
+    raise ValueError(f"{word} is not JSON")       # NaN, Infinity
+
+
+def _finite(text):
+    """A JSON number with a fraction or exponent (1e999 would be inf)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]}: not a finite number")
+    return value
 
 
 class Events:
-    """The event stream's subscribers: one bounded queue of MACs each."""
+    """The event stream's subscribers: one bounded queue of MACs each, at
+    most `limit` of them."""
 
-    def __init__(self):
+    def __init__(self, limit=16):
         self._lock = threading.Lock()
         self._queues = set()
+        self.limit = limit
 
     def subscribe(self):
+        """A new subscriber's queue, or None when `limit` are reading."""
         q = queue.Queue(maxsize=1024)
         with self._lock:
+            if len(self._queues) >= self.limit:
+                return None
             self._queues.add(q)
         return q
 
@@ -66,6 +87,22 @@ class Events:
                 pass
 
 
+def check_token(token, header):
+    """None when the Authorization header carries `token`, else (status,
+    why)."""
+    if not header:
+        return 401, "no token"
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return 401, "no bearer token"
+    if not token:
+        return 403, "this server has no token: actions are off"
+    if not hmac.compare_digest(given.strip().encode("utf-8", "replace"),
+                               token.encode("utf-8")):
+        return 403, "wrong token"
+    return None
+
+
 class ApiHandler:
     """The API's requests, mixed into httpd's handler."""
 
@@ -74,6 +111,12 @@ class ApiHandler:
     def _events(self):
         owner = self.owner
         q = owner.events.subscribe()
+        if q is None:
+            self.close_connection = True
+            self.owner.log(f"http: 503 to {self.client_address[0]}: over "
+                           f"{owner.events.limit} event streams")
+            return self._error(503, f"over {owner.events.limit} event "
+                               f"streams", [("Retry-After", "5")])
         try:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -105,10 +148,11 @@ class ApiHandler:
             self.close_connection = True
             self._error(411, "a body needs Content-Length (no chunks)")
             return None
-        length = self.headers.get("Content-Length", "0")
-        if not length.isdigit():
+        lengths = self.headers.get_all("Content-Length") or ["0"]
+        length = lengths[0].strip()
+        if len(lengths) > 1 or not _DIGITS.match(length):
             self.close_connection = True
-            self._error(400, "bad Content-Length")
+            self._error(400, "bad Content-Length (one, in ASCII digits)")
             return None
         length = int(length)
         if length > BODY_MAX:
@@ -117,9 +161,11 @@ class ApiHandler:
             return None
         data = self.rfile.read(length) if length else b"{}"
         try:
-            body = json.loads(data)
-        except ValueError:
-            self._error(400, "the body is not JSON")
+            body = json.loads(data, parse_constant=_no_constant,
+                              parse_float=_finite)
+        except (ValueError, RecursionError):
+            self._error(400, "the body is not JSON (finite numbers, "
+                        "not nested too deep)")
             return None
         if not isinstance(body, dict):
             self._error(400, "the body is not a JSON object")
@@ -167,7 +213,8 @@ class ApiHandler:
 
     def _action(self, mac, action):
         client = self.client_address[0]
-        refused = self.owner.check_token(self.headers.get("Authorization"))
+        refused = check_token(self.owner.token,
+                              self.headers.get("Authorization"))
         if refused is not None:
             status, why = refused
             self.close_connection = True

@@ -21,24 +21,32 @@ httprange.py's.
 
 Bounds against a client that would exhaust the server: at most
 `max_clients` connections, `per_address` from one address (over them: 503
-and the connection closed at once), `timeout` seconds of silence on a
-socket, request bodies of BODY_MAX bytes, the standard library's bounds on
-the request line and headers (64 KiB a line, 100 headers).
+and the connection closed at once), `max_streams` event streams (a quarter
+of max_clients), `timeout` seconds of silence on a socket (`send_timeout`,
+5 minutes, for a file's reader that has stopped taking bytes),
+`request_timeout` seconds (default: timeout) for a whole request to arrive
+(line, headers, body), request bodies of BODY_MAX bytes, the standard
+library's bounds on the request line and headers (64 KiB a line, 100
+headers).  shutdown() does not wait for downloads still running (daemon
+threads).
 """
 
 import errno
-import hmac
 import http.server
+import io
 import json
 import mimetypes
+import os
 import socket
+import sys
 import threading
 import urllib.parse
 
 from ..errors import BusyError, DiskImageError, InputError
 from . import macaddr, rootpath
 from .httpapi import ApiHandler, Events
-from .httprange import parse_range
+from .httpconn import Deadline, TooMuch
+from .httprange import if_range_holds, parse_range, validators
 
 CHUNK = 1 << 20
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
@@ -64,6 +72,13 @@ class _Server(http.server.ThreadingHTTPServer):
         self.refused = 0
         super().__init__(address, _Handler)
 
+    # A connection is counted when it is accepted (here, on the accepting
+    # thread, before its handler thread exists), so the bounds hold however
+    # late the threads run; it is released before its socket is closed, so a
+    # client that has seen the close can count on the slot being free.
+    # Everything logged about a connection is logged before its client can
+    # see the answer end.
+
     def process_request(self, request, client_address):
         owner = self.owner
         host = client_address[0]
@@ -81,33 +96,50 @@ class _Server(http.server.ThreadingHTTPServer):
                 self.refused += 1
                 refused = self.refused
         if over is not None:
+            if refused & (refused - 1) == 0:       # 1, 2, 4, 8 ...: bounded
+                owner.log(f"http: 503 to {host}: over {over} "
+                          f"({refused} refused so far)")
             try:
                 request.settimeout(0.5)
                 request.sendall(BUSY)
             except OSError:
                 pass
             self.shutdown_request(request)
-            if refused & (refused - 1) == 0:       # 1, 2, 4, 8 ...: bounded
-                owner.log(f"http: 503 to {host}: over {over} "
-                          f"({refused} refused so far)")
             return
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:              # no thread to be had
+            self._release(host)
+            self.shutdown_request(request)
+            raise
+
+    def _release(self, host):
+        with self._count_lock:
+            self.active -= 1
+            left = self.per_address.get(host, 1) - 1
+            if left:
+                self.per_address[host] = left
+            else:
+                self.per_address.pop(host, None)
 
     def process_request_thread(self, request, client_address):
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
-            host = client_address[0]
-            with self._count_lock:
-                self.active -= 1
-                left = self.per_address.get(host, 1) - 1
-                if left:
-                    self.per_address[host] = left
-                else:
-                    self.per_address.pop(host, None)
+            self._release(client_address[0])
+            self.shutdown_request(request)
 
     def handle_error(self, request, client_address):
-        pass            # a client gone mid-answer is not the server's fault
+        """A client gone mid-answer is not the server's fault and is not
+        logged; anything else is a bug, logged in one line (it used to
+        drop the connection without a word)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return
+        self.owner.log(f"http: {client_address[0]}: internal error "
+                       f"({type(exc).__name__}: {str(exc)[:200]})")
 
 
 class HttpServer:
@@ -116,7 +148,8 @@ class HttpServer:
 
     def __init__(self, root, address, port, machines, token, log, page=None,
                  max_clients=64, per_address=8, timeout=10.0,
-                 keepalive=15.0):
+                 keepalive=15.0, request_timeout=None, max_streams=None,
+                 send_timeout=300.0):
         if not address:
             raise InputError("the HTTP server needs an explicit address to "
                              "listen on")
@@ -128,8 +161,12 @@ class HttpServer:
         self.max_clients = max_clients
         self.per_address = per_address
         self.timeout = timeout
+        self.request_timeout = timeout if request_timeout is None \
+            else request_timeout
         self.keepalive = keepalive
-        self.events = Events()
+        self.send_timeout = max(send_timeout, timeout)
+        self.events = Events(max(1, max_clients // 4) if max_streams is None
+                             else max_streams)
         self._run_lock = threading.Lock()
         self._started = self._closed = False
         try:
@@ -169,21 +206,6 @@ class HttpServer:
             except ValueError:
                 pass
 
-    def check_token(self, header):
-        """None when the Authorization header carries the token, else
-        (status, why)."""
-        if not header:
-            return 401, "no token"
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            return 401, "no bearer token"
-        if not self.token:
-            return 403, "this server has no token: actions are off"
-        if not hmac.compare_digest(given.strip().encode("utf-8", "replace"),
-                                   self.token.encode("utf-8")):
-            return 403, "wrong token"
-        return None
-
 
 class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -193,6 +215,23 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
     def setup(self):
         self.timeout = self.server.owner.timeout
         super().setup()
+        self.rfile.close()              # reads through Deadline instead
+        self._reader = Deadline(self.connection, self.timeout)
+        self.connection._io_refs += 1   # as socket.makefile counts its own
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self):
+        """One request, whose line, headers and body must all come within
+        request_timeout seconds (a client that sends a byte now and then,
+        slowloris, is cut off then, not kept for ever)."""
+        self._reader.start(self.owner.request_timeout)
+        try:
+            super().handle_one_request()
+        except TooMuch as exc:
+            self.close_connection = True
+            self.log_error("%s: the connection is ended", exc)
+        finally:
+            self._reader.deadline = None
 
     def log_message(self, format, *args):
         pass                # the library never prints: records go to log
@@ -216,7 +255,7 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         for key, value in headers:
             self.send_header(key, value)
         self.end_headers()
-        if not head and body:
+        if not head and body and self.command != "HEAD":    # errors too
             self.wfile.write(body)
 
     def _json(self, status, obj, headers=()):
@@ -242,6 +281,10 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         return words[1] if len(words) == 3 else self.path
 
     def _get(self, head):
+        if self.headers.get("Transfer-Encoding") or \
+                self.headers.get("Content-Length", "0").strip() != "0":
+            self.close_connection = True    # a body never read: never
+            #                                 taken for the next request
         path, _, query = self._target().partition("?")
         if path == "/":
             self._answer(200, self.owner.page, "text/html; charset=utf-8",
@@ -293,7 +336,13 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         with f:
             first, last = 0, size - 1
             status = 200
+            mtime_ns = os.fstat(f.fileno()).st_mtime_ns
+            etag, modified = validators(size, mtime_ns)
             want = parse_range(self.headers.get("Range"), size)
+            condition = self.headers.get("If-Range")
+            if want is not None and condition is not None and \
+                    not if_range_holds(condition, etag, mtime_ns):
+                want = None             # another version: the whole file
             if want == "unsatisfiable":
                 self.owner.log(f"http: {rel} to {client}: 416 range "
                                f"{self.headers.get('Range')[:60]!r}")
@@ -308,12 +357,33 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(count))
             self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", modified)
             if status == 206:
                 self.send_header("Content-Range",
                                  f"bytes {first}-{last}/{size}")
             self.end_headers()
-            if not head and count:
-                self.connection.sendfile(f, first, count)
-        if not head:
+            if head:
+                return
+            # Logged before the body: once the client has it all, the line
+            # is there (a client cut off midway is logged again below).
             self.owner.log(f"http: {rel} to {client}: {status} "
                            f"({count} bytes)")
+            if count:
+                # A reader may stop taking bytes for long (wget -O- | rdeploy
+                # restore -, while the toolkit unpacks itself): silence is
+                # measured in send_timeout here, not in timeout.
+                self.connection.settimeout(self.owner.send_timeout)
+                try:
+                    sent = self.connection.sendfile(f, first, count)
+                    if sent < count:            # the file shrank meanwhile
+                        self.close_connection = True
+                        self.owner.log(f"http: {rel} to {client}: cut off "
+                                       f"after {sent} bytes (the file "
+                                       f"shrank)")
+                except OSError as exc:
+                    self.close_connection = True
+                    self.owner.log(f"http: {rel} to {client}: cut off "
+                                   f"({exc.strerror or 'timed out'})")
+                finally:
+                    self.connection.settimeout(self.timeout)

@@ -27,20 +27,27 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..errors import InputError
+from ..errors import DiskImageError, InputError
 from . import journal as journalfile
 from . import macaddr
 from . import machinestate
 from . import progress as progressinfo
 from .machinestate import LOG_LINES
 
-#: A journal of more records than this is compacted when opened.
+#: A journal of more records than this is compacted when opened, and
+#: while the server runs (once it also holds twice as many records as
+#: machines), so that a flood of boots cannot fill the disk.
 COMPACT_AT = 20000
+#: Machines seen booting that the site does not know: at most this many
+#: are recorded (a client asking for made-up MACs cannot grow the journal
+#: and the console without end); the site's hosts are always recorded.
+MAX_UNKNOWN = 1024
 #: Config requests of one machine within this many seconds of the one
 #: that was given a job are one boot (pxelinux, GRUB and iPXE chained
 #: each ask); a later one before "started" is another boot.
 BOOT_WINDOW = 60.0
 MAX_LOG_LINE = 500
+EXIT_MAX = 2 ** 31
 ACTIVE = ("assigned", "started")
 
 
@@ -67,13 +74,16 @@ class Machines:
 
     def __init__(self, site, journal_path, on_change=None, log=None,
                  clock=time.time, compact_at=COMPACT_AT, readonly=False,
-                 boot_window=BOOT_WINDOW):
+                 boot_window=BOOT_WINDOW, max_unknown=MAX_UNKNOWN):
         self._lock = threading.RLock()
         self._listeners = [on_change] if on_change else []
         self._clock = clock
         self._window = boot_window
         self._machines = {}
         self._leases = {}                     # lease id -> mac
+        self._log = log
+        self._compact_at = compact_at
+        self._max_unknown = max_unknown
         self.site = site
         if readonly:
             self._journal = journalfile.ReadOnly(journal_path, log)
@@ -84,6 +94,7 @@ class Machines:
             if len(self._journal.records) > compact_at:
                 self._journal.rewrite([machinestate.record(m)
                                        for m in self._machines.values()])
+                self._journal.records = []
             self.sync(site)
         except BaseException:
             self._journal.close()
@@ -93,13 +104,17 @@ class Machines:
         for number, record in enumerate(self._journal.records, 2):
             try:
                 self._apply(record)
-            except (KeyError, TypeError, ValueError, AttributeError):
+            except (KeyError, TypeError, ValueError, AttributeError,
+                    ArithmeticError):
                 raise InputError(f"{journal_path}:{number}: a journal "
                                  f"record {record.get('ev')!r} that is "
                                  f"not whole (not ours?)") from None
 
     def close(self):
-        self._journal.close()
+        """Close the journal once no change is being written (later ones:
+        DiskImageError)."""
+        with self._lock:
+            self._journal.close()
 
     # ---- records: made, journaled, applied -------------------------------
 
@@ -109,7 +124,19 @@ class Machines:
         record = {"ev": ev, "mac": mac, "at": at, **fields}
         self._journal.append(record)
         self._apply(record)
+        if self._journal.count > max(self._compact_at,
+                                     2 * len(self._machines)):
+            self._compact()
         return record
+
+    def _compact(self):
+        try:
+            self._journal.rewrite([machinestate.record(m)
+                                   for m in self._machines.values()])
+        except DiskImageError as exc:   # the change itself is journaled
+            self._compact_at = 2 * self._journal.count
+            if self._log:
+                self._log(f"{exc} (compaction put off)")
 
     def _machine(self, mac):
         machine = self._machines.get(mac)
@@ -118,6 +145,7 @@ class Machines:
         return machine
 
     def _apply(self, r):
+        machinestate.check(r)
         machinestate.apply(self._machine(r["mac"]), r, self._leases)
 
     def add_listener(self, callback):
@@ -230,6 +258,10 @@ class Machines:
         with self._lock:
             m = self._machines.get(mac)
             first = m is None
+            if first and mac not in self.site.hosts and \
+                    sum(m.state == "unknown" for m in
+                        self._machines.values()) >= self._max_unknown:
+                return                  # a flood of made-up MACs
             now = round(self._clock(), 3)
             state = m.state if m else "unknown"
             again = None
@@ -264,8 +296,10 @@ class Machines:
             raise InputError(f"event {event!r}: not one of started, "
                              f"progress, done, failed")
         if exit is not None and (not isinstance(exit, int) or
-                                 isinstance(exit, bool)):
-            raise InputError(f"exit {exit!r}: not an integer")
+                                 isinstance(exit, bool) or
+                                 not -EXIT_MAX <= exit <= EXIT_MAX):
+            raise InputError(f"exit {str(exit)[:40]}: not an exit code "
+                             f"(an integer of at most 32 bits)")
         if progress is not None and not isinstance(progress, dict):
             raise InputError("progress: not an object")
         if log is not None and (not isinstance(log, list) or
@@ -335,14 +369,8 @@ class Machines:
     # ---- the API's view --------------------------------------------------
 
     def _public(self, m):
-        host = self.site.hosts.get(m.mac)
-        return {"mac": m.mac, "name": host.name if host else "",
-                "firmware": m.firmware, "last_seen": m.last_seen,
-                "job": m.job, "once": m.once, "state": m.state,
-                "attempts": m.attempts, "retries": m.retries,
-                "progress": dict(m.progress) if m.progress else None,
-                "result": dict(m.result) if m.result else None,
-                "log": list(m.log), "next": self.next_boot(m.mac).kind}
+        return machinestate.public(m, self.site.hosts.get(m.mac),
+                                   self.next_boot(m.mac).kind)
 
     def machine(self, mac):
         """One machine's API object (NotFound if unknown)."""

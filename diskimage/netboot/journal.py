@@ -108,6 +108,7 @@ class Journal:
         try:
             data = self._file.read()
             self.records, good, has_header = _parse(self.path, data, log)
+            self.count = len(self.records)      # records in the file now
             if good != len(data):
                 self._file.truncate(good)
                 os.fsync(self._file.fileno())
@@ -159,6 +160,7 @@ class Journal:
             for record in [HEADER, *records]:
                 self._write(record)
             os.rename(partial, self.path)
+            self.count = len(records)
             dirfd = os.open(os.path.dirname(os.path.abspath(self.path)),
                             os.O_RDONLY | os.O_DIRECTORY)
             try:
@@ -189,7 +191,10 @@ class Journal:
     def append(self, record):
         """Write one record and fsync it; only then may the change be
         made.  A write that fails leaves the file as it was (NoSpaceError,
-        or DiskImageError with the system's words)."""
+        or DiskImageError with the system's words; also once closed)."""
+        if self._file.closed:
+            raise DiskImageError(f"{self.path}: the journal is closed (the "
+                                 f"server is stopping)")
         size = self._file.tell()
         try:
             self._write(record)
@@ -204,6 +209,7 @@ class Journal:
                                    f"{no_space_left(exc)}") from None
             raise DiskImageError(f"{self.path}: cannot write the journal: "
                                  f"{exc.strerror}") from None
+        self.count += 1
 
     def close(self):
         self._file.close()
@@ -215,6 +221,7 @@ class ReadOnly:
 
     def __init__(self, path, log):
         self.records = read(path, log)
+        self.count = 0
 
     def append(self, record):
         pass

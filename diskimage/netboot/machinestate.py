@@ -19,6 +19,7 @@ Any record may carry "log": lines added to the bounded log tail.
 """
 
 import collections
+import re
 
 from . import progress as progressinfo
 
@@ -47,6 +48,17 @@ class Machine:
         self.handed = None          # when a boot was last given the lease
 
 
+def public(m, host, next_kind):
+    """The API's object of machine `m` (`host`: its site.Host or None)."""
+    return {"mac": m.mac, "name": host.name if host else "",
+            "firmware": m.firmware, "last_seen": m.last_seen,
+            "job": m.job, "once": m.once, "state": m.state,
+            "attempts": m.attempts, "retries": m.retries,
+            "progress": dict(m.progress) if m.progress else None,
+            "result": dict(m.result) if m.result else None,
+            "log": list(m.log), "next": next_kind}
+
+
 def record(m):
     """A machine's whole state as one record (a compaction)."""
     return {"ev": "machine", "mac": m.mac, "at": m.last_seen,
@@ -56,6 +68,44 @@ def record(m):
             "progress": m.progress, "samples": list(m.samples),
             "result": m.result, "log": list(m.log),
             "last_end": m.last_end, "handed": m.handed}
+
+
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+_NUM = (int, float)
+_STR = (str,)
+_OPT_STR = (str, type(None))
+#: The fields whose type every record of a kind must have (a journal
+#: edited by hand, or not ours, is refused when it is opened, not when a
+#: machine boots and its state no longer adds up).
+_FIELDS = {
+    "seen": {"firmware": _OPT_STR},
+    "lease": {"lease": _STR, "job": _STR, "once": (bool,), "retries": (int,)},
+    "started": {"lease": _STR},
+    "rerun": {"lease": _STR, "attempts": (int,)},
+    "progress": {"lease": _STR},
+    "machine": {"state": _STR, "lease": _OPT_STR, "job": _OPT_STR,
+                "once": (bool,), "retries": (int,), "attempts": (int,),
+                "samples": (list,), "log": (list,),
+                "handed": _NUM + (type(None),)},
+}
+
+
+def check(r):
+    """ValueError unless record `r` has the types apply() relies on."""
+    mac = r.get("mac")
+    if not isinstance(mac, str) or not _MAC.match(mac):
+        raise ValueError("mac")
+    at = r.get("at")
+    if at is not None and (isinstance(at, bool) or not isinstance(at, _NUM)
+                           or not 0 <= at < 2 ** 40):      # a unix time
+        raise ValueError("at")
+    for key, types in _FIELDS.get(r["ev"], {}).items():
+        if key in r and (not isinstance(r[key], types) or
+                         isinstance(r[key], bool) and bool not in types):
+            raise ValueError(key)
+    if not isinstance(r.get("log") or [], list) or \
+            not all(isinstance(x, str) for x in r.get("log") or []):
+        raise ValueError("log")
 
 
 def apply(m, r, leases):

@@ -16,9 +16,20 @@ def _rate(samples):
     return (d1 - d0) / (t1 - t0)
 
 
+#: Larger numbers are not progress (2**63: more bytes than any disk).
+NUMBER_MAX = 2 ** 63
+
+
 def _number(value):
-    return value if isinstance(value, (int, float)) and \
-        not isinstance(value, bool) and value >= 0 else None
+    """`value` if it is a finite number in 0 .. NUMBER_MAX, else None: NaN,
+    infinities (which JSON has no words for) and absurd values are
+    dropped, so the API stays JSON and the arithmetic below stays
+    finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not 0 <= value <= NUMBER_MAX:              # False for NaN too
+        return None
+    return value
 
 
 def update(m, p, at):
@@ -36,10 +47,10 @@ def update(m, p, at):
         rate = _rate(m.samples)
     percent = _number(p.get("percent"))
     if percent is None and done is not None and total:
-        percent = round(100 * done / total, 1)
+        percent = _number(round(100 * done / total, 1))
     eta = _number(p.get("eta"))
     if eta is None and rate and done is not None and total:
-        eta = round(max(total - done, 0) / rate, 1)
+        eta = _number(round(max(total - done, 0) / rate, 1))
     m.progress = {"done": done, "total": total, "percent": percent,
                   "rate": round(rate) if rate is not None else None,
                   "eta": eta}

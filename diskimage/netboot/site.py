@@ -205,6 +205,16 @@ class _Builder:
                 raise SiteError(self.path, None, "site: root",
                                 f"{problem}; the default is 'boot'")
             raise self.error(section, "root", problem)
+        real, home = os.path.realpath(root), os.path.realpath(base)
+        if os.path.commonpath([real, home]) == real:
+            # The servers would hand out the site file and DIR/state: the
+            # journal and the console's token.
+            problem = (f"{root}: holds the site file's own directory, so "
+                       f"its state (the console token) would be served; "
+                       f"give a directory of its own, such as 'boot'")
+            if section is None or "root" not in section.keys:
+                raise SiteError(self.path, None, "site: root", problem)
+            raise self.error(section, "root", problem)
         return root
 
     def _file(self, section, key, value, bundle=False):

@@ -325,6 +325,12 @@ def add_host(path, host, keep=False):
                     when = max(when, before + timedelta(seconds=1))
                 except ValueError:
                     pass
+                except OverflowError:       # 9999-12-31T23:59:59Z
+                    line = section.keys["assigned"].number
+                    raise SiteError(path, line, f"host {mac}: assigned",
+                                    f"{old['assigned']}: no later time "
+                                    f"can follow it (a new lease needs "
+                                    f"one); fix it by hand") from None
                 assigned = _stamp(when)
             pairs += [("job", host.job),
                       ("once", ("yes" if host.once else "no")

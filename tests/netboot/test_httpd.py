@@ -145,3 +145,77 @@ def test_the_page_at_root(served):
     status, headers = status_and_headers(out)
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert out.stdout.endswith(b"<title>console</title>\n")
+
+
+@pytest.mark.parametrize("spec,status,first,last", [
+    ("bytes=99999999999999999999-", 416, None, None),
+    ("bytes=0-99999999999999999999", 206, 0, 1023),
+    ("bytes=-99999999999999999999", 206, 0, 1023),
+    ("bytes=0000000000000000000000010-19", 206, 10, 19),
+    ("bytes=1-" + "9" * 5000, 206, 1, 1023),
+    ("bytes=5-3", 200, 0, 1023)])
+def test_range_numbers_of_any_length(served, spec, status, first, last):
+    """Numbers past 64 bits (or past Python's int-parsing limit) are
+    numbers still: a first byte past any end is 416, a last one is cut to
+    the file's end."""
+    out = curl("-i", "-H", f"Range: {spec}", served.url + "env/small.bin")
+    got, headers = status_and_headers(out)
+    assert got == status
+    if status == 416:
+        assert headers["content-range"] == "bytes */1024"
+        return
+    body = out.stdout.split(b"\r\n\r\n", 1)[1]
+    assert body == served.small[first:last + 1]
+
+
+def test_if_range(served):
+    """A Range with If-Range is answered only when the validator is the
+    file's own (ETag, or its Last-Modified date); otherwise the whole file,
+    so a resumed download never splices two versions of a file."""
+    path = served.root / "env" / "small.bin"
+    old = os.stat(path).st_mtime_ns - 5 * 10 ** 9
+    os.utime(path, ns=(old, old))
+    _, headers = status_and_headers(curl("-I", served.url + "env/small.bin"))
+    etag, modified = headers["etag"], headers["last-modified"]
+    for condition, status in [(etag, 206), (modified, 206),
+                              ('"0-0"', 200), ("W/" + etag, 200),
+                              ("Tue, 01 Dec 2020 10:00:00 GMT", 200),
+                              ("not a date", 200)]:
+        out = curl("-i", "-r", "10-19", "-H", f"If-Range: {condition}",
+                   served.url + "env/small.bin")
+        got, _ = status_and_headers(out)
+        assert got == status, condition
+        body = out.stdout.split(b"\r\n\r\n", 1)[1]
+        assert body == (served.small[10:20] if status == 206
+                        else served.small)
+    # The file changes: the old validator no longer holds.
+    path.write_bytes(b"x" * 1024)
+    out = curl("-i", "-r", "10-19", "-H", f"If-Range: {etag}",
+               served.url + "env/small.bin")
+    assert status_and_headers(out)[0] == 200
+    assert out.stdout.split(b"\r\n\r\n", 1)[1] == b"x" * 1024
+
+
+@pytest.mark.parametrize("path", ["/missing.bin", "/../secret",
+                                  "/api/machines", "/api/nothing", "/"])
+def test_head_never_has_a_body(served, path):
+    """HEAD answers (also errors and the API's) carry no body: on a kept
+    connection a body would be read as the next answer (UEFI HTTP boot asks
+    HEAD, then GET, on one connection)."""
+    import socket
+    sock = socket.create_connection(("127.0.0.1", served.server.port),
+                                    timeout=30)
+    sock.sendall(b"HEAD " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+                 b"GET /env/small.bin HTTP/1.1\r\nHost: x\r\n"
+                 b"Connection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 ")
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:80]
+    assert rest.endswith(b"\r\n\r\n" + served.small)

@@ -165,3 +165,93 @@ def test_shutdown_ends_open_event_streams(tmp_path):
     s.stop()
     assert answer.read() == b"\n"            # the blank line, then the end
     conn.close()
+
+
+def strict(text):
+    def refuse(word):
+        raise ValueError(word)
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("raw,status", [
+    (b'"progress": {"done": 1, "total": 10, "rate": 1e999}', 400),
+    (b'"progress": {"done": NaN, "total": 10}', 400),
+    (b'"progress": {"done": Infinity}', 400),
+    (b'"progress": {"done": 5, "total": 1e-320, "eta": 1e308}', 200),
+    (b'"exit": 1' + b"0" * 40, 400),
+    (b'"log": [' + b"[" * 5000 + b"]" * 5000 + b"]", 400)])
+def test_hostile_reports(served, raw, status):
+    """Reports that are JSON only to Python (NaN, Infinity, 1e999), absurd
+    numbers and deep nesting are refused with 400 or kept harmless; the API
+    stays JSON that a browser parses, and the journal replays."""
+    lease = served.machines.next_boot(MAC1).lease
+    call(served, "api/report", {"lease": lease, "event": "started"})
+    body = b'{"lease": "%s", "event": "progress", %s}' % (lease.encode(), raw)
+    got, answer = call(served, "api/report", raw=body)
+    assert got == status, answer
+    req = urllib.request.urlopen(served.url + "api/machines", timeout=30)
+    (m,) = strict(req.read())["machines"]
+    assert m["state"] == "started"
+    from diskimage.netboot.jobs import Machines
+    served.machines.close()
+    path = served.machines._journal.path
+    again = Machines(served.machines.site, path)
+    assert again.machine(MAC1)["state"] == "started"
+    again.close()
+
+
+@pytest.mark.parametrize("length", ["\xb2", "1 2", "+3", "-1", "0x10"])
+def test_odd_content_length_is_400(served, length):
+    import socket
+    sock = socket.create_connection(("127.0.0.1", served.server.port),
+                                    timeout=30)
+    sock.sendall(b"POST /api/report HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                 + length.encode("latin-1") + b"\r\n\r\n{}")
+    data = sock.recv(65536)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 400 "), data
+
+
+def test_two_content_lengths_are_400(served):
+    import socket
+    sock = socket.create_connection(("127.0.0.1", served.server.port),
+                                    timeout=30)
+    body = b'{"lease": "x", "event": "done"}'
+    sock.sendall(b"POST /api/report HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                 + str(len(body)).encode() + b"\r\nContent-Length: 1\r\n\r\n"
+                 + body)
+    data = sock.recv(65536)
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 400 "), data
+
+
+def test_a_server_restarted_in_the_middle_of_a_job(tmp_path):
+    """serve stopped and started again while a machine runs its job: the
+    environment's reports with the same lease go on, and end the job."""
+    from diskimage.netboot.httpd import HttpServer
+    from diskimage.netboot.jobs import Machines
+    import threading
+    s = Served(tmp_path)
+    lease = s.machines.next_boot(MAC1).lease
+    assert call(s, "api/report", {"lease": lease, "event": "started"})[0] \
+        == 200
+    assert call(s, "api/report", {"lease": lease, "event": "progress",
+                                  "progress": {"done": 1, "total": 4}})[0] \
+        == 200
+    s.stop()
+    s.machines = Machines(s.machines.site, tmp_path / "state" /
+                          "journal.jsonl")
+    s.server = HttpServer(s.root, "127.0.0.1", 0, s.machines, TOKEN,
+                          s.logs.append)
+    s.thread = threading.Thread(target=s.server.serve_forever, daemon=True)
+    s.thread.start()
+    s.url = f"http://127.0.0.1:{s.server.port}/"
+    try:
+        (m,) = call(s, "api/machines")[1]["machines"]
+        assert m["state"] == "started" and m["progress"]["percent"] == 25.0
+        assert call(s, "api/report", {"lease": lease, "event": "done",
+                                      "exit": 0}) == \
+            (200, {"ok": True, "state": "done"})
+        assert s.machines.next_boot(MAC1).kind == "local"
+    finally:
+        s.stop()

@@ -325,3 +325,35 @@ def test_log_tail_is_bounded(tmp_path):
     m = ms.report(lease, "progress", log=["x" * 5000])
     assert len(m["log"]) == 20 and m["log"][0] == "line 31"
     assert len(m["log"][-1]) == 500
+
+
+@pytest.mark.parametrize("progress", [
+    {"done": float("inf"), "total": 10}, {"rate": float("inf")},
+    {"done": 5, "total": 10, "rate": float("nan")},
+    {"done": 10 ** 400, "total": 10 ** 401}, {"eta": -1.0},
+    {"done": 1e308, "total": 1e-308}])
+def test_hostile_progress_is_dropped_and_replays(tmp_path, progress):
+    """Numbers that are not finite, out of range or absurd are dropped: the
+    API stays strict JSON and the journal replays (an infinite rate once
+    made every later start of the server fail)."""
+    import json
+    site = once_site(tmp_path)
+    ms = machines(tmp_path, site)
+    lease = ms.next_boot(MAC1).lease
+    ms.report(lease, "started")
+    ms.report(lease, "progress", progress={"done": 1, "total": 10})
+    ms.report(lease, "progress", progress=progress)
+    shown = ms.machine(MAC1)
+    json.dumps(shown, allow_nan=False)
+    ms.close()
+    again = machines(tmp_path, site)
+    assert again.machine(MAC1) == shown
+    again.close()
+
+
+def test_an_absurd_exit_code_is_refused(tmp_path):
+    ms = machines(tmp_path, once_site(tmp_path))
+    lease = ms.next_boot(MAC1).lease
+    with pytest.raises(InputError):
+        ms.report(lease, "done", exit=10 ** 30)
+    assert ms.machine(MAC1)["state"] == "assigned"

@@ -235,3 +235,118 @@ def test_a_record_that_cannot_be_written_changes_nothing(tmp_path):
     ms = open_machines(path)                  # still a whole journal
     assert ms.machine(MAC1)["state"] == "assigned"
     ms.close()
+
+
+@pytest.mark.parametrize("record", [
+    '{"ev": "seen", "mac": "52:54:00:12:34:56", "at": "noon", "handed": true}',
+    '{"ev": "seen", "mac": ["52:54:00:12:34:56"], "at": 1}',
+    '{"ev": "seen", "mac": "52:54:00:12:34:56", "at": 1e300}',
+    '{"ev": "seen", "mac": "52:54:00:12:34:56", "at": NaN}',
+    '{"ev": "seen", "mac": "52-54-00-12-34-56", "at": 1}',
+    '{"ev": "lease", "mac": "52:54:00:12:34:56", "at": 1, "lease": 7, '
+    '"job": "restore", "once": true, "retries": 2}',
+    '{"ev": "lease", "mac": "52:54:00:12:34:56", "at": 1, "lease": "L", '
+    '"job": "restore", "once": true, "retries": "2"}',
+    '{"ev": "started", "mac": "52:54:00:12:34:56", "at": 1, "lease": "L", '
+    '"log": "one line"}'])
+def test_a_record_of_the_wrong_types_is_refused_when_opened(tmp_path, record):
+    """A journal edited by hand (or damaged into other JSON) is refused with
+    its line when the server starts, not later, when the machine boots and
+    its state no longer adds up (a string 'at' made every boot of it fail)."""
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b'{"journal": "pxeconf", "version": 1}\n' +
+                     record.encode() + b"\n")
+    with pytest.raises(InputError) as err:
+        open_machines(path)
+    assert "journal.jsonl:2: a journal record" in str(err.value)
+
+
+def test_a_flood_of_boots_keeps_the_journal_bounded(tmp_path):
+    """Every config request is journaled; while the server runs, a journal
+    past compact_at records is compacted to the same state, so a flood of
+    requests cannot fill the disk (counted in lines)."""
+    path = tmp_path / "journal.jsonl"
+    ms = Machines(site(tmp_path), path, clock=Clock(), compact_at=50)
+    lease = ms.next_boot(MAC1).lease
+    for _ in range(500):
+        ms.booted(MAC2, "efi")
+        assert len(path.read_bytes().splitlines()) <= 52
+    ms.report(lease, "started")
+    state = ms.snapshot()
+    ms.close()
+    again = Machines(site(tmp_path), path, clock=Clock(), compact_at=50)
+    assert again.snapshot() == state
+    assert again.report(lease, "done", exit=0)["state"] == "done"
+    again.close()
+
+
+def test_made_up_macs_are_recorded_up_to_a_bound(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    ms = Machines(site(tmp_path), path, clock=Clock(), max_unknown=5)
+    for n in range(20):
+        ms.booted(f"02:00:00:00:00:{n:02x}", "bios")
+    ms.booted(MAC1, "bios")                       # a host of the site: kept
+    seen = [m for m in ms.snapshot() if m["state"] == "unknown"]
+    assert len(seen) == 5
+    assert ms.machine(MAC1)["last_seen"] is not None
+    ms.close()
+
+
+def test_a_closed_journal_refuses_changes(tmp_path):
+    from diskimage.errors import DiskImageError
+    path = tmp_path / "journal.jsonl"
+    ms = open_machines(path)
+    ms.close()
+    with pytest.raises(DiskImageError) as err:
+        ms.booted(MAC1, "bios")
+    assert "closed" in str(err.value)
+
+
+WRITER = r"""
+import sys
+from diskimage.netboot.jobs import Machines
+from diskimage.netboot import site
+ms = Machines(site.load(sys.argv[2]), sys.argv[1], compact_at=300)
+lease = ms.next_boot("52:54:00:12:34:56").lease
+ms.report(lease, "started")
+n = 0
+while True:
+    n += 1
+    ms.report(lease, "progress", progress={"done": n, "total": 10 ** 9},
+              log=["line %d" % n])
+    ms.booted("52:54:00:ab:cd:ef", "efi")
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_server_killed_while_it_writes(tmp_path, signal_name):
+    """A server killed while it writes records and compacts (a record every
+    few hundred microseconds here) leaves a journal that opens again, with
+    every lease as it was; at most its last line is dropped."""
+    import signal
+    import subprocess
+    import sys
+    path = tmp_path / "journal.jsonl"
+    site(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", WRITER, str(path),
+                              str(tmp_path / "pxeconf.site")])
+    try:
+        for _ in range(100000):                 # until 500 records went by
+            try:
+                text = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            if text.count(b'"progress"') > 200 or child.poll() is not None:
+                break
+    finally:
+        child.send_signal(getattr(signal, signal_name))
+        child.wait()
+    assert child.returncode == -getattr(signal, signal_name)
+    logs = []
+    ms = open_machines(path, logs)
+    m = ms.machine(MAC1)
+    assert m["state"] == "started" and m["progress"]["done"] > 0
+    assert m["log"][-1] == f"line {m['progress']['done']}" or \
+        len(logs) == 1                    # the last line, cut, dropped
+    assert ms.machine(MAC2)["firmware"] == "efi"
+    ms.close()

@@ -309,3 +309,17 @@ def test_not_a_regular_file(tmp_path):
         load(tmp_path / "missing.site")
     with pytest.raises(SiteError, match=r"not a regular file"):
         load("/dev/zero")
+
+
+@pytest.mark.parametrize("root", [".", "..", "/", "boot/.."])
+def test_a_root_that_would_serve_the_state_is_refused(tmp_path, root):
+    """A root holding the site file's own directory would serve the site
+    file and DIR/state (the journal, the console token) over TFTP and
+    HTTP."""
+    path = make_site(tmp_path, f"[site]\nroot = {root}\n")
+    with pytest.raises(SiteError, match=r":2: site: root: .*holds the site "
+                       r"file's own directory.*console token"):
+        load(path)
+    (tmp_path / "boot" / "sub").mkdir()
+    path.write_text("[site]\nroot = boot/sub\n")
+    assert load(path).settings.root == str(tmp_path / "boot" / "sub")

@@ -242,3 +242,16 @@ def test_a_host_spelled_by_hand_is_found_and_kept(tmp_path):
         ("pc09", "restore", "2026-12-01T16:30:00Z")     # the same lease
     siteedit.remove_host(path, "52:54:00:AB:CD:EF")
     assert path.read_text() == text.split("\n\n[host")[0] + "\n"
+
+
+def test_a_last_possible_assigned_stamp(path):
+    """A stamp no later time can follow (9999-12-31T23:59:59Z, by hand)
+    is an error at its line, not a traceback, and the file is kept."""
+    text = path.read_text()
+    stamp = load(path).hosts["52:54:00:12:34:56"].assigned
+    path.write_text(text.replace(stamp, "9999-12-31T23:59:59Z"))
+    before = path.read_bytes()
+    with pytest.raises(SiteError, match=r":\d+: host 52:54:00:12:34:56: "
+                       r"assigned: 9999-12-31T23:59:59Z: no later time"):
+        siteedit.add_host(path, Host("52:54:00:12:34:56", job="restore"))
+    assert path.read_bytes() == before
