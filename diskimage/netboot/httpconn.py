@@ -8,13 +8,17 @@ lines of 64 KiB each: 6.4 MB held per connection).
 import socket
 import time
 
+from ..errors import InputError
+
 #: A request's line, headers and body (at most 64 KiB, httpapi.BODY_MAX)
 #: together, with room to spare.
 REQUEST_MAX = 256 * 1024
 
 
-class TooMuch(ConnectionAbortedError):
-    """A request over REQUEST_MAX bytes: the connection is ended."""
+class TooMuch(ConnectionAbortedError, InputError):
+    """A request over REQUEST_MAX bytes: the connection is ended (an
+    OSError, so the server's connection handling ends it as an abort; an
+    InputError, as every error of the library is in the one hierarchy)."""
 
 
 class Deadline(socket.SocketIO):
