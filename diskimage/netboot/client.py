@@ -4,7 +4,7 @@ booted from that the job started, how it goes, and how it ended.
 The server and the lease come from the kernel command line the server's
 config gave (``rd.pxeconf=http://ADDR:PORT/ rd.pxeconf.lease=ID``) unless
 given.  Every report is one ``POST /api/report`` with a JSON body
-(docs/pxeconf-serve.md, "The environment's protocol"):
+(docs/pxeconf/serve.md, "The environment's protocol"):
 
     {"lease": ID, "event": "started" | "progress" | "done" | "failed",
      "exit": N, "progress": {rdeploy's --progress=json object},

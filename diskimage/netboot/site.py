@@ -1,5 +1,5 @@
 """The site file: the boot menu, the jobs, the machines and the per-server
-overrides that a person edits (docs/pxeconf-site.md), read into a model
+overrides that a person edits (docs/pxeconf/site.md), read into a model
 that every other part of network boot uses.
 
 load(path) validates all of it: each value typed, unknown keys and

@@ -3,7 +3,7 @@ split into sections and KEY = VALUE lines with their line numbers, and the
 spelling of a value written back.  site.py turns this into the model;
 siteedit.py edits the lines and keeps every other one byte for byte.
 
-The grammar (docs/pxeconf-site.md):
+The grammar (docs/pxeconf/site.md):
 
     # a comment line                  (blank lines and comments are kept)
     [KIND]  or  [KIND NAME]           (a section; a comment may follow)
@@ -281,7 +281,7 @@ def format_value(value):
 
 
 # The keys of each section and the type of each value (site.py reads
-# them; docs/pxeconf-site.md is their reference).
+# them; docs/pxeconf/site.md is their reference).
 
 #: section kind -> True when it takes a NAME
 KINDS = {"site": False, "server": True, "menu": True, "job": True,

@@ -1,5 +1,5 @@
 """/init's text as busybox ash reads it: no syntax error, and the leased
-path (rd.pxeconf=) wired as docs/pxeconf-serve.md says.  What it does is
+path (rd.pxeconf=) wired as docs/pxeconf/serve.md says.  What it does is
 tested by booting it (tests/bootdisk/test_pxeconf_env.py, test_boot.py)."""
 
 import subprocess

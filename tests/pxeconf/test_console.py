@@ -2,7 +2,7 @@
 tests/browser.py) against a real HttpServer and Machines on 127.0.0.1,
 with the imaging environment's reports posted over HTTP to /api/report.
 
-Set PXECONF_CONSOLE_PNG=docs/pxeconf-console.png to keep the screenshot
+Set PXECONF_CONSOLE_PNG=docs/pxeconf/console.png to keep the screenshot
 of test_screenshot_of_a_room (how the one in the docs was made).
 """
 
