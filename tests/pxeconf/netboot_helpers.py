@@ -203,22 +203,24 @@ class VM:
         self.servers = []        # Logged: their tails go into failures
         self.boot = None
 
-    def args(self, monitor):
+    def args(self, monitor, disk_first=False):
         args = qemu.base_args(memory=self.memory, uefi_vars=self.vars)
+        net, disk = (1, 0) if disk_first else (0, 1)
         return self.lan.argv(self.lan.bridge_ns, args + [
             "-netdev", f"tap,id=n0,ifname={self.tap},script=no,"
                        f"downscript=no",
-            "-device", f"e1000,netdev=n0,mac={self.mac},bootindex=0",
+            "-device", f"e1000,netdev=n0,mac={self.mac},bootindex={net}",
             "-drive", f"file={self.disk},if=none,id=d0,format=raw",
-            "-device", "virtio-blk-pci,drive=d0,bootindex=1",
+            "-device", f"virtio-blk-pci,drive=d0,bootindex={disk}",
             *qemu.monitor_args(monitor)])
 
-    def start(self):
-        """Power on: a new boot (the previous one must have ended)."""
+    def start(self, disk_first=False):
+        """Power on: a new boot (the previous one must have ended); the
+        network first (PXE), or with `disk_first` the disk."""
         assert self.boot is None or self.boot.proc.poll() is not None
         monitor = self.scratch / f"monitor{len(self.boots)}.sock"
         self.monitor = os.fspath(monitor)
-        self.boot = qemu.Boot(self.args(self.monitor))
+        self.boot = qemu.Boot(self.args(self.monitor, disk_first))
         self.lan.adopt(self.boot.proc)
         self.boots.append(self.boot)
         return self.boot

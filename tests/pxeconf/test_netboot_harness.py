@@ -1,6 +1,8 @@
 """The network-boot harness itself, with today's pieces only: a LAN of
 namespaces, a plain dnsmasq doing full DHCP and TFTP of a `bootdisk pxe`
-directory, QEMU on a tap.  A SeaBIOS client PXE-boots the bundle, restores
+directory, QEMU on a tap.  A SeaBIOS client (its NIC's ROM is iPXE, given
+pxelinux.0) and an OVMF client (its own PXE, arch 7, given GRUB's
+bootx64.efi) PXE-boot the bundle, restore
 an image over HTTP onto its disk, and the restored disk boots by itself to
 its marker.  If this fails, the pxeconf boots cannot pass either."""
 
@@ -22,7 +24,8 @@ HTTP_PORT = 8080
 MAC = "52:54:00:77:00:01"
 
 
-def test_plain_dnsmasq_pxe_boots_the_bundle_and_restores(tmp_path):
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_plain_dnsmasq_pxe_boots_the_bundle_and_restores(firmware, tmp_path):
     need_qemu()
     toolkit()
     host_kernel()
@@ -53,7 +56,7 @@ def test_plain_dnsmasq_pxe_boots_the_bundle_and_restores(tmp_path):
         http = nb.http_files(lan, srv, server, HTTP_PORT, served)
         tap = lan.tap()
         disk = nb.blank_disk(tmp_path / "target.img")
-        vm = nb.VM(lan, tap, "bios", disk, MAC, tmp_path)
+        vm = nb.VM(lan, tap, firmware, disk, MAC, tmp_path)
         vm.servers = [dhcp, http]
         start = time.monotonic()
         vm.start()
@@ -62,8 +65,11 @@ def test_plain_dnsmasq_pxe_boots_the_bundle_and_restores(tmp_path):
         vm.wait_for("bootdisk: job finished: exit 0", 60)
         vm.wait_end(60)
         took = time.monotonic() - start
-        assert "sent pxelinux.0" in dhcp.text() or \
-            "pxelinux.0" in dhcp.text(), dhcp.tail()
+        vm.start(disk_first=True)
+        vm.wait_for(f"{nb.MARKER} booted ({'bios' if firmware == 'bios' else 'efi'})", 120)
+        vm.off()
+        loader = {"bios": "pxelinux.0", "uefi": "bootx64.efi"}[firmware]
+        assert f"sent {env}/{loader}" in dhcp.text(), dhcp.tail()
     assert nb.check_restored(disk, digest, tmp_path / "check") == [], \
         vm.why()
-    print(f"PXE boot + restore: {took:.0f} s")
+    print(f"{firmware}: PXE boot + restore: {took:.0f} s")
