@@ -1,0 +1,380 @@
+"""What each machine boots next: jobs as leases, every change journaled.
+
+A job assigned to a machine (by the site file's ``[host]`` job and
+``assigned`` stamp, or from the console) is a *lease*: an unguessable id
+the imaging environment reports with.  Its states:
+
+    assigned --started--> started --done--> done      (once: next boot local)
+                                  --failed-> failed    (next boot: fallback)
+    started --a boot with no ending--> assigned, attempts + 1
+                 (past the job's retries: failed, next boot the fallback)
+    any --cancel--> cancelled      any --local--> local
+
+Only ``done`` makes a once-job's machine boot local; an always-job
+(once = no) gets a fresh lease at ``done``, so its next boot runs it again.
+A report of any lease but the machine's current one is StaleLease and
+changes nothing.  Several config fetches of one boot (pxelinux and GRUB
+ask for more than one name) count as one boot: only the first finds the
+lease ``started``; the others find it ``assigned`` again.
+
+Every change is a record appended to the journal (journal.py) and fsync'd
+before it is applied, and applying records is the only way state changes,
+so a restarted server replays the journal to the same state.
+"""
+
+import collections
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from ..errors import InputError
+from . import journal as journalfile
+from . import macaddr
+from . import progress as progressinfo
+
+LOG_LINES = 20
+MAX_LOG_LINE = 400
+ACTIVE = ("assigned", "started")
+
+
+class StaleLease(InputError):
+    """A report naming a lease that is not the machine's current one."""
+
+
+class NotFound(InputError):
+    """A machine or job the site does not know."""
+
+
+@dataclass
+class Boot:
+    kind: str                 # "menu" | "entry" | "job" | "local"
+    entry: object = None      # site.Entry
+    job: object = None        # site.Job
+    lease: str = None
+
+
+class Machine:
+    """One machine's state, as replayed from the journal."""
+
+    def __init__(self, mac):
+        self.mac = mac
+        self.firmware = None
+        self.last_seen = None
+        self.state = "unknown"
+        self.lease = None
+        self.job = None
+        self.once = True
+        self.retries = 0
+        self.attempts = 0
+        self.site_key = None
+        self.progress = None
+        self.samples = collections.deque(maxlen=8)
+        self.result = None
+        self.log = collections.deque(maxlen=LOG_LINES)
+        self.old_leases = set()
+
+
+class Machines:
+    """Every machine's state; thread-safe.  `on_change(mac)` is called
+    (outside the lock) after each change of what a machine boots or
+    shows."""
+
+    def __init__(self, site, journal_path, on_change=None, log=None,
+                 clock=time.time):
+        self._lock = threading.RLock()
+        self._listeners = [on_change] if on_change else []
+        self._clock = clock
+        self._machines = {}
+        self._leases = {}                     # lease id -> mac (every one)
+        self.site = site
+        self._journal = journalfile.Journal(journal_path, log)
+        for record in self._journal.records:
+            self._apply(record)
+        self.sync(site)
+
+    def close(self):
+        self._journal.close()
+
+    # ---- records: made, journaled, applied -------------------------------
+
+    def _record(self, ev, mac, **fields):
+        record = {"ev": ev, "mac": mac, "at": round(self._clock(), 3),
+                  **fields}
+        self._journal.append(record)
+        self._apply(record)
+        return record
+
+    def _machine(self, mac):
+        machine = self._machines.get(mac)
+        if machine is None:
+            machine = self._machines[mac] = Machine(mac)
+        return machine
+
+    def _apply(self, r):
+        m = self._machine(r["mac"])
+        ev, at = r["ev"], r.get("at")
+        if ev == "seen":
+            m.firmware = r.get("firmware") or m.firmware
+            m.last_seen = at
+        elif ev == "lease":
+            if m.lease:
+                m.old_leases.add(m.lease)
+            m.lease, m.job, m.once = r["lease"], r["job"], r["once"]
+            m.retries, m.attempts = r["retries"], 0
+            if "site_key" in r:
+                m.site_key = r["site_key"]
+            m.state, m.progress = "assigned", None
+            m.samples.clear()
+            self._leases[m.lease] = m.mac
+        elif ev == "started":
+            m.state = "started"
+        elif ev == "rerun":
+            m.state, m.attempts = "assigned", r["attempts"]
+            m.progress = None
+            m.samples.clear()
+        elif ev == "progress":
+            m.state = "started"
+            progressinfo.update(m, r.get("progress"), at)
+        elif ev in ("done", "failed"):
+            m.state = ev
+            m.result = {"event": ev, "exit": r.get("exit"), "at": at}
+            if r.get("reason"):
+                m.result["reason"] = r["reason"]
+        elif ev in ("cancel", "local", "unassign"):
+            m.state = {"cancel": "cancelled", "local": "local",
+                       "unassign": "idle"}[ev]
+            if "site_key" in r:
+                m.site_key = r["site_key"]
+            if m.lease:
+                m.old_leases.add(m.lease)
+            m.lease = None
+            if ev == "unassign":
+                m.job = None
+        for line in r.get("log") or ():
+            m.log.append(line)
+
+    def add_listener(self, callback):
+        """Another callable(mac) told of every change (httpd's event
+        stream), after on_change."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback):
+        self._listeners.remove(callback)
+
+    def _changed(self, macs):
+        for mac in macs:
+            for listener in list(self._listeners):
+                listener(mac)
+
+    # ---- the site file ---------------------------------------------------
+
+    def _retries(self, site, job):
+        j = site.jobs.get(job)
+        if j is not None and j.retries is not None:
+            return j.retries
+        return site.settings.retries
+
+    def _new_lease(self, mac, job, once, retries, **fields):
+        lease = secrets.token_urlsafe(18)
+        return self._record("lease", mac, lease=lease, job=job, once=once,
+                            retries=retries, **fields)
+
+    def sync(self, site):
+        """The site file (re)loaded: a host whose job or ``assigned``
+        stamp is new gets a new lease; a host whose job was taken away
+        goes idle; an active lease of a host no longer in the file is
+        cancelled."""
+        changed = []
+        with self._lock:
+            self.site = site
+            for mac, host in site.hosts.items():
+                m = self._machines.get(mac)
+                key = [host.job, None if host.assigned is None
+                       else str(host.assigned)] if host.job else None
+                if m is not None and m.site_key == key:
+                    continue
+                if key is None:
+                    if m is None:
+                        self._machine(mac).state = "idle"
+                    else:
+                        self._record("unassign", mac, site_key=None)
+                        changed.append(mac)
+                    continue
+                self._new_lease(mac, host.job, bool(host.once),
+                                self._retries(site, host.job),
+                                origin="site", site_key=key)
+                changed.append(mac)
+            for mac, m in self._machines.items():
+                if mac not in site.hosts and m.site_key is not None:
+                    self._record("cancel", mac, site_key=None)
+                    changed.append(mac)
+                elif mac in site.hosts and m.state == "unknown":
+                    m.state = "idle"
+        self._changed(changed)
+
+    # ---- what configs say ------------------------------------------------
+
+    def _entry_boot(self, name):
+        site = self.site
+        entry = site.entries.get(name) if name else None
+        if entry is None:
+            return Boot("local") if name == "local" else Boot("menu")
+        return Boot("local" if entry.local else "entry", entry=entry)
+
+    def _local_boot(self):
+        for entry in self.site.entries.values():
+            if entry.local:
+                return Boot("local", entry=entry)
+        return Boot("local")
+
+    def next_boot(self, mac):
+        """What this machine's configs must say now (changes nothing)."""
+        mac = macaddr.normalise(mac)
+        with self._lock:
+            m = self._machines.get(mac)
+            host = self.site.hosts.get(mac)
+            state = m.state if m else "unknown"
+            if state in ACTIVE:
+                job = self.site.jobs.get(m.job)
+                if job is not None:
+                    return Boot("job", job=job, lease=m.lease)
+            if state == "local" or (state == "done" and m.once):
+                return self._local_boot()
+            if state == "failed":
+                fallback = host.fallback if host and host.fallback \
+                    else self.site.settings.fallback
+                return self._entry_boot(fallback)
+            if host is not None and host.menu:
+                return self._entry_boot(host.menu)
+            return Boot("menu")
+
+    # ---- events ----------------------------------------------------------
+
+    def booted(self, mac, firmware=None):
+        """A loader asked for this machine's config.  A lease "started"
+        with no ending is run again (attempts + 1) or, past its retries,
+        failed; otherwise the boot is only recorded."""
+        mac = macaddr.normalise(mac)
+        with self._lock:
+            m = self._machines.get(mac)
+            first = m is None
+            self._record("seen", mac, firmware=firmware)
+            m = self._machines[mac]
+            if first and mac in self.site.hosts:
+                m.state = "idle"
+            if m.state == "started":
+                attempts = m.attempts + 1
+                if attempts > m.retries:
+                    self._record("failed", mac, lease=m.lease, exit=None,
+                                 reason=f"booted again after started with "
+                                 f"no ending, {attempts} times (retries "
+                                 f"{m.retries})")
+                else:
+                    self._record("rerun", mac, lease=m.lease,
+                                 attempts=attempts)
+        self._changed([mac])
+
+    def report(self, lease, event, exit=None, progress=None, log=None):
+        """The imaging environment's report of `lease`; returns its
+        Machine's API object."""
+        if event not in ("started", "progress", "done", "failed"):
+            raise InputError(f"event {event!r}: not one of started, "
+                             f"progress, done, failed")
+        if exit is not None and (not isinstance(exit, int) or
+                                 isinstance(exit, bool)):
+            raise InputError(f"exit {exit!r}: not an integer")
+        if progress is not None and not isinstance(progress, dict):
+            raise InputError("progress: not an object")
+        if log is not None and (not isinstance(log, list) or
+                                not all(isinstance(x, str) for x in log)):
+            raise InputError("log: not a list of lines")
+        lines = [line[:MAX_LOG_LINE] for line in (log or [])][-LOG_LINES:]
+        with self._lock:
+            mac = self._leases.get(lease) if isinstance(lease, str) else None
+            m = self._machines.get(mac)
+            if m is None or m.lease != lease:
+                raise StaleLease(f"lease {str(lease)[:40]!r}: not the "
+                                 f"current lease of any machine")
+            if m.state not in ACTIVE:
+                if m.state == event and m.result and \
+                        m.result.get("exit") == exit:
+                    return self._public(m)        # the same ending, again
+                raise StaleLease(f"lease {lease[:40]!r}: already ended "
+                                 f"({m.state})")
+            extra = {"log": lines} if lines else {}
+            if event == "started":
+                self._record("started", mac, lease=lease, **extra)
+            elif event == "progress":
+                self._record("progress", mac, lease=lease,
+                             progress=progressinfo.clean(progress), **extra)
+            else:
+                self._record(event, mac, lease=lease, exit=exit, **extra)
+                if event == "done" and not m.once:
+                    self._new_lease(mac, m.job, False, m.retries)
+            public = self._public(m)
+        self._changed([mac])
+        return public
+
+    # ---- console actions -------------------------------------------------
+
+    def _known(self, mac):
+        mac = macaddr.normalise(mac)
+        if mac not in self._machines and mac not in self.site.hosts:
+            raise NotFound(f"machine {mac}: not in the site file and never "
+                           f"seen booting")
+        return mac
+
+    def assign(self, mac, job, once=True):
+        with self._lock:
+            mac = self._known(mac)
+            if job not in self.site.jobs:
+                raise NotFound(f"job {job!r}: not in the site file")
+            self._new_lease(mac, job, bool(once), self._retries(self.site,
+                                                                 job),
+                            origin="console")
+            public = self._public(self._machines[mac])
+        self._changed([mac])
+        return public
+
+    def cancel(self, mac):
+        return self._end(mac, "cancel")
+
+    def local(self, mac):
+        return self._end(mac, "local")
+
+    def _end(self, mac, ev):
+        with self._lock:
+            mac = self._known(mac)
+            self._record(ev, mac)
+            public = self._public(self._machines[mac])
+        self._changed([mac])
+        return public
+
+    # ---- the API's view --------------------------------------------------
+
+    def _public(self, m):
+        host = self.site.hosts.get(m.mac)
+        return {"mac": m.mac, "name": host.name if host else "",
+                "firmware": m.firmware, "last_seen": m.last_seen,
+                "job": m.job, "once": m.once, "state": m.state,
+                "attempts": m.attempts, "retries": m.retries,
+                "progress": dict(m.progress) if m.progress else None,
+                "result": dict(m.result) if m.result else None,
+                "log": list(m.log), "next": self.next_boot(m.mac).kind}
+
+    def machine(self, mac):
+        """One machine's API object (NotFound if unknown)."""
+        with self._lock:
+            mac = self._known(mac)
+            return self._public(self._machine(mac))
+
+    def snapshot(self):
+        """Every machine known (the site's hosts and every MAC seen), by
+        MAC."""
+        with self._lock:
+            for mac in self.site.hosts:
+                if mac not in self._machines:
+                    self._machine(mac).state = "idle"
+            return [self._public(self._machines[mac])
+                    for mac in sorted(self._machines)]
