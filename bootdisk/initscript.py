@@ -10,6 +10,16 @@ reboots or starts a shell as /etc/bootdisk/config (or ``rd.on_success=`` /
 ``rd.on_failure=`` on the command line) asks.  Everything it and the job
 print goes to every console in /proc/consoles (screen and serial) and to
 /run/bootdisk.log.
+
+A PXE boot of `pxeconf serve` puts ``rd.pxeconf=URL rd.pxeconf.lease=ID``
+on the command line: then the job runs under its lease.  /init reports
+``pxeconf report started`` before it fetches the job; without the server's
+acknowledgement the job does not run (one line says so) and the failure
+action follows.  The job's output goes through ``pxeconf report relay``
+(every line passed on to the consoles; rdeploy's --progress=json lines
+and the log tail forwarded), and its end is reported as ``done`` or
+``failed`` with the exit status and the tail of /run/bootdisk.log.
+Without rd.pxeconf= nothing of this happens.
 """
 
 INIT = r"""#!/bin/sh
@@ -45,9 +55,11 @@ ON_FAILURE=shell
 JOB=
 [ -f /etc/bootdisk/config ] && . /etc/bootdisk/config
 JOB_URL=
+PXECONF_URL=
 for word in $(cat /proc/cmdline); do
     case "$word" in
         rd.job=*) JOB_URL="${word#rd.job=}" ;;
+        rd.pxeconf=*) PXECONF_URL="${word#rd.pxeconf=}" ;;
         rd.on_success=*) ON_SUCCESS="${word#rd.on_success=}" ;;
         rd.on_failure=*) ON_FAILURE="${word#rd.on_failure=}" ;;
     esac
@@ -99,12 +111,42 @@ fetch_job() {
     fi
 }
 
+run_job() {
+    say "running job $JOB (up $(uptime_s) s)"
+    (cd /tmp && exec sh "$JOB" </dev/null)
+}
+
+# The job under its lease (rd.pxeconf=): no acknowledged start, no job.
+run_leased() {
+    say "reporting to $PXECONF_URL"
+    if ! pxeconf report started; then
+        say "the server did not acknowledge the start: the job does not run"
+        return 1
+    fi
+    if fetch_job; then
+        { run_job 2>&1; echo $? >/run/job.rc; } | { pxeconf report relay || cat; }
+        rc=$(cat /run/job.rc 2>/dev/null || echo 1)
+    else
+        rc=1
+    fi
+    if [ "$rc" = 0 ]; then
+        pxeconf report done --exit=0 --log=/run/bootdisk.log ||
+            say "the server did not acknowledge done: the job may run again at the next boot"
+    else
+        pxeconf report failed --exit="$rc" --log=/run/bootdisk.log ||
+            say "the server did not acknowledge failed"
+    fi
+    return "$rc"
+}
+
 main() {
     setup
     rc=1
-    if fetch_job; then
-        say "running job $JOB (up $(uptime_s) s)"
-        (cd /tmp && exec sh "$JOB" </dev/null)
+    if [ -n "$PXECONF_URL" ]; then
+        run_leased
+        rc=$?
+    elif fetch_job; then
+        run_job
         rc=$?
     fi
     echo "$rc" >/run/bootdisk.rc

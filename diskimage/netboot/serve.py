@@ -1,0 +1,299 @@
+"""`pxeconf serve`: the whole PXE service in one process.
+
+serve() loads the site file, opens the journal (jobs.Machines), writes
+every loader's configs into the boot root, and runs until it is stopped:
+
+- TFTP (tftp.TftpServer) and HTTP (httpd.HttpServer: files, the status
+  API, the console page) on the listen address, each on a thread; a
+  loader's request for a per-machine name (pxelinux.cfg/01-*, grub/*-*,
+  ipxe/*.ipxe) tells Machines that this machine boots;
+- with `proxy_net`, dnsmasq in proxyDHCP mode as a child
+  (dnsmasqproc.Dnsmasq, with dnsmasqconf.proxy_config); its death stops the
+  service with a ToolError naming its exit status and last words;
+- a machine's per-machine files are written again on every change of its
+  state (Machines' on_change), before the request that changed it is
+  answered; the site file is read again when it changes (checked every
+  second): a bad edit is logged and the service keeps the last good site;
+  per-machine files of MACs no longer in the site are removed;
+- SIGINT and SIGTERM (raised in the main thread by cliutil.runner) stop
+  everything, dnsmasq first.
+
+The console token comes from `token_file` (default DIR/state/token): read
+when it exists, else made, written there with mode 0600 and logged once.
+A port another program holds is BusyError (exit 9) naming it.
+"""
+
+import errno
+import os
+import secrets
+import stat
+import threading
+from pathlib import Path
+
+from ..errors import BusyError, DiskImageError, InputError
+from . import configs, dnsmasqconf, httpd, jobs, macaddr, site as sites, tftp
+from .dnsmasqproc import Dnsmasq
+
+POLL = 1.0      # seconds between two looks at the site file's stamp
+
+
+def read_token(path, log):
+    """The token in `path`, or a new one written there (0600) and logged
+    once."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        token = secrets.token_urlsafe(24)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                         os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write the token: "
+                             f"{exc.strerror}") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        log(f"console token (printed once; kept in {path}, mode 0600): "
+            f"{token}")
+        return token
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the token: {exc.strerror}") \
+            from None
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputError(f"{path}: the token file is not a regular file")
+        token = f.read(4096).strip()
+    if not token or len(token) < 16 or any(c.isspace() for c in token):
+        raise InputError(f"{path}: the token must be one word of at least "
+                         f"16 characters")
+    if mode & 0o077:
+        log(f"warning: {path} can be read by others (mode "
+            f"{stat.S_IMODE(mode):04o}); chmod 600 it")
+    log(f"console token read from {path}")
+    return token
+
+
+def _stamp(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _firmware(name):
+    if name.startswith("pxelinux.cfg/"):
+        return "bios"
+    if name.startswith("grub/"):
+        return "efi"
+    return None
+
+
+def _bind(make, what, address, port):
+    try:
+        return make()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise BusyError(f"{what} port {port} on {address} is in use by "
+                            f"another program") from None
+        if exc.errno == errno.EACCES:
+            raise InputError(f"{what} port {port} on {address}: permission "
+                             f"denied (a port below 1024 needs root)") \
+                from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise InputError(f"--listen={address}: no interface of this "
+                             f"host has that address") from None
+        raise
+
+
+class Service:
+    def __init__(self, site_path, listen, http_port, tftp_port,
+                 proxy_net=None, interface=None, token_file=None,
+                 server=None, log=None):
+        self.site_path = os.fspath(site_path)
+        self.listen = listen
+        self.http_port, self.tftp_port = http_port, tftp_port
+        self.proxy_net, self.interface = proxy_net, interface
+        self.server = server
+        self.log = log or (lambda line: None)
+        self.state = Path(self.site_path).resolve().parent / "state"
+        self.token_file = token_file or self.state / "token"
+        self.stopped = threading.Event()
+        self.died = None
+        self.dnsmasq = None
+        self.tftp = self.http = None
+        self.threads = []
+        self._write_lock = threading.RLock()
+        self.site = self._load()
+        self.root = self.site.settings.root
+        self.address = self.site.settings.address or listen
+
+    def _load(self):
+        loaded = sites.load(self.site_path)
+        return loaded.for_server(self.server) if self.server else loaded
+
+    @property
+    def url(self):
+        return f"http://{self.address}:{self.http_port}/"
+
+    # per-machine files ------------------------------------------------
+    def changed(self, mac):
+        """Machines' on_change: write the machine's files again."""
+        with self._write_lock:
+            site = self.site
+            if mac not in site.hosts:
+                return
+            files = configs.host_files(site, mac, self.machines.next_boot(mac),
+                                       self.url, self.address)
+            configs.write(self.root, files)
+
+    def write_all(self):
+        with self._write_lock:
+            boots = {mac: self.machines.next_boot(mac)
+                     for mac in self.site.hosts}
+            configs.write(self.root, configs.build(self.site, boots, self.url,
+                                                   self.address))
+            self._remove_strays()
+
+    def _remove_strays(self):
+        """Per-machine files of MACs the site no longer names."""
+        for folder, pattern in (("pxelinux.cfg", "01-*"),
+                                ("grub", "grub.cfg-*"), ("ipxe", "*.ipxe")):
+            where = Path(self.root) / folder
+            if not where.is_dir() or where.is_symlink():
+                continue
+            for path in where.glob(pattern):
+                mac = macaddr.from_request(f"{folder}/{path.name}")
+                if mac is not None and mac not in self.site.hosts and \
+                        not path.is_dir():
+                    path.unlink(missing_ok=True)
+                    self.log(f"removed {folder}/{path.name}: {mac} is no "
+                             f"longer in the site file")
+
+    def on_request(self, name, client):
+        mac = macaddr.from_request(name)
+        if mac is not None:
+            self.machines.booted(mac, _firmware(name.lstrip("/")))
+
+    # the site file ----------------------------------------------------
+    def reload(self):
+        try:
+            site = self._load()
+        except DiskImageError as exc:
+            self.log(f"the site file did not load; still serving the last "
+                     f"good one: {exc}")
+            return
+        with self._write_lock:
+            self.site = site
+            self.machines.sync(site)
+            self.write_all()
+        self.log(f"reloaded {self.site_path}")
+        if self.dnsmasq is not None and self._dnsmasq_text() != \
+                self.dnsmasq.text:
+            self.log("the dnsmasq configuration changed: restarting dnsmasq")
+            self.dnsmasq.stop()
+            self._start_dnsmasq()
+
+    # dnsmasq ----------------------------------------------------------
+    def _dnsmasq_text(self):
+        return dnsmasqconf.proxy_config(self.site, self.address,
+                                        self.proxy_net, self.interface,
+                                        http_port=self.http_port)
+
+    def _dnsmasq_died(self, error):
+        self.died = error
+        self.stopped.set()
+
+    def _start_dnsmasq(self):
+        self.dnsmasq = Dnsmasq(self._dnsmasq_text(),
+                               self.state / "dnsmasq.conf", self.log,
+                               on_exit=self._dnsmasq_died)
+        self.dnsmasq.start()
+
+    # the whole --------------------------------------------------------
+    def start(self):
+        self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.token = read_token(self.token_file, self.log)
+        self.machines = jobs.Machines(self.site, self.state / "journal.jsonl",
+                                      on_change=self.changed)
+        self.write_all()
+        self.tftp = _bind(lambda: tftp.TftpServer(
+            self.root, self.listen, self.tftp_port, log=self.log,
+            on_request=self.on_request), "TFTP", self.listen, self.tftp_port)
+        self.tftp_port = self.tftp.port
+        self.http = _bind(lambda: httpd.HttpServer(
+            self.root, self.listen, self.http_port, self.machines, self.token,
+            self.log, page=_page()), "HTTP", self.listen, self.http_port)
+        if self.http_port != self.http.port:    # 0: any; the URLs need it
+            self.http_port = self.http.port
+            self.write_all()
+        for name, server in (("tftp", self.tftp), ("http", self.http)):
+            thread = threading.Thread(target=server.serve_forever,
+                                      name=f"serve-{name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        if self.proxy_net:
+            self._start_dnsmasq()
+        self.log(f"serving {self.root} on {self.listen}: TFTP port "
+                 f"{self.tftp_port}, HTTP {self.url}"
+                 + (f", proxyDHCP for {self.proxy_net}" if self.proxy_net
+                    else ""))
+
+    def wait(self):
+        """Until stopped: look at the site file every POLL seconds."""
+        stamp = _stamp(self.site_path)
+        while not self.stopped.wait(POLL):
+            now = _stamp(self.site_path)
+            if now != stamp and now is not None:
+                stamp = now
+                self.reload()
+        if self.died is not None:
+            raise self.died
+
+    def stop(self):
+        if self.dnsmasq is not None:
+            self.dnsmasq.stop()
+        for server in (self.tftp, self.http):
+            if server is not None:
+                server.shutdown()
+        for thread in self.threads:
+            thread.join(10)
+        self.stopped.set()
+
+    def info(self):
+        return {"url": self.url, "http_port": self.http_port,
+                "tftp_port": self.tftp_port, "token": self.token,
+                "dnsmasq_pid": self.dnsmasq.pid if self.dnsmasq else None}
+
+
+def _page():
+    try:
+        from . import console
+    except ImportError:         # the console's branch not merged yet
+        return None
+    return console.PAGE
+
+
+def serve(site_path, listen, http_port=80, tftp_port=69, proxy_net=None,
+          interface=None, token_file=None, server=None, log=None, ready=None):
+    """Run the service until SIGINT/SIGTERM (KeyboardInterrupt raised in
+    this thread) or dnsmasq's death (ToolError).  `ready(info)` is called
+    once everything runs, with {"url", "http_port", "tftp_port", "token",
+    "dnsmasq_pid"}."""
+    if listen in ("0.0.0.0", "", None):
+        raise InputError("the listen address must be explicit, not all "
+                         "addresses")
+    service = Service(site_path, listen, http_port, tftp_port, proxy_net,
+                      interface, token_file, server, log)
+    try:
+        service.start()
+        if ready is not None:
+            ready(service.info())
+        service.wait()
+    finally:
+        service.stop()
+
+
+
