@@ -1,0 +1,315 @@
+"""The web console in a real browser: Debian's headless Chromium (driven by
+tests/browser.py) against a real HttpServer and Machines on 127.0.0.1,
+with the imaging environment's reports posted over HTTP to /api/report.
+
+Set PXECONF_CONSOLE_PNG=docs/pxeconf-console.png to keep the screenshot
+of test_screenshot_of_a_room (how the one in the docs was made).
+"""
+
+import json
+import os
+import shutil
+import threading
+import urllib.error
+import urllib.request
+import zlib
+
+import pytest
+
+from diskimage.netboot import console
+from diskimage.netboot.httpd import HttpServer
+from diskimage.netboot.jobs import Machines
+from tests.browser import Browser, png_size
+from tests.netboot.jobsite import MAC1, MAC2, Host, make_site
+
+pytestmark = pytest.mark.needs("chromium")
+
+TOKEN = "console-token-for-the-test"
+MAC3 = "52:54:00:00:be:ef"
+MAC4 = "52:54:00:c0:ff:ee"
+GiB = 1 << 30
+HOSTILE = '<img src=x onerror="window.__pwned=1">'
+
+
+class Service:
+    """A real HttpServer (the console page at /) and Machines over a site
+    of two hosts: pc01 with a once-job `restore`, pc02 without a job."""
+
+    def __init__(self, tmp_path, hosts=None):
+        self.root = tmp_path / "boot"
+        self.root.mkdir()
+        self.site = make_site(self.root, hosts=hosts or [
+            Host(MAC1, name="pc01", job="restore", once=True,
+                 assigned="2026-12-01T16:30:00Z"),
+            Host(MAC2, name="pc02")])
+        self.machines = Machines(self.site, tmp_path / "state" / "journal.jsonl")
+        self.log = []
+        self.server = HttpServer(self.root, "127.0.0.1", 0, self.machines,
+                                 TOKEN, self.log.append, page=console.PAGE)
+        self.url = f"http://127.0.0.1:{self.server.port}/"
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.thread.join(10)
+        self.machines.close()
+
+    def lease(self, mac):
+        return self.machines.next_boot(mac).lease
+
+    def report(self, lease, event, **fields):
+        """What the imaging environment sends: a POST to /api/report."""
+        body = json.dumps({"lease": lease, "event": event, **fields}).encode()
+        request = urllib.request.Request(
+            self.url + "api/report", data=body, method="POST",
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+            return json.loads(answer.read())
+
+    def start_job(self, mac, firmware="bios"):
+        """mac boots (its loader asks for its config) and its job starts."""
+        self.machines.booted(mac, firmware)
+        lease = self.lease(mac)
+        self.report(lease, "started")
+        return lease
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = Service(tmp_path)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def browser():
+    with Browser(width=1100, height=700) as b:
+        yield b
+
+
+def row(mac):
+    return f'#rows tr[data-mac="{mac}"]'
+
+
+def cell(mac, column):
+    return f"{row(mac)} td.c-{column}"
+
+
+def wait_text(browser, selector, text):
+    """Wait until the element's shown text holds `text`; return it."""
+    return browser.wait(
+        f"(document.querySelector({json.dumps(selector)})?.innerText ?? '')"
+        f".includes({json.dumps(text)}) && "
+        f"document.querySelector({json.dumps(selector)}).innerText",
+        what=f"{selector} shows {text!r}")
+
+
+def test_lists_machines_and_follows_reports_live(service, browser):
+    lease = service.start_job(MAC1)
+    browser.open(service.url)
+    wait_text(browser, "#live", "live")
+    wait_text(browser, cell(MAC1, "state"), "started")
+    assert "pc01" in browser.text(cell(MAC1, "machine"))
+    assert MAC1 in browser.text(cell(MAC1, "machine"))
+    assert "BIOS" in browser.text(cell(MAC1, "seen"))
+    assert "restore" in browser.text(cell(MAC1, "job"))
+    assert "pc02" in browser.text(cell(MAC2, "machine"))
+    browser.evaluate("window.__same_page = 1")
+
+    service.report(lease, "progress",
+                   progress={"task": "restore", "done": 3 * GiB,
+                             "total": 8 * GiB, "percent": 37.5,
+                             "rate": 50 * 1024 * 1024, "eta": 100})
+    shown = wait_text(browser, cell(MAC1, "progress"), "37.5 %")
+    assert "3.0 GiB of 8.0 GiB" in shown
+    assert "50.0 MiB/s" in shown
+    assert "1 min 40 s left" in shown
+    assert browser.evaluate(
+        f"document.querySelector('{cell(MAC1, 'progress')} progress').value"
+    ) == 37.5
+
+    service.report(lease, "done", exit=0, log=["restore: verified"])
+    wait_text(browser, cell(MAC1, "state"), "last: done, exit 0")
+    assert "done" in browser.text(f"{cell(MAC1, 'state')} .state")
+    assert "next boot: local" in browser.text(cell(MAC1, "job"))
+    assert "restore: verified" in browser.text(cell(MAC1, "log"))
+    # the same page all along (no reload), and it followed the event
+    # stream, not a poll
+    assert browser.evaluate("window.__same_page") == 1
+    requests = browser.requests()
+    assert requests.count(service.url) == 1
+    assert service.url + "api/events" in requests
+    assert browser.text("#summary").startswith("2 machines")
+    # nothing came from anywhere but the server
+    assert all(url.startswith(service.url) for url in requests), requests
+
+
+def test_polls_when_told_to(service, browser):
+    """?poll (a proxy that holds event streams back): the page follows
+    /api/machines alone."""
+    lease = service.start_job(MAC1)
+    browser.open(service.url + "?poll")
+    wait_text(browser, cell(MAC1, "state"), "started")
+    wait_text(browser, "#live", "polling")
+    service.report(lease, "progress", progress={"done": 1, "total": 4})
+    wait_text(browser, cell(MAC1, "progress"), "25.0 %")
+    requests = browser.requests()
+    assert service.url + "api/events" not in requests
+    assert requests.count(service.url + "api/machines") >= 2
+
+
+def use_token(browser, token):
+    browser.type("#token", token, enter=True)
+    wait_text(browser, "#tokenstate", "token set")
+
+
+def test_assign_with_the_token_changes_the_next_boot(service, browser):
+    assert service.machines.next_boot(MAC2).kind != "job"
+    browser.open(service.url)
+    wait_text(browser, cell(MAC2, "state"), "idle")
+    use_token(browser, TOKEN)
+    # typed once: kept for the tab, not left in the field
+    assert browser.evaluate("sessionStorage.getItem('pxeconf.token')") == TOKEN
+    assert browser.evaluate("document.querySelector('#token').value") == ""
+    browser.choose(f"{row(MAC2)} select.job", "wipe")
+    browser.click(f"{row(MAC2)} button.assign")
+    wait_text(browser, "#msg", "wipe runs once on pc02")
+    boot = service.machines.next_boot(MAC2)
+    assert boot.kind == "job" and boot.job.name == "wipe"
+    wait_text(browser, cell(MAC2, "state"), "assigned")
+    assert "wipe" in browser.text(cell(MAC2, "job"))
+
+    browser.click(f"{row(MAC2)} button.local")
+    wait_text(browser, "#msg", "pc02 (52:54:00:ab:cd:ef) boots its local disk")
+    assert service.machines.next_boot(MAC2).kind == "local"
+
+    browser.click(f"{row(MAC1)} button.cancel")
+    wait_text(browser, "#msg", "job of pc01 (52:54:00:12:34:56) cancelled")
+    wait_text(browser, cell(MAC1, "state"), "cancelled")
+    assert service.machines.next_boot(MAC1).kind != "job"
+
+
+def test_a_wrong_or_missing_token_changes_nothing_and_says_so(service,
+                                                              browser):
+    before = service.machines.next_boot(MAC2).kind
+    browser.open(service.url)
+    wait_text(browser, cell(MAC2, "state"), "idle")
+
+    browser.choose(f"{row(MAC2)} select.job", "restore")
+    browser.click(f"{row(MAC2)} button.assign")
+    shown = wait_text(browser, "#msg", "wants the console token")
+    assert "Not allowed to assign a job to pc02" in shown
+    assert browser.evaluate("document.querySelector('#msg').className") == \
+        "error"
+    assert service.machines.next_boot(MAC2).kind == before
+
+    use_token(browser, "not-" + TOKEN)
+    browser.click(f"{row(MAC2)} button.assign")
+    wait_text(browser, "#msg", "refused this token (403)")
+    browser.click(f"{row(MAC1)} button.cancel")
+    wait_text(browser, "#msg", "Not allowed to cancel the job of pc01")
+    assert service.machines.next_boot(MAC2).kind == before
+    assert service.machines.next_boot(MAC1).kind == "job"
+    assert "idle" in browser.text(cell(MAC2, "state"))
+
+
+def test_text_from_machines_is_never_markup(tmp_path, browser):
+    svc = Service(tmp_path, hosts=[
+        Host(MAC1, name='<b id="bold">pc01</b>', job="restore", once=True,
+             assigned="2026-12-01T16:30:00Z")])
+    try:
+        lease = svc.start_job(MAC1)
+        svc.report(lease, "progress", log=[HOSTILE],
+                   progress={"task": HOSTILE, "done": 1, "total": 2})
+        svc.report(lease, "failed", exit=5,
+                   log=["restore: target too small", HOSTILE,
+                        "<script>window.__pwned=2</script>"])
+        browser.open(svc.url)
+        wait_text(browser, cell(MAC1, "state"), "failed")
+        browser.click(f"{cell(MAC1, 'log')} summary")   # the tail shown
+        log = wait_text(browser, f"{cell(MAC1, 'log')} pre",
+                        "target too small")
+        assert HOSTILE in log
+        assert "<script>window.__pwned=2</script>" in log
+        assert '<b id="bold">pc01</b>' in browser.text(cell(MAC1, "machine"))
+        assert browser.evaluate("document.images.length") == 0
+        assert browser.evaluate(
+            "document.querySelectorAll('#rows b, #rows script, "
+            "#rows img').length") == 0
+        assert browser.evaluate("window.__pwned === undefined")
+        assert svc.url + "x" not in browser.requests()
+    finally:
+        svc.close()
+
+
+def test_narrow_screen(service):
+    """A phone's width: one card per machine, nothing wider than the
+    screen, every action reachable by a real click."""
+    service.start_job(MAC1, firmware="ipxe-efi")
+    with Browser(width=360, height=740) as browser:
+        browser.open(service.url)
+        wait_text(browser, cell(MAC1, "state"), "started")
+        assert browser.evaluate(
+            "document.documentElement.scrollWidth <= innerWidth")
+        assert browser.evaluate(
+            "getComputedStyle(document.querySelector('thead')).display"
+        ) == "none"
+        use_token(browser, TOKEN)
+        browser.click(f"{row(MAC1)} button.local")
+        wait_text(browser, "#msg", "boots its local disk next")
+        assert service.machines.next_boot(MAC1).kind == "local"
+
+
+def png_rows_differ(data):
+    """The decoded pixel rows of a PNG are not all alike (not a blank
+    page): the IDAT stream inflated, compared by its scanlines."""
+    width, height = png_size(data)
+    pos, idat = 8, b""
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = len(raw) // height
+    return len({raw[i * stride + 1:(i + 1) * stride]
+                for i in range(height)}) > height // 10
+
+
+def test_screenshot_of_a_room(tmp_path):
+    """A room in mid-morning: one restoring, one done, one failed, one
+    that asked without being in the site file."""
+    svc = Service(tmp_path, hosts=[
+        Host(MAC1, name="pc01", job="restore", once=True, assigned="a"),
+        Host(MAC2, name="pc02", job="restore", once=True, assigned="a"),
+        Host(MAC3, name="lab-07", job="wipe", once=True, assigned="a")])
+    try:
+        lease = svc.start_job(MAC1)
+        svc.report(lease, "progress", progress={
+            "task": "restore", "done": 3_221_225_472, "total": 7_516_192_768,
+            "percent": 42.9, "rate": 61_000_000, "eta": 70},
+            log=["restore: partition 2 of 3 (ext4, 6.4 GiB used)"])
+        lease = svc.start_job(MAC2, firmware="ipxe-efi")
+        svc.report(lease, "done", exit=0,
+                   log=["restore: verified 7.0 GiB", "job done"])
+        lease = svc.start_job(MAC3, firmware="efi")
+        svc.report(lease, "failed", exit=6,
+                   log=["rdeploy: /dev/sda: no space left (needs 7.0 GiB)"])
+        svc.machines.booted(MAC4, "bios")
+        with Browser(width=1100, height=460) as browser:
+            browser.open(svc.url)
+            wait_text(browser, cell(MAC1, "progress"), "42.9 %")
+            wait_text(browser, cell(MAC3, "state"), "failed")
+            wait_text(browser, "#summary", "4 machines")
+            data = browser.screenshot(tmp_path / "console.png")
+        assert png_size(data) == (1100, 460)
+        assert png_rows_differ(data)
+        keep = os.environ.get("PXECONF_CONSOLE_PNG")
+        if keep:
+            shutil.copyfile(tmp_path / "console.png", keep)
+    finally:
+        svc.close()
