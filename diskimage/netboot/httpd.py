@@ -14,6 +14,9 @@ API, the event stream and the console page.
                                 key)
     POST /api/machines/<mac>/assign|cancel|local   need the token
 
+The API's requests are httpapi.py's; the Range header's parsing is
+httprange.py's.
+
 Bounds against a client that would exhaust the server: at most
 `max_clients` connections, `per_address` from one address (over them: 503
 and the connection closed at once), `timeout` seconds of silence on a
@@ -26,17 +29,15 @@ import hmac
 import http.server
 import json
 import mimetypes
-import queue
 import socket
 import threading
 import urllib.parse
 
 from ..errors import BusyError, InputError
 from . import macaddr, rootpath
+from .httpapi import ApiHandler, Events
 from .httprange import parse_range
-from .jobs import NotFound, StaleLease
 
-BODY_MAX = 64 * 1024
 CHUNK = 1 << 20
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
         b"Connection: close\r\nRetry-After: 5\r\n\r\n")
@@ -44,47 +45,6 @@ PLATFORMS = {"pcbios": "ipxe-bios", "efi": "ipxe-efi"}
 FALLBACK_PAGE = (b"<!doctype html><meta charset=utf-8><title>pxeconf</title>"
                  b"<p>pxeconf serve: the console page is not built in; see "
                  b"<a href=/api/machines>/api/machines</a>.\n")
-
-
-class _Events:
-    """The event stream's subscribers: one bounded queue of MACs each."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._queues = set()
-
-    def subscribe(self):
-        q = queue.Queue(maxsize=1024)
-        with self._lock:
-            self._queues.add(q)
-        return q
-
-    def unsubscribe(self, q):
-        with self._lock:
-            self._queues.discard(q)
-
-    def __call__(self, mac):
-        with self._lock:
-            queues = list(self._queues)
-        for q in queues:
-            try:
-                q.put_nowait(mac)
-            except queue.Full:
-                # A reader that does not read: its stream is ended (the
-                # console reconnects and reads /api/machines again).
-                self.unsubscribe(q)
-                with q.mutex:
-                    q.queue.clear()
-                q.put_nowait(None)
-
-    def close(self):
-        with self._lock:
-            queues, self._queues = list(self._queues), set()
-        for q in queues:
-            try:
-                q.put_nowait(None)
-            except queue.Full:
-                pass
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -167,7 +127,7 @@ class HttpServer:
         self.per_address = per_address
         self.timeout = timeout
         self.keepalive = keepalive
-        self.events = _Events()
+        self.events = Events()
         try:
             self._server = _Server(self, (address, port))
         except OSError as exc:
@@ -210,7 +170,7 @@ class HttpServer:
         return None
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pxeconf"
     sys_version = ""
@@ -334,127 +294,3 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not head:
             self.owner.log(f"http: {rel} to {client}: {status} "
                            f"({count} bytes)")
-
-    # ---- the event stream ------------------------------------------------
-
-    def _events(self):
-        owner = self.owner
-        q = owner.events.subscribe()
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            self.wfile.write(b"retry: 3000\n\n")
-            while True:
-                try:
-                    mac = q.get(timeout=owner.keepalive)
-                except queue.Empty:
-                    self.wfile.write(b": keepalive\n\n")
-                    continue
-                if mac is None:
-                    return
-                data = json.dumps(owner.machines.machine(mac))
-                self.wfile.write(f"data: {data}\n\n".encode())
-        except OSError:
-            return                                  # the reader went away
-        finally:
-            owner.events.unsubscribe(q)
-
-    # ---- POST ------------------------------------------------------------
-
-    def _body(self):
-        """The request's JSON object, or None once an error is answered."""
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            self._error(411, "a body needs Content-Length (no chunks)")
-            return None
-        length = self.headers.get("Content-Length", "0")
-        if not length.isdigit():
-            self.close_connection = True
-            self._error(400, "bad Content-Length")
-            return None
-        length = int(length)
-        if length > BODY_MAX:
-            self.close_connection = True
-            self._error(413, f"a body over {BODY_MAX} bytes")
-            return None
-        data = self.rfile.read(length) if length else b"{}"
-        try:
-            body = json.loads(data)
-        except ValueError:
-            self._error(400, "the body is not JSON")
-            return None
-        if not isinstance(body, dict):
-            self._error(400, "the body is not a JSON object")
-            return None
-        return body
-
-    def do_POST(self):
-        path = self.path.partition("?")[0]
-        if path == "/api/report":
-            return self._report()
-        parts = path.split("/")
-        if len(parts) == 5 and parts[:3] == ["", "api", "machines"] and \
-                parts[4] in ("assign", "cancel", "local"):
-            return self._action(urllib.parse.unquote(parts[3]), parts[4])
-        self._body()                 # read it, so the connection stays sane
-        self._error(404, f"{path[:80]}: no such API")
-
-    def _report(self):
-        body = self._body()
-        if body is None:
-            return
-        client = self.client_address[0]
-        lease = body.get("lease")
-        try:
-            machine = self.owner.machines.report(
-                lease, body.get("event"), exit=body.get("exit"),
-                progress=body.get("progress"), log=body.get("log"))
-        except StaleLease as exc:
-            self.owner.log(f"http: report from {client} refused: {exc}")
-            return self._error(409, str(exc))
-        except InputError as exc:
-            self.owner.log(f"http: report from {client} refused: {exc}")
-            return self._error(400, str(exc))
-        if body.get("event") != "progress":
-            self.owner.log(f"http: report from {client}: {machine['mac']} "
-                           f"{body.get('event')} (exit {body.get('exit')})")
-        self._json(200, {"ok": True, "state": machine["state"]})
-
-    def _action(self, mac, action):
-        client = self.client_address[0]
-        refused = self.owner.check_token(self.headers.get("Authorization"))
-        if refused is not None:
-            status, why = refused
-            self.close_connection = True
-            self.owner.log(f"http: {action} {mac[:40]!r} from {client} "
-                           f"refused: {why}")
-            headers = [("WWW-Authenticate", 'Bearer realm="pxeconf"')] \
-                if status == 401 else []
-            return self._error(status, why, headers)
-        body = self._body()
-        if body is None:
-            return
-        machines = self.owner.machines
-        try:
-            if action == "assign":
-                job, once = body.get("job"), body.get("once", True)
-                if not isinstance(job, str) or not isinstance(once, bool):
-                    return self._error(400, 'assign needs {"job": NAME, '
-                                       '"once": true|false}')
-                machine = machines.assign(mac, job, once=once)
-            elif action == "cancel":
-                machine = machines.cancel(mac)
-            else:
-                machine = machines.local(mac)
-        except NotFound as exc:
-            return self._error(404, str(exc))
-        except InputError as exc:                  # a MAC misspelt
-            return self._error(404, str(exc))
-        self.owner.log(f"http: {action} {machine['mac']} from {client}"
-                       + (f": job {body['job']}" if action == "assign"
-                          else ""))
-        self._json(200, {"ok": True, "machine": machine})

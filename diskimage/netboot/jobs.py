@@ -34,7 +34,7 @@ from . import macaddr
 from . import progress as progressinfo
 
 LOG_LINES = 20
-MAX_LOG_LINE = 400
+MAX_LOG_LINE = 500
 ACTIVE = ("assigned", "started")
 
 
@@ -73,6 +73,7 @@ class Machine:
         self.result = None
         self.log = collections.deque(maxlen=LOG_LINES)
         self.old_leases = set()
+        self.last_end = None        # (lease, event, exit) of the last end
 
 
 class Machines:
@@ -139,6 +140,7 @@ class Machines:
         elif ev in ("done", "failed"):
             m.state = ev
             m.result = {"event": ev, "exit": r.get("exit"), "at": at}
+            m.last_end = (r.get("lease"), ev, r.get("exit"))
             if r.get("reason"):
                 m.result["reason"] = r["reason"]
         elif ev in ("cancel", "local", "unassign"):
@@ -293,13 +295,12 @@ class Machines:
         with self._lock:
             mac = self._leases.get(lease) if isinstance(lease, str) else None
             m = self._machines.get(mac)
+            if m is not None and m.last_end == (lease, event, exit):
+                return self._public(m)  # an ending said again (a retry)
             if m is None or m.lease != lease:
                 raise StaleLease(f"lease {str(lease)[:40]!r}: not the "
                                  f"current lease of any machine")
             if m.state not in ACTIVE:
-                if m.state == event and m.result and \
-                        m.result.get("exit") == exit:
-                    return self._public(m)        # the same ending, again
                 raise StaleLease(f"lease {lease[:40]!r}: already ended "
                                  f"({m.state})")
             extra = {"log": lines} if lines else {}

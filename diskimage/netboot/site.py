@@ -77,7 +77,7 @@ class Settings:
     timeout: int = 5
     default: str = None         # None: the menu's first entry
     retries: int = 2
-    fallback: str = "local"     # None: the default entry
+    fallback: str = "local"     # None: the menu
     address: str = None
     http_port: int = 80
     entries: tuple = None       # None: every entry, in the file's order
@@ -161,10 +161,16 @@ class _Builder:
             of.setdefault(section.kind, []).append((section, typed))
         site_section, site_values = (of.get("site") or [(None, {})])[0]
         self.root = self._root(site_section, site_values.get("root", "boot"))
-        jobs = {s.name: self._job(s, v) for s, v in of.get("job", [])}
-        self.jobs = jobs
-        entries = {s.name: self._entry(s, v) for s, v in of.get("menu", [])}
-        self.entries = entries
+        jobs, entries = {}, {}      # files checked in the file's order
+        for section, values in zip(self.sections, self.values):
+            if section.kind == "job":
+                jobs[section.name] = self._job(section, values)
+            elif section.kind == "menu":
+                entries[section.name] = self._entry(section, values)
+        self.jobs, self.entries = jobs, entries
+        for section, values in of.get("menu", []):
+            if values.get("job") is not None:
+                self._known(section, "job", values["job"], jobs, "job")
         settings = Settings(self.root, **{
             k.replace("-", "_"): v for k, v in site_values.items()
             if k != "root"})
@@ -261,8 +267,6 @@ class _Builder:
             raise self.error(section, "cmdline", "a local entry boots no "
                              "kernel to give it to")
         job = values.get("job")
-        if job is not None:
-            self._known(section, "job", job, self.jobs, "job")
         return Entry(section.name, values.get("label") or section.name,
                      kernel, initrd, values.get("cmdline", ""), bundle,
                      bool(values.get("local")), job, section.line)

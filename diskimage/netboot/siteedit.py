@@ -148,6 +148,9 @@ class _Lines:
         if start == 0 or self._kind(start - 1) == "blank":
             while self._kind(end + 1) == "blank":
                 end += 1
+        if end == len(self.lines) - 1:      # the last: no blank lines left
+            while self._kind(start - 1) == "blank":
+                start -= 1
         self.dropped.update(range(start, end + 1))
 
     def add(self, header, pairs, kind=None, top=False):

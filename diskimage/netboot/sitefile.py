@@ -259,6 +259,11 @@ def _section(path, number, index, inside, kinds):
             raise SiteError(path, number, f"[{inside.strip()}]",
                             f"{name!r} is not a MAC address (six bytes in "
                             f"hex, e.g. 52:54:00:12:34:56)") from None
+    elif not NAME.match(name):
+        raise SiteError(path, number, f"[{inside.strip()}]",
+                        f"{name!r} is not a name (letters, digits, '.', "
+                        f"'_', '-', at most 64, starting with a letter or "
+                        f"digit)")
     return Section(kind, name, number, index)
 
 

@@ -26,8 +26,8 @@ class Served:
         (self.root / "env" / "small.bin").write_bytes(self.small)
         (self.root / "ipxe" / "52-54-00-12-34-56.ipxe").write_text(
             "#!ipxe\nexit\n")
-        site = make_site(root=self.root, hosts=[
-            Host(MAC1, name="pc01", job="restore", assigned="a")])
+        site = make_site(tmp_path, hosts=[
+            Host(MAC1, name="pc01", job="restore", assigned="2026-12-01T16:00:00Z")])
         self.machines = Machines(site, tmp_path / "state" / "journal.jsonl")
         self.logs = []
         kw.setdefault("page", b"<!doctype html><title>console</title>\n")

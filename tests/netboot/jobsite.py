@@ -1,83 +1,69 @@
-"""A site for the jobs and httpd tests.
+"""A real site (diskimage.netboot.site) for the jobs and httpd tests: a
+site file with two entries and two jobs, and a boot root holding the
+files they name, in a directory of the test's."""
 
-Until diskimage/netboot/site.py lands on this branch, the Site model of
-/work/tasks/pxe-interfaces.md is built here as plain objects with the same
-attribute names; `make_site` is the one place to switch to site.load.
-"""
+from diskimage.netboot import site as sitemodel
+from diskimage.netboot.site import Host
 
-from dataclasses import dataclass, field
-
-
-@dataclass
-class Entry:
-    name: str
-    label: str = ""
-    kernel: str = None
-    initrd: str = None
-    cmdline: str = ""
-    bundle: str = None
-    local: bool = False
-    job: str = None
-    line: int = 0
-
-
-@dataclass
-class Job:
-    name: str
-    label: str = ""
-    script: str = "jobs/restore.sh"
-    kernel: str = None
-    initrd: str = None
-    bundle: str = "env"
-    cmdline: str = ""
-    retries: int = None
-    line: int = 0
-
-
-@dataclass
-class Host:
-    mac: str
-    name: str = ""
-    job: str = None
-    once: bool = True
-    assigned: str = None
-    menu: str = None
-    fallback: str = None
-    line: int = 0
-
-
-@dataclass
-class Settings:
-    root: str = "/nonexistent"
-    timeout: int = 5
-    default: str = None
-    retries: int = 2
-    fallback: str = "local"
-    address: str = None
-    http_port: int = 80
-    entries: tuple = None
-
-
-@dataclass
-class Site:
-    path: str = "pxeconf.site"
-    settings: Settings = field(default_factory=Settings)
-    entries: dict = field(default_factory=dict)
-    jobs: dict = field(default_factory=dict)
-    hosts: dict = field(default_factory=dict)
-    servers: dict = field(default_factory=dict)
-
+__all__ = ["MAC1", "MAC2", "Host", "make_site"]
 
 MAC1 = "52:54:00:12:34:56"
 MAC2 = "52:54:00:ab:cd:ef"
 
+TEXT = """\
+[site]
+root = boot
+retries = {retries}
+fallback = local
 
-def make_site(root="/nonexistent", hosts=(), retries=2):
-    site = Site(settings=Settings(root=str(root), retries=retries))
-    site.entries = {"local": Entry("local", "Local disk", local=True),
-                    "rescue": Entry("rescue", "Rescue", bundle="env")}
-    site.jobs = {"restore": Job("restore", "Restore"),
-                 "wipe": Job("wipe", "Wipe", retries=0)}
-    for host in hosts:
-        site.hosts[host.mac] = host
-    return site
+[menu local]
+label = Local disk
+local = yes
+
+[menu rescue]
+label = Rescue
+bundle = env
+
+[job restore]
+label = Restore
+bundle = env
+script = jobs/restore.sh
+
+[job wipe]
+label = Wipe
+bundle = env
+script = jobs/wipe.sh
+retries = 0
+"""
+
+
+def _host_text(host):
+    lines = [f"\n[host {host.mac}]"]
+    if host.name:
+        lines.append(f"name = {host.name}")
+    if host.job:
+        lines.append(f"job = {host.job}")
+        lines.append(f"once = {'yes' if host.once else 'no'}")
+        if host.assigned:
+            lines.append(f"assigned = {host.assigned}")
+    if host.menu:
+        lines.append(f"menu = {host.menu}")
+    if host.fallback:
+        lines.append(f"fallback = {host.fallback}")
+    return "\n".join(lines) + "\n"
+
+
+def make_site(directory, hosts=(), retries=2):
+    """The Site of a site file in `directory` (written there, with its
+    boot root) with these hosts."""
+    root = directory / "boot"
+    for name in ("env/vmlinuz", "env/initrd.img", "jobs/restore.sh",
+                 "jobs/wipe.sh"):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_bytes(b"#!/bin/sh\n")
+    text = TEXT.format(retries=retries) + "".join(map(_host_text, hosts))
+    path = directory / "pxeconf.site"
+    path.write_text(text)
+    return sitemodel.load(path)

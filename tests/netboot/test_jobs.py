@@ -31,13 +31,14 @@ def machines(tmp_path, site, changes=None):
                                else None), clock=Clock())
 
 
-def once_site(**kw):
-    return make_site(hosts=[Host(MAC1, name="pc01", job="restore", once=True,
-                                 assigned="2026-12-01T16:30:00Z")], **kw)
+def once_site(tmp_path, **kw):
+    return make_site(tmp_path, hosts=[Host(
+        MAC1, name="pc01", job="restore", once=True,
+        assigned="2026-12-01T16:30:00Z")], **kw)
 
 
 def test_once_job_runs_then_local(tmp_path, changes):
-    ms = machines(tmp_path, once_site(), changes)
+    ms = machines(tmp_path, once_site(tmp_path), changes)
     boot = ms.next_boot(MAC1)
     assert boot.kind == "job" and boot.job.name == "restore"
     assert len(boot.lease) >= 24
@@ -61,7 +62,7 @@ def test_once_job_runs_then_local(tmp_path, changes):
 
 
 def test_only_done_switches_to_local(tmp_path):
-    ms = machines(tmp_path, once_site())
+    ms = machines(tmp_path, once_site(tmp_path))
     lease = ms.next_boot(MAC1).lease
     ms.booted(MAC1, "efi")
     assert ms.next_boot(MAC1).kind == "job"
@@ -72,7 +73,7 @@ def test_only_done_switches_to_local(tmp_path):
 
 
 def test_reported_failure_boots_fallback(tmp_path):
-    site = once_site()
+    site = once_site(tmp_path)
     site.hosts[MAC1].fallback = "rescue"
     ms = machines(tmp_path, site)
     lease = ms.next_boot(MAC1).lease
@@ -84,7 +85,7 @@ def test_reported_failure_boots_fallback(tmp_path):
 
 
 def test_boot_after_started_reruns_up_to_retries(tmp_path):
-    ms = machines(tmp_path, once_site(retries=2))
+    ms = machines(tmp_path, once_site(tmp_path, retries=2))
     lease = ms.next_boot(MAC1).lease
     for attempt in (1, 2):
         ms.booted(MAC1, "bios")
@@ -104,7 +105,7 @@ def test_boot_after_started_reruns_up_to_retries(tmp_path):
 
 
 def test_job_retries_override_site(tmp_path):
-    site = make_site(hosts=[Host(MAC1, job="wipe", assigned="x")],
+    site = make_site(tmp_path, hosts=[Host(MAC1, job="wipe", assigned="2026-12-01T16:00:00Z")],
                      retries=5)
     ms = machines(tmp_path, site)
     lease = ms.next_boot(MAC1).lease
@@ -114,7 +115,7 @@ def test_job_retries_override_site(tmp_path):
 
 
 def test_several_fetches_of_one_boot_count_once(tmp_path):
-    ms = machines(tmp_path, once_site(retries=1))
+    ms = machines(tmp_path, once_site(tmp_path, retries=1))
     lease = ms.next_boot(MAC1).lease
     ms.report(lease, "started")
     # pxelinux asks for several names; GRUB for two: one boot.
@@ -126,8 +127,8 @@ def test_several_fetches_of_one_boot_count_once(tmp_path):
 
 
 def test_always_job_runs_at_every_boot(tmp_path):
-    site = make_site(hosts=[Host(MAC1, job="restore", once=False,
-                                 assigned="x")])
+    site = make_site(tmp_path, hosts=[Host(MAC1, job="restore", once=False,
+                                           assigned="2026-12-01T16:00:00Z")])
     ms = machines(tmp_path, site)
     first = ms.next_boot(MAC1).lease
     ms.report(first, "started")
@@ -137,11 +138,17 @@ def test_always_job_runs_at_every_boot(tmp_path):
     assert second.kind == "job" and second.lease != first
     with pytest.raises(StaleLease):
         ms.report(first, "started")
+    # The client retries an ending whose answer it lost: accepted, and the
+    # new lease is untouched.
+    assert ms.report(first, "done", exit=0)["state"] == "assigned"
+    assert ms.next_boot(MAC1).lease == second.lease
+    with pytest.raises(StaleLease):
+        ms.report(first, "failed", exit=1)
     ms.report(second.lease, "started")
 
 
 def test_stale_lease_never_changes_a_newer_one(tmp_path):
-    site = once_site()
+    site = once_site(tmp_path)
     ms = machines(tmp_path, site)
     old = ms.next_boot(MAC1).lease
     ms.report(old, "started")
@@ -161,7 +168,7 @@ def test_stale_lease_never_changes_a_newer_one(tmp_path):
 
 
 def test_repeated_ending_is_accepted_other_is_refused(tmp_path):
-    ms = machines(tmp_path, once_site())
+    ms = machines(tmp_path, once_site(tmp_path))
     lease = ms.next_boot(MAC1).lease
     ms.report(lease, "started")
     ms.report(lease, "done", exit=0)
@@ -178,7 +185,7 @@ def test_repeated_ending_is_accepted_other_is_refused(tmp_path):
     {"event": "started", "log": "one line"},
     {"event": "started", "log": [1, 2]}])
 def test_bad_reports(tmp_path, kw):
-    ms = machines(tmp_path, once_site())
+    ms = machines(tmp_path, once_site(tmp_path))
     lease = ms.next_boot(MAC1).lease
     with pytest.raises(InputError):
         ms.report(lease, **kw)
@@ -186,32 +193,32 @@ def test_bad_reports(tmp_path, kw):
 
 
 def test_sync_keeps_unchanged_assignments(tmp_path):
-    site = once_site()
+    site = once_site(tmp_path)
     ms = machines(tmp_path, site)
     lease = ms.next_boot(MAC1).lease
     ms.sync(site)
-    ms.sync(once_site())
+    ms.sync(once_site(tmp_path))
     assert ms.next_boot(MAC1).lease == lease
-    site = once_site()
+    site = once_site(tmp_path)
     site.hosts[MAC1].job = None                          # job taken away
     ms.sync(site)
     assert ms.machine(MAC1)["state"] == "idle"
     assert ms.next_boot(MAC1).kind == "menu"
-    ms.sync(make_site())                                 # host removed
+    ms.sync(make_site(tmp_path))                         # host removed
     assert ms.machine(MAC1)["state"] == "idle"
 
 
 def test_host_removed_cancels_its_lease(tmp_path):
-    ms = machines(tmp_path, once_site())
+    ms = machines(tmp_path, once_site(tmp_path))
     lease = ms.next_boot(MAC1).lease
-    ms.sync(make_site())
+    ms.sync(make_site(tmp_path))
     assert ms.machine(MAC1)["state"] == "cancelled"
     with pytest.raises(StaleLease):
         ms.report(lease, "started")
 
 
 def test_unknown_machine_is_recorded_and_boots_the_menu(tmp_path):
-    ms = machines(tmp_path, once_site())
+    ms = machines(tmp_path, once_site(tmp_path))
     ms.booted("52-54-00-AB-CD-EF", "ipxe-efi")
     m = ms.machine(MAC2)
     assert m["state"] == "unknown" and m["firmware"] == "ipxe-efi"
@@ -220,7 +227,7 @@ def test_unknown_machine_is_recorded_and_boots_the_menu(tmp_path):
 
 
 def test_menu_override(tmp_path):
-    site = make_site(hosts=[Host(MAC1, menu="rescue")])
+    site = make_site(tmp_path, hosts=[Host(MAC1, menu="rescue")])
     ms = machines(tmp_path, site)
     boot = ms.next_boot(MAC1)
     assert boot.kind == "entry" and boot.entry.name == "rescue"
@@ -228,7 +235,8 @@ def test_menu_override(tmp_path):
 
 
 def test_console_actions(tmp_path, changes):
-    ms = machines(tmp_path, make_site(hosts=[Host(MAC1, name="pc01")]),
+    ms = machines(tmp_path, make_site(tmp_path, hosts=[Host(MAC1,
+                                                            name="pc01")]),
                   changes)
     with pytest.raises(NotFound):
         ms.assign(MAC2, "restore")
@@ -248,16 +256,16 @@ def test_console_actions(tmp_path, changes):
 
 
 def test_console_assignment_survives_a_reload(tmp_path):
-    site = make_site(hosts=[Host(MAC1)])
+    site = make_site(tmp_path, hosts=[Host(MAC1)])
     ms = machines(tmp_path, site)
     ms.assign(MAC1, "restore")
     lease = ms.next_boot(MAC1).lease
-    ms.sync(make_site(hosts=[Host(MAC1)]))
+    ms.sync(make_site(tmp_path, hosts=[Host(MAC1)]))
     assert ms.next_boot(MAC1).lease == lease
 
 
 def test_progress_keeps_rate_and_eta(tmp_path):
-    ms = machines(tmp_path, once_site())
+    ms = machines(tmp_path, once_site(tmp_path))
     lease = ms.next_boot(MAC1).lease
     ms.report(lease, "started")
     # Without rate/eta in the object: from the samples (one per second).
@@ -273,9 +281,9 @@ def test_progress_keeps_rate_and_eta(tmp_path):
 
 
 def test_log_tail_is_bounded(tmp_path):
-    ms = machines(tmp_path, once_site())
+    ms = machines(tmp_path, once_site(tmp_path))
     lease = ms.next_boot(MAC1).lease
     ms.report(lease, "started", log=[f"line {i}" for i in range(50)])
     m = ms.report(lease, "progress", log=["x" * 5000])
     assert len(m["log"]) == 20 and m["log"][0] == "line 31"
-    assert len(m["log"][-1]) == 400
+    assert len(m["log"][-1]) == 500

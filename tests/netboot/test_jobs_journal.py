@@ -13,15 +13,16 @@ from tests.netboot.jobsite import MAC1, MAC2, Host, make_site
 from tests.netboot.test_jobs import Clock
 
 
-def site():
-    return make_site(hosts=[
-        Host(MAC1, name="pc01", job="restore", assigned="a"),
-        Host(MAC2, name="pc02", job="restore", once=False, assigned="b")])
+def site(directory):
+    return make_site(directory, hosts=[
+        Host(MAC1, name="pc01", job="restore", assigned="2026-12-01T16:00:00Z"),
+        Host(MAC2, name="pc02", job="restore", once=False, assigned="2026-12-01T16:00:00Z")])
 
 
 def open_machines(path, logs=None):
-    return Machines(site(), path, log=(logs.append if logs is not None
-                                       else None), clock=Clock())
+    return Machines(site(path.parent), path,
+                    log=logs.append if logs is not None else None,
+                    clock=Clock())
 
 
 def busy_history(path):
