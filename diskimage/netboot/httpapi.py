@@ -19,7 +19,7 @@ import queue
 import threading
 import urllib.parse
 
-from ..errors import InputError
+from ..errors import DiskImageError, InputError
 from .jobs import NotFound, StaleLease
 
 BODY_MAX = 64 * 1024
@@ -153,6 +153,9 @@ class ApiHandler:
         except InputError as exc:
             self.owner.log(f"http: report from {client} refused: {exc}")
             return self._error(400, str(exc))
+        except DiskImageError as exc:            # the journal not written
+            self.owner.log(f"http: report from {client} not recorded: {exc}")
+            return self._error(500, f"not recorded: {exc}")
         if body.get("event") != "progress":
             self.owner.log(f"http: report from {client}: {machine['mac']} "
                            f"{body.get('event')} (exit {body.get('exit')})")
@@ -188,6 +191,10 @@ class ApiHandler:
             return self._error(404, str(exc))
         except InputError as exc:                  # a MAC misspelt
             return self._error(404, str(exc))
+        except DiskImageError as exc:            # the journal not written
+            self.owner.log(f"http: {action} {mac[:40]!r} from {client} not "
+                           f"recorded: {exc}")
+            return self._error(500, f"not recorded: {exc}")
         self.owner.log(f"http: {action} {machine['mac']} from {client}"
                        + (f": job {body['job']}" if action == "assign"
                           else ""))

@@ -33,7 +33,7 @@ import socket
 import threading
 import urllib.parse
 
-from ..errors import BusyError, InputError
+from ..errors import BusyError, DiskImageError, InputError
 from . import macaddr, rootpath
 from .httpapi import ApiHandler, Events
 from .httprange import parse_range
@@ -259,7 +259,11 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         if mac and rel.startswith("ipxe/") and not head and \
                 self.owner.machines is not None:
             platform = urllib.parse.parse_qs(query).get("platform", [""])[0]
-            self.owner.machines.booted(mac, PLATFORMS.get(platform))
+            try:
+                self.owner.machines.booted(mac, PLATFORMS.get(platform))
+            except DiskImageError as exc:       # the journal not written
+                self.owner.log(f"http: the boot of {mac} not recorded: "
+                               f"{exc}")
         try:
             f, size, rel = rootpath.open_file(self.owner.root, name)
         except rootpath.Refused as exc:

@@ -22,7 +22,6 @@ before it is applied, and applying records is the only way state changes,
 so a restarted server replays the journal to the same state.
 """
 
-import collections
 import secrets
 import threading
 import time
@@ -31,9 +30,12 @@ from dataclasses import dataclass
 from ..errors import InputError
 from . import journal as journalfile
 from . import macaddr
+from . import machinestate
 from . import progress as progressinfo
+from .machinestate import LOG_LINES
 
-LOG_LINES = 20
+#: A journal of more records than this is compacted when opened.
+COMPACT_AT = 20000
 MAX_LOG_LINE = 500
 ACTIVE = ("assigned", "started")
 
@@ -54,45 +56,41 @@ class Boot:
     lease: str = None
 
 
-class Machine:
-    """One machine's state, as replayed from the journal."""
-
-    def __init__(self, mac):
-        self.mac = mac
-        self.firmware = None
-        self.last_seen = None
-        self.state = "unknown"
-        self.lease = None
-        self.job = None
-        self.once = True
-        self.retries = 0
-        self.attempts = 0
-        self.site_key = None
-        self.progress = None
-        self.samples = collections.deque(maxlen=8)
-        self.result = None
-        self.log = collections.deque(maxlen=LOG_LINES)
-        self.old_leases = set()
-        self.last_end = None        # (lease, event, exit) of the last end
-
-
 class Machines:
     """Every machine's state; thread-safe.  `on_change(mac)` is called
     (outside the lock) after each change of what a machine boots or
     shows."""
 
     def __init__(self, site, journal_path, on_change=None, log=None,
-                 clock=time.time):
+                 clock=time.time, compact_at=COMPACT_AT, readonly=False):
         self._lock = threading.RLock()
         self._listeners = [on_change] if on_change else []
         self._clock = clock
         self._machines = {}
-        self._leases = {}                     # lease id -> mac (every one)
+        self._leases = {}                     # lease id -> mac
         self.site = site
-        self._journal = journalfile.Journal(journal_path, log)
-        for record in self._journal.records:
-            self._apply(record)
-        self.sync(site)
+        if readonly:
+            self._journal = journalfile.ReadOnly(journal_path, log)
+        else:
+            self._journal = journalfile.Journal(journal_path, log)
+        try:
+            self._replay(journal_path)
+            if len(self._journal.records) > compact_at:
+                self._journal.rewrite([machinestate.record(m)
+                                       for m in self._machines.values()])
+            self.sync(site)
+        except BaseException:
+            self._journal.close()
+            raise
+
+    def _replay(self, journal_path):
+        for number, record in enumerate(self._journal.records, 2):
+            try:
+                self._apply(record)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise InputError(f"{journal_path}:{number}: a journal "
+                                 f"record {record.get('ev')!r} that is "
+                                 f"not whole (not ours?)") from None
 
     def close(self):
         self._journal.close()
@@ -109,52 +107,11 @@ class Machines:
     def _machine(self, mac):
         machine = self._machines.get(mac)
         if machine is None:
-            machine = self._machines[mac] = Machine(mac)
+            machine = self._machines[mac] = machinestate.Machine(mac)
         return machine
 
     def _apply(self, r):
-        m = self._machine(r["mac"])
-        ev, at = r["ev"], r.get("at")
-        if ev == "seen":
-            m.firmware = r.get("firmware") or m.firmware
-            m.last_seen = at
-        elif ev == "lease":
-            if m.lease:
-                m.old_leases.add(m.lease)
-            m.lease, m.job, m.once = r["lease"], r["job"], r["once"]
-            m.retries, m.attempts = r["retries"], 0
-            if "site_key" in r:
-                m.site_key = r["site_key"]
-            m.state, m.progress = "assigned", None
-            m.samples.clear()
-            self._leases[m.lease] = m.mac
-        elif ev == "started":
-            m.state = "started"
-        elif ev == "rerun":
-            m.state, m.attempts = "assigned", r["attempts"]
-            m.progress = None
-            m.samples.clear()
-        elif ev == "progress":
-            m.state = "started"
-            progressinfo.update(m, r.get("progress"), at)
-        elif ev in ("done", "failed"):
-            m.state = ev
-            m.result = {"event": ev, "exit": r.get("exit"), "at": at}
-            m.last_end = (r.get("lease"), ev, r.get("exit"))
-            if r.get("reason"):
-                m.result["reason"] = r["reason"]
-        elif ev in ("cancel", "local", "unassign"):
-            m.state = {"cancel": "cancelled", "local": "local",
-                       "unassign": "idle"}[ev]
-            if "site_key" in r:
-                m.site_key = r["site_key"]
-            if m.lease:
-                m.old_leases.add(m.lease)
-            m.lease = None
-            if ev == "unassign":
-                m.job = None
-        for line in r.get("log") or ():
-            m.log.append(line)
+        machinestate.apply(self._machine(r["mac"]), r, self._leases)
 
     def add_listener(self, callback):
         """Another callable(mac) told of every change (httpd's event
@@ -379,3 +336,10 @@ class Machines:
                     self._machine(mac).state = "idle"
             return [self._public(self._machines[mac])
                     for mac in sorted(self._machines)]
+
+
+def status(site, journal_path, log=None):
+    """Every machine's API object as a server of this site and journal
+    would show it, read without locking or writing the journal (for
+    `pxeconf status`, also while serve runs)."""
+    return Machines(site, journal_path, log=log, readonly=True).snapshot()

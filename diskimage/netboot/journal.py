@@ -11,7 +11,9 @@ one line (the file is truncated back to the last whole line) and says so
 through `log`; any other line that does not parse, or a first line that is
 not the header above, means the file is not ours: InputError, and the
 file is left as it is.  One server holds the journal at a time (an
-exclusive lock; another holder is BusyError).
+exclusive lock; another holder is BusyError).  rewrite() replaces it
+with fewer records of the same state (jobs.Machines compacts a long
+journal when it opens it).
 """
 
 import fcntl
@@ -95,29 +97,86 @@ class Journal:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)),
                         exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                         0o600)
         except OSError as exc:
-            raise InputError(f"{self.path}: cannot open the journal: "
-                             f"{exc.strerror}") from None
-        self._file = os.fdopen(fd, "r+b", buffering=0)
+            raise InputError(f"{self.path}: cannot make the journal's "
+                             f"directory: {exc.strerror}") from None
+        while True:
+            self._file = self._locked(os.O_RDWR | os.O_CREAT, self.path)
+            if self._same_file():
+                break
+            self._file.close()      # replaced by a compaction meanwhile
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise BusyError(f"{self.path}: another pxeconf serve holds "
-                                f"this journal") from None
             data = self._file.read()
             self.records, good, has_header = _parse(self.path, data, log)
             if good != len(data):
                 self._file.truncate(good)
-                os.fsync(fd)
+                os.fsync(self._file.fileno())
             self._file.seek(0, os.SEEK_END)
             if not has_header:
                 self._write(HEADER)
         except BaseException:
             self._file.close()
             raise
+
+    def _locked(self, flags, path):
+        try:
+            fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot open the journal: "
+                             f"{exc.strerror}") from None
+        f = os.fdopen(fd, "r+b", buffering=0)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise BusyError(f"{self.path}: another pxeconf serve holds "
+                            f"this journal") from None
+        return f
+
+    def _same_file(self):
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        st = os.fstat(self._file.fileno())
+        return (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)
+
+    def rewrite(self, records):
+        """Replace the journal by `records` (a compaction: each machine's
+        state as one record): written to PATH.partial, fsync'd, locked and
+        renamed over the journal, so a cut leaves the old one whole."""
+        partial = self.path + ".partial"
+        try:
+            os.unlink(partial)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise InputError(f"{partial}: cannot remove it: "
+                             f"{exc.strerror}") from None
+        new = self._locked(os.O_RDWR | os.O_CREAT | os.O_EXCL, partial)
+        old, self._file = self._file, new
+        try:
+            for record in [HEADER, *records]:
+                self._write(record)
+            os.rename(partial, self.path)
+            dirfd = os.open(os.path.dirname(os.path.abspath(self.path)),
+                            os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dirfd)
+            finally:
+                os.close(dirfd)
+        except BaseException as exc:
+            self._file = old
+            new.close()
+            try:
+                os.unlink(partial)
+            except OSError:
+                pass
+            if isinstance(exc, OSError):
+                raise DiskImageError(f"{self.path}: cannot compact the "
+                                     f"journal: {exc.strerror}") from None
+            raise
+        old.close()
 
     def _write(self, record):
         line = json.dumps(record, sort_keys=True,
@@ -148,3 +207,20 @@ class Journal:
 
     def close(self):
         self._file.close()
+
+
+class ReadOnly:
+    """The journal as readers see it: its records, no lock, nothing
+    written (the changes a sync would make stay in memory)."""
+
+    def __init__(self, path, log):
+        self.records = read(path, log)
+
+    def append(self, record):
+        pass
+
+    def rewrite(self, records):
+        pass
+
+    def close(self):
+        pass

@@ -9,7 +9,7 @@ import pytest
 
 from diskimage.netboot.httpd import HttpServer
 from diskimage.netboot.jobs import Machines
-from tests.netboot.jobsite import MAC1, Host, make_site
+from tests.netboot.jobsite import MAC1, T0, Host, make_site
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -27,7 +27,7 @@ class Served:
         (self.root / "ipxe" / "52-54-00-12-34-56.ipxe").write_text(
             "#!ipxe\nexit\n")
         site = make_site(tmp_path, hosts=[
-            Host(MAC1, name="pc01", job="restore", assigned="2026-12-01T16:00:00Z")])
+            Host(MAC1, name="pc01", job="restore", assigned=T0)])
         self.machines = Machines(site, tmp_path / "state" / "journal.jsonl")
         self.logs = []
         kw.setdefault("page", b"<!doctype html><title>console</title>\n")

@@ -5,10 +5,11 @@ files they name, in a directory of the test's."""
 from diskimage.netboot import site as sitemodel
 from diskimage.netboot.site import Host
 
-__all__ = ["MAC1", "MAC2", "Host", "make_site"]
+__all__ = ["MAC1", "MAC2", "T0", "Host", "make_site"]
 
 MAC1 = "52:54:00:12:34:56"
 MAC2 = "52:54:00:ab:cd:ef"
+T0 = "2026-12-01T16:00:00Z"
 
 TEXT = """\
 [site]

@@ -7,7 +7,7 @@ import pytest
 
 from diskimage.netboot.jobs import Machines, NotFound, StaleLease
 from diskimage.errors import InputError
-from tests.netboot.jobsite import MAC1, MAC2, Host, make_site
+from tests.netboot.jobsite import MAC1, MAC2, T0, Host, make_site
 
 
 class Clock:
@@ -105,7 +105,7 @@ def test_boot_after_started_reruns_up_to_retries(tmp_path):
 
 
 def test_job_retries_override_site(tmp_path):
-    site = make_site(tmp_path, hosts=[Host(MAC1, job="wipe", assigned="2026-12-01T16:00:00Z")],
+    site = make_site(tmp_path, hosts=[Host(MAC1, job="wipe", assigned=T0)],
                      retries=5)
     ms = machines(tmp_path, site)
     lease = ms.next_boot(MAC1).lease
@@ -128,7 +128,7 @@ def test_several_fetches_of_one_boot_count_once(tmp_path):
 
 def test_always_job_runs_at_every_boot(tmp_path):
     site = make_site(tmp_path, hosts=[Host(MAC1, job="restore", once=False,
-                                           assigned="2026-12-01T16:00:00Z")])
+                                           assigned=T0)])
     ms = machines(tmp_path, site)
     first = ms.next_boot(MAC1).lease
     ms.report(first, "started")

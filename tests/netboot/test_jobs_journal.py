@@ -9,14 +9,14 @@ import pytest
 from diskimage.errors import BusyError, InputError
 from diskimage.netboot import journal
 from diskimage.netboot.jobs import Machines, StaleLease
-from tests.netboot.jobsite import MAC1, MAC2, Host, make_site
+from tests.netboot.jobsite import MAC1, MAC2, T0, Host, make_site
 from tests.netboot.test_jobs import Clock
 
 
 def site(directory):
     return make_site(directory, hosts=[
-        Host(MAC1, name="pc01", job="restore", assigned="2026-12-01T16:00:00Z"),
-        Host(MAC2, name="pc02", job="restore", once=False, assigned="2026-12-01T16:00:00Z")])
+        Host(MAC1, name="pc01", job="restore", assigned=T0),
+        Host(MAC2, name="pc02", job="restore", once=False, assigned=T0)])
 
 
 def open_machines(path, logs=None):
@@ -147,4 +147,90 @@ def test_readers_replay_without_the_lock(tmp_path):
     records = journal.read(path)
     assert [r["ev"] for r in records][-1] == "seen"
     assert journal.read(tmp_path / "missing") == []
+    ms.close()
+
+
+def test_a_long_journal_is_compacted_to_the_same_state(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    state, l1, l2 = busy_history(path)
+    before = len(path.read_bytes().splitlines())
+    ms = Machines(site(tmp_path), path, clock=Clock(), compact_at=5)
+    assert ms.snapshot() == state
+    ms.close()
+    lines = path.read_bytes().splitlines()
+    assert len(lines) < before
+    assert [json.loads(x)["ev"] for x in lines[1:]] == ["machine"] * 3
+    assert not (tmp_path / "journal.jsonl.partial").exists()
+    ms = open_machines(path)
+    assert ms.snapshot() == state
+    assert ms.report(l1, "done", exit=0)["state"] == "done"
+    with pytest.raises(StaleLease):
+        ms.report(l2, "started")
+    ms.close()
+
+
+def test_a_record_not_ours(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b'{"journal": "pxeconf", "version": 1}\n'
+                     b'{"ev": "lease", "mac": "52:54:00:12:34:56"}\n')
+    with pytest.raises(InputError) as err:
+        open_machines(path)
+    assert "journal.jsonl:2: a journal record 'lease'" in str(err.value)
+    path.write_bytes(b'{"journal": "pxeconf", "version": 1}\n'
+                     b'{"ev": "reboot", "mac": "52:54:00:12:34:56"}\n')
+    with pytest.raises(InputError):
+        open_machines(path)
+    open_machines(path.with_name("other.jsonl")).close()   # lock released
+
+
+def test_status_reads_while_the_server_holds_the_journal(tmp_path):
+    from diskimage.netboot.jobs import status
+    path = tmp_path / "journal.jsonl"
+    ms = open_machines(path)
+    lease = ms.next_boot(MAC1).lease
+    ms.report(lease, "started")
+    data = path.read_bytes()
+    shown = {m["mac"]: m for m in status(site(tmp_path), path)}
+    assert shown[MAC1]["state"] == "started"
+    assert shown[MAC2]["state"] == "assigned"
+    assert path.read_bytes() == data              # nothing written
+    ms.close()
+    assert status(site(tmp_path), tmp_path / "none.jsonl")[0]["state"] == \
+        "assigned"
+    assert not (tmp_path / "none.jsonl").exists()
+
+
+WRITE_FAILS = r"""
+import resource, signal, sys, os
+from diskimage.errors import NoSpaceError
+from diskimage.netboot.jobs import Machines
+from diskimage.netboot import site
+path = sys.argv[1]
+ms = Machines(site.load(sys.argv[2]), path)
+lease = ms.next_boot("52:54:00:12:34:56").lease
+size = os.path.getsize(path)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 10, size + 10))
+try:
+    ms.report(lease, "started")
+except NoSpaceError as exc:
+    print("refused:", exc)
+print(ms.machine("52:54:00:12:34:56")["state"], os.path.getsize(path) == size)
+"""
+
+
+def test_a_record_that_cannot_be_written_changes_nothing(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "journal.jsonl"
+    site(tmp_path)
+    out = subprocess.run([sys.executable, "-c", WRITE_FAILS, str(path),
+                          str(tmp_path / "pxeconf.site")],
+                         capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"refused: {path}: cannot write the journal:"
+                               f" no space left")
+    assert lines[1] == "assigned True"
+    ms = open_machines(path)                  # still a whole journal
+    assert ms.machine(MAC1)["state"] == "assigned"
     ms.close()

@@ -1,0 +1,111 @@
+"""One machine's state (jobs.Machines holds one per MAC), and the one way
+it changes: a journal record applied to it.
+
+The records (each also has "mac" and "at", unix seconds):
+
+    seen      firmware                 a loader asked for its config
+    lease     lease job once retries [site_key origin]   a new lease
+    started   lease                    the environment began the job
+    rerun     lease attempts           booted after started, no ending
+    progress  lease progress           rdeploy's progress object
+    done | failed  lease exit [reason] the lease ended
+    cancel | local | unassign [site_key]   the console or the site file
+    machine   every field below        a compacted journal's one record
+
+Any record may carry "log": lines added to the bounded log tail.
+"""
+
+import collections
+
+from . import progress as progressinfo
+
+LOG_LINES = 20
+
+
+class Machine:
+    """One machine's state, as replayed from the journal."""
+
+    def __init__(self, mac):
+        self.mac = mac
+        self.firmware = None
+        self.last_seen = None
+        self.state = "unknown"
+        self.lease = None
+        self.job = None
+        self.once = True
+        self.retries = 0
+        self.attempts = 0
+        self.site_key = None
+        self.progress = None
+        self.samples = collections.deque(maxlen=8)
+        self.result = None
+        self.log = collections.deque(maxlen=LOG_LINES)
+        self.last_end = None        # (lease, event, exit) of the last end
+
+
+def record(m):
+    """A machine's whole state as one record (a compaction)."""
+    return {"ev": "machine", "mac": m.mac, "at": m.last_seen,
+            "state": m.state, "lease": m.lease, "job": m.job,
+            "once": m.once, "retries": m.retries, "attempts": m.attempts,
+            "site_key": m.site_key, "firmware": m.firmware,
+            "progress": m.progress, "samples": list(m.samples),
+            "result": m.result, "log": list(m.log),
+            "last_end": m.last_end}
+
+
+def apply(m, r, leases):
+    """Record `r` applied to machine `m`; `leases` (lease id -> MAC) kept
+    for the leases a report may name."""
+    ev, at = r["ev"], r.get("at")
+    if ev == "machine":
+        for key in ("state", "lease", "job", "once", "retries",
+                    "attempts", "site_key", "firmware", "progress",
+                    "result"):
+            setattr(m, key, r[key])
+        m.last_seen = at
+        m.samples.extend(tuple(x) for x in r["samples"])
+        m.last_end = tuple(r["last_end"]) if r["last_end"] else None
+        for lease in (m.lease, m.last_end and m.last_end[0]):
+            if lease:
+                leases[lease] = m.mac
+    elif ev == "seen":
+        m.firmware = r.get("firmware") or m.firmware
+        m.last_seen = at
+    elif ev == "lease":
+        m.lease, m.job, m.once = r["lease"], r["job"], r["once"]
+        m.retries, m.attempts = r["retries"], 0
+        if "site_key" in r:
+            m.site_key = r["site_key"]
+        m.state, m.progress = "assigned", None
+        m.samples.clear()
+        leases[m.lease] = m.mac
+    elif ev == "started":
+        m.state = "started"
+    elif ev == "rerun":
+        m.state, m.attempts = "assigned", r["attempts"]
+        m.progress = None
+        m.samples.clear()
+    elif ev == "progress":
+        m.state = "started"
+        progressinfo.update(m, r.get("progress"), at)
+    elif ev in ("done", "failed"):
+        m.state = ev
+        m.result = {"event": ev, "exit": r.get("exit"), "at": at}
+        m.last_end = (r.get("lease"), ev, r.get("exit"))
+        if m.last_end[0]:
+            leases[m.last_end[0]] = m.mac
+        if r.get("reason"):
+            m.result["reason"] = r["reason"]
+    elif ev in ("cancel", "local", "unassign"):
+        m.state = {"cancel": "cancelled", "local": "local",
+                   "unassign": "idle"}[ev]
+        if "site_key" in r:
+            m.site_key = r["site_key"]
+        m.lease = None
+        if ev == "unassign":
+            m.job = None
+    else:
+        raise ValueError(f"unknown record {ev!r}")
+    for line in r.get("log") or ():
+        m.log.append(line)
