@@ -38,12 +38,12 @@ def _run(args, **kw):
     return subprocess.run([os.fspath(a) for a in args], **kw)
 
 
-def local_disk(path, scratch):
+def local_disk(path, scratch, seed=13):
     """A 64 MiB MBR disk that boots by itself, under SeaBIOS (syslinux's
     mbr.bin and syslinux on partition 1) and under OVMF (a standalone GRUB
     as EFI/BOOT/BOOTX64.EFI on it), to the line "LOCALDISK-MARKER booted
     (bios|efi)" on the serial port; partition 2 is ext4 holding data.bin
-    (3 MiB of random bytes).  Returns the sha256 of data.bin."""
+    (3 MiB of random bytes from `seed`).  Returns the sha256 of data.bin."""
     scratch = Path(scratch)
     with open(path, "wb") as f:
         f.truncate(DISK_SIZE)
@@ -74,9 +74,9 @@ def local_disk(path, scratch):
         "sleep 600\n").encode(), os.fspath(scratch))
     _run(["mcopy", "-o", "-i", fat, cfg, "::/syslinux/syslinux.cfg"], env=env)
     _run(["mcopy", "-o", "-i", fat, grub, "::/EFI/BOOT/BOOTX64.EFI"], env=env)
-    data = random.Random(13).randbytes(DATA_SIZE)
+    data = random.Random(seed).randbytes(DATA_SIZE)
     tree = scratch / "ext"
-    tree.mkdir()
+    tree.mkdir(exist_ok=True)
     (tree / DATA_FILE).write_bytes(data)
     _run(["mkfs.ext4", "-q", "-F", "-L", "data", "-d", tree, "-E",
           f"offset={EXT_START}", path, f"{EXT_SIZE // 1024}k"])
