@@ -197,6 +197,7 @@ class VM:
         self.lan, self.tap, self.firmware = lan, tap, firmware
         self.disk, self.mac, self.memory = disk, mac, memory
         self.scratch = Path(scratch)
+        self.scratch.mkdir(parents=True, exist_ok=True)
         self.vars = (qemu.ovmf_vars(os.fspath(self.scratch))
                      if firmware == "uefi" else None)
         self.boots = []          # (Boot, seconds it ran)
@@ -225,7 +226,7 @@ class VM:
         self.boots.append(self.boot)
         return self.boot
 
-    def why(self, lines=40):
+    def why(self, lines=60):
         """The tail of this boot's serial log and the servers' logs."""
         out = "\n".join(f"  serial| {line}" for line in
                         self.boot.output.splitlines()[-lines:])
