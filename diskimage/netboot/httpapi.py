@@ -156,9 +156,13 @@ class ApiHandler:
         except DiskImageError as exc:            # the journal not written
             self.owner.log(f"http: report from {client} not recorded: {exc}")
             return self._error(500, f"not recorded: {exc}")
-        if body.get("event") != "progress":
+        event = body.get("event")
+        if event in ("done", "failed"):
             self.owner.log(f"http: report from {client}: {machine['mac']} "
-                           f"{body.get('event')} (exit {body.get('exit')})")
+                           f"{event} (exit {body.get('exit')})")
+        elif event == "started":
+            self.owner.log(f"http: report from {client}: {machine['mac']} "
+                           f"started")
         self._json(200, {"ok": True, "state": machine["state"]})
 
     def _action(self, mac, action):

@@ -6,7 +6,9 @@ API, the event stream and the console page.
                                 (a-b, a-, -n: 206 + Content-Range; past the
                                 end: 416; several ranges: 200 whole);
                                 sendfile, never the whole file in memory
-    GET ipxe/<mac>.ipxe?platform=pcbios|efi    Machines.booted first
+    GET ipxe/<mac>.ipxe?platform=pcbios|efi    Machines.booted first (so
+                                do GRUB's and pxelinux's per-MAC names,
+                                fetched over HTTP by UEFI HTTP boot)
     GET  /                      the console page
     GET  /api/machines          every machine, the jobs and entries
     GET  /api/events            text/event-stream of changed machines
@@ -128,6 +130,8 @@ class HttpServer:
         self.timeout = timeout
         self.keepalive = keepalive
         self.events = Events()
+        self._run_lock = threading.Lock()
+        self._started = self._closed = False
         try:
             self._server = _Server(self, (address, port))
         except OSError as exc:
@@ -142,10 +146,21 @@ class HttpServer:
             machines.add_listener(self.events)
 
     def serve_forever(self):
+        with self._run_lock:
+            if self._closed:
+                return
+            self._started = True
         self._server.serve_forever(poll_interval=0.2)
 
     def shutdown(self):
-        self._server.shutdown()
+        """Stop serving, end the event streams, close the socket (also
+        when serve_forever never ran)."""
+        with self._run_lock:
+            if self._closed:
+                return
+            self._closed, started = True, self._started
+        if started:
+            self._server.shutdown()
         self.events.close()
         self._server.server_close()
         if self.machines is not None:
@@ -256,11 +271,15 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         except rootpath.Refused as exc:
             return self._refused(403, name, str(exc))
         mac = macaddr.from_request(rel)
-        if mac and rel.startswith("ipxe/") and not head and \
-                self.owner.machines is not None:
-            platform = urllib.parse.parse_qs(query).get("platform", [""])[0]
+        if mac and not head and self.owner.machines is not None:
+            if rel.startswith("ipxe/"):
+                platform = urllib.parse.parse_qs(query).get(
+                    "platform", [""])[0]
+                firmware = PLATFORMS.get(platform)
+            else:       # GRUB or lpxelinux fetching over HTTP (HTTP boot)
+                firmware = "efi" if rel.startswith("grub/") else "bios"
             try:
-                self.owner.machines.booted(mac, PLATFORMS.get(platform))
+                self.owner.machines.booted(mac, firmware)
             except DiskImageError as exc:       # the journal not written
                 self.owner.log(f"http: the boot of {mac} not recorded: "
                                f"{exc}")

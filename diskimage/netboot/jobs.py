@@ -36,6 +36,10 @@ from .machinestate import LOG_LINES
 
 #: A journal of more records than this is compacted when opened.
 COMPACT_AT = 20000
+#: Config requests of one machine within this many seconds of the one
+#: that was given a job are one boot (pxelinux, GRUB and iPXE chained
+#: each ask); a later one before "started" is another boot.
+BOOT_WINDOW = 60.0
 MAX_LOG_LINE = 500
 ACTIVE = ("assigned", "started")
 
@@ -62,10 +66,12 @@ class Machines:
     shows."""
 
     def __init__(self, site, journal_path, on_change=None, log=None,
-                 clock=time.time, compact_at=COMPACT_AT, readonly=False):
+                 clock=time.time, compact_at=COMPACT_AT, readonly=False,
+                 boot_window=BOOT_WINDOW):
         self._lock = threading.RLock()
         self._listeners = [on_change] if on_change else []
         self._clock = clock
+        self._window = boot_window
         self._machines = {}
         self._leases = {}                     # lease id -> mac
         self.site = site
@@ -97,9 +103,10 @@ class Machines:
 
     # ---- records: made, journaled, applied -------------------------------
 
-    def _record(self, ev, mac, **fields):
-        record = {"ev": ev, "mac": mac, "at": round(self._clock(), 3),
-                  **fields}
+    def _record(self, ev, mac, at=None, **fields):
+        if at is None:
+            at = round(self._clock(), 3)
+        record = {"ev": ev, "mac": mac, "at": at, **fields}
         self._journal.append(record)
         self._apply(record)
         return record
@@ -170,6 +177,8 @@ class Machines:
                     changed.append(mac)
                 elif mac in site.hosts and m.state == "unknown":
                     m.state = "idle"
+                elif mac not in site.hosts and m.state == "idle":
+                    m.state = "unknown"
         self._changed(changed)
 
     # ---- what configs say ------------------------------------------------
@@ -211,26 +220,40 @@ class Machines:
     # ---- events ----------------------------------------------------------
 
     def booted(self, mac, firmware=None):
-        """A loader asked for this machine's config.  A lease "started"
-        with no ending is run again (attempts + 1) or, past its retries,
-        failed; otherwise the boot is only recorded."""
+        """A loader asked for this machine's config.  The lease runs
+        again, with a new id and attempts + 1, when this is another boot
+        after the job started and did not end, or another boot (over
+        boot_window seconds after the one that was given the job) before
+        it started; past the retries the lease fails instead.  Otherwise
+        the boot is only recorded."""
         mac = macaddr.normalise(mac)
         with self._lock:
             m = self._machines.get(mac)
             first = m is None
-            self._record("seen", mac, firmware=firmware)
+            now = round(self._clock(), 3)
+            state = m.state if m else "unknown"
+            again = None
+            if state == "started":
+                again = "after the job started, with no ending"
+            elif state == "assigned" and m.handed is not None and \
+                    now - m.handed > self._window:
+                again = "and the job never started"
+            handed = state == "assigned" and again is None and \
+                m.handed is None
+            self._record("seen", mac, at=now, firmware=firmware,
+                         **({"handed": True} if handed else {}))
             m = self._machines[mac]
             if first and mac in self.site.hosts:
                 m.state = "idle"
-            if m.state == "started":
+            if again:
                 attempts = m.attempts + 1
                 if attempts > m.retries:
-                    self._record("failed", mac, lease=m.lease, exit=None,
-                                 reason=f"booted again after started with "
-                                 f"no ending, {attempts} times (retries "
-                                 f"{m.retries})")
+                    self._record("failed", mac, at=now, lease=m.lease,
+                                 exit=None, reason=f"booted again {again} "
+                                 f"({attempts} times; retries {m.retries})")
                 else:
-                    self._record("rerun", mac, lease=m.lease,
+                    self._record("rerun", mac, at=now,
+                                 lease=secrets.token_urlsafe(18),
                                  attempts=attempts)
         self._changed([mac])
 

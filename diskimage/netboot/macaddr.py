@@ -11,17 +11,18 @@ import re
 
 from ..errors import InputError
 
-_MAC = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+_MAC = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$"
+                  r"|^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
 
 
 def normalise(text):
-    """``52-54-00-AB-CD-EF``, ``5254.00ab.cdef`` is refused; colons,
-    dashes or nothing between the six bytes are taken."""
+    """``52:54:00:ab:cd:ef`` from colons, dashes or nothing between the six
+    bytes, in either case, or the switches' ``5254.00ab.cdef``."""
     raw = str(text).strip().lower()
     if not _MAC.match(raw):
         raise InputError(f"{text!r}: not a MAC address (six bytes in hex, "
                          f"e.g. 52:54:00:12:34:56)")
-    digits = raw.replace(":", "").replace("-", "")
+    digits = raw.replace(":", "").replace("-", "").replace(".", "")
     return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
 
 

@@ -3,10 +3,13 @@ it changes: a journal record applied to it.
 
 The records (each also has "mac" and "at", unix seconds):
 
-    seen      firmware                 a loader asked for its config
+    seen      firmware [handed]        a loader asked for its config
+                                       (handed: the first boot given the
+                                       lease)
     lease     lease job once retries [site_key origin]   a new lease
     started   lease                    the environment began the job
-    rerun     lease attempts           booted after started, no ending
+    rerun     lease attempts           another boot before an ending: the
+                                       job again, under a new lease id
     progress  lease progress           rdeploy's progress object
     done | failed  lease exit [reason] the lease ended
     cancel | local | unassign [site_key]   the console or the site file
@@ -41,6 +44,7 @@ class Machine:
         self.result = None
         self.log = collections.deque(maxlen=LOG_LINES)
         self.last_end = None        # (lease, event, exit) of the last end
+        self.handed = None          # when a boot was last given the lease
 
 
 def record(m):
@@ -51,7 +55,7 @@ def record(m):
             "site_key": m.site_key, "firmware": m.firmware,
             "progress": m.progress, "samples": list(m.samples),
             "result": m.result, "log": list(m.log),
-            "last_end": m.last_end}
+            "last_end": m.last_end, "handed": m.handed}
 
 
 def apply(m, r, leases):
@@ -66,23 +70,28 @@ def apply(m, r, leases):
         m.last_seen = at
         m.samples.extend(tuple(x) for x in r["samples"])
         m.last_end = tuple(r["last_end"]) if r["last_end"] else None
+        m.handed = r.get("handed")
         for lease in (m.lease, m.last_end and m.last_end[0]):
             if lease:
                 leases[lease] = m.mac
     elif ev == "seen":
         m.firmware = r.get("firmware") or m.firmware
         m.last_seen = at
+        if r.get("handed"):
+            m.handed = at
     elif ev == "lease":
         m.lease, m.job, m.once = r["lease"], r["job"], r["once"]
         m.retries, m.attempts = r["retries"], 0
         if "site_key" in r:
             m.site_key = r["site_key"]
-        m.state, m.progress = "assigned", None
+        m.state, m.progress, m.handed = "assigned", None, None
         m.samples.clear()
         leases[m.lease] = m.mac
     elif ev == "started":
         m.state = "started"
     elif ev == "rerun":
+        m.lease, m.handed = r["lease"], at
+        leases[m.lease] = m.mac
         m.state, m.attempts = "assigned", r["attempts"]
         m.progress = None
         m.samples.clear()

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tests.netboot.httpd_helpers import curl, served  # noqa: F401
+from tests.netboot.jobsite import MAC1
 
 pytestmark = pytest.mark.needs("curl")
 
@@ -132,6 +133,11 @@ def test_ipxe_script_counts_a_boot(served):
     curl(served.url + "ipxe/52-54-00-ab-cd-ef.ipxe?platform=pcbios")
     m = served.machines.machine("52:54:00:ab:cd:ef")       # not in the site
     assert m["firmware"] == "ipxe-bios" and m["state"] == "unknown"
+    # GRUB over HTTP (UEFI HTTP boot) asks for its per-MAC names too.
+    curl(served.url + "grub/grub.cfg-01-52-54-00-ab-cd-ef")
+    assert served.machines.machine("52:54:00:ab:cd:ef")["firmware"] == "efi"
+    curl("-I", served.url + "ipxe/52-54-00-12-34-56.ipxe?platform=pcbios")
+    assert served.machines.machine(MAC1)["firmware"] == "ipxe-efi"  # HEAD
 
 
 def test_the_page_at_root(served):

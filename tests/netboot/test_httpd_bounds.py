@@ -157,3 +157,11 @@ def test_listen_address_must_be_given(tmp_path):
             HttpServer(tmp_path, "127.0.0.1", s.server.port, None, "t", print)
     finally:
         s.stop()
+
+
+def test_shutdown_without_serving(tmp_path):
+    from diskimage.netboot.httpd import HttpServer
+    server = HttpServer(tmp_path, "127.0.0.1", 0, None, "t", print)
+    server.shutdown()
+    server.shutdown()
+    server.serve_forever()                    # returns: already closed

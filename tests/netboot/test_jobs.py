@@ -87,21 +87,59 @@ def test_reported_failure_boots_fallback(tmp_path):
 def test_boot_after_started_reruns_up_to_retries(tmp_path):
     ms = machines(tmp_path, once_site(tmp_path, retries=2))
     lease = ms.next_boot(MAC1).lease
+    ms.booted(MAC1, "bios")
     for attempt in (1, 2):
-        ms.booted(MAC1, "bios")
         ms.report(lease, "started")
         ms.booted(MAC1, "bios")          # a reset half way
         m = ms.machine(MAC1)
         assert m["state"] == "assigned" and m["attempts"] == attempt
-        assert ms.next_boot(MAC1).lease == lease
+        # The run cut short can no longer report: a new lease runs.
+        new = ms.next_boot(MAC1).lease
+        assert new != lease
+        with pytest.raises(StaleLease):
+            ms.report(lease, "done", exit=0)
+        lease = new
     ms.report(lease, "started")
     ms.booted(MAC1, "bios")              # a third cut run: past 2 retries
     m = ms.machine(MAC1)
     assert m["state"] == "failed" and m["result"]["exit"] is None
+    assert "after the job started" in m["result"]["reason"]
     assert "retries 2" in m["result"]["reason"]
     assert ms.next_boot(MAC1).kind == "local"       # the site's fallback
     with pytest.raises(StaleLease):
         ms.report(lease, "done", exit=0)
+
+
+class Later:
+    """A clock that can be moved on by hand."""
+
+    def __init__(self):
+        self.now = 1_764_600_000.0
+
+    def __call__(self):
+        self.now += 1
+        return self.now
+
+
+def test_boots_that_never_start_the_job_end_too(tmp_path):
+    clock = Later()
+    ms = Machines(once_site(tmp_path, retries=1),
+                  tmp_path / "journal.jsonl", clock=clock)
+    first = ms.next_boot(MAC1).lease
+    ms.booted(MAC1, "bios")
+    clock.now += 30                      # the same boot: a chained loader
+    ms.booted(MAC1, "bios")
+    assert ms.machine(MAC1)["attempts"] == 0
+    assert ms.next_boot(MAC1).lease == first
+    clock.now += 600                     # another boot; no "started" came
+    ms.booted(MAC1, "bios")
+    assert ms.machine(MAC1)["attempts"] == 1
+    assert ms.next_boot(MAC1).lease != first
+    clock.now += 600
+    ms.booted(MAC1, "bios")
+    m = ms.machine(MAC1)
+    assert m["state"] == "failed" and "never started" in m["result"]["reason"]
+    assert ms.next_boot(MAC1).kind == "local"
 
 
 def test_job_retries_override_site(tmp_path):
@@ -205,7 +243,7 @@ def test_sync_keeps_unchanged_assignments(tmp_path):
     assert ms.machine(MAC1)["state"] == "idle"
     assert ms.next_boot(MAC1).kind == "menu"
     ms.sync(make_site(tmp_path))                         # host removed
-    assert ms.machine(MAC1)["state"] == "idle"
+    assert ms.machine(MAC1)["state"] == "unknown"
 
 
 def test_host_removed_cancels_its_lease(tmp_path):

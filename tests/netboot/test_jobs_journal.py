@@ -33,6 +33,7 @@ def busy_history(path):
     ms.booted(MAC1, "bios")
     ms.report(l1, "started", log=["partitioning"])
     ms.booted(MAC1, "bios")                        # reset: attempt 1
+    l1 = ms.next_boot(MAC1).lease
     ms.report(l1, "started")
     ms.report(l1, "progress", progress={"done": 10, "total": 40})
     ms.report(l1, "progress", progress={"done": 30, "total": 40},

@@ -5,13 +5,15 @@ from diskimage.netboot import macaddr
 
 
 @pytest.mark.parametrize("text", ["52:54:00:AB:cd:EF", "52-54-00-ab-cd-ef",
-                                  "525400abcdef", " 52:54:00:ab:cd:ef\n"])
+                                  "525400abcdef", " 52:54:00:ab:cd:ef\n",
+                                  "5254.00AB.cdef"])
 def test_one_spelling(text):
     assert macaddr.normalise(text) == "52:54:00:ab:cd:ef"
 
 
 @pytest.mark.parametrize("text", ["52:54:00:ab:cd", "52:54-00:ab:cd:ef",
-                                  "5254.00ab.cdef", "zz:54:00:ab:cd:ef",
+                                  "5254.00ab.cde", "52.54.00.ab.cd.ef",
+                                  "zz:54:00:ab:cd:ef",
                                   "52:54:00:ab:cd:ef:01", ""])
 def test_refused(text):
     with pytest.raises(InputError, match="not a MAC address"):
