@@ -200,7 +200,17 @@ class VM:
         self.scratch.mkdir(parents=True, exist_ok=True)
         self.vars = (qemu.ovmf_vars(os.fspath(self.scratch))
                      if firmware == "uefi" else None)
-        self.boots = []          # (Boot, seconds it ran)
+        # BIOS: e1000, whose ROM is iPXE (SeaBIOS has no PXE of its own).
+        # UEFI: virtio-net without a ROM, so that OVMF's own PXE (arch 7)
+        # boots, not the iPXE of an option ROM.
+        self.nic = "e1000" if firmware == "bios" else \
+            "virtio-net-pci,romfile="
+        # OVMF offers PXE over IPv6 and HTTP boot on the NIC as well; each
+        # waits for its own DHCP before the disk's turn: IPv4 PXE only, as
+        # on a lab's PCs set up for it.
+        self.firmware_args = [] if firmware == "bios" else [
+            "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]
+        self.boots = []
         self.servers = []        # Logged: their tails go into failures
         self.boot = None
 
@@ -210,10 +220,11 @@ class VM:
         return self.lan.argv(self.lan.bridge_ns, args + [
             "-netdev", f"tap,id=n0,ifname={self.tap},script=no,"
                        f"downscript=no",
-            "-device", f"e1000,netdev=n0,mac={self.mac},bootindex={net}",
+            "-device", f"{self.nic},netdev=n0,mac={self.mac},"
+                       f"bootindex={net}",
             "-drive", f"file={self.disk},if=none,id=d0,format=raw",
             "-device", f"virtio-blk-pci,drive=d0,bootindex={disk}",
-            *qemu.monitor_args(monitor)])
+            *self.firmware_args, *qemu.monitor_args(monitor)])
 
     def start(self, disk_first=False):
         """Power on: a new boot (the previous one must have ended); the
@@ -228,10 +239,12 @@ class VM:
 
     def why(self, lines=60):
         """The tail of this boot's serial log and the servers' logs."""
-        out = "\n".join(f"  serial| {line}" for line in
+        whole = self.scratch / f"serial{len(self.boots)}.log"
+        whole.write_text(self.boot.output)
+        out = "\n".join(f"  serial| {line[:300]}" for line in
                         self.boot.output.splitlines()[-lines:])
         return "\n".join([f"{self.firmware} VM {self.mac}, boot "
-                          f"{len(self.boots)}:", out] +
+                          f"{len(self.boots)} (whole log: {whole}):", out] +
                          [s.tail() for s in self.servers])
 
     def wait_for(self, text, timeout):

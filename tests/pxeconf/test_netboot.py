@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.boot,
                                 "mcopy", "grub-mkstandalone", root=True)]
 
 JOB_BOOT = 600       # PXE, kernel and initrd over HTTP, the restore (TCG)
-LOCAL_BOOT = 240     # PXE, the menu's timeout, local boot to the marker
+LOCAL_BOOT = 300     # PXE, the menu, local boot (OVMF tries its HTTP boot first)
 MARKS = {"bios": f"{nb.MARKER} booted (bios)",
          "uefi": f"{nb.MARKER} booted (efi)"}
 TIMES = {}
