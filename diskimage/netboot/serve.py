@@ -235,7 +235,7 @@ class Service:
         self.tftp_port = self.tftp.port
         self.http = httpd.HttpServer(self.root, self.listen, self.http_port,
                                      self.machines, self.token, self.log,
-                                     page=console.PAGE)
+                                     page=console.PAGE, csp=console.CSP)
         if self.http_port != self.http.port:    # 0: any; the URLs need it
             self.http_port = self.http.port
             self.write_all()

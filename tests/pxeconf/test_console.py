@@ -45,7 +45,8 @@ class Service:
         self.machines = Machines(self.site, tmp_path / "state" / "journal.jsonl")
         self.log = []
         self.server = HttpServer(self.root, "127.0.0.1", 0, self.machines,
-                                 TOKEN, self.log.append, page=console.PAGE)
+                                 TOKEN, self.log.append, page=console.PAGE,
+                                 csp=console.CSP)
         self.url = f"http://127.0.0.1:{self.server.port}/"
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        daemon=True)
@@ -387,3 +388,28 @@ def test_the_page_runs_under_its_own_csp(browser, policy, runs):
             assert browser.text("#live") == "connecting"
     finally:
         server.close()
+
+
+def test_httpd_sends_the_page_under_its_csp(service, browser):
+    """The real server sends console.CSP with the page: the page runs
+    (its own script fills the table) and an image the policy forbids is
+    refused by the browser (without the header it would load)."""
+    with urllib.request.urlopen(service.url, timeout=10) as answer:
+        assert answer.headers["Content-Security-Policy"] == console.CSP
+    browser.before_load(VIOLATIONS)
+    browser.open(service.url)
+    wait_text(browser, "#summary", "2 machines")
+    browser.evaluate("document.body.appendChild(Object.assign(new Image(),"
+                     " {src: 'data:image/gif;base64,R0lGODlhAQABAAAAACw='}))"
+                     " && 1")
+    browser.wait("window.__violations.includes('img-src')",
+                 what="the image refused under the policy")
+
+
+def test_favicon_is_answered_without_a_log_line(service):
+    """Every browser asks for /favicon.ico: 204, and no 404 in the log."""
+    for _ in range(3):
+        with urllib.request.urlopen(service.url + "favicon.ico",
+                                    timeout=10) as answer:
+            assert answer.status == 204 and answer.read() == b""
+    assert not [x for x in service.log if "favicon" in x], service.log
