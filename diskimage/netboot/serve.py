@@ -286,13 +286,8 @@ def _running():
     service is never done, so each look raises what was noted since (the
     runner's handler turns it into KeyboardInterrupt here, in the main
     thread) and forgets the files, which are not this run's output."""
-    _forget()
+    sighold.forget_committed()
     sighold.started()
-
-
-def _forget():
-    for name in sighold.committed_names():
-        sighold.withdrawn(name)
 
 
 def serve(site_path, listen, http_port=None, tftp_port=69, proxy_net=None,
@@ -314,7 +309,7 @@ def serve(site_path, listen, http_port=None, tftp_port=69, proxy_net=None,
         service.wait()
     finally:
         service.stop()
-        _forget()
+        sighold.forget_committed()
 
 
 
