@@ -36,7 +36,7 @@ class Service:
     """A real HttpServer (the console page at /) and Machines over a site
     of two hosts: pc01 with a once-job `restore`, pc02 without a job."""
 
-    def __init__(self, tmp_path, hosts=None):
+    def __init__(self, tmp_path, hosts=None, **kw):
         self.site = make_site(tmp_path, hosts=hosts or [
             Host(MAC1, name="pc01", job="restore", once=True,
                  assigned=T0),
@@ -46,7 +46,7 @@ class Service:
         self.log = []
         self.server = HttpServer(self.root, "127.0.0.1", 0, self.machines,
                                  TOKEN, self.log.append, page=console.PAGE,
-                                 csp=console.CSP)
+                                 csp=console.CSP, **kw)
         self.url = f"http://127.0.0.1:{self.server.port}/"
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        daemon=True)
@@ -413,3 +413,20 @@ def test_favicon_is_answered_without_a_log_line(service):
                                     timeout=10) as answer:
             assert answer.status == 204 and answer.read() == b""
     assert not [x for x in service.log if "favicon" in x], service.log
+
+
+def test_a_refused_event_stream_falls_back_to_polling(tmp_path, browser):
+    """A server whose event streams are all taken (a bound of 0) answers
+    /api/events with 503: the page polls /api/machines instead, says so,
+    and still follows a report."""
+    svc = Service(tmp_path, max_streams=0)
+    try:
+        browser.open(svc.url)
+        wait_text(browser, "#live", "polling (no event stream)")
+        lease = svc.start_job(MAC1)
+        wait_text(browser, cell(MAC1, "state"), "started")
+        svc.report(lease, "failed", exit=3)
+        wait_text(browser, cell(MAC1, "state"), "failed")
+        assert any("over 0 event streams" in x for x in svc.log), svc.log
+    finally:
+        svc.close()
