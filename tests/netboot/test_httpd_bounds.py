@@ -423,3 +423,24 @@ def test_a_request_is_bounded_in_all(tmp_path):
         sock.close()
     finally:
         s.stop()
+
+
+def test_the_default_bound_holds_a_flood_from_one_address(tmp_path):
+    """Defaults: 16 connections from one address (httpd.PER_ADDRESS), the
+    17th is 503, and another address is still served."""
+    s = Served(tmp_path, timeout=30)
+    flood = held(16, port=s.server.port)
+    try:
+        extra = socket.create_connection(("127.0.0.1", s.server.port),
+                                         timeout=30)
+        assert answer_of(extra).startswith(b"HTTP/1.1 503 ")
+        extra.close()
+        other = socket.create_connection(("127.0.0.1", s.server.port),
+                                         timeout=30,
+                                         source_address=("127.0.0.2", 0))
+        assert answer_of(other).startswith(b"HTTP/1.1 200 ")
+        other.close()
+    finally:
+        for sock in flood:
+            sock.close()
+        s.stop()

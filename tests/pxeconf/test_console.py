@@ -430,3 +430,41 @@ def test_a_refused_event_stream_falls_back_to_polling(tmp_path, browser):
         assert any("over 0 event streams" in x for x in svc.log), svc.log
     finally:
         svc.close()
+
+
+def _tab(browser, url):
+    """A new tab of the same browser (its connections to the server are
+    shared with the others, as an administrator's are) made the one the
+    browser's commands go to."""
+    target = browser.command("Target.createTarget",
+                             url="about:blank")["targetId"]
+    browser.session = browser.command("Target.attachToTarget",
+                                      targetId=target,
+                                      flatten=True)["sessionId"]
+    browser.open(url)
+    return browser.session
+
+
+def test_three_tabs_of_one_browser_are_served_by_default(service, browser):
+    """The default per_address lets one browser keep three console tabs
+    live (three event streams, the lists and the actions besides), each
+    following a report."""
+    assert service.server.per_address == 16
+    tabs = [browser.session]
+    browser.open(service.url)
+    tabs += [_tab(browser, service.url), _tab(browser, service.url)]
+    for tab in tabs:
+        browser.session = tab
+        wait_text(browser, "#live", "live")
+    lease = service.start_job(MAC1)
+    service.report(lease, "progress", progress={"done": 3 * GiB,
+                                                "total": 7 * GiB})
+    for tab in tabs:
+        browser.session = tab
+        wait_text(browser, cell(MAC1, "progress"), "42.9 %")
+        browser.evaluate("location.reload(), 1")
+    for tab in tabs:
+        browser.session = tab
+        wait_text(browser, "#live", "live")
+        wait_text(browser, cell(MAC1, "state"), "started")
+    assert not [x for x in service.log if "503" in x], service.log
