@@ -53,6 +53,7 @@ PACKAGES = {
     "chroot": "coreutils",
     "busybox": "busybox-static",
     "grub-mkstandalone": "grub-common",
+    "grub-script-check": "grub-common",
     "syslinux": "syslinux",
     "xorriso": "xorriso",
     "partclone.ext4": "partclone",
