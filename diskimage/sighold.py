@@ -148,6 +148,17 @@ def withdrawn(name):
         _committed.remove(name)
 
 
+def forget_committed():
+    """Forget every name committed so far, without a new start: a service
+    that writes files of its own (pxeconf serve's configs) clears them so
+    that an interrupt is not answered with "output is whole".  Unlike
+    reset(), a signal noted after a commit (late()) is kept, for the next
+    started() to raise; unlike withdrawn() name by name, it takes one
+    step, so names committed meanwhile by other threads are not missed
+    between a look and a removal."""
+    del _committed[:]
+
+
 def reset():
     """A new run: nothing committed, signals undo again (cliutil.runner
     calls it as each run starts)."""

@@ -148,3 +148,27 @@ def test_a_signal_while_a_fuse_mount_comes_up_leaves_no_mount(tmp_path, sig):
     assert out == "", (out, err)
     assert proc.returncode == 128 + sig, err
     assert not mounted and not looped
+
+
+def test_forget_committed_keeps_a_late_signal():
+    """forget_committed() clears the names committed (also one committed
+    after a look at them) but keeps a signal noted after the commit: the
+    next started() raises it, once."""
+    from diskimage import sighold
+    got = []
+    old = signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+    try:
+        sighold.reset()
+        sighold.committed("/srv/boot/grub/grub.cfg")
+        sighold.late(signal.SIGUSR1)
+        sighold.committed("/srv/boot/pxelinux.cfg/default")
+        sighold.forget_committed()
+        assert sighold.committed_names() == []
+        assert sighold.after_commit()         # no new start: still after
+        sighold.started()
+        assert got == [signal.SIGUSR1]
+        sighold.started()
+        assert got == [signal.SIGUSR1]
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+        sighold.reset()

@@ -53,6 +53,7 @@ PACKAGES = {
     "chroot": "coreutils",
     "busybox": "busybox-static",
     "grub-mkstandalone": "grub-common",
+    "grub-script-check": "grub-common",
     "syslinux": "syslinux",
     "xorriso": "xorriso",
     "partclone.ext4": "partclone",
@@ -155,16 +156,43 @@ def run(args, *, check=True, input=None, env=None, cwd=None, text=True,
     return proc
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _death_signal():
+    """A preexec_fn that has the child sent SIGTERM when the thread that
+    starts it ends (the whole process killed, SIGKILL included), and
+    SIGTERMs itself if that happened before it could ask."""
+    import ctypes
+    import signal
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec():
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return preexec
+
+
 def start(args, *, env=None, cwd=None, inherit=True, stdin=DEVNULL,
-          stdout=None, stderr=None, what=None, package=None):
+          stdout=None, stderr=None, what=None, package=None,
+          die_with_parent=False):
     """Start a tool and return its Popen (bytes), for a caller that reads
     it as it runs or keeps it in the foreground; the caller waits for it.
     `env`, `inherit`, `what` and `package` as for run(); MissingToolError
-    when it is not installed."""
+    when it is not installed.
+
+    `die_with_parent`: the tool gets SIGTERM when the *thread* calling
+    start() ends (Linux's PR_SET_PDEATHSIG: it fires on the thread, not
+    the process), so also when the process is SIGKILLed; call it from a
+    thread that lives as long as the tool should.  The kernel forgets it
+    when the tool changes its user or runs a set-user-ID program."""
     try:
         return subprocess.Popen(args, stdin=stdin, stdout=stdout,
                                 stderr=stderr, env=_env(env, inherit),
-                                cwd=cwd)
+                                cwd=cwd, preexec_fn=_death_signal()
+                                if die_with_parent else None)
     except FileNotFoundError as exc:
         error = _missing(exc, args, cwd, what, package)
         if error is None:

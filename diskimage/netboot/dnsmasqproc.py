@@ -15,10 +15,15 @@ ToolError naming its exit status and its last words; the caller stops.
 A DHCP port already bound by another server is BusyError (exit 9) in one
 line.
 
-Its pid is kept in CONF.pid while it runs: a serve killed with SIGKILL
-cannot stop its child, so the next start stops a dnsmasq that file names
-(when it still runs with this very configuration file) before it starts
-its own.
+A serve killed with SIGKILL cannot stop its child, so a sentinel does:
+a shell started beside dnsmasq reads a pipe only serve holds, and on its
+end of file (serve gone, however) sends dnsmasq SIGTERM; stop() first
+writes it a line, and it exits without a word.  (tools.start's
+die_with_parent cannot do it: the kernel forgets the parent-death signal
+when dnsmasq changes its user to nobody, as it does when run as root.)
+Its pid is also kept in CONF.pid while it runs, and the next start stops
+a dnsmasq that file names (when it still runs with this very
+configuration file) before it starts its own.
 """
 
 import collections
@@ -48,6 +53,7 @@ class Dnsmasq:
         self._settled = threading.Event()      # started, or ended
         self._stopping = False
         self._reader = None
+        self._sentinel = None
 
     @property
     def pid(self):
@@ -99,6 +105,10 @@ class Dnsmasq:
         self.proc = tools.start(self.command(), stdin=tools.DEVNULL,
                                 stdout=tools.DEVNULL, stderr=tools.PIPE,
                                 what="pxeconf serve --proxy-dhcp")
+        self._sentinel = tools.start(
+            ["sh", "-c", 'read -r _ || kill -TERM "$1"', "dnsmasq-sentinel",
+             str(self.proc.pid)], stdin=tools.PIPE, stdout=tools.DEVNULL,
+            stderr=tools.DEVNULL)
         self._reader = threading.Thread(target=self._read, daemon=True,
                                         name="dnsmasq-stderr")
         self._reader.start()
@@ -156,6 +166,14 @@ class Dnsmasq:
         self._stopping = True
         if self.proc is None:
             return
+        if self._sentinel is not None:          # told to go quietly
+            try:
+                self._sentinel.stdin.write(b"stop\n")
+                self._sentinel.stdin.close()
+            except OSError:
+                pass
+            self._sentinel.wait()
+            self._sentinel = None
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

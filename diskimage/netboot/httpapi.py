@@ -113,8 +113,8 @@ class ApiHandler:
         q = owner.events.subscribe()
         if q is None:
             self.close_connection = True
-            self.owner.log(f"http: 503 to {self.client_address[0]}: over "
-                           f"{owner.events.limit} event streams")
+            self._sparse_log("503", f"503 to {self.client_address[0]}: "
+                             f"over {owner.events.limit} event streams")
             return self._error(503, f"over {owner.events.limit} event "
                                f"streams", [("Retry-After", "5")])
         try:
@@ -194,10 +194,12 @@ class ApiHandler:
                 lease, body.get("event"), exit=body.get("exit"),
                 progress=body.get("progress"), log=body.get("log"))
         except StaleLease as exc:
-            self.owner.log(f"http: report from {client} refused: {exc}")
+            self._sparse_log("report", f"report from {client} refused: "
+                                       f"{exc}")
             return self._error(409, str(exc))
         except InputError as exc:
-            self.owner.log(f"http: report from {client} refused: {exc}")
+            self._sparse_log("report", f"report from {client} refused: "
+                                       f"{exc}")
             return self._error(400, str(exc))
         except DiskImageError as exc:            # the journal not written
             self.owner.log(f"http: report from {client} not recorded: {exc}")
@@ -218,8 +220,8 @@ class ApiHandler:
         if refused is not None:
             status, why = refused
             self.close_connection = True
-            self.owner.log(f"http: {action} {mac[:40]!r} from {client} "
-                           f"refused: {why}")
+            self._sparse_log("token", f"{action} {mac[:40]!r} from "
+                                      f"{client} refused: {why}")
             headers = [("WWW-Authenticate", 'Bearer realm="pxeconf"')] \
                 if status == 401 else []
             return self._error(status, why, headers)

@@ -37,109 +37,25 @@ import io
 import json
 import mimetypes
 import os
-import socket
-import sys
 import threading
 import urllib.parse
 
 from ..errors import BusyError, DiskImageError, InputError
 from . import macaddr, rootpath
 from .httpapi import ApiHandler, Events
-from .httpconn import Deadline, TooMuch
+from .httpconn import Deadline, Server, TooMuch
 from .httprange import if_range_holds, parse_range, validators
 
 CHUNK = 1 << 20
-BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-        b"Connection: close\r\nRetry-After: 5\r\n\r\n")
 PLATFORMS = {"pcbios": "ipxe-bios", "efi": "ipxe-efi"}
+#: Connections from one address: Chromium keeps up to 6 to a server, for
+#: all its tabs together, event streams included; 16 leave room for a
+#: second browser or curl on the same desk, and 4 addresses are still
+#: needed to fill max_clients (64).
+PER_ADDRESS = 16
 FALLBACK_PAGE = (b"<!doctype html><meta charset=utf-8><title>pxeconf</title>"
                  b"<p>pxeconf serve: the console page is not built in; see "
                  b"<a href=/api/machines>/api/machines</a>.\n")
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, owner, address):
-        self.owner = owner
-        self.address_family = socket.AF_INET6 if ":" in address[0] \
-            else socket.AF_INET
-        self._count_lock = threading.Lock()
-        self.active = 0
-        self.per_address = {}
-        self.refused = 0
-        super().__init__(address, _Handler)
-
-    # A connection is counted when it is accepted (here, on the accepting
-    # thread, before its handler thread exists), so the bounds hold however
-    # late the threads run; it is released before its socket is closed, so a
-    # client that has seen the close can count on the slot being free.
-    # Everything logged about a connection is logged before its client can
-    # see the answer end.
-
-    def process_request(self, request, client_address):
-        owner = self.owner
-        host = client_address[0]
-        with self._count_lock:
-            mine = self.per_address.get(host, 0)
-            over = None
-            if self.active >= owner.max_clients:
-                over = f"{owner.max_clients} connections in all"
-            elif mine >= owner.per_address:
-                over = f"{owner.per_address} connections from one address"
-            if over is None:
-                self.active += 1
-                self.per_address[host] = mine + 1
-            else:
-                self.refused += 1
-                refused = self.refused
-        if over is not None:
-            if refused & (refused - 1) == 0:       # 1, 2, 4, 8 ...: bounded
-                owner.log(f"http: 503 to {host}: over {over} "
-                          f"({refused} refused so far)")
-            try:
-                request.settimeout(0.5)
-                request.sendall(BUSY)
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:              # no thread to be had
-            self._release(host)
-            self.shutdown_request(request)
-            raise
-
-    def _release(self, host):
-        with self._count_lock:
-            self.active -= 1
-            left = self.per_address.get(host, 1) - 1
-            if left:
-                self.per_address[host] = left
-            else:
-                self.per_address.pop(host, None)
-
-    def process_request_thread(self, request, client_address):
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self._release(client_address[0])
-            self.shutdown_request(request)
-
-    def handle_error(self, request, client_address):
-        """A client gone mid-answer is not the server's fault and is not
-        logged; anything else is a bug, logged in one line (it used to
-        drop the connection without a word)."""
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):
-            return
-        self.owner.log(f"http: {client_address[0]}: internal error "
-                       f"({type(exc).__name__}: {str(exc)[:200]})")
 
 
 class HttpServer:
@@ -147,7 +63,8 @@ class HttpServer:
     run .serve_forever() on a thread, stop with .shutdown()."""
 
     def __init__(self, root, address, port, machines, token, log, page=None,
-                 max_clients=64, per_address=8, timeout=10.0,
+                 csp=None, max_clients=64, per_address=PER_ADDRESS,
+                 timeout=10.0,
                  keepalive=15.0, request_timeout=None, max_streams=None,
                  send_timeout=300.0):
         if not address:
@@ -158,6 +75,7 @@ class HttpServer:
         self.token = token
         self.log = log
         self.page = page if page is not None else FALLBACK_PAGE
+        self.csp = csp
         self.max_clients = max_clients
         self.per_address = per_address
         self.timeout = timeout
@@ -170,7 +88,7 @@ class HttpServer:
         self._run_lock = threading.Lock()
         self._started = self._closed = False
         try:
-            self._server = _Server(self, (address, port))
+            self._server = Server(self, (address, port), _Handler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise BusyError(f"http {address}:{port}: the port is in use "
@@ -190,8 +108,9 @@ class HttpServer:
         self._server.serve_forever(poll_interval=0.2)
 
     def shutdown(self):
-        """Stop serving, end the event streams, close the socket (also
-        when serve_forever never ran)."""
+        """Stop serving, end the event streams and every open connection
+        (a download running is cut), close the socket (also when
+        serve_forever never ran)."""
         with self._run_lock:
             if self._closed:
                 return
@@ -199,6 +118,7 @@ class HttpServer:
         if started:
             self._server.shutdown()
         self.events.close()
+        self._server.end_all()
         self._server.server_close()
         if self.machines is not None:
             try:
@@ -224,6 +144,9 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         """One request, whose line, headers and body must all come within
         request_timeout seconds (a client that sends a byte now and then,
         slowloris, is cut off then, not kept for ever)."""
+        if self.server.ending:          # shutdown() ran: no more answers
+            self.close_connection = True
+            return
         self._reader.start(self.owner.request_timeout)
         try:
             super().handle_one_request()
@@ -237,8 +160,17 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         pass                # the library never prints: records go to log
 
     def log_error(self, format, *args):
-        self.server.owner.log(f"http: {self.client_address[0]}: "
-                              f"{format % args}")
+        self._sparse_log("error", f"{self.client_address[0]}: "
+                                  f"{format % args}")
+
+    def _sparse_log(self, kind, line):
+        """A line about this client, at its 1st, 2nd, 4th ... of `kind`
+        (logbound.py): a flood of bad requests cannot flood the log."""
+        host = self.client_address[0]
+        count, shown = self.server.sparse.count((kind, host))
+        if shown:
+            more = f" ({count} of these from {host})" if count > 1 else ""
+            self.server.owner.log(f"http: {line}{more}")
 
     @property
     def owner(self):
@@ -287,8 +219,14 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
             #                                 taken for the next request
         path, _, query = self._target().partition("?")
         if path == "/":
+            csp = self.owner.csp
             self._answer(200, self.owner.page, "text/html; charset=utf-8",
+                         [("Content-Security-Policy", csp)] if csp else (),
                          head=head)
+        elif path == "/favicon.ico":    # every browser asks; nothing logged
+            self.send_response(204)
+            self.send_header("Cache-Control", "max-age=86400")
+            self.end_headers()
         elif path == "/api/machines":
             m = self.owner.machines
             self._json(200, {"machines": m.snapshot(),
@@ -303,8 +241,8 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
                        query, head)
 
     def _refused(self, status, name, why):
-        self.owner.log(f"http: refused {name[:120]!r} to "
-                       f"{self.client_address[0]}: {why}")
+        self._sparse_log("refused", f"refused {name[:120]!r} to "
+                                    f"{self.client_address[0]}: {why}")
         self._error(status, why)
 
     def _file(self, name, query, head):
@@ -331,7 +269,7 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
         except rootpath.Refused as exc:
             return self._refused(403, name, str(exc))
         except FileNotFoundError:
-            self.owner.log(f"http: {rel} to {client}: 404 not found")
+            self._sparse_log("404", f"{rel} to {client}: 404 not found")
             return self._error(404, f"{rel}: not found")
         with f:
             first, last = 0, size - 1
@@ -344,8 +282,8 @@ class _Handler(ApiHandler, http.server.BaseHTTPRequestHandler):
                     not if_range_holds(condition, etag, mtime_ns):
                 want = None             # another version: the whole file
             if want == "unsatisfiable":
-                self.owner.log(f"http: {rel} to {client}: 416 range "
-                               f"{self.headers.get('Range')[:60]!r}")
+                self._sparse_log("416", f"{rel} to {client}: 416 range "
+                                 f"{self.headers.get('Range')[:60]!r}")
                 return self._answer(416, headers=[
                     ("Content-Range", f"bytes */{size}")], head=head)
             if want is not None:

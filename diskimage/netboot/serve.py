@@ -235,7 +235,7 @@ class Service:
         self.tftp_port = self.tftp.port
         self.http = httpd.HttpServer(self.root, self.listen, self.http_port,
                                      self.machines, self.token, self.log,
-                                     page=console.PAGE)
+                                     page=console.PAGE, csp=console.CSP)
         if self.http_port != self.http.port:    # 0: any; the URLs need it
             self.http_port = self.http.port
             self.write_all()
@@ -286,13 +286,8 @@ def _running():
     service is never done, so each look raises what was noted since (the
     runner's handler turns it into KeyboardInterrupt here, in the main
     thread) and forgets the files, which are not this run's output."""
-    _forget()
+    sighold.forget_committed()
     sighold.started()
-
-
-def _forget():
-    for name in sighold.committed_names():
-        sighold.withdrawn(name)
 
 
 def serve(site_path, listen, http_port=None, tftp_port=69, proxy_net=None,
@@ -314,7 +309,7 @@ def serve(site_path, listen, http_port=None, tftp_port=69, proxy_net=None,
         service.wait()
     finally:
         service.stop()
-        _forget()
+        sighold.forget_committed()
 
 
 

@@ -139,3 +139,57 @@ def test_every_exception_class_is_of_the_hierarchy():
                                                KeyboardInterrupt)):
                     outside.append(f"{info.name}.{name}")
     assert outside == []
+
+
+PARENT = """
+import sys, threading, time
+from diskimage.host import tools
+die = sys.argv[1] == "die"
+kept = []
+if sys.argv[2] == "thread":         # started by a thread that ends
+    t = threading.Thread(target=lambda: kept.append(
+        tools.start(["sleep", "300"], die_with_parent=die)))
+    t.start(); t.join()
+    proc = kept[0]
+else:
+    proc = tools.start(["sleep", "300"], die_with_parent=die)
+print(proc.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("die, where, survives", [
+    ("die", "main", False), ("keep", "main", True),
+    ("die", "thread", False)])
+def test_die_with_parent(die, where, survives):
+    """A parent SIGKILLed: its child started with die_with_parent gets
+    SIGTERM from the kernel; one started without it runs on (so the test
+    can tell).  Started from a thread that ends, the child goes with the
+    thread, before the parent is killed (PR_SET_PDEATHSIG's rule)."""
+    import sys
+    from tests.signals import wait_for
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, die, where],
+                              stdout=subprocess.PIPE, cwd=ROOT)
+    child = int(parent.stdout.readline())
+    try:
+        if where == "thread":
+            wait_for(lambda: not _running(child), 30, "the child's end")
+        assert _running(parent.pid)
+        parent.kill()
+        parent.wait(30)
+        if survives:
+            assert _running(child)
+        else:
+            wait_for(lambda: not _running(child), 30, "the child's end")
+    finally:
+        parent.stdout.close()
+        if _running(child):
+            os.kill(child, 15)

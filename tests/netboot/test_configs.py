@@ -227,3 +227,64 @@ def test_prune_removes_the_files_of_machines_gone_from_the_site(site,
     for name in files:
         assert os.path.exists(os.path.join(root, name))
     assert os.path.exists(os.path.join(root, "pxelinux.cfg", "notes"))
+
+
+HOSTILE_LABELS = [
+    'say "hi" $x ${y} `id` ; reboot } { # \\ end\\',
+    "it's '' \\' }\nmenuentry evil { reboot }",
+    "}", "{", "$(reboot)", "a\\", "'", '"', "#", "`"]
+HOSTILE_CMDLINES = [
+    'a"b c', 'x=$y', "x=`id`", "a}b {c}", "\\", "a\\ b", "p='q'",
+    'k="v w" \\"', "x=a#b"]
+
+
+def _grub_files_check(files, tmp_path):
+    """grub-script-check (GRUB's own parser) on every GRUB file built."""
+    import subprocess
+    names = [n for n in files if n.startswith("grub/")]
+    assert names
+    for name in names:
+        path = tmp_path / name.replace("/", "_")
+        path.write_bytes(files[name])
+        out = subprocess.run(["grub-script-check", str(path)],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, (name, out.stdout, out.stderr,
+                                     files[name].decode())
+
+
+@pytest.mark.needs("grub-script-check")
+@pytest.mark.parametrize("label", HOSTILE_LABELS)
+def test_every_grub_file_parses_with_a_hostile_label(site, tmp_path, label):
+    """Each generated GRUB file (the menu and every machine's, under both
+    names) passes GRUB's own checker, and keeps one menuentry per item:
+    the label stayed one word."""
+    built = hostile(site, label=label)
+    files = configs.build(built, boots_of(built, tmp_path), URL, TFTP)
+    _grub_files_check(files, tmp_path)
+    menu = text(files, "grub/grub.cfg").splitlines()
+    assert sum(l.startswith("menuentry ") for l in menu) == \
+        len(built.menu())
+    pxe = text(files, "pxelinux.cfg/default").splitlines()
+    assert sum(l.startswith("LABEL ") for l in pxe) == len(built.menu())
+
+
+@pytest.mark.needs("grub-script-check")
+@pytest.mark.parametrize("cmdline", HOSTILE_CMDLINES)
+def test_every_grub_file_parses_with_a_hostile_cmdline(site, tmp_path,
+                                                       cmdline):
+    """A command line the loaders take as words: every GRUB file parses,
+    and each word is one single-quoted GRUB word; iPXE's kernel line holds
+    no token it acts on."""
+    built = hostile(site, cmdline=cmdline)
+    files = configs.build(built, boots_of(built, tmp_path), URL, TFTP)
+    _grub_files_check(files, tmp_path)
+    words = configs.split_words(cmdline)
+    grub = text(files, "grub/grub.cfg")
+    assert " ".join(configs._grub_quote(w) for w in words) in grub
+    ipxe = [l for l in text(files, "boot.ipxe").splitlines()
+            if l.startswith("kernel ")]
+    for line in ipxe:
+        tokens = line.split()
+        assert not {"&&", "||", ";"} & set(tokens)
+        assert not any(t.startswith("#") for t in tokens)
+        assert line.count("${") == 1            # ${pxeconf-initrd} only

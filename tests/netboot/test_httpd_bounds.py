@@ -232,9 +232,70 @@ def test_shutdown_does_not_wait_for_a_download(tmp_path):
     stopper.start()
     stopper.join(30)
     alive = stopper.is_alive()
+    # The download is cut, not left running (its handler sees the socket
+    # shut, while the client still has bytes to read: a wait on the log,
+    # bounded, not a measure of time).
+    import time
+    for _ in range(600):
+        if any("big.img to 127.0.0.1: cut off" in x for x in s.logs):
+            break
+        time.sleep(0.05)
     sock.close()
     stopper.join()
     assert not alive
+    assert any("big.img to 127.0.0.1: cut off" in x for x in s.logs), s.logs
+
+
+def test_shutdown_ends_kept_alive_connections(tmp_path):
+    """A connection kept alive after an answer is ended by shutdown at
+    once: its client sees the close (not a timeout: the socket's is 60 s,
+    the recv's 30 s), and a request sent on it after shutdown is never
+    answered."""
+    s = Served(tmp_path, timeout=60)
+    socks = held(3, port=s.server.port)
+    s.stop()
+    for sock in socks:
+        try:
+            sock.sendall(b"GET /env/small.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            data = sock.recv(100)
+        except ConnectionResetError:
+            data = b""
+        sock.close()
+        assert data == b"", data
+
+
+def test_a_flood_of_bad_requests_logs_a_few_lines(tmp_path):
+    """70 requests for a missing file and 70 refused names from one
+    address: logged at the 1st, 2nd, 4th ... 64th of each (7 + 7 lines),
+    each with the count so far; another address is logged from its 1st."""
+    import http.client
+    s = Served(tmp_path)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", s.server.port,
+                                          timeout=30)
+        for path in ("/missing.bin", "/env/../../secret"):
+            for _ in range(70):
+                conn.request("GET", path)
+                answer = conn.getresponse()
+                answer.read()
+                assert answer.status in (403, 404)
+        conn.close()
+        missing = [x for x in s.logs if "404 not found" in x]
+        refused = [x for x in s.logs if "refused" in x]
+        assert len(missing) == 7 and len(refused) == 7, s.logs
+        assert missing[-1].endswith("(64 of these from 127.0.0.1)")
+        other = http.client.HTTPConnection("127.0.0.1", s.server.port,
+                                           timeout=30,
+                                           source_address=("127.0.0.2", 0))
+        other.request("GET", "/missing.bin")
+        assert other.getresponse().status == 404
+        other.close()
+        assert sum("to 127.0.0.2: 404" in x for x in s.logs) == 1
+    finally:
+        s.stop()
 
 
 def test_event_streams_are_bounded(tmp_path):
@@ -361,4 +422,25 @@ def test_a_request_is_bounded_in_all(tmp_path):
         assert data.startswith(b"HTTP/1.1 200") and data.endswith(s.small)
         sock.close()
     finally:
+        s.stop()
+
+
+def test_the_default_bound_holds_a_flood_from_one_address(tmp_path):
+    """Defaults: 16 connections from one address (httpd.PER_ADDRESS), the
+    17th is 503, and another address is still served."""
+    s = Served(tmp_path, timeout=30)
+    flood = held(16, port=s.server.port)
+    try:
+        extra = socket.create_connection(("127.0.0.1", s.server.port),
+                                         timeout=30)
+        assert answer_of(extra).startswith(b"HTTP/1.1 503 ")
+        extra.close()
+        other = socket.create_connection(("127.0.0.1", s.server.port),
+                                         timeout=30,
+                                         source_address=("127.0.0.2", 0))
+        assert answer_of(other).startswith(b"HTTP/1.1 200 ")
+        other.close()
+    finally:
+        for sock in flood:
+            sock.close()
         s.stop()

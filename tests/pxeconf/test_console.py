@@ -36,7 +36,7 @@ class Service:
     """A real HttpServer (the console page at /) and Machines over a site
     of two hosts: pc01 with a once-job `restore`, pc02 without a job."""
 
-    def __init__(self, tmp_path, hosts=None):
+    def __init__(self, tmp_path, hosts=None, **kw):
         self.site = make_site(tmp_path, hosts=hosts or [
             Host(MAC1, name="pc01", job="restore", once=True,
                  assigned=T0),
@@ -45,7 +45,8 @@ class Service:
         self.machines = Machines(self.site, tmp_path / "state" / "journal.jsonl")
         self.log = []
         self.server = HttpServer(self.root, "127.0.0.1", 0, self.machines,
-                                 TOKEN, self.log.append, page=console.PAGE)
+                                 TOKEN, self.log.append, page=console.PAGE,
+                                 csp=console.CSP, **kw)
         self.url = f"http://127.0.0.1:{self.server.port}/"
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        daemon=True)
@@ -387,3 +388,83 @@ def test_the_page_runs_under_its_own_csp(browser, policy, runs):
             assert browser.text("#live") == "connecting"
     finally:
         server.close()
+
+
+def test_httpd_sends_the_page_under_its_csp(service, browser):
+    """The real server sends console.CSP with the page: the page runs
+    (its own script fills the table) and an image the policy forbids is
+    refused by the browser (without the header it would load)."""
+    with urllib.request.urlopen(service.url, timeout=10) as answer:
+        assert answer.headers["Content-Security-Policy"] == console.CSP
+    browser.before_load(VIOLATIONS)
+    browser.open(service.url)
+    wait_text(browser, "#summary", "2 machines")
+    browser.evaluate("document.body.appendChild(Object.assign(new Image(),"
+                     " {src: 'data:image/gif;base64,R0lGODlhAQABAAAAACw='}))"
+                     " && 1")
+    browser.wait("window.__violations.includes('img-src')",
+                 what="the image refused under the policy")
+
+
+def test_favicon_is_answered_without_a_log_line(service):
+    """Every browser asks for /favicon.ico: 204, and no 404 in the log."""
+    for _ in range(3):
+        with urllib.request.urlopen(service.url + "favicon.ico",
+                                    timeout=10) as answer:
+            assert answer.status == 204 and answer.read() == b""
+    assert not [x for x in service.log if "favicon" in x], service.log
+
+
+def test_a_refused_event_stream_falls_back_to_polling(tmp_path, browser):
+    """A server whose event streams are all taken (a bound of 0) answers
+    /api/events with 503: the page polls /api/machines instead, says so,
+    and still follows a report."""
+    svc = Service(tmp_path, max_streams=0)
+    try:
+        browser.open(svc.url)
+        wait_text(browser, "#live", "polling (no event stream)")
+        lease = svc.start_job(MAC1)
+        wait_text(browser, cell(MAC1, "state"), "started")
+        svc.report(lease, "failed", exit=3)
+        wait_text(browser, cell(MAC1, "state"), "failed")
+        assert any("over 0 event streams" in x for x in svc.log), svc.log
+    finally:
+        svc.close()
+
+
+def _tab(browser, url):
+    """A new tab of the same browser (its connections to the server are
+    shared with the others, as an administrator's are) made the one the
+    browser's commands go to."""
+    target = browser.command("Target.createTarget",
+                             url="about:blank")["targetId"]
+    browser.session = browser.command("Target.attachToTarget",
+                                      targetId=target,
+                                      flatten=True)["sessionId"]
+    browser.open(url)
+    return browser.session
+
+
+def test_three_tabs_of_one_browser_are_served_by_default(service, browser):
+    """The default per_address lets one browser keep three console tabs
+    live (three event streams, the lists and the actions besides), each
+    following a report."""
+    assert service.server.per_address == 16
+    tabs = [browser.session]
+    browser.open(service.url)
+    tabs += [_tab(browser, service.url), _tab(browser, service.url)]
+    for tab in tabs:
+        browser.session = tab
+        wait_text(browser, "#live", "live")
+    lease = service.start_job(MAC1)
+    service.report(lease, "progress", progress={"done": 3 * GiB,
+                                                "total": 7 * GiB})
+    for tab in tabs:
+        browser.session = tab
+        wait_text(browser, cell(MAC1, "progress"), "42.9 %")
+        browser.evaluate("location.reload(), 1")
+    for tab in tabs:
+        browser.session = tab
+        wait_text(browser, "#live", "live")
+        wait_text(browser, cell(MAC1, "state"), "started")
+    assert not [x for x in service.log if "503" in x], service.log
