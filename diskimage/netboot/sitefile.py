@@ -237,10 +237,16 @@ def parse(path, text, kinds):
 
 def _section(path, number, index, inside, kinds):
     words = inside.split()
-    kind = words[0].lower() if words else ""
+    kind = words[0] if words else ""
+    if kind not in kinds and kind.lower() in kinds:
+        # One rule for sections and keys: lower case (docs/pxeconf/site.md)
+        raise SiteError(path, number, f"[{inside.strip()}]",
+                        f"write [{' '.join([kind.lower(), *words[1:]])}]: "
+                        f"sections and keys are lower case")
     if kind not in kinds:
-        known = ", ".join(f"[{k} NAME]" if named else f"[{k}]"
-                          for k, named in kinds.items())
+        known = ", ".join(
+            f"[{k} {'MAC' if k == 'host' else 'NAME'}]" if named
+            else f"[{k}]" for k, named in kinds.items())
         raise SiteError(path, number, f"[{inside.strip()}]",
                         f"not a known section (sections: {known})")
     if not kinds[kind]:

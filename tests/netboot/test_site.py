@@ -136,6 +136,11 @@ ERRORS = [
     ("timout = 5", 7, r"site: timout: unknown key \(did you mean 'timeout'\?"),
     ("colour = red", 7, r"site: colour: unknown key \(keys of \[site\]: root"),
     ("[menus x]", 8, r"\[menus x\]: not a known section \(sections: \[site\]"),
+    ("[menus x]", 8, r"\[job NAME\], \[host MAC\]\)$"),
+    ("[Menu x]", 8, r"\[Menu x\]: write \[menu x\]: sections and keys are "
+     r"lower case$"),
+    ("Timeout = 5", 7, r"site: Timeout: unknown key \(did you mean "
+     r"'timeout'\?\)"),
     ("[menu]", 8, r"\[menu\]: a section is \[menu NAME\]"),
     ("[site x]", 8, r"\[site x\]: \[site\] takes no name"),
     ("[host 52:54:00:12:34]", 8, r"'52:54:00:12:34': not a MAC address"),
