@@ -247,14 +247,12 @@ _USES = {
     "menu": [
         (("site", "server"), "default", "the default entry",
          "make another the default first (pxeconf menu default NAME)"),
-        (("site", "server"), "fallback", "the fallback entry",
+        (("site", "server", "host"), "fallback", "the fallback entry",
          "set another fallback there first"),
         (("site", "server"), "entries", "in the menu's entries",
          "take it out of them first"),
         (("host",), "menu", "the menu entry of a machine",
-         "give the machine another first (pxeconf host add MAC --menu=NAME)"),
-        (("host",), "fallback", "the fallback of a machine",
-         "set another fallback there first")],
+         "give the machine another first (pxeconf host add MAC --menu=NAME)")],
     "job": [
         (("menu",), "job", "run by a menu entry",
          "remove that entry first (pxeconf menu rm NAME)"),
