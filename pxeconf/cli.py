@@ -11,11 +11,11 @@ Usage:
   pxeconf job add NAME --script=FILE (--bundle=DIR | --kernel=PATH --initrd=PATH) [--label=TEXT] [--cmdline=TEXT] [--retries=N] [--site=FILE]
   pxeconf job rm NAME [--site=FILE]
   pxeconf job list [--json] [--site=FILE]
-  pxeconf host add MAC [--job=NAME] [--once] [--name=NAME] [--menu=NAME] [--site=FILE]
+  pxeconf host add MAC [--job=NAME] [--once | --always] [--name=NAME] [--menu=NAME] [--site=FILE]
   pxeconf host rm MAC [--site=FILE]
   pxeconf host list [--json] [--site=FILE]
   pxeconf build [--server=NAME] [--address=ADDR] [--json] [--site=FILE]
-  pxeconf dnsmasq (--proxy=NET | --dhcp=RANGE) [--interface=IF] [--address=ADDR] [--uefi=LOADER] [--server=NAME] [-o FILE] [--site=FILE]
+  pxeconf dnsmasq (--proxy=NET | --dhcp=RANGE) [--interface=IF] [--address=ADDR] [--uefi=LOADER] [--server=NAME] [-o FILE] [--force] [--site=FILE]
   pxeconf serve --listen=ADDR [--proxy-dhcp=NET] [--interface=IF] [--uefi=LOADER] [--http-port=PORT] [--tftp-port=PORT] [--token-file=FILE] [--server=NAME] [--site=FILE]
   pxeconf status [--json] [--site=FILE]
   pxeconf report EVENT [--server-url=URL] [--lease=ID] [--exit=N] [--log=FILE]
@@ -29,10 +29,13 @@ Commands:
            Debian's packages, and DIR/state/ (the journal).
   menu     The boot menu's entries, and its default entry and timeout.
   job      Jobs: a shell script run by the imaging environment (a bootdisk
-           PXE bundle), with its status reported back to this server.
-  host     Machines by MAC: a name, an assigned job (--once: runs once,
-           then the machine boots locally; else at every boot) or a menu
-           entry of its own.
+           PXE bundle), with its status reported back to this server; the
+           script reaches the environment as rd.job= on the kernel command
+           line (so the bundle itself is made without --job).
+  host     Machines by MAC: a name, an assigned job (runs once, then the
+           machine boots locally; --always: at every boot) or a menu entry
+           of its own.  --once or --always alone on a machine that has a
+           job: keep the job, with a new lease.
   build    Write every loader's configs into the boot root: pxelinux,
            GRUB (both per-machine names) and iPXE, menu and per-machine.
   dnsmasq  Print (or write to FILE) a dnsmasq configuration: proxyDHCP
@@ -51,7 +54,8 @@ Commands:
 
 Options:
   --site=FILE           The site file [default: pxeconf.site].
-  --force               init: write into a DIR that is not empty.
+  --force               init: write into a DIR that is not empty; dnsmasq:
+                        replace a FILE not written by pxeconf dnsmasq.
   --kernel=PATH         A kernel inside the boot root.
   --initrd=PATH         Its initrd inside the boot root.
   --bundle=DIR          A `bootdisk pxe` directory inside the boot root
@@ -66,7 +70,8 @@ Options:
                         job again before it is marked failed.
   --timeout=SECONDS     How long the menu waits for a choice.
   --once                The job runs once; after "done" the machine boots
-                        locally.
+                        locally (the default).
+  --always              The job runs at every boot.
   --name=NAME           The machine's name.
   --menu=NAME           The menu entry this machine boots (no job).
   --server=NAME         Apply the site file's [server NAME] overrides.
@@ -98,13 +103,14 @@ Exit codes:
   0 success; 1 other failure (a tool failed, dnsmasq died, an I/O error);
   2 usage error; 3 bad input (a site file error, named with file, line and
   field; an unknown entry, job or MAC; DIR not empty); 6 no space left;
-  9 busy (another pxeconf is editing the site file; the port is taken);
+  9 busy (another pxeconf is editing the site file; the port is taken;
+  build while pxeconf serve runs on the site);
   10 a tool or loader is not installed (named with its Debian package);
   70 internal error; 130 interrupted (143 SIGTERM, 129 SIGHUP).
 
 Examples:
   pxeconf init /srv/pxe && cd /srv/pxe
-  bootdisk pxe -o boot/env --job=restore.sh
+  bootdisk pxe -o boot/env
   pxeconf job add restore --bundle=env --script=jobs/restore.sh
   pxeconf host add 52:54:00:12:34:56 --job=restore --once --name=pc01
   pxeconf serve --listen=10.0.0.2 --proxy-dhcp=10.0.0.0/24

@@ -56,11 +56,14 @@ def _job_add(site, args):
 def _host_add(site, args):
     if args["--job"] and args["--menu"]:
         raise UsageError("host add: give --job or --menu, not both")
-    if args["--once"] and not args["--job"]:
-        raise UsageError("host add: --once is for a job (give --job=NAME)")
+    given = args["--once"] or args["--always"]
+    if given and args["--menu"]:
+        raise UsageError("host add: --once and --always are for a job, "
+                         "not --menu")
     host = Host(macaddr.normalise(args["MAC"]), args["--name"] or "",
-                args["--job"], bool(args["--once"]), menu=args["--menu"])
-    return siteedit.add_host(site, host, keep=True)
+                args["--job"], not args["--always"], menu=args["--menu"])
+    return siteedit.add_host(site, host, keep=True,
+                             rejob=bool(given and not args["--job"]))
 
 
 _EDITS = {

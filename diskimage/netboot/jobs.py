@@ -25,14 +25,13 @@ so a restarted server replays the journal to the same state.
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 
 from ..errors import DiskImageError, InputError
 from . import journal as journalfile
 from . import macaddr
 from . import machinestate
 from . import progress as progressinfo
-from .machinestate import LOG_LINES
+from .machinestate import LOG_LINES, Boot
 
 #: A journal of more records than this is compacted when opened, and
 #: while the server runs (once it also holds twice as many records as
@@ -59,14 +58,6 @@ class NotFound(InputError):
     """A machine or job the site does not know."""
 
 
-@dataclass
-class Boot:
-    kind: str                 # "menu" | "entry" | "job" | "local"
-    entry: object = None      # site.Entry
-    job: object = None        # site.Job
-    lease: str = None
-
-
 class Machines:
     """Every machine's state; thread-safe.  `on_change(mac)` is called
     (outside the lock) after each change of what a machine boots or
@@ -82,6 +73,7 @@ class Machines:
         self._machines = {}
         self._leases = {}                     # lease id -> mac
         self._log = log
+        self._said = None       # _say: not while opening (pxeconf status)
         self._compact_at = compact_at
         self._max_unknown = max_unknown
         self.site = site
@@ -99,6 +91,7 @@ class Machines:
         except BaseException:
             self._journal.close()
             raise
+        self._said = log
 
     def _replay(self, journal_path):
         for number, record in enumerate(self._journal.records, 2):
@@ -143,6 +136,13 @@ class Machines:
         if machine is None:
             machine = self._machines[mac] = machinestate.Machine(mac)
         return machine
+
+    def _say(self, mac, text):
+        """A line of the log about this machine ({next}: its next boot)."""
+        if self._said:
+            boot = machinestate.boot_text(self.next_boot(mac))
+            self._said(f"{machinestate.who(self.site.hosts.get(mac), mac)}: "
+                       f"{text.format(next=boot)}")
 
     def _apply(self, r):
         machinestate.check(r)
@@ -193,6 +193,8 @@ class Machines:
                         self._machine(mac).state = "idle"
                     else:
                         self._record("unassign", mac, site_key=None)
+                        self._say(mac, "the job was taken away in the site "
+                                  "file: lease ended, next boot {next}")
                         changed.append(mac)
                     continue
                 self._new_lease(mac, host.job, bool(host.once),
@@ -202,6 +204,8 @@ class Machines:
             for mac, m in self._machines.items():
                 if mac not in site.hosts and m.site_key is not None:
                     self._record("cancel", mac, site_key=None)
+                    self._say(mac, "no longer in the site file: lease "
+                              "cancelled, next boot {next}")
                     changed.append(mac)
                 elif mac in site.hosts and m.state == "unknown":
                     m.state = "idle"
@@ -210,19 +214,6 @@ class Machines:
         self._changed(changed)
 
     # ---- what configs say ------------------------------------------------
-
-    def _entry_boot(self, name):
-        site = self.site
-        entry = site.entries.get(name) if name else None
-        if entry is None:
-            return Boot("local") if name == "local" else Boot("menu")
-        return Boot("local" if entry.local else "entry", entry=entry)
-
-    def _local_boot(self):
-        for entry in self.site.entries.values():
-            if entry.local:
-                return Boot("local", entry=entry)
-        return Boot("local")
 
     def next_boot(self, mac):
         """What this machine's configs must say now (changes nothing)."""
@@ -236,13 +227,13 @@ class Machines:
                 if job is not None:
                     return Boot("job", job=job, lease=m.lease)
             if state == "local" or (state == "done" and m.once):
-                return self._local_boot()
+                return machinestate.local_boot(self.site)
             if state == "failed":
                 fallback = host.fallback if host and host.fallback \
                     else self.site.settings.fallback
-                return self._entry_boot(fallback)
+                return machinestate.entry_boot(self.site, fallback)
             if host is not None and host.menu:
-                return self._entry_boot(host.menu)
+                return machinestate.entry_boot(self.site, host.menu)
             return Boot("menu")
 
     # ---- events ----------------------------------------------------------
@@ -266,7 +257,7 @@ class Machines:
             state = m.state if m else "unknown"
             again = None
             if state == "started":
-                again = "after the job started, with no ending"
+                again = 'after "started" with no ending'
             elif state == "assigned" and m.handed is not None and \
                     now - m.handed > self._window:
                 again = "and the job never started"
@@ -283,10 +274,14 @@ class Machines:
                     self._record("failed", mac, at=now, lease=m.lease,
                                  exit=None, reason=f"booted again {again} "
                                  f"({attempts} times; retries {m.retries})")
+                    self._say(mac, f"booted again {again}: retries ran "
+                              "out: failed, next boot {next}")
                 else:
                     self._record("rerun", mac, at=now,
                                  lease=secrets.token_urlsafe(18),
                                  attempts=attempts)
+                    self._say(mac, f"booted again {again}: run "
+                              f"{attempts + 1} of {m.retries + 1}")
         self._changed([mac])
 
     def report(self, lease, event, exit=None, progress=None, log=None):
@@ -327,6 +322,9 @@ class Machines:
                 self._record(event, mac, lease=lease, exit=exit, **extra)
                 if event == "done" and not m.once:
                     self._new_lease(mac, m.job, False, m.retries)
+                code = "" if exit is None else f" (exit {exit})"
+                self._say(mac, f"job {m.job} {event}{code}: lease ended, "
+                          "next boot {next}")
             public = self._public(m)
         self._changed([mac])
         return public
@@ -362,6 +360,8 @@ class Machines:
         with self._lock:
             mac = self._known(mac)
             self._record(ev, mac)
+            self._say(mac, f"{ev} (the console): lease ended, next boot "
+                      "{next}")
             public = self._public(self._machines[mac])
         self._changed([mac])
         return public

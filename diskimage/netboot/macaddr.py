@@ -17,13 +17,23 @@ _MAC = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$"
 
 def normalise(text):
     """``52:54:00:ab:cd:ef`` from colons, dashes or nothing between the six
-    bytes, in either case, or the switches' ``5254.00ab.cdef``."""
+    bytes, in either case, or the switches' ``5254.00ab.cdef``.  A machine's
+    MAC is unicast: all-zero, broadcast and multicast MACs are refused."""
     raw = str(text).strip().lower()
     if not _MAC.match(raw):
         raise InputError(f"{text!r}: not a MAC address (six bytes in hex, "
                          f"e.g. 52:54:00:12:34:56)")
     digits = raw.replace(":", "").replace("-", "").replace(".", "")
-    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+    mac = ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+    if digits == "0" * 12:
+        raise InputError(f"{text!r}: the all-zero MAC is no machine's "
+                         f"(a machine's MAC is unicast)")
+    if int(digits[:2], 16) & 1:
+        what = "the broadcast MAC" if digits == "f" * 12 \
+            else "a multicast MAC (the first byte is odd)"
+        raise InputError(f"{text!r}: {what}, not a machine's (a machine's "
+                         f"MAC is unicast)")
+    return mac
 
 
 def dashes(mac):

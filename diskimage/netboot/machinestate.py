@@ -20,6 +20,7 @@ Any record may carry "log": lines added to the bounded log tail.
 
 import collections
 import re
+from dataclasses import dataclass
 
 from . import progress as progressinfo
 
@@ -168,3 +169,42 @@ def apply(m, r, leases):
         raise ValueError(f"unknown record {ev!r}")
     for line in r.get("log") or ():
         m.log.append(line)
+
+
+@dataclass
+class Boot:
+    """What a machine's configs say (jobs.Machines.next_boot)."""
+    kind: str                 # "menu" | "entry" | "job" | "local"
+    entry: object = None      # site.Entry
+    job: object = None        # site.Job
+    lease: str = None
+
+
+def entry_boot(site, name):
+    """The Boot of the site's entry `name` (a fallback or a host's menu)."""
+    entry = site.entries.get(name) if name else None
+    if entry is None:
+        return Boot("local") if name == "local" else Boot("menu")
+    return Boot("local" if entry.local else "entry", entry=entry)
+
+
+def local_boot(site):
+    for entry in site.entries.values():
+        if entry.local:
+            return Boot("local", entry=entry)
+    return Boot("local")
+
+
+def who(host, mac):
+    """A machine as the log names it: ``pc03 52:54:00:12:34:56``."""
+    return f"{host.name} {mac}" if host is not None and host.name else mac
+
+
+def boot_text(boot):
+    """What a jobs.Boot boots, in words for the log."""
+    if boot.kind == "job":
+        return f"job {boot.job.name}"
+    if boot.kind == "entry":
+        return f"entry {boot.entry.name}"
+    return "the local disk" if boot.kind == "local" else "the menu"
+

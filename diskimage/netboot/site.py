@@ -126,6 +126,24 @@ def load_text(path, text):
     return _Builder(path, sections).site()
 
 
+# A boot root may be none of these nor inside one (/lib* too) ...
+_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/proc", "/root", "/run",
+                 "/sbin", "/sys", "/usr")
+# ... nor one of these itself (/var/lib/tftpboot, /srv/tftp, /tmp/x: fine).
+_SYSTEM_DIRS = ("/", "/home", "/var", "/tmp")
+
+
+def _system_dir(real):
+    """The system directory that the resolved path `real` is or is inside,
+    or None."""
+    if real in _SYSTEM_DIRS:
+        return real
+    top = "/" + real.split("/")[1]
+    if top in _SYSTEM_TREES or top.startswith("/lib"):
+        return top
+    return None
+
+
 class _Builder:
     def __init__(self, path, sections):
         self.path = path
@@ -212,6 +230,17 @@ class _Builder:
             problem = (f"{root}: holds the site file's own directory, so "
                        f"its state (the console token) would be served; "
                        f"give a directory of its own, such as 'boot'")
+            if section is None or "root" not in section.keys:
+                raise SiteError(self.path, None, "site: root", problem)
+            raise self.error(section, "root", problem)
+        system = _system_dir(real)
+        if system:
+            # The servers publish the root to anyone on the boot network
+            # and pxeconf writes boot.ipxe, grub/ and pxelinux.cfg/ into it.
+            problem = (f"{root}: {system} is a system directory (the root "
+                       f"is published to the boot network and written "
+                       f"into); give a directory of its own, such as "
+                       f"'boot' or /srv/tftp")
             if section is None or "root" not in section.keys:
                 raise SiteError(self.path, None, "site: root", problem)
             raise self.error(section, "root", problem)

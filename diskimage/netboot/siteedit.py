@@ -15,6 +15,7 @@ the name hold another inode and tries again on the new one.
 """
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import stat
@@ -241,12 +242,46 @@ def _add(path, kind, name, pairs, replace, what):
     return _edit(path, change)
 
 
+# kind removed -> (section kind, key, what it is there, how to change it)
+_USES = {
+    "menu": [
+        (("site", "server"), "default", "the default entry",
+         "make another the default first (pxeconf menu default NAME)"),
+        (("site", "server", "host"), "fallback", "the fallback entry",
+         "set another fallback there first"),
+        (("site", "server"), "entries", "in the menu's entries",
+         "take it out of them first"),
+        (("host",), "menu", "the menu entry of a machine",
+         "give the machine another first (pxeconf host add MAC --menu=NAME)")],
+    "job": [
+        (("menu",), "job", "run by a menu entry",
+         "remove that entry first (pxeconf menu rm NAME)"),
+        (("host",), "job", "the job of a machine",
+         "give the machine another first (pxeconf host add MAC --job=NAME "
+         "or --menu=NAME)")],
+}
+
+
+def _used(path, lines, kind, name):
+    """SiteError when another section names the `kind` section `name`."""
+    for kinds, key, what, how in _USES.get(kind, ()):
+        for section in lines.sections:
+            line = section.keys.get(key)
+            if section.kind not in kinds or line is None:
+                continue
+            if name in line.value.replace(",", " ").split():
+                raise SiteError(path, line.number, f"{kind} {name}",
+                                f"{name!r} is {what} ([{section.title}] "
+                                f"{key}, line {line.number}): {how}")
+
+
 def _remove(path, kind, name, what):
     def change(lines):
         section = lines.find(kind, name)
         if section is None:
             raise SiteError(path, None, f"{kind} {name}", f"no such {what} "
                             f"({_PLURAL[what]}: {lines.names(kind)})")
+        _used(path, lines, kind, name)
         lines.remove(section)
     return _edit(path, change)
 
@@ -299,18 +334,27 @@ def _stamp(when):
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def add_host(path, host, keep=False):
+def add_host(path, host, keep=False, rejob=False):
     """Add the Host, replacing one of the same MAC (in any spelling).
     With a job, assigned = now (later than the one it replaces: a new
     lease) unless host.assigned is given.  `keep`: what `host` leaves
     unset is kept from the machine's section (its name, fallback, and its
-    job or menu when neither is given)."""
+    job or menu when neither is given).  `rejob`: host.job is the job the
+    machine has (SiteError when it has none), given host.once and a new
+    lease."""
     mac = macaddr.normalise(host.mac)
 
     def change(lines):
+        nonlocal host
         section = lines.find("host", mac)
         old = {k: l.value for k, l in section.keys.items()} if section \
             else {}
+        if rejob:
+            if not old.get("job"):
+                raise SiteError(path, section.line if section else None,
+                                f"host {mac}", "has no job: --once and "
+                                "--always are for a job (give --job=NAME)")
+            host = dataclasses.replace(host, job=old["job"])
         pairs = [("name", host.name or (old.get("name") if keep else None)),
                  ("fallback", host.fallback or
                   (old.get("fallback") if keep else None))]

@@ -237,10 +237,16 @@ def parse(path, text, kinds):
 
 def _section(path, number, index, inside, kinds):
     words = inside.split()
-    kind = words[0].lower() if words else ""
+    kind = words[0] if words else ""
+    if kind not in kinds and kind.lower() in kinds:
+        # One rule for sections and keys: lower case (docs/pxeconf/site.md)
+        raise SiteError(path, number, f"[{inside.strip()}]",
+                        f"write [{' '.join([kind.lower(), *words[1:]])}]: "
+                        f"sections and keys are lower case")
     if kind not in kinds:
-        known = ", ".join(f"[{k} NAME]" if named else f"[{k}]"
-                          for k, named in kinds.items())
+        known = ", ".join(
+            f"[{k} {'MAC' if k == 'host' else 'NAME'}]" if named
+            else f"[{k}]" for k, named in kinds.items())
         raise SiteError(path, number, f"[{inside.strip()}]",
                         f"not a known section (sections: {known})")
     if not kinds[kind]:
@@ -255,10 +261,9 @@ def _section(path, number, index, inside, kinds):
     if kind == "host":
         try:
             name = normalise(name)
-        except InputError:
+        except InputError as exc:
             raise SiteError(path, number, f"[{inside.strip()}]",
-                            f"{name!r} is not a MAC address (six bytes in "
-                            f"hex, e.g. 52:54:00:12:34:56)") from None
+                            str(exc)) from None
     elif not NAME.match(name):
         raise SiteError(path, number, f"[{inside.strip()}]",
                         f"{name!r} is not a name (letters, digits, '.', "
@@ -331,10 +336,18 @@ def _bool(value):
 
 def _address(value):
     try:
-        return str(ipaddress.IPv4Address(value))
+        address = ipaddress.IPv4Address(value)
     except ValueError:
         raise ValueError(f"{value!r} is not an IPv4 address (e.g. "
                          f"10.0.0.2)") from None
+    for bad, what in ((address.is_unspecified, "the unspecified address"),
+                      (address.is_multicast, "a multicast address"),
+                      (address == ipaddress.IPv4Address("255.255.255.255"),
+                       "the broadcast address")):
+        if bad:
+            raise ValueError(f"{value!r} is {what}: give the server's own "
+                             f"address on the boot network (e.g. 10.0.0.2)")
+    return str(address)
 
 
 def _time(value):

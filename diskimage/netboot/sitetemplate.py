@@ -7,10 +7,11 @@ TEMPLATE = """\
 # A comment starts with '#' at the start of a line, or after a value
 # following a space.  A comment right above a [section] (no blank line
 # between) belongs to it: `pxeconf ... rm` removes it with the section.
+# Sections and keys are lower case.
 # The reference: docs/pxeconf.md, "The site file".
 
 [site]
-root = boot              # the served root, relative to this file
+root = boot              # the served root, relative to this file; no /etc, /usr
 timeout = 5              # seconds the menu waits before the default entry
 default = local          # the entry a machine without a job boots
 retries = 2              # boots after "started" with no ending that rerun a job
@@ -39,10 +40,10 @@ local = yes
 #   script = jobs/restore.sh
 #   retries = 3
 #
-# A machine, by MAC (any spelling): a name, and a job (once = yes: run
-# once, then boot locally; no: at every boot) or a menu entry of its own.
-# `pxeconf host add MAC --job=NAME --once` writes assigned = (UTC now):
-# a new value is a new lease, run again.
+# A machine, by MAC (any spelling): a name, and a job (once = yes, the
+# default: run once, then boot locally; no: at every boot) or a menu entry
+# of its own.  `pxeconf host add MAC --job=NAME` (--always: once = no)
+# writes assigned = (UTC now): a new value is a new lease, run again.
 #
 #   [host 52:54:00:12:34:56]
 #   name = pc01

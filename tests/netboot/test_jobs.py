@@ -103,11 +103,49 @@ def test_boot_after_started_reruns_up_to_retries(tmp_path):
     ms.booted(MAC1, "bios")              # a third cut run: past 2 retries
     m = ms.machine(MAC1)
     assert m["state"] == "failed" and m["result"]["exit"] is None
-    assert "after the job started" in m["result"]["reason"]
+    assert 'after "started" with no ending' in m["result"]["reason"]
     assert "retries 2" in m["result"]["reason"]
     assert ms.next_boot(MAC1).kind == "local"       # the site's fallback
     with pytest.raises(StaleLease):
         ms.report(lease, "done", exit=0)
+
+
+def test_the_log_says_reruns_failures_and_ends(tmp_path):
+    """The log once never said a job was rerun or failed by its retries."""
+    said = []
+    site = once_site(tmp_path, retries=2)
+    ms = Machines(site, tmp_path / "state" / "journal.jsonl",
+                  log=said.append, clock=Clock())
+    lease = ms.next_boot(MAC1).lease
+    ms.booted(MAC1, "bios")
+    assert said == []                    # the first boot: nothing to say
+    for run in (2, 3):
+        ms.report(lease, "started")
+        ms.booted(MAC1, "bios")
+        lease = ms.next_boot(MAC1).lease
+        assert said[-1] == (f'pc01 {MAC1}: booted again after "started" '
+                            f'with no ending: run {run} of 3')
+    ms.report(lease, "started")
+    ms.booted(MAC1, "bios")
+    assert said[-1] == (f'pc01 {MAC1}: booted again after "started" with '
+                        f'no ending: retries ran out: failed, next boot the '
+                        f'local disk')
+    assert len(said) == 3
+    ms.assign(MAC1, "restore")
+    lease = ms.next_boot(MAC1).lease
+    ms.report(lease, "started")
+    ms.report(lease, "done", exit=0)
+    assert said[-1] == (f"pc01 {MAC1}: job restore done (exit 0): lease "
+                        f"ended, next boot the local disk")
+    ms.assign(MAC1, "restore")
+    ms.cancel(MAC1)
+    assert said[-1] == (f"pc01 {MAC1}: cancel (the console): lease ended, "
+                        f"next boot the menu")
+    ms.sync(once_site(tmp_path, retries=2))
+    ms.sync(make_site(tmp_path))
+    assert said[-1] == (f"{MAC1}: no longer in the site file: lease "
+                        f"cancelled, next boot the menu")
+    ms.close()
 
 
 class Later:

@@ -20,6 +20,18 @@ def test_refused(text):
         macaddr.normalise(text)
 
 
+@pytest.mark.parametrize("text,what", [
+    ("00:00:00:00:00:00", "all-zero"), ("ff:ff:ff:ff:ff:ff", "broadcast"),
+    ("FF-FF-FF-FF-FF-FF", "broadcast"), ("01:00:5e:00:00:fb", "multicast"),
+    ("33:33:00:00:00:01", "multicast")])
+def test_not_a_machines_mac(text, what):
+    with pytest.raises(InputError, match=rf"{what}.*a machine's MAC is "
+                       rf"unicast"):
+        macaddr.normalise(text)
+    assert macaddr.from_request(f"pxelinux.cfg/01-{text.replace(':', '-')}"
+                                ) is None
+
+
 def test_loader_names_and_back():
     mac = "52:54:00:ab:cd:ef"
     names = [macaddr.pxelinux_name(mac), *macaddr.grub_names(mac),

@@ -136,9 +136,14 @@ ERRORS = [
     ("timout = 5", 7, r"site: timout: unknown key \(did you mean 'timeout'\?"),
     ("colour = red", 7, r"site: colour: unknown key \(keys of \[site\]: root"),
     ("[menus x]", 8, r"\[menus x\]: not a known section \(sections: \[site\]"),
+    ("[menus x]", 8, r"\[job NAME\], \[host MAC\]\)$"),
+    ("[Menu x]", 8, r"\[Menu x\]: write \[menu x\]: sections and keys are "
+     r"lower case$"),
+    ("Timeout = 5", 7, r"site: Timeout: unknown key \(did you mean "
+     r"'timeout'\?\)"),
     ("[menu]", 8, r"\[menu\]: a section is \[menu NAME\]"),
     ("[site x]", 8, r"\[site x\]: \[site\] takes no name"),
-    ("[host 52:54:00:12:34]", 8, r"'52:54:00:12:34' is not a MAC address"),
+    ("[host 52:54:00:12:34]", 8, r"'52:54:00:12:34': not a MAC address"),
     ("[menu bad/name]\nlocal = yes", 8, r"\[menu bad/name\]: .* not a name"),
     ("[menu rescue]\nlocal = yes", 16,
      r"menu rescue: a second \[menu rescue\] \(the first is at line 8\)"),
@@ -151,6 +156,14 @@ ERRORS = [
      r"number"),
     ("http-port = 70000", 7, r"site: http-port: 70000 is out of range"),
     ("address = 10.0.0", 7, r"site: address: '10.0.0' is not an IPv4"),
+    ("address = 0.0.0.0", 7, r"site: address: '0.0.0.0' is the "
+     r"unspecified address"),
+    ("address = 224.0.0.5", 7, r"site: address: .* is a multicast address"),
+    ("address = 255.255.255.255", 7, r"site: address: .* is the broadcast "
+     r"address"),
+    ("[host ff:ff:ff:ff:ff:ff]", 8, r"\[host ff:ff:ff:ff:ff:ff\]: .*the "
+     r"broadcast MAC.*unicast"),
+    ("[host 01:00:5e:00:00:01]", 8, r"a multicast MAC"),
     ("label = \"open", 11, r"menu local: label: a quoted value without its"),
     ("local = maybe", 11, r"menu local: local: 'maybe' is not yes or no"),
     ("assigned = yesterday", 28, r"host .*: assigned: 'yesterday' is not a "
@@ -323,3 +336,36 @@ def test_a_root_that_would_serve_the_state_is_refused(tmp_path, root):
     (tmp_path / "boot" / "sub").mkdir()
     path.write_text("[site]\nroot = boot/sub\n")
     assert load(path).settings.root == str(tmp_path / "boot" / "sub")
+
+
+@pytest.mark.parametrize("root,system", [
+    ("/etc", "/etc"), ("/usr/share", "/usr"), ("/var", "/var"),
+    ("/home", "/home"), ("/lib", "/(usr|lib)"),
+    ("/proc/self", "/proc"), ("/dev/shm", "/dev"), ("/sys/kernel", "/sys")])
+def test_a_system_directory_is_no_boot_root(tmp_path, root, system):
+    """A root of /etc once had serve publish /etc/shadow over HTTP and
+    pxeconf write boot.ipxe, grub/ and pxelinux.cfg/ into /etc."""
+    path = make_site(tmp_path, f"[site]\nroot = {root}\n")
+    with pytest.raises(SiteError, match=rf"^{path}:2: site: root: .*"
+                       rf"{system} is a system directory") as exc:
+        load(path)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_system_directory_behind_a_link_is_no_boot_root(tmp_path):
+    (tmp_path / "etc").symlink_to("/etc")
+    path = make_site(tmp_path, "[site]\nroot = etc\n")
+    with pytest.raises(SiteError, match=r":2: site: root: .*/etc is a system"):
+        load(path)
+
+
+def test_a_directory_of_its_own_under_tmp_or_var_is_a_root(tmp_path):
+    # tmp_path is under /tmp; /var/lib/tftpboot and /srv/tftp are allowed
+    # by the same rule (only /var and /tmp themselves are refused).
+    (tmp_path / "boot").mkdir(exist_ok=True)
+    path = make_site(tmp_path, f"[site]\nroot = {tmp_path}/boot\n")
+    assert load(path).settings.root == f"{tmp_path}/boot"
+    assert site._system_dir("/var/lib/tftpboot") is None
+    assert site._system_dir("/srv/tftp") is None
+    assert site._system_dir("/tmp") == "/tmp"   # also holds the site here
+    assert site._system_dir("/libexec/x") == "/libexec"

@@ -112,10 +112,12 @@ def test_a_refused_edit_changes_nothing(path):
     before = path.read_bytes()
     cases = [
         (lambda: siteedit.remove_job(path, "restore"),
-         r":26: host 52:54:00:12:34:56: job: no job named 'restore' "
-         r"\(jobs: none\); nothing changed"),
+         r":26: job restore: 'restore' is the job of a machine \(\[host "
+         r"52:54:00:12:34:56\] job, line 26\): give the machine another"),
         (lambda: siteedit.remove_entry(path, "local"),
-         r":5: site: default: no entry named 'local' .*; nothing changed"),
+         r":5: menu local: 'local' is the default entry \(\[site\] "
+         r"default, line 5\): make another the default first \(pxeconf "
+         r"menu default NAME\)$"),
         (lambda: siteedit.add_host(path, Host("52:54:00:00:00:09",
                                               job="restor")),
          r"pxeconf.site: host 52:54:00:00:00:09: job: no job named 'restor' "
@@ -254,4 +256,31 @@ def test_a_last_possible_assigned_stamp(path):
     with pytest.raises(SiteError, match=r":\d+: host 52:54:00:12:34:56: "
                        r"assigned: 9999-12-31T23:59:59Z: no later time"):
         siteedit.add_host(path, Host("52:54:00:12:34:56", job="restore"))
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("text,remove,message", [
+    ("[site]\nfallback = rescue\n[menu local]\nlocal = yes\n[menu rescue]\n"
+     "local = yes\n", ("menu", "rescue"), r":2: menu rescue: 'rescue' is the "
+     r"fallback entry \(\[site\] fallback, line 2\)"),
+    ("[menu local]\nlocal = yes\n[menu rescue]\nlocal = yes\n"
+     "[host 52:54:00:00:00:07]\nmenu = rescue\n", ("menu", "rescue"),
+     r":6: menu rescue: 'rescue' is the menu entry of a machine \(\[host "
+     r"52:54:00:00:00:07\] menu, line 6\): give the machine another"),
+    ("[menu local]\nlocal = yes\n[server a]\nentries = local, rescue\n"
+     "[menu rescue]\nlocal = yes\n", ("menu", "rescue"),
+     r":4: menu rescue: 'rescue' is in the menu's entries \(\[server a\] "
+     r"entries, line 4\)"),
+    ("[menu local]\nlocal = yes\n[job j]\nbundle = env\nscript = "
+     "jobs/wipe.sh\n[menu wipe]\njob = j\n", ("job", "j"),
+     r":7: job j: 'j' is run by a menu entry \(\[menu wipe\] job, line 7\)"
+     r": remove that entry first \(pxeconf menu rm NAME\)"),
+])
+def test_what_is_in_use_is_not_removed(tmp_path, text, remove, message):
+    path = make_site(tmp_path, text)
+    before = path.read_bytes()
+    edit = siteedit.remove_entry if remove[0] == "menu" \
+        else siteedit.remove_job
+    with pytest.raises(SiteError, match=message):
+        edit(path, remove[1])
     assert path.read_bytes() == before

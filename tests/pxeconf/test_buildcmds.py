@@ -101,11 +101,69 @@ def test_dnsmasq_prints_a_checked_proxy_config(tmp_path):
     (["--dhcp=10.0.0.100"], 2, "FIRST,LAST"),
     (["--proxy=10.0.0.0/33"], 3, "not an IPv4 network"),
     (["--proxy=10.0.0.0/24", "--interface=a b"], 3, "not an interface"),
+    (["--dhcp=10.0.0.200,10.0.0.100"], 3, "the first address is after the "
+     "last"),
+    (["--dhcp=10.0.1.100,10.0.1.200"], 3, "--address=10.0.0.2: not in the "
+     "network 10.0.1.0/24 of --dhcp=10.0.1.100,10.0.1.200"),
+    (["--dhcp=10.0.0.1,10.0.0.50"], 3, "--address=10.0.0.2: inside "
+     "--dhcp=10.0.0.1,10.0.0.50"),
 ])
 def test_dnsmasq_bad_values(tmp_path, args, code, words):
     site = make_site(tmp_path / "site")
     proc = pxeconf("dnsmasq", *args, "--address=10.0.0.2", f"--site={site}")
     one_line_error(proc, code, words)
+
+
+@pytest.mark.parametrize("address, words", [
+    ("0.0.0.0", "'0.0.0.0' is the unspecified address"),
+    ("224.0.0.1", "is a multicast address"),
+    ("255.255.255.255", "is the broadcast address")])
+def test_no_server_at_an_address_of_no_host(tmp_path, address, words):
+    site = make_site(tmp_path / "site")
+    for command in (["dnsmasq", "--proxy=10.0.0.0/24"], ["build"]):
+        proc = pxeconf(*command, f"--address={address}", f"--site={site}")
+        one_line_error(proc, 3, words)
+
+
+def test_a_wide_dhcp_range_is_one_network(tmp_path):
+    site = make_site(tmp_path / "site")
+    proc = pxeconf("dnsmasq", "--dhcp=10.0.0.100,10.0.3.200",
+                   "--address=10.0.4.1", f"--site={site}")
+    one_line_error(proc, 3, "not in the network 10.0.0.0/22")
+    proc = pxeconf("dnsmasq", "--dhcp=10.0.0.100,10.0.3.200",
+                   "--address=10.0.3.250", f"--site={site}")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.needs("dnsmasq")
+def test_dnsmasq_output_replaces_only_its_own_file(tmp_path):
+    """-o over the site file replaced it silently once."""
+    site = make_site(tmp_path / "site")
+    before = open(site, "rb").read()
+    base = ["dnsmasq", "--proxy=10.0.0.0/24", "--address=10.0.0.2",
+            f"--site={site}"]
+    for target, words in (
+            (site, "is the site file"),
+            (tmp_path / "site" / "state" / "x.conf", "inside "),
+            (tmp_path / "site" / "state" / "journal.jsonl", "inside ")):
+        for force in ([], ["--force"]):
+            one_line_error(pxeconf(*base, "-o", target, *force), 3, words)
+    assert open(site, "rb").read() == before
+    other = tmp_path / "notes.conf"
+    other.write_text("# my own dnsmasq notes\n")
+    one_line_error(pxeconf(*base, "-o", other), 3, "exists and was not "
+                   "written by pxeconf dnsmasq; not replaced without --force")
+    assert other.read_text() == "# my own dnsmasq notes\n"
+    proc = pxeconf(*base, "-o", other, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert "proxyDHCP" in other.read_text()
+    proc = pxeconf(*base[:-2], "--address=10.0.0.3", base[-1], "-o", other)
+    assert proc.returncode == 0, proc.stderr       # ours: replaced
+    assert "boot server 10.0.0.3" in other.read_text()
+    missing = tmp_path / "missing" / "dir"
+    proc = pxeconf(*base, "-o", missing / "f")
+    one_line_error(proc, 3, f"{missing}: no such directory")
+    assert "partial" not in proc.stderr
 
 
 def test_build_beside_a_running_serve_is_busy(tmp_path):
@@ -118,4 +176,5 @@ def test_build_beside_a_running_serve_is_busy(tmp_path):
         proc = pxeconf("build", "--address=10.0.0.2", f"--site={path}")
     finally:
         machines.close()
-    one_line_error(proc, 9, "journal")
+    one_line_error(proc, 9, "journal.jsonl: pxeconf serve is running on "
+                   "this site and writes the configs itself")

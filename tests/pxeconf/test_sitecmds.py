@@ -100,8 +100,18 @@ def test_host_commands(site, capsys):
     assert len({line.index("NAME") if i == 0 else len(line.split()[0])
                 for i, line in enumerate(out)}) <= 2     # aligned
     assert cli("host", "rm", "52:54:00:aa:bb:cd") == 0
+    # One default: a job runs once unless --always, as in the site file.
     assert cli("host", "add", "52:54:00:12:34:56", "--job=restore") == 0
-    assert load(site).hosts["52:54:00:12:34:56"].once is False
+    assert load(site).hosts["52:54:00:12:34:56"].once is True
+    assert cli("host", "add", "52:54:00:12:34:56", "--always") == 0
+    always = load(site).hosts["52:54:00:12:34:56"]
+    assert (always.job, always.once, always.name) == ("restore", False,
+                                                      "pc01")
+    # --once alone on a machine with a job: keeps it, with a new lease
+    assert cli("host", "add", "52:54:00:12:34:56", "--once") == 0
+    once = load(site).hosts["52:54:00:12:34:56"]
+    assert (once.job, once.once) == ("restore", True)
+    assert once.assigned > always.assigned
     text = site.read_text()
     assert "# pc01 is the teacher's machine\n" in text
     assert "   # lease\n" in text
@@ -114,8 +124,14 @@ def test_host_commands(site, capsys):
     (["host", "add", "52:54:00:aa:bb", "--job=restore"], 3,
      "'52:54:00:aa:bb': not a MAC address (six bytes in hex, e.g. "
      "52:54:00:12:34:56)"),
-    (["host", "add", "52:54:00:aa:bb:cc", "--once"], 2,
-     "host add: --once is for a job (give --job=NAME); see 'pxeconf --help'"),
+    (["host", "add", "52:54:00:aa:bb:cc", "--once"], 3,
+     "pxeconf.site: host 52:54:00:aa:bb:cc: has no job: --once and "
+     "--always are for a job (give --job=NAME)"),
+    (["host", "add", "52:54:00:aa:bb:cc", "--always", "--menu=rescue"], 2,
+     "host add: --once and --always are for a job, not --menu"),
+    (["host", "add", "52:54:00:aa:bb:cc", "--once", "--always"], 2, ""),
+    (["host", "add", "ff:ff:ff:ff:ff:ff", "--job=restore"], 3,
+     "'ff:ff:ff:ff:ff:ff': the broadcast MAC, not a machine's"),
     (["host", "add", "52:54:00:aa:bb:cc", "--job=restore", "--menu=rescue"],
      2, "host add: give --job or --menu, not both; see 'pxeconf --help'"),
     (["host", "rm", "52:54:00:aa:bb:cc"], 3, "pxeconf.site: host "
@@ -126,8 +142,12 @@ def test_host_commands(site, capsys):
      "whole number from 0 to 3600, not 'soon'; see 'pxeconf --help'"),
     (["menu", "add", "x", "--bundle=../outside"], 3, "pxeconf.site: menu x: "
      "bundle: '..' in the path (traversal)"),
-    (["menu", "rm", "local"], 3, "pxeconf.site:5: site: default: no entry "
-     "named 'local' (entries: rescue); nothing changed"),
+    (["menu", "rm", "local"], 3, "pxeconf.site:5: menu local: 'local' is "
+     "the default entry ([site] default, line 5): make another the default "
+     "first (pxeconf menu default NAME)"),
+    (["job", "rm", "restore"], 3, "pxeconf.site:26: job restore: 'restore' "
+     "is the job of a machine ([host 52:54:00:12:34:56] job, line 26): give "
+     "the machine another first"),
     (["job", "add", "j", "--script=/etc/passwd", "--bundle=env"], 3,
      "pxeconf.site: job j: script: /etc/passwd: an absolute path"),
     (["host", "list", "--site=other.site"], 3, "other.site: no such site "
