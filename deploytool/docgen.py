@@ -220,7 +220,8 @@ complete -o filenames -F {func} {name}
 """
 
 
-DOCS = ("docs/rdeploy.md", "docs/imgx.md", "docs/bootdisk.md")
+DOCS = ("docs/rdeploy.md", "docs/imgx.md", "docs/bootdisk.md",
+        "docs/pxeconf.md")
 BEGIN = ("<!-- exit-codes: the toolkit's table, made by deploytool/docgen.py "
          "from cliutil/runner.py; edit it there -->\n")
 END = "<!-- end exit-codes -->\n"

@@ -13,7 +13,9 @@ A per-machine file says what that machine boots now (a jobs.Boot): the
 menu, one entry, its job (with the lease on the kernel command line) or
 the local disk.  Local boot per loader: pxelinux chain-loads the first
 disk (chain.c32 hd0, independent of what the BIOS does after PXE),
-GRUB and iPXE `exit` to the firmware, which boots the next device.
+GRUB and iPXE `exit` to the firmware, which boots the next device
+(boot.ipxe with `exit 1`: a boot option that returns success makes OVMF
+stop in its menu).
 
 Quoting: GRUB words are single-quoted (nothing expands inside); pxelinux
 and iPXE read a line to its end, so labels lose their control characters
@@ -281,9 +283,13 @@ def grub_one(item, server):
 
 # ---- iPXE -------------------------------------------------------------
 
-def _ipxe_boot(item, server_url):
+def _ipxe_boot(item, server_url, top=False):
+    """`top`: in boot.ipxe itself, whose `exit` goes to the firmware: with
+    a failure status, or OVMF (UEFI says: a boot option that returned
+    success is done) stops in its boot menu instead of trying the disk;
+    Debian's 2019 iPXE returns success from a plain `exit`."""
     if item.local:
-        return ["exit"]
+        return ["exit 1" if top else "exit"]
     kernel = server_url + urllib.parse.quote(item.kernel)
     initrd = server_url + urllib.parse.quote(item.initrd)
     args = " ".join(item.args)
@@ -301,9 +307,10 @@ def ipxe_menu(items, default, timeout, server_url, per_mac=True):
     lines = ["#!ipxe", f"# {HEADER}"]
     if per_mac:
         # the machine's own script; its `exit` (local boot) ends this
-        # script too, so iPXE gives the machine back to the firmware
+        # script too, with a failure status, so the firmware tries its
+        # next boot device (see _ipxe_boot)
         lines += [f"chain --autofree {server_url}ipxe/${{mac:hexhyp}}.ipxe"
-                  f"?platform=${{platform}} && exit || echo No file for "
+                  f"?platform=${{platform}} && exit 1 || echo No file for "
                   f"this machine: the menu", ""]
     lines += [":pxeconf-menu", "menu Network boot"]
     for item in items:
@@ -312,7 +319,8 @@ def ipxe_menu(items, default, timeout, server_url, per_mac=True):
               f"pxeconf-choice || goto pxeconf-menu",
               "goto pxeconf-${pxeconf-choice}", ""]
     for item in items:
-        lines += [f":pxeconf-{item.name}"] + _ipxe_boot(item, server_url) + \
+        lines += [f":pxeconf-{item.name}"] + \
+            _ipxe_boot(item, server_url, top=per_mac) + \
             ["goto pxeconf-menu", ""]
     return "\n".join(lines)
 

@@ -131,7 +131,7 @@ class Service:
         """Machines' on_change: write the machine's files again."""
         with self._write_lock:
             site = self.site
-            if self.machines is None or mac not in site.hosts:
+            if self.machines is None or mac not in self._machine_macs():
                 return
             try:
                 configs.write(self.root, configs.host_files(
@@ -143,12 +143,22 @@ class Service:
                 self.log(f"error: cannot write the configs of {mac}; it "
                          f"boots what they said before: {exc}")
 
+    def _machine_macs(self):
+        """The MACs with files of their own: the site's machines, and those
+        it does not name that boot something other than the menu (a job
+        given from the console to a machine that was only seen)."""
+        macs = set(self.site.hosts)
+        for machine in self.machines.snapshot():
+            if machine.get("next") not in (None, "menu"):
+                macs.add(machine["mac"])
+        return macs
+
     def write_all(self):
-        """The menus and every machine's files; those of MACs the site no
-        longer names removed."""
+        """The menus and every machine's files; those of MACs that no
+        longer have their own (_machine_macs) removed."""
         with self._write_lock:
             boots = {mac: self.machines.next_boot(mac)
-                     for mac in self.site.hosts}
+                     for mac in self._machine_macs()}
             files = configs.build(self.site, boots, self.url, self.address)
             configs.write(self.root, files)
             for name in configs.prune(self.root, set(files)):

@@ -106,7 +106,11 @@ def test_boot_ipxe_asks_for_the_machine_then_shows_the_menu(site, tmp_path):
     assert lines[0] == "#!ipxe"
     chain = [l for l in lines if l.startswith("chain ")][0]
     assert f"{URL}ipxe/${{mac:hexhyp}}.ipxe?platform=${{platform}}" in chain
-    assert "&& exit ||" in chain
+    # a failure status to the firmware, so that it boots its next device
+    # (OVMF stops in its menu after a boot option that returned success)
+    assert "&& exit 1 ||" in chain
+    local = lines[lines.index(":pxeconf-local") + 1]
+    assert local == "exit 1"
     assert "choose --default local --timeout 5000 pxeconf-choice" in \
         "\n".join(lines)
     assert [l for l in lines if l.startswith("item ")] == [

@@ -1,7 +1,7 @@
 """A room for the pxeconf boot tests: a LAN of namespaces (tests.netns)
 with the site's own DHCP server (a plain dnsmasq, no PXE options) in one
 namespace and `pxeconf serve --proxy-dhcp` in another, over a site made
-from an empty directory as docs/pxeconf-boot.md tells a person to:
+from an empty directory as docs/pxeconf.md tells a person to:
 
     pxeconf init SITE
     bootdisk pxe -o SITE/boot/env ...          (the frozen toolkit)

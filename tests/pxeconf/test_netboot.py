@@ -16,7 +16,7 @@ booted by `pxeconf serve --proxy-dhcp` (tests/pxeconf/room.py).
 
 The restored disks are checked with fsck and the digest of a file.  Set
 PXECONF_BOOT_PNG=FILE to keep the console screenshot taken during the
-boot (docs/pxeconf-boot-console.png was made so).
+boot (docs/pxeconf/room-console.png was made so).
 """
 
 import os
