@@ -75,8 +75,8 @@ Options:
   --name=NAME           The machine's name.
   --menu=NAME           The menu entry this machine boots (no job).
   --server=NAME         Apply the site file's [server NAME] overrides.
-  --address=ADDR        The address clients reach this server at (default:
-                        the site file's, or --listen).
+  --address=ADDR        build, dnsmasq: the address clients reach this
+                        server at (default: the site file's address).
   --proxy=NET           proxyDHCP for the network NET (e.g. 10.0.0.0/24).
   --dhcp=RANGE          Full DHCP handing out FIRST,LAST.
   --interface=IF        The interface dnsmasq answers on.
@@ -94,7 +94,7 @@ Options:
   --server-url=URL      report: the server (default: rd.pxeconf=).
   --lease=ID            report: the job's lease (default: rd.pxeconf.lease=).
   --exit=N              report done/failed: the job's exit status.
-  --log=FILE            report failed: send the tail of FILE.
+  --log=FILE            report done or failed: send the tail of FILE.
   --json                Print JSON.
   -h --help             Show this text.
   --version             Show the version.

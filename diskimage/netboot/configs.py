@@ -315,7 +315,8 @@ def ipxe_menu(items, default, timeout, server_url, per_mac=True):
     lines += [":pxeconf-menu", "menu Network boot"]
     for item in items:
         lines.append(f"item {item.name} {_ipxe_label(item.label)}")
-    lines += [f"choose --default {default} --timeout {timeout * 1000} "
+    # iPXE reads --timeout 0 as "wait for ever"; the site's 0 is "now"
+    lines += [f"choose --default {default} --timeout {max(1, timeout * 1000)} "
               f"pxeconf-choice || goto pxeconf-menu",
               "goto pxeconf-${pxeconf-choice}", ""]
     for item in items:

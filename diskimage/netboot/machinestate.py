@@ -15,7 +15,9 @@ The records (each also has "mac" and "at", unix seconds):
     cancel | local | unassign [site_key]   the console or the site file
     machine   every field below        a compacted journal's one record
 
-Any record may carry "log": lines added to the bounded log tail.
+Any record may carry "log": the environment's log tail as it sent it (the
+whole tail so far, not the lines since its last report), which replaces the
+one shown.
 """
 
 import collections
@@ -167,8 +169,11 @@ def apply(m, r, leases):
             m.job = None
     else:
         raise ValueError(f"unknown record {ev!r}")
-    for line in r.get("log") or ():
-        m.log.append(line)
+    if r.get("log"):
+        # a report carries the environment's whole tail so far, not the
+        # lines since the last one: it replaces what was shown
+        m.log.clear()
+        m.log.extend(r["log"])
 
 
 @dataclass

@@ -92,6 +92,10 @@ def _firmware(name):
     return None
 
 
+#: A MAC no machine has (locally administered), for _check's trial builds
+_PROBE_MAC = "02:00:00:00:00:00"
+
+
 class Service:
     def __init__(self, site_path, listen, http_port, tftp_port,
                  proxy_net=None, interface=None, token_file=None,
@@ -131,7 +135,14 @@ class Service:
         """Machines' on_change: write the machine's files again."""
         with self._write_lock:
             site = self.site
-            if self.machines is None or mac not in self._machine_macs():
+            if self.machines is None:
+                return
+            if mac not in site.hosts and \
+                    self.machines.next_boot(mac).kind == "menu":
+                # a machine the site does not name, back to the menu (its
+                # console job cancelled or failed): its own files go, or
+                # they would boot the dead lease again
+                self._drop(mac)
                 return
             try:
                 configs.write(self.root, configs.host_files(
@@ -142,6 +153,31 @@ class Service:
                 # answered; only the files lag: say so, loudly
                 self.log(f"error: cannot write the configs of {mac}; it "
                          f"boots what they said before: {exc}")
+
+    def _drop(self, mac):
+        for name in (macaddr.pxelinux_name(mac), *macaddr.grub_names(mac),
+                     macaddr.ipxe_name(mac)):
+            try:
+                os.unlink(os.path.join(self.root, name))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self.log(f"error: cannot remove {name}: {exc}")
+                continue
+            self.log(f"removed {name}: the machine boots the menu again")
+
+    def _check(self, site):
+        """configs refuses some of what the site file's loader accepts (an
+        empty menu, a word a loader would act on): build every menu and
+        every job's boot of `site` before it is used, so that a site that
+        cannot be served changes no lease."""
+        address = site.settings.address or self.listen
+        url = f"http://{address}:{self.http_port}/"
+        configs.build(site, {}, url, address)
+        for job in site.jobs.values():
+            configs.host_files(site, _PROBE_MAC,
+                               jobs.Boot("job", job=job, lease="check"),
+                               url, address)
 
     def _machine_macs(self):
         """The MACs with files of their own: the site's machines, and those
@@ -186,11 +222,17 @@ class Service:
                      f"({site.settings.root}): restart serve to serve it; "
                      f"still serving {self.root}")
             return
+        try:
+            self._check(site)
+        except (DiskImageError, OSError) as exc:
+            self.log(f"the site file's configs cannot be written; still "
+                     f"serving the last good one: {exc}")
+            return
         with self._write_lock:
             old = self.site
             try:
                 self._use(site)
-            except DiskImageError as exc:
+            except (DiskImageError, OSError) as exc:
                 self.log(f"the site file's configs cannot be written; still "
                          f"serving the last good one: {exc}")
                 self._use(old)

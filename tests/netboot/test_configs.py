@@ -100,6 +100,14 @@ def test_ipxe_under_uefi_names_its_initrd(site, tmp_path):
                                    if l.startswith("kernel ")][0]
 
 
+def test_a_menu_timeout_of_0_boots_the_default_at_once_in_ipxe(site,
+                                                               tmp_path):
+    """iPXE's choose reads --timeout 0 as 'wait for ever'."""
+    site.settings.timeout = 0
+    files = configs.build(site, boots_of(site, tmp_path), URL, TFTP)
+    assert "--timeout 1 pxeconf-choice" in text(files, "boot.ipxe")
+
+
 def test_boot_ipxe_asks_for_the_machine_then_shows_the_menu(site, tmp_path):
     files = configs.build(site, boots_of(site, tmp_path), URL, TFTP)
     lines = text(files, "boot.ipxe").splitlines()

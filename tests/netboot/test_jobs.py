@@ -359,10 +359,23 @@ def test_progress_keeps_rate_and_eta(tmp_path):
 def test_log_tail_is_bounded(tmp_path):
     ms = machines(tmp_path, once_site(tmp_path))
     lease = ms.next_boot(MAC1).lease
-    ms.report(lease, "started", log=[f"line {i}" for i in range(50)])
-    m = ms.report(lease, "progress", log=["x" * 5000])
-    assert len(m["log"]) == 20 and m["log"][0] == "line 31"
+    m = ms.report(lease, "started",
+                  log=[f"line {i}" for i in range(49)] + ["x" * 5000])
+    assert len(m["log"]) == 20 and m["log"][0] == "line 30"
     assert len(m["log"][-1]) == 500
+
+
+def test_each_report_s_tail_replaces_the_last(tmp_path):
+    """The relay sends the whole tail so far each time; appending it
+    showed a, a, b, a, b, c on the console."""
+    ms = machines(tmp_path, once_site(tmp_path))
+    lease = ms.next_boot(MAC1).lease
+    ms.report(lease, "started", log=["a"])
+    ms.report(lease, "progress", log=["a", "b"])
+    m = ms.report(lease, "progress", log=["a", "b", "c"])
+    assert m["log"] == ["a", "b", "c"]
+    m = ms.report(lease, "progress", progress={"done": 1, "total": 2})
+    assert m["log"] == ["a", "b", "c"]          # no tail: the last one stays
 
 
 @pytest.mark.parametrize("progress", [

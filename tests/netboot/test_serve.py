@@ -221,3 +221,28 @@ def test_status_api_answers_json(serve):
     got = curl(server.url + "api/machines")
     body = json.loads(got.stdout)
     assert body["jobs"] == ["restore"] and "local" in body["entries"]
+
+
+def test_a_job_given_to_a_machine_the_site_does_not_name(serve, site,
+                                                         tmp_path):
+    """It gets files of its own (it got a 404 and the menu), and loses
+    them when the job is cancelled (they booted the dead lease again)."""
+    server = serve()
+    server.ready()
+    token = (site.parent / "state" / "token").read_text().strip()
+    stranger = "52:54:00:de:ad:01"
+    own = site.parent / "boot" / macaddr.ipxe_name(stranger)
+    seen = curl(f"{server.url}{macaddr.ipxe_name(stranger)}?platform=pcbios",
+                "-o", "/dev/null", "-w", "%{http_code}")
+    assert seen.stdout == b"404"
+    auth = ["-H", f"Authorization: Bearer {token}", "-o", "/dev/null",
+            "-w", "%{http_code}", "-X", "POST"]
+    assigned = curl(f"{server.url}api/machines/{stranger}/assign", *auth,
+                    "-H", "Content-Type: application/json",
+                    "--data", '{"job": "restore", "once": true}')
+    assert assigned.stdout == b"200"
+    assert LEASE.search(own.read_text())
+    cancelled = curl(f"{server.url}api/machines/{stranger}/cancel", *auth)
+    assert cancelled.stdout == b"200"
+    assert not own.exists()
+    assert server.stop() == 143
