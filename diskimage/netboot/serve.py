@@ -120,6 +120,13 @@ class Service:
         self.address = self.site.settings.address or listen
         if self.http_port is None:               # the site file's, or 80
             self.http_port = self.site.settings.http_port
+        token = os.path.realpath(self.token_file)
+        root = os.path.realpath(self.root)
+        if os.path.commonpath([root, token]) == root:
+            raise InputError(f"{self.token_file}: the token file is inside "
+                             f"the boot root {self.root}, which TFTP and "
+                             f"HTTP serve to anyone; keep it outside "
+                             f"(default: {self.state / 'token'})")
 
     def _load(self):
         self.stamp = _stamp(self.site_path)    # before: an edit meanwhile

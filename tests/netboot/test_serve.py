@@ -152,6 +152,18 @@ def test_the_token_is_made_once_0600_and_printed_once(serve, site):
     assert again.machines()[MAC]["state"] == "local"
 
 
+def test_a_token_file_inside_the_boot_root_is_refused(site):
+    """It was served to anyone: curl got the console token."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pxeconf", "serve", "--listen=127.0.0.1",
+         "--http-port=0", "--tftp-port=0", f"--site={site}",
+         f"--token-file={site.parent / 'boot' / 'tok'}"],
+        cwd=ROOT, capture_output=True, timeout=60)
+    assert result.returncode == 3
+    assert b"inside the boot root" in result.stderr
+    assert not (site.parent / "boot" / "tok").exists()
+
+
 def test_a_token_file_given_is_used(serve, site, tmp_path):
     token_file = tmp_path / "given-token"
     server = serve(f"--token-file={token_file}")
