@@ -6,6 +6,7 @@ package, with a scratch copy of its variable store.
 """
 
 import os
+import re
 import shutil
 import threading
 import time
@@ -14,6 +15,8 @@ from diskimage.errors import InputError, MissingToolError
 from diskimage.host import tools
 
 QEMU = "qemu-system-x86_64"
+#: CSI sequences (cursor moves, colours, clears) a console may carry
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 
@@ -74,17 +77,23 @@ class Boot:
         TimeoutError (QEMU stopped or the time ran out) otherwise."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in self.output:
+            if text in self.plain():
                 self.marks.setdefault(text, time.monotonic() - self.started)
                 return self.marks[text]
             if self.proc.poll() is not None:
                 self._reader.join(5)
-                if text in self.output:
+                if text in self.plain():
                     continue
                 raise TimeoutError(f"QEMU ended (exit {self.proc.returncode})"
                                    f" before {text!r} showed")
             time.sleep(0.1)
         raise TimeoutError(f"{text!r} did not show within {timeout} s")
+
+    def plain(self):
+        """The console's text without terminal escape sequences: a menu
+        drawn on the serial port before (iPXE's) leaves cursor moves in
+        the middle of later lines ("LOCAL\\x1b[25;05HDISK-MARKER")."""
+        return _ESCAPES.sub("", self.output)
 
     def send(self, text):
         self.proc.stdin.write(text.encode())
