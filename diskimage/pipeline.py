@@ -23,6 +23,8 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from . import sighold
+
 _END = object()
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -69,55 +71,87 @@ def ordered_map(func, items, threads, depth=None):
     Reading `items` happens on its own thread and overlaps both the work and
     the consumer.  An exception from `items` or `func` is raised here, in
     order; closing the generator early stops the feeder.
+
+    Ctrl-C, SIGTERM and SIGHUP raise in the consumer (cliutil/runner.py)
+    wherever it is, so the consumer waits only in queue.SimpleQueue.get,
+    C code that a raising signal handler leaves whole.  queue.Queue.get and
+    Future.result wait in threading.Condition.wait: a signal landing
+    between its release of the lock and its `try` made the caller's `with`
+    release the lock twice ("RuntimeError: cannot release un-acquired
+    lock", exit 70 instead of "interrupted").  Starting the feeder (which
+    waits in Condition.wait too) and the clean-up hold the signals
+    (diskimage.sighold); one that comes meanwhile is raised after.
     """
     keep_freed_buffers()
     threads = max(1, threads)
     depth = depth or threads + 2
-    pending = queue.Queue(maxsize=depth)
+    pending = queue.SimpleQueue()   # (slot, future), then _END or _Failed
+    room = queue.SimpleQueue()      # a token per free place in `pending`
+    for _ in range(depth):
+        room.put(True)
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=threads,
                               thread_name_prefix="rdi-worker")
 
-    def put(item):
+    def work(slot, item):
+        try:
+            slot.put((func(item), None))
+        except BaseException as exc:  # handed to the consumer, in order
+            slot.put((None, exc))
+
+    def make_room():
         while not stop.is_set():
             try:
-                pending.put(item, timeout=0.1)
-                return True
-            except queue.Full:
+                room.get(timeout=0.1)
+            except queue.Empty:
                 continue
+            return not stop.is_set()
         return False
 
     def feed():
         try:
             for item in items:
-                if not put(pool.submit(func, item)):
+                if not make_room():
                     return
+                slot = queue.SimpleQueue()
+                pending.put((slot, pool.submit(work, slot, item)))
         except BaseException as exc:  # handed to the consumer, in order
-            put(_Failed(exc))
+            pending.put(_Failed(exc))
             return
-        put(_END)
+        pending.put(_END)
 
     feeder = threading.Thread(target=feed, name="rdi-feeder", daemon=True)
-    pause = paused_gc()
-    pause.__enter__()
-    feeder.start()
+    collecting = None
     try:
+        with sighold.held():
+            collecting = gc.isenabled()
+            gc.disable()
+            feeder.start()
         while True:
-            item = pending.get()
-            if item is _END:
+            entry = pending.get()
+            if entry is _END:
                 return
-            if isinstance(item, _Failed):
-                raise item.exc
-            yield item.result()
+            if isinstance(entry, _Failed):
+                raise entry.exc
+            room.put(True)
+            value, exc = entry[0].get()
+            if exc is not None:
+                raise exc
+            yield value
     finally:
-        stop.set()
-        while True:
-            try:
-                item = pending.get_nowait()
-            except queue.Empty:
-                break
-            if hasattr(item, "cancel"):
-                item.cancel()
-        feeder.join(timeout=2.0)  # a feeder blocked on a pipe read is a daemon
-        pool.shutdown(wait=True, cancel_futures=True)
-        pause.__exit__(None, None, None)
+        with sighold.held():
+            stop.set()
+            room.put(True)          # wakes a feeder waiting for room
+            while True:
+                try:
+                    entry = pending.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(entry, tuple):
+                    entry[1].cancel()
+            if feeder.ident is not None:
+                # a feeder blocked on a pipe read is a daemon
+                feeder.join(timeout=2.0)
+            pool.shutdown(wait=True, cancel_futures=True)
+            if collecting:
+                gc.enable()

@@ -30,7 +30,9 @@ import collections
 import os
 import signal
 import threading
+import time
 
+from .. import signalsafe
 from ..errors import BusyError, ToolError
 from ..host import tools
 
@@ -50,7 +52,7 @@ class Dnsmasq:
         self._last = collections.deque(maxlen=LAST_WORDS)
         self._started = threading.Event()
         self._ended = threading.Event()
-        self._settled = threading.Event()      # started, or ended
+        self._settled = signalsafe.Flag()      # started, or ended
         self._stopping = False
         self._reader = None
         self._sentinel = None
@@ -87,7 +89,7 @@ class Dnsmasq:
             if not os.path.exists(f"/proc/{pid}/cmdline") or \
                     _zombie(pid):
                 break
-            threading.Event().wait(0.05)
+            time.sleep(0.05)
         self.log(f"stopped dnsmasq pid {pid}, left running by a serve that "
                  f"was killed")
 

@@ -29,7 +29,7 @@ import stat
 import threading
 from pathlib import Path
 
-from .. import sighold
+from .. import sighold, signalsafe
 from ..errors import DiskImageError, InputError
 from . import (configs, console, dnsmasqconf, httpd, jobs, macaddr,
                site as sites, tftp)
@@ -109,7 +109,7 @@ class Service:
         self.log = log or (lambda line: None)
         self.state = Path(self.site_path).resolve().parent / "state"
         self.token_file = token_file or self.state / "token"
-        self.stopped = threading.Event()
+        self.stopped = signalsafe.Flag()
         self.died = None
         self.dnsmasq = None
         self.tftp = self.http = self.machines = None

@@ -37,6 +37,7 @@ import socket
 import threading
 from collections import Counter
 
+from .. import signalsafe
 from ..errors import BusyError, InputError
 from . import rootpath
 from . import tftpproto as proto
@@ -65,7 +66,7 @@ class TftpServer:
         self._per = Counter()          # IP address -> transfers running
         self._refused = Counter()      # IP address -> busy refusals of a run
         self._serving = threading.Event()
-        self._stopped = threading.Event()
+        self._stopped = signalsafe.Flag()
         self._closed = False
 
     @property
