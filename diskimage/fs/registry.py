@@ -22,7 +22,8 @@ from .record import Filesystem
 #: The filesystems, in detection order (ext by its magic first, the
 #: signatures of volumes only recognised last), which is also the order
 #: messages list them in.  Relative names (".ext") are in this package.
-MODULES = (".ext", ".fat", ".exfat", ".ntfs", ".swap", ".foreign")
+MODULES = (".ext", ".fat", ".exfat", ".ntfs", ".swap", ".foreign", ".lvm",
+           ".xfs", ".btrfs")
 #: What detection reads in one go: up to btrfs's magic at 64 KiB + 64.
 HEAD = 0x10040 + 8
 

@@ -1,0 +1,17 @@
+"""btrfs: detected by the magic of its superblock at 64 KiB, named with
+the label and UUID `blkid -p` shows.  No used-block map yet: copied whole,
+zero chunks skipped."""
+
+from ..foreign import signature, text, uuid
+from ..record import Filesystem
+
+
+def _identity(read):
+    # the superblock at 64 KiB: fsid at 0x20, label[256] at 0x12b
+    sb = read(0x10000, 0x12b + 256)
+    return text(sb[0x12b:]), uuid(sb[0x20:0x30])
+
+
+FILESYSTEM = Filesystem(kinds=("btrfs",), family="btrfs", title="btrfs",
+                        detect=signature("btrfs", 0x10040, b"_BHRfS_M"),
+                        identity=_identity)
