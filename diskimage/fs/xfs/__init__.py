@@ -24,6 +24,7 @@ FILESYSTEM = Filesystem(kinds=("xfs",), family="xfs", title="XFS",
                         new_ids=tools.new_ids,
                         tools=("xfs_repair", "xfs_growfs", "xfs_admin",
                                "mount", "umount", "losetup"),
-                        sector_free=False, case_sensitive=True, posix=True,
+                        sector_free=False, browse="xfs", case_sensitive=True,
+                        posix=True,
                         mbr_type="83",
                         gpt_type="0FC63DAF-8483-4772-8E79-3D69D8477DE4")
