@@ -143,3 +143,28 @@ def test_imgx_ls_cat_get(disk, tmp_path):
     out = tmp_path / "got"
     ok("get", "-R", f"{image}:1/", out)
     assert demodisk.digest_tree(out) == digests
+
+
+def test_imgx_edits_through_a_mount(disk, tmp_path):
+    """imgx put, rm, mkdir and mv (edit="mount": the kernel's XFS driver),
+    then a restore: xfs_repair -n clean, the files as edited."""
+    source, (start, size), digests, image = disk
+    edited = tmp_path / "edited.rdi"
+    run("cp", image, edited)
+    new = tmp_path / "new.bin"
+    new.write_bytes(os.urandom(300 * 1024))
+    ok("put", new, f"{edited}:1/tree/new.bin")
+    ok("rm", f"{edited}:1/punched.bin")
+    ok("mkdir", f"{edited}:1/moved")
+    ok("mv", f"{edited}:1/sparse.bin", f"{edited}:1/moved/sparse.bin")
+    wanted = dict(digests)
+    wanted["tree/new.bin"] = hashlib.sha256(new.read_bytes()).hexdigest()
+    del wanted["punched.bin"]
+    wanted["moved/sparse.bin"] = wanted.pop("sparse.bin")
+    area, = [a for a in json.loads(rdeploy("info", edited, "--json").stdout)
+             ["areas"] if a["partition"] == 1]
+    assert (area["method"], area["filesystem"]) == ("used-blocks", "xfs")
+    target = tmp_path / "target.img"
+    random_fill(target, os.path.getsize(source), 8)
+    rdeploy("restore", edited, target, "--yes", "--progress=none")
+    check(target, start, size, wanted, tmp_path)
