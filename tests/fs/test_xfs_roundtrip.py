@@ -19,7 +19,7 @@ from diskimage.fs import registry
 from tests.imgx_helpers import ok
 from tests.fs.xfs_tools import geometry, make_xfs, mounted
 from tests.fsmaps import (MiB, blkid, partitioned_disk, random_fill, rdeploy,
-                          round_trip, run)
+                          run)
 
 pytestmark = pytest.mark.needs("mkfs.xfs", "xfs_repair", "xfs_growfs",
                                "xfs_admin", "xfs_info", "xfs_io", "sfdisk",
@@ -70,7 +70,6 @@ def test_round_trip_onto_garbage(disk, tmp_path):
     random_fill(target, os.path.getsize(source), 5)
     rdeploy("restore", image, target, "--yes", "--progress=none")
     check(target, start, size, digests, tmp_path)
-    assert blkid(target)  # the table is there
 
 
 def test_grow_onto_a_larger_disk(disk, tmp_path):
