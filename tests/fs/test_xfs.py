@@ -12,6 +12,7 @@ the btree, a btree block with a bad magic) raise MapError.
 """
 
 import os
+import re
 
 import pytest
 
@@ -188,4 +189,24 @@ def test_a_free_extent_outside_the_group_is_refused(small, tmp_path):
     run("xfs_db", "-x", *sum((["-c", c] for c in path), []), "-c",
         f"write -d recs[{numrecs}].blockcount 900000", image)
     with pytest.raises(MapError, match="outside the group"):
+        open_map(image)
+
+
+def test_by_size_btree_that_disagrees_is_refused(small, tmp_path):
+    """The cntbt's largest extent moved one block down: the bnobt and the
+    AGF still agree, the two btrees do not."""
+    image = copy_of(small, tmp_path)
+    path = ["agf 0", "addr cntroot"]
+    level = number("level", db(image, *path, "p level"))
+    while level:
+        numrecs = number("numrecs", db(image, *path, "p numrecs"))
+        path.append(f"addr ptrs[{numrecs}]")
+        level -= 1
+    numrecs = number("numrecs", db(image, *path, "p numrecs"))
+    # "recs[N] = [startblock,blockcount] N:[START,COUNT]"
+    rec = db(image, *path, f"p recs[{numrecs}]")
+    start = int(re.search(r"\[(\d+),\d+\]", rec).group(1))
+    run("xfs_db", "-x", *sum((["-c", c] for c in path), []), "-c",
+        f"write -d recs[{numrecs}].startblock {start - 1}", image)
+    with pytest.raises(MapError, match="free space btrees disagree"):
         open_map(image)
