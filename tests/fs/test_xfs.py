@@ -31,12 +31,15 @@ pytestmark = pytest.mark.needs("mkfs.xfs", "xfs_db", "xfs_info",
                                "blkid", "losetup", root=True)
 
 VARIANTS = {
-    # name: (size in MiB, mkfs.xfs options, fragmented)
-    "v5-4k": (300, (), True),
-    "v5-1k": (300, ("-b", "size=1024"), False),
-    "v5-5ag-short-last": (333, ("-d", "agcount=5"), False),
+    # name: (size in MiB, mkfs.xfs options, fragmented, mount options)
+    "v5-4k": (300, (), True, ()),
+    "v5-1k": (300, ("-b", "size=1024"), False, ()),
+    "v5-5ag-short-last": (333, ("-d", "agcount=5"), False, ()),
+    "v5-4k-sectors": (300, ("-s", "size=4096"), False, ()),
+    # 256 KiB log buffers: record headers of 8 basic blocks
+    "v5-log-256k": (300, ("-l", "su=256k"), False, ("logbsize=256k",)),
     # filled by mkfs.xfs from a protofile: the kernel mounts no v4 here
-    "v4-proto": (300, ("-m", "crc=0"), None),
+    "v4-proto": (300, ("-m", "crc=0"), None, ()),
 }
 
 
@@ -52,11 +55,12 @@ def open_map(image):
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
 def volume(request, tmp_path_factory):
     """(image, digests, whether the kernel mounts it)."""
-    size, options, fragmented = VARIANTS[request.param]
+    size, options, fragmented, mount_options = VARIANTS[request.param]
     tmp = tmp_path_factory.mktemp(f"xfs-{request.param}")
     if fragmented is None:
         return (*make_xfs_proto(tmp, size, *options), False)
-    return (*make_xfs(tmp, size, *options, fragmented=fragmented), True)
+    return (*make_xfs(tmp, size, *options, fragmented=fragmented,
+                      mount_options=mount_options), True)
 
 
 def test_used_blocks_match_xfs_db(volume):

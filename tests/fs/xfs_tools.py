@@ -29,19 +29,20 @@ def mounted(image, mountpoint, *options):
 
 
 def make_xfs(tmp_path, size_mib=300, *options, fragmented=True,
-             piece=64 * KiB):
+             piece=64 * KiB, mount_options=()):
     """An XFS volume of `size_mib` made with mkfs.xfs `options`: a tree of
     small files, a sparse file, files deleted, a file with 1024 holes
     punched (as many free extents: a free space btree of two levels), and
     with `fragmented` a large file written into the holes of a full
-    volume.  Returns (image, {path: sha256})."""
+    volume; mounted with `mount_options`.  Returns (image, {path:
+    sha256})."""
     image = tmp_path / "xfs.img"
     with open(image, "wb") as f:
         f.truncate(size_mib * MiB)
     run("mkfs.xfs", "-q", "-f", "-L", "rt-xfs", *options, image)
     digests = {}
     rng = random.Random(size_mib)
-    with mounted(image, tmp_path / "mnt") as mnt:
+    with mounted(image, tmp_path / "mnt", *mount_options) as mnt:
         digests.update({f"tree/{k}": v for k, v in demodisk.make_tree(
             os.path.join(mnt, "tree"), 60, 3, max_size=16 * KiB).items()})
         sparse_file(mnt, "sparse.bin", 100 * MiB, rng, digests)
