@@ -139,6 +139,10 @@ def test_imgx_ls_cat_get(disk, tmp_path):
                  sorted(p for p in digests if p.startswith("tree/"))[-1]):
         cat = ok("cat", f"{image}:1/{name}")
         assert hashlib.sha256(cat).hexdigest() == digests[name], name
+    long = ok("ls", "-l", f"{image}:1/").decode()
+    assert "link-to-tree -> tree" in long, long
+    assert ok("cat", f"{image}:1/link-to-tree/{name[5:]}") == \
+        ok("cat", f"{image}:1/{name}")
     out = tmp_path / "got"
     ok("get", "-R", f"{image}:1/", out)
     assert demodisk.digest_tree(out) == digests

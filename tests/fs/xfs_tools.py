@@ -31,7 +31,8 @@ def mounted(image, mountpoint, *options):
 def make_xfs(tmp_path, size_mib=300, *options, fragmented=True,
              piece=64 * KiB, mount_options=()):
     """An XFS volume of `size_mib` made with mkfs.xfs `options`: a tree of
-    small files, a sparse file, files deleted, a file with 1024 holes
+    small files, a sparse file, files deleted, a symlink, a hard link, a
+    file with 1024 holes
     punched (as many free extents: a free space btree of two levels), and
     with `fragmented` a large file written into the holes of a full
     volume; mounted with `mount_options`.  Returns (image, {path:
@@ -50,6 +51,10 @@ def make_xfs(tmp_path, size_mib=300, *options, fragmented=True,
             write_file(mnt, f"gone/{k}.bin", rng.randbytes(50 * KiB),
                        digests)
         punched(mnt, rng, digests)
+        os.symlink("tree", os.path.join(mnt, "link-to-tree"))
+        os.link(os.path.join(mnt, "punched.bin"),
+                os.path.join(mnt, "hardlink.bin"))
+        digests["hardlink.bin"] = digests["punched.bin"]
         for k in range(0, 20, 2):
             os.unlink(os.path.join(mnt, f"gone/{k}.bin"))
             del digests[f"gone/{k}.bin"]
