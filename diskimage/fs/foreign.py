@@ -1,7 +1,9 @@
 """Volumes that are recognised so that `info` names them (and their label
 and UUID, read as `blkid -p` reads them), but have no used-block map: they
-are copied whole, zero chunks skipped.  LUKS; and the helpers the records
-of such volumes share (fs/xfs, fs/btrfs and fs/lvm started here)."""
+are copied whole, zero chunks skipped, and capture records why ("encrypted
+(LUKS2)").  LUKS and BitLocker, recognised by libblkid's rules
+(docs/filesystems/detection.md); and the helpers the records of such
+volumes share (fs/xfs, fs/btrfs and fs/lvm started here)."""
 
 import struct
 
@@ -26,17 +28,90 @@ def signature(kind, offset, magic):
     return detect
 
 
+# --- LUKS ---------------------------------------------------------------
+# The binary header (cryptsetup's LUKS1 and LUKS2 on-disk format
+# documents), big-endian: magic[6] at 0, version u16 at 6; LUKS1 uuid[40]
+# at 168; LUKS2 label[48] at 24, uuid[40] at 168, hdr_offset u64 at 256.
+# LUKS2 keeps a second header ("SKUL\xba\xbe") at one of these offsets.
+LUKS_MAGIC, LUKS2_SECONDARY = b"LUKS\xba\xbe", b"SKUL\xba\xbe"
+LUKS2_SECONDARY_AT = (0x4000, 0x8000, 0x10000, 0x20000, 0x40000, 0x80000,
+                      0x100000, 0x200000, 0x400000)
+
+
+def _luks_header(read):
+    """(offset, header) of the LUKS header libblkid accepts: the primary
+    (a LUKS2 one saying it is at 0), else a LUKS2 secondary saying it is
+    where it was found; or None."""
+    header = read(0, 264)
+    if header[:6] == LUKS_MAGIC and len(header) == 264:
+        version, = struct.unpack_from(">H", header, 6)
+        if version != 2 or struct.unpack_from(">Q", header, 256)[0] == 0:
+            return 0, header
+    for offset in LUKS2_SECONDARY_AT:
+        header = read(offset, 264)
+        if header[:6] == LUKS2_SECONDARY and len(header) == 264 and \
+                struct.unpack_from(">Q", header, 256)[0] == offset:
+            return offset, header
+    return None
+
+
+def _luks_detect(read):
+    return "crypto_LUKS" if _luks_header(read) else None
+
+
 def _luks(read):
-    # LUKS1 and LUKS2 binary headers: version at 6, uuid[40] at 168;
-    # LUKS2 has label[48] at 24
-    header = read(0, 208)
+    found = _luks_header(read)
+    if found is None:
+        return None
+    header = found[1]
     version, = struct.unpack_from(">H", header, 6)
     label = text(header[24:72]) if version == 2 else ""
     return label, text(header[168:208])
 
 
+def _luks_whole(read):
+    found = _luks_header(read)
+    if found is None:
+        return "encrypted (LUKS)"
+    offset, header = found
+    version, = struct.unpack_from(">H", header, 6)
+    where = f", only its second header at byte {offset}" if offset else ""
+    return f"encrypted (LUKS{version}{where})"
+
+
+# --- BitLocker ------------------------------------------------------------
+# A boot sector that looks like NTFS or FAT32 (libyal's "BitLocker Drive
+# Encryption (BDE) format"): jump and OEM name at 0 (11 bytes) say which
+# version; Windows 7 keeps the first FVE metadata block's offset as a u64
+# (little-endian) at 176, To Go at 440; that block starts "-FVE-FS-".
+BDE_VISTA = b"\xeb\x52\x90-FVE-FS-"
+BDE_WIN7 = b"\xeb\x58\x90-FVE-FS-"
+BDE_TOGO = b"\xeb\x58\x90MSWIN4.1"
+BDE_FVE = b"-FVE-FS-"
+
+
+def is_bitlocker(read):
+    """The volume is BitLocker's, by libblkid's rule (which keeps its FAT
+    and NTFS probes off such a volume)."""
+    head = read(0, 512)
+    if head[:11] == BDE_VISTA:
+        return True
+    at = {BDE_WIN7: 176, BDE_TOGO: 440}.get(head[:11])
+    if at is None or len(head) < at + 8:
+        return False
+    offset, = struct.unpack_from("<Q", head, at)
+    return bool(offset) and offset % 64 == 0 and \
+        read(offset, len(BDE_FVE)) == BDE_FVE
+
+
+def _bitlocker_detect(read):
+    return "BitLocker" if is_bitlocker(read) else None
+
+
 FILESYSTEMS = (
     Filesystem(kinds=("crypto_LUKS",), family="luks", title="LUKS",
-               detect=signature("crypto_LUKS", 0, b"LUKS\xba\xbe"),
-               identity=_luks),
+               detect=_luks_detect, identity=_luks, whole=_luks_whole),
+    Filesystem(kinds=("BitLocker",), family="bitlocker", title="BitLocker",
+               detect=_bitlocker_detect,
+               whole=lambda read: "encrypted (BitLocker)"),
 )
