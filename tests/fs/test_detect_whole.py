@@ -1,7 +1,8 @@
 """A kind that is not mapped is copied whole, and says why: a hibernation
 image in a swap partition (with its swap signature replaced, and TuxOnIce's,
 which keeps it), a BitLocker volume whose boot sector looks like FAT, LUKS2
-made by cryptsetup, and bytes no probe recognises.  `rdeploy capture`, then
+made by cryptsetup, bytes no probe recognises, and a FAT boot sector over a
+swap area (two kinds claim it, as blkid -p sees it: none is used).  `rdeploy capture`, then
 `rdeploy restore` onto a disk full of garbage: every partition comes back
 byte for byte; `rdeploy info` (text and --json) and the restore plan name
 the reason."""
@@ -26,6 +27,7 @@ EXPECTED = {
     3: ("BitLocker", "encrypted (BitLocker)"),
     4: ("crypto_LUKS", "encrypted (LUKS2)"),
     5: (None, "no filesystem recognised"),
+    6: (None, "signatures of fat12 and swap (ambivalent): none used"),
 }
 
 
@@ -33,6 +35,13 @@ def saved_pages(path, seed, start=4096, size=3 * MiB):
     """What a hibernation image holds: pages of memory after the header."""
     patch(path, start, os.urandom(size) if seed is None else
           bytes((i * seed) & 0xFF for i in range(size)))
+
+
+def fat_boot_sector(tmp):
+    """The boot sector of a FAT of 2 MiB (4096 sectors)."""
+    fat = blank(tmp / "fat.img", 2 * MiB)
+    run("mkfs.fat", "-F", "12", fat)
+    return fat.read_bytes()[:512]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +63,13 @@ def disk(tmp_path_factory):
     patch(encrypted, 16 * MiB, os.urandom(2 * MiB))      # ciphertext
     unknown = tmp / "unknown.img"
     unknown.write_bytes(os.urandom(2 * MiB))
+    # a FAT boot sector over a swap area (mkswap keeps the first 1 KiB)
+    both = blank(tmp / "both.img", 2 * MiB)
+    run("mkswap", "-q", both)
+    patch(both, 0, fat_boot_sector(tmp))
+    saved_pages(both, 3, size=MiB)
     parts = [(suspended, "swap"), (tuxonice, "swap"), (bitlocker, "unknown"),
-             (encrypted, "unknown"), (unknown, "unknown")]
+             (encrypted, "unknown"), (unknown, "unknown"), (both, "swap")]
     path = tmp / "disk.img"
     places = partitioned_disk(path, parts, "gpt")
     return path, places
