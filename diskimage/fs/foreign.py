@@ -108,6 +108,34 @@ def _bitlocker_detect(read):
     return "BitLocker" if is_bitlocker(read) else None
 
 
+# --- XFS superblock sanity (proposed for fs/xfs's detect) ----------------
+# xfs_sb at 0, big-endian (xfs_format.h): sb_blocksize u32 at 4, sb_dblocks
+# u64 at 8, sb_rextsize u32 at 80, sb_agblocks u32 at 84, sb_agcount u32
+# at 88, sb_sectsize u16 at 102, sb_inodesize u16 at 104, then the u8s
+# sb_blocklog 120, sb_sectlog 121, sb_inodelog 122, sb_inopblog 123 and
+# sb_imax_pct 127.
+_XFS_SB = struct.Struct(">4xIQ64xIII10xHH14xBBBB3xB")
+
+
+def xfs_sane(read):
+    """The checks libblkid (v2.38.1) makes of an XFS superblock beyond its
+    magic: sizes and their logs agree and are in range, the AG count and
+    the data blocks fit each other."""
+    sb = read(0, _XFS_SB.size)
+    if len(sb) < _XFS_SB.size:
+        return False
+    (blocksize, dblocks, rextsize, agblocks, agcount, sectsize, inodesize,
+     blocklog, sectlog, inodelog, inopblog, imax_pct) = _XFS_SB.unpack(sb)
+    return (agcount > 0 and 9 <= sectlog <= 15 and sectsize == 1 << sectlog
+            and 9 <= blocklog <= 16 and blocksize == 1 << blocklog
+            and 8 <= inodelog <= 11 and inodesize == 1 << inodelog
+            and blocklog - inodelog == inopblog
+            and 4096 <= rextsize * blocksize <= 1 << 30
+            and imax_pct <= 100 and dblocks != 0
+            and (agcount - 1) * agblocks + 64 <= dblocks
+            <= agcount * agblocks)
+
+
 FILESYSTEMS = (
     Filesystem(kinds=("crypto_LUKS",), family="luks", title="LUKS",
                detect=_luks_detect, identity=_luks, whole=_luks_whole),

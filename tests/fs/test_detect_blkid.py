@@ -380,3 +380,62 @@ def test_two_filesystems_claim_it_so_none_does(fatfile, swapfile):
     os.close(fd)
     assert found == ["fat12", "swap"]
     assert ours(path) is None
+
+
+# --- XFS: a superblock with a bad body (the rule proposed for fs/xfs) -------
+@pytest.fixture(scope="module")
+def xfs_head(tmp_path_factory):
+    """The first 64 KiB of an XFS made by mkfs.xfs (300 MiB, sparse): all
+    blkid -p reads of it."""
+    path = blank(tmp_path_factory.mktemp("xfs") / "xfs.img", 300 * MiB)
+    run("mkfs.xfs", "-q", "-f", path)
+    with open(path, "rb") as f:
+        head = f.read(64 * KiB)
+    path.unlink()
+    return head
+
+
+XFS_DAMAGE = {
+    "agcount 0": (88, struct.pack(">I", 0)),
+    "agcount too large for dblocks": (88, struct.pack(">I", 1000)),
+    "agcount too small for dblocks": (88, struct.pack(">I", 1)),
+    "blocksize not 2^blocklog": (4, struct.pack(">I", 4096 + 512)),
+    "blocklog 17": (120, b"\x11"),
+    "sectsize 256": (102, struct.pack(">H", 256)),
+    "inodesize 128": (104, struct.pack(">H", 128)),
+    "inopblog wrong": (123, b"\x01"),
+    "imax_pct 101": (127, b"\x65"),
+    "dblocks 0": (8, bytes(8)),
+    "rextsize 0": (80, bytes(4)),
+}
+
+
+def xfs_volume(tmp_path, head, damage):
+    path = blank(tmp_path / "xfs.img", 1 * MiB)
+    patch(path, 0, head)
+    if damage:
+        patch(path, *XFS_DAMAGE[damage])
+    return path
+
+
+@pytest.mark.needs("mkfs.xfs", "blkid")
+@pytest.mark.parametrize("damage", [None, *sorted(XFS_DAMAGE)])
+def test_xfs_superblock_sanity(xfs_head, tmp_path, damage):
+    """foreign.xfs_sane, the rule proposed for fs/xfs's detect, agrees with
+    blkid -p on a made XFS and on each damaged superblock."""
+    from diskimage.fs.foreign import xfs_sane
+    path = xfs_volume(tmp_path, xfs_head, damage)
+    expected = None if damage else "xfs"
+    assert theirs(path) == expected, blkid(path)
+    fd = os.open(path, os.O_RDONLY)
+    assert xfs_sane(lambda o, n: os.pread(fd, n, o)) == (damage is None)
+    os.close(fd)
+    if damage is None:
+        assert ours(path) == "xfs"
+
+
+@pytest.mark.needs("mkfs.xfs", "blkid")
+@pytest.mark.xfail(strict=True, reason="fs/xfs detects by XFSB alone; the "
+                   "lead's change: detect also asks foreign.xfs_sane")
+def test_xfs_with_a_bad_agcount_is_nothing(xfs_head, tmp_path):
+    agree(xfs_volume(tmp_path, xfs_head, "agcount 0"), None)

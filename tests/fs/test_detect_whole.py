@@ -2,9 +2,9 @@
 image in a swap partition (with its swap signature replaced, and TuxOnIce's,
 which keeps it), a BitLocker volume whose boot sector looks like FAT, LUKS2
 made by cryptsetup, bytes no probe recognises, and a FAT boot sector over a
-swap area (two kinds claim it, as blkid -p sees it: none is used).  `rdeploy capture`, then
-`rdeploy restore` onto a disk full of garbage: every partition comes back
-byte for byte; `rdeploy info` (text and --json) and the restore plan name
+swap area (two kinds claim it, as blkid -p sees it: none is used).
+`rdeploy capture`, then `rdeploy restore` onto a disk full of garbage:
+every partition comes back byte for byte; `rdeploy info` (text and --json) and the restore plan name
 the reason."""
 
 import json
