@@ -439,3 +439,31 @@ def test_xfs_superblock_sanity(xfs_head, tmp_path, damage):
                    "lead's change: detect also asks foreign.xfs_sane")
 def test_xfs_with_a_bad_agcount_is_nothing(xfs_head, tmp_path):
     agree(xfs_volume(tmp_path, xfs_head, "agcount 0"), None)
+
+
+# --- the one place we name FAT differently ------------------------------------
+@pytest.mark.needs("mkfs.fat", "fsck.fat", "blkid")
+@pytest.mark.parametrize("clusters", [4083, 4084])
+def test_fat12_at_4084_clusters(tmp_path, clusters):
+    """libblkid calls 4084 clusters FAT16 (FAT12 below 0xFF4), the FAT
+    specification, Linux and fsck.fat FAT12 (up to 4084): detection says
+    what blkid says, the map reads 12-bit entries as fsck.fat does, and the
+    area is named by the map."""
+    path = blank(tmp_path / "fat.img", 4141 * 512)
+    run("mkfs.fat", "-F", "12", "-s", "1", "-r", "512", "-R", "1", path)
+    total, = struct.unpack_from("<H", path.read_bytes(), 19)
+    made = int(next(line.split()[0] for line in run(
+        "fsck.fat", "-nv", path).stdout.splitlines()
+        if "data clusters" in line))
+    total += clusters - made
+    patch(path, 19, struct.pack("<H", total))
+    os.truncate(path, total * 512)
+    checked = run("fsck.fat", "-nv", path).stdout
+    assert f"{clusters} data clusters" in checked
+    assert "12 bit entries" in checked
+    blkid_kind = "fat12" if clusters < 4084 else "fat16"
+    agree(path, blkid_kind)
+    fd = os.open(path, os.O_RDONLY)
+    assert registry.used_map(lambda o, n: os.pread(fd, n, o), 0,
+                             total * 512, blkid_kind).kind == "fat12"
+    os.close(fd)
