@@ -26,6 +26,8 @@ from .record import Filesystem
 #: messages list them in.  Relative names (".ext") are in this package.
 MODULES = (".ext", ".foreign", ".fat", ".exfat", ".ntfs", ".swap", ".lvm",
            ".xfs", ".btrfs")
+#: A volume this small or smaller is nothing (as libblkid sees it).
+TINY = 1024
 #: What detection reads in one go: up to btrfs's magic at 64 KiB + 64.
 HEAD = 0x10040 + 8
 
@@ -92,7 +94,10 @@ def _volume(read, start, size, pad=False):
 
 def signatures(read, start, size):
     """Every kind whose detect() claims [start, start+size) of a disk read
-    by read(offset, length), in registry order."""
+    by read(offset, length), in registry order.  None of 1 KiB or less
+    (libblkid probes no such volume)."""
+    if size <= TINY:
+        return []
     volume_read = _volume(read, start, size)
     head = volume_read(0, HEAD)
 

@@ -467,3 +467,45 @@ def test_fat12_at_4084_clusters(tmp_path, clusters):
     assert registry.used_map(lambda o, n: os.pread(fd, n, o), 0,
                              total * 512, blkid_kind).kind == "fat12"
     os.close(fd)
+
+
+# --- truncated volumes ----------------------------------------------------------
+TRUNCATED = {
+    # name: (make(path), sizes to cut it to)
+    "fat12": (lambda p: run("mkfs.fat", "-F", "12", p), 2 * MiB),
+    "fat32": (lambda p: run("mkfs.fat", "-F", "32", p), 40 * MiB),
+    "ntfs": (lambda p: run("mkntfs", "-q", "-F", "-f", p), 16 * MiB),
+    "swap": (lambda p: run("mkswap", "-q", p), 1 * MiB),
+    "exfat": (lambda p: run("mkfs.exfat", p), 8 * MiB),
+    "crypto_LUKS": (lambda p: luks_format(p, "luks1"), 4 * MiB),
+}
+
+
+def luks_format(path, version):
+    key = path.parent / "key"
+    key.write_bytes(b"secret")
+    run("cryptsetup", "luksFormat", "-q", "--type", version, "--pbkdf",
+        "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", key,
+        path)
+
+
+@pytest.mark.needs("mkfs.fat", "mkntfs", "mkswap", "mkfs.exfat",
+                   "cryptsetup", "blkid")
+@pytest.mark.parametrize("kind", sorted(TRUNCATED))
+def test_truncated_volumes(tmp_path, kind):
+    """The volume cut short at several places: we name it when blkid -p
+    does, and not when it does not."""
+    make, size = TRUNCATED[kind]
+    path = blank(tmp_path / "fs.img", size)
+    make(path)
+    whole = path.read_bytes()
+    seen = set()
+    for cut in (256, 512, 1024, 1025, 2048, 4096, 40 * KiB, 64 * KiB, MiB,
+                4 * MiB, size // 2):
+        if cut >= size:
+            continue
+        path.write_bytes(whole[:cut])
+        expected = theirs(path)
+        assert ours(path) == expected, (cut, expected)
+        seen.add(expected)
+    assert seen == {None, kind}          # both answers were met
