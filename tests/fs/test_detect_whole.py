@@ -13,7 +13,8 @@ import os
 import pytest
 
 from diskimage.fs import swap
-from tests.fs.test_detect_blkid import bitlocker_like, blank, luks, patch
+from tests.fs.test_detect_bodies import luks
+from tests.fs.test_detect_blkid import bitlocker_like, blank, patch
 from tests.fsmaps import (MiB, blkid, partitioned_disk, range_digest,
                           rdeploy, round_trip, run)
 
