@@ -6,6 +6,7 @@ are copied whole, zero chunks skipped, and capture records why ("encrypted
 volumes share (fs/xfs, fs/btrfs and fs/lvm started here)."""
 
 import struct
+import zlib
 
 from .record import Filesystem
 
@@ -134,6 +135,40 @@ def xfs_sane(read):
             and imax_pct <= 100 and dblocks != 0
             and (agcount - 1) * agblocks + 64 <= dblocks
             <= agcount * agblocks)
+
+
+# --- LVM2 label sanity (proposed for fs/lvm's detect) ---------------------
+# lvm2's label_header (lib/label/label.h), little-endian, in one of the
+# first four sectors: id "LABELONE" at 0, sector_xl u64 at 8 (the sector's
+# own number), crc_xl u32 at 16 (over bytes 20-511), offset_xl u32 at 20,
+# type "LVM2 001" at 24.  libblkid looks for the type in sector 1, 0, 2,
+# then 3, and judges the label of the first it finds.
+LVM2_TYPE_SECTORS = (1, 0, 2, 3)
+
+
+def lvm2_crc(data):
+    """lvm2's calc_crc: CRC-32 (zlib's polynomial, reflected) from
+    0xf597a6cf, without the final inversion."""
+    return zlib.crc32(data, 0xF597A6CF ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+
+
+def lvm2_label_sane(read):
+    """libblkid's LVM2 label checks: a label whose type is "LVM2 001",
+    whose id is LABELONE, whose sector_xl is its own sector and whose CRC
+    holds."""
+    for sector in LVM2_TYPE_SECTORS:
+        if read(sector * 512 + 24, 8) == b"LVM2 001":
+            break
+    else:
+        return False
+    base = sector // 2 * 2              # libblkid reads the KiB holding it
+    pair = read(base * 512, 1024)
+    for number in (base, base + 1):
+        label = pair[(number - base) * 512:(number - base + 1) * 512]
+        if label[:8] == b"LABELONE" and len(label) == 512:
+            sector_xl, crc_xl = struct.unpack_from("<QI", label, 8)
+            return sector_xl == number and lvm2_crc(label[20:]) == crc_xl
+    return False
 
 
 FILESYSTEMS = (
