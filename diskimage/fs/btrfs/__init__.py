@@ -1,9 +1,10 @@
 """btrfs: detected by the magic of its superblock at 64 KiB, named with
-the label and UUID `blkid -p` shows.  No used-block map yet: copied whole,
-zero chunks skipped."""
+the label and UUID `blkid -p` shows; used bytes from the chunk tree and the
+extent tree of a single-device volume (used: super, chunks, tree)."""
 
 from ..foreign import signature, text, uuid
 from ..record import Filesystem
+from .used import open_volume
 
 
 def _identity(read):
@@ -14,4 +15,4 @@ def _identity(read):
 
 FILESYSTEM = Filesystem(kinds=("btrfs",), family="btrfs", title="btrfs",
                         detect=signature("btrfs", 0x10040, b"_BHRfS_M"),
-                        identity=_identity)
+                        identity=_identity, open_map=open_volume)
