@@ -12,8 +12,7 @@ import struct
 
 from ...errors import TableError
 from ..usedmap import MapError
-from .super import (CHUNK_ITEM_KEY, DEV_ITEM, DUP, Chunk, parse_chunk,
-                    sys_chunks)
+from .super import CHUNK_ITEM_KEY, DEV_ITEM, DUP, parse_chunk, sys_chunks
 from .tree import Trees
 
 DEV_ITEM_KEY = 216
