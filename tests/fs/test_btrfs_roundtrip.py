@@ -6,17 +6,20 @@ must be clean and every file's sha256 the same (a read-only mount walked,
 the snapshot included); the same with --grow onto a disk twice the size
 (the filesystem fills its partition) and with --new-ids (blkid's UUID
 changes).  The image is no larger than `partclone.btrfs | lz4 -1` and far
-smaller than --raw."""
+smaller than --raw.  imgx ls, cat and get read it, subvolumes and the
+snapshot as directories of the top-level subvolume."""
 
+import hashlib
 import json
 import os
 import re
 
 import pytest
 
-from tests.fs.btrfs_tools import check, make_btrfs, read_files
+from tests.fs.btrfs_tools import check, digests, make_btrfs, read_files
 from tests.fsmaps import (blkid, partitioned_disk, random_fill,
                           rdeploy, round_trip, run)
+from tests.imgx_helpers import ok
 
 pytestmark = pytest.mark.needs("mkfs.btrfs", "btrfs", "btrfstune", "sfdisk",
                                "blkid", "losetup", root=True)
@@ -116,3 +119,29 @@ def test_image_no_larger_than_partclone_and_far_below_raw(disk, tmp_path):
     assert ours <= theirs, (ours, theirs)
     assert ours < raw * 0.7, (ours, raw)      # 0.58 on this build
     assert ours < 2 * size // 3
+
+
+# --- imgx reads it (diskimage.fs.btrfs.browse over dissect.btrfs) ------------
+def test_imgx_ls_shows_subvolumes_as_directories(disk):
+    *_, image = disk
+    listed = ok("ls", f"{image}:1/").decode().split()
+    assert {"home/", "var/", "snap/", "plain/", "fragmented.bin",
+            "sparse.bin"} <= set(listed), listed
+    assert ok("ls", f"{image}:1/snap").decode().split() == \
+        ["log.txt", "random.bin"]
+    assert ok("ls", f"{image}:1/home").decode().split() == \
+        ["after.bin", "log.txt"]
+
+
+def test_imgx_cat_reads_compressed_and_snapshot_files(disk):
+    *_, files, image = disk
+    for rel in ("home/log.txt", "var/cache.txt", "snap/random.bin",
+                "fragmented.bin", "sparse.bin"):
+        data = ok("cat", f"{image}:1/{rel}")
+        assert hashlib.sha256(data).hexdigest() == files[rel], rel
+
+
+def test_imgx_get_extracts_every_file(disk, tmp_path):
+    *_, files, image = disk
+    ok("get", "-R", f"{image}:1/", tmp_path / "out")
+    assert digests(tmp_path / "out") == files
