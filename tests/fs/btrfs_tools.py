@@ -146,3 +146,25 @@ def usage_used(image, scratch):
     with mounted(image, os.path.join(scratch, "ro")) as mnt:
         out = run("btrfs", "filesystem", "usage", "-b", mnt).stdout
     return int(re.search(r"^\s+Used:\s+(\d+)", out, re.M).group(1))
+
+
+def make_small(tmp_path, options, size=120 * MiB, seed=5):
+    """A btrfs made with mkfs options `options` holding 60 small files (a
+    third of them deleted again) and a zstd-compressed log.  Returns
+    (image, {path: sha256})."""
+    image = tmp_path / "small.img"
+    with open(image, "wb") as f:
+        f.truncate(size)
+    run("mkfs.btrfs", "-q", "-f", *options, image)
+    rng, files = random.Random(seed), {}
+    with mounted(image, tmp_path / "mnt", options="rw,compress=zstd") as root:
+        for i in range(60):
+            write_file(root, f"d{i % 4}/f{i:02d}.bin",
+                       rng.randbytes(rng.randrange(1, 200 * KiB)), files)
+        for rel in sorted(files)[::3]:
+            os.unlink(os.path.join(root, rel))
+            del files[rel]
+        write_file(root, "log.txt", b"".join(
+            b"entry %d\n" % i for i in range(50000)), files)
+        run("sync")
+    return image, files

@@ -22,7 +22,8 @@ from diskimage.fs import registry
 from diskimage.fs.btrfs.super import SUPER_OFFSET, SUPERBLOCK, checksum
 from diskimage.fs.usedmap import MapError, merge_runs
 from tests.fs.btrfs_tools import (check, dump_tree_runs, make_btrfs,
-                                  mounted, read_files, usage_used)
+                                  make_small, mounted, read_files,
+                                  usage_used)
 from tests.fsbuild import extents
 from tests.fsmaps import MiB, blkid, map_only_restore, run
 
@@ -200,3 +201,34 @@ def test_a_struct_of_the_superblock_reads_its_own_offsets():
             offsets["dev_item"], offsets["label"], offsets["metadata_uuid"],
             offsets["sys_chunk_array"]) == (0x40, 0x88, 0xc4, 0xc9, 0x12b,
                                             0x23b, 0x32b)
+
+
+# --- what mkfs.btrfs can make on one device ----------------------------------
+VARIANTS = {
+    # name: (mkfs options, volume size)
+    "mixed-block-groups": (["--mixed"], 120 * MiB),
+    "no-skinny-metadata": (["-O", "^skinny-metadata"], 120 * MiB),
+    "data-dup-metadata-single": (["-m", "single", "-d", "dup"], 180 * MiB),
+    "sha256": (["--csum", "sha256"], 120 * MiB),
+    "blake2": (["--csum", "blake2"], 120 * MiB),
+    "nodesize-4k": (["-n", "4096", "-s", "4096"], 120 * MiB),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_variant_maps_exactly_and_restores(tmp_path, name):
+    options, size = VARIANTS[name]
+    image, files = make_small(tmp_path, options, size)
+    umap = open_map(image)
+    assert umap.runs == merge_runs(fixed(size) + dump_tree_runs(image))
+    target = map_only_restore(image, tmp_path / "target.img", umap.runs,
+                              seed=2)
+    clean, output = check(target)
+    assert clean, output
+    assert read_files(target, tmp_path) == files
+
+
+def test_xxhash_checksums_are_not_guessed(tmp_path):
+    image, _ = make_small(tmp_path, ["--csum", "xxhash"])
+    with pytest.raises(MapError, match="xxhash64 is not read here"):
+        open_map(image)
