@@ -121,6 +121,24 @@ def test_image_no_larger_than_partclone_and_far_below_raw(disk, tmp_path):
     assert ours < 2 * size // 3
 
 
+
+def test_one_device_of_a_raid1_pair_is_copied_whole_and_said_why(tmp_path):
+    members = [tmp_path / "a.img", tmp_path / "b.img"]
+    for member in members:
+        with open(member, "wb") as f:
+            f.truncate(160 * 1024 * 1024)
+    run("mkfs.btrfs", "-q", "-f", "-d", "raid1", "-m", "raid1", *members)
+    path = tmp_path / "disk.img"
+    partitioned_disk(path, [(members[0], "btrfs")], "gpt")
+    image = tmp_path / "disk.rdi"
+    captured = rdeploy("capture", path, image, "--progress=none")
+    assert "multi-device btrfs (2 devices): copied whole" in \
+        captured.stderr, captured.stderr
+    info = json.loads(rdeploy("info", image, "--json").stdout)
+    area, = [a for a in info["areas"] if a.get("partition") == 1]
+    assert area["filesystem"] == "btrfs" and \
+        "multi-device" in json.dumps(area), area
+
 # --- imgx reads it (diskimage.fs.btrfs.browse over dissect.btrfs) ------------
 def test_imgx_ls_shows_subvolumes_as_directories(disk):
     *_, image = disk
