@@ -12,7 +12,7 @@ import struct
 
 from ...structs import Struct
 from ..usedmap import MapError, read_exact
-from .super import DISK_KEY, verify
+from .super import verify
 
 HEADER = Struct("btrfs header", [
     ("32s", "csum"), ("16s", "fsid"), ("Q", "bytenr"), ("Q", "flags"),
@@ -87,8 +87,3 @@ class Trees:
                 continue
             yield from self.items(child, head.level - 1, low, high)
 
-
-def key_of(data, pos=0):
-    """A disk key (objectid, type, offset) at `pos` of `data`."""
-    k = DISK_KEY.unpack(data, pos)
-    return k.objectid, k.type, k.offset
