@@ -14,6 +14,7 @@ checksums the way btrfs does.
 """
 
 import os
+import re
 import struct
 
 import pytest
@@ -232,3 +233,70 @@ def test_xxhash_checksums_are_not_guessed(tmp_path):
     image, _ = make_small(tmp_path, ["--csum", "xxhash"])
     with pytest.raises(MapError, match="xxhash64 is not read here"):
         open_map(image)
+
+
+def patch_item(image, tree, key_type, change):
+    """A copy of `image` whose first item of `key_type` in `tree` (as
+    dump-tree names them) had its data changed by change(bytearray), the
+    leaf's checksum recomputed as btrfs does, in every copy of the leaf."""
+    out = run("btrfs", "inspect-internal", "dump-tree", "-t", tree,
+              image).stdout
+    leaf = None
+    for line in out.splitlines():
+        if line.startswith("leaf "):
+            leaf = int(line.split()[1])
+        found = re.search(rf"key \(\d+ {key_type} \d+\) itemoff (\d+) "
+                          rf"itemsize (\d+)", line)
+        if found:
+            break
+    offset, size = map(int, found.groups())
+    sb = SUPERBLOCK.unpack(open(image, "rb").read(SUPER_OFFSET + 4096),
+                           SUPER_OFFSET)
+    chunks = run("btrfs", "inspect-internal", "dump-tree", "-t", "chunk",
+                 image).stdout
+    places = []
+    for chunk in chunks.split("CHUNK_ITEM ")[1:]:
+        start = int(chunk.split(")")[0])
+        length = int(chunk.split("length ")[1].split()[0])
+        if start <= leaf < start + length:
+            places = [int(s) + leaf - start for s in
+                      re.findall(r"stripe \d+ devid 1 offset (\d+)", chunk)]
+
+    def patch(f):
+        for place in places:
+            f.seek(place)
+            block = bytearray(f.read(sb.nodesize))
+            data = bytearray(block[101 + offset:101 + offset + size])
+            change(data)
+            block[101 + offset:101 + offset + size] = data
+            block[:32] = checksum(sb.csum_type, bytes(block[32:])).ljust(
+                32, b"\0")
+            f.seek(place)
+            f.write(block)
+    return patch
+
+
+def test_a_block_group_used_count_that_disagrees_is_refused(volume, tmp_path):
+    image, _ = volume
+
+    def more(data):
+        data[0:8] = struct.pack("<Q", struct.unpack_from("<Q", data)[0]
+                                + 4096)
+    copy = damaged(image, tmp_path, patch_item(image, "extent",
+                                               "BLOCK_GROUP_ITEM", more))
+    clean, _ = check(copy)
+    assert not clean                    # btrfs check agrees it is damaged
+    with pytest.raises(MapError, match="block group .* says"):
+        open_map(copy)
+
+
+def test_a_device_extent_off_its_stripe_is_refused(volume, tmp_path):
+    image, _ = volume
+
+    def elsewhere(data):                # chunk_offset at 16
+        data[16:24] = struct.pack("<Q", struct.unpack_from("<Q", data, 16)[0]
+                                  + 65536)
+    copy = damaged(image, tmp_path, patch_item(image, "dev", "DEV_EXTENT",
+                                               elsewhere))
+    with pytest.raises(MapError, match="matches no stripe"):
+        open_map(copy)
