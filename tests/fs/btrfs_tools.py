@@ -72,7 +72,8 @@ def make_btrfs(tmp_path, name="btrfs.img", size=SIZE, seed=3):
     """A btrfs volume (DUP metadata, single data: mkfs's defaults) holding a
     tree of plain files, a fragmented file written into the holes of
     deleted ones, a sparse file, zstd-compressed files, two subvolumes and
-    a snapshot of one of them that then diverges.  Returns (image,
+    a snapshot of one of them that then diverges, a symlink and a hard
+    link.  Returns (image,
     {path: sha256}) as a read-only mount sees it."""
     image = tmp_path / name
     with open(image, "wb") as f:
@@ -103,6 +104,10 @@ def make_btrfs(tmp_path, name="btrfs.img", size=SIZE, seed=3):
         run("btrfs", "subvolume", "snapshot", os.path.join(root, "home"),
             os.path.join(root, "snap"))
         write_file(root, "home/after.bin", rng.randbytes(70 * KiB), files)
+        os.symlink("log.txt", os.path.join(root, "home/latest"))
+        os.link(os.path.join(root, "home/after.bin"),
+                os.path.join(root, "home/again.bin"))
+        files["home/again.bin"] = files["home/after.bin"]
         os.unlink(os.path.join(root, "home/random.bin"))    # snap keeps it
         run("sync")
     return image, read_files(image, tmp_path)

@@ -148,7 +148,9 @@ def test_imgx_ls_shows_subvolumes_as_directories(disk):
     assert ok("ls", f"{image}:1/snap").decode().split() == \
         ["log.txt", "random.bin"]
     assert ok("ls", f"{image}:1/home").decode().split() == \
-        ["after.bin", "log.txt"]
+        ["after.bin", "again.bin", "latest", "log.txt"]
+    long = ok("ls", "-l", f"{image}:1/home").decode()
+    assert "latest -> log.txt" in long, long
 
 
 def test_imgx_cat_reads_compressed_and_snapshot_files(disk):
@@ -157,6 +159,8 @@ def test_imgx_cat_reads_compressed_and_snapshot_files(disk):
                 "fragmented.bin", "sparse.bin"):
         data = ok("cat", f"{image}:1/{rel}")
         assert hashlib.sha256(data).hexdigest() == files[rel], rel
+    data = ok("cat", f"{image}:1/home/latest")         # the link followed
+    assert hashlib.sha256(data).hexdigest() == files["home/log.txt"]
 
 
 def test_imgx_get_extracts_every_file(disk, tmp_path):
