@@ -58,6 +58,9 @@ class _Volume:
             raise MapError("btrfs has a log tree to replay (mount it once): "
                            "its blocks are in no extent tree")
         self.chunks, self.dev, self.trees = read_chunks(read, sb)
+        if self.dev.total_bytes != sb.total_bytes:
+            raise MapError(f"btrfs superblock says {sb.total_bytes} bytes, "
+                           f"its one device {self.dev.total_bytes}")
         roots = self._roots()
         if EXTENT_TREE not in roots or DEV_TREE not in roots:
             raise MapError("btrfs root tree lacks the extent or device tree")
