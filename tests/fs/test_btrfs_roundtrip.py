@@ -92,6 +92,19 @@ def test_new_ids_give_a_new_uuid(disk, tmp_path):
     assert read_files(target, tmp_path, start, size) == files
 
 
+
+def test_a_shrink_is_refused_before_a_byte_is_written(disk, tmp_path):
+    """btrfs is not shrunk (docs/filesystems/btrfs.md says why): the plan
+    names the size the partition needs, and the target is untouched."""
+    path, start, size, _, image = disk
+    target = random_fill(tmp_path / "small.img", os.path.getsize(path), 8)
+    before = hashlib.sha256(target.read_bytes()).hexdigest()
+    result = rdeploy("restore", image, target, "--yes", "--progress=none",
+                     "--size=1=100M", check=False)
+    assert result.returncode == 5, result.stderr
+    assert "partition 1 (btrfs) needs at least 160.0 MiB" in result.stderr
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == before
+
 def blkid_at(path, start, size):
     dev = run("losetup", "-f", "--show", "-r", "-o", start, "--sizelimit",
               size, path).stdout.strip()
