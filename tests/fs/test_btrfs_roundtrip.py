@@ -69,6 +69,8 @@ def test_grow_fills_the_larger_disk(disk, tmp_path):
     plan = rdeploy("restore", image, target, "--grow", "--dry-run",
                    "--progress=none").stdout
     assert "grow" in plan, plan
+    assert "grown on a temporary mount (btrfs filesystem resize max)" in plan, \
+        plan
     rdeploy("restore", image, target, "--grow", "--yes", "--progress=none")
     (new_start, new_size), = partitions(target)
     assert new_start == start and new_size > 1.9 * size
