@@ -59,6 +59,10 @@ class Filesystem:
     min_size: object = None
     #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``).
     new_ids: object = None
+    #: What the restore plan says of a resize beyond "grow" / "shrink"
+    #: ("grown on a temporary mount (xfs_growfs)"), when it is done in a
+    #: way an administrator should know of.
+    resize_note: str = None
     #: The tools the functions above run (their Debian packages are
     #: diskimage.host.tools.PACKAGES, the one table of them).
     tools: tuple = ()
