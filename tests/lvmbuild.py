@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 
 import demodisk
@@ -52,12 +53,13 @@ class PV:
     lvs: dict
 
 
-def config(dev):
-    """The --config text that confines lvm to the loop device `dev`."""
+def config(dev, etc):
+    """The --config text that confines lvm to the loop device `dev`, with
+    its locks in the private directory `etc`."""
     return (f'devices {{ use_devicesfile = 0 filter = [ "a|^{dev}$|", '
             f'"r|.*|" ] obtain_device_list_from_udev = 0 '
             f'external_device_info_source = "none" scan = [ "/dev" ] }} '
-            f'global {{ activation = 0 }} '
+            f'global {{ activation = 0 locking_dir = "{etc}/lock" }} '
             f'activation {{ udev_sync = 0 udev_rules = 0 monitoring = 0 }} '
             f'backup {{ backup = 0 archive = 0 }} '
             f'log {{ verbose = 0 }}')
@@ -72,12 +74,12 @@ def attached(image):
     dev = run("losetup", "--find", "--show", image).stdout.strip()
     try:
         def lvm_run(command, *args, check=True):
-            return run(command, "--nolocking", "--config", config(dev),
-                       *args, env=env, check=check)
+            return run(command, "--config", config(dev, etc), *args,
+                       env=env, check=check)
         yield lvm_run, dev
     finally:
         run("losetup", "-d", dev)
-        os.rmdir(etc)
+        shutil.rmtree(etc)
 
 
 def lvm(image, command, *args):
