@@ -7,15 +7,20 @@ state is neither read nor changed.  Each LV's filesystem is made and
 filled through a loop device at its segment's offset in the PV.
 
 Interface (fs-fleet uses it: keep it stable):
-  make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1, name="pv.img")
+  make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1, name="pv.img",
+          garbage=None)
       -> PV(image, vg, lvs={name: LV(name, places, fs, digests)})
       `lvs`: [(name, size_mib, fs or None)], created in order; fs "ext4"
-      (filled with a small tree) or None (left as garbage-free zeros).
-  lvm(image, *args) -> stdout of an lvm command run on the PV image
-  report(image) -> {"pv": {...}, "vg": {...}, "lv": {name: {...}}} from
-      pvs/vgs/lvs --reportformat json
-  places(image) -> {lv name: [(pv byte offset, bytes)]} from
-      lvs -o seg_pe_ranges and pvs -o pe_start
+      (filled with a small tree) or None (left as it was); `garbage`: a
+      seed to start the PV full of random bytes instead of zeros.
+  attached(image, offset=0, size=None) -> context of (run, dev): lvm
+      commands on the PV through a loop device
+  lvm(image, command, *args, offset=0, size=None) -> stdout of an lvm
+      command run on the PV image (or the PV at offset in a disk image)
+  report(image, offset=0, size=None) -> {"pv": {...}, "vg": {...},
+      "lv": {name: {...}}} from pvs/vgs/lvs --reportformat json
+  places(image, offset=0, size=None) -> {lv name: [(pv byte offset,
+      bytes)]} from lvs -o seg_pe_ranges and pvs -o pe_start
 """
 
 import contextlib
@@ -28,7 +33,7 @@ import tempfile
 import demodisk
 from diskimage.host.loop import loop_device
 from tests.fsbuild import unmount
-from tests.fsmaps import KiB, MiB, run
+from tests.fsmaps import KiB, MiB, random_fill, run
 
 LVM_TOOLS = ("pvcreate", "vgcreate", "lvcreate", "lvs", "pvs", "vgs",
              "losetup", "mkfs.ext4")
@@ -66,12 +71,15 @@ def config(dev, etc):
 
 
 @contextlib.contextmanager
-def attached(image):
-    """(run, dev): `run(*args)` runs an lvm command on `image` through a
-    loop device `dev` with the private configuration."""
+def attached(image, offset=0, size=None):
+    """(run, dev): `run(*args)` runs an lvm command on `image` (or its
+    bytes [offset, offset+size), a partition) through a loop device `dev`
+    with the private configuration."""
     etc = tempfile.mkdtemp(prefix="lvmbuild-etc-")
     env = dict(os.environ, LVM_SYSTEM_DIR=etc, LVM_SUPPRESS_FD_WARNINGS="1")
-    dev = run("losetup", "--find", "--show", image).stdout.strip()
+    where = ["-o", str(offset)] + (["--sizelimit", str(size)] if size
+                                   else [])
+    dev = run("losetup", "--find", "--show", *where, image).stdout.strip()
     try:
         def lvm_run(command, *args, check=True):
             return run(command, "--config", config(dev, etc), *args,
@@ -82,9 +90,9 @@ def attached(image):
         shutil.rmtree(etc)
 
 
-def lvm(image, command, *args):
+def lvm(image, command, *args, offset=0, size=None):
     """stdout of one lvm command (`pvs`, `lvs` ...) on the PV image."""
-    with attached(image) as (lvm_run, dev):
+    with attached(image, offset, size) as (lvm_run, dev):
         return lvm_run(command, *args).stdout
 
 
@@ -95,10 +103,12 @@ def _json(lvm_run, command, fields):
     return next(iter(rows.values()))
 
 
-def report(image):
-    """What lvm2 itself says of the PV image: the PV, its VG and its LVs
-    (sizes in bytes as text, as lvm's json report gives them)."""
-    with attached(image) as (lvm_run, dev):
+def report(image, offset=0, size=None):
+    """What lvm2 itself says of the PV image (or of the PV at [offset,
+    offset+size) of a disk image): the PV, its VG and its LVs (sizes in
+    bytes as text, as lvm's json report gives them; the loop device's name
+    left out)."""
+    with attached(image, offset, size) as (lvm_run, dev):
         pv = _json(lvm_run, "pvs", "pv_name,pv_uuid,pv_size,dev_size,"
                    "pe_start,pv_pe_count,pv_pe_alloc_count,vg_name")
         vg = _json(lvm_run, "vgs", "vg_name,vg_uuid,vg_size,vg_free,"
@@ -106,6 +116,7 @@ def report(image):
                    "pv_count,vg_seqno")
         lv = _json(lvm_run, "lvs", "lv_name,lv_uuid,lv_size,seg_count,"
                    "segtype,lv_attr")
+    pv[0].pop("pv_name")
     return {"pv": pv[0], "vg": vg[0], "lv": {row["lv_name"]: row
                                               for row in lv}}
 
@@ -127,9 +138,9 @@ def _places(lvm_run):
     return found
 
 
-def places(image):
+def places(image, offset=0, size=None):
     """{lv name: [(byte offset in the PV, bytes)]}, segments in LV order."""
-    with attached(image) as (lvm_run, dev):
+    with attached(image, offset, size) as (lvm_run, dev):
         return _places(lvm_run)
 
 
@@ -137,7 +148,7 @@ def fill_ext(image, offset, size, tmp_path, name, seed):
     """mkfs.ext4 at [offset, offset+size) of `image` and a small tree in it:
     {path: sha256}."""
     with loop_device(image, offset, size, read_only=False) as dev:
-        run("mkfs.ext4", "-q", "-F", "-L", name, dev)
+        run("mkfs.ext4", "-q", "-F", "-E", "nodiscard", "-L", name, dev)
         mnt = tmp_path / f"mnt-{name}"
         os.makedirs(mnt, exist_ok=True)
         run("mount", "-t", "ext4", dev, mnt)
@@ -152,12 +163,17 @@ def fill_ext(image, offset, size, tmp_path, name, seed):
 
 
 def make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1,
-            name="pv.img"):
+            name="pv.img", garbage=None):
     """A PV image of `size_mib` holding VG `vg` and the LVs `lvs`
-    [(name, size_mib, fs or None)], each fs made and filled."""
+    [(name, size_mib, fs or None)], each fs made and filled.  With a
+    `garbage` seed the PV starts full of random bytes (a used disk: free
+    extents and free blocks hold garbage), else zeros."""
     image = tmp_path / name
-    with open(image, "wb") as f:
-        f.truncate(size_mib * MiB)
+    if garbage is None:
+        with open(image, "wb") as f:
+            f.truncate(size_mib * MiB)
+    else:
+        random_fill(image, size_mib * MiB, garbage)
     with attached(image) as (lvm_run, dev):
         lvm_run("pvcreate", "-q", dev)
         lvm_run("vgcreate", "-q", "-s", f"{extent_mib}m", vg, dev)
