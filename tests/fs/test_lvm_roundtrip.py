@@ -13,7 +13,8 @@ import pytest
 
 from tests import lvmbuild
 from tests.fsmaps import (MiB, check_fs, partitioned_disk, random_fill,
-                          rdeploy, round_trip, tool_used_bytes)
+                          rdeploy, round_trip, run, tool_facts,
+                          tool_used_bytes)
 
 pytestmark = pytest.mark.needs(*lvmbuild.LVM_TOOLS, "sfdisk", "e2fsck",
                                "debugfs", "dumpe2fs", root=True)
@@ -69,3 +70,55 @@ def test_info_shows_the_volume_group(disk, tmp_path):
     assert f"volume group {said['vg']['vg_name']}" in text
     for name in lvs:
         assert f"LV {name} " in text
+
+
+def restore_onto(image, tmp_path, size, *args):
+    target = random_fill(tmp_path / "bigger.img", size, 9)
+    rdeploy("restore", image, target, "--yes", "--progress=none", *args)
+    out = rdeploy("info", image).stdout   # the image is left as it was
+    assert "volume group" in out
+    return target
+
+
+def new_place(target):
+    """(start, size) of the target's one partition, by sfdisk."""
+    table = json.loads(run("sfdisk", "--json", target).stdout)
+    part, = table["partitiontable"]["partitions"]
+    return part["start"] * 512, part["size"] * 512
+
+
+def test_a_larger_target_keeps_the_pv(disk, tmp_path):
+    path, start, size, pv = disk
+    image, _, _ = round_trip(path, tmp_path)
+    target = restore_onto(image, tmp_path, 2 * os.path.getsize(path))
+    assert new_place(target) == (start, size)
+    assert lvmbuild.report(target, start, size) == \
+        lvmbuild.report(path, start, size)
+
+
+def test_grow_grows_the_pv_the_last_lv_and_its_ext4(disk, tmp_path):
+    path, start, size, pv = disk
+    image, _, _ = round_trip(path, tmp_path)
+    target = restore_onto(image, tmp_path, 2 * os.path.getsize(path),
+                          "--grow")
+    new_start, new_size = new_place(target)
+    assert new_start == start and new_size > size + 40 * MiB
+    before = lvmbuild.report(path, start, size)
+    after = lvmbuild.report(target, new_start, new_size)
+    extent = int(after["vg"]["vg_extent_size"])
+    assert after["vg"]["vg_free_count"] == "0"
+    assert int(after["pv"]["pv_pe_count"]) == \
+        (new_size - int(after["pv"]["pe_start"])) // extent
+    assert after["lv"]["root"] == before["lv"]["root"]
+    assert int(after["lv"]["home"]["lv_size"]) > \
+        int(before["lv"]["home"]["lv_size"]) + 40 * MiB
+    assert after["lv"]["home"]["seg_count"] == "1"
+    places = lvmbuild.places(target, new_start, new_size)
+    for name, lv in pv.lvs.items():
+        (offset, lv_size), = places[name]
+        check_fs(target, new_start + offset, lv_size, "ext4", lv.digests)
+    (offset, lv_size), = places["home"]
+    lv_file = tmp_path / "home.img"
+    with open(target, "rb") as src, open(lv_file, "wb") as dst:
+        dst.write(os.pread(src.fileno(), lv_size, new_start + offset))
+    assert tool_facts(lv_file, "ext4")["total_bytes"] == lv_size
