@@ -15,6 +15,9 @@ Interface (fs-fleet uses it: keep it stable):
       seed to start the PV full of random bytes instead of zeros.
   attached(image, offset=0, size=None) -> context of (run, dev): lvm
       commands on the PV through a loop device
+  attached_all(*images) -> context of (run, devs): a VG over several PVs
+  rewrite_metadata(image, edit, vg="vgtest"): vgcfgbackup, edit(text),
+      vgcfgrestore --force (thin pools, RAID without device-mapper)
   lvm(image, command, *args, offset=0, size=None) -> stdout of an lvm
       command run on the PV image (or the PV at offset in a disk image)
   report(image, offset=0, size=None) -> {"pv": {...}, "vg": {...},
@@ -59,9 +62,12 @@ class PV:
 
 
 def config(dev, etc):
-    """The --config text that confines lvm to the loop device `dev`, with
-    its locks in the private directory `etc`."""
-    return (f'devices {{ use_devicesfile = 0 filter = [ "a|^{dev}$|", '
+    """The --config text that confines lvm to the loop device `dev` (or
+    the loop devices of a list), with its locks in the private directory
+    `etc`."""
+    devs = [dev] if isinstance(dev, str) else dev
+    accept = "".join(f'"a|^{d}$|", ' for d in devs)
+    return (f'devices {{ use_devicesfile = 0 filter = [ {accept}'
             f'"r|.*|" ] obtain_device_list_from_udev = 0 '
             f'external_device_info_source = "none" scan = [ "/dev" ] }} '
             f'global {{ activation = 0 locking_dir = "{etc}/lock" }} '
@@ -88,6 +94,45 @@ def attached(image, offset=0, size=None):
     finally:
         run("losetup", "-d", dev)
         shutil.rmtree(etc)
+
+
+@contextlib.contextmanager
+def attached_all(*images):
+    """(run, devs): lvm commands on several PV images at once (a volume
+    group spanning them), each through its loop device."""
+    etc = tempfile.mkdtemp(prefix="lvmbuild-etc-")
+    env = dict(os.environ, LVM_SYSTEM_DIR=etc, LVM_SUPPRESS_FD_WARNINGS="1")
+    devs = []
+    try:
+        for image in images:
+            devs.append(run("losetup", "--find", "--show",
+                            image).stdout.strip())
+
+        def lvm_run(command, *args, check=True):
+            return run(command, "--config", config(devs, etc), *args,
+                       env=env, check=check)
+        yield lvm_run, devs
+    finally:
+        for dev in devs:
+            run("losetup", "-d", dev)
+        shutil.rmtree(etc)
+
+
+def rewrite_metadata(image, edit, vg="vgtest"):
+    """The VG's metadata rewritten by lvm2 itself: `vgcfgbackup`, then
+    edit(text) -> text, then `vgcfgrestore --force` (how the tests get
+    thin pools and RAID LVs, which lvcreate refuses without
+    device-mapper, into a PV)."""
+    with attached(image) as (lvm_run, dev):
+        backup = os.path.join(tempfile.mkdtemp(prefix="lvmbuild-cfg-"),
+                              "vg.cfg")
+        lvm_run("vgcfgbackup", "-q", "-f", backup, vg)
+        with open(backup) as f:
+            text = edit(f.read())
+        with open(backup, "w") as f:
+            f.write(text)
+        lvm_run("vgcfgrestore", "-q", "--force", "-y", "-f", backup, vg)
+        shutil.rmtree(os.path.dirname(backup))
 
 
 def lvm(image, command, *args, offset=0, size=None):
