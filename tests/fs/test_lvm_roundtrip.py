@@ -99,6 +99,10 @@ def test_a_larger_target_keeps_the_pv(disk, tmp_path):
 def test_grow_grows_the_pv_the_last_lv_and_its_ext4(disk, tmp_path):
     path, start, size, pv = disk
     image, _, _ = round_trip(path, tmp_path)
+    bigger = random_fill(tmp_path / "plan.img", 2 * os.path.getsize(path), 1)
+    plan = rdeploy("restore", image, bigger, "--grow", "--dry-run").stdout
+    assert "grow: PV by pvresize (metadata only), then its last LV by " \
+           "lvextend" in " ".join(plan.split())
     target = restore_onto(image, tmp_path, 2 * os.path.getsize(path),
                           "--grow")
     new_start, new_size = new_place(target)
