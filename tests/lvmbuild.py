@@ -11,7 +11,8 @@ Interface (fs-fleet uses it: keep it stable):
           garbage=None)
       -> PV(image, vg, lvs={name: LV(name, places, fs, digests)})
       `lvs`: [(name, size_mib, fs or None)], created in order; fs "ext4"
-      (filled with a small tree) or None (left as it was); `garbage`: a
+      or "xfs" (>= 300 MiB; filled with a small tree) or None (left as it
+      was); `garbage`: a
       seed to start the PV full of random bytes instead of zeros.
   attached(image, offset=0, size=None) -> context of (run, dev): lvm
       commands on the PV through a loop device
@@ -207,6 +208,27 @@ def fill_ext(image, offset, size, tmp_path, name, seed):
     return digests
 
 
+def fill_xfs(image, offset, size, tmp_path, name, seed):
+    """mkfs.xfs at [offset, offset+size) of `image` (at least 300 MiB with
+    this xfsprogs) and a small tree in it: {path: sha256}."""
+    with loop_device(image, offset, size, read_only=False) as dev:
+        run("mkfs.xfs", "-q", "-f", "-K", "-L", name[:12], dev)
+        mnt = tmp_path / f"mnt-{name}"
+        os.makedirs(mnt, exist_ok=True)
+        run("mount", "-t", "xfs", dev, mnt)
+        try:
+            digests = demodisk.make_tree(os.path.join(mnt, "tree"), 40,
+                                         seed, max_size=16 * KiB)
+        finally:
+            unmount(mnt)
+        digests = {f"tree/{k}": v for k, v in digests.items()}
+        os.sync()
+    return digests
+
+
+FILLS = {"ext4": fill_ext, "xfs": fill_xfs}
+
+
 def make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1,
             name="pv.img", garbage=None):
     """A PV image of `size_mib` holding VG `vg` and the LVs `lvs`
@@ -229,10 +251,11 @@ def make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1,
     made = {}
     for seed, (lv_name, _, fs) in enumerate(lvs, start=1):
         digests = {}
-        if fs == "ext4":
+        if fs in FILLS:
             (offset, size), = where[lv_name]
-            digests = fill_ext(image, offset, size, tmp_path, lv_name, seed)
+            digests = FILLS[fs](image, offset, size, tmp_path, lv_name, seed)
         elif fs is not None:
-            raise ValueError(f"lvmbuild makes ext4 or nothing, not {fs}")
+            raise ValueError(f"lvmbuild makes ext4, xfs or nothing, not "
+                             f"{fs}")
         made[lv_name] = LV(lv_name, where[lv_name], fs, digests)
     return PV(image, vg, made)

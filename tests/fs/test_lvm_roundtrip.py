@@ -4,14 +4,21 @@ extents; `rdeploy capture`, `rdeploy restore` onto garbage, then lvm2's
 own `pvs`/`vgs`/`lvs` on the copy (with a private config), `e2fsck -fn`
 through each LV's offset and every file's sha256; the image far smaller
 than `--raw`; `rdeploy info` (text and --json) shows the volume group and
-its volumes."""
+its volumes.  A PV holding an ext4 and an XFS LV round-trips with
+e2fsck -fn and xfs_repair -n clean, the XFS map's used bytes those of
+xfs_db's free-space btrees."""
 
 import json
 import os
 
 import pytest
 
+import demodisk
+from diskimage.fs import registry
+from diskimage.host.loop import loop_device
 from tests import lvmbuild
+from tests.fs import xfs_tools
+from tests.fsbuild import unmount
 from tests.fsmaps import (MiB, check_fs, partitioned_disk, random_fill,
                           rdeploy, round_trip, run, tool_facts,
                           tool_used_bytes)
@@ -126,3 +133,50 @@ def test_grow_grows_the_pv_the_last_lv_and_its_ext4(disk, tmp_path):
     with open(target, "rb") as src, open(lv_file, "wb") as dst:
         dst.write(os.pread(src.fileno(), lv_size, new_start + offset))
     assert tool_facts(lv_file, "ext4")["total_bytes"] == lv_size
+
+
+def xfs_files(path, start, size):
+    """{path: sha256} of an XFS at [start, start+size) of `path`, mounted
+    read-only through a loop device."""
+    mnt = os.path.join(os.path.dirname(path), "mnt-xfs-check")
+    os.makedirs(mnt, exist_ok=True)
+    with loop_device(path, start, size) as dev:
+        run("mount", "-t", "xfs", "-o", "ro,norecovery", dev, mnt)
+        try:
+            return demodisk.digest_tree(mnt)
+        finally:
+            unmount(mnt)
+
+
+@pytest.mark.needs("mkfs.xfs", "xfs_repair", "xfs_db")
+def test_an_ext4_and_an_xfs_lv_round_trip(tmp_path):
+    pv = lvmbuild.make_pv(tmp_path, 340, [("root", 16, "ext4"),
+                                          ("var", 304, "xfs")])
+    path = tmp_path / "disk.img"
+    (start, size), = partitioned_disk(path, [(pv.image, "LVM2_member")])
+    image, target, stderr = round_trip(path, tmp_path)
+    assert "warning" not in stderr
+    info = json.loads(rdeploy("info", image, "--json").stdout)
+    area, = [a for a in info["areas"] if a["filesystem"] == "LVM2_member"]
+    lvs = {lv["name"]: lv for lv in area["logical_volumes"]}
+    assert lvs["var"]["filesystem"] == "xfs"
+    assert lvs["var"]["stored"] == "used-blocks"
+    assert lvs["var"]["used_bytes"] < 304 * MiB // 4      # the log, mostly
+    (offset, lv_size), = pv.lvs["var"].places
+    with loop_device(path, start + offset, lv_size) as dev:
+        bs, blocks, agcount = xfs_tools.geometry(dev)
+        free = sum(n for agno in range(agcount)
+                   for _, n in xfs_tools.free_extents(dev, agno)[0])
+    assert lvs["var"]["used_bytes"] == (blocks - free) * bs
+    assert lvmbuild.report(target, start, size) == \
+        lvmbuild.report(path, start, size)
+    (offset, lv_size), = pv.lvs["root"].places
+    check_fs(target, start + offset, lv_size, "ext4", pv.lvs["root"].digests)
+    (offset, lv_size), = pv.lvs["var"].places
+    clean, output = registry.fsck_region(target, start + offset, lv_size,
+                                         "xfs")
+    assert clean, output
+    assert xfs_files(target, start + offset, lv_size) == \
+        xfs_files(path, start + offset, lv_size) == \
+        {k: v for k, v in pv.lvs["var"].digests.items()}
+    assert os.path.getsize(image) < 4 * MiB
