@@ -8,7 +8,7 @@ filled through a loop device at its segment's offset in the PV.
 
 Interface (fs-fleet uses it: keep it stable):
   make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1, name="pv.img",
-          garbage=None)
+          garbage=None, pv_args=())
       -> PV(image, vg, lvs={name: LV(name, places, fs, digests)})
       `lvs`: [(name, size_mib, fs or None)], created in order; fs "ext4"
       or "xfs" (>= 300 MiB; filled with a small tree) or None (left as it
@@ -230,11 +230,12 @@ FILLS = {"ext4": fill_ext, "xfs": fill_xfs}
 
 
 def make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1,
-            name="pv.img", garbage=None):
+            name="pv.img", garbage=None, pv_args=()):
     """A PV image of `size_mib` holding VG `vg` and the LVs `lvs`
     [(name, size_mib, fs or None)], each fs made and filled.  With a
     `garbage` seed the PV starts full of random bytes (a used disk: free
-    extents and free blocks hold garbage), else zeros."""
+    extents and free blocks hold garbage), else zeros.  `pv_args`: more
+    pvcreate options ("--pvmetadatacopies", "2")."""
     image = tmp_path / name
     if garbage is None:
         with open(image, "wb") as f:
@@ -242,7 +243,7 @@ def make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1,
     else:
         random_fill(image, size_mib * MiB, garbage)
     with attached(image) as (lvm_run, dev):
-        lvm_run("pvcreate", "-q", dev)
+        lvm_run("pvcreate", "-q", *pv_args, dev)
         lvm_run("vgcreate", "-q", "-s", f"{extent_mib}m", vg, dev)
         for lv_name, lv_mib, _ in lvs:
             lvm_run("lvcreate", "-q", "-an", "-Zn", "-L", f"{lv_mib}m",

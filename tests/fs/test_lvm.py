@@ -352,3 +352,57 @@ def test_a_group_over_two_pvs_is_copied_whole(tmp_path):
             on_pv += sum(n for _, _, n in lv["extents"])
         assert on_pv > 0
         assert used.used_bytes == used.volume_group["pe_start"] + on_pv
+
+
+# --- the label and metadata areas --------------------------------------------
+def relabelled(pv_bytes, edit):
+    """The PV with its label sector changed by edit(bytearray sector) and
+    its CRC made right again."""
+    data = bytearray(pv_bytes)
+    sector = bytearray(data[512:1024])
+    edit(sector)
+    struct.pack_into("<I", sector, 16, lvlabel.calc_crc(bytes(sector[20:])))
+    data[512:1024] = sector
+    return bytes(data)
+
+
+def test_a_label_in_the_wrong_sector_is_refused(pv_bytes):
+    data = bytearray(pv_bytes)
+    data[0:512], data[512:1024] = data[512:1024], bytes(512)
+    with pytest.raises(MapError, match="says it is in sector 1"):
+        open_bytes(bytes(data))
+    with pytest.raises(MapError, match="no LABELONE"):
+        open_bytes(bytes(1024) + pv_bytes[1024:])
+
+
+def test_areas_outside_the_pv_are_refused(pv_bytes):
+    def far(sector):                    # the metadata area's offset
+        offset_xl, = struct.unpack_from("<I", sector, 20)
+        struct.pack_into("<Q", sector, offset_xl + 40 + 32, 1 << 40)
+    with pytest.raises(MapError, match="outside the PV"):
+        open_bytes(relabelled(pv_bytes, far))
+
+    def endless(sector):                # no zero entry ends the lists
+        offset_xl, = struct.unpack_from("<I", sector, 20)
+        for at in range(offset_xl + 40, 512 - 15, 16):
+            struct.pack_into("<QQ", sector, at, 4096, 4096)
+    with pytest.raises(MapError, match="no end|data areas"):
+        open_bytes(relabelled(pv_bytes, endless))
+
+
+def test_a_second_metadata_area_is_kept(tmp_path):
+    made = lvmbuild.make_pv(tmp_path, 40, [("root", 8, "ext4")],
+                            pv_args=("--pvmetadatacopies", "2"))
+    with open(made.image, "rb") as f:
+        data = f.read()
+    lab = lvlabel.read_label(reader(data), len(data))
+    assert len(lab.metadata_areas) == 2
+    used = open_bytes(data)
+    runs = list(used.runs)
+    for offset, size in lab.metadata_areas:
+        assert any(o <= offset and offset + size <= o + n for o, n in runs)
+    target = map_only_restore(made.image, tmp_path / "target.img", runs,
+                              seed=6)
+    assert lvmbuild.report(target) == lvmbuild.report(made.image)
+    (offset, size), = made.lvs["root"].places
+    check_fs(target, offset, size, "ext4", made.lvs["root"].digests)
