@@ -85,9 +85,8 @@ def new_ids(path, what):
     linear one-segment LVs whose records have them."""
     with lvm_on(path, what) as lvm:
         _, group = lvm.group()
-        if group.pv_count > 1:
-            raise ResizeError(f"{what}: volume group {group.name} spans "
-                              f"{group.pv_count} PVs: its UUIDs are kept")
+        if group.pv_count > 1:          # its other PVs are not here
+            return
         lvm("pvchange", "-q", "-u", lvm.dev)
         lvm("vgchange", "-q", "-u", group.name)
         for lv in group.lvs:
