@@ -190,8 +190,6 @@ def test_xfs_superblock_sanity(xfs_head, tmp_path, damage):
 
 
 @pytest.mark.needs("mkfs.xfs", "blkid")
-@pytest.mark.xfail(strict=True, reason="fs/xfs detects by XFSB alone; the "
-                   "lead's change: detect also asks foreign.xfs_sane")
 def test_xfs_with_a_bad_agcount_is_nothing(xfs_head, tmp_path):
     agree(xfs_volume(tmp_path, xfs_head, "agcount 0"), None)
 
