@@ -16,7 +16,17 @@ Rules, in the order they apply:
 4. ``grow`` extends the last partition to the end of the usable space.
 
 Starts are aligned to 1 MiB when they move; a GPT's backup always lands at
-the target's end.  MBR logical partitions are laid down only where they were.
+the target's end.
+
+MBR logical partitions move and resize like primaries.  Each keeps the
+distance from its extended boot record (EBR) to its start (its *lead*, one
+alignment unit on an aligned disk), so the gap before it holds its EBR; when
+any logical moves or resizes, :func:`_chain` gives each its new EBR offset
+(``Placement.ebr``) and the table writer rewrites the chain (see
+:mod:`diskimage.tables.write`).  A chain that cannot be rewritten faithfully
+is refused (TargetError) rather than guessed at: logical partitions out of
+disk order, not next to each other, overlapping, or without their EBR just
+before them.
 """
 
 from dataclasses import dataclass
@@ -41,6 +51,10 @@ class Placement:
     new_start: int
     new_size: int
     min_size: int          # the least it may shrink to
+    #: MBR logical: bytes from its EBR to its start in the image (0: none)
+    lead: int = 0
+    #: MBR logical whose chain is rewritten: its EBR's new byte offset
+    ebr: int = None
 
     @property
     def resized(self):
@@ -88,6 +102,7 @@ def _down(n, align=ALIGN):
 
 def image_placements(meta, numbers=None):
     """A Placement per image partition (or per chosen number), unmoved."""
+    leads = _leads(meta)
     out = []
     for index, area in enumerate(meta["areas"]):
         if area["kind"] != "partition":
@@ -99,8 +114,19 @@ def image_placements(meta, numbers=None):
             else None
         out.append(Placement(area["partition"], index, fs, area["start"],
                              area["size"], area["start"], area["size"],
-                             fsresize.min_size(fs, used, area["size"])))
+                             fsresize.min_size(fs, used, area["size"]),
+                             leads.get(area["start"], 0)
+                             if area["partition"] >= FIRST_LOGICAL else 0))
     return sorted(out, key=lambda p: p.old_start)
+
+
+def _leads(meta):
+    """{start of an MBR logical partition: bytes from the EBR before it},
+    from the image's "ebr" areas (each runs from an EBR to its logical)."""
+    if meta["table"]["kind"] != "mbr":
+        return {}
+    return {a["start"] + a["size"]: a["size"] for a in meta["areas"]
+            if a["kind"] == "ebr"}
 
 
 def _window(first, end, protected, origin):
@@ -126,7 +152,7 @@ def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
                 protected=(), kind=None):
     """Placements of every image partition on a target of *target_size*
     bytes; raises TargetError (too small, by how much; a layout that would
-    move an MBR logical partition) or InputError (--size of a partition
+    rewrite an MBR logical partition's EBR chain faithfully) or InputError (--size of a partition
     the image does not hold).
     *protected* lists (start, end) byte ranges that must stay untouched."""
     if mode not in MODES:
@@ -168,7 +194,7 @@ def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
     if mode == "grow":
         last = places[-1]
         last.new_size = _down(hi - last.new_start, target_sector)
-    _check_logical(places, kind)
+    _chain(places, kind)
     return places
 
 
@@ -176,8 +202,9 @@ def _pack(places, lo):
     """Starts from sizes: the image's gaps kept, moved starts aligned."""
     cursor = None
     for p, prev in zip(places, [None] + places[:-1]):
-        if prev is None:
-            p.new_start = p.old_start if p.old_start >= lo else _up(lo)
+        if prev is None:        # an MBR logical's EBR must fit too
+            p.new_start = p.old_start if p.old_start - p.lead >= lo \
+                else _up(lo + p.lead)
         else:
             gap = p.old_start - (prev.old_start + prev.old_size)
             p.new_start = max(cursor + gap, 0)
@@ -213,16 +240,52 @@ def _shrink(places, lo, hi, fixed, target_size):
     _pack(places, lo)
 
 
-def _check_logical(places, kind):
+def _chain(places, kind):
+    """When an MBR logical partition moves or resizes, the new EBR offset
+    of each (``Placement.ebr``), or TargetError when the image's chain
+    cannot be rewritten as it was: the chain order (the partition numbers)
+    must be the disk order, the logicals next to each other with no
+    primary between, none overlapping another, each with its EBR in the
+    gap before it."""
     if kind != "mbr":
         return
-    for p in places:
-        if p.number >= FIRST_LOGICAL and (p.new_start, p.new_size) != \
-                (p.old_start, p.old_size):
-            raise TargetError(
-                f"partition {p.number} is an MBR logical partition; they are "
-                f"restored only where they were (same start and size), so "
-                f"this target or these options cannot be used")
+    logical = [p for p in places if p.number >= FIRST_LOGICAL]
+    if not any((p.new_start, p.new_size) != (p.old_start, p.old_size)
+               for p in logical):
+        return
+
+    def refuse(why):
+        raise TargetError(
+            f"the MBR logical partitions would move or resize, but {why}; "
+            f"their EBR chain is rewritten only when it can be kept as it "
+            f"was (restore onto a disk of the same size without --grow, "
+            f"--resize or --size to keep them where they were)")
+
+    for a, b in zip(places, places[1:]):
+        if b.old_start < a.old_start + a.old_size:
+            refuse(f"partitions {a.number} and {b.number} overlap in the "
+                   f"image")
+    if [p.number for p in logical] != sorted(p.number for p in logical):
+        refuse("their chain order (" + ", ".join(
+            str(p.number) for p in logical) + " on the disk) is not their "
+            "disk order")
+    first = places.index(logical[0])
+    between = places[first:first + len(logical)]
+    if between != logical:
+        stray = next(p for p in between if p.number < FIRST_LOGICAL)
+        refuse(f"primary partition {stray.number} lies between them")
+    for p in logical:
+        if p.lead <= 0:
+            refuse(f"partition {p.number} has no EBR in the gap just "
+                   f"before it in the image")
+    ends = [None] + [p.new_start + p.new_size for p in places]
+    for p, prev_end in zip(places, ends):
+        if p.lead and prev_end is not None and p.new_start - p.lead < \
+                prev_end:
+            refuse(f"the EBR of partition {p.number} would overlap the "
+                   f"partition before it")     # a bug of _pack, not input
+        if p.lead:
+            p.ebr = p.new_start - p.lead
 
 
 def plan_into(meta, number, slot_start, slot_size):

@@ -195,8 +195,12 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         plan.sector_size != meta["table"]["sector_size"] or
         (kind == "gpt" and plan.target_size != meta["table"]["disk_size"]))
     if plan.rewrite_table:
+        # A rewritten EBR chain replaces the image's EBRs, which would
+        # land at their old places, inside partitions that moved.
+        chain = any(p.ebr is not None for p in plan.placements)
         plan.areas = {i for i, a in enumerate(meta["areas"])
-                      if a["kind"] != "gpt-backup"}
+                      if a["kind"] != "gpt-backup" and
+                      not (chain and a["kind"] == "ebr")}
         ends = [p.new_start + p.new_size for p in plan.placements]
         plan.required_size = max(ends, default=0)
     else:
@@ -221,6 +225,13 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         # fails must not leave it to be found.
         tail = layout.usable("gpt", plan.target_size, plan.sector_size)[1]
         plan.guards.append((tail, plan.target_size))
+    logical = [p for p in plan.placements if p.ebr is not None]
+    if logical:
+        end = logical[-1].new_start + logical[-1].new_size
+        plan.notes.append(
+            f"EBR chain rewritten: extended partition at bytes "
+            f"{logical[0].ebr}-{end}, EBRs at " + ", ".join(
+                str(p.ebr) for p in logical))
     if plan.kept:
         plan.notes.append("kept: " + "; ".join(
             f"partition {p.number} ({reason})" for p, reason in plan.kept))

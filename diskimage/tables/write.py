@@ -10,8 +10,17 @@ no partition restored there, or a place past what 32-bit sector numbers
 reach, is dropped), and its 0xEE record keeps covering what it covered: the sectors
 before the first hybrid partition, after the last, or the whole disk.
 
-An MBR keeps its boot code and its logical partitions (which never move);
-the four primary records are written from the new layout.
+An MBR keeps its boot code; the four primary records are written from the
+new layout.  Logical partitions that did not move keep their EBRs as the
+image holds them.  When they move or resize, the EBR chain is written anew,
+in partition-number order, as libfdisk writes one: each EBR (at the offset
+the layout gives, one alignment unit before its logical on an aligned disk)
+holds the logical's record, its start relative to that EBR, and a link to
+the next EBR (type 0x05, start relative to the extended partition's start,
+size from that EBR to the end of its logical); the last EBR has no link.
+The extended partition's record keeps its slot and type and is set to span
+the chain exactly: from the first EBR to the end of the last logical.  Any
+other extended record is cleared (their logicals are in the one chain now).
 
 The functions return ``[(offset, bytes)]`` to write, so the caller decides
 when: restore writes them last.
@@ -21,8 +30,10 @@ import uuid
 import zlib
 
 from . import gpt, mbr
+from ..errors import TableError
 
 ENTRIES = 128
+LINK_TYPE = 0x05            # the type libfdisk gives an EBR's link record
 REVISION = 0x00010000
 
 
@@ -140,11 +151,13 @@ def _with_records(sector0, records, signature=None):
     return bytes(out)
 
 
-def mbr_writes(sector0, updates, sector_size, signature=None):
+def mbr_writes(sector0, updates, sector_size, signature=None, logicals=()):
     """Sector 0 with the primary records of *updates* (dicts: number 1-4,
     start, size, type "0x83", bootable) rewritten, the other records (the
     extended container among them) kept, and, when given, a new disk
-    signature."""
+    signature.  With *logicals* (the same dicts, numbers from 5, with
+    ``ebr``: the new byte offset of each one's EBR), the EBR chain and the
+    extended record are written anew (see the module's docstring)."""
     at = mbr.PARTITION_RECORD_OFFSET
     records = bytearray(sector0[at:at + 64])
     for p in updates:
@@ -152,4 +165,64 @@ def mbr_writes(sector0, updates, sector_size, signature=None):
                       p["start"] // sector_size, p["size"] // sector_size)
         slot = (p["number"] - 1) * 16
         records[slot:slot + 16] = rec
-    return [(0, _with_records(sector0, bytes(records), signature))]
+    chain = []
+    if logicals:
+        chain = ebr_chain(logicals, sector_size)
+        _extended(records, chain, {p["number"] for p in updates})
+    return [(0, _with_records(sector0, bytes(records), signature))] + \
+        [(lba * sector_size, ebr) for lba, ebr in chain[1:]]
+
+
+def ebr_chain(logicals, sector_size):
+    """[(extended start LBA, extended size)] followed by (EBR LBA, EBR
+    sector) for each of *logicals*, in number order.  TableError when they
+    are not in disk order, an EBR is not before its logical, or a sector
+    number does not fit in 32 bits."""
+    ss = sector_size
+    parts = sorted(logicals, key=lambda p: p["number"])
+    numbers = [p["number"] for p in parts]
+    if numbers != list(range(mbr.FIRST_LOGICAL,
+                             mbr.FIRST_LOGICAL + len(parts))):
+        raise TableError(f"logical partitions numbered {numbers}, not "
+                         f"5 onwards without gaps")
+    places = [(p["ebr"] // ss, p["start"] // ss, p["size"] // ss)
+              for p in parts]
+    ext_start = places[0][0]
+    ext_end = places[-1][1] + places[-1][2]
+    if ext_end > 0xFFFFFFFF + 1:
+        raise TableError(f"the extended partition would end at LBA "
+                         f"{ext_end}, past what an MBR counts")
+    cursor = ext_start
+    for number, (ebr, start, size) in zip(numbers, places):
+        if not cursor <= ebr < start:
+            raise TableError(f"the EBR of logical partition {number} (LBA "
+                             f"{ebr}) is not between the end of the one "
+                             f"before (LBA {cursor}) and its start (LBA "
+                             f"{start})")
+        cursor = start + size
+    out = [(ext_start, ext_end - ext_start)]
+    for i, (p, (ebr, start, size)) in enumerate(zip(parts, places)):
+        records = _record(p.get("bootable"), int(p["type"], 16),
+                          start - ebr, size)
+        if i + 1 < len(places):
+            nxt_ebr, nxt_start, nxt_size = places[i + 1]
+            records += _record(False, LINK_TYPE, nxt_ebr - ext_start,
+                               nxt_start + nxt_size - nxt_ebr)
+        out.append((ebr, _with_records(bytes(512), records.ljust(64, b"\0"))))
+    return out
+
+
+def _extended(records, chain, primaries):
+    """Set the first extended record of *records* (sector 0's four, a
+    bytearray) to the chain's span; clear any other."""
+    ext_start, ext_size = chain[0]
+    slots = [slot for slot in range(4) if slot + 1 not in primaries and
+             records[16 * slot + 4] in mbr.EXTENDED_TYPES and
+             mbr.PARTITION_RECORD.unpack(records, 16 * slot).size_in_lba]
+    if not slots:
+        raise TableError("sector 0 of the image has no extended partition "
+                         "record for its logical partitions")
+    for n, slot in enumerate(slots):
+        at = 16 * slot
+        records[at:at + 16] = _record(False, records[at + 4], ext_start,
+                                      ext_size) if n == 0 else bytes(16)
