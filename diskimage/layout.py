@@ -240,6 +240,26 @@ def _shrink(places, lo, hi, fixed, target_size):
     _pack(places, lo)
 
 
+def check_chain(meta):
+    """InputError when the image's MBR logical partitions cannot be laid
+    down again whatever the layout: one whose EBR the image does not hold
+    (it lay inside another partition, whose used blocks left it out), so
+    a table written from the image would end its chain there and lose that
+    partition and every one after it."""
+    if meta["table"]["kind"] != "mbr":
+        return
+    for p in image_placements(meta):
+        if p.number >= FIRST_LOGICAL and p.lead <= 0:
+            raise InputError(
+                f"the image's EBR chain cannot be written again: it "
+                f"holds no EBR just before logical partition {p.number} "
+                f"(the EBR lay inside another partition: their records "
+                f"overlap, see the capture's warnings), so the restored "
+                f"table would lose partition {p.number} and those after "
+                f"it; restore its partitions into a table made for them "
+                f"(--partitions, --into)")
+
+
 def _chain(places, kind):
     """When an MBR logical partition moves or resizes, the new EBR offset
     of each (``Placement.ebr``), or TargetError when the image's chain

@@ -172,6 +172,7 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
     """A whole-disk restore: the image's layout, fitted to the target."""
     meta = plan.stream.metadata
     kind = meta["table"]["kind"]
+    layout.check_chain(meta)
     if target_table is not None and not overwrite_protected:
         plan.kept = protected_partitions(target_table)
     if kind == "none" or (target_table is None and mode == "keep"
@@ -293,6 +294,7 @@ def _plan_slots(plan, target_table, partitions, image_parts):
             _refuse_protected(plan, target_table, slot, False)
     keep = {image_parts[n] for n in partitions}
     if plan.write_table:
+        layout.check_chain(meta)
         keep |= {i for i, a in enumerate(meta["areas"])
                  if a["kind"] in TABLE_KINDS}
     plan.areas = keep

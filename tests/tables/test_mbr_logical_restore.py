@@ -187,3 +187,74 @@ def test_smaller_disk_refused_with_the_size_needed_then_restored_there(
     assert n1 < P1[1] and n5 < P5[1] and n6 < P6[1]
     _judged(tmp_path, target, [(1, s1, n1, 83), (2, se, ne, 5),
                                (5, s5, n5, 83), (6, s6, n6, 7)], manifest)
+
+
+def _poke(path, lba, record, field, value):
+    """Set a field (2: type, 4: start, 5: size) of a record of the sector
+    at `lba`."""
+    at = lba * S + 446 + 16 * record + {2: 4, 4: 8, 5: 12}[field]
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(struct.pack("<B" if field == 2 else "<I", value))
+
+
+EBR6 = P6[0] - 2048
+
+
+@pytest.mark.parametrize("pokes, match", [
+    # the last EBR links back to the first: a loop
+    ([(EBR6, 1, 2, 5), (EBR6, 1, 4, 0), (EBR6, 1, 5, 2048)], "loops"),
+    # the first EBR links past the end of the extended partition
+    ([(EXT, 1, 4, P6[0] + P6[1] - EXT + 8)], "outside"),
+])
+def test_hostile_chains_are_refused_by_capture(source, tmp_path, pokes,
+                                               match):
+    disk = tmp_path / "bad.img"
+    disk.write_bytes(source[0].read_bytes())
+    for poke in pokes:
+        _poke(disk, *poke)
+    err = rdeploy("capture", disk, tmp_path / "bad.rdi", code=3).stderr
+    assert match in err and not (tmp_path / "bad.rdi").exists()
+
+
+def test_overlapping_logicals_are_refused(source, tmp_path):
+    """Logical 5's record reaching over the EBR of logical 6 into it:
+    captured with warnings, but no restore writes its table (exit 3; the
+    image does not hold that EBR, so the table written would lose 6), and
+    one that would move them says so first (exit 5).  Nothing is written."""
+    disk = tmp_path / "bad.img"
+    disk.write_bytes(source[0].read_bytes())
+    _poke(disk, EXT, 0, 5, P5[1] + 4096)
+    image = tmp_path / "bad.rdi"
+    err = rdeploy("capture", disk, image).stderr
+    assert "partitions 5 and 6 overlap" in err
+    target = blank(tmp_path / "big.img", 2 * SOURCE)
+    for options in ([], ["--grow"], ["--size=5=30M"]):
+        err = rdeploy("restore", image, target, "--yes", *options,
+                      code=3).stderr
+        assert "no EBR just before logical partition 6" in err
+    assert sha256(target) == sha256(blank(tmp_path / "z.img", 2 * SOURCE))
+
+
+def test_a_primary_overlapping_a_logical_is_not_moved(source, tmp_path):
+    """A primary 3 over the last MiB of logical 6 and past the extended
+    partition: restored where it was, as the source had it, but a layout
+    that would move the logicals is refused (exit 5), the reason named,
+    nothing written."""
+    disk = tmp_path / "bad.img"
+    disk.write_bytes(source[0].read_bytes())
+    _poke(disk, 0, 2, 2, 0x83)
+    _poke(disk, 0, 2, 4, P6[0] + P6[1] - 2048)
+    _poke(disk, 0, 2, 5, 4096)
+    image = tmp_path / "bad.rdi"
+    assert "partitions 6 and 3 overlap" in rdeploy("capture", disk,
+                                                   image).stderr
+    target = blank(tmp_path / "big.img", 2 * SOURCE)
+    for options in (["--resize=proportional"], ["--size=5=30M"]):
+        err = rdeploy("restore", image, target, "--yes", *options,
+                      code=5).stderr
+        assert "partitions 6 and 3 overlap in the image" in err
+    assert sha256(target) == sha256(blank(tmp_path / "z.img", 2 * SOURCE))
+    rdeploy("restore", image, target, "--yes")
+    assert [line.split(":", 1)[1] for line in _dump(target)] == \
+        [line.split(":", 1)[1] for line in _dump(disk)]
