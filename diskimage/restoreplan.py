@@ -241,13 +241,16 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
 def kept_numbers(plan):
     """The table number each kept (protected) partition gets in the new
     table: its own, or the first free one when an image partition has
-    it.  TargetError when no slot is left."""
+    it, or, on an MBR, when it was a logical partition (only the image's
+    logicals are in the EBR chain written).  TargetError when no slot is
+    left."""
     kind = plan.stream.metadata["table"]["kind"]
     used = {p.number for p in plan.placements}
     numbers = []
     for part, _ in plan.kept:
         number = part.number
-        if number in used:
+        if number in used or (kind == "mbr" and
+                              number >= layout.FIRST_LOGICAL):
             free = [n for n in range(1, 129 if kind == "gpt" else 5)
                     if n not in used]
             if not free:
@@ -256,6 +259,12 @@ def kept_numbers(plan):
             number = free[0]
         used.add(number)
         numbers.append(number)
+    if kind == "mbr" and len([n for n in used if n < layout.FIRST_LOGICAL]) \
+            > 3 and any(p.number >= layout.FIRST_LOGICAL
+                        for p in plan.placements):
+        raise TargetError(f"{plan.target}: no MBR slot is left for the "
+                          f"extended partition beside the protected "
+                          f"partitions kept")
     return numbers
 
 

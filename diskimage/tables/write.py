@@ -159,7 +159,13 @@ def mbr_writes(sector0, updates, sector_size, signature=None, logicals=()):
     ``ebr``: the new byte offset of each one's EBR), the EBR chain and the
     extended record are written anew (see the module's docstring)."""
     at = mbr.PARTITION_RECORD_OFFSET
-    records = bytearray(sector0[at:at + 64])
+    old = sector0[at:at + 64]
+    extended = [old[16 * slot:16 * slot + 16] for slot in range(4)
+                if _is_extended(old, slot)]
+    records = bytearray(old)
+    for slot in range(4):
+        if _is_extended(old, slot):
+            records[16 * slot:16 * slot + 16] = bytes(16)
     for p in updates:
         rec = _record(p.get("bootable"), int(p["type"], 16),
                       p["start"] // sector_size, p["size"] // sector_size)
@@ -168,9 +174,37 @@ def mbr_writes(sector0, updates, sector_size, signature=None, logicals=()):
     chain = []
     if logicals:
         chain = ebr_chain(logicals, sector_size)
-        _extended(records, chain, {p["number"] for p in updates})
+        if not extended:
+            raise TableError("sector 0 of the image has no extended "
+                             "partition record for its logical partitions")
+        ext_start, ext_size = chain[0]
+        extended = [_record(False, extended[0][4], ext_start, ext_size)]
+    _place_extended(records, old, extended, {p["number"] for p in updates})
     return [(0, _with_records(sector0, bytes(records), signature))] + \
         [(lba * sector_size, ebr) for lba, ebr in chain[1:]]
+
+
+def _is_extended(records, slot):
+    at = 16 * slot
+    return records[at + 4] in mbr.EXTENDED_TYPES and \
+        mbr.PARTITION_RECORD.unpack(records, at).size_in_lba != 0
+
+
+def _place_extended(records, old, extended, taken):
+    """Put the *extended* records back into *records*: each in its old
+    slot, or, when a primary of the new layout (a kept protected partition)
+    took that slot, in the first empty one.  TableError when none is."""
+    slots = [slot for slot in range(4) if _is_extended(old, slot)]
+    for slot, record in zip(slots, extended):
+        if slot + 1 in taken:
+            empty = [s for s in range(4) if s + 1 not in taken and
+                     not any(records[16 * s:16 * s + 16])]
+            if not empty:
+                raise TableError("no MBR slot is left for the extended "
+                                 "partition")
+            slot = empty[0]
+        taken = taken | {slot + 1}
+        records[16 * slot:16 * slot + 16] = record
 
 
 def ebr_chain(logicals, sector_size):
@@ -210,19 +244,3 @@ def ebr_chain(logicals, sector_size):
                                nxt_start + nxt_size - nxt_ebr)
         out.append((ebr, _with_records(bytes(512), records.ljust(64, b"\0"))))
     return out
-
-
-def _extended(records, chain, primaries):
-    """Set the first extended record of *records* (sector 0's four, a
-    bytearray) to the chain's span; clear any other."""
-    ext_start, ext_size = chain[0]
-    slots = [slot for slot in range(4) if slot + 1 not in primaries and
-             records[16 * slot + 4] in mbr.EXTENDED_TYPES and
-             mbr.PARTITION_RECORD.unpack(records, 16 * slot).size_in_lba]
-    if not slots:
-        raise TableError("sector 0 of the image has no extended partition "
-                         "record for its logical partitions")
-    for n, slot in enumerate(slots):
-        at = 16 * slot
-        records[at:at + 16] = _record(False, records[at + 4], ext_start,
-                                      ext_size) if n == 0 else bytes(16)

@@ -71,6 +71,23 @@ def test_a_second_extended_record_is_cleared():
                                        (0, 0, 0, 0)]
 
 
+@pytest.mark.parametrize("logicals", [[], [row(5, 20480, 16384, ebr=18432)]])
+def test_a_kept_partition_in_the_extended_slot_moves_the_extended_record(
+        logicals):
+    """A protected partition kept from the target as number 2, the slot of
+    the image's extended record: that record goes to the first empty slot
+    (it was overwritten, and the logicals lost, before issue 14)."""
+    old = sector0([(0, 0x83, 2048, 16384), (0, 0x05, 18432, 2048 + 16384)])
+    kept = row(2, 100000, 2048, "0x27")
+    raw = mbr_writes(old, [row(1, 2048, 16384), kept], S,
+                     logicals=logicals)[0][1]
+    assert records(raw) == [(0, 0x83, 2048, 16384), (0, 0x27, 100000, 2048),
+                            (0, 0x05, 18432, 2048 + 16384), (0, 0, 0, 0)]
+    with pytest.raises(TableError, match="no MBR slot is left"):
+        mbr_writes(old, [row(1, 2048, 16384), kept, row(3, 200000, 8),
+                         row(4, 300000, 8)], S, logicals=logicals)
+
+
 @pytest.mark.parametrize("logicals, match", [
     ([row(5, 20480, 16384, ebr=20480)], "EBR of logical partition 5"),
     ([row(5, 20480, 16384, ebr=18432), row(6, 30000, 8, ebr=30000 - 2048)],
@@ -173,3 +190,23 @@ def test_a_dos_era_lead_of_63_sectors_is_kept():
            plan_layout(m, 64 * MiB, S, sizes={5: 12 * MiB})]
     assert got == [(1, MiB, None), (5, 10 * MiB, 10 * MiB - 63 * S),
                    (6, 23 * MiB, 23 * MiB - 63 * S)]
+
+
+# -- protected partitions kept beside them -------------------------------------
+
+def _plan(numbers, kept):
+    from types import SimpleNamespace as NS
+    return NS(stream=NS(metadata=dict(table=dict(kind="mbr"))),
+              placements=[NS(number=n) for n in numbers], target="t.img",
+              kept=[(NS(number=n), "OEM recovery") for n in kept])
+
+
+def test_kept_partitions_get_primary_slots_and_leave_one_for_the_extended():
+    from diskimage.restoreplan import kept_numbers
+    # a protected logical 5 of the target: a primary slot (a kept logical
+    # would be left out of the table: only the image's are in the chain)
+    assert kept_numbers(_plan([1, 5, 6], [5])) == [2]
+    assert kept_numbers(_plan([1], [5, 6, 7])) == [2, 3, 4]
+    assert kept_numbers(_plan([1, 5], [2, 3])) == [2, 3]
+    with pytest.raises(TargetError, match="extended partition"):
+        kept_numbers(_plan([1, 5], [2, 3, 4]))
