@@ -240,32 +240,45 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
 
 def kept_numbers(plan):
     """The table number each kept (protected) partition gets in the new
-    table: its own, or the first free one when an image partition has
-    it, or, on an MBR, when it was a logical partition (only the image's
-    logicals are in the EBR chain written).  TargetError when no slot is
-    left."""
+    table: its own, or a free one when an image partition has it or, on
+    an MBR, when it was a logical partition (only the image's logicals are
+    in the EBR chain written).  On an MBR the free numbers keep sector 0's
+    records in disk order where they can (fdisk warns otherwise): those
+    after the image's partitions take the last free slots.  TargetError
+    when no slot is left."""
     kind = plan.stream.metadata["table"]["kind"]
     used = {p.number for p in plan.placements}
-    numbers = []
-    for part, _ in plan.kept:
-        number = part.number
-        if number in used or (kind == "mbr" and
-                              number >= layout.FIRST_LOGICAL):
-            free = [n for n in range(1, 129 if kind == "gpt" else 5)
-                    if n not in used]
-            if not free:
-                raise TargetError(f"{plan.target}: no free table slot for "
-                                  f"protected partition {part.number}")
-            number = free[0]
-        used.add(number)
-        numbers.append(number)
-    if kind == "mbr" and len([n for n in used if n < layout.FIRST_LOGICAL]) \
-            > 3 and any(p.number >= layout.FIRST_LOGICAL
-                        for p in plan.placements):
+    mbr = kind == "mbr"
+    numbers, needs = {}, []
+    for i, (part, _) in enumerate(plan.kept):
+        if part.number in used or (mbr and
+                                   part.number >= layout.FIRST_LOGICAL):
+            needs.append(i)
+        else:
+            numbers[i] = part.number
+            used.add(part.number)
+    free = [n for n in range(1, 129 if kind == "gpt" else 5)
+            if n not in used]
+    if len(free) < len(needs):
+        part = plan.kept[needs[len(free)]][0]
+        raise TargetError(f"{plan.target}: no free table slot for "
+                          f"protected partition {part.number}")
+    end = max((p.new_start + p.new_size for p in plan.placements),
+              default=0)
+    after = [i for i in needs if mbr and plan.kept[i][0].start >= end]
+    before = [i for i in needs if i not in after]
+    for i, number in zip(before, free):
+        numbers[i] = number
+    for i, number in zip(sorted(after, key=lambda i: plan.kept[i][0].start),
+                         free[len(free) - len(after):]):
+        numbers[i] = number
+    used |= set(numbers.values())
+    if mbr and len([n for n in used if n < layout.FIRST_LOGICAL]) > 3 and \
+            any(p.number >= layout.FIRST_LOGICAL for p in plan.placements):
         raise TargetError(f"{plan.target}: no MBR slot is left for the "
                           f"extended partition beside the protected "
                           f"partitions kept")
-    return numbers
+    return [numbers[i] for i in range(len(plan.kept))]
 
 
 def plan_kept_overlaps(plan):

@@ -195,18 +195,26 @@ def test_a_dos_era_lead_of_63_sectors_is_kept():
 # -- protected partitions kept beside them -------------------------------------
 
 def _plan(numbers, kept):
+    """Image partitions (number, end MiB) and kept (number, start MiB)."""
     from types import SimpleNamespace as NS
     return NS(stream=NS(metadata=dict(table=dict(kind="mbr"))),
-              placements=[NS(number=n) for n in numbers], target="t.img",
-              kept=[(NS(number=n), "OEM recovery") for n in kept])
+              placements=[NS(number=n, new_start=0, new_size=end * MiB)
+                          for n, end in numbers], target="t.img",
+              kept=[(NS(number=n, start=start * MiB), "OEM recovery")
+                    for n, start in kept])
 
 
 def test_kept_partitions_get_primary_slots_and_leave_one_for_the_extended():
     from diskimage.restoreplan import kept_numbers
-    # a protected logical 5 of the target: a primary slot (a kept logical
-    # would be left out of the table: only the image's are in the chain)
-    assert kept_numbers(_plan([1, 5, 6], [5])) == [2]
-    assert kept_numbers(_plan([1], [5, 6, 7])) == [2, 3, 4]
-    assert kept_numbers(_plan([1, 5], [2, 3])) == [2, 3]
+    image = [(1, 20), (5, 40), (6, 60)]
+    # a protected logical of the target gets a primary slot (a kept logical
+    # would be left out of the table: only the image's are in the chain);
+    # one after the image's partitions the last free slot, so that the
+    # extended record (slot 2 here) comes before it, in disk order.
+    assert kept_numbers(_plan(image, [(5, 100)])) == [4]
+    assert kept_numbers(_plan(image, [(1, 100)])) == [4]
+    assert kept_numbers(_plan([(1, 20)], [(7, 90), (5, 50), (6, 70)])) == \
+        [4, 2, 3]
+    assert kept_numbers(_plan([(1, 90), (5, 99)], [(3, 0)])) == [3]
     with pytest.raises(TargetError, match="extended partition"):
-        kept_numbers(_plan([1, 5], [2, 3, 4]))
+        kept_numbers(_plan([(1, 20), (5, 40)], [(2, 50), (3, 60), (4, 70)]))

@@ -258,3 +258,26 @@ def test_a_primary_overlapping_a_logical_is_not_moved(source, tmp_path):
     rdeploy("restore", image, target, "--yes")
     assert [line.split(":", 1)[1] for line in _dump(target)] == \
         [line.split(":", 1)[1] for line in _dump(disk)]
+
+
+def test_grow_beside_a_protected_partition_kept_at_the_end(source, tmp_path):
+    """The target's OEM recovery partition (type 0x27) in its last 8 MiB
+    is kept byte for byte; the last logical grows up to it; the kept one
+    takes the last free slot, after the extended record (slot 2)."""
+    disk, image, manifest = source
+    target = blank(tmp_path / "big.img", 2 * SOURCE)
+    end = 2 * SOURCE // S
+    oem = (end - 8 * 2048, 8 * 2048)
+    run("sfdisk", "-q", target, input=f"start={oem[0]}, size={oem[1]}, "
+                                      f"type=27\n")
+    with open(target, "r+b") as f:
+        f.seek(oem[0] * S)
+        f.write(os.urandom(oem[1] * S))
+    before = sha256(target, oem[0] * S, oem[1] * S)
+    rdeploy("restore", image, target, "--grow", "--yes")
+    assert _dump(target) == _expected(target, [
+        (1, *P1, 83), (2, EXT, oem[0] - EXT, 5), (4, *oem, 27),
+        (5, *P5, 83), (6, P6[0], oem[0] - P6[0], 7)])
+    assert sha256(target, oem[0] * S, oem[1] * S) == before
+    assert _chain(target) == _as_sfdisk_writes(tmp_path, target)
+    assert checked(target, manifest) == []
