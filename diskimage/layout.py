@@ -240,6 +240,12 @@ def _shrink(places, lo, hi, fixed, target_size):
     _pack(places, lo)
 
 
+def covered(area, places):
+    """True when the image area lies in a partition's new place."""
+    return any(p.new_start < area["start"] + area["size"] and
+               area["start"] < p.new_start + p.new_size for p in places)
+
+
 def check_chain(meta):
     """InputError when the image's MBR logical partitions cannot be laid
     down again whatever the layout: one whose EBR the image does not hold

@@ -373,7 +373,7 @@ def _write_table(run):
                  zip(rows, plan.placements) if place.ebr is not None]
         writes = tablewrite.mbr_writes(
             sector0, [r for r in rows if r["number"] <= 4], ss, signature,
-            chain)
+            chain, empty_extended=max(by_number) < 5)
     for offset, data in writes:
         write_all(disk, offset, data)
     return ids

@@ -197,11 +197,13 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         (kind == "gpt" and plan.target_size != meta["table"]["disk_size"]))
     if plan.rewrite_table:
         # A rewritten EBR chain replaces the image's EBRs, which would
-        # land at their old places, inside partitions that moved.
+        # land at their old places, inside partitions that moved (as would
+        # the EBR of an empty extended partition a primary grew over).
         chain = any(p.ebr is not None for p in plan.placements)
         plan.areas = {i for i, a in enumerate(meta["areas"])
                       if a["kind"] != "gpt-backup" and
-                      not (chain and a["kind"] == "ebr")}
+                      not (a["kind"] == "ebr" and
+                           (chain or layout.covered(a, plan.placements)))}
         ends = [p.new_start + p.new_size for p in plan.placements]
         plan.required_size = max(ends, default=0)
     else:
@@ -226,6 +228,13 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         # fails must not leave it to be found.
         tail = layout.usable("gpt", plan.target_size, plan.sector_size)[1]
         plan.guards.append((tail, plan.target_size))
+    dropped = [a for a in meta["areas"] if a["kind"] == "ebr" and
+               layout.covered(a, plan.placements)]
+    if plan.rewrite_table and dropped and \
+            all(p.number < layout.FIRST_LOGICAL for p in plan.placements):
+        plan.notes.append(f"the empty extended partition (EBR at byte "
+                          f"{dropped[0]['start']}) is dropped: the new "
+                          f"layout covers it")
     logical = [p for p in plan.placements if p.ebr is not None]
     if logical:
         end = logical[-1].new_start + logical[-1].new_size

@@ -26,6 +26,7 @@ The functions return ``[(offset, bytes)]`` to write, so the caller decides
 when: restore writes them last.
 """
 
+import struct
 import uuid
 import zlib
 
@@ -151,13 +152,17 @@ def _with_records(sector0, records, signature=None):
     return bytes(out)
 
 
-def mbr_writes(sector0, updates, sector_size, signature=None, logicals=()):
+def mbr_writes(sector0, updates, sector_size, signature=None, logicals=(),
+               empty_extended=False):
     """Sector 0 with the primary records of *updates* (dicts: number 1-4,
     start, size, type "0x83", bootable) rewritten, the other records (the
     extended container among them) kept, and, when given, a new disk
     signature.  With *logicals* (the same dicts, numbers from 5, with
     ``ebr``: the new byte offset of each one's EBR), the EBR chain and the
-    extended record are written anew (see the module's docstring)."""
+    extended record are written anew (see the module's docstring).  With
+    *empty_extended* (the image has no logical partition), an extended
+    record that a partition of *updates* now overlaps is dropped: an empty
+    container, which would otherwise overlap it."""
     at = mbr.PARTITION_RECORD_OFFSET
     old = sector0[at:at + 64]
     extended = [old[16 * slot:16 * slot + 16] for slot in range(4)
@@ -179,6 +184,14 @@ def mbr_writes(sector0, updates, sector_size, signature=None, logicals=()):
                              "partition record for its logical partitions")
         ext_start, ext_size = chain[0]
         extended = [_record(False, extended[0][4], ext_start, ext_size)]
+    if empty_extended and not logicals:
+        spans = [(p["start"] // sector_size,
+                  (p["start"] + p["size"]) // sector_size) for p in updates]
+        extended = [r if not any(
+            start < r_start + r_size and r_start < end
+            for start, end in spans) else bytes(16)
+            for r in extended
+            for r_start, r_size in [struct.unpack_from("<II", r, 8)]]
     _place_extended(records, old, extended, {p["number"] for p in updates})
     return [(0, _with_records(sector0, bytes(records), signature))] + \
         [(lba * sector_size, ebr) for lba, ebr in chain[1:]]
@@ -196,6 +209,8 @@ def _place_extended(records, old, extended, taken):
     took that slot, in the first empty one.  TableError when none is."""
     slots = [slot for slot in range(4) if _is_extended(old, slot)]
     for slot, record in zip(slots, extended):
+        if not any(record):             # an empty one dropped
+            continue
         if slot + 1 in taken:
             empty = [s for s in range(4) if s + 1 not in taken and
                      not any(records[16 * s:16 * s + 16])]

@@ -218,3 +218,15 @@ def test_kept_partitions_get_primary_slots_and_leave_one_for_the_extended():
     assert kept_numbers(_plan([(1, 90), (5, 99)], [(3, 0)])) == [3]
     with pytest.raises(TargetError, match="extended partition"):
         kept_numbers(_plan([(1, 20), (5, 40)], [(2, 50), (3, 60), (4, 70)]))
+
+
+def test_an_empty_extended_partition_a_primary_grew_over_is_dropped():
+    old = sector0([(0, 0x83, 2048, 16384), (0, 0x05, 40960, 32768)])
+    grown = [row(1, 2048, 260096)]
+    assert records(mbr_writes(old, grown, S, empty_extended=True)[0][1]) \
+        == [(0, 0x83, 2048, 260096)] + [(0, 0, 0, 0)] * 3
+    # not overlapped, or not empty (its logicals stay): kept
+    kept = [row(1, 2048, 16384)]
+    assert records(mbr_writes(old, kept, S, empty_extended=True)[0][1]) \
+        == records(old)
+    assert records(mbr_writes(old, grown, S)[0][1])[1] == records(old)[1]

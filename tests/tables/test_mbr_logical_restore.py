@@ -281,3 +281,29 @@ def test_grow_beside_a_protected_partition_kept_at_the_end(source, tmp_path):
     assert sha256(target, oem[0] * S, oem[1] * S) == before
     assert _chain(target) == _as_sfdisk_writes(tmp_path, target)
     assert checked(target, manifest) == []
+
+
+def test_grow_over_an_empty_extended_partition_drops_it(tmp_path):
+    """A primary ext4 and an empty extended partition after it (sfdisk):
+    --grow extends the ext4 to the disk's end, and the empty container,
+    which it now covers, leaves the table (the plan says so) instead of
+    overlapping it; its EBR is not written inside the ext4."""
+    disk = tmp_path / "e.img"
+    rows = ["start=2048, size=32768, type=83",
+            "start=40960, size=32768, type=5"]
+    manifest = demodisk._build(disk, 64 * MiB, "dos", rows,
+                               [(1, "ext4", "mbr-one", MiB, 16 * MiB)], 20, 3)
+    image = tmp_path / "e.rdi"
+    rdeploy("capture", disk, image, "-q")
+    target = blank(tmp_path / "big.img", 128 * MiB)
+    plan = rdeploy("restore", image, target, "--grow", "--dry-run").stdout
+    assert "empty extended partition (EBR at byte 20971520) is dropped" \
+        in plan
+    rdeploy("restore", image, target, "--grow", "--yes")
+    end = 128 * MiB // S
+    assert _dump(target) == _expected(target, [(1, 2048, end - 2048, 83)])
+    _fdisk_clean(target)
+    assert checked(target, manifest) == []
+    with open(target, "rb") as f:
+        f.seek(40960 * S + 510)
+        assert f.read(2) != b"\x55\xaa"
