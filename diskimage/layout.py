@@ -18,15 +18,13 @@ Rules, in the order they apply:
 Starts are aligned to 1 MiB when they move; a GPT's backup always lands at
 the target's end.
 
-MBR logical partitions move and resize like primaries.  Each keeps the
+MBR logical partitions move and resize like primaries, each keeping the
 distance from its extended boot record (EBR) to its start (its *lead*, one
-alignment unit on an aligned disk), so the gap before it holds its EBR; when
-any logical moves or resizes, :func:`_chain` gives each its new EBR offset
-(``Placement.ebr``) and the table writer rewrites the chain (see
-:mod:`diskimage.tables.write`).  A chain that cannot be rewritten faithfully
-is refused (TargetError) rather than guessed at: logical partitions out of
-disk order, not next to each other, overlapping, or without their EBR just
-before them.
+alignment unit on an aligned disk).  When any logical moves or resizes,
+:func:`_chain` gives each its new EBR offset (``Placement.ebr``) and the
+table writer rewrites the chain (:mod:`diskimage.tables.write`); a chain
+that cannot be rewritten as it was is refused (TargetError), not guessed at:
+logicals out of disk order, apart, overlapping, or without their EBR.
 """
 
 from dataclasses import dataclass
@@ -304,14 +302,12 @@ def _chain(places, kind):
         if p.lead <= 0:
             refuse(f"partition {p.number} has no EBR in the gap just "
                    f"before it in the image")
-    ends = [None] + [p.new_start + p.new_size for p in places]
-    for p, prev_end in zip(places, ends):
-        if p.lead and prev_end is not None and p.new_start - p.lead < \
-                prev_end:
+    for prev, p in zip(places, places[1:]):    # a bug of _pack, not input
+        if p.new_start - p.lead < prev.new_start + prev.new_size:
             refuse(f"the EBR of partition {p.number} would overlap the "
-                   f"partition before it")     # a bug of _pack, not input
-        if p.lead:
-            p.ebr = p.new_start - p.lead
+                   f"partition before it")
+    for p in logical:
+        p.ebr = p.new_start - p.lead
 
 
 def plan_into(meta, number, slot_start, slot_size):
@@ -332,3 +328,71 @@ def plan_into(meta, number, slot_start, slot_size):
             f"filesystem ({p.fs or 'unknown'}) cannot be shrunk")
     p.new_start, p.new_size = slot_start, slot_size
     return p
+
+
+# -- what an MBR table rewrite needs besides the placements ---------------------
+
+def replaced_ebrs(meta, places):
+    """Indexes of the image's "ebr" areas a rewritten table does not write:
+    all of them when the chain is written anew (they would land at their
+    old places, inside partitions that moved), and any that lies in a
+    partition's new place (the EBR of an empty extended partition that a
+    primary grew over)."""
+    chain = any(p.ebr is not None for p in places)
+    return {i for i, a in enumerate(meta["areas"]) if a["kind"] == "ebr"
+            and (chain or covered(a, places))}
+
+
+def mbr_notes(meta, places):
+    """What the plan says of an MBR table rewritten for *places*."""
+    notes = []
+    dropped = [a for a in meta["areas"] if a["kind"] == "ebr" and
+               covered(a, places)]
+    if dropped and all(p.number < FIRST_LOGICAL for p in places):
+        notes.append(f"the empty extended partition (EBR at byte "
+                     f"{dropped[0]['start']}) is dropped: the new layout "
+                     f"covers it")
+    logical = [p for p in places if p.ebr is not None]
+    if logical:
+        end = logical[-1].new_start + logical[-1].new_size
+        notes.append(f"EBR chain rewritten: extended partition at bytes "
+                     f"{logical[0].ebr}-{end}, EBRs at " +
+                     ", ".join(str(p.ebr) for p in logical))
+    return notes
+
+
+def kept_slots(kind, places, kept, where):
+    """The table number each of *kept* (protected partitions of the
+    target, kept) gets in the new table: its own, or a free one when an
+    image partition has it or, on an MBR, when it was a logical partition
+    (only the image's logicals are in the EBR chain written).  On an MBR
+    the free numbers keep sector 0's records in disk order where they can
+    (fdisk warns otherwise): those after the image's partitions take the
+    last free slots.  TargetError (naming *where*) when no slot is left,
+    on an MBR with logicals one for the extended partition included."""
+    used = {p.number for p in places}
+    mbr = kind == "mbr"
+    numbers, needs = {}, []
+    for i, part in enumerate(kept):
+        if part.number in used or (mbr and part.number >= FIRST_LOGICAL):
+            needs.append(i)
+        else:
+            numbers[i] = part.number
+            used.add(part.number)
+    free = [n for n in range(1, 129 if kind == "gpt" else 5)
+            if n not in used]
+    if len(free) < len(needs):
+        raise TargetError(f"{where}: no free table slot for protected "
+                          f"partition {kept[needs[len(free)]].number}")
+    end = max((p.new_start + p.new_size for p in places), default=0)
+    after = sorted((i for i in needs if mbr and kept[i].start >= end),
+                   key=lambda i: kept[i].start)
+    before = [i for i in needs if i not in after]
+    numbers.update(zip(before, free))
+    numbers.update(zip(after, free[len(free) - len(after):]))
+    used |= set(numbers.values())
+    if mbr and len([n for n in used if n < FIRST_LOGICAL]) > 3 and \
+            any(p.number >= FIRST_LOGICAL for p in places):
+        raise TargetError(f"{where}: no MBR slot is left for the extended "
+                          f"partition beside the protected partitions kept")
+    return [numbers[i] for i in range(len(kept))]

@@ -196,14 +196,9 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         plan.sector_size != meta["table"]["sector_size"] or
         (kind == "gpt" and plan.target_size != meta["table"]["disk_size"]))
     if plan.rewrite_table:
-        # A rewritten EBR chain replaces the image's EBRs, which would
-        # land at their old places, inside partitions that moved (as would
-        # the EBR of an empty extended partition a primary grew over).
-        chain = any(p.ebr is not None for p in plan.placements)
+        skip = layout.replaced_ebrs(meta, plan.placements)
         plan.areas = {i for i, a in enumerate(meta["areas"])
-                      if a["kind"] != "gpt-backup" and
-                      not (a["kind"] == "ebr" and
-                           (chain or layout.covered(a, plan.placements)))}
+                      if a["kind"] != "gpt-backup" and i not in skip}
         ends = [p.new_start + p.new_size for p in plan.placements]
         plan.required_size = max(ends, default=0)
     else:
@@ -228,20 +223,8 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         # fails must not leave it to be found.
         tail = layout.usable("gpt", plan.target_size, plan.sector_size)[1]
         plan.guards.append((tail, plan.target_size))
-    dropped = [a for a in meta["areas"] if a["kind"] == "ebr" and
-               layout.covered(a, plan.placements)]
-    if plan.rewrite_table and dropped and \
-            all(p.number < layout.FIRST_LOGICAL for p in plan.placements):
-        plan.notes.append(f"the empty extended partition (EBR at byte "
-                          f"{dropped[0]['start']}) is dropped: the new "
-                          f"layout covers it")
-    logical = [p for p in plan.placements if p.ebr is not None]
-    if logical:
-        end = logical[-1].new_start + logical[-1].new_size
-        plan.notes.append(
-            f"EBR chain rewritten: extended partition at bytes "
-            f"{logical[0].ebr}-{end}, EBRs at " + ", ".join(
-                str(p.ebr) for p in logical))
+    if plan.rewrite_table:
+        plan.notes += layout.mbr_notes(meta, plan.placements)
     if plan.kept:
         plan.notes.append("kept: " + "; ".join(
             f"partition {p.number} ({reason})" for p, reason in plan.kept))
@@ -249,45 +232,10 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
 
 def kept_numbers(plan):
     """The table number each kept (protected) partition gets in the new
-    table: its own, or a free one when an image partition has it or, on
-    an MBR, when it was a logical partition (only the image's logicals are
-    in the EBR chain written).  On an MBR the free numbers keep sector 0's
-    records in disk order where they can (fdisk warns otherwise): those
-    after the image's partitions take the last free slots.  TargetError
-    when no slot is left."""
-    kind = plan.stream.metadata["table"]["kind"]
-    used = {p.number for p in plan.placements}
-    mbr = kind == "mbr"
-    numbers, needs = {}, []
-    for i, (part, _) in enumerate(plan.kept):
-        if part.number in used or (mbr and
-                                   part.number >= layout.FIRST_LOGICAL):
-            needs.append(i)
-        else:
-            numbers[i] = part.number
-            used.add(part.number)
-    free = [n for n in range(1, 129 if kind == "gpt" else 5)
-            if n not in used]
-    if len(free) < len(needs):
-        part = plan.kept[needs[len(free)]][0]
-        raise TargetError(f"{plan.target}: no free table slot for "
-                          f"protected partition {part.number}")
-    end = max((p.new_start + p.new_size for p in plan.placements),
-              default=0)
-    after = [i for i in needs if mbr and plan.kept[i][0].start >= end]
-    before = [i for i in needs if i not in after]
-    for i, number in zip(before, free):
-        numbers[i] = number
-    for i, number in zip(sorted(after, key=lambda i: plan.kept[i][0].start),
-                         free[len(free) - len(after):]):
-        numbers[i] = number
-    used |= set(numbers.values())
-    if mbr and len([n for n in used if n < layout.FIRST_LOGICAL]) > 3 and \
-            any(p.number >= layout.FIRST_LOGICAL for p in plan.placements):
-        raise TargetError(f"{plan.target}: no MBR slot is left for the "
-                          f"extended partition beside the protected "
-                          f"partitions kept")
-    return [numbers[i] for i in range(len(plan.kept))]
+    table (see :func:`layout.kept_slots`)."""
+    return layout.kept_slots(plan.stream.metadata["table"]["kind"],
+                             plan.placements, [p for p, _ in plan.kept],
+                             plan.target)
 
 
 def plan_kept_overlaps(plan):

@@ -152,17 +152,19 @@ def _with_records(sector0, records, signature=None):
     return bytes(out)
 
 
-def mbr_writes(sector0, updates, sector_size, signature=None, logicals=(),
-               empty_extended=False):
-    """Sector 0 with the primary records of *updates* (dicts: number 1-4,
-    start, size, type "0x83", bootable) rewritten, the other records (the
-    extended container among them) kept, and, when given, a new disk
-    signature.  With *logicals* (the same dicts, numbers from 5, with
-    ``ebr``: the new byte offset of each one's EBR), the EBR chain and the
-    extended record are written anew (see the module's docstring).  With
-    *empty_extended* (the image has no logical partition), an extended
-    record that a partition of *updates* now overlaps is dropped: an empty
-    container, which would otherwise overlap it."""
+def mbr_writes(sector0, rows, sector_size, signature=None, ebrs=None):
+    """Sector 0 with the primary records of *rows* (dicts: number, start,
+    size, type "0x83", bootable; numbers 1-4 primaries, from 5 logicals)
+    rewritten, the other records (the extended container among them)
+    kept, and, when given, a new disk signature.  With *ebrs* ({logical
+    number: the new byte offset of its EBR}), the EBR chain and the
+    extended record are written anew (see the module's docstring).  When
+    *rows* hold no logical, an extended record that a primary now overlaps
+    is dropped: an empty container, which would otherwise overlap it."""
+    updates = [p for p in rows if p["number"] < mbr.FIRST_LOGICAL]
+    logicals = [dict(p, ebr=ebrs[p["number"]]) for p in rows
+                if p["number"] in (ebrs or {})]
+    empty_extended = len(updates) == len(rows)
     at = mbr.PARTITION_RECORD_OFFSET
     old = sector0[at:at + 64]
     extended = [old[16 * slot:16 * slot + 16] for slot in range(4)

@@ -15,7 +15,8 @@ import pytest
 
 from diskimage.errors import TableError, TargetError
 from diskimage.layout import plan_layout
-from diskimage.tables.write import ebr_chain, mbr_writes
+from diskimage.tables.write import ebr_chain
+from diskimage.tables.write import mbr_writes as _mbr_writes
 
 MiB = 1 << 20
 S = 512
@@ -34,6 +35,13 @@ def sector0(recs):
                          kind, b"\0" * 3, start, size)
     out[510:512] = b"\x55\xaa"
     return bytes(out)
+
+
+def mbr_writes(sector0, rows, ss, logicals=()):
+    """tablewrite.mbr_writes of primaries and logicals, each logical's EBR
+    from its row."""
+    return _mbr_writes(sector0, rows + list(logicals), ss, None,
+                       {p["number"]: p["ebr"] for p in logicals})
 
 
 def row(number, start, size, kind="0x83", ebr=None, boot=False):
@@ -223,10 +231,12 @@ def test_kept_partitions_get_primary_slots_and_leave_one_for_the_extended():
 def test_an_empty_extended_partition_a_primary_grew_over_is_dropped():
     old = sector0([(0, 0x83, 2048, 16384), (0, 0x05, 40960, 32768)])
     grown = [row(1, 2048, 260096)]
-    assert records(mbr_writes(old, grown, S, empty_extended=True)[0][1]) \
-        == [(0, 0x83, 2048, 260096)] + [(0, 0, 0, 0)] * 3
-    # not overlapped, or not empty (its logicals stay): kept
+    assert records(mbr_writes(old, grown, S)[0][1]) == \
+        [(0, 0x83, 2048, 260096)] + [(0, 0, 0, 0)] * 3
+    # not overlapped, or not empty (its logicals stay where they were and
+    # keep their EBRs): kept
     kept = [row(1, 2048, 16384)]
-    assert records(mbr_writes(old, kept, S, empty_extended=True)[0][1]) \
-        == records(old)
-    assert records(mbr_writes(old, grown, S)[0][1])[1] == records(old)[1]
+    assert records(mbr_writes(old, kept, S)[0][1]) == records(old)
+    unmoved = row(5, 43008, 100)
+    assert records(mbr_writes(old, grown + [unmoved], S)[0][1])[1] == \
+        records(old)[1]
