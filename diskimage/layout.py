@@ -19,23 +19,22 @@ Starts are aligned to 1 MiB when they move; a GPT's backup always lands at
 the target's end.
 
 MBR logical partitions move and resize like primaries, each keeping the
-distance from its extended boot record (EBR) to its start (its *lead*, one
-alignment unit on an aligned disk).  When any logical moves or resizes,
-:func:`_chain` gives each its new EBR offset (``Placement.ebr``) and the
-table writer rewrites the chain (:mod:`diskimage.tables.write`); a chain
-that cannot be rewritten as it was is refused (TargetError), not guessed at:
-logicals out of disk order, apart, overlapping, or without their EBR.
+distance from its extended boot record (EBR) to its start (its *lead*).
+When any of them moves or resizes, :func:`diskimage.mbrlayout.chain` gives
+each its new EBR offset (``Placement.ebr``) for the table writer, or
+refuses (TargetError) a chain that cannot be kept as it was.
 """
 
 from dataclasses import dataclass
 
+from . import mbrlayout
 from .fs import resize as fsresize
 from .errors import InputError, TargetError
 from .sizes import format_size
 
 ALIGN = 1 << 20
 GPT_ARRAY_BYTES = 128 * 128
-FIRST_LOGICAL = 5
+FIRST_LOGICAL = mbrlayout.FIRST_LOGICAL
 MODES = ("keep", "grow", "proportional")
 
 
@@ -100,7 +99,7 @@ def _down(n, align=ALIGN):
 
 def image_placements(meta, numbers=None):
     """A Placement per image partition (or per chosen number), unmoved."""
-    leads = _leads(meta)
+    leads = mbrlayout.leads(meta)
     out = []
     for index, area in enumerate(meta["areas"]):
         if area["kind"] != "partition":
@@ -116,15 +115,6 @@ def image_placements(meta, numbers=None):
                              leads.get(area["start"], 0)
                              if area["partition"] >= FIRST_LOGICAL else 0))
     return sorted(out, key=lambda p: p.old_start)
-
-
-def _leads(meta):
-    """{start of an MBR logical partition: bytes from the EBR before it},
-    from the image's "ebr" areas (each runs from an EBR to its logical)."""
-    if meta["table"]["kind"] != "mbr":
-        return {}
-    return {a["start"] + a["size"]: a["size"] for a in meta["areas"]
-            if a["kind"] == "ebr"}
 
 
 def _window(first, end, protected, origin):
@@ -149,9 +139,9 @@ def _window(first, end, protected, origin):
 def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
                 protected=(), kind=None):
     """Placements of every image partition on a target of *target_size*
-    bytes; raises TargetError (too small, by how much; a layout that would
-    rewrite an MBR logical partition's EBR chain faithfully) or InputError (--size of a partition
-    the image does not hold).
+    bytes; raises TargetError (too small, by how much; MBR logical
+    partitions that would move but whose EBR chain cannot be kept) or
+    InputError (--size of a partition the image does not hold).
     *protected* lists (start, end) byte ranges that must stay untouched."""
     if mode not in MODES:
         raise ValueError(mode)
@@ -166,7 +156,7 @@ def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
         raise InputError(f"--size: the image has no partition {unknown[0]}")
     first, end = usable(kind, target_size, target_sector)
     img_first, img_end = usable(kind, table["disk_size"], table["sector_size"])
-    origin = places[0].old_start
+    origin = places[0].old_start - places[0].lead    # an EBR before it
     lo, hi = _window(first, end, protected, origin)
 
     if mode == "proportional":
@@ -192,7 +182,7 @@ def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
     if mode == "grow":
         last = places[-1]
         last.new_size = _down(hi - last.new_start, target_sector)
-    _chain(places, kind)
+    mbrlayout.chain(places, kind)
     return places
 
 
@@ -238,78 +228,6 @@ def _shrink(places, lo, hi, fixed, target_size):
     _pack(places, lo)
 
 
-def covered(area, places):
-    """True when the image area lies in a partition's new place."""
-    return any(p.new_start < area["start"] + area["size"] and
-               area["start"] < p.new_start + p.new_size for p in places)
-
-
-def check_chain(meta):
-    """InputError when the image's MBR logical partitions cannot be laid
-    down again whatever the layout: one whose EBR the image does not hold
-    (it lay inside another partition, whose used blocks left it out), so
-    a table written from the image would end its chain there and lose that
-    partition and every one after it."""
-    if meta["table"]["kind"] != "mbr":
-        return
-    for p in image_placements(meta):
-        if p.number >= FIRST_LOGICAL and p.lead <= 0:
-            raise InputError(
-                f"the image's EBR chain cannot be written again: it "
-                f"holds no EBR just before logical partition {p.number} "
-                f"(the EBR lay inside another partition: their records "
-                f"overlap, see the capture's warnings), so the restored "
-                f"table would lose partition {p.number} and those after "
-                f"it; restore its partitions into a table made for them "
-                f"(--partitions, --into)")
-
-
-def _chain(places, kind):
-    """When an MBR logical partition moves or resizes, the new EBR offset
-    of each (``Placement.ebr``), or TargetError when the image's chain
-    cannot be rewritten as it was: the chain order (the partition numbers)
-    must be the disk order, the logicals next to each other with no
-    primary between, none overlapping another, each with its EBR in the
-    gap before it."""
-    if kind != "mbr":
-        return
-    logical = [p for p in places if p.number >= FIRST_LOGICAL]
-    if not any((p.new_start, p.new_size) != (p.old_start, p.old_size)
-               for p in logical):
-        return
-
-    def refuse(why):
-        raise TargetError(
-            f"the MBR logical partitions would move or resize, but {why}; "
-            f"their EBR chain is rewritten only when it can be kept as it "
-            f"was (restore onto a disk of the same size without --grow, "
-            f"--resize or --size to keep them where they were)")
-
-    for a, b in zip(places, places[1:]):
-        if b.old_start < a.old_start + a.old_size:
-            refuse(f"partitions {a.number} and {b.number} overlap in the "
-                   f"image")
-    if [p.number for p in logical] != sorted(p.number for p in logical):
-        refuse("their chain order (" + ", ".join(
-            str(p.number) for p in logical) + " on the disk) is not their "
-            "disk order")
-    first = places.index(logical[0])
-    between = places[first:first + len(logical)]
-    if between != logical:
-        stray = next(p for p in between if p.number < FIRST_LOGICAL)
-        refuse(f"primary partition {stray.number} lies between them")
-    for p in logical:
-        if p.lead <= 0:
-            refuse(f"partition {p.number} has no EBR in the gap just "
-                   f"before it in the image")
-    for prev, p in zip(places, places[1:]):    # a bug of _pack, not input
-        if p.new_start - p.lead < prev.new_start + prev.new_size:
-            refuse(f"the EBR of partition {p.number} would overlap the "
-                   f"partition before it")
-    for p in logical:
-        p.ebr = p.new_start - p.lead
-
-
 def plan_into(meta, number, slot_start, slot_size):
     """The placement of image partition *number* into a target slot."""
     places = image_placements(meta, {number})
@@ -328,37 +246,6 @@ def plan_into(meta, number, slot_start, slot_size):
             f"filesystem ({p.fs or 'unknown'}) cannot be shrunk")
     p.new_start, p.new_size = slot_start, slot_size
     return p
-
-
-# -- what an MBR table rewrite needs besides the placements ---------------------
-
-def replaced_ebrs(meta, places):
-    """Indexes of the image's "ebr" areas a rewritten table does not write:
-    all of them when the chain is written anew (they would land at their
-    old places, inside partitions that moved), and any that lies in a
-    partition's new place (the EBR of an empty extended partition that a
-    primary grew over)."""
-    chain = any(p.ebr is not None for p in places)
-    return {i for i, a in enumerate(meta["areas"]) if a["kind"] == "ebr"
-            and (chain or covered(a, places))}
-
-
-def mbr_notes(meta, places):
-    """What the plan says of an MBR table rewritten for *places*."""
-    notes = []
-    dropped = [a for a in meta["areas"] if a["kind"] == "ebr" and
-               covered(a, places)]
-    if dropped and all(p.number < FIRST_LOGICAL for p in places):
-        notes.append(f"the empty extended partition (EBR at byte "
-                     f"{dropped[0]['start']}) is dropped: the new layout "
-                     f"covers it")
-    logical = [p for p in places if p.ebr is not None]
-    if logical:
-        end = logical[-1].new_start + logical[-1].new_size
-        notes.append(f"EBR chain rewritten: extended partition at bytes "
-                     f"{logical[0].ebr}-{end}, EBRs at " +
-                     ", ".join(str(p.ebr) for p in logical))
-    return notes
 
 
 def kept_slots(kind, places, kept, where):

@@ -14,7 +14,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 
-from . import layout
+from . import layout, mbrlayout
 from .fs import registry
 from .host.device import open_source
 from .host.links import refuse_dangling_link
@@ -172,7 +172,7 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
     """A whole-disk restore: the image's layout, fitted to the target."""
     meta = plan.stream.metadata
     kind = meta["table"]["kind"]
-    layout.check_chain(meta)
+    mbrlayout.check_chain(meta)
     if target_table is not None and not overwrite_protected:
         plan.kept = protected_partitions(target_table)
     if kind == "none" or (target_table is None and mode == "keep"
@@ -196,7 +196,7 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         plan.sector_size != meta["table"]["sector_size"] or
         (kind == "gpt" and plan.target_size != meta["table"]["disk_size"]))
     if plan.rewrite_table:
-        skip = layout.replaced_ebrs(meta, plan.placements)
+        skip = mbrlayout.replaced_ebrs(meta, plan.placements)
         plan.areas = {i for i, a in enumerate(meta["areas"])
                       if a["kind"] != "gpt-backup" and i not in skip}
         ends = [p.new_start + p.new_size for p in plan.placements]
@@ -224,7 +224,7 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         tail = layout.usable("gpt", plan.target_size, plan.sector_size)[1]
         plan.guards.append((tail, plan.target_size))
     if plan.rewrite_table:
-        plan.notes += layout.mbr_notes(meta, plan.placements)
+        plan.notes += mbrlayout.mbr_notes(meta, plan.placements)
     if plan.kept:
         plan.notes.append("kept: " + "; ".join(
             f"partition {p.number} ({reason})" for p, reason in plan.kept))
@@ -273,7 +273,7 @@ def _plan_slots(plan, target_table, partitions, image_parts):
             _refuse_protected(plan, target_table, slot, False)
     keep = {image_parts[n] for n in partitions}
     if plan.write_table:
-        layout.check_chain(meta)
+        mbrlayout.check_chain(meta)
         keep |= {i for i, a in enumerate(meta["areas"])
                  if a["kind"] in TABLE_KINDS}
     plan.areas = keep

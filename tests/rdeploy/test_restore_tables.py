@@ -1,5 +1,5 @@
-"""Restores between sector sizes (512 to 4096) and of MBR disks: logical
-partitions stay or grow, hybrid MBR records follow their GPT partitions.  Checked
+"""Restores between sector sizes (512 to 4096) and of MBR disks: logicals
+stay or grow, hybrid MBR records follow their GPT partitions.  Checked
 by sfdisk, sgdisk -v and each filesystem's fsck."""
 
 import os

@@ -175,6 +175,9 @@ def test_a_primary_after_the_extended_keeps_its_gap():
     # logical 5 overlaps logical 6
     ([(1, 1, 8, "ext4"), (5, 10, 10, "ext4"), (6, 19, 8, "ext4")],
      [(9, 1)], "5 and 6 overlap"),
+    # logical 5 not in the image (captured with --partitions=1,6)
+    ([(1, 1, 8, "ext4"), (6, 19, 8, "ext4")], [(9, 1), (18, 1)],
+     r"logical partitions \[6\] only"),
     # no EBR area before logical 6 (its EBR sat elsewhere, cut away)
     ([(1, 1, 8, "ext4"), (5, 10, 8, "ext4"), (6, 18, 8, "ext4")],
      [(9, 1)], "partition 6 has no EBR"),
@@ -200,7 +203,7 @@ def test_a_dos_era_lead_of_63_sectors_is_kept():
                    (6, 23 * MiB, 23 * MiB - 63 * S)]
 
 
-# -- protected partitions kept beside them -------------------------------------
+# -- protected partitions kept beside them ------------------------------------
 
 def _plan(numbers, kept):
     """Image partitions (number, end MiB) and kept (number, start MiB)."""
@@ -240,3 +243,13 @@ def test_an_empty_extended_partition_a_primary_grew_over_is_dropped():
     unmoved = row(5, 43008, 100)
     assert records(mbr_writes(old, grown + [unmoved], S)[0][1])[1] == \
         records(old)[1]
+
+
+def test_an_image_of_the_logicals_alone_stays_and_grows_in_place():
+    """`capture --partitions=5,6`: the first placement is a logical whose
+    EBR lies before it; nothing moves without options, and --grow keeps
+    the EBRs where they were."""
+    m = meta([(5, 10, 8, "ext4"), (6, 19, 8, "ntfs")], [(9, 1), (18, 1)])
+    assert places(m, 64 * MiB) == {5: (10, 8, None), 6: (19, 8, None)}
+    assert places(m, 64 * MiB, mode="grow") == {5: (10, 8, 9),
+                                                6: (19, 45, 18)}

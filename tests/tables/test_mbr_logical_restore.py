@@ -307,3 +307,20 @@ def test_grow_over_an_empty_extended_partition_drops_it(tmp_path):
     with open(target, "rb") as f:
         f.seek(40960 * S + 510)
         assert f.read(2) != b"\x55\xaa"
+
+
+def test_an_image_of_the_last_logical_alone_is_not_moved(source, tmp_path):
+    """`capture --partitions=6`: restored where it was, but not moved (a
+    chain of 6 alone would make it 5): refused before a byte is written,
+    where it once failed after wiping the table (exit 8)."""
+    disk, _, manifest = source
+    image = tmp_path / "p6.rdi"
+    rdeploy("capture", disk, image, "--partitions=6", "-q")
+    target = blank(tmp_path / "big.img", 2 * SOURCE)
+    err = rdeploy("restore", image, target, "--grow", "--yes", code=5).stderr
+    assert "logical partitions [6] only" in err
+    assert sha256(target) == sha256(blank(tmp_path / "z.img", 2 * SOURCE))
+    rdeploy("restore", image, target, "--yes")
+    assert _dump(target)[-1].split(":")[1] == _dump(disk)[-1].split(":")[1]
+    assert checked(target, {"partitions": {6: manifest["partitions"][6]}}) \
+        == []
