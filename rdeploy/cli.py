@@ -96,8 +96,8 @@ Exit codes:
   3 bad input (missing or unusable source, a source mounted read-write, an
   existing IMAGE without --force, not an image, a missing volume,
   a terminal); 4 damaged image (checksum, truncated, bad record); 5 target
-  refused (too small, mounted, the source, other sector size, an MBR
-  logical partition that would move, not confirmed); 6 no space left;
+  refused (too small, mounted, the source, other sector size, MBR logical
+  partitions that cannot move, not confirmed); 6 no space left;
   7 unsupported image version or codec; 8 failed after the first write
   (the target was changed and has no valid table); 9 busy (another process
   is writing the same image); 10 a needed tool is not installed (named with
