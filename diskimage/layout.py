@@ -99,7 +99,8 @@ def image_placements(meta, numbers=None):
             else None
         out.append(Placement(area["partition"], index, fs, area["start"],
                              area["size"], area["start"], area["size"],
-                             fsresize.min_size(fs, used, area["size"])))
+                             fsresize.min_size(fs, used, area["size"],
+                                               area.get("block_size"))))
     return sorted(out, key=lambda p: p.old_start)
 
 

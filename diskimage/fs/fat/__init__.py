@@ -1,9 +1,11 @@
 """FAT12, FAT16 and FAT32: detected by the type string in the boot sector,
-used clusters from the FAT (used), grown here (grow), a new volume ID
+used clusters from the FAT (used), grown here (grow), shrunk here
+(shrink, with the FAT's chains in chains), a new volume ID
 written here (tools), reached inside with mtools (mtools)."""
 
 from ..record import Filesystem
 from . import tools
+from .shrink import min_size
 from .used import open_volume
 
 # (kind, offset of the BS_FilSysType string, the string), in the order asked
@@ -29,7 +31,8 @@ def detect(read):
 FILESYSTEM = Filesystem(
     kinds=("fat12", "fat16", "fat32"), family="fat", title="FAT12/16/32",
     aliases=("fat", "vfat", "msdos"), detect=detect, open_map=open_volume,
-    check=("fsck.fat", "-n"), grow=tools.grow, new_ids=tools.new_ids,
+    check=("fsck.fat", "-n"), grow=tools.grow, shrink=tools.shrink,
+    min_size=min_size, new_ids=tools.new_ids,
     tools=("fsck.fat", "mcopy"),
     browse="fat", edit="mtools", links=False,
     mbr_type={"fat12": "1", "fat16": "e", "fat32": "c"},

@@ -1,0 +1,203 @@
+"""diskimage.fs.fat.shrink on FAT12, FAT16 and FAT32 volumes made by mkfs.fat
+and filled by mtools so that data sits near the end (a tree with long names
+and subdirectories low, fillers, a directory tree high, every other filler
+deleted, a fragmented file in the holes, the other fillers deleted): shrunk
+directly and through `rdeploy restore` onto a smaller disk, then fsck.fat -n
+is clean (it also checks FSInfo's free count, that the FAT copies agree and
+each file's chain against its size), every file's sha256 matches (mcopy out)
+and minfo reads the new size.  Targets that cannot hold the data, or would
+take a volume out of its type's cluster range, are refused untouched with
+the size needed."""
+
+import json
+import os
+import random
+import re
+
+import pytest
+
+import demodisk
+from diskimage.fs.fat import shrink as fatshrink
+from tests.fsbuild import fat_bytes, mtools, write_file
+from tests.fsmaps import (KiB, MiB, check_fs, partitioned_disk, rdeploy, run,
+                          random_fill)
+
+pytestmark = pytest.mark.needs("mkfs.fat", "fsck.fat", "mcopy", "minfo",
+                               "mshowfat", "mdel", "sfdisk", "losetup")
+
+
+def clusters(image):
+    """(used, total) clusters as fsck.fat counts them; asserts it is
+    clean."""
+    done = run("fsck.fat", "-n", image, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    used, total = re.search(r"(\d+)/(\d+) clusters", done.stdout).groups()
+    return int(used), int(total)
+
+
+def highest_cluster(image, paths):
+    """The highest cluster mshowfat lists for any of `paths`."""
+    out = mtools("mshowfat", "-i", image, *paths)
+    return max(int(n) for n in re.findall(r"\d+", re.sub(r"^.*?:", "", out,
+                                                          flags=re.M)))
+
+
+def make_high_fat(tmp_path, bits, size_kib, *options, piece=16 * KiB):
+    """A FAT whose data reaches its end: see the module's docstring.
+    Returns (image, digests, the high files' mtools paths)."""
+    image = tmp_path / "fs.img"
+    run("mkfs.fat", "-C", "-F", bits, "-n", f"SH-FAT{bits}", *options, image,
+        size_kib)
+    source = tmp_path / "src"
+    digests = {f"tree/{k}": v for k, v in demodisk.make_tree(
+        source / "tree", 40 if size_kib < 8192 else 80, bits,
+        max_size=8 * KiB).items()}
+    mtools("mcopy", "-s", "-Q", "-i", image, source / "tree", "::/")
+    high = {f"high/{k}": v for k, v in demodisk.make_tree(
+        source / "high", 14, bits + 1, max_size=6 * KiB).items()}
+    high_bytes = sum(os.path.getsize(source / p) + 8 * KiB for p in high)
+    free = int(re.search(r"([\d ]+) bytes free", mtools(
+        "mdir", "-i", image, "::/")).group(1).replace(" ", ""))
+    count = (free - high_bytes - 4 * piece) // piece
+    rng = random.Random(bits)
+    for i in range(count):
+        write_file(source, f"fill/f{i:04d}.bin", rng.randbytes(piece), {})
+    mtools("mcopy", "-s", "-Q", "-i", image, source / "fill", "::/")
+    mtools("mcopy", "-s", "-Q", "-i", image, source / "high", "::/")
+    digests.update(high)
+    mtools("mdel", "-i", image,
+           *[f"::/fill/f{i:04d}.bin" for i in range(0, count, 2)])
+    write_file(source, "fragmented.bin", rng.randbytes(12 * piece), digests)
+    mtools("mcopy", "-Q", "-i", image, source / "fragmented.bin", "::/")
+    chains = mtools("mshowfat", "-i", image, "::/fragmented.bin")
+    assert chains.count("<") > 4, chains
+    mtools("mdel", "-i", image,
+           *[f"::/fill/f{i:04d}.bin" for i in range(1, count, 2)])
+    return image, digests, [f"::/{p}" for p in high]
+
+
+# (bits, size KiB, mkfs options, filler piece, target bytes)
+VOLUMES = {
+    "fat12": (12, 4000, ["-s", "2"], 16 * KiB, 1536 * KiB),
+    "fat16": (16, 24 * KiB, ["-s", "4"], 32 * KiB, 10 * MiB),
+    "fat32": (32, 72 * KiB, ["-s", "1"], 64 * KiB, 40 * MiB),
+}
+
+
+@pytest.mark.parametrize("name", VOLUMES)
+def test_shrunk_volume_is_clean_and_holds_every_file(tmp_path, name):
+    bits, size_kib, options, piece, target = VOLUMES[name]
+    image, digests, high = make_high_fat(tmp_path, bits, size_kib, *options,
+                                         piece=piece)
+    used, total = clusters(image)
+    cluster = int(options[1]) * 512
+    new_clusters = (target - 64 * KiB) // cluster
+    # the test is only worth something when data sits past the new end
+    assert highest_cluster(image, high) > new_clusters
+    reached = fatshrink.shrink(str(image), target)
+    assert target - cluster - 8 * 512 < reached <= target
+    os.truncate(image, reached)
+    assert fat_bytes(image) == reached
+    assert clusters(image)[0] == used
+    assert clusters(image)[1] < total
+    assert highest_cluster(image, high) < clusters(image)[1] + 2
+    check_fs(image, 0, reached, f"fat{bits}", digests)
+
+
+def test_fat12_shrinks_twice_and_fats_get_shorter(tmp_path):
+    bits, size_kib, options, piece, _ = VOLUMES["fat12"]
+    image, digests, _ = make_high_fat(tmp_path, bits, size_kib, *options,
+                                      piece=piece)
+    before = re.search(r"Fat size: (\d+)", run("fsck.fat", "-nv", image)
+                       .stdout)
+    for target in (2 * MiB, 1200 * KiB):
+        reached = fatshrink.shrink(str(image), target)
+        os.truncate(image, reached)
+        check_fs(image, 0, reached, "fat12", digests)
+    after = re.search(r"Fat size: (\d+)", run("fsck.fat", "-nv", image)
+                      .stdout)
+    if before and after:
+        assert int(after.group(1)) < int(before.group(1))
+
+
+def test_too_small_a_target_is_refused_untouched_with_the_size(tmp_path):
+    bits, size_kib, options, piece, _ = VOLUMES["fat12"]
+    image, _, _ = make_high_fat(tmp_path, bits, size_kib, *options,
+                                piece=piece)
+    used, _ = clusters(image)
+    before = run("sha256sum", image).stdout
+    with pytest.raises(fatshrink.FatShrinkError,
+                       match=rf"{used} used clusters of 1024 bytes do not "
+                             rf"fit .* needs at least (\d+) bytes") as err:
+        fatshrink.shrink(str(image), used * 1024 // 2)
+    need = int(re.search(r"at least (\d+) bytes", str(err.value)).group(1))
+    assert used * 1024 < need < used * 1024 + 64 * KiB
+    assert run("sha256sum", image).stdout == before
+
+
+def test_fat16_stays_above_4084_clusters(tmp_path):
+    bits, size_kib, options, piece, _ = VOLUMES["fat16"]
+    image, _, _ = make_high_fat(tmp_path, bits, size_kib, *options,
+                                piece=piece)
+    before = run("sha256sum", image).stdout
+    with pytest.raises(fatshrink.FatShrinkError,
+                       match=r"FAT16 needs at least 4085 clusters.* at least "
+                             r"\d+ bytes"):
+        fatshrink.shrink(str(image), 4 * MiB)
+    assert run("sha256sum", image).stdout == before
+
+
+def test_fat32_stays_above_65524_clusters(tmp_path):
+    bits, size_kib, options, piece, _ = VOLUMES["fat32"]
+    image, _, _ = make_high_fat(tmp_path, bits, size_kib, *options,
+                                piece=piece)
+    before = run("sha256sum", image).stdout
+    with pytest.raises(fatshrink.FatShrinkError,
+                       match=r"FAT32 needs at least 65525 clusters"):
+        fatshrink.shrink(str(image), 30 * MiB)
+    assert run("sha256sum", image).stdout == before
+
+
+def _partition(path):
+    table = json.loads(run("sfdisk", "--json", path).stdout)["partitiontable"]
+    part, = table["partitions"]
+    return part["start"] * 512, part["size"] * 512
+
+
+def test_restore_onto_a_smaller_disk_shrinks_fat32(tmp_path):
+    bits, size_kib, options, piece, _ = VOLUMES["fat32"]
+    fs_image, digests, _ = make_high_fat(tmp_path, bits, size_kib, *options,
+                                         piece=piece)
+    disk = tmp_path / "disk.img"
+    partitioned_disk(disk, [(fs_image, "fat32")])
+    image = tmp_path / "disk.rdi"
+    rdeploy("capture", disk, image, "--progress=none")
+    target = tmp_path / "small.img"
+    random_fill(target, 44 * MiB, 3)
+    plan = rdeploy("restore", image, target, "--dry-run").stdout
+    assert "shrink" in plan, plan
+    rdeploy("restore", image, target, "--yes", "--progress=none")
+    start, size = _partition(target)
+    assert start + size <= 44 * MiB
+    reached = fat_bytes(f"{target}@@{start}")
+    assert size - 4 * KiB < reached <= size
+    check_fs(target, start, size, "fat32", digests)
+
+
+def test_restore_refuses_a_disk_too_small_for_the_type(tmp_path):
+    bits, size_kib, options, piece, _ = VOLUMES["fat32"]
+    fs_image, _, _ = make_high_fat(tmp_path, bits, size_kib, *options,
+                                   piece=piece)
+    disk = tmp_path / "disk.img"
+    partitioned_disk(disk, [(fs_image, "fat32")])
+    image = tmp_path / "disk.rdi"
+    rdeploy("capture", disk, image, "--progress=none")
+    target = tmp_path / "tiny.img"
+    random_fill(target, 24 * MiB, 3)
+    before = run("sha256sum", target).stdout
+    done = rdeploy("restore", image, target, "--yes", "--progress=none",
+                   check=False)
+    assert done.returncode == 5, done.stderr
+    need = int(re.search(r"needs (\d+)", done.stderr).group(1))
+    assert need > 32 * MiB          # 65525 clusters of 512 bytes and more
+    assert run("sha256sum", target).stdout == before
