@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import struct
 
 import pytest
 
@@ -158,6 +159,60 @@ def test_fat32_stays_above_65524_clusters(tmp_path):
     assert run("sha256sum", image).stdout == before
 
 
+def move_fat32_root_high(image):
+    """Move the FAT32 root directory's first cluster into the highest free
+    cluster by hand (mkfs.fat always puts it at cluster 2): the cluster
+    copied, its FAT entry in every copy, BPB_RootClus (byte 44) in the boot
+    sector and its backup.  Returns the new root cluster."""
+    with open(image, "r+b") as f:
+        boot = bytearray(f.read(512))
+        bps, spc, rsvd, nfats = struct.unpack_from("<HBHB", boot, 11)
+        total, fat_sectors = struct.unpack_from("<II", boot, 32)
+        root, = struct.unpack_from("<I", boot, 44)
+        backup, = struct.unpack_from("<H", boot, 50)
+        data, size = (rsvd + nfats * fat_sectors) * bps, bps * spc
+        count = (total * bps - data) // size
+        f.seek(rsvd * bps)
+        fat = bytearray(f.read(fat_sectors * bps))
+        new = next(c for c in range(count + 1, 2, -1)
+                   if struct.unpack_from("<I", fat, 4 * c)[0] & 0x0FFFFFFF
+                   == 0)
+        f.seek(data + (root - 2) * size)
+        content = f.read(size)
+        f.seek(data + (new - 2) * size)
+        f.write(content)
+        fat[4 * new:4 * new + 4] = fat[4 * root:4 * root + 4]
+        fat[4 * root:4 * root + 4] = bytes(4)
+        for number in range(nfats):
+            f.seek((rsvd + number * fat_sectors) * bps)
+            f.write(fat)
+        struct.pack_into("<I", boot, 44, new)
+        for sector in (0, backup):
+            f.seek(sector * bps)
+            f.write(boot)
+    return new
+
+
+def test_fat32_root_cluster_past_the_end_moves(tmp_path):
+    bits, size_kib, options, piece, target = VOLUMES["fat32"]
+    image, digests, _ = make_high_fat(tmp_path, bits, size_kib, *options,
+                                      piece=piece)
+    for i in range(30):         # a root directory of several clusters
+        write_file(tmp_path / "src", f"root/long root name {i:02d}.txt",
+                   b"x" * i, digests)
+    mtools("mcopy", "-Q", "-i", image,
+           *sorted((tmp_path / "src" / "root").iterdir()), "::/")
+    digests = {k.removeprefix("root/"): v for k, v in digests.items()}
+    root = move_fat32_root_high(image)
+    assert root > target // 512
+    check_fs(image, 0, os.path.getsize(image), "fat32", digests)
+    reached = fatshrink.shrink(str(image), target)
+    os.truncate(image, reached)
+    check_fs(image, 0, reached, "fat32", digests)
+    out = mtools("minfo", "-i", image, "::")
+    assert int(re.search(r"rootCluster=(\d+)", out).group(1)) < root
+
+
 def _partition(path):
     table = json.loads(run("sfdisk", "--json", path).stdout)["partitiontable"]
     part, = table["partitions"]
@@ -201,3 +256,36 @@ def test_restore_refuses_a_disk_too_small_for_the_type(tmp_path):
     need = int(re.search(r"needs (\d+)", done.stderr).group(1))
     assert need > 32 * MiB          # 65525 clusters of 512 bytes and more
     assert run("sha256sum", target).stdout == before
+
+
+def small_fat16(tmp_path):
+    """A FAT16 of 24 MiB with a tree copied in: (image, bytes per FAT,
+    offset of the first FAT, clusters)."""
+    image = tmp_path / "fs.img"
+    run("mkfs.fat", "-C", "-F", 16, "-s", 4, image, 24 * KiB)
+    demodisk.make_tree(tmp_path / "tree", 20, 7, max_size=8 * KiB)
+    mtools("mcopy", "-s", "-Q", "-i", image, tmp_path / "tree", "::/")
+    with open(image, "rb") as f:
+        boot = f.read(512)
+    bps, _, rsvd, _, _, total16, _, fat16 = struct.unpack_from(
+        "<HBHBHHBH", boot, 11)
+    total = total16 or struct.unpack_from("<I", boot, 32)[0]
+    data = (rsvd + 2 * fat16) * bps + 512 * 32
+    return image, fat16 * bps, rsvd * bps, (total * bps - data) // 2048
+
+
+@pytest.mark.parametrize("copies", [(0, 1), (1,)], ids=["lost", "differ"])
+def test_a_fat_that_cannot_be_trusted_is_refused_untouched(tmp_path,
+                                                           copies):
+    """A used cluster on no chain (lost: fsck.fat would free it), or FAT
+    copies that disagree: nothing is moved, the reason is given."""
+    image, fat_bytes_, fat_at, count = small_fat16(tmp_path)
+    with open(image, "r+b") as f:
+        for copy in copies:     # the last cluster marked end-of-chain
+            f.seek(fat_at + copy * fat_bytes_ + 2 * (count + 1))
+            f.write(b"\xff\xff")
+    before = run("sha256sum", image).stdout
+    reason = "lost clusters" if len(copies) == 2 else "FAT copy 1 differs"
+    with pytest.raises(fatshrink.FatShrinkError, match=reason):
+        fatshrink.shrink(str(image), 12 * MiB)
+    assert run("sha256sum", image).stdout == before
