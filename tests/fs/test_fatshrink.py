@@ -36,6 +36,12 @@ def clusters(image):
     return int(used), int(total)
 
 
+def fat_length(image):
+    """Bytes per FAT, as fsck.fat -v reads the boot sector."""
+    out = run("fsck.fat", "-nv", image).stdout
+    return int(re.search(r"(\d+) bytes per FAT", out).group(1))
+
+
 def highest_cluster(image, paths):
     """The highest cluster mshowfat lists for any of `paths`."""
     out = mtools("mshowfat", "-i", image, *paths)
@@ -95,6 +101,7 @@ def test_shrunk_volume_is_clean_and_holds_every_file(tmp_path, name):
     new_clusters = (target - 64 * KiB) // cluster
     # the test is only worth something when data sits past the new end
     assert highest_cluster(image, high) > new_clusters
+    fat_before = fat_length(image)
     reached = fatshrink.shrink(str(image), target)
     assert target - cluster - 8 * 512 < reached <= target
     os.truncate(image, reached)
@@ -102,6 +109,8 @@ def test_shrunk_volume_is_clean_and_holds_every_file(tmp_path, name):
     assert clusters(image)[0] == used
     assert clusters(image)[1] < total
     assert highest_cluster(image, high) < clusters(image)[1] + 2
+    # shorter FATs: the root directory and the data moved down
+    assert fat_length(image) < fat_before
     check_fs(image, 0, reached, f"fat{bits}", digests)
 
 
@@ -109,16 +118,18 @@ def test_fat12_shrinks_twice_and_fats_get_shorter(tmp_path):
     bits, size_kib, options, piece, _ = VOLUMES["fat12"]
     image, digests, _ = make_high_fat(tmp_path, bits, size_kib, *options,
                                       piece=piece)
-    before = re.search(r"Fat size: (\d+)", run("fsck.fat", "-nv", image)
-                       .stdout)
+    lengths = [fat_length(image)]
     for target in (2 * MiB, 1200 * KiB):
         reached = fatshrink.shrink(str(image), target)
         os.truncate(image, reached)
         check_fs(image, 0, reached, "fat12", digests)
-    after = re.search(r"Fat size: (\d+)", run("fsck.fat", "-nv", image)
-                      .stdout)
-    if before and after:
-        assert int(after.group(1)) < int(before.group(1))
+        lengths.append(fat_length(image))
+    assert lengths == sorted(lengths, reverse=True) and \
+        lengths[2] < lengths[0], lengths
+    # into the same size again: nothing to do
+    before = run("sha256sum", image).stdout
+    assert fatshrink.shrink(str(image), reached) == reached
+    assert run("sha256sum", image).stdout == before
 
 
 def test_too_small_a_target_is_refused_untouched_with_the_size(tmp_path):
