@@ -300,3 +300,29 @@ def test_a_fat_that_cannot_be_trusted_is_refused_untouched(tmp_path,
     with pytest.raises(fatshrink.FatShrinkError, match=reason):
         fatshrink.shrink(str(image), 12 * MiB)
     assert run("sha256sum", image).stdout == before
+
+
+def test_a_shrink_that_fails_leaves_a_restore_reported_failed(tmp_path):
+    """A FAT16 with a lost cluster captures (the cluster is kept) but will
+    not shrink: the restore onto a smaller disk fails with exit 8 naming
+    the reason, and the target holds no partition table that would make
+    it look restored."""
+    fs_image, fat_bytes_, fat_at, count = small_fat16(tmp_path)
+    with open(fs_image, "r+b") as f:
+        for copy in (0, 1):
+            f.seek(fat_at + copy * fat_bytes_ + 2 * (count + 1))
+            f.write(b"\xff\xff")
+    disk = tmp_path / "disk.img"
+    partitioned_disk(disk, [(fs_image, "fat16")])
+    image = tmp_path / "disk.rdi"
+    rdeploy("capture", disk, image, "--progress=none")
+    target = tmp_path / "small.img"
+    random_fill(target, 16 * MiB, 4)
+    done = rdeploy("restore", image, target, "--yes", "--progress=none",
+                   check=False)
+    assert done.returncode == 8, done.stderr
+    assert "cannot shrink" in done.stderr and "lost clusters" in \
+        done.stderr, done.stderr
+    assert run("sfdisk", "--json", target, check=False).returncode != 0
+    assert "PTTYPE" not in run("blkid", "-p", "-o", "export", target,
+                               check=False).stdout
