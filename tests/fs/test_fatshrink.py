@@ -88,6 +88,9 @@ VOLUMES = {
     "fat12": (12, 4000, ["-s", "2"], 16 * KiB, 1536 * KiB),
     "fat16": (16, 24 * KiB, ["-s", "4"], 32 * KiB, 10 * MiB),
     "fat32": (32, 72 * KiB, ["-s", "1"], 64 * KiB, 40 * MiB),
+    # one FAT; a FAT16 whose total moves from BPB_TotSec32 to BPB_TotSec16
+    "fat12-one-fat": (12, 4000, ["-s", "2", "-f", "1"], 16 * KiB, 1 * MiB),
+    "fat16-totsec32": (16, 40 * KiB, ["-s", "8"], 64 * KiB, 20 * MiB),
 }
 
 
@@ -112,6 +115,10 @@ def test_shrunk_volume_is_clean_and_holds_every_file(tmp_path, name):
     # shorter FATs: the root directory and the data moved down
     assert fat_length(image) < fat_before
     check_fs(image, 0, reached, f"fat{bits}", digests)
+    if size_kib * KiB >= 32 * MiB > reached:
+        out = mtools("minfo", "-i", image, "::")
+        assert re.search(r"small size: (\d+) sectors", out).group(1) == \
+            str(reached // 512)
 
 
 def test_fat12_shrinks_twice_and_fats_get_shorter(tmp_path):
