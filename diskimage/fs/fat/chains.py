@@ -21,6 +21,7 @@ EOC_MIN = {12: 0xFF8, 16: 0xFFF8, 32: 0x0FFFFFF8}
 BAD = {12: 0xFF7, 16: 0xFFF7, 32: 0x0FFFFFF7}
 MASK = {12: 0xFFF, 16: 0xFFFF, 32: 0x0FFFFFFF}
 DOT, DOTDOT = b".          ", b"..         "
+LONG_NAME_MASK = 0x3F           # fatgen103: the long-name test
 
 
 class FatShrinkError(MapError):
@@ -164,8 +165,9 @@ class Walk:
                 name = entry.DIR_Name
                 if name[0] == 0:
                     return subdirs
-                if name[0] == 0xE5 or entry.DIR_Attr == ATTR_LONG_NAME or \
-                        entry.DIR_Attr & (ATTR_VOLUME_ID | ATTR_DIRECTORY) \
+                attr = entry.DIR_Attr
+                if name[0] == 0xE5 or attr & LONG_NAME_MASK == ATTR_LONG_NAME \
+                        or attr & (ATTR_VOLUME_ID | ATTR_DIRECTORY) \
                         == ATTR_VOLUME_ID:
                     continue
                 first = entry.DIR_FstClusLO
@@ -177,7 +179,7 @@ class Walk:
                     continue
                 shown = name.decode("cp850", "replace").rstrip()
                 what = f"{path}{shown}"
-                directory = entry.DIR_Attr & ATTR_DIRECTORY
+                directory = attr & ATTR_DIRECTORY
                 if first == 0:
                     if directory:
                         raise FatShrinkError(f"{what}: a directory with no "

@@ -31,7 +31,6 @@ succeeded, so an interrupted restore leaves a target with no valid table.
 import math
 import os
 
-from ..usedmap import MapError
 from .bpb import BPB16, BPB32, FSINFO, MAX_FAT12, MAX_FAT16
 from .chains import FatShrinkError, MASK, Walk, encode, is_used, read_table
 from .grow import COPY, MAX_FAT32
@@ -175,6 +174,9 @@ def shrink(path, size):
 
 def _check_range(volume, clusters):
     fewest, most = RANGE[volume.bits]
+    if clusters < fewest and volume.bits == 12:
+        raise FatShrinkError("no room for a single cluster after the "
+                             "FAT and the root directory")
     if clusters < fewest:
         raise FatShrinkError(
             f"FAT{volume.bits} needs at least {fewest} clusters (fewer are "
