@@ -18,6 +18,8 @@ import struct
 import pytest
 
 import demodisk
+from diskimage.fs import registry
+from diskimage.fs import resize as fsresize
 from diskimage.fs.fat import shrink as fatshrink
 from tests.fsbuild import fat_bytes, mtools, write_file
 from tests.fsmaps import (KiB, MiB, check_fs, partitioned_disk, rdeploy, run,
@@ -237,24 +239,44 @@ def _partition(path):
     return part["start"] * 512, part["size"] * 512
 
 
-def test_restore_onto_a_smaller_disk_shrinks_fat32(tmp_path):
-    bits, size_kib, options, piece, _ = VOLUMES["fat32"]
+@pytest.mark.parametrize("name, disk_size", [
+    ("fat12", 4 * MiB), ("fat16", 16 * MiB), ("fat32", 44 * MiB)])
+def test_restore_onto_a_smaller_disk_shrinks_it(tmp_path, name, disk_size):
+    bits, size_kib, options, piece, _ = VOLUMES[name]
     fs_image, digests, _ = make_high_fat(tmp_path, bits, size_kib, *options,
                                          piece=piece)
     disk = tmp_path / "disk.img"
-    partitioned_disk(disk, [(fs_image, "fat32")])
+    partitioned_disk(disk, [(fs_image, name)])
     image = tmp_path / "disk.rdi"
     rdeploy("capture", disk, image, "--progress=none")
     target = tmp_path / "small.img"
-    random_fill(target, 44 * MiB, 3)
+    random_fill(target, disk_size, 3)
     plan = rdeploy("restore", image, target, "--dry-run").stdout
     assert "shrink" in plan, plan
     rdeploy("restore", image, target, "--yes", "--progress=none")
     start, size = _partition(target)
-    assert start + size <= 44 * MiB
+    assert start + size <= disk_size and size < size_kib * KiB
     reached = fat_bytes(f"{target}@@{start}")
-    assert size - 4 * KiB < reached <= size
-    check_fs(target, start, size, "fat32", digests)
+    assert size - int(options[1]) * 512 - 4 * KiB < reached <= size
+    check_fs(target, start, size, name, digests)
+
+
+def test_the_plans_least_size_is_enough(tmp_path):
+    """The size the plan offers at the least (min_size from the map's used
+    bytes and cluster size) is one the shrink accepts."""
+    bits, size_kib, options, piece, _ = VOLUMES["fat32"]
+    image, digests, _ = make_high_fat(tmp_path, bits, size_kib, *options,
+                                      piece=piece)
+    size = os.path.getsize(image)
+    with open(image, "rb") as f:
+        umap = registry.used_map(lambda o, n: os.pread(f.fileno(), n, o), 0,
+                                 size, "fat32")
+    least = fsresize.min_size("fat32", umap.used_bytes, size,
+                              umap.block_size)
+    assert 65525 * 512 < least < size
+    reached = fatshrink.shrink(str(image), least)
+    os.truncate(image, reached)
+    check_fs(image, 0, reached, "fat32", digests)
 
 
 def test_restore_refuses_a_disk_too_small_for_the_type(tmp_path):
