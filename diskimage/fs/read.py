@@ -21,8 +21,10 @@ from datetime import datetime, timezone
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.fs import registry
 
+from .btrfs.browse import Btrfs as _Btrfs
 from .inpath import resolve_in_root
-
+from .lvm.browse import Volumes as LvmVolumes
+from .xfs.browse import XfsReader
 
 
 def browsable(kind):
@@ -284,6 +286,9 @@ class _Ntfs:
 
 # The readers a registry record names in its `browse`.
 _BACKENDS = {"ext": _Ext, "fat": _Fat, "exfat": _ExFat, "ntfs": _Ntfs}
+_BACKENDS["btrfs"] = _Btrfs
+_BACKENDS["xfs"] = XfsReader
+_BACKENDS["lvm"] = LvmVolumes     # an LVM2 PV: a directory of its LVs
 #: What imgx reads, for messages: "ext2/3/4, FAT12/16/32, exFAT and NTFS".
 READS = registry.titles(lambda record: record.browse in _BACKENDS)
 

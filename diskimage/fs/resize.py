@@ -64,6 +64,12 @@ def can_shrink(fs):
     return bool(record and record.shrink)
 
 
+def title(fs):
+    """How messages name the filesystem of kind *fs* ("XFS")."""
+    record = _record(fs)
+    return record.title if record else fs
+
+
 def renews_ids(fs):
     """--new-ids gives a filesystem of kind *fs* a new identity."""
     record = _record(fs)
