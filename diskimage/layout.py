@@ -111,7 +111,8 @@ def image_placements(meta, numbers=None):
             else None
         out.append(Placement(area["partition"], index, fs, area["start"],
                              area["size"], area["start"], area["size"],
-                             fsresize.min_size(fs, used, area["size"]),
+                             fsresize.min_size(fs, used, area["size"],
+                                               area.get("block_size")),
                              leads.get(area["start"], 0)
                              if area["partition"] >= FIRST_LOGICAL else 0))
     return sorted(out, key=lambda p: p.old_start)
