@@ -51,8 +51,10 @@ class Filesystem:
     check: tuple = ()
     verdict: object = exit_zero
     #: grow(path, size, what) -> the size reached (at most `size`);
-    #: shrink(path, size, what) -> `size`; min_size(used, size) -> the least
-    #: partition it shrinks into (None: the registry's margin rule).  *path*
+    #: shrink(path, size, what) -> `size`; min_size(used, size[, kind,
+    #: block_size]) -> the least partition it shrinks into (None: the
+    #: registry's margin rule; kind and block_size are passed to a
+    #: min_size that takes them).  *path*
     #: names the filesystem alone (a file or a loop device over it).
     grow: object = None
     shrink: object = None
