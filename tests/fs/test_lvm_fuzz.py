@@ -271,4 +271,3 @@ def test_many_lvs_are_a_map_error_not_a_hang(pv):
                     for n in range(60000))
     with pytest.raises(MapError):
         open_bytes(with_text(data, text[:at] + many + text[at:] + b"\0"))
-
