@@ -189,3 +189,21 @@ def test_an_origin_holding_the_data_is_copied_whole(kind, whole):
             lv_text("lv", 8, kind, 'origin = "root"') + '} }\n')
     root = volume_group(text, "P", 32 * MiB).lvs[0]
     assert root.whole == (f"part of {kind} LV lv" if whole else None)
+
+
+def test_the_plan_says_what_grows(tmp_path):
+    # the last LV in two segments: only the PV grows, and the plan says so
+    from diskimage.fs.lvm.grow import plan_note
+    made = lvmbuild.make_pv(tmp_path, 40, [("root", 6, "ext4"),
+                                           ("data", 4, "ext4")])
+    area = opened(made.image).describe()
+    assert plan_note(area) == ("PV grown by pvresize (metadata only), then "
+                               "its last LV data by lvextend and its ext4")
+    with lvmbuild.attached(made.image) as (lvm_run, dev):
+        lvm_run("lvextend", "-q", "-L", "+6m", "vgtest/root")
+    note = plan_note(opened(made.image).describe())
+    assert note.startswith("PV grown by pvresize (metadata only); the new "
+                           "extents stay free: its last LV root is 2 "
+                           "segments, so it and its ext4 keep their size")
+    area["volume_group"]["pv_count"] = 2
+    assert plan_note(area).startswith("left as it is")
