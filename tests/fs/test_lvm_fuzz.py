@@ -50,12 +50,13 @@ def pv(tmp_path_factory):
         return made, f.read(), tmp
 
 
-def with_text(data, raw, offset=None, length=None):
-    """The PV with its current text metadata replaced by the bytes `raw`
-    (CRCs right); `offset`/`length`: what raw_locn says instead."""
+def with_text(data, raw, offset=None, length=None, area=0):
+    """The PV with its current text metadata (in metadata area `area`)
+    replaced by the bytes `raw` (CRCs right); `offset`/`length`: what
+    raw_locn says instead."""
     data = bytearray(data)
     lab = lvlabel.read_label(reader(data), len(data))
-    start, size = lab.metadata_areas[0]
+    start, size = lab.metadata_areas[area]
     meta = lvlabel.read_metadata(reader(data), (start, size))
     at = meta.where[0][0] - start
     raw = raw[:size - 512]
@@ -307,3 +308,17 @@ def test_many_thin_lvs_are_judged_in_one_pass():
     group = volume_group(VG_HEAD + body + "}\n", "P", 64 << 20)
     assert len(group.lvs) == count
     assert all(lv.whole.startswith("part of thin LV") for lv in group.lvs)
+
+
+def test_two_areas_of_one_seqno_must_agree(tmp_path):
+    made = lvmbuild.make_pv(tmp_path, 24, [("root", 4, None),
+                                           ("other", 4, None)],
+                            pv_args=("--pvmetadatacopies", "2"))
+    data = made.image.read_bytes()
+    open_bytes(data)                    # lvm2's two copies agree
+    text = current_text(data)
+    at = text.index(b"other {")
+    # the second copy, of the same seqno, names LV "other" otherwise
+    forgot = text[:at] + b"x" + text[at:].replace(b"other {", b"x {", 1)
+    with pytest.raises(MapError, match="same seqno"):
+        open_bytes(with_text(data, forgot + b"\0", area=1))

@@ -134,10 +134,10 @@ def _segments(name, section):
         mirrors = _pairs(seg.get("mirrors"))
         refs = set()
         for key, value in seg.items():
-            # a snapshot's origin is a plain LV of its own; a cache's,
-            # writecache's or integrity's origin holds its data
-            if key not in ("type", "stripes") and \
-                    (key, kind) != ("origin", "snapshot"):
+            # an origin too: a cache's may be stale, and a snapshot's
+            # holds blocks the snapshot still reads that the origin's
+            # own filesystem has freed since
+            if key not in ("type", "stripes"):
                 refs.update(v for v in (value if isinstance(value, list)
                                         else [value]) if isinstance(v, str))
         segments.append(Segment(_get(seg, "start_extent", int, where),
