@@ -131,8 +131,8 @@ def test_pvmove_areas_are_kept_or_refused(base, tmp_path):
         at = text.index("logical_volumes {") + len("logical_volumes {")
         return text[:at] + "\n" + lv_text(
             "pvmove0", 8, "mirror", 'mirror_count = 2\nregion_size = 1024\n'
-            'mirrors = ["pv0", 8, "pv0", 20]', 'status = ["READ", "WRITE", "PVMOVE", '
-            '"LOCKED"]') + text[at:]
+            'mirrors = ["pv0", 8, "pv0", 20]',
+            'status = ["READ", "WRITE", "PVMOVE", "LOCKED"]') + text[at:]
     lvmbuild.rewrite_metadata(image, edit)
     try:
         used = opened(image)
