@@ -1,6 +1,8 @@
 """LVs that are not plain linear LVs of a known filesystem are copied
 whole, whatever they hold: RAID, mirror, snapshot, cache, writecache,
-integrity, VDO, pvmove and the hidden sub-LVs they are made of.  lvcreate
+integrity, pvmove and the hidden sub-LVs they are made of (VDO and thin
+external origins at the metadata level: lvm2 wants a VDO pool's every
+field).  lvcreate
 refuses these without device-mapper, so the metadata is written the way
 lvm2 would (the LV "img", an ext4, becomes the data sub-LV, "meta" the
 metadata sub-LV) and put in by lvm2's own `vgcfgrestore --force`
@@ -64,6 +66,22 @@ CASES = {
                  'origin = "lv_corig"')],
         {"cpool_cdata": "part of cache-pool LV cpool",
          "lv_corig": "part of cache LV lv"}, {"lv": "cache"}),
+    "writecache": (
+        {"img": ("fast_cvol", '["READ", "WRITE"]'),
+         "root": ("lv_wcorig", '["READ", "WRITE"]')},
+        [lv_text("lv", 8, "writecache", 'origin = "lv_wcorig"\n'
+                 'writecache = "fast_cvol"\nwritecache_block_size = 4096')],
+        {"fast_cvol": "part of writecache LV lv",
+         "lv_wcorig": "part of writecache LV lv"}, {"lv": "writecache"}),
+    "integrity": (
+        {"img": ("lv_iorig", '["READ", "WRITE"]'),
+         "meta": ("lv_imeta", '["READ", "WRITE"]')},
+        [lv_text("lv", 8, "integrity", 'origin = "lv_iorig"\n'
+                 'meta_dev = "lv_imeta"\nrecalculate = 0\n'
+                 'data_sectors = 16384\nmode = "J"\ntag_size = 4\n'
+                 'block_size = 512\ninternal_hash = "crc32c"')],
+        {"lv_iorig": "part of integrity LV lv",
+         "lv_imeta": "part of integrity LV lv"}, {"lv": "integrity"}),
     "hidden": (
         {"img": ("img", '["READ", "WRITE"]')}, [],
         {"img": "a hidden LV"}, {"root": "linear"}),
@@ -116,7 +134,7 @@ def test_a_volume_of_another_type_is_copied_whole(base, case, tmp_path):
                        for o, n in runs), (name, offset, size)
     plain = [lv for lv in by_name.values() if lv["stored"] == "used-blocks"]
     assert all(lv["name"] == "root" for lv in plain)
-    assert bool(plain) == (case not in ("cache", "snapshot"))
+    assert bool(plain) == (case not in ("cache", "snapshot", "writecache"))
     assert used.used_bytes >= 8 * MiB
 
 
@@ -173,9 +191,11 @@ def test_a_mirror_of_pv_areas_keeps_both():
         (MiB + 2 * MiB, 8 * MiB), (MiB + 12 * MiB, 8 * MiB)]
 
 
-@pytest.mark.parametrize("kind", ["cache", "writecache", "integrity",
-                                  "snapshot", "thin"])
-def test_an_origin_is_copied_whole(kind):
+@pytest.mark.parametrize("kind,key", [
+    ("cache", "origin"), ("writecache", "origin"), ("integrity", "origin"),
+    ("snapshot", "origin"), ("thin", "external_origin"),
+    ("vdo", "vdo_pool"), ("vdo-pool", "data")])
+def test_an_origin_is_copied_whole(kind, key):
     # a cache's origin may be stale (writeback) and must not be mapped
     # by its own filesystem even when the metadata calls it visible; a
     # snapshot reads the origin's blocks that the origin's filesystem
@@ -187,7 +207,7 @@ def test_an_origin_is_copied_whole(kind):
             'pe_count = 30 } }\nlogical_volumes {\n' +
             lv_text("root", 8, "striped", 'stripe_count = 1\n'
                     'stripes = ["pv0", 0]') +
-            lv_text("lv", 8, kind, 'origin = "root"') + '} }\n')
+            lv_text("lv", 8, kind, f'{key} = "root"') + '} }\n')
     root = volume_group(text, "P", 32 * MiB).lvs[0]
     assert root.whole == f"part of {kind} LV lv"
 
