@@ -3,8 +3,8 @@ whole, whatever they hold: RAID, mirror, snapshot, cache, writecache,
 integrity, pvmove and the hidden sub-LVs they are made of (VDO and thin
 external origins at the metadata level: lvm2 wants a VDO pool's every
 field).  lvcreate refuses these without device-mapper, so the metadata
-is written the way lvm2 would (the LV "img", an ext4, becomes the data sub-LV, "meta" the
-metadata sub-LV) and put in by lvm2's own `vgcfgrestore --force`
+is written the way lvm2 would (the LV "img", an ext4, becomes the data
+sub-LV, "meta" the metadata sub-LV) and put in by lvm2's own `vgcfgrestore --force`
 (tests/lvmbuild.rewrite_metadata); lvm2's `lvs` must then report the
 segment type, and the map must keep the sub-LV's every extent although
 its ext4 would map to a few blocks.
