@@ -242,9 +242,12 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
             f"partition {p.number} ({reason})" for p, reason in plan.kept))
     for p in plan.placements:
         record = registry.lookup(p.fs)
-        if p.fs_resized and record is not None and record.resize_note:
-            plan.notes.append(f"partition {p.number} ({p.fs}): "
-                              f"{record.resize_note}")
+        if not p.fs_resized or record is None:
+            continue
+        note = record.plan_note(meta["areas"][p.area]) \
+            if record.plan_note else record.resize_note
+        if note:
+            plan.notes.append(f"partition {p.number} ({p.fs}): {note}")
 
 
 def kept_numbers(plan):

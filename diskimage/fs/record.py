@@ -65,6 +65,10 @@ class Filesystem:
     #: ("grown on a temporary mount (xfs_growfs)"), when it is done in a
     #: way an administrator should know of.
     resize_note: str = None
+    #: plan_note(area) -> the note for this image's area (its metadata), when
+    #: what a resize does depends on the image (an LVM2 PV: whether its last
+    #: LV grows); it stands in for resize_note.
+    plan_note: object = None
     #: The tools the functions above run (their Debian packages are
     #: diskimage.host.tools.PACKAGES, the one table of them).
     tools: tuple = ()

@@ -13,7 +13,8 @@ written in (lvm2's lib/config/config.c reads the same grammar):
 
 A section is a dict (in order), a list a Python list, a number an int (or
 a float), a string a str.  A name given twice in one section, a nesting
-deeper than MAX_DEPTH, or anything else the grammar does not hold raises
+deeper than MAX_DEPTH, more than MAX_ITEMS items and list elements in
+all, a number past 64 bits, or anything else the grammar does not hold raises
 MapError naming the line.
 """
 
@@ -23,6 +24,11 @@ from ..usedmap import MapError
 
 MAX_DEPTH = 16
 MAX_ITEMS = 100_000
+#: lvm2 reads numbers with strtoll (int64) and floats with strtod; a
+#: longer number is none of lvm2's (and Python refuses to convert an int
+#: of more than 4300 digits with ValueError).
+MAX_NUMBER_CHARS = 32
+INT64 = 1 << 63
 
 _TOKEN = re.compile(r"""
     (?P<space>[ \t\r\n]+|\#[^\n]*)
@@ -87,12 +93,16 @@ class _Parser:
             if name in found:
                 raise MapError(f"LVM2 metadata line {line}: {name!r} "
                                f"given twice")
-            self.items += 1
-            if self.items > MAX_ITEMS:
-                raise MapError(f"LVM2 metadata: more than {MAX_ITEMS} "
-                               f"items")
+            self.count()
             found[name] = value
         return found
+
+    def count(self):
+        """One more item or list element: MAX_ITEMS in all."""
+        self.items += 1
+        if self.items > MAX_ITEMS:
+            raise MapError(f"LVM2 metadata line {self.line}: more than "
+                           f"{MAX_ITEMS} items")
 
     def scalar(self):
         kind, value = self.kind, self.value
@@ -100,8 +110,15 @@ class _Parser:
             self.next()
             return _ESCAPE.sub(r"\1", value[1:-1])
         if kind == "number":
+            if len(value) > MAX_NUMBER_CHARS:
+                raise MapError(f"LVM2 metadata line {self.line}: a number "
+                               f"of {len(value)} characters")
+            number = float(value) if "." in value else int(value)
+            if not -INT64 <= number < INT64:
+                raise MapError(f"LVM2 metadata line {self.line}: the "
+                               f"number {value} is past lvm2's 64 bits")
             self.next()
-            return float(value) if "." in value else int(value)
+            return number
         self.fail("a string or a number")
 
     def assigned(self):
@@ -111,6 +128,7 @@ class _Parser:
         values = []
         while (self.kind, self.value) != ("punct", "]"):
             values.append(self.scalar())
+            self.count()
             if (self.kind, self.value) == ("punct", ","):
                 self.next()
             elif (self.kind, self.value) != ("punct", "]"):

@@ -24,6 +24,9 @@ class Segment:
     stripe_count: int
     #: the names its other string fields give (other LVs it is made of)
     refs: frozenset = frozenset()
+    #: a mirror's areas [(pv or LV name, first extent)], each of
+    #: extent_count extents (pvmove writes PVs there, lvconvert LVs)
+    mirrors: list = field(default_factory=list)
 
     @property
     def plain(self):
@@ -70,7 +73,14 @@ def _get(section, key, kind, where):
     return value
 
 
-def _sections(section):
+def _sections(section, where=None):
+    """The subsections of `section`; with `where`, the section
+    `section[where]` (MapError when it is there and no section)."""
+    if where is not None:
+        value = section.get(where, {})
+        if not isinstance(value, dict):
+            raise MapError(f"LVM2 metadata: {where} is not a section")
+        section = value
     return {k: v for k, v in section.items() if isinstance(v, dict)}
 
 
@@ -84,6 +94,17 @@ def _vg_section(tree):
         raise MapError(f"LVM2 metadata: {len(groups)} volume groups in one "
                        f"metadata text")
     return next(iter(groups.items()))
+
+
+def _pairs(value):
+    """[(name, extent)] of an area list ["name", 12, ...], else []."""
+    if not isinstance(value, list) or len(value) % 2:
+        return []
+    pairs = list(zip(value[::2], value[1::2]))
+    if all(isinstance(n, str) and isinstance(e, int) and
+           not isinstance(e, bool) and e >= 0 for n, e in pairs):
+        return pairs
+    return []
 
 
 def _segments(name, section):
@@ -110,15 +131,19 @@ def _segments(name, section):
                     raise MapError(f"LVM2 metadata: {where}: bad stripe "
                                    f"{pv!r}, {pe!r}")
                 stripes.append((pv, pe))
+        mirrors = _pairs(seg.get("mirrors"))
         refs = set()
         for key, value in seg.items():
-            if key not in ("type", "stripes", "origin"):
+            # an origin too: a cache's may be stale, and a snapshot's
+            # holds blocks the snapshot still reads that the origin's
+            # own filesystem has freed since
+            if key not in ("type", "stripes"):
                 refs.update(v for v in (value if isinstance(value, list)
                                         else [value]) if isinstance(v, str))
         segments.append(Segment(_get(seg, "start_extent", int, where),
                                 _get(seg, "extent_count", int, where),
                                 kind, stripes, stripe_count,
-                                frozenset(refs)))
+                                frozenset(refs), mirrors))
     extent = 0
     for number, seg in enumerate(segments, start=1):
         if seg.start_extent != extent or seg.extent_count == 0:
@@ -138,7 +163,7 @@ def volume_group(text, pv_uuid, pv_bytes):
     extent = _get(vg, "extent_size", int, where) * SECTOR
     if extent == 0:
         raise MapError(f"LVM2 metadata: {where}: extent_size 0")
-    pvs = _sections(vg.get("physical_volumes", {}))
+    pvs = _sections(vg, "physical_volumes")
     mine = [n for n, pv in pvs.items() if pv.get("id") == pv_uuid]
     if len(mine) != 1:
         raise MapError(f"LVM2 metadata: {where} lists this PV {pv_uuid} "
@@ -151,7 +176,7 @@ def volume_group(text, pv_uuid, pv_bytes):
                        f"{extent} bytes from {pe_start} run past the PV "
                        f"of {pv_bytes} bytes")
     lvs = []
-    for name, section in _sections(vg.get("logical_volumes", {})).items():
+    for name, section in _sections(vg, "logical_volumes").items():
         status = section.get("status", [])
         lvs.append(LogicalVolume(
             name, _get(section, "id", str, f"LV {name}"),
@@ -174,7 +199,17 @@ def _place(group, pv_names):
                 raise MapError(f"LVM2 metadata: LV {lv.name}: "
                                f"{seg.extent_count} extents in "
                                f"{seg.stripe_count} stripes")
-            for pv, pe in seg.stripes:
+            mirrored = [(pv, pe) for pv, pe in seg.mirrors
+                         if pv in pv_names]
+            stray = seg.refs & pv_names - {pv for pv, _ in mirrored}
+            if stray:
+                raise MapError(f"LVM2 metadata: LV {lv.name}: a "
+                               f"{seg.type} segment names PV "
+                               f"{sorted(stray)[0]!r} outside its stripes "
+                               f"and mirrors")
+            areas = [(pv, pe, part) for pv, pe in seg.stripes]
+            areas += [(pv, pe, seg.extent_count) for pv, pe in mirrored]
+            for pv, pe, part in areas:
                 if pv not in pv_names:
                     raise MapError(f"LVM2 metadata: LV {lv.name} names an "
                                    f"unknown PV {pv!r}")
@@ -201,12 +236,12 @@ def _place(group, pv_names):
 def _judge(group):
     """Say of each LV why it is copied whole, when it is."""
     named = {}
+    names = {lv.name for lv in group.lvs}      # one pass: many LVs stay fast
     for lv in group.lvs:
         for seg in lv.segments:
             if seg.type != LINEAR:
-                for other in group.lvs:
-                    if other is not lv and other.name in seg.refs:
-                        named.setdefault(other.name, (lv.name, seg.type))
+                for other in sorted((seg.refs & names) - {lv.name}):
+                    named.setdefault(other, (lv.name, seg.type))
     for lv in group.lvs:
         kinds = sorted({s.type if s.plain or s.type != LINEAR else
                         f"striped x{s.stripe_count}" for s in lv.segments})
