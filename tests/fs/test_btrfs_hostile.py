@@ -126,12 +126,14 @@ def ptr(index):
 
 
 # --- trees --------------------------------------------------------------------
+# The extent tree: one the map walks (a hostile fs tree is the kernel's
+# business, not the map's: the map never reads it).
 def test_a_child_pointer_back_to_its_own_node_is_refused(volume, tmp_path):
-    node, _level, _n = nodes(volume, "fs")[0]
+    node, _level, _n = nodes(volume, "extent")[0]
 
     def loop(block):
         struct.pack_into("<Q", block, ptr(1) + 17, node)
-    refused(hostile(volume, tmp_path, node, loop), "is level")
+    refused(hostile(volume, tmp_path, node, loop), "reached twice|is level")
 
 
 def test_a_child_pointer_up_to_the_root_is_refused(volume, tmp_path):
@@ -142,11 +144,11 @@ def test_a_child_pointer_up_to_the_root_is_refused(volume, tmp_path):
 
     def up(block):
         struct.pack_into("<Q", block, ptr(0) + 17, root)
-    refused(hostile(volume, tmp_path, root, up), "is level")
+    refused(hostile(volume, tmp_path, root, up), "reached twice|is level")
 
 
 def test_two_pointers_to_one_child_are_refused(volume, tmp_path):
-    node, _level, n = nodes(volume, "fs")[0]
+    node, _level, n = nodes(volume, "extent")[0]
     assert n >= 2
 
     def shared(block):
@@ -208,6 +210,16 @@ def test_a_pointer_key_other_than_its_childs_first_is_refused(volume,
     refused(hostile(volume, tmp_path, node, later), "its parent says")
 
 
+def test_a_child_of_another_generation_is_refused(volume, tmp_path):
+    """A stale block (btrfs: "parent transid verify failed")."""
+    node, _level, _n = nodes(volume, "extent")[0]
+
+    def newer(block):           # the pointer's generation at 25
+        gen = struct.unpack_from("<Q", block, ptr(0) + 25)[0]
+        struct.pack_into("<Q", block, ptr(0) + 25, gen + 1)
+    refused(hostile(volume, tmp_path, node, newer), "a stale block")
+
+
 @pytest.mark.parametrize("where, size", [(5000, 10), (3900, 400),
                                          (0, 10)])
 def test_an_item_outside_the_leaf_data_is_refused(volume, tmp_path, where,
@@ -222,7 +234,7 @@ def test_an_item_outside_the_leaf_data_is_refused(volume, tmp_path, where,
 # --- chunks -------------------------------------------------------------------
 def chunk_item(image, kind):
     """(leaf, data offset in the leaf) of the chunk tree's first chunk item
-    of type `kind` (DATA, METADATA|DUP, SYSTEM|DUP as dump-tree says)."""
+    of type `kind` (DATA|single, METADATA|DUP as dump-tree says)."""
     out = run("btrfs", "inspect-internal", "dump-tree", "-t", "chunk",
               image).stdout
     leaf = None
@@ -231,7 +243,7 @@ def chunk_item(image, kind):
             leaf = int(line.split()[1])
         found = re.search(r"CHUNK_ITEM \d+\) itemoff (\d+)", line)
         if found and f"type {kind}\n" in "\n".join(
-                out.splitlines()[line_no:line_no + 3]) + "\n":
+                out.splitlines()[line_no:line_no + 3]):
             return leaf, HEADER + int(found[1])
     raise AssertionError(f"no {kind} chunk")
 
@@ -240,7 +252,7 @@ def chunk_item(image, kind):
                                              (65535, "btrfs chunk|stripe")])
 def test_a_chunk_with_no_or_huge_num_stripes_is_refused(volume, tmp_path,
                                                         stripes, reason):
-    leaf, at = chunk_item(volume, "DATA")
+    leaf, at = chunk_item(volume, "DATA|single")
 
     def stripes_of(block):      # num_stripes at 44 of struct btrfs_chunk
         struct.pack_into("<H", block, at + 44, stripes)
@@ -248,7 +260,7 @@ def test_a_chunk_with_no_or_huge_num_stripes_is_refused(volume, tmp_path,
 
 
 def test_a_stripe_outside_the_device_is_refused(volume, tmp_path):
-    leaf, at = chunk_item(volume, "DATA")
+    leaf, at = chunk_item(volume, "DATA|single")
 
     def far(block):             # stripe 0's offset: 48 + 8
         struct.pack_into("<Q", block, at + 56, 1 << 50)
@@ -313,8 +325,8 @@ def test_a_tree_root_no_extent_holds_is_refused(volume, tmp_path):
     leaf = int(re.search(r"^leaf (\d+)", out, re.M)[1])
     offset = int(re.search(r"key \(CSUM_TREE ROOT_ITEM 0\) itemoff (\d+)",
                            out)[1])
-    csum_root = int(re.search(r"CSUM_TREE ROOT_ITEM 0\) itemoff \d+ itemsize"
-                              r" \d+\n.*?\n\s+bytenr (\d+)", out, re.S)[1])
+    csum_root = int(re.search(r"CSUM_TREE ROOT_ITEM 0\).*?bytenr (\d+)", out,
+                              re.S)[1])
 
     def elsewhere(block):       # bytenr at 176 of struct btrfs_root_item
         struct.pack_into("<Q", block, HEADER + offset + 176,

@@ -79,14 +79,20 @@ class _Walk:
         self.trees, self.low, self.high = trees, low, high
         self.seen = set()
 
-    def visit(self, logical, level, first, limit, is_root=False):
+    def visit(self, logical, level, first, limit, is_root=False,
+              generation=None):
         """Items of the block at `logical`, whose first key must be
-        `first` and every key below `limit` (None for the root)."""
+        `first` and every key below `limit` (None for the root), written
+        in the transaction `generation` its parent names."""
         if logical in self.seen:
             raise MapError(f"btrfs tree block {logical} is reached twice "
                            f"(a loop or a shared child)")
         self.seen.add(logical)
         head, data = self.trees.block(logical, level)
+        if generation is not None and head.generation != generation:
+            raise MapError(f"btrfs tree block {logical} is of generation "
+                           f"{head.generation}, its parent says "
+                           f"{generation} (a stale block)")
         if head.nritems == 0 and not is_root:
             raise MapError(f"btrfs tree block {logical} is empty")
         size = ITEM if head.level == 0 else KEY_PTR
@@ -112,7 +118,8 @@ class _Walk:
             after = keys[i + 1] if i + 1 < len(keys) else limit
             if after is not None and after <= self.low:
                 continue
-            yield from self.visit(entry[3], head.level - 1, key, after)
+            yield from self.visit(entry[3], head.level - 1, key, after,
+                                  generation=entry[4])
 
     def _leaf(self, logical, data, keys, entries):
         nodesize = self.trees.nodesize
