@@ -126,6 +126,10 @@ def test_after_a_full_balance_and_a_recompressing_defrag(tmp_path):
         "btrfs", "inspect-internal", "dump-tree", "-t", "chunk",
         image).stdout))
     assert not chunks_before & chunks_after    # every chunk relocated
+    roots = run("btrfs", "inspect-internal", "dump-tree", "-t", "root",
+                image).stdout
+    assert "FREE_SPACE_TREE ROOT_ITEM" in roots  # space_cache=v2
+    assert "QUOTA_TREE ROOT_ITEM" in roots
     assert read_files(image, tmp_path) == files
     maps_exactly_and_restores(image, files, tmp_path)
 

@@ -333,3 +333,43 @@ def test_a_tree_root_no_extent_holds_is_refused(volume, tmp_path):
                          csum_root + 1024 * 4096)
     refused(hostile(volume, tmp_path, leaf, elsewhere),
             "tree 7 starts at block .* which no extent item holds")
+
+
+# --- items the counts must account for ----------------------------------------
+def item_slot(image, tree, pattern, last=False):
+    """(leaf, item index) of the first (or last) item of `tree` whose key
+    line in dump-tree matches `pattern`."""
+    out = run("btrfs", "inspect-internal", "dump-tree", "-t", tree,
+              image).stdout
+    leaf, found = None, []
+    for line in out.splitlines():
+        if line.startswith("leaf "):
+            leaf = int(line.split()[1])
+        hit = re.search(r"item (\d+) key \((.*?)\) itemoff", line)
+        if hit and re.fullmatch(pattern, hit[2]):
+            found.append((leaf, int(hit[1])))
+    return found[-1] if last else found[0]
+
+
+def test_an_extent_past_the_end_of_its_chunk_is_refused(volume, tmp_path):
+    """The last data extent of the volume lengthened by 1 GiB: its key
+    stays in order, but its bytes would straddle the end of its chunk."""
+    leaf, index = item_slot(volume, "extent", r"\d+ EXTENT_ITEM \d+",
+                            last=True)
+
+    def longer(block):          # key.offset (the length) at 9 of the key
+        at = HEADER + index * ITEM + 9
+        length = struct.unpack_from("<Q", block, at)[0]
+        struct.pack_into("<Q", block, at, length + (1 << 30))
+    refused(hostile(volume, tmp_path, leaf, longer), "is in no chunk")
+
+
+def test_a_chunk_without_its_block_group_item_is_refused(volume, tmp_path):
+    """A BLOCK_GROUP_ITEM's key type changed to 193 (its order kept): a
+    chunk the extent tree then does not describe."""
+    leaf, index = item_slot(volume, "extent", r"\d+ BLOCK_GROUP_ITEM \d+")
+
+    def other(block):           # key.type at 8
+        block[HEADER + index * ITEM + 8] = 193
+    refused(hostile(volume, tmp_path, leaf, other),
+            "block group items for")
