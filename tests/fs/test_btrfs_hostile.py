@@ -373,3 +373,21 @@ def test_a_chunk_without_its_block_group_item_is_refused(volume, tmp_path):
         block[HEADER + index * ITEM + 8] = 193
     refused(hostile(volume, tmp_path, leaf, other),
             "block group items for")
+
+
+@pytest.mark.parametrize("tree, kind, reason", [
+    ("extent", "BLOCK_GROUP_ITEM", "block group item .* is short"),
+    ("dev", "DEV_EXTENT", "device extent at .* is short"),
+    ("root", "ROOT_ITEM", "root item .* is short"),
+    ("extent", "EXTENT_ITEM", "extent item .* is short"),
+])
+def test_an_item_shorter_than_its_struct_is_refused(volume, tmp_path, tree,
+                                                    kind, reason):
+    """The item's size field cut to 8 bytes (its data stays inside the
+    leaf): a struct read past the item must be a MapError, not a
+    struct.error."""
+    leaf, index = item_slot(volume, tree, rf"\S+ {kind} \d+")
+
+    def short(block):           # size u32 at 21 of struct btrfs_item
+        struct.pack_into("<I", block, HEADER + index * ITEM + 21, 8)
+    refused(hostile(volume, tmp_path, leaf, short), reason)

@@ -110,6 +110,9 @@ class _Volume:
         root = self.group_root or self.extent_root
         for key, data in self.trees.items(*root):
             if key[1] == BLOCK_GROUP_ITEM_KEY:
+                if len(data) < _BLOCK_GROUP.size:
+                    raise MapError(f"btrfs block group item {key[0]} is "
+                                   f"short ({len(data)} bytes)")
                 used, _objectid, flags = _BLOCK_GROUP.unpack_from(data)
                 yield key[0], key[2], used, flags
 
