@@ -391,3 +391,72 @@ def test_an_item_shorter_than_its_struct_is_refused(volume, tmp_path, tree,
     def short(block):           # size u32 at 21 of struct btrfs_item
         struct.pack_into("<I", block, HEADER + index * ITEM + 21, 8)
     refused(hostile(volume, tmp_path, leaf, short), reason)
+
+
+# --- a seeded sweep of single-byte edits --------------------------------------
+def test_1000_edited_bytes_each_map_the_same_or_are_a_map_error(volume):
+    """1000 single-byte changes (seeded), each in the used part (header,
+    item or key pointer array, item data) of a block of a tree the map
+    reads (root, chunk, extent, device), both copies, checksum recomputed,
+    laid over the image in memory: each either maps to exactly the
+    pristine volume's runs (the edit touched nothing the map depends on:
+    a generation, a ref count, an inode's times) or is a MapError; no
+    other exception, and each ends (the count of reads is bounded)."""
+    import random
+    sb = super_fields(volume)
+    blocks = []
+    for tree in ("root", "chunk", "extent", "dev"):
+        out = run("btrfs", "inspect-internal", "dump-tree", "-t", tree,
+                  volume).stdout
+        blocks += [int(n) for n in re.findall(r"^(?:leaf|node) (\d+)",
+                                              out, re.M)]
+    blocks = sorted(set(blocks))
+    where = {logical: places(volume, logical) for logical in blocks}
+    pristine = open_map(volume)
+    rng = random.Random(14)
+    outcomes = {"mapped": 0, "refused": 0}
+    with open(volume, "rb") as f:
+        for _ in range(1000):
+            logical = rng.choice(blocks)
+            at, value = used_byte(f, where[logical][0], sb.nodesize, rng), \
+                rng.randrange(256)
+            overlay = {}
+            for place in where[logical]:
+                block = bytearray(os.pread(f.fileno(), sb.nodesize, place))
+                block[at] = value
+                block[:32] = checksum(sb.csum_type, bytes(block[32:])).ljust(
+                    32, b"\0")
+                overlay[place] = bytes(block)
+            reads = [0]
+
+            def read(offset, length):
+                reads[0] += 1
+                assert reads[0] < 100000, (logical, at, value)
+                data = bytearray(os.pread(f.fileno(), length, offset))
+                for place, block in overlay.items():
+                    lo, hi = max(offset, place), min(offset + length,
+                                                     place + len(block))
+                    if lo < hi:
+                        data[lo - offset:hi - offset] = \
+                            block[lo - place:hi - place]
+                return bytes(data)
+            try:
+                umap = registry.used_map(read, 0, os.path.getsize(volume),
+                                         "btrfs")
+                assert list(umap.runs) == pristine, (logical, at, value)
+                outcomes["mapped"] += 1
+            except MapError:
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > 200, outcomes
+
+
+def used_byte(f, place, nodesize, rng):
+    """A random offset in the used part of the tree block at `place`."""
+    block = os.pread(f.fileno(), nodesize, place)
+    nritems, level = struct.unpack_from("<IB", block, NRITEMS)
+    end = HEADER + nritems * (KEY_PTR if level else ITEM)
+    if level or rng.random() < 0.5:
+        return rng.randrange(32, end)
+    data = min(struct.unpack_from("<I", block, HEADER + i * ITEM + 17)[0]
+               for i in range(nritems))
+    return rng.randrange(HEADER + data, nodesize)
