@@ -460,3 +460,35 @@ def used_byte(f, place, nodesize, rng):
     data = min(struct.unpack_from("<I", block, HEADER + i * ITEM + 17)[0]
                for i in range(nritems))
     return rng.randrange(HEADER + data, nodesize)
+
+
+def test_a_data_extent_item_moved_inside_its_chunk_is_refused(volume,
+                                                              tmp_path):
+    """The sweep's find: a data extent item's start moved by 64 KiB inside
+    its chunk (keys in order, no overlap, the block group's count
+    unchanged) would leave the file's real bytes out of the map; the file
+    trees' references to it catch it."""
+    leaf, chosen = item_slot(volume, "extent", r"\d+ EXTENT_ITEM \d+",
+                             last=True)     # the last one: room after it
+    assert chosen > 0
+
+    def moved(block):           # 4096 bytes on, into the gap after it
+        at = HEADER + chosen * ITEM
+        start = struct.unpack_from("<Q", block, at)[0]
+        struct.pack_into("<Q", block, at, start + 4096)
+    refused(hostile(volume, tmp_path, leaf, moved),
+            "do not name the same extents")
+
+
+def test_the_reference_check_runs_on_a_volume_with_snapshots(volume):
+    from diskimage.fs.btrfs.refs import referenced
+    from diskimage.fs.btrfs.used import _Volume
+    with open(volume, "rb") as f:
+        vol = _Volume(lambda o, n: os.pread(f.fileno(), n, o),
+                      os.path.getsize(volume))
+        tally = referenced(vol.trees, vol.sb)
+    out = run("btrfs", "inspect-internal", "dump-tree", "-t", "extent",
+              volume).stdout
+    assert tally is not None
+    assert tally.count == sum(int(n) for n in re.findall(
+        r"refs (\d+) gen \d+ flags DATA", out)) > 20

@@ -59,7 +59,7 @@ class Trees:
                            f"items at level {head.level}")
         return head, data
 
-    def items(self, root, level, low=(0, 0, 0), high=KEY_MAX):
+    def items(self, root, level, low=(0, 0, 0), high=KEY_MAX, shared=None):
         """(key, data) of every leaf item of the tree at `root` with
         low <= key < high, in key order; key = (objectid, type, offset).
 
@@ -69,21 +69,31 @@ class Trees:
         root holds at least one item, its first key is the one its parent
         points with, and keys rise strictly inside a block and stay below
         the parent's next key; so the walk reads each block at most once
-        and a range walk finds every item a full walk finds."""
-        walk = _Walk(self, low, high)
+        and a range walk finds every item a full walk finds.
+
+        `shared`, a set kept over several walks (of subvolumes and
+        snapshots, which share blocks), names blocks whose items an
+        earlier walk gave: they are not descended into again, so each
+        block's items come once over all the walks."""
+        walk = _Walk(self, low, high, shared)
         yield from walk.visit(root, level, None, None, is_root=True)
 
 
 class _Walk:
-    def __init__(self, trees, low, high):
+    def __init__(self, trees, low, high, shared=None):
         self.trees, self.low, self.high = trees, low, high
         self.seen = set()
+        self.shared = shared
 
     def visit(self, logical, level, first, limit, is_root=False,
               generation=None):
         """Items of the block at `logical`, whose first key must be
         `first` and every key below `limit` (None for the root), written
         in the transaction `generation` its parent names."""
+        if self.shared is not None:
+            if logical in self.shared:
+                return
+            self.shared.add(logical)
         if logical in self.seen:
             raise MapError(f"btrfs tree block {logical} is reached twice "
                            f"(a loop or a shared child)")
