@@ -13,7 +13,9 @@ checksum, one device (num_devices and the chunk tree's device items),
 single or DUP chunks only, every device extent against a chunk stripe and
 their sum against the device item's bytes_used, every block group item
 against its chunk and its used count against the extents inside it, and
-the superblock's bytes_used against the sum of all extents.  A volume with
+the superblock's bytes_used against the sum of all extents, every tree's
+top block against the tree-block extents, and every file extent reference
+of every file tree against the data extent items (refs).  A volume with
 a log tree to replay (log_root set) is not mapped: the log's blocks are in
 no extent tree.
 """
