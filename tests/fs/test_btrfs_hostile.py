@@ -10,13 +10,16 @@ device offsets through the stripes `dump-tree -t chunk` prints (both
 copies of DUP are patched), not through the code under test."""
 
 import os
+import random
 import re
 import struct
 
 import pytest
 
 from diskimage.fs import registry
+from diskimage.fs.btrfs.refs import referenced
 from diskimage.fs.btrfs.super import SUPER_OFFSET, SUPERBLOCK, checksum
+from diskimage.fs.btrfs.used import _Volume
 from diskimage.fs.usedmap import MapError
 from tests.fs.btrfs_tools import make_small
 from tests.fsmaps import run
@@ -402,7 +405,6 @@ def test_1000_edited_bytes_each_map_the_same_or_are_a_map_error(volume):
     pristine volume's runs (the edit touched nothing the map depends on:
     a generation, a ref count, an inode's times) or is a MapError; no
     other exception, and each ends (the count of reads is bounded)."""
-    import random
     sb = super_fields(volume)
     blocks = []
     for tree in ("root", "chunk", "extent", "dev"):
@@ -480,9 +482,7 @@ def test_a_data_extent_item_moved_inside_its_chunk_is_refused(volume,
             "do not name the same extents")
 
 
-def test_the_reference_check_runs_on_a_volume_with_snapshots(volume):
-    from diskimage.fs.btrfs.refs import referenced
-    from diskimage.fs.btrfs.used import _Volume
+def test_the_reference_check_counts_every_data_reference(volume):
     with open(volume, "rb") as f:
         vol = _Volume(lambda o, n: os.pread(f.fileno(), n, o),
                       os.path.getsize(volume))
