@@ -486,9 +486,50 @@ def test_the_reference_check_counts_every_data_reference(volume):
     with open(volume, "rb") as f:
         vol = _Volume(lambda o, n: os.pread(f.fileno(), n, o),
                       os.path.getsize(volume))
-        tally = referenced(vol.trees, vol.sb)
+        tally = referenced(vol.trees, vol.sb)[0]
     out = run("btrfs", "inspect-internal", "dump-tree", "-t", "extent",
               volume).stdout
     assert tally is not None
     assert tally.count == sum(int(n) for n in re.findall(
         r"refs (\d+) gen \d+ flags DATA", out)) > 20
+
+
+def test_a_tree_block_extent_item_moved_inside_its_chunk_is_refused(
+        volume, tmp_path):
+    """The sweep's other find: a METADATA_ITEM of a leaf (no tree's root)
+    moved one node on into free space (keys in order, counts unchanged)
+    would leave the real block, perhaps of a tree the map does not read,
+    out of the map; the blocks every tree reaches must be the tree-block
+    extents."""
+    nodesize = super_fields(volume).nodesize
+    roots = set(int(n) for n in re.findall(r"\bbytenr (\d+)", run(
+        "btrfs", "inspect-internal", "dump-tree", "-t", "root",
+        volume).stdout))
+    sb = super_fields(volume)
+    roots |= {sb.root, sb.chunk_root}
+    out = run("btrfs", "inspect-internal", "dump-tree", "-t", "extent",
+              volume).stdout
+    extents, leaf = [], None
+    for line in out.splitlines():
+        if line.startswith("leaf "):
+            leaf = int(line.split()[1])
+        hit = re.search(r"item (\d+) key \((\d+) (EXTENT|METADATA)_ITEM "
+                        r"(\d+)\)", line)
+        if hit:
+            index, start, kind, extra = hit.groups()
+            extents.append((int(start), kind, int(extra), leaf, int(index)))
+    chosen = None
+    for (start, kind, level, leaf, index), after in zip(extents,
+                                                         extents[1:]):
+        if kind == "METADATA" and level == 0 and index > 0 and \
+                start not in roots and after[0] >= start + 2 * nodesize:
+            chosen = leaf, index
+    assert chosen
+    leaf, index = chosen
+
+    def moved(block):
+        at = HEADER + index * ITEM
+        start = struct.unpack_from("<Q", block, at)[0]
+        struct.pack_into("<Q", block, at, start + nodesize)
+    refused(hostile(volume, tmp_path, leaf, moved),
+            "do not name the same blocks")
