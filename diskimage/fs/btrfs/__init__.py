@@ -25,6 +25,7 @@ FILESYSTEM = Filesystem(kinds=("btrfs",), family="btrfs", title="btrfs",
                         new_ids=tools.new_ids,
                         tools=("btrfs", "btrfstune", "mount", "umount",
                                "losetup"),
-                        browse="btrfs", case_sensitive=True, posix=True,
+                        browse="btrfs", edit="mount", case_sensitive=True,
+                        posix=True,
                         mbr_type="83",
                         gpt_type="0FC63DAF-8483-4772-8E79-3D69D8477DE4")
