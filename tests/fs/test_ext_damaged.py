@@ -116,7 +116,7 @@ def test_partition_smaller_or_larger_than_the_filesystem(small):
     ("inode", 10 ** 6, "inode bitmap at block .* outside"),
     ("table", 12 * 1024 - 3, "inode table at block .* outside"),
     # (without flex_bg another group's bitmap is outside the group first)
-    ("block", "group 1", "share the block bitmap|outside its group"),
+    ("block", "group 1", "lies in group 1.s block bitmap|outside its group"),
 ])
 def test_bad_group_descriptors_raise(small, name, desc_size, field, value,
                                      message):
@@ -135,7 +135,7 @@ def test_bitmaps_that_disagree_with_the_counts_raise(small):
     text = run("dumpe2fs", small["ext4"][0])
     for block in map(int, re.findall(r"Block bitmap at (\d+)", text)):
         data[block * 1024:(block + 1) * 1024] = bytes(1024)
-    with pytest.raises(MapError, match="bitmaps leave .* free"):
+    with pytest.raises(MapError, match="marks? free|bitmap leaves"):
         open_bytes(data)
 
 

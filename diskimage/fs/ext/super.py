@@ -7,6 +7,7 @@ ext2, ext3, ext4 (and jbd, ext4dev) apart by the feature rules of
 libblkid, so that capture names a filesystem as `blkid -p` does.
 """
 
+import collections
 import struct
 
 from ...structs import Struct, read_exact
@@ -94,8 +95,11 @@ INCOMPAT_FLEX_BG = 0x200
 INCOMPAT_KNOWN = 0x2 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | \
     0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000
 EXT2_VALID_FS, EXT2_ERROR_FS = 0x1, 0x2
-EXT4_BG_BLOCK_UNINIT = 0x2
+EXT4_BG_INODE_UNINIT, EXT4_BG_BLOCK_UNINIT = 0x1, 0x2
 READ_BATCH = 4 << 20
+# What descriptors() gives of each group; `at` is the descriptor's byte
+# offset, `unused` bg_itable_unused (inodes at the table's end never used).
+Desc = collections.namedtuple("Desc", "bb ib it free flags unused at")
 
 
 # What ext2 and ext3 support, as libblkid (superblocks/ext.c) tells them
@@ -314,8 +318,33 @@ class Geometry:
                     raise MapError(f"group {group} counts {free} free of its "
                                    f"{self.group_clusters(group)} clusters "
                                    f"(byte offset {at})")
-                descs[group] = (bb, ib, it, free, d.bg_flags)
+                if group == self.groups - 1 and self.csum and \
+                        d.bg_flags & EXT4_BG_BLOCK_UNINIT:
+                    raise MapError(f"the last group {group} is flagged "
+                                   f"BLOCK_UNINIT: its bitmap's padding "
+                                   f"cannot be computed (byte offset {at})")
+                descs[group] = Desc(bb, ib, it, free, d.bg_flags,
+                                    d.bg_itable_unused_lo |
+                                    d.bg_itable_unused_hi << 16, at)
+        self._no_overlap(descs)
         return descs
+
+    def _no_overlap(self, descs):
+        """No two of the superblocks, descriptor blocks, bitmaps and inode
+        tables share a block (a descriptor pointing at block 0 or at another
+        group's table is damage, not a layout)."""
+        places = []
+        for group, d in enumerate(descs):
+            places += [(b, n, f"group {group}'s superblock or descriptors")
+                       for b, n in self.base_meta(group)]
+            places += [(d.bb, 1, f"group {group}'s block bitmap"),
+                       (d.ib, 1, f"group {group}'s inode bitmap"),
+                       (d.it, self.itb, f"group {group}'s inode table")]
+        places.sort(key=lambda p: p[0])
+        for (b1, n1, w1), (b2, n2, w2) in zip(places, places[1:]):
+            if b2 < b1 + n1:
+                raise MapError(f"{w2} at block {b2} lies in {w1} at blocks "
+                               f"{b1}-{b1 + n1 - 1}")
 
     def kind(self):
         sb = self.sb
