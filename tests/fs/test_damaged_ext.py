@@ -1,0 +1,198 @@
+"""Damaged ext filesystems never lose data silently: each is built the way
+e2fsprogs' own test suite builds its cases (mke2fs, fill, then debugfs
+`set_bg`, `ssv`, `freeb`, `zap_block`), captured with `rdeploy capture`
+and restored onto garbage with `rdeploy restore`; `e2fsck -fn` gives the
+same verdict (exit code class and the problems it lists) on the copy as on
+the original, and capture's warning names the reason the map was not
+used.  A clean control and a superblock count that lags (which e2fsck
+accepts) keep their map."""
+
+import os
+import random
+import re
+
+import pytest
+
+from tests.fs.damaged_tools import (MiB, damaged_round_trip, extract, run,
+                                    sha256)
+from tests.fsmaps import rdeploy
+
+pytestmark = pytest.mark.needs("mke2fs", "debugfs", "dumpe2fs", "e2fsck",
+                               "sfdisk")
+
+WARNING = re.compile(r"warning: partition 1 \(ext[34]\): its allocation maps "
+                     r"cannot be trusted")
+
+
+def make_ext4(tmp_path, block=1024, size=16 * MiB, options=()):
+    """An ext4 image made over garbage (nodiscard keeps it in the free
+    blocks), 1 KiB blocks and 2048-block groups (8 groups) by default,
+    holding five files of random data.  Returns (image, {name: sha256})."""
+    rng = random.Random(14)
+    src, digests = tmp_path / "src", {}
+    src.mkdir()
+    for k in range(5):
+        data = rng.randbytes(200_000 + 997 * k)
+        (src / f"f{k}").write_bytes(data)
+        digests[f"f{k}"] = sha256(data)
+    image = tmp_path / "fs.img"
+    image.write_bytes(rng.randbytes(size))
+    run("mkfs.ext4", "-q", "-F", "-b", block, "-g", 2 * block,
+        "-E", "nodiscard", *options, "-d", src, image)
+    return image, digests
+
+
+def debugfs(image, *commands):
+    run("debugfs", "-w", "-f", "-", image, input="\n".join(commands) + "\n")
+
+
+def layout(image):
+    """Each group's block bitmap, inode table start and free count, from
+    dumpe2fs."""
+    text = run("dumpe2fs", image).stdout
+    return [{"bitmap": int(b), "table": int(t), "free": int(f)}
+            for b, t, f in re.findall(
+                r"Block bitmap at (\d+).*?Inode table at (\d+)-\d+.*?"
+                r"(\d+) free blocks", text, re.S)]
+
+
+def file_blocks(image, name):
+    return [int(b) for b in run("debugfs", "-R", f"blocks /{name}",
+                                image).stdout.split()]
+
+
+def file_data(disk, start, size, name, tmp_path):
+    """The bytes debugfs reads of /name in the partition of `disk`."""
+    part = extract(disk, start, size, tmp_path / "part.img")
+    out = tmp_path / "dumped"
+    run("debugfs", "-R", f"dump /{name} {out}", part)
+    data = out.read_bytes()
+    out.unlink()
+    part.unlink()
+    return data
+
+
+def check_same_verdict(image, tmp_path, reason):
+    """The round trip of a damaged `image`: same e2fsck verdict, capture
+    warned naming `reason`.  Returns (verdict, the restored partition)."""
+    before, after, stderr, _, where = damaged_round_trip(image, "ext4",
+                                                         "ext", tmp_path)
+    assert after == before
+    assert WARNING.search(stderr) and re.search(reason, stderr), stderr
+    return before, where
+
+
+# --- the cases ---------------------------------------------------------------
+def test_descriptor_count_that_disagrees_with_the_bitmap(tmp_path):
+    image, _ = make_ext4(tmp_path)
+    free = layout(image)[3]["free"]
+    debugfs(image, f"set_bg 3 free_blocks_count {free - 7}",
+            "set_bg 3 checksum calc")
+    (klass, lines), _ = check_same_verdict(
+        image, tmp_path, f"group 3's descriptor counts {free - 7} free "
+        f"clusters, its block bitmap leaves {free}")
+    assert klass == 4
+    assert f"Free blocks count wrong for group #3 ({free - 7}, " \
+        f"counted={free})." in lines
+
+
+def test_zeroed_block_bitmap(tmp_path):
+    image, _ = make_ext4(tmp_path)
+    debugfs(image, f"zap_block {layout(image)[0]['bitmap']}")
+    (klass, lines), _ = check_same_verdict(
+        image, tmp_path, "group 0's superblock or descriptors holds blocks "
+        "1-1 that the block bitmaps mark free")
+    assert klass == 4 and any("Block bitmap differences" in line
+                              for line in lines)
+
+
+def test_inode_table_marked_free(tmp_path):
+    image, _ = make_ext4(tmp_path)
+    groups = layout(image)
+    table = groups[2]["table"]
+    # the counts are set to match: only the bitmap says it
+    debugfs(image, f"freeb {table} 4",
+            f"set_bg 0 free_blocks_count {groups[0]['free'] + 4}",
+            "set_bg 0 checksum calc")
+    (klass, lines), _ = check_same_verdict(
+        image, tmp_path, f"group 2's inode table holds blocks {table}-")
+    assert klass == 4 and f"Block bitmap differences:  " \
+        f"+({table}--{table + 3})" in lines
+
+
+@pytest.mark.parametrize("mkfs", [(), ("-O", "^metadata_csum,^extent,"
+                                       "^flex_bg,^64bit", "-t", "ext3")])
+def test_used_data_block_marked_free(tmp_path, mkfs):
+    """The nasty one: a block of a file is free in the bitmap and every
+    count agrees with the bitmap; a map from the bitmaps would drop it.
+    e2fsck lists the block (+N: it is the file's, the data is intact);
+    the copy gives the same verdict and the file's data survives."""
+    image, digests = make_ext4(tmp_path, options=mkfs)
+    block = file_blocks(image, "f2")[40]
+    group = (block - 1) // 2048
+    free = layout(image)[group]["free"]
+    total = int(re.search(r"Free blocks:\s+(\d+)",
+                          run("dumpe2fs", "-h", image).stdout).group(1))
+    debugfs(image, f"freeb {block}",
+            f"set_bg {group} free_blocks_count {free + 1}",
+            f"set_bg {group} checksum calc",
+            f"ssv free_blocks_count {total + 1}")
+    before, after, stderr, _, (target, start, size) = damaged_round_trip(
+        image, "ext4", "ext", tmp_path)
+    assert after == before
+    klass, lines = before
+    # f2 is inode 14: the extent that holds the block is named
+    low, high = map(int, re.search(r"inode 14 holds blocks (\d+)-(\d+) that "
+                                   r"the block bitmaps mark free",
+                                   stderr).groups())
+    assert WARNING.search(stderr) and low <= block <= high
+    assert klass == 4 and f"Block bitmap differences:  +{block}" in lines
+    assert sha256(file_data(target, start, size, "f2", tmp_path)) == \
+        digests["f2"]
+
+
+def test_descriptor_pointing_outside(tmp_path):
+    image, _ = make_ext4(tmp_path)
+    debugfs(image, "set_bg 2 block_bitmap 20000", "set_bg 2 checksum calc")
+    (klass, lines), _ = check_same_verdict(
+        image, tmp_path, r"group 2's block bitmap at block 20000 \(\+1\) is "
+        r"outside the filesystem's blocks 1-16383")
+    assert klass >= 4, lines
+
+
+def test_descriptor_pointing_at_block_0(tmp_path):
+    image, _ = make_ext4(tmp_path, block=4096, size=64 * MiB)
+    debugfs(image, "set_bg 1 block_bitmap 0", "set_bg 1 checksum calc")
+    (klass, lines), _ = check_same_verdict(
+        image, tmp_path, "group 1's block bitmap at block 0 lies in group "
+        "0's superblock or descriptors at blocks 0-0")
+    assert klass >= 4, lines
+
+
+# --- the map is used ---------------------------------------------------------
+def test_clean_control_uses_the_map(tmp_path):
+    image, digests = make_ext4(tmp_path)
+    before, after, stderr, rdi, (target, start, size) = damaged_round_trip(
+        image, "ext4", "ext", tmp_path)
+    assert before == after and before[0] == 0
+    assert "warning" not in stderr, stderr
+    raw = tmp_path / "raw.rdi"
+    disk = tmp_path / "disk.img"
+    os.rename(target, disk)
+    rdeploy("capture", disk, raw, "--raw", "--progress=none")
+    # 1.1 MB of files and metadata against 16 MiB of garbage
+    assert os.path.getsize(rdi) * 4 < os.path.getsize(raw)
+    for name, digest in digests.items():
+        assert sha256(file_data(disk, start, size, name, tmp_path)) == digest
+
+
+def test_superblock_count_that_lags_keeps_the_map(tmp_path):
+    """The kernel writes s_free_blocks_count lazily and e2fsck -fn passes
+    it: the map is used, with a warning."""
+    image, _ = make_ext4(tmp_path)
+    debugfs(image, "ssv free_blocks_count 1234")
+    before, after, stderr, _, _ = damaged_round_trip(image, "ext4", "ext",
+                                                     tmp_path)
+    assert before == after and before[0] == 0
+    assert not WARNING.search(stderr)
+    assert "partition 1: the superblock counts 1234 free clusters" in stderr
