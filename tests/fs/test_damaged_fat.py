@@ -14,7 +14,7 @@ import struct
 
 import pytest
 
-from tests.fs.damaged_tools import MiB, damaged_round_trip, run, sha256
+from tests.fs.damaged_tools import MiB, damaged_round_trip, run
 from tests.fs.ntfs_tools import mft_runlist, mkntfs
 from tests.fsmaps import MTOOLS_ENV
 
