@@ -196,3 +196,50 @@ def test_superblock_count_that_lags_keeps_the_map(tmp_path):
     assert before == after and before[0] == 0
     assert not WARNING.search(stderr)
     assert "partition 1: the superblock counts 1234 free clusters" in stderr
+
+
+# --- flags and checksums -----------------------------------------------------
+def test_block_uninit_flag_that_contradicts_the_count(tmp_path):
+    """Group 1 holds file data but is flagged BLOCK_UNINIT: its bitmap
+    would be computed (metadata only) and the data dropped: the inode
+    walk sees it first (the file's blocks are not in the computed bitmap),
+    the group's count would next."""
+    image, _ = make_ext4(tmp_path)
+    debugfs(image, "set_bg 1 flags 3", "set_bg 1 checksum calc")
+    before, after, stderr, _, _ = damaged_round_trip(image, "ext4", "ext",
+                                                     tmp_path)
+    assert after == before and before[0] == 4
+    low = int(re.search(r"inode 1[2-6] holds blocks (\d+)-\d+ that the "
+                        r"block bitmaps mark free", stderr).group(1))
+    assert WARNING.search(stderr) and 2049 <= low <= 4096
+
+
+def test_block_uninit_on_the_last_group(tmp_path):
+    image, _ = make_ext4(tmp_path)
+    debugfs(image, "set_bg 7 flags 3", "set_bg 7 checksum calc")
+    (klass, lines), _ = check_same_verdict(
+        image, tmp_path, "the last group 7 is flagged BLOCK_UNINIT")
+    assert klass == 4 and "Last group block bitmap uninitialized.  " \
+        "FIXED." not in lines
+
+
+@pytest.mark.parametrize("features", [(), ("-O", "^metadata_csum,uninit_bg")])
+def test_descriptor_checksum_that_does_not_match(tmp_path, features):
+    image, _ = make_ext4(tmp_path, options=features)
+    free = layout(image)[3]["free"]
+    debugfs(image, f"set_bg 3 free_blocks_count {free}",
+            "set_bg 3 checksum 0x1234")
+    (klass, lines), _ = check_same_verdict(
+        image, tmp_path, "group 3's descriptor checksum 0x1234 is not 0x")
+    assert klass == 4 and "One or more block group descriptor checksums " \
+        "are invalid.  Fix? no" in lines
+
+
+def test_superblock_checksum_that_does_not_match(tmp_path):
+    image, _ = make_ext4(tmp_path)
+    with open(image, "r+b") as f:            # s_volume_name, as dd would
+        f.seek(1024 + 0x78)
+        f.write(b"DAMAGED")
+    (klass, lines), _ = check_same_verdict(
+        image, tmp_path, "superblock checksum 0x[0-9a-f]{8} is not")
+    assert klass >= 1, lines

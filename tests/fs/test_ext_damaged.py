@@ -9,7 +9,7 @@ import struct
 import pytest
 
 import demodisk
-from diskimage.fs.ext import used as ext
+from diskimage.fs.ext import csum, used as ext
 from diskimage.fs.usedmap import MapError
 from tests.fs.ext_tools import (bytes_reader, dumpe2fs, journal_blocks, mkfs,
                                 run)
@@ -45,8 +45,13 @@ def small(tmp_path_factory):
 
 
 def patched(data, offset, fmt, value):
+    """`data` with a field changed; a superblock field with its checksum
+    made right again (metadata_csum), as a tool would write it."""
     data = bytearray(data)
     struct.pack_into("<" + fmt, data, offset, value)
+    if 1024 <= offset < 2048 and sb_field(data, 0x64, "I") & 0x400:
+        struct.pack_into("<I", data, 1024 + 0x3FC,
+                         csum.superblock_csum(data[1024:2048]))
     return data
 
 

@@ -12,6 +12,7 @@ import struct
 
 from ...structs import Struct, read_exact
 from ..usedmap import MapError
+from .csum import csum_seed, desc_csum
 
 SUPERBLOCK_OFFSET = 1024
 EXT4_SUPER_MAGIC = 0xEF53
@@ -292,13 +293,16 @@ class Geometry:
                            f"{len(where)} places (byte offset "
                            f"{field_offset('s_first_meta_bg')})")
         flex = self.sb.s_feature_incompat & INCOMPAT_FLEX_BG
+        metadata_csum = self.sb.s_feature_ro_compat & RO_COMPAT_METADATA_CSUM
+        seed = csum_seed(self.sb) if metadata_csum else 0
+        sums = []
         descs = [None] * self.groups
         for block, data in self.blocks(where, "group descriptors"):
             first = where[block] * self.dpb
             for k in range(min(self.dpb, self.groups - first)):
                 group, at = first + k, block * self.bs + k * self.dsz
-                raw = data[k * self.dsz:k * self.dsz + min(self.dsz, 64)]
-                d = GROUP_DESC.unpack(raw.ljust(64, b"\0"), at=at)
+                raw = data[k * self.dsz:(k + 1) * self.dsz]
+                d = GROUP_DESC.unpack(raw[:64].ljust(64, b"\0"), at=at)
                 bb = d.bg_block_bitmap_lo | d.bg_block_bitmap_hi << 32
                 ib = d.bg_inode_bitmap_lo | d.bg_inode_bitmap_hi << 32
                 it = d.bg_inode_table_lo | d.bg_inode_table_hi << 32
@@ -323,10 +327,20 @@ class Geometry:
                     raise MapError(f"the last group {group} is flagged "
                                    f"BLOCK_UNINIT: its bitmap's padding "
                                    f"cannot be computed (byte offset {at})")
+                if self.csum:
+                    sums.append((group, raw, d.bg_checksum, at))
                 descs[group] = Desc(bb, ib, it, free, d.bg_flags,
                                     d.bg_itable_unused_lo |
                                     d.bg_itable_unused_hi << 16, at)
         self._no_overlap(descs)
+        # Checksums last, so that a descriptor that is wrong is named for
+        # what is wrong in it.
+        for group, raw, found, at in sums:
+            want = desc_csum(self.sb, metadata_csum, seed, group, raw)
+            if want != found:
+                raise MapError(f"group {group}'s descriptor checksum "
+                               f"{found:#06x} is not {want:#06x} (byte "
+                               f"offset {at})")
         return descs
 
     def _no_overlap(self, descs):

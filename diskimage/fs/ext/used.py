@@ -21,11 +21,13 @@ import struct
 from ...errors import TableError
 from .super import (COMPAT_HAS_JOURNAL, EXT2_ERROR_FS, EXT2_VALID_FS,
                     EXT4_BG_BLOCK_UNINIT, EXT4_SUPER_MAGIC,
-                    INCOMPAT_64BIT, INCOMPAT_MMP, READ_BATCH, SUPERBLOCK,
+                    INCOMPAT_64BIT, INCOMPAT_MMP, READ_BATCH,
+                    RO_COMPAT_METADATA_CSUM, SUPERBLOCK,
                     SUPERBLOCK_OFFSET, Geometry, field_offset)
 from ...structs import read_exact
 from ..usedmap import (LazyRuns, MapError, UsedMap, bitmap_runs, coalesce,
                        merged, scaled, survey)
+from .csum import superblock_csum
 from .walk import EXT4_EXTENTS_FL, EXT4_INLINE_DATA_FL, INODE, Walk
 
 
@@ -53,9 +55,16 @@ def open_volume(read, size):
         return None
     try:
         sb = SUPERBLOCK.unpack(raw, at=SUPERBLOCK_OFFSET)
-        return _Volume(read, size, sb).used_map()
+        umap = _Volume(read, size, sb).used_map()
     except TableError as err:
         raise MapError(str(err)) from None
+    # Last, so that a field that is wrong is named for what is wrong in it.
+    if sb.s_feature_ro_compat & RO_COMPAT_METADATA_CSUM and \
+            superblock_csum(raw) != sb.s_checksum:
+        raise MapError(f"superblock checksum {sb.s_checksum:#010x} is not "
+                       f"{superblock_csum(raw):#010x} (byte offset "
+                       f"{field_offset('s_checksum')})")
+    return umap
 
 
 class _Volume(Walk, Geometry):
