@@ -26,7 +26,7 @@ from .super import (COMPAT_HAS_JOURNAL, EXT2_ERROR_FS, EXT2_VALID_FS,
                     SUPERBLOCK_OFFSET, Geometry, field_offset)
 from ...structs import read_exact
 from ..usedmap import (LazyRuns, MapError, UsedMap, bitmap_runs, coalesce,
-                       merged, scaled, survey)
+                       merge_runs, merged, scaled, survey)
 from .csum import superblock_csum
 from .walk import EXT4_EXTENTS_FL, EXT4_INLINE_DATA_FL, INODE, Walk
 
@@ -101,9 +101,8 @@ class _Volume(Walk, Geometry):
         self.uninit_meta = list(clipped(self.meta, uninit))
         journal = self._journal(descs)
         jname = f"journal inode {self.sb.s_journal_inum}"
-        wanted = named + [(b, n, jname) for b, n in journal] + \
-            self.file_blocks(descs, skip={self.sb.s_journal_inum})
-        wanted.sort(key=lambda w: (w[0], w[1]))
+        wanted = sorted(named + [(b, n, jname) for b, n in journal],
+                        key=lambda w: (w[0], w[1]))
         # One pass over the bitmaps counts each group and checks that every
         # block the metadata and the inodes hold is marked used.
         used = [0] * self.groups
@@ -111,10 +110,10 @@ class _Volume(Walk, Geometry):
             iter(self.uninit_meta), self._bitmap_runs()), used), wanted)
         if missing:
             block, length, what = missing
-            if isinstance(what, int):
-                what = f"inode {what}"
             raise MapError(f"{what} holds blocks {block}-{block + length - 1}"
                            f" that the block bitmaps mark free")
+        # Then every in-use inode's blocks, against the bitmaps (walk.py).
+        self.check_inodes(descs, skip={self.sb.s_journal_inum})
         self._check_free(used, descs)
         total = self.count * self.bs
         return UsedMap(self.kind(), self.bs * self.ratio, total,
@@ -234,5 +233,6 @@ class _Volume(Walk, Geometry):
         if inode.i_flags & EXT4_EXTENTS_FL:
             journal = list(self._extents(inode.i_block, at + 0x28, what, 5))
         else:
-            journal = self._indirect(inode.i_block, at + 0x28, what)
+            journal = merge_runs(self._indirect(inode.i_block, at + 0x28,
+                                                what))
         return sorted(journal)

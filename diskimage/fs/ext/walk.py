@@ -53,14 +53,25 @@ RO_COMPAT_HUGE_FILE = 0x8
 EXT4_HUGE_FILE_FL = 0x40000
 
 
-class Walk:
-    """Inode walks over a Geometry (read, bs, isz, sb, csum, in_fs)."""
+TABLE_BATCH = 64 << 10       # inode table bytes read at a time
+BITMAPS_KEPT = 32            # block bitmaps kept for the inode walk
 
-    def file_blocks(self, descs, skip=()):
-        """(block, count, inode number) of every block that in-use inodes
-        other than `skip` hold, in inode order."""
+
+class Walk:
+    """Inode walks over a Geometry (read, bs, isz, sb, csum, in_fs, and
+    used.py's on_disk and uninit_meta).  Memory is bounded: inodes are
+    read in batches, their runs checked as they come against a few cached
+    block bitmaps, nothing is collected."""
+
+    def check_inodes(self, descs, skip=()):
+        """MapError naming the first in-use inode (other than `skip`) that
+        holds a block its group's block bitmap marks free."""
         sb, bs, isz = self.sb, self.bs, self.isz
-        ipg, found = sb.s_inodes_per_group, []
+        ipg, self._bitmaps = sb.s_inodes_per_group, {}
+        self._where, self._uninit = dict(self.on_disk), {}
+        for b, n in self.uninit_meta:
+            self._uninit.setdefault((b - self.first) // self.bpg,
+                                    []).append((b, n))
         for group, d in enumerate(descs):
             if self.csum and d.flags & EXT4_BG_INODE_UNINIT:
                 continue
@@ -68,30 +79,75 @@ class Walk:
             if limit <= 0:
                 continue
             bitmap = read_exact(self.read, d.ib * bs, bs, "inode bitmap")
-            runs = list(bitmap_runs(bitmap, limit))
-            if not runs:
-                continue
-            lo, hi = runs[0][0], runs[-1][0] + runs[-1][1]
-            first_block = lo * isz // bs
-            base = d.it * bs + first_block * bs
-            table = read_exact(self.read, base, -(-hi * isz // bs) * bs -
-                               first_block * bs, "inode table")
-            for start, count in runs:
-                for index in range(start, start + count):
-                    ino = group * ipg + index + 1
-                    if ino in skip:
-                        continue
-                    pos = index * isz - first_block * bs
-                    found += self._inode_blocks(
-                        ino, INODE.unpack(table, pos, at=base + pos),
-                        base + pos)
-        return found
+            for start, count in bitmap_runs(bitmap, limit):
+                index = start
+                while index < start + count:
+                    n = min(start + count - index, max(1, TABLE_BATCH // isz))
+                    base = d.it * bs + index * isz
+                    table = read_exact(self.read, base, n * isz,
+                                       "inode table")
+                    for k in range(n):
+                        ino = group * ipg + index + k + 1
+                        if ino not in skip:
+                            self._check_inode(ino, INODE.unpack(
+                                table, k * isz, at=base + k * isz),
+                                base + k * isz)
+                    index += n
+
+    def _check_inode(self, ino, inode, at):
+        for block, count in self._inode_blocks(ino, inode, at):
+            free = self._first_free(block, count)
+            if free is not None:
+                raise MapError(f"inode {ino} holds blocks {block}-"
+                               f"{block + count - 1} that the block bitmaps "
+                               f"mark free (block {free}; inode at byte "
+                               f"offset {at})")
+
+    def _first_free(self, block, count):
+        """The first block of [block, block+count) whose cluster the block
+        bitmaps mark free, or None."""
+        r, end = self.ratio, block + count
+        while block < end:
+            group = (block - self.first) // self.bpg
+            start = self.group_first(group)
+            stop = min(end, start + self.bpg)
+            bits = self._group_bitmap(group)
+            c0, c1 = (block - start) // r, -(-(stop - start) // r)
+            chunk = int.from_bytes(bits[c0 // 8:(c1 + 7) // 8], "little")
+            chunk >>= c0 % 8
+            want = (1 << (c1 - c0)) - 1
+            if chunk & want != want:
+                missing = (~chunk & want & -(~chunk & want)).bit_length() - 1
+                return start + (c0 + missing) * r
+            block = stop
+        return None
+
+    def _group_bitmap(self, group):
+        """A group's block bitmap: from disk, or for a BLOCK_UNINIT group
+        computed from the metadata in it; the last few used kept."""
+        bits = self._bitmaps.pop(group, None)
+        if bits is None:
+            if group in self._where:
+                bits = read_exact(self.read, self._where[group] * self.bs,
+                                  self.bs, "block bitmap")
+            else:
+                start, r, made = self.group_first(group), self.ratio, 0
+                for b, n in self._uninit.get(group, ()):
+                    c0, c1 = (b - start) // r, -(-(b + n - start) // r)
+                    made |= ((1 << (c1 - c0)) - 1) << c0
+                bits = made.to_bytes(self.bs, "little")
+            if len(self._bitmaps) >= BITMAPS_KEPT:
+                del self._bitmaps[next(iter(self._bitmaps))]
+        self._bitmaps[group] = bits         # the most recent last
+        return bits
 
     def _inode_blocks(self, ino, inode, at):
+        """(block, count) runs of an inode's blocks, streamed (none for
+        an inode not in use or that holds no blocks)."""
         sb = self.sb
         reserved = ino < (sb.s_first_ino if sb.s_rev_level else 11)
         if not inode.i_links_count and not reserved:
-            return []
+            return
         osd2 = struct.unpack("<6H", inode.osd2)
         acl = inode.i_file_acl_lo
         if sb.s_feature_incompat & INCOMPAT_64BIT:
@@ -102,10 +158,9 @@ class Walk:
         if not inode.i_flags & EXT4_HUGE_FILE_FL:
             blocks = blocks * 512 // self.bs
         what = f"inode {ino}"
-        out = []
         if acl:
             self.in_fs(acl, 1, f"{what}'s extended attribute block", at)
-            out.append((acl, 1, ino))
+            yield acl, 1
             blocks -= self.ratio
         kind = inode.i_mode & S_IFMT
         if reserved and blocks <= 0 or not reserved and kind not in (
@@ -113,14 +168,12 @@ class Walk:
                 inode.i_flags & EXT4_INLINE_DATA_FL or \
                 kind == S_IFLNK and blocks <= 0 and \
                 not inode.i_flags & EXT4_EXTENTS_FL:
-            return out
+            return
         self.budget = 2 * max(blocks, 0) + 64
         if inode.i_flags & EXT4_EXTENTS_FL:
-            runs = self._extents(inode.i_block, at + 0x28, what, 5)
+            yield from self._extents(inode.i_block, at + 0x28, what, 5)
         else:
-            runs = self._indirect(inode.i_block, at + 0x28, what)
-        out += [(block, count, ino) for block, count in runs]
-        return out
+            yield from self._indirect(inode.i_block, at + 0x28, what)
 
     def _spend(self, count, what):
         self.budget -= count
@@ -153,17 +206,19 @@ class Walk:
                                          depth - 1)
 
     def _indirect(self, i_block, at, what):
-        """Block runs of a block-mapped inode: 12 direct pointers, then
-        single, double and triple indirect blocks."""
+        """Block runs of a block-mapped inode, streamed: 12 direct
+        pointers, then single, double and triple indirect blocks (each
+        pointer block's runs coalesced)."""
         pointers = struct.unpack("<15I", i_block)
-        blocks = [b for b in pointers[:12] if b]
+        yield from self._pointer_runs([b for b in pointers[:12] if b], at,
+                                      what)
         level = [(b, depth) for depth, b in enumerate(pointers[12:], 1) if b]
         while level:
             deeper = []
             for block, depth in level:
                 self.in_fs(block, 1, f"{what}'s indirect block", at)
                 self._spend(1, what)
-                blocks.append(block)
+                yield block, 1
                 entries = array.array("I", read_exact(
                     self.read, block * self.bs, self.bs, what))
                 if sys.byteorder == "big":
@@ -171,11 +226,13 @@ class Walk:
                 if depth == 1:
                     data = [b for b in entries if b]
                     self._spend(len(data), what)
-                    blocks += data
+                    yield from self._pointer_runs(data, block * self.bs,
+                                                  what)
                 else:
                     deeper += [(b, depth - 1) for b in entries if b]
             level = deeper
-        if blocks:
-            self.in_fs(min(blocks), max(blocks) - min(blocks) + 1,
-                       f"{what}'s blocks", at)
-        return merge_runs((b, 1) for b in blocks)
+
+    def _pointer_runs(self, blocks, at, what):
+        for block, count in merge_runs((b, 1) for b in blocks):
+            self.in_fs(block, count, f"{what}'s blocks", at)
+            yield block, count
