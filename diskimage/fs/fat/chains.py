@@ -20,6 +20,7 @@ from ..usedmap import MapError, read_exact
 from .bpb import ATTR_LONG_NAME, ATTR_VOLUME_ID, DIR_ENTRY
 
 _MASK = {12: 0xFFF, 16: 0xFFFF, 32: 0x0FFFFFFF}
+CHUNK = 1 << 20             # entries looked up at a time
 
 
 def entries(volume):
@@ -59,18 +60,22 @@ def check_chains(volume):
     table = entries(volume)
     _check_root(volume, table)
     count = len(table)
-    lookup = array.array(table.typecode, table)
-    lookup[0] = lookup[1] = 1
-    lookup.append(1)                    # every value >= count lands here
-    nexts = array.array(table.typecode, map(
-        lookup.__getitem__, map(min, table, repeat(count))))
-    nexts[0] = nexts[1] = 1
-    if not nexts.count(0):
-        return
-    cluster = nexts.index(0)
-    at = volume.fat_offset(volume.active[0]) + cluster * volume.bits // 8
-    raise MapError(f"cluster {cluster}'s chain runs into free cluster "
-                   f"{table[cluster]} (FAT entry at byte offset {at})")
+    # The table becomes its own lookup: entries 0 and 1 (not clusters) and
+    # every value >= count (end of chain, bad, reserved) find a non-zero.
+    table[0] = table[1] = 1
+    table.append(1)
+    for first in range(0, count, CHUNK):
+        nexts = array.array(table.typecode, map(
+            table.__getitem__, map(min, table[first:min(first + CHUNK,
+                                                         count)],
+                                   repeat(count))))
+        if nexts.count(0):
+            cluster = first + nexts.index(0)
+            at = volume.fat_offset(volume.active[0]) + \
+                cluster * volume.bits // 8
+            raise MapError(f"cluster {cluster}'s chain runs into free "
+                           f"cluster {table[cluster]} (FAT entry at byte "
+                           f"offset {at})")
 
 
 def _check_root(volume, table):
