@@ -36,7 +36,7 @@ def entries(volume):
     table.frombytes(raw[:count * (volume.bits // 8)])
     if sys.byteorder == "big":
         table.byteswap()
-    if volume.bits == 32:
+    if volume.bits == 32 and max(table) > _MASK[32]:
         table = array.array(table.typecode,
                             map(int.__and__, table, repeat(_MASK[32])))
     return table
