@@ -99,8 +99,11 @@ EXT2_VALID_FS, EXT2_ERROR_FS = 0x1, 0x2
 EXT4_BG_INODE_UNINIT, EXT4_BG_BLOCK_UNINIT = 0x1, 0x2
 READ_BATCH = 4 << 20
 # What descriptors() gives of each group; `at` is the descriptor's byte
-# offset, `unused` bg_itable_unused (inodes at the table's end never used).
-Desc = collections.namedtuple("Desc", "bb ib it free flags unused at")
+# offset, `unused` bg_itable_unused (inodes at the table's end never used),
+# `bcsum` the block bitmap's checksum (the high half only in descriptors of
+# 0x3C bytes or more, EXT4_BG_BLOCK_BITMAP_CSUM_HI_END).
+Desc = collections.namedtuple("Desc",
+                              "bb ib it free flags unused at bcsum")
 
 
 # What ext2 and ext3 support, as libblkid (superblocks/ext.c) tells them
@@ -331,7 +334,10 @@ class Geometry:
                     sums.append((group, raw, d.bg_checksum, at))
                 descs[group] = Desc(bb, ib, it, free, d.bg_flags,
                                     d.bg_itable_unused_lo |
-                                    d.bg_itable_unused_hi << 16, at)
+                                    d.bg_itable_unused_hi << 16, at,
+                                    d.bg_block_bitmap_csum_lo |
+                                    (d.bg_block_bitmap_csum_hi << 16
+                                     if self.dsz >= 0x3C else 0))
         self._no_overlap(descs)
         # Checksums last, so that a descriptor that is wrong is named for
         # what is wrong in it.

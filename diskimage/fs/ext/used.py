@@ -27,7 +27,7 @@ from .super import (COMPAT_HAS_JOURNAL, EXT2_ERROR_FS, EXT2_VALID_FS,
 from ...structs import read_exact
 from ..usedmap import (LazyRuns, MapError, UsedMap, bitmap_runs, coalesce,
                        merge_runs, merged, scaled, survey)
-from .csum import superblock_csum
+from .csum import crc32c, csum_seed, superblock_csum
 from .walk import EXT4_EXTENTS_FL, EXT4_INLINE_DATA_FL, INODE, Walk
 
 
@@ -106,8 +106,12 @@ class _Volume(Walk, Geometry):
         # One pass over the bitmaps counts each group and checks that every
         # block the metadata and the inodes hold is marked used.
         used = [0] * self.groups
+        metadata_csum = self.sb.s_feature_ro_compat & RO_COMPAT_METADATA_CSUM
+        self.verify, self.bad_bitmap, self.descs = metadata_csum, None, descs
+        self.seed = csum_seed(self.sb) if metadata_csum else 0
         blocks, missing = survey(self._counted(merged(
             iter(self.uninit_meta), self._bitmap_runs()), used), wanted)
+        self.verify = False                 # later passes only read
         if missing:
             block, length, what = missing
             raise MapError(f"{what} holds blocks {block}-{block + length - 1}"
@@ -115,6 +119,8 @@ class _Volume(Walk, Geometry):
         # Then every in-use inode's blocks, against the bitmaps (walk.py).
         self.check_inodes(descs, skip={self.sb.s_journal_inum})
         self._check_free(used, descs)
+        if self.bad_bitmap:
+            raise MapError(self.bad_bitmap)
         total = self.count * self.bs
         return UsedMap(self.kind(), self.bs * self.ratio, total,
                        min((self.first + blocks) * self.bs, total),
@@ -158,6 +164,19 @@ class _Volume(Walk, Geometry):
                 return
             yield block, min(count, self.count - block)
 
+    def _verify_bitmap(self, group, bitmap):
+        """With metadata_csum, note the first block bitmap whose checksum
+        (crc32c of the seed and clusters_per_group/8 bytes, as the kernel's
+        ext4_block_bitmap_csum_verify) does not match its descriptor's."""
+        d = self.descs[group]
+        want = crc32c(self.seed, bitmap[:self.bpg // self.ratio // 8])
+        if self.dsz < 0x3C:
+            want &= 0xFFFF
+        if want != d.bcsum:
+            self.bad_bitmap = (f"group {group}'s block bitmap checksum "
+                               f"{d.bcsum:#x} is not {want:#x} (descriptor "
+                               f"at byte offset {d.at})")
+
     def _bitmap_runs(self):
         """(block, count) runs of the set bits of the on-disk bitmaps, in
         group order; consecutive bitmap blocks are read together."""
@@ -173,6 +192,8 @@ class _Volume(Walk, Geometry):
             for k in range(j - i):
                 group = self.on_disk[i + k][0]
                 bitmap = data[k * self.bs:(k + 1) * self.bs]
+                if self.verify and self.bad_bitmap is None:
+                    self._verify_bitmap(group, bitmap)
                 nbits = self.group_clusters(group)
                 start = self.group_first(group)
                 # Only the part between the first and last non-zero bytes.
