@@ -100,10 +100,11 @@ EXT4_BG_INODE_UNINIT, EXT4_BG_BLOCK_UNINIT = 0x1, 0x2
 READ_BATCH = 4 << 20
 # What descriptors() gives of each group; `at` is the descriptor's byte
 # offset, `unused` bg_itable_unused (inodes at the table's end never used),
-# `bcsum` the block bitmap's checksum (the high half only in descriptors of
-# 0x3C bytes or more, EXT4_BG_BLOCK_BITMAP_CSUM_HI_END).
+# `bcsum` and `icsum` the block and inode bitmaps' checksums (their high
+# halves only in descriptors of 0x3A and 0x3C bytes or more,
+# EXT4_BG_BLOCK_BITMAP_CSUM_HI_LOCATION, EXT4_BG_INODE_BITMAP_CSUM_HI_END).
 Desc = collections.namedtuple("Desc",
-                              "bb ib it free flags unused at bcsum")
+                              "bb ib it free flags unused at bcsum icsum")
 
 
 # What ext2 and ext3 support, as libblkid (superblocks/ext.c) tells them
@@ -337,6 +338,9 @@ class Geometry:
                                     d.bg_itable_unused_hi << 16, at,
                                     d.bg_block_bitmap_csum_lo |
                                     (d.bg_block_bitmap_csum_hi << 16
+                                     if self.dsz >= 0x3A else 0),
+                                    d.bg_inode_bitmap_csum_lo |
+                                    (d.bg_inode_bitmap_csum_hi << 16
                                      if self.dsz >= 0x3C else 0))
         self._no_overlap(descs)
         # Checksums last, so that a descriptor that is wrong is named for

@@ -108,7 +108,7 @@ class _Volume(Walk, Geometry):
         used = [0] * self.groups
         metadata_csum = self.sb.s_feature_ro_compat & RO_COMPAT_METADATA_CSUM
         self.verify, self.bad_bitmap, self.descs = metadata_csum, None, descs
-        self.seed = csum_seed(self.sb) if metadata_csum else 0
+        self.seed = csum_seed(self.sb) if metadata_csum else None
         blocks, missing = survey(self._counted(merged(
             iter(self.uninit_meta), self._bitmap_runs()), used), wanted)
         self.verify = False                 # later passes only read
@@ -170,7 +170,7 @@ class _Volume(Walk, Geometry):
         ext4_block_bitmap_csum_verify) does not match its descriptor's."""
         d = self.descs[group]
         want = crc32c(self.seed, bitmap[:self.bpg // self.ratio // 8])
-        if self.dsz < 0x3C:
+        if self.dsz < 0x3A:
             want &= 0xFFFF
         if want != d.bcsum:
             self.bad_bitmap = (f"group {group}'s block bitmap checksum "

@@ -20,6 +20,7 @@ import sys
 
 from ...structs import Struct, read_exact
 from ..usedmap import MapError, bitmap_runs, merge_runs
+from .csum import crc32c
 from .super import EXT4_BG_INODE_UNINIT, INCOMPAT_64BIT
 
 INODE = Struct("ext4 inode", [
@@ -65,7 +66,9 @@ class Walk:
 
     def check_inodes(self, descs, skip=()):
         """MapError naming the first in-use inode (other than `skip`) that
-        holds a block its group's block bitmap marks free."""
+        holds a block its group's block bitmap marks free, or the first
+        inode bitmap whose checksum does not match (self.seed: the
+        metadata_csum seed, None without)."""
         sb, bs, isz = self.sb, self.bs, self.isz
         ipg, self._bitmaps = sb.s_inodes_per_group, {}
         self._where, self._uninit = dict(self.on_disk), {}
@@ -79,6 +82,14 @@ class Walk:
             if limit <= 0:
                 continue
             bitmap = read_exact(self.read, d.ib * bs, bs, "inode bitmap")
+            if self.seed is not None:
+                want = crc32c(self.seed, bitmap[:ipg // 8])
+                want &= 0xFFFFFFFF if self.dsz >= 0x3C else 0xFFFF
+                if want != d.icsum:
+                    raise MapError(f"group {group}'s inode bitmap checksum "
+                                   f"{d.icsum:#x} is not {want:#x} "
+                                   f"(descriptor at byte offset {d.at}): "
+                                   f"the inodes in use are not known")
             for start, count in bitmap_runs(bitmap, limit):
                 index = start
                 while index < start + count:
