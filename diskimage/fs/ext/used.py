@@ -8,9 +8,15 @@ the kernel's ext4_init_block_bitmap and e2fsprogs do: the superblock backup
 and group descriptor blocks (old style and reserved, or meta_bg's) of the
 group, and the bitmaps and inode tables placed in it.  On top of that, and
 whatever the bitmaps say, the map always holds every group's superblock
-backup, descriptor blocks, bitmaps and inode tables and the MMP block.  The
-internal journal (inode 8) is walked and each of its blocks must be marked
-used, or the bitmaps are not trusted.
+backup, descriptor blocks, bitmaps and inode tables and the MMP block.
+
+Before the map is trusted (docs/filesystems/damaged.md): the metadata and
+the internal journal's blocks must be marked used in the bitmaps; every
+in-use inode's blocks too (walk.py); each group's descriptor must count
+exactly its bitmap's free clusters (the superblock's total may lag: a
+warning); with metadata_csum the block bitmaps' checksums must match, and
+the descriptors' and superblock's (super.py, csum.py).  Any disagreement
+raises MapError.
 
 With bigalloc one bitmap bit is a cluster of 2^s_log_cluster_size bytes;
 the map's block_size is then the cluster size.

@@ -1,7 +1,7 @@
-"""The blocks that an ext volume's inodes say they hold: the journal's,
-and every in-use inode's (data, extent tree and indirect blocks, the
-extended-attribute block), so that used.py can check each is marked used
-in the block bitmaps.  A used data block marked free is damage that no
+"""The blocks that an ext volume's inodes say they hold: the journal's
+(for used.py), and every in-use inode's (data, extent tree and indirect
+blocks, the extended-attribute block), each checked to be marked used in
+the block bitmaps.  A used data block marked free is damage that no
 count shows: debugfs `freeb` and a matching `set_bg` leave every count
 right, and a map from the bitmaps alone would drop the block.
 
