@@ -8,6 +8,8 @@ get past the CRC, xfs_db writes the field (`write -d`: no verifier, the CRC
 recomputed).  Where the damage is real, `xfs_repair -n` is asked too.
 """
 
+import re
+
 import pytest
 
 from diskimage.fs.usedmap import MapError
@@ -195,3 +197,38 @@ def test_a_free_list_block_also_free_in_the_btree_is_refused(small,
     with pytest.raises(MapError, match="is on the free list and in the free "
                        "extent"):
         open_map(image)
+
+
+def test_a_log_marked_free_is_refused(tmp_path):
+    """The internal log's blocks written into both free space btrees of
+    its AG as one more free extent, the AGF's counts to match: every
+    count agrees, only the log says the blocks are used."""
+    image = tmp_path / "fresh.img"
+    with open(image, "wb") as f:
+        f.truncate(300 << 20)
+    run("mkfs.xfs", "-q", "-f", image)
+    out = db(image, "sb 0", "p logstart logblocks agblklog")
+    logstart, logblocks, agblklog = (number(name, out) for name in (
+        "logstart", "logblocks", "agblklog"))
+    agno, at = logstart >> agblklog, logstart & ((1 << agblklog) - 1)
+    assert agno > 0, "the log is in AG 0: the test wants another AG's"
+    freeblks, longest = agf(image, agno, "freeblks", "longest")
+    assert agf(image, agno, "bnolevel", "cntlevel") == [1, 1]
+    for tree, key in (("bno", lambda r: r[0]), ("cnt", lambda r: r[::-1])):
+        text = db(image, f"agf {agno}", f"addr {tree}root", "p recs")
+        recs = [(int(s), int(n)) for s, n in re.findall(
+            r"\d+:\[(\d+),(\d+)\]", text)]
+        assert all(s > at + logblocks or s + n < at for s, n in recs)
+        recs = sorted(recs + [(at, logblocks)], key=key)
+        writes = [f"write -d numrecs {len(recs)}"] + [
+            f"write -d recs[{k}].{field} {value}"
+            for k, rec in enumerate(recs, 1)
+            for field, value in zip(("startblock", "blockcount"), rec)]
+        xfs_db_write(image, f"agf {agno}", f"addr {tree}root", *writes)
+    xfs_db_write(image, f"agf {agno}",
+                 f"write -d freeblks {freeblks + logblocks}",
+                 f"write -d longest {max(longest, logblocks)}")
+    with pytest.raises(MapError, match="the free space btrees hold blocks "
+                       "of the internal log"):
+        open_map(image)
+    assert run("xfs_repair", "-n", image, check=False).returncode == 1
