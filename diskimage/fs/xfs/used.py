@@ -140,6 +140,9 @@ class _Volume(Geometry):
         block number ("bno", ascending) or by size ("cnt", by count then
         block), every block checked."""
         length, prev = agf.agf_length, None
+        # The AG's first four sectors (superblock, AGF, AGI, AGFL) are
+        # never free: no free extent may start in their blocks.
+        headers = -(-4 * self.sb.sb_sectsize // self.bs)
         root, levels = (agf.agf_bno_root, agf.agf_bno_level) \
             if tree == "bno" else (agf.agf_cnt_root, agf.agf_cnt_level)
         if not 0 < root < length or not 1 <= levels <= XFS_BTREE_MAXLEVELS:
@@ -165,6 +168,11 @@ class _Volume(Geometry):
                     else:
                         ordered = prev is None or (count, start) > \
                             (prev[1], prev[0])
+                    if start < headers:
+                        raise MapError(
+                            f"allocation group {agno}: free extent "
+                            f"{start}+{count} in the {tree}bt block at byte "
+                            f"offset {at} holds the group's headers")
                     if count == 0 or not ordered or start + count > length:
                         raise MapError(
                             f"allocation group {agno}: free extent "
