@@ -246,3 +246,18 @@ def insert_free(image, agno, start, count):
         xfs_db_write(image, f"agf {agno}", f"addr {tree}root", *writes)
     xfs_db_write(image, f"agf {agno}", f"write -d freeblks {freeblks + count}",
                  f"write -d longest {max(longest, count)}")
+
+
+@pytest.mark.parametrize("name,header,field", [
+    ("inobt", "agi", "root"), ("finobt", "agi", "free_root"),
+    ("refcountbt", "agf", "refcntroot")])
+def test_a_btree_root_marked_free_is_refused(small, tmp_path, name, header,
+                                             field):
+    """A btree's root block written into both free space btrees as a free
+    extent, the AGF to match: only the root's address says it is used."""
+    image = copy_of(small, tmp_path)
+    root = number(field, db(image, f"{header} 1", f"p {field}"))
+    insert_free(image, 1, root, 1)
+    with pytest.raises(MapError, match=f"block {root} is the {name} root "
+                       f"and in the free extent {root}\\+1"):
+        open_map(image)

@@ -112,13 +112,18 @@ class _Volume(Geometry):
             agf, _ = self.agf(agno)
             # The free list's blocks are free to the AGF but in no free
             # extent: they are kept (copied), and must not be free twice.
-            agfl = sorted(self.agfl(agno, agf))
+            # So are the btrees' roots.
+            kept = sorted([(b, "on the free list") for b in
+                           self.agfl(agno, agf)] +
+                          [(b, f"the {name} root") for name, b in
+                           self.roots(agno, agf).items()])
+            blocks = [b for b, _ in kept]
             cursor = total = longest = 0
             for start, count in self.free_extents(agno, agf):
-                k = bisect.bisect_left(agfl, start)
-                if k < len(agfl) and agfl[k] < start + count:
+                k = bisect.bisect_left(blocks, start)
+                if k < len(blocks) and blocks[k] < start + count:
                     raise MapError(f"allocation group {agno}: block "
-                                   f"{agfl[k]} is on the free list and in "
+                                   f"{blocks[k]} is {kept[k][1]} and in "
                                    f"the free extent {start}+{count}")
                 if start > cursor:
                     yield (self.ag_offset(agno, cursor),
