@@ -20,15 +20,16 @@ and checked again as they are.  The log must be clean (log.check_clean):
 after a crash the btrees on disk may lack allocations only the log holds.
 """
 
+import bisect
 import struct
 
 from ...errors import TableError
 from ...structs import read_exact
 from ..usedmap import LazyRuns, MapError, UsedMap, coalesce, survey
 from . import log
-from .super import (BTREE_SHORT, BTREE_SHORT_CRC, NULLAGBLOCK,
+from .super import (BTREE_CRC_OFF, BTREE_SHORT, BTREE_SHORT_CRC, NULLAGBLOCK,
                     XFS_ABTB_CRC_MAGIC, XFS_ABTB_MAGIC, XFS_ABTC_CRC_MAGIC,
-                    XFS_ABTC_MAGIC, XFS_BTREE_MAXLEVELS, Geometry)
+                    XFS_ABTC_MAGIC, XFS_BTREE_MAXLEVELS, Geometry, crc_ok)
 
 REC = struct.Struct(">II")            # xfs_alloc_rec: startblock, blockcount
 PTR = struct.Struct(">I")             # xfs_alloc_ptr_t
@@ -109,8 +110,21 @@ class _Volume(Geometry):
     def _used_blocks(self):
         for agno in range(self.agcount):
             agf, _ = self.agf(agno)
+            # The free list's blocks are free to the AGF but in no free
+            # extent: they are kept (copied), and must not be free twice.
+            # So are the btrees' roots.
+            kept = sorted([(b, "on the free list") for b in
+                           self.agfl(agno, agf)] +
+                          [(b, f"the {name} root") for name, b in
+                           self.roots(agno, agf).items()])
+            blocks = [b for b, _ in kept]
             cursor = total = longest = 0
             for start, count in self.free_extents(agno, agf):
+                k = bisect.bisect_left(blocks, start)
+                if k < len(blocks) and blocks[k] < start + count:
+                    raise MapError(f"allocation group {agno}: block "
+                                   f"{blocks[k]} is {kept[k][1]} and in "
+                                   f"the free extent {start}+{count}")
                 if start > cursor:
                     yield (self.ag_offset(agno, cursor),
                            (start - cursor) * self.bs)
@@ -131,6 +145,9 @@ class _Volume(Geometry):
         block number ("bno", ascending) or by size ("cnt", by count then
         block), every block checked."""
         length, prev = agf.agf_length, None
+        # The AG's first four sectors (superblock, AGF, AGI, AGFL) are
+        # never free: no free extent may start in their blocks.
+        headers = -(-4 * self.sb.sb_sectsize // self.bs)
         root, levels = (agf.agf_bno_root, agf.agf_bno_level) \
             if tree == "bno" else (agf.agf_cnt_root, agf.agf_cnt_level)
         if not 0 < root < length or not 1 <= levels <= XFS_BTREE_MAXLEVELS:
@@ -156,6 +173,11 @@ class _Volume(Geometry):
                     else:
                         ordered = prev is None or (count, start) > \
                             (prev[1], prev[0])
+                    if start < headers:
+                        raise MapError(
+                            f"allocation group {agno}: free extent "
+                            f"{start}+{count} in the {tree}bt block at byte "
+                            f"offset {at} holds the group's headers")
                     if count == 0 or not ordered or start + count > length:
                         raise MapError(
                             f"allocation group {agno}: free extent "
@@ -200,6 +222,8 @@ class _Volume(Geometry):
                           head.bb_uuid != self.meta_uuid or
                           head.bb_owner != agno):
             bad = "its address, UUID or owner is another block's"
+        elif self.v5 and not crc_ok(block, BTREE_CRC_OFF):
+            bad = "its CRC is wrong"
         if bad:
             raise MapError(f"allocation group {agno}: {tree}bt block "
                            f"{agbno} (byte offset {at}): {bad}")
