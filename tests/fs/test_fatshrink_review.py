@@ -243,28 +243,32 @@ def fat32_high(tmp_path):
 
 def test_fat32_reserved_high_bits_are_kept(tmp_path):
     """The top 4 bits of FAT32 entries are not the chain's: an entry the
-    shrink rewrites (it points at a moved cluster) and one it leaves keep
-    them."""
+    shrink leaves (the root's), one it rewrites (/hi's first cluster, which
+    stays but links to a moved one: the new end is cut inside /hi's chain)
+    and one it moves (/hi's last) keep them."""
     image, digests = fat32_high(tmp_path)
     geo = layout(image)
-    target = 40 * MiB
-    new_end = (target - geo["data"]) // geo["cluster"] + 2
-    kept = chain_of(image, "::/hi/a rather long file name number 00.txt")
-    assert max(kept) >= new_end
-    low = [geo_root(image)]            # the root: it stays
-    marks = {}
-    for c in low + [kept[0]]:
-        value = get_entry(image, geo, c) | 0xA0000000
-        set_entry(image, geo, c, value)
-        marks[c] = value
+    hi = chain_of(image, "::/hi")
+    assert len(hi) >= 3 and hi[0] < hi[1]
+    with open(image, "rb") as f:
+        volume = Volume(lambda o, n: os.pread(f.fileno(), n, o),
+                        os.path.getsize(image), f.read(512))
+        # the largest target whose new end falls after hi[0], before hi[1]
+        target = next(s for s in range(geo["data"] + hi[1] * 512, 0, -512)
+                      if fatshrink.geometry(volume, s)[2] + 2 <= hi[1])
+    assert fatshrink.geometry(volume, target)[2] + 2 > hi[0]
+    marks = [geo_root(image), hi[0], hi[-1]]
+    for c in marks:
+        set_entry(image, geo, c, get_entry(image, geo, c) | 0xA0000000)
     fsck_clean(image)
     reached = fatshrink.shrink(str(image), target)
     os.truncate(image, reached)
     check_fs(image, 0, reached, "fat32", digests)
     after = layout(image)
-    moved = chain_of(image, "::/hi/a rather long file name number 00.txt")
-    assert get_entry(image, after, low[0]) >> 28 == 0xA
-    assert get_entry(image, after, moved[0]) >> 28 == 0xA
+    now = chain_of(image, "::/hi")
+    assert now[0] == hi[0] and now[1] < hi[0]
+    for c in (marks[0], now[0], now[-1]):
+        assert get_entry(image, after, c) >> 28 == 0xA, c
 
 
 def geo_root(image):
