@@ -153,6 +153,21 @@ def directory_entry(image, geo, directory, name):
     raise AssertionError(f"{name} not found")
 
 
+def entries(image, geo, directory):
+    """The 32-byte entries of the directory on clusters `directory`."""
+    out = []
+    with open(image, "rb") as f:
+        for c in directory:
+            f.seek(geo["data"] + (c - 2) * geo["cluster"])
+            data = f.read(geo["cluster"])
+            out += [data[i:i + 32] for i in range(0, len(data), 32)]
+    return out
+
+
+def deleted(image, geo, directory):
+    return [e for e in entries(image, geo, directory) if e[0] == 0xE5]
+
+
 def first_cluster(image, at):
     with open(image, "rb") as f:
         f.seek(at)
@@ -192,6 +207,18 @@ def test_moved_tree_with_bad_clusters_keeps_every_name_size_and_time(
         set_entry(image, geo, c, BAD[bits])
     if bits == 32:
         fewer_free(image, 2)
+    # the deleted file's entry names a cluster that moves (its space
+    # reused since): it must not be rewritten, nor its long-name entries
+    sub = chain_of(image, "::/hi/sub")
+    gone = [e for e in deleted(image, geo, sub) if e[11] != 0x0F]
+    assert len(gone) == 1 and len(deleted(image, geo, sub)) >= 2
+    at = directory_entry(image, geo, sub, gone[0][:11])
+    with open(image, "r+b") as f:
+        f.seek(at + 20)
+        f.write(struct.pack("<H", max(hi) >> 16))
+        f.seek(at + 26)
+        f.write(struct.pack("<H", max(hi) & 0xFFFF))
+    gone = deleted(image, geo, sub)
     before, used_before = listing(image), fsck_clean(image)
     reached = fatshrink.shrink(str(image), target)
     os.truncate(image, reached)
@@ -207,6 +234,7 @@ def test_moved_tree_with_bad_clusters_keeps_every_name_size_and_time(
     assert get_entry(image, after, low_bad) == BAD[bits]
     # "." and ".." of the moved subdirectories name the moved clusters
     sub = chain_of(image, "::/hi/sub")
+    assert deleted(image, after, sub) == gone
     hi_now = chain_of(image, "::/hi")
     dot = directory_entry(image, after, sub, b".          ")
     dotdot = directory_entry(image, after, sub, b"..         ")
