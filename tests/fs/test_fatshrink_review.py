@@ -4,7 +4,7 @@ volumes made by mkfs.fat and mtools with a directory tree placed high
 hand where mtools cannot make the case (bad clusters, FAT32's reserved high
 bits, FSInfo without counts or absent), shrunk, and checked by fsck.fat -n,
 every file's sha256 and the recursive listing `mdir -/ -a` (names, sizes,
-timestamps) unchanged.  Hostile volumes (chains that loop, cross-link or
+timestamps) unchanged.  Hostile FAT12, FAT16 and FAT32 volumes (chains that loop, cross-link or
 leave the volume, entries naming clusters out of range, a directory chain
 that loops) are refused with FatShrinkError and stay byte for byte as they
 were."""
@@ -356,13 +356,18 @@ def test_fats_one_sector_shorter(tmp_path):
 
 
 # --- hostile volumes ----------------------------------------------------------
-def small_fat16(tmp_path):
-    """FAT16 of 24 MiB: /A.BIN and /B.BIN of 5 clusters, /D/E.BIN."""
+SMALL = {12: (4000, 2, 2 * MiB), 16: (24 * 1024, 4, 12 * MiB),
+         32: (72 * 1024, 1, 40 * MiB)}
+
+
+def small_fat(tmp_path, bits):
+    """A FAT of each type: /A.BIN and /B.BIN of 5 clusters, /D/E.BIN."""
+    size_kib, spc, _ = SMALL[bits]
     image = tmp_path / "fs.img"
-    run("mkfs.fat", "-C", "-F", 16, "-s", 4, image, 24 * 1024)
+    run("mkfs.fat", "-C", "-F", bits, "-s", spc, image, size_kib)
     src = tmp_path / "src"
     for name in ("A.BIN", "B.BIN", "D/E.BIN"):
-        write_file(src, name, os.urandom(5 * 2048), {})
+        write_file(src, name, os.urandom(5 * 512 * spc), {})
     mtools("mcopy", "-s", "-Q", "-i", image, src / "A.BIN", src / "B.BIN",
            src / "D", "::/")
     return image, layout(image)
@@ -387,10 +392,15 @@ def _into_free(image, geo):
 
 
 def _start_out_of_range(image, geo):
-    at = directory_entry(image, geo, None, b"B       BIN")
+    root = [geo_root(image)] if geo["bits"] == 32 else None
+    at = directory_entry(image, geo, root, b"B       BIN")
+    past = geo["count"] + 40
     with open(image, "r+b") as f:
+        if geo["bits"] == 32:
+            f.seek(at + 20)
+            f.write(struct.pack("<H", past >> 16))
         f.seek(at + 26)
-        f.write(struct.pack("<H", geo["count"] + 40))
+        f.write(struct.pack("<H", past & 0xFFFF))
 
 
 def _directory_loop(image, geo):
@@ -419,12 +429,14 @@ HOSTILE = {"chain loops": (_loop, "loop"),
                                           "twice on one")}
 
 
+@pytest.mark.parametrize("bits", SMALL)
 @pytest.mark.parametrize("case", HOSTILE)
-def test_hostile_volume_is_refused_untouched(tmp_path, case):
+def test_hostile_volume_is_refused_untouched(tmp_path, case, bits):
     damage, reason = HOSTILE[case]
-    image, geo = small_fat16(tmp_path)
+    image, geo = small_fat(tmp_path, bits)
+    assert geo["bits"] == bits
     damage(image, geo)
     before = sha(image)
     with pytest.raises(fatshrink.FatShrinkError, match=reason):
-        fatshrink.shrink(str(image), 12 * MiB)
+        fatshrink.shrink(str(image), SMALL[bits][2])
     assert sha(image) == before
