@@ -34,14 +34,17 @@ def check_chain(meta):
     down again whatever the layout: one whose EBR the image does not hold
     (it lay inside another partition, whose used blocks left it out), so
     a table written from the image would end its chain there and lose that
-    partition and every one after it."""
+    partition and every one after it.  An EBR inside a partition the image
+    holds is copied with its data (``ebr_inside``): restored in place, the
+    chain is whole again; :func:`chain` refuses to move it."""
     if meta["table"]["kind"] != "mbr":
         return
     found = leads(meta)
     for area in meta["areas"]:
         if area["kind"] == "partition" and \
                 area["partition"] >= FIRST_LOGICAL and \
-                area["start"] not in found:
+                area["start"] not in found and \
+                not area.get("ebr_inside"):     # held in that one's data
             number = area["partition"]
             raise InputError(
                 f"the image's EBR chain cannot be written again: it "

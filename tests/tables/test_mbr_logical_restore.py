@@ -217,23 +217,33 @@ def test_hostile_chains_are_refused_by_capture(source, tmp_path, pokes,
     assert match in err and not (tmp_path / "bad.rdi").exists()
 
 
-def test_overlapping_logicals_are_refused(source, tmp_path):
-    """Logical 5's record reaching over the EBR of logical 6 into it:
-    captured with warnings, but no restore writes its table (exit 3; the
-    image does not hold that EBR, so the table written would lose 6), and
-    one that would move them says so first (exit 5).  Nothing is written."""
+def test_a_logical_over_the_next_ebr_restores_in_place(source, tmp_path):
+    """Logical 5's record reaching over the EBR of logical 6, up to its
+    start (Linux and sfdisk read such a table): the EBR's sector, in
+    ext4's free space past its end, is copied with partition 5 and the
+    capture says the image restores onto this layout only.  A same-size
+    restore gives the source's table and files back (it once refused,
+    exit 3: the image held no EBR for 6); one that would move them is
+    refused first (exit 5), nothing written."""
     disk = tmp_path / "bad.img"
     disk.write_bytes(source[0].read_bytes())
-    _poke(disk, EXT, 0, 5, P5[1] + 4096)
+    _poke(disk, EXT, 0, 5, P5[1] + 2048)
     image = tmp_path / "bad.rdi"
     err = rdeploy("capture", disk, image).stderr
-    assert "partitions 5 and 6 overlap" in err
-    target = blank(tmp_path / "big.img", 2 * SOURCE)
-    for options in ([], ["--grow"], ["--size=5=30M"]):
-        err = rdeploy("restore", image, target, "--yes", *options,
-                      code=3).stderr
-        assert "no EBR just before logical partition 6" in err
-    assert sha256(target) == sha256(blank(tmp_path / "z.img", 2 * SOURCE))
+    assert f"the EBR at byte offset {EBR6 * S} lies inside partition 5" \
+        in err and "restores onto this layout only" in err
+    big = blank(tmp_path / "big.img", 2 * SOURCE)
+    for options in (["--grow"], ["--size=5=30M"]):
+        err = rdeploy("restore", image, big, "--yes", *options,
+                      code=5).stderr
+        assert "partition 6 has no EBR in the gap just before it" in err
+    assert sha256(big) == sha256(blank(tmp_path / "z.img", 2 * SOURCE))
+    target = blank(tmp_path / "same.img", SOURCE)
+    rdeploy("restore", image, target, "--yes", "--verify")
+    assert [line.split(":", 1)[1] for line in _dump(target)] == \
+        [line.split(":", 1)[1] for line in _dump(disk)]
+    assert _chain(target) == _chain(disk)
+    assert checked(target, source[2]) == []
 
 
 def test_a_primary_overlapping_a_logical_is_not_moved(source, tmp_path):
