@@ -19,7 +19,8 @@ from .image.format import INDEX_ENTRY, RECORD_HEADER
 from .image.holes import cheaper_pieces, split_at_gaps, split_zero_runs
 from .host.inuse import rw_mounts
 from .fs.usedmap import MapError
-from .tables.partitions import PartitionTable, held_sectors, read_table
+from .tables.partitions import (RAW_HINT, PartitionTable, held_sectors,
+                                read_table)
 from .pipeline import ordered_map, paused_gc
 from .image.writer import ImageWriter
 
@@ -258,16 +259,15 @@ def _logical_sector_size(disk, asked):
 def _source_table(disk, raw, sector_size, asked=None):
     """The source's table, read as a capture may: partitions past the end
     of a truncated disk are cut there with a warning; for a whole-disk raw
-    copy a table that cannot be read is no obstacle (kind "none", with a
-    warning)."""
+    copy a table that cannot be read is no obstacle (kind "none", warned)."""
     try:
         said = "the device's logical sector size" if disk.is_block else \
             "--sector-size" if asked is not None else None
         return read_table(disk.read, disk.size, sector_size, truncated=True,
                           sector_size_from=said)
     except TableError as exc:
-        if not raw:
-            raise
+        if not raw:     # --partitions too: the table says what to copy
+            raise TableError(f"{exc}; {RAW_HINT}") from None
         return PartitionTable("none", sector_size, disk.size,
                               "", warnings=[
                                   f"the partition table cannot be read "

@@ -36,6 +36,7 @@ MBR_SIGNATURE = 0xAA55
 PROTECTIVE_TYPE = 0xEE
 EXTENDED_TYPES = {0x05, 0x0F, 0x85}
 FIRST_LOGICAL = 5
+MAX_LBAS = 1 << 32           # an MBR's 32-bit LBAs: nothing ends past this
 MAX_EBRS = 256               # a chain longer than this is taken for a loop
 
 # Where a FAT, exFAT or NTFS boot sector keeps its names: the OEM name after
@@ -206,6 +207,12 @@ def _read_chain(read, table, ext_start, ext_size, number,
             what = f"logical partition {number}"
             if r.starting_lba == 0:
                 raise TableError(f"{what} starts on its own EBR at byte offset {offset}")
+            if start + r.size_in_lba > MAX_LBAS:
+                raise TableError(
+                    f"{what} (record 1 of the EBR at byte offset {offset}) "
+                    f"starts at LBA {start} ({r.starting_lba} past its EBR "
+                    f"at LBA {ebr_lba}), {r.size_in_lba} sectors: past the "
+                    f"2^32 sectors an MBR addresses")
             if not truncated:
                 _check_end(what, start, r.size_in_lba, disk_sectors,
                            sector_size, disk_size)

@@ -22,6 +22,11 @@ from ..fs import usedmap
 from ..sizes import format_size
 
 HEAD_LIMIT = 1 << 20        # head of a GPT without partitions: the first MiB
+# What a capture refused for a table it cannot read says to do.
+RAW_HINT = ("capture the whole disk with --raw: every byte is copied as it "
+            "is, with a warning (not --partitions: which bytes each "
+            "partition and the table's own sectors hold comes from the "
+            "table read whole)")
 
 
 @dataclass

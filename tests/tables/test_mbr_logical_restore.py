@@ -206,6 +206,10 @@ EBR6 = P6[0] - 2048
     ([(EBR6, 1, 2, 5), (EBR6, 1, 4, 0), (EBR6, 1, 5, 2048)], "loops"),
     # the first EBR links past the end of the extended partition
     ([(EXT, 1, 4, P6[0] + P6[1] - EXT + 8)], "outside"),
+    # logical 6's relative start wraps past 2^32 sectors: the entry named
+    ([(EBR6, 0, 4, 2**32 - EBR6 + 2048)],
+     f"logical partition 6 (record 1 of the EBR at byte offset {EBR6 * S})"
+     f" starts at LBA {2**32 + 2048}"),
 ])
 def test_hostile_chains_are_refused_by_capture(source, tmp_path, pokes,
                                                match):
@@ -214,7 +218,11 @@ def test_hostile_chains_are_refused_by_capture(source, tmp_path, pokes,
     for poke in pokes:
         _poke(disk, *poke)
     err = rdeploy("capture", disk, tmp_path / "bad.rdi", code=3).stderr
-    assert match in err and not (tmp_path / "bad.rdi").exists()
+    assert match in err and "--raw" in err
+    assert not (tmp_path / "bad.rdi").exists()
+    err = rdeploy("capture", disk, tmp_path / "p1.rdi", "--partitions=1",
+                  code=3).stderr
+    assert match in err and "not --partitions" in err
 
 
 def test_a_logical_over_the_next_ebr_restores_in_place(source, tmp_path):
