@@ -193,9 +193,14 @@ def _read_chain(read, table, ext_start, ext_size, number,
         seen.add(ebr_lba)
         ebr = EBR.read(read, offset)
         if ebr.signature != MBR_SIGNATURE:
-            table.warnings.append(f"EBR at byte offset {offset} has no 0x55AA "
-                                  f"signature; the logical partitions end there")
-            table.ebrs.append((ebr_lba, ebr_lba + 1))
+            rest = min(ext_end, disk_sectors)
+            table.warnings.append(
+                f"EBR at byte offset {offset} has no 0x55AA signature; the "
+                f"logical partitions end there (as Linux reads it), and the "
+                f"rest of the extended partition, bytes {offset} to "
+                f"{rest * sector_size}, is copied whole (restored in place "
+                f"only)")
+            table.ebrs.append((ebr_lba, max(rest, ebr_lba + 1)))
             return number
         records = _records(ebr, offset)[:2]
         data = [r for r in records if is_used(r) and r.os_type not in EXTENDED_TYPES]

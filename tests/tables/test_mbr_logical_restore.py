@@ -254,6 +254,38 @@ def test_a_logical_over_the_next_ebr_restores_in_place(source, tmp_path):
     assert checked(target, source[2]) == []
 
 
+def test_the_rest_past_an_ebr_without_signature_comes_back(source,
+                                                           tmp_path):
+    """The EBR of logical 6 without its 0x55AA: 6 is left out (as Linux
+    reads it), but the rest of the extended partition, 6's NTFS with it,
+    is copied whole, the capture says so, and a same-size restore gives
+    every byte of it back (once it was not captured at all).  A restore
+    that would move the chain is refused (exit 5), nothing written."""
+    disk = tmp_path / "bad.img"
+    disk.write_bytes(source[0].read_bytes())
+    with open(disk, "r+b") as f:
+        f.seek(EBR6 * S + 510)
+        f.write(b"\0\0")
+    rest = (EBR6 * S, (P6[0] + P6[1]) * S)
+    image = tmp_path / "bad.rdi"
+    err = rdeploy("capture", disk, image).stderr
+    assert f"the rest of the extended partition, bytes {rest[0]} to " \
+        f"{rest[1]}, is copied whole" in err
+    big = blank(tmp_path / "big.img", 2 * SOURCE)
+    err = rdeploy("restore", image, big, "--yes", "--grow", code=5).stderr
+    assert "rest of their extended partition past an EBR" in err
+    assert sha256(big) == sha256(blank(tmp_path / "z.img", 2 * SOURCE))
+    target = blank(tmp_path / "same.img", SOURCE)
+    rdeploy("restore", image, target, "--yes", "--verify")
+    assert [line.split(":", 1)[1] for line in _dump(target)] == \
+        [line.split(":", 1)[1] for line in _dump(disk)]
+    span = rest[1] - rest[0]
+    assert sha256(target, rest[0], span) == sha256(disk, rest[0], span)
+    # every filesystem where the source had it: 6's NTFS too, by ntfsfix
+    # and every file's sha256
+    assert demodisk.check_disk(target, source[2]) == []
+
+
 def test_a_primary_overlapping_a_logical_is_not_moved(source, tmp_path):
     """A primary 3 over the last MiB of logical 6 and past the extended
     partition: restored where it was, as the source had it, but a layout
