@@ -63,6 +63,7 @@ class MbrTable:
     entries: list                      # MbrEntry, data partitions only
     ebrs: list                         # (EBR LBA, end LBA exclusive) per EBR
     warnings: list = field(default_factory=list)
+    extended: list = field(default_factory=list)  # (slot, [its logicals])
 
 
 def read_boot_record(read, disk_size):
@@ -161,14 +162,16 @@ def read_mbr(read, boot, disk_size, sector_size, truncated=False):
             table.warnings.append(f"MBR partition {number} starts at LBA 0 and "
                                   f"holds the partition table itself")
         if r.os_type in EXTENDED_TYPES:
-            extended.append(r)
+            extended.append((number, r))
         else:
             table.entries.append(MbrEntry(number, r.starting_lba, r.size_in_lba,
                                           r.os_type, r.boot_indicator == 0x80))
     number = FIRST_LOGICAL
-    for r in extended:
+    for slot, r in extended:
+        first = number
         number = _read_chain(read, table, r.starting_lba, r.size_in_lba, number,
                              disk_sectors, sector_size, disk_size, truncated)
+        table.extended.append((slot, list(range(first, number))))
     return table, []
 
 

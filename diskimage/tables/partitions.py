@@ -79,10 +79,14 @@ class PartitionTable:
     #: logical the EBR describes or None); capture copies each sector
     #: with that partition; not recorded
     inner_ebrs: list = field(default_factory=list)
+    #: MBR extended partitions: [{"number": slot, "logicals": [5, ...]}]
+    extended: list = field(default_factory=list)
 
     def to_dict(self):
         fields = asdict(self)
         del fields["about"], fields["inner_ebrs"]
+        if not fields["extended"]:
+            del fields["extended"]
         return fields
 
     def warnings_for(self, numbers):
@@ -190,7 +194,23 @@ def _from_mbr(table, disk_size, ss, warnings):
     head_end = min([p.start for p in parts] + [a.start for a in areas])
     areas.insert(0, TableArea("head", 0, head_end))
     disk_id = f"0x{table.disk_signature:08x}"
-    return _finish("mbr", ss, disk_size, disk_id, parts, areas, warnings)
+    found = _finish("mbr", ss, disk_size, disk_id, parts, areas, warnings)
+    found.extended = [{"number": slot, "logicals": logicals}
+                      for slot, logicals in table.extended]
+    return found
+
+
+def extended_said(table, number):
+    """"partition 3 is the extended partition (...)" when *number* is an
+    extended partition of *table* (an image's table metadata), else ""."""
+    for ext in table.get("extended", []):
+        if ext["number"] == number:
+            inside = ", ".join(str(n) for n in ext["logicals"])
+            return (f"partition {number} is the extended partition (a "
+                    f"container of logical partitions {inside})"
+                    if inside else f"partition {number} is an empty "
+                    f"extended partition (a container of no logicals)")
+    return ""
 
 
 def _finish(kind, ss, disk_size, disk_id, parts, areas, warnings):

@@ -374,3 +374,20 @@ def test_an_image_of_the_last_logical_alone_is_not_moved(source, tmp_path):
     assert _dump(target)[-1].split(":")[1] == _dump(disk)[-1].split(":")[1]
     assert checked(target, {"partitions": {6: manifest["partitions"][6]}}) \
         == []
+
+
+def test_the_extended_partition_is_named_as_such(source, tmp_path):
+    """`imgx ls IMG:2` and `--size=2=...` on the extended partition say
+    what it is (they said "no partition 2"); a number that is not there
+    still gets "no partition"."""
+    from tests.imgx_helpers import imgx
+    image = source[1]
+    said = ("partition 2 is the extended partition (a container of "
+            "logical partitions 5, 6)")
+    result = imgx("ls", f"{image}:2")
+    assert result.returncode == 3 and said in result.stderr.decode()
+    target = blank(tmp_path / "big.img", 2 * SOURCE)
+    err = rdeploy("restore", image, target, "--size=2=100M", "--yes",
+                  code=3).stderr
+    assert said in err
+    assert "no partition 3" in imgx("ls", f"{image}:3").stderr.decode()
