@@ -253,7 +253,7 @@ def held_sectors(table, number, start, runs):
             for ebr, holder, _ in table.inner_ebrs if holder == number]
     if runs is None or not held:
         return runs
-    return list(usedmap.merged(iter(runs), held))
+    return usedmap.LazyRuns(lambda: usedmap.merged(iter(runs), held))
 
 
 def _clip(parts, disk_size, warnings, about):

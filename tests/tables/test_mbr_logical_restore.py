@@ -225,9 +225,12 @@ def test_hostile_chains_are_refused_by_capture(source, tmp_path, pokes,
     assert match in err and "not --partitions" in err
 
 
-def test_a_logical_over_the_next_ebr_restores_in_place(source, tmp_path):
+@pytest.mark.parametrize("over", [2048, 4096])
+def test_a_logical_over_the_next_ebr_restores_in_place(source, tmp_path,
+                                                        over):
     """Logical 5's record reaching over the EBR of logical 6, up to its
-    start (Linux and sfdisk read such a table): the EBR's sector, in
+    start (Linux and sfdisk read such a table), or 1 MiB into it: the
+    EBR's sector, in
     ext4's free space past its end, is copied with partition 5 and the
     capture says the image restores onto this layout only.  A same-size
     restore gives the source's table and files back (it once refused,
@@ -235,16 +238,19 @@ def test_a_logical_over_the_next_ebr_restores_in_place(source, tmp_path):
     refused first (exit 5), nothing written."""
     disk = tmp_path / "bad.img"
     disk.write_bytes(source[0].read_bytes())
-    _poke(disk, EXT, 0, 5, P5[1] + 2048)
+    _poke(disk, EXT, 0, 5, P5[1] + over)
     image = tmp_path / "bad.rdi"
     err = rdeploy("capture", disk, image).stderr
     assert f"the EBR at byte offset {EBR6 * S} lies inside partition 5" \
         in err and "restores onto this layout only" in err
+    assert ("partitions 5 and 6 overlap" in err) == (over > 2048)
     big = blank(tmp_path / "big.img", 2 * SOURCE)
     for options in (["--grow"], ["--size=5=30M"]):
         err = rdeploy("restore", image, big, "--yes", *options,
                       code=5).stderr
-        assert "partition 6 has no EBR in the gap just before it" in err
+        assert ("partitions 5 and 6 overlap in the image" if over > 2048
+                else "partition 6 has no EBR in the gap just before it") \
+            in err
     assert sha256(big) == sha256(blank(tmp_path / "z.img", 2 * SOURCE))
     target = blank(tmp_path / "same.img", SOURCE)
     rdeploy("restore", image, target, "--yes", "--verify")
