@@ -64,7 +64,8 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
                                                  area["filesystem"])
         return area, None
     area.update(used.describe(), method="used-blocks")
-    warnings.extend(f"{where}: {w}" for w in used.warnings)
+    warnings.extend(f"{where}: {w}; its used-block map was still used"
+                    for w in used.warnings)
     return area, used.runs
 
 
