@@ -2,7 +2,8 @@
 filesystem (the lvreduce mistake) copies its whole PV, since the
 extents LVM now calls free after it still hold the filesystem's tail; a
 --size that grows a PV past the target is not called a shrink; an --into
-restore that grows a PV says how (pvresize, lvextend) as --grow does."""
+restore that grows a PV says how (pvresize, lvextend) as --grow does;
+--new-ids prints each LV filesystem's new UUID, as blkid reads it."""
 
 import re
 
@@ -10,6 +11,7 @@ import pytest
 
 from diskimage.fs.lvm.used import open_volume
 from diskimage.fs.usedmap import MapError
+from diskimage.host.loop import loop_device
 from tests import lvmbuild
 from tests.fsmaps import (MiB, partitioned_disk, random_fill, range_digest,
                           rdeploy, round_trip, run)
@@ -59,7 +61,8 @@ def test_its_tail_in_free_extents_comes_back(reduced, tmp_path):
 
 @pytest.fixture(scope="module")
 def pv_image(tmp_path_factory):
-    """(image, disk): a captured MBR disk whose partition 1 is a PV."""
+    """(image, disk, pv): a captured MBR disk whose partition 1 is a
+    PV."""
     tmp = tmp_path_factory.mktemp("lvplan")
     pv = lvmbuild.make_pv(tmp, 40, [("root", 8, "ext4"),
                                     ("home", 8, "ext4")], garbage=3)
@@ -67,11 +70,11 @@ def pv_image(tmp_path_factory):
     partitioned_disk(disk, [(pv.image, "LVM2_member")], table="dos")
     image = tmp / "disk.rdi"
     rdeploy("capture", disk, image, "--progress=none")
-    return image, disk
+    return image, disk, pv
 
 
 def test_a_size_that_grows_is_not_called_a_shrink(pv_image, tmp_path):
-    image, disk = pv_image
+    image, disk, _ = pv_image
     target = tmp_path / "target.img"
     with open(target, "wb") as f:
         f.truncate(80 * MiB)
@@ -86,7 +89,7 @@ def test_a_size_that_grows_is_not_called_a_shrink(pv_image, tmp_path):
 
 
 def test_an_into_restore_that_grows_says_pvresize(pv_image, tmp_path):
-    image, _ = pv_image
+    image, _, _ = pv_image
     target = random_fill(tmp_path / "target.img", 90 * MiB, 4)
     run("sfdisk", "-q", target, input="label: dos\nstart=2048, "
         "size=163840, type=8e\n")
@@ -94,3 +97,22 @@ def test_an_into_restore_that_grows_says_pvresize(pv_image, tmp_path):
                    "--dry-run").stdout
     assert re.search(r"PV grown by pvresize \(metadata only\), then its "
                      r"last LV \S+ by lvextend", " ".join(plan.split())), plan
+
+
+def test_new_ids_prints_each_lv_filesystems_new_uuid(pv_image, tmp_path):
+    image, disk, pv = pv_image
+    target = random_fill(tmp_path / "target.img", disk.stat().st_size, 6)
+    done = rdeploy("restore", image, target, "--yes", "--new-ids",
+                   "--progress=none")
+    said = done.stdout + done.stderr
+    for name, lv in pv.lvs.items():
+        (offset, size), = lv.places
+        uuids = []
+        for path in (disk, target):
+            with loop_device(path, MiB + offset, size) as dev:
+                uuids.append(run("blkid", "-p", "-o", "value", "-s", "UUID",
+                                 dev).stdout.strip())
+        assert uuids[0] and uuids[1] and uuids[0] != uuids[1]
+        assert f"rdeploy: new partition 1 LV {name} filesystem: " \
+               f"{uuids[0]} -> {uuids[1]}" in said, said
+    assert "rdeploy: new partition 1 filesystem: " in said, said
