@@ -3,9 +3,12 @@ filesystem (the lvreduce mistake) copies its whole PV, since the
 extents LVM now calls free after it still hold the filesystem's tail; a
 --size that grows a PV past the target is not called a shrink; an --into
 restore that grows a PV says how (pvresize, lvextend) as --grow does;
---new-ids prints each LV filesystem's new UUID, as blkid reads it."""
+--new-ids prints each LV filesystem's new UUID, as blkid reads it; `..`
+at an LV's root in imgx stays at that root."""
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -13,7 +16,7 @@ from diskimage.fs.lvm.used import open_volume
 from diskimage.fs.usedmap import MapError
 from diskimage.host.loop import loop_device
 from tests import lvmbuild
-from tests.fsmaps import (MiB, partitioned_disk, random_fill, range_digest,
+from tests.fsmaps import (ROOT, MiB, partitioned_disk, random_fill, range_digest,
                           rdeploy, round_trip, run)
 
 pytestmark = pytest.mark.needs(*lvmbuild.LVM_TOOLS, "sfdisk", "e2fsck",
@@ -116,3 +119,23 @@ def test_new_ids_prints_each_lv_filesystems_new_uuid(pv_image, tmp_path):
         assert f"rdeploy: new partition 1 LV {name} filesystem: " \
                f"{uuids[0]} -> {uuids[1]}" in said, said
     assert "rdeploy: new partition 1 filesystem: " in said, said
+
+
+def imgx_ls(where, code=0):
+    done = subprocess.run([sys.executable, "-m", "imgx", "ls", where],
+                          cwd=ROOT, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == code, done.stderr
+    return done.stdout.split() if code == 0 else done.stderr
+
+
+def test_dotdot_at_an_lvs_root_stays_there(pv_image):
+    image, _, _ = pv_image
+    assert imgx_ls(f"{image}:1") == ["home/", "root/"]
+    inside = imgx_ls(f"{image}:1/root")
+    assert "lost+found/" in inside
+    for path in ("root/..", "root/../../", "root/lost+found/../../.."):
+        assert imgx_ls(f"{image}:1/{path}") == inside, path
+    # the other LV is not reached from inside this one
+    assert "1/root/home: no such file or directory" in \
+        imgx_ls(f"{image}:1/root/../home", code=3)
