@@ -368,7 +368,7 @@ class Filesystem:
             self.root, path, self.child,
             getattr(self.backend, "link", None) or _link,
             lambda n: n.is_dir, follow_last, self.where,
-            getattr(self.backend, "is_root", lambda n: False))
+            getattr(self.backend, "is_root", None))
 
     def lookup(self, path):
         """The entry at `path` without following any symlink: a link in
@@ -376,8 +376,7 @@ class Filesystem:
         imgx edit's checks, use resolve)."""
         return resolve_in_root(self.root, path, self.child, lambda n: None,
                                lambda n: n.is_dir, False, self.where,
-                               getattr(self.backend, "is_root",
-                                       lambda n: False))[0]
+                               getattr(self.backend, "is_root", None))[0]
 
     def loop(self, node, ancestors):
         """True when the directory `node` is one of `ancestors` (the
