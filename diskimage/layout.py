@@ -218,11 +218,15 @@ def _shrink(places, lo, hi, fixed, target_size):
     if least > hi:
         short = least - hi
         shrunk = ", ".join(f"partition {p.number} ({p.fs})" for p in can)
-        # filesystems that grow but never shrink keep their size
+        # filesystems that grow but never shrink keep their size (one that
+        # --size grows is named as a grow, never as one that cannot shrink)
         kept = "".join(
             f"; {fsresize.title(p.fs)} cannot shrink: partition {p.number} "
-            f"needs {format_size(p.new_size)}" for p in places
-            if fsresize.can_grow(p.fs) and not fsresize.can_shrink(p.fs))
+            f"needs {format_size(p.new_size)}" if p.new_size <= p.old_size
+            else f"; partition {p.number} ({p.fs}) grows to "
+            f"{format_size(p.new_size)} as --size asks" for p in places
+            if fsresize.can_grow(p.fs) and not fsresize.can_shrink(p.fs)
+            or p.number in fixed and p.new_size > p.old_size)
         raise TargetError(
             f"target too small: {target_size} bytes, the image's data needs "
             f"{target_size + short} ({short} more, {format_size(short)})"

@@ -367,14 +367,16 @@ class Filesystem:
         return resolve_in_root(
             self.root, path, self.child,
             getattr(self.backend, "link", None) or _link,
-            lambda n: n.is_dir, follow_last, self.where)
+            lambda n: n.is_dir, follow_last, self.where,
+            getattr(self.backend, "is_root", None))
 
     def lookup(self, path):
         """The entry at `path` without following any symlink: a link in
         the middle is "not a directory" (readers that follow links, and
         imgx edit's checks, use resolve)."""
         return resolve_in_root(self.root, path, self.child, lambda n: None,
-                               lambda n: n.is_dir, False, self.where)[0]
+                               lambda n: n.is_dir, False, self.where,
+                               getattr(self.backend, "is_root", None))[0]
 
     def loop(self, node, ancestors):
         """True when the directory `node` is one of `ancestors` (the

@@ -59,7 +59,9 @@ class Filesystem:
     grow: object = None
     shrink: object = None
     min_size: object = None
-    #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``).
+    #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``);
+    #: it may return {what: (old, new)} of the ids it renewed inside the
+    #: volume ("LV root filesystem"), which restore reports too.
     new_ids: object = None
     #: What the restore plan says of a resize beyond "grow" / "shrink"
     #: ("grown on a temporary mount (xfs_growfs)"), when it is done in a
