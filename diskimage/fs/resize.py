@@ -43,8 +43,9 @@ from . import registry
 from . import tooling
 from .tooling import ResizeError
 
-__all__ = ["ResizeError", "can_grow", "grow_floor_note", "can_shrink", "renews_ids",
-           "min_size", "resize", "check", "new_identity", "region"]
+__all__ = ["ResizeError", "can_grow", "grow_floor_note", "can_shrink",
+           "renews_ids", "min_size", "resize", "check", "new_identity",
+           "region"]
 MiB = 1 << 20
 
 
