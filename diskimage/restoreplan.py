@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from . import layout, mbrlayout
 from .fs import registry
+from .fs import resize as fsresize
 from .host.device import open_source
 from .host.links import refuse_dangling_link
 from .host.identity import same_storage
@@ -245,7 +246,12 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
 
 
 def _resize_note(plan, p):
-    """The note on how *p*'s filesystem is resized (disk and --into)."""
+    """The note on how *p*'s filesystem is resized (disk and --into), or
+    why it keeps its size (a grow below its floor)."""
+    floor = p.new_size > p.old_size and \
+        fsresize.grow_floor_note(p.fs, p.new_size)
+    if floor:
+        plan.notes.append(f"partition {p.number} ({p.fs}): {floor}")
     record = registry.lookup(p.fs)
     note = record and p.fs_resized and (
         record.plan_note(plan.stream.metadata["areas"][p.area])
