@@ -56,13 +56,28 @@ class Checked:
     fails only when the data is read, and is CorruptImageError then too,
     never an internal error."""
 
-    def __init__(self, stream, where):
+    def __init__(self, stream, where, size=None):
         self._stream = stream
         self._where = where
+        self._size = size       # the file's size, as its inode says
 
     def read(self, size=-1):
         with damaged(self._where):
-            return self._stream.read(size)
+            data = self._stream.read(size)
+            if not data and size != 0 and self._size is not None:
+                self._whole()
+            return data
+
+    def _whole(self):
+        """At the end of the data: a file whose data ends before its size
+        (a volume cut short, an extent past its end) is damage, never a
+        short file that looks complete."""
+        at = self._stream.tell()
+        if at < self._size:
+            raise CorruptImageError(
+                f"{self._where.removesuffix(':')}: damaged filesystem: its "
+                f"data ends after {at} of its {self._size} bytes (the "
+                f"volume is cut short, or an extent points past its end)")
 
     def __getattr__(self, name):
         return getattr(self._stream, name)

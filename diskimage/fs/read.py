@@ -304,7 +304,7 @@ class Filesystem:
                              f"not a regular file")
         where = self.where if shown is None else f"{self.where}/{shown}"
         with damaged(where):
-            return _Checked(self.backend.open(node), where)
+            return _Checked(self.backend.open(node), where, node.size)
 
     def xattrs(self, node):
         """[(name, value)] of the node's extended attributes where the

@@ -5,6 +5,7 @@ header lost its magic (dd over pvcreate's), and an ext4 (mkfs.ext4 -d)
 cut short before its inode tables end."""
 
 import os
+import re
 
 import pytest
 
@@ -66,3 +67,35 @@ def test_a_truncated_ext4_says_what_and_where(tmp_path, cut, args, where):
     what = err.split("damaged filesystem: ", 1)[1].strip()
     assert what and "Error" not in what, err
     assert "past the end of the volume" in what, err
+
+
+@pytest.mark.needs("mkfs.ext4", "debugfs", "sfdisk", root=True)
+def test_a_file_whose_data_is_cut_off_is_damage_not_a_short_file(tmp_path):
+    """The volume ends inside a file's data: cat and get fail (exit 4)
+    naming the file and how much of it there is, instead of writing a
+    shorter file and exiting 0."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "big").write_bytes(os.urandom(4 * MiB))
+    fs = tmp_path / "e.img"
+    with open(fs, "wb") as f:
+        f.truncate(32 * MiB)
+    run("mkfs.ext4", "-q", "-F", "-b", "4096", "-d", tree, fs)
+    blocks = [int(b) for b in run("debugfs", "-R", "blocks /big",
+                                  fs).stdout.split()]
+    assert blocks == list(range(blocks[0], blocks[0] + 1024)), blocks
+    cut = (blocks[0] + 512) * 4096          # half the file's data
+    with open(fs, "r+b") as f:
+        f.truncate(cut)
+    image = captured(tmp_path, fs, "ext4")
+    cat = imgx("cat", f"{image}:1/big")
+    err = one_line_error(cat, 4)
+    # the partition ends at the next MiB after the cut (zeros up to it)
+    got = re.fullmatch(rf"imgx: error: {re.escape(str(image))}:1/big: "
+                       rf"damaged filesystem: its data ends after (\d+) of "
+                       rf"its {4 * MiB} bytes \(the volume is cut short, or "
+                       rf"an extent points past its end\)\n", err)
+    assert got and 2 * MiB <= int(got[1]) < 4 * MiB, err
+    dest = tmp_path / "out"
+    one_line_error(imgx("get", f"{image}:1/big", dest), 4)
+    assert not dest.exists() or dest.stat().st_size != 4 * MiB
