@@ -14,9 +14,8 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 
-from . import layout, mbrlayout
+from . import layout, mbrlayout, plannotes
 from .fs import registry
-from .fs import resize as fsresize
 from .host.device import open_source
 from .host.links import refuse_dangling_link
 from .host.identity import same_storage
@@ -166,19 +165,8 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
         _plan_disk(plan, target_table, mode, sizes, overwrite_protected)
     _check_sector_size(plan, image_sector)
     _check_tmpdir(plan)
-    _note_whole(plan, areas)
+    plannotes.copied_whole(plan, areas)
     return plan
-
-
-def _note_whole(plan, areas):
-    """A note for each restored area the image holds whole, and why (its
-    capture's `fallback`: "encrypted (LUKS2)", "no filesystem recognised")."""
-    for i in sorted(plan.areas):
-        area = areas[i]
-        if area.get("fallback") and area["kind"] in ("partition", "disk"):
-            what = f"partition {area['partition']}" \
-                if area["partition"] is not None else "whole disk"
-            plan.notes.append(f"{what}: copied whole: {area['fallback']}")
 
 
 def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
@@ -242,22 +230,7 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         plan.notes.append("kept: " + "; ".join(
             f"partition {p.number} ({reason})" for p, reason in plan.kept))
     for p in plan.placements:
-        _resize_note(plan, p)
-
-
-def _resize_note(plan, p):
-    """The note on how *p*'s filesystem is resized (disk and --into), or
-    why it keeps its size (a grow below its floor)."""
-    floor = p.new_size > p.old_size and \
-        fsresize.grow_floor_note(p.fs, p.new_size)
-    if floor:
-        plan.notes.append(f"partition {p.number} ({p.fs}): {floor}")
-    record = registry.lookup(p.fs)
-    note = record and p.fs_resized and (
-        record.plan_note(plan.stream.metadata["areas"][p.area])
-        if record.plan_note else record.resize_note)
-    if note:
-        plan.notes.append(f"partition {p.number} ({p.fs}): {note}")
+        plannotes.resize(plan, p)
 
 
 def kept_numbers(plan):
@@ -352,7 +325,7 @@ def _plan_into(plan, target_table, into, partitions, image_parts,
     placement = layout.plan_into(plan.stream.metadata, number, slot.start,
                                  slot.size)
     plan.placements = [placement]
-    _resize_note(plan, placement)
+    plannotes.resize(plan, placement)
     plan.write_table = False
     plan.areas = {image_parts[number]}
     plan.required_size = slot.end
