@@ -1,10 +1,9 @@
 """Capturing a disk (or chosen partitions) into an image.
 
-The plan is a list of areas: the partition-table areas (MBR and the gap after
-it, EBRs, the GPT backup) and the partitions, or the whole disk in raw mode.
-Each area is read in chunks on a feeder thread; zero chunks become holes, the
-rest is compressed and checksummed by threads, written in disk order.
-"""
+The plan is a list of areas: the table areas (MBR and the gap after it,
+EBRs, the GPT backup) and the partitions, or the whole disk in raw mode.
+Each area is read in chunks on a feeder thread; zero chunks become holes,
+the rest is compressed and checksummed by threads, written in disk order."""
 
 import os
 import time
