@@ -41,13 +41,22 @@ class UsedMap:
     label: str = ""
     uuid: str = ""
     warnings: list = field(default_factory=list)
+    #: A container's volumes (LVM2: the logical volumes, each a dict) and
+    #: their group, described only when present.
+    volumes: list = field(default_factory=list)
+    volume_group: dict = None
 
     def describe(self):
         """The fields that go into the image metadata and `info`."""
-        return {"filesystem": self.kind, "label": self.label,
-                "uuid": self.uuid, "block_size": self.block_size,
-                "total_bytes": self.total_bytes,
-                "used_bytes": self.used_bytes}
+        found = {"filesystem": self.kind, "label": self.label,
+                 "uuid": self.uuid, "block_size": self.block_size,
+                 "total_bytes": self.total_bytes,
+                 "used_bytes": self.used_bytes}
+        if self.volume_group:
+            found["volume_group"] = self.volume_group
+        if self.volumes:
+            found["logical_volumes"] = self.volumes
+        return found
 
 
 class LazyRuns:

@@ -1,9 +1,13 @@
 """btrfs: detected by the magic of its superblock at 64 KiB, named with
-the label and UUID `blkid -p` shows.  No used-block map yet: copied whole,
-zero chunks skipped."""
+the label and UUID `blkid -p` shows; used bytes from the chunk tree and the
+extent tree of a single-device volume (used: super, chunks, tree); checked
+with ``btrfs check --readonly``, grown and given a new UUID by btrfs-progs
+(tools)."""
 
 from ..foreign import signature, text, uuid
 from ..record import Filesystem
+from . import tools
+from .used import open_volume
 
 
 def _identity(read):
@@ -14,4 +18,11 @@ def _identity(read):
 
 FILESYSTEM = Filesystem(kinds=("btrfs",), family="btrfs", title="btrfs",
                         detect=signature("btrfs", 0x10040, b"_BHRfS_M"),
-                        identity=_identity)
+                        identity=_identity, open_map=open_volume,
+                        check=("btrfs", "check", "--readonly"),
+                        grow=tools.grow, min_size=tools.min_size,
+                        new_ids=tools.new_ids,
+                        tools=("btrfs", "btrfstune", "mount", "umount",
+                               "losetup"),
+                        case_sensitive=True, posix=True, mbr_type="83",
+                        gpt_type="0FC63DAF-8483-4772-8E79-3D69D8477DE4")

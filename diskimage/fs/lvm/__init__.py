@@ -1,11 +1,15 @@
 """LVM2 physical volumes: detected by the label (`LABELONE` in one of the
 first four sectors, blkid -p reads sector 1), named with the PV UUID
-`blkid -p` shows.  No map yet: copied whole, zero chunks skipped."""
+`blkid -p` shows.  The used map (used.py) reads the label and metadata
+areas (label.py), the text metadata (metadata.py) and the volume group
+(volumes.py), and maps each logical volume's own filesystem
+(docs/filesystems/lvm.md)."""
 
 import struct
 
 from ..foreign import signature, text
 from ..record import Filesystem
+from .used import open_volume
 
 
 def _identity(read):
@@ -23,4 +27,6 @@ def _identity(read):
 
 FILESYSTEM = Filesystem(kinds=("LVM2_member",), family="lvm", title="LVM2",
                         detect=signature("LVM2_member", 512, b"LABELONE"),
-                        identity=_identity)
+                        identity=_identity, open_map=open_volume,
+                        mbr_type="8e",
+                        gpt_type="E6D6D379-F507-44C2-A23C-238F2A3DF928")

@@ -1,9 +1,13 @@
 """XFS: detected by its superblock (`XFSB` at 0), named with the label and
-UUID `blkid -p` shows.  No used-block map yet: copied whole, zero chunks
-skipped."""
+UUID `blkid -p` shows; used blocks are all but the free extents of each
+allocation group's free space btree (used, over the headers in super and
+the log check in log); grown with xfs_growfs on a temporary mount, never
+shrunk, a new UUID with xfs_admin (tools)."""
 
 from ..foreign import signature, text, uuid
 from ..record import Filesystem
+from . import tools
+from .used import open_volume
 
 
 def _identity(read):
@@ -14,4 +18,12 @@ def _identity(read):
 
 FILESYSTEM = Filesystem(kinds=("xfs",), family="xfs", title="XFS",
                         detect=signature("xfs", 0, b"XFSB"),
-                        identity=_identity)
+                        identity=_identity, open_map=open_volume,
+                        check=("xfs_repair", "-n"),
+                        grow=tools.grow, min_size=tools.min_size,
+                        new_ids=tools.new_ids,
+                        tools=("xfs_repair", "xfs_growfs", "xfs_admin",
+                               "mount", "umount", "losetup"),
+                        sector_free=False, case_sensitive=True, posix=True,
+                        mbr_type="83",
+                        gpt_type="0FC63DAF-8483-4772-8E79-3D69D8477DE4")

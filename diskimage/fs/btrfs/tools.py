@@ -1,0 +1,72 @@
+"""btrfs changed by btrfs-progs: grown with ``btrfs filesystem resize max``
+on a temporary mount (btrfs resizes only while mounted), a new UUID with
+``btrfstune -u -f`` (unmounted; every tree block is rewritten with the new
+fsid, so any kernel mounts it, unlike ``-m``'s metadata_uuid).  Not shrunk:
+a shrink relocates whole chunks, and whether it fits depends on how the
+chunks are filled, not on the used bytes the plan knows (see
+docs/filesystems/btrfs.md)."""
+
+import contextlib
+import os
+import stat
+import tempfile
+
+from ... import sighold
+from ...host.loop import loop_device
+from .. import tooling
+from .super import DEV_ITEM, SUPERBLOCK, SUPER_OFFSET
+
+
+@contextlib.contextmanager
+def _device(path):
+    """A block device for *path*: itself, or a loop device over the file."""
+    if stat.S_ISBLK(os.stat(path).st_mode):
+        yield os.fspath(path)
+    else:
+        with loop_device(path, 0, tooling.device_size(path),
+                         read_only=False) as dev:
+            yield dev
+
+
+@contextlib.contextmanager
+def _mounted(path, what):
+    """*path* mounted on a private temporary directory, unmounted after and
+    forgotten by the kernel's list of btrfs devices (the loop device it
+    was scanned through goes away)."""
+    with _device(path) as dev, tempfile.TemporaryDirectory(
+            prefix="rdeploy-btrfs-") as mnt:
+        with sighold.held():
+            tooling.run(["mount", "-t", "btrfs", dev, mnt], what)
+        try:
+            yield mnt
+        finally:
+            with sighold.held():
+                tooling.run(["umount", mnt], what)
+                tooling.call(["btrfs", "device", "scan", "--forget", dev],
+                             what)
+
+
+def size_of(path):
+    """The filesystem's size (its device item's total_bytes) at *path*."""
+    with open(path, "rb") as dev:
+        dev.seek(SUPER_OFFSET)
+        sb = SUPERBLOCK.unpack(dev.read(SUPERBLOCK.size))
+    return DEV_ITEM.unpack(sb.dev_item).total_bytes
+
+
+def grow(path, size, what):
+    """Grow the btrfs at *path* to *size* bytes (whole sectors; "max" when
+    that is the whole device); returns the size reached."""
+    target = "max" if size >= tooling.device_size(path) else str(size)
+    with _mounted(path, what) as mnt:
+        tooling.run(["btrfs", "filesystem", "resize", target, mnt], what)
+    return size_of(path)
+
+
+def min_size(used, size):
+    """Not shrunk here: the least partition is the one it has."""
+    return size
+
+
+def new_ids(path, what):
+    tooling.run(["btrfstune", "-f", "-u", os.fspath(path)], what)

@@ -1,0 +1,207 @@
+"""XFS's superblock and allocation group headers, as the kernel declares
+them (fs/xfs/libxfs/xfs_format.h: struct xfs_dsb, xfs_agf, xfs_btree_block;
+field names kept), and the checks made right after parsing them.
+
+Everything is big-endian.  The primary superblock is sector 0 of the
+volume; each allocation group (AG) starts at byte
+``agno * sb_agblocks * sb_blocksize`` with a copy of the superblock in its
+first sector and its AGF (free space header) in the second.  Block numbers
+inside an AG (``xfs_agblock_t``) count from the AG's start.
+"""
+
+import struct
+
+from ...structs import Struct, read_exact
+from ...errors import TableError
+from ..foreign import text, uuid
+from ..usedmap import MapError
+
+XFS_SB_MAGIC = b"XFSB"
+XFS_AGF_MAGIC = b"XAGF"
+NULLAGBLOCK = 0xFFFFFFFF
+XFS_SB_VERSION_NUMBITS = 0x000F
+XFS_SB_VERSION_5 = 5
+XFS_SB_FEAT_INCOMPAT_META_UUID = 1 << 2
+XFS_SB_FEAT_INCOMPAT_NEEDSREPAIR = 1 << 4
+#: Incompatible features this reader knows do not change the AGF or the
+#: free space btrees: FTYPE, SPINODES, META_UUID, BIGTIME, NEEDSREPAIR
+#: (refused on its own), NREXT64, EXCHRANGE, PARENT.
+KNOWN_INCOMPAT = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80
+MIN_BLOCK, MAX_BLOCK = 512, 65536
+
+
+def _big_endian(name, fields, size):
+    """A :class:`Struct` read big-endian, as every XFS structure is."""
+    declared = Struct(name, fields, size=size)
+    declared.format = ">" + declared.format[1:]
+    declared.struct = struct.Struct(declared.format)
+    return declared
+
+
+# struct xfs_dsb, up to sb_meta_uuid (what this reader needs: 264 bytes).
+SUPERBLOCK = _big_endian("xfs superblock", [
+    ("4s", "sb_magicnum"), ("I", "sb_blocksize"), ("Q", "sb_dblocks"),
+    ("Q", "sb_rblocks"), ("Q", "sb_rextents"), ("16s", "sb_uuid"),
+    ("Q", "sb_logstart"), ("Q", "sb_rootino"), ("Q", "sb_rbmino"),
+    ("Q", "sb_rsumino"), ("I", "sb_rextsize"), ("I", "sb_agblocks"),
+    ("I", "sb_agcount"), ("I", "sb_rbmblocks"), ("I", "sb_logblocks"),
+    ("H", "sb_versionnum"), ("H", "sb_sectsize"), ("H", "sb_inodesize"),
+    ("H", "sb_inopblock"), ("12s", "sb_fname"), ("B", "sb_blocklog"),
+    ("B", "sb_sectlog"), ("B", "sb_inodelog"), ("B", "sb_inopblog"),
+    ("B", "sb_agblklog"), ("B", "sb_rextslog"), ("B", "sb_inprogress"),
+    ("B", "sb_imax_pct"), ("Q", "sb_icount"), ("Q", "sb_ifree"),
+    ("Q", "sb_fdblocks"), ("Q", "sb_frextents"), ("Q", "sb_uquotino"),
+    ("Q", "sb_gquotino"), ("H", "sb_qflags"), ("B", "sb_flags"),
+    ("B", "sb_shared_vn"), ("I", "sb_inoalignmt"), ("I", "sb_unit"),
+    ("I", "sb_width"), ("B", "sb_dirblklog"), ("B", "sb_logsectlog"),
+    ("H", "sb_logsectsize"), ("I", "sb_logsunit"), ("I", "sb_features2"),
+    ("I", "sb_bad_features2"), ("I", "sb_features_compat"),
+    ("I", "sb_features_ro_compat"), ("I", "sb_features_incompat"),
+    ("I", "sb_features_log_incompat"), ("4s", "sb_crc"),
+    ("I", "sb_spino_align"), ("Q", "sb_pquotino"), ("Q", "sb_lsn"),
+    ("16s", "sb_meta_uuid"),
+], size=264)
+
+# struct xfs_agf, up to agf_crc (220 bytes).  agf_roots / agf_levels are
+# indexed by btree: 0 by block number (bnobt), 1 by size (cntbt), 2 rmapbt.
+AGF = _big_endian("xfs AGF", [
+    ("4s", "agf_magicnum"), ("I", "agf_versionnum"), ("I", "agf_seqno"),
+    ("I", "agf_length"), ("I", "agf_bno_root"), ("I", "agf_cnt_root"),
+    ("I", "agf_rmap_root"), ("I", "agf_bno_level"), ("I", "agf_cnt_level"),
+    ("I", "agf_rmap_level"), ("I", "agf_flfirst"), ("I", "agf_fllast"),
+    ("I", "agf_flcount"), ("I", "agf_freeblks"), ("I", "agf_longest"),
+    ("I", "agf_btreeblks"), ("16s", "agf_uuid"), ("I", "agf_rmap_blocks"),
+    ("I", "agf_refcount_blocks"), ("I", "agf_refcount_root"),
+    ("I", "agf_refcount_level"), ("112s", "agf_spare64"), ("Q", "agf_lsn"),
+    ("4s", "agf_crc"),
+], size=220)
+XFS_AGF_VERSION = 1
+XFS_BTREE_MAXLEVELS = 9
+
+# struct xfs_btree_block with its short (AG-relative) pointers: 16 bytes
+# in v4, 56 with the v5 CRC fields.
+BTREE_SHORT = _big_endian("xfs btree block", [
+    ("4s", "bb_magic"), ("H", "bb_level"), ("H", "bb_numrecs"),
+    ("I", "bb_leftsib"), ("I", "bb_rightsib"),
+], size=16)
+BTREE_SHORT_CRC = _big_endian("xfs v5 btree block", [
+    ("4s", "bb_magic"), ("H", "bb_level"), ("H", "bb_numrecs"),
+    ("I", "bb_leftsib"), ("I", "bb_rightsib"), ("Q", "bb_blkno"),
+    ("Q", "bb_lsn"), ("16s", "bb_uuid"), ("I", "bb_owner"),
+    ("4s", "bb_crc"),
+], size=56)
+XFS_ABTB_MAGIC, XFS_ABTB_CRC_MAGIC = b"ABTB", b"AB3B"
+
+
+def field_offset(structure, name):
+    """Byte offset of field *name* in *structure*, for messages."""
+    index = structure.names.index(name)
+    return struct.calcsize(">" + "".join(structure.codes[:index]))
+
+
+class Geometry:
+    """The superblock of an XFS volume of `size` bytes, checked."""
+
+    def __init__(self, read, size):
+        self.read, self.size = read, size
+        try:
+            self.sb = sb = SUPERBLOCK.read(read, 0)
+        except TableError as err:
+            raise MapError(str(err)) from None
+        if sb.sb_magicnum != XFS_SB_MAGIC:
+            raise MapError("no XFS superblock at byte offset 0")
+        self.v5 = sb.sb_versionnum & XFS_SB_VERSION_NUMBITS == \
+            XFS_SB_VERSION_5
+        self.bs = bs = sb.sb_blocksize
+        self._sane(sb)
+        self.agblocks, self.agcount = sb.sb_agblocks, sb.sb_agcount
+        self.blocks = sb.sb_dblocks
+        self.total = self.blocks * bs
+        meta = sb.sb_features_incompat & XFS_SB_FEAT_INCOMPAT_META_UUID
+        self.meta_uuid = sb.sb_meta_uuid if self.v5 and meta else sb.sb_uuid
+
+    def _sane(self, sb):
+        bs = sb.sb_blocksize
+        if not (MIN_BLOCK <= bs <= MAX_BLOCK and bs & (bs - 1) == 0 and
+                bs == 1 << sb.sb_blocklog and
+                sb.sb_sectsize == 1 << sb.sb_sectlog and
+                512 <= sb.sb_sectsize <= bs):
+            raise MapError(f"XFS superblock: block size {bs} (log "
+                           f"{sb.sb_blocklog}) or sector size "
+                           f"{sb.sb_sectsize} is not valid")
+        if not sb.sb_agcount or not sb.sb_agblocks or \
+                (1 << sb.sb_agblklog) < sb.sb_agblocks or \
+                sb.sb_agblocks * (sb.sb_agcount - 1) >= sb.sb_dblocks or \
+                sb.sb_dblocks > sb.sb_agblocks * sb.sb_agcount:
+            raise MapError(f"XFS superblock: {sb.sb_agcount} allocation "
+                           f"groups of {sb.sb_agblocks} blocks do not make "
+                           f"its {sb.sb_dblocks} blocks")
+        if sb.sb_dblocks * bs > self.size:
+            raise MapError(f"XFS superblock: {sb.sb_dblocks} blocks of {bs} "
+                           f"bytes do not fit in the {self.size}-byte "
+                           f"partition")
+        if sb.sb_inprogress:
+            raise MapError("XFS superblock: mkfs.xfs did not finish "
+                           "(sb_inprogress is set)")
+        if sb.sb_rblocks or sb.sb_rextents:
+            raise MapError("XFS with a realtime device: its data is "
+                           "elsewhere, so the volume is copied whole")
+        if sb.sb_logstart == 0:
+            raise MapError("XFS with an external log device: the log is "
+                           "elsewhere, so the volume is copied whole")
+        incompat = sb.sb_features_incompat if self.v5 else 0
+        if incompat & XFS_SB_FEAT_INCOMPAT_NEEDSREPAIR:
+            raise MapError("XFS superblock: the filesystem needs "
+                           "xfs_repair (NEEDSREPAIR is set)")
+        if incompat & ~KNOWN_INCOMPAT:
+            raise MapError(f"XFS superblock: incompatible features "
+                           f"{incompat & ~KNOWN_INCOMPAT:#x} this reader "
+                           f"does not know")
+
+    def label(self):
+        return text(self.sb.sb_fname)
+
+    def uuid(self):
+        return uuid(self.sb.sb_uuid)
+
+    def ag_length(self, agno):
+        """Blocks in AG `agno` (the last one may be shorter)."""
+        if agno < self.agcount - 1:
+            return self.agblocks
+        return self.blocks - self.agblocks * (self.agcount - 1)
+
+    def ag_offset(self, agno, agbno=0):
+        """Byte offset of block `agbno` of AG `agno`."""
+        return (agno * self.agblocks + agbno) * self.bs
+
+    def agf(self, agno):
+        """The AGF of AG `agno`, checked against the superblock."""
+        at = self.ag_offset(agno) + self.sb.sb_sectsize
+        try:
+            agf = AGF.unpack(read_exact(self.read, at, AGF.size, "AGF"),
+                             at=at)
+        except TableError as err:
+            raise MapError(str(err)) from None
+        where = f"AGF of allocation group {agno} (byte offset {at})"
+        if agf.agf_magicnum != XFS_AGF_MAGIC or \
+                agf.agf_versionnum != XFS_AGF_VERSION:
+            raise MapError(f"bad magic or version in the {where}")
+        if agf.agf_seqno != agno or agf.agf_length != self.ag_length(agno):
+            raise MapError(f"the {where} says it is group {agf.agf_seqno} "
+                           f"of {agf.agf_length} blocks, the superblock "
+                           f"{agno} of {self.ag_length(agno)}")
+        if self.v5 and agf.agf_uuid != self.meta_uuid:
+            raise MapError(f"the {where} belongs to another filesystem "
+                           f"(its UUID differs)")
+        if not 0 < agf.agf_bno_root < agf.agf_length or \
+                not 1 <= agf.agf_bno_level <= XFS_BTREE_MAXLEVELS:
+            raise MapError(f"the {where}: free space btree root "
+                           f"{agf.agf_bno_root} at level "
+                           f"{agf.agf_bno_level} is not valid")
+        if agf.agf_freeblks > agf.agf_length or \
+                agf.agf_longest > agf.agf_freeblks or \
+                agf.agf_flcount > agf.agf_length:
+            raise MapError(f"the {where}: {agf.agf_freeblks} free blocks, "
+                           f"longest {agf.agf_longest}, free list "
+                           f"{agf.agf_flcount}, in {agf.agf_length}")
+        return agf, at

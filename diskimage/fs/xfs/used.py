@@ -1,0 +1,168 @@
+"""Used blocks of an XFS volume: everything its free space btrees do not
+hold.
+
+Each allocation group's AGF roots a B+tree of the free extents by block
+number (the bnobt: "ABTB" blocks in v4, "AB3B" with v5's CRC header).  The
+walk goes down the tree in key order (so the extents come sorted) and
+checks every block: its magic, its level (one less than its parent's), its
+record count, that v5 blocks name their own address, the filesystem and
+the AG, that each pointer and each extent lies inside the AG, and that the
+extents ascend without touching or overlapping.  Their sum must be the
+AGF's agf_freeblks and the longest its agf_longest.  What is not free is
+used: the AG headers, the free list (AGFL), inode chunks, every btree,
+the internal log and all file data.
+
+The first pass counts and checks, keeping nothing; the map's runs are made
+again, AG by AG, each time they are read (usedmap.LazyRuns).  The log must
+be clean (log.check_clean): after a crash the btrees on disk may lack
+allocations that only the log holds.
+"""
+
+import struct
+
+from ...errors import TableError
+from ...structs import read_exact
+from ..usedmap import LazyRuns, MapError, UsedMap, coalesce
+from . import log
+from .super import (BTREE_SHORT, BTREE_SHORT_CRC, NULLAGBLOCK,
+                    XFS_ABTB_CRC_MAGIC, XFS_ABTB_MAGIC, Geometry)
+
+REC = struct.Struct(">II")            # xfs_alloc_rec: startblock, blockcount
+PTR = struct.Struct(">I")             # xfs_alloc_ptr_t
+
+
+def open_volume(read, size):
+    """The UsedMap of the XFS volume read by read(offset, length) in a
+    partition of `size` bytes; MapError when it cannot be trusted."""
+    volume = _Volume(read, size)
+    return volume.used_map()
+
+
+class _Volume(Geometry):
+
+    def __init__(self, read, size):
+        super().__init__(read, size)
+        self.header = BTREE_SHORT_CRC if self.v5 else BTREE_SHORT
+        self.magic = XFS_ABTB_CRC_MAGIC if self.v5 else XFS_ABTB_MAGIC
+        self.maxrecs_leaf = (self.bs - self.header.size) // REC.size
+        self.maxrecs_node = (self.bs - self.header.size) // (REC.size +
+                                                             PTR.size)
+
+    def used_map(self):
+        log.check_clean(self)
+        free = spare = 0
+        for agno in range(self.agcount):
+            agf, _ = self.agf(agno)
+            free += self._check_ag(agno, agf)
+            spare += agf.agf_flcount + agf.agf_btreeblks
+        # sb_fdblocks counts the free list and the free space btrees' own
+        # blocks as free too; with lazy counters it is synced at unmount.
+        sb = self.sb
+        warnings = []
+        if free + spare != sb.sb_fdblocks:
+            warnings.append(f"the free space btrees hold {free} free blocks "
+                            f"(and {spare} on free lists or in their own "
+                            f"blocks), the superblock counts "
+                            f"{sb.sb_fdblocks}")
+        used = (self.blocks - free) * self.bs
+        return UsedMap("xfs", self.bs, self.total, used,
+                       LazyRuns(self.used_runs), label=self.label(),
+                       uuid=self.uuid(), warnings=warnings)
+
+    def _check_ag(self, agno, agf):
+        total = longest = 0
+        for start, count in self.free_extents(agno, agf):
+            total += count
+            longest = max(longest, count)
+        where = f"allocation group {agno}"
+        if total != agf.agf_freeblks or longest != agf.agf_longest:
+            raise MapError(f"{where}: the free space btree holds {total} "
+                           f"free blocks, longest {longest}; its AGF says "
+                           f"{agf.agf_freeblks}, longest {agf.agf_longest}")
+        return total
+
+    def used_runs(self):
+        """Used (offset, length) byte runs, ascending, coalesced: the
+        complement of each AG's free extents, AG after AG."""
+        return coalesce(self._used_blocks())
+
+    def _used_blocks(self):
+        for agno in range(self.agcount):
+            agf, _ = self.agf(agno)
+            cursor = 0
+            for start, count in self.free_extents(agno, agf):
+                if start > cursor:
+                    yield (self.ag_offset(agno, cursor),
+                           (start - cursor) * self.bs)
+                cursor = start + count
+            if cursor < agf.agf_length:
+                yield (self.ag_offset(agno, cursor),
+                       (agf.agf_length - cursor) * self.bs)
+
+    def free_extents(self, agno, agf):
+        """The (agbno, count) free extents of AG `agno`, ascending, from its
+        bnobt, every block checked."""
+        length, prev_end = agf.agf_length, 0
+        # Depth first, leftmost child first: (agbno, level it must have).
+        stack = [(agf.agf_bno_root, agf.agf_bno_level - 1)]
+        seen = 0
+        while stack:
+            agbno, level = stack.pop()
+            seen += 1
+            if seen > length:
+                raise MapError(f"allocation group {agno}: the free space "
+                               f"btree has more blocks than the group")
+            block, at, head = self._block(agno, agbno, level)
+            body = self.header.size
+            if level == 0:
+                for k in range(head.bb_numrecs):
+                    start, count = REC.unpack_from(block, body + k * 8)
+                    if count == 0 or start < prev_end or \
+                            start + count > length or \
+                            (start == prev_end and prev_end):
+                        raise MapError(
+                            f"allocation group {agno}: free extent "
+                            f"{start}+{count} in the btree block at byte "
+                            f"offset {at} is out of order or outside the "
+                            f"group of {length} blocks")
+                    prev_end = start + count
+                    yield start, count
+                continue
+            ptrs = body + self.maxrecs_node * REC.size
+            children = []
+            for k in range(head.bb_numrecs):
+                child, = PTR.unpack_from(block, ptrs + k * 4)
+                if not 0 < child < length:
+                    raise MapError(f"allocation group {agno}: btree block "
+                                   f"at byte offset {at} points to block "
+                                   f"{child}, outside the group")
+                children.append((child, level - 1))
+            stack.extend(reversed(children))
+
+    def _block(self, agno, agbno, level):
+        """One bnobt block at `agbno` of AG `agno`, which must be at
+        `level`: (bytes, byte offset, header)."""
+        at = self.ag_offset(agno, agbno)
+        try:
+            block = read_exact(self.read, at, self.bs, "free space btree")
+            head = self.header.unpack(block, at=at)
+        except TableError as err:
+            raise MapError(str(err)) from None
+        most = self.maxrecs_leaf if level == 0 else self.maxrecs_node
+        bad = None
+        if head.bb_magic != self.magic:
+            bad = f"magic {head.bb_magic!r}, not {self.magic!r}"
+        elif head.bb_level != level:
+            bad = f"level {head.bb_level} where {level} belongs"
+        elif not 0 < head.bb_numrecs <= most and not (
+                level == 0 and head.bb_numrecs == 0 and
+                head.bb_leftsib == head.bb_rightsib == NULLAGBLOCK):
+            bad = f"{head.bb_numrecs} records (at most {most})"
+        elif self.v5 and (head.bb_blkno != at // 512 or
+                          head.bb_uuid != self.meta_uuid or
+                          head.bb_owner != agno):
+            bad = "its address, UUID or owner is another block's"
+        if bad:
+            raise MapError(f"allocation group {agno}: free space btree "
+                           f"block {agbno} (byte offset {at}): {bad}")
+        return block, at, head

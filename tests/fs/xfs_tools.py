@@ -1,0 +1,167 @@
+"""What the XFS tests share: XFS volumes made by mkfs.xfs and filled
+through a loop mount, and xfsprogs' own numbers (xfs_db freesp, agf, agfl,
+xfs_info, xfs_logprint) to check the map against."""
+
+import contextlib
+import errno
+import hashlib
+import os
+import random
+import re
+
+import demodisk
+from tests.fsbuild import sparse_file, unmount, write_file
+from tests.fsmaps import KiB, MiB, run
+
+
+@contextlib.contextmanager
+def mounted(image, mountpoint, *options):
+    """An XFS image (or a device) mounted by the kernel's driver."""
+    os.makedirs(mountpoint, exist_ok=True)
+    opts = ",".join(("loop",) * (not str(image).startswith("/dev/")) +
+                    options)
+    run("mount", "-t", "xfs", *(("-o", opts) if opts else ()), image,
+        mountpoint)
+    try:
+        yield mountpoint
+    finally:
+        unmount(mountpoint)
+
+
+def make_xfs(tmp_path, size_mib=300, *options, fragmented=True,
+             piece=64 * KiB):
+    """An XFS volume of `size_mib` made with mkfs.xfs `options`: a tree of
+    small files, a sparse file, files deleted, a file with 1024 holes
+    punched (as many free extents: a free space btree of two levels), and
+    with `fragmented` a large file written into the holes of a full
+    volume.  Returns (image, {path: sha256})."""
+    image = tmp_path / "xfs.img"
+    with open(image, "wb") as f:
+        f.truncate(size_mib * MiB)
+    run("mkfs.xfs", "-q", "-f", "-L", "rt-xfs", *options, image)
+    digests = {}
+    rng = random.Random(size_mib)
+    with mounted(image, tmp_path / "mnt") as mnt:
+        digests.update({f"tree/{k}": v for k, v in demodisk.make_tree(
+            os.path.join(mnt, "tree"), 60, 3, max_size=16 * KiB).items()})
+        sparse_file(mnt, "sparse.bin", 100 * MiB, rng, digests)
+        for k in range(20):
+            write_file(mnt, f"gone/{k}.bin", rng.randbytes(50 * KiB),
+                       digests)
+        punched(mnt, rng, digests)
+        for k in range(0, 20, 2):
+            os.unlink(os.path.join(mnt, f"gone/{k}.bin"))
+            del digests[f"gone/{k}.bin"]
+        if fragmented:
+            big = fragmented_file(mnt, rng, digests, piece=piece)
+            assert extents(big) > 10
+    return image, digests
+
+
+def punched(mnt, rng, digests, holes=1024, step=8 * KiB):
+    """A file of holes * step bytes with the second half of every step
+    punched out (xfs_io fpunch): `holes` free extents."""
+    data = bytearray(rng.randbytes(holes * step))
+    path = os.path.join(mnt, "punched.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+        os.fsync(f.fileno())
+    half = step // 2
+    run("xfs_io", *[arg for k in range(holes) for arg in (
+        "-c", f"fpunch {k * step + half} {half}")], path)
+    for k in range(holes):
+        data[k * step + half:(k + 1) * step] = bytes(half)
+    digests["punched.bin"] = hashlib.sha256(data).hexdigest()
+
+
+def extents(path):
+    """The extents of a file, by xfs_io's fiemap."""
+    out = run("xfs_io", "-r", "-c", "fiemap", path).stdout
+    return len([line for line in out.splitlines()[1:]
+                if "hole" not in line])
+
+
+def files(image, tmp_path):
+    """{path: sha256} of every file, read through a read-only mount that
+    replays nothing (norecovery)."""
+    with mounted(image, tmp_path / "ro", "ro", "norecovery") as mnt:
+        return demodisk.digest_tree(mnt)
+
+
+def db(image, *commands):
+    args = []
+    for command in commands:
+        args += ["-c", command]
+    return run("xfs_db", "-r", *args, image).stdout
+
+
+def number(name, text):
+    return int(re.search(rf"^{name} = (\d+)", text, re.M).group(1))
+
+
+def geometry(image):
+    """(block size, data blocks, AG count) from xfs_info."""
+    out = run("xfs_info", image).stdout
+    bs, blocks = map(int, re.search(r"^data\s+=\s+bsize=(\d+)\s+"
+                                    r"blocks=(\d+)", out, re.M).groups())
+    return bs, blocks, int(re.search(r"agcount=(\d+)", out).group(1))
+
+
+def free_extents(image, agno):
+    """xfs_db's free extents of AG `agno` ({(agbno, length)}): `freesp -d`
+    lists the btree's extents and the free list's blocks together; those
+    on the AGFL (`agfl N`, its bno array) are taken out."""
+    out = db(image, f"freesp -d -a {agno}")
+    found = {(int(b), int(n)) for a, b, n in re.findall(
+        r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$", out, re.M) if int(a) == agno}
+    first, last = agf(image, agno, "flfirst", "fllast")
+    bno = dict((int(i), int(b)) for i, b in re.findall(r"(\d+):(\d+)", db(
+        image, f"agfl {agno}", "p bno")))
+    size = len(re.findall(r"\d+:", db(image, f"agfl {agno}", "p bno")))
+    count = (last - first) % size + 1 if bno else 0
+    agfl = {bno[(first + k) % size] for k in range(count)}
+    return found - {(b, 1) for b in agfl}, agfl
+
+
+def agf(image, agno, *fields):
+    out = db(image, f"agf {agno}", "p " + " ".join(fields))
+    return [number(name, out) for name in fields]
+
+
+def log_state(image):
+    """"CLEAN" or "DIRTY", as xfs_logprint reads the log."""
+    out = run("xfs_logprint", "-t", image, check=False).stdout
+    return re.search(r"state: <(\w+)>", out).group(1)
+
+
+def fragmented_file(root, rng, digests, piece):
+    """tests.fsbuild's fragmented file for XFS, whose full volume can
+    refuse the new file itself (no room for an inode): fill with files of
+    `piece` bytes until full, delete every other one, then write one file
+    of 60% of the freed space, which only the holes can hold."""
+    os.makedirs(os.path.join(root, "fill"))
+    names = []
+    while True:
+        rel = f"fill/f{len(names):05d}.bin"
+        data = rng.randbytes(piece)
+        try:
+            with open(os.path.join(root, rel), "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            if err.errno != errno.ENOSPC:
+                raise
+            if os.path.exists(os.path.join(root, rel)):
+                os.unlink(os.path.join(root, rel))
+            break
+        names.append(rel)
+        digests[rel] = hashlib.sha256(data).hexdigest()
+    for rel in names[::2]:
+        os.unlink(os.path.join(root, rel))
+        del digests[rel]
+    os.sync()
+    size = int(len(names[::2]) * piece * 0.6) // 4096 * 4096
+    write_file(root, "fragmented.bin", rng.randbytes(size), digests)
+    os.sync()
+    return os.path.join(root, "fragmented.bin")
