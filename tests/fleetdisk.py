@@ -16,10 +16,12 @@ partclone's image, and the size check fails for it.  btrfs is mounted
 `nodiscard` so the kernel does not punch the freed ranges out of the
 sparse file.
 
-LVM volumes cannot be activated here (no device-mapper): lvcreate runs
-with `-an -Zn` on a loop device over the PV, and an LV's bytes are read
-through its one segment's place in the PV (pe_start + first PE times the
-extent size), as `lvs --segments` and `pvs -o pe_start` report them.
+The PV is made by tests/lvmbuild.py (fs-lvm's: lvm2's own tools with a
+private configuration on a loop device, `lvcreate -an -Zn`, activation
+off, as there is no device-mapper here; it makes and fills the ext4 LV),
+"old" removed with lvremove, and the PV laid into partition 3.  An LV's
+bytes are read through its one segment's place in the PV (pe_start +
+first PE times the extent size, as lvs and pvs report them).
 
 `build(path)` returns a Fleet: the disk, {volume: {path: sha256}} and
 {volume: Volume(start, size, fs, partition)}; `partclone_bytes()`
@@ -28,35 +30,27 @@ measures `partclone.<fs> -c -s DEV -o - | lz4 -1 | wc -c` of a volume.
 
 import contextlib
 import dataclasses
-import json
 import os
 import random
 import subprocess
 import tempfile
+from pathlib import Path
 
 import demodisk
+from tests import lvmbuild
 from tests.fsmaps import MiB, run
 
 SIZES = {"xfs": 300 * MiB, "btrfs": 128 * MiB, "pv": 400 * MiB}
 EXTENT = 4 * MiB
-LVS = (("root", 16, "ext4"), ("old", 4, None), ("data", 75, "xfs"))
+LVS = (("root", 64 * MiB, "ext4"), ("old", 16 * MiB, None),
+       ("data", 300 * MiB, "xfs"))
 GPT_TYPES = {"xfs": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
              "btrfs": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
              "pv": "E6D6D379-F507-44C2-A23C-238F2A3DF928"}
 PARTCLONE = {"xfs": "partclone.xfs", "btrfs": "partclone.btrfs",
              "ext4": "partclone.extfs"}
-# No device-mapper: LVM only edits metadata (global/activation = 0, or
-# lvcreate fails for want of the "striped" target); its own state stays out
-# of the host: no backups or archives in /etc/lvm, and no udev.
-LVM_CONFIG = ("global { activation = 0 } "
-              "backup { backup = 0 archive = 0 } "
-              "activation { udev_sync = 0 udev_rules = 0 } "
-              "devices { obtain_device_list_from_udev = 0 }")
-LVM_ENV = dict(os.environ, LVM_SUPPRESS_FD_WARNINGS="1")
-
-TOOLS = ("sfdisk", "losetup", "mount", "umount", "mkfs.xfs", "xfs_repair",
-         "mkfs.btrfs", "btrfs", "mkfs.ext4", "e2fsck", "pvcreate",
-         "vgcreate", "lvcreate", "lvremove", "lvs", "pvs",
+TOOLS = (*lvmbuild.LVM_TOOLS, "lvremove", "sfdisk", "mount", "umount",
+         "mkfs.xfs", "xfs_repair", "mkfs.btrfs", "btrfs", "e2fsck",
          "partclone.xfs", "partclone.btrfs", "partclone.extfs", "lz4")
 
 
@@ -148,8 +142,10 @@ def fill_xfs(mnt, seed):
     return files
 
 
-def fill_ext4(mnt, seed):
-    files = tree(mnt, "tree", 80, seed)
+def more_ext4(mnt, seed):
+    """lvmbuild made the ext4 LV and its tree; more files, and garbage in
+    its free space."""
+    files = tree(mnt, "more", 40, seed)
     garbage(mnt, 30 * MiB, seed)
     return files
 
@@ -175,37 +171,22 @@ def fill_btrfs(mnt, seed):
 
 
 # --- LVM ---------------------------------------------------------------------
-def lvm(*args, device):
-    return run(*args, "--devices", device, "--config", LVM_CONFIG,
-               env=LVM_ENV)
-
-
-def lvm_report(command, fields, device):
-    out = lvm(command, "--reportformat", "json", "--units", "b",
-              "--nosuffix", "-o", fields, device=device).stdout
-    report, = json.loads(out)["report"]
-    return report
-
-
-def make_pv(dev, vg):
-    """The PV on `dev` with the VG and LVS: (pe_start, {lv: (offset in
-    the PV, size)}), from pvs -o pe_start and lvs' seg_pe_ranges."""
-    lvm("pvcreate", "-q", "-y", dev, device=dev)
-    lvm("vgcreate", "-q", "-s", f"{EXTENT // MiB}m", vg, dev, device=dev)
-    for name, extents, _ in LVS:
-        lvm("lvcreate", "-q", "-an", "-Zn", "-l", str(extents), "-n", name,
-            vg, device=dev)
-    pe_start = int(lvm_report("pvs", "pe_start", dev)["pv"][0]["pe_start"])
+def make_pv(directory, vg):
+    """The PV image (tests/lvmbuild.py: lvm2's tools with a private
+    configuration) with the VG and LVS, "old" removed again:
+    (image, pe_start, {lv: (offset in the PV, size)}, {lv: digests})."""
+    pv = lvmbuild.make_pv(directory, SIZES["pv"] // MiB,
+                          [(name, size // MiB, "ext4" if fs == "ext4"
+                            else None) for name, size, fs in LVS],
+                          vg=vg, extent_mib=EXTENT // MiB, name="pv.img")
     places = {}
-    for seg in lvm_report("lvs", "lv_name,seg_pe_ranges,vg_extent_size",
-                          dev)["lv"]:
-        assert int(seg["vg_extent_size"]) == EXTENT, seg
-        ranges = seg["seg_pe_ranges"].split()
-        assert len(ranges) == 1, seg           # one linear segment each
-        first, last = map(int, ranges[0].rsplit(":", 1)[1].split("-"))
-        places[seg["lv_name"]] = (pe_start + first * EXTENT,
-                                  (last - first + 1) * EXTENT)
-    return pe_start, places
+    for name, lv in pv.lvs.items():
+        (at, size), = lv.places              # one linear segment each
+        places[name] = (at, size)
+    lvmbuild.lvm(pv.image, "lvremove", "-q", "-y", f"{vg}/old")
+    pe_start = int(lvmbuild.report(pv.image)["pv"]["pe_start"])
+    return pv.image, pe_start, places, {n: lv.digests
+                                        for n, lv in pv.lvs.items()}
 
 
 # --- the disk ----------------------------------------------------------------
@@ -224,32 +205,35 @@ def build(path, seed=14):
     vg = f"fleet{os.getpid()}"
     volumes = {"xfs": Volume(starts["xfs"], SIZES["xfs"], "xfs", 1),
                "btrfs": Volume(starts["btrfs"], SIZES["btrfs"], "btrfs", 2)}
-    with demodisk.loop_device(path, starts["pv"], SIZES["pv"],
-                              read_only=False) as dev:
-        pe_start, places = make_pv(dev, vg)
-        lvm("lvremove", "-q", "-y", f"{vg}/old", device=dev)
-    old = places.pop("old")
-    with open(path, "r+b") as f:            # the removed LV's bytes stay
-        os.pwrite(f.fileno(), random.Random(seed).randbytes(old[1]),
-                  starts["pv"] + old[0])
-    for name, (at, size) in sorted(places.items()):
-        fs = {lv: fs for lv, _, fs in LVS}[name]
-        volumes[f"lvm/{name}"] = Volume(starts["pv"] + at, size, fs, 3)
-    mkfs = {"xfs": ["mkfs.xfs", "-q", "-f"],
-            "btrfs": ["mkfs.btrfs", "-q", "-f"],
-            "ext4": ["mkfs.ext4", "-q", "-F", "-E",
-                     "lazy_itable_init=0,lazy_journal_init=0"]}
-    fill = {"xfs": fill_xfs, "btrfs": fill_btrfs, "ext4": fill_ext4}
     files = {}
     with tempfile.TemporaryDirectory(prefix="fleet-build-") as tmp:
+        image, pe_start, places, made = make_pv(Path(tmp), vg)
+        run("dd", f"if={image}", f"of={path}", "bs=1M",
+            f"seek={starts['pv']}", "oflag=seek_bytes",
+            "conv=sparse,notrunc", "status=none")
+        old = places.pop("old")
+        with open(path, "r+b") as f:        # the removed LV's bytes stay
+            os.pwrite(f.fileno(), random.Random(seed).randbytes(old[1]),
+                      starts["pv"] + old[0])
+        for name, (at, size) in sorted(places.items()):
+            fs = {lv: fs for lv, _, fs in LVS}[name]
+            volumes[f"lvm/{name}"] = Volume(starts["pv"] + at, size, fs, 3)
+            if fs == "ext4":                  # made and filled by lvmbuild
+                files[f"lvm/{name}"] = made[name]
         for k, (name, volume) in enumerate(volumes.items()):
-            with demodisk.loop_device(path, volume.start, volume.size,
-                                      read_only=False) as dev:
-                run(*mkfs[volume.fs], dev)
+            if volume.fs in MKFS:
+                with demodisk.loop_device(path, volume.start, volume.size,
+                                          read_only=False) as dev:
+                    run(*MKFS[volume.fs], dev)
             with mounted(path, volume, os.path.join(tmp, str(k))) as mnt:
-                files[name] = fill[volume.fs](mnt, seed + k)
+                files[name] = files.get(name, {})
+                files[name].update(FILL[volume.fs](mnt, seed + k))
     return Fleet(path, files, volumes, vg,
                  (starts["pv"], SIZES["pv"], pe_start))
+
+
+MKFS = {"xfs": ["mkfs.xfs", "-q", "-f"], "btrfs": ["mkfs.btrfs", "-q", "-f"]}
+FILL = {"xfs": fill_xfs, "btrfs": fill_btrfs, "ext4": more_ext4}
 
 
 def partclone_bytes(disk, volume, log):

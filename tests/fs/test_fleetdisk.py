@@ -26,7 +26,7 @@ import os
 import pytest
 
 import demodisk
-from tests import fleetdisk
+from tests import fleetdisk, lvmbuild
 from tests.fsmaps import KiB, random_fill, range_digest, rdeploy
 from tests.imgx_helpers import imgx
 
@@ -130,15 +130,12 @@ def test_restored_pv_label_and_metadata(fleet, restored):
     start, _, pe_start = fleet.pv
     assert range_digest(restored, start, pe_start) == \
         range_digest(fleet.disk, start, pe_start)
-    report = fleetdisk.lvm_report
-    with demodisk.loop_device(restored, start, fleet.pv[1]) as dev:
-        copy = report("lvs", "lv_name,seg_pe_ranges", dev)["lv"]
-    with demodisk.loop_device(fleet.disk, start, fleet.pv[1]) as dev:
-        source = report("lvs", "lv_name,seg_pe_ranges", dev)["lv"]
-    strip = [(lv["lv_name"], lv["seg_pe_ranges"].rsplit(":", 1)[1])
-             for lv in source]
-    assert [(lv["lv_name"], lv["seg_pe_ranges"].rsplit(":", 1)[1])
-            for lv in copy] == strip and len(strip) == 2
+    seen = []
+    for disk in (fleet.disk, restored):
+        with demodisk.loop_device(disk, start, fleet.pv[1]) as dev:
+            report = lvmbuild.report(dev)
+            seen.append((report["vg"], report["lv"], lvmbuild.places(dev)))
+    assert seen[0] == seen[1] and sorted(seen[0][1]) == ["data", "root"]
 
 
 def source_listing(fleet, name, directory, tmp_path):
