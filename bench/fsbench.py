@@ -38,7 +38,8 @@ def missing():
 
 
 def _mib(n):
-    return f"{n / (1 << 20):.2f} MiB"
+    return f"{n / (1 << 20):.2f} MiB" if n >= 1 << 20 else \
+        f"{n / 1024:.1f} KiB"
 
 
 def measure(work):
