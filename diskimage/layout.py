@@ -57,7 +57,9 @@ class Placement:
         if not self.resized:
             return "copy" if self.new_start == self.old_start else "move"
         if self.fs_resized:
-            return "grow" if self.new_size > self.old_size else "shrink"
+            if self.new_size > self.old_size:
+                return fsresize.grow_plan(self.fs) or "grow"
+            return "shrink"
         return "copy, partition grows, filesystem keeps its size"
 
     def to_dict(self):
@@ -199,10 +201,16 @@ def _shrink(places, lo, hi, fixed, target_size):
     if least > hi:
         short = least - hi
         shrunk = ", ".join(f"partition {p.number} ({p.fs})" for p in can)
+        # filesystems that grow but never shrink keep their size
+        kept = "".join(
+            f"; {fsresize.title(p.fs)} cannot shrink: partition {p.number} "
+            f"needs {format_size(p.new_size)}" for p in places
+            if fsresize.can_grow(p.fs) and not fsresize.can_shrink(p.fs))
         raise TargetError(
             f"target too small: {target_size} bytes, the image's data needs "
             f"{target_size + short} ({short} more, {format_size(short)})"
-            + (f" with {shrunk} shrunk as far as safe" if can else ""))
+            + (f" with {shrunk} shrunk as far as safe" if can else "")
+            + kept)
     # From the least layout, hand back the room that is left, in proportion
     # to what each partition gave up.
     room = hi - least

@@ -30,8 +30,9 @@ Paths inside images (IMGPATH):
   IMAGE:N/path/in/fs   partition N of IMAGE, e.g. lab.rdi:2/EFI/BOOT
   IMAGE:/path          the one filesystem of an image that holds one
   IMAGE:N              the root of partition N
-Filesystems: ext2/3/4, FAT12/16/32, exFAT, NTFS.  Only the chunks that hold
-what is looked at are read and decoded, each checked against its checksum.
+Filesystems: ext2/3/4, FAT12/16/32, exFAT, NTFS, XFS.  Only the chunks that
+hold what is looked at are read and decoded, each checked against its
+checksum.
 Symlinks in IMGPATH are followed inside the image (an absolute target
 starts at the filesystem's root, never the host's; at most 40 links).
 

@@ -47,8 +47,8 @@ Options:
   --dry-run            Print the plan (old and new place of each partition,
                        grow/shrink, what is kept) and write nothing.
   --grow               Extend the last partition to the end of the target
-                       and grow its filesystem (ext2/3/4, NTFS, FAT, swap;
-                       FAT12/16 up to their cluster limits).
+                       and grow its filesystem (ext2/3/4, NTFS, FAT, swap,
+                       XFS; FAT12/16 up to their cluster limits).
   --resize=HOW         proportional: every resizable partition keeps its
                        share of the disk.
   --size=N=SIZE        Make partition N SIZE (e.g. 2=20G); repeatable.

@@ -53,6 +53,9 @@ class Filesystem:
     grow: object = None
     shrink: object = None
     min_size: object = None
+    #: How the plan names a grow that is more than the tool's call ("grown
+    #: with xfs_growfs on a temporary mount"); None: "grow".
+    grow_plan: str = None
     #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``).
     new_ids: object = None
     #: The tools the functions above run (their Debian packages are

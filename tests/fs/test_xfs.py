@@ -12,6 +12,7 @@ the btree, a btree block with a bad magic) raise MapError.
 """
 
 import os
+import re
 
 import pytest
 
@@ -19,7 +20,8 @@ from diskimage.fs import registry
 from diskimage.fs.usedmap import LazyRuns, MapError
 from diskimage.fs.xfs.used import open_volume
 from tests.fs.xfs_tools import (agf, db, files, free_extents, geometry,
-                                log_state, make_xfs, mounted, number)
+                                log_state, make_xfs, make_xfs_proto, mounted,
+                                number, read_files)
 from tests.fsmaps import blkid, copy_runs, random_fill, run
 
 MiB = 1 << 20
@@ -29,10 +31,15 @@ pytestmark = pytest.mark.needs("mkfs.xfs", "xfs_db", "xfs_info",
                                "blkid", "losetup", root=True)
 
 VARIANTS = {
-    # name: (size in MiB, mkfs.xfs options, fragmented)
-    "v5-4k": (300, (), True),
-    "v5-1k": (300, ("-b", "size=1024"), False),
-    "v5-5ag-short-last": (333, ("-d", "agcount=5"), False),
+    # name: (size in MiB, mkfs.xfs options, fragmented, mount options)
+    "v5-4k": (300, (), True, ()),
+    "v5-1k": (300, ("-b", "size=1024"), False, ()),
+    "v5-5ag-short-last": (333, ("-d", "agcount=5"), False, ()),
+    "v5-4k-sectors": (300, ("-s", "size=4096"), False, ()),
+    # 256 KiB log buffers: record headers of 8 basic blocks
+    "v5-log-256k": (300, ("-l", "su=256k"), False, ("logbsize=256k",)),
+    # filled by mkfs.xfs from a protofile: the kernel mounts no v4 here
+    "v4-proto": (300, ("-m", "crc=0"), None, ()),
 }
 
 
@@ -47,14 +54,17 @@ def open_map(image):
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
 def volume(request, tmp_path_factory):
-    size, options, fragmented = VARIANTS[request.param]
+    """(image, digests, whether the kernel mounts it)."""
+    size, options, fragmented, mount_options = VARIANTS[request.param]
     tmp = tmp_path_factory.mktemp(f"xfs-{request.param}")
-    image, digests = make_xfs(tmp, size, *options, fragmented=fragmented)
-    return image, digests
+    if fragmented is None:
+        return (*make_xfs_proto(tmp, size, *options), False)
+    return (*make_xfs(tmp, size, *options, fragmented=fragmented,
+                      mount_options=mount_options), True)
 
 
 def test_used_blocks_match_xfs_db(volume):
-    image, _ = volume
+    image, _, mounts = volume
     umap = open_map(image)
     bs, blocks, agcount = geometry(image)
     assert (umap.kind, umap.block_size, umap.total_bytes) == \
@@ -89,19 +99,22 @@ def test_used_blocks_match_xfs_db(volume):
     summary = db(image, "freesp -s")
     assert f"total free blocks {total_free + agfl_blocks}" in summary
     assert umap.used_bytes == (blocks - total_free) * bs
-    assert max(levels) >= 2, "the punched file left a one-level btree"
+    if mounts:          # the protofile has no punched file
+        assert max(levels) >= 2, "the punched file left a one-level btree"
     assert not umap.warnings
 
 
 def test_map_only_restore_is_clean_and_files_match(volume, tmp_path):
-    image, digests = volume
+    image, digests, mounts = volume
     umap = open_map(image)
     target = tmp_path / "target.img"
     random_fill(target, os.path.getsize(image), 3)
     copy_runs(image, target, umap.runs)
     clean, output = registry.fsck("xfs", str(target))
     assert clean, output
-    assert files(target, tmp_path) == digests
+    assert read_files(target) == digests
+    if mounts:
+        assert files(target, tmp_path) == digests
 
 
 @pytest.fixture(scope="module")
@@ -180,4 +193,24 @@ def test_a_free_extent_outside_the_group_is_refused(small, tmp_path):
     run("xfs_db", "-x", *sum((["-c", c] for c in path), []), "-c",
         f"write -d recs[{numrecs}].blockcount 900000", image)
     with pytest.raises(MapError, match="outside the group"):
+        open_map(image)
+
+
+def test_by_size_btree_that_disagrees_is_refused(small, tmp_path):
+    """The cntbt's largest extent moved one block down: the bnobt and the
+    AGF still agree, the two btrees do not."""
+    image = copy_of(small, tmp_path)
+    path = ["agf 0", "addr cntroot"]
+    level = number("level", db(image, *path, "p level"))
+    while level:
+        numrecs = number("numrecs", db(image, *path, "p numrecs"))
+        path.append(f"addr ptrs[{numrecs}]")
+        level -= 1
+    numrecs = number("numrecs", db(image, *path, "p numrecs"))
+    # "recs[N] = [startblock,blockcount] N:[START,COUNT]"
+    rec = db(image, *path, f"p recs[{numrecs}]")
+    start = int(re.search(r"\[(\d+),\d+\]", rec).group(1))
+    run("xfs_db", "-x", *sum((["-c", c] for c in path), []), "-c",
+        f"write -d recs[{numrecs}].startblock {start - 1}", image)
+    with pytest.raises(MapError, match="free space btrees disagree"):
         open_map(image)

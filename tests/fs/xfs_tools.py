@@ -29,19 +29,21 @@ def mounted(image, mountpoint, *options):
 
 
 def make_xfs(tmp_path, size_mib=300, *options, fragmented=True,
-             piece=64 * KiB):
+             piece=64 * KiB, mount_options=()):
     """An XFS volume of `size_mib` made with mkfs.xfs `options`: a tree of
-    small files, a sparse file, files deleted, a file with 1024 holes
+    small files, a sparse file, files deleted, a symlink, a hard link, a
+    file with 1024 holes
     punched (as many free extents: a free space btree of two levels), and
     with `fragmented` a large file written into the holes of a full
-    volume.  Returns (image, {path: sha256})."""
+    volume; mounted with `mount_options`.  Returns (image, {path:
+    sha256})."""
     image = tmp_path / "xfs.img"
     with open(image, "wb") as f:
         f.truncate(size_mib * MiB)
     run("mkfs.xfs", "-q", "-f", "-L", "rt-xfs", *options, image)
     digests = {}
     rng = random.Random(size_mib)
-    with mounted(image, tmp_path / "mnt") as mnt:
+    with mounted(image, tmp_path / "mnt", *mount_options) as mnt:
         digests.update({f"tree/{k}": v for k, v in demodisk.make_tree(
             os.path.join(mnt, "tree"), 60, 3, max_size=16 * KiB).items()})
         sparse_file(mnt, "sparse.bin", 100 * MiB, rng, digests)
@@ -49,6 +51,10 @@ def make_xfs(tmp_path, size_mib=300, *options, fragmented=True,
             write_file(mnt, f"gone/{k}.bin", rng.randbytes(50 * KiB),
                        digests)
         punched(mnt, rng, digests)
+        os.symlink("tree", os.path.join(mnt, "link-to-tree"))
+        os.link(os.path.join(mnt, "punched.bin"),
+                os.path.join(mnt, "hardlink.bin"))
+        digests["hardlink.bin"] = digests["punched.bin"]
         for k in range(0, 20, 2):
             os.unlink(os.path.join(mnt, f"gone/{k}.bin"))
             del digests[f"gone/{k}.bin"]
@@ -165,3 +171,53 @@ def fragmented_file(root, rng, digests, piece):
     write_file(root, "fragmented.bin", rng.randbytes(size), digests)
     os.sync()
     return os.path.join(root, "fragmented.bin")
+
+
+def make_xfs_proto(tmp_path, size_mib, *options):
+    """An XFS volume filled by mkfs.xfs itself from a protofile (for a v4
+    volume, which this kernel does not mount): a tree of files and a
+    20 MiB file.  Returns (image, {path: sha256})."""
+    src = tmp_path / "src"
+    digests = demodisk.make_tree(src, 80, 7, names=False)
+    rng = random.Random(7)
+    write_file(src, "large.bin", rng.randbytes(20 * MiB), digests)
+    lines = ["/dev/null", "0 0", "d--755 0 0"]
+
+    def add(directory, depth):
+        for entry in sorted(os.listdir(directory)):
+            path = os.path.join(directory, entry)
+            pad = " " * depth
+            if os.path.isdir(path):
+                lines.append(f"{pad}{entry} d--755 0 0")
+                add(path, depth + 1)
+                lines.append(f"{pad}$")
+            else:
+                lines.append(f"{pad}{entry} ---644 0 0 {path}")
+    add(src, 1)
+    lines.append("$")
+    proto = tmp_path / "proto.txt"
+    proto.write_text("\n".join(lines) + "\n")
+    image = tmp_path / "xfs.img"
+    with open(image, "wb") as f:
+        f.truncate(size_mib * MiB)
+    run("mkfs.xfs", "-q", "-f", "-L", "rt-xfs", *options, "-p", proto, image)
+    return image, digests
+
+
+def read_files(image):
+    """{path: sha256} of every file, read by dissect.xfs (diskimage.fs.read),
+    for a volume the kernel does not mount."""
+    from diskimage.fs.read import Filesystem
+    with open(image, "rb") as fh:
+        fs = Filesystem(fh, "xfs", "test:")
+        return {path: hashlib.sha256(fs.read(node)).hexdigest()
+                for path, node in walk(fs, fs.root, "")}
+
+
+def walk(fs, node, prefix):
+    for child in fs.children(node):
+        path = f"{prefix}{child.name}"
+        if child.is_dir:
+            yield from walk(fs, child, path + "/")
+        elif child.kind == "file":
+            yield path, child

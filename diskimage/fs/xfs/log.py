@@ -78,7 +78,7 @@ def last_record(read, start, length):
 
 def check_clean(volume):
     """MapError unless the internal log of `volume` ends with an unmount
-    record."""
+    record; (byte offset, length) of the log."""
     start, length = log_extent(volume)
     found = last_record(volume.read, start, length)
     if found is None:
@@ -101,3 +101,4 @@ def check_clean(volume):
                        f"{lsn >> 32} block {block}, is not an unmount "
                        f"record): mount it once, or run xfs_repair, to "
                        f"replay it")
+    return start, length

@@ -90,7 +90,8 @@ BTREE_SHORT_CRC = _big_endian("xfs v5 btree block", [
     ("Q", "bb_lsn"), ("16s", "bb_uuid"), ("I", "bb_owner"),
     ("4s", "bb_crc"),
 ], size=56)
-XFS_ABTB_MAGIC, XFS_ABTB_CRC_MAGIC = b"ABTB", b"AB3B"
+XFS_ABTB_MAGIC, XFS_ABTB_CRC_MAGIC = b"ABTB", b"AB3B"   # by block number
+XFS_ABTC_MAGIC, XFS_ABTC_CRC_MAGIC = b"ABTC", b"AB3C"   # by size
 
 
 def field_offset(structure, name):
@@ -193,11 +194,6 @@ class Geometry:
         if self.v5 and agf.agf_uuid != self.meta_uuid:
             raise MapError(f"the {where} belongs to another filesystem "
                            f"(its UUID differs)")
-        if not 0 < agf.agf_bno_root < agf.agf_length or \
-                not 1 <= agf.agf_bno_level <= XFS_BTREE_MAXLEVELS:
-            raise MapError(f"the {where}: free space btree root "
-                           f"{agf.agf_bno_root} at level "
-                           f"{agf.agf_bno_level} is not valid")
         if agf.agf_freeblks > agf.agf_length or \
                 agf.agf_longest > agf.agf_freeblks or \
                 agf.agf_flcount > agf.agf_length:

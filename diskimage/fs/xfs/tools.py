@@ -55,10 +55,5 @@ def grow(path, size, what):
     return blocks * bs
 
 
-def min_size(used, size):
-    """XFS cannot shrink: the least partition is the one it has."""
-    return size
-
-
 def new_ids(path, what):
     tooling.run(["xfs_admin", "-U", "generate", os.fspath(path)], what)
