@@ -224,6 +224,11 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
     if plan.kept:
         plan.notes.append("kept: " + "; ".join(
             f"partition {p.number} ({reason})" for p, reason in plan.kept))
+    for p in plan.placements:
+        record = registry.lookup(p.fs)
+        if p.fs_resized and record is not None and record.resize_note:
+            plan.notes.append(f"partition {p.number} ({p.fs}): "
+                              f"{record.resize_note}")
 
 
 def kept_numbers(plan):

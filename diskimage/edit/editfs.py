@@ -111,6 +111,12 @@ def sigint_held():
     return sighold.held()
 
 
+#: Mount options by kind: btrfs edits the top-level subvolume (id 5), the
+#: tree imgx shows, whatever subvolume `set-default` made a plain mount
+#: pick, so `IMAGE:1/home/x` is x of the subvolume "home" here too.
+_MOUNT_OPTIONS = {"btrfs": ("-o", "subvolid=5")}
+
+
 def _enter_mount(stack, disk, area, mnt):
     kind = area["filesystem"]
     how = registry.lookup(kind).edit
@@ -118,8 +124,11 @@ def _enter_mount(stack, disk, area, mnt):
         disk, area["start"], area["size"], read_only=False))
     if how == "ntfs-3g":
         return stack.enter_context(fuse.ntfs_mount(dev, mnt, "rw"))
-    tools.run(["mount", "-t", kind, dev, mnt] if how == "mount"
-                else ["mount.exfat-fuse", dev, mnt])
+    if kind == "btrfs":         # the kernel keeps a btrfs device listed
+        stack.callback(tools.run, ["btrfs", "device", "scan", "--forget",
+                                   dev], check=False)
+    tools.run(["mount", "-t", kind, *_MOUNT_OPTIONS.get(kind, ()), dev, mnt]
+              if how == "mount" else ["mount.exfat-fuse", dev, mnt])
     if how == "mount":
         stack.callback(tools.run, ["umount", mnt])
     else:                       # exfat-fuse: its daemon writes until it ends

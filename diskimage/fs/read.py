@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.fs import registry
 
+from .btrfs.browse import Btrfs as _Btrfs
 from .inpath import resolve_in_root
 from .xfs.browse import XfsReader
 
@@ -286,6 +287,7 @@ class _Ntfs:
 # The readers a registry record names in its `browse`.
 _BACKENDS = {"ext": _Ext, "fat": _Fat, "exfat": _ExFat, "ntfs": _Ntfs}
 _BACKENDS["xfs"] = XfsReader
+_BACKENDS["btrfs"] = _Btrfs
 #: What imgx reads, for messages: "ext2/3/4, FAT12/16/32, exFAT and NTFS".
 READS = registry.titles(lambda record: record.browse in _BACKENDS)
 

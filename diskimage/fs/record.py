@@ -58,6 +58,10 @@ class Filesystem:
     grow_plan: str = None
     #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``).
     new_ids: object = None
+    #: What the restore plan says of a resize beyond "grow" / "shrink"
+    #: ("grown on a temporary mount (xfs_growfs)"), when it is done in a
+    #: way an administrator should know of.
+    resize_note: str = None
     #: The tools the functions above run (their Debian packages are
     #: diskimage.host.tools.PACKAGES, the one table of them).
     tools: tuple = ()

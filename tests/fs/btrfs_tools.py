@@ -72,7 +72,8 @@ def make_btrfs(tmp_path, name="btrfs.img", size=SIZE, seed=3):
     """A btrfs volume (DUP metadata, single data: mkfs's defaults) holding a
     tree of plain files, a fragmented file written into the holes of
     deleted ones, a sparse file, zstd-compressed files, two subvolumes and
-    a snapshot of one of them that then diverges.  Returns (image,
+    a snapshot of one of them that then diverges, a symlink and a hard
+    link.  Returns (image,
     {path: sha256}) as a read-only mount sees it."""
     image = tmp_path / name
     with open(image, "wb") as f:
@@ -103,6 +104,10 @@ def make_btrfs(tmp_path, name="btrfs.img", size=SIZE, seed=3):
         run("btrfs", "subvolume", "snapshot", os.path.join(root, "home"),
             os.path.join(root, "snap"))
         write_file(root, "home/after.bin", rng.randbytes(70 * KiB), files)
+        os.symlink("log.txt", os.path.join(root, "home/latest"))
+        os.link(os.path.join(root, "home/after.bin"),
+                os.path.join(root, "home/again.bin"))
+        files["home/again.bin"] = files["home/after.bin"]
         os.unlink(os.path.join(root, "home/random.bin"))    # snap keeps it
         run("sync")
     return image, read_files(image, tmp_path)
@@ -146,3 +151,25 @@ def usage_used(image, scratch):
     with mounted(image, os.path.join(scratch, "ro")) as mnt:
         out = run("btrfs", "filesystem", "usage", "-b", mnt).stdout
     return int(re.search(r"^\s+Used:\s+(\d+)", out, re.M).group(1))
+
+
+def make_small(tmp_path, options, size=120 * MiB, seed=5):
+    """A btrfs made with mkfs options `options` holding 60 small files (a
+    third of them deleted again) and a zstd-compressed log.  Returns
+    (image, {path: sha256})."""
+    image = tmp_path / "small.img"
+    with open(image, "wb") as f:
+        f.truncate(size)
+    run("mkfs.btrfs", "-q", "-f", *options, image)
+    rng, files = random.Random(seed), {}
+    with mounted(image, tmp_path / "mnt", options="rw,compress=zstd") as root:
+        for i in range(60):
+            write_file(root, f"d{i % 4}/f{i:02d}.bin",
+                       rng.randbytes(rng.randrange(1, 200 * KiB)), files)
+        for rel in sorted(files)[::3]:
+            os.unlink(os.path.join(root, rel))
+            del files[rel]
+        write_file(root, "log.txt", b"".join(
+            b"entry %d\n" % i for i in range(50000)), files)
+        run("sync")
+    return image, files

@@ -14,6 +14,7 @@ checksums the way btrfs does.
 """
 
 import os
+import re
 import struct
 
 import pytest
@@ -22,7 +23,8 @@ from diskimage.fs import registry
 from diskimage.fs.btrfs.super import SUPER_OFFSET, SUPERBLOCK, checksum
 from diskimage.fs.usedmap import MapError, merge_runs
 from tests.fs.btrfs_tools import (check, dump_tree_runs, make_btrfs,
-                                  mounted, read_files, usage_used)
+                                  make_small, mounted, read_files,
+                                  usage_used)
 from tests.fsbuild import extents
 from tests.fsmaps import MiB, blkid, map_only_restore, run
 
@@ -200,3 +202,101 @@ def test_a_struct_of_the_superblock_reads_its_own_offsets():
             offsets["dev_item"], offsets["label"], offsets["metadata_uuid"],
             offsets["sys_chunk_array"]) == (0x40, 0x88, 0xc4, 0xc9, 0x12b,
                                             0x23b, 0x32b)
+
+
+# --- what mkfs.btrfs can make on one device ----------------------------------
+VARIANTS = {
+    # name: (mkfs options, volume size)
+    "mixed-block-groups": (["--mixed"], 120 * MiB),
+    "no-skinny-metadata": (["-O", "^skinny-metadata"], 120 * MiB),
+    "data-dup-metadata-single": (["-m", "single", "-d", "dup"], 180 * MiB),
+    "sha256": (["--csum", "sha256"], 120 * MiB),
+    "blake2": (["--csum", "blake2"], 120 * MiB),
+    "nodesize-4k": (["-n", "4096", "-s", "4096"], 120 * MiB),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_variant_maps_exactly_and_restores(tmp_path, name):
+    options, size = VARIANTS[name]
+    image, files = make_small(tmp_path, options, size)
+    umap = open_map(image)
+    assert umap.runs == merge_runs(fixed(size) + dump_tree_runs(image))
+    target = map_only_restore(image, tmp_path / "target.img", umap.runs,
+                              seed=2)
+    clean, output = check(target)
+    assert clean, output
+    assert read_files(target, tmp_path) == files
+
+
+def test_xxhash_checksums_are_not_guessed(tmp_path):
+    image, _ = make_small(tmp_path, ["--csum", "xxhash"])
+    with pytest.raises(MapError, match="xxhash64 is not read here"):
+        open_map(image)
+
+
+def patch_item(image, tree, key_type, change):
+    """A copy of `image` whose first item of `key_type` in `tree` (as
+    dump-tree names them) had its data changed by change(bytearray), the
+    leaf's checksum recomputed as btrfs does, in every copy of the leaf."""
+    out = run("btrfs", "inspect-internal", "dump-tree", "-t", tree,
+              image).stdout
+    leaf = None
+    for line in out.splitlines():
+        if line.startswith("leaf "):
+            leaf = int(line.split()[1])
+        found = re.search(rf"key \(\d+ {key_type} \d+\) itemoff (\d+) "
+                          rf"itemsize (\d+)", line)
+        if found:
+            break
+    offset, size = map(int, found.groups())
+    sb = SUPERBLOCK.unpack(open(image, "rb").read(SUPER_OFFSET + 4096),
+                           SUPER_OFFSET)
+    chunks = run("btrfs", "inspect-internal", "dump-tree", "-t", "chunk",
+                 image).stdout
+    places = []
+    for chunk in chunks.split("CHUNK_ITEM ")[1:]:
+        start = int(chunk.split(")")[0])
+        length = int(chunk.split("length ")[1].split()[0])
+        if start <= leaf < start + length:
+            places = [int(s) + leaf - start for s in
+                      re.findall(r"stripe \d+ devid 1 offset (\d+)", chunk)]
+
+    def patch(f):
+        for place in places:
+            f.seek(place)
+            block = bytearray(f.read(sb.nodesize))
+            data = bytearray(block[101 + offset:101 + offset + size])
+            change(data)
+            block[101 + offset:101 + offset + size] = data
+            block[:32] = checksum(sb.csum_type, bytes(block[32:])).ljust(
+                32, b"\0")
+            f.seek(place)
+            f.write(block)
+    return patch
+
+
+def test_a_block_group_used_count_that_disagrees_is_refused(volume, tmp_path):
+    image, _ = volume
+
+    def more(data):
+        data[0:8] = struct.pack("<Q", struct.unpack_from("<Q", data)[0]
+                                + 4096)
+    copy = damaged(image, tmp_path, patch_item(image, "extent",
+                                               "BLOCK_GROUP_ITEM", more))
+    clean, _ = check(copy)
+    assert not clean                    # btrfs check agrees it is damaged
+    with pytest.raises(MapError, match="block group .* says"):
+        open_map(copy)
+
+
+def test_a_device_extent_off_its_stripe_is_refused(volume, tmp_path):
+    image, _ = volume
+
+    def elsewhere(data):                # chunk_offset at 16
+        data[16:24] = struct.pack("<Q", struct.unpack_from("<Q", data, 16)[0]
+                                  + 65536)
+    copy = damaged(image, tmp_path, patch_item(image, "dev", "DEV_EXTENT",
+                                               elsewhere))
+    with pytest.raises(MapError, match="matches no stripe"):
+        open_map(copy)

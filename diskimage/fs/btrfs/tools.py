@@ -16,6 +16,9 @@ from ...host.loop import loop_device
 from .. import tooling
 from .super import DEV_ITEM, SUPERBLOCK, SUPER_OFFSET
 
+#: What the restore plan should say of a btrfs that grows.
+GROW_PLAN = "grown on a temporary mount (btrfs filesystem resize max)"
+
 
 @contextlib.contextmanager
 def _device(path):

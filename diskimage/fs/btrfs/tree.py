@@ -12,7 +12,7 @@ import struct
 
 from ...structs import Struct
 from ..usedmap import MapError, read_exact
-from .super import DISK_KEY, verify
+from .super import verify
 
 HEADER = Struct("btrfs header", [
     ("32s", "csum"), ("16s", "fsid"), ("Q", "bytenr"), ("Q", "flags"),
@@ -61,34 +61,71 @@ class Trees:
 
     def items(self, root, level, low=(0, 0, 0), high=KEY_MAX):
         """(key, data) of every leaf item of the tree at `root` with
-        low <= key < high, in key order; key = (objectid, type, offset)."""
-        head, data = self.block(root, level)
+        low <= key < high, in key order; key = (objectid, type, offset).
+
+        A hostile tree cannot make this loop or run long: levels fall by
+        one at each step (a child is checked to be one level below its
+        parent), a block is visited once per walk, every block but the
+        root holds at least one item, its first key is the one its parent
+        points with, and keys rise strictly inside a block and stay below
+        the parent's next key; so the walk reads each block at most once
+        and a range walk finds every item a full walk finds."""
+        walk = _Walk(self, low, high)
+        yield from walk.visit(root, level, None, None, is_root=True)
+
+
+class _Walk:
+    def __init__(self, trees, low, high):
+        self.trees, self.low, self.high = trees, low, high
+        self.seen = set()
+
+    def visit(self, logical, level, first, limit, is_root=False):
+        """Items of the block at `logical`, whose first key must be
+        `first` and every key below `limit` (None for the root)."""
+        if logical in self.seen:
+            raise MapError(f"btrfs tree block {logical} is reached twice "
+                           f"(a loop or a shared child)")
+        self.seen.add(logical)
+        head, data = self.trees.block(logical, level)
+        if head.nritems == 0 and not is_root:
+            raise MapError(f"btrfs tree block {logical} is empty")
+        size = ITEM if head.level == 0 else KEY_PTR
+        entries = [size.unpack_from(data, HEADER.size + i * size.size)
+                   for i in range(head.nritems)]
+        keys = [tuple(entry[:3]) for entry in entries]
+        if first is not None and keys[0] != first:
+            raise MapError(f"btrfs tree block {logical} starts at key "
+                           f"{keys[0]}, its parent says {first}")
+        for before, after in zip(keys, keys[1:]):
+            if before >= after:
+                raise MapError(f"btrfs tree block {logical}: key {after} "
+                               f"after {before} (keys out of order)")
+        if keys and limit is not None and keys[-1] >= limit:
+            raise MapError(f"btrfs tree block {logical}: key {keys[-1]} is "
+                           f"not below its parent's next key {limit}")
         if head.level == 0:
-            for i in range(head.nritems):
-                objectid, type_, offset, where, size = ITEM.unpack_from(
-                    data, HEADER.size + i * ITEM.size)
-                key = (objectid, type_, offset)
-                if key < low:
-                    continue
-                if key >= high:
-                    return
-                start = HEADER.size + where
-                if start + size > self.nodesize:
-                    raise MapError(f"btrfs leaf {root}: item {i} runs past "
-                                   f"the block")
-                yield key, data[start:start + size]
+            yield from self._leaf(logical, data, keys, entries)
             return
-        ptrs = [KEY_PTR.unpack_from(data, HEADER.size + i * KEY_PTR.size)
-                for i in range(head.nritems)]
-        for i, (objectid, type_, offset, child, _gen) in enumerate(ptrs):
-            if (objectid, type_, offset) >= high:
+        for i, (key, entry) in enumerate(zip(keys, entries)):
+            if key >= self.high:
                 return
-            if i + 1 < len(ptrs) and tuple(ptrs[i + 1][:3]) <= low:
+            after = keys[i + 1] if i + 1 < len(keys) else limit
+            if after is not None and after <= self.low:
                 continue
-            yield from self.items(child, head.level - 1, low, high)
+            yield from self.visit(entry[3], head.level - 1, key, after)
 
-
-def key_of(data, pos=0):
-    """A disk key (objectid, type, offset) at `pos` of `data`."""
-    k = DISK_KEY.unpack(data, pos)
-    return k.objectid, k.type, k.offset
+    def _leaf(self, logical, data, keys, entries):
+        nodesize = self.trees.nodesize
+        items_end = HEADER.size + len(entries) * ITEM.size
+        for i, (key, entry) in enumerate(zip(keys, entries)):
+            where, size = entry[3], entry[4]
+            start = HEADER.size + where
+            if start < items_end or start + size > nodesize:
+                raise MapError(f"btrfs leaf {logical}: item {i} (offset "
+                               f"{where}, size {size}) leaves the leaf's "
+                               f"data area")
+            if key < self.low:
+                continue
+            if key >= self.high:
+                return
+            yield key, data[start:start + size]

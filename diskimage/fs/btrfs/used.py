@@ -58,6 +58,9 @@ class _Volume:
             raise MapError("btrfs has a log tree to replay (mount it once): "
                            "its blocks are in no extent tree")
         self.chunks, self.dev, self.trees = read_chunks(read, sb)
+        if self.dev.total_bytes != sb.total_bytes:
+            raise MapError(f"btrfs superblock says {sb.total_bytes} bytes, "
+                           f"its one device {self.dev.total_bytes}")
         roots = self._roots()
         if EXTENT_TREE not in roots or DEV_TREE not in roots:
             raise MapError("btrfs root tree lacks the extent or device tree")
@@ -72,14 +75,19 @@ class _Volume:
         self._check_counts()
 
     def _roots(self):
+        """{tree id: (bytenr, level)} of the root tree's root items; every
+        tree's top block (and the root and chunk trees') is kept in
+        self.tops, to be found among the extents."""
         roots = {}
+        self.tops = {self.sb.root: "root tree",
+                     self.sb.chunk_root: "chunk tree"}
         for key, data in self.trees.items(self.sb.root, self.sb.root_level):
-            if key[1] == ROOT_ITEM_KEY and key[0] in (
-                    EXTENT_TREE, DEV_TREE, BLOCK_GROUP_TREE):
+            if key[1] == ROOT_ITEM_KEY:
                 if len(data) < _ROOT_LEVEL + 1:
                     raise MapError(f"btrfs root item {key[0]} is short")
                 bytenr, = struct.unpack_from("<Q", data, _ROOT_BYTENR)
                 roots[key[0]] = (bytenr, data[_ROOT_LEVEL])
+                self.tops[bytenr] = f"tree {key[0]}"
         return roots
 
     def _extent_items(self, low, high):
@@ -110,7 +118,10 @@ class _Volume:
         add up to each block group's used count and to the superblock's
         bytes_used."""
         per_chunk, end, total, chunk = {}, 0, 0, None
+        tops = dict(self.tops)
         for logical, length, tree in self._extent_items(0, 2 ** 64 - 1):
+            if tree:
+                tops.pop(logical, None)
             if logical < end:
                 raise MapError(f"btrfs extents overlap at {logical}")
             end = logical + length
@@ -125,6 +136,10 @@ class _Volume:
             per_chunk[chunk.logical] = per_chunk.get(chunk.logical, 0) + \
                 length
             total += length
+        if tops:
+            logical = min(tops)
+            raise MapError(f"btrfs {tops[logical]} starts at block {logical}, "
+                           f"which no extent item holds")
         groups = list(self._groups())
         if len(groups) != len(self.chunks.chunks):
             raise MapError(f"btrfs has {len(groups)} block group items for "
