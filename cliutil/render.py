@@ -83,12 +83,35 @@ def info_text(info):
                          f", {area.get('block_size')}-byte blocks, "
                          f"{format_size(area.get('used_bytes', 0))} used of "
                          f"{format_size(area.get('total_bytes', 0))}")
+        lines.extend(_volume_lines(area, place))
         if area.get("fallback"):
             whole = "" if area["partition"] is None else \
                 f" whole {area['kind']}"
             lines.append(f"{place}:{whole} copied ({area['method']}): "
                          f"{area['fallback']}")
     return lines_text(lines)
+
+
+def _volume_lines(area, place):
+    """An LVM PV's volume group and its logical volumes: name, size,
+    filesystem, used bytes and how each was captured."""
+    group = area.get("volume_group")
+    if not group:
+        return []
+    lines = [f"{place}: volume group {group['name']} uuid {group['uuid']}, "
+             f"{group['pe_count']} extents of "
+             f"{format_size(group['extent_size'])}, "
+             f"{group['free_extents']} free"]
+    for lv in area.get("logical_volumes", []):
+        how = "used blocks" if lv.get("stored") == "used-blocks" else \
+            f"copied whole: {lv.get('reason')}"
+        lines.append(f"{place}:   LV {lv['name']} "
+                     f"{format_size(lv['size'])} "
+                     f"{lv.get('filesystem') or '-'}"
+                     + (f" label {lv['label']}" if lv.get("label") else "")
+                     + f", {format_size(lv.get('used_bytes', 0))} used "
+                     f"({how})")
+    return lines
 
 
 def where(area):

@@ -30,6 +30,8 @@ Paths inside images (IMGPATH):
   IMAGE:N/path/in/fs   partition N of IMAGE, e.g. lab.rdi:2/EFI/BOOT
   IMAGE:/path          the one filesystem of an image that holds one
   IMAGE:N              the root of partition N
+  IMAGE:N/lv/path      in LV lv of the LVM2 PV on partition N (ls IMAGE:N
+                       lists its LVs)
 Filesystems: ext2/3/4, FAT12/16/32, exFAT, NTFS, XFS.  Only the chunks that
 hold what is looked at are read and decoded, each checked against its
 checksum.

@@ -49,6 +49,8 @@ Options:
   --grow               Extend the last partition to the end of the target
                        and grow its filesystem (ext2/3/4, NTFS, FAT, swap,
                        XFS; FAT12/16 up to their cluster limits).
+                       An LVM2 PV grows, and its last LV and that LV's
+                       filesystem when the LV is one linear segment.
   --resize=HOW         proportional: every resizable partition keeps its
                        share of the disk.
   --size=N=SIZE        Make partition N SIZE (e.g. 2=20G); repeatable.

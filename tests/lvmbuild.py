@@ -7,15 +7,24 @@ state is neither read nor changed.  Each LV's filesystem is made and
 filled through a loop device at its segment's offset in the PV.
 
 Interface (fs-fleet uses it: keep it stable):
-  make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1, name="pv.img")
+  make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1, name="pv.img",
+          garbage=None, pv_args=())
       -> PV(image, vg, lvs={name: LV(name, places, fs, digests)})
       `lvs`: [(name, size_mib, fs or None)], created in order; fs "ext4"
-      (filled with a small tree) or None (left as garbage-free zeros).
-  lvm(image, *args) -> stdout of an lvm command run on the PV image
-  report(image) -> {"pv": {...}, "vg": {...}, "lv": {name: {...}}} from
-      pvs/vgs/lvs --reportformat json
-  places(image) -> {lv name: [(pv byte offset, bytes)]} from
-      lvs -o seg_pe_ranges and pvs -o pe_start
+      or "xfs" (>= 300 MiB; filled with a small tree) or None (left as it
+      was); `garbage`: a
+      seed to start the PV full of random bytes instead of zeros.
+  attached(image, offset=0, size=None) -> context of (run, dev): lvm
+      commands on the PV through a loop device
+  attached_all(*images) -> context of (run, devs): a VG over several PVs
+  rewrite_metadata(image, edit, vg="vgtest"): vgcfgbackup, edit(text),
+      vgcfgrestore --force (thin pools, RAID without device-mapper)
+  lvm(image, command, *args, offset=0, size=None) -> stdout of an lvm
+      command run on the PV image (or the PV at offset in a disk image)
+  report(image, offset=0, size=None) -> {"pv": {...}, "vg": {...},
+      "lv": {name: {...}}} from pvs/vgs/lvs --reportformat json
+  places(image, offset=0, size=None) -> {lv name: [(pv byte offset,
+      bytes)]} from lvs -o seg_pe_ranges and pvs -o pe_start
 """
 
 import contextlib
@@ -28,7 +37,7 @@ import tempfile
 import demodisk
 from diskimage.host.loop import loop_device
 from tests.fsbuild import unmount
-from tests.fsmaps import KiB, MiB, run
+from tests.fsmaps import KiB, MiB, random_fill, run
 
 LVM_TOOLS = ("pvcreate", "vgcreate", "lvcreate", "lvs", "pvs", "vgs",
              "losetup", "mkfs.ext4")
@@ -54,9 +63,12 @@ class PV:
 
 
 def config(dev, etc):
-    """The --config text that confines lvm to the loop device `dev`, with
-    its locks in the private directory `etc`."""
-    return (f'devices {{ use_devicesfile = 0 filter = [ "a|^{dev}$|", '
+    """The --config text that confines lvm to the loop device `dev` (or
+    the loop devices of a list), with its locks in the private directory
+    `etc`."""
+    devs = [dev] if isinstance(dev, str) else dev
+    accept = "".join(f'"a|^{d}$|", ' for d in devs)
+    return (f'devices {{ use_devicesfile = 0 filter = [ {accept}'
             f'"r|.*|" ] obtain_device_list_from_udev = 0 '
             f'external_device_info_source = "none" scan = [ "/dev" ] }} '
             f'global {{ activation = 0 locking_dir = "{etc}/lock" }} '
@@ -66,12 +78,15 @@ def config(dev, etc):
 
 
 @contextlib.contextmanager
-def attached(image):
-    """(run, dev): `run(*args)` runs an lvm command on `image` through a
-    loop device `dev` with the private configuration."""
+def attached(image, offset=0, size=None):
+    """(run, dev): `run(*args)` runs an lvm command on `image` (or its
+    bytes [offset, offset+size), a partition) through a loop device `dev`
+    with the private configuration."""
     etc = tempfile.mkdtemp(prefix="lvmbuild-etc-")
     env = dict(os.environ, LVM_SYSTEM_DIR=etc, LVM_SUPPRESS_FD_WARNINGS="1")
-    dev = run("losetup", "--find", "--show", image).stdout.strip()
+    where = ["-o", str(offset)] + (["--sizelimit", str(size)] if size
+                                   else [])
+    dev = run("losetup", "--find", "--show", *where, image).stdout.strip()
     try:
         def lvm_run(command, *args, check=True):
             return run(command, "--config", config(dev, etc), *args,
@@ -82,9 +97,48 @@ def attached(image):
         shutil.rmtree(etc)
 
 
-def lvm(image, command, *args):
-    """stdout of one lvm command (`pvs`, `lvs` ...) on the PV image."""
+@contextlib.contextmanager
+def attached_all(*images):
+    """(run, devs): lvm commands on several PV images at once (a volume
+    group spanning them), each through its loop device."""
+    etc = tempfile.mkdtemp(prefix="lvmbuild-etc-")
+    env = dict(os.environ, LVM_SYSTEM_DIR=etc, LVM_SUPPRESS_FD_WARNINGS="1")
+    devs = []
+    try:
+        for image in images:
+            devs.append(run("losetup", "--find", "--show",
+                            image).stdout.strip())
+
+        def lvm_run(command, *args, check=True):
+            return run(command, "--config", config(devs, etc), *args,
+                       env=env, check=check)
+        yield lvm_run, devs
+    finally:
+        for dev in devs:
+            run("losetup", "-d", dev)
+        shutil.rmtree(etc)
+
+
+def rewrite_metadata(image, edit, vg="vgtest"):
+    """The VG's metadata rewritten by lvm2 itself: `vgcfgbackup`, then
+    edit(text) -> text, then `vgcfgrestore --force` (how the tests get
+    thin pools and RAID LVs, which lvcreate refuses without
+    device-mapper, into a PV)."""
     with attached(image) as (lvm_run, dev):
+        backup = os.path.join(tempfile.mkdtemp(prefix="lvmbuild-cfg-"),
+                              "vg.cfg")
+        lvm_run("vgcfgbackup", "-q", "-f", backup, vg)
+        with open(backup) as f:
+            text = edit(f.read())
+        with open(backup, "w") as f:
+            f.write(text)
+        lvm_run("vgcfgrestore", "-q", "--force", "-y", "-f", backup, vg)
+        shutil.rmtree(os.path.dirname(backup))
+
+
+def lvm(image, command, *args, offset=0, size=None):
+    """stdout of one lvm command (`pvs`, `lvs` ...) on the PV image."""
+    with attached(image, offset, size) as (lvm_run, dev):
         return lvm_run(command, *args).stdout
 
 
@@ -95,10 +149,12 @@ def _json(lvm_run, command, fields):
     return next(iter(rows.values()))
 
 
-def report(image):
-    """What lvm2 itself says of the PV image: the PV, its VG and its LVs
-    (sizes in bytes as text, as lvm's json report gives them)."""
-    with attached(image) as (lvm_run, dev):
+def report(image, offset=0, size=None):
+    """What lvm2 itself says of the PV image (or of the PV at [offset,
+    offset+size) of a disk image): the PV, its VG and its LVs (sizes in
+    bytes as text, as lvm's json report gives them; the loop device's name
+    left out)."""
+    with attached(image, offset, size) as (lvm_run, dev):
         pv = _json(lvm_run, "pvs", "pv_name,pv_uuid,pv_size,dev_size,"
                    "pe_start,pv_pe_count,pv_pe_alloc_count,vg_name")
         vg = _json(lvm_run, "vgs", "vg_name,vg_uuid,vg_size,vg_free,"
@@ -106,6 +162,7 @@ def report(image):
                    "pv_count,vg_seqno")
         lv = _json(lvm_run, "lvs", "lv_name,lv_uuid,lv_size,seg_count,"
                    "segtype,lv_attr")
+    pv[0].pop("pv_name")
     return {"pv": pv[0], "vg": vg[0], "lv": {row["lv_name"]: row
                                               for row in lv}}
 
@@ -127,9 +184,9 @@ def _places(lvm_run):
     return found
 
 
-def places(image):
+def places(image, offset=0, size=None):
     """{lv name: [(byte offset in the PV, bytes)]}, segments in LV order."""
-    with attached(image) as (lvm_run, dev):
+    with attached(image, offset, size) as (lvm_run, dev):
         return _places(lvm_run)
 
 
@@ -137,7 +194,7 @@ def fill_ext(image, offset, size, tmp_path, name, seed):
     """mkfs.ext4 at [offset, offset+size) of `image` and a small tree in it:
     {path: sha256}."""
     with loop_device(image, offset, size, read_only=False) as dev:
-        run("mkfs.ext4", "-q", "-F", "-L", name, dev)
+        run("mkfs.ext4", "-q", "-F", "-E", "nodiscard", "-L", name, dev)
         mnt = tmp_path / f"mnt-{name}"
         os.makedirs(mnt, exist_ok=True)
         run("mount", "-t", "ext4", dev, mnt)
@@ -151,15 +208,42 @@ def fill_ext(image, offset, size, tmp_path, name, seed):
     return digests
 
 
+def fill_xfs(image, offset, size, tmp_path, name, seed):
+    """mkfs.xfs at [offset, offset+size) of `image` (at least 300 MiB with
+    this xfsprogs) and a small tree in it: {path: sha256}."""
+    with loop_device(image, offset, size, read_only=False) as dev:
+        run("mkfs.xfs", "-q", "-f", "-K", "-L", name[:12], dev)
+        mnt = tmp_path / f"mnt-{name}"
+        os.makedirs(mnt, exist_ok=True)
+        run("mount", "-t", "xfs", dev, mnt)
+        try:
+            digests = demodisk.make_tree(os.path.join(mnt, "tree"), 40,
+                                         seed, max_size=16 * KiB)
+        finally:
+            unmount(mnt)
+        digests = {f"tree/{k}": v for k, v in digests.items()}
+        os.sync()
+    return digests
+
+
+FILLS = {"ext4": fill_ext, "xfs": fill_xfs}
+
+
 def make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1,
-            name="pv.img"):
+            name="pv.img", garbage=None, pv_args=()):
     """A PV image of `size_mib` holding VG `vg` and the LVs `lvs`
-    [(name, size_mib, fs or None)], each fs made and filled."""
+    [(name, size_mib, fs or None)], each fs made and filled.  With a
+    `garbage` seed the PV starts full of random bytes (a used disk: free
+    extents and free blocks hold garbage), else zeros.  `pv_args`: more
+    pvcreate options ("--pvmetadatacopies", "2")."""
     image = tmp_path / name
-    with open(image, "wb") as f:
-        f.truncate(size_mib * MiB)
+    if garbage is None:
+        with open(image, "wb") as f:
+            f.truncate(size_mib * MiB)
+    else:
+        random_fill(image, size_mib * MiB, garbage)
     with attached(image) as (lvm_run, dev):
-        lvm_run("pvcreate", "-q", dev)
+        lvm_run("pvcreate", "-q", *pv_args, dev)
         lvm_run("vgcreate", "-q", "-s", f"{extent_mib}m", vg, dev)
         for lv_name, lv_mib, _ in lvs:
             lvm_run("lvcreate", "-q", "-an", "-Zn", "-L", f"{lv_mib}m",
@@ -168,10 +252,11 @@ def make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1,
     made = {}
     for seed, (lv_name, _, fs) in enumerate(lvs, start=1):
         digests = {}
-        if fs == "ext4":
+        if fs in FILLS:
             (offset, size), = where[lv_name]
-            digests = fill_ext(image, offset, size, tmp_path, lv_name, seed)
+            digests = FILLS[fs](image, offset, size, tmp_path, lv_name, seed)
         elif fs is not None:
-            raise ValueError(f"lvmbuild makes ext4 or nothing, not {fs}")
+            raise ValueError(f"lvmbuild makes ext4, xfs or nothing, not "
+                             f"{fs}")
         made[lv_name] = LV(lv_name, where[lv_name], fs, digests)
     return PV(image, vg, made)

@@ -24,6 +24,7 @@ from diskimage.fs import registry
 from .btrfs.browse import Btrfs as _Btrfs
 from .inpath import resolve_in_root
 from .xfs.browse import XfsReader
+from .lvm.browse import Volumes as LvmVolumes
 
 
 
@@ -288,6 +289,7 @@ class _Ntfs:
 _BACKENDS = {"ext": _Ext, "fat": _Fat, "exfat": _ExFat, "ntfs": _Ntfs}
 _BACKENDS["xfs"] = XfsReader
 _BACKENDS["btrfs"] = _Btrfs
+_BACKENDS["lvm"] = LvmVolumes     # an LVM2 PV: a directory of its LVs
 #: What imgx reads, for messages: "ext2/3/4, FAT12/16/32, exFAT and NTFS".
 READS = registry.titles(lambda record: record.browse in _BACKENDS)
 

@@ -247,3 +247,162 @@ def test_the_grammar():
 def test_the_grammar_refuses(text):
     with pytest.raises(MapError):
         parse(text)
+
+
+# --- what is copied whole ----------------------------------------------------
+THIN = '''
+pool {
+id = "Tp0olA-aaaa-bbbb-cccc-dddd-eeee-ffffff"
+status = ["READ", "WRITE", "VISIBLE"]
+flags = []
+segment_count = 1
+segment1 {
+start_extent = 0
+extent_count = 8
+type = "thin-pool"
+metadata = "pool_tmeta"
+pool = "pool_tdata"
+transaction_id = 1
+chunk_size = 128
+discards = "passdown"
+zero_new_blocks = 1
+}
+}
+thin {
+id = "Th1nLV-aaaa-bbbb-cccc-dddd-eeee-ffffff"
+status = ["READ", "WRITE", "VISIBLE"]
+flags = []
+segment_count = 1
+segment1 {
+start_extent = 0
+extent_count = 16
+type = "thin"
+thin_pool = "pool"
+transaction_id = 0
+device_id = 1
+}
+}
+'''
+
+
+def thin_pool(text):
+    """lvm2's metadata of a thin pool made of the LVs pdata and pmeta,
+    with one thin LV (what lvcreate --type thin-pool writes)."""
+    text = text.replace("pdata {", "pool_tdata {").replace(
+        "pmeta {", "pool_tmeta {")
+    visible = 'status = ["READ", "WRITE", "VISIBLE"]'
+    for name in ("pool_tdata", "pool_tmeta"):
+        at = text.index(visible, text.index(name + " {"))
+        text = text[:at] + 'status = ["READ", "WRITE"]' + \
+            text[at + len(visible):]
+    at = text.index("logical_volumes {") + len("logical_volumes {")
+    return text[:at] + THIN + text[at:]
+
+
+def test_a_thin_pool_is_copied_whole(tmp_path):
+    # pdata holds an ext4: inside a pool it must not be mapped as one
+    made = lvmbuild.make_pv(tmp_path, 40, [("root", 8, "ext4"),
+                                           ("pdata", 8, "ext4"),
+                                           ("pmeta", 2, None)])
+    lvmbuild.rewrite_metadata(made.image, thin_pool)
+    said = lvmbuild.report(made.image)["lv"]
+    assert said["pool"]["segtype"] == "thin-pool"
+    assert said["thin"]["segtype"] == "thin"
+    with open(made.image, "rb") as f:
+        used = open_bytes(f.read())
+    by_name = {lv["name"]: lv for lv in used.volumes}
+    assert set(by_name) == {"root", "pool", "thin", "pool_tdata",
+                            "pool_tmeta"}
+    assert by_name["root"]["stored"] == "used-blocks"
+    for name, size in (("pool_tdata", 8 * MiB), ("pool_tmeta", 2 * MiB)):
+        assert by_name[name]["stored"] == "whole"
+        assert by_name[name]["used_bytes"] == size
+        assert by_name[name]["reason"] == "part of thin-pool LV pool"
+        assert f"LV {name} (part of thin-pool LV pool): its {size} bytes " \
+               f"on this PV copied whole" in used.warnings
+    assert by_name["thin"]["extents"] == []
+    runs = list(used.runs)
+    for lv in ("pool_tdata", "pool_tmeta"):
+        (_, offset, size), = by_name[lv]["extents"]
+        assert any(o <= offset and offset + size <= o + n for o, n in runs)
+
+
+def test_a_group_over_two_pvs_is_copied_whole(tmp_path):
+    images = []
+    for name in ("a.img", "b.img"):
+        images.append(tmp_path / name)
+        with open(images[-1], "wb") as f:
+            f.truncate(24 * MiB)
+    with lvmbuild.attached_all(*images) as (lvm_run, devs):
+        for dev in devs:
+            lvm_run("pvcreate", "-q", dev)
+        lvm_run("vgcreate", "-q", "-s", "1m", "vgtwo", *devs)
+        lvm_run("lvcreate", "-q", "-an", "-Zn", "-L", "8m", "-n", "small",
+                "vgtwo", devs[0])
+        lvm_run("lvcreate", "-q", "-an", "-Zn", "-L", "30m", "-n", "wide",
+                "vgtwo")
+    for image in images:
+        with open(image, "rb") as f:
+            used = open_bytes(f.read())
+        assert used.volume_group["pv_count"] == 2
+        on_pv = 0
+        for lv in used.volumes:
+            assert lv["stored"] == "whole"
+            assert lv["reason"] == "volume group vgtwo spans 2 PVs"
+            on_pv += sum(n for _, _, n in lv["extents"])
+        assert on_pv > 0
+        assert used.used_bytes == used.volume_group["pe_start"] + on_pv
+
+
+# --- the label and metadata areas --------------------------------------------
+def relabelled(pv_bytes, edit):
+    """The PV with its label sector changed by edit(bytearray sector) and
+    its CRC made right again."""
+    data = bytearray(pv_bytes)
+    sector = bytearray(data[512:1024])
+    edit(sector)
+    struct.pack_into("<I", sector, 16, lvlabel.calc_crc(bytes(sector[20:])))
+    data[512:1024] = sector
+    return bytes(data)
+
+
+def test_a_label_in_the_wrong_sector_is_refused(pv_bytes):
+    data = bytearray(pv_bytes)
+    data[0:512], data[512:1024] = data[512:1024], bytes(512)
+    with pytest.raises(MapError, match="says it is in sector 1"):
+        open_bytes(bytes(data))
+    with pytest.raises(MapError, match="no LABELONE"):
+        open_bytes(bytes(1024) + pv_bytes[1024:])
+
+
+def test_areas_outside_the_pv_are_refused(pv_bytes):
+    def far(sector):                    # the metadata area's offset
+        offset_xl, = struct.unpack_from("<I", sector, 20)
+        struct.pack_into("<Q", sector, offset_xl + 40 + 32, 1 << 40)
+    with pytest.raises(MapError, match="outside the PV"):
+        open_bytes(relabelled(pv_bytes, far))
+
+    def endless(sector):                # no zero entry ends the lists
+        offset_xl, = struct.unpack_from("<I", sector, 20)
+        for at in range(offset_xl + 40, 512 - 15, 16):
+            struct.pack_into("<QQ", sector, at, 4096, 4096)
+    with pytest.raises(MapError, match="no end|data areas"):
+        open_bytes(relabelled(pv_bytes, endless))
+
+
+def test_a_second_metadata_area_is_kept(tmp_path):
+    made = lvmbuild.make_pv(tmp_path, 40, [("root", 8, "ext4")],
+                            pv_args=("--pvmetadatacopies", "2"))
+    with open(made.image, "rb") as f:
+        data = f.read()
+    lab = lvlabel.read_label(reader(data), len(data))
+    assert len(lab.metadata_areas) == 2
+    used = open_bytes(data)
+    runs = list(used.runs)
+    for offset, size in lab.metadata_areas:
+        assert any(o <= offset and offset + size <= o + n for o, n in runs)
+    target = map_only_restore(made.image, tmp_path / "target.img", runs,
+                              seed=6)
+    assert lvmbuild.report(target) == lvmbuild.report(made.image)
+    (offset, size), = made.lvs["root"].places
+    check_fs(target, offset, size, "ext4", made.lvs["root"].digests)

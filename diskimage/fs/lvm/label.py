@@ -20,6 +20,9 @@ MDA_MAGIC = b"\x20LVM2\x20x[5A%r0N*>"
 MDA_HEADER_SIZE = 512
 INITIAL_CRC = 0xF597A6CF
 RAW_LOCN_IGNORED = 0x1
+#: More text than this is not lvm2's (its own limit is far lower): refused
+#: before it is read.
+MAX_TEXT = 64 << 20
 #: A pv_header's lists end with a zero entry; a sector holds at most this
 #: many 16-byte entries after the 40 fixed bytes.
 MAX_LOCNS = (SECTOR - 32 - 40) // 16
@@ -166,7 +169,8 @@ def read_metadata(read, area):
     if flags & RAW_LOCN_IGNORED or (offset, length) == (0, 0):
         return None
     room = size - MDA_HEADER_SIZE
-    if not MDA_HEADER_SIZE <= offset < size or not 0 < length <= room:
+    if not MDA_HEADER_SIZE <= offset < size or not 0 < length <= room or \
+            length > MAX_TEXT:
         raise MapError(f"LVM2 metadata area at {start}: text at {offset} "
                        f"of {length} bytes outside its {size} bytes")
     first = min(length, size - offset)

@@ -7,7 +7,7 @@ extents are not stored."""
 
 from .. import registry
 from ..usedmap import LazyRuns, MapError, UsedMap, merged
-from .label import dashed_uuid, read_label, read_metadata  # noqa: F401
+from .label import read_label, read_metadata
 from .volumes import volume_group
 
 SECTOR = 512
@@ -75,7 +75,7 @@ def _inner(read, lv):
 
 
 def _group(label, metas, size):
-    groups = [volume_group(m.text, label.pv_uuid, label.device_size)
+    groups = [volume_group(m.text, label.pv_uuid, size)
               for m in metas]
     group = max(groups, key=lambda g: g.seqno)
     data_offset = label.data_areas[0][0]
@@ -86,15 +86,21 @@ def _group(label, metas, size):
     return group
 
 
-def open_volume(read, size):
-    """The UsedMap of the PV read by read(offset, length), `size` bytes;
-    MapError when the label or metadata cannot be trusted."""
+def read_group(read, size):
+    """(Label, VolumeGroup) of the PV read by read(offset, length), `size`
+    bytes; MapError when the label or metadata cannot be trusted."""
     label = read_label(read, size)
     metas = [m for m in (read_metadata(read, area)
                          for area in label.metadata_areas) if m]
     if not metas:
         raise MapError("LVM2: no metadata area holds metadata")
-    group = _group(label, metas, size)
+    return label, _group(label, metas, size)
+
+
+def open_volume(read, size):
+    """The UsedMap of the PV read by read(offset, length), `size` bytes;
+    MapError when the label or metadata cannot be trusted."""
+    label, group = read_group(read, size)
     fixed = [(0, group.pe_start)]
     fixed += list(label.metadata_areas) + list(label.bootloader_areas)
     streams, warnings, volumes = [], [], []
