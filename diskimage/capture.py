@@ -45,7 +45,9 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
     if raw:
         return area, None
     if area["filesystem"] is None:
-        area["fallback"] = "no filesystem recognised"
+        claims = filesystems.signatures(disk.read, start, size)
+        area["fallback"] = "no filesystem recognised" if not claims else \
+            f"signatures of {' and '.join(claims)} (ambivalent): none used"
         return area, None
     where = f"partition {number}" if number else "the disk"
     try:
@@ -58,7 +60,8 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
         area["fallback"] = f"allocation maps not trusted: {exc}"
         return area, None
     if used is None:
-        area["fallback"] = f"no used-block map for {area['filesystem']}"
+        area["fallback"] = filesystems.why_whole(disk.read, start, size,
+                                                 area["filesystem"])
         return area, None
     area.update(used.describe(), method="used-blocks")
     warnings.extend(f"{where}: {w}" for w in used.warnings)

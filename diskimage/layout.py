@@ -57,9 +57,7 @@ class Placement:
         if not self.resized:
             return "copy" if self.new_start == self.old_start else "move"
         if self.fs_resized:
-            if self.new_size > self.old_size:
-                return fsresize.grow_plan(self.fs) or "grow"
-            return "shrink"
+            return "grow" if self.new_size > self.old_size else "shrink"
         return "copy, partition grows, filesystem keeps its size"
 
     def to_dict(self):

@@ -165,7 +165,19 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
         _plan_disk(plan, target_table, mode, sizes, overwrite_protected)
     _check_sector_size(plan, image_sector)
     _check_tmpdir(plan)
+    _note_whole(plan, areas)
     return plan
+
+
+def _note_whole(plan, areas):
+    """A note for each restored area the image holds whole, and why (its
+    capture's `fallback`: "encrypted (LUKS2)", "no filesystem recognised")."""
+    for i in sorted(plan.areas):
+        area = areas[i]
+        if area.get("fallback") and area["kind"] in ("partition", "disk"):
+            what = f"partition {area['partition']}" \
+                if area["partition"] is not None else "whole disk"
+            plan.notes.append(f"{what}: copied whole: {area['fallback']}")
 
 
 def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):

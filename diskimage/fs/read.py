@@ -23,9 +23,8 @@ from diskimage.fs import registry
 
 from .btrfs.browse import Btrfs as _Btrfs
 from .inpath import resolve_in_root
-from .xfs.browse import XfsReader
 from .lvm.browse import Volumes as LvmVolumes
-
+from .xfs.browse import XfsReader
 
 
 def browsable(kind):

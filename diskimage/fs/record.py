@@ -32,8 +32,8 @@ class Filesystem:
     aliases: tuple = ()
     #: detect(read) -> one of the registry's kinds, or None.  `read(offset,
     #: length)` reads the volume (its first 64 KiB + 72 bytes come from one
-    #: read made for every record).  Records are asked in the registry's
-    #: order; the first answer wins.  None: found by another record's detect.
+    #: read made for every record).  Every record is asked; a volume two
+    #: kinds claim is named by none.  None: found by another record's detect.
     detect: object = None
     #: open_map(read, size) -> UsedMap (or None): the used-block map from the
     #: filesystem's own allocation structures; raises usedmap.MapError when
@@ -42,6 +42,10 @@ class Filesystem:
     #: identity(read) -> (label, uuid) for a kind with no map (the map gives
     #: them otherwise).
     identity: object = None
+    #: whole(read) -> why a kind with no map is copied whole, as capture
+    #: records it in `fallback` ("encrypted (LUKS2)"); None: "no used-block
+    #: map for <kind>".
+    whole: object = None
     #: The read-only checker: argv the device path is appended to, and
     #: verdict(returncode, output) -> clean.
     check: tuple = ()
@@ -53,9 +57,6 @@ class Filesystem:
     grow: object = None
     shrink: object = None
     min_size: object = None
-    #: How the plan names a grow that is more than the tool's call ("grown
-    #: with xfs_growfs on a temporary mount"); None: "grow".
-    grow_plan: str = None
     #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``).
     new_ids: object = None
     #: What the restore plan says of a resize beyond "grow" / "shrink"

@@ -4,7 +4,8 @@ partition type), its used-block map, its label and UUID, its checker.
 
 Each entry of :data:`MODULES` names a module that declares ``FILESYSTEM``
 (or ``FILESYSTEMS``), a :class:`~diskimage.fs.record.Filesystem`; detection
-asks them in this order, and the first answer wins.  Adding a filesystem is
+asks them all, and a volume more than one of them claims is named by none
+(docs/filesystems/detection.md).  Adding a filesystem is
 one new module and one entry here, plus the Debian package of each new tool
 in diskimage.host.tools.PACKAGES (docs/filesystems.md, "Adding a
 filesystem").  Resizing and new identities are asked through
@@ -19,11 +20,14 @@ from ..host.loop import loop_device
 from ..host.tools import run
 from .record import Filesystem
 
-#: The filesystems, in detection order (ext by its magic first, the
+#: The filesystems, in detection order (ext by its magic first, then the
+#: encrypted containers whose boot sectors look like FAT or NTFS, the
 #: signatures of volumes only recognised last), which is also the order
 #: messages list them in.  Relative names (".ext") are in this package.
-MODULES = (".ext", ".fat", ".exfat", ".ntfs", ".swap", ".foreign", ".lvm",
+MODULES = (".ext", ".foreign", ".fat", ".exfat", ".ntfs", ".swap", ".lvm",
            ".xfs", ".btrfs")
+#: A volume this small or smaller is nothing (as libblkid sees it).
+TINY = 1024
 #: What detection reads in one go: up to btrfs's magic at 64 KiB + 64.
 HEAD = 0x10040 + 8
 
@@ -88,10 +92,12 @@ def _volume(read, start, size, pad=False):
     return volume_read
 
 
-def detect(read, start, size):
-    """The kind of the filesystem at [start, start+size) of a disk read by
-    read(offset, length) ("ext4", "fat32", "ntfs", "swap", "xfs" ... as
-    `blkid -p` names them), or None when nothing is recognised."""
+def signatures(read, start, size):
+    """Every kind whose detect() claims [start, start+size) of a disk read
+    by read(offset, length), in registry order.  None of 1 KiB or less
+    (libblkid probes no such volume)."""
+    if size <= TINY:
+        return []
     volume_read = _volume(read, start, size)
     head = volume_read(0, HEAD)
 
@@ -100,12 +106,23 @@ def detect(read, start, size):
             return head[offset:offset + length]
         return volume_read(offset, length)
 
+    found = []
     for record in filesystems():
         if record.detect is not None:
             kind = record.detect(head_read)
-            if kind:
-                return kind
-    return None
+            if kind and kind not in found:
+                found.append(kind)
+    return found
+
+
+def detect(read, start, size):
+    """The kind of the filesystem at [start, start+size) of a disk read by
+    read(offset, length) ("ext4", "fat32", "ntfs", "swap", "xfs" ... as
+    `blkid -p` names them), or None when nothing is recognised, or when
+    more than one kind claims it (`blkid -p`'s "ambivalent result": a
+    volume two filesystems claim is copied whole, never mapped)."""
+    found = signatures(read, start, size)
+    return found[0] if len(found) == 1 else None
 
 
 def identity(read, start, size, kind):
@@ -118,6 +135,16 @@ def identity(read, start, size, kind):
         return record.identity(_volume(read, start, size, pad=True))
     except struct.error:
         return None
+
+
+def why_whole(read, start, size, kind):
+    """Why a `kind` volume with no used-block map is copied whole, as
+    capture records it ("encrypted (LUKS2)", "no used-block map for
+    xfs")."""
+    record = lookup(kind)
+    if record is not None and record.whole is not None:
+        return record.whole(_volume(read, start, size))
+    return f"no used-block map for {kind}"
 
 
 def used_map(read, start, size, kind):

@@ -60,12 +60,6 @@ def can_shrink(fs):
     return bool(record and record.shrink)
 
 
-def grow_plan(fs):
-    """How the plan names a grow of *fs* beyond "grow", or None."""
-    record = _record(fs)
-    return record.grow_plan if record else None
-
-
 def title(fs):
     """How messages name the filesystem of kind *fs* ("XFS")."""
     record = _record(fs)

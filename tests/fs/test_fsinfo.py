@@ -97,9 +97,11 @@ def corrupt_ext4_descriptor(disk, start):
 
 
 def corrupt_fat_size(disk, start):
-    """BPB_FATSz16 of 0xFFFF sectors: the FATs run past the volume."""
+    """BPB_TotSec16 of 0xFFFF sectors: the filesystem says it is larger
+    than its partition.  (A FAT size of 0xFFFF sectors, which this case
+    used to write, is no FAT at all to blkid -p, and so to detection.)"""
     with open(disk, "r+b") as f:
-        f.seek(start + 22)
+        f.seek(start + 19)
         f.write(struct.pack("<H", 0xFFFF))
 
 
@@ -107,7 +109,7 @@ def corrupt_fat_size(disk, start):
     ("ext4", make_ext, (["mkfs.ext4", "-b", "1024"], 24),
      corrupt_ext4_descriptor, "group 1's block bitmap at block"),
     ("fat16", make_fat, (16, 16 * 1024), corrupt_fat_size,
-     "past the volume")])
+     "larger than the partition")])
 def test_inconsistent_filesystem_is_copied_whole(tmp_path, fs, builder, args,
                                                  corrupt, reason):
     fs_image, _ = builder(tmp_path, *args)

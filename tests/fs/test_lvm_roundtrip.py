@@ -111,7 +111,7 @@ def test_grow_grows_the_pv_the_last_lv_and_its_ext4(disk, tmp_path):
     image, _, _ = round_trip(path, tmp_path)
     bigger = random_fill(tmp_path / "plan.img", 2 * os.path.getsize(path), 1)
     plan = rdeploy("restore", image, bigger, "--grow", "--dry-run").stdout
-    assert "grow: PV by pvresize (metadata only), then its last LV by " \
+    assert "PV grown by pvresize (metadata only), then its last LV by " \
            "lvextend" in " ".join(plan.split())
     target = restore_onto(image, tmp_path, 2 * os.path.getsize(path),
                           "--grow")
@@ -210,3 +210,24 @@ def partclone_lz4(path, start, pv):
                      f"head -c {start + head} {path} | tail -c {head} | "
                      f"lz4 -1 -c | wc -c").stdout)
     return total
+
+
+def test_new_ids_renew_the_pv_the_vg_and_each_lvs_filesystem(disk,
+                                                             tmp_path):
+    path, start, size, pv = disk
+    image, _, _ = round_trip(path, tmp_path)
+    target = restore_onto(image, tmp_path, os.path.getsize(path),
+                          "--new-ids")
+    before = lvmbuild.report(path, start, size)
+    after = lvmbuild.report(target, start, size)
+    assert after["pv"]["pv_uuid"] != before["pv"]["pv_uuid"]
+    assert after["vg"]["vg_uuid"] != before["vg"]["vg_uuid"]
+    assert set(after["lv"]) == set(before["lv"])
+    for name, lv in pv.lvs.items():
+        (offset, lv_size), = lv.places
+        with loop_device(path, start + offset, lv_size) as old, \
+                loop_device(target, start + offset, lv_size) as new:
+            uuids = [run("blkid", "-p", "-o", "value", "-s", "UUID",
+                         dev).stdout.strip() for dev in (old, new)]
+        assert uuids[0] and uuids[1] and uuids[0] != uuids[1]
+        check_fs(target, start + offset, lv_size, "ext4", lv.digests)

@@ -171,3 +171,40 @@ def test_imgx_edits_through_a_mount(disk, tmp_path):
     random_fill(target, os.path.getsize(source), 8)
     rdeploy("restore", edited, target, "--yes", "--progress=none")
     check(target, start, size, wanted, tmp_path)
+
+
+def test_a_dirty_log_is_copied_whole_and_replays_on_the_copy(tmp_path):
+    """A volume shut down with its log unreplayed: capture warns and copies
+    it whole; on the copy xfs_repair -n gives the original's verdict (exit
+    1, the log needs replay) and a mount replays the log, which holds the
+    last file written."""
+    fs_image, digests = make_xfs(tmp_path, 300, fragmented=False)
+    with mounted(fs_image, tmp_path / "mnt") as mnt:
+        data = os.urandom(200 * 1024)
+        with open(os.path.join(mnt, "last.bin"), "wb") as f:
+            f.write(data)
+            os.fsync(f.fileno())
+        run("xfs_io", "-x", "-c", "shutdown -f", mnt)
+    digests["last.bin"] = hashlib.sha256(data).hexdigest()
+    disk = tmp_path / "disk.img"
+    (start, size), = partitioned_disk(disk, [(fs_image, "xfs")], "gpt")
+    fs_image.unlink()
+    image = tmp_path / "dirty.rdi"
+    captured = rdeploy("capture", disk, image, "--progress=none")
+    assert "the XFS log needs recovery" in captured.stderr
+    area, = [a for a in json.loads(rdeploy("info", image, "--json").stdout)
+             ["areas"] if a["partition"] == 1]
+    assert area["method"] != "used-blocks"
+    target = tmp_path / "target.img"
+    random_fill(target, os.path.getsize(disk), 9)
+    rdeploy("restore", image, target, "--yes", "--progress=none")
+    verdicts = []
+    for path in (disk, target):
+        with demodisk.loop_device(path, start, size) as dev:
+            verdicts.append(run("xfs_repair", "-n", dev,
+                                check=False).returncode)
+    assert verdicts == [1, 1]
+    with demodisk.loop_device(target, start, size, read_only=False) as dev:
+        with mounted(dev, tmp_path / "replay") as mnt:     # replays
+            assert demodisk.digest_tree(mnt) == digests
+    check(target, start, size, digests, tmp_path)

@@ -10,6 +10,7 @@ import struct
 from ..foreign import signature, text
 from ..record import Filesystem
 from .grow import grow
+from .tools import new_ids
 from .used import open_volume
 
 
@@ -29,11 +30,13 @@ def _identity(read):
 FILESYSTEM = Filesystem(kinds=("LVM2_member",), family="lvm", title="LVM2",
                         detect=signature("LVM2_member", 512, b"LABELONE"),
                         identity=_identity, open_map=open_volume,
-                        grow=grow, tools=("pvresize", "lvextend"),
-                        grow_plan="grow: PV by pvresize (metadata only), "
-                                  "then its last LV by lvextend and that "
-                                  "LV's filesystem, if the LV is one "
-                                  "linear segment",
+                        grow=grow, new_ids=new_ids,
+                        tools=("pvresize", "lvextend", "pvchange",
+                               "vgchange"),
+                        resize_note="PV grown by pvresize (metadata "
+                                    "only), then its last LV by lvextend "
+                                    "and that LV's filesystem, if the LV "
+                                    "is one linear segment",
                         browse="lvm", case_sensitive=True, posix=True,
                         mbr_type="8e",
                         gpt_type="E6D6D379-F507-44C2-A23C-238F2A3DF928")

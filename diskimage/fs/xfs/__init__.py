@@ -1,13 +1,18 @@
-"""XFS: detected by its superblock (`XFSB` at 0), named with the label and
+"""XFS: detected by its superblock (`XFSB` at 0, and the sizes libblkid
+checks: foreign.xfs_sane), named with the label and
 UUID `blkid -p` shows; used blocks are all but the free extents of each
 allocation group's free space btree (used, over the headers in super and
 the log check in log); grown with xfs_growfs on a temporary mount, never
 shrunk, a new UUID with xfs_admin (tools)."""
 
-from ..foreign import signature, text, uuid
+from ..foreign import text, uuid, xfs_sane
 from ..record import Filesystem
 from . import tools
 from .used import open_volume
+
+
+def _detect(read):
+    return "xfs" if read(0, 4) == b"XFSB" and xfs_sane(read) else None
 
 
 def _identity(read):
@@ -17,11 +22,12 @@ def _identity(read):
 
 
 FILESYSTEM = Filesystem(kinds=("xfs",), family="xfs", title="XFS",
-                        detect=signature("xfs", 0, b"XFSB"),
+                        detect=_detect,
                         identity=_identity, open_map=open_volume,
                         check=("xfs_repair", "-n"),
                         grow=tools.grow,
-                        grow_plan="grown with xfs_growfs on a temporary mount",
+                        resize_note="grown with xfs_growfs on a "
+                                    "temporary mount",
                         new_ids=tools.new_ids,
                         tools=("xfs_repair", "xfs_growfs", "xfs_admin",
                                "mount", "umount", "losetup"),

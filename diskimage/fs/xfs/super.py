@@ -11,6 +11,8 @@ inside an AG (``xfs_agblock_t``) count from the AG's start.
 
 import struct
 
+from dissect.util.hash import crc32c
+
 from ...structs import Struct, read_exact
 from ...errors import TableError
 from ..foreign import text, uuid
@@ -92,6 +94,22 @@ BTREE_SHORT_CRC = _big_endian("xfs v5 btree block", [
 ], size=56)
 XFS_ABTB_MAGIC, XFS_ABTB_CRC_MAGIC = b"ABTB", b"AB3B"   # by block number
 XFS_ABTC_MAGIC, XFS_ABTC_CRC_MAGIC = b"ABTC", b"AB3C"   # by size
+XFS_AGFL_MAGIC = b"XAFL"
+#: Smallest AG mkfs.xfs makes (XFS_MIN_AG_BLOCKS): no more AGs than this
+#: allows are believed, however many the superblock says.
+XFS_MIN_AG_BLOCKS = 64
+# Where each v5 structure keeps its CRC32C (xfs_format.h: XFS_SB_CRC_OFF,
+# XFS_AGF_CRC_OFF, XFS_AGFL_CRC_OFF, XFS_BTREE_SBLOCK_CRC_OFF).
+SB_CRC_OFF, AGF_CRC_OFF, AGFL_CRC_OFF, BTREE_CRC_OFF = 224, 216, 32, 52
+
+
+def crc_ok(data, offset):
+    """Whether the v5 CRC of `data` (a whole sector or block) is right:
+    CRC32C (Castagnoli, seed and final XOR ~0) of `data` with its 4 bytes
+    at `offset` zeroed, stored little-endian there (xfs_cksum.h)."""
+    zeroed = data[:offset] + bytes(4) + data[offset + 4:]
+    return struct.pack("<I", crc32c.crc32c(zeroed)) == \
+        bytes(data[offset:offset + 4])
 
 
 def field_offset(structure, name):
@@ -115,6 +133,8 @@ class Geometry:
             XFS_SB_VERSION_5
         self.bs = bs = sb.sb_blocksize
         self._sane(sb)
+        if self.v5:
+            self.check_crc(0, sb.sb_sectsize, SB_CRC_OFF, "the superblock")
         self.agblocks, self.agcount = sb.sb_agblocks, sb.sb_agcount
         self.blocks = sb.sb_dblocks
         self.total = self.blocks * bs
@@ -126,11 +146,11 @@ class Geometry:
         if not (MIN_BLOCK <= bs <= MAX_BLOCK and bs & (bs - 1) == 0 and
                 bs == 1 << sb.sb_blocklog and
                 sb.sb_sectsize == 1 << sb.sb_sectlog and
-                512 <= sb.sb_sectsize <= bs):
+                512 <= sb.sb_sectsize <= min(bs, 32768)):
             raise MapError(f"XFS superblock: block size {bs} (log "
                            f"{sb.sb_blocklog}) or sector size "
                            f"{sb.sb_sectsize} is not valid")
-        if not sb.sb_agcount or not sb.sb_agblocks or \
+        if not sb.sb_agcount or sb.sb_agblocks < XFS_MIN_AG_BLOCKS or \
                 (1 << sb.sb_agblklog) < sb.sb_agblocks or \
                 sb.sb_agblocks * (sb.sb_agcount - 1) >= sb.sb_dblocks or \
                 sb.sb_dblocks > sb.sb_agblocks * sb.sb_agcount:
@@ -159,6 +179,52 @@ class Geometry:
                            f"{incompat & ~KNOWN_INCOMPAT:#x} this reader "
                            f"does not know")
 
+    def check_crc(self, at, length, offset, what):
+        """MapError naming `what` unless the v5 CRC at `offset` of the
+        `length` bytes at byte `at` is right; the bytes."""
+        try:
+            data = read_exact(self.read, at, length, what)
+        except TableError as err:
+            raise MapError(str(err)) from None
+        if not crc_ok(data, offset):
+            raise MapError(f"XFS: the CRC of {what} (byte offset {at}) is "
+                           f"wrong")
+        return data
+
+    def agfl(self, agno, agf):
+        """The AG block numbers on the free list (AGFL) of AG `agno`, each
+        checked to lie inside the group; the AGFL's CRC and header in v5."""
+        at = self.ag_offset(agno) + 3 * self.sb.sb_sectsize
+        where = f"the AGFL of allocation group {agno}"
+        head = 36 if self.v5 else 0     # magic, seqno, uuid, lsn, crc
+        if self.v5:
+            data = self.check_crc(at, self.sb.sb_sectsize, AGFL_CRC_OFF,
+                                  where)
+            if data[:4] != XFS_AGFL_MAGIC or \
+                    struct.unpack_from(">I", data, 4)[0] != agno or \
+                    data[8:24] != self.meta_uuid:
+                raise MapError(f"{where} (byte offset {at}): bad magic, "
+                               f"group or UUID")
+        else:
+            try:
+                data = read_exact(self.read, at, self.sb.sb_sectsize, where)
+            except TableError as err:
+                raise MapError(str(err)) from None
+        size = (len(data) - head) // 4
+        first, last, count = agf.agf_flfirst, agf.agf_fllast, agf.agf_flcount
+        if first >= size or last >= size or (
+                count and (last - first) % size + 1 != count):
+            raise MapError(f"{where}: first {first}, last {last} and count "
+                           f"{count} do not fit its {size} slots")
+        blocks = [struct.unpack_from(">I", data, head + 4 * ((first + k) %
+                                                             size))[0]
+                  for k in range(count)]
+        length = agf.agf_length
+        if any(not 0 < b < length for b in blocks) or \
+                len(set(blocks)) != len(blocks):
+            raise MapError(f"{where}: a block outside the group, or twice")
+        return blocks
+
     def label(self):
         return text(self.sb.sb_fname)
 
@@ -184,6 +250,9 @@ class Geometry:
         except TableError as err:
             raise MapError(str(err)) from None
         where = f"AGF of allocation group {agno} (byte offset {at})"
+        if self.v5:
+            self.check_crc(at, self.sb.sb_sectsize, AGF_CRC_OFF,
+                           f"the AGF of allocation group {agno}")
         if agf.agf_magicnum != XFS_AGF_MAGIC or \
                 agf.agf_versionnum != XFS_AGF_VERSION:
             raise MapError(f"bad magic or version in the {where}")

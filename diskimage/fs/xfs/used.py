@@ -20,15 +20,16 @@ and checked again as they are.  The log must be clean (log.check_clean):
 after a crash the btrees on disk may lack allocations only the log holds.
 """
 
+import bisect
 import struct
 
 from ...errors import TableError
 from ...structs import read_exact
 from ..usedmap import LazyRuns, MapError, UsedMap, coalesce, survey
 from . import log
-from .super import (BTREE_SHORT, BTREE_SHORT_CRC, NULLAGBLOCK,
+from .super import (BTREE_CRC_OFF, BTREE_SHORT, BTREE_SHORT_CRC, NULLAGBLOCK,
                     XFS_ABTB_CRC_MAGIC, XFS_ABTB_MAGIC, XFS_ABTC_CRC_MAGIC,
-                    XFS_ABTC_MAGIC, XFS_BTREE_MAXLEVELS, Geometry)
+                    XFS_ABTC_MAGIC, XFS_BTREE_MAXLEVELS, Geometry, crc_ok)
 
 REC = struct.Struct(">II")            # xfs_alloc_rec: startblock, blockcount
 PTR = struct.Struct(">I")             # xfs_alloc_ptr_t
@@ -109,8 +110,16 @@ class _Volume(Geometry):
     def _used_blocks(self):
         for agno in range(self.agcount):
             agf, _ = self.agf(agno)
+            # The free list's blocks are free to the AGF but in no free
+            # extent: they are kept (copied), and must not be free twice.
+            agfl = sorted(self.agfl(agno, agf))
             cursor = total = longest = 0
             for start, count in self.free_extents(agno, agf):
+                k = bisect.bisect_left(agfl, start)
+                if k < len(agfl) and agfl[k] < start + count:
+                    raise MapError(f"allocation group {agno}: block "
+                                   f"{agfl[k]} is on the free list and in "
+                                   f"the free extent {start}+{count}")
                 if start > cursor:
                     yield (self.ag_offset(agno, cursor),
                            (start - cursor) * self.bs)
@@ -200,6 +209,8 @@ class _Volume(Geometry):
                           head.bb_uuid != self.meta_uuid or
                           head.bb_owner != agno):
             bad = "its address, UUID or owner is another block's"
+        elif self.v5 and not crc_ok(block, BTREE_CRC_OFF):
+            bad = "its CRC is wrong"
         if bad:
             raise MapError(f"allocation group {agno}: {tree}bt block "
                            f"{agbno} (byte offset {at}): {bad}")
