@@ -86,6 +86,23 @@ def test_used_bytes_are_what_filesystem_usage_says(volume, tmp_path):
     assert umap.used_bytes < size // 2
 
 
+def test_file_references_are_checked_with_snapshots_sharing_leaves(volume):
+    """The snapshot "snap" shares leaves with "home": each is counted once
+    (diskimage.fs.btrfs.refs), as the extent items' refs count them."""
+    from diskimage.fs.btrfs.refs import referenced
+    from diskimage.fs.btrfs.used import _Volume
+    image, _ = volume
+    with open(image, "rb") as f:
+        vol = _Volume(lambda o, n: os.pread(f.fileno(), n, o),
+                      os.path.getsize(image))
+        tally = referenced(vol.trees, vol.sb)
+    out = run("btrfs", "inspect-internal", "dump-tree", "-t", "extent",
+              image).stdout
+    assert tally.count == sum(int(n) for n in re.findall(
+        r"refs (\d+) gen \d+ flags DATA", out))
+    assert re.search(r"refs [2-9] gen \d+ flags DATA", out)   # shared
+
+
 def test_label_and_uuid_are_what_blkid_shows(volume):
     image, _ = volume
     umap = open_map(image)

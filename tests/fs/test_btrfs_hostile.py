@@ -10,13 +10,16 @@ device offsets through the stripes `dump-tree -t chunk` prints (both
 copies of DUP are patched), not through the code under test."""
 
 import os
+import random
 import re
 import struct
 
 import pytest
 
 from diskimage.fs import registry
+from diskimage.fs.btrfs.refs import referenced
 from diskimage.fs.btrfs.super import SUPER_OFFSET, SUPERBLOCK, checksum
+from diskimage.fs.btrfs.used import _Volume
 from diskimage.fs.usedmap import MapError
 from tests.fs.btrfs_tools import make_small
 from tests.fsmaps import run
@@ -126,12 +129,14 @@ def ptr(index):
 
 
 # --- trees --------------------------------------------------------------------
+# The extent tree: one the map walks (a hostile fs tree is the kernel's
+# business, not the map's: the map never reads it).
 def test_a_child_pointer_back_to_its_own_node_is_refused(volume, tmp_path):
-    node, _level, _n = nodes(volume, "fs")[0]
+    node, _level, _n = nodes(volume, "extent")[0]
 
     def loop(block):
         struct.pack_into("<Q", block, ptr(1) + 17, node)
-    refused(hostile(volume, tmp_path, node, loop), "is level")
+    refused(hostile(volume, tmp_path, node, loop), "reached twice|is level")
 
 
 def test_a_child_pointer_up_to_the_root_is_refused(volume, tmp_path):
@@ -142,11 +147,11 @@ def test_a_child_pointer_up_to_the_root_is_refused(volume, tmp_path):
 
     def up(block):
         struct.pack_into("<Q", block, ptr(0) + 17, root)
-    refused(hostile(volume, tmp_path, root, up), "is level")
+    refused(hostile(volume, tmp_path, root, up), "reached twice|is level")
 
 
 def test_two_pointers_to_one_child_are_refused(volume, tmp_path):
-    node, _level, n = nodes(volume, "fs")[0]
+    node, _level, n = nodes(volume, "extent")[0]
     assert n >= 2
 
     def shared(block):
@@ -208,6 +213,16 @@ def test_a_pointer_key_other_than_its_childs_first_is_refused(volume,
     refused(hostile(volume, tmp_path, node, later), "its parent says")
 
 
+def test_a_child_of_another_generation_is_refused(volume, tmp_path):
+    """A stale block (btrfs: "parent transid verify failed")."""
+    node, _level, _n = nodes(volume, "extent")[0]
+
+    def newer(block):           # the pointer's generation at 25
+        gen = struct.unpack_from("<Q", block, ptr(0) + 25)[0]
+        struct.pack_into("<Q", block, ptr(0) + 25, gen + 1)
+    refused(hostile(volume, tmp_path, node, newer), "a stale block")
+
+
 @pytest.mark.parametrize("where, size", [(5000, 10), (3900, 400),
                                          (0, 10)])
 def test_an_item_outside_the_leaf_data_is_refused(volume, tmp_path, where,
@@ -222,7 +237,7 @@ def test_an_item_outside_the_leaf_data_is_refused(volume, tmp_path, where,
 # --- chunks -------------------------------------------------------------------
 def chunk_item(image, kind):
     """(leaf, data offset in the leaf) of the chunk tree's first chunk item
-    of type `kind` (DATA, METADATA|DUP, SYSTEM|DUP as dump-tree says)."""
+    of type `kind` (DATA|single, METADATA|DUP as dump-tree says)."""
     out = run("btrfs", "inspect-internal", "dump-tree", "-t", "chunk",
               image).stdout
     leaf = None
@@ -231,7 +246,7 @@ def chunk_item(image, kind):
             leaf = int(line.split()[1])
         found = re.search(r"CHUNK_ITEM \d+\) itemoff (\d+)", line)
         if found and f"type {kind}\n" in "\n".join(
-                out.splitlines()[line_no:line_no + 3]) + "\n":
+                out.splitlines()[line_no:line_no + 3]):
             return leaf, HEADER + int(found[1])
     raise AssertionError(f"no {kind} chunk")
 
@@ -240,7 +255,7 @@ def chunk_item(image, kind):
                                              (65535, "btrfs chunk|stripe")])
 def test_a_chunk_with_no_or_huge_num_stripes_is_refused(volume, tmp_path,
                                                         stripes, reason):
-    leaf, at = chunk_item(volume, "DATA")
+    leaf, at = chunk_item(volume, "DATA|single")
 
     def stripes_of(block):      # num_stripes at 44 of struct btrfs_chunk
         struct.pack_into("<H", block, at + 44, stripes)
@@ -248,7 +263,7 @@ def test_a_chunk_with_no_or_huge_num_stripes_is_refused(volume, tmp_path,
 
 
 def test_a_stripe_outside_the_device_is_refused(volume, tmp_path):
-    leaf, at = chunk_item(volume, "DATA")
+    leaf, at = chunk_item(volume, "DATA|single")
 
     def far(block):             # stripe 0's offset: 48 + 8
         struct.pack_into("<Q", block, at + 56, 1 << 50)
@@ -313,11 +328,167 @@ def test_a_tree_root_no_extent_holds_is_refused(volume, tmp_path):
     leaf = int(re.search(r"^leaf (\d+)", out, re.M)[1])
     offset = int(re.search(r"key \(CSUM_TREE ROOT_ITEM 0\) itemoff (\d+)",
                            out)[1])
-    csum_root = int(re.search(r"CSUM_TREE ROOT_ITEM 0\) itemoff \d+ itemsize"
-                              r" \d+\n.*?\n\s+bytenr (\d+)", out, re.S)[1])
+    csum_root = int(re.search(r"CSUM_TREE ROOT_ITEM 0\).*?bytenr (\d+)", out,
+                              re.S)[1])
 
     def elsewhere(block):       # bytenr at 176 of struct btrfs_root_item
         struct.pack_into("<Q", block, HEADER + offset + 176,
                          csum_root + 1024 * 4096)
     refused(hostile(volume, tmp_path, leaf, elsewhere),
             "tree 7 starts at block .* which no extent item holds")
+
+
+# --- items the counts must account for ----------------------------------------
+def item_slot(image, tree, pattern, last=False):
+    """(leaf, item index) of the first (or last) item of `tree` whose key
+    line in dump-tree matches `pattern`."""
+    out = run("btrfs", "inspect-internal", "dump-tree", "-t", tree,
+              image).stdout
+    leaf, found = None, []
+    for line in out.splitlines():
+        if line.startswith("leaf "):
+            leaf = int(line.split()[1])
+        hit = re.search(r"item (\d+) key \((.*?)\) itemoff", line)
+        if hit and re.fullmatch(pattern, hit[2]):
+            found.append((leaf, int(hit[1])))
+    return found[-1] if last else found[0]
+
+
+def test_an_extent_past_the_end_of_its_chunk_is_refused(volume, tmp_path):
+    """The last data extent of the volume lengthened by 1 GiB: its key
+    stays in order, but its bytes would straddle the end of its chunk."""
+    leaf, index = item_slot(volume, "extent", r"\d+ EXTENT_ITEM \d+",
+                            last=True)
+
+    def longer(block):          # key.offset (the length) at 9 of the key
+        at = HEADER + index * ITEM + 9
+        length = struct.unpack_from("<Q", block, at)[0]
+        struct.pack_into("<Q", block, at, length + (1 << 30))
+    refused(hostile(volume, tmp_path, leaf, longer), "is in no chunk")
+
+
+def test_a_chunk_without_its_block_group_item_is_refused(volume, tmp_path):
+    """A BLOCK_GROUP_ITEM's key type changed to 193 (its order kept): a
+    chunk the extent tree then does not describe."""
+    leaf, index = item_slot(volume, "extent", r"\d+ BLOCK_GROUP_ITEM \d+")
+
+    def other(block):           # key.type at 8
+        block[HEADER + index * ITEM + 8] = 193
+    refused(hostile(volume, tmp_path, leaf, other),
+            "block group items for")
+
+
+@pytest.mark.parametrize("tree, kind, reason", [
+    ("extent", "BLOCK_GROUP_ITEM", "block group item .* is short"),
+    ("dev", "DEV_EXTENT", "device extent at .* is short"),
+    ("root", "ROOT_ITEM", "root item .* is short"),
+    ("extent", "EXTENT_ITEM", "extent item .* is short"),
+])
+def test_an_item_shorter_than_its_struct_is_refused(volume, tmp_path, tree,
+                                                    kind, reason):
+    """The item's size field cut to 8 bytes (its data stays inside the
+    leaf): a struct read past the item must be a MapError, not a
+    struct.error."""
+    leaf, index = item_slot(volume, tree, rf"\S+ {kind} \d+")
+
+    def short(block):           # size u32 at 21 of struct btrfs_item
+        struct.pack_into("<I", block, HEADER + index * ITEM + 21, 8)
+    refused(hostile(volume, tmp_path, leaf, short), reason)
+
+
+# --- a seeded sweep of single-byte edits --------------------------------------
+def test_1000_edited_bytes_each_map_the_same_or_are_a_map_error(volume):
+    """1000 single-byte changes (seeded), each in the used part (header,
+    item or key pointer array, item data) of a block of a tree the map
+    reads (root, chunk, extent, device), both copies, checksum recomputed,
+    laid over the image in memory: each either maps to exactly the
+    pristine volume's runs (the edit touched nothing the map depends on:
+    a generation, a ref count, an inode's times) or is a MapError; no
+    other exception, and each ends (the count of reads is bounded)."""
+    sb = super_fields(volume)
+    blocks = []
+    for tree in ("root", "chunk", "extent", "dev"):
+        out = run("btrfs", "inspect-internal", "dump-tree", "-t", tree,
+                  volume).stdout
+        blocks += [int(n) for n in re.findall(r"^(?:leaf|node) (\d+)",
+                                              out, re.M)]
+    blocks = sorted(set(blocks))
+    where = {logical: places(volume, logical) for logical in blocks}
+    pristine = open_map(volume)
+    rng = random.Random(14)
+    outcomes = {"mapped": 0, "refused": 0}
+    with open(volume, "rb") as f:
+        for _ in range(1000):
+            logical = rng.choice(blocks)
+            at, value = used_byte(f, where[logical][0], sb.nodesize, rng), \
+                rng.randrange(256)
+            overlay = {}
+            for place in where[logical]:
+                block = bytearray(os.pread(f.fileno(), sb.nodesize, place))
+                block[at] = value
+                block[:32] = checksum(sb.csum_type, bytes(block[32:])).ljust(
+                    32, b"\0")
+                overlay[place] = bytes(block)
+            reads = [0]
+
+            def read(offset, length):
+                reads[0] += 1
+                assert reads[0] < 100000, (logical, at, value)
+                data = bytearray(os.pread(f.fileno(), length, offset))
+                for place, block in overlay.items():
+                    lo, hi = max(offset, place), min(offset + length,
+                                                     place + len(block))
+                    if lo < hi:
+                        data[lo - offset:hi - offset] = \
+                            block[lo - place:hi - place]
+                return bytes(data)
+            try:
+                umap = registry.used_map(read, 0, os.path.getsize(volume),
+                                         "btrfs")
+                assert list(umap.runs) == pristine, (logical, at, value)
+                outcomes["mapped"] += 1
+            except MapError:
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > 200, outcomes
+
+
+def used_byte(f, place, nodesize, rng):
+    """A random offset in the used part of the tree block at `place`."""
+    block = os.pread(f.fileno(), nodesize, place)
+    nritems, level = struct.unpack_from("<IB", block, NRITEMS)
+    end = HEADER + nritems * (KEY_PTR if level else ITEM)
+    if level or rng.random() < 0.5:
+        return rng.randrange(32, end)
+    data = min(struct.unpack_from("<I", block, HEADER + i * ITEM + 17)[0]
+               for i in range(nritems))
+    return rng.randrange(HEADER + data, nodesize)
+
+
+def test_a_data_extent_item_moved_inside_its_chunk_is_refused(volume,
+                                                              tmp_path):
+    """The sweep's find: a data extent item's start moved by 64 KiB inside
+    its chunk (keys in order, no overlap, the block group's count
+    unchanged) would leave the file's real bytes out of the map; the file
+    trees' references to it catch it."""
+    leaf, chosen = item_slot(volume, "extent", r"\d+ EXTENT_ITEM \d+",
+                             last=True)     # the last one: room after it
+    assert chosen > 0
+
+    def moved(block):           # 4096 bytes on, into the gap after it
+        at = HEADER + chosen * ITEM
+        start = struct.unpack_from("<Q", block, at)[0]
+        struct.pack_into("<Q", block, at, start + 4096)
+    refused(hostile(volume, tmp_path, leaf, moved),
+            "do not name the same extents")
+
+
+def test_the_reference_check_counts_every_data_reference(volume):
+    with open(volume, "rb") as f:
+        vol = _Volume(lambda o, n: os.pread(f.fileno(), n, o),
+                      os.path.getsize(volume))
+        tally = referenced(vol.trees, vol.sb)
+    out = run("btrfs", "inspect-internal", "dump-tree", "-t", "extent",
+              volume).stdout
+    assert tally is not None
+    assert tally.count == sum(int(n) for n in re.findall(
+        r"refs (\d+) gen \d+ flags DATA", out)) > 20

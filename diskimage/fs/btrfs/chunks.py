@@ -120,6 +120,9 @@ def dev_extents(trees, root, level, chunk_map, dev, size):
         for key, data in trees.items(root, level, (dev.devid, DEV_EXTENT_KEY,
                                                    0),
                                      (dev.devid, DEV_EXTENT_KEY + 1, 0)):
+            if len(data) < _DEV_EXTENT.size:
+                raise MapError(f"btrfs device extent at {key[2]} is short "
+                               f"({len(data)} bytes)")
             chunk_tree, objectid, logical, length = \
                 _DEV_EXTENT.unpack_from(data)
             chunk = stripes.pop((logical, key[2]), None)

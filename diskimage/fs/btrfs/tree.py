@@ -59,7 +59,7 @@ class Trees:
                            f"items at level {head.level}")
         return head, data
 
-    def items(self, root, level, low=(0, 0, 0), high=KEY_MAX):
+    def items(self, root, level, low=(0, 0, 0), high=KEY_MAX, shared=None):
         """(key, data) of every leaf item of the tree at `root` with
         low <= key < high, in key order; key = (objectid, type, offset).
 
@@ -69,24 +69,40 @@ class Trees:
         root holds at least one item, its first key is the one its parent
         points with, and keys rise strictly inside a block and stay below
         the parent's next key; so the walk reads each block at most once
-        and a range walk finds every item a full walk finds."""
-        walk = _Walk(self, low, high)
+        and a range walk finds every item a full walk finds.
+
+        `shared`, a set kept over several walks (of subvolumes and
+        snapshots, which share blocks), names blocks whose items an
+        earlier walk gave: they are not descended into again, so each
+        block's items come once over all the walks."""
+        walk = _Walk(self, low, high, shared)
         yield from walk.visit(root, level, None, None, is_root=True)
 
 
 class _Walk:
-    def __init__(self, trees, low, high):
+    def __init__(self, trees, low, high, shared=None):
         self.trees, self.low, self.high = trees, low, high
         self.seen = set()
+        self.shared = shared
 
-    def visit(self, logical, level, first, limit, is_root=False):
+    def visit(self, logical, level, first, limit, is_root=False,
+              generation=None):
         """Items of the block at `logical`, whose first key must be
-        `first` and every key below `limit` (None for the root)."""
+        `first` and every key below `limit` (None for the root), written
+        in the transaction `generation` its parent names."""
+        if self.shared is not None:
+            if logical in self.shared:
+                return
+            self.shared.add(logical)
         if logical in self.seen:
             raise MapError(f"btrfs tree block {logical} is reached twice "
                            f"(a loop or a shared child)")
         self.seen.add(logical)
         head, data = self.trees.block(logical, level)
+        if generation is not None and head.generation != generation:
+            raise MapError(f"btrfs tree block {logical} is of generation "
+                           f"{head.generation}, its parent says "
+                           f"{generation} (a stale block)")
         if head.nritems == 0 and not is_root:
             raise MapError(f"btrfs tree block {logical} is empty")
         size = ITEM if head.level == 0 else KEY_PTR
@@ -112,7 +128,8 @@ class _Walk:
             after = keys[i + 1] if i + 1 < len(keys) else limit
             if after is not None and after <= self.low:
                 continue
-            yield from self.visit(entry[3], head.level - 1, key, after)
+            yield from self.visit(entry[3], head.level - 1, key, after,
+                                  generation=entry[4])
 
     def _leaf(self, logical, data, keys, entries):
         nodesize = self.trees.nodesize

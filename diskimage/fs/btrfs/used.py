@@ -13,7 +13,9 @@ checksum, one device (num_devices and the chunk tree's device items),
 single or DUP chunks only, every device extent against a chunk stripe and
 their sum against the device item's bytes_used, every block group item
 against its chunk and its used count against the extents inside it, and
-the superblock's bytes_used against the sum of all extents.  A volume with
+the superblock's bytes_used against the sum of all extents, every tree's
+top block against the tree-block extents, and every file extent reference
+of every file tree against the data extent items (refs).  A volume with
 a log tree to replay (log_root set) is not mapped: the log's blocks are in
 no extent tree.
 """
@@ -23,6 +25,7 @@ import struct
 from ..foreign import text, uuid
 from ..usedmap import LazyRuns, MapError, UsedMap, merged, survey
 from .chunks import dev_extents, read_chunks
+from .refs import Tally, referenced
 from .super import (COMPAT_RO_BLOCK_GROUP_TREE, DATA, METADATA, MIRRORS,
                     SUPER_SIZE, SYSTEM, read_super)
 
@@ -91,25 +94,28 @@ class _Volume:
         return roots
 
     def _extent_items(self, low, high):
-        """(logical, length, is_tree_block) of the extent tree's extents
-        with low <= logical < high, in order."""
+        """(logical, length, is_tree_block, refs) of the extent tree's
+        extents with low <= logical < high, in order."""
         nodesize = self.sb.nodesize
         for key, data in self.trees.items(*self.extent_root, (low, 0, 0),
                                           (high, 0, 0)):
             if key[1] == METADATA_ITEM_KEY:
-                yield key[0], nodesize, True
+                yield key[0], nodesize, True, 1
             elif key[1] == EXTENT_ITEM_KEY:
                 if len(data) < _EXTENT_ITEM.size:
                     raise MapError(f"btrfs extent item {key[0]} is short "
                                    f"(an old v0 extent item?)")
-                _refs, _gen, flags = _EXTENT_ITEM.unpack_from(data)
-                yield key[0], key[2], bool(flags & FLAG_TREE_BLOCK)
+                refs, _gen, flags = _EXTENT_ITEM.unpack_from(data)
+                yield key[0], key[2], bool(flags & FLAG_TREE_BLOCK), refs
 
     def _groups(self):
         """(logical, length, used, flags) of every block group item."""
         root = self.group_root or self.extent_root
         for key, data in self.trees.items(*root):
             if key[1] == BLOCK_GROUP_ITEM_KEY:
+                if len(data) < _BLOCK_GROUP.size:
+                    raise MapError(f"btrfs block group item {key[0]} is "
+                                   f"short ({len(data)} bytes)")
                 used, _objectid, flags = _BLOCK_GROUP.unpack_from(data)
                 yield key[0], key[2], used, flags
 
@@ -118,10 +124,13 @@ class _Volume:
         add up to each block group's used count and to the superblock's
         bytes_used."""
         per_chunk, end, total, chunk = {}, 0, 0, None
-        tops = dict(self.tops)
-        for logical, length, tree in self._extent_items(0, 2 ** 64 - 1):
+        tops, data = dict(self.tops), Tally()
+        for logical, length, tree, refs in self._extent_items(0,
+                                                              2 ** 64 - 1):
             if tree:
                 tops.pop(logical, None)
+            else:
+                data.add(logical, length, refs)
             if logical < end:
                 raise MapError(f"btrfs extents overlap at {logical}")
             end = logical + length
@@ -157,6 +166,13 @@ class _Volume:
         if total != self.sb.bytes_used:
             raise MapError(f"btrfs superblock says {self.sb.bytes_used} bytes "
                            f"used, the extent tree holds {total}")
+        files = referenced(self.trees, self.sb)
+        if files is not None and (files.count, files.sum) != (data.count,
+                                                              data.sum):
+            raise MapError(f"btrfs file trees hold {files.count} references "
+                           f"to data extents, the extent tree "
+                           f"{data.count}: they do not name the same "
+                           f"extents")
 
     def _fixed(self):
         """The first MiB and the superblock mirrors inside the partition."""
@@ -169,7 +185,7 @@ class _Volume:
         """Each device extent's share of the extents, in device order."""
         for physical, _length, chunk in self.extents:
             shift = physical - chunk.logical
-            for logical, length, _tree in self._extent_items(
+            for logical, length, _tree, _refs in self._extent_items(
                     chunk.logical, chunk.logical + chunk.length):
                 yield logical + shift, length
 
