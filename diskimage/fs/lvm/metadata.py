@@ -23,6 +23,11 @@ from ..usedmap import MapError
 
 MAX_DEPTH = 16
 MAX_ITEMS = 100_000
+#: lvm2 reads numbers with strtoll (int64) and floats with strtod; a
+#: longer number is none of lvm2's (and Python refuses to convert an int
+#: of more than 4300 digits with ValueError).
+MAX_NUMBER_CHARS = 32
+INT64 = 1 << 63
 
 _TOKEN = re.compile(r"""
     (?P<space>[ \t\r\n]+|\#[^\n]*)
@@ -100,8 +105,15 @@ class _Parser:
             self.next()
             return _ESCAPE.sub(r"\1", value[1:-1])
         if kind == "number":
+            if len(value) > MAX_NUMBER_CHARS:
+                raise MapError(f"LVM2 metadata line {self.line}: a number "
+                               f"of {len(value)} characters")
+            number = float(value) if "." in value else int(value)
+            if not -INT64 <= number < INT64:
+                raise MapError(f"LVM2 metadata line {self.line}: the "
+                               f"number {value} is past lvm2's 64 bits")
             self.next()
-            return float(value) if "." in value else int(value)
+            return number
         self.fail("a string or a number")
 
     def assigned(self):

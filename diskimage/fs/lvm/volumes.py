@@ -24,6 +24,9 @@ class Segment:
     stripe_count: int
     #: the names its other string fields give (other LVs it is made of)
     refs: frozenset = frozenset()
+    #: a mirror's areas [(pv or LV name, first extent)], each of
+    #: extent_count extents (pvmove writes PVs there, lvconvert LVs)
+    mirrors: list = field(default_factory=list)
 
     @property
     def plain(self):
@@ -86,6 +89,17 @@ def _vg_section(tree):
     return next(iter(groups.items()))
 
 
+def _pairs(value):
+    """[(name, extent)] of an area list ["name", 12, ...], else []."""
+    if not isinstance(value, list) or len(value) % 2:
+        return []
+    pairs = list(zip(value[::2], value[1::2]))
+    if all(isinstance(n, str) and isinstance(e, int) and
+           not isinstance(e, bool) and e >= 0 for n, e in pairs):
+        return pairs
+    return []
+
+
 def _segments(name, section):
     count = _get(section, "segment_count", int, f"LV {name}")
     segments = []
@@ -110,15 +124,19 @@ def _segments(name, section):
                     raise MapError(f"LVM2 metadata: {where}: bad stripe "
                                    f"{pv!r}, {pe!r}")
                 stripes.append((pv, pe))
+        mirrors = _pairs(seg.get("mirrors"))
         refs = set()
         for key, value in seg.items():
-            if key not in ("type", "stripes", "origin"):
+            # a snapshot's origin is a plain LV of its own; a cache's,
+            # writecache's or integrity's origin holds its data
+            if key not in ("type", "stripes") and \
+                    (key, kind) != ("origin", "snapshot"):
                 refs.update(v for v in (value if isinstance(value, list)
                                         else [value]) if isinstance(v, str))
         segments.append(Segment(_get(seg, "start_extent", int, where),
                                 _get(seg, "extent_count", int, where),
                                 kind, stripes, stripe_count,
-                                frozenset(refs)))
+                                frozenset(refs), mirrors))
     extent = 0
     for number, seg in enumerate(segments, start=1):
         if seg.start_extent != extent or seg.extent_count == 0:
@@ -174,7 +192,17 @@ def _place(group, pv_names):
                 raise MapError(f"LVM2 metadata: LV {lv.name}: "
                                f"{seg.extent_count} extents in "
                                f"{seg.stripe_count} stripes")
-            for pv, pe in seg.stripes:
+            mirrored = [(pv, pe) for pv, pe in seg.mirrors
+                         if pv in pv_names]
+            stray = seg.refs & pv_names - {pv for pv, _ in mirrored}
+            if stray:
+                raise MapError(f"LVM2 metadata: LV {lv.name}: a "
+                               f"{seg.type} segment names PV "
+                               f"{sorted(stray)[0]!r} outside its stripes "
+                               f"and mirrors")
+            areas = [(pv, pe, part) for pv, pe in seg.stripes]
+            areas += [(pv, pe, seg.extent_count) for pv, pe in mirrored]
+            for pv, pe, part in areas:
                 if pv not in pv_names:
                     raise MapError(f"LVM2 metadata: LV {lv.name} names an "
                                    f"unknown PV {pv!r}")
@@ -201,12 +229,12 @@ def _place(group, pv_names):
 def _judge(group):
     """Say of each LV why it is copied whole, when it is."""
     named = {}
+    names = {lv.name for lv in group.lvs}      # one pass: many LVs stay fast
     for lv in group.lvs:
         for seg in lv.segments:
             if seg.type != LINEAR:
-                for other in group.lvs:
-                    if other is not lv and other.name in seg.refs:
-                        named.setdefault(other.name, (lv.name, seg.type))
+                for other in sorted(seg.refs & names - {lv.name}):
+                    named.setdefault(other, (lv.name, seg.type))
     for lv in group.lvs:
         kinds = sorted({s.type if s.plain or s.type != LINEAR else
                         f"striped x{s.stripe_count}" for s in lv.segments})
