@@ -172,3 +172,16 @@ def test_imgx_ls_cat_get(fleet, image, name, tmp_path):
     got = imgx("get", "-R", where, tmp_path / "out")
     assert got.returncode == 0, got.stderr.decode()
     assert demodisk.digest_tree(tmp_path / "out") == files
+
+
+def test_imgx_roots(fleet, image, tmp_path):
+    """btrfs's top level lists its subvolumes and the snapshot as the
+    mounted volume does; the PV lists its LVs (not the removed one)."""
+    def listing(where):
+        out = imgx("ls", where, "--json")
+        assert out.returncode == 0, out.stderr.decode()
+        return sorted(row["name"] for row in json.loads(out.stdout))
+    assert listing(f"{image}:2") == source_listing(fleet, "btrfs", "",
+                                                   tmp_path)
+    assert {"@root", "@home", "@home-snap"} <= set(listing(f"{image}:2"))
+    assert listing(f"{image}:3") == ["data", "root"]
