@@ -14,8 +14,9 @@ command's --help names the codes it uses)::
     4    damaged image: checksum mismatch, truncated, bad record, digest
          mismatch
     5    target refused: too small, mounted or in use, the image itself,
-         another sector size, a layout that would move an MBR logical
-         partition, not confirmed; nothing was written
+         another sector size, a layout that would move MBR logical
+         partitions whose EBR chain cannot be kept, not confirmed; nothing
+         was written
     6    no space left on the output (a full filesystem, a quota, a file
          size limit)
     7    unsupported: an image format version, codec or checksum algorithm

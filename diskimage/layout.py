@@ -16,18 +16,25 @@ Rules, in the order they apply:
 4. ``grow`` extends the last partition to the end of the usable space.
 
 Starts are aligned to 1 MiB when they move; a GPT's backup always lands at
-the target's end.  MBR logical partitions are laid down only where they were.
+the target's end.
+
+MBR logical partitions move and resize like primaries, each keeping the
+distance from its extended boot record (EBR) to its start (its *lead*).
+When any of them moves or resizes, :func:`diskimage.mbrlayout.chain` gives
+each its new EBR offset (``Placement.ebr``) for the table writer, or
+refuses (TargetError) a chain that cannot be kept as it was.
 """
 
 from dataclasses import dataclass
 
+from . import mbrlayout
 from .fs import resize as fsresize
 from .errors import InputError, TargetError
 from .sizes import format_size
 
 ALIGN = 1 << 20
 GPT_ARRAY_BYTES = 128 * 128
-FIRST_LOGICAL = 5
+FIRST_LOGICAL = mbrlayout.FIRST_LOGICAL
 MODES = ("keep", "grow", "proportional")
 
 
@@ -41,6 +48,10 @@ class Placement:
     new_start: int
     new_size: int
     min_size: int          # the least it may shrink to
+    #: MBR logical: bytes from its EBR to its start in the image (0: none)
+    lead: int = 0
+    #: MBR logical whose chain is rewritten: its EBR's new byte offset
+    ebr: int = None
 
     @property
     def resized(self):
@@ -88,6 +99,7 @@ def _down(n, align=ALIGN):
 
 def image_placements(meta, numbers=None):
     """A Placement per image partition (or per chosen number), unmoved."""
+    leads = mbrlayout.leads(meta)
     out = []
     for index, area in enumerate(meta["areas"]):
         if area["kind"] != "partition":
@@ -99,7 +111,10 @@ def image_placements(meta, numbers=None):
             else None
         out.append(Placement(area["partition"], index, fs, area["start"],
                              area["size"], area["start"], area["size"],
-                             fsresize.min_size(fs, used, area["size"])))
+                             fsresize.min_size(fs, used, area["size"],
+                                               area.get("block_size")),
+                             leads.get(area["start"], 0)
+                             if area["partition"] >= FIRST_LOGICAL else 0))
     return sorted(out, key=lambda p: p.old_start)
 
 
@@ -125,9 +140,9 @@ def _window(first, end, protected, origin):
 def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
                 protected=(), kind=None):
     """Placements of every image partition on a target of *target_size*
-    bytes; raises TargetError (too small, by how much; a layout that would
-    move an MBR logical partition) or InputError (--size of a partition
-    the image does not hold).
+    bytes; raises TargetError (too small, by how much; MBR logical
+    partitions that would move but whose EBR chain cannot be kept) or
+    InputError (--size of a partition the image does not hold).
     *protected* lists (start, end) byte ranges that must stay untouched."""
     if mode not in MODES:
         raise ValueError(mode)
@@ -142,7 +157,7 @@ def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
         raise InputError(f"--size: the image has no partition {unknown[0]}")
     first, end = usable(kind, target_size, target_sector)
     img_first, img_end = usable(kind, table["disk_size"], table["sector_size"])
-    origin = places[0].old_start
+    origin = places[0].old_start - places[0].lead    # an EBR before it
     lo, hi = _window(first, end, protected, origin)
 
     if mode == "proportional":
@@ -168,7 +183,7 @@ def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
     if mode == "grow":
         last = places[-1]
         last.new_size = _down(hi - last.new_start, target_sector)
-    _check_logical(places, kind)
+    mbrlayout.chain(places, kind)
     return places
 
 
@@ -176,8 +191,9 @@ def _pack(places, lo):
     """Starts from sizes: the image's gaps kept, moved starts aligned."""
     cursor = None
     for p, prev in zip(places, [None] + places[:-1]):
-        if prev is None:
-            p.new_start = p.old_start if p.old_start >= lo else _up(lo)
+        if prev is None:        # an MBR logical's EBR must fit too
+            p.new_start = p.old_start if p.old_start - p.lead >= lo \
+                else _up(lo + p.lead)
         else:
             gap = p.old_start - (prev.old_start + prev.old_size)
             p.new_start = max(cursor + gap, 0)
@@ -219,18 +235,6 @@ def _shrink(places, lo, hi, fixed, target_size):
     _pack(places, lo)
 
 
-def _check_logical(places, kind):
-    if kind != "mbr":
-        return
-    for p in places:
-        if p.number >= FIRST_LOGICAL and (p.new_start, p.new_size) != \
-                (p.old_start, p.old_size):
-            raise TargetError(
-                f"partition {p.number} is an MBR logical partition; they are "
-                f"restored only where they were (same start and size), so "
-                f"this target or these options cannot be used")
-
-
 def plan_into(meta, number, slot_start, slot_size):
     """The placement of image partition *number* into a target slot."""
     places = image_placements(meta, {number})
@@ -249,3 +253,40 @@ def plan_into(meta, number, slot_start, slot_size):
             f"filesystem ({p.fs or 'unknown'}) cannot be shrunk")
     p.new_start, p.new_size = slot_start, slot_size
     return p
+
+
+def kept_slots(kind, places, kept, where):
+    """The table number each of *kept* (protected partitions of the
+    target, kept) gets in the new table: its own, or a free one when an
+    image partition has it or, on an MBR, when it was a logical partition
+    (only the image's logicals are in the EBR chain written).  On an MBR
+    the free numbers keep sector 0's records in disk order where they can
+    (fdisk warns otherwise): those after the image's partitions take the
+    last free slots.  TargetError (naming *where*) when no slot is left,
+    on an MBR with logicals one for the extended partition included."""
+    used = {p.number for p in places}
+    mbr = kind == "mbr"
+    numbers, needs = {}, []
+    for i, part in enumerate(kept):
+        if part.number in used or (mbr and part.number >= FIRST_LOGICAL):
+            needs.append(i)
+        else:
+            numbers[i] = part.number
+            used.add(part.number)
+    free = [n for n in range(1, 129 if kind == "gpt" else 5)
+            if n not in used]
+    if len(free) < len(needs):
+        raise TargetError(f"{where}: no free table slot for protected "
+                          f"partition {kept[needs[len(free)]].number}")
+    end = max((p.new_start + p.new_size for p in places), default=0)
+    after = sorted((i for i in needs if mbr and kept[i].start >= end),
+                   key=lambda i: kept[i].start)
+    before = [i for i in needs if i not in after]
+    numbers.update(zip(before, free))
+    numbers.update(zip(after, free[len(free) - len(after):]))
+    used |= set(numbers.values())
+    if mbr and len([n for n in used if n < FIRST_LOGICAL]) > 3 and \
+            any(p.number >= FIRST_LOGICAL for p in places):
+        raise TargetError(f"{where}: no MBR slot is left for the extended "
+                          f"partition beside the protected partitions kept")
+    return [numbers[i] for i in range(len(kept))]

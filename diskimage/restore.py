@@ -368,8 +368,8 @@ def _write_table(run):
         if plan.new_ids:
             signature = int.from_bytes(os.urandom(4), "little") or 1
             ids["disk signature"] = (table["disk_id"], f"0x{signature:08x}")
-        writes = tablewrite.mbr_writes(
-            sector0, [r for r in rows if r["number"] <= 4], ss, signature)
+        writes = tablewrite.mbr_writes(sector0, rows, ss, signature, {
+            p.number: p.ebr for p in plan.placements if p.ebr is not None})
     for offset, data in writes:
         write_all(disk, offset, data)
     return ids

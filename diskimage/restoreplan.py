@@ -14,7 +14,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 
-from . import layout
+from . import layout, mbrlayout
 from .fs import registry
 from .host.device import open_source
 from .host.links import refuse_dangling_link
@@ -184,6 +184,7 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
     """A whole-disk restore: the image's layout, fitted to the target."""
     meta = plan.stream.metadata
     kind = meta["table"]["kind"]
+    mbrlayout.check_chain(meta)
     if target_table is not None and not overwrite_protected:
         plan.kept = protected_partitions(target_table)
     if kind == "none" or (target_table is None and mode == "keep"
@@ -207,8 +208,9 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         plan.sector_size != meta["table"]["sector_size"] or
         (kind == "gpt" and plan.target_size != meta["table"]["disk_size"]))
     if plan.rewrite_table:
+        skip = mbrlayout.replaced_ebrs(meta, plan.placements)
         plan.areas = {i for i, a in enumerate(meta["areas"])
-                      if a["kind"] != "gpt-backup"}
+                      if a["kind"] != "gpt-backup" and i not in skip}
         ends = [p.new_start + p.new_size for p in plan.placements]
         plan.required_size = max(ends, default=0)
     else:
@@ -233,35 +235,27 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         # fails must not leave it to be found.
         tail = layout.usable("gpt", plan.target_size, plan.sector_size)[1]
         plan.guards.append((tail, plan.target_size))
+    if plan.rewrite_table:
+        plan.notes += mbrlayout.mbr_notes(meta, plan.placements)
     if plan.kept:
         plan.notes.append("kept: " + "; ".join(
             f"partition {p.number} ({reason})" for p, reason in plan.kept))
     for p in plan.placements:
         record = registry.lookup(p.fs)
-        if p.fs_resized and record is not None and record.resize_note:
-            plan.notes.append(f"partition {p.number} ({p.fs}): "
-                              f"{record.resize_note}")
+        if not p.fs_resized or record is None:
+            continue
+        note = record.plan_note(meta["areas"][p.area]) \
+            if record.plan_note else record.resize_note
+        if note:
+            plan.notes.append(f"partition {p.number} ({p.fs}): {note}")
 
 
 def kept_numbers(plan):
     """The table number each kept (protected) partition gets in the new
-    table: its own, or the first free one when an image partition has
-    it.  TargetError when no slot is left."""
-    kind = plan.stream.metadata["table"]["kind"]
-    used = {p.number for p in plan.placements}
-    numbers = []
-    for part, _ in plan.kept:
-        number = part.number
-        if number in used:
-            free = [n for n in range(1, 129 if kind == "gpt" else 5)
-                    if n not in used]
-            if not free:
-                raise TargetError(f"{plan.target}: no free table slot for "
-                                  f"protected partition {part.number}")
-            number = free[0]
-        used.add(number)
-        numbers.append(number)
-    return numbers
+    table (see :func:`layout.kept_slots`)."""
+    return layout.kept_slots(plan.stream.metadata["table"]["kind"],
+                             plan.placements, [p for p, _ in plan.kept],
+                             plan.target)
 
 
 def plan_kept_overlaps(plan):
@@ -299,6 +293,7 @@ def _plan_slots(plan, target_table, partitions, image_parts):
             _refuse_protected(plan, target_table, slot, False)
     keep = {image_parts[n] for n in partitions}
     if plan.write_table:
+        mbrlayout.check_chain(meta)
         keep |= {i for i, a in enumerate(meta["areas"])
                  if a["kind"] in TABLE_KINDS}
     plan.areas = keep

@@ -32,9 +32,10 @@ Paths inside images (IMGPATH):
   IMAGE:N              the root of partition N
   IMAGE:N/lv/path      in LV lv of the LVM2 PV on partition N (ls IMAGE:N
                        lists its LVs)
-Filesystems: ext2/3/4, FAT12/16/32, exFAT, NTFS, XFS.  Only the chunks that
-hold what is looked at are read and decoded, each checked against its
-checksum.
+Filesystems: ext2/3/4, FAT12/16/32, exFAT, NTFS, XFS, btrfs (subvolumes
+and snapshots are directories where they were made), and these inside
+LVM2 volumes.  Only the chunks that hold what is looked at are read and
+decoded, each checked against its checksum.
 Symlinks in IMGPATH are followed inside the image (an absolute target
 starts at the filesystem's root, never the host's; at most 40 links).
 

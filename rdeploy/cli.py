@@ -48,7 +48,7 @@ Options:
                        grow/shrink, what is kept) and write nothing.
   --grow               Extend the last partition to the end of the target
                        and grow its filesystem (ext2/3/4, NTFS, FAT, swap,
-                       XFS; FAT12/16 up to their cluster limits).
+                       XFS, btrfs; FAT12/16 up to their cluster limits).
                        An LVM2 PV grows, and its last LV and that LV's
                        filesystem when the LV is one linear segment.
   --resize=HOW         proportional: every resizable partition keeps its
@@ -96,8 +96,8 @@ Exit codes:
   3 bad input (missing or unusable source, a source mounted read-write, an
   existing IMAGE without --force, not an image, a missing volume,
   a terminal); 4 damaged image (checksum, truncated, bad record); 5 target
-  refused (too small, mounted, the source, other sector size, an MBR
-  logical partition that would move, not confirmed); 6 no space left;
+  refused (too small, mounted, the source, other sector size, MBR logical
+  partitions that cannot move, not confirmed); 6 no space left;
   7 unsupported image version or codec; 8 failed after the first write
   (the target was changed and has no valid table); 9 busy (another process
   is writing the same image); 10 a needed tool is not installed (named with

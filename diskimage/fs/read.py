@@ -284,6 +284,12 @@ class _Ntfs:
         return node.handle.open()
 
 
+def _link(node):
+    """A symlink's target (None: not a link), for readers with no `link`
+    of their own (an LVM2 PV's resolves absolute targets in their LV)."""
+    return node.target if node.kind == "symlink" else None
+
+
 # The readers a registry record names in its `browse`.
 _BACKENDS = {"ext": _Ext, "fat": _Fat, "exfat": _ExFat, "ntfs": _Ntfs}
 _BACKENDS["xfs"] = XfsReader
@@ -360,7 +366,7 @@ class Filesystem:
         last component's link is followed only when `follow_last`."""
         return resolve_in_root(
             self.root, path, self.child,
-            lambda n: n.target if n.kind == "symlink" else None,
+            getattr(self.backend, "link", None) or _link,
             lambda n: n.is_dir, follow_last, self.where)
 
     def lookup(self, path):

@@ -51,8 +51,10 @@ class Filesystem:
     check: tuple = ()
     verdict: object = exit_zero
     #: grow(path, size, what) -> the size reached (at most `size`);
-    #: shrink(path, size, what) -> `size`; min_size(used, size) -> the least
-    #: partition it shrinks into (None: the registry's margin rule).  *path*
+    #: shrink(path, size, what) -> `size`; min_size(used, size[, kind,
+    #: block_size]) -> the least partition it shrinks into (None: the
+    #: registry's margin rule; kind and block_size are passed to a
+    #: min_size that takes them).  *path*
     #: names the filesystem alone (a file or a loop device over it).
     grow: object = None
     shrink: object = None
@@ -63,6 +65,10 @@ class Filesystem:
     #: ("grown on a temporary mount (xfs_growfs)"), when it is done in a
     #: way an administrator should know of.
     resize_note: str = None
+    #: plan_note(area) -> the note for this image's area (its metadata), when
+    #: what a resize does depends on the image (an LVM2 PV: whether its last
+    #: LV grows); it stands in for resize_note.
+    plan_note: object = None
     #: The tools the functions above run (their Debian packages are
     #: diskimage.host.tools.PACKAGES, the one table of them).
     tools: tuple = ()

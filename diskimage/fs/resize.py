@@ -13,8 +13,11 @@ NTFS        ``ntfsresize``             ``ntfslabel --new-serial`` (its
                                        cleared for it and set again)
 FAT12/16/32 grown here (fat.grow),     volume ID in the boot sector (and the
             up to its type's           FAT32 backup boot sector), written here
-            cluster limit;
-            not shrunk
+            cluster limit; shrunk
+            here (fat.shrink): used
+            clusters moved below
+            the new end, within its
+            type's cluster range
 exFAT       not resized: the           ``tune.exfat -I``
             partition may grow, the
             filesystem keeps its size
@@ -32,6 +35,7 @@ device over the partition's bytes of the target (:func:`region`).
 """
 
 import contextlib
+import inspect
 
 from ..errors import MissingToolError, ToolError
 from ..host.loop import loop_device
@@ -72,15 +76,20 @@ def renews_ids(fs):
     return bool(record and record.new_ids)
 
 
-def min_size(fs, used, size):
+def min_size(fs, used, size, block_size=None):
     """The smallest partition the filesystem can be shrunk into, judged
     from its used bytes before any byte is written (a margin above what the
-    tools compute, so that the plan never promises what they refuse)."""
+    tools compute, so that the plan never promises what they refuse).
+    A record's min_size that takes ``kind`` or ``block_size`` (FAT's: the
+    fewest clusters of its type) is given them too."""
     if not can_shrink(fs) or used is None:
         return size
     record = _record(fs)
     if record.min_size:
-        return record.min_size(used, size)
+        facts = {"kind": fs, "block_size": block_size}
+        takes = inspect.signature(record.min_size).parameters
+        return record.min_size(used, size, **{
+            k: v for k, v in facts.items() if k in takes})
     margin = max(used // 10, 16 * MiB)
     return min(size, -(-(used + margin) // MiB) * MiB)
 

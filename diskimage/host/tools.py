@@ -44,6 +44,7 @@ PACKAGES = {
     **dict.fromkeys(("mkfs.xfs", "xfs_repair", "xfs_admin", "xfs_db",
                      "xfs_growfs", "xfs_info", "xfs_io"), "xfsprogs"),
     **dict.fromkeys(("mkfs.btrfs", "btrfs", "btrfstune"), "btrfs-progs"),
+    "fallocate": "util-linux", "chattr": "e2fsprogs",
     "cryptsetup": "cryptsetup-bin",
     **dict.fromkeys(("pvcreate", "vgcreate", "lvcreate", "pvs", "vgs", "lvs",
                      "pvresize", "lvextend", "lvresize", "vgchange", "pvck",

@@ -10,19 +10,31 @@ no partition restored there, or a place past what 32-bit sector numbers
 reach, is dropped), and its 0xEE record keeps covering what it covered: the sectors
 before the first hybrid partition, after the last, or the whole disk.
 
-An MBR keeps its boot code and its logical partitions (which never move);
-the four primary records are written from the new layout.
+An MBR keeps its boot code; the four primary records are written from the
+new layout.  Logical partitions that did not move keep their EBRs as the
+image holds them.  When they move or resize, the EBR chain is written anew,
+in partition-number order, as libfdisk writes one: each EBR (at the offset
+the layout gives, one alignment unit before its logical on an aligned disk)
+holds the logical's record, its start relative to that EBR, and a link to
+the next EBR (type 0x05, start relative to the extended partition's start,
+size from that EBR to the end of its logical); the last EBR has no link.
+The extended partition's record keeps its slot and type and is set to span
+the chain exactly: from the first EBR to the end of the last logical.  Any
+other extended record is cleared (their logicals are in the one chain now).
 
 The functions return ``[(offset, bytes)]`` to write, so the caller decides
 when: restore writes them last.
 """
 
+import struct
 import uuid
 import zlib
 
 from . import gpt, mbr
+from ..errors import TableError
 
 ENTRIES = 128
+LINK_TYPE = 0x05            # the type libfdisk gives an EBR's link record
 REVISION = 0x00010000
 
 
@@ -140,16 +152,112 @@ def _with_records(sector0, records, signature=None):
     return bytes(out)
 
 
-def mbr_writes(sector0, updates, sector_size, signature=None):
-    """Sector 0 with the primary records of *updates* (dicts: number 1-4,
-    start, size, type "0x83", bootable) rewritten, the other records (the
-    extended container among them) kept, and, when given, a new disk
-    signature."""
+def mbr_writes(sector0, rows, sector_size, signature=None, ebrs=None):
+    """Sector 0 with the primary records of *rows* (dicts: number, start,
+    size, type "0x83", bootable; numbers 1-4 primaries, from 5 logicals)
+    rewritten, the other records (the extended container among them)
+    kept, and, when given, a new disk signature.  With *ebrs* ({logical
+    number: the new byte offset of its EBR}), the EBR chain and the
+    extended record are written anew (see the module's docstring).  When
+    *rows* hold no logical, an extended record that a primary now overlaps
+    is dropped: an empty container, which would otherwise overlap it."""
+    updates = [p for p in rows if p["number"] < mbr.FIRST_LOGICAL]
+    logicals = [dict(p, ebr=ebrs[p["number"]]) for p in rows
+                if p["number"] in (ebrs or {})]
+    empty_extended = len(updates) == len(rows)
     at = mbr.PARTITION_RECORD_OFFSET
-    records = bytearray(sector0[at:at + 64])
+    old = sector0[at:at + 64]
+    extended = [old[16 * slot:16 * slot + 16] for slot in range(4)
+                if _is_extended(old, slot)]
+    records = bytearray(old)
+    for slot in range(4):
+        if _is_extended(old, slot):
+            records[16 * slot:16 * slot + 16] = bytes(16)
     for p in updates:
         rec = _record(p.get("bootable"), int(p["type"], 16),
                       p["start"] // sector_size, p["size"] // sector_size)
         slot = (p["number"] - 1) * 16
         records[slot:slot + 16] = rec
-    return [(0, _with_records(sector0, bytes(records), signature))]
+    chain = []
+    if logicals:
+        chain = ebr_chain(logicals, sector_size)
+        if not extended:
+            raise TableError("sector 0 of the image has no extended "
+                             "partition record for its logical partitions")
+        ext_start, ext_size = chain[0]
+        extended = [_record(False, extended[0][4], ext_start, ext_size)]
+    if empty_extended and not logicals:
+        spans = [(p["start"] // sector_size,
+                  (p["start"] + p["size"]) // sector_size) for p in updates]
+        extended = [r if not any(
+            start < r_start + r_size and r_start < end
+            for start, end in spans) else bytes(16)
+            for r in extended
+            for r_start, r_size in [struct.unpack_from("<II", r, 8)]]
+    _place_extended(records, old, extended, {p["number"] for p in updates})
+    return [(0, _with_records(sector0, bytes(records), signature))] + \
+        [(lba * sector_size, ebr) for lba, ebr in chain[1:]]
+
+
+def _is_extended(records, slot):
+    at = 16 * slot
+    return records[at + 4] in mbr.EXTENDED_TYPES and \
+        mbr.PARTITION_RECORD.unpack(records, at).size_in_lba != 0
+
+
+def _place_extended(records, old, extended, taken):
+    """Put the *extended* records back into *records*: each in its old
+    slot, or, when a primary of the new layout (a kept protected partition)
+    took that slot, in the first empty one.  TableError when none is."""
+    slots = [slot for slot in range(4) if _is_extended(old, slot)]
+    for slot, record in zip(slots, extended):
+        if not any(record):             # an empty one dropped
+            continue
+        if slot + 1 in taken:
+            empty = [s for s in range(4) if s + 1 not in taken and
+                     not any(records[16 * s:16 * s + 16])]
+            if not empty:
+                raise TableError("no MBR slot is left for the extended "
+                                 "partition")
+            slot = empty[0]
+        taken = taken | {slot + 1}
+        records[16 * slot:16 * slot + 16] = record
+
+
+def ebr_chain(logicals, sector_size):
+    """[(extended start LBA, extended size)] followed by (EBR LBA, EBR
+    sector) for each of *logicals*, in number order.  TableError when they
+    are not in disk order, an EBR is not before its logical, or a sector
+    number does not fit in 32 bits."""
+    ss = sector_size
+    parts = sorted(logicals, key=lambda p: p["number"])
+    numbers = [p["number"] for p in parts]
+    if numbers != list(range(mbr.FIRST_LOGICAL,
+                             mbr.FIRST_LOGICAL + len(parts))):
+        raise TableError(f"logical partitions numbered {numbers}, not "
+                         f"5 onwards without gaps")
+    places = [(p["ebr"] // ss, p["start"] // ss, p["size"] // ss)
+              for p in parts]
+    ext_start = places[0][0]
+    ext_end = places[-1][1] + places[-1][2]
+    if ext_end > 0xFFFFFFFF + 1:
+        raise TableError(f"the extended partition would end at LBA "
+                         f"{ext_end}, past what an MBR counts")
+    cursor = ext_start
+    for number, (ebr, start, size) in zip(numbers, places):
+        if not cursor <= ebr < start:
+            raise TableError(f"the EBR of logical partition {number} (LBA "
+                             f"{ebr}) is not between the end of the one "
+                             f"before (LBA {cursor}) and its start (LBA "
+                             f"{start})")
+        cursor = start + size
+    out = [(ext_start, ext_end - ext_start)]
+    for i, (p, (ebr, start, size)) in enumerate(zip(parts, places)):
+        records = _record(p.get("bootable"), int(p["type"], 16),
+                          start - ebr, size)
+        if i + 1 < len(places):
+            nxt_ebr, nxt_start, nxt_size = places[i + 1]
+            records += _record(False, LINK_TYPE, nxt_ebr - ext_start,
+                               nxt_start + nxt_size - nxt_ebr)
+        out.append((ebr, _with_records(bytes(512), records.ljust(64, b"\0"))))
+    return out

@@ -95,7 +95,7 @@ def test_file_references_are_checked_with_snapshots_sharing_leaves(volume):
     with open(image, "rb") as f:
         vol = _Volume(lambda o, n: os.pread(f.fileno(), n, o),
                       os.path.getsize(image))
-        tally = referenced(vol.trees, vol.sb)
+        tally = referenced(vol.trees, vol.sb)[0]
     out = run("btrfs", "inspect-internal", "dump-tree", "-t", "extent",
               image).stdout
     assert tally.count == sum(int(n) for n in re.findall(

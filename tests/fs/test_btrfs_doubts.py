@@ -53,8 +53,8 @@ def references_checked(image):
     with open(image, "rb") as f:
         vol = _Volume(lambda o, n: os.pread(f.fileno(), n, o),
                       os.path.getsize(image))
-        tally = referenced(vol.trees, vol.sb)
-    return None if tally is None else tally.count
+        found = referenced(vol.trees, vol.sb)
+    return None if found is None else found[0].count
 
 
 def maps_exactly_and_restores(image, files, tmp_path, large=False):

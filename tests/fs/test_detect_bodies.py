@@ -294,9 +294,6 @@ def test_lvm2_label_sanity(pv_head, tmp_path, damage):
 
 
 @pytest.mark.needs("pvcreate", "losetup", "blkid", root=True)
-@pytest.mark.xfail(strict=True, reason="fs/lvm detects by LABELONE alone; "
-                   "the lead's change: detect also asks "
-                   "foreign.lvm2_label_sane")
 def test_lvm2_with_a_bad_label_crc_is_nothing(pv_head, tmp_path):
     agree(pv_volume(tmp_path, pv_head, "crc"), None)
 

@@ -50,12 +50,13 @@ def pv(tmp_path_factory):
         return made, f.read(), tmp
 
 
-def with_text(data, raw, offset=None, length=None):
-    """The PV with its current text metadata replaced by the bytes `raw`
-    (CRCs right); `offset`/`length`: what raw_locn says instead."""
+def with_text(data, raw, offset=None, length=None, area=0):
+    """The PV with its current text metadata (in metadata area `area`)
+    replaced by the bytes `raw` (CRCs right); `offset`/`length`: what
+    raw_locn says instead."""
     data = bytearray(data)
     lab = lvlabel.read_label(reader(data), len(data))
-    start, size = lab.metadata_areas[0]
+    start, size = lab.metadata_areas[area]
     meta = lvlabel.read_metadata(reader(data), (start, size))
     at = meta.where[0][0] - start
     raw = raw[:size - 512]
@@ -271,3 +272,53 @@ def test_many_lvs_are_a_map_error_not_a_hang(pv):
                     for n in range(60000))
     with pytest.raises(MapError):
         open_bytes(with_text(data, text[:at] + many + text[at:] + b"\0"))
+
+
+VG_HEAD = ('contents = "Text Format Volume Group"\nversion = 1\n'
+           'vg { id = "v" seqno = 1 extent_size = 2048\n')
+PVS = 'physical_volumes { pv0 { id = "P" pe_start = 2048 pe_count = 30 } }\n'
+
+
+@pytest.mark.parametrize("body,why", [
+    ("physical_volumes = 5", "physical_volumes is not a section"),
+    (PVS + 'logical_volumes = "x"', "logical_volumes is not a section"),
+    (PVS + "l = [" + "1, " * 200_000 + "]", "more than 100000 items"),
+    (PVS + "n = 9223372036854775808", "past lvm2's 64 bits"),
+    (PVS + "n = -9223372036854775809", "past lvm2's 64 bits"),
+    (PVS + "logical_volumes {" + "".join(
+        f'l{n} {{ id = "x" segment_count = 1 segment1 {{ start_extent = 0 '
+        f'extent_count = 1 type = "thin" thin_pool = "l{n + 1}" }} }}\n'
+        for n in range(20_000)) + "}", "more than 100000 items"),
+])
+def test_hostile_sections_are_map_errors(body, why):
+    from diskimage.fs.lvm.volumes import volume_group
+    with pytest.raises(MapError, match=why):
+        volume_group(VG_HEAD + body + "}\n", "P", 64 << 20)
+
+
+def test_many_thin_lvs_are_judged_in_one_pass():
+    # 5,000 LVs, each part of the next: every one copied whole (the
+    # judging once compared every LV with every other)
+    from diskimage.fs.lvm.volumes import volume_group
+    count = 5_000
+    body = PVS + "logical_volumes {" + "".join(
+        f'l{n} {{ id = "x" segment_count = 1 segment1 {{ start_extent = 0 '
+        f'extent_count = 1 type = "thin" thin_pool = "l{(n + 1) % count}" '
+        f'}} }}\n' for n in range(count)) + "}"
+    group = volume_group(VG_HEAD + body + "}\n", "P", 64 << 20)
+    assert len(group.lvs) == count
+    assert all(lv.whole.startswith("part of thin LV") for lv in group.lvs)
+
+
+def test_two_areas_of_one_seqno_must_agree(tmp_path):
+    made = lvmbuild.make_pv(tmp_path, 24, [("root", 4, None),
+                                           ("other", 4, None)],
+                            pv_args=("--pvmetadatacopies", "2"))
+    data = made.image.read_bytes()
+    open_bytes(data)                    # lvm2's two copies agree
+    text = current_text(data)
+    at = text.index(b"other {")
+    # the second copy, of the same seqno, names LV "other" otherwise
+    forgot = text[:at] + b"x" + text[at:].replace(b"other {", b"x {", 1)
+    with pytest.raises(MapError, match="same seqno"):
+        open_bytes(with_text(data, forgot + b"\0", area=1))

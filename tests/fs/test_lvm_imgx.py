@@ -93,3 +93,42 @@ def test_a_volume_without_a_filesystem_is_not_a_directory(image):
     done = imgx("ls", f"{path}:1/gap/x", check=False)
     assert done.returncode != 0
     assert b"not a directory" in done.stderr
+
+
+def test_an_absolute_symlink_stays_in_its_lv(tmp_path):
+    # two LVs, each an ext4 with /etc/hosts; LV a's /lnk -> /etc/hosts
+    # must reach a's file, not the PV's directory of LVs (nor b's)
+    from diskimage.fs.inpath import resolve_in_root
+    from diskimage.fs.lvm.browse import Volumes
+    pv = lvmbuild.make_pv(tmp_path, 24, [("a", 6, None), ("b", 6, None)])
+    for name, text in (("a", b"in a\n"), ("b", b"in b\n")):
+        tree = tmp_path / f"tree-{name}"
+        (tree / "etc").mkdir(parents=True)
+        (tree / "etc" / "hosts").write_bytes(text)
+        os.symlink("/etc/hosts", tree / "lnk")
+        os.symlink("etc/hosts", tree / "rel")
+        fs = tmp_path / f"{name}.img"
+        (offset, size), = pv.lvs[name].places
+        with open(fs, "wb") as f:
+            f.truncate(size)
+        run("mkfs.ext4", "-q", "-F", "-d", tree, fs)
+        with open(fs, "rb") as src, open(pv.image, "r+b") as dst:
+            os.pwrite(dst.fileno(), src.read(), offset)
+    with open(pv.image, "rb") as fh:
+        volumes = Volumes(fh)
+
+        def child(node, name):
+            return next((c for c in volumes.children(node)
+                         if c.name == name), None)
+
+        def read(path):
+            node, canonical = resolve_in_root(
+                volumes.root, path, child, volumes.link,
+                lambda n: n.kind == "dir", True, "pv:")
+            return volumes.open(node).read(), canonical
+        for name in ("a", "b"):
+            assert read(f"{name}/lnk") == (f"in {name}\n".encode(),
+                                           f"/{name}/etc/hosts")
+            assert read(f"{name}/rel")[0] == f"in {name}\n".encode()
+        lnk = child(child(volumes.root, "a"), "lnk")
+        assert lnk.target == "/etc/hosts"       # shown and extracted as is

@@ -11,6 +11,7 @@ xfs_db's free-space btrees."""
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -111,8 +112,8 @@ def test_grow_grows_the_pv_the_last_lv_and_its_ext4(disk, tmp_path):
     image, _, _ = round_trip(path, tmp_path)
     bigger = random_fill(tmp_path / "plan.img", 2 * os.path.getsize(path), 1)
     plan = rdeploy("restore", image, bigger, "--grow", "--dry-run").stdout
-    assert "PV grown by pvresize (metadata only), then its last LV by " \
-           "lvextend" in " ".join(plan.split())
+    assert re.search(r"PV grown by pvresize \(metadata only\), then its "
+                     r"last LV \S+ by lvextend", " ".join(plan.split())), plan
     target = restore_onto(image, tmp_path, 2 * os.path.getsize(path),
                           "--grow")
     new_start, new_size = new_place(target)
@@ -212,8 +213,8 @@ def partclone_lz4(path, start, pv):
     return total
 
 
-def test_new_ids_renew_the_pv_the_vg_and_each_lvs_filesystem(disk,
-                                                             tmp_path):
+def test_new_ids_renew_the_pv_the_vg_the_lvs_and_each_filesystem(
+        disk, tmp_path):
     path, start, size, pv = disk
     image, _, _ = round_trip(path, tmp_path)
     target = restore_onto(image, tmp_path, os.path.getsize(path),
@@ -223,6 +224,9 @@ def test_new_ids_renew_the_pv_the_vg_and_each_lvs_filesystem(disk,
     assert after["pv"]["pv_uuid"] != before["pv"]["pv_uuid"]
     assert after["vg"]["vg_uuid"] != before["vg"]["vg_uuid"]
     assert set(after["lv"]) == set(before["lv"])
+    for name in before["lv"]:               # LV UUIDs too, sizes kept
+        assert after["lv"][name]["lv_uuid"] != before["lv"][name]["lv_uuid"]
+        assert after["lv"][name]["lv_size"] == before["lv"][name]["lv_size"]
     for name, lv in pv.lvs.items():
         (offset, lv_size), = lv.places
         with loop_device(path, start + offset, lv_size) as old, \

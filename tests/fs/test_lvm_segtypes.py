@@ -1,9 +1,10 @@
 """LVs that are not plain linear LVs of a known filesystem are copied
 whole, whatever they hold: RAID, mirror, snapshot, cache, writecache,
-integrity, VDO, pvmove and the hidden sub-LVs they are made of.  lvcreate
-refuses these without device-mapper, so the metadata is written the way
-lvm2 would (the LV "img", an ext4, becomes the data sub-LV, "meta" the
-metadata sub-LV) and put in by lvm2's own `vgcfgrestore --force`
+integrity, pvmove and the hidden sub-LVs they are made of (VDO and thin
+external origins at the metadata level: lvm2 wants a VDO pool's every
+field).  lvcreate refuses these without device-mapper, so the metadata
+is written the way lvm2 would (the LV "img", an ext4, becomes the data
+sub-LV, "meta" the metadata sub-LV) and put in by lvm2's own `vgcfgrestore --force`
 (tests/lvmbuild.rewrite_metadata); lvm2's `lvs` must then report the
 segment type, and the map must keep the sub-LV's every extent although
 its ext4 would map to a few blocks.
@@ -50,7 +51,8 @@ CASES = {
         {"img": ("snap", '["READ", "WRITE", "VISIBLE"]')},
         [lv_text("snapshot0", 8, "snapshot", 'chunk_size = 8\norigin = '
                  '"root"\ncow_store = "snap"', 'status = ["READ"]')],
-        {"snap": "part of snapshot LV snapshot0"}, {"snap": "linear"}),
+        {"snap": "part of snapshot LV snapshot0",
+         "root": "part of snapshot LV snapshot0"}, {"snap": "linear"}),
     "cache": (
         {"img": ("cpool_cdata", '["READ", "WRITE"]'),
          "meta": ("cpool_cmeta", '["READ", "WRITE"]'),
@@ -63,6 +65,22 @@ CASES = {
                  'origin = "lv_corig"')],
         {"cpool_cdata": "part of cache-pool LV cpool",
          "lv_corig": "part of cache LV lv"}, {"lv": "cache"}),
+    "writecache": (
+        {"img": ("fast_cvol", '["READ", "WRITE"]'),
+         "root": ("lv_wcorig", '["READ", "WRITE"]')},
+        [lv_text("lv", 8, "writecache", 'origin = "lv_wcorig"\n'
+                 'writecache = "fast_cvol"\nwritecache_block_size = 4096')],
+        {"fast_cvol": "part of writecache LV lv",
+         "lv_wcorig": "part of writecache LV lv"}, {"lv": "writecache"}),
+    "integrity": (
+        {"img": ("lv_iorig", '["READ", "WRITE"]'),
+         "meta": ("lv_imeta", '["READ", "WRITE"]')},
+        [lv_text("lv", 8, "integrity", 'origin = "lv_iorig"\n'
+                 'meta_dev = "lv_imeta"\nrecalculate = 0\n'
+                 'data_sectors = 16384\nmode = "J"\ntag_size = 4\n'
+                 'block_size = 512\ninternal_hash = "crc32c"')],
+        {"lv_iorig": "part of integrity LV lv",
+         "lv_imeta": "part of integrity LV lv"}, {"lv": "integrity"}),
     "hidden": (
         {"img": ("img", '["READ", "WRITE"]')}, [],
         {"img": "a hidden LV"}, {"root": "linear"}),
@@ -115,6 +133,7 @@ def test_a_volume_of_another_type_is_copied_whole(base, case, tmp_path):
                        for o, n in runs), (name, offset, size)
     plain = [lv for lv in by_name.values() if lv["stored"] == "used-blocks"]
     assert all(lv["name"] == "root" for lv in plain)
+    assert bool(plain) == (case not in ("cache", "snapshot", "writecache"))
     assert used.used_bytes >= 8 * MiB
 
 
@@ -129,8 +148,8 @@ def test_pvmove_areas_are_kept_or_refused(base, tmp_path):
         at = text.index("logical_volumes {") + len("logical_volumes {")
         return text[:at] + "\n" + lv_text(
             "pvmove0", 8, "mirror", 'mirror_count = 2\nregion_size = 1024\n'
-            'mirrors = ["pv0", 8, "pv0", 20]', 'status = ["READ", "WRITE", "PVMOVE", '
-            '"LOCKED"]') + text[at:]
+            'mirrors = ["pv0", 8, "pv0", 20]',
+            'status = ["READ", "WRITE", "PVMOVE", "LOCKED"]') + text[at:]
     lvmbuild.rewrite_metadata(image, edit)
     try:
         used = opened(image)
@@ -171,14 +190,15 @@ def test_a_mirror_of_pv_areas_keeps_both():
         (MiB + 2 * MiB, 8 * MiB), (MiB + 12 * MiB, 8 * MiB)]
 
 
-@pytest.mark.parametrize("kind,whole", [("cache", True),
-                                        ("writecache", True),
-                                        ("integrity", True),
-                                        ("snapshot", False)])
-def test_an_origin_holding_the_data_is_copied_whole(kind, whole):
+@pytest.mark.parametrize("kind,key", [
+    ("cache", "origin"), ("writecache", "origin"), ("integrity", "origin"),
+    ("snapshot", "origin"), ("thin", "external_origin"),
+    ("vdo", "vdo_pool"), ("vdo-pool", "data")])
+def test_an_origin_is_copied_whole(kind, key):
     # a cache's origin may be stale (writeback) and must not be mapped
     # by its own filesystem even when the metadata calls it visible; a
-    # snapshot's origin is the live LV
+    # snapshot reads the origin's blocks that the origin's filesystem
+    # may have freed since (only the changed ones are in the COW store)
     from diskimage.fs.lvm.volumes import volume_group
     text = ('contents = "Text Format Volume Group"\nversion = 1\n'
             'vg { id = "v" seqno = 1 extent_size = 2048\n'
@@ -186,6 +206,24 @@ def test_an_origin_holding_the_data_is_copied_whole(kind, whole):
             'pe_count = 30 } }\nlogical_volumes {\n' +
             lv_text("root", 8, "striped", 'stripe_count = 1\n'
                     'stripes = ["pv0", 0]') +
-            lv_text("lv", 8, kind, 'origin = "root"') + '} }\n')
+            lv_text("lv", 8, kind, f'{key} = "root"') + '} }\n')
     root = volume_group(text, "P", 32 * MiB).lvs[0]
-    assert root.whole == (f"part of {kind} LV lv" if whole else None)
+    assert root.whole == f"part of {kind} LV lv"
+
+
+def test_the_plan_says_what_grows(tmp_path):
+    # the last LV in two segments: only the PV grows, and the plan says so
+    from diskimage.fs.lvm.grow import plan_note
+    made = lvmbuild.make_pv(tmp_path, 40, [("root", 6, "ext4"),
+                                           ("data", 4, "ext4")])
+    area = opened(made.image).describe()
+    assert plan_note(area) == ("PV grown by pvresize (metadata only), then "
+                               "its last LV data by lvextend and its ext4")
+    with lvmbuild.attached(made.image) as (lvm_run, dev):
+        lvm_run("lvextend", "-q", "-L", "+6m", "vgtest/root")
+    note = plan_note(opened(made.image).describe())
+    assert note.startswith("PV grown by pvresize (metadata only); the new "
+                           "extents stay free: its last LV root is 2 "
+                           "segments, so it and its ext4 keep their size")
+    area["volume_group"]["pv_count"] = 2
+    assert plan_note(area).startswith("left as it is")

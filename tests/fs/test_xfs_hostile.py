@@ -212,23 +212,52 @@ def test_a_log_marked_free_is_refused(tmp_path):
         "logstart", "logblocks", "agblklog"))
     agno, at = logstart >> agblklog, logstart & ((1 << agblklog) - 1)
     assert agno > 0, "the log is in AG 0: the test wants another AG's"
+    insert_free(image, agno, at, logblocks)
+    with pytest.raises(MapError, match="the free space btrees hold blocks "
+                       "of the internal log"):
+        open_map(image)
+    assert run("xfs_repair", "-n", image, check=False).returncode == 1
+
+
+def test_a_free_extent_over_the_group_headers_is_refused(small, tmp_path):
+    """Block 0 of AG 1 (its superblock, AGF, AGI and AGFL) written into
+    both free space btrees as a free extent, the AGF to match."""
+    image = copy_of(small, tmp_path)
+    insert_free(image, 1, 0, 1)
+    with pytest.raises(MapError, match="holds the group's headers"):
+        open_map(image)
+
+
+def insert_free(image, agno, start, count):
+    """The extent start+count added to AG `agno`'s free space btrees (one
+    leaf each) in key order, and to its AGF's freeblks and longest."""
     freeblks, longest = agf(image, agno, "freeblks", "longest")
     assert agf(image, agno, "bnolevel", "cntlevel") == [1, 1]
     for tree, key in (("bno", lambda r: r[0]), ("cnt", lambda r: r[::-1])):
         text = db(image, f"agf {agno}", f"addr {tree}root", "p recs")
         recs = [(int(s), int(n)) for s, n in re.findall(
             r"\d+:\[(\d+),(\d+)\]", text)]
-        assert all(s > at + logblocks or s + n < at for s, n in recs)
-        recs = sorted(recs + [(at, logblocks)], key=key)
+        assert all(s > start + count or s + n < start for s, n in recs)
+        recs = sorted(recs + [(start, count)], key=key)
         writes = [f"write -d numrecs {len(recs)}"] + [
             f"write -d recs[{k}].{field} {value}"
             for k, rec in enumerate(recs, 1)
             for field, value in zip(("startblock", "blockcount"), rec)]
         xfs_db_write(image, f"agf {agno}", f"addr {tree}root", *writes)
-    xfs_db_write(image, f"agf {agno}",
-                 f"write -d freeblks {freeblks + logblocks}",
-                 f"write -d longest {max(longest, logblocks)}")
-    with pytest.raises(MapError, match="the free space btrees hold blocks "
-                       "of the internal log"):
+    xfs_db_write(image, f"agf {agno}", f"write -d freeblks {freeblks + count}",
+                 f"write -d longest {max(longest, count)}")
+
+
+@pytest.mark.parametrize("name,header,field", [
+    ("inobt", "agi", "root"), ("finobt", "agi", "free_root"),
+    ("refcountbt", "agf", "refcntroot")])
+def test_a_btree_root_marked_free_is_refused(small, tmp_path, name, header,
+                                             field):
+    """A btree's root block written into both free space btrees as a free
+    extent, the AGF to match: only the root's address says it is used."""
+    image = copy_of(small, tmp_path)
+    root = number(field, db(image, f"{header} 1", f"p {field}"))
+    insert_free(image, 1, root, 1)
+    with pytest.raises(MapError, match=f"block {root} is the {name} root "
+                       f"and in the free extent {root}\\+1"):
         open_map(image)
-    assert run("xfs_repair", "-n", image, check=False).returncode == 1

@@ -1,5 +1,5 @@
-"""Restores between sector sizes (512 to 4096) and of MBR disks: logical
-partitions stay, hybrid MBR records follow their GPT partitions.  Checked
+"""Restores between sector sizes (512 to 4096) and of MBR disks: logicals
+stay or grow, hybrid MBR records follow their GPT partitions.  Checked
 by sfdisk, sgdisk -v and each filesystem's fsck."""
 
 import os
@@ -68,18 +68,26 @@ def test_sector_size_conversion_refused_for_fat_and_ntfs(demo, tmp_path):
     assert sha256(backing) == sha256(blank(tmp_path / "z.img", 300 * MiB))
 
 
-def test_mbr_logical_partitions_do_not_move(tmp_path):
+def test_mbr_logical_partitions_stay_or_grow(tmp_path):
+    """Onto a disk twice the size: in place without options (the image's
+    EBRs as they were), and with --grow the last logical takes the disk,
+    its extended partition with it (tests/tables/test_mbr_logical_restore.py
+    has the moves and resizes)."""
     disk = tmp_path / "mbr.img"
     manifest = demodisk.make_mbr_extended(disk, files=30)
     image = tmp_path / "mbr.rdi"
     rdeploy("capture", disk, image, "-q")
     big = blank(tmp_path / "big.img", 2 * os.path.getsize(disk))
-    rdeploy("restore", image, big, "--yes")           # same places: fine
+    rdeploy("restore", image, big, "--yes")           # same places
     assert checked(big, manifest) == []
-    # Refused before a byte is written: the target refused (5), not an
-    # unsupported image (7, as it was before issue 12).
-    err = rdeploy("restore", image, big, "--grow", "--yes", code=5).stderr
-    assert "logical partition" in err
+    assert layout(big)[0] == layout(disk)[0]
+    rdeploy("restore", image, big, "--grow", "--yes")
+    where, _ = layout(big)
+    assert where[7]["start"] + where[7]["size"] == os.path.getsize(big)
+    extended = [p for n, p in where.items() if p["type"] == "5"]
+    assert [(p["start"], p["start"] + p["size"]) for p in extended] == \
+        [(where[5]["start"] - MiB, os.path.getsize(big))]
+    assert checked(big, manifest) == []
 
 
 def mbr_records(path):

@@ -13,6 +13,12 @@ and preallocated file extent items must equal the data extent items
 (start, length) taken `refs` times.  Compared in constant memory as the
 count and the sum modulo 2**64 of a 64-bit hash of each pair.
 
+Likewise every tree block reached from the root tree, the chunk tree and
+every root item's tree (each once) must be a tree-block extent item and
+every tree-block extent item a block reached: a METADATA_ITEM moved
+inside its chunk would otherwise leave a block of a tree the map does not
+read (a file tree, the csum tree) out of the map.
+
 A deleted subvolume not yet cleaned (a root item with refs 0) is being
 dropped a part at a time: its references are not all there, so the check
 is not made (the block group counts still are).
@@ -50,20 +56,25 @@ class Tally:
         self.sum = (self.sum + times * _hash(start, length)) & MASK
 
 
-def file_trees(trees, sb):
-    """[(objectid, bytenr, level)] of the trees holding file extent items,
-    the root tree first; None when a deleted subvolume is being
+def _is_file_tree(objectid):
+    return objectid in (1, FS_TREE, TREE_RELOC, DATA_RELOC) or \
+        FIRST_FREE <= objectid <= LAST_FREE
+
+
+def all_trees(trees, sb):
+    """[(objectid, bytenr, level)] of every tree: the root tree, the chunk
+    tree, and each root item's; None when a deleted subvolume is being
     dropped."""
-    found = [(1, sb.root, sb.root_level)]
+    found = [(1, sb.root, sb.root_level), (3, sb.chunk_root,
+                                           sb.chunk_root_level)]
     for key, data in trees.items(sb.root, sb.root_level):
-        objectid = key[0]
-        if key[1] != ROOT_ITEM_KEY or not (
-                objectid == FS_TREE or FIRST_FREE <= objectid <= LAST_FREE
-                or objectid in (TREE_RELOC, DATA_RELOC)):
+        if key[1] != ROOT_ITEM_KEY:
             continue
+        objectid = key[0]
         if len(data) < _ROOT_LEVEL + 1:
             raise MapError(f"btrfs root item {objectid} is short")
-        if struct.unpack_from("<I", data, _ROOT_REFS)[0] == 0:
+        if _is_file_tree(objectid) and \
+                struct.unpack_from("<I", data, _ROOT_REFS)[0] == 0:
             return None
         bytenr, = struct.unpack_from("<Q", data, _ROOT_BYTENR)
         found.append((objectid, bytenr, data[_ROOT_LEVEL]))
@@ -71,16 +82,18 @@ def file_trees(trees, sb):
 
 
 def referenced(trees, sb):
-    """The Tally of every file extent item's disk extent, each tree block
+    """(Tally of every file extent item's disk extent, Tally of every tree
+    block reached (start, nodesize)), walking every tree with each block
     read once; None when it cannot be complete (a subvolume being
     dropped)."""
-    roots = file_trees(trees, sb)
+    roots = all_trees(trees, sb)
     if roots is None:
         return None
     tally, shared = Tally(), set()
     for objectid, bytenr, level in roots:
+        file_tree = _is_file_tree(objectid)
         for key, data in trees.items(bytenr, level, shared=shared):
-            if key[1] != EXTENT_DATA_KEY:
+            if key[1] != EXTENT_DATA_KEY or not file_tree:
                 continue
             if len(data) <= _FILE_TYPE:
                 raise MapError(f"btrfs file extent item of tree {objectid} "
@@ -93,4 +106,7 @@ def referenced(trees, sb):
             start, length = _FILE_DISK.unpack_from(data, _FILE_TYPE + 1)
             if start:               # 0: a hole
                 tally.add(start, length)
-    return tally
+    blocks = Tally()
+    for logical in shared:
+        blocks.add(logical, sb.nodesize)
+    return tally, blocks

@@ -124,11 +124,12 @@ class _Volume:
         add up to each block group's used count and to the superblock's
         bytes_used."""
         per_chunk, end, total, chunk = {}, 0, 0, None
-        tops, data = dict(self.tops), Tally()
+        tops, data, blocks = dict(self.tops), Tally(), Tally()
         for logical, length, tree, refs in self._extent_items(0,
                                                               2 ** 64 - 1):
             if tree:
                 tops.pop(logical, None)
+                blocks.add(logical, length)
             else:
                 data.add(logical, length, refs)
             if logical < end:
@@ -166,13 +167,19 @@ class _Volume:
         if total != self.sb.bytes_used:
             raise MapError(f"btrfs superblock says {self.sb.bytes_used} bytes "
                            f"used, the extent tree holds {total}")
-        files = referenced(self.trees, self.sb)
-        if files is not None and (files.count, files.sum) != (data.count,
-                                                              data.sum):
+        found = referenced(self.trees, self.sb)
+        if found is None:
+            return
+        files, reached = found
+        if (files.count, files.sum) != (data.count, data.sum):
             raise MapError(f"btrfs file trees hold {files.count} references "
                            f"to data extents, the extent tree "
                            f"{data.count}: they do not name the same "
                            f"extents")
+        if (reached.count, reached.sum) != (blocks.count, blocks.sum):
+            raise MapError(f"btrfs trees reach {reached.count} blocks, the "
+                           f"extent tree lists {blocks.count} tree blocks: "
+                           f"they do not name the same blocks")
 
     def _fixed(self):
         """The first MiB and the superblock mirrors inside the partition."""

@@ -7,10 +7,12 @@ ext2, ext3, ext4 (and jbd, ext4dev) apart by the feature rules of
 libblkid, so that capture names a filesystem as `blkid -p` does.
 """
 
+import collections
 import struct
 
 from ...structs import Struct, read_exact
 from ..usedmap import MapError
+from .csum import csum_seed, desc_csum
 
 SUPERBLOCK_OFFSET = 1024
 EXT4_SUPER_MAGIC = 0xEF53
@@ -94,8 +96,15 @@ INCOMPAT_FLEX_BG = 0x200
 INCOMPAT_KNOWN = 0x2 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | \
     0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000
 EXT2_VALID_FS, EXT2_ERROR_FS = 0x1, 0x2
-EXT4_BG_BLOCK_UNINIT = 0x2
+EXT4_BG_INODE_UNINIT, EXT4_BG_BLOCK_UNINIT = 0x1, 0x2
 READ_BATCH = 4 << 20
+# What descriptors() gives of each group; `at` is the descriptor's byte
+# offset, `unused` bg_itable_unused (inodes at the table's end never used),
+# `bcsum` and `icsum` the block and inode bitmaps' checksums (their high
+# halves only in descriptors of 0x3A and 0x3C bytes or more,
+# EXT4_BG_BLOCK_BITMAP_CSUM_HI_LOCATION, EXT4_BG_INODE_BITMAP_CSUM_HI_END).
+Desc = collections.namedtuple("Desc",
+                              "bb ib it free flags unused at bcsum icsum")
 
 
 # What ext2 and ext3 support, as libblkid (superblocks/ext.c) tells them
@@ -288,13 +297,16 @@ class Geometry:
                            f"{len(where)} places (byte offset "
                            f"{field_offset('s_first_meta_bg')})")
         flex = self.sb.s_feature_incompat & INCOMPAT_FLEX_BG
+        metadata_csum = self.sb.s_feature_ro_compat & RO_COMPAT_METADATA_CSUM
+        seed = csum_seed(self.sb) if metadata_csum else 0
+        sums = []
         descs = [None] * self.groups
         for block, data in self.blocks(where, "group descriptors"):
             first = where[block] * self.dpb
             for k in range(min(self.dpb, self.groups - first)):
                 group, at = first + k, block * self.bs + k * self.dsz
-                raw = data[k * self.dsz:k * self.dsz + min(self.dsz, 64)]
-                d = GROUP_DESC.unpack(raw.ljust(64, b"\0"), at=at)
+                raw = data[k * self.dsz:(k + 1) * self.dsz]
+                d = GROUP_DESC.unpack(raw[:64].ljust(64, b"\0"), at=at)
                 bb = d.bg_block_bitmap_lo | d.bg_block_bitmap_hi << 32
                 ib = d.bg_inode_bitmap_lo | d.bg_inode_bitmap_hi << 32
                 it = d.bg_inode_table_lo | d.bg_inode_table_hi << 32
@@ -314,8 +326,49 @@ class Geometry:
                     raise MapError(f"group {group} counts {free} free of its "
                                    f"{self.group_clusters(group)} clusters "
                                    f"(byte offset {at})")
-                descs[group] = (bb, ib, it, free, d.bg_flags)
+                if group == self.groups - 1 and self.csum and \
+                        d.bg_flags & EXT4_BG_BLOCK_UNINIT:
+                    raise MapError(f"the last group {group} is flagged "
+                                   f"BLOCK_UNINIT: its bitmap's padding "
+                                   f"cannot be computed (byte offset {at})")
+                if self.csum:
+                    sums.append((group, raw, d.bg_checksum, at))
+                descs[group] = Desc(bb, ib, it, free, d.bg_flags,
+                                    d.bg_itable_unused_lo |
+                                    d.bg_itable_unused_hi << 16, at,
+                                    d.bg_block_bitmap_csum_lo |
+                                    (d.bg_block_bitmap_csum_hi << 16
+                                     if self.dsz >= 0x3A else 0),
+                                    d.bg_inode_bitmap_csum_lo |
+                                    (d.bg_inode_bitmap_csum_hi << 16
+                                     if self.dsz >= 0x3C else 0))
+        self._no_overlap(descs)
+        # Checksums last, so that a descriptor that is wrong is named for
+        # what is wrong in it.
+        for group, raw, found, at in sums:
+            want = desc_csum(self.sb, metadata_csum, seed, group, raw)
+            if want != found:
+                raise MapError(f"group {group}'s descriptor checksum "
+                               f"{found:#06x} is not {want:#06x} (byte "
+                               f"offset {at})")
         return descs
+
+    def _no_overlap(self, descs):
+        """No two of the superblocks, descriptor blocks, bitmaps and inode
+        tables share a block (a descriptor pointing at block 0 or at another
+        group's table is damage, not a layout)."""
+        places = []
+        for group, d in enumerate(descs):
+            places += [(b, n, f"group {group}'s superblock or descriptors")
+                       for b, n in self.base_meta(group)]
+            places += [(d.bb, 1, f"group {group}'s block bitmap"),
+                       (d.ib, 1, f"group {group}'s inode bitmap"),
+                       (d.it, self.itb, f"group {group}'s inode table")]
+        places.sort(key=lambda p: p[0])
+        for (b1, n1, w1), (b2, n2, w2) in zip(places, places[1:]):
+            if b2 < b1 + n1:
+                raise MapError(f"{w2} at block {b2} lies in {w1} at blocks "
+                               f"{b1}-{b1 + n1 - 1}")
 
     def kind(self):
         sb = self.sb

@@ -1,12 +1,14 @@
 """FAT12, FAT16 and FAT32: detected by the boot sector's BPB as libblkid
 detects them (docs/filesystems/detection.md),
-used clusters from the FAT (used), grown here (grow), a new volume ID
+used clusters from the FAT (used), grown here (grow), shrunk here
+(shrink, with the FAT's chains in chains), a new volume ID
 written here (tools), reached inside with mtools (mtools)."""
 
 from ..foreign import is_bitlocker
 from ..record import Filesystem
 from . import tools
 from .bpb import BPB32
+from .shrink import min_size
 from .used import open_volume
 
 # libblkid's vfat magics: a type or OEM string (offset, bytes), else only
@@ -75,7 +77,8 @@ def detect(read):
 FILESYSTEM = Filesystem(
     kinds=("fat12", "fat16", "fat32"), family="fat", title="FAT12/16/32",
     aliases=("fat", "vfat", "msdos"), detect=detect, open_map=open_volume,
-    check=("fsck.fat", "-n"), grow=tools.grow, new_ids=tools.new_ids,
+    check=("fsck.fat", "-n"), grow=tools.grow, shrink=tools.shrink,
+    min_size=min_size, new_ids=tools.new_ids,
     tools=("fsck.fat", "mcopy"),
     browse="fat", edit="mtools", links=False,
     mbr_type={"fat12": "1", "fat16": "e", "fat32": "c"},

@@ -1,12 +1,13 @@
-"""FAT12/16/32 changed here: grown in place (grow), never shrunk, and a new
-volume ID written into the boot sector (and the FAT32 backup boot sector),
-through the structures declared in bpb."""
+"""FAT12/16/32 changed here: grown in place (grow), shrunk in place
+(shrink), and a new volume ID written into the boot sector (and the FAT32
+backup boot sector), through the structures declared in bpb."""
 
 import secrets
 
 from .. import tooling
 from ..usedmap import MapError
 from . import grow as fatgrow
+from . import shrink as fatshrink
 from .bpb import BPB16, BPB32
 
 
@@ -16,6 +17,15 @@ def grow(path, size, what):
         return fatgrow.grow(path, size)
     except MapError as exc:
         raise tooling.ResizeError(f"{what}: cannot grow: {exc}") from None
+
+
+def shrink(path, size, what):
+    """Shrunk to *size* (its used clusters moved below the new end): the
+    size reached, at most *size*."""
+    try:
+        return fatshrink.shrink(path, size)
+    except MapError as exc:
+        raise tooling.ResizeError(f"{what}: cannot shrink: {exc}") from None
 
 
 def new_ids(path, what):

@@ -23,6 +23,7 @@ from .bpb import (  # noqa: F401  (grow and the tests take them from here)
     CHUNK_ENTRIES, DIR_ENTRY, FSI_LEAD_SIG, FSI_STRUC_SIG, FSI_TRAIL_SIG,
     FSINFO, MAX_FAT12, MAX_FAT16, NO_NAME, ROOT_SCAN_LIMIT)
 from ..usedmap import LazyRuns, MapError, UsedMap, coalesce, read_exact
+from .chaincheck import check_chains
 
 # How each FAT type lays its entries: the bytes of a group of `width` bytes,
 # and for each entry in the group the (byte index, mask, bad-cluster value
@@ -308,6 +309,7 @@ def open_volume(read, size):
         return None
     volume = Volume(read, size, head)
     volume.check_media()
+    check_chains(volume)
     warnings = []
     root_at = None
     if volume.bits == 32:

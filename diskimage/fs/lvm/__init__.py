@@ -7,11 +7,17 @@ areas (label.py), the text metadata (metadata.py) and the volume group
 
 import struct
 
-from ..foreign import signature, text
+from ..foreign import lvm2_label_sane, text
 from ..record import Filesystem
-from .grow import grow
+from .grow import grow, plan_note
 from .tools import new_ids
 from .used import open_volume
+
+
+def _detect(read):
+    # libblkid's label checks (type, id, sector, CRC): foreign.py
+    return "LVM2_member" if read(512, 8) == b"LABELONE" and \
+        lvm2_label_sane(read) else None
 
 
 def _identity(read):
@@ -28,15 +34,12 @@ def _identity(read):
 
 
 FILESYSTEM = Filesystem(kinds=("LVM2_member",), family="lvm", title="LVM2",
-                        detect=signature("LVM2_member", 512, b"LABELONE"),
+                        detect=_detect,
                         identity=_identity, open_map=open_volume,
                         grow=grow, new_ids=new_ids,
                         tools=("pvresize", "lvextend", "pvchange",
                                "vgchange"),
-                        resize_note="PV grown by pvresize (metadata "
-                                    "only), then its last LV by lvextend "
-                                    "and that LV's filesystem, if the LV "
-                                    "is one linear segment",
+                        plan_note=plan_note,
                         browse="lvm", case_sensitive=True, posix=True,
                         mbr_type="8e",
                         gpt_type="E6D6D379-F507-44C2-A23C-238F2A3DF928")

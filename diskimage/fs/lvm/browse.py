@@ -6,9 +6,10 @@ that filesystem's reader through the LV's segments.  So
 
 An LV that is not a plain linear LV of this PV (thin, RAID, snapshot, a
 multi-PV group), or whose filesystem imgx does not read, is listed as an
-entry of kind "other".  A symlink's absolute target starts at the PV's
-directory of LVs, not at the LV's root: links inside an LV that point to
-an absolute path are not followed into it.
+entry of kind "other".  `link(node)` gives a symlink's target as a walk
+from the PV's directory of LVs must follow it: an absolute target starts
+at the root of the link's own LV (fs/read.py's resolve uses it when the
+backend has it).
 """
 
 import dataclasses
@@ -124,6 +125,18 @@ class Volumes:
                 found.append(dataclasses.replace(
                     root, name=lv.name, handle=(lv_backend, root)))
         return found
+
+    def link(self, node):
+        """The target of the symlink `node` as the walk from the PV's
+        directory of LVs must follow it (None for anything else): an
+        absolute target starts at the root of the link's own LV."""
+        if node.kind != "symlink":
+            return None
+        backend, _ = node.handle
+        if backend is not None and node.target.startswith("/"):
+            name = next(n for n, b in self.backends.items() if b is backend)
+            return f"/{name}{node.target}"
+        return node.target
 
     def open(self, node):
         backend, inner = node.handle

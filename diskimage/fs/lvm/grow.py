@@ -59,3 +59,34 @@ def grow(path, size, what):
         with loop_device(lvm.dev, offset, lv_size, read_only=False) as dev:
             record.grow(dev, lv_size, f"{what} LV {lv.name} ({kind})")
     return size
+
+
+def plan_note(area):
+    """What `grow` will do with the PV the image metadata `area` (its
+    `volume_group` and `logical_volumes`) describes, for the plan: the
+    LV and filesystem grown, or why only the PV grows."""
+    group = area.get("volume_group") or {}
+    if group.get("pv_count", 1) > 1:
+        return (f"left as it is: volume group {group.get('name')} spans "
+                f"{group['pv_count']} PVs")
+    last, found = 0, None
+    for lv in area.get("logical_volumes") or []:
+        for _, pv_offset, size in lv["extents"]:
+            if pv_offset + size > last:
+                last, found = pv_offset + size, lv
+    only = "PV grown by pvresize (metadata only); the new extents stay free"
+    if found is None:
+        return only
+    name, kind = found["name"], found.get("filesystem")
+    if found["stored"] != "used-blocks":
+        return f"{only}: its last LV {name} is {found['reason']}"
+    if len(found["extents"]) != 1:
+        return (f"{only}: its last LV {name} is {len(found['extents'])} "
+                f"segments, so it and its {kind} keep their size (a "
+                f"filesystem is grown through one loop device over one "
+                f"segment)")
+    record = registry.lookup(kind)
+    if record is None or record.grow is None:
+        return f"{only}: the {kind} of its last LV {name} cannot grow"
+    return (f"PV grown by pvresize (metadata only), then its last LV "
+            f"{name} by lvextend and its {kind}")

@@ -13,7 +13,8 @@ written in (lvm2's lib/config/config.c reads the same grammar):
 
 A section is a dict (in order), a list a Python list, a number an int (or
 a float), a string a str.  A name given twice in one section, a nesting
-deeper than MAX_DEPTH, or anything else the grammar does not hold raises
+deeper than MAX_DEPTH, more than MAX_ITEMS items and list elements in
+all, a number past 64 bits, or anything else the grammar does not hold raises
 MapError naming the line.
 """
 
@@ -92,12 +93,16 @@ class _Parser:
             if name in found:
                 raise MapError(f"LVM2 metadata line {line}: {name!r} "
                                f"given twice")
-            self.items += 1
-            if self.items > MAX_ITEMS:
-                raise MapError(f"LVM2 metadata: more than {MAX_ITEMS} "
-                               f"items")
+            self.count()
             found[name] = value
         return found
+
+    def count(self):
+        """One more item or list element: MAX_ITEMS in all."""
+        self.items += 1
+        if self.items > MAX_ITEMS:
+            raise MapError(f"LVM2 metadata line {self.line}: more than "
+                           f"{MAX_ITEMS} items")
 
     def scalar(self):
         kind, value = self.kind, self.value
@@ -123,6 +128,7 @@ class _Parser:
         values = []
         while (self.kind, self.value) != ("punct", "]"):
             values.append(self.scalar())
+            self.count()
             if (self.kind, self.value) == ("punct", ","):
                 self.next()
             elif (self.kind, self.value) != ("punct", "]"):

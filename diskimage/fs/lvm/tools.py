@@ -3,11 +3,15 @@ device-mapper (nothing is activated; only metadata changes) and a private
 configuration: this one device, no devices file, activation off, no
 backups or archives, locks and LVM_SYSTEM_DIR in a temporary directory,
 so the host's LVM state is neither read nor changed.  Also ``--new-ids``
-for a PV: new PV and VG UUIDs (``pvchange -u``, ``vgchange -u``) and a
-new identity for each filesystem inside a linear LV of one segment."""
+for a PV: new PV and VG UUIDs (``pvchange -u``, ``vgchange -u``), new LV UUIDs
+(lvm2 has no command for them: ``vgcfgbackup``, each LV's ``id`` replaced,
+``vgcfgrestore --force``, which writes metadata only) and a new identity
+for each filesystem inside a linear LV of one segment."""
 
 import contextlib
 import os
+import secrets
+import string
 import tempfile
 
 from ...host.loop import loop_device
@@ -31,7 +35,7 @@ class Lvm:
     """lvm2 commands on the block device `dev` (see the module)."""
 
     def __init__(self, dev, tmp, what):
-        self.dev, self.what = dev, what
+        self.dev, self.what, self.tmp = dev, what, tmp
         self.lock_dir = os.path.join(tmp, "lock")
         self.etc = os.path.join(tmp, "etc")
         os.makedirs(self.etc, exist_ok=True)
@@ -80,15 +84,52 @@ def lvm_on(path, what):
             yield Lvm(path, tmp, what)
 
 
+#: the characters of an lvm2 UUID (lvm2's lib/uuid/uuid.c accepts these
+#: and "!#"; it writes all of them)
+UUID_CHARS = string.digits + string.ascii_letters
+
+
+def fresh_uuid():
+    """A new LVM UUID, 32 characters grouped 6-4-4-4-4-4-6."""
+    raw = "".join(secrets.choice(UUID_CHARS) for _ in range(32))
+    groups, at = [], 0
+    for width in (6, 4, 4, 4, 4, 4, 6):
+        groups.append(raw[at:at + width])
+        at += width
+    return "-".join(groups)
+
+
+def renew_lv_uuids(lvm, group):
+    """Give every LV of `group` a new UUID through lvm2's own backup and
+    restore of the VG's metadata (each old UUID must appear once)."""
+    if not group.lvs:
+        return
+    backup = os.path.join(lvm.tmp, "vg.cfg")
+    lvm("vgcfgbackup", "-q", "-f", backup, group.name)
+    with open(backup, encoding="utf-8") as f:
+        text = f.read()
+    for lv in group.lvs:
+        old = f'id = "{lv.uuid}"'
+        if text.count(old) != 1:
+            raise ResizeError(f"{lvm.what}: LV {lv.name}'s UUID appears "
+                              f"{text.count(old)} times in its VG's "
+                              f"backup")
+        text = text.replace(old, f'id = "{fresh_uuid()}"')
+    with open(backup, "w", encoding="utf-8") as f:
+        f.write(text)
+    lvm("vgcfgrestore", "-q", "--force", "-y", "-f", backup, group.name)
+
+
 def new_ids(path, what):
-    """New PV and VG UUIDs, and new identities for the filesystems of the
-    linear one-segment LVs whose records have them."""
+    """New PV, VG and LV UUIDs, and new identities for the filesystems of
+    the linear one-segment LVs whose records have them."""
     with lvm_on(path, what) as lvm:
         _, group = lvm.group()
         if group.pv_count > 1:          # its other PVs are not here
             return
         lvm("pvchange", "-q", "-u", lvm.dev)
         lvm("vgchange", "-q", "-u", group.name)
+        renew_lv_uuids(lvm, group)
         for lv in group.lvs:
             if lv.whole or len(lv.places) != 1:
                 continue

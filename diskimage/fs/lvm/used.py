@@ -78,6 +78,11 @@ def _group(label, metas, size):
     groups = [volume_group(m.text, label.pv_uuid, size)
               for m in metas]
     group = max(groups, key=lambda g: g.seqno)
+    for other, meta in zip(groups, metas):
+        if other.seqno == group.seqno and meta.text != metas[
+                groups.index(group)].text:
+            raise MapError(f"LVM2: two metadata areas hold different "
+                           f"metadata of the same seqno {group.seqno}")
     data_offset = label.data_areas[0][0]
     if data_offset != group.pe_start:
         raise MapError(f"LVM2: the label's data area starts at "

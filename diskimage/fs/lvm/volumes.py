@@ -73,7 +73,14 @@ def _get(section, key, kind, where):
     return value
 
 
-def _sections(section):
+def _sections(section, where=None):
+    """The subsections of `section`; with `where`, the section
+    `section[where]` (MapError when it is there and no section)."""
+    if where is not None:
+        value = section.get(where, {})
+        if not isinstance(value, dict):
+            raise MapError(f"LVM2 metadata: {where} is not a section")
+        section = value
     return {k: v for k, v in section.items() if isinstance(v, dict)}
 
 
@@ -127,10 +134,10 @@ def _segments(name, section):
         mirrors = _pairs(seg.get("mirrors"))
         refs = set()
         for key, value in seg.items():
-            # a snapshot's origin is a plain LV of its own; a cache's,
-            # writecache's or integrity's origin holds its data
-            if key not in ("type", "stripes") and \
-                    (key, kind) != ("origin", "snapshot"):
+            # an origin too: a cache's may be stale, and a snapshot's
+            # holds blocks the snapshot still reads that the origin's
+            # own filesystem has freed since
+            if key not in ("type", "stripes"):
                 refs.update(v for v in (value if isinstance(value, list)
                                         else [value]) if isinstance(v, str))
         segments.append(Segment(_get(seg, "start_extent", int, where),
@@ -156,7 +163,7 @@ def volume_group(text, pv_uuid, pv_bytes):
     extent = _get(vg, "extent_size", int, where) * SECTOR
     if extent == 0:
         raise MapError(f"LVM2 metadata: {where}: extent_size 0")
-    pvs = _sections(vg.get("physical_volumes", {}))
+    pvs = _sections(vg, "physical_volumes")
     mine = [n for n, pv in pvs.items() if pv.get("id") == pv_uuid]
     if len(mine) != 1:
         raise MapError(f"LVM2 metadata: {where} lists this PV {pv_uuid} "
@@ -169,7 +176,7 @@ def volume_group(text, pv_uuid, pv_bytes):
                        f"{extent} bytes from {pe_start} run past the PV "
                        f"of {pv_bytes} bytes")
     lvs = []
-    for name, section in _sections(vg.get("logical_volumes", {})).items():
+    for name, section in _sections(vg, "logical_volumes").items():
         status = section.get("status", [])
         lvs.append(LogicalVolume(
             name, _get(section, "id", str, f"LV {name}"),
@@ -233,7 +240,7 @@ def _judge(group):
     for lv in group.lvs:
         for seg in lv.segments:
             if seg.type != LINEAR:
-                for other in sorted(seg.refs & names - {lv.name}):
+                for other in sorted((seg.refs & names) - {lv.name}):
                     named.setdefault(other, (lv.name, seg.type))
     for lv in group.lvs:
         kinds = sorted({s.type if s.plain or s.type != LINEAR else

@@ -13,11 +13,13 @@ loop runs per cluster or per bit, and the runs are never all in memory.
 """
 
 from .mft import (
-    AT_VOLUME_INFORMATION, AT_VOLUME_NAME, BITMAP_CHUNK, END_OF_SECTOR_MARKER,
+    AT_DATA, AT_VOLUME_INFORMATION, AT_VOLUME_NAME, BITMAP_CHUNK, END_OF_SECTOR_MARKER,
     FILE_BITMAP, FILE_VOLUME, NTFS_BOOT_SECTOR, OEM_ID, VOLUME_INFORMATION,
     VOLUME_IS_DIRTY, NtfsVolume, parse_struct)
 from ..usedmap import (LazyRuns, MapError, UsedMap, bitmap_runs, coalesce,
                        merged, scaled, survey)
+
+METADATA_FILES = ((2, "$LogFile"), (4, "$AttrDef"), (10, "$UpCase"))
 
 
 def _label_and_flags(volume):
@@ -43,6 +45,19 @@ def _bitmap_byte_runs(volume, runs):
             volume.cluster, volume.total_bytes)
 
 
+def _metadata_files(volume):
+    """(lcn, count, name) of the clusters of $LogFile, $AttrDef and $UpCase
+    (records 2, 4 and 10): metadata files every NTFS has, cheap to read,
+    whose clusters a $Bitmap that is this volume's marks used."""
+    found = []
+    for number, name in METADATA_FILES:
+        for attr in volume.find(number, AT_DATA):
+            if attr.head.non_resident:
+                found += [(lcn, n, name) for _, lcn, n in
+                          volume.mapping_pairs(attr)[1] if lcn is not None]
+    return found
+
+
 def _used_clusters(volume):
     """The used clusters' byte runs as a re-iterable stream and their
     bytes, from a first pass that also checks that the clusters every NTFS
@@ -56,6 +71,7 @@ def _used_clusters(volume):
     needed = [(0, 1, "$Boot"), (volume.boot.mftmirr_lcn, 1, "$MFTMirr")]
     needed += [(lcn, n, "$MFT") for _, lcn, n in volume.mft_runs]
     needed += [(lcn, n, "$Bitmap") for _, lcn, n in runs]
+    needed += _metadata_files(volume)
     used, missing = survey(coalesce(_bitmap_byte_runs(volume, runs)), sorted(
         (lcn * volume.cluster, n * volume.cluster, (lcn, n, name))
         for lcn, n, name in needed))

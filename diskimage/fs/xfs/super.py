@@ -98,6 +98,11 @@ XFS_AGFL_MAGIC = b"XAFL"
 #: Smallest AG mkfs.xfs makes (XFS_MIN_AG_BLOCKS): no more AGs than this
 #: allows are believed, however many the superblock says.
 XFS_MIN_AG_BLOCKS = 64
+XFS_AGI_MAGIC = b"XAGI"
+# sb_features_ro_compat: btrees whose roots the AGF or AGI then names.
+XFS_SB_FEAT_RO_COMPAT_FINOBT, XFS_SB_FEAT_RO_COMPAT_RMAPBT, \
+    XFS_SB_FEAT_RO_COMPAT_REFLINK = 0x1, 0x2, 0x4
+AGI_CRC_OFF = 312
 # Where each v5 structure keeps its CRC32C (xfs_format.h: XFS_SB_CRC_OFF,
 # XFS_AGF_CRC_OFF, XFS_AGFL_CRC_OFF, XFS_BTREE_SBLOCK_CRC_OFF).
 SB_CRC_OFF, AGF_CRC_OFF, AGFL_CRC_OFF, BTREE_CRC_OFF = 224, 216, 32, 52
@@ -224,6 +229,42 @@ class Geometry:
                 len(set(blocks)) != len(blocks):
             raise MapError(f"{where}: a block outside the group, or twice")
         return blocks
+
+    def roots(self, agno, agf):
+        """The AG blocks of the btree roots the AGF and the AGI of AG
+        `agno` name (free space, rmap and refcount; inode and free inode
+        btrees), each inside the group: never free.  The AGI's CRC, magic
+        and AG number are checked (v5: its CRC and UUID)."""
+        at = self.ag_offset(agno) + 2 * self.sb.sb_sectsize
+        where = f"the AGI of allocation group {agno}"
+        if self.v5:
+            data = self.check_crc(at, self.sb.sb_sectsize, AGI_CRC_OFF, where)
+        else:
+            try:
+                data = read_exact(self.read, at, 336, where)
+            except TableError as err:
+                raise MapError(str(err)) from None
+        # xfs_agi: magic 0, seqno 8, root 20, uuid 296, free_root 328
+        magic, seqno, root = data[:4], *struct.unpack_from(">I", data, 8), \
+            *struct.unpack_from(">I", data, 20)
+        if magic != XFS_AGI_MAGIC or seqno != agno or (
+                self.v5 and data[296:312] != self.meta_uuid):
+            raise MapError(f"{where} (byte offset {at}): bad magic, group "
+                           f"or UUID")
+        ro = self.sb.sb_features_ro_compat if self.v5 else 0
+        roots = {"bnobt": agf.agf_bno_root, "cntbt": agf.agf_cnt_root,
+                 "inobt": root}
+        if ro & XFS_SB_FEAT_RO_COMPAT_FINOBT:
+            roots["finobt"], = struct.unpack_from(">I", data, 328)
+        if ro & XFS_SB_FEAT_RO_COMPAT_RMAPBT:
+            roots["rmapbt"] = agf.agf_rmap_root
+        if ro & XFS_SB_FEAT_RO_COMPAT_REFLINK:
+            roots["refcountbt"] = agf.agf_refcount_root
+        for name, block in roots.items():
+            if not 0 < block < agf.agf_length:
+                raise MapError(f"allocation group {agno}: the {name} root "
+                               f"{block} is outside the group")
+        return roots
 
     def label(self):
         return text(self.sb.sb_fname)

@@ -112,13 +112,18 @@ class _Volume(Geometry):
             agf, _ = self.agf(agno)
             # The free list's blocks are free to the AGF but in no free
             # extent: they are kept (copied), and must not be free twice.
-            agfl = sorted(self.agfl(agno, agf))
+            # So are the btrees' roots.
+            kept = sorted([(b, "on the free list") for b in
+                           self.agfl(agno, agf)] +
+                          [(b, f"the {name} root") for name, b in
+                           self.roots(agno, agf).items()])
+            blocks = [b for b, _ in kept]
             cursor = total = longest = 0
             for start, count in self.free_extents(agno, agf):
-                k = bisect.bisect_left(agfl, start)
-                if k < len(agfl) and agfl[k] < start + count:
+                k = bisect.bisect_left(blocks, start)
+                if k < len(blocks) and blocks[k] < start + count:
                     raise MapError(f"allocation group {agno}: block "
-                                   f"{agfl[k]} is on the free list and in "
+                                   f"{blocks[k]} is {kept[k][1]} and in "
                                    f"the free extent {start}+{count}")
                 if start > cursor:
                     yield (self.ag_offset(agno, cursor),
@@ -140,6 +145,9 @@ class _Volume(Geometry):
         block number ("bno", ascending) or by size ("cnt", by count then
         block), every block checked."""
         length, prev = agf.agf_length, None
+        # The AG's first four sectors (superblock, AGF, AGI, AGFL) are
+        # never free: no free extent may start in their blocks.
+        headers = -(-4 * self.sb.sb_sectsize // self.bs)
         root, levels = (agf.agf_bno_root, agf.agf_bno_level) \
             if tree == "bno" else (agf.agf_cnt_root, agf.agf_cnt_level)
         if not 0 < root < length or not 1 <= levels <= XFS_BTREE_MAXLEVELS:
@@ -165,6 +173,11 @@ class _Volume(Geometry):
                     else:
                         ordered = prev is None or (count, start) > \
                             (prev[1], prev[0])
+                    if start < headers:
+                        raise MapError(
+                            f"allocation group {agno}: free extent "
+                            f"{start}+{count} in the {tree}bt block at byte "
+                            f"offset {at} holds the group's headers")
                     if count == 0 or not ordered or start + count > length:
                         raise MapError(
                             f"allocation group {agno}: free extent "
