@@ -9,6 +9,7 @@ recomputed).  Where the damage is real, `xfs_repair -n` is asked too.
 """
 
 import re
+import struct
 
 import pytest
 
@@ -260,4 +261,82 @@ def test_a_btree_root_marked_free_is_refused(small, tmp_path, name, header,
     insert_free(image, 1, root, 1)
     with pytest.raises(MapError, match=f"block {root} is the {name} root "
                        f"and in the free extent {root}\\+1"):
+        open_map(image)
+
+
+def widen_free(image, agno, grow, recompute):
+    """The trial's forgery: a free extent of AG `agno` (one-leaf btrees)
+    started `grow` used blocks earlier, in both btrees, and the AGF's
+    freeblks and longest to match, so every AG count agrees; raw bytes
+    written, the CRCs left stale or (`recompute`) made right by xfs_db."""
+    bs, _, _ = geometry(image)
+    agblocks = number("agblocks", db(image, "sb 0", "p agblocks"))
+    sectsize = number("sectsize", db(image, "sb 0", "p sectsize"))
+    assert agf(image, agno, "bnolevel", "cntlevel") == [1, 1]
+    recs = {}
+    for tree in ("bno", "cnt"):
+        text = db(image, f"agf {agno}", f"addr {tree}root", "p recs")
+        recs[tree] = [(int(s), int(n)) for s, n in re.findall(
+            r"\d+:\[(\d+),(\d+)\]", text)]
+    bno = recs["bno"]
+    ends = [64] + [s + n for s, n in bno]    # past the headers and roots
+    k = next(k for k in range(len(bno)) if bno[k][0] - grow > ends[k] + 16)
+    start, count = bno[k]
+    new = (start - grow, count + grow)
+    lists = {"bno": bno[:k] + [new] + bno[k + 1:],
+             "cnt": sorted([r if r != (start, count) else new
+                            for r in recs["cnt"]], key=lambda r: r[::-1])}
+    freeblks, longest = agf(image, agno, "freeblks", "longest")
+    with open(image, "r+b") as f:
+        for tree, records in lists.items():
+            root, = agf(image, agno, f"{tree}root")
+            f.seek((agno * agblocks + root) * bs + 56)
+            f.write(b"".join(struct.pack(">II", *r) for r in records))
+        f.seek(agno * agblocks * bs + sectsize + 52)
+        f.write(struct.pack(">II", freeblks + grow,
+                            max(longest, new[1])))
+    if recompute:
+        xfs_db_write(image, f"agf {agno}", "crc -r",
+                     f"agf {agno}", "addr bnoroot", "crc -r",
+                     f"agf {agno}", "addr cntroot", "crc -r")
+    return new
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_a_self_consistent_forged_free_extent_is_refused(small, tmp_path,
+                                                         recompute):
+    """Used blocks added to a free extent in both btrees and the AGF: the
+    trial's capture used such a map and lost the blocks.  Stale CRCs are
+    a CRC error; with the CRCs recomputed only the superblock's
+    sb_fdblocks (synced at unmount) still disagrees."""
+    image = copy_of(small, tmp_path)
+    start, count = widen_free(image, 1, 64, recompute)
+    if recompute:
+        assert "crc = 0x" in db(image, "agf 1", "addr bnoroot", "crc")
+        match = (r"the free space btrees hold \d+ free blocks \(and \d+ on "
+                 r"free lists or in their own blocks\), the superblock "
+                 r"counts \d+")
+    else:
+        match = "CRC"
+    with pytest.raises(MapError, match=match):
+        open_map(image)
+    assert run("xfs_repair", "-n", image, check=False).returncode == 1
+
+
+def test_agi_counts_other_than_the_superblocks_are_refused(small, tmp_path):
+    """An AGI's free inode count changed (CRC recomputed): the sum over
+    the AGIs no longer is the superblock's sb_ifree."""
+    image = copy_of(small, tmp_path)
+    free = number("freecount", db(image, "agi 1", "p freecount"))
+    xfs_db_write(image, "agi 1", f"write -d freecount {free + 1}")
+    with pytest.raises(MapError, match="the AGIs count"):
+        open_map(image)
+
+
+def test_an_inobt_root_that_is_not_one_is_refused(small, tmp_path):
+    """The AGI's inobt root moved to its free inode btree's root block."""
+    image = copy_of(small, tmp_path)
+    other = number("free_root", db(image, "agi 1", "p free_root"))
+    xfs_db_write(image, "agi 1", f"write -d root {other}")
+    with pytest.raises(MapError, match="the inobt root"):
         open_map(image)

@@ -99,6 +99,7 @@ XFS_AGFL_MAGIC = b"XAFL"
 #: allows are believed, however many the superblock says.
 XFS_MIN_AG_BLOCKS = 64
 XFS_AGI_MAGIC = b"XAGI"
+XFS_IBT_MAGIC, XFS_IBT_CRC_MAGIC = b"IABT", b"IAB3"     # inode btree
 # sb_features_ro_compat: btrees whose roots the AGF or AGI then names.
 XFS_SB_FEAT_RO_COMPAT_FINOBT, XFS_SB_FEAT_RO_COMPAT_RMAPBT, \
     XFS_SB_FEAT_RO_COMPAT_REFLINK = 0x1, 0x2, 0x4
@@ -128,6 +129,8 @@ class Geometry:
 
     def __init__(self, read, size):
         self.read, self.size = read, size
+        #: agno -> (agi_count, agi_freecount), filled by roots()
+        self.inode_counts = {}
         try:
             self.sb = sb = SUPERBLOCK.read(read, 0)
         except TableError as err:
@@ -244,13 +247,21 @@ class Geometry:
                 data = read_exact(self.read, at, 336, where)
             except TableError as err:
                 raise MapError(str(err)) from None
-        # xfs_agi: magic 0, seqno 8, root 20, uuid 296, free_root 328
-        magic, seqno, root = data[:4], *struct.unpack_from(">I", data, 8), \
-            *struct.unpack_from(">I", data, 20)
+        # xfs_agi: magic 0, seqno 8, length 12, count 16, root 20, level
+        # 24, freecount 28, uuid 296, free_root 328
+        magic = data[:4]
+        seqno, length, count, root, level, freecount = struct.unpack_from(
+            ">6I", data, 8)
         if magic != XFS_AGI_MAGIC or seqno != agno or (
                 self.v5 and data[296:312] != self.meta_uuid):
             raise MapError(f"{where} (byte offset {at}): bad magic, group "
                            f"or UUID")
+        if length != agf.agf_length or freecount > count or \
+                not 1 <= level <= XFS_BTREE_MAXLEVELS:
+            raise MapError(f"{where} (byte offset {at}): length {length} "
+                           f"(the AGF's {agf.agf_length}), {count} inodes "
+                           f"with {freecount} free, inobt level {level}")
+        self.inode_counts[agno] = (count, freecount)
         ro = self.sb.sb_features_ro_compat if self.v5 else 0
         roots = {"bnobt": agf.agf_bno_root, "cntbt": agf.agf_cnt_root,
                  "inobt": root}
@@ -264,7 +275,32 @@ class Geometry:
             if not 0 < block < agf.agf_length:
                 raise MapError(f"allocation group {agno}: the {name} root "
                                f"{block} is outside the group")
+        self._inobt_root(agno, root, level)
         return roots
+
+    def _inobt_root(self, agno, root, levels):
+        """The inode btree's root block must be one: its magic, the level
+        the AGI gives (`levels` - 1), in v5 its address, UUID, AG and
+        CRC."""
+        at = self.ag_offset(agno, root)
+        try:
+            block = read_exact(self.read, at, self.bs, "inode btree root")
+        except TableError as err:
+            raise MapError(str(err)) from None
+        magic, level = block[:4], struct.unpack_from(">H", block, 4)[0]
+        good = magic == (XFS_IBT_CRC_MAGIC if self.v5 else XFS_IBT_MAGIC) \
+            and level == levels - 1
+        if good and self.v5:
+            blkno, = struct.unpack_from(">Q", block, 16)
+            owner, = struct.unpack_from(">I", block, 48)
+            good = blkno == at // 512 and owner == agno and \
+                block[32:48] == self.meta_uuid and \
+                crc_ok(block, BTREE_CRC_OFF)
+        if not good:
+            raise MapError(f"allocation group {agno}: the inobt root {root} "
+                           f"(byte offset {at}) is not the root of "
+                           f"{levels} levels the AGI names (magic, level, "
+                           f"address, owner or CRC)")
 
     def label(self):
         return text(self.sb.sb_fname)

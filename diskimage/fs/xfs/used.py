@@ -71,18 +71,32 @@ class _Volume(Geometry):
                            f"internal log (bytes {log_at}-"
                            f"{log_at + log_length - 1})")
         free = self.blocks - used // self.bs
-        # sb_fdblocks counts the free list and the free space btrees' own
-        # blocks as free too; with lazy counters it is synced at unmount.
-        sb = self.sb
-        warnings = []
-        if free + spare != sb.sb_fdblocks:
-            warnings.append(f"the free space btrees hold {free} free blocks "
-                            f"(and {spare} on free lists or in their own "
-                            f"blocks), the superblock counts "
-                            f"{sb.sb_fdblocks}")
+        self._check_counts(free, spare)
         return UsedMap("xfs", self.bs, self.total, used,
                        LazyRuns(self.used_runs), label=self.label(),
-                       uuid=self.uuid(), warnings=warnings)
+                       uuid=self.uuid())
+
+    def _check_counts(self, free, spare):
+        """The superblock's free block and inode counters against the
+        AGs'.  With a clean log they were synced at unmount (lazy counters
+        included: xfs_log_sbcount), so they must be exact:
+        sb_fdblocks = sum of agf_freeblks + agf_flcount + agf_btreeblks
+        (xfs_initialize_perag_data), sb_icount = sum of agi_count,
+        sb_ifree = sum of agi_freecount.  A free extent made up in both
+        btrees and its AGF, CRCs recomputed, is caught here."""
+        sb = self.sb
+        if free + spare != sb.sb_fdblocks:
+            raise MapError(f"the free space btrees hold {free} free blocks "
+                           f"(and {spare} on free lists or in their own "
+                           f"blocks), the superblock counts "
+                           f"{sb.sb_fdblocks}")
+        count = sum(c for c, _ in self.inode_counts.values())
+        freecount = sum(f for _, f in self.inode_counts.values())
+        if len(self.inode_counts) != self.agcount or \
+                (count, freecount) != (sb.sb_icount, sb.sb_ifree):
+            raise MapError(f"the AGIs count {count} inodes, {freecount} "
+                           f"free; the superblock {sb.sb_icount}, "
+                           f"{sb.sb_ifree} free")
 
     def _check_by_size(self, agno, agf):
         """The by-size btree (cntbt) must hold the extents of the bnobt:
