@@ -60,7 +60,7 @@ class Placement:
     @property
     def fs_resized(self):
         if self.new_size > self.old_size:
-            return fsresize.can_grow(self.fs)
+            return fsresize.can_grow(self.fs, self.new_size)
         return self.resized and fsresize.can_shrink(self.fs)
 
     @property

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from . import layout, mbrlayout
 from .fs import registry
+from .fs import resize as fsresize
 from .host.device import open_source
 from .host.links import refuse_dangling_link
 from .host.identity import same_storage
@@ -242,6 +243,10 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
             f"partition {p.number} ({reason})" for p, reason in plan.kept))
     for p in plan.placements:
         record = registry.lookup(p.fs)
+        floor = p.new_size > p.old_size and \
+            fsresize.grow_floor_note(p.fs, p.new_size)
+        if floor:
+            plan.notes.append(f"partition {p.number} ({p.fs}): {floor}")
         if not p.fs_resized or record is None:
             continue
         note = record.plan_note(meta["areas"][p.area]) \

@@ -59,6 +59,13 @@ class Filesystem:
     grow: object = None
     shrink: object = None
     min_size: object = None
+    #: The least partition a grow may reach, in bytes (0: any): into a
+    #: smaller one the partition grows and the filesystem keeps its size,
+    #: decided by the plan before any byte is written (btrfs: the kernel's
+    #: resize ioctl refuses a new size under 256 MiB).  grow_floor_why says
+    #: why, for the plan's note.
+    grow_floor: int = 0
+    grow_floor_why: str = None
     #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``).
     new_ids: object = None
     #: What the restore plan says of a resize beyond "grow" / "shrink"

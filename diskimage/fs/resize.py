@@ -43,7 +43,7 @@ from . import registry
 from . import tooling
 from .tooling import ResizeError
 
-__all__ = ["ResizeError", "can_grow", "can_shrink", "renews_ids",
+__all__ = ["ResizeError", "can_grow", "grow_floor_note", "can_shrink", "renews_ids",
            "min_size", "resize", "check", "new_identity", "region"]
 MiB = 1 << 20
 
@@ -54,9 +54,23 @@ def _record(fs):
     return record if record and fs in record.kinds else None
 
 
-def can_grow(fs):
+def can_grow(fs, size=None):
+    """The filesystem of kind *fs* is grown (into a partition of *size*
+    bytes, when given: not below the record's grow_floor)."""
     record = _record(fs)
-    return bool(record and record.grow)
+    return bool(record and record.grow) and \
+        (size is None or size >= record.grow_floor)
+
+
+def grow_floor_note(fs, size):
+    """Why the filesystem of kind *fs* keeps its size in a grown partition
+    of *size* bytes, or None when it grows (or never does)."""
+    record = _record(fs)
+    if not (record and record.grow) or size >= record.grow_floor:
+        return None
+    return (f"filesystem keeps its size: {record.title} grows only into "
+            f"{record.grow_floor // MiB} MiB or more "
+            f"({record.grow_floor_why})")
 
 
 def can_shrink(fs):

@@ -18,6 +18,11 @@ from .super import DEV_ITEM, SUPERBLOCK, SUPER_OFFSET
 
 #: What the restore plan should say of a btrfs that grows.
 GROW_PLAN = "grown on a temporary mount (btrfs filesystem resize max)"
+#: The kernel's resize ioctl (fs/btrfs/ioctl.c, btrfs_ioctl_resize)
+#: refuses a new size under 256 MiB with EINVAL; into a smaller partition
+#: the filesystem keeps its size, as the plan says before writing.
+GROW_FLOOR = 256 << 20
+GROW_FLOOR_WHY = "the kernel refuses to resize a btrfs to less"
 
 
 @contextlib.contextmanager
