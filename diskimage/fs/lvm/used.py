@@ -46,8 +46,36 @@ def _translated(runs, lv_offset, pv_offset, size):
         yield pv_offset + start - lv_offset, min(offset + length, end) - start
 
 
-def _inner(read, lv):
-    """(UsedMap of the LV's filesystem or None, kind, why not)."""
+def _too_short(lv, kind, claimed):
+    return MapError(f"LVM2: LV {lv.name}'s {kind} of {claimed} bytes is "
+                    f"larger than the LV of {lv.size} (an lvreduce before "
+                    f"the filesystem shrank?): the extents after it may "
+                    f"hold its data")
+
+
+def _larger(read, size, lv, kind):
+    """MapError when the LV's filesystem, whose map did not fit the LV,
+    maps once the LV is taken to run on through the PV's bytes after its
+    last extent, and is then larger than the LV: an LV cut shorter than
+    its filesystem (lvreduce), whose tail lies in extents LVM now calls
+    free.  Nothing when it does not map either way."""
+    last = max(lv.places, key=lambda place: place[0] + place[2])
+    lv_end, pv_end = last[0] + last[2], last[1] + last[2]
+    if lv_end != lv.size or pv_end >= size:
+        return
+    longer = list(lv.places) + [(lv_end, pv_end, size - pv_end)]
+    try:
+        inner = registry.used_map(lv_reader(read, longer), 0,
+                                  lv.size + size - pv_end, kind)
+    except MapError:
+        return
+    if inner is not None and inner.total_bytes > lv.size:
+        raise _too_short(lv, kind, inner.total_bytes)
+
+
+def _inner(read, size, lv):
+    """(UsedMap of the LV's filesystem or None, kind, why not); MapError
+    for the whole PV when the filesystem is larger than the LV."""
     lv_read = lv_reader(read, lv.places)
     kind = registry.detect(lv_read, 0, lv.size)
     if kind is None:
@@ -57,13 +85,13 @@ def _inner(read, lv):
     try:
         inner = registry.used_map(lv_read, 0, lv.size, kind)
     except MapError as exc:
+        _larger(read, size, lv, kind)
         return None, kind, f"its {kind} allocation maps cannot be " \
                            f"trusted ({exc})"
     if inner is None:
         return None, kind, f"no used-block map for {kind}"
     if inner.total_bytes > lv.size:
-        return None, kind, f"its {kind} of {inner.total_bytes} bytes is " \
-                           f"larger than the LV"
+        raise _too_short(lv, kind, inner.total_bytes)
     last = 0
     for offset, length in inner.runs:
         if offset < last or length <= 0:
@@ -116,7 +144,7 @@ def open_volume(read, size):
         on_pv = sum(n for _, _, n in lv.places)
         inner, why = None, lv.whole
         if why is None:
-            inner, entry["filesystem"], why = _inner(read, lv)
+            inner, entry["filesystem"], why = _inner(read, size, lv)
         if inner is None:
             fixed += [(p, n) for _, p, n in lv.places]
             entry.update(stored="whole", reason=why, used_bytes=on_pv)
