@@ -2,9 +2,8 @@
 
 The plan is a list of areas: the partition-table areas (MBR and the gap after
 it, EBRs, the GPT backup) and the partitions, or the whole disk in raw mode.
-Each area is read in chunks on a feeder thread; all-zero chunks become holes,
-the rest is compressed and checksummed on a pool of threads, and the writer
-appends the records in disk order.
+Each area is read in chunks on a feeder thread; zero chunks become holes, the
+rest is compressed and checksummed by threads, written in disk order.
 """
 
 import os
@@ -20,7 +19,8 @@ from .image.format import INDEX_ENTRY, RECORD_HEADER
 from .image.holes import cheaper_pieces, split_at_gaps, split_zero_runs
 from .host.inuse import rw_mounts
 from .fs.usedmap import MapError
-from .tables.partitions import PartitionTable, read_table
+from .tables.partitions import (RAW_HINT, PartitionTable, held_sectors,
+                                read_table)
 from .pipeline import ordered_map, paused_gc
 from .image.writer import ImageWriter
 
@@ -64,7 +64,8 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
                                                  area["filesystem"])
         return area, None
     area.update(used.describe(), method="used-blocks")
-    warnings.extend(f"{where}: {w}" for w in used.warnings)
+    warnings.extend(f"{where}: {w}; its used-block map was still used"
+                    for w in used.warnings)
     return area, used.runs
 
 
@@ -88,16 +89,21 @@ def plan_areas(disk, table, partitions=None, raw=False):
                   "partition": None, "filesystem": None, "method": "raw"},
                  None)], warnings
     if not table.partitions:
-        return [_volume_area(disk, "disk", 0, disk.size, None, False,
-                             warnings)], warnings
+        return [_volume_area(disk, "disk", 0, disk.size, None, False, warnings)
+                ], warnings
     planned = [({"kind": area.kind, "start": area.start, "size": area.size,
                  "partition": None, "filesystem": None,
                  "method": "zero-skip"}, None) for area in table.areas]
-    for part in table.partitions:
-        if partitions is None or part.number in partitions:
-            planned.append(_volume_area(disk, "partition", part.start,
-                                        part.size, part.number, raw,
-                                        warnings))
+    chosen = [p for p in table.partitions
+              if partitions is None or p.number in partitions]
+    held = {logical: holder for _, holder, logical in table.inner_ebrs
+            if holder in {p.number for p in chosen}}
+    for p in chosen:
+        area, runs = _volume_area(disk, "partition", p.start, p.size,
+                                  p.number, raw, warnings)
+        if p.number in held:         # its EBR is in that one's data
+            area["ebr_inside"] = held[p.number]
+        planned.append((area, held_sectors(table, p.number, p.start, runs)))
     return sorted(planned, key=lambda p: p[0]["start"]), warnings
 
 
@@ -254,16 +260,15 @@ def _logical_sector_size(disk, asked):
 def _source_table(disk, raw, sector_size, asked=None):
     """The source's table, read as a capture may: partitions past the end
     of a truncated disk are cut there with a warning; for a whole-disk raw
-    copy a table that cannot be read is no obstacle (kind "none", with a
-    warning)."""
+    copy a table that cannot be read is no obstacle (kind "none", warned)."""
     try:
         said = "the device's logical sector size" if disk.is_block else \
             "--sector-size" if asked is not None else None
         return read_table(disk.read, disk.size, sector_size, truncated=True,
                           sector_size_from=said)
     except TableError as exc:
-        if not raw:
-            raise
+        if not raw:     # --partitions too: the table says what to copy
+            raise TableError(f"{exc}; {RAW_HINT}") from None
         return PartitionTable("none", sector_size, disk.size,
                               "", warnings=[
                                   f"the partition table cannot be read "
@@ -311,17 +316,13 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             threads=None, description="", progress=None,
             chunk_size=CHUNK_SIZE, source_label=None, extra_metadata=None,
             sector_size=None, allow_mounted=False, mounted_hint=None):
-    """Capture `source_path` into `output` (a volumes output).  Returns a
-    summary dict.  `source_label` replaces the source path recorded in the
-    metadata (imgx edits capture a scratch copy of the image's disk);
-    `extra_metadata` adds keys to it.  `sector_size` is the logical sector
-    size of a disk file (a GPT's own is found without it; a block device
-    reports its own).  A source with a filesystem mounted read-write is
-    refused unless `allow_mounted` (then a warning says so);
-    `mounted_hint` ends the refusal with the caller's way to go on.  On any
-    failure, including
-    KeyboardInterrupt, the output is aborted: no file that looks like a
-    complete image is left."""
+    """Capture `source_path` into `output` (a volumes output); a summary
+    dict.  `source_label` replaces the source path recorded (imgx edits
+    capture a scratch copy); `extra_metadata` adds keys.  `sector_size`:
+    a disk file's logical sector size (a GPT or a device has its own).  A
+    read-write mount is refused unless `allow_mounted` (then warned of);
+    `mounted_hint` ends the refusal with the caller's way on.  On any
+    failure, KeyboardInterrupt too, the output is aborted."""
     threads = threads or default_threads()
     _refuse_over_source(source_path, output)
     with open_source(source_path) as disk:

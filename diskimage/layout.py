@@ -31,6 +31,7 @@ from . import mbrlayout
 from .fs import resize as fsresize
 from .errors import InputError, TargetError
 from .sizes import format_size
+from .tables.partitions import extended_said
 
 ALIGN = 1 << 20
 GPT_ARRAY_BYTES = 128 * 128
@@ -154,7 +155,9 @@ def plan_layout(meta, target_size, target_sector, *, mode="keep", sizes=None,
     sizes = dict(sizes or {})
     unknown = sorted(set(sizes) - {p.number for p in places})
     if unknown:
-        raise InputError(f"--size: the image has no partition {unknown[0]}")
+        raise InputError("--size: " + (
+            extended_said(table, unknown[0]) or
+            f"the image has no partition {unknown[0]}"))
     first, end = usable(kind, target_size, target_sector)
     img_first, img_end = usable(kind, table["disk_size"], table["sector_size"])
     origin = places[0].old_start - places[0].lead    # an EBR before it
@@ -215,11 +218,15 @@ def _shrink(places, lo, hi, fixed, target_size):
     if least > hi:
         short = least - hi
         shrunk = ", ".join(f"partition {p.number} ({p.fs})" for p in can)
-        # filesystems that grow but never shrink keep their size
+        # filesystems that grow but never shrink keep their size (one that
+        # --size grows is named as a grow, never as one that cannot shrink)
         kept = "".join(
             f"; {fsresize.title(p.fs)} cannot shrink: partition {p.number} "
-            f"needs {format_size(p.new_size)}" for p in places
-            if fsresize.can_grow(p.fs) and not fsresize.can_shrink(p.fs))
+            f"needs {format_size(p.new_size)}" if p.new_size <= p.old_size
+            else f"; partition {p.number} ({p.fs}) grows to "
+            f"{format_size(p.new_size)} as --size asks" for p in places
+            if fsresize.can_grow(p.fs) and not fsresize.can_shrink(p.fs)
+            or p.number in fixed and p.new_size > p.old_size)
         raise TargetError(
             f"target too small: {target_size} bytes, the image's data needs "
             f"{target_size + short} ({short} more, {format_size(short)})"
@@ -239,7 +246,8 @@ def plan_into(meta, number, slot_start, slot_size):
     """The placement of image partition *number* into a target slot."""
     places = image_placements(meta, {number})
     if not places:
-        raise InputError(f"the image has no partition {number}")
+        raise InputError(extended_said(meta["table"], number) or
+                         f"the image has no partition {number}")
     p = places[0]
     if slot_size < p.old_size and slot_size < p.min_size:
         short = p.min_size - slot_size

@@ -34,14 +34,17 @@ def check_chain(meta):
     down again whatever the layout: one whose EBR the image does not hold
     (it lay inside another partition, whose used blocks left it out), so
     a table written from the image would end its chain there and lose that
-    partition and every one after it."""
+    partition and every one after it.  An EBR inside a partition the image
+    holds is copied with its data (``ebr_inside``): restored in place, the
+    chain is whole again; :func:`chain` refuses to move it."""
     if meta["table"]["kind"] != "mbr":
         return
     found = leads(meta)
     for area in meta["areas"]:
         if area["kind"] == "partition" and \
                 area["partition"] >= FIRST_LOGICAL and \
-                area["start"] not in found:
+                area["start"] not in found and \
+                not area.get("ebr_inside"):     # held in that one's data
             number = area["partition"]
             raise InputError(
                 f"the image's EBR chain cannot be written again: it "
@@ -110,8 +113,22 @@ def replaced_ebrs(meta, places):
     all of them when the chain is written anew (they would land at their
     old places, inside partitions that moved), and any that lies in a
     partition's new place (the EBR of an empty extended partition that a
-    primary grew over)."""
+    primary grew over).  TargetError when that would lose the rest of an
+    extended partition past an EBR capture could not read (an "ebr" area
+    longer than a sector that ends at no partition's start)."""
     chain = any(p.ebr is not None for p in places)
+    starts = {p.old_start for p in places}
+    for a in meta["areas"]:
+        if a["kind"] == "ebr" and (chain or covered(a, places)) and \
+                a["size"] > meta["table"]["sector_size"] and \
+                a["start"] + a["size"] not in starts:
+            raise TargetError(
+                f"the MBR logical partitions would move or resize, but the "
+                f"image holds the rest of their extended partition past an "
+                f"EBR it could not read (bytes {a['start']} to "
+                f"{a['start'] + a['size']}, copied whole) that a new chain "
+                f"would lose; restore onto a disk of the same size without "
+                f"--grow, --resize or --size")
     return {i for i, a in enumerate(meta["areas"]) if a["kind"] == "ebr"
             and (chain or covered(a, places))}
 

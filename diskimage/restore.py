@@ -281,9 +281,9 @@ def _finish(run):
                                f"the most {p.fs} holds with its cluster "
                                f"size)")
             if plan.new_ids and fsresize.renews_ids(p.fs):
-                old_new = fsresize.new_identity(p.fs, dev, what)
-                if old_new:
-                    ids[f"partition {p.number} filesystem"] = old_new
+                for name, old_new in fsresize.new_identity(
+                        p.fs, dev, what).items():
+                    ids[f"partition {p.number} {name}"] = old_new
         run.changed.add(p.area)
         actions.append(f"partition {p.number}: {action}")
     for offset, piece in table_zone:

@@ -242,17 +242,22 @@ def _plan_disk(plan, target_table, mode, sizes, overwrite_protected):
         plan.notes.append("kept: " + "; ".join(
             f"partition {p.number} ({reason})" for p, reason in plan.kept))
     for p in plan.placements:
-        record = registry.lookup(p.fs)
-        floor = p.new_size > p.old_size and \
-            fsresize.grow_floor_note(p.fs, p.new_size)
-        if floor:
-            plan.notes.append(f"partition {p.number} ({p.fs}): {floor}")
-        if not p.fs_resized or record is None:
-            continue
-        note = record.plan_note(meta["areas"][p.area]) \
-            if record.plan_note else record.resize_note
-        if note:
-            plan.notes.append(f"partition {p.number} ({p.fs}): {note}")
+        _resize_note(plan, p)
+
+
+def _resize_note(plan, p):
+    """The note on how *p*'s filesystem is resized (disk and --into), or
+    why it keeps its size (a grow below its floor)."""
+    floor = p.new_size > p.old_size and \
+        fsresize.grow_floor_note(p.fs, p.new_size)
+    if floor:
+        plan.notes.append(f"partition {p.number} ({p.fs}): {floor}")
+    record = registry.lookup(p.fs)
+    note = record and p.fs_resized and (
+        record.plan_note(plan.stream.metadata["areas"][p.area])
+        if record.plan_note else record.resize_note)
+    if note:
+        plan.notes.append(f"partition {p.number} ({p.fs}): {note}")
 
 
 def kept_numbers(plan):
@@ -347,6 +352,7 @@ def _plan_into(plan, target_table, into, partitions, image_parts,
     placement = layout.plan_into(plan.stream.metadata, number, slot.start,
                                  slot.size)
     plan.placements = [placement]
+    _resize_note(plan, placement)
     plan.write_table = False
     plan.areas = {image_parts[number]}
     plan.required_size = slot.end

@@ -9,7 +9,7 @@ import re
 
 from diskimage import sighold
 from diskimage.fs import registry
-from diskimage.errors import MissingToolError
+from diskimage.errors import MissingToolError, UnsupportedError
 from diskimage.fs.fat.mtools import MTOOLS_ENV
 from diskimage.host import fuse, tools
 from diskimage.host.loop import loop_device
@@ -117,9 +117,37 @@ def sigint_held():
 _MOUNT_OPTIONS = {"btrfs": ("-o", "subvolid=5")}
 
 
+#: How a record's ``edit`` says imgx writes to it; anything else (None
+#: included) is not edited.
+METHODS = ("mount", "ntfs-3g", "exfat-fuse", "mtools")
+
+
+def editable(area, where, path=""):
+    """UnsupportedError (exit 7), before any work, unless imgx edits the
+    filesystem of *area* (named *where*: "IMAGE:N") by a method it has.
+    *path* is the path asked for inside it."""
+    kind = area.get("filesystem")
+    record = registry.lookup(kind) if kind else None
+    if record is not None and record.family == "lvm":
+        lv = path.strip("/").split("/", 1)[0]
+        inside = f"/{lv}" if lv else ""
+        raise UnsupportedError(
+            f"{where}{inside}: imgx does not edit inside LVM2 volumes "
+            f"(partition {area.get('partition')} is an LVM2 physical "
+            f"volume; ls, cat and get read it)")
+    if record is None or record.edit not in METHODS:
+        name = record.title if record else (kind or "no known filesystem")
+        raise UnsupportedError(f"{where}: imgx does not edit {name}"
+                               + (f" (edit method {record.edit!r})"
+                                  if record and record.edit else ""))
+
+
 def _enter_mount(stack, disk, area, mnt):
     kind = area["filesystem"]
     how = registry.lookup(kind).edit
+    if how not in ("mount", "ntfs-3g", "exfat-fuse"):
+        raise UnsupportedError(f"{kind}: imgx does not edit it by "
+                               f"{how!r}")
     dev = stack.enter_context(loop_device(
         disk, area["start"], area["size"], read_only=False))
     if how == "ntfs-3g":
@@ -127,11 +155,12 @@ def _enter_mount(stack, disk, area, mnt):
     if kind == "btrfs":         # the kernel keeps a btrfs device listed
         stack.callback(tools.run, ["btrfs", "device", "scan", "--forget",
                                    dev], check=False)
-    tools.run(["mount", "-t", kind, *_MOUNT_OPTIONS.get(kind, ()), dev, mnt]
-              if how == "mount" else ["mount.exfat-fuse", dev, mnt])
     if how == "mount":
+        tools.run(["mount", "-t", kind, *_MOUNT_OPTIONS.get(kind, ()), dev,
+                   mnt])
         stack.callback(tools.run, ["umount", mnt])
     else:                       # exfat-fuse: its daemon writes until it ends
+        tools.run(["mount.exfat-fuse", dev, mnt])
         stack.callback(fuse.unmount_fuse, mnt)
     return mnt
 

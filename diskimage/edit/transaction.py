@@ -46,7 +46,7 @@ from diskimage.restore import plan_restore, run_restore
 from diskimage.image.volumes import VolumeInput
 from diskimage.image.volumeout import VolumeOutput
 
-from .editfs import fsck, mount, release, sigint_held
+from .editfs import editable, fsck, mount, release, sigint_held
 from .editspace import Need, no_space
 from diskimage.fs.read import browsable
 from diskimage.image.browse import Image
@@ -134,6 +134,8 @@ def check_request(image_path, number, op, paths, recursive=False,
     directory.  `put` onto an existing path needs `force`."""
     with Image(image_path) as image:
         area = image.area(number)
+        editable(area, f"{image_path}:{area['partition'] or ''}",
+                 paths[0] if paths else "")
         fs = image.filesystem(number)
         paths = [_clean(p) for p in paths]
         node = None

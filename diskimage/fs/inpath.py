@@ -37,12 +37,15 @@ def unsafe_name(name):
 
 
 def resolve_in_root(root, path, child, link, is_dir, follow_last=True,
-                    where=""):
+                    where="", is_root=None):
     """The node at `path` below `root`, every symlink on the way resolved
     inside the root; the last component's link is followed only when
-    `follow_last`.  Returns (node, canonical path as "/a/b").  Raises
-    InputError for a missing entry or a non-directory in the middle, and
-    LinkLoopError after MAX_LINKS links."""
+    `follow_last`.  ``..`` stays at `root`, and at any directory for which
+    `is_root(node)`, when given, is true (an LV's root in a PV's list of
+    LVs: the root of its own filesystem).  Returns (node, canonical path
+    as "/a/b").
+    Raises InputError for a missing entry or a non-directory in the
+    middle, and LinkLoopError after MAX_LINKS links."""
     stack = [(root, "")]              # the directories walked, root first
     todo = [p for p in path.split("/") if p][::-1]   # next component last
     links = 0
@@ -55,7 +58,7 @@ def resolve_in_root(root, path, child, link, is_dir, follow_last=True,
         if part == ".":
             continue
         if part == "..":
-            if len(stack) > 1:
+            if len(stack) > 1 and not (is_root and is_root(parent)):
                 stack.pop()
             continue
         shown = walked.rstrip("/") + "/" + part

@@ -13,7 +13,6 @@ directory block, say) become :class:`CorruptImageError`: the image's chunk
 checks passed, but what they hold is not a readable filesystem.
 """
 
-import contextlib
 import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.fs import registry
 
 from .btrfs.browse import Btrfs as _Btrfs
+from .damage import Checked as _Checked, damaged
 from .inpath import resolve_in_root
 from .lvm.browse import Volumes as LvmVolumes
 from .xfs.browse import XfsReader
@@ -64,39 +64,6 @@ def _seconds(value):
     if value.tzinfo is None:   # FAT keeps local time; taken as UTC
         value = value.replace(tzinfo=timezone.utc)
     return value.timestamp()
-
-
-@contextlib.contextmanager
-def damaged(where):
-    """Turn a reader's exception on bad structures into CorruptImageError."""
-    try:
-        yield
-    except (InputError, CorruptImageError, UnsupportedError):
-        raise
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        raise
-    except Exception as exc:
-        raise CorruptImageError(f"{where.removesuffix(':')}: damaged "
-                                f"filesystem: "
-                                f"{type(exc).__name__}: {exc}") from None
-
-
-class _Checked:
-    """A reader's file stream whose reads are checked as its structures
-    are: a hostile extent (an offset past the filesystem, a negative seek)
-    fails only when the data is read, and is CorruptImageError then too,
-    never an internal error."""
-
-    def __init__(self, stream, where):
-        self._stream = stream
-        self._where = where
-
-    def read(self, size=-1):
-        with damaged(self._where):
-            return self._stream.read(size)
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
 
 
 class _Ext:
@@ -324,7 +291,8 @@ class Filesystem:
             raise InputError(f"{self.where}/"
                              f"{node.name if shown is None else shown}: "
                              f"not a directory")
-        with damaged(self.where):
+        with damaged(self.where if shown is None else
+                     f"{self.where}/{shown}"):
             return sorted(self.backend.children(node), key=lambda n: n.name)
 
     def open(self, node, shown=None):
@@ -334,8 +302,9 @@ class Filesystem:
             raise InputError(f"{self.where}/"
                              f"{node.name if shown is None else shown}: "
                              f"not a regular file")
-        with damaged(self.where):
-            return _Checked(self.backend.open(node), self.where)
+        where = self.where if shown is None else f"{self.where}/{shown}"
+        with damaged(where):
+            return _Checked(self.backend.open(node), where, node.size)
 
     def xattrs(self, node):
         """[(name, value)] of the node's extended attributes where the
@@ -353,7 +322,9 @@ class Filesystem:
     def child(self, node, name):
         """The entry `name` of the directory `node` (case-insensitively on
         FAT, exFAT and NTFS when no exact match), or None."""
-        entries = self.children(node)
+        return self._match(self.children(node), name)
+
+    def _match(self, entries, name):
         match = [n for n in entries if n.name == name]
         if not match and not self.case_sensitive:
             match = [n for n in entries
@@ -365,16 +336,32 @@ class Filesystem:
         symlinks resolved inside this filesystem (diskimage.fs.inpath); the
         last component's link is followed only when `follow_last`."""
         return resolve_in_root(
-            self.root, path, self.child,
+            self.root, path, self._child_named(),
             getattr(self.backend, "link", None) or _link,
-            lambda n: n.is_dir, follow_last, self.where)
+            lambda n: n.is_dir, follow_last, self.where,
+            getattr(self.backend, "is_root", None))
+
+    def _child_named(self):
+        """child() for one walk down a path: a directory that cannot be
+        read is named by its path in the message."""
+        paths = {id(self.root): (self.root, "")}
+
+        def child(node, name):
+            at = paths.get(id(node), (node, None))[1]
+            entries = self.children(node, at or None)
+            found = self._match(entries, name)
+            if found is not None and at is not None:
+                paths[id(found)] = (found, f"{at}/{name}".lstrip("/"))
+            return found
+        return child
 
     def lookup(self, path):
         """The entry at `path` without following any symlink: a link in
         the middle is "not a directory" (readers that follow links, and
         imgx edit's checks, use resolve)."""
         return resolve_in_root(self.root, path, self.child, lambda n: None,
-                               lambda n: n.is_dir, False, self.where)[0]
+                               lambda n: n.is_dir, False, self.where,
+                               getattr(self.backend, "is_root", None))[0]
 
     def loop(self, node, ancestors):
         """True when the directory `node` is one of `ancestors` (the

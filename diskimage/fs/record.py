@@ -66,7 +66,9 @@ class Filesystem:
     #: why, for the plan's note.
     grow_floor: int = 0
     grow_floor_why: str = None
-    #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``).
+    #: new_ids(path, what): a new UUID / serial / volume ID (``--new-ids``);
+    #: it may return {what: (old, new)} of the ids it renewed inside the
+    #: volume ("LV root filesystem"), which restore reports too.
     new_ids: object = None
     #: What the restore plan says of a resize beyond "grow" / "shrink"
     #: ("grown on a temporary mount (xfs_growfs)"), when it is done in a

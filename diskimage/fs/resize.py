@@ -43,8 +43,9 @@ from . import registry
 from . import tooling
 from .tooling import ResizeError
 
-__all__ = ["ResizeError", "can_grow", "grow_floor_note", "can_shrink", "renews_ids",
-           "min_size", "resize", "check", "new_identity", "region"]
+__all__ = ["ResizeError", "can_grow", "grow_floor_note", "can_shrink",
+           "renews_ids", "min_size", "resize", "check", "new_identity",
+           "region"]
 MiB = 1 << 20
 
 
@@ -138,12 +139,15 @@ def check(fs, path, what):
 
 def new_identity(fs, path, what):
     """Give the filesystem at *path* a new UUID / serial / volume ID.
-    Returns (old, new) as text, or None when *fs* has no such id here."""
+    Returns {"filesystem": (old, new)} as text, with the identities the
+    record's new_ids says it renewed inside the volume ("LV root
+    filesystem" of an LVM2 PV), or {} when *fs* has no such id here."""
     if not renews_ids(fs):
-        return None
+        return {}
     old = tooling.blkid(path, "UUID")
-    _record(fs).new_ids(path, what)
-    return old, tooling.blkid(path, "UUID")
+    inside = _record(fs).new_ids(path, what)
+    return {"filesystem": (old, tooling.blkid(path, "UUID")),
+            **(inside or {})}
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from diskimage.errors import InputError, UsageError
 from diskimage.fs.read import Filesystem, browsable as _browsable
 from diskimage.image.view import ImageView
 from diskimage.image.reader import ImageReader
+from diskimage.tables.partitions import extended_said
 
 _PATH = re.compile(r"^(?P<image>.+):(?P<part>\d*)(?P<path>/.*)?$")
 
@@ -84,6 +85,9 @@ class Image:
         if number in self._table_numbers():
             raise InputError(f"{self.path}: partition {number} was not "
                              f"captured in this image")
+        said = extended_said(self.metadata["table"], number)
+        if said:
+            raise InputError(f"{self.path}: {said}")
         have = ", ".join(str(n) for n in self._table_numbers()) or "none"
         raise InputError(f"{self.path}: no partition {number} (partitions: "
                          f"{have})")

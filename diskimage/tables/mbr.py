@@ -36,6 +36,7 @@ MBR_SIGNATURE = 0xAA55
 PROTECTIVE_TYPE = 0xEE
 EXTENDED_TYPES = {0x05, 0x0F, 0x85}
 FIRST_LOGICAL = 5
+MAX_LBAS = 1 << 32           # an MBR's 32-bit LBAs: nothing ends past this
 MAX_EBRS = 256               # a chain longer than this is taken for a loop
 
 # Where a FAT, exFAT or NTFS boot sector keeps its names: the OEM name after
@@ -62,6 +63,7 @@ class MbrTable:
     entries: list                      # MbrEntry, data partitions only
     ebrs: list                         # (EBR LBA, end LBA exclusive) per EBR
     warnings: list = field(default_factory=list)
+    extended: list = field(default_factory=list)  # (slot, [its logicals])
 
 
 def read_boot_record(read, disk_size):
@@ -160,14 +162,16 @@ def read_mbr(read, boot, disk_size, sector_size, truncated=False):
             table.warnings.append(f"MBR partition {number} starts at LBA 0 and "
                                   f"holds the partition table itself")
         if r.os_type in EXTENDED_TYPES:
-            extended.append(r)
+            extended.append((number, r))
         else:
             table.entries.append(MbrEntry(number, r.starting_lba, r.size_in_lba,
                                           r.os_type, r.boot_indicator == 0x80))
     number = FIRST_LOGICAL
-    for r in extended:
+    for slot, r in extended:
+        first = number
         number = _read_chain(read, table, r.starting_lba, r.size_in_lba, number,
                              disk_sectors, sector_size, disk_size, truncated)
+        table.extended.append((slot, list(range(first, number))))
     return table, []
 
 
@@ -192,9 +196,14 @@ def _read_chain(read, table, ext_start, ext_size, number,
         seen.add(ebr_lba)
         ebr = EBR.read(read, offset)
         if ebr.signature != MBR_SIGNATURE:
-            table.warnings.append(f"EBR at byte offset {offset} has no 0x55AA "
-                                  f"signature; the logical partitions end there")
-            table.ebrs.append((ebr_lba, ebr_lba + 1))
+            rest = min(ext_end, disk_sectors)
+            table.warnings.append(
+                f"EBR at byte offset {offset} has no 0x55AA signature; the "
+                f"logical partitions end there (as Linux reads it), and the "
+                f"rest of the extended partition, bytes {offset} to "
+                f"{rest * sector_size}, is copied whole (restored in place "
+                f"only)")
+            table.ebrs.append((ebr_lba, max(rest, ebr_lba + 1)))
             return number
         records = _records(ebr, offset)[:2]
         data = [r for r in records if is_used(r) and r.os_type not in EXTENDED_TYPES]
@@ -206,6 +215,12 @@ def _read_chain(read, table, ext_start, ext_size, number,
             what = f"logical partition {number}"
             if r.starting_lba == 0:
                 raise TableError(f"{what} starts on its own EBR at byte offset {offset}")
+            if start + r.size_in_lba > MAX_LBAS:
+                raise TableError(
+                    f"{what} (record 1 of the EBR at byte offset {offset}) "
+                    f"starts at LBA {start} ({r.starting_lba} past its EBR "
+                    f"at LBA {ebr_lba}), {r.size_in_lba} sectors: past the "
+                    f"2^32 sectors an MBR addresses")
             if not truncated:
                 _check_end(what, start, r.size_in_lba, disk_sectors,
                            sector_size, disk_size)

@@ -18,9 +18,15 @@ from dataclasses import asdict, dataclass, field
 
 from . import gpt, mbr
 from ..errors import TableError
+from ..fs import usedmap
 from ..sizes import format_size
 
 HEAD_LIMIT = 1 << 20        # head of a GPT without partitions: the first MiB
+# What a capture refused for a table it cannot read says to do.
+RAW_HINT = ("capture the whole disk with --raw: every byte is copied as it "
+            "is, with a warning (not --partitions: which bytes each "
+            "partition and the table's own sectors hold comes from the "
+            "table read whole)")
 
 
 @dataclass
@@ -68,10 +74,19 @@ class PartitionTable:
     #: partition number -> those of `warnings` that are about it alone (so
     #: a capture of other partitions leaves them out); not recorded
     about: dict = field(default_factory=dict)
+    #: EBRs whose sector lies inside a partition (a record reaching over
+    #: it): (EBR byte offset, that partition's number, the number of the
+    #: logical the EBR describes or None); capture copies each sector
+    #: with that partition; not recorded
+    inner_ebrs: list = field(default_factory=list)
+    #: MBR extended partitions: [{"number": slot, "logicals": [5, ...]}]
+    extended: list = field(default_factory=list)
 
     def to_dict(self):
         fields = asdict(self)
-        del fields["about"]
+        del fields["about"], fields["inner_ebrs"]
+        if not fields["extended"]:
+            del fields["extended"]
         return fields
 
     def warnings_for(self, numbers):
@@ -179,7 +194,23 @@ def _from_mbr(table, disk_size, ss, warnings):
     head_end = min([p.start for p in parts] + [a.start for a in areas])
     areas.insert(0, TableArea("head", 0, head_end))
     disk_id = f"0x{table.disk_signature:08x}"
-    return _finish("mbr", ss, disk_size, disk_id, parts, areas, warnings)
+    found = _finish("mbr", ss, disk_size, disk_id, parts, areas, warnings)
+    found.extended = [{"number": slot, "logicals": logicals}
+                      for slot, logicals in table.extended]
+    return found
+
+
+def extended_said(table, number):
+    """"partition 3 is the extended partition (...)" when *number* is an
+    extended partition of *table* (an image's table metadata), else ""."""
+    for ext in table.get("extended", []):
+        if ext["number"] == number:
+            inside = ", ".join(str(n) for n in ext["logicals"])
+            return (f"partition {number} is the extended partition (a "
+                    f"container of logical partitions {inside})"
+                    if inside else f"partition {number} is an empty "
+                    f"extended partition (a container of no logicals)")
+    return ""
 
 
 def _finish(kind, ss, disk_size, disk_id, parts, areas, warnings):
@@ -191,15 +222,38 @@ def _finish(kind, ss, disk_size, disk_id, parts, areas, warnings):
     for a, b in zip(parts, parts[1:]):
         if b.start < a.end:
             warnings.append(f"partitions {a.number} and {b.number} overlap")
-    cut = []
+    cut, inner = [], []
     for area in sorted(areas, key=lambda a: a.start):
         pieces = _subtract(area, parts)
-        if area.size and pieces != [area]:
+        holder = next((p for p in parts if p.start <= area.start < p.end),
+                      None)
+        if area.kind == "ebr" and holder is not None:
+            logical = next((p.number for p in parts if p.start == area.end
+                            and p.number >= mbr.FIRST_LOGICAL), None)
+            inner.append((area.start, holder.number, logical))
+            warnings.append(
+                f"the EBR at byte offset {area.start} lies inside partition "
+                f"{holder.number} (its record reaches over it): its sector "
+                f"is copied with partition {holder.number}, so the image "
+                f"restores onto this layout only (a restore that moves or "
+                f"resizes the logical partitions is refused)")
+        elif area.size and pieces != [area]:
             warnings.append(f"{area.kind} area at byte offset {area.start} "
                             f"overlaps a partition; cut to fit")
         cut += pieces
     return PartitionTable(kind, ss, disk_size, disk_id, parts, cut, warnings,
-                          about)
+                          about, inner)
+
+
+def held_sectors(table, number, start, runs):
+    """*runs* (offsets from *start*, partition *number*'s used runs) with
+    the sector of each EBR inside that partition added, so the image holds
+    it (:func:`_finish` says which)."""
+    held = [(ebr - start, table.sector_size)
+            for ebr, holder, _ in table.inner_ebrs if holder == number]
+    if runs is None or not held:
+        return runs
+    return usedmap.LazyRuns(lambda: usedmap.merged(iter(runs), held))
 
 
 def _clip(parts, disk_size, warnings, about):

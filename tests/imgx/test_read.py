@@ -175,8 +175,9 @@ def test_cat_and_get_of_a_hostile_extent_are_damage_in_one_line(tmp_path):
     from tests.imgx_helpers import imgx, one_line_error
     from tests.imgx.test_diff import _hostile_ext, _image
     image = _image(tmp_path, "h", _hostile_ext)
-    for args in (["cat", f"{image}:/f"],
-                 ["get", f"{image}:/f", tmp_path / "out"]):
+    for args, where in ((["cat", f"{image}:/f"], f"{image}:/f"),
+                        (["get", f"{image}:/f", tmp_path / "out"], image)):
         err = one_line_error(imgx(*args), 4)
-        assert f"{image}: damaged filesystem: " in err, (args, err)
+        assert f"{where}: damaged filesystem: " in err, (args, err)
+        assert "Error:" not in err, err
     assert not (tmp_path / "out").exists()

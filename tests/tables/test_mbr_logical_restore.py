@@ -206,6 +206,10 @@ EBR6 = P6[0] - 2048
     ([(EBR6, 1, 2, 5), (EBR6, 1, 4, 0), (EBR6, 1, 5, 2048)], "loops"),
     # the first EBR links past the end of the extended partition
     ([(EXT, 1, 4, P6[0] + P6[1] - EXT + 8)], "outside"),
+    # logical 6's relative start wraps past 2^32 sectors: the entry named
+    ([(EBR6, 0, 4, 2**32 - EBR6 + 2048)],
+     f"logical partition 6 (record 1 of the EBR at byte offset {EBR6 * S})"
+     f" starts at LBA {2**32 + 2048}"),
 ])
 def test_hostile_chains_are_refused_by_capture(source, tmp_path, pokes,
                                                match):
@@ -214,26 +218,78 @@ def test_hostile_chains_are_refused_by_capture(source, tmp_path, pokes,
     for poke in pokes:
         _poke(disk, *poke)
     err = rdeploy("capture", disk, tmp_path / "bad.rdi", code=3).stderr
-    assert match in err and not (tmp_path / "bad.rdi").exists()
+    assert match in err and "--raw" in err
+    assert not (tmp_path / "bad.rdi").exists()
+    err = rdeploy("capture", disk, tmp_path / "p1.rdi", "--partitions=1",
+                  code=3).stderr
+    assert match in err and "not --partitions" in err
 
 
-def test_overlapping_logicals_are_refused(source, tmp_path):
-    """Logical 5's record reaching over the EBR of logical 6 into it:
-    captured with warnings, but no restore writes its table (exit 3; the
-    image does not hold that EBR, so the table written would lose 6), and
-    one that would move them says so first (exit 5).  Nothing is written."""
+@pytest.mark.parametrize("over", [2048, 4096])
+def test_a_logical_over_the_next_ebr_restores_in_place(source, tmp_path,
+                                                        over):
+    """Logical 5's record reaching over the EBR of logical 6, up to its
+    start (Linux and sfdisk read such a table), or 1 MiB into it: the
+    EBR's sector, in
+    ext4's free space past its end, is copied with partition 5 and the
+    capture says the image restores onto this layout only.  A same-size
+    restore gives the source's table and files back (it once refused,
+    exit 3: the image held no EBR for 6); one that would move them is
+    refused first (exit 5), nothing written."""
     disk = tmp_path / "bad.img"
     disk.write_bytes(source[0].read_bytes())
-    _poke(disk, EXT, 0, 5, P5[1] + 4096)
+    _poke(disk, EXT, 0, 5, P5[1] + over)
     image = tmp_path / "bad.rdi"
     err = rdeploy("capture", disk, image).stderr
-    assert "partitions 5 and 6 overlap" in err
-    target = blank(tmp_path / "big.img", 2 * SOURCE)
-    for options in ([], ["--grow"], ["--size=5=30M"]):
-        err = rdeploy("restore", image, target, "--yes", *options,
-                      code=3).stderr
-        assert "no EBR just before logical partition 6" in err
-    assert sha256(target) == sha256(blank(tmp_path / "z.img", 2 * SOURCE))
+    assert f"the EBR at byte offset {EBR6 * S} lies inside partition 5" \
+        in err and "restores onto this layout only" in err
+    assert ("partitions 5 and 6 overlap" in err) == (over > 2048)
+    big = blank(tmp_path / "big.img", 2 * SOURCE)
+    for options in (["--grow"], ["--size=5=30M"]):
+        err = rdeploy("restore", image, big, "--yes", *options,
+                      code=5).stderr
+        assert ("partitions 5 and 6 overlap in the image" if over > 2048
+                else "partition 6 has no EBR in the gap just before it") \
+            in err
+    assert sha256(big) == sha256(blank(tmp_path / "z.img", 2 * SOURCE))
+    target = blank(tmp_path / "same.img", SOURCE)
+    rdeploy("restore", image, target, "--yes", "--verify")
+    assert [line.split(":", 1)[1] for line in _dump(target)] == \
+        [line.split(":", 1)[1] for line in _dump(disk)]
+    assert _chain(target) == _chain(disk)
+    assert checked(target, source[2]) == []
+
+
+def test_the_rest_past_an_ebr_without_signature_comes_back(source,
+                                                           tmp_path):
+    """The EBR of logical 6 without its 0x55AA: 6 is left out (as Linux
+    reads it), but the rest of the extended partition, 6's NTFS with it,
+    is copied whole, the capture says so, and a same-size restore gives
+    every byte of it back (once it was not captured at all).  A restore
+    that would move the chain is refused (exit 5), nothing written."""
+    disk = tmp_path / "bad.img"
+    disk.write_bytes(source[0].read_bytes())
+    with open(disk, "r+b") as f:
+        f.seek(EBR6 * S + 510)
+        f.write(b"\0\0")
+    rest = (EBR6 * S, (P6[0] + P6[1]) * S)
+    image = tmp_path / "bad.rdi"
+    err = rdeploy("capture", disk, image).stderr
+    assert f"the rest of the extended partition, bytes {rest[0]} to " \
+        f"{rest[1]}, is copied whole" in err
+    big = blank(tmp_path / "big.img", 2 * SOURCE)
+    err = rdeploy("restore", image, big, "--yes", "--grow", code=5).stderr
+    assert "rest of their extended partition past an EBR" in err
+    assert sha256(big) == sha256(blank(tmp_path / "z.img", 2 * SOURCE))
+    target = blank(tmp_path / "same.img", SOURCE)
+    rdeploy("restore", image, target, "--yes", "--verify")
+    assert [line.split(":", 1)[1] for line in _dump(target)] == \
+        [line.split(":", 1)[1] for line in _dump(disk)]
+    span = rest[1] - rest[0]
+    assert sha256(target, rest[0], span) == sha256(disk, rest[0], span)
+    # every filesystem where the source had it: 6's NTFS too, by ntfsfix
+    # and every file's sha256
+    assert demodisk.check_disk(target, source[2]) == []
 
 
 def test_a_primary_overlapping_a_logical_is_not_moved(source, tmp_path):
@@ -324,3 +380,20 @@ def test_an_image_of_the_last_logical_alone_is_not_moved(source, tmp_path):
     assert _dump(target)[-1].split(":")[1] == _dump(disk)[-1].split(":")[1]
     assert checked(target, {"partitions": {6: manifest["partitions"][6]}}) \
         == []
+
+
+def test_the_extended_partition_is_named_as_such(source, tmp_path):
+    """`imgx ls IMG:2` and `--size=2=...` on the extended partition say
+    what it is (they said "no partition 2"); a number that is not there
+    still gets "no partition"."""
+    from tests.imgx_helpers import imgx
+    image = source[1]
+    said = ("partition 2 is the extended partition (a container of "
+            "logical partitions 5, 6)")
+    result = imgx("ls", f"{image}:2")
+    assert result.returncode == 3 and said in result.stderr.decode()
+    target = blank(tmp_path / "big.img", 2 * SOURCE)
+    err = rdeploy("restore", image, target, "--size=2=100M", "--yes",
+                  code=3).stderr
+    assert said in err
+    assert "no partition 3" in imgx("ls", f"{image}:3").stderr.decode()

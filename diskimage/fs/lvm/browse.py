@@ -9,7 +9,8 @@ multi-PV group), or whose filesystem imgx does not read, is listed as an
 entry of kind "other".  `link(node)` gives a symlink's target as a walk
 from the PV's directory of LVs must follow it: an absolute target starts
 at the root of the link's own LV (fs/read.py's resolve uses it when the
-backend has it).
+backend has it), and `is_root(node)` keeps ``..`` at an LV's root (a path
+or a relative link never climbs out of its LV into the list of LVs).
 """
 
 import dataclasses
@@ -137,6 +138,12 @@ class Volumes:
             name = next(n for n, b in self.backends.items() if b is backend)
             return f"/{name}{node.target}"
         return node.target
+
+    def is_root(self, node):
+        """True for an LV's directory, the root of its own filesystem:
+        ``..`` there stays there, as at any filesystem's root."""
+        backend, inner = node.handle
+        return backend is not None and inner is backend.root
 
     def open(self, node):
         backend, inner = node.handle

@@ -17,7 +17,7 @@ import tempfile
 from ...host.loop import loop_device
 from ...host.tools import run as run_tool
 from .. import registry
-from ..tooling import ResizeError, detail, device_size
+from ..tooling import ResizeError, blkid, detail, device_size
 from ..usedmap import MapError
 from .used import _inner, read_group
 
@@ -64,10 +64,14 @@ class Lvm:
             os.close(fd)
 
     def inner(self, lv):
-        """(UsedMap, kind, why not) of the LV's filesystem."""
+        """(UsedMap, kind, why not) of the LV's filesystem; (None, None,
+        why) when it is larger than the LV (left as it is)."""
         fd = os.open(self.dev, os.O_RDONLY)
         try:
-            return _inner(lambda o, n: os.pread(fd, n, o), lv)
+            return _inner(lambda o, n: os.pread(fd, n, o),
+                          device_size(self.dev), lv)
+        except MapError as exc:
+            return None, None, str(exc)
         finally:
             os.close(fd)
 
@@ -122,14 +126,16 @@ def renew_lv_uuids(lvm, group):
 
 def new_ids(path, what):
     """New PV, VG and LV UUIDs, and new identities for the filesystems of
-    the linear one-segment LVs whose records have them."""
+    the linear one-segment LVs whose records have them: {"LV name
+    filesystem": (old UUID, new UUID)}, as `blkid -p` reads them."""
     with lvm_on(path, what) as lvm:
         _, group = lvm.group()
         if group.pv_count > 1:          # its other PVs are not here
-            return
+            return {}
         lvm("pvchange", "-q", "-u", lvm.dev)
         lvm("vgchange", "-q", "-u", group.name)
         renew_lv_uuids(lvm, group)
+        renewed = {}
         for lv in group.lvs:
             if lv.whole or len(lv.places) != 1:
                 continue
@@ -139,4 +145,7 @@ def new_ids(path, what):
                 continue
             (_, offset, size), = lv.places
             with loop_device(lvm.dev, offset, size, read_only=False) as dev:
+                old = blkid(dev, "UUID")
                 record.new_ids(dev, f"{what} LV {lv.name} ({kind})")
+                renewed[f"LV {lv.name} filesystem"] = old, blkid(dev, "UUID")
+    return renewed
