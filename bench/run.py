@@ -4,6 +4,7 @@ Usage:
   run.py [--work=DIR] [--rounds=N] [--quick] [--disks=LIST] [--seed=N]
          [--out=FILE] [--full] [--warm] [--profile] [--keep]
   run.py --tftp [--work=DIR] [--rounds=N] [--out=FILE] [--keep]
+  run.py --fs-sizes [--work=DIR] [--out=FILE] [--keep]
   run.py (-h | --help)
 
 Builds the benchmark disks (cached in the work directory, rebuilt when
@@ -43,6 +44,8 @@ Options:
                  results.
   --keep         Keep the images and logs in the work directory.
   --tftp         Only the TFTP case (no disks), about a minute.
+  --fs-sizes     Only the filesystem sizes case (bench/fsbench.py), into
+                 docs/filesystems/fleet.md unless --out says otherwise.
   -h --help      Show this text.
 
 Examples:
@@ -54,6 +57,7 @@ Examples:
 
 import os
 import shlex
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -245,6 +249,29 @@ def run_tftp(args, work, command, alone=True):
     return 0
 
 
+def run_fs_sizes(args, work, command):
+    """The fleet disk's sizes against partclone (bench/fsbench.py), printed
+    and written between its markers in docs/filesystems/fleet.md."""
+    import fsbench
+    why = fsbench.missing()
+    if why:
+        say(f"filesystem sizes case not run: {why}")
+        return 3
+    folder = os.path.join(work, "fleet")
+    try:
+        text = fsbench.render(fsbench.measure(folder), command)
+    finally:
+        if not args["--keep"]:
+            shutil.rmtree(folder, ignore_errors=True)
+    print(text)
+    if args["--out"] != "-":
+        out = os.path.join(ROOT, fsbench.OUT) \
+            if args["--out"] == "docs/BENCHMARKS.md" else args["--out"]
+        report.write(out, text, fsbench.BEGIN, fsbench.END)
+        say(f"written into {out}")
+    return 0
+
+
 def main(argv=None):
     args = docopt(__doc__, argv=argv)
     try:
@@ -266,6 +293,8 @@ def main(argv=None):
     work = os.path.abspath(args["--work"])
     if args["--tftp"]:
         return run_tftp(args, work, _command())
+    if args["--fs-sizes"]:
+        return run_fs_sizes(args, work, _command())
     meta = {"machine": machine(), "rounds": args["rounds"],
             "started": datetime.now(timezone.utc).strftime(
                 "%Y-%m-%d %H:%M"),

@@ -259,8 +259,8 @@ def _link(node):
 
 # The readers a registry record names in its `browse`.
 _BACKENDS = {"ext": _Ext, "fat": _Fat, "exfat": _ExFat, "ntfs": _Ntfs}
-_BACKENDS["btrfs"] = _Btrfs
 _BACKENDS["xfs"] = XfsReader
+_BACKENDS["btrfs"] = _Btrfs
 _BACKENDS["lvm"] = LvmVolumes     # an LVM2 PV: a directory of its LVs
 #: What imgx reads, for messages: "ext2/3/4, FAT12/16/32, exFAT and NTFS".
 READS = registry.titles(lambda record: record.browse in _BACKENDS)

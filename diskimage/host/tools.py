@@ -49,6 +49,7 @@ PACKAGES = {
     **dict.fromkeys(("pvcreate", "vgcreate", "lvcreate", "pvs", "vgs", "lvs",
                      "pvresize", "lvextend", "lvresize", "vgchange", "pvck",
                      "vgcfgbackup", "vgcfgrestore", "lvm"), "lvm2"),
+    "lvremove": "lvm2",
     "pvchange": "lvm2",
     "sfdisk": "fdisk",
     "sgdisk": "gdisk",
