@@ -14,7 +14,6 @@ checks passed, but what they hold is not a readable filesystem.
 """
 
 import stat
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
@@ -23,6 +22,7 @@ from diskimage.fs import registry
 from .btrfs.browse import Btrfs as _Btrfs
 from .damage import Checked as _Checked, damaged
 from .inpath import resolve_in_root
+from .node import Node
 from .lvm.browse import Volumes as LvmVolumes
 from .xfs.browse import XfsReader
 
@@ -32,30 +32,6 @@ def browsable(kind):
     record = registry.lookup(kind)
     return record if record and record.browse and kind in record.kinds \
         else None
-
-
-@dataclass
-class Node:
-    """One directory entry.  `mode` holds the file type and permission bits
-    where the filesystem has them (ext), else a default that matches what
-    Linux shows for it; times are POSIX seconds (None when unknown)."""
-
-    name: str
-    kind: str                   # "dir", "file", "symlink" or "other"
-    size: int
-    mode: int
-    mtime: float | None = None
-    atime: float | None = None
-    uid: int | None = None
-    gid: int | None = None
-    target: str | None = None   # symlink target
-    inode: int | None = None    # where the filesystem numbers them (ext)
-    nlink: int = 1              # names of a file's inode (hard links)
-    handle: object = field(default=None, repr=False, compare=False)
-
-    @property
-    def is_dir(self):
-        return self.kind == "dir"
 
 
 def _seconds(value):

@@ -12,7 +12,7 @@ snapshot.  Inode numbers restart in each subvolume, so a directory's key
 
 import stat
 
-from .. import read     # a module: read.py imports this one at its top
+from ..node import Node
 
 _KINDS = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "symlink"}
 
@@ -26,11 +26,11 @@ class Btrfs:
     def _node(self, name, inode):
         item = inode.inode
         kind = _KINDS.get(stat.S_IFMT(item.mode), "other")
-        node = read.Node(name, kind, item.size if kind == "file" else 0,
-                         item.mode, inode.mtime_ns / 1e9,
-                         inode.atime_ns / 1e9, item.uid, item.gid,
-                         inode=(inode.subvolume.objectid, inode.inum),
-                         nlink=item.nlink, handle=inode)
+        node = Node(name, kind, item.size if kind == "file" else 0,
+                    item.mode, inode.mtime_ns / 1e9,
+                    inode.atime_ns / 1e9, item.uid, item.gid,
+                    inode=(inode.subvolume.objectid, inode.inum),
+                    nlink=item.nlink, handle=inode)
         if kind == "symlink":
             node.target = inode.link
         return node

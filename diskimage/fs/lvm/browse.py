@@ -156,5 +156,5 @@ class Volumes:
 
 
 def _dir(name):
-    from ..read import Node
+    from ..node import Node
     return Node(name, "dir", 0, DIR_MODE)

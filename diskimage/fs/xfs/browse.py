@@ -6,7 +6,7 @@ attributes, so none are listed."""
 
 import stat
 
-from .. import read
+from ..node import Node
 
 
 class XfsReader:
@@ -24,7 +24,7 @@ class XfsReader:
                 stat.S_IFLNK: "symlink"}.get(stat.S_IFMT(mode), "other")
         # v1 inodes keep the link count in di_onlink
         nlink = core.di_nlink if core.di_version > 1 else core.di_onlink
-        node = read.Node(name, kind, inode.size, mode, inode.mtime_ns / 1e9,
+        node = Node(name, kind, inode.size, mode, inode.mtime_ns / 1e9,
                     inode.atime_ns / 1e9, core.di_uid, core.di_gid,
                     inode=inode.inum, nlink=nlink, handle=inode)
         if kind == "symlink":
