@@ -227,3 +227,17 @@ def test_the_plan_says_what_grows(tmp_path):
                            "segments, so it and its ext4 keep their size")
     area["volume_group"]["pv_count"] = 2
     assert plan_note(area).startswith("left as it is")
+
+
+def test_the_plan_names_a_grow_floor_of_the_last_lv():
+    # a btrfs in the last LV grows only into 256 MiB or more (the kernel
+    # refuses less): the plan says so, as grow() keeps the LV then
+    from diskimage.fs.lvm.grow import plan_note
+    area = {"volume_group": {"name": "vg", "pv_count": 1},
+            "logical_volumes": [{"name": "home", "filesystem": "btrfs",
+                                 "stored": "used-blocks",
+                                 "extents": [(0, MiB, 120 * MiB)]}]}
+    assert plan_note(area) == (
+        "PV grown by pvresize (metadata only), then its last LV home by "
+        "lvextend and its btrfs, if the LV reaches 256 MiB (the kernel "
+        "refuses to resize a btrfs to less); else the new extents stay free")

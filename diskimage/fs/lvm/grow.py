@@ -15,6 +15,7 @@ group spanning several PVs is left as it is (lvm2 would need them all).
 
 from ...host.loop import loop_device
 from .. import registry
+from .. import resize as fsresize
 from ..tooling import ResizeError
 from .tools import lvm_on
 
@@ -46,8 +47,10 @@ def grow(path, size, what):
             return size
         inner, kind, _ = lvm.inner(lv)
         record = registry.lookup(kind) if inner else None
-        if record is None or record.grow is None:
-            return size
+        (_, _, lv_size), = lv.places
+        new_lv_size = lv_size + (grown.pe_count - end) * grown.extent_size
+        if record is None or not fsresize.can_grow(kind, new_lv_size):
+            return size         # below a grow floor too (btrfs: 256 MiB)
         lvm("lvextend", "-q", "-l", f"+{grown.pe_count - end}",
             f"{grown.name}/{lv.name}", f"{lvm.dev}:{end}-{grown.pe_count - 1}")
         _, final = lvm.group()
@@ -88,5 +91,10 @@ def plan_note(area):
     record = registry.lookup(kind)
     if record is None or record.grow is None:
         return f"{only}: the {kind} of its last LV {name} cannot grow"
+    if record.grow_floor:
+        return (f"PV grown by pvresize (metadata only), then its last LV "
+                f"{name} by lvextend and its {kind}, if the LV reaches "
+                f"{record.grow_floor >> 20} MiB ({record.grow_floor_why}); "
+                f"else the new extents stay free")
     return (f"PV grown by pvresize (metadata only), then its last LV "
             f"{name} by lvextend and its {kind}")
