@@ -63,8 +63,8 @@ def _volume_area(disk, kind, start, size, number, raw, warnings):
                                                  area["filesystem"])
         return area, None
     area.update(used.describe(), method="used-blocks")
-    warnings.extend(f"{where}: {w}; its used-block map was still used"
-                    for w in used.warnings)
+    still = "" if used.volumes else "; its used-block map was still used"
+    warnings.extend(f"{where}: {w}{still}" for w in used.warnings)
     return area, used.runs
 
 

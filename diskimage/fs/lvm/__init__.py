@@ -15,9 +15,8 @@ from .used import open_volume
 
 
 def _detect(read):
-    # libblkid's label checks (type, id, sector, CRC): foreign.py
-    return "LVM2_member" if read(512, 8) == b"LABELONE" and \
-        lvm2_label_sane(read) else None
+    # libblkid's label checks (type, id, sector 0-3, CRC): foreign.py
+    return "LVM2_member" if lvm2_label_sane(read) else None
 
 
 def _identity(read):

@@ -155,7 +155,8 @@ def open_volume(read, size):
             entry.update(stored="used-blocks", used_bytes=inner.used_bytes,
                          label=inner.label, fs_uuid=inner.uuid,
                          block_size=inner.block_size)
-            warnings.extend(f"LV {lv.name}: {w}" for w in inner.warnings)
+            warnings.extend(f"LV {lv.name}: {w}; its used-block map was "
+                            f"still used" for w in inner.warnings)
             streams += [(inner.runs, o, p, n) for o, p, n in lv.places]
         volumes.append(entry)
     fixed = sorted((o, n) for o, n in fixed if n > 0)
