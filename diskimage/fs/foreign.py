@@ -109,7 +109,7 @@ def _bitlocker_detect(read):
     return "BitLocker" if is_bitlocker(read) else None
 
 
-# --- XFS superblock sanity (proposed for fs/xfs's detect) ----------------
+# --- XFS superblock sanity (fs/xfs's detect) ---------------------------
 # xfs_sb at 0, big-endian (xfs_format.h): sb_blocksize u32 at 4, sb_dblocks
 # u64 at 8, sb_rextsize u32 at 80, sb_agblocks u32 at 84, sb_agcount u32
 # at 88, sb_sectsize u16 at 102, sb_inodesize u16 at 104, then the u8s
@@ -137,7 +137,7 @@ def xfs_sane(read):
             <= agcount * agblocks)
 
 
-# --- LVM2 label sanity (proposed for fs/lvm's detect) ---------------------
+# --- LVM2 label sanity (fs/lvm's detect) ------------------------------
 # lvm2's label_header (lib/label/label.h), little-endian, in one of the
 # first four sectors: id "LABELONE" at 0, sector_xl u64 at 8 (the sector's
 # own number), crc_xl u32 at 16 (over bytes 20-511), offset_xl u32 at 20,

@@ -20,10 +20,8 @@ from ..host.loop import loop_device
 from ..host.tools import run
 from .record import Filesystem
 
-#: The filesystems, in detection order (ext by its magic first, then the
-#: encrypted containers whose boot sectors look like FAT or NTFS, the
-#: signatures of volumes only recognised last), which is also the order
-#: messages list them in.  Relative names (".ext") are in this package.
+#: The filesystems, in the order messages list them in.  Detection asks
+#: every record; a volume two of them claim is named by none (detect).  Relative names (".ext") are in this package.
 MODULES = (".ext", ".foreign", ".fat", ".exfat", ".ntfs", ".swap", ".lvm",
            ".xfs", ".btrfs")
 #: A volume this small or smaller is nothing (as libblkid sees it).
