@@ -21,7 +21,8 @@ from ..host.tools import run
 from .record import Filesystem
 
 #: The filesystems, in the order messages list them in.  Detection asks
-#: every record; a volume two of them claim is named by none (detect).  Relative names (".ext") are in this package.
+#: every record; a volume two of them claim is named by none (detect).
+#: Relative names (".ext") are in this package.
 MODULES = (".ext", ".foreign", ".fat", ".exfat", ".ntfs", ".swap", ".lvm",
            ".xfs", ".btrfs")
 #: A volume this small or smaller is nothing (as libblkid sees it).
