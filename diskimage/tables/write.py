@@ -160,7 +160,8 @@ def mbr_writes(sector0, rows, sector_size, signature=None, ebrs=None):
     number: the new byte offset of its EBR}), the EBR chain and the
     extended record are written anew (see the module's docstring).  When
     *rows* hold no logical, an extended record that a primary now overlaps
-    is dropped: an empty container, which would otherwise overlap it."""
+    is dropped: an empty container, which would otherwise overlap it.
+    Returned as [(byte offset, sector)], sector 0 last."""
     updates = [p for p in rows if p["number"] < mbr.FIRST_LOGICAL]
     logicals = [dict(p, ebr=ebrs[p["number"]]) for p in rows
                 if p["number"] in (ebrs or {})]
@@ -195,8 +196,11 @@ def mbr_writes(sector0, rows, sector_size, signature=None, ebrs=None):
             for r in extended
             for r_start, r_size in [struct.unpack_from("<II", r, 8)]]
     _place_extended(records, old, extended, {p["number"] for p in updates})
-    return [(0, _with_records(sector0, bytes(records), signature))] + \
-        [(lba * sector_size, ebr) for lba, ebr in chain[1:]]
+    # The EBRs first, sector 0 last: cut off in between (power lost), the
+    # old table still points at the old chain, never a new extended
+    # record at EBRs not written yet.
+    return [(lba * sector_size, ebr) for lba, ebr in chain[1:]] + \
+        [(0, _with_records(sector0, bytes(records), signature))]
 
 
 def _is_extended(records, slot):

@@ -88,7 +88,7 @@ def test_a_kept_partition_in_the_extended_slot_moves_the_extended_record(
     old = sector0([(0, 0x83, 2048, 16384), (0, 0x05, 18432, 2048 + 16384)])
     kept = row(2, 100000, 2048, "0x27")
     raw = mbr_writes(old, [row(1, 2048, 16384), kept], S,
-                     logicals=logicals)[0][1]
+                     logicals=logicals)[-1][1]
     assert records(raw) == [(0, 0x83, 2048, 16384), (0, 0x27, 100000, 2048),
                             (0, 0x05, 18432, 2048 + 16384), (0, 0, 0, 0)]
     with pytest.raises(TableError, match="no MBR slot is left"):
@@ -234,14 +234,14 @@ def test_kept_partitions_get_primary_slots_and_leave_one_for_the_extended():
 def test_an_empty_extended_partition_a_primary_grew_over_is_dropped():
     old = sector0([(0, 0x83, 2048, 16384), (0, 0x05, 40960, 32768)])
     grown = [row(1, 2048, 260096)]
-    assert records(mbr_writes(old, grown, S)[0][1]) == \
+    assert records(mbr_writes(old, grown, S)[-1][1]) == \
         [(0, 0x83, 2048, 260096)] + [(0, 0, 0, 0)] * 3
     # not overlapped, or not empty (its logicals stay where they were and
     # keep their EBRs): kept
     kept = [row(1, 2048, 16384)]
-    assert records(mbr_writes(old, kept, S)[0][1]) == records(old)
+    assert records(mbr_writes(old, kept, S)[-1][1]) == records(old)
     unmoved = row(5, 43008, 100)
-    assert records(mbr_writes(old, grown + [unmoved], S)[0][1])[1] == \
+    assert records(mbr_writes(old, grown + [unmoved], S)[-1][1])[1] == \
         records(old)[1]
 
 
