@@ -71,10 +71,5 @@ def grow(path, size, what):
     return size_of(path)
 
 
-def min_size(used, size):
-    """Not shrunk here: the least partition is the one it has."""
-    return size
-
-
 def new_ids(path, what):
     tooling.run(["btrfstune", "-f", "-u", os.fspath(path)], what)
