@@ -6,13 +6,8 @@ a shrink relocates whole chunks, and whether it fits depends on how the
 chunks are filled, not on the used bytes the plan knows (see
 docs/filesystems/btrfs.md)."""
 
-import contextlib
 import os
-import stat
-import tempfile
 
-from ... import sighold
-from ...host.loop import loop_device
 from .. import tooling
 from .super import DEV_ITEM, SUPERBLOCK, SUPER_OFFSET
 
@@ -25,33 +20,16 @@ GROW_FLOOR = 256 << 20
 GROW_FLOOR_WHY = "the kernel refuses to resize a btrfs to less"
 
 
-@contextlib.contextmanager
-def _device(path):
-    """A block device for *path*: itself, or a loop device over the file."""
-    if stat.S_ISBLK(os.stat(path).st_mode):
-        yield os.fspath(path)
-    else:
-        with loop_device(path, 0, tooling.device_size(path),
-                         read_only=False) as dev:
-            yield dev
+def _forget(what):
+    """After the unmount: the kernel's list of btrfs devices forgets the
+    loop device it was scanned through (which goes away)."""
+    def forget(dev):
+        tooling.call(["btrfs", "device", "scan", "--forget", dev], what)
+    return forget
 
 
-@contextlib.contextmanager
 def _mounted(path, what):
-    """*path* mounted on a private temporary directory, unmounted after and
-    forgotten by the kernel's list of btrfs devices (the loop device it
-    was scanned through goes away)."""
-    with _device(path) as dev, tempfile.TemporaryDirectory(
-            prefix="rdeploy-btrfs-") as mnt:
-        with sighold.held():
-            tooling.run(["mount", "-t", "btrfs", dev, mnt], what)
-        try:
-            yield mnt
-        finally:
-            with sighold.held():
-                tooling.run(["umount", mnt], what)
-                tooling.call(["btrfs", "device", "scan", "--forget", dev],
-                             what)
+    return tooling.mounted(path, "btrfs", what, after=_forget(what))
 
 
 def size_of(path):

@@ -2,40 +2,14 @@
 (XFS grows only while mounted, and never shrinks), a new UUID with
 ``xfs_admin -U generate`` (unmounted, log clean)."""
 
-import contextlib
 import os
-import stat
-import tempfile
 
-from ... import sighold
-from ...host.loop import loop_device
 from .. import tooling
 from .super import SUPERBLOCK
 
 
-@contextlib.contextmanager
-def _device(path):
-    """A block device for *path*: itself, or a loop device over the file."""
-    if stat.S_ISBLK(os.stat(path).st_mode):
-        yield os.fspath(path)
-    else:
-        with loop_device(path, 0, tooling.device_size(path),
-                         read_only=False) as dev:
-            yield dev
-
-
-@contextlib.contextmanager
 def _mounted(path, what):
-    """*path* mounted on a private temporary directory, unmounted after."""
-    with _device(path) as dev, tempfile.TemporaryDirectory(
-            prefix="rdeploy-xfs-") as mnt:
-        with sighold.held():
-            tooling.run(["mount", "-t", "xfs", dev, mnt], what)
-        try:
-            yield mnt
-        finally:
-            with sighold.held():
-                tooling.run(["umount", mnt], what)
+    return tooling.mounted(path, "xfs", what)
 
 
 def _blocks(path):
