@@ -31,6 +31,7 @@ no table that points at it.
 import math
 import os
 
+from . import fdio
 from .used import (BPB16, BPB32, FSINFO, MAX_FAT12, MAX_FAT16, Volume,
                    fsinfo_signed)
 from ..usedmap import MapError
@@ -46,18 +47,7 @@ class FatGrowError(MapError):
 
 
 def _pread(fd, length, offset):
-    data = os.pread(fd, length, offset)
-    if len(data) != length:
-        raise FatGrowError(f"short read of {length} bytes at byte offset "
-                           f"{offset}")
-    return data
-
-
-def _pwrite(fd, data, offset):
-    view = memoryview(data)
-    while view:
-        done = os.pwrite(fd, view, offset)
-        view, offset = view[done:], offset + done
+    return fdio.pread(fd, length, offset, FatGrowError)
 
 
 def geometry(volume, size):
@@ -122,7 +112,7 @@ def _grow(fd, volume, total, fat, clusters):
         end = start + length
         while end > start:
             n = min(COPY, end - start)
-            _pwrite(fd, _pread(fd, n, end - n), end - n + shift)
+            fdio.pwrite(fd, _pread(fd, n, end - n), end - n + shift)
             end -= n
     _write_fats(fd, volume, fat * bps)
     _write_boot(fd, volume, total, fat,
@@ -137,7 +127,7 @@ def _write_fats(fd, volume, new_bytes):
     if active:      # mirroring off: copy 0's place takes the active FAT
         for offset in range(0, old_bytes, COPY):
             n = min(COPY, old_bytes - offset)
-            _pwrite(fd, _pread(fd, n, start + active * old_bytes + offset),
+            fdio.pwrite(fd, _pread(fd, n, start + active * old_bytes + offset),
                     start + offset)
     bits = (volume.clusters + 2) * volume.bits
     keep = bits // 8
@@ -146,14 +136,15 @@ def _write_fats(fd, volume, new_bytes):
         if number:
             for offset in range(0, keep, COPY):
                 n = min(COPY, keep - offset)
-                _pwrite(fd, _pread(fd, n, start + offset), base + offset)
+                fdio.pwrite(fd, _pread(fd, n, start + offset), base + offset)
         tail = keep
         if bits % 8:        # FAT12: half of this byte is the last entry
             low = _pread(fd, 1, start + keep)[0] & 0x0F
-            _pwrite(fd, bytes([low]), base + keep)
+            fdio.pwrite(fd, bytes([low]), base + keep)
             tail += 1
         for offset in range(tail, new_bytes, COPY):
-            _pwrite(fd, bytes(min(COPY, new_bytes - offset)), base + offset)
+            fdio.pwrite(fd, bytes(min(COPY, new_bytes - offset)),
+                        base + offset)
 
 
 def _write_boot(fd, volume, total, fat, free, added):
@@ -173,7 +164,7 @@ def _write_boot(fd, volume, total, fat, free, added):
     struct = BPB32 if volume.bits == 32 else BPB16
     packed = struct.pack(**bpb._replace(**fields)._asdict())
     for sector in sectors:
-        _pwrite(fd, packed, sector * bps)
+        fdio.pwrite(fd, packed, sector * bps)
     for sector in info:
         if not 0 < sector < volume.fat_start // bps:
             continue
@@ -182,4 +173,4 @@ def _write_boot(fd, volume, total, fat, free, added):
         if not fsinfo_signed(fsinfo) or fsinfo.FSI_Free_Count == 0xFFFFFFFF:
             continue
         fsinfo = fsinfo._replace(FSI_Free_Count=free + added)
-        _pwrite(fd, FSINFO.pack(**fsinfo._asdict()), sector * bps)
+        fdio.pwrite(fd, FSINFO.pack(**fsinfo._asdict()), sector * bps)

@@ -31,6 +31,7 @@ succeeded, so an interrupted restore leaves a target with no valid table.
 import math
 import os
 
+from . import fdio
 from .bpb import BPB16, BPB32, FSINFO, MAX_FAT12, MAX_FAT16
 from .chains import FatShrinkError, MASK, Walk, encode, is_used, read_table
 from .grow import COPY, MAX_FAT32
@@ -45,18 +46,7 @@ BITS = {"fat12": 12, "fat16": 16, "fat32": 32}
 
 
 def _pread(fd, length, offset):
-    data = os.pread(fd, length, offset)
-    if len(data) != length:
-        raise FatShrinkError(f"short read of {length} bytes at byte offset "
-                             f"{offset}")
-    return data
-
-
-def _pwrite(fd, data, offset):
-    view = memoryview(data)
-    while view:
-        done = os.pwrite(fd, view, offset)
-        view, offset = view[done:], offset + done
+    return fdio.pread(fd, length, offset, FatShrinkError)
 
 
 def _need(volume, clusters):
@@ -163,7 +153,7 @@ def shrink(path, size):
         if shift:
             _shift_down(fd, volume, new_table, shift)
         for number in range(volume.nfats):
-            _pwrite(fd, encode(new_table, volume.bits, fat * volume.bps),
+            fdio.pwrite(fd, encode(new_table, volume.bits, fat * volume.bps),
                     volume.fat_start + number * fat * volume.bps)
         _write_boot(fd, volume, total, fat, new_table, moved)
         os.fsync(fd)
@@ -244,7 +234,7 @@ def _copy(fd, source, target, length):
     done = 0
     while done < length:
         n = min(COPY, length - done)
-        _pwrite(fd, _pread(fd, n, source + done), target + done)
+        fdio.pwrite(fd, _pread(fd, n, source + done), target + done)
         done += n
 
 
@@ -266,8 +256,8 @@ def _patch_entries(fd, volume, moved, patches):
         else:
             at = _at(volume, moved.get(cluster, cluster)) + offset
         if volume.bits == 32:
-            _pwrite(fd, (first >> 16).to_bytes(2, "little"), at + 20)
-        _pwrite(fd, (first & 0xFFFF).to_bytes(2, "little"), at + 26)
+            fdio.pwrite(fd, (first >> 16).to_bytes(2, "little"), at + 20)
+        fdio.pwrite(fd, (first & 0xFFFF).to_bytes(2, "little"), at + 26)
 
 
 def _shift_down(fd, volume, table, shift):
@@ -311,12 +301,12 @@ def _write_boot(fd, volume, total, fat, table, moved):
         if fsinfo.FSI_Nxt_Free != 0xFFFFFFFF:
             changed["FSI_Nxt_Free"] = free[0] if free else 0xFFFFFFFF
         fsinfo = fsinfo._replace(**changed)
-        _pwrite(fd, FSINFO.pack(**fsinfo._asdict()), sector * bps)
+        fdio.pwrite(fd, FSINFO.pack(**fsinfo._asdict()), sector * bps)
     layout = BPB32 if bits == 32 else BPB16
     for sector in reversed(sectors):
         copy = layout.unpack(_pread(fd, layout.size, sector * bps))
         if sector and copy.BPB_BytsPerSec != bps:
             continue            # no backup there after all: leave it
         packed = layout.pack(**copy._replace(**fields)._asdict())
-        _pwrite(fd, packed, sector * bps)
+        fdio.pwrite(fd, packed, sector * bps)
 
