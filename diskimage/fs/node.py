@@ -1,7 +1,16 @@
 """One directory entry as imgx's readers give it (diskimage.fs.read and
 the readers of fs/xfs, fs/btrfs and fs/lvm)."""
 
+import stat
 from dataclasses import dataclass, field
+
+_KINDS = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "symlink"}
+
+
+def kind_of(mode):
+    """A Node's kind for a POSIX mode: "dir", "file", "symlink" or
+    "other"."""
+    return _KINDS.get(stat.S_IFMT(mode), "other")
 
 
 @dataclass

@@ -22,7 +22,7 @@ from diskimage.fs import registry
 from .btrfs.browse import Btrfs as _Btrfs
 from .damage import Checked as _Checked, damaged
 from .inpath import resolve_in_root
-from .node import Node
+from .node import Node, kind_of
 from .lvm.browse import Volumes as LvmVolumes
 from .xfs.browse import XfsReader
 
@@ -50,8 +50,7 @@ class _Ext:
 
     def _node(self, name, inode):
         mode = inode.inode.i_mode
-        kind = {stat.S_IFDIR: "dir", stat.S_IFREG: "file",
-                stat.S_IFLNK: "symlink"}.get(stat.S_IFMT(mode), "other")
+        kind = kind_of(mode)
         node = Node(name, kind, inode.size, mode,
                     inode.mtime_ns / 1e9, inode.atime_ns / 1e9,
                     inode.inode.i_uid | (inode.inode.i_uid_high << 16),

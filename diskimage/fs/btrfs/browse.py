@@ -10,11 +10,9 @@ snapshot.  Inode numbers restart in each subvolume, so a directory's key
 (for the loop check of a walk) is (subvolume id, inode number).
 """
 
-import stat
 
-from ..node import Node
+from ..node import Node, kind_of
 
-_KINDS = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "symlink"}
 
 
 class Btrfs:
@@ -25,7 +23,7 @@ class Btrfs:
 
     def _node(self, name, inode):
         item = inode.inode
-        kind = _KINDS.get(stat.S_IFMT(item.mode), "other")
+        kind = kind_of(item.mode)
         node = Node(name, kind, item.size if kind == "file" else 0,
                     item.mode, inode.mtime_ns / 1e9,
                     inode.atime_ns / 1e9, item.uid, item.gid,

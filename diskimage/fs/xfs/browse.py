@@ -4,9 +4,7 @@ children, open).  dissect.xfs reads v4 and v5 volumes, short-form, block,
 leaf and node directories and extent-mapped files; it has no extended
 attributes, so none are listed."""
 
-import stat
-
-from ..node import Node
+from ..node import Node, kind_of
 
 
 class XfsReader:
@@ -20,8 +18,7 @@ class XfsReader:
     def _node(self, name, inode):
         core = inode.inode
         mode = core.di_mode
-        kind = {stat.S_IFDIR: "dir", stat.S_IFREG: "file",
-                stat.S_IFLNK: "symlink"}.get(stat.S_IFMT(mode), "other")
+        kind = kind_of(mode)
         # v1 inodes keep the link count in di_onlink
         nlink = core.di_nlink if core.di_version > 1 else core.di_onlink
         node = Node(name, kind, inode.size, mode, inode.mtime_ns / 1e9,
