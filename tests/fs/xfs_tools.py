@@ -3,14 +3,13 @@ through a loop mount, and xfsprogs' own numbers (xfs_db freesp, agf, agfl,
 xfs_info, xfs_logprint) to check the map against."""
 
 import contextlib
-import errno
 import hashlib
 import os
 import random
 import re
 
 import demodisk
-from tests.fsbuild import sparse_file, unmount, write_file
+from tests.fsbuild import fragmented_file, sparse_file, unmount, write_file
 from tests.fsmaps import KiB, MiB, run
 
 
@@ -138,39 +137,6 @@ def log_state(image):
     """"CLEAN" or "DIRTY", as xfs_logprint reads the log."""
     out = run("xfs_logprint", "-t", image, check=False).stdout
     return re.search(r"state: <(\w+)>", out).group(1)
-
-
-def fragmented_file(root, rng, digests, piece):
-    """tests.fsbuild's fragmented file for XFS, whose full volume can
-    refuse the new file itself (no room for an inode): fill with files of
-    `piece` bytes until full, delete every other one, then write one file
-    of 60% of the freed space, which only the holes can hold."""
-    os.makedirs(os.path.join(root, "fill"))
-    names = []
-    while True:
-        rel = f"fill/f{len(names):05d}.bin"
-        data = rng.randbytes(piece)
-        try:
-            with open(os.path.join(root, rel), "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as err:
-            if err.errno != errno.ENOSPC:
-                raise
-            if os.path.exists(os.path.join(root, rel)):
-                os.unlink(os.path.join(root, rel))
-            break
-        names.append(rel)
-        digests[rel] = hashlib.sha256(data).hexdigest()
-    for rel in names[::2]:
-        os.unlink(os.path.join(root, rel))
-        del digests[rel]
-    os.sync()
-    size = int(len(names[::2]) * piece * 0.6) // 4096 * 4096
-    write_file(root, "fragmented.bin", rng.randbytes(size), digests)
-    os.sync()
-    return os.path.join(root, "fragmented.bin")
 
 
 def make_xfs_proto(tmp_path, size_mib, *options):
