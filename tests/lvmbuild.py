@@ -190,14 +190,21 @@ def places(image, offset=0, size=None):
         return _places(lvm_run)
 
 
-def fill_ext(image, offset, size, tmp_path, name, seed):
-    """mkfs.ext4 at [offset, offset+size) of `image` and a small tree in it:
-    {path: sha256}."""
+#: mkfs for each filesystem an LV gets (XFS: at least 300 MiB with this
+#: xfsprogs): the argv the device is appended to.
+MKFS = {"ext4": ("mkfs.ext4", "-q", "-F", "-E", "nodiscard", "-L"),
+        "xfs": ("mkfs.xfs", "-q", "-f", "-K", "-L")}
+
+
+def fill(image, offset, size, tmp_path, name, seed, fs):
+    """mkfs of `fs` at [offset, offset+size) of `image` and a small tree
+    in it: {path: sha256}."""
+    label = name[:12] if fs == "xfs" else name
     with loop_device(image, offset, size, read_only=False) as dev:
-        run("mkfs.ext4", "-q", "-F", "-E", "nodiscard", "-L", name, dev)
+        run(*MKFS[fs], label, dev)
         mnt = tmp_path / f"mnt-{name}"
         os.makedirs(mnt, exist_ok=True)
-        run("mount", "-t", "ext4", dev, mnt)
+        run("mount", "-t", fs, dev, mnt)
         try:
             digests = demodisk.make_tree(os.path.join(mnt, "tree"), 40,
                                          seed, max_size=16 * KiB)
@@ -208,25 +215,6 @@ def fill_ext(image, offset, size, tmp_path, name, seed):
     return digests
 
 
-def fill_xfs(image, offset, size, tmp_path, name, seed):
-    """mkfs.xfs at [offset, offset+size) of `image` (at least 300 MiB with
-    this xfsprogs) and a small tree in it: {path: sha256}."""
-    with loop_device(image, offset, size, read_only=False) as dev:
-        run("mkfs.xfs", "-q", "-f", "-K", "-L", name[:12], dev)
-        mnt = tmp_path / f"mnt-{name}"
-        os.makedirs(mnt, exist_ok=True)
-        run("mount", "-t", "xfs", dev, mnt)
-        try:
-            digests = demodisk.make_tree(os.path.join(mnt, "tree"), 40,
-                                         seed, max_size=16 * KiB)
-        finally:
-            unmount(mnt)
-        digests = {f"tree/{k}": v for k, v in digests.items()}
-        os.sync()
-    return digests
-
-
-FILLS = {"ext4": fill_ext, "xfs": fill_xfs}
 
 
 def make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1,
@@ -252,9 +240,9 @@ def make_pv(tmp_path, size_mib, lvs, vg="vgtest", extent_mib=1,
     made = {}
     for seed, (lv_name, _, fs) in enumerate(lvs, start=1):
         digests = {}
-        if fs in FILLS:
+        if fs in MKFS:
             (offset, size), = where[lv_name]
-            digests = FILLS[fs](image, offset, size, tmp_path, lv_name, seed)
+            digests = fill(image, offset, size, tmp_path, lv_name, seed, fs)
         elif fs is not None:
             raise ValueError(f"lvmbuild makes ext4, xfs or nothing, not "
                              f"{fs}")
