@@ -121,11 +121,11 @@ def ordered_map(func, items, threads, depth=None):
         pending.put(_END)
 
     feeder = threading.Thread(target=feed, name="rdi-feeder", daemon=True)
-    collecting = None
+    pause = None
     try:
         with sighold.held():
-            collecting = gc.isenabled()
-            gc.disable()
+            pause = paused_gc()
+            pause.__enter__()
             feeder.start()
         while True:
             entry = pending.get()
@@ -153,5 +153,5 @@ def ordered_map(func, items, threads, depth=None):
                 # a feeder blocked on a pipe read is a daemon
                 feeder.join(timeout=2.0)
             pool.shutdown(wait=True, cancel_futures=True)
-            if collecting:
-                gc.enable()
+            if pause is not None:
+                pause.__exit__(None, None, None)
