@@ -7,8 +7,7 @@ import shutil
 import pytest
 
 from diskimage.errors import TargetError
-from diskimage.service import remove, state, status, tail
-from diskimage.tables import flags
+from diskimage.service import arming, remove, state, status, tail
 from tests.service.ondisk_helpers import (MiB, SECTOR, install_by_hand,
                                           production, read_at, sfdisk_json,
                                           sh, table_of)
@@ -77,21 +76,32 @@ def test_refused_when_the_table_changed(tmp_path):
     assert status.find_service(disk) is not None
 
 
-def test_armed_for_bios_is_our_own_change(tmp_path):
-    disk = production(tmp_path / "disk.img", "gpt")
-    before = table_bytes(disk, "gpt")
+@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+def test_armed_for_bios_is_our_own_change(tmp_path, kind):
+    disk = production(tmp_path / "disk.img", kind, boot_code=True)
+    before = table_bytes(disk, kind)
     service = install_by_hand(disk)
-    # arming as part E does it: the flags saved, the legacy BIOS bit set
-    saved = flags.snapshot(disk)
-    attrs = table_of(disk).partitions[-1].attrs
-    flags.apply(disk, flags.gpt_attr_writes(disk, None,
-                                            {service.number: attrs | 4}))
-    st = state.load(service)
-    st["armed"] = {"firmware": "bios", "bios": {"flags_before": saved}}
-    state.save(service, st)
+    installed = table_bytes(disk, kind)
+    arming.arm(service, "bios")         # part E's: flags saved, then set
+    assert state.load(service)["armed"]["firmware"] == "bios"
+    assert table_bytes(disk, kind) != installed
     assert status.status(disk)["remove"]["can_remove"]
-    remove.remove(disk)
-    assert table_bytes(disk, "gpt") == before
+    done = remove.remove(disk)
+    assert "disarmed (bios)" in done["done"]
+    assert table_bytes(disk, kind) == before
+
+
+def test_armed_and_changed_is_refused(tmp_path):
+    disk = production(tmp_path / "disk.img", "mbr", boot_code=True)
+    install_by_hand(disk)
+    service = status.find_service(disk)
+    arming.arm(service, "bios")
+    with open(disk, "r+b") as f:        # someone's later change: a type
+        f.seek(446 + 4)
+        f.write(b"\x8e")
+    with pytest.raises(TargetError, match="the mbr area"):
+        remove.remove(disk)
+    assert state.load(service)["armed"] is not None
 
 
 def test_grow_over_the_space(tmp_path):
@@ -113,8 +123,8 @@ def test_shrunk_partition_grows_back(tmp_path):
     disk = production(tmp_path / "disk.img", "gpt", p1=None)
     before = table_bytes(disk, "gpt")
     old = table_of(disk).partitions[0].size
-    install_by_hand(disk, shrink=200 * MiB)
-    assert fs_check(disk, MiB, 200 * MiB) == 200 * MiB
+    install_by_hand(disk, shrink=160 * MiB)
+    assert fs_check(disk, MiB, 160 * MiB) == 160 * MiB
     done = remove.remove(disk)
     assert table_bytes(disk, "gpt") == before
     assert done["grown"]["size"] == old
