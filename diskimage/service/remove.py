@@ -142,11 +142,12 @@ def _nvram_restore(record, variables, notes):
     return done
 
 
-def _variables(needed):
-    """Efivars of this machine when *needed* and it has them, else None."""
+def _variables(needed, given=None):
+    """The Efivars (*given*, else this machine's) when *needed* and they
+    are there, else None."""
     if not needed:
         return None
-    variables = Efivars()
+    variables = given if given is not None else Efivars()
     return variables if variables.available() else None
 
 
@@ -174,9 +175,10 @@ def _grow_table(disk, prev, new_size):
     partition.check_written(disk, {prev.number: (prev.start, new_size)})
 
 
-def remove(disk, grow=None, progress=None):
+def remove(disk, grow=None, progress=None, efivars=None):
     """Take the service partition off *disk* (module docstring); returns
-    a summary dict.  Destructive: the command asks first."""
+    a summary dict.  Destructive: the command asks first.  *efivars*: the
+    UEFI variables to put back (default: this machine's efivarfs)."""
     disk = os.fspath(disk)
     say = progress or (lambda text: None)
     service = partition.find_service(disk)
@@ -196,7 +198,7 @@ def remove(disk, grow=None, progress=None):
     plan = _grow_plan(disk, table, service, record, grow)
     armed = state.get("armed") or {}
     variables = _variables(record.get("nvram") or
-                           armed.get("firmware") == "uefi")
+                           armed.get("firmware") == "uefi", efivars)
 
     done, notes, grown = [], [], None
     try:

@@ -3,11 +3,14 @@
 after install, the filesystem grown back (e2fsck -fn clean)."""
 
 import shutil
+import struct
 
 import pytest
 
 from diskimage.errors import TargetError
 from diskimage.service import arming, remove, state, status, tail
+from diskimage.service.efiboot import EFI_GLOBAL_VARIABLE as GUID
+from diskimage.service.efivars import Efivars
 from tests.service.ondisk_helpers import (MiB, SECTOR, install_by_hand,
                                           production, read_at, sfdisk_json,
                                           sh, table_of)
@@ -140,3 +143,41 @@ def test_no_service_partition(tmp_path):
     with pytest.raises(TargetError, match="no service partition"):
         remove.remove(disk)
     assert tail.TAIL_SIZE == MiB
+
+
+def test_uefi_entries_and_bootorder_put_back(tmp_path):
+    """NVRAM through a directory laid out as efivarfs (part D's Efivars):
+    the Boot#### boot-next made deleted, BootOrder byte for byte."""
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    before = table_bytes(disk, "gpt")
+    service = install_by_hand(disk)
+    root = tmp_path / "efivars"
+    root.mkdir()
+    variables = Efivars(str(root), firmware=str(tmp_path))
+    variables.write("Boot0000", GUID, b"the firmware's own entry")
+    variables.write("BootOrder", GUID, struct.pack("<2H", 0, 3))
+    files = {p.name: p.read_bytes() for p in root.iterdir()}
+    armed = arming.arm(service, "uefi", vars=variables)
+    assert armed["uefi"]["entry"] == "Boot0001"
+    assert sorted(p.name for p in root.iterdir()) != sorted(files)
+    done = remove.remove(disk, efivars=variables)
+    assert "disarmed (uefi)" in done["done"]
+    assert "Boot0001 deleted" in done["done"]
+    assert {p.name: p.read_bytes() for p in root.iterdir()} == files
+    assert table_bytes(disk, "gpt") == before
+
+
+def test_uefi_armed_elsewhere_is_a_note(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    before = table_bytes(disk, "gpt")
+    service = install_by_hand(disk)
+    root = tmp_path / "efivars"
+    root.mkdir()
+    variables = Efivars(str(root), firmware=str(tmp_path))
+    variables.write("BootOrder", GUID, struct.pack("<H", 0))
+    arming.arm(service, "uefi", vars=variables)
+    (tmp_path / "none").mkdir()
+    elsewhere = Efivars(str(tmp_path / "none"), firmware=str(tmp_path / "x"))
+    done = remove.remove(disk, efivars=elsewhere)
+    assert table_bytes(disk, "gpt") == before
+    assert any("not booted by UEFI" in n for n in done["notes"])
