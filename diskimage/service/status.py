@@ -5,7 +5,8 @@
      None, "size", "free", "store": [{name, size}], "job": {name, sha256,
      tries, used, left} | None, "armed": state.armed, "last": state.last,
      "remove": {"areas": [{what, offset, size, state}], "nvram":
-     [{name, guid, action}], "shrunk", "can_remove": bool}, "notes": []}
+     [{name, guid, action}], "shrunk", "can_remove": bool}, "restore":
+     [the same as lines of text], "notes": []}
 
 An area's state: "installed" (as the install left it: remove puts the
 before-bytes back), "before" (already as before the install) or "changed"
@@ -47,6 +48,25 @@ def remove_view(disk, record, armed_writes=()):
             "can_remove": all(a["state"] != "changed" for a in areas)}
 
 
+SAID = {"installed": "put back as before install",
+        "before": "as before install already",
+        "changed": "CHANGED since install: remove refuses"}
+
+
+def restore_lines(view):
+    """What remove would restore, one line each (for the text output)."""
+    lines = [f"{a['what']} (bytes {a['offset']} to "
+             f"{a['offset'] + a['size']}): {SAID[a['state']]}"
+             for a in view["areas"]]
+    lines += [f"UEFI {v['name']}: {'deleted' if v['action'] == 'delete' else 'put back'}"
+              for v in view["nvram"]]
+    if view["shrunk"]:
+        lines.append(f"partition {view['shrunk']['number']}'s "
+                     f"{view['shrunk']['fs']}: grown back to "
+                     f"{view['shrunk']['old_size']} bytes")
+    return lines
+
+
 def _fat_facts(service, result):
     """The active environment, the FAT's free space and the store."""
     from . import envslots, fatfs, store
@@ -67,7 +87,8 @@ def status(disk):
     result = {"disk": disk, "installed": False, "partition": None,
               "installed_at": None, "tool": None, "env": None,
               "size": None, "free": None, "store": [], "job": None,
-              "armed": None, "last": None, "remove": None, "notes": []}
+              "armed": None, "last": None, "remove": None, "restore": [],
+              "notes": []}
     service = find_service(disk)
     if service is None:
         return result
@@ -93,5 +114,6 @@ def status(disk):
     from .remove import arming_writes
     result["remove"] = remove_view(disk, record,
                                    arming_writes(disk, state))
+    result["restore"] = restore_lines(result["remove"])
     _fat_facts(service, result)
     return result
