@@ -10,10 +10,10 @@ from . import options, render
 
 
 def cmd_boot_next(args):
-    from diskimage.service.bootnext import boot_next
-
     tries = whole_number(args["--tries"], "--tries")
     firmware = options.firmware(args)
+    from diskimage.service.bootnext import boot_next
+
     job = args["--job"]
     if job is not None:
         try:

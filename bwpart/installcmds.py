@@ -6,14 +6,14 @@ from . import options, render
 
 
 def cmd_install(args):
-    from diskimage.service.install import install
-    from diskimage.service.plan import plan_install
-
     size = options.size(args)
     shrink = options.number(args, "--shrink")
     firmware = options.firmware(args)
     loader = options.choice(args, "--efi-loader", options.EFI_LOADERS) \
         or "shim"
+    from diskimage.service.install import install
+    from diskimage.service.plan import plan_install
+
     disk = args["DISK"]
     plan = plan_install(disk, args["--env"], size=size, shrink=shrink,
                         firmware=firmware, efi_loader=loader)
@@ -36,9 +36,9 @@ def cmd_install(args):
 
 
 def cmd_update(args):
+    size = options.size(args)
     from diskimage.service.update import update
 
-    size = options.size(args)
     summary = update(args["DISK"], args["--env"], size=size,
                      progress=options.steps())
     render.summary("updated", args["DISK"], summary)
@@ -46,10 +46,10 @@ def cmd_update(args):
 
 
 def cmd_remove(args):
+    grow = options.number(args, "--grow")
     from diskimage.service.remove import remove
     from diskimage.service.status import status
 
-    grow = options.number(args, "--grow")
     disk = args["DISK"]
     state = status(disk)
     if not state.get("installed"):
