@@ -36,13 +36,9 @@ import os
 from ..errors import InputError, TargetError
 from ..sighold import held
 from ..tables import flags
-from . import efiboot, fatfs, layout, partition, record, state, tail
+from . import (biosboot, efiboot, fatfs, layout, partition, record, state,
+               tail)
 from .efivars import Efivars
-
-try:
-    from . import biosboot
-except ImportError:     # part C's module, not merged yet: _identify below
-    biosboot = None
 
 EFI_ROOT = "/sys/firmware/efi"
 #: EFI_GLOBAL_VARIABLE: BootOrder, BootNext, Boot####
@@ -51,11 +47,6 @@ LEGACY_BIOS_BOOTABLE = layout.ATTR_LEGACY_BOOT
 ACTIVE = 0x80
 MBR_SLOTS = 4
 FIRMWARES = ("bios", "uefi")
-#: Shim until part C's biosboot is merged: syslinux's boot codes, by the
-#: first 440 bytes of the files Debian's syslinux-common installs.
-_SYSLINUX_MBR = "/usr/lib/syslinux/mbr"
-_SHIM_CODES = {"mbr": ("mbr.bin", "active-flag"),
-               "gpt": ("gptmbr.bin", "legacy-attr")}
 
 
 def firmware(root=EFI_ROOT):
@@ -79,22 +70,6 @@ def _efivars(vars):
     return Efivars()
 
 
-def _identify(sector0, kind, disk):
-    if biosboot is not None:
-        return biosboot.identify(sector0, kind)
-    name, method = _SHIM_CODES.get(kind, (None, None))
-    if name is not None:
-        try:
-            with open(os.path.join(_SYSLINUX_MBR, name), "rb") as f:
-                if f.read(440) == sector0[:440]:
-                    return f"syslinux {name}", method
-        except OSError:
-            pass
-    raise TargetError(f"{disk}: the boot code in sector 0 is not "
-                      f"syslinux's {name or 'mbr.bin'}: bwpart cannot "
-                      f"make it boot the service partition")
-
-
 def check(service, firmware, vars=None):
     """Every refusal of arm(), before any write: an unknown firmware name,
     a BIOS boot code that cannot choose the service partition (TargetError
@@ -105,7 +80,10 @@ def check(service, firmware, vars=None):
         raise InputError(f"firmware {firmware!r}: use bios or uefi")
     if firmware == "bios":
         table, sector0 = _table(service)
-        name, method = _identify(sector0, table.kind, service.disk)
+        try:
+            name, method = biosboot.identify(sector0, table.kind)
+        except TargetError as e:
+            raise TargetError(f"{service.disk}: {e}") from None
         return method
     vars = _efivars(vars)
     if not vars.available():
