@@ -2,23 +2,25 @@
 written.
 
 :func:`plan_install` reads the disk (its table, sector 0, the room for
-the partition: :mod:`diskimage.service.room`), the bundle (part C's
-``bundle.load``), the firmware to boot by, and the BIOS boot code
-(``biosboot.identify``): BIOS firmware with a boot code bwpart cannot
+the partition: :mod:`diskimage.service.room`), the bundle
+(``bundle.load``), the firmware to boot by, and the BIOS boot code
+(``biosboot.identify``) and the tools the install needs: BIOS firmware with a boot code bwpart cannot
 chain from is refused here; on UEFI the BIOS side is recorded as
 unsupported, with why.  It takes the record's snapshot of every area the
 install may change and builds the table writes, each checked to lie in a
 snapshot area, so ``--dry-run`` shows exactly what :func:`install` does.
 """
 
-import json
 import os
+import shutil
 from dataclasses import dataclass, field
 
-from ..errors import InputError, TargetError
+from ..errors import InputError, MissingToolError, TargetError
 from ..fs import resize
+from ..host import tools
 from ..sizes import format_size
-from . import layout, partition, record, room as rooms
+from . import biosboot, bundle as bundles, layout, loaders, partition, record
+from . import room as rooms
 
 
 @dataclass
@@ -28,7 +30,7 @@ class InstallPlan:
     sector_size: int
     table_kind: str             # "gpt" or "mbr"
     room: object                # room.Room
-    bundle: object              # bundle.Bundle (or the local reader's)
+    bundle: object              # bundle.Bundle
     bundle_dir: str
     firmware: str               # "bios" or "uefi"
     efi_loader: str             # "shim" or "grub"
@@ -121,60 +123,38 @@ def running_firmware():
     return firmware()
 
 
-def load_bundle(bundle_dir):
-    """Part C's bundle.load, or, until it is there, a minimal reader of
-    bundle.json (kernel and initrd present)."""
-    try:
-        from .bundle import load
-    except ImportError:
-        return _LocalBundle.load(bundle_dir)
-    return load(bundle_dir)
-
-
-@dataclass
-class _LocalBundle:
-    dir: str
-    kernel: str
-    initrd: str
-    info: dict
-
-    @classmethod
-    def load(cls, path):
-        info_path = os.path.join(path, layout.ENV_BUNDLE_INFO)
-        try:
-            with open(info_path, encoding="utf-8") as f:
-                info = json.load(f)
-        except OSError as exc:
-            raise InputError(f"{path}: not a bundle (no readable "
-                             f"bundle.json: {exc.strerror})") from None
-        except ValueError as exc:
-            raise InputError(f"{info_path}: not JSON ({exc})") from None
-        files = [os.path.join(path, n) for n in (layout.ENV_KERNEL,
-                                                 layout.ENV_INITRD)]
-        for name in files:
-            if not os.path.isfile(name):
-                raise InputError(f"{path}: the bundle has no "
-                                 f"{os.path.basename(name)}")
-        return cls(path, files[0], files[1], info)
-
-
 def bios_code(sector0, table_kind, firmware):
     """{"code", "method"} from part C's biosboot.identify, or, on UEFI,
     {"unsupported": why} when it refuses; on BIOS its refusal stands."""
     try:
-        from .biosboot import identify
-    except ImportError:
-        identify = None
-    try:
-        if identify is None:
-            raise TargetError("the boot code is not identified (biosboot "
-                              "is not in this build)")
-        name, method = identify(sector0, table_kind)
+        name, method = biosboot.identify(sector0, table_kind)
     except TargetError as exc:
         if firmware == "bios":
-            raise
+            raise TargetError(f"BIOS: {exc}") from None
         return {"unsupported": str(exc)}
     return {"code": name, "method": method}
+
+
+def check_tools(efi_loader, bios, bundle):
+    """MissingToolError now, before any write, for a tool or loader file
+    the install will need."""
+    path = tools.tool_env().get("PATH")
+    needed = ["mkfs.fat", "mcopy", "mdir"]
+    if "code" in bios:
+        needed.append("syslinux")
+        file, package = loaders.LDLINUX_C32
+        if not os.path.isfile(file):
+            raise MissingToolError(file, package, "the BIOS loader")
+    if efi_loader == "grub":
+        needed.append("grub-mkstandalone")
+        directory, package = loaders.GRUB_EFI_DIR
+        if not os.path.isdir(directory):
+            raise MissingToolError(directory, package, "the standalone GRUB")
+    else:
+        loaders.signed_files(bundle)
+    for tool in needed:
+        if shutil.which(tool, path=path) is None:
+            raise MissingToolError(tool, what="bwpart install")
 
 
 def plan_install(disk, bundle_dir, size=None, shrink=None, firmware=None,
@@ -189,10 +169,11 @@ def plan_install(disk, bundle_dir, size=None, shrink=None, firmware=None,
     if firmware not in layout.FIRMWARES:
         raise InputError(f"--firmware={firmware}: one of "
                          f"{', '.join(layout.FIRMWARES)}")
-    bundle = load_bundle(bundle_dir)
+    bundle = bundles.load(bundle_dir)
     found = rooms.find_room(disk, size, shrink)
     table, sector0 = found.table, found.sector0
     bios = bios_code(sector0, table.kind, firmware)
+    check_tools(efi_loader, bios, bundle)
     info = getattr(bundle, "info", None) or {}
     notes = []
     if firmware == "uefi" and efi_loader == "shim" and \
