@@ -51,8 +51,12 @@ def arming_writes(disk, state, table=None):
         return []
     saved = bios.get("flags_before")
     if bios.get("method") == "active-flag":
-        active = [int(n) for n, flag in saved.items() if flag & ACTIVE]
-        return flags.mbr_active_writes(disk, table, active)
+        # each boot indicator byte as it was, exactly (as arming.disarm)
+        with device.open_source(disk) as opened:
+            sector0 = opened.read(0, 512)
+        return [(flags.mbr_indicator(int(n)), bytes([flag]))
+                for n, flag in sorted(saved.items())
+                if sector0[flags.mbr_indicator(int(n))] != flag]
     if bios.get("method") == "legacy-attr":
         now = flags.gpt_attrs(disk, table)
         want = {int(n): a for n, a in bios["attrs_before"].items()
