@@ -34,6 +34,7 @@ from . import record as records
 from . import state as states
 from . import tail
 from .efivars import Efivars
+from .status import find_or_repair
 
 MiB = 1 << 20
 ACTIVE = 0x80
@@ -189,11 +190,11 @@ def remove(disk, grow=None, progress=None, efivars=None):
     UEFI variables to put back (default: this machine's efivarfs)."""
     disk = os.fspath(disk)
     say = progress or (lambda text: None)
-    service = partition.find_service(disk)
+    service, why = find_or_repair(disk)
     if service is None:
         raise TargetError(f"{disk}: no service partition (no partition of "
                           f"the service type with a valid record in its "
-                          f"tail)")
+                          f"tail)" + (f": {why}" if why else ""))
     record = tail.read_record(service)
     try:
         records.check(record)

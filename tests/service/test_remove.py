@@ -141,9 +141,36 @@ def test_no_service_partition(tmp_path):
         remove.remove(disk)
     # a partition of the type alone is not one
     sh("sfdisk", "-q", "--append", disk, input="size=300M, type=1c\n")
-    with pytest.raises(TargetError, match="no service partition"):
+    with pytest.raises(TargetError, match="no service partition .*: "
+                       "partition 2 has the service type but its tail "
+                       "holds no record"):
         remove.remove(disk)
     assert tail.TAIL_SIZE == MiB
+
+
+def test_damaged_tail_record_repaired_from_the_fat(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    before = table_bytes(disk, "gpt")
+    service = install_by_hand(disk)
+    with open(disk, "r+b") as f:
+        f.seek(service.tail_offset + 40)
+        f.write(b"#")
+    assert status.find_service(disk) is None        # part A's: tail only
+    remove.remove(disk)
+    assert table_bytes(disk, "gpt") == before
+
+
+def test_damaged_record_said(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    service = install_by_hand(disk)
+    with open(disk, "r+b") as f:        # both copies damaged
+        f.seek(service.tail_offset + 40)
+        f.write(b"#")
+    sh("mdel", "-i", f"{disk}@@{service.start}", "::/bwpart/install.json")
+    with pytest.raises(TargetError, match=f"partition {service.number} has "
+                       f"the service type but no whole record: .*crc32"):
+        remove.remove(disk)
+    assert "crc32 mismatch" in status.status(disk)["notes"][0]
 
 
 def test_uefi_entries_and_bootorder_put_back(tmp_path):
