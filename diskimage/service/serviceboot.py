@@ -27,6 +27,12 @@ start, which rdeploy restore is).  When the cut try was the last one, that
 boot records "exhausted" (interrupted) and disarms: the production OS
 boots, whatever the job left of it.  Choose --tries with that in mind.
 
+A FAT that does not mount is a failed try (exit 1, the job not run).
+The result is kept in ``state["last"]``: ``{"result": "done" | "failed" |
+"exhausted", "exit": int (null: the last try was cut), "try": N, "at":
+ISO time, "job": its name}``, with ``"interrupted": true`` for a cut last
+try and ``"error": text`` when the FAT did not mount.
+
 The result is written before the switch is thrown back (a cut between
 them: the next boot finds no job and disarms), each write with the
 signals held and fsynced.
@@ -41,7 +47,6 @@ from ..errors import DiskImageError, InputError
 from ..host import tools
 from ..sighold import held
 from . import arming, partition, state
-from .bootnext import now
 
 MOUNT_POINT = "/run/bwpart/service"
 
@@ -112,7 +117,7 @@ def _say(progress, text):
 
 def _finish(service, st, result, code, try_, vars, progress, **more):
     st["last"] = {"result": result, "exit": code, "try": try_,
-                  "at": now(), "job": st["job"]["name"], **more}
+                  "at": state.now(), "job": st["job"]["name"], **more}
     keep = result == "failed"
     if not keep:
         st["job"] = None
