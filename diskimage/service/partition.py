@@ -18,8 +18,8 @@ import uuid
 from dataclasses import asdict, dataclass
 
 from .. import sighold
-from ..errors import (InputError, MissingToolError, TargetChangedError,
-                      TargetError)
+from ..errors import (DiskImageError, InputError, MissingToolError,
+                      TargetChangedError, TargetError)
 from ..fs import resize
 from ..host import sysfs
 from ..host.device import open_source, open_target, sync, write_all
@@ -125,7 +125,7 @@ def service_by_id(wanted):
             continue
         try:
             service = find_service(found["path"])
-        except InputError:      # TableError among them: not ours to judge
+        except DiskImageError:  # unreadable, no table: not ours to judge
             continue
         if service is not None and service.part_id.lower() == wanted:
             return service
