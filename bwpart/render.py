@@ -117,10 +117,12 @@ def status_text(disk, st):
 
 
 def remove_lines(disk, st, grow):
-    head = (f"remove: the service partition {_partition(st['partition'])} "
-            f"of {disk} goes; then:")
-    return [head] + [f"  {line}" for line in
-                     remove_items(st.get("remove") or {}, grow)]
+    out = [f"remove: the service partition of {disk} goes: "
+           f"{_partition(st['partition'])}"]
+    if st.get("armed"):
+        out.append(f"  disarmed first ({_armed(st['armed'])})")
+    return out + [f"  {line}" for line in
+                  remove_items(st.get("remove") or {}, grow)]
 
 
 def store_table(images):
