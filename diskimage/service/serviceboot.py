@@ -7,8 +7,9 @@ The sequence (:func:`run`):
 1. find the service partition by its id, load its state;
 2. no pending job: disarm (the production OS boots next), return 0;
 3. the try counted and saved (``job.used`` + 1) BEFORE the job runs, and
-   the switch thrown again (arming.rearm: BootNext was used up), so that
-   a cut from here on boots the service environment again;
+   the switch thrown again (arming.rearm: BootNext was used up; not armed
+   at all: armed now, for the running firmware), so that a cut from here
+   on boots the service environment again;
 4. the FAT mounted at /run/bwpart/service, the job run with ``sh JOB`` in
    /tmp, with BWPART_DISK (the disk, e.g. /dev/sda), BWPART_PARTITION (the
    service partition's number), BWPART_ID (its id), BWPART_STORE
@@ -131,6 +132,22 @@ def _finish(service, st, result, code, try_, vars, progress, **more):
     arming.disarm(service, vars=vars, st=st)
 
 
+def _rearm(service, st, vars, progress):
+    """The switch thrown again; armed when it was not (a boot-next cut
+    before it armed, a service boot chosen by hand), so that a cut during
+    the job boots here again.  A refusal of that arming is said and the
+    job runs all the same."""
+    if st.get("armed"):
+        arming.rearm(service, vars=vars, st=st)
+        return
+    firmware = arming.firmware()
+    try:
+        arming.arm(service, firmware, vars=vars, st=st)
+    except DiskImageError as e:
+        _say(progress, f"not armed ({firmware}): {e}; a cut during the job "
+             f"boots the production OS")
+
+
 def run(part_id, disk=None, mount=True, vars=None, progress=None,
         where=MOUNT_POINT, cwd="/tmp"):
     """The whole service boot for the partition `part_id` (see the
@@ -160,7 +177,7 @@ def run(part_id, disk=None, mount=True, vars=None, progress=None,
     _save(service, st)
     _say(progress, f"job {job['name']}: try {job['used']} of "
          f"{job['tries']}")
-    arming.rearm(service, vars=vars, st=st)
+    _rearm(service, st, vars, progress)
     try:
         with _store(service, mount, where) as store:
             code = run_job(job["text"], _job_env(service, job, store), cwd)

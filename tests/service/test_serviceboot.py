@@ -203,3 +203,20 @@ def test_uefi_bootnext_set_again_at_each_service_boot_then_put_back(
     assert {k: v for k, v in after.items()
             if not k.startswith(entry)} == before
     assert load(disk)["armed"] is None
+
+
+def test_a_job_found_unarmed_is_armed_before_it_runs(tmp_path, disk):
+    """boot-next cut between saving the job and arming: a service boot
+    (chosen by hand) arms it before the job, so a cut then boots here."""
+    out = tmp_path / "armed-during-job"
+    summary = boot_next(tmp_path, disk, f"sfdisk --json {disk} > {out}\n"
+                        "exit 1\n", tries=2)
+    service = servicedisk.partition.find_service(str(disk))
+    from diskimage.service import arming
+    arming.disarm(service)
+    assert not armed(disk) and load(disk)["job"]
+    assert service_boot(disk, summary) == 1      # this host boots by BIOS
+    import json
+    during = json.loads(out.read_text())["partitiontable"]["partitions"]
+    assert [p["node"][-1] for p in during if p.get("bootable")] == ["2"]
+    assert armed(disk)
