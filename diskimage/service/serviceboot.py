@@ -47,7 +47,7 @@ import tempfile
 from ..errors import DiskImageError, InputError
 from ..host import tools
 from ..sighold import held
-from . import arming, partition, state
+from . import arming, fatfs, partition, state
 
 MOUNT_POINT = "/run/bwpart/service"
 
@@ -67,7 +67,6 @@ def _store(service, mount, where):
     if not mount:
         yield None
         return
-    from . import fatfs
     os.makedirs(where, exist_ok=True)
     with fatfs.mounted(service, where):
         yield os.path.join(where, "store")
