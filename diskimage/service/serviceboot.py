@@ -28,6 +28,12 @@ start, which rdeploy restore is).  When the cut try was the last one, that
 boot records "exhausted" (interrupted) and disarms: the production OS
 boots, whatever the job left of it.  Choose --tries with that in mind.
 
+After the job the partition is found again and its state read again: a
+job that rewrote the disk's table so that the service partition is gone
+gets nothing written to the disk (only the UEFI variables are put back);
+a job that queued the next job (`bwpart boot-next` inside the job) leaves
+that job and its arming in place, only its own result is recorded.
+
 A FAT that does not mount is a failed try (exit 1, the job not run).
 The result is kept in ``state["last"]``: ``{"result": "done" | "failed" |
 "exhausted", "exit": int (null: the last try was cut), "try": N, "at":
@@ -115,9 +121,37 @@ def _say(progress, text):
         progress(text)
 
 
+def _last(result, code, job, more):
+    return {"result": result, "exit": code, "try": job["used"],
+            "at": state.now(), "job": job["name"], **more}
+
+
+def _same(found, job):
+    return bool(found) and all(found.get(k) == job[k]
+                               for k in ("sha256", "created", "tries"))
+
+
+def _after(service, st, vars, progress):
+    """(service, state) as the job left them: the partition found again
+    (a job may rewrite the disk's table) and its state read again (a job
+    may queue the next one with `bwpart boot-next`).  None when the
+    partition is gone: nothing is written to the disk then, only the UEFI
+    variables are put back."""
+    try:
+        again = partition.find_service(service.disk)
+    except DiskImageError:
+        again = None
+    if again is not None and again.part_id == service.part_id:
+        return again, state.load(again)
+    _say(progress, f"{service.disk}: the service partition is gone after "
+         f"the job (the table was rewritten): no result is recorded")
+    if (st.get("armed") or {}).get("firmware") == "uefi":
+        arming.disarm(service, vars=vars, st=st, save=False)
+    return None
+
+
 def _finish(service, st, result, code, try_, vars, progress, **more):
-    st["last"] = {"result": result, "exit": code, "try": try_,
-                  "at": state.now(), "job": st["job"]["name"], **more}
+    st["last"] = _last(result, code, st["job"], more)
     keep = result == "failed"
     if not keep:
         st["job"] = None
@@ -187,11 +221,21 @@ def run(part_id, disk=None, mount=True, vars=None, progress=None,
         error = None
     more = {"error": error} if error else {}
     if code == 0:
-        _finish(service, st, "done", 0, job["used"], vars, progress)
+        result = "done"
     elif job["used"] < job["tries"]:
-        _finish(service, st, "failed", code, job["used"], vars, progress,
-                **more)
+        result = "failed"
     else:
-        _finish(service, st, "exhausted", code, job["used"], vars,
-                progress, **more)
+        result = "exhausted"
+    found = _after(service, st, vars, progress)
+    if found is None:
+        return code
+    service, now = found
+    if not _same(now.get("job"), job):
+        _say(progress, f"job {job['name']} {result} (exit {code}); it "
+             f"queued the job {now['job']['name']!r}, which runs next")
+        now["last"] = _last(result, code, job, more)
+        _save(service, now)
+        return code
+    now["job"] = job
+    _finish(service, now, result, code, job["used"], vars, progress, **more)
     return code
