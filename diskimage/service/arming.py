@@ -5,12 +5,16 @@ BIOS (the MBR boot code chooses by the partition table):
 
 * MBR disk, a boot code that boots the active partition (syslinux's
   mbr.bin, as biosboot.identify knows it): the active flag (0x80) on the
-  service partition only; the flags of the four primaries before are kept
-  in ``state.armed.bios.flags_before``.
+  service partition only; the boot_indicator bytes of the four primaries
+  before (byte 446 + 16 * (N - 1) of sector 0) are kept in
+  ``state.armed.bios`` = ``{"method": "active-flag", "flags_before":
+  {"1": 128, "2": 0, "3": 0, "4": 0}}`` and written back as they were.
 * GPT disk, a boot code that boots the partition with the legacy BIOS
   bootable attribute (bit 2; syslinux's gptmbr.bin): bit 2 on the service
-  partition only; the attributes before of every entry changed are kept in
-  ``state.armed.bios.attrs_before``.
+  partition only (cleared on every other entry); the attributes before of
+  the service entry and of every entry that had bit 2 are kept in
+  ``state.armed.bios`` = ``{"method": "legacy-attr", "attrs_before":
+  {"N": u64 attributes}}`` (both GPT copies are patched: tables/flags).
 
 A boot code bwpart does not know (or knows and cannot use, such as GRUB's
 boot.img) is refused by :func:`check` before any write.
@@ -19,8 +23,12 @@ UEFI: the service partition's Boot#### entry (made once, added to the
 install record so that `bwpart remove` deletes it), BootOrder with it first
 and BootNext set to it.  BootNext is used up by the firmware at the next
 boot, so :func:`rearm` at each service boot sets it again while a job is
-pending; BootOrder as it was before is kept in
-``state.armed.uefi.bootorder_before`` (read before the first write).
+pending; BootOrder as it was before is kept in ``state.armed.uefi`` =
+``{"entry": "Boot0007", "bootorder_before": base64 or null (none),
+"bootorder_attrs": int or null}``, read and saved before the first write
+of BootOrder.  The entry is made by efiboot.ensure_entry (an identical
+one is reused) before that, and listed in the install record's "nvram"
+(record.add_nvram, before = null) when it is not yet.
 
 The order of writes makes a cut at any moment safe: the state that says
 what to put back is written first (a second arm keeps the first arm's
@@ -35,7 +43,7 @@ import os
 
 from ..errors import InputError, TargetError
 from ..sighold import held
-from ..tables import flags
+from ..tables import flags, mbr
 from . import (biosboot, efiboot, fatfs, layout, partition, record, state,
                tail)
 from .efivars import Efivars
@@ -106,10 +114,14 @@ def _apply(service, writes):
 
 # -- BIOS -----------------------------------------------------------------
 
+def _indicator(number):
+    """The disk offset of MBR slot `number`'s boot_indicator byte."""
+    return mbr.PARTITION_RECORD_OFFSET + 16 * (number - 1)
+
+
 def _mbr_flags(sector0):
-    """{slot number (str): boot indicator byte} of the four primaries."""
-    return {str(n): sector0[446 + 16 * (n - 1)]
-            for n in range(1, MBR_SLOTS + 1)}
+    """{slot number (str): boot_indicator byte} of the four primaries."""
+    return {str(n): sector0[_indicator(n)] for n in range(1, MBR_SLOTS + 1)}
 
 
 def _bios_before(service, method):
@@ -127,15 +139,15 @@ def _bios_writes(service, bios, arming):
     partition alone bootable) or put back the ones saved in `bios`."""
     table, sector0 = _table(service)
     if bios["method"] == "active-flag":
-        if arming:
-            active = [service.number]
-        else:
-            active = [int(n) for n, flag in bios["flags_before"].items()
-                      if flag & ACTIVE]
-        now = [n for n, flag in _mbr_flags(sector0).items() if flag & ACTIVE]
-        if sorted(map(int, now)) == sorted(active):
+        now = _mbr_flags(sector0)
+        if not arming:      # each boot indicator byte as it was, exactly
+            return [(_indicator(int(n)), bytes([flag]))
+                    for n, flag in sorted(bios["flags_before"].items())
+                    if now[n] != flag]
+        if {n for n, flag in now.items() if flag} == {str(service.number)} \
+                and now[str(service.number)] == ACTIVE:
             return []
-        return flags.mbr_active_writes(service.disk, table, active)
+        return flags.mbr_active_writes(service.disk, table, [service.number])
     attrs = {p.number: p.attrs for p in table.partitions}
     if arming:
         want = {n: (a | LEGACY_BIOS_BOOTABLE) if n == service.number
@@ -245,17 +257,20 @@ def rearm(service, vars=None, st=None):
     return armed
 
 
-def disarm(service, vars=None, st=None):
+def disarm(service, vars=None, st=None, save=True):
     """Put back exactly what arm() saved, then clear ``state["armed"]``.
-    Returns what was put back (None when it was not armed)."""
+    Returns what was put back (None when it was not armed).  `save=False`
+    (the service partition is gone: a job rewrote the table) writes
+    nothing to the disk: only the UEFI variables are put back."""
     st = state.load(service) if st is None else st
     armed = st.get("armed")
     if not armed:
         return None
     if armed["firmware"] == "uefi":
         _uefi_disarm(service, armed["uefi"], _efivars(vars))
-    else:
+    elif save:
         _apply(service, _bios_writes(service, armed["bios"], False))
     st["armed"] = None
-    _save(service, st)
+    if save:
+        _save(service, st)
     return armed
