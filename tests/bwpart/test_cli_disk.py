@@ -243,3 +243,56 @@ def test_refusals_exit_codes(tmp_path, env):
           "no service partition")
     check(bwpart("boot-next", full, "--firmware=bios"), 3, "--job")
     assert sha256(full) == before
+
+
+def test_update_switches_the_environment_and_keeps_the_store(tmp_path, env):
+    disk = disk_file(tmp_path, "gpt")
+    install(disk, env)
+    source = build_disk(tmp_path / "source.img")
+    image = tmp_path / "lab.rdi"
+    assert rdeploy("capture", source, image).returncode == 0
+    assert bwpart("store", "add", disk, image).returncode == 0
+    new = bundle(tmp_path / "env2", version="2.0")
+    result = bwpart("update", disk, f"--env={new}")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(bwpart("status", disk, "--json").stdout)
+    assert status["env"]["version"] == "2.0"
+    assert [i["name"] for i in status["store"]] == ["lab"]
+    names = mdir(disk, service_entry(disk), "/bwpart/env")
+    assert names == [status["env"]["slot"]]     # the old slot is gone
+    check(bwpart("update", disk, f"--env={tmp_path}"), 3, "bundle.json")
+
+
+@pytest.mark.needs("losetup", root=True)
+def test_service_boot_counts_the_try_and_gives_up_after_the_last(tmp_path,
+                                                                  env):
+    """The environment's command on a loop device of the disk file: its
+    steps are "bwpart: ..." lines on stderr (not a terminal here), and its
+    exit status is the job's.  This host does not mount vfat, so the job
+    cannot run and the try fails; with --tries=1 that was the last: the
+    result is "exhausted" and the active flag is back on partition 1."""
+    disk = disk_file(tmp_path, "dos")
+    install(disk, env)
+    job = tmp_path / "job.sh"
+    job.write_text("exit 0\n")
+    assert bwpart("boot-next", disk, f"--job={job}", "--tries=1",
+                  "--firmware=bios").returncode == 0
+    part_id = json.loads(bwpart("status", disk, "--json").stdout)[
+        "partition"]["part_id"]
+    loop = subprocess.run(["losetup", "-f", "--show", str(disk)],
+                          check=True, capture_output=True,
+                          text=True).stdout.strip()
+    try:
+        result = bwpart("service-boot", part_id)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True)
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert lines and all(line.startswith("bwpart: ") for line in lines)
+    assert any("try 1 of 1" in line for line in lines), lines
+    status = json.loads(bwpart("status", disk, "--json").stdout)
+    assert status["last"]["result"] == "exhausted"
+    assert status["job"] is None and status["armed"] is None
+    assert [bool(p.get("bootable")) for p in
+            sfdisk_json(disk)["partitions"]] == [True, False]
+    check(bwpart("service-boot", "00000000-09"), 3, "no service partition")
