@@ -1,0 +1,155 @@
+"""What is installed on a disk, pending and stored: `bwpart status`.
+
+    {"disk", "installed": bool, "partition": {number, start, size,
+     part_id, table}, "installed_at", "tool", "env": {"slot", "version"} |
+     None, "size", "free", "store": [{name, size}], "job": {name, sha256,
+     tries, used, left} | None, "armed": state.armed, "last": state.last,
+     "remove": {"areas": [{what, offset, size, state}], "nvram":
+     [{name, guid, action}], "shrunk", "can_remove": bool}, "restore":
+     [the same as lines of text], "notes": []}
+
+An area's state: "installed" (as the install left it: remove puts the
+before-bytes back), "before" (already as before the install) or "changed"
+(changed since: remove refuses).
+"""
+
+import os
+
+from ..errors import DiskImageError
+from . import partition
+from . import record as records
+from . import state as states
+from . import tail
+
+
+def find_service(disk):
+    """The disk's service partition, or None (partition.find_service)."""
+    return partition.find_service(os.fspath(disk))
+
+
+def why_not_found(disk):
+    """When find_service found nothing: a line about each partition of the
+    service type whose tail holds no whole record (None if there is none
+    of that type)."""
+    table = read_disk_table(disk)
+    said = []
+    for part in table.partitions:
+        if not partition.is_service_type(table, part):
+            continue
+        service = partition.service_of(os.fspath(disk), table, part)
+        try:
+            found = tail.read_record(service)
+        except DiskImageError as err:
+            said.append(f"partition {part.number} has the service type but "
+                        f"no whole record: {err}")
+            continue
+        if found is None:
+            said.append(f"partition {part.number} has the service type but "
+                        f"its tail holds no record (not a service "
+                        f"partition)")
+    return "; ".join(said) or None
+
+
+def find_or_repair(disk):
+    """(Service or None, why): find_service; when it finds none, a tail
+    record damaged beside a whole /bwpart/install.json is written back
+    (tail.read_record) and it looks again; *why* says what was wrong."""
+    service = find_service(disk)
+    if service is not None:
+        return service, None
+    why = why_not_found(disk)
+    return find_service(disk), why
+
+
+def read_disk_table(disk):
+    return partition.read_disk(os.fspath(disk))[0]
+
+
+def remove_view(disk, record, armed_writes=()):
+    """What remove would do with each area and NVRAM variable."""
+    from ..tables import flags
+    areas = []
+    for area, data in zip(record["areas"],
+                          records.current(disk, record["areas"])):
+        seen = flags.overlay(data, area["offset"], armed_writes)
+        areas.append({"what": area["what"], "offset": area["offset"],
+                      "size": area["size"],
+                      "state": records.area_state(area, seen)})
+    nvram = [{"name": v["name"], "guid": v["guid"],
+              "action": "delete" if v["before"] is None else "put back"}
+             for v in record.get("nvram", [])]
+    return {"areas": areas, "nvram": nvram, "shrunk": record.get("shrunk"),
+            "can_remove": all(a["state"] != "changed" for a in areas)}
+
+
+SAID = {"installed": "put back as before install",
+        "before": "as before install already",
+        "changed": "CHANGED since install: remove refuses"}
+
+
+def restore_lines(view):
+    """What remove would restore, one line each (for the text output)."""
+    lines = [f"{a['what']} (bytes {a['offset']} to "
+             f"{a['offset'] + a['size']}): {SAID[a['state']]}"
+             for a in view["areas"]]
+    lines += [f"UEFI {v['name']}: {'deleted' if v['action'] == 'delete' else 'put back'}"
+              for v in view["nvram"]]
+    if view["shrunk"]:
+        lines.append(f"partition {view['shrunk']['number']}'s "
+                     f"{view['shrunk']['fs']}: grown back to "
+                     f"{view['shrunk']['old_size']} bytes")
+    return lines
+
+
+def _fat_facts(service, result):
+    """The active environment, the FAT's free space and the store."""
+    from . import envslots, fatfs, store
+    try:
+        with fatfs.open_fat(service) as fat:
+            slot, info = envslots.active(fat)
+            result["env"] = {"slot": slot,
+                             "version": (info or {}).get("version")}
+            result["free"] = fat.free()
+            result["store"] = store.ls(service, fat)
+    except DiskImageError as err:
+        result["notes"].append(f"the service FAT: {err}")
+
+
+def status(disk):
+    """The status dict of *disk* (see the module docstring)."""
+    disk = os.fspath(disk)
+    result = {"disk": disk, "installed": False, "partition": None,
+              "installed_at": None, "tool": None, "env": None,
+              "size": None, "free": None, "store": [], "job": None,
+              "armed": None, "last": None, "remove": None, "restore": [],
+              "notes": []}
+    service, why = find_or_repair(disk)
+    if why:
+        result["notes"].append(why)
+    if service is None:
+        return result
+    record = tail.read_record(service)
+    result.update(installed=True, size=service.size,
+                  installed_at=record.get("installed"),
+                  tool=record.get("tool"),
+                  partition={"number": service.number,
+                             "start": service.start, "size": service.size,
+                             "part_id": service.part_id,
+                             "table": service.table_kind})
+    try:
+        state = states.load(service)
+    except tail.Damaged as err:
+        result["notes"].append(str(err))
+        state = states.empty()
+    job = state["job"]
+    if job:
+        result["job"] = {"name": job["name"], "sha256": job["sha256"],
+                         "tries": job["tries"], "used": job["used"],
+                         "left": states.tries_left(state)}
+    result["armed"], result["last"] = state["armed"], state["last"]
+    from .remove import arming_writes
+    result["remove"] = remove_view(disk, record,
+                                   arming_writes(disk, state))
+    result["restore"] = restore_lines(result["remove"])
+    _fat_facts(service, result)
+    return result
