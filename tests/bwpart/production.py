@@ -1,0 +1,233 @@
+"""What the bwpart boot tests build and boot: "production" disks that boot
+by themselves, the control disk that tells a production boot what to run,
+the service environment's bundles, and a Machine that boots one disk again
+and again with the same devices (and the same OVMF variable store).
+
+A production disk is a bootdisk USB image (`bootdisk usb --job=JOB
+--timeout=0`: MBR with syslinux's mbr.bin, one active FAT32 partition from
+1 MiB, syslinux for BIOS, a standalone GRUB as \\EFI\\BOOT\\BOOTX64.EFI for
+UEFI) made bigger afterwards, so that the service partition finds free
+space at the end.  Its JOB prints PRODUCTION_MARK, then, when the control
+disk (/dev/vdb: a raw tar the test writes before each boot) holds run.sh,
+runs it (in /tmp/control, where the tar's other files are too), then powers
+off.  The GPT variant is the same image converted by `sgdisk -g`, with
+syslinux's gptmbr.bin as its first 440 bytes and partition 1's legacy
+BIOS bootable attribute (bit 2) set: SeaBIOS boots it through gptmbr.bin,
+OVMF through its fallback \\EFI\\BOOT\\BOOTX64.EFI.  The Secure Boot variant
+is `bootdisk usb --secure-boot` (shim -> Debian's signed GRUB -> kernel).
+
+Each base image is built once per session (tests/bwpart/conftest.py) and
+copied per test.
+"""
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from bootdisk import qemu
+from tests.bootdisk_helpers import ROOT, toolkit
+
+MiB = 1 << 20
+PRODUCTION_MARK = "PRODUCTION-BOOTED"
+#: what run.sh printing ends with, so that a test sees it ran
+RUN_DONE = "CONTROL-RUN-EXIT"
+#: the production partition's size (bootdisk's files need about 30 MiB)
+PROD_SIZE = 48 * MiB
+#: free space left after it: the service partition (256 MiB, bwpart's
+#: minimum) plus room for GPT's backup copy and 1 MiB alignment
+FREE = 260 * MiB
+SERVICE_SIZE = "256M"
+CONTROL_SIZE = 4 * MiB
+GPTMBR = "/usr/lib/syslinux/mbr/gptmbr.bin"
+OVMF_SECBOOT_CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+OVMF_MS_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+#: one boot of the environment under TCG, with room for a slow machine
+BOOT_TIMEOUT = 400
+
+PRODUCTION_JOB = f"""\
+echo {PRODUCTION_MARK}
+mkdir -p /tmp/control
+if tar -xf /dev/vdb -C /tmp/control 2>/dev/null && [ -f /tmp/control/run.sh ]; then
+    echo "production: running the control disk's run.sh"
+    (cd /tmp/control && sh ./run.sh)
+    echo "{RUN_DONE} $?"
+fi
+sync
+exit 0
+"""
+
+
+def python_m(*args, check=True, **kw):
+    """`.venv/bin/python -m ...` from the worktree root (the tree under
+    test, whatever the editable install maps)."""
+    return subprocess.run([sys.executable, "-m", *map(os.fspath, args)],
+                          cwd=ROOT, check=check, text=True,
+                          capture_output=True, **kw)
+
+
+def bwpart(*args, check=True, **kw):
+    proc = python_m("bwpart", *args, check=False, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bwpart {' '.join(map(str, args))}: exit "
+                             f"{proc.returncode}\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
+def rdeploy(*args, check=True):
+    proc = python_m("rdeploy", *args, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rdeploy {' '.join(map(str, args))}: exit "
+                             f"{proc.returncode}\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
+def bootdisk(*args):
+    proc = python_m("bootdisk", *args, f"--toolkit={toolkit()}", "--quiet",
+                    check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"bootdisk {' '.join(map(str, args))}: exit "
+                             f"{proc.returncode}\n{proc.stderr}")
+
+
+# ---- production disks -------------------------------------------------
+
+def build_production_mbr(out, secure_boot=False):
+    """The MBR production disk at `out`: PROD_SIZE of bootdisk USB image,
+    then FREE bytes of free space (a hole)."""
+    out = Path(out)
+    job = out.with_suffix(".job.sh")
+    job.write_text(PRODUCTION_JOB)
+    extra = ["--secure-boot"] if secure_boot else []
+    bootdisk("usb", "-o", out, f"--size={PROD_SIZE // MiB}M", f"--job={job}",
+             "--timeout=0", "--on-failure=poweroff", "--force", *extra)
+    with open(out, "r+b") as f:
+        f.truncate(PROD_SIZE + FREE)
+    return out
+
+
+def convert_to_gpt(path):
+    """The MBR production disk at `path` made GPT in place: `sgdisk -g`,
+    gptmbr.bin in the first 440 bytes, partition 1 legacy BIOS bootable."""
+    subprocess.run(["sgdisk", "-g", os.fspath(path)], check=True,
+                   capture_output=True)
+    with open(GPTMBR, "rb") as f:
+        code = f.read(440)
+    with open(path, "r+b") as f:
+        f.write(code)
+    subprocess.run(["sgdisk", "-A", "1:set:2", os.fspath(path)], check=True,
+                   capture_output=True)
+    return Path(path)
+
+
+def build_production_gpt(out, secure_boot=False):
+    return convert_to_gpt(build_production_mbr(out, secure_boot))
+
+
+# ---- bundles ----------------------------------------------------------
+
+def build_bundle(out, marker=None, secure_boot=False):
+    """`bootdisk bundle -o OUT`; with `marker`, the file /etc/bwpart-test
+    holds it (so two bundles differ, and a job can tell which booted)."""
+    out = Path(out)
+    extra = ["--secure-boot"] if secure_boot else []
+    if marker:
+        mark = out.parent / f"{out.name}.marker"
+        mark.write_text(marker + "\n")
+        extra.append(f"--add={mark}:/etc/bwpart-test")
+    bootdisk("bundle", "-o", out, "--force", *extra)
+    return out
+
+
+# ---- the control disk -------------------------------------------------
+
+def write_control(path, files=None):
+    """The control disk: a raw tar of `files` ({name: text}), zero-padded
+    to CONTROL_SIZE; without files, an empty archive (no run.sh: the
+    production job only prints its mark)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, text in (files or {}).items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755
+            tar.addfile(info, io.BytesIO(data))
+    data = buf.getvalue()
+    assert len(data) <= CONTROL_SIZE
+    with open(path, "wb") as f:
+        f.write(data)
+        f.truncate(CONTROL_SIZE)
+
+
+# ---- the machine ------------------------------------------------------
+
+class Machine:
+    """One PC: the disk (virtio, /dev/vda), the control disk (/dev/vdb),
+    no NIC, and the firmware: "bios" (SeaBIOS), "uefi" (OVMF) or
+    "secboot" (OVMF with Secure Boot on and Microsoft's keys).  Every boot
+    has the same devices and, for OVMF, the same variable store."""
+
+    def __init__(self, directory, disk, firmware):
+        self.directory = Path(directory)
+        self.disk = Path(disk)
+        self.firmware = firmware
+        self.control = self.directory / "control.tar"
+        write_control(self.control)
+        self.vars = None
+        if firmware == "uefi":
+            self.vars = Path(qemu.ovmf_vars(self.directory))
+        elif firmware == "secboot":
+            self.vars = self.directory / "OVMF_VARS.ms.fd"
+            shutil.copyfile(OVMF_MS_VARS, self.vars)
+        self.boots = []          # console output of each boot
+
+    def args(self):
+        if self.firmware == "secboot":
+            args = [qemu.QEMU, "-accel", "tcg", "-m", "1024", "-nographic",
+                    "-no-reboot", "-smp", "1", "-machine", "q35,smm=on",
+                    "-global", "driver=cfi.pflash01,property=secure,value=on",
+                    "-drive", f"if=pflash,format=raw,unit=0,readonly=on,"
+                              f"file={OVMF_SECBOOT_CODE}",
+                    "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}"]
+        else:
+            args = qemu.base_args(memory=1024, uefi_vars=self.vars)
+        return args + [
+            "-nic", "none",
+            "-drive", f"file={self.disk},if=virtio,format=raw",
+            "-drive", f"file={self.control},if=virtio,format=raw"]
+
+    def boot(self, files=None, timeout=BOOT_TIMEOUT):
+        """One boot until QEMU ends (a poweroff, or a reboot: -no-reboot);
+        `files` ({name: text}, run.sh among them) go on the control disk.
+        Returns the console's text."""
+        write_control(self.control, files)
+        with qemu.Boot(self.args()) as boot:
+            try:
+                boot.wait(timeout)
+            except TimeoutError:
+                self.boots.append(boot.plain())
+                raise AssertionError(
+                    f"boot {len(self.boots)} did not end within {timeout} s:"
+                    f"\n{tail(boot.plain())}") from None
+            out = boot.plain()
+        self.boots.append(out)
+        return out
+
+    def log(self):
+        """Every boot's console, for a failure message."""
+        return "\n".join(f"==== boot {n}\n{tail(out, 60)}"
+                         for n, out in enumerate(self.boots, 1))
+
+
+def tail(text, lines=40):
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def is_production(out):
+    """The console of a production boot: its job's mark and no service job
+    (bwpart service-boot) before it."""
+    return PRODUCTION_MARK in out and "service-boot" not in out
