@@ -1,0 +1,380 @@
+"""Files on the service partition's FAT32: through mtools on the disk at
+the partition's offset (the running OS, and this host, where vfat does not
+mount), or through a temporary vfat mount of a loop device over the FAT
+area (the imaging environment, which has no mtools).
+
+One API, :class:`Fat`, over both: put, get, get_to, ls, rm, mkdir, rename
+(over an existing name), free, exists.  FAT paths are absolute, "/"
+separated, and checked before any tool sees them (:func:`safe_path`): no
+"." or "..", no empty part, no part that looks like an option, no mtools
+wildcard, no drive letter.  FAT compares names without case; so does
+:meth:`Fat.exists`.  Nothing prints.
+"""
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+
+from ..errors import InputError, NoSpaceError, TargetChangedError, ToolError
+from ..fs.fat.mtools import MTOOLS_ENV
+from ..host import tools
+from ..host.loop import loop_device
+
+LABEL = "RDSERVICE"
+TAIL_SIZE = 1 << 20     # layout.TAIL_SIZE (part A); the FAT ends before it
+
+_BAD_CHARS = re.compile(r'[\x00-\x1f\\:*?\[\]"<>|]')
+_MDIR_LINE = re.compile(
+    r"^(?P<base>\S.{7}) (?P<ext>.{3}) +(?P<size><DIR>|\d+) +"
+    r"\d{4}-\d\d-\d\d +\d\d:\d\d ?(?P<long>.*)$")
+
+
+def fs_area(service):
+    """(offset, size) of the FAT area of `service` on its disk."""
+    size = getattr(service, "fs_size", None)
+    if size is None:
+        size = service.size - TAIL_SIZE
+    return service.start, size
+
+
+def safe_path(path):
+    """`path` as a checked absolute FAT path ("/" alone for the root), or
+    InputError naming what is wrong with it."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InputError(f"{path!r}: a FAT path must start with /")
+    parts = path.strip("/").split("/") if path.strip("/") else []
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise InputError(f"{path}: a FAT path may not hold an empty, "
+                             f"'.' or '..' part")
+        if part.startswith("-"):
+            raise InputError(f"{path}: {part!r} looks like an option")
+        if _BAD_CHARS.search(part) or part != part.strip():
+            raise InputError(f"{path}: {part!r} holds a character FAT or "
+                             f"mtools does not take literally")
+    return "/" + "/".join(parts)
+
+
+def format(service):
+    """mkfs.fat -F 32 -n RDSERVICE over the FAT area of `service` (its
+    first size - 1 MiB bytes); the tail is not touched."""
+    start, size = fs_area(service)
+    if start % 512 or size % 1024:
+        raise InputError(f"{service.disk}: FAT area at {start} of {size} "
+                         f"bytes is not sector aligned")
+    tools.run(["mkfs.fat", "-F", "32", "-n", LABEL, "--offset",
+               str(start // 512), os.fspath(service.disk), str(size // 1024)],
+              env=MTOOLS_ENV)
+    _sync(service.disk)
+
+
+def _sync(disk):
+    fd = os.open(os.fspath(disk), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_fat(service, backend=None):
+    """The FAT of `service` as a :class:`Fat` (a context manager).
+    `backend`: "mtools" or "mount"; by default mtools when mcopy is
+    installed, else a temporary mount (:func:`choose_backend`)."""
+    if (backend or choose_backend()) == "mtools":
+        return MtoolsFat(service)
+    return MountFat(service)
+
+
+def choose_backend(which=shutil.which):
+    """"mtools" when mcopy is on the tools' PATH, else "mount"."""
+    path = tools.tool_env().get("PATH")
+    return "mtools" if which("mcopy", path=path) else "mount"
+
+
+@contextlib.contextmanager
+def mounted(service, where):
+    """The FAT of `service` mounted read-write (vfat) at `where` for the
+    job (the environment), over a loop device of its FAT area."""
+    start, size = fs_area(service)
+    os.makedirs(where, exist_ok=True)
+    with loop_device(service.disk, start, size, read_only=False) as dev:
+        tools.run(["mount", "-t", "vfat", "-o", "rw,flush", dev, where])
+        try:
+            yield where
+        finally:
+            tools.run(["umount", where])
+
+
+class Fat:
+    """What both backends share; subclasses hold the seven primitives."""
+
+    def __init__(self, service):
+        self.service = service
+        self.where = f"{service.disk}: service partition"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        pass
+
+    def exists(self, path):
+        path = safe_path(path)
+        if path == "/":
+            return True
+        parent, name = path.rsplit("/", 1)
+        try:
+            entries = self.ls(parent or "/")
+        except InputError:
+            return False
+        return any(n.lower() == name.lower() for n, _, _ in entries)
+
+    def is_dir(self, path):
+        path = safe_path(path)
+        if path == "/":
+            return True
+        parent, name = path.rsplit("/", 1)
+        for n, _, is_dir in self.ls(parent or "/"):
+            if n.lower() == name.lower():
+                return is_dir
+        return False
+
+    def makedirs(self, path):
+        """mkdir of `path` and each missing parent."""
+        done = ""
+        for part in safe_path(path).strip("/").split("/"):
+            done += "/" + part
+            if not self.exists(done):
+                self.mkdir(done)
+
+    def sha256(self, path):
+        return hashlib.sha256(self.get(path)).hexdigest()
+
+    def put_checked(self, src, fat_path, sha256=None):
+        """put, then read back: TargetChangedError when the bytes on the
+        FAT are not what was meant (`sha256`, else the source's)."""
+        if sha256 is None:
+            sha256 = _sha256_of(src)
+        self.put(src, fat_path)
+        got = self.sha256(fat_path)
+        if got != sha256:
+            raise TargetChangedError(
+                f"{self.where}: {fat_path} read back with sha256 "
+                f"{got[:16]}, not {sha256[:16]}")
+
+
+def _sha256_of(src):
+    if isinstance(src, (bytes, bytearray)):
+        return hashlib.sha256(src).hexdigest()
+    digest = hashlib.sha256()
+    with open(src, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class MtoolsFat(Fat):
+    """The FAT through mtools: `-i DISK@@OFFSET`, nothing mounted."""
+
+    def __init__(self, service):
+        super().__init__(service)
+        self.drive = f"{os.fspath(service.disk)}@@{service.start}"
+        self._scratch = None
+
+    def close(self):
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def _run(self, tool, *args, text=True, check=True):
+        proc = tools.run([tool, "-i", self.drive, *args], env=MTOOLS_ENV,
+                         text=text, check=False)
+        if check and proc.returncode != 0:
+            err = proc.stderr if text else proc.stderr.decode(
+                "utf-8", "replace")
+            last = " | ".join(line for line in err.strip().splitlines()
+                              if not line.startswith("Warning:"))[-300:]
+            if "Disk full" in err or "No space" in err:
+                raise NoSpaceError(f"{self.where}: no space left ({last})")
+            raise ToolError(f"{self.where}: {tool} {' '.join(args)} failed "
+                            f"(exit {proc.returncode}): {last}",
+                            proc.returncode, err)
+        return proc
+
+    def _local(self, data):
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="bwpart-fat.")
+        path = os.path.join(self._scratch, "data")
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def put(self, src, fat_path):
+        fat_path = safe_path(fat_path)
+        if isinstance(src, (bytes, bytearray)):
+            src = self._local(bytes(src))
+        self._run("mcopy", "-o", "-Q", os.path.abspath(src), f"::{fat_path}")
+        _sync(self.service.disk)
+
+    def get(self, fat_path):
+        fat_path = safe_path(fat_path)
+        proc = self._run("mcopy", "-n", f"::{fat_path}", "-", text=False,
+                         check=False)
+        if proc.returncode != 0:
+            raise InputError(f"{self.where}: no file {fat_path}")
+        return proc.stdout
+
+    def get_to(self, fat_path, local_path):
+        fat_path = safe_path(fat_path)
+        proc = self._run("mcopy", "-n", "-o", f"::{fat_path}",
+                         os.path.abspath(local_path), check=False)
+        if proc.returncode != 0:
+            raise InputError(f"{self.where}: no file {fat_path}")
+
+    def ls(self, fat_dir="/"):
+        fat_dir = safe_path(fat_dir)
+        proc = self._run("mdir", "-a", f"::{fat_dir}", check=False)
+        if proc.returncode != 0 or "Directory for" not in proc.stdout:
+            raise InputError(f"{self.where}: no directory {fat_dir}")
+        found = []
+        for line in proc.stdout.splitlines():
+            m = _MDIR_LINE.match(line)
+            if not m:
+                continue
+            name = m["long"].strip()
+            if not name:
+                base, ext = m["base"].strip(), m["ext"].strip()
+                name = f"{base}.{ext}" if ext else base
+            if name in (".", ".."):
+                continue
+            is_dir = m["size"] == "<DIR>"
+            found.append((name, 0 if is_dir else int(m["size"]), is_dir))
+        return found
+
+    def rm(self, fat_path, recursive=False):
+        fat_path = safe_path(fat_path)
+        if fat_path == "/":
+            raise InputError(f"{self.where}: the root is not removed")
+        if self.is_dir(fat_path):
+            self._run("mdeltree" if recursive else "mrd", f"::{fat_path}")
+        else:
+            self._run("mdel", f"::{fat_path}")
+        _sync(self.service.disk)
+
+    def mkdir(self, fat_path):
+        self._run("mmd", f"::{safe_path(fat_path)}")
+        _sync(self.service.disk)
+
+    def rename(self, src, dest):
+        """`src` renamed `dest`, over an existing file `dest` (mmove -D o:
+        one mtools run frees the old entry and writes the new one; it is
+        not atomic against a power cut, so callers that must stay
+        bootable keep a fallback, envslots.switch)."""
+        src, dest = safe_path(src), safe_path(dest)
+        self._run("mmove", "-D", "o", f"::{src}", f"::{dest}")
+        _sync(self.service.disk)
+
+    def free(self):
+        proc = self._run("mdir", "::/")
+        found = re.search(r"([\d ]+) bytes free", proc.stdout)
+        if not found:
+            raise ToolError(f"{self.where}: mdir did not say the free space")
+        return int(found[1].replace(" ", ""))
+
+
+class MountFat(Fat):
+    """The FAT through a temporary vfat mount of a loop device over its
+    area (the environment's way; vfat does not mount on the build host)."""
+
+    def __init__(self, service):
+        super().__init__(service)
+        self._dir = tempfile.mkdtemp(prefix="bwpart-fat.")
+        self._mount = mounted(service, self._dir)
+        try:
+            self._mount.__enter__()
+        except BaseException:
+            os.rmdir(self._dir)
+            raise
+
+    def close(self):
+        if self._mount is not None:
+            self._mount.__exit__(None, None, None)
+            self._mount = None
+            os.rmdir(self._dir)
+
+    def _p(self, fat_path):
+        return os.path.join(self._dir, safe_path(fat_path).lstrip("/"))
+
+    def _io(self, what, action):
+        try:
+            return action()
+        except FileNotFoundError:
+            raise InputError(f"{self.where}: no {what}") from None
+        except OSError as exc:
+            if exc.errno in (28, 27):
+                raise NoSpaceError(f"{self.where}: no space left for "
+                                   f"{what}") from None
+            raise InputError(f"{self.where}: {what}: {exc.strerror}") \
+                from None
+
+    def put(self, src, fat_path):
+        dest = self._p(fat_path)
+
+        def write():
+            with open(dest, "wb") as out:
+                if isinstance(src, (bytes, bytearray)):
+                    out.write(src)
+                else:
+                    with open(src, "rb") as f:
+                        shutil.copyfileobj(f, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+        self._io(fat_path, write)
+
+    def get(self, fat_path):
+        def read():
+            with open(self._p(fat_path), "rb") as f:
+                return f.read()
+        return self._io(f"file {fat_path}", read)
+
+    def get_to(self, fat_path, local_path):
+        self._io(f"file {fat_path}",
+                 lambda: shutil.copyfile(self._p(fat_path), local_path))
+
+    def ls(self, fat_dir="/"):
+        base = self._p(fat_dir)
+
+        def listing():
+            out = []
+            with os.scandir(base) as it:
+                for e in it:
+                    is_dir = e.is_dir()
+                    out.append((e.name, 0 if is_dir else e.stat().st_size,
+                                is_dir))
+            return out
+        return self._io(f"directory {fat_dir}", listing)
+
+    def rm(self, fat_path, recursive=False):
+        path = self._p(fat_path)
+        if os.path.isdir(path):
+            self._io(fat_path, (lambda: shutil.rmtree(path)) if recursive
+                     else (lambda: os.rmdir(path)))
+        else:
+            self._io(fat_path, lambda: os.unlink(path))
+
+    def mkdir(self, fat_path):
+        self._io(fat_path, lambda: os.mkdir(self._p(fat_path)))
+
+    def rename(self, src, dest):
+        self._io(src, lambda: os.replace(self._p(src), self._p(dest)))
+        os.sync()
+
+    def free(self):
+        st = os.statvfs(self._dir)
+        return st.f_bavail * st.f_frsize

@@ -1,0 +1,187 @@
+"""The install record: every byte area an install may change, with what it
+held before and a digest of what the install left; the NVRAM variables
+boot-next made; what the partition is.  Written twice: the tail's copy
+(tail.py) and /bwpart/install.json on the FAT.
+
+    {"format": 1, "tool": version, "installed": iso,
+     "disk": {"size", "sector_size", "table", "disk_id"},
+     "partition": {"number", "start", "size", "part_id", "type"},
+     "shrunk": null | {"number", "fs", "old_size", "new_size"},
+     "areas": [{"what", "offset", "size", "before" (base64),
+                "before_sha256", "after_sha256"}],
+     "nvram": [{"name", "guid", "before" (base64 or null), "after_sha256"}],
+     "bios": {"code", "method"} | {"unsupported": reason}}
+
+Areas: GPT: "lba0" (the protective MBR), "gpt-primary" (LBA 1, the
+header, through the end of the entry array), "gpt-backup" (the backup
+array through the backup header at the last LBA); MBR: "mbr" (sector 0)
+and one "ebr" per extended boot record's sector.
+"""
+
+import base64
+import datetime
+import hashlib
+
+from ..errors import InputError, TableError
+from ..host import device
+from ..tables import gpt, mbr
+from ..tables.partitions import read_table
+from . import tail
+
+FORMAT = 1
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def b64(data):
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text):
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def _areas(read, size, table):
+    """[(what, offset, size)] of every area an install may change."""
+    ss = table.sector_size
+    if table.kind == "gpt":
+        found, reasons = gpt.read_gpt(read, size, ss)
+        if found is None or found.backup_area is None:
+            raise TableError(f"the GPT is not whole (both copies are needed "
+                             f"for a record): {'; '.join(reasons) or 'no backup'}")
+        first, end = found.primary_array
+        back_first, back_end = found.backup_area
+        return [("lba0", 0, ss),
+                ("gpt-primary", gpt.PRIMARY_LBA * ss,
+                 (max(end, gpt.PRIMARY_LBA + 1) - gpt.PRIMARY_LBA) * ss),
+                ("gpt-backup", back_first * ss, (back_end - back_first) * ss)]
+    if table.kind == "mbr":
+        boot = mbr.read_boot_record(read, size)
+        parsed, _ = mbr.read_mbr(read, boot, size, ss)
+        ebrs = [("ebr", lba * ss, ss) for lba, _ in parsed.ebrs] \
+            if parsed else []
+        return [("mbr", 0, ss)] + ebrs
+    raise TableError("no partition table: nothing to record")
+
+
+def snapshot(disk, table=None):
+    """The before-bytes of every area an install may change, as the
+    record's "areas" list (after_sha256 still None: :func:`seal` fills
+    it once the install has written)."""
+    with device.open_source(str(disk)) as opened:
+        if table is None:
+            table = read_table(opened.read, opened.size)
+        areas = []
+        for what, offset, length in _areas(opened.read, opened.size, table):
+            data = opened.read(offset, length)
+            areas.append({"what": what, "offset": offset, "size": length,
+                          "before": b64(data), "before_sha256": sha256(data),
+                          "after_sha256": None})
+    return areas
+
+
+def seal(disk, areas):
+    """Fill each area's after_sha256 from what the disk holds now (at the
+    end of the install, or after update changed the table)."""
+    with device.open_source(str(disk)) as opened:
+        for area in areas:
+            area["after_sha256"] = sha256(opened.read(area["offset"],
+                                                      area["size"]))
+    return areas
+
+
+def current(disk, areas):
+    """The bytes each area holds now, in order."""
+    with device.open_source(str(disk)) as opened:
+        return [opened.read(a["offset"], a["size"]) for a in areas]
+
+
+def new(*, disk, table, areas, partition, shrunk=None, bios=None,
+        tool=None, installed=None):
+    """The whole record dict.  *disk* the path, *table* the
+    PartitionTable read before the install, *partition* a dict (number,
+    start, size, part_id, type) or anything with those attributes."""
+    if tool is None:
+        from .. import __version__ as tool
+    if not isinstance(partition, dict):
+        partition = {key: getattr(partition, key) for key in
+                     ("number", "start", "size", "part_id", "type")}
+    return {
+        "format": FORMAT,
+        "tool": tool,
+        "installed": installed or datetime.datetime.now(
+            datetime.timezone.utc).isoformat(timespec="seconds"),
+        "disk": {"size": table.disk_size, "sector_size": table.sector_size,
+                 "table": table.kind, "disk_id": table.disk_id},
+        "partition": dict(partition),
+        "shrunk": shrunk,
+        "areas": areas,
+        "nvram": [],
+        "bios": bios,
+    }
+
+
+def check(record):
+    """InputError unless *record* has what remove needs."""
+    if record.get("format") != FORMAT:
+        raise InputError(f"service record format {record.get('format')}, "
+                         f"this tool reads format {FORMAT}")
+    for area in record.get("areas", []):
+        if area.get("after_sha256") is None:
+            raise InputError(f"service record: area {area.get('what')} at "
+                             f"byte {area.get('offset')} was never sealed "
+                             f"(the install did not finish)")
+        if sha256(unb64(area["before"])) != area["before_sha256"]:
+            raise InputError(f"service record: area {area['what']} at byte "
+                             f"{area['offset']}: before-bytes fail their "
+                             f"sha256")
+    return record
+
+
+def area_state(area, data):
+    """"installed" (as the install left it), "before" (as before the
+    install) or "changed", for the bytes *data* the area holds now."""
+    digest = sha256(data)
+    if digest == area["after_sha256"]:
+        return "installed"
+    if digest == area["before_sha256"]:
+        return "before"
+    return "changed"
+
+
+def write_both(service, record):
+    """The record written to the tail and to /bwpart/install.json (the
+    FAT copy only once part C's fatfs is there)."""
+    tail.write_record(service, record)
+    try:
+        from . import fatfs
+    except ImportError:
+        return
+    with fatfs.open_fat(service) as fat:
+        fat.put(tail.encode(record) + b"\n", tail.INSTALL_JSON + ".new")
+        fat.rename(tail.INSTALL_JSON + ".new", tail.INSTALL_JSON)
+
+
+def add_nvram(service, name, guid, before, after=None):
+    """Note a UEFI variable boot-next wrote (*before*: its bytes before,
+    None when it did not exist; *after*: what was written) and rewrite
+    both copies of the record.  A variable already noted keeps its first
+    before-bytes (the ones before the install)."""
+    record = tail.read_record(service)
+    if record is None:
+        raise InputError(f"{service.disk}: no service record to add "
+                         f"{name} to")
+    after_sha = sha256(after) if after is not None else None
+    for item in record.setdefault("nvram", []):
+        if item["name"] == name and item["guid"] == guid:
+            item["after_sha256"] = after_sha
+            break
+    else:
+        record["nvram"].append({
+            "name": name, "guid": guid,
+            "before": b64(before) if before is not None else None,
+            "after_sha256": after_sha})
+    write_both(service, record)
+    return record

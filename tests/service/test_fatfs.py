@@ -1,0 +1,88 @@
+"""fatfs: the service FAT through mtools on a real disk file (mkfs.fat at
+an offset), checked with mdir, mtype and fsck.fat; the mount backend only
+by how it is chosen (vfat does not mount on this host)."""
+
+import pytest
+
+from diskimage.errors import InputError
+from diskimage.service import fatfs
+from tests.service.fatdisk import TOOLS, fsck, make_disk, mdir_names, mtype
+
+pytestmark = pytest.mark.needs(*TOOLS, "mmove", "mdel", "mdeltree")
+
+
+@pytest.fixture
+def service(tmp_path):
+    return make_disk(str(tmp_path / "disk.img"), fmt=False)
+
+
+def test_format_then_files_round_trip(service, tmp_path):
+    fatfs.format(service)
+    # The tail is not touched by mkfs.fat.
+    with open(service.disk, "rb") as f:
+        f.seek(service.tail_offset)
+        assert f.read(fatfs.TAIL_SIZE) == bytes(fatfs.TAIL_SIZE)
+    blkid = fatfs.tools.run(["blkid", "-p", "-O", str(service.start),
+                             service.disk]).stdout
+    assert 'LABEL="RDSERVICE"' in blkid and 'VERSION="FAT32"' in blkid
+    local = tmp_path / "kernel"
+    local.write_bytes(b"K" * 100000)
+    with fatfs.open_fat(service) as fat:
+        assert fat.__class__.__name__ == "MtoolsFat"
+        before = fat.free()
+        fat.makedirs("/bwpart/env/e1")
+        fat.put(str(local), "/bwpart/env/e1/vmlinuz")
+        fat.put(b"hello\n", "/bwpart/env/e1/bundle.json")
+        assert fat.get("/bwpart/env/e1/bundle.json") == b"hello\n"
+        fat.get_to("/bwpart/env/e1/vmlinuz", str(tmp_path / "back"))
+        assert (tmp_path / "back").read_bytes() == b"K" * 100000
+        assert sorted(fat.ls("/bwpart/env/e1")) == [
+            ("bundle.json", 6, False), ("vmlinuz", 100000, False)]
+        assert fat.ls("/bwpart/env") == [("e1", 0, True)]
+        assert fat.exists("/bwpart/env/e1/VMLINUZ")
+        assert not fat.exists("/bwpart/env/e2")
+        assert fat.free() < before
+        fat.put(b"a long name, made of spaces", "/a long name.bin.new")
+        fat.put(b"old", "/a long name.bin")
+        fat.rename("/a long name.bin.new", "/a long name.bin")
+        assert fat.get("/a long name.bin") == b"a long name, made of spaces"
+        assert not fat.exists("/a long name.bin.new")
+    assert mtype(service, "/bwpart/env/e1/bundle.json") == b"hello\n"
+    assert mdir_names(service, "/bwpart/env/e1") == ["bundle.json",
+                                                     "vmlinuz"]
+    assert fsck(service, str(tmp_path))[0] == 0
+
+
+def test_rm_and_missing(service, tmp_path):
+    fatfs.format(service)
+    with fatfs.open_fat(service) as fat:
+        fat.makedirs("/store/sub")
+        fat.put(b"x", "/store/sub/a")
+        fat.put(b"y", "/store/b")
+        fat.rm("/store/b")
+        fat.rm("/store", recursive=True)
+        assert fat.ls("/") == []
+        with pytest.raises(InputError, match="no file /nothing"):
+            fat.get("/nothing")
+        with pytest.raises(InputError, match="no directory /nothing"):
+            fat.ls("/nothing")
+    assert fsck(service, str(tmp_path))[0] == 0
+
+
+@pytest.mark.parametrize("path", [
+    "relative", "/a/../b", "/./a", "/a//b", "/-o", "/a/-n", "/*.rdi",
+    "/a?b", "/c:d", "/x\\y", "/tab\there", "/ trailing "])
+def test_unsafe_paths_refused(service, path):
+    with pytest.raises(InputError):
+        fatfs.safe_path(path)
+    with fatfs.open_fat(service) as fat:
+        with pytest.raises(InputError):
+            fat.put(b"x", path)
+
+
+def test_backend_choice():
+    assert fatfs.choose_backend(lambda tool, path: "/usr/bin/mcopy") == \
+        "mtools"
+    assert fatfs.choose_backend(lambda tool, path: None) == "mount"
+    assert fatfs.safe_path("/") == "/"
+    assert fatfs.safe_path("/store/img.r01") == "/store/img.r01"
