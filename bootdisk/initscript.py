@@ -20,6 +20,11 @@ action follows.  The job's output goes through ``pxeconf report relay``
 and the log tail forwarded), and its end is reported as ``done`` or
 ``failed`` with the exit status and the tail of /run/bootdisk.log.
 Without rd.pxeconf= nothing of this happens.
+
+A boot from a service partition (bwpart) puts ``rd.bwpart=ID`` on the
+command line: then the job is ``bwpart service-boot ID`` (the partition's
+pending job, diskimage/service/serviceboot.py), before rd.pxeconf= and
+rd.job=; its exit status is the job's.
 """
 
 INIT = r"""#!/bin/sh
@@ -56,10 +61,12 @@ JOB=
 [ -f /etc/bootdisk/config ] && . /etc/bootdisk/config
 JOB_URL=
 PXECONF_URL=
+BWPART=
 for word in $(cat /proc/cmdline); do
     case "$word" in
         rd.job=*) JOB_URL="${word#rd.job=}" ;;
         rd.pxeconf=*) PXECONF_URL="${word#rd.pxeconf=}" ;;
+        rd.bwpart=*) BWPART="${word#rd.bwpart=}" ;;
         rd.on_success=*) ON_SUCCESS="${word#rd.on_success=}" ;;
         rd.on_failure=*) ON_FAILURE="${word#rd.on_failure=}" ;;
     esac
@@ -142,7 +149,12 @@ run_leased() {
 main() {
     setup
     rc=1
-    if [ -n "$PXECONF_URL" ]; then
+    if [ -n "$BWPART" ]; then
+        # A service boot (bwpart): the pending job on the service partition.
+        say "service partition $BWPART (up $(uptime_s) s)"
+        bwpart service-boot "$BWPART" </dev/null
+        rc=$?
+    elif [ -n "$PXECONF_URL" ]; then
         run_leased
         rc=$?
     elif fetch_job; then

@@ -1,0 +1,265 @@
+"""Boot into the service environment next, and back: the switch that
+`bwpart boot-next` throws and the service boot throws back.
+
+BIOS (the MBR boot code chooses by the partition table):
+
+* MBR disk, a boot code that boots the active partition (syslinux's
+  mbr.bin, as biosboot.identify knows it): the active flag (0x80) on the
+  service partition only; the flags of the four primaries before are kept
+  in ``state.armed.bios.flags_before``.
+* GPT disk, a boot code that boots the partition with the legacy BIOS
+  bootable attribute (bit 2; syslinux's gptmbr.bin): bit 2 on the service
+  partition only; the attributes before of every entry changed are kept in
+  ``state.armed.bios.attrs_before``.
+
+A boot code bwpart does not know (or knows and cannot use, such as GRUB's
+boot.img) is refused by :func:`check` before any write.
+
+UEFI: the service partition's Boot#### entry (made once, added to the
+install record so that `bwpart remove` deletes it), BootOrder with it first
+and BootNext set to it.  BootNext is used up by the firmware at the next
+boot, so :func:`rearm` at each service boot sets it again while a job is
+pending; BootOrder as it was before is kept in
+``state.armed.uefi.bootorder_before`` (read before the first write).
+
+The order of writes makes a cut at any moment safe: the state that says
+what to put back is written first (a second arm keeps the first arm's
+"before", never its own armed flags), the boot switch after; disarm puts
+the boot switch back first and clears the state after, so a disarm cut
+half way is done again whole.  Each write is made with the signals held
+and fsynced (tail.write_state and flags.apply fsync).
+"""
+
+import base64
+import os
+
+from ..errors import InputError, TargetError
+from ..host import device
+from ..sighold import held
+from ..tables import flags
+from ..tables.partitions import read_table
+from . import biosboot, state
+
+EFI_ROOT = "/sys/firmware/efi"
+#: EFI_GLOBAL_VARIABLE: BootOrder, BootNext, Boot####
+GLOBAL_GUID = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+LEGACY_BIOS_BOOTABLE = 1 << 2
+ACTIVE = 0x80
+MBR_SLOTS = 4
+FIRMWARES = ("bios", "uefi")
+#: where the loaders sit on the service FAT (as loaders.py puts them)
+EFI_LOADERS = {"shim": r"\EFI\rdeploy\shimx64.efi",
+               "grub": r"\EFI\rdeploy\grubx64.efi"}
+
+
+def firmware(root=EFI_ROOT):
+    """The running machine's firmware: "uefi" when the kernel was started
+    by UEFI (/sys/firmware/efi exists), else "bios"."""
+    return "uefi" if os.path.isdir(root) else "bios"
+
+
+def _table(service):
+    disk = device.open_source(service.disk)
+    try:
+        table = read_table(disk.read, disk.size, disk.logical_sector_size)
+        sector0 = disk.read(0, 512)
+    finally:
+        disk.close()
+    if table.kind != service.table_kind:
+        raise TargetError(f"{service.disk}: the partition table is "
+                          f"{table.kind} now, the service partition was "
+                          f"found on {service.table_kind}")
+    return table, sector0
+
+
+def _efivars(vars):
+    if vars is not None:
+        return vars
+    from .efivars import Efivars
+    return Efivars()
+
+
+def check(service, firmware, vars=None):
+    """Every refusal of arm(), before any write: an unknown firmware name,
+    a BIOS boot code that cannot choose the service partition (TargetError
+    from biosboot.identify, saying which code and why), UEFI variables
+    that cannot be written here.  Returns what arm() needs to know: the
+    BIOS method ("active-flag" or "legacy-attr") or the Efivars."""
+    if firmware not in FIRMWARES:
+        raise InputError(f"firmware {firmware!r}: use bios or uefi")
+    if firmware == "bios":
+        table, sector0 = _table(service)
+        name, method = biosboot.identify(sector0, table.kind)
+        return method
+    vars = _efivars(vars)
+    if not vars.available():
+        raise TargetError(f"{service.disk}: UEFI variables are not "
+                          f"available here (no {EFI_ROOT}): this machine "
+                          f"was not started by UEFI; use --firmware=bios")
+    return vars
+
+
+def _save(service, st):
+    with held():
+        state.save(service, st)
+
+
+def _apply(service, writes):
+    if writes:
+        with held():
+            flags.apply(service.disk, writes)
+
+
+# -- BIOS -----------------------------------------------------------------
+
+def _mbr_flags(sector0):
+    """{slot number (str): boot indicator byte} of the four primaries."""
+    return {str(n): sector0[446 + 16 * (n - 1)]
+            for n in range(1, MBR_SLOTS + 1)}
+
+
+def _bios_before(service, method):
+    table, sector0 = _table(service)
+    if method == "active-flag":
+        return {"method": method, "flags_before": _mbr_flags(sector0)}
+    changed = {str(p.number): p.attrs for p in table.partitions
+               if p.number == service.number
+               or p.attrs & LEGACY_BIOS_BOOTABLE}
+    return {"method": method, "attrs_before": changed}
+
+
+def _bios_writes(service, bios, arming):
+    """The writes that set the flags for `arming` (True: the service
+    partition alone bootable) or put back the ones saved in `bios`."""
+    table, sector0 = _table(service)
+    if bios["method"] == "active-flag":
+        if arming:
+            active = [service.number]
+        else:
+            active = [int(n) for n, flag in bios["flags_before"].items()
+                      if flag & ACTIVE]
+        now = [n for n, flag in _mbr_flags(sector0).items() if flag & ACTIVE]
+        if sorted(map(int, now)) == sorted(active):
+            return []
+        return flags.mbr_active_writes(service.disk, table, active)
+    attrs = {p.number: p.attrs for p in table.partitions}
+    if arming:
+        want = {n: (a | LEGACY_BIOS_BOOTABLE) if n == service.number
+                else a & ~LEGACY_BIOS_BOOTABLE for n, a in attrs.items()}
+    else:
+        want = dict(attrs)
+        for n, a in bios["attrs_before"].items():
+            if int(n) in want:
+                want[int(n)] = a
+    changes = {n: a for n, a in want.items() if attrs[n] != a}
+    if not changes:
+        return []
+    return flags.gpt_attr_writes(service.disk, table, changes)
+
+
+# -- UEFI -----------------------------------------------------------------
+
+def _loader_path(service):
+    from . import tail
+    record = tail.read_record(service) or {}
+    return EFI_LOADERS.get(record.get("efi_loader", "shim"),
+                           EFI_LOADERS["shim"])
+
+
+def _entry(service, vars):
+    """The service partition's Boot#### (made when missing; added to the
+    install record when the record does not name it yet)."""
+    from . import efiboot, record, tail
+    name = efiboot.ensure_entry(vars, service, _loader_path(service))
+    made = tail.read_record(service) or {}
+    if name not in {n.get("name") for n in made.get("nvram", [])}:
+        with held():
+            record.add_nvram(service, name, GLOBAL_GUID, None)
+    return name
+
+
+def _bootorder(vars):
+    found = vars.read("BootOrder", GLOBAL_GUID)
+    return None if found is None else \
+        base64.b64encode(found[1]).decode("ascii")
+
+
+def _uefi_arm(service, st, vars):
+    from . import efiboot
+    armed = st.get("armed") or {}
+    uefi = armed.get("uefi") if armed.get("firmware") == "uefi" else None
+    if uefi is None:
+        uefi = {"entry": None, "bootorder_before": _bootorder(vars)}
+        st["armed"] = {"firmware": "uefi", "uefi": uefi}
+        _save(service, st)
+    entry = _entry(service, vars)
+    if uefi["entry"] != entry:
+        uefi["entry"] = entry
+        _save(service, st)
+    with held():
+        efiboot.arm(vars, entry)
+    return st["armed"]
+
+
+def _uefi_disarm(service, uefi, vars):
+    from . import efiboot
+    before = uefi.get("bootorder_before")
+    saved = {"entry": uefi.get("entry"), "bootorder_before": before,
+             "BootOrder": None if before is None else
+             base64.b64decode(before)}
+    with held():
+        efiboot.disarm(vars, saved)
+
+
+# -- the switch -----------------------------------------------------------
+
+def arm(service, firmware, vars=None, st=None):
+    """Make the next boot (and every boot until disarm) the service
+    environment's.  `st`: the state to keep (boot-next passes the one it
+    just saved), else it is loaded.  Returns ``state["armed"]``.  Armed
+    already for the same firmware: the "before" of the first arm is kept.
+    Armed for the other firmware: that is disarmed first."""
+    how = check(service, firmware, vars)
+    st = state.load(service) if st is None else st
+    armed = st.get("armed")
+    if armed and armed.get("firmware") != firmware:
+        disarm(service, vars=vars, st=st)
+        armed = None
+    if firmware == "uefi":
+        return _uefi_arm(service, st, how)
+    if armed is None:
+        st["armed"] = {"firmware": "bios",
+                       "bios": _bios_before(service, how)}
+        _save(service, st)
+    _apply(service, _bios_writes(service, st["armed"]["bios"], True))
+    return st["armed"]
+
+
+def rearm(service, vars=None, st=None):
+    """At a service boot: put the switch back as arm() set it (BootNext was
+    used up by the firmware; BootOrder is asserted again; BIOS flags
+    changed meanwhile are set again).  Not armed: nothing (returns None)."""
+    st = state.load(service) if st is None else st
+    armed = st.get("armed")
+    if not armed:
+        return None
+    if armed["firmware"] == "uefi":
+        return _uefi_arm(service, st, _efivars(vars))
+    _apply(service, _bios_writes(service, armed["bios"], True))
+    return armed
+
+
+def disarm(service, vars=None, st=None):
+    """Put back exactly what arm() saved, then clear ``state["armed"]``.
+    Returns what was put back (None when it was not armed)."""
+    st = state.load(service) if st is None else st
+    armed = st.get("armed")
+    if not armed:
+        return None
+    if armed["firmware"] == "uefi":
+        _uefi_disarm(service, armed["uefi"], _efivars(vars))
+    else:
+        _apply(service, _bios_writes(service, armed["bios"], False))
+    st["armed"] = None
+    _save(service, st)
+    return armed
