@@ -221,7 +221,7 @@ complete -o filenames -F {func} {name}
 
 
 DOCS = ("docs/rdeploy.md", "docs/imgx.md", "docs/bootdisk.md",
-        "docs/pxeconf.md")
+        "docs/pxeconf.md", "docs/bwpart.md")
 BEGIN = ("<!-- exit-codes: the toolkit's table, made by deploytool/docgen.py "
          "from cliutil/runner.py; edit it there -->\n")
 END = "<!-- end exit-codes -->\n"

@@ -34,6 +34,7 @@ COMMANDS = {
     "imgx": "imgx.cli",
     "bootdisk": "bootdisk.cli",
     "pxeconf": "pxeconf.cli",
+    "bwpart": "bwpart.cli",
 }
 
 MULTICALL_NAME = "deploytool"

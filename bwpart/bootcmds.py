@@ -1,0 +1,45 @@
+"""bwpart boot-next (arm the next boots for a job) and service-boot (what
+the service environment runs at each of them)."""
+
+import inspect
+
+from cliutil.runner import whole_number
+from diskimage.errors import InputError
+
+from . import options, render
+
+
+def cmd_boot_next(args):
+    tries = whole_number(args["--tries"], "--tries")
+    firmware = options.firmware(args)
+    from diskimage.service.bootnext import boot_next
+
+    job = args["--job"]
+    if job is not None:
+        try:
+            with open(job, "rb"):
+                pass
+        except OSError as exc:
+            raise InputError(f"{job}: cannot read the job: "
+                             f"{exc.strerror}") from None
+    summary = boot_next(args["DISK"], job, tries=tries, firmware=firmware)
+    render.summary("armed", args["DISK"], summary)
+    return 0
+
+
+def cmd_service_boot(args):
+    """The steps go to stderr whatever it is (the environment sends them
+    to the consoles); the exit status is the job's."""
+    from diskimage.service import serviceboot
+
+    steps = options.steps(always=True)
+    if "progress" in inspect.signature(serviceboot.run).parameters:
+        return serviceboot.run(args["ID"], progress=steps)
+    return serviceboot.run(args["ID"])
+
+
+COMMANDS = {"boot-next": cmd_boot_next, "service-boot": cmd_service_boot}
+
+
+def run(command, args):
+    return COMMANDS[command](args)

@@ -1,0 +1,71 @@
+"""bwpart install, update, remove: the changes to the disk's layout."""
+
+import json
+
+from . import options, render
+
+
+def cmd_install(args):
+    size = options.size(args)
+    shrink = options.number(args, "--shrink")
+    firmware = options.firmware(args)
+    loader = options.choice(args, "--efi-loader", options.EFI_LOADERS) \
+        or "shim"
+    from diskimage.service.install import install
+    from diskimage.service.plan import plan_install
+
+    disk = args["DISK"]
+    plan = plan_install(disk, args["--env"], size=size, shrink=shrink,
+                        firmware=firmware, efi_loader=loader)
+    if args["--json"] and args["--dry-run"]:
+        print(json.dumps(plan.to_dict(), indent=2, default=str))
+        return 0
+    if not args["--json"]:
+        print(render.lines(plan.lines()))
+    if args["--dry-run"]:
+        return 0
+    options.confirm(args, "install",
+                    f"add a service partition to {disk} as planned above")
+    summary = install(plan, progress=options.steps())
+    if args["--json"]:
+        print(json.dumps({"plan": plan.to_dict(), "installed": summary},
+                         indent=2, default=str))
+    else:
+        render.summary("installed", disk, summary)
+    return 0
+
+
+def cmd_update(args):
+    size = options.size(args)
+    from diskimage.service.update import update
+
+    summary = update(args["DISK"], args["--env"], size=size,
+                     progress=options.steps())
+    render.summary("updated", args["DISK"], summary)
+    return 0
+
+
+def cmd_remove(args):
+    grow = options.number(args, "--grow")
+    from diskimage.service.remove import remove
+    from diskimage.service.status import status
+
+    disk = args["DISK"]
+    state = status(disk)
+    if not state.get("installed"):
+        options.service(disk)       # the InputError: nothing to remove
+    print(render.lines(render.restore_lines(disk, state, grow)))
+    options.confirm(args, "remove",
+                    f"remove the service partition of {disk} and put back "
+                    f"what is listed above")
+    summary = remove(disk, grow=grow, progress=options.steps())
+    render.summary("removed", disk, summary)
+    return 0
+
+
+COMMANDS = {"install": cmd_install, "update": cmd_update,
+            "remove": cmd_remove}
+
+
+def run(command, args):
+    return COMMANDS[command](args)
