@@ -60,7 +60,7 @@ class _Layout:
         self.files.append((path, data))
 
 
-def build_iso(spec, out, timeout=3, force=False):
+def build_iso(spec, out, timeout=3, force=False, secure_boot=False):
     """Write the hybrid ISO to `out`.  Returns the initramfs manifest."""
     refuse_existing(out, force)
     warnings = []
