@@ -26,7 +26,7 @@ GRUB_TFTP_ROOT = ("if [ -z \"$net_default_server\" ]; then net_bootp; fi\n"
                   "set root=(tftp,$net_default_server)")
 
 
-def build_pxe(spec, out, timeout=3, force=False):
+def build_pxe(spec, out, timeout=3, force=False, secure_boot=False):
     """Fill the directory `out`.  Returns the initramfs manifest."""
     out = os.fspath(out)
     if os.path.exists(out) and not os.path.isdir(out):
