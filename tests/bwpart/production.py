@@ -16,11 +16,13 @@ BIOS bootable attribute (bit 2) set: SeaBIOS boots it through gptmbr.bin,
 OVMF through its fallback \\EFI\\BOOT\\BOOTX64.EFI.  The Secure Boot variant
 is `bootdisk usb --secure-boot` (shim -> Debian's signed GRUB -> kernel).
 
-Each base image is built once per session (tests/bwpart/conftest.py) and
+Each base image (disk or bundle) is built once per session (Bases: in
+pytest's base temporary directory, whichever test module asks first) and
 copied per test.
 """
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -35,6 +37,9 @@ MiB = 1 << 20
 PRODUCTION_MARK = "PRODUCTION-BOOTED"
 #: what run.sh printing ends with, so that a test sees it ran
 RUN_DONE = "CONTROL-RUN-EXIT"
+#: what a service job of these tests prints first, and last on success
+JOB_MARK = "SERVICE-JOB"
+JOB_DONE = "SERVICE-JOB-DONE"
 #: the production partition's size (bootdisk's files need about 30 MiB)
 PROD_SIZE = 48 * MiB
 #: free space left after it: the service partition (256 MiB, bwpart's
@@ -229,5 +234,148 @@ def tail(text, lines=40):
 
 def is_production(out):
     """The console of a production boot: its job's mark and no service job
-    (bwpart service-boot) before it."""
-    return PRODUCTION_MARK in out and "service-boot" not in out
+    before it."""
+    return PRODUCTION_MARK in out and JOB_MARK not in out
+
+
+# ---- built once per session -------------------------------------------
+
+class Bases:
+    """Production disks and bundles built once per session, in pytest's
+    base temporary directory (shared by every test module), made
+    read-only; `disk(kind, target)` gives a test its own copy."""
+
+    BUILDERS = {
+        "mbr": lambda out: build_production_mbr(out),
+        "gpt": lambda out: build_production_gpt(out),
+        "gpt-secure": lambda out: build_production_gpt(out, secure_boot=True),
+    }
+
+    def __init__(self, tmp_path_factory):
+        self.root = tmp_path_factory.getbasetemp() / "bwpart-bases"
+        self.root.mkdir(exist_ok=True)
+
+    def _built(self, name, build):
+        path = self.root / name
+        if not path.exists():
+            partial = self.root / f"{name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            build(partial / name)
+            for item in partial.rglob("*"):
+                if item.is_file():
+                    item.chmod(0o444)
+            partial.rename(path)
+        return path / name
+
+    def disk(self, kind, target):
+        from tests.shared import copy
+        return copy(self._built(kind, self.BUILDERS[kind]), target)
+
+    def bundle(self, marker, secure_boot=False):
+        """A bundle whose /etc/bwpart-test holds `marker` (read-only: the
+        install only reads it)."""
+        name = f"bundle-{marker}{'-sb' if secure_boot else ''}"
+        return self._built(name, lambda out: build_bundle(
+            out, marker=marker, secure_boot=secure_boot))
+
+
+# ---- the service partition seen by the field's tools ------------------
+
+def partitions(disk):
+    """sfdisk --json's partitions of `disk`, each with its number."""
+    proc = subprocess.run(["sfdisk", "--json", os.fspath(disk)], check=True,
+                          capture_output=True, text=True)
+    table = json.loads(proc.stdout)["partitiontable"]
+    for part in table["partitions"]:
+        part["number"] = int(part["node"][len(os.fspath(disk)):])
+    return table
+
+
+SERVICE_TYPES = ("1c", "b10262f8-ab25-4a01-be00-a2803022d1bf")
+
+
+def service_area(disk):
+    """(start, size) in bytes of the service partition, found by its type
+    in sfdisk's view of the table."""
+    table = partitions(disk)
+    sector = table.get("sectorsize", 512)
+    found = [p for p in table["partitions"]
+             if p["type"].lower() in SERVICE_TYPES]
+    assert len(found) == 1, f"{disk}: service partitions {found}"
+    return found[0]["start"] * sector, found[0]["size"] * sector
+
+
+def mtools_image(disk):
+    start, _ = service_area(disk)
+    return f"{disk}@@{start}"
+
+
+def mtools_env():
+    from diskimage.fs.fat.mtools import MTOOLS_ENV
+    return {**os.environ, **MTOOLS_ENV}
+
+
+def fat_names(disk, directory):
+    """Names in `directory` of the service FAT, by mdir."""
+    proc = subprocess.run(["mdir", "-b", "-i", mtools_image(disk),
+                           f"::{directory}"], capture_output=True, text=True,
+                          env=mtools_env())
+    if proc.returncode != 0:
+        return []
+    return sorted(line.rstrip("/").rsplit("/", 1)[-1]
+                  for line in proc.stdout.split("\n") if line.strip())
+
+
+def copy_out_of_store(disk, name, target_dir):
+    """The store's image `name` (NAME.rdi and its volumes) copied out of
+    the service FAT by mcopy; the path of its first volume."""
+    target_dir = Path(target_dir)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    stem = name[:-4] if name.endswith(".rdi") else name
+    volumes = [n for n in fat_names(disk, "/store")
+               if n.rsplit(".", 1)[0] == stem]
+    assert f"{stem}.rdi" in volumes, f"/store holds {fat_names(disk, '/store')}"
+    for vol in volumes:
+        subprocess.run(["mcopy", "-n", "-i", mtools_image(disk),
+                        f"::/store/{vol}", os.fspath(target_dir / vol)],
+                       check=True, env=mtools_env())
+    return target_dir / f"{stem}.rdi"
+
+
+def cmp_outside(before, after, hole):
+    """`cmp` of two disk files everywhere but the byte range `hole`
+    (start, end); the list of differing ranges named."""
+    size = os.path.getsize(before)
+    assert os.path.getsize(after) == size
+    differ = []
+    for start, end in ((0, hole[0]), (hole[1], size)):
+        if end <= start:
+            continue
+        proc = subprocess.run(["cmp", f"--ignore-initial={start}",
+                               f"--bytes={end - start}", os.fspath(before),
+                               os.fspath(after)], capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            differ.append(f"[{start}, {end}): {proc.stdout.strip()}")
+    return differ
+
+
+# ---- jobs -------------------------------------------------------------
+
+#: the service job of the capture scenario: the production partition into
+#: the local store
+CAPTURE_JOB = f"""\
+set -e
+echo "{JOB_MARK} try $BWPART_TRY of $BWPART_TRIES on $BWPART_DISK"
+mkdir -p "$BWPART_STORE"
+rdeploy capture "$BWPART_DISK" --partitions=1 "$BWPART_STORE/prod.rdi" --split=4000M --yes --quiet
+ls -l "$BWPART_STORE"
+echo {JOB_DONE}
+"""
+
+
+def service_ran(out):
+    """The console of a service boot whose job ran (and no production
+    boot in it)."""
+    return JOB_MARK in out and PRODUCTION_MARK not in out
