@@ -40,8 +40,8 @@ RUN_DONE = "CONTROL-RUN-EXIT"
 #: what a service job of these tests prints first, and last on success
 JOB_MARK = "SERVICE-JOB"
 JOB_DONE = "SERVICE-JOB-DONE"
-#: the production partition's size (bootdisk's files need about 30 MiB)
-PROD_SIZE = 48 * MiB
+#: the production partition's size (bootdisk's files need about 30 MiB, 50 with --secure-boot)
+PROD_SIZE = 64 * MiB
 #: free space left after it: the service partition (256 MiB, bwpart's
 #: minimum) plus room for GPT's backup copy and 1 MiB alignment
 FREE = 260 * MiB

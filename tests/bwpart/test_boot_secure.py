@@ -22,8 +22,10 @@ pytestmark = [pytest.mark.boot,
                                 "mkfs.fat", "mcopy", "syslinux")]
 
 JOB = f"""\
-echo "{JOB_MARK} under Secure Boot: $(od -An -tu1 -j4 -N1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c 2>/dev/null)"
+echo "{JOB_MARK} under Secure Boot"
 """
+#: what Debian's kernel says when the firmware booted it with Secure Boot on
+SB_ON = "secureboot: Secure boot enabled"
 ARM = {"run.sh": "bwpart boot-next /dev/vda --job=job.sh\n", "job.sh": JOB}
 
 
@@ -45,16 +47,16 @@ def armed_machine(bases, tmp_path, efi_loader):
     machine = Machine(tmp_path, disk, "secboot")
     out = machine.boot(ARM)
     assert is_production(out) and f"{RUN_DONE} 0" in out, machine.log()
+    assert SB_ON in out, machine.log()
     return machine
 
 
 def test_secure_boot_signed_chain_reaches_the_job(bases, tmp_path):
     machine = armed_machine(bases, tmp_path, "shim")
     out = machine.boot()
-    assert service_ran(out), machine.log()
-    # SecureBoot's one data byte after the 4 attribute bytes: 1 = on.
-    assert f"{JOB_MARK} under Secure Boot: 1" in " ".join(out.split()), \
+    assert service_ran(out) and f"{JOB_MARK} under Secure Boot" in out, \
         machine.log()
+    assert SB_ON in out, machine.log()
 
 
 def test_secure_boot_refuses_the_unsigned_loader(bases, tmp_path):
