@@ -52,6 +52,7 @@ PACKAGES = {
                      "pvchange"), "lvm2"),
     "sfdisk": "fdisk",
     "sgdisk": "gdisk",
+    "partx": "util-linux",          # bwpart: the kernel told of a new entry
     "qemu-img": "qemu-utils",
     "qemu-system-x86_64": "qemu-system-x86",
     "ldd": "libc-bin",

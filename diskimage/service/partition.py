@@ -14,9 +14,7 @@ table in half.
 """
 
 import os
-import struct
 import uuid
-import zlib
 from dataclasses import asdict, dataclass
 
 from .. import sighold
@@ -30,12 +28,6 @@ from ..tables import gpt, mbr
 from ..tables.partitions import read_table
 from ..tables.write import gpt_writes, mbr_writes
 from . import layout
-
-# The tail record's header (docs/bwpart.md; read by part B's tail.py when
-# it is there, else by the few lines of _tail_valid below).
-RECORD_MAGIC = b"RDSVCREC"
-RECORD_HEAD = struct.Struct("<8sIII12x")
-
 
 @dataclass
 class Service:
@@ -99,31 +91,27 @@ def service_of(path, table, part):
                    part_id(table, part), table.sector_size)
 
 
-def _tail_valid(disk, part):
-    """A valid record at the start of *part*'s tail: part B's reader when
-    it is there (an InputError from it is "not valid"), else the header
-    checked here (magic, format 1, length, CRC32 of the JSON)."""
-    if part.size < layout.MIN_SIZE or part.size % layout.ALIGN:
+def _tail_valid(service):
+    """A valid record in *service*'s tail (part B's reader; a damaged or
+    short copy is "not valid": a type alone is never trusted)."""
+    from . import tail
+    if service.size < layout.MIN_SIZE or service.size % layout.ALIGN:
         return False
-    at = layout.tail_offset(part.start, part.size)
-    head = disk.read(at, RECORD_HEAD.size)
-    if len(head) < RECORD_HEAD.size:
+    try:
+        return tail.read_record(service, fat_copy=False) is not None
+    except InputError:
         return False
-    magic, fmt, length, crc = RECORD_HEAD.unpack(head)
-    if magic != RECORD_MAGIC or fmt != 1 or \
-            length > layout.RECORD_SIZE - RECORD_HEAD.size:
-        return False
-    body = disk.read(at + RECORD_HEAD.size, length)
-    return len(body) == length and zlib.crc32(body) == crc
 
 
 def find_service(disk):
     """The service partition of the disk or disk file *disk*, or None."""
     with open_source(disk) as opened:
         table = _read(opened)
-        for part in table.partitions:
-            if is_service_type(table, part) and _tail_valid(opened, part):
-                return service_of(disk, table, part)
+    for part in table.partitions:
+        if is_service_type(table, part):
+            service = service_of(disk, table, part)
+            if _tail_valid(service):
+                return service
     return None
 
 

@@ -150,8 +150,8 @@ def _free_number(disk, table):
 def _no_room(disk, table, start, end, size):
     free = max(0, end - start)
     where = "at the end of the disk"
-    if table.kind == "mbr" and table.disk_size > mbr.MAX_LBAS * \
-            table.sector_size and start >= mbr.MAX_LBAS * table.sector_size:
+    if table.kind == "mbr" and \
+            table.disk_size > mbr.MAX_LBAS * table.sector_size:
         where = (f"below {format_size(mbr.MAX_LBAS * table.sector_size)} "
                  f"(what an MBR's 32-bit sector numbers reach)")
     last = max(table.partitions, key=lambda p: p.end, default=None)

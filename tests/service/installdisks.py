@@ -50,7 +50,7 @@ def ext4_into(tmp_path, disk, number, files):
     """An ext4 made by mkfs.ext4 -d from *files* ({name: bytes}) in
     partition *number* of *disk*."""
     start, size = part_of(disk, number)
-    root = tmp_path / f"root{number}"
+    root = tmp_path / f"root-{os.path.basename(disk)}-{number}"
     root.mkdir()
     for name, data in files.items():
         (root / name).write_bytes(data)
@@ -103,3 +103,22 @@ def sha256(path):
         while block := f.read(4 * MiB):
             h.update(block)
     return h.hexdigest()
+
+
+def make_bundle(directory, version="1.0", secure_boot=False):
+    """A bundle as `bootdisk bundle` writes it, with a stand-in kernel (a
+    setup header's "HdrS" at 0x202) and initrd: what bundle.load checks."""
+    directory.mkdir()
+    kernel = bytearray(os.urandom(64 * 1024))
+    kernel[0x202:0x206] = b"HdrS"
+    files = {"vmlinuz": bytes(kernel), "initrd.img": os.urandom(128 * 1024)}
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+    info = {"format": 1, "version": version, "id": f"test-{version}",
+            "built": "2026-12-01T00:00:00+00:00",
+            "kernel_release": "6.1.0-test-amd64",
+            "cmdline": "console=ttyS0", "secure_boot": secure_boot,
+            "files": {n: hashlib.sha256(d).hexdigest()
+                      for n, d in files.items()}}
+    (directory / "bundle.json").write_text(json.dumps(info))
+    return directory

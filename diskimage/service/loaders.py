@@ -1,0 +1,128 @@
+"""The loader files on the service FAT.
+
+UEFI, in /EFI/rdeploy/ (never /EFI/BOOT/: the firmware's fallback scan
+would find it there):
+
+    kind "shim"  shimx64.efi, grubx64.efi, mmx64.efi: Debian's signed shim,
+                 signed GRUB (which reads $prefix/grub.cfg, prefix
+                 /EFI/debian on its own device, else $cmdpath/grub.cfg) and
+                 MokManager; from the bundle when it carries them
+                 (--secure-boot), else from the host's shim-signed and
+                 grub-efi-amd64-signed
+    kind "grub"  grubx64.efi alone: a standalone GRUB (grub-mkstandalone,
+                 unsigned) whose embedded config takes $root from $cmdpath
+                 and reads the same two configs the signed one does
+
+BIOS: syslinux's volume boot record on the FAT (syslinux --offset
+--directory /syslinux --install), with ldlinux.sys and ldlinux.c32 in
+/syslinux; the disk's MBR code (biosboot) jumps to it.
+"""
+
+import os
+import shutil
+import tempfile
+
+from ..errors import InputError, MissingToolError
+from ..fs.fat.mtools import MTOOLS_ENV
+from ..host import tools
+from . import envslots, fatfs
+
+EFI_DIR = "/EFI/rdeploy"
+SHIM_PATH = f"{EFI_DIR}/shimx64.efi"
+GRUB_PATH = f"{EFI_DIR}/grubx64.efi"
+SYSLINUX_DIR = "/syslinux"
+
+#: name on the FAT -> (host path, Debian package), for kind "shim".
+HOST_SIGNED = {
+    "shimx64.efi": ("/usr/lib/shim/shimx64.efi.signed", "shim-signed"),
+    "grubx64.efi": ("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+                    "grub-efi-amd64-signed"),
+    "mmx64.efi": ("/usr/lib/shim/mmx64.efi.signed", "shim-signed"),
+}
+GRUB_EFI_DIR = ("/usr/lib/grub/x86_64-efi", "grub-efi-amd64-bin")
+LDLINUX_C32 = ("/usr/lib/syslinux/modules/bios/ldlinux.c32",
+               "syslinux-common")
+GRUB_MODULES = ("part_msdos part_gpt fat search search_fs_file linux "
+                "normal echo test serial terminal configfile sleep reboot "
+                "halt all_video efi_gop efi_uga regexp")
+KINDS = ("shim", "grub")
+
+
+def loader_path(kind):
+    """The path on the FAT the firmware's Boot#### entry names."""
+    return SHIM_PATH if kind == "shim" else GRUB_PATH
+
+
+def standalone_config():
+    """The config embedded in the standalone GRUB: $root is the device it
+    was loaded from, then the configs the signed GRUB reads, in its
+    order."""
+    primary, fallback = envslots.PAIRS["uefi"]
+    return ("regexp --set=1:bwdev '^\\(([^)]*)\\)' \"$cmdpath\"\n"
+            "set root=\"$bwdev\"\n"
+            f"if [ -e {primary} ]; then\n  source {primary}\n"
+            f"else\n  source {fallback}\nfi\n").encode()
+
+
+def signed_files(bundle=None):
+    """{name on the FAT: local path} of the signed chain: the bundle's
+    when it has all three, else the host's (MissingToolError naming the
+    package)."""
+    if bundle is not None and all(bundle.efi_file(n) for n in HOST_SIGNED):
+        return {n: bundle.efi_file(n) for n in HOST_SIGNED}
+    found = {}
+    for name, (path, package) in HOST_SIGNED.items():
+        if not os.path.isfile(path):
+            raise MissingToolError(path, package, "the signed UEFI loaders "
+                                   "(the bundle has none)")
+        found[name] = path
+    return found
+
+
+def install_efi(fat, bundle=None, kind="shim"):
+    """The UEFI loader files of `kind` into /EFI/rdeploy/, each read back;
+    the path the Boot#### entry names."""
+    if kind not in KINDS:
+        raise InputError(f"--efi-loader={kind}: not shim or grub")
+    fat.makedirs(EFI_DIR)
+    if kind == "shim":
+        for name, path in signed_files(bundle).items():
+            fat.put_checked(path, f"{EFI_DIR}/{name}")
+        return SHIM_PATH
+    scratch = tempfile.mkdtemp(prefix="bwpart-grub.")
+    try:
+        out = os.path.join(scratch, "grubx64.efi")
+        make_standalone(out, scratch)
+        fat.put_checked(out, GRUB_PATH)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return GRUB_PATH
+
+
+def make_standalone(out, scratch):
+    """A standalone x86_64 EFI GRUB at `out` with standalone_config()."""
+    directory, package = GRUB_EFI_DIR
+    if not os.path.isdir(directory):
+        raise MissingToolError(directory, package, "the standalone GRUB")
+    cfg = os.path.join(scratch, "embedded.cfg")
+    with open(cfg, "wb") as f:
+        f.write(standalone_config())
+    tools.run(["grub-mkstandalone", "-O", "x86_64-efi", "-d", directory,
+               "-o", out, f"--modules={GRUB_MODULES}",
+               f"--install-modules={GRUB_MODULES}", "--locales=",
+               "--fonts=", "--themes=", f"boot/grub/grub.cfg={cfg}"])
+
+
+def install_bios(service):
+    """syslinux's boot record on the service FAT and its files in
+    /syslinux (ldlinux.sys by the installer, ldlinux.c32 copied)."""
+    path, package = LDLINUX_C32
+    if not os.path.isfile(path):
+        raise MissingToolError(path, package, "the BIOS loader")
+    with fatfs.open_fat(service) as fat:
+        fat.makedirs(SYSLINUX_DIR)
+    tools.run(["syslinux", "--offset", str(service.start), "--directory",
+               SYSLINUX_DIR, "--install", os.fspath(service.disk)],
+              env=MTOOLS_ENV)
+    with fatfs.open_fat(service) as fat:
+        fat.put_checked(path, f"{SYSLINUX_DIR}/ldlinux.c32")
