@@ -34,22 +34,28 @@ import base64
 import os
 
 from ..errors import InputError, TargetError
-from ..host import device
 from ..sighold import held
 from ..tables import flags
-from ..tables.partitions import read_table
-from . import biosboot, state
+from . import efiboot, fatfs, layout, partition, record, state, tail
+from .efivars import Efivars
+
+try:
+    from . import biosboot
+except ImportError:     # part C's module, not merged yet: _identify below
+    biosboot = None
 
 EFI_ROOT = "/sys/firmware/efi"
 #: EFI_GLOBAL_VARIABLE: BootOrder, BootNext, Boot####
-GLOBAL_GUID = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
-LEGACY_BIOS_BOOTABLE = 1 << 2
+GLOBAL_GUID = efiboot.EFI_GLOBAL_VARIABLE
+LEGACY_BIOS_BOOTABLE = layout.ATTR_LEGACY_BOOT
 ACTIVE = 0x80
 MBR_SLOTS = 4
 FIRMWARES = ("bios", "uefi")
-#: where the loaders sit on the service FAT (as loaders.py puts them)
-EFI_LOADERS = {"shim": r"\EFI\rdeploy\shimx64.efi",
-               "grub": r"\EFI\rdeploy\grubx64.efi"}
+#: Shim until part C's biosboot is merged: syslinux's boot codes, by the
+#: first 440 bytes of the files Debian's syslinux-common installs.
+_SYSLINUX_MBR = "/usr/lib/syslinux/mbr"
+_SHIM_CODES = {"mbr": ("mbr.bin", "active-flag"),
+               "gpt": ("gptmbr.bin", "legacy-attr")}
 
 
 def firmware(root=EFI_ROOT):
@@ -59,12 +65,7 @@ def firmware(root=EFI_ROOT):
 
 
 def _table(service):
-    disk = device.open_source(service.disk)
-    try:
-        table = read_table(disk.read, disk.size, disk.logical_sector_size)
-        sector0 = disk.read(0, 512)
-    finally:
-        disk.close()
+    table, sector0 = partition.read_disk(service.disk)
     if table.kind != service.table_kind:
         raise TargetError(f"{service.disk}: the partition table is "
                           f"{table.kind} now, the service partition was "
@@ -75,8 +76,23 @@ def _table(service):
 def _efivars(vars):
     if vars is not None:
         return vars
-    from .efivars import Efivars
     return Efivars()
+
+
+def _identify(sector0, kind, disk):
+    if biosboot is not None:
+        return biosboot.identify(sector0, kind)
+    name, method = _SHIM_CODES.get(kind, (None, None))
+    if name is not None:
+        try:
+            with open(os.path.join(_SYSLINUX_MBR, name), "rb") as f:
+                if f.read(440) == sector0[:440]:
+                    return f"syslinux {name}", method
+        except OSError:
+            pass
+    raise TargetError(f"{disk}: the boot code in sector 0 is not "
+                      f"syslinux's {name or 'mbr.bin'}: bwpart cannot "
+                      f"make it boot the service partition")
 
 
 def check(service, firmware, vars=None):
@@ -89,7 +105,7 @@ def check(service, firmware, vars=None):
         raise InputError(f"firmware {firmware!r}: use bios or uefi")
     if firmware == "bios":
         table, sector0 = _table(service)
-        name, method = biosboot.identify(sector0, table.kind)
+        name, method = _identify(sector0, table.kind, service.disk)
         return method
     vars = _efivars(vars)
     if not vars.available():
@@ -160,55 +176,57 @@ def _bios_writes(service, bios, arming):
 # -- UEFI -----------------------------------------------------------------
 
 def _loader_path(service):
-    from . import tail
-    record = tail.read_record(service) or {}
-    return EFI_LOADERS.get(record.get("efi_loader", "shim"),
-                           EFI_LOADERS["shim"])
+    """The loader the Boot#### entry starts: the record's "efi_loader"
+    ("shim" or "grub"), else shim when /EFI/rdeploy/shimx64.efi is on the
+    FAT, else the standalone GRUB."""
+    kind = (tail.read_record(service) or {}).get("efi_loader")
+    if kind is None:
+        with fatfs.open_fat(service) as fat:
+            kind = "shim" if fat.exists(layout.EFI_SHIM) else "grub"
+    return layout.EFI_SHIM if kind == "shim" else layout.EFI_GRUB
 
 
-def _entry(service, vars):
-    """The service partition's Boot#### (made when missing; added to the
-    install record when the record does not name it yet)."""
-    from . import efiboot, record, tail
-    name = efiboot.ensure_entry(vars, service, _loader_path(service))
+def _entry(service, vars, known=None):
+    """The service partition's Boot#### (`known` when it still exists,
+    else made; added to the install record when the record does not name
+    it yet, before="none": it did not exist before the install)."""
+    if known and vars.read(known, GLOBAL_GUID) is not None:
+        return known
+    with held():
+        name = efiboot.ensure_entry(vars, service, _loader_path(service))
     made = tail.read_record(service) or {}
-    if name not in {n.get("name") for n in made.get("nvram", [])}:
+    if name not in {n.get("name") for n in made.get("nvram") or []}:
         with held():
             record.add_nvram(service, name, GLOBAL_GUID, None)
     return name
 
 
-def _bootorder(vars):
-    found = vars.read("BootOrder", GLOBAL_GUID)
-    return None if found is None else \
-        base64.b64encode(found[1]).decode("ascii")
-
-
 def _uefi_arm(service, st, vars):
-    from . import efiboot
-    armed = st.get("armed") or {}
-    uefi = armed.get("uefi") if armed.get("firmware") == "uefi" else None
+    """Entry made, the BootOrder before saved in the state (only at the
+    first arm), then BootOrder and BootNext written."""
+    armed = st.get("armed")
+    uefi = armed["uefi"] if armed and armed.get("firmware") == "uefi" \
+        else None
+    entry = _entry(service, vars, uefi and uefi.get("entry"))
     if uefi is None:
-        uefi = {"entry": None, "bootorder_before": _bootorder(vars)}
+        got = vars.read("BootOrder", GLOBAL_GUID)
+        uefi = {"entry": entry,
+                "bootorder_before": None if got is None else
+                base64.b64encode(got[1]).decode("ascii"),
+                "bootorder_attrs": None if got is None else got[0]}
         st["armed"] = {"firmware": "uefi", "uefi": uefi}
         _save(service, st)
-    entry = _entry(service, vars)
-    if uefi["entry"] != entry:
+    elif uefi["entry"] != entry:
         uefi["entry"] = entry
         _save(service, st)
     with held():
-        efiboot.arm(vars, entry)
+        efiboot.arm(vars, entry, saved=uefi)
     return st["armed"]
 
 
 def _uefi_disarm(service, uefi, vars):
-    from . import efiboot
-    before = uefi.get("bootorder_before")
-    saved = {"entry": uefi.get("entry"), "bootorder_before": before,
-             "BootOrder": None if before is None else
-             base64.b64decode(before)}
     with held():
-        efiboot.disarm(vars, saved)
+        efiboot.disarm(vars, uefi)
 
 
 # -- the switch -----------------------------------------------------------

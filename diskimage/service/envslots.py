@@ -29,7 +29,8 @@ which frees the old entry and writes the new one in one run):
     4. primary.new -> primary cut: primary old, new, or absent with the
                               fallback new: old or new boots, both whole
 
-syslinux's pair first, then GRUB's; a cut between them leaves BIOS on the
+(A config not there yet, at install, is written in place.)  syslinux's
+pair first, then GRUB's; a cut between them leaves BIOS on the
 new slot and UEFI on the old one, both whole.  The old slot is removed only
 afterwards (:func:`cleanup`: slots no config names).  Our own reader,
 :func:`active`, reads the configs in the loaders' order, and a leftover
@@ -141,6 +142,12 @@ def switch(fat, slot, service, efi_loader="shim"):
             continue
         for path in reversed(PAIRS[loader]):       # fallback, then primary
             fat.makedirs(path.rsplit("/", 1)[0] or "/")
+            if not fat.exists(path):
+                # Nothing to keep bootable (the first switch, at install);
+                # written in place, mcopy keeps the name's case (mmove
+                # would make a new 8.3 name upper case).
+                fat.put_checked(texts[loader], path)
+                continue
             fat.put_checked(texts[loader], path + ".new")
             fat.rename(path + ".new", path)
             if fat.get(path) != texts[loader]:

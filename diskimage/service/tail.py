@@ -22,6 +22,8 @@ start (docs/bwpart.md has the same table):
       +24  8  zero
       +32     the JSON (UTF-8), zero-filled to the slot's end
 
+The state JSON also carries "sequence", equal to the header's: a header
+torn across its bytes (a new sequence over an old body) does not pass.
 A write goes to the slot not holding the highest valid sequence, with that
 sequence + 1, as one pwrite of the whole slot, then fsync.  A reader takes
 the valid slot with the highest sequence.  Every read checks magic,
@@ -186,7 +188,7 @@ def _fat_record(service):
 
 # --- the state slots ----------------------------------------------------------
 def pack_state(state, sequence):
-    body = encode(state)
+    body = encode(dict(state, sequence=sequence))
     if len(body) > STATE_ROOM:
         raise InputError(f"the service state is {len(body)} bytes, more "
                          f"than the {STATE_ROOM} a state slot holds")
@@ -217,6 +219,10 @@ def slots(service):
             continue
         try:
             state = _body(service, what, offset, header, slot, STATE_ROOM)
+            if state.pop("sequence", None) != header.sequence:
+                raise Damaged(f"{service.disk}: {what} at byte {offset}: "
+                              f"sequence {header.sequence} in the header, "
+                              f"not the JSON's (a torn header)")
         except Damaged as damage:
             found.append((name, offset, None, None, damage))
             continue

@@ -71,3 +71,28 @@ def fsck(service, scratch):
                           text=True)
     os.unlink(copy)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def make_bundle(directory, version="1.0", size=200000, extra=None):
+    """A bundle directory by hand (what `bootdisk bundle -o DIR` writes):
+    a kernel-shaped vmlinuz ("HdrS" at 0x202), an initrd.img, bundle.json
+    listing their sha256; `extra` {name: bytes} added and listed."""
+    import hashlib
+    import json
+    os.makedirs(directory, exist_ok=True)
+    kernel = bytearray(os.urandom(size))
+    kernel[0x202:0x206] = b"HdrS"
+    files = {"vmlinuz": bytes(kernel), "initrd.img": os.urandom(size * 2),
+             **(extra or {})}
+    for name, data in files.items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(data)
+    info = {"format": 1, "version": version, "id": f"test-{version}",
+            "built": "2026-12-01T23:00:00Z", "kernel_release": "6.1.0-test",
+            "cmdline": "console=ttyS0,115200 panic=10",
+            "files": {n: hashlib.sha256(d).hexdigest()
+                      for n, d in files.items()},
+            "secure_boot": False}
+    with open(os.path.join(directory, "bundle.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    return info

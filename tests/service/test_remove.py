@@ -1,0 +1,132 @@
+"""bwpart remove on real disk files: the table put back byte for byte
+(LBA 0, both GPT copies; MBR sector 0), refused when the table changed
+after install, the filesystem grown back (e2fsck -fn clean)."""
+
+import shutil
+
+import pytest
+
+from diskimage.errors import TargetError
+from diskimage.service import remove, state, status, tail
+from diskimage.tables import flags
+from tests.service.ondisk_helpers import (MiB, SECTOR, install_by_hand,
+                                          production, read_at, sfdisk_json,
+                                          sh, table_of)
+
+pytestmark = pytest.mark.needs("sfdisk", "sgdisk", "mkfs.ext4", "e2fsck",
+                               "resize2fs", "losetup", root=True)
+DISK = 512 * MiB
+GPT_HEAD = 34 * SECTOR               # LBA 0, header, 128 entries
+GPT_BACK = 33 * SECTOR               # backup entries and header
+
+
+def table_bytes(path, kind):
+    if kind == "gpt":
+        return read_at(path, 0, GPT_HEAD) + read_at(path, DISK - GPT_BACK,
+                                                    GPT_BACK)
+    return read_at(path, 0, SECTOR)
+
+
+def fs_check(path, start, size):
+    from diskimage.fs import resize as fsresize
+    with fsresize.region(path, start, size) as dev:
+        sh("e2fsck", "-fn", dev)
+        info = sh("dumpe2fs", "-h", dev)
+    fields = dict(line.split(":", 1) for line in info.splitlines()
+                  if ":" in line)
+    return int(fields["Block count"]) * int(fields["Block size"])
+
+
+@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+def test_remove_puts_the_table_back(tmp_path, kind):
+    disk = production(tmp_path / "disk.img", kind)
+    before = table_bytes(disk, kind)
+    json_before = sfdisk_json(disk)
+    service = install_by_hand(disk)
+    assert table_bytes(disk, kind) != before
+    assert status.status(disk)["remove"]["can_remove"]
+    done = remove.remove(disk)
+    assert table_bytes(disk, kind) == before
+    assert sfdisk_json(disk) == json_before
+    if kind == "gpt":
+        code = sh("sgdisk", "-v", disk)
+        assert "No problems found" in code
+    # nothing finds it again
+    assert read_at(disk, service.start, MiB) == bytes(MiB)
+    assert read_at(disk, service.tail_offset, MiB) == bytes(MiB)
+    assert status.find_service(disk) is None
+    assert status.status(disk)["installed"] is False
+    assert "partition table put back" in done["done"]
+    # partition 1 untouched
+    assert fs_check(disk, MiB, 128 * MiB) == 128 * MiB
+
+
+def test_refused_when_the_table_changed(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt")
+    install_by_hand(disk)
+    sh("sgdisk", "-c", "1:renamed", disk)        # someone's later change
+    seen = shutil.copyfile(disk, tmp_path / "seen.img")
+    view = status.status(disk)["remove"]
+    assert not view["can_remove"]
+    assert {a["what"]: a["state"] for a in view["areas"]}["gpt-primary"] \
+        == "changed"
+    with pytest.raises(TargetError, match=r"the gpt-primary area \(bytes "
+                       r"512 to 17408\) was changed since bwpart install"):
+        remove.remove(disk)
+    assert table_bytes(disk, "gpt") == table_bytes(seen, "gpt")
+    assert status.find_service(disk) is not None
+
+
+def test_armed_for_bios_is_our_own_change(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt")
+    before = table_bytes(disk, "gpt")
+    service = install_by_hand(disk)
+    # arming as part E does it: the flags saved, the legacy BIOS bit set
+    saved = flags.snapshot(disk)
+    attrs = table_of(disk).partitions[-1].attrs
+    flags.apply(disk, flags.gpt_attr_writes(disk, None,
+                                            {service.number: attrs | 4}))
+    st = state.load(service)
+    st["armed"] = {"firmware": "bios", "bios": {"flags_before": saved}}
+    state.save(service, st)
+    assert status.status(disk)["remove"]["can_remove"]
+    remove.remove(disk)
+    assert table_bytes(disk, "gpt") == before
+
+
+def test_grow_over_the_space(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt")
+    service = install_by_hand(disk)
+    end = service.start + service.size
+    with pytest.raises(TargetError, match="partition 2 is not the one"):
+        remove.remove(disk, grow=2)
+    done = remove.remove(disk, grow=1)
+    p1 = sfdisk_json(disk)["partitions"][0]
+    assert p1["start"] * SECTOR == MiB
+    assert (p1["start"] + p1["size"]) * SECTOR == end
+    assert done["grown"] == {"number": 1, "fs": "ext4", "size": end - MiB}
+    assert fs_check(disk, MiB, end - MiB) == end - MiB
+    assert "No problems found" in sh("sgdisk", "-v", disk)
+
+
+def test_shrunk_partition_grows_back(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", p1=None)
+    before = table_bytes(disk, "gpt")
+    old = table_of(disk).partitions[0].size
+    install_by_hand(disk, shrink=200 * MiB)
+    assert fs_check(disk, MiB, 200 * MiB) == 200 * MiB
+    done = remove.remove(disk)
+    assert table_bytes(disk, "gpt") == before
+    assert done["grown"]["size"] == old
+    assert fs_check(disk, MiB, old) == old
+
+
+def test_no_service_partition(tmp_path):
+    disk = production(tmp_path / "disk.img", "mbr", ext4=False)
+    with pytest.raises(TargetError, match="no service partition"):
+        remove.remove(disk)
+    # a partition of the type alone is not one
+    sh("sfdisk", "-q", "--append", disk, input="size=300M, type=1c\n")
+    with pytest.raises(TargetError, match="no service partition"):
+        remove.remove(disk)
+    assert tail.TAIL_SIZE == MiB
