@@ -1,0 +1,91 @@
+"""loaders on a real FAT32 at an offset: the signed chain from the host's
+packages (or a bundle's), the standalone GRUB, syslinux's boot record;
+checked with mdir, mtype and fsck.fat."""
+
+import hashlib
+import os
+
+import pytest
+
+from diskimage.errors import InputError
+from diskimage.service import bundle, fatfs, loaders
+from tests.service.fatdisk import (TOOLS, fsck, make_bundle, make_disk,
+                                   mdir_names, mtype)
+
+pytestmark = pytest.mark.needs(*TOOLS)
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.skipif(not all(os.path.exists(p) for p, _ in
+                            loaders.HOST_SIGNED.values()),
+                    reason="needs shim-signed and grub-efi-amd64-signed")
+def test_signed_chain_from_host(tmp_path):
+    service = make_disk(str(tmp_path / "disk.img"))
+    make_bundle(str(tmp_path / "b"))
+    with fatfs.open_fat(service) as fat:
+        path = loaders.install_efi(fat, bundle.load(str(tmp_path / "b")))
+    assert path == "/EFI/rdeploy/shimx64.efi"
+    assert mdir_names(service, "/EFI") == ["rdeploy"]       # no /EFI/BOOT
+    for name, (host, _) in loaders.HOST_SIGNED.items():
+        with open(host, "rb") as f:
+            assert sha(mtype(service, f"/EFI/rdeploy/{name}")) == \
+                sha(f.read())
+    assert fsck(service, str(tmp_path))[0] == 0
+
+
+def test_signed_chain_from_bundle(tmp_path):
+    service = make_disk(str(tmp_path / "disk.img"))
+    extra = {n: b"MZ" + n.encode() for n in loaders.HOST_SIGNED}
+    make_bundle(str(tmp_path / "b"), extra=extra)
+    with fatfs.open_fat(service) as fat:
+        loaders.install_efi(fat, bundle.load(str(tmp_path / "b")), "shim")
+        with pytest.raises(InputError, match="not shim or grub"):
+            loaders.install_efi(fat, None, "other")
+    for name, data in extra.items():
+        assert mtype(service, f"/EFI/rdeploy/{name}") == data
+
+
+@pytest.mark.needs("grub-mkstandalone")
+def test_standalone_grub(tmp_path):
+    service = make_disk(str(tmp_path / "disk.img"))
+    with fatfs.open_fat(service) as fat:
+        assert loaders.install_efi(fat, None, "grub") == \
+            "/EFI/rdeploy/grubx64.efi"
+    assert mdir_names(service, "/EFI/rdeploy") == ["grubx64.efi"]
+    assert mtype(service, "/EFI/rdeploy/grubx64.efi")[:2] == b"MZ"
+    config = loaders.standalone_config().decode()
+    assert "source /EFI/debian/grub.cfg" in config
+    assert "source /EFI/rdeploy/grub.cfg" in config
+
+
+@pytest.mark.needs("grub-script-check")
+def test_standalone_config_parses(tmp_path):
+    cfg = tmp_path / "embedded.cfg"
+    cfg.write_bytes(loaders.standalone_config())
+    fatfs.tools.run(["grub-script-check", str(cfg)])
+
+
+@pytest.mark.needs("syslinux")
+def test_bios_boot_record(tmp_path):
+    service = make_disk(str(tmp_path / "disk.img"))
+    with open(service.disk, "rb") as f:
+        f.seek(service.start)
+        before = f.read(512)
+    loaders.install_bios(service)
+    with open(service.disk, "rb") as f:
+        f.seek(service.start)
+        vbr = f.read(512)
+        f.seek(service.tail_offset)
+        assert f.read(fatfs.TAIL_SIZE) == bytes(fatfs.TAIL_SIZE)
+    assert vbr[510:512] == b"\x55\xaa"
+    # syslinux's code and OEM name; mkfs.fat's BPB (bytes 11-89) kept.
+    assert vbr[3:11] == b"SYSLINUX" and before[3:11] == b"mkfs.fat"
+    assert vbr[11:90] == before[11:90] and vbr[90:510] != before[90:510]
+    names = [n.lower() for n in mdir_names(service, "/syslinux")]
+    assert names == ["ldlinux.c32", "ldlinux.sys"]
+    with open(loaders.LDLINUX_C32[0], "rb") as f:
+        assert mtype(service, "/syslinux/ldlinux.c32") == f.read()
+    assert fsck(service, str(tmp_path))[0] == 0
