@@ -20,8 +20,6 @@ as not armed, and boot-next again arms it.  A pending job is replaced; the
 result says so in its warnings.
 """
 
-import datetime
-import hashlib
 import os
 import stat
 
@@ -81,11 +79,6 @@ def _tries(tries):
     return tries
 
 
-def now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds")
-
-
 def _replaced(job):
     return (f"the pending job {job.get('name')!r} ({job.get('used', 0)} of "
             f"{job.get('tries')} tries used) is replaced")
@@ -109,9 +102,8 @@ def boot_next(disk, job_path, tries=3, firmware=None, vars=None,
     warnings = []
     if st.get("job"):
         warnings.append(_replaced(st["job"]))
-    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    st["job"] = {"name": name, "sha256": sha, "text": text, "tries": tries,
-                 "used": 0, "created": now()}
+    st["job"] = state.new_job(name, text, tries)
+    sha = st["job"]["sha256"]
     if progress:
         progress(f"saving job {name} ({tries} tries)")
     with held():

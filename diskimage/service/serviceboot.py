@@ -41,7 +41,6 @@ from ..errors import DiskImageError, InputError
 from ..host import tools
 from ..sighold import held
 from . import arming, partition, state
-from .bootnext import now
 
 MOUNT_POINT = "/run/bwpart/service"
 
@@ -112,7 +111,7 @@ def _say(progress, text):
 
 def _finish(service, st, result, code, try_, vars, progress, **more):
     st["last"] = {"result": result, "exit": code, "try": try_,
-                  "at": now(), "job": st["job"]["name"], **more}
+                  "at": state.now(), "job": st["job"]["name"], **more}
     keep = result == "failed"
     if not keep:
         st["job"] = None

@@ -4,6 +4,7 @@ code from Debian's syslinux-common in sector 0, the tail record written by
 part B's tail.write_record, and (for UEFI) a FAT made by mkfs.fat in the
 FAT area.  What the field's tools say of them: sfdisk --json."""
 
+import hashlib
 import json
 import subprocess
 
@@ -99,3 +100,15 @@ def make(path, label="dos", code="syslinux", p1_boot=True, fat=False,
     found = partition.find_service(str(path))
     assert found == service
     return found
+
+
+def fingerprint(path):
+    """sha256 of every byte arming, boot-next and the service boot may
+    write on a disk of make(): the first MiB (MBR, GPT) and the last two
+    (the service partition's tail, the backup GPT)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(MiB))
+        f.seek(-2 * MiB, 2)
+        h.update(f.read())
+    return h.hexdigest()

@@ -1,0 +1,167 @@
+"""The service boot's decisions on real tails of sfdisk-made disk files,
+each job run for real with sh; the FAT is not mounted (``mount=False``:
+vfat does not mount on this host; the mount is exercised by part H's QEMU
+boots), so the job has no BWPART_STORE.
+
+Armed or not is judged by sfdisk --json (the MBR active flag) and by the
+bytes of the table against the ones before boot-next."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from diskimage.errors import InputError
+from diskimage.service import bootnext, serviceboot, state
+
+from tests.service import servicedisk
+
+pytestmark = pytest.mark.needs("sfdisk", "sh")
+
+
+def armed(disk):
+    parts = servicedisk.parts(disk)
+    assert bool(parts[1].get("bootable")) != bool(parts[2].get("bootable"))
+    return bool(parts[2].get("bootable"))
+
+
+@pytest.fixture
+def disk(tmp_path):
+    path = tmp_path / "disk.img"
+    servicedisk.make(path, "dos")
+    return path
+
+
+def boot_next(tmp_path, disk, text, tries):
+    script = tmp_path / "job.sh"
+    script.write_text(text)
+    return bootnext.boot_next(str(disk), str(script), tries=tries,
+                              firmware="bios")
+
+
+def service_boot(disk, summary, **kw):
+    return serviceboot.run(summary["partition"], disk=str(disk),
+                           mount=False, **kw)
+
+
+def load(disk):
+    return state.load(servicedisk.partition.find_service(str(disk)))
+
+
+def test_a_job_failing_on_its_first_try_runs_again_and_then_succeeds(
+        tmp_path, disk):
+    before = servicedisk.table_bytes(disk)
+    marker = tmp_path / "ran-once"
+    summary = boot_next(tmp_path, disk, f"""
+        if [ -f {marker} ]; then echo second; exit 0; fi
+        touch {marker}; exit 3
+    """, tries=3)
+    assert armed(disk)
+    steps = []
+    assert service_boot(disk, summary, progress=steps.append) == 3
+    st = load(disk)
+    assert st["job"]["used"] == 1
+    assert st["last"]["result"] == "failed" and st["last"]["exit"] == 3
+    assert st["last"]["try"] == 1
+    assert armed(disk)                   # the next boot runs it again
+    assert "job job.sh: try 1 of 3" in steps
+    assert service_boot(disk, summary) == 0
+    st = load(disk)
+    assert st["job"] is None and st["armed"] is None
+    assert st["last"]["result"] == "done" and st["last"]["try"] == 2
+    assert not armed(disk)
+    assert servicedisk.table_bytes(disk) == before
+    # the next boot finds nothing to do
+    assert service_boot(disk, summary) == 0
+
+
+def test_a_job_that_always_fails_stops_after_its_tries(tmp_path, disk):
+    before = servicedisk.table_bytes(disk)
+    summary = boot_next(tmp_path, disk, "exit 7\n", tries=2)
+    assert service_boot(disk, summary) == 7
+    assert armed(disk) and load(disk)["job"]["used"] == 1
+    assert service_boot(disk, summary) == 7
+    st = load(disk)
+    assert st["job"] is None and st["armed"] is None
+    assert st["last"] == {**st["last"], "result": "exhausted", "exit": 7,
+                          "try": 2}
+    assert not armed(disk)
+    assert servicedisk.table_bytes(disk) == before
+
+
+def test_the_job_runs_in_tmp_with_its_variables(tmp_path, disk):
+    out = tmp_path / "env.txt"
+    summary = boot_next(tmp_path, disk, f"""
+        {{ pwd; echo "$BWPART_DISK"; echo "$BWPART_PARTITION"
+          echo "$BWPART_ID"; echo "$BWPART_TRY/$BWPART_TRIES"
+          echo "store=${{BWPART_STORE-unset}}"; }} > {out}
+    """, tries=4)
+    assert service_boot(disk, summary) == 0
+    assert out.read_text().splitlines() == [
+        "/tmp", str(disk), "2", summary["partition"], "1/4",
+        "store=unset"]
+
+
+def test_a_job_killed_by_a_signal_is_a_failure(tmp_path, disk):
+    summary = boot_next(tmp_path, disk, "kill -TERM $$\n", tries=2)
+    assert service_boot(disk, summary) == 128 + 15
+    assert load(disk)["last"]["result"] == "failed"
+
+
+def test_a_power_cut_during_the_job_counts_the_try_and_stays_armed(
+        tmp_path, disk):
+    """The whole service boot in a child process that the job kills with
+    SIGKILL (as a power cut stops it: nothing after the job runs)."""
+    before = servicedisk.table_bytes(disk)
+    marker = tmp_path / "cut-once"
+    summary = boot_next(tmp_path, disk, f"""
+        if [ ! -f {marker} ]; then touch {marker}; kill -KILL $PPID; sleep 5; fi
+        exit 0
+    """, tries=2)
+    code = (f"from diskimage.service import serviceboot\n"
+            f"serviceboot.run({summary['partition']!r}, disk={str(disk)!r},"
+            f" mount=False)\n")
+    child = subprocess.run([sys.executable, "-c", code], cwd=os.getcwd(),
+                           capture_output=True, text=True)
+    assert child.returncode == -9, child.stderr
+    st = load(disk)
+    assert st["job"]["used"] == 1 and st["last"] is None
+    assert armed(disk)                   # boots the service again
+    steps = []
+    assert service_boot(disk, summary, progress=steps.append) == 0
+    assert "job job.sh: try 1 did not end (power cut?)" in steps
+    assert load(disk)["last"]["result"] == "done"
+    assert servicedisk.table_bytes(disk) == before
+
+
+def test_a_cut_last_try_is_exhausted_at_the_next_boot(tmp_path, disk):
+    before = servicedisk.table_bytes(disk)
+    summary = boot_next(tmp_path, disk, "exit 0\n", tries=1)
+    service = servicedisk.partition.find_service(str(disk))
+    st = state.load(service)
+    st["job"]["used"] = 1            # as the cut try left it
+    state.save(service, st)
+    assert service_boot(disk, summary) == 1
+    st = load(disk)
+    assert st["job"] is None and st["armed"] is None
+    assert st["last"]["result"] == "exhausted"
+    assert st["last"]["interrupted"] is True
+    assert servicedisk.table_bytes(disk) == before
+
+
+def test_armed_without_a_job_disarms(tmp_path, disk):
+    before = servicedisk.table_bytes(disk)
+    service = servicedisk.partition.find_service(str(disk))
+    from diskimage.service import arming
+    arming.arm(service, "bios")
+    assert armed(disk)
+    assert serviceboot.run(service.part_id, disk=str(disk),
+                           mount=False) == 0
+    assert not armed(disk)
+    assert servicedisk.table_bytes(disk) == before
+
+
+def test_another_partition_id_is_refused(disk):
+    with pytest.raises(InputError, match="no service partition"):
+        serviceboot.run("deadbeef-02", disk=str(disk), mount=False)
