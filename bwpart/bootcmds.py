@@ -4,7 +4,6 @@ the service environment runs at each of them)."""
 import inspect
 
 from cliutil.runner import whole_number
-from diskimage.errors import InputError
 
 from . import options, render
 
@@ -14,15 +13,9 @@ def cmd_boot_next(args):
     firmware = options.firmware(args)
     from diskimage.service.bootnext import boot_next
 
-    job = args["--job"]
-    if job is not None:
-        try:
-            with open(job, "rb"):
-                pass
-        except OSError as exc:
-            raise InputError(f"{job}: cannot read the job: "
-                             f"{exc.strerror}") from None
-    summary = boot_next(args["DISK"], job, tries=tries, firmware=firmware)
+    summary = boot_next(args["DISK"], args["--job"], tries=tries,
+                        firmware=firmware, progress=options.steps())
+    render.warnings(summary.get("warnings", ()))
     render.summary("armed", args["DISK"], summary)
     return 0
 

@@ -66,7 +66,7 @@ Options:
   --dry-run             Print the plan and write nothing.
   --yes                 Go on without asking.
   --job=FILE            The job, a shell script run in the environment
-                        (none: the environment starts and boots back).
+                        (at most 128 KiB; needed).
   --tries=N             Service boots before the job is given up
                         [default: 3].
   --grow=N              remove: grow partition N over the space it frees.

@@ -7,17 +7,17 @@ import sys
 
 from cliutil.runner import whole_number
 from cliutil.text import safe
-from diskimage.errors import InputError, TargetError, UsageError
+from diskimage.errors import TargetError, UsageError
+from diskimage.service import layout
 
-MIB = 1 << 20
-FIRMWARES = ("bios", "uefi")
-EFI_LOADERS = ("shim", "grub")
+MIB = layout.MiB
+FIRMWARES = layout.FIRMWARES
+EFI_LOADERS = layout.EFI_LOADERS
 
 
 def size(args):
     """--size in bytes (a multiple of 1 MiB, at least the layout's
     minimum), or None."""
-    from diskimage.service import layout
     from diskimage.sizes import parse_size_at_least
 
     text = args["--size"]
@@ -75,11 +75,11 @@ def confirm(args, command, what):
 
 
 def service(disk):
-    """The service partition of `disk`; InputError when it has none."""
+    """The service partition of `disk`; TargetError when it has none."""
     from diskimage.service.partition import find_service
 
     found = find_service(disk)
     if found is None:
-        raise InputError(f"{disk}: no service partition (bwpart install "
-                         f"makes one)")
+        raise TargetError(f"{disk}: no service partition (bwpart install "
+                          f"first)")
     return found

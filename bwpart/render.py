@@ -94,6 +94,11 @@ def store_table(images):
     return table_text(["NAME", "SIZE", "VOLUMES", "CREATED"], rows)
 
 
+def warnings(items):
+    for text in items:
+        print(f"bwpart: warning: {safe(text)}", file=sys.stderr)
+
+
 def summary(what, disk, result):
     """One line on stderr on a terminal (silent in scripts)."""
     if not sys.stderr.isatty():

@@ -1,0 +1,232 @@
+"""bwpart on real disk files (sfdisk, mkfs.ext4, syslinux's boot code):
+install's plan and --dry-run, the confirmation, install then status,
+the store, boot-next on BIOS, remove putting the table areas back byte
+for byte, and the refusals' exit codes.  Checked with sfdisk --json and
+mtools, never with the code under test."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.bwpart.cli_helpers import GPTMBR_BIN, MBR_BIN, MiB, SECTOR, \
+    SERVICE, build, bundle, bwpart, check, sfdisk, sfdisk_json, sha256, \
+    table_areas
+from tests.rdeploy_helpers import rdeploy
+from tests.smalldisk import build_disk
+
+pytestmark = pytest.mark.needs("sfdisk", "mkfs.ext4", "mkfs.fat", "mcopy",
+                               "syslinux")
+
+GPT_TYPE = "B10262F8-AB25-4A01-BE00-A2803022D1BF"
+BOOT_CODE = {"dos": MBR_BIN, "gpt": GPTMBR_BIN}
+
+
+@pytest.fixture
+def env(tmp_path):
+    return bundle(tmp_path / "env")
+
+
+def disk_file(tmp_path, table, boot_code=True):
+    return build(tmp_path / f"{table}.img", table,
+                 BOOT_CODE[table] if boot_code else None)
+
+
+def install(disk, env, *more):
+    result = bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
+                    "--firmware=bios", "--yes", *more)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def service_entry(disk):
+    parts = sfdisk_json(disk)["partitions"]
+    assert len(parts) == 2, parts
+    return parts[1]
+
+
+def mdir(disk, entry, path):
+    """mtools' listing of `path` on the service FAT (at the entry's
+    start), as names."""
+    out = subprocess.run(
+        ["mdir", "-b", "-i", f"{disk}@@{entry['start'] * SECTOR}",
+         f"::{path}"], capture_output=True, text=True,
+        env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+    assert out.returncode == 0, out.stderr
+    return [line.rstrip("/").rsplit("/", 1)[-1]
+            for line in out.stdout.split()]
+
+
+@pytest.mark.parametrize("table", ["dos", "gpt"])
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, env, table):
+    disk = disk_file(tmp_path, table)
+    before = sha256(disk)
+    result = bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
+                    "--firmware=bios", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) >= 3, result.stdout
+    assert "256" in result.stdout          # the size, in some unit
+    result = bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
+                    "--firmware=bios", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)
+    assert sha256(disk) == before
+
+
+def test_install_without_a_terminal_needs_yes(tmp_path, env):
+    disk = disk_file(tmp_path, "gpt")
+    before = sha256(disk)
+    result = bwpart("install", disk, f"--env={env}", f"--size={SERVICE}")
+    check(result, 5, "--yes", "nothing written")
+    assert result.stdout.strip()            # the plan was shown first
+    assert sha256(disk) == before
+
+
+def test_install_asks_on_a_terminal_and_no_writes_nothing(tmp_path, env):
+    disk = disk_file(tmp_path, "dos")
+    before = sha256(disk)
+    master, slave = os.openpty()
+    try:
+        os.write(master, b"no\n")
+        result = bwpart("install", disk, f"--env={env}",
+                        f"--size={SERVICE}", "--firmware=bios", stdin=slave)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert "Type 'yes'" in result.stderr
+    check(result, 5, "not confirmed")
+    assert sha256(disk) == before
+
+
+@pytest.mark.parametrize("table", ["dos", "gpt"])
+def test_install_status_remove_puts_the_table_back(tmp_path, env, table):
+    disk = disk_file(tmp_path, table)
+    areas = table_areas(disk)
+    install(disk, env)
+    entry = service_entry(disk)
+    if table == "gpt":
+        assert entry["type"] == GPT_TYPE
+        assert entry["name"] == "rdeploy service"
+    else:
+        assert entry["type"] == "1c"
+        assert not entry.get("bootable")
+    assert entry["size"] * SECTOR == 256 * MiB
+    assert entry["start"] * SECTOR % MiB == 0
+    names = mdir(disk, entry, "/bwpart")
+    assert "install.json" in names and "env" in names
+    status = json.loads(bwpart("status", disk, "--json").stdout)
+    assert status["installed"] is True
+    human = bwpart("status", disk)
+    assert human.returncode == 0 and "installed" in human.stdout
+    # a second install is refused: use update
+    check(bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
+                 "--firmware=bios", "--yes"), 5, "update")
+    assert table_areas(disk) != areas
+    result = bwpart("remove", disk, "--yes")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()            # what it put back, shown first
+    assert table_areas(disk) == areas
+    assert len(sfdisk_json(disk)["partitions"]) == 1
+    status = json.loads(bwpart("status", disk, "--json").stdout)
+    assert not status["installed"]
+    check(bwpart("store", "ls", disk), 5, "no service partition")
+    check(bwpart("remove", disk, "--yes"), 5, "no service partition")
+
+
+def test_remove_without_a_terminal_needs_yes(tmp_path, env):
+    disk = disk_file(tmp_path, "gpt")
+    install(disk, env)
+    before = sha256(disk)
+    check(bwpart("remove", disk), 5, "--yes")
+    assert sha256(disk) == before
+
+
+def test_store_add_ls_rm(tmp_path, env):
+    disk = disk_file(tmp_path, "gpt")
+    install(disk, env)
+    source = build_disk(tmp_path / "source.img")
+    image = tmp_path / "lab.rdi"
+    captured = rdeploy("capture", source, image)
+    assert captured.returncode == 0, captured.stderr
+    result = bwpart("store", "add", disk, image, "--name=lab")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(bwpart("store", "ls", disk, "--json").stdout)
+    assert [i["name"] if isinstance(i, dict) else i for i in listed] == \
+        ["lab"]
+    assert "lab.rdi" in mdir(disk, service_entry(disk), "/store")
+    table = bwpart("store", "ls", disk)
+    assert table.returncode == 0 and "lab" in table.stdout
+    assert bwpart("store", "rm", disk, "lab").returncode == 0
+    assert json.loads(bwpart("store", "ls", disk, "--json").stdout) == []
+    assert "lab.rdi" not in mdir(disk, service_entry(disk), "/store")
+    check(bwpart("store", "rm", disk, "lab"), 3, "lab")
+
+
+def test_boot_next_bios_on_mbr_moves_the_active_flag(tmp_path, env):
+    disk = disk_file(tmp_path, "dos")
+    areas = table_areas(disk)
+    install(disk, env)
+    job = tmp_path / "job.sh"
+    job.write_text("echo job ran\n")
+    result = bwpart("boot-next", disk, f"--job={job}", "--tries=2",
+                    "--firmware=bios")
+    assert result.returncode == 0, result.stderr
+    parts = sfdisk_json(disk)["partitions"]
+    assert [bool(p.get("bootable")) for p in parts] == [False, True]
+    status = json.loads(bwpart("status", disk, "--json").stdout)
+    assert "job.sh" in json.dumps(status)
+    assert bwpart("remove", disk, "--yes").returncode == 0
+    assert table_areas(disk) == areas
+    assert sfdisk_json(disk)["partitions"][0]["bootable"]
+
+
+def test_boot_next_bios_on_gpt_moves_the_legacy_attribute(tmp_path, env):
+    disk = disk_file(tmp_path, "gpt")
+    sfdisk_attrs(disk, 1, "LegacyBIOSBootable")
+    areas = table_areas(disk)
+    install(disk, env)
+    job = tmp_path / "job.sh"
+    job.write_text("echo job ran\n")
+    result = bwpart("boot-next", disk, f"--job={job}", "--firmware=bios")
+    assert result.returncode == 0, result.stderr
+    parts = sfdisk_json(disk)["partitions"]
+    assert "LegacyBIOSBootable" not in parts[0].get("attrs", "")
+    assert "LegacyBIOSBootable" in parts[1].get("attrs", "")
+    assert bwpart("remove", disk, "--yes").returncode == 0
+    assert table_areas(disk) == areas
+
+
+def sfdisk_attrs(disk, number, attrs):
+    subprocess.run(["sfdisk", "-q", "--part-attrs", str(disk), str(number),
+                    attrs], check=True, capture_output=True)
+
+
+def test_boot_next_refuses_a_boot_code_it_cannot_use(tmp_path, env):
+    disk = disk_file(tmp_path, "dos", boot_code=False)     # zeros
+    install(disk, env)
+    job = tmp_path / "job.sh"
+    job.write_text("true\n")
+    before = sha256(disk)
+    check(bwpart("boot-next", disk, f"--job={job}", "--firmware=bios"), 5)
+    assert sha256(disk) == before
+
+
+def test_refusals_exit_codes(tmp_path, env):
+    full = tmp_path / "full.img"
+    with open(full, "wb") as f:
+        f.truncate(320 * MiB)
+    sfdisk(full, "label: gpt\nstart=2048\n")
+    before = sha256(full)
+    check(bwpart("install", full, f"--env={env}", "--firmware=bios",
+                 "--yes"), 5)
+    check(bwpart("install", full, f"--env={tmp_path}", "--firmware=bios",
+                 "--yes"), 3, "bundle.json")
+    (env / "vmlinuz").write_bytes(b"not the kernel bundle.json names")
+    disk = disk_file(tmp_path, "gpt")
+    check(bwpart("install", disk, f"--env={env}", "--firmware=bios",
+                 f"--size={SERVICE}", "--yes"), 3, "vmlinuz")
+    check(bwpart("status", tmp_path / "nothing.img"), 3)
+    check(bwpart("store", "ls", full), 5, "no service partition")
+    check(bwpart("boot-next", full, f"--job={full}", "--firmware=bios"), 5)
+    assert sha256(full) == before
