@@ -59,8 +59,7 @@ def bases(tmp_path_factory):
 
 def active_env(disk):
     """What `bwpart status --json` says of the active environment."""
-    st = json.loads(bwpart("status", disk, "--json").stdout)
-    return st.get("environment", st.get("version"))
+    return json.loads(bwpart("status", disk, "--json").stdout)["env"]
 
 
 def bundle_info(bundle):
