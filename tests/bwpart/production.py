@@ -42,10 +42,12 @@ JOB_MARK = "SERVICE-JOB"
 JOB_DONE = "SERVICE-JOB-DONE"
 #: the production partition's size (bootdisk's files need about 30 MiB, 50 with --secure-boot)
 PROD_SIZE = 64 * MiB
-#: free space left after it: the service partition (256 MiB, bwpart's
-#: minimum) plus room for GPT's backup copy and 1 MiB alignment
-FREE = 260 * MiB
-SERVICE_SIZE = "256M"
+#: free space left after it: the service partition plus room for GPT's
+#: backup copy and 1 MiB alignment.  Not bwpart's minimum of 256 MiB: its
+#: FAT32 of 255 MiB with 4 KiB clusters has fewer than 65525 clusters,
+#: which mtools takes for FAT16 ("No directory slots")
+FREE = 324 * MiB
+SERVICE_SIZE = "320M"
 CONTROL_SIZE = 4 * MiB
 GPTMBR = "/usr/lib/syslinux/mbr/gptmbr.bin"
 OVMF_SECBOOT_CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
