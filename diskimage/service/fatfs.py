@@ -4,7 +4,9 @@ mount), or through a temporary vfat mount of a loop device over the FAT
 area (the imaging environment, which has no mtools).
 
 One API, :class:`Fat`, over both: put, get, get_to, ls, rm, mkdir, rename
-(over an existing name), free, exists.  FAT paths are absolute, "/"
+(over an existing name), free, exists.  Names read back as both
+backends show them: an upper-case 8.3 name without a long name in lower
+case (MTOOLS_LOWER_CASE, vfat's shortname=lower).  FAT paths are absolute, "/"
 separated, and checked before any tool sees them (:func:`safe_path`): no
 "." or "..", no empty part, no part that looks like an option, no mtools
 wildcard, no drive letter.  FAT compares names without case; so does
@@ -25,6 +27,13 @@ from ..host.loop import loop_device
 
 LABEL = "RDSERVICE"
 TAIL_SIZE = 1 << 20     # layout.TAIL_SIZE (part A); the FAT ends before it
+
+#: mdir shows an upper-case 8.3 name without a long name in lower case,
+#: as the mount's shortname=lower does: mmove writes a new 8.3 name upper
+#: case ("prod.rdi.partial" renamed "prod.rdi" is stored PROD.RDI), and
+#: FAT, syslinux and GRUB compare names without case.
+_ENV = dict(MTOOLS_ENV, MTOOLS_LOWER_CASE="1")
+MOUNT_OPTIONS = "rw,flush,shortname=lower,utf8"
 
 _BAD_CHARS = re.compile(r'[\x00-\x1f\\:*?\[\]"<>|]')
 _MDIR_LINE = re.compile(
@@ -101,7 +110,7 @@ def mounted(service, where):
     start, size = fs_area(service)
     os.makedirs(where, exist_ok=True)
     with loop_device(service.disk, start, size, read_only=False) as dev:
-        tools.run(["mount", "-t", "vfat", "-o", "rw,flush", dev, where])
+        tools.run(["mount", "-t", "vfat", "-o", MOUNT_OPTIONS, dev, where])
         try:
             yield where
         finally:
@@ -193,7 +202,7 @@ class MtoolsFat(Fat):
             self._scratch = None
 
     def _run(self, tool, *args, text=True, check=True):
-        proc = tools.run([tool, "-i", self.drive, *args], env=MTOOLS_ENV,
+        proc = tools.run([tool, "-i", self.drive, *args], env=_ENV,
                          text=text, check=False)
         if check and proc.returncode != 0:
             err = proc.stderr if text else proc.stderr.decode(

@@ -152,16 +152,30 @@ def area_state(area, data):
 
 
 def write_both(service, record):
-    """The record written to the tail and to /bwpart/install.json (the
-    FAT copy only once part C's fatfs is there)."""
+    """The record written to the tail, then to /bwpart/install.json on
+    the FAT (as X.new, read back, renamed over X)."""
+    from . import fatfs, layout
     tail.write_record(service, record)
-    try:
-        from . import fatfs
-    except ImportError:
-        return
     with fatfs.open_fat(service) as fat:
-        fat.put(tail.encode(record) + b"\n", tail.INSTALL_JSON + ".new")
-        fat.rename(tail.INSTALL_JSON + ".new", tail.INSTALL_JSON)
+        fat.makedirs(layout.RECORD_PATH.rsplit("/", 1)[0])
+        fat.put_checked(tail.encode(record) + b"\n",
+                        layout.RECORD_PATH + layout.NEW_SUFFIX)
+        fat.rename(layout.RECORD_PATH + layout.NEW_SUFFIX,
+                   layout.RECORD_PATH)
+
+
+def reseal(service):
+    """After our own table change (partition.grow at update --size, with
+    the grown Service): the areas' after_sha256 taken again, the
+    partition's size noted, both copies rewritten, so remove takes the
+    new table as the install's."""
+    record = tail.read_record(service)
+    if record is None:
+        raise InputError(f"{service.disk}: no service record to reseal")
+    seal(service.disk, record["areas"])
+    record["partition"]["size"] = service.size
+    write_both(service, record)
+    return record
 
 
 def add_nvram(service, name, guid, before, after=None):

@@ -28,24 +28,39 @@ from ..errors import (DiskImageError, InputError, TargetChangedError,
 from ..fs import registry
 from ..fs import resize as fsresize
 from ..host import device, inuse
-from ..host.tools import run
 from ..tables import flags
+from . import arming, efiboot, layout, partition
 from . import record as records
 from . import state as states
 from . import tail
-from .status import find_service, read_disk_table
+from .efivars import Efivars
 
 MiB = 1 << 20
+ACTIVE = 0x80
 
 
 def arming_writes(disk, state, table=None):
     """The writes that undo the BIOS flags arming set ([] when not armed
-    for BIOS): what state.armed.bios.flags_before saved."""
+    for BIOS), from what state.armed.bios saved: part E's {"method":
+    "active-flag", "flags_before": {slot: byte}} or {"method":
+    "legacy-attr", "attrs_before": {number: attrs}}, or flags.snapshot's
+    {"table": ...}."""
     armed = (state or {}).get("armed") or {}
-    saved = (armed.get("bios") or {}).get("flags_before")
-    if armed.get("firmware") != "bios" or not saved:
+    bios = armed.get("bios") or {}
+    if armed.get("firmware") != "bios" or not bios:
         return []
-    return flags.restore_writes(disk, table, saved)
+    saved = bios.get("flags_before")
+    if bios.get("method") == "active-flag":
+        active = [int(n) for n, flag in saved.items() if flag & ACTIVE]
+        return flags.mbr_active_writes(disk, table, active)
+    if bios.get("method") == "legacy-attr":
+        now = flags.gpt_attrs(disk, table)
+        want = {int(n): a for n, a in bios["attrs_before"].items()
+                if int(n) in now and now[int(n)] != a}
+        return flags.gpt_attr_writes(disk, table, want) if want else []
+    if saved and "table" in saved:
+        return flags.restore_writes(disk, table, saved)
+    return []
 
 
 def _check_areas(disk, record, undo):
@@ -94,89 +109,79 @@ def _grow_plan(disk, table, service, record, grow):
     return prev, new_size, new_size, kind
 
 
-def _nvram_restore(record, notes):
-    """Put back the UEFI variables the record lists (part D's efivars)."""
+def _nvram_restore(record, variables, notes):
+    """Put back the UEFI variables the record lists: a Boot#### it made
+    deleted (and taken out of BootOrder, efiboot.delete_entry), any other
+    variable written back as it was before (deleted when it was not)."""
     items = record.get("nvram") or []
     if not items:
         return []
-    try:
-        from .efivars import Efivars
-    except ImportError:
-        notes.append("NVRAM: not put back (efivars not merged); "
-                     "entries: " + ", ".join(v["name"] for v in items))
-        return []
-    variables = Efivars()
-    if not variables.available():
-        notes.append("NVRAM: not put back: this machine was not booted by "
-                     "UEFI (entries: " + ", ".join(v["name"] for v in items)
-                     + ")")
+    if variables is None:
+        notes.append("NVRAM entries not put back: this machine was not "
+                     "booted by UEFI (" + ", ".join(v["name"] for v in items)
+                     + " stay in the firmware of the machine that made "
+                     "them)")
         return []
     done = []
-    made = {int(v["name"][4:], 16) for v in items
-            if v["name"].startswith("Boot") and v["name"][4:].isalnum()
-            and len(v["name"]) == 8 and v["before"] is None}
     for item in reversed(items):
         name, guid = item["name"], item["guid"]
-        now = variables.read(name, guid)
         if item["before"] is None:
-            if now is not None:
-                variables.delete(name, guid)
-            done.append(f"{name} deleted")
+            if guid == efiboot.EFI_GLOBAL_VARIABLE and \
+                    name.startswith("Boot") and len(name) == 8:
+                changed = efiboot.delete_entry(variables, name)
+            else:
+                changed = [name] if variables.delete(name, guid) else []
+            done.append(f"{name} deleted" if name in changed
+                        else f"{name} was gone already")
             continue
         before = records.unb64(item["before"])
-        if now is not None and item.get("after_sha256") not in (
-                None, records.sha256(now[1])) and name == "BootOrder":
-            # changed since by someone else: only our entries leave it
-            order = [int.from_bytes(now[1][i:i + 2], "little")
-                     for i in range(0, len(now[1]) - 1, 2)]
-            before = b"".join(n.to_bytes(2, "little") for n in order
-                              if n not in made)
-        variables.write(name, guid, before)
+        now = variables.read(name, guid)
+        if now is None or now[1] != before:
+            variables.write(name, guid, before)
         done.append(f"{name} put back")
     return done
 
 
-def _disarm(service, state, undo):
+def _variables(needed, given=None):
+    """The Efivars (*given*, else this machine's) when *needed* and they
+    are there, else None."""
+    if not needed:
+        return None
+    variables = given if given is not None else Efivars()
+    return variables if variables.available() else None
+
+
+def _disarm(service, state, variables, notes):
+    """arming.disarm; UEFI arming on a machine without efivars is left
+    (BootNext and BootOrder live in the firmware of the machine that set
+    them), with a note."""
     armed = state.get("armed")
     if not armed:
         return None
-    try:
-        from . import arming
-    except ImportError:
-        arming = None
-    if arming is not None:
-        arming.disarm(service)
-    else:       # _can_disarm said BIOS
-        flags.apply(service.disk, undo)
+    if armed.get("firmware") == "uefi" and variables is None:
+        notes.append("armed for UEFI: BootOrder and BootNext not put back "
+                     "(this machine was not booted by UEFI)")
+        return None
+    arming.disarm(service, vars=variables, st=state)
     return armed.get("firmware")
 
 
-def _can_disarm(service, state):
-    armed = state.get("armed")
-    if not armed or armed.get("firmware") == "bios":
-        return
-    try:
-        from . import arming  # noqa: F401
-    except ImportError:
-        raise TargetError(f"{service.disk}: armed for UEFI and the arming "
-                          f"module is not there to disarm it; nothing "
-                          f"written") from None
+def _grow_table(disk, prev, new_size):
+    """Partition *prev* made *new_size* bytes long (both GPT copies, or
+    its MBR record), with partition's own table writes."""
+    table, sector0 = partition.read_disk(disk)
+    partition.apply(disk, partition.table_writes(
+        table, sector0, {prev.number: new_size}), "table")
+    partition.check_written(disk, {prev.number: (prev.start, new_size)})
 
 
-def _grow_table(disk, table, prev, new_size):
-    """Partition *prev* made *new_size* bytes long (sfdisk -N)."""
-    sectors = new_size // table.sector_size
-    run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", "-N",
-         str(prev.number), disk], input=f"{prev.start // table.sector_size},"
-        f"{sectors}\n", what=f"{disk}: grow partition {prev.number}")
-
-
-def remove(disk, grow=None, progress=None):
+def remove(disk, grow=None, progress=None, efivars=None):
     """Take the service partition off *disk* (module docstring); returns
-    a summary dict.  Destructive: the command asks first."""
+    a summary dict.  Destructive: the command asks first.  *efivars*: the
+    UEFI variables to put back (default: this machine's efivarfs)."""
     disk = os.fspath(disk)
     say = progress or (lambda text: None)
-    service = find_service(disk)
+    service = partition.find_service(disk)
     if service is None:
         raise TargetError(f"{disk}: no service partition (no partition of "
                           f"the service type with a valid record in its "
@@ -187,43 +192,39 @@ def remove(disk, grow=None, progress=None):
     except InputError as err:
         raise TargetError(f"{disk}: {err}") from None
     state = states.load(service)
-    table = read_disk_table(disk)
+    table = partition.read_disk(disk)[0]
     undo = arming_writes(disk, state, table)
     _check_areas(disk, record, undo)
     plan = _grow_plan(disk, table, service, record, grow)
-    _can_disarm(service, state)
+    armed = state.get("armed") or {}
+    variables = _variables(record.get("nvram") or
+                           armed.get("firmware") == "uefi", efivars)
 
-    done, notes = [], []
+    done, notes, grown = [], [], None
     try:
         say("disarming")
-        firmware = _disarm(service, state, undo)
+        firmware = _disarm(service, state, variables, notes)
         if firmware:
             done.append(f"disarmed ({firmware})")
         say("putting the NVRAM entries back")
-        done += _nvram_restore(record, notes)
+        done += _nvram_restore(record, variables, notes)
         say("putting the partition table back")
-        target = device.open_target(disk, exclusive=False)
-        try:
-            for area, data in zip(record["areas"],
-                                  records.current(disk, record["areas"])):
-                before = records.unb64(area["before"])
-                if data != before:
-                    device.write_all(target, area["offset"], before)
-            device.sync(target)
-            done.append("partition table put back")
-            say("zeroing the service partition's first and last MiB")
-            device.write_all(target, service.start, bytes(MiB))
-            device.write_all(target, service.tail_offset, bytes(MiB))
-            device.sync(target)
-            done.append("service partition wiped (first and last MiB)")
-        finally:
-            target.close()
-        grown = None
+        writes = [(area["offset"], records.unb64(area["before"]))
+                  for area, data in zip(record["areas"], records.current(
+                      disk, record["areas"]))
+                  if data != records.unb64(area["before"])]
+        partition.apply(disk, writes, "table")
+        done.append("partition table put back")
+        say("zeroing the service partition's first and last MiB")
+        partition.apply(disk, [(service.start, bytes(MiB)),
+                               (service.tail_offset, bytes(layout.TAIL_SIZE))],
+                        "service partition")
+        done.append("service partition wiped (first and last MiB)")
         if plan:
             prev, table_size, fs_size, kind = plan
             say(f"growing partition {prev.number} ({kind})")
             if table_size is not None:
-                _grow_table(disk, table, prev, table_size)
+                _grow_table(disk, prev, table_size)
                 done.append(f"partition {prev.number} grown in the table")
             what = f"{disk}: partition {prev.number}"
             with fsresize.region(disk, prev.start, fs_size) as dev:

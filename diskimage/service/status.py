@@ -5,7 +5,8 @@
      None, "size", "free", "store": [{name, size}], "job": {name, sha256,
      tries, used, left} | None, "armed": state.armed, "last": state.last,
      "remove": {"areas": [{what, offset, size, state}], "nvram":
-     [{name, guid, action}], "shrunk", "can_remove": bool}, "notes": []}
+     [{name, guid, action}], "shrunk", "can_remove": bool}, "restore":
+     [the same as lines of text], "notes": []}
 
 An area's state: "installed" (as the install left it: remove puts the
 before-bytes back), "before" (already as before the install) or "changed"
@@ -13,71 +14,21 @@ before-bytes back), "before" (already as before the install) or "changed"
 """
 
 import os
-from dataclasses import dataclass
 
 from ..errors import DiskImageError
-from ..host import device
-from ..tables.partitions import read_table
+from . import partition
 from . import record as records
 from . import state as states
 from . import tail
 
-GPT_TYPE = "b10262f8-ab25-4a01-be00-a2803022d1bf"
-MBR_TYPE = "0x1c"
 
-
-@dataclass
-class Service:
-    """Stand-in for partition.Service (part A) until it is merged."""
-    disk: str
-    number: int
-    start: int
-    size: int
-    table_kind: str
-    part_id: str
-
-    @property
-    def fs_size(self):
-        return self.size - tail.TAIL_SIZE
-
-    @property
-    def tail_offset(self):
-        return self.start + self.size - tail.TAIL_SIZE
+def find_service(disk):
+    """The disk's service partition, or None (partition.find_service)."""
+    return partition.find_service(os.fspath(disk))
 
 
 def read_disk_table(disk):
-    with device.open_source(str(disk)) as opened:
-        return read_table(opened.read, opened.size)
-
-
-def find_service(disk):
-    """The disk's service partition, or None: partition.find_service when
-    part A's module is there, else the same rule here (the service type
-    and a valid record in its tail; a type alone is never trusted)."""
-    try:
-        from .partition import find_service as found
-    except ImportError:
-        found = None
-    if found is not None:
-        return found(str(disk))
-    table = read_disk_table(disk)
-    for p in table.partitions:
-        kind = p.type.lower()
-        if not (table.kind == "gpt" and kind == GPT_TYPE or
-                table.kind == "mbr" and kind == MBR_TYPE):
-            continue
-        if p.size <= tail.TAIL_SIZE:
-            continue
-        part_id = p.uuid if table.kind == "gpt" else \
-            f"{table.disk_id[2:]}-{p.number:02d}"
-        service = Service(str(disk), p.number, p.start, p.size, table.kind,
-                          part_id)
-        try:
-            if tail.read_record(service, fat_copy=False) is not None:
-                return service
-        except tail.Damaged:
-            continue
-    return None
+    return partition.read_disk(os.fspath(disk))[0]
 
 
 def remove_view(disk, record, armed_writes=()):
@@ -97,21 +48,35 @@ def remove_view(disk, record, armed_writes=()):
             "can_remove": all(a["state"] != "changed" for a in areas)}
 
 
+SAID = {"installed": "put back as before install",
+        "before": "as before install already",
+        "changed": "CHANGED since install: remove refuses"}
+
+
+def restore_lines(view):
+    """What remove would restore, one line each (for the text output)."""
+    lines = [f"{a['what']} (bytes {a['offset']} to "
+             f"{a['offset'] + a['size']}): {SAID[a['state']]}"
+             for a in view["areas"]]
+    lines += [f"UEFI {v['name']}: {'deleted' if v['action'] == 'delete' else 'put back'}"
+              for v in view["nvram"]]
+    if view["shrunk"]:
+        lines.append(f"partition {view['shrunk']['number']}'s "
+                     f"{view['shrunk']['fs']}: grown back to "
+                     f"{view['shrunk']['old_size']} bytes")
+    return lines
+
+
 def _fat_facts(service, result):
-    """The env version, free space and store, from part C's modules."""
-    try:
-        from . import envslots, fatfs, store
-    except ImportError:
-        result["notes"].append("environment, free space and store: not "
-                               "read (bw-files not merged)")
-        return
+    """The active environment, the FAT's free space and the store."""
+    from . import envslots, fatfs, store
     try:
         with fatfs.open_fat(service) as fat:
             slot, info = envslots.active(fat)
             result["env"] = {"slot": slot,
                              "version": (info or {}).get("version")}
             result["free"] = fat.free()
-        result["store"] = store.ls(service)
+            result["store"] = store.ls(service, fat)
     except DiskImageError as err:
         result["notes"].append(f"the service FAT: {err}")
 
@@ -122,7 +87,8 @@ def status(disk):
     result = {"disk": disk, "installed": False, "partition": None,
               "installed_at": None, "tool": None, "env": None,
               "size": None, "free": None, "store": [], "job": None,
-              "armed": None, "last": None, "remove": None, "notes": []}
+              "armed": None, "last": None, "remove": None, "restore": [],
+              "notes": []}
     service = find_service(disk)
     if service is None:
         return result
@@ -148,5 +114,6 @@ def status(disk):
     from .remove import arming_writes
     result["remove"] = remove_view(disk, record,
                                    arming_writes(disk, state))
+    result["restore"] = restore_lines(result["remove"])
     _fat_facts(service, result)
     return result

@@ -53,7 +53,7 @@ def mtype(service, path):
 
 def mdir_names(service, path):
     out = run("mdir", "-a", "-b", "-i", drive(service), f"::{path}").stdout
-    return sorted(line.rstrip("/").rsplit("/", 1)[-1]
+    return sorted(line.rstrip("/").rsplit("/", 1)[-1].lower()
                   for line in out.decode().splitlines() if line)
 
 

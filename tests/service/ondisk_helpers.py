@@ -6,12 +6,13 @@ type, attributes and name; MBR type 0x1c) with sfdisk --append."""
 import json
 import subprocess
 
-from diskimage.service import record, status, tail
+from diskimage.service import fatfs, layout, partition, record
 from diskimage.tables.partitions import read_table
 
 MiB = 1 << 20
 SECTOR = 512
-GPT_TYPE = status.GPT_TYPE
+GPT_TYPE = layout.GPT_TYPE
+SYSLINUX = "/usr/lib/syslinux/mbr"
 
 
 def sh(*args, input=None):
@@ -38,9 +39,11 @@ def blank(path, size):
     return str(path)
 
 
-def production(path, kind="gpt", size=512 * MiB, p1=128 * MiB, ext4=True):
+def production(path, kind="gpt", size=512 * MiB, p1=128 * MiB, ext4=True,
+               boot_code=False):
     """A disk with partition 1 (ext4, *p1* bytes at 1 MiB; None: up to
-    the disk's end) and room after it."""
+    the disk's end) and room after it; with *boot_code*, syslinux's
+    gptmbr.bin or mbr.bin in sector 0's first 440 bytes."""
     blank(path, size)
     label = "gpt" if kind == "gpt" else "dos"
     ptype = "L" if kind == "gpt" else "83"
@@ -48,6 +51,12 @@ def production(path, kind="gpt", size=512 * MiB, p1=128 * MiB, ext4=True):
     sh("sfdisk", "-q", path,
        input=f"label: {label}\nstart=2048, {sized}type={ptype}, "
        f"{'bootable' if kind == 'mbr' else 'name=root'}\n")
+    if boot_code:
+        name = "gptmbr.bin" if kind == "gpt" else "mbr.bin"
+        with open(f"{SYSLINUX}/{name}", "rb") as f:
+            code = f.read(440)
+        with open(path, "r+b") as f:
+            f.write(code)
     if ext4:
         length = table_of(path).partitions[0].size
         sh("mkfs.ext4", "-q", "-F", "-E", f"offset={MiB}", path,
@@ -61,7 +70,7 @@ def read_at(path, offset, length):
         return f.read(length)
 
 
-def install_by_hand(path, size=256 * MiB, shrink=None):
+def install_by_hand(path, size=320 * MiB, shrink=None):
     """What install does to the table and the tail: record.snapshot
     before any write, (shrink partition 1's ext4 and its partition to
     *shrink* bytes), the service partition appended (in the space at the
@@ -91,8 +100,8 @@ def install_by_hand(path, size=256 * MiB, shrink=None):
     new = max(after.partitions, key=lambda p: p.start)
     part_id = new.uuid if after.kind == "gpt" else \
         f"{after.disk_id[2:]}-{new.number:02d}"
-    service = status.Service(path, new.number, new.start, new.size,
-                             after.kind, part_id)
+    service = partition.Service(path, new.number, new.start, new.size,
+                                after.kind, part_id)
     rec = record.new(disk=path, table=before,
                      areas=record.seal(path, areas),
                      partition={"number": new.number, "start": new.start,
@@ -100,5 +109,6 @@ def install_by_hand(path, size=256 * MiB, shrink=None):
                                 "type": new.type},
                      shrunk=shrunk,
                      bios={"unsupported": "made by hand in a test"})
-    tail.write_record(service, rec)
+    fatfs.format(service)
+    record.write_both(service, rec)
     return service

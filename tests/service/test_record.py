@@ -98,3 +98,25 @@ def test_add_nvram_rewrites_the_tail(tmp_path):
         ("BootOrder", base64.b64encode(b"\x01\x00\x02\x00").decode())]
     assert nvram[1]["after_sha256"] == hashlib.sha256(b"\x01\x00").hexdigest()
     assert MiB == 1 << 20
+
+
+def test_damaged_tail_record_comes_back_from_the_fat(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    service = install_by_hand(disk)
+    whole = read_at(disk, service.tail_offset, 512 * 1024)
+    with open(disk, "r+b") as f:        # one byte of the JSON
+        f.seek(service.tail_offset + 40)
+        f.write(b"#")
+    with pytest.raises(InputError, match=f"service record \\(tail copy\\) "
+                       f"at byte {service.tail_offset}: crc32 mismatch"):
+        tail.read_record(service, fat_copy=False)
+    rec = tail.read_record(service)
+    assert rec["partition"]["number"] == service.number
+    assert read_at(disk, service.tail_offset, 512 * 1024) == whole
+    # with the FAT copy gone too, the damage is said
+    with open(disk, "r+b") as f:
+        f.seek(service.tail_offset + 40)
+        f.write(b"#")
+    sh("mdel", "-i", f"{disk}@@{service.start}", "::/bwpart/install.json")
+    with pytest.raises(InputError, match="crc32 mismatch"):
+        tail.read_record(service)

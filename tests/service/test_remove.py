@@ -3,12 +3,15 @@
 after install, the filesystem grown back (e2fsck -fn clean)."""
 
 import shutil
+import struct
 
 import pytest
 
 from diskimage.errors import TargetError
-from diskimage.service import remove, state, status, tail
-from diskimage.tables import flags
+from diskimage.service import (arming, partition, record, remove, state,
+                               status, tail)
+from diskimage.service.efiboot import EFI_GLOBAL_VARIABLE as GUID
+from diskimage.service.efivars import Efivars
 from tests.service.ondisk_helpers import (MiB, SECTOR, install_by_hand,
                                           production, read_at, sfdisk_json,
                                           sh, table_of)
@@ -77,21 +80,32 @@ def test_refused_when_the_table_changed(tmp_path):
     assert status.find_service(disk) is not None
 
 
-def test_armed_for_bios_is_our_own_change(tmp_path):
-    disk = production(tmp_path / "disk.img", "gpt")
-    before = table_bytes(disk, "gpt")
+@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+def test_armed_for_bios_is_our_own_change(tmp_path, kind):
+    disk = production(tmp_path / "disk.img", kind, boot_code=True)
+    before = table_bytes(disk, kind)
     service = install_by_hand(disk)
-    # arming as part E does it: the flags saved, the legacy BIOS bit set
-    saved = flags.snapshot(disk)
-    attrs = table_of(disk).partitions[-1].attrs
-    flags.apply(disk, flags.gpt_attr_writes(disk, None,
-                                            {service.number: attrs | 4}))
-    st = state.load(service)
-    st["armed"] = {"firmware": "bios", "bios": {"flags_before": saved}}
-    state.save(service, st)
+    installed = table_bytes(disk, kind)
+    arming.arm(service, "bios")         # part E's: flags saved, then set
+    assert state.load(service)["armed"]["firmware"] == "bios"
+    assert table_bytes(disk, kind) != installed
     assert status.status(disk)["remove"]["can_remove"]
-    remove.remove(disk)
-    assert table_bytes(disk, "gpt") == before
+    done = remove.remove(disk)
+    assert "disarmed (bios)" in done["done"]
+    assert table_bytes(disk, kind) == before
+
+
+def test_armed_and_changed_is_refused(tmp_path):
+    disk = production(tmp_path / "disk.img", "mbr", boot_code=True)
+    install_by_hand(disk)
+    service = status.find_service(disk)
+    arming.arm(service, "bios")
+    with open(disk, "r+b") as f:        # someone's later change: a type
+        f.seek(446 + 4)
+        f.write(b"\x8e")
+    with pytest.raises(TargetError, match="the mbr area"):
+        remove.remove(disk)
+    assert state.load(service)["armed"] is not None
 
 
 def test_grow_over_the_space(tmp_path):
@@ -113,8 +127,8 @@ def test_shrunk_partition_grows_back(tmp_path):
     disk = production(tmp_path / "disk.img", "gpt", p1=None)
     before = table_bytes(disk, "gpt")
     old = table_of(disk).partitions[0].size
-    install_by_hand(disk, shrink=200 * MiB)
-    assert fs_check(disk, MiB, 200 * MiB) == 200 * MiB
+    install_by_hand(disk, shrink=160 * MiB)
+    assert fs_check(disk, MiB, 160 * MiB) == 160 * MiB
     done = remove.remove(disk)
     assert table_bytes(disk, "gpt") == before
     assert done["grown"]["size"] == old
@@ -130,3 +144,57 @@ def test_no_service_partition(tmp_path):
     with pytest.raises(TargetError, match="no service partition"):
         remove.remove(disk)
     assert tail.TAIL_SIZE == MiB
+
+
+def test_uefi_entries_and_bootorder_put_back(tmp_path):
+    """NVRAM through a directory laid out as efivarfs (part D's Efivars):
+    the Boot#### boot-next made deleted, BootOrder byte for byte."""
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    before = table_bytes(disk, "gpt")
+    service = install_by_hand(disk)
+    root = tmp_path / "efivars"
+    root.mkdir()
+    variables = Efivars(str(root), firmware=str(tmp_path))
+    variables.write("Boot0000", GUID, b"the firmware's own entry")
+    variables.write("BootOrder", GUID, struct.pack("<2H", 0, 3))
+    files = {p.name: p.read_bytes() for p in root.iterdir()}
+    armed = arming.arm(service, "uefi", vars=variables)
+    assert armed["uefi"]["entry"] == "Boot0001"
+    assert sorted(p.name for p in root.iterdir()) != sorted(files)
+    done = remove.remove(disk, efivars=variables)
+    assert "disarmed (uefi)" in done["done"]
+    assert "Boot0001 deleted" in done["done"]
+    assert {p.name: p.read_bytes() for p in root.iterdir()} == files
+    assert table_bytes(disk, "gpt") == before
+
+
+def test_uefi_armed_elsewhere_is_a_note(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    before = table_bytes(disk, "gpt")
+    service = install_by_hand(disk)
+    root = tmp_path / "efivars"
+    root.mkdir()
+    variables = Efivars(str(root), firmware=str(tmp_path))
+    variables.write("BootOrder", GUID, struct.pack("<H", 0))
+    arming.arm(service, "uefi", vars=variables)
+    (tmp_path / "none").mkdir()
+    elsewhere = Efivars(str(tmp_path / "none"), firmware=str(tmp_path / "x"))
+    done = remove.remove(disk, efivars=elsewhere)
+    assert table_bytes(disk, "gpt") == before
+    assert any("not booted by UEFI" in n for n in done["notes"])
+
+
+def test_grown_by_update_then_removed(tmp_path):
+    """partition.grow (update --size) changes the table: record.reseal
+    after it makes that our own change; without it remove refuses."""
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    before = table_bytes(disk, "gpt")
+    service = install_by_hand(disk)
+    grown = partition.grow(service, service.size + 32 * MiB)
+    with pytest.raises(TargetError, match="gpt-primary area"):
+        remove.remove(disk)
+    record.reseal(grown)
+    assert tail.read_record(grown)["partition"]["size"] == grown.size
+    remove.remove(disk)
+    assert table_bytes(disk, "gpt") == before
+    assert read_at(disk, grown.tail_offset, MiB) == bytes(MiB)

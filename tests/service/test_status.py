@@ -1,0 +1,79 @@
+"""bwpart status's dict on real disk files: not installed; installed with
+an environment slot, a pending job, armed for BIOS; what remove would
+restore, and a table changed since."""
+
+import hashlib
+import json
+
+import pytest
+
+from diskimage.service import arming, bundle, envslots, fatfs, state, status
+from tests.service.ondisk_helpers import install_by_hand, production, sh
+
+pytestmark = pytest.mark.needs("sfdisk", "sgdisk", "mkfs.fat", "mcopy",
+                               root=True)
+
+
+def make_bundle(directory, version):
+    directory.mkdir()
+    files = {}
+    kernel = bytearray(4096)                # enough of a bzImage header
+    kernel[0x202:0x206] = b"HdrS"
+    for name, data in (("vmlinuz", bytes(kernel)),
+                       ("initrd.img", b"initrd")):
+        (directory / name).write_bytes(data)
+        files[name] = hashlib.sha256(data).hexdigest()
+    info = {"format": 1, "version": version, "id": f"test-{version}",
+            "built": "2026-12-01T00:00:00+00:00", "kernel_release": "6.1",
+            "cmdline": "console=ttyS0", "files": files,
+            "secure_boot": False}
+    (directory / "bundle.json").write_text(json.dumps(info))
+    return bundle.load(str(directory))
+
+
+def test_not_installed(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    got = status.status(disk)
+    assert got["installed"] is False and got["partition"] is None
+    assert got["remove"] is None
+
+
+def test_installed(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False,
+                      boot_code=True)
+    service = install_by_hand(disk)
+    with fatfs.open_fat(service) as fat:
+        slot = envslots.write_slot(fat, make_bundle(tmp_path / "b", "7.1"))
+        envslots.switch(fat, slot, service, "grub")
+    st = state.load(service)
+    state.set_job(st, state.new_job("capture.sh", "true\n", tries=3),
+                  service)
+    state.count_try(st, service)
+    arming.arm(service, "bios")
+    got = status.status(disk)
+    assert got["installed"] is True, got["notes"]
+    assert got["partition"]["number"] == service.number
+    assert got["partition"]["part_id"] == service.part_id
+    assert got["size"] == service.size
+    assert got["env"] == {"slot": slot, "version": "7.1"}
+    assert 0 < got["free"] < service.size
+    assert got["store"] == []
+    assert got["job"]["name"] == "capture.sh"
+    assert (got["job"]["tries"], got["job"]["used"], got["job"]["left"]) \
+        == (3, 1, 2)
+    assert got["armed"]["firmware"] == "bios"
+    assert got["last"] is None
+    view = got["remove"]
+    assert [a["what"] for a in view["areas"]] == \
+        ["lba0", "gpt-primary", "gpt-backup"]
+    assert {a["state"] for a in view["areas"]} == {"installed"}
+    assert view["can_remove"] is True
+    assert got["notes"] == []
+    assert got["restore"][1] == \
+        "gpt-primary (bytes 512 to 17408): put back as before install"
+    # a change of someone else's: remove would refuse
+    sh("sgdisk", "-c", "1:renamed", disk)
+    view = status.status(disk)["remove"]
+    assert view["can_remove"] is False
+    assert [a["state"] for a in view["areas"]] == \
+        ["installed", "changed", "changed"]

@@ -1,0 +1,114 @@
+"""update on a real FAT32 at an offset, set up as an install leaves it
+(loaders, slot e1, configs, an image in the store): a whole update, and
+one SIGKILLed while its new slot is half written, which leaves the
+configs on the old slot, whole, and the store kept."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from diskimage.service import bundle, envslots, fatfs, loaders, store, update
+from tests.service.fatdisk import (TOOLS, fsck, make_bundle, make_disk,
+                                   mdir_names, mtype)
+
+pytestmark = pytest.mark.needs(*TOOLS, "mmove", "mdeltree")
+
+
+def installed(tmp_path):
+    """A FAT as install leaves it, with a store image: the Service."""
+    service = make_disk(str(tmp_path / "disk.img"))
+    make_bundle(str(tmp_path / "b1"), version="1.0", size=300000)
+    b1 = bundle.load(str(tmp_path / "b1"))
+    with fatfs.open_fat(service) as fat:
+        loaders.install_efi(fat, b1, "shim")
+        envslots.write_slot(fat, b1)
+        envslots.switch(fat, "e1", service, "shim")
+        fat.makedirs("/store")
+        fat.put(b"an image", "/store/prod.rdi")
+    return service
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_update(tmp_path):
+    service = installed(tmp_path)
+    make_bundle(str(tmp_path / "b2"), version="2.0")
+    steps = []
+    got = update.update(service.disk, str(tmp_path / "b2"),
+                        progress=steps.append, service=service)
+    assert got["old_slot"] == "e1" and got["new_slot"] == "e2"
+    assert got["version"] == "2.0" and got["old_version"] == "1.0"
+    assert got["removed"] == ["e1"] and got["store"] == ["prod"]
+    assert got["efi_loader"] == "shim"
+    assert "switching the loaders to e2" in steps
+    assert mdir_names(service, "/bwpart/env") == ["e2"]
+    for cfg in envslots.CONFIGS:
+        assert b"/bwpart/env/e2/vmlinuz" in mtype(service, cfg)
+    b2 = json.loads((tmp_path / "b2" / "bundle.json").read_text())
+    assert sha(mtype(service, "/bwpart/env/e2/initrd.img")) == \
+        b2["files"]["initrd.img"]
+    assert mtype(service, "/store/prod.rdi") == b"an image"
+    assert fsck(service, str(tmp_path))[0] == 0
+
+
+CHILD = textwrap.dedent("""
+    import os, sys, time
+    from diskimage.service import update
+    from tests.service.fatdisk import Service
+    service = Service(*eval(sys.argv[1]))
+    def progress(text):
+        # The kernel of the new slot is written and read back; the
+        # initramfs is next: tell the parent, which kills us here.
+        if text.endswith("/e2/initrd.img"):
+            os.write(1, b"half\\n")
+            time.sleep(600)
+    update.update(service.disk, sys.argv[2], progress=progress,
+                  service=service)
+    os.write(1, b"finished\\n")
+""")
+
+
+def test_update_killed_half_way_keeps_the_old(tmp_path):
+    service = installed(tmp_path)
+    make_bundle(str(tmp_path / "b2"), version="2.0")
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, repr(tuple(service)),
+         str(tmp_path / "b2")], stdout=subprocess.PIPE,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))))
+    try:
+        assert child.stdout.readline() == b"half\n"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    # The new slot is there, half: a kernel, no initramfs, no bundle.json.
+    assert mdir_names(service, "/bwpart/env") == ["e1", "e2"]
+    assert mdir_names(service, "/bwpart/env/e2") == ["vmlinuz"]
+    # Every config still boots e1, whose files are whole.
+    for cfg in envslots.CONFIGS:
+        assert b"/bwpart/env/e1/vmlinuz" in mtype(service, cfg)
+        assert not fatfs.open_fat(service).exists(cfg + ".new")
+    b1 = json.loads((tmp_path / "b1" / "bundle.json").read_text())
+    for name in ("vmlinuz", "initrd.img"):
+        assert sha(mtype(service, f"/bwpart/env/e1/{name}")) == \
+            b1["files"][name]
+    with fatfs.open_fat(service) as fat:
+        assert envslots.active(fat)[0] == "e1"
+    assert store.ls(service)[0]["name"] == "prod"
+    assert fsck(service, str(tmp_path))[0] == 0
+    # The next update removes the half slot and switches to a new one.
+    got = update.update(service.disk, str(tmp_path / "b2"), service=service)
+    assert got["old_slot"] == "e1" and got["new_slot"] == "e2"
+    assert got["removed"] == ["e1", "e2"]   # the half e2, then the old e1
+    assert mdir_names(service, "/bwpart/env") == ["e2"]
+    assert mtype(service, "/store/prod.rdi") == b"an image"
+    assert fsck(service, str(tmp_path))[0] == 0
