@@ -92,6 +92,10 @@ def _grow_plan(disk, table, service, record, grow):
                           f"directly before the service partition "
                           f"(partition {prev.number} is): only that one "
                           f"can grow over its space")
+    if table.kind == "mbr" and number >= 5:
+        raise TargetError(f"{disk}: partition {number} is a logical "
+                          f"partition: bwpart grows only a primary over the "
+                          f"service partition's space")
     for start, end, point, dev in inuse.rw_mounts(disk):
         if start < prev.end and prev.start < end:
             raise TargetError(f"{disk}: partition {number} is mounted at "

@@ -198,3 +198,22 @@ def test_grown_by_update_then_removed(tmp_path):
     remove.remove(disk)
     assert table_bytes(disk, "gpt") == before
     assert read_at(disk, grown.tail_offset, MiB) == bytes(MiB)
+
+
+def test_on_a_loop_device(tmp_path):
+    """The disk as a block device (a loop device over the whole file):
+    opened by its logical sector size, written without O_EXCL."""
+    disk = production(tmp_path / "disk.img", "mbr")
+    before = table_bytes(disk, "mbr")
+    install_by_hand(disk)
+    dev = sh("losetup", "--find", "--show", disk).strip()
+    try:
+        assert status.status(dev)["installed"] is True
+        done = remove.remove(dev, grow=1)
+        assert done["grown"]["number"] == 1
+    finally:
+        sh("losetup", "-d", dev)
+    p1 = sfdisk_json(disk)["partitions"][0]
+    assert p1["size"] * SECTOR == 128 * MiB + 320 * MiB
+    assert table_bytes(disk, "mbr") != before       # grown: 1 record
+    assert fs_check(disk, MiB, 448 * MiB) == 448 * MiB
