@@ -5,12 +5,16 @@ BIOS (the MBR boot code chooses by the partition table):
 
 * MBR disk, a boot code that boots the active partition (syslinux's
   mbr.bin, as biosboot.identify knows it): the active flag (0x80) on the
-  service partition only; the flags of the four primaries before are kept
-  in ``state.armed.bios.flags_before``.
+  service partition only; the boot_indicator bytes of the four primaries
+  before (byte 446 + 16 * (N - 1) of sector 0) are kept in
+  ``state.armed.bios`` = ``{"method": "active-flag", "flags_before":
+  {"1": 128, "2": 0, "3": 0, "4": 0}}`` and written back as they were.
 * GPT disk, a boot code that boots the partition with the legacy BIOS
   bootable attribute (bit 2; syslinux's gptmbr.bin): bit 2 on the service
-  partition only; the attributes before of every entry changed are kept in
-  ``state.armed.bios.attrs_before``.
+  partition only (cleared on every other entry); the attributes before of
+  the service entry and of every entry that had bit 2 are kept in
+  ``state.armed.bios`` = ``{"method": "legacy-attr", "attrs_before":
+  {"N": u64 attributes}}`` (both GPT copies are patched: tables/flags).
 
 A boot code bwpart does not know (or knows and cannot use, such as GRUB's
 boot.img) is refused by :func:`check` before any write.
@@ -19,8 +23,12 @@ UEFI: the service partition's Boot#### entry (made once, added to the
 install record so that `bwpart remove` deletes it), BootOrder with it first
 and BootNext set to it.  BootNext is used up by the firmware at the next
 boot, so :func:`rearm` at each service boot sets it again while a job is
-pending; BootOrder as it was before is kept in
-``state.armed.uefi.bootorder_before`` (read before the first write).
+pending; BootOrder as it was before is kept in ``state.armed.uefi`` =
+``{"entry": "Boot0007", "bootorder_before": base64 or null (none),
+"bootorder_attrs": int or null}``, read and saved before the first write
+of BootOrder.  The entry is made by efiboot.ensure_entry (an identical
+one is reused) before that, and listed in the install record's "nvram"
+(record.add_nvram, before = null) when it is not yet.
 
 The order of writes makes a cut at any moment safe: the state that says
 what to put back is written first (a second arm keeps the first arm's
@@ -35,14 +43,10 @@ import os
 
 from ..errors import InputError, TargetError
 from ..sighold import held
-from ..tables import flags
-from . import efiboot, fatfs, layout, partition, record, state, tail
+from ..tables import flags, mbr
+from . import (biosboot, efiboot, fatfs, layout, partition, record, state,
+               tail)
 from .efivars import Efivars
-
-try:
-    from . import biosboot
-except ImportError:     # part C's module, not merged yet: _identify below
-    biosboot = None
 
 EFI_ROOT = "/sys/firmware/efi"
 #: EFI_GLOBAL_VARIABLE: BootOrder, BootNext, Boot####
@@ -51,11 +55,6 @@ LEGACY_BIOS_BOOTABLE = layout.ATTR_LEGACY_BOOT
 ACTIVE = 0x80
 MBR_SLOTS = 4
 FIRMWARES = ("bios", "uefi")
-#: Shim until part C's biosboot is merged: syslinux's boot codes, by the
-#: first 440 bytes of the files Debian's syslinux-common installs.
-_SYSLINUX_MBR = "/usr/lib/syslinux/mbr"
-_SHIM_CODES = {"mbr": ("mbr.bin", "active-flag"),
-               "gpt": ("gptmbr.bin", "legacy-attr")}
 
 
 def firmware(root=EFI_ROOT):
@@ -79,22 +78,6 @@ def _efivars(vars):
     return Efivars()
 
 
-def _identify(sector0, kind, disk):
-    if biosboot is not None:
-        return biosboot.identify(sector0, kind)
-    name, method = _SHIM_CODES.get(kind, (None, None))
-    if name is not None:
-        try:
-            with open(os.path.join(_SYSLINUX_MBR, name), "rb") as f:
-                if f.read(440) == sector0[:440]:
-                    return f"syslinux {name}", method
-        except OSError:
-            pass
-    raise TargetError(f"{disk}: the boot code in sector 0 is not "
-                      f"syslinux's {name or 'mbr.bin'}: bwpart cannot "
-                      f"make it boot the service partition")
-
-
 def check(service, firmware, vars=None):
     """Every refusal of arm(), before any write: an unknown firmware name,
     a BIOS boot code that cannot choose the service partition (TargetError
@@ -105,7 +88,10 @@ def check(service, firmware, vars=None):
         raise InputError(f"firmware {firmware!r}: use bios or uefi")
     if firmware == "bios":
         table, sector0 = _table(service)
-        name, method = _identify(sector0, table.kind, service.disk)
+        try:
+            name, method = biosboot.identify(sector0, table.kind)
+        except TargetError as e:
+            raise TargetError(f"{service.disk}: {e}") from None
         return method
     vars = _efivars(vars)
     if not vars.available():
@@ -128,10 +114,14 @@ def _apply(service, writes):
 
 # -- BIOS -----------------------------------------------------------------
 
+def _indicator(number):
+    """The disk offset of MBR slot `number`'s boot_indicator byte."""
+    return mbr.PARTITION_RECORD_OFFSET + 16 * (number - 1)
+
+
 def _mbr_flags(sector0):
-    """{slot number (str): boot indicator byte} of the four primaries."""
-    return {str(n): sector0[446 + 16 * (n - 1)]
-            for n in range(1, MBR_SLOTS + 1)}
+    """{slot number (str): boot_indicator byte} of the four primaries."""
+    return {str(n): sector0[_indicator(n)] for n in range(1, MBR_SLOTS + 1)}
 
 
 def _bios_before(service, method):
@@ -149,15 +139,15 @@ def _bios_writes(service, bios, arming):
     partition alone bootable) or put back the ones saved in `bios`."""
     table, sector0 = _table(service)
     if bios["method"] == "active-flag":
-        if arming:
-            active = [service.number]
-        else:
-            active = [int(n) for n, flag in bios["flags_before"].items()
-                      if flag & ACTIVE]
-        now = [n for n, flag in _mbr_flags(sector0).items() if flag & ACTIVE]
-        if sorted(map(int, now)) == sorted(active):
+        now = _mbr_flags(sector0)
+        if not arming:      # each boot indicator byte as it was, exactly
+            return [(_indicator(int(n)), bytes([flag]))
+                    for n, flag in sorted(bios["flags_before"].items())
+                    if now[n] != flag]
+        if {n for n, flag in now.items() if flag} == {str(service.number)} \
+                and now[str(service.number)] == ACTIVE:
             return []
-        return flags.mbr_active_writes(service.disk, table, active)
+        return flags.mbr_active_writes(service.disk, table, [service.number])
     attrs = {p.number: p.attrs for p in table.partitions}
     if arming:
         want = {n: (a | LEGACY_BIOS_BOOTABLE) if n == service.number

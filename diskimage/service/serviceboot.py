@@ -27,6 +27,12 @@ start, which rdeploy restore is).  When the cut try was the last one, that
 boot records "exhausted" (interrupted) and disarms: the production OS
 boots, whatever the job left of it.  Choose --tries with that in mind.
 
+A FAT that does not mount is a failed try (exit 1, the job not run).
+The result is kept in ``state["last"]``: ``{"result": "done" | "failed" |
+"exhausted", "exit": int (null: the last try was cut), "try": N, "at":
+ISO time, "job": its name}``, with ``"interrupted": true`` for a cut last
+try and ``"error": text`` when the FAT did not mount.
+
 The result is written before the switch is thrown back (a cut between
 them: the next boot finds no job and disarms), each write with the
 signals held and fsynced.

@@ -165,3 +165,41 @@ def test_armed_without_a_job_disarms(tmp_path, disk):
 def test_another_partition_id_is_refused(disk):
     with pytest.raises(InputError, match="no service partition"):
         serviceboot.run("deadbeef-02", disk=str(disk), mount=False)
+
+
+@pytest.mark.needs("mkfs.fat", "mcopy")
+def test_uefi_bootnext_set_again_at_each_service_boot_then_put_back(
+        tmp_path):
+    """On a directory laid out as efivarfs: the firmware's use of BootNext
+    is played by deleting it before each service boot."""
+    import struct
+    from diskimage.service import efiboot
+    from diskimage.service.efivars import Efivars
+    guid = efiboot.EFI_GLOBAL_VARIABLE
+    disk = tmp_path / "disk.img"
+    servicedisk.make(disk, "gpt", fat=True)
+    root = tmp_path / "efivars"
+    root.mkdir()
+    vars = Efivars(str(root), firmware=str(tmp_path))
+    vars.write("Boot0000", guid, b"the firmware's own entry")
+    vars.write("BootOrder", guid, struct.pack("<H", 0))
+    before = {p.name: p.read_bytes() for p in root.iterdir()}
+    marker = tmp_path / "ran-once"
+    script = tmp_path / "job.sh"
+    script.write_text(f"[ -f {marker} ] && exit 0; touch {marker}; exit 1\n")
+    summary = bootnext.boot_next(str(disk), str(script), tries=2,
+                                 firmware="uefi", vars=vars)
+    entry = summary["armed"]["uefi"]["entry"]
+    number = efiboot.entry_number(entry)
+    assert efiboot.boot_order(vars) == [number, 0]
+    vars.delete("BootNext", guid)
+    assert service_boot(disk, summary, vars=vars) == 1
+    assert efiboot.boot_next(vars) == number      # boots the service again
+    assert efiboot.boot_order(vars) == [number, 0]
+    vars.delete("BootNext", guid)
+    assert service_boot(disk, summary, vars=vars) == 0
+    after = {p.name: p.read_bytes() for p in root.iterdir()}
+    # BootOrder back byte for byte; the entry stays for `bwpart remove`
+    assert {k: v for k, v in after.items()
+            if not k.startswith(entry)} == before
+    assert load(disk)["armed"] is None
