@@ -35,6 +35,7 @@ DEFAULT_MODULES = (
     "ext4", "vfat", "iso9660", "ntfs3",
     "nls_cp437", "nls_iso8859_1", "nls_utf8",
     "efivarfs",
+    "nls_ascii",    # Debian's vfat default iocharset: without it no mount
 )
 
 _SUFFIXES = (".ko", ".ko.xz", ".ko.gz", ".ko.zst")
