@@ -38,22 +38,27 @@ X.new after them.
 """
 
 import json
+import os
 import re
 
-from ..errors import InputError, TargetChangedError
+from ..errors import InputError, NoSpaceError, TargetChangedError
 from . import bundle as bundles
+from . import layout
 
-ENV_DIR = "/bwpart/env"
-SYSLINUX_CFG = "/syslinux/syslinux.cfg"
+ENV_DIR = layout.ENV_DIR
+SYSLINUX_CFG = layout.SYSLINUX_CFG
 SYSLINUX_FALLBACK = "/syslinux.cfg"
-GRUB_CFG = "/EFI/debian/grub.cfg"
-GRUB_FALLBACK = "/EFI/rdeploy/grub.cfg"
+GRUB_CFG = layout.GRUB_CFG
+GRUB_FALLBACK = f"{layout.EFI_DIR}/grub.cfg"
 #: (primary, fallback) of each loader, in the order switch() moves them.
 PAIRS = {"bios": (SYSLINUX_CFG, SYSLINUX_FALLBACK),
          "uefi": (GRUB_CFG, GRUB_FALLBACK)}
 #: Every config, in the order the loaders read them (active()).
 CONFIGS = (SYSLINUX_CFG, SYSLINUX_FALLBACK, GRUB_CFG, GRUB_FALLBACK)
 RUN_ARGS = "rd.on_success=reboot rd.on_failure=reboot"
+#: Room a slot needs besides its kernel and initramfs: bundle.json, the
+#: directory, each file's last cluster (64 KiB at most).
+SLOT_SLACK = 1 << 20
 _SLOT = re.compile(r"^e([1-9]\d*)$")
 _NAMED = re.compile(r"/bwpart/env/(e[1-9]\d*)/vmlinuz")
 
@@ -74,10 +79,19 @@ def slots(fat):
 def write_slot(fat, bundle, progress=None):
     """A new slot e(N+1) beside the others, with the bundle's kernel,
     initramfs and bundle.json, each read back against its sha256: the
-    slot's name.  TargetChangedError when a file reads back wrong."""
+    slot's name.  NoSpaceError before any write when the FAT lacks room;
+    TargetChangedError when a file reads back wrong."""
     taken = slots(fat)
     slot = f"e{int(taken[-1][1:]) + 1 if taken else 1}"
     where = slot_dir(slot)
+    need = sum(os.path.getsize(bundle.files[n])
+               for n in (bundles.KERNEL, bundles.INITRD)) + SLOT_SLACK
+    free = fat.free()
+    if need > free:
+        raise NoSpaceError(
+            f"{fat.where}: the environment needs {-(-need >> 20)} MiB beside "
+            f"the current one, {free >> 20} MiB are free; remove a store "
+            f"image or grow the partition (bwpart update --size)")
     fat.makedirs(where)
     sums = bundle.info["files"]
     for name in (bundles.KERNEL, bundles.INITRD):
@@ -148,8 +162,8 @@ def switch(fat, slot, service, efi_loader="shim"):
                 # would make a new 8.3 name upper case).
                 fat.put_checked(texts[loader], path)
                 continue
-            fat.put_checked(texts[loader], path + ".new")
-            fat.rename(path + ".new", path)
+            fat.put_checked(texts[loader], path + layout.NEW_SUFFIX)
+            fat.rename(path + layout.NEW_SUFFIX, path)
             if fat.get(path) != texts[loader]:
                 raise TargetChangedError(f"{fat.where}: {path} does not "
                                          f"read back as written")

@@ -2,6 +2,9 @@
 an offset), checked with mdir, mtype and fsck.fat; the mount backend only
 by how it is chosen (vfat does not mount on this host)."""
 
+import os
+import subprocess
+
 import pytest
 
 from diskimage.errors import InputError
@@ -53,6 +56,47 @@ def test_format_then_files_round_trip(service, tmp_path):
     assert fsck(service, str(tmp_path))[0] == 0
 
 
+def bpb(service):
+    """(bytes per sector, sectors per cluster, hidden sectors, total
+    sectors) of the FAT's boot sector."""
+    with open(service.disk, "rb") as f:
+        f.seek(service.start)
+        boot = f.read(512)
+    return (int.from_bytes(boot[11:13], "little"), boot[13],
+            int.from_bytes(boot[28:32], "little"),
+            int.from_bytes(boot[32:36], "little"))
+
+
+@pytest.mark.parametrize("part_mib", [256, 300])
+def test_format_minimum_size_is_fat32(tmp_path, part_mib):
+    """A 256 MiB partition (MIN_SIZE) is a FAT32 with enough clusters for
+    mtools and fsck.fat, and its hidden sectors are the partition's
+    start (syslinux's boot record adds them)."""
+    service = make_disk(str(tmp_path / "disk.img"), size_mib=part_mib + 2,
+                        part_mib=part_mib, fmt=False)
+    fatfs.format(service)
+    sector, spc, hidden, total = bpb(service)
+    assert hidden == service.start // 512
+    # mkfs.fat ends the filesystem on a whole track (63 sectors), inside
+    # the FAT area: never in the tail.
+    assert service.fs_size - 63 * 512 < total * sector <= service.fs_size
+    assert total // spc > fatfs.FAT32_MIN_CLUSTERS
+    code, out = fsck(service, str(tmp_path))
+    assert code == 0, out
+    with fatfs.open_fat(service) as fat:
+        for n in range(40):                  # directory slots to spare
+            fat.put(b"x", f"/file-with-a-long-name-{n:03d}.txt")
+        assert len(fat.ls("/")) == 40
+
+
+def test_cluster_sizes():
+    MiB, GiB = 1 << 20, 1 << 30
+    assert fatfs.sectors_per_cluster(255 * MiB) == 4
+    assert fatfs.sectors_per_cluster(1023 * MiB) == 8
+    assert fatfs.sectors_per_cluster(12 * GiB) == 16
+    assert fatfs.sectors_per_cluster(100 * GiB) == 64
+
+
 def test_rm_and_missing(service, tmp_path):
     fatfs.format(service)
     with fatfs.open_fat(service) as fat:
@@ -86,3 +130,38 @@ def test_backend_choice():
     assert fatfs.choose_backend(lambda tool, path: None) == "mount"
     assert fatfs.safe_path("/") == "/"
     assert fatfs.safe_path("/store/img.r01") == "/store/img.r01"
+
+
+@pytest.mark.needs("mkfs.ext4", "blockdev", root=True)
+def test_mount_backend_over_its_loop(tmp_path):
+    """The environment's backend: the loop device made by ioctl covers the
+    FAT area exactly, and MountFat's API over the mounted tree (ext4 here:
+    vfat does not mount on this host; the boot tests mount vfat)."""
+    from diskimage.service import fatmount
+    service = make_disk(str(tmp_path / "disk.img"), fmt=False)
+    subprocess.run(["mkfs.ext4", "-q", "-E", f"offset={service.start}",
+                    service.disk, str(service.fs_size // 1024)], check=True)
+    with fatmount.loop_over(service.disk, service.start,
+                            service.fs_size) as dev:
+        size = subprocess.run(["blockdev", "--getsize64", dev], check=True,
+                              capture_output=True, text=True).stdout
+        assert int(size) == service.fs_size
+        with open(dev, "rb") as f:
+            f.seek(1024 + 56)
+            assert f.read(2) == b"\x53\xef"       # ext4's s_magic
+    assert not os.path.exists(f"/sys/block/{os.path.basename(dev)}/loop")
+    fat = fatmount.MountFat(service, fstype="ext4")
+    with fat:
+        fat.makedirs("/bwpart/env/e1")
+        fat.put(b"k" * 5000, "/bwpart/env/e1/vmlinuz")
+        fat.put(b"new", "/x.new")
+        fat.put(b"old", "/x")
+        fat.rename("/x.new", "/x")
+        assert fat.get("/x") == b"new" and not fat.exists("/x.new")
+        assert ("vmlinuz", 5000, False) in fat.ls("/bwpart/env/e1")
+        assert fat.free() > 0
+        fat.rm("/bwpart", recursive=True)
+        assert not fat.exists("/bwpart")
+        with pytest.raises(InputError, match="no file /nothing"):
+            fat.get("/nothing")
+    assert not os.path.ismount(fat._dir) and not os.path.exists(fat._dir)
