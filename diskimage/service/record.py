@@ -165,13 +165,15 @@ def write_both(service, record):
 
 
 def reseal(service):
-    """After our own table change (partition.grow at update --size): the
-    areas' after_sha256 taken again and both copies rewritten, so remove
-    takes the new table as the install's."""
+    """After our own table change (partition.grow at update --size, with
+    the grown Service): the areas' after_sha256 taken again, the
+    partition's size noted, both copies rewritten, so remove takes the
+    new table as the install's."""
     record = tail.read_record(service)
     if record is None:
         raise InputError(f"{service.disk}: no service record to reseal")
     seal(service.disk, record["areas"])
+    record["partition"]["size"] = service.size
     write_both(service, record)
     return record
 

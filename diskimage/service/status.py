@@ -5,7 +5,8 @@
      None, "size", "free", "store": [{name, size}], "job": {name, sha256,
      tries, used, left} | None, "armed": state.armed, "last": state.last,
      "remove": {"areas": [{what, offset, size, state}], "nvram":
-     [{name, guid, action}], "shrunk", "can_remove": bool}, "notes": []}
+     [{name, guid, action}], "shrunk", "can_remove": bool}, "restore":
+     [the same as lines of text], "notes": []}
 
 An area's state: "installed" (as the install left it: remove puts the
 before-bytes back), "before" (already as before the install) or "changed"
@@ -24,6 +25,40 @@ from . import tail
 def find_service(disk):
     """The disk's service partition, or None (partition.find_service)."""
     return partition.find_service(os.fspath(disk))
+
+
+def why_not_found(disk):
+    """When find_service found nothing: a line about each partition of the
+    service type whose tail holds no whole record (None if there is none
+    of that type)."""
+    table = read_disk_table(disk)
+    said = []
+    for part in table.partitions:
+        if not partition.is_service_type(table, part):
+            continue
+        service = partition.service_of(os.fspath(disk), table, part)
+        try:
+            found = tail.read_record(service)
+        except DiskImageError as err:
+            said.append(f"partition {part.number} has the service type but "
+                        f"no whole record: {err}")
+            continue
+        if found is None:
+            said.append(f"partition {part.number} has the service type but "
+                        f"its tail holds no record (not a service "
+                        f"partition)")
+    return "; ".join(said) or None
+
+
+def find_or_repair(disk):
+    """(Service or None, why): find_service; when it finds none, a tail
+    record damaged beside a whole /bwpart/install.json is written back
+    (tail.read_record) and it looks again; *why* says what was wrong."""
+    service = find_service(disk)
+    if service is not None:
+        return service, None
+    why = why_not_found(disk)
+    return find_service(disk), why
 
 
 def read_disk_table(disk):
@@ -47,6 +82,25 @@ def remove_view(disk, record, armed_writes=()):
             "can_remove": all(a["state"] != "changed" for a in areas)}
 
 
+SAID = {"installed": "put back as before install",
+        "before": "as before install already",
+        "changed": "CHANGED since install: remove refuses"}
+
+
+def restore_lines(view):
+    """What remove would restore, one line each (for the text output)."""
+    lines = [f"{a['what']} (bytes {a['offset']} to "
+             f"{a['offset'] + a['size']}): {SAID[a['state']]}"
+             for a in view["areas"]]
+    lines += [f"UEFI {v['name']}: {'deleted' if v['action'] == 'delete' else 'put back'}"
+              for v in view["nvram"]]
+    if view["shrunk"]:
+        lines.append(f"partition {view['shrunk']['number']}'s "
+                     f"{view['shrunk']['fs']}: grown back to "
+                     f"{view['shrunk']['old_size']} bytes")
+    return lines
+
+
 def _fat_facts(service, result):
     """The active environment, the FAT's free space and the store."""
     from . import envslots, fatfs, store
@@ -67,8 +121,11 @@ def status(disk):
     result = {"disk": disk, "installed": False, "partition": None,
               "installed_at": None, "tool": None, "env": None,
               "size": None, "free": None, "store": [], "job": None,
-              "armed": None, "last": None, "remove": None, "notes": []}
-    service = find_service(disk)
+              "armed": None, "last": None, "remove": None, "restore": [],
+              "notes": []}
+    service, why = find_or_repair(disk)
+    if why:
+        result["notes"].append(why)
     if service is None:
         return result
     record = tail.read_record(service)
@@ -93,5 +150,6 @@ def status(disk):
     from .remove import arming_writes
     result["remove"] = remove_view(disk, record,
                                    arming_writes(disk, state))
+    result["restore"] = restore_lines(result["remove"])
     _fat_facts(service, result)
     return result

@@ -69,6 +69,8 @@ def test_installed(tmp_path):
     assert {a["state"] for a in view["areas"]} == {"installed"}
     assert view["can_remove"] is True
     assert got["notes"] == []
+    assert got["restore"][1] == \
+        "gpt-primary (bytes 512 to 17408): put back as before install"
     # a change of someone else's: remove would refuse
     sh("sgdisk", "-c", "1:renamed", disk)
     view = status.status(disk)["remove"]
