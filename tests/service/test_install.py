@@ -288,3 +288,26 @@ def test_ctrl_c_after_the_shrink_grows_it_back(tmp_path, bundle):
     block = int(next(line.split(":")[1] for line in head.splitlines()
                      if line.startswith("Block size:")))
     assert blocks * block == size
+
+
+def test_block_device_at_the_least_size(tmp_path, bundle):
+    """On a loop device over the whole disk (a block device, as a real
+    disk is), the service partition of MIN_SIZE."""
+    disk = make_disk(tmp_path / "d.img", 1500, "gpt", "start=2048, "
+                     "size=300MiB\n")
+    dev = run("losetup", "--find", "--show", disk).stdout.strip()
+    try:
+        p = plan.plan_install(dev, bundle, size=layout.MIN_SIZE,
+                              firmware="uefi")
+        summary = install.install(p)
+        svc, _ = _check_installed(dev, p, summary)
+        assert svc.size == layout.MIN_SIZE
+        with fatfs.open_fat(svc) as fat:
+            assert fat.free() > 200 * MiB
+    finally:
+        run("losetup", "-d", dev)
+    image = tmp_path / "fat.img"
+    image.write_bytes(_bytes(disk, svc.start, svc.fs_size))
+    fsck = subprocess.run(["fsck.fat", "-n", str(image)],
+                          capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout
