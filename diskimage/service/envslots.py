@@ -42,12 +42,13 @@ import re
 
 from ..errors import InputError, TargetChangedError
 from . import bundle as bundles
+from . import layout
 
-ENV_DIR = "/bwpart/env"
-SYSLINUX_CFG = "/syslinux/syslinux.cfg"
+ENV_DIR = layout.ENV_DIR
+SYSLINUX_CFG = layout.SYSLINUX_CFG
 SYSLINUX_FALLBACK = "/syslinux.cfg"
-GRUB_CFG = "/EFI/debian/grub.cfg"
-GRUB_FALLBACK = "/EFI/rdeploy/grub.cfg"
+GRUB_CFG = layout.GRUB_CFG
+GRUB_FALLBACK = f"{layout.EFI_DIR}/grub.cfg"
 #: (primary, fallback) of each loader, in the order switch() moves them.
 PAIRS = {"bios": (SYSLINUX_CFG, SYSLINUX_FALLBACK),
          "uefi": (GRUB_CFG, GRUB_FALLBACK)}
@@ -148,8 +149,8 @@ def switch(fat, slot, service, efi_loader="shim"):
                 # would make a new 8.3 name upper case).
                 fat.put_checked(texts[loader], path)
                 continue
-            fat.put_checked(texts[loader], path + ".new")
-            fat.rename(path + ".new", path)
+            fat.put_checked(texts[loader], path + layout.NEW_SUFFIX)
+            fat.rename(path + layout.NEW_SUFFIX, path)
             if fat.get(path) != texts[loader]:
                 raise TargetChangedError(f"{fat.where}: {path} does not "
                                          f"read back as written")

@@ -24,9 +24,10 @@ from ..errors import InputError, NoSpaceError, TargetChangedError, ToolError
 from ..fs.fat.mtools import MTOOLS_ENV
 from ..host import tools
 from ..host.loop import loop_device
+from . import layout
 
-LABEL = "RDSERVICE"
-TAIL_SIZE = 1 << 20     # layout.TAIL_SIZE (part A); the FAT ends before it
+LABEL = layout.FAT_LABEL
+TAIL_SIZE = layout.TAIL_SIZE    # the FAT ends before the tail
 
 #: mdir shows an upper-case 8.3 name without a long name in lower case,
 #: as the mount's shortname=lower does: mmove writes a new 8.3 name upper
@@ -43,10 +44,7 @@ _MDIR_LINE = re.compile(
 
 def fs_area(service):
     """(offset, size) of the FAT area of `service` on its disk."""
-    size = getattr(service, "fs_size", None)
-    if size is None:
-        size = service.size - TAIL_SIZE
-    return service.start, size
+    return service.start, layout.fs_size(service.size)
 
 
 def safe_path(path):

@@ -9,9 +9,11 @@ The order (docs/bwpart.md, "What install changes"):
 3. with ``--shrink=N``: partition N's filesystem is shrunk (fs.resize on a
    loop device over it);
 4. the new table (partition N smaller, the service partition added), read
-   back and compared; partition N's filesystem checked;
-5. mkfs.fat over the partition's FAT area;
-6. the record, sealed (each area's after-digest), into the tail;
+   back and compared;
+5. the record, sealed (each area's after-digest), into the tail (past
+   the FAT area, so mkfs.fat leaves it): from here on ``bwpart remove``
+   finds the partition and undoes everything;
+6. partition N's filesystem checked; mkfs.fat over the FAT area;
 7. the FAT files: the BIOS loader (syslinux) when the boot code is one
    bwpart chains from, the UEFI loaders, environment slot e1, the loader
    configs that name it, and /bwpart/install.json last.
@@ -20,11 +22,14 @@ Nothing else: no boot code is changed and no NVRAM written (boot-next
 does that, recording it).  The signals that end a command are held over
 each table write and over the shrink; a failure (or a signal) after the
 first write is a TargetChangedError that says what was written and that
-``bwpart remove`` undoes it.
+``bwpart remove`` undoes it; a failure before the record is in the tail
+puts the table's before-bytes back and grows a shrunk filesystem back.
 """
 
 from .. import sighold
 from ..errors import TargetChangedError, TargetError
+from ..host import tools
+from ..host.loop import loop_device
 from ..sizes import format_size
 from . import fatfs, layout, partition, record, tail
 
@@ -32,6 +37,19 @@ from . import fatfs, layout, partition, record, tail
 def _say(progress, text):
     if progress:
         progress(text)
+
+
+class _Done:
+    """What the install has written so far, for the message of a failure."""
+
+    def __init__(self):
+        self.steps = []
+        self.shrunk = None          # (start, old size, kind, new size)
+        self.table = False
+        self.recorded = False
+
+    def __bool__(self):
+        return bool(self.steps)
 
 
 def install(plan, progress=None):
@@ -46,20 +64,45 @@ def install(plan, progress=None):
     rec = record.new(disk=disk, table=plan.room.table, areas=plan.areas,
                      partition=plan.partition_row(),
                      shrunk=plan.room.to_dict()["shrink"], bios=plan.bios)
-    done = []
+    done = _Done()
     try:
         slot = _steps(plan, rec, done, progress)
     except BaseException as exc:
         if not done:
             raise
-        said = str(exc) or type(exc).__name__
-        raise TargetChangedError(
-            f"{disk}: install failed after it {', '.join(done)}: {said}; "
-            f"bwpart remove {disk} undoes what was written") from exc
+        raise TargetChangedError(_failed(plan, done, exc)) from exc
     return {"disk": disk, "partition": plan.partition_row(),
             "part_id": plan.part_id, "shrunk": rec["shrunk"],
             "firmware": plan.firmware, "efi_loader": plan.efi_loader,
-            "bios": plan.bios, "slot": slot, "steps": done}
+            "bios": plan.bios, "slot": slot, "steps": done.steps}
+
+
+def _failed(plan, done, exc):
+    """The message of a failure after the first write.  Once the record is
+    in the tail, bwpart remove undoes it all; before that the install
+    puts back what it changed itself: the table's before-bytes, the
+    shrunk filesystem grown back."""
+    disk = plan.disk
+    said = "interrupted" if isinstance(exc, KeyboardInterrupt) else \
+        (str(exc) or type(exc).__name__)
+    head = f"{disk}: install failed after it {', '.join(done.steps)}: {said}"
+    if done.recorded:
+        return f"{head}; bwpart remove {disk} undoes what was written"
+    undone = []
+    try:
+        if done.table:
+            partition.apply(disk, [(a["offset"], record.unb64(a["before"]))
+                                   for a in plan.areas], "table")
+            undone.append("the table was put back as it was")
+        if done.shrunk:
+            start, old, kind, _ = done.shrunk
+            partition.shrink_fs(disk, start, old, kind, old)
+            undone.append("the filesystem grown back")
+    except BaseException as again:
+        return (f"{head}; putting it back failed too ({again}): "
+                f"{'; '.join(undone) or 'nothing was put back'}; no record "
+                f"was written, so bwpart remove cannot undo it")
+    return f"{head}; {' and '.join(undone)}"
 
 
 def _steps(plan, rec, done, progress):
@@ -69,38 +112,56 @@ def _steps(plan, rec, done, progress):
         part = next(p for p in r.table.partitions if p.number == number)
         _say(progress, f"shrinking partition {number} to {format_size(new)}")
         with sighold.held():
-            done.append(f"shrank the filesystem of partition {number}")
+            done.steps.append(f"shrank the filesystem of partition {number}")
+            done.shrunk = (part.start, old, kind, new)
             partition.shrink_fs(disk, part.start, old, kind, new)
     _say(progress, f"writing the new table (partition {r.number})")
-    done.append("wrote the partition table")
+    done.steps.append("wrote the partition table")
+    done.table = True
     partition.apply(disk, plan.writes, "table")
     expected = {r.number: (r.start, r.size)}
     if r.shrink:
         expected[r.shrink[0]] = (part.start, r.shrink[3])
     table = partition.check_written(disk, expected)
-    if r.shrink:
-        _say(progress, f"checking partition {r.shrink[0]}")
-        partition.check_fs(disk, part.start, r.shrink[3], r.shrink[1])
     new = next(p for p in table.partitions if p.number == r.number)
     service = partition.service_of(disk, table, new)
     if service.part_id != plan.part_id:
         raise TargetChangedError(f"{disk}: the new partition reads back "
                                  f"as {service.part_id}, not "
                                  f"{plan.part_id}")
-    _say(progress, "formatting the service partition (FAT32)")
-    done.append(f"formatted partition {r.number}")
-    fatfs.format(service)
+    # The record first (the tail lies past the FAT area mkfs.fat writes):
+    # from here on bwpart remove finds the partition and undoes it all.
     record.seal(disk, rec["areas"])
     _say(progress, "writing the record to the tail")
-    done.append("wrote the record")
     tail.write_record(service, rec)
+    done.steps.append("wrote the record")
+    done.recorded = True
+    if r.shrink:
+        _say(progress, f"checking partition {r.shrink[0]}")
+        partition.check_fs(disk, part.start, r.shrink[3], r.shrink[1])
+    _say(progress, "formatting the service partition (FAT32)")
+    done.steps.append(f"formatted partition {r.number}")
+    _format(service)
     return _files(plan, service, rec, done, progress)
+
+
+def _format(service):
+    """mkfs.fat over the FAT area through a loop device of just that area.
+    A shim for part C's fatfs.format (--offset on the whole disk), which
+    mkfs.fat refuses on a block device holding partitions (no -I) and
+    which, on a small area, gets a cluster size that leaves FAT32 too few
+    clusters (mtools then finds no directory slots).  -I: the area is
+    the one just made, whatever an old signature in it says."""
+    start, size = fatfs.fs_area(service)
+    with loop_device(service.disk, start, size, read_only=False) as dev:
+        tools.run(["mkfs.fat", "-I", "-F", "32", "-n", layout.FAT_LABEL,
+                   dev])
 
 
 def _files(plan, service, rec, done, progress):
     """The FAT files, through part C's loaders and envslots."""
     from . import envslots, loaders
-    done.append("wrote the loaders and the environment")
+    done.steps.append("wrote the loaders and the environment")
     if "code" in plan.bios:
         _say(progress, "installing the BIOS loader (syslinux)")
         loaders.install_bios(service)

@@ -25,12 +25,12 @@ import tempfile
 from ..errors import InputError, MissingToolError
 from ..fs.fat.mtools import MTOOLS_ENV
 from ..host import tools
-from . import envslots, fatfs
+from . import envslots, fatfs, layout
 
-EFI_DIR = "/EFI/rdeploy"
-SHIM_PATH = f"{EFI_DIR}/shimx64.efi"
-GRUB_PATH = f"{EFI_DIR}/grubx64.efi"
-SYSLINUX_DIR = "/syslinux"
+EFI_DIR = layout.EFI_DIR
+SHIM_PATH = layout.EFI_SHIM
+GRUB_PATH = layout.EFI_GRUB
+SYSLINUX_DIR = layout.SYSLINUX_DIR
 
 #: name on the FAT -> (host path, Debian package), for kind "shim".
 HOST_SIGNED = {

@@ -18,7 +18,8 @@ import uuid
 from dataclasses import asdict, dataclass
 
 from .. import sighold
-from ..errors import InputError, TargetChangedError, TargetError
+from ..errors import (DiskImageError, InputError, MissingToolError,
+                      TargetChangedError, TargetError)
 from ..fs import resize
 from ..host import sysfs
 from ..host.device import open_source, open_target, sync, write_all
@@ -27,7 +28,7 @@ from ..sizes import format_size
 from ..tables import gpt, mbr
 from ..tables.partitions import read_table
 from ..tables.write import gpt_writes, mbr_writes
-from . import layout
+from . import layout, record
 
 @dataclass
 class Service:
@@ -124,7 +125,7 @@ def service_by_id(wanted):
             continue
         try:
             service = find_service(found["path"])
-        except InputError:      # TableError among them: not ours to judge
+        except DiskImageError:  # unreadable, no table: not ours to judge
             continue
         if service is not None and service.part_id.lower() == wanted:
             return service
@@ -209,7 +210,10 @@ def _tell_kernel(path):
             return
     except OSError:
         return
-    run(["partx", "--update", path], check=False)
+    try:
+        run(["partx", "--update", path], check=False)
+    except MissingToolError:
+        pass        # the kernel sees it at the next boot
 
 
 def check_written(path, expected):
@@ -247,8 +251,9 @@ def check_fs(path, part_start, size, kind):
 def grow(service, new_size, progress=None):
     """Grow *service* to *new_size* bytes into the free space right after
     it: the tail copied to the new end first, then the table entry, then
-    the FAT grown over the old tail.  TargetError (nothing written) when
-    the space after it is not free."""
+    the FAT grown over the old tail, and the record resealed (its areas'
+    after-digests and size: the new table is the install's own).
+    TargetError (nothing written) when the space after it is not free."""
     if new_size % layout.ALIGN or new_size < service.size:
         raise InputError(f"{service.disk}: a service partition grows to a "
                          f"whole number of MiB above its "
@@ -285,14 +290,17 @@ def grow(service, new_size, progress=None):
                            layout.fs_size(new_size)) as dev:
             resize.resize("fat32", dev, layout.fs_size(new_size),
                           f"{service.disk}: partition {service.number}")
+        grown = Service(service.disk, service.number, service.start,
+                        new_size, service.table_kind, service.part_id,
+                        service.sector_size)
+        record.reseal(grown)        # the new table is ours: remove takes it
     except TargetChangedError:
         raise
     except Exception as exc:
         raise TargetChangedError(
             f"{service.disk}: growing partition {service.number} failed "
             f"after its tail was copied to byte {new_tail}: {exc}") from exc
-    return Service(service.disk, service.number, service.start, new_size,
-                   service.table_kind, service.part_id, service.sector_size)
+    return grown
 
 
 def free_after(table, sector0, offset):

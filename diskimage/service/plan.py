@@ -180,6 +180,9 @@ def plan_install(disk, bundle_dir, size=None, shrink=None, firmware=None,
             not info.get("secure_boot", False):
         notes.append("the bundle is not built --secure-boot: with Secure "
                      "Boot on, the firmware refuses its kernel")
+    if found.shrink and found.shrink[1] == "ntfs":
+        notes.append("ntfsresize marks the NTFS volume for a check: Windows "
+                     "runs chkdsk at its next boot")
     part_uuid = partition.new_uuid() if table.kind == "gpt" else ""
     part_id = part_uuid if table.kind == "gpt" else \
         f"{int(table.disk_id, 16):08x}-{found.number:02d}"

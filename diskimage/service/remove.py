@@ -34,6 +34,7 @@ from . import record as records
 from . import state as states
 from . import tail
 from .efivars import Efivars
+from .status import find_or_repair
 
 MiB = 1 << 20
 ACTIVE = 0x80
@@ -51,8 +52,12 @@ def arming_writes(disk, state, table=None):
         return []
     saved = bios.get("flags_before")
     if bios.get("method") == "active-flag":
-        active = [int(n) for n, flag in saved.items() if flag & ACTIVE]
-        return flags.mbr_active_writes(disk, table, active)
+        # each boot indicator byte as it was, exactly (as arming.disarm)
+        with device.open_source(disk) as opened:
+            sector0 = opened.read(0, 512)
+        return [(flags.mbr_indicator(int(n)), bytes([flag]))
+                for n, flag in sorted(saved.items())
+                if sector0[flags.mbr_indicator(int(n))] != flag]
     if bios.get("method") == "legacy-attr":
         now = flags.gpt_attrs(disk, table)
         want = {int(n): a for n, a in bios["attrs_before"].items()
@@ -185,11 +190,11 @@ def remove(disk, grow=None, progress=None, efivars=None):
     UEFI variables to put back (default: this machine's efivarfs)."""
     disk = os.fspath(disk)
     say = progress or (lambda text: None)
-    service = partition.find_service(disk)
+    service, why = find_or_repair(disk)
     if service is None:
         raise TargetError(f"{disk}: no service partition (no partition of "
                           f"the service type with a valid record in its "
-                          f"tail)")
+                          f"tail)" + (f": {why}" if why else ""))
     record = tail.read_record(service)
     try:
         records.check(record)

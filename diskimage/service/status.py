@@ -27,6 +27,40 @@ def find_service(disk):
     return partition.find_service(os.fspath(disk))
 
 
+def why_not_found(disk):
+    """When find_service found nothing: a line about each partition of the
+    service type whose tail holds no whole record (None if there is none
+    of that type)."""
+    table = read_disk_table(disk)
+    said = []
+    for part in table.partitions:
+        if not partition.is_service_type(table, part):
+            continue
+        service = partition.service_of(os.fspath(disk), table, part)
+        try:
+            found = tail.read_record(service)
+        except DiskImageError as err:
+            said.append(f"partition {part.number} has the service type but "
+                        f"no whole record: {err}")
+            continue
+        if found is None:
+            said.append(f"partition {part.number} has the service type but "
+                        f"its tail holds no record (not a service "
+                        f"partition)")
+    return "; ".join(said) or None
+
+
+def find_or_repair(disk):
+    """(Service or None, why): find_service; when it finds none, a tail
+    record damaged beside a whole /bwpart/install.json is written back
+    (tail.read_record) and it looks again; *why* says what was wrong."""
+    service = find_service(disk)
+    if service is not None:
+        return service, None
+    why = why_not_found(disk)
+    return find_service(disk), why
+
+
 def read_disk_table(disk):
     return partition.read_disk(os.fspath(disk))[0]
 
@@ -89,7 +123,9 @@ def status(disk):
               "size": None, "free": None, "store": [], "job": None,
               "armed": None, "last": None, "remove": None, "restore": [],
               "notes": []}
-    service = find_service(disk)
+    service, why = find_or_repair(disk)
+    if why:
+        result["notes"].append(why)
     if service is None:
         return result
     record = tail.read_record(service)

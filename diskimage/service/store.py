@@ -22,9 +22,9 @@ from ..errors import InputError, NoSpaceError, TargetChangedError, \
 from ..fs.fat.mtools import MTOOLS_ENV
 from ..host import tools
 from ..image.volumes import PARTIAL, find_volumes, volume_name
-from . import fatfs
+from . import fatfs, layout
 
-STORE_DIR = "/store"
+STORE_DIR = layout.STORE_DIR
 SPLIT = 4000 << 20
 BLOCK = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")

@@ -49,7 +49,7 @@ SLOTS = (("A", 512 * KiB), ("B", 768 * KiB))
 RECORD_MAGIC = b"RDSVCREC"
 STATE_MAGIC = b"RDSVCSTA"
 FORMAT = 1
-INSTALL_JSON = "/bwpart/install.json"
+INSTALL_JSON = "/bwpart/install.json"     # layout.RECORD_PATH
 
 RECORD_HEADER = Struct("service record header", [
     ("8s", "magic"),                # b"RDSVCREC"
@@ -172,18 +172,21 @@ def read_record(service, fat_copy=True):
 
 
 def _fat_record(service):
-    """/bwpart/install.json when it can be read and parsed, else None."""
-    try:
-        from . import fatfs
-    except ImportError:         # part C not merged yet
-        return None
+    """/bwpart/install.json when it can be read and parsed and is this
+    partition's (the same start), else None."""
+    from . import fatfs
     try:
         with fatfs.open_fat(service) as fat:
             value = json.loads(fat.get(INSTALL_JSON).decode("utf-8"))
     except (DiskImageError, ValueError, OSError):
         return None
-    return value if isinstance(value, dict) and \
-        value.get("format") == FORMAT else None
+    if not isinstance(value, dict) or value.get("format") != FORMAT:
+        return None
+    start = getattr(service, "start", None)
+    if start is not None and \
+            (value.get("partition") or {}).get("start") != start:
+        return None
+    return value
 
 
 # --- the state slots ----------------------------------------------------------

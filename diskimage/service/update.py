@@ -4,7 +4,8 @@ to only when whole, the old one removed after; the store is not touched.
 Order (each step leaves a bootable environment, see envslots):
   1. the bundle checked (bundle.load), the service partition found
   2. with `size`: the partition grown first (partition.grow: the tail
-     moved to the new end, then the FAT grown over the old tail)
+     moved to the new end, then the FAT grown over the old tail), and the
+     record resealed (record.reseal: the grown table is the install's)
   3. slots no loader config names removed (a half-written slot of an
      interrupted update)
   4. the new slot written beside the active one, every file read back
@@ -55,6 +56,14 @@ def update(disk, bundle_dir, size=None, progress=None, service=None):
         partition.grow(service, size, progress=progress)
         grown = {"old_size": service.size, "new_size": size}
         service = _find(disk)
+        from . import record        # part B: the grown table is ours
+        try:
+            record.reseal(service)
+        except Exception as exc:
+            raise TargetChangedError(
+                f"{disk}: the service partition was grown to {size >> 20} "
+                f"MiB but its record could not be rewritten ({exc}); run "
+                f"bwpart update --size again") from exc
     with fatfs.open_fat(service) as fat:
         try:
             old, old_info = envslots.active(fat)

@@ -43,6 +43,11 @@ def _table(read, size, table):
 
 
 # --- MBR ----------------------------------------------------------------------
+def mbr_indicator(number):
+    """The disk offset of primary *number*'s boot indicator byte."""
+    return mbr.PARTITION_RECORD_OFFSET + 16 * (number - 1)
+
+
 def mbr_active_writes(disk, table, active_numbers):
     """The writes that make exactly *active_numbers* (primaries 1-4) the
     active partitions of the MBR at sector 0; only the bytes that change."""

@@ -8,6 +8,7 @@ their files kept, and the failures: a disk changed since the plan
 import hashlib
 import json
 import os
+import signal
 import subprocess
 
 import pytest
@@ -207,9 +208,106 @@ def test_failure_after_first_write(tmp_path, bundle):
                           firmware="uefi")
     os.unlink(bundle / "initrd.img")        # gone before its copy
     with pytest.raises(TargetChangedError, match=r"install failed after "
-                       r"it wrote the partition table, formatted partition "
-                       r"2, wrote the record, .*bwpart remove .* undoes"):
+                       r"it wrote the partition table, wrote the record, "
+                       r"formatted partition 2, .*bwpart remove .* undoes"):
         install.install(p)
     svc = partition.find_service(str(disk))
     assert svc is not None                      # remove can find it
     assert tail.read_record(svc, fat_copy=False)["areas"] == p.areas
+
+
+def _interrupt_at(words):
+    def progress(step):
+        if step.startswith(words):
+            os.kill(os.getpid(), signal.SIGINT)
+    return progress
+
+
+def test_ctrl_c_before_the_first_write(tmp_path, bundle):
+    disk = make_disk(tmp_path / "d.img", 1500, "gpt", "start=2048, "
+                     "size=300MiB\n")
+    p = plan.plan_install(str(disk), bundle, size=512 * MiB,
+                          firmware="uefi")
+    before = sha256(disk)
+    with pytest.raises(KeyboardInterrupt):
+        install.install(p, progress=_interrupt_at("writing the new table"))
+    assert sha256(disk) == before
+
+
+def test_ctrl_c_after_the_table(tmp_path, bundle):
+    disk = make_disk(tmp_path / "d.img", 1500, "gpt", "start=2048, "
+                     "size=300MiB\n")
+    p = plan.plan_install(str(disk), bundle, size=512 * MiB,
+                          firmware="uefi")
+    with pytest.raises(TargetChangedError, match=r"after it wrote the "
+                       r"partition table, wrote the record: interrupted; "
+                       r"bwpart remove"):
+        install.install(p, progress=_interrupt_at("formatting"))
+    new = next(n for n in sfdisk_json(disk)["partitions"]
+               if n["node"].endswith("2"))
+    assert new["type"].lower() == layout.GPT_TYPE     # the table is whole
+    run("sgdisk", "-v", disk)
+
+
+def test_ctrl_c_before_the_record_puts_the_table_back(tmp_path, bundle):
+    disk = make_disk(tmp_path / "d.img", 1500, "gpt", "start=2048, "
+                     "size=300MiB\n")
+    p = plan.plan_install(str(disk), bundle, size=512 * MiB,
+                          firmware="uefi")
+    before = sha256(disk)
+    with pytest.raises(TargetChangedError, match=r"after it wrote the "
+                       r"partition table: interrupted; the table was put "
+                       r"back as it was$"):
+        install.install(p, progress=_interrupt_at("writing the record"))
+    assert sha256(disk) == before
+
+
+@pytest.mark.needs("mkfs.ext4", "resize2fs", "debugfs", "dumpe2fs")
+def test_ctrl_c_after_the_shrink_grows_it_back(tmp_path, bundle):
+    disk = make_disk(tmp_path / "d.img", 900, "dos", "start=2048, "
+                     "size=850MiB\n")
+    files = {f"f{i}.bin": os.urandom(MiB + i) for i in range(3)}
+    ext4_into(tmp_path, disk, 1, files)
+    start, size = part_of(disk, 1)
+    want, _ = ext4_files(tmp_path, disk, start, size, files)
+    table = sfdisk_json(disk)
+    p = plan.plan_install(str(disk), bundle, size=512 * MiB, shrink=1,
+                          firmware="uefi")
+    with pytest.raises(TargetChangedError, match=r"after it shrank the "
+                       r"filesystem of partition 1: interrupted; the "
+                       r"filesystem grown back$"):
+        install.install(p, progress=_interrupt_at("writing the new table"))
+    assert sfdisk_json(disk) == table
+    have, clean = ext4_files(tmp_path, disk, start, size, files)
+    assert clean == 0 and have == want
+    image = tmp_path / "p1.ext4"
+    image.write_bytes(_bytes(disk, start, size))
+    head = run("dumpe2fs", "-h", image).stdout
+    blocks = int(next(line.split(":")[1] for line in head.splitlines()
+                      if line.startswith("Block count:")))
+    block = int(next(line.split(":")[1] for line in head.splitlines()
+                     if line.startswith("Block size:")))
+    assert blocks * block == size
+
+
+def test_block_device_at_the_least_size(tmp_path, bundle):
+    """On a loop device over the whole disk (a block device, as a real
+    disk is), the service partition of MIN_SIZE."""
+    disk = make_disk(tmp_path / "d.img", 1500, "gpt", "start=2048, "
+                     "size=300MiB\n")
+    dev = run("losetup", "--find", "--show", disk).stdout.strip()
+    try:
+        p = plan.plan_install(dev, bundle, size=layout.MIN_SIZE,
+                              firmware="uefi")
+        summary = install.install(p)
+        svc, _ = _check_installed(dev, p, summary)
+        assert svc.size == layout.MIN_SIZE
+        with fatfs.open_fat(svc) as fat:
+            assert fat.free() > 200 * MiB
+    finally:
+        run("losetup", "-d", dev)
+    image = tmp_path / "fat.img"
+    image.write_bytes(_bytes(disk, svc.start, svc.fs_size))
+    fsck = subprocess.run(["fsck.fat", "-n", str(image)],
+                          capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout

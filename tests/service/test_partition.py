@@ -2,16 +2,18 @@
 it, read back by read_table and by sfdisk --json; find_service trusting
 a type only with a valid tail record; the shrink; grow."""
 
+import json
 import subprocess
 
 import pytest
 
 from diskimage.errors import InputError, TargetError
-from diskimage.service import fatfs, layout, partition, tail
+from diskimage.service import (fatfs, install, layout, partition, plan,
+                               record, tail)
 from diskimage.tables.partitions import read_table
 from tests.service.installdisks import (MiB, ext4_files, ext4_into,
-                                        make_disk, part_of, run, sfdisk_json,
-                                        sha256)
+                                        make_bundle, make_disk, part_of, run,
+                                        sfdisk_json, sha256)
 
 pytestmark = pytest.mark.needs("sfdisk", "mkfs.fat", "mcopy")
 
@@ -124,22 +126,26 @@ def test_shrink_fs_ext4_keeps_files(tmp_path):
 
 @pytest.mark.needs("losetup", "fsck.fat", root=True)
 def test_grow(tmp_path):
-    disk = make_disk(tmp_path / "d.img", 1200, "gpt", "start=2048, "
+    disk = make_disk(tmp_path / "d.img", 1500, "gpt", "start=2048, "
                      "size=100MiB\n")
-    _add(disk, 2, 101 * MiB, 512 * MiB)
-    table, _ = partition.read_disk(str(disk))
-    svc = partition.service_of(str(disk), table, table.partitions[1])
-    fatfs.format(svc)
-    tail.write_record(svc, {"format": 1, "note": "grow"})
+    p = plan.plan_install(str(disk), make_bundle(tmp_path / "bundle"),
+                          size=512 * MiB, firmware="uefi")
+    install.install(p)
+    svc = partition.find_service(str(disk))
     with fatfs.open_fat(svc) as fat:
         fat.put(b"kept", "/kept.txt")
     grown = partition.grow(svc, 1024 * MiB)
     assert grown.size == 1024 * MiB
     assert partition.find_service(str(disk)) == grown
-    assert tail.read_record(grown, fat_copy=False)["note"] == "grow"
+    rec = tail.read_record(grown, fat_copy=False)
+    assert rec["partition"]["size"] == 1024 * MiB
+    for area, now in zip(rec["areas"], record.current(disk, rec["areas"])):
+        assert record.sha256(now) == area["after_sha256"]
     assert _node(sfdisk_json(disk), 2)["size"] == 1024 * 2048
+    run("sgdisk", "-v", disk)
     with fatfs.open_fat(grown) as fat:
         assert fat.get("/kept.txt") == b"kept"
+        assert json.loads(fat.get(layout.RECORD_PATH)) == rec
         assert fat.free() > 900 * MiB
     image = tmp_path / "fat.img"
     with open(disk, "rb") as src, open(image, "wb") as dst:

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from diskimage.errors import TargetError
+from diskimage.errors import TargetChangedError, TargetError
 from diskimage.service import (arming, partition, record, remove, state,
                                status, tail)
 from diskimage.service.efiboot import EFI_GLOBAL_VARIABLE as GUID
@@ -141,9 +141,36 @@ def test_no_service_partition(tmp_path):
         remove.remove(disk)
     # a partition of the type alone is not one
     sh("sfdisk", "-q", "--append", disk, input="size=300M, type=1c\n")
-    with pytest.raises(TargetError, match="no service partition"):
+    with pytest.raises(TargetError, match="no service partition .*: "
+                       "partition 2 has the service type but its tail "
+                       "holds no record"):
         remove.remove(disk)
     assert tail.TAIL_SIZE == MiB
+
+
+def test_damaged_tail_record_repaired_from_the_fat(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    before = table_bytes(disk, "gpt")
+    service = install_by_hand(disk)
+    with open(disk, "r+b") as f:
+        f.seek(service.tail_offset + 40)
+        f.write(b"#")
+    assert status.find_service(disk) is None        # part A's: tail only
+    remove.remove(disk)
+    assert table_bytes(disk, "gpt") == before
+
+
+def test_damaged_record_said(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    service = install_by_hand(disk)
+    with open(disk, "r+b") as f:        # both copies damaged
+        f.seek(service.tail_offset + 40)
+        f.write(b"#")
+    sh("mdel", "-i", f"{disk}@@{service.start}", "::/bwpart/install.json")
+    with pytest.raises(TargetError, match=f"partition {service.number} has "
+                       f"the service type but no whole record: .*crc32"):
+        remove.remove(disk)
+    assert "crc32 mismatch" in status.status(disk)["notes"][0]
 
 
 def test_uefi_entries_and_bootorder_put_back(tmp_path):
@@ -217,3 +244,60 @@ def test_on_a_loop_device(tmp_path):
     assert p1["size"] * SECTOR == 128 * MiB + 320 * MiB
     assert table_bytes(disk, "mbr") != before       # grown: 1 record
     assert fs_check(disk, MiB, 448 * MiB) == 448 * MiB
+
+
+@pytest.mark.needs("mkfs.fat", "mcopy", "syslinux", "debugfs")
+def test_after_a_real_install(tmp_path):
+    """Part A's install (MBR, ext4 shrunk, syslinux mbr.bin), armed for
+    BIOS by part E, then removed: sector 0 as before, byte for byte, the
+    ext4 at its old size with its files (debugfs sha256, e2fsck -fn)."""
+    import os
+    from diskimage.service import install, plan
+    from tests.service import installdisks as A
+    disk = A.make_disk(tmp_path / "d.img", 900, "dos",
+                       "start=2048, size=850MiB, bootable\n")
+    with open("/usr/lib/syslinux/mbr/mbr.bin", "rb") as f:
+        code = f.read(440)
+    with open(disk, "r+b") as f:
+        f.write(code)
+    files = {f"f{i}.bin": os.urandom(MiB + i) for i in range(3)}
+    A.ext4_into(tmp_path, disk, 1, files)
+    start, size = A.part_of(disk, 1)
+    want, _ = A.ext4_files(tmp_path, disk, start, size, files)
+    before = read_at(disk, 0, SECTOR)
+    json_before = sfdisk_json(disk)
+    p = plan.plan_install(str(disk), A.make_bundle(tmp_path / "bundle"),
+                          size=512 * MiB, shrink=1, firmware="bios")
+    install.install(p)
+    service = status.find_service(disk)
+    arming.arm(service, "bios")
+    assert read_at(disk, 0, SECTOR) != before
+    done = remove.remove(disk)
+    assert read_at(disk, 0, SECTOR) == before
+    assert sfdisk_json(disk) == json_before
+    assert done["grown"] == {"number": 1, "fs": "ext4", "size": 850 * MiB}
+    have, clean = A.ext4_files(tmp_path, disk, start, size, files)
+    assert clean == 0 and have == want
+    assert fs_check(disk, start, size) == size
+    assert status.find_service(disk) is None
+
+
+def test_failure_after_the_first_write(tmp_path, monkeypatch):
+    """The grow fails (its tool, stood in for here) after the table was
+    put back: TargetChangedError saying what was done."""
+    from diskimage.fs import resize as fsresize
+    disk = production(tmp_path / "disk.img", "gpt")
+    before = table_bytes(disk, "gpt")
+    install_by_hand(disk)
+
+    def failing(kind, path, size, what):
+        raise fsresize.ResizeError(f"{what}: resize2fs failed")
+    monkeypatch.setattr(remove.fsresize, "resize", failing)
+    with pytest.raises(TargetChangedError) as err:
+        remove.remove(disk, grow=1)
+    said = str(err.value)
+    assert "resize2fs failed" in said
+    assert "done: partition table put back; service partition wiped " \
+        "(first and last MiB); partition 1 grown in the table" in said
+    assert table_bytes(disk, "gpt") != before       # grown in the table
+    assert status.find_service(disk) is None

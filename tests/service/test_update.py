@@ -112,3 +112,41 @@ def test_update_killed_half_way_keeps_the_old(tmp_path):
     assert mdir_names(service, "/bwpart/env") == ["e2"]
     assert mtype(service, "/store/prod.rdi") == b"an image"
     assert fsck(service, str(tmp_path))[0] == 0
+
+
+@pytest.mark.needs("sfdisk", "blkid", "losetup", root=True)
+def test_update_with_size_grows_first(tmp_path):
+    """On part A's install: update --size grows the partition (tail moved,
+    FAT grown) before the new slot is written; the store is kept."""
+    from diskimage.service import install, layout, partition, plan, tail
+    MiB = 1 << 20
+    disk = str(tmp_path / "d.img")
+    with open(disk, "wb") as f:
+        f.truncate(1500 * MiB)
+    subprocess.run(["sfdisk", "-q", disk], check=True, text=True,
+                   input="label: gpt\nstart=2048, size=300MiB\n")
+    make_bundle(str(tmp_path / "b1"), version="1.0")
+    make_bundle(str(tmp_path / "b2"), version="2.0")
+    install.install(plan.plan_install(disk, str(tmp_path / "b1"),
+                                      size=512 * MiB, firmware="uefi",
+                                      efi_loader="shim"))
+    service = partition.find_service(disk)
+    record = tail.read_record(service)
+    with fatfs.open_fat(service) as fat:
+        fat.makedirs("/store")
+        fat.put(b"an image", "/store/prod.rdi")
+        free_before = fat.free()
+    got = update.update(disk, str(tmp_path / "b2"), size=768 * MiB)
+    assert got["grown"] == {"old_size": 512 * MiB, "new_size": 768 * MiB}
+    assert (got["old_slot"], got["new_slot"]) == ("e1", "e2")
+    service = partition.find_service(disk)
+    assert service.size == 768 * MiB
+    after = tail.read_record(service)
+    assert after["partition"]["part_id"] == record["partition"]["part_id"]
+    assert after["partition"]["size"] == 768 * MiB      # resealed
+    with fatfs.open_fat(service) as fat:
+        assert fat.free() > free_before + 200 * MiB
+        assert fat.get("/store/prod.rdi") == b"an image"
+        assert envslots.active(fat)[1]["version"] == "2.0"
+        assert fat.exists(layout.RECORD_PATH)
+    assert fsck(service, str(tmp_path))[0] == 0
