@@ -13,7 +13,6 @@ wildcard, no drive letter.  FAT compares names without case; so does
 :meth:`Fat.exists`.  Nothing prints.
 """
 
-import contextlib
 import hashlib
 import os
 import re
@@ -23,7 +22,6 @@ import tempfile
 from ..errors import InputError, NoSpaceError, TargetChangedError, ToolError
 from ..fs.fat.mtools import MTOOLS_ENV
 from ..host import tools
-from ..host.loop import loop_device
 from . import layout
 
 LABEL = layout.FAT_LABEL
@@ -92,6 +90,7 @@ def open_fat(service, backend=None):
     installed, else a temporary mount (:func:`choose_backend`)."""
     if (backend or choose_backend()) == "mtools":
         return MtoolsFat(service)
+    from .fatmount import MountFat
     return MountFat(service)
 
 
@@ -101,18 +100,12 @@ def choose_backend(which=shutil.which):
     return "mtools" if which("mcopy", path=path) else "mount"
 
 
-@contextlib.contextmanager
-def mounted(service, where):
-    """The FAT of `service` mounted read-write (vfat) at `where` for the
-    job (the environment), over a loop device of its FAT area."""
-    start, size = fs_area(service)
-    os.makedirs(where, exist_ok=True)
-    with loop_device(service.disk, start, size, read_only=False) as dev:
-        tools.run(["mount", "-t", "vfat", "-o", MOUNT_OPTIONS, dev, where])
-        try:
-            yield where
-        finally:
-            tools.run(["umount", where])
+def mounted(service, where, fstype="vfat"):
+    """The FAT of `service` mounted read-write at `where` for the job (the
+    environment), over a loop device of its FAT area: a context manager
+    (diskimage.service.fatmount)."""
+    from . import fatmount
+    return fatmount.mounted(service, where, fstype)
 
 
 class Fat:
@@ -293,95 +286,3 @@ class MtoolsFat(Fat):
         if not found:
             raise ToolError(f"{self.where}: mdir did not say the free space")
         return int(found[1].replace(" ", ""))
-
-
-class MountFat(Fat):
-    """The FAT through a temporary vfat mount of a loop device over its
-    area (the environment's way; vfat does not mount on the build host)."""
-
-    def __init__(self, service):
-        super().__init__(service)
-        self._dir = tempfile.mkdtemp(prefix="bwpart-fat.")
-        self._mount = mounted(service, self._dir)
-        try:
-            self._mount.__enter__()
-        except BaseException:
-            os.rmdir(self._dir)
-            raise
-
-    def close(self):
-        if self._mount is not None:
-            self._mount.__exit__(None, None, None)
-            self._mount = None
-            os.rmdir(self._dir)
-
-    def _p(self, fat_path):
-        return os.path.join(self._dir, safe_path(fat_path).lstrip("/"))
-
-    def _io(self, what, action):
-        try:
-            return action()
-        except FileNotFoundError:
-            raise InputError(f"{self.where}: no {what}") from None
-        except OSError as exc:
-            if exc.errno in (28, 27):
-                raise NoSpaceError(f"{self.where}: no space left for "
-                                   f"{what}") from None
-            raise InputError(f"{self.where}: {what}: {exc.strerror}") \
-                from None
-
-    def put(self, src, fat_path):
-        dest = self._p(fat_path)
-
-        def write():
-            with open(dest, "wb") as out:
-                if isinstance(src, (bytes, bytearray)):
-                    out.write(src)
-                else:
-                    with open(src, "rb") as f:
-                        shutil.copyfileobj(f, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
-        self._io(fat_path, write)
-
-    def get(self, fat_path):
-        def read():
-            with open(self._p(fat_path), "rb") as f:
-                return f.read()
-        return self._io(f"file {fat_path}", read)
-
-    def get_to(self, fat_path, local_path):
-        self._io(f"file {fat_path}",
-                 lambda: shutil.copyfile(self._p(fat_path), local_path))
-
-    def ls(self, fat_dir="/"):
-        base = self._p(fat_dir)
-
-        def listing():
-            out = []
-            with os.scandir(base) as it:
-                for e in it:
-                    is_dir = e.is_dir()
-                    out.append((e.name, 0 if is_dir else e.stat().st_size,
-                                is_dir))
-            return out
-        return self._io(f"directory {fat_dir}", listing)
-
-    def rm(self, fat_path, recursive=False):
-        path = self._p(fat_path)
-        if os.path.isdir(path):
-            self._io(fat_path, (lambda: shutil.rmtree(path)) if recursive
-                     else (lambda: os.rmdir(path)))
-        else:
-            self._io(fat_path, lambda: os.unlink(path))
-
-    def mkdir(self, fat_path):
-        self._io(fat_path, lambda: os.mkdir(self._p(fat_path)))
-
-    def rename(self, src, dest):
-        self._io(src, lambda: os.replace(self._p(src), self._p(dest)))
-        os.sync()
-
-    def free(self):
-        st = os.statvfs(self._dir)
-        return st.f_bavail * st.f_frsize

@@ -2,6 +2,9 @@
 an offset), checked with mdir, mtype and fsck.fat; the mount backend only
 by how it is chosen (vfat does not mount on this host)."""
 
+import os
+import subprocess
+
 import pytest
 
 from diskimage.errors import InputError
@@ -86,3 +89,38 @@ def test_backend_choice():
     assert fatfs.choose_backend(lambda tool, path: None) == "mount"
     assert fatfs.safe_path("/") == "/"
     assert fatfs.safe_path("/store/img.r01") == "/store/img.r01"
+
+
+@pytest.mark.needs("mkfs.ext4", "blockdev", root=True)
+def test_mount_backend_over_its_loop(tmp_path):
+    """The environment's backend: the loop device made by ioctl covers the
+    FAT area exactly, and MountFat's API over the mounted tree (ext4 here:
+    vfat does not mount on this host; the boot tests mount vfat)."""
+    from diskimage.service import fatmount
+    service = make_disk(str(tmp_path / "disk.img"), fmt=False)
+    subprocess.run(["mkfs.ext4", "-q", "-E", f"offset={service.start}",
+                    service.disk, str(service.fs_size // 1024)], check=True)
+    with fatmount.loop_over(service.disk, service.start,
+                            service.fs_size) as dev:
+        size = subprocess.run(["blockdev", "--getsize64", dev], check=True,
+                              capture_output=True, text=True).stdout
+        assert int(size) == service.fs_size
+        with open(dev, "rb") as f:
+            f.seek(1024 + 56)
+            assert f.read(2) == b"\x53\xef"       # ext4's s_magic
+    assert not os.path.exists(f"/sys/block/{os.path.basename(dev)}/loop")
+    fat = fatmount.MountFat(service, fstype="ext4")
+    with fat:
+        fat.makedirs("/bwpart/env/e1")
+        fat.put(b"k" * 5000, "/bwpart/env/e1/vmlinuz")
+        fat.put(b"new", "/x.new")
+        fat.put(b"old", "/x")
+        fat.rename("/x.new", "/x")
+        assert fat.get("/x") == b"new" and not fat.exists("/x.new")
+        assert ("vmlinuz", 5000, False) in fat.ls("/bwpart/env/e1")
+        assert fat.free() > 0
+        fat.rm("/bwpart", recursive=True)
+        assert not fat.exists("/bwpart")
+        with pytest.raises(InputError, match="no file /nothing"):
+            fat.get("/nothing")
+    assert not os.path.ismount(fat._dir) and not os.path.exists(fat._dir)
