@@ -16,7 +16,8 @@ def cmd_boot_next(args):
     summary = boot_next(args["DISK"], args["--job"], tries=tries,
                         firmware=firmware, progress=options.steps())
     render.warnings(summary.get("warnings", ()))
-    render.summary("armed", args["DISK"], summary)
+    render.summary(f"{args['DISK']}: the next boot runs {summary['job']} "
+                   f"({summary['tries']} tries, {summary['firmware']})")
     return 0
 
 

@@ -19,7 +19,7 @@ import os
 import re
 import struct
 
-from ..errors import InputError, ToolError
+from ..errors import NO_SPACE_ERRNOS, InputError, NoSpaceError, ToolError
 from ..host import tools
 
 EFI_VARIABLE_NON_VOLATILE = 0x00000001
@@ -149,7 +149,13 @@ class Efivars:
             if os.fstat(fd).st_size > len(payload):
                 os.ftruncate(fd, len(payload))
         except OSError as exc:
+            if exc.errno in NO_SPACE_ERRNOS:
+                raise NoSpaceError(f"{var_file(name, guid)}: the firmware's "
+                                   f"variable store is full") from None
             raise ToolError(f"{var_file(name, guid)}: cannot write: "
+                            f"{exc.strerror} (the firmware refused it)"
+                            if exc.errno == errno.EINVAL else
+                            f"{var_file(name, guid)}: cannot write: "
                             f"{exc.strerror}") from None
         finally:
             os.close(fd)

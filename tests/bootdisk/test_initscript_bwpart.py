@@ -76,3 +76,14 @@ def test_busybox_ash_parses_init(tmp_path):
     result = subprocess.run(["busybox", "sh", "-n", str(script)],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == ""
+
+
+def test_efivarfs_is_a_default_module_of_the_debian_kernel():
+    """bwpart boot-next inside the environment (UEFI) writes NVRAM through
+    efivarfs, which Debian's kernel has as a module, not built in."""
+    from bootdisk import kernel
+    assert "efivarfs" in kernel.DEFAULT_MODULES
+    release = kernel.kernel_release(kernel.default_kernel())
+    tree = kernel.ModuleTree(kernel.module_dir_for(release))
+    order, builtin, missing = tree.resolve(["efivarfs"])
+    assert order == ["efivarfs"] and missing == []
