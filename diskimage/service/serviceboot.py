@@ -34,11 +34,12 @@ gets nothing written to the disk (only the UEFI variables are put back);
 a job that queued the next job (`bwpart boot-next` inside the job) leaves
 that job and its arming in place, only its own result is recorded.
 
-A FAT that does not mount is a failed try (exit 1, the job not run).
+A FAT that does not mount is a failed try (exit 1, the job not run); one
+that does not unmount after the job leaves the job's status as it is.
 The result is kept in ``state["last"]``: ``{"result": "done" | "failed" |
 "exhausted", "exit": int (null: the last try was cut), "try": N, "at":
 ISO time, "job": its name}``, with ``"interrupted": true`` for a cut last
-try and ``"error": text`` when the FAT did not mount.
+try and ``"error": text`` when the FAT did not mount or unmount.
 
 The result is written before the switch is thrown back (a cut between
 them: the next boot finds no job and disarms), each write with the
@@ -211,14 +212,17 @@ def run(part_id, disk=None, mount=True, vars=None, progress=None,
     _say(progress, f"job {job['name']}: try {job['used']} of "
          f"{job['tries']}")
     _rearm(service, st, vars, progress)
+    code = error = None
     try:
         with _store(service, mount, where) as store:
             code = run_job(job["text"], _job_env(service, job, store), cwd)
     except DiskImageError as e:
-        _say(progress, f"job {job['name']} not run: {e}")
-        code, error = 1, str(e)
-    else:
-        error = None
+        error = str(e)
+        if code is None:
+            _say(progress, f"job {job['name']} not run: {e}")
+            code = 1
+        else:       # the FAT did not unmount: the job's status stands
+            _say(progress, f"after job {job['name']}: {e}")
     more = {"error": error} if error else {}
     if code == 0:
         result = "done"

@@ -78,12 +78,13 @@ def test_busybox_ash_parses_init(tmp_path):
     assert result.returncode == 0 and result.stderr == ""
 
 
-def test_efivarfs_is_a_default_module_of_the_debian_kernel():
-    """bwpart boot-next inside the environment (UEFI) writes NVRAM through
-    efivarfs, which Debian's kernel has as a module, not built in."""
+def test_efivarfs_and_loop_are_default_modules_of_the_debian_kernel():
+    """bwpart inside the environment writes NVRAM through efivarfs (UEFI)
+    and mounts the service FAT over a loop device (fatfs.mounted); Debian's
+    kernel has both as modules, not built in, and /init runs no modprobe."""
     from bootdisk import kernel
-    assert "efivarfs" in kernel.DEFAULT_MODULES
+    assert {"efivarfs", "loop"} <= set(kernel.DEFAULT_MODULES)
     release = kernel.kernel_release(kernel.default_kernel())
     tree = kernel.ModuleTree(kernel.module_dir_for(release))
-    order, builtin, missing = tree.resolve(["efivarfs"])
-    assert order == ["efivarfs"] and missing == []
+    order, builtin, missing = tree.resolve(["efivarfs", "loop"])
+    assert order == ["efivarfs", "loop"] and missing == []

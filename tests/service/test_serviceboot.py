@@ -257,3 +257,32 @@ def test_a_job_that_rewrote_the_table_gets_nothing_written(tmp_path, disk):
         now = hashlib.sha256(f.read()).hexdigest()
     assert after_job.read_text().split()[0] == now
     assert list(servicedisk.parts(disk)) == [1]
+
+
+@pytest.mark.needs("mkfs.fat", "mcopy", "losetup", "mount", root=True)
+def test_the_fat_mounted_for_the_job_or_the_try_failed(tmp_path):
+    """mount=True: the FAT over a loop device (fatfs.mounted).  Where vfat
+    mounts (the environment), the job sees the store; where it does not
+    (this host's kernel), the try is a failure that names the mount, the
+    job does not run and the machine stays armed."""
+    disk = tmp_path / "disk.img"
+    servicedisk.make(disk, "dos", fat=True)
+    where = tmp_path / "mnt"
+    seen = tmp_path / "seen"
+    summary = boot_next(tmp_path, disk, f'echo "$BWPART_STORE" > {seen}\n',
+                        tries=2)
+    code = serviceboot.run(summary["partition"], disk=str(disk),
+                           where=str(where))
+    st = load(disk)
+    if code == 0:
+        assert seen.read_text() == f"{where}/store\n"
+        assert st["last"]["result"] == "done" and not armed(disk)
+    else:
+        assert code == 1 and not seen.exists()
+        assert st["last"]["result"] == "failed" and "mount" in \
+            st["last"]["error"]
+        assert st["job"]["used"] == 1 and armed(disk)
+    assert not os.path.ismount(where)
+    losetup = subprocess.run(["losetup", "-j", str(disk)],
+                             capture_output=True, text=True)
+    assert losetup.stdout == ""          # the loop device is detached
