@@ -1,8 +1,6 @@
 """bwpart boot-next (arm the next boots for a job) and service-boot (what
 the service environment runs at each of them)."""
 
-import inspect
-
 from cliutil.runner import whole_number
 
 from . import options, render
@@ -26,10 +24,7 @@ def cmd_service_boot(args):
     to the consoles); the exit status is the job's."""
     from diskimage.service import serviceboot
 
-    steps = options.steps(always=True)
-    if "progress" in inspect.signature(serviceboot.run).parameters:
-        return serviceboot.run(args["ID"], progress=steps)
-    return serviceboot.run(args["ID"])
+    return serviceboot.run(args["ID"], progress=options.steps(always=True))
 
 
 COMMANDS = {"boot-next": cmd_boot_next, "service-boot": cmd_service_boot}

@@ -1,6 +1,7 @@
 """bwpart install, update, remove: the changes to the disk's layout."""
 
 import json
+import sys
 
 from . import options, render
 
@@ -22,6 +23,9 @@ def cmd_install(args):
         return 0
     if not args["--json"]:
         print(render.lines(plan.lines()))
+    elif not args["--yes"] and sys.stdin.isatty():
+        # about to ask: the plan in words where the question is
+        print(render.lines(plan.lines()), file=sys.stderr)
     if args["--dry-run"]:
         return 0
     options.confirm(args, "install",

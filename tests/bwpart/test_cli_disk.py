@@ -139,7 +139,12 @@ def test_install_status_remove_puts_the_table_back(tmp_path, env, table):
 
 def test_remove_without_a_terminal_needs_yes(tmp_path, env):
     disk = disk_file(tmp_path, "gpt")
-    install(disk, env)
+    result = bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
+                    "--firmware=bios", "--yes", "--json")
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout)
+    assert done["plan"]["table"] == "gpt"
+    assert done["installed"]["partition"]["number"] == 2
     before = sha256(disk)
     check(bwpart("remove", disk), 5, "--yes")
     assert sha256(disk) == before
