@@ -3,9 +3,9 @@ Debian's signed kernel.  The kernel's PE certificate table is read as
 objdump reads it, an unsigned kernel is refused before anything is
 written, the files sit where each signed GRUB looks (checked with mtools,
 xorriso and sfdisk), and under OVMF with Secure Boot on and Microsoft's
-keys the USB image, the ISO (as a CD) and the PXE directory each reach
-the job, while the same USB image built without --secure-boot is refused
-by the firmware."""
+keys the USB image, the ISO (as a CD and as a disk) and the PXE directory
+each reach the job, while the same USB image built without --secure-boot
+is refused by the firmware."""
 
 import json
 import re
@@ -215,9 +215,13 @@ def test_secure_boot_usb_reaches_the_job(media, tmp_path):
 
 @pytest.mark.boot
 @pytest.mark.needs("qemu-system-x86_64")
-def test_secure_boot_iso_reaches_the_job_as_a_cd(media, tmp_path):
-    _reaches_the_job(_secure(tmp_path) + ["-cdrom", str(media["iso"]),
-                                          "-nic", "none"])
+@pytest.mark.parametrize("how", ["cd", "disk"])
+def test_secure_boot_iso_reaches_the_job(media, tmp_path, how):
+    """As a CD (El Torito's EFI image) and as a disk (isohybrid's EFI
+    partition): gcdx64 finds the ISO9660 by /.disk/info either way."""
+    drive = ["-cdrom", str(media["iso"])] if how == "cd" else [
+        "-drive", f"file={media['iso']},format=raw,if=virtio,snapshot=on"]
+    _reaches_the_job(_secure(tmp_path) + drive + ["-nic", "none"])
 
 
 @pytest.mark.boot
