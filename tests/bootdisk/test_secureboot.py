@@ -189,6 +189,20 @@ def test_pxe_serves_shim_and_the_network_grub(media):
     assert sorted(info["files"]) == ["initrd.img", "vmlinuz"]
 
 
+@pytest.mark.parametrize("name, secure", [("usb", True), ("iso", True),
+                                          ("pxe", True), ("plain-usb", False)])
+def test_info_tells_whether_uefi_boots_the_signed_chain(media, name, secure,
+                                                        capsys):
+    assert bootdisk_main(["info", str(media[name]), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["secure_boot"] is secure
+    assert report["job_text"] == JOB
+    assert bootdisk_main(["info", str(media[name])]) == 0
+    line = "secure boot  yes: shim -> Debian's signed GRUB -> the signed " \
+        "kernel" if secure else "secure boot  no (UEFI: unsigned GRUB)"
+    assert f"\n{line}\n" in capsys.readouterr().out
+
+
 # ---- boots under OVMF Secure Boot with Microsoft's keys --------------
 
 def _secure(tmp_path):
