@@ -29,7 +29,8 @@ GRUB_DISK = "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
 GRUB_CD = "/usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed"
 GRUB_NET = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
 
-pytestmark = pytest.mark.needs("mcopy", "mkfs.fat", "syslinux", "objdump")
+pytestmark = pytest.mark.needs("mcopy", "mkfs.fat", "syslinux", "objdump",
+                               "sfdisk", "fsck.fat")
 
 
 def _read(path):
@@ -160,6 +161,7 @@ def test_usb_holds_the_chain_where_the_signed_grub_looks(media, tmp_path):
                    check=True)
 
 
+@pytest.mark.needs("osirrox")
 def test_iso_efi_image_holds_shim_and_the_cd_grub(media, tmp_path):
     out = tmp_path / "x"
     out.mkdir()
