@@ -214,7 +214,11 @@ def _secure(tmp_path):
 
 def _reaches_the_job(args):
     with qemu.Boot(args) as boot:
-        boot.wait_for("bootdisk: job finished: exit 0", BOOT_TIMEOUT)
+        try:
+            boot.wait_for("bootdisk: job finished: exit 0", BOOT_TIMEOUT)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{console_tail(boot, 60)}") \
+                from None
         out = boot.plain()
     assert "secureboot: Secure boot enabled" in out, console_tail(boot)
     assert MARK in out and "Access Denied" not in out
