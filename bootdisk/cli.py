@@ -2,9 +2,10 @@
 
 Usage:
   bootdisk initrd -o OUT [--add=SRC:DEST]... [options]
-  bootdisk iso -o OUT [--add=SRC:DEST]... [options]
-  bootdisk usb -o OUT [--size=SIZE] [--add=SRC:DEST]... [options]
-  bootdisk pxe -o DIR [--add=SRC:DEST]... [options]
+  bootdisk iso -o OUT [--secure-boot] [--add=SRC:DEST]... [options]
+  bootdisk usb -o OUT [--size=SIZE] [--secure-boot] [--add=SRC:DEST]... [options]
+  bootdisk pxe -o DIR [--secure-boot] [--add=SRC:DEST]... [options]
+  bootdisk bundle -o DIR [--secure-boot] [--add=SRC:DEST]... [options]
   bootdisk info ARTIFACT [--json]
   bootdisk toolkit [-o OUT] [options]
   bootdisk help [COMMAND]
@@ -24,7 +25,13 @@ Commands:
            EFI/BOOT/BOOTX64.EFI for UEFI.
   pxe      A network-boot directory: kernel, initrd, pxelinux.0 with
            pxelinux.cfg/default for BIOS, and GRUB's bootx64.efi with
-           grub.cfg for UEFI; serve DIR by TFTP.
+           grub.cfg for UEFI; serve DIR by TFTP.  DIR also holds
+           bundle.json (as a bundle does).
+  bundle   An environment bundle for `bwpart install --env=DIR`: DIR/vmlinuz,
+           DIR/initrd.img and DIR/bundle.json (format, toolkit version, a
+           unique build id, build time, kernel release, command line, the
+           sha256 of every file, secure_boot); with --secure-boot also the
+           signed loaders shimx64.efi, grubx64.efi and mmx64.efi.
   info     What an artifact (initrd, ISO, USB image or PXE directory) holds:
            kernel release, modules, binaries, job, sizes, and what the
            toolkit printed when it was started in the medium's root (by
@@ -65,6 +72,11 @@ Options:
   --timeout=SECONDS     Boot menu timeout before the job entry [default: 3].
   --size=SIZE           USB image size, e.g. 128M (default: what the files
                         need, plus room).
+  --secure-boot         UEFI boots the signed chain: shim (signed by
+                        Microsoft) -> Debian's signed GRUB -> the signed
+                        kernel (shim-signed, grub-efi-amd64-signed).  An
+                        unsigned kernel is refused.  BIOS boot is as
+                        without it.
   --force               Replace an existing OUT.
   -q --quiet            Print nothing but errors (else one summary line on
                         stderr).
@@ -80,7 +92,8 @@ Exit codes:
   0 success; 1 other failure (a tool or PyInstaller failed, I/O error);
   2 usage error; 3 bad input (missing kernel, module directory, job file
   or boot loader, modules of another kernel, OUT exists without --force,
-  OUT is a symlink to nothing, OUT.partial is a symlink or not a file, a
+  OUT is a symlink to nothing, --secure-boot with an unsigned kernel or
+  without the signed loaders, OUT.partial is a symlink or not a file, a
   filesystem without locks, a toolkit whose library closure cannot be
   computed or that does not start in the medium's root); 6 no space left
   for OUT; 7 --compress=zstd without the zstandard package; 9 busy:
@@ -161,8 +174,8 @@ def _values(args):
 
 def _main(argv):
     args = parse(__doc__, argv, f"bootdisk {__version__}")
-    name = next(c for c in ("info", "toolkit", "initrd", "iso", "usb", "pxe")
-                if args[c])
+    name = next(c for c in ("info", "toolkit", "initrd", "iso", "usb", "pxe",
+                          "bundle") if args[c])
     try:
         return _build(args, name)
     except UsageError as exc:
@@ -182,9 +195,9 @@ def _build(args, name):
     if name == "toolkit":
         return _freeze(args)
     (spec, timeout, size), out = _values(args), args["--output"]
-    force = args["--force"]
+    force, secure = args["--force"], args["--secure-boot"]
     if spec.toolkit is None:
-        if name != "pxe":           # refused before minutes of freezing
+        if name not in ("pxe", "bundle"):   # refused before minutes of freezing
             refuse_existing(out, force)
         spec.toolkit = _find_or_freeze(args["--quiet"])
     if name == "initrd":
@@ -192,17 +205,23 @@ def _build(args, name):
         what = "initramfs"
     elif name == "iso":
         from .iso import build_iso
-        manifest = build_iso(spec, out, timeout=timeout, force=force)
+        manifest = build_iso(spec, out, timeout=timeout, force=force,
+                             secure_boot=secure)
         what = "ISO"
     elif name == "usb":
         from .usb import build_usb
         manifest = build_usb(spec, out, size=size, timeout=timeout,
-                             force=force)
+                             force=force, secure_boot=secure)
         what = "USB image"
-    else:
+    elif name == "pxe":
         from .pxe import build_pxe
-        manifest = build_pxe(spec, out, timeout=timeout, force=force)
+        manifest = build_pxe(spec, out, timeout=timeout, force=force,
+                             secure_boot=secure)
         what = "PXE directory"
+    else:
+        from .bundle import build_bundle
+        manifest = build_bundle(spec, out, force=force, secure_boot=secure)
+        what = "bundle"
     if manifest["toolkit"].get("started") is None:
         print("bootdisk: warning: the toolkit was not started in the "
               "medium's root to prove it runs (chroot needs root)",

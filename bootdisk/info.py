@@ -1,5 +1,6 @@
-"""What a bootdisk artifact holds: an initramfs, an ISO, a USB image or a
-PXE directory.  The initramfs is read back with cpio.read and its
+"""What a bootdisk artifact holds: an initramfs, an ISO, a USB image, a
+PXE directory or a bundle (a PXE directory or bundle also shows its
+bundle.json, each file's sha256 checked).  The initramfs is read back with cpio.read and its
 /etc/bootdisk/manifest.json; the kernel release comes from the kernel file
 on the medium itself, not from what the manifest says."""
 
@@ -9,7 +10,7 @@ import os
 from diskimage.errors import InputError
 from diskimage.sizes import format_size
 
-from . import cpio, initramfs, kernel as kernels
+from . import bundle as bundles, cpio, initramfs, kernel as kernels
 from .media import KERNEL_NAME, INITRD_NAME, PXE_FILES
 
 _ISO_MAGIC_OFFSET = 0x8001
@@ -17,6 +18,9 @@ _ISO_MAGIC_OFFSET = 0x8001
 
 def _kind(path):
     if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, bundles.BUNDLE_JSON)) and \
+                not os.path.exists(os.path.join(path, "pxelinux.0")):
+            return "bundle"
         return "pxe"
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file or directory")
@@ -38,9 +42,12 @@ def _read_pair(path, kind):
     if kind == "initrd":
         with open(path, "rb") as f:
             return None, f.read(), {}
-    if kind == "pxe":
+    if kind in ("pxe", "bundle"):
         files = {}
-        for name in PXE_FILES:
+        names = PXE_FILES + ("shimx64.efi", "grubx64.efi", "mmx64.efi",
+                             "grub/grub.cfg") if kind == "pxe" else \
+            tuple(bundles.SIGNED)
+        for name in names:
             full = os.path.join(path, name)
             if os.path.isfile(full):
                 files[name] = os.path.getsize(full)
@@ -49,7 +56,7 @@ def _read_pair(path, kind):
                     open(os.path.join(path, INITRD_NAME), "rb") as i:
                 return k.read(), i.read(), files
         except FileNotFoundError as exc:
-            raise InputError(f"{path}: not a bootdisk PXE directory "
+            raise InputError(f"{path}: not a bootdisk {kind} directory "
                              f"({os.path.basename(exc.filename)} missing)") \
                 from None
     if kind == "iso":
@@ -63,6 +70,7 @@ def describe(path):
     """A dict report on the artifact at `path`."""
     path = os.fspath(path)
     kind = _kind(path)
+    bundle = bundles.read_info(path) if kind in ("pxe", "bundle") else None
     kernel_data, initrd_data, boot_files = _read_pair(path, kind)
     members = cpio.read(initramfs.decompress(initrd_data))
     files = {name: data for name, mode, data in members}
@@ -98,12 +106,29 @@ def describe(path):
         "boot_files": boot_files,
         "created": manifest["created"],
         "bootdisk": manifest["bootdisk"],
+        "bundle": bundle,
+        "secure_boot": _secure_boot(kind, boot_files, bundle),
     }
     return report
 
 
+#: What a --secure-boot medium holds, by kind (secureboot.py).
+_SECURE_MARKS = {"usb": "/EFI/debian/grub.cfg", "iso": "/.disk/info",
+                 "pxe": "shimx64.efi", "bundle": "shimx64.efi"}
+
+
+def _secure_boot(kind, boot_files, bundle):
+    """Whether UEFI boots the signed chain (None: an initramfs has no
+    loader)."""
+    if kind == "initrd":
+        return None
+    if bundle is not None and kind == "bundle":
+        return bool(bundle.get("secure_boot"))
+    return _SECURE_MARKS[kind] in boot_files
+
+
 def _artifact_size(path, kind):
-    if kind != "pxe":
+    if kind not in ("pxe", "bundle"):
         return os.path.getsize(path)
     return sum(os.path.getsize(os.path.join(root, f))
                for root, _, names in os.walk(path) for f in names)
@@ -139,8 +164,22 @@ def render(report):
         f"{report['on_failure']}",
         f"cmdline      {report['cmdline']}",
     ]
+    if report.get("secure_boot") is not None:
+        lines.append("secure boot  " + (
+            "yes: shim -> Debian's signed GRUB -> the signed kernel"
+            if report["secure_boot"] else "no (UEFI: unsigned GRUB)"))
     for name, size in sorted(report["boot_files"].items()):
         lines.append(f"boot file    {name} ({format_size(size)})")
     lines.append(f"made by      bootdisk {report['bootdisk']}, "
                  f"{report['created']}")
+    bundle = report.get("bundle")
+    if bundle:
+        lines.append(f"bundle       id {bundle.get('id')}, toolkit "
+                     f"{bundle.get('version')}, built {bundle.get('built')}, "
+                     f"secure boot "
+                     f"{'yes' if bundle.get('secure_boot') else 'no'}")
+        bad = bundle["mismatched"]
+        lines.append(f"bundle files {len(bundle['files'])}, " + (
+            f"sha256 MISMATCH or missing: {' '.join(bad)}" if bad else
+            "every sha256 matches bundle.json"))
     return "\n".join(lines) + "\n"

@@ -34,7 +34,8 @@ DEFAULT_MODULES = (
     "e1000", "e1000e", "igb", "r8169",
     "ext4", "vfat", "iso9660", "ntfs3",
     "nls_cp437", "nls_iso8859_1", "nls_utf8",
-    "efivarfs",
+    "efivarfs", "loop",
+    "nls_ascii",    # Debian's vfat default iocharset: without it no mount
 )
 
 _SUFFIXES = (".ko", ".ko.xz", ".ko.gz", ".ko.zst")

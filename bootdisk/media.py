@@ -98,6 +98,11 @@ def new_stamp():
     return f"/boot/bootdisk-{uuid.uuid4().hex[:16]}.id"
 
 
+def search_stamp(stamp):
+    """GRUB's command that sets $root to the medium holding `stamp`."""
+    return f"search --no-floppy --file --set=root {stamp}"
+
+
 def medium_grub(cmdline, timeout, scratch):
     """A standalone GRUB for an ISO or USB image, which finds its medium
     by a stamp file unique to it: (path of bootx64.efi in `scratch`, path
@@ -105,8 +110,8 @@ def medium_grub(cmdline, timeout, scratch):
     stamp = new_stamp()
     grub = os.path.join(scratch, "bootx64.efi")
     grub_standalone(grub, grub_cfg(
-        cmdline, timeout, KERNEL_PATH, INITRD_PATH,
-        f"search --no-floppy --file --set=root {stamp}"), scratch)
+        cmdline, timeout, KERNEL_PATH, INITRD_PATH, search_stamp(stamp)),
+        scratch)
     return grub, stamp
 
 

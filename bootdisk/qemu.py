@@ -2,7 +2,9 @@
 collect what the console shows: for the boot tests and bench/bootdisk_times.py.
 
 Firmware: SeaBIOS is QEMU's default; UEFI uses OVMF from the ``ovmf``
-package, with a scratch copy of its variable store.
+package, with a scratch copy of its variable store; Secure Boot uses
+OVMF's secboot build with a copy of the store that enrolls Microsoft's keys
+(secure_boot_args).
 """
 
 import os
@@ -19,6 +21,10 @@ QEMU = "qemu-system-x86_64"
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+#: Secure Boot: the SMM build, and a store with Microsoft's keys enrolled
+#: (PK/KEK, db holding the UEFI CA that signed shim) and Secure Boot on.
+OVMF_SECBOOT_CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+OVMF_MS_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 
 
 def base_args(memory=1024, uefi_vars=None):
@@ -43,6 +49,23 @@ def ovmf_vars(directory):
     path = os.path.join(directory, "OVMF_VARS.fd")
     shutil.copyfile(OVMF_VARS, path)
     return path
+
+
+def secure_boot_args(directory, memory=1024):
+    """base_args for OVMF with Secure Boot on and Microsoft's keys: q35
+    with SMM, the secure flash, a copy of the key-enrolled store in
+    `directory`."""
+    for path in (OVMF_SECBOOT_CODE, OVMF_MS_VARS):
+        if not os.path.exists(path):
+            raise InputError(f"{path} is missing (install ovmf)")
+    variables = os.path.join(directory, "OVMF_VARS.ms.fd")
+    shutil.copyfile(OVMF_MS_VARS, variables)
+    return base_args(memory) + [
+        "-machine", "q35,smm=on",
+        "-global", "driver=cfi.pflash01,property=secure,value=on",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,"
+                  f"file={OVMF_SECBOOT_CODE}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
 
 
 class Boot:

@@ -1,8 +1,6 @@
 """bwpart boot-next (arm the next boots for a job) and service-boot (what
 the service environment runs at each of them)."""
 
-import inspect
-
 from cliutil.runner import whole_number
 
 from . import options, render
@@ -16,7 +14,8 @@ def cmd_boot_next(args):
     summary = boot_next(args["DISK"], args["--job"], tries=tries,
                         firmware=firmware, progress=options.steps())
     render.warnings(summary.get("warnings", ()))
-    render.summary("armed", args["DISK"], summary)
+    render.summary(f"{args['DISK']}: the next boot runs {summary['job']} "
+                   f"({summary['tries']} tries, {summary['firmware']})")
     return 0
 
 
@@ -25,10 +24,7 @@ def cmd_service_boot(args):
     to the consoles); the exit status is the job's."""
     from diskimage.service import serviceboot
 
-    steps = options.steps(always=True)
-    if "progress" in inspect.signature(serviceboot.run).parameters:
-        return serviceboot.run(args["ID"], progress=steps)
-    return serviceboot.run(args["ID"])
+    return serviceboot.run(args["ID"], progress=options.steps(always=True))
 
 
 COMMANDS = {"boot-next": cmd_boot_next, "service-boot": cmd_service_boot}

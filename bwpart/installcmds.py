@@ -1,6 +1,7 @@
 """bwpart install, update, remove: the changes to the disk's layout."""
 
 import json
+import sys
 
 from . import options, render
 
@@ -22,6 +23,9 @@ def cmd_install(args):
         return 0
     if not args["--json"]:
         print(render.lines(plan.lines()))
+    elif not args["--yes"] and sys.stdin.isatty():
+        # about to ask: the plan in words where the question is
+        print(render.lines(plan.lines()), file=sys.stderr)
     if args["--dry-run"]:
         return 0
     options.confirm(args, "install",
@@ -31,7 +35,9 @@ def cmd_install(args):
         print(json.dumps({"plan": plan.to_dict(), "installed": summary},
                          indent=2, default=str))
     else:
-        render.summary("installed", disk, summary)
+        render.summary(f"{disk}: service partition "
+                       f"{summary['partition']['number']} installed, "
+                       f"environment in slot {summary['slot']}")
     return 0
 
 
@@ -41,7 +47,9 @@ def cmd_update(args):
 
     summary = update(args["DISK"], args["--env"], size=size,
                      progress=options.steps())
-    render.summary("updated", args["DISK"], summary)
+    render.summary(f"{args['DISK']}: environment {summary['version']} in "
+                   f"slot {summary['new_slot']} (was "
+                   f"{summary['old_slot']}); store kept")
     return 0
 
 
@@ -53,13 +61,15 @@ def cmd_remove(args):
     disk = args["DISK"]
     state = status(disk)
     if not state.get("installed"):
-        options.service(disk)       # the InputError: nothing to remove
-    print(render.lines(render.restore_lines(disk, state, grow)))
+        options.service(disk)       # the TargetError: nothing to remove
+    print(render.lines(render.remove_lines(disk, state, grow)))
     options.confirm(args, "remove",
                     f"remove the service partition of {disk} and put back "
                     f"what is listed above")
     summary = remove(disk, grow=grow, progress=options.steps())
-    render.summary("removed", disk, summary)
+    render.warnings(summary.get("notes", ()))
+    render.summary(f"{disk}: service partition {summary['partition']} "
+                   f"removed")
     return 0
 
 

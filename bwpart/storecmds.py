@@ -31,7 +31,8 @@ def cmd_store(args):
     if args["add"]:
         summary = store.add(service, args["IMAGE"], name=args["--name"],
                             progress=options.steps())
-        render.summary("stored", args["DISK"], summary)
+        render.summary(f"{args['DISK']}: stored {summary['name']} "
+                       f"({summary['volumes']} volumes)")
         return 0
     store.rm(service, args["NAME"])
     return 0

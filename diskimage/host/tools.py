@@ -100,6 +100,12 @@ def tool_env(extra=None):
             env.pop("LD_LIBRARY_PATH", None)
         else:
             env["LD_LIBRARY_PATH"] = original
+        # A toolkit command started from the toolkit (bwpart service-boot's
+        # job running rdeploy) is a program of its own: without this it
+        # takes the parent's _PYI_* variables for its own, reuses the
+        # parent's extraction directory without its library path, and
+        # fails to load the bundled libffi.so.8.
+        env["PYINSTALLER_RESET_ENVIRONMENT"] = "1"
     env.update(extra or {})
     return env
 

@@ -257,17 +257,20 @@ def rearm(service, vars=None, st=None):
     return armed
 
 
-def disarm(service, vars=None, st=None):
+def disarm(service, vars=None, st=None, save=True):
     """Put back exactly what arm() saved, then clear ``state["armed"]``.
-    Returns what was put back (None when it was not armed)."""
+    Returns what was put back (None when it was not armed).  `save=False`
+    (the service partition is gone: a job rewrote the table) writes
+    nothing to the disk: only the UEFI variables are put back."""
     st = state.load(service) if st is None else st
     armed = st.get("armed")
     if not armed:
         return None
     if armed["firmware"] == "uefi":
         _uefi_disarm(service, armed["uefi"], _efivars(vars))
-    else:
+    elif save:
         _apply(service, _bios_writes(service, armed["bios"], False))
     st["armed"] = None
-    _save(service, st)
+    if save:
+        _save(service, st)
     return armed

@@ -7,8 +7,9 @@ The sequence (:func:`run`):
 1. find the service partition by its id, load its state;
 2. no pending job: disarm (the production OS boots next), return 0;
 3. the try counted and saved (``job.used`` + 1) BEFORE the job runs, and
-   the switch thrown again (arming.rearm: BootNext was used up), so that
-   a cut from here on boots the service environment again;
+   the switch thrown again (arming.rearm: BootNext was used up; not armed
+   at all: armed now, for the running firmware), so that a cut from here
+   on boots the service environment again;
 4. the FAT mounted at /run/bwpart/service, the job run with ``sh JOB`` in
    /tmp, with BWPART_DISK (the disk, e.g. /dev/sda), BWPART_PARTITION (the
    service partition's number), BWPART_ID (its id), BWPART_STORE
@@ -27,11 +28,18 @@ start, which rdeploy restore is).  When the cut try was the last one, that
 boot records "exhausted" (interrupted) and disarms: the production OS
 boots, whatever the job left of it.  Choose --tries with that in mind.
 
-A FAT that does not mount is a failed try (exit 1, the job not run).
+After the job the partition is found again and its state read again: a
+job that rewrote the disk's table so that the service partition is gone
+gets nothing written to the disk (only the UEFI variables are put back);
+a job that queued the next job (`bwpart boot-next` inside the job) leaves
+that job and its arming in place, only its own result is recorded.
+
+A FAT that does not mount is a failed try (exit 1, the job not run); one
+that does not unmount after the job leaves the job's status as it is.
 The result is kept in ``state["last"]``: ``{"result": "done" | "failed" |
 "exhausted", "exit": int (null: the last try was cut), "try": N, "at":
 ISO time, "job": its name}``, with ``"interrupted": true`` for a cut last
-try and ``"error": text`` when the FAT did not mount.
+try and ``"error": text`` when the FAT did not mount or unmount.
 
 The result is written before the switch is thrown back (a cut between
 them: the next boot finds no job and disarms), each write with the
@@ -46,7 +54,7 @@ import tempfile
 from ..errors import DiskImageError, InputError
 from ..host import tools
 from ..sighold import held
-from . import arming, partition, state
+from . import arming, fatfs, partition, state
 
 MOUNT_POINT = "/run/bwpart/service"
 
@@ -66,7 +74,6 @@ def _store(service, mount, where):
     if not mount:
         yield None
         return
-    from . import fatfs
     os.makedirs(where, exist_ok=True)
     with fatfs.mounted(service, where):
         yield os.path.join(where, "store")
@@ -115,9 +122,37 @@ def _say(progress, text):
         progress(text)
 
 
+def _last(result, code, job, more):
+    return {"result": result, "exit": code, "try": job["used"],
+            "at": state.now(), "job": job["name"], **more}
+
+
+def _same(found, job):
+    return bool(found) and all(found.get(k) == job[k]
+                               for k in ("sha256", "created", "tries"))
+
+
+def _after(service, st, vars, progress):
+    """(service, state) as the job left them: the partition found again
+    (a job may rewrite the disk's table) and its state read again (a job
+    may queue the next one with `bwpart boot-next`).  None when the
+    partition is gone: nothing is written to the disk then, only the UEFI
+    variables are put back."""
+    try:
+        again = partition.find_service(service.disk)
+    except DiskImageError:
+        again = None
+    if again is not None and again.part_id == service.part_id:
+        return again, state.load(again)
+    _say(progress, f"{service.disk}: the service partition is gone after "
+         f"the job (the table was rewritten): no result is recorded")
+    if (st.get("armed") or {}).get("firmware") == "uefi":
+        arming.disarm(service, vars=vars, st=st, save=False)
+    return None
+
+
 def _finish(service, st, result, code, try_, vars, progress, **more):
-    st["last"] = {"result": result, "exit": code, "try": try_,
-                  "at": state.now(), "job": st["job"]["name"], **more}
+    st["last"] = _last(result, code, st["job"], more)
     keep = result == "failed"
     if not keep:
         st["job"] = None
@@ -129,6 +164,22 @@ def _finish(service, st, result, code, try_, vars, progress, **more):
     _say(progress, f"job {result} (exit {code}): disarming, the next boot "
          f"is the production OS")
     arming.disarm(service, vars=vars, st=st)
+
+
+def _rearm(service, st, vars, progress):
+    """The switch thrown again; armed when it was not (a boot-next cut
+    before it armed, a service boot chosen by hand), so that a cut during
+    the job boots here again.  A refusal of that arming is said and the
+    job runs all the same."""
+    if st.get("armed"):
+        arming.rearm(service, vars=vars, st=st)
+        return
+    firmware = arming.firmware()
+    try:
+        arming.arm(service, firmware, vars=vars, st=st)
+    except DiskImageError as e:
+        _say(progress, f"not armed ({firmware}): {e}; a cut during the job "
+             f"boots the production OS")
 
 
 def run(part_id, disk=None, mount=True, vars=None, progress=None,
@@ -160,22 +211,35 @@ def run(part_id, disk=None, mount=True, vars=None, progress=None,
     _save(service, st)
     _say(progress, f"job {job['name']}: try {job['used']} of "
          f"{job['tries']}")
-    arming.rearm(service, vars=vars, st=st)
+    _rearm(service, st, vars, progress)
+    code = error = None
     try:
         with _store(service, mount, where) as store:
             code = run_job(job["text"], _job_env(service, job, store), cwd)
     except DiskImageError as e:
-        _say(progress, f"job {job['name']} not run: {e}")
-        code, error = 1, str(e)
-    else:
-        error = None
+        error = str(e)
+        if code is None:
+            _say(progress, f"job {job['name']} not run: {e}")
+            code = 1
+        else:       # the FAT did not unmount: the job's status stands
+            _say(progress, f"after job {job['name']}: {e}")
     more = {"error": error} if error else {}
     if code == 0:
-        _finish(service, st, "done", 0, job["used"], vars, progress)
+        result = "done"
     elif job["used"] < job["tries"]:
-        _finish(service, st, "failed", code, job["used"], vars, progress,
-                **more)
+        result = "failed"
     else:
-        _finish(service, st, "exhausted", code, job["used"], vars,
-                progress, **more)
+        result = "exhausted"
+    found = _after(service, st, vars, progress)
+    if found is None:
+        return code
+    service, now = found
+    if not _same(now.get("job"), job):
+        _say(progress, f"job {job['name']} {result} (exit {code}); it "
+             f"queued the job {now['job']['name']!r}, which runs next")
+        now["last"] = _last(result, code, job, more)
+        _save(service, now)
+        return code
+    now["job"] = job
+    _finish(service, now, result, code, job["used"], vars, progress, **more)
     return code

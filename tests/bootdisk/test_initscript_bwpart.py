@@ -76,3 +76,15 @@ def test_busybox_ash_parses_init(tmp_path):
     result = subprocess.run(["busybox", "sh", "-n", str(script)],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == ""
+
+
+def test_efivarfs_and_loop_are_default_modules_of_the_debian_kernel():
+    """bwpart inside the environment writes NVRAM through efivarfs (UEFI)
+    and mounts the service FAT over a loop device (fatfs.mounted); Debian's
+    kernel has both as modules, not built in, and /init runs no modprobe."""
+    from bootdisk import kernel
+    assert {"efivarfs", "loop"} <= set(kernel.DEFAULT_MODULES)
+    release = kernel.kernel_release(kernel.default_kernel())
+    tree = kernel.ModuleTree(kernel.module_dir_for(release))
+    order, builtin, missing = tree.resolve(["efivarfs", "loop"])
+    assert order == ["efivarfs", "loop"] and missing == []

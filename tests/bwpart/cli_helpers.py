@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 SECTOR = 512
-DISK_SIZE = 320 * MiB           # 64 MiB system partition, room for 256 MiB
-SERVICE = "256M"
+DISK_SIZE = 328 * MiB           # 64 MiB system partition, room for 256 MiB
+SERVICE = "256M"   # the least (layout.MIN_SIZE)
 MBR_BIN = "/usr/lib/syslinux/mbr/mbr.bin"
 GPTMBR_BIN = "/usr/lib/syslinux/mbr/gptmbr.bin"
 
@@ -81,12 +81,16 @@ def build(path, table, boot_code=None):
 def bundle(path, version="1.0"):
     """A bundle directory as `bootdisk bundle` writes it: vmlinuz,
     initrd.img and bundle.json naming their sha256 (small stand-ins for
-    the kernel and initrd: nothing boots them here)."""
+    the kernel and initrd: nothing boots them here; the kernel has its
+    setup header's "HdrS" at 0x202, which bundle.load looks for)."""
     path.mkdir()
     files = {}
     for name, size in (("vmlinuz", 300 * 1024), ("initrd.img", 500 * 1024)):
-        data = hashlib.sha256(f"{name} {version}".encode()).digest() * \
-            (size // 32)
+        data = bytearray(hashlib.sha256(f"{name} {version}".encode())
+                         .digest() * (size // 32))
+        if name == "vmlinuz":
+            data[0x202:0x206] = b"HdrS"
+        data = bytes(data)
         (path / name).write_bytes(data)
         files[name] = hashlib.sha256(data).hexdigest()
     info = {"format": 1, "version": version, "id": f"test-{version}",

@@ -33,9 +33,9 @@ def disk_file(tmp_path, table, boot_code=True):
                  BOOT_CODE[table] if boot_code else None)
 
 
-def install(disk, env, *more):
+def install(disk, env, firmware="bios"):
     result = bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
-                    "--firmware=bios", "--yes", *more)
+                    f"--firmware={firmware}", "--yes")
     assert result.returncode == 0, result.stderr
     return result
 
@@ -48,13 +48,13 @@ def service_entry(disk):
 
 def mdir(disk, entry, path):
     """mtools' listing of `path` on the service FAT (at the entry's
-    start), as names."""
+    start), as lower-case names (mdir shows 8.3 names in upper case)."""
     out = subprocess.run(
         ["mdir", "-b", "-i", f"{disk}@@{entry['start'] * SECTOR}",
          f"::{path}"], capture_output=True, text=True,
         env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
     assert out.returncode == 0, out.stderr
-    return [line.rstrip("/").rsplit("/", 1)[-1]
+    return [line.rstrip("/").rsplit("/", 1)[-1].lower()
             for line in out.stdout.split()]
 
 
@@ -94,8 +94,11 @@ def test_install_asks_on_a_terminal_and_no_writes_nothing(tmp_path, env):
     finally:
         os.close(slave)
         os.close(master)
-    assert "Type 'yes'" in result.stderr
-    check(result, 5, "not confirmed")
+    # the answer's newline was echoed by the terminal, not on stderr
+    prompt, _, error = result.stderr.partition("Type 'yes' to go on: ")
+    assert "about to add a service partition" in prompt
+    assert result.returncode == 5
+    assert error.startswith("bwpart: error: ") and "not confirmed" in error
     assert sha256(disk) == before
 
 
@@ -136,7 +139,12 @@ def test_install_status_remove_puts_the_table_back(tmp_path, env, table):
 
 def test_remove_without_a_terminal_needs_yes(tmp_path, env):
     disk = disk_file(tmp_path, "gpt")
-    install(disk, env)
+    result = bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
+                    "--firmware=bios", "--yes", "--json")
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout)
+    assert done["plan"]["table"] == "gpt"
+    assert done["installed"]["partition"]["number"] == 2
     before = sha256(disk)
     check(bwpart("remove", disk), 5, "--yes")
     assert sha256(disk) == before
@@ -202,20 +210,26 @@ def sfdisk_attrs(disk, number, attrs):
                     attrs], check=True, capture_output=True)
 
 
-def test_boot_next_refuses_a_boot_code_it_cannot_use(tmp_path, env):
+def test_bios_refuses_a_boot_code_it_cannot_use(tmp_path, env):
     disk = disk_file(tmp_path, "dos", boot_code=False)     # zeros
-    install(disk, env)
+    before = sha256(disk)
+    check(bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
+                 "--firmware=bios", "--yes"), 5, "boot code")
+    assert sha256(disk) == before
+    # for UEFI the boot code does not matter; boot-next for BIOS refuses
+    install(disk, env, firmware="uefi")
     job = tmp_path / "job.sh"
     job.write_text("true\n")
     before = sha256(disk)
-    check(bwpart("boot-next", disk, f"--job={job}", "--firmware=bios"), 5)
+    check(bwpart("boot-next", disk, f"--job={job}", "--firmware=bios"), 5,
+          "boot code")
     assert sha256(disk) == before
 
 
 def test_refusals_exit_codes(tmp_path, env):
     full = tmp_path / "full.img"
     with open(full, "wb") as f:
-        f.truncate(320 * MiB)
+        f.truncate(328 * MiB)
     sfdisk(full, "label: gpt\nstart=2048\n")
     before = sha256(full)
     check(bwpart("install", full, f"--env={env}", "--firmware=bios",
@@ -228,5 +242,62 @@ def test_refusals_exit_codes(tmp_path, env):
                  f"--size={SERVICE}", "--yes"), 3, "vmlinuz")
     check(bwpart("status", tmp_path / "nothing.img"), 3)
     check(bwpart("store", "ls", full), 5, "no service partition")
-    check(bwpart("boot-next", full, f"--job={full}", "--firmware=bios"), 5)
+    job = tmp_path / "job.sh"
+    job.write_text("true\n")
+    check(bwpart("boot-next", full, f"--job={job}", "--firmware=bios"), 5,
+          "no service partition")
+    check(bwpart("boot-next", full, "--firmware=bios"), 3, "--job")
     assert sha256(full) == before
+
+
+def test_update_switches_the_environment_and_keeps_the_store(tmp_path, env):
+    disk = disk_file(tmp_path, "gpt")
+    install(disk, env)
+    source = build_disk(tmp_path / "source.img")
+    image = tmp_path / "lab.rdi"
+    assert rdeploy("capture", source, image).returncode == 0
+    assert bwpart("store", "add", disk, image).returncode == 0
+    new = bundle(tmp_path / "env2", version="2.0")
+    result = bwpart("update", disk, f"--env={new}")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(bwpart("status", disk, "--json").stdout)
+    assert status["env"]["version"] == "2.0"
+    assert [i["name"] for i in status["store"]] == ["lab"]
+    names = mdir(disk, service_entry(disk), "/bwpart/env")
+    assert names == [status["env"]["slot"]]     # the old slot is gone
+    check(bwpart("update", disk, f"--env={tmp_path}"), 3, "bundle.json")
+
+
+@pytest.mark.needs("losetup", root=True)
+def test_service_boot_counts_the_try_and_gives_up_after_the_last(tmp_path,
+                                                                  env):
+    """The environment's command on a loop device of the disk file: its
+    steps are "bwpart: ..." lines on stderr (not a terminal here), and its
+    exit status is the job's.  This host does not mount vfat, so the job
+    cannot run and the try fails; with --tries=1 that was the last: the
+    result is "exhausted" and the active flag is back on partition 1."""
+    disk = disk_file(tmp_path, "dos")
+    install(disk, env)
+    job = tmp_path / "job.sh"
+    job.write_text("exit 0\n")
+    assert bwpart("boot-next", disk, f"--job={job}", "--tries=1",
+                  "--firmware=bios").returncode == 0
+    part_id = json.loads(bwpart("status", disk, "--json").stdout)[
+        "partition"]["part_id"]
+    loop = subprocess.run(["losetup", "-f", "--show", str(disk)],
+                          check=True, capture_output=True,
+                          text=True).stdout.strip()
+    try:
+        result = bwpart("service-boot", part_id)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True)
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert lines and all(line.startswith("bwpart: ") for line in lines)
+    assert any("try 1 of 1" in line for line in lines), lines
+    status = json.loads(bwpart("status", disk, "--json").stdout)
+    assert status["last"]["result"] == "exhausted"
+    assert status["job"] is None and status["armed"] is None
+    assert [bool(p.get("bootable")) for p in
+            sfdisk_json(disk)["partitions"]] == [True, False]
+    check(bwpart("service-boot", "00000000-09"), 3, "no service partition")

@@ -203,3 +203,86 @@ def test_uefi_bootnext_set_again_at_each_service_boot_then_put_back(
     assert {k: v for k, v in after.items()
             if not k.startswith(entry)} == before
     assert load(disk)["armed"] is None
+
+
+def test_a_job_found_unarmed_is_armed_before_it_runs(tmp_path, disk):
+    """boot-next cut between saving the job and arming: a service boot
+    (chosen by hand) arms it before the job, so a cut then boots here."""
+    out = tmp_path / "armed-during-job"
+    summary = boot_next(tmp_path, disk, f"sfdisk --json {disk} > {out}\n"
+                        "exit 1\n", tries=2)
+    service = servicedisk.partition.find_service(str(disk))
+    from diskimage.service import arming
+    arming.disarm(service)
+    assert not armed(disk) and load(disk)["job"]
+    assert service_boot(disk, summary) == 1      # this host boots by BIOS
+    import json
+    during = json.loads(out.read_text())["partitiontable"]["partitions"]
+    assert [p["node"][-1] for p in during if p.get("bootable")] == ["2"]
+    assert armed(disk)
+
+
+def test_a_job_may_queue_the_next_job(tmp_path, disk):
+    second = tmp_path / "second.sh"
+    second.write_text("exit 0\n")
+    summary = boot_next(tmp_path, disk, f"""
+        cd {os.getcwd()} && exec {sys.executable} -c '
+from diskimage.service import bootnext
+bootnext.boot_next("{disk}", "{second}", tries=5, firmware="bios")'
+    """, tries=2)
+    assert service_boot(disk, summary) == 0
+    st = load(disk)
+    assert st["job"]["name"] == "second.sh" and st["job"]["tries"] == 5
+    assert st["job"]["used"] == 0
+    assert st["last"]["result"] == "done" and st["last"]["job"] == "job.sh"
+    assert armed(disk)                   # the second job runs next
+    assert service_boot(disk, summary) == 0
+    assert not armed(disk) and load(disk)["job"] is None
+
+
+def test_a_job_that_rewrote_the_table_gets_nothing_written(tmp_path, disk):
+    """A re-image that lays down a table without the service partition:
+    the old tail is not written to (it may be the new OS's data now)."""
+    after_job = tmp_path / "after-job"
+    summary = boot_next(tmp_path, disk, f"""
+        printf 'label: dos\\nstart=1MiB, type=83, bootable\\n' |
+            sfdisk -q {disk} && tail -c 2097152 {disk} | sha256sum > {after_job}
+    """, tries=2)
+    steps = []
+    assert service_boot(disk, summary, progress=steps.append) == 0
+    assert any("the service partition is gone" in s for s in steps)
+    import hashlib
+    with open(disk, "rb") as f:
+        f.seek(-2 << 20, 2)
+        now = hashlib.sha256(f.read()).hexdigest()
+    assert after_job.read_text().split()[0] == now
+    assert list(servicedisk.parts(disk)) == [1]
+
+
+@pytest.mark.needs("mkfs.fat", "mcopy", "losetup", "mount", root=True)
+def test_the_fat_mounted_for_the_job_or_the_try_failed(tmp_path):
+    """mount=True: the FAT over a loop device (fatfs.mounted).  Where vfat
+    mounts (the environment), the job sees the store; where it does not
+    (this host's kernel), the try is a failure that names the mount, the
+    job does not run and the machine stays armed."""
+    disk = tmp_path / "disk.img"
+    servicedisk.make(disk, "dos", fat=True)
+    where = tmp_path / "mnt"
+    seen = tmp_path / "seen"
+    summary = boot_next(tmp_path, disk, f'echo "$BWPART_STORE" > {seen}\n',
+                        tries=2)
+    code = serviceboot.run(summary["partition"], disk=str(disk),
+                           where=str(where))
+    st = load(disk)
+    if code == 0:
+        assert seen.read_text() == f"{where}/store\n"
+        assert st["last"]["result"] == "done" and not armed(disk)
+    else:
+        assert code == 1 and not seen.exists()
+        assert st["last"]["result"] == "failed" and "mount" in \
+            st["last"]["error"]
+        assert st["job"]["used"] == 1 and armed(disk)
+    assert not os.path.ismount(where)
+    losetup = subprocess.run(["losetup", "-j", str(disk)],
+                             capture_output=True, text=True)
+    assert losetup.stdout == ""          # the loop device is detached
