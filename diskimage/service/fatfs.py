@@ -37,7 +37,7 @@ MOUNT_OPTIONS = "rw,flush,shortname=lower,utf8"
 _BAD_CHARS = re.compile(r'[\x00-\x1f\\:*?\[\]"<>|]')
 _MDIR_LINE = re.compile(
     r"^(?P<base>\S.{7}) (?P<ext>.{3}) +(?P<size><DIR>|\d+) +"
-    r"\d{4}-\d\d-\d\d +\d\d:\d\d ?(?P<long>.*)$")
+    r"\d{4}-\d\d-\d\d +\d{1,2}:\d\d ?(?P<long>.*)$")
 
 
 def fs_area(service):

@@ -165,3 +165,21 @@ def test_mount_backend_over_its_loop(tmp_path):
         with pytest.raises(InputError, match="no file /nothing"):
             fat.get("/nothing")
     assert not os.path.ismount(fat._dir) and not os.path.exists(fat._dir)
+
+
+@pytest.mark.parametrize("line, name, size, is_dir", [
+    # mdir pads a one-digit hour with a space: listings made between
+    # midnight and 10:00 once found nothing
+    ("bwpart       <DIR>     2026-12-02   0:00 ", "bwpart", 0, True),
+    ("INSTAL~1 JSO     46825 2026-12-02   9:59  install.json",
+     "install.json", 46825, False),
+    ("PROD     RDI   1048576 2026-12-02  23:41 ", "PROD.RDI", 1048576, False),
+])
+def test_mdir_lines_at_every_hour(line, name, size, is_dir):
+    m = fatfs._MDIR_LINE.match(line)
+    assert m, line
+    long = m["long"].strip()
+    base, ext = m["base"].strip(), m["ext"].strip()
+    assert (long or (f"{base}.{ext}" if ext else base)) == name
+    assert (m["size"] == "<DIR>") == is_dir
+    assert is_dir or int(m["size"]) == size
