@@ -154,6 +154,16 @@ def table_writes(table, sector0, changes, new=None):
     for row in rows:
         if row["number"] in changes:
             row["size"] = changes[row["number"]]
+    if new is not None:
+        spans = [(r["start"], r["start"] + r["size"], f"partition "
+                  f"{r['number']}") for r in rows]
+        spans += [(start, end, "the extended partition")
+                  for start, end in extended_spans(table, sector0)]
+        end = new["start"] + new["size"]
+        for start, stop, what in spans:
+            if start < end and new["start"] < stop:
+                raise TargetError(f"the new partition (bytes {new['start']}"
+                                  f" to {end}) would overlap {what}")
     if table.kind == "gpt":
         if new is not None:
             rows.append(dict(new, type=layout.GPT_TYPE, name=layout.GPT_NAME,
