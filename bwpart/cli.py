@@ -69,7 +69,8 @@ Options:
                         (at most 128 KiB; needed).
   --tries=N             Service boots before the job is given up
                         [default: 3].
-  --grow=N              remove: grow partition N over the space it frees.
+  --grow=N              Grow partition N (the one right before the service
+                        partition) over the space remove frees.
   --name=NAME           store add: the image's name in the store (default:
                         the image file's name without .rdi).
   --json                Print JSON.

@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 SECTOR = 512
-DISK_SIZE = 584 * MiB           # 64 MiB system partition, room for 512 MiB
-SERVICE = "512M"
+DISK_SIZE = 328 * MiB           # 64 MiB system partition, room for 256 MiB
+SERVICE = "256M"   # the least (layout.MIN_SIZE)
 MBR_BIN = "/usr/lib/syslinux/mbr/mbr.bin"
 GPTMBR_BIN = "/usr/lib/syslinux/mbr/gptmbr.bin"
 

@@ -66,7 +66,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, env, table):
                     "--firmware=bios", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) >= 3, result.stdout
-    assert "512" in result.stdout          # the size, in some unit
+    assert "256" in result.stdout          # the size, in some unit
     result = bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
                     "--firmware=bios", "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
@@ -114,7 +114,7 @@ def test_install_status_remove_puts_the_table_back(tmp_path, env, table):
     else:
         assert entry["type"] == "1c"
         assert not entry.get("bootable")
-    assert entry["size"] * SECTOR == 512 * MiB
+    assert entry["size"] * SECTOR == 256 * MiB
     assert entry["start"] * SECTOR % MiB == 0
     names = mdir(disk, entry, "/bwpart")
     assert "install.json" in names and "env" in names
@@ -229,7 +229,7 @@ def test_bios_refuses_a_boot_code_it_cannot_use(tmp_path, env):
 def test_refusals_exit_codes(tmp_path, env):
     full = tmp_path / "full.img"
     with open(full, "wb") as f:
-        f.truncate(584 * MiB)
+        f.truncate(328 * MiB)
     sfdisk(full, "label: gpt\nstart=2048\n")
     before = sha256(full)
     check(bwpart("install", full, f"--env={env}", "--firmware=bios",
