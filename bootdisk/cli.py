@@ -196,9 +196,6 @@ def _build(args, name):
         return _freeze(args)
     (spec, timeout, size), out = _values(args), args["--output"]
     force, secure = args["--force"], args["--secure-boot"]
-    if secure and name == "initrd":
-        raise UsageError("--secure-boot is for usb, iso, pxe and bundle "
-                         "(an initramfs has no boot loader)")
     if spec.toolkit is None:
         if name not in ("pxe", "bundle"):   # refused before minutes of freezing
             refuse_existing(out, force)

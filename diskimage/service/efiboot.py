@@ -81,6 +81,16 @@ def boot_next(efivars):
     return struct.unpack("<H", got[1])[0]
 
 
+def entry_matches(efivars, name, service, loader_path,
+                  description=DESCRIPTION):
+    """Whether Boot#### `name` exists and holds exactly the entry
+    ensure_entry would make now (False after the partition moved or grew:
+    its HD() node names the old start and size)."""
+    got = efivars.read(name, EFI_GLOBAL_VARIABLE)
+    return got is not None and \
+        got[1] == loadoption.build(description, service, loader_path)
+
+
 def ensure_entry(efivars, service, loader_path, description=DESCRIPTION):
     """The name of a Boot#### entry that starts `loader_path` from the
     service partition: an existing one with identical bytes, else a new

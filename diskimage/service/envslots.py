@@ -38,9 +38,10 @@ X.new after them.
 """
 
 import json
+import os
 import re
 
-from ..errors import InputError, TargetChangedError
+from ..errors import InputError, NoSpaceError, TargetChangedError
 from . import bundle as bundles
 from . import layout
 
@@ -55,6 +56,9 @@ PAIRS = {"bios": (SYSLINUX_CFG, SYSLINUX_FALLBACK),
 #: Every config, in the order the loaders read them (active()).
 CONFIGS = (SYSLINUX_CFG, SYSLINUX_FALLBACK, GRUB_CFG, GRUB_FALLBACK)
 RUN_ARGS = "rd.on_success=reboot rd.on_failure=reboot"
+#: Room a slot needs besides its kernel and initramfs: bundle.json, the
+#: directory, each file's last cluster (64 KiB at most).
+SLOT_SLACK = 1 << 20
 _SLOT = re.compile(r"^e([1-9]\d*)$")
 _NAMED = re.compile(r"/bwpart/env/(e[1-9]\d*)/vmlinuz")
 
@@ -75,10 +79,19 @@ def slots(fat):
 def write_slot(fat, bundle, progress=None):
     """A new slot e(N+1) beside the others, with the bundle's kernel,
     initramfs and bundle.json, each read back against its sha256: the
-    slot's name.  TargetChangedError when a file reads back wrong."""
+    slot's name.  NoSpaceError before any write when the FAT lacks room;
+    TargetChangedError when a file reads back wrong."""
     taken = slots(fat)
     slot = f"e{int(taken[-1][1:]) + 1 if taken else 1}"
     where = slot_dir(slot)
+    need = sum(os.path.getsize(bundle.files[n])
+               for n in (bundles.KERNEL, bundles.INITRD)) + SLOT_SLACK
+    free = fat.free()
+    if need > free:
+        raise NoSpaceError(
+            f"{fat.where}: the environment needs {-(-need >> 20)} MiB beside "
+            f"the current one, {free >> 20} MiB are free; remove a store "
+            f"image or grow the partition (bwpart update --size)")
     fat.makedirs(where)
     sums = bundle.info["files"]
     for name in (bundles.KERNEL, bundles.INITRD):

@@ -63,16 +63,39 @@ def safe_path(path):
     return "/" + "/".join(parts)
 
 
+#: FAT32 needs at least this many clusters (fewer is FAT16 to every
+#: reader, mtools included); a margin for the FATs and reserved sectors.
+FAT32_MIN_CLUSTERS = 65525
+_CLUSTER_MARGIN = 1.05
+
+
+def sectors_per_cluster(size):
+    """The cluster size (in 512-byte sectors) for a FAT32 of `size` bytes:
+    Microsoft's table (4 KiB up to 8 GiB, 8 KiB to 16 GiB, 16 KiB to 32
+    GiB, 32 KiB above), halved until the FAT32 has enough clusters (a
+    256 MiB partition would have too few with 4 KiB ones)."""
+    GiB = 1 << 30
+    spc = 8 if size <= 8 * GiB else 16 if size <= 16 * GiB else \
+        32 if size <= 32 * GiB else 64
+    while spc > 1 and size // (spc * 512) < \
+            FAT32_MIN_CLUSTERS * _CLUSTER_MARGIN:
+        spc //= 2
+    return spc
+
+
 def format(service):
     """mkfs.fat -F 32 -n RDSERVICE over the FAT area of `service` (its
-    first size - 1 MiB bytes); the tail is not touched."""
+    first size - 1 MiB bytes), on the disk at the partition's offset (-I:
+    a whole disk holding partitions; -h: the hidden sectors syslinux's
+    boot record adds to its LBAs); the tail is not touched."""
     start, size = fs_area(service)
     if start % 512 or size % 1024:
         raise InputError(f"{service.disk}: FAT area at {start} of {size} "
                          f"bytes is not sector aligned")
-    tools.run(["mkfs.fat", "-F", "32", "-n", LABEL, "--offset",
-               str(start // 512), os.fspath(service.disk), str(size // 1024)],
-              env=MTOOLS_ENV)
+    tools.run(["mkfs.fat", "-I", "-F", "32", "-n", LABEL,
+               "-s", str(sectors_per_cluster(size)),
+               "-h", str(start // 512), "--offset", str(start // 512),
+               os.fspath(service.disk), str(size // 1024)], env=MTOOLS_ENV)
     _sync(service.disk)
 
 

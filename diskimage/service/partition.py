@@ -18,8 +18,8 @@ import uuid
 from dataclasses import asdict, dataclass
 
 from .. import sighold
-from ..errors import (InputError, MissingToolError, TargetChangedError,
-                      TargetError)
+from ..errors import (DiskImageError, InputError, MissingToolError,
+                      TargetChangedError, TargetError)
 from ..fs import resize
 from ..host import sysfs
 from ..host.device import open_source, open_target, sync, write_all
@@ -125,7 +125,7 @@ def service_by_id(wanted):
             continue
         try:
             service = find_service(found["path"])
-        except InputError:      # TableError among them: not ours to judge
+        except DiskImageError:  # unreadable, no table: not ours to judge
             continue
         if service is not None and service.part_id.lower() == wanted:
             return service
@@ -154,6 +154,16 @@ def table_writes(table, sector0, changes, new=None):
     for row in rows:
         if row["number"] in changes:
             row["size"] = changes[row["number"]]
+    if new is not None:
+        spans = [(r["start"], r["start"] + r["size"], f"partition "
+                  f"{r['number']}") for r in rows]
+        spans += [(start, end, "the extended partition")
+                  for start, end in extended_spans(table, sector0)]
+        end = new["start"] + new["size"]
+        for start, stop, what in spans:
+            if start < end and new["start"] < stop:
+                raise TargetError(f"the new partition (bytes {new['start']}"
+                                  f" to {end}) would overlap {what}")
     if table.kind == "gpt":
         if new is not None:
             rows.append(dict(new, type=layout.GPT_TYPE, name=layout.GPT_NAME,

@@ -74,7 +74,7 @@ class InstallPlan:
             "bios": dict(self.bios),
             "writes": [{"offset": at, "size": len(data)}
                        for at, data in self.writes],
-            "notes": list(self.notes),
+            "notes": list(self.room.notes) + list(self.notes),
         }
 
     def lines(self):

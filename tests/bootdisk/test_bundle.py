@@ -71,7 +71,7 @@ def test_a_secure_boot_bundle_describes_its_files(bundles):
     assert info["kernel_release"] == \
         str(host_kernel()).rpartition("/vmlinuz-")[2]
     digests = _sha256sum(directory)
-    assert sorted(digests) == sorted(info["files"]) + ["bundle.json"]
+    assert sorted(digests) == sorted([*info["files"], "bundle.json"])
     assert {n: digests[n] for n in info["files"]} == info["files"]
     for name, source in SIGNED.items():
         with open(source, "rb") as f:
@@ -182,5 +182,5 @@ def test_help_names_bundle_and_secure_boot(command, words, capsys):
 def test_secure_boot_is_not_an_initrd_option(tmp_path, capsys):
     assert bootdisk_main(["initrd", "-o", str(tmp_path / "x"),
                           "--secure-boot"]) == 2
-    assert "--secure-boot" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("bootdisk: error: initrd: ")
     assert list(tmp_path.iterdir()) == []

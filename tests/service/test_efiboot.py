@@ -60,6 +60,15 @@ def test_new_entry_takes_the_lowest_free_number(ovmf):
         == "Boot0001"
 
 
+def test_a_grown_partition_needs_a_new_entry(ovmf):
+    name = efiboot.ensure_entry(ovmf, SERVICE, LOADER)
+    assert efiboot.entry_matches(ovmf, name, SERVICE, LOADER)
+    grown = types.SimpleNamespace(**{**vars(SERVICE), "size": 2 << 30})
+    assert not efiboot.entry_matches(ovmf, name, grown, LOADER)
+    assert not efiboot.entry_matches(ovmf, "Boot0009", SERVICE, LOADER)
+    assert efiboot.ensure_entry(ovmf, grown, LOADER) == "Boot0005"
+
+
 def test_arm_then_disarm_puts_every_byte_back(ovmf):
     name = efiboot.ensure_entry(ovmf, SERVICE, LOADER)
     before = _files(ovmf)

@@ -56,6 +56,47 @@ def test_format_then_files_round_trip(service, tmp_path):
     assert fsck(service, str(tmp_path))[0] == 0
 
 
+def bpb(service):
+    """(bytes per sector, sectors per cluster, hidden sectors, total
+    sectors) of the FAT's boot sector."""
+    with open(service.disk, "rb") as f:
+        f.seek(service.start)
+        boot = f.read(512)
+    return (int.from_bytes(boot[11:13], "little"), boot[13],
+            int.from_bytes(boot[28:32], "little"),
+            int.from_bytes(boot[32:36], "little"))
+
+
+@pytest.mark.parametrize("part_mib", [256, 300])
+def test_format_minimum_size_is_fat32(tmp_path, part_mib):
+    """A 256 MiB partition (MIN_SIZE) is a FAT32 with enough clusters for
+    mtools and fsck.fat, and its hidden sectors are the partition's
+    start (syslinux's boot record adds them)."""
+    service = make_disk(str(tmp_path / "disk.img"), size_mib=part_mib + 2,
+                        part_mib=part_mib, fmt=False)
+    fatfs.format(service)
+    sector, spc, hidden, total = bpb(service)
+    assert hidden == service.start // 512
+    # mkfs.fat ends the filesystem on a whole track (63 sectors), inside
+    # the FAT area: never in the tail.
+    assert service.fs_size - 63 * 512 < total * sector <= service.fs_size
+    assert total // spc > fatfs.FAT32_MIN_CLUSTERS
+    code, out = fsck(service, str(tmp_path))
+    assert code == 0, out
+    with fatfs.open_fat(service) as fat:
+        for n in range(40):                  # directory slots to spare
+            fat.put(b"x", f"/file-with-a-long-name-{n:03d}.txt")
+        assert len(fat.ls("/")) == 40
+
+
+def test_cluster_sizes():
+    MiB, GiB = 1 << 20, 1 << 30
+    assert fatfs.sectors_per_cluster(255 * MiB) == 4
+    assert fatfs.sectors_per_cluster(1023 * MiB) == 8
+    assert fatfs.sectors_per_cluster(12 * GiB) == 16
+    assert fatfs.sectors_per_cluster(100 * GiB) == 64
+
+
 def test_rm_and_missing(service, tmp_path):
     fatfs.format(service)
     with fatfs.open_fat(service) as fat:

@@ -109,6 +109,7 @@ def test_mbr_shrink_ext4_bios(tmp_path, bundle):
     p = plan.plan_install(str(disk), bundle, size=512 * MiB, shrink=1,
                           firmware="bios")
     assert p.shrink[:3] == (1, "ext4", 850 * MiB)
+    assert "shrinks from 850.0 MiB" in p.to_dict()["notes"][0]
     summary = install.install(p)
     svc, rec = _check_installed(disk, p, summary)
     assert rec["shrunk"] == {"number": 1, "fs": "ext4",

@@ -169,3 +169,42 @@ def test_grow_refused_without_free_space(tmp_path):
                        r"512\.0 MiB: only 243\.0 MiB are free after it"):
         partition.grow(svc, 512 * MiB)
     assert sha256(disk) == before
+
+
+def test_mbr_logicals_and_ebrs_kept(tmp_path):
+    disk = make_disk(tmp_path / "d.img", 800, "dos",
+                     "start=2048, size=20480\nstart=22528, size=409600, "
+                     "type=5\nstart=24576, size=102400\n"
+                     "start=129024, size=102400\n")
+    before = sfdisk_json(disk)
+    ebrs = [(p["start"] - 2048) * 512 for p in before["partitions"]
+            if int(p["node"].rsplit("img", 1)[1]) >= 5]
+    ebr_bytes = [_bytes_at(disk, at, 512) for at in ebrs]
+    table, sector0 = partition.read_disk(str(disk))
+    assert partition.extended_spans(table, sector0) == [(11 * MiB,
+                                                         211 * MiB)]
+    _add(disk, 3, 211 * MiB, 256 * MiB)
+    after = sfdisk_json(disk)
+    assert [p for p in after["partitions"] if not p["node"].endswith("3")] \
+        == before["partitions"]
+    assert _node(after, 3)["type"] == "1c"
+    assert [_bytes_at(disk, at, 512) for at in ebrs] == ebr_bytes
+
+
+def _bytes_at(path, offset, size):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def test_overlap_refused(tmp_path):
+    disk = make_disk(tmp_path / "d.img", 800, "dos",
+                     "start=2048, size=20480\nstart=22528, size=409600, "
+                     "type=5\nstart=24576, size=102400\n")
+    table, sector0 = partition.read_disk(str(disk))
+    with pytest.raises(TargetError, match="would overlap the extended"):
+        partition.table_writes(table, sector0, {}, dict(
+            number=3, start=201 * MiB, size=256 * MiB, uuid=""))
+    with pytest.raises(TargetError, match="would overlap partition 1"):
+        partition.table_writes(table, sector0, {}, dict(
+            number=3, start=10 * MiB, size=256 * MiB, uuid=""))

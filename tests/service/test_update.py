@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+from diskimage.errors import NoSpaceError
 from diskimage.service import bundle, envslots, fatfs, loaders, store, update
 from tests.service.fatdisk import (TOOLS, fsck, make_bundle, make_disk,
                                    mdir_names, mtype)
@@ -38,6 +39,14 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def disk_sha(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def test_update(tmp_path):
     service = installed(tmp_path)
     make_bundle(str(tmp_path / "b2"), version="2.0")
@@ -57,6 +66,23 @@ def test_update(tmp_path):
         b2["files"]["initrd.img"]
     assert mtype(service, "/store/prod.rdi") == b"an image"
     assert fsck(service, str(tmp_path))[0] == 0
+
+
+def test_update_refused_without_room(tmp_path):
+    """A store that leaves no room for a second environment: refused
+    before any write (NoSpaceError), the old slot still active."""
+    service = installed(tmp_path)
+    make_bundle(str(tmp_path / "b2"), version="2.0", size=300000)
+    with fatfs.open_fat(service) as fat:
+        filler = tmp_path / "filler"
+        filler.write_bytes(b"\0" * (fat.free() - 600000))
+        fat.put(str(filler), "/store/filler.rdi")
+    before = disk_sha(service.disk)
+    with pytest.raises(NoSpaceError, match="environment needs 2 MiB"):
+        update.update(service.disk, str(tmp_path / "b2"), service=service)
+    assert disk_sha(service.disk) == before     # nothing written
+    with fatfs.open_fat(service) as fat:
+        assert envslots.active(fat)[0] == "e1"
 
 
 CHILD = textwrap.dedent("""
