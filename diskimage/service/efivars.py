@@ -6,7 +6,9 @@ must hand attributes and data to the kernel in ONE write() call; efivarfs
 marks most variables immutable (FS_IMMUTABLE_FL), so a delete or an
 overwrite clears that flag first (FS_IOC_GETFLAGS / FS_IOC_SETFLAGS, as
 `chattr -i` does).  The directory is mounted (`mount -t efivarfs`) when it
-is empty but the machine was booted by UEFI (/sys/firmware/efi exists):
+is empty and still sysfs (the mount point of efivarfs, not mounted yet)
+and the machine was booted by UEFI (/sys/firmware/efi exists), before
+any read or write (read unmounted, it would show no variables at all);
 boot media load efivarfs.ko at boot, nothing here runs modprobe.
 
 The root is a parameter: the logic and the file format can be tested on a
@@ -20,7 +22,7 @@ import re
 import struct
 
 from ..errors import NO_SPACE_ERRNOS, InputError, NoSpaceError, ToolError
-from ..host import tools
+from ..host import sysfs, tools
 
 EFI_VARIABLE_NON_VOLATILE = 0x00000001
 EFI_VARIABLE_BOOTSERVICE_ACCESS = 0x00000002
@@ -30,6 +32,7 @@ NV_BS_RT = (EFI_VARIABLE_NON_VOLATILE | EFI_VARIABLE_BOOTSERVICE_ACCESS
 
 ROOT = "/sys/firmware/efi/efivars"
 FIRMWARE = "/sys/firmware/efi"
+MOUNTS = "/proc/self/mounts"
 
 # linux/fs.h: _IOR('f', 1, long) and _IOW('f', 2, long) on 64-bit; the
 # kernel reads and writes an int through them.
@@ -54,6 +57,28 @@ def var_file(name, guid):
     return f"{name}-{guid}"
 
 
+def filesystem_of(path, mounts=MOUNTS):
+    """The type of the filesystem `path` is on ("sysfs", "efivarfs" ...),
+    from the longest mount point in `mounts` (/proc/self/mounts) that holds
+    it; None when none does."""
+    path = os.path.realpath(path)
+    best, kind = "", None
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) < 3:
+            continue
+        point = sysfs.unescape(fields[1])
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
 class Efivars:
     """The UEFI variables of the running machine (or of a directory laid
     out as efivarfs)."""
@@ -61,6 +86,7 @@ class Efivars:
     def __init__(self, root=ROOT, firmware=FIRMWARE):
         self.root = root
         self.firmware = firmware
+        self._ready = False
 
     def __repr__(self):
         return f"Efivars({self.root!r})"
@@ -74,15 +100,28 @@ class Efivars:
         except OSError:
             return False
 
+    def _ensure(self):
+        """Mounted before the first look at the directory: an empty one
+        that is still sysfs on a UEFI machine is an efivarfs not mounted
+        yet (read as it is, it would show no variables, and a write there
+        fails), so every operation mounts it first."""
+        if self._ready:
+            return
+        if not self._populated() and os.path.isdir(self.firmware) and \
+                filesystem_of(self.root) == "sysfs":
+            self.mount()
+            if not self._populated():
+                raise ToolError(f"{self.root}: efivarfs mounted but it "
+                                f"shows no variables")
+        self._ready = True
+
     def available(self):
         """True when variables can be read here: the directory has them, or
         it could be mounted (UEFI machine, empty directory).  A mount that
         fails raises ToolError."""
-        if self._populated():
-            return True
-        if not os.path.isdir(self.firmware):
+        if not self._populated() and not os.path.isdir(self.firmware):
             return False
-        self.mount()
+        self._ensure()
         return self._populated()
 
     def mount(self):
@@ -96,6 +135,7 @@ class Efivars:
 
     def names(self, guid=None):
         """(name, guid) of every variable, of one vendor GUID if given."""
+        self._ensure()
         try:
             entries = sorted(os.listdir(self.root))
         except OSError as exc:
@@ -115,6 +155,7 @@ class Efivars:
     def read(self, name, guid):
         """(attributes, data) of a variable, None when it does not exist."""
         path = self._path(name, guid)
+        self._ensure()
         try:
             with open(path, "rb", buffering=0) as f:
                 raw = f.read()
@@ -131,6 +172,7 @@ class Efivars:
     def write(self, name, guid, data, attrs=NV_BS_RT):
         """Create or replace a variable: one write() of attributes + data."""
         path = self._path(name, guid)
+        self._ensure()
         payload = struct.pack("<I", attrs) + bytes(data)
         if os.path.exists(path):
             self._clear_immutable(path, name, guid)
@@ -164,6 +206,7 @@ class Efivars:
         """Delete a variable (the immutable flag cleared first); True when
         it existed."""
         path = self._path(name, guid)
+        self._ensure()
         if not os.path.exists(path):
             return False
         self._clear_immutable(path, name, guid)

@@ -28,8 +28,6 @@ puts the table's before-bytes back and grows a shrunk filesystem back.
 
 from .. import sighold
 from ..errors import TargetChangedError, TargetError
-from ..host import tools
-from ..host.loop import loop_device
 from ..sizes import format_size
 from . import fatfs, layout, partition, record, tail
 
@@ -141,21 +139,8 @@ def _steps(plan, rec, done, progress):
         partition.check_fs(disk, part.start, r.shrink[3], r.shrink[1])
     _say(progress, "formatting the service partition (FAT32)")
     done.steps.append(f"formatted partition {r.number}")
-    _format(service)
+    fatfs.format(service)
     return _files(plan, service, rec, done, progress)
-
-
-def _format(service):
-    """mkfs.fat over the FAT area through a loop device of just that area.
-    A shim for part C's fatfs.format (--offset on the whole disk), which
-    mkfs.fat refuses on a block device holding partitions (no -I) and
-    which, on a small area, gets a cluster size that leaves FAT32 too few
-    clusters (mtools then finds no directory slots).  -I: the area is
-    the one just made, whatever an old signature in it says."""
-    start, size = fatfs.fs_area(service)
-    with loop_device(service.disk, start, size, read_only=False) as dev:
-        tools.run(["mkfs.fat", "-I", "-F", "32", "-n", layout.FAT_LABEL,
-                   dev])
 
 
 def _files(plan, service, rec, done, progress):

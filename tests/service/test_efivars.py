@@ -73,3 +73,32 @@ def test_available_only_with_variables_or_firmware(store, tmp_path):
         store.mount()
     store.write("Timeout", GUID, b"\x05\x00")
     assert store.available() is True
+
+
+def test_only_an_empty_sysfs_directory_is_taken_for_unmounted(tmp_path):
+    """An efivarfs not mounted yet must not read as "no variables" (a new
+    entry would take Boot0000 over the firmware's own): the empty sysfs
+    directory is mounted before any use; a plain directory never is (the
+    real mount is tested under OVMF, tests/bwpart/test_boot_capture.py)."""
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "sysfs /sys sysfs rw,nosuid 0 0\n"
+        "efivarfs /sys/firmware/efi/efivars efivarfs rw 0 0\n"
+        "/dev/vda / ext4 rw 0 0\n"
+        "tmpfs /run/my\\040dir tmpfs rw 0 0\n")
+    of = efivars.filesystem_of
+    assert of("/sys/firmware/efi/efivars", str(mounts)) == "efivarfs"
+    assert of("/sys/firmware/efi", str(mounts)) == "sysfs"
+    assert of("/sysx", str(mounts)) == "ext4"
+    assert of("/run/my dir/x", str(mounts)) == "tmpfs"
+    assert of("/sys/kernel") == "sysfs"              # this machine's table
+    assert of(str(tmp_path)) != "sysfs"
+    # a plain empty directory with "firmware" beside it is written as is
+    firmware = tmp_path / "efi"
+    firmware.mkdir()
+    root = tmp_path / "efivars"
+    root.mkdir()
+    store = efivars.Efivars(str(root), firmware=str(firmware))
+    assert store.available() is False
+    store.write("BootNext", GUID, b"\0\0")
+    assert store.available() is True

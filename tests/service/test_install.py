@@ -124,6 +124,10 @@ def test_mbr_shrink_ext4_bios(tmp_path, bundle):
     have, clean = ext4_files(tmp_path, disk, start, p.shrink[3], files)
     assert clean == 0 and have == want          # e2fsck -fn, sha256
     assert _bytes(disk, 0, 440) == code         # the MBR code kept
+    info = subprocess.run(["minfo", "-i", f"{disk}@@{svc.start}", "::"],
+                          capture_output=True, text=True, env=MTOOLS,
+                          check=True).stdout
+    assert f"hidden sectors: {svc.start // 512}\n" in info  # syslinux's LBAs
     with fatfs.open_fat(svc) as fat:
         assert fat.exists("/syslinux/ldlinux.c32")
         assert fat.exists("/syslinux/ldlinux.sys")
