@@ -44,7 +44,9 @@ def _read_pair(path, kind):
             return None, f.read(), {}
     if kind in ("pxe", "bundle"):
         files = {}
-        names = PXE_FILES if kind == "pxe" else tuple(bundles.SIGNED)
+        names = PXE_FILES + ("shimx64.efi", "grubx64.efi", "mmx64.efi",
+                             "grub/grub.cfg") if kind == "pxe" else \
+            tuple(bundles.SIGNED)
         for name in names:
             full = os.path.join(path, name)
             if os.path.isfile(full):
@@ -105,8 +107,24 @@ def describe(path):
         "created": manifest["created"],
         "bootdisk": manifest["bootdisk"],
         "bundle": bundle,
+        "secure_boot": _secure_boot(kind, boot_files, bundle),
     }
     return report
+
+
+#: What a --secure-boot medium holds, by kind (secureboot.py).
+_SECURE_MARKS = {"usb": "/EFI/debian/grub.cfg", "iso": "/.disk/info",
+                 "pxe": "shimx64.efi", "bundle": "shimx64.efi"}
+
+
+def _secure_boot(kind, boot_files, bundle):
+    """Whether UEFI boots the signed chain (None: an initramfs has no
+    loader)."""
+    if kind == "initrd":
+        return None
+    if bundle is not None and kind == "bundle":
+        return bool(bundle.get("secure_boot"))
+    return _SECURE_MARKS[kind] in boot_files
 
 
 def _artifact_size(path, kind):
@@ -146,6 +164,10 @@ def render(report):
         f"{report['on_failure']}",
         f"cmdline      {report['cmdline']}",
     ]
+    if report.get("secure_boot") is not None:
+        lines.append("secure boot  " + (
+            "yes: shim -> Debian's signed GRUB -> the signed kernel"
+            if report["secure_boot"] else "no (UEFI: unsigned GRUB)"))
     for name, size in sorted(report["boot_files"].items()):
         lines.append(f"boot file    {name} ({format_size(size)})")
     lines.append(f"made by      bootdisk {report['bootdisk']}, "

@@ -173,6 +173,13 @@ def read_boot_files(path):
                 raise InputError(f"{path}: no {name}; not an ISO made by "
                                  f"bootdisk") from None
             found[name] = buffer.getvalue()
+        for name in (secureboot.CD_STAMP, secureboot.CD_CONFIG):
+            buffer = io.BytesIO()      # only on a --secure-boot ISO
+            try:
+                iso.get_file_from_iso_fp(buffer, iso_path=_iso_name(name))
+            except PyCdlibException:
+                continue
+            found[name] = buffer.getvalue()
     finally:
         iso.close()
     kernel = found.pop(KERNEL_PATH)

@@ -11,7 +11,8 @@ The loaders come from the installed Debian packages, never built here:
 
 Shim loads ``grubx64.efi`` from its own directory (whichever of the three
 GRUB images sits under that name), and MokManager ``mmx64.efi`` when a
-verification fails.  Where each GRUB looks for its grub.cfg:
+verification fails.  No ``fbx64.efi`` goes beside it: shim started from
+EFI/BOOT/ would run that fallback, which makes NVRAM boot entries.  Where each GRUB looks for its grub.cfg:
 
     grubx64.efi     $prefix = /EFI/debian on the device it was loaded
                     from: /EFI/debian/grub.cfg (CONFIGS["disk"])

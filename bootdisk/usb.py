@@ -36,6 +36,9 @@ MiB = 1 << 20
 PART_START = MiB
 MIN_SIZE = 48 * MiB   # FAT32 with 512-byte clusters needs 65525 of them
 MBR_CODE = 440
+#: What only a --secure-boot image holds (besides shim as BOOTX64.EFI).
+SECURE_FILES = ("/EFI/BOOT/grubx64.efi", "/EFI/BOOT/mmx64.efi",
+                secureboot.DISK_CONFIG)
 
 
 def _layout_size(payload):
@@ -172,6 +175,13 @@ def read_boot_files(path):
         except (OSError, ToolError):
             raise InputError(f"{path}: no {name} in its FAT partition; not "
                              f"a USB image made by bootdisk") from None
+    for name in SECURE_FILES:          # only on a --secure-boot image
+        try:
+            found[name] = tools.run(
+                ["mtype", "-i", image, f"::{name}"], text=False,
+                env=MTOOLS_ENV).stdout
+        except ToolError:
+            pass
     kernel = found.pop(KERNEL_PATH)
     initrd = found.pop(INITRD_PATH)
     return kernel, initrd, {name: len(data) for name, data in found.items()}

@@ -25,6 +25,8 @@ SIGNED = {"shimx64.efi": "/usr/lib/shim/shimx64.efi.signed",
           "mmx64.efi": "/usr/lib/shim/mmx64.efi.signed"}
 CMDLINE = "console=ttyS0,115200 panic=10 quiet"
 
+pytestmark = pytest.mark.needs("sha256sum")
+
 
 def _sha256sum(directory):
     """{name: sha256} of every file in `directory`, by sha256sum."""

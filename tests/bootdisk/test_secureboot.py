@@ -3,9 +3,9 @@ Debian's signed kernel.  The kernel's PE certificate table is read as
 objdump reads it, an unsigned kernel is refused before anything is
 written, the files sit where each signed GRUB looks (checked with mtools,
 xorriso and sfdisk), and under OVMF with Secure Boot on and Microsoft's
-keys the USB image, the ISO (as a CD) and the PXE directory each reach
-the job, while the same USB image built without --secure-boot is refused
-by the firmware."""
+keys the USB image, the ISO (as a CD and as a disk) and the PXE directory
+each reach the job, while the same USB image built without --secure-boot
+is refused by the firmware."""
 
 import json
 import re
@@ -29,7 +29,8 @@ GRUB_DISK = "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
 GRUB_CD = "/usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed"
 GRUB_NET = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
 
-pytestmark = pytest.mark.needs("mcopy", "mkfs.fat", "syslinux", "objdump")
+pytestmark = pytest.mark.needs("mcopy", "mkfs.fat", "syslinux", "objdump",
+                               "sfdisk", "fsck.fat")
 
 
 def _read(path):
@@ -160,6 +161,7 @@ def test_usb_holds_the_chain_where_the_signed_grub_looks(media, tmp_path):
                    check=True)
 
 
+@pytest.mark.needs("osirrox")
 def test_iso_efi_image_holds_shim_and_the_cd_grub(media, tmp_path):
     out = tmp_path / "x"
     out.mkdir()
@@ -189,6 +191,20 @@ def test_pxe_serves_shim_and_the_network_grub(media):
     assert sorted(info["files"]) == ["initrd.img", "vmlinuz"]
 
 
+@pytest.mark.parametrize("name, secure", [("usb", True), ("iso", True),
+                                          ("pxe", True), ("plain-usb", False)])
+def test_info_tells_whether_uefi_boots_the_signed_chain(media, name, secure,
+                                                        capsys):
+    assert bootdisk_main(["info", str(media[name]), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["secure_boot"] is secure
+    assert report["job_text"] == JOB
+    assert bootdisk_main(["info", str(media[name])]) == 0
+    line = "secure boot  yes: shim -> Debian's signed GRUB -> the signed " \
+        "kernel" if secure else "secure boot  no (UEFI: unsigned GRUB)"
+    assert f"\n{line}\n" in capsys.readouterr().out
+
+
 # ---- boots under OVMF Secure Boot with Microsoft's keys --------------
 
 def _secure(tmp_path):
@@ -215,9 +231,13 @@ def test_secure_boot_usb_reaches_the_job(media, tmp_path):
 
 @pytest.mark.boot
 @pytest.mark.needs("qemu-system-x86_64")
-def test_secure_boot_iso_reaches_the_job_as_a_cd(media, tmp_path):
-    _reaches_the_job(_secure(tmp_path) + ["-cdrom", str(media["iso"]),
-                                          "-nic", "none"])
+@pytest.mark.parametrize("how", ["cd", "disk"])
+def test_secure_boot_iso_reaches_the_job(media, tmp_path, how):
+    """As a CD (El Torito's EFI image) and as a disk (isohybrid's EFI
+    partition): gcdx64 finds the ISO9660 by /.disk/info either way."""
+    drive = ["-cdrom", str(media["iso"])] if how == "cd" else [
+        "-drive", f"file={media['iso']},format=raw,if=virtio,snapshot=on"]
+    _reaches_the_job(_secure(tmp_path) + drive + ["-nic", "none"])
 
 
 @pytest.mark.boot
