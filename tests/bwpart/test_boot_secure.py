@@ -34,8 +34,7 @@ def bases(tmp_path_factory):
     need_qemu()
     toolkit()
     for path in (OVMF_SECBOOT_CODE, OVMF_MS_VARS):
-        if not os.path.exists(path):
-            pytest.skip(f"{path} is missing (install ovmf)")
+        assert os.path.exists(path), f"{path} is missing (make deps: ovmf)"
     return Bases(tmp_path_factory)
 
 
