@@ -5,7 +5,7 @@ that puts every changed byte back.
 
 Usage:
   bwpart install DISK --env=BUNDLE [--size=SIZE] [--shrink=N] [--firmware=FW] [--efi-loader=KIND] [--dry-run] [--yes] [--json]
-  bwpart boot-next DISK [--job=FILE] [--tries=N] [--firmware=FW]
+  bwpart boot-next DISK --job=FILE [--tries=N] [--firmware=FW]
   bwpart status DISK [--json]
   bwpart update DISK --env=BUNDLE [--size=SIZE]
   bwpart remove DISK [--grow=N] [--yes]
@@ -66,7 +66,7 @@ Options:
   --dry-run             Print the plan and write nothing.
   --yes                 Go on without asking.
   --job=FILE            The job, a shell script run in the environment
-                        (at most 128 KiB; needed).
+                        (at most 128 KiB).
   --tries=N             Service boots before the job is given up
                         [default: 3].
   --grow=N              Grow partition N (the one right before the service

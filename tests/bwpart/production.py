@@ -40,7 +40,8 @@ RUN_DONE = "CONTROL-RUN-EXIT"
 #: what a service job of these tests prints first, and last on success
 JOB_MARK = "SERVICE-JOB"
 JOB_DONE = "SERVICE-JOB-DONE"
-#: the production partition's size (bootdisk's files need about 30 MiB, 50 with --secure-boot)
+#: the production partition's size (bootdisk's files need about 30 MiB,
+#: 50 with --secure-boot)
 PROD_SIZE = 64 * MiB
 #: free space left after it: the service partition plus room for GPT's
 #: backup copy and 1 MiB alignment.  Not bwpart's minimum of 256 MiB: its
@@ -156,7 +157,8 @@ def write_control(path, files=None):
     to CONTROL_SIZE; without files, an empty archive (no run.sh: the
     production job only prints its mark)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    with tarfile.open(fileobj=buf, mode="w",
+                      format=tarfile.USTAR_FORMAT) as tar:
         for name, text in (files or {}).items():
             data = text.encode()
             info = tarfile.TarInfo(name)
@@ -337,7 +339,8 @@ def copy_out_of_store(disk, name, target_dir):
     stem = name[:-4] if name.endswith(".rdi") else name
     volumes = [n for n in fat_names(disk, "/store")
                if n.rsplit(".", 1)[0] == stem]
-    assert f"{stem}.rdi" in volumes, f"/store holds {fat_names(disk, '/store')}"
+    assert f"{stem}.rdi" in volumes, \
+        f"/store holds {fat_names(disk, '/store')}"
     for vol in volumes:
         subprocess.run(["mcopy", "-n", "-i", mtools_image(disk),
                         f"::/store/{vol}", os.fspath(target_dir / vol)],
@@ -371,7 +374,8 @@ CAPTURE_JOB = f"""\
 set -e
 echo "{JOB_MARK} try $BWPART_TRY of $BWPART_TRIES on $BWPART_DISK"
 mkdir -p "$BWPART_STORE"
-rdeploy capture "$BWPART_DISK" --partitions=1 "$BWPART_STORE/prod.rdi" --split=4000M --yes --quiet
+rdeploy capture "$BWPART_DISK" --partitions=1 "$BWPART_STORE/prod.rdi" \\
+    --split=4000M --yes --quiet
 ls -l "$BWPART_STORE"
 echo {JOB_DONE}
 """

@@ -7,9 +7,10 @@ is production again; the store holds the image (`bwpart store ls`, and
 table, the boot code and the NVRAM entries back as they were before the
 install, compared byte for byte.
 
-BIOS + MBR: boot-next and remove run on the host (--firmware=bios: the
-active flag), 2 boots.  UEFI + GPT: boot-next and remove must run on the
-machine (its NVRAM): the control disk's run.sh does it, 4 boots (one
+BIOS (MBR: the active flag; GPT: gptmbr.bin and the legacy BIOS bootable
+attribute): boot-next and remove run on the host (--firmware=bios), 2
+boots each.  UEFI (GPT and MBR): boot-next and remove must run on the
+machine (its NVRAM): the control disk's run.sh does it, 4 boots each (one
 before the install, so that OVMF has made its own boot options).
 """
 
@@ -45,9 +46,10 @@ def store_holds_prod(disk, tmp_path):
     rdeploy("verify", first, "--quiet")
 
 
-def test_bios_mbr_job_captures_into_the_store_then_production_and_remove(
-        bases, tmp_path):
-    disk = bases.disk("mbr", tmp_path / "disk.img")
+@pytest.mark.parametrize("table", ["mbr", "gpt"])
+def test_bios_job_captures_into_the_store_then_production_and_remove(
+        bases, tmp_path, table):
+    disk = bases.disk(table, tmp_path / "disk.img")
     before = copy(disk, tmp_path / "before.img")
     bundle = bases.bundle("ENV-ONE")
     bwpart("install", disk, f"--env={bundle}", f"--size={SERVICE_SIZE}",
@@ -81,10 +83,11 @@ def _same_table(before, after):
     return a == b
 
 
-def test_uefi_gpt_job_captures_into_the_store_then_production_and_remove(
-        bases, tmp_path):
+@pytest.mark.parametrize("table", ["gpt", "mbr"])
+def test_uefi_job_captures_into_the_store_then_production_and_remove(
+        bases, tmp_path, table):
     from tests import ovmfvars
-    disk = bases.disk("gpt", tmp_path / "disk.img")
+    disk = bases.disk(table, tmp_path / "disk.img")
     machine = Machine(tmp_path, disk, "uefi")
     # Boot 0: production alone; OVMF makes its boot options in the store.
     assert is_production(machine.boot()), machine.log()

@@ -5,8 +5,9 @@ show on the console); an update killed half way (after the new slot is on
 the FAT, before the switch) leaves the old environment booting.  2 boots.
 
 The kill: the library's update runs in a child process whose progress
-callback looks at the FAT (mdir) after each step and SIGKILLs its own
-process at the first step after which a new environment slot exists; the
+callback looks at the FAT (mdir) at each step and SIGKILLs its own process
+at the first step after which a new environment slot holds a file (its
+kernel written, its initramfs not yet); the
 test then checks that the kill did come between slot and switch (the
 process died, the new slot is there, the status still names the old
 environment), so a too-early or too-late kill fails instead of passing.
@@ -41,9 +42,10 @@ disk, bundle, before = sys.argv[1], sys.argv[2], set(sys.argv[3:])
 
 def progress(text):
     print("step:", text, flush=True)
-    if set(fat_names(disk, "/bwpart/env")) - before:
-        print("killed after:", text, flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
+    for slot in set(fat_names(disk, "/bwpart/env")) - before:
+        if fat_names(disk, f"/bwpart/env/{slot}"):
+            print("killed after:", text, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
 
 update.update(disk, bundle, progress=progress)
 print("update finished without being killed", flush=True)
@@ -104,7 +106,8 @@ def test_update_keeps_the_store_and_a_killed_update_boots_the_old_env(
                              str(three), *slots], cwd=ROOT, text=True,
                             capture_output=True)
     assert killed.returncode == -9, killed.stdout + killed.stderr
-    assert set(fat_names(disk, "/bwpart/env")) - set(slots), \
+    new = set(fat_names(disk, "/bwpart/env")) - set(slots)
+    assert new and fat_names(disk, f"/bwpart/env/{min(new)}"), \
         "the kill came before the new slot was written"
     assert active_env(disk) == after_two, "the kill came after the switch"
 

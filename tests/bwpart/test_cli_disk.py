@@ -246,7 +246,7 @@ def test_refusals_exit_codes(tmp_path, env):
     job.write_text("true\n")
     check(bwpart("boot-next", full, f"--job={job}", "--firmware=bios"), 5,
           "no service partition")
-    check(bwpart("boot-next", full, "--firmware=bios"), 3, "--job")
+    check(bwpart("boot-next", full, "--firmware=bios"), 2, "--job")
     assert sha256(full) == before
 
 
@@ -301,3 +301,57 @@ def test_service_boot_counts_the_try_and_gives_up_after_the_last(tmp_path,
     assert [bool(p.get("bootable")) for p in
             sfdisk_json(disk)["partitions"]] == [True, False]
     check(bwpart("service-boot", "00000000-09"), 3, "no service partition")
+
+
+def ext4_blocks(disk, start):
+    """dumpe2fs's block count of the ext4 at byte `start` of `disk`."""
+    out = subprocess.run(["dumpe2fs", "-h", f"{disk}?offset={start}"],
+                         capture_output=True, text=True)
+    if out.returncode:      # older e2fsprogs: no ?offset=, use a loop
+        raise AssertionError(out.stderr)
+    line = next(x for x in out.stdout.splitlines()
+                if x.startswith("Block count:"))
+    return int(line.split(":")[1])
+
+
+def e2fsck(disk, start, size):
+    loop = subprocess.run(["losetup", "-f", "--show", "-o", str(start),
+                           "--sizelimit", str(size), str(disk)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    try:
+        return subprocess.run(["e2fsck", "-fn", loop], capture_output=True,
+                              text=True).returncode
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True)
+
+
+@pytest.mark.needs("losetup", "e2fsck", "dumpe2fs", root=True)
+def test_install_shrink_then_remove_grows_it_back(tmp_path, env):
+    disk = tmp_path / "full.img"
+    with open(disk, "wb") as f:
+        f.truncate(328 * MiB)
+    sfdisk(disk, "label: gpt\nstart=2048, name=sys\n")
+    whole = sfdisk_json(disk)["partitions"][0]["size"] * SECTOR
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", f"offset={MiB}",
+                    str(disk), f"{whole // 1024}K"], check=True,
+                   capture_output=True)
+    blocks = ext4_blocks(disk, MiB)
+    areas = table_areas(disk)
+    check(bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
+                 "--firmware=bios", "--yes"), 5, "--shrink=1")
+    plan = bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
+                  "--shrink=1", "--firmware=uefi", "--dry-run")
+    assert plan.returncode == 0 and "shrink" in plan.stdout, plan.stderr
+    result = bwpart("install", disk, f"--env={env}", f"--size={SERVICE}",
+                    "--shrink=1", "--firmware=uefi", "--yes")
+    assert result.returncode == 0, result.stderr
+    first = sfdisk_json(disk)["partitions"][0]["size"] * SECTOR
+    assert first < whole and ext4_blocks(disk, MiB) < blocks
+    assert e2fsck(disk, MiB, first) == 0
+    status = bwpart("status", disk)
+    assert "grows back" in status.stdout, status.stdout
+    result = bwpart("remove", disk, "--yes")
+    assert result.returncode == 0, result.stderr
+    assert table_areas(disk) == areas
+    assert ext4_blocks(disk, MiB) == blocks
+    assert e2fsck(disk, MiB, whole) == 0
