@@ -1,7 +1,6 @@
 """Tests of diskimage.host.inuse on a real mount: an ext4 filesystem in a
 disk file at an offset, mounted through a loop device (root, losetup)."""
 
-import os
 import subprocess
 
 import pytest

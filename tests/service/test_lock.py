@@ -5,7 +5,6 @@ commands' runner (exit 9), try every writing operation on it.  Each is
 refused at once, BusyError naming the disk and the holder's pid, and the
 disk's bytes are the same after (servicedisk.fingerprint); reads work."""
 
-import os
 import subprocess
 import sys
 import textwrap
