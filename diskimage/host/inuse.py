@@ -19,7 +19,10 @@ def _rw_mounts():
             in sysfs.mountinfo() if "ro" not in options]
 
 
-def _mount_extent(majmin, source):
+def mount_extent(majmin, source):
+    """(storage, start, end) of the bytes a mount's device names (as
+    identity.extent), from its mountinfo major:minor and source; None for
+    a mount with no block device behind it (tmpfs, proc, ...)."""
     if source.startswith("/dev/") and os.path.exists(source):
         return extent(source)
     try:
@@ -33,6 +36,9 @@ def _mount_extent(majmin, source):
         if sysdir else None
 
 
+_mount_extent = mount_extent     # the old private name, kept working
+
+
 def rw_mounts(path):
     """(start, end, mount point, device) of every read-write mount whose
     device lies (partly) on the bytes of `path`, offsets relative to
@@ -43,7 +49,7 @@ def rw_mounts(path):
     storage, start, end = mine
     found = []
     for majmin, point, source in _rw_mounts():
-        theirs = _mount_extent(majmin, source)
+        theirs = mount_extent(majmin, source)
         if theirs is None or theirs[0] != storage:
             continue
         if theirs[1] < end and start < theirs[2]:

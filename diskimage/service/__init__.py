@@ -30,6 +30,9 @@ The rooms (docs/bwpart.md describes the whole; each module its part):
                    and back
     bootnext.py    boot-next: the job and its tries, then arming
     serviceboot.py what the environment runs at a service boot
+    fallback.py    the switch thrown back from the install record when
+                   both state slots are damaged
+    lock.py        one bwpart changing a disk at a time (flock)
     update.py      a new environment beside the old one, switched when whole
     remove.py      everything put back as the record says
     status.py      what is installed, pending and stored

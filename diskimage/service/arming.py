@@ -44,8 +44,8 @@ import os
 from ..errors import InputError, TargetError
 from ..sighold import held
 from ..tables import flags, mbr
-from . import (biosboot, efiboot, fatfs, layout, partition, record, state,
-               tail)
+from . import (biosboot, efiboot, fatfs, layout, lock, partition, record,
+               state, tail)
 from .efivars import Efivars
 
 EFI_ROOT = "/sys/firmware/efi"
@@ -170,25 +170,52 @@ def _loader_path(service):
     ("shim" or "grub"), else shim when /EFI/rdeploy/shimx64.efi is on the
     FAT, else the standalone GRUB."""
     kind = (tail.read_record(service) or {}).get("efi_loader")
-    if kind is None:
+    if kind not in layout.EFI_LOADERS:
         with fatfs.open_fat(service) as fat:
             kind = "shim" if fat.exists(layout.EFI_SHIM) else "grub"
     return layout.EFI_SHIM if kind == "shim" else layout.EFI_GRUB
 
 
 def _entry(service, vars, known=None):
-    """The service partition's Boot#### (`known` when it still exists,
-    else made; added to the install record when the record does not name
-    it yet, before="none": it did not exist before the install)."""
-    if known and vars.read(known, GLOBAL_GUID) is not None:
+    """The service partition's Boot####: `known` while it holds exactly
+    the entry that would be made now (efiboot.entry_matches), else one
+    made (or an identical one found) and added to the install record
+    (before=null: it did not exist before the install) before the stale
+    one is deleted: an entry left from before the partition grew (its
+    HD() node names the old size) or before the loader kind changed would
+    start nothing.  A stale entry the record knew before the install
+    (before-bytes kept) is left for `bwpart remove` to put back."""
+    loader = _loader_path(service)
+    if known and efiboot.entry_matches(vars, known, service, loader):
         return known
     with held():
-        name = efiboot.ensure_entry(vars, service, _loader_path(service))
-    made = tail.read_record(service) or {}
-    if name not in {n.get("name") for n in made.get("nvram") or []}:
+        name = efiboot.ensure_entry(vars, service, loader)
+    noted = {n.get("name"): n for n in
+             (tail.read_record(service) or {}).get("nvram") or []}
+    if name not in noted:
         with held():
             record.add_nvram(service, name, GLOBAL_GUID, None)
+    stale = noted.get(known) if known and known != name else None
+    if stale is not None and stale.get("before") is None:
+        with held():
+            efiboot.delete_entry(vars, known)
+            _drop_nvram(service, known)
     return name
+
+
+def _drop_nvram(service, name):
+    """`name` (made by us: before null) out of the record's "nvram" list,
+    once it is deleted: remove deletes every Boot#### the list names, and
+    the number may be another system's by then.  (A shim here: record.py
+    has add_nvram only.)"""
+    rec = tail.read_record(service)
+    items = rec.get("nvram") or []
+    keep = [n for n in items if not (n.get("name") == name and
+                                     n.get("guid") == GLOBAL_GUID and
+                                     n.get("before") is None)]
+    if len(keep) != len(items):
+        rec["nvram"] = keep
+        record.write_both(service, rec)
 
 
 def _uefi_arm(service, st, vars):
@@ -226,7 +253,13 @@ def arm(service, firmware, vars=None, st=None):
     environment's.  `st`: the state to keep (boot-next passes the one it
     just saved), else it is loaded.  Returns ``state["armed"]``.  Armed
     already for the same firmware: the "before" of the first arm is kept.
-    Armed for the other firmware: that is disarmed first."""
+    Armed for the other firmware: that is disarmed first.  Holds the
+    disk's lock (lock.held), as rearm and disarm do."""
+    with lock.held(service.disk):
+        return _arm(service, firmware, vars, st)
+
+
+def _arm(service, firmware, vars, st):
     how = check(service, firmware, vars)
     st = state.load(service) if st is None else st
     armed = st.get("armed")
@@ -247,6 +280,11 @@ def rearm(service, vars=None, st=None):
     """At a service boot: put the switch back as arm() set it (BootNext was
     used up by the firmware; BootOrder is asserted again; BIOS flags
     changed meanwhile are set again).  Not armed: nothing (returns None)."""
+    with lock.held(service.disk):
+        return _rearm(service, vars, st)
+
+
+def _rearm(service, vars, st):
     st = state.load(service) if st is None else st
     armed = st.get("armed")
     if not armed:
@@ -262,6 +300,11 @@ def disarm(service, vars=None, st=None, save=True):
     Returns what was put back (None when it was not armed).  `save=False`
     (the service partition is gone: a job rewrote the table) writes
     nothing to the disk: only the UEFI variables are put back."""
+    with lock.held(service.disk):
+        return _disarm(service, vars, st, save)
+
+
+def _disarm(service, vars, st, save):
     st = state.load(service) if st is None else st
     armed = st.get("armed")
     if not armed:
@@ -274,3 +317,4 @@ def disarm(service, vars=None, st=None, save=True):
     if save:
         _save(service, st)
     return armed
+

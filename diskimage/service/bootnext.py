@@ -26,7 +26,7 @@ import stat
 from ..errors import InputError, TargetChangedError, TargetError, \
     DiskImageError
 from ..sighold import held
-from . import arming, partition, state
+from . import arming, lock, partition, state
 
 MAX_JOB = 128 << 10
 MAX_TRIES = 100
@@ -89,9 +89,15 @@ def boot_next(disk, job_path, tries=3, firmware=None, vars=None,
     """Boot `disk`'s service environment next and run the job there, up to
     `tries` boots, until it exits 0.  `firmware`: "bios" or "uefi" (None:
     the running machine's).  Returns a summary dict (disk, partition, job,
-    sha256, tries, firmware, armed, warnings)."""
+    sha256, tries, firmware, armed, warnings).  Holds the disk's lock
+    (lock.held) from the search for the partition to the arming."""
     name, text = read_job(job_path)
     tries = _tries(tries)
+    with lock.held(disk):
+        return _boot_next(disk, name, text, tries, firmware, vars, progress)
+
+
+def _boot_next(disk, name, text, tries, firmware, vars, progress):
     service = partition.find_service(disk)
     if service is None:
         raise TargetError(f"{disk}: no service partition (bwpart install "

@@ -28,7 +28,9 @@ from .efivars import NV_BS_RT
 EFI_GLOBAL_VARIABLE = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
 DESCRIPTION = "rdeploy service"
 
-_BOOT = re.compile(r"^Boot([0-9A-F]{4})$")
+#: a Boot#### variable's name
+BOOT_ENTRY = re.compile(r"^Boot([0-9A-F]{4})$")
+_BOOT = BOOT_ENTRY
 
 
 def entry_number(name):
@@ -159,10 +161,19 @@ def disarm(efivars, saved):
 def delete_entry(efivars, name):
     """Delete Boot#### `name`, and take its number out of BootOrder and
     BootNext where they still hold it.  Returns the names changed."""
-    number = entry_number(name)
+    entry_number(name)
     changed = []
     if efivars.delete(name, EFI_GLOBAL_VARIABLE):
         changed.append(name)
+    return changed + take_out(efivars, name)
+
+
+def take_out(efivars, name):
+    """Take Boot#### `name`'s number out of BootOrder (the others kept in
+    their order, its attributes kept) and delete BootNext when it names
+    it; the entry itself stays.  Returns the names changed."""
+    number = entry_number(name)
+    changed = []
     got = efivars.read("BootOrder", EFI_GLOBAL_VARIABLE)
     if got is not None:
         order = unpack_order(got[1])

@@ -29,7 +29,7 @@ puts the table's before-bytes back and grows a shrunk filesystem back.
 from .. import sighold
 from ..errors import TargetChangedError, TargetError
 from ..sizes import format_size
-from . import fatfs, layout, partition, record, tail
+from . import fatfs, layout, lock, partition, record, tail
 
 
 def _say(progress, text):
@@ -51,7 +51,14 @@ class _Done:
 
 
 def install(plan, progress=None):
-    """Carry out *plan*; returns a summary dict."""
+    """Carry out *plan*; returns a summary dict.  Holds the disk's lock
+    (lock.held: BusyError while another bwpart changes it) from the
+    check of the plan's areas to the last file."""
+    with lock.held(plan.disk):
+        return _install(plan, progress)
+
+
+def _install(plan, progress):
     disk = plan.disk
     now = record.current(disk, plan.areas)
     for area, data in zip(plan.areas, now):
@@ -62,6 +69,7 @@ def install(plan, progress=None):
     rec = record.new(disk=disk, table=plan.room.table, areas=plan.areas,
                      partition=plan.partition_row(),
                      shrunk=plan.room.to_dict()["shrink"], bios=plan.bios)
+    rec["efi_loader"] = plan.efi_loader     # what arming's Boot#### starts
     done = _Done()
     try:
         slot = _steps(plan, rec, done, progress)

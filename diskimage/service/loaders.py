@@ -16,16 +16,46 @@ would find it there):
 BIOS: syslinux's volume boot record on the FAT (syslinux --offset
 --directory /syslinux --install), with ldlinux.sys and ldlinux.c32 in
 /syslinux; the disk's MBR code (biosboot) jumps to it.
+
+At `bwpart update`, a bundle that carries the signed chain (shimx64.efi,
+grubx64.efi and mmx64.efi, all three, listed in its bundle.json) replaces
+the kind "shim" loaders (:func:`stage_efi`, :func:`commit_efi`); a
+standalone GRUB (kind "grub") is left as it is, and so is a file whose
+bytes are the bundle's already.  Each file is written as X.new and read
+back (sha256) before any is renamed over X, and the renames come in this
+order, inside update's:
+
+    1. the new environment slot written (envslots.write_slot)
+    2. grubx64.efi.new, mmx64.efi.new, shimx64.efi.new written, read back
+    3. grubx64.efi.new -> grubx64.efi, mmx64.efi.new -> mmx64.efi
+    4. the loader configs switched to the new slot (envslots.switch)
+    5. shimx64.efi.new -> shimx64.efi, last
+
+The rule: never a newer shim in front of an older GRUB or kernel.  Shim
+carries the SBAT revocations (on its first run it writes the SbatLevel
+variable and from then on refuses every GRUB and kernel of a lower SBAT
+generation), so a new shim with the old GRUB may refuse to start it, and
+may even make the old GRUB unbootable afterwards; the old shim with a
+newer GRUB and kernel of the same signer (Debian's CA) starts them, as
+after Debian's own upgrades, which move grub-efi-amd64-signed and the
+kernel before shim-signed.  A cut between any two steps thus leaves a
+pair that boots: old shim + old GRUB + old slot (before 3), old shim +
+new GRUB + old or new slot (3, 4), new shim + new GRUB + new slot (after
+5); a leftover X.new is written again by the next update.  A cut inside
+one rename (one mmove run, fatfs.Fat.rename) may leave that one file
+absent: the firmware then starts the next entry of BootOrder (the
+production OS), and `bwpart update` again puts the file back.
 """
 
 import os
 import shutil
 import tempfile
 
-from ..errors import InputError, MissingToolError
+from ..errors import InputError, MissingToolError, TargetChangedError
 from ..fs.fat.mtools import MTOOLS_ENV
 from ..host import tools
 from . import envslots, fatfs, layout
+from .bundle import sha256_file
 
 EFI_DIR = layout.EFI_DIR
 SHIM_PATH = layout.EFI_SHIM
@@ -46,6 +76,10 @@ GRUB_MODULES = ("part_msdos part_gpt fat search search_fs_file linux "
                 "normal echo test serial terminal configfile sleep reboot "
                 "halt all_video efi_gop efi_uga regexp")
 KINDS = ("shim", "grub")
+#: The order update renames the signed chain in (the module's text):
+#: GRUB and MokManager before the configs switch, shim after them.
+BEFORE_SWITCH = ("grubx64.efi", "mmx64.efi")
+AFTER_SWITCH = ("shimx64.efi",)
 
 
 def loader_path(kind):
@@ -126,3 +160,55 @@ def install_bios(service):
               env=MTOOLS_ENV)
     with fatfs.open_fat(service) as fat:
         fat.put_checked(path, f"{SYSLINUX_DIR}/ldlinux.c32")
+
+
+def bundle_signed(bundle):
+    """{name: path} of the signed chain the bundle carries (all three
+    names of HOST_SIGNED), or {} when it carries not all of them."""
+    if bundle is None or not all(bundle.efi_file(n) for n in HOST_SIGNED):
+        return {}
+    return {n: bundle.efi_file(n) for n in HOST_SIGNED}
+
+
+def stage_efi(fat, bundle, kind, progress=None):
+    """Update's step 2: each signed loader of the bundle whose bytes the
+    FAT's file does not hold written as X.new and read back.  Returns
+    {name: sha256} of the files staged ({} for kind "grub" or a bundle
+    without the chain): what :func:`commit_efi` renames."""
+    files = bundle_signed(bundle) if kind == "shim" else {}
+    staged = {}
+    for name in BEFORE_SWITCH + AFTER_SWITCH:
+        if name not in files:
+            continue
+        path = f"{EFI_DIR}/{name}"
+        digest = sha256_file(files[name])
+        if fat.exists(path) and fat.sha256(path) == digest:
+            if fat.exists(path + layout.NEW_SUFFIX):     # an older update's
+                fat.rm(path + layout.NEW_SUFFIX)
+            continue
+        if progress:
+            progress(f"writing {path}{layout.NEW_SUFFIX}")
+        fat.put_checked(files[name], path + layout.NEW_SUFFIX, digest)
+        staged[name] = digest
+    return staged
+
+
+def commit_efi(fat, staged, names, progress=None):
+    """Update's step 3 or 5: X.new renamed over X for each of `names`
+    that :func:`stage_efi` staged, in that order, each read back after.
+    Returns the FAT paths replaced."""
+    done = []
+    for name in names:
+        if name not in staged:
+            continue
+        path = f"{EFI_DIR}/{name}"
+        if progress:
+            progress(f"replacing {path}")
+        fat.rename(path + layout.NEW_SUFFIX, path)
+        got = fat.sha256(path)
+        if got != staged[name]:
+            raise TargetChangedError(f"{fat.where}: {path} read back with "
+                                     f"sha256 {got[:16]} after its rename, "
+                                     f"not {staged[name][:16]}")
+        done.append(path)
+    return done

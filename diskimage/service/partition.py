@@ -28,7 +28,7 @@ from ..sizes import format_size
 from ..tables import gpt, mbr
 from ..tables.partitions import read_table
 from ..tables.write import gpt_writes, mbr_writes
-from . import layout, record
+from . import layout, lock, record
 
 @dataclass
 class Service:
@@ -263,7 +263,13 @@ def grow(service, new_size, progress=None):
     it: the tail copied to the new end first, then the table entry, then
     the FAT grown over the old tail, and the record resealed (its areas'
     after-digests and size: the new table is the install's own).
-    TargetError (nothing written) when the space after it is not free."""
+    TargetError (nothing written) when the space after it is not free.
+    Holds the disk's lock (lock.held)."""
+    with lock.held(service.disk):
+        return _grow(service, new_size, progress)
+
+
+def _grow(service, new_size, progress):
     if new_size % layout.ALIGN or new_size < service.size:
         raise InputError(f"{service.disk}: a service partition grows to a "
                          f"whole number of MiB above its "

@@ -29,7 +29,7 @@ from ..fs import registry
 from ..fs import resize as fsresize
 from ..host import device, inuse
 from ..tables import flags
-from . import arming, efiboot, layout, partition
+from . import arming, efiboot, layout, lock, partition
 from . import record as records
 from . import state as states
 from . import tail
@@ -187,8 +187,14 @@ def _grow_table(disk, prev, new_size):
 def remove(disk, grow=None, progress=None, efivars=None):
     """Take the service partition off *disk* (module docstring); returns
     a summary dict.  Destructive: the command asks first.  *efivars*: the
-    UEFI variables to put back (default: this machine's efivarfs)."""
+    UEFI variables to put back (default: this machine's efivarfs).  Holds
+    the disk's lock (lock.held) throughout."""
     disk = os.fspath(disk)
+    with lock.held(disk):
+        return _remove(disk, grow, progress, efivars)
+
+
+def _remove(disk, grow, progress, efivars):
     say = progress or (lambda text: None)
     service, why = find_or_repair(disk)
     if service is None:

@@ -26,7 +26,7 @@ from ..fs.usedmap import MapError
 from ..host import sysfs
 from ..host.device import open_source
 from ..host.identity import extent
-from ..host.inuse import _mount_extent
+from ..host.inuse import mount_extent
 from ..sizes import format_size
 from ..tables import mbr
 from . import layout, partition
@@ -230,7 +230,7 @@ def _mounted_at(disk, part):
     storage, base, _ = mine
     lo, hi = base + part.start, base + part.end
     for majmin, point, source, _ in sysfs.mountinfo():
-        theirs = _mount_extent(majmin, source)
+        theirs = mount_extent(majmin, source)
         if theirs is not None and theirs[0] == storage and \
                 theirs[1] < hi and lo < theirs[2]:
             return point

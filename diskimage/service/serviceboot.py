@@ -44,6 +44,16 @@ try and ``"error": text`` when the FAT did not mount or unmount.
 The result is written before the switch is thrown back (a cut between
 them: the next boot finds no job and disarms), each write with the
 signals held and fsynced.
+
+Both state slots damaged (before or after the job): the job is lost and
+so is what arming saved; the switch is thrown back from the install
+record instead (fallback.py), a fresh state is written whose "last" is
+``{"result": "state damaged", "exit": N, "try": 0, "job": null, "error":
+what was wrong}``, and run() returns 1: the machine reboots into the
+production OS, never into the service environment for ever.
+
+The disk's lock (lock.py) is held over each step that writes, and let go
+while the job runs.
 """
 
 import contextlib
@@ -54,7 +64,7 @@ import tempfile
 from ..errors import DiskImageError, InputError
 from ..host import tools
 from ..sighold import held
-from . import arming, fatfs, partition, state
+from . import arming, fallback, fatfs, lock, partition, state
 
 MOUNT_POINT = "/run/bwpart/service"
 
@@ -182,6 +192,36 @@ def _rearm(service, st, vars, progress):
              f"boots the production OS")
 
 
+def _damaged(service, damage, vars, progress, job_code=None):
+    """Both state slots damaged (or a state that fails its checks): the
+    job and what arming changed are lost.  The switch thrown back from
+    the install record (fallback.disarm_from_record) first, then a fresh
+    state whose "last" says so; 1, so that the machine reboots into the
+    production OS.  (A cut between the two: the next boot is production's,
+    and the state still damaged says it in `bwpart status`.)"""
+    _say(progress, f"{damage}: the pending job and the arming are lost; "
+         f"disarming from the install record")
+    done = fallback.disarm_from_record(service, vars=vars)
+    fresh = state.empty()
+    fresh["last"] = {"result": "state damaged",
+                     "exit": 1 if job_code is None else job_code,
+                     "try": 0, "at": state.now(), "job": None,
+                     "error": str(damage)[:4096]}
+    _save(service, fresh)
+    _say(progress, "disarmed: " + (", ".join(done) or "nothing was armed")
+         + "; the next boot is the production OS")
+    return 1
+
+
+def _load(service, vars, progress, job_code=None):
+    """(state, None), or (None, exit status) when the state is damaged
+    and the fallback ran."""
+    try:
+        return state.load(service), None
+    except InputError as damage:
+        return None, _damaged(service, damage, vars, progress, job_code)
+
+
 def run(part_id, disk=None, mount=True, vars=None, progress=None,
         where=MOUNT_POINT, cwd="/tmp"):
     """The whole service boot for the partition `part_id` (see the
@@ -190,9 +230,28 @@ def run(part_id, disk=None, mount=True, vars=None, progress=None,
     `disk`: look for the partition on that disk only (else every disk of
     /sys/block is scanned); `mount=False` runs the job without the FAT
     mounted and without BWPART_STORE (for tests of the decisions on a disk
-    file, where vfat does not mount); `vars`: the Efivars to use."""
+    file, where vfat does not mount); `vars`: the Efivars to use.
+
+    The disk's lock (lock.held) is held over the decisions and the state
+    writes before the job and after it, not while the job runs (a job may
+    run bwpart itself)."""
     service = _find(part_id, disk)
-    st = state.load(service)
+    with lock.held(service.disk):
+        st, code = _load(service, vars, progress)
+        if st is None:
+            return code
+        job = _start(service, st, vars, progress)
+    if not isinstance(job, dict):
+        return job
+    code, more = _job(service, job, mount, where, cwd, progress)
+    with lock.held(service.disk):
+        return _end(service, st, job, code, more, vars, progress)
+
+
+def _start(service, st, vars, progress):
+    """The decisions before the job: the job to run (its try counted and
+    saved, the switch thrown again), or the exit status when there is
+    none to run."""
     job = st.get("job")
     if not job:
         _say(progress, "no pending job: disarming")
@@ -212,6 +271,11 @@ def run(part_id, disk=None, mount=True, vars=None, progress=None,
     _say(progress, f"job {job['name']}: try {job['used']} of "
          f"{job['tries']}")
     _rearm(service, st, vars, progress)
+    return job
+
+
+def _job(service, job, mount, where, cwd, progress):
+    """The job run, with the FAT mounted: (exit status, more for "last")."""
     code = error = None
     try:
         with _store(service, mount, where) as store:
@@ -223,14 +287,22 @@ def run(part_id, disk=None, mount=True, vars=None, progress=None,
             code = 1
         else:       # the FAT did not unmount: the job's status stands
             _say(progress, f"after job {job['name']}: {e}")
-    more = {"error": error} if error else {}
+    return code, ({"error": error} if error else {})
+
+
+def _end(service, st, job, code, more, vars, progress):
+    """The result recorded and the switch thrown back (or left, for a try
+    that failed with tries left); the job's exit status."""
     if code == 0:
         result = "done"
     elif job["used"] < job["tries"]:
         result = "failed"
     else:
         result = "exhausted"
-    found = _after(service, st, vars, progress)
+    try:
+        found = _after(service, st, vars, progress)
+    except InputError as damage:        # the job left the state damaged
+        return _damaged(service, damage, vars, progress, code)
     if found is None:
         return code
     service, now = found

@@ -22,7 +22,7 @@ from ..errors import InputError, NoSpaceError, TargetChangedError, \
 from ..fs.fat.mtools import MTOOLS_ENV
 from ..host import tools
 from ..image.volumes import PARTIAL, find_volumes, volume_name
-from . import fatfs, layout
+from . import fatfs, layout, lock
 
 STORE_DIR = layout.STORE_DIR
 SPLIT = 4000 << 20
@@ -87,7 +87,13 @@ def needed(total, split, cluster):
 def add(service, image_path, name=None, progress=None, split=SPLIT):
     """Copy the image at `image_path` (its first volume; later ones are
     found beside it) into the store as `name` (default: its file name
-    without .rdi): {"name", "size", "volumes"}."""
+    without .rdi): {"name", "size", "volumes"}.  Holds the disk's lock
+    (lock.held) throughout."""
+    with lock.held(service.disk):
+        return _add(service, image_path, name, progress, split)
+
+
+def _add(service, image_path, name, progress, split):
     sources = find_volumes(os.fspath(image_path))
     if name is None:
         base = os.path.basename(sources[0])
@@ -218,9 +224,10 @@ def _remove_partials(fat, name):
 
 def rm(service, name):
     """Remove image `name` from the store (NAME.rdi first, so it is no
-    image from the first step on; then its later volumes)."""
+    image from the first step on; then its later volumes).  Holds the
+    disk's lock (lock.held)."""
     check_name(name)
-    with fatfs.open_fat(service) as fat:
+    with lock.held(service.disk), fatfs.open_fat(service) as fat:
         found = [i for i in ls(service, fat)
                  if i["name"].lower() == name.lower()]
         if not found:

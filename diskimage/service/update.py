@@ -9,15 +9,23 @@ Order (each step leaves a bootable environment, see envslots):
   3. slots no loader config names removed (a half-written slot of an
      interrupted update)
   4. the new slot written beside the active one, every file read back
-  5. the loader configs switched to it (envslots.switch)
-  6. the old slot removed (envslots.cleanup)
+  5. a bundle with the signed chain: its shim, GRUB and MokManager that
+     differ from the FAT's written as X.new and read back; GRUB and
+     MokManager renamed over theirs (loaders.stage_efi, commit_efi)
+  6. the loader configs switched to it (envslots.switch)
+  7. the new shim renamed over the old one, last (loaders' text: never a
+     newer shim in front of an older GRUB or kernel)
+  8. the old slot removed (envslots.cleanup)
 A failure or a kill before 5 leaves the configs on the old slot, whole; a
-kill inside 5 leaves each loader on the old or the new slot, both whole.
+kill inside 6 leaves each loader on the old or the new slot, both whole;
+from 5 to 7 the old shim starts the old or the new GRUB, both signed as it
+trusts.  The UEFI loader kind is the install record's "efi_loader", else
+the one found on the FAT.
 """
 
 from ..errors import InputError, TargetChangedError, TargetError
 from . import bundle as bundles
-from . import envslots, fatfs, loaders, store
+from . import envslots, fatfs, loaders, lock, store
 
 
 def efi_loader_of(fat):
@@ -27,6 +35,14 @@ def efi_loader_of(fat):
     if fat.exists(loaders.GRUB_PATH):
         return "grub"
     return None
+
+
+def _kind(service, fat):
+    """The UEFI loader kind: the install record's "efi_loader" when it
+    names one, else what the FAT holds."""
+    from . import tail      # part B
+    kind = (tail.read_record(service) or {}).get("efi_loader")
+    return kind if kind in loaders.KINDS else efi_loader_of(fat)
 
 
 def _find(disk):
@@ -40,8 +56,14 @@ def _find(disk):
 
 def update(disk, bundle_dir, size=None, progress=None, service=None):
     """Carry out an update; a summary dict.  `service`: the Service when
-    the caller found it already (else partition.find_service)."""
+    the caller found it already (else partition.find_service).  Holds
+    the disk's lock (lock.held) throughout."""
     bundle = bundles.load(bundle_dir)
+    with lock.held(disk):
+        return _update(disk, bundle, size, progress, service)
+
+
+def _update(disk, bundle, size, progress, service):
     if service is None:
         service = _find(disk)
     grown = None
@@ -70,15 +92,26 @@ def update(disk, bundle_dir, size=None, progress=None, service=None):
         except InputError:
             old, old_info = None, None
         stale = envslots.cleanup(fat)
-        kind = efi_loader_of(fat)
+        kind = _kind(service, fat)
         if progress:
             progress(f"writing environment {bundle.version} beside "
                      f"{old or 'none'}")
         new = envslots.write_slot(fat, bundle, progress)
+        staged = loaders.stage_efi(fat, bundle, kind, progress)
+        try:
+            replaced = loaders.commit_efi(fat, staged, loaders.BEFORE_SWITCH,
+                                          progress)
+        except Exception as exc:
+            raise TargetChangedError(
+                f"{disk}: replacing the UEFI loaders failed ({exc}); the "
+                f"old shim starts the old or the new GRUB, both whole; run "
+                f"bwpart update again") from exc
         try:
             if progress:
                 progress(f"switching the loaders to {new}")
             envslots.switch(fat, new, service, kind)
+            replaced += loaders.commit_efi(fat, staged, loaders.AFTER_SWITCH,
+                                           progress)
         except Exception as exc:
             raise TargetChangedError(
                 f"{disk}: switching to slot {new} failed ({exc}); each "
@@ -90,5 +123,5 @@ def update(disk, bundle_dir, size=None, progress=None, service=None):
             "old_version": old_info and old_info.get("version"),
             "new_slot": new, "version": bundle.version, "id": bundle.id,
             "removed": sorted(set(stale) | set(removed)),
-            "efi_loader": kind, "grown": grown,
+            "efi_loader": kind, "loaders": replaced, "grown": grown,
             "store": [i["name"] for i in images]}

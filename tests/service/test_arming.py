@@ -172,3 +172,63 @@ def test_uefi_refused_where_no_variables_are(tmp_path):
     with pytest.raises(TargetError, match="--firmware=bios"):
         arming.arm(service, "uefi", vars=vars)
     assert digest(disk) == was
+
+
+def stale_copy(service):
+    """The entry as it was made before the partition grew: its HD() node
+    names a size 1 MiB smaller."""
+    import dataclasses
+    from diskimage.service import layout, loadoption
+    old = dataclasses.replace(service, size=service.size - (1 << 20))
+    return loadoption.build(efiboot.DESCRIPTION, old, layout.EFI_SHIM)
+
+
+@pytest.mark.needs("mkfs.fat", "mcopy", "mmove")
+def test_a_stale_entry_is_replaced_deleted_and_dropped_from_the_record(
+        tmp_path):
+    from diskimage.service import layout
+    disk = tmp_path / "disk.img"
+    service = servicedisk.make(disk, "gpt", fat=True)
+    vars = efivars_dir(tmp_path, [0])
+    order_before = vars.read("BootOrder", GUID)
+    assert arming.arm(service, "uefi", vars=vars)["uefi"]["entry"] == \
+        "Boot0001"
+    vars.write("Boot0001", GUID, stale_copy(service))
+    vars.delete("BootNext", GUID)           # the firmware used it up
+    arming.rearm(service, vars=vars)
+    assert vars.read("Boot0001", GUID) is None
+    assert efiboot.entry_matches(vars, "Boot0002", service, layout.EFI_SHIM)
+    assert efiboot.boot_next(vars) == 2
+    assert efiboot.boot_order(vars) == [2, 0]
+    assert state.load(service)["armed"]["uefi"]["entry"] == "Boot0002"
+    assert [n["name"] for n in tail.read_record(service)["nvram"]] == \
+        ["Boot0002"]
+    arming.disarm(service, vars=vars)
+    assert vars.read("BootOrder", GUID) == order_before
+    assert vars.read("BootNext", GUID) is None
+
+
+@pytest.mark.needs("mkfs.fat", "mcopy", "mmove")
+def test_a_stale_entry_from_before_the_install_is_left_for_remove(tmp_path):
+    """An entry the record keeps before-bytes of (it was there before the
+    install, identical): a new one is made, the old one left as it is for
+    `bwpart remove` to put back."""
+    from diskimage.service import layout, loadoption
+    disk = tmp_path / "disk.img"
+    service = servicedisk.make(disk, "gpt", fat=True)
+    vars = efivars_dir(tmp_path, [0])
+    ours = loadoption.build(efiboot.DESCRIPTION, service, layout.EFI_SHIM)
+    vars.write("Boot0001", GUID, ours)
+    rec = tail.read_record(service)
+    rec["nvram"] = [{"name": "Boot0001", "guid": GUID,
+                     "before": base64.b64encode(ours).decode(),
+                     "after_sha256": None}]
+    tail.write_record(service, rec)
+    assert arming.arm(service, "uefi", vars=vars)["uefi"]["entry"] == \
+        "Boot0001"
+    vars.write("Boot0001", GUID, stale_copy(service))
+    arming.rearm(service, vars=vars)
+    assert vars.read("Boot0001", GUID) == (7, stale_copy(service))
+    assert efiboot.boot_next(vars) == 2
+    assert [n["name"] for n in tail.read_record(service)["nvram"]] == \
+        ["Boot0001", "Boot0002"]

@@ -58,6 +58,7 @@ def _check_installed(disk, p, summary):
         assert not fat.exists("/EFI/BOOT")
         assert fat.exists(layout.GRUB_CFG)
     assert rec["partition"] == p.partition_row()
+    assert rec["efi_loader"] == p.efi_loader    # what arming's entry starts
     for area, now in zip(rec["areas"], record.current(disk, rec["areas"])):
         assert hashlib.sha256(now).hexdigest() == area["after_sha256"]
         assert hashlib.sha256(record.unb64(area["before"])).hexdigest() == \
@@ -88,6 +89,7 @@ def test_gpt_free_end(tmp_path, bundle):
         os_bytes
     assert _bytes(disk, 0, 512) == lba0         # no boot code changed
     assert rec["shrunk"] is None and rec["nvram"] == []
+    assert rec["efi_loader"] == "grub"
     assert [a["what"] for a in rec["areas"]] == ["lba0", "gpt-primary",
                                                  "gpt-backup"]
     with fatfs.open_fat(svc) as fat:

@@ -176,3 +176,104 @@ def test_update_with_size_grows_first(tmp_path):
         assert envslots.active(fat)[1]["version"] == "2.0"
         assert fat.exists(layout.RECORD_PATH)
     assert fsck(service, str(tmp_path))[0] == 0
+
+
+# -- the signed chain replaced (loaders.stage_efi, commit_efi) ---------------
+
+SIGNED = ("shimx64.efi", "grubx64.efi", "mmx64.efi")
+EFI = "/EFI/rdeploy"
+
+
+def chain(tag):
+    """Stand-ins for shim, GRUB and MokManager of one bundle."""
+    return {n: f"{tag} {n}\n".encode() * 5000 for n in SIGNED}
+
+
+def installed_signed(tmp_path):
+    """As installed(), the bundle carrying its own signed chain ("old")."""
+    service = make_disk(str(tmp_path / "disk.img"))
+    make_bundle(str(tmp_path / "b1"), version="1.0", size=300000,
+                extra=chain("old"))
+    b1 = bundle.load(str(tmp_path / "b1"))
+    with fatfs.open_fat(service) as fat:
+        loaders.install_efi(fat, b1, "shim")
+        envslots.write_slot(fat, b1)
+        envslots.switch(fat, "e1", service, "shim")
+        fat.makedirs("/store")
+        fat.put(b"an image", "/store/prod.rdi")
+    make_bundle(str(tmp_path / "b2"), version="2.0", extra=chain("new"))
+    return service
+
+
+def loader_tags(service):
+    """{name: "old" | "new" | None (absent)} of the files on the FAT."""
+    names = mdir_names(service, EFI)
+    return {n: mtype(service, f"{EFI}/{n}").split(b" ")[0].decode()
+            if n in names else None for n in SIGNED}
+
+
+def test_update_replaces_the_signed_chain(tmp_path):
+    service = installed_signed(tmp_path)
+    assert loader_tags(service) == dict.fromkeys(SIGNED, "old")
+    steps = []
+    got = update.update(service.disk, str(tmp_path / "b2"),
+                        progress=steps.append, service=service)
+    assert got["loaders"] == [f"{EFI}/grubx64.efi", f"{EFI}/mmx64.efi",
+                              f"{EFI}/shimx64.efi"]
+    for name, data in chain("new").items():
+        assert mtype(service, f"{EFI}/{name}") == data
+    assert mdir_names(service, EFI) == sorted(SIGNED + ("grub.cfg",))
+    # GRUB before the configs switch, shim after them
+    order = [s for s in steps if s.startswith(("replacing", "switching"))]
+    assert order == [f"replacing {EFI}/grubx64.efi",
+                     f"replacing {EFI}/mmx64.efi", "switching the loaders "
+                     "to e2", f"replacing {EFI}/shimx64.efi"]
+    assert fsck(service, str(tmp_path))[0] == 0
+    # the same chain again: nothing to replace
+    make_bundle(str(tmp_path / "b3"), version="3.0", extra=chain("new"))
+    assert update.update(service.disk, str(tmp_path / "b3"),
+                         service=service)["loaders"] == []
+
+
+def test_update_without_a_chain_keeps_the_loaders(tmp_path):
+    service = installed_signed(tmp_path)
+    make_bundle(str(tmp_path / "plain"), version="2.0")
+    got = update.update(service.disk, str(tmp_path / "plain"),
+                        service=service)
+    assert got["loaders"] == [] and got["new_slot"] == "e2"
+    assert loader_tags(service) == dict.fromkeys(SIGNED, "old")
+
+
+class Cut(KeyboardInterrupt):
+    pass
+
+
+@pytest.mark.parametrize("at", [
+    f"writing {EFI}/grubx64.efi.new", f"writing {EFI}/shimx64.efi.new",
+    f"replacing {EFI}/grubx64.efi", f"replacing {EFI}/mmx64.efi",
+    "switching the loaders to e2", f"replacing {EFI}/shimx64.efi"])
+def test_an_update_cut_at_any_step_leaves_a_working_pair(tmp_path, at):
+    """Cut (an interrupt at that step, before it is done): never a new
+    shim in front of an old GRUB; the configs name a whole slot; the next
+    update finishes the job."""
+    service = installed_signed(tmp_path)
+
+    def progress(step):
+        if step == at:
+            raise Cut(step)
+    with pytest.raises(Cut):
+        update.update(service.disk, str(tmp_path / "b2"), progress=progress,
+                      service=service)
+    tags = loader_tags(service)
+    assert (tags["shimx64.efi"], tags["grubx64.efi"]) in \
+        {("old", "old"), ("old", "new"), ("new", "new")}
+    if at == f"replacing {EFI}/shimx64.efi":
+        assert tags == {"shimx64.efi": "old", "grubx64.efi": "new",
+                        "mmx64.efi": "new"}
+    with fatfs.open_fat(service) as fat:
+        slot, _ = envslots.active(fat)
+        assert fat.exists(f"/bwpart/env/{slot}/vmlinuz")
+        assert fat.exists(f"/bwpart/env/{slot}/initrd.img")
+    update.update(service.disk, str(tmp_path / "b2"), service=service)
+    assert loader_tags(service) == dict.fromkeys(SIGNED, "new")
+    assert not any(n.endswith(".new") for n in mdir_names(service, EFI))
