@@ -26,9 +26,49 @@ from ..errors import InputError, TableError
 from ..host import device
 from ..tables import gpt, mbr
 from ..tables.partitions import read_table
+from . import fields as f
 from . import tail
 
 FORMAT = 1
+#: The biggest area an install records (a GPT's header and array of
+#: 4096-byte sectors is 33 sectors), and the most areas (EBRs) it lists.
+AREA_LIMIT, AREAS_LIMIT = 1 << 20, 256
+AREA_NAMES = ("lba0", "gpt-primary", "gpt-backup", "mbr", "ebr")
+
+_AREA = f.obj({"what": f.text(16, choices=AREA_NAMES),
+               "offset": f.integer(), "size": f.integer(1, AREA_LIMIT),
+               "before": f.b64(AREA_LIMIT),
+               "before_sha256": f.text(64, f.HEX64),
+               "after_sha256": f.nullable(f.text(64, f.HEX64))})
+_NVRAM = f.obj({"name": f.text(16, f.VARIABLE), "guid": f.text(36, f.GUID),
+                "before": f.nullable(f.b64(64 << 10)),
+                "after_sha256": f.nullable(f.text(64, f.HEX64))})
+SPEC = f.obj({
+    "format": f.integer(FORMAT, FORMAT),
+    "disk": f.obj({"size": f.integer(1),
+                   "sector_size": f.integer(512, 65536),
+                   "table": f.text(8, choices=("gpt", "mbr")),
+                   "disk_id": f.nullable(f.text(64))}),
+    "partition": f.obj({"number": f.integer(1, 256), "start": f.integer(1),
+                        "size": f.integer(1),
+                        "part_id": f.text(36, f.PART_ID),
+                        "type": f.text(64)}),
+    "shrunk": f.nullable(f.obj({"number": f.integer(1, 256),
+                                "fs": f.text(64, f.WORD),
+                                "old_size": f.integer(1),
+                                "new_size": f.integer(1)})),
+    "areas": f.items(_AREA, AREAS_LIMIT),
+    "nvram": f.items(_NVRAM, 64),
+}, {"tool": f.text(64), "installed": f.text(64),
+    "bios": f.nullable(f.obj(optional={"code": f.text(64),
+                                       "method": f.text(64),
+                                       "unsupported": f.text(1024)}))})
+
+
+def validate(value, where):
+    """*value* (a record read back) when every field it has is of its
+    kind and in its bounds; InputError naming the field and *where*."""
+    return f.run(SPEC, value, where, "the record")
 
 
 def sha256(data):

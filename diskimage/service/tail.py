@@ -141,8 +141,10 @@ def parse_record(service, data):
         raise Damaged(f"{service.disk}: service record (tail copy) at byte "
                       f"{offset}: format {header.format}, this tool reads "
                       f"format {FORMAT}")
-    return _body(service, "service record (tail copy)", offset, header,
-                 data, RECORD_ROOM)
+    what = "service record (tail copy)"
+    value = _body(service, what, offset, header, data, RECORD_ROOM)
+    from . import record
+    return record.validate(value, f"{service.disk}: {what} at byte {offset}")
 
 
 def write_record(service, record):
@@ -181,6 +183,11 @@ def _fat_record(service):
     except (DiskImageError, ValueError, OSError):
         return None
     if not isinstance(value, dict) or value.get("format") != FORMAT:
+        return None
+    from . import record
+    try:
+        record.validate(value, f"{service.disk}: {INSTALL_JSON}")
+    except InputError:
         return None
     start = getattr(service, "start", None)
     if start is not None and \
@@ -245,7 +252,9 @@ def read_state(service):
     found = slots(service)
     newest = _newest(found)
     if newest is not None:
-        return newest[3]
+        from . import state
+        return state.validate(newest[3], f"{service.disk}: service state "
+                              f"slot {newest[0]} at byte {newest[1]}")
     problems = [s[4] for s in found if s[4] is not None]
     if len(problems) == len(found):
         raise Damaged("; ".join(str(p) for p in problems))

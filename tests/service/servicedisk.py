@@ -9,6 +9,7 @@ import json
 import subprocess
 
 from diskimage.service import fatfs, layout, partition, tail
+from tests.service.forged import minimal_record
 
 MiB = 1 << 20
 SYSLINUX_MBR = "/usr/lib/syslinux/mbr"
@@ -95,8 +96,8 @@ def make(path, label="dos", code="syslinux", p1_boot=True, fat=False,
     if fat:
         with fatfs.open_fat(service) as opened:
             opened.mkdir("/bwpart")
-    tail.write_record(service, record or {"format": 1, "nvram": [],
-                                          "efi_loader": "shim"})
+    tail.write_record(service, record or minimal_record(
+        service, efi_loader="shim"))
     found = partition.find_service(str(path))
     assert found == service
     return found
