@@ -180,6 +180,92 @@ def check(record):
     return record
 
 
+def _before_reader(opened, areas):
+    """read(offset, length) of the disk as the areas' before-bytes say it
+    was: the disk's bytes with each area's before-bytes laid over."""
+    from ..tables import flags
+    writes = [(a["offset"], unb64(a["before"])) for a in areas]
+
+    def read(offset, length):
+        return flags.overlay(opened.read(offset, length), offset, writes)
+    return read
+
+
+def check_areas(disk, record, service):
+    """InputError (nothing written yet) unless the record's areas are the
+    table areas of *disk* and their before-bytes a table remove may put
+    back: each area one the disk's table kind defines (LBA 0, the GPT's
+    primary header+array and its backup array+header at the end; MBR
+    sector 0 and the EBRs of the chain), its length that area's, its
+    before-bytes of that length and sha256; the table they make the
+    disk's own without the service partition (partition N of "shrunk"
+    with its old size, recorded in "shrunk" as the one that covered the
+    service partition's space).  A forged record cannot aim its bytes
+    into a partition's data or past the disk."""
+    where = f"{disk}: service record"
+    areas = record["areas"]
+    with device.open_source(str(disk)) as opened:
+        size = opened.size
+        table = read_table(opened.read, size)
+        if table.kind != record["disk"]["table"]:
+            raise InputError(f"{where}: field disk.table is "
+                             f"{record['disk']['table']}, the disk's table "
+                             f"is {table.kind}")
+        defined = {(o, n): w for w, o, n in _areas(opened.read, size, table)}
+        seen = set()
+        for index, area in enumerate(areas):
+            name = f"field areas[{index}]"
+            key = (area["offset"], area["size"])
+            if defined.get(key) != area["what"] or key in seen:
+                raise InputError(
+                    f"{where}: {name} ({area['what']}, {area['size']} bytes "
+                    f"at byte {area['offset']}) is not a table area of this "
+                    f"{table.kind} disk; nothing written")
+            seen.add(key)
+            before = unb64(area["before"])
+            if len(before) != area["size"] or \
+                    sha256(before) != area["before_sha256"]:
+                raise InputError(f"{where}: {name}.before is not "
+                                 f"{area['size']} bytes of sha256 "
+                                 f"before_sha256; nothing written")
+        if not areas:
+            return
+        missing = [w for k, w in defined.items() if k not in seen]
+        if missing and table.kind == "gpt":
+            raise InputError(f"{where}: field areas lacks the "
+                             f"{', '.join(missing)} area: a GPT is put "
+                             f"back whole or not at all; nothing written")
+        try:
+            old = read_table(_before_reader(opened, areas), size)
+        except (TableError, ValueError) as err:
+            raise InputError(f"{where}: field areas: the before-bytes are "
+                             f"no partition table ({err}); nothing "
+                             f"written") from None
+    _same_but_service(where, old, table, service, record.get("shrunk"))
+
+
+def _same_but_service(where, old, now, service, shrunk):
+    """InputError unless *old* (the table the record puts back) is *now*
+    without the service partition, the shrunk one with its old size."""
+    grown = (shrunk or {}).get("number")
+    want = {p.number: (p.start, p.size) for p in now.partitions
+            if p.start != service.start}
+    have = {p.number: (p.start, p.size) for p in old.partitions}
+    if grown is not None and grown in want and grown in have:
+        if have[grown] != (want[grown][0], shrunk["old_size"]) or \
+                want[grown][1] != shrunk["new_size"]:
+            raise InputError(f"{where}: field shrunk: partition {grown} is "
+                             f"{want[grown][1]} bytes now and "
+                             f"{have[grown][1]} in the before-bytes, not "
+                             f"{shrunk['new_size']} and "
+                             f"{shrunk['old_size']}; nothing written")
+        want[grown] = have[grown]
+    if old.kind != now.kind or have != want:
+        raise InputError(f"{where}: field areas: the before-bytes make a "
+                         f"table that is not this disk's without the "
+                         f"service partition; nothing written")
+
+
 def area_state(area, data):
     """"installed" (as the install left it), "before" (as before the
     install) or "changed", for the bytes *data* the area holds now."""

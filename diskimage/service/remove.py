@@ -200,6 +200,7 @@ def remove(disk, grow=None, progress=None, efivars=None):
         records.check(record)
     except InputError as err:
         raise TargetError(f"{disk}: {err}") from None
+    records.check_areas(disk, record, service)
     state = states.load(service)
     table = partition.read_disk(disk)[0]
     undo = arming_writes(disk, state, table)

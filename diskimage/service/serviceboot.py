@@ -54,7 +54,7 @@ import tempfile
 from ..errors import DiskImageError, InputError
 from ..host import tools
 from ..sighold import held
-from . import arming, fatfs, partition, state
+from . import arming, fatfs, fields, partition, state
 
 MOUNT_POINT = "/run/bwpart/service"
 
@@ -191,6 +191,7 @@ def run(part_id, disk=None, mount=True, vars=None, progress=None,
     /sys/block is scanned); `mount=False` runs the job without the FAT
     mounted and without BWPART_STORE (for tests of the decisions on a disk
     file, where vfat does not mount); `vars`: the Efivars to use."""
+    fields.part_id(part_id, "rd.bwpart")
     service = _find(part_id, disk)
     st = state.load(service)
     job = st.get("job")

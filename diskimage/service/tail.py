@@ -112,8 +112,9 @@ def _body(service, what, offset, header, data, room):
         raise Damaged(f"{where}: crc32 mismatch (the copy is damaged)")
     try:
         value = json.loads(body.decode("utf-8"))
-    except ValueError as err:
-        raise Damaged(f"{where}: not JSON ({err})") from None
+    except (ValueError, RecursionError) as err:
+        raise Damaged(f"{where}: not JSON ({type(err).__name__}: "
+                      f"{str(err)[:80]})") from None
     if not isinstance(value, dict):
         raise Damaged(f"{where}: the JSON is not an object")
     return value
@@ -180,7 +181,7 @@ def _fat_record(service):
     try:
         with fatfs.open_fat(service) as fat:
             value = json.loads(fat.get(INSTALL_JSON).decode("utf-8"))
-    except (DiskImageError, ValueError, OSError):
+    except (DiskImageError, ValueError, OSError, RecursionError):
         return None
     if not isinstance(value, dict) or value.get("format") != FORMAT:
         return None
