@@ -27,6 +27,7 @@ from ..errors import InputError, TargetChangedError, TargetError, \
     DiskImageError
 from ..sighold import held
 from . import arming, partition, state
+from . import record
 
 MAX_JOB = 128 << 10
 MAX_TRIES = 100
@@ -96,6 +97,10 @@ def boot_next(disk, job_path, tries=3, firmware=None, vars=None,
     if service is None:
         raise TargetError(f"{disk}: no service partition (bwpart install "
                           f"first)")
+    if not record.whole(service):
+        raise TargetError(f"{disk}: partition {service.number}: "
+                          f"{record.INTERRUPTED} (then install again); "
+                          f"nothing written")
     firmware = firmware or arming.firmware()
     arming.check(service, firmware, vars)
     st = state.load(service)

@@ -22,7 +22,7 @@ import base64
 import datetime
 import hashlib
 
-from ..errors import InputError, TableError
+from ..errors import DiskImageError, InputError, TableError
 from ..host import device
 from ..tables import gpt, mbr
 from ..tables.partitions import read_table
@@ -275,6 +275,23 @@ def area_state(area, data):
     if digest == area["before_sha256"]:
         return "before"
     return "changed"
+
+
+INTERRUPTED = "interrupted install: bwpart remove undoes it"
+
+
+def whole(service):
+    """True when the install that wrote the tail record finished: its
+    last write, /bwpart/install.json on the FAT, is there (later writes
+    of it go through X.new renamed over X, so it never goes away).  A
+    tail record without it is an install cut short (a signal, a power
+    cut): the partition is found, and only `bwpart remove` is for it."""
+    from . import fatfs, layout
+    try:
+        with fatfs.open_fat(service) as fat:
+            return fat.exists(layout.RECORD_PATH)
+    except DiskImageError:
+        return False
 
 
 def write_both(service, record):
