@@ -16,9 +16,10 @@ import time
 
 import pytest
 
-from diskimage.service import partition, plan, install, remove, status, store
+from diskimage.service import (install, partition, plan, remove, status,
+                               store)
 from tests.service.installdisks import make_bundle, sha256
-from tests.service.ondisk_helpers import (MiB, production, read_at)
+from tests.service.ondisk_helpers import MiB, production, read_at
 
 pytestmark = pytest.mark.needs("sfdisk", "mkfs.fat", "mcopy", "mdir",
                                "mkfs.ext4", "losetup", root=True)
@@ -28,6 +29,7 @@ CHILD = r"""
 import os, signal, sys
 from cliutil import runner
 from diskimage.service import partition, plan, install, remove, store
+from diskimage.service import update
 what, disk, at, sig, arg = sys.argv[1:6]
 
 def progress(step):
@@ -40,6 +42,8 @@ def main(argv):
                                           firmware="uefi"), progress)
     elif what == "remove":
         remove.remove(disk, progress=progress)
+    elif what == "update":
+        update.update(disk, arg, progress=progress)
     else:
         store.add(partition.find_service(disk), arg, progress=progress)
     return 0
@@ -71,7 +75,7 @@ def judged(disk, before):
         assert "interrupted install: bwpart remove undoes it" in view["notes"]
         return "interrupted"
     # looks finished: then everything is there
-    assert view["env"] == {"slot": "e1", "version": "1.0"}, view["notes"]
+    assert view["env"]["slot"] and view["env"]["version"], view["notes"]
     return "whole"
 
 
@@ -166,3 +170,28 @@ def test_store_add_interrupted(tmp_path, disk, bundle, sig):
     assert "partial" not in listing.lower(), listing
     assert judged(disk, b"") == "whole"
     assert sha256(image) and status.status(disk)["store"] == []
+
+
+@pytest.mark.parametrize("at, sig, slot", [
+    ("writing environment 2.0", "SIGTERM", "e1"),
+    ("writing /bwpart/env/e2/initrd.img", "SIGINT", "e1"),
+    ("switching the loaders", "SIGTERM", "e1"),
+    ("", "SIGTERM", "e2"),
+])
+def test_update_interrupted(tmp_path, disk, bundle, at, sig, slot):
+    """An update cut at each step: the old environment (or, once the
+    switch is done, the new one) is the active one, whole; the store kept."""
+    install.install(plan.plan_install(disk, bundle, size=320 * MiB,
+                                      firmware="uefi"))
+    image = tmp_path / "p1.rdi"
+    image.write_bytes(os.urandom(MiB))
+    store.add(partition.find_service(disk), str(image))
+    new = make_bundle(tmp_path / "bundle2", version="2.0")
+    proc = child("update", disk, at, sig, new)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == (EXIT[sig] if at else 0), err
+    view = status.status(disk)
+    assert view["installed"] and not view["interrupted"], view["notes"]
+    version = "1.0" if slot == "e1" else "2.0"
+    assert view["env"] == {"slot": slot, "version": version}, view["notes"]
+    assert [i["name"] for i in view["store"]] == ["p1"]
