@@ -208,3 +208,36 @@ def test_forged_job_text_not_its_sha256(installed):
         tail.write_state(service, {"job": dict(good, **bad)})
         with pytest.raises(InputError, match=r"field job\."):
             state.load(service)
+
+
+def test_forged_nvram_cannot_delete_the_machines_entries(tmp_path):
+    """A record that says bwpart made Boot0000 (the machine's own) and
+    BootOrder: remove leaves both, with a note; its own entry it deletes."""
+    from diskimage.service import arming
+    from diskimage.service.efiboot import EFI_GLOBAL_VARIABLE as GUID
+    from diskimage.service.efivars import Efivars
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    service = install_by_hand(disk)
+    root = tmp_path / "efivars"
+    root.mkdir()
+    variables = Efivars(str(root), firmware=str(tmp_path))
+    variables.write("Boot0000", GUID, b"the firmware's own entry")
+    variables.write("BootOrder", GUID, struct.pack("<H", 0))
+    arming.arm(service, "uefi", vars=variables)           # makes Boot0001
+    own = b64(b"x")
+
+    def change(rec):
+        rec["nvram"] += [
+            {"name": "Boot0000", "guid": GUID, "before": None,
+             "after_sha256": None},
+            {"name": "BootOrder", "guid": GUID, "before": own,
+             "after_sha256": "0" * 64}]
+    forge(service, change)
+    done = remove.remove(disk, efivars=variables)
+    assert "Boot0001 deleted" in done["done"]
+    assert variables.read("Boot0000", GUID)[1] == b"the firmware's own entry"
+    assert variables.read("BootOrder", GUID)[1] == struct.pack("<H", 0)
+    assert any(n.startswith("Boot0000 left as it is: not a load option")
+               for n in done["notes"]), done["notes"]
+    assert any(n.startswith("BootOrder left as it is: changed since")
+               for n in done["notes"]), done["notes"]
