@@ -104,7 +104,8 @@ def new_job(name, text, tries=3):
         raise InputError(f"job {name}: not UTF-8 text (byte {err.start})") \
             from None
     if not isinstance(tries, int) or not 1 <= tries <= TRIES_LIMIT:
-        raise InputError(f"job {name}: tries must be 1 to {TRIES_LIMIT}, not {tries}")
+        raise InputError(f"job {name}: tries must be 1 to {TRIES_LIMIT}, "
+                         f"not {tries}")
     return {"name": name, "sha256": hashlib.sha256(text).hexdigest(),
             "text": decoded, "tries": tries, "used": 0, "created": now()}
 
