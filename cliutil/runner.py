@@ -219,6 +219,8 @@ def describe(prog, exc, command=None):
         how = "" if signum == signal.SIGINT else \
             f" by {signal.Signals(signum).name}"
         whole = sighold.committed_names()
+        if getattr(exc, "done", None):      # what a library call wrote
+            return f"{exc.done} (interrupted{how})", 128 + signum
         if whole:       # an earlier output of this run (a PXE bundle's)
             return (f"interrupted{how}; already whole: {', '.join(whole)}; "
                     f"nothing else was left that looks complete"), \

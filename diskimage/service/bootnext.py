@@ -26,7 +26,7 @@ import stat
 from ..errors import InputError, TargetChangedError, TargetError, \
     DiskImageError
 from ..sighold import held
-from . import arming, lock, partition, state
+from . import arming, lock, partition, record, state
 
 MAX_JOB = 128 << 10
 MAX_TRIES = 100
@@ -102,6 +102,10 @@ def _boot_next(disk, name, text, tries, firmware, vars, progress):
     if service is None:
         raise TargetError(f"{disk}: no service partition (bwpart install "
                           f"first)")
+    if not record.whole(service):
+        raise TargetError(f"{disk}: partition {service.number}: "
+                          f"{record.INTERRUPTED} (then install again); "
+                          f"nothing written")
     firmware = firmware or arming.firmware()
     arming.check(service, firmware, vars)
     st = state.load(service)

@@ -43,6 +43,7 @@ import re
 
 from ..errors import InputError, NoSpaceError, TargetChangedError
 from . import bundle as bundles
+from . import fields
 from . import layout
 
 ENV_DIR = layout.ENV_DIR
@@ -109,7 +110,7 @@ def check_slot(fat, slot):
     try:
         info = json.loads(fat.get(f"{where}/{bundles.INFO}").decode())
         bundles.check_info(info, where)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"{where}: bundle.json unreadable ({exc})") \
             from None
     for name in (bundles.KERNEL, bundles.INITRD):
@@ -120,7 +121,10 @@ def check_slot(fat, slot):
 
 
 def cmdline(bundle_cmdline, service):
-    """The kernel command line of a service boot."""
+    """The kernel command line of a service boot (the part id checked
+    against its pattern: it comes from the disk's table)."""
+    fields.part_id(service.part_id, f"{service.disk}: the service "
+                   f"partition's part id")
     return f"{bundle_cmdline} rd.bwpart={service.part_id} {RUN_ARGS}".strip()
 
 

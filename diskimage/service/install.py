@@ -76,6 +76,11 @@ def _install(plan, progress):
     except BaseException as exc:
         if not done:
             raise
+        if isinstance(exc, KeyboardInterrupt):
+            # a signal ends the command as a signal (exit 128 + N), with
+            # what was written and how it is undone (cliutil.runner)
+            exc.done = _failed(plan, done, exc)
+            raise
         raise TargetChangedError(_failed(plan, done, exc)) from exc
     return {"disk": disk, "partition": plan.partition_row(),
             "part_id": plan.part_id, "shrunk": rec["shrunk"],

@@ -121,7 +121,11 @@ def install_efi(fat, bundle=None, kind="shim"):
     fat.makedirs(EFI_DIR)
     if kind == "shim":
         for name, path in signed_files(bundle).items():
-            fat.put_checked(path, f"{EFI_DIR}/{name}")
+            # a bundle's file must read back as its bundle.json lists it
+            # (swapped after bundle.load: refused), the host's as it is
+            ours = bundle is not None and bundle.efi_file(name) == path
+            fat.put_checked(path, f"{EFI_DIR}/{name}",
+                            bundle.sha256(name) if ours else None)
         return SHIM_PATH
     scratch = tempfile.mkdtemp(prefix="bwpart-grub.")
     try:

@@ -29,7 +29,7 @@ from ..fs import registry
 from ..fs import resize as fsresize
 from ..host import device, inuse
 from ..tables import flags
-from . import arming, efiboot, layout, lock, partition
+from . import arming, efiboot, layout, loadoption, lock, partition
 from . import record as records
 from . import state as states
 from . import tail
@@ -118,7 +118,32 @@ def _grow_plan(disk, table, service, record, grow):
     return prev, new_size, new_size, kind
 
 
-def _nvram_restore(record, variables, notes):
+def _not_ours(item, now, service):
+    """Why the variable *now* ((attrs, data) or None) is not one remove
+    may delete or write back (a record is input: it could name the
+    machine's own Boot0000), or None.  Ours: a Boot#### we made whose load
+    option points at the service partition's /EFI/rdeploy/ loader, or a
+    variable still holding what we wrote (after_sha256)."""
+    if now is None:
+        return None
+    if item.get("after_sha256") and \
+            records.sha256(now[1]) == item["after_sha256"]:
+        return None
+    if item["before"] is None and item["name"] not in ("BootOrder",
+                                                       "BootNext"):
+        try:
+            option = loadoption.parse(now[1])
+        except DiskImageError:
+            return "not a load option bwpart made"
+        hd, path = option["hd"] or {}, (option["file"] or "").lower()
+        if hd.get("start") == service.start // service.sector_size and \
+                path.replace("/", "\\").startswith("\\efi\\rdeploy\\"):
+            return None
+        return "not the service partition's entry (the record says it is)"
+    return "changed since bwpart wrote it"
+
+
+def _nvram_restore(record, variables, notes, service):
     """Put back the UEFI variables the record lists: a Boot#### it made
     deleted (and taken out of BootOrder, efiboot.delete_entry), any other
     variable written back as it was before (deleted when it was not)."""
@@ -134,6 +159,11 @@ def _nvram_restore(record, variables, notes):
     done = []
     for item in reversed(items):
         name, guid = item["name"], item["guid"]
+        now = variables.read(name, guid)
+        why = _not_ours(item, now, service)
+        if why:
+            notes.append(f"{name} left as it is: {why}")
+            continue
         if item["before"] is None:
             if guid == efiboot.EFI_GLOBAL_VARIABLE and \
                     name.startswith("Boot") and len(name) == 8:
@@ -144,7 +174,6 @@ def _nvram_restore(record, variables, notes):
                         else f"{name} was gone already")
             continue
         before = records.unb64(item["before"])
-        now = variables.read(name, guid)
         if now is None or now[1] != before:
             variables.write(name, guid, before)
         done.append(f"{name} put back")
@@ -206,6 +235,7 @@ def _remove(disk, grow, progress, efivars):
         records.check(record)
     except InputError as err:
         raise TargetError(f"{disk}: {err}") from None
+    records.check_areas(disk, record, service)
     state = states.load(service)
     table = partition.read_disk(disk)[0]
     undo = arming_writes(disk, state, table)
@@ -222,7 +252,7 @@ def _remove(disk, grow, progress, efivars):
         if firmware:
             done.append(f"disarmed ({firmware})")
         say("putting the NVRAM entries back")
-        done += _nvram_restore(record, variables, notes)
+        done += _nvram_restore(record, variables, notes, service)
         say("putting the partition table back")
         writes = [(area["offset"], records.unb64(area["before"]))
                   for area, data in zip(record["areas"], records.current(

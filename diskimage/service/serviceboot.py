@@ -64,7 +64,7 @@ import tempfile
 from ..errors import DiskImageError, InputError
 from ..host import tools
 from ..sighold import held
-from . import arming, fallback, fatfs, lock, partition, state
+from . import arming, fallback, fatfs, fields, lock, partition, state
 
 MOUNT_POINT = "/run/bwpart/service"
 
@@ -235,6 +235,7 @@ def run(part_id, disk=None, mount=True, vars=None, progress=None,
     The disk's lock (lock.held) is held over the decisions and the state
     writes before the job and after it, not while the job runs (a job may
     run bwpart itself)."""
+    fields.part_id(part_id, "rd.bwpart")
     service = _find(part_id, disk)
     with lock.held(service.disk):
         st, code = _load(service, vars, progress)

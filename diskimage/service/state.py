@@ -14,13 +14,59 @@ what the caller wants; given a *service* they also save it.
 
 import datetime
 import hashlib
+import re
 
 from ..errors import InputError
+from . import fields as f
 from . import tail
 
 JOB_LIMIT = 128 << 10
-RESULTS = ("done", "failed", "exhausted")
+TRIES_LIMIT = 1000
+RESULTS = ("done", "failed", "exhausted", "state damaged")
 KEYS = ("job", "armed", "last")
+
+_U64 = f.integer(0, (1 << 64) - 1)
+_PRIMARY = re.compile(r"[1-4]\Z")
+_NUMBER = re.compile(r"[1-9][0-9]{0,2}\Z")
+_FLAGS = f.either(
+    f.mapping(_PRIMARY, f.integer(0, 255), 4),
+    f.obj({"table": f.text(8, choices=("mbr", "gpt"))},
+          {"active": f.items(f.integer(1, 4), 4),
+           "attrs": f.mapping(_NUMBER, _U64, 256)}))
+_JOB = f.obj({"name": f.text(255), "sha256": f.text(64, f.HEX64),
+              "text": f.text(JOB_LIMIT), "tries": f.integer(1, TRIES_LIMIT),
+              "used": f.integer(0, TRIES_LIMIT)},
+             {"created": f.text(64)})
+_ARMED = f.obj({"firmware": f.text(8, choices=("bios", "uefi"))}, {
+    "bios": f.nullable(f.obj(optional={
+        "method": f.text(16, choices=("active-flag", "legacy-attr")),
+        "flags_before": _FLAGS,
+        "attrs_before": f.mapping(_NUMBER, _U64, 256)})),
+    "uefi": f.nullable(f.obj(optional={
+        "entry": f.nullable(f.text(8, f.BOOT_ENTRY)),
+        "bootorder_before": f.nullable(f.b64(8192)),
+        "bootorder_attrs": f.nullable(f.integer(0, (1 << 32) - 1))}))})
+_LAST = f.obj({"result": f.text(16, choices=RESULTS)},
+              {"exit": f.nullable(f.integer(-255, 255)),
+               "try": f.integer(0, TRIES_LIMIT), "at": f.text(64),
+               "job": f.nullable(f.text(255)),
+               "interrupted": f.boolean, "error": f.text(64 << 10)})
+SPEC = f.obj(optional={"job": f.nullable(_JOB), "armed": f.nullable(_ARMED),
+                       "last": f.nullable(_LAST)})
+
+
+def validate(value, where):
+    """*value* (a state read back) when each field is of its kind and in
+    its bounds, and the job's text is the one its sha256 names (the job
+    runs as root in the environment); InputError naming the field and
+    *where* otherwise."""
+    f.run(SPEC, value, where, "the state")
+    job = value.get("job")
+    if job and hashlib.sha256(job["text"].encode("utf-8")).hexdigest() \
+            != job["sha256"]:
+        raise InputError(f"{where}: service state job.text does not have "
+                         f"the sha256 job.sha256 names")
+    return value
 
 
 def now():
@@ -57,8 +103,9 @@ def new_job(name, text, tries=3):
     except UnicodeDecodeError as err:
         raise InputError(f"job {name}: not UTF-8 text (byte {err.start})") \
             from None
-    if not isinstance(tries, int) or tries < 1:
-        raise InputError(f"job {name}: tries must be 1 or more, not {tries}")
+    if not isinstance(tries, int) or not 1 <= tries <= TRIES_LIMIT:
+        raise InputError(f"job {name}: tries must be 1 to {TRIES_LIMIT}, "
+                         f"not {tries}")
     return {"name": name, "sha256": hashlib.sha256(text).hexdigest(),
             "text": decoded, "tries": tries, "used": 0, "created": now()}
 

@@ -1,6 +1,7 @@
 """What is installed on a disk, pending and stored: `bwpart status`.
 
-    {"disk", "installed": bool, "partition": {number, start, size,
+    {"disk", "installed": bool, "interrupted": bool (the install was cut
+     short: only remove is for it), "partition": {number, start, size,
      part_id, table}, "installed_at", "tool", "env": {"slot", "version"} |
      None, "size", "free", "store": [{name, size}], "job": {name, sha256,
      tries, used, left} | None, "armed": state.armed, "last": state.last,
@@ -118,7 +119,8 @@ def _fat_facts(service, result):
 def status(disk):
     """The status dict of *disk* (see the module docstring)."""
     disk = os.fspath(disk)
-    result = {"disk": disk, "installed": False, "partition": None,
+    result = {"disk": disk, "installed": False, "interrupted": False,
+              "partition": None,
               "installed_at": None, "tool": None, "env": None,
               "size": None, "free": None, "store": [], "job": None,
               "armed": None, "last": None, "remove": None, "restore": [],
@@ -129,6 +131,9 @@ def status(disk):
     if service is None:
         return result
     record = tail.read_record(service)
+    result["interrupted"] = not records.whole(service)
+    if result["interrupted"]:
+        result["notes"].append(records.INTERRUPTED)
     result.update(installed=True, size=service.size,
                   installed_at=record.get("installed"),
                   tool=record.get("tool"),

@@ -112,8 +112,9 @@ def _body(service, what, offset, header, data, room):
         raise Damaged(f"{where}: crc32 mismatch (the copy is damaged)")
     try:
         value = json.loads(body.decode("utf-8"))
-    except ValueError as err:
-        raise Damaged(f"{where}: not JSON ({err})") from None
+    except (ValueError, RecursionError) as err:
+        raise Damaged(f"{where}: not JSON ({type(err).__name__}: "
+                      f"{str(err)[:80]})") from None
     if not isinstance(value, dict):
         raise Damaged(f"{where}: the JSON is not an object")
     return value
@@ -141,8 +142,10 @@ def parse_record(service, data):
         raise Damaged(f"{service.disk}: service record (tail copy) at byte "
                       f"{offset}: format {header.format}, this tool reads "
                       f"format {FORMAT}")
-    return _body(service, "service record (tail copy)", offset, header,
-                 data, RECORD_ROOM)
+    what = "service record (tail copy)"
+    value = _body(service, what, offset, header, data, RECORD_ROOM)
+    from . import record
+    return record.validate(value, f"{service.disk}: {what} at byte {offset}")
 
 
 def write_record(service, record):
@@ -178,9 +181,14 @@ def _fat_record(service):
     try:
         with fatfs.open_fat(service) as fat:
             value = json.loads(fat.get(INSTALL_JSON).decode("utf-8"))
-    except (DiskImageError, ValueError, OSError):
+    except (DiskImageError, ValueError, OSError, RecursionError):
         return None
     if not isinstance(value, dict) or value.get("format") != FORMAT:
+        return None
+    from . import record
+    try:
+        record.validate(value, f"{service.disk}: {INSTALL_JSON}")
+    except InputError:
         return None
     start = getattr(service, "start", None)
     if start is not None and \
@@ -245,7 +253,9 @@ def read_state(service):
     found = slots(service)
     newest = _newest(found)
     if newest is not None:
-        return newest[3]
+        from . import state
+        return state.validate(newest[3], f"{service.disk}: service state "
+                              f"slot {newest[0]} at byte {newest[1]}")
     problems = [s[4] for s in found if s[4] is not None]
     if len(problems) == len(found):
         raise Damaged("; ".join(str(p) for p in problems))

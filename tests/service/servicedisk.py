@@ -9,6 +9,7 @@ import json
 import subprocess
 
 from diskimage.service import fatfs, layout, partition, tail
+from tests.service.forged import minimal_record
 
 MiB = 1 << 20
 SYSLINUX_MBR = "/usr/lib/syslinux/mbr"
@@ -84,19 +85,20 @@ def make(path, label="dos", code="syslinux", p1_boot=True, fat=False,
     table, _ = partition.read_disk(str(path))
     part = next(p for p in table.partitions if p.number == 2)
     service = partition.service_of(str(path), table, part)
-    if fat:
-        # -s 1: at 4 KiB clusters a 255 MiB FAT32 is below its cluster
-        # minimum and mtools takes it for FAT16 ("No directory slots")
-        subprocess.run(["mkfs.fat", "-F", "32", "-s", "1",
-                        "-n", layout.FAT_LABEL,
-                        "--offset", str(service.start // 512), str(path),
-                        str(service.fs_size // 1024)],
-                       check=True, capture_output=True)
-    if fat:
-        with fatfs.open_fat(service) as opened:
-            opened.mkdir("/bwpart")
-    tail.write_record(service, record or {"format": 1, "nvram": [],
-                                          "efi_loader": "shim"})
+    # -s 1: at 4 KiB clusters a 255 MiB FAT32 is below its cluster
+    # minimum and mtools takes it for FAT16 ("No directory slots").  The
+    # FAT is made whatever `fat` says: install.json on it is what says
+    # the install finished (record.whole); `fat` is kept for the callers.
+    subprocess.run(["mkfs.fat", "-F", "32", "-s", "1",
+                    "-n", layout.FAT_LABEL,
+                    "--offset", str(service.start // 512), str(path),
+                    str(service.fs_size // 1024)],
+                   check=True, capture_output=True)
+    record = record or minimal_record(service, efi_loader="shim")
+    tail.write_record(service, record)
+    with fatfs.open_fat(service) as opened:
+        opened.mkdir("/bwpart")
+        opened.put(tail.encode(record), layout.RECORD_PATH)
     found = partition.find_service(str(path))
     assert found == service
     return found

@@ -8,6 +8,7 @@ their files kept, and the failures: a disk changed since the plan
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 
@@ -246,10 +247,10 @@ def test_ctrl_c_after_the_table(tmp_path, bundle):
                      "size=300MiB\n")
     p = plan.plan_install(str(disk), bundle, size=512 * MiB,
                           firmware="uefi")
-    with pytest.raises(TargetChangedError, match=r"after it wrote the "
-                       r"partition table, wrote the record: interrupted; "
-                       r"bwpart remove"):
+    with pytest.raises(KeyboardInterrupt) as cut:
         install.install(p, progress=_interrupt_at("formatting"))
+    assert re.search(r"after it wrote the partition table, wrote the "
+                     r"record: interrupted; bwpart remove", cut.value.done)
     new = next(n for n in sfdisk_json(disk)["partitions"]
                if n["node"].endswith("2"))
     assert new["type"].lower() == layout.GPT_TYPE     # the table is whole
@@ -262,10 +263,10 @@ def test_ctrl_c_before_the_record_puts_the_table_back(tmp_path, bundle):
     p = plan.plan_install(str(disk), bundle, size=512 * MiB,
                           firmware="uefi")
     before = sha256(disk)
-    with pytest.raises(TargetChangedError, match=r"after it wrote the "
-                       r"partition table: interrupted; the table was put "
-                       r"back as it was$"):
+    with pytest.raises(KeyboardInterrupt) as cut:
         install.install(p, progress=_interrupt_at("writing the record"))
+    assert re.search(r"after it wrote the partition table: interrupted; "
+                     r"the table was put back as it was$", cut.value.done)
     assert sha256(disk) == before
 
 
@@ -280,10 +281,11 @@ def test_ctrl_c_after_the_shrink_grows_it_back(tmp_path, bundle):
     table = sfdisk_json(disk)
     p = plan.plan_install(str(disk), bundle, size=512 * MiB, shrink=1,
                           firmware="uefi")
-    with pytest.raises(TargetChangedError, match=r"after it shrank the "
-                       r"filesystem of partition 1: interrupted; the "
-                       r"filesystem grown back$"):
+    with pytest.raises(KeyboardInterrupt) as cut:
         install.install(p, progress=_interrupt_at("writing the new table"))
+    assert re.search(r"after it shrank the filesystem of partition 1: "
+                     r"interrupted; the filesystem grown back$",
+                     cut.value.done)
     assert sfdisk_json(disk) == table
     have, clean = ext4_files(tmp_path, disk, start, size, files)
     assert clean == 0 and have == want

@@ -11,6 +11,7 @@ from diskimage.errors import InputError, TargetError
 from diskimage.service import (fatfs, install, layout, partition, plan,
                                record, tail)
 from diskimage.tables.partitions import read_table
+from tests.service.forged import minimal_record
 from tests.service.installdisks import (MiB, ext4_files, ext4_into,
                                         make_bundle, make_disk, part_of, run,
                                         sfdisk_json, sha256)
@@ -87,7 +88,7 @@ def test_find_service_needs_a_valid_record(tmp_path):
     assert partition.find_service(str(disk)) is None     # a type alone
     table, _ = partition.read_disk(str(disk))
     svc = partition.service_of(str(disk), table, table.partitions[1])
-    tail.write_record(svc, {"format": 1})
+    tail.write_record(svc, minimal_record(svc))
     found = partition.find_service(str(disk))
     assert found == svc
     signature = sfdisk_json(disk)["id"][2:]

@@ -9,6 +9,7 @@ import pytest
 
 from diskimage.errors import InputError, TargetError
 from diskimage.service import layout, partition, room, tail
+from tests.service.forged import minimal_record
 from tests.service.installdisks import (MiB, ext4_into, make_disk, part_of,
                                         run, sha256)
 
@@ -107,7 +108,7 @@ def test_already_installed(tmp_path):
     assert found.number == 3
     table, _ = partition.read_disk(str(disk))
     svc = partition.service_of(str(disk), table, table.partitions[1])
-    tail.write_record(svc, {"format": 1, "areas": []})
+    tail.write_record(svc, minimal_record(svc))
     before = sha256(disk)
     with pytest.raises(TargetError, match="already has a service partition "
                        r"\(partition 2\): use bwpart update"):

@@ -10,10 +10,14 @@ import pytest
 
 from diskimage.errors import InputError
 from diskimage.service import tail
+from tests.service.forged import minimal_record
 
 MiB = 1 << 20
 KiB = 1 << 10
 TAIL_AT = 7 * MiB       # the tail of a partition ending at 8 MiB
+PART = types.SimpleNamespace(table_kind="gpt", number=2, start=MiB,
+                             size=7 * MiB,
+                             part_id="0b2c4c55-7a1d-4c5e-9e1e-1d1f1f1f1f1f")
 
 
 @pytest.fixture
@@ -37,7 +41,7 @@ def poke(service, offset, data):
 
 
 def test_record_bytes_as_documented(service):
-    rec = {"format": 1, "areas": [], "name": "é"}
+    rec = minimal_record(PART, name="é")
     tail.write_record(service, rec)
     head = raw(service, TAIL_AT, 32)
     magic, fmt, length, crc = struct.unpack("<8sIII", head[:20])
@@ -66,7 +70,7 @@ def test_no_record(service):
     (8, struct.pack("<I", 2), "format 2"),
 ])
 def test_damaged_record_named_with_offset(service, where, data, said):
-    tail.write_record(service, {"format": 1, "areas": []})
+    tail.write_record(service, minimal_record(PART))
     poke(service, TAIL_AT + where, data)
     with pytest.raises(InputError) as err:
         tail.read_record(service, fat_copy=False)
