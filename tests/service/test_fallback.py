@@ -132,3 +132,21 @@ def test_damaged_after_the_job_disarms_too(tmp_path):
                            vars=no_uefi(tmp_path)) == 1
     assert servicedisk.table_bytes(path) == as_installed
     assert state.load(service)["last"]["result"] == "state damaged"
+
+
+def test_bios_forged_state_with_a_valid_crc_disarms_from_the_record(
+        tmp_path):
+    """A state slot whose crc is right but whose fields are not (a sector
+    number past the table in flags_before) is damage like a torn one: the
+    record's switch is thrown back, never the forged one."""
+    path, service = installed(tmp_path, "mbr")
+    as_installed = servicedisk.table_bytes(path)
+    bootnext.boot_next(path, job(tmp_path), tries=3, firmware="bios")
+    st = state.load(service)
+    st["armed"]["bios"]["flags_before"] = {"100": 0}
+    tail.write_state(service, st)
+    code = serviceboot.run(service.part_id, disk=path, mount=False,
+                           vars=no_uefi(tmp_path))
+    assert code != 0
+    assert servicedisk.table_bytes(path) == as_installed
+    assert state.load(service)["last"]["result"] == "state damaged"
