@@ -49,8 +49,7 @@ class Holder:
 @pytest.fixture
 def disk(tmp_path):
     path = tmp_path / "disk.img"
-    servicedisk.make(path, "dos", fat=True, record={
-        "format": 1, "nvram": [], "efi_loader": "shim", "areas": []})
+    servicedisk.make(path, "dos", fat=True)
     return str(path)
 
 
