@@ -23,6 +23,7 @@ from ..errors import InputError, NoSpaceError, TargetChangedError, ToolError
 from ..fs.fat.mtools import MTOOLS_ENV
 from ..host import tools
 from . import layout
+from .bundle import sha256_file
 
 LABEL = layout.FAT_LABEL
 TAIL_SIZE = layout.TAIL_SIZE    # the FAT ends before the tail
@@ -195,11 +196,7 @@ class Fat:
 def _sha256_of(src):
     if isinstance(src, (bytes, bytearray)):
         return hashlib.sha256(src).hexdigest()
-    digest = hashlib.sha256()
-    with open(src, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(src)
 
 
 class MtoolsFat(Fat):
