@@ -133,14 +133,17 @@ def _text(data):
 
 
 def run(args, *, check=True, input=None, env=None, cwd=None, text=True,
-        timeout=None, inherit=True, what=None, package=None):
+        timeout=None, inherit=True, what=None, package=None,
+        no_tty=False):
     """Run a tool to its end; its CompletedProcess, output captured (str,
     UTF-8 with bad bytes replaced; bytes with ``text=False``).
 
     `input` goes to its stdin (else stdin is /dev/null); `env` is added to
     tool_env(), or, with ``inherit=False``, is the whole environment;
     `what` says what needed the tool and `package` where it comes from
-    (else PACKAGES tells), in the message of a missing one.
+    (else PACKAGES tells), in the message of a missing one; `no_tty`: the
+    tool runs in a session of its own, with no controlling terminal, so
+    one that asks on /dev/tty (mtools) cannot ask.
     Raises MissingToolError when it is not installed, and ToolError when it
     runs past `timeout` seconds (it is killed) or, with `check`, exits
     non-zero."""
@@ -149,6 +152,7 @@ def run(args, *, check=True, input=None, env=None, cwd=None, text=True,
             args, input=input, capture_output=True, env=_env(env, inherit),
             cwd=cwd, timeout=timeout,
             stdin=None if input is not None else subprocess.DEVNULL,
+            start_new_session=no_tty,
             **({"encoding": "utf-8", "errors": "replace"} if text else {}))
     except FileNotFoundError as exc:
         error = _missing(exc, args, cwd, what, package)
@@ -189,7 +193,7 @@ def _death_signal():
 
 def start(args, *, env=None, cwd=None, inherit=True, stdin=DEVNULL,
           stdout=None, stderr=None, what=None, package=None,
-          die_with_parent=False):
+          die_with_parent=False, no_tty=False):
     """Start a tool and return its Popen (bytes), for a caller that reads
     it as it runs or keeps it in the foreground; the caller waits for it.
     `env`, `inherit`, `what` and `package` as for run(); MissingToolError
@@ -199,12 +203,14 @@ def start(args, *, env=None, cwd=None, inherit=True, stdin=DEVNULL,
     start() ends (Linux's PR_SET_PDEATHSIG: it fires on the thread, not
     the process), so also when the process is SIGKILLed; call it from a
     thread that lives as long as the tool should.  The kernel forgets it
-    when the tool changes its user or runs a set-user-ID program."""
+    when the tool changes its user or runs a set-user-ID program.
+    `no_tty` as for run()."""
     try:
         return subprocess.Popen(args, stdin=stdin, stdout=stdout,
                                 stderr=stderr, env=_env(env, inherit),
                                 cwd=cwd, preexec_fn=_death_signal()
-                                if die_with_parent else None)
+                                if die_with_parent else None,
+                                start_new_session=no_tty)
     except FileNotFoundError as exc:
         error = _missing(exc, args, cwd, what, package)
         if error is None:

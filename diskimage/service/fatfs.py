@@ -96,7 +96,8 @@ def format(service):
     tools.run(["mkfs.fat", "-I", "-F", "32", "-n", LABEL,
                "-s", str(sectors_per_cluster(size)),
                "-h", str(start // 512), "--offset", str(start // 512),
-               os.fspath(service.disk), str(size // 1024)], env=MTOOLS_ENV)
+               os.fspath(service.disk), str(size // 1024)], env=MTOOLS_ENV,
+              no_tty=True)
     _sync(service.disk)
 
 
@@ -214,7 +215,7 @@ class MtoolsFat(Fat):
 
     def _run(self, tool, *args, text=True, check=True):
         proc = tools.run([tool, "-i", self.drive, *args], env=_ENV,
-                         text=text, check=False)
+                         text=text, check=False, no_tty=True)
         if check and proc.returncode != 0:
             err = proc.stderr if text else proc.stderr.decode(
                 "utf-8", "replace")

@@ -153,7 +153,8 @@ def make_standalone(out, scratch):
 
 def install_bios(service):
     """syslinux's boot record on the service FAT and its files in
-    /syslinux (ldlinux.sys by the installer, ldlinux.c32 copied)."""
+    /syslinux (ldlinux.sys and ldlinux.c32 by the installer; the
+    host's ldlinux.c32 only when the installer wrote none)."""
     path, package = LDLINUX_C32
     if not os.path.isfile(path):
         raise MissingToolError(path, package, "the BIOS loader")
@@ -161,9 +162,20 @@ def install_bios(service):
         fat.makedirs(SYSLINUX_DIR)
     tools.run(["syslinux", "--offset", str(service.start), "--directory",
                SYSLINUX_DIR, "--install", os.fspath(service.disk)],
-              env=MTOOLS_ENV)
+              env=MTOOLS_ENV, no_tty=True)
     with fatfs.open_fat(service) as fat:
-        fat.put_checked(path, f"{SYSLINUX_DIR}/ldlinux.c32")
+        # syslinux 6 writes its own ldlinux.c32 (read-only, the one that
+        # matches its ldlinux.sys): kept, never copied over (mtools would
+        # ask before overwriting a read-only file); an older one that
+        # writes only ldlinux.sys gets the host's.
+        if not _nonempty(fat, f"{SYSLINUX_DIR}/ldlinux.c32"):
+            fat.put_checked(path, f"{SYSLINUX_DIR}/ldlinux.c32")
+
+
+def _nonempty(fat, fat_path):
+    parent, name = fat_path.rsplit("/", 1)
+    return any(n.lower() == name.lower() and size > 0 and not is_dir
+               for n, size, is_dir in fat.ls(parent))
 
 
 def bundle_signed(bundle):

@@ -165,7 +165,7 @@ def _stream_to(fat, stream, path, limit):
         proc = tools.start(["mcopy", "-o", "-i", fat.drive, "-",
                             f"::{fatfs.safe_path(path)}"], env=MTOOLS_ENV,
                            stdin=tools.PIPE, stdout=tools.DEVNULL,
-                           stderr=tools.PIPE)
+                           stderr=tools.PIPE, no_tty=True)
         sink = proc.stdin
     else:
         proc, sink = None, open(fat._p(path), "wb")

@@ -86,6 +86,43 @@ def test_bios_boot_record(tmp_path):
     assert vbr[11:90] == before[11:90] and vbr[90:510] != before[90:510]
     names = [n.lower() for n in mdir_names(service, "/syslinux")]
     assert names == ["ldlinux.c32", "ldlinux.sys"]
-    with open(loaders.LDLINUX_C32[0], "rb") as f:
-        assert mtype(service, "/syslinux/ldlinux.c32") == f.read()
+    # the installer's own ldlinux.c32 (it matches its ldlinux.sys) kept
+    assert mtype(service, "/syslinux/ldlinux.c32")[:4] == b"\x7fELF"
+    assert fsck(service, str(tmp_path))[0] == 0
+
+
+def test_bios_boot_record_on_a_terminal(tmp_path):
+    """install_bios under a real pty (the way `bwpart install` hung on a
+    terminal: mcopy asked on /dev/tty before overwriting the read-only
+    ldlinux.c32 syslinux had written): it finishes, nothing asked."""
+    import pty
+    import select
+    import sys
+    service = make_disk(str(tmp_path / "disk.img"))
+    code = ("import sys; from tests.service.fatdisk import Service; "
+            "from diskimage.service import loaders; "
+            f"loaders.install_bios(Service(*{tuple(service)!r})); "
+            "print('DONE')")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-c", code])
+    out = b""
+    while b"DONE" not in out:
+        ready, _, _ = select.select([fd], [], [], 30)
+        if not ready:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail(f"install_bios hung on a terminal: {out!r}")
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and b"DONE" in out, out
+    assert b"(y/n)" not in out
+    names = [n.lower() for n in mdir_names(service, "/syslinux")]
+    assert names == ["ldlinux.c32", "ldlinux.sys"]
     assert fsck(service, str(tmp_path))[0] == 0
