@@ -17,10 +17,11 @@ import hashlib
 import os
 import re
 
-from ..errors import InputError, NoSpaceError, TargetChangedError, \
-    TargetError
+from ..errors import CorruptImageError, InputError, NoSpaceError, \
+    TargetChangedError, TargetError, UnsupportedError
 from ..fs.fat.mtools import MTOOLS_ENV
 from ..host import tools
+from ..image.format import FILE_HEADER, unpack_file_header
 from ..image.volumes import PARTIAL, find_volumes, volume_name
 from . import fatfs, layout, lock
 
@@ -38,6 +39,22 @@ def check_name(name):
                          f"'_', '.', '+', '-'; no .rdi, no leading '.' or "
                          f"'-')")
     return name
+
+
+def check_image(path):
+    """InputError unless `path` (an image's first volume) starts with an
+    .rdi file header the image reader takes (format.unpack_file_header:
+    magic, version, crc32, sizes)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(FILE_HEADER.size)
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror}") from None
+    try:
+        unpack_file_header(raw, name=path)
+    except (CorruptImageError, UnsupportedError) as exc:
+        raise InputError(f"{path}: not an image the store takes ({exc})") \
+            from None
 
 
 def _volume_path(name, number):
@@ -95,6 +112,7 @@ def add(service, image_path, name=None, progress=None, split=SPLIT):
 
 def _add(service, image_path, name, progress, split):
     sources = find_volumes(os.fspath(image_path))
+    check_image(sources[0])
     if name is None:
         base = os.path.basename(sources[0])
         name = base[:-4] if base.lower().endswith(".rdi") else base

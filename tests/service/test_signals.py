@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from diskimage.image.format import pack_file_header
 from diskimage.service import (install, partition, plan, remove, status,
                                store)
 from tests.service.installdisks import make_bundle, sha256
@@ -157,7 +158,7 @@ def test_store_add_interrupted(tmp_path, disk, bundle, sig):
     install.install(plan.plan_install(disk, bundle, size=320 * MiB,
                                       firmware="uefi"))
     image = tmp_path / "p1.rdi"
-    image.write_bytes(os.urandom(3 * MiB))
+    image.write_bytes(pack_file_header(MiB) + os.urandom(3 * MiB))
     proc = child("store", disk, "writing", sig, image)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == EXIT[sig], err
@@ -184,7 +185,7 @@ def test_update_interrupted(tmp_path, disk, bundle, at, sig, slot):
     install.install(plan.plan_install(disk, bundle, size=320 * MiB,
                                       firmware="uefi"))
     image = tmp_path / "p1.rdi"
-    image.write_bytes(os.urandom(MiB))
+    image.write_bytes(pack_file_header(MiB) + os.urandom(MiB))
     store.add(partition.find_service(disk), str(image))
     new = make_bundle(tmp_path / "bundle2", version="2.0")
     proc = child("update", disk, at, sig, new)

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from diskimage.errors import InputError, NoSpaceError, TargetError
+from diskimage.image.format import pack_file_header
 from diskimage.service import fatfs, store
 from tests.service.fatdisk import TOOLS, drive, fsck, make_disk, mdir_names
 
@@ -82,11 +83,38 @@ def test_refused_when_it_does_not_fit(tmp_path):
     service = make_disk(str(tmp_path / "disk.img"))
     big = str(tmp_path / "big.rdi")
     with open(big, "wb") as f:
+        f.write(pack_file_header(1 << 20))
         f.truncate(400 << 20)          # more than the 259 MiB FAT
     with pytest.raises(NoSpaceError, match="needs"):
         store.add(service, big)
     assert store.ls(service) == []
     assert mdir_names(service, "/store") == []
+
+
+def test_only_an_image_is_added(tmp_path, image):
+    """A file that is not an .rdi image (no magic, a bad header crc, an
+    empty one, a split image's second volume) is refused: InputError,
+    nothing written to the store."""
+    service = make_disk(str(tmp_path / "disk.img"))
+    job = tmp_path / "job.sh"
+    job.write_text("#!/bin/sh\necho hi\n")
+    bad_crc = bytearray(pack_file_header(1 << 20) + bytes(100))
+    bad_crc[20] ^= 1
+    (tmp_path / "crc.rdi").write_bytes(bytes(bad_crc))
+    (tmp_path / "empty.rdi").write_bytes(b"")
+    second = str(tmp_path / "img" / "prod.r01")
+    for path, match in ((job, "not an rdeploy image"),
+                        (tmp_path / "crc.rdi", "not an image the store"),
+                        (tmp_path / "empty.rdi", "not an rdeploy image"),
+                        ("/dev/null", "not an rdeploy image"),
+                        (second, "later volume")):
+        with pytest.raises(InputError, match=match):
+            store.add(service, str(path), name="x")
+    assert store.ls(service) == []
+    with fatfs.open_fat(service) as fat:
+        assert not fat.exists("/store")             # nothing written
+    store.add(service, image)                       # a real one is taken
+    assert [i["name"] for i in store.ls(service)] == ["prod"]
 
 
 @pytest.mark.parametrize("name", ["../x", "-x", ".x", "a b", "x.rdi", ""])
