@@ -101,6 +101,8 @@ def status_text(disk, st):
                        f"{st.get('tool') or '?'}"],
         ["environment:", f"{env.get('version') or '?'} (slot "
                          f"{env.get('slot') or '?'})" if env else "-"],
+        ["bundle:", safe(f"{env.get('id') or '?'}, built "
+                         f"{env.get('built') or '?'}") if env else "-"],
         ["free:", _size(st.get("free"))],
         ["store:", _store(st.get("store"))],
         ["job:", _job(st.get("job"))],

@@ -211,3 +211,46 @@ def cleanup(fat):
     for slot in gone:
         fat.rm(slot_dir(slot), recursive=True)
     return gone
+
+
+def loader_slots(fat):
+    """{"bios": slot or None, "uefi": slot or None}: the slot each loader
+    boots, read as it reads its pair (the primary, else the fallback)."""
+    found = {}
+    for loader, pair in PAIRS.items():
+        found[loader] = None
+        for path in pair:
+            if fat.exists(path):
+                found[loader] = named_slot(fat.get(path))
+                break
+    return found
+
+
+def leftovers(fat):
+    """What an interrupted update left that the next one cleans up:
+    {"slots": slots no config names (cleanup removes them), "new":
+    config .new files still there}."""
+    named = named_slots(fat)
+    return {"slots": [s for s in slots(fat) if s not in named],
+            "new": [p + layout.NEW_SUFFIX for p in CONFIGS
+                    if fat.exists(p + layout.NEW_SUFFIX)]}
+
+
+def left_text(fat):
+    """One line on where each loader stands and what is left over, for an
+    interrupted update's message and status's note; None when both
+    loaders boot the same slot and nothing is left over."""
+    boots = loader_slots(fat)
+    left = leftovers(fat)
+    said = []
+    if boots["uefi"] and boots["bios"] != boots["uefi"]:
+        said.append(f"BIOS boots slot {boots['bios'] or 'none'}, UEFI slot "
+                    f"{boots['uefi']} (an update was cut between the "
+                    f"loaders)")
+    extra = [f"slot {s} (no config names it)" for s in left["slots"]]
+    extra += left["new"]
+    if extra:
+        said.append("left over: " + ", ".join(extra))
+    if not said:
+        return None
+    return "; ".join(said) + "; the next bwpart update cleans them up"

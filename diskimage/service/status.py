@@ -2,8 +2,9 @@
 
     {"disk", "installed": bool, "interrupted": bool (the install was cut
      short: only remove is for it), "partition": {number, start, size,
-     part_id, table}, "installed_at", "tool", "env": {"slot", "version"} |
-     None, "size", "free", "store": [{name, size}], "job": {name, sha256,
+     part_id, table}, "installed_at", "tool", "env": {"slot", "version",
+     "id", "built", "loaders": {"bios", "uefi"} (the slot each boots),
+     "leftovers": {"slots", "new"} (envslots.leftovers)} | None, "size", "free", "store": [{name, size}], "job": {name, sha256,
      tries, used, left} | None, "armed": state.armed, "last": state.last,
      "remove": {"areas": [{what, offset, size, state}], "nvram":
      [{name, guid, action}], "shrunk", "can_remove": bool}, "restore":
@@ -108,8 +109,15 @@ def _fat_facts(service, result):
     try:
         with fatfs.open_fat(service) as fat:
             slot, info = envslots.active(fat)
-            result["env"] = {"slot": slot,
-                             "version": (info or {}).get("version")}
+            info = info or {}
+            result["env"] = {"slot": slot, "version": info.get("version"),
+                             "id": info.get("id"),
+                             "built": info.get("built"),
+                             "loaders": envslots.loader_slots(fat),
+                             "leftovers": envslots.leftovers(fat)}
+            left = envslots.left_text(fat)
+            if left:
+                result["notes"].append(left)
             result["free"] = fat.free()
             result["store"] = store.ls(service, fat)
     except DiskImageError as err:

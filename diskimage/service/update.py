@@ -88,37 +88,61 @@ def _update(disk, bundle, size, progress, service):
                 f"bwpart update --size again") from exc
     with fatfs.open_fat(service) as fat:
         try:
-            old, old_info = envslots.active(fat)
-        except InputError:
-            old, old_info = None, None
-        stale = envslots.cleanup(fat)
-        kind = _kind(service, fat)
+            return _on_fat(disk, bundle, progress, service, fat, grown)
+        except KeyboardInterrupt as exc:    # a signal (cliutil.sighold)
+            exc.done = cut_short(disk, fat)
+            raise
+
+
+def cut_short(disk, fat):
+    """What an update interrupted on `fat` left, in one line (the
+    interrupted message): the slot each loader boots, and what the next
+    update cleans up."""
+    try:
+        boots = envslots.loader_slots(fat)
+        left = envslots.left_text(fat)
+    except Exception as exc:    # a second signal, a torn FAT: say that
+        return (f"{disk}: update cut short; what it left could not be "
+                f"read ({exc}); run bwpart update again")
+    if boots["uefi"] and boots["uefi"] != boots["bios"]:
+        return f"{disk}: update cut short: {left}"      # left names both
+    return (f"{disk}: update cut short: the loaders boot slot "
+            f"{boots['bios'] or 'none'}; {left or 'nothing was left over'}")
+
+
+def _on_fat(disk, bundle, progress, service, fat, grown):
+    try:
+        old, old_info = envslots.active(fat)
+    except InputError:
+        old, old_info = None, None
+    stale = envslots.cleanup(fat)
+    kind = _kind(service, fat)
+    if progress:
+        progress(f"writing environment {bundle.version} beside "
+                 f"{old or 'none'}")
+    new = envslots.write_slot(fat, bundle, progress)
+    staged = loaders.stage_efi(fat, bundle, kind, progress)
+    try:
+        replaced = loaders.commit_efi(fat, staged, loaders.BEFORE_SWITCH,
+                                      progress)
+    except Exception as exc:
+        raise TargetChangedError(
+            f"{disk}: replacing the UEFI loaders failed ({exc}); the "
+            f"old shim starts the old or the new GRUB, both whole; run "
+            f"bwpart update again") from exc
+    try:
         if progress:
-            progress(f"writing environment {bundle.version} beside "
-                     f"{old or 'none'}")
-        new = envslots.write_slot(fat, bundle, progress)
-        staged = loaders.stage_efi(fat, bundle, kind, progress)
-        try:
-            replaced = loaders.commit_efi(fat, staged, loaders.BEFORE_SWITCH,
-                                          progress)
-        except Exception as exc:
-            raise TargetChangedError(
-                f"{disk}: replacing the UEFI loaders failed ({exc}); the "
-                f"old shim starts the old or the new GRUB, both whole; run "
-                f"bwpart update again") from exc
-        try:
-            if progress:
-                progress(f"switching the loaders to {new}")
-            envslots.switch(fat, new, service, kind)
-            replaced += loaders.commit_efi(fat, staged, loaders.AFTER_SWITCH,
-                                           progress)
-        except Exception as exc:
-            raise TargetChangedError(
-                f"{disk}: switching to slot {new} failed ({exc}); each "
-                f"loader boots {old} or {new}, both whole; run bwpart update "
-                f"again") from exc
-        removed = envslots.cleanup(fat)
-        images = store.ls(service, fat)
+            progress(f"switching the loaders to {new}")
+        envslots.switch(fat, new, service, kind)
+        replaced += loaders.commit_efi(fat, staged, loaders.AFTER_SWITCH,
+                                       progress)
+    except Exception as exc:
+        raise TargetChangedError(
+            f"{disk}: switching to slot {new} failed ({exc}); each "
+            f"loader boots {old} or {new}, both whole; run bwpart update "
+            f"again") from exc
+    removed = envslots.cleanup(fat)
+    images = store.ls(service, fat)
     return {"disk": str(disk), "old_slot": old,
             "old_version": old_info and old_info.get("version"),
             "new_slot": new, "version": bundle.version, "id": bundle.id,

@@ -194,5 +194,6 @@ def test_update_interrupted(tmp_path, disk, bundle, at, sig, slot):
     view = status.status(disk)
     assert view["installed"] and not view["interrupted"], view["notes"]
     version = "1.0" if slot == "e1" else "2.0"
-    assert view["env"] == {"slot": slot, "version": version}, view["notes"]
+    assert (view["env"]["slot"], view["env"]["version"]) == \
+        (slot, version), view["notes"]
     assert [i["name"] for i in view["store"]] == ["p1"]

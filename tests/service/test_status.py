@@ -55,7 +55,10 @@ def test_installed(tmp_path):
     assert got["partition"]["number"] == service.number
     assert got["partition"]["part_id"] == service.part_id
     assert got["size"] == service.size
-    assert got["env"] == {"slot": slot, "version": "7.1"}
+    assert got["env"] == {"slot": slot, "version": "7.1", "id": "test-7.1",
+                          "built": "2026-12-01T00:00:00+00:00",
+                          "loaders": {"bios": slot, "uefi": slot},
+                          "leftovers": {"slots": [], "new": []}}
     assert 0 < got["free"] < service.size
     assert got["store"] == []
     assert got["job"]["name"] == "capture.sh"
@@ -77,3 +80,33 @@ def test_installed(tmp_path):
     assert view["can_remove"] is False
     assert [a["state"] for a in view["areas"]] == \
         ["installed", "changed", "changed"]
+
+
+def test_an_update_cut_short_is_shown(tmp_path):
+    """What an interrupted update leaves (trial 15 finding 6): the loaders
+    on different slots, a slot no config names, a config's .new; each in
+    env and in one note, which says the next update cleans them up."""
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False,
+                      boot_code=True)
+    service = install_by_hand(disk)
+    with fatfs.open_fat(service) as fat:
+        one = envslots.write_slot(fat, make_bundle(tmp_path / "b1", "1.0"))
+        envslots.switch(fat, one, service, "grub")
+        two = envslots.write_slot(fat, make_bundle(tmp_path / "b2", "2.0"))
+    got = status.status(disk)
+    assert got["env"]["leftovers"] == {"slots": [two], "new": []}
+    assert got["notes"] == [f"left over: slot {two} (no config names it); "
+                            f"the next bwpart update cleans them up"]
+    with fatfs.open_fat(service) as fat:    # cut between the loader pairs
+        line = envslots.cmdline("console=ttyS0", service)
+        for path in envslots.PAIRS["bios"]:
+            fat.put(envslots.syslinux_cfg(two, line), path)
+        fat.put(b"half", envslots.SYSLINUX_FALLBACK + ".new")
+    got = status.status(disk)
+    assert got["env"]["loaders"] == {"bios": two, "uefi": one}
+    assert got["env"]["leftovers"] == \
+        {"slots": [], "new": ["/syslinux.cfg.new"]}
+    assert got["notes"] == [
+        f"BIOS boots slot {two}, UEFI slot {one} (an update was cut between "
+        f"the loaders); left over: /syslinux.cfg.new; the next bwpart "
+        f"update cleans them up"]

@@ -277,3 +277,35 @@ def test_an_update_cut_at_any_step_leaves_a_working_pair(tmp_path, at):
     update.update(service.disk, str(tmp_path / "b2"), service=service)
     assert loader_tags(service) == dict.fromkeys(SIGNED, "new")
     assert not any(n.endswith(".new") for n in mdir_names(service, EFI))
+
+
+def test_an_interrupted_update_says_what_it_left(tmp_path):
+    """The interrupt carries (exc.done, the command's message) where each
+    loader stands and what is left over (trial 15 finding 6: it said
+    'nothing was left that looks complete' with BIOS on the new slot)."""
+    service = installed(tmp_path)
+    make_bundle(str(tmp_path / "b2"), version="2.0")
+
+    def progress(step):
+        if step == "writing /bwpart/env/e2/initrd.img":
+            raise Cut(step)
+    with pytest.raises(Cut) as cut:
+        update.update(service.disk, str(tmp_path / "b2"), progress=progress,
+                      service=service)
+    assert cut.value.done == (
+        f"{service.disk}: update cut short: the loaders boot slot e1; left "
+        f"over: slot e2 (no config names it); the next bwpart update "
+        f"cleans them up")
+    with fatfs.open_fat(service) as fat:      # as a cut between the pairs
+        envslots.write_slot(fat, bundle.load(str(tmp_path / "b2")))
+        line = envslots.cmdline("console=ttyS0", service)
+        for path in envslots.PAIRS["bios"]:
+            fat.put(envslots.syslinux_cfg("e3", line), path)
+        assert update.cut_short(service.disk, fat) == (
+            f"{service.disk}: update cut short: BIOS boots slot e3, UEFI "
+            f"slot e1 (an update was cut between the loaders); left over: "
+            f"slot e2 (no config names it); the next bwpart update cleans "
+            f"them up")
+    update.update(service.disk, str(tmp_path / "b2"), service=service)
+    with fatfs.open_fat(service) as fat:
+        assert envslots.left_text(fat) is None
