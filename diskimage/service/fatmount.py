@@ -14,7 +14,7 @@ import struct
 import tempfile
 
 from .. import sighold
-from ..errors import InputError, NoSpaceError
+from ..errors import InputError, NoSpaceError, ToolError
 from ..host import tools
 from .fatfs import MOUNT_OPTIONS, Fat, fs_area, safe_path
 
@@ -27,12 +27,27 @@ def mounted(service, where, fstype="vfat"):
     start, size = fs_area(service)
     os.makedirs(where, exist_ok=True)
     with loop_over(service.disk, start, size) as dev:
-        tools.run(["mount", "-t", fstype, "-o", MOUNT_OPTIONS
-                   if fstype == "vfat" else "rw", dev, where])
+        _one_line(["mount", "-t", fstype, "-o", MOUNT_OPTIONS
+                   if fstype == "vfat" else "rw", dev, where],
+                  f"{service.disk}: mounting the service FAT ({dev}) at "
+                  f"{where}")
         try:
             yield where
         finally:
-            tools.run(["umount", where])
+            _one_line(["umount", where], f"{service.disk}: unmounting the "
+                      f"service FAT at {where}")
+
+
+def _one_line(args, what):
+    """Run `args`; ToolError naming `what` with the first line of what the
+    tool said (mount adds a second, "dmesg(1) may have more information"):
+    the step line and the state's "error" stay one line."""
+    proc = tools.run(args, check=False)
+    if proc.returncode != 0:
+        said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise ToolError(f"{what} failed (exit {proc.returncode}): "
+                        f"{said[0].strip() if said else 'no message'}",
+                        proc.returncode, proc.stdout + proc.stderr)
 
 
 # linux/loop.h: the environment's busybox losetup has no --sizelimit and

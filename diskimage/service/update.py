@@ -50,7 +50,7 @@ def _find(disk):
     service = partition.find_service(disk)
     if service is None:
         raise TargetError(f"{disk}: no service partition (bwpart install "
-                          f"makes one)")
+                          f"first)")
     return service
 
 

@@ -271,9 +271,11 @@ def test_the_fat_mounted_for_the_job_or_the_try_failed(tmp_path):
     seen = tmp_path / "seen"
     summary = boot_next(tmp_path, disk, f'echo "$BWPART_STORE" > {seen}\n',
                         tries=2)
+    steps = []
     code = serviceboot.run(summary["partition"], disk=str(disk),
-                           where=str(where))
+                           where=str(where), progress=steps.append)
     st = load(disk)
+    assert all("\n" not in step for step in steps), steps
     if code == 0:
         assert seen.read_text() == f"{where}/store\n"
         assert st["last"]["result"] == "done" and not armed(disk)
@@ -281,6 +283,13 @@ def test_the_fat_mounted_for_the_job_or_the_try_failed(tmp_path):
         assert code == 1 and not seen.exists()
         assert st["last"]["result"] == "failed" and "mount" in \
             st["last"]["error"]
+        # one line: the first of mount's (not its dmesg hint)
+        assert "\n" not in st["last"]["error"]
+        assert st["last"]["error"].startswith(
+            f"{disk}: mounting the service FAT (/dev/loop")
+        assert "dmesg" not in st["last"]["error"]
+        assert f"job job.sh not run: {st['last']['error']}" \
+            in steps
         assert st["job"]["used"] == 1 and armed(disk)
     assert not os.path.ismount(where)
     losetup = subprocess.run(["losetup", "-j", str(disk)],
