@@ -87,7 +87,12 @@ def find_room(disk, size=None, shrink=None):
     if table.kind == "none":
         raise TargetError(f"{disk}: has no partition table (MBR or GPT): "
                           f"a service partition is added to one")
-    service = partition.find_service(disk)
+    try:
+        service = partition.find_service(disk)
+    except partition.DamagedService as err:
+        raise TargetError(f"{disk}: a service partition is already here "
+                          f"(damaged, partition {err.service.number}): "
+                          f"bwpart status") from None
     if service is not None:
         raise TargetError(f"{disk}: already has a service partition "
                           f"(partition {service.number}): use bwpart update")

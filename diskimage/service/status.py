@@ -30,36 +30,31 @@ def find_service(disk):
 
 def why_not_found(disk):
     """When find_service found nothing: a line about each partition of the
-    service type whose tail holds no whole record (None if there is none
-    of that type)."""
+    service type whose tail holds no record and that is not ours (an MBR
+    0x1c of someone else's; None if there is none of that type)."""
     table = read_disk_table(disk)
-    said = []
-    for part in table.partitions:
-        if not partition.is_service_type(table, part):
-            continue
-        service = partition.service_of(os.fspath(disk), table, part)
-        try:
-            found = tail.read_record(service)
-        except DiskImageError as err:
-            said.append(f"partition {part.number} has the service type but "
-                        f"no whole record: {err}")
-            continue
-        if found is None:
-            said.append(f"partition {part.number} has the service type but "
-                        f"its tail holds no record (not a service "
-                        f"partition)")
+    said = [f"partition {part.number} has the service type but its tail "
+            f"holds no record (not a service partition)"
+            for part in table.partitions
+            if partition.is_service_type(table, part)]
     return "; ".join(said) or None
 
 
 def find_or_repair(disk):
-    """(Service or None, why): find_service; when it finds none, a tail
-    record damaged beside a whole /bwpart/install.json is written back
-    (tail.read_record) and it looks again; *why* says what was wrong."""
+    """(Service or None, why): find_service (DamagedService, an
+    InputError naming the copy and its offset, when neither copy of the
+    record is whole); a tail copy damaged or missing beside a whole
+    /bwpart/install.json is written back (tail.read_record) and *why*
+    says so."""
     service = find_service(disk)
-    if service is not None:
+    if service is None:
+        return None, why_not_found(disk)
+    why = partition._tail_check(service)
+    if why is None:
         return service, None
-    why = why_not_found(disk)
-    return find_service(disk), why
+    tail.read_record(service)           # the FAT copy written back
+    return service, (f"partition {service.number}: {why}: written back from "
+                     f"{tail.INSTALL_JSON} (whole)")
 
 
 def read_disk_table(disk):

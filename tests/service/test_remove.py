@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from diskimage.errors import TargetChangedError, TargetError
+from diskimage.errors import InputError, TargetChangedError, TargetError
 from diskimage.service import (arming, partition, remove, state, status,
                                tail)
 from diskimage.service.efiboot import EFI_GLOBAL_VARIABLE as GUID
@@ -148,14 +148,15 @@ def test_no_service_partition(tmp_path):
     assert tail.TAIL_SIZE == MiB
 
 
-def test_damaged_tail_record_repaired_from_the_fat(tmp_path):
+@pytest.mark.parametrize("at", [0, 40])        # the magic, the JSON
+def test_damaged_tail_record_repaired_from_the_fat(tmp_path, at):
     disk = production(tmp_path / "disk.img", "gpt", ext4=False)
     before = table_bytes(disk, "gpt")
     service = install_by_hand(disk)
     with open(disk, "r+b") as f:
-        f.seek(service.tail_offset + 40)
+        f.seek(service.tail_offset + at)
         f.write(b"#")
-    assert status.find_service(disk) is None        # part A's: tail only
+    assert status.find_service(disk) == service     # by the FAT copy
     remove.remove(disk)
     assert table_bytes(disk, "gpt") == before
 
@@ -167,10 +168,15 @@ def test_damaged_record_said(tmp_path):
         f.seek(service.tail_offset + 40)
         f.write(b"#")
     sh("mdel", "-i", f"{disk}@@{service.start}", "::/bwpart/install.json")
-    with pytest.raises(TargetError, match=f"partition {service.number} has "
-                       f"the service type but no whole record: .*crc32"):
+    said = (f"partition {service.number} is a damaged service partition: "
+            f"service record \\(tail copy\\) at byte {service.tail_offset}"
+            f": crc32 mismatch")
+    before = read_at(disk, 0, 64 * 1024)
+    with pytest.raises(InputError, match=said):
         remove.remove(disk)
-    assert "crc32 mismatch" in status.status(disk)["notes"][0]
+    with pytest.raises(InputError, match=said):
+        status.status(disk)
+    assert read_at(disk, 0, 64 * 1024) == before
 
 
 def test_uefi_entries_and_bootorder_put_back(tmp_path):

@@ -104,8 +104,15 @@ def test_already_installed(tmp_path):
     disk = make_disk(tmp_path / "d.img", 1500, "gpt",
                      f"start=2048, size=300MiB\nsize=256MiB, "
                      f"type={layout.GPT_TYPE}\n")
-    found = room.find_room(str(disk), 256 * MiB)     # a type alone: not ours
-    assert found.number == 3
+    before = sha256(disk)
+    # our GPT type with no record: a damaged service partition, never an
+    # ordinary partition to stack beside or to shrink
+    for shrink in (None, 2):
+        with pytest.raises(TargetError, match=r"a service partition is "
+                           r"already here \(damaged, partition 2\): "
+                           r"bwpart status"):
+            room.find_room(str(disk), 256 * MiB, shrink=shrink)
+    assert sha256(disk) == before
     table, _ = partition.read_disk(str(disk))
     svc = partition.service_of(str(disk), table, table.partitions[1])
     tail.write_record(svc, minimal_record(svc))

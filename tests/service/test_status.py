@@ -77,3 +77,20 @@ def test_installed(tmp_path):
     assert view["can_remove"] is False
     assert [a["state"] for a in view["areas"]] == \
         ["installed", "changed", "changed"]
+
+
+def test_tail_magic_gone_repaired_from_the_fat_and_said(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    service = install_by_hand(disk)
+    with open(disk, "r+b") as f:
+        f.seek(service.tail_offset)
+        f.write(b"X")
+    got = status.status(disk)
+    assert got["installed"] is True
+    assert got["notes"][0] == (
+        f"partition {service.number}: no service record (tail copy) at "
+        f"byte {service.tail_offset}: written back from "
+        f"/bwpart/install.json (whole)")
+    with open(disk, "rb") as f:
+        f.seek(service.tail_offset)
+        assert f.read(8) == b"RDSVCREC"
