@@ -236,9 +236,17 @@ def _remove(disk, grow, progress, efivars):
     except InputError as err:
         raise TargetError(f"{disk}: {err}") from None
     records.check_areas(disk, record, service)
-    state = states.load(service)
     table = partition.read_disk(disk)[0]
-    undo = arming_writes(disk, state, table)
+    try:
+        state, lost = states.load(service), None
+    except tail.Damaged as err:
+        # both state slots damaged: what arming set is read from the
+        # record (fallback), and thrown back from it first
+        from . import fallback
+        state, lost = states.empty(), err
+        undo = fallback.armed_by_record(service, efivars, record)["bios"]
+    else:
+        undo = arming_writes(disk, state, table)
     _check_areas(disk, record, undo)
     plan = _grow_plan(disk, table, service, record, grow)
     armed = state.get("armed") or {}
@@ -247,11 +255,22 @@ def _remove(disk, grow, progress, efivars):
 
     done, notes, grown = [], [], None
     try:
-        say("disarming")
-        firmware = _disarm(service, state, variables, notes)
-        if firmware:
-            done.append(f"disarmed ({firmware})")
-        say("putting the NVRAM entries back")
+        if lost is not None:
+            from . import fallback
+            say("disarming from the install record (the state is damaged)")
+            notes.append(f"state damaged: {lost}; disarmed from the install "
+                         f"record")
+            thrown = fallback.disarm_from_record(service, variables, record)
+            if thrown:
+                done.append("disarmed from the record (" + ", ".join(thrown)
+                            + ")")
+        else:
+            say("disarming")
+            firmware = _disarm(service, state, variables, notes)
+            if firmware:
+                done.append(f"disarmed ({firmware})")
+        if record.get("nvram"):
+            say("putting the NVRAM entries back")
         done += _nvram_restore(record, variables, notes, service)
         say("putting the partition table back")
         writes = [(area["offset"], records.unb64(area["before"]))

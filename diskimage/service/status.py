@@ -7,7 +7,9 @@
      tries, used, left} | None, "armed": state.armed, "last": state.last,
      "remove": {"areas": [{what, offset, size, state}], "nvram":
      [{name, guid, action}], "shrunk", "can_remove": bool}, "restore":
-     [the same as lines of text], "notes": []}
+     [the same as lines of text], "state_damaged": None | why (both
+     state slots damaged: "armed" is then what the install record says,
+     with "from_record": true), "notes": []}
 
 An area's state: "installed" (as the install left it: remove puts the
 before-bytes back), "before" (already as before the install) or "changed"
@@ -111,6 +113,32 @@ def _fat_facts(service, result):
         result["notes"].append(f"the service FAT: {err}")
 
 
+def _state_damaged(service, record, err, result):
+    """Both state slots damaged: "state_damaged" says so, "armed" is
+    what the install record says is armed (fallback.armed_by_record: our
+    flag on the table, our Boot#### in BootOrder), and the BIOS flags
+    arming set count as our own change in what remove would restore.
+    Returns (an empty state with that "armed", the flag writes)."""
+    from . import fallback
+    seen = fallback.armed_by_record(service, rec=record)
+    state = states.empty()
+    if seen["bios"]:
+        method = "active-flag" if service.table_kind == "mbr" else \
+            "legacy-attr"
+        state["armed"] = {"firmware": "bios", "bios": {"method": method},
+                          "from_record": True}
+    elif seen["uefi"]:
+        state["armed"] = {"firmware": "uefi",
+                          "uefi": {"entry": seen["uefi"][0]},
+                          "from_record": True}
+    result["state_damaged"] = str(err)
+    result["notes"].append(
+        f"state damaged: {err}; the install record says armed: "
+        f"{', '.join(seen['lines']) or 'nothing'}; bwpart remove or "
+        f"bwpart boot-next disarms from the record")
+    return state, seen["bios"]
+
+
 def status(disk):
     """The status dict of *disk* (see the module docstring)."""
     disk = os.fspath(disk)
@@ -119,7 +147,7 @@ def status(disk):
               "installed_at": None, "tool": None, "env": None,
               "size": None, "free": None, "store": [], "job": None,
               "armed": None, "last": None, "remove": None, "restore": [],
-              "notes": []}
+              "state_damaged": None, "notes": []}
     service, why = find_or_repair(disk)
     if why:
         result["notes"].append(why)
@@ -136,11 +164,11 @@ def status(disk):
                              "start": service.start, "size": service.size,
                              "part_id": service.part_id,
                              "table": service.table_kind})
+    armed_writes = None
     try:
         state = states.load(service)
     except tail.Damaged as err:
-        result["notes"].append(str(err))
-        state = states.empty()
+        state, armed_writes = _state_damaged(service, record, err, result)
     job = state["job"]
     if job:
         result["job"] = {"name": job["name"], "sha256": job["sha256"],
@@ -148,8 +176,9 @@ def status(disk):
                          "left": states.tries_left(state)}
     result["armed"], result["last"] = state["armed"], state["last"]
     from .remove import arming_writes
-    result["remove"] = remove_view(disk, record,
-                                   arming_writes(disk, state))
+    if armed_writes is None:
+        armed_writes = arming_writes(disk, state)
+    result["remove"] = remove_view(disk, record, armed_writes)
     result["restore"] = restore_lines(result["remove"])
     _fat_facts(service, result)
     return result

@@ -305,3 +305,23 @@ def test_failure_after_the_first_write(tmp_path, monkeypatch):
         "(first and last MiB); partition 1 grown in the table" in said
     assert table_bytes(disk, "gpt") != before       # grown in the table
     assert status.find_service(disk) is None
+
+
+@pytest.mark.parametrize("kind", ["mbr", "gpt"])
+def test_both_state_slots_damaged_disarmed_from_the_record(tmp_path, kind):
+    disk = production(tmp_path / "disk.img", kind, boot_code=True)
+    before = table_bytes(disk, kind)
+    service = install_by_hand(disk)
+    st = state.load(service)
+    state.set_job(st, state.new_job("capture.sh", "true\n", tries=3),
+                  service)
+    arming.arm(service, "bios")
+    with open(disk, "r+b") as f:
+        for slot in (512 << 10, 768 << 10):
+            f.seek(service.tail_offset + slot + 40)
+            f.write(b"XXXX")
+    done = remove.remove(disk)
+    assert table_bytes(disk, kind) == before
+    assert any(d.startswith("disarmed from the record") for d in
+               done["done"])
+    assert done["notes"][0].startswith("state damaged: ")
