@@ -87,6 +87,15 @@ def _grow_plan(disk, table, service, record, grow):
     number = grow if grow is not None else (shrunk or {}).get("number")
     if number is None:
         return None
+    if grow is not None and \
+            all(p.number != number for p in table.partitions):
+        have = ", ".join(str(p.number) for p in table.partitions)
+        raise InputError(f"{disk}: --grow={number}: has no partition "
+                         f"{number} (partitions: {have})")
+    if number == service.number:
+        raise TargetError(f"{disk}: --grow={number}: partition {number} is "
+                          f"the service partition itself: grow the one "
+                          f"directly before it")
     before = [p for p in table.partitions if p.end <= service.start]
     if not before:
         raise TargetError(f"{disk}: no partition before the service "
@@ -223,7 +232,16 @@ def remove(disk, grow=None, progress=None, efivars=None):
         return _remove(disk, grow, progress, efivars)
 
 
-def _remove(disk, grow, progress, efivars):
+def check(disk, grow=None, efivars=None):
+    """Every check remove makes, nothing written (the command calls it
+    before it prints what remove would do): TargetError / InputError as
+    remove's."""
+    disk = os.fspath(disk)
+    with lock.held(disk):
+        _remove(disk, grow, None, efivars, dry=True)
+
+
+def _remove(disk, grow, progress, efivars, dry=False):
     say = progress or (lambda text: None)
     service, why = find_or_repair(disk)
     if service is None:
@@ -252,6 +270,8 @@ def _remove(disk, grow, progress, efivars):
     armed = state.get("armed") or {}
     variables = _variables(record.get("nvram") or
                            armed.get("firmware") == "uefi", efivars)
+    if dry:
+        return None
 
     done, notes, grown = [], [], None
     try:

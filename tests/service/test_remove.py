@@ -112,8 +112,17 @@ def test_grow_over_the_space(tmp_path):
     disk = production(tmp_path / "disk.img", "gpt")
     service = install_by_hand(disk)
     end = service.start + service.size
-    with pytest.raises(TargetError, match="partition 2 is not the one"):
-        remove.remove(disk, grow=2)
+    before = read_at(disk, 0, 64 * 1024)
+    for call in (remove.check, remove.remove):      # check writes nothing
+        with pytest.raises(TargetError, match="partition 2 is the service "
+                           "partition itself"):
+            call(disk, grow=2)
+        with pytest.raises(InputError, match=r"--grow=5: has no partition "
+                           r"5 \(partitions: 1, 2\)"):
+            call(disk, grow=5)
+    assert read_at(disk, 0, 64 * 1024) == before
+    remove.check(disk, grow=1)
+    assert read_at(disk, 0, 64 * 1024) == before
     done = remove.remove(disk, grow=1)
     p1 = sfdisk_json(disk)["partitions"][0]
     assert p1["start"] * SECTOR == MiB
