@@ -105,9 +105,9 @@ class DamagedService(InputError):
         self.service, self.reason = service, reason
 
 
-def _tail_check(service):
-    """None when *service*'s tail holds a valid record, else why not (the
-    copy and its byte offset)."""
+def tail_check(service):
+    """None when *service*'s tail holds a valid record (a type alone is
+    never trusted), else why not (the copy and its byte offset)."""
     from . import tail
     if service.size < layout.MIN_SIZE or service.size % layout.ALIGN:
         return (f"its size {service.size} is not a whole number of MiB of "
@@ -116,17 +116,10 @@ def _tail_check(service):
         if tail.read_record(service, fat_copy=False) is not None:
             return None
     except InputError as err:
-        said = str(err)
-        prefix = f"{service.disk}: "
+        said, prefix = str(err), f"{service.disk}: "
         return said[len(prefix):] if said.startswith(prefix) else said
     return (f"no service record (tail copy) at byte "
             f"{service.tail_offset + tail.RECORD_AT}")
-
-
-def _tail_valid(service):
-    """A valid record in *service*'s tail (part B's reader; a damaged or
-    short copy is "not valid": a type alone is never trusted)."""
-    return _tail_check(service) is None
 
 
 def _fat_says_ours(service):
@@ -157,7 +150,7 @@ def find_service(disk):
         if not is_service_type(table, part):
             continue
         service = service_of(disk, table, part)
-        why = _tail_check(service)
+        why = tail_check(service)
         if why is None:
             return service
         if service.size > layout.TAIL_SIZE and \

@@ -51,7 +51,7 @@ def find_or_repair(disk):
     service = find_service(disk)
     if service is None:
         return None, why_not_found(disk)
-    why = partition._tail_check(service)
+    why = partition.tail_check(service)
     if why is None:
         return service, None
     tail.read_record(service)           # the FAT copy written back
