@@ -163,7 +163,7 @@ def read_record(service, fat_copy=True):
     data = _read(service, service.tail_offset + RECORD_AT, RECORD_SIZE)
     try:
         found = parse_record(service, data)
-    except Damaged:
+    except InputError:          # Damaged, or a field that fails its check
         if not fat_copy:
             raise
         found, damaged = None, True
