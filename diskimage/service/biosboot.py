@@ -88,7 +88,7 @@ def identify(sector0, table_kind, host_dir=HOST_DIR):
     if found is not None:
         name, table, method = found
         if table != kind:
-            other = {"mbr": "gptmbr.bin", "gpt": "mbr.bin"}[kind]
+            other = {"mbr": "mbr.bin", "gpt": "gptmbr.bin"}[kind]
             raise TargetError(
                 f"BIOS boot code is {name}, made for an {table.upper()} "
                 f"disk, on a {kind.upper()} disk: it cannot boot a flagged "

@@ -26,7 +26,7 @@ import stat
 from ..errors import InputError, TargetChangedError, TargetError, \
     DiskImageError
 from ..sighold import held
-from . import arming, lock, partition, record, state
+from . import arming, lock, partition, record, state, tail
 
 MAX_JOB = 128 << 10
 MAX_TRIES = 100
@@ -84,6 +84,19 @@ def _replaced(job):
             f"{job.get('tries')} tries used) is replaced")
 
 
+def _fresh(service, damage, vars, warnings):
+    """Both state slots damaged: the switch thrown back from the install
+    record (fallback.disarm_from_record), and a fresh state to arm from,
+    with a warning saying so."""
+    from . import fallback
+    with held():
+        thrown = fallback.disarm_from_record(service, vars=vars)
+    warnings.append(f"state damaged: {damage}; disarmed from the install "
+                    f"record ({', '.join(thrown) or 'nothing was armed'}) "
+                    f"and started a fresh state")
+    return state.empty()
+
+
 def boot_next(disk, job_path, tries=3, firmware=None, vars=None,
               progress=None):
     """Boot `disk`'s service environment next and run the job there, up to
@@ -108,8 +121,11 @@ def _boot_next(disk, name, text, tries, firmware, vars, progress):
                           f"nothing written")
     firmware = firmware or arming.firmware()
     arming.check(service, firmware, vars)
-    st = state.load(service)
     warnings = []
+    try:
+        st = state.load(service)
+    except tail.Damaged as err:
+        st = _fresh(service, err, vars, warnings)
     if st.get("job"):
         warnings.append(_replaced(st["job"]))
     st["job"] = state.new_job(name, text, tries)

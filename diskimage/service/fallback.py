@@ -56,8 +56,11 @@ def _bios_from_record(service, rec):
     if table.kind == "mbr":
         if not sector0[flags.mbr_indicator(service.number)] & flags.ACTIVE:
             return []
-        before = next(record.unb64(a["before"]) for a in rec["areas"]
-                      if a["offset"] == 0)
+        before = next((record.unb64(a["before"]) for a in rec["areas"]
+                       if a["offset"] == 0), None)
+        if before is None:
+            raise InputError(f"{service.disk}: the install record holds no "
+                             f"sector 0 (byte 0) to take the flags from")
         want = {}
         for n in range(1, MBR_SLOTS + 1):
             at = flags.mbr_indicator(n)
@@ -108,3 +111,37 @@ def disarm_from_record(service, vars=None, rec=None):
                     with held():
                         done += efiboot.take_out(vars, name)
         return done
+
+
+def armed_by_record(service, vars=None, rec=None):
+    """What is armed as the install record tells it, when the state that
+    would say is lost (read-only): ``{"bios": the flag writes that would
+    throw it back ([] when our flag is not set), "uefi": [Boot#### the
+    record names that are in BootOrder or BootNext], "lines": [text]}``.
+    UEFI is only looked at where the variables are there."""
+    rec = tail.read_record(service) if rec is None else rec
+    if rec is None:
+        raise InputError(f"{service.disk}: no install record to read the "
+                         f"arming from")
+    bios = _bios_from_record(service, rec)
+    lines = []
+    if bios:
+        what = "the active flag" if service.table_kind == "mbr" else \
+            "the legacy BIOS bootable attribute"
+        lines.append(f"bios: {what} is on partition {service.number}")
+    uefi = []
+    vars = Efivars() if vars is None else vars
+    if vars.available():
+        got = vars.read("BootOrder", GLOBAL_GUID)
+        order = efiboot.unpack_order(got[1]) if got else []
+        after = efiboot.boot_next(vars)
+        for item in rec.get("nvram") or []:
+            name = item.get("name", "")
+            if item.get("guid") != GLOBAL_GUID or \
+                    not efiboot.BOOT_ENTRY.match(name):
+                continue
+            number = efiboot.entry_number(name)
+            if number in order or number == after:
+                uefi.append(name)
+                lines.append(f"uefi: {name} is in BootOrder or BootNext")
+    return {"bios": bios, "uefi": uefi, "lines": lines}

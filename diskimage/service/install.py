@@ -41,13 +41,28 @@ class _Done:
     """What the install has written so far, for the message of a failure."""
 
     def __init__(self):
-        self.steps = []
+        self.steps = []             # done, in order
+        self.doing = None           # the write under way, if any
         self.shrunk = None          # (start, old size, kind, new size)
         self.table = False
         self.recorded = False
 
     def __bool__(self):
-        return bool(self.steps)
+        return bool(self.steps or self.doing)
+
+    def begin(self, doing):
+        self.doing = doing
+
+    def end(self, did):
+        self.steps.append(did)
+        self.doing = None
+
+    def said(self):
+        """"after it wrote X, wrote Y, while Z" (only what was done)."""
+        text = f"after it {', '.join(self.steps)}" if self.steps else ""
+        if self.doing:
+            text += f"{', ' if text else ''}while {self.doing}"
+        return text
 
 
 def install(plan, progress=None):
@@ -96,7 +111,7 @@ def _failed(plan, done, exc):
     disk = plan.disk
     said = "interrupted" if isinstance(exc, KeyboardInterrupt) else \
         (str(exc) or type(exc).__name__)
-    head = f"{disk}: install failed after it {', '.join(done.steps)}: {said}"
+    head = f"{disk}: install failed {done.said()}: {said}"
     if done.recorded:
         return f"{head}; bwpart remove {disk} undoes what was written"
     undone = []
@@ -123,13 +138,15 @@ def _steps(plan, rec, done, progress):
         part = next(p for p in r.table.partitions if p.number == number)
         _say(progress, f"shrinking partition {number} to {format_size(new)}")
         with sighold.held():
-            done.steps.append(f"shrank the filesystem of partition {number}")
+            done.begin(f"shrinking the filesystem of partition {number}")
             done.shrunk = (part.start, old, kind, new)
             partition.shrink_fs(disk, part.start, old, kind, new)
+            done.end(f"shrank the filesystem of partition {number}")
     _say(progress, f"writing the new table (partition {r.number})")
-    done.steps.append("wrote the partition table")
+    done.begin("writing the partition table")
     done.table = True
     partition.apply(disk, plan.writes, "table")
+    done.end("wrote the partition table")
     expected = {r.number: (r.start, r.size)}
     if r.shrink:
         expected[r.shrink[0]] = (part.start, r.shrink[3])
@@ -144,34 +161,45 @@ def _steps(plan, rec, done, progress):
     # from here on bwpart remove finds the partition and undoes it all.
     record.seal(disk, rec["areas"])
     _say(progress, "writing the record to the tail")
+    done.begin("writing the record to the tail")
     tail.write_record(service, rec)
-    done.steps.append("wrote the record")
+    done.end("wrote the record")
     done.recorded = True
     if r.shrink:
         _say(progress, f"checking partition {r.shrink[0]}")
         partition.check_fs(disk, part.start, r.shrink[3], r.shrink[1])
     _say(progress, "formatting the service partition (FAT32)")
-    done.steps.append(f"formatted partition {r.number}")
+    done.begin(f"formatting partition {r.number}")
     fatfs.format(service)
+    done.end(f"formatted partition {r.number}")
     return _files(plan, service, rec, done, progress)
 
 
 def _files(plan, service, rec, done, progress):
     """The FAT files, through part C's loaders and envslots."""
     from . import envslots, loaders
-    done.steps.append("wrote the loaders and the environment")
     if "code" in plan.bios:
         _say(progress, "installing the BIOS loader (syslinux)")
+        done.begin("installing the BIOS loader (syslinux)")
         loaders.install_bios(service)
+        done.end("installed the BIOS loader")
     with fatfs.open_fat(service) as fat:
         _say(progress, f"installing the UEFI loader ({plan.efi_loader})")
+        done.begin(f"installing the UEFI loader ({plan.efi_loader})")
         loaders.install_efi(fat, plan.bundle, plan.efi_loader)
+        done.end(f"installed the UEFI loader ({plan.efi_loader})")
+        done.begin("writing the environment")
         slot = envslots.write_slot(fat, plan.bundle, progress)
+        done.end(f"wrote environment slot {slot}")
+        done.begin("writing the loader configs")
         envslots.switch(fat, slot, service, plan.efi_loader)
+        done.end("wrote the loader configs")
         _say(progress, f"writing {layout.RECORD_PATH}")
+        done.begin(f"writing {layout.RECORD_PATH}")
         fat.makedirs(layout.RECORD_PATH.rsplit("/", 1)[0])
         fat.put_checked(tail.encode(rec) + b"\n",
                         layout.RECORD_PATH + layout.NEW_SUFFIX)
         fat.rename(layout.RECORD_PATH + layout.NEW_SUFFIX,
                    layout.RECORD_PATH)
+        done.end(f"wrote {layout.RECORD_PATH}")
     return slot

@@ -92,27 +92,73 @@ def service_of(path, table, part):
                    part_id(table, part), table.sector_size)
 
 
-def _tail_valid(service):
-    """A valid record in *service*'s tail (part B's reader; a damaged or
-    short copy is "not valid": a type alone is never trusted)."""
+class DamagedService(InputError):
+    """A partition that is ours (our GPT type; an MBR 0x1c whose FAT is
+    labelled RDSERVICE or holds /bwpart/install.json) with neither copy of
+    the record whole: never "no service partition".  *service*: it;
+    *reason*: what is wrong with the tail copy (copy and byte offset)."""
+
+    def __init__(self, service, reason):
+        super().__init__(f"{service.disk}: partition {service.number} is a "
+                         f"damaged service partition: {reason}, and "
+                         f"/bwpart/install.json is not whole either")
+        self.service, self.reason = service, reason
+
+
+def tail_check(service):
+    """None when *service*'s tail holds a valid record (a type alone is
+    never trusted), else why not (the copy and its byte offset)."""
     from . import tail
     if service.size < layout.MIN_SIZE or service.size % layout.ALIGN:
-        return False
+        return (f"its size {service.size} is not a whole number of MiB of "
+                f"at least {format_size(layout.MIN_SIZE)}")
     try:
-        return tail.read_record(service, fat_copy=False) is not None
-    except InputError:
+        if tail.read_record(service, fat_copy=False) is not None:
+            return None
+    except InputError as err:
+        said, prefix = str(err), f"{service.disk}: "
+        return said[len(prefix):] if said.startswith(prefix) else said
+    return (f"no service record (tail copy) at byte "
+            f"{service.tail_offset + tail.RECORD_AT}")
+
+
+def _fat_says_ours(service):
+    """An MBR 0x1c partition is ours when its FAT32 boot sector's label
+    (byte 71, 11 bytes) is RDSERVICE or the FAT holds install.json."""
+    from . import fatfs
+    with open_source(service.disk) as disk:
+        boot = disk.read(service.start, 512)
+    if boot[71:82].rstrip(b" ") == layout.FAT_LABEL.encode():
+        return True
+    try:
+        with fatfs.open_fat(service) as fat:
+            return fat.exists(layout.RECORD_PATH)
+    except DiskImageError:
         return False
 
 
 def find_service(disk):
-    """The service partition of the disk or disk file *disk*, or None."""
+    """The service partition of the disk or disk file *disk*, or None.
+    Found by its type and a whole record: the tail copy, or (tail copy
+    missing or damaged) a whole /bwpart/install.json of this partition.
+    A partition that is ours with neither copy whole raises
+    DamagedService (InputError)."""
+    from . import tail
     with open_source(disk) as opened:
         table = _read(opened)
     for part in table.partitions:
-        if is_service_type(table, part):
-            service = service_of(disk, table, part)
-            if _tail_valid(service):
-                return service
+        if not is_service_type(table, part):
+            continue
+        service = service_of(disk, table, part)
+        why = tail_check(service)
+        if why is None:
+            return service
+        if service.size > layout.TAIL_SIZE and \
+                tail.fat_record(service) is not None:
+            return service
+        if table.kind == "gpt" or (service.size > layout.TAIL_SIZE and
+                                   _fat_says_ours(service)):
+            raise DamagedService(service, why)
     return None
 
 

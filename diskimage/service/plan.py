@@ -123,14 +123,16 @@ def running_firmware():
     return firmware()
 
 
-def bios_code(sector0, table_kind, firmware):
+def bios_code(sector0, table_kind, firmware, disk=None):
     """{"code", "method"} from part C's biosboot.identify, or, on UEFI,
-    {"unsupported": why} when it refuses; on BIOS its refusal stands."""
+    {"unsupported": why} when it refuses; on BIOS its refusal stands,
+    beginning with *disk* ("DISK: BIOS: ...")."""
     try:
         name, method = biosboot.identify(sector0, table_kind)
     except TargetError as exc:
         if firmware == "bios":
-            raise TargetError(f"BIOS: {exc}") from None
+            where = f"{disk}: " if disk else ""
+            raise TargetError(f"{where}BIOS: {exc}") from None
         return {"unsupported": str(exc)}
     return {"code": name, "method": method}
 
@@ -172,7 +174,7 @@ def plan_install(disk, bundle_dir, size=None, shrink=None, firmware=None,
     bundle = bundles.load(bundle_dir)
     found = rooms.find_room(disk, size, shrink)
     table, sector0 = found.table, found.sector0
-    bios = bios_code(sector0, table.kind, firmware)
+    bios = bios_code(sector0, table.kind, firmware, disk)
     check_tools(efi_loader, bios, bundle)
     info = getattr(bundle, "info", None) or {}
     notes = []

@@ -87,6 +87,15 @@ def _grow_plan(disk, table, service, record, grow):
     number = grow if grow is not None else (shrunk or {}).get("number")
     if number is None:
         return None
+    if grow is not None and \
+            all(p.number != number for p in table.partitions):
+        have = ", ".join(str(p.number) for p in table.partitions)
+        raise InputError(f"{disk}: --grow={number}: has no partition "
+                         f"{number} (partitions: {have})")
+    if number == service.number:
+        raise TargetError(f"{disk}: --grow={number}: partition {number} is "
+                          f"the service partition itself: grow the one "
+                          f"directly before it")
     before = [p for p in table.partitions if p.end <= service.start]
     if not before:
         raise TargetError(f"{disk}: no partition before the service "
@@ -223,7 +232,16 @@ def remove(disk, grow=None, progress=None, efivars=None):
         return _remove(disk, grow, progress, efivars)
 
 
-def _remove(disk, grow, progress, efivars):
+def check(disk, grow=None, efivars=None):
+    """Every check remove makes, nothing written (the command calls it
+    before it prints what remove would do): TargetError / InputError as
+    remove's."""
+    disk = os.fspath(disk)
+    with lock.held(disk):
+        _remove(disk, grow, None, efivars, dry=True)
+
+
+def _remove(disk, grow, progress, efivars, dry=False):
     say = progress or (lambda text: None)
     service, why = find_or_repair(disk)
     if service is None:
@@ -236,22 +254,43 @@ def _remove(disk, grow, progress, efivars):
     except InputError as err:
         raise TargetError(f"{disk}: {err}") from None
     records.check_areas(disk, record, service)
-    state = states.load(service)
     table = partition.read_disk(disk)[0]
-    undo = arming_writes(disk, state, table)
+    try:
+        state, lost = states.load(service), None
+    except tail.Damaged as err:
+        # both state slots damaged: what arming set is read from the
+        # record (fallback), and thrown back from it first
+        from . import fallback
+        state, lost = states.empty(), err
+        undo = fallback.armed_by_record(service, efivars, record)["bios"]
+    else:
+        undo = arming_writes(disk, state, table)
     _check_areas(disk, record, undo)
     plan = _grow_plan(disk, table, service, record, grow)
     armed = state.get("armed") or {}
     variables = _variables(record.get("nvram") or
                            armed.get("firmware") == "uefi", efivars)
+    if dry:
+        return None
 
     done, notes, grown = [], [], None
     try:
-        say("disarming")
-        firmware = _disarm(service, state, variables, notes)
-        if firmware:
-            done.append(f"disarmed ({firmware})")
-        say("putting the NVRAM entries back")
+        if lost is not None:
+            from . import fallback
+            say("disarming from the install record (the state is damaged)")
+            notes.append(f"state damaged: {lost}; disarmed from the install "
+                         f"record")
+            thrown = fallback.disarm_from_record(service, variables, record)
+            if thrown:
+                done.append("disarmed from the record (" + ", ".join(thrown)
+                            + ")")
+        else:
+            say("disarming")
+            firmware = _disarm(service, state, variables, notes)
+            if firmware:
+                done.append(f"disarmed ({firmware})")
+        if record.get("nvram"):
+            say("putting the NVRAM entries back")
         done += _nvram_restore(record, variables, notes, service)
         say("putting the partition table back")
         writes = [(area["offset"], records.unb64(area["before"]))

@@ -87,7 +87,12 @@ def find_room(disk, size=None, shrink=None):
     if table.kind == "none":
         raise TargetError(f"{disk}: has no partition table (MBR or GPT): "
                           f"a service partition is added to one")
-    service = partition.find_service(disk)
+    try:
+        service = partition.find_service(disk)
+    except partition.DamagedService as err:
+        raise TargetError(f"{disk}: a service partition is already here "
+                          f"(damaged, partition {err.service.number}): "
+                          f"bwpart status") from None
     if service is not None:
         raise TargetError(f"{disk}: already has a service partition "
                           f"(partition {service.number}): use bwpart update")
@@ -156,9 +161,21 @@ def _no_room(disk, table, start, end, size):
                  f"(what an MBR's 32-bit sector numbers reach)")
     last = max(table.partitions, key=lambda p: p.end, default=None)
     hint = f"; --shrink={last.number} makes room from the last partition" \
-        if last is not None else ""
+        if last is not None and _can_give(disk, table, last, end, size) \
+        else ""
     return (f"{disk}: no room for a {format_size(size)} service partition: "
             f"{format_size(free)} free {where}{hint}")
+
+
+def _can_give(disk, table, last, end, size):
+    """True when shrinking *last* to its filesystem's least size would
+    leave *size* bytes before *end* (the hint is given only then)."""
+    try:
+        part = _shrinkable(disk, table, last.number)
+        least = _fs_facts(disk, part)[2]
+    except (InputError, TargetError):
+        return False
+    return _down(end - size) - part.start >= least
 
 
 def _shrinkable(disk, table, number):

@@ -8,7 +8,9 @@
      tries, used, left} | None, "armed": state.armed, "last": state.last,
      "remove": {"areas": [{what, offset, size, state}], "nvram":
      [{name, guid, action}], "shrunk", "can_remove": bool}, "restore":
-     [the same as lines of text], "notes": []}
+     [the same as lines of text], "state_damaged": None | why (both
+     state slots damaged: "armed" is then what the install record says,
+     with "from_record": true), "notes": []}
 
 An area's state: "installed" (as the install left it: remove puts the
 before-bytes back), "before" (already as before the install) or "changed"
@@ -31,36 +33,31 @@ def find_service(disk):
 
 def why_not_found(disk):
     """When find_service found nothing: a line about each partition of the
-    service type whose tail holds no whole record (None if there is none
-    of that type)."""
+    service type whose tail holds no record and that is not ours (an MBR
+    0x1c of someone else's; None if there is none of that type)."""
     table = read_disk_table(disk)
-    said = []
-    for part in table.partitions:
-        if not partition.is_service_type(table, part):
-            continue
-        service = partition.service_of(os.fspath(disk), table, part)
-        try:
-            found = tail.read_record(service)
-        except DiskImageError as err:
-            said.append(f"partition {part.number} has the service type but "
-                        f"no whole record: {err}")
-            continue
-        if found is None:
-            said.append(f"partition {part.number} has the service type but "
-                        f"its tail holds no record (not a service "
-                        f"partition)")
+    said = [f"partition {part.number} has the service type but its tail "
+            f"holds no record (not a service partition)"
+            for part in table.partitions
+            if partition.is_service_type(table, part)]
     return "; ".join(said) or None
 
 
 def find_or_repair(disk):
-    """(Service or None, why): find_service; when it finds none, a tail
-    record damaged beside a whole /bwpart/install.json is written back
-    (tail.read_record) and it looks again; *why* says what was wrong."""
+    """(Service or None, why): find_service (DamagedService, an
+    InputError naming the copy and its offset, when neither copy of the
+    record is whole); a tail copy damaged or missing beside a whole
+    /bwpart/install.json is written back (tail.read_record) and *why*
+    says so."""
     service = find_service(disk)
-    if service is not None:
+    if service is None:
+        return None, why_not_found(disk)
+    why = partition.tail_check(service)
+    if why is None:
         return service, None
-    why = why_not_found(disk)
-    return find_service(disk), why
+    tail.read_record(service)           # the FAT copy written back
+    return service, (f"partition {service.number}: {why}: written back from "
+                     f"{tail.INSTALL_JSON} (whole)")
 
 
 def read_disk_table(disk):
@@ -124,6 +121,32 @@ def _fat_facts(service, result):
         result["notes"].append(f"the service FAT: {err}")
 
 
+def _state_damaged(service, record, err, result):
+    """Both state slots damaged: "state_damaged" says so, "armed" is
+    what the install record says is armed (fallback.armed_by_record: our
+    flag on the table, our Boot#### in BootOrder), and the BIOS flags
+    arming set count as our own change in what remove would restore.
+    Returns (an empty state with that "armed", the flag writes)."""
+    from . import fallback
+    seen = fallback.armed_by_record(service, rec=record)
+    state = states.empty()
+    if seen["bios"]:
+        method = "active-flag" if service.table_kind == "mbr" else \
+            "legacy-attr"
+        state["armed"] = {"firmware": "bios", "bios": {"method": method},
+                          "from_record": True}
+    elif seen["uefi"]:
+        state["armed"] = {"firmware": "uefi",
+                          "uefi": {"entry": seen["uefi"][0]},
+                          "from_record": True}
+    result["state_damaged"] = str(err)
+    result["notes"].append(
+        f"state damaged: {err}; the install record says armed: "
+        f"{', '.join(seen['lines']) or 'nothing'}; bwpart remove or "
+        f"bwpart boot-next disarms from the record")
+    return state, seen["bios"]
+
+
 def status(disk):
     """The status dict of *disk* (see the module docstring)."""
     disk = os.fspath(disk)
@@ -132,7 +155,7 @@ def status(disk):
               "installed_at": None, "tool": None, "env": None,
               "size": None, "free": None, "store": [], "job": None,
               "armed": None, "last": None, "remove": None, "restore": [],
-              "notes": []}
+              "state_damaged": None, "notes": []}
     service, why = find_or_repair(disk)
     if why:
         result["notes"].append(why)
@@ -149,11 +172,11 @@ def status(disk):
                              "start": service.start, "size": service.size,
                              "part_id": service.part_id,
                              "table": service.table_kind})
+    armed_writes = None
     try:
         state = states.load(service)
     except tail.Damaged as err:
-        result["notes"].append(str(err))
-        state = states.empty()
+        state, armed_writes = _state_damaged(service, record, err, result)
     job = state["job"]
     if job:
         result["job"] = {"name": job["name"], "sha256": job["sha256"],
@@ -161,8 +184,9 @@ def status(disk):
                          "left": states.tries_left(state)}
     result["armed"], result["last"] = state["armed"], state["last"]
     from .remove import arming_writes
-    result["remove"] = remove_view(disk, record,
-                                   arming_writes(disk, state))
+    if armed_writes is None:
+        armed_writes = arming_writes(disk, state)
+    result["remove"] = remove_view(disk, record, armed_writes)
     result["restore"] = restore_lines(result["remove"])
     _fat_facts(service, result)
     return result

@@ -154,30 +154,41 @@ def write_record(service, record):
 
 
 def read_record(service, fat_copy=True):
-    """The install record from the tail: a dict, or None when the tail
-    holds no record.  A damaged tail copy raises Damaged (InputError)
-    unless *fat_copy* and /bwpart/install.json on the FAT is whole: then
-    that is written back to the tail and returned."""
+    """The install record from the tail: a dict, or None when neither the
+    tail nor (with *fat_copy*) the FAT holds one.  A tail copy that is
+    damaged, or missing (its magic gone), while /bwpart/install.json on
+    the FAT is whole and this partition's: that is written back to the
+    tail and returned (with *fat_copy*).  A damaged tail copy with no
+    whole FAT copy raises Damaged (InputError)."""
     data = _read(service, service.tail_offset + RECORD_AT, RECORD_SIZE)
     try:
-        return parse_record(service, data)
-    except Damaged:
+        found = parse_record(service, data)
+    except InputError:          # Damaged, or a field that fails its check
         if not fat_copy:
             raise
-        record = _fat_record(service)
-        if record is None:
-            raise
-        try:
-            write_record(service, record)
-        except DiskImageError:
-            pass        # read-only: the FAT copy is still the answer
-        return record
+        found, damaged = None, True
+    else:
+        damaged = False
+        if found is not None or not fat_copy:
+            return found
+    record = fat_record(service)
+    if record is None:
+        if damaged:
+            return parse_record(service, data)      # raises Damaged again
+        return None
+    try:
+        write_record(service, record)
+    except DiskImageError:
+        pass        # read-only: the FAT copy is still the answer
+    return record
 
 
-def _fat_record(service):
+def fat_record(service):
     """/bwpart/install.json when it can be read and parsed and is this
     partition's (the same start), else None."""
     from . import fatfs
+    if getattr(service, "start", None) is None:
+        return None             # a stand-in with only disk and tail_offset
     try:
         with fatfs.open_fat(service) as fat:
             value = json.loads(fat.get(INSTALL_JSON).decode("utf-8"))
@@ -284,3 +295,5 @@ def has_tail(service):
     with device.open_source(service.disk) as disk:
         return disk.read(service.tail_offset, 8) == RECORD_MAGIC
 
+
+_fat_record = fat_record      # the old name

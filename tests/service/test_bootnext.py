@@ -122,3 +122,30 @@ def test_a_disk_without_a_service_partition_is_refused(tmp_path):
                            firmware="bios")
     assert digest(path) == was
     assert os.path.getsize(path) == 64 << 20
+
+
+
+@pytest.mark.needs("mkfs.fat", "mcopy", "sgdisk", root=True)
+def test_both_state_slots_damaged_disarmed_from_the_record_then_armed(
+        tmp_path):
+    from tests.service.ondisk_helpers import install_by_hand, production
+    disk = production(tmp_path / "disk.img", "mbr", ext4=False,
+                      boot_code=True)
+    service = install_by_hand(disk)
+    script = job(tmp_path, b"echo capture\n")
+    bootnext.boot_next(str(disk), str(script), firmware="bios")
+    with open(disk, "r+b") as f:
+        for slot in (512 << 10, 768 << 10):
+            f.seek(service.tail_offset + slot + 40)
+            f.write(b"XXXX")
+    summary = bootnext.boot_next(str(disk), str(script), firmware="bios")
+    assert summary["warnings"][0].startswith("state damaged: ")
+    assert "disarmed from the install record (BIOS flags" in \
+        summary["warnings"][0]
+    st = state.load(service)
+    assert st["job"]["name"] == "job.sh" and st["job"]["used"] == 0
+    # what arm saved is the production flag, not our own arming
+    saved = {int(k): v for k, v in st["armed"]["bios"]["flags_before"].items()}
+    assert saved[1] == 0x80 and saved[2] == 0
+    parts = servicedisk.parts(disk)
+    assert parts[2].get("bootable") and not parts[1].get("bootable")

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from diskimage.errors import InputError, TargetError
+from diskimage.errors import InputError
 from diskimage.service import partition, record, remove, state, status, tail
 from tests.service.forged import raw_record
 from tests.service.ondisk_helpers import MiB, install_by_hand, production
@@ -145,13 +145,15 @@ def test_forged_record_fields(installed, field, value, said):
                        rf"at byte {at}: {said}"):
         tail.read_record(service)
     before = digest(disk)
-    assert partition.find_service(disk) is None
-    with pytest.raises(TargetError, match=said):
+    # ours by its type (and FAT): a damaged service partition, exit 3
+    damaged = rf"partition {service.number} is a damaged service " \
+        rf"partition: service record \(tail copy\) at byte {at}: {said}"
+    with pytest.raises(partition.DamagedService, match=damaged):
+        partition.find_service(disk)
+    with pytest.raises(InputError, match=damaged):
         remove.remove(disk)
-    view = status.status(disk)
-    assert view["installed"] is False
-    assert "no whole record" in view["notes"][0] and "field" in \
-        view["notes"][0]
+    with pytest.raises(InputError, match=damaged):
+        status.status(disk)
     assert digest(disk) == before
 
 
@@ -168,7 +170,10 @@ def test_raw_forged_record_bytes(installed, body, said):
     with pytest.raises(InputError, match=rf"at byte {service.tail_offset}: "
                        rf"{said}"):
         tail.read_record(service, fat_copy=False)
-    assert partition.find_service(disk) is None
+    # /bwpart/install.json is whole: found by it, the tail written back
+    assert partition.find_service(disk) == service
+    assert tail.read_record(service) == tail.fat_record(service)
+    assert tail.read_record(service, fat_copy=False) is not None
 
 
 @pytest.mark.parametrize("armed, said", [

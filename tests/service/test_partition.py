@@ -103,6 +103,56 @@ def test_find_service_needs_a_valid_record(tmp_path):
     assert partition.find_service(str(disk)) is None
 
 
+def _flip(disk, offset):
+    with open(disk, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 1]))
+
+
+def test_gpt_type_with_a_damaged_tail_is_a_damaged_service(tmp_path):
+    disk = make_disk(tmp_path / "d.img", 800, "gpt", "start=2048, "
+                     "size=300MiB\n")
+    _add(disk, 2, 301 * MiB, 256 * MiB)
+    table, _ = partition.read_disk(str(disk))
+    svc = partition.service_of(str(disk), table, table.partitions[1])
+    with pytest.raises(partition.DamagedService, match=r"partition 2 is a "
+                       r"damaged service partition: no service record "
+                       rf"\(tail copy\) at byte {svc.tail_offset}"):
+        partition.find_service(str(disk))
+    tail.write_record(svc, minimal_record(svc))
+    _flip(disk, svc.tail_offset + 40)
+    with pytest.raises(partition.DamagedService, match=rf"at byte "
+                       rf"{svc.tail_offset}: crc32 mismatch"):
+        partition.find_service(str(disk))
+
+
+def test_mbr_rdservice_fat_without_record_is_damaged(tmp_path):
+    disk = make_disk(tmp_path / "d.img", 800, "dos", "start=2048, "
+                     "size=300MiB\n")
+    _add(disk, 2, 301 * MiB, 256 * MiB)
+    table, _ = partition.read_disk(str(disk))
+    svc = partition.service_of(str(disk), table, table.partitions[1])
+    fatfs.format(svc)                            # labelled RDSERVICE
+    with pytest.raises(partition.DamagedService, match="partition 2"):
+        partition.find_service(str(disk))
+
+
+def test_found_by_the_fat_copy_when_the_tail_magic_is_gone(tmp_path):
+    disk = make_disk(tmp_path / "d.img", 800, "gpt", "start=2048, "
+                     "size=300MiB\n")
+    _add(disk, 2, 301 * MiB, 256 * MiB)
+    table, _ = partition.read_disk(str(disk))
+    svc = partition.service_of(str(disk), table, table.partitions[1])
+    fatfs.format(svc)
+    record.write_both(svc, minimal_record(svc))
+    _flip(disk, svc.tail_offset)                # the magic
+    assert partition.find_service(str(disk)) == svc
+    assert tail.read_record(svc) == minimal_record(svc)   # written back
+    assert tail.read_record(svc, fat_copy=False) == minimal_record(svc)
+
+
 def test_service_by_id_unknown():
     with pytest.raises(InputError, match="no service partition "
                        "deadbeef-01 on any disk"):

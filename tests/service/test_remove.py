@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from diskimage.errors import TargetChangedError, TargetError
+from diskimage.errors import InputError, TargetChangedError, TargetError
 from diskimage.service import (arming, partition, remove, state, status,
                                tail)
 from diskimage.service.efiboot import EFI_GLOBAL_VARIABLE as GUID
@@ -112,8 +112,17 @@ def test_grow_over_the_space(tmp_path):
     disk = production(tmp_path / "disk.img", "gpt")
     service = install_by_hand(disk)
     end = service.start + service.size
-    with pytest.raises(TargetError, match="partition 2 is not the one"):
-        remove.remove(disk, grow=2)
+    before = read_at(disk, 0, 64 * 1024)
+    for call in (remove.check, remove.remove):      # check writes nothing
+        with pytest.raises(TargetError, match="partition 2 is the service "
+                           "partition itself"):
+            call(disk, grow=2)
+        with pytest.raises(InputError, match=r"--grow=5: has no partition "
+                           r"5 \(partitions: 1, 2\)"):
+            call(disk, grow=5)
+    assert read_at(disk, 0, 64 * 1024) == before
+    remove.check(disk, grow=1)
+    assert read_at(disk, 0, 64 * 1024) == before
     done = remove.remove(disk, grow=1)
     p1 = sfdisk_json(disk)["partitions"][0]
     assert p1["start"] * SECTOR == MiB
@@ -148,14 +157,15 @@ def test_no_service_partition(tmp_path):
     assert tail.TAIL_SIZE == MiB
 
 
-def test_damaged_tail_record_repaired_from_the_fat(tmp_path):
+@pytest.mark.parametrize("at", [0, 40])        # the magic, the JSON
+def test_damaged_tail_record_repaired_from_the_fat(tmp_path, at):
     disk = production(tmp_path / "disk.img", "gpt", ext4=False)
     before = table_bytes(disk, "gpt")
     service = install_by_hand(disk)
     with open(disk, "r+b") as f:
-        f.seek(service.tail_offset + 40)
+        f.seek(service.tail_offset + at)
         f.write(b"#")
-    assert status.find_service(disk) is None        # part A's: tail only
+    assert status.find_service(disk) == service     # by the FAT copy
     remove.remove(disk)
     assert table_bytes(disk, "gpt") == before
 
@@ -167,10 +177,15 @@ def test_damaged_record_said(tmp_path):
         f.seek(service.tail_offset + 40)
         f.write(b"#")
     sh("mdel", "-i", f"{disk}@@{service.start}", "::/bwpart/install.json")
-    with pytest.raises(TargetError, match=f"partition {service.number} has "
-                       f"the service type but no whole record: .*crc32"):
+    said = (f"partition {service.number} is a damaged service partition: "
+            f"service record \\(tail copy\\) at byte {service.tail_offset}"
+            f": crc32 mismatch")
+    before = read_at(disk, 0, 64 * 1024)
+    with pytest.raises(InputError, match=said):
         remove.remove(disk)
-    assert "crc32 mismatch" in status.status(disk)["notes"][0]
+    with pytest.raises(InputError, match=said):
+        status.status(disk)
+    assert read_at(disk, 0, 64 * 1024) == before
 
 
 def test_uefi_entries_and_bootorder_put_back(tmp_path):
@@ -299,3 +314,23 @@ def test_failure_after_the_first_write(tmp_path, monkeypatch):
         "(first and last MiB); partition 1 grown in the table" in said
     assert table_bytes(disk, "gpt") != before       # grown in the table
     assert status.find_service(disk) is None
+
+
+@pytest.mark.parametrize("kind", ["mbr", "gpt"])
+def test_both_state_slots_damaged_disarmed_from_the_record(tmp_path, kind):
+    disk = production(tmp_path / "disk.img", kind, boot_code=True)
+    before = table_bytes(disk, kind)
+    service = install_by_hand(disk)
+    st = state.load(service)
+    state.set_job(st, state.new_job("capture.sh", "true\n", tries=3),
+                  service)
+    arming.arm(service, "bios")
+    with open(disk, "r+b") as f:
+        for slot in (512 << 10, 768 << 10):
+            f.seek(service.tail_offset + slot + 40)
+            f.write(b"XXXX")
+    done = remove.remove(disk)
+    assert table_bytes(disk, kind) == before
+    assert any(d.startswith("disarmed from the record") for d in
+               done["done"])
+    assert done["notes"][0].startswith("state damaged: ")

@@ -38,7 +38,10 @@ def test_free_end_gpt_stops_before_backup(tmp_path):
                      "size=300MiB\n")
     found = room.find_room(str(disk), 256 * MiB)
     assert found.start == 301 * MiB
-    with pytest.raises(TargetError, match="no room.*--shrink=1"):
+    # (no hint: partition 1 holds no filesystem that could shrink)
+    with pytest.raises(TargetError, match=r"no room for a 257\.0 MiB "
+                       r"service partition: 256\.0 MiB free at the end of "
+                       r"the disk$"):
         room.find_room(str(disk), 257 * MiB)
 
 
@@ -50,6 +53,24 @@ def test_no_room_says_what_is_free(tmp_path):
                        r"service partition: 99\.0 MiB free"):
         room.find_room(str(disk), 256 * MiB)
     assert sha256(disk) == before
+
+
+def test_shrink_hint_only_when_shrinking_gives_the_room(tmp_path):
+    disk = make_disk(tmp_path / "d.img", 700, "dos", "start=2048, "
+                     "size=600MiB\n")
+    ext4_into(tmp_path, disk, 1, {"a.bin": os.urandom(MiB)})
+    with pytest.raises(TargetError, match=r"99\.0 MiB free at the end of "
+                       r"the disk; --shrink=1 makes room from the last "
+                       r"partition$"):
+        room.find_room(str(disk), 300 * MiB)
+    for size in (700 * MiB, 1 << 40):       # more than shrinking can give
+        with pytest.raises(TargetError, match=r"free at the end of the "
+                           r"disk$"):
+            room.find_room(str(disk), size)
+    raw = make_disk(tmp_path / "r.img", 700, "dos", "start=2048, "
+                    "size=600MiB\n")        # no filesystem to shrink
+    with pytest.raises(TargetError, match=r"free at the end of the disk$"):
+        room.find_room(str(raw), 300 * MiB)
 
 
 def test_bad_size(tmp_path):
@@ -104,8 +125,15 @@ def test_already_installed(tmp_path):
     disk = make_disk(tmp_path / "d.img", 1500, "gpt",
                      f"start=2048, size=300MiB\nsize=256MiB, "
                      f"type={layout.GPT_TYPE}\n")
-    found = room.find_room(str(disk), 256 * MiB)     # a type alone: not ours
-    assert found.number == 3
+    before = sha256(disk)
+    # our GPT type with no record: a damaged service partition, never an
+    # ordinary partition to stack beside or to shrink
+    for shrink in (None, 2):
+        with pytest.raises(TargetError, match=r"a service partition is "
+                           r"already here \(damaged, partition 2\): "
+                           r"bwpart status"):
+            room.find_room(str(disk), 256 * MiB, shrink=shrink)
+    assert sha256(disk) == before
     table, _ = partition.read_disk(str(disk))
     svc = partition.service_of(str(disk), table, table.partitions[1])
     tail.write_record(svc, minimal_record(svc))

@@ -110,3 +110,52 @@ def test_an_update_cut_short_is_shown(tmp_path):
         f"BIOS boots slot {two}, UEFI slot {one} (an update was cut between "
         f"the loaders); left over: /syslinux.cfg.new; the next bwpart "
         f"update cleans them up"]
+
+
+def test_tail_magic_gone_repaired_from_the_fat_and_said(tmp_path):
+    disk = production(tmp_path / "disk.img", "gpt", ext4=False)
+    service = install_by_hand(disk)
+    with open(disk, "r+b") as f:
+        f.seek(service.tail_offset)
+        f.write(b"X")
+    got = status.status(disk)
+    assert got["installed"] is True
+    assert got["notes"][0] == (
+        f"partition {service.number}: no service record (tail copy) at "
+        f"byte {service.tail_offset}: written back from "
+        f"/bwpart/install.json (whole)")
+    with open(disk, "rb") as f:
+        f.seek(service.tail_offset)
+        assert f.read(8) == b"RDSVCREC"
+
+
+def _armed_then_both_slots_damaged(disk):
+    service = install_by_hand(disk)
+    st = state.load(service)
+    state.set_job(st, state.new_job("capture.sh", "true\n", tries=3),
+                  service)
+    arming.arm(service, "bios")
+    with open(disk, "r+b") as f:
+        for slot in (512 << 10, 768 << 10):
+            f.seek(service.tail_offset + slot + 40)
+            f.write(b"XXXX")
+    return service
+
+
+@pytest.mark.parametrize("kind", ["mbr", "gpt"])
+def test_both_state_slots_damaged_said_with_the_record_s_arming(tmp_path,
+                                                                kind):
+    disk = production(tmp_path / "disk.img", kind, ext4=False,
+                      boot_code=True)
+    service = _armed_then_both_slots_damaged(disk)
+    got = status.status(disk)
+    assert "slot A" in got["state_damaged"] and \
+        "slot B" in got["state_damaged"]
+    assert got["armed"]["firmware"] == "bios" and \
+        got["armed"]["from_record"] is True
+    assert any(n.startswith("state damaged: ") and
+               "the install record says armed: bios: " in n and
+               f"is on partition {service.number}" in n
+               for n in got["notes"])
+    # the flag arming set is our own change, not a foreign one
+    assert got["remove"]["can_remove"] is True
