@@ -47,21 +47,23 @@ def cmd_update(args):
 
     summary = update(args["DISK"], args["--env"], size=size,
                      progress=options.steps())
+    was = f" (was {summary['old_slot']})" if summary.get("old_slot") \
+        else ""
     render.summary(f"{args['DISK']}: environment {summary['version']} in "
-                   f"slot {summary['new_slot']} (was "
-                   f"{summary['old_slot']}); store kept")
+                   f"slot {summary['new_slot']}{was}; store kept")
     return 0
 
 
 def cmd_remove(args):
     grow = options.number(args, "--grow")
-    from diskimage.service.remove import remove
+    from diskimage.service.remove import check, remove
     from diskimage.service.status import status
 
     disk = args["DISK"]
     state = status(disk)
     if not state.get("installed"):
         options.service(disk)       # the TargetError: nothing to remove
+    check(disk, grow=grow)          # a refusal before the plan is shown
     print(render.lines(render.remove_lines(disk, state, grow)))
     options.confirm(args, "remove",
                     f"remove the service partition of {disk} and put back "

@@ -32,7 +32,8 @@ def cmd_store(args):
         summary = store.add(service, args["IMAGE"], name=args["--name"],
                             progress=options.steps())
         render.summary(f"{args['DISK']}: stored {summary['name']} "
-                       f"({summary['volumes']} volumes)")
+                       f"({summary['volumes']} volume"
+                       f"{'' if summary['volumes'] == 1 else 's'})")
         return 0
     store.rm(service, args["NAME"])
     return 0

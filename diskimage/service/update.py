@@ -118,8 +118,8 @@ def _on_fat(disk, bundle, progress, service, fat, grown):
     stale = envslots.cleanup(fat)
     kind = _kind(service, fat)
     if progress:
-        progress(f"writing environment {bundle.version} beside "
-                 f"{old or 'none'}")
+        progress(f"writing environment {bundle.version} beside {old}"
+                 if old else f"writing environment {bundle.version}")
     new = envslots.write_slot(fat, bundle, progress)
     staged = loaders.stage_efi(fat, bundle, kind, progress)
     try:

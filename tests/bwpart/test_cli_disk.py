@@ -148,6 +148,11 @@ def test_remove_without_a_terminal_needs_yes(tmp_path, env):
     before = sha256(disk)
     check(bwpart("remove", disk), 5, "--yes")
     assert sha256(disk) == before
+    # a --grow that cannot be done is refused before the plan is shown
+    grow = bwpart("remove", disk, "--grow=5", "--yes")
+    assert grow.returncode == 3 and "partition 5" in grow.stderr, grow.stderr
+    assert grow.stdout == ""
+    assert sha256(disk) == before
 
 
 def test_store_add_ls_rm(tmp_path, env):
