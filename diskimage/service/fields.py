@@ -32,7 +32,7 @@ WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")
 FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}\Z")
 
 
-class Bad(Exception):
+class Bad(InputError):
     """A field that fails its check: ``args[0]`` the field's dotted name,
     ``args[1]`` what is wrong with it."""
 

@@ -259,10 +259,16 @@ def apply(path, writes, what):
 
 def _tell_kernel(path):
     """Let the kernel see the new table of a block device whose other
-    partitions are in use (partx updates what it can; best effort)."""
+    partitions are in use (partx updates what it can; best effort).
+
+    Only when the kernel already lists partitions of the disk: a loop
+    device attached without partition scanning lists none, and partitions
+    partx added to it would outlive its detaching (the next user of that
+    loop device would find them, and mkfs refuse it)."""
     try:
         import stat
-        if not stat.S_ISBLK(os.stat(path).st_mode):
+        st = os.stat(path)
+        if not stat.S_ISBLK(st.st_mode) or not _kernel_partitions(st):
             return
     except OSError:
         return
@@ -270,6 +276,16 @@ def _tell_kernel(path):
         run(["partx", "--update", path], check=False)
     except MissingToolError:
         pass        # the kernel sees it at the next boot
+
+
+def _kernel_partitions(st):
+    """The kernel lists partitions of the disk whose stat is `st`."""
+    node = f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    try:
+        return any(os.path.exists(os.path.join(node, name, "partition"))
+                   for name in os.listdir(node))
+    except OSError:
+        return False
 
 
 def check_written(path, expected):

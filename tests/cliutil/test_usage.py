@@ -115,7 +115,7 @@ def test_capture_help_holds_its_options_only():
 
 
 @pytest.mark.parametrize("argv, phrase", [
-    (["nosuch"], "unknown command 'nosuch' (one of: rdeploy, imgx, bootdisk, pxeconf)"),
+    (["nosuch"], "unknown command 'nosuch' (one of: rdeploy, imgx, bootdisk, pxeconf, bwpart)"),
     (["--frob"], "unknown option --frob"),
 ])
 def test_multicall_usage_errors_are_the_same_kind_of_line(argv, phrase):

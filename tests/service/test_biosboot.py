@@ -32,7 +32,6 @@ def disk_with(tmp_path, table, code_file=None, code=None):
 
 
 @pytest.mark.needs("sfdisk")
-@pytest.mark.skipif(not os.path.isdir(MBR_DIR), reason="needs syslinux-common")
 def test_syslinux_codes(tmp_path):
     s0 = disk_with(tmp_path, "dos", f"{MBR_DIR}/mbr.bin")
     assert biosboot.identify(s0, "mbr") == ("syslinux mbr.bin",
