@@ -80,12 +80,14 @@ Options:
 Exit codes:
   0 success; 1 other failure (a tool failed, an I/O error); 2 usage error;
   3 bad input (no such disk, a bundle without bundle.json or with a file
-  whose sha256 differs, a damaged record, no service partition);
-  5 refused before any write (no room and nothing that can shrink, a
-  mounted partition that would have to shrink, BitLocker or LUKS, a boot
-  code it cannot change safely, already installed: use update, a table
-  changed since install, not confirmed); 8 failed after the first write
-  (the message says what was done; bwpart remove undoes it); 9 busy;
+  whose sha256 differs, a damaged service partition, not an .rdi image);
+  5 refused before any write (no service partition, no room and nothing
+  that can shrink, a mounted partition that would have to shrink,
+  BitLocker or LUKS, a boot code it cannot change safely, already
+  installed: use update, a table changed since install, not confirmed);
+  6 no space left on the service partition (store add, update);
+  8 failed after the first write (the message says what was done;
+  bwpart remove undoes it); 9 busy: another bwpart is changing the disk;
   10 a tool is not installed (named with its Debian package);
   70 internal error; 130 interrupted (143 SIGTERM, 129 SIGHUP).
 
