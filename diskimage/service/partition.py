@@ -362,16 +362,18 @@ def _grow(service, new_size, progress):
               "table")
         check_written(service.disk, {service.number: (service.start,
                                                       new_size)})
+        grown = Service(service.disk, service.number, service.start,
+                        new_size, service.table_kind, service.part_id,
+                        service.sector_size)
+        # the new table is ours: remove takes it, even when the FAT grow
+        # below fails (a FAT smaller than its partition is still whole)
+        record.reseal(grown)
         if progress:
             progress("growing the FAT")
         with resize.region(service.disk, service.start,
                            layout.fs_size(new_size)) as dev:
             resize.resize("fat32", dev, layout.fs_size(new_size),
                           f"{service.disk}: partition {service.number}")
-        grown = Service(service.disk, service.number, service.start,
-                        new_size, service.table_kind, service.part_id,
-                        service.sector_size)
-        record.reseal(grown)        # the new table is ours: remove takes it
     except TargetChangedError:
         raise
     except Exception as exc:

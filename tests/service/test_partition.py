@@ -207,6 +207,32 @@ def test_grow(tmp_path):
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
 
+def test_grow_whose_fat_grow_fails_is_still_removable(tmp_path,
+                                                       monkeypatch):
+    """A FAT grow that fails after the table grew (the resizer stands in
+    for a tool that died) leaves the record sealed with the new table, so
+    remove puts the disk back instead of refusing a changed table."""
+    from diskimage.errors import TargetChangedError
+    from diskimage.fs import resize as fsresize
+    from diskimage.service import remove
+    disk = make_disk(tmp_path / "d.img", 1500, "gpt", "start=2048, "
+                     "size=100MiB\n")
+    before = _bytes_at(disk, 0, 34 * 512)
+    p = plan.plan_install(str(disk), make_bundle(tmp_path / "bundle"),
+                          size=512 * MiB, firmware="uefi")
+    install.install(p)
+    svc = partition.find_service(str(disk))
+
+    def died(*args):
+        raise fsresize.ResizeError("the FAT resizer died")
+    monkeypatch.setattr(fsresize, "resize", died)
+    with pytest.raises(TargetChangedError, match="resizer died"):
+        partition.grow(svc, 1024 * MiB)
+    monkeypatch.undo()
+    remove.remove(str(disk))
+    assert _bytes_at(disk, 0, 34 * 512) == before
+
+
 def test_grow_refused_without_free_space(tmp_path):
     disk = make_disk(tmp_path / "d.img", 1200, "gpt", "start=2048, "
                      "size=100MiB\nstart=600MiB, size=100MiB\n")
