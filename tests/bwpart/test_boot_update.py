@@ -60,8 +60,11 @@ def bases(tmp_path_factory):
 
 
 def active_env(disk):
-    """What `bwpart status --json` says of the active environment."""
-    return json.loads(bwpart("status", disk, "--json").stdout)["env"]
+    """What `bwpart status --json` says of the active environment (not
+    what an interrupted update left beside it)."""
+    env = json.loads(bwpart("status", disk, "--json").stdout)["env"]
+    env.pop("leftovers", None)
+    return env
 
 
 def bundle_info(bundle):
@@ -110,6 +113,8 @@ def test_update_keeps_the_store_and_a_killed_update_boots_the_old_env(
     assert new and fat_names(disk, f"/bwpart/env/{min(new)}"), \
         "the kill came before the new slot was written"
     assert active_env(disk) == after_two, "the kill came after the switch"
+    left = json.loads(bwpart("status", disk, "--json").stdout)["env"]
+    assert left["leftovers"]["slots"] == sorted(new), left
 
     bwpart("boot-next", disk, f"--job={job}", "--firmware=bios")
     out = machine.boot()
