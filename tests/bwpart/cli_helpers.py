@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.smalldisk import read_at
+
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 SECTOR = 512
@@ -99,20 +101,6 @@ def bundle(path, version="1.0"):
             "files": files, "secure_boot": False}
     (path / "bundle.json").write_text(json.dumps(info, indent=2))
     return path
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(4 * MiB):
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_at(path, offset, length):
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read(length)
 
 
 def table_areas(path):

@@ -11,10 +11,9 @@ import subprocess
 import pytest
 
 from tests.bwpart.cli_helpers import GPTMBR_BIN, MBR_BIN, MiB, SECTOR, \
-    SERVICE, build, bundle, bwpart, check, sfdisk, sfdisk_json, sha256, \
-    table_areas
+    SERVICE, build, bundle, bwpart, check, sfdisk, sfdisk_json, table_areas
 from tests.rdeploy_helpers import rdeploy
-from tests.smalldisk import build_disk
+from tests.smalldisk import build_disk, sha256
 
 pytestmark = pytest.mark.needs("sfdisk", "mkfs.ext4", "mkfs.fat", "mcopy",
                                "syslinux")

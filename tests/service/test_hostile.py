@@ -13,18 +13,11 @@ import pytest
 from diskimage.errors import InputError
 from diskimage.service import partition, record, remove, state, status, tail
 from tests.service.forged import raw_record
+from tests.smalldisk import sha256
 from tests.service.ondisk_helpers import MiB, install_by_hand, production
 
 pytestmark = pytest.mark.needs("sfdisk", "mkfs.ext4", "e2fsck", "resize2fs",
                                "mkfs.fat", "mcopy", "losetup", root=True)
-
-
-def digest(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def b64(data):
@@ -72,10 +65,10 @@ def test_areas_aimed_outside_the_table_write_nothing(installed, how):
         def change(r):
             r["areas"].append(dict(r["areas"][0]))
     forge(service, change)
-    before = digest(disk)
+    before = sha256(disk)
     with pytest.raises(InputError, match=r"service record: field areas"):
         remove.remove(disk)
-    assert digest(disk) == before
+    assert sha256(disk) == before
     assert status.status(disk)["installed"] is True
 
 
@@ -92,12 +85,12 @@ def test_before_bytes_that_grow_partition_1_over_the_service(tmp_path):
         area["before"] = b64(bytes(sector))
         area["before_sha256"] = hashlib.sha256(sector).hexdigest()
     forge(service, change)
-    before = digest(disk)
+    before = sha256(disk)
     with pytest.raises(InputError, match=r"field areas: the before-bytes "
                        r"make a table that is not this disk's without the "
                        r"service partition"):
         remove.remove(disk)
-    assert digest(disk) == before
+    assert sha256(disk) == before
 
 
 def test_forged_shrunk_cannot_grow_past_the_partition(installed):
@@ -107,12 +100,12 @@ def test_forged_shrunk_cannot_grow_past_the_partition(installed):
         rec["shrunk"] = {"number": 1, "fs": "ext4", "old_size": 400 * MiB,
                          "new_size": 128 * MiB}
     forge(service, change)
-    before = digest(disk)
+    before = sha256(disk)
     with pytest.raises(InputError, match=r"field shrunk: partition 1 is "
                        r"134217728 bytes now and 134217728 in the "
                        r"before-bytes"):
         remove.remove(disk)
-    assert digest(disk) == before
+    assert sha256(disk) == before
 
 
 @pytest.mark.parametrize("field, value, said", [
@@ -144,7 +137,7 @@ def test_forged_record_fields(installed, field, value, said):
     with pytest.raises(InputError, match=rf"service record \(tail copy\) "
                        rf"at byte {at}: {said}"):
         tail.read_record(service)
-    before = digest(disk)
+    before = sha256(disk)
     # ours by its type (and FAT): a damaged service partition, exit 3
     damaged = rf"partition {service.number} is a damaged service " \
         rf"partition: service record \(tail copy\) at byte {at}: {said}"
@@ -154,7 +147,7 @@ def test_forged_record_fields(installed, field, value, said):
         remove.remove(disk)
     with pytest.raises(InputError, match=damaged):
         status.status(disk)
-    assert digest(disk) == before
+    assert sha256(disk) == before
 
 
 @pytest.mark.parametrize("body, said", [
@@ -191,13 +184,13 @@ def test_raw_forged_record_bytes(installed, body, said):
 def test_forged_state_writes_nothing(installed, armed, said):
     disk, service = installed
     tail.write_state(service, {"job": None, "armed": armed, "last": None})
-    before = digest(disk)
+    before = sha256(disk)
     with pytest.raises(InputError, match=r"service state slot A at byte "
                        rf"{service.tail_offset + 512 * 1024}: {said}"):
         state.load(service)
     with pytest.raises(InputError, match=said):
         remove.remove(disk)
-    assert digest(disk) == before
+    assert sha256(disk) == before
 
 
 def test_forged_job_text_not_its_sha256(installed):

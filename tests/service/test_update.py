@@ -15,6 +15,7 @@ import pytest
 
 from diskimage.errors import NoSpaceError
 from diskimage.service import bundle, envslots, fatfs, loaders, store, update
+from tests.smalldisk import sha256
 from tests.service.fatdisk import (TOOLS, fsck, make_bundle, make_disk,
                                    mdir_names, mtype)
 
@@ -37,14 +38,6 @@ def installed(tmp_path):
 
 def sha(data):
     return hashlib.sha256(data).hexdigest()
-
-
-def disk_sha(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def test_update(tmp_path):
@@ -77,10 +70,10 @@ def test_update_refused_without_room(tmp_path):
         filler = tmp_path / "filler"
         filler.write_bytes(b"\0" * (fat.free() - 600000))
         fat.put(str(filler), "/store/filler.rdi")
-    before = disk_sha(service.disk)
+    before = sha256(service.disk)
     with pytest.raises(NoSpaceError, match="environment needs 2 MiB"):
         update.update(service.disk, str(tmp_path / "b2"), service=service)
-    assert disk_sha(service.disk) == before     # nothing written
+    assert sha256(service.disk) == before     # nothing written
     with fatfs.open_fat(service) as fat:
         assert envslots.active(fat)[0] == "e1"
 
