@@ -15,18 +15,19 @@ that is not installed is MissingToolError naming it (exit 10).
 import hashlib
 import json
 import os
-import stat
 
 from ..errors import InputError, MissingToolError
 from ..host import tools
 from ..host.partial import partial_file
 from . import site as sitemodel
+from .rootwrite import own_directory
 
 SITE_FILE = "pxeconf.site"
 ROOT = "boot"
 STATE = "state"
 CONFIG_DIRS = ("pxelinux.cfg", "grub", "ipxe")
 
+_OWN = "the site's folders must be directories of their own"
 _BIOS = "/usr/lib/syslinux/modules/bios/"
 _GRUBNET = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
 
@@ -90,20 +91,6 @@ def _is_empty(directory):
         return next(entries, None) is None
 
 
-def _directory(path):
-    """Make `path` a directory of its own: a symlink (or a file) there is
-    refused, never followed."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        os.mkdir(path, 0o755)
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
-        raise InputError(f"{path}: {kind}; the site's folders must be "
-                         f"directories of their own")
-
-
 def check_target(directory, force=False):
     """Refuse a DIR init cannot use, before anything is copied."""
     if os.path.lexists(directory) and not os.path.isdir(directory):
@@ -154,10 +141,10 @@ def init(directory, force=False, loaders=None):
     if not os.path.isdir(directory):
         os.mkdir(directory, 0o755)
     root = os.path.join(directory, ROOT)
-    _directory(root)
+    own_directory(root, _OWN)
     for sub in CONFIG_DIRS:
-        _directory(os.path.join(root, sub))
-    _directory(os.path.join(directory, STATE))
+        own_directory(os.path.join(root, sub), _OWN)
+    own_directory(os.path.join(directory, STATE), _OWN)
     record = {}
     for name, (package, version, source) in found.items():
         path = os.path.join(root, name)

@@ -11,21 +11,27 @@ from . import macaddr
 from .rootpath import Refused, relative
 
 
+def own_directory(path, why):
+    """Make `path` a directory of its own: made (0755) when missing; a
+    symlink or a file there is refused, never followed.  `why` ends the
+    refusal: what is never done through it."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        os.mkdir(path, 0o755)
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise InputError(f"{path}: {kind}; {why}")
+
+
 def _directory(root, rel):
-    """The directory of `rel` inside root, made as needed; a symlink or a
-    file on the way is refused (nothing is written through a link)."""
+    """The directory of `rel` inside root, each component made as needed
+    and refused when it is a symlink or a file (own_directory)."""
     path = root
     for part in rel.split("/")[:-1]:
         path = os.path.join(path, part)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            os.mkdir(path, 0o755)
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise InputError(f"{path}: not a directory of its own (a symlink "
-                             f"or a file); configs are never written "
-                             f"through it")
+        own_directory(path, "configs are never written through it")
     return path
 
 

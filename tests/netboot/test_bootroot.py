@@ -119,3 +119,13 @@ def test_a_symlink_in_the_site_is_never_written_through(tmp_path):
     with pytest.raises(InputError, match="symlink"):
         bootroot.init(site_dir, force=True)
     assert os.listdir(outside) == []
+
+
+def test_a_file_where_a_folder_goes_is_refused_by_name(tmp_path):
+    site_dir = tmp_path / "site"
+    (site_dir / "boot").mkdir(parents=True)
+    (site_dir / "boot" / "grub").write_bytes(b"a file")
+    with pytest.raises(InputError, match=r"/boot/grub: not a directory; the "
+                       r"site's folders must be directories of their own$"):
+        bootroot.init(site_dir, force=True)
+    assert (site_dir / "boot" / "grub").read_bytes() == b"a file"

@@ -220,6 +220,29 @@ def test_write_is_whole_files_never_through_a_symlink(site, tmp_path):
         configs.write(root, {"../escape": b"x"})
 
 
+def test_a_folder_on_the_way_says_whether_it_is_a_symlink_or_a_file(
+        tmp_path):
+    # One check for init's folders and build's (rootwrite.own_directory):
+    # the refusal names what is there, and nothing is written beyond it.
+    root = tmp_path / "boot"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "ipxe").symlink_to(outside)
+    (root / "grub").write_bytes(b"a file")
+    with pytest.raises(InputError, match=r"/ipxe: a symlink; configs are "
+                       r"never written through it$"):
+        configs.write(root, {"ipxe/52-54-00-00-00-01.ipxe": b"x"})
+    with pytest.raises(InputError, match=r"/grub: not a directory; configs "
+                       r"are never"):
+        configs.write(root, {"grub/grub.cfg": b"x"})
+    assert os.listdir(outside) == []
+    assert (root / "grub").read_bytes() == b"a file"
+    configs.write(root, {"pxelinux.cfg/a/default": b"x"})
+    assert (root / "pxelinux.cfg" / "a").is_dir()
+    assert not (root / "pxelinux.cfg" / "a").is_symlink()
+
+
 def test_prune_removes_the_files_of_machines_gone_from_the_site(site,
                                                                tmp_path):
     root = site.settings.root
