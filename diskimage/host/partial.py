@@ -56,6 +56,31 @@ def lock(fd, name, how):
                          f"filesystem, or mount it with locking") from None
 
 
+def lock_named(path, how):
+    """An fd of `path` (O_RDONLY, O_CLOEXEC, O_NONBLOCK: a FIFO there is
+    opened, not waited on) holding flock(how) on the inode the name holds
+    once it is locked.  A writer renames a new file over the name, so an
+    fd that got its lock on an inode the name no longer holds is closed and
+    the new one tried, up to 10 times (then BusyError).  FileNotFoundError
+    and BlockingIOError (held by another) are raised as they are, for the
+    caller to word; a filesystem without locks is InputError (lock)."""
+    for _ in range(10):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            lock(fd, path, how)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)                 # replaced meanwhile: lock the new one
+    raise BusyError(f"{path}: replaced again and again while it was being "
+                    f"locked; nothing changed")
+
+
 def create_partial(partial, warnings, locked=True):
     """An fd of a new, empty `partial` open for writing.  With `locked`,
     the fd holds an exclusive flock; without, the caller must hold a lock

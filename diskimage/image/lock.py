@@ -30,7 +30,7 @@ import fcntl
 import os
 
 from ..errors import BusyError, DiskImageError, InputError
-from ..host.partial import lock
+from ..host.partial import lock_named
 
 #: (st_dev, st_ino) -> [shared, count] of the locks this process holds.
 _HELD = {}
@@ -79,31 +79,14 @@ def acquire(path, shared=False):
                                  f"exclusive one (a bug)")
         held[1] += 1              # held here already, as strongly
         return (key, None)
-    fd = None
-    for _ in range(10):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
-        try:
-            lock(fd, path, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-                 | fcntl.LOCK_NB)
-        except BaseException as exc:
-            os.close(fd)
-            if not isinstance(exc, BlockingIOError):
-                raise         # a filesystem without locks: one line
-            raise BusyError(f"{path}: {_holder(path, shared)}; nothing "
-                            f"changed (try again when it is done)") from None
-        try:
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)                 # replaced meanwhile: lock the new one
-        fd = None
-    if fd is None:
-        raise BusyError(f"{path}: replaced again and again while it was "
-                        f"being locked; nothing changed")
+    try:
+        fd = lock_named(path, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                        | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except BlockingIOError:
+        raise BusyError(f"{path}: {_holder(path, shared)}; nothing "
+                        f"changed (try again when it is done)") from None
     st = os.fstat(fd)
     key = (st.st_dev, st.st_ino)
     _HELD[key] = [shared, 1]

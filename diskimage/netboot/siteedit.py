@@ -9,7 +9,8 @@ whole result as load() would, and puts it in place atomically
 stays byte for byte.  An edit that would leave a broken file changes
 nothing and says why (with the line of the file that is at fault).
 
-The lock is taken on the file's inode; an edit ends by renaming a new file
+The lock is taken on the file's inode, as an image's is (both through
+diskimage.host.partial.lock_named); an edit ends by renaming a new file
 over it, so a process that opened the old inode and then got its lock sees
 the name hold another inode and tries again on the new one.
 """
@@ -22,7 +23,7 @@ import stat
 from datetime import datetime, timedelta, timezone
 
 from ..errors import BusyError
-from ..host.partial import lock, partial_file
+from ..host.partial import lock_named, partial_file
 from . import macaddr
 from .site import Entry, Host, Job, load_text
 from .sitefile import (KINDS, NAME, SiteError, decode, format_value, missing,
@@ -36,29 +37,14 @@ _PLURAL = {"entry": "entries", "job": "jobs", "host": "hosts"}
 def locked(path):
     """Hold the site file at `path` locked exclusively; yields its fd."""
     path = os.fspath(path)
-    for _ in range(10):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        except FileNotFoundError:
-            raise missing(path) from None
-        try:
-            lock(fd, path, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BaseException as exc:
-            os.close(fd)
-            if isinstance(exc, BlockingIOError):
-                raise BusyError(f"{path}: another pxeconf is editing this "
-                                f"site file; nothing changed (try again "
-                                f"when it is done)") from None
-            raise
-        try:
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)        # replaced meanwhile: lock the new one
-    else:
-        raise BusyError(f"{path}: replaced again and again while it was "
-                        f"being locked; nothing changed")
+    try:
+        fd = lock_named(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        raise missing(path) from None
+    except BlockingIOError:
+        raise BusyError(f"{path}: another pxeconf is editing this site "
+                        f"file; nothing changed (try again when it is "
+                        f"done)") from None
     try:
         yield fd
     finally:
