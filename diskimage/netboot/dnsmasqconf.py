@@ -75,6 +75,35 @@ def _head(mode, server, interface):
             "dhcp-vendorclass=set:efihttp,HTTPClient"]
 
 
+#: how each client of answers() is told apart: in proxy mode, the
+#: pxe-service lines (tag, client system architecture, menu text) ...
+_PROXY = {
+    "bios": [("!ipxe", "x86PC", "Network boot (BIOS)")],
+    "uefi": [("!ipxe", csa, "Network boot (UEFI)")
+             for csa in ("X86-64_EFI", "BC_EFI")],     # arch 9 and 7
+    "uefi-http": [("!ipxe", "16", "Network boot (UEFI HTTP)")],
+    "ipxe": [("ipxe", csa, "iPXE") for csa in ("x86PC", "X86-64_EFI",
+                                                 "BC_EFI")],
+}
+#: ... and in full DHCP, the tags of its dhcp-boot line (set by _head).
+_DHCP = {
+    "bios": "tag:!ipxe,tag:!efi64,tag:!efihttp",
+    "uefi": "tag:!ipxe,tag:efi64",
+    "uefi-http": "tag:!ipxe,tag:efihttp",
+    "ipxe": "tag:ipxe",
+}
+
+
+def answers(server, http_port=80, uefi="ipxe"):
+    """Who gets what (the table above), the same in both modes:
+    [(client, file or URL)] for the clients "bios", "uefi", "uefi-http"
+    and "ipxe"; proxy_config and dhcp_config only spell it differently."""
+    efi = _uefi(uefi)
+    url = _url(server, _port(http_port), "")
+    return [("bios", "pxelinux.0"), ("uefi", efi),
+            ("uefi-http", f"{url}snponly.efi"), ("ipxe", f"{url}boot.ipxe")]
+
+
 def proxy_config(site, server_address, network, interface=None,
                  http_port=80, uefi="ipxe"):
     """proxyDHCP for `network` ("10.0.0.0/24") beside the site's DHCP
@@ -87,23 +116,15 @@ def proxy_config(site, server_address, network, interface=None,
                          f"10.0.0.0/24)") from None
     if server not in net:
         raise InputError(f"{server}: not in the network {net}")
-    efi = _uefi(uefi)
-    url = _url(server, _port(http_port), "")
     lines = _head("proxyDHCP", server, interface) + [
         f"dhcp-range={net.network_address},proxy,{net.netmask}",
         # HTTP boot clients say HTTPClient where PXE says PXEClient
         "dhcp-pxe-vendor=PXEClient,HTTPClient",
-        "pxe-prompt=\"Network boot\",0",
-        f"pxe-service=tag:!ipxe,x86PC,\"Network boot (BIOS)\",pxelinux.0,"
-        f"{server}"]
-    for csa in ("X86-64_EFI", "BC_EFI"):
-        lines.append(f"pxe-service=tag:!ipxe,{csa},\"Network boot (UEFI)\","
-                     f"{efi},{server}")
-    lines.append(f"pxe-service=tag:!ipxe,16,\"Network boot (UEFI HTTP)\","
-                 f"{url}snponly.efi,{server}")
-    for csa in ("x86PC", "X86-64_EFI", "BC_EFI"):
-        lines.append(f"pxe-service=tag:ipxe,{csa},\"iPXE\",{url}boot.ipxe,"
-                     f"{server}")
+        "pxe-prompt=\"Network boot\",0"]
+    for client, name in answers(server, http_port, uefi):
+        for tag, csa, text in _PROXY[client]:
+            lines.append(f"pxe-service=tag:{tag},{csa},\"{text}\",{name},"
+                         f"{server}")
     return "\n".join(lines) + "\n"
 
 
@@ -117,16 +138,12 @@ def dhcp_config(site, server_address, first, last, interface=None,
                          f"last")
     if not re.match(r"^[0-9]+[smhd]?$|^infinite$", lease_time):
         raise InputError(f"{lease_time!r}: not a lease time")
-    efi = _uefi(uefi)
-    url = _url(server, _port(http_port), "")
     lines = _head("DHCP", server, interface) + [
         f"dhcp-range={low},{high},{lease_time}",
-        "dhcp-authoritative",
-        f"dhcp-boot=tag:!ipxe,tag:!efi64,tag:!efihttp,pxelinux.0,,{server}",
-        f"dhcp-boot=tag:!ipxe,tag:efi64,{efi},,{server}",
-        f"dhcp-boot=tag:!ipxe,tag:efihttp,{url}snponly.efi,,{server}",
-        "dhcp-option-force=tag:efihttp,60,HTTPClient",
-        f"dhcp-boot=tag:ipxe,{url}boot.ipxe,,{server}"]
+        "dhcp-authoritative"]
+    for client, name in answers(server, http_port, uefi):
+        lines.append(f"dhcp-boot={_DHCP[client]},{name},,{server}")
+    lines.append("dhcp-option-force=tag:efihttp,60,HTTPClient")
     return "\n".join(lines) + "\n"
 
 

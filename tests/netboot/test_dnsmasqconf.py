@@ -72,6 +72,44 @@ def test_full_dhcp_on_an_isolated_network():
     assert "dhcp-option-force=tag:efihttp,60,HTTPClient" in got
 
 
+@pytest.mark.parametrize("uefi, efi", [("ipxe", "snponly.efi"),
+                                       ("shim", "shimx64.efi")])
+def test_both_modes_give_each_client_the_same_file(uefi, efi):
+    # One table of who gets what (dnsmasqconf.answers), spelled as
+    # pxe-service lines in proxy mode and as dhcp-boot lines in full DHCP.
+    url = "http://10.0.0.2:8080/"
+    want = {"bios": "pxelinux.0", "uefi": efi,
+            "uefi-http": url + "snponly.efi", "ipxe": url + "boot.ipxe"}
+    assert dict(dnsmasqconf.answers("10.0.0.2", 8080, uefi)) == want
+    proxy = lines(dnsmasqconf.proxy_config(None, "10.0.0.2", "10.0.0.0/24",
+                                           http_port=8080, uefi=uefi))
+    full = lines(dnsmasqconf.dhcp_config(None, "10.0.0.2", "10.0.0.100",
+                                         "10.0.0.200", http_port=8080,
+                                         uefi=uefi))
+    # which client a line is for, read from its own tags and CSA
+    by_csa = {("!ipxe", "x86PC"): "bios", ("!ipxe", "X86-64_EFI"): "uefi",
+              ("!ipxe", "BC_EFI"): "uefi", ("!ipxe", "16"): "uefi-http",
+              ("ipxe", "x86PC"): "ipxe", ("ipxe", "X86-64_EFI"): "ipxe",
+              ("ipxe", "BC_EFI"): "ipxe"}
+    got = {}
+    for line in proxy:
+        if line.startswith("pxe-service=tag:"):
+            tag, csa, _text, name, server = \
+                line[len("pxe-service=tag:"):].split(",")
+            assert server == "10.0.0.2"
+            got.setdefault(by_csa[(tag, csa)], set()).add(name)
+    assert got == {client: {name} for client, name in want.items()}
+    by_tags = {"!ipxe,!efi64,!efihttp": "bios", "!ipxe,efi64": "uefi",
+               "!ipxe,efihttp": "uefi-http", "ipxe": "ipxe"}
+    got = {}
+    for line in full:
+        if line.startswith("dhcp-boot="):
+            *tags, name, _, server = line[len("dhcp-boot="):].split(",")
+            assert server == "10.0.0.2"
+            got[by_tags[",".join(t[len("tag:"):] for t in tags)]] = name
+    assert got == want
+
+
 @pytest.mark.parametrize("call, words", [
     (lambda: dnsmasqconf.proxy_config(None, "10.0.0.2", "10.0.0/99"),
      "not an IPv4 network"),
