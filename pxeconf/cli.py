@@ -18,7 +18,7 @@ Usage:
   pxeconf dnsmasq (--proxy=NET | --dhcp=RANGE) [--interface=IF] [--address=ADDR] [--uefi=LOADER] [--server=NAME] [-o FILE] [--force] [--site=FILE]
   pxeconf serve --listen=ADDR [--proxy-dhcp=NET] [--interface=IF] [--uefi=LOADER] [--http-port=PORT] [--tftp-port=PORT] [--token-file=FILE] [--server=NAME] [--site=FILE]
   pxeconf status [--json] [--site=FILE]
-  pxeconf report EVENT [--server-url=URL] [--lease=ID] [--exit=N] [--log=FILE]
+  pxeconf report EVENT [--server-url=URL] [--lease=ID] [--exit=N] [--log=FILE] [--fetch=FILE] [--kernel-cmdline=FILE]
   pxeconf help [COMMAND]
   pxeconf (-h | --help)
   pxeconf --version
@@ -49,7 +49,10 @@ Commands:
   report   Inside the imaging environment: tell the server it booted from
            that the job is started, its progress (lines on stdin), done or
            failed.  URL and lease come from the kernel command line
-           (rd.pxeconf=URL rd.pxeconf.lease=ID) unless given.
+           (rd.pxeconf=URL rd.pxeconf.lease=ID) unless given.  The
+           option --fetch: started first fetches the job (rd.job=URL), 5
+           tries 1, 2, 4 and 8 s apart; a job not fetched is reported
+           failed and never started.
   help     Show this text, or only the part about COMMAND.
 
 Options:
@@ -95,6 +98,9 @@ Options:
   --lease=ID            report: the job's lease (default: rd.pxeconf.lease=).
   --exit=N              report done/failed: the job's exit status.
   --log=FILE            report done or failed: send the tail of FILE.
+  --fetch=FILE          report started: first fetch the job into FILE.
+  --kernel-cmdline=FILE  report: the kernel command line to read
+                        [default: /proc/cmdline].
   --json                Print JSON.
   -h --help             Show this text.
   --version             Show the version.

@@ -6,7 +6,7 @@ import sys
 import threading
 
 from cliutil.text import safe
-from diskimage.errors import UsageError
+from diskimage.errors import DiskImageError, UsageError
 from diskimage.netboot import client
 
 REPORT_EVENTS = ("started", "relay", "done", "failed")
@@ -95,8 +95,13 @@ def report(args):
                              f"{args['--exit']!r}") from None
     if args["--log"] is not None and event not in ("done", "failed"):
         raise UsageError("--log goes with done or failed")
-    url, lease = client.find(args["--server-url"], args["--lease"])
+    if args["--fetch"] is not None and event != "started":
+        raise UsageError("--fetch goes with started")
+    cmdline = args["--kernel-cmdline"]
+    url, lease = client.find(args["--server-url"], args["--lease"], cmdline)
     reporter = client.Reporter(url, lease, log=lambda l: _say(f"report {l}"))
+    if args["--fetch"] is not None:
+        _fetch(reporter, client.find_job(cmdline), args["--fetch"])
     if event == "relay":
         relay = client.Relay(reporter, log=lambda l: _say(f"report {l}"))
         relay.run(sys.stdin.buffer, sys.stdout.buffer)
@@ -112,6 +117,21 @@ def report(args):
         exit_code = 0
     reporter.send(event, exit=exit_code, log=log)
     return 0
+
+
+def _fetch(reporter, job_url, path):
+    """The job into `path` before "started"; a job that cannot be fetched
+    is reported failed with the fetch's error (and never started)."""
+    try:
+        client.fetch(job_url, path, log=lambda l: _say(f"report {l}"))
+    except client.Unfetched as exc:
+        try:
+            reporter.send("failed", log=[f"pxeconf report: job not "
+                                         f"fetched: {exc}"])
+        except DiskImageError as also:
+            raise client.Unfetched(f"{exc}; and failed was not reported: "
+                                   f"{also}") from None
+        raise client.Unfetched(f"{exc}; reported failed") from None
 
 
 def run(command, args):

@@ -14,6 +14,9 @@ class Recorder:
         self.bodies = []
         self.answers = []       # status codes to give first, in order
         self.stale = set()      # leases answered 409
+        self.files = {}         # GET path -> bytes (the job's script)
+        self.gets = []          # GET paths asked, in order
+        self.get_answers = []   # status codes to give GETs first
         self.lock = threading.Lock()
 
     def answer(self, body):
@@ -30,6 +33,18 @@ class Recorder:
 
 def _handler(recorder):
     class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            with recorder.lock:
+                recorder.gets.append(self.path)
+                code = recorder.get_answers.pop(0) if recorder.get_answers \
+                    else 200 if self.path in recorder.files else 404
+                out = recorder.files.get(self.path, b"") if code == 200 \
+                    else f"answer {code}\n".encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(length)

@@ -10,6 +10,11 @@ given.  Every report is one ``POST /api/report`` with a JSON body
      "exit": N, "progress": {rdeploy's --progress=json object},
      "log": ["line", ...]}
 
+- The job's script (``rd.job=URL``) is fetched before ``started``
+  (fetch): five tries with pauses of 1, 2, 4 and 8 s (FETCH), so a server
+  restarting or a link still coming up is waited out; a 4xx answer (no
+  such job) is not retried.  A job that cannot be fetched is reported
+  ``failed`` with the fetch's error, and is never ``started``.
 - ``started`` must be acknowledged (200) before the job may start: an
   unreachable server is retried with a growing pause, for a bounded number
   of tries; no acknowledgement raises, and the job must not run.
@@ -29,6 +34,7 @@ the job's output back.  Nothing prints: `log` takes the client's own words.
 """
 
 import collections
+import http.client
 import json
 import threading
 import time
@@ -37,6 +43,7 @@ import urllib.parse
 import urllib.request
 
 from ..errors import DiskImageError, InputError, ToolError
+from ..host.partial import partial_file
 
 LOG_LINES = 20
 MAX_LINE = 500          # characters of one log line sent
@@ -52,6 +59,11 @@ class StaleLease(DiskImageError):
 
 class Unacknowledged(ToolError):
     """No acknowledgement from the server after every try."""
+
+
+class Unfetched(ToolError):
+    """The job's script could not be fetched: refused (4xx), or no answer
+    after every try."""
 
 
 class Policy:
@@ -75,17 +87,43 @@ class Policy:
 STARTED = Policy(12, 0.5, 10.0)
 ENDED = Policy(34, 0.5, 10.0)
 PROGRESS = Policy(1, timeout=5.0)
+#: the job's script: 5 tries, pauses 1, 2, 4, 8 s (15 s and the requests').
+FETCH = Policy(5, 1.0, 8.0, timeout=30.0)
+#: where the kernel command line is read (pxeconf report --kernel-cmdline)
+CMDLINE = "/proc/cmdline"
+
+
+def _word(text, key):
+    """The value of the last `key`=VALUE word of a command line, or None."""
+    found = None
+    for word in text.split():
+        if word.startswith(key + "="):
+            found = word[len(key) + 1:]
+    return found or None
 
 
 def parse_cmdline(text):
     """(server URL or None, lease or None) from a kernel command line."""
-    url = lease = None
-    for word in text.split():
-        if word.startswith("rd.pxeconf="):
-            url = word[len("rd.pxeconf="):]
-        elif word.startswith("rd.pxeconf.lease="):
-            lease = word[len("rd.pxeconf.lease="):]
-    return url or None, lease or None
+    return _word(text, "rd.pxeconf"), _word(text, "rd.pxeconf.lease")
+
+
+def _read_cmdline(cmdline):
+    try:
+        with open(cmdline, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def find_job(cmdline=CMDLINE):
+    """The job's URL (rd.job=) from the kernel command line at `cmdline`;
+    InputError when it is not there."""
+    url = _word(_read_cmdline(cmdline), "rd.job")
+    if not url:
+        raise InputError(f"no job: rd.job=URL is not on the kernel command "
+                         f"line ({cmdline})")
+    check_url(url)
+    return url
 
 
 def check_url(url):
@@ -100,15 +138,11 @@ def check_url(url):
     return url if url.endswith("/") else url + "/"
 
 
-def find(url=None, lease=None, cmdline="/proc/cmdline"):
+def find(url=None, lease=None, cmdline=CMDLINE):
     """(URL, lease) as given, else from the kernel command line;
     InputError naming what is missing."""
     if url is None or lease is None:
-        try:
-            with open(cmdline, encoding="utf-8", errors="replace") as f:
-                found = parse_cmdline(f.read())
-        except OSError:
-            found = (None, None)
+        found = parse_cmdline(_read_cmdline(cmdline))
         url = url if url is not None else found[0]
         lease = lease if lease is not None else found[1]
     if not url:
@@ -118,6 +152,37 @@ def find(url=None, lease=None, cmdline="/proc/cmdline"):
         raise InputError(f"no lease: rd.pxeconf.lease=ID is not on the "
                          f"kernel command line ({cmdline}) and no --lease")
     return check_url(url), lease
+
+
+def fetch(url, path, policy=FETCH, log=None, sleep=time.sleep):
+    """GET `url` into the file `path` (written whole: PATH.partial, fsync,
+    rename), tried as `policy` says; `log` takes one line per failed try.
+    Unfetched on a 4xx answer at once, or after the last try."""
+    log = log or (lambda line: None)
+    pauses = policy.pauses()
+    tried = 0
+    while True:
+        tried += 1
+        try:
+            with urllib.request.urlopen(url, timeout=policy.timeout) as got, \
+                    partial_file(path, replace=True, mode=0o644) as out:
+                while block := got.read(1 << 16):
+                    out.write(block)
+            return
+        except urllib.error.HTTPError as exc:
+            why = f"HTTP {exc.code} {_words(exc)}"
+            if 400 <= exc.code < 500 and exc.code not in (408, 429):
+                raise Unfetched(f"{url}: {why}") from None
+        except (urllib.error.URLError, OSError, ValueError,
+                http.client.HTTPException) as exc:
+            why = str(getattr(exc, "reason", None) or exc) or \
+                type(exc).__name__
+        pause = next(pauses, None)
+        if pause is None:
+            raise Unfetched(f"{url}: not fetched after {tried} "
+                            f"{'try' if tried == 1 else 'tries'}: {why}")
+        log(f"fetch: {url}: {why}; trying again in {pause:g} s")
+        sleep(pause)
 
 
 def tail(path, lines=LOG_LINES):

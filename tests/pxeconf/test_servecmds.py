@@ -66,13 +66,63 @@ def test_a_stale_lease_is_one_line_exit_3():
     assert len(seen.bodies) == 1
 
 
-def test_without_rd_pxeconf_on_the_command_line_exit_3():
-    if "rd.pxeconf=" in Path("/proc/cmdline").read_text():
-        pytest.skip("this machine booted from pxeconf")
-    result = pxeconf("report", "started")
+def test_without_rd_pxeconf_on_the_command_line_exit_3(tmp_path):
+    # the command line of a machine not booted by pxeconf
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet\n")
+    result = pxeconf("report", "started", f"--kernel-cmdline={cmdline}")
     assert result.returncode == 3
-    assert _one_line(result).startswith("pxeconf: error: no server: "
-                                        "rd.pxeconf=URL")
+    assert _one_line(result) == (
+        f"pxeconf: error: no server: rd.pxeconf=URL is not on the kernel "
+        f"command line ({cmdline}) and no --server-url")
+
+
+def test_server_and_lease_come_from_the_kernel_command_line(tmp_path):
+    cmdline = tmp_path / "cmdline"
+    with report_server() as (url, seen):
+        cmdline.write_text(f"quiet rd.pxeconf={url} rd.pxeconf.lease=abc\n")
+        result = pxeconf("report", "started", f"--kernel-cmdline={cmdline}")
+    assert result.returncode == 0, result.stderr
+    assert seen.bodies == [{"lease": "abc", "event": "started"}]
+
+
+def _job_cmdline(tmp_path, url):
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(f"quiet rd.job={url}jobs/restore.sh "
+                       f"rd.pxeconf={url} rd.pxeconf.lease=abc\n")
+    return f"--kernel-cmdline={cmdline}"
+
+
+def test_started_fetches_the_job_first_and_waits_out_a_failed_fetch(
+        tmp_path):
+    job = tmp_path / "job"
+    with report_server() as (url, seen):
+        seen.files["/jobs/restore.sh"] = b"echo restoring\n"
+        seen.get_answers.append(503)      # the first fetch fails
+        result = pxeconf("report", "started", f"--fetch={job}",
+                         _job_cmdline(tmp_path, url))
+    assert result.returncode == 0, result.stderr
+    assert _one_line(result) == (
+        f"pxeconf: report fetch: {url}jobs/restore.sh: HTTP 503 answer 503; "
+        f"trying again in 1 s")
+    assert seen.gets == ["/jobs/restore.sh"] * 2
+    assert job.read_bytes() == b"echo restoring\n"
+    assert seen.bodies == [{"lease": "abc", "event": "started"}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmdline", "job"]
+
+
+def test_a_job_not_there_is_reported_failed_and_never_started(tmp_path):
+    job = tmp_path / "job"
+    with report_server() as (url, seen):
+        result = pxeconf("report", "started", f"--fetch={job}",
+                         _job_cmdline(tmp_path, url))
+    assert result.returncode == 1
+    why = f"{url}jobs/restore.sh: HTTP 404 answer 404"
+    assert _one_line(result) == f"pxeconf: error: {why}; reported failed"
+    assert seen.gets == ["/jobs/restore.sh"]      # a 404 is not retried
+    assert seen.bodies == [{"lease": "abc", "event": "failed", "log": [
+        f"pxeconf report: job not fetched: {why}"]}]
+    assert not job.exists()
 
 
 @pytest.mark.parametrize("args, words", [
@@ -84,6 +134,8 @@ def test_without_rd_pxeconf_on_the_command_line_exit_3():
       "--server-url=http://h/"], "--exit takes a number"),
     (["report", "relay", "--log=f", "--lease=x", "--server-url=http://h/"],
      "--log goes with done or failed"),
+    (["report", "done", "--fetch=f", "--lease=x", "--server-url=http://h/"],
+     "--fetch goes with started"),
 ])
 def test_bad_report_words_exit_2(args, words):
     result = pxeconf(*args)
