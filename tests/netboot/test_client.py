@@ -80,6 +80,44 @@ def test_no_server_is_bounded_then_unacknowledged():
     assert pauses == []
 
 
+def test_a_job_fetch_is_tried_five_times_then_unfetched(tmp_path):
+    url = f"http://127.0.0.1:{closed_port()}/jobs/restore.sh"
+    pauses, said = [], []
+    with pytest.raises(client.Unfetched, match=r"restore.sh: not fetched "
+                       r"after 5 tries: .*refused"):
+        client.fetch(url, tmp_path / "job", log=said.append,
+                     sleep=pauses.append)
+    assert pauses == [1, 2, 4, 8]            # as docs/pxeconf/serve.md says
+    assert len(said) == 4 and "trying again in 8 s" in said[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_job_fetch_waits_out_server_errors_not_a_missing_job(tmp_path):
+    job = tmp_path / "job"
+    with report_server() as (url, seen):
+        seen.files["/jobs/a.sh"] = b"echo a\n"
+        seen.get_answers = [503, 502]
+        pauses = []
+        client.fetch(url + "jobs/a.sh", job, sleep=pauses.append)
+        assert job.read_bytes() == b"echo a\n" and pauses == [1, 2]
+        with pytest.raises(client.Unfetched, match="HTTP 404"):
+            client.fetch(url + "jobs/b.sh", tmp_path / "b",
+                         sleep=pauses.append)
+        assert pauses == [1, 2]
+    assert seen.gets == ["/jobs/a.sh"] * 3 + ["/jobs/b.sh"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]
+    assert client.find_job(_cmdline(tmp_path, f"rd.job={url}jobs/a.sh")) \
+        == url + "jobs/a.sh"
+    with pytest.raises(InputError, match="no job: rd.job=URL"):
+        client.find_job(_cmdline(tmp_path, "quiet"))
+
+
+def _cmdline(tmp_path, text):
+    path = tmp_path / "cmdline"
+    path.write_text(text + "\n")
+    return path
+
+
 def test_stale_lease_and_bad_body_are_not_tried_again():
     with report_server() as (url, seen):
         seen.stale.add("old")

@@ -125,6 +125,71 @@ def test_a_restart_keeps_the_journals_state(serve, site, tmp_path):
     assert again.stop(signal_int()) == 130
 
 
+def _machine_cmdline(server, tmp_path):
+    """The kernel command line the machine's pxelinux config gives (its
+    APPEND words) in a file, as the environment reads /proc/cmdline."""
+    config = tftp_get("127.0.0.1", server.tftp_port,
+                      macaddr.pxelinux_name(MAC), tmp_path / "own")
+    assert config is not None, server.text()
+    words = [line.split(None, 1)[1] for line in config.decode().splitlines()
+             if line.strip().startswith("APPEND ")][0]
+    assert "rd.job=" in words and "rd.pxeconf.lease=" in words
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(f"quiet {words}\n")
+    return cmdline
+
+
+def test_a_job_fetch_that_fails_first_is_tried_again_before_started(
+        serve, site, tmp_path):
+    # The server is down at the environment's first fetch of the job (a
+    # restart), up again at a later try: the job is fetched, then started.
+    server = serve()
+    server.ready()
+    cmdline = _machine_cmdline(server, tmp_path)
+    assert server.stop() == 143
+    job = tmp_path / "job"
+    env = subprocess.Popen(
+        [sys.executable, "-m", "pxeconf", "report", "started",
+         f"--fetch={job}", f"--kernel-cmdline={cmdline}"],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        first = env.stderr.readline()
+        assert "jobs/restore.sh" in first and "refused" in first and \
+            first.endswith("trying again in 1 s\n"), first
+        again = serve(http_port=server.http_port, tftp_port=server.tftp_port)
+        again.ready()
+        rest = env.communicate(timeout=120)[1]
+    finally:
+        if env.poll() is None:
+            env.kill()
+            env.wait()
+    assert env.returncode == 0, first + rest
+    assert job.read_bytes() == \
+        (site.parent / "boot/jobs/restore.sh").read_bytes()
+    assert again.machines()[MAC]["state"] == "started"
+
+
+def test_a_job_the_server_does_not_have_is_failed_not_started(
+        serve, site, tmp_path):
+    server = serve()
+    server.ready()
+    cmdline = _machine_cmdline(server, tmp_path)
+    (site.parent / "boot/jobs/restore.sh").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "pxeconf", "report", "started",
+         f"--fetch={tmp_path / 'job'}", f"--kernel-cmdline={cmdline}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.endswith("HTTP 404 jobs/restore.sh: not found; "
+                                  "reported failed\n") \
+        and len(result.stderr.splitlines()) == 1, result.stderr
+    machine = server.machines()[MAC]
+    assert machine["state"] == "failed", server.text()
+    assert any("job not fetched" in line and "404" in line
+               for line in machine["log"]), machine
+    assert not (tmp_path / "job").exists()
+
+
 def signal_int():
     import signal
     return signal.SIGINT
