@@ -12,9 +12,11 @@ print goes to every console in /proc/consoles (screen and serial) and to
 /run/bootdisk.log.
 
 A PXE boot of `pxeconf serve` puts ``rd.pxeconf=URL rd.pxeconf.lease=ID``
-on the command line: then the job runs under its lease.  /init reports
-``pxeconf report started`` before it fetches the job; without the server's
-acknowledgement the job does not run (one line says so) and the failure
+on the command line: then the job runs under its lease.  /init fetches
+the job and reports ``started`` in one ``pxeconf report started
+--fetch=/run/job`` (the fetch tried 5 times, 1 to 8 s apart; a job not
+fetched is reported ``failed``); without the job, or without the server's
+acknowledgement, the job does not run (one line says so) and the failure
 action follows.  The job's output goes through ``pxeconf report relay``
 (every line passed on to the consoles; rdeploy's --progress=json lines
 and the log tail forwarded), and its end is reported as ``done`` or
@@ -123,12 +125,22 @@ run_job() {
     (cd /tmp && exec sh "$JOB" </dev/null)
 }
 
-# The job under its lease (rd.pxeconf=): no acknowledged start, no job.
+# The job under its lease (rd.pxeconf=): fetched first (tried again
+# while the server or the link is not there yet; a job not fetched is
+# reported failed), then no acknowledged start, no job.
 run_leased() {
     say "reporting to $PXECONF_URL"
-    if ! pxeconf report started; then
-        say "the server did not acknowledge the start: the job does not run"
+    fetch=
+    if [ -n "$JOB_URL" ]; then
+        say "fetching job $JOB_URL"
+        fetch=--fetch=/run/job
+    fi
+    if ! pxeconf report started $fetch; then
+        say "no job fetched, or its start not acknowledged: the job does not run"
         return 1
+    fi
+    if [ -n "$fetch" ]; then
+        JOB=/run/job JOB_URL=
     fi
     if fetch_job; then
         { run_job 2>&1; echo $? >/run/job.rc; } | { pxeconf report relay || cat; }

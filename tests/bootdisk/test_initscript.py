@@ -21,7 +21,8 @@ def test_busybox_ash_parses_the_scripts(tmp_path, name):
 
 def test_the_leased_path_reports_before_the_job_and_relays_it():
     text = initscript.INIT
-    started = text.index("pxeconf report started")
+    started = text.index("pxeconf report started $fetch")
+    assert "fetch=--fetch=/run/job" in text     # the job first (rd.job=)
     assert started < text.index("if fetch_job; then\n        {")
     assert "| { pxeconf report relay || cat; }" in text
     assert 'pxeconf report failed --exit="$rc"' in text

@@ -96,10 +96,10 @@ def test_a_stale_lease_keeps_the_job_from_running(initrd, served):
     with _boot(initrd, cmdline) as boot:
         boot.wait(BOOT_TIMEOUT)
         out = boot.output
-    assert "the server did not acknowledge the start: the job does not " \
-        "run" in out, console_tail(boot)
+    assert "no job fetched, or its start not acknowledged: the job does " \
+        "not run" in out, console_tail(boot)
     assert "does not know lease gone" in out
-    assert "job: begins" not in out and "fetching job" not in out
+    assert "job: begins" not in out and "running job" not in out
     assert "bootdisk: job FAILED: exit 1" in out
     assert "reboot: Restarting system" in out
     assert served.machines()[MAC]["state"] == "assigned"
