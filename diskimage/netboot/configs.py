@@ -12,10 +12,11 @@ Which loader asks for what (all names inside the boot root):
 A per-machine file says what that machine boots now (a jobs.Boot): the
 menu, one entry, its job (with the lease on the kernel command line) or
 the local disk.  Local boot per loader: pxelinux chain-loads the first
-disk (chain.c32 hd0, independent of what the BIOS does after PXE),
-GRUB and iPXE `exit` to the firmware, which boots the next device
-(boot.ipxe with `exit 1`: a boot option that returns success makes OVMF
-stop in its menu).
+disk (chain.c32 hd0, independent of what the BIOS does after PXE);
+GRUB (UEFI only) chain-loads the first disk's /EFI/BOOT/BOOTX64.EFI it
+finds, and `exit`s when there is none; iPXE `exit`s to the firmware,
+which boots the next device (boot.ipxe with `exit 1`: a boot option that
+returns success makes OVMF stop in its menu).
 
 Quoting: GRUB words are single-quoted (nothing expands inside); pxelinux
 and iPXE read a line to its end, so labels lose their control characters
@@ -234,7 +235,7 @@ def pxelinux_one(item):
 def _grub_item(item, server):
     head = f"menuentry {_grub_quote(item.label)} --id {_grub_quote(item.name)} {{"
     if item.local:
-        body = ["  exit"]
+        body = _GRUB_LOCAL
     else:
         body = [f"  echo {_grub_quote('Loading ' + item.label)}",
                 "  linux " + " ".join(
@@ -242,6 +243,20 @@ def _grub_item(item, server):
                     [_grub_quote(a) for a in item.args]),
                 f"  initrd {_grub_quote(f'(tftp,{server})/{item.initrd}')}"]
     return [head] + body + ["}", ""]
+
+
+#: GRUB's local boot: the disk's own UEFI loader (the removable-media
+#: path every ESP may hold), found by file and chain-loaded; `exit` to
+#: the firmware only when there is none, or it fails (GRUB 2.06's `exit`
+#: returns success, and OVMF then stops in its menu).
+EFI_LOADER = "/EFI/BOOT/BOOTX64.EFI"
+_GRUB_LOCAL = [
+    f"  if search --no-floppy --file --set=pxeconf_disk {EFI_LOADER}; then",
+    f"    if chainloader \"($pxeconf_disk){EFI_LOADER}\"; then",
+    "      boot",
+    "    fi",
+    "  fi",
+    "  exit"]
 
 
 def _grub_per_mac(server):

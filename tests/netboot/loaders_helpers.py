@@ -100,3 +100,37 @@ def mbr_disk(path):
         f.write(sector)
         f.truncate(1 << 20)
     return path
+
+
+def esp_disk(path, work):
+    """A GPT disk whose EFI system partition (FAT, made by mkfs.fat and
+    mtools) holds /EFI/BOOT/BOOTX64.EFI: a GRUB made by grub-mkstandalone
+    whose only config writes LOCAL_MARK and waits (what a disk's own UEFI
+    loader does, told by the serial line)."""
+    import subprocess
+    work = os.fspath(work)
+    config = os.path.join(work, "esp-grub.cfg")
+    with open(config, "w") as f:
+        f.write(f"echo '{LOCAL_MARK}'\nsleep 600\n")
+    loader = os.path.join(work, "BOOTX64.EFI")
+    subprocess.run(["grub-mkstandalone", "-O", "x86_64-efi", "-o", loader,
+                    "--install-modules=normal echo sleep", "--locales=",
+                    "--fonts=", "--themes=",
+                    f"boot/grub/grub.cfg={config}"], check=True,
+                   capture_output=True)
+    esp = os.path.join(work, "esp.img")
+    subprocess.run(["mkfs.fat", "-F", "32", "-C", esp, str(40 * 1024)],
+                   check=True, capture_output=True)
+    for args in (["mmd", "-i", esp, "::/EFI", "::/EFI/BOOT"],
+                 ["mcopy", "-i", esp, loader, "::/EFI/BOOT/BOOTX64.EFI"]):
+        subprocess.run(args, check=True, capture_output=True)
+    with open(path, "wb") as f:
+        f.truncate(48 << 20)
+    subprocess.run(["sfdisk", "-q", os.fspath(path)], check=True,
+                   capture_output=True, text=True,
+                   input="label: gpt\nstart=2048, size=81920, "
+                         "type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n")
+    with open(esp, "rb") as src, open(path, "r+b") as out:
+        out.seek(2048 * 512)
+        shutil.copyfileobj(src, out)
+    return path

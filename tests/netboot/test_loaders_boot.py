@@ -21,7 +21,8 @@ from bootdisk import qemu
 from diskimage.netboot import configs, jobs, macaddr
 from tests.bootdisk_helpers import host_kernel, http_server, need_qemu
 from tests.netboot.loaders_helpers import (GUEST_SERVER, LOCAL_MARK, MACS,
-                                           load, make_site, mbr_disk)
+                                           esp_disk, load, make_site,
+                                           mbr_disk)
 
 pytestmark = [pytest.mark.boot, pytest.mark.needs("qemu-system-x86_64")]
 
@@ -183,6 +184,25 @@ def test_grub_local_boot_exits_to_the_firmware(site_dir, tmp_path):
             time.sleep(0.1)
         assert "BdsDxe: loading" in boot.output[after:]
     assert "Command line" not in boot.output
+
+
+@pytest.mark.needs("grub-mkstandalone", "mkfs.fat", "mcopy", "sfdisk")
+def test_grub_local_boot_chains_the_disks_uefi_loader(site_dir, tmp_path):
+    """--uefi=shim: shim, GRUB, the machine's local entry; GRUB finds the
+    disk's /EFI/BOOT/BOOTX64.EFI by file and chain-loads it (GRUB 2.06's
+    `exit` returns success, after which OVMF may stop in its menu)."""
+    disk = esp_disk(tmp_path / "disk.img", tmp_path)
+    build(site_dir, "http://10.0.2.2:8080/")
+    args = uefi(site_dir, tmp_path, MACS["local"], "shimx64.efi",
+                nic="virtio-net-pci,romfile=,bootindex=0") + [
+        "-drive", f"file={disk},format=raw,if=none,id=d0,snapshot=on",
+        "-device", "virtio-blk-pci,drive=d0,bootindex=1"]
+    with qemu.Boot(args) as boot:
+        boot.wait_for("Booting `Boot from the local disk'", WAIT)
+        after = len(boot.output)
+        boot.wait_for(LOCAL_MARK, WAIT)
+    assert "Fetching Netboot Image grubx64.efi" in boot.output
+    assert "BdsDxe: loading" not in boot.output[after:]
 
 
 # ---- iPXE -------------------------------------------------------------
