@@ -38,10 +38,14 @@ def _handler(recorder):
                 recorder.gets.append(self.path)
                 code = recorder.get_answers.pop(0) if recorder.get_answers \
                     else 200 if self.path in recorder.files else 404
-                out = recorder.files.get(self.path, b"") if code == 200 \
-                    else f"answer {code}\n".encode()
+                out = recorder.files.get(self.path, b"") \
+                    if code in (200, "cut") else f"answer {code}\n".encode()
+            # "cut": half the file, then the connection closes
+            length = len(out)
+            if code == "cut":
+                code, out = 200, out[:len(out) // 2]
             self.send_response(code)
-            self.send_header("Content-Length", str(len(out)))
+            self.send_header("Content-Length", str(length))
             self.end_headers()
             self.wfile.write(out)
 

@@ -168,6 +168,8 @@ def fetch(url, path, policy=FETCH, log=None, sleep=time.sleep):
                     partial_file(path, replace=True, mode=0o644) as out:
                 while block := got.read(1 << 16):
                     out.write(block)
+                if got.length:      # cut short of its Content-Length
+                    raise http.client.IncompleteRead(b"", got.length)
             return
         except urllib.error.HTTPError as exc:
             why = f"HTTP {exc.code} {_words(exc)}"

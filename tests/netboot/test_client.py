@@ -96,15 +96,17 @@ def test_a_job_fetch_waits_out_server_errors_not_a_missing_job(tmp_path):
     job = tmp_path / "job"
     with report_server() as (url, seen):
         seen.files["/jobs/a.sh"] = b"echo a\n"
-        seen.get_answers = [503, 502]
-        pauses = []
-        client.fetch(url + "jobs/a.sh", job, sleep=pauses.append)
-        assert job.read_bytes() == b"echo a\n" and pauses == [1, 2]
+        seen.get_answers = [503, "cut", 502]
+        pauses, said = [], []
+        client.fetch(url + "jobs/a.sh", job, log=said.append,
+                     sleep=pauses.append)
+        assert job.read_bytes() == b"echo a\n" and pauses == [1, 2, 4]
+        assert "IncompleteRead" in said[1]      # never kept half a job
         with pytest.raises(client.Unfetched, match="HTTP 404"):
             client.fetch(url + "jobs/b.sh", tmp_path / "b",
                          sleep=pauses.append)
-        assert pauses == [1, 2]
-    assert seen.gets == ["/jobs/a.sh"] * 3 + ["/jobs/b.sh"]
+        assert pauses == [1, 2, 4]
+    assert seen.gets == ["/jobs/a.sh"] * 4 + ["/jobs/b.sh"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]
     assert client.find_job(_cmdline(tmp_path, f"rd.job={url}jobs/a.sh")) \
         == url + "jobs/a.sh"
