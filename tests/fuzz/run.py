@@ -1,0 +1,152 @@
+"""Fuzz the readers of untrusted bytes with atheris (coverage-guided).
+
+Usage:
+  python -m tests.fuzz.run [--seconds=N] [--targets="a b"] [--log=FILE]
+  python -m tests.fuzz.run --list
+  python -m tests.fuzz.run --child=NAME [LIBFUZZER-ARGS...]
+
+Each target (tests/fuzz/targets/<name>.py, see targets_index.py) runs in a
+child process of its own for N seconds (libFuzzer: -max_total_time=N,
+-rss_limit_mb=1024, -timeout=10, -max_len=the target's MAX_LEN), starting
+from tests/fuzz/corpus/<name>/ and adding the inputs that reach new code
+there; a crash, hang (over 10 s) or out-of-memory input is written to
+tests/fuzz/crashes/<name>/.  The child also caps its address space, so a
+reader that asks for gigabytes raises MemoryError, a finding, instead of
+swapping.  Per target the executions, time, coverage and findings are
+printed and appended as one line to tests/fuzz/campaigns.tsv (the figures
+docs/SECURITY.md quotes); libFuzzer's own output goes to
+tests/fuzz/logs/<time>-<name>.txt.  Exit 1 when any target found something.
+"""
+
+import argparse
+import datetime
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+
+from tests.fuzz import targets_index as index
+
+LOG = os.path.join(index.HERE, "campaigns.tsv")
+LOGS = os.path.join(index.HERE, "logs")
+COLUMNS = ("date", "target", "seconds", "executions", "exec_per_s", "cov",
+           "ft", "corpus_files", "findings", "commit")
+ADDRESS_SPACE = 2 << 30     # bytes a child may map beyond what it has at start
+
+
+def child(name, args):
+    """Run target `name` under atheris in this process (never returns)."""
+    import atheris
+    with atheris.instrument_imports(include=["diskimage"]):
+        import diskimage.errors  # noqa: F401 (instrumented before targets)
+        module = index.load(name)
+    _cap_address_space()
+
+    def test_one_input(data):
+        index.call(module, data)
+
+    atheris.Setup([sys.argv[0]] + args, test_one_input)
+    atheris.Fuzz()
+
+
+def _cap_address_space():
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) * 1024 for line in f
+                  if line.startswith("VmSize:"))
+    limit = vm + ADDRESS_SPACE
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _last(pattern, text, default=""):
+    found = re.findall(pattern, text)
+    return found[-1] if found else default
+
+
+def campaign(name, seconds):
+    """Fuzz one target; returns the row for campaigns.tsv (a dict)."""
+    module = index.load(name)
+    corpus = os.path.join(index.CORPUS, name)
+    crashes = os.path.join(index.CRASHES, name)
+    for folder in (corpus, crashes, LOGS):
+        os.makedirs(folder, exist_ok=True)
+    before = set(os.listdir(crashes))
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    out = os.path.join(LOGS, f"{stamp:%Y%m%dT%H%M%SZ}-{name}.txt")
+    args = [corpus, f"-max_total_time={seconds}", "-rss_limit_mb=1024",
+            "-timeout=10", f"-max_len={index.max_len(module)}",
+            f"-artifact_prefix={crashes}/", "-print_final_stats=1"]
+    start = time.monotonic()
+    with open(out, "w") as log:
+        subprocess.run([sys.executable, "-m", "tests.fuzz.run",
+                        f"--child={name}"] + args, cwd=_root(),
+                       stdout=log, stderr=subprocess.STDOUT)
+    took = time.monotonic() - start
+    with open(out) as f:
+        text = f.read()
+    executions = int(_last(r"stat::number_of_executed_units: (\d+)", text)
+                     or _last(r"Done (\d+) runs", text)
+                     or _last(r"#(\d+)\s", text, "0"))
+    new = sorted(set(os.listdir(crashes)) - before)
+    return {"date": f"{stamp:%Y-%m-%dT%H:%MZ}", "target": name,
+            "seconds": f"{took:.0f}", "executions": str(executions),
+            "exec_per_s": f"{executions / took:.0f}" if took else "0",
+            "cov": _last(r"cov: (\d+)", text, "-"),
+            "ft": _last(r"ft: (\d+)", text, "-"),
+            "corpus_files": str(len(os.listdir(corpus))),
+            "findings": " ".join(f"crashes/{name}/{n}" for n in new)
+            or "none", "commit": _commit(), "log": out}
+
+
+def _root():
+    return os.path.dirname(os.path.dirname(index.HERE))
+
+
+def _commit():
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                          cwd=_root(), capture_output=True, text=True)
+    return done.stdout.strip() or "-"
+
+
+def append_log(row, path=LOG):
+    new = not os.path.exists(path)
+    with open(path, "a") as f:
+        if new:
+            f.write("\t".join(COLUMNS) + "\n")
+        f.write("\t".join(row[c] for c in COLUMNS) + "\n")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0].startswith("--child="):
+        child(argv[0].split("=", 1)[1], argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m tests.fuzz.run")
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--targets", default="",
+                        help="names separated by spaces (default: all)")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--log", default=LOG)
+    opts = parser.parse_args(argv)
+    if opts.list:
+        print("\n".join(index.names()))
+        return 0
+    names = opts.targets.split() or index.names()
+    for name in names:
+        index.load(name)        # an unknown name fails before any run
+    found = False
+    for name in names:
+        row = campaign(name, opts.seconds)
+        append_log(row, opts.log)
+        found |= row["findings"] != "none"
+        print(f"{name}: {row['executions']} executions in {row['seconds']} s "
+              f"({row['exec_per_s']}/s), cov {row['cov']} ft {row['ft']}, "
+              f"corpus {row['corpus_files']} files, findings: "
+              f"{row['findings']} (log {os.path.relpath(row['log'])})",
+              flush=True)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
