@@ -201,10 +201,12 @@ def encode_metadata(metadata):
 
 def decode_metadata(payload, offset):
     try:
-        return json.loads(payload.decode())
-    except (UnicodeDecodeError, ValueError) as exc:
+        meta = json.loads(payload.decode())
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CorruptImageError(f"metadata is not valid JSON: {exc}",
                                 offset=offset) from None
+    from .metacheck import check_metadata       # it imports this module
+    return check_metadata(meta, offset)
 
 
 @dataclass

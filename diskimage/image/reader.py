@@ -13,6 +13,7 @@ import hashlib
 from . import format as fmt
 from .compression import decompress
 from ..errors import CorruptImageError, InputError
+from .metacheck import check_chunk
 from .volumecheck import check_record_starts, check_sizes, located
 from .volumes import VolumeInput
 
@@ -154,6 +155,8 @@ class RecordStream:
                 raise CorruptImageError("unexpected second metadata record",
                                         offset=offset, chunk=number)
             zero = fields["tag"] == fmt.TAG_ZERO
+            check_chunk(self.metadata, fields["area"], fields["disk_offset"],
+                        fields["length"], offset, number)
             index_hash.update(fmt.Entry(
                 offset, fields["disk_offset"], fields["length"],
                 fields["stored_size"], fields["codec"],
@@ -238,6 +241,9 @@ class ImageReader:
                                     offset=trailer_offset)
         self.entries = fmt.unpack_index(index_raw[fmt.RECORD_HEADER.size:],
                                         index_offset)
+        for number, entry in enumerate(self.entries):
+            check_chunk(self.metadata, entry.area, entry.disk_offset,
+                        entry.length, entry.record_offset, number)
         check_record_starts(src, self.entries)
         self.chunk_size = self.header["chunk_size"]
         self.image_bytes = src.size

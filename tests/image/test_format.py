@@ -14,7 +14,7 @@ from diskimage.image.volumeout import StreamOutput
 from diskimage.image.writer import ImageWriter
 
 META = {"areas": [{"kind": "disk", "start": 0, "size": 3 << 16}],
-        "source": {"size": 3 << 16}}
+        "source": {"size": 3 << 16}, "table": {"kind": "none"}}
 
 
 def build(chunks, codec="lz4"):

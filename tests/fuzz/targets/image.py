@@ -1,0 +1,184 @@
+"""The image readers over hostile bytes: the stream reader (RecordStream
+and each chunk's decode, as restore and verify read), the random-access
+reader (ImageReader: trailer, index, every chunk, as info and imgx read),
+`rdeploy info`'s summary, each over one file and over the same stream
+cut into split volumes of 4 KiB (img.rdi, img.r01, ...).
+
+Random bytes rarely get past the CRCs and the digest, and a hostile image
+has them right (none needs a secret), so each input is read three ways:
+as given; resealed (every CRC, chunk checksum and the trailer's digest
+made right for the bytes as they are, index kept); and rebuilt (the index
+and trailer made anew from the records found).  The last two reach the
+checks behind the checksums: sizes, offsets, the metadata's contents.
+"""
+
+import io
+import os
+import tempfile
+import zlib
+
+from diskimage.errors import DiskImageError
+from diskimage.image import format as fmt
+from diskimage.image.compression import decompress
+from diskimage.image.info import image_info
+from diskimage.image.reader import ImageReader, RecordStream
+from diskimage.image.verify import verify
+from diskimage.image.volumes import PipeInput, VolumeInput, volume_name
+
+MAX_LEN = 65536
+SPLIT = 4096
+
+_DIR = None
+
+
+def _dir():
+    global _DIR
+    if _DIR is None:
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        _DIR = tempfile.mkdtemp(prefix="fuzz-image-", dir=base)
+    return _DIR
+
+
+def _crc_last(raw):
+    """A structure whose last 4 bytes are the CRC-32 of the rest."""
+    raw = bytearray(raw)
+    raw[-4:] = zlib.crc32(raw[:-4]).to_bytes(4, "little")
+    return bytes(raw)
+
+
+def _records(data):
+    """[(tag, fields, payload)] of the records after the header, read
+    leniently (a payload cut by the end of the input is kept short), up
+    to and with the INDX record; and where the trailer would start."""
+    size = fmt.RECORD_HEADER.size
+    pos, found = fmt.FILE_HEADER.size, []
+    while pos + size <= len(data):
+        fields = fmt.RECORD_HEADER.unpack(data[pos:pos + size], at=pos)
+        payload = data[pos + size:pos + size + fields["stored_size"]]
+        found.append((pos, fields, payload))
+        pos += size + len(payload)
+        if fields["tag"] not in fmt.TAGS or fields["tag"] == fmt.TAG_INDEX:
+            break
+    return found, pos
+
+
+def _checksum(fields, payload):
+    tag = fields["tag"]
+    if tag in (fmt.TAG_META, fmt.TAG_INDEX):
+        return fmt.checksum(payload)
+    if tag == fmt.TAG_DATA:
+        try:
+            return fmt.checksum(decompress(fields["codec"], payload,
+                                           fields["length"]))
+        except (DiskImageError, MemoryError, OverflowError):
+            pass
+    return fields["checksum"]
+
+
+def _header(fields, **changes):
+    fields = dict(fields, **changes)
+    return _crc_last(fmt.RECORD_HEADER.pack(**fields))
+
+
+def resealed(data, rebuild):
+    """`data` with every check made right (see the module's text)."""
+    head = fmt.FILE_HEADER.size
+    if len(data) < head:
+        return data
+    out = [_crc_last(data[:head])]
+    records, end = _records(data)
+    entries = []
+    meta_raw = index_raw = b""
+    offset = head
+    for pos, fields, payload in records:
+        tag = fields["tag"]
+        if tag not in fmt.TAGS:
+            break
+        if tag == fmt.TAG_INDEX and rebuild:
+            payload = b"".join(e.pack() for e in entries)
+            fields = dict(fields, length=len(payload),
+                          stored_size=len(payload))
+        raw = _header(fields, checksum=_checksum(fields, payload)) + payload
+        if tag == fmt.TAG_META and not meta_raw:
+            meta_raw = raw
+        elif tag == fmt.TAG_INDEX:
+            index_raw, index_offset = raw, offset
+        elif tag in (fmt.TAG_DATA, fmt.TAG_ZERO):
+            entries.append(fmt.Entry(
+                offset, fields["disk_offset"], fields["length"],
+                fields["stored_size"], fields["codec"],
+                fmt.KIND_ZERO if tag == fmt.TAG_ZERO else fmt.KIND_DATA,
+                fields["area"], fields["checksum"]))
+        out.append(raw)
+        offset += len(raw)
+    digest = fmt.image_digest(out[0], meta_raw, index_raw)
+    if rebuild and index_raw:
+        out.append(fmt.pack_trailer(index_offset, offset + fmt.TRAILER.size,
+                                    digest))
+        return b"".join(out)
+    trailer = data[end:end + fmt.TRAILER.size]
+    if len(trailer) == fmt.TRAILER.size:
+        fields = fmt.TRAILER.unpack(trailer, at=end)
+        out.append(_crc_last(fmt.TRAILER.pack(**dict(fields,
+                                                     digest=digest))))
+        out.append(data[end + fmt.TRAILER.size:])
+    else:
+        out.append(data[end:])
+    return b"".join(out)
+
+
+def _write(path, data, split):
+    folder = os.path.dirname(path)
+    for name in os.listdir(folder):
+        os.unlink(os.path.join(folder, name))
+    pieces = [data[i:i + split] for i in range(0, len(data), split)] \
+        if split else [data]
+    for number, piece in enumerate(pieces or [b""]):
+        with open(volume_name(path, number), "wb") as f:
+            f.write(piece)
+
+
+def _stream(source):
+    stream = RecordStream(source)
+    for record in stream.records():
+        stream.decode(record)
+
+
+def _random_access(path):
+    """Every chunk, as imgx's views and rewrites read them (holes are not
+    read: they need no bytes)."""
+    with ImageReader(path) as reader:
+        for number, entry in enumerate(reader.entries):
+            if not entry.is_zero:
+                reader.read_entry(number)
+
+
+def _guarded(read, *args):
+    try:
+        read(*args)
+    except DiskImageError:
+        pass
+
+
+def read_all(data):
+    """Every reader over `data`: a pipe, one file, split volumes."""
+    _guarded(_stream, PipeInput(io.BytesIO(data)))
+    for split in (0, SPLIT) if len(data) > SPLIT else (0,):
+        folder = os.path.join(_dir(), "split" if split else "whole")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "img.rdi")
+        _write(path, data, split)
+        for read in (_random_access, image_info):
+            _guarded(read, path)
+        with VolumeInput(path) as source:
+            _guarded(verify, source)
+
+
+def one_input(data):
+    read_all(data)
+    again = resealed(data, rebuild=False)
+    if again != data:
+        read_all(again)
+    rebuilt = resealed(data, rebuild=True)
+    if rebuilt not in (data, again):
+        read_all(rebuilt)
