@@ -64,7 +64,8 @@ def _version():
 # -- disks ---------------------------------------------------------------
 
 def disks(tmp):
-    """name -> path of small real disks: tables by sfdisk and sgdisk."""
+    """name -> path of small real disks to capture: tables by sfdisk and
+    sgdisk, a FAT by mkfs.fat, a partition of bytes, holes; fixed ids."""
     made = {}
     mbr = os.path.join(tmp, "mbr.img")
     _disk(mbr, 256 * KiB, "label: dos\nlabel-id: 0x1234abcd\n"
@@ -73,44 +74,30 @@ def disks(tmp):
           "start=136, size=100, type=83\n"
           "start=244, size=100, type=82\n"
           "start=352, size=150, type=7\n")
-    _run("mkfs.fat", "-F", "12", "-S", "512", "--offset", "8", "-n", "SEEDFAT",
-         mbr, "60")
+    _run("mkfs.fat", "--invariant", "-F", "12", "-S", "512", "--offset", "8",
+         "-n", "SEEDFAT", "-i", "5EEDFA75", mbr, "60")
     _put(mbr, 136 * 512, b"partition five " * 300)
     made["mbr"] = mbr
     gpt = os.path.join(tmp, "gpt.img")
-    _disk(gpt, 256 * KiB, "label: gpt\nfirst-lba: 34\n"
-          "start=34, size=100, name=\"EFI system\", type=U\n"
-          "start=134, size=200, name=data, type=L\n"
-          "start=334, size=100, name=\"\\x00odd name\"\n")
+    ids = "uuid=%s-2222-3333-4444-555555555555"
+    _disk(gpt, 256 * KiB, "label: gpt\nlabel-id: EEEEEEEE-2222-3333-4444-"
+          "555555555555\nfirst-lba: 34\n"
+          f"start=34, size=100, name=\"EFI system\", type=U, "
+          f"{ids % '11111111'}\n"
+          f"start=134, size=200, name=data, type=L, {ids % '22222222'}\n"
+          f"start=334, size=100, name=\"\\x00odd name\", "
+          f"{ids % '33333333'}\n")
     _put(gpt, 134 * 512, bytes(range(256)) * 40)
     made["gpt"] = gpt
-    # sfdisk 2.38 and sgdisk write 4096-byte sectors only on such a device
-    # (none here): this one is the project's own GPT writer's.
-    gpt4k = os.path.join(tmp, "gpt4k.img")
-    with open(gpt4k, "wb") as f:
-        f.truncate(192 * KiB)
-    parts = [dict(number=1, start=6 * 4096, size=20 * 4096, name="one",
-                  type="c12a7328-f81f-11d2-ba4b-00a0c93ec93b",
-                  uuid="11111111-2222-3333-4444-555555555555"),
-             dict(number=3, start=26 * 4096, size=10 * 4096, name="three",
-                  type="0fc63daf-8483-4772-8e79-3d69d8477de4",
-                  uuid="66666666-2222-3333-4444-555555555555", attrs=4)]
-    for offset, data in gpt_writes(parts, 192 * KiB, 4096,
-                                   "aaaaaaaa-2222-3333-4444-555555555555",
-                                   bytes(512)):
-        _put(gpt4k, offset, data)
-    made["gpt4k"] = gpt4k
     sg = os.path.join(tmp, "sgdisk.img")
     with open(sg, "wb") as f:
         f.truncate(192 * KiB)
-    _run("sgdisk", "-a", "1", "-n", "1:34:133", "-t", "1:ef00", "-c",
-         "1:ESP", "-n", "2:134:300", "-t", "2:8300", "-A", "2:set:2", sg)
+    _run("sgdisk", "-a", "1", "-U", "FFFFFFFF-2222-3333-4444-555555555555",
+         "-n", "1:34:133", "-t", "1:ef00", "-c", "1:ESP", "-u",
+         "1:44444444-2222-3333-4444-555555555555", "-n", "2:134:300",
+         "-t", "2:8300", "-u", "2:55555555-2222-3333-4444-555555555555",
+         "-A", "2:set:2", sg)
     made["sgdisk"] = sg
-    hybrid = os.path.join(tmp, "hybrid.img")
-    with open(sg, "rb") as src, open(hybrid, "wb") as dst:
-        dst.write(src.read())
-    _run("sgdisk", "-h", "1:EE", hybrid)
-    made["hybrid"] = hybrid
     return made
 
 
@@ -141,8 +128,70 @@ def _fixed_time(data):
     return image.resealed(data, rebuild=False)
 
 
-def table_seeds(made):
-    for name, path in made.items():
+def table_disks(tmp):
+    """Disks of 32 to 64 KiB (the tables target's MAX_LEN) with every kind
+    of table the readers meet, fixed ids so a rerun writes the same
+    bytes."""
+    ids = "uuid=%s-2222-3333-4444-555555555555"
+    made = {}
+    path = os.path.join(tmp, "t-gpt4.disk")
+    _disk(path, 32 * KiB, "label: gpt\nlabel-id: AAAAAAAA-2222-3333-4444-"
+          "555555555555\nfirst-lba: 3\ntable-length: 4\n"
+          f"start=3, size=20, name=one, {ids % '11111111'}\n"
+          f"start=23, size=30, name=two, type=U, {ids % '22222222'}, "
+          "attrs=\"RequiredPartition,GUID:60\"\n")
+    made["gpt4"] = path
+    path = os.path.join(tmp, "t-gpt128.disk")
+    _disk(path, 48 * KiB, "label: gpt\nlabel-id: BBBBBBBB-2222-3333-4444-"
+          "555555555555\nfirst-lba: 34\n"
+          f"start=34, size=10, name=\"EFI system\", type=U, "
+          f"{ids % '33333333'}\n"
+          f"start=44, size=18, name=data, {ids % '44444444'}\n")
+    made["gpt128"] = path
+    path = os.path.join(tmp, "t-mbr.disk")
+    _disk(path, 64 * KiB, "label: dos\nlabel-id: 0x1234abcd\n"
+          "start=2, size=20, type=c, bootable\n"
+          "start=22, size=4, type=ef\n"
+          "start=26, size=100, type=5\n"
+          "start=28, size=20, type=83\n"
+          "start=50, size=20, type=82\n"
+          "start=72, size=50, type=7\n")
+    made["mbr"] = path
+    path = os.path.join(tmp, "t-sgdisk.disk")
+    with open(path, "wb") as f:
+        f.truncate(48 * KiB)
+    _run("sgdisk", "-a", "1", "-U", "CCCCCCCC-2222-3333-4444-555555555555",
+         "-n", "1:34:43", "-t", "1:ef00", "-c", "1:ESP", "-u",
+         "1:55555555-2222-3333-4444-555555555555", "-n", "2:44:60",
+         "-t", "2:8300", "-u", "2:66666666-2222-3333-4444-555555555555",
+         "-A", "2:set:2", path)
+    made["sgdisk"] = path
+    hybrid = os.path.join(tmp, "t-hybrid.disk")
+    with open(path, "rb") as src, open(hybrid, "wb") as dst:
+        dst.write(src.read())
+    _run("sgdisk", "-h", "1:EE", hybrid)
+    made["hybrid"] = hybrid
+    # sfdisk 2.38 and sgdisk write 4096-byte sectors only on such a device
+    # (none here): this one is the project's own GPT writer's.
+    path = os.path.join(tmp, "t-gpt4k.disk")
+    with open(path, "wb") as f:
+        f.truncate(64 * KiB)
+    parts = [dict(number=1, start=6 * 4096, size=2 * 4096, name="one",
+                  type="c12a7328-f81f-11d2-ba4b-00a0c93ec93b",
+                  uuid="77777777-2222-3333-4444-555555555555"),
+             dict(number=3, start=8 * 4096, size=3 * 4096, name="three",
+                  type="0fc63daf-8483-4772-8e79-3d69d8477de4",
+                  uuid="88888888-2222-3333-4444-555555555555", attrs=4)]
+    for offset, data in gpt_writes(parts, 64 * KiB, 4096,
+                                   "dddddddd-2222-3333-4444-555555555555",
+                                   bytes(512)):
+        _put(path, offset, data)
+    made["gpt4k"] = path
+    return made
+
+
+def table_seeds(tmp):
+    for name, path in table_disks(tmp).items():
         with open(path, "rb") as f:
             _save(f"{name}.disk", "tables", f.read())
 
@@ -178,11 +227,10 @@ SEEDERS = {"image": "image", "tables": "tables", "tftp": "tftp",
 def main(argv):
     wanted = argv or list(SEEDERS)
     with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as tmp:
-        made = disks(tmp) if {"image", "tables"} & set(wanted) else {}
         if "image" in wanted:
-            image_seeds(tmp, made)
+            image_seeds(tmp, disks(tmp))
         if "tables" in wanted:
-            table_seeds(made)
+            table_seeds(tmp)
     if "tftp" in wanted:
         tftp_seeds()
     if "http" in wanted:
