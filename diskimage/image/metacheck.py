@@ -13,10 +13,17 @@ newer writers may add them.  A fault is a CorruptImageError naming the
 key, e.g. "metadata: areas[3].size is not a whole number >= 0".
 """
 
+import re
+
 from ..errors import CorruptImageError
 
 BIG = (1 << 63) - 1          # the largest offset or size os.pwrite takes
 KINDS = ("none", "mbr", "gpt")
+MAX_GPT_NUMBER = 131072      # gpt.MAX_ARRAY_SIZE of 128-byte entries
+MAX_MBR_NUMBER = 4 + 256     # four primaries, mbr.MAX_EBRS logicals
+_GUID = re.compile(r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\Z")
+_MBR_TYPE = re.compile(r"0x[0-9A-Fa-f]{2}\Z")
+_MBR_ID = re.compile(r"0x[0-9A-Fa-f]{8}\Z")
 
 
 def _is_int(value):
@@ -124,6 +131,7 @@ def check_metadata(meta, offset=None):
     _each(table.get("partitions", []), PARTITION, "table.partitions", offset)
     _each(table.get("areas", []), TABLE_AREA, "table.areas", offset)
     _each(table.get("extended", []), EXTENDED, "table.extended", offset)
+    _check_table(table, offset)
     _each(meta["areas"], AREA, "areas", offset)
     disk = meta["source"]["size"]
     for number, area in enumerate(meta["areas"]):
@@ -137,6 +145,32 @@ def check_metadata(meta, offset=None):
                                     f"partition without its number",
                                     offset=offset)
     return meta
+
+
+def _check_table(table, offset):
+    """What restore writes back into a new table: GUIDs and type codes it
+    parses, partition numbers it makes room for (a GPT's entry array is
+    sized by the highest number)."""
+    kind = table["kind"]
+    if kind == "gpt" and not _GUID.match(str(table.get("disk_id"))):
+        _bad("table.disk_id", "a GUID", offset)
+    if kind == "mbr" and "disk_id" in table and \
+            not _MBR_ID.match(table["disk_id"]):
+        _bad("table.disk_id", "an MBR disk signature (0x1234abcd)", offset)
+    highest = MAX_GPT_NUMBER if kind == "gpt" else MAX_MBR_NUMBER
+    for number, part in enumerate(table.get("partitions", [])):
+        where = f"table.partitions[{number}]"
+        if not 1 <= part["number"] <= highest:
+            _bad(f"{where}.number", f"a partition number 1 to {highest}",
+                 offset)
+        if kind == "gpt":
+            for key in ("type", "uuid"):
+                if not _GUID.match(str(part.get(key))):
+                    _bad(f"{where}.{key}", "a GUID", offset)
+            if part.get("attrs", 0) >> 64:
+                _bad(f"{where}.attrs", "64 bits of attributes", offset)
+        elif kind == "mbr" and not _MBR_TYPE.match(str(part.get("type"))):
+            _bad(f"{where}.type", "an MBR type (0x83)", offset)
 
 
 def check_chunk(metadata, area, disk_offset, length, offset=None,

@@ -1,5 +1,7 @@
 """The image readers over hostile bytes: the stream reader (RecordStream
-and each chunk's decode, as restore and verify read), the random-access
+and each chunk's decode, as verify reads), restore from a pipe (the plan
+and the writing, onto a new disk file and onto an existing one), the
+random-access
 reader (ImageReader: trailer, index, every chunk, as info and imgx read),
 `rdeploy info`'s summary, each over one file and over the same stream
 cut into split volumes of 4 KiB (img.rdi, img.r01, ...).
@@ -24,6 +26,8 @@ from diskimage.image.info import image_info
 from diskimage.image.reader import ImageReader, RecordStream
 from diskimage.image.verify import verify
 from diskimage.image.volumes import PipeInput, VolumeInput, volume_name
+from diskimage.restore import run_restore
+from diskimage.restoreplan import plan_restore
 
 MAX_LEN = 65536
 SPLIT = 4096
@@ -153,6 +157,25 @@ def _random_access(path):
                 reader.read_entry(number)
 
 
+def _restore(data, existing):
+    """rdeploy restore from a pipe: the plan (metadata against the target)
+    and the restore itself, onto a new disk file, or onto an existing
+    one of 1 MiB with no table; the target removed after."""
+    target = os.path.join(_dir(), "target.disk")
+    if os.path.exists(target):
+        os.unlink(target)
+    if existing:
+        with open(target, "wb") as f:
+            f.truncate(1 << 20)
+    try:
+        plan = plan_restore(RecordStream(PipeInput(io.BytesIO(data))),
+                            target)
+        run_restore(plan, threads=1)
+    finally:
+        if os.path.exists(target):
+            os.unlink(target)
+
+
 def _guarded(read, *args):
     try:
         read(*args)
@@ -163,6 +186,8 @@ def _guarded(read, *args):
 def read_all(data):
     """Every reader over `data`: a pipe, one file, split volumes."""
     _guarded(_stream, PipeInput(io.BytesIO(data)))
+    for existing in (False, True):
+        _guarded(_restore, data, existing)
     for split in (0, SPLIT) if len(data) > SPLIT else (0,):
         folder = os.path.join(_dir(), "split" if split else "whole")
         os.makedirs(folder, exist_ok=True)
