@@ -80,8 +80,10 @@ def _cap_address_space():
     with open("/proc/self/status") as f:
         vm = next(int(line.split()[1]) * 1024 for line in f
                   if line.startswith("VmSize:"))
-    limit = vm + ADDRESS_SPACE
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        return          # a worker of a merge: its parent's cap holds
+    resource.setrlimit(resource.RLIMIT_AS, (vm + ADDRESS_SPACE, hard))
 
 
 def _last(pattern, text, default=""):
@@ -135,11 +137,11 @@ def _minimize(name, corpus, limits):
     inputs it found and that merge left out are removed (the seeds, named
     by seeds.py, always stay)."""
     with tempfile.TemporaryDirectory(prefix=f"fuzz-merge-{name}-") as keep:
-        done = subprocess.run(
+        done = _run_bounded(
             [sys.executable, "-m", "tests.fuzz.run", f"--child={name}",
              "-merge=1", keep, corpus] + limits, cwd=_root(),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if done.returncode != 0 or "attempt 2" in done.stdout or \
+        if done is None or done.returncode != 0 or "attempt 2" in done.stdout or \
                 not re.search(r"MERGE-OUTER: \d+ new files", done.stdout) \
                 or not os.listdir(keep):
             return                      # a merge that failed keeps all
@@ -148,6 +150,15 @@ def _minimize(name, corpus, limits):
             path = os.path.join(corpus, entry)
             if _FOUND_NAME.match(entry) and _digest(path) not in kept:
                 os.unlink(path)
+
+
+def _run_bounded(argv, **kw):
+    """subprocess.run, None after 20 minutes (libFuzzer's merge retries a
+    worker that dies at start for ever)."""
+    try:
+        return subprocess.run(argv, timeout=1200, **kw)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _digest(path):
