@@ -215,3 +215,37 @@ def test_a_1_0_image_restores_and_converts_to_1_1(v10, tmp_path):
                          capture_output=True)
     assert run.returncode == 0, run.stderr
     assert sha256(disk) == expected
+
+
+def test_info_and_verify_name_the_version_and_the_root(v10, tmp_path):
+    import json
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[2]
+
+    def rdeploy(*args):
+        run = subprocess.run([sys.executable, "-m", "rdeploy", *map(str, args)],
+                             cwd=root, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    out = tmp_path / "v11.rdi"
+    rewrite(str(v10), str(out))
+    with ImageReader(str(out)) as image:
+        digest = image.root.hex()
+    with ImageReader(str(v10)) as image:
+        old = image.root.hex()
+    text = rdeploy("info", out)
+    assert "format 1.1)" in text and f"root digest:  sha256:{digest}" in text
+    info = json.loads(rdeploy("info", "--json", out))
+    assert (info["format_version"], info["root"], info["root_strong"]) == \
+        ("1.1", digest, True)
+    assert rdeploy("verify", out).strip().endswith(
+        f"root digest sha256:{digest}")
+    assert "format 1.1," in rdeploy("verify", out)
+    text = rdeploy("info", v10)
+    assert "format 1.0)" in text and "cannot be signed" in text
+    assert f"sha256:{old}" in text
+    line = rdeploy("verify", v10)
+    assert "format 1.0," in line and \
+        f"digest (1.0: over CRC-32 chunk checks) sha256:{old}" in line
