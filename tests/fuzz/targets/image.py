@@ -50,14 +50,23 @@ def _crc_last(raw):
     return bytes(raw)
 
 
-def _records(data):
-    """[(tag, fields, payload)] of the records after the header, read
+def _layout(data):
+    """The layout the header names (1.0 or 1.1), else the current one."""
+    try:
+        return fmt.layout(fmt.FILE_HEADER.unpack(
+            data[:fmt.FILE_HEADER.size], at=0))
+    except (DiskImageError, KeyError):
+        return fmt.CURRENT
+
+
+def _records(data, layout):
+    """[(offset, fields, payload)] of the records after the header, read
     leniently (a payload cut by the end of the input is kept short), up
     to and with the INDX record; and where the trailer would start."""
-    size = fmt.RECORD_HEADER.size
+    size = layout.record.size
     pos, found = fmt.FILE_HEADER.size, []
     while pos + size <= len(data):
-        fields = fmt.RECORD_HEADER.unpack(data[pos:pos + size], at=pos)
+        fields = layout.record.unpack(data[pos:pos + size], at=pos)
         payload = data[pos + size:pos + size + fields["stored_size"]]
         found.append((pos, fields, payload))
         pos += size + len(payload)
@@ -66,31 +75,38 @@ def _records(data):
     return found, pos
 
 
-def _checksum(fields, payload):
+def _decoded(fields, payload):
+    try:
+        return decompress(fields["codec"], payload, fields["length"])
+    except (DiskImageError, MemoryError, OverflowError):
+        return None
+
+
+def _checks(fields, payload, layout):
+    """The record header's check fields made right for `payload`."""
     tag = fields["tag"]
-    if tag in (fmt.TAG_META, fmt.TAG_INDEX):
-        return fmt.checksum(payload)
-    if tag == fmt.TAG_DATA:
-        try:
-            return fmt.checksum(decompress(fields["codec"], payload,
-                                           fields["length"]))
-        except (DiskImageError, MemoryError, OverflowError):
-            pass
-    return fields["checksum"]
-
-
-def _header(fields, **changes):
-    fields = dict(fields, **changes)
-    return _crc_last(fmt.RECORD_HEADER.pack(**fields))
+    if tag == fmt.TAG_ZERO:
+        return {}
+    data = payload if tag in (fmt.TAG_META, fmt.TAG_INDEX) else \
+        None if fields["flags"] & fmt.RECORD_SEALED else \
+        _decoded(fields, payload)
+    if not layout.strong:
+        return {} if data is None else {"checksum": fmt.checksum(data)}
+    checks = {"stored_crc32": fmt.stored_crc(payload)}
+    if data is not None:
+        checks["digest"] = fmt.content_digest(data)
+    return checks
 
 
 def resealed(data, rebuild):
-    """`data` with every check made right (see the module's text)."""
+    """`data` with every check made right (see the module's text), in the
+    layout its header names."""
     head = fmt.FILE_HEADER.size
     if len(data) < head:
         return data
+    layout = _layout(data)
     out = [_crc_last(data[:head])]
-    records, end = _records(data)
+    records, end = _records(data, layout)
     entries = []
     meta_raw = index_raw = b""
     offset = head
@@ -99,10 +115,11 @@ def resealed(data, rebuild):
         if tag not in fmt.TAGS:
             break
         if tag == fmt.TAG_INDEX and rebuild:
-            payload = b"".join(e.pack() for e in entries)
+            payload = b"".join(e.pack(layout) for e in entries)
             fields = dict(fields, length=len(payload),
                           stored_size=len(payload))
-        raw = _header(fields, checksum=_checksum(fields, payload)) + payload
+        fields = dict(fields, **_checks(fields, payload, layout))
+        raw = _crc_last(layout.record.pack(**fields)) + payload
         if tag == fmt.TAG_META and not meta_raw:
             meta_raw = raw
         elif tag == fmt.TAG_INDEX:
@@ -112,7 +129,8 @@ def resealed(data, rebuild):
                 offset, fields["disk_offset"], fields["length"],
                 fields["stored_size"], fields["codec"],
                 fmt.KIND_ZERO if tag == fmt.TAG_ZERO else fmt.KIND_DATA,
-                fields["area"], fields["checksum"]))
+                fields["area"], fields.get("digest", fields.get("checksum")),
+                fields.get("stored_crc32") or 0))
         out.append(raw)
         offset += len(raw)
     digest = fmt.image_digest(out[0], meta_raw, index_raw)
@@ -157,6 +175,16 @@ def _random_access(path):
                 reader.read_entry(number)
 
 
+def _signed_stream(path, data):
+    """What restore --require-signature reads: the index first (random
+    access), then the stream held to it record by record (expected=)."""
+    with ImageReader(path) as reader:
+        entries = reader.entries
+    stream = RecordStream(PipeInput(io.BytesIO(data)), expected=entries)
+    for record in stream.records():
+        stream.decode(record)
+
+
 def _restore(data, existing):
     """rdeploy restore from a pipe: the plan (metadata against the target)
     and the restore itself, onto a new disk file, or onto an existing
@@ -195,6 +223,8 @@ def read_all(data):
         _write(path, data, split)
         for read in (_random_access, image_info):
             _guarded(read, path)
+        if not split:
+            _guarded(_signed_stream, path, data)
         with VolumeInput(path) as source:
             _guarded(verify, source)
 
