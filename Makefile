@@ -9,6 +9,9 @@
 #   make test     deps, freeze, then the test suite
 #   make bench    the benchmark against the peers (bench/run.py, ~15 min);
 #                 arguments in BENCH_ARGS, e.g. BENCH_ARGS="--rounds=5"
+#   make fuzz     each fuzz target (tests/fuzz/targets/) for SECONDS seconds
+#                 (default 60) with atheris, or only TARGETS="image tables";
+#                 corpus, crashes and tests/fuzz/campaigns.tsv are updated
 #   make clean    remove every generated file: the venv, stamps, the frozen
 #                 build and its work dir, setuptools leftovers, caches (man/
 #                 and completions/ are committed and stay)
@@ -52,7 +55,7 @@ BENCH_ARGS ?=
 BENCH_TOOLS ?= $(VENV)/bench-tools
 TFTPD_STAMP := $(BENCH_TOOLS)/.stamp-tftpd-hpa
 
-.PHONY: all deps demo docs freeze test bench clean
+.PHONY: all deps demo docs freeze test bench fuzz clean
 
 all: freeze
 
@@ -108,6 +111,14 @@ $(TFTPD_STAMP):
 
 bench: $(BENCH_STAMP) $(TFTPD_STAMP)
 	BENCH_TOOLS=$(BENCH_TOOLS) $(VPY) bench/run.py $(BENCH_ARGS)
+
+# atheris (libFuzzer for Python) only here: the tests replay the corpus
+# without it (tests/fuzz/test_replay.py).
+SECONDS ?= 60
+TARGETS ?=
+fuzz: $(VENV_STAMP)
+	$(VPY) -m pip install -q 'atheris>=2.3'
+	$(VPY) -m tests.fuzz.run --seconds=$(SECONDS) --targets="$(TARGETS)"
 
 # build/lib, build/bdist.* and *.egg-info: what `pip install .` left here
 # before build/backend.py kept setuptools out of the tree.
