@@ -27,6 +27,9 @@ def _max_stored(chunk_size):
     return chunk_size + chunk_size // 255 + 1024
 
 
+_SEAL_ROOM = 64     # what sealing adds to an index: 12-byte nonce, 16-byte tag
+
+
 def decode_record(record, layout=fmt.CURRENT, sealer=None):
     """(number, fields, payload, offset) -> (number, fields, data, offset):
     the chunk's bytes checked against its digest, None for a hole.  In 1.1
@@ -69,24 +72,18 @@ def _check_payload(fields, payload, offset, what, layout):
         raise CorruptImageError(f"{what} checksum mismatch", offset=offset)
 
 
-def _open_sealer(name, header, header_raw, envelope_payload, offset,
-                 passphrase):
-    """The Sealer of an encrypted image (None for a plain one); part C's
-    diskimage.image.seal does the work."""
+def _open_sealer(name, header, header_raw, payload, offset, passphrase):
+    """(sealer, metadata) of an image: part C's diskimage.image.seal opens
+    an encrypted one (the sealer is None for a plain image)."""
     if not header["flags"] & fmt.FLAG_ENCRYPTED:
-        return None
+        return None, fmt.decode_metadata(payload, offset)
     if passphrase is None:
         raise PassphraseError(f"{name}: is encrypted; give its passphrase "
                               f"(--passphrase-file or --passphrase-env)")
     from .seal import Sealer
-    envelope = fmt.decode_metadata(envelope_payload, offset)
-    return Sealer.open(envelope, header_raw, passphrase())
-
-
-def _metadata(sealer, payload, header_raw, offset):
-    if sealer:          # part C: the sealed metadata inside the envelope
-        return sealer.metadata(payload, header_raw)
-    return fmt.decode_metadata(payload, offset)
+    envelope = fmt.decode_metadata(payload, offset)
+    sealer = Sealer.open(envelope, header_raw, passphrase())
+    return sealer, sealer.metadata(payload, header_raw)
 
 
 @contextlib.contextmanager
@@ -164,9 +161,8 @@ class RecordStream:
                                     offset=meta_offset)
         _check_payload(fields, payload, meta_offset, "metadata", self.layout)
         self.meta_raw = fmt.pack_fields(fields, self.layout) + payload
-        self.sealer = _open_sealer(self.name, self.header, raw, payload,
-                                   meta_offset, passphrase)
-        self.metadata = _metadata(self.sealer, payload, raw, meta_offset)
+        self.sealer, self.metadata = _open_sealer(
+            self.name, self.header, raw, payload, meta_offset, passphrase)
 
     def decode(self, record):
         """decode_record, with a fault in a split image located in its
@@ -197,6 +193,14 @@ class RecordStream:
                 > _max_stored(self.chunk_size)):
             raise CorruptImageError("chunk larger than the image's chunk "
                                     "size", offset=offset, chunk=number)
+        if fields["tag"] == fmt.TAG_INDEX and number is not None:
+            # one entry per record read (a sealed index: plus its nonce
+            # and tag), checked before that many bytes are read
+            entries = number * self.layout.entry.size
+            if not entries <= fields["stored_size"] <= entries + _SEAL_ROOM:
+                raise CorruptImageError(
+                    f"index of {fields['stored_size']} bytes after {number} "
+                    f"records", offset=offset)
         payload = self._read_exact(fields["stored_size"], "a record payload",
                                    number)
         return fields, payload
@@ -328,11 +332,9 @@ class ImageReader:
                                     offset=trailer_offset)
         self.root = trailer["digest"]
         meta_payload = meta_raw[record_size:]
-        self.sealer = _open_sealer(src.name, self.header, header_raw,
-                                   meta_payload, fmt.FILE_HEADER.size,
-                                   passphrase)
-        self.metadata = _metadata(self.sealer, meta_payload, header_raw,
-                                  fmt.FILE_HEADER.size)
+        self.sealer, self.metadata = _open_sealer(
+            src.name, self.header, header_raw, meta_payload,
+            fmt.FILE_HEADER.size, passphrase)
         index = index_raw[record_size:]
         if self.sealer:     # part C: the sealed index opened
             index = self.sealer.open_index(index, header_raw, meta_raw)
