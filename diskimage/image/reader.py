@@ -10,7 +10,6 @@ chunk and the offset.  Both readers read 1.0 and 1.1 and say which
 (`version`, `layout`).
 """
 
-import contextlib
 import hashlib
 
 from . import format as fmt
@@ -18,6 +17,9 @@ from .compression import decompress
 from ..errors import CorruptImageError, InputError, PassphraseError
 from .volumecheck import check_record_starts, check_sizes, located
 from .volumes import VolumeInput
+from .volumecheck import (check_volume_sizes as _check_sizes,
+                          locating as _locating,
+                          missing_volume as _missing_volume)
 
 
 def _max_stored(chunk_size):
@@ -27,7 +29,7 @@ def _max_stored(chunk_size):
     return chunk_size + chunk_size // 255 + 1024
 
 
-_SEAL_ROOM = 64     # what sealing adds to an index: 12-byte nonce, 16-byte tag
+SEAL_ROOM = 64      # what sealing may add to an index (nonce 12, tag 16)
 
 
 def decode_record(record, layout=fmt.CURRENT, sealer=None):
@@ -72,45 +74,24 @@ def _check_payload(fields, payload, offset, what, layout):
         raise CorruptImageError(f"{what} checksum mismatch", offset=offset)
 
 
-def _open_sealer(name, header, header_raw, payload, offset, passphrase):
-    """(sealer, metadata) of an image: part C's diskimage.image.seal opens
-    an encrypted one (the sealer is None for a plain image)."""
+def _open_sealer(name, header, header_raw, envelope_payload, offset,
+                 passphrase):
+    """The Sealer of an encrypted image (None for a plain one); part C's
+    diskimage.image.seal does the work."""
     if not header["flags"] & fmt.FLAG_ENCRYPTED:
-        return None, fmt.decode_metadata(payload, offset)
+        return None
     if passphrase is None:
         raise PassphraseError(f"{name}: is encrypted; give its passphrase "
                               f"(--passphrase-file or --passphrase-env)")
     from .seal import Sealer
-    envelope = fmt.decode_metadata(payload, offset)
-    sealer = Sealer.open(envelope, header_raw, passphrase())
-    return sealer, sealer.metadata(payload, header_raw)
+    envelope = fmt.decode_metadata(envelope_payload, offset)
+    return Sealer.open(envelope, header_raw, passphrase())
 
 
-@contextlib.contextmanager
-def _locating(source, size=None):
-    """Faults found while reading a split image name the volume file and
-    the byte in it, besides the stream offset (`size`: of the record)."""
-    try:
-        yield
-    except CorruptImageError as exc:
-        new = located(source, exc, size)
-        if new is exc:
-            raise
-        raise new from None
-
-
-def _check_sizes(source):
-    """A split image's volumes checked by their sizes before any read."""
-    if getattr(source, "seekable", False) and len(source.paths) > 1:
-        check_sizes(source.paths, source.sizes)
-
-
-def _missing_volume(source):
-    """Raise InputError naming the missing volume of a split image whose
-    stream ended early, when that is why."""
-    why = getattr(source, "missing_volume", lambda: None)()
-    if why:
-        raise InputError(why)
+def _metadata(sealer, payload, header_raw, offset):
+    if sealer:          # part C: the sealed metadata inside the envelope
+        return sealer.metadata(payload, header_raw)
+    return fmt.decode_metadata(payload, offset)
 
 
 class RecordStream:
@@ -161,8 +142,9 @@ class RecordStream:
                                     offset=meta_offset)
         _check_payload(fields, payload, meta_offset, "metadata", self.layout)
         self.meta_raw = fmt.pack_fields(fields, self.layout) + payload
-        self.sealer, self.metadata = _open_sealer(
-            self.name, self.header, raw, payload, meta_offset, passphrase)
+        self.sealer = _open_sealer(self.name, self.header, raw, payload,
+                                   meta_offset, passphrase)
+        self.metadata = _metadata(self.sealer, payload, raw, meta_offset)
 
     def decode(self, record):
         """decode_record, with a fault in a split image located in its
@@ -197,7 +179,7 @@ class RecordStream:
             # one entry per record read (a sealed index: plus its nonce
             # and tag), checked before that many bytes are read
             entries = number * self.layout.entry.size
-            if not entries <= fields["stored_size"] <= entries + _SEAL_ROOM:
+            if not entries <= fields["stored_size"] <= entries + SEAL_ROOM:
                 raise CorruptImageError(
                     f"index of {fields['stored_size']} bytes after {number} "
                     f"records", offset=offset)
@@ -332,9 +314,11 @@ class ImageReader:
                                     offset=trailer_offset)
         self.root = trailer["digest"]
         meta_payload = meta_raw[record_size:]
-        self.sealer, self.metadata = _open_sealer(
-            src.name, self.header, header_raw, meta_payload,
-            fmt.FILE_HEADER.size, passphrase)
+        self.sealer = _open_sealer(src.name, self.header, header_raw,
+                                   meta_payload, fmt.FILE_HEADER.size,
+                                   passphrase)
+        self.metadata = _metadata(self.sealer, meta_payload, header_raw,
+                                  fmt.FILE_HEADER.size)
         index = index_raw[record_size:]
         if self.sealer:     # part C: the sealed index opened
             index = self.sealer.open_index(index, header_raw, meta_raw)
