@@ -428,3 +428,20 @@ def test_version_2_image_is_refused(big):
         line = error_line(result)
         assert "version 2.0" in line, line
     assert not target.exists()
+
+
+def test_a_newer_minor_version_is_refused_naming_it(big):
+    header = fmt.FILE_HEADER.unpack(big["data"][:fmt.FILE_HEADER.size])
+    header.update(version_minor=2, header_crc32=0)
+    raw = fmt.FILE_HEADER.pack(**header)
+    raw = raw[:-4] + struct.pack("<I", zlib.crc32(raw[:-4]))
+    image = big["dir"] / "v12.rdi"
+    image.write_bytes(raw + big["data"][fmt.FILE_HEADER.size:])
+    target = big["dir"] / "v12-target.img"
+    results = run_all([("verify", image), ("info", image),
+                       ("restore", image, target, "--yes")])
+    for result in results:
+        assert result.returncode == 7, result.stderr
+        assert "format 1.2 is newer than this tool reads (1.0 and 1.1); " \
+            "use a newer rdeploy" in error_line(result)
+    assert not target.exists()

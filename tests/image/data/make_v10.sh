@@ -6,8 +6,8 @@
 set -eu
 out=$(pwd)/tests/image/data
 tmp=$(mktemp -d)
-trap 'git worktree remove --force "$tmp/src" 2>/dev/null; rm -rf "$tmp"' EXIT
-git worktree add -q --detach "$tmp/src" 706dad1
+trap 'rm -rf "$tmp"' EXIT
+mkdir "$tmp/src" && git archive 706dad1 | tar -x -C "$tmp/src"
 mkdir "$tmp/files"
 printf 'format 1.0 still restores\n' > "$tmp/files/hello.txt"
 python3 -c "import random; open('$tmp/files/blob.bin','wb').write(random.Random(10).randbytes(12000))"
