@@ -113,17 +113,19 @@ def killed_restore(image, target, stop_at, ready, *options):
     return proc
 
 
-def _front_hex(image):
-    """SHA-256 of the file header and the META record, from the bytes (the
-    record's stored_size is at byte 24 of its header)."""
-    data = Path(image).read_bytes()
-    size = int.from_bytes(data[64 + 24:64 + 28], "little")
-    return hashlib.sha256(data[:64 + 48 + size]).hexdigest()
-
-
 def _meta_end(image):
+    """Where the META record ends: its header is 48 bytes in format 1.0
+    (version_minor, byte 10 of the file header, 0) and 68 in 1.1; its
+    stored_size is at byte 24 of it."""
     data = Path(image).read_bytes()
-    return 64 + 48 + int.from_bytes(data[64 + 24:64 + 28], "little")
+    header = 48 if data[10] == 0 else 68
+    return 64 + header + int.from_bytes(data[64 + 24:64 + 28], "little")
+
+
+def _front_hex(image):
+    """SHA-256 of the file header and the META record, from the bytes."""
+    return hashlib.sha256(Path(image).read_bytes()[:_meta_end(image)]) \
+        .hexdigest()
 
 
 def _other_copy(images, tmp_path):
@@ -291,9 +293,7 @@ def test_partition_restore_killed_resumes(images, tmp_path):
 def _first_record(image):
     """(offset, header size) of the first record after the META record."""
     data = Path(image).read_bytes()
-    header = 48 if data[10] == 0 else 68     # version_minor 0: 1.0
-    meta = int.from_bytes(data[64 + 24:64 + 28], "little")
-    return 64 + header + meta, header
+    return _meta_end(image), 48 if data[10] == 0 else 68
 
 
 def test_chunks_before_the_checkpoint_are_not_written(images, marked_target,
