@@ -356,3 +356,21 @@ def test_resume_checks_the_records_before_the_checkpoint(images,
           "chunk 0")
     assert sha256(marked_target) == before
     check(rdeploy("verify-target", marked_target), 13, "interrupted")
+
+
+def test_killed_restore_into_a_new_file_resumes(images, tmp_path):
+    """A target file the restore created is removed on a failure it sees;
+    after SIGKILL it stays, marked: --resume finishes it."""
+    target = tmp_path / "new.img"
+    killed_restore(images["image"], target,
+                   images["image"].stat().st_size // 2,
+                   lambda: target.exists() and (_marker(target) or
+                                                restoremark.Marker(
+                                                    0, b"", b"")
+                                                ).checkpoint >= 2)
+    assert not has_partitions(target)
+    check(rdeploy("verify-target", target), 13, "interrupted restore")
+    result = rdeploy("restore", images["image"], target, "--resume", "--yes",
+                     "-q")
+    assert result.returncode == 0, result.stderr
+    assert sha256(target) == images["clean_sha"]
