@@ -84,11 +84,9 @@ Options:
                        read-write (the image may be inconsistent).
   --verify             After restore, read back what was written and compare
                        it with the image's checksums.
-  --resume             Finish the interrupted restore of this IMAGE on
-                       TARGET (same options): the chunks before its last
-                       checkpoint are read and checked, not written.
-                       Without it a restore over an interrupted one starts
-                       over (and says so).
+  --resume             Finish an interrupted restore of IMAGE on TARGET
+                       (same options): chunks before its last checkpoint
+                       are read and checked, not written again.
   --json               Print JSON instead of a table.
   --progress=MODE      auto (a bar when stderr is a terminal), bar, json
                        (stderr is JSON lines only: progress, then one end
@@ -356,11 +354,6 @@ def cmd_verify(args):
     return 0
 
 
-def cmd_verify_target(args):
-    with _progress(args, "verify-target") as progress:
-        return targetcmds.cmd_verify_target(args, progress)
-
-
 def cmd_info(args):
     from diskimage.image.info import image_info
 
@@ -385,7 +378,9 @@ def cmd_demo(args):
 
 
 COMMANDS = {"capture": cmd_capture, "restore": cmd_restore,
-            "verify": cmd_verify, "verify-target": cmd_verify_target,
+            "verify": cmd_verify, "verify-target": lambda args:
+            targetcmds.cmd_verify_target(args, _progress(args,
+                                                        "verify-target")),
             "info": cmd_info, "list": cmd_list,
             "demo": cmd_demo}
 

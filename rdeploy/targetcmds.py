@@ -42,7 +42,15 @@ def restore_marker(plan, resume, progress):
 def cmd_verify_target(args, progress):
     from diskimage.targetverify import verify_target
 
-    summary = verify_target(args["TARGET"], args["IMAGE"], progress=progress)
+    with progress:
+        summary = verify_target(args["TARGET"], args["IMAGE"],
+                                progress=progress)
+        _print(args, summary)
+        progress.end(result=summary)
+    return 0
+
+
+def _print(args, summary):
     if args["--json"]:
         print(json.dumps(summary, indent=2))
     elif args["IMAGE"] is None:
@@ -53,5 +61,3 @@ def cmd_verify_target(args, progress):
         print(f"{safe(args['TARGET'])}: equal to {safe(args['IMAGE'])} "
               f"({summary['chunks']} chunks, {summary['compared_bytes']} "
               f"bytes compared{skipped})")
-    progress.end(result=summary)
-    return 0
