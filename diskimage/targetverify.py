@@ -23,9 +23,10 @@ BLOCK = 4 << 20
 
 
 def incomplete_text(target, marker):
-    piped = marker.name in ("", "-")
-    name = "an image read from stdin" if piped else marker.name
-    again = "IMAGE" if piped else marker.name
+    piped = marker.name == "-"
+    name = "an image read from stdin" if piped else \
+        marker.name or "an unnamed image"
+    again = marker.name if marker.name not in ("", "-") else "IMAGE"
     how = " (IMAGE: that image, as a file or again on stdin)" if piped else ""
     return (f"{target}: an interrupted restore of {name} (image "
             f"{marker.image_id}), {marker.progress_text()}; finish it "

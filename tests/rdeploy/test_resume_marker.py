@@ -62,3 +62,24 @@ def test_not_a_marker_and_damaged_ones():
     # a marker found where it does not say it was written
     with pytest.raises(IncompleteTargetError, match="damaged"):
         restoremark.unpack(_marker().pack(), 0)
+
+
+def test_marker_cleared_when_the_last_bytes_do_not_cover_it(tmp_path):
+    """A disk with no table whose first MiB is a hole in the image: no
+    bytes are written at 0 at the end, so the restore clears its marker
+    itself."""
+    import random
+    from tests.rdeploy_helpers import rdeploy
+    source, image = tmp_path / "raw.img", tmp_path / "raw.rdi"
+    with open(source, "wb") as f:
+        f.truncate(16 << 20)
+        f.seek(4 << 20)
+        f.write(random.Random(7).randbytes(1 << 20))
+    assert rdeploy("capture", source, image, "-q").returncode == 0
+    target = tmp_path / "target.img"
+    with open(target, "wb") as f:
+        f.write(b"\xff" * (16 << 20))
+    result = rdeploy("restore", image, target, "--yes", "-q")
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == source.read_bytes()
+    assert rdeploy("verify-target", target).returncode == 0
