@@ -14,28 +14,39 @@ def image_name(path):
 
 def restore_marker(plan, resume, progress):
     """The marker of the interrupted restore a --resume finishes (checked:
-    this image, this plan), or None.  Without --resume, a marked target is
-    said in the plan's notes and on stderr: the restore starts over."""
+    this image, this plan), or None.  Without --resume, a marked target
+    (a damaged marker too) is said in the plan's notes and on stderr: the
+    restore starts over."""
     from diskimage import restoremark
+    from diskimage.errors import IncompleteTargetError
     from diskimage.host.device import open_source
-    marker = None
+    marker, damaged = None, None
     if os.path.exists(plan.target):
         with open_source(plan.target) as disk:
-            # elsewhere: the marker of a restore with another plan
-            marker = restoremark.read_at(
-                disk, restoremark.marker_offset(plan)) or \
-                restoremark.find(disk)
+            try:
+                # elsewhere: the marker of a restore with another plan
+                marker = restoremark.read_at(
+                    disk, restoremark.marker_offset(plan)) or \
+                    restoremark.find(disk)
+            except IncompleteTargetError as exc:
+                if resume:
+                    raise
+                damaged = exc
     if resume:
         restoremark.check_resume(plan, plan.stream, marker, plan.target)
         plan.notes.append(f"resumes the interrupted restore at chunk "
                           f"{marker.checkpoint} ({marker.progress_text()})")
         return marker
-    if marker is not None:
+    if damaged is not None:
+        line = f"{damaged}; this restore starts over"
+    elif marker is not None:
         line = (f"{plan.target} holds an interrupted restore of "
                 f"{marker.name or 'an image'} ({marker.progress_text()}); "
                 f"this restore starts over (--resume would finish that one)")
-        plan.notes.append(line)
-        progress.warn(safe(line))
+    else:
+        return None
+    plan.notes.append(line)
+    progress.warn(safe(line))
     return None
 
 

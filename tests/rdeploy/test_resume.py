@@ -374,3 +374,20 @@ def test_killed_restore_into_a_new_file_resumes(images, tmp_path):
                      "-q")
     assert result.returncode == 0, result.stderr
     assert sha256(target) == images["clean_sha"]
+
+
+def test_damaged_marker(images, tmp_path):
+    """A marker that fails its CRC is an interrupted restore too (13), and
+    a restore without --resume starts over."""
+    target = tmp_path / "t.img"
+    subprocess.run(["cp", "--sparse=always", images["clean"], target],
+                   check=True)
+    raw = bytearray(restoremark.Marker(0, bytes(32), bytes(32)).pack())
+    raw[100] ^= 1
+    with open(target, "r+b") as f:
+        f.write(raw)
+    check(rdeploy("verify-target", target), 13, "damaged restore marker")
+    result = rdeploy("restore", images["image"], target, "--yes")
+    assert result.returncode == 0, result.stderr
+    assert b"damaged restore marker" in result.stderr
+    assert sha256(target) == images["clean_sha"]
