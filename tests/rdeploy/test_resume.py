@@ -391,3 +391,17 @@ def test_damaged_marker(images, tmp_path):
     assert result.returncode == 0, result.stderr
     assert b"damaged restore marker" in result.stderr
     assert sha256(target) == images["clean_sha"]
+
+
+def test_resume_refused_once_filesystems_were_being_changed(images,
+                                                            marked_target):
+    """A marker of phase 2 (the records all written, grow or new ids under
+    way: what was written is no longer the image's) is refused."""
+    marker = _marker(marked_target)
+    marker.phase = restoremark.PHASE_FINISHING
+    with open(marked_target, "r+b") as f:
+        f.write(marker.pack())
+    before = sha256(marked_target)
+    check(rdeploy("restore", images["image"], marked_target, "--resume",
+                  "--yes"), 5, "begun changing filesystems")
+    assert sha256(marked_target) == before
