@@ -164,6 +164,10 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
                     zero_range(disk, start, end - start)
             run.marker = restoremark.new_marker(plan, stream, image_name,
                                                 total)
+            kept = restoremark.kept_bytes(plan)
+            if kept:
+                run.marker.kept = True
+                write_all(disk, run.marker.offset + restoremark.SIZE, kept)
             restoremark.write(disk, run.marker)
         skip = resume.checkpoint if resume else 0
 

@@ -81,12 +81,24 @@ def finish(run):
 
 
 def _clear_marker(run, writes):
-    """Zero the restore marker unless the bytes written last (*writes*:
-    (offset, bytes)) covered it whole."""
+    """Zero what of the restore marker (and its KEPT block) the bytes
+    written last (*writes*: (offset, bytes)) did not cover."""
     at = run.marker.offset
-    if not any(o <= at and o + len(b) >= at + restoremark.SIZE
-               for o, b in writes):
-        zero_range(run.disk, at, restoremark.SIZE)
+    pieces = [(at, at + restoremark.SIZE + (len(restoremark.kept_bytes(
+        run.plan)) if run.marker.kept else 0))]
+    for start, data in writes:
+        end, cut = start + len(data), []
+        for lo, hi in pieces:
+            if end <= lo or start >= hi:
+                cut.append((lo, hi))
+                continue
+            if lo < start:
+                cut.append((lo, start))
+            if end < hi:
+                cut.append((end, hi))
+        pieces = cut
+    for lo, hi in pieces:
+        zero_range(run.disk, lo, hi - lo)
 
 
 def _temp_error(temp, offset, e):

@@ -40,6 +40,14 @@ PHASE_FINISHING = 2   # filesystem actions (grow, shrink, new ids) begun
 
 FLAG_ROOT_KNOWN = 1   # `root` holds the image's root digest
 FLAG_IN_PLACE = 2     # every area is written at its own image offset
+FLAG_KEPT = 4         # the kept partitions follow the marker (KEPT below)
+
+#: After a marker with FLAG_KEPT, at its offset + 512: the protected
+#: partitions the plan keeps, whose table entries the zeroed table no
+#: longer holds (so a resume, or a restore that starts over, keeps them):
+#: magic | length (4) | CRC-32 of the JSON (4) | JSON.
+KEPT_MAGIC = b"RDI-KEPT\n\0\0\0"
+KEPT_MAX = 64 << 10
 
 #: A checkpoint every CHECKPOINT_BYTES of written image data or
 #: CHECKPOINT_SECONDS, whichever comes first.  RDEPLOY_CHECKPOINT_BYTES
@@ -89,13 +97,15 @@ class Marker:
     stream_offset: int = 0
     phase: int = PHASE_RECORDS
     in_place: bool = True
+    kept: bool = False
     started: int = 0
     updated: int = 0
 
     def pack(self):
         name = self.name.encode("utf-8", "replace")[:NAME_SIZE]
         flags = (FLAG_ROOT_KNOWN if self.root else 0) | \
-            (FLAG_IN_PLACE if self.in_place else 0)
+            (FLAG_IN_PLACE if self.in_place else 0) | \
+            (FLAG_KEPT if self.kept else 0)
         raw = MARKER.pack(
             magic=MAGIC, version=VERSION, phase=self.phase, flags=flags,
             marker_offset=self.offset, root=self.root or bytes(32),
@@ -141,7 +151,8 @@ def unpack(raw, where, name="target"):
         chunks=f["chunks"], checkpoint=f["checkpoint"], prefix=f["prefix"],
         done_bytes=f["done_bytes"], total_bytes=f["total_bytes"],
         stream_offset=f["stream_offset"], phase=f["phase"],
-        in_place=bool(f["flags"] & FLAG_IN_PLACE), started=f["started"],
+        in_place=bool(f["flags"] & FLAG_IN_PLACE),
+        kept=bool(f["flags"] & FLAG_KEPT), started=f["started"],
         updated=f["updated"])
 
 
@@ -262,6 +273,46 @@ def write(disk, marker, *, synced=True):
     marker.updated = int(time.time())
     write_all(disk, marker.offset, marker.pack())
     sync(disk)
+
+
+def kept_bytes(plan):
+    """The KEPT block for the plan's kept partitions (b"" when none, or
+    when it does not fit in the first guard zone)."""
+    if not plan.kept:
+        return b""
+    doc = json.dumps({"partitions": [p.to_dict() for p, _ in plan.kept]},
+                     sort_keys=True).encode()
+    raw = KEPT_MAGIC + len(doc).to_bytes(4, "little") + \
+        zlib.crc32(doc).to_bytes(4, "little") + doc
+    start, end = min(plan.guards)
+    return raw if SIZE + len(raw) <= min(end - start, KEPT_MAX) else b""
+
+
+def kept_table(disk):
+    """The kept partitions of an interrupted whole-disk restore (its marker
+    at byte 0 and its KEPT block), as a PartitionTable holding only them,
+    or None."""
+    from .tables.partitions import Partition, PartitionTable
+    marker = read_at(disk, 0)
+    if marker is None or not marker.kept:
+        return None
+    head = disk.read(SIZE, len(KEPT_MAGIC) + 8)
+    size = int.from_bytes(head[-8:-4], "little")
+    if not head.startswith(KEPT_MAGIC) or size > KEPT_MAX:
+        raise IncompleteTargetError(
+            f"{disk.path}: its restore marker's list of kept partitions is "
+            f"damaged; restore with --overwrite-protected, or mend the "
+            f"table")
+    doc = disk.read(SIZE + len(head), size)
+    if zlib.crc32(doc) != int.from_bytes(head[-4:], "little"):
+        raise IncompleteTargetError(
+            f"{disk.path}: its restore marker's list of kept partitions "
+            f"fails its CRC; restore with --overwrite-protected, or mend "
+            f"the table")
+    parts = [Partition(**p) for p in json.loads(doc)["partitions"]]
+    kind = "gpt" if any("-" in p.type for p in parts) else "mbr"
+    return PartitionTable(kind, disk.logical_sector_size, disk.size, "",
+                          parts)
 
 
 def check_resume(plan, stream, marker, target):

@@ -10,6 +10,7 @@ the target saying how far it got (RDEPLOY_CHECKPOINT_BYTES makes it
 checkpoint every chunk of this small disk)."""
 
 import hashlib
+import json
 import random
 import re
 import signal
@@ -405,3 +406,49 @@ def test_resume_refused_once_filesystems_were_being_changed(images,
     check(rdeploy("restore", images["image"], marked_target, "--resume",
                   "--yes"), 5, "begun changing filesystems")
     assert sha256(marked_target) == before
+
+
+RECOVERY = "de94bba4-06d1-4d40-a16a-bfd50179d6ac"    # Windows recovery
+
+
+def test_protected_partition_kept_across_the_interruption(images,
+                                                          tmp_path):
+    """A whole-disk restore that keeps a protected partition of the target
+    zeroes the target's table first: the marker's KEPT block holds that
+    partition's entry, so --resume (and a restore that starts over) keep
+    it: its bytes and its entry in the new table."""
+    target = tmp_path / "t.img"
+    with open(target, "wb") as f:
+        f.truncate(96 * MiB)
+    sfdisk(target, f"label: gpt\nstart=2048, size=40000, name=os\n"
+                   f"start={80 * 2048}, size={15 * 2048}, type={RECOVERY}, "
+                   f"name=recovery\n")
+    recovery = random.Random(9).randbytes(15 * MiB)
+    with open(target, "r+b") as f:
+        f.seek(80 * MiB)
+        f.write(recovery)
+    killed_restore(images["image"], target,
+                   images["image"].stat().st_size // 2,
+                   lambda: (_marker(target) or restoremark.Marker(
+                       0, b"", b"")).checkpoint >= 5)
+    assert not has_partitions(target)
+    assert _marker(target).kept
+    again = tmp_path / "again.img"
+    subprocess.run(["cp", "--sparse=always", target, again], check=True)
+    result = rdeploy("restore", images["image"], target, "--resume", "--yes",
+                     "-q")
+    assert result.returncode == 0, result.stderr
+    result = rdeploy("restore", images["image"], again, "--yes")
+    assert result.returncode == 0, result.stderr
+    assert b"starts over" in result.stderr
+    for disk in (target, again):
+        assert read_at(disk, 80 * MiB, 15 * MiB) == recovery
+        table = json.loads(run("sfdisk", "--json", disk))["partitiontable"]
+        kept = [p for p in table["partitions"]
+                if p["type"].lower() == RECOVERY]
+        assert [(p["start"], p["size"]) for p in kept] == \
+            [(80 * 2048, 15 * 2048)], table
+        assert read_at(disk, PART2, 8 * MiB) == \
+            read_at(images["disk"], PART2, 8 * MiB)
+        assert rdeploy("verify-target", disk).returncode == 0
+        assert b"RDI-KEPT" not in read_at(disk, 0, MiB)
