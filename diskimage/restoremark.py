@@ -16,7 +16,10 @@ only at the end, so the marker holds, besides, the SHA-256 of the file
 header and META record ("front") and a SHA-256 over the record headers
 before the checkpoint ("prefix"): a resume must match the front before it
 starts and the prefix when it reaches the checkpoint, before it writes
-anything.  docs/FORMAT.md, "The restore marker", gives the bytes.
+anything.  A whole-disk restore that keeps protected partitions lists
+them after the marker (the KEPT block): the zeroed table held their
+entries, and a resume or a restore that starts over must keep them too.
+docs/FORMAT.md, "The restore marker", gives the bytes.
 """
 
 import hashlib
