@@ -14,7 +14,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 
-from . import layout, mbrlayout, plannotes
+from . import layout, mbrlayout, plannotes, restoremark
 from .fs import registry
 from .host.device import open_source
 from .host.links import refuse_dangling_link
@@ -156,6 +156,10 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
             plan.target_label = f"{target_path} ({model + ', ' if model else ''}" \
                 f"{format_size(disk.size)}, {disk.size} bytes)"
             target_table = read_table(disk.read, disk.size, plan.sector_size)
+            if target_table.kind == "none" and into is None and \
+                    partitions is None:
+                # an interrupted whole-disk restore: the partitions it kept
+                target_table = restoremark.kept_table(disk) or target_table
     if into is not None:
         _plan_into(plan, target_table, into, partitions, image_parts,
                    overwrite_protected)

@@ -100,7 +100,8 @@ def test_completion_of_command_words():
     assert complete("rdeploy", "re") == ["restore"]
     assert complete("imgx", "m") == ["mkdir", "mv"]
     assert complete("bootdisk", "i") == ["initrd", "iso", "info"]
-    assert complete("rdeploy", "help", "ve") == ["verify"]
+    assert sorted(complete("rdeploy", "help", "ve")) == ["verify",
+                                                         "verify-target"]
     assert complete("rdeploy", "--v") == ["--version"]
 
 
