@@ -1,0 +1,244 @@
+"""Real fault layers for the fault tests (tests/faults/): a disk file whose
+reads or writes fail, one whose unflushed writes are lost at a power cut,
+and small filesystems that fill up.
+
+How they are made here (this kernel has neither device-mapper nor the nbd
+module, so no `error`/`flakey` targets and no /dev/nbdN):
+
+- nbdkit (Debian `nbdkit`) serves a plain file on a Unix socket through
+  one of its filters, and nbdfuse (Debian `libnbd-bin`, with `fuse3`)
+  mounts that export as a file, DIR/disk, that the commands open like any
+  disk file.  nbdfuse passes writes straight through (no FUSE writeback
+  cache): a write the server fails is an EIO of that write(), and fsync is
+  an NBD flush.
+- `ddrescue` filter: reads of the sectors a GNU ddrescue map file marks bad
+  fail with EIO, everywhere else the file's bytes: read errors at a known
+  offset.
+- `error` filter: every pread (or pwrite, zero, trim) fails with EIO (or
+  ENOSPC) while a trigger file exists; the test creates the trigger when
+  the command is known to be in the middle of its work.
+- `cache` filter in writeback mode: writes stay in nbdkit's cache until the
+  client flushes (fsync); SIGKILL of nbdkit then drops every unflushed
+  write, which is what a power cut does to a disk's volatile cache.
+  Measured here: a write closed without fsync is lost, one followed by
+  fsync is kept.
+- `small_tmpfs` / `small_ext4`: a filesystem of a few MiB (the ext4 one on
+  a loop device of a small file) that a capture fills up.
+
+Every layer is a context manager that stops what it started (nbdfuse
+unmounted, nbdkit killed by its pid, the loop device it made detached).
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.signals import wait_for
+
+SECTOR = 512
+
+
+class NbdFile:
+    """`backing` served by nbdkit through `filters` (with their `params`)
+    and mounted by nbdfuse as `self.path` (workdir/mnt/disk)."""
+
+    def __init__(self, backing, workdir, filters=(), params=(),
+                 plugin="file", tmpdir=None):
+        self.backing = Path(backing)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.socket = self.workdir / "nbd.sock"
+        self.mountpoint = self.workdir / "mnt"
+        self.path = self.mountpoint / "disk"
+        self.filters, self.params, self.plugin = filters, params, plugin
+        self.server = self.fuse = None
+        self.tmpdir = tmpdir
+
+    # --- life -------------------------------------------------------------
+    def start(self):
+        self.mountpoint.mkdir(exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()
+        args = ["nbdkit", "-f", "--exit-with-parent", "-U", str(self.socket)]
+        args += [f"--filter={f}" for f in self.filters]
+        args += [self.plugin, f"file={self.backing}", *self.params]
+        env = dict(os.environ)
+        if self.tmpdir:
+            env["TMPDIR"] = str(self.tmpdir)
+        # Its log (one line per injected error) goes to a file: a pipe
+        # nobody reads would fill and stall it.
+        self.log = self.workdir / "nbdkit.log"
+        with open(self.log, "wb") as log:
+            self.server = subprocess.Popen(args, env=env,
+                                           stdin=subprocess.DEVNULL,
+                                           stdout=log, stderr=log)
+        wait_for(lambda: self.socket.exists() or self.server.poll()
+                 is not None, 20, "nbdkit's socket")
+        if self.server.poll() is not None:
+            raise AssertionError(f"nbdkit failed: {self.log.read_text()}")
+        # nbdfuse stays in the foreground until unmounted; its complaints
+        # (a failed NBD command) go to its stderr, not the test's.
+        self.fuse = subprocess.Popen(
+            ["nbdfuse", str(self.path), "--unix", str(self.socket)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.path.exists() or self.fuse.poll() is not None,
+                 20, "nbdfuse's file")
+        if self.fuse.poll() is not None:
+            raise AssertionError("nbdfuse failed to mount")
+        return self
+
+    def power_loss(self):
+        """SIGKILL nbdkit: whatever its cache filter holds unflushed is
+        gone; later I/O on self.path fails.  Then unmount."""
+        if self.server and self.server.poll() is None:
+            self.server.send_signal(signal.SIGKILL)
+            self.server.wait(timeout=20)
+        self._unmount()
+
+    def stop(self):
+        """Unmount, then end nbdkit (SIGTERM: a clean stop; the cache
+        filter's unflushed writes are not written by it either)."""
+        self._unmount()
+        if self.server and self.server.poll() is None:
+            self.server.terminate()
+            try:
+                self.server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait(timeout=20)
+
+    def _unmount(self):
+        if self.fuse is None:
+            return
+        if self.fuse.poll() is None:
+            if subprocess.run(["fusermount3", "-u", str(self.mountpoint)],
+                              capture_output=True).returncode != 0:
+                subprocess.run(["fusermount3", "-uz", str(self.mountpoint)],
+                               capture_output=True)
+            try:
+                self.fuse.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.fuse.kill()
+                self.fuse.wait(timeout=20)
+        self.fuse = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Trigger:
+    """A file whose existence turns the error filter's faults on."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def on(self):
+        self.path.touch()
+
+    def off(self):
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def bad_sectors(backing, workdir, bad):
+    """`backing` whose reads fail (EIO) in the byte ranges `bad` [(offset,
+    length), ...] (sector multiples), through nbdkit's ddrescue filter: a
+    map file in GNU ddrescue's format, '+' finished and '-' bad-sector
+    blocks covering the whole size."""
+    size = os.path.getsize(backing)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    lines, pos = ["# made by tests/faultlayers.py", "0x0 +"], 0
+    for offset, length in sorted(bad):
+        assert offset % SECTOR == 0 and length % SECTOR == 0
+        if offset > pos:
+            lines.append(f"0x{pos:x} 0x{offset - pos:x} +")
+        lines.append(f"0x{offset:x} 0x{length:x} -")
+        pos = offset + length
+    if pos < size:
+        lines.append(f"0x{pos:x} 0x{size - pos:x} +")
+    mapfile = workdir / "bad.map"
+    mapfile.write_text("\n".join(lines) + "\n")
+    return NbdFile(backing, workdir, ["ddrescue"],
+                   [f"ddrescue-mapfile={mapfile}"])
+
+
+def failing_reads(backing, workdir):
+    """(layer, trigger): every read of `backing` fails with EIO while the
+    trigger is on (nbdkit's error filter)."""
+    trigger = Trigger(Path(workdir) / "fail-reads")
+    trigger.off()
+    layer = NbdFile(backing, workdir, ["error"],
+                    ["error-pread=EIO", "error-pread-rate=100%",
+                     f"error-pread-file={trigger.path}"])
+    return layer, trigger
+
+
+def failing_writes(backing, workdir, errno_name="EIO"):
+    """(layer, trigger): every write, zero and trim of `backing` fails
+    (EIO, or ENOSPC) while the trigger is on; reads keep working."""
+    trigger = Trigger(Path(workdir) / "fail-writes")
+    trigger.off()
+    params = []
+    for op in ("pwrite", "zero", "trim"):
+        params += [f"error-{op}={errno_name}", f"error-{op}-rate=100%",
+                   f"error-{op}-file={trigger.path}"]
+    return NbdFile(backing, workdir, ["error"], params), trigger
+
+
+def volatile(backing, workdir):
+    """`backing` behind a writeback cache that only a flush empties into
+    it: power_loss() drops every write not yet flushed."""
+    cache = Path(workdir) / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    # The cache's own file lives in $TMPDIR: in the test's tree.
+    return NbdFile(backing, workdir, ["cache"], ["cache=writeback"],
+                   tmpdir=cache)
+
+
+def _run(*cmd):
+    return subprocess.run(list(map(str, cmd)), check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def small_tmpfs(where, size_kib=2048):
+    """A tmpfs of `size_kib` KiB mounted at `where` (needs root)."""
+    where = Path(where)
+    where.mkdir(parents=True, exist_ok=True)
+    _run("mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", where)
+    try:
+        yield where
+    finally:
+        _run("umount", where)
+
+
+@contextlib.contextmanager
+def small_ext4(backing, where, size_mib=4):
+    """ext4 made by mkfs.ext4 on a loop device over a `size_mib` MiB file,
+    mounted at `where`: a small device that fills up (needs root)."""
+    backing, where = Path(backing), Path(where)
+    with open(backing, "wb") as f:
+        f.truncate(size_mib << 20)
+    dev = _run("losetup", "--find", "--show", backing)
+    try:
+        _run("mkfs.ext4", "-q", "-F", "-m", "0", dev)
+        where.mkdir(parents=True, exist_ok=True)
+        _run("mount", dev, where)
+        try:
+            yield where
+        finally:
+            _run("umount", where)
+    finally:
+        for _ in range(50):
+            if subprocess.run(["losetup", "-d", dev],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
