@@ -46,7 +46,7 @@ class NbdFile:
     and mounted by nbdfuse as `self.path` (workdir/mnt/disk)."""
 
     def __init__(self, backing, workdir, filters=(), params=(),
-                 plugin="file", tmpdir=None):
+                 plugin=("file",), tmpdir=None):
         self.backing = Path(backing)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,7 @@ class NbdFile:
             self.socket.unlink()
         args = ["nbdkit", "-f", "--exit-with-parent", "-U", str(self.socket)]
         args += [f"--filter={f}" for f in self.filters]
-        args += [self.plugin, f"file={self.backing}", *self.params]
+        args += [*self.plugin, f"file={self.backing}", *self.params]
         env = dict(os.environ)
         if self.tmpdir:
             env["TMPDIR"] = str(self.tmpdir)
@@ -168,6 +168,52 @@ def bad_sectors(backing, workdir, bad):
     mapfile.write_text("\n".join(lines) + "\n")
     return NbdFile(backing, workdir, ["ddrescue"],
                    [f"ddrescue-mapfile={mapfile}"])
+
+
+#: nbdkit's sh plugin, serving a file whose reads that touch [START, END)
+#: wait until RELEASE exists (and say so by creating REACHED).
+_HOLD_SCRIPT = """#!/bin/sh
+case "$1" in
+  config|config_complete|open|close) exit 0 ;;
+  get_size) stat -L -c %s '{backing}' ;;
+  can_write|can_flush|can_trim|can_zero|can_fua) exit 3 ;;
+  pread)
+    if [ $(( $4 + $3 )) -gt {start} ] && [ "$4" -lt {end} ]; then
+      : > '{reached}'
+      while [ ! -e '{release}' ]; do sleep 0.02; done
+    fi
+    exec dd if='{backing}' iflag=skip_bytes,count_bytes skip="$4" \
+        count="$3" status=none ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+class Held(NbdFile):
+    """`backing` read-only, whose reads of bytes in `hold` (start, end)
+    block until release(): a command reading it stops there,
+    deterministically, for as long as the test wants (a SIGKILL in the
+    middle of a capture).  `reached` exists once a read has arrived
+    there."""
+
+    def __init__(self, backing, workdir, hold):
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.reached = workdir / "reached"
+        self._release = workdir / "release"
+        script = workdir / "hold.sh"
+        script.write_text(_HOLD_SCRIPT.format(
+            backing=backing, start=hold[0], end=hold[1], reached=self.reached,
+            release=self._release))
+        script.chmod(0o755)
+        super().__init__(backing, workdir, plugin=("sh", str(script)))
+
+    def release(self):
+        self._release.touch()
+
+    def stop(self):
+        self.release()
+        super().stop()
 
 
 def failing_reads(backing, workdir):
