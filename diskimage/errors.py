@@ -147,3 +147,19 @@ class MissingToolError(ToolError):
         source = f" (it comes with the Debian package {package})" \
             if package else ""
         super().__init__(f"{where}{tool}: not installed{source}")
+
+
+class IncompleteTargetError(DiskImageError):
+    """A target that holds an interrupted restore (its restore marker,
+    diskimage.restoremark): `rdeploy verify-target` names the image and how
+    far it got; `rdeploy restore ... --resume` finishes it."""
+
+    exit_code = 13
+
+
+class TargetDiffersError(DiskImageError):
+    """A target whose bytes differ from the image it is compared with
+    (`rdeploy verify-target TARGET IMAGE`): names the first differing disk
+    offset."""
+
+    exit_code = 14

@@ -13,27 +13,30 @@ a target file the restore created is removed and the cause raised as it is.
 
 Partitions that move are written at their new place as the stream goes by;
 a partition that shrinks is written to a sparse temporary file, shrunk there
-by its filesystem's tool, and copied (data regions only) into its new place.
+by its filesystem's tool, and copied (data regions only) into its new place
+(diskimage.restorefinish).
+
+Right after the guard zones are zeroed the restore marker
+(diskimage.restoremark) is written at the start of the first one and synced;
+at every checkpoint the target is synced, the marker rewritten, synced
+again.  A restore with `resume` (the marker found on the target, checked by
+restoremark.check_resume) reads and checks the records before the marker's
+checkpoint but writes none of them (their guard-zone bytes are still
+collected), checks that they are the records the interrupted restore wrote,
+and goes on from there.
 """
 
-import errno
+import hashlib
 import os
-import tempfile
 import time
 
-from . import sighold
-from .errors import (NO_SPACE_ERRNOS, DiskImageError, NoSpaceError,
-                     TargetChangedError, TargetError)
-from .fs import resize as fsresize
-from .host.device import data_extents, open_target, sync, write_all, zero_range
-from .image import format as fmt
+from . import restoremark, sighold
+from .errors import DiskImageError, TargetChangedError, TargetError
+from .host.device import open_target, sync, write_all, zero_range
 from .pipeline import ordered_map
+from .restorefinish import finish, read_back, checked, temp_file, temp_write
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
                           kept_numbers, new_guid, plan_restore)
-from .sizes import format_size
-from .tables import write as tablewrite
-
-COPY_BLOCK = 4 << 20
 
 
 def _split(guards, offset, length):
@@ -56,8 +59,9 @@ class _Run:
     shrinking partitions, what was written (for --verify) and what waits
     for the end (guard zones)."""
 
-    def __init__(self, plan, disk):
-        self.plan, self.disk = plan, disk
+    def __init__(self, plan, disk, marker=None):
+        self.plan, self.disk, self.marker = plan, disk, marker
+        self.touched = False  # whether this run has written the target
         # Appended to by the worker threads too (list.append is atomic);
         # their order does not matter, the ranges never overlap.
         self.written = []     # (target offset, length, checksum or None)
@@ -74,6 +78,20 @@ class _Run:
             else:
                 write_all(self.disk, start, piece)
 
+    def collected(self, fields, data):
+        """A record before a resume's checkpoint: on the target already;
+        only its guard-zone bytes are kept for the end."""
+        delta = self.plan.delta(fields["area"])
+        offset = fields["disk_offset"] + delta
+        if data is not None:
+            for start, end, guarded in _split(self.plan.guards, offset,
+                                              len(data)):
+                if guarded:
+                    self.deferred.append((start, data[start - offset:
+                                                      end - offset]))
+        self.written.append((fields["area"], offset, fields["length"],
+                             None if data is None else _digest(fields)))
+
     def record(self, fields, data):
         plan, area = self.plan, fields["area"]
         offset, length = fields["disk_offset"], fields["length"]
@@ -81,28 +99,41 @@ class _Run:
         if delta is None:                       # a shrink: to its temp file
             temp = self.temps.get(area)
             if temp is None:
-                temp = self.temps[area] = _temp(plan)
+                temp = self.temps[area] = temp_file(plan)
             if data is not None:
                 start = plan.stream.metadata["areas"][area]["start"]
-                _temp_write(temp, offset - start, data)
+                temp_write(temp, offset - start, data)
             return
         offset += delta
         if data is None:
-            if not plan.create:
-                zero_range(self.disk, offset, length)
+            if not plan.create:     # the guard zones are zeros already
+                for start, end, guarded in _split(plan.guards, offset,
+                                                  length):
+                    if not guarded:
+                        zero_range(self.disk, start, end - start)
         else:
             self.put(offset, data)
         self.written.append((area, offset, length, None if data is None
-                             else fields["checksum"]))
+                             else _digest(fields)))
+
+
+def _digest(fields):
+    """The digest a record carries for its bytes (1.0: "checksum", 1.1:
+    "digest"), what the read-back compares with."""
+    return fields["digest"] if "digest" in fields else fields["checksum"]
 
 
 def run_restore(plan, *, threads=1, verify=False, progress=None,
-                readback_progress=None, committed=None):
+                readback_progress=None, committed=None, resume=None,
+                image_name=""):
     """Carry out `plan`.  Returns a summary dict.  `progress(done, total)`
     follows the writing, `readback_progress` the read-back of `verify`.
     `committed()` is called once the target is written, synced (and
     verified): the commit point, still inside the clean-up's reach, so a
-    signal before it undoes the restore and one after it does not."""
+    signal before it undoes the restore and one after it does not.
+    `resume`: the restoremark.Marker of the interrupted restore this one
+    finishes (checked by restoremark.check_resume); `image_name`: what the
+    marker names the image by."""
     stream = plan.stream
     areas = stream.metadata["areas"]
     total = sum(areas[i]["size"] for i in plan.areas)
@@ -125,56 +156,74 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
                     f"{plan.target}: appeared after the restore was "
                     f"planned (another process made it); nothing written; "
                     f"restore again to plan for it")
-            run = _Run(plan, disk)
-        if not plan.create:
-            for start, end in plan.guards:
-                zero_range(disk, start, end - start)
+            run = _Run(plan, disk, resume)
+        if resume is None:
+            run.touched = True
+            if not plan.create:
+                for start, end in plan.guards:
+                    zero_range(disk, start, end - start)
+            run.marker = restoremark.new_marker(plan, stream, image_name,
+                                                total)
+            restoremark.write(disk, run.marker)
+        skip = resume.checkpoint if resume else 0
 
         def work(record):
             """Decode a chunk and, when it goes straight to the target,
             write it here: pwrite releases the GIL, so the workers write in
             parallel (the consumer thread writing every chunk was the
             bottleneck).  Holes and chunks for a shrink's temporary file go
-            to the consumer, in order."""
-            if record[1]["area"] not in plan.areas:
-                return None
+            to the consumer, in order.  Records before a resume's
+            checkpoint are checked and not written."""
+            number, fields, payload, offset = record
+            if fields["area"] not in plan.areas:
+                return number, fields, offset, None, "other"
             _, fields, data, _ = stream.decode(record)
+            if number < skip:
+                run.collected(fields, data)
+                return number, fields, offset, None, "done"
             if data is not None and plan.delta(fields["area"]) is not None:
                 run.record(fields, data)
-                return fields, None, True
-            return fields, data, False
+                return number, fields, offset, None, "done"
+            return number, fields, offset, data, "consumer"
 
+        records = stream.records()
+        if resume is not None:
+            records = _checked_prefix(stream, records, resume, plan.target)
         done = 0
+        checkpoints = _Checkpoints(run, stream)
         # Twice the usual depth: with the writes in the workers, a chunk
         # slow to write would otherwise leave the other workers idle.
-        for result in ordered_map(work, stream.records(), threads,
-                                  depth=2 * threads + 2):
-            if result is None:
-                continue
-            fields, data, written = result
-            if not written:
+        for number, fields, offset, data, how in ordered_map(
+                work, records, threads, depth=2 * threads + 2):
+            if number >= skip:
+                run.touched = True
+            if how == "consumer":
                 run.record(fields, data)
-            done += fields["length"]
+            if how != "other":
+                done += fields["length"]
+            checkpoints.passed(number, fields, offset)
             if progress:
                 progress(done, total)
-        actions = _finish(run)
+        checkpoints.end(plan)
+        actions = finish(run)
         sync(disk)
         if verify:
-            _read_back(disk, [w[1:] for w in run.written
-                              if w[0] not in run.changed],
-                       readback_progress)
+            read_back(disk, [w[1:] for w in run.written
+                             if w[0] not in run.changed],
+                      readback_progress,
+                      getattr(stream, "digest_of", None))
             for placement in plan.placements:
                 if placement.area in run.changed:
-                    _checked(plan.target, placement)
+                    checked(plan.target, placement)
         if committed:
             committed()
     except BaseException as exc:
         if disk is None:
             raise
-        if plan.create:
+        if plan.create and resume is None:
             _remove_created(disk)
             raise
-        if run is None:     # nothing written yet
+        if run is None or not run.touched:     # nothing written yet
             disk.close()
             raise
         unwiped = _wipe_guards(run)
@@ -190,8 +239,86 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
     disk.close()
     summary = dict(stream.summary or {})
     summary.update(seconds=time.monotonic() - started, written_bytes=done,
-                   target=plan.target, verified=verify, actions=actions)
+                   target=plan.target, verified=verify, actions=actions,
+                   resumed_at=skip if resume else None)
     return summary
+
+
+def _checked_prefix(stream, records, marker, target):
+    """The records, with those before the marker's checkpoint checked to be
+    the ones the interrupted restore wrote (the SHA-256 of their headers)
+    before any record after it goes on (this runs on the feeder, in
+    order, so no worker writes a record past the checkpoint first); and
+    the root, at the end, when the marker knows it."""
+    prefix = hashlib.sha256()
+    number = -1
+    for record in records:
+        number = record[0]
+        if number == marker.checkpoint and \
+                prefix.digest() != marker.prefix:
+            raise restoremark.prefix_differs(target, marker)
+        if number < marker.checkpoint:
+            prefix.update(restoremark.record_bytes(stream, record[1]))
+        yield record
+    if number + 1 < marker.checkpoint or (
+            number + 1 == marker.checkpoint and
+            prefix.digest() != marker.prefix):
+        raise restoremark.prefix_differs(target, marker)
+    root = bytes.fromhex(stream.summary["digest"])
+    if marker.root and root != marker.root:
+        raise TargetError(f"{target}: the image differs from the one whose "
+                          f"restore was interrupted (root {root.hex()}, "
+                          f"the marker's {marker.root.hex()})")
+
+
+class _Checkpoints:
+    """Every CHECKPOINT_BYTES of records or CHECKPOINT_SECONDS: the
+    target synced, the marker rewritten with how far the restore got,
+    synced again."""
+
+    def __init__(self, run, stream):
+        self.run, self.stream = run, stream
+        self.prefix = hashlib.sha256()
+        self.step = restoremark.checkpoint_bytes()
+        self.bytes, self.last = 0, time.monotonic()
+        self.done = 0
+
+    def passed(self, number, fields, offset):
+        """Record *number* (at image *offset*) is written."""
+        marker = self.run.marker
+        self.prefix.update(restoremark.record_bytes(self.stream, fields))
+        self.done += fields["length"]
+        self.next_offset = offset + len(restoremark.record_bytes(
+            self.stream, fields)) + fields["stored_size"]
+        if number < marker.checkpoint:
+            return
+        self.bytes += fields["length"]
+        if self.bytes >= self.step or \
+                time.monotonic() - self.last >= restoremark.CHECKPOINT_SECONDS:
+            self.write(number + 1)
+
+    def write(self, checkpoint, phase=restoremark.PHASE_RECORDS):
+        marker = self.run.marker
+        marker.checkpoint, marker.prefix = checkpoint, self.prefix.digest()
+        marker.done_bytes, marker.phase = self.done, phase
+        marker.stream_offset = getattr(self, "next_offset", 0)
+        restoremark.write(self.run.disk, marker)
+        self.bytes, self.last = 0, time.monotonic()
+
+    def end(self, plan):
+        """After the last record: all of them written; the root and the
+        chunk count known now (an image from a pipe); FINISHING when
+        filesystem tools are about to change what was written."""
+        marker = self.run.marker
+        summary = self.stream.summary or {}
+        marker.chunks = summary.get("chunks", marker.chunks)
+        if summary.get("digest"):
+            marker.root = bytes.fromhex(summary["digest"])
+        changes = any(p.action == "shrink" or (p.fs_resized and p.new_size
+                                               > p.old_size)
+                      for p in plan.placements) or plan.new_ids
+        self.write(marker.chunks, restoremark.PHASE_FINISHING if changes
+                   else restoremark.PHASE_RECORDS)
 
 
 def _remove_created(disk):
@@ -215,6 +342,8 @@ def _wipe_guards(run):
         for start, end in run.plan.guards:
             zero_range(run.disk, start, end - start)
         sync(run.disk)
+        if run.marker is not None:  # still incomplete, as far as it got
+            restoremark.write(run.disk, run.marker, synced=False)
     except (DiskImageError, OSError) as exc:
         return exc
     return None
@@ -240,161 +369,3 @@ def _state(plan, unwiped):
         f"valid filesystem start"
 
 
-def _finish(run):
-    """After the stream: shrunk partitions copied in, partition starts
-    written, filesystems grown and re-identified, then the table last."""
-    plan, disk, actions = run.plan, run.disk, []
-    for p in plan.placements:
-        if p.action == "shrink":
-            temp = run.temps.get(p.area) or _temp(plan)
-            run.temps[p.area] = temp
-            try:
-                os.ftruncate(temp.fileno(), p.old_size)
-            except OSError as e:
-                raise _temp_error(temp, None, e) from e
-            fsresize.resize(p.fs, temp.name, p.new_size,
-                            f"partition {p.number} ({p.fs})")
-            _copy_data(temp.fileno(), p.new_size, run, p.new_start)
-            run.changed.add(p.area)
-    table_zone = []
-    for offset, piece in run.deferred:
-        if any(p.new_start <= offset < p.new_start + p.new_size
-               for p in plan.placements):
-            write_all(disk, offset, piece)
-        else:
-            table_zone.append((offset, piece))
-    ids = {}
-    for p in plan.placements:
-        what = f"partition {p.number} ({p.fs})"
-        grow = p.fs_resized and p.new_size > p.old_size
-        if not (grow or (plan.new_ids and fsresize.renews_ids(p.fs))):
-            if p.action != "copy" or p.fs_resized:
-                actions.append(f"partition {p.number}: {p.action}")
-            continue
-        sync(disk)
-        action = p.action
-        with fsresize.region(plan.target, p.new_start, p.new_size) as dev:
-            if grow:
-                reached = fsresize.resize(p.fs, dev, p.new_size, what)
-                if reached < p.new_size:
-                    action += (f" (filesystem to {format_size(reached)}, "
-                               f"the most {p.fs} holds with its cluster "
-                               f"size)")
-            if plan.new_ids and fsresize.renews_ids(p.fs):
-                for name, old_new in fsresize.new_identity(
-                        p.fs, dev, what).items():
-                    ids[f"partition {p.number} {name}"] = old_new
-        run.changed.add(p.area)
-        actions.append(f"partition {p.number}: {action}")
-    for offset, piece in table_zone:
-        write_all(disk, offset, piece)
-    if plan.rewrite_table:
-        ids.update(_write_table(run))
-        run.changed |= {i for i, a in enumerate(plan.stream.metadata["areas"])
-                        if a["kind"] in TABLE_KINDS}
-    return {"steps": actions, "ids": ids}
-
-
-def _temp_error(temp, offset, e):
-    cls = NoSpaceError if e.errno in NO_SPACE_ERRNOS else DiskImageError
-    where = "" if offset is None else f" at offset {offset}"
-    return cls(f"{temp.name}: write failed{where}: {e.strerror} (the "
-               f"temporary file of a shrinking partition; see --tmpdir)")
-
-
-def _temp_write(temp, offset, data):
-    """All of *data* at *offset* of a shrink's temporary file (a short
-    write is what a full filesystem can give first)."""
-    view = memoryview(data).cast("B")
-    while view:
-        try:
-            done = os.pwrite(temp.fileno(), view, offset)
-        except OSError as e:
-            raise _temp_error(temp, offset, e) from e
-        if done == 0:
-            raise _temp_error(temp, offset, OSError(
-                errno.ENOSPC, os.strerror(errno.ENOSPC)))
-        view, offset = view[done:], offset + done
-
-
-def _temp(plan):
-    """A sparse temporary file for a partition that shrinks; the tools
-    need its name."""
-    return tempfile.NamedTemporaryFile(dir=plan.tmpdir,
-                                       prefix="rdeploy-shrink-")
-
-
-def _copy_data(fd, size, run, target_start):
-    """The data regions of the first *size* bytes of file *fd* onto the
-    target at *target_start* (holes are free space and are skipped)."""
-    for offset, hole in data_extents(fd, size):
-        while offset < hole:
-            data = os.pread(fd, min(COPY_BLOCK, hole - offset), offset)
-            run.put(target_start + offset, data)
-            offset += len(data)
-
-
-def _write_table(run):
-    """A new table for the layout: partitions at their new places, the
-    protected ones kept, new GUIDs or signature with --new-ids."""
-    plan, disk = run.plan, run.disk
-    table = plan.stream.metadata["table"]
-    ss = plan.sector_size
-    sector0 = disk.read(0, 512)
-    by_number = {p["number"]: p for p in table["partitions"]}
-    ids = {}
-    rows = []
-    for place in plan.placements:
-        row = dict(by_number[place.number], start=place.new_start,
-                   size=place.new_size)
-        if plan.new_ids and table["kind"] == "gpt":
-            row["uuid"] = new_guid()
-            ids[f"partition {place.number} PARTUUID"] = (
-                by_number[place.number]["uuid"], row["uuid"])
-        rows.append(row)
-    for (part, _), number in zip(plan.kept, kept_numbers(plan)):
-        rows.append(dict(part.to_dict(), number=number))
-    if table["kind"] == "gpt":
-        disk_id = table["disk_id"]
-        if plan.new_ids:
-            disk_id = new_guid()
-            ids["disk GUID"] = (table["disk_id"], disk_id)
-        moved = {(p.old_start, p.old_size): (p.new_start, p.new_size)
-                 for p in plan.placements}
-        writes = tablewrite.gpt_writes(rows, plan.target_size, ss, disk_id,
-                                       sector0, moved, table["sector_size"])
-    else:
-        signature = None
-        if plan.new_ids:
-            signature = int.from_bytes(os.urandom(4), "little") or 1
-            ids["disk signature"] = (table["disk_id"], f"0x{signature:08x}")
-        writes = tablewrite.mbr_writes(sector0, rows, ss, signature, {
-            p.number: p.ebr for p in plan.placements if p.ebr is not None})
-    for offset, data in writes:
-        write_all(disk, offset, data)
-    return ids
-
-
-def _checked(target, placement):
-    """--verify of a partition a tool changed: its own checker, read-only."""
-    with fsresize.region(target, placement.new_start,
-                         placement.new_size) as dev:
-        fsresize.check(placement.fs, dev,
-                       f"partition {placement.number} ({placement.fs})")
-
-
-def _read_back(disk, written, progress=None):
-    """Read every written range back from the disk itself (the page cache
-    dropped first) and compare with the image's checksums."""
-    os.posix_fadvise(disk.fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    total, done = sum(w[1] for w in written), 0
-    for offset, length, checksum in written:
-        data = disk.read(offset, length)
-        good = data == bytes(length) if checksum is None else \
-            fmt.checksum(data) == checksum
-        if not good:
-            raise DiskImageError(f"{disk.path}: read-back differs from "
-                                 f"the image at disk offset {offset}")
-        done += length
-        if progress:
-            progress(done, total)

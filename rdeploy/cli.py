@@ -9,6 +9,8 @@ Usage:
                   [--dry-run] [--grow | --resize=HOW] [--size=N=SIZE...]
                   [--new-ids] [--overwrite-protected] [--tmpdir=DIR]
                   [--verify] [--threads=N] [--progress=MODE] [--quiet]
+                  [--resume]
+  rdeploy verify-target TARGET [IMAGE] [--json] [--progress=MODE] [--quiet]
   rdeploy verify IMAGE [--threads=N] [--progress=MODE] [--quiet]
   rdeploy info IMAGE [--json]
   rdeploy list [--json]
@@ -30,6 +32,10 @@ Commands:
             Asks for confirmation on a terminal; otherwise needs --yes.
   verify    Check every chunk, the index and the whole-image digest; write
             nothing. A damaged image exits 4 and names the chunk and offset.
+  verify-target  Say whether TARGET holds an interrupted restore (exit 13,
+            naming the image and how far it got) or not (0); with IMAGE,
+            also compare what TARGET holds with the image's digests: exit 14
+            names the first differing disk offset. Reads TARGET only.
   info      Show the source disk, partitions, filesystems, sizes and codec.
   list      Show local disks: size, model, sector sizes, partitions, mounts.
   demo      Build a demo disk (GPT; ext4, FAT32, NTFS with real files),
@@ -78,6 +84,11 @@ Options:
                        read-write (the image may be inconsistent).
   --verify             After restore, read back what was written and compare
                        it with the image's checksums.
+  --resume             Finish the interrupted restore of this IMAGE on
+                       TARGET (same options): the chunks before its last
+                       checkpoint are read and checked, not written.
+                       Without it a restore over an interrupted one starts
+                       over (and says so).
   --json               Print JSON instead of a table.
   --progress=MODE      auto (a bar when stderr is a terminal), bar, json
                        (stderr is JSON lines only: progress, then one end
@@ -101,7 +112,9 @@ Exit codes:
   7 unsupported image version or codec; 8 failed after the first write
   (the target was changed and has no valid table); 9 busy (another process
   is writing the same image); 10 a needed tool is not installed (named with
-  its Debian package); 70 internal error; 129 SIGHUP; 130 interrupted
+  its Debian package); 13 TARGET holds an interrupted restore
+  (verify-target; finish it with restore --resume); 14 TARGET differs
+  from IMAGE (verify-target); 70 internal error; 129 SIGHUP; 130 interrupted
   (Ctrl-C); 141 broken pipe; 143 SIGTERM (129 and 143 clean up as Ctrl-C
   does).  `rdeploy help COMMAND` shows one command's part; man rdeploy.
 
@@ -109,6 +122,8 @@ Examples:
   rdeploy capture /dev/sda /srv/images/lab.rdi --description="lab 2026-11"
   rdeploy capture /dev/sda - | ssh host 'cat > lab.rdi'
   rdeploy restore lab.rdi /dev/sdb --verify
+  rdeploy verify-target /dev/sdb
+  rdeploy restore lab.rdi /dev/sdb --resume --yes
   rdeploy restore lab.rdi /dev/nvme0n1 --grow --dry-run
   rdeploy restore lab.rdi /dev/sdb --resize=proportional --new-ids --yes
   rdeploy restore data.rdi /dev/sdb --partitions=3 --into=2 --yes
@@ -126,7 +141,7 @@ from cliutil.text import safe
 from diskimage import __version__, sighold
 from diskimage.errors import InputError, TargetError, UsageError
 
-from . import render
+from . import render, targetcmds
 
 
 def _partition_list(text):
@@ -304,6 +319,8 @@ def cmd_restore(args):
                 sizes=values["sizes"], new_ids=args["--new-ids"],
                 overwrite_protected=args["--overwrite-protected"],
                 tmpdir=args["--tmpdir"])
+            resume = targetcmds.restore_marker(plan, args["--resume"],
+                                               progress)
             if args["--dry-run"]:
                 print(render.plan_text(plan.to_dict()))
                 progress.end(result=plan.to_dict())
@@ -313,6 +330,8 @@ def cmd_restore(args):
                 plan, threads=values["threads"],
                 verify=args["--verify"], progress=progress,
                 readback_progress=progress.stage("read-back"),
+                resume=resume, image_name=targetcmds.image_name(
+                    args["IMAGE"]),
                 # the commit point: from there on an interrupt does not
                 # undo the restore (diskimage.sighold)
                 committed=lambda: sighold.committed(args["TARGET"]))
@@ -335,6 +354,11 @@ def cmd_verify(args):
         progress.end(line if progress.json else None,
                      _result(summary, "metadata"))
     return 0
+
+
+def cmd_verify_target(args):
+    with _progress(args, "verify-target") as progress:
+        return targetcmds.cmd_verify_target(args, progress)
 
 
 def cmd_info(args):
@@ -361,7 +385,8 @@ def cmd_demo(args):
 
 
 COMMANDS = {"capture": cmd_capture, "restore": cmd_restore,
-            "verify": cmd_verify, "info": cmd_info, "list": cmd_list,
+            "verify": cmd_verify, "verify-target": cmd_verify_target,
+            "info": cmd_info, "list": cmd_list,
             "demo": cmd_demo}
 
 

@@ -1,0 +1,54 @@
+"""rdeploy verify-target, and what restore --resume adds to restore: the
+restore marker of an interrupted restore found, checked, reported."""
+
+import json
+import os
+
+from cliutil.text import safe
+
+
+def image_name(path):
+    """How the marker names the image: its absolute path, or "-"."""
+    return path if path == "-" else os.path.abspath(path)
+
+
+def restore_marker(plan, resume, progress):
+    """The marker of the interrupted restore a --resume finishes (checked:
+    this image, this plan), or None.  Without --resume, a marked target is
+    said in the plan's notes and on stderr: the restore starts over."""
+    from diskimage import restoremark
+    from diskimage.host.device import open_source
+    marker = None
+    if os.path.exists(plan.target):
+        with open_source(plan.target) as disk:
+            marker = restoremark.read_at(disk, restoremark.marker_offset(plan))
+    if resume:
+        restoremark.check_resume(plan, plan.stream, marker, plan.target)
+        plan.notes.append(f"resumes the interrupted restore at chunk "
+                          f"{marker.checkpoint} ({marker.progress_text()})")
+        return marker
+    if marker is not None:
+        line = (f"{plan.target} holds an interrupted restore of "
+                f"{marker.name or 'an image'} ({marker.progress_text()}); "
+                f"this restore starts over (--resume would finish that one)")
+        plan.notes.append(line)
+        progress.warn(safe(line))
+    return None
+
+
+def cmd_verify_target(args, progress):
+    from diskimage.targetverify import verify_target
+
+    summary = verify_target(args["TARGET"], args["IMAGE"], progress=progress)
+    if args["--json"]:
+        print(json.dumps(summary, indent=2))
+    elif args["IMAGE"] is None:
+        print(f"{safe(args['TARGET'])}: no interrupted restore")
+    else:
+        skipped = "; not compared: " + "; ".join(summary["skipped"]) \
+            if summary["skipped"] else ""
+        print(f"{safe(args['TARGET'])}: equal to {safe(args['IMAGE'])} "
+              f"({summary['chunks']} chunks, {summary['compared_bytes']} "
+              f"bytes compared{skipped})")
+    progress.end(result=summary)
+    return 0
