@@ -93,11 +93,12 @@ class NbdFile:
 
     def power_loss(self):
         """SIGKILL nbdkit: whatever its cache filter holds unflushed is
-        gone; later I/O on self.path fails.  Then unmount."""
+        gone; every later read, write or flush of self.path fails (EIO), as
+        of a disk without power.  (The mount stays until stop(): a command
+        with the file open would keep an unmount waiting.)"""
         if self.server and self.server.poll() is None:
             self.server.send_signal(signal.SIGKILL)
             self.server.wait(timeout=20)
-        self._unmount()
 
     def stop(self):
         """Unmount, then end nbdkit (SIGTERM: a clean stop; the cache
@@ -112,18 +113,25 @@ class NbdFile:
                 self.server.wait(timeout=20)
 
     def _unmount(self):
+        """fusermount3 -u, else a lazy one (a process still holds the file
+        open); nbdfuse ends with its mount.  A mount whose nbdfuse had to be
+        killed is detached lazily (a dead FUSE mount would stop pytest
+        from removing the test's directory)."""
         if self.fuse is None:
             return
-        if self.fuse.poll() is None:
-            if subprocess.run(["fusermount3", "-u", str(self.mountpoint)],
-                              capture_output=True).returncode != 0:
-                subprocess.run(["fusermount3", "-uz", str(self.mountpoint)],
-                               capture_output=True)
-            try:
-                self.fuse.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.fuse.kill()
-                self.fuse.wait(timeout=20)
+        where = str(self.mountpoint)
+        for cmd in (["fusermount3", "-u", where],
+                    ["fusermount3", "-uz", where]):
+            if not _mounted(where):
+                break
+            subprocess.run(cmd, capture_output=True)
+        try:
+            self.fuse.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.fuse.kill()
+            self.fuse.wait(timeout=20)
+        if _mounted(where):
+            subprocess.run(["umount", "-l", where], capture_output=True)
         self.fuse = None
 
     def __enter__(self):
@@ -131,6 +139,13 @@ class NbdFile:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _mounted(where):
+    """Whether `where` is a mount point now (from /proc/self/mounts: a
+    dead FUSE mount fails stat, so os.path.ismount says no)."""
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == where for line in f)
 
 
 class Trigger:

@@ -106,3 +106,155 @@ def test_restore_with_target_write_errors(fault_disk, tmp_path):
     assert len(lines) == 1 and "the target was changed" in lines[0] and \
         "input/output error" in lines[0].lower(), err
     assert_incomplete(backing, image)
+
+
+def assert_complete(target, fault_disk, clean_restore, kernel):
+    """fsck clean, the files' digests those of the source, and the whole
+    target equal to an uninterrupted restore's, byte for byte."""
+    (code, out), digests = faultdisk.ext4_state(target, kernel)
+    assert code == 0, out
+    assert digests == fault_disk["digests"]
+    assert marker(target) is None
+    assert sha256(target) == clean_restore
+
+
+@pytest.mark.needs("sfdisk", "mkfs.ext4", "e2fsck", "debugfs", "losetup",
+                   root=True)
+def test_sigkill_during_restore_then_verify_target_and_resume(
+        fault_disk, clean_restore, kernel, tmp_path):
+    """SIGKILL once the restore (fed half the image through a pipe) has
+    passed a checkpoint: verify-target says incomplete (13), naming how far
+    it got; restore --resume from the image file finishes it: fsck clean,
+    files and every byte as an uninterrupted restore's."""
+    image = fault_disk["image"]
+    target = copy(fault_disk["other"], tmp_path / "target.img")
+    restore = PipedRestore(image, target)
+    try:
+        restore.feed(os.path.getsize(image) // 2)
+        wait_for(lambda: checkpointed(target), 60, "a checkpoint")
+        restore.proc.send_signal(signal.SIGKILL)
+        restore.proc.wait(timeout=60)
+    finally:
+        restore.kill()
+    assert restore.proc.returncode == -signal.SIGKILL
+    done = marker(target)
+    assert_incomplete(target, image)
+    line = rdeploy("verify-target", target).stderr.decode()
+    assert f"{done.checkpoint}" in line, line
+    resumed = subprocess.run(
+        command("restore", image, target, "--resume", "--yes"),
+        env=env(), cwd=ROOT, capture_output=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert_complete(target, fault_disk, clean_restore, kernel)
+    ok = rdeploy("verify-target", target, image)
+    assert ok.returncode == 0, ok.stderr.decode()
+
+
+@nbd
+@pytest.mark.needs("e2fsck", "debugfs", "losetup")
+def test_power_loss_right_after_a_restore(fault_disk, clean_restore, kernel,
+                                          tmp_path):
+    """The target sits behind a writeback cache (nbdkit's cache filter);
+    the restore reports success, and at once the power goes (SIGKILL of
+    nbdkit: whatever was not flushed is lost).  The medium itself must hold
+    the whole restore: the syncs were real."""
+    backing = copy(fault_disk["other"], tmp_path / "target.img")
+    layer = faultlayers.volatile(backing, tmp_path / "nbd")
+    with layer:
+        result = rdeploy("restore", fault_disk["image"], layer.path, "--yes")
+        layer.power_loss()
+    assert result.returncode == 0, result.stderr.decode()
+    assert_complete(backing, fault_disk, clean_restore, kernel)
+
+
+@nbd
+@pytest.mark.needs("e2fsck", "debugfs", "losetup")
+def test_power_loss_during_a_restore(fault_disk, clean_restore, kernel,
+                                     tmp_path):
+    """The power goes (nbdkit's writeback cache killed) once the restore
+    has passed a checkpoint: the restore fails (exit 8), the medium has no
+    valid table and a marker that says incomplete; --resume onto the
+    medium finishes it, complete."""
+    image = fault_disk["image"]
+    backing = copy(fault_disk["other"], tmp_path / "target.img")
+    layer = faultlayers.volatile(backing, tmp_path / "nbd")
+    with layer:
+        restore = PipedRestore(image, layer.path)
+        try:
+            restore.feed(os.path.getsize(image) // 2)
+            wait_for(lambda: checkpointed(backing), 60, "a checkpoint")
+            layer.power_loss()
+            code, err = restore.end()
+        finally:
+            restore.kill()
+    assert code == 8, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert_incomplete(backing, image)
+    resumed = rdeploy("restore", image, backing, "--resume", "--yes")
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert_complete(backing, fault_disk, clean_restore, kernel)
+
+
+#: The seed of the stream cuts (random.Random(CUT_SEED)).
+CUT_SEED = 16
+
+
+def restore_cut(stream_file, target):
+    """Restore `stream_file` (an image stream cut short) onto `target`
+    in-process, read as `rdeploy restore - TARGET` reads its stdin (a
+    subprocess each would make 20 cuts take a minute): the DiskImageError
+    it raises, or None if it succeeded."""
+    from diskimage.errors import DiskImageError
+    from diskimage.image.reader import RecordStream
+    from diskimage.image.volumes import PipeInput
+    from diskimage.restore import plan_restore, run_restore
+    with open(stream_file, "rb", buffering=0) as raw:
+        try:
+            stream = RecordStream(PipeInput(raw))
+            plan = plan_restore(stream, str(target))
+            run_restore(plan, threads=2, image_name="-")
+        except DiskImageError as exc:
+            return exc
+    return None
+
+
+def test_stream_cut_at_random_points(fault_disk, tmp_path):
+    """The image as a stream cut at 20 seeded random points (one in its
+    first 4 KiB: header and metadata): never a success; a target the
+    restore had begun writing has no valid table and a restore marker that
+    says incomplete; one it had not is unchanged.  Three of the cuts go
+    through `rdeploy restore -` from a pipe as well, for the exit code, the
+    one line and verify-target's exit 13."""
+    import random
+    image = fault_disk["image"]
+    data = open(image, "rb").read()
+    rng = random.Random(CUT_SEED)
+    cuts = sorted([rng.randrange(1, 4096)] +
+                  [rng.randrange(4096, len(data)) for _ in range(19)])
+    before = sha256(fault_disk["other"])
+    outcomes = []
+    for cut in cuts:
+        target = copy(fault_disk["other"], tmp_path / "target.img")
+        (tmp_path / "cut.rdi").write_bytes(data[:cut])
+        error = restore_cut(tmp_path / "cut.rdi", target)
+        assert error is not None, f"cut at {cut}: restored"
+        if sha256(target) == before:
+            outcomes.append((cut, error.exit_code, "unchanged"))
+        else:
+            assert faultdisk.table_seen(target) == [], f"cut at {cut}"
+            assert marker(target) is not None, f"cut at {cut}: {error}"
+            outcomes.append((cut, error.exit_code, "marked"))
+        target.unlink()
+    assert [o[2] for o in outcomes[1:]] == ["marked"] * 19, outcomes
+    for cut, code, outcome in (outcomes[0], outcomes[9], outcomes[-1]):
+        target = copy(fault_disk["other"], tmp_path / "target.img")
+        result = subprocess.run(command("restore", "-", target, "--yes"),
+                                input=data[:cut], env=env(), cwd=ROOT,
+                                capture_output=True, timeout=60)
+        check(result, code)
+        if outcome == "marked":
+            check(rdeploy("verify-target", target), 13,
+                  "interrupted restore")
+        else:
+            assert sha256(target) == before
+        target.unlink()
