@@ -13,7 +13,7 @@ import os
 import re
 import stat
 
-from ..errors import InputError
+from ..errors import DiskImageError, InputError
 from .sfx import (SFX_MAGIC, SFX_TRAILER,  # noqa: F401 (imgx sfx)
                   pack_sfx_trailer, sfx_window)
 
@@ -75,6 +75,13 @@ def _later_volumes(path, after):
     return [name for _, name in sorted(found)]
 
 
+def _read_error(path, offset, exc):
+    """An image file that fails to read (EIO of a bad sector): one line
+    naming the file and the offset, not a bare OSError."""
+    return DiskImageError(f"{path}: read failed at offset {offset}: "
+                          f"{exc.strerror or exc}")
+
+
 class VolumeInput:
     """The volumes of an image read as one stream: sequentially with read()
     and, when every volume is a regular file, at any offset with read_at().
@@ -126,7 +133,12 @@ class VolumeInput:
         if self.base:
             size = min(size, self.size - self.position)
         while size > 0 and self._current < len(self.files):
-            data = self.files[self._current].read(size)
+            f = self.files[self._current]
+            try:
+                data = f.read(size)
+            except OSError as exc:
+                raise _read_error(self.paths[self._current], f.tell(),
+                                  exc) from exc
             if not data:
                 self._current += 1
                 continue
@@ -145,8 +157,13 @@ class VolumeInput:
                 break
             if offset < base + volume_size:
                 local = offset - base
-                data = os.pread(f.fileno(), min(size, volume_size - local),
-                                self.base + local)
+                try:
+                    data = os.pread(f.fileno(),
+                                    min(size, volume_size - local),
+                                    self.base + local)
+                except OSError as exc:
+                    raise _read_error(f.name, self.base + local,
+                                      exc) from exc
                 parts.append(data)
                 offset += len(data)
                 size -= len(data)
@@ -191,7 +208,13 @@ class PipeInput:
         got = 0
         with memoryview(buf) as view:
             while got < size:
-                n = self.fileobj.readinto(view[got:])
+                try:
+                    n = self.fileobj.readinto(view[got:])
+                except OSError as exc:
+                    raise DiskImageError(
+                        f"{self.name}: read failed after "
+                        f"{self.position + got} bytes: "
+                        f"{exc.strerror or exc}") from exc
                 if not n:
                     break
                 got += n

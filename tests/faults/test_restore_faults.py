@@ -84,14 +84,19 @@ def assert_incomplete(target, image):
 
 
 @nbd
-def test_restore_with_target_write_errors(fault_disk, tmp_path):
-    """The target's writes fail (EIO, nbdkit's error filter) once the
-    restore has wiped the old table, written its marker and passed a
-    checkpoint: exit 8, one line saying the target was changed, no valid
-    table, the marker says incomplete."""
+@pytest.mark.parametrize("errno_name, words", [
+    ("EIO", "input/output error"), ("ENOSPC", "no space left")])
+def test_restore_with_target_write_errors(fault_disk, tmp_path, errno_name,
+                                          words):
+    """The target's writes fail (EIO; ENOSPC: a device that fills up;
+    nbdkit's error filter) once the restore has wiped the old table,
+    written its marker and passed a checkpoint: exit 8, one line naming the
+    error and saying the target was changed, no valid table, the marker
+    says incomplete."""
     image = fault_disk["image"]
     backing = copy(fault_disk["other"], tmp_path / "target.img")
-    layer, trigger = faultlayers.failing_writes(backing, tmp_path / "nbd")
+    layer, trigger = faultlayers.failing_writes(backing, tmp_path / "nbd",
+                                                errno_name)
     with layer:
         restore = PipedRestore(image, layer.path)
         try:
@@ -104,7 +109,7 @@ def test_restore_with_target_write_errors(fault_disk, tmp_path):
     assert code == 8, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "the target was changed" in lines[0] and \
-        "input/output error" in lines[0].lower(), err
+        words in lines[0].lower(), err
     assert_incomplete(backing, image)
 
 
@@ -258,3 +263,24 @@ def test_stream_cut_at_random_points(fault_disk, tmp_path):
         else:
             assert sha256(target) == before
         target.unlink()
+
+
+@nbd
+def test_restore_from_an_image_with_bad_sectors(fault_disk, tmp_path):
+    """Sectors in the middle of the image file fail to read (nbdkit's
+    ddrescue filter): verify says so, naming the file and the offset (exit
+    1); a restore from it fails (exit 8) with the same words, and leaves no
+    valid table and a marker that says incomplete.  (Found here: a bare
+    "Input/output error" without file or offset, from image/volumes.py.)"""
+    image = fault_disk["image"]
+    bad = (os.path.getsize(image) // 2) & ~4095
+    target = copy(fault_disk["other"], tmp_path / "target.img")
+    with faultlayers.bad_sectors(image, tmp_path / "nbd",
+                                 [(bad, 4096)]) as source:
+        verified = rdeploy("verify", source.path)
+        restored = rdeploy("restore", source.path, target, "--yes")
+    for result, code in ((verified, 1), (restored, 8)):
+        line = check(result, code, f"{source.path}: read failed at offset "
+                     f"{bad}: input/output error")
+    assert "the target was changed" in line
+    assert_incomplete(target, image)
