@@ -29,6 +29,12 @@ command's --help names the codes it uses)::
     10   an external tool that is needed is not installed: the message
          names it and the Debian package that provides it (PyInstaller,
          which freezes the toolkit: the pip extra that installs it)
+    13   the target holds an interrupted restore (its restore marker):
+         rdeploy verify-target names the image and how far it got;
+         rdeploy restore ... --resume finishes it
+    14   the target differs from the image it is compared with (rdeploy
+         verify-target TARGET IMAGE): the message names the first disk
+         offset that differs
     70   internal error (a bug; RDEPLOY_DEBUG=1 prints the traceback)
     129  interrupted by SIGHUP (the terminal went away); cleaned up as on Ctrl-C
     130  interrupted (Ctrl-C); partial files are removed

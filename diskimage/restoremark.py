@@ -205,7 +205,7 @@ def plan_fingerprint(plan):
 
 def marker_offset(plan):
     """Where the plan's marker goes: the start of its first guard zone."""
-    return min(start for start, _ in plan.guards)
+    return min((start for start, _ in plan.guards), default=0)
 
 
 def new_marker(plan, stream, name, total):
@@ -282,7 +282,8 @@ def check_resume(plan, stream, marker, target):
         raise TargetError(f"{target}: the interrupted restore was of another "
                           f"image (root {marker.root.hex()}, this one is "
                           f"{root.hex()}); {again}")
-    if marker.plan != plan_fingerprint(plan):
+    if marker.plan != plan_fingerprint(plan) or \
+            marker.offset != marker_offset(plan):
         raise TargetError(f"{target}: the interrupted restore had another "
                           f"plan (other options, or a target that changed); "
                           f"give the same options, or {again}")

@@ -21,7 +21,10 @@ def restore_marker(plan, resume, progress):
     marker = None
     if os.path.exists(plan.target):
         with open_source(plan.target) as disk:
-            marker = restoremark.read_at(disk, restoremark.marker_offset(plan))
+            # elsewhere: the marker of a restore with another plan
+            marker = restoremark.read_at(
+                disk, restoremark.marker_offset(plan)) or \
+                restoremark.find(disk)
     if resume:
         restoremark.check_resume(plan, plan.stream, marker, plan.target)
         plan.notes.append(f"resumes the interrupted restore at chunk "

@@ -51,3 +51,15 @@ def build_disk(path, seed=1):
         f.seek(67584 * SECTOR)
         f.write(random.Random(seed).randbytes(3 * MiB))
     return path
+
+
+#: The first bytes of a restore marker (diskimage.restoremark).
+RESTORE_MARKER = b"RDI-RESTORING\n"
+
+
+def marked(path, offset=0):
+    """Whether the MiB at *offset* of *path* is what a restore leaves in a
+    guard zone while it runs or after it failed: its 512-byte restore
+    marker, then zeros."""
+    head = read_at(path, offset, MiB)
+    return head.startswith(RESTORE_MARKER) and head[512:] == bytes(MiB - 512)

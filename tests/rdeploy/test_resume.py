@@ -1,0 +1,286 @@
+"""Interrupted restores (issue 16): a restore killed with SIGKILL leaves a
+target with no valid table and a restore marker; `rdeploy verify-target`
+says so (exit 13) and names the image; `restore --resume` finishes it, and
+the result equals a clean restore (the same bytes, fsck, file digests);
+another image or plan is refused; verify-target with IMAGE compares.
+
+The kill lands at a known point: the image is fed through a pipe by the
+test and stops short, so the restore waits on its stdin with the marker on
+the target saying how far it got (RDEPLOY_CHECKPOINT_BYTES makes it
+checkpoint every chunk of this small disk)."""
+
+import hashlib
+import random
+import re
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from diskimage import restoremark
+from tests.rdeploy_helpers import ROOT, check, command, env, rdeploy, run
+from tests.signals import wait_for
+from tests.smalldisk import (MiB, SECTOR, has_partitions, read_at, sfdisk,
+                             sha256)
+
+pytestmark = pytest.mark.needs("sfdisk", "mkfs.ext4", "e2fsck", "debugfs",
+                               "losetup", root=True)
+
+FILES = {f"f{i}.bin": random.Random(i).randbytes(MiB + 4096 * i)
+         for i in range(8)}
+PART2 = 67584 * SECTOR
+
+
+def _build(path, seed):
+    """64 MiB GPT disk: ext4 with FILES in partition 1 (1-33 MiB), 8 MiB of
+    random bytes at the start of partition 2."""
+    with open(path, "wb") as f:
+        f.truncate(64 * MiB)
+    sfdisk(path, "label: gpt\nstart=2048, size=65536, name=sys\n"
+                 "start=67584, size=59392, name=data\n")
+    tree = Path(str(path) + ".files")
+    tree.mkdir()
+    for name, data in FILES.items():
+        (tree / name).write_bytes(data)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", f"offset={MiB}", "-d",
+                    str(tree), str(path), "32M"], check=True,
+                   capture_output=True)
+    with open(path, "r+b") as f:
+        f.seek(PART2)
+        f.write(random.Random(seed).randbytes(8 * MiB))
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """The disk, its image, a clean restore of it (the reference), and an
+    image of another disk."""
+    d = tmp_path_factory.mktemp("resume")
+    disk, image = _build(d / "disk.img", 1), d / "disk.rdi"
+    other_disk, other = _build(d / "other.img", 2), d / "other.rdi"
+    for source, out in ((disk, image), (other_disk, other)):
+        result = rdeploy("capture", source, out, "-q")
+        assert result.returncode == 0, result.stderr
+    clean = d / "clean.img"
+    result = rdeploy("restore", image, clean, "--yes", "-q")
+    assert result.returncode == 0, result.stderr
+    return {"disk": disk, "image": image, "other": other, "clean": clean,
+            "clean_sha": sha256(clean)}
+
+
+def _checkpoint_env():
+    return dict(env(), RDEPLOY_CHECKPOINT_BYTES=str(MiB))
+
+
+def _marker(path, offset=0):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return restoremark.unpack(f.read(512), offset)
+
+
+def killed_restore(image, target, stop_at, ready, *options):
+    """`rdeploy restore - TARGET --yes` fed the first *stop_at* bytes of
+    *image*, killed with SIGKILL once ready() (the marker on the target says
+    how far it got); the pipe stays open, so it cannot finish first."""
+    data = Path(image).read_bytes()
+    proc = subprocess.Popen(command("restore", "-", target, "--yes", "-q",
+                                    *options),
+                            env=_checkpoint_env(), cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+    def feed():
+        try:
+            proc.stdin.write(data[:stop_at])
+            proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        wait_for(lambda: ready() or proc.poll() is not None,
+                 what="the restore's marker")
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        feeder.join()
+        proc.stdin.close()
+    return proc
+
+
+def _front_hex(image):
+    """SHA-256 of the file header and the META record, from the bytes (the
+    record's stored_size is at byte 24 of its header)."""
+    data = Path(image).read_bytes()
+    size = int.from_bytes(data[64 + 24:64 + 28], "little")
+    return hashlib.sha256(data[:64 + 48 + size]).hexdigest()
+
+
+def _meta_end(image):
+    data = Path(image).read_bytes()
+    return 64 + 48 + int.from_bytes(data[64 + 24:64 + 28], "little")
+
+
+def _other_copy(images, tmp_path):
+    """A copy of the other disk, to restore over (it has a valid table)."""
+    target = tmp_path / "target.img"
+    subprocess.run(["cp", "--sparse=always", images["other"].with_suffix(
+        ".img"), target], check=True)
+    assert has_partitions(target)
+    return target
+
+
+def _equal_to_clean(images, target, kernel):
+    """The finished target: the clean restore's bytes, its ext4 clean, its
+    files the source's."""
+    assert sha256(target) == images["clean_sha"]
+    part = kernel.loop(target, "-r", "-o", str(MiB), "--sizelimit",
+                       str(32 * MiB))
+    run("e2fsck", "-fn", part)
+    for name, data in FILES.items():
+        out = subprocess.run(["debugfs", "-R", f"cat /{name}", part],
+                             capture_output=True, check=True).stdout
+        assert hashlib.sha256(out).digest() == hashlib.sha256(data).digest()
+
+
+POINTS = {
+    # right after the marker is written: no record on the target yet
+    "start": (lambda image: _meta_end(image), lambda m: m is not None),
+    # in the middle: several chunks written and checkpointed
+    "middle": (lambda image: Path(image).stat().st_size // 2,
+               lambda m: m is not None and m.checkpoint >= 2),
+}
+
+
+@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("source", ["file", "pipe"])
+def test_killed_restore_resumes(images, tmp_path, kernel, point, source):
+    image = images["image"]
+    backing = _other_copy(images, tmp_path)
+    target = kernel.loop(backing)
+    stop_at, ready = POINTS[point]
+    killed_restore(image, target, stop_at(image),
+                   lambda: ready(_marker(target)))
+    assert not has_partitions(target)
+    marker = _marker(target)
+    result = rdeploy("verify-target", target)
+    line = check(result, 13, "interrupted restore", _front_hex(image),
+                 f"{marker.checkpoint} chunks done", "--resume")
+    assert marker.checkpoint == 0 if point == "start" else \
+        marker.checkpoint >= 2, line
+    # the restored chunks compare equal; still incomplete
+    check(rdeploy("verify-target", target, image), 13, "equal the image")
+    if source == "file":
+        result = rdeploy("restore", image, target, "--resume", "--yes", "-q")
+    else:
+        with open(image, "rb") as stdin:
+            result = rdeploy("restore", "-", target, "--resume", "--yes",
+                             "-q", stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    result = rdeploy("verify-target", target)
+    assert result.returncode == 0, result.stderr
+    assert b"no interrupted restore" in result.stdout
+    result = rdeploy("verify-target", target, image)
+    assert result.returncode == 0, result.stderr
+    _equal_to_clean(images, backing, kernel)
+
+
+@pytest.fixture
+def marked_target(images, tmp_path):
+    """A disk file left by a restore killed in the middle."""
+    target = _other_copy(images, tmp_path)
+    killed_restore(images["image"], target,
+                   images["image"].stat().st_size // 2,
+                   lambda: (_marker(target) or
+                            restoremark.Marker(0, b"", b"")).checkpoint >= 2)
+    return target
+
+
+def test_resume_refused_for_another_image_or_plan(images, marked_target):
+    """Refused before a byte is written: the target stays as it was."""
+    before = sha256(marked_target)
+    check(rdeploy("restore", images["other"], marked_target, "--resume",
+                  "--yes"), 5, "another image", "without --resume")
+    with open(images["other"], "rb") as stdin:
+        check(rdeploy("restore", "-", marked_target, "--resume", "--yes",
+                      stdin=stdin), 5, "another image")
+    check(rdeploy("restore", images["image"], marked_target, "--resume",
+                  "--yes", "--new-ids"), 5, "another plan", "same options")
+    assert sha256(marked_target) == before
+
+
+def test_resume_refused_without_marker(images, tmp_path):
+    target = _other_copy(images, tmp_path)
+    before = sha256(target)
+    check(rdeploy("restore", images["image"], target, "--resume", "--yes"),
+          5, "no interrupted restore")
+    assert sha256(target) == before
+
+
+def test_restore_over_a_marked_target_starts_over(images, marked_target,
+                                                  kernel):
+    result = rdeploy("restore", images["image"], marked_target, "--yes")
+    assert result.returncode == 0, result.stderr
+    said = result.stderr.decode()
+    assert "interrupted restore" in said and "starts over" in said, said
+    _equal_to_clean(images, marked_target, kernel)
+
+
+def test_dry_run_names_the_interrupted_restore(images, marked_target):
+    result = rdeploy("restore", images["image"], marked_target, "--dry-run",
+                     "--resume")
+    assert result.returncode == 0, result.stderr
+    assert b"resumes the interrupted restore at chunk" in result.stdout
+
+
+def test_verify_target_equal_and_changed(images, tmp_path):
+    target = tmp_path / "t.img"
+    subprocess.run(["cp", "--sparse=always", images["clean"], target],
+                   check=True)
+    result = rdeploy("verify-target", target, images["image"])
+    assert result.returncode == 0, result.stderr
+    assert re.search(rb"equal to .* \(\d+ chunks", result.stdout)
+    # a byte in partition 2's data, then one in a hole (a ZERO chunk)
+    for offset in (PART2 + 3 * MiB + 5, 60 * MiB + 7):
+        changed = tmp_path / f"c{offset}.img"
+        subprocess.run(["cp", "--sparse=always", target, changed],
+                       check=True)
+        with open(changed, "r+b") as f:
+            f.seek(offset)
+            byte = f.read(1)
+            f.seek(offset)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        check(rdeploy("verify-target", changed, images["image"]), 14,
+              f"disk offset {offset}")
+        assert rdeploy("verify-target", changed).returncode == 0
+
+
+def test_partition_restore_killed_resumes(images, tmp_path):
+    """--partitions=2 over a disk with the same table: the marker sits at
+    the partition's start (its guard zone), the table is kept; a resume
+    needs the same options."""
+    target = tmp_path / "t.img"
+    subprocess.run(["cp", "--sparse=always", images["disk"].parent /
+                    "other.img", target], check=True)
+    table = read_at(target, 0, MiB)
+    killed_restore(images["image"], target,
+                   images["image"].stat().st_size * 3 // 4,
+                   lambda: (_marker(target, PART2) or restoremark.Marker(
+                       0, b"", b"")).checkpoint >= 1, "--partitions=2")
+    assert read_at(target, 0, MiB) == table
+    assert _marker(target) is None and _marker(target, PART2) is not None
+    check(rdeploy("verify-target", target), 13, "interrupted restore")
+    check(rdeploy("restore", images["image"], target, "--resume", "--yes"),
+          5, "another plan")
+    result = rdeploy("restore", images["image"], target, "--resume",
+                     "--yes", "--partitions=2", "-q")
+    assert result.returncode == 0, result.stderr
+    assert read_at(target, PART2, 8 * MiB) == \
+        read_at(images["disk"], PART2, 8 * MiB)
+    assert read_at(target, 0, MiB) == table
+    assert rdeploy("verify-target", target).returncode == 0
