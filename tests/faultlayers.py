@@ -24,6 +24,9 @@ module, so no `error`/`flakey` targets and no /dev/nbdN):
   fsync is kept.
 - `small_tmpfs` / `small_ext4`: a filesystem of a few MiB (the ext4 one on
   a loop device of a small file) that a capture fills up.
+- `VolatileExt4`: ext4 on a loop device over the nbdfuse file of a
+  writeback cache: an output filesystem whose power is cut under a
+  capture (the journal replayed at the next mount shows what survived).
 
 Every layer is a context manager that stops what it started (nbdfuse
 unmounted, nbdkit killed by its pid, the loop device it made detached).
@@ -298,8 +301,69 @@ def small_ext4(backing, where, size_mib=4):
         finally:
             _run("umount", where)
     finally:
-        for _ in range(50):
-            if subprocess.run(["losetup", "-d", dev],
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
+        _detach(dev)
+
+
+class VolatileExt4:
+    """ext4 (mkfs.ext4) in a `size_mib` MiB file, used through a loop
+    device over the file nbdfuse makes of nbdkit's writeback cache: an
+    output filesystem whose power can be cut (power_loss(): nbdkit
+    SIGKILLed, every write the kernel did not flush is gone).  `where` is
+    its mount point; after power_loss() and the end of the block, mount()
+    shows what the medium kept (ext4's journal replayed)."""
+
+    def __init__(self, backing, workdir, size_mib=16):
+        self.backing, self.workdir = Path(backing), Path(workdir)
+        self.where = self.workdir / "fs"
+        with open(self.backing, "wb") as f:
+            f.truncate(size_mib << 20)
+        _run("mkfs.ext4", "-q", "-F", "-m", "0", self.backing)
+        self.layer = volatile(self.backing, self.workdir / "nbd")
+        self.dev = None
+
+    def __enter__(self):
+        self.layer.start()
+        try:
+            self.dev = _run("losetup", "--find", "--show", self.layer.path)
+            self.where.mkdir(parents=True, exist_ok=True)
+            _run("mount", self.dev, self.where)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def power_loss(self):
+        self.layer.power_loss()
+
+    def __exit__(self, *exc):
+        if _mounted(str(self.where)):
+            if subprocess.run(["umount", self.where],
+                              capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", self.where],
+                               capture_output=True)
+        if self.dev:
+            _detach(self.dev)
+            self.dev = None
+        self.layer.stop()
+
+    @contextlib.contextmanager
+    def mount(self):
+        """The medium itself mounted (on a loop device of the file), as a
+        machine would find it after the power came back."""
+        dev = _run("losetup", "--find", "--show", self.backing)
+        try:
+            _run("mount", dev, self.where)
+            try:
+                yield self.where
+            finally:
+                _run("umount", self.where)
+        finally:
+            _detach(dev)
+
+
+def _detach(dev):
+    for _ in range(50):
+        if subprocess.run(["losetup", "-d", dev],
+                          capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
