@@ -200,8 +200,8 @@ case "$1" in
       : > '{reached}'
       while [ ! -e '{release}' ]; do sleep 0.02; done
     fi
-    exec dd if='{backing}' iflag=skip_bytes,count_bytes skip="$4" \
-        count="$3" status=none ;;
+    exec dd if='{backing}' bs=65536 iflag=skip_bytes,count_bytes \
+        skip="$4" count="$3" status=none ;;
   *) exit 2 ;;
 esac
 """

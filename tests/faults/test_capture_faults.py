@@ -12,7 +12,7 @@ import pytest
 from tests import faultlayers
 from tests.faults.conftest import nbd
 from tests.rdeploy_helpers import ROOT, check, command, env, leftovers, rdeploy
-from tests.smalldisk import MiB, SECTOR, sha256
+from tests.smalldisk import MiB, SECTOR
 from tests.signals import wait_for
 
 #: The random bytes of the small disk's partition 2 start here

@@ -4,7 +4,6 @@ unflushed writes SIGKILL drops): right after the capture reports success
 the image must be on the medium, whole, under its name; a cut in the
 middle must leave nothing under the name."""
 
-import os
 import signal
 import subprocess
 

@@ -71,8 +71,14 @@ class PipedRestore:
 
 
 def checkpointed(path):
-    """True once `path` holds a marker past its first checkpoint."""
-    found = marker(path)
+    """True once `path` holds a marker past its first checkpoint.  (Read
+    while the restore may be rewriting it: a torn read fails the marker's
+    CRC, and is read again.)"""
+    from diskimage.errors import IncompleteTargetError
+    try:
+        found = marker(path)
+    except IncompleteTargetError:
+        return False
     return found is not None and found.checkpoint > 0
 
 
