@@ -97,7 +97,7 @@ def test_sigkill_during_capture_leaves_only_the_partial(small_disk_ro,
     assert verified.returncode == 0, verified.stderr.decode()
 
 
-@pytest.mark.needs("sfdisk", "mkfs.ext4", "losetup", root=True)
+@pytest.mark.needs("sfdisk", "mkfs.ext4", "e2fsck", "losetup", root=True)
 def test_capture_onto_a_small_device_that_fills_up(small_disk_ro, tmp_path):
     """The image goes to ext4 on a 2 MiB loop device (the image needs
     over 3 MiB): exit 6, one line saying no space, and the filesystem holds
