@@ -149,6 +149,10 @@ class MissingToolError(ToolError):
         super().__init__(f"{where}{tool}: not installed{source}")
 
 
+class PassphraseError(DiskImageError):
+    exit_code = 12
+
+
 class IncompleteTargetError(DiskImageError):
     """A target that holds an interrupted restore (its restore marker,
     diskimage.restoremark): `rdeploy verify-target` names the image and how

@@ -180,13 +180,25 @@ def _compare_chunk(disk, target, reader, number, entry, delta, zones,
             return
     image = reader.read_entry(number)
     for lo, hi in pieces:
-        if data[lo:hi] != image[lo:hi]:
-            at = lo + next((i for i, (a, b) in enumerate(
-                zip(data[lo:hi], image[lo:hi])) if a != b),
-                min(hi, len(data)) - lo)
+        at = _first_difference(data, image, lo, hi)
+        if at is not None:
             raise TargetDiffersError(
                 f"{target}: differs from the image at disk offset "
                 f"{start + at} (chunk {number})")
+
+
+def _first_difference(a, b, lo, hi):
+    """The first index in [lo, hi) where *a* and *b* differ (a may be short:
+    a target that ends early), or None."""
+    if len(a) < hi and a[lo:] == b[lo:len(a)]:
+        return max(lo, len(a))
+    step = 1 << 16
+    for block in range(lo, hi, step):
+        end = min(hi, block + step)
+        if a[block:end] != b[block:end]:
+            return next(i for i in range(block, end) if i >= len(a)
+                        or a[i] != b[i])
+    return None
 
 
 def _outside(zones, offset, length):

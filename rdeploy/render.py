@@ -30,6 +30,8 @@ def capture_line(source, image, s):
 
 def restore_line(image, target, s):
     checked = ", read back and verified" if s.get("verified") else ""
+    if s.get("resumed_at") is not None:     # restore --resume
+        checked += f"; resumed at chunk {s['resumed_at']}"
     return (f"rdeploy: restored {image} -> {target}: "
             f"{format_size(s['written_bytes'])} in {s['seconds']:.1f} s "
             f"({_rate(s['written_bytes'], s['seconds'])}){checked}")

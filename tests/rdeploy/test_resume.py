@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -112,17 +113,19 @@ def killed_restore(image, target, stop_at, ready, *options):
     return proc
 
 
-def _front_hex(image):
-    """SHA-256 of the file header and the META record, from the bytes (the
-    record's stored_size is at byte 24 of its header)."""
-    data = Path(image).read_bytes()
-    size = int.from_bytes(data[64 + 24:64 + 28], "little")
-    return hashlib.sha256(data[:64 + 48 + size]).hexdigest()
-
-
 def _meta_end(image):
+    """Where the META record ends: its header is 48 bytes in format 1.0
+    (version_minor, byte 10 of the file header, 0) and 68 in 1.1; its
+    stored_size is at byte 24 of it."""
     data = Path(image).read_bytes()
-    return 64 + 48 + int.from_bytes(data[64 + 24:64 + 28], "little")
+    header = 48 if data[10] == 0 else 68
+    return 64 + header + int.from_bytes(data[64 + 24:64 + 28], "little")
+
+
+def _front_hex(image):
+    """SHA-256 of the file header and the META record, from the bytes."""
+    return hashlib.sha256(Path(image).read_bytes()[:_meta_end(image)]) \
+        .hexdigest()
 
 
 def _other_copy(images, tmp_path):
@@ -156,8 +159,8 @@ POINTS = {
 }
 
 
-@pytest.mark.parametrize("point", POINTS)
-@pytest.mark.parametrize("source", ["file", "pipe"])
+@pytest.mark.parametrize("point, source", [("start", "pipe"),
+                                           ("middle", "file")])
 def test_killed_restore_resumes(images, tmp_path, kernel, point, source):
     image = images["image"]
     backing = _other_copy(images, tmp_path)
@@ -192,12 +195,13 @@ def test_killed_restore_resumes(images, tmp_path, kernel, point, source):
 
 @pytest.fixture
 def marked_target(images, tmp_path):
-    """A disk file left by a restore killed in the middle."""
+    """A disk file left by a restore killed in the middle (the first half of
+    the stream holds records 0-5 whole: chunks of partition 1's data)."""
     target = _other_copy(images, tmp_path)
     killed_restore(images["image"], target,
                    images["image"].stat().st_size // 2,
                    lambda: (_marker(target) or
-                            restoremark.Marker(0, b"", b"")).checkpoint >= 2)
+                            restoremark.Marker(0, b"", b"")).checkpoint >= 5)
     return target
 
 
@@ -284,3 +288,71 @@ def test_partition_restore_killed_resumes(images, tmp_path):
         read_at(images["disk"], PART2, 8 * MiB)
     assert read_at(target, 0, MiB) == table
     assert rdeploy("verify-target", target).returncode == 0
+
+
+def _first_record(image):
+    """(offset, header size) of the first record after the META record."""
+    data = Path(image).read_bytes()
+    return _meta_end(image), 48 if data[10] == 0 else 68
+
+
+def test_chunks_before_the_checkpoint_are_not_written(images, marked_target,
+                                                      tmp_path):
+    """A byte changed after the kill inside a checkpointed chunk stays as
+    it is after the resume (the chunk is read, not written again);
+    verify-target finds it before and after, and --verify's read-back
+    finds it (exit 8)."""
+    from diskimage.image.reader import ImageReader
+    marker = _marker(marked_target)
+    with ImageReader(str(images["image"])) as reader:
+        entry = [e for e in reader.entries[:marker.checkpoint]
+                 if not e.is_zero and e.disk_offset >= MiB][-1]
+    offset = entry.disk_offset + entry.length // 2
+    with open(marked_target, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    check(rdeploy("verify-target", marked_target, images["image"]), 14,
+          f"disk offset {offset}")
+    copy = tmp_path / "again.img"
+    subprocess.run(["cp", "--sparse=always", marked_target, copy],
+                   check=True)
+    result = rdeploy("restore", images["image"], marked_target, "--resume",
+                     "--yes", "-q")
+    assert result.returncode == 0, result.stderr
+    assert read_at(marked_target, offset, 1) != byte
+    check(rdeploy("verify-target", marked_target, images["image"]), 14,
+          f"disk offset {offset}")
+    check(rdeploy("restore", images["image"], copy, "--resume", "--yes",
+                  "--verify"), 8, "read-back differs",
+          f"disk offset {entry.disk_offset}")
+
+
+def test_resume_checks_the_records_before_the_checkpoint(images,
+                                                         marked_target,
+                                                         tmp_path):
+    """The same header and metadata, but the first record's header
+    changed (its area; its CRC made good again): a pipe resume finds that
+    the records are not those the interrupted restore wrote before it
+    writes anything; a damaged payload there is found as damage."""
+    before = sha256(marked_target)
+    data = bytearray(images["image"].read_bytes())
+    at, size = _first_record(images["image"])
+    doctored = bytearray(data)
+    doctored[at + 6] ^= 1                              # area
+    crc = zlib.crc32(bytes(doctored[at:at + size - 4]))
+    doctored[at + size - 4:at + size] = crc.to_bytes(4, "little")
+    path = tmp_path / "doctored.rdi"
+    path.write_bytes(bytes(doctored))
+    with open(path, "rb") as stdin:
+        check(rdeploy("restore", "-", marked_target, "--resume", "--yes",
+                      stdin=stdin), 5, "differs from the one whose restore "
+              "was interrupted", "nothing written")
+    damaged = bytearray(data)
+    damaged[at + size + 100] ^= 0xFF                   # its payload
+    path.write_bytes(bytes(damaged))
+    check(rdeploy("restore", path, marked_target, "--resume", "--yes"), 4,
+          "chunk 0")
+    assert sha256(marked_target) == before
+    check(rdeploy("verify-target", marked_target), 13, "interrupted")
