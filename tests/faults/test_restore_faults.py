@@ -276,7 +276,8 @@ def test_restore_from_an_image_with_bad_sectors(fault_disk, tmp_path):
     """Sectors in the middle of the image file fail to read (nbdkit's
     ddrescue filter): verify says so, naming the file and the offset (exit
     1); a restore from it fails (exit 8) with the same words, and leaves no
-    valid table and a marker that says incomplete.  (Found here: a bare
+    valid table and a marker that says incomplete; read from stdin, the
+    error says how far the stream got, and the new target file is gone.  (Found here: a bare
     "Input/output error" without file or offset, from image/volumes.py.)"""
     image = fault_disk["image"]
     bad = (os.path.getsize(image) // 2) & ~4095
@@ -285,8 +286,14 @@ def test_restore_from_an_image_with_bad_sectors(fault_disk, tmp_path):
                                  [(bad, 4096)]) as source:
         verified = rdeploy("verify", source.path)
         restored = rdeploy("restore", source.path, target, "--yes")
+        with open(source.path, "rb") as stdin:
+            streamed = rdeploy("restore", "-", tmp_path / "new.img",
+                               "--yes", stdin=stdin)
     for result, code in ((verified, 1), (restored, 8)):
         line = check(result, code, f"{source.path}: read failed at offset "
                      f"{bad}: input/output error")
     assert "the target was changed" in line
     assert_incomplete(target, image)
+    # Read as a stream (stdin): the bytes read before the error are named.
+    check(streamed, 1, "<stdin>: read failed after", "input/output error")
+    assert not (tmp_path / "new.img").exists()
