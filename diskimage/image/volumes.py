@@ -82,6 +82,25 @@ def _read_error(path, offset, exc):
                           f"{exc.strerror or exc}")
 
 
+def _pread_full(f, size, offset):
+    """`size` bytes at `offset` of the open file `f`, fewer only where the
+    file ends.  A read cut short inside the file is read on: a bad sector
+    makes pread return the bytes before it, and only the next pread the
+    error, which is then raised naming the offset (taken as a short file,
+    it was reported as "image ends early" at the chunk's start)."""
+    parts, got = [], 0
+    while got < size:
+        try:
+            data = os.pread(f.fileno(), size - got, offset + got)
+        except OSError as exc:
+            raise _read_error(f.name, offset + got, exc) from exc
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
 class VolumeInput:
     """The volumes of an image read as one stream: sequentially with read()
     and, when every volume is a regular file, at any offset with read_at().
@@ -157,13 +176,8 @@ class VolumeInput:
                 break
             if offset < base + volume_size:
                 local = offset - base
-                try:
-                    data = os.pread(f.fileno(),
-                                    min(size, volume_size - local),
-                                    self.base + local)
-                except OSError as exc:
-                    raise _read_error(f.name, self.base + local,
-                                      exc) from exc
+                data = _pread_full(f, min(size, volume_size - local),
+                                   self.base + local)
                 parts.append(data)
                 offset += len(data)
                 size -= len(data)

@@ -297,3 +297,33 @@ def test_restore_from_an_image_with_bad_sectors(fault_disk, tmp_path):
     # Read as a stream (stdin): the bytes read before the error are named.
     check(streamed, 1, "<stdin>: read failed after", "input/output error")
     assert not (tmp_path / "new.img").exists()
+
+
+@nbd
+def test_imgx_reads_an_image_with_bad_sectors(fault_disk, tmp_path):
+    """A bad sector near the end of the chunk that holds the files' data:
+    each imgx ls or cat that reaches it (a chunk is read whole) fails with
+    the read error and its offset (exit 4 or 1), never "image ends early"
+    (found here: pread returns the bytes before a bad sector, and
+    image/volumes.read_at took that for the end of the file)."""
+    from diskimage.image.reader import ImageReader
+    from tests.imgx_helpers import imgx
+    image = fault_disk["image"]
+    with ImageReader(str(image)) as reader:
+        biggest = max(reader.entries, key=lambda e: e.stored_size)
+        end = biggest.record_offset + reader.layout.record.size + \
+            biggest.stored_size
+    bad = (end - 8192) & ~4095
+    with faultlayers.bad_sectors(image, tmp_path / "nbd",
+                                 [(bad, 4096)]) as source:
+        listed = imgx("ls", f"{source.path}:1/")
+        results = [imgx("cat", f"{source.path}:1/{name}")
+                   for name in faultdisk.FILES]
+    failed = [r for r in [listed, *results] if r.returncode != 0]
+    assert failed, "no imgx cat reached the bad sector"
+    for result in failed:
+        err = result.stderr.decode()
+        assert result.returncode in (1, 4), err
+        assert len(err.strip().splitlines()) == 1, err
+        assert f"read failed at offset {bad}: input/output error" in \
+            err.lower(), err
