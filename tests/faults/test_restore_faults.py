@@ -277,8 +277,9 @@ def test_restore_from_an_image_with_bad_sectors(fault_disk, tmp_path):
     ddrescue filter): verify says so, naming the file and the offset (exit
     1); a restore from it fails (exit 8) with the same words, and leaves no
     valid table and a marker that says incomplete; read from stdin, the
-    error says how far the stream got, and the new target file is gone.  (Found here: a bare
-    "Input/output error" without file or offset, from image/volumes.py.)"""
+    error says how far the stream got, and the new target file is gone.
+    (Found here: a bare "Input/output error" without file or offset, from
+    image/volumes.py.)"""
     image = fault_disk["image"]
     bad = (os.path.getsize(image) // 2) & ~4095
     target = copy(fault_disk["other"], tmp_path / "target.img")
