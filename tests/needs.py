@@ -13,6 +13,12 @@ import shutil
 # Root's tools live in sbin, which a user's PATH may not hold.
 SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
+#: The fault layers of tests/faults (tests/faultlayers.py: nbdkit's filters
+#: under an nbdfuse mount; this kernel has no device-mapper and no nbd
+#: module): `@pytest.mark.needs(*needs.NBD_TOOLS, root=True, fuse=True)`.
+NBD_TOOLS = ("nbdkit", "nbdfuse", "fusermount3")
+
+
 def package(tool):
     """The tool's Debian package, from the project's one table of them
     (diskimage.host.tools.PACKAGES), for the skip reason."""

@@ -73,6 +73,10 @@ PACKAGES = {
     "curl": "curl",
     "chromium": "chromium",
     "ip": "iproute2",
+    # the fault layers of tests/faults (tests/faultlayers.py)
+    "nbdkit": "nbdkit",
+    "nbdfuse": "libnbd-bin",
+    "fusermount3": "fuse3",
 }
 
 

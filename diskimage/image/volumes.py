@@ -13,7 +13,7 @@ import os
 import re
 import stat
 
-from ..errors import InputError
+from ..errors import DiskImageError, InputError
 from .sfx import (SFX_MAGIC, SFX_TRAILER,  # noqa: F401 (imgx sfx)
                   pack_sfx_trailer, sfx_window)
 
@@ -77,6 +77,32 @@ def _later_volumes(path, after):
     return [name for _, name in sorted(found)]
 
 
+def _read_error(path, offset, exc):
+    """An image file that fails to read (EIO of a bad sector): one line
+    naming the file and the offset, not a bare OSError."""
+    return DiskImageError(f"{path}: read failed at offset {offset}: "
+                          f"{exc.strerror or exc}")
+
+
+def _pread_full(f, size, offset):
+    """`size` bytes at `offset` of the open file `f`, fewer only where the
+    file ends.  A read cut short inside the file is read on: a bad sector
+    makes pread return the bytes before it, and only the next pread the
+    error, which is then raised naming the offset (taken as a short file,
+    it was reported as "image ends early" at the chunk's start)."""
+    parts, got = [], 0
+    while got < size:
+        try:
+            data = os.pread(f.fileno(), size - got, offset + got)
+        except OSError as exc:
+            raise _read_error(f.name, offset + got, exc) from exc
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
 class VolumeInput:
     """The volumes of an image read as one stream: sequentially with read()
     and, when every volume is a regular file, at any offset with read_at().
@@ -131,7 +157,12 @@ class VolumeInput:
         if self.base:
             size = min(size, self.size - self.position)
         while size > 0 and self._current < len(self.files):
-            data = self.files[self._current].read(min(size, READ_PIECE))
+            f = self.files[self._current]
+            try:
+                data = f.read(min(size, READ_PIECE))
+            except OSError as exc:
+                raise _read_error(self.paths[self._current], f.tell(),
+                                  exc) from exc
             if not data:
                 self._current += 1
                 continue
@@ -150,8 +181,8 @@ class VolumeInput:
                 break
             if offset < base + volume_size:
                 local = offset - base
-                data = os.pread(f.fileno(), min(size, volume_size - local),
-                                self.base + local)
+                data = _pread_full(f, min(size, volume_size - local),
+                                   self.base + local)
                 parts.append(data)
                 offset += len(data)
                 size -= len(data)
@@ -201,7 +232,13 @@ class PipeInput:
             buf.extend(bytes(min(size - got, READ_PIECE)))
             with memoryview(buf) as view:
                 while got < len(buf):
-                    n = self.fileobj.readinto(view[got:])
+                    try:
+                        n = self.fileobj.readinto(view[got:])
+                    except OSError as exc:
+                        raise DiskImageError(
+                            f"{self.name}: read failed after "
+                            f"{self.position + got} bytes: "
+                            f"{exc.strerror or exc}") from exc
                     if not n:
                         break
                     got += n
