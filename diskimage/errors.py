@@ -147,3 +147,12 @@ class MissingToolError(ToolError):
         source = f" (it comes with the Debian package {package})" \
             if package else ""
         super().__init__(f"{where}{tool}: not installed{source}")
+
+
+class SignatureError(DiskImageError):
+    """A signature that is required and not good: an unsigned image (no
+    IMAGE.sig), a bad or damaged signature, one by a key that is not
+    trusted, a signature for another image, a format 1.0 image (which
+    cannot be signed) or a pipe where a signature is required."""
+
+    exit_code = 11

@@ -9,7 +9,11 @@ Usage:
                   [--dry-run] [--grow | --resize=HOW] [--size=N=SIZE...]
                   [--new-ids] [--overwrite-protected] [--tmpdir=DIR]
                   [--verify] [--threads=N] [--progress=MODE] [--quiet]
+                  [--require-signature=PUBKEY] [--signature=FILE]
   rdeploy verify IMAGE [--threads=N] [--progress=MODE] [--quiet]
+                  [--pubkey=FILE...] [--signature=FILE]
+  rdeploy keygen KEYFILE [--comment=TEXT] [--force] [--quiet]
+  rdeploy sign IMAGE --key=FILE [--signature=FILE] [--quiet]
   rdeploy info IMAGE [--json]
   rdeploy list [--json]
   rdeploy demo [--dir=DIR] [--keep]
@@ -30,6 +34,16 @@ Commands:
             Asks for confirmation on a terminal; otherwise needs --yes.
   verify    Check every chunk, the index and the whole-image digest; write
             nothing. A damaged image exits 4 and names the chunk and offset.
+            With --pubkey (or keys installed by bootdisk --trust) the
+            signature is checked too: "signature: good (key ID comment)",
+            else exit 11.
+  keygen    Make an Ed25519 key pair for signing images: the secret key
+            KEYFILE (mode 0600) and the public key KEYFILE.pub; prints the
+            key id.  Never overwrites a key without --force.
+  sign      Sign IMAGE (format 1.1) with the secret key: its root digest,
+            which names every byte of content, signed into IMAGE.sig
+            beside it (or --signature).  A format 1.0 image is refused
+            (convert it with imgx recompress).
   info      Show the source disk, partitions, filesystems, sizes and codec.
   list      Show local disks: size, model, sector sizes, partitions, mounts.
   demo      Build a demo disk (GPT; ext4, FAT32, NTFS with real files),
@@ -69,7 +83,8 @@ Options:
                        4K at least): IMAGE, then IMAGE with .r01, .r02 ...
   --threads=N          Worker threads [default: all cores].
   --description=TEXT   A note stored in the image [default: ].
-  --force              Replace an existing IMAGE (once the new one is whole).
+  --force              Replace an existing IMAGE (once the new one is whole);
+                       keygen: replace existing key files.
   --sector-size=N      Logical sector size of a SOURCE disk file: 512 (when
                        not given), 1024, 2048 or 4096. A GPT's own is found
                        from its header; a block device reports its own.
@@ -78,6 +93,18 @@ Options:
                        read-write (the image may be inconsistent).
   --verify             After restore, read back what was written and compare
                        it with the image's checksums.
+  --require-signature=PUBKEY  Restore only when IMAGE (a file, not a pipe)
+                       is signed by this public key: the signature, then
+                       every chunk, are checked before anything is
+                       written, and every record read again must equal
+                       the signed index.  On media made with bootdisk
+                       --trust this is always on, for the keys they carry.
+  --signature=FILE     The signature file (default: IMAGE.sig beside IMAGE).
+  --pubkey=FILE        verify: check IMAGE's signature by this public key
+                       (repeatable: by any of them).
+  --key=FILE           sign: the secret key (made by rdeploy keygen).
+  --comment=TEXT       keygen: a note kept in both key files (an owner, a
+                       purpose) [default: ].
   --json               Print JSON instead of a table.
   --progress=MODE      auto (a bar when stderr is a terminal), bar, json
                        (stderr is JSON lines only: progress, then one end
@@ -101,7 +128,8 @@ Exit codes:
   7 unsupported image version or codec; 8 failed after the first write
   (the target was changed and has no valid table); 9 busy (another process
   is writing the same image); 10 a needed tool is not installed (named with
-  its Debian package); 70 internal error; 129 SIGHUP; 130 interrupted
+  its Debian package); 11 signature refused (unsigned, bad, another
+  key, format 1.0, a pipe where a signature is required); 70 internal error; 129 SIGHUP; 130 interrupted
   (Ctrl-C); 141 broken pipe; 143 SIGTERM (129 and 143 clean up as Ctrl-C
   does).  `rdeploy help COMMAND` shows one command's part; man rdeploy.
 
@@ -112,6 +140,9 @@ Examples:
   rdeploy restore lab.rdi /dev/nvme0n1 --grow --dry-run
   rdeploy restore lab.rdi /dev/sdb --resize=proportional --new-ids --yes
   rdeploy restore data.rdi /dev/sdb --partitions=3 --into=2 --yes
+  rdeploy keygen release.key --comment="lab releases"
+  rdeploy sign lab.rdi --key=release.key
+  rdeploy restore lab.rdi /dev/sdb --require-signature=release.key.pub
   curl -s http://server/lab.rdi | rdeploy restore - /dev/sda --yes
 """
 
@@ -126,7 +157,7 @@ from cliutil.text import safe
 from diskimage import __version__, sighold
 from diskimage.errors import InputError, TargetError, UsageError
 
-from . import render
+from . import render, trustcmds
 
 
 def _partition_list(text):
@@ -295,9 +326,13 @@ def cmd_restore(args):
     from diskimage.restore import plan_restore, run_restore
 
     values = _restore_values(args)
+    keys = trustcmds.restore_keys(args)
     with _progress(args, "restore") as progress:
+        checked = keys and trustcmds.check_before_restore(
+            args, keys, values["threads"], progress)
         with _open_image(args["IMAGE"]) as source:
-            stream = RecordStream(source)
+            stream = trustcmds.checked_stream(source, checked, args["IMAGE"])\
+                if checked else RecordStream(source)
             plan = plan_restore(
                 stream, args["TARGET"], partitions=values["partitions"],
                 into=values["into"], mode=values["mode"],
@@ -326,14 +361,18 @@ def cmd_verify(args):
     from diskimage.image.verify import verify
 
     threads = _threads(args) or os.cpu_count()
+    keys = trustcmds.verify_keys(args)
     with _progress(args, "verify") as progress:
         with _open_image(args["IMAGE"]) as source:
             summary = verify(source, threads=threads, progress=progress)
+        signed, signer = trustcmds.verify_signature(args, keys, summary)
         line = shared.verify_line(args["IMAGE"], summary)
         if not args["--quiet"]:
             print(line)     # the result, on stdout
+            if signed:
+                print(signed)
         progress.end(line if progress.json else None,
-                     _result(summary, "metadata"))
+                     dict(_result(summary, "metadata"), signature=signer))
     return 0
 
 
@@ -362,7 +401,8 @@ def cmd_demo(args):
 
 COMMANDS = {"capture": cmd_capture, "restore": cmd_restore,
             "verify": cmd_verify, "info": cmd_info, "list": cmd_list,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "keygen": trustcmds.cmd_keygen,
+            "sign": trustcmds.cmd_sign}
 
 
 def _main(argv):
