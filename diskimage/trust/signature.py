@@ -11,8 +11,10 @@ The signed message is ``b"rdeploy image root v1\\0"`` followed by the 32
 bytes of the image's root digest (format 1.1: SHA-256 over the file header,
 the META record and the INDX record, whose entries carry every chunk's
 BLAKE3-256 digest), so the signature answers for every byte of content.
-Only `signature` and the root it covers are trusted; `key_id`, `root`,
-`signed_at` and `comment` are hints that name things in messages.
+A signature is good when `key_id` names a trusted key, `root` is the
+image's root digest and `signature` verifies by that key over it.
+`signed_at` and `comment` are notes for people: not covered by the
+signature, never trusted.
 A format 1.0 image is never signed: its chunk checks are CRC-32.
 """
 
@@ -169,13 +171,13 @@ def check(sig, root, keys, image):
         raise SignatureError(
             f"{image}: signed by key {sig['key_id']}, which is not trusted "
             f"here (trusted: {trusted})")
-    if key.verify(sig["raw"], message(root)):
-        return key
     if sig["root"] != root.hex():
         raise SignatureError(
-            f"{image}: the signature is not for this image: it signs root "
+            f"{image}: the signature is not for this image: it names root "
             f"{sig['root']}, the image's root is {root.hex()} (the image "
             f"changed, or the signature belongs to another one)")
+    if key.verify(sig["raw"], message(root)):
+        return key
     raise SignatureError(f"{image}: bad signature by key {key.key_id} (the "
                          f"signature file is damaged or forged)")
 
