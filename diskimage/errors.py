@@ -149,6 +149,10 @@ class MissingToolError(ToolError):
         super().__init__(f"{where}{tool}: not installed{source}")
 
 
+class PassphraseError(DiskImageError):
+    exit_code = 12
+
+
 class SignatureError(DiskImageError):
     """A signature that is required and not good: an unsigned image (no
     IMAGE.sig), a bad or damaged signature, one by a key that is not
