@@ -70,13 +70,8 @@ def check_before_restore(args, keys, threads, progress):
 def checked_stream(source, checked, image):
     """The restore's RecordStream: every record must equal the signed
     index entry before it is written."""
-    import inspect
-
     from diskimage.image.reader import RecordStream
-    if "expected" in inspect.signature(RecordStream).parameters:
-        stream = RecordStream(source, expected=checked["entries"])
-    else:   # SHIM until tr-format's RecordStream(expected=)
-        stream = RecordStream(source)
+    stream = RecordStream(source, expected=checked["entries"])
     policy.check_stream(stream, checked, image)
     return stream
 

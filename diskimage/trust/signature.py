@@ -27,7 +27,6 @@ import re
 
 from ..errors import SignatureError, UnsupportedError
 from ..host.partial import partial_file
-from ..image import format as fmt
 
 FORMAT = "rdeploy-signature"
 VERSION = 1
@@ -50,30 +49,15 @@ def message(root):
 
 
 def image_root(reader):
-    """The root digest of the image open in `reader` (an ImageReader): the
-    32 bytes a signature signs."""
-    root = getattr(reader, "root", None)
-    if root is not None:
-        return root
-    # SHIM until tr-format's reader.root: the trailer's digest, read back.
-    size = reader.source.size
-    return fmt.unpack_trailer(reader.source.read_at(size - fmt.TRAILER.size,
-                                                    fmt.TRAILER.size),
-                              size - fmt.TRAILER.size)["digest"]
+    """The root digest of the image open in `reader` (an ImageReader, which
+    checked it against the trailer): the 32 bytes a signature signs."""
+    return reader.root
 
 
 def is_strong(reader):
     """True when the image's chunk digests are strong enough to sign
     (format 1.1 and later)."""
-    layout = getattr(reader, "layout", None)
-    if layout is None:      # SHIM until tr-format: no 1.1 reader yet
-        return True
-    return bool(layout.strong)
-
-
-def version_of(reader):
-    return getattr(reader, "version", None) or \
-        f"{reader.header['version_major']}.{reader.header['version_minor']}"
+    return bool(reader.layout.strong)
 
 
 def refuse_weak(reader, name):
@@ -81,7 +65,7 @@ def refuse_weak(reader, name):
     refuses."""
     if not is_strong(reader):
         raise UnsupportedError(
-            f"{name} is format {version_of(reader)}, whose chunk checks are "
+            f"{name} is format {reader.version}, whose chunk checks are "
             f"CRC-32: convert it with imgx recompress before signing")
 
 
@@ -198,7 +182,7 @@ def verify(reader, name, keys, path):
     image is unsigned, format 1.0, or its signature is not good."""
     if not is_strong(reader):
         raise SignatureError(
-            f"{name} is format {version_of(reader)}, whose chunk checks are "
+            f"{name} is format {reader.version}, whose chunk checks are "
             f"CRC-32: it cannot carry a signature (convert it with imgx "
             f"recompress, then sign it)")
     sig = read(path, name)

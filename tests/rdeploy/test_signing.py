@@ -198,3 +198,25 @@ def test_stream_must_match_the_checked_image(signed, tmp_path):
     with VolumeInput(str(other)) as source:
         with pytest.raises(SignatureError, match="changed after"):
             policy.check_stream(RecordStream(source), checked, "x")
+
+
+def test_format_10_image_is_refused_for_signing(signed, tmp_path):
+    import gzip
+    data = os.path.join(os.path.dirname(__file__), "..", "image", "data",
+                        "v10-ext4.rdi.gz")
+    with gzip.open(data) as f:
+        (tmp_path / "v10.rdi").write_bytes(f.read())
+    image = tmp_path / "v10.rdi"
+    line = check(rdeploy("sign", image, f"--key={signed['dir'] / 'release.key'}"),
+                 7, "format 1.0", "CRC-32", "imgx recompress before signing")
+    assert f"{image} is format 1.0" in line
+    assert not (tmp_path / "v10.rdi.sig").exists()
+    # a signature made for it elsewhere is refused as well
+    (tmp_path / "v10.rdi.sig").write_bytes(
+        (signed["dir"] / "disk.rdi.sig").read_bytes())
+    check(rdeploy("verify", image, f"--pubkey={signed['pub']}"),
+          11, "format 1.0")
+    target = tmp_path / "t.img"
+    check(restore(image, target, f"--require-signature={signed['pub']}"),
+          11, "format 1.0")
+    assert not target.exists()
