@@ -371,8 +371,10 @@ def cmd_verify(args):
             print(line)     # the result, on stdout
             if signed:
                 print(signed)
-        progress.end(line if progress.json else None,
-                     dict(_result(summary, "metadata"), signature=signer))
+        result = _result(summary, "metadata")
+        if signer:
+            result["signature"] = signer
+        progress.end(line if progress.json else None, result)
     return 0
 
 
