@@ -220,3 +220,26 @@ def test_format_10_image_is_refused_for_signing(signed, tmp_path):
     check(restore(image, target, f"--require-signature={signed['pub']}"),
           11, "format 1.0")
     assert not target.exists()
+
+
+def test_split_image_with_signature_elsewhere(signed, disk, target, tmp_path):
+    """A split image is signed through its first volume; --signature puts
+    the signature where asked, and restore and verify read it there."""
+    sig = tmp_path / "elsewhere.sig"
+    key = f"--key={signed['dir'] / 'release.key'}"
+    assert rdeploy("sign", disk["split"], key, f"--signature={sig}",
+                   "-q").returncode == 0
+    assert not os.path.exists(f"{disk['split']}.sig")
+    result = rdeploy("verify", disk["split"], f"--pubkey={signed['pub']}",
+                     f"--signature={sig}")
+    assert result.returncode == 0, result.stderr.decode()
+    assert "signature: good" in result.stdout.decode()
+    check(restore(disk["split"], target[0],
+                  f"--require-signature={signed['pub']}"), 11, "not signed")
+    assert sha256(target[0]) == target[1]
+    result = restore(disk["split"], target[0], f"--signature={sig}",
+                     f"--require-signature={signed['pub']}")
+    assert result.returncode == 0, result.stderr.decode()
+    assert sha256(target[0]) == sha256(disk["source"])
+    check(rdeploy("verify", disk["split"], f"--signature={sig}"), 2,
+          "--signature goes with --pubkey")
