@@ -58,20 +58,21 @@ def restore_keys(args):
     return keys
 
 
-def check_before_restore(args, keys, threads, progress):
+def check_before_restore(args, keys, threads, progress, passphrase=None):
     """The signature and every chunk checked before the restore's first
     write; the result for :func:`checked_stream`."""
     return policy.check_image(
         args["IMAGE"], keys, args["--signature"], threads=threads,
         progress=progress.stage("signature check"),
-        chunks=not args["--dry-run"])
+        chunks=not args["--dry-run"], passphrase=passphrase)
 
 
-def checked_stream(source, checked, image):
+def checked_stream(source, checked, image, passphrase=None):
     """The restore's RecordStream: every record must equal the signed
     index entry before it is written."""
     from diskimage.image.reader import RecordStream
-    stream = RecordStream(source, expected=checked["entries"])
+    stream = RecordStream(source, passphrase=passphrase,
+                          expected=checked["entries"])
     policy.check_stream(stream, checked, image)
     return stream
 
@@ -85,7 +86,7 @@ def verify_keys(args):
     return keys
 
 
-def verify_signature(args, keys, summary):
+def verify_signature(args, keys, summary, passphrase=None):
     """After a good verify: the signature line ("signature: good (key ID
     comment)"), or None when no key is given or installed (then a
     signature beside the image is only mentioned)."""
@@ -100,7 +101,7 @@ def verify_signature(args, keys, summary):
         if image != "-" and os.path.exists(path):
             return f"signature: {path} not checked (give --pubkey)", None
         return None, None
-    with ImageReader(image) as reader:
+    with ImageReader(image, passphrase=passphrase) as reader:
         key, sig, root = signatures.verify(reader, image, keys, path)
     if summary.get("digest") not in (None, root.hex()):
         raise SignatureError(f"{image}: changed while it was verified")

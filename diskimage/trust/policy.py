@@ -103,16 +103,17 @@ def _check_chunk(reader):
 
 
 def check_image(path, keys, signature=None, threads=1, progress=None,
-                chunks=True):
+                chunks=True, passphrase=None):
     """Everything a restore with a required signature checks before its
     first write (without `chunks`, as for a dry run: all but reading every
     chunk); returns {"key", "signature", "root", "entries", "header",
     "metadata"} for the restore (see check_stream).  Raises SignatureError
     (unsigned, not good, format 1.0, a pipe), CorruptImageError (a chunk,
-    the index or the trailer damaged) or InputError."""
+    the index or the trailer damaged) or InputError.  `passphrase`: as
+    ImageReader takes it, for an encrypted image."""
     refuse_pipe(path)
     sig_path = signatures.signature_path(path, signature)
-    with ImageReader(path) as reader:
+    with ImageReader(path, passphrase=passphrase) as reader:
         key, sig, root = signatures.verify(reader, path, keys, sig_path)
         total = sum(entry.length for entry in reader.entries)
         done = 0
