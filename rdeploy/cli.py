@@ -352,8 +352,10 @@ def cmd_restore(args):
                 # undo the restore (diskimage.sighold)
                 committed=lambda: sighold.committed(args["TARGET"]))
         progress.end(render.restore_line(args["IMAGE"], args["TARGET"],
-                                         summary), _result(summary),
-                     lines=render.actions_lines(summary.get("actions")))
+                                         summary),
+                     trustcmds.signed_result(_result(summary), checked),
+                     lines=render.actions_lines(summary.get("actions")) +
+                     trustcmds.signed_lines(checked))
     return 0
 
 

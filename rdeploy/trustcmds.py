@@ -77,6 +77,22 @@ def checked_stream(source, checked, image, passphrase=None):
     return stream
 
 
+def signed_result(result, checked):
+    """restore's JSON result, with the signature checked (if one was)."""
+    if checked:
+        key = checked["key"]
+        result["signature"] = {"key_id": key.key_id, "comment": key.comment,
+                               "root": checked["root"].hex()}
+    return result
+
+
+def signed_lines(checked):
+    """restore's extra line naming the key that signed the image."""
+    if not checked:
+        return []
+    return [f"rdeploy: signature: good (key {checked['key'].describe()})"]
+
+
 def verify_keys(args):
     keys = policy.trusted_keys(_given(args, "--pubkey"))
     if args.get("--signature") and not keys:
