@@ -243,3 +243,26 @@ def test_split_image_with_signature_elsewhere(signed, disk, target, tmp_path):
     assert sha256(target[0]) == sha256(disk["source"])
     check(rdeploy("verify", disk["split"], f"--signature={sig}"), 2,
           "--signature goes with --pubkey")
+
+
+@pytest.mark.parametrize("change", [
+    b"not json", b"[]", b'{"format": "other"}',
+    {"version": 2}, {"algorithm": "rsa"}, {"key_id": "XYZ"},
+    {"root": "00"}, {"signature": "!!"}, {"signature": "AAAA"},
+    {"comment": 5}, b" " * (70 * 1024)])
+def test_damaged_signature_files_are_refused(change):
+    from diskimage.trust import signature as signatures
+    secret = keyfiles.SecretKey.generate("c")
+    good = signatures.make(bytes(32), secret)
+    if isinstance(change, dict):
+        data = signatures.encode(dict(good, **change))
+    else:
+        data = change
+    with pytest.raises(SignatureError, match="not a usable rdeploy "
+                                             "signature"):
+        signatures.decode(data, "x.sig")
+    sig = signatures.decode(signatures.encode(good), "x.sig")
+    assert signatures.check(sig, bytes(32), [secret.public], "x") == \
+        secret.public
+    with pytest.raises(SignatureError, match="not for this image"):
+        signatures.check(sig, bytes([1]) * 32, [secret.public], "x")
