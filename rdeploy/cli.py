@@ -34,16 +34,12 @@ Commands:
             Asks for confirmation on a terminal; otherwise needs --yes.
   verify    Check every chunk, the index and the whole-image digest; write
             nothing. A damaged image exits 4 and names the chunk and offset.
-            With --pubkey (or keys installed by bootdisk --trust) the
-            signature is checked too: "signature: good (key ID comment)",
-            else exit 11.
-  keygen    Make an Ed25519 key pair for signing images: the secret key
-            KEYFILE (mode 0600) and the public key KEYFILE.pub; prints the
-            key id.  Never overwrites a key without --force.
-  sign      Sign IMAGE (format 1.1) with the secret key: its root digest,
-            which names every byte of content, signed into IMAGE.sig
-            beside it (or --signature).  A format 1.0 image is refused
-            (convert it with imgx recompress).
+            With --pubkey (or bootdisk --trust's keys) also the signature:
+            "signature: good (key ID comment)", else exit 11.
+  keygen    Make an Ed25519 key pair: KEYFILE (secret, mode 0600) and
+            KEYFILE.pub; prints the key id.  Never overwrites without --force.
+  sign      Sign IMAGE's root digest (format 1.1: it names every byte of
+            content) into IMAGE.sig beside it (or --signature).
   info      Show the source disk, partitions, filesystems, sizes and codec.
   list      Show local disks: size, model, sector sizes, partitions, mounts.
   demo      Build a demo disk (GPT; ext4, FAT32, NTFS with real files),
@@ -93,12 +89,9 @@ Options:
                        read-write (the image may be inconsistent).
   --verify             After restore, read back what was written and compare
                        it with the image's checksums.
-  --require-signature=PUBKEY  Restore only when IMAGE (a file, not a pipe)
-                       is signed by this public key: the signature, then
-                       every chunk, are checked before anything is
-                       written, and every record read again must equal
-                       the signed index.  On media made with bootdisk
-                       --trust this is always on, for the keys they carry.
+  --require-signature=PUBKEY  Restore only an IMAGE file signed by this
+                       key, signature and chunks checked before any write
+                       (always on, for their keys, on bootdisk --trust media).
   --signature=FILE     The signature file (default: IMAGE.sig beside IMAGE).
   --pubkey=FILE        verify: check IMAGE's signature by this public key
                        (repeatable: by any of them).
