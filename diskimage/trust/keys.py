@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ..errors import InputError, UsageError
-from ..host.partial import partial_file
+from ..host.partial import output_path, partial_file, publish
 
 SECRET_TAG = "rdeploy-ed25519-secret"
 PUBLIC_TAG = "rdeploy-ed25519"
@@ -167,6 +167,29 @@ def public_path(path):
     return os.fspath(path) + ".pub"
 
 
+def _write_secret(path, data, replace):
+    """Write `data` to `path` by way of a private file created with mode
+    0600 (never readable by others, not even while empty: an fd opened
+    then would read the key later), fsynced, then linked to `path` (or
+    renamed over it with `replace`); never through a symlink."""
+    path = output_path(path, replace)
+    private = f"{path}.partial.{os.getpid()}.{os.urandom(4).hex()}"
+    try:
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                     os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create: {exc.strerror}") from None
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        publish(private, path, replace)
+    finally:
+        if os.path.lexists(private):
+            os.unlink(private)
+
+
 def write_keypair(path, comment="", force=False):
     """Generate a key pair; write the secret to `path` (mode 0600) and the
     public key to `path`.pub, each by way of a .partial file, neither over
@@ -179,9 +202,7 @@ def write_keypair(path, comment="", force=False):
             raise InputError(f"{name}: exists; keygen never overwrites a "
                              f"key (give --force to replace it)")
     secret = SecretKey.generate(comment)
-    with partial_file(path, replace=force, mode=0o600) as f:
-        os.fchmod(f.fileno(), 0o600)    # before the secret is in it
-        f.write(secret.line().encode())
+    _write_secret(path, secret.line().encode(), force)
     public = secret.public
     with partial_file(public_path(path), replace=force, mode=0o644) as f:
         f.write(public.line().encode())
