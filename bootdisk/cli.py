@@ -1,11 +1,16 @@
 """bootdisk - build boot media that carry the frozen toolkit and run a job.
 
 Usage:
-  bootdisk initrd -o OUT [--add=SRC:DEST]... [options]
-  bootdisk iso -o OUT [--secure-boot] [--add=SRC:DEST]... [options]
-  bootdisk usb -o OUT [--size=SIZE] [--secure-boot] [--add=SRC:DEST]... [options]
-  bootdisk pxe -o DIR [--secure-boot] [--add=SRC:DEST]... [options]
-  bootdisk bundle -o DIR [--secure-boot] [--add=SRC:DEST]... [options]
+  bootdisk initrd -o OUT [--add=SRC:DEST]...
+                [--trust=PUBKEY]... [options]
+  bootdisk iso -o OUT [--secure-boot] [--add=SRC:DEST]...
+             [--trust=PUBKEY]... [options]
+  bootdisk usb -o OUT [--size=SIZE] [--secure-boot] [--add=SRC:DEST]...
+             [--trust=PUBKEY]... [options]
+  bootdisk pxe -o DIR [--secure-boot] [--add=SRC:DEST]...
+             [--trust=PUBKEY]... [options]
+  bootdisk bundle -o DIR [--secure-boot] [--add=SRC:DEST]...
+                [--trust=PUBKEY]... [options]
   bootdisk info ARTIFACT [--json]
   bootdisk toolkit [-o OUT] [options]
   bootdisk help [COMMAND]
@@ -59,6 +64,12 @@ Options:
                         that has modules, from linux-image-amd64).
   --modules=DIR         Its modules (default: /lib/modules/RELEASE).
   --add=SRC:DEST        Put a host file or directory at DEST; repeatable.
+  --trust=PUBKEY        A public key (rdeploy keygen's KEYFILE.pub) the
+                        environment trusts; repeatable.  With it, every
+                        restore on the medium requires an image signed
+                        by one of these keys (rdeploy sign), checked
+                        before anything is written; no option turns that
+                        off.  The keys go to /etc/rdeploy/trusted/.
   --cmdline=TEXT        Kernel command line of the boot entries
                         [default: console=tty0 console=ttyS0,115200 panic=10].
   --on-success=ACTION   poweroff, reboot or shell [default: poweroff].
@@ -93,7 +104,8 @@ Exit codes:
   2 usage error; 3 bad input (missing kernel, module directory, job file
   or boot loader, modules of another kernel, OUT exists without --force,
   OUT is a symlink to nothing, --secure-boot with an unsigned kernel or
-  without the signed loaders, OUT.partial is a symlink or not a file, a
+  without the signed loaders, a --trust file that is not a public key,
+  OUT.partial is a symlink or not a file, a
   filesystem without locks, a toolkit whose library closure cannot be
   computed or that does not start in the medium's root); 6 no space left
   for OUT; 7 --compress=zstd without the zstandard package; 9 busy:
@@ -125,7 +137,7 @@ from diskimage.errors import UsageError
 from diskimage.host.partial import refuse_existing
 from diskimage.sizes import format_size, parse_size
 
-from . import info as infos
+from . import info as infos, trust as trusts
 from .initramfs import Spec, build_initrd, check_values
 from .initramfs import _split_add as split_add
 
@@ -141,7 +153,8 @@ def _spec(args):
         on_success=args["--on-success"] or default.on_success,
         on_failure=args["--on-failure"] or default.on_failure,
         toolkit=args["--toolkit"],
-        compress=args["--compress"] or default.compress)
+        compress=args["--compress"] or default.compress,
+        trust=tuple(args["--trust"] or ()))
 
 
 def _timeout(args):
@@ -166,6 +179,7 @@ def _values(args):
     check_values(spec)
     for add in spec.adds:
         split_add(add)
+    trusts.load(spec.trust)     # a bad key refused before any freezing
     if args["--output"] == "-":     # "-" is stdout in the toolkit
         raise UsageError("OUT \"-\" (stdout): bootdisk writes files "
                          "(and pxe a directory); give a name")

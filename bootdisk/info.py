@@ -11,6 +11,7 @@ from diskimage.errors import InputError
 from diskimage.sizes import format_size
 
 from . import bundle as bundles, cpio, initramfs, kernel as kernels
+from . import trust as trusts
 from .media import KERNEL_NAME, INITRD_NAME, PXE_FILES
 
 _ISO_MAGIC_OFFSET = 0x8001
@@ -108,6 +109,7 @@ def describe(path):
         "bootdisk": manifest["bootdisk"],
         "bundle": bundle,
         "secure_boot": _secure_boot(kind, boot_files, bundle),
+        "trusted_keys": trusts.read(files),
     }
     return report
 
@@ -163,6 +165,11 @@ def render(report):
         f"afterwards   success: {report['on_success']}, failure: "
         f"{report['on_failure']}",
         f"cmdline      {report['cmdline']}",
+        "trusted keys " + (" ".join(
+            f"{k['key_id']} ({k['comment']})" if k["comment"] else
+            k["key_id"] for k in report["trusted_keys"]) + ": only images "
+            "signed by one of them are restored" if report["trusted_keys"]
+            else "none: any image restores (no --trust)"),
     ]
     if report.get("secure_boot") is not None:
         lines.append("secure boot  " + (

@@ -30,6 +30,7 @@ from diskimage.host.partial import partial_file, refuse_existing
 from diskimage.host import tools
 
 from . import cpio, initscript, kernel as kernels, startcheck
+from . import trust as trusts
 from .closure import library_closure
 
 ACTIONS = ("poweroff", "reboot", "shell")
@@ -53,6 +54,7 @@ class Spec:
     busybox: str = "/bin/busybox"
     compress: str = "gzip"
     module_names: tuple = kernels.DEFAULT_MODULES
+    trust: tuple = ()            # public key files (--trust), bootdisk/trust.py
 
 
 def default_toolkit():
@@ -115,6 +117,8 @@ def check_spec(spec):
             raise InputError(f"--add={add}: {src}: no such file or directory")
     if spec.cmdline is None:
         spec.cmdline = DEFAULT_CMDLINE
+    trusts.load(spec.trust)     # InputError for a file that is no key
+    spec.trust = tuple(os.path.abspath(p) for p in spec.trust)
     return _absolute(spec), release, tree
 
 
@@ -268,6 +272,7 @@ def populate(spec, release, modtree):
     for add in spec.adds:
         src, dest = _split_add(add)
         tree.add_host(src, dest)
+    trusted = trusts.add(tree, trusts.load(spec.trust))
 
     manifest = {
         "bootdisk": __version__,
@@ -288,6 +293,7 @@ def populate(spec, release, modtree):
         "job_digest": None,
         "on_success": spec.on_success, "on_failure": spec.on_failure,
         "added": [_split_add(a)[1] for a in spec.adds],
+        "trusted_keys": trusted,
     }
     if spec.job:
         with open(spec.job, "rb") as f:

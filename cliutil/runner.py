@@ -29,6 +29,10 @@ command's --help names the codes it uses)::
     10   an external tool that is needed is not installed: the message
          names it and the Debian package that provides it (PyInstaller,
          which freezes the toolkit: the pip extra that installs it)
+    11   signature refused: a required signature is missing, bad, by a key
+         that is not trusted, for another image, on a format 1.0 image or
+         a pipe (rdeploy restore --require-signature, media made with
+         bootdisk --trust, rdeploy verify --pubkey); nothing was written
     13   the target holds an interrupted restore (its restore marker):
          rdeploy verify-target names the image and how far it got;
          rdeploy restore ... --resume finishes it

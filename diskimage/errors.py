@@ -167,3 +167,10 @@ class TargetDiffersError(DiskImageError):
     offset."""
 
     exit_code = 14
+class SignatureError(DiskImageError):
+    """A signature that is required and not good: an unsigned image (no
+    IMAGE.sig), a bad or damaged signature, one by a key that is not
+    trusted, a signature for another image, a format 1.0 image (which
+    cannot be signed) or a pipe where a signature is required."""
+
+    exit_code = 11

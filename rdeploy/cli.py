@@ -9,9 +9,12 @@ Usage:
                   [--dry-run] [--grow | --resize=HOW] [--size=N=SIZE...]
                   [--new-ids] [--overwrite-protected] [--tmpdir=DIR]
                   [--verify] [--threads=N] [--progress=MODE] [--quiet]
-                  [--resume]
+                  [--resume] [--require-signature=PUBKEY] [--signature=FILE]
   rdeploy verify-target TARGET [IMAGE] [--json] [--progress=MODE] [--quiet]
   rdeploy verify IMAGE [--threads=N] [--progress=MODE] [--quiet]
+                  [--pubkey=FILE...] [--signature=FILE]
+  rdeploy keygen KEYFILE [--comment=TEXT] [--force] [--quiet]
+  rdeploy sign IMAGE --key=FILE [--signature=FILE] [--quiet]
   rdeploy info IMAGE [--json]
   rdeploy list [--json]
   rdeploy demo [--dir=DIR] [--keep]
@@ -32,10 +35,16 @@ Commands:
             Asks for confirmation on a terminal; otherwise needs --yes.
   verify    Check every chunk, the index and the whole-image digest; write
             nothing. A damaged image exits 4 and names the chunk and offset.
+            With --pubkey (or bootdisk --trust's keys) also the signature:
+            "signature: good (key ID comment)", else exit 11.
   verify-target  Say whether TARGET holds an interrupted restore (exit 13,
             naming the image and how far it got) or not (0); with IMAGE,
             also compare what TARGET holds with the image's digests: exit 14
             names the first differing disk offset. Reads TARGET only.
+  keygen    Make an Ed25519 key pair: KEYFILE (secret, mode 0600) and
+            KEYFILE.pub; prints the key id.  Never overwrites without --force.
+  sign      Sign IMAGE's root digest (format 1.1: it names every byte of
+            content) into IMAGE.sig beside it (or --signature).
   info      Show the source disk, partitions, filesystems, sizes and codec.
   list      Show local disks: size, model, sector sizes, partitions, mounts.
   demo      Build a demo disk (GPT; ext4, FAT32, NTFS with real files),
@@ -75,7 +84,8 @@ Options:
                        4K at least): IMAGE, then IMAGE with .r01, .r02 ...
   --threads=N          Worker threads [default: all cores].
   --description=TEXT   A note stored in the image [default: ].
-  --force              Replace an existing IMAGE (once the new one is whole).
+  --force              Replace an existing IMAGE (once the new one is whole);
+                       keygen: replace existing key files.
   --sector-size=N      Logical sector size of a SOURCE disk file: 512 (when
                        not given), 1024, 2048 or 4096. A GPT's own is found
                        from its header; a block device reports its own.
@@ -87,6 +97,15 @@ Options:
   --resume             Finish an interrupted restore of IMAGE on TARGET
                        (same options): chunks before its last checkpoint
                        are read and checked, not written again.
+  --require-signature=PUBKEY  Restore only an IMAGE file signed by this
+                       key, signature and chunks checked before any write
+                       (always on, for their keys, on bootdisk --trust media).
+  --signature=FILE     The signature file (default: IMAGE.sig beside IMAGE).
+  --pubkey=FILE        verify: check IMAGE's signature by this public key
+                       (repeatable: by any of them).
+  --key=FILE           sign: the secret key (made by rdeploy keygen).
+  --comment=TEXT       keygen: a note kept in both key files (an owner, a
+                       purpose) [default: ].
   --json               Print JSON instead of a table.
   --progress=MODE      auto (a bar when stderr is a terminal), bar, json
                        (stderr is JSON lines only: progress, then one end
@@ -110,9 +129,11 @@ Exit codes:
   7 unsupported image version or codec; 8 failed after the first write
   (the target was changed and has no valid table); 9 busy (another process
   is writing the same image); 10 a needed tool is not installed (named with
-  its Debian package); 13 TARGET holds an interrupted restore
-  (verify-target; finish it with restore --resume); 14 TARGET differs
-  from IMAGE (verify-target); 70 internal error; 129 SIGHUP; 130 interrupted
+  its Debian package); 11 signature refused (unsigned, bad, another key,
+  format 1.0, a pipe where a signature is required); 13 TARGET holds an
+  interrupted restore (verify-target; finish it with restore --resume);
+  14 TARGET differs from IMAGE (verify-target); 70 internal error;
+  129 SIGHUP; 130 interrupted
   (Ctrl-C); 141 broken pipe; 143 SIGTERM (129 and 143 clean up as Ctrl-C
   does).  `rdeploy help COMMAND` shows one command's part; man rdeploy.
 
@@ -125,6 +146,9 @@ Examples:
   rdeploy restore lab.rdi /dev/nvme0n1 --grow --dry-run
   rdeploy restore lab.rdi /dev/sdb --resize=proportional --new-ids --yes
   rdeploy restore data.rdi /dev/sdb --partitions=3 --into=2 --yes
+  rdeploy keygen release.key --comment="lab releases"
+  rdeploy sign lab.rdi --key=release.key
+  rdeploy restore lab.rdi /dev/sdb --require-signature=release.key.pub
   curl -s http://server/lab.rdi | rdeploy restore - /dev/sda --yes
 """
 
@@ -139,7 +163,7 @@ from cliutil.text import safe
 from diskimage import __version__, sighold
 from diskimage.errors import InputError, TargetError, UsageError
 
-from . import render, targetcmds
+from . import render, targetcmds, trustcmds
 
 
 def _partition_list(text):
@@ -308,9 +332,13 @@ def cmd_restore(args):
     from diskimage.restore import plan_restore, run_restore
 
     values = _restore_values(args)
+    keys = trustcmds.restore_keys(args)
     with _progress(args, "restore") as progress:
+        checked = keys and trustcmds.check_before_restore(
+            args, keys, values["threads"], progress)
         with _open_image(args["IMAGE"]) as source:
-            stream = RecordStream(source)
+            stream = trustcmds.checked_stream(source, checked, args["IMAGE"])\
+                if checked else RecordStream(source)
             plan = plan_restore(
                 stream, args["TARGET"], partitions=values["partitions"],
                 into=values["into"], mode=values["mode"],
@@ -334,8 +362,10 @@ def cmd_restore(args):
                 # undo the restore (diskimage.sighold)
                 committed=lambda: sighold.committed(args["TARGET"]))
         progress.end(render.restore_line(args["IMAGE"], args["TARGET"],
-                                         summary), _result(summary),
-                     lines=render.actions_lines(summary.get("actions")))
+                                         summary),
+                     trustcmds.signed_result(_result(summary), checked),
+                     lines=render.actions_lines(summary.get("actions")) +
+                     trustcmds.signed_lines(checked))
     return 0
 
 
@@ -343,14 +373,20 @@ def cmd_verify(args):
     from diskimage.image.verify import verify
 
     threads = _threads(args) or os.cpu_count()
+    keys = trustcmds.verify_keys(args)
     with _progress(args, "verify") as progress:
         with _open_image(args["IMAGE"]) as source:
             summary = verify(source, threads=threads, progress=progress)
+        signed, signer = trustcmds.verify_signature(args, keys, summary)
         line = shared.verify_line(args["IMAGE"], summary)
         if not args["--quiet"]:
             print(line)     # the result, on stdout
-        progress.end(line if progress.json else None,
-                     _result(summary, "metadata"))
+            if signed:
+                print(signed)
+        result = _result(summary, "metadata")
+        if signer:
+            result["signature"] = signer
+        progress.end(line if progress.json else None, result)
     return 0
 
 
@@ -381,8 +417,8 @@ COMMANDS = {"capture": cmd_capture, "restore": cmd_restore,
             "verify": cmd_verify, "verify-target": lambda args:
             targetcmds.cmd_verify_target(args, _progress(args,
                                                         "verify-target")),
-            "info": cmd_info, "list": cmd_list,
-            "demo": cmd_demo}
+            "info": cmd_info, "list": cmd_list, "demo": cmd_demo,
+            "keygen": trustcmds.cmd_keygen, "sign": trustcmds.cmd_sign}
 
 
 def _main(argv):
