@@ -147,3 +147,10 @@ class MissingToolError(ToolError):
         source = f" (it comes with the Debian package {package})" \
             if package else ""
         super().__init__(f"{where}{tool}: not installed{source}")
+
+
+class PassphraseError(DiskImageError):
+    """An encrypted image opened without its passphrase, or with another
+    one ("IMAGE: wrong passphrase"): raised before anything is written."""
+
+    exit_code = 12
