@@ -53,9 +53,11 @@ def _ask(tty, prompt):
     new = termios.tcgetattr(fd)
     new[3] &= ~termios.ECHO
     try:
+        # echo off before the prompt is shown: TCSAFLUSH drops what was
+        # typed before it, so after it would drop a quick answer
+        termios.tcsetattr(fd, termios.TCSAFLUSH, new)
         tty.write(prompt.encode())
         tty.flush()
-        termios.tcsetattr(fd, termios.TCSAFLUSH, new)
         line = tty.readline()
     finally:
         termios.tcsetattr(fd, termios.TCSAFLUSH, old)
