@@ -77,7 +77,7 @@ def copy_of(files, paths, number):
     return None
 
 
-def check_record_starts(source, entries):
+def check_record_starts(source, entries, layout=fmt.CURRENT):
     """With the index: the first record starting in each later volume must
     be the one the index lists there.  Raise CorruptImageError naming the
     volume that does not hold it."""
@@ -97,16 +97,16 @@ def check_record_starts(source, entries):
             break
         if entry.record_offset < starts[number]:
             continue
-        _check_entry(source, entry, number, starts[number])
+        _check_entry(source, entry, number, starts[number], layout)
         number += 1
 
 
-def _check_entry(source, entry, number, start):
+def _check_entry(source, entry, number, start, layout):
     offset = entry.record_offset
     name, local = source.paths[number], offset - start
-    raw = source.read_at(offset, fmt.RECORD_HEADER.size)
+    raw = source.read_at(offset, layout.record.size)
     try:
-        fields = fmt.unpack_record(raw, offset)
+        fields = fmt.unpack_record(raw, offset, layout=layout)
         found = (fields["disk_offset"], fields["length"], fields["checksum"])
     except CorruptImageError:
         found = None
