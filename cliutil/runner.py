@@ -29,6 +29,8 @@ command's --help names the codes it uses)::
     10   an external tool that is needed is not installed: the message
          names it and the Debian package that provides it (PyInstaller,
          which freezes the toolkit: the pip extra that installs it)
+    12   an encrypted image without its passphrase, or a wrong one;
+         nothing was written
     70   internal error (a bug; RDEPLOY_DEBUG=1 prints the traceback)
     129  interrupted by SIGHUP (the terminal went away); cleaned up as on Ctrl-C
     130  interrupted (Ctrl-C); partial files are removed
