@@ -191,7 +191,8 @@ def cmd_info(args):
     from cliutil.render import sealed_text
 
     source = passphrase(args)
-    info = image_info(args["IMAGE"], source if source.given else None)
+    info = image_info(args["IMAGE"],
+                      passphrase=source if source.given else None)
     if args["--json"]:
         print(json.dumps(info, indent=2))
         return 0

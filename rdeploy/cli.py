@@ -377,7 +377,8 @@ def cmd_info(args):
     from diskimage.image.info import image_info
 
     source = _passphrase(args)
-    info = image_info(args["IMAGE"], source if source.given else None)
+    info = image_info(args["IMAGE"],
+                      passphrase=source if source.given else None)
     text = shared.sealed_text if "root" in info and "areas" not in info \
         else shared.info_text
     print(json.dumps(info, indent=2) if args["--json"] else text(info))

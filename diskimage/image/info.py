@@ -5,7 +5,7 @@ from .reader import ImageReader
 from .sealed import is_encrypted, sealed_info
 
 
-def image_info(path, passphrase=None):
+def image_info(path, *, passphrase=None):
     """`passphrase` (a callable, see ImageReader): without it an encrypted
     image gives only what is plain (diskimage.image.sealed)."""
     if passphrase is None and is_encrypted(path):
@@ -31,8 +31,10 @@ def image_info(path, passphrase=None):
             "image": path,
             "volumes": image.source.paths,
             "image_bytes": image.image_bytes,
-            "format_version": f"{image.header['version_major']}."
-                              f"{image.header['version_minor']}",
+            "format_version": image.version,
+            # the root digest (1.1; a signature signs it), or 1.0's digest
+            "root": image.root.hex(),
+            "root_strong": image.layout.strong,
             "chunk_size": image.chunk_size,
             "encrypted": image.sealer is not None,
             "tool": meta.get("tool"),

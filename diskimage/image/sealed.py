@@ -78,5 +78,5 @@ def sealed_info(path):
                 "chunk_size": header["chunk_size"],
                 "cipher": envelope["cipher"],
                 "kdf": describe_kdf(envelope["kdf"]),
-                "root": trailer["digest"].hex()}
+                "root": trailer["digest"].hex(), "root_strong": True}
 

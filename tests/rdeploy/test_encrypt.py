@@ -123,16 +123,24 @@ def check_imgx(result, code, *words):
         assert word in line, line
 
 
-def test_info_without_the_passphrase_tells_only_what_is_plain(encrypted):
+SEALED_KEYS = ("image", "encrypted", "volumes", "image_bytes",
+               "format_version", "chunk_size", "cipher", "kdf", "root",
+               "root_strong")
+
+
+def test_info_without_the_passphrase_tells_only_what_is_plain(encrypted,
+                                                              pw):
     image, _ = encrypted
     info = json.loads(ok(rdeploy("info", image, "--json")).stdout)
-    assert set(info) == {"image", "encrypted", "volumes", "image_bytes",
-                         "format_version", "chunk_size", "cipher", "kdf",
-                         "root"}
     assert info["format_version"] == "1.1" and info["encrypted"] is True
+    assert set(info) == set(SEALED_KEYS)
     assert info["kdf"] == "scrypt n=131072 r=8 p=1"
     text = ok(rdeploy("info", image)).stdout.decode()
     assert "encrypted:    aes-256-gcm" in text
+    assert f"root digest:  sha256:{info['root']}" in text
+    signed = json.loads(ok(rdeploy("info", image, pw["file"], "--json"))
+                        .stdout)
+    assert signed["root"] == info["root"]     # one name, with or without
     raw = image.read_bytes()
     for secret in (b"the secret lab", b"ext4", b"ntfs", b"gpt-demo",
                    b"lost+found"):
