@@ -196,3 +196,14 @@ def test_the_metadata_of_another_image_opens_none_of_its_chunks(image):
     with pytest.raises(CorruptImageError, match="chunk fails authentication"
                        r".* \(chunk 0, "):
         stream_all(raw)
+
+
+@pytest.mark.parametrize("change", ["dropped", "repeated"])
+def test_a_record_dropped_or_repeated_does_not_match_the_index(image,
+                                                               change):
+    recs = records(image)
+    a, b = recs[2][0], recs[3][0]           # chunk 1, whole
+    raw = image[:a] + image[b:] if change == "dropped" else \
+        image[:b] + image[a:b] + image[b:]
+    with pytest.raises(CorruptImageError, match="index does not match"):
+        stream_all(raw)
