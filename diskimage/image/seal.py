@@ -160,7 +160,7 @@ def read_envelope(payload):
     payload is not an envelope."""
     try:
         outer = json.loads(payload.decode())
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise CorruptImageError("encryption envelope is not valid JSON",
                                 offset=64) from None
     enc = outer.get("encryption") if isinstance(outer, dict) else None
@@ -255,7 +255,7 @@ class Sealer:
                                     offset=64)
         try:
             meta = json.loads(plain.decode())
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             meta = None
         if not isinstance(meta, dict):
             raise CorruptImageError("sealed metadata is not a JSON object",

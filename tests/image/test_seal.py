@@ -159,7 +159,7 @@ def test_argon2id_images_are_read():
 
 
 @pytest.mark.parametrize("payload", [
-    b"not json", b"[]", b'{"sealed": "AAAA"}',
+    b"not json", b"[]", b'{"sealed": "AAAA"}', b"[" * 100000,
     b'{"encryption": {"cipher": "aes-256-gcm"}, "sealed": 5}'])
 def test_a_broken_envelope_is_corruption(payload):
     with pytest.raises(CorruptImageError):
