@@ -61,14 +61,15 @@ def restore_rows(out, pwfile):
     ]
 
 
-def ratios(results):
-    """[(encrypted name, plain name, encrypted/plain wall median)]."""
+def ratios(results, what="wall"):
+    """[(encrypted name, plain name, encrypted/plain median of `what`)]
+    (wall, or cpu: user + system seconds, steadier on a loaded machine)."""
     by = {r.name: r for r in results}
     out = []
     for sealed, plain in PAIRS:
         a, b = by.get(sealed), by.get(plain)
-        if a and b and a.median("wall") and b.median("wall"):
-            out.append((sealed, plain, a.median("wall") / b.median("wall")))
+        if a and b and a.median(what) and b.median(what):
+            out.append((sealed, plain, a.median(what) / b.median(what)))
     return out
 
 
@@ -102,6 +103,8 @@ def section(disk, results, rounds):
     lines.append("")
     lines += [f"- {'PASS' if ok else 'FAIL'}: {text}"
               for ok, text in targets(results)]
+    lines += [f"- CPU (user + system): {sealed} takes {ratio:.3f}x that of "
+              f"{plain}" for sealed, plain, ratio in ratios(results, "cpu")]
     return lines + [""]
 
 
@@ -134,6 +137,7 @@ def run(disk, args, work, measure_rows, say):
             for path in made:
                 if os.path.exists(path):
                     os.unlink(path)
-    for sealed, plain, ratio in ratios(results):
-        say(f"  {sealed} / {plain}: {ratio:.3f}")
+    for what in ("wall", "cpu"):
+        for sealed, plain, ratio in ratios(results, what):
+            say(f"  {sealed} / {plain}: {what} {ratio:.3f}")
     return results, section(disk, results, args["rounds"])
