@@ -409,6 +409,7 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             and table.sector_size != 512:
         summary["sector_size_found"] = f"{table.sector_size}-byte sectors " \
             f"(found from its GPT)"
+    summary.update(encrypted=sealer is not None)
     summary.update(seconds=time.monotonic() - started, read_bytes=total,
                    source_size=disk.size,
                    warnings=mounted + table.warnings_for(partitions) +
