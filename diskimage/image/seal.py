@@ -221,16 +221,24 @@ class Sealer:
     # -- boxes ---------------------------------------------------------
 
     def _seal(self, data, aad):
+        """nonce | ciphertext | tag, written in place where cryptography
+        can (encrypt_into, 43+: no copy of the chunk, which was a third of
+        the cost)."""
         nonce = os.urandom(NONCE)
-        return nonce + self._aead.encrypt(nonce, bytes(data), aad)
+        if not hasattr(self._aead, "encrypt_into"):
+            return nonce + self._aead.encrypt(nonce, bytes(data), aad)
+        box = bytearray(NONCE + len(data) + TAG)
+        box[:NONCE] = nonce
+        self._aead.encrypt_into(nonce, data, aad, memoryview(box)[NONCE:])
+        return box
 
     def _open(self, box, aad):
         """The plaintext, or None when the box fails authentication."""
         if len(box) < OVERHEAD:
             return None
+        view = memoryview(box)
         try:
-            return self._aead.decrypt(bytes(box[:NONCE]), bytes(box[NONCE:]),
-                                      aad)
+            return self._aead.decrypt(view[:NONCE], view[NONCE:], aad)
         except InvalidTag:
             return None
 
