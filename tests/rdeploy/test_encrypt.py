@@ -233,3 +233,24 @@ def test_tampering_is_refused_with_its_own_message(encrypted, pw, tmp_path,
         check(rdeploy("restore", "-", created, "--yes", pw["file"],
                       stdin=f), 4, words)
     assert not created.exists()
+
+
+def test_a_hostile_kdf_is_refused_before_the_passphrase_is_asked(
+        encrypted, tmp_path):
+    """An envelope asking scrypt for 2 GiB (META record made whole again):
+    exit 7 from a pipe, with no passphrase option and no terminal (which
+    would be exit 2 if it were asked)."""
+    raw = encrypted[0].read_bytes()
+    at, fields = records(raw)[0]
+    size = fmt.RECORD_HEADER.size
+    outer = json.loads(raw[at + size:at + size + fields["stored_size"]])
+    outer["encryption"]["kdf"]["n"] = 2 ** 21
+    payload = json.dumps(outer).encode()
+    record = fmt.pack_payload_record(fmt.TAG_META, payload)
+    path = tmp_path / "hostile.rdi"
+    path.write_bytes(raw[:at] + record +
+                     raw[at + size + fields["stored_size"]:])
+    with open(path, "rb") as f:
+        check(rdeploy("restore", "-", tmp_path / "t.img", "--yes", stdin=f),
+              7, "asks scrypt for 2147483648 bytes of memory")
+    assert not (tmp_path / "t.img").exists()
