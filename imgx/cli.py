@@ -1,13 +1,16 @@
 """imgx - explore and edit .rdi images without restoring them.
 
 Usage:
-  imgx info IMAGE [--json] [--passphrase-file=F | --passphrase-env=VAR]
-  imgx ls IMGPATH [-l] [-R] [--json] [--passphrase-file=F | --passphrase-env=VAR]
+  imgx info IMAGE [--json]
+              [--passphrase-file=F | --passphrase-env=VAR]
+  imgx ls IMGPATH [-l] [-R] [--json]
+            [--passphrase-file=F | --passphrase-env=VAR]
   imgx tree IMGPATH [--passphrase-file=F | --passphrase-env=VAR]
   imgx cat IMGPATH [--passphrase-file=F | --passphrase-env=VAR]
   imgx get [-R] IMGPATH DEST [--passphrase-file=F | --passphrase-env=VAR]
   imgx find IMGPATH -name PATTERN [--passphrase-file=F | --passphrase-env=VAR]
-  imgx diff IMAGE_A IMAGE_B [N] [--json] [--passphrase-file=F | --passphrase-env=VAR]
+  imgx diff IMAGE_A IMAGE_B [N] [--json]
+              [--passphrase-file=F | --passphrase-env=VAR]
   imgx put SRC IMGPATH [--force] [--threads=N]
   imgx rm [-r] IMGPATH [--threads=N]
   imgx mkdir IMGPATH [--threads=N]

@@ -234,7 +234,8 @@ def _sealer(args):
 def _passphrase(args):
     from cliutil.passphrase import from_args
     image = args["IMAGE"]
-    return from_args(args, what="the image on stdin" if image == "-" else image)
+    return from_args(args,
+                     what="the image on stdin" if image == "-" else image)
 
 
 def cmd_capture(args):

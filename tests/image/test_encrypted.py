@@ -140,7 +140,7 @@ def test_swapped_payloads_fail_authentication(image):
 
 def test_swapped_whole_records_do_not_match_the_index(image):
     recs = records(image)
-    (a, fa), (b, fb) = recs[1], recs[2]
+    (a, _), (b, fb) = recs[1], recs[2]
     size = fmt.RECORD_HEADER.size
     one = image[a:b]
     two = image[b:b + size + fb["stored_size"]]
