@@ -5,6 +5,8 @@ Usage:
          [--out=FILE] [--full] [--warm] [--profile] [--keep]
   run.py --tftp [--work=DIR] [--rounds=N] [--out=FILE] [--keep]
   run.py --fs-sizes [--work=DIR] [--out=FILE] [--keep]
+  run.py --encrypt [--work=DIR] [--rounds=N] [--quick] [--seed=N]
+         [--out=FILE] [--warm] [--keep]
   run.py (-h | --help)
 
 Builds the benchmark disks (cached in the work directory, rebuilt when
@@ -46,6 +48,9 @@ Options:
   --tftp         Only the TFTP case (no disks), about a minute.
   --fs-sizes     Only the filesystem sizes case (bench/fsbench.py), into
                  docs/filesystems/fleet.md unless --out says otherwise.
+  --encrypt      Only the encryption case (bench/cryptbench.py): capture
+                 and restore of disk (a) with --encrypt and without, in
+                 the same rounds; the full run has it too.
   -h --help      Show this text.
 
 Examples:
@@ -69,6 +74,7 @@ sys.path[:0] = [HERE, ROOT]
 from docopt import docopt  # noqa: E402
 
 import contenders  # noqa: E402
+import cryptbench  # noqa: E402
 import disks as diskbuild  # noqa: E402
 import limits  # noqa: E402
 import sampling  # noqa: E402
@@ -193,6 +199,12 @@ def run_paired(built, args, work):
     return results, rounds
 
 
+def run_encrypt(disk, args, work):
+    """cryptbench's rows on disk (a): (results, section lines)."""
+    say("disk (a) with --encrypt and without")
+    return cryptbench.run(disk, args, work, measure_rows, say)
+
+
 def profiles(name, disk, out, work, warm):
     """py-spy summaries of rdeploy on `disk`: capture and restore of disk
     (a) from a dropped cache; capture of disk (c) to a pipe, warm."""
@@ -295,6 +307,18 @@ def main(argv=None):
         return run_tftp(args, work, _command())
     if args["--fs-sizes"]:
         return run_fs_sizes(args, work, _command())
+    if args["--encrypt"]:
+        built = diskbuild.build_all(work, args["--quick"], seed, ["a"])
+        results, lines = run_encrypt(built["a"], args, work)
+        text = "\n".join([cryptbench.BEGIN, "", f"Command: `{_command()}`",
+                          ""] + lines + [cryptbench.END]) + "\n"
+        print(text)
+        if args["--out"] != "-":
+            out = args["--out"] if os.path.isabs(args["--out"]) else \
+                os.path.join(ROOT, args["--out"])
+            report.write(out, text, cryptbench.BEGIN, cryptbench.END)
+            say(f"written into {out}")
+        return 0
     meta = {"machine": machine(), "rounds": args["rounds"],
             "started": datetime.now(timezone.utc).strftime(
                 "%Y-%m-%d %H:%M"),
@@ -320,10 +344,15 @@ def main(argv=None):
     if {"a", "b"} <= set(which):
         paired, rounds = run_paired(built, args, work)
         sections.append(report.paired_section(paired, rounds))
+    crypt = []
+    if "a" in which:
+        crypt, lines = run_encrypt(built["a"], args, work)
+        sections.append(lines)
     meta["elapsed"] = time.monotonic() - started
     meta["load_end"] = os.getloadavg()
     text = report.render(meta, sections,
-                         limits.targets(all_results, compute, paired))
+                         limits.targets(all_results, compute, paired) +
+                         cryptbench.targets(crypt))
     print(text)
     if args["--out"] != "-":
         out = args["--out"] if os.path.isabs(args["--out"]) else \

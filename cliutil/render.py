@@ -58,7 +58,8 @@ def info_text(info):
     comp = info["compression"] or {}
     lines = [
         f"image:        {info['image']} ({len(info['volumes'])} volume(s), "
-        f"{format_size(info['image_bytes'])}, format {info['format_version']})",
+        f"{format_size(info['image_bytes'])}, format {info['format_version']}"
+        f"{', encrypted' if info.get('encrypted') else ''})",
         f"created:      {info['created']} by {info['tool']}",
         f"description:  {info['description'] or '-'}",
         f"source disk:  {src['path']}, {format_size(src['size'])}, "
@@ -137,3 +138,16 @@ def where(area):
     if area["partition"] is not None:
         return f"partition {area['partition']}"
     return "whole disk" if area["kind"] == "disk" else f"{area['kind']} area"
+
+
+def sealed_text(info):
+    """rdeploy info / imgx info of an encrypted image without its
+    passphrase (diskimage.image.sealed.sealed_info)."""
+    return lines_text([
+        f"image:        {info['image']} ({len(info['volumes'])} volume(s), "
+        f"{format_size(info['image_bytes'])}, format "
+        f"{info['format_version']})",
+        f"encrypted:    {info['cipher']}, key from {info['kdf']}",
+        f"chunks:       {format_size(info['chunk_size'])} each",
+        _root_line(info["format_version"], info["root"]),
+        "the rest is sealed: give --passphrase-file or --passphrase-env"])

@@ -33,6 +33,8 @@ command's --help names the codes it uses)::
          that is not trusted, for another image, on a format 1.0 image or
          a pipe (rdeploy restore --require-signature, media made with
          bootdisk --trust, rdeploy verify --pubkey); nothing was written
+    12   an encrypted image without its passphrase, or a wrong one;
+         nothing was written
     13   the target holds an interrupted restore (its restore marker):
          rdeploy verify-target names the image and how far it got;
          rdeploy restore ... --resume finishes it

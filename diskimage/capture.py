@@ -15,6 +15,7 @@ from .host.device import open_source
 from .host.identity import refuse_image_over_source
 from .errors import InputError, TableError, UsageError
 from .image.format import INDEX_ENTRY, RECORD_HEADER
+from .image.compression import Compressor
 from .image.holes import cheaper_pieces, split_at_gaps, split_zero_runs
 from .host.inuse import rw_mounts
 from .fs.usedmap import MapError
@@ -311,17 +312,28 @@ def _refuse_over_source(source_path, output):
                              getattr(output, "name", "<stdout>"))
 
 
+def _sealed(sealer, area, pieces):
+    """Pieces of one chunk with their stored bytes sealed to their place
+    (the stored check, CRC-32, is then of the sealed bytes)."""
+    return [(offset, length, stored if stored is None else (
+        stored[0], sealer.seal_chunk(area, offset, length, *stored[:2]),
+        stored[2])) for offset, length, stored in pieces]
+
+
 def capture(source_path, output, *, compressor, partitions=None, raw=False,
             threads=None, description="", progress=None,
             chunk_size=CHUNK_SIZE, source_label=None, extra_metadata=None,
-            sector_size=None, allow_mounted=False, mounted_hint=None):
+            sector_size=None, allow_mounted=False, mounted_hint=None,
+            sealer=None):
     """Capture `source_path` into `output` (a volumes output); a summary
     dict.  `source_label` replaces the source path recorded (imgx edits
     capture a scratch copy); `extra_metadata` adds keys.  `sector_size`:
     a disk file's logical sector size (a GPT or a device has its own).  A
     read-write mount is refused unless `allow_mounted` (then warned of);
     `mounted_hint` ends the refusal with the caller's way on.  On any
-    failure, KeyboardInterrupt too, the output is aborted."""
+    failure, KeyboardInterrupt too, the output is aborted.  `sealer`
+    (diskimage.image.seal.Sealer): an encrypted image; each piece is
+    sealed by the worker that compressed it, digests are keyed."""
     threads = threads or default_threads()
     _refuse_over_source(source_path, output)
     with open_source(source_path) as disk:
@@ -358,7 +370,10 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
         total = sum(area.get("used_bytes", area["size"])
                     for area in areas)
         started = time.monotonic()
-        writer = ImageWriter(output, metadata, chunk_size)
+        if sealer is not None:
+            compressor = Compressor(compressor.name, compressor.level,
+                                    digest=sealer.digest)
+        writer = ImageWriter(output, metadata, chunk_size, sealer=sealer)
         try:
             done = 0
 
@@ -369,10 +384,12 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
                     _, area, offset, length, weight = item
                     return area, weight, [(offset, length, None)]
                 _, area, offset, data, weight = item
-                return area, weight, [
+                pieces = [
                     (offset + start, length, stored) for start, length, stored
                     in cheaper_pieces(data, compressor(data), compressor,
                                       RECORD_COST)]
+                return area, weight, pieces if sealer is None else \
+                    _sealed(sealer, area, pieces)
 
             for area, weight, pieces in ordered_map(
                     work, _chunks(disk, planned, chunk_size), threads):
@@ -392,6 +409,7 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
             and table.sector_size != 512:
         summary["sector_size_found"] = f"{table.sector_size}-byte sectors " \
             f"(found from its GPT)"
+    summary.update(encrypted=sealer is not None)
     summary.update(seconds=time.monotonic() - started, read_bytes=total,
                    source_size=disk.size,
                    warnings=mounted + table.warnings_for(partitions) +

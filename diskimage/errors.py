@@ -150,6 +150,9 @@ class MissingToolError(ToolError):
 
 
 class PassphraseError(DiskImageError):
+    """An encrypted image opened without its passphrase, or with another
+    one ("IMAGE: wrong passphrase"): raised before anything is written."""
+
     exit_code = 12
 
 

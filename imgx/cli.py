@@ -2,23 +2,27 @@
 
 Usage:
   imgx info IMAGE [--json]
+              [--passphrase-file=F | --passphrase-env=VAR]
   imgx ls IMGPATH [-l] [-R] [--json]
-  imgx tree IMGPATH
-  imgx cat IMGPATH
-  imgx get [-R] IMGPATH DEST
-  imgx find IMGPATH -name PATTERN
+            [--passphrase-file=F | --passphrase-env=VAR]
+  imgx tree IMGPATH [--passphrase-file=F | --passphrase-env=VAR]
+  imgx cat IMGPATH [--passphrase-file=F | --passphrase-env=VAR]
+  imgx get [-R] IMGPATH DEST [--passphrase-file=F | --passphrase-env=VAR]
+  imgx find IMGPATH -name PATTERN [--passphrase-file=F | --passphrase-env=VAR]
   imgx diff IMAGE_A IMAGE_B [N] [--json]
+              [--passphrase-file=F | --passphrase-env=VAR]
   imgx put SRC IMGPATH [--force] [--threads=N]
   imgx rm [-r] IMGPATH [--threads=N]
   imgx mkdir IMGPATH [--threads=N]
   imgx mv IMGPATH NEWPATH [--threads=N]
   imgx describe IMAGE TEXT
-  imgx verify IMAGE [--threads=N]
+  imgx verify IMAGE [--threads=N] [--passphrase-file=F | --passphrase-env=VAR]
   imgx split IMAGE SIZE [--output=OUT] [--force]
   imgx join IMAGE [--output=OUT] [--force]
   imgx recompress IMAGE [--compress=CODEC] [--level=N] [--output=OUT]
                   [--force] [--threads=N]
   imgx convert IMAGE OUT --to=FORMAT [--threads=N]
+               [--passphrase-file=F | --passphrase-env=VAR]
   imgx import SOURCE OUT [--compress=CODEC] [--level=N] [--description=TEXT]
               [--force]
   imgx sfx IMAGE -o OUT [--toolkit=FILE | --binary=FILE] [--force]
@@ -120,6 +124,14 @@ Options:
   --to=FORMAT   raw, qcow2 or vhd.
   --description=TEXT  A note stored in the image [default: ].
   --threads=N   Worker threads [default: all cores].
+  --passphrase-file=F  An encrypted image's passphrase: the first line of
+                file F (without its line end).
+  --passphrase-env=VAR  An encrypted image's passphrase: the value of
+                environment variable VAR. Without either, an encrypted
+                image asks on the terminal (info shows only what is plain).
+                Encrypted images are read, never edited or rewritten
+                (put, rm, mkdir, mv, describe, split, join, recompress,
+                sfx refuse them, exit 7).
   -h --help     Show this text.
   --version     Show the version.
 
@@ -141,7 +153,8 @@ Exit codes:
   editing or rewriting the image, or an edit meets one reading it (nothing
   changed), or another is writing OUT.partial now; 10 a tool an edit or
   convert needs is not installed (named with its Debian package; image
-  unchanged); 70 internal error; 130 interrupted (143 SIGTERM, 129
+  unchanged); 12 an encrypted image without its passphrase, or a wrong
+  one; 70 internal error; 130 interrupted (143 SIGTERM, 129
   SIGHUP); 141 broken pipe.  imgx diff: 0 the same, 1 different,
   2 trouble (as diff(1)).
 
@@ -170,16 +183,24 @@ from diskimage.errors import InputError, UsageError
 from . import render
 from diskimage.image.browse import Image, split_path
 from .opscmd import (cmd_convert, cmd_describe, cmd_import, cmd_join,
-                     cmd_recompress, cmd_sfx, cmd_split, cmd_verify, threads)
+                     cmd_recompress, cmd_sfx, cmd_split, cmd_verify,
+                     passphrase, plain_only, threads)
 
 
 def cmd_info(args):
     from diskimage.image.info import image_info
     from cliutil.render import info_text
 
-    info = image_info(args["IMAGE"])
+    from cliutil.render import sealed_text
+
+    source = passphrase(args)
+    info = image_info(args["IMAGE"],
+                      passphrase=source if source.given else None)
     if args["--json"]:
         print(json.dumps(info, indent=2))
+        return 0
+    if "areas" not in info:        # encrypted, no passphrase given
+        print(sealed_text(info))
         return 0
     print(info_text(info))
     for line in info["history"]:
@@ -193,12 +214,12 @@ def _out(data):
     sys.stdout.buffer.flush()
 
 
-def _open(text, follow=True):
+def _open(args, follow=True):
     """(image, fs, node, path) of IMGPATH, symlinks on the way resolved
     inside the image; the last one too when `follow`, or when the path
     ends with "/"."""
-    image_path, number, path = split_path(text)
-    image = Image(image_path)
+    image_path, number, path = split_path(args["IMGPATH"])
+    image = Image(image_path, passphrase=passphrase(args, image_path))
     try:
         fs = image.filesystem(number)
         node = fs.resolve(path, follow or path.endswith("/"))[0]
@@ -211,7 +232,7 @@ def _open(text, follow=True):
 def cmd_ls(args):
     # As ls: a link to a directory is listed through unless -l (or --json)
     # asks for the entry itself.
-    image, fs, node, path = _open(args["IMGPATH"], follow=False)
+    image, fs, node, path = _open(args, follow=False)
     with image:
         if node.kind == "symlink" and not (args["-l"] or args["--json"]):
             try:
@@ -239,7 +260,7 @@ def cmd_ls(args):
 
 
 def cmd_tree(args):
-    image, fs, node, path = _open(args["IMGPATH"])
+    image, fs, node, path = _open(args)
     with image:
         fs.children(node, path)          # a file: one line, nothing else
         print(f"/{path}")
@@ -251,7 +272,7 @@ def cmd_tree(args):
 def cmd_cat(args):
     from .extract import copy_stream, refuse_stdout_over_image
 
-    image, fs, node, path = _open(args["IMGPATH"])
+    image, fs, node, path = _open(args)
     with image:
         out = sys.stdout.buffer
         refuse_stdout_over_image(image, out.fileno())
@@ -265,14 +286,15 @@ def cmd_get(args):
 
     image_path, number, path = split_path(args["IMGPATH"])
     report = get(image_path, number, path, args["DEST"],
-                 recursive=args["-R"])
+                 recursive=args["-R"],
+                 passphrase=passphrase(args, image_path))
     for line in render.get_warnings(report):
         print(f"imgx: warning: {render.safe(line)}", file=sys.stderr)
     return 0
 
 
 def cmd_find(args):
-    image, fs, node, path = _open(args["IMGPATH"])
+    image, fs, node, path = _open(args)
     pattern = args["PATTERN"]
     with image:
         base = "/" + path.strip("/")
@@ -299,7 +321,8 @@ def cmd_diff(args):
             raise UsageError(f"N is a partition number, not {args['N']!r}")
         number = int(args["N"])
     try:
-        changes, cannot = diff(args["IMAGE_A"], args["IMAGE_B"], number)
+        changes, cannot = diff(args["IMAGE_A"], args["IMAGE_B"], number,
+                               passphrase=passphrase(args, "the images"))
     except DiskImageError as exc:
         raise DiffTrouble(str(exc)) from None
     except OSError as exc:
@@ -328,6 +351,7 @@ def _edit(args, op, paths, source=None):
     from diskimage.edit.transaction import edit
 
     image_path, number, path = split_path(args["IMGPATH"])
+    plain_only(image_path, op)
     summary = edit(image_path, number, op, [path] + paths, source=source,
                    recursive=args["-r"], force=bool(args.get("--force")),
                    threads=threads(args))

@@ -47,15 +47,15 @@ def _qemu_img(*args):
     return proc.stdout
 
 
-def _restore_raw(image_path, raw_path, threads):
+def _restore_raw(image_path, raw_path, threads, passphrase=None):
     # Shared: no edit may replace the volumes while they are read.
     with image_lock(image_path, shared=True), VolumeInput(image_path) \
             as volumes:
-        stream = RecordStream(volumes)
+        stream = RecordStream(volumes, passphrase=passphrase)
         run_restore(plan_restore(stream, raw_path), threads=threads)
 
 
-def convert(image_path, out, to, *, threads=None):
+def convert(image_path, out, to, *, threads=None, passphrase=None):
     """Write the disk of `image_path` to `out` as raw, qcow2 or vhd.
 
     The output is made in a private scratch directory beside `out` and
@@ -65,7 +65,8 @@ def convert(image_path, out, to, *, threads=None):
     if to not in FORMATS:
         raise InputError(f"--to must be raw, qcow2 or vhd, not {to!r}")
     if out == "-":
-        return _raw_to_stdout(image_path, threads or os.cpu_count())
+        return _raw_to_stdout(image_path, threads or os.cpu_count(),
+                              passphrase)
     if os.path.lexists(out):
         raise TargetError(f"{out}: {what_is_there(out)}; not overwritten")
     threads = threads or os.cpu_count()
@@ -78,7 +79,7 @@ def convert(image_path, out, to, *, threads=None):
     with tempfile.TemporaryDirectory(prefix=".imgx-convert-",
                                      dir=directory) as scratch:
         raw = os.path.join(scratch, "disk.raw")
-        _restore_raw(image_path, raw, threads)
+        _restore_raw(image_path, raw, threads, passphrase)
         done = raw
         if to != "raw":
             done = os.path.join(scratch, f"disk.{to}")
@@ -104,7 +105,7 @@ def _publish(done, out):
         os.rename(done, out)
 
 
-def _raw_to_stdout(image_path, threads):
+def _raw_to_stdout(image_path, threads, passphrase=None):
     """OUT "-": the raw disk written to stdout (a pipe or a file, never a
     terminal, never the image itself), by way of a sparse scratch file in
     $TMPDIR that is removed afterwards; holes are written as zeros."""
@@ -121,7 +122,7 @@ def _raw_to_stdout(image_path, threads):
                                      "image it comes from")
     with tempfile.TemporaryDirectory(prefix=".imgx-convert-") as scratch:
         raw = os.path.join(scratch, "disk.raw")
-        _restore_raw(image_path, raw, threads)
+        _restore_raw(image_path, raw, threads, passphrase)
         with open(raw, "rb") as f:
             while True:
                 data = f.read(1 << 20)

@@ -67,13 +67,14 @@ def plan(a, b, number=None):
     return compare, only, cannot
 
 
-def diff(path_a, path_b, number=None):
+def diff(path_a, path_b, number=None, passphrase=None):
     """Compare partition `number`, or every partition of either image.
     Returns (changes, not_compared): changes are (change, partition, path)
     with change "+" (only in B), "-" (only in A) or "M" (content, size,
     type or link target differ), a whole partition in one image only being
     path ""; not_compared are (partition, reason)."""
-    with Image(path_a) as a, Image(path_b) as b:
+    with Image(path_a, passphrase=passphrase) as a, \
+            Image(path_b, passphrase=passphrase) as b:
         compare, only, cannot = plan(a, b, number)
         changes = [(change, "" if n is None else n, "")
                    for n, change in only]

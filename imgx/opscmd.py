@@ -18,6 +18,25 @@ def threads(args):
     return whole_number(value, "--threads")
 
 
+def passphrase(args, image=None):
+    """The passphrase source (cliutil.passphrase) of IMAGE, asked for
+    only if the image is encrypted."""
+    from cliutil.passphrase import from_args
+    return from_args(args, what=image or args.get("IMAGE") or "the image")
+
+
+def plain_only(image, command):
+    """Refuse (exit 7), before anything is asked or written, to edit or
+    rewrite an encrypted image: imgx reads those, it does not write them."""
+    from diskimage.errors import UnsupportedError
+    from diskimage.image.sealed import is_encrypted
+    if is_encrypted(image):
+        raise UnsupportedError(
+            f"{image}: is encrypted; imgx {command} does not write "
+            f"encrypted images (restore it, change the disk, and capture "
+            f"it again with rdeploy capture --encrypt)")
+
+
 def level(args):
     if args["--compress"] == "none" and args["--level"] is not None:
         raise UsageError("--level does not go with --compress=none "
@@ -29,6 +48,7 @@ def level(args):
 
 def cmd_describe(args):
     from diskimage.image.rewrite import rewrite
+    plain_only(args["IMAGE"], "describe")
     rewrite(args["IMAGE"], metadata={"description": args["TEXT"]})
     return 0
 
@@ -40,7 +60,8 @@ def cmd_verify(args):
 
     workers = threads(args) or os.cpu_count()
     with VolumeInput(args["IMAGE"]) as source:
-        summary = verify(source, threads=workers)
+        summary = verify(source, threads=workers,
+                         passphrase=passphrase(args))
     print(verify_line(args["IMAGE"], summary))
     return 0
 
@@ -75,6 +96,7 @@ def cmd_split(args):
     from diskimage.image.rewrite import rewrite
     size = parse_size_at_least(args["SIZE"], MIN_SPLIT, "SIZE", "4K")
     _to_stdout(args, "split")
+    plain_only(args["IMAGE"], "split")
     rewrite(args["IMAGE"], args["--output"], split=size,
             force=args["--force"])
     return 0
@@ -82,6 +104,7 @@ def cmd_split(args):
 
 def cmd_join(args):
     from diskimage.image.rewrite import rewrite
+    plain_only(args["IMAGE"], "join")
     rewrite(args["IMAGE"], args["--output"], split=None,
             force=args["--force"], stdout=_to_stdout(args, "join", True))
     return 0
@@ -90,8 +113,10 @@ def cmd_join(args):
 def cmd_recompress(args):
     from diskimage.image.compression import Compressor
     from diskimage.image.rewrite import rewrite
+    compressor = Compressor(args["--compress"], level(args))
+    plain_only(args["IMAGE"], "recompress")
     rewrite(args["IMAGE"], args["--output"],
-            compressor=Compressor(args["--compress"], level(args)),
+            compressor=compressor,
             threads=threads(args), force=args["--force"],
             stdout=_to_stdout(args, "recompress", True))
     return 0
@@ -106,7 +131,8 @@ def cmd_convert(args):
         raise UsageError(f"OUT \"-\" (stdout) takes --to=raw only: "
                          f"{args['--to']} needs a file qemu-img can seek "
                          f"in")
-    convert(args["IMAGE"], args["OUT"], args["--to"], threads=threads(args))
+    convert(args["IMAGE"], args["OUT"], args["--to"], threads=threads(args),
+            passphrase=passphrase(args))
     return 0
 
 
@@ -125,6 +151,7 @@ def cmd_sfx(args):
     from cliutil import toolkit as toolkits
     from diskimage.image.sfx import make_sfx
     _to_stdout(args, "sfx")
+    plain_only(args["IMAGE"], "sfx")
     # --binary: the old name of --toolkit, kept working.  None found: the
     # message names the cache and `bootdisk toolkit`, which fills it.
     toolkit = args["--toolkit"] or args["--binary"] or toolkits.find()

@@ -5,17 +5,21 @@ Usage:
                   [--level=N] [--split=SIZE] [--threads=N] [--force]
                   [--sector-size=N] [--yes] [--description=TEXT]
                   [--progress=MODE] [--quiet]
+                  [--encrypt] [--passphrase-file=F | --passphrase-env=VAR]
   rdeploy restore IMAGE TARGET [--partitions=LIST] [--into=N] [--yes]
                   [--dry-run] [--grow | --resize=HOW] [--size=N=SIZE...]
                   [--new-ids] [--overwrite-protected] [--tmpdir=DIR]
                   [--verify] [--threads=N] [--progress=MODE] [--quiet]
                   [--resume] [--require-signature=PUBKEY] [--signature=FILE]
+                  [--passphrase-file=F | --passphrase-env=VAR]
   rdeploy verify-target TARGET [IMAGE] [--json] [--progress=MODE] [--quiet]
+                  [--passphrase-file=F | --passphrase-env=VAR]
   rdeploy verify IMAGE [--threads=N] [--progress=MODE] [--quiet]
                   [--pubkey=FILE...] [--signature=FILE]
+                  [--passphrase-file=F | --passphrase-env=VAR]
   rdeploy keygen KEYFILE [--comment=TEXT] [--force] [--quiet]
   rdeploy sign IMAGE --key=FILE [--signature=FILE] [--quiet]
-  rdeploy info IMAGE [--json]
+  rdeploy info IMAGE [--json] [--passphrase-file=F | --passphrase-env=VAR]
   rdeploy list [--json]
   rdeploy demo [--dir=DIR] [--keep]
   rdeploy help [COMMAND]
@@ -84,6 +88,14 @@ Options:
                        4K at least): IMAGE, then IMAGE with .r01, .r02 ...
   --threads=N          Worker threads [default: all cores].
   --description=TEXT   A note stored in the image [default: ].
+  --encrypt            Encrypt the image (AES-256-GCM, a key from the
+                       passphrase through scrypt): its metadata, index and
+                       chunks cannot be read or changed without it.
+  --passphrase-file=F  The passphrase of an encrypted image: the first line
+                       of file F (without its line end).
+  --passphrase-env=VAR  The passphrase: the value of environment variable
+                       VAR. Without either, it is asked on the terminal
+                       (twice for --encrypt); only an encrypted image asks.
   --force              Replace an existing IMAGE (once the new one is whole);
                        keygen: replace existing key files.
   --sector-size=N      Logical sector size of a SOURCE disk file: 512 (when
@@ -130,8 +142,9 @@ Exit codes:
   (the target was changed and has no valid table); 9 busy (another process
   is writing the same image); 10 a needed tool is not installed (named with
   its Debian package); 11 signature refused (unsigned, bad, another key,
-  format 1.0, a pipe where a signature is required); 13 TARGET holds an
-  interrupted restore (verify-target; finish it with restore --resume);
+  format 1.0, a pipe where a signature is required); 12 encrypted image
+  without its passphrase, or a wrong one (nothing written); 13 TARGET holds
+  an interrupted restore (verify-target; finish it with restore --resume);
   14 TARGET differs from IMAGE (verify-target); 70 internal error;
   129 SIGHUP; 130 interrupted
   (Ctrl-C); 141 broken pipe; 143 SIGTERM (129 and 143 clean up as Ctrl-C
@@ -140,6 +153,7 @@ Exit codes:
 Examples:
   rdeploy capture /dev/sda /srv/images/lab.rdi --description="lab 2026-11"
   rdeploy capture /dev/sda - | ssh host 'cat > lab.rdi'
+  rdeploy capture /dev/sda lab.rdi --encrypt --passphrase-file=/root/pw
   rdeploy restore lab.rdi /dev/sdb --verify
   rdeploy verify-target /dev/sdb
   rdeploy restore lab.rdi /dev/sdb --resume --yes
@@ -241,11 +255,33 @@ def _capture_values(args):
             "partitions": _partition_list(args["--partitions"])}
 
 
+def _sealer(args):
+    """capture's Sealer for --encrypt (the passphrase asked or read here,
+    before any file is opened), else None."""
+    from cliutil.passphrase import from_args
+    from diskimage.image.seal import Sealer
+    source = from_args(args, what=args["IMAGE"], encrypting=True)
+    if not args["--encrypt"]:
+        if source.given:
+            raise UsageError("--passphrase-file and --passphrase-env go "
+                             "with --encrypt when capturing")
+        return None
+    return Sealer.create(source)
+
+
+def _passphrase(args):
+    from cliutil.passphrase import from_args
+    image = args["IMAGE"]
+    return from_args(args,
+                     what="the image on stdin" if image == "-" else image)
+
+
 def cmd_capture(args):
     from diskimage.capture import capture
     from diskimage.image.volumeout import StreamOutput, VolumeOutput
 
     values = _capture_values(args)
+    sealer = _sealer(args)
     with _progress(args, "capture") as progress:
         if args["IMAGE"] == "-":
             if sys.stdout.isatty():
@@ -263,7 +299,8 @@ def cmd_capture(args):
                           progress=progress,
                           sector_size=values["sector_size"],
                           allow_mounted=args["--yes"],
-                          mounted_hint="give --yes to capture it anyway")
+                          mounted_hint="give --yes to capture it anyway",
+                          sealer=sealer)
         for warning in summary["warnings"]:
             progress.warn(warning)
         progress.end(render.capture_line(args["SOURCE"], args["IMAGE"],
@@ -334,11 +371,13 @@ def cmd_restore(args):
     values = _restore_values(args)
     keys = trustcmds.restore_keys(args)
     with _progress(args, "restore") as progress:
+        passphrase = _passphrase(args)
         checked = keys and trustcmds.check_before_restore(
-            args, keys, values["threads"], progress)
+            args, keys, values["threads"], progress, passphrase=passphrase)
         with _open_image(args["IMAGE"]) as source:
-            stream = trustcmds.checked_stream(source, checked, args["IMAGE"])\
-                if checked else RecordStream(source)
+            stream = trustcmds.checked_stream(
+                source, checked, args["IMAGE"], passphrase=passphrase) \
+                if checked else RecordStream(source, passphrase=passphrase)
             plan = plan_restore(
                 stream, args["TARGET"], partitions=values["partitions"],
                 into=values["into"], mode=values["mode"],
@@ -376,8 +415,11 @@ def cmd_verify(args):
     keys = trustcmds.verify_keys(args)
     with _progress(args, "verify") as progress:
         with _open_image(args["IMAGE"]) as source:
-            summary = verify(source, threads=threads, progress=progress)
-        signed, signer = trustcmds.verify_signature(args, keys, summary)
+            passphrase = _passphrase(args)
+            summary = verify(source, threads=threads, progress=progress,
+                             passphrase=passphrase)
+        signed, signer = trustcmds.verify_signature(
+            args, keys, summary, passphrase=passphrase)
         line = shared.verify_line(args["IMAGE"], summary)
         if not args["--quiet"]:
             print(line)     # the result, on stdout
@@ -393,9 +435,12 @@ def cmd_verify(args):
 def cmd_info(args):
     from diskimage.image.info import image_info
 
-    info = image_info(args["IMAGE"])
-    print(json.dumps(info, indent=2) if args["--json"]
-          else shared.info_text(info))
+    source = _passphrase(args)
+    info = image_info(args["IMAGE"],
+                      passphrase=source if source.given else None)
+    text = shared.sealed_text if "root" in info and "areas" not in info \
+        else shared.info_text
+    print(json.dumps(info, indent=2) if args["--json"] else text(info))
     return 0
 
 

@@ -20,6 +20,7 @@ def capture_line(source, image, s):
     stored = s["image_bytes"]
     found = f", {s['sector_size_found']}" if s.get("sector_size_found") \
         else ""
+    found += ", encrypted" if s.get("encrypted") else ""
     return (f"rdeploy: captured {source} -> {image}{found}: "
             f"{format_size(s['read_bytes'])} read, "
             f"{format_size(s['data_bytes'])} data, "

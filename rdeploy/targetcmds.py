@@ -51,11 +51,14 @@ def restore_marker(plan, resume, progress):
 
 
 def cmd_verify_target(args, progress):
+    from cliutil.passphrase import from_args
     from diskimage.targetverify import verify_target
 
+    passphrase = from_args(args, what=args["IMAGE"]) if args["IMAGE"] \
+        else None
     with progress:
         summary = verify_target(args["TARGET"], args["IMAGE"],
-                                progress=progress)
+                                progress=progress, passphrase=passphrase)
         _print(args, summary)
         progress.end(result=summary)
     return 0

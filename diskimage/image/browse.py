@@ -38,9 +38,11 @@ def split_path(text):
 class Image:
     """An image opened for browsing; use as a context manager."""
 
-    def __init__(self, path):
+    def __init__(self, path, passphrase=None):
+        """`passphrase`: a callable, asked only for an encrypted image
+        (see ImageReader)."""
         self.path = path
-        self.reader = ImageReader(path)
+        self.reader = ImageReader(path, passphrase=passphrase)
         self.metadata = self.reader.metadata
         self._filesystems = {}
 

@@ -2,9 +2,14 @@
 
 from .format import CODEC_NAMES
 from .reader import ImageReader
+from .sealed import is_encrypted, sealed_info
 
 
 def image_info(path, *, passphrase=None):
+    """`passphrase` (a callable, see ImageReader): without it an encrypted
+    image gives only what is plain (diskimage.image.sealed)."""
+    if passphrase is None and is_encrypted(path):
+        return sealed_info(path)
     with ImageReader(path, passphrase=passphrase) as image:
         meta = image.metadata
         areas = [dict(area, data_bytes=0, zero_bytes=0, stored_bytes=0,
@@ -31,6 +36,7 @@ def image_info(path, *, passphrase=None):
             "root": image.root.hex(),
             "root_strong": image.layout.strong,
             "chunk_size": image.chunk_size,
+            "encrypted": image.sealer is not None,
             "tool": meta.get("tool"),
             "created": meta.get("created"),
             "description": meta.get("description", ""),

@@ -85,8 +85,7 @@ def _open_sealer(name, header, header_raw, envelope_payload, offset,
         raise PassphraseError(f"{name}: is encrypted; give its passphrase "
                               f"(--passphrase-file or --passphrase-env)")
     from .seal import Sealer
-    envelope = fmt.decode_metadata(envelope_payload, offset)
-    return Sealer.open(envelope, header_raw, passphrase())
+    return Sealer.open(envelope_payload, header_raw, passphrase, name=name)
 
 
 def _metadata(sealer, payload, header_raw, offset):

@@ -6,12 +6,13 @@ from ..pipeline import ordered_map
 from .reader import RecordStream
 
 
-def verify(source, *, threads=1, progress=None):
+def verify(source, *, threads=1, progress=None, passphrase=None):
     """Read `source` (a VolumeInput or PipeInput) front to back and check
     every record, the index, the trailer and the digest.  Raises
-    CorruptImageError at the first fault; returns the stream's summary."""
+    CorruptImageError at the first fault; returns the stream's summary.
+    `passphrase`: see RecordStream."""
     started = time.monotonic()
-    stream = RecordStream(source)
+    stream = RecordStream(source, passphrase=passphrase)
     total = sum(area["size"] for area in stream.metadata["areas"])
     done = 0
     for _, fields, _, _ in ordered_map(stream.decode, stream.records(),

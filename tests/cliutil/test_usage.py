@@ -21,7 +21,8 @@ BAD = [
     ("rdeploy", ["capture", "a", "b", "c"], "unexpected argument 'c'"),
     ("rdeploy", ["capture", "a", "b", "--raw=1"], "--raw takes no value"),
     ("rdeploy", ["capture", "a", "b", "--p"],
-     "unknown option --p (did you mean --partitions or --progress?)"),
+     "unknown option --p (did you mean --partitions, --passphrase-file, "
+     "--passphrase-env or --progress?)"),
     ("rdeploy", ["info", "x", "--raw"], "info does not take --raw"),
     ("rdeploy", ["verify", "-x", "a"], "unknown option -x"),
     ("rdeploy", ["capture", "a", "b", "--threads=x"],

@@ -108,7 +108,8 @@ def test_completion_of_command_words():
 def test_completion_of_each_commands_options():
     assert complete("rdeploy", "capture", "--sp") == ["--split="]
     assert complete("rdeploy", "capture", "a", "b", "--p") == [
-        "--partitions=", "--progress="]
+        "--partitions=", "--passphrase-env=", "--passphrase-file=",
+        "--progress="]
     assert "--grow" in complete("rdeploy", "restore", "--")
     assert "--grow" not in complete("rdeploy", "capture", "--")
     ls = complete("imgx", "ls", "-")
