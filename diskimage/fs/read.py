@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.fs import registry
 
+from .bounded import fat_chains
 from .btrfs.browse import Btrfs as _Btrfs
 from .damage import Checked as _Checked, damaged
 from .inpath import resolve_in_root
@@ -79,7 +80,8 @@ class _Fat:
         from dissect.fat.fat import FATFS
         # 8.3 names are in an OEM code page; mtools (and so mdir) uses
         # 850 unless told otherwise, Windows in Western Europe too.
-        self.fs = FATFS(fh, encoding="cp850")
+        self.fs = fat_chains(FATFS(fh, encoding="cp850"),
+                             getattr(fh, "size", None))
         root = self.fs.get("/")
         # A directory's key is its first cluster; the root's is 0 (as a
         # ".." entry names it), or its cluster on FAT32.
@@ -351,7 +353,8 @@ class Filesystem:
         itself is CorruptImageError, named by its path from the root
         (`at`: the path of `node`)."""
         ancestors = ancestors | {node.inode}
-        for child in self.children(node):
+        shown = "/".join(p for p in (at.strip("/"), prefix.rstrip("/")) if p)
+        for child in self.children(node, shown or None):
             rel = f"{prefix}{child.name}"
             yield rel, child
             if child.is_dir:

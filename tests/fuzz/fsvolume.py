@@ -118,6 +118,7 @@ class VolumeFile:
 
     def __init__(self, volume):
         self.volume = volume
+        self.size = volume.size
         self.at = 0
 
     def readable(self):

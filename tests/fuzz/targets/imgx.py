@@ -15,10 +15,33 @@ Input: a sparse volume (tests/fuzz/fsvolume.py), its kind hint the kind
 the metadata names.  Seeds: the volumes of every filesystem target
 (tests/fuzz/seeds_fs.py), traced through this walk."""
 
-from diskimage.errors import DiskImageError
-from diskimage.fs.inpath import unsafe_name
-from diskimage.fs.read import Filesystem
-from tests.fuzz.fsvolume import Volume
+import sys
+
+import dissect.cstruct   # noqa: F401 (loaded before the hook widens: not
+import dissect.util      # noqa: F401  instrumented, they only decode)
+
+
+def _instrument_dissect():
+    """run.py instruments the modules of diskimage only; imgx's readers
+    are mostly dissect's, so while run.py's atheris hook is active (this
+    module is imported inside it) dissect's filesystem readers are added
+    to it.  Without atheris (the replay) nothing happens."""
+    for finder in sys.meta_path:
+        if type(finder).__name__ == "AtherisMetaPathFinder":
+            finder._include_packages.add("dissect")
+
+
+_instrument_dissect()
+import dissect.btrfs     # noqa: E402,F401
+import dissect.extfs     # noqa: E402,F401
+import dissect.fat       # noqa: E402,F401
+import dissect.ntfs      # noqa: E402,F401
+import dissect.xfs       # noqa: E402,F401
+
+from diskimage.errors import DiskImageError   # noqa: E402
+from diskimage.fs.inpath import unsafe_name   # noqa: E402
+from diskimage.fs.read import Filesystem      # noqa: E402
+from tests.fuzz.fsvolume import Volume        # noqa: E402
 
 MAX_LEN = 1 << 20
 MAX_NODES = 2000
