@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.fs import registry
 
-from .bounded import fat_chains
+from .bounded import exfat as bounded_exfat, fat_chains
 from .btrfs.browse import Btrfs as _Btrfs
 from .damage import Checked as _Checked, damaged
 from .inpath import resolve_in_root
@@ -145,8 +145,7 @@ class _ExFat:
     imaging job are small and flat enough for that."""
 
     def __init__(self, fh):
-        from dissect.fat.exfat import ExFAT
-        self.fs = ExFAT(fh)
+        self.fs = bounded_exfat(fh)
         self.fh = fh
         self.root = Node("", "dir", 0, stat.S_IFDIR | 0o755,
                          handle=(None, self.fs.files))

@@ -10,14 +10,14 @@ snapshot.  Inode numbers restart in each subvolume, so a directory's key
 (for the loop check of a walk) is (subvolume id, inode number).
 """
 
-
+from ..bounded import btrfs_cursor
 from ..node import Node, kind_of
-
 
 
 class Btrfs:
     def __init__(self, fh):
         from dissect.btrfs import Btrfs as Reader
+        btrfs_cursor()          # dissect's B-tree walks bounded
         self.fs = Reader(fh)
         self.root = self._node("", self.fs.fs_tree.root)
 
