@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.fs import registry
 
+from .ext import inline
 from .bounded import exfat as bounded_exfat, fat_chains
 from .btrfs.browse import Btrfs as _Btrfs
 from .damage import Checked as _Checked, damaged
@@ -63,10 +64,15 @@ class _Ext:
         return node
 
     def children(self, node):
+        if inline.is_inline(node.handle):
+            return [self._node(name, self.fs.get_inode(number, name))
+                    for number, name in inline.entries(node.handle)]
         return [self._node(i.filename, i) for i in node.handle.iterdir()
                 if i.filename not in (".", "..")]
 
     def open(self, node):
+        if inline.is_inline(node.handle):
+            return inline.open_inline(node.handle)
         return node.handle.open()
 
     def xattrs(self, node):

@@ -165,7 +165,8 @@ def swap(tmp):
 VOLUMES = {
     "ext": {"ext2": ext("ext2", 4 * MiB, "-b", "1024"),
             "ext3": ext("ext3", 8 * MiB),
-            "ext4": ext("ext4", 16 * MiB, "-O", "metadata_csum")},
+            "ext4": ext("ext4", 16 * MiB, "-O", "metadata_csum"),
+            "ext4+inline": ext("ext4", 16 * MiB, "-O", "inline_data")},
     "fat": {"fat12": fat("12", 1440), "fat16": fat("16", 16 * 1024),
             "fat32": fat("32", 40 * 1024, "-s", "1")},
     "exfat": {"exfat": exfat},
@@ -243,20 +244,21 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     corpus = Path(argv[0]) if argv else CORPUS
     for target, volumes in VOLUMES.items():
-        for kind, make in volumes.items():
+        for name, make in volumes.items():
+            kind = name.split("+")[0]      # "ext4+inline": a variant
             with tempfile.TemporaryDirectory() as tmp:
                 image = make(Path(tmp))
                 traced = Traced(image)
                 fsvolume.map_volume(traced.read, traced.size, kind)
                 seed = sparse(image, traced.ranges, kind)
                 same(traced, fsvolume.Volume(seed), kind)
-                write(corpus, target, kind, seed)
+                write(corpus, target, name, seed)
                 traced.f.close()
                 if not read.browsable(kind):
                     continue                # swap: imgx does not read it
                 traced = Traced(image)
                 imgx.browse(traced.file(), kind)
-                write(corpus, "imgx", kind, sparse(image, traced.ranges,
+                write(corpus, "imgx", name, sparse(image, traced.ranges,
                                                    kind))
                 traced.f.close()
     return 0
