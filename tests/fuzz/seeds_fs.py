@@ -17,6 +17,7 @@ entries atheris added are kept.
 """
 
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -46,7 +47,8 @@ def tree(root):
     (root / "etc" / "hostname").write_text("seed\n")
     (root / "etc" / "conf.d" / "a.conf").write_text("x = 1\n" * 40)
     (root / "home" / "user" / "notes.txt").write_bytes(b"n" * 5000)
-    (root / "home" / "user" / "blob.bin").write_bytes(os.urandom(20 * KiB))
+    (root / "home" / "user" / "blob.bin").write_bytes(
+        random.Random(16).randbytes(20 * KiB))
     (root / "README").write_text("seed volume\n")
     return root
 
