@@ -15,6 +15,7 @@ makes it check levels, item counts and key order (TreeDamage).  The errors
 are MapError, the filesystems' own error class (a DiskImageError).
 """
 
+from ..errors import UnsupportedError
 from .usedmap import MapError
 
 EXFAT_EOC = 0xFFFFFFFF
@@ -157,3 +158,26 @@ def btrfs_cursor():
     cursor.push, cursor.search, cursor.next = \
         checked_push, checked_search, checked_next
     cursor._bounded = True
+
+
+#: The most blocks of a file mapped by indirect blocks (ext2/3) that imgx
+#: reads: dissect.extfs lists every block number of such a file before
+#: the first read, holes included (16 GiB of 4 KiB blocks, a 32 MiB list).
+EXT_INDIRECT_BLOCKS = 1 << 22
+_EXT4_EXTENTS_FL, _EXT4_INLINE_DATA_FL = 0x80000, 0x10000000
+
+
+def ext_blocks(inode):
+    """UnsupportedError before dissect.extfs maps an indirect-block file
+    or directory whose size needs more than EXT_INDIRECT_BLOCKS blocks (a
+    size field of terabytes made it build a list of billions)."""
+    flags = inode.inode.i_flags
+    if flags & (_EXT4_EXTENTS_FL | _EXT4_INLINE_DATA_FL) or \
+            inode.size <= 60:
+        return
+    blocks = -(-inode.size // inode.extfs.block_size)
+    if blocks > EXT_INDIRECT_BLOCKS:
+        raise UnsupportedError(
+            f"inode {inode.inum}: {inode.size} bytes mapped by indirect "
+            f"blocks ({blocks} blocks); imgx reads such files of at most "
+            f"{EXT_INDIRECT_BLOCKS} blocks")

@@ -20,7 +20,7 @@ from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.fs import registry
 
 from .ext import inline
-from .bounded import exfat as bounded_exfat, fat_chains
+from .bounded import exfat as bounded_exfat, ext_blocks, fat_chains
 from .btrfs.browse import Btrfs as _Btrfs
 from .damage import Checked as _Checked, damaged
 from .inpath import resolve_in_root
@@ -67,12 +67,14 @@ class _Ext:
         if inline.is_inline(node.handle):
             return [self._node(name, self.fs.get_inode(number, name))
                     for number, name in inline.entries(node.handle)]
+        ext_blocks(node.handle)
         return [self._node(i.filename, i) for i in node.handle.iterdir()
                 if i.filename not in (".", "..")]
 
     def open(self, node):
         if inline.is_inline(node.handle):
             return inline.open_inline(node.handle)
+        ext_blocks(node.handle)
         return node.handle.open()
 
     def xattrs(self, node):
