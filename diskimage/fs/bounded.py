@@ -181,3 +181,18 @@ def ext_blocks(inode):
             f"inode {inode.inum}: {inode.size} bytes mapped by indirect "
             f"blocks ({blocks} blocks); imgx reads such files of at most "
             f"{EXT_INDIRECT_BLOCKS} blocks")
+
+
+#: The longest symlink target Linux keeps (PATH_MAX, its NUL included).
+LINK_MAX = 4096
+
+
+def link(inode):
+    """A dissect inode's symlink target (ext, XFS, btrfs), refused when its
+    size is more than a symlink can hold: dissect reads the target as a
+    file, to its end, so a symlink inode claiming terabytes was read as
+    terabytes of holes (imgx ls hung on a root directory turned symlink)."""
+    if inode.size > LINK_MAX:
+        raise MapError(f"symlink inode {inode.inum} claims {inode.size} "
+                       f"bytes, more than a symlink holds ({LINK_MAX})")
+    return inode.link

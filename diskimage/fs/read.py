@@ -21,6 +21,7 @@ from diskimage.fs import registry
 
 from .ext import inline
 from .bounded import exfat as bounded_exfat, ext_blocks, fat_chains
+from .bounded import link as link_target
 from .btrfs.browse import Btrfs as _Btrfs
 from .damage import Checked as _Checked, damaged
 from .inpath import resolve_in_root
@@ -60,7 +61,7 @@ class _Ext:
                     inode=inode.inum, nlink=inode.inode.i_links_count,
                     handle=inode)
         if kind == "symlink":
-            node.target = inode.link
+            node.target = link_target(inode)
         return node
 
     def children(self, node):

@@ -42,6 +42,9 @@ FINDINGS = {
         UnsupportedError, "bytes mapped by indirect blocks"),
     "timeout-c00ced10d9dfb3ff5355c89289cc5c37c650f385": (
         DiskImageError, "damaged filesystem"),
+    "timeout-fd4874562b339b633c3d36c8b4db5f2724314d9e": (
+        DiskImageError, "symlink inode 2 claims 2419916832 bytes, more than "
+                        "a symlink holds (4096)"),
 }
 
 

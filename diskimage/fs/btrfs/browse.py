@@ -10,7 +10,7 @@ snapshot.  Inode numbers restart in each subvolume, so a directory's key
 (for the loop check of a walk) is (subvolume id, inode number).
 """
 
-from ..bounded import btrfs_cursor
+from ..bounded import btrfs_cursor, link as link_target
 from ..node import Node, kind_of
 
 
@@ -30,7 +30,7 @@ class Btrfs:
                     inode=(inode.subvolume.objectid, inode.inum),
                     nlink=item.nlink, handle=inode)
         if kind == "symlink":
-            node.target = inode.link
+            node.target = link_target(inode)
         return node
 
     def children(self, node):
