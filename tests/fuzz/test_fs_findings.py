@@ -42,6 +42,12 @@ FINDINGS = {
         UnsupportedError, "bytes mapped by indirect blocks"),
     "timeout-c00ced10d9dfb3ff5355c89289cc5c37c650f385": (
         DiskImageError, "damaged filesystem"),
+    "flip-ntfs-missing-stream-d75d4025c875": (
+        DiskImageError, "/etc/conf.d: damaged filesystem: No such stream on "
+                        "record <MftRecord 65#1>"),
+    "flip-ntfs-missing-stream-5d4859d92db8": (
+        DiskImageError, "damaged filesystem: No such stream on record "
+                        "<MftRecord 73#1>"),
     "timeout-fd4874562b339b633c3d36c8b4db5f2724314d9e": (
         DiskImageError, "symlink inode 2 claims 2419916832 bytes, more than "
                         "a symlink holds (4096)"),
