@@ -146,15 +146,21 @@ def btrfs(tmp):
 
 
 def lvm(tmp):
+    """A PV with an ext4 LV (the seed tree, by mke2fs -d: a few files, so
+    the imgx seed stays small) and a swap LV."""
     from tests.lvmbuild import make_pv
-    pv = make_pv(tmp, 24, [("root", 12, "ext4"), ("swap", 4, None)])
+    pv = make_pv(tmp, 24, [("root", 12, None), ("swap", 4, None)])
     image = Path(pv.image)
-    (offset, size), = pv.lvs["swap"].places
-    swap = blank(tmp / "swap.img", size)
-    run("mkswap", "-L", "seedswap", swap)
-    with open(image, "r+b") as f:
-        f.seek(offset)
-        f.write(swap.read_bytes())
+    src = tree(tmp / "src")
+    for name, make in (("root", ("mke2fs", "-q", "-F", "-t", "ext4", "-d",
+                                 src)),
+                       ("swap", ("mkswap", "-L", "seedswap"))):
+        (offset, size), = pv.lvs[name].places
+        part = blank(tmp / f"{name}.img", size)
+        run(*make, part)
+        with open(image, "r+b") as f:
+            f.seek(offset)
+            f.write(part.read_bytes())
     return image
 
 
