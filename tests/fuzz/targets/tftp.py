@@ -14,7 +14,7 @@ import tempfile
 
 from diskimage.netboot import rootpath, tftpproto, tftpsession
 
-MAX_LEN = 4096
+MAX_LEN = 65507     # the largest UDP payload (the server reads 65536)
 SEP = b"|#|"
 
 _ROOT = None
