@@ -23,7 +23,7 @@ from diskimage.netboot.jobs import Machines
 from diskimage.netboot.logbound import Sparse
 from tests.netboot.jobsite import MAC1, T0, Host, make_site
 
-MAX_LEN = 16384
+MAX_LEN = 65536
 TOKEN = "fuzz-token"
 CLIENT = ("127.0.0.1", 40000)
 
