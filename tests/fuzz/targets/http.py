@@ -14,13 +14,13 @@ the stream ends at its next write instead of running for ever."""
 
 import os
 import socket
-import tempfile
 import threading
 from pathlib import Path
 
 from diskimage.netboot.httpd import HttpServer
 from diskimage.netboot.jobs import Machines
 from diskimage.netboot.logbound import Sparse
+from tests.fuzz.targets_index import scratch
 from tests.netboot.jobsite import MAC1, T0, Host, make_site
 
 MAX_LEN = 65536
@@ -37,7 +37,7 @@ class Found(Exception):
 def _state():
     global _STATE
     if _STATE is None:
-        top = Path(tempfile.mkdtemp(prefix="fuzz-http-"))
+        top = Path(scratch("http"))
         root = top / "boot"
         (root / "ipxe").mkdir(parents=True)
         (root / "env").mkdir()
