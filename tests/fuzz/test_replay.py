@@ -18,8 +18,10 @@ HANG = 10                   # seconds one input may take
 ALLOCATION = 1 << 30        # bytes of address space the inputs may add
 
 
-class Hang(Exception):
-    """An input ran past HANG seconds."""
+class Hang(BaseException):
+    """An input ran past HANG seconds.  A BaseException, so a reader's
+    `except Exception` (which turns a library's fault into the project's
+    error) does not take it for a fault of the data and go on."""
 
 
 def _alarm(signum, frame):
@@ -47,7 +49,7 @@ def replay(name):
             signal.setitimer(signal.ITIMER_REAL, HANG)
             try:
                 index.call(module, data)
-            except Exception as exc:     # Hang, MemoryError, any other
+            except (Exception, Hang) as exc:    # MemoryError, any other
                 failures.append((path, "".join(
                     traceback.format_exception_only(type(exc), exc)).strip()
                     + "\n" + "".join(traceback.format_tb(exc.__traceback__)
