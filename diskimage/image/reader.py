@@ -10,7 +10,6 @@ chunk and the offset.  Both readers read 1.0 and 1.1 and say which
 (`version`, `layout`).
 """
 
-import contextlib
 import hashlib
 
 from . import format as fmt
@@ -19,6 +18,9 @@ from ..errors import CorruptImageError, InputError, PassphraseError
 from .metacheck import check_chunk, check_metadata
 from .volumecheck import check_record_starts, check_sizes, located
 from .volumes import VolumeInput
+from .volumecheck import (check_volume_sizes as _check_sizes,
+                          locating as _locating,
+                          missing_volume as _missing_volume)
 
 
 def _max_stored(chunk_size):
@@ -26,6 +28,9 @@ def _max_stored(chunk_size):
     bound, with room to spare (and a sealed chunk's nonce and tag); raw
     chunks are never larger than the data."""
     return chunk_size + chunk_size // 255 + 1024
+
+
+SEAL_ROOM = 64      # what sealing may add to an index (nonce 12, tag 16)
 
 
 def decode_record(record, layout=fmt.CURRENT, sealer=None):
@@ -89,33 +94,6 @@ def _metadata(sealer, payload, header_raw, offset):
     if sealer:          # part C: the sealed metadata inside the envelope
         return check_metadata(sealer.metadata(payload, header_raw), offset)
     return check_metadata(fmt.decode_metadata(payload, offset), offset)
-
-
-@contextlib.contextmanager
-def _locating(source, size=None):
-    """Faults found while reading a split image name the volume file and
-    the byte in it, besides the stream offset (`size`: of the record)."""
-    try:
-        yield
-    except CorruptImageError as exc:
-        new = located(source, exc, size)
-        if new is exc:
-            raise
-        raise new from None
-
-
-def _check_sizes(source):
-    """A split image's volumes checked by their sizes before any read."""
-    if getattr(source, "seekable", False) and len(source.paths) > 1:
-        check_sizes(source.paths, source.sizes)
-
-
-def _missing_volume(source):
-    """Raise InputError naming the missing volume of a split image whose
-    stream ended early, when that is why."""
-    why = getattr(source, "missing_volume", lambda: None)()
-    if why:
-        raise InputError(why)
 
 
 class RecordStream:
@@ -199,6 +177,14 @@ class RecordStream:
                 > _max_stored(self.chunk_size)):
             raise CorruptImageError("chunk larger than the image's chunk "
                                     "size", offset=offset, chunk=number)
+        if fields["tag"] == fmt.TAG_INDEX and number is not None:
+            # one entry per record read (a sealed index: plus its nonce
+            # and tag), checked before that many bytes are read
+            entries = number * self.layout.entry.size
+            if not entries <= fields["stored_size"] <= entries + SEAL_ROOM:
+                raise CorruptImageError(
+                    f"index of {fields['stored_size']} bytes after {number} "
+                    f"records", offset=offset)
         payload = self._read_exact(fields["stored_size"], "a record payload",
                                    number)
         return fields, payload

@@ -14,10 +14,11 @@ be told is told here:
   whether that volume starts with the same bytes as another one (a copy).
 """
 
+import contextlib
 from collections import Counter
 
 from . import format as fmt
-from ..errors import CorruptImageError
+from ..errors import CorruptImageError, InputError
 
 _COMPARED = 4096    # leading bytes compared to spot a copy of a volume
 
@@ -163,3 +164,30 @@ def located(source, exc, size=None):
     return CorruptImageError(exc.what, offset=exc.offset, chunk=exc.chunk,
                              volume=(name, local),
                              hint="; ".join(hints) or None)
+
+
+@contextlib.contextmanager
+def locating(source, size=None):
+    """Faults found while reading a split image name the volume file and
+    the byte in it, besides the stream offset (`size`: of the record)."""
+    try:
+        yield
+    except CorruptImageError as exc:
+        new = located(source, exc, size)
+        if new is exc:
+            raise
+        raise new from None
+
+
+def check_volume_sizes(source):
+    """A split image's volumes checked by their sizes before any read."""
+    if getattr(source, "seekable", False) and len(source.paths) > 1:
+        check_sizes(source.paths, source.sizes)
+
+
+def missing_volume(source):
+    """Raise InputError naming the missing volume of a split image whose
+    stream ended early, when that is why."""
+    why = getattr(source, "missing_volume", lambda: None)()
+    if why:
+        raise InputError(why)

@@ -249,3 +249,16 @@ def test_info_and_verify_name_the_version_and_the_root(v10, tmp_path):
     line = rdeploy("verify", v10)
     assert "format 1.0," in line and \
         f"digest (1.0: over CRC-32 chunk checks) sha256:{old}" in line
+
+
+def test_an_index_longer_than_its_records_is_refused_before_reading_it():
+    raw, _ = build(CHUNKS)
+    at = fmt.unpack_trailer(raw[-64:], len(raw) - 64)["index_offset"]
+    fields = fmt.unpack_record(raw[at:at + 68], at)
+    fields.update(stored_size=0xFFFFFFF0, header_crc32=0)
+    head = fmt._sealed(fmt.RECORD_HEADER, "header_crc32", **fields)
+    # only the header: a reader that believed the size would wait for
+    # 4 GiB from the pipe (or report a truncated stream instead)
+    with pytest.raises(CorruptImageError, match="index of 4294967280 bytes "
+                       "after 3 records"):
+        drain(stream_of(raw[:at] + head))
