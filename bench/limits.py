@@ -7,7 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import lz4.block
 
-from diskimage.image.format import checksum
+from diskimage.image.format import content_digest, stored_crc
+
+import digestcost
 
 CHUNK = 4 << 20
 MB = 1e6
@@ -17,16 +19,20 @@ def lz4_rate(path, offset, with_crc=False, seconds=3.0, chunks=16):
     """Bytes per second python-lz4 (lz4.block.compress, level 1) turns
     through on all cores: `chunks` 4 MiB chunks read from `path` at
     `offset`, compressed over and over by a pool of one thread per core
-    for about `seconds`.  With `with_crc`, each chunk's checksum too,
-    by the function rdeploy uses (diskimage.image.format.checksum)."""
+    for about `seconds`.  With `with_crc`, each chunk's checks too, by the
+    functions rdeploy uses (format 1.1: BLAKE3-256 of the chunk, CRC-32 of
+    the compressed bytes)."""
     with open(path, "rb") as f:
         data = [os.pread(f.fileno(), CHUNK, offset + i * CHUNK)
                 for i in range(chunks)]
 
     def work(block):
         if with_crc:
-            checksum(block)
-        return len(lz4.block.compress(block, store_size=False))
+            content_digest(block)
+        packed = lz4.block.compress(block, store_size=False)
+        if with_crc:
+            stored_crc(packed)
+        return len(packed)
 
     cores = len(os.sched_getaffinity(0))
     done = 0
@@ -57,13 +63,14 @@ def compute_lines(disk, results, seconds=3.0):
     lines = [f"Compute limit on {len(os.sched_getaffinity(0))} cores: "
              f"python-lz4 alone compresses {limit / MB:.0f} MB/s "
              f"(lz4.block.compress of 4 MiB chunks, one thread per core); "
-             f"with the CRC-32 rdeploy adds per chunk (its own checksum "
-             f"function), {with_crc / MB:.0f} MB/s.  rdeploy's rows include "
+             f"with the checks rdeploy adds per chunk (format 1.1: BLAKE3-256 "
+             f"and the stored CRC-32), {with_crc / MB:.0f} MB/s.  rdeploy's "
+             f"rows include "
              f"starting Python (about 0.1 s).", "",
              "| what | MB/s | share of the python-lz4 limit |",
              "| --- | ---: | ---: |",
              f"| python-lz4 alone | {limit / MB:.0f} | 100% |",
-             f"| python-lz4 + CRC-32 | {with_crc / MB:.0f} | "
+             f"| python-lz4 + BLAKE3 + CRC-32 | {with_crc / MB:.0f} | "
              f"{with_crc / limit:.0%} |"]
     for prefix in ("rdeploy capture (file)", "rdeploy capture (loop)",
                    "rdeploy capture to a pipe", "cat > file"):
@@ -72,6 +79,7 @@ def compute_lines(disk, results, seconds=3.0):
             rate = part["size"] / res.median("wall")
             lines.append(f"| {res.name} ({res.source}) | {rate / MB:.0f} | "
                          f"{rate / limit:.0%} |")
+    lines += digestcost.digest_lines(disk, results, seconds=seconds)
     return lines, {"limit": limit, "bytes": part["size"]}
 
 

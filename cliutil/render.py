@@ -13,11 +13,27 @@ from diskimage.sizes import format_size
 from .text import safe
 
 
+def root_text(version, digest):
+    """An image's trailer digest as rdeploy names it: the root digest of a
+    format 1.1 image; the weaker whole-image digest of a 1.0 one."""
+    if version == "1.0":
+        return f"digest (1.0: over CRC-32 chunk checks) sha256:{digest}"
+    return f"root digest sha256:{digest}"
+
+
+def _root_line(version, digest):
+    if version == "1.0":
+        return (f"digest:       sha256:{digest} (format 1.0: over CRC-32 "
+                f"chunk checks; cannot be signed)")
+    return f"root digest:  sha256:{digest}"
+
+
 def verify_line(image, s):
-    return (f"{image}: OK: {s['chunks']} chunks, "
+    version = s.get("format_version", "1.1")
+    return (f"{image}: OK: format {version}, {s['chunks']} chunks, "
             f"{format_size(s['data_bytes'])} data, "
             f"{format_size(s['zero_bytes'])} holes, "
-            f"digest sha256:{s['digest']}")
+            f"{root_text(version, s['digest'])}")
 
 
 def table_text(headers, rows):
@@ -54,6 +70,7 @@ def info_text(info):
         f"sizes:        {format_size(info['data_bytes'])} data + "
         f"{format_size(info['zero_bytes'])} holes, stored in "
         f"{format_size(info['stored_bytes'])} (ratio {ratio})",
+        _root_line(info['format_version'], info['root']),
     ]
     for warning in table.get("warnings", []):
         lines.append(f"warning:      {warning}")

@@ -147,3 +147,7 @@ class MissingToolError(ToolError):
         source = f" (it comes with the Debian package {package})" \
             if package else ""
         super().__init__(f"{where}{tool}: not installed{source}")
+
+
+class PassphraseError(DiskImageError):
+    exit_code = 12

@@ -162,7 +162,7 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
         if verify:
             _read_back(disk, [w[1:] for w in run.written
                               if w[0] not in run.changed],
-                       readback_progress)
+                       readback_progress, stream.digest_of)
             for placement in plan.placements:
                 if placement.area in run.changed:
                     _checked(plan.target, placement)
@@ -383,7 +383,7 @@ def _checked(target, placement):
                        f"partition {placement.number} ({placement.fs})")
 
 
-def _read_back(disk, written, progress=None):
+def _read_back(disk, written, progress=None, digest_of=fmt.checksum):
     """Read every written range back from the disk itself (the page cache
     dropped first) and compare with the image's checksums."""
     os.posix_fadvise(disk.fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -391,7 +391,7 @@ def _read_back(disk, written, progress=None):
     for offset, length, checksum in written:
         data = disk.read(offset, length)
         good = data == bytes(length) if checksum is None else \
-            fmt.checksum(data) == checksum
+            digest_of(data) == checksum
         if not good:
             raise DiskImageError(f"{disk.path}: read-back differs from "
                                  f"the image at disk offset {offset}")

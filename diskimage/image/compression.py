@@ -10,7 +10,8 @@ import threading
 import lz4.block
 
 from ..errors import CorruptImageError, UnsupportedError, UsageError
-from .format import CODEC_LZ4, CODEC_NAMES, CODEC_NONE, CODEC_ZSTD, checksum
+from .format import (CODEC_LZ4, CODEC_NAMES, CODEC_NONE, CODEC_ZSTD,
+                     content_digest)
 
 try:
     import zstandard
@@ -23,12 +24,14 @@ DEFAULT_LEVEL = {"lz4": 1, "zstd": 3, "none": 0}
 
 
 class Compressor:
-    """Turns a chunk into (codec id, stored bytes, checksum).
+    """Turns a chunk into (codec id, stored bytes, digest): the digest is
+    format 1.1's BLAKE3-256 of the chunk, or `digest(data)` when given (an
+    encrypted image's keyed one; settable as the attribute `digest`).
 
     Safe to share between threads: zstd contexts are kept per thread.
     """
 
-    def __init__(self, name="lz4", level=None):
+    def __init__(self, name="lz4", level=None, digest=None):
         if name not in CODECS:
             raise UsageError(f"unknown compression {name!r}; "
                              f"choose lz4, zstd or none")
@@ -43,6 +46,7 @@ class Compressor:
         self.codec = CODECS[name]
         self.level = level
         self._zstd = {}
+        self.digest = digest or content_digest
 
     def _compress(self, data):
         if self.codec == CODEC_LZ4:
@@ -59,7 +63,7 @@ class Compressor:
         return ctx.compress(data)
 
     def __call__(self, data):
-        digest = checksum(data)
+        digest = self.digest(data)
         if self.codec != CODEC_NONE:
             packed = self._compress(data)
             if len(packed) < len(data):

@@ -4,8 +4,8 @@ from .format import CODEC_NAMES
 from .reader import ImageReader
 
 
-def image_info(path):
-    with ImageReader(path) as image:
+def image_info(path, *, passphrase=None):
+    with ImageReader(path, passphrase=passphrase) as image:
         meta = image.metadata
         areas = [dict(area, data_bytes=0, zero_bytes=0, stored_bytes=0,
                       chunks=0) for area in meta["areas"]]
@@ -26,8 +26,10 @@ def image_info(path):
             "image": path,
             "volumes": image.source.paths,
             "image_bytes": image.image_bytes,
-            "format_version": f"{image.header['version_major']}."
-                              f"{image.header['version_minor']}",
+            "format_version": image.version,
+            # the root digest (1.1; a signature signs it), or 1.0's digest
+            "root": image.root.hex(),
+            "root_strong": image.layout.strong,
             "chunk_size": image.chunk_size,
             "tool": meta.get("tool"),
             "created": meta.get("created"),

@@ -2,9 +2,11 @@
 description (describe), other volume sizes (split, join), another codec
 (recompress).
 
-Every chunk is read through the index and checked against its checksum
+Every chunk is read through the index and checked against its digest
 before it is written again, so a damaged image is reported (exit 4) and
 never copied on.  Chunks keep their stored bytes unless recompressed.  The
+output is always format 1.1: from a 1.0 image each chunk is decoded once
+(it is anyway, to check it) and given its BLAKE3 digest.  The
 output goes through VolumeOutput: ``NAME.partial`` volumes renamed only when
 the whole image is written, so writing over the image itself (the default)
 replaces it only on success.  An existing other output is refused unless
@@ -18,11 +20,11 @@ import contextlib
 import os
 
 from diskimage.image import format as fmt
-from diskimage.errors import InputError, TargetError
+from diskimage.errors import InputError, TargetError, UnsupportedError
 from diskimage.image.lock import image_lock
 from diskimage.host.identity import refuse_image_over_source
 from diskimage.pipeline import ordered_map
-from diskimage.image.reader import ImageReader
+from diskimage.image.reader import ImageReader, decode_record
 from diskimage.image.volumes import find_volumes
 from diskimage.image.volumeout import StreamOutput, VolumeOutput
 
@@ -114,17 +116,25 @@ def _rewrite(reader, output, compressor, metadata, threads, progress):
     entries = reader.entries
     total = sum(e.length for e in entries if not e.is_zero)
 
+    if reader.sealer is not None:   # part C: an encrypted source
+        raise UnsupportedError(f"{reader.source.name}: is encrypted; "
+                               f"rewriting it is not supported yet")
+
     def work(number):
         entry = entries[number]
         if entry.is_zero:
             return entry, None
-        data = reader.read_entry(number)          # checked
+        fields, stored = reader.read_stored(number)
+        data = decode_record((number, fields, stored, entry.record_offset),
+                             reader.layout, reader.sealer)[2]   # checked
         if compressor is not None:
             return entry, compressor(data)
-        stored = reader.source.read_at(
-            entry.record_offset + fmt.RECORD_HEADER.size,
-            entry.stored_size)
-        return entry, (entry.codec, stored, entry.checksum)
+        if reader.layout.strong:
+            return entry, (entry.codec, stored, entry.checksum,
+                           entry.stored_crc32)
+        # 1.0: the stored bytes kept, the 1.1 checks computed
+        return entry, (entry.codec, stored, fmt.content_digest(data),
+                       fmt.stored_crc(stored))
 
     writer = ImageWriter(output, meta, reader.chunk_size)
     try:
@@ -135,9 +145,8 @@ def _rewrite(reader, output, compressor, metadata, threads, progress):
                 writer.add_zero(entry.area, entry.disk_offset,
                                 entry.length)
                 continue
-            codec, stored, checksum = packed
             writer.add_data(entry.area, entry.disk_offset, entry.length,
-                            codec, stored, checksum)
+                            *packed)
             done += entry.length
             if progress:
                 progress(done, total)

@@ -14,10 +14,11 @@ be told is told here:
   whether that volume starts with the same bytes as another one (a copy).
 """
 
+import contextlib
 from collections import Counter
 
 from . import format as fmt
-from ..errors import CorruptImageError
+from ..errors import CorruptImageError, InputError
 
 _COMPARED = 4096    # leading bytes compared to spot a copy of a volume
 
@@ -77,7 +78,7 @@ def copy_of(files, paths, number):
     return None
 
 
-def check_record_starts(source, entries):
+def check_record_starts(source, entries, layout=fmt.CURRENT):
     """With the index: the first record starting in each later volume must
     be the one the index lists there.  Raise CorruptImageError naming the
     volume that does not hold it."""
@@ -97,16 +98,16 @@ def check_record_starts(source, entries):
             break
         if entry.record_offset < starts[number]:
             continue
-        _check_entry(source, entry, number, starts[number])
+        _check_entry(source, entry, number, starts[number], layout)
         number += 1
 
 
-def _check_entry(source, entry, number, start):
+def _check_entry(source, entry, number, start, layout):
     offset = entry.record_offset
     name, local = source.paths[number], offset - start
-    raw = source.read_at(offset, fmt.RECORD_HEADER.size)
+    raw = source.read_at(offset, layout.record.size)
     try:
-        fields = fmt.unpack_record(raw, offset)
+        fields = fmt.unpack_record(raw, offset, layout=layout)
         found = (fields["disk_offset"], fields["length"], fields["checksum"])
     except CorruptImageError:
         found = None
@@ -163,3 +164,30 @@ def located(source, exc, size=None):
     return CorruptImageError(exc.what, offset=exc.offset, chunk=exc.chunk,
                              volume=(name, local),
                              hint="; ".join(hints) or None)
+
+
+@contextlib.contextmanager
+def locating(source, size=None):
+    """Faults found while reading a split image name the volume file and
+    the byte in it, besides the stream offset (`size`: of the record)."""
+    try:
+        yield
+    except CorruptImageError as exc:
+        new = located(source, exc, size)
+        if new is exc:
+            raise
+        raise new from None
+
+
+def check_volume_sizes(source):
+    """A split image's volumes checked by their sizes before any read."""
+    if getattr(source, "seekable", False) and len(source.paths) > 1:
+        check_sizes(source.paths, source.sizes)
+
+
+def missing_volume(source):
+    """Raise InputError naming the missing volume of a split image whose
+    stream ended early, when that is why."""
+    why = getattr(source, "missing_volume", lambda: None)()
+    if why:
+        raise InputError(why)

@@ -20,6 +20,8 @@ from .sfx import (SFX_MAGIC, SFX_TRAILER,  # noqa: F401 (imgx sfx)
 PARTIAL = ".partial"
 _VOLUME_SUFFIX = re.compile(r"\.r(\d{2,})$")
 MIN_SPLIT = 4096
+#: The most one read() asks of a file or pipe at once (see read()).
+READ_PIECE = 16 << 20
 
 
 def volume_name(path, number):
@@ -121,12 +123,15 @@ class VolumeInput:
                 f"{len(self.paths) + 1} is missing")
 
     def read(self, size):
-        """Up to `size` bytes from the stream; fewer only at its end."""
+        """Up to `size` bytes from the stream; fewer only at its end.
+        Read in pieces of at most READ_PIECE bytes: a length field of a
+        hostile image asks for up to 4 GiB, and a file's read() allocates
+        what it is asked for before it knows how much there is."""
         parts = []
         if self.base:
             size = min(size, self.size - self.position)
         while size > 0 and self._current < len(self.files):
-            data = self.files[self._current].read(size)
+            data = self.files[self._current].read(min(size, READ_PIECE))
             if not data:
                 self._current += 1
                 continue
@@ -187,16 +192,23 @@ class PipeInput:
         self.paths = []
 
     def read(self, size):
-        buf = bytearray(size)
-        got = 0
-        with memoryview(buf) as view:
-            while got < size:
-                n = self.fileobj.readinto(view[got:])
-                if not n:
-                    break
-                got += n
-        self.position += got
-        del buf[got:]
+        """Up to `size` bytes; fewer only at the end.  The buffer grows
+        by READ_PIECE at most as bytes arrive, so a length field of a
+        hostile stream cannot make it allocate 4 GiB up front."""
+        buf = bytearray()
+        while len(buf) < size:
+            got = len(buf)
+            buf.extend(bytes(min(size - got, READ_PIECE)))
+            with memoryview(buf) as view:
+                while got < len(buf):
+                    n = self.fileobj.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+            if got < len(buf):
+                del buf[got:]
+                break
+        self.position += len(buf)
         return bytes(buf)
 
     def close(self):

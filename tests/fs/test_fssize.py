@@ -119,18 +119,23 @@ def partclone_lz4_size(disk, start, size, fs):
 # filled with random files and every other one deleted (the fragmented
 # file's layout), free space alternates with incompressible used data every
 # 16-32 KiB: partclone stores the used blocks back to back, while an image
-# of format v1 needs a record (96 bytes with its index entry) for each used
-# piece or else compresses the free space as zeros beside random data
-# (lz4: a byte per 255 zeros, and about 0.4% on the random bytes).  On the
-# ext4 4k and FAT32 512-byte-cluster builds that costs up to 0.3%.
+# needs a record (136 bytes with its index entry in format 1.1, 96 in 1.0)
+# for each used piece or else compresses the free space as zeros beside
+# random data (lz4: a byte per 255 zeros, and about 0.4% on the random
+# bytes).  On the ext4 4k and FAT32 512-byte-cluster builds that costs up to
+# 0.3% (measured 2026-12-02: FAT32 +0.19% in 1.1, +0.13% in 1.0).
 FRAGMENTED_SLACK = 0.003
+# The FAT16 build was 0.016% below partclone in format 1.0; 1.1's 40 more
+# bytes a record (a 32-byte BLAKE3 digest, the stored bytes' CRC-32, in the
+# header and the index entry) over its ~230 records put it 0.023% above.
+RECORD_SLACK = 0.001
 
 
 @pytest.mark.needs(*sorted(set(PARTCLONE.values()) | {"lz4"}))
 @pytest.mark.parametrize("fs, builder, args, slack", [
     ("ext4", make_ext, (["mkfs.ext4", "-b", "4096"], 48), FRAGMENTED_SLACK),
     ("ext4", make_ext, (["mkfs.ext4", "-b", "1024"], 32), 0),
-    ("fat16", make_fat, (16, 32 * 1024), 0),
+    ("fat16", make_fat, (16, 32 * 1024), RECORD_SLACK),
     ("fat32", make_fat, (32, 40 * 1024, "-s", "1"), FRAGMENTED_SLACK),
     ("exfat", make_exfat, (40,), 0),
     ("ntfs", make_ntfs, (40,), 0)],

@@ -10,7 +10,9 @@ child process of its own for N seconds (libFuzzer: -max_total_time=N,
 -rss_limit_mb=1024, -timeout=10, -max_len=the target's MAX_LEN), starting
 from tests/fuzz/corpus/<name>/ and adding the inputs that reach new code
 there; a crash, hang (over 10 s) or out-of-memory input is written to
-tests/fuzz/crashes/<name>/.  The child also caps its address space, so a
+tests/fuzz/crashes/<name>/.  After a run without findings the corpus is
+minimized (libFuzzer -merge=1: the inputs that keep its coverage), as it
+is committed.  The child also caps its address space, so a
 reader that asks for gigabytes raises MemoryError, a finding, instead of
 swapping.  Per target the executions, time, coverage and findings are
 printed and appended as one line to tests/fuzz/campaigns.tsv (the figures
@@ -20,11 +22,13 @@ tests/fuzz/logs/<time>-<name>.txt.  Exit 1 when any target found something.
 
 import argparse
 import datetime
+import hashlib
 import os
 import re
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 from tests.fuzz import targets_index as index
@@ -44,19 +48,61 @@ def child(name, args):
         module = index.load(name)
     _cap_address_space()
 
-    def test_one_input(data):
-        index.call(module, data)
+    prefix = next((a.split("=", 1)[1] for a in args
+                   if a.startswith("-artifact_prefix=")), None)
 
-    atheris.Setup([sys.argv[0]] + args, test_one_input)
+    def test_one_input(data):
+        try:
+            index.call(module, data)
+        except BaseException:
+            # libFuzzer writes the input only when it sees the process
+            # end; a reader that left a thread behind can hang that exit
+            # (seen with restore's feeder), so the input is kept first.
+            if prefix:
+                _keep(prefix, bytes(data))
+            raise
+
+    atheris.Setup([_launcher(name)] + args, test_one_input)
     atheris.Fuzz()
+
+
+def _keep(prefix, data):
+    path = f"{prefix}crash-{hashlib.sha1(data).hexdigest()}"
+    with open(path, "wb") as f:
+        f.write(data)
+    print(f"run.py: the input is kept as {path}", file=sys.stderr,
+          flush=True)
+
+
+def _launcher(name):
+    """An executable that runs this child again: libFuzzer's merge and
+    fork modes start their workers as argv[0], which for `python -m` is
+    run.py itself (not executable)."""
+    os.makedirs(LOGS, exist_ok=True)
+    path = os.path.join(LOGS, f"child-{name}.sh")
+    text = (f"#!/bin/sh\ncd '{_root()}' && exec '{sys.executable}' -m "
+            f"tests.fuzz.run --child={name} \"$@\"\n")
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return path
+    except FileNotFoundError:
+        pass
+    with open(path + ".new", "w") as f:
+        f.write(text)
+    os.chmod(path + ".new", 0o755)
+    os.replace(path + ".new", path)
+    return path
 
 
 def _cap_address_space():
     with open("/proc/self/status") as f:
         vm = next(int(line.split()[1]) * 1024 for line in f
                   if line.startswith("VmSize:"))
-    limit = vm + ADDRESS_SPACE
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        return          # a worker of a merge: its parent's cap holds
+    resource.setrlimit(resource.RLIMIT_AS, (vm + ADDRESS_SPACE, hard))
 
 
 def _last(pattern, text, default=""):
@@ -89,6 +135,8 @@ def campaign(name, seconds):
                      or _last(r"Done (\d+) runs", text)
                      or _last(r"#(\d+)\s", text, "0"))
     new = sorted(set(os.listdir(crashes)) - before)
+    if not new:
+        _minimize(name, corpus, args[2:5])
     return {"date": f"{stamp:%Y-%m-%dT%H:%MZ}", "target": name,
             "seconds": f"{took:.0f}", "executions": str(executions),
             "exec_per_s": f"{executions / took:.0f}" if took else "0",
@@ -97,6 +145,44 @@ def campaign(name, seconds):
             "corpus_files": str(len(os.listdir(corpus))),
             "findings": " ".join(f"crashes/{name}/{n}" for n in new)
             or "none", "commit": _commit(), "log": out}
+
+
+_FOUND_NAME = re.compile(r"[0-9a-f]{40}\Z")      # what libFuzzer names
+
+
+def _minimize(name, corpus, limits):
+    """Keep the corpus small (it is committed): libFuzzer's merge picks
+    the inputs that cover every feature the whole corpus covers; the
+    inputs it found and that merge left out are removed (the seeds, named
+    by seeds.py, always stay)."""
+    with tempfile.TemporaryDirectory(prefix=f"fuzz-merge-{name}-") as keep:
+        done = _run_bounded(
+            [sys.executable, "-m", "tests.fuzz.run", f"--child={name}",
+             "-merge=1", keep, corpus] + limits, cwd=_root(),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if done is None or done.returncode != 0 or "attempt 2" in done.stdout or \
+                not re.search(r"MERGE-OUTER: \d+ new files", done.stdout) \
+                or not os.listdir(keep):
+            return                      # a merge that failed keeps all
+        kept = {_digest(os.path.join(keep, n)) for n in os.listdir(keep)}
+        for entry in os.listdir(corpus):
+            path = os.path.join(corpus, entry)
+            if _FOUND_NAME.match(entry) and _digest(path) not in kept:
+                os.unlink(path)
+
+
+def _run_bounded(argv, **kw):
+    """subprocess.run, None after 20 minutes (libFuzzer's merge retries a
+    worker that dies at start for ever)."""
+    try:
+        return subprocess.run(argv, timeout=1200, **kw)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
 
 
 def _root():

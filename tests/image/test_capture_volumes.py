@@ -11,6 +11,9 @@ import pytest
 from tests.imgx_helpers import imgx
 from tests.smalldisk import MiB, build_disk
 from tests.rdeploy_helpers import rdeploy
+from diskimage.image.format import RECORD_HEADER
+
+RECORD = RECORD_HEADER.size     # 68 in format 1.1
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +116,7 @@ def _records_inside(image, volume):
     start, end = volume * MiB, (volume + 1) * MiB
     return [(e.record_offset, e.stored_size) for e in entries
             if not e.is_zero and start <= e.record_offset
-            and e.record_offset + 48 + e.stored_size <= end]
+            and e.record_offset + RECORD + e.stored_size <= end]
 
 
 @pytest.mark.parametrize("reader", ["rdeploy verify", "rdeploy restore",
@@ -127,9 +130,9 @@ def test_damage_in_a_volume_names_it(split_image, tmp_path, reader):
     offset, stored = records[0]
     local = offset - 3 * MiB
     with open(copy / "sp.r03", "r+b") as f:
-        f.seek(local + 48 + stored // 2)
+        f.seek(local + RECORD + stored // 2)
         byte = f.read(1)
-        f.seek(local + 48 + stored // 2)
+        f.seek(local + RECORD + stored // 2)
         f.write(bytes([byte[0] ^ 0xFF]))
     result = READERS[reader](copy / "sp.rdi", tmp_path)
     err = result.stderr.decode()

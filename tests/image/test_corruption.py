@@ -3,8 +3,11 @@ future format version are caught by verify and restore, with the exit code
 and one-line message a user sees.
 
 The disks are built with sfdisk and mkfs.ext4; rdeploy runs as a subprocess
-(except for the byte-by-byte sweeps, which call diskimage.image.verify in-process
-for speed).
+(except for the byte-by-byte sweeps, which call diskimage.image.verify and
+a restore into a scratch file in-process, for speed).  Format 1.1 checks the
+stored bytes of every chunk (CRC-32) besides its content (BLAKE3-256), so
+no flip at all may pass: not even one inside an lz4 block that decodes to
+the very same bytes, which format 1.0 could not see.
 """
 
 import io
@@ -22,8 +25,10 @@ import pytest
 
 from diskimage.image import format as fmt
 from diskimage.image.compression import decompress
-from diskimage.errors import CorruptImageError, InputError, UnsupportedError
+from diskimage.errors import (CorruptImageError, DiskImageError, InputError,
+                              UnsupportedError)
 from diskimage.image.reader import RecordStream
+from diskimage.restore import plan_restore, run_restore
 from diskimage.image.verify import verify
 from diskimage.image.volumes import PipeInput
 from tests.smalldisk import (DISK_SIZE, GPT_BACKUP, SECTOR, KiB, MiB,
@@ -126,15 +131,32 @@ def decodes_the_same(data, bad, region):
         return False
 
 
-def sweep(data, offsets):
-    """Verify `data` with each byte of `offsets` flipped in-process; return
-    the offsets that passed.  Every failure must be the expected class, and
-    a CorruptImageError must name the image offset."""
+def _verify(damaged, scratch):
+    verify(PipeInput(io.BytesIO(damaged)), threads=1)
+
+
+def _restore(damaged, scratch):
+    """Restore `damaged` from a stream into the new file `scratch`, as
+    `rdeploy restore - FILE` does; a failed restore must leave no file."""
+    try:
+        run_restore(plan_restore(RecordStream(PipeInput(io.BytesIO(
+            damaged))), str(scratch)), threads=1)
+    except BaseException:
+        assert not scratch.exists(), "a restore that failed left its target"
+        raise
+    scratch.unlink()
+
+
+def sweep(data, offsets, check=_verify, scratch=None):
+    """Run `check` (verify, or a restore into the file `scratch`) on `data`
+    with each byte of `offsets` flipped, in-process; return the offsets
+    that passed.  Every failure must be the expected class, and a
+    CorruptImageError must name the image offset."""
     passed = []
     for offset in offsets:
         cls, _ = expected_error(offset)
         try:
-            verify(PipeInput(io.BytesIO(flipped(data, offset))), threads=1)
+            check(flipped(data, offset), scratch)
         except cls as exc:
             if cls is CorruptImageError:
                 assert "image offset" in str(exc), (offset, str(exc))
@@ -146,6 +168,20 @@ def sweep(data, offsets):
 
 
 # --- fixtures ----------------------------------------------------------------
+@pytest.fixture
+def scratch(tmp_path):
+    """The path of a scratch restore target: in memory (/dev/shm) where
+    there is one, since a sweep creates and removes it thousands of times
+    (4 ms an unlink on this disk, 0.1 ms in tmpfs)."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        import tempfile
+        with tempfile.TemporaryDirectory(dir=shm) as d:
+            yield Path(d) / "scratch.img"
+    else:
+        yield tmp_path / "scratch.img"
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """A 256 KiB GPT disk (4-entry table): partition 1 holds 4 KiB of data,
@@ -186,39 +222,40 @@ def big(tmp_path_factory, small_disk_ro, small_images_ro):
 
 # --- every byte of a small image ---------------------------------------------
 @pytest.mark.parametrize("codec", ["lz4", "none"])
-def test_every_flipped_byte_is_caught(small, codec):
+def test_every_flipped_byte_is_caught_by_verify(small, codec):
     data = small[codec]
     regions = layout(data)
     tags = {r[3]["tag"] for r in regions if r[3] is not None}
     assert tags == {fmt.TAG_DATA, fmt.TAG_ZERO}
+    assert 2 * KiB < len(data) < 16 * KiB
     verify(PipeInput(io.BytesIO(data)), threads=1)   # the clean image passes
-
-    passed = sweep(data, range(len(data)))
-
-    # The chunk checksum is over the *uncompressed* bytes (docs/FORMAT.md),
-    # so a flip inside an lz4 block that still decodes to the very same
-    # bytes cannot be seen.  Allow exactly that, nothing else.
-    for offset in passed:
-        region = region_of(regions, offset)
-        assert decodes_the_same(data, flipped(data, offset), region), \
-            f"flip at {offset} ({region[2]}) passed verify"
-    if codec == "none":
-        assert passed == []
+    assert sweep(data, range(len(data))) == []
 
 
-@pytest.mark.xfail(strict=True, reason="format v1 checksums only the "
-                   "uncompressed bytes: an lz4 block damaged so that it "
-                   "decodes to the same bytes passes verify")
-def test_no_flip_in_an_lz4_payload_passes(small):
-    assert sweep(small["lz4"], range(len(small["lz4"]))) == []
+def test_every_flipped_byte_is_caught_by_restore(small, scratch):
+    data = small["lz4"]
+    _restore(data, scratch)                 # the clean image restores
+    assert sweep(data, range(len(data)), _restore, scratch) == []
+
+
+def test_no_flip_in_an_lz4_payload_passes(small, scratch):
+    """The case 1.0 let through: flips inside an lz4 block that decode to
+    the very same bytes.  The image has some; each is reported."""
+    data = small["lz4"]
+    regions = layout(data)
+    same = [o for o in range(len(data))
+            if decodes_the_same(data, flipped(data, o), region_of(regions, o))]
+    assert same, "the image has no flip that decodes the same"
+    assert sweep(data, same) == []
+    assert sweep(data, same, _restore, scratch) == []
 
 
 # --- random corruption of a larger image -------------------------------------
 def _offsets(big):
-    """300 seeded random offsets, plus one in each kind of structure."""
+    """1,000 seeded random offsets, plus one in each kind of structure."""
     data, regions = big["data"], big["regions"]
     rng = random.Random(2024)
-    chosen = rng.sample(range(len(data)), 300)
+    chosen = rng.sample(range(len(data)), 1000)
     lz4 = [r for r in regions if r[2] == "payload"
            and r[3]["codec"] == fmt.CODEC_LZ4][1]
     in_lz4 = next(o for o in range(lz4[0] + 100, lz4[1])
@@ -233,13 +270,15 @@ def _offsets(big):
     return fixed, chosen
 
 
-def test_random_corruption_caught_in_process(big):
-    data, regions = big["data"], big["regions"]
+def test_random_corruption_caught_by_verify_in_process(big):
     fixed, chosen = _offsets(big)
-    passed = sweep(data, fixed + chosen)
-    for offset in passed:
-        assert decodes_the_same(data, flipped(data, offset),
-                                region_of(regions, offset)), offset
+    assert sweep(big["data"], fixed + chosen) == []
+
+
+def test_random_corruption_caught_by_restore_in_process(big, scratch):
+    fixed, chosen = _offsets(big)
+    _restore(big["data"], scratch)          # the clean image restores
+    assert sweep(big["data"], fixed + chosen, _restore, scratch) == []
 
 
 def _sample(big, count=20):

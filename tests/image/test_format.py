@@ -14,7 +14,7 @@ from diskimage.image.volumeout import StreamOutput
 from diskimage.image.writer import ImageWriter
 
 META = {"areas": [{"kind": "disk", "start": 0, "size": 3 << 16}],
-        "source": {"size": 3 << 16}}
+        "source": {"size": 3 << 16}, "table": {"kind": "none"}}
 
 
 def build(chunks, codec="lz4"):
@@ -38,8 +38,10 @@ def read_all(raw):
 
 def test_structures_have_their_documented_sizes():
     assert fmt.FILE_HEADER.size == 64
-    assert fmt.RECORD_HEADER.size == 48
-    assert fmt.INDEX_ENTRY.size == 48
+    assert fmt.RECORD_HEADER.size == 68          # format 1.1, written
+    assert fmt.INDEX_ENTRY.size == 68
+    assert fmt.RECORD_HEADER_10.size == 48       # format 1.0, still read
+    assert fmt.INDEX_ENTRY_10.size == 48
     assert fmt.TRAILER.size == 64
 
 
@@ -97,7 +99,7 @@ def test_trailing_garbage_is_caught():
 def test_unknown_major_version_is_refused_by_name():
     raw = bytearray(build([(0, b"z" * 100)]))
     header = fmt.FILE_HEADER.unpack(bytes(raw[:64]))
-    header.update(version_major=2)
+    header.update(version_major=2, version_minor=0)
     raw[:64] = fmt._sealed(fmt.FILE_HEADER, "header_crc32", **header)
     with pytest.raises(UnsupportedError, match="version 2.0"):
         read_all(bytes(raw))
