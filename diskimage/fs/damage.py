@@ -43,8 +43,14 @@ def damaged(where):
         yield
     except (InputError, CorruptImageError, UnsupportedError):
         raise
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        raise
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        # dissect's own (dissect.ntfs.exceptions.FileNotFoundError: "No
+        # such stream on record") are its readers' word on bad structures
+        # (found by the imgx fuzz target): damage, like the rest
+        if not type(exc).__module__.startswith("dissect."):
+            raise
+        raise CorruptImageError(f"{where.removesuffix(':')}: damaged "
+                                f"filesystem: {reason(exc)}") from None
     except Exception as exc:
         raise CorruptImageError(f"{where.removesuffix(':')}: damaged "
                                 f"filesystem: {reason(exc)}") from None

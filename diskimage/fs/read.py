@@ -19,6 +19,9 @@ from datetime import datetime, timezone
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.fs import registry
 
+from .ext import inline
+from .bounded import exfat as bounded_exfat, ext_blocks, fat_chains
+from .bounded import link as link_target
 from .btrfs.browse import Btrfs as _Btrfs
 from .damage import Checked as _Checked, damaged
 from .inpath import resolve_in_root
@@ -58,14 +61,21 @@ class _Ext:
                     inode=inode.inum, nlink=inode.inode.i_links_count,
                     handle=inode)
         if kind == "symlink":
-            node.target = inode.link
+            node.target = link_target(inode)
         return node
 
     def children(self, node):
+        if inline.is_inline(node.handle):
+            return [self._node(name, self.fs.get_inode(number, name))
+                    for number, name in inline.entries(node.handle)]
+        ext_blocks(node.handle)
         return [self._node(i.filename, i) for i in node.handle.iterdir()
                 if i.filename not in (".", "..")]
 
     def open(self, node):
+        if inline.is_inline(node.handle):
+            return inline.open_inline(node.handle)
+        ext_blocks(node.handle)
         return node.handle.open()
 
     def xattrs(self, node):
@@ -79,7 +89,8 @@ class _Fat:
         from dissect.fat.fat import FATFS
         # 8.3 names are in an OEM code page; mtools (and so mdir) uses
         # 850 unless told otherwise, Windows in Western Europe too.
-        self.fs = FATFS(fh, encoding="cp850")
+        self.fs = fat_chains(FATFS(fh, encoding="cp850"),
+                             getattr(fh, "size", None))
         root = self.fs.get("/")
         # A directory's key is its first cluster; the root's is 0 (as a
         # ".." entry names it), or its cluster on FAT32.
@@ -143,8 +154,7 @@ class _ExFat:
     imaging job are small and flat enough for that."""
 
     def __init__(self, fh):
-        from dissect.fat.exfat import ExFAT
-        self.fs = ExFAT(fh)
+        self.fs = bounded_exfat(fh)
         self.fh = fh
         self.root = Node("", "dir", 0, stat.S_IFDIR | 0o755,
                          handle=(None, self.fs.files))
@@ -351,7 +361,8 @@ class Filesystem:
         itself is CorruptImageError, named by its path from the root
         (`at`: the path of `node`)."""
         ancestors = ancestors | {node.inode}
-        for child in self.children(node):
+        shown = "/".join(p for p in (at.strip("/"), prefix.rstrip("/")) if p)
+        for child in self.children(node, shown or None):
             rel = f"{prefix}{child.name}"
             yield rel, child
             if child.is_dir:

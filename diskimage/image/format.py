@@ -53,6 +53,13 @@ TAGS = (TAG_META, TAG_DATA, TAG_ZERO, TAG_INDEX)
 KIND_DATA = 1
 KIND_ZERO = 2
 
+#: The largest chunk a reader accepts (capture writes 4 MiB ones): every
+#: chunk's length is checked against the header's chunk size, and a chunk
+#: is decompressed into a buffer of its length, so a hostile header must
+#: not name gigabytes (lz4 raised OverflowError past 2 GiB, and below that
+#: the buffer was allocated before the payload was found wanting).
+MAX_CHUNK_SIZE = 64 << 20
+
 
 def _truncated(name, where, got, size):
     return CorruptImageError(f"truncated {name}: {got} of {size} bytes",
@@ -242,7 +249,8 @@ def unpack_file_header(raw, name="image"):
     if fields["flags"] & ~allowed:
         raise CorruptImageError(f"file header has unknown flags "
                                 f"0x{fields['flags']:x}", offset=0)
-    if fields["header_size"] != FILE_HEADER.size or not fields["chunk_size"]:
+    if fields["header_size"] != FILE_HEADER.size or \
+            not 0 < fields["chunk_size"] <= MAX_CHUNK_SIZE:
         raise CorruptImageError("file header has impossible sizes", offset=0)
     return fields
 

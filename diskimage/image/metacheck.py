@@ -134,6 +134,7 @@ def check_metadata(meta, offset=None):
     _check_table(table, offset)
     _each(meta["areas"], AREA, "areas", offset)
     disk = meta["source"]["size"]
+    numbers = {p["number"] for p in table.get("partitions", [])}
     for number, area in enumerate(meta["areas"]):
         if area["start"] + area["size"] > disk:
             raise CorruptImageError(
@@ -144,6 +145,12 @@ def check_metadata(meta, offset=None):
             raise CorruptImageError(f"metadata: areas[{number}] is a "
                                     f"partition without its number",
                                     offset=offset)
+        if area["kind"] == "partition" and table["kind"] != "none" and \
+                area["partition"] not in numbers:
+            raise CorruptImageError(
+                f"metadata: areas[{number}] is partition "
+                f"{area['partition']}, which the table does not list",
+                offset=offset)
     return meta
 
 

@@ -326,9 +326,16 @@ class ImageReader:
         if self.sealer:     # part C: the sealed index opened
             index = self.sealer.open_index(index, header_raw, meta_raw)
         self.entries = fmt.unpack_index(index, index_offset, self.layout)
+        chunk_size = self.header["chunk_size"]
         for number, entry in enumerate(self.entries):
             check_chunk(self.metadata, entry.area, entry.disk_offset,
                         entry.length, entry.record_offset, number)
+            if not entry.is_zero and (
+                    entry.length > chunk_size or
+                    entry.stored_size > _max_stored(chunk_size)):
+                raise CorruptImageError(
+                    "chunk larger than the image's chunk size",
+                    offset=entry.record_offset, chunk=number)
         check_record_starts(src, self.entries, self.layout)
         self.chunk_size = self.header["chunk_size"]
         self.image_bytes = src.size

@@ -123,7 +123,10 @@ def negotiate(options, size):
         seen.add(name)
         if not value.isdigit():
             continue
-        number = int(value)
+        # A value of thousands of digits is past every limit: never made
+        # an int (Python refuses over 4300 digits, a ValueError).
+        digits = value.lstrip("0") or "0"
+        number = int(digits) if len(digits) <= 19 else 1 << 64
         if name == "tsize":
             if number == 0 and size:    # RFC 2349: a read asks with 0
                 accepted.append((name, size))

@@ -48,11 +48,30 @@ def child(name, args):
         module = index.load(name)
     _cap_address_space()
 
+    prefix = next((a.split("=", 1)[1] for a in args
+                   if a.startswith("-artifact_prefix=")), None)
+
     def test_one_input(data):
-        index.call(module, data)
+        try:
+            index.call(module, data)
+        except BaseException:
+            # libFuzzer writes the input only when it sees the process
+            # end; a reader that left a thread behind can hang that exit
+            # (seen with restore's feeder), so the input is kept first.
+            if prefix:
+                _keep(prefix, bytes(data))
+            raise
 
     atheris.Setup([_launcher(name)] + args, test_one_input)
     atheris.Fuzz()
+
+
+def _keep(prefix, data):
+    path = f"{prefix}crash-{hashlib.sha1(data).hexdigest()}"
+    with open(path, "wb") as f:
+        f.write(data)
+    print(f"run.py: the input is kept as {path}", file=sys.stderr,
+          flush=True)
 
 
 def _launcher(name):

@@ -59,3 +59,15 @@ def inputs(name):
                 with open(path, "rb") as f:
                     found.append((path, f.read()))
     return found
+
+
+def scratch(name):
+    """A directory for a target's files (in /dev/shm when there is one:
+    many small writes per input), removed when the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    path = tempfile.mkdtemp(prefix=f"fuzz-{name}-", dir=base)
+    atexit.register(shutil.rmtree, path, True)
+    return path

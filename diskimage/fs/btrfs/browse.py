@@ -10,14 +10,14 @@ snapshot.  Inode numbers restart in each subvolume, so a directory's key
 (for the loop check of a walk) is (subvolume id, inode number).
 """
 
-
+from ..bounded import btrfs_cursor, link as link_target
 from ..node import Node, kind_of
-
 
 
 class Btrfs:
     def __init__(self, fh):
         from dissect.btrfs import Btrfs as Reader
+        btrfs_cursor()          # dissect's B-tree walks bounded
         self.fs = Reader(fh)
         self.root = self._node("", self.fs.fs_tree.root)
 
@@ -30,7 +30,7 @@ class Btrfs:
                     inode=(inode.subvolume.objectid, inode.inum),
                     nlink=item.nlink, handle=inode)
         if kind == "symlink":
-            node.target = inode.link
+            node.target = link_target(inode)
         return node
 
     def children(self, node):

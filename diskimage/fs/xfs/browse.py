@@ -4,6 +4,7 @@ children, open).  dissect.xfs reads v4 and v5 volumes, short-form, block,
 leaf and node directories and extent-mapped files; it has no extended
 attributes, so none are listed."""
 
+from ..bounded import link as link_target
 from ..node import Node, kind_of
 
 
@@ -25,7 +26,7 @@ class XfsReader:
                     inode.atime_ns / 1e9, core.di_uid, core.di_gid,
                     inode=inode.inum, nlink=nlink, handle=inode)
         if kind == "symlink":
-            node.target = inode.link
+            node.target = link_target(inode)
         return node
 
     def children(self, node):

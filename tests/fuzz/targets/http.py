@@ -14,16 +14,16 @@ the stream ends at its next write instead of running for ever."""
 
 import os
 import socket
-import tempfile
 import threading
 from pathlib import Path
 
 from diskimage.netboot.httpd import HttpServer
 from diskimage.netboot.jobs import Machines
 from diskimage.netboot.logbound import Sparse
+from tests.fuzz.targets_index import scratch
 from tests.netboot.jobsite import MAC1, T0, Host, make_site
 
-MAX_LEN = 16384
+MAX_LEN = 65536
 TOKEN = "fuzz-token"
 CLIENT = ("127.0.0.1", 40000)
 
@@ -37,7 +37,7 @@ class Found(Exception):
 def _state():
     global _STATE
     if _STATE is None:
-        top = Path(tempfile.mkdtemp(prefix="fuzz-http-"))
+        top = Path(scratch("http"))
         root = top / "boot"
         (root / "ipxe").mkdir(parents=True)
         (root / "env").mkdir()

@@ -16,7 +16,6 @@ checks behind the checksums: sizes, offsets, the metadata's contents.
 
 import io
 import os
-import tempfile
 import zlib
 
 from diskimage.errors import DiskImageError
@@ -28,6 +27,7 @@ from diskimage.image.verify import verify
 from diskimage.image.volumes import PipeInput, VolumeInput, volume_name
 from diskimage.restore import run_restore
 from diskimage.restoreplan import plan_restore
+from tests.fuzz.targets_index import scratch
 
 MAX_LEN = 65536
 SPLIT = 4096
@@ -38,8 +38,7 @@ _DIR = None
 def _dir():
     global _DIR
     if _DIR is None:
-        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-        _DIR = tempfile.mkdtemp(prefix="fuzz-image-", dir=base)
+        _DIR = scratch("image")
     return _DIR
 
 

@@ -11,12 +11,12 @@ input, so no input depends on the ones before it."""
 
 import os
 import shutil
-import tempfile
 
 from diskimage.errors import DiskImageError
 from diskimage.netboot import site as sitemodel
 from diskimage.netboot import siteedit
 from pxeconf.buildcmds import build_files
+from tests.fuzz.targets_index import scratch
 
 MAX_LEN = 16384
 _DIR = None
@@ -25,7 +25,7 @@ _DIR = None
 def _dir():
     global _DIR
     if _DIR is None:
-        top = tempfile.mkdtemp(prefix="fuzz-site-")
+        top = scratch("site")
         for name, data in (("env/vmlinuz", b"kernel " * 100),
                            ("env/initrd.img", b"initrd " * 100),
                            ("jobs/restore.sh", b"echo restoring\n"),

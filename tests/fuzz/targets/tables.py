@@ -8,12 +8,12 @@ CRC-checked GPT header is resealed in a second pass (anyone can write a
 right CRC), so mutations reach the checks behind it."""
 
 import os
-import tempfile
 import zlib
 
 from diskimage.errors import DiskImageError
 from diskimage.tables import flags, gpt, mbr, protected
 from diskimage.tables.partitions import read_table
+from tests.fuzz.targets_index import scratch
 
 MAX_LEN = 65536
 
@@ -81,9 +81,7 @@ def _Disk(data):
     temp file reused."""
     global _FILE
     if _FILE is None:
-        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-        _FILE = os.path.join(tempfile.mkdtemp(prefix="fuzz-tables-",
-                                              dir=base), "disk")
+        _FILE = os.path.join(scratch("tables"), "disk")
     with open(_FILE, "wb") as f:
         f.write(data)
     return _FILE

@@ -10,11 +10,11 @@ ends at once instead of waiting for its timeout."""
 
 import os
 import socket
-import tempfile
 
 from diskimage.netboot import rootpath, tftpproto, tftpsession
+from tests.fuzz.targets_index import scratch
 
-MAX_LEN = 4096
+MAX_LEN = 65507     # the largest UDP payload (the server reads 65536)
 SEP = b"|#|"
 
 _ROOT = None
@@ -25,7 +25,7 @@ def _root():
     symlink that leads out of the root."""
     global _ROOT
     if _ROOT is None:
-        top = tempfile.mkdtemp(prefix="fuzz-tftp-")
+        top = scratch("tftp")
         with open(os.path.join(top, "pxelinux.0"), "wb") as f:
             f.write(bytes(range(256)) * 6)
         os.mkdir(os.path.join(top, "pxelinux.cfg"))
