@@ -9,8 +9,9 @@ The server's own rule is the rule here: a handler's exception other than
 OSError (a client gone) is logged as "internal error", a bug; so is
 anything that escapes.  Machines are made anew for each input, so no
 input depends on the ones before it.  The event stream's keepalive is
-1 ms and the client end is closed once it has seen the stream start, so
-the stream ends at its next write instead of running for ever."""
+1 ms and the client end is closed once it has seen the stream start (its
+header, or for HTTP/0.9 its first line), so the stream ends at its next
+write instead of running for ever."""
 
 import os
 import socket
@@ -71,7 +72,9 @@ def _drain(sock, done):
             if not data:
                 break
             seen = (seen + data)[-4096:]
-            if b"text/event-stream" in seen:
+            if b"text/event-stream" in seen or b"retry: 3000" in seen:
+                # (an HTTP/0.9 request has no headers: its stream starts
+                # with the retry line)
                 break
     except OSError:
         pass
