@@ -125,9 +125,10 @@ def check_metadata(meta, offset=None):
     table = meta["table"]
     if table["kind"] not in KINDS:
         _bad("table.kind", "none, mbr or gpt", offset)
-    if table["kind"] != "none" and "sector_size" not in table:
-        raise CorruptImageError("metadata: table.sector_size is missing",
-                                offset=offset)
+    for key in ("sector_size", "disk_size", "partitions", "disk_id"):
+        if table["kind"] != "none" and key not in table:
+            raise CorruptImageError(f"metadata: table.{key} is missing",
+                                    offset=offset)
     _each(table.get("partitions", []), PARTITION, "table.partitions", offset)
     _each(table.get("areas", []), TABLE_AREA, "table.areas", offset)
     _each(table.get("extended", []), EXTENDED, "table.extended", offset)

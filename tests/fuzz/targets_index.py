@@ -61,13 +61,30 @@ def inputs(name):
     return found
 
 
-def scratch(name):
-    """A directory for a target's files (in /dev/shm when there is one:
-    many small writes per input), removed when the process ends."""
+def scratch(name, memory=True):
+    """A directory for a target's files, removed when the process ends:
+    in /dev/shm when there is one and `memory` (many small writes per
+    input), else in the temp directory (a boot root may not be under
+    /dev: pxeconf refuses system directories)."""
     import atexit
     import shutil
     import tempfile
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    base = "/dev/shm" if memory and os.path.isdir("/dev/shm") else None
     path = tempfile.mkdtemp(prefix=f"fuzz-{name}-", dir=base)
     atexit.register(shutil.rmtree, path, True)
     return path
+
+
+class SetupFailed(RuntimeError):
+    """A target could not build what it feeds inputs to: every input would
+    end in the same project error and the campaign would test nothing, so
+    this is raised instead (not a DiskImageError: it stops the run)."""
+
+
+def set_up(build):
+    """build(), with a project error turned into SetupFailed."""
+    from diskimage.errors import DiskImageError
+    try:
+        return build()
+    except DiskImageError as exc:
+        raise SetupFailed(f"{build.__module__}: {exc}") from exc

@@ -16,7 +16,7 @@ from diskimage.errors import DiskImageError
 from diskimage.netboot import site as sitemodel
 from diskimage.netboot import siteedit
 from pxeconf.buildcmds import build_files
-from tests.fuzz.targets_index import scratch
+from tests.fuzz.targets_index import scratch, set_up
 
 MAX_LEN = 16384
 _DIR = None
@@ -25,7 +25,7 @@ _DIR = None
 def _dir():
     global _DIR
     if _DIR is None:
-        top = scratch("site")
+        top = scratch("site", memory=False)
         for name, data in (("env/vmlinuz", b"kernel " * 100),
                            ("env/initrd.img", b"initrd " * 100),
                            ("jobs/restore.sh", b"echo restoring\n"),
@@ -37,7 +37,17 @@ def _dir():
             with open(path, "wb") as f:
                 f.write(data)
         _DIR = top
+        set_up(_check)
     return _DIR
+
+
+def _check():
+    """A good site loads and builds here, or nothing would be tested."""
+    path = os.path.join(_DIR, "pxeconf.site")
+    with open(path, "w") as f:
+        f.write("[menu rescue]\nbundle = env\n[job restore]\nbundle = env\n"
+                "script = jobs/restore.sh\n")
+    build_files(sitemodel.load(path), "127.0.0.1")
 
 
 def one_input(data):

@@ -25,7 +25,7 @@ def _root():
     symlink that leads out of the root."""
     global _ROOT
     if _ROOT is None:
-        top = scratch("tftp")
+        top = scratch("tftp", memory=False)
         with open(os.path.join(top, "pxelinux.0"), "wb") as f:
             f.write(bytes(range(256)) * 6)
         os.mkdir(os.path.join(top, "pxelinux.cfg"))
