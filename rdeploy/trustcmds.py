@@ -23,15 +23,12 @@ def cmd_keygen(args):
 
 
 def cmd_sign(args):
-    from diskimage.image.reader import ImageReader
-
     image = args["IMAGE"]
     if image == "-":
         raise UsageError("sign needs an image file, not a pipe")
     secret = keyfiles.load_secret(args["--key"])
     path = signatures.signature_path(image, args["--signature"])
-    with ImageReader(image) as reader:
-        sig = signatures.sign(reader, image, secret, path)
+    sig = signatures.sign_file(image, secret, path)
     if not args["--quiet"]:
         print(f"rdeploy: signed {safe(image)} (root {sig['root']}) with key "
               f"{safe(secret.public.describe())}: {safe(path)}",

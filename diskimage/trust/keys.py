@@ -20,8 +20,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ..errors import InputError, UsageError
-from ..host.partial import output_path, partial_file, publish
+from ..errors import (NO_SPACE_ERRNOS, InputError, NoSpaceError,
+                      UsageError, no_space_left)
+from .. import sighold
+from ..host.partial import no_links, output_path
 
 SECRET_TAG = "rdeploy-ed25519-secret"
 PUBLIC_TAG = "rdeploy-ed25519"
@@ -167,34 +169,97 @@ def public_path(path):
     return os.fspath(path) + ".pub"
 
 
-def _write_secret(path, data, replace):
-    """Write `data` to `path` by way of a private file created with mode
-    0600 (never readable by others, not even while empty: an fd opened
-    then would read the key later), fsynced, then linked to `path` (or
-    renamed over it with `replace`); never through a symlink."""
-    path = output_path(path, replace)
+def _private_file(path, data, mode):
+    """`data` written to a new private file beside `path`, created with
+    `mode` (the secret's 0600 from the start: an fd opened while it is
+    empty would read the key later), never through a symlink, fsynced;
+    its name.  Nothing is left when this fails."""
     private = f"{path}.partial.{os.getpid()}.{os.urandom(4).hex()}"
     try:
         fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
-                     os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                     os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as exc:
-        raise InputError(f"{path}: cannot create: {exc.strerror}") from None
+        raise _write_error(path, exc) from None
     try:
         with open(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        publish(private, path, replace)
-    finally:
-        if os.path.lexists(private):
-            os.unlink(private)
+    except OSError as exc:
+        os.unlink(private)
+        raise _write_error(path, exc) from None
+    except BaseException:
+        os.unlink(private)
+        raise
+    return private
+
+
+def _name(private, path, replace):
+    """Give the whole file `private` the name `path`: rename over it with
+    `replace`, else link(2), which never replaces a file that appeared
+    there meanwhile (InputError); where there are no hard links (FAT)
+    checked, then renamed."""
+    if replace:
+        os.replace(private, path)
+        return
+    try:
+        if no_links(lambda: os.link(private, path)):
+            if os.path.lexists(path):
+                raise FileExistsError
+            os.rename(private, path)
+    except FileExistsError:
+        raise InputError(f"{path}: exists; keygen never overwrites a key "
+                         f"(give --force to replace it)") from None
+
+
+def _name_pair(made, names, replace):
+    """Both private files `made` get their `names`, signals held: when
+    the second cannot (out of space: a tmpfs counts every link(2) against
+    its inodes; a file that appeared there), the first name is removed
+    again (without `replace`: it is ours), so neither appears.  Then the
+    directory is fsynced and both are committed (diskimage.sighold)."""
+    with sighold.held():
+        done = []
+        try:
+            for private, name in zip(made, names):
+                try:
+                    _name(private, name, replace)
+                except OSError as exc:
+                    raise _write_error(name, exc) from None
+                done.append(name)
+        except BaseException:
+            if not replace:
+                for name in done:
+                    os.unlink(name)
+            raise
+        directory = os.open(os.path.dirname(os.path.abspath(names[0])),
+                            os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        for name in names:
+            sighold.committed(name)
+
+
+def _write_error(path, exc):
+    if exc.errno in NO_SPACE_ERRNOS:
+        return NoSpaceError(f"{path}: cannot write: {no_space_left(exc)}; "
+                            f"no key written")
+    return InputError(f"{path}: cannot write: {exc.strerror}; no key "
+                      f"written")
 
 
 def write_keypair(path, comment="", force=False):
     """Generate a key pair; write the secret to `path` (mode 0600) and the
-    public key to `path`.pub, each by way of a .partial file, neither over
-    an existing file without `force` (InputError, before either is
-    written).  Returns the PublicKey."""
+    public key to `path`.pub, neither over an existing file without
+    `force` (InputError, before either is written).  The pair appears
+    together or not at all: both are written whole (fsynced) to private
+    files first, then given their names (:func:`_name_pair`), and the
+    private files are removed, whatever failed.  (With `force` a rename
+    of the public key that fails after the secret's leaves the new secret
+    beside the old public key: renames in one directory fail only on a
+    broken filesystem.)  Returns the PublicKey."""
     comment = check_comment(comment)
     path = os.fspath(path)
     for name in (path, public_path(path)):
@@ -202,8 +267,15 @@ def write_keypair(path, comment="", force=False):
             raise InputError(f"{name}: exists; keygen never overwrites a "
                              f"key (give --force to replace it)")
     secret = SecretKey.generate(comment)
-    _write_secret(path, secret.line().encode(), force)
     public = secret.public
-    with partial_file(public_path(path), replace=force, mode=0o644) as f:
-        f.write(public.line().encode())
+    names = [output_path(path, force), output_path(public_path(path), force)]
+    made = []
+    try:
+        made.append(_private_file(names[0], secret.line().encode(), 0o600))
+        made.append(_private_file(names[1], public.line().encode(), 0o644))
+        _name_pair(made, names, force)
+    finally:
+        for private in made:
+            if os.path.lexists(private):
+                os.unlink(private)
     return dataclasses.replace(public, path=public_path(path))

@@ -7,20 +7,26 @@ UTF-8 JSON, one object::
      "key_id": "<16 hex>", "root": "<64 hex>", "signature": "<base64>",
      "signed_at": "<ISO 8601 UTC>", "comment": "<the key's comment>"}
 
-The signed message is ``b"rdeploy image root v1\\0"`` followed by the 32
-bytes of the image's root digest (format 1.1: SHA-256 over the file header,
-the META record and the INDX record, whose entries carry every chunk's
-BLAKE3-256 digest), so the signature answers for every byte of content.
+The signed message (86 bytes) is ``b"rdeploy image root v1\\0"`` (22
+bytes), the 32 bytes of the image's root digest (format 1.1: SHA-256 over
+the file header, the META record and the INDX record, whose entries carry
+every chunk's BLAKE3-256 digest), then the 32 bytes of SHA-256 of the
+notes: the canonical JSON of {"comment", "key_id", "signed_at"} (keys
+sorted, separators "," and ":", no spaces, non-ASCII as UTF-8).  So the
+signature answers for every byte of content and for who signed it when:
+an edited `comment`, `signed_at` or `key_id` no longer verifies.
 A signature is good when `key_id` names a trusted key, `root` is the
 image's root digest and `signature` verifies by that key over it.
-`signed_at` and `comment` are notes for people: not covered by the
-signature, never trusted.
 A format 1.0 image is never signed: its chunk checks are CRC-32.
+An encrypted image is signed without its passphrase: its root digest is
+over the sealed bytes and checked from the plain header, META, INDX and
+trailer (diskimage.image.sealed.sealed_info).
 """
 
 import base64
 import binascii
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -44,8 +50,22 @@ def signature_path(image, signature=None):
     return os.fspath(signature) if signature else os.fspath(image) + SUFFIX
 
 
-def message(root):
-    return MESSAGE_PREFIX + root
+#: The fields of the .sig file that the signature covers besides the root.
+NOTES = ("comment", "key_id", "signed_at")
+
+
+def notes_digest(sig):
+    """SHA-256 of the canonical JSON of `sig`'s comment, key_id and
+    signed_at (keys sorted, no spaces, UTF-8)."""
+    notes = {name: sig[name] for name in NOTES}
+    return hashlib.sha256(json.dumps(
+        notes, sort_keys=True, separators=(",", ":"),
+        ensure_ascii=False).encode()).digest()
+
+
+def message(root, sig):
+    """The bytes signed: prefix, the 32-byte root, the notes' digest."""
+    return MESSAGE_PREFIX + root + notes_digest(sig)
 
 
 def image_root(reader):
@@ -73,13 +93,14 @@ def make(root, secret, now=None):
     """The signature object (a dict) of root digest `root` by `secret`."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     public = secret.public
-    return {"format": FORMAT, "version": VERSION, "algorithm": ALGORITHM,
-            "key_id": public.key_id, "root": root.hex(),
-            "signature": base64.b64encode(secret.sign(message(root)))
-            .decode(),
-            "signed_at": now.astimezone(datetime.timezone.utc)
-            .strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "comment": public.comment}
+    sig = {"format": FORMAT, "version": VERSION, "algorithm": ALGORITHM,
+           "key_id": public.key_id, "root": root.hex(), "signature": None,
+           "signed_at": now.astimezone(datetime.timezone.utc)
+           .strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "comment": public.comment}
+    sig["signature"] = base64.b64encode(
+        secret.sign(message(root, sig))).decode()
+    return sig
 
 
 def encode(signature):
@@ -118,8 +139,8 @@ def decode(data, path):
     if len(raw) != 64:
         raise bad("the signature is not 64 bytes of base64")
     for name in ("signed_at", "comment"):
-        if not isinstance(sig.get(name, ""), str):
-            raise bad(f"{name} is not text")
+        if not isinstance(sig.get(name), str):
+            raise bad(f"{name} is missing or not text")
     return dict(sig, raw=raw)
 
 
@@ -160,10 +181,10 @@ def check(sig, root, keys, image):
             f"{image}: the signature is not for this image: it names root "
             f"{sig['root']}, the image's root is {root.hex()} (the image "
             f"changed, or the signature belongs to another one)")
-    if key.verify(sig["raw"], message(root)):
+    if key.verify(sig["raw"], message(root, sig)):
         return key
     raise SignatureError(f"{image}: bad signature by key {key.key_id} (the "
-                         f"signature file is damaged or forged)")
+                         f"signature file is damaged, edited or forged)")
 
 
 def sign(reader, name, secret, path):
@@ -174,6 +195,21 @@ def sign(reader, name, secret, path):
     sig = make(image_root(reader), secret)
     write(path, sig)
     return sig
+
+
+def sign_file(image, secret, path):
+    """Sign the image file `image` with `secret` into `path`: an encrypted
+    image by the root sealed_info checks (no passphrase needed: the root
+    is over the sealed bytes), any other through ImageReader (`sign`).
+    Returns the signature object."""
+    from ..image.reader import ImageReader
+    from ..image.sealed import is_encrypted, sealed_info
+    if is_encrypted(image):
+        sig = make(bytes.fromhex(sealed_info(image)["root"]), secret)
+        write(path, sig)
+        return sig
+    with ImageReader(image) as reader:
+        return sign(reader, image, secret, path)
 
 
 def verify(reader, name, keys, path):

@@ -7,6 +7,7 @@ refused before any write, the target's sha256 unchanged."""
 import json
 import os
 import struct
+import subprocess
 
 import pytest
 
@@ -266,3 +267,54 @@ def test_damaged_signature_files_are_refused(change):
         secret.public
     with pytest.raises(SignatureError, match="not for this image"):
         signatures.check(sig, bytes([1]) * 32, [secret.public], "x")
+
+
+@pytest.mark.parametrize("field", ["comment", "signed_at", "key_id"])
+def test_edited_notes_are_refused_before_any_write(signed, target, tmp_path,
+                                                   field):
+    """comment, signed_at and key_id are signed with the root: an edit of
+    any of them, kept well formed, is a bad signature (exit 11)."""
+    sig = json.loads((signed["dir"] / "disk.rdi.sig").read_text())
+    other = keyfiles.load_public(signed["other"]).key_id
+    sig[field] = {"comment": "release.key owner (approved)",
+                  "signed_at": "2030-01-01T00:00:00Z",
+                  "key_id": other}[field]
+    edited = tmp_path / "edited.sig"
+    edited.write_text(json.dumps(sig))
+    both = (f"--pubkey={signed['pub']}", f"--pubkey={signed['other']}")
+    check(rdeploy("verify", signed["image"], f"--signature={edited}", *both),
+          11, "bad signature")
+    if field != "key_id":      # restore trusts one key: another id is
+        check(restore(signed["image"], target[0],      # refused earlier
+                      f"--require-signature={signed['pub']}",
+                      f"--signature={edited}"), 11, "bad signature")
+    assert sha256(target[0]) == target[1]
+
+
+@pytest.mark.needs("mount", root=True)
+@pytest.mark.parametrize("inodes", [2, 3, 4, 5])
+def test_keygen_writes_both_key_files_or_neither(tmp_path, inodes):
+    """A tmpfs of `inodes` inodes (its root takes one; so does every file
+    and every extra link(2)) fills up at each step of keygen in turn: 2,
+    the public key's private file cannot be created; 3, the secret cannot
+    take its name; 4, the public key cannot take its name after the secret
+    took its own (which is removed again).  Neither file is left (exit 6).
+    With 5 both appear."""
+    where = tmp_path / "small"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o",
+                    f"size=64k,nr_inodes={inodes}", "tmpfs", str(where)],
+                   check=True)
+    try:
+        result = rdeploy("keygen", where / "k", "-q")
+        if inodes < 5:
+            check(result, 6, "no space left", "no key written")
+            assert os.listdir(where) == []
+        else:
+            assert result.returncode == 0, result.stderr.decode()
+            assert sorted(os.listdir(where)) == ["k", "k.pub"]
+            public = keyfiles.load_public(where / "k.pub")
+            assert keyfiles.load_secret(where / "k").public.raw == public.raw
+            assert (where / "k").stat().st_mode & 0o777 == 0o600
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
