@@ -144,7 +144,7 @@ def test_values_are_checked_before_any_file(argv, phrase, tmp_path):
      "--compress"),
     (["rdeploy", "verify", "a", "--pro=json"], "--pro", "--progress"),
     (["rdeploy", "capture", "a", "b", "--p"], "--p",
-     "--partitions or --progress"),
+     "--partitions, --passphrase-file, --passphrase-env or --progress"),
     (["imgx", "put", "a", "b:1/c", "--forc"], "--forc", "--force"),
     (["imgx", "recompress", "a", "--out=b"], "--out", "--output"),
     (["bootdisk", "iso", "-o", "x", "--on-s=reboot"], "--on-s",
