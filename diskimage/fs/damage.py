@@ -5,7 +5,7 @@ its own prefix."""
 
 import contextlib
 
-from ..errors import CorruptImageError, InputError, UnsupportedError
+from ..errors import CorruptImageError, DiskImageError
 
 #: What an exception that carries no text of its own means, by class.
 _SILENT = {
@@ -38,10 +38,13 @@ def reason(exc):
 @contextlib.contextmanager
 def damaged(where):
     """Turn a reader's exception on bad structures into CorruptImageError
-    naming *where* (image, partition and path)."""
+    naming *where* (image, partition and path).  The project's own errors
+    pass as they are: a damaged image (CorruptImageError) says so itself,
+    and a plain DiskImageError is not about the filesystem at all (the
+    image file's read failed: EIO of a bad sector, exit 1)."""
     try:
         yield
-    except (InputError, CorruptImageError, UnsupportedError):
+    except DiskImageError:
         raise
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
         # dissect's own (dissect.ntfs.exceptions.FileNotFoundError: "No
