@@ -158,12 +158,15 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
                     f"restore again to plan for it")
             run = _Run(plan, disk, resume)
         if resume is None:
+            # The marker names the image by its trailer and index record,
+            # read (and checked) here, before the target is touched: a
+            # damaged trailer is refused with the target unchanged.
+            run.marker = restoremark.new_marker(plan, stream, image_name,
+                                                total)
             run.touched = True
             if not plan.create:
                 for start, end in plan.guards:
                     zero_range(disk, start, end - start)
-            run.marker = restoremark.new_marker(plan, stream, image_name,
-                                                total)
             kept = restoremark.kept_bytes(plan)
             if kept:
                 run.marker.kept = True

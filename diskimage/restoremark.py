@@ -29,8 +29,9 @@ import time
 import zlib
 from dataclasses import dataclass
 
-from .errors import IncompleteTargetError
+from .errors import CorruptImageError, IncompleteTargetError
 from .image import format as fmt
+from .image.volumecheck import locating, missing_volume
 from .structs import Struct
 
 MAGIC = b"RDI-RESTORING\n"
@@ -171,14 +172,19 @@ def image_identity(stream):
     source = stream.source
     if not getattr(source, "seekable", False):
         return root, 0
-    size = source.size
-    trailer = fmt.unpack_trailer(source.read_at(size - fmt.TRAILER.size,
-                                                fmt.TRAILER.size),
-                                 size - fmt.TRAILER.size)
-    index_offset = trailer["index_offset"]
-    record = _record_struct(stream)
-    fields = record.unpack(source.read_at(index_offset, record.size),
-                           at=index_offset)
+    with locating(source):      # a fault here is named as the reader does
+        size = source.size
+        try:
+            trailer = fmt.unpack_trailer(
+                source.read_at(size - fmt.TRAILER.size, fmt.TRAILER.size),
+                size - fmt.TRAILER.size)
+        except CorruptImageError:
+            missing_volume(source)  # a volume gone: InputError naming it
+            raise
+        index_offset = trailer["index_offset"]
+        record = _record_struct(stream)
+        fields = record.unpack(source.read_at(index_offset, record.size),
+                               at=index_offset)
     entry = _entry_struct(stream)
     return root or trailer["digest"], fields["stored_size"] // entry.size
 

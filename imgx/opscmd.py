@@ -28,9 +28,15 @@ def passphrase(args, image=None):
 def plain_only(image, command):
     """Refuse (exit 7), before anything is asked or written, to edit or
     rewrite an encrypted image: imgx reads those, it does not write them."""
-    from diskimage.errors import UnsupportedError
+    from diskimage.errors import DiskImageError, UnsupportedError
     from diskimage.image.sealed import is_encrypted
-    if is_encrypted(image):
+    try:
+        encrypted = is_encrypted(image)
+    except DiskImageError:
+        # Not readable as an image here: the command's own checks, in
+        # their order (its lock first), say what is wrong with it.
+        return
+    if encrypted:
         raise UnsupportedError(
             f"{image}: is encrypted; imgx {command} does not write "
             f"encrypted images (restore it, change the disk, and capture "

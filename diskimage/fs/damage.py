@@ -5,7 +5,8 @@ its own prefix."""
 
 import contextlib
 
-from ..errors import CorruptImageError, InputError, UnsupportedError
+from ..errors import CorruptImageError, DiskImageError
+from .usedmap import MapError
 
 #: What an exception that carries no text of its own means, by class.
 _SILENT = {
@@ -38,10 +39,19 @@ def reason(exc):
 @contextlib.contextmanager
 def damaged(where):
     """Turn a reader's exception on bad structures into CorruptImageError
-    naming *where* (image, partition and path)."""
+    naming *where* (image, partition and path).  Of the project's own
+    errors only MapError (the filesystem readers' word on their structures:
+    a chain that loops, a tree that nests without end) is filesystem
+    damage; the others pass as they are: a damaged image
+    (CorruptImageError) says so itself, and a plain DiskImageError is not
+    about the filesystem at all (the image file's read failed: EIO of a
+    bad sector, exit 1)."""
     try:
         yield
-    except (InputError, CorruptImageError, UnsupportedError):
+    except MapError as exc:
+        raise CorruptImageError(f"{where.removesuffix(':')}: damaged "
+                                f"filesystem: {reason(exc)}") from None
+    except DiskImageError:
         raise
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
         # dissect's own (dissect.ntfs.exceptions.FileNotFoundError: "No

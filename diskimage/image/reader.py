@@ -16,11 +16,11 @@ from . import format as fmt
 from .compression import decompress
 from ..errors import CorruptImageError, InputError, PassphraseError
 from .metacheck import check_chunk, check_metadata
-from .volumecheck import check_record_starts, check_sizes, located
-from .volumes import VolumeInput
-from .volumecheck import (check_volume_sizes as _check_sizes,
+from .volumecheck import (check_record_starts,
+                          check_volume_sizes as _check_sizes,
                           locating as _locating,
                           missing_volume as _missing_volume)
+from .volumes import VolumeInput
 
 
 def _max_stored(chunk_size):

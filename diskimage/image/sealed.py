@@ -9,6 +9,7 @@ before they ask for a passphrase."""
 
 from . import format as fmt
 from .seal import describe_kdf, read_envelope
+from .volumecheck import check_volume_sizes, locating, missing_volume
 from .volumes import VolumeInput
 from ..errors import CorruptImageError, InputError
 
@@ -50,33 +51,45 @@ def sealed_info(path):
         if not source.seekable:
             raise InputError(f"{source.name}: needs a regular file, not a "
                              f"pipe")
-        header_raw, header = _header(source)
-        if not header["flags"] & fmt.FLAG_ENCRYPTED:
-            raise InputError(f"{source.name}: is not encrypted")
-        layout = fmt.layout(header)
-        at = source.size - fmt.TRAILER.size
-        if at < fmt.FILE_HEADER.size:
-            raise CorruptImageError("image ends early: too short to hold an "
-                                    "index and trailer", offset=source.size)
-        trailer = fmt.unpack_trailer(source.read_at(at, fmt.TRAILER.size), at)
-        if trailer["stream_length"] != source.size:
-            raise CorruptImageError(
-                f"image is {source.size} bytes but its trailer says "
-                f"{trailer['stream_length']}: a volume is missing or damaged",
-                offset=at)
-        meta_raw, meta = _record(source, fmt.FILE_HEADER.size, fmt.TAG_META,
-                                 "metadata", layout)
-        index_raw, _ = _record(source, trailer["index_offset"],
-                               fmt.TAG_INDEX, "index", layout)
-        if fmt.image_digest(header_raw, meta_raw, index_raw) != \
-                trailer["digest"]:
-            raise CorruptImageError("whole-image digest mismatch", offset=at)
-        envelope = read_envelope(meta)
-        return {"image": path, "encrypted": True,
-                "volumes": source.paths, "image_bytes": source.size,
-                "format_version": layout.version,
-                "chunk_size": header["chunk_size"],
-                "cipher": envelope["cipher"],
-                "kdf": describe_kdf(envelope["kdf"]),
-                "root": trailer["digest"].hex(), "root_strong": True}
+        check_volume_sizes(source)
+        with locating(source):      # faults named by volume, as ImageReader
+            return _sealed_info(path, source)
+
+
+def _sealed_info(path, source):
+    """sealed_info of the open `source`."""
+    header_raw, header = _header(source)
+    if not header["flags"] & fmt.FLAG_ENCRYPTED:
+        raise InputError(f"{source.name}: is not encrypted")
+    layout = fmt.layout(header)
+    at = source.size - fmt.TRAILER.size
+    if at < fmt.FILE_HEADER.size:
+        raise CorruptImageError("image ends early: too short to hold an "
+                                "index and trailer", offset=source.size)
+    try:
+        trailer = fmt.unpack_trailer(
+            source.read_at(at, fmt.TRAILER.size), at)
+    except CorruptImageError:
+        missing_volume(source)
+        raise
+    if trailer["stream_length"] != source.size:
+        raise CorruptImageError(
+            f"image is {source.size} bytes but its trailer says "
+            f"{trailer['stream_length']}: a volume is missing or damaged",
+            offset=at)
+    meta_raw, meta = _record(source, fmt.FILE_HEADER.size, fmt.TAG_META,
+                             "metadata", layout)
+    index_raw, _ = _record(source, trailer["index_offset"],
+                           fmt.TAG_INDEX, "index", layout)
+    if fmt.image_digest(header_raw, meta_raw, index_raw) != \
+            trailer["digest"]:
+        raise CorruptImageError("whole-image digest mismatch", offset=at)
+    envelope = read_envelope(meta)
+    return {"image": path, "encrypted": True,
+            "volumes": source.paths, "image_bytes": source.size,
+            "format_version": layout.version,
+            "chunk_size": header["chunk_size"],
+            "cipher": envelope["cipher"],
+            "kdf": describe_kdf(envelope["kdf"]),
+            "root": trailer["digest"].hex(), "root_strong": True}
 

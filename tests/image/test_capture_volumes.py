@@ -154,3 +154,40 @@ def test_volume_put_twice_is_named(split_image, tmp_path, reader):
     assert err.count("\n") == 1, err
     assert f"{copy / 'sp.r01'} and {copy / 'sp.r02'} start with the same " \
         f"bytes" in err, err
+
+
+@pytest.fixture(scope="module")
+def encrypted_split(tmp_path_factory):
+    d = tmp_path_factory.mktemp("encsplit")
+    source = build_disk(d / "disk.img")
+    (d / "pw").write_bytes(b"pass phrase")
+    image = d / "e.rdi"
+    result = rdeploy("capture", source, image, "--split=1M", "-q",
+                     "--encrypt", f"--passphrase-file={d / 'pw'}")
+    assert result.returncode == 0, result.stderr.decode()
+    (d / "disk.img").unlink()
+    return image
+
+
+@pytest.mark.parametrize("reader", ["rdeploy info", "imgx info"])
+def test_encrypted_split_image_names_its_missing_or_cut_volume(
+        encrypted_split, tmp_path, reader):
+    """Without the passphrase, info reads the plain trailer itself
+    (image/sealed.py): a missing last volume is named (exit 3) and a cut
+    one located in it, as for a plain image."""
+    copy = tmp_path / "copy"
+    shutil.copytree(encrypted_split.parent, copy,
+                    ignore=shutil.ignore_patterns("pw"))
+    (copy / "e.r03").rename(tmp_path / "e.r03")
+    result = READERS[reader](copy / "e.rdi", tmp_path)
+    err = result.stderr.decode()
+    assert result.returncode == 3, err
+    assert f"{copy / 'e.r03'}: no such file" in err, err
+    shutil.copy(tmp_path / "e.r03", copy / "e.r03")
+    os.truncate(copy / "e.r03", os.path.getsize(copy / "e.r03") - 300)
+    result = READERS[reader](copy / "e.rdi", tmp_path)
+    err = result.stderr.decode()
+    assert result.returncode == 4, err
+    assert err.count("\n") == 1, err
+    assert f"in {copy / 'e.r03'} at byte " in err, err
+    assert f"the last volume, {copy / 'e.r03'}, is cut short" in err, err

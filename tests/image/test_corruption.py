@@ -32,7 +32,8 @@ from diskimage.restore import plan_restore, run_restore
 from diskimage.image.verify import verify
 from diskimage.image.volumes import PipeInput
 from tests.smalldisk import (DISK_SIZE, GPT_BACKUP, SECTOR, KiB, MiB,
-                             has_partitions, read_at, sfdisk, sha256)
+                             has_partitions, marked, read_at, sfdisk,
+                             sha256)
 
 ROOT = Path(__file__).resolve().parents[2]
 TRUNCATED = re.compile(r"truncated|ends early|incomplete", re.I)
@@ -326,6 +327,13 @@ def test_random_corruption_fails_restore_into_new_file(big):
 def test_random_corruption_leaves_existing_target_without_table(big):
     sample = _sample(big)
     meta_end = big["regions"][1][1]
+    index = next(r for r in big["regions"] if r[2] == "index")[0]
+    trailer = len(big["data"]) - fmt.TRAILER.size
+    # Read before the target is touched: the header and metadata, and what
+    # names the image in the restore marker (the trailer, the index's
+    # record header).
+    first = [(0, meta_end), (index, index + fmt.RECORD_HEADER.size),
+             (trailer, len(big["data"]))]
     before = sha256(big["other"])
     targets = []
     for offset in sample:
@@ -336,8 +344,8 @@ def test_random_corruption_leaves_existing_target_without_table(big):
     results = run_all([("restore", _write_corrupt(big, o), t, "--yes")
                        for o, t in zip(sample, targets)])
     for offset, target, result in zip(sample, targets, results):
-        if offset < meta_end:
-            # Refused while reading header and metadata: nothing written.
+        if any(start <= offset < end for start, end in first):
+            # Refused before the first write: nothing written.
             assert result.returncode == expected_error(offset)[1], \
                 (offset, result.stderr)
             error_line(result)
@@ -350,7 +358,9 @@ def test_random_corruption_leaves_existing_target_without_table(big):
             TRUNCATED.search(line), line
         assert "the target was changed" in line, line
         assert target.stat().st_size == DISK_SIZE
-        assert read_at(target, 0, MiB) == bytes(MiB), offset
+        # No valid table: the guard zone holds the restore marker (the
+        # target says it is incomplete), zeros after it, no backup GPT.
+        assert marked(target), offset
         assert read_at(target, DISK_SIZE - GPT_BACKUP, GPT_BACKUP) == \
             bytes(GPT_BACKUP), offset
         assert not has_partitions(target), offset

@@ -25,7 +25,8 @@ FAST = {"name": "scrypt", "n": 2 ** 10, "r": 8, "p": 1}
 PW = b"pass phrase"
 CHUNK = 1 << 16
 META = {"areas": [{"kind": "disk", "start": 0, "size": 4 * CHUNK}],
-        "source": {"size": 4 * CHUNK}, "description": "secret words"}
+        "source": {"size": 4 * CHUNK}, "table": {"kind": "none"},
+        "description": "secret words"}
 DATA = [b"text of chunk zero " * 3000, os.urandom(CHUNK), None,
         b"third data chunk " * 3600]
 

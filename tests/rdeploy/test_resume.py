@@ -335,14 +335,22 @@ def test_resume_checks_the_records_before_the_checkpoint(images,
                                                          marked_target,
                                                          tmp_path):
     """The same header and metadata, but the first record's header
-    changed (its area; its CRC made good again): a pipe resume finds that
-    the records are not those the interrupted restore wrote before it
-    writes anything; a damaged payload there is found as damage."""
+    changed (moved to the start of the next area, a place the metadata
+    allows; its CRC made good again): a pipe resume finds that the records
+    are not those the interrupted restore wrote before it writes anything;
+    a damaged payload there is found as damage."""
+    from diskimage.image.reader import ImageReader
     before = sha256(marked_target)
     data = bytearray(images["image"].read_bytes())
     at, size = _first_record(images["image"])
+    with ImageReader(str(images["image"])) as reader:
+        areas = reader.metadata["areas"]
+    area = int.from_bytes(data[at + 6:at + 8], "little")
+    offset = int.from_bytes(data[at + 8:at + 16], "little")
+    assert offset == areas[area]["start"] and area + 1 < len(areas)
     doctored = bytearray(data)
-    doctored[at + 6] ^= 1                              # area
+    doctored[at + 6:at + 8] = (area + 1).to_bytes(2, "little")     # area
+    doctored[at + 8:at + 16] = areas[area + 1]["start"].to_bytes(8, "little")
     crc = zlib.crc32(bytes(doctored[at:at + size - 4]))
     doctored[at + size - 4:at + size] = crc.to_bytes(4, "little")
     path = tmp_path / "doctored.rdi"
