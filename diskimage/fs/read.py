@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.fs import registry
 
-from .ext import inline
+from .ext import dirents, inline
 from .bounded import exfat as bounded_exfat, ext_blocks, fat_chains
 from .bounded import link as link_target
 from .btrfs.browse import Btrfs as _Btrfs
@@ -69,8 +69,8 @@ class _Ext:
             return [self._node(name, self.fs.get_inode(number, name))
                     for number, name in inline.entries(node.handle)]
         ext_blocks(node.handle)
-        return [self._node(i.filename, i) for i in node.handle.iterdir()
-                if i.filename not in (".", "..")]
+        return [self._node(i.filename, i)
+                for i in dirents.children(node.handle)]
 
     def open(self, node):
         if inline.is_inline(node.handle):

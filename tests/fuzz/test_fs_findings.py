@@ -51,6 +51,10 @@ FINDINGS = {
     "timeout-fd4874562b339b633c3d36c8b4db5f2724314d9e": (
         DiskImageError, "symlink inode 2 claims 2419916832 bytes, more than "
                         "a symlink holds (4096)"),
+    "timeout-7ca6bfce890675bb7c29c7751b4cd03c3c128422": (
+        DiskImageError, "x.rdi:1: damaged filesystem: directory inode 2 "
+                        "claims 4294963712 bytes, more than its volume "
+                        "holds (4194304)"),
 }
 
 
