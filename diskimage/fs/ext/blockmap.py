@@ -1,5 +1,6 @@
-"""The block map of an ext2/3 file (direct and indirect blocks) as imgx
-reads it over dissect.extfs, bounded by what the volume holds.
+"""The block map of an ext file (direct and indirect blocks, or an ext4
+extent tree) as imgx reads it over dissect.extfs, bounded by what the
+volume holds.
 
 dissect's INode.dataruns() lists one block number per block of the file's
 size, holes included, before the first read; an indirect block of zeros
@@ -10,7 +11,11 @@ hole of everything below it (one run, whatever its length), and every
 other pointer is checked: a block past the volume, or one the map names
 twice, is damage (BlockMapDamage, a MapError: "damaged filesystem" in
 imgx).  So the work is bounded by the blocks the volume holds, not by
-the size the inode claims.  The result is set as dissect's runlist.
+the size the inode claims.  dissect's extent walk had no check of the
+tree: a node naming one child block many times was walked once per name
+(entries to the power of the depth) and uninitialized extents lost their
+place in the file; :func:`extent_runs` checks the tree as the kernel does.
+The result is set as dissect's runlist.
 
 Layout (fs/ext2/inode.c): i_block holds 15 little-endian 32-bit block
 numbers, 12 direct, then one single-, one double- and one
@@ -18,6 +23,7 @@ triple-indirect; an indirect block holds block_size / 4 of them.
 """
 
 import array
+import struct
 import sys
 
 from ..usedmap import MapError
@@ -25,6 +31,13 @@ from .dirents import volume_bytes
 
 EXT4_EXTENTS_FL, EXT4_INLINE_DATA_FL = 0x80000, 0x10000000
 NDIR = 12
+EXTENT_HEADER = struct.Struct("<HHHHI")   # magic, entries, max, depth, gen
+EXTENT = struct.Struct("<IHHI")    # ee_block, ee_len, ee_start_hi, _lo
+EXTENT_IDX = struct.Struct("<IIHH")   # ei_block, ei_leaf_lo, _hi, unused
+EXTENT_MAGIC = 0xF30A
+EXT_INIT_MAX_LEN = 0x8000
+#: ext4_ext_check(): no tree is deeper (EXT4_MAX_EXTENT_DEPTH).
+EXT4_MAX_EXTENT_DEPTH = 5
 
 
 class BlockMapDamage(MapError):
@@ -117,11 +130,65 @@ def runs(inode):
     return m.runs
 
 
+def extent_runs(inode):
+    """[(block or None, count)] of the dissect INode `inode` mapped by an
+    extent tree, checked as ext4_ext_check() and ext4_valid_extent() do:
+    the magic, entries within their node, each level one below its parent
+    (at most 5), extents rising, blocks inside the volume, no tree block
+    twice; else BlockMapDamage."""
+    m = _Map(inode)
+    state = {"at": 0}
+
+    def damage(text):
+        raise BlockMapDamage(f"inode {inode.inum}: its extent tree {text}")
+
+    def node(raw, depth, where):
+        magic, entries, _, level, _ = EXTENT_HEADER.unpack_from(raw)
+        room = (len(raw) - EXTENT_HEADER.size) // EXTENT.size
+        if magic != EXTENT_MAGIC:
+            damage(f"node {where} has no extent magic")
+        if entries > room or (depth is not None and level != depth) or \
+                level > EXT4_MAX_EXTENT_DEPTH:
+            damage(f"node {where} is level {level} with {entries} entries "
+                   f"(room for {room})")
+        for i in range(entries):
+            at = EXTENT_HEADER.size + i * EXTENT.size
+            if level:
+                _, lo, hi, _ = EXTENT_IDX.unpack_from(raw, at)
+                child = (hi << 32) | lo
+                m.claim(child, "extent tree")
+                m.fh.seek(child * m.block_size)
+                block = m.fh.read(m.block_size).ljust(m.block_size, b"\0")
+                node(block, level - 1, f"at block {child}")
+                continue
+            logical, length, hi, lo = EXTENT.unpack_from(raw, at)
+            zeros = length > EXT_INIT_MAX_LEN
+            length -= EXT_INIT_MAX_LEN if zeros else 0
+            start = (hi << 32) | lo
+            if not length:
+                damage(f"has an empty extent at file block {logical}")
+            if logical < state["at"]:
+                damage(f"has extents out of order at file block {logical}")
+            if not zeros and (start == 0 or start + length > m.limit):
+                damage(f"maps blocks {start}-{start + length - 1}, past the "
+                       f"volume's {m.limit} blocks")
+            if logical > state["at"]:
+                m.add(None, logical - state["at"])
+            m.add(None if zeros else start, length)
+            state["at"] = logical + length
+
+    node(bytes(inode.inode.i_block)[:60], None, "in the inode")
+    count = -(-inode.size // m.block_size)
+    if state["at"] < count:
+        m.add(None, count - state["at"])
+    return m.runs
+
+
 def prepare(inode):
-    """Set the runlist dissect reads `inode` by (files and directories
-    mapped by indirect blocks; extents and inline data are left to
-    dissect)."""
-    if inode.inode.i_flags & (EXT4_EXTENTS_FL | EXT4_INLINE_DATA_FL):
+    """Set the runlist dissect reads `inode` (a file or directory) by;
+    inline data is left to diskimage.fs.ext.inline."""
+    flags = inode.inode.i_flags
+    if flags & EXT4_INLINE_DATA_FL or inode._runlist:
         return
-    if not inode._runlist:
-        inode._runlist = runs(inode)
+    inode._runlist = extent_runs(inode) if flags & EXT4_EXTENTS_FL else \
+        runs(inode)
