@@ -57,8 +57,8 @@ FINDINGS = {
                         "holds (4194304)"),
     "fuzzed-ext2-block-past-volume": (
         DiskImageError, "x.rdi:1: damaged filesystem: inode 19: its block "
-                        "map names data block 2415749903, past the "
-                        "volume's 4096 blocks"),
+                        "map names data block 2415749903, past the end "
+                        "of the volume (4096 blocks)"),
 }
 
 

@@ -77,7 +77,8 @@ class _Map:
         if block >= self.limit:
             raise BlockMapDamage(
                 f"inode {self.inode.inum}: its block map names {what} "
-                f"block {block}, past the volume's {self.limit} blocks")
+                f"block {block}, past the end of the volume ({self.limit} "
+                f"blocks)")
         if block in self.seen:
             raise BlockMapDamage(
                 f"inode {self.inode.inum}: its block map names block "
@@ -134,8 +135,10 @@ def extent_runs(inode):
     """[(block or None, count)] of the dissect INode `inode` mapped by an
     extent tree, checked as ext4_ext_check() and ext4_valid_extent() do:
     the magic, entries within their node, each level one below its parent
-    (at most 5), extents rising, blocks inside the volume, no tree block
-    twice; else BlockMapDamage."""
+    (at most 5), extents rising and not empty, tree blocks inside the
+    volume and none twice; else BlockMapDamage.  Data past the end of the
+    volume is left to the read (diskimage.fs.damage.Checked says how much
+    of the file there is)."""
     m = _Map(inode)
     state = {"at": 0}
 
@@ -169,9 +172,6 @@ def extent_runs(inode):
                 damage(f"has an empty extent at file block {logical}")
             if logical < state["at"]:
                 damage(f"has extents out of order at file block {logical}")
-            if not zeros and (start == 0 or start + length > m.limit):
-                damage(f"maps blocks {start}-{start + length - 1}, past the "
-                       f"volume's {m.limit} blocks")
             if logical > state["at"]:
                 m.add(None, logical - state["at"])
             m.add(None if zeros else start, length)

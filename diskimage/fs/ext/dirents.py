@@ -9,7 +9,8 @@ listed), then steps from entry to entry by rec_len however small, and
 ends the whole directory at the first zero rec_len.  Here:
 
 - a directory larger than its volume is damage (DirectoryTooLarge, a
-  MapError: "damaged filesystem" in imgx), refused before it is mapped;
+  MapError: "damaged filesystem" in imgx), refused before it is mapped,
+  and so is one whose blocks are past the volume's end (cut short);
 - the directory is read one block at a time and each entry is checked as
   the kernel's ext4_check_dir_entry() checks it (rec_len at least the
   8-byte header and the name rounded up to 4, a multiple of 4, not past
@@ -35,7 +36,8 @@ EXT2_FEATURE_INCOMPAT_FILETYPE = 0x2
 
 
 class DirectoryTooLarge(MapError):
-    """A directory whose size is more than its volume holds."""
+    """A directory whose size is more than its volume holds, or whose
+    blocks are past its end."""
 
 
 def volume_bytes(extfs):
@@ -78,7 +80,12 @@ def entries(inode):
     size = inode.size
     for start in range(0, size, block_size):
         stream.seek(start)
-        block = stream.read(min(block_size, size - start))
+        want = min(block_size, size - start)
+        block = stream.read(want)
+        if len(block) < want:
+            raise DirectoryTooLarge(
+                f"directory inode {inode.inum}: its block at byte {start} "
+                f"is past the end of the volume")
         at = 0
         while at + HEADER <= len(block):
             number, raw, name_len, kind = DIRENT.unpack_from(block, at)
