@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.fs import registry
 
-from .ext import inline
+from .ext import blockmap, dirents, inline
 from .bounded import exfat as bounded_exfat, ext_blocks, fat_chains
 from .bounded import link as link_target
 from .btrfs.browse import Btrfs as _Btrfs
@@ -69,13 +69,15 @@ class _Ext:
             return [self._node(name, self.fs.get_inode(number, name))
                     for number, name in inline.entries(node.handle)]
         ext_blocks(node.handle)
-        return [self._node(i.filename, i) for i in node.handle.iterdir()
-                if i.filename not in (".", "..")]
+        blockmap.prepare(node.handle)
+        return [self._node(i.filename, i)
+                for i in dirents.children(node.handle)]
 
     def open(self, node):
         if inline.is_inline(node.handle):
             return inline.open_inline(node.handle)
         ext_blocks(node.handle)
+        blockmap.prepare(node.handle)
         return node.handle.open()
 
     def xattrs(self, node):

@@ -51,6 +51,14 @@ FINDINGS = {
     "timeout-fd4874562b339b633c3d36c8b4db5f2724314d9e": (
         DiskImageError, "symlink inode 2 claims 2419916832 bytes, more than "
                         "a symlink holds (4096)"),
+    "timeout-7ca6bfce890675bb7c29c7751b4cd03c3c128422": (
+        DiskImageError, "x.rdi:1: damaged filesystem: directory inode 2 "
+                        "claims 4294963712 bytes, more than its volume "
+                        "holds (4194304)"),
+    "fuzzed-ext2-block-past-volume": (
+        DiskImageError, "x.rdi:1: damaged filesystem: inode 19: its block "
+                        "map names data block 2415749903, past the end "
+                        "of the volume (4096 blocks)"),
 }
 
 
@@ -75,3 +83,20 @@ def test_finding(name):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
     assert text in str(caught.value)
+
+
+def test_sparse_file_larger_than_its_volume():
+    """timeout-c8b78f49...: an ext2 file of 1.3 GB on a 4 MiB volume whose
+    map holds one data block and holes (a sparse file, not damage): its
+    map is two runs, not the 1.27 million dissect listed before each
+    open (diskimage.fs.ext.blockmap), and it reads as its size says."""
+    name = "timeout-c8b78f499f6f0ecbf9405749d353171449587edc"
+    with open(os.path.join(CRASHES, "imgx", name), "rb") as f:
+        volume = fsvolume.Volume(f.read())
+    fs = Filesystem(volume.file(), volume.hint, "x.rdi:1:")
+    node, _ = fs.resolve("etc/hostname")
+    assert node.size == 1308622853
+    stream = fs.open(node)
+    head = stream.read(1 << 20)
+    assert len(head) == 1 << 20 and not any(head[1024:])
+    assert node.handle.dataruns() == [(294, 1), (None, 1277952)]
