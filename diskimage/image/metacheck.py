@@ -34,6 +34,10 @@ def _size(value):
     return _is_int(value) and 0 <= value <= BIG
 
 
+def _bits64(value):
+    return _is_int(value) and 0 <= value < 1 << 64
+
+
 def _sector(value):
     return _is_int(value) and 512 <= value <= 65536 and \
         not value & (value - 1)
@@ -59,7 +63,8 @@ def _numbers(value):
     return isinstance(value, list) and all(_size(v) for v in value)
 
 
-_WHAT = {_size: "a whole number >= 0", _sector: "a sector size (a power "
+_WHAT = {_size: "a whole number >= 0", _bits64: "64 bits of attributes",
+         _sector: "a sector size (a power "
          "of two, 512 to 65536)", _text: "text", _opt_text: "text or null",
          _opt_size: "a whole number >= 0 or null", _texts: "a list of texts",
          _numbers: "a list of whole numbers >= 0",
@@ -81,7 +86,7 @@ TABLE = {"kind": (_text, True), "sector_size": (_sector, False),
 PARTITION = {"number": (_size, True), "start": (_size, True),
              "size": (_size, True), "type": (_text, False),
              "uuid": (_text, False), "name": (_text, False),
-             "attrs": (_size, False), "bootable": (bool, False)}
+             "attrs": (_bits64, False), "bootable": (bool, False)}
 TABLE_AREA = {"kind": (_text, True), "start": (_size, True),
               "size": (_size, True)}
 EXTENDED = {"number": (_size, True), "logicals": (_numbers, True)}
@@ -175,8 +180,6 @@ def _check_table(table, offset):
             for key in ("type", "uuid"):
                 if not _GUID.match(str(part.get(key))):
                     _bad(f"{where}.{key}", "a GUID", offset)
-            if part.get("attrs", 0) >> 64:
-                _bad(f"{where}.attrs", "64 bits of attributes", offset)
         elif kind == "mbr" and not _MBR_TYPE.match(str(part.get("type"))):
             _bad(f"{where}.type", "an MBR type (0x83)", offset)
 
