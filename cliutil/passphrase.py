@@ -4,7 +4,9 @@ In order: ``--passphrase-file=F`` (its first line, without the line end),
 ``--passphrase-env=VAR`` (that variable's value), else a prompt on the
 controlling terminal (/dev/tty, so that it works while stdin is the image
 of a pipe), asked twice when a new image is encrypted.  No terminal and no
-option: a UsageError naming the two options.
+option: PassphraseError (exit 12) naming the two options when reading an
+encrypted image, UsageError (exit 2) when a passphrase to encrypt with is
+asked for.
 
 The library never prompts: it gets the zero-argument callable made here
 and calls it only when the image turns out to be encrypted; the callable
@@ -13,7 +15,7 @@ asks (or reads) once and remembers the answer for the rest of the command.
 
 import os
 
-from diskimage.errors import InputError, UsageError
+from diskimage.errors import InputError, PassphraseError, UsageError
 
 OPTIONS = "--passphrase-file=F or --passphrase-env=VAR"
 TTY = "/dev/tty"
@@ -70,8 +72,11 @@ def _prompt(what, twice):
     try:
         tty = open(TTY, "r+b", buffering=0)
     except OSError:
-        raise UsageError(f"{what} needs a passphrase: give {OPTIONS} "
-                         f"(there is no terminal to ask on)") from None
+        # Reading an encrypted image without its passphrase is exit 12
+        # (the toolkit's table); asking for one to encrypt with is usage.
+        cls = UsageError if twice else PassphraseError
+        raise cls(f"{what} needs a passphrase: give {OPTIONS} "
+                  f"(there is no terminal to ask on)") from None
     with tty:
         first = _ask(tty, f"Passphrase for {what}: ")
         if not first:

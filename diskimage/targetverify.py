@@ -30,7 +30,9 @@ def incomplete_text(target, marker):
     how = " (IMAGE: that image, as a file or again on stdin)" if piped else ""
     return (f"{target}: an interrupted restore of {name} (image "
             f"{marker.image_id}), {marker.progress_text()}; finish it "
-            f"with rdeploy restore {again} {target} --resume{how}")
+            f"with rdeploy restore {again} {target} --resume --yes{how} "
+            f"and the options it was started with (an encrypted image's "
+            f"passphrase option too)")
 
 
 def verify_target(target, image=None, *, progress=None, passphrase=None):

@@ -7,7 +7,7 @@ import pty
 import pytest
 
 from cliutil.passphrase import Passphrase
-from diskimage.errors import InputError, UsageError
+from diskimage.errors import InputError, PassphraseError, UsageError
 
 
 def test_the_first_line_of_a_file_without_its_line_end(tmp_path):
@@ -99,8 +99,13 @@ def test_no_terminal_and_no_option_names_both_options():
         try:
             Passphrase(what="t.rdi")()
             code = 1
-        except UsageError as exc:
+        except PassphraseError as exc:     # reading: exit 12
             code = 0 if "--passphrase-file=F or --passphrase-env=VAR" in \
                 str(exc) else 2
+        try:
+            Passphrase(what="t.rdi", encrypting=True)()
+            code = code or 1
+        except UsageError as exc:          # encrypting: a usage error
+            code = code or (0 if "--passphrase-file=F" in str(exc) else 3)
         os._exit(code)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0

@@ -165,7 +165,7 @@ def test_a_wrong_passphrase_writes_nothing(encrypted, pw, tmp_path):
         check(rdeploy("restore", "-", target, "--yes", pw["wrong"],
                       stdin=f), 12, "<stdin>: wrong passphrase")
     check(rdeploy("verify", image, pw["wrong"]), 12, "wrong passphrase")
-    check(rdeploy("restore", image, target, "--yes"), 2,
+    check(rdeploy("restore", image, target, "--yes"), 12,
           "--passphrase-file=F or --passphrase-env=VAR")
     assert sha256(target) == before
     missing = tmp_path / "new.img"
