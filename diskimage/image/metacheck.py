@@ -75,7 +75,7 @@ AREA = {"kind": (_text, True), "start": (_size, True), "size": (_size, True),
         "partition": (_opt_size, False), "filesystem": (_opt_text, False),
         "used_bytes": (_opt_size, False), "total_bytes": (_opt_size, False),
         "block_size": (_opt_size, False), "method": (_text, False),
-        "fallback": (_opt_text, False), "ebr_inside": (_numbers, False),
+        "fallback": (_opt_text, False), "ebr_inside": (_size, False),
         "label": (_opt_text, False), "uuid": (_opt_text, False)}
 SOURCE = {"size": (_size, True), "logical_sector_size": (_sector, False),
           "physical_sector_size": (_sector, False), "path": (_text, False)}
