@@ -29,9 +29,9 @@ import time
 import zlib
 from dataclasses import dataclass
 
-from .errors import CorruptImageError, IncompleteTargetError
+from .errors import IncompleteTargetError
 from .image import format as fmt
-from .image.volumecheck import locating, missing_volume
+from .image.volumecheck import locating, read_trailer
 from .structs import Struct
 
 MAGIC = b"RDI-RESTORING\n"
@@ -173,14 +173,7 @@ def image_identity(stream):
     if not getattr(source, "seekable", False):
         return root, 0
     with locating(source):      # a fault here is named as the reader does
-        size = source.size
-        try:
-            trailer = fmt.unpack_trailer(
-                source.read_at(size - fmt.TRAILER.size, fmt.TRAILER.size),
-                size - fmt.TRAILER.size)
-        except CorruptImageError:
-            missing_volume(source)  # a volume gone: InputError naming it
-            raise
+        trailer = read_trailer(source)  # a volume gone: named
         index_offset = trailer["index_offset"]
         record = _record_struct(stream)
         fields = record.unpack(source.read_at(index_offset, record.size),

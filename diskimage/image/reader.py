@@ -16,7 +16,7 @@ from . import format as fmt
 from .compression import decompress
 from ..errors import CorruptImageError, InputError, PassphraseError
 from .metacheck import check_chunk, check_metadata
-from .volumecheck import (check_record_starts,
+from .volumecheck import (check_record_starts, read_trailer,
                           check_volume_sizes as _check_sizes,
                           locating as _locating,
                           missing_volume as _missing_volume)
@@ -295,17 +295,7 @@ class ImageReader:
             raise CorruptImageError("image ends early: too short to hold an "
                                     "index and trailer", offset=src.size)
         trailer_offset = src.size - fmt.TRAILER.size
-        try:
-            trailer = fmt.unpack_trailer(
-                src.read_at(trailer_offset, fmt.TRAILER.size), trailer_offset)
-        except CorruptImageError:
-            _missing_volume(src)
-            raise
-        if trailer["stream_length"] != src.size:
-            raise CorruptImageError(
-                f"image is {src.size} bytes but its trailer says "
-                f"{trailer['stream_length']}: a volume is missing or damaged",
-                offset=trailer_offset)
+        trailer = read_trailer(src)
         meta_fields, meta_raw = self._payload_record(fmt.FILE_HEADER.size,
                                                      fmt.TAG_META, "metadata")
         index_offset = trailer["index_offset"]

@@ -9,7 +9,7 @@ before they ask for a passphrase."""
 
 from . import format as fmt
 from .seal import describe_kdf, read_envelope
-from .volumecheck import check_volume_sizes, locating, missing_volume
+from .volumecheck import check_volume_sizes, locating, read_trailer
 from .volumes import VolumeInput
 from ..errors import CorruptImageError, InputError
 
@@ -66,17 +66,7 @@ def _sealed_info(path, source):
     if at < fmt.FILE_HEADER.size:
         raise CorruptImageError("image ends early: too short to hold an "
                                 "index and trailer", offset=source.size)
-    try:
-        trailer = fmt.unpack_trailer(
-            source.read_at(at, fmt.TRAILER.size), at)
-    except CorruptImageError:
-        missing_volume(source)
-        raise
-    if trailer["stream_length"] != source.size:
-        raise CorruptImageError(
-            f"image is {source.size} bytes but its trailer says "
-            f"{trailer['stream_length']}: a volume is missing or damaged",
-            offset=at)
+    trailer = read_trailer(source)
     meta_raw, meta = _record(source, fmt.FILE_HEADER.size, fmt.TAG_META,
                              "metadata", layout)
     index_raw, _ = _record(source, trailer["index_offset"],

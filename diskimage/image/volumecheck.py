@@ -191,3 +191,22 @@ def missing_volume(source):
     why = getattr(source, "missing_volume", lambda: None)()
     if why:
         raise InputError(why)
+
+
+def read_trailer(source):
+    """The checked trailer of an image file (or split volumes): its CRC,
+    a missing volume named (InputError) when that is why it is not
+    there, and its stream length equal to the file's size."""
+    at = source.size - fmt.TRAILER.size
+    try:
+        trailer = fmt.unpack_trailer(source.read_at(at, fmt.TRAILER.size),
+                                     at)
+    except CorruptImageError:
+        missing_volume(source)
+        raise
+    if trailer["stream_length"] != source.size:
+        raise CorruptImageError(
+            f"image is {source.size} bytes but its trailer says "
+            f"{trailer['stream_length']}: a volume is missing or damaged",
+            offset=at)
+    return trailer
