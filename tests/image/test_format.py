@@ -17,18 +17,24 @@ META = {"areas": [{"kind": "disk", "start": 0, "size": 3 << 16}],
         "source": {"size": 3 << 16}, "table": {"kind": "none"}}
 
 
-def build(chunks, codec="lz4"):
-    """An image stream of (offset, bytes-or-None) chunks; None is a hole."""
+def build_with_summary(chunks, codec="lz4", meta=META):
+    """(image stream, writer summary) of (offset, bytes-or-None) chunks
+    of 64 KiB; None is a hole."""
     out = io.BytesIO()
-    writer = ImageWriter(StreamOutput(out), META, 1 << 16)
+    writer = ImageWriter(StreamOutput(out), meta, 1 << 16)
     compressor = Compressor(codec)
     for offset, data in chunks:
         if data is None:
             writer.add_zero(0, offset, 1 << 16)
         else:
             writer.add_data(0, offset, len(data), *compressor(data))
-    writer.finish()
-    return out.getvalue()
+    summary = writer.finish()
+    return out.getvalue(), summary
+
+
+def build(chunks, codec="lz4"):
+    """An image stream of (offset, bytes-or-None) chunks; None is a hole."""
+    return build_with_summary(chunks, codec)[0]
 
 
 def read_all(raw):

@@ -19,8 +19,7 @@ from diskimage.image.reader import ImageReader, RecordStream, decode_record
 from diskimage.image.rewrite import rewrite
 from diskimage.image.verify import verify
 from diskimage.image.volumes import PipeInput
-from diskimage.image.volumeout import StreamOutput
-from diskimage.image.writer import ImageWriter
+from tests.image.test_format import build_with_summary
 from tests.smalldisk import sha256
 
 DATA = Path(__file__).parent / "data"
@@ -28,17 +27,8 @@ META = {"areas": [{"kind": "disk", "start": 0, "size": 4 << 16}],
         "source": {"size": 4 << 16}, "table": {"kind": "none"}}
 
 
-def build(chunks, codec="lz4", flags=0):
-    out = io.BytesIO()
-    writer = ImageWriter(StreamOutput(out), META, 1 << 16)
-    compressor = Compressor(codec)
-    for offset, data in chunks:
-        if data is None:
-            writer.add_zero(0, offset, 1 << 16)
-        else:
-            writer.add_data(0, offset, len(data), *compressor(data))
-    summary = writer.finish()
-    return out.getvalue(), summary
+def build(chunks, codec="lz4"):
+    return build_with_summary(chunks, codec, META)
 
 
 def stream_of(raw, **kw):
