@@ -14,7 +14,7 @@ import pytest
 from diskimage.errors import (CorruptImageError, PassphraseError,
                               UnsupportedError)
 from diskimage.image import format as fmt
-from diskimage.image.compression import Compressor, decompress
+from diskimage.image.compression import decompress
 from diskimage.image.reader import ImageReader, RecordStream, decode_record
 from diskimage.image.rewrite import rewrite
 from diskimage.image.verify import verify
