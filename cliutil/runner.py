@@ -41,6 +41,13 @@ command's --help names the codes it uses)::
     14   the target differs from the image it is compared with (rdeploy
          verify-target TARGET IMAGE): the message names the first disk
          offset that differs
+    15   a network source or session failed: a URL unreadable after its
+         retries, refused by its server, a TLS certificate that does not
+         verify, an image that changed on its server while being read; a
+         multicast session that did not start or dropped this receiver
+         (its disk is left marked incomplete)
+    16   delta restore refused: the target's layout is not the image's
+         (the message says what differs); nothing was written
     70   internal error (a bug; RDEPLOY_DEBUG=1 prints the traceback)
     129  interrupted by SIGHUP (the terminal went away); cleaned up as on Ctrl-C
     130  interrupted (Ctrl-C); partial files are removed

@@ -177,3 +177,21 @@ class SignatureError(DiskImageError):
     cannot be signed) or a pipe where a signature is required."""
 
     exit_code = 11
+
+
+class NetworkError(DiskImageError):
+    """A network source or session that failed: a URL that could not be
+    read after its retries, an HTTP status that refuses it, a TLS
+    certificate that does not verify, a resource that changed while it
+    was read; a multicast session that did not start, or that dropped
+    this receiver (its disk is left marked incomplete)."""
+
+    exit_code = 15
+
+
+class LayoutDiffersError(TargetError):
+    """A delta restore refused before any write: the target's partition
+    layout (table, partition places, filesystems) is not the image's, so
+    its bytes cannot be compared chunk by chunk; restore without --delta."""
+
+    exit_code = 16

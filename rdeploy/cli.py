@@ -11,15 +11,26 @@ Usage:
                   [--new-ids] [--overwrite-protected] [--tmpdir=DIR]
                   [--verify] [--threads=N] [--progress=MODE] [--quiet]
                   [--resume] [--require-signature=PUBKEY] [--signature=FILE]
+                  [--delta] [--ca-file=FILE]
+                  [--passphrase-file=F | --passphrase-env=VAR]
+  rdeploy multicast send IMAGE [--min-receivers=N] [--max-wait=S]
+                  [--rate=MBPS] [--interface=IF] [--fec=SPEC] [--port=N]
+                  [--repeat] [--ca-file=FILE] [--progress=MODE] [--quiet]
+  rdeploy multicast receive TARGET [--interface=IF] [--port=N] [--wait=S]
+                  [--yes] [--partitions=LIST] [--grow | --resize=HOW]
+                  [--size=N=SIZE...] [--new-ids] [--overwrite-protected]
+                  [--tmpdir=DIR] [--verify] [--delta] [--threads=N]
+                  [--progress=MODE] [--quiet]
                   [--passphrase-file=F | --passphrase-env=VAR]
   rdeploy verify-target TARGET [IMAGE] [--json] [--progress=MODE] [--quiet]
                   [--passphrase-file=F | --passphrase-env=VAR]
   rdeploy verify IMAGE [--threads=N] [--progress=MODE] [--quiet]
-                  [--pubkey=FILE...] [--signature=FILE]
+                  [--pubkey=FILE...] [--signature=FILE] [--ca-file=FILE]
                   [--passphrase-file=F | --passphrase-env=VAR]
   rdeploy keygen KEYFILE [--comment=TEXT] [--force] [--quiet]
   rdeploy sign IMAGE --key=FILE [--signature=FILE] [--quiet]
-  rdeploy info IMAGE [--json] [--passphrase-file=F | --passphrase-env=VAR]
+  rdeploy info IMAGE [--json] [--ca-file=FILE]
+                  [--passphrase-file=F | --passphrase-env=VAR]
   rdeploy list [--json]
   rdeploy demo [--dir=DIR] [--keep]
   rdeploy help [COMMAND]
@@ -37,6 +48,18 @@ Commands:
             On a disk of another size the partitions are laid out to fit
             (see --grow, --resize, --size); --dry-run prints that plan.
             Asks for confirmation on a terminal; otherwise needs --yes.
+            IMAGE may be an http:// or https:// URL (an S3 presigned URL,
+            pxeconf serve, nginx): streamed, a dropped connection resumed
+            with a Range request; a split image by its first volume's URL.
+  multicast  With udpcast, lay one image onto every machine of a network
+            segment at once. `send` sends IMAGE (a file or URL) as one
+            session for the whole image, started at --min-receivers or
+            --max-wait; a receiver too slow or dead is dropped, one that
+            comes late waits for the next session (--repeat runs them back
+            to back); udp-sender never outlives the command. `receive`
+            joins the next session and restores its image onto TARGET,
+            every chunk and the whole-image digest checked; a receiver
+            dropped from the session exits 15, TARGET marked incomplete.
   verify    Check every chunk, the index and the whole-image digest; write
             nothing. A damaged image exits 4 and names the chunk and offset.
             With --pubkey (or bootdisk --trust's keys) also the signature:
@@ -118,6 +141,29 @@ Options:
   --key=FILE           sign: the secret key (made by rdeploy keygen).
   --comment=TEXT       keygen: a note kept in both key files (an owner, a
                        purpose) [default: ].
+  --delta              Read TARGET where the image has data and write only
+                       the chunks whose digest differs (format 1.1; the
+                       target's layout must be the image's, else exit 16);
+                       every chunk of the image is still read and checked.
+  --ca-file=FILE       Trust the TLS certificates of an https:// IMAGE that
+                       this CA file signs (PEM), instead of the system's.
+  --min-receivers=N    multicast send: start once N receivers have joined
+                       [default: 1].
+  --max-wait=S         multicast send: start S seconds after the first
+                       receiver joined, even with fewer than N.
+  --rate=MBPS          multicast send: at most MBPS megabits per second.
+  --interface=IF       The network interface to send or receive on (default:
+                       the one of the default route).
+  --fec=SPEC           multicast send: forward error correction,
+                       STRIPESxREDUNDANCY/STRIPESIZE (udp-sender's), e.g.
+                       8x8/128, for lossy links.
+  --port=N             The UDP port base of the session (udp-sender's
+                       --portbase); sender and receivers must agree
+                       [default: 9000].
+  --repeat             multicast send: after a session, wait for the next
+                       receivers and send again, until interrupted.
+  --wait=S             multicast receive: give up (exit 15) when no session
+                       has started within S seconds [default: forever].
   --json               Print JSON instead of a table.
   --progress=MODE      auto (a bar when stderr is a terminal), bar, json
                        (stderr is JSON lines only: progress, then one end
@@ -145,7 +191,10 @@ Exit codes:
   format 1.0, a pipe where a signature is required); 12 encrypted image
   without its passphrase, or a wrong one (nothing written); 13 TARGET holds
   an interrupted restore (verify-target; finish it with restore --resume);
-  14 TARGET differs from IMAGE (verify-target); 70 internal error;
+  14 TARGET differs from IMAGE (verify-target); 15 a network source or
+  session failed (a URL unreadable after retries, TLS not verified, dropped
+  from a multicast session); 16 delta restore refused (the target's layout
+  is not the image's); 70 internal error;
   129 SIGHUP; 130 interrupted
   (Ctrl-C); 141 broken pipe; 143 SIGTERM (129 and 143 clean up as Ctrl-C
   does).  `rdeploy help COMMAND` shows one command's part; man rdeploy.
@@ -163,6 +212,10 @@ Examples:
   rdeploy keygen release.key --comment="lab releases"
   rdeploy sign lab.rdi --key=release.key
   rdeploy restore lab.rdi /dev/sdb --require-signature=release.key.pub
+  rdeploy restore http://server:8080/images/lab.rdi /dev/sda --yes
+  rdeploy restore --delta lab.rdi /dev/sda --yes
+  rdeploy multicast send lab.rdi --min-receivers=20 --max-wait=300
+  rdeploy multicast receive /dev/sda --yes
   curl -s http://server/lab.rdi | rdeploy restore - /dev/sda --yes
 """
 
@@ -195,7 +248,14 @@ COMMANDS = {"capture": imagecmds.cmd_capture,
             targetcmds.cmd_verify_target(
                 args, imagecmds.progress_for(args, "verify-target")),
             "info": imagecmds.cmd_info, "list": cmd_list, "demo": cmd_demo,
-            "keygen": trustcmds.cmd_keygen, "sign": trustcmds.cmd_sign}
+            "keygen": trustcmds.cmd_keygen, "sign": trustcmds.cmd_sign,
+            "multicast": lambda args: _multicast(args)}
+
+
+def _multicast(args):
+    from . import multicastcmds
+    return multicastcmds.cmd_send(args) if args["send"] \
+        else multicastcmds.cmd_receive(args)
 
 
 def _main(argv):
