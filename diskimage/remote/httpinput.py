@@ -70,6 +70,9 @@ class HttpInput:
     """The image at `url` (its first volume), read over HTTP(S)."""
 
     files = ()          # no local files (volumecheck's copy test skips)
+    #: why random access is refused when not seekable (ImageReader)
+    unseekable = ("its server does not answer Range requests, which random "
+                  "access needs (restore and verify read it front to back)")
 
     def __init__(self, url, *, ca_file=None, tries=6, backoff=1.0,
                  timeout=30):
@@ -320,6 +323,8 @@ class HttpInput:
     def read_at(self, offset, size):
         """Up to `size` bytes at stream `offset` (Range requests), across
         volume boundaries."""
+        if not self.seekable:
+            raise InputError(f"{self.name}: {self.unseekable}")
         parts, base = [], 0
         for number, volume_size in enumerate(self.sizes):
             if size <= 0:
