@@ -77,7 +77,6 @@ def test_imgx_cat_reads_a_small_fraction_of_the_image(remote_ro):
         assert result.stdout == HOSTNAME
         assert all(r and r.startswith("bytes=") for r in server.ranges())
         assert server.sent < image_bytes * 0.05, (server.sent, image_bytes)
-        print(f"imgx cat: {server.sent} of {image_bytes} bytes")
         listing = imgx("ls", server.url("lab.rdi") + ":3/data")
         assert listing.stdout.decode().split() == ["blob0.bin", "blob1.bin"]
 
