@@ -175,3 +175,16 @@ def test_a_server_without_ranges_is_read_front_to_back(remote_ro, tmp_path):
         check(rdeploy("info", server.url("lab.rdi")), 3,
               "does not answer Range requests")
     assert filecmp.cmp(target, remote_ro["disk"], shallow=False)
+
+
+def test_a_required_signature_is_refused_with_a_url(remote_ro, tmp_path):
+    key = tmp_path / "lab.key"
+    assert rdeploy("keygen", key, "-q").returncode == 0
+    target = tmp_path / "t.img"
+    with RangeServer(remote_ro["dir"]) as server:
+        url = server.url("lab.rdi")
+        check(rdeploy("restore", url, target, "--yes",
+                      f"--require-signature={key}.pub"), 11, "not a URL")
+        check(rdeploy("verify", url, f"--pubkey={key}.pub"), 11, "not a URL")
+        assert server.requests == []
+    assert not target.exists()
