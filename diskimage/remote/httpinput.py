@@ -22,6 +22,7 @@ as one more source of the source protocol (diskimage.image.volumes).
 """
 
 import http.client
+import ssl
 import threading
 import time
 
@@ -188,7 +189,6 @@ class HttpInput:
             try:
                 return attempt()
             except (httpconn.TRANSIENT + (Transient,)) as exc:
-                import ssl
                 if isinstance(exc, ssl.SSLCertVerificationError):
                     raise httpconn.tls_refusal(urls.shown(url), exc,
                                                self.ca_file) from None
