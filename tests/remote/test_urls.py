@@ -66,3 +66,11 @@ def test_a_refused_connection_is_one_line_after_the_tries():
     assert text.startswith(url.split("?")[0] + "?...: could not be read at "
                            "byte 0 after 2 tries (last: connection refused)")
     assert "secret" not in text
+
+
+def test_the_restore_marker_names_a_url_without_its_credentials():
+    from rdeploy.targetcmds import image_name
+    assert image_name("https://u:p@s3/b/lab.rdi?X-Amz-Signature=f00d") == \
+        "https://s3/b/lab.rdi?..."
+    assert image_name("-") == "-"
+    assert image_name("lab.rdi").endswith("/lab.rdi")
