@@ -88,6 +88,7 @@ class HttpInput:
         self._random = Connections(context, timeout)
         self._stream = Connections(context, timeout)
         self._lock = threading.Lock()
+        self._random_lock = threading.Lock()
         self.position = 0
         self.bytes_read = 0
         self.requests = 0
@@ -341,9 +342,10 @@ class HttpInput:
 
     def _range(self, number, local, size):
         url = self._urls[number]
-        return self._retrying(url, local,
-                              lambda: self._range_once(number, local, size),
-                              self._random)
+        with self._random_lock:     # one kept-alive connection: in turn
+            return self._retrying(
+                url, local, lambda: self._range_once(number, local, size),
+                self._random)
 
     def _range_once(self, number, local, size):
         url, validator = self._urls[number], self._validators[number]
