@@ -45,8 +45,8 @@ def refuse_early(stream, target, *, create, into, mode, sizes):
         raise UnsupportedError(
             f"{stream.name}: is a format {stream.version} image, whose "
             f"chunks carry only a CRC-32; --delta compares format 1.1's "
-            f"strong digests: convert it with imgx convert, or restore "
-            f"without --delta")
+            f"strong digests: rewrite it as 1.1 with imgx recompress, or "
+            f"restore without --delta")
     if create:
         raise LayoutDiffersError(
             f"{target}: does not exist, so there is nothing to compare "
