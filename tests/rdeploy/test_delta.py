@@ -280,3 +280,36 @@ def test_what_else_is_refused(golden, tmp_path):
     check(rdeploy("restore", tmp_path / "v10.rdi", small, "--delta",
                   "--yes"), 7, "format 1.0", "imgx recompress")
     assert sha256(small) == before
+
+
+@pytest.mark.parametrize("options", [(), ("--resume",)])
+def test_after_an_interrupted_restore(golden, tmp_path, options):
+    """A restore killed half way wiped the table: a delta (starting over,
+    or with --resume from its checkpoint) accepts the target by its
+    restore marker (the same plan: the image's layout) and leaves what a
+    full restore leaves."""
+    from diskimage import restoremark
+    from tests.rdeploy.test_resume import killed_restore
+    full, target = tmp_path / "full.img", tmp_path / "target.img"
+    copy(golden["changed"], full)
+    copy(golden["changed"], target)
+    _restore(golden["image"], full, count_writes=False)
+
+    def marker():
+        with open(target, "rb") as f:
+            return restoremark.unpack(f.read(512), 0)
+
+    killed_restore(golden["image"], target,
+                   golden["image"].stat().st_size // 2,
+                   lambda: (marker() or restoremark.Marker(0, b"", b""))
+                   .checkpoint >= 4)
+    assert marker() is not None
+    summary, _ = _restore(golden["image"], target, "--delta", *options,
+                          count_writes=False)
+    assert sha256(target) == sha256(full)
+    assert marker() is None
+    counts = summary["delta"]
+    assert counts["written"] < 0.1 * summary["written_bytes"]
+    if options:
+        assert summary["resumed_at"] >= 4
+        assert counts["chunks_same"] + counts["chunks_written"] < 35
