@@ -1,11 +1,12 @@
 """Delta restore (``rdeploy restore --delta``): write only the chunks whose
 bytes the target does not hold already.
 
-:func:`check_plan` runs at the end of :func:`diskimage.restoreplan.plan_restore`
-with ``delta=True``, before anything is written: the image must be format 1.1
-(its chunks carry a strong digest), the target must exist and hold the
-image's layout (table kind, sector size, every partition's number, start,
-size and type), and nothing may move or change size; otherwise
+:func:`refuse_early` and :func:`check_plan` run in
+:func:`diskimage.restoreplan.plan_restore` with ``delta=True``, before
+anything is written: the image must be format 1.1 (its chunks carry a
+strong digest), the target must exist and hold the image's layout (table
+kind, sector size, every partition's number, start, size and type), and
+nothing may move or change size; otherwise
 LayoutDiffersError names the first difference.
 
 During :func:`diskimage.restore.run_restore` every record of the stream is
@@ -16,14 +17,13 @@ for byte: the same answer as comparing the target's BLAKE3 digest with the
 chunk's, since the chunk's bytes were just checked against that digest,
 for a memcmp instead of a hash); a hole is compared with zeros.  Only a
 chunk that differs is written, and of it only the 64 KiB blocks that
-differ (of a hole, the blocks that do not read as zeros are zeroed).  Everything
-else a full restore does
-(the guard zones zeroed first and written last, the restore marker and its
-checkpoints, the finishing steps, the table, new identities) happens the
-same way, so a delta leaves the target byte for byte as a full restore of
-the same target would.  The guard zones (the table's first MiB, a
---partitions restore's partition starts, the GPT backup) are always
-written; they are counted in `written`.
+differ (of a hole, the blocks that do not read as zeros are zeroed).
+Everything else a full restore does (the guard zones zeroed first and
+written last, the restore marker and its checkpoints, the finishing steps,
+the table, new identities) happens the same way, so a delta leaves the
+target byte for byte as a full restore of the same target would.  The
+guard zones (the table's first MiB, a --partitions restore's partition
+starts, the GPT backup) are always written; they count in `written`.
 """
 
 import threading

@@ -82,6 +82,7 @@ class RestorePlan:
             "kept": [dict(number=p.number, start=p.start, size=p.size,
                           reason=reason) for p, reason in self.kept],
             "new_ids": self.new_ids, "notes": self.notes,
+            "delta": self.delta_restore,
         }
 
 

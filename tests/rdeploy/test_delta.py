@@ -10,7 +10,6 @@ the target unchanged; a 1.0 image refused (exit 7).
 The disk: 160 MiB GPT, ext4 (partition 1, 96 MiB, files from mkfs.ext4 -d)
 and FAT32 (partition 2, 48 MiB, files from mcopy)."""
 
-import hashlib
 import json
 import random
 import subprocess
