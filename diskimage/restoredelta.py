@@ -151,7 +151,19 @@ def wiped_marker(disk):
 
 class Comparer:
     """Compares and writes the chunks of one delta restore; called from
-    the restore's worker threads (the counts under a lock)."""
+    the restore's worker threads (the counts under a lock).
+
+    Where the target differs almost everywhere (another disk's content
+    under the same table), reading it only costs: after STREAK chunks in a
+    row of which more than half differed, chunks are written without
+    reading the target, as a full restore writes them, but every PROBE-th
+    one is still compared; a probe that finds the target mostly the same
+    ends the stretch.  So a delta is not much slower than a full restore
+    where most differs, and writes at most PROBE chunks it need not have
+    where a stretch of differences ends."""
+
+    STREAK = 4
+    PROBE = 8
 
     def __init__(self, disk, guards):
         self.disk = disk
@@ -159,18 +171,23 @@ class Comparer:
         self.read = self.compared = 0
         # the guard zones: zeroed first, their bytes written last
         self.written = sum(end - start for start, end in guards)
-        self.chunks_written = self.chunks_same = 0
+        self.chunks_written = self.chunks_same = self.chunks_unread = 0
+        self.streak = self.passed = 0
 
     def data(self, pieces):
         """*pieces*: (target offset, bytes) of one chunk, outside the guard
-        zones; all of them written when any differs from the target."""
+        zones; the blocks that differ from the target written."""
         size = written = 0
+        unread = self._unread()
         for start, piece in pieces:
             size += len(piece)
+            if unread:
+                write_all(self.disk, start, piece)
+                continue
             have = self.disk.read(start, len(piece))
             if have != piece:
                 written += self._blocks(start, piece, have)
-        self._count(size, written)
+        self._count(size, size if unread else written, unread)
 
     def _blocks(self, start, piece, have, zero=False):
         """Write the BLOCK-sized blocks of *piece* that differ from *have*
@@ -196,7 +213,12 @@ class Comparer:
         """*ranges*: (start, end) of one hole outside the guard zones; the
         blocks of it that do not read as zeros are zeroed."""
         size = written = 0
+        unread = self._unread()
         for start, end in ranges:
+            if unread:
+                zero_range(self.disk, start, end - start)
+                size += end - start
+                continue
             while start < end:      # a hole may be longer than _ZEROS
                 n = min(end - start, len(_ZEROS))
                 have = self.disk.read(start, n)
@@ -205,22 +227,39 @@ class Comparer:
                     written += self._blocks(start, zeros, have, zero=True)
                 size += n
                 start += n
-        self._count(size, written)
+        self._count(size, size if unread else written, unread)
 
-    def _count(self, size, written):
+    def _unread(self):
+        """Whether this chunk is written without reading the target."""
+        with self.lock:
+            if self.streak < self.STREAK:
+                return False
+            self.passed += 1
+            return self.passed % self.PROBE != 0
+
+    def _count(self, size, written, unread):
         if not size:
             return
         with self.lock:
+            self.written += written
+            if unread:
+                self.chunks_unread += 1
+                self.chunks_written += 1
+                return
             self.read += size
             self.compared += size
-            self.written += written
+            self.streak = self.streak + 1 if 2 * written > size else 0
             if written:
                 self.chunks_written += 1
             else:
                 self.chunks_same += 1
 
     def summary(self):
+        """The counts: bytes read and compared (the same), bytes written
+        (the guard zones too), chunks written (some of them, where the
+        target differed almost everywhere, unread) and chunks the same."""
         return {"read": self.read, "compared": self.compared,
                 "written": self.written,
                 "chunks_written": self.chunks_written,
-                "chunks_same": self.chunks_same}
+                "chunks_same": self.chunks_same,
+                "chunks_unread": self.chunks_unread}

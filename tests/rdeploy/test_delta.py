@@ -312,3 +312,24 @@ def test_after_an_interrupted_restore(golden, tmp_path, options):
     if options:
         assert summary["resumed_at"] >= 4
         assert counts["chunks_same"] + counts["chunks_written"] < 35
+
+
+def test_a_target_that_differs_almost_everywhere(golden, tmp_path):
+    """Another disk's bytes under the same table: after a few chunks that
+    differ, most are written without reading the target (every 8th still
+    compared); the result is still a full restore's."""
+    full, delta = tmp_path / "full.img", tmp_path / "delta.img"
+    copy(golden["changed"], full)
+    with open(full, "r+b") as f:
+        f.seek(P1)
+        f.write(random.Random(3).randbytes(P1_SIZE + P2_SIZE))
+    copy(full, delta)
+    _restore(golden["image"], full, count_writes=False)
+    summary, _ = _restore(golden["image"], delta, "--delta", "--threads=1",
+                          count_writes=False)
+    assert sha256(delta) == sha256(full)
+    counts = summary["delta"]
+    chunks = counts["chunks_written"] + counts["chunks_same"]
+    assert counts["chunks_same"] == 0
+    assert chunks // 2 < counts["chunks_unread"] < chunks
+    assert counts["read"] < summary["written_bytes"] // 2
