@@ -3,9 +3,11 @@ changed in a few files, a delta writes a small fraction of what a full
 restore writes (the summary's count, the bytes that changed on the disk,
 and the process's own write count, /proc/PID/io) and leaves the disk byte
 for byte as a full restore of a copy of the same changed disk does (fsck
-clean, file digests equal); from a pipe too; a whole disk and
---partitions; an encrypted image; another layout refused (exit 16) with
-the target unchanged; a 1.0 image refused (exit 7).
+clean, file digests equal, verify-target equal); from a pipe too (with
+--verify); a whole disk and --partitions; an encrypted image; after an
+interrupted restore (with and without --resume); a target that differs
+almost everywhere (written mostly without reading it); another layout
+refused (exit 16) with the target unchanged; a 1.0 image refused (exit 7).
 
 The disk: 160 MiB GPT, ext4 (partition 1, 96 MiB, files from mkfs.ext4 -d)
 and FAT32 (partition 2, 48 MiB, files from mcopy)."""
@@ -182,6 +184,8 @@ def test_delta_writes_little_and_equals_a_full_restore(golden, tmp_path):
     d_summary, d_wchar = _restore(golden["image"], delta, "--delta")
     assert sha256(delta) == sha256(full)
     _checked(delta)
+    result = rdeploy("verify-target", delta, golden["image"])
+    assert result.returncode == 0, result.stderr
     counts = d_summary["delta"]
     total = d_summary["written_bytes"]
     assert counts["read"] == counts["compared"] > 0.9 * total
@@ -204,8 +208,9 @@ def test_delta_from_a_pipe_and_of_chosen_partitions(golden, tmp_path):
     copy(golden["changed"], full)
     copy(golden["changed"], delta)
     _restore(golden["image"], full, count_writes=False)
-    summary, _ = _restore("-", delta, "--delta", stdin=golden["image"])
-    assert sha256(delta) == sha256(full)
+    summary, _ = _restore("-", delta, "--delta", "--verify",
+                          stdin=golden["image"])
+    assert sha256(delta) == sha256(full) and summary["verified"]
     assert summary["delta"]["written"] < 0.1 * summary["written_bytes"]
     for path in (full, delta):
         copy(golden["changed"], path)
