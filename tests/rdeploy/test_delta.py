@@ -62,8 +62,9 @@ def _build(path, tmp):
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory, shared_dir):
-    """The disk, its image (plain and encrypted), and the disk as restored
-    from the image and then changed in a few files: read-only."""
+    """The disk, its image (plain and encrypted), the disk as restored
+    from the image and then changed in a few files, and the SHA-256 of a
+    full restore onto it (and the bytes that restore wrote): read-only."""
     d = tmp_path_factory.mktemp("delta")
     disk = _build(d / "disk.img", d)
     image = d / "disk.rdi"
@@ -78,9 +79,13 @@ def golden(tmp_path_factory, shared_dir):
     result = rdeploy("restore", image, changed, "--yes", "-q")
     assert result.returncode == 0, result.stderr
     _change(changed, d)
-    shared_dir.seal(disk, image, sealed, changed)
+    # the reference: a full restore onto a copy of the changed disk
+    full = copy(changed, d / "full.img")
+    summary, wchar = _restore(image, full)
+    assert "delta" not in summary
+    shared_dir.seal(disk, image, sealed, changed, full)
     return {"image": image, "sealed": sealed, "pw": pw, "changed": changed,
-            "dir": d}
+            "full": sha256(full), "full_wchar": wchar}
 
 
 def _change(disk, tmp):
@@ -177,12 +182,9 @@ def _checked(disk, ext_files=True):
 
 
 def test_delta_writes_little_and_equals_a_full_restore(golden, tmp_path):
-    full, delta = tmp_path / "full.img", tmp_path / "delta.img"
-    copy(golden["changed"], full)
-    copy(golden["changed"], delta)
-    f_summary, f_wchar = _restore(golden["image"], full)
+    delta = copy(golden["changed"], tmp_path / "delta.img")
     d_summary, d_wchar = _restore(golden["image"], delta, "--delta")
-    assert sha256(delta) == sha256(full)
+    assert sha256(delta) == golden["full"]
     _checked(delta)
     result = rdeploy("verify-target", delta, golden["image"])
     assert result.returncode == 0, result.stderr
@@ -196,8 +198,7 @@ def test_delta_writes_little_and_equals_a_full_restore(golden, tmp_path):
     # the process's own count: the table's MiB, the written chunks, the
     # marker and the progress lines; a full restore wrote them all
     assert d_wchar < counts["written"] + MiB
-    assert d_wchar < 0.2 * f_wchar
-    assert "delta" not in f_summary
+    assert d_wchar < 0.2 * golden["full_wchar"]
 
 
 def test_delta_from_a_pipe_and_of_chosen_partitions(golden, tmp_path):
@@ -205,12 +206,10 @@ def test_delta_from_a_pipe_and_of_chosen_partitions(golden, tmp_path):
     the FAT partition compared and mended, as a full --partitions=2
     restore."""
     full, delta = tmp_path / "full.img", tmp_path / "delta.img"
-    copy(golden["changed"], full)
     copy(golden["changed"], delta)
-    _restore(golden["image"], full, count_writes=False)
     summary, _ = _restore("-", delta, "--delta", "--verify",
                           stdin=golden["image"])
-    assert sha256(delta) == sha256(full) and summary["verified"]
+    assert sha256(delta) == golden["full"] and summary["verified"]
     assert summary["delta"]["written"] < 0.1 * summary["written_bytes"]
     for path in (full, delta):
         copy(golden["changed"], path)
@@ -228,14 +227,12 @@ def test_delta_from_a_pipe_and_of_chosen_partitions(golden, tmp_path):
 
 
 def test_an_encrypted_image(golden, tmp_path):
-    full, delta = tmp_path / "full.img", tmp_path / "delta.img"
-    copy(golden["changed"], full)
-    copy(golden["changed"], delta)
+    """The same bytes as the plain image's full restore."""
+    delta = copy(golden["changed"], tmp_path / "delta.img")
     pw = f"--passphrase-file={golden['pw']}"
-    _restore(golden["sealed"], full, pw, count_writes=False)
     summary, _ = _restore(golden["sealed"], delta, pw, "--delta",
                           count_writes=False)
-    assert sha256(delta) == sha256(full)
+    assert sha256(delta) == golden["full"]
     assert summary["delta"]["written"] < 0.1 * summary["written_bytes"]
     _checked(delta)
 
@@ -294,10 +291,7 @@ def test_after_an_interrupted_restore(golden, tmp_path, options):
     full restore leaves."""
     from diskimage import restoremark
     from tests.rdeploy.test_resume import killed_restore
-    full, target = tmp_path / "full.img", tmp_path / "target.img"
-    copy(golden["changed"], full)
-    copy(golden["changed"], target)
-    _restore(golden["image"], full, count_writes=False)
+    target = copy(golden["changed"], tmp_path / "target.img")
 
     def marker():
         with open(target, "rb") as f:
@@ -310,7 +304,7 @@ def test_after_an_interrupted_restore(golden, tmp_path, options):
     assert marker() is not None
     summary, _ = _restore(golden["image"], target, "--delta", *options,
                           count_writes=False)
-    assert sha256(target) == sha256(full)
+    assert sha256(target) == golden["full"]
     assert marker() is None
     counts = summary["delta"]
     assert counts["written"] < 0.1 * summary["written_bytes"]
