@@ -31,6 +31,7 @@ import threading
 from .errors import (IncompleteTargetError, LayoutDiffersError,
                      UnsupportedError)
 from .host.device import write_all, zero_range
+from .tables.protected import protected_partitions
 
 _ZEROS = bytes(4 << 20)
 #: Within a chunk that differs, only its BLOCK-sized blocks that differ are
@@ -61,28 +62,38 @@ def refuse_early(stream, target, *, create, into, mode, sizes):
                 f"place over the same layout; restore without --delta")
 
 
-def check_plan(plan, target_table, partitions=None, marker=None):
-    """Refuse (LayoutDiffersError) a delta plan whose target layout is not
-    the image's.  *target_table*: the target's table as read; *partitions*:
-    the --partitions chosen (None: the whole disk); *marker*: the restore
-    marker at byte 0 of a target whose table an interrupted restore wiped
-    (accepted when its plan is this one: that restore laid the image's
-    layout out)."""
-    meta = plan.stream.metadata
-    table = meta["table"]
-    name, target = plan.stream.name, plan.target
-    if table["kind"] != "none":
-        if marker is not None and partitions is None:
-            from .restoremark import plan_fingerprint
-            if marker.plan != plan_fingerprint(plan):
-                raise LayoutDiffersError(
-                    f"{target}: holds an interrupted restore with another "
-                    f"layout (its table is wiped); restore without --delta")
-            plan.notes.append("delta: the target holds an interrupted "
-                              "restore of this layout; its bytes are "
-                              "compared")
-        else:
-            _same_table(name, target, table, target_table, partitions, plan)
+def check_layout(stream, target, target_table, partitions=None,
+                 marker=None, overwrite_protected=False):
+    """Refuse (LayoutDiffersError) a target whose layout is not the
+    image's, before the layout is planned (so a target that differs is
+    refused as such, not as too small).  *target_table*: the target's
+    table as read; *partitions*: the --partitions chosen (None: the whole
+    disk); *marker*: the restore marker at byte 0 of a target whose table
+    an interrupted restore wiped (checked by :func:`check_plan`)."""
+    table = stream.metadata["table"]
+    if table["kind"] == "none" or (marker is not None and partitions is None):
+        return
+    kept = [] if overwrite_protected or partitions is not None or \
+        target_table is None else protected_partitions(target_table)
+    _same_table(stream.name, target, table, target_table, partitions,
+                {(k.number, k.start, k.size) for k, _ in kept})
+
+
+def check_plan(plan, partitions=None, marker=None):
+    """Refuse (LayoutDiffersError) a delta plan that moves or resizes a
+    partition, or whose target's table an interrupted restore with another
+    plan wiped (*marker*: its restore marker; the same plan is accepted:
+    that restore laid the image's layout out)."""
+    target = plan.target
+    if marker is not None and partitions is None and \
+            plan.stream.metadata["table"]["kind"] != "none":
+        from .restoremark import plan_fingerprint
+        if marker.plan != plan_fingerprint(plan):
+            raise LayoutDiffersError(
+                f"{target}: holds an interrupted restore with another "
+                f"layout (its table is wiped); restore without --delta")
+        plan.notes.append("delta: the target holds an interrupted restore "
+                          "of this layout; its bytes are compared")
     for p in plan.placements:
         if (p.new_start, p.new_size) != (p.old_start, p.old_size):
             raise LayoutDiffersError(
@@ -95,7 +106,7 @@ def check_plan(plan, target_table, partitions=None, marker=None):
                       "checked)")
 
 
-def _same_table(name, target, table, target_table, partitions, plan):
+def _same_table(name, target, table, target_table, partitions, kept):
     have = target_table.kind if target_table is not None else "none"
     if have != table["kind"]:
         what = "no partition table" if have == "none" else \
@@ -128,7 +139,6 @@ def _same_table(name, target, table, target_table, partitions, plan):
                     f"partition {n} {what} {mine} on {target}, {image} in "
                     f"{name}; restore without --delta")
     if partitions is None:
-        kept = {(k.number, k.start, k.size) for k, _ in plan.kept}
         image_numbers = {p["number"] for p in table["partitions"]}
         for slot in target_table.partitions:
             if slot.number not in image_numbers and \

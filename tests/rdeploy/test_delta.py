@@ -249,9 +249,20 @@ def _mbr(path):
     return path
 
 
+def _smaller(path):
+    """A 64 MiB disk with a smaller partition 1: refused as another layout
+    (not as too small)."""
+    with open(path, "r+b") as f:
+        f.truncate(64 * MiB)
+    sfdisk(path, "label: gpt\nstart=2048, size=100000\n")
+    return path
+
+
 @pytest.mark.parametrize("make, words", [
     (_moved, ["partition 2 starts at sector 200704 on", "198656 in"]),
     (_mbr, ["has an MBR table", "a GPT table"]),
+    (_smaller, ["partition 1 has a size of 100000 sectors on",
+                "196608 sectors in"]),
 ])
 def test_another_layout_is_refused_before_any_write(golden, tmp_path, make,
                                                     words):
