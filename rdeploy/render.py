@@ -33,9 +33,27 @@ def restore_line(image, target, s):
     checked = ", read back and verified" if s.get("verified") else ""
     if s.get("resumed_at") is not None:     # restore --resume
         checked += f"; resumed at chunk {s['resumed_at']}"
+    if s.get("delta"):                      # restore --delta
+        checked += f"; {delta_text(s)}"
     return (f"rdeploy: restored {image} -> {target}: "
             f"{format_size(s['written_bytes'])} in {s['seconds']:.1f} s "
             f"({_rate(s['written_bytes'], s['seconds'])}){checked}")
+
+
+def delta_text(s):
+    """restore --delta's counts: "delta: read X, compared N chunks, wrote
+    Y (P %)", P the share of what a full restore writes; and how many
+    chunks were written without reading the target."""
+    d = s["delta"]
+    share = 100 * d["written"] / s["written_bytes"] \
+        if s["written_bytes"] else 0
+    unread = d.get("chunks_unread", 0)
+    compared = d["chunks_written"] + d["chunks_same"] - unread
+    unread = f"; {unread} chunks written unread (the target differed " \
+        f"almost everywhere there)" if unread else ""
+    return (f"delta: read {format_size(d['read'])}, compared "
+            f"{compared} chunks, wrote {format_size(d['written'])} "
+            f"({share:.1f} %)" + unread)
 
 
 def disks_table(disks):
