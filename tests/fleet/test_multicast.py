@@ -4,6 +4,7 @@ restoring onto its own disk file, checked with verify-target, e2fsck and
 the files' sha256."""
 
 import random
+import re
 import signal
 import subprocess
 
@@ -157,3 +158,40 @@ def test_min_receivers_and_max_wait_start_the_session(golden, tmp_path):
     assert session["finished"] == [room.address(0)]
     waited = session["started"] - session["first_joined"]
     assert waited >= 2.5, session
+
+
+def _limited_drops(room, rate):
+    """A token bucket of `rate` (tc tbf: this kernel has no policer
+    actions) on the bridge's port towards receiver 0, so what the sender
+    puts on the wire crosses it; returns a function reading how many
+    packets it dropped (its queue holds 64 KiB)."""
+    lan, port = room.lan, "p-rx0"
+    lan.run(lan.bridge_ns, ["tc", "qdisc", "add", "dev", port, "root",
+                            "tbf", "rate", rate, "burst", "32k", "limit",
+                            "64k"])
+
+    def dropped():
+        out = lan.run(lan.bridge_ns, ["tc", "-s", "qdisc", "show", "dev",
+                                      port], text=True).stdout
+        return sum(int(n) for n in re.findall(r"dropped (\d+)", out))
+    return dropped
+
+
+@pytest.mark.needs("tc")
+@pytest.mark.parametrize("limit, drops", [("11mbit", False),
+                                          ("6mbit", True)])
+def test_rate_holds_under_a_limit(small_images_ro, tmp_path, limit, drops):
+    """--rate=8 (megabits): a token bucket just above it on the way to the
+    receiver drops nothing; one below it drops packets (udpcast then
+    resends them, and the restore still completes and verifies)."""
+    image = small_images_ro["image"]
+    target = blank_disk(tmp_path / "pc.img")
+    with Room(1, subnet="192.168.79") as room:
+        dropped = _limited_drops(room, limit)
+        sender = room.send(image, "--rate=8")
+        rx = room.receive(0, target)
+        assert rx.wait() == 0, rx.stderr
+        assert sender.wait() == 0, sender.stderr
+        assert (dropped() > 0) == drops, dropped()
+    result = rdeploy("verify-target", target, image)
+    assert result.returncode == 0, result.stderr.decode()
