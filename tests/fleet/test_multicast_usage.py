@@ -4,7 +4,8 @@ and the notice datagram (no namespaces needed)."""
 import pytest
 
 from diskimage.fleet import notice
-from diskimage.fleet.udpcast import receiver_args, sender_args
+from diskimage.fleet.udpcast import (default_interface, receiver_args,
+                                      sender_args)
 from tests.rdeploy_helpers import check, rdeploy
 
 
@@ -58,3 +59,17 @@ def test_notice_round_trip_and_strangers_ignored():
     assert notice.Notice.unpack(b"X" + data[1:]) is None
     assert notice.Notice.unpack(data[:8] + b"\x02" + data[9:]) is None
     assert notice.Notice.unpack(data[:9] + b"\x07" + data[10:]) is None
+
+
+def test_default_interface_is_the_default_routes(tmp_path):
+    routes = tmp_path / "route"
+    head = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n"
+    routes.write_text(
+        head + "eth1\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+        "wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\n"
+        "enp3s0\t00000000\t0102A8C0\t0003\t0\t0\t100\t00000000\n")
+    assert default_interface(routes) == "enp3s0"
+    routes.write_text(head + "eth1\t0001A8C0\t00000000\t0001\t0\t0\t0\t"
+                             "00FFFFFF\n")
+    assert default_interface(routes) is None
+    assert default_interface(tmp_path / "none") is None
