@@ -83,7 +83,8 @@ def test_a_killed_and_a_stalled_receiver_are_dropped_alone(golden,
                                                           tmp_path):
     """Rate-limited so the session lasts a few seconds.  Receiver 0 is
     SIGKILLed at a tenth of its restore (its udp-receiver, which has
-    buffered up to 6 MB more, gets SIGTERM from the kernel); receiver 1 is
+    buffered up to 6 MB more, gets SIGINT from the kernel and leaves the
+    session with a goodbye); receiver 1 is
     SIGSTOPped there (its udp-receiver fills its buffer and stops
     acknowledging).  Both are dropped; the two others finish and verify.
     Receiver 1, let go after the session, exits 15 naming the drop; both
@@ -115,8 +116,10 @@ def test_a_killed_and_a_stalled_receiver_are_dropped_alone(golden,
         result = rdeploy("verify-target", disk)
         assert result.returncode == 13, result.stderr.decode()
     session = sender.ended()[0]["result"]
-    assert sorted(session["dropped"] + session["left"]) == \
-        [room.address(0), room.address(1)], str(session)
+    # the killed one's udp-receiver said goodbye (SIGINT from the kernel),
+    # the stalled one was dropped by udp-sender
+    assert session["left"] == [room.address(0)], str(session)
+    assert session["dropped"] == [room.address(1)], str(session)
     assert sorted(session["finished"]) == [room.address(2), room.address(3)]
 
 
