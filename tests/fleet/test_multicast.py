@@ -256,3 +256,14 @@ def test_receive_delta_checks_every_chunk_and_writes_what_differs(
     assert delta["chunks_same"] >= 5 and delta["chunks_written"] >= 1, delta
     assert MiB <= delta["written"] <= result["written_bytes"] // 10, delta
     assert sha256(target) == sha256(small_disk_ro)
+
+
+def test_receive_on_an_interface_that_is_not_there(tmp_path):
+    target = blank_disk(tmp_path / "pc.img")
+    with Room(1, subnet="192.168.82") as room:
+        rx = room.receive(0, target, "--interface=nosuch0", "--wait=20")
+        assert rx.wait() == 15, rx.stderr
+    message = rx.of("error")[0]["message"]
+    assert "udp-receiver ended before a session started" in message, message
+    assert "nothing written" in message
+    assert sha256(target) == sha256(blank_disk(tmp_path / "z.img"))
