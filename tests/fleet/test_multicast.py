@@ -267,3 +267,19 @@ def test_receive_on_an_interface_that_is_not_there(tmp_path):
     assert "udp-receiver ended before a session started" in message, message
     assert "nothing written" in message
     assert sha256(target) == sha256(blank_disk(tmp_path / "z.img"))
+
+
+def test_an_encrypted_image_over_a_session(small_disk_ro, tmp_path):
+    secret = tmp_path / "pass"
+    secret.write_text("room 101\n")
+    image = tmp_path / "sealed.rdi"
+    result = rdeploy("capture", small_disk_ro, image, "--encrypt",
+                     f"--passphrase-file={secret}", "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    target = blank_disk(tmp_path / "pc.img")
+    with Room(1, subnet="192.168.83") as room:
+        sender = room.send(image)
+        rx = room.receive(0, target, f"--passphrase-file={secret}")
+        assert rx.wait() == 0, rx.stderr
+        assert sender.wait() == 0, sender.stderr
+    assert sha256(target) == sha256(small_disk_ro)
