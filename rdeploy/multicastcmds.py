@@ -199,6 +199,8 @@ def cmd_send(args):
 
         summary = send(open_source, repeat=args["--repeat"],
                        on_session=on_session, on_start=on_start,
-                       progress=progress, **values)
-        progress.end(result=summary)
+                       stage=lambda n: progress.stage(f"session {n}"),
+                       **values)
+        progress.end(_session_line(image, summary) if progress.json
+                     else None, summary)
     return 0

@@ -164,15 +164,18 @@ class Session:
                 "left": by_state.get("left", [])}
 
 
-def send(open_source, *, repeat=False, on_session=None, **options):
+def send(open_source, *, repeat=False, on_session=None, stage=None,
+         **options):
     """Run one session (or, with `repeat`, sessions back to back until
-    interrupted); `on_session(summary)` after each.  Returns the last
-    summary.  NetworkError when no receiver finished a session (without
-    `repeat`)."""
+    interrupted); `on_session(summary)` after each; `stage(number)` gives
+    session `number`'s progress(done, total) callback (the bytes fed to
+    udp-sender).  Returns the last summary.  NetworkError when no receiver
+    finished a session (without `repeat`)."""
     number = 0
     while True:
         number += 1
-        summary = Session(number, open_source, **options).run()
+        summary = Session(number, open_source, progress=stage and
+                          stage(number), **options).run()
         if on_session is not None:
             on_session(summary)
         if not repeat:
