@@ -25,6 +25,7 @@ one.
 """
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -67,6 +68,13 @@ def sender_args(image):
     """The server's side: one session, started by the first receiver."""
     return [sys.executable, "-m", "rdeploy", "multicast", "send", image,
             "--interface=eth0", "--min-receivers=1"]
+
+
+def _die_with_us():
+    """Popen's preexec_fn: the child gets SIGTERM when this test process
+    dies, even by SIGKILL (PR_SET_PDEATHSIG, kept across the exec of `ip
+    netns exec`); rdeploy then stops its udp-sender."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
 
 
 def _ns_pids(ns):
@@ -154,7 +162,7 @@ def test_pxe_job_joins_a_multicast_session_and_restores(tmp_path):
         image = room.boot / "images" / "lab.rdi"
         sender = nb.Logged(room.lan.start(
             room.srv, sender_args(image), cwd=ROOT, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT), "sender")
+            stderr=subprocess.STDOUT, preexec_fn=_die_with_us), "sender")
         disk = nb.blank_disk(tmp_path / "disk.img")
         vm = room.vm("bios", disk, MAC)
         vm.servers = room.logs + [sender]
