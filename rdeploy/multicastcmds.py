@@ -1,13 +1,16 @@
 """rdeploy multicast send and receive (usage in cli.py): option values
 converted and checked here, the work in diskimage.fleet."""
 
+import re
 import sys
 import time
 
 from cliutil.runner import whole_number
 from cliutil.text import safe
 from diskimage import sighold
-from diskimage.errors import DiskImageError, TargetError, UsageError
+from diskimage.sizes import format_size
+from diskimage.errors import (DiskImageError, InputError, TargetError,
+                              UsageError)
 
 from . import imagecmds, render, targetcmds
 
@@ -112,6 +115,93 @@ def cmd_receive(args):
     return 0
 
 
+_FEC = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*/[1-9][0-9]*$")
+
+
+def _send_values(args):
+    """send's option values, checked before anything is opened."""
+    min_receivers = whole_number(args["--min-receivers"], "--min-receivers")
+    if min_receivers < 1:
+        raise UsageError("--min-receivers takes 1 or more")
+    rate = None
+    if args["--rate"] is not None:
+        try:
+            rate = float(args["--rate"])
+        except ValueError:
+            rate = 0
+        if not 0.1 <= rate <= 100000:
+            raise UsageError(f"--rate takes megabits per second (0.1 to "
+                             f"100000), not {args['--rate']!r}")
+    fec = args["--fec"]
+    if fec is not None and not _FEC.match(fec):
+        raise UsageError(f"--fec takes STRIPESxREDUNDANCY/STRIPESIZE such "
+                         f"as 8x8/128, not {fec!r}")
+    return {"port": _port(args), "min_receivers": min_receivers,
+            "max_wait": _seconds(args, "--max-wait"),
+            "rate": None if rate is None else round(rate * 1000),
+            "fec": fec, "interface": args["--interface"]}
+
+
+def _source_opener(args):
+    """What opens IMAGE afresh for each session (a file or split volumes;
+    a URL through part A's opener when it is there), checked once here:
+    an IMAGE that is not an image is refused before anyone joins."""
+    from diskimage.image.format import MAGIC
+    image = args["IMAGE"]
+    if image == "-":
+        raise UsageError("multicast send needs an image file or URL, not "
+                         "stdin: every session sends the image again")
+
+    def open_source():
+        return imagecmds._open_image(image)
+
+    with open_source() as source:
+        if source.read(len(MAGIC)) != MAGIC:
+            raise InputError(f"{image}: not an rdeploy image")
+    return open_source
+
+
+def _session_line(image, summary):
+    finished, dropped = summary["finished"], summary["dropped"] + \
+        summary["left"]
+    seconds = summary["seconds"]
+    return (f"rdeploy: session {summary['session']}: sent {image} "
+            f"({format_size(summary['bytes'])}) in {seconds:.1f} s "
+            f"({format_size(summary['bytes'] / max(seconds, 1e-3))}/s); "
+            f"finished: {', '.join(finished) or 'none'}; "
+            f"dropped: {', '.join(dropped) or 'none'}")
+
+
 def cmd_send(args):
-    from . import multicastsend
-    return multicastsend.cmd_send(args)
+    from cliutil.progress import json_line
+    from diskimage.fleet.sender import send
+
+    values = _send_values(args)
+    image = args["IMAGE"]
+    with imagecmds.progress_for(args, "multicast send") as progress:
+        open_source = _source_opener(args)
+
+        def on_start(session):
+            if progress.json:
+                json_line("session", progress.stream,
+                          command="multicast send", state="started",
+                          session=session.number,
+                          receivers=[r.address for r in
+                                     session.receivers.values()])
+
+        def on_session(summary):
+            line = _session_line(image, summary)
+            if progress.json:
+                json_line("session", progress.stream,
+                          command="multicast send", state="ended",
+                          session=summary["session"], summary=line,
+                          result=summary)
+            elif not progress.quiet:
+                progress.close()
+                print(safe(line), file=progress.stream)
+
+        summary = send(open_source, repeat=args["--repeat"],
+                       on_session=on_session, on_start=on_start,
+                       progress=progress, **values)
+        progress.end(result=summary)
+    return 0

@@ -8,8 +8,10 @@ from cliutil.text import safe
 
 
 def image_name(path):
-    """How the marker names the image: its absolute path, or "-"."""
-    return path if path == "-" else os.path.abspath(path)
+    """How the marker names the image: its absolute path, "-", or a URL
+    as shown (rdeploy.remotecmds)."""
+    from .remotecmds import image_name as name
+    return name(path)
 
 
 def restore_marker(plan, resume, progress):
@@ -54,10 +56,11 @@ def cmd_verify_target(args, progress):
     from cliutil.passphrase import from_args
     from diskimage.targetverify import verify_target
 
-    passphrase = from_args(args, what=args["IMAGE"]) if args["IMAGE"] \
-        else None
-    with progress:
-        summary = verify_target(args["TARGET"], args["IMAGE"],
+    from .remotecmds import image_arg, shown
+    passphrase = from_args(args, what=shown(args["IMAGE"])) \
+        if args["IMAGE"] else None
+    with progress, image_arg(args) as image:
+        summary = verify_target(args["TARGET"], image,
                                 progress=progress, passphrase=passphrase)
         _print(args, summary)
         progress.end(result=summary)
@@ -72,6 +75,6 @@ def _print(args, summary):
     else:
         skipped = "; not compared: " + "; ".join(summary["skipped"]) \
             if summary["skipped"] else ""
-        print(f"{safe(args['TARGET'])}: equal to {safe(args['IMAGE'])} "
+        print(f"{safe(args['TARGET'])}: equal to {safe(summary['image'])} "
               f"({summary['chunks']} chunks, {summary['compared_bytes']} "
               f"bytes compared{skipped})")

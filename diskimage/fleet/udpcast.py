@@ -67,8 +67,8 @@ def sender_args(*, port, min_receivers, max_wait=None, rate=None, fec=None,
             "--rexmit-hello-interval", "1000"]
     if max_wait is not None:
         args += ["--max-wait", str(max_wait)]
-    if rate is not None:
-        args += ["--max-bitrate", f"{rate}m"]
+    if rate is not None:            # kilobits per second
+        args += ["--max-bitrate", f"{rate}k"]
     if fec is not None:
         args += ["--fec", fec]
     if interface is not None:
