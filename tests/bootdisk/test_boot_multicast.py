@@ -178,6 +178,13 @@ def test_pxe_job_joins_a_multicast_session_and_restores(tmp_path):
         except subprocess.TimeoutExpired:
             code = None
         assert code == 0, f"sender: exit {code}\n{sender.tail()}"
+        network = [line for line in vm.boot.plain().splitlines()
+                   if "bootdisk: network: eth0 " in line]
+        assert network, vm.why()
+        guest = network[0].split("eth0 ", 1)[1].split("/")[0].strip()
+        # its summary names who finished and who was dropped
+        assert f"finished: {guest}; dropped: none" in sender.text(), \
+            sender.tail()
         left = [_identity(p) for p in _ns_pids(room.srv)]
         assert not any(i and i[0].startswith("udp-sender") for i in left), \
             f"udp-sender outlived its rdeploy: {left}"
@@ -192,9 +199,6 @@ def test_pxe_job_joins_a_multicast_session_and_restores(tmp_path):
         assert progress and progress["total"] and progress["done"], machine
         shown = _progress_lines(vm.boot.plain())
         assert shown, vm.why()
-        network = [line for line in vm.boot.plain().splitlines()
-                   if "bootdisk: network: eth0 " in line]
-        assert network, vm.why()
         vm.off()
 
     assert room.leftovers == [], room.leftovers
