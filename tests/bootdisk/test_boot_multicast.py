@@ -38,7 +38,6 @@ import pytest
 
 from tests.bootdisk_helpers import (DIST, ROOT, host_kernel, need_qemu,
                                     toolkit)
-from tests.netns import stop
 from tests.pxeconf import netboot_helpers as nb
 from tests.pxeconf.room import Room, pxeconf
 
@@ -52,16 +51,20 @@ MAC = "52:54:00:77:17:01"
 JOB_BOOT = 300       # PXE, kernel and initrd over HTTP, the session (TCG)
 SESSION_END = 60     # the sender's end after the job's
 
-#: The job of docs/pxeconf.md ("Multicast to the room"), on QEMU's disk.
-JOB = """\
-#!/bin/sh
-# Join the server's multicast session and lay its image onto the disk.
-set -e
-rdeploy multicast receive /dev/vda --yes --interface=eth0 --progress=json
-sync
-echo "multicast: /dev/vda written"
-"""
 WRITTEN = "multicast: /dev/vda written"
+
+
+def docs_job():
+    """The job of docs/pxeconf.md ("A room at once"), taken from the page
+    itself (so the page shows what was booted), on QEMU's disk (vda)."""
+    text = (ROOT / "docs" / "pxeconf.md").read_text()
+    start = text.index("#!/bin/sh\n# Join the server's multicast session")
+    job = text[start:text.index("```", start)]
+    assert "rdeploy multicast receive /dev/sda --yes" in job, job
+    return job.replace("/dev/sda", "/dev/vda")
+
+
+JOB = docs_job()
 
 
 def sender_args(image):
