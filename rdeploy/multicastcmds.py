@@ -12,7 +12,7 @@ from diskimage.sizes import format_size
 from diskimage.errors import (DiskImageError, InputError, TargetError,
                               UsageError)
 
-from . import imagecmds, render, targetcmds
+from . import imagecmds, remotecmds, render, targetcmds
 
 DEFAULT_PORT = 9000
 
@@ -30,11 +30,7 @@ def _seconds(args, name):
     text = args.get(name)
     if text is None or text == "forever":
         return None
-    seconds = whole_number(text, name)
-    if seconds < 1:
-        raise UsageError(f"{name} takes a number of seconds (1 or more), "
-                         f"not {text!r}")
-    return seconds
+    return whole_number(text, name)
 
 
 def _confirm_join(args, progress):
@@ -121,8 +117,6 @@ _FEC = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*/[1-9][0-9]*$")
 def _send_values(args):
     """send's option values, checked before anything is opened."""
     min_receivers = whole_number(args["--min-receivers"], "--min-receivers")
-    if min_receivers < 1:
-        raise UsageError("--min-receivers takes 1 or more")
     rate = None
     if args["--rate"] is not None:
         try:
@@ -143,21 +137,24 @@ def _send_values(args):
 
 
 def _source_opener(args):
-    """What opens IMAGE afresh for each session (a file or split volumes;
-    a URL through part A's opener when it is there), checked once here:
-    an IMAGE that is not an image is refused before anyone joins."""
+    """What opens IMAGE afresh for each session (a file, split volumes or
+    an http(s) URL: diskimage.remote), checked once here: an IMAGE that
+    is not an image is refused before anyone joins."""
     from diskimage.image.format import MAGIC
     image = args["IMAGE"]
     if image == "-":
         raise UsageError("multicast send needs an image file or URL, not "
                          "stdin: every session sends the image again")
 
+    ca_file = remotecmds.ca_file(args)
+
     def open_source():
-        return imagecmds._open_image(image)
+        return imagecmds._open_image(image, ca_file)
 
     with open_source() as source:
         if source.read(len(MAGIC)) != MAGIC:
-            raise InputError(f"{image}: not an rdeploy image")
+            raise InputError(f"{remotecmds.shown(image)}: not an rdeploy "
+                             f"image")
     return open_source
 
 
@@ -177,7 +174,7 @@ def cmd_send(args):
     from diskimage.fleet.sender import send
 
     values = _send_values(args)
-    image = args["IMAGE"]
+    image = remotecmds.shown(args["IMAGE"])
     with imagecmds.progress_for(args, "multicast send") as progress:
         open_source = _source_opener(args)
 

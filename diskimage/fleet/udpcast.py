@@ -71,6 +71,7 @@ def sender_args(*, port, min_receivers, max_wait=None, rate=None, fec=None,
         args += ["--max-bitrate", f"{rate}k"]
     if fec is not None:
         args += ["--fec", fec]
+    interface = interface or default_interface()
     if interface is not None:
         args += ["--interface", interface]
     return args
@@ -80,9 +81,35 @@ def receiver_args(*, port, interface=None, receive_timeout=RECEIVE_TIMEOUT):
     """udp-receiver's command line: the stream on its stdout."""
     args = [RECEIVER, "--nokbd", "--portbase", str(port),
             "--receive-timeout", str(receive_timeout)]
+    interface = interface or default_interface()
     if interface is not None:
         args += ["--interface", interface]
     return args
+
+
+def default_interface(routes="/proc/net/route"):
+    """The interface of the default route (the lowest metric), or None
+    when there is none: udpcast then picks by itself (eth0 or en0 first,
+    then any eth*/en*, an interface with a link and a broadcast address
+    before others; socklib.c getNetIf)."""
+    best = None
+    try:
+        with open(routes) as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8 or fields[1] != "00000000" or \
+                fields[7] != "00000000":
+            continue            # not a default route (destination, mask)
+        try:
+            metric = int(fields[6])
+        except ValueError:
+            continue
+        if best is None or metric < best[0]:
+            best = (metric, fields[0])
+    return best and best[1]
 
 
 class Tool:

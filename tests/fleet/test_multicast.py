@@ -4,8 +4,10 @@ restoring onto its own disk file, checked with verify-target, e2fsck and
 the files' sha256."""
 
 import random
+import re
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -77,31 +79,45 @@ def test_four_receivers_restore_one_image(golden, tmp_path):
     assert end["result"]["sender"] == room.lan.address(1)
 
 
-def test_a_receiver_killed_half_way_is_dropped_alone(golden, tmp_path):
-    """Rate-limited so the session lasts a few seconds; receiver 0 is
-    SIGKILLed at a tenth (udp-receiver, which has buffered up to 6 MB
-    more, gets SIGTERM from the kernel): the two others finish and verify,
-    its disk is
-    marked incomplete, the sender names it dropped."""
-    disks = [blank_disk(tmp_path / f"pc{i}.img", DISK) for i in range(3)]
-    with Room(3) as room:
-        sender = room.send(golden["image"], "--min-receivers=3",
+def test_a_killed_and_a_stalled_receiver_are_dropped_alone(golden,
+                                                          tmp_path):
+    """Rate-limited so the session lasts a few seconds.  Receiver 0 is
+    SIGKILLed at a tenth of its restore (its udp-receiver, which has
+    buffered up to 6 MB more, gets SIGTERM from the kernel); receiver 1 is
+    SIGSTOPped there (its udp-receiver fills its buffer and stops
+    acknowledging).  Both are dropped; the two others finish and verify.
+    Receiver 1, let go after the session, exits 15 naming the drop; both
+    disks are marked incomplete."""
+    disks = [blank_disk(tmp_path / f"pc{i}.img", DISK) for i in range(4)]
+    with Room(4) as room:
+        sender = room.send(golden["image"], "--min-receivers=4",
                            "--rate=40")
         rx = [room.receive(i, disk) for i, disk in enumerate(disks)]
-        rx[0].until(lambda r: r.percent() >= 10, what="a tenth restored")
+        for run in rx[:2]:
+            run.until(lambda r: r.percent() >= 10, what="a tenth restored")
+        # at once, so both are dropped in the same rounds of requests
+        rx[1].proc.send_signal(signal.SIGSTOP)
         rx[0].proc.send_signal(signal.SIGKILL)
         rx[0].wait()
-        for run in rx[1:]:
+        for run in rx[2:]:
             assert run.wait() == 0, run.stderr
         assert sender.wait() == 0, sender.stderr
         assert room.pids(room.receiver_ns[0]) == []  # its udp-receiver too
-    for disk in disks[1:]:
+        rx[1].proc.send_signal(signal.SIGCONT)
+        # udp-receiver gives up 30 s after the session's last packet
+        assert rx[1].wait() == 15, rx[1].stderr
+    message = rx[1].of("error")[0]["message"]
+    assert f"dropped from the multicast session of {room.lan.address(1)}" \
+        in message and "is marked incomplete" in message, message
+    for disk in disks[2:]:
         restored(disk, golden)
-    result = rdeploy("verify-target", disks[0])
-    assert result.returncode == 13, result.stderr.decode()
+    for disk in disks[:2]:
+        result = rdeploy("verify-target", disk)
+        assert result.returncode == 13, result.stderr.decode()
     session = sender.ended()[0]["result"]
-    assert session["dropped"] + session["left"] == [room.address(0)], str(session)
-    assert sorted(session["finished"]) == [room.address(1), room.address(2)]
+    assert sorted(session["dropped"] + session["left"]) == \
+        [room.address(0), room.address(1)], str(session)
+    assert sorted(session["finished"]) == [room.address(2), room.address(3)]
 
 
 def test_a_late_receiver_is_told_then_served_by_the_next_session(
@@ -157,3 +173,58 @@ def test_min_receivers_and_max_wait_start_the_session(golden, tmp_path):
     assert session["finished"] == [room.address(0)]
     waited = session["started"] - session["first_joined"]
     assert waited >= 2.5, session
+
+
+def _limited_drops(room, rate):
+    """A token bucket of `rate` (tc tbf: this kernel has no policer
+    actions) on the bridge's port towards receiver 0, so what the sender
+    puts on the wire crosses it; returns a function reading how many
+    packets it dropped (its queue holds 64 KiB)."""
+    lan, port = room.lan, "p-rx0"
+    lan.run(lan.bridge_ns, ["tc", "qdisc", "add", "dev", port, "root",
+                            "tbf", "rate", rate, "burst", "32k", "limit",
+                            "64k"])
+
+    def dropped():
+        out = lan.run(lan.bridge_ns, ["tc", "-s", "qdisc", "show", "dev",
+                                      port], text=True).stdout
+        return sum(int(n) for n in re.findall(r"dropped (\d+)", out))
+    return dropped
+
+
+@pytest.mark.needs("tc")
+@pytest.mark.parametrize("limit, drops", [("11mbit", False),
+                                          ("6mbit", True)])
+def test_rate_holds_under_a_limit(small_images_ro, tmp_path, limit, drops):
+    """--rate=8 (megabits): a token bucket just above it on the way to the
+    receiver drops nothing; one below it drops packets (udpcast then
+    resends them, and the restore still completes and verifies)."""
+    image = small_images_ro["image"]
+    target = blank_disk(tmp_path / "pc.img")
+    with Room(1, subnet="192.168.79") as room:
+        dropped = _limited_drops(room, limit)
+        sender = room.send(image, "--rate=8")
+        rx = room.receive(0, target)
+        assert rx.wait() == 0, rx.stderr
+        assert sender.wait() == 0, sender.stderr
+        assert (dropped() > 0) == drops, dropped()
+    result = rdeploy("verify-target", target, image)
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_udp_sender_never_outlives_a_killed_send(small_images_ro):
+    """SIGKILL leaves rdeploy no time to clean up: the kernel's
+    PR_SET_PDEATHSIG ends udp-sender all the same."""
+    with Room(0, subnet="192.168.80") as room:
+        sender = room.send(small_images_ro["image"])
+        deadline = time.monotonic() + 30
+        while len(room.pids(room.sender_ns)) < 2:   # rdeploy + udp-sender
+            assert sender.proc.poll() is None, sender.stderr
+            assert time.monotonic() < deadline, "udp-sender never started"
+            time.sleep(0.05)
+        sender.proc.send_signal(signal.SIGKILL)
+        sender.wait()
+        deadline = time.monotonic() + 10
+        while room.pids(room.sender_ns):
+            assert time.monotonic() < deadline, room.pids(room.sender_ns)
+            time.sleep(0.05)
