@@ -122,7 +122,7 @@ def room_of(scratch):
                     os.kill(pid, signal.SIGKILL)
 
 
-def _progress_lines(text):
+def _json_events(text):
     """The --progress=json objects among the console's lines."""
     found = []
     for line in text.splitlines():
@@ -133,7 +133,7 @@ def _progress_lines(text):
             event = json.loads(line)
         except ValueError:
             continue
-        if isinstance(event, dict) and event.get("event") == "progress":
+        if isinstance(event, dict) and "event" in event:
             found.append(event)
     return found
 
@@ -200,9 +200,16 @@ def test_pxe_job_joins_a_multicast_session_and_restores(tmp_path):
         # is) and every console.
         progress = machine["progress"]
         assert progress and progress["total"] and progress["done"], machine
-        shown = _progress_lines(vm.boot.plain())
-        assert any(e.get("command") == "multicast receive" for e in shown), \
+        shown = _json_events(vm.boot.plain())
+        assert any(e["event"] == "progress" and
+                   e.get("task") == "multicast receive" for e in shown), \
             vm.why()
+        end = [e for e in shown if e["event"] == "end"]
+        assert end and end[-1]["command"] == "multicast receive" and \
+            end[-1]["exit_code"] == 0, vm.why()
+        assert end[-1]["summary"].startswith(
+            f"rdeploy: restored multicast session of {room.server} -> "
+            f"/dev/vda: "), end[-1]
         vm.off()
 
     assert room.leftovers == [], room.leftovers
