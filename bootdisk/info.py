@@ -95,6 +95,8 @@ def describe(path):
         # what it printed when started in the medium's root at build time
         "toolkit_started": manifest["toolkit"].get("started"),
         "libraries": manifest["toolkit"]["libraries"],
+        # udp-receiver (bootdisk/udpcast.py); None on media made before it
+        "udp_receiver": manifest.get("udp_receiver"),
         "binaries": sorted(name for name, mode, data in members
                            if name.startswith(("usr/bin/", "bin/"))
                            and mode & 0o170000 == 0o100000),
@@ -161,6 +163,11 @@ def render(report):
                              f"{report['toolkit_started'] or 'ok'} (run in "
                              f"the medium's root by chroot at build time)"),
         f"libraries    {' '.join(report['libraries'])}",
+        "multicast    " + (
+            f"{report['udp_receiver']['binary']} "
+            f"({format_size(report['udp_receiver']['size'])}, adds "
+            f"{format_size(report['udp_receiver']['added'])})"
+            if report["udp_receiver"] else "no udp-receiver on this medium"),
         f"job          {report['job'] or '(none: rd.job=URL at boot)'}",
         f"afterwards   success: {report['on_success']}, failure: "
         f"{report['on_failure']}",

@@ -6,6 +6,7 @@ What goes in (and where):
     /bin/busybox + a link per applet     busybox-static
     /usr/bin/deploytool + links          the frozen toolkit, one link per command
     its shared-library closure           at the paths ldd names (closure.py)
+    /usr/bin/udp-receiver + its closure  udpcast's receiver (udpcast.py)
     /lib/modules/<release>/...           the chosen modules, uncompressed,
                                          and /etc/bootdisk/modules, their
                                          load order
@@ -29,7 +30,7 @@ from diskimage.errors import InputError, UnsupportedError, UsageError
 from diskimage.host.partial import partial_file, refuse_existing
 from diskimage.host import tools
 
-from . import cpio, initscript, kernel as kernels, startcheck
+from . import cpio, initscript, kernel as kernels, startcheck, udpcast
 from . import trust as trusts
 from .closure import library_closure
 
@@ -55,6 +56,7 @@ class Spec:
     compress: str = "gzip"
     module_names: tuple = kernels.DEFAULT_MODULES
     trust: tuple = ()            # public key files (--trust), bootdisk/trust.py
+    udp_receiver: str = None     # default: udp-receiver on the system PATH
 
 
 def default_toolkit():
@@ -111,6 +113,8 @@ def check_spec(spec):
         raise InputError(f"{spec.toolkit}: no frozen toolkit binary (run "
                          f"`bootdisk toolkit`, or give --toolkit)")
     _readable(spec.busybox, "busybox (install busybox-static)")
+    spec.udp_receiver = spec.udp_receiver or udpcast.find()
+    _readable(spec.udp_receiver, "udp-receiver (install udpcast)")
     for add in spec.adds:
         src, dest = _split_add(add)
         if not os.path.exists(src):
@@ -128,7 +132,8 @@ def _absolute(spec):
     user gave) are done: a relative name is then the file the user meant
     wherever it is used (a name without a slash given to exec is looked
     up on PATH; a tool may run in a scratch directory)."""
-    for name in ("kernel", "modules", "job", "toolkit", "busybox"):
+    for name in ("kernel", "modules", "job", "toolkit", "busybox",
+                 "udp_receiver"):
         if getattr(spec, name):
             setattr(spec, name, os.path.abspath(getattr(spec, name)))
     adds = []
@@ -232,6 +237,7 @@ def populate(spec, release, modtree):
     libraries = library_closure(spec.toolkit) | library_closure(spec.busybox)
     for loaded, real in libraries.items():
         tree.add_host(real, loaded)
+    receiver = udpcast.add(tree, spec.udp_receiver, libraries)
 
     tree.add_host(spec.busybox, "bin/busybox")
     applets = _applets(spec.busybox)
@@ -287,6 +293,7 @@ def populate(spec, release, modtree):
                     "commands": commands,
                     "size": os.path.getsize(spec.toolkit),
                     "libraries": sorted(libraries)},
+        "udp_receiver": receiver,
         "busybox": {"applets": len(applets),
                     "size": os.path.getsize(spec.busybox)},
         "job": job_name,
@@ -336,6 +343,9 @@ def build_bytes(spec):
     manifest["toolkit"]["started"] = startcheck.toolkit_starts(
         tree, manifest["toolkit"]["binary"], manifest["toolkit"]["libraries"],
         spec.toolkit)
+    manifest["udp_receiver"]["started"] = startcheck.toolkit_starts(
+        tree, udpcast.DEST, manifest["udp_receiver"]["libraries"],
+        spec.udp_receiver, args=udpcast.START_ARGS, what="udp-receiver")
     buffer = _Buffer()
     writer = cpio.Writer(buffer)
     manifest["files"] = len(tree.entries) + 1

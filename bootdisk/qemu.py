@@ -74,8 +74,12 @@ class Boot:
     def __init__(self, args):
         self.args = list(args)
         self.started = time.monotonic()
+        # die_with_parent: a test (or bench) killed outright leaves no
+        # QEMU behind (the start is in the caller's thread; `ip netns
+        # exec` keeps the death signal, it execs QEMU)
         self.proc = tools.start(self.args, stdin=tools.PIPE,
-                                stdout=tools.PIPE, stderr=tools.STDOUT)
+                                stdout=tools.PIPE, stderr=tools.STDOUT,
+                                die_with_parent=True)
         self._chunks = []
         self._lock = threading.Lock()
         self.marks = {}          # text -> seconds after start it was seen

@@ -2,7 +2,8 @@
 and the libraries of its closure, taken from the assembled tree (what the
 medium will hold), are written into a scratch root, and
 ``chroot ROOT /usr/bin/deploytool --version`` runs there with an empty
-environment, as /init runs it at boot.  A toolkit that cannot start there
+environment, as /init runs it at boot (and the same for udp-receiver,
+``--license``).  A toolkit that cannot start there
 (a library left out of the closure: "Failed to load Python shared library
 ... libm.so.6") fails the build, instead of a medium that boots and then
 fails its job.
@@ -41,12 +42,13 @@ def _write(tree, name, root):
         f.write(entry[1])
 
 
-def toolkit_starts(tree, binary, libraries, given, chroot=None):
-    """Run `binary` (its path in the tree) with --version in a root made of
-    it and `libraries` (paths in the tree); `given` is the host file, for
-    the messages.  Returns the first line it printed; an InputError when it
-    does not start; None when this process may not chroot (not root), so
-    nothing was proved."""
+def toolkit_starts(tree, binary, libraries, given, chroot=None,
+                   args=("--version",), what="the toolkit"):
+    """Run `binary` (its path in the tree) with `args` (--version) in a
+    root made of it and `libraries` (paths in the tree); `given` is the
+    host file and `what` the program, for the messages.  Returns the first
+    line it printed; an InputError when it does not start; None when this
+    process may not chroot (not root), so nothing was proved."""
     chroot = chroot or shutil.which("chroot") or "/usr/sbin/chroot"
     if os.geteuid() != 0:
         return None
@@ -55,21 +57,24 @@ def toolkit_starts(tree, binary, libraries, given, chroot=None):
             _write(tree, name, root)
         os.makedirs(os.path.join(root, "tmp"), exist_ok=True)
         os.chmod(os.path.join(root, "tmp"), 0o1777)
-        args = [chroot, root, binary, "--version"]
+        argv = [chroot, root, binary, *args]
+        shown = " ".join([binary, *args])
         try:
-            proc = tools.run(args, check=False, text=False, env={},
+            proc = tools.run(argv, check=False, text=False, env={},
                              inherit=False, timeout=TIMEOUT)
         except MissingToolError:
             raise
         except ToolError:                   # it ran past TIMEOUT
-            raise InputError(f"{given}: the toolkit does not start in the "
-                             f"medium's root: `chroot ROOT {binary} --version` "
+            raise InputError(f"{given}: {what} does not start in the "
+                             f"medium's root: `chroot ROOT {shown}` "
                              f"gave no answer in {TIMEOUT} s") from None
-    out = proc.stdout.decode(errors="replace").strip()
+    # the first line it printed (udp-receiver prints its licence on stderr)
+    out = (proc.stdout.decode(errors="replace").strip() or
+           proc.stderr.decode(errors="replace").strip())
     if proc.returncode != 0:
         said = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise InputError(f"{given}: the toolkit does not start in the "
-                         f"medium's root: `chroot ROOT {binary} --version` exit "
+        raise InputError(f"{given}: {what} does not start in the "
+                         f"medium's root: `chroot ROOT {shown}` exit "
                          f"{proc.returncode}: "
                          f"{said[-1][:300] if said else '(nothing said)'}")
     return out.splitlines()[0] if out else ""

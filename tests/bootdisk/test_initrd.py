@@ -93,6 +93,10 @@ def test_tree_holds_init_busybox_toolkit_job(built):
     assert os.readlink(tree / "usr/bin/bootdisk") == "deploytool"
     assert os.readlink(tree / "bin/sh") == "/bin/busybox"
     assert os.readlink(tree / "usr/bin/wget") == "/bin/busybox"
+    # udpcast's receiver, for `rdeploy multicast receive` (bootdisk/udpcast.py)
+    assert _sha((tree / "usr/bin/udp-receiver").read_bytes()) == \
+        _sha(open(shutil.which("udp-receiver"), "rb").read())
+    assert os.access(tree / "usr/bin/udp-receiver", os.X_OK)
     assert (tree / "etc/bootdisk/job").read_text() == "echo job\n"
     assert (tree / "opt/extra/note.txt").read_text() == "an added file\n"
     config = (tree / "etc/bootdisk/config").read_text()
@@ -105,11 +109,14 @@ def test_toolkit_and_busybox_run_in_the_tree_alone(built):
     tree = built["tree"]
     for argv, expect in ((["/usr/bin/rdeploy", "--version"], "rdeploy 0."),
                          (["/usr/bin/deploytool", "--list"], "bootdisk"),
-                         (["/bin/sh", "-c", "echo $((6 * 7))"], "42")):
+                         (["/bin/sh", "-c", "echo $((6 * 7))"], "42"),
+                         # it prints its licence on stderr
+                         (["/usr/bin/udp-receiver", "--license"],
+                          "udpcast and its FEC code are free software")):
         result = subprocess.run([shutil.which("chroot"), tree, *argv], env={},
                                 capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-        assert expect in result.stdout
+        assert expect in result.stdout + result.stderr
 
 
 def test_modules_load_after_their_dependencies(built):
@@ -140,8 +147,33 @@ def test_info_reports_the_initrd(built, capsys):
     assert "bin/busybox" in report["binaries"]
     assert "ext4" in report["modules"]
     assert report["initramfs_size"] == built["out"].stat().st_size
+    receiver = report["udp_receiver"]
+    size = os.path.getsize(shutil.which("udp-receiver"))
+    assert receiver["binary"] == "/usr/bin/udp-receiver"
+    assert receiver["size"] == size
+    # its libraries (the C library family) are the toolkit's already
+    assert set(receiver["libraries"]) <= set(report["libraries"])
+    assert receiver["added"] == size
+    assert receiver["started"].startswith("udpcast and its FEC code")
     assert bootdisk_main(["info", str(built["out"])]) == 0
-    assert "job          job.sh" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "job          job.sh" in out
+    assert "multicast    /usr/bin/udp-receiver (" in out
+
+
+def test_missing_udpcast_names_the_package(tmp_path):
+    """A host without udpcast cannot make media that receive multicast:
+    MissingToolError (exit 10) naming the Debian package."""
+    from bootdisk import udpcast
+    from diskimage.errors import MissingToolError
+    (tmp_path / "busybox").symlink_to("/bin/busybox")   # a PATH without it
+    with pytest.raises(MissingToolError) as caught:
+        udpcast.find(str(tmp_path))
+    assert caught.value.exit_code == 10
+    assert str(caught.value) == (
+        "the environment's multicast receiver: udp-receiver: not installed "
+        "(it comes with the Debian package udpcast)")
+    assert udpcast.find() == shutil.which("udp-receiver")
 
 
 def _err(capsys):
