@@ -34,6 +34,7 @@ from . import restoremark, sighold
 from .errors import DiskImageError, TargetChangedError, TargetError
 from .host.device import open_target, sync, write_all, zero_range
 from .pipeline import ordered_map
+from .restoredelta import Comparer
 from .restorefinish import finish, read_back, checked, temp_file, temp_write
 from .restoreplan import (GUARD_SIZE, TABLE_KINDS, RestorePlan,  # noqa: F401
                           kept_numbers, new_guid, plan_restore)
@@ -68,15 +69,25 @@ class _Run:
         self.deferred = []    # (target offset, bytes) inside guard zones
         self.temps = {}       # area index -> open temporary file
         self.changed = set()  # areas a tool changes after they are written
+        # --delta: compares before it writes (diskimage.restoredelta)
+        self.compare = Comparer(disk, plan.guards) if plan.delta_restore \
+            else None
 
-    def put(self, offset, data):
+    def put(self, offset, data, compare=False):
+        """Guard-zone bytes kept for the end, the rest written (with
+        *compare*: only if the target's bytes differ)."""
+        outside = []
         for start, end, guarded in _split(self.plan.guards, offset,
                                           len(data)):
             piece = data[start - offset:end - offset]
             if guarded:
                 self.deferred.append((start, piece))
+            elif compare:
+                outside.append((start, piece))
             else:
                 write_all(self.disk, start, piece)
+        if outside:
+            self.compare.data(outside)
 
     def collected(self, fields, data):
         """A record before a resume's checkpoint: on the target already;
@@ -107,12 +118,15 @@ class _Run:
         offset += delta
         if data is None:
             if not plan.create:     # the guard zones are zeros already
-                for start, end, guarded in _split(plan.guards, offset,
-                                                  length):
-                    if not guarded:
-                        zero_range(self.disk, start, end - start)
+                outside = [(start, end) for start, end, guarded in
+                           _split(plan.guards, offset, length)
+                           if not guarded]
+                for start, end in () if self.compare else outside:
+                    zero_range(self.disk, start, end - start)
+                if self.compare:
+                    self.compare.hole(outside)
         else:
-            self.put(offset, data)
+            self.put(offset, data, self.compare is not None)
         self.written.append((area, offset, length, None if data is None
                              else _digest(fields)))
 
@@ -126,7 +140,9 @@ def _digest(fields):
 def run_restore(plan, *, threads=1, verify=False, progress=None,
                 readback_progress=None, committed=None, resume=None,
                 image_name=""):
-    """Carry out `plan`.  Returns a summary dict.  `progress(done, total)`
+    """Carry out `plan` (a delta restore when it was planned with
+    delta=True: the summary then holds "delta", the counts of
+    diskimage.restoredelta.Comparer).  Returns a summary dict.  `progress(done, total)`
     follows the writing, `readback_progress` the read-back of `verify`.
     `committed()` is called once the target is written, synced (and
     verified): the commit point, still inside the clean-up's reach, so a
@@ -188,7 +204,9 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
             if number < skip:
                 run.collected(fields, data)
                 return number, fields, offset, None, "done"
-            if data is not None and plan.delta(fields["area"]) is not None:
+            if (data is not None or run.compare) and \
+                    plan.delta(fields["area"]) is not None:
+                # (a delta compares holes here too: reading the target)
                 run.record(fields, data)
                 return number, fields, offset, None, "done"
             return number, fields, offset, data, "consumer"
@@ -248,6 +266,8 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
     summary.update(seconds=time.monotonic() - started, written_bytes=done,
                    target=plan.target, verified=verify, actions=actions,
                    resumed_at=skip if resume else None)
+    if run.compare:
+        summary["delta"] = run.compare.summary()
     return summary
 
 

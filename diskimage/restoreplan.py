@@ -14,7 +14,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 
-from . import layout, mbrlayout, plannotes, restoremark
+from . import layout, mbrlayout, plannotes, restoredelta, restoremark
 from .fs import registry
 from .host.device import open_source
 from .host.links import refuse_dangling_link
@@ -47,6 +47,9 @@ class RestorePlan:
     new_ids: bool = False
     tmpdir: str = None
     notes: list = field(default_factory=list)
+    #: --delta: write only the chunks the target does not hold already
+    #: (diskimage.restoredelta)
+    delta_restore: bool = False
 
     def describe(self):
         meta = self.stream.metadata
@@ -108,13 +111,15 @@ def _fileno(fileobj):
 
 def plan_restore(stream, target_path, *, partitions=None, into=None,
                  mode="keep", sizes=None, new_ids=False,
-                 overwrite_protected=False, tmpdir=None):
+                 overwrite_protected=False, tmpdir=None, delta=False):
     """Decide what a restore of `stream` (a RecordStream, header and
     metadata read) onto `target_path` will do; refuse what cannot work.
 
     *partitions*: restore only these into the target's matching slots.
     *into*: restore the one chosen image partition into target slot *into*.
     *mode*, *sizes*: the layout (see :func:`layout.plan_layout`).
+    *delta*: a delta restore (diskimage.restoredelta), refused with
+    LayoutDiffersError unless the target holds the image's layout.
     """
     meta = stream.metadata
     areas = meta["areas"]
@@ -128,6 +133,9 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
                              f" (partitions in the image: {have})")
     refuse_dangling_link(target_path)
     create = not os.path.exists(target_path)
+    if delta:
+        restoredelta.refuse_early(stream, target_path, create=create,
+                                  into=into, mode=mode, sizes=sizes)
     if not create:
         _check_target(target_path, stream)
     # The sectors the image's table counts in (a GPT found with 4096-byte
@@ -137,8 +145,8 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
         else meta["source"]["logical_sector_size"]
     plan = RestorePlan(stream, target_path, meta["source"]["size"], create,
                        True, set(range(len(areas))), sector_size=image_sector,
-                       new_ids=new_ids, tmpdir=tmpdir)
-    target_table = None
+                       new_ids=new_ids, tmpdir=tmpdir, delta_restore=delta)
+    target_table = wiped = None
     if create:
         if os.path.dirname(target_path) and \
                 not os.path.isdir(os.path.dirname(target_path)):
@@ -160,6 +168,7 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
                     partitions is None:
                 # an interrupted whole-disk restore: the partitions it kept
                 target_table = restoremark.kept_table(disk) or target_table
+                wiped = restoredelta.wiped_marker(disk) if delta else None
     if into is not None:
         _plan_into(plan, target_table, into, partitions, image_parts,
                    overwrite_protected)
@@ -170,6 +179,8 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
     _check_sector_size(plan, image_sector)
     _check_tmpdir(plan)
     plannotes.copied_whole(plan, areas)
+    if delta:
+        restoredelta.check_plan(plan, target_table, partitions, wiped)
     return plan
 
 

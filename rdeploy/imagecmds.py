@@ -196,6 +196,10 @@ def _restore_values(args):
         raise UsageError("--grow, --resize and --size lay out a whole "
                          "disk; they do not go with --partitions or "
                          "--into")
+    if args.get("--delta") and (into or mode != "keep" or sizes):
+        raise UsageError("--delta writes the image in place over the same "
+                         "layout; it does not go with --grow, --resize, "
+                         "--size or --into")
     return {"into": into, "mode": mode, "sizes": sizes,
             "partitions": partitions,
             "threads": _threads(args) or os.cpu_count()}
@@ -220,7 +224,7 @@ def cmd_restore(args):
                 into=values["into"], mode=values["mode"],
                 sizes=values["sizes"], new_ids=args["--new-ids"],
                 overwrite_protected=args["--overwrite-protected"],
-                tmpdir=args["--tmpdir"])
+                tmpdir=args["--tmpdir"], delta=bool(args.get("--delta")))
             resume = targetcmds.restore_marker(plan, args["--resume"],
                                                progress)
             if args["--dry-run"]:

@@ -33,9 +33,22 @@ def restore_line(image, target, s):
     checked = ", read back and verified" if s.get("verified") else ""
     if s.get("resumed_at") is not None:     # restore --resume
         checked += f"; resumed at chunk {s['resumed_at']}"
+    if s.get("delta"):                      # restore --delta
+        checked += f"; {delta_text(s)}"
     return (f"rdeploy: restored {image} -> {target}: "
             f"{format_size(s['written_bytes'])} in {s['seconds']:.1f} s "
             f"({_rate(s['written_bytes'], s['seconds'])}){checked}")
+
+
+def delta_text(s):
+    """restore --delta's counts: "delta: read X, compared N chunks, wrote
+    Y (P %)", P the share of what a full restore writes."""
+    d = s["delta"]
+    share = 100 * d["written"] / s["written_bytes"] \
+        if s["written_bytes"] else 0
+    return (f"delta: read {format_size(d['read'])}, compared "
+            f"{d['chunks_written'] + d['chunks_same']} chunks, wrote "
+            f"{format_size(d['written'])} ({share:.1f} %)")
 
 
 def disks_table(disks):

@@ -1,0 +1,208 @@
+"""Delta restore (``rdeploy restore --delta``): write only the chunks whose
+bytes the target does not hold already.
+
+:func:`check_plan` runs at the end of :func:`diskimage.restoreplan.plan_restore`
+with ``delta=True``, before anything is written: the image must be format 1.1
+(its chunks carry a strong digest), the target must exist and hold the
+image's layout (table kind, sector size, every partition's number, start,
+size and type), and nothing may move or change size; otherwise
+LayoutDiffersError names the first difference.
+
+During :func:`diskimage.restore.run_restore` every record of the stream is
+still read, decoded and checked against its digest, as in a full restore.
+For each data chunk a :class:`Comparer` reads the target's bytes at the
+chunk's disk offset and compares them with the chunk's checked bytes (byte
+for byte: the same answer as comparing the target's BLAKE3 digest with the
+chunk's, since the chunk's bytes were just checked against that digest,
+for a memcmp instead of a hash); a hole is compared with zeros.  Only a
+chunk that differs is written, whole.  Everything else a full restore does
+(the guard zones zeroed first and written last, the restore marker and its
+checkpoints, the finishing steps, the table, new identities) happens the
+same way, so a delta leaves the target byte for byte as a full restore of
+the same target would.  The guard zones (the table's first MiB, a
+--partitions restore's partition starts, the GPT backup) are always
+written; they are counted in `written`.
+"""
+
+import threading
+
+from .errors import (IncompleteTargetError, LayoutDiffersError,
+                     UnsupportedError)
+from .host.device import write_all, zero_range
+
+_ZEROS = bytes(4 << 20)
+
+
+def refuse_early(stream, target, *, create, into, mode, sizes):
+    """What is refused before the target is even read: a 1.0 image, a
+    target that does not exist, an option that changes the layout."""
+    if not stream.layout.strong:
+        raise UnsupportedError(
+            f"{stream.name}: is a format {stream.version} image, whose "
+            f"chunks carry only a CRC-32; --delta compares format 1.1's "
+            f"strong digests: convert it with imgx convert, or restore "
+            f"without --delta")
+    if create:
+        raise LayoutDiffersError(
+            f"{target}: does not exist, so there is nothing to compare "
+            f"with; restore without --delta")
+    for given, option in ((into is not None, "--into"),
+                          (mode == "grow", "--grow"),
+                          (mode not in ("keep", "grow"), "--resize"),
+                          (bool(sizes), "--size")):
+        if given:
+            raise LayoutDiffersError(
+                f"{option} lays the image out anew; --delta writes it in "
+                f"place over the same layout; restore without --delta")
+
+
+def check_plan(plan, target_table, partitions=None, marker=None):
+    """Refuse (LayoutDiffersError) a delta plan whose target layout is not
+    the image's.  *target_table*: the target's table as read; *partitions*:
+    the --partitions chosen (None: the whole disk); *marker*: the restore
+    marker at byte 0 of a target whose table an interrupted restore wiped
+    (accepted when its plan is this one: that restore laid the image's
+    layout out)."""
+    meta = plan.stream.metadata
+    table = meta["table"]
+    name, target = plan.stream.name, plan.target
+    if table["kind"] != "none":
+        if marker is not None and partitions is None:
+            from .restoremark import plan_fingerprint
+            if marker.plan != plan_fingerprint(plan):
+                raise LayoutDiffersError(
+                    f"{target}: holds an interrupted restore with another "
+                    f"layout (its table is wiped); restore without --delta")
+            plan.notes.append("delta: the target holds an interrupted "
+                              "restore of this layout; its bytes are "
+                              "compared")
+        else:
+            _same_table(name, target, table, target_table, partitions, plan)
+    for p in plan.placements:
+        if (p.new_start, p.new_size) != (p.old_start, p.old_size):
+            raise LayoutDiffersError(
+                f"{target}: partition {p.number} would be laid out at "
+                f"{p.new_start} ({p.new_size} bytes), the image has it at "
+                f"{p.old_start} ({p.old_size} bytes); restore without "
+                f"--delta")
+    plan.notes.append("delta: only the chunks whose bytes differ from the "
+                      "target's are written (every chunk is still read and "
+                      "checked)")
+
+
+def _same_table(name, target, table, target_table, partitions, plan):
+    have = target_table.kind if target_table is not None else "none"
+    if have != table["kind"]:
+        what = "no partition table" if have == "none" else \
+            f"an {have.upper()} table"
+        raise LayoutDiffersError(
+            f"{target}: has {what}, {name} a {table['kind'].upper()} table;"
+            f" restore without --delta")
+    if target_table.sector_size != table["sector_size"]:
+        raise LayoutDiffersError(
+            f"{target}: its table counts {target_table.sector_size}-byte "
+            f"sectors, {name}'s {table['sector_size']}-byte sectors; restore "
+            f"without --delta")
+    ss = table["sector_size"]
+    theirs = {p.number: p for p in target_table.partitions}
+    chosen = [p for p in table["partitions"]
+              if partitions is None or p["number"] in partitions]
+    for p in sorted(chosen, key=lambda p: p["number"]):
+        n, slot = p["number"], theirs.get(p["number"])
+        if slot is None:
+            raise LayoutDiffersError(
+                f"{target}: has no partition {n}, {name} has it at sector "
+                f"{p['start'] // ss}; restore without --delta")
+        for what, mine, image in (
+                ("starts at sector", slot.start // ss, p["start"] // ss),
+                ("has a size of", f"{slot.size // ss} sectors",
+                 f"{p['size'] // ss} sectors"),
+                ("has the type", slot.type, p["type"])):
+            if mine != image:
+                raise LayoutDiffersError(
+                    f"partition {n} {what} {mine} on {target}, {image} in "
+                    f"{name}; restore without --delta")
+    if partitions is None:
+        kept = {(k.number, k.start, k.size) for k, _ in plan.kept}
+        image_numbers = {p["number"] for p in table["partitions"]}
+        for slot in target_table.partitions:
+            if slot.number not in image_numbers and \
+                    (slot.number, slot.start, slot.size) not in kept:
+                raise LayoutDiffersError(
+                    f"{target}: has a partition {slot.number} (at sector "
+                    f"{slot.start // ss}) that {name} does not; restore "
+                    f"without --delta")
+
+
+def wiped_marker(disk):
+    """The restore marker at byte 0 of a target whose table an interrupted
+    restore wiped, or None (a damaged one too: the layout is not known)."""
+    from . import restoremark
+    try:
+        return restoremark.read_at(disk, 0)
+    except IncompleteTargetError:
+        return None
+
+
+class Comparer:
+    """Compares and writes the chunks of one delta restore; called from
+    the restore's worker threads (the counts under a lock)."""
+
+    def __init__(self, disk, guards):
+        self.disk = disk
+        self.lock = threading.Lock()
+        self.read = self.compared = 0
+        # the guard zones: zeroed first, their bytes written last
+        self.written = sum(end - start for start, end in guards)
+        self.chunks_written = self.chunks_same = 0
+
+    def data(self, pieces):
+        """*pieces*: (target offset, bytes) of one chunk, outside the guard
+        zones; all of them written when any differs from the target."""
+        size = sum(len(p) for _, p in pieces)
+        if not size:
+            return
+        same = all(self.disk.read(start, len(piece)) == piece
+                   for start, piece in pieces)
+        if not same:
+            for start, piece in pieces:
+                write_all(self.disk, start, piece)
+        self._count(size, same)
+
+    def hole(self, ranges):
+        """*ranges*: (start, end) of one hole outside the guard zones,
+        zeroed when the target does not read as zeros there."""
+        size = sum(end - start for start, end in ranges)
+        if not size:
+            return
+        same = all(_zeros(self.disk, start, end) for start, end in ranges)
+        if not same:
+            for start, end in ranges:
+                zero_range(self.disk, start, end - start)
+        self._count(size, same)
+
+    def _count(self, size, same):
+        with self.lock:
+            self.read += size
+            self.compared += size
+            if same:
+                self.chunks_same += 1
+            else:
+                self.chunks_written += 1
+                self.written += size
+
+    def summary(self):
+        return {"read": self.read, "compared": self.compared,
+                "written": self.written,
+                "chunks_written": self.chunks_written,
+                "chunks_same": self.chunks_same}
+
+
+def _zeros(disk, start, end):
+    while start < end:
+        n = min(end - start, len(_ZEROS))
+        data = disk.read(start, n)
+        if data != _ZEROS[:len(data)] or len(data) < n:
+            return False
+        start += n
+    return True
