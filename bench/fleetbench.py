@@ -34,7 +34,7 @@ import time
 import fleetdisks
 from fleetnet import Lan
 from fleetrun import ROOT, Run, find_key
-from measure import drop_caches, preread
+from measure import drop_caches, machine, preread
 
 from diskimage.host.tools import tool_env
 
@@ -299,11 +299,14 @@ def delta_table(results, same, what):
                     f"results: {verdict}."]
 
 
-def section(disk, work, rounds, rate_mbit, warm, say, keep=False):
-    """The fleet section's Markdown lines (rows run in `work`)."""
+def section(disk, work, rounds, rate_mbit, warm, say, keep=False, seed=1):
+    """The fleet section's Markdown lines (rows run in `work`; the tools'
+    stderr in fleet-tools.log there, kept when a row failed or `keep`)."""
     log = os.path.join(work, "fleet-tools.log")
+    if os.path.exists(log):
+        os.unlink(log)
     began = time.monotonic()
-    image, changed, what = fleetdisks.prepare(disk, work, seed=1)
+    image, changed, what = fleetdisks.prepare(disk, work, seed)
     image_bytes = os.path.getsize(image)
     try:
         say("fleet: multicast and HTTP on a bridge")
@@ -314,8 +317,11 @@ def section(disk, work, rounds, rate_mbit, warm, say, keep=False):
     finally:
         if not keep:
             fleetdisks.clean(work)
+    failed = any(res["failed"] for res in
+                 [net[row] for row in ROWS] + list(delta.values()))
+    if not keep and not failed and os.path.exists(log):
+        os.unlink(log)
     net_lines, link = network_table(net, image_bytes, rate_mbit)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         "### Fleet: multicast against unicast HTTP, on one bridge", "",
         f"Disk (a)'s image ({image_bytes / MB:.0f} MB, "
@@ -329,5 +335,15 @@ def section(disk, work, rounds, rate_mbit, warm, say, keep=False):
         f"a few files; {'warm' if warm else 'page cache dropped before every run'}"
         f"; {rounds} round(s) in alternation; medians.", ""] + \
         delta_table(delta, same, what) + [
-        "", f"- Load average at the end: {load}; "
-        f"{(time.monotonic() - began) / 60:.1f} minutes.", ""]
+        "", f"- The fleet rows took {(time.monotonic() - began) / 60:.1f} "
+        f"minutes, building the image and the changed disk included.", ""]
+
+
+def render(lines, started, command):
+    m = machine()
+    return "\n".join([
+        BEGIN, "", f"Run of {started} UTC.", "",
+        f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB "
+        f"memory, {m['kernel']}; load average at the end of the fleet "
+        f"rows: {', '.join(f'{x:.2f}' for x in m['load'])}",
+        f"- Command: `{command}`", ""] + lines + [END]) + "\n"
