@@ -16,6 +16,7 @@ from .errors import (DiskImageError, IncompleteTargetError,
                      TargetDiffersError)
 from .host.device import open_source
 from .image import format as fmt
+from .image.volumes import shown_name
 from .restoreplan import GUARD_SIZE, TABLE_KINDS
 from .tables.partitions import read_table
 
@@ -36,7 +37,9 @@ def incomplete_text(target, marker):
 
 
 def verify_target(target, image=None, *, progress=None, passphrase=None):
-    """Check *target* (a disk or disk file) as the module says.  Returns a
+    """Check *target* (a disk or disk file) as the module says (*image*: a
+    path, or a seekable source already open, such as an HttpInput, which
+    the caller closes).  Returns a
     summary dict (`compared_bytes`, `chunks`, `skipped`: what was not
     compared and why)."""
     with open_source(target) as disk:
@@ -49,7 +52,8 @@ def verify_target(target, image=None, *, progress=None, passphrase=None):
         kwargs = {"passphrase": passphrase} if passphrase else {}
         with ImageReader(image, **kwargs) as reader:
             summary = _compare(disk, target, reader, marker, progress)
-    summary.update(target=target, image=image, incomplete=marker is not None)
+    summary.update(target=target, image=shown_name(image),
+                   incomplete=marker is not None)
     if marker is not None:
         raise IncompleteTargetError(incomplete_text(target, marker) +
                                     f" (the {summary['chunks']} chunks "

@@ -23,6 +23,7 @@ Usage:
                   [--progress=MODE] [--quiet]
                   [--passphrase-file=F | --passphrase-env=VAR]
   rdeploy verify-target TARGET [IMAGE] [--json] [--progress=MODE] [--quiet]
+                  [--ca-file=FILE]
                   [--passphrase-file=F | --passphrase-env=VAR]
   rdeploy verify IMAGE [--threads=N] [--progress=MODE] [--quiet]
                   [--pubkey=FILE...] [--signature=FILE] [--ca-file=FILE]

@@ -14,7 +14,7 @@ from cliutil.text import safe
 from diskimage import sighold
 from diskimage.errors import InputError, TargetError, UsageError
 
-from . import render, targetcmds, trustcmds
+from . import remotecmds, render, targetcmds, trustcmds
 
 
 def _partition_list(text):
@@ -49,15 +49,17 @@ def _result(summary, *drop):
     return {k: v for k, v in summary.items() if k not in drop}
 
 
-def _open_image(path):
-    """The image input for IMAGE: stdin for "-", else its volumes."""
-    from diskimage.image.volumes import PipeInput, VolumeInput
+def _open_image(path, ca_file=None):
+    """The image input for IMAGE: stdin for "-", an HttpInput for an
+    http(s) URL (diskimage.remote), else its volumes."""
+    from diskimage.image.volumes import PipeInput
+    from diskimage.remote import open_input
     if path == "-":
         if sys.stdin.isatty():
             raise InputError("stdin is a terminal; pipe an image into "
                              "rdeploy, or give a file")
         return PipeInput(sys.stdin.buffer.raw)
-    return VolumeInput(path)
+    return open_input(path, ca_file=ca_file)
 
 
 def _capture_values(args):
@@ -210,12 +212,13 @@ def cmd_restore(args):
     from diskimage.restore import plan_restore, run_restore
 
     values = _restore_values(args)
+    ca_file = remotecmds.ca_file(args)
     keys = trustcmds.restore_keys(args)
     with progress_for(args, "restore") as progress:
         passphrase = _passphrase(args)
         checked = keys and trustcmds.check_before_restore(
             args, keys, values["threads"], progress, passphrase=passphrase)
-        with _open_image(args["IMAGE"]) as source:
+        with _open_image(args["IMAGE"], ca_file) as source:
             stream = trustcmds.checked_stream(
                 source, checked, args["IMAGE"], passphrase=passphrase) \
                 if checked else RecordStream(source, passphrase=passphrase)
@@ -253,9 +256,10 @@ def cmd_verify(args):
     from diskimage.image.verify import verify
 
     threads = _threads(args) or os.cpu_count()
+    ca_file = remotecmds.ca_file(args)
     keys = trustcmds.verify_keys(args)
     with progress_for(args, "verify") as progress:
-        with _open_image(args["IMAGE"]) as source:
+        with _open_image(args["IMAGE"], ca_file) as source:
             passphrase = _passphrase(args)
             summary = verify(source, threads=threads, progress=progress,
                              passphrase=passphrase)
@@ -277,8 +281,8 @@ def cmd_info(args):
     from diskimage.image.info import image_info
 
     source = _passphrase(args)
-    info = image_info(args["IMAGE"],
-                      passphrase=source if source.given else None)
+    with remotecmds.image_arg(args) as image:
+        info = image_info(image, passphrase=source if source.given else None)
     text = shared.sealed_text if "root" in info and "areas" not in info \
         else shared.info_text
     print(json.dumps(info, indent=2) if args["--json"] else text(info))

@@ -8,8 +8,10 @@ from cliutil.text import safe
 
 
 def image_name(path):
-    """How the marker names the image: its absolute path, or "-"."""
-    return path if path == "-" else os.path.abspath(path)
+    """How the marker names the image: its absolute path, "-", or a URL
+    as shown (rdeploy.remotecmds)."""
+    from .remotecmds import image_name as name
+    return name(path)
 
 
 def restore_marker(plan, resume, progress):
@@ -56,8 +58,9 @@ def cmd_verify_target(args, progress):
 
     passphrase = from_args(args, what=args["IMAGE"]) if args["IMAGE"] \
         else None
-    with progress:
-        summary = verify_target(args["TARGET"], args["IMAGE"],
+    from .remotecmds import image_arg
+    with progress, image_arg(args) as image:
+        summary = verify_target(args["TARGET"], image,
                                 progress=progress, passphrase=passphrase)
         _print(args, summary)
         progress.end(result=summary)

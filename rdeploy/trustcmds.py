@@ -9,6 +9,8 @@ from diskimage.errors import UsageError
 from diskimage.trust import keys as keyfiles, policy
 from diskimage.trust import signature as signatures
 
+from .remotecmds import refuse_signature
+
 
 def cmd_keygen(args):
     public = keyfiles.write_keypair(args["KEYFILE"],
@@ -52,6 +54,7 @@ def restore_keys(args):
         raise UsageError("--signature goes with --require-signature")
     if keys:
         policy.refuse_pipe(args["IMAGE"])
+        refuse_signature(args, "--require-signature")
     return keys
 
 
@@ -96,6 +99,7 @@ def verify_keys(args):
         raise UsageError("--signature goes with --pubkey")
     if keys:
         policy.refuse_pipe(args["IMAGE"])
+        refuse_signature(args, "--pubkey")
     return keys
 
 

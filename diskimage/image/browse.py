@@ -38,16 +38,30 @@ def split_path(text):
 class Image:
     """An image opened for browsing; use as a context manager."""
 
-    def __init__(self, path, passphrase=None):
+    def __init__(self, path, passphrase=None, ca_file=None):
         """`passphrase`: a callable, asked only for an encrypted image
-        (see ImageReader)."""
-        self.path = path
-        self.reader = ImageReader(path, passphrase=passphrase)
+        (see ImageReader).  `path` may be an http(s) URL (read with Range
+        requests, diskimage.remote; `ca_file`: its TLS CA bundle)."""
+        from diskimage.remote import is_url, open_input
+        self._remote = open_input(path, ca_file=ca_file) \
+            if is_url(path) else None
+        self.path = self._remote.name if self._remote else path
+        try:
+            self.reader = ImageReader(self._remote or path,
+                                      passphrase=passphrase)
+        except BaseException:
+            self._close_remote()
+            raise
         self.metadata = self.reader.metadata
         self._filesystems = {}
 
+    def _close_remote(self):
+        if self._remote is not None:
+            self._remote.close()
+
     def close(self):
         self.reader.close()
+        self._close_remote()
 
     def __enter__(self):
         return self

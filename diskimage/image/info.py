@@ -3,11 +3,14 @@
 from .format import CODEC_NAMES
 from .reader import ImageReader
 from .sealed import is_encrypted, sealed_info
+from .volumes import shown_name
 
 
 def image_info(path, *, passphrase=None):
     """`passphrase` (a callable, see ImageReader): without it an encrypted
-    image gives only what is plain (diskimage.image.sealed)."""
+    image gives only what is plain (diskimage.image.sealed).  `path` may
+    be a seekable source already open (an HttpInput): the caller closes
+    it."""
     if passphrase is None and is_encrypted(path):
         return sealed_info(path)
     with ImageReader(path, passphrase=passphrase) as image:
@@ -28,7 +31,7 @@ def image_info(path, *, passphrase=None):
         data = sum(a["data_bytes"] for a in areas)
         stored = sum(a["stored_bytes"] for a in areas)
         return {
-            "image": path,
+            "image": shown_name(path),
             "volumes": image.source.paths,
             "image_bytes": image.image_bytes,
             "format_version": image.version,

@@ -20,7 +20,7 @@ from .volumecheck import (check_record_starts, read_trailer,
                           check_volume_sizes as _check_sizes,
                           locating as _locating,
                           missing_volume as _missing_volume)
-from .volumes import VolumeInput
+from .volumes import opened
 
 
 def _max_stored(chunk_size):
@@ -259,16 +259,18 @@ class RecordStream:
 
 class ImageReader:
     """Random access to an image file (or split volumes) through its index.
-    `root` is the checked root digest, `version` the format read."""
+    `root` is the checked root digest, `version` the format read.  `path`
+    may also be a seekable source already open (an HttpInput): then the
+    caller closes it."""
 
     def __init__(self, path, *, passphrase=None):
-        self.source = VolumeInput(path)
+        self.source, self._owned = opened(path)
         self.sealer = None
         try:
             with _locating(self.source):
                 self._open(passphrase)
         except BaseException:
-            self.source.close()
+            self.close()
             raise
 
     @property
@@ -374,7 +376,8 @@ class ImageReader:
                              self.layout, self.sealer)[2]
 
     def close(self):
-        self.source.close()
+        if self._owned:
+            self.source.close()
 
     def __enter__(self):
         return self

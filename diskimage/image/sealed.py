@@ -10,7 +10,7 @@ before they ask for a passphrase."""
 from . import format as fmt
 from .seal import describe_kdf, read_envelope
 from .volumecheck import check_volume_sizes, locating, read_trailer
-from .volumes import VolumeInput
+from .volumes import opened, shown_name
 from ..errors import CorruptImageError, InputError
 
 
@@ -26,8 +26,12 @@ def is_encrypted(path):
     ENCRYPTED flag; a pipe ("-") is not looked into (False)."""
     if path == "-":
         return False
-    with VolumeInput(path) as source:
+    source, owned = opened(path)
+    try:
         return bool(_header(source)[1]["flags"] & fmt.FLAG_ENCRYPTED)
+    finally:
+        if owned:
+            source.close()
 
 
 def _record(source, offset, tag, what, layout):
@@ -46,14 +50,19 @@ def _record(source, offset, tag, what, layout):
 def sealed_info(path):
     """The plain facts of the encrypted image at `path` (a dict, "encrypted":
     True); header, trailer, META and INDX records and the root digest are
-    checked as ImageReader checks them."""
-    with VolumeInput(path) as source:
+    checked as ImageReader checks them.  `path` may be a source already
+    open (an HttpInput): the caller closes it."""
+    source, owned = opened(path)
+    try:
         if not source.seekable:
             raise InputError(f"{source.name}: needs a regular file, not a "
                              f"pipe")
         check_volume_sizes(source)
         with locating(source):      # faults named by volume, as ImageReader
-            return _sealed_info(path, source)
+            return _sealed_info(shown_name(path), source)
+    finally:
+        if owned:
+            source.close()
 
 
 def _sealed_info(path, source):

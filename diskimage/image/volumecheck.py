@@ -66,6 +66,8 @@ def copy_of(files, paths, number):
     """The name of another volume that starts with the same bytes as volume
     `number` (so is probably the same file put twice), or None."""
     import os
+    if number >= len(files):    # no local files (an image over HTTP)
+        return None
     try:
         head = os.pread(files[number].fileno(), _COMPARED, 0)
         if len(head) < 64:

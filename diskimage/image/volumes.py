@@ -103,6 +103,21 @@ def _pread_full(f, size, offset):
     return b"".join(parts)
 
 
+def opened(image):
+    """(source, owned) for `image`: a path opened as its VolumeInput
+    (owned: the caller closes it), or a source already open (an HttpInput,
+    diskimage.remote), given back as it is (not owned)."""
+    if isinstance(image, (str, os.PathLike)):
+        return VolumeInput(image), True
+    return image, False
+
+
+def shown_name(image):
+    """How messages and JSON name `image`: a path as it is, an open
+    source by its name (a URL without its query string)."""
+    return image if isinstance(image, (str, os.PathLike)) else image.name
+
+
 class VolumeInput:
     """The volumes of an image read as one stream: sequentially with read()
     and, when every volume is a regular file, at any offset with read_at().

@@ -1,0 +1,39 @@
+"""Images read over the network: http:// and https:// URLs (a plain web
+server, `pxeconf serve`, an S3 presigned URL).  :class:`HttpInput`
+(httpinput.py) is one more source of the source protocol that
+RecordStream and ImageReader read (diskimage.image.volumes has the other
+two); urls.py holds what a URL is shown as and how its volumes are named.
+"""
+
+import re
+
+from ..errors import UsageError
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def is_url(text):
+    """Whether `text` is an http:// or https:// URL (scheme in any case).
+    Any other ``scheme://`` is a UsageError naming the two there are; a
+    path (without ``://`` after a scheme) is not a URL."""
+    if not isinstance(text, str):
+        return False
+    match = _SCHEME.match(text)
+    if not match:
+        return False
+    if match.group(1).lower() in ("http", "https"):
+        return True
+    raise UsageError(f"{match.group(1)}://: not a source this tool reads; "
+                     f"images are read from files, stdin (-), http:// or "
+                     f"https:// URLs")
+
+
+def open_input(name, *, ca_file=None, **options):
+    """The source of the image `name`: an HttpInput for a URL, else its
+    volume files (a VolumeInput).  `options` go to HttpInput (tries,
+    backoff, timeout)."""
+    if is_url(name):
+        from .httpinput import HttpInput
+        return HttpInput(name, ca_file=ca_file, **options)
+    from ..image.volumes import VolumeInput
+    return VolumeInput(name)
