@@ -183,7 +183,6 @@ def network_rows(image, work, rounds, rate_mbit, say, log):
                 say(f"  round {rnd + 1}/{rounds}: {TITLES[row]}: " +
                     ", ".join(f"{s.wall:.2f}" for s in got) + " s")
         results["tc_drops"] = lan.tc_drops()
-        del server
     for t in targets:
         if os.path.exists(t):
             os.unlink(t)
