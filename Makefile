@@ -36,7 +36,8 @@ APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc binutils \
 	groff-base man-db xfsprogs btrfs-progs cryptsetup-bin lvm2 attr \
 	ipxe shim-signed grub-efi-amd64-signed dnsmasq-base tftp-hpa atftp curl \
 	chromium iproute2 \
-	nbdkit libnbd-bin fuse3
+	nbdkit libnbd-bin fuse3 \
+	udpcast
 
 APT_STAMP  := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install

@@ -15,7 +15,9 @@ chunk's disk offset and compares them with the chunk's checked bytes (byte
 for byte: the same answer as comparing the target's BLAKE3 digest with the
 chunk's, since the chunk's bytes were just checked against that digest,
 for a memcmp instead of a hash); a hole is compared with zeros.  Only a
-chunk that differs is written, whole.  Everything else a full restore does
+chunk that differs is written, and of it only the 64 KiB blocks that
+differ (of a hole, the blocks that do not read as zeros are zeroed).  Everything
+else a full restore does
 (the guard zones zeroed first and written last, the restore marker and its
 checkpoints, the finishing steps, the table, new identities) happens the
 same way, so a delta leaves the target byte for byte as a full restore of
@@ -31,6 +33,9 @@ from .errors import (IncompleteTargetError, LayoutDiffersError,
 from .host.device import write_all, zero_range
 
 _ZEROS = bytes(4 << 20)
+#: Within a chunk that differs, only its BLOCK-sized blocks that differ are
+#: written (a file changed in a 4 MiB chunk rarely changes all of it).
+BLOCK = 64 << 10
 
 
 def refuse_early(stream, target, *, create, into, mode, sizes):
@@ -40,8 +45,8 @@ def refuse_early(stream, target, *, create, into, mode, sizes):
         raise UnsupportedError(
             f"{stream.name}: is a format {stream.version} image, whose "
             f"chunks carry only a CRC-32; --delta compares format 1.1's "
-            f"strong digests: convert it with imgx convert, or restore "
-            f"without --delta")
+            f"strong digests: rewrite it as 1.1 with imgx recompress, or "
+            f"restore without --delta")
     if create:
         raise LayoutDiffersError(
             f"{target}: does not exist, so there is nothing to compare "
@@ -159,50 +164,63 @@ class Comparer:
     def data(self, pieces):
         """*pieces*: (target offset, bytes) of one chunk, outside the guard
         zones; all of them written when any differs from the target."""
-        size = sum(len(p) for _, p in pieces)
-        if not size:
-            return
-        same = all(self.disk.read(start, len(piece)) == piece
-                   for start, piece in pieces)
-        if not same:
-            for start, piece in pieces:
-                write_all(self.disk, start, piece)
-        self._count(size, same)
+        size = written = 0
+        for start, piece in pieces:
+            size += len(piece)
+            have = self.disk.read(start, len(piece))
+            if have != piece:
+                written += self._blocks(start, piece, have)
+        self._count(size, written)
+
+    def _blocks(self, start, piece, have, zero=False):
+        """Write the BLOCK-sized blocks of *piece* that differ from *have*
+        (runs of them at once; *zero*: *piece* is zeros, the runs are
+        zeroed); returns the bytes written."""
+        written, run, size = 0, None, len(piece)
+        for at in range(0, size + BLOCK, BLOCK):
+            differs = at < size and \
+                have[at:at + BLOCK] != piece[at:at + BLOCK]
+            if differs and run is None:
+                run = at
+            elif not differs and run is not None:
+                end = min(at, size)
+                if zero:
+                    zero_range(self.disk, start + run, end - run)
+                else:
+                    write_all(self.disk, start + run, piece[run:end])
+                written += end - run
+                run = None
+        return written
 
     def hole(self, ranges):
-        """*ranges*: (start, end) of one hole outside the guard zones,
-        zeroed when the target does not read as zeros there."""
-        size = sum(end - start for start, end in ranges)
+        """*ranges*: (start, end) of one hole outside the guard zones; the
+        blocks of it that do not read as zeros are zeroed."""
+        size = written = 0
+        for start, end in ranges:
+            while start < end:      # a hole may be longer than _ZEROS
+                n = min(end - start, len(_ZEROS))
+                have = self.disk.read(start, n)
+                zeros = _ZEROS[:n]    # (bytes: compared by memcmp)
+                if have != zeros:
+                    written += self._blocks(start, zeros, have, zero=True)
+                size += n
+                start += n
+        self._count(size, written)
+
+    def _count(self, size, written):
         if not size:
             return
-        same = all(_zeros(self.disk, start, end) for start, end in ranges)
-        if not same:
-            for start, end in ranges:
-                zero_range(self.disk, start, end - start)
-        self._count(size, same)
-
-    def _count(self, size, same):
         with self.lock:
             self.read += size
             self.compared += size
-            if same:
-                self.chunks_same += 1
-            else:
+            self.written += written
+            if written:
                 self.chunks_written += 1
-                self.written += size
+            else:
+                self.chunks_same += 1
 
     def summary(self):
         return {"read": self.read, "compared": self.compared,
                 "written": self.written,
                 "chunks_written": self.chunks_written,
                 "chunks_same": self.chunks_same}
-
-
-def _zeros(disk, start, end):
-    while start < end:
-        n = min(end - start, len(_ZEROS))
-        data = disk.read(start, n)
-        if data != _ZEROS[:len(data)] or len(data) < n:
-            return False
-        start += n
-    return True

@@ -1,22 +1,27 @@
 """imgx - explore and edit .rdi images without restoring them.
 
 Usage:
-  imgx info IMAGE [--json]
+  imgx info IMAGE [--json] [--ca-file=FILE]
               [--passphrase-file=F | --passphrase-env=VAR]
-  imgx ls IMGPATH [-l] [-R] [--json]
+  imgx ls IMGPATH [-l] [-R] [--json] [--ca-file=FILE]
             [--passphrase-file=F | --passphrase-env=VAR]
-  imgx tree IMGPATH [--passphrase-file=F | --passphrase-env=VAR]
-  imgx cat IMGPATH [--passphrase-file=F | --passphrase-env=VAR]
-  imgx get [-R] IMGPATH DEST [--passphrase-file=F | --passphrase-env=VAR]
-  imgx find IMGPATH -name PATTERN [--passphrase-file=F | --passphrase-env=VAR]
-  imgx diff IMAGE_A IMAGE_B [N] [--json]
+  imgx tree IMGPATH [--ca-file=FILE]
+            [--passphrase-file=F | --passphrase-env=VAR]
+  imgx cat IMGPATH [--ca-file=FILE]
+            [--passphrase-file=F | --passphrase-env=VAR]
+  imgx get [-R] IMGPATH DEST [--ca-file=FILE]
+            [--passphrase-file=F | --passphrase-env=VAR]
+  imgx find IMGPATH -name PATTERN [--ca-file=FILE]
+            [--passphrase-file=F | --passphrase-env=VAR]
+  imgx diff IMAGE_A IMAGE_B [N] [--json] [--ca-file=FILE]
               [--passphrase-file=F | --passphrase-env=VAR]
   imgx put SRC IMGPATH [--force] [--threads=N]
   imgx rm [-r] IMGPATH [--threads=N]
   imgx mkdir IMGPATH [--threads=N]
   imgx mv IMGPATH NEWPATH [--threads=N]
   imgx describe IMAGE TEXT
-  imgx verify IMAGE [--threads=N] [--passphrase-file=F | --passphrase-env=VAR]
+  imgx verify IMAGE [--threads=N] [--ca-file=FILE]
+              [--passphrase-file=F | --passphrase-env=VAR]
   imgx split IMAGE SIZE [--output=OUT] [--force]
   imgx join IMAGE [--output=OUT] [--force]
   imgx recompress IMAGE [--compress=CODEC] [--level=N] [--output=OUT]
@@ -40,6 +45,9 @@ Filesystems: ext2/3/4, FAT12/16/32, exFAT, NTFS, XFS, btrfs (subvolumes
 and snapshots are directories where they were made), and these inside
 LVM2 volumes.  Only the chunks that hold what is looked at are read and
 decoded, each checked against its checksum.
+IMAGE may be an http:// or https:// URL for info, ls, tree, cat, get,
+find, diff and verify (http://h:8080/lab.rdi:2/etc/hostname): read with
+Range requests, only the chunks needed (verify: all, front to back).
 Symlinks in IMGPATH are followed inside the image (an absolute target
 starts at the filesystem's root, never the host's; at most 40 links).
 
@@ -124,6 +132,8 @@ Options:
   --to=FORMAT   raw, qcow2 or vhd.
   --description=TEXT  A note stored in the image [default: ].
   --threads=N   Worker threads [default: all cores].
+  --ca-file=FILE  Trust the TLS certificates of an https:// IMAGE that
+                this CA file signs (PEM), instead of the system's.
   --passphrase-file=F  An encrypted image's passphrase: the first line of
                 file F (without its line end).
   --passphrase-env=VAR  An encrypted image's passphrase: the value of
@@ -181,6 +191,7 @@ from diskimage import __version__
 from diskimage.errors import InputError, UsageError
 
 from . import render
+from cliutil.remote import ca_file, image_arg, shown
 from diskimage.image.browse import Image, split_path
 from .opscmd import (cmd_convert, cmd_describe, cmd_import, cmd_join,
                      cmd_recompress, cmd_sfx, cmd_split, cmd_verify,
@@ -193,9 +204,9 @@ def cmd_info(args):
 
     from cliutil.render import sealed_text
 
-    source = passphrase(args)
-    info = image_info(args["IMAGE"],
-                      passphrase=source if source.given else None)
+    source = passphrase(args, shown(args["IMAGE"]))
+    with image_arg(args) as image:
+        info = image_info(image, passphrase=source if source.given else None)
     if args["--json"]:
         print(json.dumps(info, indent=2))
         return 0
@@ -219,7 +230,8 @@ def _open(args, follow=True):
     inside the image; the last one too when `follow`, or when the path
     ends with "/"."""
     image_path, number, path = split_path(args["IMGPATH"])
-    image = Image(image_path, passphrase=passphrase(args, image_path))
+    image = Image(image_path, passphrase=passphrase(args, shown(image_path)),
+                  ca_file=ca_file(args, image_path))
     try:
         fs = image.filesystem(number)
         node = fs.resolve(path, follow or path.endswith("/"))[0]
@@ -287,7 +299,8 @@ def cmd_get(args):
     image_path, number, path = split_path(args["IMGPATH"])
     report = get(image_path, number, path, args["DEST"],
                  recursive=args["-R"],
-                 passphrase=passphrase(args, image_path))
+                 passphrase=passphrase(args, shown(image_path)),
+                 ca_file=ca_file(args, image_path))
     for line in render.get_warnings(report):
         print(f"imgx: warning: {render.safe(line)}", file=sys.stderr)
     return 0
@@ -322,7 +335,9 @@ def cmd_diff(args):
         number = int(args["N"])
     try:
         changes, cannot = diff(args["IMAGE_A"], args["IMAGE_B"], number,
-                               passphrase=passphrase(args, "the images"))
+                               passphrase=passphrase(args, "the images"),
+                               ca_file=ca_file(args, args["IMAGE_A"],
+                                               args["IMAGE_B"]))
     except DiskImageError as exc:
         raise DiffTrouble(str(exc)) from None
     except OSError as exc:

@@ -61,14 +61,16 @@ def cmd_describe(args):
 
 def cmd_verify(args):
     from diskimage.image.verify import verify
-    from diskimage.image.volumes import VolumeInput
+    from diskimage.remote import open_input
+    from cliutil.remote import ca_file, shown
     from cliutil.render import verify_line
 
     workers = threads(args) or os.cpu_count()
-    with VolumeInput(args["IMAGE"]) as source:
+    name = shown(args["IMAGE"])
+    with open_input(args["IMAGE"], ca_file=ca_file(args)) as source:
         summary = verify(source, threads=workers,
-                         passphrase=passphrase(args))
-    print(verify_line(args["IMAGE"], summary))
+                         passphrase=passphrase(args, name))
+    print(verify_line(name, summary))
     return 0
 
 

@@ -111,8 +111,8 @@ def _sealer(args):
 def _passphrase(args):
     from cliutil.passphrase import from_args
     image = args["IMAGE"]
-    return from_args(args,
-                     what="the image on stdin" if image == "-" else image)
+    return from_args(args, what="the image on stdin" if image == "-"
+                     else remotecmds.shown(image))
 
 
 def cmd_capture(args):
@@ -244,8 +244,8 @@ def cmd_restore(args):
                 # the commit point: from there on an interrupt does not
                 # undo the restore (diskimage.sighold)
                 committed=lambda: sighold.committed(args["TARGET"]))
-        progress.end(render.restore_line(args["IMAGE"], args["TARGET"],
-                                         summary),
+        progress.end(render.restore_line(remotecmds.shown(args["IMAGE"]),
+                                         args["TARGET"], summary),
                      trustcmds.signed_result(_result(summary), checked),
                      lines=render.actions_lines(summary.get("actions")) +
                      trustcmds.signed_lines(checked))
@@ -265,7 +265,7 @@ def cmd_verify(args):
                              passphrase=passphrase)
         signed, signer = trustcmds.verify_signature(
             args, keys, summary, passphrase=passphrase)
-        line = shared.verify_line(args["IMAGE"], summary)
+        line = shared.verify_line(remotecmds.shown(args["IMAGE"]), summary)
         if not args["--quiet"]:
             print(line)     # the result, on stdout
             if signed:

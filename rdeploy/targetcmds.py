@@ -56,9 +56,9 @@ def cmd_verify_target(args, progress):
     from cliutil.passphrase import from_args
     from diskimage.targetverify import verify_target
 
-    passphrase = from_args(args, what=args["IMAGE"]) if args["IMAGE"] \
-        else None
-    from .remotecmds import image_arg
+    from .remotecmds import image_arg, shown
+    passphrase = from_args(args, what=shown(args["IMAGE"])) \
+        if args["IMAGE"] else None
     with progress, image_arg(args) as image:
         summary = verify_target(args["TARGET"], image,
                                 progress=progress, passphrase=passphrase)
@@ -75,6 +75,6 @@ def _print(args, summary):
     else:
         skipped = "; not compared: " + "; ".join(summary["skipped"]) \
             if summary["skipped"] else ""
-        print(f"{safe(args['TARGET'])}: equal to {safe(args['IMAGE'])} "
+        print(f"{safe(args['TARGET'])}: equal to {safe(summary['image'])} "
               f"({summary['chunks']} chunks, {summary['compared_bytes']} "
               f"bytes compared{skipped})")

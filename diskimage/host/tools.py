@@ -77,6 +77,8 @@ PACKAGES = {
     "nbdkit": "nbdkit",
     "nbdfuse": "libnbd-bin",
     "fusermount3": "fuse3",
+    # multicast (diskimage.fleet)
+    **dict.fromkeys(("udp-sender", "udp-receiver"), "udpcast"),
 }
 
 

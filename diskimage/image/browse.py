@@ -18,13 +18,26 @@ from diskimage.tables.partitions import extended_said
 _PATH = re.compile(r"^(?P<image>.+):(?P<part>\d*)(?P<path>/.*)?$")
 
 
+def _quoted(text):
+    """IMGPATH as a usage error quotes it: a URL's query string (a
+    presigned URL's credentials) left out."""
+    if "://" in text and "?" in text:
+        return repr(text.split("?", 1)[0] + "?...")
+    return repr(text)
+
+
 def split_path(text):
     """'IMAGE:N/path' -> (IMAGE, N or None, 'path' without the leading /).
     The last colon that is followed by digits and/or a slash splits, so
-    image names may hold colons."""
+    image names may hold colons, and an http(s) URL's port does not split
+    ("http://h:8080/lab.rdi:2/etc")."""
+    from diskimage.remote import is_url
     match = _PATH.match(text)
+    if is_url(text) and match and "/" not in match["image"].split("://")[1]:
+        match = None        # "http://h:8080/x.rdi": the port, no partition
     if not match or (not match["part"] and match["path"] is None):
-        raise UsageError(f"{text!r}: expected IMAGE:N/path or IMAGE:/path")
+        raise UsageError(f"{_quoted(text)}: expected IMAGE:N/path or "
+                         f"IMAGE:/path")
     image = match["image"]
     if image.endswith(":") and not os.path.lexists(image):
         # "h.rdi::/x": one colon too many, not an image named "h.rdi:".

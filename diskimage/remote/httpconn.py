@@ -19,9 +19,10 @@ from .urls import endpoint
 TRANSIENT = (OSError, http.client.HTTPException)
 
 
-class Transient(Exception):
+class Transient(NetworkError):
     """A failure that a retry may cure (a 5xx answer, a short body); its
-    text is the cause the final error names."""
+    text is the cause the final error names.  Caught by the retry loop;
+    it leaves it only inside the final NetworkError's words."""
 
 
 def tls_context(ca_file=None):
