@@ -62,6 +62,7 @@ def test_quick_fleet_rows_run(tmp_path):
     work = tmp_path / "work"
     result = subprocess.run(
         [sys.executable, "bench/run.py", "--fleet", "--quick", "--rounds=1",
+         "--fleet-rate=1000",
          f"--work={work}", f"--out={out}"], cwd=ROOT, capture_output=True,
         text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
