@@ -8,7 +8,9 @@ keep-alive (HTTP/1.1), and what a test needs to see and break:
 - `drop_at`: body byte counts (over the server's life) at which the
   connection is cut in the middle of an answer (shutdown, no more bytes);
 - `fail`: an HTTP status answered to every request (503: always failing);
-- `tls`: an ssl.SSLContext (server side) to serve https.
+- `tls`: an ssl.SSLContext (server side) to serve https;
+- `ranges=False`: Range ignored (200 and the whole file), as Python's
+  http.server does.
 
 Runs in a thread of the test process on 127.0.0.1 (port 0: a free one);
 `stop()` (or the context manager) shuts it down.
@@ -27,8 +29,10 @@ PIECE = 64 << 10
 
 
 class RangeServer:
-    def __init__(self, root, *, tls=None, drop_at=(), fail=None):
+    def __init__(self, root, *, tls=None, drop_at=(), fail=None,
+                 ranges=True):
         self.root = os.fspath(root)
+        self.honour_ranges = ranges
         self.drop_at = sorted(drop_at)
         self.fail = fail
         self.sent = 0
@@ -134,6 +138,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if_range = self.headers.get("If-Range")
             if wanted and if_range not in (None, etag, modified):
                 wanted = None           # changed: the whole, as RFC 9110
+            if not owner.honour_ranges:
+                wanted = None           # as python -m http.server
             match = _RANGE.match(wanted or "")
             if match and (match[1] or match[2]):
                 if match[1]:
@@ -151,7 +157,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("ETag", etag)
             self.send_header("Last-Modified", modified)
-            self.send_header("Accept-Ranges", "bytes")
+            if owner.honour_ranges:
+                self.send_header("Accept-Ranges", "bytes")
             if status == 206:
                 self.send_header("Content-Range",
                                  f"bytes {first}-{last}/{st.st_size}")

@@ -284,7 +284,8 @@ class ImageReader:
     def _open(self, passphrase):
         src = self.source
         if not src.seekable:
-            raise InputError(f"{src.name}: needs a regular file, not a pipe")
+            raise InputError(f"{src.name}: " + getattr(
+                src, "unseekable", "needs a regular file, not a pipe"))
         _check_sizes(src)
         header_raw = src.read_at(0, fmt.FILE_HEADER.size)
         if not header_raw:

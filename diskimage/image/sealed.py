@@ -55,8 +55,8 @@ def sealed_info(path):
     source, owned = opened(path)
     try:
         if not source.seekable:
-            raise InputError(f"{source.name}: needs a regular file, not a "
-                             f"pipe")
+            raise InputError(f"{source.name}: " + getattr(
+                source, "unseekable", "needs a regular file, not a pipe"))
         check_volume_sizes(source)
         with locating(source):      # faults named by volume, as ImageReader
             return _sealed_info(shown_name(path), source)

@@ -22,6 +22,7 @@ as one more source of the source protocol (diskimage.image.volumes).
 """
 
 import http.client
+import ssl
 import threading
 import time
 
@@ -70,6 +71,9 @@ class HttpInput:
     """The image at `url` (its first volume), read over HTTP(S)."""
 
     files = ()          # no local files (volumecheck's copy test skips)
+    #: why random access is refused when not seekable (ImageReader)
+    unseekable = ("its server does not answer Range requests, which random "
+                  "access needs (restore and verify read it front to back)")
 
     def __init__(self, url, *, ca_file=None, tries=6, backoff=1.0,
                  timeout=30):
@@ -84,6 +88,7 @@ class HttpInput:
         self._random = Connections(context, timeout)
         self._stream = Connections(context, timeout)
         self._lock = threading.Lock()
+        self._random_lock = threading.Lock()
         self.position = 0
         self.bytes_read = 0
         self.requests = 0
@@ -185,7 +190,6 @@ class HttpInput:
             try:
                 return attempt()
             except (httpconn.TRANSIENT + (Transient,)) as exc:
-                import ssl
                 if isinstance(exc, ssl.SSLCertVerificationError):
                     raise httpconn.tls_refusal(urls.shown(url), exc,
                                                self.ca_file) from None
@@ -320,6 +324,8 @@ class HttpInput:
     def read_at(self, offset, size):
         """Up to `size` bytes at stream `offset` (Range requests), across
         volume boundaries."""
+        if not self.seekable:
+            raise InputError(f"{self.name}: {self.unseekable}")
         parts, base = [], 0
         for number, volume_size in enumerate(self.sizes):
             if size <= 0:
@@ -336,9 +342,10 @@ class HttpInput:
 
     def _range(self, number, local, size):
         url = self._urls[number]
-        return self._retrying(url, local,
-                              lambda: self._range_once(number, local, size),
-                              self._random)
+        with self._random_lock:     # one kept-alive connection: in turn
+            return self._retrying(
+                url, local, lambda: self._range_once(number, local, size),
+                self._random)
 
     def _range_once(self, number, local, size):
         url, validator = self._urls[number], self._validators[number]

@@ -1,7 +1,8 @@
-"""What the tests of images over HTTP share (tests/remote): a disk built
-with sfdisk and mkfs.ext4 -d whose partition 2 holds /etc/hostname and
-96 MiB of random files (so reading one small file is a small fraction of
-the image), its image whole and split in 16 MiB volumes (read-only, once
+"""What the tests of images over HTTP share (tests/remote): a GPT disk
+built with sfdisk and mkfs.ext4 -d: three ext4 partitions, the second
+holding /etc/hostname, the third 48 MiB of random files (so reading one
+small file is a small fraction of the image), its image whole and split
+in 16 MiB volumes (read-only, once
 a session), and the checks of a restored disk with the field's tools:
 e2fsck -fn of each partition, sha256 of every file through debugfs."""
 
@@ -17,9 +18,10 @@ from tests.rdeploy_helpers import rdeploy
 
 MiB = 1 << 20
 SECTOR = 512
-#: (number, start sector, sectors) of the disk's two ext4 partitions
-PARTITIONS = ((1, 2048, 16 * 2048), (2, 18 * 2048, 120 * 2048))
-DISK_SIZE = 140 * MiB
+#: (number, start sector, sectors) of the disk's ext4 partitions
+PARTITIONS = ((1, 2048, 8 * 2048), (2, 9 * 2048, 16 * 2048),
+              (3, 25 * 2048, 64 * 2048))
+DISK_SIZE = 90 * MiB
 HOSTNAME = b"lab-pc-17\n"
 TOOLS = ("sfdisk", "mkfs.ext4", "e2fsck", "debugfs")
 
@@ -31,9 +33,9 @@ def _tree(root, seed):
                  "boot/notes.txt": rng.randbytes(3000)},
              2: {"etc/hostname": HOSTNAME,
                  "etc/motd": b"Welcome to the lab.\n",
-                 "home/alice/todo.txt": b"water the plants\n" * 20}}
-    for n in range(3):
-        files[2][f"data/blob{n}.bin"] = rng.randbytes(32 * MiB)
+                 "home/alice/todo.txt": b"water the plants\n" * 20},
+             3: {f"data/blob{n}.bin": rng.randbytes(24 * MiB)
+                 for n in range(2)}}
     for number, tree in files.items():
         for rel, data in tree.items():
             path = os.path.join(root, str(number), rel)

@@ -77,9 +77,8 @@ def test_imgx_cat_reads_a_small_fraction_of_the_image(remote_ro):
         assert result.stdout == HOSTNAME
         assert all(r and r.startswith("bytes=") for r in server.ranges())
         assert server.sent < image_bytes * 0.05, (server.sent, image_bytes)
-        listing = imgx("ls", server.url("lab.rdi") + ":2/data")
-        assert listing.stdout.decode().split() == [
-            "blob0.bin", "blob1.bin", "blob2.bin"]
+        listing = imgx("ls", server.url("lab.rdi") + ":3/data")
+        assert listing.stdout.decode().split() == ["blob0.bin", "blob1.bin"]
 
 
 def test_no_such_image_is_exit_3(remote_ro, tmp_path):
@@ -160,3 +159,32 @@ def test_a_presigned_split_image_says_why_it_ends(remote_ro):
                 pass
         result = rdeploy("verify", server.url("split.rdi") + "?sig=x")
         check(result, 3, "presigned", "imgx join")
+
+
+def test_a_server_without_ranges_is_read_front_to_back(remote_ro, tmp_path):
+    """A server that ignores Range: restore streams it, and a drop is
+    resumed by reading again up to where it stopped (the validator the
+    same); random access is refused, saying why."""
+    target = tmp_path / "target.img"
+    with RangeServer(remote_ro["dir"], ranges=False,
+                     drop_at=[5 << 20]) as server:
+        result = rdeploy("restore", server.url("lab.rdi"), target, "--yes",
+                         "-q")
+        assert result.returncode == 0, result.stderr.decode()
+        assert server.drops == 1
+        check(rdeploy("info", server.url("lab.rdi")), 3,
+              "does not answer Range requests")
+    assert filecmp.cmp(target, remote_ro["disk"], shallow=False)
+
+
+def test_a_required_signature_is_refused_with_a_url(remote_ro, tmp_path):
+    key = tmp_path / "lab.key"
+    assert rdeploy("keygen", key, "-q").returncode == 0
+    target = tmp_path / "t.img"
+    with RangeServer(remote_ro["dir"]) as server:
+        url = server.url("lab.rdi")
+        check(rdeploy("restore", url, target, "--yes",
+                      f"--require-signature={key}.pub"), 11, "not a URL")
+        check(rdeploy("verify", url, f"--pubkey={key}.pub"), 11, "not a URL")
+        assert server.requests == []
+    assert not target.exists()

@@ -4,6 +4,7 @@ server mode) through a presigned GET URL, and `pxeconf serve`."""
 
 import datetime
 import ipaddress
+import logging
 import shutil
 import ssl
 
@@ -89,6 +90,7 @@ def test_https_is_verified_against_the_system_cas_or_the_ca_file(
 @pytest.fixture
 def moto_s3():
     moto = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = moto.ThreadedMotoServer(ip_address="127.0.0.1",
                                      port=free_port(), verbose=False)
     server.start()
@@ -135,11 +137,9 @@ def test_pxeconf_serve_is_a_source(remote_ro, tmp_path):
     try:
         server.ready()
         url = server.url + "images/lab.rdi"
-        target = tmp_path / "target.img"
-        result = rdeploy("restore", url, target, "--yes", "-q")
+        result = rdeploy("verify", url)     # streamed, as restore reads
         assert result.returncode == 0, result.stderr.decode()
-        check_disk(target, remote_ro["manifest"], tmp_path)
-        result = imgx("cat", url + ":2/etc/hostname")
+        result = imgx("cat", url + ":2/etc/hostname")      # Range requests
         assert result.stdout == HOSTNAME, result.stderr.decode()
     finally:
         server.close()
