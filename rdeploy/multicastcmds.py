@@ -30,11 +30,7 @@ def _seconds(args, name):
     text = args.get(name)
     if text is None or text == "forever":
         return None
-    seconds = whole_number(text, name)
-    if seconds < 1:
-        raise UsageError(f"{name} takes a number of seconds (1 or more), "
-                         f"not {text!r}")
-    return seconds
+    return whole_number(text, name)
 
 
 def _confirm_join(args, progress):
@@ -121,8 +117,6 @@ _FEC = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*/[1-9][0-9]*$")
 def _send_values(args):
     """send's option values, checked before anything is opened."""
     min_receivers = whole_number(args["--min-receivers"], "--min-receivers")
-    if min_receivers < 1:
-        raise UsageError("--min-receivers takes 1 or more")
     rate = None
     if args["--rate"] is not None:
         try:

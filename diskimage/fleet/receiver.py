@@ -119,6 +119,11 @@ class Join:
         code = self.tool.wait(3)
         if code in (None, 0) and self.first.is_set():
             return exc
+        if not self.first.is_set():
+            return NetworkError(
+                f"udp-receiver ended before a session started (exit "
+                f"{code}): {self.tool.last_words()}; nothing written to "
+                f"{target}")
         written = isinstance(exc, TargetChangedError)
         state = (f"{target} is marked incomplete (rdeploy verify-target "
                  f"exits 13); receive the next session" if written else

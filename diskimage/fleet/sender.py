@@ -114,8 +114,13 @@ class Session:
             tool.proc.stdin.close()
         except BrokenPipeError:
             pass                    # udp-sender ended: its status says why
-        except (DiskImageError, OSError) as exc:
+        except DiskImageError as exc:
             self.feed_error = exc
+            tool.stop()
+        except OSError as exc:
+            self.feed_error = DiskImageError(
+                f"feeding udp-sender failed after {self.fed} bytes: "
+                f"{exc.strerror or exc}")
             tool.stop()
 
     def run(self):

@@ -31,6 +31,11 @@ namespaces):
   "Receiver error" (exit 255) before a session.  Progress lines end in
   CR.  Interfaces need a broadcast address (``ip addr add ... brd +``),
   else the receiver never reaches the sender.
+* On SIGINT udp-receiver exits through its atexit handler, which sends
+  the sender a DISCONNECT ("Disconnecting #N"): the session goes on at
+  once.  SIGTERM kills it without a word, and so does SIGPIPE when its
+  reader is gone: the sender stalls until it drops it.  So it gets
+  SIGINT (also as its death signal) and starts with SIGPIPE ignored.
 * udp-receiver listens on PORT (--portbase), udp-sender on PORT + 1.
 """
 
@@ -71,6 +76,7 @@ def sender_args(*, port, min_receivers, max_wait=None, rate=None, fec=None,
         args += ["--max-bitrate", f"{rate}k"]
     if fec is not None:
         args += ["--fec", fec]
+    interface = interface or default_interface()
     if interface is not None:
         args += ["--interface", interface]
     return args
@@ -80,9 +86,35 @@ def receiver_args(*, port, interface=None, receive_timeout=RECEIVE_TIMEOUT):
     """udp-receiver's command line: the stream on its stdout."""
     args = [RECEIVER, "--nokbd", "--portbase", str(port),
             "--receive-timeout", str(receive_timeout)]
+    interface = interface or default_interface()
     if interface is not None:
         args += ["--interface", interface]
     return args
+
+
+def default_interface(routes="/proc/net/route"):
+    """The interface of the default route (the lowest metric), or None
+    when there is none: udpcast then picks by itself (eth0 or en0 first,
+    then any eth*/en*, an interface with a link and a broadcast address
+    before others; socklib.c getNetIf)."""
+    best = None
+    try:
+        with open(routes) as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8 or fields[1] != "00000000" or \
+                fields[7] != "00000000":
+            continue            # not a default route (destination, mask)
+        try:
+            metric = int(fields[6])
+        except ValueError:
+            continue
+        if best is None or metric < best[0]:
+            best = (metric, fields[0])
+    return best and best[1]
 
 
 class Tool:
@@ -92,19 +124,27 @@ class Tool:
     at the terminal reaches rdeploy only, which stops it; it gets SIGTERM
     from the kernel when the thread that started it ends, so it never
     outlives a killed rdeploy (PR_SET_PDEATHSIG, diskimage.host.tools:
-    start it from the main thread).  Its stderr is read on a thread, line
+    start it from the main thread; udp-receiver gets SIGINT, so it says
+    goodbye to its sender).  Its stderr is read on a thread, line
     by line (CR ends its progress lines), each line given to `on_line`;
     the last ones are kept for messages."""
 
     def __init__(self, args, *, stdin=tools.DEVNULL, stdout=tools.DEVNULL,
                  on_line=None, what=None):
         self.name = args[0]
+        # udp-receiver sends its sender a DISCONNECT on SIGINT (its
+        # handler exits through atexit), so the session drops it at once
+        # instead of stalling everyone for --retries-until-drop; on
+        # SIGTERM it just dies.
+        self.signals = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL) \
+            if self.name == RECEIVER else (signal.SIGTERM, signal.SIGKILL)
         self.on_line = on_line
         self.lines = collections.deque(maxlen=12)
         self.proc = tools.start(args, stdin=stdin, stdout=stdout,
                                 stderr=tools.PIPE, what=what,
                                 package=PACKAGE, die_with_parent=True,
-                                no_tty=True)
+                                no_tty=True, death_signal=self.signals[0],
+                                ignore_sigpipe=self.name == RECEIVER)
         self.pid = self.proc.pid
         self.reader = threading.Thread(target=self._read, daemon=True,
                                        name=f"{self.name}-stderr")
@@ -152,10 +192,10 @@ class Tool:
         return code
 
     def stop(self, grace=3):
-        """TERM to its process group, KILL after `grace` seconds; its
-        exit status."""
+        """INT (udp-receiver) or TERM to its process group, then the next
+        signal after `grace` seconds, KILL last; its exit status."""
         if self.proc.poll() is None:
-            for signum in (signal.SIGTERM, signal.SIGKILL):
+            for signum in self.signals:
                 try:
                     os.killpg(self.pid, signum)
                 except ProcessLookupError:

@@ -181,25 +181,28 @@ def run(args, *, check=True, input=None, env=None, cwd=None, text=True,
 PR_SET_PDEATHSIG = 1
 
 
-def _death_signal():
-    """A preexec_fn that has the child sent SIGTERM when the thread that
-    starts it ends (the whole process killed, SIGKILL included), and
-    SIGTERMs itself if that happened before it could ask."""
+def _death_signal(signum=None):
+    """A preexec_fn that has the child sent `signum` (SIGTERM) when the
+    thread that starts it ends (the whole process killed, SIGKILL
+    included), and sends it to itself if that happened before it could
+    ask."""
     import ctypes
     import signal
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
+    signum = int(signal.SIGTERM if signum is None else signum)
 
     def preexec():
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
         if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
     return preexec
 
 
 def start(args, *, env=None, cwd=None, inherit=True, stdin=DEVNULL,
           stdout=None, stderr=None, what=None, package=None,
-          die_with_parent=False, no_tty=False):
+          die_with_parent=False, no_tty=False, death_signal=None,
+          ignore_sigpipe=False):
     """Start a tool and return its Popen (bytes), for a caller that reads
     it as it runs or keeps it in the foreground; the caller waits for it.
     `env`, `inherit`, `what` and `package` as for run(); MissingToolError
@@ -210,13 +213,19 @@ def start(args, *, env=None, cwd=None, inherit=True, stdin=DEVNULL,
     the process), so also when the process is SIGKILLed; call it from a
     thread that lives as long as the tool should.  The kernel forgets it
     when the tool changes its user or runs a set-user-ID program.
-    `no_tty` as for run()."""
+    `death_signal`: that signal instead of SIGTERM (udp-receiver says
+    goodbye to its sender on SIGINT only).  `ignore_sigpipe`: the tool
+    starts with SIGPIPE ignored (as Python runs), so a write to a reader
+    that is gone fails with EPIPE, which it can handle, instead of
+    killing it.  `no_tty` as for run()."""
     try:
         return subprocess.Popen(args, stdin=stdin, stdout=stdout,
                                 stderr=stderr, env=_env(env, inherit),
-                                cwd=cwd, preexec_fn=_death_signal()
+                                cwd=cwd, preexec_fn=_death_signal(
+                                    death_signal)
                                 if die_with_parent else None,
-                                start_new_session=no_tty)
+                                start_new_session=no_tty,
+                                restore_signals=not ignore_sigpipe)
     except FileNotFoundError as exc:
         error = _missing(exc, args, cwd, what, package)
         if error is None:

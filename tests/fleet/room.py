@@ -12,6 +12,8 @@ Sender is SUBNET.1; receiver i is SUBNET.(11 + i).
 """
 
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -111,6 +113,19 @@ class Room:
         return [int(p) for p in out.split()]
 
     def close(self):
+        """Stops what the test started, then anything still inside the
+        room's namespaces (only the test's processes are there: a
+        udp-sender left by a broken version, which deleting the namespace
+        would not end)."""
+        self.lan.procs, started = [], self.lan.procs
+        for proc in reversed(started):
+            netns.stop(proc)
+        for ns in [self.sender_ns, *self.receiver_ns]:
+            for pid in self.pids(ns):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         self.lan.close()
 
     def __enter__(self):

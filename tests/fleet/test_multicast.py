@@ -7,6 +7,7 @@ import random
 import re
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -78,31 +79,48 @@ def test_four_receivers_restore_one_image(golden, tmp_path):
     assert end["result"]["sender"] == room.lan.address(1)
 
 
-def test_a_receiver_killed_half_way_is_dropped_alone(golden, tmp_path):
-    """Rate-limited so the session lasts a few seconds; receiver 0 is
-    SIGKILLed at a tenth (udp-receiver, which has buffered up to 6 MB
-    more, gets SIGTERM from the kernel): the two others finish and verify,
-    its disk is
-    marked incomplete, the sender names it dropped."""
-    disks = [blank_disk(tmp_path / f"pc{i}.img", DISK) for i in range(3)]
-    with Room(3) as room:
-        sender = room.send(golden["image"], "--min-receivers=3",
+def test_a_killed_and_a_stalled_receiver_are_dropped_alone(golden,
+                                                          tmp_path):
+    """Rate-limited so the session lasts a few seconds.  Receiver 0 is
+    SIGKILLed at a tenth of its restore (its udp-receiver, which has
+    buffered up to 6 MB more, gets SIGINT from the kernel and leaves the
+    session with a goodbye); receiver 1 is
+    SIGSTOPped there (its udp-receiver fills its buffer and stops
+    acknowledging).  Both are dropped; the two others finish and verify.
+    Receiver 1, let go after the session, exits 15 naming the drop; both
+    disks are marked incomplete."""
+    disks = [blank_disk(tmp_path / f"pc{i}.img", DISK) for i in range(4)]
+    with Room(4) as room:
+        sender = room.send(golden["image"], "--min-receivers=4",
                            "--rate=40")
         rx = [room.receive(i, disk) for i, disk in enumerate(disks)]
-        rx[0].until(lambda r: r.percent() >= 10, what="a tenth restored")
+        for run in rx[:2]:
+            run.until(lambda r: r.percent() >= 10, what="a tenth restored")
+        # at once, so both are dropped in the same rounds of requests
+        rx[1].proc.send_signal(signal.SIGSTOP)
         rx[0].proc.send_signal(signal.SIGKILL)
         rx[0].wait()
-        for run in rx[1:]:
+        for run in rx[2:]:
             assert run.wait() == 0, run.stderr
         assert sender.wait() == 0, sender.stderr
         assert room.pids(room.receiver_ns[0]) == []  # its udp-receiver too
-    for disk in disks[1:]:
+        rx[1].proc.send_signal(signal.SIGCONT)
+        # udp-receiver gives up 30 s after the session's last packet
+        assert rx[1].wait() == 15, rx[1].stderr
+    message = rx[1].of("error")[0]["message"]
+    assert f"dropped from the multicast session of {room.lan.address(1)}" \
+        in message and "is marked incomplete" in message, message
+    for disk in disks[2:]:
         restored(disk, golden)
-    result = rdeploy("verify-target", disks[0])
-    assert result.returncode == 13, result.stderr.decode()
+    for disk in disks[:2]:
+        result = rdeploy("verify-target", disk)
+        assert result.returncode == 13, result.stderr.decode()
     session = sender.ended()[0]["result"]
-    assert session["dropped"] + session["left"] == [room.address(0)], str(session)
-    assert sorted(session["finished"]) == [room.address(1), room.address(2)]
+    # the killed one's udp-receiver said goodbye (SIGINT from the kernel),
+    # the stalled one was dropped by udp-sender
+    assert session["left"] == [room.address(0)], str(session)
+    assert session["dropped"] == [room.address(1)], str(session)
+    assert sorted(session["finished"]) == [room.address(2), room.address(3)]
 
 
 def test_a_late_receiver_is_told_then_served_by_the_next_session(
@@ -195,3 +213,73 @@ def test_rate_holds_under_a_limit(small_images_ro, tmp_path, limit, drops):
         assert (dropped() > 0) == drops, dropped()
     result = rdeploy("verify-target", target, image)
     assert result.returncode == 0, result.stderr.decode()
+
+
+def test_udp_sender_never_outlives_a_killed_send(small_images_ro):
+    """SIGKILL leaves rdeploy no time to clean up: the kernel's
+    PR_SET_PDEATHSIG ends udp-sender all the same."""
+    with Room(0, subnet="192.168.80") as room:
+        sender = room.send(small_images_ro["image"])
+        deadline = time.monotonic() + 30
+        while len(room.pids(room.sender_ns)) < 2:   # rdeploy + udp-sender
+            assert sender.proc.poll() is None, sender.stderr
+            assert time.monotonic() < deadline, "udp-sender never started"
+            time.sleep(0.05)
+        sender.proc.send_signal(signal.SIGKILL)
+        sender.wait()
+        deadline = time.monotonic() + 10
+        while room.pids(room.sender_ns):
+            assert time.monotonic() < deadline, room.pids(room.sender_ns)
+            time.sleep(0.05)
+
+
+def test_receive_delta_checks_every_chunk_and_writes_what_differs(
+        small_images_ro, small_disk_ro, tmp_path):
+    """A disk that already holds the image, but for one changed MiB:
+    receive --delta reads the whole session (every chunk checked) and
+    writes about that MiB (the tables and marker besides), not the whole
+    disk."""
+    image = small_images_ro["image"]
+    target = tmp_path / "pc.img"
+    result = rdeploy("restore", image, target, "--yes", "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    with open(target, "r+b") as f:          # in partition 2's random bytes
+        f.seek(67584 * 512 + MiB)
+        f.write(bytes(MiB))
+    with Room(1, subnet="192.168.81") as room:
+        sender = room.send(image)
+        rx = room.receive(0, target, "--delta")
+        assert rx.wait() == 0, rx.stderr
+        assert sender.wait() == 0, sender.stderr
+    result = rx.of("end")[0]["result"]
+    delta = result["delta"]
+    assert delta["chunks_same"] >= 5 and delta["chunks_written"] >= 1, delta
+    assert MiB <= delta["written"] <= result["written_bytes"] // 10, delta
+    assert sha256(target) == sha256(small_disk_ro)
+
+
+def test_receive_on_an_interface_that_is_not_there(tmp_path):
+    target = blank_disk(tmp_path / "pc.img")
+    with Room(1, subnet="192.168.82") as room:
+        rx = room.receive(0, target, "--interface=nosuch0", "--wait=20")
+        assert rx.wait() == 15, rx.stderr
+    message = rx.of("error")[0]["message"]
+    assert "udp-receiver ended before a session started" in message, message
+    assert "nothing written" in message
+    assert sha256(target) == sha256(blank_disk(tmp_path / "z.img"))
+
+
+def test_an_encrypted_image_over_a_session(small_disk_ro, tmp_path):
+    secret = tmp_path / "pass"
+    secret.write_text("room 101\n")
+    image = tmp_path / "sealed.rdi"
+    result = rdeploy("capture", small_disk_ro, image, "--encrypt",
+                     f"--passphrase-file={secret}", "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    target = blank_disk(tmp_path / "pc.img")
+    with Room(1, subnet="192.168.83") as room:
+        sender = room.send(image)
+        rx = room.receive(0, target, f"--passphrase-file={secret}")
+        assert rx.wait() == 0, rx.stderr
+        assert sender.wait() == 0, sender.stderr
+    assert sha256(target) == sha256(small_disk_ro)

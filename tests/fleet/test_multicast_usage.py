@@ -1,0 +1,75 @@
+"""rdeploy multicast's refusals before any network or disk is touched,
+and the notice datagram (no namespaces needed)."""
+
+import pytest
+
+from diskimage.fleet import notice
+from diskimage.fleet.udpcast import (default_interface, receiver_args,
+                                      sender_args)
+from tests.rdeploy_helpers import check, rdeploy
+
+
+def test_send_refuses_what_is_not_an_image(small_disk_ro):
+    check(rdeploy("multicast", "send", small_disk_ro), 3,
+          "not an rdeploy image")
+
+
+@pytest.mark.parametrize("option, words", [
+    ("--fec=8x8", "STRIPESxREDUNDANCY/STRIPESIZE"),
+    ("--rate=0", "--rate takes megabits"),
+    ("--port=80", "--port takes 1024 to 65533"),
+    ("--min-receivers=0", "--min-receivers must be at least 1"),
+    ("--max-wait=0", "--max-wait must be at least 1")])
+def test_send_usage_errors(small_images_ro, option, words):
+    check(rdeploy("multicast", "send", small_images_ro["image"], option), 2,
+          words)
+
+
+def test_send_refuses_stdin():
+    check(rdeploy("multicast", "send", "-"), 2, "not stdin")
+
+
+def test_receive_needs_yes_without_a_terminal(tmp_path):
+    target = tmp_path / "pc.img"
+    check(rdeploy("multicast", "receive", target), 5, "needs --yes")
+    assert not target.exists()
+
+
+def test_receive_refuses_delta_with_grow(tmp_path):
+    check(rdeploy("multicast", "receive", tmp_path / "pc.img", "--yes",
+                  "--delta", "--grow"), 2, "--delta")
+
+
+def test_the_command_lines_never_stream_and_never_wait_for_a_key():
+    args = sender_args(port=9100, min_receivers=3, max_wait=60, rate=8000,
+                       fec="8x8/128", interface="eth1")
+    assert "--streaming" not in args and "--nokbd" in args
+    assert args[args.index("--max-bitrate") + 1] == "8000k"
+    assert args[args.index("--portbase") + 1] == "9100"
+    assert "--retries-until-drop" in args
+    assert "--receive-timeout" in receiver_args(port=9100)
+
+
+def test_notice_round_trip_and_strangers_ignored():
+    n = notice.Notice(session=3, started=1796190000, receivers=40)
+    data = n.pack()
+    assert len(data) == 32 and data[:8] == b"RDI-MCST"
+    assert notice.Notice.unpack(data) == n
+    assert notice.Notice.unpack(data[:31]) is None
+    assert notice.Notice.unpack(b"X" + data[1:]) is None
+    assert notice.Notice.unpack(data[:8] + b"\x02" + data[9:]) is None
+    assert notice.Notice.unpack(data[:9] + b"\x07" + data[10:]) is None
+
+
+def test_default_interface_is_the_default_routes(tmp_path):
+    routes = tmp_path / "route"
+    head = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n"
+    routes.write_text(
+        head + "eth1\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+        "wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\n"
+        "enp3s0\t00000000\t0102A8C0\t0003\t0\t0\t100\t00000000\n")
+    assert default_interface(routes) == "enp3s0"
+    routes.write_text(head + "eth1\t0001A8C0\t00000000\t0001\t0\t0\t0\t"
+                             "00FFFFFF\n")
+    assert default_interface(routes) is None
+    assert default_interface(tmp_path / "none") is None
