@@ -23,7 +23,8 @@ again.  A restore with `resume` (the marker found on the target, checked by
 restoremark.check_resume) reads and checks the records before the marker's
 checkpoint but writes none of them (their guard-zone bytes are still
 collected), checks that they are the records the interrupted restore wrote,
-and goes on from there.
+and goes on from there.  A delta restore (plan.delta_restore) compares every
+chunk with the target's bytes before it writes it (diskimage.restoredelta).
 """
 
 import hashlib
@@ -142,8 +143,9 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
                 image_name=""):
     """Carry out `plan` (a delta restore when it was planned with
     delta=True: the summary then holds "delta", the counts of
-    diskimage.restoredelta.Comparer).  Returns a summary dict.  `progress(done, total)`
-    follows the writing, `readback_progress` the read-back of `verify`.
+    diskimage.restoredelta.Comparer).  Returns a summary dict.
+    `progress(done, total)` follows the writing, `readback_progress` the
+    read-back of `verify`.
     `committed()` is called once the target is written, synced (and
     verified): the commit point, still inside the clean-up's reach, so a
     signal before it undoes the restore and one after it does not.
@@ -205,8 +207,7 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
                 run.collected(fields, data)
                 return number, fields, offset, None, "done"
             if (data is not None or run.compare) and \
-                    plan.delta(fields["area"]) is not None:
-                # (a delta compares holes here too: reading the target)
+                    plan.delta(fields["area"]) is not None:  # --delta: holes
                 run.record(fields, data)
                 return number, fields, offset, None, "done"
             return number, fields, offset, data, "consumer"

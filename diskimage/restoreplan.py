@@ -82,6 +82,7 @@ class RestorePlan:
             "kept": [dict(number=p.number, start=p.start, size=p.size,
                           reason=reason) for p, reason in self.kept],
             "new_ids": self.new_ids, "notes": self.notes,
+            "delta": self.delta_restore,
         }
 
 
@@ -169,6 +170,9 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
                 # an interrupted whole-disk restore: the partitions it kept
                 target_table = restoremark.kept_table(disk) or target_table
                 wiped = restoredelta.wiped_marker(disk) if delta else None
+    if delta:
+        restoredelta.check_layout(stream, target_path, target_table,
+                                  partitions, wiped, overwrite_protected)
     if into is not None:
         _plan_into(plan, target_table, into, partitions, image_parts,
                    overwrite_protected)
@@ -180,7 +184,7 @@ def plan_restore(stream, target_path, *, partitions=None, into=None,
     _check_tmpdir(plan)
     plannotes.copied_whole(plan, areas)
     if delta:
-        restoredelta.check_plan(plan, target_table, partitions, wiped)
+        restoredelta.check_plan(plan, partitions, wiped)
     return plan
 
 

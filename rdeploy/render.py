@@ -42,13 +42,18 @@ def restore_line(image, target, s):
 
 def delta_text(s):
     """restore --delta's counts: "delta: read X, compared N chunks, wrote
-    Y (P %)", P the share of what a full restore writes."""
+    Y (P %)", P the share of what a full restore writes; and how many
+    chunks were written without reading the target."""
     d = s["delta"]
     share = 100 * d["written"] / s["written_bytes"] \
         if s["written_bytes"] else 0
+    unread = d.get("chunks_unread", 0)
+    compared = d["chunks_written"] + d["chunks_same"] - unread
+    unread = f"; {unread} chunks written unread (the target differed " \
+        f"almost everywhere there)" if unread else ""
     return (f"delta: read {format_size(d['read'])}, compared "
-            f"{d['chunks_written'] + d['chunks_same']} chunks, wrote "
-            f"{format_size(d['written'])} ({share:.1f} %)")
+            f"{compared} chunks, wrote {format_size(d['written'])} "
+            f"({share:.1f} %)" + unread)
 
 
 def disks_table(disks):

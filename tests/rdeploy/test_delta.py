@@ -3,14 +3,15 @@ changed in a few files, a delta writes a small fraction of what a full
 restore writes (the summary's count, the bytes that changed on the disk,
 and the process's own write count, /proc/PID/io) and leaves the disk byte
 for byte as a full restore of a copy of the same changed disk does (fsck
-clean, file digests equal); from a pipe too; a whole disk and
---partitions; an encrypted image; another layout refused (exit 16) with
-the target unchanged; a 1.0 image refused (exit 7).
+clean, file digests equal, verify-target equal); from a pipe too (with
+--verify); a whole disk and --partitions; an encrypted image; after an
+interrupted restore (with and without --resume); a target that differs
+almost everywhere (written mostly without reading it); another layout
+refused (exit 16) with the target unchanged; a 1.0 image refused (exit 7).
 
 The disk: 160 MiB GPT, ext4 (partition 1, 96 MiB, files from mkfs.ext4 -d)
 and FAT32 (partition 2, 48 MiB, files from mcopy)."""
 
-import hashlib
 import json
 import random
 import subprocess
@@ -61,8 +62,9 @@ def _build(path, tmp):
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory, shared_dir):
-    """The disk, its image (plain and encrypted), and the disk as restored
-    from the image and then changed in a few files: read-only."""
+    """The disk, its image (plain and encrypted), the disk as restored
+    from the image and then changed in a few files, and the SHA-256 of a
+    full restore onto it (and the bytes that restore wrote): read-only."""
     d = tmp_path_factory.mktemp("delta")
     disk = _build(d / "disk.img", d)
     image = d / "disk.rdi"
@@ -77,9 +79,13 @@ def golden(tmp_path_factory, shared_dir):
     result = rdeploy("restore", image, changed, "--yes", "-q")
     assert result.returncode == 0, result.stderr
     _change(changed, d)
-    shared_dir.seal(disk, image, sealed, changed)
+    # the reference: a full restore onto a copy of the changed disk
+    full = copy(changed, d / "full.img")
+    summary, wchar = _restore(image, full)
+    assert "delta" not in summary
+    shared_dir.seal(disk, image, sealed, changed, full)
     return {"image": image, "sealed": sealed, "pw": pw, "changed": changed,
-            "dir": d}
+            "full": sha256(full), "full_wchar": wchar}
 
 
 def _change(disk, tmp):
@@ -176,13 +182,12 @@ def _checked(disk, ext_files=True):
 
 
 def test_delta_writes_little_and_equals_a_full_restore(golden, tmp_path):
-    full, delta = tmp_path / "full.img", tmp_path / "delta.img"
-    copy(golden["changed"], full)
-    copy(golden["changed"], delta)
-    f_summary, f_wchar = _restore(golden["image"], full)
+    delta = copy(golden["changed"], tmp_path / "delta.img")
     d_summary, d_wchar = _restore(golden["image"], delta, "--delta")
-    assert sha256(delta) == sha256(full)
+    assert sha256(delta) == golden["full"]
     _checked(delta)
+    result = rdeploy("verify-target", delta, golden["image"])
+    assert result.returncode == 0, result.stderr
     counts = d_summary["delta"]
     total = d_summary["written_bytes"]
     assert counts["read"] == counts["compared"] > 0.9 * total
@@ -193,8 +198,7 @@ def test_delta_writes_little_and_equals_a_full_restore(golden, tmp_path):
     # the process's own count: the table's MiB, the written chunks, the
     # marker and the progress lines; a full restore wrote them all
     assert d_wchar < counts["written"] + MiB
-    assert d_wchar < 0.2 * f_wchar
-    assert "delta" not in f_summary
+    assert d_wchar < 0.2 * golden["full_wchar"]
 
 
 def test_delta_from_a_pipe_and_of_chosen_partitions(golden, tmp_path):
@@ -202,11 +206,10 @@ def test_delta_from_a_pipe_and_of_chosen_partitions(golden, tmp_path):
     the FAT partition compared and mended, as a full --partitions=2
     restore."""
     full, delta = tmp_path / "full.img", tmp_path / "delta.img"
-    copy(golden["changed"], full)
     copy(golden["changed"], delta)
-    _restore(golden["image"], full, count_writes=False)
-    summary, _ = _restore("-", delta, "--delta", stdin=golden["image"])
-    assert sha256(delta) == sha256(full)
+    summary, _ = _restore("-", delta, "--delta", "--verify",
+                          stdin=golden["image"])
+    assert sha256(delta) == golden["full"] and summary["verified"]
     assert summary["delta"]["written"] < 0.1 * summary["written_bytes"]
     for path in (full, delta):
         copy(golden["changed"], path)
@@ -224,14 +227,12 @@ def test_delta_from_a_pipe_and_of_chosen_partitions(golden, tmp_path):
 
 
 def test_an_encrypted_image(golden, tmp_path):
-    full, delta = tmp_path / "full.img", tmp_path / "delta.img"
-    copy(golden["changed"], full)
-    copy(golden["changed"], delta)
+    """The same bytes as the plain image's full restore."""
+    delta = copy(golden["changed"], tmp_path / "delta.img")
     pw = f"--passphrase-file={golden['pw']}"
-    _restore(golden["sealed"], full, pw, count_writes=False)
     summary, _ = _restore(golden["sealed"], delta, pw, "--delta",
                           count_writes=False)
-    assert sha256(delta) == sha256(full)
+    assert sha256(delta) == golden["full"]
     assert summary["delta"]["written"] < 0.1 * summary["written_bytes"]
     _checked(delta)
 
@@ -248,9 +249,20 @@ def _mbr(path):
     return path
 
 
+def _smaller(path):
+    """A 64 MiB disk with a smaller partition 1: refused as another layout
+    (not as too small)."""
+    with open(path, "r+b") as f:
+        f.truncate(64 * MiB)
+    sfdisk(path, "label: gpt\nstart=2048, size=100000\n")
+    return path
+
+
 @pytest.mark.parametrize("make, words", [
     (_moved, ["partition 2 starts at sector 200704 on", "198656 in"]),
     (_mbr, ["has an MBR table", "a GPT table"]),
+    (_smaller, ["partition 1 has a size of 100000 sectors on",
+                "196608 sectors in"]),
 ])
 def test_another_layout_is_refused_before_any_write(golden, tmp_path, make,
                                                     words):
@@ -290,10 +302,7 @@ def test_after_an_interrupted_restore(golden, tmp_path, options):
     full restore leaves."""
     from diskimage import restoremark
     from tests.rdeploy.test_resume import killed_restore
-    full, target = tmp_path / "full.img", tmp_path / "target.img"
-    copy(golden["changed"], full)
-    copy(golden["changed"], target)
-    _restore(golden["image"], full, count_writes=False)
+    target = copy(golden["changed"], tmp_path / "target.img")
 
     def marker():
         with open(target, "rb") as f:
@@ -306,10 +315,31 @@ def test_after_an_interrupted_restore(golden, tmp_path, options):
     assert marker() is not None
     summary, _ = _restore(golden["image"], target, "--delta", *options,
                           count_writes=False)
-    assert sha256(target) == sha256(full)
+    assert sha256(target) == golden["full"]
     assert marker() is None
     counts = summary["delta"]
     assert counts["written"] < 0.1 * summary["written_bytes"]
     if options:
         assert summary["resumed_at"] >= 4
         assert counts["chunks_same"] + counts["chunks_written"] < 35
+
+
+def test_a_target_that_differs_almost_everywhere(golden, tmp_path):
+    """Another disk's bytes under the same table: after a few chunks that
+    differ, most are written without reading the target (every 8th still
+    compared); the result is still a full restore's."""
+    full, delta = tmp_path / "full.img", tmp_path / "delta.img"
+    copy(golden["changed"], full)
+    with open(full, "r+b") as f:
+        f.seek(P1)
+        f.write(random.Random(3).randbytes(P1_SIZE + P2_SIZE))
+    copy(full, delta)
+    _restore(golden["image"], full, count_writes=False)
+    summary, _ = _restore(golden["image"], delta, "--delta", "--threads=1",
+                          count_writes=False)
+    assert sha256(delta) == sha256(full)
+    counts = summary["delta"]
+    chunks = counts["chunks_written"] + counts["chunks_same"]
+    assert counts["chunks_same"] == 0
+    assert chunks // 2 < counts["chunks_unread"] < chunks
+    assert counts["read"] < summary["written_bytes"] // 2
