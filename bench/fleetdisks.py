@@ -91,7 +91,7 @@ def change_files(path, disk, seed):
     mnt = tempfile.mkdtemp(prefix="rdb-fleet-mnt-")
     written = 0
     try:
-        sh("mount", "-t", "ext4", dev, mnt)
+        sh("mount", "-t", "ext4", dev, mnt)    # a failure: nothing to umount
         try:
             files = sorted(
                 os.path.join(d, n) for d, _, names in os.walk(mnt)
