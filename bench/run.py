@@ -7,6 +7,8 @@ Usage:
   run.py --fs-sizes [--work=DIR] [--out=FILE] [--keep]
   run.py --encrypt [--work=DIR] [--rounds=N] [--quick] [--seed=N]
          [--out=FILE] [--warm] [--keep]
+  run.py --fleet [--work=DIR] [--rounds=N] [--quick] [--seed=N]
+         [--fleet-rate=MBIT] [--out=FILE] [--warm] [--keep]
   run.py (-h | --help)
 
 Builds the benchmark disks (cached in the work directory, rebuilt when
@@ -51,6 +53,12 @@ Options:
   --encrypt      Only the encryption case (bench/cryptbench.py): capture
                  and restore of disk (a) with --encrypt and without, in
                  the same rounds; the full run has it too.
+  --fleet        Only the fleet rows (bench/fleetbench.py): multicast to
+                 4 receivers against unicast HTTP restores on the bench's
+                 own bridge, and delta restore against full restore of
+                 disk (a)'s image; the full run has them too.
+  --fleet-rate=MBIT  The fleet rows' server link, limited by tc tbf (0:
+                 no limit) [default: 200].
   -h --help      Show this text.
 
 Examples:
@@ -75,6 +83,7 @@ from docopt import docopt  # noqa: E402
 
 import contenders  # noqa: E402
 import cryptbench  # noqa: E402
+import fleetbench  # noqa: E402
 import disks as diskbuild  # noqa: E402
 import limits  # noqa: E402
 import sampling  # noqa: E402
@@ -284,6 +293,36 @@ def run_fs_sizes(args, work, command):
     return 0
 
 
+def run_fleet(args, work, seed, command, alone=True):
+    """The fleet rows on disk (a), printed and written between their own
+    markers; without their tools, exit 3 alone, else skipped with a line."""
+    why = fleetbench.missing()
+    if why:
+        say(f"fleet rows {'not run' if alone else 'skipped'}: needs {why}")
+        return 3 if alone else 0
+    try:
+        rate = int(args["--fleet-rate"])
+        assert rate >= 0
+    except (ValueError, AssertionError):
+        print("run.py: --fleet-rate takes a whole number of Mbit/s (0: "
+              "none)", file=sys.stderr)
+        return 2
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    disk = diskbuild.build_all(work, args["--quick"], seed, ["a"])["a"]
+    lines = fleetbench.section(disk, work, args["rounds"], rate,
+                               args["--warm"], say, keep=args["--keep"],
+                               seed=seed)
+    text = fleetbench.render(lines, started, command)
+    print(text)
+    if args["--out"] != "-":
+        out = args["--out"] if os.path.isabs(args["--out"]) else \
+            os.path.join(ROOT, args["--out"])
+        report.write(out, text, fleetbench.BEGIN, fleetbench.END,
+                     after=report.END)
+        say(f"written into {out}")
+    return 0
+
+
 def main(argv=None):
     args = docopt(__doc__, argv=argv)
     try:
@@ -307,6 +346,8 @@ def main(argv=None):
         return run_tftp(args, work, _command())
     if args["--fs-sizes"]:
         return run_fs_sizes(args, work, _command())
+    if args["--fleet"]:
+        return run_fleet(args, work, seed, _command())
     if args["--encrypt"]:
         built = diskbuild.build_all(work, args["--quick"], seed, ["a"])
         results, lines = run_encrypt(built["a"], args, work)
@@ -359,7 +400,11 @@ def main(argv=None):
             os.path.join(ROOT, args["--out"])
         report.write(out, text)
         say(f"written into {out}")
-    return run_tftp(args, work, meta["command"], alone=False)
+    code = run_tftp(args, work, meta["command"], alone=False)
+    if "a" in which and not args["--quick"]:    # --quick: tests/bench
+        code = code or run_fleet(args, work, seed, meta["command"],
+                                 alone=False)
+    return code
 
 
 def _command():
