@@ -77,9 +77,12 @@ def cmd_receive(args):
     from diskimage.image.reader import RecordStream
     from diskimage.restore import plan_restore, run_restore
 
+    from diskimage.trust.policy import refuse_stream
+
     values = imagecmds._restore_values(args)
     port, wait = _port(args), _seconds(args, "--wait")
     target = args["TARGET"]
+    refuse_stream("a multicast session")
     with imagecmds.progress_for(args, "multicast receive") as progress:
         passphrase = from_args(args, what="the multicast session's image")
         _confirm_join(args, progress)

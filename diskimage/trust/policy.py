@@ -95,6 +95,17 @@ def refuse_pipe(image):
                              "writing on an image file, not a pipe")
 
 
+def refuse_stream(what):
+    """A restore from a stream (`what`: "a multicast session") where a
+    signature is required (bootdisk --trust's keys installed): refused
+    before it joins, as a pipe is."""
+    if installed_keys():
+        raise SignatureError(
+            f"this environment restores only signed images ({trusted_dir()}"
+            f"), and a signature can only be checked before writing on an "
+            f"image file, not {what}")
+
+
 def _check_chunk(reader):
     def check(number):
         reader.read_entry(number)

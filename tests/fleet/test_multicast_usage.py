@@ -73,3 +73,21 @@ def test_default_interface_is_the_default_routes(tmp_path):
                              "00FFFFFF\n")
     assert default_interface(routes) is None
     assert default_interface(tmp_path / "none") is None
+
+
+def test_receive_is_refused_where_signatures_are_required(tmp_path,
+                                                          monkeypatch):
+    """bootdisk --trust media (keys installed) refuse a multicast session
+    before joining it, as they refuse a pipe: its signature cannot be
+    checked before the first write."""
+    from diskimage.trust import keys as keyfiles, policy
+    assert rdeploy("keygen", tmp_path / "k", "-q").returncode == 0
+    key = keyfiles.load_public(tmp_path / "k.pub")
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    (trusted / f"{key.key_id}.pub").write_text(key.line())
+    monkeypatch.setenv(policy.ENV, str(trusted))
+    target = tmp_path / "pc.img"
+    check(rdeploy("multicast", "receive", target, "--yes", "--wait=1"), 11,
+          "only signed images", "not a multicast session")
+    assert not target.exists()
