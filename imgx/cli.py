@@ -183,7 +183,6 @@ Examples:
 
 import fnmatch
 import json
-import os
 import sys
 
 from cliutil.runner import dispatch, run
@@ -193,9 +192,10 @@ from diskimage.errors import InputError, UsageError
 from . import render
 from cliutil.remote import ca_file, image_arg, shown
 from diskimage.image.browse import Image, split_path
+from .editcmds import cmd_mkdir, cmd_mv, cmd_put, cmd_rm
 from .opscmd import (cmd_convert, cmd_describe, cmd_import, cmd_join,
                      cmd_recompress, cmd_sfx, cmd_split, cmd_verify,
-                     passphrase, plain_only, threads)
+                     passphrase)
 
 
 def cmd_info(args):
@@ -360,46 +360,6 @@ def cmd_diff(args):
         print(f"imgx: diff: {which}not compared: {render.safe(reason)}",
               file=sys.stderr)
     return 2 if cannot else 1 if changes else 0
-
-
-def _edit(args, op, paths, source=None):
-    from diskimage.edit.transaction import edit
-
-    image_path, number, path = split_path(args["IMGPATH"])
-    plain_only(image_path, op)
-    summary = edit(image_path, number, op, [path] + paths, source=source,
-                   recursive=args["-r"], force=bool(args.get("--force")),
-                   threads=threads(args))
-    for line in summary.get("edit_warnings", []):
-        print(f"imgx: warning: {line}", file=sys.stderr)
-    return 0
-
-
-def cmd_put(args):
-    return _edit(args, "put", [], source=args["SRC"])
-
-
-def cmd_rm(args):
-    return _edit(args, "rm", [])
-
-
-def cmd_mkdir(args):
-    return _edit(args, "mkdir", [])
-
-
-def cmd_mv(args):
-    new = args["NEWPATH"]
-    image_a, number_a, _ = split_path(args["IMGPATH"])
-    try:
-        image_b, number_b, inside = split_path(new)
-    except UsageError:
-        image_b = None           # a plain path inside the filesystem
-    if image_b is not None and (image_b == image_a or
-                                os.path.exists(image_b)):
-        if (image_a, number_a) != (image_b, number_b):
-            raise UsageError("mv moves within one filesystem of one image")
-        new = inside
-    return _edit(args, "mv", [new])
 
 
 COMMANDS = {"info": cmd_info, "ls": cmd_ls, "tree": cmd_tree, "cat": cmd_cat,
