@@ -141,9 +141,8 @@ def _digest(fields):
 def run_restore(plan, *, threads=1, verify=False, progress=None,
                 readback_progress=None, committed=None, resume=None,
                 image_name=""):
-    """Carry out `plan` (a delta restore when it was planned with
-    delta=True: the summary then holds "delta", the counts of
-    diskimage.restoredelta.Comparer).  Returns a summary dict.
+    """Carry out `plan` (planned with delta=True: the summary holds
+    "delta", restoredelta.Comparer's counts).  Returns a summary dict.
     `progress(done, total)` follows the writing, `readback_progress` the
     read-back of `verify`.
     `committed()` is called once the target is written, synced (and
@@ -213,6 +212,8 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
             return number, fields, offset, data, "consumer"
 
         records = stream.records()
+        if run.compare:     # the target's bytes read ahead
+            records = run.compare.prefetched(records, plan)
         if resume is not None:
             records = _checked_prefix(stream, records, resume, plan.target)
         done = 0

@@ -239,6 +239,19 @@ class Comparer:
                 start += n
         self._count(size, size if unread else written, unread)
 
+    def prefetched(self, records, plan):
+        """The records, the target's bytes under each one asked for (a
+        read-ahead hint) as the feeder takes it, some records before a
+        worker reads them: more than one read in flight on the device."""
+        for record in records:
+            fields = record[1]
+            shift = plan.delta(fields["area"]) \
+                if fields["area"] in plan.areas else None
+            if shift is not None and self.streak < self.STREAK:
+                self.disk.prefetch(fields["disk_offset"] + shift,
+                                   fields["length"])
+            yield record
+
     def _unread(self):
         """Whether this chunk is written without reading the target."""
         with self.lock:

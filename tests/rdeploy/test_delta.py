@@ -343,3 +343,14 @@ def test_a_target_that_differs_almost_everywhere(golden, tmp_path):
     assert counts["chunks_same"] == 0
     assert chunks // 2 < counts["chunks_unread"] < chunks
     assert counts["read"] < summary["written_bytes"] // 2
+
+
+def test_with_new_identities(golden, tmp_path):
+    """--new-ids after the delta, as after a full restore: new GUIDs and
+    filesystem UUIDs, fsck clean, the image's files."""
+    delta = copy(golden["changed"], tmp_path / "delta.img")
+    summary, _ = _restore(golden["image"], delta, "--delta", "--new-ids",
+                          count_writes=False)
+    assert summary["delta"]["written"] < 0.1 * summary["written_bytes"]
+    assert "disk GUID" in summary["actions"]["ids"]
+    _checked(delta)
