@@ -76,6 +76,8 @@ from docopt import docopt  # noqa: E402
 import contenders  # noqa: E402
 import cryptbench  # noqa: E402
 import disks as diskbuild  # noqa: E402
+import floor  # noqa: E402
+import peers19  # noqa: E402
 import limits  # noqa: E402
 import sampling  # noqa: E402
 import report  # noqa: E402
@@ -138,7 +140,9 @@ def run_disk(name, disk, args, work):
             if p["fs"]:
                 devs[f"p{p['number']}"] = contenders.losetup(
                     disk["path"], p["start"], p["size"])
-        caps = contenders.captures(disk, devs, out, full=args["--full"])
+        caps = contenders.captures(disk, devs, out, full=args["--full"]) \
+            + floor.captures(disk, devs, out, work) \
+            + peers19.captures(disk, devs, out)
         warm_cap = warm_rest = None
         if name == "c" or args["--warm"]:   # the input in the page cache
             def warm_cap(row):
@@ -146,15 +150,20 @@ def run_disk(name, disk, args, work):
 
             def warm_rest(row):
                 return [(out("rdeploy-file.rdi"), 1 << 62)] + [
-                    (c["outputs"][0], 1 << 62) for c in caps
-                    if c.get("restore")]
+                    (p, 1 << 62) for c in caps if c.get("restore")
+                    for p in c["outputs"][:1]] + [
+                    (p, 1 << 62) for p in row.get("warm", [])]
         results = measure_rows(caps, args["rounds"], warm_cap, log)
-        rests = contenders.restores(disk, caps, out)
+        rests = contenders.restores(disk, caps, out) \
+            + floor.restores(disk, out, work) \
+            + peers19.restores(disk, caps, out)
         results += measure_rows(rests, args["rounds"], warm_rest, log)
-        extra, compute = [], None
+        extra, compute = floor.lines(name, disk, results, work) + \
+            peers19.lines(name, results), None
         if name == "c":
-            extra, compute = limits.compute_lines(
+            more, compute = limits.compute_lines(
                 disk, results, seconds=0.5 if args["--quick"] else 3.0)
+            extra += more
         if args["--profile"] and name in ("a", "c"):
             extra += [""] + profiles(name, disk, out, work, args["--warm"])
         return results, extra, compute
@@ -352,7 +361,9 @@ def main(argv=None):
     meta["load_end"] = os.getloadavg()
     text = report.render(meta, sections,
                          limits.targets(all_results, compute, paired) +
-                         cryptbench.targets(crypt))
+                         cryptbench.targets(crypt) +
+                         floor.targets(all_results) +
+                         peers19.targets(all_results))
     print(text)
     if args["--out"] != "-":
         out = args["--out"] if os.path.isabs(args["--out"]) else \
