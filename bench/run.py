@@ -7,6 +7,8 @@ Usage:
   run.py --fs-sizes [--work=DIR] [--out=FILE] [--keep]
   run.py --encrypt [--work=DIR] [--rounds=N] [--quick] [--seed=N]
          [--out=FILE] [--warm] [--keep]
+  run.py --scale [--work=DIR] [--rounds=N] [--quick] [--seed=N]
+         [--out=FILE] [--warm]
   run.py (-h | --help)
 
 Builds the benchmark disks (cached in the work directory, rebuilt when
@@ -51,6 +53,11 @@ Options:
   --encrypt      Only the encryption case (bench/cryptbench.py): capture
                  and restore of disk (a) with --encrypt and without, in
                  the same rounds; the full run has it too.
+  --scale        Only the scale case (bench/hugedisk.py): capture and
+                 restore of a 1 TiB sparse disk holding 10 GiB against a
+                 12 GiB disk holding the same, and the used maps of a
+                 4 TiB ext4 and NTFS (peak memory); the full run has it
+                 too (not --quick runs: it builds 20 GiB of disks).
   -h --help      Show this text.
 
 Examples:
@@ -77,6 +84,7 @@ import contenders  # noqa: E402
 import cryptbench  # noqa: E402
 import disks as diskbuild  # noqa: E402
 import floor  # noqa: E402
+import hugedisk  # noqa: E402
 import peers19  # noqa: E402
 import limits  # noqa: E402
 import sampling  # noqa: E402
@@ -245,6 +253,24 @@ def profiles(name, disk, out, work, warm):
     return result
 
 
+def run_scale(args, work, command, alone=True):
+    """The scale case (hugedisk.py), printed and written between its own
+    markers, after the main results; its targets returned."""
+    os.makedirs(work, exist_ok=True)
+    results, found, lines = hugedisk.run(work, args, measure_rows, say)
+    text = "\n".join(lines[:2] + [f"Command: `{command}`", ""] + [
+        f"- {'PASS' if ok else 'FAIL'}: {t}" for ok, t in found] + [""] +
+        lines[2:]) + "\n"
+    print(text)
+    if args["--out"] != "-":
+        out = args["--out"] if os.path.isabs(args["--out"]) else \
+            os.path.join(ROOT, args["--out"])
+        report.write(out, text, hugedisk.BEGIN, hugedisk.END,
+                     after=report.END)
+        say(f"written into {out}")
+    return 0 if alone else found
+
+
 def run_tftp(args, work, command, alone=True):
     """The TFTP case, printed and written between its own markers; without
     its tools, exit 3 when it runs alone, else skipped with a line."""
@@ -316,6 +342,8 @@ def main(argv=None):
         return run_tftp(args, work, _command())
     if args["--fs-sizes"]:
         return run_fs_sizes(args, work, _command())
+    if args["--scale"]:
+        return run_scale(args, work, _command())
     if args["--encrypt"]:
         built = diskbuild.build_all(work, args["--quick"], seed, ["a"])
         results, lines = run_encrypt(built["a"], args, work)
@@ -357,12 +385,15 @@ def main(argv=None):
     if "a" in which:
         crypt, lines = run_encrypt(built["a"], args, work)
         sections.append(lines)
+    scale = []
+    if "a" in which and not args["--quick"]:
+        scale = run_scale(args, work, meta["command"], alone=False)
     meta["elapsed"] = time.monotonic() - started
     meta["load_end"] = os.getloadavg()
     text = report.render(meta, sections,
                          limits.targets(all_results, compute, paired) +
                          cryptbench.targets(crypt) +
-                         floor.targets(all_results) +
+                         floor.targets(all_results) + scale +
                          peers19.targets(all_results))
     print(text)
     if args["--out"] != "-":
