@@ -38,6 +38,10 @@ def used_ranges(path):
     with open_source(path) as disk:
         table = read_table(disk.read, disk.size, 512, truncated=True)
         planned, _ = plan_areas(disk, table)
+        return _merged(planned)     # the runs are read as they are iterated
+
+
+def _merged(planned):
     out = []
     for area, runs in planned:
         start, end = area["start"], area["start"] + area["size"]
