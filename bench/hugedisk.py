@@ -82,10 +82,10 @@ def _fill(path, size, data, seed):
              "files": count, "file_bytes": total}]
 
 
-def build(work, quick, seed):
+def build(work, quick, seed, data=None):
     """{"big": recipe, "small": recipe}, built or reused."""
-    spec = QUICK if quick else FULL
-    tag = "quick" if quick else "full"
+    spec = QUICK if quick else dict(FULL, data=data or FULL["data"])
+    tag = "quick" if quick else f"full-{spec['data'] >> 30}g"
     out = {}
     for name, size in (("big", spec["big"]),
                        ("small", spec["data"] + 2 * GiB)):
@@ -188,7 +188,8 @@ def run(work, args, measure_rows, say):
     """Both parts; (results, targets, section lines)."""
     quick = args["--quick"]
     say("scale: the 1 TiB sparse disk against the small one")
-    pair = build(work, quick, int(args["--seed"]))
+    pair = build(work, quick, int(args["--seed"]),
+                 int(float(args.get("--scale-data") or 10) * GiB))
     made = []
 
     def out(name):

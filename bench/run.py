@@ -3,12 +3,13 @@
 Usage:
   run.py [--work=DIR] [--rounds=N] [--quick] [--disks=LIST] [--seed=N]
          [--out=FILE] [--full] [--warm] [--profile] [--keep]
+         [--scale-data=GIB]
   run.py --tftp [--work=DIR] [--rounds=N] [--out=FILE] [--keep]
   run.py --fs-sizes [--work=DIR] [--out=FILE] [--keep]
   run.py --encrypt [--work=DIR] [--rounds=N] [--quick] [--seed=N]
          [--out=FILE] [--warm] [--keep]
   run.py --scale [--work=DIR] [--rounds=N] [--quick] [--seed=N]
-         [--out=FILE] [--warm]
+         [--out=FILE] [--warm] [--scale-data=GIB]
   run.py (-h | --help)
 
 Builds the benchmark disks (cached in the work directory, rebuilt when
@@ -58,6 +59,8 @@ Options:
                  12 GiB disk holding the same, and the used maps of a
                  4 TiB ext4 and NTFS (peak memory); the full run has it
                  too (not --quick runs: it builds 20 GiB of disks).
+  --scale-data=GIB  The data the scale case's disks hold, in GiB; the
+                 small disk is 2 GiB larger [default: 10].
   -h --help      Show this text.
 
 Examples:
