@@ -227,25 +227,28 @@ def run_encrypt(disk, args, work):
 
 def profiles(name, disk, out, work, warm):
     """py-spy summaries of rdeploy on `disk`: capture and restore of disk
-    (a) from a dropped cache; capture of disk (c) to a pipe, warm."""
+    (a) from a dropped cache; of disk (c), warm, a capture to a pipe, then
+    a capture to a file and its restore."""
     image, target = out("profiled.rdi"), out("profiled-target.img")
     runs = [("capture", contenders.RDEPLOY + ["capture", disk["path"],
                                               image, "-q"]),
             ("restore", contenders.RDEPLOY + ["restore", image, target,
                                               "--yes", "-q"])]
-    if name == "c":
+    if name == "c":     # issue 19: all three, against the copy floor
         warm = True
         runs = [("capture to a pipe", contenders.RDEPLOY + [
-            "capture", disk["path"], "-", "-q"])]
+            "capture", disk["path"], "-", "-q"])] + runs
     result = [f"### Profiles of disk ({name}) (py-spy, every thread, idle "
               f"included)", "",
               "Share of each thread's samples per (Python line, native "
               "leaf); the raw stacks are in the work directory "
               "(profile-*.txt, for flamegraph.pl or speedscope).", ""]
     for what, argv in runs:
-        raw = os.path.join(work, f"profile-{name}-{what.split()[0]}.txt")
+        raw = os.path.join(work, f"profile-{name}-{what.replace(" ", "-")}.txt")
         if warm:
             preread(disk["path"], disk["size"])
+            if os.path.exists(image):
+                preread(image, 1 << 62)
         else:
             drop_caches()
         if not sampling.record(argv, raw, ROOT):
