@@ -244,7 +244,8 @@ def profiles(name, disk, out, work, warm):
               "leaf); the raw stacks are in the work directory "
               "(profile-*.txt, for flamegraph.pl or speedscope).", ""]
     for what, argv in runs:
-        raw = os.path.join(work, f"profile-{name}-{what.replace(" ", "-")}.txt")
+        raw = os.path.join(work, f"profile-{name}-"
+                           f"{what.replace(' ', '-')}.txt")
         if warm:
             preread(disk["path"], disk["size"])
             if os.path.exists(image):
