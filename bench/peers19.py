@@ -4,7 +4,7 @@
   partition (the table by ``sgdisk --backup``), and its restore
   ``zstd -d | partclone.<fs> -r`` into loop devices over a new disk file;
 - ``rdeploy capture --compress=zstd`` (its default level, 3) from the same
-  loop device, and its restore;
+  loop device, and its restore; and ``--level=1`` beside it (zstd -1's);
 - bmaptool: ``bmaptool create`` of the disk file (its map of the file's
   data, with SHA-256 of every mapped range), then ``bmaptool copy`` of the
   raw disk file onto a new file (it writes only mapped ranges, checking
@@ -26,6 +26,7 @@ from contenders import PARTCLONE, RDEPLOY, losetup, detach
 PC_ZSTD = "partclone.<fs> -c | zstd -1 -T0, per partition"
 PC_UNZSTD = "zstd -d | partclone.<fs> -r, per partition"
 ZSTD_CAP = "rdeploy capture --compress=zstd"
+ZSTD1_CAP = "rdeploy capture --compress=zstd --level=1 (loop)"
 ZSTD_REST = "rdeploy restore (zstd image)"
 BMAP_CREATE = "bmaptool create (map + SHA-256 of the data)"
 BMAP_COPY = "bmaptool copy --bmap (raw disk file)"
@@ -47,6 +48,12 @@ def captures(disk, devs, out):
                               "-q"]])], [img],
             f"rdeploy capture ({kind})",
             restore="rdeploy-zstd" if kind == "file" else None))
+    # Level 1, like for like with zstd -1 (rdeploy's default level is 3).
+    img = out("rdeploy-zstd1-loop.rdi")
+    rows.append(contenders._cap(
+        ZSTD1_CAP, "loop", [Pipe([RDEPLOY + [
+            "capture", devs["disk"], img, "--compress=zstd", "--level=1",
+            "-q"]])], [img], "rdeploy capture (loop)"))
     if fs_parts:
         steps, imgs = [], []
         table = out("pczstd-table.sgdisk")
@@ -150,6 +157,14 @@ def targets(all_results):
                         f"-T0 (target <= 0.5x), image {ours.size / 1e6:.0f} "
                         f"MB vs {peer.size / 1e6:.0f} MB (target: no "
                         f"larger)"))
+        ours, peer = _get(results, ZSTD1_CAP), _get(results, PC_ZSTD)
+        if ours and peer and ours.size and peer.size:
+            ratio = ours.median("wall") / peer.median("wall")
+            out.append((None, f"--compress=zstd --level=1 on disk ({name}) "
+                        f"from the loop: {ratio:.2f}x the wall time of "
+                        f"partclone | zstd -1 -T0, image "
+                        f"{ours.size / 1e6:.0f} MB vs {peer.size / 1e6:.0f} "
+                        f"MB (reported)"))
         ours, peer = _get(results, ZSTD_REST), _get(results, PC_UNZSTD)
         if ours and peer:
             out.append((None, f"restore of the zstd image of disk ({name}):"

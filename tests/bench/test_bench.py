@@ -29,6 +29,7 @@ CONTENDERS = ("rdeploy capture (file)", "rdeploy capture (loop)",
               "zstd -d \\| partclone.<fs> -r, per partition",
               "rdeploy capture --compress=zstd (file)",
               "rdeploy capture --compress=zstd (loop)",
+              "rdeploy capture --compress=zstd --level=1 (loop)",
               "rdeploy restore (zstd image)")
 
 
