@@ -214,6 +214,23 @@ def run(work, args, measure_rows, say):
         section(pair, results, maps, args["rounds"])
 
 
+def run_and_write(args, work, command, measure_rows, say, root, report):
+    """run(), printed and written into --out between BEGIN and END (after
+    the main results' end marker); the targets."""
+    os.makedirs(work, exist_ok=True)
+    _, found, lines = run(work, args, measure_rows, say)
+    text = "\n".join(lines[:2] + [f"Command: `{command}`", ""] + [
+        f"- {'PASS' if ok else 'FAIL'}: {t}" for ok, t in found] + [""] +
+        lines[2:]) + "\n"
+    print(text)
+    if args["--out"] != "-":
+        out = args["--out"] if os.path.isabs(args["--out"]) else \
+            os.path.join(root, args["--out"])
+        report.write(out, text, BEGIN, END, after=report.END)
+        say(f"written into {out}")
+    return found
+
+
 def _pair_of(results, op):
     """(big, small): the rows are made big first."""
     found = [r for r in results if r.op == op and r.samples]

@@ -261,20 +261,10 @@ def profiles(name, disk, out, work, warm):
 
 
 def run_scale(args, work, command, alone=True):
-    """The scale case (hugedisk.py), printed and written between its own
-    markers, after the main results; its targets returned."""
-    os.makedirs(work, exist_ok=True)
-    results, found, lines = hugedisk.run(work, args, measure_rows, say)
-    text = "\n".join(lines[:2] + [f"Command: `{command}`", ""] + [
-        f"- {'PASS' if ok else 'FAIL'}: {t}" for ok, t in found] + [""] +
-        lines[2:]) + "\n"
-    print(text)
-    if args["--out"] != "-":
-        out = args["--out"] if os.path.isabs(args["--out"]) else \
-            os.path.join(ROOT, args["--out"])
-        report.write(out, text, hugedisk.BEGIN, hugedisk.END,
-                     after=report.END)
-        say(f"written into {out}")
+    """The scale case (hugedisk.py), written between its own markers after
+    the main results; alone, exit 0, else its targets."""
+    found = hugedisk.run_and_write(args, work, command, measure_rows, say,
+                                   ROOT, report)
     return 0 if alone else found
 
 
