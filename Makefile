@@ -99,8 +99,13 @@ test: deps freeze
 		[ $$rc -ne 5 ] || echo "test: pytest collected no tests, which counts as a failure" >&2; \
 		exit $$rc; }
 
+# bmap-tools (bmaptool), a peer of the benchmark only (issue 19).
+BENCH_APT := bmap-tools
 $(BENCH_STAMP): $(VENV_STAMP)
 	$(VPY) -m pip install -q -e '.[zstd,fast,test,freeze,bench]'
+	@dpkg-query -W -f='$${db:Status-Abbrev}' $(BENCH_APT) 2>/dev/null | grep -q '^ii' || \
+		$(APT_GET) install -y --no-install-recommends $(BENCH_APT) || \
+		{ $(APT_GET) update && $(APT_GET) install -y --no-install-recommends $(BENCH_APT); }
 	@touch $@
 
 $(TFTPD_STAMP):

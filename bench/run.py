@@ -3,12 +3,15 @@
 Usage:
   run.py [--work=DIR] [--rounds=N] [--quick] [--disks=LIST] [--seed=N]
          [--out=FILE] [--full] [--warm] [--profile] [--keep]
+         [--scale-data=GIB]
   run.py --tftp [--work=DIR] [--rounds=N] [--out=FILE] [--keep]
   run.py --fs-sizes [--work=DIR] [--out=FILE] [--keep]
   run.py --encrypt [--work=DIR] [--rounds=N] [--quick] [--seed=N]
          [--out=FILE] [--warm] [--keep]
   run.py --fleet [--work=DIR] [--rounds=N] [--quick] [--seed=N]
          [--fleet-rate=MBIT] [--out=FILE] [--warm] [--keep]
+  run.py --scale [--work=DIR] [--rounds=N] [--quick] [--seed=N]
+         [--out=FILE] [--warm] [--scale-data=GIB]
   run.py (-h | --help)
 
 Builds the benchmark disks (cached in the work directory, rebuilt when
@@ -59,6 +62,13 @@ Options:
                  disk (a)'s image; the full run has them too.
   --fleet-rate=MBIT  The fleet rows' server link, limited by tc tbf (0:
                  no limit) [default: 200].
+  --scale        Only the scale case (bench/hugedisk.py): capture and
+                 restore of a 1 TiB sparse disk holding 10 GiB against a
+                 12 GiB disk holding the same, and the used maps of a
+                 4 TiB ext4 and NTFS (peak memory); the full run has it
+                 too (not --quick runs: it builds 20 GiB of disks).
+  --scale-data=GIB  The data the scale case's disks hold, in GiB; the
+                 small disk is 2 GiB larger [default: 10].
   -h --help      Show this text.
 
 Examples:
@@ -70,7 +80,6 @@ Examples:
 
 import os
 import shlex
-import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -83,12 +92,13 @@ from docopt import docopt  # noqa: E402
 
 import contenders  # noqa: E402
 import cryptbench  # noqa: E402
-import fleetbench  # noqa: E402
 import disks as diskbuild  # noqa: E402
+import floor  # noqa: E402
+import peers19  # noqa: E402
 import limits  # noqa: E402
 import sampling  # noqa: E402
 import report  # noqa: E402
-import tftpbench  # noqa: E402
+import sidecases  # noqa: E402
 from measure import (Result, StepFailed, drop_caches,  # noqa: E402
                      machine, preread, run_steps, sizes)
 
@@ -147,7 +157,9 @@ def run_disk(name, disk, args, work):
             if p["fs"]:
                 devs[f"p{p['number']}"] = contenders.losetup(
                     disk["path"], p["start"], p["size"])
-        caps = contenders.captures(disk, devs, out, full=args["--full"])
+        caps = contenders.captures(disk, devs, out, full=args["--full"]) \
+            + floor.captures(disk, devs, out, work) \
+            + peers19.captures(disk, devs, out)
         warm_cap = warm_rest = None
         if name == "c" or args["--warm"]:   # the input in the page cache
             def warm_cap(row):
@@ -155,15 +167,20 @@ def run_disk(name, disk, args, work):
 
             def warm_rest(row):
                 return [(out("rdeploy-file.rdi"), 1 << 62)] + [
-                    (c["outputs"][0], 1 << 62) for c in caps
-                    if c.get("restore")]
+                    (p, 1 << 62) for c in caps if c.get("restore")
+                    for p in c["outputs"][:1]] + [
+                    (p, 1 << 62) for p in row.get("warm", [])]
         results = measure_rows(caps, args["rounds"], warm_cap, log)
-        rests = contenders.restores(disk, caps, out)
+        rests = contenders.restores(disk, caps, out) \
+            + floor.restores(disk, out, work) \
+            + peers19.restores(disk, caps, out)
         results += measure_rows(rests, args["rounds"], warm_rest, log)
-        extra, compute = [], None
+        extra, compute = floor.lines(name, disk, results, work) + \
+            peers19.lines(name, results), None
         if name == "c":
-            extra, compute = limits.compute_lines(
+            more, compute = limits.compute_lines(
                 disk, results, seconds=0.5 if args["--quick"] else 3.0)
+            extra += more
         if args["--profile"] and name in ("a", "c"):
             extra += [""] + profiles(name, disk, out, work, args["--warm"])
         return results, extra, compute
@@ -216,25 +233,29 @@ def run_encrypt(disk, args, work):
 
 def profiles(name, disk, out, work, warm):
     """py-spy summaries of rdeploy on `disk`: capture and restore of disk
-    (a) from a dropped cache; capture of disk (c) to a pipe, warm."""
+    (a) from a dropped cache; of disk (c), warm, a capture to a pipe, then
+    a capture to a file and its restore."""
     image, target = out("profiled.rdi"), out("profiled-target.img")
     runs = [("capture", contenders.RDEPLOY + ["capture", disk["path"],
                                               image, "-q"]),
             ("restore", contenders.RDEPLOY + ["restore", image, target,
                                               "--yes", "-q"])]
-    if name == "c":
+    if name == "c":     # issue 19: all three, against the copy floor
         warm = True
         runs = [("capture to a pipe", contenders.RDEPLOY + [
-            "capture", disk["path"], "-", "-q"])]
+            "capture", disk["path"], "-", "-q"])] + runs
     result = [f"### Profiles of disk ({name}) (py-spy, every thread, idle "
               f"included)", "",
               "Share of each thread's samples per (Python line, native "
               "leaf); the raw stacks are in the work directory "
               "(profile-*.txt, for flamegraph.pl or speedscope).", ""]
     for what, argv in runs:
-        raw = os.path.join(work, f"profile-{name}-{what.split()[0]}.txt")
+        raw = os.path.join(work, f"profile-{name}-"
+                           f"{what.replace(' ', '-')}.txt")
         if warm:
             preread(disk["path"], disk["size"])
+            if os.path.exists(image):
+                preread(image, 1 << 62)
         else:
             drop_caches()
         if not sampling.record(argv, raw, ROOT):
@@ -243,84 +264,6 @@ def profiles(name, disk, out, work, warm):
         result += sampling.lines(f"rdeploy {what} of disk ({name}), "
                                  f"{'warm' if warm else 'cold'} cache", raw)
     return result
-
-
-def run_tftp(args, work, command, alone=True):
-    """The TFTP case, printed and written between its own markers; without
-    its tools, exit 3 when it runs alone, else skipped with a line."""
-    why = tftpbench.missing()
-    if why:
-        say(f"TFTP case {'not run' if alone else 'skipped'}: needs {why}")
-        return 3 if alone else 0
-    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
-    begun = time.monotonic()
-    say("TFTP: a 64 MiB file from three servers")
-    os.makedirs(work, exist_ok=True)
-    lines = tftpbench.section(work, args["rounds"], say,
-                              keep=args["--keep"])
-    text = tftpbench.render(lines, started, time.monotonic() - begun,
-                            command)
-    print(text)
-    if args["--out"] != "-":
-        out = args["--out"] if os.path.isabs(args["--out"]) else \
-            os.path.join(ROOT, args["--out"])
-        report.write(out, text, tftpbench.BEGIN, tftpbench.END,
-                     after=report.END)
-        say(f"written into {out}")
-    return 0
-
-
-def run_fs_sizes(args, work, command):
-    """The fleet disk's sizes against partclone (bench/fsbench.py), printed
-    and written between its markers in docs/filesystems/fleet.md."""
-    import fsbench
-    why = fsbench.missing()
-    if why:
-        say(f"filesystem sizes case not run: {why}")
-        return 3
-    folder = os.path.join(work, "fleet")
-    try:
-        text = fsbench.render(fsbench.measure(folder), command)
-    finally:
-        if not args["--keep"]:
-            shutil.rmtree(folder, ignore_errors=True)
-    print(text)
-    if args["--out"] != "-":
-        out = os.path.join(ROOT, fsbench.OUT) \
-            if args["--out"] == "docs/BENCHMARKS.md" else args["--out"]
-        report.write(out, text, fsbench.BEGIN, fsbench.END)
-        say(f"written into {out}")
-    return 0
-
-
-def run_fleet(args, work, seed, command, alone=True):
-    """The fleet rows on disk (a), printed and written between their own
-    markers; without their tools, exit 3 alone, else skipped with a line."""
-    why = fleetbench.missing()
-    if why:
-        say(f"fleet rows {'not run' if alone else 'skipped'}: needs {why}")
-        return 3 if alone else 0
-    try:
-        rate = int(args["--fleet-rate"])
-        assert rate >= 0
-    except (ValueError, AssertionError):
-        print("run.py: --fleet-rate takes a whole number of Mbit/s (0: "
-              "none)", file=sys.stderr)
-        return 2
-    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
-    disk = diskbuild.build_all(work, args["--quick"], seed, ["a"])["a"]
-    lines = fleetbench.section(disk, work, args["rounds"], rate,
-                               args["--warm"], say, keep=args["--keep"],
-                               seed=seed)
-    text = fleetbench.render(lines, started, command)
-    print(text)
-    if args["--out"] != "-":
-        out = args["--out"] if os.path.isabs(args["--out"]) else \
-            os.path.join(ROOT, args["--out"])
-        report.write(out, text, fleetbench.BEGIN, fleetbench.END,
-                     after=report.END)
-        say(f"written into {out}")
-    return 0
 
 
 def main(argv=None):
@@ -343,11 +286,13 @@ def main(argv=None):
         return 3
     work = os.path.abspath(args["--work"])
     if args["--tftp"]:
-        return run_tftp(args, work, _command())
+        return sidecases.run_tftp(args, work, _command())
     if args["--fs-sizes"]:
-        return run_fs_sizes(args, work, _command())
+        return sidecases.run_fs_sizes(args, work, _command())
     if args["--fleet"]:
-        return run_fleet(args, work, seed, _command())
+        return sidecases.run_fleet(args, work, seed, _command())
+    if args["--scale"]:
+        return sidecases.run_scale(args, work, _command(), measure_rows)
     if args["--encrypt"]:
         built = diskbuild.build_all(work, args["--quick"], seed, ["a"])
         results, lines = run_encrypt(built["a"], args, work)
@@ -389,20 +334,26 @@ def main(argv=None):
     if "a" in which:
         crypt, lines = run_encrypt(built["a"], args, work)
         sections.append(lines)
+    scale = []
+    if "a" in which and not args["--quick"]:
+        scale = sidecases.run_scale(args, work, meta["command"],
+                                    measure_rows, alone=False)
     meta["elapsed"] = time.monotonic() - started
     meta["load_end"] = os.getloadavg()
     text = report.render(meta, sections,
                          limits.targets(all_results, compute, paired) +
-                         cryptbench.targets(crypt))
+                         cryptbench.targets(crypt) +
+                         floor.targets(all_results) + scale +
+                         peers19.targets(all_results))
     print(text)
     if args["--out"] != "-":
         out = args["--out"] if os.path.isabs(args["--out"]) else \
             os.path.join(ROOT, args["--out"])
         report.write(out, text)
         say(f"written into {out}")
-    code = run_tftp(args, work, meta["command"], alone=False)
+    code = sidecases.run_tftp(args, work, meta["command"], alone=False)
     if "a" in which and not args["--quick"]:    # --quick: tests/bench
-        code = code or run_fleet(args, work, seed, meta["command"],
+        code = code or sidecases.run_fleet(args, work, seed, meta["command"],
                                  alone=False)
     return code
 

@@ -2,6 +2,7 @@
 its table between the markers of the results file.  No timing is checked
 here: the targets are for bench/run.py on a real run, not for unit tests."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,16 @@ CONTENDERS = ("rdeploy capture (file)", "rdeploy capture (loop)",
               "e2image -ra \\| lz4 -1 (ext4 only)",
               "qemu-img convert -O qcow2", "rdeploy restore",
               "lz4 -d \\| partclone.<fs> -r, per partition",
-              "qemu-img convert -O raw", "python-lz4 alone")
+              "qemu-img convert -O raw", "python-lz4 alone",
+              # issue 19: the copy floor and today's peers
+              "copy floor: read the used ranges, write them to a file",
+              "copy floor: read that file, write at the disk offsets",
+              "partclone.<fs> -c \\| zstd -1 -T0, per partition",
+              "zstd -d \\| partclone.<fs> -r, per partition",
+              "rdeploy capture --compress=zstd (file)",
+              "rdeploy capture --compress=zstd (loop)",
+              "rdeploy capture --compress=zstd --level=1 (loop)",
+              "rdeploy restore (zstd image)")
 
 
 def test_quick_run_writes_the_table(tmp_path):
@@ -56,6 +66,12 @@ def test_quick_run_writes_the_table(tmp_path):
               if line.startswith("| capture | rdeploy capture of disk (")]
     assert len(paired) == 4, paired                 # 2 disks x file, loop
     assert "(paired rounds; target <= 1.2x)" in text
+    # issue 19: every disk's ratios to the copy floor, (c)'s judged
+    for disk in "abc":
+        assert f"Copy floor of disk ({disk}):" in text
+    assert "restore of disk (c): " in text and "x the copy floor" in text
+    if shutil.which("bmaptool"):
+        assert "bmaptool create" in text and "bmaptool copy --bmap" in text
     # Nothing left behind: no loop device over the work files, no images.
     loops = subprocess.run(["losetup", "-a"], capture_output=True,
                            text=True).stdout
