@@ -179,8 +179,18 @@ def restores(disk, captured, out):
 
 
 def _partclone_restore(disk, row, target, out, ours):
-    """lz4 -d | partclone.<fs> -r into loop devices over partitions of a
-    new disk file whose table sgdisk loads from the captured backup."""
+    return partclone_restore(disk, row, target, ours, "lz4 -d | partclone."
+                             "<fs> -r, per partition", "lz4",
+                             lambda p: out(f"partclone-p{p['number']}"
+                                           f".pc.lz4"), out("partclone.log"))
+
+
+def partclone_restore(disk, row, target, versus, name, decompressor,
+                      image_of, log):
+    """DECOMPRESSOR -d | partclone.<fs> -r into loop devices over
+    partitions of a new disk file whose table sgdisk loads from the
+    captured backup (`image_of(partition)`: its compressed partclone
+    image)."""
     parts = [p for p in disk["partitions"] if p["fs"]]
     devs = []
     steps = [Pipe([["sgdisk", f"--load-backup={row['outputs'][-1]}",
@@ -194,12 +204,9 @@ def _partclone_restore(disk, row, target, out, ours):
             devs.append(losetup(target, p["start"], p["size"],
                                 read_only=False))
         for p, dev in zip(parts, devs):
-            steps.append(Pipe([["lz4", "-d", "-q", "-c",
-                                out(f"partclone-p{p['number']}.pc.lz4")],
+            steps.append(Pipe([[decompressor, "-d", "-q", "-c", image_of(p)],
                                [PARTCLONE[p["fs"]], "-r", "-q", "-f", "0",
-                                "-L",
-                                out("partclone.log"), "-s", "-", "-o",
-                                dev]]))
+                                "-L", log, "-s", "-", "-o", dev]]))
         steps.append(fsync_paths(*devs, target))
 
     def teardown():
@@ -207,6 +214,5 @@ def _partclone_restore(disk, row, target, out, ours):
         devs.clear()
         del steps[1:]
 
-    return dict(name="lz4 -d | partclone.<fs> -r, per partition",
-                op="restore", source="file", outputs=[target], versus=ours,
-                setup=setup, teardown=teardown, steps=steps)
+    return dict(name=name, op="restore", source="file", outputs=[target],
+                versus=versus, setup=setup, teardown=teardown, steps=steps)

@@ -21,7 +21,7 @@ import shutil
 from measure import Pipe, fsync_paths
 
 import contenders
-from contenders import PARTCLONE, RDEPLOY, losetup, detach
+from contenders import PARTCLONE, RDEPLOY
 
 PC_ZSTD = "partclone.<fs> -c | zstd -1 -T0, per partition"
 PC_UNZSTD = "zstd -d | partclone.<fs> -r, per partition"
@@ -108,34 +108,9 @@ def restores(disk, captured, out):
 
 
 def _partclone_zstd_restore(disk, row, target, out):
-    parts = [p for p in disk["partitions"] if p["fs"]]
-    devs = []
-    steps = [Pipe([["sgdisk", f"--load-backup={row['outputs'][-1]}",
-                    target]])]
-
-    def setup():
-        contenders._remove(target)()
-        with open(target, "wb") as f:
-            f.truncate(disk["size"])
-        for p in parts:
-            devs.append(losetup(target, p["start"], p["size"],
-                                read_only=False))
-        for p, dev in zip(parts, devs):
-            steps.append(Pipe([["zstd", "-d", "-q", "-c",
-                                out(f"pczstd-p{p['number']}.pc.zst")],
-                               [PARTCLONE[p["fs"]], "-r", "-q", "-f", "0",
-                                "-L", out("partclone.log"), "-s", "-", "-o",
-                                dev]]))
-        steps.append(fsync_paths(*devs, target))
-
-    def teardown():
-        detach(*devs)
-        devs.clear()
-        del steps[1:]
-
-    return dict(name=PC_UNZSTD, op="restore", source="file",
-                outputs=[target], versus=ZSTD_REST, setup=setup,
-                teardown=teardown, steps=steps)
+    return contenders.partclone_restore(
+        disk, row, target, ZSTD_REST, PC_UNZSTD, "zstd",
+        lambda p: out(f"pczstd-p{p['number']}.pc.zst"), out("partclone.log"))
 
 
 def _get(results, name):
