@@ -43,8 +43,8 @@ class Lan:
         self.prefix = f"pxb{os.getpid()}-{next(_COUNTER)}"
         self.namespaces = []
         self.procs = []
-        self.bridge_ns = self._namespace("lan")
         try:
+            self.bridge_ns = self._namespace("lan")
             self.run(self.bridge_ns, ["ip", "link", "add", "br0", "type",
                                       "bridge", "forward_delay", "0",
                                       "stp_state", "0"])
