@@ -171,7 +171,8 @@ def test_relative_input_paths_are_the_files_in_the_current_directory(
     report = json.loads(shown.stdout)
     assert (report["job"], report["job_text"]) == \
         ("job.sh", "#!/bin/sh\necho hi\n")
-    assert report["binaries"] == ["bin/busybox", "usr/bin/deploytool"]
+    assert report["binaries"] == ["bin/busybox", "usr/bin/deploytool",
+                                  "usr/bin/udp-receiver"]
 
 
 def test_an_output_onto_a_full_filesystem_is_no_space(tmp_path):
