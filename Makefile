@@ -6,7 +6,8 @@
 #   make freeze   dist/deploytool (one onefile binary) + dist/<command> links
 #   make docs     man/*.1, completions/* and the exit-code tables of docs/*.md,
 #                 made from the usage texts (deploytool/docgen.py); commit them
-#   make test     deps, freeze, then the test suite
+#   make test     deps, freeze, then the test suite: the boot tests and the
+#                 rest as two lanes side by side (build/testlanes.py)
 #   make bench    the benchmark against the peers (bench/run.py, ~15 min);
 #                 arguments in BENCH_ARGS, e.g. BENCH_ARGS="--rounds=5"
 #   make fuzz     each fuzz target (tests/fuzz/targets/) for SECONDS seconds
@@ -37,7 +38,7 @@ APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc binutils \
 	ipxe shim-signed grub-efi-amd64-signed dnsmasq-base tftp-hpa atftp curl \
 	chromium iproute2 \
 	nbdkit libnbd-bin fuse3 \
-	udpcast
+	udpcast opentracker
 
 APT_STAMP  := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install
@@ -78,7 +79,7 @@ $(APT_STAMP): Makefile
 
 $(VENV_STAMP): setup.cfg pyproject.toml | $(APT_STAMP)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q -e '.[zstd,fast,test,freeze]'
+	$(VPY) -m pip install -q -e '.[zstd,fast,test,freeze,swarm]'
 	@touch $@
 
 demo: deps
@@ -95,14 +96,14 @@ $(DIST)/deploytool: $(VENV_STAMP) $(FREEZE_INPUTS)
 
 # pytest's exit 5 (no test collected) fails the target like any other failure.
 test: deps freeze
-	$(VPY) -m pytest -q tests || { rc=$$?; \
+	$(VPY) build/testlanes.py tests || { rc=$$?; \
 		[ $$rc -ne 5 ] || echo "test: pytest collected no tests, which counts as a failure" >&2; \
 		exit $$rc; }
 
 # bmap-tools (bmaptool), a peer of the benchmark only (issue 19).
 BENCH_APT := bmap-tools
 $(BENCH_STAMP): $(VENV_STAMP)
-	$(VPY) -m pip install -q -e '.[zstd,fast,test,freeze,bench]'
+	$(VPY) -m pip install -q -e '.[zstd,fast,test,freeze,swarm,bench]'
 	@dpkg-query -W -f='$${db:Status-Abbrev}' $(BENCH_APT) 2>/dev/null | grep -q '^ii' || \
 		$(APT_GET) install -y --no-install-recommends $(BENCH_APT) || \
 		{ $(APT_GET) update && $(APT_GET) install -y --no-install-recommends $(BENCH_APT); }

@@ -22,6 +22,15 @@ Usage:
                   [--tmpdir=DIR] [--verify] [--delta] [--threads=N]
                   [--progress=MODE] [--quiet]
                   [--passphrase-file=F | --passphrase-env=VAR]
+  rdeploy swarm prepare IMAGE -o TORRENT [--web-seed=URL...]
+                  [--tracker=URL...] [--peer=HOST:PORT...] [--piece-size=SIZE]
+                  [--force] [--ca-file=FILE] [--progress=MODE] [--quiet]
+  rdeploy swarm seed TORRENT... [--listen=ADDR] [--upload-rate=MBPS]
+                  [--run-tracker=PORT] [--progress=MODE] [--quiet]
+  rdeploy swarm receive SOURCE TARGET [--yes] [--peer=HOST:PORT...]
+                  [--listen=ADDR] [--upload-rate=MBPS] [--download-rate=MBPS]
+                  [--seed-time=S] [--seed-until=K] [--new-ids] [--wait=S]
+                  [--ca-file=FILE] [--progress=MODE] [--quiet]
   rdeploy verify-target TARGET [IMAGE] [--json] [--progress=MODE] [--quiet]
                   [--ca-file=FILE]
                   [--passphrase-file=F | --passphrase-env=VAR]
@@ -61,6 +70,15 @@ Commands:
             joins the next session and restores its image onto TARGET,
             every chunk and the whole-image digest checked; a receiver
             dropped from the session exits 15, TARGET marked incomplete.
+  swarm     With BitTorrent (libtorrent), lay one image onto many machines
+            across subnets, each machine also serving what it has written.
+            `prepare` writes TORRENT and, beside it, the disk's bytes as a
+            sparse file NAME.raw (what seeds and web seeds serve); `seed`
+            serves TORRENTs from their .raw files (--run-tracker also runs
+            opentracker); `receive` writes every piece onto TARGET (a disk
+            at least the image's size) as it arrives, serves it to the
+            others, then checks every chunk and the root digest. SOURCE:
+            a .torrent file, its URL, or a magnet link; see docs/swarm.md.
   verify    Check every chunk, the index and the whole-image digest; write
             nothing. A damaged image exits 4 and names the chunk and offset.
             With --pubkey (or bootdisk --trust's keys) also the signature:
@@ -164,7 +182,28 @@ Options:
   --repeat             multicast send: after a session, wait for the next
                        receivers and send again, until interrupted.
   --wait=S             multicast receive: give up (exit 15) when no session
-                       has started within S seconds [default: forever].
+                       has started within S seconds; swarm receive: when no
+                       byte has arrived for S seconds [default: forever].
+  -o TORRENT --output=TORRENT  swarm prepare: the torrent to write; the
+                       disk's bytes go to NAME.raw beside it.
+  --web-seed=URL       swarm prepare: an HTTP(S) URL serving NAME.raw (BEP 19;
+                       a URL ending in / gets NAME.raw appended); repeatable.
+  --tracker=URL        swarm prepare: a tracker's announce URL; repeatable.
+  --peer=HOST:PORT     A peer to start from (a seeder), also the DHT's first
+                       node; repeatable (prepare: written into TORRENT).
+  --piece-size=SIZE    swarm prepare: the piece size, a power of two from 64K
+                       (default: 1M, doubled until at most 65536 pieces).
+  --listen=ADDR        swarm: where to accept peers, HOST:PORT or PORT
+                       [default: 6881].
+  --upload-rate=MBPS   swarm: upload at most MBPS megabits per second.
+  --download-rate=MBPS  swarm receive: download at most MBPS megabits/s.
+  --run-tracker=PORT   swarm seed: also run opentracker on this port.
+  --seed-time=S        swarm receive: after TARGET is checked, go on
+                       serving for S seconds [default: 0]; the most it
+                       waits when --seed-until is given.
+  --seed-until=K       swarm receive: after TARGET is checked, go on serving
+                       until K machines (this one included) hold the whole
+                       disk, as far as its peers tell.
   --json               Print JSON instead of a table.
   --progress=MODE      auto (a bar when stderr is a terminal), bar, json
                        (stderr is JSON lines only: progress, then one end
@@ -217,6 +256,9 @@ Examples:
   rdeploy restore --delta lab.rdi /dev/sda --yes
   rdeploy multicast send lab.rdi --min-receivers=20 --max-wait=300
   rdeploy multicast receive /dev/sda --yes
+  rdeploy swarm prepare lab.rdi -o /srv/tftp/lab.torrent --peer=10.0.0.1:6881
+  rdeploy swarm seed /srv/tftp/lab.torrent --run-tracker=6969
+  rdeploy swarm receive http://10.0.0.1:8080/lab.torrent /dev/sda --yes
   curl -s http://server/lab.rdi | rdeploy restore - /dev/sda --yes
 """
 
@@ -250,7 +292,15 @@ COMMANDS = {"capture": imagecmds.cmd_capture,
                 args, imagecmds.progress_for(args, "verify-target")),
             "info": imagecmds.cmd_info, "list": cmd_list, "demo": cmd_demo,
             "keygen": trustcmds.cmd_keygen, "sign": trustcmds.cmd_sign,
-            "multicast": lambda args: _multicast(args)}
+            "multicast": lambda args: _multicast(args),
+            "swarm": lambda args: _swarm(args)}
+
+
+def _swarm(args):
+    from . import swarmcmds
+    return swarmcmds.cmd_prepare(args) if args["prepare"] else \
+        swarmcmds.cmd_seed(args) if args["seed"] else \
+        swarmcmds.cmd_receive(args)
 
 
 def _multicast(args):
