@@ -5,6 +5,7 @@ import json
 import os
 
 from cliutil.text import safe
+from diskimage.words import counted
 
 
 def image_name(path):
@@ -82,5 +83,6 @@ def _print(args, summary):
         skipped = "; not compared: " + "; ".join(summary["skipped"]) \
             if summary["skipped"] else ""
         print(f"{safe(args['TARGET'])}: equal to {safe(summary['image'])} "
-              f"({summary['chunks']} chunks, {summary['compared_bytes']} "
+              f"({counted(summary['chunks'], 'chunk')}, "
+              f"{summary['compared_bytes']} "
               f"bytes compared{skipped})")

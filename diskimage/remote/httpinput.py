@@ -29,6 +29,7 @@ import time
 
 from ..errors import InputError, NetworkError
 from ..image.volumes import READ_PIECE
+from ..words import counted
 from . import httpconn, urls
 from .httpconn import Connections, Transient
 
@@ -79,9 +80,7 @@ class HttpInput:
     def __init__(self, url, *, ca_file=None, tries=6, backoff=1.0,
                  timeout=30, on_retry=None):
         self.url = url
-        #: on_retry(text): told before each wait between tries (the
-        #: command shows it: a stall is never silent)
-        self.on_retry = on_retry
+        self.on_retry = on_retry    # (text): told before each wait
         self.name = urls.shown(url)
         self.ca_file = ca_file
         self.tries = max(1, tries)
@@ -209,7 +208,8 @@ class HttpInput:
                 if failures >= self.tries:
                     raise NetworkError(
                         f"{urls.shown(url)}: could not be read at byte "
-                        f"{position} after {failures} tries (last: "
+                        f"{position} after "
+                        f"{counted(failures, 'try', 'tries')} (last: "
                         f"{httpconn.cause(exc)})") from None
                 wait = self.backoff * 2 ** (failures - 1)
                 if self.on_retry is not None:
