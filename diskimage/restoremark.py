@@ -27,7 +27,7 @@ import json
 import os
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import IncompleteTargetError
 from .image import format as fmt
@@ -364,7 +364,13 @@ def checked_prefix(stream, records, marker, target):
     the ones the interrupted restore wrote (the SHA-256 of their headers)
     before any record after it goes on (this runs on the feeder, in
     order, so no worker writes a record past the checkpoint first); and
-    the root, at the end, when the marker knows it."""
+    the root, at the end, when the marker knows it.
+
+    The marker as found is copied first: the restore's own checkpoints
+    rewrite the run's marker from the consumer thread while this runs
+    ahead of it, and a check against a checkpoint that moved under it
+    refused the very image (issue 17's trial: "the image differs")."""
+    marker = replace(marker)
     prefix = hashlib.sha256()
     number = -1
     for record in records:

@@ -1,8 +1,9 @@
 """Interrupted restores of a URL (issue 17's trial): a restore that stops in
 the middle of a stream from a server that ignores Range, then --resume
 against `python3 -m http.server` itself (the records before the checkpoint
-come down again and are checked, as from a pipe); a resume that fails
-leaves the marker as it found it; verify-target's advice and JSON.
+come down again and are checked, as from a pipe); the race that made
+such a resume fail ("the image differs"); a resume that fails leaves the
+marker as it found it; verify-target's advice and JSON.
 
 The stop lands at a known point: tests/rangeserver.py holds its answer
 still at `stall_at`, so the restore waits on the socket with its marker
@@ -184,3 +185,44 @@ def test_a_marker_copied_as_a_session_says_receive_the_next_one(marked,
         target_line = check(rdeploy("verify-target", copy), 13, *words)
         assert "--resume" not in target_line and "pipe" not in target_line
         copy.unlink()
+
+
+def test_the_prefix_check_holds_while_the_runs_checkpoints_move(remote_ro):
+    """The race behind the trial's "the image differs": the resume's own
+    checkpoints rewrite the run's marker (the consumer thread) while the
+    prefix check runs ahead on the feeder.  Here each record, once given
+    out, is checkpointed as the consumer would (the checkpoint the next
+    record's number, the prefix over all before it): the check still
+    holds against the marker as it was found, and refuses another."""
+    import hashlib
+    from diskimage.image.reader import RecordStream
+    from diskimage.image.volumes import VolumeInput
+
+    def marker_at(stream, checkpoint):
+        prefix = hashlib.sha256()
+        for number, fields, _, _ in stream.records():
+            if number == checkpoint:
+                break
+            prefix.update(restoremark.record_bytes(stream, fields))
+        return restoremark.Marker(0, b"", b"", checkpoint=checkpoint,
+                                  prefix=prefix.digest())
+
+    with VolumeInput(str(remote_ro["image"])) as source:
+        found = marker_at(RecordStream(source), 3)
+    for wanted, refused in ((found.prefix, False), (bytes(32), True)):
+        run_marker = restoremark.Marker(0, b"", b"", checkpoint=3,
+                                        prefix=wanted)
+        moved = hashlib.sha256()
+        with VolumeInput(str(remote_ro["image"])) as source:
+            stream = RecordStream(source)
+            records = restoremark.checked_prefix(
+                stream, stream.records(), run_marker, "target")
+            try:
+                for number, fields, _, _ in records:
+                    moved.update(restoremark.record_bytes(stream, fields))
+                    # the consumer's checkpoint after this record
+                    run_marker.checkpoint = number + 1
+                    run_marker.prefix = moved.digest()
+                assert not refused
+            except Exception as exc:
+                assert refused and "the image differs" in str(exc), exc
