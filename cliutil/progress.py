@@ -51,6 +51,33 @@ def error_event(prog, command, exc, stream=None):
     return Reported(code)
 
 
+#: the bar's counts in the summary lines' units (diskimage.sizes: MiB)
+BAR_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {done_text}/{total_text} "
+              "[{elapsed}<{remaining}, {rate_text}]")
+
+
+def _bar(total, label, stream):
+    """A tqdm bar whose sizes read as the summary line's do ("26.6 MiB",
+    not tqdm's "27.9M")."""
+    from tqdm import tqdm
+
+    from diskimage.sizes import format_size
+
+    class Bar(tqdm):
+        @property
+        def format_dict(self):
+            d = super().format_dict
+            rate = d.get("rate") or (d["n"] / d["elapsed"]
+                                     if d["elapsed"] else None)
+            d.update(done_text=format_size(d["n"]),
+                     total_text=format_size(d["total"] or 0),
+                     rate_text=f"{format_size(rate)}/s" if rate else "?")
+            return d
+
+    return Bar(total=total, desc=label, file=stream, dynamic_ncols=True,
+               bar_format=BAR_FORMAT)
+
+
 class Progress:
     """A progress(done, total) callback, and the channel for a command's
     warnings and summary.  Use as a context manager around the whole
@@ -85,10 +112,7 @@ class Progress:
         self.done, self.total = done, total
         if self.mode == "bar":
             if self.bar is None:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, unit="B", unit_scale=True,
-                                unit_divisor=1024, desc=self.label,
-                                file=self.stream, dynamic_ncols=True)
+                self.bar = _bar(total, self.label, self.stream)
             self.bar.update(done - self.bar.n)
         elif self.json:
             now = time.monotonic()

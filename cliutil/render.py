@@ -9,6 +9,7 @@ through :func:`cliutil.text.safe`, so control characters are shown escaped;
 """
 
 from diskimage.sizes import format_size
+from diskimage.words import counted
 
 from .text import safe
 
@@ -30,7 +31,8 @@ def _root_line(version, digest):
 
 def verify_line(image, s):
     version = s.get("format_version", "1.1")
-    return (f"{image}: OK: format {version}, {s['chunks']} chunks, "
+    return (f"{image}: OK: format {version}, "
+            f"{counted(s['chunks'], 'chunk')}, "
             f"{format_size(s['data_bytes'])} data, "
             f"{format_size(s['zero_bytes'])} holes, "
             f"{root_text(version, s['digest'])}")

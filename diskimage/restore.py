@@ -27,6 +27,7 @@ and goes on from there.  A delta restore (plan.delta_restore) compares every
 chunk with the target's bytes before it writes it (diskimage.restoredelta).
 """
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -64,6 +65,9 @@ class _Run:
     def __init__(self, plan, disk, marker=None):
         self.plan, self.disk, self.marker = plan, disk, marker
         self.touched = False  # whether this run has written the target
+        # A resume that fails leaves the marker as it found it (its new
+        # checkpoints held only while the image was the same to its end).
+        self.found = dataclasses.replace(marker) if marker else None
         # Appended to by the worker threads too (list.append is atomic);
         # their order does not matter, the ranges never overlap.
         self.written = []     # (target offset, length, checksum or None)
@@ -215,7 +219,8 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
         if run.compare:     # the target's bytes read ahead
             records = run.compare.prefetched(records, plan)
         if resume is not None:
-            records = _checked_prefix(stream, records, resume, plan.target)
+            records = restoremark.checked_prefix(stream, records, resume,
+                                                 plan.target)
         done = 0
         checkpoints = _Checkpoints(run, stream)
         # Twice the usual depth: with the writes in the workers, a chunk
@@ -253,6 +258,8 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
         if run is None or not run.touched:     # nothing written yet
             disk.close()
             raise
+        if run.found is not None:
+            run.marker = run.found
         unwiped = _wipe_guards(run)
         disk.close()
         if isinstance(exc, (DiskImageError, OSError)):
@@ -264,40 +271,16 @@ def run_restore(plan, *, threads=1, verify=False, progress=None,
         for temp in (run.temps.values() if run else ()):
             temp.close()
     disk.close()
+    # restored_bytes: the areas (the progress total); written_bytes: what
+    # went to the target (with --delta only the blocks that differed)
     summary = dict(stream.summary or {})
-    summary.update(seconds=time.monotonic() - started, written_bytes=done,
-                   target=plan.target, verified=verify, actions=actions,
-                   resumed_at=skip if resume else None)
+    summary.update(seconds=time.monotonic() - started, restored_bytes=total,
+                   written_bytes=done, target=plan.target, verified=verify,
+                   actions=actions, resumed_at=skip if resume else None)
     if run.compare:
-        summary["delta"] = run.compare.summary()
+        summary["delta"] = dict(run.compare.summary(), full=done)
+        summary["written_bytes"] = summary["delta"]["written"]
     return summary
-
-
-def _checked_prefix(stream, records, marker, target):
-    """The records, with those before the marker's checkpoint checked to be
-    the ones the interrupted restore wrote (the SHA-256 of their headers)
-    before any record after it goes on (this runs on the feeder, in
-    order, so no worker writes a record past the checkpoint first); and
-    the root, at the end, when the marker knows it."""
-    prefix = hashlib.sha256()
-    number = -1
-    for record in records:
-        number = record[0]
-        if number == marker.checkpoint and \
-                prefix.digest() != marker.prefix:
-            raise restoremark.prefix_differs(target, marker)
-        if number < marker.checkpoint:
-            prefix.update(restoremark.record_bytes(stream, record[1]))
-        yield record
-    if number + 1 < marker.checkpoint or (
-            number + 1 == marker.checkpoint and
-            prefix.digest() != marker.prefix):
-        raise restoremark.prefix_differs(target, marker)
-    root = bytes.fromhex(stream.summary["digest"])
-    if marker.root and root != marker.root:
-        raise TargetError(f"{target}: the image differs from the one whose "
-                          f"restore was interrupted (root {root.hex()}, "
-                          f"the marker's {marker.root.hex()})")
 
 
 class _Checkpoints:

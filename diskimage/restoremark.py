@@ -27,12 +27,13 @@ import json
 import os
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import IncompleteTargetError
 from .image import format as fmt
 from .image.volumecheck import locating, read_trailer
 from .structs import Struct
+from .words import counted
 
 MAGIC = b"RDI-RESTORING\n"
 VERSION = 1
@@ -126,13 +127,13 @@ class Marker:
     def image_id(self):
         """The image as a hex string: its root, or its front digest."""
         return self.root.hex() if self.root else \
-            f"{self.front.hex()} (the front digest of an image read from " \
-            f"a pipe)"
+            f"{self.front.hex()} (the digest of its front: the root of an " \
+            f"image read as a stream is known at its end)"
 
     def progress_text(self):
         if self.chunks:
             return f"{self.checkpoint} of {self.chunks} chunks done"
-        return f"{self.checkpoint} chunks done"
+        return f"{counted(self.checkpoint, 'chunk')} done"
 
 
 def unpack(raw, where, name="target"):
@@ -356,3 +357,37 @@ def prefix_differs(target, marker):
         f"{target}: the image differs from the one whose restore was "
         f"interrupted (in its first {marker.checkpoint} records); nothing "
         f"written; restore without --resume to start over")
+
+
+def checked_prefix(stream, records, marker, target):
+    """The records, with those before the marker's checkpoint checked to be
+    the ones the interrupted restore wrote (the SHA-256 of their headers)
+    before any record after it goes on (this runs on the feeder, in
+    order, so no worker writes a record past the checkpoint first); and
+    the root, at the end, when the marker knows it.
+
+    The marker as found is copied first: the restore's own checkpoints
+    rewrite the run's marker from the consumer thread while this runs
+    ahead of it, and a check against a checkpoint that moved under it
+    refused the very image (issue 17's trial: "the image differs")."""
+    marker = replace(marker)
+    prefix = hashlib.sha256()
+    number = -1
+    for record in records:
+        number = record[0]
+        if number == marker.checkpoint and \
+                prefix.digest() != marker.prefix:
+            raise prefix_differs(target, marker)
+        if number < marker.checkpoint:
+            prefix.update(record_bytes(stream, record[1]))
+        yield record
+    if number + 1 < marker.checkpoint or (
+            number + 1 == marker.checkpoint and
+            prefix.digest() != marker.prefix):
+        raise prefix_differs(target, marker)
+    root = bytes.fromhex(stream.summary["digest"])
+    if marker.root and root != marker.root:
+        from .errors import TargetError
+        raise TargetError(f"{target}: the image differs from the one whose "
+                          f"restore was interrupted (root {root.hex()}, "
+                          f"the marker's {marker.root.hex()})")

@@ -11,7 +11,7 @@ the partition of that number.  The first difference is TargetDiffersError
 (exit 14) naming the disk offset; then a marker is exit 13.
 """
 
-from . import restoremark
+from . import markername, restoremark
 from .errors import (DiskImageError, IncompleteTargetError,
                      TargetDiffersError)
 from .host.device import open_source
@@ -19,21 +19,19 @@ from .image import format as fmt
 from .image.volumes import shown_name
 from .restoreplan import GUARD_SIZE, TABLE_KINDS
 from .tables.partitions import read_table
+from .words import counted
 
 BLOCK = 4 << 20
 
 
 def incomplete_text(target, marker):
-    piped = marker.name == "-"
-    name = "an image read from stdin" if piped else \
-        marker.name or "an unnamed image"
-    again = marker.name if marker.name not in ("", "-") else "IMAGE"
-    how = " (IMAGE: that image, as a file or again on stdin)" if piped else ""
-    return (f"{target}: an interrupted restore of {name} (image "
-            f"{marker.image_id}), {marker.progress_text()}; finish it "
-            f"with rdeploy restore {again} {target} --resume --yes{how} "
-            f"and the options it was started with (an encrypted image's "
-            f"passphrase option too)")
+    """The one line for a marked target: what was being restored, how far
+    it got, and the command that finishes it (diskimage.markername knows
+    the kinds of source a marker names)."""
+    return (f"{target}: an interrupted restore of "
+            f"{markername.described(marker.name)} (image "
+            f"{marker.image_id}), {marker.progress_text()}; "
+            f"{markername.finish_advice(marker.name, target)}")
 
 
 def verify_target(target, image=None, *, progress=None, passphrase=None):
@@ -46,7 +44,8 @@ def verify_target(target, image=None, *, progress=None, passphrase=None):
         marker = restoremark.find(disk)
         if image is None:
             if marker is not None:
-                raise IncompleteTargetError(incomplete_text(target, marker))
+                raise _incomplete(incomplete_text(target, marker),
+                                  {"target": target}, marker)
             return {"target": target, "incomplete": False}
         from .image.reader import ImageReader
         kwargs = {"passphrase": passphrase} if passphrase else {}
@@ -55,10 +54,31 @@ def verify_target(target, image=None, *, progress=None, passphrase=None):
     summary.update(target=target, image=shown_name(image),
                    incomplete=marker is not None)
     if marker is not None:
-        raise IncompleteTargetError(incomplete_text(target, marker) +
-                                    f" (the {summary['chunks']} chunks "
-                                    f"restored so far equal the image)")
+        raise _incomplete(incomplete_text(target, marker) +
+                          f" (the {counted(summary['chunks'], 'chunk')} "
+                          f"restored so far equal the image)", summary,
+                          marker)
     return summary
+
+
+def marker_summary(marker):
+    """A marker as the JSON of verify-target says it."""
+    return {"image": marker.name, "source": markername.kind(marker.name),
+            "root": marker.root.hex() if marker.root else None,
+            "front": marker.front.hex(), "checkpoint": marker.checkpoint,
+            "chunks": marker.chunks or None,
+            "done_bytes": marker.done_bytes,
+            "total_bytes": marker.total_bytes,
+            "started": marker.started, "updated": marker.updated}
+
+
+def _incomplete(text, summary, marker):
+    """IncompleteTargetError with `summary` (what verify-target --json
+    prints before it exits 13): incomplete, and the marker's fields."""
+    exc = IncompleteTargetError(text)
+    exc.summary = dict(summary, incomplete=True,
+                       marker=marker_summary(marker), message=text)
+    return exc
 
 
 def image_root(reader):
@@ -77,9 +97,11 @@ def _compare(disk, target, reader, marker, progress):
         root = image_root(reader)
         if (marker.root and marker.root != root) or \
                 marker.front != _front(reader):
-            raise IncompleteTargetError(
+            raise _incomplete(
                 incomplete_text(target, marker) + f"; that is another image "
-                f"than {reader.source.name} (root {root.hex()})")
+                f"than {reader.source.name} (root {root.hex()})",
+                {"target": target, "image": reader.source.name,
+                 "same_image": False}, marker)
         if not marker.in_place:
             return {"chunks": 0, "compared_bytes": 0, "skipped": [
                 "every chunk: the interrupted restore moved partitions"]}

@@ -190,7 +190,7 @@ from diskimage import __version__
 from diskimage.errors import InputError, UsageError
 
 from . import render
-from cliutil.remote import ca_file, image_arg, shown
+from cliutil.remote import ca_file, image_arg, retry_note, shown
 from diskimage.image.browse import Image, split_path
 from .editcmds import cmd_mkdir, cmd_mv, cmd_put, cmd_rm
 from .opscmd import (cmd_convert, cmd_describe, cmd_import, cmd_join,
@@ -205,7 +205,7 @@ def cmd_info(args):
     from cliutil.render import sealed_text
 
     source = passphrase(args, shown(args["IMAGE"]))
-    with image_arg(args) as image:
+    with image_arg(args, prog="imgx") as image:
         info = image_info(image, passphrase=source if source.given else None)
     if args["--json"]:
         print(json.dumps(info, indent=2))
@@ -231,7 +231,8 @@ def _open(args, follow=True):
     ends with "/"."""
     image_path, number, path = split_path(args["IMGPATH"])
     image = Image(image_path, passphrase=passphrase(args, shown(image_path)),
-                  ca_file=ca_file(args, image_path))
+                  ca_file=ca_file(args, image_path),
+                  on_retry=retry_note("imgx"))
     try:
         fs = image.filesystem(number)
         node = fs.resolve(path, follow or path.endswith("/"))[0]
@@ -300,7 +301,8 @@ def cmd_get(args):
     report = get(image_path, number, path, args["DEST"],
                  recursive=args["-R"],
                  passphrase=passphrase(args, shown(image_path)),
-                 ca_file=ca_file(args, image_path))
+                 ca_file=ca_file(args, image_path),
+                 on_retry=retry_note("imgx"))
     for line in render.get_warnings(report):
         print(f"imgx: warning: {render.safe(line)}", file=sys.stderr)
     return 0
@@ -337,7 +339,8 @@ def cmd_diff(args):
         changes, cannot = diff(args["IMAGE_A"], args["IMAGE_B"], number,
                                passphrase=passphrase(args, "the images"),
                                ca_file=ca_file(args, args["IMAGE_A"],
-                                               args["IMAGE_B"]))
+                                               args["IMAGE_B"]),
+                               on_retry=retry_note("imgx"))
     except DiskImageError as exc:
         raise DiffTrouble(str(exc)) from None
     except OSError as exc:

@@ -67,15 +67,18 @@ def plan(a, b, number=None):
     return compare, only, cannot
 
 
-def diff(path_a, path_b, number=None, passphrase=None, ca_file=None):
+def diff(path_a, path_b, number=None, passphrase=None, ca_file=None,
+         on_retry=None):
     """Compare partition `number`, or every partition of either image.
     Returns (changes, not_compared): changes are (change, partition, path)
     with change "+" (only in B), "-" (only in A) or "M" (content, size,
     type or link target differ), a whole partition in one image only being
     path ""; not_compared are (partition, reason).  Either image may be a
     URL (`ca_file`: its TLS CA bundle)."""
-    with Image(path_a, passphrase=passphrase, ca_file=ca_file) as a, \
-            Image(path_b, passphrase=passphrase, ca_file=ca_file) as b:
+    with Image(path_a, passphrase=passphrase, ca_file=ca_file,
+               on_retry=on_retry) as a, \
+            Image(path_b, passphrase=passphrase, ca_file=ca_file,
+                  on_retry=on_retry) as b:
         compare, only, cannot = plan(a, b, number)
         changes = [(change, "" if n is None else n, "")
                    for n, change in only]

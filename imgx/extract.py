@@ -327,13 +327,14 @@ def _umask():
 
 
 def get(image_path, number, path, dest, recursive=False, passphrase=None,
-        ca_file=None):
+        ca_file=None, on_retry=None):
     """Copy `path` of partition `number` to `dest`.  A directory needs
     `recursive`; an existing directory `dest` receives the entry by its
     name (as cp does; the root's contents go into it).  Symlinks on the
     way, and `path` itself, are resolved inside the image; links below it
     are copied as links.  Returns a Report."""
-    with Image(image_path, passphrase=passphrase, ca_file=ca_file) as image:
+    with Image(image_path, passphrase=passphrase, ca_file=ca_file,
+               on_retry=on_retry) as image:
         fs = image.filesystem(number)
         node, canonical = fs.resolve(path)
         # Named by the entry the path names, as cp -H does: a link "abs"

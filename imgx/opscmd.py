@@ -62,12 +62,13 @@ def cmd_describe(args):
 def cmd_verify(args):
     from diskimage.image.verify import verify
     from diskimage.remote import open_input
-    from cliutil.remote import ca_file, shown
+    from cliutil.remote import ca_file, retry_note, shown
     from cliutil.render import verify_line
 
     workers = threads(args) or os.cpu_count()
     name = shown(args["IMAGE"])
-    with open_input(args["IMAGE"], ca_file=ca_file(args)) as source:
+    with open_input(args["IMAGE"], ca_file=ca_file(args),
+                    on_retry=retry_note("imgx")) as source:
         summary = verify(source, threads=workers,
                          passphrase=passphrase(args, name))
     print(verify_line(name, summary))

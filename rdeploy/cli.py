@@ -172,7 +172,8 @@ Options:
                        receiver joined, even with fewer than N.
   --rate=MBPS          multicast send: at most MBPS megabits per second.
   --interface=IF       The network interface to send or receive on (default:
-                       the one of the default route).
+                       the one of the default route); one this host does
+                       not have is a usage error (exit 2), on either side.
   --fec=SPEC           multicast send: forward error correction,
                        STRIPESxREDUNDANCY/STRIPESIZE (udp-sender's), e.g.
                        8x8/128, for lossy links.

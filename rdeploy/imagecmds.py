@@ -49,7 +49,7 @@ def _result(summary, *drop):
     return {k: v for k, v in summary.items() if k not in drop}
 
 
-def _open_image(path, ca_file=None):
+def _open_image(path, ca_file=None, progress=None):
     """The image input for IMAGE: stdin for "-", an HttpInput for an
     http(s) URL (diskimage.remote), else its volumes."""
     from diskimage.image.volumes import PipeInput
@@ -59,7 +59,8 @@ def _open_image(path, ca_file=None):
             raise InputError("stdin is a terminal; pipe an image into "
                              "rdeploy, or give a file")
         return PipeInput(sys.stdin.buffer.raw)
-    return open_input(path, ca_file=ca_file)
+    return open_input(path, ca_file=ca_file,
+                      on_retry=remotecmds.retry_note("rdeploy", progress))
 
 
 def _capture_values(args):
@@ -218,7 +219,7 @@ def cmd_restore(args):
         passphrase = _passphrase(args)
         checked = keys and trustcmds.check_before_restore(
             args, keys, values["threads"], progress, passphrase=passphrase)
-        with _open_image(args["IMAGE"], ca_file) as source:
+        with _open_image(args["IMAGE"], ca_file, progress) as source:
             stream = trustcmds.checked_stream(
                 source, checked, args["IMAGE"], passphrase=passphrase) \
                 if checked else RecordStream(source, passphrase=passphrase)
@@ -259,7 +260,7 @@ def cmd_verify(args):
     ca_file = remotecmds.ca_file(args)
     keys = trustcmds.verify_keys(args)
     with progress_for(args, "verify") as progress:
-        with _open_image(args["IMAGE"], ca_file) as source:
+        with _open_image(args["IMAGE"], ca_file, progress) as source:
             passphrase = _passphrase(args)
             summary = verify(source, threads=threads, progress=progress,
                              passphrase=passphrase)

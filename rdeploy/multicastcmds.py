@@ -7,8 +7,9 @@ import time
 
 from cliutil.runner import whole_number
 from cliutil.text import safe
-from diskimage import sighold
+from diskimage import markername, sighold
 from diskimage.sizes import format_size
+from diskimage.words import counted
 from diskimage.errors import (DiskImageError, InputError, TargetError,
                               UsageError)
 
@@ -55,8 +56,9 @@ def _confirm_join(args, progress):
 def _late_line(address, notice):
     started = time.strftime("%H:%M:%S UTC", time.gmtime(notice.started))
     return (f"a multicast session from {address} is under way (session "
-            f"{notice.session}, started {started} with {notice.receivers} "
-            f"receivers): this receiver came after its start and is not "
+            f"{notice.session}, started {started} with "
+            f"{counted(notice.receivers, 'receiver')}): this receiver came "
+            f"after its start and is not "
             f"given the middle of a stream; waiting for the next session")
 
 
@@ -79,8 +81,11 @@ def cmd_receive(args):
 
     from diskimage.trust.policy import refuse_stream
 
+    from diskimage.fleet.udpcast import check_interface
+
     values = imagecmds._restore_values(args)
     port, wait = _port(args), _seconds(args, "--wait")
+    check_interface(args["--interface"])
     target = args["TARGET"]
     refuse_stream("a multicast session")
     with imagecmds.progress_for(args, "multicast receive") as progress:
@@ -98,8 +103,7 @@ def cmd_receive(args):
                     plan, threads=values["threads"],
                     verify=args["--verify"], progress=progress,
                     readback_progress=progress.stage("read-back"),
-                    image_name=f"multicast session of {join.sender} "
-                               f"(port {port})",
+                    image_name=markername.session(join.sender, port),
                     committed=lambda: sighold.committed(target))
             except (DiskImageError, OSError) as exc:
                 raise join.failure(exc, target) from exc
@@ -119,6 +123,8 @@ _FEC = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*/[1-9][0-9]*$")
 
 def _send_values(args):
     """send's option values, checked before anything is opened."""
+    from diskimage.fleet.udpcast import check_interface
+    check_interface(args["--interface"])
     min_receivers = whole_number(args["--min-receivers"], "--min-receivers")
     rate = None
     if args["--rate"] is not None:
@@ -139,7 +145,7 @@ def _send_values(args):
             "fec": fec, "interface": args["--interface"]}
 
 
-def _source_opener(args):
+def _source_opener(args, progress):
     """What opens IMAGE afresh for each session (a file, split volumes or
     an http(s) URL: diskimage.remote), checked once here: an IMAGE that
     is not an image is refused before anyone joins."""
@@ -152,7 +158,7 @@ def _source_opener(args):
     ca_file = remotecmds.ca_file(args)
 
     def open_source():
-        return imagecmds._open_image(image, ca_file)
+        return imagecmds._open_image(image, ca_file, progress)
 
     with open_source() as source:
         if source.read(len(MAGIC)) != MAGIC:
@@ -162,14 +168,27 @@ def _source_opener(args):
 
 
 def _session_line(image, summary):
-    finished, dropped = summary["finished"], summary["dropped"] + \
-        summary["left"]
+    """A session's summary: who finished, who left (a receiver that said
+    goodbye: stopped, or its restore failed) and who was dropped (silent
+    too long), in the words of its JSON's lists."""
     seconds = summary["seconds"]
+    left = f"; left: {', '.join(summary['left'])}" if summary["left"] \
+        else ""
     return (f"rdeploy: session {summary['session']}: sent {image} "
             f"({format_size(summary['bytes'])}) in {seconds:.1f} s "
             f"({format_size(summary['bytes'] / max(seconds, 1e-3))}/s); "
-            f"finished: {', '.join(finished) or 'none'}; "
-            f"dropped: {', '.join(dropped) or 'none'}")
+            f"finished: {', '.join(summary['finished']) or 'none'}{left}; "
+            f"dropped: {', '.join(summary['dropped']) or 'none'}")
+
+
+def _join_line(session, receiver, min_receivers):
+    """A receiver joined: said as it happens, so a sender waiting for
+    --min-receivers shows who is there."""
+    count = len(session.receivers)
+    waiting = f", waiting for {min_receivers - count} more" \
+        if session.started is None and count < min_receivers else ""
+    return (f"session {session.number}: {receiver.address} joined "
+            f"({counted(count, 'receiver')}{waiting})")
 
 
 def cmd_send(args):
@@ -178,8 +197,22 @@ def cmd_send(args):
 
     values = _send_values(args)
     image = remotecmds.shown(args["IMAGE"])
+    sessions = []
     with imagecmds.progress_for(args, "multicast send") as progress:
-        open_source = _source_opener(args)
+        open_source = _source_opener(args, progress)
+
+        def on_join(session, receiver):
+            if progress.json:
+                json_line("session", progress.stream,
+                          command="multicast send", state="joined",
+                          session=session.number, receiver=receiver.address,
+                          receivers=len(session.receivers))
+            elif not progress.quiet:
+                progress.close()
+                line = _join_line(session, receiver,
+                                  values["min_receivers"])
+                print(f"rdeploy: {safe(line)}", file=progress.stream,
+                      flush=True)
 
         def on_start(session):
             if progress.json:
@@ -190,6 +223,7 @@ def cmd_send(args):
                                      session.receivers.values()])
 
         def on_session(summary):
+            sessions.append(summary)
             line = _session_line(image, summary)
             if progress.json:
                 json_line("session", progress.stream,
@@ -200,10 +234,27 @@ def cmd_send(args):
                 progress.close()
                 print(safe(line), file=progress.stream)
 
-        summary = send(open_source, repeat=args["--repeat"],
-                       on_session=on_session, on_start=on_start,
-                       stage=lambda n: progress.stage(f"session {n}"),
-                       **values)
+        try:
+            summary = send(open_source, repeat=args["--repeat"],
+                           on_session=on_session, on_start=on_start,
+                           on_join=on_join,
+                           stage=lambda n: progress.stage(f"session {n}"),
+                           **values)
+        except KeyboardInterrupt as exc:
+            exc.done = _stopped_text(sessions)
+            raise
         progress.end(_session_line(image, summary) if progress.json
                      else None, summary)
     return 0
+
+
+def _stopped_text(sessions):
+    """What a sender stopped by a signal says (a --repeat sender ends so):
+    the sessions it completed, and that the receivers of the one under way
+    are left marked incomplete."""
+    done = counted(len(sessions), "session")
+    finished = sum(len(s["finished"]) for s in sessions)
+    return (f"multicast send stopped after {done} "
+            f"({counted(finished, 'receiver')} finished); the receivers of "
+            f"a session under way are dropped and their disks marked "
+            f"incomplete (they receive the next session)")

@@ -5,7 +5,8 @@ the refusal of a required signature."""
 
 import os
 
-from cliutil.remote import ca_file, image_arg, shown  # noqa: F401
+from cliutil.remote import (ca_file, image_arg, retry_note,  # noqa: F401
+                            shown)
 from diskimage.errors import SignatureError
 from diskimage.remote import is_url
 

@@ -10,6 +10,7 @@ are shown escaped; ``--json`` output keeps the exact text.
 from cliutil.render import lines_text as _text, table_text as _table
 from cliutil.text import safe
 from diskimage.sizes import format_size
+from diskimage.words import counted
 
 
 def _rate(nbytes, seconds):
@@ -35,9 +36,12 @@ def restore_line(image, target, s):
         checked += f"; resumed at chunk {s['resumed_at']}"
     if s.get("delta"):                      # restore --delta
         checked += f"; {delta_text(s)}"
+    restored = s.get("restored_bytes", s["written_bytes"])
+    written = f" ({format_size(s['written_bytes'])} written)" \
+        if s["written_bytes"] != restored else ""
     return (f"rdeploy: restored {image} -> {target}: "
-            f"{format_size(s['written_bytes'])} in {s['seconds']:.1f} s "
-            f"({_rate(s['written_bytes'], s['seconds'])}){checked}")
+            f"{format_size(restored)}{written} in {s['seconds']:.1f} s "
+            f"({_rate(restored, s['seconds'])}){checked}")
 
 
 def delta_text(s):
@@ -45,15 +49,16 @@ def delta_text(s):
     Y (P %)", P the share of what a full restore writes; and how many
     chunks were written without reading the target."""
     d = s["delta"]
-    share = 100 * d["written"] / s["written_bytes"] \
-        if s["written_bytes"] else 0
+    full = d.get("full", s["written_bytes"])
+    share = 100 * d["written"] / full if full else 0
     unread = d.get("chunks_unread", 0)
     compared = d["chunks_written"] + d["chunks_same"] - unread
-    unread = f"; {unread} chunks written unread (the target differed " \
-        f"almost everywhere there)" if unread else ""
+    unread = f"; {counted(unread, 'chunk')} written unread (the target " \
+        f"differed almost everywhere there)" if unread else ""
     return (f"delta: read {format_size(d['read'])}, compared "
-            f"{compared} chunks, wrote {format_size(d['written'])} "
-            f"({share:.1f} %)" + unread)
+            f"{counted(compared, 'chunk')}, wrote "
+            f"{format_size(d['written'])} ({share:.1f} % of a full "
+            f"restore's)" + unread)
 
 
 def disks_table(disks):

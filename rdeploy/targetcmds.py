@@ -5,6 +5,7 @@ import json
 import os
 
 from cliutil.text import safe
+from diskimage.words import counted
 
 
 def image_name(path):
@@ -59,9 +60,15 @@ def cmd_verify_target(args, progress):
     from .remotecmds import image_arg, shown
     passphrase = from_args(args, what=shown(args["IMAGE"])) \
         if args["IMAGE"] else None
-    with progress, image_arg(args) as image:
-        summary = verify_target(args["TARGET"], image,
-                                progress=progress, passphrase=passphrase)
+    from diskimage.errors import IncompleteTargetError
+    with progress, image_arg(args, progress=progress) as image:
+        try:
+            summary = verify_target(args["TARGET"], image,
+                                    progress=progress, passphrase=passphrase)
+        except IncompleteTargetError as exc:
+            if args["--json"] and hasattr(exc, "summary"):
+                print(json.dumps(exc.summary, indent=2), flush=True)
+            raise   # the line on stderr, exit 13
         _print(args, summary)
         progress.end(result=summary)
     return 0
@@ -76,5 +83,6 @@ def _print(args, summary):
         skipped = "; not compared: " + "; ".join(summary["skipped"]) \
             if summary["skipped"] else ""
         print(f"{safe(args['TARGET'])}: equal to {safe(summary['image'])} "
-              f"({summary['chunks']} chunks, {summary['compared_bytes']} "
+              f"({counted(summary['chunks'], 'chunk')}, "
+              f"{summary['compared_bytes']} "
               f"bytes compared{skipped})")

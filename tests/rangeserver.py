@@ -10,7 +10,10 @@ keep-alive (HTTP/1.1), and what a test needs to see and break:
 - `fail`: an HTTP status answered to every request (503: always failing);
 - `tls`: an ssl.SSLContext (server side) to serve https;
 - `ranges=False`: Range ignored (200 and the whole file), as Python's
-  http.server does.
+  http.server does;
+- `stall_at`: a file offset at which every answer that gets there stops,
+  its connection held open and silent, until `release()` (or stop()): a
+  reader waits there, as on a pipe that stopped.
 
 Runs in a thread of the test process on 127.0.0.1 (port 0: a free one);
 `stop()` (or the context manager) shuts it down.
@@ -30,7 +33,7 @@ PIECE = 64 << 10
 
 class RangeServer:
     def __init__(self, root, *, tls=None, drop_at=(), fail=None,
-                 ranges=True):
+                 ranges=True, stall_at=None):
         self.root = os.fspath(root)
         self.honour_ranges = ranges
         self.drop_at = sorted(drop_at)
@@ -38,6 +41,8 @@ class RangeServer:
         self.sent = 0
         self.requests = []
         self.drops = 0
+        self.stall_at = stall_at
+        self._released = threading.Event()
         self._lock = threading.Lock()
         outer = self
 
@@ -63,6 +68,16 @@ class RangeServer:
         return [r for m, p, r in self.requests
                 if m == "GET" and (name is None or p == "/" + name)]
 
+    def release(self):
+        """Let a stalled answer go on (and no later one stall)."""
+        self._released.set()
+
+    def stall(self, offset, n):
+        """Before `n` bytes at file `offset` go: wait at the stall point
+        until released."""
+        if self.stall_at is not None and offset + n > self.stall_at:
+            self._released.wait(120)
+
     def take(self, n):
         """How many of `n` body bytes may go before the next drop point
         (all of them when none is reached); records a drop."""
@@ -76,6 +91,7 @@ class RangeServer:
             return n, False
 
     def stop(self):
+        self.release()
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(10)
@@ -171,6 +187,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         owner = self.server_of
         while size > 0:
             data = os.pread(f.fileno(), min(size, PIECE), offset)
+            owner.stall(offset, len(data))
             allowed, drop = owner.take(len(data))
             self.wfile.write(data[:allowed])
             if drop:

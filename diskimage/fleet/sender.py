@@ -40,10 +40,13 @@ class Session:
 
     def __init__(self, number, open_source, *, port, min_receivers,
                  max_wait=None, rate=None, fec=None, interface=None,
-                 retries_until_drop=None, progress=None, on_start=None):
+                 retries_until_drop=None, progress=None, on_start=None,
+                 on_join=None):
         self.number, self.open_source = number, open_source
         self.port, self.interface = port, interface
         self.progress, self.on_start = progress, on_start
+        self.on_join = on_join
+        self.min_receivers = min_receivers
         options = dict(port=port, min_receivers=min_receivers,
                        max_wait=max_wait, rate=rate, fec=fec,
                        interface=interface)
@@ -69,6 +72,8 @@ class Session:
                 self.receivers[number] = Receiver(number, match.group(1))
                 if self.first_joined is None:
                     self.first_joined = time.time()
+                if self.on_join is not None:
+                    self.on_join(self, self.receivers[number])
             elif line.startswith("Starting transfer"):
                 self._start()
             elif match := _DROPPED.search(line):
@@ -167,7 +172,9 @@ class Session:
 def send(open_source, *, repeat=False, on_session=None, stage=None,
          **options):
     """Run one session (or, with `repeat`, sessions back to back until
-    interrupted); `on_session(summary)` after each; `stage(number)` gives
+    interrupted); `on_session(summary)` after each; `on_start(session)`
+    and `on_join(session, receiver)` as they happen (options of
+    Session); `stage(number)` gives
     session `number`'s progress(done, total) callback (the bytes fed to
     udp-sender).  Returns the last summary.  NetworkError when no receiver
     finished a session (without `repeat`)."""
@@ -182,6 +189,7 @@ def send(open_source, *, repeat=False, on_session=None, stage=None,
             break
     if not summary["finished"]:
         raise NetworkError(
-            f"multicast session {number}: no receiver finished (dropped: "
-            f"{', '.join(summary['dropped'] + summary['left']) or 'none'})")
+            f"multicast session {number}: no receiver finished (left: "
+            f"{', '.join(summary['left']) or 'none'}; dropped: "
+            f"{', '.join(summary['dropped']) or 'none'})")
     return summary

@@ -45,7 +45,7 @@ import re
 import signal
 import threading
 
-from ..errors import ToolError
+from ..errors import ToolError, UsageError
 from ..host import tools
 
 PACKAGE = "udpcast"
@@ -58,7 +58,12 @@ RETRIES_UNTIL_DROP = 20
 #: transfer (a receiver dropped, a sender gone).
 RECEIVE_TIMEOUT = 30
 
+#: udpcast's lines as messages say them
+WORDS = {"Transfer complete.": "the sender ended the session",
+         "Receiver timeout": "no packet from the sender in time",
+         "Receiver error": "no session started in time"}
 _LINE_END = re.compile(rb"[\r\n]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def sender_args(*, port, min_receivers, max_wait=None, rate=None, fec=None,
@@ -90,6 +95,23 @@ def receiver_args(*, port, interface=None, receive_timeout=RECEIVE_TIMEOUT):
     if interface is not None:
         args += ["--interface", interface]
     return args
+
+
+def check_interface(name, sys_net="/sys/class/net"):
+    """Refuse (UsageError, exit 2) an --interface this host does not have,
+    before anything starts: udp-sender would exit 1 and udp-receiver wait
+    and end in a session failure, each in its own words."""
+    if name is None:
+        return
+    if "/" not in name and name not in (".", "..") and \
+            os.path.isdir(os.path.join(sys_net, name)):
+        return
+    try:
+        present = ", ".join(sorted(os.listdir(sys_net))) or "none"
+    except OSError:
+        present = "unknown"
+    raise UsageError(f"--interface={name}: no such network interface on "
+                     f"this host (it has: {present})")
 
 
 def default_interface(routes="/proc/net/route"):
@@ -166,7 +188,9 @@ class Tool:
         self._line(pending)
 
     def _line(self, raw):
-        line = raw.decode("utf-8", "replace").strip()
+        # udpcast rings the bell (BEL) after "Transfer complete." and
+        # draws its progress with control characters: words only
+        line = _CONTROL.sub("", raw.decode("utf-8", "replace")).strip()
         if not line:
             return
         if not line.startswith("bytes="):
@@ -175,8 +199,10 @@ class Tool:
             self.on_line(line)
 
     def last_words(self):
-        """Its last lines but progress, as one line."""
-        return "; ".join(self.lines) or "no output"
+        """Its last lines but progress, as one line, udpcast's known
+        phrases in our words (WORDS)."""
+        return "; ".join(WORDS.get(line, line) for line in self.lines) or \
+            "no output"
 
     def poll(self):
         return self.proc.poll()

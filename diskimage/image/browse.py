@@ -8,6 +8,7 @@ chunks a command looks at are read and decoded.
 
 import os
 import re
+from urllib.parse import urlsplit
 
 from diskimage.errors import InputError, UsageError
 from diskimage.fs.read import Filesystem, browsable as _browsable
@@ -30,7 +31,8 @@ def split_path(text):
     """'IMAGE:N/path' -> (IMAGE, N or None, 'path' without the leading /).
     The last colon that is followed by digits and/or a slash splits, so
     image names may hold colons, and an http(s) URL's port does not split
-    ("http://h:8080/lab.rdi:2/etc")."""
+    ("http://h:8080/lab.rdi:2/etc"); a URL's query string written after
+    the path ("URL:2/etc?sig=...") goes back to the URL."""
     from diskimage.remote import is_url
     match = _PATH.match(text)
     if is_url(text) and match and "/" not in match["image"].split("://")[1]:
@@ -45,18 +47,26 @@ def split_path(text):
                          f"path, as in {image.rstrip(':')}:N/path or "
                          f"{image.rstrip(':')}:/path")
     part = int(match["part"]) if match["part"] else None
-    return image, part, (match["path"] or "/").lstrip("/")
+    path = match["path"] or "/"
+    if "?" in path and is_url(image) and not urlsplit(image).query:
+        # "URL:1/etc?X-Amz-Signature=...": a presigned URL's query put
+        # after the path is the URL's (and never echoed in a message)
+        path, query = path.split("?", 1)
+        image = f"{image}?{query}"
+    return image, part, path.lstrip("/")
 
 
 class Image:
     """An image opened for browsing; use as a context manager."""
 
-    def __init__(self, path, passphrase=None, ca_file=None):
+    def __init__(self, path, passphrase=None, ca_file=None, on_retry=None):
         """`passphrase`: a callable, asked only for an encrypted image
         (see ImageReader).  `path` may be an http(s) URL (read with Range
-        requests, diskimage.remote; `ca_file`: its TLS CA bundle)."""
+        requests, diskimage.remote; `ca_file`: its TLS CA bundle,
+        `on_retry`: told of each retry)."""
         from diskimage.remote import is_url, open_input
-        self._remote = open_input(path, ca_file=ca_file) \
+        self._remote = open_input(path, ca_file=ca_file,
+                                  on_retry=on_retry) \
             if is_url(path) else None
         self.path = self._remote.name if self._remote else path
         try:

@@ -23,16 +23,18 @@ def is_url(text):
         return False
     if match.group(1).lower() in ("http", "https"):
         return True
-    raise UsageError(f"{match.group(1)}://: not a source this tool reads; "
-                     f"images are read from files, stdin (-), http:// or "
-                     f"https:// URLs")
+    from .urls import shown_loosely
+    raise UsageError(f"{shown_loosely(text)}: {match.group(1)}:// is not a "
+                     f"source this tool reads; images are read from files, "
+                     f"stdin (-), http:// or https:// URLs")
 
 
-def open_input(name, *, ca_file=None, **options):
+def open_input(name, *, ca_file=None, on_retry=None, **options):
     """The source of the image `name`: an HttpInput for a URL, else its
-    volume files (a VolumeInput).  `options` go to HttpInput (tries,
-    backoff, timeout)."""
+    volume files (a VolumeInput).  `on_retry(text)` is told of each wait
+    before a retry; `options` go to HttpInput (tries, backoff, timeout)."""
     if is_url(name):
+        options["on_retry"] = on_retry
         from .httpinput import HttpInput
         return HttpInput(name, ca_file=ca_file, **options)
     from ..image.volumes import VolumeInput

@@ -59,6 +59,24 @@ def cause(exc):
     return str(exc) or type(exc).__name__
 
 
+def unknown_host(exc):
+    """Whether `exc` says the host name does not exist (not retried: a
+    wrong name does not get right by waiting; a DNS server that is not
+    answering, EAI_AGAIN, is retried)."""
+    return isinstance(exc, socket.gaierror) and exc.errno in (
+        socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
+
+
+def tls_failure(name, exc):
+    """A TLS failure other than an untrusted certificate, in words."""
+    reason = exc.reason or str(exc)
+    if reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE",
+                  "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"):
+        return NetworkError(f"{name}: the server does not speak TLS (a "
+                            f"plain http server? then the URL is http://)")
+    return NetworkError(f"{name}: TLS failed: {reason}")
+
+
 def tls_refusal(name, exc, ca_file):
     """A TLS verification failure as its one NetworkError line."""
     why = getattr(exc, "verify_message", None) or exc.reason or str(exc)

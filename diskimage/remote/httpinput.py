@@ -14,8 +14,9 @@ as one more source of the source protocol (diskimage.image.volumes).
   changed answers whole (200), and that is refused ("changed on its server
   while being read"), never spliced.  The reader checks every chunk whole
   anyway, so resumed bytes are checked as the rest.  Waits between tries:
-  backoff, 2x, 4x ... (1, 2, 4, 8, 16 s by default); the count starts
-  again once bytes arrive.
+  backoff, 2x, 4x ... (1, 2, 4, 8, 16 s by default), each told to
+  `on_retry` first; the count starts again once bytes arrive.  A host
+  name that does not resolve is not retried.
 - read_at(): Range GETs over a kept-alive connection, so random access
   (info, imgx, verify-target) reads only the records it needs; seekable
   only when every volume answered the probe with a 206.
@@ -28,6 +29,7 @@ import time
 
 from ..errors import InputError, NetworkError
 from ..image.volumes import READ_PIECE
+from ..words import counted
 from . import httpconn, urls
 from .httpconn import Connections, Transient
 
@@ -76,8 +78,9 @@ class HttpInput:
                   "access needs (restore and verify read it front to back)")
 
     def __init__(self, url, *, ca_file=None, tries=6, backoff=1.0,
-                 timeout=30):
+                 timeout=30, on_retry=None):
         self.url = url
+        self.on_retry = on_retry    # (text): told before each wait
         self.name = urls.shown(url)
         self.ca_file = ca_file
         self.tries = max(1, tries)
@@ -195,16 +198,26 @@ class HttpInput:
                                                self.ca_file) from None
                 if isinstance(exc, ssl.SSLError) and not isinstance(
                         exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-                    raise NetworkError(f"{urls.shown(url)}: TLS failed: "
-                                       f"{exc.reason or exc}") from None
+                    raise httpconn.tls_failure(urls.shown(url),
+                                               exc) from None
+                if httpconn.unknown_host(exc):
+                    raise NetworkError(f"{urls.shown(url)}: "
+                                       f"{httpconn.cause(exc)}") from None
                 conns.drop(url)
                 failures += 1
                 if failures >= self.tries:
                     raise NetworkError(
                         f"{urls.shown(url)}: could not be read at byte "
-                        f"{position} after {failures} tries (last: "
+                        f"{position} after "
+                        f"{counted(failures, 'try', 'tries')} (last: "
                         f"{httpconn.cause(exc)})") from None
-                time.sleep(self.backoff * 2 ** (failures - 1))
+                wait = self.backoff * 2 ** (failures - 1)
+                if self.on_retry is not None:
+                    self.on_retry(
+                        f"{urls.shown(url)}: {httpconn.cause(exc)} at byte "
+                        f"{position}; retrying in {wait:g} s (try "
+                        f"{failures + 1} of {self.tries})")
+                time.sleep(wait)
 
     def _count(self, n):
         with self._lock:

@@ -217,3 +217,22 @@ def test_a_long_run_of_zeros_still_reports_progress(tmp_path):
               and 0 < e["done"] < e["total"]]
     assert len(moving) >= 2, parsed
     assert parsed[-1]["result"]["chunks"] == 1     # still one hole
+
+
+def test_the_bar_counts_in_the_summary_lines_units():
+    """tqdm's own scaling says "27.9M" for 26.6 MiB: the bar says sizes as
+    the summary line does (diskimage.sizes.format_size)."""
+    import io
+
+    from cliutil.progress import Progress
+    from diskimage.sizes import format_size
+    stream = io.StringIO()
+    progress = Progress("bar", "restore", stream=stream)
+    total = 55 * 1024 * 1024 + 123456
+    progress(26 * 1024 * 1024, total)
+    progress(total, total)
+    progress.close()
+    text = stream.getvalue()
+    assert f"/{format_size(total)} [" in text, text
+    assert f"{format_size(total)}/{format_size(total)}" in text, text
+    assert "55.1 MiB" in text and "57.8M" not in text, text

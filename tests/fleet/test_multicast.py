@@ -3,6 +3,7 @@ namespaces on the test's bridge (tests/fleet/room.py), each receiver
 restoring onto its own disk file, checked with verify-target, e2fsck and
 the files' sha256."""
 
+import json
 import random
 import re
 import signal
@@ -115,6 +116,18 @@ def test_a_killed_and_a_stalled_receiver_are_dropped_alone(golden,
     for disk in disks[:2]:
         result = rdeploy("verify-target", disk)
         assert result.returncode == 13, result.stderr.decode()
+        line = result.stderr.decode()
+        # a command that can be run: the next session, not a --resume
+        assert f"rdeploy multicast receive {disk} --yes" in line, line
+        assert "--resume" not in line and "pipe" not in line, line
+        result = rdeploy("verify-target", disk, "--json")
+        assert result.returncode == 13, result.stderr.decode()
+        doc = json.loads(result.stdout)
+        assert doc["incomplete"] and doc["marker"]["source"] == "session"
+    ended = sender.ended()[0]
+    # the text line says what its JSON says: left, then dropped
+    assert f"left: {room.address(0)}; dropped: {room.address(1)}" in \
+        ended["summary"], ended["summary"]
     session = sender.ended()[0]["result"]
     # the killed one's udp-receiver said goodbye (SIGINT from the kernel),
     # the stalled one was dropped by udp-sender
@@ -142,6 +155,11 @@ def test_a_late_receiver_is_told_then_served_by_the_next_session(
         sender.proc.send_signal(signal.SIGTERM)
         assert sender.wait() == 143, sender.stderr
         assert room.pids(room.sender_ns) == []
+    # worded for a sender: how many sessions, not a restore's clean-up
+    stopped = sender.of("error")[0]["message"]
+    assert re.match(r"multicast send stopped after [23] sessions \([23] "
+                    r"receivers finished\); .* \(interrupted by SIGTERM\)$",
+                    stopped), stopped
     sessions = [e["result"] for e in sender.ended()]
     assert sessions[0]["finished"] == [room.address(0)]
     assert sessions[1]["finished"] == [room.address(1)]
@@ -158,6 +176,13 @@ def test_min_receivers_and_max_wait_start_the_session(golden, tmp_path):
     with Room(2) as room:
         sender = room.send(golden["image"], "--min-receivers=2")
         alone = room.receive(0, disks[0], "--wait=5")
+        # each join said as it comes, while the sender still waits
+        sender.until(lambda r: any(e["state"] == "joined"
+                                   for e in r.of("session")),
+                     what="the first join")
+        joined = [e for e in sender.of("session") if e["state"] == "joined"]
+        assert joined[0]["receiver"] == room.address(0), joined
+        assert joined[0]["receivers"] == 1 and not sender.started()
         assert alone.wait() == 15, alone.stderr
         assert "no multicast session started within 5 s" in \
             alone.of("error")[0]["message"]
@@ -254,18 +279,29 @@ def test_receive_delta_checks_every_chunk_and_writes_what_differs(
     result = rx.of("end")[0]["result"]
     delta = result["delta"]
     assert delta["chunks_same"] >= 5 and delta["chunks_written"] >= 1, delta
-    assert MiB <= delta["written"] <= result["written_bytes"] // 10, delta
+    assert MiB <= delta["written"] <= delta["full"] // 10, delta
+    assert result["written_bytes"] == delta["written"]
     assert sha256(target) == sha256(small_disk_ro)
 
 
-def test_receive_on_an_interface_that_is_not_there(tmp_path):
+def test_an_interface_that_is_not_there_is_a_usage_error_on_both_sides(
+        small_images_ro, tmp_path):
+    """Checked before udpcast starts: exit 2 for send and receive alike,
+    naming the interfaces there are; nothing written, nothing left."""
     target = blank_disk(tmp_path / "pc.img")
     with Room(1, subnet="192.168.82") as room:
         rx = room.receive(0, target, "--interface=nosuch0", "--wait=20")
-        assert rx.wait() == 15, rx.stderr
-    message = rx.of("error")[0]["message"]
-    assert "udp-receiver ended before a session started" in message, message
-    assert "nothing written" in message
+        sender = room.send(small_images_ro["image"], "--interface=nosuch0")
+        assert rx.wait() == 2, rx.stderr
+        assert sender.wait() == 2, sender.stderr
+        for run in (rx, sender):
+            message = run.of("error")[0]["message"]
+            assert message.startswith("--interface=nosuch0: no such network "
+                                      "interface on this host (it has: "), \
+                message
+            assert "eth0" in message and "lo" in message, message
+        assert room.pids(room.receiver_ns[0]) == []
+        assert room.pids(room.sender_ns) == []
     assert sha256(target) == sha256(blank_disk(tmp_path / "z.img"))
 
 

@@ -3,8 +3,10 @@ and the notice datagram (no namespaces needed)."""
 
 import pytest
 
+from diskimage.errors import UsageError
 from diskimage.fleet import notice
-from diskimage.fleet.udpcast import (default_interface, receiver_args,
+from diskimage.fleet.udpcast import (Tool, check_interface,
+                                      default_interface, receiver_args,
                                       sender_args)
 from tests.rdeploy_helpers import check, rdeploy
 
@@ -91,3 +93,42 @@ def test_receive_is_refused_where_signatures_are_required(tmp_path,
     check(rdeploy("multicast", "receive", target, "--yes", "--wait=1"), 11,
           "only signed images", "not a multicast session")
     assert not target.exists()
+
+
+def test_udpcast_lines_lose_control_characters_and_say_our_words():
+    """udp-receiver ends with "Transfer complete." and a BEL, and draws
+    progress with CRs: messages carry neither, and its known phrases in
+    our words."""
+    tool = Tool(["sh", "-c", "printf 'bytes=  1 MB\\r"
+                 "Receiver timeout\\r\\nTransfer complete.\\007\\n' >&2"])
+    assert tool.wait(10) == 0
+    assert list(tool.lines) == ["Receiver timeout", "Transfer complete."]
+    assert tool.last_words() == ("no packet from the sender in time; the "
+                                 "sender ended the session")
+    tool.stop()
+
+
+def test_interface_checked_against_the_hosts(tmp_path):
+    (tmp_path / "eth0").mkdir()
+    (tmp_path / "lo").mkdir()
+    check_interface(None, str(tmp_path))
+    check_interface("eth0", str(tmp_path))
+    for name in ("nosuch0", "../eth0", "."):
+        with pytest.raises(UsageError) as caught:
+            check_interface(name, str(tmp_path))
+        assert str(caught.value) == (f"--interface={name}: no such network "
+                                     f"interface on this host (it has: "
+                                     f"eth0, lo)")
+
+
+def test_counts_of_one_are_singular():
+    from rdeploy.multicastcmds import _late_line, _stopped_text
+    from diskimage.words import counted
+    assert counted(1, "receiver") == "1 receiver"
+    assert counted(0, "try", "tries") == "0 tries"
+    line = _late_line("10.0.0.1", notice.Notice(session=2, started=0,
+                                                receivers=1))
+    assert "with 1 receiver)" in line, line
+    text = _stopped_text([{"finished": ["10.0.0.11"]}])
+    assert text.startswith("multicast send stopped after 1 session (1 "
+                           "receiver finished)"), text

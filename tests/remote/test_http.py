@@ -7,6 +7,7 @@ import filecmp
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -188,3 +189,58 @@ def test_a_required_signature_is_refused_with_a_url(remote_ro, tmp_path):
         check(rdeploy("verify", url, f"--pubkey={key}.pub"), 11, "not a URL")
         assert server.requests == []
     assert not target.exists()
+
+
+def test_a_dropped_connection_is_said_as_it_happens(remote_ro, tmp_path):
+    """A drop in the middle of a restore: a warning line on stderr before
+    the wait (not silence), and the restore completes; its summary line
+    says the areas restored and what was written, in the bar's units."""
+    target = tmp_path / "target.img"
+    with RangeServer(remote_ro["dir"], drop_at=[9 << 20]) as server:
+        url = server.url("lab.rdi")
+        result = rdeploy("restore", url, target, "--yes")
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 2, lines
+    assert re.fullmatch(
+        rf"rdeploy: warning: {re.escape(url)}: .* at byte \d+; retrying in "
+        rf"1 s \(try 2 of 6\)", lines[0]), lines[0]
+    assert re.match(rf"rdeploy: restored {re.escape(url)} -> .*: 89\.0 MiB "
+                    rf"\([\d.]+ MiB written\) in ", lines[1]), lines[1]
+    _restored(remote_ro, target, tmp_path)
+
+
+def test_a_query_after_the_imgx_path_is_the_urls_and_never_shown(
+        remote_ro):
+    with RangeServer(remote_ro["dir"]) as server:
+        url = server.url("lab.rdi")
+        result = imgx("cat", url + ":2/etc/hostname?X-Amz-Signature=f00d")
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout == HOSTNAME
+        assert server.requests[-1][1] == "/lab.rdi"
+        result = imgx("ls", url + ":2/nosuch?X-Amz-Signature=f00d")
+    assert result.returncode == 3, result.stderr.decode()
+    assert "f00d" not in result.stderr.decode()
+    assert "Signature" not in result.stderr.decode()
+
+
+def test_ca_file_with_http_and_https_to_a_plain_server(remote_ro, tmp_path):
+    """--ca-file with an http:// IMAGE would be ignored: a usage error
+    before any request; https:// to a server that speaks plain HTTP is
+    said in words, not as OpenSSL's WRONG_VERSION_NUMBER."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read\n")
+    with RangeServer(remote_ro["dir"]) as server:
+        url = server.url("lab.rdi")
+        for args in (("info", url), ("verify", url),
+                     ("restore", url, tmp_path / "t.img", "--yes")):
+            check(rdeploy(*args, f"--ca-file={ca}"), 2,
+                  "--ca-file goes with an https:// IMAGE")
+        assert server.requests == []
+        result = imgx("ls", url + ":2/", f"--ca-file={ca}")
+        assert result.returncode == 2, result.stderr.decode()
+        assert server.requests == []
+        line = check(rdeploy("info", "https" + url[4:]), 15,
+                     "the server does not speak TLS")
+        assert "WRONG_VERSION" not in line
+    assert not (tmp_path / "t.img").exists()

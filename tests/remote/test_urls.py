@@ -16,7 +16,7 @@ def test_is_url_takes_http_and_https_in_any_case():
     assert is_url("http://h/lab.rdi") and is_url("HTTPS://h/lab.rdi")
     assert not is_url("lab.rdi") and not is_url("-")
     assert not is_url("/srv/a:b/lab.rdi") and not is_url("c:/x.rdi")
-    with pytest.raises(UsageError, match="ftp://: not a source.*http"):
+    with pytest.raises(UsageError, match="^ftp://h/lab.rdi: ftp:// is not a source.*http"):
         is_url("ftp://h/lab.rdi")
 
 
@@ -47,6 +47,11 @@ def test_volume_urls_as_files_and_none_behind_a_query():
     ("http://h/lab.rdi:/etc", ("http://h/lab.rdi", None, "etc")),
     ("https://h:443/b/lab.rdi?X-Amz-Signature=ab:3",
      ("https://h:443/b/lab.rdi?X-Amz-Signature=ab", 3, "")),
+    # a query written after the partition path is the URL's
+    ("http://h/lab.rdi:1/?X-Amz-Signature=ab",
+     ("http://h/lab.rdi?X-Amz-Signature=ab", 1, "")),
+    ("http://h/lab.rdi:2/etc/hostname?sig=ab&x=1",
+     ("http://h/lab.rdi?sig=ab&x=1", 2, "etc/hostname")),
 ])
 def test_imgpath_splits_after_a_url_with_its_port(text, expected):
     assert split_path(text) == expected
@@ -74,3 +79,35 @@ def test_the_restore_marker_names_a_url_without_its_credentials():
         "https://s3/b/lab.rdi?..."
     assert image_name("-") == "-"
     assert image_name("lab.rdi").endswith("/lab.rdi")
+
+
+def test_a_wrong_host_fails_at_once_and_other_schemes_are_shown_whole():
+    """A name that does not resolve (.invalid never does, RFC 6761) is
+    not retried: one line at once, not half a minute of silence."""
+    import time
+    started = time.monotonic()
+    with pytest.raises(NetworkError) as caught:
+        HttpInput("http://nosuch.invalid/lab.rdi?sig=secret", tries=6,
+                  backoff=1.0)
+    assert time.monotonic() - started < 5
+    assert str(caught.value).startswith(
+        "http://nosuch.invalid/lab.rdi?...: host not found")
+    with pytest.raises(UsageError) as caught:
+        is_url("ftp://user:pw@files.lab/img/lab.rdi?sig=secret")
+    assert str(caught.value).startswith(
+        "ftp://files.lab/img/lab.rdi: ftp:// is not a source this tool "
+        "reads")
+    assert "secret" not in str(caught.value) and "pw" not in \
+        str(caught.value)
+
+
+def test_each_retry_is_told_before_its_wait():
+    url = f"http://127.0.0.1:{free_port()}/lab.rdi"
+    told = []
+    with pytest.raises(NetworkError):
+        HttpInput(url, tries=3, backoff=0.01, on_retry=told.append)
+    assert told == [
+        f"{url}: connection refused at byte 0; retrying in 0.01 s (try 2 "
+        f"of 3)",
+        f"{url}: connection refused at byte 0; retrying in 0.02 s (try 3 "
+        f"of 3)"]
