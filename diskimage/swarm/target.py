@@ -213,14 +213,18 @@ def finish(path, desc, *, new_ids, source_name=None):
     with open_disk(path) as disk:
         _refuse(path, desc, disk)
         relocate = kind == "gpt" and disk.size > desc.length
-        if not (relocate or new_ids):
-            _clear_marker(disk)
-            return {"steps": [], "ids": {}}
         sector0 = disk.read(0, 512)
         if sector0.startswith(restoremark.MAGIC):
-            raise IncompleteTargetError(
-                f"{path}: still holds its restore marker: the download "
-                f"did not finish")
+            if desc.wanted_marks()[0]:
+                raise IncompleteTargetError(
+                    f"{path}: still holds its restore marker: the "
+                    f"download did not finish")
+            sector0 = bytes(512)    # no piece covers it: the marker goes
+        if not (relocate or new_ids):
+            if disk.read(0, 512) != sector0:
+                write_all(disk, 0, sector0)
+                sync(disk)
+            return {"steps": [], "ids": {}}
         marker = restoremark.Marker(
             offset=0, front=_front(desc), plan=_plan(desc, disk.size),
             name=marker_name(source_name) if source_name else PREFIX,
@@ -249,12 +253,6 @@ def finish(path, desc, *, new_ids, source_name=None):
         write_all(disk, 0, sector0)
         sync(disk)
     return {"steps": steps, "ids": ids}
-
-
-def _clear_marker(disk):
-    if _marker_of(disk) is not None:
-        zero_range(disk, 0, restoremark.SIZE)
-        sync(disk)
 
 
 def _identity_moves(desc):

@@ -11,7 +11,8 @@ import tempfile
 import pytest
 
 from diskimage import restoremark
-from diskimage.errors import CorruptImageError, TargetError
+from diskimage.errors import (CorruptImageError, IncompleteTargetError,
+                              TargetError)
 from diskimage.image import format as fmt
 from diskimage.swarm.descriptor import parse_torrent
 from diskimage.swarm.rawview import prepare
@@ -103,6 +104,13 @@ def test_marker_first_guard_zones_zeroed_rest_untouched(torrents, kind,
     # half a receive: everything but the held pieces; still marked
     receive_by_hand(desc, summary["raw"], target, stop_before_held=True)
     assert rdeploy("verify-target", target).returncode == 13
+    with pytest.raises(CorruptImageError, match="does not match"):
+        check(target, desc)
+    for new_ids in (False, True):
+        with pytest.raises(IncompleteTargetError, match="marker") as e:
+            finish(target, desc, new_ids=new_ids)
+        assert e.value.exit_code == 13
+    assert read_at(target, 0, 14) == restoremark.MAGIC
     assert open_target(target, desc, "rel/x.torrent",
                        yes_checked=True)["resume"] is True
 
