@@ -305,3 +305,22 @@ def test_bad_lengths_and_pieces(prepared):
     info[b"rdeploy"] = {b"version": 2, b"skeleton": desc.skeleton}
     with pytest.raises(UnsupportedError, match="version 2"):
         parse_info(reencoded(info), "t.torrent")
+
+
+def test_a_damaged_image_leaves_no_output(images, tmp_path):
+    _, image = images["gpt"]
+    with ImageReader(str(image)) as reader:
+        entry = next(e for e in reader.entries if not e.is_zero and
+                     e.disk_offset > 2 * MiB)
+    bad = tmp_path / "bad.rdi"
+    raw = bytearray(image.read_bytes())
+    raw[entry.record_offset + 68 + entry.stored_size // 2] ^= 0x10
+    bad.write_bytes(raw)
+    cut = tmp_path / "cut.rdi"
+    cut.write_bytes(image.read_bytes()[:-100])
+    for source in (bad, cut):
+        with pytest.raises(CorruptImageError) as e:
+            prepare(source, tmp_path / "out.torrent")
+        assert e.value.exit_code == 4
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.rdi",
+                                                              "cut.rdi"]
