@@ -116,6 +116,8 @@ def pieces_over(ranges, size):
 def test_wanted_and_held_pieces_follow_the_records(prepared, kind):
     image, summary, desc = prepared[kind]
     ranges, meta = entry_ranges(image)
+    with ImageReader(str(image)) as reader:
+        entries = reader.entries
     size = desc.piece_size
     wanted = pieces_over(ranges, size)
     assert desc.wanted_pieces() == sorted(wanted)
@@ -123,6 +125,13 @@ def test_wanted_and_held_pieces_follow_the_records(prepared, kind):
     last = desc.num_pieces - 1
     assert desc.wanted_bytes() == sum(
         size if i != last else desc.length - i * size for i in wanted)
+    data = pieces_over([(e.disk_offset, e.disk_offset + e.length)
+                        for e in entries if not e.is_zero], size)
+    assert desc.zero_pieces() == sorted(wanted - data)
+    with open(summary["raw"], "rb") as f:      # they are zeros in NAME.raw
+        for i in desc.zero_pieces():
+            f.seek(i * size)
+            assert f.read(size).count(0) == min(size, desc.length - i * size)
     zones = []
     for a in meta["areas"]:
         if a["kind"] in ("ebr", "gpt-backup"):
