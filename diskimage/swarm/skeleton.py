@@ -9,6 +9,7 @@ and the restore marker are taken over.
 """
 
 import hashlib
+import zlib
 
 from ..errors import CorruptImageError, InputError, UnsupportedError
 from ..image import format as fmt
@@ -75,6 +76,13 @@ def parse(skeleton, where):
     if len(skeleton) < head + fmt.TRAILER.size:
         raise CorruptImageError(f"{where}: skeleton of {len(skeleton)} bytes "
                                 f"is too short")
+    if zlib.crc32(skeleton[:head - 4]) != \
+            int.from_bytes(skeleton[head - 4:head], "little"):
+        # before any field is believed: a changed magic or version byte
+        # is a damaged skeleton, not another kind of file
+        raise CorruptImageError(f"{where}: skeleton's file header fails "
+                                f"its CRC (a damaged or altered skeleton)",
+                                offset=0)
     header = fmt.unpack_file_header(skeleton[:head], f"{where}: skeleton")
     if header["version_minor"] < 1:
         raise UnsupportedError(f"{where}: holds a format 1.0 image (no "

@@ -246,15 +246,15 @@ def test_changed_skeleton_byte_is_exit_4(prepared):
     spots = {"META payload": 64 + 68 + 10, "META header": 64 + 20,
              "INDX payload": index_at + 68 + 40,
              "trailer digest": len(skel) - 64 + 30,
-             "file header": 24}
+             "file header": 24, "magic": 0, "version": 8, "flags": 16}
     for where, at in spots.items():
         info = info_of(desc)
         bad = bytearray(skel)
         bad[at] ^= 0x01
         info[b"rdeploy"][b"skeleton"] = bytes(bad)
-        with pytest.raises((CorruptImageError, UnsupportedError)) as e:
+        with pytest.raises(CorruptImageError) as e:
             parse_info(reencoded(info), "t.torrent")
-        assert e.value.exit_code in (4, 7), where
+        assert e.value.exit_code == 4, where
         assert "\n" not in str(e.value)
 
 
@@ -333,3 +333,19 @@ def test_a_damaged_image_leaves_no_output(images, tmp_path):
         assert e.value.exit_code == 4
         assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.rdi",
                                                               "cut.rdi"]
+
+
+def test_a_skeleton_of_an_encrypted_or_1_0_image_is_refused(prepared):
+    _, _, desc = prepared["gpt"]
+    for change, error, code in (({"flags": 1}, InputError, 3),
+                                ({"version_minor": 0,
+                                  "checksum_algorithm": 1},
+                                 UnsupportedError, 7)):
+        header = fmt.FILE_HEADER.unpack(desc.skeleton[:64])
+        header.update(change)
+        info = info_of(desc)
+        info[b"rdeploy"][b"skeleton"] = fmt._sealed(
+            fmt.FILE_HEADER, "header_crc32", **header) + desc.skeleton[64:]
+        with pytest.raises(error) as e:
+            parse_info(reencoded(info), "t.torrent")
+        assert e.value.exit_code == code, str(e.value)
