@@ -253,3 +253,26 @@ def test_new_ids_after_the_download(torrents, kind, tmp_path):
         assert "disk signature" in result["ids"]
     assert not read_at(target, 0, 14) == restoremark.MAGIC
     assert rdeploy("verify-target", target).returncode == 0
+
+
+def test_a_block_device_target_end_to_end(torrents, tmp_path):
+    """A loop device (this test's own) as the target: BLKZEROOUT for the
+    guard zones, the pieces, the check, and a finish that moves the backup
+    GPT and gives new ids through loop devices over its partitions."""
+    disk, image, summary, desc = torrents["gpt"]
+    backing = filled(tmp_path / "dev.img", 72 * MiB)
+    with loop(backing, 0, 72 * MiB) as dev:
+        state = open_target(dev, desc, "lab.torrent", yes_checked=True)
+        assert state["disk_size"] == 72 * MiB and not state["resume"]
+        assert read_at(dev, 512, MiB - 512) == bytes(MiB - 512)
+        assert rdeploy("verify-target", dev).returncode == 13
+        receive_by_hand(desc, summary["raw"], dev)
+        check(dev, desc)
+        result = finish(dev, desc, new_ids=True, source_name="lab.torrent")
+        assert "disk GUID" in result["ids"] and len(result["steps"]) == 2
+        verdict = subprocess.run(["sgdisk", "-v", dev], capture_output=True,
+                                 text=True)
+        assert "No problems found" in verdict.stdout, verdict.stdout
+        assert blkid(dev, MiB, "UUID") != blkid(disk, MiB, "UUID")
+        fsck_clean(dev, MiB, 32 * MiB)
+        assert rdeploy("verify-target", dev).returncode == 0
