@@ -349,3 +349,19 @@ def test_a_skeleton_of_an_encrypted_or_1_0_image_is_refused(prepared):
         with pytest.raises(error) as e:
             parse_info(reencoded(info), "t.torrent")
         assert e.value.exit_code == code, str(e.value)
+
+
+def test_prepare_from_a_url_gives_the_same_torrent(prepared, images,
+                                                   tmp_path):
+    from tests.rangeserver import RangeServer
+    image, summary, desc = prepared["gpt"]
+    with RangeServer(image.parent) as server:
+        s = prepare(server.url(image.name), tmp_path / "gpt.torrent",
+                    web_seeds=["http://192.0.2.1/x.raw"],
+                    trackers=["http://192.0.2.1:6969/announce"],
+                    peers=[("192.0.2.1", 6881)])
+        assert server.sent >= image.stat().st_size
+    assert s["infohash"] == summary["infohash"]
+    assert (tmp_path / "gpt.torrent").read_bytes() == \
+        open(summary["torrent"], "rb").read()
+    assert sha256(tmp_path / "gpt.raw") == sha256(summary["raw"])
