@@ -47,42 +47,49 @@ def build(stream, index_payload, index_offset):
     return stream.header_raw + stream.meta_raw + index_raw + trailer
 
 
-def _payload_record(skeleton, at, tag, what, where):
+def _payload_record(skeleton, at, image_at, tag, what):
+    """(record, payload) of the META or INDX record at skeleton byte `at`
+    (image offset `image_at`, which errors name), checked."""
     layout = fmt.LAYOUT_11
     size = layout.record.size
     if at + size > len(skeleton):
-        raise CorruptImageError(f"{where}: skeleton ends in the {what} "
-                                f"record header", offset=at)
-    fields = fmt.unpack_record(skeleton[at:at + size], at, layout=layout)
+        raise CorruptImageError(f"ends in the {what} record header",
+                                offset=image_at)
+    fields = fmt.unpack_record(skeleton[at:at + size], image_at,
+                               layout=layout)
     if fields["tag"] != tag:
-        raise CorruptImageError(f"{where}: skeleton has no {what} record",
-                                offset=at)
+        raise CorruptImageError(f"has no {what} record", offset=image_at)
     end = at + size + fields["stored_size"]
     if end > len(skeleton):
-        raise CorruptImageError(f"{where}: skeleton ends in the {what}",
-                                offset=at)
+        raise CorruptImageError(f"ends in the {what}", offset=image_at)
     payload = skeleton[at + size:end]
     if not fmt.payload_ok(fields, payload, layout):
-        raise CorruptImageError(f"{where}: skeleton's {what} fails its "
-                                f"check", offset=at)
+        raise CorruptImageError(f"its {what} fails its check",
+                                offset=image_at)
     return skeleton[at:end], payload
 
 
 def parse(skeleton, where):
     """(root, metadata, entries) of a skeleton: file header | META record |
     INDX record | trailer, as the image stores them; the root recomputed
-    and equal to the trailer's (else CorruptImageError, exit 4)."""
-    head = fmt.FILE_HEADER.size
-    if len(skeleton) < head + fmt.TRAILER.size:
-        raise CorruptImageError(f"{where}: skeleton of {len(skeleton)} bytes "
-                                f"is too short")
+    and equal to the trailer's.  Any fault: CorruptImageError (exit 4),
+    "WHERE: damaged or altered skeleton: ..." with the image offset."""
+    try:
+        return _parse(skeleton, where)
+    except CorruptImageError as exc:
+        raise CorruptImageError(f"{where}: damaged or altered skeleton: "
+                                f"{exc}") from None
+
+
+def _parse(skeleton, where):
+    head, tail = fmt.FILE_HEADER.size, fmt.TRAILER.size
+    if len(skeleton) < head + tail:
+        raise CorruptImageError(f"{len(skeleton)} bytes is too short")
     if zlib.crc32(skeleton[:head - 4]) != \
             int.from_bytes(skeleton[head - 4:head], "little"):
         # before any field is believed: a changed magic or version byte
         # is a damaged skeleton, not another kind of file
-        raise CorruptImageError(f"{where}: skeleton's file header fails "
-                                f"its CRC (a damaged or altered skeleton)",
-                                offset=0)
+        raise CorruptImageError("file header checksum mismatch", offset=0)
     header = fmt.unpack_file_header(skeleton[:head], f"{where}: skeleton")
     if header["version_minor"] < 1:
         raise UnsupportedError(f"{where}: holds a format 1.0 image (no "
@@ -91,34 +98,33 @@ def parse(skeleton, where):
     if header["flags"] & fmt.FLAG_ENCRYPTED:
         raise InputError(f"{where}: holds an encrypted image; rdeploy swarm "
                          f"carries only plain images")
-    meta_raw, meta_payload = _payload_record(skeleton, head, fmt.TAG_META,
-                                             "metadata", where)
+    meta_raw, meta_payload = _payload_record(skeleton, head, head,
+                                             fmt.TAG_META, "metadata")
     index_at = head + len(meta_raw)
-    body = skeleton[:len(skeleton) - fmt.TRAILER.size]
-    index_raw, index_payload = _payload_record(body, index_at, fmt.TAG_INDEX,
-                                               "index", where)
+    body = skeleton[:len(skeleton) - tail]
+    trailer = fmt.unpack_trailer(skeleton[len(body):], len(body))
+    image_index = trailer["index_offset"]
+    if image_index < index_at:
+        raise CorruptImageError("the trailer's index offset is inside the "
+                                "metadata", offset=image_index)
+    index_raw, index_payload = _payload_record(body, index_at, image_index,
+                                               fmt.TAG_INDEX, "index")
     if index_at + len(index_raw) != len(body):
-        raise CorruptImageError(f"{where}: skeleton has bytes between its "
-                                f"index and trailer", offset=index_at)
-    trailer_at = len(body)
-    trailer = fmt.unpack_trailer(skeleton[trailer_at:], trailer_at)
-    root = fmt.image_digest(skeleton[:head], meta_raw, index_raw)
-    if root != trailer["digest"]:
-        raise CorruptImageError(f"{where}: skeleton's root digest differs "
-                                f"from its trailer's (a damaged or altered "
-                                f"skeleton)")
-    if trailer["stream_length"] != trailer["index_offset"] + \
-            len(index_raw) + fmt.TRAILER.size or \
-            trailer["index_offset"] < index_at:
-        raise CorruptImageError(f"{where}: skeleton's trailer does not match "
-                                f"its index")
+        raise CorruptImageError("bytes between its index and trailer",
+                                offset=image_index)
+    if fmt.image_digest(skeleton[:head], meta_raw, index_raw) != \
+            trailer["digest"]:
+        raise CorruptImageError("its root digest differs from its "
+                                "trailer's")
+    if trailer["stream_length"] != image_index + len(index_raw) + tail:
+        raise CorruptImageError("the trailer does not match its index",
+                                offset=image_index)
     meta = check_metadata(fmt.decode_metadata(meta_payload, head), head)
-    entries = _entries(index_payload, meta, header, trailer, where)
-    return root, meta, entries
+    return trailer["digest"], meta, _entries(index_payload, meta, header,
+                                             image_index)
 
 
-def _entries(payload, meta, header, trailer, where):
-    index_at = trailer["index_offset"]
+def _entries(payload, meta, header, index_at):
     found, end = [], 0
     for number, e in enumerate(fmt.unpack_index(payload, index_at)):
         check_chunk(meta, e.area, e.disk_offset, e.length,
@@ -126,12 +132,13 @@ def _entries(payload, meta, header, trailer, where):
         if e.kind not in (fmt.KIND_DATA, fmt.KIND_ZERO) or (
                 e.kind == fmt.KIND_DATA and
                 e.length > header["chunk_size"]):
-            raise CorruptImageError(f"{where}: skeleton index entry {number} "
-                                    f"has an impossible kind or length",
-                                    offset=index_at)
+            raise CorruptImageError("index entry with an impossible kind "
+                                    "or length", offset=e.record_offset,
+                                    chunk=number)
         if e.disk_offset < end:
-            raise CorruptImageError(f"{where}: skeleton index entry {number} "
-                                    f"is not in disk order", offset=index_at)
+            raise CorruptImageError("index entries out of disk order or "
+                                    "overlapping", offset=e.record_offset,
+                                    chunk=number)
         end = e.disk_offset + e.length
         found.append({"disk_offset": e.disk_offset, "length": e.length,
                       "kind": e.kind, "digest": e.checksum,

@@ -255,6 +255,8 @@ def test_changed_skeleton_byte_is_exit_4(prepared):
         with pytest.raises(CorruptImageError) as e:
             parse_info(reencoded(info), "t.torrent")
         assert e.value.exit_code == 4, where
+        assert str(e.value).startswith("t.torrent: damaged or altered "
+                                       "skeleton: "), str(e.value)
         assert "\n" not in str(e.value)
 
 
@@ -271,7 +273,7 @@ def test_a_forged_index_with_every_check_redone_fails_the_root(prepared):
         fmt.TAG_INDEX, bytes(payload)) + skel[-64:]
     info = info_of(desc)
     info[b"rdeploy"][b"skeleton"] = forged
-    with pytest.raises(CorruptImageError, match="root digest differs") as e:
+    with pytest.raises(CorruptImageError, match="t.torrent: damaged or altered skeleton: its root digest differs") as e:
         parse_info(reencoded(info), "t.torrent")
     assert e.value.exit_code == 4
 
@@ -365,3 +367,45 @@ def test_prepare_from_a_url_gives_the_same_torrent(prepared, images,
     assert (tmp_path / "gpt.torrent").read_bytes() == \
         open(summary["torrent"], "rb").read()
     assert sha256(tmp_path / "gpt.raw") == sha256(summary["raw"])
+
+
+def resealed(desc, change_entries):
+    """A skeleton whose index entries are changed and whose INDX record,
+    root and trailer are all made anew: consistent, as a hostile writer
+    would make it; only the entries' sense can be refused."""
+    skel = desc.skeleton
+    meta_len = 68 + fmt.RECORD_HEADER.unpack(skel, 64)["stored_size"]
+    index_at = 64 + meta_len
+    entries = fmt.unpack_index(skel[index_at + 68:len(skel) - 64], 0)
+    change_entries(entries)
+    payload = b"".join(e.pack(fmt.CURRENT) for e in entries)
+    index_raw = fmt.pack_payload_record(fmt.TAG_INDEX, payload)
+    root = fmt.image_digest(skel[:64], skel[64:index_at], index_raw)
+    trailer = fmt.unpack_trailer(skel[-64:], 0)
+    info = info_of(desc)
+    info[b"rdeploy"][b"skeleton"] = skel[:index_at] + index_raw + \
+        fmt.pack_trailer(trailer["index_offset"], trailer["stream_length"],
+                         root)
+    return reencoded(info)
+
+
+def test_a_consistent_skeleton_with_senseless_entries_is_refused(prepared):
+    _, _, desc = prepared["gpt"]
+
+    def swap(entries):
+        entries[1], entries[2] = entries[2], entries[1]
+
+    def past_the_disk(entries):
+        entries[-1].disk_offset = desc.length
+
+    def huge(entries):
+        entries[0].length = 1 << 62
+
+    for change, words in ((swap, "out of disk order"),
+                          (past_the_disk, "outside its area"),
+                          (huge, "outside its area")):
+        with pytest.raises(CorruptImageError, match=words) as e:
+            parse_info(resealed(desc, change), "t.torrent")
+        assert e.value.exit_code == 4
+    assert parse_info(resealed(desc, lambda entries: None), "t.torrent") \
+        .root == desc.root          # the resealing itself changes nothing
