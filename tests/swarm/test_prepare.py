@@ -17,7 +17,7 @@ from diskimage.swarm.descriptor import parse_info, parse_torrent
 from diskimage.swarm.rawview import prepare
 from tests.rdeploy_helpers import rdeploy
 from tests.smalldisk import MiB
-from tests.swarm.mapdisk import captured, gpt_image, mbr_image
+from tests.swarm.mapdisk import captured, gpt_image, mbr_image, odd_image
 
 KiB = 1 << 10
 
@@ -25,7 +25,7 @@ KiB = 1 << 10
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     d = tmp_path_factory.mktemp("images")
-    return {"gpt": gpt_image(d), "mbr": mbr_image(d)}
+    return {"gpt": gpt_image(d), "mbr": mbr_image(d), "odd": odd_image(d)}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def sha256(path):
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+@pytest.mark.parametrize("kind", ["gpt", "mbr", "odd"])
 def test_raw_is_what_a_plain_restore_leaves(prepared, kind, tmp_path):
     image, summary, desc = prepared[kind]
     target = tmp_path / "plain.img"
@@ -66,7 +66,7 @@ def test_raw_is_what_a_plain_restore_leaves(prepared, kind, tmp_path):
         assert summary["root"] == reader.root.hex() == desc.root.hex()
 
 
-@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+@pytest.mark.parametrize("kind", ["gpt", "mbr", "odd"])
 def test_libtorrent_finds_every_piece_valid(prepared, kind):
     lt = libtorrent()
     _, summary, desc = prepared[kind]
@@ -112,7 +112,7 @@ def pieces_over(ranges, size):
             for i in range(start // size, (end - 1) // size + 1)}
 
 
-@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+@pytest.mark.parametrize("kind", ["gpt", "mbr", "odd"])
 def test_wanted_and_held_pieces_follow_the_records(prepared, kind):
     image, summary, desc = prepared[kind]
     ranges, meta = entry_ranges(image)

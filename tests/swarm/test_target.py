@@ -19,7 +19,8 @@ from diskimage.swarm.rawview import prepare
 from diskimage.swarm.target import check, finish, marker_name, open_target
 from tests.rdeploy_helpers import rdeploy
 from tests.smalldisk import MiB, read_at
-from tests.swarm.mapdisk import gpt_image, loop, mbr_image, receive_by_hand
+from tests.swarm.mapdisk import (gpt_image, loop, mbr_image, odd_image,
+                                 receive_by_hand)
 
 FILL = b"\xa5"
 
@@ -28,7 +29,8 @@ FILL = b"\xa5"
 def torrents(tmp_path_factory):
     d = tmp_path_factory.mktemp("tgt")
     out = {}
-    for kind, build in (("gpt", gpt_image), ("mbr", mbr_image)):
+    for kind, build in (("gpt", gpt_image), ("mbr", mbr_image),
+                        ("odd", odd_image)):
         disk, image = build(d)
         summary = prepare(image, d / f"{kind}.torrent")
         desc = parse_torrent((d / f"{kind}.torrent").read_bytes(),
@@ -42,6 +44,7 @@ def filled(path, size):
     with open(path, "wb") as f:
         for _ in range(size // MiB):
             f.write(FILL * MiB)
+        f.write(FILL * (size % MiB))
     return path
 
 
@@ -75,7 +78,7 @@ def test_a_mounted_target_is_refused(torrents, tmp_path):
     assert read_at(target, 0, 512) == bytes(512)
 
 
-@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+@pytest.mark.parametrize("kind", ["gpt", "mbr", "odd"])
 def test_marker_first_guard_zones_zeroed_rest_untouched(torrents, kind,
                                                         tmp_path):
     _, _, summary, desc = torrents[kind]
@@ -130,7 +133,7 @@ def received(torrents, kind, target):
     return desc
 
 
-@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+@pytest.mark.parametrize("kind", ["gpt", "mbr", "odd"])
 def test_check_passes_a_whole_receive_and_it_equals_the_disk(torrents, kind,
                                                              tmp_path):
     disk, image, _, _ = torrents[kind]
