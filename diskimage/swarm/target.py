@@ -116,15 +116,16 @@ def open_target(path, desc, source_name, *, yes_checked):
         _refuse(path, desc, disk)
         zones = guard_zones(desc, disk.size)
         found = _marker_of(disk)
+        front = skeleton.front(desc.skeleton)
         if found is not None and found.name.startswith(PREFIX) and \
-                found.root == desc.root and found.front == skeleton.front(desc.skeleton) and \
+                found.root == desc.root and found.front == front and \
                 found.phase == restoremark.PHASE_RECORDS and \
                 found.plan == _plan(desc, disk.size):
             return {"resume": True, "marker": found, "guard_zones": zones,
                     "disk_size": disk.size}
         now = int(time.time())
         marker = restoremark.Marker(
-            offset=0, front=skeleton.front(desc.skeleton), plan=_plan(desc, disk.size),
+            offset=0, front=front, plan=_plan(desc, disk.size),
             name=marker_name(source_name), root=desc.root,
             chunks=len(desc.entries), total_bytes=desc.wanted_bytes(),
             started=now, updated=now)
@@ -210,7 +211,8 @@ def finish(path, desc, *, new_ids, source_name=None):
                 sync(disk)
             return {"steps": [], "ids": {}}
         marker = restoremark.Marker(
-            offset=0, front=skeleton.front(desc.skeleton), plan=_plan(desc, disk.size),
+            offset=0, front=skeleton.front(desc.skeleton),
+            plan=_plan(desc, disk.size),
             name=marker_name(source_name) if source_name else PREFIX,
             root=desc.root, phase=restoremark.PHASE_FINISHING)
         restoremark.write(disk, marker)

@@ -273,7 +273,8 @@ def test_a_forged_index_with_every_check_redone_fails_the_root(prepared):
         fmt.TAG_INDEX, bytes(payload)) + skel[-64:]
     info = info_of(desc)
     info[b"rdeploy"][b"skeleton"] = forged
-    with pytest.raises(CorruptImageError, match="t.torrent: damaged or altered skeleton: its root digest differs") as e:
+    with pytest.raises(CorruptImageError, match="t.torrent: damaged or "
+                       "altered skeleton: its root digest differs") as e:
         parse_info(reencoded(info), "t.torrent")
     assert e.value.exit_code == 4
 
