@@ -19,7 +19,7 @@ import urllib.parse
 import uuid
 import zlib
 
-from .. import restoremark
+from .. import markername, restoremark
 from ..errors import (CorruptImageError, IncompleteTargetError, InputError,
                       TargetError)
 from ..fs import resize as fsresize
@@ -35,7 +35,7 @@ from ..tables import gpt
 from ..tables.write import protective_mbr
 from . import skeleton
 
-PREFIX = "swarm:"
+PREFIX = markername.SWARM_PREFIX
 BLOCK = 4 << 20
 
 
@@ -47,13 +47,13 @@ def marker_name(source):
     if source.startswith(PREFIX):
         return source
     if source.startswith("magnet:"):
-        return PREFIX + source.split("&", 1)[0]
+        return markername.swarm(source.split("&", 1)[0])
     parts = urllib.parse.urlsplit(source)
     if parts.scheme in ("http", "https") and parts.netloc:
         host = parts.netloc.rsplit("@", 1)[-1]
-        return PREFIX + urllib.parse.urlunsplit(
-            (parts.scheme, host, parts.path, "", ""))
-    return PREFIX + os.path.abspath(source)
+        return markername.swarm(urllib.parse.urlunsplit(
+            (parts.scheme, host, parts.path, "", "")))
+    return markername.swarm(os.path.abspath(source))
 
 
 def _plan(desc, target_size):
