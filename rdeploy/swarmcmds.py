@@ -113,15 +113,21 @@ def cmd_seed(args):
                 json_line("status", progress.stream, command="swarm seed",
                           **summary)
 
-        if not progress.quiet and not progress.json:
-            where = f"{listen[0] or '*'}:{listen[1]}"
-            also = f"; opentracker on port {tracker}" if tracker else ""
-            print(f"rdeploy: seeding {len(args['TORRENT'])} torrent(s) on "
-                  f"{safe(where)}{also}; Ctrl-C ends it", file=sys.stderr,
-                  flush=True)
+        def ready():
+            if progress.json:
+                json_line("ready", progress.stream, command="swarm seed",
+                          listen=list(listen), tracker_port=tracker,
+                          torrents=list(args["TORRENT"]))
+            elif not progress.quiet:
+                where = f"{listen[0] or '*'}:{listen[1]}"
+                also = f"; opentracker on port {tracker}" if tracker else ""
+                print(f"rdeploy: seeding {len(args['TORRENT'])} torrent(s) "
+                      f"on {safe(where)}{also}; Ctrl-C ends it",
+                      file=sys.stderr, flush=True)
+
         try:
             seed(args["TORRENT"], listen=listen, upload_rate=upload,
-                 tracker_port=tracker, progress=status)
+                 tracker_port=tracker, progress=status, ready=ready)
         except KeyboardInterrupt as exc:
             summary = getattr(exc, "summary", None)
             if summary is not None:

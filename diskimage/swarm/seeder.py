@@ -120,12 +120,15 @@ class Seeder:
 
 
 def seed(torrents, *, listen, upload_rate=None, tracker_port=None,
-         progress=None, stop=None):
-    """Serve `torrents` until `stop()` is true; the summary.  On an
-    interrupt the summary so far rides on the KeyboardInterrupt
-    (`.summary`) for the command to print."""
+         progress=None, stop=None, ready=None):
+    """Serve `torrents` until `stop()` is true; the summary.  `ready()`
+    once every torrent is served (and the tracker runs).  On an interrupt
+    the summary so far rides on the KeyboardInterrupt (`.summary`) for the
+    command to print."""
     with Seeder(torrents, listen=listen, upload_rate=upload_rate,
                 tracker_port=tracker_port, progress=progress) as seeder:
+        if ready is not None:
+            ready()
         try:
             return seeder.run(stop)
         except KeyboardInterrupt as exc:

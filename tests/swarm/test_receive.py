@@ -113,6 +113,7 @@ def lab(tmp_path_factory):
     magnet = result.stdout.decode().strip()
     seeder = start("swarm", "seed", torrent, f"--listen={SEED}:{port}",
                    f"--run-tracker={tracker}", "--progress=json")
+    seeder.until(lambda r: r.of("ready"), what="the seeder ready")
     try:
         yield {"dir": d, "image": image, "torrent": torrent,
                "magnet": magnet, "port": port, "seeder": seeder,
