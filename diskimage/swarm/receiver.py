@@ -52,7 +52,7 @@ class Receive:
         self.lt = libtorrent()
         self.source, self.target = source, target
         self.source_name = source_name      # SOURCE as given
-        self.shown = sources.marker_name(source_name)
+        self.shown = sources.shown(source_name)
         self.extra_peers = list(peers)
         self.listen, self.wait = listen, wait
         self.rates = (upload_rate, download_rate)
@@ -64,6 +64,7 @@ class Receive:
         self.tmpdir = None
         self.marked = False
         self.done = self.total = self.downloaded = 0
+        self.zero = []
         self.tally = None
         self.hash_failures = 0
         self.told = set()
@@ -153,19 +154,42 @@ class Receive:
         params = sessions.add_params(desc, self.tmpdir,
                                      peers=self._peers(desc.peers),
                                      flags=flags)
-        held = set(desc.held_pieces())
+        held, zero = set(desc.held_pieces()), set(self.zero)
         params.piece_priorities = [
-            PRIORITY if marks and i not in held else 0
+            PRIORITY if marks and i not in held and i not in zero else 0
             for i, marks in enumerate(desc.wanted_marks())]
         self.handle = self.session.add_torrent(params)
         sessions.connect(self.handle, self._peers(desc.peers))
 
+    def _zero(self):
+        """Zero the wanted pieces that hold no DATA byte on the target
+        itself (a punched hole, BLKZEROOUT) instead of fetching them: they
+        are zeros in NAME.raw.  libtorrent is never told it has them, so
+        they are not served (every receiver zeroes its own)."""
+        from ..host.device import open_target, sync, zero_range
+        ranges = []
+        for index in self.zero:
+            start, end = self.desc.piece_range(index)
+            if ranges and ranges[-1][1] == start:
+                ranges[-1][1] = end
+            else:
+                ranges.append([start, end])
+        if not ranges:
+            return
+        with open_target(self.target) as disk:
+            for start, end in ranges:
+                zero_range(disk, start, end - start)
+            sync(disk)
+
     def _phases(self):
         """The pieces of each phase, in order: the wanted pieces not held,
-        the held ones but the last, the last (byte 0's)."""
-        held = self.desc.held_pieces()
+        the held ones but the last, the last (byte 0's); those zeroed
+        here are in none."""
+        zero = set(self.zero)
+        held = [i for i in self.desc.held_pieces() if i not in zero]
         hold = set(held)
-        first = [i for i in self.desc.wanted_pieces() if i not in hold]
+        first = [i for i in self.desc.wanted_pieces()
+                 if i not in hold and i not in zero]
         return [p for p in (first, held[:-1], held[-1:]) if p]
 
     def _piece_bytes(self, indices):
@@ -196,7 +220,7 @@ class Receive:
         wanted = self.desc.wanted_pieces()
         self.total = self._piece_bytes(wanted)
         stall = Stall()
-        phases = self._phases()
+        phases, zero = self._phases(), set(self.zero)
         for number, pieces in enumerate(phases):
             if number:
                 self.handle.prioritize_pieces(
@@ -206,7 +230,7 @@ class Receive:
                 have = status.pieces
                 if have:
                     self.done = self._piece_bytes(
-                        i for i in wanted if have[i])
+                        i for i in wanted if have[i] or i in zero)
                 if self.progress is not None:
                     self.progress(self.done, self.total)
                 if have and all(have[i] for i in pieces):
@@ -276,7 +300,11 @@ class Receive:
                 self.desc = source
                 self._open(source.peers, source.web_seeds)
             resumed = self._open_target()
-            self.tally = Tally(self.lt, self.desc.wanted_pieces())
+            self.zero = self.desc.zero_pieces()
+            zero = set(self.zero)
+            self.tally = Tally(self.lt, [i for i in self.desc.wanted_pieces()
+                                         if i not in zero])
+            self._zero()
             self._add(resumed)
             self._download()
             checked = targets.check(self.target, self.desc,
@@ -302,6 +330,7 @@ class Receive:
                 "root": self.desc.root.hex(),
                 "infohash": self.desc.infohash,
                 "wanted_bytes": self.total,
+                "zeroed_bytes": self._piece_bytes(self.zero),
                 "downloaded_bytes": self.downloaded,
                 "web_seed_bytes": min(tally.web_seed_bytes, self.downloaded),
                 "peer_bytes": max(0, self.downloaded - tally.web_seed_bytes),

@@ -11,8 +11,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import InputError, UsageError
 from ..remote import is_url, open_input
-from ..remote.urls import shown
+from ..remote.urls import shown as url_shown
 from . import descriptor
+from .target import PREFIX, marker_name
 
 #: The largest descriptor read (a torrent of rdeploy holds its skeleton:
 #: metadata and index, some MiB for a large disk).
@@ -42,7 +43,7 @@ def is_magnet(text):
 def parse_magnet(uri):
     """The Magnet of `uri`; InputError (3) when it names no v1 infohash."""
     from .session import peer_address
-    shown_uri = marker_name(uri)
+    shown_uri = shown(uri)
     infohash, fields = None, Magnet(uri, "")
     for key, value in parse_qsl(urlsplit(uri).query, keep_blank_values=True):
         if key == "xt" and value.lower().startswith("urn:btih:"):
@@ -70,15 +71,11 @@ def parse_magnet(uri):
     return fields
 
 
-def marker_name(source):
-    """SOURCE as the restore marker and messages name it: a file path made
-    absolute, a URL without credentials or query, a magnet link cut at its
-    first "&" (its trackers and peers are not its name)."""
-    if is_magnet(source):
-        return source.split("&", 1)[0]
-    if is_url(source):
-        return shown(source)
-    return os.path.abspath(source)
+def shown(source):
+    """SOURCE as messages name it: the restore marker's name without its
+    "swarm:" (target.marker_name: a path made absolute, a URL without
+    credentials or query, a magnet link cut at its first "&")."""
+    return marker_name(source)[len(PREFIX):]
 
 
 def load(source, *, ca_file=None):
@@ -89,7 +86,7 @@ def load(source, *, ca_file=None):
     if is_magnet(source):
         return parse_magnet(source)
     if is_url(source):
-        name = shown(source)
+        name = url_shown(source)
         with open_input(source, ca_file=ca_file) as remote:
             if remote.size is not None and remote.size > MAX_TORRENT:
                 raise InputError(f"{name}: {remote.size} bytes: larger than "
@@ -119,5 +116,5 @@ def from_metadata(magnet, info_bytes):
     """The Descriptor of a magnet link's info dict fetched from the peers
     (libtorrent checked that it hashes to the link's infohash)."""
     return descriptor.parse_info(
-        info_bytes, marker_name(magnet.uri), web_seeds=magnet.web_seeds,
+        info_bytes, shown(magnet.uri), web_seeds=magnet.web_seeds,
         trackers=magnet.trackers, peers=magnet.peers)

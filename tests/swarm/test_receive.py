@@ -180,10 +180,11 @@ def test_a_web_seed_alone(lab, tmp_path):
         run = receive(20, torrent, target, "--wait=20")
         assert run.wait(60) == 0, run.stderr
         result = run.of("end")[0]["result"]
-        assert result["web_seed_bytes"] == result["wanted_bytes"], result
+        fetched = result["wanted_bytes"] - result["zeroed_bytes"]
+        assert result["web_seed_bytes"] == fetched, result
+        assert result["downloaded_bytes"] == fetched, result
         assert result["peer_bytes"] == 0, result
-        assert result["wanted_bytes"] <= server.sent < \
-            result["wanted_bytes"] * 1.25, server.sent
+        assert fetched <= server.sent < fetched * 1.25, server.sent
         assert all(path == "/srv/solo.raw" for _, path, _ in
                    server.requests), server.requests
     restored(target, lab)
