@@ -201,8 +201,8 @@ Options:
   --run-tracker=PORT   swarm seed: also run opentracker on this port (TCP
                        and UDP, 1024 up) for the TORRENTs' infohashes.
   --seed-time=S        swarm receive: after TARGET is checked, go on
-                       serving for S seconds [default: 0]; with
-                       --seed-until, the most it waits (0: no limit).
+                       serving for S seconds [default: 0]; the most it
+                       waits when --seed-until is given (0: no limit).
   --seed-until=K       swarm receive: after TARGET is checked, go on serving
                        until K machines (this one included) hold the whole
                        disk, as far as its peers tell.
