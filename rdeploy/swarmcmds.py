@@ -7,10 +7,10 @@ import time
 from cliutil.progress import json_line
 from cliutil.runner import whole_number
 from cliutil.text import safe
-from diskimage.errors import TargetError, UsageError
+from diskimage.errors import UsageError
 from diskimage.sizes import format_size
 
-from . import imagecmds, remotecmds
+from . import imagecmds, remotecmds, targetcmds
 
 
 def _rate(args, name):
@@ -156,20 +156,10 @@ def _seed_summary(progress, summary):
 
 def _confirm(args, progress):
     """Asked before anything is fetched: the whole disk is overwritten."""
-    if args["--yes"]:
-        return
-    target = args["TARGET"]
-    if progress.json:
-        raise TargetError(f"swarm receive needs --yes to write {target} "
-                          f"(--progress=json never asks)")
-    if not sys.stdin.isatty():
-        raise TargetError(f"swarm receive needs --yes to write {target} "
-                          f"(no terminal to ask on)")
-    print(f"rdeploy: the swarm's image will overwrite everything on "
-          f"{safe(target)}. Type 'yes' to go on: ", end="", file=sys.stderr,
-          flush=True)
-    if sys.stdin.readline().strip().lower() != "yes":
-        raise TargetError(f"{target}: not confirmed; nothing written")
+    targetcmds.confirm_overwrite(
+        args, progress, "swarm receive",
+        f"the swarm's image will overwrite everything on "
+        f"{safe(args['TARGET'])}.")
 
 
 def _receive_values(args):

@@ -246,3 +246,21 @@ def start(args, *, env=None, cwd=None, inherit=True, stdin=DEVNULL,
         if error is None:
             raise
         raise error from None
+
+
+def stop_group(proc, signals, grace=3):
+    """Stop `proc`, started in a session of its own (no_tty): each of
+    `signals` in turn to its process group, the next one after `grace`
+    seconds without an exit; waits for it and returns its exit status."""
+    if proc.poll() is None:
+        for signum in signals:
+            try:
+                os.killpg(proc.pid, signum)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(grace)
+                break
+            except TimeoutExpired:
+                continue
+    return proc.wait()

@@ -9,7 +9,8 @@ import os
 import time
 
 from ..errors import InputError
-from . import descriptor, libtorrent, session as sessions
+from . import libtorrent, session as sessions
+from .source import load_file
 from .tally import Tally
 from .tracker import Tracker
 
@@ -19,14 +20,7 @@ TICK = 0.5
 def load_torrent(path):
     """(Descriptor, directory) of TORRENT `path`; its NAME.raw checked:
     there, a file of the torrent's length (InputError, exit 3)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(descriptor.MAX_SKELETON * 2 + 1)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read it: {exc.strerror}") from None
-    desc = descriptor.parse_torrent(data, path)
+    desc = load_file(path)
     directory = os.path.dirname(os.path.abspath(path))
     raw = os.path.join(directory, desc.name)
     try:

@@ -5,7 +5,6 @@ then parsed as a torrent's would be."""
 
 import base64
 import dataclasses
-import os
 import re
 from urllib.parse import parse_qsl, urlsplit
 
@@ -85,27 +84,35 @@ def load(source, *, ca_file=None):
     CorruptImageError (4) for a damaged skeleton."""
     if is_magnet(source):
         return parse_magnet(source)
-    if is_url(source):
-        name = url_shown(source)
-        with open_input(source, ca_file=ca_file) as remote:
-            if remote.size is not None and remote.size > MAX_TORRENT:
-                raise InputError(f"{name}: {remote.size} bytes: larger than "
-                                 f"any torrent of rdeploy "
-                                 f"({MAX_TORRENT >> 20} MiB)")
-            data = remote.read(MAX_TORRENT + 1)
-    else:
-        name = source
-        try:
-            with open(source, "rb") as f:
-                data = f.read(MAX_TORRENT + 1)
-        except FileNotFoundError:
-            raise InputError(f"{source}: no such file") from None
-        except IsADirectoryError:
-            raise InputError(f"{source}: a directory, not a torrent") \
-                from None
-        except OSError as exc:
-            raise InputError(f"{source}: cannot read it: {exc.strerror}") \
-                from None
+    if not is_url(source):
+        return load_file(source)
+    name = url_shown(source)
+    with open_input(source, ca_file=ca_file) as remote:
+        if remote.size is not None and remote.size > MAX_TORRENT:
+            raise InputError(f"{name}: {remote.size} bytes: larger than any "
+                             f"torrent of rdeploy ({MAX_TORRENT >> 20} MiB)")
+        data = remote.read(MAX_TORRENT + 1)
+    return _parse(data, name)
+
+
+def load_file(path):
+    """The Descriptor of the .torrent file at `path` (InputError for a
+    missing or unreadable file, one larger than MAX_TORRENT, or one that
+    is not a torrent of rdeploy)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_TORRENT + 1)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: a directory, not a torrent") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it: {exc.strerror}") \
+            from None
+    return _parse(data, path)
+
+
+def _parse(data, name):
     if len(data) > MAX_TORRENT:
         raise InputError(f"{name}: larger than any torrent of rdeploy "
                          f"({MAX_TORRENT >> 20} MiB)")

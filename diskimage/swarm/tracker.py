@@ -91,18 +91,7 @@ class Tracker:
                          if line.strip()) or "no output"
 
     def stop(self, grace=3):
-        if self.proc.poll() is None:
-            for signum in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(self.proc.pid, signum)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.proc.wait(grace)
-                    break
-                except tools.TimeoutExpired:
-                    continue
-        self.proc.wait()
+        tools.stop_group(self.proc, (signal.SIGTERM, signal.SIGKILL), grace)
         for name in (self.whitelist, self.log):
             try:
                 os.unlink(name)
