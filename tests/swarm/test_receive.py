@@ -270,3 +270,13 @@ def test_no_peers_gives_up_after_wait(lab, tmp_path):
     check(result, 15, "no data for 5 s", "marked incomplete")
     result = rdeploy("verify-target", target)
     assert result.returncode == 13, result.stderr.decode()
+
+
+def test_a_listen_address_in_use(lab, tmp_path):
+    """--listen is where the peers are told to look: a port in use (the
+    seeder's) is refused (15), not swapped for the next free one."""
+    target = tmp_path / "pc.img"
+    result = rdeploy("swarm", "receive", lab["torrent"], target, "--yes",
+                     f"--listen={SEED}:{lab['port']}")
+    check(result, 15, "cannot listen", f"{SEED}:{lab['port']}")
+    assert not target.exists()
