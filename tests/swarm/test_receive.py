@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -280,3 +281,28 @@ def test_a_listen_address_in_use(lab, tmp_path):
                      f"--listen={SEED}:{lab['port']}")
     check(result, 15, "cannot listen", f"{SEED}:{lab['port']}")
     assert not target.exists()
+
+
+def test_opentracker_dies_with_a_killed_seeder(lab):
+    """SIGKILL gives the seeder no clean-up: the kernel's death signal
+    ends its opentracker (started as nobody, so dropping root does not
+    clear it)."""
+    tracker = free_port()
+    seeder = start("swarm", "seed", lab["torrent"],
+                   f"--listen={SEED}:{free_port()}",
+                   f"--run-tracker={tracker}", "--progress=json")
+    seeder.until(lambda r: r.of("ready"), what="the seeder ready")
+    pattern = f"opentracker -p {tracker} "
+
+    def trackers():
+        return subprocess.run(["pgrep", "-f", pattern], capture_output=True,
+                              text=True).stdout.split()
+
+    assert len(trackers()) == 1
+    seeder.proc.kill()
+    seeder.wait(10)
+    for _ in range(50):
+        if not trackers():
+            break
+        time.sleep(0.1)
+    assert trackers() == [], "opentracker outlived a killed seeder"
