@@ -144,8 +144,8 @@ class Seeding:
     def _words(self, summary):
         return "; ".join(
             f"{os.path.relpath(t['torrent'], self.root)} "
-            f"{format_size(t['uploaded_bytes'])} uploaded to "
-            f"{t['peers_seen']} peers" for t in summary["torrents"])
+            f"{format_size(t['uploaded_bytes'])} uploaded (peers seen: "
+            f"{t['peers_seen']})" for t in summary["torrents"])
 
     def _progress(self, summary):
         """The seeder's every tick: a line every LOG_EVERY s at most, when

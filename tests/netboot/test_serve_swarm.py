@@ -1,0 +1,182 @@
+"""`pxeconf serve` as the swarm's first seed, on loopback, with a real
+client: `rdeploy swarm receive` (libtorrent) of a torrent that `rdeploy
+swarm prepare` wrote into the boot root.
+
+- The site's swarm-seed, added by an edit while serve runs, starts the
+  seeder (serve's own process); a receiver given only that peer gets
+  every byte from it; the disk passes fsck and the files' digests,
+  verify-target against the image, and equals a host restore.
+- An edit naming a torrent that does not load keeps what was seeded.
+- SIGTERM stops the seeder with serve: its last line counts the upload,
+  and its port is free again.
+- With no seeder at all, the NAME.raw that serve's HTTP server publishes
+  is a web seed (BEP 19 Range requests) a receiver completes from.
+- A swarm-seed torrent that does not load stops serve before it serves.
+"""
+
+import hashlib
+import json
+import signal
+import socket
+
+import pytest
+
+import demodisk
+from tests.rdeploy_helpers import rdeploy
+from tests.servehelpers import Serve, free_port, make_site
+
+pytestmark = pytest.mark.needs("tftp", "curl", "e2fsck", "fsck.fat",
+                               "mcopy")
+pytest.importorskip("libtorrent")
+
+HOST = "127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    d = tmp_path_factory.mktemp("golden")
+    disk, image = d / "golden.img", d / "golden.rdi"
+    manifest = demodisk.make_gpt_demo(disk, files=60)
+    result = rdeploy("capture", disk, image, "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    return image, manifest, disk.stat().st_size
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(site, *extra, **kw):
+        server = Serve(site, *extra, **kw)
+        servers.append(server)
+        return server
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _prepare(image, boot, *options):
+    (boot / "images").mkdir(exist_ok=True)
+    torrent = boot / "images" / "lab.torrent"
+    result = rdeploy("swarm", "prepare", image, "-o", torrent, "--quiet",
+                     *options)
+    assert result.returncode == 0, result.stderr.decode()
+    return torrent
+
+
+def _edit(site, keys):
+    text = site.read_text()
+    site.write_text(text.replace("[site]\n", f"[site]\n{keys}", 1))
+
+
+def _receive(url, target, size):
+    """`rdeploy swarm receive URL TARGET --yes` onto a blank disk file of
+    `size` bytes: its end event's result."""
+    with open(target, "wb") as f:
+        f.truncate(size)
+    result = rdeploy("swarm", "receive", url, target, "--yes",
+                     f"--listen={HOST}:{free_port()}", "--wait=30",
+                     "--progress=json")
+    lines = result.stderr.decode().splitlines()
+    assert result.returncode == 0, "\n".join(lines[-5:])
+    end = json.loads(lines[-1])
+    assert end["event"] == "end" and end["exit_code"] == 0, end
+    assert end["result"]["verified"] is True, end
+    return end["result"]
+
+
+def _sha(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _judge(target, image, manifest, scratch):
+    """fsck and the files' digests, verify-target, a host restore."""
+    assert demodisk.check_disk(target, manifest) == []
+    result = rdeploy("verify-target", target, image)
+    assert result.returncode == 0, result.stderr.decode()
+    host = scratch / "host.img"
+    with open(host, "wb") as f:
+        f.truncate(target.stat().st_size)
+    result = rdeploy("restore", image, host, "--yes", "--quiet")
+    assert result.returncode == 0, result.stderr.decode()
+    assert _sha(target) == _sha(host)
+
+
+def _port_free(port):
+    with socket.socket() as s:
+        s.bind((HOST, port))
+
+
+def test_serve_seeds_the_site_torrents_and_stops_with_them(
+        golden, serve, tmp_path):
+    image, manifest, size = golden
+    site = make_site(tmp_path / "site")
+    boot = site.parent / "boot"
+    port = free_port()
+    _prepare(image, boot, f"--peer={HOST}:{port}")    # no web seed
+    server = serve(site)
+    server.ready()
+    _edit(site, f"swarm-seed = images/lab.torrent\nswarm-port = {port}\n")
+    server.wait_for(f"swarm: seeding images/lab.torrent on {HOST}:{port}")
+
+    got = _receive(server.url + "images/lab.torrent", tmp_path / "disk.img",
+                   size)
+    assert got["web_seed_bytes"] == 0, got
+    assert got["peer_bytes"] >= got["wanted_bytes"] > 0, got
+    _judge(tmp_path / "disk.img", image, manifest, tmp_path)
+
+    # an edit whose torrent does not load: logged, the seeder stays
+    (boot / "images" / "bad.torrent").write_bytes(b"d4:infoi1ee")
+    (boot / "images" / "bad.raw").write_bytes(b"")
+    text = site.read_text()
+    site.write_text(text.replace("swarm-seed = images/lab.torrent",
+                                 "swarm-seed = images/bad.torrent"))
+    said = server.wait_for("swarm: the site's torrents do not load")
+    assert "still seeding what was seeded" in said and "bad.torrent" in said
+
+    assert server.stop(signal.SIGTERM) == 143, server.text()
+    last = server.wait_for("swarm: stopped seeding: ")
+    assert "images/lab.torrent " in last and "(peers seen: 1)" in last, last
+    uploaded = last.split("images/lab.torrent ", 1)[1].split(" uploaded")[0]
+    assert uploaded != "0 B", last
+    _port_free(port)
+
+
+def test_the_raw_file_in_the_root_is_a_web_seed(golden, serve, tmp_path):
+    image, manifest, size = golden
+    site = make_site(tmp_path / "site")
+    boot = site.parent / "boot"
+    http_port = free_port()
+    _prepare(image, boot, f"--web-seed=http://{HOST}:{http_port}/images/")
+    server = serve(site, http_port=http_port)
+    server.ready()
+    got = _receive(server.url + "images/lab.torrent", tmp_path / "disk.img",
+                   size)
+    assert got["peer_bytes"] == 0, got
+    assert got["web_seed_bytes"] >= got["wanted_bytes"] > 0, got
+    assert "swarm:" not in server.text()          # no seeder was asked for
+    _judge(tmp_path / "disk.img", image, manifest, tmp_path)
+    assert any("images/lab.raw to 127.0.0.1: 206" in line
+               for line in server.lines if line), server.text()
+
+
+def test_a_torrent_that_does_not_load_stops_serve_before_it_serves(
+        serve, tmp_path):
+    site = make_site(tmp_path / "site")
+    images = site.parent / "boot" / "images"
+    images.mkdir()
+    (images / "lab.torrent").write_bytes(b"not bencode")
+    (images / "lab.raw").write_bytes(b"")
+    _edit(site, "swarm-seed = images/lab.torrent\n")
+    server = serve(site)
+    code = server.proc.wait(60)
+    server.close()
+    errors = [line for line in server.lines
+              if line and line.startswith("pxeconf: error: ")]
+    assert code == 3, server.text()
+    assert len(errors) == 1 and "lab.torrent" in errors[0], server.text()
+    assert not any("serving " in line for line in server.lines if line)
