@@ -18,10 +18,14 @@ import hashlib
 import json
 import signal
 import socket
+import time
+import urllib.parse
+import urllib.request
 
 import pytest
 
 import demodisk
+from diskimage.swarm import bencode, descriptor
 from tests.rdeploy_helpers import rdeploy
 from tests.servehelpers import Serve, free_port, make_site
 
@@ -30,6 +34,10 @@ pytestmark = pytest.mark.needs("tftp", "curl", "e2fsck", "fsck.fat",
 pytest.importorskip("libtorrent")
 
 HOST = "127.0.0.1"
+#: The receiver's own address: libtorrent keeps one connection per
+#: address, so a receiver on the seeder's would lose the connection the
+#: seeder opens to it (from the tracker) against its own to the seeder.
+RECEIVER = "127.0.0.9"
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +83,7 @@ def _receive(url, target, size):
     with open(target, "wb") as f:
         f.truncate(size)
     result = rdeploy("swarm", "receive", url, target, "--yes",
-                     f"--listen={HOST}:{free_port()}", "--wait=30",
+                     f"--listen={RECEIVER}:{free_port()}", "--wait=30",
                      "--progress=json")
     lines = result.stderr.decode().splitlines()
     assert result.returncode == 0, "\n".join(lines[-5:])
@@ -107,8 +115,12 @@ def _judge(target, image, manifest, scratch):
 
 
 def _port_free(port):
+    """Nothing listens on `port` (SO_REUSEADDR: connections the seeder
+    closed may linger in TIME_WAIT)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((HOST, port))
+        s.listen()
 
 
 def test_serve_seeds_the_site_torrents_and_stops_with_them(
@@ -140,9 +152,64 @@ def test_serve_seeds_the_site_torrents_and_stops_with_them(
 
     assert server.stop(signal.SIGTERM) == 143, server.text()
     last = server.wait_for("swarm: stopped seeding: ")
-    assert "images/lab.torrent " in last and "(peers seen: 1)" in last, last
+    assert "images/lab.torrent " in last and "(peers seen: " in last, last
+    assert "(peers seen: 0)" not in last, last
     uploaded = last.split("images/lab.torrent ", 1)[1].split(" uploaded")[0]
     assert uploaded != "0 B", last
+    _port_free(port)
+
+
+def _tracker_counts(port, infohash):
+    """opentracker's answer to one announce for `infohash` (a leecher
+    that has nothing): its bencoded dict, or None when it does not
+    answer."""
+    query = urllib.parse.urlencode({
+        "info_hash": bytes.fromhex(infohash), "peer_id": b"-TEST00-" + b"0" * 12,
+        "port": 1, "uploaded": 0, "downloaded": 0, "left": 1, "compact": 1})
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/announce?{query}",
+                                    timeout=5) as answer:
+            return bencode.decode(answer.read(), "tracker")
+    except OSError:
+        return None
+
+
+@pytest.mark.needs("opentracker")
+def test_swarm_tracker_runs_opentracker_with_the_seeder(
+        golden, serve, tmp_path):
+    """swarm-tracker: serve runs opentracker, its seeder announces there
+    (the tracker counts one complete peer), a receiver given only the
+    tracker (no peer, no web seed) finds the seeder through it and
+    completes, and the tracker ends with serve."""
+    image, manifest, size = golden
+    site = make_site(tmp_path / "site")
+    boot = site.parent / "boot"
+    port, tracker = free_port(), free_port()
+    torrent = _prepare(image, boot,
+                       f"--tracker=http://{HOST}:{tracker}/announce")
+    _edit(site, f"swarm-seed = images/lab.torrent\nswarm-port = {port}\n"
+                f"swarm-tracker = {tracker}\nswarm-upload-rate = 800\n")
+    server = serve(site)
+    server.ready()
+    said = server.wait_for("swarm: seeding images/lab.torrent")
+    assert said.endswith(f"on {HOST}:{port}, upload at most 800 Mbit/s, "
+                         f"opentracker on port {tracker}"), said
+    infohash = descriptor.parse_torrent(torrent.read_bytes(),
+                                        torrent).infohash
+    deadline = time.monotonic() + 60
+    while True:
+        counts = _tracker_counts(tracker, infohash)
+        if counts and counts.get(b"complete", 0) >= 1:
+            break
+        assert time.monotonic() < deadline, \
+            f"the seeder never announced to opentracker: {counts}"
+        time.sleep(1)
+    got = _receive(server.url + "images/lab.torrent", tmp_path / "disk.img",
+                   size)
+    assert got["peer_bytes"] >= got["wanted_bytes"] > 0, got
+    _judge(tmp_path / "disk.img", image, manifest, tmp_path)
+    assert server.stop(signal.SIGTERM) == 143, server.text()
+    assert _tracker_counts(tracker, infohash) is None   # it ended with serve
     _port_free(port)
 
 
