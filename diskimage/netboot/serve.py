@@ -34,7 +34,7 @@ from pathlib import Path
 from .. import sighold, signalsafe
 from ..errors import DiskImageError, InputError
 from . import (configs, console, dnsmasqconf, httpd, jobs, macaddr,
-               site as sites, swarmseed, tftp)
+               rootpath, site as sites, swarmseed, tftp)
 from .dnsmasqproc import Dnsmasq
 
 POLL = 1.0      # seconds between two looks at the site file's stamp
@@ -76,14 +76,6 @@ def read_token(path, log):
             f"{stat.S_IMODE(mode):04o}); chmod 600 it")
     log(f"console token read from {path}")
     return token
-
-
-def _stamp(path):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _firmware(name):
@@ -132,8 +124,9 @@ class Service:
                              f"(default: {self.state / 'token'})")
 
     def _load(self):
-        self.stamp = _stamp(self.site_path)    # before: an edit meanwhile
-        loaded = sites.load(self.site_path)    # is seen at the next look
+        # stamped before: an edit meanwhile is seen at the next look
+        self.stamp = rootpath.stamp(self.site_path)
+        loaded = sites.load(self.site_path)
         return loaded.for_server(self.server) if self.server else loaded
 
     @property
@@ -320,7 +313,7 @@ class Service:
         _running()
         while not self.stopped.wait(POLL):
             _running()
-            now = _stamp(self.site_path)
+            now = rootpath.stamp(self.site_path)
             if now != self.stamp and now is not None:
                 self.reload()
         if self.died is not None:

@@ -33,14 +33,6 @@ from . import rootpath
 LOG_EVERY = 60.0
 
 
-def _stamp(path):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
 def _torrent(root, name):
     """The torrent `name` of swarm-seed as a path under `root` (not
     followed through links: NAME.raw is beside the name the site gives)."""
@@ -61,8 +53,9 @@ def plan(settings, root, listen):
     if not settings.swarm_seed:
         return None
     torrents = tuple(_torrent(root, name) for name in settings.swarm_seed)
-    stamps = tuple(_stamp(path) for path in torrents) + tuple(
-        _stamp(path[:-len(".torrent")] + ".raw") for path in torrents)
+    stamps = tuple(rootpath.stamp(path) for path in torrents) + tuple(
+        rootpath.stamp(path[:-len(".torrent")] + ".raw")
+        for path in torrents)
     rate = settings.swarm_upload_rate
     return (torrents, (listen, settings.swarm_port),
             None if rate is None else rate * 1_000_000 // 8,

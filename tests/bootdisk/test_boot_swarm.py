@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from tests.bootdisk.test_boot_multicast import (_json_events, _sha, room_of)
+from tests.bootdisk.jobboot import job_done, restored_as_on_host, room_of
 from tests.bootdisk_helpers import (DIST, ROOT, host_kernel, need_qemu,
                                     toolkit)
 from tests.pxeconf import netboot_helpers as nb
@@ -98,19 +98,9 @@ def test_pxe_job_joins_the_swarm_of_serve_and_restores(tmp_path):
         vm.wait_end(120)
         took = time.monotonic() - start
 
-        machine = room.wait_machine(MAC, "done",
-                                    lambda m: m["state"] == "done")
-        assert machine["result"]["exit"] == 0, machine
-        assert machine["next"] == "local", machine
         # The job's --progress=json reached pxeconf and the console.
-        progress = machine["progress"]
-        assert progress and progress["total"] and progress["done"], machine
-        shown = _json_events(vm.boot.plain())
-        assert any(e["event"] == "progress" for e in shown), vm.why()
-        end = [e for e in shown if e["event"] == "end"]
-        assert end and end[-1]["command"] == "swarm receive" and \
-            end[-1]["exit_code"] == 0, vm.why()
-        result = end[-1]["result"]
+        end = job_done(room, vm, MAC, "swarm receive")
+        result = end["result"]
         assert result["verified"] is True, result
         # every byte over the peer protocol, from serve's seeder
         assert result["web_seed_bytes"] == 0, result
@@ -123,14 +113,7 @@ def test_pxe_job_joins_the_swarm_of_serve_and_restores(tmp_path):
                if "swarm: stopped seeding: images/lab.torrent " in line]
     assert stopped and " 0 B uploaded" not in stopped[-1], \
         room.serve.tail()
-    assert nb.check_restored(disk, room.digest, tmp_path / "check") == []
-    check = subprocess.run([DIST / "rdeploy", "verify-target", disk, image],
-                           capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    host = nb.blank_disk(tmp_path / "host.img")
-    subprocess.run([DIST / "rdeploy", "restore", image, host, "--yes",
-                    "--quiet"], check=True)
-    assert _sha(disk) == _sha(host)
+    restored_as_on_host(disk, room.digest, image, tmp_path)
     print(f"\nPXE boot {booted:.0f} s, swarm receive and report: "
           f"{took - booted:.0f} s ({result['peer_bytes']} bytes from the "
           f"seeder)", end="")

@@ -14,7 +14,7 @@ swarm prepare` wrote into the boot root.
 - A swarm-seed torrent that does not load stops serve before it serves.
 """
 
-import hashlib
+import contextlib
 import json
 import signal
 import socket
@@ -28,6 +28,7 @@ import demodisk
 from diskimage.swarm import bencode, descriptor
 from tests.rdeploy_helpers import rdeploy
 from tests.servehelpers import Serve, free_port, make_site
+from tests.smalldisk import sha256
 
 pytestmark = pytest.mark.needs("tftp", "curl", "e2fsck", "fsck.fat",
                                "mcopy")
@@ -52,15 +53,10 @@ def golden(tmp_path_factory):
 
 @pytest.fixture
 def serve():
-    servers = []
-
-    def start(site, *extra, **kw):
-        server = Serve(site, *extra, **kw)
-        servers.append(server)
-        return server
-    yield start
-    for server in servers:
-        server.close()
+    """Serve(site, ...) for the test, each one closed after it."""
+    with contextlib.ExitStack() as stack:
+        yield lambda *args, **kw: stack.enter_context(
+            contextlib.closing(Serve(*args, **kw)))
 
 
 def _prepare(image, boot, *options):
@@ -99,14 +95,6 @@ def _fetched(result):
     return result["wanted_bytes"] - result["zeroed_bytes"]
 
 
-def _sha(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _judge(target, image, manifest, scratch):
     """fsck and the files' digests, verify-target, a host restore."""
     assert demodisk.check_disk(target, manifest) == []
@@ -117,7 +105,7 @@ def _judge(target, image, manifest, scratch):
         f.truncate(target.stat().st_size)
     result = rdeploy("restore", image, host, "--yes", "--quiet")
     assert result.returncode == 0, result.stderr.decode()
-    assert _sha(target) == _sha(host)
+    assert sha256(target) == sha256(host)
 
 
 def _port_free(port):
