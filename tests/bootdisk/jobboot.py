@@ -5,7 +5,6 @@ events read from the console, the job's end as pxeconf recorded it, and
 the guest's disk judged on the host."""
 
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -13,7 +12,8 @@ import subprocess
 
 from tests.bootdisk_helpers import DIST
 from tests.pxeconf import netboot_helpers as nb
-from tests.pxeconf.room import Room
+from tests.pxeconf.room import Room, pxeconf
+from tests.smalldisk import sha256
 
 
 def ns_pids(ns):
@@ -74,12 +74,20 @@ def json_events(text):
     return found
 
 
-def sha(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def give_job(room, name, text, label, mac, host):
+    """The job NAME (script `text` as jobs/NAME.sh, rebooting after it)
+    added to the room's site, given once to machine `mac` named `host`;
+    returns when serve has reloaded the site and leased it."""
+    (room.boot / "jobs" / f"{name}.sh").write_text(text)
+    pxeconf("job", "add", name, "--bundle=env", f"--script=jobs/{name}.sh",
+            f"--label={label}", f"--cmdline={nb.CONSOLE} "
+            f"rd.on_success=reboot rd.on_failure=reboot",
+            f"--site={room.site}")
+    pxeconf("host", "add", mac, f"--job={name}", "--once", f"--name={host}",
+            f"--site={room.site}")
+    room.wait_machine(mac, "assigned the job (the site file reloaded)",
+                      lambda m: m["state"] == "assigned" and
+                      m["job"] == name)
 
 
 def job_done(room, vm, mac, command):
@@ -112,4 +120,4 @@ def restored_as_on_host(disk, digest, image, scratch):
     host = nb.blank_disk(scratch / "host.img")
     subprocess.run([DIST / "rdeploy", "restore", image, host, "--yes",
                     "--quiet"], check=True)
-    assert sha(disk) == sha(host)
+    assert sha256(disk) == sha256(host)

@@ -32,11 +32,10 @@ import time
 
 import pytest
 
-from tests.bootdisk.jobboot import (identity, job_done, ns_pids,
+from tests.bootdisk.jobboot import (give_job, identity, job_done, ns_pids,
                                     restored_as_on_host, room_of)
 from tests.bootdisk_helpers import ROOT, host_kernel, need_qemu, toolkit
 from tests.pxeconf import netboot_helpers as nb
-from tests.pxeconf.room import pxeconf
 
 pytestmark = [pytest.mark.boot,
               pytest.mark.needs("dnsmasq", "qemu-system-x86_64", "ip", "curl",
@@ -82,17 +81,8 @@ def test_pxe_job_joins_a_multicast_session_and_restores(tmp_path):
     toolkit()
     host_kernel()
     with room_of(tmp_path / "room") as room:
-        (room.boot / "jobs" / "multicast.sh").write_text(JOB)
-        pxeconf("job", "add", "multicast", "--bundle=env",
-                "--script=jobs/multicast.sh",
-                "--label=Join the multicast session",
-                f"--cmdline={nb.CONSOLE} rd.on_success=reboot "
-                f"rd.on_failure=reboot", f"--site={room.site}")
-        pxeconf("host", "add", MAC, "--job=multicast", "--once",
-                "--name=pc-mcast", f"--site={room.site}")
-        room.wait_machine(MAC, "assigned the job (the site file reloaded)",
-                          lambda m: m["state"] == "assigned" and
-                          m["job"] == "multicast")
+        give_job(room, "multicast", JOB, "Join the multicast session", MAC,
+                 "pc-mcast")
         image = room.boot / "images" / "lab.rdi"
         sender = nb.Logged(room.lan.start(
             room.srv, sender_args(image), cwd=ROOT, stdout=subprocess.PIPE,

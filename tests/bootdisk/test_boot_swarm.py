@@ -28,11 +28,11 @@ import time
 
 import pytest
 
-from tests.bootdisk.jobboot import job_done, restored_as_on_host, room_of
+from tests.bootdisk.jobboot import (give_job, job_done, restored_as_on_host,
+                                    room_of)
 from tests.bootdisk_helpers import (DIST, ROOT, host_kernel, need_qemu,
                                     toolkit)
 from tests.pxeconf import netboot_helpers as nb
-from tests.pxeconf.room import pxeconf
 
 pytestmark = [pytest.mark.boot,
               pytest.mark.needs("dnsmasq", "qemu-system-x86_64", "ip", "curl",
@@ -77,16 +77,7 @@ def test_pxe_job_joins_the_swarm_of_serve_and_restores(tmp_path):
             "[site]\n", "[site]\nswarm-seed = images/lab.torrent\n", 1))
         room.serve.wait_for(f"swarm: seeding images/lab.torrent on "
                             f"{room.server}:{PORT}", 30)
-        (room.boot / "jobs" / "swarm.sh").write_text(JOB)
-        pxeconf("job", "add", "swarm", "--bundle=env",
-                "--script=jobs/swarm.sh", "--label=Join the swarm",
-                f"--cmdline={nb.CONSOLE} rd.on_success=reboot "
-                f"rd.on_failure=reboot", f"--site={room.site}")
-        pxeconf("host", "add", MAC, "--job=swarm", "--once",
-                "--name=pc-swarm", f"--site={room.site}")
-        room.wait_machine(MAC, "assigned the job (the site file reloaded)",
-                          lambda m: m["state"] == "assigned" and
-                          m["job"] == "swarm")
+        give_job(room, "swarm", JOB, "Join the swarm", MAC, "pc-swarm")
         disk = nb.blank_disk(tmp_path / "disk.img")
         vm = room.vm("bios", disk, MAC)
         start = time.monotonic()
