@@ -10,9 +10,10 @@ seeder, on a thread of serve's own process (pxeconf runs no rdeploy).
 - It listens on serve's --listen address, port `swarm-port` (6881); its
   upload is capped at `swarm-upload-rate` Mbit/s; `swarm-tracker = PORT`
   also runs opentracker (the seeder's child, which dies with serve).
-- It starts with serve (a torrent that does not load, libtorrent missing,
-  a port that cannot be listened on: serve does not start, with that
-  error's exit code) and stops with it, before the servers.
+- It starts with serve (a torrent that does not load, libtorrent
+  missing: serve does not start, with that error's exit code) and stops
+  with it, before the servers.  A swarm-port another program holds is
+  not an error: libtorrent listens on one of the next ports instead.
 - An edit of the site file that changes what is seeded (or a torrent or
   its NAME.raw replaced) restarts it; an edit whose torrents do not load
   is logged and the seeder keeps what it seeded.  A seeder that fails
