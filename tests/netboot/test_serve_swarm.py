@@ -208,6 +208,27 @@ def test_swarm_tracker_runs_opentracker_with_the_seeder(
     _port_free(port)
 
 
+def test_a_taken_swarm_port_is_named(serve, tmp_path, golden):
+    """libtorrent listens on one of the next ports when swarm-port is
+    taken: serve says which, and still seeds."""
+    image = golden[0]
+    site = make_site(tmp_path / "site")
+    _prepare(image, site.parent / "boot")
+    with socket.socket() as taken, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as also:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        also.bind((HOST, port))
+        _edit(site, f"swarm-seed = images/lab.torrent\n"
+                    f"swarm-port = {port}\n")
+        server = serve(site)
+        server.ready()
+        said = server.wait_for("warning: swarm: port ")
+    assert f"port {port} is taken; the seeder listens on " in said, said
+    assert server.stop(signal.SIGTERM) == 143, server.text()
+
+
 def test_the_raw_file_in_the_root_is_a_web_seed(golden, serve, tmp_path):
     image, manifest, size = golden
     site = make_site(tmp_path / "site")
