@@ -11,10 +11,8 @@ seeder, on a thread of serve's own process (pxeconf runs no rdeploy).
   upload is capped at `swarm-upload-rate` Mbit/s; `swarm-tracker = PORT`
   also runs opentracker (the seeder's child, which dies with serve).
 - It starts with serve (a torrent that does not load, libtorrent
-  missing: serve does not start, with that error's exit code) and stops
-  with it, before the servers.  A swarm-port another program holds is
-  not an error: libtorrent listens on one of the next ports instead,
-  and a warning names it.
+  missing, a swarm-port another program holds: serve does not start,
+  with that error's exit code) and stops with it, before the servers.
 - An edit of the site file that changes what is seeded (or a torrent or
   its NAME.raw replaced) restarts it; an edit whose torrents do not load
   is logged and the seeder keeps what it seeded.  A seeder that fails
@@ -118,11 +116,6 @@ class Seeding:
                  + (f", upload at most {rate * 8 / 1e6:g} Mbit/s" if rate
                     else "")
                  + (f", opentracker on port {tracker}" if tracker else ""))
-        port = self.seeder.session.listen_port()
-        if port != listen[1]:
-            self.log(f"warning: swarm: port {listen[1]} is taken; the "
-                     f"seeder listens on {port} (a torrent's --peer=HOST:"
-                     f"{listen[1]} does not reach it there)")
         self.thread = threading.Thread(target=self._run, args=(self.seeder,),
                                        name="serve-swarm", daemon=True)
         self.thread.start()

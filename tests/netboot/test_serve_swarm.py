@@ -208,12 +208,13 @@ def test_swarm_tracker_runs_opentracker_with_the_seeder(
     _port_free(port)
 
 
-def test_a_taken_swarm_port_is_named(serve, tmp_path, golden):
-    """libtorrent listens on one of the next ports when swarm-port is
-    taken: serve says which, and still seeds."""
-    image = golden[0]
+def test_a_taken_swarm_port_stops_serve_before_it_serves(
+        serve, tmp_path, golden):
+    """A swarm-port another program holds: serve does not start (exit 15,
+    one line naming the address), rather than seed where no torrent's
+    --peer points."""
     site = make_site(tmp_path / "site")
-    _prepare(image, site.parent / "boot")
+    _prepare(golden[0], site.parent / "boot")
     with socket.socket() as taken, \
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as also:
         taken.bind((HOST, 0))
@@ -223,10 +224,13 @@ def test_a_taken_swarm_port_is_named(serve, tmp_path, golden):
         _edit(site, f"swarm-seed = images/lab.torrent\n"
                     f"swarm-port = {port}\n")
         server = serve(site)
-        server.ready()
-        said = server.wait_for("warning: swarm: port ")
-    assert f"port {port} is taken; the seeder listens on " in said, said
-    assert server.stop(signal.SIGTERM) == 143, server.text()
+        code = server.proc.wait(60)
+    server.close()
+    errors = [line for line in server.lines
+              if line and line.startswith("pxeconf: error: ")]
+    assert code == 15, server.text()
+    assert len(errors) == 1 and f"{HOST}:{port}" in errors[0], server.text()
+    assert not any("serving " in line for line in server.lines if line)
 
 
 def test_the_raw_file_in_the_root_is_a_web_seed(golden, serve, tmp_path):
