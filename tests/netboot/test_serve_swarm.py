@@ -208,6 +208,18 @@ def test_swarm_tracker_runs_opentracker_with_the_seeder(
     _port_free(port)
 
 
+def _refused(server, code, words):
+    """serve ended with `code` before it served, in one error line
+    holding `words`."""
+    ended = server.proc.wait(60)
+    server.close()
+    errors = [line for line in server.lines
+              if line and line.startswith("pxeconf: error: ")]
+    assert ended == code, server.text()
+    assert len(errors) == 1 and words in errors[0], server.text()
+    assert not any("serving " in line for line in server.lines if line)
+
+
 def test_a_taken_swarm_port_stops_serve_before_it_serves(
         serve, tmp_path, golden):
     """A swarm-port another program holds: serve does not start (exit 15,
@@ -223,14 +235,7 @@ def test_a_taken_swarm_port_stops_serve_before_it_serves(
         also.bind((HOST, port))
         _edit(site, f"swarm-seed = images/lab.torrent\n"
                     f"swarm-port = {port}\n")
-        server = serve(site)
-        code = server.proc.wait(60)
-    server.close()
-    errors = [line for line in server.lines
-              if line and line.startswith("pxeconf: error: ")]
-    assert code == 15, server.text()
-    assert len(errors) == 1 and f"{HOST}:{port}" in errors[0], server.text()
-    assert not any("serving " in line for line in server.lines if line)
+        _refused(serve(site), 15, f"{HOST}:{port}")
 
 
 def test_the_raw_file_in_the_root_is_a_web_seed(golden, serve, tmp_path):
@@ -259,11 +264,4 @@ def test_a_torrent_that_does_not_load_stops_serve_before_it_serves(
     (images / "lab.torrent").write_bytes(b"not bencode")
     (images / "lab.raw").write_bytes(b"")
     _edit(site, "swarm-seed = images/lab.torrent\n")
-    server = serve(site)
-    code = server.proc.wait(60)
-    server.close()
-    errors = [line for line in server.lines
-              if line and line.startswith("pxeconf: error: ")]
-    assert code == 3, server.text()
-    assert len(errors) == 1 and "lab.torrent" in errors[0], server.text()
-    assert not any("serving " in line for line in server.lines if line)
+    _refused(serve(site), 3, "lab.torrent")
