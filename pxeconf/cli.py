@@ -42,8 +42,9 @@ Commands:
            beside the site's DHCP server (--proxy=NET), or full DHCP on an
            isolated network (--dhcp=FIRST,LAST); checked by dnsmasq --test.
   serve    Run the PXE service on ADDR: TFTP, HTTP (files, the status API
-           and the web console at /), and with --proxy-dhcp a dnsmasq in
-           proxyDHCP mode; until Ctrl-C or SIGTERM.
+           and the web console at /), with --proxy-dhcp a dnsmasq in
+           proxyDHCP mode, and a BitTorrent seeder of the site file's
+           swarm-seed torrents; until Ctrl-C or SIGTERM.
   status   Every machine known: name, firmware, job, state, progress, last
            result (from the journal).
   report   Inside the imaging environment: tell the server it booted from

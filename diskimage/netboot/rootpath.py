@@ -103,3 +103,14 @@ def open_file(root, name):
     except BaseException:
         os.close(fd)
         raise
+
+
+def stamp(path):
+    """(inode, mtime in ns, size) of the file at `path`, or None when it
+    cannot be looked at: a change of any of them is a new version (what
+    serve compares to see the site file, a torrent, edited)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size

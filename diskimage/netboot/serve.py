@@ -10,13 +10,15 @@ every loader's configs into the boot root, and runs until it is stopped:
 - with `proxy_net`, dnsmasq in proxyDHCP mode as a child
   (dnsmasqproc.Dnsmasq, with dnsmasqconf.proxy_config); its death stops the
   service with a ToolError naming its exit status and last words;
+- with the site's `swarm-seed`, a BitTorrent seeder of those torrents on
+  a thread (swarmseed.Seeding), restarted when the site changes them;
 - a machine's per-machine files are written again on every change of its
   state (Machines' on_change), before the request that changed it is
   answered; the site file is read again when it changes (checked every
   second): a bad edit is logged and the service keeps the last good site;
   per-machine files of MACs no longer in the site are removed;
 - SIGINT and SIGTERM (raised in the main thread by cliutil.runner) stop
-  everything, dnsmasq first.
+  everything, the seeder and dnsmasq first.
 
 The console token comes from `token_file` (default DIR/state/token): read
 when it exists, else made, written there with mode 0600 and logged once.
@@ -32,7 +34,7 @@ from pathlib import Path
 from .. import sighold, signalsafe
 from ..errors import DiskImageError, InputError
 from . import (configs, console, dnsmasqconf, httpd, jobs, macaddr,
-               site as sites, tftp)
+               rootpath, site as sites, swarmseed, tftp)
 from .dnsmasqproc import Dnsmasq
 
 POLL = 1.0      # seconds between two looks at the site file's stamp
@@ -76,14 +78,6 @@ def read_token(path, log):
     return token
 
 
-def _stamp(path):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
 def _firmware(name):
     if name.startswith("pxelinux.cfg/"):
         return "bios"
@@ -112,6 +106,7 @@ class Service:
         self.stopped = signalsafe.Flag()
         self.died = None
         self.dnsmasq = None
+        self.seeding = swarmseed.Seeding(self.log, self._died)
         self.tftp = self.http = self.machines = None
         self.threads = []
         self._write_lock = threading.RLock()
@@ -129,8 +124,9 @@ class Service:
                              f"(default: {self.state / 'token'})")
 
     def _load(self):
-        self.stamp = _stamp(self.site_path)    # before: an edit meanwhile
-        loaded = sites.load(self.site_path)    # is seen at the next look
+        # stamped before: an edit meanwhile is seen at the next look
+        self.stamp = rootpath.stamp(self.site_path)
+        loaded = sites.load(self.site_path)
         return loaded.for_server(self.server) if self.server else loaded
 
     @property
@@ -245,6 +241,7 @@ class Service:
                 self._use(old)
                 return
         self.log(f"reloaded {self.site_path}")
+        self.seeding.use(site.settings, self.root, self.listen, True)
         if self.dnsmasq is not None:
             try:
                 text = self._dnsmasq_text()
@@ -270,14 +267,14 @@ class Service:
                                         http_port=self.http_port,
                                         uefi=self.uefi)
 
-    def _dnsmasq_died(self, error):
+    def _died(self, error):
         self.died = error
         self.stopped.set()
 
     def _start_dnsmasq(self):
         self.dnsmasq = Dnsmasq(self._dnsmasq_text(),
                                self.state / "dnsmasq.conf", self.log,
-                               on_exit=self._dnsmasq_died)
+                               on_exit=self._died)
         self.dnsmasq.start()
         self.log(f"dnsmasq runs as pid {self.dnsmasq.pid}: proxyDHCP for "
                  f"{self.proxy_net}")
@@ -305,6 +302,7 @@ class Service:
             self.threads.append(thread)
         if self.proxy_net:
             self._start_dnsmasq()
+        self.seeding.use(self.site.settings, self.root, self.listen)
         self.log(f"serving {self.root} on {self.listen}: TFTP port "
                  f"{self.tftp_port}, HTTP {self.url}"
                  + (f", proxyDHCP for {self.proxy_net}" if self.proxy_net
@@ -315,13 +313,14 @@ class Service:
         _running()
         while not self.stopped.wait(POLL):
             _running()
-            now = _stamp(self.site_path)
+            now = rootpath.stamp(self.site_path)
             if now != self.stamp and now is not None:
                 self.reload()
         if self.died is not None:
             raise self.died
 
     def stop(self):
+        self.seeding.stop()
         if self.dnsmasq is not None:
             self.dnsmasq.stop()
         for server in (self.tftp, self.http):

@@ -81,6 +81,10 @@ class Settings:
     address: str = None
     http_port: int = 80
     entries: tuple = None       # None: every entry, in the file's order
+    swarm_seed: tuple = ()      # torrents inside the root serve seeds
+    swarm_port: int = 6881
+    swarm_upload_rate: int = None   # Mbit/s; None: no cap
+    swarm_tracker: int = None   # opentracker's port; None: none runs
 
 
 @dataclass
@@ -323,6 +327,16 @@ class _Builder:
                    kernel, initrd, bundle, values.get("cmdline", ""),
                    values.get("retries"), section.line)
 
+    def _torrent(self, section, name):
+        """A torrent of swarm-seed: NAME.torrent inside the root, with the
+        NAME.raw that `rdeploy swarm prepare` wrote beside it."""
+        if not name.endswith(".torrent") or name == ".torrent":
+            raise self.error(section, "swarm-seed", f"{name}: not a "
+                             f".torrent file (rdeploy swarm prepare writes "
+                             f"NAME.torrent and NAME.raw beside it)")
+        self._file(section, "swarm-seed", name)
+        self._file(section, "swarm-seed", name[:-len(".torrent")] + ".raw")
+
     def _known(self, section, key, name, table, what):
         if name not in table:
             known = ", ".join(table) or "none"
@@ -331,6 +345,8 @@ class _Builder:
                              f"({plural}: {known})")
 
     def _check_settings(self, section, values, base=None):
+        for torrent in values.get("swarm-seed") or ():
+            self._torrent(section, torrent)
         for key in ("default", "fallback"):
             if values.get(key):
                 self._known(section, key, values[key], self.entries, "entry")

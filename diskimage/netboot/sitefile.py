@@ -371,10 +371,20 @@ def _required(value):
     return value
 
 
+def _files(value):
+    files = tuple(v.strip() for v in value.split(",") if v.strip())
+    if len(set(files)) != len(files):
+        raise ValueError("a file given twice")
+    return files
+
+
 _SETTINGS = {"timeout": _number(0, 3600), "default": _optional_name,
              "retries": _number(0, 100), "fallback": _optional_name,
              "address": _address, "http-port": _number(1, 65535),
-             "entries": _names}
+             "entries": _names, "swarm-seed": _files,
+             "swarm-port": _number(1, 65535),
+             "swarm-upload-rate": _number(1, 100000),
+             "swarm-tracker": _number(1, 65535)}
 _BOOT = {"label": _text, "kernel": _required, "initrd": _required,
          "cmdline": _text, "bundle": _required}
 KEYS = {

@@ -18,6 +18,7 @@ retries = 2              # boots after "started" with no ending that rerun a job
 fallback = local         # the entry a machine boots once its job has failed
 # address = 10.0.0.2     # where clients reach this server (default: --listen)
 # http-port = 80
+# swarm-seed = images/lab.torrent   # seed these (rdeploy swarm prepare)
 
 [menu local]
 label = Boot from the local disk

@@ -24,11 +24,7 @@ udp-sender, say) is killed by its pid, and the test fails if there was
 one.
 """
 
-import contextlib
 import ctypes
-import hashlib
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -36,10 +32,10 @@ import time
 
 import pytest
 
-from tests.bootdisk_helpers import (DIST, ROOT, host_kernel, need_qemu,
-                                    toolkit)
+from tests.bootdisk.jobboot import (give_job, identity, job_done, ns_pids,
+                                    restored_as_on_host, room_of)
+from tests.bootdisk_helpers import ROOT, host_kernel, need_qemu, toolkit
 from tests.pxeconf import netboot_helpers as nb
-from tests.pxeconf.room import Room, pxeconf
 
 pytestmark = [pytest.mark.boot,
               pytest.mark.needs("dnsmasq", "qemu-system-x86_64", "ip", "curl",
@@ -80,88 +76,13 @@ def _die_with_us():
     ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
 
 
-def _ns_pids(ns):
-    proc = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
-                          text=True)
-    return [int(p) for p in proc.stdout.split()]
-
-
-def _identity(pid):
-    """(name, start time) of a live process, or None: a pid seen again
-    later is the same process only if both agree."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    name = stat[stat.index("(") + 1:stat.rindex(")")]
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":
-        return None
-    return name, fields[19]
-
-
-@contextlib.contextmanager
-def room_of(scratch):
-    """The Room; on the way out the Lan stops what it started, then any
-    process still alive that was inside its namespaces is killed (by pid;
-    each one named in `leftovers`, which the test asserts empty)."""
-    os.makedirs(scratch, exist_ok=True)
-    room = Room(scratch)
-    room.leftovers = []
-    try:
-        yield room
-    finally:
-        seen = {pid: _identity(pid) for ns in room.lan.namespaces
-                for pid in _ns_pids(ns)}
-        room.close()
-        for pid, ident in seen.items():
-            if ident is not None and _identity(pid) == ident:
-                room.leftovers.append(f"{pid} {ident[0]}")
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-
-def _json_events(text):
-    """The --progress=json objects among the console's lines."""
-    found = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and "event" in event:
-            found.append(event)
-    return found
-
-
-def _sha(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def test_pxe_job_joins_a_multicast_session_and_restores(tmp_path):
     need_qemu()
     toolkit()
     host_kernel()
     with room_of(tmp_path / "room") as room:
-        (room.boot / "jobs" / "multicast.sh").write_text(JOB)
-        pxeconf("job", "add", "multicast", "--bundle=env",
-                "--script=jobs/multicast.sh",
-                "--label=Join the multicast session",
-                f"--cmdline={nb.CONSOLE} rd.on_success=reboot "
-                f"rd.on_failure=reboot", f"--site={room.site}")
-        pxeconf("host", "add", MAC, "--job=multicast", "--once",
-                "--name=pc-mcast", f"--site={room.site}")
-        room.wait_machine(MAC, "assigned the job (the site file reloaded)",
-                          lambda m: m["state"] == "assigned" and
-                          m["job"] == "multicast")
+        give_job(room, "multicast", JOB, "Join the multicast session", MAC,
+                 "pc-mcast")
         image = room.boot / "images" / "lab.rdi"
         sender = nb.Logged(room.lan.start(
             room.srv, sender_args(image), cwd=ROOT, stdout=subprocess.PIPE,
@@ -188,37 +109,18 @@ def test_pxe_job_joins_a_multicast_session_and_restores(tmp_path):
         # its summary names who finished and who was dropped
         assert f"finished: {guest}; dropped: none" in sender.text(), \
             sender.tail()
-        left = [_identity(p) for p in _ns_pids(room.srv)]
+        left = [identity(p) for p in ns_pids(room.srv)]
         assert not any(i and i[0].startswith("udp-sender") for i in left), \
             f"udp-sender outlived its rdeploy: {left}"
 
-        machine = room.wait_machine(MAC, "done",
-                                    lambda m: m["state"] == "done")
-        assert machine["result"]["exit"] == 0, machine
-        assert machine["next"] == "local", machine
         # The job's --progress=json reached pxeconf (relayed as restore's
         # is) and every console.
-        progress = machine["progress"]
-        assert progress and progress["total"] and progress["done"], machine
-        shown = _json_events(vm.boot.plain())
-        assert any(e["event"] == "progress" and
-                   e.get("task") == "multicast receive" for e in shown), \
-            vm.why()
-        end = [e for e in shown if e["event"] == "end"]
-        assert end and end[-1]["command"] == "multicast receive" and \
-            end[-1]["exit_code"] == 0, vm.why()
-        assert end[-1]["summary"].startswith(
+        end = job_done(room, vm, MAC, "multicast receive")
+        assert end["summary"].startswith(
             f"rdeploy: restored multicast session of {room.server} -> "
-            f"/dev/vda: "), end[-1]
+            f"/dev/vda: "), end
         vm.off()
 
     assert room.leftovers == [], room.leftovers
-    assert nb.check_restored(disk, room.digest, tmp_path / "check") == []
-    check = subprocess.run([DIST / "rdeploy", "verify-target", disk, image],
-                           capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    host = nb.blank_disk(tmp_path / "host.img")
-    subprocess.run([DIST / "rdeploy", "restore", image, host, "--yes",
-                    "--quiet"], check=True)
-    assert _sha(disk) == _sha(host)
+    restored_as_on_host(disk, room.digest, image, tmp_path)
     print(f"\nPXE boot, multicast session, restore: {took:.0f} s", end="")
