@@ -124,61 +124,46 @@ def survey(runs, wanted=()):
     return total, missing
 
 
-def _byte_runs(value):
-    """The runs of set bits of one byte, bit 0 first: (first bit, count)."""
-    runs, bit = [], 0
-    while bit < 8:
-        if value >> bit & 1:
-            top = bit
-            while top < 8 and value >> top & 1:
-                top += 1
-            runs.append((bit, top - bit))
-            bit = top
-        else:
-            bit += 1
-    return tuple(runs)
-
-
-_BYTE_RUNS = tuple(_byte_runs(v) for v in range(256))
-# A run of full bytes, or one byte that is neither full nor empty.
-_PIECES = re.compile(rb"\xff+|[^\x00\xff]")
+# Bit-reversal of every byte value: on-disk bitmaps number bits from the
+# least significant, Python's binary text from the most significant.
+_REVERSE = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+_ONES = re.compile(r"1+")
+#: Bytes of bitmap turned into text (a character per bit) at a time.
+SLICE = 4096
+_EMPTY, _FULL = bytes(SLICE), b"\xff" * SLICE
 
 
 def bitmap_runs(bitmap, nbits, first=0):
     """Runs of set bits in an on-disk bitmap (bit 0 = least significant bit
     of byte 0) as (first_index, count), the indexes offset by `first`.  Only
-    the first `nbits` bits count.  The bytes are scanned by a regular
-    expression (C speed, no copy of them, no text of them): Python runs
-    once per run of full bytes and per partly set byte."""
-    whole, rest = divmod(nbits, 8)
-    view = memoryview(bitmap).cast("B")
-    start = end = None
-    for match in _PIECES.finditer(view[:whole]):
-        low, high = match.span()
-        value = view[low]
-        if value == 0xFF:
-            runs = ((0, (high - low) * 8),)
+    the first `nbits` bits count.  The bitmap is taken SLICE bytes at a
+    time: an empty or a full slice is known by one comparison, any other
+    is made text (32 Ki characters, however large the bitmap) for a
+    regular expression over its bits: C speed, Python once per run."""
+    view = memoryview(bitmap).cast("B")[:(nbits + 7) // 8]
+    pending = None
+    for at in range(0, len(view), SLICE):
+        piece = bytes(view[at:at + SLICE])
+        if piece == _EMPTY:
+            continue
+        base = at * 8
+        if piece == _FULL and nbits - base >= SLICE * 8:
+            runs = ((base, base + SLICE * 8),)
         else:
-            runs = _BYTE_RUNS[value]
-        for bit, count in runs:
-            at = low * 8 + bit
-            if at == end:
-                end += count
-            else:
-                if start is not None:
-                    yield first + start, end - start
-                start, end = at, at + count
-    if rest and len(view) > whole:
-        for bit, count in _BYTE_RUNS[view[whole] & ((1 << rest) - 1)]:
-            at = whole * 8 + bit
-            if at == end:
-                end += count
-            else:
-                if start is not None:
-                    yield first + start, end - start
-                start, end = at, at + count
-    if start is not None:
-        yield first + start, end - start
+            text = format(int.from_bytes(piece.translate(_REVERSE), "big"),
+                          f"0{len(piece) * 8}b")
+            runs = (run.span() for run in _ONES.finditer(text, 0,
+                                                          nbits - base))
+            runs = ((base + low, base + high) for low, high in runs)
+        for start, end in runs:
+            if pending is not None:
+                if pending[1] == start:
+                    start = pending[0]
+                else:
+                    yield first + pending[0], pending[1] - pending[0]
+            pending = (start, end)
+    if pending is not None:
+        yield first + pending[0], pending[1] - pending[0]
 
 
 def merge_runs(runs):
