@@ -14,9 +14,10 @@ from .fs import registry as filesystems
 from .host.device import open_source
 from .host.identity import refuse_image_over_source
 from .errors import InputError, TableError, UsageError
-from .image.format import INDEX_ENTRY, RECORD_HEADER
+from .image.format import INDEX_ENTRY, RECORD_HEADER, stored_crc
 from .image.compression import Compressor
-from .image.holes import cheaper_pieces, split_at_gaps, split_zero_runs
+from .image.holes import cheaper_pieces
+from .capturespans import _windows, chunks  # noqa: F401 (_windows: tests)
 from .host.inuse import rw_mounts
 from .fs.usedmap import MapError
 from .tables.partitions import (RAW_HINT, PartitionTable, held_sectors,
@@ -105,138 +106,6 @@ def plan_areas(disk, table, partitions=None, raw=False):
             area["ebr_inside"] = held[p.number]
         planned.append((area, held_sectors(table, p.number, p.start, runs)))
     return sorted(planned, key=lambda p: p[0]["start"]), warnings
-
-
-def _windows(area, runs, chunk_size):
-    """For an area with used runs, yield (offset, pieces) for every chunk
-    window holding used bytes; pieces are absolute (offset, length)."""
-    start, end = area["start"], area["start"] + area["size"]
-    window, pieces = None, []
-    for offset, length in runs:
-        offset += start
-        run_end = min(offset + length, end)
-        while offset < run_end:
-            base = start + (offset - start) // chunk_size * chunk_size
-            if base != window:
-                if pieces:
-                    yield window, pieces
-                window, pieces = base, []
-            piece_end = min(run_end, base + chunk_size)
-            pieces.append((offset, piece_end - offset))
-            offset = piece_end
-    if pieces:
-        yield window, pieces
-
-
-def _read_pieces(disk, pieces):
-    """The bytes from the first piece's start to the last piece's end, with
-    the gaps between pieces (free space) as zeros: free-space garbage is
-    never stored.  Mostly-used spans are read in one call."""
-    span_start = pieces[0][0]
-    span_end = pieces[-1][0] + pieces[-1][1]
-    used = sum(length for _, length in pieces)
-    if used * 2 >= span_end - span_start:
-        raw = _read(disk, span_start, span_end - span_start)
-        if used == len(raw):
-            return span_start, raw, used
-        data = bytearray(raw)
-        cursor = span_start
-        for offset, length in pieces:
-            if offset > cursor:
-                data[cursor - span_start:offset - span_start] = \
-                    bytes(offset - cursor)
-            cursor = offset + length
-        return span_start, data, used
-    data = bytearray(span_end - span_start)
-    for offset, length in pieces:
-        data[offset - span_start:offset - span_start + length] = \
-            _read(disk, offset, length)
-    return span_start, data, used
-
-
-def _read(disk, offset, length):
-    data = disk.read(offset, length)
-    if len(data) != length:
-        raise InputError(f"{disk.path}: read only {len(data)} of "
-                         f"{length} bytes at offset {offset}")
-    return data
-
-
-PREFETCH = 4    # windows read ahead of the one being read (16 MiB)
-
-
-def _prefetched(disk, windows):
-    """The (offset, pieces) windows, each one's bytes asked for PREFETCH
-    windows before it is read: the feeder reads one window at a time, and
-    without the hint the device sees one request at a time (reads through
-    a loop device were 1.5x slower than from the file)."""
-    ahead = []
-    for window in windows:
-        pieces = window[1]
-        disk.prefetch(pieces[0][0], pieces[-1][0] + pieces[-1][1]
-                      - pieces[0][0])
-        ahead.append(window)
-        if len(ahead) > PREFETCH:
-            yield ahead.pop(0)
-    yield from ahead
-
-
-def _whole(area, chunk_size):
-    """Every chunk of an area as a window of one piece."""
-    offset, end = area["start"], area["start"] + area["size"]
-    while offset < end:
-        length = min(chunk_size, end - offset)
-        yield offset, [(offset, length)]
-        offset += length
-
-
-def _spans(disk, area, runs, chunk_size):
-    """(offset, bytes, weight) for every chunk of an area to store; weight
-    is the number of used bytes it stands for (for progress)."""
-    if runs is None:
-        for offset, pieces in _prefetched(disk, _whole(area, chunk_size)):
-            length = pieces[0][1]
-            yield offset, _read(disk, offset, length), length
-    else:
-        for _, pieces in _prefetched(disk, _windows(area, runs, chunk_size)):
-            for group in split_at_gaps(pieces):
-                yield _read_pieces(disk, group)
-
-
-#: While a hole grows, a ("tick", weight) item every this many bytes, so
-#: that progress moves through long runs of zeros (they make one record).
-TICK_BYTES = 64 << 20
-
-
-def _chunks(disk, planned, chunk_size):
-    """Yield ("data", area, offset, bytes, weight) and ("zero", area,
-    offset, length, weight) items, merging adjacent zero chunks into one
-    hole, and ("tick", weight) items for the part of a growing hole read
-    so far (its weight then counts only the rest)."""
-    zeros = bytes(chunk_size)
-    for number, (area, runs) in enumerate(planned):
-        hole = None
-        for offset, data, weight in split_zero_runs(
-                _spans(disk, area, runs, chunk_size)):
-            length = len(data)
-            if data == (zeros if length == chunk_size else bytes(length)):
-                if hole is not None and hole[2] + hole[3] == offset:
-                    hole[3] += length
-                    hole[4] += weight
-                    if hole[3] % TICK_BYTES < length:
-                        yield ("tick", hole[4])
-                        hole[4] = 0
-                    continue
-                if hole is not None:
-                    yield tuple(hole)
-                hole = ["zero", number, offset, length, weight]
-                continue
-            if hole is not None:
-                yield tuple(hole)
-                hole = None
-            yield ("data", number, offset, data, weight)
-        if hole is not None:
-            yield tuple(hole)
 
 
 SECTOR_SIZES = (512, 1024, 2048, 4096)
@@ -388,11 +257,15 @@ def capture(source_path, output, *, compressor, partitions=None, raw=False,
                     (offset + start, length, stored) for start, length, stored
                     in cheaper_pieces(data, compressor(data), compressor,
                                       RECORD_COST)]
-                return area, weight, pieces if sealer is None else \
-                    _sealed(sealer, area, pieces)
+                if sealer is not None:
+                    pieces = _sealed(sealer, area, pieces)
+                # the CRC-32 of the stored bytes here, in the worker
+                return area, weight, [(o, n, s if s is None else
+                                       s + (stored_crc(s[1]),))
+                                      for o, n, s in pieces]
 
             for area, weight, pieces in ordered_map(
-                    work, _chunks(disk, planned, chunk_size), threads):
+                    work, chunks(disk, planned, chunk_size), threads):
                 for offset, length, stored in pieces:
                     if stored is None:
                         writer.add_zero(area, offset, length)

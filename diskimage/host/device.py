@@ -192,6 +192,49 @@ def data_extents(fd, end):
         offset = hole
 
 
+class FileHoles:
+    """Where the disk file *fd* (of *size* bytes) has data and where holes,
+    asked in increasing order: one SEEK_DATA and one SEEK_HOLE for each
+    data extent passed.  A filesystem that cannot tell holes has none."""
+
+    def __init__(self, fd, size):
+        self.fd, self.size = fd, size
+        # [hole_from, data_from) is a hole, [data_from, data_to) data
+        self.hole_from = self.data_from = self.data_to = 0
+
+    def data_in(self, start, end):
+        """The (from, to) extents of data within [start, end): the rest of
+        it reads as zeros."""
+        found, pos = [], start
+        while pos < end:
+            if not self.hole_from <= pos < self.data_to:
+                self._find(pos)
+            if pos < self.data_from:        # in the hole before the data
+                pos = self.data_from
+                continue
+            stop = min(end, self.data_to)
+            found.append((pos, stop))
+            pos = stop
+        return found
+
+    def _find(self, offset):
+        try:
+            data = os.lseek(self.fd, offset, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno != errno.ENXIO:      # no holes known here
+                self.hole_from, self.data_from = 0, 0
+                self.data_to = float("inf")
+                return
+            data = self.size                # no data after offset
+        try:
+            stop = os.lseek(self.fd, data, os.SEEK_HOLE) \
+                if data < self.size else self.size
+        except OSError:
+            stop = self.size
+        self.hole_from, self.data_from = offset, data
+        self.data_to = max(stop, data + 1)
+
+
 # --- writing -----------------------------------------------------------------
 def _write_error(disk, offset, e):
     cls = NoSpaceError if e.errno in NO_SPACE_ERRNOS else DiskImageError

@@ -3,6 +3,15 @@
 Every function here releases the GIL inside the C library for large buffers,
 so a thread pool compresses on all cores.  A chunk whose compressed form is
 not smaller than the original is stored raw (codec none).
+
+A large chunk is first tried on a sample (SAMPLE_PIECES pieces of
+SAMPLE_PIECE bytes spread evenly over it): when the sample does not shrink
+and the chunk holds no run of SHORT_ZEROS zero bytes, the chunk is stored
+raw without compressing it whole.  On random data (disk (c) of the
+benchmark) the whole trial cost more than the copy of the bytes: lz4 and
+zstd pass over all of it, and python-lz4 copies its output into a new
+bytes object holding the GIL.  The decision depends on the chunk's bytes
+alone, so an image does not depend on the thread count.
 """
 
 import threading
@@ -21,6 +30,12 @@ except ImportError:  # the optional extra is not installed
 CODECS = {name: codec for codec, name in CODEC_NAMES.items()}
 LEVELS = {"lz4": (1, 12), "zstd": (1, 19), "none": (0, 0)}
 DEFAULT_LEVEL = {"lz4": 1, "zstd": 3, "none": 0}
+SAMPLE_PIECE = 1024
+SAMPLE_PIECES = 64
+SAMPLED = 1 << 20       # chunks of at least this many bytes are sampled
+# A run of zeros this long may make a barely compressible chunk worth
+# cutting (image.holes.cheaper_pieces): such a chunk is tried whole.
+SHORT_ZEROS = bytes(1024)
 
 
 class Compressor:
@@ -64,11 +79,26 @@ class Compressor:
 
     def __call__(self, data):
         digest = self.digest(data)
-        if self.codec != CODEC_NONE:
+        if self.codec != CODEC_NONE and not self._incompressible(data):
             packed = self._compress(data)
             if len(packed) < len(data):
                 return self.codec, packed, digest
         return CODEC_NONE, bytes(data), digest
+
+    def _incompressible(self, data):
+        """Whether a sample of a large chunk says it would not shrink (and
+        it has no zero run that cheaper_pieces could cut out)."""
+        size = len(data)
+        if size < SAMPLED:
+            return False
+        view = memoryview(data)
+        step = size // SAMPLE_PIECES
+        sample = b"".join(view[i:i + SAMPLE_PIECE]
+                          for i in range(0, step * SAMPLE_PIECES, step))
+        if len(self._compress(sample)) < len(sample):
+            return False
+        find = getattr(data, "find", None) or bytes(view).find
+        return find(SHORT_ZEROS) < 0
 
 
 def decompress(codec, stored, length, *, offset=None, chunk=None):

@@ -38,23 +38,71 @@ def split_at_gaps(pieces, gap=GAP):
         yield group
 
 
+def _zero_blocks_end(data, i, size, block):
+    """The end of the whole zero blocks of `data` from `i` (`i` itself when
+    the block there is not zeros): steps that double while they find
+    zeros, then halve, each a memcmp of a slice against zeros."""
+    j, step = i, block
+    while j + step <= size and data[j:j + step] == _zeros(step):
+        j += step
+        step *= 2
+    while step > block:
+        step //= 2
+        if j + step <= size and data[j:j + step] == _zeros(step):
+            j += step
+    return j
+
+
+_ZEROS = {}
+
+
+def _zeros(length):
+    found = _ZEROS.get(length)
+    if found is None:
+        found = _ZEROS[length] = bytes(length)
+    return found
+
+
+class Zeros:
+    """A span known to be zeros without its bytes (a hole of a sparse disk
+    file, not read): as long as the span, and stored as a hole."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size):
+        self.size = size
+
+    def __len__(self):
+        return self.size
+
+
 def split_zero_runs(spans, block=BLOCK, least=LEAST):
     """For each (offset, data, weight) of `spans` yield the same with long
     zero runs cut out as spans of their own.  The pieces of one span keep
-    their order and cover it exactly; the first piece carries the weight."""
+    their order and cover it exactly; the first piece carries the weight.
+    Zeros spans pass as they are.  Candidate blocks are found with
+    bytes.find and the end of a zero run by memcmp of growing slices:
+    no Python loop over the blocks of a span."""
     zero = bytes(block)
     for offset, data, weight in spans:
-        view, size = memoryview(data), len(data)
+        if isinstance(data, Zeros):
+            yield offset, data, weight
+            continue
+        size = len(data)
+        # bytes or bytearray: their slices compare with memcmp
+        data = data if hasattr(data, "find") else bytes(data)
         start = i = 0
-        while i + block <= size:
-            if view[i:i + block] != zero:
+        while True:
+            found = data.find(zero, i)
+            if found < 0:
+                break
+            i = -(-found // block) * block
+            j = _zero_blocks_end(data, i, size, block)
+            if j == i:
                 i += block
                 continue
-            j = i + block
-            while j + block <= size and view[j:j + block] == zero:
-                j += block
             if j == size - size % block and size % block and \
-                    not any(view[j:]):
+                    data[j:] == bytes(size - j):
                 j = size
             if j - i >= least and j - i < size:
                 if i > start:

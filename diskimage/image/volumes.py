@@ -137,6 +137,11 @@ class VolumeInput:
         self.sizes = [os.fstat(f.fileno()).st_size for f in self.files]
         self.seekable = all(stat.S_ISREG(os.fstat(f.fileno()).st_mode)
                             for f in self.files)
+        for f in self.files:    # read front to back: a larger read-ahead
+            try:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            except OSError:
+                pass
         self.size = sum(self.sizes) if self.seekable else None
         self.base = 0        # where the stream starts in the first file
         window = sfx_window(self.files[0].fileno()) \

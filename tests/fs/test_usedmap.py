@@ -3,8 +3,8 @@ arithmetic on random runs."""
 
 import random
 
-from diskimage.fs.usedmap import (LazyRuns, coalesce, merge_runs, merged, scaled,
-                                  survey)
+from diskimage.fs.usedmap import (LazyRuns, bitmap_runs, coalesce,
+                                  merge_runs, merged, scaled, survey)
 
 
 def covered(runs):
@@ -52,3 +52,22 @@ def test_lazy_runs_iterate_afresh():
     calls = []
     runs = LazyRuns(lambda: calls.append(1) or iter([(0, 1), (5, 2)]))
     assert list(runs) == list(runs) == [(0, 1), (5, 2)] and len(calls) == 2
+
+
+def test_bitmap_runs_are_the_set_bits():
+    """Against the bits one by one (bit 0 of byte 0 first), on bitmaps of
+    full, empty and partly set bytes, cut at any bit, from bytes,
+    bytearray and memoryview."""
+    rng = random.Random(9)
+    for trial in range(400):
+        size = rng.randrange(0, 200)
+        pick = [0, 0xFF, rng.randrange(256)] if trial % 2 else range(256)
+        bitmap = bytes(rng.choice(pick) for _ in range(size))
+        nbits = rng.randrange(0, 8 * size + 12)
+        first = rng.randrange(50)
+        bits = [i for i in range(min(nbits, 8 * size))
+                if bitmap[i // 8] >> (i % 8) & 1]
+        for kind in (bytes, bytearray, memoryview):
+            out = list(bitmap_runs(kind(bitmap), nbits, first))
+            assert covered(out) == {first + i for i in bits}
+            assert all(x[0] + x[1] < y[0] for x, y in zip(out, out[1:]))
