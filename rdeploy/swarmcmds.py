@@ -213,10 +213,12 @@ def cmd_receive(args):
     from diskimage.swarm import libtorrent
     from diskimage.swarm.receiver import receive
     from diskimage.swarm.source import load
+    from diskimage.trust.policy import refuse_stream
 
     values = _receive_values(args)
     source, target = args["SOURCE"], args["TARGET"]
     ca_file = remotecmds.ca_file(args, source)
+    refuse_stream("a swarm")
     with imagecmds.progress_for(args, "swarm receive") as progress:
         libtorrent()
         _confirm(args, progress)
