@@ -23,6 +23,8 @@ LANES = (("boot", "boot"), ("rest", "not boot"))
 
 
 def _relay(name, stream, lock):
+    # A line is passed on whole: pytest -q ends its row of dots with a
+    # newline every 80 tests or so.
     for line in iter(stream.readline, b""):
         with lock:
             sys.stdout.buffer.write(f"[{name}] ".encode() + line)
@@ -37,9 +39,12 @@ def main(argv):
     for name, marker in LANES:
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                "-m", marker, f"--basetemp={os.path.join(base, name)}", *args]
+        # Unbuffered: pytest's dots and names come as they are printed
+        # (a pipe would hold them in 8 KiB blocks, minutes on CI).
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
         relay = threading.Thread(target=_relay, args=(name, proc.stdout, lock))
         relay.start()
         procs.append((name, proc))
