@@ -19,6 +19,7 @@ read on a thread).  The server is A.1 (web seed on port 8080, seeder on
 import os
 import signal
 import subprocess
+import time
 
 from tests import netns
 from tests.fleet.room import Run
@@ -101,6 +102,19 @@ class Room:
             "multicast", "receive", target, "--interface=eth0",
             f"--port={MCAST_PORT}", "--wait=60", "--yes", "--progress=json",
             *options])
+
+    def listening(self, port, timeout=30):
+        """Wait until something listens on TCP `port` in the server's
+        namespace (ss); True when it does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run(
+                ["ip", "netns", "exec", self.server, "ss", "-Hltn",
+                 f"sport = :{port}"], capture_output=True, text=True).stdout
+            if out.strip():
+                return True
+            time.sleep(0.1)
+        return False
 
     def sent_by_server(self):
         """Bytes out of the server's shaped uplink so far (with headers)."""

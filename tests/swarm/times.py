@@ -132,3 +132,17 @@ def write(rows, path, **extra):
     with open(path, "w") as f:
         json.dump({"rows": rows, **extra}, f, indent=1)
     return path
+
+
+
+def find(obj, key):
+    """A number `key` in a nested summary, summed over its dicts (the
+    seeder's holds one per torrent); None when there is none."""
+    if isinstance(obj, dict):
+        if isinstance(obj.get(key), (int, float)):
+            return obj[key]
+        obj = list(obj.values())
+    if not isinstance(obj, list):
+        return None
+    found = [v for v in (find(o, key) for o in obj) if v is not None]
+    return sum(found) if found else None

@@ -1,0 +1,85 @@
+"""An S3-compatible store as the swarm's only web seed, and no seeding
+process: moto's server mode in the server's namespace (tests/swarm/
+room.py) holding NAME.raw, uploaded with boto3; the torrent's web seed
+is a presigned URL of it (a query string on a private address: what
+libtorrent's SSRF mitigation refuses unless the receiver turns it off,
+docs/swarm.md).  4 receivers, two on each subnet, complete and verify."""
+
+import logging
+import os
+
+import pytest
+
+from tests import netns
+from tests.rdeploy_helpers import rdeploy
+from tests.smalldisk import sha256
+from tests.swarm import labdisk, times
+from tests.swarm.room import Room, blank_disks
+
+pytestmark = pytest.mark.needs("ip", "tc", "sfdisk", "mkfs.ext4",
+                               "mkfs.fat", "mcopy", "e2fsck", "fsck.fat",
+                               root=True)
+
+S3_PORT = 5000
+
+
+def _bucket(endpoint, raw):
+    """Inside the server's namespace: the bucket, NAME.raw in it, and its
+    presigned URL."""
+    import boto3
+    from botocore.config import Config
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing",
+                      aws_secret_access_key="testing",
+                      config=Config(s3={"addressing_style": "path"},
+                                    signature_version="s3v4"))
+    s3.create_bucket(Bucket="lab")
+    s3.upload_file(raw, "lab", "images/lab.raw")
+    return s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "lab", "Key": "images/lab.raw"},
+        ExpiresIn=900)
+
+
+def test_four_receivers_from_a_presigned_s3_url(tmp_path):
+    server_mod = pytest.importorskip("moto.server")
+    pytest.importorskip("boto3")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    lab = labdisk.build(tmp_path, 16)
+    want = times.reference(lab, tmp_path)
+    disks = blank_disks(tmp_path, 4, lab["size"])
+    with Room(on_a=2, on_b=2, server_mbit=200, host_mbit=200) as room:
+        torrent = os.path.join(tmp_path, "lab.torrent")
+        # prepare writes lab.raw beside the torrent; the bucket gets it
+        # under another key, so the URL is known only afterwards: a
+        # first torrent for the raw file, then the real one
+        first = os.path.join(tmp_path, "first", "lab.torrent")
+        os.makedirs(os.path.dirname(first))
+        result = rdeploy("swarm", "prepare", lab["image"], "-o", first, "-q")
+        assert result.returncode == 0, result.stderr.decode()
+        moto = netns.call_in(room.server, server_mod.ThreadedMotoServer,
+                             ip_address=room.server_address, port=S3_PORT,
+                             verbose=False)
+        netns.call_in(room.server, moto.start)
+        try:
+            url = netns.call_in(
+                room.server, _bucket,
+                f"http://{room.server_address}:{S3_PORT}",
+                os.path.join(os.path.dirname(first), "lab.raw"))
+            assert "X-Amz-Signature=" in url
+            result = rdeploy("swarm", "prepare", lab["image"], "-o", torrent,
+                             "-q", f"--web-seed={url}")
+            assert result.returncode == 0, result.stderr.decode()
+            runs = [room.receive(i, torrent, disk)
+                    for i, disk in enumerate(disks)]
+            for i, run in enumerate(runs):
+                assert run.wait(120) == 0, f"receiver {i}: " + \
+                    run.stderr[-3000:]
+        finally:
+            netns.call_in(room.server, moto.stop)
+    summaries = [run.of("end")[-1]["result"] for run in runs]
+    assert all(s["web_seed_bytes"] > 0 for s in summaries), summaries
+    for disk in disks:
+        result = rdeploy("verify-target", disk, lab["image"])
+        assert result.returncode == 0, result.stderr.decode()
+        assert labdisk.fsck_clean(disk, lab["manifest"]) == []
+        assert sha256(disk) == want
