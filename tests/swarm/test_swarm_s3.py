@@ -23,21 +23,21 @@ pytestmark = pytest.mark.needs("ip", "tc", "sfdisk", "mkfs.ext4",
 S3_PORT = 5000
 
 
-def _bucket(endpoint, raw):
-    """Inside the server's namespace: the bucket, NAME.raw in it, and its
-    presigned URL."""
+def _client(endpoint):
     import boto3
     from botocore.config import Config
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id="testing",
-                      aws_secret_access_key="testing",
-                      config=Config(s3={"addressing_style": "path"},
-                                    signature_version="s3v4"))
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing",
+                        aws_secret_access_key="testing",
+                        config=Config(s3={"addressing_style": "path"},
+                                      signature_version="s3v4"))
+
+
+def _upload(endpoint, raw):
+    """Inside the server's namespace: the bucket and NAME.raw in it."""
+    s3 = _client(endpoint)
     s3.create_bucket(Bucket="lab")
     s3.upload_file(raw, "lab", "images/lab.raw")
-    return s3.generate_presigned_url(
-        "get_object", Params={"Bucket": "lab", "Key": "images/lab.raw"},
-        ExpiresIn=900)
 
 
 def test_four_receivers_from_a_presigned_s3_url(tmp_path):
@@ -48,27 +48,24 @@ def test_four_receivers_from_a_presigned_s3_url(tmp_path):
     want = times.reference(lab, tmp_path)
     disks = blank_disks(tmp_path, 4, lab["size"])
     with Room(on_a=2, on_b=2, server_mbit=200, host_mbit=200) as room:
+        endpoint = f"http://{room.server_address}:{S3_PORT}"
+        # signing needs no network: the URL first, the torrent naming it,
+        # then the object
+        url = _client(endpoint).generate_presigned_url(
+            "get_object", Params={"Bucket": "lab", "Key": "images/lab.raw"},
+            ExpiresIn=900)
+        assert "X-Amz-Signature=" in url
         torrent = os.path.join(tmp_path, "lab.torrent")
-        # prepare writes lab.raw beside the torrent; the bucket gets it
-        # under another key, so the URL is known only afterwards: a
-        # first torrent for the raw file, then the real one
-        first = os.path.join(tmp_path, "first", "lab.torrent")
-        os.makedirs(os.path.dirname(first))
-        result = rdeploy("swarm", "prepare", lab["image"], "-o", first, "-q")
+        result = rdeploy("swarm", "prepare", lab["image"], "-o", torrent, "-q",
+                         f"--web-seed={url}")
         assert result.returncode == 0, result.stderr.decode()
         moto = netns.call_in(room.server, server_mod.ThreadedMotoServer,
                              ip_address=room.server_address, port=S3_PORT,
                              verbose=False)
         netns.call_in(room.server, moto.start)
         try:
-            url = netns.call_in(
-                room.server, _bucket,
-                f"http://{room.server_address}:{S3_PORT}",
-                os.path.join(os.path.dirname(first), "lab.raw"))
-            assert "X-Amz-Signature=" in url
-            result = rdeploy("swarm", "prepare", lab["image"], "-o", torrent,
-                             "-q", f"--web-seed={url}")
-            assert result.returncode == 0, result.stderr.decode()
+            netns.call_in(room.server, _upload, endpoint,
+                          os.path.join(tmp_path, "lab.raw"))
             runs = [room.receive(i, torrent, disk)
                     for i, disk in enumerate(disks)]
             for i, run in enumerate(runs):
