@@ -56,7 +56,7 @@ class Room:
     def subnet_of(self, i):
         return "A" if i < self.on_a else "B"
 
-    def urls(self, name):
+    def urls(self):
         """prepare's options that point a torrent at this room's server:
         its web seed (a folder URL: NAME.raw appended), tracker, peer."""
         host = self.server_address

@@ -46,7 +46,7 @@ def prepare(lab, folder, room):
     the image hard-linked beside them (for the unicast rows)."""
     torrent = os.path.join(folder, "lab.torrent")
     result = rdeploy("swarm", "prepare", lab["image"], "-o", torrent, "-q",
-                     *room.urls("lab"))
+                     *room.urls())
     assert result.returncode == 0, result.stderr.decode()
     os.link(lab["image"], os.path.join(folder, "lab.rdi"))
     return torrent
