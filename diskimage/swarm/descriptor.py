@@ -1,0 +1,392 @@
+"""The swarm descriptor: a v1 single-file .torrent over an image's raw disk,
+its info dict carrying the image's skeleton (docs/swarm.md, "The
+descriptor").
+
+:func:`parse_torrent` and :func:`parse_info` read one from hostile bytes:
+every size is bounded before it is used, the skeleton's root digest is
+recomputed and must equal its trailer's, and every index entry must lie
+inside the torrent's one file.  :class:`Descriptor` answers what a
+receiver needs: which pieces to fetch (wanted), which to hold back to the
+end (the guard zones: tables and partition starts), the magnet link, the
+bytes of the .torrent again.
+"""
+
+import hashlib
+import urllib.parse
+from dataclasses import dataclass, field
+
+from ..errors import CorruptImageError, InputError, UnsupportedError
+from ..image import format as fmt
+from ..image.metacheck import BIG, check_chunk, check_metadata
+from ..restoreplan import GUARD_SIZE, TABLE_KINDS
+from . import bencode
+
+VERSION = 1
+PIECE_MIN = 64 << 10
+PIECE_MAX = 64 << 20
+PIECE_DEFAULT = 1 << 20
+MAX_AUTO_PIECES = 65536
+MAX_SKELETON = 64 << 20
+HASH_SIZE = 20
+
+
+def piece_size_for(length, asked=None):
+    """`asked` (checked: a power of two, 64 KiB to 64 MiB), else 1 MiB
+    doubled until the disk is at most 65536 pieces (at most 64 MiB)."""
+    if asked is not None:
+        if not valid_piece_size(asked):
+            raise InputError(f"piece size {asked}: not a power of two from "
+                             f"{PIECE_MIN} to {PIECE_MAX} bytes")
+        return asked
+    size = PIECE_DEFAULT
+    while -(-length // size) > MAX_AUTO_PIECES and size < PIECE_MAX:
+        size *= 2
+    return size
+
+
+def valid_piece_size(size):
+    return isinstance(size, int) and PIECE_MIN <= size <= PIECE_MAX and \
+        size & (size - 1) == 0
+
+
+@dataclass
+class Descriptor:
+    """One torrent of rdeploy: `name` is its file's name (NAME.raw),
+    `length` the image's disk size; `entries` the index's DATA (kind 1)
+    and ZERO (kind 2) records as dicts; `root` the image's root digest;
+    `info_bytes` the bencoded info dict as stored, `infohash` its v1
+    SHA-1 in hex."""
+
+    name: str
+    length: int
+    piece_size: int
+    piece_hashes: bytes
+    skeleton: bytes
+    root: bytes
+    meta: dict
+    entries: list
+    info_bytes: bytes
+    infohash: str
+    web_seeds: list = field(default_factory=list)
+    trackers: list = field(default_factory=list)
+    peers: list = field(default_factory=list)
+
+    @property
+    def num_pieces(self):
+        return -(-self.length // self.piece_size)
+
+    def piece_range(self, index):
+        """(start, end) disk bytes of piece `index`."""
+        start = index * self.piece_size
+        return start, min(start + self.piece_size, self.length)
+
+    def _pieces_over(self, ranges):
+        marks = bytearray(self.num_pieces)
+        size = self.piece_size
+        for start, end in ranges:
+            if end > start:
+                first, last = start // size, (end - 1) // size
+                marks[first:last + 1] = b"\1" * (last - first + 1)
+        return marks
+
+    def wanted_marks(self):
+        """One byte per piece: 1 when it overlaps a DATA or ZERO record."""
+        return self._pieces_over((e["disk_offset"], e["disk_offset"] +
+                                  e["length"]) for e in self.entries)
+
+    def wanted_pieces(self):
+        """The pieces a receiver fetches, ascending: every piece that
+        overlaps a DATA or ZERO record (the others are free space)."""
+        return [i for i, m in enumerate(self.wanted_marks()) if m]
+
+    def guard_zones(self):
+        """(start, end) disk ranges zeroed before anything else and
+        written last: the table areas (`head` and `disk` up to 1 MiB,
+        `ebr` and `gpt-backup` whole) and the first MiB of each
+        partition; sorted, overlaps merged."""
+        zones = []
+        for area in self.meta["areas"]:
+            start, size = area["start"], area["size"]
+            if area["kind"] in ("ebr", "gpt-backup"):
+                zones.append((start, start + size))
+            elif area["kind"] in ("head", "disk", "partition"):
+                zones.append((start, start + min(size, GUARD_SIZE)))
+        merged = []
+        for start, end in sorted(z for z in zones if z[1] > z[0]):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        return merged
+
+    def held_pieces(self):
+        """The wanted pieces that overlap a guard zone, in write order:
+        those over partition starts first, then those over the table
+        areas, the piece holding byte 0 last of all (it overwrites the
+        restore marker)."""
+        wanted = self.wanted_marks()
+        table = self._pieces_over(
+            (a["start"], a["start"] + min(a["size"], GUARD_SIZE)
+             if a["kind"] in ("head", "disk") else a["start"] + a["size"])
+            for a in self.meta["areas"]
+            if a["kind"] in TABLE_KINDS or a["kind"] == "disk")
+        guarded = self._pieces_over(self.guard_zones())
+        held = [i for i in range(self.num_pieces)
+                if guarded[i] and wanted[i]]
+        order = [i for i in held if not table[i]] + \
+            [i for i in held if table[i] and i != 0] + \
+            [i for i in held if i == 0]
+        return order
+
+    def wanted_bytes(self):
+        """The bytes of all wanted pieces (what a fresh receiver fetches)."""
+        marks = self.wanted_marks()
+        total = marks.count(1) * self.piece_size
+        if marks and marks[-1]:
+            total -= self.num_pieces * self.piece_size - self.length
+        return total
+
+    def magnet(self):
+        """magnet:?xt=urn:btih:HEX&dn=NAME&tr=..&ws=..&x.pe=HOST:PORT"""
+        quote = urllib.parse.quote
+        parts = [f"xt=urn:btih:{self.infohash}", f"dn={quote(self.name)}"]
+        parts += [f"tr={quote(t, safe='')}" for t in self.trackers]
+        parts += [f"ws={quote(w, safe='')}" for w in self.web_seeds]
+        parts += [f"x.pe={quote(_host_port(h, p), safe=':[]')}"
+                  for h, p in self.peers]
+        return "magnet:?" + "&".join(parts)
+
+    def to_bytes(self):
+        """The .torrent: the info dict as stored, and the web seeds,
+        trackers and peers."""
+        top = {"info": bencode.Raw(self.info_bytes)}
+        if self.web_seeds:
+            top["url-list"] = list(self.web_seeds)
+        if self.trackers:
+            top["announce"] = self.trackers[0]
+            top["announce-list"] = [[t] for t in self.trackers]
+        if self.peers:
+            top["nodes"] = [[h, p] for h, p in self.peers]
+            top["rdeploy-peers"] = [[h, p] for h, p in self.peers]
+        return bencode.encode(top)
+
+
+def _host_port(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def info_dict(name, length, piece_size, piece_hashes, skeleton):
+    """The bencoded info dict of a new torrent."""
+    return bencode.encode({
+        "name": name, "length": length, "piece length": piece_size,
+        "pieces": piece_hashes,
+        "rdeploy": {"version": VERSION, "skeleton": skeleton}})
+
+
+# --- reading -----------------------------------------------------------------
+def parse_torrent(data, where):
+    """The Descriptor of the .torrent bytes `data` (named `where`)."""
+    if len(data) > MAX_SKELETON * 2:
+        raise InputError(f"{where}: {len(data)} bytes: larger than any "
+                         f"torrent of rdeploy")
+    top, spans = bencode.decode_top(bytes(data), where)
+    if not isinstance(top, dict) or b"info" not in top:
+        raise InputError(f"{where}: not a torrent (no info dictionary)")
+    start, end = spans[b"info"]
+    return parse_info(
+        data[start:end], where, web_seeds=_url_list(top, where),
+        trackers=_trackers(top, where), peers=_peers(top, where))
+
+
+def _texts(value, where, key):
+    if isinstance(value, bytes):
+        value = [value]
+    if not isinstance(value, list) or \
+            not all(isinstance(v, bytes) for v in value):
+        raise InputError(f"{where}: {key} is not a list of strings")
+    try:
+        return [v.decode() for v in value]
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: {key} is not UTF-8") from None
+
+
+def _url_list(top, where):
+    return _texts(top.get(b"url-list", []), where, "url-list")
+
+
+def _trackers(top, where):
+    found = []
+    if b"announce" in top:
+        found += _texts(top[b"announce"], where, "announce")
+    tiers = top.get(b"announce-list", [])
+    if not isinstance(tiers, list):
+        raise InputError(f"{where}: announce-list is not a list")
+    for tier in tiers:
+        found += _texts(tier, where, "announce-list")
+    return list(dict.fromkeys(found))
+
+
+def _peers(top, where):
+    found = []
+    for key in (b"rdeploy-peers", b"nodes"):
+        items = top.get(key, [])
+        if not isinstance(items, list):
+            raise InputError(f"{where}: {key.decode()} is not a list")
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2 and
+                    isinstance(item[0], bytes) and isinstance(item[1], int)
+                    and 0 < item[1] < 65536):
+                raise InputError(f"{where}: {key.decode()} holds an entry "
+                                 f"that is not [host, port]")
+            try:
+                found.append((item[0].decode(), item[1]))
+            except UnicodeDecodeError:
+                raise InputError(f"{where}: {key.decode()}: a host that is "
+                                 f"not UTF-8") from None
+    return list(dict.fromkeys(found))
+
+
+def parse_info(info_bytes, where, *, web_seeds=(), trackers=(), peers=()):
+    """The Descriptor of a bencoded info dict (`info_bytes`, as stored:
+    from a .torrent or a magnet's fetched metadata)."""
+    info_bytes = bytes(info_bytes)
+    info = bencode.decode(info_bytes, where)
+    if not isinstance(info, dict):
+        raise InputError(f"{where}: not a torrent (its info is not a "
+                         f"dictionary)")
+    rdeploy = info.get(b"rdeploy")
+    if not isinstance(rdeploy, dict):
+        raise InputError(f"{where}: not a torrent of rdeploy (no rdeploy "
+                         f"key in its info)")
+    if rdeploy.get(b"version") != VERSION:
+        raise UnsupportedError(f"{where}: rdeploy torrent version "
+                               f"{rdeploy.get(b'version')!r}; this tool "
+                               f"reads version {VERSION}")
+    if b"files" in info:
+        raise InputError(f"{where}: a multi-file torrent, not one of rdeploy")
+    name = info.get(b"name")
+    length = info.get(b"length")
+    piece = info.get(b"piece length")
+    pieces = info.get(b"pieces")
+    skeleton = rdeploy.get(b"skeleton")
+    if not isinstance(name, bytes) or not _good_name(name):
+        raise InputError(f"{where}: its file name is not a plain name")
+    if not isinstance(length, int) or not 0 < length <= BIG:
+        raise InputError(f"{where}: length {length!r}: not 1 to 2^63-1")
+    if not valid_piece_size(piece):
+        raise InputError(f"{where}: piece length {piece!r}: not a power of "
+                         f"two from {PIECE_MIN} to {PIECE_MAX}")
+    count = -(-length // piece)
+    if not isinstance(pieces, bytes) or len(pieces) != HASH_SIZE * count:
+        got = len(pieces) if isinstance(pieces, bytes) else "no"
+        raise InputError(f"{where}: pieces: {got} bytes, {count} pieces of "
+                         f"{piece} bytes need {HASH_SIZE * count}")
+    if not isinstance(skeleton, bytes) or len(skeleton) > MAX_SKELETON:
+        raise InputError(f"{where}: its image skeleton is missing or larger "
+                         f"than {MAX_SKELETON} bytes")
+    root, meta, entries = parse_skeleton(skeleton, where)
+    if meta["source"]["size"] != length:
+        raise CorruptImageError(
+            f"{where}: the torrent's length {length} is not its image's "
+            f"disk size {meta['source']['size']}")
+    return Descriptor(
+        name=name.decode(), length=length, piece_size=piece,
+        piece_hashes=pieces, skeleton=skeleton, root=root, meta=meta,
+        entries=entries, info_bytes=info_bytes,
+        infohash=hashlib.sha1(info_bytes).hexdigest(),
+        web_seeds=list(web_seeds), trackers=list(trackers),
+        peers=[(h, p) for h, p in peers])
+
+
+def _good_name(name):
+    try:
+        text = name.decode()
+    except UnicodeDecodeError:
+        return False
+    return 0 < len(name) <= 255 and text not in (".", "..") and \
+        "/" not in text and "\0" not in text
+
+
+def _payload_record(skeleton, at, tag, what, where):
+    layout = fmt.LAYOUT_11
+    size = layout.record.size
+    if at + size > len(skeleton):
+        raise CorruptImageError(f"{where}: skeleton ends in the {what} "
+                                f"record header", offset=at)
+    fields = fmt.unpack_record(skeleton[at:at + size], at, layout=layout)
+    if fields["tag"] != tag:
+        raise CorruptImageError(f"{where}: skeleton has no {what} record",
+                                offset=at)
+    end = at + size + fields["stored_size"]
+    if end > len(skeleton):
+        raise CorruptImageError(f"{where}: skeleton ends in the {what}",
+                                offset=at)
+    payload = skeleton[at + size:end]
+    if not fmt.payload_ok(fields, payload, layout):
+        raise CorruptImageError(f"{where}: skeleton's {what} fails its "
+                                f"check", offset=at)
+    return skeleton[at:end], payload
+
+
+def parse_skeleton(skeleton, where):
+    """(root, metadata, entries) of a skeleton: file header | META record |
+    INDX record | trailer, as the image stores them; the root recomputed
+    and equal to the trailer's (else CorruptImageError, exit 4)."""
+    head = fmt.FILE_HEADER.size
+    if len(skeleton) < head + fmt.TRAILER.size:
+        raise CorruptImageError(f"{where}: skeleton of {len(skeleton)} bytes "
+                                f"is too short")
+    header = fmt.unpack_file_header(skeleton[:head], f"{where}: skeleton")
+    if header["version_minor"] < 1:
+        raise UnsupportedError(f"{where}: holds a format 1.0 image (no "
+                               f"BLAKE3 chunk digests); convert it with "
+                               f"imgx recompress and prepare it again")
+    if header["flags"] & fmt.FLAG_ENCRYPTED:
+        raise InputError(f"{where}: holds an encrypted image; rdeploy swarm "
+                         f"carries only plain images")
+    meta_raw, meta_payload = _payload_record(skeleton, head, fmt.TAG_META,
+                                             "metadata", where)
+    index_at = head + len(meta_raw)
+    body = skeleton[:len(skeleton) - fmt.TRAILER.size]
+    index_raw, index_payload = _payload_record(body, index_at, fmt.TAG_INDEX,
+                                               "index", where)
+    if index_at + len(index_raw) != len(body):
+        raise CorruptImageError(f"{where}: skeleton has bytes between its "
+                                f"index and trailer", offset=index_at)
+    trailer_at = len(body)
+    trailer = fmt.unpack_trailer(skeleton[trailer_at:], trailer_at)
+    root = fmt.image_digest(skeleton[:head], meta_raw, index_raw)
+    if root != trailer["digest"]:
+        raise CorruptImageError(f"{where}: skeleton's root digest differs "
+                                f"from its trailer's (a damaged or altered "
+                                f"skeleton)")
+    if trailer["stream_length"] != trailer["index_offset"] + \
+            len(index_raw) + fmt.TRAILER.size or \
+            trailer["index_offset"] < index_at:
+        raise CorruptImageError(f"{where}: skeleton's trailer does not match "
+                                f"its index")
+    meta = check_metadata(fmt.decode_metadata(meta_payload, head), head)
+    entries = _entries(index_payload, meta, header, trailer, where)
+    return root, meta, entries
+
+
+def _entries(payload, meta, header, trailer, where):
+    index_at = trailer["index_offset"]
+    found, end = [], 0
+    for number, e in enumerate(fmt.unpack_index(payload, index_at)):
+        check_chunk(meta, e.area, e.disk_offset, e.length,
+                    e.record_offset, number)
+        if e.kind not in (fmt.KIND_DATA, fmt.KIND_ZERO) or (
+                e.kind == fmt.KIND_DATA and
+                e.length > header["chunk_size"]):
+            raise CorruptImageError(f"{where}: skeleton index entry {number} "
+                                    f"has an impossible kind or length",
+                                    offset=index_at)
+        if e.disk_offset < end:
+            raise CorruptImageError(f"{where}: skeleton index entry {number} "
+                                    f"is not in disk order", offset=index_at)
+        end = e.disk_offset + e.length
+        found.append({"disk_offset": e.disk_offset, "length": e.length,
+                      "kind": e.kind, "digest": e.checksum,
+                      "area": e.area})
+    return found
