@@ -194,13 +194,15 @@ Options:
   --piece-size=SIZE    swarm prepare: the piece size, a power of two from 64K
                        (default: 1M, doubled until at most 65536 pieces).
   --listen=ADDR        swarm: where to accept peers, HOST:PORT or PORT
+                       (with a HOST, peers are also dialled from it)
                        [default: 6881].
   --upload-rate=MBPS   swarm: upload at most MBPS megabits per second.
   --download-rate=MBPS  swarm receive: download at most MBPS megabits/s.
-  --run-tracker=PORT   swarm seed: also run opentracker on this port.
+  --run-tracker=PORT   swarm seed: also run opentracker on this port (TCP
+                       and UDP, 1024 up) for the TORRENTs' infohashes.
   --seed-time=S        swarm receive: after TARGET is checked, go on
                        serving for S seconds [default: 0]; the most it
-                       waits when --seed-until is given.
+                       waits when --seed-until is given (0: no limit).
   --seed-until=K       swarm receive: after TARGET is checked, go on serving
                        until K machines (this one included) hold the whole
                        disk, as far as its peers tell.

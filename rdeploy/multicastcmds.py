@@ -2,15 +2,13 @@
 converted and checked here, the work in diskimage.fleet."""
 
 import re
-import sys
 import time
 
 from cliutil.runner import whole_number
 from cliutil.text import safe
 from diskimage import sighold
 from diskimage.sizes import format_size
-from diskimage.errors import (DiskImageError, InputError, TargetError,
-                              UsageError)
+from diskimage.errors import DiskImageError, InputError, UsageError
 
 from . import imagecmds, remotecmds, render, targetcmds
 
@@ -36,20 +34,10 @@ def _seconds(args, name):
 def _confirm_join(args, progress):
     """Asked before joining: once the session runs, a receiver that
     waits for an answer would be dropped from it."""
-    if args["--yes"]:
-        return
-    target = args["TARGET"]
-    if progress.json:
-        raise TargetError(f"multicast receive needs --yes to write {target} "
-                          f"(--progress=json never asks)")
-    if not sys.stdin.isatty():
-        raise TargetError(f"multicast receive needs --yes to write {target} "
-                          f"(no terminal to ask on)")
-    print(f"rdeploy: the next multicast session's image will overwrite "
-          f"everything on {safe(target)}. Type 'yes' to go on: ", end="",
-          file=sys.stderr, flush=True)
-    if sys.stdin.readline().strip().lower() != "yes":
-        raise TargetError(f"{target}: not confirmed; nothing written")
+    targetcmds.confirm_overwrite(
+        args, progress, "multicast receive",
+        f"the next multicast session's image will overwrite everything on "
+        f"{safe(args['TARGET'])}.")
 
 
 def _late_line(address, notice):

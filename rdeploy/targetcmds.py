@@ -3,8 +3,10 @@ restore marker of an interrupted restore found, checked, reported."""
 
 import json
 import os
+import sys
 
 from cliutil.text import safe
+from diskimage.errors import TargetError
 
 
 def image_name(path):
@@ -50,6 +52,26 @@ def restore_marker(plan, resume, progress):
     plan.notes.append(line)
     progress.warn(safe(line))
     return None
+
+
+def confirm_overwrite(args, progress, command, question):
+    """--yes, or "yes" typed on a terminal after `question` (a sentence
+    saying what will be overwritten); else TargetError (exit 5).  For the
+    commands that ask before they know the plan (multicast and swarm
+    receive ask before they join)."""
+    if args["--yes"]:
+        return
+    target = args["TARGET"]
+    if progress.json:
+        raise TargetError(f"{command} needs --yes to write {target} "
+                          f"(--progress=json never asks)")
+    if not sys.stdin.isatty():
+        raise TargetError(f"{command} needs --yes to write {target} "
+                          f"(no terminal to ask on)")
+    print(f"rdeploy: {question} Type 'yes' to go on: ", end="",
+          file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() != "yes":
+        raise TargetError(f"{target}: not confirmed; nothing written")
 
 
 def cmd_verify_target(args, progress):

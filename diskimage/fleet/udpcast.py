@@ -194,18 +194,7 @@ class Tool:
     def stop(self, grace=3):
         """INT (udp-receiver) or TERM to its process group, then the next
         signal after `grace` seconds, KILL last; its exit status."""
-        if self.proc.poll() is None:
-            for signum in self.signals:
-                try:
-                    os.killpg(self.pid, signum)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.proc.wait(grace)
-                    break
-                except tools.TimeoutExpired:
-                    continue
-            self.proc.wait()
+        tools.stop_group(self.proc, self.signals, grace)
         self.reader.join(5)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:

@@ -79,6 +79,8 @@ PACKAGES = {
     "fusermount3": "fuse3",
     # multicast (diskimage.fleet)
     **dict.fromkeys(("udp-sender", "udp-receiver"), "udpcast"),
+    # the swarm's tracker (diskimage.swarm.seeder)
+    "opentracker": "opentracker",
 }
 
 
@@ -199,10 +201,19 @@ def _death_signal(signum=None):
     return preexec
 
 
+def _user(as_user):
+    """Popen's arguments that run the child as (uid, gid); CPython sets
+    them before it calls preexec_fn (the death signal)."""
+    if as_user is None:
+        return {}
+    uid, gid = as_user
+    return {"user": uid, "group": gid, "extra_groups": []}
+
+
 def start(args, *, env=None, cwd=None, inherit=True, stdin=DEVNULL,
           stdout=None, stderr=None, what=None, package=None,
           die_with_parent=False, no_tty=False, death_signal=None,
-          ignore_sigpipe=False):
+          ignore_sigpipe=False, as_user=None):
     """Start a tool and return its Popen (bytes), for a caller that reads
     it as it runs or keeps it in the foreground; the caller waits for it.
     `env`, `inherit`, `what` and `package` as for run(); MissingToolError
@@ -217,7 +228,10 @@ def start(args, *, env=None, cwd=None, inherit=True, stdin=DEVNULL,
     goodbye to its sender on SIGINT only).  `ignore_sigpipe`: the tool
     starts with SIGPIPE ignored (as Python runs), so a write to a reader
     that is gone fails with EPIPE, which it can handle, instead of
-    killing it.  `no_tty` as for run()."""
+    killing it.  `no_tty` as for run().  `as_user`: (uid, gid) the tool
+    runs as from its start (no supplementary groups), set before the death
+    signal is asked for: a tool that dropped root by itself would lose its
+    death signal (opentracker drops to "nobody")."""
     try:
         return subprocess.Popen(args, stdin=stdin, stdout=stdout,
                                 stderr=stderr, env=_env(env, inherit),
@@ -225,9 +239,28 @@ def start(args, *, env=None, cwd=None, inherit=True, stdin=DEVNULL,
                                     death_signal)
                                 if die_with_parent else None,
                                 start_new_session=no_tty,
-                                restore_signals=not ignore_sigpipe)
+                                restore_signals=not ignore_sigpipe,
+                                **_user(as_user))
     except FileNotFoundError as exc:
         error = _missing(exc, args, cwd, what, package)
         if error is None:
             raise
         raise error from None
+
+
+def stop_group(proc, signals, grace=3):
+    """Stop `proc`, started in a session of its own (no_tty): each of
+    `signals` in turn to its process group, the next one after `grace`
+    seconds without an exit; waits for it and returns its exit status."""
+    if proc.poll() is None:
+        for signum in signals:
+            try:
+                os.killpg(proc.pid, signum)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(grace)
+                break
+            except TimeoutExpired:
+                continue
+    return proc.wait()

@@ -99,6 +99,16 @@ class Descriptor:
         overlaps a DATA or ZERO record (the others are free space)."""
         return [i for i, m in enumerate(self.wanted_marks()) if m]
 
+    def zero_pieces(self):
+        """The wanted pieces that overlap no DATA record: all zeros in
+        NAME.raw, so a receiver may zero them on the target itself
+        (BLKZEROOUT, a punched hole) rather than fetch them."""
+        data = self._pieces_over(
+            (e["disk_offset"], e["disk_offset"] + e["length"])
+            for e in self.entries if e["kind"] == fmt.KIND_DATA)
+        return [i for i, m in enumerate(self.wanted_marks())
+                if m and not data[i]]
+
     def guard_zones(self):
         """(start, end) disk ranges zeroed before anything else and
         written last: the table areas (`head` and `disk` up to 1 MiB,

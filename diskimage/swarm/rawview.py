@@ -15,7 +15,9 @@ import hashlib
 import os
 import time
 
-from ..errors import InputError, PassphraseError, UnsupportedError
+from ..errors import (NO_SPACE_ERRNOS, DiskImageError, InputError,
+                      NoSpaceError, PassphraseError, UnsupportedError,
+                      no_space_left)
 from ..host import partial as partial_files
 from ..image import format as fmt
 from ..image.reader import RecordStream
@@ -113,15 +115,25 @@ def _open_stream(source):
 
 
 def _write_all(fd, offset, data, where):
+    """All of `data` at `offset` of NAME.partial (`where`); a fault is one
+    line naming the file and the offset."""
     view = memoryview(data)
     while view:
-        done = os.pwrite(fd, view, offset)
+        try:
+            done = os.pwrite(fd, view, offset)
+        except OSError as exc:
+            if exc.errno in NO_SPACE_ERRNOS:
+                raise NoSpaceError(f"{where}: {no_space_left(exc)} at disk "
+                                   f"offset {offset}") from None
+            raise DiskImageError(f"{where}: write failed at disk offset "
+                                 f"{offset}: {exc.strerror}") from None
         if done <= 0:
-            raise OSError(28, os.strerror(28))
+            raise NoSpaceError(f"{where}: no space left at disk offset "
+                               f"{offset}")
         view, offset = view[done:], offset + done
 
 
-def _stream_into(stream, fd, hasher, progress):
+def _stream_into(stream, fd, where, hasher, progress):
     """Every record checked (in parallel), DATA written at its offset and
     hashed in order; returns the index entries packed and the stream
     offset where the index record starts."""
@@ -136,7 +148,7 @@ def _stream_into(stream, fd, hasher, progress):
                        .pack(stream.layout))
         end = offset + stream.layout.record.size + fields["stored_size"]
         if data is not None:
-            _write_all(fd, fields["disk_offset"], data, stream.name)
+            _write_all(fd, fields["disk_offset"], data, where)
             hasher.data(fields["disk_offset"], data)
         done += fields["length"]
         if progress:
@@ -179,8 +191,8 @@ def prepare(image, torrent_path, *, web_seeds=(), trackers=(), peers=(),
         with partial_files.partial_file(raw_path, replace=force) as raw:
             fd = raw.fileno()
             os.ftruncate(fd, length)
-            index_payload, index_offset = _stream_into(stream, fd, hasher,
-                                                       progress)
+            index_payload, index_offset = _stream_into(
+                stream, fd, raw_path + partial_files.PARTIAL, hasher, progress)
             skeleton = skeleton_of(stream, index_payload, index_offset)
             info = desc_mod.info_dict(file_name, length, size,
                                       hasher.finish(), skeleton)

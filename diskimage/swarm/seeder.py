@@ -1,0 +1,130 @@
+"""`rdeploy swarm seed`: one libtorrent session serving TORRENTs from the
+NAME.raw beside each (what `swarm prepare` wrote), in seed mode (no hash
+check of the whole file first: libtorrent checks each piece as it first
+serves it), until stopped; with `tracker_port`, opentracker beside it
+(tracker.py) for the torrents' infohashes.  The summary counts, per
+torrent, the bytes uploaded and the peers seen."""
+
+import os
+import time
+
+from ..errors import InputError
+from . import libtorrent, session as sessions
+from .source import load_file
+from .tally import Tally
+from .tracker import Tracker
+
+TICK = 0.5
+
+
+def load_torrent(path):
+    """(Descriptor, directory) of TORRENT `path`; its NAME.raw checked:
+    there, a file of the torrent's length (InputError, exit 3)."""
+    desc = load_file(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    raw = os.path.join(directory, desc.name)
+    try:
+        size = os.stat(raw).st_size
+    except FileNotFoundError:
+        raise InputError(f"{raw}: no such file (the disk's bytes that "
+                         f"{path} is served from; rdeploy swarm prepare "
+                         f"writes it beside the torrent)") from None
+    if size != desc.length:
+        raise InputError(f"{raw}: {size} bytes, not the {desc.length} of "
+                         f"{path}'s disk: not the file prepare wrote for it")
+    return desc, directory
+
+
+class Seeder:
+    """The seeding session (a context manager): `run(stop)` serves until
+    `stop()` is true (or an interrupt); `summary()` at any time."""
+
+    def __init__(self, torrents, *, listen, upload_rate=None,
+                 tracker_port=None, progress=None):
+        self.lt = libtorrent()
+        self.paths = list(torrents)
+        self.loaded = [load_torrent(p) for p in self.paths]
+        self.progress = progress
+        self.started = time.monotonic()
+        self.tracker = None
+        self.handles, self.tallies = [], []
+        peers = [p for desc, _ in self.loaded for p in desc.peers]
+        self.session = sessions.open_session(
+            listen=listen, upload_rate=upload_rate, peers=peers,
+            agent=sessions.SEEDER_AGENT)
+        try:
+            if tracker_port is not None:
+                self.tracker = Tracker(tracker_port,
+                                       [d.infohash for d, _ in self.loaded])
+            for desc, directory in self.loaded:
+                params = sessions.add_params(
+                    desc, directory, flags=self.lt.torrent_flags.seed_mode)
+                self.handles.append(self.session.add_torrent(params))
+                self.tallies.append(Tally(self.lt))
+        except BaseException:
+            self.close()
+            raise
+
+    def _tick(self):
+        self.session.wait_for_alert(int(TICK * 1000))
+        for alert in self.session.pop_alerts():
+            if isinstance(alert, (self.lt.file_error_alert,
+                                  self.lt.torrent_error_alert)):
+                raise InputError(f"swarm seed: {alert.message()}")
+        for handle, tally in zip(self.handles, self.tallies):
+            tally.update(handle)
+        if self.progress is not None:
+            self.progress(self.summary())
+
+    def run(self, stop=None):
+        while stop is None or not stop():
+            self._tick()
+        return self.summary()
+
+    def summary(self):
+        torrents = []
+        for path, (desc, _), handle, tally in zip(
+                self.paths, self.loaded, self.handles, self.tallies):
+            status = handle.status()
+            torrents.append({
+                "torrent": path, "infohash": desc.infohash,
+                "uploaded_bytes": status.total_payload_upload,
+                "peers": tally.peers, "peers_seen": len(tally.peers_seen),
+                "upload_rate": status.upload_payload_rate})
+        return {"torrents": torrents,
+                "uploaded_bytes": sum(t["uploaded_bytes"] for t in torrents),
+                "tracker_port": self.tracker and self.tracker.port,
+                "seconds": time.monotonic() - self.started}
+
+    def close(self):
+        if self.session is not None:
+            for handle in self.handles:
+                self.session.remove_torrent(handle)
+            self.session.pause()
+            self.session = None
+        if self.tracker is not None:
+            self.tracker.stop()
+            self.tracker = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def seed(torrents, *, listen, upload_rate=None, tracker_port=None,
+         progress=None, stop=None, ready=None):
+    """Serve `torrents` until `stop()` is true; the summary.  `ready()`
+    once every torrent is served (and the tracker runs).  On an interrupt
+    the summary so far rides on the KeyboardInterrupt (`.summary`) for the
+    command to print."""
+    with Seeder(torrents, listen=listen, upload_rate=upload_rate,
+                tracker_port=tracker_port, progress=progress) as seeder:
+        if ready is not None:
+            ready()
+        try:
+            return seeder.run(stop)
+        except KeyboardInterrupt as exc:
+            exc.summary = seeder.summary()
+            raise

@@ -1,0 +1,335 @@
+"""rdeploy swarm prepare's mapping (diskimage.swarm.rawview, .descriptor):
+NAME.raw is what a plain restore leaves, libtorrent agrees with its piece
+hashes, the wanted and held pieces follow the image's records, and hostile
+descriptors are one error each with the documented exit code."""
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from diskimage.errors import CorruptImageError, InputError, UnsupportedError
+from diskimage.image import format as fmt
+from diskimage.image.reader import ImageReader
+from diskimage.swarm import bencode, libtorrent
+from diskimage.swarm.descriptor import parse_info, parse_torrent
+from diskimage.swarm.rawview import prepare
+from tests.rdeploy_helpers import rdeploy
+from tests.smalldisk import MiB
+from tests.swarm.mapdisk import captured, gpt_image, mbr_image
+
+KiB = 1 << 10
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("images")
+    return {"gpt": gpt_image(d), "mbr": mbr_image(d)}
+
+
+@pytest.fixture(scope="module")
+def prepared(images, tmp_path_factory):
+    """Each image prepared once, read-only: (image, summary, desc)."""
+    out = {}
+    for kind, (_, image) in images.items():
+        d = tmp_path_factory.mktemp(f"prep-{kind}")
+        summary = prepare(image, d / f"{kind}.torrent",
+                          web_seeds=["http://192.0.2.1/x.raw"],
+                          trackers=["http://192.0.2.1:6969/announce"],
+                          peers=[("192.0.2.1", 6881)])
+        desc = parse_torrent((d / f"{kind}.torrent").read_bytes(), kind)
+        out[kind] = image, summary, desc
+    return out
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+def test_raw_is_what_a_plain_restore_leaves(prepared, kind, tmp_path):
+    image, summary, desc = prepared[kind]
+    target = tmp_path / "plain.img"
+    with open(target, "wb") as f:
+        f.truncate(desc.length)
+    result = rdeploy("restore", image, target, "--yes", "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    assert sha256(target) == sha256(summary["raw"])
+    st = os.stat(summary["raw"])
+    assert st.st_size == desc.length
+    assert st.st_blocks * 512 < desc.length // 2      # sparse: holes unwritten
+    assert summary["disk_size"] == desc.length and desc.name == \
+        f"{kind}.raw"
+    with ImageReader(str(image)) as reader:
+        assert summary["root"] == reader.root.hex() == desc.root.hex()
+
+
+@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+def test_libtorrent_finds_every_piece_valid(prepared, kind):
+    lt = libtorrent()
+    _, summary, desc = prepared[kind]
+    info = lt.torrent_info(summary["torrent"])
+    assert (info.num_pieces(), info.piece_length(), info.total_size()) == \
+        (desc.num_pieces, desc.piece_size, desc.length)
+    assert str(info.info_hashes().v1) == desc.infohash == summary["infohash"]
+    with open(summary["raw"], "rb") as f:       # lt's hashes, ours by hand
+        for i in range(info.num_pieces()):
+            piece = f.read(info.piece_size(i))
+            assert bytes(info.hash_for_piece(i)) == \
+                hashlib.sha1(piece).digest(), i
+    sp = lt.session_params()
+    sp.settings = {"listen_interfaces": "127.0.0.1:0", "enable_dht": False,
+                   "enable_lsd": False, "enable_upnp": False,
+                   "enable_natpmp": False,
+                   "alert_mask": lt.alert_category.status}
+    sp.disk_io_constructor = "posix_disk_io_constructor"
+    session = lt.session(sp)
+    atp = lt.add_torrent_params()
+    atp.ti = info
+    atp.save_path = os.path.dirname(summary["raw"])
+    handle = session.add_torrent(atp)   # no resume data, no seed_mode:
+    deadline = time.monotonic() + 60    # every piece hashed from the file
+    while time.monotonic() < deadline and not any(
+            isinstance(a, lt.torrent_checked_alert)
+            for a in session.pop_alerts()):
+        time.sleep(0.05)
+    have = list(handle.status().pieces)
+    session.remove_torrent(handle)
+    assert all(have[i] for i in desc.wanted_pieces())
+    assert all(have), "every piece of NAME.raw, free space too, is valid"
+
+
+def entry_ranges(image):
+    with ImageReader(str(image)) as reader:
+        return [(e.disk_offset, e.disk_offset + e.length)
+                for e in reader.entries], reader.metadata
+
+
+def pieces_over(ranges, size):
+    return {i for start, end in ranges if end > start
+            for i in range(start // size, (end - 1) // size + 1)}
+
+
+@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+def test_wanted_and_held_pieces_follow_the_records(prepared, kind):
+    image, summary, desc = prepared[kind]
+    ranges, meta = entry_ranges(image)
+    with ImageReader(str(image)) as reader:
+        entries = reader.entries
+    size = desc.piece_size
+    wanted = pieces_over(ranges, size)
+    assert desc.wanted_pieces() == sorted(wanted)
+    assert summary["wanted_pieces"] == len(wanted) < desc.num_pieces
+    last = desc.num_pieces - 1
+    assert desc.wanted_bytes() == sum(
+        size if i != last else desc.length - i * size for i in wanted)
+    data = pieces_over([(e.disk_offset, e.disk_offset + e.length)
+                        for e in entries if not e.is_zero], size)
+    assert desc.zero_pieces() == sorted(wanted - data)
+    with open(summary["raw"], "rb") as f:      # they are zeros in NAME.raw
+        for i in desc.zero_pieces():
+            f.seek(i * size)
+            assert f.read(size).count(0) == min(size, desc.length - i * size)
+    zones = []
+    for a in meta["areas"]:
+        if a["kind"] in ("ebr", "gpt-backup"):
+            zones.append((a["start"], a["start"] + a["size"]))
+        else:       # head, partition: the first MiB
+            zones.append((a["start"], a["start"] + min(a["size"], MiB)))
+    held = desc.held_pieces()
+    assert sorted(held) == sorted(pieces_over(zones, size) & wanted)
+    assert held[-1] == 0 and len(set(held)) == len(held)
+    tables = pieces_over([(a["start"], a["start"] + a["size"])
+                          for a in meta["areas"] if a["kind"] != "partition"],
+                         size)
+    parts_first = [i for i in held if i not in tables]
+    assert held[:len(parts_first)] == parts_first   # partition starts first
+    if kind == "gpt":       # the backup GPT at the end is a held piece
+        assert last in held and held.index(last) > len(parts_first) - 1
+    if kind == "mbr":
+        assert any(a["kind"] == "ebr" for a in meta["areas"])
+
+
+def test_the_torrent_carries_seeds_trackers_peers_and_magnet(prepared):
+    _, summary, desc = prepared["gpt"]
+    top = bencode.decode(open(summary["torrent"], "rb").read(), "t")
+    assert top[b"url-list"] == [b"http://192.0.2.1/x.raw"]
+    assert top[b"announce"] == b"http://192.0.2.1:6969/announce"
+    assert top[b"nodes"] == top[b"rdeploy-peers"] == [[b"192.0.2.1", 6881]]
+    assert set(top[b"info"]) == {b"name", b"length", b"piece length",
+                                 b"pieces", b"rdeploy"}
+    assert desc.peers == [("192.0.2.1", 6881)]
+    magnet = summary["magnet"]
+    assert magnet.startswith(f"magnet:?xt=urn:btih:{desc.infohash}&dn=gpt.raw")
+    assert "x.pe=192.0.2.1:6881" in magnet and "ws=http%3A%2F%2F" in magnet
+    lt = libtorrent()
+    params = lt.parse_magnet_uri(magnet)
+    assert str(params.info_hashes.v1) == desc.infohash
+    assert desc.to_bytes() == open(summary["torrent"], "rb").read()
+
+
+def test_outputs_exist_piece_size_and_force(images, tmp_path):
+    _, image = images["gpt"]
+    torrent = tmp_path / "a.torrent"
+    s = prepare(image, torrent, piece_size=64 * KiB)
+    assert s["pieces"] == 1024 and s["piece_size"] == 64 * KiB
+    with pytest.raises(InputError, match="a.torrent.*--force"):
+        prepare(image, torrent)
+    os.unlink(torrent)
+    with pytest.raises(InputError, match="a.raw.*--force"):
+        prepare(image, torrent)
+    assert not torrent.exists()
+    assert prepare(image, torrent, force=True)["piece_size"] == MiB
+    for bad in (3000, 32 * KiB, 128 * MiB):
+        with pytest.raises(InputError, match="piece size"):
+            prepare(image, tmp_path / "b.torrent", piece_size=bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.raw",
+                                                          "a.torrent"]
+
+
+def test_encrypted_and_1_0_images_are_refused(images, tmp_path):
+    disk, _ = images["gpt"]
+    pw = tmp_path / "pw"
+    pw.write_text("swarm secret\n")
+    sealed = captured(disk, tmp_path / "sealed.rdi", "--encrypt",
+                      f"--passphrase-file={pw}")
+    with pytest.raises(InputError, match="encrypted.*in the clear") as e:
+        prepare(sealed, tmp_path / "s.torrent")
+    assert e.value.exit_code == 3
+    import gzip
+    from pathlib import Path
+    v10 = tmp_path / "v10.rdi"
+    v10.write_bytes(gzip.decompress(
+        (Path(__file__).parents[1] / "image/data/v10-ext4.rdi.gz")
+        .read_bytes()))
+    with pytest.raises(UnsupportedError, match="format 1.0") as e:
+        prepare(v10, tmp_path / "v.torrent")
+    assert e.value.exit_code == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "pw", "sealed.rdi", "v10.rdi"]
+
+
+# --- hostile descriptors -----------------------------------------------------
+def info_of(desc):
+    return bencode.decode(desc.info_bytes, "x")
+
+
+def reencoded(info):
+    return bencode.encode(info)
+
+
+def test_not_bencode_truncated_and_too_deep(prepared):
+    _, summary, _ = prepared["gpt"]
+    data = open(summary["torrent"], "rb").read()
+    cases = {b"hello": "unexpected byte", data[:len(data) // 2]: "runs past",
+             data[:-1]: "truncated", data + b"x": "after the end",
+             b"l" * 100000: "nested deeper", b"d4:infoi1ee": "not a dict",
+             b"de": "no info", b"i01e": "malformed integer",
+             b"99999999999999999999:": "runs past",
+             b"d4:infod4:name1:xee": "not a torrent of rdeploy"}
+    for raw, words in cases.items():
+        with pytest.raises(InputError) as e:
+            parse_torrent(raw, "bad.torrent")
+        assert e.value.exit_code == 3
+        message = str(e.value)
+        assert message.startswith("bad.torrent: ") and "\n" not in message
+        assert words in message or "not a torrent" in message, message
+
+
+def test_changed_skeleton_byte_is_exit_4(prepared):
+    _, _, desc = prepared["gpt"]
+    skel = desc.skeleton
+    meta_len = 68 + fmt.RECORD_HEADER.unpack(skel, 64)["stored_size"]
+    index_at = 64 + meta_len
+    spots = {"META payload": 64 + 68 + 10, "META header": 64 + 20,
+             "INDX payload": index_at + 68 + 40,
+             "trailer digest": len(skel) - 64 + 30,
+             "file header": 24}
+    for where, at in spots.items():
+        info = info_of(desc)
+        bad = bytearray(skel)
+        bad[at] ^= 0x01
+        info[b"rdeploy"][b"skeleton"] = bytes(bad)
+        with pytest.raises((CorruptImageError, UnsupportedError)) as e:
+            parse_info(reencoded(info), "t.torrent")
+        assert e.value.exit_code in (4, 7), where
+        assert "\n" not in str(e.value)
+
+
+def test_a_forged_index_with_every_check_redone_fails_the_root(prepared):
+    """An entry's digest changed and the INDX record's own digest and CRC
+    recomputed: only the root (bound into the infohash) catches it."""
+    _, _, desc = prepared["gpt"]
+    skel = desc.skeleton
+    meta_len = 68 + fmt.RECORD_HEADER.unpack(skel, 64)["stored_size"]
+    index_at = 64 + meta_len
+    payload = bytearray(skel[index_at + 68:len(skel) - 64])
+    payload[40] ^= 0xFF             # the first entry's BLAKE3 digest
+    forged = skel[:index_at] + fmt.pack_payload_record(
+        fmt.TAG_INDEX, bytes(payload)) + skel[-64:]
+    info = info_of(desc)
+    info[b"rdeploy"][b"skeleton"] = forged
+    with pytest.raises(CorruptImageError, match="root digest differs") as e:
+        parse_info(reencoded(info), "t.torrent")
+    assert e.value.exit_code == 4
+
+
+def test_bad_lengths_and_pieces(prepared):
+    _, _, desc = prepared["gpt"]
+    cases = [
+        ({b"pieces": info_of(desc)[b"pieces"][:-20]}, "pieces: "),
+        ({b"pieces": info_of(desc)[b"pieces"] + bytes(20)}, "pieces: "),
+        ({b"length": 1 << 63}, "length"),
+        ({b"length": 1 << 70}, "too long integer"),
+        ({b"length": -5}, "length"),
+        ({b"length": desc.length + 1}, None),         # pieces no longer fit
+        ({b"piece length": 3 << 20}, "piece length"),
+        ({b"piece length": 16 << 10}, "piece length"),
+        ({b"piece length": 1 << 40}, "piece length"),
+        ({b"name": b"../../etc/x"}, "plain name"),
+        ({b"files": []}, "multi-file"),
+    ]
+    for change, words in cases:
+        info = dict(info_of(desc), **{k.decode(): v for k, v in
+                                       change.items()})
+        info = {k if isinstance(k, bytes) else k.encode(): v
+                for k, v in info.items()}
+        with pytest.raises(InputError) as e:
+            parse_info(reencoded(info), "t.torrent")
+        assert e.value.exit_code == 3 and "\n" not in str(e.value)
+        if words:
+            assert words in str(e.value), str(e.value)
+    info = info_of(desc)            # the disk size said twice, differently
+    size = desc.length * 2
+    info[b"length"] = size
+    info[b"pieces"] = bytes(20 * (size // desc.piece_size))
+    with pytest.raises(CorruptImageError, match="disk size"):
+        parse_info(reencoded(info), "t.torrent")
+    info = info_of(desc)
+    info[b"rdeploy"][b"skeleton"] = bytes(65 << 20)
+    with pytest.raises(InputError, match="skeleton"):
+        parse_info(reencoded(info), "t.torrent")
+    info[b"rdeploy"] = {b"version": 2, b"skeleton": desc.skeleton}
+    with pytest.raises(UnsupportedError, match="version 2"):
+        parse_info(reencoded(info), "t.torrent")
+
+
+def test_a_damaged_image_leaves_no_output(images, tmp_path):
+    _, image = images["gpt"]
+    with ImageReader(str(image)) as reader:
+        entry = next(e for e in reader.entries if not e.is_zero and
+                     e.disk_offset > 2 * MiB)
+    bad = tmp_path / "bad.rdi"
+    raw = bytearray(image.read_bytes())
+    raw[entry.record_offset + 68 + entry.stored_size // 2] ^= 0x10
+    bad.write_bytes(raw)
+    cut = tmp_path / "cut.rdi"
+    cut.write_bytes(image.read_bytes()[:-100])
+    for source in (bad, cut):
+        with pytest.raises(CorruptImageError) as e:
+            prepare(source, tmp_path / "out.torrent")
+        assert e.value.exit_code == 4
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.rdi",
+                                                              "cut.rdi"]
