@@ -93,8 +93,8 @@ def test_eight_receivers_on_two_subnets(lab, tmp_path):
         runs[LATE] = room.receive(LATE, torrent, disks[LATE], *policy)
         for i, run in sorted(runs.items()):
             if i != VICTIM:
-                assert run.wait(180) == 0, f"receiver {i}: " + \
-                    run.stderr[-3000:]
+                assert times.finished(run, 180, f"receiver {i}") == 0, \
+                    f"receiver {i}: " + run.stderr[-3000:]
         uplink = room.sent_by_server()
         seeder.proc.send_signal(signal.SIGTERM)
         assert seeder.wait(30) in (0, 143), seeder.stderr[-2000:]

@@ -69,8 +69,8 @@ def test_four_receivers_from_a_presigned_s3_url(tmp_path):
             runs = [room.receive(i, torrent, disk)
                     for i, disk in enumerate(disks)]
             for i, run in enumerate(runs):
-                assert run.wait(120) == 0, f"receiver {i}: " + \
-                    run.stderr[-3000:]
+                assert times.finished(run, 120, f"receiver {i}") == 0, \
+                    f"receiver {i}: " + run.stderr[-3000:]
         finally:
             netns.call_in(room.server, moto.stop)
     summaries = [run.of("end")[-1]["result"] for run in runs]

@@ -16,6 +16,7 @@ of a local `rdeploy restore` of the image onto a blank disk of its size.
 
 import json
 import os
+import subprocess
 import time
 
 from tests.rdeploy_helpers import rdeploy
@@ -72,7 +73,7 @@ def one_row(room, method, n, lab, torrent, url, folder, web, *,
                 for i, d in zip(chosen, disks)]
     each = []
     for run in runs:
-        code = run.wait(timeout)
+        code = finished(run, timeout, f"{method} to {n}")
         each.append(time.monotonic() - began)
         assert code == 0, f"{method} to {n}: {run.stderr[-2000:]}"
     if sender is not None:
@@ -146,3 +147,13 @@ def find(obj, key):
         return None
     found = [v for v in (find(o, key) for o in obj) if v is not None]
     return sum(found) if found else None
+
+
+def finished(run, timeout, what):
+    """`run`'s exit code; a run still going after `timeout` s fails the
+    test with what it told (stopped by the room's close)."""
+    try:
+        return run.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{what} still running after {timeout} s: "
+                             f"{run.stderr[-3000:]}") from None
