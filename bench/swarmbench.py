@@ -2,12 +2,13 @@
 image 2, 4 and 8 machines with `rdeploy swarm`, with HTTP unicast from the
 same server and with multicast (within one subnet), and what the server
 uploaded, on the room of tests/swarm/room.py: a server namespace on subnet
-A, 8 receivers on A and 4 on B behind a router, every link shaped by tc
-tbf to --swarm-rate.  The disk is tests/swarm/labdisk.py's (GPT, FAT16 ESP
-and ext4 of random files) holding --swarm-data MiB; the rows and their
-checks are tests/swarm/times.py's (every restored disk's sha256 against a
-local restore).  The seeder and the web seed run before the rows and
-through them; unicast reads the image from the same web server.
+A, 8 receivers on A and 4 on B behind a router, the server's uplink shaped
+by tc tbf to --swarm-rate, every receiver's link (each way) to HOSTS times
+that, as in tests/swarm.  The disk is tests/swarm/labdisk.py's (GPT,
+FAT16 ESP and ext4 of random files) holding --swarm-data MiB; the rows and
+their checks are tests/swarm/times.py's (every restored disk's sha256
+against a local restore).  The seeder and the web seed run before the rows
+and through them; unicast reads the image from the same web server.
 
     lines = section(work, data_mib, rate_mbit, say)
 
@@ -20,12 +21,12 @@ import shutil
 import time
 
 from tests import needs
-from tests.rdeploy_helpers import rdeploy
 from tests.swarm import labdisk, times
-from tests.swarm.room import SEED_PORT, TRACKER_PORT, Room
+from tests.swarm.room import Room
 
 BEGIN = "<!-- bench-swarm:begin (written by bench/run.py; do not edit) -->"
 END = "<!-- bench-swarm:end -->"
+HOSTS = 4
 TOOLS = ("ip", "tc", "ss", "opentracker", "udp-sender", "udp-receiver",
          "sfdisk", "mkfs.ext4", "mkfs.fat", "mcopy")
 
@@ -50,19 +51,8 @@ def section(work, data_mib, rate_mbit, say, counts=(2, 4, 8), keep=False):
         image_bytes = os.path.getsize(lab["image"])
         served = os.path.join(folder, "served")
         with Room(on_a=max(counts), on_b=max(counts) // 2,
-                  server_mbit=rate_mbit, host_mbit=rate_mbit) as room:
-            torrent = os.path.join(served, "lab.torrent")
-            result = rdeploy("swarm", "prepare", lab["image"], "-o", torrent,
-                             "-q", *room.urls())
-            if result.returncode:
-                raise RuntimeError(result.stderr.decode().strip())
-            os.link(lab["image"], os.path.join(served, "lab.rdi"))
-            web = room.web_seed(served)
-            seeder = room.seed(torrent)
-            if not (room.listening(SEED_PORT) and
-                    room.listening(TRACKER_PORT)):
-                raise RuntimeError("the seeder did not start: " +
-                                   seeder.stderr[-500:])
+                  server_mbit=rate_mbit, host_mbit=HOSTS * rate_mbit) as room:
+            torrent, web, seeder = room.serve(lab["image"], served)
             timeout = 60 + 3 * max(counts) * image_bytes * 8 / \
                 (rate_mbit * 1e6)
             rows = times.measure(room, lab, torrent, web.url("lab.rdi"),
@@ -70,7 +60,8 @@ def section(work, data_mib, rate_mbit, say, counts=(2, 4, 8), keep=False):
                                  rate_mbit=rate_mbit, timeout=timeout,
                                  say=lambda text: say("  " + text))
         times.write(rows, os.path.join(work, "swarm-times.json"),
-                    mbit=rate_mbit, image_bytes=image_bytes,
+                    mbit=rate_mbit, host_mbit=HOSTS * rate_mbit,
+                    image_bytes=image_bytes,
                     disk_bytes=lab["size"])
     finally:
         if not keep:
@@ -86,8 +77,9 @@ def section(work, data_mib, rate_mbit, say, counts=(2, 4, 8), keep=False):
         f"namespace onto its own disk file; the server on subnet A, swarm "
         f"and unicast machines half on A and half on subnet B behind a "
         f"router namespace, multicast machines all on A (it does not cross "
-        f"the router).  Every link (the server's uplink, each machine's up "
-        f"and down) limited to {rate_mbit} Mbit/s by tc tbf.  Swarm: `swarm "
+        f"the router).  The server's uplink limited to {rate_mbit} Mbit/s by "
+        f"tc tbf, each machine's link (up and down) to "
+        f"{HOSTS * rate_mbit} Mbit/s.  Swarm: `swarm "
         f"seed --run-tracker` and a web seed on the server, receivers with "
         f"`--seed-until=N`; unicast: `rdeploy restore http://...` of the "
         f"image from the same web server; multicast: `multicast send "

@@ -3,9 +3,11 @@ subnets A and B, joined by a router (tests/routed.py), links shaped by tc
 so that the server's uplink is the bottleneck of a unicast restore.
 
     with Room(on_a=5, on_b=4, server_mbit=80, host_mbit=80) as room:
-        web = room.web_seed(folder)           RangeServer of folder, in the
-                                              server's namespace (.sent)
-        seeder = room.seed(torrent)           rdeploy swarm seed, tracker on
+        torrent, web, seeder = room.serve(image, folder)
+                                              prepare, then a RangeServer of
+                                              folder in the server's
+                                              namespace (.sent) and rdeploy
+                                              swarm seed, tracker on
         rx = room.receive(i, torrent, disk)   rdeploy swarm receive
         room.restore(i, url, disk)            rdeploy restore URL
         room.multicast_send(image, n) / room.multicast_receive(i, disk)
@@ -19,11 +21,11 @@ read on a thread).  The server is A.1 (web seed on port 8080, seeder on
 import os
 import signal
 import subprocess
-import time
 
 from tests import netns
 from tests.fleet.room import Run
 from tests.rangeserver import RangeServer
+from tests.rdeploy_helpers import rdeploy
 from tests.routed import Routed
 
 WEB_PORT, SEED_PORT, TRACKER_PORT, PEER_PORT, MCAST_PORT = \
@@ -64,6 +66,23 @@ class Room:
                 f"--tracker=http://{host}:{TRACKER_PORT}/announce",
                 f"--peer={host}:{SEED_PORT}"]
 
+    def serve(self, image, folder):
+        """The server side of a swarm: `rdeploy swarm prepare` of `image`
+        into `folder` (lab.torrent and lab.raw, pointing at this room's
+        server), the image hard-linked beside them (lab.rdi, for unicast
+        restores), the web seed of `folder` and the seeder, ready.
+        Returns (torrent, web seed, seeder Run)."""
+        torrent = os.path.join(folder, "lab.torrent")
+        result = rdeploy("swarm", "prepare", image, "-o", torrent, "-q",
+                         *self.urls())
+        if result.returncode:
+            raise AssertionError(result.stderr.decode())
+        os.link(image, os.path.join(folder, "lab.rdi"))
+        web = self.web_seed(folder)
+        seeder = self.seed(torrent)
+        seeder.until(lambda r: r.of("ready"), what="the seeder ready")
+        return torrent, web, seeder
+
     def web_seed(self, folder, **kw):
         """tests/rangeserver.py serving `folder` inside the server's
         namespace (its `sent` counts the body bytes it sent)."""
@@ -102,19 +121,6 @@ class Room:
             "multicast", "receive", target, "--interface=eth0",
             f"--port={MCAST_PORT}", "--wait=60", "--yes", "--progress=json",
             *options])
-
-    def listening(self, port, timeout=30):
-        """Wait until something listens on TCP `port` in the server's
-        namespace (ss); True when it does."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out = subprocess.run(
-                ["ip", "netns", "exec", self.server, "ss", "-Hltn",
-                 f"sport = :{port}"], capture_output=True, text=True).stdout
-            if out.strip():
-                return True
-            time.sleep(0.1)
-        return False
 
     def sent_by_server(self):
         """Bytes out of the server's shaped uplink so far (with headers)."""

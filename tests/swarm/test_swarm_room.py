@@ -13,7 +13,6 @@ server uploaded is counted three ways (the web seed's own count, the
 seeder's summary, the server's tc qdisc) and printed.
 """
 
-import os
 import signal
 
 import pytest
@@ -43,17 +42,6 @@ LIVE = 8
 SERVER_BOUND = 3.0
 
 
-def prepare(lab, folder, room):
-    """The torrent and NAME.raw in `folder` (what the web seed serves),
-    the image hard-linked beside them (for the unicast rows)."""
-    torrent = os.path.join(folder, "lab.torrent")
-    result = rdeploy("swarm", "prepare", lab["image"], "-o", torrent, "-q",
-                     *room.urls())
-    assert result.returncode == 0, result.stderr.decode()
-    os.link(lab["image"], os.path.join(folder, "lab.rdi"))
-    return torrent
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     return labdisk.build(tmp_path_factory.mktemp("swarm-lab"), DATA_MIB)
@@ -76,10 +64,7 @@ def test_eight_receivers_on_two_subnets(lab, tmp_path):
     want = times.reference(lab, tmp_path)
     with Room(on_a=5, on_b=4, server_mbit=SERVER_MBIT,
               host_mbit=HOST_MBIT) as room:
-        torrent = prepare(lab, folder, room)
-        web = room.web_seed(folder)
-        seeder = room.seed(torrent)
-        seeder.until(lambda r: r.of("ready"), what="the seeder ready")
+        torrent, web, seeder = room.serve(lab["image"], folder)
         policy = (f"--seed-until={LIVE}", "--seed-time=150")
         runs = {i: room.receive(i, torrent, disks[i], *policy)
                 for i in range(LIVE + 1) if i != LATE}

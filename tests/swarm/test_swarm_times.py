@@ -22,7 +22,7 @@ import pytest
 
 from tests.swarm import labdisk, times
 from tests.swarm.room import Room
-from tests.swarm.test_swarm_room import HOST_MBIT, SERVER_MBIT, prepare
+from tests.swarm.test_swarm_room import HOST_MBIT, SERVER_MBIT
 
 pytestmark = pytest.mark.needs("ip", "tc", "ss", "opentracker",
                                "udp-sender", "udp-receiver", "sfdisk",
@@ -38,10 +38,7 @@ def test_time_to_image_2_4_8_machines(tmp_path):
     image_bytes = os.path.getsize(lab["image"])
     with Room(on_a=8, on_b=4, server_mbit=SERVER_MBIT,
               host_mbit=HOST_MBIT) as room:
-        torrent = prepare(lab, folder, room)
-        web = room.web_seed(folder)
-        seeder = room.seed(torrent)
-        seeder.until(lambda r: r.of("ready"), what="the seeder ready")
+        torrent, web, seeder = room.serve(lab["image"], folder)
         rows = times.measure(room, lab, torrent, web.url("lab.rdi"),
                              tmp_path, web, rate_mbit=SERVER_MBIT,
                              timeout=90)
