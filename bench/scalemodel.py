@@ -5,21 +5,28 @@ it predicts for larger sites.
 
     python bench/scalemodel.py RUN.json... [--predict]
 
-For each method, seconds = a + b * X + c * log2(N), by least squares over
-every row of every run given, where X is the time the bytes need on one
-link: N * S / R for unicast (the server's uplink carries N images), S / R
-for multicast and the swarm (one image's worth crosses each receiver's
-downlink), S the image's bytes (the wanted raw bytes are within 1 % of
-it on the runs' disks of random files) and R a link's rate in bytes/s.
-a: the fixed cost (starting the processes, joining, the final check);
-b: 1 / the link efficiency reached; c: what each doubling of the machines
-adds (coordination, the slowest of more machines, CPU shared on the test
-machine).  Prints the constants, the residuals, and with --predict the
-predictions of docs/SCALE.md.
+For each method, by least squares over every row of every run given:
+
+    unicast              seconds = a + b * N * S / R
+    multicast, swarm     seconds = a + b * S / R + k * (N - 1) * S
+
+S the image's bytes, R the server's uplink in bytes/s: unicast sends N
+images through it, multicast and the swarm one at the least.  a: the
+fixed cost (starting Python, joining, the final check of a small disk);
+b: 1 / the efficiency reached on the link, fitted for unicast (its runs
+determine it: N * S / R spans 3 to 54 s) and taken from it for the swarm
+(TCP through the same bucket), 1 / 0.9 for multicast (udp-sender is given
+--rate = 0.9 R); a free b is not determined by two sizes with the k term
+beside it.  k (seconds per GB per extra machine): the receivers share the
+test machine's 2 cores (N receivers, each hashing, checking and writing
+S), which a site's machines do not: the predictions leave k out and put
+each machine's own disk in its place (writing S at WRITE bytes/s, and for
+the swarm reading it back at READ for the final check).  Prints the
+constants, the residuals, and with --predict docs/SCALE.md's table (50 GB,
+32, 100 and 1,000 machines, 1 and 10 Gb/s).
 """
 
 import json
-import math
 import sys
 
 METHODS = ("unicast", "multicast", "swarm")
@@ -39,12 +46,13 @@ def load(paths):
 
 
 def feature(method, n, size, rate):
-    x = n * size / rate if method == "unicast" else size / rate
-    return [1.0, x, math.log2(n)]
+    if method == "unicast":
+        return [1.0, n * size / rate]
+    return [1.0, size / rate, (n - 1) * size / 1e9]
 
 
 def _solve(matrix, vector):
-    """Gaussian elimination with partial pivoting (3 x 3)."""
+    """Gaussian elimination with partial pivoting."""
     m = [row[:] + [v] for row, v in zip(matrix, vector)]
     k = len(m)
     for col in range(k):
@@ -60,25 +68,48 @@ def _solve(matrix, vector):
     return [m[i][k] / m[i][i] for i in range(k)]
 
 
+MULTICAST_B = 1 / 0.9
+WRITE, READ = 1e9, 2e9      # a receiver's disk (NVMe class), bytes/s
+
+
+def _least_squares(rows):
+    width = len(rows[0][0])
+    ata = [[sum(x[i] * x[j] for x, _ in rows) for j in range(width)]
+           for i in range(width)]
+    aty = [sum(x[i] * t for x, t in rows) for i in range(width)]
+    return _solve(ata, aty)
+
+
 def fit(points):
-    """{method: (a, b, c)}: least squares of seconds on feature()."""
-    found = {}
-    for method in METHODS:
-        rows = [(feature(method, n, s, r), t) for m, n, s, r, t in points
-                if m == method]
-        if len(rows) < 3:
-            continue
-        ata = [[sum(x[i] * x[j] for x, _ in rows) for j in range(3)]
-               for i in range(3)]
-        aty = [sum(x[i] * t for x, t in rows) for i in range(3)]
-        found[method] = tuple(_solve(ata, aty))
+    """{method: (a, b[, k])}: unicast's a and b by least squares; for the
+    others b fixed (unicast's, or MULTICAST_B), a and k fitted."""
+    rows = [(feature(m, n, s, r), t) for m, n, s, r, t in points
+            if m == "unicast"]
+    found = {"unicast": tuple(_least_squares(rows))}
+    for method in METHODS[1:]:
+        b = MULTICAST_B if method == "multicast" else found["unicast"][1]
+        rows = []
+        for m, n, s, r, t in points:
+            if m == method:
+                one, x, shared = feature(m, n, s, r)
+                rows.append(([one, shared], t - b * x))
+        if len(rows) > 2:
+            a, k = _least_squares(rows)
+            found[method] = (a, b, k)
     return found
 
 
-def predict(model, method, n, size, rate):
-    a, b, c = model[method]
-    return sum(k * x for k, x in zip((a, b, c),
-                                     feature(method, n, size, rate)))
+def predict(model, method, n, size, rate, shared_cpu=True):
+    """Seconds for `n` machines.  Without `shared_cpu`: the k term (the
+    test machine's cores shared by all receivers) left out, and no less
+    than each machine's disk allows (writing the image; for the swarm,
+    then reading it back for its check)."""
+    x = feature(method, n, size, rate)
+    if shared_cpu:
+        return sum(c * v for c, v in zip(model[method], x))
+    seconds = sum(c * v for c, v in zip(model[method], x[:2]))
+    seconds = max(seconds, model[method][0] + size / WRITE)
+    return seconds + (size / READ if method == "swarm" else 0)
 
 
 def residuals(model, points):
@@ -90,17 +121,19 @@ def main(argv):
     paths = [a for a in argv if not a.startswith("--")]
     points = load(paths)
     model = fit(points)
-    for method, (a, b, c) in model.items():
+    for method, (a, b, *k) in model.items():
         print(f"{method}: a = {a:.2f} s, b = {b:.3f} (link efficiency "
-              f"{1 / b if b else float('inf'):.2f}), c = {c:.2f} s per "
-              f"doubling")
+              f"{1 / b:.2f})" + (f", k = {k[0]:.2f} s per GB per extra "
+                                 f"machine" if k else ""))
     for m, n, t, p in residuals(model, points):
         print(f"  {m} N={n}: measured {t:.1f} s, model {p:.1f} s")
     if "--predict" in argv:
         for gbit in (1, 10):
-            for n in (100, 1000):
-                cells = [f"{predict(model, m, n, 50e9, gbit * 1.25e8):.0f}"
-                         for m in METHODS if m in model]
+            for n in (32, 100, 1000):
+                cells = [
+                    f"{m} " + format(predict(model, m, n, 50e9, gbit * 1.25e8,
+                                             shared_cpu=False), ".0f") + " s"
+                    for m in METHODS if m in model]
                 print(f"50 GB, {gbit} Gb/s, {n} machines: " +
                       ", ".join(cells))
     return 0
