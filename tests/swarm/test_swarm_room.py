@@ -85,6 +85,8 @@ def test_eight_receivers_on_two_subnets(lab, tmp_path):
         assert seeder.wait(30) in (0, 143), seeder.stderr[-2000:]
         assert room.pids(room.server) == []     # opentracker gone too
         web_bytes = web.sent
+    for i, run in runs.items():     # for a look after a slow run
+        (tmp_path / f"rx{i}.log").write_text(run.stderr)
     seeded = served_bytes(seeder)
     summaries = {i: runs[i].of("end")[-1]["result"] for i in runs
                  if i != VICTIM}
