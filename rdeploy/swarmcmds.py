@@ -10,7 +10,7 @@ from cliutil.text import safe
 from diskimage.errors import UsageError
 from diskimage.sizes import format_size
 
-from . import imagecmds, remotecmds, targetcmds
+from . import imagecmds, remotecmds, render, targetcmds
 
 
 def _rate(args, name):
@@ -227,5 +227,6 @@ def cmd_receive(args):
                           status=_status_view(progress), warn=progress.warn,
                           **values)
         sighold.committed(target)
-        progress.end(_receive_line(summary), summary)
+        progress.end(_receive_line(summary), summary,
+                     lines=render.actions_lines(summary["actions"]))
     return 0

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 from ..errors import CorruptImageError, InputError, UnsupportedError
 from ..image import format as fmt
-from ..image.metacheck import BIG, check_chunk, check_metadata
+from ..image.metacheck import BIG
 from ..restoreplan import GUARD_SIZE, TABLE_KINDS
 from . import bencode
+from . import skeleton as skeleton_mod
 
 VERSION = 1
 PIECE_MIN = 64 << 10
@@ -294,7 +295,7 @@ def parse_info(info_bytes, where, *, web_seeds=(), trackers=(), peers=()):
     if not isinstance(skeleton, bytes) or len(skeleton) > MAX_SKELETON:
         raise InputError(f"{where}: its image skeleton is missing or larger "
                          f"than {MAX_SKELETON} bytes")
-    root, meta, entries = parse_skeleton(skeleton, where)
+    root, meta, entries = skeleton_mod.parse(skeleton, where)
     if meta["source"]["size"] != length:
         raise CorruptImageError(
             f"{where}: the torrent's length {length} is not its image's "
@@ -315,88 +316,3 @@ def _good_name(name):
         return False
     return 0 < len(name) <= 255 and text not in (".", "..") and \
         "/" not in text and "\0" not in text
-
-
-def _payload_record(skeleton, at, tag, what, where):
-    layout = fmt.LAYOUT_11
-    size = layout.record.size
-    if at + size > len(skeleton):
-        raise CorruptImageError(f"{where}: skeleton ends in the {what} "
-                                f"record header", offset=at)
-    fields = fmt.unpack_record(skeleton[at:at + size], at, layout=layout)
-    if fields["tag"] != tag:
-        raise CorruptImageError(f"{where}: skeleton has no {what} record",
-                                offset=at)
-    end = at + size + fields["stored_size"]
-    if end > len(skeleton):
-        raise CorruptImageError(f"{where}: skeleton ends in the {what}",
-                                offset=at)
-    payload = skeleton[at + size:end]
-    if not fmt.payload_ok(fields, payload, layout):
-        raise CorruptImageError(f"{where}: skeleton's {what} fails its "
-                                f"check", offset=at)
-    return skeleton[at:end], payload
-
-
-def parse_skeleton(skeleton, where):
-    """(root, metadata, entries) of a skeleton: file header | META record |
-    INDX record | trailer, as the image stores them; the root recomputed
-    and equal to the trailer's (else CorruptImageError, exit 4)."""
-    head = fmt.FILE_HEADER.size
-    if len(skeleton) < head + fmt.TRAILER.size:
-        raise CorruptImageError(f"{where}: skeleton of {len(skeleton)} bytes "
-                                f"is too short")
-    header = fmt.unpack_file_header(skeleton[:head], f"{where}: skeleton")
-    if header["version_minor"] < 1:
-        raise UnsupportedError(f"{where}: holds a format 1.0 image (no "
-                               f"BLAKE3 chunk digests); convert it with "
-                               f"imgx recompress and prepare it again")
-    if header["flags"] & fmt.FLAG_ENCRYPTED:
-        raise InputError(f"{where}: holds an encrypted image; rdeploy swarm "
-                         f"carries only plain images")
-    meta_raw, meta_payload = _payload_record(skeleton, head, fmt.TAG_META,
-                                             "metadata", where)
-    index_at = head + len(meta_raw)
-    body = skeleton[:len(skeleton) - fmt.TRAILER.size]
-    index_raw, index_payload = _payload_record(body, index_at, fmt.TAG_INDEX,
-                                               "index", where)
-    if index_at + len(index_raw) != len(body):
-        raise CorruptImageError(f"{where}: skeleton has bytes between its "
-                                f"index and trailer", offset=index_at)
-    trailer_at = len(body)
-    trailer = fmt.unpack_trailer(skeleton[trailer_at:], trailer_at)
-    root = fmt.image_digest(skeleton[:head], meta_raw, index_raw)
-    if root != trailer["digest"]:
-        raise CorruptImageError(f"{where}: skeleton's root digest differs "
-                                f"from its trailer's (a damaged or altered "
-                                f"skeleton)")
-    if trailer["stream_length"] != trailer["index_offset"] + \
-            len(index_raw) + fmt.TRAILER.size or \
-            trailer["index_offset"] < index_at:
-        raise CorruptImageError(f"{where}: skeleton's trailer does not match "
-                                f"its index")
-    meta = check_metadata(fmt.decode_metadata(meta_payload, head), head)
-    entries = _entries(index_payload, meta, header, trailer, where)
-    return root, meta, entries
-
-
-def _entries(payload, meta, header, trailer, where):
-    index_at = trailer["index_offset"]
-    found, end = [], 0
-    for number, e in enumerate(fmt.unpack_index(payload, index_at)):
-        check_chunk(meta, e.area, e.disk_offset, e.length,
-                    e.record_offset, number)
-        if e.kind not in (fmt.KIND_DATA, fmt.KIND_ZERO) or (
-                e.kind == fmt.KIND_DATA and
-                e.length > header["chunk_size"]):
-            raise CorruptImageError(f"{where}: skeleton index entry {number} "
-                                    f"has an impossible kind or length",
-                                    offset=index_at)
-        if e.disk_offset < end:
-            raise CorruptImageError(f"{where}: skeleton index entry {number} "
-                                    f"is not in disk order", offset=index_at)
-        end = e.disk_offset + e.length
-        found.append({"disk_offset": e.disk_offset, "length": e.length,
-                      "kind": e.kind, "digest": e.checksum,
-                      "area": e.area})
-    return found

@@ -24,6 +24,7 @@ from ..image.reader import RecordStream
 from ..pipeline import ordered_map
 from ..remote import open_input
 from . import descriptor as desc_mod
+from . import skeleton as skeleton_mod
 
 ZEROS = bytes(1 << 20)
 
@@ -156,20 +157,6 @@ def _stream_into(stream, fd, where, hasher, progress):
     return b"".join(entries), end
 
 
-def skeleton_of(stream, index_payload, index_offset):
-    """The skeleton of a stream read to its end: file header, META record,
-    INDX record (as the writer writes it) and trailer; the root it gives
-    must be the one the reader checked."""
-    index_raw = fmt.pack_payload_record(fmt.TAG_INDEX, index_payload)
-    root = fmt.image_digest(stream.header_raw, stream.meta_raw, index_raw)
-    if root != stream.root:
-        raise UnsupportedError(f"{stream.name}: its index record is not "
-                               f"stored as rdeploy writes it; rewrite the "
-                               f"image with imgx recompress")
-    trailer = fmt.pack_trailer(index_offset, stream.position, root)
-    return stream.header_raw + stream.meta_raw + index_raw + trailer
-
-
 def prepare(image, torrent_path, *, web_seeds=(), trackers=(), peers=(),
             piece_size=None, force=False, progress=None):
     """Write TORRENT and NAME.raw beside it for `image` (a path, a URL or
@@ -193,7 +180,8 @@ def prepare(image, torrent_path, *, web_seeds=(), trackers=(), peers=(),
             os.ftruncate(fd, length)
             index_payload, index_offset = _stream_into(
                 stream, fd, raw_path + partial_files.PARTIAL, hasher, progress)
-            skeleton = skeleton_of(stream, index_payload, index_offset)
+            skeleton = skeleton_mod.build(stream, index_payload,
+                                          index_offset)
             info = desc_mod.info_dict(file_name, length, size,
                                       hasher.finish(), skeleton)
             desc = desc_mod.parse_info(info, torrent_path,

@@ -95,9 +95,10 @@ class Receive:
             if isinstance(alert, lt.hash_failed_alert):
                 self.hash_failures += 1
             elif isinstance(alert, lt.tracker_error_alert):
-                self._tell_once(f"tracker {alert.tracker_url()}: "
-                                f"{alert.error_message() or alert.message()}"
-                                f" (not fatal: peers come from the others "
+                why = alert.error.message() if alert.error.value() else \
+                    alert.error_message() or alert.message()
+                self._tell_once(f"tracker {alert.tracker_url()}: {why} "
+                                f"(not fatal: peers come from the others "
                                 f"too)")
 
     def _tell_once(self, text):
@@ -340,8 +341,7 @@ class Receive:
                 "receivers_complete": 1 + len(tally.complete),
                 "seconds": time.monotonic() - started,
                 "seed_seconds": seed_seconds, "resumed": resumed,
-                "actions": finished.get("steps", []),
-                "new_ids": finished.get("ids", {}), "verified": True}
+                "actions": finished, "verified": True}
 
     def _open_target(self):
         opened = targets.open_target(self.target, self.desc,

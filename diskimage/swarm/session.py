@@ -117,6 +117,8 @@ def settings(*, listen, upload_rate=None, download_rate=None, peers=(),
         # machine with several addresses is seen (and banned, once it
         # meets itself) under another
         "outgoing_interfaces": listen[0],
+        # --listen is where peers are told to find us: never another port
+        "listen_system_port_fallback": False, "max_retry_port_bind": 0,
         # never the public DHT routers: only the peers we were given
         "dht_bootstrap_nodes": ",".join(_join(h, p) for h, p in peers),
         "enable_dht": True, "enable_lsd": True,

@@ -33,6 +33,7 @@ from ..pipeline import ordered_map
 from ..restoreplan import new_guid
 from ..tables import gpt
 from ..tables.write import protective_mbr
+from . import skeleton
 
 PREFIX = "swarm:"
 BLOCK = 4 << 20
@@ -53,14 +54,6 @@ def marker_name(source):
         return PREFIX + urllib.parse.urlunsplit(
             (parts.scheme, host, parts.path, "", ""))
     return PREFIX + os.path.abspath(source)
-
-
-def _front(desc):
-    head = fmt.FILE_HEADER.size
-    size = fmt.RECORD_HEADER.size
-    fields = fmt.RECORD_HEADER.unpack(desc.skeleton, head)
-    return hashlib.sha256(desc.skeleton[:head + size +
-                                        fields["stored_size"]]).digest()
 
 
 def _plan(desc, target_size):
@@ -123,15 +116,16 @@ def open_target(path, desc, source_name, *, yes_checked):
         _refuse(path, desc, disk)
         zones = guard_zones(desc, disk.size)
         found = _marker_of(disk)
+        front = skeleton.front(desc.skeleton)
         if found is not None and found.name.startswith(PREFIX) and \
-                found.root == desc.root and found.front == _front(desc) and \
+                found.root == desc.root and found.front == front and \
                 found.phase == restoremark.PHASE_RECORDS and \
                 found.plan == _plan(desc, disk.size):
             return {"resume": True, "marker": found, "guard_zones": zones,
                     "disk_size": disk.size}
         now = int(time.time())
         marker = restoremark.Marker(
-            offset=0, front=_front(desc), plan=_plan(desc, disk.size),
+            offset=0, front=front, plan=_plan(desc, disk.size),
             name=marker_name(source_name), root=desc.root,
             chunks=len(desc.entries), total_bytes=desc.wanted_bytes(),
             started=now, updated=now)
@@ -167,7 +161,7 @@ def check(path, desc, progress=None):
     """Compare every DATA and ZERO record of `desc`'s index with `path`;
     a difference is CorruptImageError naming the disk offset (the marker
     stays).  Returns {"checked_bytes", "chunks"}."""
-    root = fmt.image_digest(*_skeleton_parts(desc))
+    root = fmt.image_digest(*skeleton.parts(desc.skeleton))
     if root != desc.root:
         raise CorruptImageError(f"{desc.name}: skeleton's root digest "
                                 f"differs from the descriptor's")
@@ -195,15 +189,6 @@ def check(path, desc, progress=None):
     return {"checked_bytes": done, "chunks": len(desc.entries)}
 
 
-def _skeleton_parts(desc):
-    skel, head = desc.skeleton, fmt.FILE_HEADER.size
-    size = fmt.RECORD_HEADER.size
-    meta_len = size + fmt.RECORD_HEADER.unpack(skel, head)["stored_size"]
-    index_at = head + meta_len
-    return skel[:head], skel[head:index_at], \
-        skel[index_at:len(skel) - fmt.TRAILER.size]
-
-
 def finish(path, desc, *, new_ids, source_name=None):
     """After the check and the seeding: a GPT's backup moved to the end of
     a larger target, new identities with `new_ids`, then sector 0 written
@@ -226,7 +211,8 @@ def finish(path, desc, *, new_ids, source_name=None):
                 sync(disk)
             return {"steps": [], "ids": {}}
         marker = restoremark.Marker(
-            offset=0, front=_front(desc), plan=_plan(desc, disk.size),
+            offset=0, front=skeleton.front(desc.skeleton),
+            plan=_plan(desc, disk.size),
             name=marker_name(source_name) if source_name else PREFIX,
             root=desc.root, phase=restoremark.PHASE_FINISHING)
         restoremark.write(disk, marker)

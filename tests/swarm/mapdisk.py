@@ -44,6 +44,22 @@ def mbr_image(directory):
     return disk, captured(disk, directory / "mbr.rdi")
 
 
+def odd_image(directory):
+    """(disk, image): a disk with no partition table, 20 MiB and three
+    sectors long (the torrent's last piece is short), FAT on all of it
+    with files copied in by mtools."""
+    import random
+    disk = directory / "odd.img"
+    with open(disk, "wb") as f:
+        f.truncate(20 * MiB + 3 * 512)
+    subprocess.run(["mkfs.vfat", str(disk)], check=True, capture_output=True)
+    payload = directory / "payload.bin"
+    payload.write_bytes(random.Random(7).randbytes(3 * MiB + 777))
+    subprocess.run(["mcopy", "-i", str(disk), str(payload), "::/p.bin"],
+                   check=True, capture_output=True)
+    return disk, captured(disk, directory / "odd.rdi")
+
+
 def populate(dev, seed):
     """A few files written through the kernel's ext4 driver."""
     import random

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -270,3 +271,38 @@ def test_no_peers_gives_up_after_wait(lab, tmp_path):
     check(result, 15, "no data for 5 s", "marked incomplete")
     result = rdeploy("verify-target", target)
     assert result.returncode == 13, result.stderr.decode()
+
+
+def test_a_listen_address_in_use(lab, tmp_path):
+    """--listen is where the peers are told to look: a port in use (the
+    seeder's) is refused (15), not swapped for the next free one."""
+    target = tmp_path / "pc.img"
+    result = rdeploy("swarm", "receive", lab["torrent"], target, "--yes",
+                     f"--listen={SEED}:{lab['port']}")
+    check(result, 15, "cannot listen", f"{SEED}:{lab['port']}")
+    assert not target.exists()
+
+
+def test_opentracker_dies_with_a_killed_seeder(lab):
+    """SIGKILL gives the seeder no clean-up: the kernel's death signal
+    ends its opentracker (started as nobody, so dropping root does not
+    clear it)."""
+    tracker = free_port()
+    seeder = start("swarm", "seed", lab["torrent"],
+                   f"--listen={SEED}:{free_port()}",
+                   f"--run-tracker={tracker}", "--progress=json")
+    seeder.until(lambda r: r.of("ready"), what="the seeder ready")
+    pattern = f"opentracker -p {tracker} "
+
+    def trackers():
+        return subprocess.run(["pgrep", "-f", pattern], capture_output=True,
+                              text=True).stdout.split()
+
+    assert len(trackers()) == 1
+    seeder.proc.kill()
+    seeder.wait(10)
+    for _ in range(50):
+        if not trackers():
+            break
+        time.sleep(0.1)
+    assert trackers() == [], "opentracker outlived a killed seeder"

@@ -19,7 +19,8 @@ from diskimage.swarm.rawview import prepare
 from diskimage.swarm.target import check, finish, marker_name, open_target
 from tests.rdeploy_helpers import rdeploy
 from tests.smalldisk import MiB, read_at
-from tests.swarm.mapdisk import gpt_image, loop, mbr_image, receive_by_hand
+from tests.swarm.mapdisk import (gpt_image, loop, mbr_image, odd_image,
+                                 receive_by_hand)
 
 FILL = b"\xa5"
 
@@ -28,7 +29,8 @@ FILL = b"\xa5"
 def torrents(tmp_path_factory):
     d = tmp_path_factory.mktemp("tgt")
     out = {}
-    for kind, build in (("gpt", gpt_image), ("mbr", mbr_image)):
+    for kind, build in (("gpt", gpt_image), ("mbr", mbr_image),
+                        ("odd", odd_image)):
         disk, image = build(d)
         summary = prepare(image, d / f"{kind}.torrent")
         desc = parse_torrent((d / f"{kind}.torrent").read_bytes(),
@@ -42,6 +44,7 @@ def filled(path, size):
     with open(path, "wb") as f:
         for _ in range(size // MiB):
             f.write(FILL * MiB)
+        f.write(FILL * (size % MiB))
     return path
 
 
@@ -75,7 +78,7 @@ def test_a_mounted_target_is_refused(torrents, tmp_path):
     assert read_at(target, 0, 512) == bytes(512)
 
 
-@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+@pytest.mark.parametrize("kind", ["gpt", "mbr", "odd"])
 def test_marker_first_guard_zones_zeroed_rest_untouched(torrents, kind,
                                                         tmp_path):
     _, _, summary, desc = torrents[kind]
@@ -130,7 +133,7 @@ def received(torrents, kind, target):
     return desc
 
 
-@pytest.mark.parametrize("kind", ["gpt", "mbr"])
+@pytest.mark.parametrize("kind", ["gpt", "mbr", "odd"])
 def test_check_passes_a_whole_receive_and_it_equals_the_disk(torrents, kind,
                                                              tmp_path):
     disk, image, _, _ = torrents[kind]
@@ -253,3 +256,26 @@ def test_new_ids_after_the_download(torrents, kind, tmp_path):
         assert "disk signature" in result["ids"]
     assert not read_at(target, 0, 14) == restoremark.MAGIC
     assert rdeploy("verify-target", target).returncode == 0
+
+
+def test_a_block_device_target_end_to_end(torrents, tmp_path):
+    """A loop device (this test's own) as the target: BLKZEROOUT for the
+    guard zones, the pieces, the check, and a finish that moves the backup
+    GPT and gives new ids through loop devices over its partitions."""
+    disk, image, summary, desc = torrents["gpt"]
+    backing = filled(tmp_path / "dev.img", 72 * MiB)
+    with loop(backing, 0, 72 * MiB) as dev:
+        state = open_target(dev, desc, "lab.torrent", yes_checked=True)
+        assert state["disk_size"] == 72 * MiB and not state["resume"]
+        assert read_at(dev, 512, MiB - 512) == bytes(MiB - 512)
+        assert rdeploy("verify-target", dev).returncode == 13
+        receive_by_hand(desc, summary["raw"], dev)
+        check(dev, desc)
+        result = finish(dev, desc, new_ids=True, source_name="lab.torrent")
+        assert "disk GUID" in result["ids"] and len(result["steps"]) == 2
+        verdict = subprocess.run(["sgdisk", "-v", dev], capture_output=True,
+                                 text=True)
+        assert "No problems found" in verdict.stdout, verdict.stdout
+        assert blkid(dev, MiB, "UUID") != blkid(disk, MiB, "UUID")
+        fsck_clean(dev, MiB, 32 * MiB)
+        assert rdeploy("verify-target", dev).returncode == 0
