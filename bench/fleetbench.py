@@ -338,11 +338,11 @@ def section(disk, work, rounds, rate_mbit, warm, say, keep=False, seed=1):
         f"minutes, building the image and the changed disk included.", ""]
 
 
-def render(lines, started, command):
+def render(lines, started, command, begin=BEGIN, end=END, what="fleet"):
     m = machine()
     return "\n".join([
-        BEGIN, "", f"Run of {started} UTC.", "",
+        begin, "", f"Run of {started} UTC.", "",
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB "
-        f"memory, {m['kernel']}; load average at the end of the fleet "
+        f"memory, {m['kernel']}; load average at the end of the {what} "
         f"rows: {', '.join(f'{x:.2f}' for x in m['load'])}",
-        f"- Command: `{command}`", ""] + lines + [END]) + "\n"
+        f"- Command: `{command}`", ""] + lines + [end]) + "\n"

@@ -10,6 +10,8 @@ Usage:
          [--out=FILE] [--warm] [--keep]
   run.py --fleet [--work=DIR] [--rounds=N] [--quick] [--seed=N]
          [--fleet-rate=MBIT] [--out=FILE] [--warm] [--keep]
+  run.py --swarm [--work=DIR] [--swarm-data=MIB] [--swarm-rate=MBIT]
+         [--out=FILE] [--keep]
   run.py --scale [--work=DIR] [--rounds=N] [--quick] [--seed=N]
          [--out=FILE] [--warm] [--scale-data=GIB]
   run.py (-h | --help)
@@ -62,6 +64,13 @@ Options:
                  disk (a)'s image; the full run has them too.
   --fleet-rate=MBIT  The fleet rows' server link, limited by tc tbf (0:
                  no limit) [default: 200].
+  --swarm        Only the swarm rows (bench/swarmbench.py): the time to
+                 image 2, 4 and 8 machines with rdeploy swarm, unicast HTTP
+                 and multicast, across a router namespace; the full run
+                 has them too.
+  --swarm-data=MIB  The swarm rows' disk holds this much [default: 256].
+  --swarm-rate=MBIT  Every link of the swarm rows, limited by tc tbf
+                 [default: 200].
   --scale        Only the scale case (bench/hugedisk.py): capture and
                  restore of a 1 TiB sparse disk holding 10 GiB against a
                  12 GiB disk holding the same, and the used maps of a
@@ -291,6 +300,8 @@ def main(argv=None):
         return sidecases.run_fs_sizes(args, work, _command())
     if args["--fleet"]:
         return sidecases.run_fleet(args, work, seed, _command())
+    if args["--swarm"]:
+        return sidecases.run_swarm(args, work, _command())
     if args["--scale"]:
         return sidecases.run_scale(args, work, _command(), measure_rows)
     if args["--encrypt"]:
@@ -355,6 +366,8 @@ def main(argv=None):
     if "a" in which and not args["--quick"]:    # --quick: tests/bench
         code = code or sidecases.run_fleet(args, work, seed, meta["command"],
                                  alone=False)
+        code = code or sidecases.run_swarm(args, work, meta["command"],
+                                           alone=False)
     return code
 
 

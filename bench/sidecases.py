@@ -1,5 +1,5 @@
 """The benchmark's cases that run on their own as well as in the full run
-(run.py's --tftp, --fs-sizes, --fleet and --scale): each prints its
+(run.py's --tftp, --fs-sizes, --fleet, --swarm and --scale): each prints its
 section and writes it between its own markers."""
 
 import os
@@ -12,6 +12,7 @@ import disks as diskbuild
 import fleetbench
 import hugedisk
 import report
+import swarmbench
 import tftpbench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,3 +105,26 @@ def run_fleet(args, work, seed, command, alone=True):
                                seed=seed)
     text = fleetbench.render(lines, started, command)
     return _print_and_write(args, text, fleetbench)
+
+
+def run_swarm(args, work, command, alone=True):
+    """The swarm rows (swarmbench.py): the time to image 2, 4 and 8
+    machines with the swarm, unicast and multicast, written between their
+    own markers; without their tools, exit 3 alone, else skipped."""
+    why = swarmbench.missing()
+    if why:
+        say(f"swarm rows {'not run' if alone else 'skipped'}: {why}")
+        return 3 if alone else 0
+    try:
+        data, rate = int(args["--swarm-data"]), int(args["--swarm-rate"])
+        assert data >= 4 and rate >= 1
+    except (ValueError, AssertionError):
+        print("run.py: --swarm-data takes MiB (at least 4), --swarm-rate "
+              "Mbit/s (at least 1)", file=sys.stderr)
+        return 2
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    os.makedirs(work, exist_ok=True)
+    lines = swarmbench.section(work, data, rate, say, keep=args["--keep"])
+    text = fleetbench.render(lines, started, command, swarmbench.BEGIN,
+                             swarmbench.END, "swarm")
+    return _print_and_write(args, text, swarmbench)

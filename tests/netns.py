@@ -3,6 +3,8 @@
     Lan(subnet="192.168.77")        one bridge in a namespace of its own
       .host("site", 1)              a namespace with eth0 = SUBNET.1/24 on
                                     the bridge (a veth pair)
+      .plug(ns, 254, "eth1")        one more leg for an existing namespace
+                                    (a router's), SUBNET.254/24
       .tap("tap0")                  a tap on the bridge, for a QEMU started
                                     inside the bridge's namespace
       .run(ns, args) / .start(ns, args)   a command inside a namespace
@@ -16,6 +18,13 @@
                                     must not meet the host's
       inside(ns, args) / alive(pid)
 
+    shape(ns, dev, mbit)            a token bucket (tc tbf) on `dev`'s
+                                    egress inside `ns`
+    call_in(ns, fn, *args)          fn run on a thread inside `ns` (its
+                                    sockets, and the threads it starts,
+                                    stay there): an in-process server
+                                    listening inside a namespace
+
 Every address exists only inside the namespaces; nothing is added to the
 machine's own namespace.  Names carry the pid and a counter, so two test
 processes (or two Lans of one) never meet.  A Lan is a context manager and
@@ -23,10 +32,12 @@ is cleaned up whatever happens, an exception in the middle included.
 """
 
 import contextlib
+import ctypes
 import itertools
 import os
 import signal
 import subprocess
+import threading
 import uuid
 
 _COUNTER = itertools.count()
@@ -70,15 +81,20 @@ class Lan:
     def host(self, role, number):
         """A namespace for one host: eth0 with SUBNET.number/24, plugged
         into the bridge.  Returns the namespace's name."""
-        ns = self._namespace(role)
-        port = f"p-{role}"[:15]
+        return self.plug(self._namespace(role), number, "eth0", role)
+
+    def plug(self, ns, number, dev="eth0", role=None):
+        """Plug namespace `ns` (made by this Lan or another) into the
+        bridge: its `dev` gets SUBNET.number/24; the bridge's side is
+        p-ROLE.  Returns `ns`."""
+        port = f"p-{role or ns.rsplit('-', 1)[-1]}"[:15]
         self.run(self.bridge_ns, ["ip", "link", "add", port, "type", "veth",
-                                  "peer", "name", "eth0", "netns", ns])
+                                  "peer", "name", dev, "netns", ns])
         self.run(self.bridge_ns, ["ip", "link", "set", port, "master", "br0",
                                   "up"])
         self.run(ns, ["ip", "addr", "add", f"{self.address(number)}/24",
-                      "brd", "+", "dev", "eth0"])
-        self.run(ns, ["ip", "link", "set", "eth0", "up"])
+                      "brd", "+", "dev", dev])
+        self.run(ns, ["ip", "link", "set", dev, "up"])
         return ns
 
     def tap(self, name="tap0"):
@@ -138,6 +154,55 @@ def stop(proc, timeout=10):
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def shape(ns, dev, mbit):
+    """A token bucket of `mbit` Mbit/s on `dev`'s egress inside `ns`: 1 ms
+    of the rate as burst (at least 64 KiB: tbf needs more than rate/HZ),
+    a queue of 100 ms (TCP backs off before the bucket drops much)."""
+    burst = max(64 << 10, int(mbit * 1000 // 8))
+    _ip("netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root",
+        "tbf", "rate", f"{mbit}mbit", "burst", str(burst), "latency",
+        "100ms")
+
+
+def shaped_bytes(ns, dev):
+    """Bytes sent through `dev`'s root qdisc inside `ns` so far (tc -s)."""
+    words = _ip("netns", "exec", ns, "tc", "-s", "qdisc", "show", "dev",
+                dev).stdout.split()
+    return int(words[words.index("Sent") + 1])
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def call_in(ns, fn, *args, **kw):
+    """fn(*args, **kw) on a thread moved into namespace `ns` first
+    (setns(2) moves the calling thread only); returns its result or
+    raises its exception.  Sockets it makes live in `ns`, and so do the
+    threads it starts (a new thread takes its maker's namespaces)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    outcome = {}
+
+    def body():
+        try:
+            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns into {ns}: "
+                                  f"{os.strerror(err)}")
+            finally:
+                os.close(fd)
+            outcome["value"] = fn(*args, **kw)
+        except BaseException as exc:    # handed to the caller
+            outcome["error"] = exc
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 ADDRESS, PEER, NETWORK = "10.77.0.1", "10.77.0.2", "10.77.0.0/24"

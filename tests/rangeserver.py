@@ -15,8 +15,9 @@ keep-alive (HTTP/1.1), and what a test needs to see and break:
   its connection held open and silent, until `release()` (or stop()): a
   reader waits there, as on a pipe that stopped.
 
-Runs in a thread of the test process on 127.0.0.1 (port 0: a free one);
-`stop()` (or the context manager) shuts it down.
+Runs in a thread of the test process on 127.0.0.1 (port 0: a free one),
+or on `host` (an address of a namespace: make it inside one with
+tests/netns.call_in); `stop()` (or the context manager) shuts it down.
 """
 
 import email.utils
@@ -33,7 +34,7 @@ PIECE = 64 << 10
 
 class RangeServer:
     def __init__(self, root, *, tls=None, drop_at=(), fail=None,
-                 ranges=True, stall_at=None):
+                 ranges=True, stall_at=None, host="127.0.0.1", port=0):
         self.root = os.fspath(root)
         self.honour_ranges = ranges
         self.drop_at = sorted(drop_at)
@@ -49,7 +50,8 @@ class RangeServer:
         class Handler(_Handler):
             server_of = outer
 
-        self.httpd = _Quiet(("127.0.0.1", 0), Handler)
+        self.host = host
+        self.httpd = _Quiet((host, port), Handler)
         self.httpd.daemon_threads = True
         if tls is not None:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket,
@@ -60,8 +62,8 @@ class RangeServer:
                                         daemon=True)
         self._thread.start()
 
-    def url(self, name, host="127.0.0.1"):
-        return f"{self.scheme}://{host}:{self.port}/{name}"
+    def url(self, name, host=None):
+        return f"{self.scheme}://{host or self.host}:{self.port}/{name}"
 
     def ranges(self, name=None):
         """The Range headers of the GETs (of `name`, when given)."""
