@@ -32,6 +32,7 @@ import time
 from ..errors import NetworkError, TargetChangedError
 from . import libtorrent, session as sessions, source as sources
 from . import target as targets
+from .hold import refuse_own_files
 from .tally import Stall, Tally
 
 PRIORITY = 4
@@ -63,6 +64,7 @@ class Receive:
         self.session = self.handle = self.desc = None
         self.tmpdir = None
         self.marked = False
+        self.held = None        # the fd holding TARGET (hold.py)
         self.done = self.total = self.downloaded = 0
         self.zero = []
         self.tally = None
@@ -177,7 +179,7 @@ class Receive:
                 ranges.append([start, end])
         if not ranges:
             return
-        with open_target(self.target) as disk:
+        with open_target(self.target, exclusive=False) as disk:  # held
             for start, end in ranges:
                 zero_range(disk, start, end - start)
             sync(disk)
@@ -315,6 +317,7 @@ class Receive:
             status = self.handle.status()
             tally = self.tally
             self._close()
+            self._let_go()      # finish opens it O_EXCL itself
             finished = targets.finish(self.target, self.desc,
                                       new_ids=self.new_ids,
                                       source_name=self.source_name)
@@ -327,6 +330,7 @@ class Receive:
             raise
         finally:
             self._close()
+            self._let_go()
         return {"target": self.target, "source": self.shown,
                 "root": self.desc.root.hex(),
                 "infohash": self.desc.infohash,
@@ -344,12 +348,17 @@ class Receive:
                 "actions": finished, "verified": True}
 
     def _open_target(self):
+        refuse_own_files(self.target, self.source_name, self.desc)
         opened = targets.open_target(self.target, self.desc,
                                      self.source_name, yes_checked=True)
+        self.held = opened["hold"]
         self.marked = True
-        if isinstance(opened, dict):
-            return bool(opened.get("resume"))
-        return bool(opened)
+        return bool(opened["resume"])
+
+    def _let_go(self):
+        if self.held is not None:
+            os.close(self.held)
+            self.held = None
 
 
 def receive(source, target, **options):

@@ -34,6 +34,7 @@ from ..restoreplan import new_guid
 from ..tables import gpt
 from ..tables.write import protective_mbr
 from . import skeleton
+from .hold import hold
 
 PREFIX = markername.SWARM_PREFIX
 BLOCK = 4 << 20
@@ -101,7 +102,8 @@ def open_target(path, desc, source_name, *, yes_checked):
     """Make `path` ready for the pieces of `desc`; returns a dict:
     `resume` (True: an interrupted receive of the same image was found and
     is carried on; nothing was written), `marker`, `guard_zones`,
-    `disk_size`."""
+    `disk_size`, `hold` (an fd holding `path` exclusively, hold.py: the
+    caller closes it; until then open it with exclusive=False)."""
     path = os.fspath(path)
     if not yes_checked:
         raise TargetError(f"{path}: would be overwritten; confirm with --yes")
@@ -113,25 +115,36 @@ def open_target(path, desc, source_name, *, yes_checked):
         if reason:
             raise TargetError(f"{path}: {reason}")
     with open_disk(path, create_size=desc.length) as disk:
-        _refuse(path, desc, disk)
-        zones = guard_zones(desc, disk.size)
-        found = _marker_of(disk)
-        front = skeleton.front(desc.skeleton)
-        if found is not None and found.name.startswith(PREFIX) and \
-                found.root == desc.root and found.front == front and \
-                found.phase == restoremark.PHASE_RECORDS and \
-                found.plan == _plan(desc, disk.size):
-            return {"resume": True, "marker": found, "guard_zones": zones,
-                    "disk_size": disk.size}
-        now = int(time.time())
-        marker = restoremark.Marker(
-            offset=0, front=front, plan=_plan(desc, disk.size),
-            name=marker_name(source_name), root=desc.root,
-            chunks=len(desc.entries), total_bytes=desc.wanted_bytes(),
-            started=now, updated=now)
-        for start, end in zones:
-            zero_range(disk, start, end - start)
-        restoremark.write(disk, marker)
+        held = os.dup(disk.fd) if disk.is_block else hold(path)
+        try:
+            opened = _open(path, desc, source_name, disk)
+        except BaseException:
+            os.close(held)
+            raise
+    return dict(opened, hold=held)
+
+
+def _open(path, desc, source_name, disk):
+    """open_target's work on the open, held `disk`."""
+    _refuse(path, desc, disk)
+    zones = guard_zones(desc, disk.size)
+    found = _marker_of(disk)
+    front = skeleton.front(desc.skeleton)
+    if found is not None and found.name.startswith(PREFIX) and \
+            found.root == desc.root and found.front == front and \
+            found.phase == restoremark.PHASE_RECORDS and \
+            found.plan == _plan(desc, disk.size):
+        return {"resume": True, "marker": found, "guard_zones": zones,
+                "disk_size": disk.size}
+    now = int(time.time())
+    marker = restoremark.Marker(
+        offset=0, front=front, plan=_plan(desc, disk.size),
+        name=marker_name(source_name), root=desc.root,
+        chunks=len(desc.entries), total_bytes=desc.wanted_bytes(),
+        started=now, updated=now)
+    for start, end in zones:
+        zero_range(disk, start, end - start)
+    restoremark.write(disk, marker)
     return {"resume": False, "marker": marker, "guard_zones": zones,
             "disk_size": disk.size}
 

@@ -306,3 +306,27 @@ def test_opentracker_dies_with_a_killed_seeder(lab):
             break
         time.sleep(0.1)
     assert trackers() == [], "opentracker outlived a killed seeder"
+
+
+def test_what_a_seeder_serves_and_a_busy_target_are_refused(lab, tmp_path):
+    """TARGET = the torrent's own NAME.raw (by the torrent beside it, or
+    from a magnet: the seeder holds it) or the torrent: refused (5), not
+    a byte changed.  A target another receive holds: refused (5) too."""
+    raw = lab["dir"] / "lab.raw"
+    before = sha256_head(raw, DISK), lab["torrent"].read_bytes()
+    listen = f"--listen=127.0.0.53:{free_port()}"
+    for source, target, why in (
+            (lab["torrent"], raw, "the torrent's own NAME.raw"),
+            (lab["torrent"], lab["torrent"], "the torrent itself"),
+            (lab["magnet"], raw, "in use")):
+        check(rdeploy("swarm", "receive", source, target, "--yes", listen,
+                      "--wait=5"), 5, why)
+    assert (sha256_head(raw, DISK), lab["torrent"].read_bytes()) == before
+    target = tmp_path / "pc.img"
+    first = receive(54, lab["torrent"], target, "--download-rate=4")
+    first.until(lambda r: r.percent() > 0, what="the first receive started")
+    check(rdeploy("swarm", "receive", lab["torrent"], target, "--yes",
+                  f"--listen=127.0.0.55:{free_port()}"), 5, "in use")
+    assert first.proc.poll() is None
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 143, first.stderr
