@@ -330,3 +330,19 @@ def test_what_a_seeder_serves_and_a_busy_target_are_refused(lab, tmp_path):
     assert first.proc.poll() is None
     first.proc.send_signal(signal.SIGTERM)
     assert first.wait(30) == 143, first.stderr
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_DGRAM],
+                         ids=["tcp", "udp"])
+def test_a_tracker_port_in_use(lab, kind):
+    """--run-tracker on a port taken (TCP or UDP: another tracker) is
+    refused (15) before the seeder starts."""
+    with socket.socket(socket.AF_INET, kind) as taken:
+        taken.bind(("0.0.0.0", 0))
+        if kind == socket.SOCK_STREAM:
+            taken.listen()
+        port = taken.getsockname()[1]
+        result = rdeploy("swarm", "seed", lab["torrent"],
+                         f"--listen={SEED}:{free_port()}",
+                         f"--run-tracker={port}")
+    check(result, 15, f"port {port} is in use", "--run-tracker")
