@@ -26,12 +26,14 @@ command finishes it.
 """
 
 import os
+import signal
 import tempfile
 import time
 
-from ..errors import NetworkError, TargetChangedError
+from .. import restoremark, sighold
+from ..errors import DiskImageError, NetworkError, TargetChangedError
 from . import libtorrent, session as sessions, source as sources
-from . import target as targets
+from . import metadata, target as targets
 from .hold import refuse_own_files
 from .tally import Stall, Tally
 
@@ -64,7 +66,7 @@ class Receive:
         self.session = self.handle = self.desc = None
         self.tmpdir = None
         self.marked = False
-        self.held = None        # the fd holding TARGET (hold.py)
+        self.held = self.marker = None  # TARGET's hold (hold.py), marker
         self.done = self.total = self.downloaded = 0
         self.zero = []
         self.tally = None
@@ -114,35 +116,6 @@ class Receive:
                  f"verify-target exits 13)") if self.marked else \
             f"nothing written to {self.target}"
         return TargetChangedError(f"swarm receive failed: {why}; {state}")
-
-    # -- a magnet link's metadata ------------------------------------------
-
-    def _metadata(self, magnet):
-        lt = self.lt
-        params = lt.parse_magnet_uri(magnet.uri)
-        self.tmpdir = tempfile.mkdtemp(prefix="rdeploy-swarm-")
-        params.save_path = self.tmpdir
-        params.flags |= lt.torrent_flags.upload_mode
-        params.flags &= ~lt.torrent_flags.auto_managed & \
-            ~lt.torrent_flags.paused
-        params.file_priorities = [0]
-        handle = self.session.add_torrent(params)
-        sessions.connect(handle, self._peers(magnet.peers))
-        stall = Stall()
-        try:
-            while not handle.status().has_metadata:
-                self.session.wait_for_alert(int(TICK * 1000))
-                self._alerts()
-                if stall.over(self.wait):
-                    raise NetworkError(
-                        f"{self.shown}: no peer gave the torrent's "
-                        f"metadata within {self.wait} s (--wait; peers: "
-                        f"{handle.status().num_peers}); nothing written to "
-                        f"{self.target}")
-            info = handle.torrent_file().info_section()
-        finally:
-            self.session.remove_torrent(handle)
-        return sources.from_metadata(magnet, bytes(info))
 
     # -- the download --------------------------------------------------------
 
@@ -220,10 +193,14 @@ class Receive:
         return status
 
     def _download(self):
-        wanted = self.desc.wanted_pieces()
+        """Fetch the phases in order.  done/total count the bytes to
+        fetch: the pieces zeroed here are in neither (summary:
+        zeroed_bytes), so the bar starts at 0."""
+        zero = set(self.zero)
+        wanted = [i for i in self.desc.wanted_pieces() if i not in zero]
         self.total = self._piece_bytes(wanted)
         stall = Stall()
-        phases, zero = self._phases(), set(self.zero)
+        phases = self._phases()
         for number, pieces in enumerate(phases):
             if number:
                 self.handle.prioritize_pieces(
@@ -233,7 +210,7 @@ class Receive:
                 have = status.pieces
                 if have:
                     self.done = self._piece_bytes(
-                        i for i in wanted if have[i] or i in zero)
+                        i for i in wanted if have[i])
                 if self.progress is not None:
                     self.progress(self.done, self.total)
                 if have and all(have[i] for i in pieces):
@@ -256,21 +233,66 @@ class Receive:
     def _seed(self):
         """Serve after the check: for --seed-time seconds, or until
         --seed-until receivers (this one included) hold every wanted piece
-        as far as the peers tell, at most --seed-time when it is given."""
+        as far as the peers tell, at most --seed-time when it is given.
+        (seconds, the KeyboardInterrupt that stopped it or None): an
+        interrupt here still lets the verified target be finished."""
         until, limit = self.seed_until, self.seed_time
         if not limit and not until:
-            return 0.0
+            return 0.0, None
         started = time.monotonic()
         stall = Stall()
-        while True:
-            self._tick(stall, "seed")
-            elapsed = time.monotonic() - started
-            if until and 1 + len(self.tally.complete) >= until and \
-                    elapsed >= SHOWN:
-                break
-            if limit and elapsed >= limit:
-                break
-        return time.monotonic() - started
+        try:
+            while True:
+                self._tick(stall, "seed")
+                elapsed = time.monotonic() - started
+                if until and 1 + len(self.tally.complete) >= until and \
+                        elapsed >= SHOWN:
+                    break
+                if limit and elapsed >= limit:
+                    break
+        except KeyboardInterrupt as exc:
+            return time.monotonic() - started, exc
+        return time.monotonic() - started, None
+
+    def _check(self):
+        """targets.check; on any failure (an interrupt too) the marker is
+        written back: the byte-0 piece, written last, replaced it, and the
+        target must not look whole unchecked.  The same receive then
+        resumes (libtorrent rechecks what is there)."""
+        try:
+            return targets.check(self.target, self.desc,
+                                 progress=self.check_progress)
+        except BaseException:
+            from ..host.device import open_target
+            with open_target(self.target, exclusive=False) as disk:
+                restoremark.write(disk, self.marker)
+            raise
+
+    def _finish(self, stopped, seconds):
+        """targets.finish (signals held: it is short and must not be cut);
+        after an interrupt of the seed phase, that interrupt raised again
+        saying what was done."""
+        if stopped is None:
+            return targets.finish(self.target, self.desc,
+                                  new_ids=self.new_ids,
+                                  source_name=self.source_name)
+        how = signal.Signals(getattr(stopped, "signum", signal.SIGINT)).name
+        head = (f"{self.target}: verified; seeding stopped by {how} after "
+                f"{seconds:.0f} s")
+        try:
+            with sighold.held():
+                finished = targets.finish(self.target, self.desc,
+                                          new_ids=self.new_ids,
+                                          source_name=self.source_name)
+        except DiskImageError as exc:
+            stopped.done = (f"{head}; finishing it failed: {exc}; it is "
+                            f"checked but not finished (verify-target "
+                            f"exits 13 while a marker is on it)")
+            raise stopped from None
+        steps = ["new identities given" if step == "new identities" else
+                 step for step in finished["steps"]]
+        stopped.done = f"{head}; " + ("; ".join(steps) or "finished")
+        raise stopped
 
     def _close(self):
         if self.session is not None:
@@ -298,7 +320,7 @@ class Receive:
             source = self.source
             if isinstance(source, sources.Magnet):
                 self._open(source.peers, source.web_seeds)
-                self.desc = self._metadata(source)
+                self.desc = metadata.fetch(self, source)
             else:
                 self.desc = source
                 self._open(source.peers, source.web_seeds)
@@ -310,19 +332,16 @@ class Receive:
             self._zero()
             self._add(resumed)
             self._download()
-            checked = targets.check(self.target, self.desc,
-                                    progress=self.check_progress)
-            seed_seconds = self._seed()
+            checked = self._check()
+            seed_seconds, stopped = self._seed()
             self.tally.update(self.handle)
             status = self.handle.status()
             tally = self.tally
             self._close()
             self._let_go()      # finish opens it O_EXCL itself
-            finished = targets.finish(self.target, self.desc,
-                                      new_ids=self.new_ids,
-                                      source_name=self.source_name)
+            finished = self._finish(stopped, seed_seconds)
         except KeyboardInterrupt as exc:
-            if self.marked:
+            if self.marked and not getattr(exc, "done", None):
                 exc.done = (f"{self.target}: {self.done} of {self.total} "
                             f"bytes received; marked incomplete (rdeploy "
                             f"verify-target exits 13): the same swarm "
@@ -334,7 +353,8 @@ class Receive:
         return {"target": self.target, "source": self.shown,
                 "root": self.desc.root.hex(),
                 "infohash": self.desc.infohash,
-                "wanted_bytes": self.total,
+                "wanted_bytes": self._piece_bytes(
+                    self.desc.wanted_pieces()),
                 "zeroed_bytes": self._piece_bytes(self.zero),
                 "downloaded_bytes": self.downloaded,
                 "web_seed_bytes": min(tally.web_seed_bytes, self.downloaded),
@@ -351,7 +371,7 @@ class Receive:
         refuse_own_files(self.target, self.source_name, self.desc)
         opened = targets.open_target(self.target, self.desc,
                                      self.source_name, yes_checked=True)
-        self.held = opened["hold"]
+        self.held, self.marker = opened["hold"], opened["marker"]
         self.marked = True
         return bool(opened["resume"])
 
