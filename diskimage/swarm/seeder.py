@@ -99,6 +99,7 @@ class Seeder:
                 "torrent": path, "infohash": desc.infohash,
                 "uploaded_bytes": status.total_payload_upload,
                 "peers": tally.peers, "peers_seen": len(tally.peers_seen),
+                "peers_fed": len(tally.peers_fed),
                 "upload_rate": status.upload_payload_rate})
         return {"torrents": torrents,
                 "uploaded_bytes": sum(t["uploaded_bytes"] for t in torrents),

@@ -124,6 +124,8 @@ def lab(tmp_path_factory):
         assert seeder.wait(30) == 143, seeder.stderr
         summary = seeder.of("summary")[0]["result"]
         assert summary["uploaded_bytes"] > 0, summary
+        fed = summary["torrents"][0]["peers_fed"]
+        assert 1 <= fed <= summary["torrents"][0]["peers_seen"], summary
         out = subprocess.run(["pgrep", "-f", f"opentracker -p {tracker}"],
                              capture_output=True, text=True).stdout
         assert out == "", "opentracker outlived its seeder"
@@ -185,6 +187,8 @@ def test_a_web_seed_alone(lab, tmp_path, tail):
         assert run.wait(60) == 0, run.stderr
         result = run.of("end")[0]["result"]
         fetched = result["wanted_bytes"] - result["zeroed_bytes"]
+        bar = [e for e in run.of("progress") if e["task"] == "swarm receive"]
+        assert bar[0]["total"] == fetched and bar[0]["done"] < fetched, bar
         assert result["web_seed_bytes"] == fetched, result
         assert result["downloaded_bytes"] == fetched, result
         assert result["peer_bytes"] == 0, result
@@ -320,7 +324,7 @@ def test_what_a_seeder_serves_and_a_busy_target_are_refused(lab, tmp_path):
             (lab["torrent"], lab["torrent"], "the torrent itself"),
             (lab["magnet"], raw, "in use")):
         check(rdeploy("swarm", "receive", source, target, "--yes", listen,
-                      "--wait=5"), 5, why)
+                      "--wait=5", "-q"), 5, why)
     assert (sha256_head(raw, DISK), lab["torrent"].read_bytes()) == before
     target = tmp_path / "pc.img"
     first = receive(54, lab["torrent"], target, "--download-rate=4")
@@ -346,3 +350,42 @@ def test_a_tracker_port_in_use(lab, kind):
                          f"--listen={SEED}:{free_port()}",
                          f"--run-tracker={port}")
     check(result, 15, f"port {port} is in use", "--run-tracker")
+
+
+def test_an_interrupt_while_seeding_still_finishes(lab, tmp_path):
+    """SIGINT in the seed phase: the verified target is still finished
+    (new identities, marker gone) before exit 130, and the line says so."""
+    target = tmp_path / "pc.img"
+    run = receive(56, lab["torrent"], target, "--seed-time=60", "--new-ids")
+    run.until(lambda r: any(e["phase"] == "seed" for e in r.of("swarm")),
+              what="the seed phase")
+    run.proc.send_signal(signal.SIGINT)
+    assert run.wait(30) == 130, run.stderr
+    message = run.of("error")[0]["message"]
+    assert "verified; seeding stopped by SIGINT after" in message, message
+    assert "new identities given" in message, message
+    result = rdeploy("verify-target", target)
+    assert result.returncode == 0, result.stderr.decode()
+    for (start, size), fs in ((EXT, "ext4"), (FAT, "fat16")):
+        clean, output = demodisk.fsck(target, start, size, fs)
+        assert clean, output
+
+
+def test_the_wrong_sources_and_values_say_what(lab, tmp_path):
+    """An image as SOURCE, a torrent URL the server does not have, a
+    piece size that is no power of two, a negative --seed-time."""
+    target = tmp_path / "pc.img"
+    listen = f"--listen=127.0.0.57:{free_port()}"
+    check(rdeploy("swarm", "receive", lab["image"], target, "--yes",
+                  listen, "--seed-time=0"), 3,
+          "an rdeploy image, not a torrent", "rdeploy restore")
+    with RangeServer(tmp_path) as server:
+        check(rdeploy("swarm", "receive", server.url("nope.torrent"),
+                      target, "--yes", listen), 3,
+              "no such torrent on the server")
+    check(rdeploy("swarm", "receive", lab["torrent"], target, "--yes",
+                  listen, "--seed-time=-1"), 2, "must be 0 or more")
+    check(rdeploy("swarm", "prepare", lab["image"], "-o",
+                  tmp_path / "x.torrent", "--piece-size=3M"), 2,
+          "power of two", "64K", "64M")
+    assert not target.exists() and not (tmp_path / "x.torrent").exists()
