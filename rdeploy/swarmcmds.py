@@ -97,6 +97,7 @@ def cmd_prepare(args):
                           piece_size=piece, force=args["--force"],
                           progress=progress)
         print(summary["magnet"])
+        _prepare_warnings(args, progress, summary, peers)
         line = (f"rdeploy: wrote {summary['torrent']} and {summary['raw']}: "
                 f"{summary['pieces']} pieces of "
                 f"{format_size(summary['piece_size'])}, "
@@ -106,6 +107,24 @@ def cmd_prepare(args):
                 f"{summary['seconds']:.1f} s; infohash {summary['infohash']}")
         progress.end(line, summary)
     return 0
+
+
+def _prepare_warnings(args, progress, summary, peers):
+    """Each web seed tried (webprobe); a magnet link nobody could fetch
+    the metadata of."""
+    import os
+    from diskimage.swarm.webprobe import problem
+    name = os.path.basename(summary["raw"])
+    for url in args["--web-seed"]:
+        text = problem(url, name)
+        if text:
+            progress.warn(text)
+    if not peers and not args["--tracker"]:
+        progress.warn("the magnet link names no peer (--peer) and no "
+                      "tracker (--tracker): a receiver of it must find a "
+                      "peer by the DHT or LSD to fetch the torrent's "
+                      "metadata (web seeds cannot serve it); the .torrent "
+                      "file needs none")
 
 
 # -- seed ---------------------------------------------------------------------

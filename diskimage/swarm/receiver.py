@@ -31,9 +31,10 @@ import tempfile
 import time
 
 from .. import restoremark, sighold
+from ..remote.urls import shown as url_shown
 from ..errors import DiskImageError, NetworkError, TargetChangedError
 from . import libtorrent, session as sessions, source as sources
-from . import metadata, target as targets
+from . import metadata, target as targets, webprobe
 from .hold import refuse_own_files
 from .tally import Stall, Tally
 
@@ -98,6 +99,13 @@ class Receive:
                 raise self._failed(alert.message())
             if isinstance(alert, lt.hash_failed_alert):
                 self.hash_failures += 1
+            elif isinstance(alert, (lt.url_seed_alert, lt.peer_error_alert)):
+                url, why = self._web_seed_fault(alert)
+                if url is None:
+                    continue
+                self._tell_once(f"web seed {url}: {why} (a web seed must "
+                                f"answer Range requests with 206: "
+                                f"python3 -m http.server does not)", url)
             elif isinstance(alert, lt.tracker_error_alert):
                 why = alert.error.message() if alert.error.value() else \
                     alert.error_message() or alert.message()
@@ -105,8 +113,17 @@ class Receive:
                                 f"(not fatal: peers come from the others "
                                 f"too)")
 
-    def _tell_once(self, text):
-        key = text.split(":", 1)[0]
+    def _web_seed_fault(self, alert):
+        """(web seed URL as shown, why) of a web seed's failure alert,
+        (None, None) for another peer's."""
+        if isinstance(alert, self.lt.url_seed_alert):
+            return url_shown(alert.server_url()), \
+                alert.error_message() or alert.message()
+        return webprobe.seed_at(self.desc.web_seeds if self.desc else (),
+                                alert.endpoint), alert.error.message()
+
+    def _tell_once(self, text, key=None):
+        key = key or text.split(":", 1)[0]
         if key not in self.told and self.warn is not None:
             self.told.add(key)
             self.warn(text)

@@ -389,3 +389,27 @@ def test_the_wrong_sources_and_values_say_what(lab, tmp_path):
                   tmp_path / "x.torrent", "--piece-size=3M"), 2,
           "power of two", "64K", "64M")
     assert not target.exists() and not (tmp_path / "x.torrent").exists()
+
+
+def test_a_web_seed_that_ignores_range(lab, tmp_path):
+    """A web seed answering 200 with the whole file (python3 -m
+    http.server does): prepare warns, the receive warns once naming it
+    (without its query), then gives up at --wait (15)."""
+    (tmp_path / "srv").mkdir()
+    with RangeServer(tmp_path, ranges=False) as server:
+        torrent = tmp_path / "srv" / "plain.torrent"
+        url = server.url("srv/plain.raw?sig=secret")
+        result = rdeploy("swarm", "prepare", lab["image"], "-o", torrent,
+                         "--piece-size=128K", f"--web-seed={url}")
+        assert result.returncode == 0, result.stderr.decode()
+        assert "Range" in result.stderr.decode(), result.stderr.decode()
+        result = rdeploy("swarm", "receive", torrent, tmp_path / "pc.img",
+                         "--yes", "--wait=8",
+                         f"--listen=127.0.0.58:{free_port()}")
+    text = result.stderr.decode()
+    assert result.returncode == 15, text
+    warned = [line for line in text.splitlines()
+              if "warning: web seed" in line]
+    assert len(warned) == 1 and server.url("srv/plain.raw") in warned[0], \
+        text
+    assert "secret" not in text, text
