@@ -30,7 +30,7 @@ import signal
 import tempfile
 import time
 
-from .. import restoremark, sighold
+from .. import sighold
 from ..remote.urls import shown as url_shown
 from ..errors import DiskImageError, NetworkError, TargetChangedError
 from . import libtorrent, session as sessions, source as sources
@@ -68,6 +68,7 @@ class Receive:
         self.tmpdir = None
         self.marked = False
         self.held = self.marker = None  # TARGET's hold (hold.py), marker
+        self.noted, self.last_phase = 0.0, False
         self.done = self.total = self.downloaded = 0
         self.zero = []
         self.tally = None
@@ -155,24 +156,19 @@ class Receive:
         sessions.connect(self.handle, self._peers(desc.peers))
 
     def _zero(self):
-        """Zero the wanted pieces that hold no DATA byte on the target
-        itself (a punched hole, BLKZEROOUT) instead of fetching them: they
-        are zeros in NAME.raw.  libtorrent is never told it has them, so
-        they are not served (every receiver zeroes its own)."""
-        from ..host.device import open_target, sync, zero_range
-        ranges = []
-        for index in self.zero:
-            start, end = self.desc.piece_range(index)
-            if ranges and ranges[-1][1] == start:
-                ranges[-1][1] = end
-            else:
-                ranges.append([start, end])
-        if not ranges:
+        """The wanted pieces with no DATA byte zeroed on TARGET itself
+        (target.zero_pieces) instead of fetched."""
+        targets.zero_pieces(self.target, self.desc, self.zero)
+
+    def _note(self, force=False):
+        """The marker's done/total bytes brought up to date (verify-target
+        tells them), every 5 s, and never once byte 0's piece may come."""
+        now = time.monotonic()
+        if self.last_phase or not (force or now - self.noted >= 5):
             return
-        with open_target(self.target, exclusive=False) as disk:  # held
-            for start, end in ranges:
-                zero_range(disk, start, end - start)
-            sync(disk)
+        self.noted = now
+        targets.note_progress(self.target, self.marker, self.done,
+                              self.total)
 
     def _phases(self):
         """The pieces of each phase, in order: the wanted pieces not held,
@@ -219,6 +215,7 @@ class Receive:
         stall = Stall()
         phases = self._phases()
         for number, pieces in enumerate(phases):
+            self.last_phase = 0 in pieces     # the marker's piece
             if number:
                 self.handle.prioritize_pieces(
                     [(i, PRIORITY) for i in pieces])
@@ -230,6 +227,7 @@ class Receive:
                         i for i in wanted if have[i])
                 if self.progress is not None:
                     self.progress(self.done, self.total)
+                self._note()
                 if have and all(have[i] for i in pieces):
                     break
                 self._stalled(stall)
@@ -237,6 +235,7 @@ class Receive:
 
     def _stalled(self, stall):
         if stall.over(self.wait):
+            self._note(force=True)
             raise NetworkError(
                 f"no data for {self.wait} s (--wait; peers: "
                 f"{self.tally.peers}, web seeds: {self.tally.web_seeds}) "
@@ -270,20 +269,6 @@ class Receive:
         except KeyboardInterrupt as exc:
             return time.monotonic() - started, exc
         return time.monotonic() - started, None
-
-    def _check(self):
-        """targets.check; on any failure (an interrupt too) the marker is
-        written back: the byte-0 piece, written last, replaced it, and the
-        target must not look whole unchecked.  The same receive then
-        resumes (libtorrent rechecks what is there)."""
-        try:
-            return targets.check(self.target, self.desc,
-                                 progress=self.check_progress)
-        except BaseException:
-            from ..host.device import open_target
-            with open_target(self.target, exclusive=False) as disk:
-                restoremark.write(disk, self.marker)
-            raise
 
     def _finish(self, stopped, seconds):
         """targets.finish (signals held: it is short and must not be cut);
@@ -349,7 +334,9 @@ class Receive:
             self._zero()
             self._add(resumed)
             self._download()
-            checked = self._check()
+            checked = targets.check(self.target, self.desc,
+                                    progress=self.check_progress,
+                                    marker=self.marker)
             seed_seconds, stopped = self._seed()
             self.tally.update(self.handle)
             status = self.handle.status()
@@ -359,6 +346,7 @@ class Receive:
             finished = self._finish(stopped, seed_seconds)
         except KeyboardInterrupt as exc:
             if self.marked and not getattr(exc, "done", None):
+                self._note(force=True)
                 exc.done = (f"{self.target}: {self.done} of {self.total} "
                             f"bytes received; marked incomplete (rdeploy "
                             f"verify-target exits 13): the same swarm "

@@ -149,6 +149,34 @@ def _open(path, desc, source_name, disk):
             "disk_size": disk.size}
 
 
+def zero_pieces(path, desc, indices):
+    """Zero the pieces `indices` on `path` (held: opened without O_EXCL)
+    by a punched hole or BLKZEROOUT, merged into runs: pieces with no DATA
+    byte, zeros in NAME.raw.  libtorrent is never told it has them, so they
+    are not served (every receiver zeroes its own)."""
+    ranges = []
+    for index in indices:
+        start, end = desc.piece_range(index)
+        if ranges and ranges[-1][1] == start:
+            ranges[-1][1] = end
+        else:
+            ranges.append([start, end])
+    if not ranges:
+        return
+    with open_disk(path, exclusive=False) as disk:
+        for start, end in ranges:
+            zero_range(disk, start, end - start)
+        sync(disk)
+
+
+def note_progress(path, marker, done, total):
+    """The marker at byte 0 rewritten with `done` of `total` bytes
+    received (only while byte 0's piece is not being fetched)."""
+    marker.done_bytes, marker.total_bytes = done, total
+    with open_disk(path, exclusive=False) as disk:
+        restoremark.write(disk, marker, synced=False)
+
+
 def _check_entry(disk, entry):
     """None when the target holds `entry`'s bytes, else the disk offset
     where it differs (a ZERO range: its first non-zero byte)."""
@@ -170,10 +198,23 @@ def _check_entry(disk, entry):
     return None
 
 
-def check(path, desc, progress=None):
+def check(path, desc, progress=None, marker=None):
     """Compare every DATA and ZERO record of `desc`'s index with `path`;
-    a difference is CorruptImageError naming the disk offset (the marker
-    stays).  Returns {"checked_bytes", "chunks"}."""
+    a difference is CorruptImageError naming the disk offset.  Returns
+    {"checked_bytes", "chunks"}.  With `marker` (a receive's: byte 0's
+    piece, written last, replaced it), any failure, an interrupt too,
+    writes it back first: the target must not look whole unchecked, and
+    the same receive then resumes (libtorrent rechecks what is there)."""
+    try:
+        return _check(path, desc, progress)
+    except BaseException:
+        if marker is not None:
+            with open_disk(path, exclusive=False) as disk:
+                restoremark.write(disk, marker)
+        raise
+
+
+def _check(path, desc, progress):
     root = fmt.image_digest(*skeleton.parts(desc.skeleton))
     if root != desc.root:
         raise CorruptImageError(f"{desc.name}: skeleton's root digest "

@@ -8,6 +8,7 @@ against a plain `rdeploy restore` of the image on the host."""
 
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -217,6 +218,9 @@ def test_killed_half_way_then_received_again(lab, tmp_path):
     assert "marked incomplete" in message and "SIGTERM" in message, message
     result = rdeploy("verify-target", target)
     assert result.returncode == 13, result.stderr.decode()
+    said = re.search(r"(\d+) of (\d+) bytes received",
+                     result.stdout.decode() + result.stderr.decode())
+    assert said and 0 < int(said[1]) < int(said[2]), result
     again = receive(41, lab["torrent"], target)
     assert again.wait(60) == 0, again.stderr
     assert again.of("end")[0]["result"]["resumed"] is True
