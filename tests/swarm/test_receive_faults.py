@@ -137,3 +137,26 @@ def test_a_magnet_nobody_serves_ends_at_wait(tmp_path):
     assert "fetching the torrent's metadata from 0 peers" in first, text
     assert "no peer gave the torrent's metadata within 3 s" in last, text
     assert not target.exists()
+
+
+def test_a_torrent_url_that_fails_first_is_retried_aloud(lab, tmp_path):
+    """A torrent URL answered 503 at first: each retry is a warning; once
+    the server answers, SOURCE is read (here an .rdi: exit 3 saying so)."""
+    import threading
+    import time
+    with RangeServer(lab["dir"], fail=503) as server:
+        def heal():         # after two failed tries (the third comes 2 s
+            while len(server.requests) < 2:     # after the second)
+                time.sleep(0.02)
+            time.sleep(0.5)
+            server.fail = None
+        threading.Thread(target=heal, daemon=True).start()
+        result = rdeploy("swarm", "receive", server.url("golden.rdi"),
+                         tmp_path / "pc.img", "--yes",
+                         f"--listen=127.0.0.60:{free_port()}")
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 3, lines
+    retries = [line for line in lines if "retrying in" in line]
+    assert len(retries) == 2 and all(
+        line.startswith("rdeploy: warning: ") for line in retries), lines
+    assert "an rdeploy image, not a torrent" in lines[-1], lines
