@@ -17,6 +17,7 @@ import stat
 from ..errors import TargetError
 from ..host.partial import lock
 from ..host.identity import same_storage
+from ..image import format as fmt
 
 BUSY = "another rdeploy swarm receive or seed holds it"
 
@@ -51,7 +52,14 @@ def hold(path, *, shared=False, error=TargetError):
 def refuse_own_files(target, torrent, desc):
     """A receive whose TARGET is the torrent file SOURCE or the NAME.raw
     beside it (what a seeder serves the torrent from) would destroy them:
-    TargetError (exit 5)."""
+    TargetError (exit 5); so would one onto an rdeploy image file (a
+    disk does not start with the .rdi magic)."""
+    if os.path.isfile(target):
+        with open(target, "rb") as f:
+            if f.read(len(fmt.MAGIC)) == fmt.MAGIC:
+                raise TargetError(f"{target}: is an rdeploy image, not a "
+                                  f"disk: receiving onto it would destroy "
+                                  f"it; give another target")
     if not isinstance(torrent, (str, os.PathLike)) or \
             "://" in os.fspath(torrent) or \
             os.fspath(torrent).startswith("magnet:") or \

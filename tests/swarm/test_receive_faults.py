@@ -26,15 +26,18 @@ def test_what_a_seeder_serves_and_a_busy_target_are_refused(lab, tmp_path):
     from a magnet: the seeder holds it) or the torrent: refused (5), not
     a byte changed.  A target another receive holds: refused (5) too."""
     raw = lab["dir"] / "lab.raw"
-    before = sha256_head(raw, DISK), lab["torrent"].read_bytes()
+    before = sha256_head(raw, DISK), lab["torrent"].read_bytes(), \
+        lab["image"].read_bytes()
     listen = f"--listen=127.0.0.53:{free_port()}"
     for source, target, why in (
             (lab["torrent"], raw, "the torrent's own NAME.raw"),
             (lab["torrent"], lab["torrent"], "the torrent itself"),
+            (lab["torrent"], lab["image"], "an rdeploy image, not a disk"),
             (lab["magnet"], raw, "in use")):
         check(rdeploy("swarm", "receive", source, target, "--yes", listen,
                       "--wait=5", "-q"), 5, why)
-    assert (sha256_head(raw, DISK), lab["torrent"].read_bytes()) == before
+    assert (sha256_head(raw, DISK), lab["torrent"].read_bytes(),
+            lab["image"].read_bytes()) == before
     target = tmp_path / "pc.img"
     first = receive(54, lab["torrent"], target, "--download-rate=4")
     first.until(lambda r: r.percent() > 0, what="the first receive started")
