@@ -131,6 +131,8 @@ class Marker:
             f"image read as a stream is known at its end)"
 
     def progress_text(self):
+        if self.name.startswith("swarm:"):      # markername.SWARM_PREFIX
+            return f"{self.done_bytes} of {self.total_bytes} bytes received"
         if self.chunks:
             return f"{self.checkpoint} of {self.chunks} chunks done"
         return f"{counted(self.checkpoint, 'chunk')} done"

@@ -78,7 +78,8 @@ Commands:
             opentracker); `receive` writes every piece onto TARGET (a disk
             at least the image's size) as it arrives, serves it to the
             others, then checks every chunk and the root digest. SOURCE:
-            a .torrent file, its URL, or a magnet link; see docs/swarm.md.
+            a .torrent file, its URL, or a magnet link. docs/swarm.md
+            has the details and the --progress=json events.
   verify    Check every chunk, the index and the whole-image digest; write
             nothing. A damaged image exits 4 and names the chunk and offset.
             With --pubkey (or bootdisk --trust's keys) also the signature:

@@ -42,26 +42,49 @@ def _seconds(args, name, *, zero=False):
     text = args.get(name)
     if text is None or text == "forever":
         return None
-    if zero and text.strip() == "0":
-        return 0
+    if zero:
+        try:
+            number = int(text)
+        except ValueError:
+            raise UsageError(f"{name} takes a whole number of seconds, not "
+                             f"{text!r}") from None
+        if number < 0:
+            raise UsageError(f"{name} must be 0 or more, not {number}")
+        return number
     return whole_number(text, name)
+
+
+def _piece_size(args):
+    """--piece-size: a power of two from 64K to 64M (UsageError else)."""
+    from diskimage.sizes import parse_size
+    text = args["--piece-size"]
+    if text is None:
+        return None
+    try:
+        size = parse_size(text)
+    except UsageError:
+        size = None
+    if not size or size & (size - 1) or not 64 << 10 <= size <= 64 << 20:
+        raise UsageError(f"--piece-size takes a power of two from 64K to "
+                         f"64M (64K, 128K, ... 1M, 2M, 4M, ... 64M), not "
+                         f"{text!r}")
+    return size
 
 
 def _line(name, summary):
     rate = summary["uploaded_bytes"] / max(summary.get("seconds", 0), 1e-3)
     return (f"{name}: uploaded {format_size(summary['uploaded_bytes'])} "
-            f"({format_size(rate)}/s) to {summary['peers_seen']} peers")
+            f"({format_size(rate)}/s); {summary['peers_seen']} peers "
+            f"connected, {summary['peers_fed']} received data")
 
 
 # -- prepare ----------------------------------------------------------------
 
 def cmd_prepare(args):
-    from diskimage.sizes import parse_size
     from diskimage.swarm.rawview import prepare
 
     peers = _peers(args)
-    piece = None if args["--piece-size"] is None else \
-        parse_size(args["--piece-size"])
+    piece = _piece_size(args)
     for url in args["--web-seed"] + args["--tracker"]:
         if not url.lower().startswith(("http://", "https://", "udp://")):
             raise UsageError(f"--web-seed and --tracker take http(s) URLs "
@@ -74,6 +97,7 @@ def cmd_prepare(args):
                           piece_size=piece, force=args["--force"],
                           progress=progress)
         print(summary["magnet"])
+        _prepare_warnings(args, progress, summary, peers)
         line = (f"rdeploy: wrote {summary['torrent']} and {summary['raw']}: "
                 f"{summary['pieces']} pieces of "
                 f"{format_size(summary['piece_size'])}, "
@@ -83,6 +107,24 @@ def cmd_prepare(args):
                 f"{summary['seconds']:.1f} s; infohash {summary['infohash']}")
         progress.end(line, summary)
     return 0
+
+
+def _prepare_warnings(args, progress, summary, peers):
+    """Each web seed tried (webprobe); a magnet link nobody could fetch
+    the metadata of."""
+    import os
+    from diskimage.swarm.webprobe import problem
+    name = os.path.basename(summary["raw"])
+    for url in args["--web-seed"]:
+        text = problem(url, name)
+        if text:
+            progress.warn(text)
+    if not peers and not args["--tracker"]:
+        progress.warn("the magnet link names no peer (--peer) and no "
+                      "tracker (--tracker): a receiver of it must find a "
+                      "peer by the DHT or LSD to fetch the torrent's "
+                      "metadata (web seeds cannot serve it); the .torrent "
+                      "file needs none")
 
 
 # -- seed ---------------------------------------------------------------------
@@ -222,7 +264,8 @@ def cmd_receive(args):
     with imagecmds.progress_for(args, "swarm receive") as progress:
         libtorrent()
         _confirm(args, progress)
-        desc = load(source, ca_file=ca_file)
+        desc = load(source, ca_file=ca_file,
+                    on_retry=remotecmds.retry_note("rdeploy", progress))
         summary = receive(desc, target, source_name=source,
                           progress=progress,
                           check_progress=progress.stage("check"),

@@ -26,12 +26,16 @@ command finishes it.
 """
 
 import os
+import signal
 import tempfile
 import time
 
-from ..errors import NetworkError, TargetChangedError
+from .. import sighold
+from ..remote.urls import shown as url_shown
+from ..errors import DiskImageError, NetworkError, TargetChangedError
 from . import libtorrent, session as sessions, source as sources
-from . import target as targets
+from . import metadata, target as targets, webprobe
+from .hold import refuse_own_files
 from .tally import Stall, Tally
 
 PRIORITY = 4
@@ -63,6 +67,8 @@ class Receive:
         self.session = self.handle = self.desc = None
         self.tmpdir = None
         self.marked = False
+        self.held = self.marker = None  # TARGET's hold (hold.py), marker
+        self.noted, self.last_phase = 0.0, False
         self.done = self.total = self.downloaded = 0
         self.zero = []
         self.tally = None
@@ -94,6 +100,13 @@ class Receive:
                 raise self._failed(alert.message())
             if isinstance(alert, lt.hash_failed_alert):
                 self.hash_failures += 1
+            elif isinstance(alert, (lt.url_seed_alert, lt.peer_error_alert)):
+                url, why = self._web_seed_fault(alert)
+                if url is None:
+                    continue
+                self._tell_once(f"web seed {url}: {why} (a web seed must "
+                                f"answer Range requests with 206: "
+                                f"python3 -m http.server does not)", url)
             elif isinstance(alert, lt.tracker_error_alert):
                 why = alert.error.message() if alert.error.value() else \
                     alert.error_message() or alert.message()
@@ -101,8 +114,17 @@ class Receive:
                                 f"(not fatal: peers come from the others "
                                 f"too)")
 
-    def _tell_once(self, text):
-        key = text.split(":", 1)[0]
+    def _web_seed_fault(self, alert):
+        """(web seed URL as shown, why) of a web seed's failure alert,
+        (None, None) for another peer's."""
+        if isinstance(alert, self.lt.url_seed_alert):
+            return url_shown(alert.server_url()), \
+                alert.error_message() or alert.message()
+        return webprobe.seed_at(self.desc.web_seeds if self.desc else (),
+                                alert.endpoint), alert.error.message()
+
+    def _tell_once(self, text, key=None):
+        key = key or text.split(":", 1)[0]
         if key not in self.told and self.warn is not None:
             self.told.add(key)
             self.warn(text)
@@ -112,35 +134,6 @@ class Receive:
                  f"verify-target exits 13)") if self.marked else \
             f"nothing written to {self.target}"
         return TargetChangedError(f"swarm receive failed: {why}; {state}")
-
-    # -- a magnet link's metadata ------------------------------------------
-
-    def _metadata(self, magnet):
-        lt = self.lt
-        params = lt.parse_magnet_uri(magnet.uri)
-        self.tmpdir = tempfile.mkdtemp(prefix="rdeploy-swarm-")
-        params.save_path = self.tmpdir
-        params.flags |= lt.torrent_flags.upload_mode
-        params.flags &= ~lt.torrent_flags.auto_managed & \
-            ~lt.torrent_flags.paused
-        params.file_priorities = [0]
-        handle = self.session.add_torrent(params)
-        sessions.connect(handle, self._peers(magnet.peers))
-        stall = Stall()
-        try:
-            while not handle.status().has_metadata:
-                self.session.wait_for_alert(int(TICK * 1000))
-                self._alerts()
-                if stall.over(self.wait):
-                    raise NetworkError(
-                        f"{self.shown}: no peer gave the torrent's "
-                        f"metadata within {self.wait} s (--wait; peers: "
-                        f"{handle.status().num_peers}); nothing written to "
-                        f"{self.target}")
-            info = handle.torrent_file().info_section()
-        finally:
-            self.session.remove_torrent(handle)
-        return sources.from_metadata(magnet, bytes(info))
 
     # -- the download --------------------------------------------------------
 
@@ -163,24 +156,19 @@ class Receive:
         sessions.connect(self.handle, self._peers(desc.peers))
 
     def _zero(self):
-        """Zero the wanted pieces that hold no DATA byte on the target
-        itself (a punched hole, BLKZEROOUT) instead of fetching them: they
-        are zeros in NAME.raw.  libtorrent is never told it has them, so
-        they are not served (every receiver zeroes its own)."""
-        from ..host.device import open_target, sync, zero_range
-        ranges = []
-        for index in self.zero:
-            start, end = self.desc.piece_range(index)
-            if ranges and ranges[-1][1] == start:
-                ranges[-1][1] = end
-            else:
-                ranges.append([start, end])
-        if not ranges:
+        """The wanted pieces with no DATA byte zeroed on TARGET itself
+        (target.zero_pieces) instead of fetched."""
+        targets.zero_pieces(self.target, self.desc, self.zero)
+
+    def _note(self, force=False):
+        """The marker's done/total bytes brought up to date (verify-target
+        tells them), every 5 s, and never once byte 0's piece may come."""
+        now = time.monotonic()
+        if self.last_phase or not (force or now - self.noted >= 5):
             return
-        with open_target(self.target) as disk:
-            for start, end in ranges:
-                zero_range(disk, start, end - start)
-            sync(disk)
+        self.noted = now
+        targets.note_progress(self.target, self.marker, self.done,
+                              self.total)
 
     def _phases(self):
         """The pieces of each phase, in order: the wanted pieces not held,
@@ -218,11 +206,16 @@ class Receive:
         return status
 
     def _download(self):
-        wanted = self.desc.wanted_pieces()
+        """Fetch the phases in order.  done/total count the bytes to
+        fetch: the pieces zeroed here are in neither (summary:
+        zeroed_bytes), so the bar starts at 0."""
+        zero = set(self.zero)
+        wanted = [i for i in self.desc.wanted_pieces() if i not in zero]
         self.total = self._piece_bytes(wanted)
         stall = Stall()
-        phases, zero = self._phases(), set(self.zero)
+        phases = self._phases()
         for number, pieces in enumerate(phases):
+            self.last_phase = 0 in pieces     # the marker's piece
             if number:
                 self.handle.prioritize_pieces(
                     [(i, PRIORITY) for i in pieces])
@@ -231,9 +224,10 @@ class Receive:
                 have = status.pieces
                 if have:
                     self.done = self._piece_bytes(
-                        i for i in wanted if have[i] or i in zero)
+                        i for i in wanted if have[i])
                 if self.progress is not None:
                     self.progress(self.done, self.total)
+                self._note()
                 if have and all(have[i] for i in pieces):
                     break
                 self._stalled(stall)
@@ -241,6 +235,7 @@ class Receive:
 
     def _stalled(self, stall):
         if stall.over(self.wait):
+            self._note(force=True)
             raise NetworkError(
                 f"no data for {self.wait} s (--wait; peers: "
                 f"{self.tally.peers}, web seeds: {self.tally.web_seeds}) "
@@ -254,21 +249,52 @@ class Receive:
     def _seed(self):
         """Serve after the check: for --seed-time seconds, or until
         --seed-until receivers (this one included) hold every wanted piece
-        as far as the peers tell, at most --seed-time when it is given."""
+        as far as the peers tell, at most --seed-time when it is given.
+        (seconds, the KeyboardInterrupt that stopped it or None): an
+        interrupt here still lets the verified target be finished."""
         until, limit = self.seed_until, self.seed_time
         if not limit and not until:
-            return 0.0
+            return 0.0, None
         started = time.monotonic()
         stall = Stall()
-        while True:
-            self._tick(stall, "seed")
-            elapsed = time.monotonic() - started
-            if until and 1 + len(self.tally.complete) >= until and \
-                    elapsed >= SHOWN:
-                break
-            if limit and elapsed >= limit:
-                break
-        return time.monotonic() - started
+        try:
+            while True:
+                self._tick(stall, "seed")
+                elapsed = time.monotonic() - started
+                if until and 1 + len(self.tally.complete) >= until and \
+                        elapsed >= SHOWN:
+                    break
+                if limit and elapsed >= limit:
+                    break
+        except KeyboardInterrupt as exc:
+            return time.monotonic() - started, exc
+        return time.monotonic() - started, None
+
+    def _finish(self, stopped, seconds):
+        """targets.finish (signals held: it is short and must not be cut);
+        after an interrupt of the seed phase, that interrupt raised again
+        saying what was done."""
+        if stopped is None:
+            return targets.finish(self.target, self.desc,
+                                  new_ids=self.new_ids,
+                                  source_name=self.source_name)
+        how = signal.Signals(getattr(stopped, "signum", signal.SIGINT)).name
+        head = (f"{self.target}: verified; seeding stopped by {how} after "
+                f"{seconds:.0f} s")
+        try:
+            with sighold.held():
+                finished = targets.finish(self.target, self.desc,
+                                          new_ids=self.new_ids,
+                                          source_name=self.source_name)
+        except DiskImageError as exc:
+            stopped.done = (f"{head}; finishing it failed: {exc}; it is "
+                            f"checked but not finished (verify-target "
+                            f"exits 13 while a marker is on it)")
+            raise stopped from None
+        steps = ["new identities given" if step == "new identities" else
+                 step for step in finished["steps"]]
+        stopped.done = f"{head}; " + ("; ".join(steps) or "finished")
+        raise stopped
 
     def _close(self):
         if self.session is not None:
@@ -296,7 +322,7 @@ class Receive:
             source = self.source
             if isinstance(source, sources.Magnet):
                 self._open(source.peers, source.web_seeds)
-                self.desc = self._metadata(source)
+                self.desc = metadata.fetch(self, source)
             else:
                 self.desc = source
                 self._open(source.peers, source.web_seeds)
@@ -309,17 +335,18 @@ class Receive:
             self._add(resumed)
             self._download()
             checked = targets.check(self.target, self.desc,
-                                    progress=self.check_progress)
-            seed_seconds = self._seed()
+                                    progress=self.check_progress,
+                                    marker=self.marker)
+            seed_seconds, stopped = self._seed()
             self.tally.update(self.handle)
             status = self.handle.status()
             tally = self.tally
             self._close()
-            finished = targets.finish(self.target, self.desc,
-                                      new_ids=self.new_ids,
-                                      source_name=self.source_name)
+            self._let_go()      # finish opens it O_EXCL itself
+            finished = self._finish(stopped, seed_seconds)
         except KeyboardInterrupt as exc:
-            if self.marked:
+            if self.marked and not getattr(exc, "done", None):
+                self._note(force=True)
                 exc.done = (f"{self.target}: {self.done} of {self.total} "
                             f"bytes received; marked incomplete (rdeploy "
                             f"verify-target exits 13): the same swarm "
@@ -327,10 +354,12 @@ class Receive:
             raise
         finally:
             self._close()
+            self._let_go()
         return {"target": self.target, "source": self.shown,
                 "root": self.desc.root.hex(),
                 "infohash": self.desc.infohash,
-                "wanted_bytes": self.total,
+                "wanted_bytes": self._piece_bytes(
+                    self.desc.wanted_pieces()),
                 "zeroed_bytes": self._piece_bytes(self.zero),
                 "downloaded_bytes": self.downloaded,
                 "web_seed_bytes": min(tally.web_seed_bytes, self.downloaded),
@@ -344,12 +373,17 @@ class Receive:
                 "actions": finished, "verified": True}
 
     def _open_target(self):
+        refuse_own_files(self.target, self.source_name, self.desc)
         opened = targets.open_target(self.target, self.desc,
                                      self.source_name, yes_checked=True)
+        self.held, self.marker = opened["hold"], opened["marker"]
         self.marked = True
-        if isinstance(opened, dict):
-            return bool(opened.get("resume"))
-        return bool(opened)
+        return bool(opened["resume"])
+
+    def _let_go(self):
+        if self.held is not None:
+            os.close(self.held)
+            self.held = None
 
 
 def receive(source, target, **options):

@@ -11,6 +11,7 @@ import time
 from ..errors import InputError
 from . import libtorrent, session as sessions
 from .source import load_file
+from .hold import hold
 from .tally import Tally
 from .tracker import Tracker
 
@@ -35,6 +36,12 @@ def load_torrent(path):
     return desc, directory
 
 
+def _hold(desc, directory):
+    """Held shared while served: a receive onto it is refused (hold.py)."""
+    return hold(os.path.join(directory, desc.name), shared=True,
+                error=InputError)
+
+
 class Seeder:
     """The seeding session (a context manager): `run(stop)` serves until
     `stop()` is true (or an interrupt); `summary()` at any time."""
@@ -48,6 +55,7 @@ class Seeder:
         self.started = time.monotonic()
         self.tracker = None
         self.handles, self.tallies = [], []
+        self.held = []
         peers = [p for desc, _ in self.loaded for p in desc.peers]
         self.session = sessions.open_session(
             listen=listen, upload_rate=upload_rate, peers=peers,
@@ -57,6 +65,7 @@ class Seeder:
                 self.tracker = Tracker(tracker_port,
                                        [d.infohash for d, _ in self.loaded])
             for desc, directory in self.loaded:
+                self.held.append(_hold(desc, directory))
                 params = sessions.add_params(
                     desc, directory, flags=self.lt.torrent_flags.seed_mode)
                 self.handles.append(self.session.add_torrent(params))
@@ -90,6 +99,7 @@ class Seeder:
                 "torrent": path, "infohash": desc.infohash,
                 "uploaded_bytes": status.total_payload_upload,
                 "peers": tally.peers, "peers_seen": len(tally.peers_seen),
+                "peers_fed": len(tally.peers_fed),
                 "upload_rate": status.upload_payload_rate})
         return {"torrents": torrents,
                 "uploaded_bytes": sum(t["uploaded_bytes"] for t in torrents),
@@ -105,6 +115,8 @@ class Seeder:
         if self.tracker is not None:
             self.tracker.stop()
             self.tracker = None
+        while self.held:
+            os.close(self.held.pop())
 
     def __enter__(self):
         return self

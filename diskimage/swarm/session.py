@@ -37,9 +37,10 @@ RECEIVER_AGENT = f"rdeploy-receive/{__version__}"
 SEEDER_AGENT = f"rdeploy-seed/{__version__}"
 
 #: The alerts the callers read: errors, state changes (metadata received,
-#: a torrent finished) and the listen sockets.
+#: a torrent finished), the listen sockets and the peers' errors (a web
+#: seed that ignores Range is told by its address only).
 _ALERTS = ("error_notification", "status_notification",
-           "storage_notification")
+           "storage_notification", "peer_notification")
 
 
 def listen_address(text):

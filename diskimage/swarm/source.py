@@ -9,6 +9,7 @@ import re
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import InputError, UsageError
+from ..image import format as fmt
 from ..remote import is_url, open_input
 from ..remote.urls import shown as url_shown
 from . import descriptor
@@ -77,21 +78,28 @@ def shown(source):
     return marker_name(source)[len(PREFIX):]
 
 
-def load(source, *, ca_file=None):
+def load(source, *, ca_file=None, on_retry=None):
     """The Descriptor of SOURCE (a file or an http(s) URL), or the Magnet
     of a magnet link.  InputError (3) for a missing file or one that is
     not a torrent of rdeploy, NetworkError (15) for an unreadable URL,
-    CorruptImageError (4) for a damaged skeleton."""
+    CorruptImageError (4) for a damaged skeleton.  `on_retry(text)` is
+    told of each wait before the URL is tried again."""
     if is_magnet(source):
         return parse_magnet(source)
     if not is_url(source):
         return load_file(source)
     name = url_shown(source)
-    with open_input(source, ca_file=ca_file) as remote:
-        if remote.size is not None and remote.size > MAX_TORRENT:
-            raise InputError(f"{name}: {remote.size} bytes: larger than any "
-                             f"torrent of rdeploy ({MAX_TORRENT >> 20} MiB)")
-        data = remote.read(MAX_TORRENT + 1)
+    try:
+        with open_input(source, ca_file=ca_file, on_retry=on_retry) as remote:
+            if remote.size is not None and remote.size > MAX_TORRENT:
+                raise InputError(f"{name}: {remote.size} bytes: larger than "
+                                 f"any torrent of rdeploy "
+                                 f"({MAX_TORRENT >> 20} MiB)")
+            data = remote.read(MAX_TORRENT + 1)
+    except InputError as exc:       # remote's words are an image's
+        text = str(exc).replace("no such image on the server",
+                                "no such torrent on the server")
+        raise InputError(text) from None
     return _parse(data, name)
 
 
@@ -113,6 +121,10 @@ def load_file(path):
 
 
 def _parse(data, name):
+    if data.startswith(fmt.MAGIC):
+        raise InputError(f"{name}: an rdeploy image, not a torrent: use "
+                         f"rdeploy restore, or rdeploy swarm prepare it "
+                         f"first")
     if len(data) > MAX_TORRENT:
         raise InputError(f"{name}: larger than any torrent of rdeploy "
                          f"({MAX_TORRENT >> 20} MiB)")

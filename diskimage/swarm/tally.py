@@ -29,6 +29,7 @@ class Tally:
         self._last = {}         # (kind, endpoint) -> (down, up)
         self._banked = {"web": [0, 0], "peer": [0, 0]}
         self.peers_seen = set()
+        self.peers_fed = set()  # hosts this side sent payload to
         self.complete = set()   # hosts of receivers holding every wanted
         self.peers = 0
         self.web_seeds = 0
@@ -54,6 +55,8 @@ class Tally:
                 continue
             peers += 1
             self.peers_seen.add(host)
+            if counts[1] > 0:
+                self.peers_fed.add(host)
             if self.wanted and _client(peer).startswith(_RECEIVER) and \
                     self._holds_all(peer.pieces):
                 self.complete.add(host)

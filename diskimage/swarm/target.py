@@ -34,6 +34,7 @@ from ..restoreplan import new_guid
 from ..tables import gpt
 from ..tables.write import protective_mbr
 from . import skeleton
+from .hold import hold
 
 PREFIX = markername.SWARM_PREFIX
 BLOCK = 4 << 20
@@ -101,7 +102,8 @@ def open_target(path, desc, source_name, *, yes_checked):
     """Make `path` ready for the pieces of `desc`; returns a dict:
     `resume` (True: an interrupted receive of the same image was found and
     is carried on; nothing was written), `marker`, `guard_zones`,
-    `disk_size`."""
+    `disk_size`, `hold` (an fd holding `path` exclusively, hold.py: the
+    caller closes it; until then open it with exclusive=False)."""
     path = os.fspath(path)
     if not yes_checked:
         raise TargetError(f"{path}: would be overwritten; confirm with --yes")
@@ -113,27 +115,66 @@ def open_target(path, desc, source_name, *, yes_checked):
         if reason:
             raise TargetError(f"{path}: {reason}")
     with open_disk(path, create_size=desc.length) as disk:
-        _refuse(path, desc, disk)
-        zones = guard_zones(desc, disk.size)
-        found = _marker_of(disk)
-        front = skeleton.front(desc.skeleton)
-        if found is not None and found.name.startswith(PREFIX) and \
-                found.root == desc.root and found.front == front and \
-                found.phase == restoremark.PHASE_RECORDS and \
-                found.plan == _plan(desc, disk.size):
-            return {"resume": True, "marker": found, "guard_zones": zones,
-                    "disk_size": disk.size}
-        now = int(time.time())
-        marker = restoremark.Marker(
-            offset=0, front=front, plan=_plan(desc, disk.size),
-            name=marker_name(source_name), root=desc.root,
-            chunks=len(desc.entries), total_bytes=desc.wanted_bytes(),
-            started=now, updated=now)
-        for start, end in zones:
-            zero_range(disk, start, end - start)
-        restoremark.write(disk, marker)
+        held = os.dup(disk.fd) if disk.is_block else hold(path)
+        try:
+            opened = _open(path, desc, source_name, disk)
+        except BaseException:
+            os.close(held)
+            raise
+    return dict(opened, hold=held)
+
+
+def _open(path, desc, source_name, disk):
+    """open_target's work on the open, held `disk`."""
+    _refuse(path, desc, disk)
+    zones = guard_zones(desc, disk.size)
+    found = _marker_of(disk)
+    front = skeleton.front(desc.skeleton)
+    if found is not None and found.name.startswith(PREFIX) and \
+            found.root == desc.root and found.front == front and \
+            found.phase == restoremark.PHASE_RECORDS and \
+            found.plan == _plan(desc, disk.size):
+        return {"resume": True, "marker": found, "guard_zones": zones,
+                "disk_size": disk.size}
+    now = int(time.time())
+    marker = restoremark.Marker(
+        offset=0, front=front, plan=_plan(desc, disk.size),
+        name=marker_name(source_name), root=desc.root,
+        chunks=len(desc.entries), total_bytes=desc.wanted_bytes(),
+        started=now, updated=now)
+    for start, end in zones:
+        zero_range(disk, start, end - start)
+    restoremark.write(disk, marker)
     return {"resume": False, "marker": marker, "guard_zones": zones,
             "disk_size": disk.size}
+
+
+def zero_pieces(path, desc, indices):
+    """Zero the pieces `indices` on `path` (held: opened without O_EXCL)
+    by a punched hole or BLKZEROOUT, merged into runs: pieces with no DATA
+    byte, zeros in NAME.raw.  libtorrent is never told it has them, so they
+    are not served (every receiver zeroes its own)."""
+    ranges = []
+    for index in indices:
+        start, end = desc.piece_range(index)
+        if ranges and ranges[-1][1] == start:
+            ranges[-1][1] = end
+        else:
+            ranges.append([start, end])
+    if not ranges:
+        return
+    with open_disk(path, exclusive=False) as disk:
+        for start, end in ranges:
+            zero_range(disk, start, end - start)
+        sync(disk)
+
+
+def note_progress(path, marker, done, total):
+    """The marker at byte 0 rewritten with `done` of `total` bytes
+    received (only while byte 0's piece is not being fetched)."""
+    marker.done_bytes, marker.total_bytes = done, total
+    with open_disk(path, exclusive=False) as disk:
+        restoremark.write(disk, marker, synced=False)
 
 
 def _check_entry(disk, entry):
@@ -157,10 +198,23 @@ def _check_entry(disk, entry):
     return None
 
 
-def check(path, desc, progress=None):
+def check(path, desc, progress=None, marker=None):
     """Compare every DATA and ZERO record of `desc`'s index with `path`;
-    a difference is CorruptImageError naming the disk offset (the marker
-    stays).  Returns {"checked_bytes", "chunks"}."""
+    a difference is CorruptImageError naming the disk offset.  Returns
+    {"checked_bytes", "chunks"}.  With `marker` (a receive's: byte 0's
+    piece, written last, replaced it), any failure, an interrupt too,
+    writes it back first: the target must not look whole unchecked, and
+    the same receive then resumes (libtorrent rechecks what is there)."""
+    try:
+        return _check(path, desc, progress)
+    except BaseException:
+        if marker is not None:
+            with open_disk(path, exclusive=False) as disk:
+                restoremark.write(disk, marker)
+        raise
+
+
+def _check(path, desc, progress):
     root = fmt.image_digest(*skeleton.parts(desc.skeleton))
     if root != desc.root:
         raise CorruptImageError(f"{desc.name}: skeleton's root digest "

@@ -24,7 +24,7 @@ import socket
 import tempfile
 import time
 
-from ..errors import ToolError
+from ..errors import NetworkError, ToolError
 from ..host import tools
 
 PACKAGE = "opentracker"
@@ -38,6 +38,22 @@ def _nobody():
         return 65534, 65534
 
 
+def refuse_busy(port):
+    """NetworkError (15) when TCP or UDP `port` is taken: opentracker
+    would share it (SO_REUSEPORT) or fail late, and the swarm's announces
+    would go to another tracker."""
+    for kind, name in ((socket.SOCK_STREAM, "TCP"), (socket.SOCK_DGRAM,
+                                                     "UDP")):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError as exc:
+                raise NetworkError(
+                    f"cannot run opentracker on port {port} "
+                    f"(--run-tracker): {name} port {port} is in use "
+                    f"({exc.strerror})") from None
+
+
 class Tracker:
     """opentracker on `port` (TCP and UDP) for `infohashes`; `stop()` (or
     the context manager) ends it.  It never outlives us: own process
@@ -45,6 +61,7 @@ class Tracker:
 
     def __init__(self, port, infohashes, *, ready_timeout=5.0):
         self.port = port
+        refuse_busy(port)
         self.dir = tempfile.mkdtemp(prefix="rdeploy-tracker-")
         os.chmod(self.dir, 0o755)
         self.whitelist = os.path.join(self.dir, "whitelist")
@@ -75,9 +92,13 @@ class Tracker:
                                 f"{self.last_words()}", self.proc.returncode)
             try:
                 with socket.create_connection(("127.0.0.1", self.port), 0.5):
-                    return
+                    pass
             except OSError:
                 time.sleep(0.1)
+                continue
+            time.sleep(0.2)             # still there once listening?
+            if self.proc.poll() is None:
+                return
         raise ToolError(f"opentracker did not listen on port {self.port} "
                         f"within {timeout:.0f} s: {self.last_words()}")
 

@@ -6,143 +6,23 @@ killed half way and started again; the refusals.  Every target is judged
 by verify-target against the image, e2fsck and fsck.fat, and its bytes
 against a plain `rdeploy restore` of the image on the host."""
 
-import hashlib
-import os
+import re
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
-import demodisk
-from diskimage.fs.fat.mtools import MTOOLS_ENV
 from diskimage.swarm import bencode
-from tests.fleet.room import Run
 from tests.rangeserver import RangeServer
 from tests.rdeploy_helpers import check, rdeploy
-from tests.smalldisk import sfdisk
+from tests.swarm.swarmlab import (DISK, MiB, SEED, free_port, receive,
+                                  restored, start)
 
 pytestmark = pytest.mark.needs("opentracker", "mkfs.ext4", "e2fsck",
                                "mkfs.fat", "fsck.fat", "mcopy", "sfdisk",
                                "debugfs")
 lt = pytest.importorskip("libtorrent")
-
-MiB = 1 << 20
-DISK = 64 * MiB
-EXT = (MiB, 28 * MiB)                   # partition 1: ext4
-FAT = (30 * MiB, 24 * MiB)              # partition 2: FAT16
-SEED = "127.0.0.1"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Local:
-    """tests/fleet/room.py's Run on this host (no namespace)."""
-
-    @staticmethod
-    def start(ns, cmd, **kw):
-        return subprocess.Popen(cmd, **kw)
-
-
-def start(*args):
-    return Run(Local, None, [str(a) for a in args])
-
-
-def sha256_head(path, size):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        left = size
-        while left:
-            block = f.read(min(left, 4 * MiB))
-            assert block, f"{path} ends before {size} bytes"
-            h.update(block)
-            left -= len(block)
-    return h.hexdigest()
-
-
-def build_golden(d):
-    """A 64 MiB GPT disk: ext4 and FAT16 with files (6 MiB of random bytes
-    each), made by mkfs.ext4 -d, mkfs.fat and mcopy."""
-    disk = d / "golden.img"
-    with open(disk, "wb") as f:
-        f.truncate(DISK)
-    sfdisk(disk, f"label: gpt\nstart={EXT[0] // 512}, size={EXT[1] // 512}, "
-                 f"name=sys\nstart={FAT[0] // 512}, size={FAT[1] // 512}, "
-                 f"type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, name=data\n")
-    trees = {}
-    for name in ("ext", "fat"):
-        trees[name] = demodisk.make_tree(d / name, 40, seed=len(name),
-                                         names=False)
-        with open(d / name / "blob.bin", "wb") as f:
-            f.write(os.urandom(6 * MiB))
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", d / "ext", "-E",
-                    f"offset={EXT[0]}", disk, f"{EXT[1] // 1024}k"],
-                   check=True, capture_output=True)
-    subprocess.run(["mkfs.fat", "-F", "16", "--offset", str(FAT[0] // 512),
-                    disk, str(FAT[1] // 1024)], check=True,
-                   capture_output=True)
-    entries = sorted(str(p) for p in (d / "fat").iterdir())
-    subprocess.run(["mcopy", "-s", "-Q", "-i", f"{disk}@@{FAT[0]}",
-                    *entries, "::/"], check=True, capture_output=True,
-                   env=dict(os.environ, **MTOOLS_ENV))
-    return disk
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """The golden disk, its image, the host's restore of it (the bytes
-    every receiver must end with), a torrent with the seeder and the
-    tracker in it, and the seeder (rdeploy swarm seed --run-tracker)."""
-    d = tmp_path_factory.mktemp("swarm")
-    disk = build_golden(d)
-    image = d / "golden.rdi"
-    assert rdeploy("capture", disk, image, "-q").returncode == 0
-    host = d / "host.img"
-    result = rdeploy("restore", image, host, "--yes", "-q")
-    assert result.returncode == 0, result.stderr.decode()
-    port, tracker = free_port(), free_port()
-    torrent = d / "lab.torrent"
-    result = rdeploy("swarm", "prepare", image, "-o", torrent,
-                     f"--peer={SEED}:{port}",
-                     f"--tracker=http://{SEED}:{tracker}/announce")
-    assert result.returncode == 0, result.stderr.decode()
-    magnet = result.stdout.decode().strip()
-    seeder = start("swarm", "seed", torrent, f"--listen={SEED}:{port}",
-                   f"--run-tracker={tracker}", "--progress=json")
-    seeder.until(lambda r: r.of("ready"), what="the seeder ready")
-    try:
-        yield {"dir": d, "image": image, "torrent": torrent,
-               "magnet": magnet, "port": port, "seeder": seeder,
-               "digest": sha256_head(host, DISK)}
-    finally:
-        seeder.proc.send_signal(signal.SIGTERM)
-        assert seeder.wait(30) == 143, seeder.stderr
-        summary = seeder.of("summary")[0]["result"]
-        assert summary["uploaded_bytes"] > 0, summary
-        out = subprocess.run(["pgrep", "-f", f"opentracker -p {tracker}"],
-                             capture_output=True, text=True).stdout
-        assert out == "", "opentracker outlived its seeder"
-
-
-def restored(target, lab):
-    """verify-target's exit, both fsck clean, the host restore's bytes."""
-    result = rdeploy("verify-target", target, lab["image"])
-    assert result.returncode == 0, result.stderr.decode()
-    for (start, size), fs in ((EXT, "ext4"), (FAT, "fat16")):
-        clean, output = demodisk.fsck(target, start, size, fs)
-        assert clean, output
-    assert sha256_head(target, DISK) == lab["digest"]
-
-
-def receive(n, source, target, *options):
-    return start("swarm", "receive", source, target, "--yes",
-                 f"--listen=127.0.0.{10 + n}:{free_port()}",
-                 "--progress=json", *options)
 
 
 def test_three_receivers_and_a_seeder(lab, tmp_path):
@@ -185,6 +65,8 @@ def test_a_web_seed_alone(lab, tmp_path, tail):
         assert run.wait(60) == 0, run.stderr
         result = run.of("end")[0]["result"]
         fetched = result["wanted_bytes"] - result["zeroed_bytes"]
+        bar = [e for e in run.of("progress") if e["task"] == "swarm receive"]
+        assert bar[0]["total"] == fetched and bar[0]["done"] < fetched, bar
         assert result["web_seed_bytes"] == fetched, result
         assert result["downloaded_bytes"] == fetched, result
         assert result["peer_bytes"] == 0, result
@@ -213,6 +95,9 @@ def test_killed_half_way_then_received_again(lab, tmp_path):
     assert "marked incomplete" in message and "SIGTERM" in message, message
     result = rdeploy("verify-target", target)
     assert result.returncode == 13, result.stderr.decode()
+    said = re.search(r"(\d+) of (\d+) bytes received",
+                     result.stdout.decode() + result.stderr.decode())
+    assert said and 0 < int(said[1]) < int(said[2]), result
     again = receive(41, lab["torrent"], target)
     assert again.wait(60) == 0, again.stderr
     assert again.of("end")[0]["result"]["resumed"] is True
@@ -265,6 +150,8 @@ def test_no_peers_gives_up_after_wait(lab, tmp_path):
     result = rdeploy("swarm", "prepare", lab["image"], "-o", alone,
                      "--piece-size=256K")
     assert result.returncode == 0, result.stderr.decode()
+    assert "names no peer (--peer) and no tracker" in \
+        result.stderr.decode(), result.stderr.decode()
     target = tmp_path / "pc.img"
     result = rdeploy("swarm", "receive", alone, target, "--yes",
                      "--wait=5", f"--listen=127.0.0.52:{free_port()}")

@@ -16,13 +16,22 @@ from diskimage.errors import (CorruptImageError, IncompleteTargetError,
 from diskimage.image import format as fmt
 from diskimage.swarm.descriptor import parse_torrent
 from diskimage.swarm.rawview import prepare
-from diskimage.swarm.target import check, finish, marker_name, open_target
+from diskimage.swarm import target as targets
+from diskimage.swarm.target import check, finish, marker_name
 from tests.rdeploy_helpers import rdeploy
 from tests.smalldisk import MiB, read_at
 from tests.swarm.mapdisk import (gpt_image, loop, mbr_image, odd_image,
                                  receive_by_hand)
 
 FILL = b"\xa5"
+
+
+def open_target(*args, **options):
+    """target.open_target, its hold on the target let go at once (a
+    receive keeps it until finish)."""
+    state = targets.open_target(*args, **options)
+    os.close(state.pop("hold"))
+    return state
 
 
 @pytest.fixture(scope="module")
