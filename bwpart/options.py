@@ -6,6 +6,7 @@ partition of DISK."""
 import sys
 
 from cliutil.runner import whole_number
+from cliutil.confirm import typed_yes
 from cliutil.text import safe
 from diskimage.errors import TargetError, UsageError
 from diskimage.service import layout
@@ -68,10 +69,7 @@ def confirm(args, command, what):
     if not sys.stdin.isatty():
         raise TargetError(f"{command} needs --yes to change {disk} (no "
                           f"terminal to ask on); nothing written")
-    print(f"bwpart: about to {what}. Type 'yes' to go on: ", end="",
-          file=sys.stderr, flush=True)
-    if sys.stdin.readline().strip().lower() != "yes":
-        raise TargetError(f"{disk}: not confirmed; nothing written")
+    typed_yes(f"bwpart: about to {what}.", disk)
 
 
 def service(disk):

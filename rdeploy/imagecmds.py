@@ -10,6 +10,7 @@ import sys
 from cliutil import render as shared
 from cliutil.progress import MODES, Progress
 from cliutil.runner import whole_number
+from cliutil.confirm import typed_yes
 from cliutil.text import safe
 from diskimage import sighold
 from diskimage.errors import InputError, TargetError, UsageError
@@ -160,10 +161,7 @@ def _confirm(args, plan, progress):
                           f"(no terminal to ask on)")
     print(f"rdeploy: about to write {safe(plan.describe())}.",
           file=sys.stderr)
-    print("Everything on it will be overwritten. Type 'yes' to go on: ",
-          end="", file=sys.stderr, flush=True)
-    if sys.stdin.readline().strip().lower() != "yes":
-        raise TargetError(f"{args['TARGET']}: not confirmed; nothing written")
+    typed_yes("Everything on it will be overwritten.", args["TARGET"])
 
 
 def _sizes(specs):

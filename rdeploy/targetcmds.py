@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+from cliutil.confirm import typed_yes
 from cliutil.text import safe
 from diskimage.errors import TargetError
 from diskimage.words import counted
@@ -69,10 +70,7 @@ def confirm_overwrite(args, progress, command, question):
     if not sys.stdin.isatty():
         raise TargetError(f"{command} needs --yes to write {target} "
                           f"(no terminal to ask on)")
-    print(f"rdeploy: {question} Type 'yes' to go on: ", end="",
-          file=sys.stderr, flush=True)
-    if sys.stdin.readline().strip().lower() != "yes":
-        raise TargetError(f"{target}: not confirmed; nothing written")
+    typed_yes(f"rdeploy: {question}", target)
 
 
 def cmd_verify_target(args, progress):

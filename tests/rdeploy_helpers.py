@@ -74,3 +74,16 @@ def slow_capture(source, image, *options):
                                     "--threads=1", *options),
                             env=env(), cwd=ROOT, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def install_trusted_key(tmp_path, monkeypatch):
+    """What bootdisk --trust media hold: a public key in the trusted
+    directory (made by the real `rdeploy keygen`), found through the
+    environment variable the policy reads."""
+    from diskimage.trust import keys as keyfiles, policy
+    assert rdeploy("keygen", tmp_path / "k", "-q").returncode == 0
+    key = keyfiles.load_public(tmp_path / "k.pub")
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    (trusted / f"{key.key_id}.pub").write_text(key.line())
+    monkeypatch.setenv(policy.ENV, str(trusted))

@@ -8,7 +8,7 @@ from diskimage.fleet import notice
 from diskimage.fleet.udpcast import (Tool, check_interface,
                                       default_interface, receiver_args,
                                       sender_args)
-from tests.rdeploy_helpers import check, rdeploy
+from tests.rdeploy_helpers import check, install_trusted_key, rdeploy
 
 
 def test_send_refuses_what_is_not_an_image(small_disk_ro):
@@ -82,13 +82,7 @@ def test_receive_is_refused_where_signatures_are_required(tmp_path,
     """bootdisk --trust media (keys installed) refuse a multicast session
     before joining it, as they refuse a pipe: its signature cannot be
     checked before the first write."""
-    from diskimage.trust import keys as keyfiles, policy
-    assert rdeploy("keygen", tmp_path / "k", "-q").returncode == 0
-    key = keyfiles.load_public(tmp_path / "k.pub")
-    trusted = tmp_path / "trusted"
-    trusted.mkdir()
-    (trusted / f"{key.key_id}.pub").write_text(key.line())
-    monkeypatch.setenv(policy.ENV, str(trusted))
+    install_trusted_key(tmp_path, monkeypatch)
     target = tmp_path / "pc.img"
     check(rdeploy("multicast", "receive", target, "--yes", "--wait=1"), 11,
           "only signed images", "not a multicast session")

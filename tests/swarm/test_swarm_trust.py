@@ -3,18 +3,12 @@ installed), swarm receive is refused before it touches TARGET or the
 network, as multicast receive and a pipe are: a swarm's pieces are
 written before any signature could be checked."""
 
-from tests.rdeploy_helpers import check, rdeploy
+from tests.rdeploy_helpers import check, install_trusted_key, rdeploy
 
 
 def test_receive_is_refused_where_signatures_are_required(tmp_path,
                                                           monkeypatch):
-    from diskimage.trust import keys as keyfiles, policy
-    assert rdeploy("keygen", tmp_path / "k", "-q").returncode == 0
-    key = keyfiles.load_public(tmp_path / "k.pub")
-    trusted = tmp_path / "trusted"
-    trusted.mkdir()
-    (trusted / f"{key.key_id}.pub").write_text(key.line())
-    monkeypatch.setenv(policy.ENV, str(trusted))
+    install_trusted_key(tmp_path, monkeypatch)
     target = tmp_path / "pc.img"
     check(rdeploy("swarm", "receive", "http://127.0.0.1:9/lab.torrent",
                   target, "--yes", "--wait=1"), 11,
