@@ -1,12 +1,16 @@
-"""The lab fixture shared by tests/swarm/test_receive*.py (one seeder with
-opentracker for the package, built once)."""
+"""The fixtures of tests/swarm, each built once for the package: the lab
+of test_receive*.py (one seeder with opentracker), and the images of
+test_prepare.py and test_descriptor_hostile.py with their torrents."""
 
 import signal
 import subprocess
 
 import pytest
 
+from diskimage.swarm.descriptor import parse_torrent
+from diskimage.swarm.rawview import prepare
 from tests.rdeploy_helpers import rdeploy
+from tests.swarm.mapdisk import gpt_image, mbr_image, odd_image
 from tests.swarm.swarmlab import (DISK, SEED, build_golden, free_port,
                                   sha256_head, start)
 
@@ -47,3 +51,24 @@ def lab(tmp_path_factory):
         out = subprocess.run(["pgrep", "-f", f"opentracker -p {tracker}"],
                              capture_output=True, text=True).stdout
         assert out == "", "opentracker outlived its seeder"
+
+
+@pytest.fixture(scope="package")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("images")
+    return {"gpt": gpt_image(d), "mbr": mbr_image(d), "odd": odd_image(d)}
+
+
+@pytest.fixture(scope="package")
+def prepared(images, tmp_path_factory):
+    """Each image prepared once, read-only: (image, summary, desc)."""
+    out = {}
+    for kind, (_, image) in images.items():
+        d = tmp_path_factory.mktemp(f"prep-{kind}")
+        summary = prepare(image, d / f"{kind}.torrent",
+                          web_seeds=["http://192.0.2.1/x.raw"],
+                          trackers=["http://192.0.2.1:6969/announce"],
+                          peers=[("192.0.2.1", 6881)])
+        desc = parse_torrent((d / f"{kind}.torrent").read_bytes(), kind)
+        out[kind] = image, summary, desc
+    return out
