@@ -132,7 +132,18 @@ def settings(*, listen, upload_rate=None, download_rate=None, peers=(),
         "max_failcount": 10, "min_reconnect_time": 2,
         "ssrf_mitigation": not web_seed_query,
         "max_web_seed_connections": 4,
-        "urlseed_wait_retry": 5, "urlseed_timeout": 20,
+        # a web seed is tried again soon after an error, and never banned
+        # for good over a piece that failed its hash (a broken transfer)
+        "urlseed_wait_retry": 2, "urlseed_timeout": 10,
+        "ban_web_seeds": False,
+        # a request or a peer that went silent frees its blocks in
+        # seconds, not the minute or two of the defaults: on a LAN an
+        # answer takes milliseconds, and the receivers that left hold
+        # requests nobody answers
+        "request_timeout": 10, "piece_timeout": 10, "peer_timeout": 30,
+        # every peer of a lab's swarm is served (the default 8 chokes
+        # the ninth receiver)
+        "unchoke_slots_limit": -1,
         "alert_mask": mask,
     }
 
@@ -184,15 +195,17 @@ def _listening(session, lt, listen, timeout=5.0):
                            f"(--listen): {failed.error.message()}")
 
 
-def add_params(desc, save_path, *, peers=(), flags=0):
+def add_params(desc, save_path, *, peers=(), flags=0, web_seeds=None):
     """add_torrent_params for Descriptor `desc`: its info dict as stored
-    (the infohash is that of those bytes), its web seeds and trackers, the
-    peers to connect to; files under `save_path`."""
+    (the infohash is that of those bytes), its web seeds (or `web_seeds`:
+    the receiver adds them later, webseeds.py) and trackers, the peers to
+    connect to; files under `save_path`."""
     lt = libtorrent()
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(b"d4:info" + desc.info_bytes + b"e")
     params.save_path = save_path
-    params.url_seeds = list(desc.web_seeds)
+    params.url_seeds = list(desc.web_seeds if web_seeds is None
+                            else web_seeds)
     params.trackers = list(desc.trackers)
     params.peers = [(h, p) for h, p in peers if _numeric(h)]
     params.flags = (params.flags | flags) & ~lt.torrent_flags.auto_managed \

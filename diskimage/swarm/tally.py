@@ -32,12 +32,14 @@ class Tally:
         self.complete = set()   # hosts of receivers holding every wanted
         self.peers = 0
         self.web_seeds = 0
+        self.peer_info = []     # the last update's connections
 
     def update(self, handle):
         """Read the torrent's connections once."""
         seen = {}
         peers = webs = 0
-        for peer in handle.get_peer_info():
+        self.peer_info = handle.get_peer_info()
+        for peer in self.peer_info:
             web = peer.connection_type in (self.lt.peer_info.web_seed,
                                            self.lt.peer_info.http_seed)
             kind = "web" if web else "peer"
