@@ -95,6 +95,9 @@ class Receive:
                 raise self._failed(alert.message())
             if isinstance(alert, lt.hash_failed_alert):
                 self.hash_failures += 1
+            elif isinstance(alert, lt.peer_disconnected_alert) and \
+                    self.tally is not None:
+                self.tally.disconnected(alert)
             elif isinstance(alert, lt.tracker_error_alert):
                 why = alert.error.message() if alert.error.value() else \
                     alert.error_message() or alert.message()
@@ -211,6 +214,7 @@ class Receive:
         self.tally.update(self.handle)
         self.downloaded = status.total_payload_download
         stall.moved(self.downloaded)
+        self.webseeds.announce()
         if phase_name == "download":
             self.webseeds.update(self.tally.peer_info, stall.quiet)
         if self.status is not None:

@@ -35,11 +35,13 @@ DEFAULT_PORT = 6881
 #: counts the receivers that hold the whole disk (--seed-until) by it.
 RECEIVER_AGENT = f"rdeploy-receive/{__version__}"
 SEEDER_AGENT = f"rdeploy-seed/{__version__}"
+RECEIVER_ID, SEEDER_ID = "-RD0100-", "-RS0100-"
 
 #: The alerts the callers read: errors, state changes (metadata received,
-#: a torrent finished) and the listen sockets.
+#: a torrent finished), the listen sockets and closed connections.
 _ALERTS = ("error_notification", "status_notification",
-           "storage_notification")
+           "storage_notification", "connect_notification",
+           "peer_notification")
 
 
 def listen_address(text):
@@ -124,7 +126,11 @@ def settings(*, listen, upload_rate=None, download_rate=None, peers=(),
         "enable_dht": True, "enable_lsd": True,
         "enable_upnp": False, "enable_natpmp": False,
         "user_agent": agent,
-        "peer_fingerprint": "-RD0100-",
+        # receivers and seeders apart by their peer id too: a finished
+        # receiver learns that another is whole when libtorrent closes
+        # their connection (both upload only), from the id (tally.py)
+        "peer_fingerprint": SEEDER_ID if agent == SEEDER_AGENT
+        else RECEIVER_ID,
         "upload_rate_limit": int(upload_rate or 0),
         "download_rate_limit": int(download_rate or 0),
         "close_redundant_connections": False,

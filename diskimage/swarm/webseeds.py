@@ -33,6 +33,15 @@ GRACE = 3.0
 PATIENCE = 5.0
 HOLD = 10.0
 RETRY = 5.0
+#: Seconds after the start at which the trackers and the DHT are asked
+#: again for peers, then every ANNOUNCE_EVERY: receivers started together
+#: all announce before any other is listed, and would otherwise learn of
+#: each other only from peer exchange a minute later (each pulling the
+#: whole disk from the seeder meanwhile), or never once they are all
+#: finished (a finished torrent does not connect to peers that peer
+#: exchange calls seeds), and --seed-until would wait for good.
+ANNOUNCE_AT = (1.0, 3.0, 6.0, 10.0)
+ANNOUNCE_EVERY = 5.0
 
 
 class WebSeeds:
@@ -56,6 +65,8 @@ class WebSeeds:
         self.fast = None          # since when peers give 2 * floor
         self.retried = now
         self.added = self.readded = self.retries = 0
+        self.started = now
+        self.announces = 0
 
     def initial(self):
         """The URLs the torrent is added with."""
@@ -76,6 +87,26 @@ class WebSeeds:
                 serving += 1
             rate += peer.payload_down_speed
         return serving, rate, webs
+
+    def announce(self):
+        """Ask the trackers and the DHT for peers again when it is time
+        (ANNOUNCE_AT, ANNOUNCE_EVERY): on every tick, downloading or
+        seeding."""
+        elapsed = time.monotonic() - self.started
+        due = ANNOUNCE_AT[self.announces] if \
+            self.announces < len(ANNOUNCE_AT) else ANNOUNCE_AT[-1] + \
+            ANNOUNCE_EVERY * (self.announces - len(ANNOUNCE_AT) + 1)
+        if elapsed < due:
+            return
+        self.announces += 1
+        self.handle.force_reannounce(
+            0, -1, self.lt.reannounce_flags_t.ignore_min_interval)
+        self.handle.force_dht_announce()
+        for host, port in self.peers:
+            try:
+                self.handle.connect_peer((host, port))
+            except (RuntimeError, TypeError, ValueError):
+                pass        # a name: session.connect looked it up at start
 
     def update(self, peer_info, quiet):
         """Read the connections (`peer_info`, from the tally) and the

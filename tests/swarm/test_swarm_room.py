@@ -106,7 +106,11 @@ def test_eight_receivers_on_two_subnets(lab, tmp_path):
               f"{s['seconds']:.1f} s, web seed "
               f"{s['web_seed_bytes'] / 1e6:.1f} MB, peers "
               f"{s['peer_bytes'] / 1e6:.1f} MB, uploaded "
-              f"{s['uploaded_bytes'] / 1e6:.1f} MB")
+              f"{s['uploaded_bytes'] / 1e6:.1f} MB, seeded "
+              f"{s['seed_seconds']:.1f} s seeing "
+              f"{s['receivers_complete']} whole, web seeds added "
+              f"{s.get('web_seeds_added')} times, retries "
+              f"{s.get('retries')}")
     assert seeded <= uplink
     assert wanted <= uplink <= SERVER_BOUND * wanted, uplink / wanted
     # the others got the rest from each other
