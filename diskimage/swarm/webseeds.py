@@ -99,6 +99,10 @@ class WebSeeds:
         if elapsed < due:
             return
         self.announces += 1
+        self._ask()
+
+    def _ask(self):
+        """The trackers, the DHT and every known peer, now."""
         self.handle.force_reannounce(
             0, -1, self.lt.reannounce_flags_t.ignore_min_interval)
         self.handle.force_dht_announce()
@@ -156,13 +160,7 @@ class WebSeeds:
         """Nothing connected and nothing moving: ask every source again."""
         self.retried = time.monotonic()
         self.retries += 1
-        for host, port in self.peers:
-            try:
-                self.handle.connect_peer((host, port))
-            except (RuntimeError, TypeError, ValueError):
-                pass        # a name: session.connect looked it up at start
-        self.handle.force_reannounce()
-        self.handle.force_dht_announce()
+        self._ask()
         if self.urls:
             for url in self.urls:
                 self.handle.remove_url_seed(url)
