@@ -37,6 +37,7 @@ from . import libtorrent, session as sessions, source as sources
 from . import metadata, target as targets, webprobe
 from .hold import refuse_own_files
 from .tally import Stall, Tally
+from .webseeds import WebSeeds
 
 PRIORITY = 4
 TICK = 0.5
@@ -71,7 +72,7 @@ class Receive:
         self.noted, self.last_phase = 0.0, False
         self.done = self.total = self.downloaded = 0
         self.zero = []
-        self.tally = None
+        self.tally = self.webseeds = None
         self.hash_failures = 0
         self.told = set()
 
@@ -107,6 +108,9 @@ class Receive:
                 self._tell_once(f"web seed {url}: {why} (a web seed must "
                                 f"answer Range requests with 206: "
                                 f"python3 -m http.server does not)", url)
+            elif isinstance(alert, lt.peer_disconnected_alert) and \
+                    self.tally is not None:
+                self.tally.disconnected(alert)
             elif isinstance(alert, lt.tracker_error_alert):
                 why = alert.error.message() if alert.error.value() else \
                     alert.error_message() or alert.message()
@@ -145,14 +149,19 @@ class Receive:
                    os.path.join(self.tmpdir, desc.name))
         flags = 0 if resumed else getattr(lt.torrent_flags,
                                           "no_verify_files", 0)
-        params = sessions.add_params(desc, self.tmpdir,
-                                     peers=self._peers(desc.peers),
-                                     flags=flags)
+        peers = self._peers(desc.peers)
+        self.webseeds = WebSeeds(lt, None, desc.web_seeds, peers=peers,
+                                 fallback=bool(peers or desc.trackers),
+                                 download_rate=self.rates[1])
+        params = sessions.add_params(desc, self.tmpdir, peers=peers,
+                                     flags=flags,
+                                     web_seeds=self.webseeds.initial())
         held, zero = set(desc.held_pieces()), set(self.zero)
         params.piece_priorities = [
             PRIORITY if marks and i not in held and i not in zero else 0
             for i, marks in enumerate(desc.wanted_marks())]
-        self.handle = self.session.add_torrent(params)
+        self.handle = self.webseeds.handle = \
+            self.session.add_torrent(params)
         sessions.connect(self.handle, self._peers(desc.peers))
 
     def _zero(self):
@@ -193,6 +202,9 @@ class Receive:
         self.tally.update(self.handle)
         self.downloaded = status.total_payload_download
         stall.moved(self.downloaded)
+        self.webseeds.announce()
+        if phase_name == "download":
+            self.webseeds.update(self.tally.peer_info, stall.quiet)
         if self.status is not None:
             self.status({
                 "phase": phase_name, "done": self.done, "total": self.total,
@@ -370,6 +382,7 @@ class Receive:
                 "receivers_complete": 1 + len(tally.complete),
                 "seconds": time.monotonic() - started,
                 "seed_seconds": seed_seconds, "resumed": resumed,
+                **self.webseeds.summary(),
                 "actions": finished, "verified": True}
 
     def _open_target(self):

@@ -35,12 +35,15 @@ DEFAULT_PORT = 6881
 #: counts the receivers that hold the whole disk (--seed-until) by it.
 RECEIVER_AGENT = f"rdeploy-receive/{__version__}"
 SEEDER_AGENT = f"rdeploy-seed/{__version__}"
+RECEIVER_ID, SEEDER_ID = "-RD0100-", "-RS0100-"
 
 #: The alerts the callers read: errors, state changes (metadata received,
-#: a torrent finished), the listen sockets and the peers' errors (a web
-#: seed that ignores Range is told by its address only).
+#: a torrent finished), the listen sockets, closed connections and the
+#: peers' errors (a web seed that ignores Range is told by its address
+#: only).
 _ALERTS = ("error_notification", "status_notification",
-           "storage_notification", "peer_notification")
+           "storage_notification", "connect_notification",
+           "peer_notification")
 
 
 def listen_address(text):
@@ -125,7 +128,11 @@ def settings(*, listen, upload_rate=None, download_rate=None, peers=(),
         "enable_dht": True, "enable_lsd": True,
         "enable_upnp": False, "enable_natpmp": False,
         "user_agent": agent,
-        "peer_fingerprint": "-RD0100-",
+        # receivers and seeders apart by their peer id too: a finished
+        # receiver learns that another is whole when libtorrent closes
+        # their connection (both upload only), from the id (tally.py)
+        "peer_fingerprint": SEEDER_ID if agent == SEEDER_AGENT
+        else RECEIVER_ID,
         "upload_rate_limit": int(upload_rate or 0),
         "download_rate_limit": int(download_rate or 0),
         "close_redundant_connections": False,
@@ -133,7 +140,18 @@ def settings(*, listen, upload_rate=None, download_rate=None, peers=(),
         "max_failcount": 10, "min_reconnect_time": 2,
         "ssrf_mitigation": not web_seed_query,
         "max_web_seed_connections": 4,
-        "urlseed_wait_retry": 5, "urlseed_timeout": 20,
+        # a web seed is tried again soon after an error, and never banned
+        # for good over a piece that failed its hash (a broken transfer)
+        "urlseed_wait_retry": 2, "urlseed_timeout": 10,
+        "ban_web_seeds": False,
+        # a request or a peer that went silent frees its blocks in
+        # seconds, not the minute or two of the defaults: on a LAN an
+        # answer takes milliseconds, and the receivers that left hold
+        # requests nobody answers
+        "request_timeout": 10, "piece_timeout": 10, "peer_timeout": 30,
+        # every peer of a lab's swarm is served (the default 8 chokes
+        # the ninth receiver)
+        "unchoke_slots_limit": -1,
         "alert_mask": mask,
     }
 
@@ -185,15 +203,17 @@ def _listening(session, lt, listen, timeout=5.0):
                            f"(--listen): {failed.error.message()}")
 
 
-def add_params(desc, save_path, *, peers=(), flags=0):
+def add_params(desc, save_path, *, peers=(), flags=0, web_seeds=None):
     """add_torrent_params for Descriptor `desc`: its info dict as stored
-    (the infohash is that of those bytes), its web seeds and trackers, the
-    peers to connect to; files under `save_path`."""
+    (the infohash is that of those bytes), its web seeds (or `web_seeds`:
+    the receiver adds them later, webseeds.py) and trackers, the peers to
+    connect to; files under `save_path`."""
     lt = libtorrent()
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(b"d4:info" + desc.info_bytes + b"e")
     params.save_path = save_path
-    params.url_seeds = list(desc.web_seeds)
+    params.url_seeds = list(desc.web_seeds if web_seeds is None
+                            else web_seeds)
     params.trackers = list(desc.trackers)
     params.peers = [(h, p) for h, p in peers if _numeric(h)]
     params.flags = (params.flags | flags) & ~lt.torrent_flags.auto_managed \

@@ -11,9 +11,10 @@ share from here."""
 
 import time
 
-from .session import RECEIVER_AGENT
+from .session import RECEIVER_AGENT, RECEIVER_ID
 
 _RECEIVER = (RECEIVER_AGENT.split("/", 1)[0] + "/").encode()
+_RECEIVER_ID = RECEIVER_ID.encode()
 
 
 def _client(peer):
@@ -33,12 +34,14 @@ class Tally:
         self.complete = set()   # hosts of receivers holding every wanted
         self.peers = 0
         self.web_seeds = 0
+        self.peer_info = []     # the last update's connections
 
     def update(self, handle):
         """Read the torrent's connections once."""
         seen = {}
         peers = webs = 0
-        for peer in handle.get_peer_info():
+        self.peer_info = handle.get_peer_info()
+        for peer in self.peer_info:
             web = peer.connection_type in (self.lt.peer_info.web_seed,
                                            self.lt.peer_info.http_seed)
             kind = "web" if web else "peer"
@@ -62,6 +65,18 @@ class Tally:
                 self.complete.add(host)
         self._last.update(seen)     # a closed connection keeps its count
         self.peers, self.web_seeds = peers, webs
+
+    def disconnected(self, alert):
+        """A peer_disconnected_alert: libtorrent closes a connection
+        between two torrents that both hold all they want (upload to
+        upload), often before a tick sees its pieces: a receiver's peer id
+        on such a close, while this one is finished, is a receiver that
+        holds every wanted piece (--seed-until)."""
+        if alert.reason != self.lt.close_reason_t.upload_to_upload:
+            return
+        if bytes(alert.pid.to_bytes()).startswith(_RECEIVER_ID):
+            ip = alert.ip
+            self.complete.add(ip[0] if isinstance(ip, tuple) else str(ip))
 
     def _bank(self, kind, counts):
         self._banked[kind][0] += counts[0]

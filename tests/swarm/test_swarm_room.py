@@ -34,12 +34,15 @@ SERVER_MBIT, HOST_MBIT = 40, 160
 VICTIM, LATE = 8, 4         # on subnet B; on subnet A
 LIVE = 8
 #: What the server may upload for the 8 live receivers (and the killed
-#: one's half), in images' worth.  Its uplink is as fast as a receiver's
-#: downlink and libtorrent asks the seeds for pieces as long as they have
-#: what it lacks (no super-seeding in libtorrent 2), so the server sends
-#: while the swarm runs: bounded by the swarm's time, not only by one
-#: image.  Unicast would be 8.5 images; 3 is well under half of it.
-SERVER_BOUND = 3.0
+#: one's half), in images' worth.  Receivers take from the web seed only
+#: as a fallback (diskimage/swarm/webseeds.py), so the server's upload is
+#: mostly the seeder's: its uplink is busy while the swarm runs (about 30
+#: s), bounded by the swarm's time (R * T), not by one image.  Measured
+#: 1.71, 1.87, 1.92 and 2.18 (1.90 before the fallback, the seeder then
+#: sending less and the web seed more); 2.6 is the worst with a fifth's
+#: margin: T, so the seeder's bytes, grows with this machine's load.
+#: Unicast would be 8.5 images.
+SERVER_BOUND = 2.6
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +109,15 @@ def test_eight_receivers_on_two_subnets(lab, tmp_path):
               f"{s['seconds']:.1f} s, web seed "
               f"{s['web_seed_bytes'] / 1e6:.1f} MB, peers "
               f"{s['peer_bytes'] / 1e6:.1f} MB, uploaded "
-              f"{s['uploaded_bytes'] / 1e6:.1f} MB")
+              f"{s['uploaded_bytes'] / 1e6:.1f} MB, seeded "
+              f"{s['seed_seconds']:.1f} s seeing "
+              f"{s['receivers_complete']} whole, web seeds added "
+              f"{s.get('web_seeds_added')} times, retries "
+              f"{s.get('retries')}")
     assert seeded <= uplink
     assert wanted <= uplink <= SERVER_BOUND * wanted, uplink / wanted
+    # the web seed is a fallback: 11-25 MB of 81 measured (0.6: margin)
+    assert web_bytes <= 0.6 * wanted, web_bytes / wanted
     # the others got the rest from each other
     assert sum(s["peer_bytes"] for s in summaries.values()) >= \
         LIVE * wanted - uplink

@@ -31,6 +31,9 @@ pytestmark = pytest.mark.needs("ip", "tc", "ss", "opentracker",
                                "mkfs.ext4", "mkfs.fat", "mcopy", root=True)
 
 DATA_MIB = 16
+#: The swarm's server bytes for 8 machines, in images' worth: 3.5-4.5
+#: measured with web seeds as a fallback (5.8 before), a fifth's margin.
+SWARM8_BOUND = 5.5
 
 
 def test_time_to_image_2_4_8_machines(tmp_path):
@@ -58,3 +61,5 @@ def test_time_to_image_2_4_8_machines(tmp_path):
     assert got["swarm", 8]["seconds"] < got["unicast", 8]["seconds"]
     assert got["swarm", 8]["server_bytes"] < \
         got["unicast", 8]["server_bytes"]
+    # web seeds as a fallback: 3.5-4.5 images' worth measured (5.8 before)
+    assert got["swarm", 8]["server_bytes"] < SWARM8_BOUND * image_bytes
