@@ -31,7 +31,6 @@ import tempfile
 import time
 
 from .. import sighold
-from ..remote.urls import shown as url_shown
 from ..errors import DiskImageError, NetworkError, TargetChangedError
 from . import libtorrent, session as sessions, source as sources
 from . import metadata, target as targets, webprobe
@@ -102,7 +101,8 @@ class Receive:
             if isinstance(alert, lt.hash_failed_alert):
                 self.hash_failures += 1
             elif isinstance(alert, (lt.url_seed_alert, lt.peer_error_alert)):
-                url, why = self._web_seed_fault(alert)
+                url, why = webprobe.fault(
+                    lt, alert, self.desc.web_seeds if self.desc else ())
                 if url is None:
                     continue
                 self._tell_once(f"web seed {url}: {why} (a web seed must "
@@ -117,15 +117,6 @@ class Receive:
                 self._tell_once(f"tracker {alert.tracker_url()}: {why} "
                                 f"(not fatal: peers come from the others "
                                 f"too)")
-
-    def _web_seed_fault(self, alert):
-        """(web seed URL as shown, why) of a web seed's failure alert,
-        (None, None) for another peer's."""
-        if isinstance(alert, self.lt.url_seed_alert):
-            return url_shown(alert.server_url()), \
-                alert.error_message() or alert.message()
-        return webprobe.seed_at(self.desc.web_seeds if self.desc else (),
-                                alert.endpoint), alert.error.message()
 
     def _tell_once(self, text, key=None):
         key = key or text.split(":", 1)[0]

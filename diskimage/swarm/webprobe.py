@@ -74,3 +74,14 @@ def seed_at(urls, endpoint):
         if host in addresses:
             return shown(url)
     return None
+
+
+def fault(lt, alert, web_seeds):
+    """(web seed URL as shown, why) of libtorrent's alert of a web seed's
+    failure: a url_seed_alert names its URL; a peer_error_alert only an
+    address, which is a web seed's when one of `web_seeds` is there
+    ((None, None) for another peer's)."""
+    if isinstance(alert, lt.url_seed_alert):
+        return shown(alert.server_url()), \
+            alert.error_message() or alert.message()
+    return seed_at(web_seeds, alert.endpoint), alert.error.message()
