@@ -40,9 +40,9 @@ RUN_DONE = "CONTROL-RUN-EXIT"
 #: what a service job of these tests prints first, and last on success
 JOB_MARK = "SERVICE-JOB"
 JOB_DONE = "SERVICE-JOB-DONE"
-#: the production partition's size (bootdisk's files need about 30 MiB,
-#: 50 with --secure-boot)
-PROD_SIZE = 64 * MiB
+#: the production partition's size (bootdisk's files need about 38 MiB,
+#: 66 with --secure-boot, since the toolkit carries libtorrent)
+PROD_SIZE = 96 * MiB
 #: free space left after it: the service partition plus room for GPT's
 #: backup copy and 1 MiB alignment.  Not bwpart's minimum of 256 MiB: its
 #: FAT32 of 255 MiB with 4 KiB clusters has fewer than 65525 clusters,
