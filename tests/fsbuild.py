@@ -107,10 +107,45 @@ def ext_mounted(image, mountpoint):
 
 
 def unmount(mountpoint):
-    """umount, lazily when a loop device just detached keeps it busy."""
-    if run("umount", mountpoint, check=False).returncode:
-        time.sleep(0.5)
-        run("umount", "-l", mountpoint)
+    """umount; while a loop device that just detached keeps it busy, try
+    again for 5 s, then lazily.  A lazily unmounted filesystem writes its
+    last blocks (an XFS log's unmount record) after umount returns, so
+    then wait until its device is free (an O_EXCL open succeeds once the
+    filesystem is gone): a capture that came first would read a
+    filesystem that needs recovery, or a disk file's holes where those
+    blocks land a moment later."""
+    device = _mounted_device(mountpoint)
+    for _ in range(20):
+        if run("umount", mountpoint, check=False).returncode == 0:
+            return
+        time.sleep(0.25)
+    run("umount", "-l", mountpoint)
+    if device is None:
+        return
+    for _ in range(240):
+        try:
+            os.close(os.open(device, os.O_RDONLY | os.O_EXCL))
+            break
+        except FileNotFoundError:
+            break
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                break
+            time.sleep(0.25)
+    os.sync()
+
+
+def _mounted_device(mountpoint):
+    """The block device mounted at `mountpoint` (/proc/self/mountinfo),
+    or None (a FUSE mount, or not mounted)."""
+    where = os.path.realpath(mountpoint)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            source = fields[fields.index("-") + 2]
+            if fields[4] == where and source.startswith("/dev/"):
+                return source
+    return None
 
 
 def ntfs_mounted(image, mountpoint):
