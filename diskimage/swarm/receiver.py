@@ -303,11 +303,14 @@ class Receive:
         if self.session is not None:
             if self.handle is not None:
                 try:
+                    for url in self.handle.url_seeds():
+                        self.handle.remove_url_seed(url)
                     self.session.remove_torrent(self.handle)
                 except RuntimeError:
                     pass
             self.session.pause()
-            self.session = self.handle = None
+            box, self.session, self.handle = [self.session], None, None
+            sessions.let_go(box)
         if self.tmpdir is not None:
             if self.desc is not None:
                 link = os.path.join(self.tmpdir, self.desc.name)
