@@ -111,7 +111,8 @@ class Seeder:
             for handle in self.handles:
                 self.session.remove_torrent(handle)
             self.session.pause()
-            self.session = None
+            box, self.session = [self.session], None
+            sessions.let_go(box)
         if self.tracker is not None:
             self.tracker.stop()
             self.tracker = None
