@@ -65,7 +65,7 @@ import traceback
 
 from docopt import DocoptExit
 
-from diskimage import sighold
+from diskimage import lingering, sighold
 from diskimage.errors import DiskImageError, UsageError
 
 from .progress import Reported
@@ -173,7 +173,22 @@ def run(prog, main, argv, exiting=True):
     """Call main(argv) and map what it raises to (message, exit code).
     `exiting`: the process exits when run() returns, so the signal
     handlers stay (see _signals_raise); False (main(argv) called in a
-    process that goes on, such as a test) puts the previous ones back."""
+    process that goes on, such as a test) puts the previous ones back.
+    An exiting run that kept an object whose teardown may hang
+    (diskimage.lingering: a libtorrent session) exits here, its output
+    flushed, without Python's teardown."""
+    code = _run(prog, main, argv, exiting)
+    if exiting and lingering.kept():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    return code
+
+
+def _run(prog, main, argv, exiting):
     late = []
     sighold.reset()     # an earlier run's commit is not this run's
     try:

@@ -243,24 +243,13 @@ def connect(handle, peers):
             handle.connect_peer((info[4][0], port))
 
 
-#: How long a session's teardown may take before the command goes on.
-LET_GO_SECONDS = 10
-
-
 def let_go(box):
-    """Drop the session in the list `box` (its only reference) on a thread
-    of its own, waiting LET_GO_SECONDS at most.  libtorrent's ~session
-    joins its network thread, which was seen (a web seed on moto's S3
-    server) to wait on for minutes after the torrent was removed: the disk
-    is written and checked by then, and a receive must not hang on boot
-    media with no one watching."""
-    import threading
-    done = threading.Event()
-
-    def drop():
-        box.clear()
-        done.set()
-
-    threading.Thread(target=drop, daemon=True,
-                     name="libtorrent-teardown").start()
-    done.wait(LET_GO_SECONDS)
+    """End the session in the list `box` (its only reference) without
+    tearing it down: libtorrent's ~session joins its network thread, which
+    was seen (a web seed on moto's S3 server) to wait on for minutes after
+    the torrent was removed, holding the GIL; the disk is written and
+    checked by then, and a receive must not hang on boot media with no one
+    watching.  The paused session is kept (diskimage.lingering) until the
+    process exits, which it then does without Python's teardown."""
+    from .. import lingering
+    lingering.keep(box.pop())
