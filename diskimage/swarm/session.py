@@ -249,7 +249,12 @@ def let_go(box):
     was seen (a web seed on moto's S3 server) to wait on for minutes after
     the torrent was removed, holding the GIL; the disk is written and
     checked by then, and a receive must not hang on boot media with no one
-    watching.  The paused session is kept (diskimage.lingering) until the
-    process exits, which it then does without Python's teardown."""
+    watching.  The paused session, its sockets closed (a seeder restarted
+    by pxeconf serve binds the same port again), is kept
+    (diskimage.lingering) until the process exits, which it then does
+    without Python's teardown."""
     from .. import lingering
-    lingering.keep(box.pop())
+    session = box.pop()
+    session.apply_settings({"listen_interfaces": "", "enable_dht": False,
+                            "enable_lsd": False})
+    lingering.keep(session)
