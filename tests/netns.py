@@ -208,6 +208,25 @@ def call_in(ns, fn, *args, **kw):
 ADDRESS, PEER, NETWORK = "10.77.0.1", "10.77.0.2", "10.77.0.0/24"
 
 
+def pids(ns):
+    """The processes left inside namespace `ns`."""
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def kill_left(namespaces):
+    """SIGKILL whatever is still inside `namespaces` (only a test's own
+    processes are there: a child a broken version left behind, which
+    deleting the namespace would not end)."""
+    for ns in namespaces:
+        for pid in pids(ns):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 @contextlib.contextmanager
 def namespace():
     """Yields the namespace's name."""

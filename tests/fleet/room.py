@@ -12,8 +12,6 @@ Sender is SUBNET.1; receiver i is SUBNET.(11 + i).
 """
 
 import json
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -108,9 +106,7 @@ class Room:
 
     def pids(self, ns):
         """The processes left inside namespace `ns`."""
-        out = subprocess.run(["ip", "netns", "pids", ns],
-                             capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
+        return netns.pids(ns)
 
     def close(self):
         """Stops what the test started, then anything still inside the
@@ -120,12 +116,7 @@ class Room:
         self.lan.procs, started = [], self.lan.procs
         for proc in reversed(started):
             netns.stop(proc)
-        for ns in [self.sender_ns, *self.receiver_ns]:
-            for pid in self.pids(ns):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        netns.kill_left([self.sender_ns, *self.receiver_ns])
         self.lan.close()
 
     def __enter__(self):

@@ -19,8 +19,6 @@ read on a thread).  The server is A.1 (web seed on port 8080, seeder on
 """
 
 import os
-import signal
-import subprocess
 
 from tests import netns
 from tests.fleet.room import Run
@@ -127,9 +125,7 @@ class Room:
         return self.net.sent(self.server)
 
     def pids(self, ns):
-        out = subprocess.run(["ip", "netns", "pids", ns],
-                             capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
+        return netns.pids(ns)
 
     def close(self):
         """The in-process servers, the processes the test started, then
@@ -142,12 +138,7 @@ class Room:
             lan.procs, started = [], lan.procs
             for proc in reversed(started):
                 netns.stop(proc)
-        for ns in [self.server, *self.receivers]:
-            for pid in self.pids(ns):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        netns.kill_left([self.server, *self.receivers])
         self.net.close()
 
     def __enter__(self):
