@@ -9,7 +9,7 @@ every integer is little-endian.  docs/filesystems/btrfs.md lists them.
 import hashlib
 import struct
 
-from dissect.util.hash import crc32c
+from .. import crc32c
 
 from ...errors import TableError
 from ...structs import Struct
@@ -97,7 +97,7 @@ def checksum(csum_type, data):
     """The checksum btrfs stores in the first bytes of a superblock or
     tree block, of `data` (everything after the 32-byte csum field)."""
     if csum_type == 0:
-        return struct.pack("<I", crc32c.crc32c(data))
+        return struct.pack("<I", crc32c.value(data))
     if csum_type == 2:
         return hashlib.sha256(data).digest()
     if csum_type == 3:

@@ -3,9 +3,12 @@ fs/ext4/super.c computes them (ext4_superblock_csum,
 ext4_group_desc_csum): crc32c (Castagnoli, reflected polynomial 0x82F63B78,
 no final inversion: the kernel's ext4_chksum) with metadata_csum, crc16
 (polynomial 0xA001 reflected, e2fsprogs' ext2fs_crc16) with uninit_bg
-(gdt_csum).  Table-driven in Python: a few dozen bytes per group."""
+(gdt_csum).  crc32c is diskimage/fs/crc32c.py's (in C where google-crc32c
+is installed); crc16 is table-driven here: a few dozen bytes per group."""
 
 import struct
+
+from ..crc32c import update as crc32c
 
 INCOMPAT_CSUM_SEED = 0x2000
 BG_CHECKSUM_OFFSET = 0x1E           # bg_checksum in the group descriptor
@@ -21,14 +24,7 @@ def _table(poly):
     return out
 
 
-_CRC32C, _CRC16 = _table(0x82F63B78), _table(0xA001)
-
-
-def crc32c(crc, data):
-    table = _CRC32C
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ crc >> 8
-    return crc
+_CRC16 = _table(0xA001)
 
 
 def crc16(crc, data):

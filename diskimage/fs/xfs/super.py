@@ -11,7 +11,7 @@ inside an AG (``xfs_agblock_t``) count from the AG's start.
 
 import struct
 
-from dissect.util.hash import crc32c
+from .. import crc32c
 
 from ...structs import Struct, read_exact
 from ...errors import TableError
@@ -114,7 +114,7 @@ def crc_ok(data, offset):
     CRC32C (Castagnoli, seed and final XOR ~0) of `data` with its 4 bytes
     at `offset` zeroed, stored little-endian there (xfs_cksum.h)."""
     zeroed = data[:offset] + bytes(4) + data[offset + 4:]
-    return struct.pack("<I", crc32c.crc32c(zeroed)) == \
+    return struct.pack("<I", crc32c.value(zeroed)) == \
         bytes(data[offset:offset + 4])
 
 
