@@ -8,7 +8,7 @@ image is the same; a sparse 1 TiB disk file costs what its data costs."""
 
 from .errors import InputError
 from .host.device import FileHoles
-from .image.holes import Zeros, split_at_gaps, split_zero_runs
+from .image.holes import Holed, Zeros, split_at_gaps, split_zero_runs
 
 
 def _windows(area, runs, chunk_size):
@@ -46,7 +46,8 @@ def _read_pieces(disk, pieces, holes):
         if not extents:
             return span_start, Zeros(span_end - span_start), used
         if extents != [(span_start, span_end)]:
-            data = bytearray(span_end - span_start)
+            data = Holed(span_end - span_start, _gaps(
+                extents, span_start, span_end))
             for offset, length in _within(pieces, extents):
                 data[offset - span_start:offset - span_start + length] = \
                     _read(disk, offset, length)
@@ -68,6 +69,19 @@ def _read_pieces(disk, pieces, holes):
         data[offset - span_start:offset - span_start + length] = \
             _read(disk, offset, length)
     return span_start, data, used
+
+
+def _gaps(extents, start, end):
+    """The (from, to) holes of [start, end) between sorted data `extents`,
+    as offsets from `start`."""
+    out, cursor = [], start
+    for low, high in extents:
+        if low > cursor:
+            out.append((cursor - start, low - start))
+        cursor = max(cursor, high)
+    if end > cursor:
+        out.append((cursor - start, end - start))
+    return out
 
 
 def _within(pieces, extents):

@@ -40,17 +40,43 @@ def split_at_gaps(pieces, gap=GAP):
 
 def _zero_blocks_end(data, i, size, block):
     """The end of the whole zero blocks of `data` from `i` (`i` itself when
-    the block there is not zeros): steps that double while they find
-    zeros, then halve, each a memcmp of a slice against zeros."""
-    j, step = i, block
-    while j + step <= size and data[j:j + step] == _zeros(step):
+    the block there is not zeros): first past the blocks inside a part
+    `data` knows to be zeros (Holed), then steps that double while they
+    find zeros, then halve, each a memcmp (startswith: no copy of the
+    slice) against zeros.  The search is exact from any start it is given
+    within the run, so the jump changes no result."""
+    j, step = _past_known(data, i, size, block), block
+    while j + step <= size and data.startswith(_zeros(step), j):
         j += step
         step *= 2
     while step > block:
         step //= 2
-        if j + step <= size and data[j:j + step] == _zeros(step):
+        if j + step <= size and data.startswith(_zeros(step), j):
             j += step
     return j
+
+
+class Holed(bytearray):
+    """A span's bytes (zeros where nothing was read into it) that knows
+    which of its parts are zeros without looking: `known`, sorted
+    (from, to) offsets into it (the holes of a sparse disk file), which
+    the zero-run search steps over instead of comparing."""
+
+    def __init__(self, size, known=()):
+        super().__init__(size)
+        self.known = list(known)
+
+
+def _past_known(data, i, size, block):
+    """The last block boundary (from `data`'s start) at or after `i` up to
+    which everything from `i` lies inside one of `data`'s known zero
+    parts; `i` when none holds it."""
+    for low, high in getattr(data, "known", ()):
+        if low <= i < high:
+            return max(i, min(high, size) // block * block)
+        if low > i:
+            break
+    return i
 
 
 _ZEROS = {}
@@ -78,7 +104,7 @@ class Zeros:
 
 def split_zero_runs(spans, block=BLOCK, least=LEAST):
     """For each (offset, data, weight) of `spans` yield the same with long
-    zero runs cut out as spans of their own.  The pieces of one span keep
+    zero runs cut out as spans of their own (Zeros: no copy of them).  The pieces of one span keep
     their order and cover it exactly; the first piece carries the weight.
     Zeros spans pass as they are.  Candidate blocks are found with
     bytes.find and the end of a zero run by memcmp of growing slices:
@@ -108,7 +134,7 @@ def split_zero_runs(spans, block=BLOCK, least=LEAST):
                 if i > start:
                     yield offset + start, data[start:i], weight
                     weight = 0
-                yield offset + i, data[i:j], weight
+                yield offset + i, Zeros(j - i), weight
                 weight, start = 0, j
             i = j
         if start == 0:
@@ -131,8 +157,17 @@ def zero_runs(data, least=SHORT, align=SECTOR):
     """(start, end) of each run of at least `least` zero bytes in `data`,
     both on `align` boundaries from its start."""
     probe = bytes(least)
-    view, size = memoryview(data), len(data)
+    size = len(data)
     block = bytes(align)
+    # bytes.startswith compares in place; a memoryview's == goes element
+    # by element (2 MiB: 6 ms against 0.06 ms)
+    if hasattr(data, "startswith"):
+        same = data.startswith
+    else:
+        view = memoryview(data)
+
+        def same(pattern, at):
+            return view[at:at + len(pattern)] == pattern
     pos = 0
     while True:
         found = data.find(probe, pos)
@@ -140,7 +175,7 @@ def zero_runs(data, least=SHORT, align=SECTOR):
             return
         start = -(-found // align) * align
         end = start
-        while end + align <= size and view[end:end + align] == block:
+        while end + align <= size and same(block, end):
             end += align
         if end - start >= least:
             yield start, end

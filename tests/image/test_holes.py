@@ -8,8 +8,8 @@ import random
 from diskimage.capture import RECORD_COST
 from diskimage.image.compression import Compressor
 from diskimage.image.format import CODEC_LZ4, CODEC_NONE
-from diskimage.image.holes import (LEAST, cheaper_pieces, split_at_gaps,
-                                   split_zero_runs, zero_runs)
+from diskimage.image.holes import (LEAST, Holed, Zeros, cheaper_pieces,
+                                   split_at_gaps, split_zero_runs, zero_runs)
 
 
 def test_gaps_split_only_where_long():
@@ -27,7 +27,11 @@ def test_zero_runs_become_spans_of_their_own():
             (len(data) - LEAST - 100, LEAST + 100), (4096 * 400, LEAST - 4096)]
     for start, length in cuts:
         data[start:start + length] = bytes(length)
-    out = list(split_zero_runs([(1000, bytes(data), 77)]))
+    raw = list(split_zero_runs([(1000, bytes(data), 77)]))
+    # the cut runs come as Zeros (no copy of them), the rest as bytes
+    assert [type(d) for _, d, _ in raw].count(Zeros) == 3
+    out = [(o, bytes(len(d)) if isinstance(d, Zeros) else d, w)
+           for o, d, w in raw]
     assert b"".join(d for _, d, _ in out) == data
     assert [o for o, _, _ in out] == [1000 + sum(len(d) for _, d, _ in
                                                  out[:k]) for k in
@@ -39,6 +43,31 @@ def test_zero_runs_become_spans_of_their_own():
                     (len(data) - LEAST - 100 + 4096 - (len(data) - LEAST -
                                                        100) % 4096,
                      LEAST + 100 - 4096 + (len(data) - LEAST - 100) % 4096)]
+
+
+def _plain(spans):
+    return [(o, ("zeros", len(d)) if isinstance(d, Zeros) else bytes(d), w)
+            for o, d, w in spans]
+
+
+def test_known_zero_parts_are_stepped_over_with_the_same_cuts():
+    """A Holed span (a sparse file's holes, known zeros) is cut exactly
+    where the same bytes without the knowledge are: the known parts start
+    and end off the 4 KiB grid, and zeros run on past them into data."""
+    rng = random.Random(5)
+    size = 4 << 20
+    data = bytearray(rng.randbytes(size))
+    known = [(1000, 300_000), (700_001, 1_500_000), (3_000_000, size)]
+    for low, high in known:
+        data[low:high] = bytes(high - low)
+    data[300_000:400_000] = bytes(100_000)      # zeros beyond a known part
+    data[5000:5001] = b"x"                      # data inside a "hole" edge
+    known[0] = (5001, 300_000)
+    holed = Holed(size, known)
+    holed[:] = data
+    assert len(holed) == size and holed.known == known
+    assert _plain(split_zero_runs([(7, holed, 3)])) == \
+        _plain(split_zero_runs([(7, bytes(data), 3)]))
 
 
 def test_spans_without_long_zero_runs_pass_unchanged():
