@@ -102,6 +102,29 @@ class Zeros:
         return self.size
 
 
+#: Where in each block _may_hold_zero_block looks: a block of zeros has
+#: zeros at all of them; a block of random bytes at all three once in
+#: 16 million.
+_PROBES = (0, BLOCK // 2 + 1, BLOCK - 1)
+
+
+def _may_hold_zero_block(data, size, block):
+    """False when no whole `block` of `data` on its grid can be zeros: some
+    probe byte of every block is not zero.  Three strided slices (one byte
+    a block) instead of bytes.find over the whole span, which reads every
+    byte of a span just read from the disk (not in the CPU's caches: 9% of
+    a capture's CPU on random data).  Known zero parts (Holed) say yes."""
+    if getattr(data, "known", None):
+        return True
+    blocks = size // block
+    if not blocks:
+        return False
+    seen = 0
+    for probe in (_PROBES if block == BLOCK else (0, block - 1)):
+        seen |= int.from_bytes(data[probe:blocks * block:block], "little")
+    return b"\0" in seen.to_bytes(blocks, "little")
+
+
 def split_zero_runs(spans, block=BLOCK, least=LEAST):
     """For each (offset, data, weight) of `spans` yield the same with long
     zero runs cut out as spans of their own (Zeros: no copy of them).  The pieces of one span keep
@@ -117,6 +140,9 @@ def split_zero_runs(spans, block=BLOCK, least=LEAST):
         size = len(data)
         # bytes or bytearray: their slices compare with memcmp
         data = data if hasattr(data, "find") else bytes(data)
+        if size < least or not _may_hold_zero_block(data, size, block):
+            yield offset, data, weight
+            continue
         start = i = 0
         while True:
             found = data.find(zero, i)

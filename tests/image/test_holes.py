@@ -118,3 +118,20 @@ def test_compressible_or_raw_chunks_stay_whole():
     assert whole[0] == CODEC_NONE
     assert cheaper_pieces(noise, whole, compress, RECORD_COST) == \
         [(0, len(noise), whole)]
+
+
+def test_the_probe_finds_every_zero_block_and_passes_random_bytes():
+    from diskimage.image.holes import BLOCK, _may_hold_zero_block
+    rng = random.Random(8)
+    data = bytearray(rng.randbytes(4 << 20))
+    assert not _may_hold_zero_block(bytes(data), len(data), BLOCK)
+    for at in (0, 517 * BLOCK, len(data) - BLOCK):
+        probe = bytearray(data)
+        probe[at:at + BLOCK] = bytes(BLOCK)
+        assert _may_hold_zero_block(bytes(probe), len(probe), BLOCK), at
+    # zeros off the grid hold no whole block on it: the search would
+    # cut nothing there either
+    probe = bytearray(data)
+    probe[100:100 + 2 * BLOCK - 200] = bytes(2 * BLOCK - 200)
+    assert list(split_zero_runs([(0, bytes(probe), 1)])) == \
+        [(0, bytes(probe), 1)]
