@@ -26,7 +26,8 @@ Usage:
                   [--tracker=URL...] [--peer=HOST:PORT...] [--piece-size=SIZE]
                   [--force] [--ca-file=FILE] [--progress=MODE] [--quiet]
   rdeploy swarm seed TORRENT... [--listen=ADDR] [--upload-rate=MBPS]
-                  [--run-tracker=PORT] [--progress=MODE] [--quiet]
+                  [--run-tracker=PORT] [--serve-all] [--progress=MODE]
+                  [--quiet]
   rdeploy swarm receive SOURCE TARGET [--yes] [--peer=HOST:PORT...]
                   [--listen=ADDR] [--upload-rate=MBPS] [--download-rate=MBPS]
                   [--seed-time=S] [--seed-until=K] [--new-ids] [--wait=S]
@@ -202,6 +203,9 @@ Options:
   --download-rate=MBPS  swarm receive: download at most MBPS megabits/s.
   --run-tracker=PORT   swarm seed: also run opentracker on this port (TCP
                        and UDP, 1024 up) for the TORRENTs' infohashes.
+  --serve-all          swarm seed: unchoke every peer and never step back
+                       (by default 3 peers at a time are served, and only a
+                       trickle once the peers hold every piece).
   --seed-time=S        swarm receive: after TARGET is checked, go on
                        serving for S seconds [default: 0]; the most it
                        waits when --seed-until is given (0: no limit).

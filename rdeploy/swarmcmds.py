@@ -169,7 +169,8 @@ def cmd_seed(args):
 
         try:
             seed(args["TORRENT"], listen=listen, upload_rate=upload,
-                 tracker_port=tracker, progress=status, ready=ready)
+                 tracker_port=tracker, progress=status, ready=ready,
+                 step_back=not args["--serve-all"])
         except KeyboardInterrupt as exc:
             summary = getattr(exc, "summary", None)
             if summary is not None:

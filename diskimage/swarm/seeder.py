@@ -12,6 +12,7 @@ from ..errors import InputError
 from . import libtorrent, session as sessions
 from .source import load_file
 from .hold import hold
+from .stepback import SLOTS, StepBack
 from .tally import Tally
 from .tracker import Tracker
 
@@ -36,6 +37,17 @@ def load_torrent(path):
     return desc, directory
 
 
+def _step_back(lt, handle, desc):
+    """The torrent's StepBack over the pieces receivers fetch (the wanted
+    ones they do not zero themselves): those of their first phase, and
+    the held ones they fetch last."""
+    zero = set(desc.zero_pieces())
+    held = [i for i in desc.held_pieces() if i not in zero]
+    skip = zero | set(held)
+    main = [i for i in desc.wanted_pieces() if i not in skip]
+    return StepBack(lt, handle, main, held)
+
+
 def _hold(desc, directory):
     """Held shared while served: a receive onto it is refused (hold.py)."""
     return hold(os.path.join(directory, desc.name), shared=True,
@@ -47,19 +59,21 @@ class Seeder:
     `stop()` is true (or an interrupt); `summary()` at any time."""
 
     def __init__(self, torrents, *, listen, upload_rate=None,
-                 tracker_port=None, progress=None):
+                 tracker_port=None, progress=None, step_back=True):
         self.lt = libtorrent()
         self.paths = list(torrents)
         self.loaded = [load_torrent(p) for p in self.paths]
         self.progress = progress
         self.started = time.monotonic()
         self.tracker = None
-        self.handles, self.tallies = [], []
+        self.handles, self.tallies, self.steps = [], [], []
         self.held = []
         peers = [p for desc, _ in self.loaded for p in desc.peers]
+        self.slots = SLOTS if step_back else -1
         self.session = sessions.open_session(
             listen=listen, upload_rate=upload_rate, peers=peers,
-            agent=sessions.SEEDER_AGENT)
+            agent=sessions.SEEDER_AGENT,
+            unchoke_slots=self.slots)
         try:
             if tracker_port is not None:
                 self.tracker = Tracker(tracker_port,
@@ -68,8 +82,11 @@ class Seeder:
                 self.held.append(_hold(desc, directory))
                 params = sessions.add_params(
                     desc, directory, flags=self.lt.torrent_flags.seed_mode)
-                self.handles.append(self.session.add_torrent(params))
+                handle = self.session.add_torrent(params)
+                self.handles.append(handle)
                 self.tallies.append(Tally(self.lt))
+                if step_back:
+                    self.steps.append(_step_back(self.lt, handle, desc))
         except BaseException:
             self.close()
             raise
@@ -82,6 +99,9 @@ class Seeder:
                 raise InputError(f"swarm seed: {alert.message()}")
         for handle, tally in zip(self.handles, self.tallies):
             tally.update(handle)
+        for handle, tally, step in zip(self.handles, self.tallies,
+                                       self.steps):
+            step.update(tally.peer_info, handle.status().total_payload_upload)
         if self.progress is not None:
             self.progress(self.summary())
 
@@ -92,14 +112,17 @@ class Seeder:
 
     def summary(self):
         torrents = []
-        for path, (desc, _), handle, tally in zip(
-                self.paths, self.loaded, self.handles, self.tallies):
+        steps = self.steps or [None] * len(self.handles)
+        for path, (desc, _), handle, tally, step in zip(
+                self.paths, self.loaded, self.handles, self.tallies, steps):
             status = handle.status()
             torrents.append({
+                **(step.summary() if step is not None else {}),
                 "torrent": path, "infohash": desc.infohash,
                 "uploaded_bytes": status.total_payload_upload,
                 "peers": tally.peers, "peers_seen": len(tally.peers_seen),
                 "peers_fed": len(tally.peers_fed),
+                "unchoke_slots": self.slots,
                 "upload_rate": status.upload_payload_rate})
         return {"torrents": torrents,
                 "uploaded_bytes": sum(t["uploaded_bytes"] for t in torrents),
@@ -127,13 +150,14 @@ class Seeder:
 
 
 def seed(torrents, *, listen, upload_rate=None, tracker_port=None,
-         progress=None, stop=None, ready=None):
+         progress=None, stop=None, ready=None, step_back=True):
     """Serve `torrents` until `stop()` is true; the summary.  `ready()`
     once every torrent is served (and the tracker runs).  On an interrupt
     the summary so far rides on the KeyboardInterrupt (`.summary`) for the
     command to print."""
     with Seeder(torrents, listen=listen, upload_rate=upload_rate,
-                tracker_port=tracker_port, progress=progress) as seeder:
+                tracker_port=tracker_port, progress=progress,
+                step_back=step_back) as seeder:
         if ready is not None:
             ready()
         try:

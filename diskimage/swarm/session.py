@@ -106,11 +106,12 @@ def needs_query_seeds(web_seeds):
 
 
 def settings(*, listen, upload_rate=None, download_rate=None, peers=(),
-             web_seed_query=False, agent=RECEIVER_AGENT):
+             web_seed_query=False, agent=RECEIVER_AGENT, unchoke_slots=-1):
     """The session's settings pack (a dict).  `listen`: (host, port);
     rates in bytes per second (None: no limit); `peers`: (host, port)
     pairs, the DHT's bootstrap nodes; `web_seed_query`: a presigned web
-    seed on a local address (see needs_query_seeds)."""
+    seed on a local address (see needs_query_seeds); `unchoke_slots`:
+    how many peers are served at once (-1: all)."""
     lt = libtorrent()
     mask = 0
     for name in _ALERTS:
@@ -149,15 +150,16 @@ def settings(*, listen, upload_rate=None, download_rate=None, peers=(),
         # answer takes milliseconds, and the receivers that left hold
         # requests nobody answers
         "request_timeout": 10, "piece_timeout": 10, "peer_timeout": 30,
-        # every peer of a lab's swarm is served (the default 8 chokes
-        # the ninth receiver)
-        "unchoke_slots_limit": -1,
+        # every peer of a lab's swarm is served by a receiver (the
+        # default 8 chokes the ninth); the seeder serves a few at a time
+        # (stepback.py)
+        "unchoke_slots_limit": unchoke_slots,
         "alert_mask": mask,
     }
 
 
 def open_session(*, listen, upload_rate=None, download_rate=None, peers=(),
-                 web_seeds=(), agent=RECEIVER_AGENT):
+                 web_seeds=(), agent=RECEIVER_AGENT, unchoke_slots=-1):
     """A libtorrent session with settings(), posix disk I/O, every address
     in the global peer class; listening checked (NetworkError naming the
     address when it cannot listen)."""
@@ -166,7 +168,7 @@ def open_session(*, listen, upload_rate=None, download_rate=None, peers=(),
     params.settings = settings(
         listen=listen, upload_rate=upload_rate, download_rate=download_rate,
         peers=peers, web_seed_query=needs_query_seeds(web_seeds),
-        agent=agent)
+        agent=agent, unchoke_slots=unchoke_slots)
     params.disk_io_constructor = "posix_disk_io_constructor"
     session = lt.session(params)
     rates = lt.ip_filter()
