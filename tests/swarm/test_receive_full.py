@@ -22,8 +22,8 @@ pytestmark = pytest.mark.needs("opentracker", "mkfs.ext4", "e2fsck",
                                "debugfs", "mount", "losetup", root=True)
 lt = pytest.importorskip("libtorrent")
 
-#: The tmpfs: room for the guard zones and the marker, not for the 13 MiB
-#: of the lab's data
+#: The tmpfs: room for the guard zones and the marker, not for the 23 MiB
+#: of wanted pieces of the lab's disk (12 MiB of it random files)
 ROOM_MIB = 6
 
 
@@ -40,8 +40,8 @@ def small_mount(tmp_path):
 
 
 def test_a_target_that_fills_up_is_exit_8_and_stays_marked(lab, small_mount):
-    """A sparse target file on a 6 MiB tmpfs, for a disk with 13 MiB of
-    data: exit 8 within seconds, one line naming the target, the failed
+    """A sparse target file on a 6 MiB tmpfs, for a disk of 23 MiB of
+    wanted pieces: exit 8 within seconds, one line naming the target, the failed
     write and ENOSPC; its marker stays (verify-target 13, naming the
     swarm)."""
     target = small_mount / "pc.img"
