@@ -44,20 +44,25 @@ class Routed:
             self.close()
             raise
 
-    def host(self, subnet, role, number):
+    def host(self, subnet, role, number, mbit=None):
         """A host namespace on subnet `subnet` (index into `subnets`),
         eth0 = SUBNET.number, its default route through the router, its
-        links shaped (the first host made is the server)."""
+        links shaped (the first host made is the server); `mbit`, when
+        given, shapes this host's links both ways instead (a slow
+        machine)."""
         lan = self.lans[subnet]
         ns = lan.host(role, number)
         lan.run(ns, ["ip", "route", "add", "default", "via",
                      lan.address(ROUTER)])
         up = self.server_mbit if not self.hosts else self.host_mbit
+        down = self.host_mbit
+        if mbit is not None:
+            up = down = mbit
         self.hosts[ns] = (lan, number, f"p-{role}"[:15])
         if up:
             netns.shape(ns, "eth0", up)
-        if self.host_mbit:
-            netns.shape(lan.bridge_ns, self.hosts[ns][2], self.host_mbit)
+        if down:
+            netns.shape(lan.bridge_ns, self.hosts[ns][2], down)
         return ns
 
     def address(self, ns):

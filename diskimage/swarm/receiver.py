@@ -33,7 +33,7 @@ import time
 from .. import sighold
 from ..errors import DiskImageError, NetworkError, TargetChangedError
 from . import libtorrent, session as sessions, source as sources
-from . import metadata, target as targets, webprobe
+from . import diskfault, metadata, target as targets, webprobe
 from .hold import refuse_own_files
 from .tally import Stall, Tally
 from .webseeds import WebSeeds
@@ -97,7 +97,7 @@ class Receive:
         for alert in self.session.pop_alerts():
             if isinstance(alert, (lt.file_error_alert,
                                   lt.torrent_error_alert)):
-                raise self._failed(alert.message())
+                raise self._failed(diskfault.fault(alert, self.target))
             if isinstance(alert, lt.hash_failed_alert):
                 self.hash_failures += 1
             elif isinstance(alert, (lt.url_seed_alert, lt.peer_error_alert)):
@@ -125,10 +125,9 @@ class Receive:
             self.warn(text)
 
     def _failed(self, why):
-        state = (f"{self.target} is marked incomplete (rdeploy "
-                 f"verify-target exits 13)") if self.marked else \
-            f"nothing written to {self.target}"
-        return TargetChangedError(f"swarm receive failed: {why}; {state}")
+        state = diskfault.MARKED if self.marked else \
+            "nothing written to it"
+        return TargetChangedError(f"{why}; {state}")
 
     # -- the download --------------------------------------------------------
 

@@ -20,7 +20,8 @@ import uuid
 import zlib
 
 from .. import markername, restoremark
-from ..errors import (CorruptImageError, IncompleteTargetError, InputError,
+from ..errors import (CorruptImageError, DiskImageError,
+                      IncompleteTargetError, InputError, TargetChangedError,
                       TargetError)
 from ..fs import resize as fsresize
 from ..host.device import open_source, open_target as open_disk
@@ -33,7 +34,7 @@ from ..pipeline import ordered_map
 from ..restoreplan import new_guid
 from ..tables import gpt
 from ..tables.write import protective_mbr
-from . import skeleton
+from . import diskfault, skeleton
 from .hold import hold
 
 PREFIX = markername.SWARM_PREFIX
@@ -163,18 +164,28 @@ def zero_pieces(path, desc, indices):
             ranges.append([start, end])
     if not ranges:
         return
-    with open_disk(path, exclusive=False) as disk:
-        for start, end in ranges:
-            zero_range(disk, start, end - start)
-        sync(disk)
+    try:
+        with open_disk(path, exclusive=False) as disk:
+            for start, end in ranges:
+                zero_range(disk, start, end - start)
+            sync(disk)
+    except DiskImageError as exc:
+        raise TargetChangedError(f"swarm receive failed: zeroing the pieces "
+                                 f"with no data: {exc}; "
+                                 f"{diskfault.MARKED}") from None
 
 
 def note_progress(path, marker, done, total):
     """The marker at byte 0 rewritten with `done` of `total` bytes
-    received (only while byte 0's piece is not being fetched)."""
+    received (only while byte 0's piece is not being fetched).  Its sync
+    also writes back what libtorrent wrote: a write-back error is found
+    here first (exit 8)."""
     marker.done_bytes, marker.total_bytes = done, total
-    with open_disk(path, exclusive=False) as disk:
-        restoremark.write(disk, marker, synced=False)
+    try:
+        with open_disk(path, exclusive=False) as disk:
+            restoremark.write(disk, marker, synced=False)
+    except DiskImageError as exc:   # its sync: libtorrent's writes too
+        raise diskfault.write_back_failed(path, exc) from None
 
 
 def _check_entry(disk, entry):
@@ -204,13 +215,15 @@ def check(path, desc, progress=None, marker=None):
     {"checked_bytes", "chunks"}.  With `marker` (a receive's: byte 0's
     piece, written last, replaced it), any failure, an interrupt too,
     writes it back first: the target must not look whole unchecked, and
-    the same receive then resumes (libtorrent rechecks what is there)."""
+    the same receive then resumes (libtorrent rechecks what is there).
+    TARGET is synced and its cache dropped first (diskfault.flush): the
+    check reads the disk, and a write-back error is exit 8."""
     try:
+        diskfault.flush(path)
         return _check(path, desc, progress)
-    except BaseException:
+    except BaseException as exc:
         if marker is not None:
-            with open_disk(path, exclusive=False) as disk:
-                restoremark.write(disk, marker)
+            diskfault.mark_again(path, marker, exc)
         raise
 
 

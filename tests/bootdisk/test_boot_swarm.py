@@ -3,8 +3,9 @@ BitTorrent swarm seeded by `pxeconf serve` and restores its disk (issue
 18).
 
 The room of the pxeconf boot tests (tests/pxeconf/room.py: the site's
-own DHCP server, `pxeconf serve --proxy-dhcp`, a BIOS QEMU on a tap of
-the bridge) gets the swarm job that docs/pxeconf.md shows:
+own DHCP server, `pxeconf serve --proxy-dhcp`, a QEMU on a tap of the
+bridge, BIOS (SeaBIOS, iPXE) or UEFI (OVMF's own PXE, then snponly.efi)
+gets the swarm job that docs/pxeconf.md shows:
 
     rdeploy swarm receive "${server}images/lab.torrent" /dev/vda --yes ...
 
@@ -39,7 +40,9 @@ pytestmark = [pytest.mark.boot,
                                 "sfdisk", "mkfs.fat", "mkfs.ext4", "syslinux",
                                 "mcopy", "grub-mkstandalone", root=True)]
 
-MAC = "52:54:00:77:18:01"
+#: BIOS: SeaBIOS, its e1000 ROM's iPXE; UEFI: OVMF's own PXE (arch 7),
+#: snponly.efi, then the same boot.ipxe (tests/pxeconf/netboot_helpers.VM)
+MACS = {"bios": "52:54:00:77:18:01", "uefi": "52:54:00:77:18:02"}
 PORT = 6881
 JOB_BOOT = 240       # PXE, kernel and initrd over HTTP (TCG)
 RECEIVE = 180        # the receive, its check and the report
@@ -62,7 +65,9 @@ def docs_job():
 JOB = docs_job()
 
 
-def test_pxe_job_joins_the_swarm_of_serve_and_restores(tmp_path):
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_pxe_job_joins_the_swarm_of_serve_and_restores(tmp_path, firmware):
+    mac = MACS[firmware]
     need_qemu()
     toolkit()
     host_kernel()
@@ -77,9 +82,10 @@ def test_pxe_job_joins_the_swarm_of_serve_and_restores(tmp_path):
             "[site]\n", "[site]\nswarm-seed = images/lab.torrent\n", 1))
         room.serve.wait_for(f"swarm: seeding images/lab.torrent on "
                             f"{room.server}:{PORT}", 30)
-        give_job(room, "swarm", JOB, "Join the swarm", MAC, "pc-swarm")
+        give_job(room, "swarm", JOB, "Join the swarm", mac,
+                 f"pc-swarm-{firmware}")
         disk = nb.blank_disk(tmp_path / "disk.img")
-        vm = room.vm("bios", disk, MAC)
+        vm = room.vm(firmware, disk, mac)
         start = time.monotonic()
         vm.start()
         vm.wait_for("bootdisk: reporting to " + room.url, JOB_BOOT)
@@ -90,8 +96,11 @@ def test_pxe_job_joins_the_swarm_of_serve_and_restores(tmp_path):
         took = time.monotonic() - start
 
         # The job's --progress=json reached pxeconf and the console.
-        end = job_done(room, vm, MAC, "swarm receive")
+        end = job_done(room, vm, mac, "swarm receive")
         result = end["result"]
+        # booted the way asked: pxeconf saw the firmware's PXE arch
+        assert room.machine(mac)["firmware"].endswith(
+            "bios" if firmware == "bios" else "efi"), room.machine(mac)
         assert result["verified"] is True, result
         # every byte over the peer protocol, from serve's seeder
         assert result["web_seed_bytes"] == 0, result
@@ -105,6 +114,6 @@ def test_pxe_job_joins_the_swarm_of_serve_and_restores(tmp_path):
     assert stopped and " 0 B uploaded" not in stopped[-1], \
         room.serve.tail()
     restored_as_on_host(disk, room.digest, image, tmp_path)
-    print(f"\nPXE boot {booted:.0f} s, swarm receive and report: "
+    print(f"\n{firmware}: PXE boot {booted:.0f} s, swarm receive and report: "
           f"{took - booted:.0f} s ({result['peer_bytes']} bytes from the "
           f"seeder)", end="")

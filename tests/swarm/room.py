@@ -2,7 +2,8 @@
 subnets A and B, joined by a router (tests/routed.py), links shaped by tc
 so that the server's uplink is the bottleneck of a unicast restore.
 
-    with Room(on_a=5, on_b=4, server_mbit=80, host_mbit=80) as room:
+    with Room(on_a=5, on_b=4, server_mbit=80, host_mbit=80,
+              links={8: 10}) as room:          (receiver 8: 10 Mbit/s)
         torrent, web, seeder = room.serve(image, folder)
                                               prepare, then a RangeServer of
                                               folder in the server's
@@ -32,15 +33,20 @@ WEB_PORT, SEED_PORT, TRACKER_PORT, PEER_PORT, MCAST_PORT = \
 
 class Room:
     def __init__(self, on_a=4, on_b=4, *, server_mbit=80, host_mbit=80,
-                 subnets=("192.168.81", "192.168.82")):
+                 subnets=("192.168.81", "192.168.82"), links=None):
+        """`links`: {receiver index: Mbit/s both ways} for the receivers
+        whose links are not `host_mbit` (a slow machine)."""
         self.net = Routed(subnets, server_mbit=server_mbit,
                           host_mbit=host_mbit)
         self.servers = []
+        links = links or {}
         try:
             self.server = self.net.host(0, "srv", 1)
-            self.receivers = [self.net.host(0, f"a{i}", 11 + i)
+            self.receivers = [self.net.host(0, f"a{i}", 11 + i,
+                                            links.get(i))
                               for i in range(on_a)] + \
-                [self.net.host(1, f"b{i}", 11 + i) for i in range(on_b)]
+                [self.net.host(1, f"b{i}", 11 + i, links.get(on_a + i))
+                 for i in range(on_b)]
         except BaseException:
             self.net.close()
             raise
