@@ -10,6 +10,16 @@ failure while the other ran tests; both with nothing is 5, which still
 fails `make test`.  Each lane has its own --basetemp, so
 neither removes the other's temporary directories.
 
+Each lane runs in a mount namespace of its own (`unshare --mount`, where
+it works): a test that mounts a filesystem it built (tests/fsbuild.py)
+while the other lane starts `ip netns exec` (which copies every mount of
+the moment into a namespace of its own, and keeps it for as long as its
+command lives) would otherwise find it still mounted there after its
+umount, its superblock saying "not cleanly unmounted" or "needs
+recovery" when it is captured (the root mount here is private, so the
+umount does not reach that copy).  Where unshare cannot (no unshare, or
+not root) the lanes share the host's mounts as before.
+
     python build/testlanes.py [PYTEST_ARGS...]   (default: tests)
 """
 
@@ -31,13 +41,30 @@ def _relay(name, stream, lock):
             sys.stdout.buffer.flush()
 
 
+def _own_mounts():
+    """The prefix that runs a command in a mount namespace of its own, or
+    [] where that fails.  --propagation unchanged: a chroot's / is not a
+    mount point and cannot be made private (unshare's default fails
+    there); copies of private mounts are private anyway."""
+    cmd = ["unshare", "--mount", "--propagation", "unchanged", "--"]
+    try:
+        ok = subprocess.run(cmd + ["true"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL).returncode == 0
+    except OSError:
+        ok = False
+    return cmd if ok else []
+
+
 def main(argv):
     args = argv or ["tests"]
+    prefix = _own_mounts()
     base = tempfile.mkdtemp(prefix="rdeploy-lanes-")
     lock = threading.Lock()
     procs, relays = [], []
     for name, marker in LANES:
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        cmd = [*prefix, sys.executable, "-m", "pytest", "-q", "-p",
+               "no:cacheprovider",
                "-m", marker, f"--basetemp={os.path.join(base, name)}", *args]
         # Unbuffered: pytest's dots and names come as they are printed
         # (a pipe would hold them in 8 KiB blocks, minutes on CI).
