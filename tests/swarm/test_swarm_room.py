@@ -117,7 +117,8 @@ def test_eight_receivers_on_two_subnets(lab, tmp_path):
               f"{s['uploaded_bytes'] / 1e6:.1f} MB, seeded "
               f"{s['seed_seconds']:.1f} s seeing "
               f"{s['receivers_complete']} whole, web seeds added "
-              f"{s.get('web_seeds_added')} times, retries "
+              f"{s.get('web_seeds_added')} times "
+              f"({s.get('web_seeds_why')}), retries "
               f"{s.get('retries')}")
     assert seeded <= uplink
     assert wanted <= uplink <= SERVER_BOUND * wanted, uplink / wanted
