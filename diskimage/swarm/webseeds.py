@@ -10,11 +10,13 @@ without its web seeds, and adds them (handle.add_url_seed) only when its
 peers cannot serve it:
 
 * while a seed is connected (the seeder, by its peer id or its
-  bitfield, or a receiver that holds every piece): when nothing at all
-  came for STARVED seconds, or what peers give stays under FLOOR bytes a
-  second for SLOW seconds (a seeder on a slow link).  The seeder serves a few peers at a time (stepback.SLOTS),
-  so a receiver it chokes waits its turn while the pieces come from
-  the others; a slow receiver's own downlink is no reason either;
+  bitfield: receivers never hold the pieces they zero themselves, so
+  are no seeds): when nothing at all came for STARVED seconds, or what
+  peers give stays under FLOOR bytes a second for SLOW seconds (a seeder
+  on a slow link).  The seeder serves a few peers at a time
+  (stepback.SLOTS), so a receiver it chokes waits its turn while the
+  pieces come from the others; a slow receiver's own downlink is no
+  reason either;
 * with no seed connected (the seeder gone, or not reached yet): when no
   connected peer has a wanted piece it lacks and unchokes it for GRACE
   seconds, or what peers give stays under FLOOR for PATIENCE seconds;
