@@ -29,14 +29,14 @@ SEED_MBIT = 24
 PIECES = ("2M", "4M")
 
 
-def test_a_seeder_of_two_torrents_feeds_both_at_once(lab, tmp_path):
+def test_a_seeder_of_two_torrents_feeds_both_at_once(golden, tmp_path):
     port, tracker = free_port(), free_port()
     torrents = []
     for piece in PIECES:
         folder = tmp_path / piece
         folder.mkdir()
         torrent = folder / "two.torrent"
-        result = rdeploy("swarm", "prepare", lab["image"], "-o", torrent,
+        result = rdeploy("swarm", "prepare", golden["image"], "-o", torrent,
                          "-q", f"--piece-size={piece}",
                          f"--peer={SEED}:{port}",
                          f"--tracker=http://{SEED}:{tracker}/announce")
@@ -75,4 +75,4 @@ def test_a_seeder_of_two_torrents_feeds_both_at_once(lab, tmp_path):
     # both torrents' receivers served at one tick, beyond one share
     assert told["unchoked_most"] >= SLOTS + 2, told
     for target in targets:
-        restored(target, lab)
+        restored(target, golden)
