@@ -107,22 +107,18 @@ def test_starved_with_a_seed_connected_falls_back(clock):
         {"starved": 1}
 
 
-def test_a_slow_seed_falls_back_after_slow_seconds(clock):
+@pytest.mark.parametrize("peers, wait, why", [
+    # a seed on a slow link: under FLOOR for SLOW seconds
+    ([peer(1, seed=True, serving=True, rate=FLOOR // 4)], SLOW, "slow"),
+    # no seed, and the one peer chokes it: GRACE seconds
+    ([peer(2, rate=4 * FLOOR)], GRACE, "no_peer_serving")],
+    ids=["slow seed", "no seed"])
+def test_falls_back_after_its_wait(clock, peers, wait, why):
     seeds, handle = fallback(clock)
-    peers = [peer(1, seed=True, serving=True, rate=FLOOR // 4)]
-    run(seeds, clock, peers, SLOW - 1)
+    run(seeds, clock, peers, wait - 1)
     assert seeds.added == 0
     run(seeds, clock, peers, 1.5)
-    assert seeds.summary()["web_seeds_why"] == {"slow": 1}
-
-
-def test_no_seed_and_no_peer_serving_falls_back_after_grace(clock):
-    seeds, handle = fallback(clock)
-    peers = [peer(2, rate=4 * FLOOR)]         # a peer that chokes it
-    run(seeds, clock, peers, GRACE - 1)
-    assert seeds.added == 0
-    run(seeds, clock, peers, 1.5)
-    assert seeds.summary()["web_seeds_why"] == {"no_peer_serving": 1}
+    assert seeds.summary()["web_seeds_why"] == {why: 1}
 
 
 def test_removed_once_peers_give_the_floor_with_a_seed(clock):
