@@ -68,12 +68,15 @@ class Seeder:
         self.tracker = None
         self.handles, self.tallies, self.steps = [], [], []
         self.held = []
+        self.unchoked_most = 0      # the most peers unchoked at one tick
         peers = [p for desc, _ in self.loaded for p in desc.peers]
+        # SLOTS for each torrent: the session's limit is their sum, and
+        # each torrent's max_uploads keeps one from taking the others'
         self.slots = SLOTS if step_back else -1
         self.session = sessions.open_session(
             listen=listen, upload_rate=upload_rate, peers=peers,
             agent=sessions.SEEDER_AGENT,
-            unchoke_slots=self.slots)
+            unchoke_slots=SLOTS * len(self.loaded) if step_back else -1)
         try:
             if tracker_port is not None:
                 self.tracker = Tracker(tracker_port,
@@ -83,6 +86,7 @@ class Seeder:
                 params = sessions.add_params(
                     desc, directory, flags=self.lt.torrent_flags.seed_mode)
                 handle = self.session.add_torrent(params)
+                handle.set_max_uploads(self.slots)
                 self.handles.append(handle)
                 self.tallies.append(Tally(self.lt))
                 if step_back:
@@ -97,8 +101,11 @@ class Seeder:
             if isinstance(alert, (self.lt.file_error_alert,
                                   self.lt.torrent_error_alert)):
                 raise InputError(f"swarm seed: {alert.message()}")
+        unchoked = 0
         for handle, tally in zip(self.handles, self.tallies):
             tally.update(handle)
+            unchoked += tally.unchoked
+        self.unchoked_most = max(self.unchoked_most, unchoked)
         for handle, tally, step in zip(self.handles, self.tallies,
                                        self.steps):
             step.update(tally.peer_info, handle.status().total_payload_upload)
@@ -123,9 +130,11 @@ class Seeder:
                 "peers": tally.peers, "peers_seen": len(tally.peers_seen),
                 "peers_fed": len(tally.peers_fed),
                 "unchoke_slots": self.slots,
+                "unchoked_most": tally.unchoked_most,
                 "upload_rate": status.upload_payload_rate})
         return {"torrents": torrents,
                 "uploaded_bytes": sum(t["uploaded_bytes"] for t in torrents),
+                "unchoked_most": self.unchoked_most,
                 "tracker_port": self.tracker and self.tracker.port,
                 "seconds": time.monotonic() - self.started}
 

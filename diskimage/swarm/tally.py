@@ -35,11 +35,13 @@ class Tally:
         self.peers = 0
         self.web_seeds = 0
         self.peer_info = []     # the last update's connections
+        self.unchoked = 0       # peers this side unchoked at the last one
+        self.unchoked_most = 0
 
     def update(self, handle):
         """Read the torrent's connections once."""
         seen = {}
-        peers = webs = 0
+        peers = webs = unchoked = 0
         self.peer_info = handle.get_peer_info()
         for peer in self.peer_info:
             web = peer.connection_type in (self.lt.peer_info.web_seed,
@@ -57,6 +59,7 @@ class Tally:
                 webs += 1
                 continue
             peers += 1
+            unchoked += not peer.flags & self.lt.peer_info.choked
             self.peers_seen.add(host)
             if counts[1] > 0:
                 self.peers_fed.add(host)
@@ -65,6 +68,8 @@ class Tally:
                 self.complete.add(host)
         self._last.update(seen)     # a closed connection keeps its count
         self.peers, self.web_seeds = peers, webs
+        self.unchoked = unchoked
+        self.unchoked_most = max(self.unchoked_most, unchoked)
 
     def disconnected(self, alert):
         """A peer_disconnected_alert: libtorrent closes a connection

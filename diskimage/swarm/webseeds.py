@@ -6,16 +6,27 @@ peers could give them: so every receiver pulled about a share of the
 disk from the server's HTTP port beside what the seeder sent, and the
 server uploaded two images' worth and more.  Here a receiver whose
 torrent names peers or trackers (or that was given --peer) starts
-without its web seeds, and adds them (handle.add_url_seed) only
+without its web seeds, and adds them (handle.add_url_seed) only when its
+peers cannot serve it:
 
-* when no connected peer has a wanted piece it lacks and unchokes it, for
-  GRACE seconds (no seeder reachable, or the last pieces nobody has), or
-* when what peers give stays under FLOOR bytes a second for PATIENCE
-  seconds (a seeder on a slow link);
+* while a seed is connected (the seeder, by its peer id or its
+  bitfield: receivers never hold the pieces they zero themselves, so
+  are no seeds): when nothing at all came for STARVED seconds, or what
+  peers give stays under FLOOR bytes a second for SLOW seconds (a seeder
+  on a slow link).  The seeder serves a few peers at a time
+  (stepback.SLOTS), so a receiver it chokes waits its turn while the
+  pieces come from the others; a slow receiver's own downlink is no
+  reason either;
+* with no seed connected (the seeder gone, or not reached yet): when no
+  connected peer has a wanted piece it lacks and unchokes it for GRACE
+  seconds, or what peers give stays under FLOOR for PATIENCE seconds;
 
-and removes them again once peers that can serve it give at least twice
-FLOOR for PATIENCE seconds (after HOLD seconds at least: no flapping).
-A torrent with neither peers nor trackers keeps its web seeds throughout.
+and removes them again once peers that can serve it give at least FLOOR
+(with a seed connected; twice FLOOR without) for PATIENCE seconds, after
+HOLD seconds at least: no flapping.  The rate counts the peers only, and
+a web seed shares the receiver's downlink, hence the lower bar while a
+seed is connected.  A torrent with neither peers nor trackers keeps its
+web seeds throughout.  The summary counts the additions by their reason.
 
 While they are in use, a web seed libtorrent dropped (an HTTP error, a
 connection that broke: it removes some for good) is added again on the
@@ -27,10 +38,18 @@ announced to, the web seeds removed and added (their retry wait reset).
 
 import time
 
+from .session import SEEDER_ID
+
+_SEEDER_ID = SEEDER_ID.encode()
+
 #: Below this many payload bytes a second from peers, web seeds help.
 FLOOR = 256 * 1024
 GRACE = 3.0
 PATIENCE = 5.0
+#: With a seed connected: seconds with no byte from anyone, and under
+#: FLOOR, before the web seeds are added.
+STARVED = 5.0
+SLOW = 10.0
 HOLD = 10.0
 RETRY = 5.0
 #: Seconds after the start at which the trackers and the DHT are asked
@@ -42,6 +61,12 @@ RETRY = 5.0
 #: exchange calls seeds), and --seed-until would wait for good.
 ANNOUNCE_AT = (1.0, 3.0, 6.0, 10.0)
 ANNOUNCE_EVERY = 5.0
+
+
+def _seeder(peer):
+    """Whether `peer` is `rdeploy swarm seed` by its peer id (a super
+    seeding seeder does not tell it holds every piece)."""
+    return bytes(peer.pid.to_bytes()).startswith(_SEEDER_ID)
 
 
 class WebSeeds:
@@ -65,6 +90,7 @@ class WebSeeds:
         self.fast = None          # since when peers give 2 * floor
         self.retried = now
         self.added = self.readded = self.retries = 0
+        self.reasons = {}         # why they were added -> how often
         self.started = now
         self.announces = 0
 
@@ -74,19 +100,22 @@ class WebSeeds:
 
     def _serving(self, peer_info):
         """(peers that have what we lack and unchoke us, their rate, web
-        seed connections)."""
-        web_types = (self.lt.peer_info.web_seed, self.lt.peer_info.http_seed)
+        seed connections, whether a seed is connected)."""
+        info = self.lt.peer_info
+        web_types = (info.web_seed, info.http_seed)
         serving = rate = webs = 0
+        seed = False
         for peer in peer_info:
             if peer.connection_type in web_types:
                 webs += 1
                 continue
             flags = peer.flags
-            if flags & self.lt.peer_info.interesting and \
-                    not flags & self.lt.peer_info.choked:
+            if flags & info.interesting and not flags & info.choked:
                 serving += 1
+            if flags & info.seed or _seeder(peer):
+                seed = True
             rate += peer.payload_down_speed
-        return serving, rate, webs
+        return serving, rate, webs, seed
 
     def announce(self):
         """Ask the trackers and the DHT for peers again when it is time
@@ -114,20 +143,22 @@ class WebSeeds:
 
     def update(self, peer_info, quiet):
         """Read the connections (`peer_info`, from the tally) and the
-        seconds without a byte (`quiet`); add or remove the web seeds."""
+        seconds without a byte from anyone (`quiet`); add or remove the
+        web seeds."""
         now = time.monotonic()
-        serving, rate, webs = self._serving(peer_info)
+        serving, rate, webs, seed = self._serving(peer_info)
         if serving:
             self.without = now
         if rate >= self.floor:
             self.slow = now
-        if serving and rate >= 2 * self.floor:
+        bar = self.floor if seed else 2 * self.floor
+        if serving and rate >= bar:
             self.fast = self.fast or now
         else:
             self.fast = None
-        if self.fallback and not self.on and (
-                now - self.without >= GRACE or now - self.slow >= PATIENCE):
-            self._add()
+        why = self._why(now, quiet, seed)
+        if self.fallback and not self.on and why:
+            self._add(why)
         elif self.fallback and self.on and self.fast is not None and \
                 now - self.fast >= PATIENCE and now - self.switched >= HOLD:
             self._remove()
@@ -137,11 +168,23 @@ class WebSeeds:
                 now - self.retried >= RETRY:
             self._retry()
 
-    def _add(self):
+    def _why(self, now, quiet, seed):
+        """Why the web seeds are wanted now (None: they are not)."""
+        slow = now - self.slow
+        if seed:
+            if quiet >= STARVED:
+                return "starved"
+            return "slow" if slow >= SLOW else None
+        if now - self.without >= GRACE:
+            return "no_peer_serving"
+        return "slow" if slow >= PATIENCE else None
+
+    def _add(self, why):
         for url in self.urls:
             self.handle.add_url_seed(url)
         self.on, self.switched = True, time.monotonic()
         self.added += 1
+        self.reasons[why] = self.reasons.get(why, 0) + 1
 
     def _remove(self):
         for url in self.urls:
@@ -170,5 +213,6 @@ class WebSeeds:
 
     def summary(self):
         return {"web_seeds_added": self.added,
+                "web_seeds_why": dict(self.reasons),
                 "web_seeds_readded": self.readded,
                 "retries": self.retries}

@@ -1,6 +1,7 @@
-"""The fixtures of tests/swarm, each built once for the package: the lab
-of test_receive*.py (one seeder with opentracker), and the images of
-test_prepare.py and test_descriptor_hostile.py with their torrents."""
+"""The fixtures of tests/swarm, each built once for the package: the
+golden image, the lab of test_receive*.py (one seeder of it with
+opentracker), and the images of test_prepare.py and
+test_descriptor_hostile.py with their torrents."""
 
 import signal
 import subprocess
@@ -16,10 +17,9 @@ from tests.swarm.swarmlab import (DISK, SEED, build_golden, free_port,
 
 
 @pytest.fixture(scope="package")
-def lab(tmp_path_factory):
-    """The golden disk, its image, the host's restore of it (the bytes
-    every receiver must end with), a torrent with the seeder and the
-    tracker in it, and the seeder (rdeploy swarm seed --run-tracker)."""
+def golden(tmp_path_factory):
+    """The golden disk's image and the digest of the host's restore of it
+    (the bytes every receiver must end with)."""
     d = tmp_path_factory.mktemp("swarm")
     disk = build_golden(d)
     image = d / "golden.rdi"
@@ -27,6 +27,15 @@ def lab(tmp_path_factory):
     host = d / "host.img"
     result = rdeploy("restore", image, host, "--yes", "-q")
     assert result.returncode == 0, result.stderr.decode()
+    return {"dir": d, "image": image, "digest": sha256_head(host, DISK)}
+
+
+@pytest.fixture(scope="package")
+def lab(golden):
+    """The golden image, a torrent with the seeder and the tracker in it,
+    and the seeder (rdeploy swarm seed --run-tracker), which must have
+    served by the end."""
+    d, image = golden["dir"], golden["image"]
     port, tracker = free_port(), free_port()
     torrent = d / "lab.torrent"
     result = rdeploy("swarm", "prepare", image, "-o", torrent,
@@ -38,9 +47,8 @@ def lab(tmp_path_factory):
                    f"--run-tracker={tracker}", "--progress=json")
     seeder.until(lambda r: r.of("ready"), what="the seeder ready")
     try:
-        yield {"dir": d, "image": image, "torrent": torrent,
-               "magnet": magnet, "port": port, "seeder": seeder,
-               "digest": sha256_head(host, DISK)}
+        yield {**golden, "torrent": torrent, "magnet": magnet,
+               "port": port, "seeder": seeder}
     finally:
         seeder.proc.send_signal(signal.SIGTERM)
         assert seeder.wait(30) == 143, seeder.stderr

@@ -40,8 +40,10 @@ LIVE = 8
 #: as a fallback (diskimage/swarm/webseeds.py); the seeder serves 3 peers
 #: at a time and steps back to a trickle once the peers hold every piece
 #: (diskimage/swarm/stepback.py).  Measured 1.45, 1.35, 1.36 and 1.38
-#: (1.71-2.18 when it served every peer all the time); 1.75 is the worst
-#: with a fifth's margin.  Unicast would be 8.5 images.
+#: (1.71-2.18 when it served every peer all the time); since the fallback
+#: waits while the seeder is connected, 1.38, 1.56 and 1.49 with no byte
+#: from the web seed; 1.75 stays (1.56 with a fifth's margin is 1.87,
+#: above it).  Unicast would be 8.5 images.
 SERVER_BOUND = 1.75
 
 
@@ -117,12 +119,16 @@ def test_eight_receivers_on_two_subnets(lab, tmp_path):
               f"{s['uploaded_bytes'] / 1e6:.1f} MB, seeded "
               f"{s['seed_seconds']:.1f} s seeing "
               f"{s['receivers_complete']} whole, web seeds added "
-              f"{s.get('web_seeds_added')} times, retries "
+              f"{s.get('web_seeds_added')} times "
+              f"({s.get('web_seeds_why')}), retries "
               f"{s.get('retries')}")
     assert seeded <= uplink
     assert wanted <= uplink <= SERVER_BOUND * wanted, uplink / wanted
-    # the web seed is a fallback: 11-25 MB of 81 measured (0.6: margin)
-    assert web_bytes <= 0.6 * wanted, web_bytes / wanted
+    # the web seed is a fallback, not used while the seeder is connected
+    # and pieces keep coming: 0 MB measured in 3 runs (11-25 MB of 81
+    # before, when a receiver the seeder choked fell back in 3 s); 0.2
+    # leaves room for a receiver starved 5 s
+    assert web_bytes <= 0.2 * wanted, web_bytes / wanted
     # the others got the rest from each other
     assert sum(s["peer_bytes"] for s in summaries.values()) >= \
         LIVE * wanted - uplink

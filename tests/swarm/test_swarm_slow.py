@@ -62,12 +62,14 @@ def test_one_slow_machine_slows_only_itself(tmp_path):
         torrent, web, seeder = room.serve(lab["image"], folder)
         mixed, disks = one_run(room, torrent, lab, tmp_path,
                                (*FAST, SLOW), "mixed")
+        sent = [room.sent_by_server()]
         for i, disk in disks.items():
             assert sha256(disk) == want, f"receiver {i}'s disk differs"
             result = rdeploy("verify-target", disk, lab["image"])
             assert result.returncode == 0, f"{i}: {result.stderr.decode()}"
             os.unlink(disk)
         alone, disks = one_run(room, torrent, lab, tmp_path, FAST, "alone")
+        sent.append(room.sent_by_server() - sent[0])
         for i, disk in disks.items():
             assert sha256(disk) == want, f"receiver {i}'s disk differs"
     wanted = alone[FAST[0]]["wanted_bytes"]
@@ -83,7 +85,11 @@ def test_one_slow_machine_slows_only_itself(tmp_path):
                   f"{s['peer_bytes'] / 1e6:.1f} MB, web seed "
                   f"{s['web_seed_bytes'] / 1e6:.1f} MB, uploaded "
                   f"{s['uploaded_bytes'] / 1e6:.1f} MB, hash failures "
-                  f"{s['hash_failures']}")
+                  f"{s['hash_failures']}, web seeds added "
+                  f"{s.get('web_seeds_why')}")
+    print(f"  the server's uplink carried {sent[0] / wanted:.2f} images' "
+          f"worth with the slow one, {sent[1] / wanted:.2f} without (tc's "
+          f"count)")
     print(f"  the fast ones' slowest: {before:.1f} s alone, {after:.1f} s "
           f"with the slow one ({after / before:.2f})")
     assert mixed[SLOW]["verified"] is True
