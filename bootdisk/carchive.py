@@ -19,7 +19,8 @@ and its table of contents is a run of entries::
     data_length   I  as stored
     uncompressed  I
     compressed    B  1: zlib
-    typecode      c  b binary, x data, z PYZ, o option, ...
+    typecode      c  b binary, x data, z PYZ, o option, n symbolic
+                     link (its data: the target's name, NUL-ended), ...
     name             NUL-padded to entry_length
 """
 
@@ -30,6 +31,10 @@ import zlib
 from diskimage.errors import InputError
 
 MAGIC = b"MEI\014\013\012\013\016"
+# The typecode of a symbolic link (PyInstaller 6 keeps those of a wheel's
+# bundled libraries: google-crc32c's libcrc32c-*.so.1.1.0 at the top, to
+# google_crc32c.libs/, where the real file is).
+SYMLINK = "n"
 
 
 def _declare(fields):

@@ -57,8 +57,12 @@ def _bundled_elves(binary, into):
     if archive is None:
         return [], None
     paths = []
-    for name in archive.toc:
+    for name, entry in archive.toc.items():
         if not (name.endswith(".so") or ".so." in name):
+            continue
+        if entry[4] == carchive.SYMLINK:
+            # its data is the name of its target, not an ELF: the target
+            # is a member of its own, and ldd below finds it by directory
             continue
         parts = name.split("/")
         if name.startswith("/") or "\0" in name or \

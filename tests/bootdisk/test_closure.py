@@ -122,3 +122,28 @@ def test_a_toolkit_whose_archive_lacks_its_libpython_is_refused(tmp_path):
         f"be read: it loads libpython3.11.so.1.0, which its archive does "
         f"not hold; not a toolkit to use\n")
     assert not out.exists() and not os.path.exists(f"{out}.partial")
+
+
+def test_a_symlink_in_the_archive_is_not_taken_for_a_library(tmp_path):
+    """PyInstaller 6 keeps a wheel's library symlinks as members of their
+    own (typecode n, the data the target's name): google-crc32c's
+    libcrc32c-*.so.1.1.0 at the top, to google_crc32c.libs/.  ldd on the
+    name's text failed ("not a dynamic executable", exit 3) and no medium
+    could be built from a toolkit that carried google-crc32c; the closure
+    now steps over the link and finds what its target loads."""
+    writers = pytest.importorskip("PyInstaller.archive.writers")
+    libz = "/lib/x86_64-linux-gnu/libz.so.1"
+    archive = tmp_path / "archive"
+    writers.CArchiveWriter(str(archive), [
+        ("zlib.libs/libz.so.1", libz, True, "b"),
+        ("libz.so.1", "zlib.libs/libz.so.1", True, "n"),
+        # a stand-in for the libpython every toolkit archive holds
+        ("libpython3.11.so.1.0", libz, True, "b"),
+    ], "libpython3.11.so.1.0")
+    binary = tmp_path / "toolkit"
+    binary.write_bytes(open("/bin/true", "rb").read() + archive.read_bytes())
+    binary.chmod(0o755)
+    closure = library_closure(binary)
+    names = {os.path.basename(p) for p in closure}
+    assert "libc.so.6" in names         # what libz.so.1 loads
+    assert not any(p.startswith(str(tmp_path)) for p in closure)
