@@ -93,6 +93,11 @@ def test_one_slow_machine_slows_only_itself(tmp_path):
     print(f"  the fast ones' slowest: {before:.1f} s alone, {after:.1f} s "
           f"with the slow one ({after / before:.2f})")
     assert mixed[SLOW]["verified"] is True
-    # its link was slow: no faster than its line rate allows
-    assert verified_seconds(mixed[SLOW]) >= wanted * 8 / (SLOW_MBIT * 1e6)
+    # its link was slow: no faster than its line rate allows for what
+    # crossed it (the pieces it downloaded: zero pieces are written, not
+    # fetched, so "wanted" over-counts; CI saw 49.7 s for 62.9 MB wanted
+    # of which 59.1 MB came over the link, 47.3 s at the line rate)
+    crossed = mixed[SLOW]["downloaded_bytes"]
+    assert crossed > 0
+    assert verified_seconds(mixed[SLOW]) >= crossed * 8 / (SLOW_MBIT * 1e6)
     assert after <= MARGIN * before, (before, after)
