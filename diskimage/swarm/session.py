@@ -137,6 +137,11 @@ def settings(*, listen, upload_rate=None, download_rate=None, peers=(),
         "upload_rate_limit": int(upload_rate or 0),
         "download_rate_limit": int(download_rate or 0),
         "close_redundant_connections": False,
+        # TCP only: uTP's connects between receivers timed out again and
+        # again in the room (8 receivers, shaped links), and a pair whose
+        # one connection was dropped as a duplicate never met again, so
+        # neither counted the other whole (--seed-until waited its limit)
+        "enable_outgoing_utp": False, "enable_incoming_utp": False,
         # a swarm of one site: every peer it is told of is worth a try
         "max_failcount": 10, "min_reconnect_time": 2,
         "ssrf_mitigation": not web_seed_query,

@@ -37,8 +37,9 @@ def test_three_receivers_and_a_seeder(lab, tmp_path):
     for result in results:
         assert result["verified"] and not result["resumed"], result
         assert result["peer_bytes"] >= result["wanted_bytes"] // 2
-    # each saw the others whole (or stayed its 20 s)
-    assert all(r["receivers_complete"] == 3 or r["seed_seconds"] >= 19
+    # each saw the others whole, and left then, not at its 20 s limit
+    # (over uTP a pair could lose its connection and never meet again)
+    assert all(r["receivers_complete"] == 3 and r["seed_seconds"] < 19
                for r in results), results
     assert runs[0].of("swarm"), "no swarm status events"
     assert lab["seeder"].proc.poll() is None

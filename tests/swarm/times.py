@@ -85,9 +85,15 @@ def one_row(room, method, n, lab, torrent, url, folder, web, *,
            "web_seed_bytes": web.sent - web_before}
     if method == "swarm":
         summaries = [_summary(run) for run in runs]
+        # each receiver's own seconds to verified (its summary's seconds
+        # less its seeding): `each` is when this loop saw it exit, after
+        # the ones before it, so a receiver that left early would be
+        # counted at the exit of a slower one
         row["verified_seconds"] = round(max(
-            s - float(summary.get("seed_seconds", 0))
-            for s, summary in zip(each, summaries)), 2)
+            float(summary["seconds"]) - float(summary["seed_seconds"])
+            for summary in summaries), 2)
+        row["seed_seconds"] = [round(float(summary["seed_seconds"]), 2)
+                               for summary in summaries]
         row["peer_bytes"] = sum(int(summary.get("peer_bytes", 0))
                                 for summary in summaries)
     return row, disks
