@@ -89,7 +89,8 @@ def section(work, data_mib, rate_mbit, say, counts=(2, 4, 8), keep=False):
     ] + times.table(rows, image_bytes) + [
         "", f"- The swarm's {max(counts)} machines got "
         f"{swarm8.get('peer_bytes', 0) / 1e6:.1f} MB from each other; the "
-        f"last was verified {swarm8.get('verified_seconds', 0):.1f} s after "
-        f"the launch (the rest of its time: waiting for --seed-until).",
+        f"slowest took {swarm8.get('verified_seconds', 0):.1f} s from its "
+        f"own start to verified (the rest of the row's time: starting, "
+        f"seeding until --seed-until, exiting).",
         f"- The swarm rows took {(time.monotonic() - began) / 60:.1f} "
         f"minutes, building the disk included.", ""]

@@ -9,8 +9,10 @@ A row: {"method", "machines", "seconds" (launch of the N receivers, at
 once, to the exit of the last; the multicast sender is launched just
 before them, the seeder and web seed already run), "server_bytes" (what
 left the server's uplink meanwhile, as its tc qdisc counts: headers
-included), "web_seed_bytes", "seeder_bytes", "each" (per receiver
-seconds)}.  Every disk of every row is checked: its sha256 equals that
+included), "web_seed_bytes", "seeder_bytes", "each" (when this side saw
+each receiver exit, in launch order)}; a swarm row adds "verified_seconds"
+(the slowest receiver's own seconds to verified, from its summary),
+"seed_seconds" (each one's seeding) and "peer_bytes".  Every disk of every row is checked: its sha256 equals that
 of a local `rdeploy restore` of the image onto a blank disk of its size.
 """
 
@@ -89,6 +91,9 @@ def one_row(room, method, n, lab, torrent, url, folder, web, *,
         # less its seeding): `each` is when this loop saw it exit, after
         # the ones before it, so a receiver that left early would be
         # counted at the exit of a slower one
+        for run, summary in zip(runs, summaries):
+            assert "seconds" in summary and "seed_seconds" in summary, \
+                f"swarm to {n}: no summary: {run.stderr[-2000:]}"
         row["verified_seconds"] = round(max(
             float(summary["seconds"]) - float(summary["seed_seconds"])
             for summary in summaries), 2)
