@@ -12,8 +12,9 @@ left the server's uplink meanwhile, as its tc qdisc counts: headers
 included), "web_seed_bytes", "seeder_bytes", "each" (when this side saw
 each receiver exit, in launch order)}; a swarm row adds "verified_seconds"
 (the slowest receiver's own seconds to verified, from its summary),
-"seed_seconds" (each one's seeding) and "peer_bytes".  Every disk of every row is checked: its sha256 equals that
-of a local `rdeploy restore` of the image onto a blank disk of its size.
+"seed_seconds" (each one's seeding) and "peer_bytes".  Every disk of
+every row is checked: its sha256 equals that of a local `rdeploy
+restore` of the image onto a blank disk of its size.
 """
 
 import json
