@@ -1,8 +1,9 @@
 """What the host filesystem charges for writes spread over a huge sparse
 file (issue 19, the 1 TiB restore): N pieces of 4 MiB written with pwrite
 one after the other into a 12 GiB file, then spread evenly over a 1 TiB
-sparse file, each followed by an fsync; the system time of the writes and
-of the fsync (getrusage) and the extents the file ends in (filefrag).
+sparse file, each case ending in one fsync; the system time of the writes
+and of the fsync (getrusage), the fsync's wall time, and the extents the
+file ends in (filefrag).
 
     python3 bench/sparsewrites.py [DIR] [--pieces=N]
 
@@ -40,7 +41,7 @@ def case(path, size, spread, pieces):
     os.unlink(path)
     return (f"{'spread over' if spread else 'packed in'} "
             f"{size >> 30} GiB: writes sys {r1.ru_stime - r0.ru_stime:.2f}"
-            f" s, fsync sys {r2.ru_stime - r1.ru_stime:.2f} s (wall "
+            f" s, fsync sys {r2.ru_stime - r1.ru_stime:.2f} s (fsync wall "
             f"{t2 - t1:.2f} s);{frag}")
 
 

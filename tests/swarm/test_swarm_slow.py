@@ -18,6 +18,7 @@ import pytest
 from tests.rdeploy_helpers import rdeploy
 from tests.smalldisk import sha256
 from tests.swarm import labdisk, times
+from tests.swarm.times import verified_seconds
 from tests.swarm.room import Room, blank_disks
 
 pytestmark = pytest.mark.needs("ip", "tc", "ss", "opentracker", "sfdisk",
@@ -46,10 +47,6 @@ def one_run(room, torrent, lab, folder, chosen, name):
             f"{name} receiver {i}: " + run.stderr[-3000:]
     summaries = {i: run.of("end")[-1]["result"] for i, run in runs.items()}
     return summaries, dict(zip(chosen, disks))
-
-
-def verified_seconds(summary):
-    return summary["seconds"] - summary["seed_seconds"]
 
 
 def test_one_slow_machine_slows_only_itself(tmp_path):

@@ -51,6 +51,12 @@ def machines(room, method, n):
         list(range(room.on_a, room.on_a + half))
 
 
+def verified_seconds(summary):
+    """A receiver's own seconds to verified: its summary's seconds less
+    its seeding."""
+    return float(summary["seconds"]) - float(summary["seed_seconds"])
+
+
 def _summary(run):
     ends = run.of("end")
     return ends[-1].get("result", {}) if ends else {}
@@ -88,16 +94,14 @@ def one_row(room, method, n, lab, torrent, url, folder, web, *,
            "web_seed_bytes": web.sent - web_before}
     if method == "swarm":
         summaries = [_summary(run) for run in runs]
-        # each receiver's own seconds to verified (its summary's seconds
-        # less its seeding): `each` is when this loop saw it exit, after
-        # the ones before it, so a receiver that left early would be
-        # counted at the exit of a slower one
+        # each receiver's own seconds to verified: `each` is when this
+        # loop saw it exit, after the ones before it, so a receiver that
+        # left early would be counted at the exit of a slower one
         for run, summary in zip(runs, summaries):
             assert "seconds" in summary and "seed_seconds" in summary, \
                 f"swarm to {n}: no summary: {run.stderr[-2000:]}"
         row["verified_seconds"] = round(max(
-            float(summary["seconds"]) - float(summary["seed_seconds"])
-            for summary in summaries), 2)
+            verified_seconds(summary) for summary in summaries), 2)
         row["seed_seconds"] = [round(float(summary["seed_seconds"]), 2)
                                for summary in summaries]
         row["peer_bytes"] = sum(int(summary.get("peer_bytes", 0))
