@@ -195,7 +195,8 @@ Options:
   --peer=HOST:PORT     A peer to start from (a seeder), also the DHT's first
                        node; repeatable (prepare: written into TORRENT).
   --piece-size=SIZE    swarm prepare: the piece size, a power of two from 64K
-                       (default: 1M, doubled until at most 65536 pieces).
+                       to 64M (default: 1M, halved while the disk has under
+                       1024 pieces, doubled while over 65536).
   --listen=ADDR        swarm: where to accept peers, HOST:PORT or PORT
                        (with a HOST, peers are also dialled from it)
                        [default: 6881].

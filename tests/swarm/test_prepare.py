@@ -13,9 +13,12 @@ import pytest
 from diskimage.errors import CorruptImageError, InputError, UnsupportedError
 from diskimage.image.reader import ImageReader
 from diskimage.swarm import bencode, libtorrent
+from diskimage.swarm.descriptor import piece_size_for
 from diskimage.swarm.rawview import prepare
 from tests.rdeploy_helpers import rdeploy
 from tests.smalldisk import MiB
+
+GiB, TiB = 1 << 30, 1 << 40
 from tests.swarm.mapdisk import captured
 
 KiB = 1 << 10
@@ -151,15 +154,16 @@ def test_the_torrent_carries_seeds_trackers_peers_and_magnet(prepared):
 def test_outputs_exist_piece_size_and_force(images, tmp_path):
     _, image = images["gpt"]
     torrent = tmp_path / "a.torrent"
-    s = prepare(image, torrent, piece_size=64 * KiB)
-    assert s["pieces"] == 1024 and s["piece_size"] == 64 * KiB
+    s = prepare(image, torrent, piece_size=256 * KiB)
+    assert s["pieces"] == 256 and s["piece_size"] == 256 * KiB
     with pytest.raises(InputError, match="a.torrent.*--force"):
         prepare(image, torrent)
     os.unlink(torrent)
     with pytest.raises(InputError, match="a.raw.*--force"):
         prepare(image, torrent)
     assert not torrent.exists()
-    assert prepare(image, torrent, force=True)["piece_size"] == MiB
+    # the automatic size: 1024 pieces of this 64 MiB disk
+    assert prepare(image, torrent, force=True)["piece_size"] == 64 * KiB
     for bad in (3000, 32 * KiB, 128 * MiB):
         with pytest.raises(InputError, match="piece size"):
             prepare(image, tmp_path / "b.torrent", piece_size=bad)
@@ -223,3 +227,16 @@ def test_prepare_from_a_url_gives_the_same_torrent(prepared, images,
     assert (tmp_path / "gpt.torrent").read_bytes() == \
         open(summary["torrent"], "rb").read()
     assert sha256(tmp_path / "gpt.raw") == sha256(summary["raw"])
+
+
+def test_automatic_piece_size_gives_enough_pieces_and_not_too_many():
+    """1 MiB, halved while the disk has under 1024 pieces (a swarm needs
+    pieces to spread), doubled while it has over 65536."""
+    assert piece_size_for(1) == 64 * KiB
+    assert piece_size_for(40 * MiB) == 64 * KiB             # 640 pieces
+    assert piece_size_for(300 * MiB) == 256 * KiB           # 1200
+    assert piece_size_for(GiB) == MiB                       # 1024
+    assert piece_size_for(64 * GiB) == MiB                  # 65536
+    assert piece_size_for(64 * GiB + 1) == 2 * MiB
+    assert piece_size_for(8 * TiB) == 64 * MiB              # 131072
+    assert piece_size_for(GiB, 128 * KiB) == 128 * KiB
