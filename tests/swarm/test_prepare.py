@@ -17,11 +17,10 @@ from diskimage.swarm.descriptor import piece_size_for
 from diskimage.swarm.rawview import prepare
 from tests.rdeploy_helpers import rdeploy
 from tests.smalldisk import MiB
-
-GiB, TiB = 1 << 30, 1 << 40
 from tests.swarm.mapdisk import captured
 
 KiB = 1 << 10
+GiB, TiB = 1 << 30, 1 << 40
 
 
 def sha256(path):

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.needs("opentracker", "mkfs.ext4", "e2fsck",
                                "debugfs", "mount", "losetup", root=True)
 lt = pytest.importorskip("libtorrent")
 
-#: The tmpfs: room for the guard zones and the marker, not for the 23 MiB
-#: of wanted pieces of the lab's disk (12 MiB of it random files)
+#: The tmpfs: room for the guard zones and the marker, not for the wanted
+#: pieces of the lab's disk (12 MiB of them random files)
 ROOM_MIB = 6
 
 

@@ -36,7 +36,10 @@ def write_seeds():
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as d:
         _, image = gpt_image(Path(d))
-        for name, options in (("plain", {}), ("seeded", {
+        # 1 MiB pieces as the seeds were written (the automatic size of
+        # this 64 MiB disk is 64 KiB now: 1024 hashes, over MAX_LEN)
+        for name, options in (("plain", {"piece_size": 1 << 20}), ("seeded", {
+                "piece_size": 1 << 20,
                 "web_seeds": ["http://192.0.2.1/lab.raw"],
                 "trackers": ["udp://192.0.2.1:6969"],
                 "peers": [("192.0.2.1", 6881), ("2001:db8::1", 6882)]}),
