@@ -4,12 +4,14 @@ and says what it could not keep as another user."""
 
 import os
 import pathlib
+import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 
 from tests.imgx_helpers import ROOT, capture_disk, imgx, ok, tool
+
+DIST = pathlib.Path(ROOT) / "dist"
 
 
 # --- item 8, get side: owners, xattrs, hard links, holes, special files ------
@@ -81,10 +83,20 @@ def test_get_as_another_user_says_owners_were_not_kept():
         capture_disk(disk, image)
         os.chmod(tmp, 0o777)
         os.chmod(image, 0o644)
+        # The frozen toolkit, copied beside the image: the checkout and its
+        # venv may be where the user cannot read (a clone in root's 0700
+        # home: `python -m imgx` then finds no module named imgx).
+        binary = DIST / "deploytool"
+        assert binary.is_file(), "dist/deploytool is missing: run `make " \
+            "freeze`"
+        shutil.copy(binary, tmp / "deploytool")
+        os.chmod(tmp / "deploytool", 0o755)
         result = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-             sys.executable, "-m", "imgx", "get", "-R", f"{image}:/",
-             tmp / "out"], capture_output=True, cwd=ROOT)
+             tmp / "deploytool", "imgx", "get", "-R", f"{image}:/",
+             tmp / "out"], capture_output=True, cwd=tmp,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                 "TMPDIR": str(tmp)})
         err = result.stderr.decode()
         assert result.returncode == 0, err
         assert (tmp / "out" / "f").read_bytes() == b"x"
