@@ -9,9 +9,8 @@ import stat
 import subprocess
 import tempfile
 
-from tests.imgx_helpers import ROOT, capture_disk, imgx, ok, tool
-
-DIST = pathlib.Path(ROOT) / "dist"
+from tests.bootdisk_helpers import toolkit
+from tests.imgx_helpers import capture_disk, imgx, ok, tool
 
 
 # --- item 8, get side: owners, xattrs, hard links, holes, special files ------
@@ -86,10 +85,7 @@ def test_get_as_another_user_says_owners_were_not_kept():
         # The frozen toolkit, copied beside the image: the checkout and its
         # venv may be where the user cannot read (a clone in root's 0700
         # home: `python -m imgx` then finds no module named imgx).
-        binary = DIST / "deploytool"
-        assert binary.is_file(), "dist/deploytool is missing: run `make " \
-            "freeze`"
-        shutil.copy(binary, tmp / "deploytool")
+        shutil.copy(toolkit(), tmp / "deploytool")
         os.chmod(tmp / "deploytool", 0o755)
         result = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",

@@ -18,7 +18,6 @@ import pytest
 from tests.rdeploy_helpers import rdeploy
 from tests.smalldisk import sha256
 from tests.swarm import labdisk, times
-from tests.swarm.times import verified_seconds
 from tests.swarm.room import Room, blank_disks
 
 pytestmark = pytest.mark.needs("ip", "tc", "ss", "opentracker", "sfdisk",
@@ -70,15 +69,15 @@ def test_one_slow_machine_slows_only_itself(tmp_path):
         for i, disk in disks.items():
             assert sha256(disk) == want, f"receiver {i}'s disk differs"
     wanted = alone[FAST[0]]["wanted_bytes"]
-    before = max(verified_seconds(alone[i]) for i in FAST)
-    after = max(verified_seconds(mixed[i]) for i in FAST)
+    before = max(times.verified_seconds(alone[i]) for i in FAST)
+    after = max(times.verified_seconds(mixed[i]) for i in FAST)
     print(f"\nswarm, one slow machine: {wanted / 1e6:.1f} MB wanted, server "
           f"{SERVER_MBIT} Mbit/s, receivers {HOST_MBIT} Mbit/s, the slow "
           f"one {SLOW_MBIT} Mbit/s")
     for name, summaries in (("alone", alone), ("with the slow one", mixed)):
         for i, s in sorted(summaries.items()):
             print(f"  {name}: receiver {i}{' (slow)' if i == SLOW else ''}:"
-                  f" verified at {verified_seconds(s):.1f} s, peers "
+                  f" verified at {times.verified_seconds(s):.1f} s, peers "
                   f"{s['peer_bytes'] / 1e6:.1f} MB, web seed "
                   f"{s['web_seed_bytes'] / 1e6:.1f} MB, uploaded "
                   f"{s['uploaded_bytes'] / 1e6:.1f} MB, hash failures "
@@ -96,5 +95,6 @@ def test_one_slow_machine_slows_only_itself(tmp_path):
     # of which 59.1 MB came over the link, 47.3 s at the line rate)
     crossed = mixed[SLOW]["downloaded_bytes"]
     assert crossed > 0
-    assert verified_seconds(mixed[SLOW]) >= crossed * 8 / (SLOW_MBIT * 1e6)
+    assert times.verified_seconds(mixed[SLOW]) >= \
+        crossed * 8 / (SLOW_MBIT * 1e6)
     assert after <= MARGIN * before, (before, after)
