@@ -6,6 +6,7 @@ import contextlib
 import functools
 import http.server
 import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -21,9 +22,20 @@ CMDLINE = "console=ttyS0,115200 panic=10"
 
 
 def toolkit():
+    """dist/deploytool; the test fails (not skips) when it is missing, so
+    CI cannot pass on an unfrozen tree."""
     binary = DIST / "deploytool"
     assert binary.is_file(), "dist/deploytool is missing: run `make freeze`"
     return binary
+
+
+def bare(*args, **kw):
+    """Run a command with an empty environment (env -i), as boot media run
+    the frozen tools; stdin is /dev/null unless `input` is given."""
+    if "input" not in kw:
+        kw.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.run(["env", "-i", *map(str, args)], capture_output=True,
+                          **kw)
 
 
 def host_kernel():

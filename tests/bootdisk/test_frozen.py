@@ -4,28 +4,19 @@ tests fail rather than skip, so CI cannot pass on an unfrozen tree."""
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from diskimage import __version__
 import demodisk
-
-DIST = Path(__file__).resolve().parents[2] / "dist"
+from tests.bootdisk_helpers import DIST, bare, toolkit
 
 
 @pytest.fixture(scope="module")
 def frozen():
-    binary = DIST / "deploytool"
-    assert binary.is_file(), "dist/deploytool is missing: run `make freeze`"
+    binary = toolkit()
     assert os.path.realpath(DIST / "rdeploy") == str(binary.resolve())
     return DIST / "rdeploy"
-
-
-def bare(*args, **kw):
-    """Run with an empty environment."""
-    return subprocess.run(["env", "-i", *map(str, args)], capture_output=True,
-                          **kw)
 
 
 def test_frozen_help_and_version(frozen):

@@ -13,28 +13,25 @@ import json
 import signal
 import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 
 import demodisk
-
-DIST = Path(__file__).resolve().parents[2] / "dist"
+from tests.bootdisk_helpers import DIST, toolkit
+from tests.bootdisk_helpers import bare as _bare
 
 pytestmark = pytest.mark.needs("e2fsck", "fsck.fat", "mcopy")
 
 
 @pytest.fixture(scope="module")
 def frozen():
-    binary = DIST / "deploytool"
-    assert binary.is_file(), "dist/deploytool is missing: run `make freeze`"
+    toolkit()
     return DIST / "rdeploy"
 
 
 def bare(*args, **kw):
-    """Run with an empty environment."""
-    return subprocess.run(["env", "-i", *map(str, args)], capture_output=True,
-                          timeout=120, **kw)
+    """bootdisk_helpers.bare, ended after 120 s."""
+    return _bare(*args, timeout=120, **kw)
 
 
 def free_port():

@@ -3,33 +3,24 @@ itself onto a disk file, with rdeploy restore's checks.  Needs dist/
 (`make test` freezes first); without it these fail rather than skip."""
 
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
 import demodisk
 from diskimage.image.reader import ImageReader
 
+from tests.bootdisk_helpers import DIST, bare, toolkit
 from tests.imgx_helpers import demo_image, ok
-
-DIST = Path(__file__).resolve().parents[2] / "dist"
 
 
 @pytest.fixture(scope="module")
 def sfx(tmp_path_factory):
-    assert (DIST / "deploytool").is_file(), \
-        "dist/deploytool is missing: run `make freeze`"
+    toolkit()
     _, image, manifest, tmp = demo_image(tmp_path_factory, "imgx-sfx", 80,
                                          description="sfx demo")
     out = tmp / "restore.run"
     ok("sfx", image, "-o", out)
     return out, image, manifest, tmp
-
-
-def bare(*args):
-    return subprocess.run(["env", "-i", *map(str, args)], capture_output=True,
-                          stdin=subprocess.DEVNULL)
 
 
 def test_sfx_restores_the_demo_disk(sfx):
