@@ -16,6 +16,7 @@ swarm prepare` wrote into the boot root.
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import time
@@ -172,13 +173,28 @@ def _tracker_counts(port, infohash):
         return None
 
 
+def _tracker_dir(port):
+    """The directory (its -d) of the opentracker serving `port`, found
+    from the processes' command lines."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().decode().split("\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]) == "opentracker" and \
+                argv[1:3] == ["-p", str(port)]:
+            return argv[argv.index("-d") + 1]
+    return None
+
+
 @pytest.mark.needs("opentracker")
 def test_swarm_tracker_runs_opentracker_with_the_seeder(
         golden, serve, tmp_path):
     """swarm-tracker: serve runs opentracker, its seeder announces there
     (the tracker counts one complete peer), a receiver given only the
     tracker (no peer, no web seed) finds the seeder through it and
-    completes, and the tracker ends with serve."""
+    completes, and the tracker ends with serve, its directory removed."""
     image, manifest, size = golden
     site = make_site(tmp_path / "site")
     boot = site.parent / "boot"
@@ -206,8 +222,11 @@ def test_swarm_tracker_runs_opentracker_with_the_seeder(
                    size)
     assert got["peer_bytes"] >= _fetched(got) > 0, got
     _judge(tmp_path / "disk.img", image, manifest, tmp_path)
+    where = _tracker_dir(tracker)
+    assert where and os.path.isfile(os.path.join(where, "whitelist")), where
     assert server.stop(signal.SIGTERM) == 143, server.text()
     assert _tracker_counts(tracker, infohash) is None   # it ended with serve
+    assert not os.path.exists(where)        # and took its directory along
     _port_free(port)
 
 
