@@ -157,9 +157,10 @@ def test_serve_seeds_the_site_torrents_and_stops_with_them(
 def _tracker_counts(port, infohash):
     """opentracker's answer to one announce for `infohash` (a leecher
     that has nothing): its bencoded dict, or None when it does not
-    answer.  Percent-encoded throughout (quote, not urlencode's default
-    quote_plus): opentracker reads a "+" as itself, so an infohash with a
-    0x20 byte (one in 13) would be asked as another, never whitelisted."""
+    answer.  Encoded with quote, not urlencode's default quote_plus: that
+    sends a 0x20 byte as "+", which opentracker reads as itself, so an
+    infohash with one (one in 13) would be asked as another, never
+    whitelisted."""
     query = urllib.parse.urlencode({
         "info_hash": bytes.fromhex(infohash),
         "peer_id": b"-TEST00-" + b"0" * 12,
@@ -179,7 +180,7 @@ def _tracker_dir(port):
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().decode().split("\0")
+                argv = f.read().decode("utf-8", "surrogateescape").split("\0")
         except OSError:
             continue
         if os.path.basename(argv[0]) == "opentracker" and \
